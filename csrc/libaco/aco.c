@@ -1,0 +1,666 @@
+/*
+ * aco.c - shared-stack coroutines (libaco 1.2 API).  See aco.h for the
+ * model and the contract; acosw_<arch>.S for the context switch.
+ */
+#include "aco.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include <malloc.h>
+
+/* ---- sanitizer and valgrind hooks ------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ACO_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ACO_ASAN 1
+#endif
+#endif
+
+#ifdef ACO_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define ACO_VALGRIND 1
+#endif
+#endif
+
+/* ---- layout contract with the assembly ---------------------------------- */
+
+_Static_assert(offsetof(aco_t, reg) == 0, "reg[] must be first in aco_t");
+_Static_assert(sizeof(((aco_t *)0)->reg) == ACO_REG_NUM * sizeof(void *),
+               "reg[] size");
+_Static_assert(ACO_OFF_SP == ACO_REG_IDX_SP * sizeof(void *), "SP slot");
+_Static_assert(ACO_OFF_PC == ACO_REG_IDX_PC * sizeof(void *), "PC slot");
+#if defined(__x86_64__)
+_Static_assert(ACO_OFF_R15 + 8 == ACO_OFF_FPENV, "amd64 slots contiguous");
+_Static_assert(ACO_OFF_FPENV + 8 == ACO_REG_NUM * 8, "FP env is last slot");
+#define ACO_FPENV_IDX (ACO_OFF_FPENV / 8)
+#elif defined(__aarch64__)
+_Static_assert(ACO_OFF_FPCR + 8 == ACO_REG_NUM * 8, "FPCR is last slot");
+#define ACO_FPENV_IDX (ACO_OFF_FPCR / 8)
+#define ACO_X19_IDX (ACO_OFF_X19 / 8)
+#endif
+
+/* aco_flags_ bits */
+#define ACO_F_NAMED 0x01 /* has an entry in the name table */
+#define ACO_F_INLINE 0x02 /* save_stack.ptr points into the aco_t block */
+
+/* ---- per-thread state ------------------------------------------------------ */
+
+__thread aco_t *aco_gtls_co;
+static __thread aco_cofuncp_t aco_gtls_last_word_fp;
+static __thread void *aco_gtls_fpenv; /* initial reg[ACO_FPENV_IDX] */
+static __thread int aco_gtls_inited;
+#ifdef ACO_ASAN
+static __thread const void *aco_gtls_main_stack_bottom;
+static __thread size_t aco_gtls_main_stack_size;
+#endif
+
+/* assembly (acosw_<arch>.S) */
+extern void aco_funcp_protector_asm(void) __asm__("aco_funcp_protector_asm");
+#if defined(__aarch64__)
+extern void aco_co_entry_asm(void) __asm__("aco_co_entry_asm");
+#endif
+
+/* ---- messages ------------------------------------------------------------ */
+
+void aco_abortf(const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) n = 0;
+  if ((size_t)n > sizeof(buf) - 2) n = (int)sizeof(buf) - 2;
+  buf[n++] = '\n';
+  /* write(2), not stdio: we may be on a broken stack or in a handler */
+  ssize_t w = write(2, buf, (size_t)n);
+  (void)w;
+  abort();
+}
+
+/* ---- names (rare; kept out of aco_t to keep it small) ------------------ */
+
+#define ACO_NAME_BUCKETS 256
+typedef struct aco_name_node {
+  const aco_t *co;
+  const char *name;
+  struct aco_name_node *next;
+} aco_name_node_t;
+static aco_name_node_t *aco_names[ACO_NAME_BUCKETS];
+static pthread_mutex_t aco_names_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t aco_name_bucket(const aco_t *co) {
+  uintptr_t h = (uintptr_t)co;
+  h ^= h >> 17;
+  h *= 0x9E3779B97F4A7C15ull;
+  return (size_t)(h >> 56) % ACO_NAME_BUCKETS;
+}
+
+static void aco_name_remove_locked(const aco_t *co) {
+  aco_name_node_t **pp = &aco_names[aco_name_bucket(co)];
+  while (*pp) {
+    if ((*pp)->co == co) {
+      aco_name_node_t *dead = *pp;
+      *pp = dead->next;
+      free(dead);
+      return;
+    }
+    pp = &(*pp)->next;
+  }
+}
+
+void aco_set_name(aco_t *co, const char *name) {
+  aco_assertptr(co);
+  pthread_mutex_lock(&aco_names_lock);
+  if (co->aco_flags_ & ACO_F_NAMED) aco_name_remove_locked(co);
+  co->aco_flags_ &= (unsigned char)~ACO_F_NAMED;
+  if (name) {
+    aco_name_node_t *n = malloc(sizeof(*n));
+    aco_assertalloc_ptr(n);
+    n->co = co;
+    n->name = name;
+    size_t b = aco_name_bucket(co);
+    n->next = aco_names[b];
+    aco_names[b] = n;
+    co->aco_flags_ |= ACO_F_NAMED;
+  }
+  pthread_mutex_unlock(&aco_names_lock);
+}
+
+static const char *aco_name_lookup(const aco_t *co, int may_block) {
+  if (!(co->aco_flags_ & ACO_F_NAMED)) return NULL;
+  if (may_block)
+    pthread_mutex_lock(&aco_names_lock);
+  else if (pthread_mutex_trylock(&aco_names_lock) != 0)
+    return NULL;
+  const char *name = NULL;
+  for (aco_name_node_t *n = aco_names[aco_name_bucket(co)]; n; n = n->next)
+    if (n->co == co) {
+      name = n->name;
+      break;
+    }
+  pthread_mutex_unlock(&aco_names_lock);
+  return name;
+}
+
+const char *aco_get_name(const aco_t *co) {
+  aco_assertptr(co);
+  return aco_name_lookup(co, 1);
+}
+
+/* ---- coroutine-local storage keys ------------------------------------- */
+
+static atomic_int aco_cls_next;
+
+int aco_cls_key_create(void) {
+  int k = atomic_fetch_add(&aco_cls_next, 1);
+  if (k >= ACO_CLS_SLOTS) {
+    atomic_fetch_sub(&aco_cls_next, 1);
+    errno = EAGAIN;
+    return -1;
+  }
+  return k;
+}
+
+/* ---- stack overflow reporting -------------------------------------------
+ *
+ * A guard-page hit raises SIGSEGV with the stack pointer inside the guard
+ * page, so the handler must run on an alternate signal stack
+ * (SA_ONSTACK; aco_thread_init makes sure the thread has one).  Only
+ * faults that are a share-stack overflow of the running coroutine are
+ * ours; every other SIGSEGV goes to the handler that was installed before
+ * us (for a Go program, the Go runtime's, which turns nil dereferences in
+ * Go code into panics), exactly as if we were not there.
+ */
+
+static struct sigaction aco_prev_segv;
+static pthread_once_t aco_segv_once = PTHREAD_ONCE_INIT;
+
+/* async-signal-safe formatting into a fixed buffer */
+typedef struct {
+  char b[512];
+  size_t n;
+} aco_sbuf_t;
+
+static void sbuf_s(aco_sbuf_t *s, const char *str) {
+  while (*str && s->n < sizeof(s->b) - 1) s->b[s->n++] = *str++;
+}
+
+static void sbuf_hex(aco_sbuf_t *s, uintptr_t v) {
+  char tmp[2 + 16];
+  int i = 0;
+  do {
+    tmp[i++] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v);
+  sbuf_s(s, "0x");
+  while (i > 0 && s->n < sizeof(s->b) - 1) s->b[s->n++] = tmp[--i];
+}
+
+static void sbuf_dec(aco_sbuf_t *s, size_t v) {
+  char tmp[24];
+  int i = 0;
+  do {
+    tmp[i++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (i > 0 && s->n < sizeof(s->b) - 1) s->b[s->n++] = tmp[--i];
+}
+
+static uintptr_t aco_ucontext_sp(void *uctx) {
+  ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+  return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+  return (uintptr_t)uc->uc_mcontext.sp;
+#endif
+}
+
+static void aco_segv_handler(int sig, siginfo_t *si, void *uctx) {
+  int saved_errno = errno;
+  aco_t *co = aco_gtls_co;
+  if (co != NULL && co->main_co != NULL && co->share_stack != NULL &&
+      co->share_stack->guard_page_enabled) {
+    aco_share_stack_t *ss = co->share_stack;
+    uintptr_t addr = (uintptr_t)si->si_addr;
+    uintptr_t guard_lo = (uintptr_t)ss->real_ptr;
+    uintptr_t guard_hi = (uintptr_t)ss->ptr;
+    uintptr_t sp = aco_ucontext_sp(uctx);
+    /* a hit in the guard page, or a fault just below the stack with the
+     * stack pointer already past its bottom (a frame larger than a page) */
+    if ((addr >= guard_lo && addr < guard_hi) ||
+        (sp < guard_hi && sp + (1u << 20) > guard_lo && addr < guard_hi &&
+         addr + (1u << 20) > guard_lo)) {
+      aco_sbuf_t s = {.n = 0};
+      const char *name = aco_name_lookup(co, 0);
+      sbuf_s(&s, "aco: stack overflow in coroutine ");
+      if (name) {
+        sbuf_s(&s, "\"");
+        sbuf_s(&s, name);
+        sbuf_s(&s, "\" ");
+      }
+      sbuf_hex(&s, (uintptr_t)co);
+      sbuf_s(&s, " (fp ");
+      sbuf_hex(&s, (uintptr_t)co->fp);
+      sbuf_s(&s, "): it ran past the bottom of its share stack ");
+      sbuf_hex(&s, guard_hi);
+      sbuf_s(&s, " (");
+      sbuf_dec(&s, ss->sz);
+      sbuf_s(&s, " bytes) into the guard page; fault at ");
+      sbuf_hex(&s, addr);
+      sbuf_s(&s, ", sp ");
+      sbuf_hex(&s, sp);
+      sbuf_s(&s, "\n");
+      ssize_t w = write(2, s.b, s.n);
+      (void)w;
+      /* abort() with the default SIGABRT action: no handler can resume a
+       * coroutine whose stack is gone */
+      signal(SIGABRT, SIG_DFL);
+      abort();
+    }
+  }
+  errno = saved_errno;
+  /* not ours: behave as the previous disposition would */
+  if (aco_prev_segv.sa_flags & SA_SIGINFO) {
+    if (aco_prev_segv.sa_sigaction) {
+      aco_prev_segv.sa_sigaction(sig, si, uctx);
+      return;
+    }
+  } else if (aco_prev_segv.sa_handler != SIG_DFL &&
+             aco_prev_segv.sa_handler != SIG_IGN) {
+    aco_prev_segv.sa_handler(sig);
+    return;
+  }
+  /* default: reinstate it; a fault re-executes and kills, a sent signal
+   * is raised again */
+  signal(sig, SIG_DFL);
+  if (si->si_code <= 0) raise(sig);
+}
+
+static void aco_segv_install(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_sigaction = aco_segv_handler;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+  if (sigaction(SIGSEGV, &sa, &aco_prev_segv) != 0)
+    aco_abortf("aco: sigaction(SIGSEGV): %s", strerror(errno));
+}
+
+/* ---- thread init -------------------------------------------------------------- */
+
+static pthread_key_t aco_altstack_key;
+static pthread_once_t aco_altstack_once = PTHREAD_ONCE_INIT;
+#define ACO_ALTSTACK_SZ (64 * 1024)
+
+static void aco_altstack_free(void *mem) {
+  stack_t cur;
+  if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem) {
+    stack_t off = {.ss_flags = SS_DISABLE};
+    sigaltstack(&off, NULL);
+  }
+  munmap(mem, ACO_ALTSTACK_SZ);
+}
+
+static void aco_altstack_key_init(void) {
+  if (pthread_key_create(&aco_altstack_key, aco_altstack_free) != 0)
+    aco_abortf("aco: pthread_key_create failed");
+}
+
+static void *aco_read_fpenv(void) {
+#if defined(__x86_64__)
+  uint32_t mxcsr;
+  uint16_t fpucw;
+  __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+  __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+  return (void *)((uintptr_t)mxcsr | ((uintptr_t)fpucw << 32));
+#elif defined(__aarch64__)
+  uint64_t fpcr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+  return (void *)(uintptr_t)fpcr;
+#endif
+}
+
+void aco_thread_init(aco_cofuncp_t last_word_co_fp) {
+  aco_gtls_last_word_fp = last_word_co_fp;
+  aco_gtls_fpenv = aco_read_fpenv();
+  aco_gtls_inited = 1;
+  stack_t cur;
+  if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
+    pthread_once(&aco_altstack_once, aco_altstack_key_init);
+    void *mem = mmap(NULL, ACO_ALTSTACK_SZ, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    aco_assertalloc_bool(mem != MAP_FAILED);
+    stack_t st = {.ss_sp = mem, .ss_size = ACO_ALTSTACK_SZ, .ss_flags = 0};
+    if (sigaltstack(&st, NULL) != 0)
+      aco_abortf("aco_thread_init: sigaltstack: %s", strerror(errno));
+    pthread_setspecific(aco_altstack_key, mem);
+  }
+}
+
+/* ---- share stacks ---------------------------------------------------------- */
+
+typedef struct {
+  aco_share_stack_t pub;
+  unsigned vg_stack_id; /* valgrind's id for this stack */
+} aco_share_stack_priv_t;
+
+aco_share_stack_t *aco_share_stack_new(size_t sz) {
+  return aco_share_stack_new2(sz, 1);
+}
+
+aco_share_stack_t *aco_share_stack_new2(size_t sz, char guard_page_enabled) {
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  if (sz == 0) sz = 2u << 20;
+  if (sz < 4096) sz = 4096;
+  aco_size_t_safe_add_assert(sz, pg - 1);
+  sz = (sz + pg - 1) & ~(pg - 1);
+  size_t real_sz = sz;
+  if (guard_page_enabled) {
+    aco_size_t_safe_add_assert(sz, pg);
+    real_sz += pg;
+  }
+  aco_share_stack_priv_t *p = calloc(1, sizeof(*p));
+  aco_assertalloc_ptr(p);
+  aco_share_stack_t *ss = &p->pub;
+  void *mem = mmap(NULL, real_sz, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  aco_assertalloc_bool(mem != MAP_FAILED);
+  ss->real_ptr = mem;
+  ss->real_sz = real_sz;
+  ss->guard_page_enabled = guard_page_enabled ? 1 : 0;
+  if (guard_page_enabled) {
+    if (mprotect(mem, pg, PROT_NONE) != 0)
+      aco_abortf("aco_share_stack_new2: mprotect(guard page): %s",
+                 strerror(errno));
+    ss->ptr = (char *)mem + pg;
+    pthread_once(&aco_segv_once, aco_segv_install);
+  } else {
+    ss->ptr = mem;
+  }
+  ss->sz = sz;
+  uintptr_t top = ((uintptr_t)ss->ptr + sz) & ~(uintptr_t)15;
+  ss->align_highptr = (void *)top;
+#if defined(__x86_64__)
+  /* A coroutine starts as if called: its return address (the protector)
+   * sits in a slot that is 8 mod 16, and its live stack begins below. */
+  ss->align_retptr = (void *)(top - 8);
+  *(void **)ss->align_retptr = (void *)aco_funcp_protector_asm;
+#else
+  ss->align_retptr = (void *)top;
+#endif
+  ss->align_limit = (size_t)((uintptr_t)ss->align_retptr - (uintptr_t)ss->ptr);
+  ss->owner = NULL;
+  ss->align_validsz = 0;
+#ifdef ACO_VALGRIND
+  p->vg_stack_id = VALGRIND_STACK_REGISTER(ss->ptr, (char *)ss->ptr + sz);
+#endif
+  return ss;
+}
+
+void aco_share_stack_destroy(aco_share_stack_t *ss) {
+  aco_assertptr(ss);
+  aco_share_stack_priv_t *p = (aco_share_stack_priv_t *)ss;
+#ifdef ACO_VALGRIND
+  VALGRIND_STACK_DEREGISTER(p->vg_stack_id);
+#endif
+#ifdef ACO_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(ss->ptr, ss->sz);
+#endif
+  munmap(ss->real_ptr, ss->real_sz);
+  free(p);
+}
+
+/* ---- coroutines ------------------------------------------------------------ */
+
+static void aco_default_last_word(void) {}
+
+/* Reached (on the share stack) when a coroutine function returns. */
+void aco_funcp_protector(void) __asm__("aco_funcp_protector");
+void aco_funcp_protector(void) {
+  aco_t *co = aco_gtls_co;
+  if (aco_gtls_last_word_fp != NULL) aco_gtls_last_word_fp();
+  aco_default_last_word();
+  const char *name = co ? aco_name_lookup(co, 0) : NULL;
+  aco_abortf("aco: coroutine %s%s%s%p (fp %p) returned from its function; "
+             "a coroutine must end with aco_exit()",
+             name ? "\"" : "", name ? name : "", name ? "\" " : "",
+             (void *)co, co ? (void *)co->fp : NULL);
+}
+
+#ifdef ACO_ASAN
+/* With ASan the coroutine must tell ASan it arrived on a new stack before
+ * running any instrumented code, so fp is entered through this. */
+static void aco_asan_entry(void) {
+  __sanitizer_finish_switch_fiber(NULL, &aco_gtls_main_stack_bottom,
+                                  &aco_gtls_main_stack_size);
+  aco_gtls_co->fp();
+  aco_funcp_protector();
+}
+#endif
+
+aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
+                  size_t save_stack_sz, aco_cofuncp_t fp, void *arg) {
+  if (aco_unlikely(!aco_gtls_inited))
+    aco_abortf("aco_create: aco_thread_init() was never called on this "
+               "thread; a coroutine created here would start with a zeroed "
+               "MXCSR/FPU control word");
+  if (share_stack == NULL) {
+    /* the main coroutine: stands for the thread's own stack */
+    aco_assert(main_co == NULL);
+    aco_t *co = calloc(1, sizeof(aco_t));
+    aco_assertalloc_ptr(co);
+    co->fp = fp;
+    co->arg = arg;
+    return co;
+  }
+  if (aco_unlikely(main_co == NULL || main_co->main_co != NULL))
+    aco_abortf("aco_create: main_co %p is not a main coroutine",
+               (void *)main_co);
+  aco_assertptr(fp);
+  if (save_stack_sz == 0) save_stack_sz = 64;
+  aco_size_t_safe_add_assert(save_stack_sz, 15 + sizeof(aco_t));
+  save_stack_sz = (save_stack_sz + 15) & ~(size_t)15;
+  /* One allocation: the coroutine and its first save stack. */
+  aco_t *co = malloc(sizeof(aco_t) + save_stack_sz);
+  aco_assertalloc_ptr(co);
+  memset(co, 0, sizeof(aco_t));
+  size_t usable = malloc_usable_size(co);
+  if (usable > sizeof(aco_t) + save_stack_sz)
+    save_stack_sz = (usable - sizeof(aco_t)) & ~(size_t)15;
+  co->save_stack.ptr = (char *)co + sizeof(aco_t);
+  co->save_stack.sz = save_stack_sz;
+  co->aco_flags_ = ACO_F_INLINE;
+  co->main_co = main_co;
+  co->arg = arg;
+  co->fp = fp;
+  co->share_stack = share_stack;
+  co->reg[ACO_REG_IDX_SP] = share_stack->align_retptr;
+  co->reg[ACO_FPENV_IDX] = aco_gtls_fpenv;
+#if defined(__x86_64__)
+#ifdef ACO_ASAN
+  co->reg[ACO_REG_IDX_PC] = (void *)aco_asan_entry;
+#else
+  co->reg[ACO_REG_IDX_PC] = (void *)fp;
+#endif
+#elif defined(__aarch64__)
+  /* aco_co_entry_asm sets lr to the protector and branches to x19 */
+  co->reg[ACO_REG_IDX_PC] = (void *)aco_co_entry_asm;
+#ifdef ACO_ASAN
+  co->reg[ACO_X19_IDX] = (void *)aco_asan_entry;
+#else
+  co->reg[ACO_X19_IDX] = (void *)fp;
+#endif
+#endif
+  return co;
+}
+
+/* copies between the share stack and a save stack; under ASan the share
+ * stack's shadow still describes whichever coroutine last ran there, so
+ * the live range is unpoisoned before it is read or rewritten */
+static inline void aco_stack_copy(void *dst, const void *src, size_t n,
+                                  void *shared_range) {
+#ifdef ACO_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(shared_range, n);
+#else
+  (void)shared_range;
+#endif
+  memcpy(dst, src, n);
+}
+
+__attribute__((noinline, cold)) static void aco_save_stack_grow(
+    aco_t *co, size_t need) {
+  size_t nsz = co->save_stack.sz ? co->save_stack.sz : 64;
+  while (nsz < need) {
+    aco_size_t_safe_add_assert(nsz, nsz);
+    nsz <<= 1;
+  }
+  void *p = malloc(nsz);
+  aco_assertalloc_ptr(p);
+  if (!(co->aco_flags_ & ACO_F_INLINE)) free(co->save_stack.ptr);
+  co->aco_flags_ &= (unsigned char)~ACO_F_INLINE;
+  co->save_stack.ptr = p;
+  co->save_stack.sz = nsz;
+}
+
+/* Copies the owner's live bytes out and co's back in. */
+static inline void aco_take_share_stack(aco_share_stack_t *ss, aco_t *co) {
+  aco_t *owner = ss->owner;
+  if (owner != NULL) {
+    aco_assert(owner->share_stack == ss);
+    char *sp = owner->reg[ACO_REG_IDX_SP];
+    size_t n = (size_t)((char *)ss->align_retptr - sp);
+    if (aco_unlikely(n > ss->align_limit))
+      aco_abortf("aco_resume: coroutine %p has a saved stack pointer %p "
+                 "outside its share stack (corrupted coroutine)",
+                 (void *)owner, (void *)sp);
+    if (aco_unlikely(n > owner->save_stack.sz)) aco_save_stack_grow(owner, n);
+    aco_stack_copy(owner->save_stack.ptr, sp, n, sp);
+    owner->save_stack.valid_sz = n;
+    owner->save_stack.ct_save++;
+    if (n > owner->save_stack.max_cpsz) owner->save_stack.max_cpsz = n;
+  }
+  ss->owner = co;
+  size_t n = co->save_stack.valid_sz;
+  if (n != 0) {
+    char *sp = co->reg[ACO_REG_IDX_SP];
+    aco_stack_copy(sp, co->save_stack.ptr, n, sp);
+    co->save_stack.ct_restore++;
+  }
+  ss->align_validsz = n;
+}
+
+__attribute__((noinline, cold, noreturn)) static void aco_resume_misuse(
+    aco_t *co) {
+  if (co == NULL) aco_abortf("aco_resume: NULL coroutine");
+  if (co->main_co == NULL)
+    aco_abortf("aco_resume: %p is a main coroutine; only non-main "
+               "coroutines can be resumed", (void *)co);
+  if (co->is_end)
+    aco_abortf("aco_resume: coroutine %p has ended (aco_exit was called); "
+               "an ended coroutine can't be resumed, only destroyed",
+               (void *)co);
+  aco_abortf("aco_resume: called from inside coroutine %p; aco_resume may "
+             "only be called from the main coroutine", (void *)aco_gtls_co);
+}
+
+void aco_resume(aco_t *co) {
+  aco_t *cur = aco_gtls_co;
+  if (aco_unlikely(co == NULL || co->main_co == NULL || co->is_end ||
+                   (cur != NULL && cur->main_co != NULL)))
+    aco_resume_misuse(co);
+  aco_share_stack_t *ss = co->share_stack;
+  if (ss->owner != co) aco_take_share_stack(ss, co);
+  aco_gtls_co = co;
+#ifdef ACO_ASAN
+  void *fake = NULL;
+  __sanitizer_start_switch_fiber(&fake, ss->ptr, ss->sz);
+  acosw(co->main_co, co);
+  __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+  acosw(co->main_co, co);
+#endif
+  aco_gtls_co = co->main_co;
+}
+
+void aco_yield1(aco_t *co) {
+  if (aco_unlikely(co == NULL || co->main_co == NULL || co != aco_gtls_co))
+    aco_abortf("aco_yield1: %p is not the running non-main coroutine "
+               "(running: %p)", (void *)co, (void *)aco_gtls_co);
+#ifdef ACO_ASAN
+  void *fake = NULL;
+  __sanitizer_start_switch_fiber(&fake, aco_gtls_main_stack_bottom,
+                                 aco_gtls_main_stack_size);
+  acosw(co, co->main_co);
+  __sanitizer_finish_switch_fiber(fake, &aco_gtls_main_stack_bottom,
+                                  &aco_gtls_main_stack_size);
+#else
+  acosw(co, co->main_co);
+#endif
+}
+
+void aco_exit1(aco_t *co) {
+  if (aco_unlikely(co == NULL || co->main_co == NULL || co != aco_gtls_co))
+    aco_abortf("aco_exit1: %p is not the running non-main coroutine "
+               "(running: %p)", (void *)co, (void *)aco_gtls_co);
+  co->is_end = 1;
+  aco_assert(co->share_stack->owner == co);
+  /* give the stack up without saving: nothing on it is needed again */
+  co->share_stack->owner = NULL;
+  co->share_stack->align_validsz = 0;
+  co->save_stack.valid_sz = 0;
+#ifdef ACO_ASAN
+  __sanitizer_start_switch_fiber(NULL, aco_gtls_main_stack_bottom,
+                                 aco_gtls_main_stack_size);
+#endif
+  acosw(co, co->main_co);
+  aco_abortf("aco_exit1: ended coroutine %p was switched to again",
+             (void *)co);
+}
+
+void aco_destroy(aco_t *co) {
+  aco_assertptr(co);
+  if (co->main_co != NULL && co == aco_gtls_co)
+    aco_abortf("aco_destroy: coroutine %p destroyed while it runs",
+               (void *)co);
+  if (co->aco_flags_ & ACO_F_NAMED) aco_set_name(co, NULL);
+  if (co->main_co == NULL) {
+    if (aco_gtls_co == co) aco_gtls_co = NULL;
+    free(co);
+    return;
+  }
+  if (co->share_stack->owner == co) {
+    co->share_stack->owner = NULL;
+    co->share_stack->align_validsz = 0;
+  }
+  if (!(co->aco_flags_ & ACO_F_INLINE)) free(co->save_stack.ptr);
+  free(co);
+}
+
+size_t aco_resume_copy_cost(const aco_t *co, size_t *copy_out) {
+  aco_assertptr(co);
+  size_t in = 0, out = 0;
+  if (co->main_co != NULL && co->share_stack->owner != co) {
+    in = co->save_stack.valid_sz;
+    const aco_t *owner = co->share_stack->owner;
+    if (owner)
+      out = (size_t)((char *)co->share_stack->align_retptr -
+                     (char *)owner->reg[ACO_REG_IDX_SP]);
+  }
+  if (copy_out) *copy_out = out;
+  return in;
+}

@@ -1,0 +1,239 @@
+/*
+ * aco.h - shared-stack ("copy stack") coroutines with the libaco 1.2 API.
+ *
+ * A program written against libaco 1.2.x compiles against this header and
+ * behaves the same.  This implementation is our own; libaco is the
+ * reference for names and semantics only.
+ *
+ * The model
+ * ---------
+ * Each OS thread calls aco_thread_init() once and creates a main coroutine
+ * (aco_create(NULL, NULL, 0, NULL, NULL)), which stands for the thread's
+ * own stack.  Non-main coroutines run on a *share stack*: one large mmap'd
+ * stack that many coroutines take turns on.  Each coroutine also has a
+ * small *save stack* (heap) that holds its live stack bytes while another
+ * coroutine owns the share stack.
+ *
+ * The shared-stack contract (what makes this fast, and what you must obey)
+ * ------------------------------------------------------------------------
+ *  - aco_resume(co) may only be called from the main coroutine.  A
+ *    coroutine returns control only with aco_yield()/aco_yield1() (back to
+ *    main) or aco_exit() (ends it).
+ *  - A yield never copies.  The share stack is copied out only when a
+ *    *different* coroutine of the same share stack is resumed; only the
+ *    live bytes (saved SP up to the top) are copied, into the owner's save
+ *    stack, and copied back to the very same addresses when that owner is
+ *    resumed again.  So a pointer into a coroutine's stack is valid only
+ *    while that coroutine runs: never hand the address of a stack variable
+ *    to another coroutine, another thread, or anything that outlives the
+ *    next yield.  Use the heap (or coroutine-local storage) for that.
+ *  - The save stack grows on demand; save_stack.max_cpsz records the most
+ *    bytes ever copied so the size passed to aco_create can be right-sized.
+ *  - aco_exit() and aco_destroy() drop ownership without saving anything.
+ *  - A coroutine function must never return: it must end with aco_exit().
+ *    If it returns, the thread's "last word" function (aco_thread_init's
+ *    argument) is called, then the process aborts with a message.
+ *  - Coroutines never move between threads.
+ *  - The x87 control word and MXCSR (x86-64) / FPCR (aarch64) are per
+ *    coroutine unless ACO_CONFIG_SHARE_FPU_MXCSR_ENV is defined.
+ *
+ * Beyond libaco
+ * -------------
+ *  - aarch64 support.
+ *  - The share stack's guard page is PROT_NONE and an overflow into it
+ *    aborts with a message naming the coroutine (aco_set_name()) rather
+ *    than corrupting memory.  The SIGSEGV handler chains to whatever
+ *    handler was installed before it (the Go runtime's included) for every
+ *    fault that is not a guard-page hit, and runs on the thread's
+ *    alternate signal stack (aco_thread_init installs one if the thread has
+ *    none).
+ *  - AddressSanitizer fiber annotations and valgrind stack registration.
+ *  - Coroutine-local storage: ACO_CLS_SLOTS pointer slots per coroutine,
+ *    handed out by aco_cls_key_create().
+ *  - aco_current(): the running non-main coroutine, or NULL.
+ *
+ * Errors
+ * ------
+ * Misuse that would corrupt memory (resume of an ended coroutine, resume
+ * from inside a coroutine, aco_create before aco_thread_init, ...) aborts
+ * with a message that says which rule was broken; these checks are always
+ * on, not only in debug builds.
+ */
+#ifndef ACO_H
+#define ACO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "acosw_layout.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ACO_VERSION_MAJOR 1
+#define ACO_VERSION_MINOR 2
+#define ACO_VERSION_PATCH 4
+
+/* coroutine-local storage slots per coroutine */
+#define ACO_CLS_SLOTS 4
+
+#define aco_likely(x) (__builtin_expect(!!(x), 1))
+#define aco_unlikely(x) (__builtin_expect(!!(x), 0))
+
+/* Prints a message and aborts (used by the aco_assert family). */
+__attribute__((noreturn, format(printf, 1, 2))) void aco_abortf(
+    const char *fmt, ...);
+
+/* Always-on assertions (libaco's names).  They abort with the expression,
+ * file and line; they are not compiled out by NDEBUG. */
+#define aco_assert(EX)                                                    \
+  ((aco_likely(EX)) ? (void)0                                             \
+                    : aco_abortf("aco_assert(%s) failed at %s:%d", #EX,   \
+                                 __FILE__, __LINE__))
+#define aco_assertptr(ptr)                                                \
+  ((aco_likely((ptr) != NULL))                                            \
+       ? (void)0                                                          \
+       : aco_abortf("aco_assertptr(%s) failed: NULL at %s:%d", #ptr,      \
+                    __FILE__, __LINE__))
+#define aco_assertalloc_bool(b)                                           \
+  ((aco_likely(b)) ? (void)0                                              \
+                   : aco_abortf("aco: out of memory at %s:%d", __FILE__,  \
+                                __LINE__))
+#define aco_assertalloc_ptr(ptr) aco_assertalloc_bool((ptr) != NULL)
+
+/* size_t arithmetic that cannot wrap */
+#define aco_size_t_safe_add_assert(a, b) aco_assert((a) + (b) >= (a))
+
+typedef struct aco_s aco_t;
+typedef void (*aco_cofuncp_t)(void);
+
+typedef struct {
+  void *ptr;         /* heap buffer holding the live bytes while suspended */
+  size_t sz;         /* its capacity */
+  size_t valid_sz;   /* bytes it holds now */
+  size_t max_cpsz;   /* most bytes ever copied out (right-size hint) */
+  size_t ct_save;    /* times copied out of the share stack */
+  size_t ct_restore; /* times copied back in */
+} aco_save_stack_t;
+
+typedef struct {
+  void *ptr;           /* lowest usable byte (just above the guard page) */
+  size_t sz;           /* usable bytes */
+  void *align_highptr; /* top of the stack, 16-byte aligned */
+  void *align_retptr;  /* live stacks are [saved SP, align_retptr) */
+  size_t align_validsz; /* live bytes of the owner when it last switched */
+  size_t align_limit;  /* most live bytes a coroutine can have */
+  aco_t *owner;        /* coroutine whose bytes are on the stack, or NULL */
+  char guard_page_enabled;
+  void *real_ptr;      /* the mapping (guard page first) */
+  size_t real_sz;      /* its length */
+} aco_share_stack_t;
+
+struct aco_s {
+  /* Saved machine state; must stay first (acosw_layout.h). */
+  void *reg[ACO_REG_NUM];
+  aco_t *main_co;   /* NULL for a main coroutine */
+  void *arg;
+  char is_end;      /* set by aco_exit; the coroutine can't be resumed */
+  unsigned char aco_flags_; /* private */
+  aco_cofuncp_t fp;
+  aco_save_stack_t save_stack;
+  aco_share_stack_t *share_stack;
+  void *cls[ACO_CLS_SLOTS]; /* coroutine-local storage */
+};
+
+/* --- thread and stacks --------------------------------------------------- */
+
+/* Prepares the calling thread: records its floating-point control state
+ * (the initial state of every coroutine it creates), its last-word
+ * function (called when a coroutine function returns; NULL for the
+ * default message), and makes sure it has an alternate signal stack so a
+ * share-stack overflow can be reported.  Call once per thread before
+ * aco_create. */
+void aco_thread_init(aco_cofuncp_t last_word_co_fp);
+
+/* A share stack of sz bytes (0: 2 MiB; rounded up to whole pages) with a
+ * PROT_NONE guard page below it. */
+aco_share_stack_t *aco_share_stack_new(size_t sz);
+/* As aco_share_stack_new, guard page optional. */
+aco_share_stack_t *aco_share_stack_new2(size_t sz, char guard_page_enabled);
+/* Frees the stack.  No coroutine may still use it. */
+void aco_share_stack_destroy(aco_share_stack_t *sstk);
+
+/* --- coroutines ---------------------------------------------------------- */
+
+/* aco_create(NULL, NULL, 0, NULL, NULL) creates the thread's main
+ * coroutine.  Otherwise creates a coroutine that will run fp(void) on
+ * share_stack with arg, and a save stack of save_stack_sz bytes (0: 64;
+ * it grows on demand).  It does not run until aco_resume. */
+aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
+                  size_t save_stack_sz, aco_cofuncp_t fp, void *arg);
+
+/* Runs co until it yields or exits.  Main coroutine only. */
+void aco_resume(aco_t *resume_co);
+
+/* Frees co (main or not).  A suspended coroutine is dropped without
+ * saving; the caller must not be running on co. */
+void aco_destroy(aco_t *co);
+
+/* The running coroutine of this thread: a non-main coroutine while one
+ * runs, the main coroutine (or NULL before the first resume) otherwise. */
+extern __thread aco_t *aco_gtls_co;
+
+#define aco_get_co() (aco_gtls_co)
+#define aco_get_arg() (aco_gtls_co->arg)
+#define aco_is_main_co(co) ((co)->main_co == NULL)
+
+/* The running non-main coroutine, or NULL on the main coroutine. */
+static inline aco_t *aco_current(void) {
+  aco_t *co = aco_gtls_co;
+  return (co != NULL && co->main_co != NULL) ? co : NULL;
+}
+
+/* Switch from `from` to `to` (assembly, acosw_<arch>.S).  Use
+ * aco_resume/aco_yield; this is exported for libaco compatibility. */
+extern void acosw(aco_t *from_co, aco_t *to_co) __asm__("acosw");
+
+/* Yields yield_co (the running coroutine) back to its main coroutine.
+ * Never copies stack bytes. */
+void aco_yield1(aco_t *yield_co);
+#define aco_yield() aco_yield1(aco_gtls_co)
+
+/* Ends the coroutine: is_end is set, the share stack is given up without
+ * saving, and control returns to main.  Never returns. */
+__attribute__((noreturn)) void aco_exit1(aco_t *co);
+#define aco_exit() aco_exit1(aco_gtls_co)
+
+/* --- beyond libaco ------------------------------------------------------- */
+
+/* A name for diagnostics (stack overflow, misuse).  The string is not
+ * copied and must outlive the coroutine.  NULL clears it. */
+void aco_set_name(aco_t *co, const char *name);
+const char *aco_get_name(const aco_t *co);
+
+/* Allocates a coroutine-local storage slot number for all coroutines.
+ * Returns 0..ACO_CLS_SLOTS-1, or -1 with errno EAGAIN when all are taken. */
+int aco_cls_key_create(void);
+
+static inline void *aco_cls_get(const aco_t *co, int key) {
+  aco_assert(co != NULL && key >= 0 && key < ACO_CLS_SLOTS);
+  return co->cls[key];
+}
+static inline void aco_cls_set(aco_t *co, int key, void *value) {
+  aco_assert(co != NULL && key >= 0 && key < ACO_CLS_SLOTS);
+  co->cls[key] = value;
+}
+
+/* Bytes that resuming co would copy back in now (0 when it already owns
+ * its share stack), and bytes the current owner would have to copy out. */
+size_t aco_resume_copy_cost(const aco_t *co, size_t *copy_out);
+
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ACO_H */

@@ -1,0 +1,84 @@
+/*
+ * acosw_amd64.S - the x86-64 context switch (System V AMD64 psABI).
+ *
+ *   void acosw(aco_t *from, aco_t *to)      rdi = from, rsi = to
+ *
+ * Saves into from->reg[] what the psABI says a callee must preserve
+ * (3.2.1 "Registers": rbx, rbp, r12-r15, rsp; 3.2.3: the x87 control word
+ * and MXCSR control bits), loads the same from to->reg[] and jumps to
+ * to's resume pc.  Offsets come from acosw_layout.h and are checked
+ * against aco_t in aco.c.
+ *
+ * SP is stored as it will be after this call returns (return address
+ * popped) and the return address as the resume pc: a suspended
+ * coroutine's live stack is exactly [reg[SP], top) and holds nothing of
+ * acosw's.  A fresh coroutine's SP points at a slot holding the protector
+ * address, so its function is entered as if called from the protector.
+ *
+ * Caller-saved registers need no saving: acosw is a real call, so the
+ * compiler has already assumed they are clobbered.  The direction flag is
+ * clear at every call by the psABI, so it needs no saving either.
+ */
+#include "acosw_layout.h"
+
+#if defined(__x86_64__)
+
+        .text
+        .globl  acosw
+        .type   acosw, @function
+        .p2align 4
+acosw:
+        movq    (%rsp), %rax                /* from's resume pc */
+        leaq    8(%rsp), %rdx               /* from's SP after return */
+        movq    %rax, ACO_OFF_PC(%rdi)
+        movq    %rdx, ACO_OFF_SP(%rdi)
+        movq    %rbx, ACO_OFF_RBX(%rdi)
+        movq    %rbp, ACO_OFF_RBP(%rdi)
+        movq    %r12, ACO_OFF_R12(%rdi)
+        movq    %r13, ACO_OFF_R13(%rdi)
+        movq    %r14, ACO_OFF_R14(%rdi)
+        movq    %r15, ACO_OFF_R15(%rdi)
+#ifndef ACO_CONFIG_SHARE_FPU_MXCSR_ENV
+        /* Save both control words, and load to's only when they differ:
+         * ldmxcsr/fldcw are slow and the words are nearly always equal. */
+        stmxcsr ACO_OFF_MXCSR(%rdi)
+        fnstcw  ACO_OFF_FPUCW(%rdi)
+        movq    ACO_OFF_FPENV(%rsi), %rax
+        cmpq    ACO_OFF_FPENV(%rdi), %rax
+        jne     2f
+1:
+#endif
+        movq    ACO_OFF_RBX(%rsi), %rbx
+        movq    ACO_OFF_RBP(%rsi), %rbp
+        movq    ACO_OFF_R12(%rsi), %r12
+        movq    ACO_OFF_R13(%rsi), %r13
+        movq    ACO_OFF_R14(%rsi), %r14
+        movq    ACO_OFF_R15(%rsi), %r15
+        movq    ACO_OFF_SP(%rsi), %rsp
+        jmpq    *ACO_OFF_PC(%rsi)
+#ifndef ACO_CONFIG_SHARE_FPU_MXCSR_ENV
+2:
+        ldmxcsr ACO_OFF_MXCSR(%rsi)
+        fldcw   ACO_OFF_FPUCW(%rsi)
+        jmp     1b
+#endif
+        .size   acosw, .-acosw
+
+/*
+ * A coroutine function that returns pops the protector address and lands
+ * here, with rsp at the 16-byte aligned top of the share stack.  Call the
+ * C protector (last word + abort message); it never returns.
+ */
+        .globl  aco_funcp_protector_asm
+        .type   aco_funcp_protector_asm, @function
+        .p2align 4
+aco_funcp_protector_asm:
+        andq    $-16, %rsp
+        call    aco_funcp_protector@PLT
+        ud2
+        .size   aco_funcp_protector_asm, .-aco_funcp_protector_asm
+
+#endif /* __x86_64__ */
+
+/* no executable stack for whoever links this */
+        .section .note.GNU-stack,"",%progbits

@@ -1,0 +1,3 @@
+module github.com/acoeventer/eventer
+
+go 1.26

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the checks need, when they are missing.
+set -eu
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have gcc                    || need+=(gcc)
+have make                   || need+=(make)
+have pkg-config             || need+=(pkg-config)
+have aarch64-linux-gnu-gcc  || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+have qemu-aarch64-static    || need+=(qemu-user-static)
+have valgrind               || need+=(valgrind)
+[ -f /usr/include/valgrind/valgrind.h ] || need+=(valgrind)
+have timeout                || need+=(coreutils)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ! have go; then
+  echo "deps: Go 1.26 is required (https://go.dev/dl/)" >&2; exit 1
+fi
