@@ -1,5 +1,11 @@
-# csrc/eventer: the event loop, eventer_aco, listener, http.
-EVENTER_SRCS :=
-EVENTER_HEADERS :=
+# csrc/eventer: the event loop (libmtev's eventer API on epoll), its log
+# streams and job queues.  Every .c is its own translation unit (here and
+# in cgo's unity files): helpers are static, shared internals are ev_*.
+EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
+                csrc/eventer/eventer_POSIX_fd_opset.c csrc/eventer/eventer_epoll.c \
+                csrc/eventer/eventer_timer.c csrc/eventer/eventer_loop.c \
+                csrc/eventer/eventer_jobq.c
+EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h
 EVENTER_TESTS := $(sort $(wildcard csrc/eventer/tests/test_*.c))
+# multi-thread test programs, also run under ThreadSanitizer
 EVENTER_TSAN_TESTS :=

@@ -1,0 +1,580 @@
+/*
+ * eventer.h - the event loop: the map of the whole C API.
+ *
+ * Modelled on libmtev's eventer (names, masks, callback contract); the
+ * implementation is our own.  Code written against libmtev's eventer API
+ * compiles against this header and behaves the same, with the differences
+ * listed under "Differences from libmtev" at the end of this comment.
+ *
+ * Concepts
+ * --------
+ * An event (eventer_t) is a refcounted object with a callback
+ *
+ *     int cb(eventer_t e, int mask, void *closure, struct timeval *now);
+ *
+ * an fd (or -1), a mask, a closure, a `whence` (wall-clock time, for
+ * timers) and an owner loop.  The mask decides the kind of event:
+ *
+ *   fd         EVENTER_READ / WRITE / EXCEPTION: called when the fd is ready
+ *   timer      EVENTER_TIMER: called once at `whence`
+ *   recurrent  EVENTER_RECURRENT: called once per loop pass
+ *   asynch     EVENTER_ASYNCH: run on a job queue thread (WORK, CLEANUP),
+ *              then back on its owner loop (COMPLETE)
+ *
+ * The callback's return value:
+ *   fd         the new interest mask.  0 means "I am done": the callback
+ *              must have removed the event first (eventer_remove_fde(e));
+ *              the loop then drops its reference (which normally frees e).
+ *              Returning 0 while the event is still registered is a bug
+ *              and aborts with a message naming the event and callback.
+ *   timer      non-zero re-adds the timer at its `whence`, which the
+ *              callback may have moved with eventer_update_whence(); an
+ *              unchanged (past) whence fires again on the next pass.
+ *              0 drops the loop's reference.
+ *   recurrent  ignored; the event stays until eventer_remove()d.
+ *   COMPLETE   non-zero re-queues the event on the job queue it ran on;
+ *              0 drops the reference.
+ * For timer/recurrent/COMPLETE: if the callback re-registered the event
+ * itself, the return value is ignored.
+ *
+ * References: eventer_alloc*() returns an event with one reference, which
+ * eventer_add() hands to the eventer.  eventer_remove() hands it back (the
+ * caller then usually eventer_free()s it).  While a callback runs, the loop
+ * holds an extra reference, so a callback may remove, free, re-add or
+ * re-own its own event and any other event safely.
+ *
+ * Threads and loops
+ * -----------------
+ * Loops are grouped in named pools (eventer_pool_t); the "default" pool has
+ * eventer_loop_concurrency() loops (default: one per online CPU; set with
+ * eventer_impl_propset("concurrency", "N") before eventer_init()).  Each
+ * loop has its own epoll fd, eventfd, timer heap, recurrent list, task FIFO
+ * and cross-thread queue, and is driven by exactly one thread.  An event is
+ * dispatched only on its owner loop's thread.
+ *
+ * Everything is owner-thread-only except the calls marked THREAD-SAFE.
+ * eventer_add / eventer_trigger / eventer_remove / eventer_update on an
+ * event owned by another loop (or called from a non-loop thread) go
+ * through the owner's cross-thread queue and wake it via its eventfd.
+ *
+ * An event allocated on a loop thread is owned by that loop; allocated
+ * elsewhere it is owned by loop 0 of the default pool.  Change it with
+ * eventer_set_owner() / eventer_set_owner_loop() before adding it.
+ *
+ * C programs:        eventer_init(); ...; eventer_loop();
+ *   eventer_init() makes its calling thread loop 0 of the default pool and
+ *   starts threads for every other loop at once.  Loop 0 runs when that
+ *   thread calls eventer_loop() (never returns) or eventer_loop_return()
+ *   (returns after eventer_shutdown()).  Events added before a loop runs
+ *   wait in its queues.  eventer_fini() then frees everything.
+ *
+ * External drivers (the Go binding): eventer_init_external() creates the
+ *   loops without threads; the driver binds one thread per loop with
+ *   eventer_loop_attach() and calls eventer_run_once() repeatedly.
+ *
+ * One loop iteration (eventer_run_once), phases in this fixed order:
+ *   1. cross-thread queue: adds/removes/updates from other threads are
+ *      applied; tasks, triggers and asynch completions posted from other
+ *      threads join the task FIFO;
+ *   2. timers: every timer (eventer_t or intrusive node) whose monotonic
+ *      deadline has passed, in (deadline, add order) order; a timer added
+ *      during this phase waits for the next iteration;
+ *   3. tasks: the tasks that were in the FIFO when the phase began, FIFO
+ *      order (tasks posted meanwhile run in the next iteration, so tasks
+ *      that keep re-posting cannot starve fds); eventer_trigger()ed events
+ *      and asynch COMPLETE callbacks run here too;
+ *   4. recurrent events, in the order they were added;
+ *   5. epoll_wait, bounded by the next timer and max_wait (no wait at all
+ *      when tasks are pending or a timer is due);
+ *   6. fd callbacks, in epoll order.  The event is looked up by fd at the
+ *      moment of dispatch (and checked against the registration epoch it
+ *      was polled under), so removing, closing, re-adding or freeing other
+ *      events from a callback never leads to a stale dispatch.
+ *
+ * Timers carry a wall-clock `whence` (as in libmtev) but fire by a
+ * CLOCK_MONOTONIC deadline computed when they are added, so wall-clock
+ * jumps do not move them.  Timers never fire early, fire on time even when
+ * added from another thread, and equal deadlines fire in add order.
+ *
+ * Differences from libmtev
+ * ------------------------
+ *  - eventer_add/remove/update/trigger are functions (not macros through
+ *    an impl table) and registration calls return int (0, or -1 with
+ *    errno) where libmtev returns void; callers that ignore the result
+ *    compile unchanged.
+ *  - eventer_trigger() never calls the callback inside the caller: it runs
+ *    in the owner loop's next task phase.  This keeps one dispatch order for
+ *    C and foreign callbacks (see eventer_run_once).
+ *  - eventer_remove() called off the owner thread is queued: it returns
+ *    NULL with errno EINPROGRESS and the owner loop drops the eventer's
+ *    reference itself when it applies the removal.
+ *  - A job's deadline only keeps WORK from starting; running WORK is never
+ *    interrupted.
+ *  - Timers added from other threads are not delayed (libmtev's may be late
+ *    by up to 200 ms).
+ */
+#ifndef EVENTER_H
+#define EVENTER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "mtev_log.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- masks (libmtev's values) ------------------------------------------ */
+
+#define EVENTER_READ 0x01      /* fd readable (interest and readiness) */
+#define EVENTER_WRITE 0x02     /* fd writable */
+#define EVENTER_EXCEPTION 0x04 /* fd error / hang-up (always reported) */
+#define EVENTER_TIMER 0x08     /* a timer event */
+#define EVENTER_ASYNCH_WORK 0x10    /* asynch callback: do the work (job thread) */
+#define EVENTER_ASYNCH_CLEANUP 0x20 /* asynch callback: clean up (job thread) */
+/* asynch callback on the owner loop after CLEANUP; libmtev defines it as
+ * WORK|CLEANUP, so compare masks with ==, not with & */
+#define EVENTER_ASYNCH_COMPLETE (EVENTER_ASYNCH_WORK | EVENTER_ASYNCH_CLEANUP)
+#define EVENTER_ASYNCH EVENTER_ASYNCH_COMPLETE /* mask of an asynch event */
+#define EVENTER_RECURRENT 0x80 /* a recurrent event */
+
+/* ---- events ------------------------------------------------------------- */
+
+struct _event;
+typedef struct _event *eventer_t; /* opaque; use the accessors */
+
+/* The callback of every event kind; see the top of this file for what the
+ * return value means. */
+typedef int (*eventer_func_t)(eventer_t e, int mask, void *closure,
+                              struct timeval *now);
+
+/* An fd opset: how eventer_read/write/accept/close talk to an fd.  Each
+ * function acts like its POSIX counterpart; on a would-block it returns -1
+ * with errno EAGAIN and sets *mask to the interest needed to progress.
+ * `closure` is the event.  eventer_read() & co. always call through the
+ * event's current opset, so a layer (TLS, coroutines) can install its own
+ * opset on an event. */
+typedef int (*eventer_fd_accept_t)(int fd, struct sockaddr *addr,
+                                   socklen_t *len, int *mask, void *closure);
+typedef int (*eventer_fd_read_t)(int fd, void *buf, size_t len, int *mask,
+                                 void *closure);
+typedef int (*eventer_fd_write_t)(int fd, const void *buf, size_t len,
+                                  int *mask, void *closure);
+typedef int (*eventer_fd_close_t)(int fd, int *mask, void *closure);
+
+typedef struct _fd_opset {
+  eventer_fd_accept_t accept;
+  eventer_fd_read_t read;
+  eventer_fd_write_t write;
+  eventer_fd_close_t close;
+  const char *name; /* for logs: "POSIX", ... */
+} *eventer_fd_opset_t;
+
+/* The plain POSIX opset (the default of every event).  Its accept uses
+ * accept4(SOCK_NONBLOCK | SOCK_CLOEXEC): the new fd is ready for the loop. */
+extern eventer_fd_opset_t eventer_POSIX_fd_opset;
+
+/* Allocation.  Each returns an event with one reference, owned by the
+ * calling loop (or loop 0 of the default pool off-loop), or NULL with
+ * errno (EINVAL for a NULL callback where one is required, ENOMEM). */
+eventer_t eventer_alloc(void); /* blank: fd -1, mask 0, POSIX opset */
+eventer_t eventer_alloc_copy(eventer_t src); /* same fields, new refcount,
+                                              * not registered */
+eventer_t eventer_alloc_fd(eventer_func_t func, void *closure, int fd,
+                           int mask);
+/* whence: absolute wall-clock time (NULL: now, i.e. next opportunity) */
+eventer_t eventer_alloc_timer(eventer_func_t func, void *closure,
+                              struct timeval *whence);
+eventer_t eventer_alloc_recurrent(eventer_func_t func, void *closure);
+eventer_t eventer_alloc_asynch(eventer_func_t func, void *closure);
+/* deadline: absolute wall-clock time after which WORK is skipped (it is
+ * converted to a monotonic deadline when the job is queued) */
+eventer_t eventer_alloc_asynch_timeout(eventer_func_t func, void *closure,
+                                       struct timeval *deadline);
+
+/* Reference counting.  THREAD-SAFE.  eventer_free == eventer_deref.  The
+ * last dereference frees the event; freeing an event that is still
+ * registered, or dereferencing once too often, aborts with a message. */
+void eventer_ref(eventer_t e);
+void eventer_deref(eventer_t e);
+void eventer_free(eventer_t e);
+
+/* Live eventer_t objects right now / ever allocated.  THREAD-SAFE.  Tests
+ * use eventer_allocations_current() to check refcounts return to zero. */
+int64_t eventer_allocations_current(void);
+int64_t eventer_allocations_total(void);
+
+/* Accessors.  Getters return 0/NULL/-1 for a NULL event. */
+int eventer_get_fd(eventer_t e);
+int eventer_get_mask(eventer_t e);
+/* Changes the mask without touching eventer state: only for events that
+ * are not registered; use eventer_update() (or the callback's return)
+ * for a registered fd event. */
+void eventer_set_mask(eventer_t e, int mask);
+void *eventer_get_closure(eventer_t e);
+void eventer_set_closure(eventer_t e, void *closure);
+eventer_func_t eventer_get_callback(eventer_t e);
+void eventer_set_callback(eventer_t e, eventer_func_t func);
+struct timeval eventer_get_whence(eventer_t e);
+/* Sets a timer's whence; a registered timer is re-scheduled (a deadline
+ * computed from the new whence).  From another thread this is queued. */
+int eventer_update_whence(eventer_t e, struct timeval whence);
+/* The owner loop's thread ((pthread_t)0 if that loop has no thread yet). */
+pthread_t eventer_get_owner(eventer_t e);
+/* Moves an unregistered event to the loop run by thread t (or, from inside
+ * the event's own callback, a registered fd event: it migrates when the
+ * callback returns a mask).  -1/EINVAL if t runs no loop, EBUSY if the
+ * event is registered and this is not its callback. */
+int eventer_set_owner(eventer_t e, pthread_t t);
+eventer_fd_opset_t eventer_get_fd_opset(eventer_t e);
+void eventer_set_fd_opset(eventer_t e, eventer_fd_opset_t opset);
+void *eventer_get_fd_opset_ctx(eventer_t e);
+void eventer_set_fd_opset_ctx(eventer_t e, void *ctx);
+
+/* Opset calls through e's current opset (see eventer_fd_opset_t). */
+int eventer_read(eventer_t e, void *buf, size_t len, int *mask);
+int eventer_write(eventer_t e, const void *buf, size_t len, int *mask);
+int eventer_accept(eventer_t e, struct sockaddr *addr, socklen_t *len,
+                   int *mask);
+int eventer_close(eventer_t e, int *mask);
+eventer_fd_accept_t eventer_fd_opset_get_accept(eventer_fd_opset_t opset);
+eventer_fd_read_t eventer_fd_opset_get_read(eventer_fd_opset_t opset);
+eventer_fd_write_t eventer_fd_opset_get_write(eventer_fd_opset_t opset);
+eventer_fd_close_t eventer_fd_opset_get_close(eventer_fd_opset_t opset);
+
+/* Calls e's callback directly, outside the loop: nothing interprets the
+ * return value (libmtev's macro). */
+#define eventer_callback(e, m, c, n) eventer_get_callback(e)((e), (m), (c), (n))
+
+/* fd flags.  0, or -1 with errno. */
+int eventer_set_fd_nonblocking(int fd);
+int eventer_set_fd_blocking(int fd);
+
+/* Callback names, for logs and fatal messages.  THREAD-SAFE. */
+int eventer_name_callback(const char *name, eventer_func_t f);
+/* The registered name, or "cb@0x..." (thread-local buffer, valid until the
+ * next call on this thread). */
+const char *eventer_name_for_callback(eventer_func_t f);
+eventer_func_t eventer_callback_for_name(const char *name);
+
+/* ---- registration --------------------------------------------------------
+ * All return 0, or -1 with errno: EINVAL (bad argument), EBUSY (already
+ * registered or queued), EEXIST (another event holds that fd), ENXIO (no
+ * eventer: call eventer_init first).  THREAD-SAFE in the sense described
+ * above: off the owner thread they are queued to the owner. */
+
+/* Registers e according to its mask (fd, timer, recurrent; asynch events
+ * go to the default job queue).  The eventer takes over the reference. */
+int eventer_add(eventer_t e);
+/* Unregisters e and hands the eventer's reference back: returns e, or
+ * NULL (errno ENOENT) if it was not registered, EBUSY for an asynch event
+ * in flight.  Off the owner thread: NULL/EINPROGRESS, see above. */
+eventer_t eventer_remove(eventer_t e);
+/* The fd event registered for fd, removed (as eventer_remove), or NULL. */
+eventer_t eventer_remove_fd(int fd);
+#define eventer_remove_fde(e) eventer_remove_fd(eventer_get_fd(e))
+/* The fd event registered for fd, or NULL.  THREAD-SAFE read; the pointer
+ * carries no reference and is only stable on the owner thread. */
+eventer_t eventer_find_fd(int fd);
+/* Sets the interest mask of an fd event (registered or not). */
+int eventer_update(eventer_t e, int mask);
+/* Calls e's callback with `mask` on its owner loop (in the next task
+ * phase) and then treats the return value as for a dispatch of its kind:
+ * an fd event returning a mask becomes registered with that mask.  e must
+ * not be registered; the eventer takes over the reference. */
+int eventer_trigger(eventer_t e, int mask);
+/* Wakes e's owner loop (NULL: loop 0 of the default pool) from its wait.
+ * THREAD-SAFE. */
+void eventer_wakeup(eventer_t e);
+
+/* Timer helpers (libmtev's).  The `eventer_in*`/`eventer_at` forms only
+ * allocate; the `eventer_add_*` forms allocate and add and return the
+ * event (NULL with errno on failure).  The returned pointer carries no
+ * reference of its own: the timer may already have fired and been freed
+ * when an add from a non-owner thread returns. */
+eventer_t eventer_at(eventer_func_t func, void *closure, struct timeval whence);
+eventer_t eventer_in(eventer_func_t func, void *closure, struct timeval diff);
+eventer_t eventer_in_s_us(eventer_func_t func, void *closure,
+                          unsigned long s, unsigned long us);
+eventer_t eventer_add_at(eventer_func_t func, void *closure,
+                         struct timeval whence);
+eventer_t eventer_add_in(eventer_func_t func, void *closure,
+                         struct timeval diff);
+eventer_t eventer_add_in_s_us(eventer_func_t func, void *closure,
+                              unsigned long s, unsigned long us);
+eventer_t eventer_alloc_timer_next_opportunity(eventer_func_t func,
+                                               void *closure, pthread_t owner);
+eventer_t eventer_add_timer_next_opportunity(eventer_func_t func,
+                                             void *closure, pthread_t owner);
+int eventer_add_timed(eventer_t e);        /* eventer_add for a timer */
+eventer_t eventer_remove_timed(eventer_t e);
+int eventer_add_recurrent(eventer_t e);    /* eventer_add for a recurrent */
+eventer_t eventer_remove_recurrent(eventer_t e);
+
+/* ---- loops, pools, threads ------------------------------------------------ */
+
+typedef struct eventer_pool_t eventer_pool_t; /* a named group of loops */
+typedef struct eventer_loop eventer_loop_t;   /* one loop (opaque) */
+
+/* Settings, before eventer_init() only (-1/EBUSY after):
+ *   "concurrency"            loops in the default pool (default: CPUs online)
+ *   "loop_<name>"            creates pool <name> with that many loops
+ *   "default_queue_threads"  concurrency of the default job queue
+ *                            (default: max(4, CPUs online))
+ * Returns 0, or -1/EINVAL for an unknown key or a bad value. */
+int eventer_impl_propset(const char *key, const char *value);
+
+/* Creates pools, loops and the default job queue; the caller becomes loop 0
+ * of the default pool; threads for every other loop start at once.  Also
+ * re-reads EVENTER_DEBUG.  0, or -1 with errno (EALREADY, ENOMEM, ...). */
+int eventer_init(void);
+/* Same, for an external driver: no thread is started and the caller is not
+ * bound to any loop.  Bind threads with eventer_loop_attach(). */
+int eventer_init_external(void);
+/* Runs loop 0 on the calling thread (the eventer_init() caller).  After
+ * eventer_shutdown() it waits for the other loop threads to stop and ...
+ *   eventer_loop_return: returns;
+ *   eventer_loop:        calls exit(EXIT_SUCCESS) (it never returns). */
+void eventer_loop(void);
+void eventer_loop_return(void);
+/* Asks every loop to stop at the end of its current iteration and wakes
+ * them.  THREAD-SAFE; callable from a callback. */
+void eventer_shutdown(void);
+/* Frees everything: stops job queues (queued jobs get CLEANUP but no WORK
+ * and no COMPLETE), joins loop threads, drops every registered event and
+ * queued operation.  Call after the loops returned (eventer_loop_return, or
+ * the external drivers saw EVENTER_RUN_STOPPED).  eventer_init() may be
+ * called again afterwards. */
+void eventer_fini(void);
+
+/* mtev_true on a thread that drives (or was bound to) a loop. */
+mtev_boolean eventer_in_loop(void);
+/* 1 if thread tid drives a loop, else 0. */
+int eventer_is_loop(pthread_t tid);
+/* Number of loops in the default pool. */
+int eventer_loop_concurrency(void);
+
+/* Pools.  The default pool is named "default". */
+eventer_pool_t *eventer_pool(const char *name); /* NULL if none */
+const char *eventer_pool_name(eventer_pool_t *pool);
+uint32_t eventer_pool_concurrency(eventer_pool_t *pool);
+eventer_pool_t *eventer_get_pool_for_event(eventer_t e);
+int eventer_pool_count(void);                  /* pools, default first */
+eventer_pool_t *eventer_pool_by_index(int i);  /* NULL if out of range */
+/* A loop thread of the default pool: n == 0 gives loop 0; other values
+ * spread over loops 1..N-1 (n modulo N-1), keeping loop 0 for work that
+ * must not be spread (libmtev's rule).  (pthread_t)0 if that loop has no
+ * thread yet. */
+pthread_t eventer_choose_owner(int n);
+/* A loop thread of `pool`: n modulo its concurrency (the default pool
+ * follows eventer_choose_owner's rule). */
+pthread_t eventer_choose_owner_pool(eventer_pool_t *pool, int n);
+
+/* Loop handles (for external drivers and the layers above). */
+eventer_loop_t *eventer_loop_current(void);     /* NULL off-loop */
+eventer_loop_t *eventer_pool_loop(eventer_pool_t *pool, int index);
+eventer_loop_t *eventer_get_owner_loop(eventer_t e);
+int eventer_set_owner_loop(eventer_t e, eventer_loop_t *loop); /* as set_owner */
+int eventer_loop_index(eventer_loop_t *loop);   /* index in its pool */
+eventer_pool_t *eventer_loop_pool(eventer_loop_t *loop);
+const char *eventer_get_thread_name(void);      /* "default/0", or NULL */
+
+/* ---- the driver API (DESIGN.md section 4) ---------------------------------
+ * An external driver (the Go binding) initializes with
+ * eventer_init_external(), binds one thread per loop with
+ * eventer_loop_attach() and calls eventer_run_once() on it until it
+ * returns EVENTER_RUN_STOPPED.  C loops use the same function:
+ * eventer_loop() is `while (eventer_run_once(NULL, NULL) != STOPPED);`. */
+
+/* Makes the calling thread the driver of loop `loop_index` of the default
+ * pool (or of `pool`).  0, or -1 with errno: ENXIO (no eventer), EINVAL
+ * (bad index), EBUSY (loop bound to another thread, or this thread already
+ * drives a loop). */
+int eventer_loop_attach(int loop_index);
+int eventer_pool_loop_attach(eventer_pool_t *pool, int loop_index);
+/* Unbinds the calling thread from its loop (the loop keeps its state and
+ * may be attached again).  0, or -1/EINVAL if not attached. */
+int eventer_loop_detach(void);
+
+/* What run_once hands back to the driver, and what the driver hands in. */
+typedef struct eventer_step {
+  int kind;        /* EVENTER_STEP_* (0: nothing) */
+  eventer_t e;     /* CALLBACK: the event; a reference is held for the
+                    * driver until the next run_once (do not deref it) */
+  int mask;        /* CALLBACK: the mask to pass to the callback */
+  void *closure;   /* CALLBACK: e's closure; USER: free for the emitter */
+  struct timeval now; /* CALLBACK: the `now` to pass to the callback */
+  int rv;          /* CALLBACK, driver -> run_once: the callback's result */
+  uint64_t u64[3]; /* USER: free for the emitter */
+} eventer_step_t;
+
+#define EVENTER_STEP_NONE 0
+#define EVENTER_STEP_CALLBACK 1 /* call a foreign callback, hand back rv */
+#define EVENTER_STEP_USER 16    /* first kind free for emitters (>= 16) */
+
+/* eventer_run_once results */
+#define EVENTER_RUN_DONE 0    /* the iteration completed */
+#define EVENTER_RUN_STEP 1    /* *step holds work for the driver */
+#define EVENTER_RUN_STOPPED 2 /* eventer_shutdown(): the loop is stopping */
+
+/* One loop iteration of the calling thread's loop (phases: top of file).
+ *
+ * max_wait bounds the epoll wait: NULL waits until the next timer or a
+ * wake-up; {0,0} never blocks.
+ *
+ * step == NULL (C loops): every callback, foreign or not, is called here.
+ * step != NULL (a driver): when dispatch reaches an event whose callback
+ * was marked with eventer_callback_set_foreign(), run_once does not call
+ * it.  It fills *step (kind CALLBACK, e with a reference held for the
+ * driver, mask, closure, now) and returns EVENTER_RUN_STEP, keeping its
+ * place in the iteration.  The driver calls the callback itself, then
+ * calls run_once again with step->kind still CALLBACK, step->e unchanged
+ * and step->rv = the callback's return value: run_once applies rv exactly
+ * as it would a C callback's (new fd mask, timer re-add, removal, free,
+ * reference drop) and continues the SAME iteration where it stopped; no
+ * new epoll_wait happens until the paused iteration is finished.  A step
+ * emitted by C code (eventer_step_emit) is returned the same way; the
+ * driver handles it and calls again with step->kind = 0.  The dispatch
+ * order is therefore identical for C and foreign callbacks.
+ *
+ * Returns EVENTER_RUN_DONE, EVENTER_RUN_STEP, EVENTER_RUN_STOPPED (at an
+ * iteration boundary after eventer_shutdown(); further calls keep
+ * returning it), or -1 with errno: EINVAL (not a loop thread; a paused
+ * callback's rv missing or for another event; a CALLBACK rv with nothing
+ * paused; bad max_wait), EBUSY (called from inside a callback). */
+int eventer_run_once(eventer_step_t *step, const struct timeval *max_wait);
+
+/* Marks a callback function as foreign (e.g. the Go trampoline).  Foreign
+ * callbacks are handed back by run_once when it has a step buffer, and
+ * called directly otherwise.  THREAD-SAFE.  0, or -1/EINVAL (NULL),
+ * ENOSPC (more than 16 foreign functions). */
+int eventer_callback_set_foreign(eventer_func_t f);
+int eventer_callback_is_foreign(eventer_func_t f);
+
+/* From C code running inside run_once (a callback, a task, a timer node,
+ * a coroutine the loop resumed): the driver's step slot when run_once was
+ * called with a step buffer and the slot is still free in this call, else
+ * NULL.  Fill kind (>= EVENTER_STEP_USER), closure and u64[]; when the
+ * current callback/task returns, run_once returns EVENTER_RUN_STEP at that
+ * point, preserving order.  On NULL, post a task instead. */
+eventer_step_t *eventer_step_emit(void);
+
+/* The epoll fd of the calling thread's loop (-1/EINVAL off-loop): a driver
+ * may wait on it elsewhere (Go's netpoller) and then call run_once with
+ * max_wait {0,0}.  Cross-thread wake-ups make it readable too. */
+int eventer_loop_pollfd(void);
+/* How long the calling thread's loop may sleep, in microseconds: 0 when
+ * work is pending (tasks, a due timer, a paused iteration, queued
+ * cross-thread work), -1 when nothing is scheduled, else the time to the
+ * next timer.  -2 with errno EINVAL off-loop. */
+int64_t eventer_next_timeout_us(void);
+
+/* ---- tasks: intrusive, no allocation ----------------------------------------
+ * A task is a node the caller owns (embed it in your own struct); the loop
+ * runs t->run(t, now) once in its task phase.  A task must stay alive and
+ * must not be re-posted until it has run. */
+typedef struct eventer_task {
+  struct eventer_task *next; /* owned by the loop while queued */
+  void (*run)(struct eventer_task *t, struct timeval *now);
+} eventer_task_t;
+
+/* Owner thread: appends t to the calling loop's FIFO; it runs in this
+ * iteration's task phase if that has not started yet, else the next one.
+ * 0, or -1/EINVAL (off-loop, NULL t or run). */
+int eventer_task_post(eventer_task_t *t);
+/* THREAD-SAFE: posts t to `loop` through its cross-thread queue and wakes
+ * it.  0, or -1/EINVAL. */
+int eventer_task_post_to(eventer_loop_t *loop, eventer_task_t *t);
+
+/* ---- intrusive timers: no allocation ------------------------------------------
+ * A node the caller owns (embed it; zero-initialize it or use
+ * EVENTER_TIMER_NODE_INIT), on the calling loop's timer heap.  `fire`
+ * runs once in the timer phase.  Owner thread only. */
+typedef struct eventer_timer_node {
+  uint64_t deadline_ns; /* CLOCK_MONOTONIC deadline, set by add */
+  uint64_t seq;         /* add order: breaks ties between equal deadlines */
+  uint32_t heap_idx;    /* position in the owner's heap (while queued) */
+  void *loop;           /* owner loop while queued, NULL otherwise */
+  void (*fire)(struct eventer_timer_node *n, struct timeval *now);
+} eventer_timer_node_t;
+
+#define EVENTER_TIMER_NODE_INIT(fn) {0, 0, 0, NULL, (fn)}
+
+/* CLOCK_MONOTONIC now, in nanoseconds. */
+uint64_t eventer_mono_ns(void);
+/* Queues n to fire after `delay` (NULL or {0,0}: next timer phase); a node
+ * already queued is re-scheduled.  0, or -1/EINVAL (off-loop, NULL fire,
+ * bad delay, queued on another loop). */
+int eventer_timer_node_add(eventer_timer_node_t *n, const struct timeval *delay);
+/* Same with an absolute CLOCK_MONOTONIC deadline in ns. */
+int eventer_timer_node_add_at_ns(eventer_timer_node_t *n, uint64_t deadline_ns);
+/* Dequeues n.  Idempotent: 1 if it was queued, 0 if not, -1/EINVAL if it
+ * is queued on another loop. */
+int eventer_timer_node_remove(eventer_timer_node_t *n);
+/* 1 while n is queued. */
+int eventer_timer_node_pending(const eventer_timer_node_t *n);
+
+/* ---- job queues --------------------------------------------------------------
+ * A job queue is a pool of threads for blocking work.  An asynch event's
+ * callback runs with mask EVENTER_ASYNCH_WORK, then EVENTER_ASYNCH_CLEANUP
+ * on a job thread, then EVENTER_ASYNCH_COMPLETE on its owner loop (task
+ * phase).  WORK is skipped when the event's deadline
+ * (eventer_alloc_asynch_timeout) has passed by the time a thread picks it
+ * up; CLEANUP and COMPLETE always run.
+ *
+ * Sizing: `concurrency` is the most jobs (and threads) running at once;
+ * threads start on demand up to it and exit after 10 s idle, but never
+ * below `floor`.  set_min_max bounds concurrency (max 0: unbounded).
+ * Jobs on different subqueue ids share the threads fairly (round-robin
+ * between subqueues that have work; FIFO within one).  The backlog (queued,
+ * not yet started jobs) is unbounded for eventer_add_asynch;
+ * eventer_try_add_asynch refuses once it reaches max_backlog (0: no limit).
+ * All jobq functions are THREAD-SAFE. */
+typedef struct _eventer_jobq_t eventer_jobq_t;
+
+/* A new queue (concurrency 1), or the existing one with that name. */
+eventer_jobq_t *eventer_jobq_create(const char *name);
+eventer_jobq_t *eventer_jobq_retrieve(const char *name); /* NULL if none */
+/* Stops the queue's threads (queued jobs get CLEANUP only) and frees it.
+ * The default queue is destroyed by eventer_fini(). */
+void eventer_jobq_destroy(eventer_jobq_t *q);
+eventer_jobq_t *eventer_default_jobq(void); /* "default_queue" */
+const char *eventer_jobq_get_queue_name(eventer_jobq_t *q);
+void eventer_jobq_set_concurrency(eventer_jobq_t *q, uint32_t concurrency);
+uint32_t eventer_jobq_get_concurrency(eventer_jobq_t *q);
+void eventer_jobq_set_min_max(eventer_jobq_t *q, uint32_t min, uint32_t max);
+void eventer_jobq_get_min_max(eventer_jobq_t *q, uint32_t *min, uint32_t *max);
+void eventer_jobq_set_floor(eventer_jobq_t *q, uint32_t floor);
+uint32_t eventer_jobq_get_floor(eventer_jobq_t *q);
+void eventer_jobq_set_max_backlog(eventer_jobq_t *q, uint32_t max);
+uint32_t eventer_jobq_get_backlog(eventer_jobq_t *q); /* queued, not started */
+
+/* Queues asynch event e on q (NULL: the default queue), subqueue id (0 by
+ * default).  The eventer takes over the reference.  0, or -1 with errno
+ * (EINVAL, EBUSY if e is registered or in flight). */
+int eventer_add_asynch(eventer_jobq_t *q, eventer_t e);
+int eventer_add_asynch_subqueue(eventer_jobq_t *q, eventer_t e, uint64_t id);
+/* libmtev's "dependent" jobs are queued as ordinary jobs here. */
+int eventer_add_asynch_dep(eventer_jobq_t *q, eventer_t e);
+int eventer_add_asynch_dep_subqueue(eventer_jobq_t *q, eventer_t e,
+                                    uint64_t id);
+/* As eventer_add_asynch, but mtev_false (errno EAGAIN) when the backlog is
+ * at max_backlog; the caller keeps the reference then (and must clean up
+ * the event). */
+mtev_boolean eventer_try_add_asynch(eventer_jobq_t *q, eventer_t e);
+mtev_boolean eventer_try_add_asynch_subqueue(eventer_jobq_t *q, eventer_t e,
+                                             uint64_t id);
+
+/* libmtev's CLOEXEC helpers: always valid to OR in on Linux. */
+extern const int NE_SOCK_CLOEXEC;
+extern const int NE_O_CLOEXEC;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EVENTER_H */

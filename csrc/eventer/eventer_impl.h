@@ -1,0 +1,277 @@
+/*
+ * eventer_impl.h - private structures shared by the eventer .c files and
+ * the layers built inside csrc/eventer (coroutines, cgo).  Not installed.
+ *
+ * Naming: every non-static internal symbol starts with ev_ so the public
+ * (libmtev-named) API and the internals never blur, and so each .c can be
+ * compiled as its own translation unit (Makefile, cgo unity files).
+ */
+#ifndef EVENTER_IMPL_H
+#define EVENTER_IMPL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include "eventer.h"
+#include "mtev_log.h"
+
+/* ---- always-on invariants ---------------------------------------------------
+ * EV_ASSERT(cond, "the rule") aborts with the rule that was broken; it is
+ * never compiled out (assert(3) vanishes under NDEBUG). */
+#define EV_ASSERT(cond, rule)                                              \
+  do {                                                                     \
+    if (__builtin_expect(!(cond), 0))                                      \
+      mtev_log_fatal(mtev_error, __FILE__, __LINE__,                       \
+                     "eventer: invariant broken: %s (%s)\n", (rule), #cond); \
+  } while (0)
+
+#define EV_CONTAINER_OF(ptr, type, member)                                 \
+  ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Relaxed/acquire/release shorthands for fields shared between threads. */
+#define EV_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define EV_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define EV_LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+typedef struct eventer_loop ev_loop_t;
+
+/* ---- events ---------------------------------------------------------------- */
+
+/* Where an event is.  Written by the owner thread, except the NONE ->
+ * QUEUED (cross-thread add/trigger) and NONE -> JOB transitions, which any
+ * thread may make with a CAS; that CAS is what makes "add twice" fail with
+ * EBUSY instead of corrupting a list. */
+enum {
+  EV_ST_NONE = 0, /* not registered anywhere */
+  EV_ST_QUEUED,   /* an add or trigger is queued (xtask in a queue) */
+  EV_ST_FD,       /* in the fd table and its owner's epoll set */
+  EV_ST_TIMER,    /* in its owner's timer heap */
+  EV_ST_RECUR,    /* in its owner's recurrent list */
+  EV_ST_JOB       /* asynch: queued/running on a job queue, or its
+                   * COMPLETE is on the way to the owner loop */
+};
+
+/* What a queued xtask does when the owner applies it. */
+enum { EV_XOP_ADD = 1, EV_XOP_TRIGGER };
+
+struct _event {
+  eventer_func_t callback;
+  void *closure;
+  struct timeval whence; /* timers: wall-clock fire time; asynch: deadline */
+  int fd;                /* -1 for non-fd events */
+  int mask;
+  eventer_fd_opset_t opset;
+  void *opset_ctx;
+  ev_loop_t *owner;      /* __atomic: read by any thread that adds */
+  int refcnt;            /* __atomic */
+  int state;             /* __atomic, EV_ST_* */
+
+  /* fd registration: the epoch the event was registered under; epoll data
+   * carries (epoch << 32 | fd) so a readiness report for an earlier
+   * registration of the same fd is recognised as stale at dispatch. */
+  uint32_t reg_epoch;
+
+  /* timers */
+  eventer_timer_node_t tnode; /* on the owner's heap while EV_ST_TIMER */
+  int deadline_preset;        /* tnode.deadline_ns already computed by
+                               * eventer_in*(): use it at add */
+
+  /* recurrent list (owner loop), and the pass it was added in */
+  eventer_t recur_prev, recur_next;
+  uint64_t recur_pass;
+
+  /* queued cross-thread add / trigger / asynch completion: one at a time,
+   * guarded by the state CAS above, so no allocation is needed */
+  eventer_task_t xtask;
+  int xop, xmask;
+
+  /* asynch */
+  eventer_jobq_t *jobq;   /* queue it runs on / re-queues to */
+  uint64_t subq;          /* subqueue id */
+  uint64_t deadline_ns;   /* monotonic WORK deadline, 0: none */
+  eventer_t job_next;     /* jobq FIFO link */
+};
+
+/* Takes n references off e at once; frees it at zero.  Aborts on
+ * underflow (someone freed the event once too often). */
+void ev_deref_n(eventer_t e, int n);
+/* The loop of a (possibly unset) owner: e->owner, or default loop 0. */
+ev_loop_t *ev_event_owner(eventer_t e);
+
+/* ---- loops ----------------------------------------------------------------- */
+
+enum { /* iteration phases, in order */
+  EV_PH_START = 0,
+  EV_PH_TIMERS,
+  EV_PH_TASKS,
+  EV_PH_RECUR,
+  EV_PH_POLL,
+  EV_PH_FDS
+};
+
+enum { /* what kind of dispatch a callback ran under (decides what rv means) */
+  EV_DK_FD = 1,
+  EV_DK_TIMER,
+  EV_DK_RECUR,
+  EV_DK_TRIGGER,
+  EV_DK_COMPLETE
+};
+
+struct ev_poll; /* backend state, eventer_epoll.c */
+
+struct eventer_loop {
+  eventer_pool_t *pool;
+  int index;               /* in pool */
+  char name[48];           /* "<pool>/<index>" */
+  pthread_t thread;        /* the driving thread, valid while `bound` */
+  int claimed;             /* __atomic: reserved by init or an attach */
+  int bound;               /* __atomic: a thread drives (or will drive) it;
+                            * set after `thread` is written */
+  int spawned;             /* we created `thread` (C mode) */
+  int joined;              /* ... and joined it */
+  int running;             /* __atomic: inside run_once right now */
+  int stop;                /* __atomic: eventer_shutdown() was called */
+
+  struct ev_poll *poll;    /* epoll + eventfd */
+
+  /* cross-thread queue (MPSC): any thread pushes, the owner splices */
+  pthread_mutex_t inbox_lock;
+  eventer_task_t *inbox_head, *inbox_tail;
+  int inbox_nonempty;      /* __atomic hint for eventer_next_timeout_us */
+
+  /* owner-only task FIFO */
+  eventer_task_t *fifo_head, *fifo_tail;
+  size_t fifo_len;
+
+  /* timer heap of intrusive nodes, ordered by (deadline_ns, seq) */
+  eventer_timer_node_t **heap;
+  uint32_t heap_len, heap_cap;
+  uint64_t timer_seq;
+
+  /* recurrent events */
+  eventer_t recur_head, recur_tail, recur_cursor;
+  uint64_t recur_pass;
+
+  /* the iteration in progress (it can pause and resume) */
+  int phase;               /* EV_PH_* */
+  struct timeval now;      /* wall clock for callbacks */
+  uint64_t timers_now_ns;  /* monotonic "now" of the timer phase */
+  uint64_t timers_seq_limit; /* timers added at or after this seq wait */
+  size_t tasks_left;       /* tasks still to run in this task phase */
+  int nev, evi;            /* epoll results and the next one to dispatch */
+  uint64_t iterations;
+
+  /* dispatch state */
+  int in_run_once;
+  eventer_step_t *step;    /* the driver's buffer for this run_once call */
+  int step_used;           /* it has been filled in this call */
+  struct {
+    eventer_t e;           /* a foreign callback handed to the driver */
+    int mask, kind;
+  } paused;
+  eventer_t current;       /* event whose callback is running */
+
+  void *aco;               /* reserved for the coroutine layer (issue 4):
+                            * its share stack and main coroutine */
+};
+
+struct eventer_pool_t {
+  char *name;
+  int index;               /* in the pool list; 0 = default */
+  int concurrency;
+  ev_loop_t **loops;
+};
+
+/* The calling thread's loop, or NULL off-loop (or after eventer_fini()). */
+ev_loop_t *ev_loop_self(void);
+/* Loop 0 of the default pool, NULL before init. */
+ev_loop_t *ev_default_loop(void);
+/* The loop driven by thread t, or NULL. */
+ev_loop_t *ev_loop_by_thread(pthread_t t);
+/* 1 between eventer_init*() and eventer_fini(). */
+int ev_initialized(void);
+
+/* Cross-thread queue: push from any thread (wakes the owner when the queue
+ * was empty); drain on the owner: applies queued adds/removes/updates now
+ * and moves every other task (triggers, completions, posted tasks) to the
+ * FIFO. */
+void ev_inbox_push(ev_loop_t *l, eventer_task_t *t);
+void ev_inbox_drain(ev_loop_t *l);
+/* Owner FIFO. */
+void ev_fifo_push(ev_loop_t *l, eventer_task_t *t);
+int ev_fifo_unlink(ev_loop_t *l, eventer_task_t *t); /* 1 if found */
+
+/* Runs e's callback under `kind` on the owner thread (or hands it to the
+ * driver).  The caller has put e in EV_ST_NONE (timer, trigger, complete)
+ * or leaves it registered (fd, recurrent). */
+void ev_dispatch(ev_loop_t *l, eventer_t e, int mask, int kind);
+
+/* Hook for the coroutine layer: called for each loop by eventer_fini()
+ * before the loop's memory is freed (NULL: none). */
+extern void (*ev_loop_fini_hook)(ev_loop_t *l);
+
+/* ---- registration internals (eventer.c), owner thread only ---------------------- */
+
+int ev_reg_add(ev_loop_t *l, eventer_t e);       /* by mask */
+eventer_t ev_reg_remove(ev_loop_t *l, eventer_t e);
+int ev_reg_update(ev_loop_t *l, eventer_t e, int mask);
+void ev_reg_update_whence(ev_loop_t *l, eventer_t e, struct timeval w);
+/* Applies a queued xtask / cross-thread message; the run functions are
+ * compared by the inbox drain to tell "apply now" items from tasks. */
+void ev_xop_run(eventer_task_t *t, struct timeval *now);
+void ev_xmsg_run(eventer_task_t *t, struct timeval *now);
+void ev_trigger_run(eventer_task_t *t, struct timeval *now);
+void ev_complete_run(eventer_task_t *t, struct timeval *now);
+/* Drops whatever a queued item holds, without running it (fini). */
+void ev_task_discard(eventer_task_t *t);
+/* Unregisters every event of l and drops the eventer's references (fini). */
+void ev_reg_drop_all(ev_loop_t *l);
+/* The recurrent list cursor-safe unlink. */
+void ev_recur_unlink(ev_loop_t *l, eventer_t e);
+/* Fatal message for an fd callback that returned 0 while registered. */
+void ev_fatal_not_removed(eventer_t e, int kind) __attribute__((noreturn));
+/* Clears the fd table (fini). */
+void ev_fdtab_reset(void);
+/* eventer_t timer node fire function (compared at fini). */
+void ev_timer_event_fire(eventer_timer_node_t *n, struct timeval *now);
+
+/* ---- timer heap (eventer_timer.c), owner thread only ---------------------------- */
+
+void ev_heap_insert(ev_loop_t *l, eventer_timer_node_t *n);
+void ev_heap_remove(ev_loop_t *l, eventer_timer_node_t *n);
+eventer_timer_node_t *ev_heap_min(ev_loop_t *l);
+void ev_heap_free(ev_loop_t *l);
+/* Monotonic deadline for a wall-clock whence, computed now. */
+uint64_t ev_deadline_for_whence(const struct timeval *whence);
+
+/* ---- epoll backend (eventer_epoll.c) --------------------------------------------- */
+
+#define EV_POLL_WAKE_TOKEN UINT64_MAX /* epoll data of the eventfd */
+
+int ev_poll_open(ev_loop_t *l);           /* 0 or -1/errno */
+void ev_poll_close(ev_loop_t *l);
+int ev_poll_fd(ev_loop_t *l);             /* the epoll fd */
+int ev_poll_add(ev_loop_t *l, int fd, int mask, uint64_t token);
+int ev_poll_mod(ev_loop_t *l, int fd, int mask, uint64_t token);
+int ev_poll_del(ev_loop_t *l, int fd);
+/* Waits up to timeout_ms (-1: forever, 0: no wait); returns the number of
+ * results (0 on timeout or EINTR). */
+int ev_poll_wait(ev_loop_t *l, int timeout_ms);
+/* Result i of the last wait: its token and EVENTER_* readiness mask. */
+void ev_poll_result(ev_loop_t *l, int i, uint64_t *token, int *mask);
+void ev_poll_wake(ev_loop_t *l);          /* THREAD-SAFE */
+void ev_poll_clear_wake(ev_loop_t *l);    /* owner: reset the eventfd */
+
+/* ---- job queues (eventer_jobq.c) ------------------------------------------------- */
+
+int ev_jobq_init_default(int threads);    /* at eventer_init */
+void ev_jobq_fini_all(void);              /* at eventer_fini */
+
+/* ---- clocks ----------------------------------------------------------------------- */
+
+uint64_t ev_wall_us(void);
+void ev_wall_tv(struct timeval *tv);
+
+#endif /* EVENTER_IMPL_H */

@@ -1,0 +1,890 @@
+/*
+ * eventer_loop.c - loops, pools and threads; one iteration
+ * (eventer_run_once) with its phases, dispatch and the application of a
+ * callback's return value; tasks; the cross-thread queue; init, attach,
+ * shutdown and teardown.
+ *
+ * The iteration is a resumable state machine (struct eventer_loop.phase
+ * and the cursors next to it) so that run_once can stop in the middle,
+ * hand a foreign callback or an emitted step to its driver, and continue
+ * from the same place on the next call.  Every phase loop advances its
+ * cursor *before* dispatching, so a pause never repeats or skips work.
+ */
+#include "eventer_impl.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- global state --------------------------------------------------------------- */
+
+static struct {
+  int initialized;          /* __atomic: 1 between init and fini */
+  int external;             /* init without threads */
+  uint64_t epoch;           /* __atomic: bumped by fini, invalidates TLS */
+  eventer_pool_t **pools;   /* pools[0] is "default" */
+  int npools;
+  ev_loop_t *loop0;         /* default pool, loop 0 */
+  pthread_mutex_t start_lock; /* held while threads are created */
+} G = {.epoch = 1, .start_lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* settings, before init (eventer_impl_propset) */
+static int cfg_concurrency;          /* 0: CPUs online */
+static int cfg_default_queue_threads; /* 0: max(4, CPUs) */
+static struct cfg_pool {
+  char *name;
+  int n;
+} *cfg_pools;
+static int ncfg_pools;
+
+static __thread ev_loop_t *tls_loop;
+static __thread uint64_t tls_epoch;
+
+void (*ev_loop_fini_hook)(ev_loop_t *l);
+
+static int ncpus(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+int ev_initialized(void) { return EV_LOAD(&G.initialized); }
+
+ev_loop_t *ev_loop_self(void) {
+  /* A thread bound before the last eventer_fini() holds a dangling loop
+   * pointer; the epoch tells it apart from a live binding. */
+  if (tls_loop && tls_epoch == EV_LOAD_RELAXED(&G.epoch)) return tls_loop;
+  return NULL;
+}
+
+ev_loop_t *ev_default_loop(void) {
+  return EV_LOAD(&G.initialized) ? G.loop0 : NULL;
+}
+
+static void bind_self(ev_loop_t *l) {
+  tls_loop = l;
+  tls_epoch = EV_LOAD_RELAXED(&G.epoch);
+}
+
+ev_loop_t *ev_loop_by_thread(pthread_t t) {
+  if (!EV_LOAD(&G.initialized)) return NULL;
+  for (int p = 0; p < G.npools; p++)
+    for (int i = 0; i < G.pools[p]->concurrency; i++) {
+      ev_loop_t *l = G.pools[p]->loops[i];
+      if (EV_LOAD(&l->bound) && pthread_equal(l->thread, t)) return l;
+    }
+  return NULL;
+}
+
+/* ---- settings ----------------------------------------------------------------------- */
+
+static int parse_count(const char *v, int *out) {
+  char *end;
+  errno = 0;
+  long n = v ? strtol(v, &end, 10) : 0;
+  if (!v || errno || end == v || *end || n < 1 || n > 4096) return -1;
+  *out = (int)n;
+  return 0;
+}
+
+int eventer_impl_propset(const char *key, const char *value) {
+  int n;
+  if (!key || parse_count(value, &n) != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (EV_LOAD(&G.initialized)) {
+    errno = EBUSY;
+    return -1;
+  }
+  if (!strcmp(key, "concurrency")) {
+    cfg_concurrency = n;
+    return 0;
+  }
+  if (!strcmp(key, "default_queue_threads")) {
+    cfg_default_queue_threads = n;
+    return 0;
+  }
+  if (!strncmp(key, "loop_", 5) && key[5] && strcmp(key + 5, "default")) {
+    for (int i = 0; i < ncfg_pools; i++)
+      if (!strcmp(cfg_pools[i].name, key + 5)) {
+        cfg_pools[i].n = n;
+        return 0;
+      }
+    struct cfg_pool *np = realloc(cfg_pools, (size_t)(ncfg_pools + 1) * sizeof(*np));
+    char *name = strdup(key + 5);
+    if (!np || !name) {
+      if (np) cfg_pools = np;
+      free(name);
+      errno = ENOMEM;
+      return -1;
+    }
+    cfg_pools = np;
+    cfg_pools[ncfg_pools].name = name;
+    cfg_pools[ncfg_pools].n = n;
+    ncfg_pools++;
+    return 0;
+  }
+  errno = EINVAL;
+  return -1;
+}
+
+static void cfg_reset(void) {
+  for (int i = 0; i < ncfg_pools; i++) free(cfg_pools[i].name);
+  free(cfg_pools);
+  cfg_pools = NULL;
+  ncfg_pools = 0;
+  cfg_concurrency = 0;
+  cfg_default_queue_threads = 0;
+}
+
+/* ---- construction ------------------------------------------------------------------------ */
+
+static ev_loop_t *loop_new(eventer_pool_t *pool, int index) {
+  ev_loop_t *l = calloc(1, sizeof(*l));
+  if (!l) return NULL;
+  l->pool = pool;
+  l->index = index;
+  snprintf(l->name, sizeof(l->name), "%s/%d", pool->name, index);
+  pthread_mutex_init(&l->inbox_lock, NULL);
+  if (ev_poll_open(l) != 0) {
+    int saved = errno;
+    pthread_mutex_destroy(&l->inbox_lock);
+    free(l);
+    errno = saved;
+    return NULL;
+  }
+  return l;
+}
+
+static void loop_free(ev_loop_t *l) {
+  ev_heap_free(l);
+  ev_poll_close(l);
+  pthread_mutex_destroy(&l->inbox_lock);
+  free(l);
+}
+
+static eventer_pool_t *pool_new(const char *name, int n, int index) {
+  eventer_pool_t *p = calloc(1, sizeof(*p));
+  if (!p) return NULL;
+  p->name = strdup(name);
+  p->index = index;
+  p->loops = calloc((size_t)n, sizeof(*p->loops));
+  if (!p->name || !p->loops) goto fail;
+  for (int i = 0; i < n; i++) {
+    p->loops[i] = loop_new(p, i);
+    if (!p->loops[i]) goto fail;
+    p->concurrency = i + 1;
+  }
+  return p;
+fail: {
+  int saved = errno ? errno : ENOMEM;
+  for (int i = 0; i < p->concurrency; i++) loop_free(p->loops[i]);
+  free(p->loops);
+  free(p->name);
+  free(p);
+  errno = saved;
+  return NULL;
+}
+}
+
+static void pool_free(eventer_pool_t *p) {
+  for (int i = 0; i < p->concurrency; i++) loop_free(p->loops[i]);
+  free(p->loops);
+  free(p->name);
+  free(p);
+}
+
+static void *loop_thread_main(void *arg) {
+  ev_loop_t *l = arg;
+  /* wait until eventer_init has recorded every thread id */
+  pthread_mutex_lock(&G.start_lock);
+  pthread_mutex_unlock(&G.start_lock);
+  bind_self(l);
+  char tname[16];
+  snprintf(tname, sizeof(tname), "ev:%.12s", l->name);
+  pthread_setname_np(pthread_self(), tname);
+  for (;;) {
+    int rc = eventer_run_once(NULL, NULL);
+    if (rc == EVENTER_RUN_STOPPED) break;
+    EV_ASSERT(rc >= 0, "run_once on a loop thread of its own never fails");
+  }
+  tls_loop = NULL;
+  return NULL;
+}
+
+static int init_common(int external) {
+  if (EV_LOAD(&G.initialized)) {
+    errno = EALREADY;
+    return -1;
+  }
+  mtev_log_init_env();
+  int npools = 1 + ncfg_pools;
+  G.pools = calloc((size_t)npools, sizeof(*G.pools));
+  if (!G.pools) return -1;
+  G.npools = 0;
+  int n0 = cfg_concurrency ? cfg_concurrency : ncpus();
+  for (int p = 0; p < npools; p++) {
+    const char *name = p == 0 ? "default" : cfg_pools[p - 1].name;
+    int n = p == 0 ? n0 : cfg_pools[p - 1].n;
+    G.pools[p] = pool_new(name, n, p);
+    if (!G.pools[p]) goto fail;
+    G.npools = p + 1;
+  }
+  G.loop0 = G.pools[0]->loops[0];
+  G.external = external;
+  int qthreads = cfg_default_queue_threads;
+  if (!qthreads) qthreads = ncpus() > 4 ? ncpus() : 4;
+
+  pthread_mutex_lock(&G.start_lock);
+  EV_STORE(&G.initialized, 1);
+  if (ev_jobq_init_default(qthreads) != 0) {
+    pthread_mutex_unlock(&G.start_lock);
+    EV_STORE(&G.initialized, 0);
+    goto fail;
+  }
+  if (!external) {
+    /* The caller becomes loop 0: it will call eventer_loop(). */
+    G.loop0->thread = pthread_self();
+    G.loop0->claimed = 1;
+    EV_STORE(&G.loop0->bound, 1);
+    bind_self(G.loop0);
+    for (int p = 0; p < G.npools; p++)
+      for (int i = 0; i < G.pools[p]->concurrency; i++) {
+        ev_loop_t *l = G.pools[p]->loops[i];
+        if (l == G.loop0) continue;
+        int rc = pthread_create(&l->thread, NULL, loop_thread_main, l);
+        /* Without its thread a loop would silently never run its events. */
+        if (rc != 0)
+          mtevFatal(mtev_error, "eventer: cannot start loop thread %s: %s\n",
+                    l->name, strerror(rc));
+        l->spawned = 1;
+        l->claimed = 1;
+        EV_STORE(&l->bound, 1);
+      }
+  }
+  pthread_mutex_unlock(&G.start_lock);
+  mtevL(eventer_deb, "eventer: initialized (%d pools, %d loops in default,"
+        " %s)\n", G.npools, n0, external ? "external drivers" : "own threads");
+  return 0;
+fail: {
+  int saved = errno ? errno : ENOMEM;
+  for (int p = 0; p < G.npools; p++) pool_free(G.pools[p]);
+  free(G.pools);
+  G.pools = NULL;
+  G.npools = 0;
+  G.loop0 = NULL;
+  errno = saved;
+  return -1;
+}
+}
+
+int eventer_init(void) { return init_common(0); }
+int eventer_init_external(void) { return init_common(1); }
+
+/* ---- attach / detach ------------------------------------------------------------------------ */
+
+int eventer_pool_loop_attach(eventer_pool_t *pool, int loop_index) {
+  if (!EV_LOAD(&G.initialized)) {
+    errno = ENXIO;
+    return -1;
+  }
+  if (!pool || loop_index < 0 || loop_index >= pool->concurrency) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (ev_loop_self()) {
+    errno = EBUSY;
+    return -1;
+  }
+  ev_loop_t *l = pool->loops[loop_index];
+  int expect = 0;
+  if (!__atomic_compare_exchange_n(&l->claimed, &expect, 1, 0,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    errno = EBUSY;
+    return -1;
+  }
+  l->thread = pthread_self();
+  EV_STORE(&l->bound, 1); /* after `thread`: readers check bound first */
+  bind_self(l);
+  return 0;
+}
+
+int eventer_loop_attach(int loop_index) {
+  return eventer_pool_loop_attach(EV_LOAD(&G.initialized) ? G.pools[0] : NULL,
+                                  loop_index);
+}
+
+int eventer_loop_detach(void) {
+  ev_loop_t *l = ev_loop_self();
+  if (!l || l->in_run_once || l->spawned) {
+    errno = EINVAL;
+    return -1;
+  }
+  tls_loop = NULL;
+  EV_STORE(&l->bound, 0);
+  EV_STORE(&l->claimed, 0);
+  return 0;
+}
+
+/* ---- queues ----------------------------------------------------------------------------------- */
+
+void ev_inbox_push(ev_loop_t *l, eventer_task_t *t) {
+  t->next = NULL;
+  pthread_mutex_lock(&l->inbox_lock);
+  int was_empty = l->inbox_head == NULL;
+  if (l->inbox_tail)
+    l->inbox_tail->next = t;
+  else
+    l->inbox_head = t;
+  l->inbox_tail = t;
+  EV_STORE(&l->inbox_nonempty, 1);
+  pthread_mutex_unlock(&l->inbox_lock);
+  /* Only the push that makes the queue non-empty needs to wake the loop:
+   * the loop drains the whole queue at once, and a later push finds it
+   * non-empty only if that drain has not happened yet. */
+  if (was_empty) ev_poll_wake(l);
+}
+
+void ev_fifo_push(ev_loop_t *l, eventer_task_t *t) {
+  t->next = NULL;
+  if (l->fifo_tail)
+    l->fifo_tail->next = t;
+  else
+    l->fifo_head = t;
+  l->fifo_tail = t;
+  l->fifo_len++;
+}
+
+static eventer_task_t *fifo_pop(ev_loop_t *l) {
+  eventer_task_t *t = l->fifo_head;
+  if (!t) return NULL;
+  l->fifo_head = t->next;
+  if (!l->fifo_head) l->fifo_tail = NULL;
+  l->fifo_len--;
+  t->next = NULL;
+  return t;
+}
+
+int ev_fifo_unlink(ev_loop_t *l, eventer_task_t *t) {
+  eventer_task_t *prev = NULL, *cur = l->fifo_head;
+  size_t pos = 0;
+  while (cur && cur != t) {
+    prev = cur;
+    cur = cur->next;
+    pos++;
+  }
+  if (!cur) return 0;
+  if (prev)
+    prev->next = cur->next;
+  else
+    l->fifo_head = cur->next;
+  if (l->fifo_tail == cur) l->fifo_tail = prev;
+  l->fifo_len--;
+  cur->next = NULL;
+  /* It may have been among the tasks this task phase still has to run. */
+  if (l->phase == EV_PH_TASKS && pos < l->tasks_left) l->tasks_left--;
+  return 1;
+}
+
+void ev_inbox_drain(ev_loop_t *l) {
+  if (!EV_LOAD(&l->inbox_nonempty)) return;
+  pthread_mutex_lock(&l->inbox_lock);
+  eventer_task_t *list = l->inbox_head;
+  l->inbox_head = l->inbox_tail = NULL;
+  EV_STORE(&l->inbox_nonempty, 0);
+  pthread_mutex_unlock(&l->inbox_lock);
+  while (list) {
+    eventer_task_t *t = list;
+    list = t->next;
+    t->next = NULL;
+    /* Registration changes apply now, so that a timer added from another
+     * thread is on the heap before this iteration's timer phase; anything
+     * that runs a callback or user code waits for the task phase. */
+    if (t->run == ev_xop_run || t->run == ev_xmsg_run)
+      t->run(t, &l->now);
+    else
+      ev_fifo_push(l, t);
+  }
+}
+
+int eventer_task_post(eventer_task_t *t) {
+  ev_loop_t *l = ev_loop_self();
+  if (!l || !t || !t->run) {
+    errno = EINVAL;
+    return -1;
+  }
+  ev_fifo_push(l, t);
+  return 0;
+}
+
+int eventer_task_post_to(eventer_loop_t *loop, eventer_task_t *t) {
+  if (!loop || !t || !t->run) {
+    errno = EINVAL;
+    return -1;
+  }
+  ev_inbox_push(loop, t);
+  return 0;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+static void finish(ev_loop_t *l, eventer_t e, int mask, int kind, int rv);
+
+void ev_dispatch(ev_loop_t *l, eventer_t e, int mask, int kind) {
+  EV_ASSERT(l && l == ev_loop_self(), "events are dispatched on their owner"
+                                      " loop's thread");
+  EV_ASSERT(l->current == NULL, "callbacks never nest: a dispatch starts"
+                                " only between callbacks");
+  /* The loop's hold: the callback may remove and free e (or other events
+   * may free it) without the memory going away under us. */
+  __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED);
+  l->current = e;
+  if (l->step && eventer_callback_is_foreign(e->callback)) {
+    /* Hand the call to the driver; our hold becomes the driver's
+     * reference until it brings the return value back. */
+    eventer_step_t *s = l->step;
+    s->kind = EVENTER_STEP_CALLBACK;
+    s->e = e;
+    s->mask = mask;
+    s->closure = e->closure;
+    s->now = l->now;
+    s->rv = 0;
+    l->step_used = 1;
+    l->paused.e = e;
+    l->paused.mask = mask;
+    l->paused.kind = kind;
+    return;
+  }
+  struct timeval now = l->now;
+  mtevL(eventer_deb, "eventer: %s dispatch %s mask 0x%x fd %d\n", l->name,
+        eventer_name_for_callback(e->callback), mask, e->fd);
+  int rv = e->callback(e, mask, e->closure, &now);
+  finish(l, e, mask, kind, rv);
+}
+
+/* Applies a callback's return value (see eventer.h) and drops the hold. */
+static void finish(ev_loop_t *l, eventer_t e, int mask, int kind, int rv) {
+  (void)mask;
+  l->current = NULL;
+  int st = EV_LOAD(&e->state);
+  int drop = 1; /* the hold taken by ev_dispatch */
+  const int fdbits = EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION;
+  int fd_kind = kind == EV_DK_FD ||
+                (kind == EV_DK_TRIGGER && !(e->mask & ~fdbits) && (e->mask & fdbits));
+
+  if (kind == EV_DK_RECUR) {
+    /* return value ignored */
+  } else if (fd_kind) {
+    int newmask = rv & fdbits;
+    if (rv == 0) {
+      /* "I am done": the callback must have taken e out of the loop, and
+       * the registration's reference is ours to drop. */
+      if (st != EV_ST_NONE) ev_fatal_not_removed(e, kind);
+      drop++;
+    } else if (st == EV_ST_FD && ev_event_owner(e) != l) {
+      /* re-owned from inside its callback: migrate with the new mask */
+      ev_reg_remove(l, e);
+      if (newmask) e->mask = newmask;
+      if (eventer_add(e) != 0) {
+        mtevL(eventer_err, "eventer: moving fd %d to another loop failed: %s\n",
+              e->fd, strerror(errno));
+        drop++;
+      }
+    } else if (st == EV_ST_FD) {
+      if (newmask && newmask != e->mask && ev_reg_update(l, e, newmask) != 0)
+        mtevL(eventer_err, "eventer: epoll update of fd %d failed: %s\n",
+              e->fd, strerror(errno));
+    } else if (st == EV_ST_NONE && kind == EV_DK_TRIGGER) {
+      /* a triggered, unregistered fd event enters the loop with its mask */
+      if (newmask) e->mask = newmask;
+      if (eventer_add(e) != 0) {
+        mtevL(eventer_err, "eventer: adding triggered fd %d failed: %s\n",
+              e->fd, strerror(errno));
+        drop++;
+      }
+    }
+    /* st == NONE after an fd dispatch: the callback removed e and kept the
+     * reference eventer_remove handed back; anything else: it re-queued
+     * e itself.  Either way there is nothing left for us to do. */
+  } else if (st == EV_ST_NONE) {
+    /* timer, completion, or a trigger of a non-fd event */
+    if (rv == 0) {
+      drop++;
+    } else {
+      int rc = kind == EV_DK_COMPLETE
+                   ? eventer_add_asynch_subqueue(e->jobq, e, e->subq)
+                   : eventer_add(e);
+      if (rc != 0) {
+        mtevL(eventer_err, "eventer: re-adding event %p (callback %s) "
+              "failed: %s\n", (void *)e,
+              eventer_name_for_callback(e->callback), strerror(errno));
+        drop++;
+      }
+    }
+  }
+  /* else: the callback re-registered e itself; its return value is moot */
+  ev_deref_n(e, drop);
+}
+
+/* ---- one iteration -------------------------------------------------------------------------- */
+
+static inline int must_return(ev_loop_t *l) {
+  if (l->paused.e) return 1;
+  if (l->step_used) {
+    EV_ASSERT(l->step->kind >= EVENTER_STEP_USER,
+              "a step taken with eventer_step_emit() gets a kind >="
+              " EVENTER_STEP_USER");
+    return 1;
+  }
+  return 0;
+}
+
+static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
+  if (l->fifo_len > 0 || EV_LOAD(&l->stop)) return 0;
+  int64_t ms = -1;
+  eventer_timer_node_t *n = ev_heap_min(l);
+  if (n) {
+    uint64_t now = eventer_mono_ns();
+    if (n->deadline_ns <= now) return 0;
+    /* round up: waking a little late is fine, early would spin */
+    ms = (int64_t)((n->deadline_ns - now + 999999u) / 1000000u);
+  }
+  if (max_wait) {
+    int64_t mw = (int64_t)max_wait->tv_sec * 1000 + (max_wait->tv_usec + 999) / 1000;
+    if (ms < 0 || mw < ms) ms = mw;
+  }
+  return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
+  switch (l->phase) {
+  case EV_PH_START:
+    if (EV_LOAD(&l->stop)) return EVENTER_RUN_STOPPED;
+    ev_wall_tv(&l->now);
+    ev_inbox_drain(l);
+    l->timers_now_ns = eventer_mono_ns();
+    /* timers added from here on (re-adds, adds from callbacks) wait for
+     * the next iteration, so a due timer that re-adds itself cannot spin */
+    l->timers_seq_limit = l->timer_seq;
+    l->phase = EV_PH_TIMERS;
+    /* fallthrough */
+  case EV_PH_TIMERS:
+    for (;;) {
+      eventer_timer_node_t *n = ev_heap_min(l);
+      if (!n || n->deadline_ns > l->timers_now_ns ||
+          n->seq >= l->timers_seq_limit)
+        break;
+      ev_heap_remove(l, n);
+      struct timeval now = l->now;
+      n->fire(n, &now);
+      if (must_return(l)) return EVENTER_RUN_STEP;
+    }
+    l->phase = EV_PH_TASKS;
+    l->tasks_left = l->fifo_len; /* later posts run next iteration */
+    /* fallthrough */
+  case EV_PH_TASKS:
+    while (l->tasks_left > 0) {
+      eventer_task_t *t = fifo_pop(l);
+      l->tasks_left--;
+      struct timeval now = l->now;
+      t->run(t, &now);
+      if (must_return(l)) return EVENTER_RUN_STEP;
+    }
+    l->phase = EV_PH_RECUR;
+    l->recur_pass++;
+    l->recur_cursor = l->recur_head;
+    /* fallthrough */
+  case EV_PH_RECUR:
+    while (l->recur_cursor) {
+      eventer_t e = l->recur_cursor;
+      l->recur_cursor = e->recur_next;
+      if (e->recur_pass == l->recur_pass) continue; /* added this pass */
+      ev_dispatch(l, e, EVENTER_RECURRENT, EV_DK_RECUR);
+      if (must_return(l)) return EVENTER_RUN_STEP;
+    }
+    l->phase = EV_PH_POLL;
+    /* fallthrough */
+  case EV_PH_POLL:
+    l->nev = ev_poll_wait(l, poll_timeout_ms(l, max_wait));
+    l->evi = 0;
+    ev_wall_tv(&l->now);
+    l->phase = EV_PH_FDS;
+    /* fallthrough */
+  case EV_PH_FDS:
+    while (l->evi < l->nev) {
+      uint64_t tok;
+      int ready;
+      ev_poll_result(l, l->evi++, &tok, &ready);
+      if (tok == EV_POLL_WAKE_TOKEN) {
+        /* the queue itself is drained at the next iteration's start */
+        ev_poll_clear_wake(l);
+        continue;
+      }
+      /* Look the fd up now, not when epoll reported it: an earlier
+       * callback in this batch may have removed, freed or replaced the
+       * event.  The epoch rejects a report meant for an earlier
+       * registration of the same fd number. */
+      eventer_t e = eventer_find_fd((int)(uint32_t)tok);
+      if (!e || ev_event_owner(e) != l || e->reg_epoch != (uint32_t)(tok >> 32) ||
+          EV_LOAD(&e->state) != EV_ST_FD)
+        continue;
+      ev_dispatch(l, e, ready, EV_DK_FD);
+      if (must_return(l)) return EVENTER_RUN_STEP;
+    }
+    l->phase = EV_PH_START;
+    l->iterations++;
+    return EVENTER_RUN_DONE;
+  }
+  EV_ASSERT(0, "the loop phase is one of EV_PH_*");
+  return -1;
+}
+
+int eventer_run_once(eventer_step_t *step, const struct timeval *max_wait) {
+  ev_loop_t *l = ev_loop_self();
+  if (!l) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (l->in_run_once) {
+    errno = EBUSY; /* called from inside a callback of this loop */
+    return -1;
+  }
+  if (max_wait && (max_wait->tv_sec < 0 || max_wait->tv_usec < 0 ||
+                   max_wait->tv_usec >= 1000000)) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (l->paused.e) {
+    /* the driver owes us the return value of the callback it was given */
+    if (!step || step->kind != EVENTER_STEP_CALLBACK || step->e != l->paused.e) {
+      errno = EINVAL;
+      return -1;
+    }
+  } else if (step && step->kind == EVENTER_STEP_CALLBACK) {
+    errno = EINVAL; /* a return value for a callback nobody handed out */
+    return -1;
+  }
+  l->in_run_once = 1;
+  EV_STORE(&l->running, 1);
+  l->step = step;
+  l->step_used = 0;
+  if (l->paused.e) {
+    eventer_t e = l->paused.e;
+    int mask = l->paused.mask, kind = l->paused.kind, rv = step->rv;
+    l->paused.e = NULL;
+    step->kind = EVENTER_STEP_NONE;
+    step->e = NULL;
+    finish(l, e, mask, kind, rv);
+  } else if (step) {
+    step->kind = EVENTER_STEP_NONE;
+  }
+  int rc = iterate(l, max_wait);
+  l->step = NULL;
+  l->in_run_once = 0;
+  EV_STORE(&l->running, 0);
+  return rc;
+}
+
+eventer_step_t *eventer_step_emit(void) {
+  ev_loop_t *l = ev_loop_self();
+  if (!l || !l->step || l->step_used || l->paused.e) return NULL;
+  l->step_used = 1;
+  l->step->kind = EVENTER_STEP_NONE;
+  return l->step;
+}
+
+int eventer_loop_pollfd(void) {
+  ev_loop_t *l = ev_loop_self();
+  if (!l) {
+    errno = EINVAL;
+    return -1;
+  }
+  return ev_poll_fd(l);
+}
+
+int64_t eventer_next_timeout_us(void) {
+  ev_loop_t *l = ev_loop_self();
+  if (!l) {
+    errno = EINVAL;
+    return -2;
+  }
+  if (l->phase != EV_PH_START || l->paused.e || l->fifo_len ||
+      EV_LOAD(&l->inbox_nonempty) || EV_LOAD(&l->stop))
+    return 0;
+  eventer_timer_node_t *n = ev_heap_min(l);
+  if (!n) return -1;
+  uint64_t now = eventer_mono_ns();
+  if (n->deadline_ns <= now) return 0;
+  return (int64_t)((n->deadline_ns - now + 999u) / 1000u);
+}
+
+/* ---- running, stopping, teardown ---------------------------------------------------------------- */
+
+static void join_spawned(void) {
+  for (int p = 0; p < G.npools; p++)
+    for (int i = 0; i < G.pools[p]->concurrency; i++) {
+      ev_loop_t *l = G.pools[p]->loops[i];
+      if (l->spawned && !l->joined) {
+        pthread_join(l->thread, NULL);
+        l->joined = 1;
+      }
+    }
+}
+
+void eventer_loop_return(void) {
+  ev_loop_t *l = ev_loop_self();
+  if (!EV_LOAD(&G.initialized) || G.external || l != G.loop0)
+    mtevFatal(mtev_error, "eventer: eventer_loop()/eventer_loop_return() must"
+              " be called by the thread that called eventer_init()\n");
+  for (;;) {
+    int rc = eventer_run_once(NULL, NULL);
+    if (rc == EVENTER_RUN_STOPPED) break;
+    EV_ASSERT(rc >= 0, "run_once on loop 0 never fails");
+  }
+  join_spawned();
+}
+
+void eventer_loop(void) {
+  eventer_loop_return();
+  exit(EXIT_SUCCESS);
+}
+
+void eventer_shutdown(void) {
+  if (!EV_LOAD(&G.initialized)) return;
+  for (int p = 0; p < G.npools; p++)
+    for (int i = 0; i < G.pools[p]->concurrency; i++) {
+      ev_loop_t *l = G.pools[p]->loops[i];
+      EV_STORE(&l->stop, 1);
+      ev_poll_wake(l);
+    }
+}
+
+static void drop_queued(ev_loop_t *l) {
+  /* a foreign callback handed out and never answered */
+  if (l->paused.e) {
+    eventer_t e = l->paused.e;
+    l->paused.e = NULL;
+    l->current = NULL;
+    /* fd and recurrent events are still registered (dropped below); the
+     * other kinds were taken off their queue and the dispatch held the
+     * eventer's reference as well as its own */
+    int k = l->paused.kind;
+    ev_deref_n(e, (k == EV_DK_FD || k == EV_DK_RECUR) ? 1 : 2);
+  }
+  pthread_mutex_lock(&l->inbox_lock);
+  eventer_task_t *list = l->inbox_head;
+  l->inbox_head = l->inbox_tail = NULL;
+  pthread_mutex_unlock(&l->inbox_lock);
+  while (list) {
+    eventer_task_t *t = list;
+    list = t->next;
+    ev_task_discard(t);
+  }
+  eventer_task_t *t;
+  while ((t = fifo_pop(l))) ev_task_discard(t);
+}
+
+void eventer_fini(void) {
+  if (!EV_LOAD(&G.initialized)) return;
+  eventer_shutdown();
+  join_spawned();
+  /* External drivers return EVENTER_RUN_STOPPED at their next iteration
+   * boundary; wait for them to be out of run_once. */
+  for (int p = 0; p < G.npools; p++)
+    for (int i = 0; i < G.pools[p]->concurrency; i++)
+      while (EV_LOAD(&G.pools[p]->loops[i]->running)) usleep(1000);
+  /* Job threads first: they may still post completions to loops. */
+  ev_jobq_fini_all();
+  for (int p = 0; p < G.npools; p++)
+    for (int i = 0; i < G.pools[p]->concurrency; i++) {
+      ev_loop_t *l = G.pools[p]->loops[i];
+      if (ev_loop_fini_hook) ev_loop_fini_hook(l);
+      drop_queued(l);
+      ev_reg_drop_all(l);
+    }
+  for (int p = 0; p < G.npools; p++) pool_free(G.pools[p]);
+  free(G.pools);
+  G.pools = NULL;
+  G.npools = 0;
+  G.loop0 = NULL;
+  ev_fdtab_reset();
+  cfg_reset();
+  tls_loop = NULL;
+  __atomic_add_fetch(&G.epoch, 1, __ATOMIC_RELEASE);
+  EV_STORE(&G.initialized, 0);
+}
+
+/* ---- queries ------------------------------------------------------------------------------------- */
+
+mtev_boolean eventer_in_loop(void) {
+  return ev_loop_self() ? mtev_true : mtev_false;
+}
+
+int eventer_is_loop(pthread_t tid) { return ev_loop_by_thread(tid) != NULL; }
+
+int eventer_loop_concurrency(void) {
+  if (EV_LOAD(&G.initialized)) return G.pools[0]->concurrency;
+  return cfg_concurrency ? cfg_concurrency : ncpus();
+}
+
+eventer_pool_t *eventer_pool(const char *name) {
+  if (!name || !EV_LOAD(&G.initialized)) return NULL;
+  for (int p = 0; p < G.npools; p++)
+    if (!strcmp(G.pools[p]->name, name)) return G.pools[p];
+  return NULL;
+}
+
+const char *eventer_pool_name(eventer_pool_t *pool) {
+  return pool ? pool->name : NULL;
+}
+
+uint32_t eventer_pool_concurrency(eventer_pool_t *pool) {
+  return pool ? (uint32_t)pool->concurrency : 0;
+}
+
+int eventer_pool_count(void) {
+  return EV_LOAD(&G.initialized) ? G.npools : 0;
+}
+
+eventer_pool_t *eventer_pool_by_index(int i) {
+  if (!EV_LOAD(&G.initialized) || i < 0 || i >= G.npools) return NULL;
+  return G.pools[i];
+}
+
+eventer_loop_t *eventer_pool_loop(eventer_pool_t *pool, int index) {
+  if (!pool || index < 0 || index >= pool->concurrency) return NULL;
+  return pool->loops[index];
+}
+
+eventer_loop_t *eventer_loop_current(void) { return ev_loop_self(); }
+
+int eventer_loop_index(eventer_loop_t *loop) { return loop ? loop->index : -1; }
+
+eventer_pool_t *eventer_loop_pool(eventer_loop_t *loop) {
+  return loop ? loop->pool : NULL;
+}
+
+const char *eventer_get_thread_name(void) {
+  ev_loop_t *l = ev_loop_self();
+  return l ? l->name : NULL;
+}
+
+pthread_t eventer_choose_owner_pool(eventer_pool_t *pool, int n) {
+  if (!pool) return (pthread_t)0;
+  int c = pool->concurrency, idx;
+  unsigned u = (unsigned)n;
+  if (pool->index == 0 && c > 1)
+    idx = n == 0 ? 0 : 1 + (int)(u % (unsigned)(c - 1));
+  else
+    idx = (int)(u % (unsigned)c);
+  ev_loop_t *l = pool->loops[idx];
+  return EV_LOAD(&l->bound) ? l->thread : (pthread_t)0;
+}
+
+pthread_t eventer_choose_owner(int n) {
+  if (!EV_LOAD(&G.initialized)) return (pthread_t)0;
+  return eventer_choose_owner_pool(G.pools[0], n);
+}
