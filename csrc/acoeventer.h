@@ -7,5 +7,7 @@
 #define ACOEVENTER_H
 
 #include "aco.h"
+#include "mtev_log.h" /* log streams: mtevL, mtevFatal */
+#include "eventer.h"  /* the event loop, job queues, driver API */
 
 #endif /* ACOEVENTER_H */
