@@ -23,7 +23,7 @@ VALGRIND ?= valgrind
 
 INCDIRS := -Icsrc/libaco -Icsrc/eventer -Icsrc/testing
 WARN    := -Wall -Wextra -Werror
-BASE_CFLAGS := -std=gnu11 -g -pthread -D_GNU_SOURCE $(WARN) $(INCDIRS) $(EXTRA_CFLAGS)
+BASE_CFLAGS := -std=gnu11 -g -pthread -D_GNU_SOURCE -fstack-clash-protection $(WARN) $(INCDIRS) $(EXTRA_CFLAGS)
 BASE_LDLIBS := -pthread -lm
 
 include csrc/libaco/build.mk

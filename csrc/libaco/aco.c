@@ -30,6 +30,23 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define ACO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ACO_TSAN 1
+#endif
+#endif
+
+#ifdef ACO_TSAN
+/* Each coroutine is a TSan "fiber" so TSan keeps a call stack per
+ * coroutine; switches are announced right before acosw. */
+#include <sanitizer/tsan_interface.h>
+#define ACO_TSAN_SWITCH(to) __tsan_switch_to_fiber((to)->tsan_fiber_, 0)
+#else
+#define ACO_TSAN_SWITCH(to) ((void)0)
+#endif
+
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -466,6 +483,9 @@ aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
     aco_assertalloc_ptr(co);
     co->fp = fp;
     co->arg = arg;
+#ifdef ACO_TSAN
+    co->tsan_fiber_ = __tsan_get_current_fiber();
+#endif
     return co;
   }
   if (aco_unlikely(main_co == NULL || main_co->main_co != NULL))
@@ -491,6 +511,9 @@ aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
   co->share_stack = share_stack;
   co->reg[ACO_REG_IDX_SP] = share_stack->align_retptr;
   co->reg[ACO_FPENV_IDX] = aco_gtls_fpenv;
+#ifdef ACO_TSAN
+  co->tsan_fiber_ = __tsan_create_fiber(0);
+#endif
 #if defined(__x86_64__)
 #ifdef ACO_ASAN
   co->reg[ACO_REG_IDX_PC] = (void *)aco_asan_entry;
@@ -586,6 +609,7 @@ void aco_resume(aco_t *co) {
   aco_share_stack_t *ss = co->share_stack;
   if (ss->owner != co) aco_take_share_stack(ss, co);
   aco_gtls_co = co;
+  ACO_TSAN_SWITCH(co);
 #ifdef ACO_ASAN
   void *fake = NULL;
   __sanitizer_start_switch_fiber(&fake, ss->ptr, ss->sz);
@@ -601,6 +625,7 @@ void aco_yield1(aco_t *co) {
   if (aco_unlikely(co == NULL || co->main_co == NULL || co != aco_gtls_co))
     aco_abortf("aco_yield1: %p is not the running non-main coroutine "
                "(running: %p)", (void *)co, (void *)aco_gtls_co);
+  ACO_TSAN_SWITCH(co->main_co);
 #ifdef ACO_ASAN
   void *fake = NULL;
   __sanitizer_start_switch_fiber(&fake, aco_gtls_main_stack_bottom,
@@ -619,10 +644,22 @@ void aco_exit1(aco_t *co) {
                "(running: %p)", (void *)co, (void *)aco_gtls_co);
   co->is_end = 1;
   aco_assert(co->share_stack->owner == co);
+#ifdef ACO_ASAN
+  /* Nobody will copy this stack out, so clear the redzones its frames
+   * left, or the next coroutine trips over them.  Frames below this one
+   * have returned and cleared their own. */
+  {
+    volatile char here;
+    char *lo = (char *)&here - 512;
+    if (lo < (char *)co->share_stack->ptr) lo = co->share_stack->ptr;
+    ASAN_UNPOISON_MEMORY_REGION(lo, (size_t)((char *)co->share_stack->align_retptr - lo));
+  }
+#endif
   /* give the stack up without saving: nothing on it is needed again */
   co->share_stack->owner = NULL;
   co->share_stack->align_validsz = 0;
   co->save_stack.valid_sz = 0;
+  ACO_TSAN_SWITCH(co->main_co);
 #ifdef ACO_ASAN
   __sanitizer_start_switch_fiber(NULL, aco_gtls_main_stack_bottom,
                                  aco_gtls_main_stack_size);
@@ -646,8 +683,16 @@ void aco_destroy(aco_t *co) {
   if (co->share_stack->owner == co) {
     co->share_stack->owner = NULL;
     co->share_stack->align_validsz = 0;
+#ifdef ACO_ASAN
+    /* dropped without a copy-out: clear the redzones its frames left */
+    char *sp = co->reg[ACO_REG_IDX_SP];
+    ASAN_UNPOISON_MEMORY_REGION(sp, (size_t)((char *)co->share_stack->align_retptr - sp));
+#endif
   }
   if (!(co->aco_flags_ & ACO_F_INLINE)) free(co->save_stack.ptr);
+#ifdef ACO_TSAN
+  __tsan_destroy_fiber(co->tsan_fiber_);
+#endif
   free(co);
 }
 

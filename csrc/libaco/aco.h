@@ -42,7 +42,10 @@
  *  - aarch64 support.
  *  - The share stack's guard page is PROT_NONE and an overflow into it
  *    aborts with a message naming the coroutine (aco_set_name()) rather
- *    than corrupting memory.  The SIGSEGV handler chains to whatever
+ *    than corrupting memory.  A single frame larger than a page can jump
+ *    over the guard page: compile coroutine code with
+ *    -fstack-clash-protection (as this library is) so every page of a big
+ *    frame is probed in order and the guard page is always hit.  The SIGSEGV handler chains to whatever
  *    handler was installed before it (the Go runtime's included) for every
  *    fault that is not a guard-page hit, and runs on the thread's
  *    alternate signal stack (aco_thread_init installs one if the thread has
@@ -143,6 +146,9 @@ struct aco_s {
   aco_save_stack_t save_stack;
   aco_share_stack_t *share_stack;
   void *cls[ACO_CLS_SLOTS]; /* coroutine-local storage */
+#if defined(__SANITIZE_THREAD__)
+  void *tsan_fiber_; /* private: ThreadSanitizer's context for this co */
+#endif
 };
 
 /* --- thread and stacks --------------------------------------------------- */
