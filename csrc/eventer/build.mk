@@ -8,4 +8,5 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
 EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h
 EVENTER_TESTS := $(sort $(wildcard csrc/eventer/tests/test_*.c))
 # multi-thread test programs, also run under ThreadSanitizer
-EVENTER_TSAN_TESTS :=
+EVENTER_TSAN_TESTS := csrc/eventer/tests/test_eventer_threads.c \
+                      csrc/eventer/tests/test_eventer_jobq.c

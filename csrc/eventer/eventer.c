@@ -864,9 +864,11 @@ int eventer_update(eventer_t e, int mask) {
   }
   ev_loop_t *l = ev_event_owner(e);
   if (l && l == ev_loop_self()) return ev_reg_update(l, e, mask);
-  if (l && EV_LOAD(&e->state) == EV_ST_FD)
+  /* registered, or an add/trigger still queued: the owner applies it in
+   * order with that add; only an idle event is the caller's to edit */
+  if (l && EV_LOAD(&e->state) != EV_ST_NONE)
     return post_msg(l, EV_MSG_UPDATE, e, mask, NULL);
-  e->mask = mask; /* not registered: the caller owns every field */
+  e->mask = mask;
   return 0;
 }
 
@@ -880,7 +882,7 @@ int eventer_update_whence(eventer_t e, struct timeval w) {
     ev_reg_update_whence(l, e, w);
     return 0;
   }
-  if (l && EV_LOAD(&e->state) == EV_ST_TIMER)
+  if (l && EV_LOAD(&e->state) != EV_ST_NONE)
     return post_msg(l, EV_MSG_WHENCE, e, 0, &w);
   e->whence = w;
   e->deadline_preset = 0;

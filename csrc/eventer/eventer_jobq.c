@@ -257,8 +257,7 @@ void eventer_jobq_destroy(eventer_jobq_t *q) {
   eventer_jobq_t **pq = &registry;
   while (*pq && *pq != q) pq = &(*pq)->next;
   if (*pq) *pq = q->next;
-  __atomic_compare_exchange_n(&default_q, &q, NULL, 0, __ATOMIC_ACQ_REL,
-                              __ATOMIC_ACQUIRE);
+  if (EV_LOAD(&default_q) == q) EV_STORE(&default_q, NULL);
   pthread_mutex_unlock(&registry_lock);
 
   pthread_mutex_lock(&q->lock);
