@@ -50,6 +50,7 @@
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
+#include <valgrind/memcheck.h>
 #define ACO_VALGRIND 1
 #endif
 #endif
@@ -191,6 +192,16 @@ int aco_cls_key_create(void) {
     return -1;
   }
   return k;
+}
+
+void aco_cls_set(aco_t *co, int key, void *value) {
+  aco_assert(co != NULL && key >= 0 && key < ACO_CLS_SLOTS);
+  if (co->cls == NULL) {
+    if (value == NULL) return;
+    co->cls = calloc(ACO_CLS_SLOTS, sizeof(void *));
+    aco_assertalloc_ptr(co->cls);
+  }
+  co->cls[key] = value;
 }
 
 /* ---- stack overflow reporting -------------------------------------------
@@ -470,15 +481,23 @@ static void aco_asan_entry(void) {
 }
 #endif
 
+_Static_assert(sizeof(aco_t) % 8 == 0, "aco_ext() must be 8-byte aligned");
+
 aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
                   size_t save_stack_sz, aco_cofuncp_t fp, void *arg) {
+  return aco_create_ext(main_co, share_stack, save_stack_sz, fp, arg, 0);
+}
+
+aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
+                      size_t save_stack_sz, aco_cofuncp_t fp, void *arg,
+                      size_t ext_sz) {
   if (aco_unlikely(!aco_gtls_inited))
     aco_abortf("aco_create: aco_thread_init() was never called on this "
                "thread; a coroutine created here would start with a zeroed "
                "MXCSR/FPU control word");
   if (share_stack == NULL) {
     /* the main coroutine: stands for the thread's own stack */
-    aco_assert(main_co == NULL);
+    aco_assert(main_co == NULL && ext_sz == 0);
     aco_t *co = calloc(1, sizeof(aco_t));
     aco_assertalloc_ptr(co);
     co->fp = fp;
@@ -493,16 +512,19 @@ aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
                (void *)main_co);
   aco_assertptr(fp);
   if (save_stack_sz == 0) save_stack_sz = 64;
-  aco_size_t_safe_add_assert(save_stack_sz, 15 + sizeof(aco_t));
+  aco_assert(ext_sz < ((size_t)1 << 20));
+  aco_size_t_safe_add_assert(save_stack_sz, 15 + sizeof(aco_t) + ext_sz + 15);
   save_stack_sz = (save_stack_sz + 15) & ~(size_t)15;
-  /* One allocation: the coroutine and its first save stack. */
-  aco_t *co = malloc(sizeof(aco_t) + save_stack_sz);
+  /* One allocation: the coroutine, its ext bytes and its first save
+   * stack (16-byte aligned after them). */
+  size_t save_off = (sizeof(aco_t) + ext_sz + 15) & ~(size_t)15;
+  aco_t *co = malloc(save_off + save_stack_sz);
   aco_assertalloc_ptr(co);
-  memset(co, 0, sizeof(aco_t));
+  memset(co, 0, sizeof(aco_t) + ext_sz);
   size_t usable = malloc_usable_size(co);
-  if (usable > sizeof(aco_t) + save_stack_sz)
-    save_stack_sz = (usable - sizeof(aco_t)) & ~(size_t)15;
-  co->save_stack.ptr = (char *)co + sizeof(aco_t);
+  if (usable > save_off + save_stack_sz)
+    save_stack_sz = (usable - save_off) & ~(size_t)15;
+  co->save_stack.ptr = (char *)co + save_off;
   co->save_stack.sz = save_stack_sz;
   co->aco_flags_ = ACO_F_INLINE;
   co->main_co = main_co;
@@ -539,9 +561,14 @@ static inline void aco_stack_copy(void *dst, const void *src, size_t n,
                                   void *shared_range) {
 #ifdef ACO_ASAN
   ASAN_UNPOISON_MEMORY_REGION(shared_range, n);
-#else
-  (void)shared_range;
 #endif
+#ifdef ACO_VALGRIND
+  /* Copying in: memcheck may have marked this part of the share stack
+   * unaddressable (below the SP of a shallower coroutine that ran here);
+   * make it addressable, and the copy gives it the saved definedness. */
+  if (dst == shared_range) VALGRIND_MAKE_MEM_UNDEFINED(shared_range, n);
+#endif
+  (void)shared_range;
   memcpy(dst, src, n);
 }
 
@@ -675,6 +702,7 @@ void aco_destroy(aco_t *co) {
     aco_abortf("aco_destroy: coroutine %p destroyed while it runs",
                (void *)co);
   if (co->aco_flags_ & ACO_F_NAMED) aco_set_name(co, NULL);
+  free(co->cls);
   if (co->main_co == NULL) {
     if (aco_gtls_co == co) aco_gtls_co = NULL;
     free(co);

@@ -52,7 +52,8 @@
  *    none).
  *  - AddressSanitizer fiber annotations and valgrind stack registration.
  *  - Coroutine-local storage: ACO_CLS_SLOTS pointer slots per coroutine,
- *    handed out by aco_cls_key_create().
+ *    handed out by aco_cls_key_create(); they cost one pointer in aco_t
+ *    until first set.
  *  - aco_current(): the running non-main coroutine, or NULL.
  *
  * Errors
@@ -145,7 +146,8 @@ struct aco_s {
   aco_cofuncp_t fp;
   aco_save_stack_t save_stack;
   aco_share_stack_t *share_stack;
-  void *cls[ACO_CLS_SLOTS]; /* coroutine-local storage */
+  void **cls; /* coroutine-local storage: ACO_CLS_SLOTS slots, allocated by
+               * the first aco_cls_set (most coroutines never use it) */
 #if defined(__SANITIZE_THREAD__)
   void *tsan_fiber_; /* private: ThreadSanitizer's context for this co */
 #endif
@@ -177,6 +179,15 @@ void aco_share_stack_destroy(aco_share_stack_t *sstk);
  * it grows on demand).  It does not run until aco_resume. */
 aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
                   size_t save_stack_sz, aco_cofuncp_t fp, void *arg);
+
+/* As aco_create for a non-main coroutine, plus ext_sz zeroed bytes at
+ * aco_ext(co) in the same allocation (8-byte aligned).  For layers built
+ * on aco (the eventer) that keep per-coroutine state without a second
+ * allocation; the bytes live until aco_destroy. */
+aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
+                      size_t save_stack_sz, aco_cofuncp_t fp, void *arg,
+                      size_t ext_sz);
+static inline void *aco_ext(aco_t *co) { return (void *)(co + 1); }
 
 /* Runs co until it yields or exits.  Main coroutine only. */
 void aco_resume(aco_t *resume_co);
@@ -226,12 +237,10 @@ int aco_cls_key_create(void);
 
 static inline void *aco_cls_get(const aco_t *co, int key) {
   aco_assert(co != NULL && key >= 0 && key < ACO_CLS_SLOTS);
-  return co->cls[key];
+  return co->cls ? co->cls[key] : NULL;
 }
-static inline void aco_cls_set(aco_t *co, int key, void *value) {
-  aco_assert(co != NULL && key >= 0 && key < ACO_CLS_SLOTS);
-  co->cls[key] = value;
-}
+/* Sets slot `key` of co (allocating co's slots on first use). */
+void aco_cls_set(aco_t *co, int key, void *value);
 
 /* Bytes that resuming co would copy back in now (0 when it already owns
  * its share stack), and bytes the current owner would have to copy out. */
