@@ -27,6 +27,12 @@
  *              the loop then drops its reference (which normally frees e).
  *              Returning 0 while the event is still registered is a bug
  *              and aborts with a message naming the event and callback.
+ *              A callback that removed its event and returns non-zero
+ *              keeps it out of the loop, and keeps the reference
+ *              eventer_remove handed back (hand it to a coroutine, ...).
+ *              From inside its callback, a registered fd event may be
+ *              re-owned (eventer_set_owner): it moves to that loop with
+ *              the returned mask.
  *   timer      non-zero re-adds the timer at its `whence`, which the
  *              callback may have moved with eventer_update_whence(); an
  *              unchanged (past) whence fires again on the next pass.
@@ -347,8 +353,10 @@ void eventer_shutdown(void);
 /* Frees everything: stops job queues (queued jobs get CLEANUP but no WORK
  * and no COMPLETE), joins loop threads, drops every registered event and
  * queued operation.  Call after the loops returned (eventer_loop_return, or
- * the external drivers saw EVENTER_RUN_STOPPED).  eventer_init() may be
- * called again afterwards. */
+ * the external drivers saw EVENTER_RUN_STOPPED), never from a callback.
+ * The layers above get a per-loop hook first (ev_loop_fini_hook).
+ * eventer_init() may be called again afterwards; eventer_impl_propset
+ * settings are reset to their defaults. */
 void eventer_fini(void);
 
 /* mtev_true on a thread that drives (or was bound to) a loop. */
