@@ -101,6 +101,7 @@ eventer_t eventer_alloc_copy(eventer_t src) {
   e->opset = src->opset;
   e->opset_ctx = src->opset_ctx;
   e->owner = EV_LOAD_RELAXED(&src->owner);
+  if (ev_event_copy_hook) ev_event_copy_hook(e, src);
   return e;
 }
 
@@ -175,6 +176,9 @@ void eventer_ref(eventer_t e) {
   EV_ASSERT(old > 0, "eventer_ref on an event that was already freed");
 }
 
+void (*ev_event_free_hook)(eventer_t e);
+void (*ev_event_copy_hook)(eventer_t dst, eventer_t src);
+
 void ev_deref_n(eventer_t e, int n) {
   /* acq_rel: the thread that frees must see every other thread's writes */
   int left = __atomic_sub_fetch(&e->refcnt, n, __ATOMIC_ACQ_REL);
@@ -189,6 +193,7 @@ void ev_deref_n(eventer_t e, int n) {
   EV_ASSERT(EV_LOAD(&e->state) == EV_ST_NONE,
             "an event is freed only when no loop, queue or job holds it "
             "(the eventer's reference was dropped by someone else)");
+  if (ev_event_free_hook) ev_event_free_hook(e);
   free(e);
   __atomic_sub_fetch(&ev_live, 1, __ATOMIC_RELAXED);
 }

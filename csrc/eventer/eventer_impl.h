@@ -94,6 +94,12 @@ struct _event {
   eventer_t job_next;     /* jobq FIFO link */
 };
 
+/* Hooks for a layer that keeps state in an event's opset_ctx (the
+ * coroutine layer): called on the final free (before the memory goes), and
+ * by eventer_alloc_copy after copying (to fix up the copy).  NULL: none. */
+extern void (*ev_event_free_hook)(eventer_t e);
+extern void (*ev_event_copy_hook)(eventer_t dst, eventer_t src);
+
 /* Takes n references off e at once; frees it at zero.  Aborts on
  * underflow (someone freed the event once too often). */
 void ev_deref_n(eventer_t e, int n);
@@ -131,7 +137,11 @@ struct eventer_loop {
                             * set after `thread` is written */
   int spawned;             /* we created `thread` (C mode) */
   int joined;              /* ... and joined it */
-  int running;             /* __atomic: inside run_once right now */
+  int running;             /* __atomic: inside run_once, or a step it
+                            * returned is still with the driver */
+  int ran;                 /* __atomic: run_once was called at least once */
+  int stopped_seen;        /* __atomic: run_once returned STOPPED; the
+                            * driver no longer touches the loop */
   int stop;                /* __atomic: eventer_shutdown() was called */
 
   struct ev_poll *poll;    /* epoll + eventfd */

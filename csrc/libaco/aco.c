@@ -606,6 +606,16 @@ static inline void aco_take_share_stack(aco_share_stack_t *ss, aco_t *co) {
   }
   ss->owner = co;
   size_t n = co->save_stack.valid_sz;
+#ifdef ACO_VALGRIND
+  {
+    /* memcheck does not follow SP across a switch: what lies just below
+     * co's SP (the red zone, the next frames it pushes) may still be
+     * marked unaddressable from a coroutine that ran shallower here */
+    char *sp = co->reg[ACO_REG_IDX_SP];
+    char *lo = sp - 4096 > (char *)ss->ptr ? sp - 4096 : (char *)ss->ptr;
+    VALGRIND_MAKE_MEM_UNDEFINED(lo, (size_t)(sp - lo));
+  }
+#endif
   if (n != 0) {
     char *sp = co->reg[ACO_REG_IDX_SP];
     aco_stack_copy(sp, co->save_stack.ptr, n, sp);
