@@ -9,5 +9,6 @@
 #include "aco.h"
 #include "mtev_log.h" /* log streams: mtevL, mtevFatal */
 #include "eventer.h"  /* the event loop, job queues, driver API */
+#include "eventer_aco.h" /* coroutines on the loop */
 
 #endif /* ACOEVENTER_H */
