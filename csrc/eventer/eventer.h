@@ -352,8 +352,9 @@ void eventer_loop_return(void);
 void eventer_shutdown(void);
 /* Frees everything: stops job queues (queued jobs get CLEANUP but no WORK
  * and no COMPLETE), joins loop threads, drops every registered event and
- * queued operation.  Call after the loops returned (eventer_loop_return, or
- * the external drivers saw EVENTER_RUN_STOPPED), never from a callback.
+ * queued operation.  Call after eventer_loop_return() returned, never from
+ * a callback; external drivers may still be running: eventer_fini() stops
+ * them and waits until each has been handed EVENTER_RUN_STOPPED.
  * The layers above get a per-loop hook first (ev_loop_fini_hook).
  * eventer_init() may be called again afterwards; eventer_impl_propset
  * settings are reset to their defaults. */
@@ -405,7 +406,11 @@ const char *eventer_get_thread_name(void);      /* "default/0", or NULL */
 int eventer_loop_attach(int loop_index);
 int eventer_pool_loop_attach(eventer_pool_t *pool, int loop_index);
 /* Unbinds the calling thread from its loop (the loop keeps its state and
- * may be attached again).  0, or -1/EINVAL if not attached. */
+ * may be attached again).  0, or -1/EINVAL if not attached.  After
+ * run_once returned EVENTER_RUN_STOPPED a driver must not touch the
+ * eventer any more (detach included) unless it knows eventer_fini() has
+ * not started: eventer_fini() frees a loop as soon as its driver has been
+ * handed STOPPED (it waits for that; a thread that exits needs no detach). */
 int eventer_loop_detach(void);
 
 /* What run_once hands back to the driver, and what the driver hands in. */

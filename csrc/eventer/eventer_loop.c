@@ -669,6 +669,7 @@ int eventer_run_once(eventer_step_t *step, const struct timeval *max_wait) {
   }
   l->in_run_once = 1;
   EV_STORE(&l->running, 1);
+  if (!EV_LOAD_RELAXED(&l->ran)) EV_STORE(&l->ran, 1);
   l->step = step;
   l->step_used = 0;
   if (l->paused.e) {
@@ -684,7 +685,11 @@ int eventer_run_once(eventer_step_t *step, const struct timeval *max_wait) {
   int rc = iterate(l, max_wait);
   l->step = NULL;
   l->in_run_once = 0;
-  EV_STORE(&l->running, 0);
+  /* A handed-out step keeps the loop busy: the driver is still working on
+   * this iteration (and will call back), which eventer_fini must wait for. */
+  if (rc != EVENTER_RUN_STEP) EV_STORE(&l->running, 0);
+  /* last touch of the loop in this call: from here eventer_fini may free it */
+  if (rc == EVENTER_RUN_STOPPED) EV_STORE(&l->stopped_seen, 1);
   return rc;
 }
 
@@ -791,11 +796,20 @@ void eventer_fini(void) {
   if (!EV_LOAD(&G.initialized)) return;
   eventer_shutdown();
   join_spawned();
-  /* External drivers return EVENTER_RUN_STOPPED at their next iteration
-   * boundary; wait for them to be out of run_once. */
+  /* External drivers get EVENTER_RUN_STOPPED at their next iteration
+   * boundary.  A driver between two run_once calls (or holding a step it
+   * was handed) still uses its loop, so wait until every loop that ran has
+   * handed out STOPPED.  (The caller's own loop cannot be waited for: it is
+   * us; a loop attached but never run has no driver to wait for.) */
+  ev_loop_t *self = ev_loop_self();
   for (int p = 0; p < G.npools; p++)
-    for (int i = 0; i < G.pools[p]->concurrency; i++)
-      while (EV_LOAD(&G.pools[p]->loops[i]->running)) usleep(1000);
+    for (int i = 0; i < G.pools[p]->concurrency; i++) {
+      ev_loop_t *l = G.pools[p]->loops[i];
+      while (l != self && (EV_LOAD(&l->running) ||
+                           (EV_LOAD(&l->bound) && EV_LOAD(&l->ran) &&
+                            !EV_LOAD(&l->stopped_seen))))
+        usleep(1000);
+    }
   /* Job threads first: they may still post completions to loops. */
   ev_jobq_fini_all();
   for (int p = 0; p < G.npools; p++)

@@ -468,10 +468,58 @@ static void test_teardown_releases_everything(void) {
   ev_teardown();
 }
 
+/* ---- teardown while an external driver holds a handed-out callback ---------------------------- */
+
+static int fc_started, fc_finished, drv_done;
+
+static int slow_foreign_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)mask, (void)c, (void)now;
+  __atomic_store_n(&fc_started, 1, __ATOMIC_RELEASE);
+  usleep(50000); /* eventer_fini runs meanwhile and must wait for us */
+  __atomic_store_n(&fc_finished, 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+static void *stepping_driver(void *arg) {
+  (void)arg;
+  T_EQ(eventer_loop_attach(0), 0);
+  eventer_step_t st = {0};
+  int rc;
+  while ((rc = eventer_run_once(&st, NULL)) != EVENTER_RUN_STOPPED) {
+    T_CHECK(rc >= 0);
+    if (rc == EVENTER_RUN_STEP && st.kind == EVENTER_STEP_CALLBACK)
+      st.rv = eventer_get_callback(st.e)(st.e, st.mask, st.closure, &st.now);
+  }
+  /* handed STOPPED: from here on the eventer is not ours to touch */
+  __atomic_store_n(&drv_done, 1, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+static void test_fini_waits_for_external_driver(void) {
+  set_concurrency(1);
+  T_EQ(eventer_init_external(), 0);
+  T_EQ(eventer_callback_set_foreign(slow_foreign_cb), 0);
+  fc_started = fc_finished = drv_done = 0;
+  T_CHECK(eventer_add_in_s_us(slow_foreign_cb, NULL, 0, 0)); /* queued */
+  pthread_t th;
+  T_EQ(pthread_create(&th, NULL, stepping_driver, NULL), 0);
+  uint64_t end = t_now_us() + 20000000u;
+  while (!LOADA(&fc_started)) {
+    T_CHECK(t_now_us() < end);
+    usleep(1000);
+  }
+  eventer_fini(); /* stops the driver, waits for its STOPPED */
+  T_EQ(LOADA(&fc_finished), 1);
+  pthread_join(th, NULL);
+  T_EQ(LOADA(&drv_done), 1);
+  T_EQ(eventer_allocations_current(), 0);
+}
+
 T_MAIN({"cross_thread_contention", test_cross_thread_contention},
        {"cross_thread_timer_on_time", test_cross_thread_timer_on_time},
        {"pools_and_owners", test_pools_and_owners},
        {"cross_thread_remove_update", test_cross_thread_remove_update},
        {"external_drivers", test_external_drivers},
        {"loop_exit_and_wrong_thread", test_loop_exit_and_wrong_thread},
-       {"teardown_releases_everything", test_teardown_releases_everything})
+       {"teardown_releases_everything", test_teardown_releases_everything},
+       {"fini_waits_for_external_driver", test_fini_waits_for_external_driver})
