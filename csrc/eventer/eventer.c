@@ -11,12 +11,38 @@
  */
 #include "eventer_impl.h"
 
+#include <pthread.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#define EV_MAX_EVENT_HOOKS 4
+static struct {
+  void (*on_free)(eventer_t e);
+  void (*on_copy)(eventer_t dst, eventer_t src);
+} ev_hooks[EV_MAX_EVENT_HOOKS];
+static int ev_nhooks; /* __atomic */
+static pthread_mutex_t ev_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void ev_event_hooks_add(void (*on_free)(eventer_t e),
+                        void (*on_copy)(eventer_t dst, eventer_t src)) {
+  pthread_mutex_lock(&ev_hooks_lock);
+  int n = ev_nhooks, found = 0;
+  for (int i = 0; i < n; i++)
+    if (ev_hooks[i].on_free == on_free && ev_hooks[i].on_copy == on_copy)
+      found = 1;
+  if (!found) {
+    EV_ASSERT(n < EV_MAX_EVENT_HOOKS, "at most 4 layers hook event lifetimes");
+    ev_hooks[n].on_free = on_free;
+    ev_hooks[n].on_copy = on_copy;
+    __atomic_store_n(&ev_nhooks, n + 1, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&ev_hooks_lock);
+}
 
 const int NE_SOCK_CLOEXEC = SOCK_CLOEXEC;
 const int NE_O_CLOEXEC = O_CLOEXEC;
@@ -101,7 +127,9 @@ eventer_t eventer_alloc_copy(eventer_t src) {
   e->opset = src->opset;
   e->opset_ctx = src->opset_ctx;
   e->owner = EV_LOAD_RELAXED(&src->owner);
-  if (ev_event_copy_hook) ev_event_copy_hook(e, src);
+  int nh = __atomic_load_n(&ev_nhooks, __ATOMIC_ACQUIRE);
+  for (int i = 0; i < nh; i++)
+    if (ev_hooks[i].on_copy) ev_hooks[i].on_copy(e, src);
   return e;
 }
 
@@ -176,9 +204,6 @@ void eventer_ref(eventer_t e) {
   EV_ASSERT(old > 0, "eventer_ref on an event that was already freed");
 }
 
-void (*ev_event_free_hook)(eventer_t e);
-void (*ev_event_copy_hook)(eventer_t dst, eventer_t src);
-
 void ev_deref_n(eventer_t e, int n) {
   /* acq_rel: the thread that frees must see every other thread's writes */
   int left = __atomic_sub_fetch(&e->refcnt, n, __ATOMIC_ACQ_REL);
@@ -193,7 +218,9 @@ void ev_deref_n(eventer_t e, int n) {
   EV_ASSERT(EV_LOAD(&e->state) == EV_ST_NONE,
             "an event is freed only when no loop, queue or job holds it "
             "(the eventer's reference was dropped by someone else)");
-  if (ev_event_free_hook) ev_event_free_hook(e);
+  int nh = __atomic_load_n(&ev_nhooks, __ATOMIC_ACQUIRE);
+  for (int i = 0; i < nh; i++)
+    if (ev_hooks[i].on_free) ev_hooks[i].on_free(e);
   free(e);
   __atomic_sub_fetch(&ev_live, 1, __ATOMIC_RELAXED);
 }

@@ -405,15 +405,18 @@ mtev_boolean eventer_in_aco(void) {
 
 /* ---- handles ------------------------------------------------------------------- */
 
-eventer_aco_co_t *eventer_aco_self(void) {
-  ev_aco_t *a = ev_aco_self();
-  if (!a) return NULL;
+eventer_aco_co_t *ev_aco_handle_of(ev_aco_t *a) {
   if (!a->handle) {
     a->handle = ev_aco_handle_new(ev_aco_loop_of(a));
     if (!a->handle) return NULL;
     a->handle->a = a; /* its one reference is the coroutine's */
   }
   return a->handle;
+}
+
+eventer_aco_co_t *eventer_aco_self(void) {
+  ev_aco_t *a = ev_aco_self();
+  return a ? ev_aco_handle_of(a) : NULL;
 }
 
 void eventer_aco_co_ref(eventer_aco_co_t *h) {
@@ -986,8 +989,7 @@ eventer_aco_t eventer_set_eventer_aco_co(eventer_t e, aco_t *co) {
     errno = ENOMEM;
     return NULL;
   }
-  ev_event_free_hook = ev_aco_fd_free_hook;
-  ev_event_copy_hook = ev_aco_fd_copy_hook;
+  ev_event_hooks_add(ev_aco_fd_free_hook, ev_aco_fd_copy_hook);
   st->orig_opset = e->opset ? e->opset : eventer_POSIX_fd_opset;
   st->orig_ctx = e->opset_ctx;
   st->orig_cb = e->callback;

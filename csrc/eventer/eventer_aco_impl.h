@@ -139,6 +139,10 @@ static inline ev_loop_t *ev_aco_loop_of(ev_aco_t *a) {
  * ev_aco_resume() it (main context) or ev_aco_schedule() it. */
 ev_aco_t *ev_aco_create(void (*fn)(void), void *arg, size_t stack_size,
                         size_t save_size, const char *name, int flags);
+/* a's handle, created on demand (borrowed: valid until a ends; take a
+ * reference with eventer_aco_co_ref to keep it). */
+eventer_aco_co_t *ev_aco_handle_of(ev_aco_t *a);
+
 /* Resumes a (NEW/RUNNABLE) coroutine now, from main context on its loop;
  * reaps it if it ended. */
 void ev_aco_resume(ev_aco_t *a);

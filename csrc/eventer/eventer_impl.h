@@ -94,11 +94,13 @@ struct _event {
   eventer_t job_next;     /* jobq FIFO link */
 };
 
-/* Hooks for a layer that keeps state in an event's opset_ctx (the
- * coroutine layer): called on the final free (before the memory goes), and
- * by eventer_alloc_copy after copying (to fix up the copy).  NULL: none. */
-extern void (*ev_event_free_hook)(eventer_t e);
-extern void (*ev_event_copy_hook)(eventer_t dst, eventer_t src);
+/* Hooks for layers that keep state in an event (the coroutine layer's
+ * opset_ctx, the foreign binding's closures): `on_free` runs on the final
+ * free before the memory goes, `on_copy` after eventer_alloc_copy copied
+ * the fields (to fix up the copy).  Each layer registers once; hooks run
+ * in registration order.  THREAD-SAFE. */
+void ev_event_hooks_add(void (*on_free)(eventer_t e),
+                        void (*on_copy)(eventer_t dst, eventer_t src));
 
 /* Takes n references off e at once; frees it at zero.  Aborts on
  * underflow (someone freed the event once too often). */

@@ -734,6 +734,48 @@ void aco_destroy(aco_t *co) {
   free(co);
 }
 
+extern void aco_call_on_stack(void *sp, void (*fn)(void *), void *arg)
+    __asm__("aco_call_on_stack");
+
+#ifdef ACO_ASAN
+typedef struct {
+  void (*fn)(void *);
+  void *arg;
+  void *fake;
+  const void *co_bottom;
+  size_t co_size;
+} aco_onstack_t;
+
+/* runs on the main stack: tell ASan where we are, and where we go back */
+static void aco_onstack_tramp(void *p) {
+  aco_onstack_t *c = p;
+  __sanitizer_finish_switch_fiber(c->fake, &c->co_bottom, &c->co_size);
+  c->fn(c->arg);
+  __sanitizer_start_switch_fiber(&c->fake, c->co_bottom, c->co_size);
+}
+#endif
+
+void aco_call_on_main_stack(void (*fn)(void *), void *arg) {
+  aco_t *co = aco_current();
+  if (co == NULL) {
+    fn(arg);
+    return;
+  }
+  /* The main coroutine is suspended in acosw; everything below its saved
+   * stack pointer is free.  Leave the red zone (and a little more) alone. */
+  uintptr_t sp = ((uintptr_t)co->main_co->reg[ACO_REG_IDX_SP] - 512) &
+                 ~(uintptr_t)15;
+#ifdef ACO_ASAN
+  aco_onstack_t c = {.fn = fn, .arg = arg};
+  __sanitizer_start_switch_fiber(&c.fake, aco_gtls_main_stack_bottom,
+                                 aco_gtls_main_stack_size);
+  aco_call_on_stack((void *)sp, aco_onstack_tramp, &c);
+  __sanitizer_finish_switch_fiber(c.fake, NULL, NULL);
+#else
+  aco_call_on_stack((void *)sp, fn, arg);
+#endif
+}
+
 size_t aco_resume_copy_cost(const aco_t *co, size_t *copy_out) {
   aco_assertptr(co);
   size_t in = 0, out = 0;

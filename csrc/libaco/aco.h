@@ -242,6 +242,14 @@ static inline void *aco_cls_get(const aco_t *co, int key) {
 /* Sets slot `key` of co (allocating co's slots on first use). */
 void aco_cls_set(aco_t *co, int key, void *value);
 
+/* Calls fn(arg) on the thread's own stack (below the main coroutine's
+ * saved stack pointer) when called from inside a coroutine; directly
+ * otherwise.  For code that must not run on a share stack: a foreign
+ * runtime's callback (Go's cgo callbacks check that they run on the
+ * thread's stack), or anything that needs more stack than the share
+ * stack has.  fn must not yield or resume coroutines. */
+void aco_call_on_main_stack(void (*fn)(void *), void *arg);
+
 /* Bytes that resuming co would copy back in now (0 when it already owns
  * its share stack), and bytes the current owner would have to copy out. */
 size_t aco_resume_copy_cost(const aco_t *co, size_t *copy_out);

@@ -78,6 +78,32 @@ aco_funcp_protector_asm:
         ud2
         .size   aco_funcp_protector_asm, .-aco_funcp_protector_asm
 
+/*
+ * aco_call_on_stack(sp, fn, arg): calls fn(arg) with rsp = sp (16-byte
+ * aligned, so the callee sees the psABI's alignment after the call) and
+ * returns on the caller's stack.  rbp keeps the way back and makes the
+ * frame chain of the callee lead to our caller.
+ */
+        .globl  aco_call_on_stack
+        .type   aco_call_on_stack, @function
+        .p2align 4
+aco_call_on_stack:
+        .cfi_startproc
+        pushq   %rbp
+        .cfi_def_cfa_offset 16
+        .cfi_offset %rbp, -16
+        movq    %rsp, %rbp
+        .cfi_def_cfa_register %rbp
+        movq    %rdi, %rsp
+        movq    %rdx, %rdi
+        callq   *%rsi
+        movq    %rbp, %rsp
+        popq    %rbp
+        .cfi_def_cfa %rsp, 8
+        ret
+        .cfi_endproc
+        .size   aco_call_on_stack, .-aco_call_on_stack
+
 #endif /* __x86_64__ */
 
 /* no executable stack for whoever links this */

@@ -179,6 +179,34 @@ aco_funcp_protector_asm:
         .error  "aco_co_entry_asm's blr must be followed by aco_funcp_protector_asm"
         .endif
 
+/*
+ * aco_call_on_stack(sp, fn, arg): calls fn(arg) with SP = sp (16-byte
+ * aligned) and returns on the caller's stack.  x29/x30 are kept in the
+ * caller's frame, which the callee's frame chain then points to.
+ */
+        .text
+        .globl  aco_call_on_stack
+        .type   aco_call_on_stack, %function
+        .p2align 4
+aco_call_on_stack:
+        .cfi_startproc
+        ACO_BTI_C
+        stp     x29, x30, [sp, #-16]!
+        .cfi_def_cfa_offset 16
+        .cfi_offset 29, -16
+        .cfi_offset 30, -8
+        mov     x29, sp
+        .cfi_def_cfa_register 29
+        mov     sp, x0
+        mov     x0, x2
+        blr     x1
+        mov     sp, x29
+        ldp     x29, x30, [sp], #16
+        .cfi_def_cfa sp, 0
+        ret
+        .cfi_endproc
+        .size   aco_call_on_stack, .-aco_call_on_stack
+
 #if ACO_GNU_PROPERTY_BTI || ACO_GNU_PROPERTY_PAC
 /* GNU_PROPERTY_AARCH64_FEATURE_1_AND: without it the linker turns BTI
  * off for the whole program when this object is linked in. */
