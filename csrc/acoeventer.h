@@ -10,5 +10,6 @@
 #include "mtev_log.h" /* log streams: mtevL, mtevFatal */
 #include "eventer.h"  /* the event loop, job queues, driver API */
 #include "eventer_aco.h" /* coroutines on the loop */
+#include "eventer_aco_sync.h" /* their semaphores, mutexes, wait groups, channels */
 
 #endif /* ACOEVENTER_H */
