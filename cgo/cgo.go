@@ -1,0 +1,25 @@
+// Package cgo is the seam between the C core (csrc/) and package eventer:
+// the only package of the module with `import "C"`.
+//
+// It compiles the C sources through small unity files (cgo builds only
+// this directory's files), holds every //export trampoline (exports.go),
+// and the loop driver (driver.go).  Its API is for package eventer: it
+// deals in integers, unsafe.Pointers to C memory and Go values, never in C
+// types, and it is not a stable public API.
+//
+// The boundary rules (DESIGN.md section 4) are kept here:
+//   - C memory never holds Go pointers: Go functions are registered by
+//     integer id (the closure of a Go event is a C box holding the id);
+//   - Go never runs on a coroutine's share stack: the loop hands Go work
+//     back to the driver, and C code that calls a Go callback directly goes
+//     through ev_go_trampoline, which switches to the thread's stack;
+//   - no panic or Goexit crosses C: every export recovers.
+package cgo
+
+/*
+#cgo CFLAGS: -std=gnu11 -D_GNU_SOURCE -O2 -fstack-clash-protection
+#cgo CFLAGS: -I${SRCDIR}/../csrc/libaco -I${SRCDIR}/../csrc/eventer
+#cgo LDFLAGS: -lm -pthread
+#include "glue.h"
+*/
+import "C"

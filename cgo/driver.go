@@ -1,0 +1,113 @@
+package cgo
+
+/*
+#include "glue.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"syscall"
+	"unsafe"
+)
+
+// Step kinds handed to a driver.
+const (
+	StepNone     = int(C.EVENTER_STEP_NONE)
+	StepCallback = int(C.EVENTER_STEP_CALLBACK)
+	StepProxy    = int(C.EVENTER_STEP_ACO_PROXY)
+	StepWake     = int(C.EVENTER_STEP_FOREIGN_WAKE)
+)
+
+// Handler is the Go side of one loop: the driver calls it for the work the
+// loop hands back, in the loop's dispatch order.
+type Handler interface {
+	// Callback runs Go callback id for event e and returns its result.
+	Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int
+	// ProxyDone resumes Go coroutine id with its operation's result.
+	ProxyDone(id uint64, result int64, errno int)
+	// Wake handles work queued for this loop by other goroutines.
+	Wake()
+}
+
+// Driver drives loop Index of the default pool from one goroutine locked
+// to its OS thread (DESIGN.md section 4, the step design).
+type Driver struct {
+	Index int
+	d     *C.ev_go_driver_t // C memory: the step buffer
+}
+
+// NewDriver allocates the driver state of loop idx.
+func NewDriver(idx int) *Driver {
+	d := (*C.ev_go_driver_t)(C.calloc(1, C.size_t(unsafe.Sizeof(C.ev_go_driver_t{}))))
+	d.index = C.int(idx)
+	return &Driver{Index: idx, d: d}
+}
+
+// Attach binds the calling thread to the loop.  The caller must hold
+// runtime.LockOSThread for as long as it drives the loop.
+func (d *Driver) Attach() error {
+	if rc, err := C.eventer_loop_attach(C.int(d.Index)); rc != 0 {
+		return err
+	}
+	return nil
+}
+
+// Run drives the loop until eventer_shutdown: each call of run_once does
+// C work itself and returns Go work as a step, which Run hands to h.  The
+// OS thread must be locked and attached.  Returns nil when the loop
+// stopped, or run_once's error.
+func (d *Driver) Run(h Handler) error {
+	step := &d.d.step
+	for {
+		rc, err := C.ev_go_run_once(d.d, 1)
+		switch rc {
+		case C.EVENTER_RUN_DONE:
+			continue
+		case C.EVENTER_RUN_STOPPED:
+			return nil
+		case C.EVENTER_RUN_STEP:
+		default:
+			return err
+		}
+		// run_once paused its iteration for us; whatever we do here, the
+		// next run_once continues it where it stopped.
+		for {
+			switch int(step.kind) {
+			case StepCallback:
+				rv := h.Callback(unsafe.Pointer(step.e), uint64(C.ev_go_step_id(d.d)), int(step.mask), int64(C.ev_go_step_now_us(d.d)))
+				step.rv = C.int(rv)
+			case StepProxy:
+				h.ProxyDone(uint64(step.u64[0]), int64(step.u64[1]), int(int64(step.u64[2])))
+				step.kind = C.EVENTER_STEP_NONE
+			case StepWake:
+				step.kind = C.EVENTER_STEP_NONE
+				h.Wake()
+			default:
+				step.kind = C.EVENTER_STEP_NONE
+			}
+			// hand back the callback's rv (if any) and continue
+			rc, err = C.ev_go_run_once(d.d, 0)
+			if rc == C.EVENTER_RUN_STEP {
+				continue
+			}
+			if rc < 0 {
+				return err
+			}
+			if rc == C.EVENTER_RUN_STOPPED {
+				return nil
+			}
+			break
+		}
+	}
+}
+
+// Detach unbinds the calling thread and frees the driver state.
+func (d *Driver) Detach() {
+	C.eventer_loop_detach()
+	C.free(unsafe.Pointer(d.d))
+	d.d = nil
+}
+
+var _ = runtime.LockOSThread
+var _ = syscall.EINVAL

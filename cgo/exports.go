@@ -1,0 +1,63 @@
+package cgo
+
+// Every //export of the module lives in this file (STYLE.md 7).  Each one
+// recovers: a panic or Goexit must never unwind into C frames.
+
+/*
+#include "glue.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"runtime/debug"
+	"unsafe"
+)
+
+// Direct receives the calls that C code makes to a Go callback through
+// ev_go_trampoline (not the ones the loop hands to the driver).  Set by
+// package eventer before the first event exists.
+var Direct func(e unsafe.Pointer, id uint64, mask int, nowUs int64) int
+
+// AsynchWork runs Go asynch work id on a job-queue thread.
+var AsynchWork func(id uint64)
+
+// Panicked receives a panic that was stopped at an export; package
+// eventer re-raises it on a driver goroutine, outside C.
+var Panicked func(v any, stack []byte)
+
+func recoverExport(what string) {
+	if v := recover(); v != nil {
+		if Panicked != nil {
+			Panicked(fmt.Errorf("eventer: panic in %s: %v", what, v), debug.Stack())
+		}
+	}
+}
+
+//export goEventerCallback
+func goEventerCallback(e C.eventer_t, mask C.int, id C.uint64_t, nowUs C.int64_t) (rv C.int) {
+	defer recoverExport("a Go callback called from C")
+	done := false
+	defer func() {
+		if !done && Panicked != nil {
+			// runtime.Goexit unwinding through a C caller: report it; the
+			// unwinding itself can't be stopped here
+			Panicked(fmt.Errorf("eventer: runtime.Goexit in a Go callback called from C"), debug.Stack())
+		}
+	}()
+	if Direct == nil {
+		done = true
+		return 0
+	}
+	rv = C.int(Direct(unsafe.Pointer(e), uint64(id), int(mask), int64(nowUs)))
+	done = true
+	return rv
+}
+
+//export goAsynchWork
+func goAsynchWork(id C.uint64_t) {
+	defer recoverExport("asynch work")
+	if AsynchWork != nil {
+		AsynchWork(uint64(id))
+	}
+}

@@ -1,0 +1,91 @@
+/* glue.c - see glue.h */
+#include "glue.h"
+
+#include <errno.h>
+
+#include "_cgo_export.h"
+
+typedef struct {
+  eventer_t e;
+  int mask;
+  uint64_t id;
+  struct timeval *now;
+  int rv;
+} ev_go_call_t;
+
+static void ev_go_call_thunk(void *p) {
+  ev_go_call_t *c = p;
+  int64_t now_us = c->now ? (int64_t)c->now->tv_sec * 1000000 + c->now->tv_usec : 0;
+  c->rv = goEventerCallback(c->e, c->mask, c->id, now_us);
+}
+
+int ev_go_trampoline(eventer_t e, int mask, void *closure, struct timeval *now) {
+  ev_go_call_t c = {e, mask, eventer_foreign_closure_id(closure), now, 0};
+  /* Go runs only on the thread's stack (DESIGN.md 4, rule 4) */
+  eventer_call_on_thread_stack(ev_go_call_thunk, &c);
+  return c.rv;
+}
+
+void ev_go_asynch(void *closure) {
+  /* a job-queue thread: a plain pthread stack, Go may run here */
+  goAsynchWork((uint64_t)(uintptr_t)closure);
+}
+
+int ev_go_setup(void) {
+  return eventer_foreign_callback_register(ev_go_trampoline);
+}
+
+eventer_t ev_go_alloc(int kind, int fd, int mask, uint64_t id,
+                      int64_t when_us) {
+  void *box = eventer_foreign_closure_new(id);
+  if (!box) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  eventer_t e = NULL;
+  switch (kind) {
+  case EV_GO_FD:
+    e = eventer_alloc_fd(ev_go_trampoline, box, fd, mask);
+    break;
+  case EV_GO_TIMER: {
+    struct timeval w = {(time_t)(when_us / 1000000),
+                        (suseconds_t)(when_us % 1000000)};
+    e = eventer_alloc_timer(ev_go_trampoline, box, &w);
+    break;
+  }
+  case EV_GO_RECURRENT:
+    e = eventer_alloc_recurrent(ev_go_trampoline, box);
+    break;
+  default:
+    errno = EINVAL;
+  }
+  if (!e) {
+    int err = errno;
+    free(box);
+    errno = err;
+  }
+  return e;
+}
+
+int ev_go_run_once(ev_go_driver_t *d, int block) {
+  static const struct timeval zero = {0, 0};
+  return eventer_run_once(&d->step, block ? NULL : &zero);
+}
+
+int ev_go_proxy_io(eventer_aco_proxy_t *p, int op, eventer_t e, void *buf,
+                   size_t len, int64_t timeout_ns, int64_t *res, int *err) {
+  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
+  o->op = op;
+  o->e = e;
+  o->buf = buf;
+  o->len = len;
+  ev_go_op_timeout(o, timeout_ns);
+  int rc = eventer_aco_proxy_run(p);
+  if (rc == 1) {
+    *res = o->result;
+    *err = o->err;
+  } else if (rc < 0) {
+    *err = errno;
+  }
+  return rc;
+}

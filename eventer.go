@@ -1,0 +1,342 @@
+package eventer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/acoeventer/eventer/cgo"
+)
+
+// Option configures Init.
+type Option func(*config)
+
+type config struct {
+	concurrency   int
+	pools         map[string]int
+	queueThreads  int
+	logger        *slog.Logger
+	errorHandler  func(error)
+}
+
+// WithConcurrency sets the number of loop threads of the default pool
+// (default: one per CPU, like the C eventer).
+func WithConcurrency(n int) Option { return func(c *config) { c.concurrency = n } }
+
+// WithPool creates a named pool of n loops (eventer_impl_propset
+// "loop_<name>").  Coroutines and events run on the default pool; named
+// pools serve C code that chooses them.
+func WithPool(name string, n int) Option {
+	return func(c *config) {
+		if c.pools == nil {
+			c.pools = map[string]int{}
+		}
+		c.pools[name] = n
+	}
+}
+
+// WithDefaultQueueThreads sets the concurrency of the default job queue.
+func WithDefaultQueueThreads(n int) Option { return func(c *config) { c.queueThreads = n } }
+
+// WithLogger sets where the binding logs (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithErrorHandler receives errors that have no caller to return to: a
+// coroutine that called runtime.Goexit (t.FailNow), a callback id that no
+// longer exists.  Default: log them.
+func WithErrorHandler(f func(error)) Option { return func(c *config) { c.errorHandler = f } }
+
+// loop is the Go side of one loop thread: its driver goroutine's state.
+// Fields marked "driver" are touched only on the loop's thread (the
+// driver goroutine and the coroutines it switches to).
+type loop struct {
+	idx int
+	drv *cgo.Driver
+
+	mu    sync.Mutex
+	inbox []func() // work queued by other goroutines (under mu)
+
+	cos     []*Co    // driver: live coroutines by id
+	freeIDs []uint64 // driver
+
+	// current is the id+1 of the running Go coroutine (0: none); cbDepth
+	// counts Go callbacks on the stack.  Atomic: a misuse check may read
+	// them from another goroutine.
+	current atomic.Uint64
+	cbDepth atomic.Int32
+
+	panicked any // driver: a panic to re-raise outside C
+}
+
+var rt struct {
+	mu      sync.Mutex
+	inited  bool
+	cfg     config
+	loops   []*loop
+	drivers sync.WaitGroup
+	done    chan struct{} // closed when the loops stopped and C was freed
+	err     error
+	rr      atomic.Uint32
+	epoch   atomic.Uint64 // bumped by each Init
+}
+
+// Init creates the event loops (one C loop per thread of the default pool,
+// each driven by a goroutine locked to its OS thread) and starts them.
+// Events and coroutines may be added at once, from any goroutine.
+// Init after Shutdown starts a new eventer.
+func Init(opts ...Option) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.inited {
+		return &OpError{Op: "Init", Err: errors.New("already initialized")}
+	}
+	cfg := config{logger: slog.Default()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.concurrency < 0 || cfg.queueThreads < 0 {
+		return &OpError{Op: "Init", Err: errors.New("negative concurrency")}
+	}
+	if cfg.concurrency == 0 {
+		cfg.concurrency = runtime.NumCPU()
+	}
+	if err := cgo.SetProp("concurrency", strconv.Itoa(cfg.concurrency)); err != nil {
+		return &OpError{Op: "Init", Err: fmt.Errorf("concurrency %d: %w", cfg.concurrency, err)}
+	}
+	for name, n := range cfg.pools {
+		if err := cgo.SetProp("loop_"+name, strconv.Itoa(n)); err != nil {
+			return &OpError{Op: "Init", Err: fmt.Errorf("pool %q (%d loops): %w", name, n, err)}
+		}
+	}
+	if cfg.queueThreads > 0 {
+		if err := cgo.SetProp("default_queue_threads", strconv.Itoa(cfg.queueThreads)); err != nil {
+			return &OpError{Op: "Init", Err: err}
+		}
+	}
+	cgo.Direct = directCallback
+	cgo.AsynchWork = runAsynchWork
+	cgo.Panicked = exportPanicked
+	if err := cgo.InitExternal(); err != nil {
+		return &OpError{Op: "Init", Err: err}
+	}
+	rt.cfg = cfg
+	rt.epoch.Add(1)
+	n := cgo.Concurrency()
+	rt.loops = make([]*loop, n)
+	rt.done = make(chan struct{})
+	rt.err = nil
+	attached := make(chan error, n)
+	for i := 0; i < n; i++ {
+		l := &loop{idx: i, drv: cgo.NewDriver(i)}
+		rt.loops[i] = l
+		rt.drivers.Add(1)
+		go l.drive(attached)
+	}
+	var firstErr error
+	for i := 0; i < n; i++ {
+		if err := <-attached; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	rt.inited = true
+	go reap()
+	if firstErr != nil {
+		cgo.Shutdown()
+		<-rt.done
+		return &OpError{Op: "Init", Err: firstErr}
+	}
+	return nil
+}
+
+// drive is a loop's driver goroutine: it owns an OS thread for the loop's
+// whole life (C keeps per-thread state) and runs eventer_run_once,
+// handling the Go work each step hands back.
+func (l *loop) drive(attached chan<- error) {
+	defer rt.drivers.Done()
+	runtime.LockOSThread()
+	// The thread stays locked until the goroutine exits, which also ends
+	// the thread: C state may linger on it.
+	if err := l.drv.Attach(); err != nil {
+		attached <- err
+		return
+	}
+	attached <- nil
+	err := l.drv.Run(l)
+	l.stopCoroutines()
+	l.drv.Detach()
+	if err != nil {
+		rt.mu.Lock()
+		if rt.err == nil {
+			rt.err = &OpError{Op: "Loop", Err: err}
+		}
+		rt.mu.Unlock()
+	}
+}
+
+// reap waits for every driver to stop, then frees the C eventer.
+func reap() {
+	rt.drivers.Wait()
+	cgo.Fini()
+	rt.mu.Lock()
+	rt.inited = false
+	rt.loops = nil
+	done := rt.done
+	rt.mu.Unlock()
+	forgetAllCallbacks()
+	close(done)
+}
+
+// Loop blocks until Shutdown has stopped every loop (the loops run from
+// Init on; Loop is where a main function waits).  It returns the first
+// error a loop hit, or nil.
+func Loop() error {
+	rt.mu.Lock()
+	done := rt.done
+	inited := rt.inited
+	rt.mu.Unlock()
+	if done == nil || (!inited && done == nil) {
+		return &OpError{Op: "Loop", Err: ErrNotInitialized}
+	}
+	<-done
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.err
+}
+
+// Shutdown stops every loop at the end of its current iteration (Go
+// coroutines still running get ErrStopped from their next operation and
+// must return), frees the C eventer, and returns when that is done.  From
+// a callback or coroutine it only asks, and returns at once.
+func Shutdown() {
+	rt.mu.Lock()
+	done := rt.done
+	inited := rt.inited
+	rt.mu.Unlock()
+	if !inited {
+		return
+	}
+	cgo.Shutdown()
+	if cgo.InLoop() {
+		return // a driver can't wait for itself
+	}
+	<-done
+}
+
+func running() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.inited
+}
+
+func loopAt(i int) *loop {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if i < 0 || i >= len(rt.loops) {
+		return nil
+	}
+	return rt.loops[i]
+}
+
+// post queues fn to run on l's driver goroutine (from any goroutine).
+func (l *loop) post(fn func()) error {
+	l.mu.Lock()
+	l.inbox = append(l.inbox, fn)
+	l.mu.Unlock()
+	return cgo.ForeignWake(l.idx)
+}
+
+// ---- cgo.Handler --------------------------------------------------------
+
+// Callback runs a Go callback the loop handed back.
+func (l *loop) Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int {
+	ev := lookupCallback(id)
+	if ev == nil {
+		reportError(fmt.Errorf("eventer: callback %d for event %p no longer exists", id, e))
+		return 0
+	}
+	l.cbDepth.Add(1)
+	defer l.cbDepth.Add(-1)
+	if ev.ptr != e {
+		// a C copy of a Go event (eventer_alloc_copy): same callback
+		ev = &Event{ptr: e, id: id, cb: ev.cb}
+	}
+	return int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
+}
+
+// ProxyDone resumes the Go coroutine whose C operation completed.
+func (l *loop) ProxyDone(id uint64, result int64, errno int) {
+	if id >= uint64(len(l.cos)) || l.cos[id] == nil {
+		reportError(fmt.Errorf("eventer: completion for unknown coroutine %d", id))
+		return
+	}
+	co := l.cos[id]
+	co.res, co.errno = result, errno
+	l.resume(co)
+}
+
+// Wake runs what other goroutines queued for this loop.
+func (l *loop) Wake() {
+	l.mu.Lock()
+	work := l.inbox
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, fn := range work {
+		fn()
+	}
+	l.collectDead()
+}
+
+// directCallback is a Go callback that C code called itself, through the
+// trampoline (on the thread's stack).
+func directCallback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int {
+	ev := lookupCallback(id)
+	if ev == nil {
+		return 0
+	}
+	if l := loopAt(cgo.CurrentLoop()); l != nil {
+		l.cbDepth.Add(1)
+		defer l.cbDepth.Add(-1)
+	}
+	if ev.ptr != e {
+		ev = &Event{ptr: e, id: id, cb: ev.cb}
+	}
+	return int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
+}
+
+func exportPanicked(v any, stack []byte) {
+	l := loopAt(cgo.CurrentLoop())
+	err := fmt.Errorf("%v\n\n%s", v, stack)
+	if l == nil {
+		panic(err)
+	}
+	if l.panicked == nil {
+		l.panicked = err
+	}
+	// re-raised by the driver once C has returned
+	_ = l.post(func() {
+		if p := l.panicked; p != nil {
+			l.panicked = nil
+			panic(p)
+		}
+	})
+}
+
+func reportError(err error) {
+	rt.mu.Lock()
+	h, lg := rt.cfg.errorHandler, rt.cfg.logger
+	rt.mu.Unlock()
+	if h != nil {
+		h(err)
+		return
+	}
+	if lg == nil {
+		lg = slog.Default()
+	}
+	lg.Error(err.Error())
+}
