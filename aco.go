@@ -338,7 +338,7 @@ func (co *Co) Wake() error {
 	if co.ended.Load() || co.handle == nil {
 		return &OpError{Op: "Co.Wake", Err: errors.New("coroutine has ended")}
 	}
-	if err := cgo.WakeCo(co.handle); err != nil {
+	if err := withLive(func() error { return cgo.WakeCo(co.handle) }); err != nil {
 		return &OpError{Op: "Co.Wake", Err: err}
 	}
 	return nil
@@ -358,7 +358,7 @@ func (co *Co) Cancel() error {
 		return nil // it will see the flag at its first call
 	}
 	if co.handle != nil && !co.ended.Load() {
-		_ = cgo.Cancel(co.handle) // ESRCH: it ended meanwhile
+		_ = withLive(func() error { return cgo.Cancel(co.handle) }) // ESRCH: it ended meanwhile
 	}
 	return nil
 }

@@ -136,7 +136,11 @@ func newEvent(kind, fd int, mask Mask, whenUs int64, cb Callback) *Event {
 		return ev
 	}
 	ev.id = registerCallback(ev)
-	p, err := cgo.Alloc(kind, fd, int(mask), ev.id, whenUs)
+	var p unsafe.Pointer
+	err := withLive(func() (err error) {
+		p, err = cgo.Alloc(kind, fd, int(mask), ev.id, whenUs)
+		return err
+	})
 	if err != nil {
 		forgetCallback(ev.id)
 		ev.err = err
@@ -188,7 +192,7 @@ func (e *Event) Add() error {
 	if e.ptr == nil {
 		return &OpError{Op: "Event.Add", Err: errors.New("event has no C side")}
 	}
-	if err := cgo.Add(e.ptr); err != nil {
+	if err := withLive(func() error { return cgo.Add(e.ptr) }); err != nil {
 		return &OpError{Op: "Event.Add", Err: err}
 	}
 	return nil
@@ -201,7 +205,11 @@ func (e *Event) Remove() error {
 	if e.ptr == nil {
 		return &OpError{Op: "Event.Remove", Err: errors.New("event has no C side")}
 	}
-	ok, err := cgo.Remove(e.ptr)
+	ok := false
+	err := withLive(func() (err error) {
+		ok, err = cgo.Remove(e.ptr)
+		return err
+	})
 	if !ok {
 		if errors.Is(err, syscall.EINPROGRESS) {
 			return nil // queued to the owner loop, which drops it
@@ -213,7 +221,7 @@ func (e *Event) Remove() error {
 
 // Update sets the interest mask of an fd event (eventer_update).
 func (e *Event) Update(mask Mask) error {
-	if err := cgo.Update(e.ptr, int(mask)); err != nil {
+	if err := withLive(func() error { return cgo.Update(e.ptr, int(mask)) }); err != nil {
 		return &OpError{Op: "Event.Update", Err: err}
 	}
 	return nil
@@ -222,7 +230,7 @@ func (e *Event) Update(mask Mask) error {
 // Trigger runs the callback with mask on the owner loop
 // (eventer_trigger).  The eventer takes over the reference.
 func (e *Event) Trigger(mask Mask) error {
-	if err := cgo.Trigger(e.ptr, int(mask)); err != nil {
+	if err := withLive(func() error { return cgo.Trigger(e.ptr, int(mask)) }); err != nil {
 		return &OpError{Op: "Event.Trigger", Err: err}
 	}
 	return nil
@@ -231,7 +239,7 @@ func (e *Event) Trigger(mask Mask) error {
 // Free drops the caller's reference (eventer_free).
 func (e *Event) Free() {
 	if e.ptr != nil {
-		cgo.Free(e.ptr)
+		_ = withLive(func() error { cgo.Free(e.ptr); return nil })
 	}
 }
 
@@ -274,7 +282,11 @@ func Listen(network, address string) (*Event, error) {
 		unix.Close(fd)
 		return fail(os.NewSyscallError("listen", err))
 	}
-	ev, err := plainFdEvent(fd)
+	var ev *Event
+	err = withLive(func() (err error) {
+		ev, err = plainFdEvent(fd)
+		return err
+	})
 	if err != nil {
 		unix.Close(fd)
 		return fail(err)

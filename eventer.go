@@ -84,6 +84,23 @@ var rt struct {
 	err     error
 	rr      atomic.Uint32
 	epoch   atomic.Uint64 // bumped by each Init
+
+	// life guards the C eventer against teardown: a goroutine that is not
+	// a loop's (it may run while the loops stop) calls C only under
+	// life.RLock with live set; reap clears live under life.Lock before it
+	// frees C.
+	life sync.RWMutex
+	live bool
+}
+
+// withLive runs fn if the C eventer is up, holding it up meanwhile.
+func withLive(fn func() error) error {
+	rt.life.RLock()
+	defer rt.life.RUnlock()
+	if !rt.live {
+		return ErrNotInitialized
+	}
+	return fn()
 }
 
 // Init creates the event loops (one C loop per thread of the default pool,
@@ -145,6 +162,9 @@ func Init(opts ...Option) error {
 		}
 	}
 	rt.inited = true
+	rt.life.Lock()
+	rt.live = true
+	rt.life.Unlock()
 	go reap()
 	if firstErr != nil {
 		cgo.Shutdown()
@@ -182,6 +202,9 @@ func (l *loop) drive(attached chan<- error) {
 // reap waits for every driver to stop, then frees the C eventer.
 func reap() {
 	rt.drivers.Wait()
+	rt.life.Lock()
+	rt.live = false
+	rt.life.Unlock()
 	cgo.Fini()
 	rt.mu.Lock()
 	rt.inited = false
@@ -221,17 +244,22 @@ func Shutdown() {
 	if !inited {
 		return
 	}
-	cgo.Shutdown()
-	if cgo.InLoop() {
+	inLoop := false
+	_ = withLive(func() error {
+		cgo.Shutdown()
+		inLoop = cgo.InLoop()
+		return nil
+	})
+	if inLoop {
 		return // a driver can't wait for itself
 	}
 	<-done
 }
 
 func running() bool {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return rt.inited
+	rt.life.RLock()
+	defer rt.life.RUnlock()
+	return rt.live
 }
 
 func loopAt(i int) *loop {
@@ -245,10 +273,12 @@ func loopAt(i int) *loop {
 
 // post queues fn to run on l's driver goroutine (from any goroutine).
 func (l *loop) post(fn func()) error {
-	l.mu.Lock()
-	l.inbox = append(l.inbox, fn)
-	l.mu.Unlock()
-	return cgo.ForeignWake(l.idx)
+	return withLive(func() error {
+		l.mu.Lock()
+		l.inbox = append(l.inbox, fn)
+		l.mu.Unlock()
+		return cgo.ForeignWake(l.idx)
+	})
 }
 
 // ---- cgo.Handler --------------------------------------------------------

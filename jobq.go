@@ -46,11 +46,17 @@ func NewJobQueue(name string, opts ...JobQueueOption) *JobQueue {
 	for _, o := range opts {
 		o(&c)
 	}
-	q, err := cgo.JobqCreate(name)
+	var q unsafe.Pointer
+	err := withLive(func() (err error) {
+		q, err = cgo.JobqCreate(name)
+		if err == nil {
+			cgo.JobqSet(q, c.concurrency, c.min, c.max, c.floor, c.backlog)
+		}
+		return err
+	})
 	if err != nil {
 		return &JobQueue{err: &OpError{Op: "NewJobQueue", Err: err}}
 	}
-	cgo.JobqSet(q, c.concurrency, c.min, c.max, c.floor, c.backlog)
 	return &JobQueue{ptr: q}
 }
 
@@ -84,7 +90,7 @@ func (q *JobQueue) Destroy() error {
 		}
 		return &OpError{Op: "JobQueue.Destroy", Err: errors.New("destroyed")}
 	}
-	cgo.JobqDestroy(q.ptr)
+	p := q.ptr
 	q.ptr = nil
-	return nil
+	return withLive(func() error { cgo.JobqDestroy(p); return nil })
 }

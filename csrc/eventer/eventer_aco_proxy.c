@@ -128,6 +128,10 @@ static void ev_proxy_main(void) {
   eventer_aco_proxy_t *p = eventer_aco_arg();
   ev_aco_t *a = ev_aco_self();
   while (!p->quit) {
+    if (!p->busy) { /* resumed only to quit */
+      ev_aco_park(a, NULL, 0, EV_WAIT_PLAIN);
+      continue;
+    }
     ev_proxy_exec(p);
     p->busy = 0;
     if (!p->sync) ev_proxy_emit(p);
@@ -149,6 +153,21 @@ eventer_aco_proxy_t *eventer_aco_proxy_new(uint64_t foreign_id) {
   }
   p->foreign_id = foreign_id;
   p->loop = l;
+  /* the proxy's own stack: operations are shallow, 16 KiB is plenty, and
+   * a separate share stack keeps user coroutines' bytes from being copied
+   * out whenever a foreign coroutine does I/O.  Created now (not run), so
+   * its handle exists for cancel and join from the start. */
+  ev_aco_t *a = ev_aco_create(ev_proxy_main, p, 16 * 1024, 256, NULL,
+                              EV_ACO_F_PROXY);
+  if (!a) {
+    int err = errno;
+    free(p);
+    errno = err;
+    return NULL;
+  }
+  p->a = a;
+  p->h = ev_aco_handle_of(a);
+  eventer_aco_co_ref(p->h); /* ours, for cancel/join after it ends */
   return p;
 }
 
@@ -165,8 +184,16 @@ eventer_aco_co_t *eventer_aco_proxy_handle(eventer_aco_proxy_t *p) {
 }
 
 int eventer_aco_proxy_run(eventer_aco_proxy_t *p) {
-  if (!p || ev_loop_self() != p->loop || aco_current() != NULL) {
+  if (!p) {
     errno = EINVAL;
+    return -1;
+  }
+  if (ev_loop_self() != p->loop) {
+    errno = EPERM; /* not the proxy's loop thread */
+    return -1;
+  }
+  if (aco_current() != NULL) {
+    errno = EDEADLK; /* inside a coroutine: a callback C called from one */
     return -1;
   }
   if (p->busy || p->emit_pending) {
@@ -175,24 +202,10 @@ int eventer_aco_proxy_run(eventer_aco_proxy_t *p) {
   }
   p->busy = 1;
   p->sync = 1;
-  if (!p->a) {
-    /* the proxy's own stack: operations are shallow, 16 KiB is plenty,
-     * and a separate share stack keeps user coroutines' bytes from being
-     * copied out whenever a foreign coroutine does I/O */
-    ev_aco_t *a = ev_aco_create(ev_proxy_main, p, 16 * 1024, 256, NULL,
-                                EV_ACO_F_PROXY);
-    if (!a) {
-      p->busy = 0;
-      p->sync = 0;
-      return -1;
-    }
-    p->a = a;
-    p->h = ev_aco_handle_of(a);
-    eventer_aco_co_ref(p->h); /* ours, for cancel/join after it ends */
-    ev_aco_resume(a);
-  } else {
+  if (p->a->state == EV_ACO_NEW)
+    ev_aco_resume(p->a);
+  else
     ev_aco_wake_now(p->a, EV_WAKE_READY);
-  }
   p->sync = 0;
   return p->busy ? 0 : 1;
 }
@@ -207,11 +220,13 @@ int eventer_aco_proxy_free(eventer_aco_proxy_t *p) {
     errno = EBUSY;
     return -1;
   }
-  if (p->a) {
-    p->quit = 1;
-    ev_aco_wake_now(p->a, EV_WAKE_READY); /* it returns and is reaped */
-  }
-  if (p->h) eventer_aco_co_release(p->h);
+  p->quit = 1;
+  /* it sees quit, returns and is reaped; its handle becomes done */
+  if (p->a->state == EV_ACO_NEW)
+    ev_aco_resume(p->a);
+  else
+    ev_aco_wake_now(p->a, EV_WAKE_READY);
+  eventer_aco_co_release(p->h);
   free(p);
   return 0;
 }

@@ -17,8 +17,9 @@
  *            u64[1] = (uint64_t)result, u64[2] = errno} from
  *            eventer_run_once, at the point where a C coroutine would have
  *            been resumed; the driver resumes its coroutine with it
- *   case -1: misuse (errno): EINVAL off the proxy's loop thread or from
- *            inside a coroutine; EBUSY if p still runs an operation
+ *   case -1: misuse (errno): EPERM off the proxy's loop thread, EDEADLK
+ *            from inside a coroutine (a callback C called from one), EBUSY
+ *            if p still runs an operation
  *   }
  *
  * eventer_aco_proxy_run() must be called from the loop's main context (the
@@ -83,8 +84,8 @@ typedef struct eventer_aco_proxy_op {
 
 typedef struct eventer_aco_proxy eventer_aco_proxy_t;
 
-/* A proxy on the calling loop (its coroutine is created on first use).
- * NULL with errno (EINVAL off-loop, ENOMEM). */
+/* A proxy on the calling loop thread, with its coroutine (created, not
+ * run).  NULL with errno (EINVAL off-loop, ENOMEM). */
 eventer_aco_proxy_t *eventer_aco_proxy_new(uint64_t foreign_id);
 /* The operation slot to fill before eventer_aco_proxy_run. */
 eventer_aco_proxy_op_t *eventer_aco_proxy_op(eventer_aco_proxy_t *p);
@@ -92,7 +93,8 @@ eventer_aco_proxy_op_t *eventer_aco_proxy_op(eventer_aco_proxy_t *p);
 int eventer_aco_proxy_run(eventer_aco_proxy_t *p);
 /* 1 while an operation is parked. */
 int eventer_aco_proxy_busy(const eventer_aco_proxy_t *p);
-/* The proxy coroutine's handle (borrowed; NULL before its first run). */
+/* The proxy coroutine's handle (borrowed; valid until the proxy is freed):
+ * cancel it, join it, or hand it to C code. */
 eventer_aco_co_t *eventer_aco_proxy_handle(eventer_aco_proxy_t *p);
 /* Ends the proxy's coroutine and frees it.  0, or -1/EBUSY while an
  * operation is parked (cancel it and wait for its step first), EINVAL

@@ -29,7 +29,12 @@ static struct {
   int npools;
   ev_loop_t *loop0;         /* default pool, loop 0 */
   pthread_mutex_t start_lock; /* held while threads are created */
-} G = {.epoch = 1, .start_lock = PTHREAD_MUTEX_INITIALIZER};
+  /* held by eventer_shutdown while it walks the loops, and by eventer_fini
+   * while it frees them: a shutdown from another thread that races with
+   * the teardown must not touch freed loops */
+  pthread_mutex_t life_lock;
+} G = {.epoch = 1, .start_lock = PTHREAD_MUTEX_INITIALIZER,
+       .life_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* settings, before init (eventer_impl_propset) */
 static int cfg_concurrency;          /* 0: CPUs online */
@@ -758,13 +763,15 @@ void eventer_loop(void) {
 }
 
 void eventer_shutdown(void) {
-  if (!EV_LOAD(&G.initialized)) return;
-  for (int p = 0; p < G.npools; p++)
-    for (int i = 0; i < G.pools[p]->concurrency; i++) {
-      ev_loop_t *l = G.pools[p]->loops[i];
-      EV_STORE(&l->stop, 1);
-      ev_poll_wake(l);
-    }
+  pthread_mutex_lock(&G.life_lock);
+  if (EV_LOAD(&G.initialized))
+    for (int p = 0; p < G.npools; p++)
+      for (int i = 0; i < G.pools[p]->concurrency; i++) {
+        ev_loop_t *l = G.pools[p]->loops[i];
+        EV_STORE(&l->stop, 1);
+        ev_poll_wake(l);
+      }
+  pthread_mutex_unlock(&G.life_lock);
 }
 
 static void drop_queued(ev_loop_t *l) {
@@ -810,6 +817,7 @@ void eventer_fini(void) {
                             !EV_LOAD(&l->stopped_seen))))
         usleep(1000);
     }
+  pthread_mutex_lock(&G.life_lock);
   /* Job threads first: they may still post completions to loops. */
   ev_jobq_fini_all();
   for (int p = 0; p < G.npools; p++)
@@ -829,6 +837,7 @@ void eventer_fini(void) {
   tls_loop = NULL;
   __atomic_add_fetch(&G.epoch, 1, __ATOMIC_RELEASE);
   EV_STORE(&G.initialized, 0);
+  pthread_mutex_unlock(&G.life_lock);
 }
 
 /* ---- queries ------------------------------------------------------------------------------------- */

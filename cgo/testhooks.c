@@ -1,0 +1,79 @@
+/* testhooks.c - see testhooks.h */
+#include "testhooks.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eventer_aco.h"
+
+typedef struct {
+  int fd, rounds, initiator;
+  int *done;
+  int rv;
+  eventer_t e;
+  int *rvp;
+} ev_ct_arg_t;
+
+static int ev_ct_dummy(eventer_t e, int m, void *c, struct timeval *n) {
+  (void)e, (void)m, (void)c, (void)n;
+  return 0;
+}
+
+static void ev_ct_pingpong_fn(void) {
+  ev_ct_arg_t *a = eventer_aco_arg();
+  eventer_t ce = eventer_alloc_fd(ev_ct_dummy, NULL, a->fd, EVENTER_READ);
+  eventer_aco_t e = eventer_set_eventer_aco(ce);
+  char buf[4];
+  int ok = e != NULL;
+  for (int i = 0; ok && i < a->rounds; i++) {
+    if (a->initiator) {
+      ok = eventer_aco_write(e, "ping", 4, NULL) == 4 &&
+           eventer_aco_read(e, buf, 4, NULL) == 4;
+    } else {
+      ok = eventer_aco_read(e, buf, 4, NULL) == 4 &&
+           eventer_aco_write(e, "pong", 4, NULL) == 4;
+    }
+  }
+  if (e) eventer_aco_free(e);
+  __atomic_add_fetch(a->done, ok ? 1 : 1000, __ATOMIC_RELEASE);
+  free(a);
+}
+
+int ev_ct_pingpong(int fd, int rounds, int initiator, int *done) {
+  ev_ct_arg_t *a = calloc(1, sizeof(*a));
+  if (!a) return -1;
+  a->fd = fd;
+  a->rounds = rounds;
+  a->initiator = initiator;
+  a->done = done;
+  eventer_aco_start(ev_ct_pingpong_fn, a);
+  return 0;
+}
+
+static void ev_ct_call_fn(void) {
+  ev_ct_arg_t *a = eventer_aco_arg();
+  struct timeval now;
+  gettimeofday(&now, NULL);
+  *a->rvp = eventer_callback(a->e, EVENTER_READ, eventer_get_closure(a->e), &now);
+  __atomic_add_fetch(a->done, 1, __ATOMIC_RELEASE);
+  free(a);
+}
+
+int ev_ct_call_in_coroutine(eventer_t e, int *rv, int *done) {
+  ev_ct_arg_t *a = calloc(1, sizeof(*a));
+  if (!a) return -1;
+  a->e = e;
+  a->rvp = rv;
+  a->done = done;
+  eventer_aco_start(ev_ct_call_fn, a);
+  return 0;
+}
+
+int ev_ct_call_direct(eventer_t e) {
+  struct timeval now;
+  gettimeofday(&now, NULL);
+  return eventer_callback(e, EVENTER_READ, eventer_get_closure(e), &now);
+}
+
+int ev_ct_load(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }

@@ -1,0 +1,42 @@
+package cgo
+
+/*
+#include <stdlib.h>
+#include "testhooks.h"
+*/
+import "C"
+
+import "unsafe"
+
+// Counter is an int in C memory that C coroutines of the test scenarios
+// add to.
+type Counter struct{ p *C.int }
+
+// NewCounter allocates a zeroed counter; Free it when done.
+func NewCounter() Counter { return Counter{(*C.int)(C.calloc(1, C.size_t(unsafe.Sizeof(C.int(0)))))} }
+
+// Load reads the counter atomically.
+func (c Counter) Load() int { return int(C.ev_ct_load(c.p)) }
+
+// Free releases the counter.
+func (c Counter) Free() { C.free(unsafe.Pointer(c.p)) }
+
+// CPingPong starts a C coroutine (on the calling loop thread, or queued to
+// loop 0) that ping-pongs rounds messages on fd and then adds 1 to done
+// (1000 on failure).
+func CPingPong(fd, rounds int, initiator bool, done Counter) {
+	init := C.int(0)
+	if initiator {
+		init = 1
+	}
+	C.ev_ct_pingpong(C.int(fd), C.int(rounds), init, done.p)
+}
+
+// CCallInCoroutine starts a C coroutine that calls e's callback directly
+// (through the Go trampoline), stores its result in rv and adds 1 to done.
+func CCallInCoroutine(e unsafe.Pointer, rv, done Counter) {
+	C.ev_ct_call_in_coroutine(C.eventer_t(e), rv.p, done.p)
+}
+
+// CCallDirect calls e's callback directly from C, outside any coroutine.
+func CCallDirect(e unsafe.Pointer) int { return int(C.ev_ct_call_direct(C.eventer_t(e))) }

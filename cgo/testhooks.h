@@ -1,0 +1,26 @@
+/*
+ * testhooks.h - C coroutine scenarios that the Go tests and benchmarks run
+ * next to Go coroutines on the same loop (mixed C/Go stress, the trampoline
+ * path, cross-language conformance).  Part of the package so that no other
+ * Go package needs cgo.
+ */
+#ifndef ACOEVENTER_CGO_TESTHOOKS_H
+#define ACOEVENTER_CGO_TESTHOOKS_H
+
+#include <stdint.h>
+
+#include "eventer.h"
+
+/* A C coroutine that ping-pongs `rounds` 4-byte messages on fd (writing
+ * first if initiator) and then adds 1 (or, on error, 1000) to *done. */
+int ev_ct_pingpong(int fd, int rounds, int initiator, int *done);
+/* A C coroutine that calls e's callback directly (eventer_callback, so a
+ * Go event goes through the trampoline) and stores its result in *rv, then
+ * adds 1 to *done. */
+int ev_ct_call_in_coroutine(eventer_t e, int *rv, int *done);
+/* Calls e's callback directly from main context (no coroutine). */
+int ev_ct_call_direct(eventer_t e);
+/* Counters readable from Go. */
+int ev_ct_load(int *p);
+
+#endif

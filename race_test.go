@@ -1,0 +1,5 @@
+//go:build race
+
+package eventer
+
+const raceEnabled = true
