@@ -343,7 +343,10 @@ func exportPanicked(v any, stack []byte) {
 	l := loopAt(cgo.CurrentLoop())
 	err := fmt.Errorf("%v\n\n%s", v, stack)
 	if l == nil {
-		panic(err)
+		// a job thread: end the program from a goroutine of its own, as an
+		// unrecovered panic would, without unwinding into C
+		go func() { panic(err) }()
+		return
 	}
 	if l.panicked == nil {
 		l.panicked = err

@@ -26,38 +26,36 @@ var AsynchWork func(id uint64)
 // eventer re-raises it on a driver goroutine, outside C.
 var Panicked func(v any, stack []byte)
 
-func recoverExport(what string) {
+// stopAtExport ends a panic at an export and hands it to Panicked.  A
+// runtime.Goexit can't be stopped (the C frames below would be unwound
+// too; Go refuses and crashes): it is reported before that happens.
+func stopAtExport(what string, returned *bool) {
 	if v := recover(); v != nil {
 		if Panicked != nil {
 			Panicked(fmt.Errorf("eventer: panic in %s: %v", what, v), debug.Stack())
 		}
+	} else if !*returned && Panicked != nil {
+		Panicked(fmt.Errorf("eventer: runtime.Goexit in %s", what), debug.Stack())
 	}
 }
 
 //export goEventerCallback
 func goEventerCallback(e C.eventer_t, mask C.int, id C.uint64_t, nowUs C.int64_t) (rv C.int) {
-	defer recoverExport("a Go callback called from C")
-	done := false
-	defer func() {
-		if !done && Panicked != nil {
-			// runtime.Goexit unwinding through a C caller: report it; the
-			// unwinding itself can't be stopped here
-			Panicked(fmt.Errorf("eventer: runtime.Goexit in a Go callback called from C"), debug.Stack())
-		}
-	}()
-	if Direct == nil {
-		done = true
-		return 0
+	returned := false
+	defer stopAtExport("a Go callback called from C", &returned)
+	if Direct != nil {
+		rv = C.int(Direct(unsafe.Pointer(e), uint64(id), int(mask), int64(nowUs)))
 	}
-	rv = C.int(Direct(unsafe.Pointer(e), uint64(id), int(mask), int64(nowUs)))
-	done = true
+	returned = true
 	return rv
 }
 
 //export goAsynchWork
 func goAsynchWork(id C.uint64_t) {
-	defer recoverExport("asynch work")
+	returned := false
+	defer stopAtExport("asynch work", &returned)
 	if AsynchWork != nil {
 		AsynchWork(uint64(id))
 	}
+	returned = true
 }
