@@ -121,12 +121,23 @@ static void ev_aco_entry(void) {
   aco_exit();
 }
 
+/* Live stack bytes of the coroutine this thread's loop last switched away
+ * from (what it saved).  A new coroutine's first save stack, which lives
+ * in the same allocation as its aco_t and ev_aco_t, is sized from it:
+ * coroutines of one loop tend to park at similar depths, and a save stack
+ * that fits from the start needs no second allocation.  Only a hint: a
+ * wrong guess costs some bytes or one later allocation. */
+static __thread size_t ev_aco_save_hint;
+#define EV_ACO_SAVE_HINT_MAX 1024
+
 ev_aco_t *ev_aco_create(void (*fn)(void), void *arg, size_t stack_size,
                         size_t save_size, const char *name, int flags) {
   ev_aco_loop_t *al = ev_aco_loop_get();
   if (!al) return NULL;
   aco_share_stack_t *ss = ev_aco_stack_for(al, stack_size);
   if (!ss) return NULL;
+  if (save_size == 0 && ev_aco_save_hint <= EV_ACO_SAVE_HINT_MAX)
+    save_size = ev_aco_save_hint;
   aco_t *co = aco_create_ext(al->main_co, ss, save_size, ev_aco_entry, arg,
                              sizeof(ev_aco_t));
   ev_aco_t *a = ev_aco_of(co);
@@ -168,6 +179,7 @@ void ev_aco_resume(ev_aco_t *a) {
   EV_ASSERT(a->state == EV_ACO_NEW || a->state == EV_ACO_RUNNABLE,
             "only a new or woken coroutine is resumed");
   size_t out = 0, in = aco_resume_copy_cost(co, &out);
+  if (out) ev_aco_save_hint = out;
   if (in || out) {
     a->bytes_copied += in;
     aco_t *owner = co->share_stack->owner;
@@ -381,6 +393,21 @@ eventer_aco_co_t *eventer_aco_spawn(void (*func)(void), void *closure,
 }
 
 void eventer_aco_start_stack(void (*func)(void), void *closure, size_t stksz) {
+  if (func && ev_loop_self()) {
+    /* On a loop: no handle (nobody can ask for this one, and it would
+     * cost each coroutine another allocation); eventer_aco_self() makes
+     * one if the coroutine wants it. */
+    ev_aco_t *a = ev_aco_create(func, closure, stksz, 0, NULL, 0);
+    if (!a) {
+      mtevL(eventer_err, "eventer_aco_start: %s\n", strerror(errno));
+      return;
+    }
+    if (aco_current() == NULL)
+      ev_aco_resume(a);
+    else
+      ev_aco_schedule(a);
+    return;
+  }
   eventer_aco_opts_t o = {.stack_size = stksz};
   eventer_aco_co_t *h = eventer_aco_spawn(func, closure, &o);
   if (!h) {
