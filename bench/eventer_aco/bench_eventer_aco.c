@@ -1,0 +1,406 @@
+/*
+ * bench_eventer_aco.c - what coroutines on the loop cost, each figure next
+ * to its classic-callback peer measured in the same process.  Printed as
+ * "<metric> <value>" lines for bench/eventer_aco/run.sh.
+ *
+ *   bench_eventer_aco cycle [n]      would-block-then-ready cycle
+ *   bench_eventer_aco pingpong [n]   socketpair ping-pong round trips
+ *   bench_eventer_aco mem [n] [sem|sem-timeout]   resident memory of n
+ *                                    parked coroutines
+ *
+ * cycle: a coroutine reads 1 byte from a socketpair in a loop; the read
+ *   would block, so it parks; the main context writes 1 byte to the peer
+ *   end and runs one loop iteration (epoll reports the fd, the coroutine
+ *   resumes inside the fd callback, reads the byte, tries again, gets
+ *   EAGAIN and parks).  The peer: a classic fd callback doing exactly the
+ *   same syscalls (read the byte, read again until EAGAIN).  The
+ *   difference is the coroutine machinery: park, resume, bookkeeping.
+ *   park_wake_cycle_ns measures that machinery alone (see park_wake()).
+ *
+ * pingpong: two coroutines, one byte back and forth over a socketpair
+ *   (eventer_aco_write then eventer_aco_read on each side), against two
+ *   classic fd callbacks (read 1 byte, write 1 byte back).  Round trips
+ *   per second each, same loop, same socketpair type.
+ *
+ * mem: n coroutines, each parked on one semaphore (eventer_aco_sem_wait,
+ *   with no timeout or with a 1 h timeout, which puts a timer on the loop's
+ *   heap as a sleep does).  Resident memory before/after, per coroutine;
+ *   the saved stack of each is read with eventer_aco_get_stats() after
+ *   they are released (it is what was copied out at the park).
+ *
+ * The loop runs on the calling thread (eventer_init_external + attach),
+ * pinned to one CPU (BENCH_CPU, default the last allowed).  cycle and
+ * pingpong report the median and the best of 9 runs of each side,
+ * alternating which side runs first.
+ */
+#include "acoeventer.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void die(const char *what) {
+  fprintf(stderr, "bench_eventer_aco: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static uint64_t now_ns(void) { return eventer_mono_ns(); }
+
+static void pin_cpu(void) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return;
+  int cpu = -1;
+  const char *env = getenv("BENCH_CPU");
+  if (env && *env) {
+    cpu = atoi(env);
+  } else {
+    for (int i = 0; i < CPU_SETSIZE; i++)
+      if (CPU_ISSET(i, &set)) cpu = i;
+  }
+  if (cpu < 0) return;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  (void)sched_setaffinity(0, sizeof(set), &set);
+}
+
+static void sockpair(int sv[2]) {
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+    die("socketpair");
+}
+
+/* one loop iteration that never sleeps: everything measured here is ready
+ * at once, and a sleep would only add a timeout to the figures */
+static void turn(void) {
+  struct timeval w = {0, 0};
+  if (eventer_run_once(NULL, &w) < 0) die("run_once");
+}
+
+static volatile long counter; /* loop thread only */
+
+static void spin_until(long want) {
+  while (counter < want) turn();
+}
+
+/* an aco event for fd, inside the running coroutine */
+static int unused_cb(eventer_t e, int m, void *c, struct timeval *n) {
+  (void)e, (void)m, (void)c, (void)n;
+  return 0;
+}
+static eventer_aco_t aco_fd(int fd) {
+  eventer_aco_t e =
+      eventer_set_eventer_aco(eventer_alloc_fd(unused_cb, NULL, fd, EVENTER_READ));
+  if (!e) die("eventer_set_eventer_aco");
+  return e;
+}
+
+/* Runs f and its peer g ROUNDS times each, alternating which goes first
+ * (so a slow spell on a shared machine hits both), and gives the median and
+ * the fastest ns per operation of each. */
+#define ROUNDS 9
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+static void paired_medians(double (*f)(long), double (*g)(long), long n,
+                           double *mf, double *mg, double *minf,
+                           double *ming) {
+  double vf[ROUNDS], vg[ROUNDS];
+  for (int i = 0; i < ROUNDS; i++) {
+    if (i % 2) {
+      vg[i] = g(n);
+      vf[i] = f(n);
+    } else {
+      vf[i] = f(n);
+      vg[i] = g(n);
+    }
+  }
+  qsort(vf, ROUNDS, sizeof(double), cmp_double);
+  qsort(vg, ROUNDS, sizeof(double), cmp_double);
+  *mf = vf[ROUNDS / 2];
+  *mg = vg[ROUNDS / 2];
+  *minf = vf[0];
+  *ming = vg[0];
+}
+
+/* ---- cycle ---------------------------------------------------------------- */
+
+static int cyc[2];
+static long cyc_target;
+
+static void cycle_reader(void) {
+  eventer_aco_t e = aco_fd(cyc[0]);
+  char b;
+  while (counter < cyc_target)
+    if (eventer_aco_read(e, &b, 1, NULL) == 1) counter++;
+  eventer_aco_free(e);
+}
+
+static double cycle_aco(long n) {
+  sockpair(cyc);
+  counter = 0;
+  cyc_target = n;
+  eventer_aco_start(cycle_reader, NULL); /* runs until its read parks */
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < n; i++) {
+    if (write(cyc[1], "x", 1) != 1) die("write");
+    while (counter <= i) turn();
+  }
+  double ns = (double)(now_ns() - t0) / (double)n;
+  close(cyc[0]), close(cyc[1]);
+  return ns;
+}
+
+static int cycle_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)mask, (void)c, (void)now;
+  char b;
+  int m;
+  /* the coroutine's syscalls: the byte, then EAGAIN */
+  while (eventer_read(e, &b, 1, &m) == 1) counter++;
+  return EVENTER_READ;
+}
+
+static double cycle_classic(long n) {
+  sockpair(cyc);
+  counter = 0;
+  eventer_t e = eventer_alloc_fd(cycle_cb, NULL, cyc[0], EVENTER_READ);
+  if (eventer_add(e) != 0) die("eventer_add");
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < n; i++) {
+    if (write(cyc[1], "x", 1) != 1) die("write");
+    while (counter <= i) turn();
+  }
+  double ns = (double)(now_ns() - t0) / (double)n;
+  eventer_free(eventer_remove(e));
+  close(cyc[0]), close(cyc[1]);
+  return ns;
+}
+
+/* The same park/resume without syscalls: PW_K coroutines wait on a
+ * semaphore; each round the main context posts PW_K units and one loop
+ * iteration resumes them all (one epoll_wait per PW_K cycles).  Per cycle:
+ * a post (hand-off + scheduled wake), a resume from the timer phase with
+ * its stack copied in (and the previous one's out), a park. */
+#define PW_K 1000
+static eventer_aco_sem_t *pw_sem;
+static int pw_stop, pw_live;
+
+static void pw_waiter(void) {
+  pw_live++;
+  for (;;) {
+    if (eventer_aco_sem_wait(pw_sem, NULL) != 0) die("sem_wait");
+    if (pw_stop) break;
+    counter++;
+  }
+  pw_live--;
+}
+
+static double park_wake(long n) {
+  long rounds = n / PW_K > 0 ? n / PW_K : 1;
+  pw_sem = eventer_aco_sem_new(0);
+  counter = 0;
+  pw_stop = 0;
+  for (int i = 0; i < PW_K; i++) eventer_aco_start(pw_waiter, NULL);
+  uint64_t t0 = now_ns();
+  for (long r = 1; r <= rounds; r++) {
+    for (int i = 0; i < PW_K; i++) eventer_aco_sem_post(pw_sem);
+    while (counter < r * PW_K) turn();
+  }
+  double ns = (double)(now_ns() - t0) / (double)(rounds * PW_K);
+  pw_stop = 1;
+  for (int i = 0; i < PW_K; i++) eventer_aco_sem_post(pw_sem);
+  while (pw_live > 0) turn();
+  if (eventer_aco_sem_free(pw_sem) != 0) die("sem_free");
+  return ns;
+}
+
+static void bench_cycle(long n) {
+  cycle_aco(n / 10); /* warm-up: share stack, fd table */
+  double a, c, amin, cmin;
+  paired_medians(cycle_aco, cycle_classic, n, &a, &c, &amin, &cmin);
+  printf("cycle_aco_ns %.1f\n", a);
+  printf("cycle_classic_ns %.1f\n", c);
+  printf("cycle_aco_min_ns %.1f\n", amin);
+  printf("cycle_classic_min_ns %.1f\n", cmin);
+  /* the fastest runs are the least disturbed by the rest of the machine */
+  printf("cycle_aco_overhead_ns %.1f\n", amin - cmin);
+  double pw[ROUNDS];
+  for (int i = 0; i < ROUNDS; i++) pw[i] = park_wake(n * 10);
+  qsort(pw, ROUNDS, sizeof(double), cmp_double);
+  printf("park_wake_cycle_ns %.1f\n", pw[ROUNDS / 2]);
+}
+
+/* ---- ping-pong ------------------------------------------------------------- */
+
+static int pp[2];
+static long pp_rounds;
+
+static void pinger(void) {
+  eventer_aco_t e = aco_fd(pp[0]);
+  char b = 'p';
+  for (long i = 0; i < pp_rounds; i++) {
+    if (eventer_aco_write(e, &b, 1, NULL) != 1) die("aco write");
+    if (eventer_aco_read(e, &b, 1, NULL) != 1) die("aco read");
+    counter++;
+  }
+  eventer_aco_free(e);
+}
+
+static void ponger(void) {
+  eventer_aco_t e = aco_fd(pp[1]);
+  char b;
+  for (long i = 0; i < pp_rounds; i++) {
+    if (eventer_aco_read(e, &b, 1, NULL) != 1) die("aco read");
+    if (eventer_aco_write(e, &b, 1, NULL) != 1) die("aco write");
+  }
+  eventer_aco_free(e);
+}
+
+static double pingpong_aco(long n) {
+  sockpair(pp);
+  counter = 0;
+  pp_rounds = n;
+  uint64_t t0 = now_ns();
+  eventer_aco_start(ponger, NULL);
+  eventer_aco_start(pinger, NULL);
+  spin_until(n);
+  double ns = (double)(now_ns() - t0) / (double)n;
+  turn(); /* let the ponger finish */
+  close(pp[0]), close(pp[1]);
+  return ns;
+}
+
+static int pong_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)mask, (void)c, (void)now;
+  char b;
+  int m;
+  if (eventer_read(e, &b, 1, &m) == 1 && eventer_write(e, &b, 1, &m) != 1)
+    die("write");
+  return EVENTER_READ;
+}
+
+static int ping_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)mask, (void)c, (void)now;
+  char b;
+  int m;
+  if (eventer_read(e, &b, 1, &m) == 1 && ++counter < pp_rounds &&
+      eventer_write(e, &b, 1, &m) != 1)
+    die("write");
+  return EVENTER_READ;
+}
+
+static double pingpong_classic(long n) {
+  sockpair(pp);
+  counter = 0;
+  pp_rounds = n;
+  eventer_t a = eventer_alloc_fd(ping_cb, NULL, pp[0], EVENTER_READ);
+  eventer_t b = eventer_alloc_fd(pong_cb, NULL, pp[1], EVENTER_READ);
+  if (eventer_add(a) != 0 || eventer_add(b) != 0) die("eventer_add");
+  uint64_t t0 = now_ns();
+  if (write(pp[0], "p", 1) != 1) die("write");
+  spin_until(n);
+  double ns = (double)(now_ns() - t0) / (double)n;
+  eventer_free(eventer_remove(a));
+  eventer_free(eventer_remove(b));
+  close(pp[0]), close(pp[1]);
+  return ns;
+}
+
+static void bench_pingpong(long n) {
+  pingpong_aco(n / 10);
+  double a, c, amin, cmin;
+  paired_medians(pingpong_aco, pingpong_classic, n, &a, &c, &amin, &cmin);
+  printf("pingpong_aco_rt_per_s %.0f\n", 1e9 / a);
+  printf("pingpong_classic_rt_per_s %.0f\n", 1e9 / c);
+  printf("pingpong_aco_vs_classic %.3f\n", c / a); /* rate ratio */
+  printf("pingpong_aco_best_rt_per_s %.0f\n", 1e9 / amin);
+  printf("pingpong_classic_best_rt_per_s %.0f\n", 1e9 / cmin);
+}
+
+/* ---- memory ---------------------------------------------------------------- */
+
+static size_t rss_bytes(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) die("/proc/self/statm");
+  unsigned long size, resident;
+  if (fscanf(f, "%lu %lu", &size, &resident) != 2) die("statm");
+  fclose(f);
+  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static eventer_aco_sem_t *mem_sem;
+static struct timeval *mem_timeout;
+static unsigned long long sum_saved, sum_cap;
+
+static void parked(void) {
+  if (eventer_aco_sem_wait(mem_sem, mem_timeout) != 0) die("sem_wait");
+  eventer_aco_stats_t st;
+  if (eventer_aco_get_stats(NULL, &st) != 0) die("get_stats");
+  sum_saved += st.max_save_stack; /* what was copied out at the park */
+  sum_cap += st.save_stack_sz;
+  counter++;
+}
+
+static void bench_mem(long n, int with_timeout) {
+  struct timeval hour = {3600, 0};
+  mem_timeout = with_timeout ? &hour : NULL;
+  mem_sem = eventer_aco_sem_new(0);
+  /* warm-up: the loop's coroutine state and share stack exist and are
+   * touched before the first measurement */
+  eventer_aco_start(parked, NULL);
+  eventer_aco_sem_post(mem_sem);
+  spin_until(1);
+  counter = 0;
+  sum_saved = sum_cap = 0;
+
+  size_t before = rss_bytes();
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < n; i++) eventer_aco_start(parked, NULL);
+  uint64_t t1 = now_ns();
+  size_t after = rss_bytes();
+  for (long i = 0; i < n; i++) eventer_aco_sem_post(mem_sem);
+  spin_until(n);
+  uint64_t t2 = now_ns();
+
+  double per = (double)(after - before) / (double)n;
+  double saved = (double)sum_saved / (double)n, cap = (double)sum_cap / (double)n;
+  const char *tag = with_timeout ? "mem_timeout" : "mem";
+  printf("%s_parked %ld\n", tag, n);
+  printf("%s_rss_mib %.1f\n", tag, (double)(after - before) / 1048576.0);
+  printf("%s_bytes_per_coroutine %.1f\n", tag, per);
+  printf("%s_saved_stack_bytes %.1f\n", tag, saved);
+  printf("%s_save_stack_capacity_bytes %.1f\n", tag, cap);
+  printf("%s_beyond_saved_stack_bytes %.1f\n", tag, per - saved);
+  printf("%s_beyond_save_capacity_bytes %.1f\n", tag, per - cap);
+  printf("%s_start_park_ns %.1f\n", tag, (double)(t1 - t0) / (double)n);
+  printf("%s_wake_end_ns %.1f\n", tag, (double)(t2 - t1) / (double)n);
+  if (eventer_aco_sem_free(mem_sem) != 0) die("sem_free");
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "cycle";
+  long n = argc > 2 ? atol(argv[2]) : 0;
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  pin_cpu();
+  if (eventer_impl_propset("concurrency", "1") != 0 ||
+      eventer_init_external() != 0 || eventer_loop_attach(0) != 0)
+    die("eventer init");
+  if (!strcmp(mode, "cycle")) {
+    bench_cycle(n > 0 ? n : 30000);
+  } else if (!strcmp(mode, "pingpong")) {
+    bench_pingpong(n > 0 ? n : 20000);
+  } else if (!strcmp(mode, "mem")) {
+    const char *kind = argc > 3 ? argv[3] : "sem";
+    bench_mem(n > 0 ? n : 1000000, !strcmp(kind, "sem-timeout"));
+  } else {
+    fprintf(stderr, "usage: %s cycle|pingpong|mem [n] [sem|sem-timeout]\n",
+            argv[0]);
+    return 2;
+  }
+  eventer_fini();
+  return 0;
+}
