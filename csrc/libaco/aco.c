@@ -55,6 +55,15 @@
 #endif
 #endif
 
+#ifdef ACO_VALGRIND
+static int aco_on_valgrind; /* RUNNING_ON_VALGRIND, checked when a share
+                            * stack is made */
+__attribute__((noinline, cold)) static void aco_vg_make_undefined(void *p,
+                                                                  size_t n) {
+  VALGRIND_MAKE_MEM_UNDEFINED(p, n);
+}
+#endif
+
 /* ---- layout contract with the assembly ---------------------------------- */
 
 _Static_assert(offsetof(aco_t, reg) == 0, "reg[] must be first in aco_t");
@@ -63,24 +72,45 @@ _Static_assert(sizeof(((aco_t *)0)->reg) == ACO_REG_NUM * sizeof(void *),
 _Static_assert(ACO_OFF_SP == ACO_REG_IDX_SP * sizeof(void *), "SP slot");
 _Static_assert(ACO_OFF_PC == ACO_REG_IDX_PC * sizeof(void *), "PC slot");
 #if defined(__x86_64__)
-_Static_assert(ACO_OFF_R15 + 8 == ACO_OFF_FPENV, "amd64 slots contiguous");
-_Static_assert(ACO_OFF_FPENV + 8 == ACO_REG_NUM * 8, "FP env is last slot");
-#define ACO_FPENV_IDX (ACO_OFF_FPENV / 8)
+_Static_assert(ACO_OFF_R15 + 8 == ACO_REG_NUM * 8, "amd64 slots contiguous");
+_Static_assert(offsetof(aco_t, fp_mxcsr_) == ACO_OFF_MXCSR, "MXCSR slot");
+_Static_assert(offsetof(aco_t, fp_fpucw_) == ACO_OFF_FPUCW, "x87 CW slot");
+#if !defined(__SANITIZE_THREAD__)
+_Static_assert(sizeof(aco_t) == 160, "aco_t is libaco's size");
+#endif
 #elif defined(__aarch64__)
 _Static_assert(ACO_OFF_FPCR + 8 == ACO_REG_NUM * 8, "FPCR is last slot");
 #define ACO_FPENV_IDX (ACO_OFF_FPCR / 8)
 #define ACO_X19_IDX (ACO_OFF_X19 / 8)
 #endif
 
+/* Live stacks up to ACO_INLINE_COPY_MAX bytes are copied inline
+ * (aco_memcpy); bigger ones by memcpy, which runs fastest when source and
+ * destination are equally aligned to its 32-byte vectors.  So a save
+ * stack that big starts at a 64-byte boundary with ACO_SAVE_SLACK spare
+ * bytes (ACO_F_ALIGNED), and each copy-out puts the bytes at the offset
+ * that matches the saved SP: save_stack.ptr = boundary + (SP & 31). */
+#define ACO_INLINE_COPY_MAX 256
+#define ACO_SAVE_ALIGN 64
+#define ACO_SAVE_SLACK 32
+
 /* aco_flags_ bits */
 #define ACO_F_NAMED 0x01 /* has an entry in the name table */
 #define ACO_F_INLINE 0x02 /* save_stack.ptr points into the aco_t block */
+#define ACO_F_ALIGNED 0x04 /* save stack laid out as ACO_SAVE_SLACK says */
+
+/* what to free for a save stack that is not ACO_F_INLINE */
+static inline void *aco_save_stack_block(const aco_t *co) {
+  uintptr_t p = (uintptr_t)co->save_stack.ptr;
+  if (co->aco_flags_ & ACO_F_ALIGNED) p &= ~(uintptr_t)(ACO_SAVE_ALIGN - 1);
+  return (void *)p;
+}
 
 /* ---- per-thread state ------------------------------------------------------ */
 
 __thread aco_t *aco_gtls_co;
 static __thread aco_cofuncp_t aco_gtls_last_word_fp;
-static __thread void *aco_gtls_fpenv; /* initial reg[ACO_FPENV_IDX] */
+static __thread void *aco_gtls_fpenv; /* initial FP control state */
 static __thread int aco_gtls_inited;
 #ifdef ACO_ASAN
 static __thread const void *aco_gtls_main_stack_bottom;
@@ -435,6 +465,7 @@ aco_share_stack_t *aco_share_stack_new2(size_t sz, char guard_page_enabled) {
   ss->owner = NULL;
   ss->align_validsz = 0;
 #ifdef ACO_VALGRIND
+  if (RUNNING_ON_VALGRIND) aco_on_valgrind = 1;
   p->vg_stack_id = VALGRIND_STACK_REGISTER(ss->ptr, (char *)ss->ptr + sz);
 #endif
   return ss;
@@ -511,30 +542,50 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
     aco_abortf("aco_create: main_co %p is not a main coroutine",
                (void *)main_co);
   aco_assertptr(fp);
-  if (save_stack_sz == 0) save_stack_sz = 64;
   aco_assert(ext_sz < ((size_t)1 << 20));
-  aco_size_t_safe_add_assert(save_stack_sz, 7 + sizeof(aco_t) + ext_sz + 7);
-  save_stack_sz = (save_stack_sz + 7) & ~(size_t)7;
-  /* One allocation: the coroutine, its ext bytes and its first save
-   * stack right after them.  The save stack is only ever memcpy'd, so 8-byte
-   * alignment is enough; 16 would cost every coroutine whose header ends
-   * at 8 mod 16 (aco_t + the eventer's ev_aco_t do) a 16-byte malloc step. */
+  aco_size_t_safe_add_assert(save_stack_sz, 7 + sizeof(aco_t) + ext_sz + 7 +
+                                                ACO_SAVE_ALIGN + ACO_SAVE_SLACK);
+  /* One allocation: the coroutine, its ext bytes and, when a size is
+   * given, its first save stack right after them, as big as malloc's chunk
+   * makes room for.  The save stack is only ever copied, so 8-byte
+   * alignment is enough (16 would cost every coroutine whose header ends
+   * at 8 mod 16 a 16-byte malloc step), except for one that big that
+   * memcpy copies it (see ACO_SAVE_SLACK).  Without a size the save stack
+   * is allocated by the first copy-out, exactly as big as that copy: a
+   * fixed default would be too small for most coroutines (a second
+   * allocation, the first one wasted) or too big for the rest. */
   size_t save_off = (sizeof(aco_t) + ext_sz + 7) & ~(size_t)7;
-  aco_t *co = malloc(save_off + save_stack_sz);
+  int aligned = save_stack_sz > ACO_INLINE_COPY_MAX;
+  size_t alloc = sizeof(aco_t) + ext_sz;
+  if (save_stack_sz != 0)
+    alloc = save_off + ((save_stack_sz + 7) & ~(size_t)7) +
+            (aligned ? ACO_SAVE_ALIGN - 8 + ACO_SAVE_SLACK : 0);
+  aco_t *co = malloc(alloc);
   aco_assertalloc_ptr(co);
   memset(co, 0, sizeof(aco_t) + ext_sz);
-  size_t usable = malloc_usable_size(co);
-  if (usable > save_off + save_stack_sz)
-    save_stack_sz = (usable - save_off) & ~(size_t)7;
-  co->save_stack.ptr = (char *)co + save_off;
-  co->save_stack.sz = save_stack_sz;
-  co->aco_flags_ = ACO_F_INLINE;
+  if (save_stack_sz != 0) {
+    char *save = (char *)co + save_off;
+    if (aligned)
+      save = (char *)(((uintptr_t)save + ACO_SAVE_ALIGN - 1) &
+                      ~(uintptr_t)(ACO_SAVE_ALIGN - 1));
+    size_t usable = malloc_usable_size(co);
+    if (usable < alloc) usable = alloc;
+    co->save_stack.ptr = save;
+    co->save_stack.sz = (usable - (size_t)(save - (char *)co) -
+                         (aligned ? ACO_SAVE_SLACK : 0)) & ~(size_t)7;
+    co->aco_flags_ = ACO_F_INLINE | (aligned ? ACO_F_ALIGNED : 0);
+  }
   co->main_co = main_co;
   co->arg = arg;
   co->fp = fp;
   co->share_stack = share_stack;
   co->reg[ACO_REG_IDX_SP] = share_stack->align_retptr;
+#if defined(__x86_64__)
+  co->fp_mxcsr_ = (uint32_t)(uintptr_t)aco_gtls_fpenv;
+  co->fp_fpucw_ = (uint16_t)((uintptr_t)aco_gtls_fpenv >> 32);
+#else
   co->reg[ACO_FPENV_IDX] = aco_gtls_fpenv;
+#endif
 #ifdef ACO_TSAN
   co->tsan_fiber_ = __tsan_create_fiber(0);
 #endif
@@ -556,41 +607,103 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
   return co;
 }
 
+/* memcpy for the live bytes.  Most live stacks are a few dozen to a few
+ * hundred bytes; for those (up to ACO_INLINE_COPY_MAX), 16-byte moves
+ * inline cost less than the call into the C library's memcpy and its size
+ * dispatch.  A live stack starts at a 16-byte aligned SP (the psABIs keep
+ * it so at calls) and is a multiple of 8 bytes (on x86-64 nearly always
+ * 16n + 8): whole 16-byte blocks (one indirect jump into the run) and an
+ * 8-byte tail keep every access aligned.  The two ranges never overlap
+ * (share stack and heap). */
+static inline void aco_copy16(char *d, const char *s) {
+  __builtin_memcpy(d, s, 16);
+}
+__attribute__((always_inline)) static inline void aco_memcpy(
+    void *dst, const void *src, size_t n) {
+  char *d = dst;
+  const char *s = src;
+  if (aco_unlikely(n > ACO_INLINE_COPY_MAX || (n & 7) != 0)) {
+    memcpy(d, s, n);
+    return;
+  }
+  switch (n >> 4) { /* whole blocks: 0..16 */
+  case 16: aco_copy16(d + 240, s + 240); /* fall through */
+  case 15: aco_copy16(d + 224, s + 224); /* fall through */
+  case 14: aco_copy16(d + 208, s + 208); /* fall through */
+  case 13: aco_copy16(d + 192, s + 192); /* fall through */
+  case 12: aco_copy16(d + 176, s + 176); /* fall through */
+  case 11: aco_copy16(d + 160, s + 160); /* fall through */
+  case 10: aco_copy16(d + 144, s + 144); /* fall through */
+  case 9: aco_copy16(d + 128, s + 128); /* fall through */
+  case 8: aco_copy16(d + 112, s + 112); /* fall through */
+  case 7: aco_copy16(d + 96, s + 96); /* fall through */
+  case 6: aco_copy16(d + 80, s + 80); /* fall through */
+  case 5: aco_copy16(d + 64, s + 64); /* fall through */
+  case 4: aco_copy16(d + 48, s + 48); /* fall through */
+  case 3: aco_copy16(d + 32, s + 32); /* fall through */
+  case 2: aco_copy16(d + 16, s + 16); /* fall through */
+  case 1: aco_copy16(d, s); /* fall through */
+  default: break;
+  }
+  if (n & 8) __builtin_memcpy(d + n - 8, s + n - 8, 8);
+}
+
 /* copies between the share stack and a save stack; under ASan the share
  * stack's shadow still describes whichever coroutine last ran there, so
  * the live range is unpoisoned before it is read or rewritten */
-static inline void aco_stack_copy(void *dst, const void *src, size_t n,
-                                  void *shared_range) {
+__attribute__((always_inline)) static inline void aco_stack_copy(
+    void *dst, const void *src, size_t n, void *shared_range) {
 #ifdef ACO_ASAN
   ASAN_UNPOISON_MEMORY_REGION(shared_range, n);
 #endif
 #ifdef ACO_VALGRIND
   /* Copying in: memcheck may have marked this part of the share stack
    * unaddressable (below the SP of a shallower coroutine that ran here);
-   * make it addressable, and the copy gives it the saved definedness. */
-  if (dst == shared_range) VALGRIND_MAKE_MEM_UNDEFINED(shared_range, n);
+   * make it addressable, and the copy gives it the saved definedness.
+   * Behind a flag, so the client request's frame costs nothing natively. */
+  if (aco_unlikely(aco_on_valgrind) && dst == shared_range)
+    aco_vg_make_undefined(shared_range, n);
 #endif
   (void)shared_range;
-  memcpy(dst, src, n);
+  aco_memcpy(dst, src, n);
 }
 
+/* The first save stack is exactly as big as the first copy; later ones
+ * at least double, so a coroutine that keeps getting deeper reallocates
+ * only a few times. */
 __attribute__((noinline, cold)) static void aco_save_stack_grow(
     aco_t *co, size_t need) {
-  size_t nsz = co->save_stack.sz ? co->save_stack.sz : 64;
-  while (nsz < need) {
-    aco_size_t_safe_add_assert(nsz, nsz);
-    nsz <<= 1;
+  size_t nsz = need;
+  if (co->save_stack.sz != 0) {
+    nsz = co->save_stack.sz;
+    while (nsz < need) {
+      aco_size_t_safe_add_assert(nsz, nsz);
+      nsz <<= 1;
+    }
   }
-  void *p = malloc(nsz);
+  int aligned = nsz > ACO_INLINE_COPY_MAX;
+  void *p = NULL;
+  if (aligned) {
+    aco_size_t_safe_add_assert(nsz, ACO_SAVE_SLACK);
+    if (posix_memalign(&p, ACO_SAVE_ALIGN, nsz + ACO_SAVE_SLACK) != 0)
+      p = NULL;
+  } else {
+    p = malloc(nsz);
+  }
   aco_assertalloc_ptr(p);
-  if (!(co->aco_flags_ & ACO_F_INLINE)) free(co->save_stack.ptr);
-  co->aco_flags_ &= (unsigned char)~ACO_F_INLINE;
+  size_t usable = malloc_usable_size(p);
+  if (aligned) usable -= ACO_SAVE_SLACK;
+  if (usable > nsz) nsz = usable;
+  if (!(co->aco_flags_ & ACO_F_INLINE)) free(aco_save_stack_block(co));
+  co->aco_flags_ &= (unsigned char)~(ACO_F_INLINE | ACO_F_ALIGNED);
+  if (aligned) co->aco_flags_ |= ACO_F_ALIGNED;
   co->save_stack.ptr = p;
   co->save_stack.sz = nsz;
 }
 
 /* Copies the owner's live bytes out and co's back in. */
-static inline void aco_take_share_stack(aco_share_stack_t *ss, aco_t *co) {
+__attribute__((always_inline)) static inline void aco_take_share_stack(
+    aco_share_stack_t *ss, aco_t *co) {
   aco_t *owner = ss->owner;
   if (owner != NULL) {
     aco_assert(owner->share_stack == ss);
@@ -601,6 +714,9 @@ static inline void aco_take_share_stack(aco_share_stack_t *ss, aco_t *co) {
                  "outside its share stack (corrupted coroutine)",
                  (void *)owner, (void *)sp);
     if (aco_unlikely(n > owner->save_stack.sz)) aco_save_stack_grow(owner, n);
+    if (owner->aco_flags_ & ACO_F_ALIGNED) /* match SP's alignment */
+      owner->save_stack.ptr =
+          (char *)aco_save_stack_block(owner) + ((uintptr_t)sp & 31);
     aco_stack_copy(owner->save_stack.ptr, sp, n, sp);
     owner->save_stack.valid_sz = n;
     owner->save_stack.ct_save++;
@@ -609,13 +725,13 @@ static inline void aco_take_share_stack(aco_share_stack_t *ss, aco_t *co) {
   ss->owner = co;
   size_t n = co->save_stack.valid_sz;
 #ifdef ACO_VALGRIND
-  {
+  if (aco_unlikely(aco_on_valgrind)) {
     /* memcheck does not follow SP across a switch: what lies just below
      * co's SP (the red zone, the next frames it pushes) may still be
      * marked unaddressable from a coroutine that ran shallower here */
     char *sp = co->reg[ACO_REG_IDX_SP];
     char *lo = sp - 4096 > (char *)ss->ptr ? sp - 4096 : (char *)ss->ptr;
-    VALGRIND_MAKE_MEM_UNDEFINED(lo, (size_t)(sp - lo));
+    aco_vg_make_undefined(lo, (size_t)(sp - lo));
   }
 #endif
   if (n != 0) {
@@ -640,13 +756,10 @@ __attribute__((noinline, cold, noreturn)) static void aco_resume_misuse(
              "only be called from the main coroutine", (void *)aco_gtls_co);
 }
 
-void aco_resume(aco_t *co) {
-  aco_t *cur = aco_gtls_co;
-  if (aco_unlikely(co == NULL || co->main_co == NULL || co->is_end ||
-                   (cur != NULL && cur->main_co != NULL)))
-    aco_resume_misuse(co);
-  aco_share_stack_t *ss = co->share_stack;
-  if (ss->owner != co) aco_take_share_stack(ss, co);
+/* Switches to co (its stack already in place) and back. */
+__attribute__((always_inline)) static inline void aco_switch_in(
+    aco_t *co, aco_share_stack_t *ss) {
+  (void)ss;
   aco_gtls_co = co;
   ACO_TSAN_SWITCH(co);
 #ifdef ACO_ASAN
@@ -660,7 +773,38 @@ void aco_resume(aco_t *co) {
   aco_gtls_co = co->main_co;
 }
 
-void aco_yield1(aco_t *co) {
+/* aco_resume when co's share stack has another owner (or none): a
+ * function of its own, so that the common case below, co resumed on the
+ * stack it already owns, stays a few instructions with a small frame. */
+__attribute__((noinline)) static void aco_resume_take(aco_t *co) {
+  aco_share_stack_t *ss = co->share_stack;
+  aco_take_share_stack(ss, co);
+  aco_switch_in(co, ss);
+}
+
+void aco_resume(aco_t *co) {
+  aco_t *cur = aco_gtls_co;
+  if (aco_unlikely(co == NULL || co->main_co == NULL || co->is_end))
+    aco_resume_misuse(co);
+  /* only from a main coroutine: normally co's own (a cheap compare); else
+   * before the thread's first resume (NULL) or from another main co */
+  if (aco_unlikely(cur != co->main_co) && cur != NULL && cur->main_co != NULL)
+    aco_resume_misuse(co);
+  aco_share_stack_t *ss = co->share_stack;
+  if (ss->owner != co) {
+    aco_resume_take(co);
+    return;
+  }
+  aco_switch_in(co, ss);
+}
+
+#if defined(ACO_ASAN) || defined(ACO_TSAN)
+const int aco_yield_hooks_ = 1;
+#else
+const int aco_yield_hooks_ = 0;
+#endif
+
+void aco_yield1_slow_(aco_t *co) {
   if (aco_unlikely(co == NULL || co->main_co == NULL || co != aco_gtls_co))
     aco_abortf("aco_yield1: %p is not the running non-main coroutine "
                "(running: %p)", (void *)co, (void *)aco_gtls_co);
@@ -729,7 +873,7 @@ void aco_destroy(aco_t *co) {
     ASAN_UNPOISON_MEMORY_REGION(sp, (size_t)((char *)co->share_stack->align_retptr - sp));
 #endif
   }
-  if (!(co->aco_flags_ & ACO_F_INLINE)) free(co->save_stack.ptr);
+  if (!(co->aco_flags_ & ACO_F_INLINE)) free(aco_save_stack_block(co));
 #ifdef ACO_TSAN
   __tsan_destroy_fiber(co->tsan_fiber_);
 #endif

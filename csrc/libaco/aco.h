@@ -139,10 +139,20 @@ typedef struct {
 struct aco_s {
   /* Saved machine state; must stay first (acosw_layout.h). */
   void *reg[ACO_REG_NUM];
-  aco_t *main_co;   /* NULL for a main coroutine */
-  void *arg;
+#if defined(__x86_64__)
+  /* private: MXCSR and x87 control word, saved by acosw; is_end and the
+   * flags share their 8-byte word, which keeps aco_t at 160 bytes */
+  uint32_t fp_mxcsr_;
+  uint16_t fp_fpucw_;
   char is_end;      /* set by aco_exit; the coroutine can't be resumed */
   unsigned char aco_flags_; /* private */
+#endif
+  aco_t *main_co;   /* NULL for a main coroutine */
+  void *arg;
+#if !defined(__x86_64__)
+  char is_end;      /* set by aco_exit; the coroutine can't be resumed */
+  unsigned char aco_flags_; /* private */
+#endif
   aco_cofuncp_t fp;
   aco_save_stack_t save_stack;
   aco_share_stack_t *share_stack;
@@ -175,8 +185,9 @@ void aco_share_stack_destroy(aco_share_stack_t *sstk);
 
 /* aco_create(NULL, NULL, 0, NULL, NULL) creates the thread's main
  * coroutine.  Otherwise creates a coroutine that will run fp(void) on
- * share_stack with arg, and a save stack of save_stack_sz bytes (0: 64;
- * it grows on demand).  It does not run until aco_resume. */
+ * share_stack with arg, and a save stack of save_stack_sz bytes (0: none
+ * until the first copy-out, which allocates exactly what it copies; it
+ * grows on demand).  It does not run until aco_resume. */
 aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
                   size_t save_stack_sz, aco_cofuncp_t fp, void *arg);
 
@@ -214,9 +225,23 @@ static inline aco_t *aco_current(void) {
  * aco_resume/aco_yield; this is exported for libaco compatibility. */
 extern void acosw(aco_t *from_co, aco_t *to_co) __asm__("acosw");
 
+/* private: the out-of-line yield, for misuse (it aborts with a message)
+ * and for libraries built with a sanitizer (it announces the switch);
+ * aco_yield_hooks_ is nonzero in such a library. */
+void aco_yield1_slow_(aco_t *yield_co);
+extern const int aco_yield_hooks_;
+
 /* Yields yield_co (the running coroutine) back to its main coroutine.
- * Never copies stack bytes. */
-void aco_yield1(aco_t *yield_co);
+ * Never copies stack bytes.  Inline: a yield is a call to acosw, so the
+ * coroutine's live stack at the switch is its own frame and nothing of
+ * ours. */
+static inline void aco_yield1(aco_t *yield_co) {
+  if (aco_unlikely(yield_co == NULL || yield_co->main_co == NULL ||
+                   yield_co != aco_gtls_co || aco_yield_hooks_))
+    aco_yield1_slow_(yield_co);
+  else
+    acosw(yield_co, yield_co->main_co);
+}
 #define aco_yield() aco_yield1(aco_gtls_co)
 
 /* Ends the coroutine: is_end is set, the share stack is given up without

@@ -25,7 +25,7 @@
 
 #if defined(__x86_64__)
 
-#define ACO_REG_NUM 9
+#define ACO_REG_NUM 8
 #define ACO_REG_IDX_SP 0
 #define ACO_REG_IDX_PC 1
 #define ACO_OFF_SP 0
@@ -36,9 +36,9 @@
 #define ACO_OFF_R13 40
 #define ACO_OFF_R14 48
 #define ACO_OFF_R15 56
-/* slot 8 holds the floating-point control state as one 8-byte word:
- * bytes 0-3 MXCSR (stmxcsr), bytes 4-5 x87 control word (fnstcw),
- * bytes 6-7 always zero, so one 64-bit compare tells whether it differs. */
+/* right after reg[]: the floating-point control state, MXCSR (4 bytes,
+ * stmxcsr) then the x87 control word (2 bytes, fnstcw); aco_t's is_end
+ * and flags fill the word's last 2 bytes (acosw never touches them). */
 #define ACO_OFF_FPENV 64
 #define ACO_OFF_MXCSR 64
 #define ACO_OFF_FPUCW 68

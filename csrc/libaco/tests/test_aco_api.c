@@ -444,10 +444,11 @@ static void test_cls_and_names(void) {
 /* ---- layout ------------------------------------------------------------------- */
 
 static void test_struct_sizes(void) {
-  /* libaco's aco_t is 160 bytes on x86-64; ours adds one pointer (the
-   * lazily allocated CLS slots) and nothing else. */
-#if defined(__x86_64__)
-  T_EQ(sizeof(aco_t), 160 + sizeof(void *));
+  /* libaco's aco_t is 160 bytes on x86-64, and so is ours: the CLS
+   * pointer fits because is_end and the flags share the FP control word's
+   * slot. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+  T_EQ(sizeof(aco_t), 160);
 #endif
   printf("sizeof(aco_t) = %zu, sizeof(aco_share_stack_t) = %zu\n",
          sizeof(aco_t), sizeof(aco_share_stack_t));
