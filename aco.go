@@ -44,6 +44,8 @@ type Co struct {
 
 	res   int64 // driver: the completed operation's result
 	errno int
+	data  []byte // driver: bytes a completed wait already read (C memory,
+	// valid until the coroutine next waits: copied out first thing)
 
 	stopped    bool // the loop is shutting down: unwind
 	panicValue any
@@ -499,14 +501,22 @@ func (co *Co) SetEventerAco(e *Event) *AcoEvent {
 	if cgo.IsAco(e.ptr) {
 		if cgo.OwnerLoop(e.ptr) != co.l.idx {
 			ae.err = &OpError{Op: op, Err: errors.New("event belongs to another loop's coroutines")}
+			return ae
 		}
-		return ae
+		// another coroutine's view of a converted event: its own reference
+		cgo.Ref(e.ptr)
+		ae.view = true
+		ae.e = &Event{ptr: e.ptr, fd: e.fd, id: e.id, cb: e.cb}
+	} else {
+		rc, res, errno := cgo.ProxyIO(co.proxy, cgo.OpConvert, e.ptr, nil, 0, -1)
+		res, errno = co.complete(op, rc, res, errno, nil)
+		if res < 0 {
+			ae.err = errnoError(op, errno)
+			return ae
+		}
 	}
-	rc, res, errno := cgo.ProxyIO(co.proxy, cgo.OpConvert, e.ptr, nil, 0, -1)
-	res, errno = co.complete(op, rc, res, errno, nil)
-	if res < 0 {
-		ae.err = errnoError(op, errno)
-	}
+	ae.fd = cgo.Fd(e.ptr)
+	ae.posixClosed = cgo.PosixClosedFlag(e.ptr)
 	return ae
 }
 

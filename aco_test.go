@@ -224,6 +224,7 @@ func TestFullDuplex(t *testing.T) {
 	readDone := make(chan int, 1)
 	AcoStartOn(0, func(co *Co) {
 		ae := co.SetEventerAco(fdEvent(t, a))
+		defer ae.Free()
 		shared <- ae
 		buf := make([]byte, 32768)
 		got := 0
@@ -240,6 +241,7 @@ func TestFullDuplex(t *testing.T) {
 	writer := <-shared
 	err := inCo(t, 0, func(co *Co) error {
 		ae := co.SetEventerAco(writer.Event()) // already converted: a view for this coroutine
+		defer ae.Free()
 		chunk := make([]byte, 65536)
 		for sent := 0; sent < total; {
 			n, err := ae.Write(chunk[:min(len(chunk), total-sent)], 10*time.Second)
@@ -274,6 +276,7 @@ func TestCloseWhileWaiting(t *testing.T) {
 		ae := co.SetEventerAco(fdEvent(t, a))
 		shared <- ae
 		_, err := ae.Read(make([]byte, 8), 0)
+		ae.Free()
 		res <- err
 	}, nil)
 	ae := <-shared

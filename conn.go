@@ -24,6 +24,14 @@ type AcoEvent struct {
 	co     *Co
 	err    error // conversion error
 	closed bool
+	view   bool // a second coroutine's view: holds its own reference
+
+	// For the POSIX opset, reads and writes are the plain syscalls, which
+	// the coroutine makes itself (no cgo call); C still does all the
+	// waiting.  posixClosed is C's "closed" flag of the event (C memory,
+	// valid while the event lives), nil for other opsets.
+	posixClosed *uint8
+	fd          int
 }
 
 // Event is the underlying fd event.
@@ -46,17 +54,94 @@ func (a *AcoEvent) ready(op string) error {
 	return nil
 }
 
+// io is one read, write or accept, as eventer_aco_read & co. do it: try
+// the syscall; if it would block, wait (in C, through the proxy) until the
+// fd is ready, and try again.  The Go buffer is handed to C only for the
+// duration of each attempt, never across a wait.  timeout bounds the
+// whole call.
 func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int64, syscall.Errno) {
 	co := a.co
 	if co.takeCancel() {
 		return -1, syscall.ECANCELED
 	}
-	var buf unsafe.Pointer
-	if len(p) > 0 {
-		buf = unsafe.Pointer(&p[0])
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
 	}
-	rc, res, errno := cgo.ProxyIO(co.proxy, code, a.e.ptr, buf, len(p), timeoutNs(timeout))
-	return co.complete(op, rc, res, errno, buf)
+	remaining := func() int64 {
+		if timeout <= 0 {
+			return timeoutNs(timeout)
+		}
+		if d := int64(time.Until(deadline)); d > 0 {
+			return d
+		}
+		return 0 // expired: the wait fails at once
+	}
+	for {
+		var rc int
+		var res int64
+		var errno syscall.Errno
+		if a.posixClosed != nil && code != cgo.IOAccept {
+			// the POSIX opset's read/write, done here: a non-blocking fd,
+			// so the raw syscall never blocks the thread
+			if *a.posixClosed != 0 {
+				return -1, syscall.EBADF
+			}
+			res, errno = rawIO(code, a.fd, p)
+			if errno == syscall.EINTR {
+				continue
+			}
+			if errno != syscall.EAGAIN {
+				return res, errno
+			}
+			mask, readLen := cgo.MaskWrite, 0
+			if code == cgo.IORead {
+				mask, readLen = cgo.MaskRead, len(p)
+			}
+			rc, res, errno = cgo.Wait(co.proxy, a.e.ptr, mask, readLen, remaining())
+		} else {
+			rc, res, errno = cgo.IO(co.proxy, code, a.e.ptr, p, remaining())
+			if rc == 1 {
+				return res, errno
+			}
+		}
+		switch rc {
+		case 2:
+			if res < 0 {
+				return -1, errno
+			}
+			continue // ready already
+		case -1:
+			co.complete(op, -1, -1, errno, nil) // panics with the misuse
+			return -1, errno
+		}
+		res, errno = co.complete(op, 0, 0, 0, nil)
+		if data := co.data; data != nil {
+			// the wait read for us already (read-through): copy it out
+			// before anything else runs on the loop
+			co.data = nil
+			if res < 0 {
+				return -1, errno
+			}
+			return int64(copy(p, data)), 0
+		}
+		if res < 0 {
+			return -1, errno
+		}
+	}
+}
+
+// rawIO is read(2) or write(2) on a non-blocking fd.
+func rawIO(code, fd int, p []byte) (int64, syscall.Errno) {
+	nr := uintptr(unix.SYS_WRITE)
+	if code == cgo.IORead {
+		nr = unix.SYS_READ
+	}
+	n, _, e := syscall.RawSyscall(nr, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int64(n), 0
 }
 
 // Read reads into p (eventer_aco_read).  At end of stream it returns 0,
@@ -69,7 +154,7 @@ func (a *AcoEvent) Read(p []byte, timeout time.Duration) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, errno := a.io(op, cgo.OpRead, p, timeout)
+	n, errno := a.io(op, cgo.IORead, p, timeout)
 	return readResult(n, errno, len(p))
 }
 
@@ -83,7 +168,7 @@ func (a *AcoEvent) Write(p []byte, timeout time.Duration) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, errno := a.io(op, cgo.OpWrite, p, timeout)
+	n, errno := a.io(op, cgo.IOWrite, p, timeout)
 	if n < 0 {
 		return 0, errnoError(op, errno)
 	}
@@ -98,7 +183,8 @@ func (a *AcoEvent) Accept(timeout time.Duration) (*Event, error) {
 	if err := a.ready(op); err != nil {
 		return nil, err
 	}
-	fd, errno := a.io(op, cgo.OpAccept, nil, timeout)
+	var peer [128]byte // a sockaddr_storage
+	fd, errno := a.io(op, cgo.IOAccept, peer[:], timeout)
 	if fd < 0 {
 		return nil, errnoError(op, errno)
 	}
@@ -130,8 +216,9 @@ func (a *AcoEvent) Close() error {
 // Free drops the caller's reference to the event (eventer_aco_free).
 func (a *AcoEvent) Free() {
 	if a != nil && a.e != nil {
-		a.e.Free()
+		a.e.Free() // a view's own reference, or the converted event's
 		a.e = &Event{fd: -1, err: net.ErrClosed}
+		a.posixClosed = nil
 	}
 }
 

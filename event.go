@@ -297,6 +297,27 @@ func Listen(network, address string) (*Event, error) {
 	return ev, nil
 }
 
+// FdEvent wraps an fd (made non-blocking here) in an fd event with no
+// callback, to hand to Co.SetEventerAco (eventer_alloc_fd with a
+// placeholder callback).  Closing the AcoEvent closes fd.
+func FdEvent(fd int) (*Event, error) {
+	if fd < 0 {
+		return nil, &OpError{Op: "FdEvent", Err: syscall.EINVAL}
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return nil, &OpError{Op: "FdEvent", Err: os.NewSyscallError("fcntl", err)}
+	}
+	var ev *Event
+	err := withLive(func() (err error) {
+		ev, err = plainFdEvent(fd)
+		return err
+	})
+	if err != nil {
+		return nil, &OpError{Op: "FdEvent", Err: err}
+	}
+	return ev, nil
+}
+
 // plainFdEvent wraps fd in a C fd event with no Go callback (it is meant
 // for SetEventerAco).
 func plainFdEvent(fd int) (*Event, error) {

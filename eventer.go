@@ -300,14 +300,15 @@ func (l *loop) Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int 
 }
 
 // ProxyDone resumes the Go coroutine whose C operation completed.
-func (l *loop) ProxyDone(id uint64, result int64, errno int) {
+func (l *loop) ProxyDone(id uint64, result int64, errno int, data []byte) {
 	if id >= uint64(len(l.cos)) || l.cos[id] == nil {
 		reportError(fmt.Errorf("eventer: completion for unknown coroutine %d", id))
 		return
 	}
 	co := l.cos[id]
-	co.res, co.errno = result, errno
+	co.res, co.errno, co.data = result, errno, data
 	l.resume(co)
+	co.data = nil
 }
 
 // Wake runs what other goroutines queued for this loop.

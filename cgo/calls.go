@@ -1,6 +1,10 @@
 package cgo
 
 /*
+#cgo noescape ev_go_io
+#cgo nocallback ev_go_io
+#cgo noescape ev_go_wait
+#cgo nocallback ev_go_wait
 #include "glue.h"
 #include <errno.h>
 #include <string.h>
@@ -399,3 +403,42 @@ func JobqBacklog(q unsafe.Pointer) int     { return int(C.eventer_jobq_get_backl
 
 // JobqDestroy is eventer_jobq_destroy.
 func JobqDestroy(q unsafe.Pointer) { C.eventer_jobq_destroy(jq(q)) }
+
+// Go coroutine I/O (see ev_go_io in glue.h).
+const (
+	IORead   = int(C.EV_GO_READ)
+	IOWrite  = int(C.EV_GO_WRITE)
+	IOAccept = int(C.EV_GO_ACCEPT)
+)
+
+// IO is one attempt of a Go coroutine's read, write or accept on aco
+// event e, falling back to a readiness wait in proxy p.  rc: 1 done
+// (res, errno), 2 the wait ended at once (res 0: retry; -1: errno), 0 the
+// proxy waits (a ProxyDone step follows), -1 misuse (errno).  buf is used
+// only during the call.
+func IO(p unsafe.Pointer, op int, e unsafe.Pointer, buf []byte, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
+	var r C.int64_t
+	var ce C.int
+	var b *C.char // *C.char, not unsafe.Pointer: no pointer check needed
+	if len(buf) > 0 {
+		b = (*C.char)(unsafe.Pointer(&buf[0]))
+	}
+	c := C.ev_go_io(px(p), C.int(op), ev(e), b, C.size_t(len(buf)), C.int64_t(timeoutNs), &r, &ce)
+	return int(c), int64(r), syscall.Errno(ce)
+}
+
+// Wait starts proxy p waiting until aco event e is ready for mask (after
+// the Go side's own syscall would have blocked); readLen > 0 asks for a
+// read-through.  rc as IO: 0 waiting, 2 ended at once (res, errno), -1
+// misuse.
+func Wait(p, e unsafe.Pointer, mask int, readLen int, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
+	r := C.ev_go_wait(C.uintptr_t(uintptr(p)), C.uintptr_t(uintptr(e)), C.int(mask), C.size_t(readLen), C.int64_t(timeoutNs))
+	return int(r.rc), int64(r.res), syscall.Errno(r.err)
+}
+
+// PosixClosedFlag is the address (C memory) of aco event e's closed flag
+// when its opset is the POSIX one, else nil: the Go side may then do the
+// event's reads and writes with its own syscalls.
+func PosixClosedFlag(e unsafe.Pointer) *uint8 {
+	return (*uint8)(unsafe.Pointer(C.ev_go_posix_closed_flag(ev(e))))
+}

@@ -6,8 +6,6 @@ package cgo
 import "C"
 
 import (
-	"runtime"
-	"syscall"
 	"unsafe"
 )
 
@@ -17,6 +15,7 @@ const (
 	StepCallback = int(C.EVENTER_STEP_CALLBACK)
 	StepProxy    = int(C.EVENTER_STEP_ACO_PROXY)
 	StepWake     = int(C.EVENTER_STEP_FOREIGN_WAKE)
+	StepData     = int(C.EVENTER_STEP_ACO_PROXY_DATA)
 )
 
 // Handler is the Go side of one loop: the driver calls it for the work the
@@ -25,7 +24,9 @@ type Handler interface {
 	// Callback runs Go callback id for event e and returns its result.
 	Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int
 	// ProxyDone resumes Go coroutine id with its operation's result.
-	ProxyDone(id uint64, result int64, errno int)
+	// data, if not nil, holds bytes read for it; it is valid only until
+	// the handler returns (the coroutine must copy it before it waits).
+	ProxyDone(id uint64, result int64, errno int, data []byte)
 	// Wake handles work queued for this loop by other goroutines.
 	Wake()
 }
@@ -60,44 +61,38 @@ func (d *Driver) Attach() error {
 func (d *Driver) Run(h Handler) error {
 	step := &d.d.step
 	for {
-		rc, err := C.ev_go_run_once(d.d, 1)
+		// One cgo call per step: ev_go_run finishes the iteration the last
+		// step paused (handing back the callback's rv) and runs new ones,
+		// waiting in epoll when there is nothing to do, until the loop
+		// hands Go work back.
+		rc, err := C.ev_go_run(d.d)
 		switch rc {
-		case C.EVENTER_RUN_DONE:
-			continue
 		case C.EVENTER_RUN_STOPPED:
 			return nil
 		case C.EVENTER_RUN_STEP:
 		default:
 			return err
 		}
-		// run_once paused its iteration for us; whatever we do here, the
-		// next run_once continues it where it stopped.
-		for {
-			switch int(step.kind) {
-			case StepCallback:
-				rv := h.Callback(unsafe.Pointer(step.e), uint64(C.ev_go_step_id(d.d)), int(step.mask), int64(C.ev_go_step_now_us(d.d)))
-				step.rv = C.int(rv)
-			case StepProxy:
-				h.ProxyDone(uint64(step.u64[0]), int64(step.u64[1]), int(int64(step.u64[2])))
-				step.kind = C.EVENTER_STEP_NONE
-			case StepWake:
-				step.kind = C.EVENTER_STEP_NONE
-				h.Wake()
-			default:
-				step.kind = C.EVENTER_STEP_NONE
+		switch int(step.kind) {
+		case StepCallback:
+			rv := h.Callback(unsafe.Pointer(step.e), uint64(C.ev_go_step_id(d.d)), int(step.mask), int64(C.ev_go_step_now_us(d.d)))
+			step.rv = C.int(rv) // kind stays CALLBACK: run_once applies rv
+		case StepProxy:
+			step.kind = C.EVENTER_STEP_NONE
+			h.ProxyDone(uint64(step.u64[0]), int64(step.u64[1]), int(int64(step.u64[2])), nil)
+		case StepData:
+			step.kind = C.EVENTER_STEP_NONE
+			n := int64(step.u64[1])
+			data := []byte{}
+			if n > 0 {
+				data = unsafe.Slice((*byte)(step.closure), n)
 			}
-			// hand back the callback's rv (if any) and continue
-			rc, err = C.ev_go_run_once(d.d, 0)
-			if rc == C.EVENTER_RUN_STEP {
-				continue
-			}
-			if rc < 0 {
-				return err
-			}
-			if rc == C.EVENTER_RUN_STOPPED {
-				return nil
-			}
-			break
+			h.ProxyDone(uint64(step.u64[0]), n, int(int64(step.u64[2])), data)
+		case StepWake:
+			step.kind = C.EVENTER_STEP_NONE
+			h.Wake()
+		default:
+			step.kind = C.EVENTER_STEP_NONE
 		}
 	}
 }
@@ -109,5 +104,3 @@ func (d *Driver) Detach() {
 	d.d = nil
 }
 
-var _ = runtime.LockOSThread
-var _ = syscall.EINVAL

@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include "_cgo_export.h"
+#include "eventer_aco_impl.h"
 
 typedef struct {
   eventer_t e;
@@ -72,6 +73,16 @@ int ev_go_run_once(ev_go_driver_t *d, int block) {
   return eventer_run_once(&d->step, block ? NULL : &zero);
 }
 
+int ev_go_run(ev_go_driver_t *d) {
+  int rc;
+  do {
+    /* NULL: a new iteration may wait in epoll; continuing a paused one
+     * never waits (it returns DONE at the end of that iteration) */
+    rc = eventer_run_once(&d->step, NULL);
+  } while (rc == EVENTER_RUN_DONE);
+  return rc;
+}
+
 int ev_go_proxy_io(eventer_aco_proxy_t *p, int op, eventer_t e, void *buf,
                    size_t len, int64_t timeout_ns, int64_t *res, int *err) {
   eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
@@ -88,4 +99,87 @@ int ev_go_proxy_io(eventer_aco_proxy_t *p, int op, eventer_t e, void *buf,
     *err = errno;
   }
   return rc;
+}
+
+int ev_go_io(eventer_aco_proxy_t *p, int op, eventer_t e, char *buf,
+             size_t len, int64_t timeout_ns, int64_t *res, int *err) {
+  /* the checks eventer_aco_proxy_run makes, before touching the fd */
+  if (eventer_loop_current() != eventer_get_owner_loop(e) ||
+      eventer_loop_current() == NULL) {
+    *err = EPERM;
+    return -1;
+  }
+  if (aco_current() != NULL) {
+    *err = EDEADLK;
+    return -1;
+  }
+  int mask = 0, rv;
+  if (op == EV_GO_ACCEPT) {
+    socklen_t alen = (socklen_t)len;
+    rv = ev_aco_fd_try(e, EV_ACO_TRY_ACCEPT, NULL, 0, (struct sockaddr *)buf,
+                       &alen, &mask);
+  } else {
+    rv = ev_aco_fd_try(e, op == EV_GO_READ ? EV_ACO_TRY_READ : EV_ACO_TRY_WRITE,
+                       buf, len, NULL, NULL, &mask);
+  }
+  if (rv >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+    *res = rv;
+    *err = rv < 0 ? errno : 0;
+    return 1;
+  }
+  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
+  o->op = EVENTER_PROXY_WAIT;
+  o->e = e;
+  o->mask = mask;
+  o->read_len = op == EV_GO_READ ? len : 0;
+  ev_go_op_timeout(o, timeout_ns);
+  int rc = eventer_aco_proxy_run(p);
+  if (rc < 0) {
+    *err = errno;
+    return -1;
+  }
+  if (rc == 1) {
+    *res = o->result;
+    *err = o->err;
+    return 2;
+  }
+  return 0;
+}
+
+ev_go_res_t ev_go_wait(uintptr_t pp, uintptr_t ep, int mask, size_t read_len,
+                       int64_t timeout_ns) {
+  eventer_aco_proxy_t *p = (eventer_aco_proxy_t *)pp;
+  eventer_t e = (eventer_t)ep;
+  ev_go_res_t r = {0, 0, 0};
+  if (eventer_loop_current() == NULL ||
+      eventer_loop_current() != eventer_get_owner_loop(e)) {
+    r.rc = -1;
+    r.err = EPERM;
+    return r;
+  }
+  if (aco_current() != NULL) {
+    r.rc = -1;
+    r.err = EDEADLK;
+    return r;
+  }
+  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
+  o->op = EVENTER_PROXY_WAIT;
+  o->e = e;
+  o->mask = mask;
+  o->read_len = read_len;
+  ev_go_op_timeout(o, timeout_ns);
+  int rc = eventer_aco_proxy_run(p);
+  if (rc < 0) {
+    r.rc = -1;
+    r.err = errno;
+  } else if (rc == 1) {
+    r.rc = 2;
+    r.res = o->result;
+    r.err = o->err;
+  }
+  return r;
+}
+
+const volatile uint8_t *ev_go_posix_closed_flag(eventer_t e) {
+  return ev_aco_fd_posix_closed_flag(e);
 }

@@ -37,6 +37,9 @@ typedef struct ev_go_driver {
 } ev_go_driver_t;
 
 int ev_go_run_once(ev_go_driver_t *d, int block);
+/* Runs iterations (finishing a paused one first) until one hands the
+ * driver a step, the loop stops, or an error: one cgo call per step. */
+int ev_go_run(ev_go_driver_t *d);
 /* The boxed id of a step's closure. */
 static inline uint64_t ev_go_step_id(ev_go_driver_t *d) {
   return eventer_foreign_closure_id(d->step.closure);
@@ -74,5 +77,36 @@ static inline void ev_go_op_asynch(eventer_aco_proxy_op_t *op,
  * *err), 0 (parked), -1 (misuse: *err). */
 int ev_go_proxy_io(eventer_aco_proxy_t *p, int op, eventer_t e, void *buf,
                    size_t len, int64_t timeout_ns, int64_t *res, int *err);
+
+/* A Go coroutine's read, write or accept: one attempt now, through the
+ * event's opset (the fast path: no coroutine switch at all); if it would
+ * block, the proxy starts waiting for readiness (eventer_aco_wait_ready).
+ * C never keeps the Go buffer: it is used only during this call, and the
+ * Go side retries after the wait.
+ *   1  done: *res (bytes, fd, or -1 with *err)
+ *   2  it would block and the wait ended at once: *res 0 (retry) or -1
+ *   0  it would block and the proxy is waiting: a completion step follows
+ *      (result 0: ready, retry; -1: timeout, cancel, close)
+ *  -1  misuse: *err (EPERM wrong thread, EDEADLK inside a coroutine)
+ * For accept, buf/len receive the peer address (a sockaddr_storage). */
+enum { EV_GO_READ = 1, EV_GO_WRITE, EV_GO_ACCEPT };
+int ev_go_io(eventer_aco_proxy_t *p, int op, eventer_t e, char *buf,
+             size_t len, int64_t timeout_ns, int64_t *res, int *err);
+
+/* The result of ev_go_wait, by value (no Go pointers cross). */
+typedef struct {
+  int rc;      /* as ev_go_io: 0 waiting, 2 ended at once, -1 misuse */
+  int err;
+  int64_t res;
+} ev_go_res_t;
+
+/* The Go side did the syscall itself (POSIX opset) and it would block:
+ * start the proxy waiting for `mask` (read_len > 0: read that much once
+ * ready, see EVENTER_STEP_ACO_PROXY_DATA).  p and e are passed as
+ * integers: they are C pointers, nothing for cgo to check. */
+ev_go_res_t ev_go_wait(uintptr_t p, uintptr_t e, int mask, size_t read_len,
+                       int64_t timeout_ns);
+/* ev_aco_fd_posix_closed_flag, for the Go fast path. */
+const volatile uint8_t *ev_go_posix_closed_flag(eventer_t e);
 
 #endif

@@ -91,7 +91,9 @@
  *      and asynch COMPLETE callbacks run here too;
  *   4. recurrent events, in the order they were added;
  *   5. epoll_wait, bounded by the next timer and max_wait (no wait at all
- *      when tasks are pending or a timer is due);
+ *      when tasks are pending or a timer is due; at most 200 ms, libmtev's
+ *      max_sleeptime, while recurrent events exist, so they keep running
+ *      on an idle loop);
  *   6. fd callbacks, in epoll order.  The event is looked up by fd at the
  *      moment of dispatch (and checked against the registration epoch it
  *      was polled under), so removing, closing, re-adding or freeing other

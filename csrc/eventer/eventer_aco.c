@@ -696,6 +696,7 @@ static int ev_aco_fd_cb(eventer_t e, int mask, void *closure,
     }
     l = next;
   }
+  int woke = !ev_aco_waitq_empty(&ready);
   st->in_cb++;
   /* A waiter stays PARKED on `ready` until its turn, so a cancel that a
    * coroutine resumed before it issues still finds and unlinks it. */
@@ -706,11 +707,20 @@ static int ev_aco_fd_cb(eventer_t e, int mask, void *closure,
   st->in_cb--;
   if (st->reg_mask == 0) return 0; /* unregistered meanwhile (close) */
   int want = ev_aco_waiters_mask(st);
-  if (want == 0) {
-    /* nobody waits: stop listening, or a level-triggered fd would spin */
+  if (want == 0 && (!woke || (mask & EVENTER_EXCEPTION))) {
+    /* It fired and nobody waited: stop listening, or a level-triggered fd
+     * would spin. */
     eventer_remove_fde(e);
     st->reg_mask = 0;
     return 0; /* the loop drops the registration's reference */
+  }
+  if (want == 0) {
+    /* The waiters we woke will most likely wait again soon (the next read
+     * of a request/response exchange): keep the registration as it is and
+     * save an epoll_ctl DEL + ADD per exchange.  If the fd fires before
+     * anyone waits, the branch above drops it then.  A free or close of
+     * the event drops it at once. */
+    return st->reg_mask;
   }
   st->reg_mask = want;
   return want;
@@ -721,7 +731,10 @@ static int ev_aco_fd_cb(eventer_t e, int mask, void *closure,
 static int ev_aco_fd_sync(eventer_t e, ev_aco_fd_t *st) {
   if (st->in_cb) return 0;
   int want = ev_aco_waiters_mask(st);
-  if (want == st->reg_mask) return 0;
+  /* a registration wider than needed is fine (a fire with nobody waiting
+   * for it narrows it); only a missing bit needs an epoll_ctl */
+  if (st->reg_mask != 0 && (want & ~st->reg_mask) == 0) return 0;
+  if (st->reg_mask != 0) want |= st->reg_mask & ~EVENTER_EXCEPTION;
   if (st->reg_mask == 0) {
     e->mask = want;
     eventer_ref(e); /* the registration's reference */
@@ -756,6 +769,92 @@ static void ev_aco_fd_idle(eventer_t e, ev_aco_fd_t *st) {
 }
 
 enum { EV_OP_ACCEPT, EV_OP_READ, EV_OP_WRITE };
+
+/* Parks the running coroutine until e is ready for `mask`, or the
+ * deadline passes.  Returns EV_WAKE_*; leaves the registration clean. */
+static int ev_aco_fd_wait(ev_aco_t *a, eventer_t e, ev_aco_fd_t *st, int mask,
+                          uint64_t deadline, int *err) {
+  a->aux = mask;
+  /* link first so the registration covers our mask */
+  ev_aco_link_tail(&st->waiters, &a->link);
+  if (ev_aco_fd_sync(e, st) != 0) {
+    *err = errno;
+    ev_aco_unlink(&a->link);
+    return -1;
+  }
+  ev_aco_unlink(&a->link);
+  int w = ev_aco_park(a, &st->waiters, deadline, EV_WAIT_CANCELLABLE);
+  if (w != EV_WAKE_READY) {
+    ev_aco_fd_idle(e, st);
+    *err = ev_aco_wake_errno(w);
+  } else if (st->closed) {
+    w = EV_WAKE_CLOSED;
+    *err = EBADF;
+  }
+  return w;
+}
+
+int eventer_aco_wait_ready(eventer_aco_t ae, int mask, struct timeval *timeout) {
+  eventer_t e = (eventer_t)ae;
+  ev_aco_t *a = ev_aco_self();
+  ev_aco_fd_t *st = ev_aco_fd_of(e);
+  if (!a || !st || e->owner != ev_aco_loop_of(a) ||
+      !(mask & (EVENTER_READ | EVENTER_WRITE))) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (st->closed) {
+    errno = EBADF;
+    return -1;
+  }
+  int err = 0;
+  eventer_ref(e);
+  int w = ev_aco_fd_wait(a, e, st, mask & (EVENTER_READ | EVENTER_WRITE),
+                         ev_aco_deadline(timeout), &err);
+  eventer_deref(e);
+  if (w == EV_WAKE_READY) return 0;
+  errno = err;
+  return -1;
+}
+
+const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e) {
+  ev_aco_fd_t *st = ev_aco_fd_of(e);
+  if (!st || st->orig_opset != eventer_POSIX_fd_opset) return NULL;
+  return &st->closed;
+}
+
+int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
+                  struct sockaddr *addr, socklen_t *alen, int *mask) {
+  ev_aco_fd_t *st = ev_aco_fd_of(e);
+  if (!st) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (st->closed) {
+    errno = EBADF;
+    return -1;
+  }
+  int rv;
+  *mask = 0;
+  do {
+    errno = 0;
+    switch (op) {
+    case EV_ACO_TRY_ACCEPT:
+      rv = st->orig_opset->accept(e->fd, addr, alen, mask, e);
+      break;
+    case EV_ACO_TRY_READ:
+      rv = st->orig_opset->read(e->fd, buf, len, mask, e);
+      break;
+    default:
+      rv = st->orig_opset->write(e->fd, buf, len, mask, e);
+      break;
+    }
+  } while (rv < 0 && errno == EINTR);
+  if (rv < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+      !(*mask & (EVENTER_READ | EVENTER_WRITE)))
+    *mask = op == EV_ACO_TRY_WRITE ? EVENTER_WRITE : EVENTER_READ;
+  return rv;
+}
 
 /* The blocking loop behind read/write/accept.  Runs in a coroutine. */
 static int ev_aco_fd_op(eventer_t e, int op, void *buf, size_t len,
@@ -798,26 +897,8 @@ static int ev_aco_fd_op(eventer_t e, int op, void *buf, size_t len,
     if (err != EAGAIN && err != EWOULDBLOCK && err != EINPROGRESS) break;
     if (!(mask & (EVENTER_READ | EVENTER_WRITE)))
       mask = op == EV_OP_WRITE ? EVENTER_WRITE : EVENTER_READ;
-    a->aux = mask;
-    /* link first so the registration covers our mask */
-    ev_aco_link_tail(&st->waiters, &a->link);
-    if (ev_aco_fd_sync(e, st) != 0) {
-      err = errno;
-      ev_aco_unlink(&a->link);
+    if (ev_aco_fd_wait(a, e, st, mask, deadline, &err) != EV_WAKE_READY) {
       rv = -1;
-      break;
-    }
-    ev_aco_unlink(&a->link);
-    int w = ev_aco_park(a, &st->waiters, deadline, EV_WAIT_CANCELLABLE);
-    if (w != EV_WAKE_READY) {
-      ev_aco_fd_idle(e, st);
-      rv = -1;
-      err = ev_aco_wake_errno(w);
-      break;
-    }
-    if (st->closed) {
-      rv = -1;
-      err = EBADF;
       break;
     }
   }

@@ -175,6 +175,12 @@ int eventer_aco_accept(eventer_aco_t e, struct sockaddr *addr, socklen_t *len,
  * the connect error: ECONNREFUSED, ...). */
 int eventer_aco_connect(eventer_aco_t e, const struct sockaddr *addr,
                         socklen_t len, struct timeval *timeout);
+/* Waits until e is ready for mask (EVENTER_READ and/or EVENTER_WRITE),
+ * without reading or writing: the building block of a read loop that does
+ * its own I/O (the Go binding's).  0, or -1 with errno ETIMEDOUT,
+ * ECANCELED, EBADF (closed), EINVAL. */
+int eventer_aco_wait_ready(eventer_aco_t e, int mask, struct timeval *timeout);
+
 /* Unregisters e, wakes every coroutine waiting on it (they get EBADF) and
  * closes the fd through the original opset. */
 int eventer_aco_close(eventer_aco_t e);

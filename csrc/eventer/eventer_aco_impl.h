@@ -158,6 +158,20 @@ void ev_aco_wake_now(ev_aco_t *a, int reason);
 ev_aco_t *ev_aco_wake_one(ev_aco_waitq_t *q, int reason);
 void ev_aco_wake_all(ev_aco_waitq_t *q, int reason);
 
+/* One non-blocking attempt of an aco event's operation through its
+ * original opset, outside any coroutine (the foreign bindings' fast path):
+ * the result, or -1 with errno; on EAGAIN *mask is what to wait for.
+ * EBADF once the event was closed. */
+enum { EV_ACO_TRY_READ = 1, EV_ACO_TRY_WRITE, EV_ACO_TRY_ACCEPT };
+int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
+                  struct sockaddr *addr, socklen_t *alen, int *mask);
+
+/* For a foreign binding that does an aco event's I/O itself when its
+ * opset is the plain POSIX one: the address of the event's "closed" flag
+ * (non-zero once eventer_aco_close ran; valid while the event lives), or
+ * NULL if e is not an aco event or its opset is not POSIX. */
+const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e);
+
 /* A monotonic deadline for a relative timeout (NULL: 0 = none). */
 uint64_t ev_aco_deadline(const struct timeval *timeout);
 /* The errno for a park result other than READY. */

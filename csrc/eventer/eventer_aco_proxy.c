@@ -92,6 +92,9 @@ static void ev_proxy_exec(eventer_aco_proxy_t *p) {
   case EVENTER_PROXY_CONVERT:
     ev_proxy_result(op, eventer_set_eventer_aco(op->e) ? 0 : -1);
     break;
+  case EVENTER_PROXY_WAIT:
+    ev_proxy_result(op, eventer_aco_wait_ready(ae, op->mask, tmo));
+    break;
   case EVENTER_PROXY_SLEEP:
     ev_proxy_result(op, eventer_aco_sleep(tmo));
     break;
@@ -124,6 +127,48 @@ static void ev_proxy_exec(eventer_aco_proxy_t *p) {
   }
 }
 
+/* The loop thread's read-through buffer (EVENTER_STEP_ACO_PROXY_DATA). */
+#define EV_PROXY_SCRATCH_MAX (64 * 1024)
+static __thread char *ev_proxy_scratch;
+static __thread size_t ev_proxy_scratch_cap;
+
+/* A WAIT for readability ended: read right away, in this callback, and
+ * hand the bytes to the driver with the completion - the foreign side
+ * then need not call back into C to read.  Only when the driver's step
+ * slot is free now (the driver copies the bytes out before it calls
+ * run_once again, so the scratch buffer is never overwritten early).
+ * Returns 1 if the completion was handed over. */
+static int ev_proxy_read_through(eventer_aco_proxy_t *p) {
+  eventer_aco_proxy_op_t *op = &p->op;
+  if (op->op != EVENTER_PROXY_WAIT || op->result != 0 || op->read_len == 0 ||
+      !(op->mask & EVENTER_READ) || p->emit_pending)
+    return 0;
+  size_t n = op->read_len < EV_PROXY_SCRATCH_MAX ? op->read_len
+                                                  : EV_PROXY_SCRATCH_MAX;
+  if (ev_proxy_scratch_cap < n) {
+    char *b = realloc(ev_proxy_scratch, EV_PROXY_SCRATCH_MAX);
+    if (!b) return 0;
+    ev_proxy_scratch = b;
+    ev_proxy_scratch_cap = EV_PROXY_SCRATCH_MAX;
+  }
+  eventer_step_t *s = eventer_step_emit();
+  if (!s) return 0;
+  int mask = 0;
+  int rv = ev_aco_fd_try(op->e, EV_ACO_TRY_READ, ev_proxy_scratch, n, NULL,
+                         NULL, &mask);
+  int err = rv < 0 ? errno : 0;
+  if (rv < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+    ev_proxy_fill_step(p, s); /* spurious: result 0, the driver retries */
+    return 1;
+  }
+  s->kind = EVENTER_STEP_ACO_PROXY_DATA;
+  s->closure = ev_proxy_scratch;
+  s->u64[0] = p->foreign_id;
+  s->u64[1] = (uint64_t)(int64_t)rv;
+  s->u64[2] = (uint64_t)(int64_t)err;
+  return 1;
+}
+
 static void ev_proxy_main(void) {
   eventer_aco_proxy_t *p = eventer_aco_arg();
   ev_aco_t *a = ev_aco_self();
@@ -134,7 +179,7 @@ static void ev_proxy_main(void) {
     }
     ev_proxy_exec(p);
     p->busy = 0;
-    if (!p->sync) ev_proxy_emit(p);
+    if (!p->sync && !ev_proxy_read_through(p)) ev_proxy_emit(p);
     /* wait for the next operation: only eventer_aco_proxy_run wakes us */
     while (!p->busy && !p->quit) ev_aco_park(a, NULL, 0, EV_WAIT_PLAIN);
   }

@@ -45,6 +45,11 @@ extern "C" {
 /* step kinds for a foreign driver (see eventer_run_once) */
 #define EVENTER_STEP_ACO_PROXY (EVENTER_STEP_USER + 1)
 #define EVENTER_STEP_FOREIGN_WAKE (EVENTER_STEP_USER + 2)
+/* A WAIT with read_len > 0 that ended ready, and the read that followed:
+ * u64[0] foreign id, u64[1] bytes read (or -1), u64[2] errno, closure the
+ * bytes.  They live in a loop-owned buffer that is valid only until the
+ * driver's next eventer_run_once: the driver copies them out first. */
+#define EVENTER_STEP_ACO_PROXY_DATA (EVENTER_STEP_USER + 3)
 
 enum {
   EVENTER_PROXY_READ = 1, /* eventer_aco_read(e, buf, len, timeout) */
@@ -59,6 +64,7 @@ enum {
   EVENTER_PROXY_JOIN,     /* eventer_aco_join(obj, timeout) */
   EVENTER_PROXY_ASYNCH,   /* eventer_aco_simple_asynch_queue_subqueue(fn,
                            * fn_closure, q, subq) */
+  EVENTER_PROXY_WAIT,     /* eventer_aco_wait_ready(e, mask, timeout) */
   EVENTER_PROXY_CALL      /* result = call(obj, op): any C that may block
                            * in eventer_aco_* (semaphores, channels, ...) */
 };
@@ -73,6 +79,8 @@ typedef struct eventer_aco_proxy_op {
   struct sockaddr_storage addr;
   socklen_t addrlen;
   void *obj;
+  int mask;               /* WAIT */
+  size_t read_len;        /* WAIT: read this much once ready (0: don't) */
   eventer_jobq_t *q;
   uint64_t subq;
   eventer_asynch_simple_func_t fn;

@@ -547,6 +547,8 @@ static inline int must_return(ev_loop_t *l) {
   return 0;
 }
 
+#define EV_RECUR_MAX_SLEEP_MS 200 /* libmtev's default max_sleeptime */
+
 static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
   if (l->fifo_len > 0 || EV_LOAD(&l->stop)) return 0;
   int64_t ms = -1;
@@ -561,6 +563,10 @@ static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
     int64_t mw = (int64_t)max_wait->tv_sec * 1000 + (max_wait->tv_usec + 999) / 1000;
     if (ms < 0 || mw < ms) ms = mw;
   }
+  /* recurrent events run once per pass: as libmtev does, a loop that has
+   * some sleeps at most EV_RECUR_MAX_SLEEP_MS so they keep running */
+  if (l->recur_head && (ms < 0 || ms > EV_RECUR_MAX_SLEEP_MS))
+    ms = EV_RECUR_MAX_SLEEP_MS;
   return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
