@@ -183,3 +183,44 @@ ev_go_res_t ev_go_wait(uintptr_t pp, uintptr_t ep, int mask, size_t read_len,
 const volatile uint8_t *ev_go_posix_closed_flag(eventer_t e) {
   return ev_aco_fd_posix_closed_flag(e);
 }
+
+static int64_t ev_go_sync_call(void *obj, eventer_aco_proxy_op_t *op) {
+  struct timeval *t = op->has_timeout ? &op->timeout : NULL;
+  switch (op->mask) {
+  case EV_GO_SEM_WAIT: return eventer_aco_sem_wait(obj, t);
+  case EV_GO_SEM_TRYWAIT: return eventer_aco_sem_trywait(obj);
+  case EV_GO_MUTEX_LOCK: return eventer_aco_mutex_lock(obj, t);
+  case EV_GO_MUTEX_TRYLOCK: return eventer_aco_mutex_trylock(obj);
+  case EV_GO_MUTEX_UNLOCK: return eventer_aco_mutex_unlock(obj);
+  case EV_GO_WG_WAIT: return eventer_aco_wg_wait(obj, t);
+  case EV_GO_CHAN_SEND: return eventer_aco_chan_send(obj, op->buf, t);
+  case EV_GO_CHAN_RECV: return eventer_aco_chan_recv(obj, op->buf, t);
+  case EV_GO_CHAN_TRYSEND: return eventer_aco_chan_trysend(obj, op->buf);
+  case EV_GO_CHAN_TRYRECV: return eventer_aco_chan_tryrecv(obj, op->buf);
+  }
+  errno = EINVAL;
+  return -1;
+}
+
+ev_go_res_t ev_go_sync(uintptr_t pp, int kind, uintptr_t obj, uintptr_t cbuf,
+                       int64_t timeout_ns) {
+  eventer_aco_proxy_t *p = (eventer_aco_proxy_t *)pp;
+  ev_go_res_t r = {0, 0, 0};
+  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
+  o->op = EVENTER_PROXY_CALL;
+  o->call = ev_go_sync_call;
+  o->obj = (void *)obj;
+  o->mask = kind;
+  o->buf = (void *)cbuf;
+  ev_go_op_timeout(o, timeout_ns);
+  int rc = eventer_aco_proxy_run(p);
+  if (rc < 0) {
+    r.rc = -1;
+    r.err = errno;
+  } else if (rc == 1) {
+    r.rc = 1;
+    r.res = o->result;
+    r.err = o->err;
+  }
+  return r;
+}

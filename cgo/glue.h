@@ -15,6 +15,7 @@
 #include "eventer.h"
 #include "eventer_aco.h"
 #include "eventer_aco_proxy.h"
+#include "eventer_aco_sync.h"
 
 /* The eventer_func_t of every Go-registered event.  The loop hands it to
  * the Go driver (foreign); C code that calls it directly reaches Go
@@ -106,6 +107,19 @@ typedef struct {
  * integers: they are C pointers, nothing for cgo to check. */
 ev_go_res_t ev_go_wait(uintptr_t p, uintptr_t e, int mask, size_t read_len,
                        int64_t timeout_ns);
+/* Coroutine synchronization objects, run inside the Go coroutine's proxy
+ * so that C sees the proxy as the coroutine that waits, owns a mutex, ... */
+enum {
+  EV_GO_SEM_WAIT = 1, EV_GO_SEM_TRYWAIT,
+  EV_GO_MUTEX_LOCK, EV_GO_MUTEX_TRYLOCK, EV_GO_MUTEX_UNLOCK,
+  EV_GO_WG_WAIT,
+  EV_GO_CHAN_SEND, EV_GO_CHAN_RECV, EV_GO_CHAN_TRYSEND, EV_GO_CHAN_TRYRECV
+};
+/* rc as ev_go_wait: 1 done (res, err), 0 parked, -1 misuse.  obj and
+ * cbuf (a C buffer for channel elements) are C pointers as integers. */
+ev_go_res_t ev_go_sync(uintptr_t p, int kind, uintptr_t obj, uintptr_t cbuf,
+                       int64_t timeout_ns);
+
 /* ev_aco_fd_posix_closed_flag, for the Go fast path. */
 const volatile uint8_t *ev_go_posix_closed_flag(eventer_t e);
 

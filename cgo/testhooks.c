@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "eventer_aco.h"
+#include "eventer_aco_sync.h"
 
 typedef struct {
   int fd, rounds, initiator;
@@ -77,3 +78,49 @@ int ev_ct_call_direct(eventer_t e) {
 }
 
 int ev_ct_load(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+typedef struct {
+  void *in, *out;
+  int n;
+  int *done;
+} ev_ct_relay_t;
+
+static void ev_ct_chan_relay_fn(void) {
+  ev_ct_relay_t *r = eventer_aco_arg();
+  ssize_t sz = eventer_aco_chan_elem_size(r->in);
+  unsigned char *buf = malloc((size_t)sz);
+  int ok = buf != NULL;
+  for (int i = 0; ok && i < r->n; i++) {
+    ok = eventer_aco_chan_recv(r->in, buf, NULL) == 0;
+    for (ssize_t k = 0; ok && k < sz; k++) buf[k]++;
+    ok = ok && eventer_aco_chan_send(r->out, buf, NULL) == 0;
+  }
+  free(buf);
+  __atomic_add_fetch(r->done, ok ? 1 : 1000, __ATOMIC_RELEASE);
+  free(r);
+}
+
+int ev_ct_chan_relay(void *in, void *out, int n, int *done) {
+  ev_ct_relay_t *r = calloc(1, sizeof(*r));
+  if (!r) return -1;
+  *r = (ev_ct_relay_t){in, out, n, done};
+  eventer_aco_start(ev_ct_chan_relay_fn, r);
+  return 0;
+}
+
+static void ev_ct_sem_relay_fn(void) {
+  ev_ct_relay_t *r = eventer_aco_arg();
+  int ok = 1;
+  for (int i = 0; ok && i < r->n; i++)
+    ok = eventer_aco_sem_wait(r->in, NULL) == 0 && eventer_aco_sem_post(r->out) == 0;
+  __atomic_add_fetch(r->done, ok ? 1 : 1000, __ATOMIC_RELEASE);
+  free(r);
+}
+
+int ev_ct_sem_relay(void *wait, void *post, int n, int *done) {
+  ev_ct_relay_t *r = calloc(1, sizeof(*r));
+  if (!r) return -1;
+  *r = (ev_ct_relay_t){wait, post, n, done};
+  eventer_aco_start(ev_ct_sem_relay_fn, r);
+  return 0;
+}

@@ -40,3 +40,15 @@ func CCallInCoroutine(e unsafe.Pointer, rv, done Counter) {
 
 // CCallDirect calls e's callback directly from C, outside any coroutine.
 func CCallDirect(e unsafe.Pointer) int { return int(C.ev_ct_call_direct(C.eventer_t(e))) }
+
+// CChanRelay starts a C coroutine that relays n elements from chan in to
+// chan out, adding 1 to every byte (C pointers from ChanNew).
+func CChanRelay(in, out unsafe.Pointer, n int, done Counter) {
+	C.ev_ct_chan_relay(in, out, C.int(n), done.p)
+}
+
+// CSemRelay starts a C coroutine that n times waits on sem wait and posts
+// sem post.
+func CSemRelay(wait, post unsafe.Pointer, n int, done Counter) {
+	C.ev_ct_sem_relay(wait, post, C.int(n), done.p)
+}

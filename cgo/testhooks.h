@@ -20,6 +20,11 @@ int ev_ct_pingpong(int fd, int rounds, int initiator, int *done);
 int ev_ct_call_in_coroutine(eventer_t e, int *rv, int *done);
 /* Calls e's callback directly from main context (no coroutine). */
 int ev_ct_call_direct(eventer_t e);
+/* A C coroutine that receives n elements from chan `in`, adds 1 to each
+ * byte, sends them to `out`, then adds 1 to *done (1000 on error). */
+int ev_ct_chan_relay(void *in, void *out, int n, int *done);
+/* A C coroutine that n times waits on sem `wait` and posts `post`. */
+int ev_ct_sem_relay(void *wait, void *post, int n, int *done);
 /* Counters readable from Go. */
 int ev_ct_load(int *p);
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -32,12 +33,17 @@ import (
 var (
 	quick = flag.Bool("quick", false, "short runs (a smoke test)")
 	runs  = flag.Int("runs", 5, "runs per figure; the median is reported")
+	memOf = flag.String("mem", "", "internal: measure memory of 'co' or 'goroutine' in this process")
 )
 
 func main() {
 	flag.Parse()
 	if *quick {
 		*runs = 1
+	}
+	if *memOf != "" {
+		fmt.Printf("%.0f\n", memOne(*memOf))
+		return
 	}
 	fmt.Printf("# gobench  %s/%s  GOMAXPROCS=%d  cpus=%d  %s\n\n", runtime.GOOS, runtime.GOARCH,
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version())
@@ -229,16 +235,38 @@ func rss() int64 {
 	return pages * int64(os.Getpagesize())
 }
 
-// memory: resident bytes per idle Go coroutine (parked in Co.Park) and per
-// idle goroutine (parked on a channel).
-func memory() {
-	n := 100000
+func idleCount() int {
 	if *quick {
-		n = 10000
+		return 10000
 	}
+	return 100000
+}
+
+// memOne measures, in this (fresh) process, resident bytes per idle Go
+// coroutine (parked in Co.Park) or per idle goroutine (parked on a
+// channel).
+func memOne(what string) float64 {
+	n := idleCount()
 	debug.SetGCPercent(-1) // keep the heap from shrinking between samples
-	defer debug.SetGCPercent(100)
-	var perCo, perG float64
+	if what == "goroutine" {
+		runtime.GC()
+		before := rss()
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(n)
+		for i := 0; i < n; i++ {
+			go func() {
+				wg.Done()
+				<-stop
+			}()
+		}
+		wg.Wait()
+		time.Sleep(50 * time.Millisecond)
+		per := float64(rss()-before) / float64(n)
+		close(stop)
+		return per
+	}
+	var per float64
 	withEventer(1, func() {
 		ready := make(chan struct{}, 1024)
 		cos := make([]*eventer.Co, 0, n)
@@ -259,7 +287,7 @@ func memory() {
 			<-ready
 		}
 		time.Sleep(50 * time.Millisecond)
-		perCo = float64(rss()-before) / float64(n)
+		per = float64(rss()-before) / float64(n)
 		for _, co := range cos {
 			co.Wake()
 		}
@@ -267,21 +295,28 @@ func memory() {
 			<-co.Done()
 		}
 	})
-	runtime.GC()
-	before := rss()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(n)
-	for i := 0; i < n; i++ {
-		go func() {
-			wg.Done()
-			<-stop
-		}()
+	return per
+}
+
+// memory runs memOne for each kind in a fresh process (a process that
+// already ran goroutines reuses their stacks and would measure nothing).
+func memory() {
+	exe, err := os.Executable()
+	must(err)
+	measure := func(what string) float64 {
+		args := []string{"-mem", what}
+		if *quick {
+			args = append(args, "-quick")
+		}
+		return median(func() float64 {
+			out, err := exec.Command(exe, args...).Output()
+			must(err)
+			v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+			must(err)
+			return v
+		})
 	}
-	wg.Wait()
-	time.Sleep(50 * time.Millisecond)
-	perG = float64(rss()-before) / float64(n)
-	close(stop)
-	fmt.Printf("resident memory per idle coroutine (%d parked)\n", n)
+	perCo, perG := measure("co"), measure("goroutine")
+	fmt.Printf("resident memory per idle coroutine (%d parked, fresh process each)\n", idleCount())
 	fmt.Printf("  Go coroutine (goroutine + C proxy)  %7.0f B\n  plain goroutine                     %7.0f B\n  ratio                               %7.2fx\n", perCo, perG, perCo/perG)
 }
