@@ -54,7 +54,7 @@ type Co struct {
 	started  chan struct{} // closed once the driver created it
 	ended    atomic.Bool
 	endedCh  chan struct{}
-	canceled atomic.Bool // Cancel before the coroutine parked in C
+	canceled atomic.Bool // Cancel before the coroutine was created
 	pinner   runtime.Pinner
 }
 
@@ -138,6 +138,9 @@ func (l *loop) startCo(co *Co) {
 	}
 	co.id, co.proxy, co.handle = id, p, cgo.ProxyHandle(p)
 	l.cos[id] = co
+	if co.canceled.Load() {
+		_ = cgo.Cancel(co.handle) // a Cancel that came before the coroutine
+	}
 	co.next, co.stop = iter.Pull(co.body)
 	close(co.started)
 	l.resume(co)
@@ -271,9 +274,6 @@ func (co *Co) complete(op string, rc int, res int64, errno syscall.Errno, buf un
 		defer co.pinner.Unpin()
 	}
 	co.park()
-	if co.errno == int(syscall.ECANCELED) {
-		co.canceled.Store(false)
-	}
 	return co.res, syscall.Errno(co.errno)
 }
 
@@ -286,15 +286,9 @@ func (co *Co) park() {
 	}
 }
 
-// takeCancel consumes a Cancel that arrived before the call.
-func (co *Co) takeCancel() bool { return co.canceled.Swap(false) }
-
 // simple runs an argument-less proxy operation.
 func (co *Co) simple(op string, code int, timeout time.Duration) error {
 	co.enter(op)
-	if co.takeCancel() {
-		return errnoError(op, syscall.ECANCELED)
-	}
 	rc, res, errno := cgo.ProxyIO(co.proxy, code, nil, nil, 0, timeoutNs(timeout))
 	res, errno = co.complete(op, rc, res, errno, nil)
 	if res < 0 {
@@ -353,11 +347,17 @@ func (co *Co) Cancel() error {
 	if co.ended.Load() {
 		return &OpError{Op: "Co.Cancel", Err: errors.New("coroutine has ended")}
 	}
-	co.canceled.Store(true)
+	// C keeps the cancel: it ends the pending wait, or fails the next call
+	// that would wait (eventer_aco_cancel), exactly as for a C coroutine
 	select {
 	case <-co.started:
 	default:
-		return nil // it will see the flag at its first call
+		co.canceled.Store(true) // not created yet: startCo passes it on
+		select {
+		case <-co.started:
+		default:
+			return nil
+		}
 	}
 	if co.handle != nil && !co.ended.Load() {
 		_ = withLive(func() error { return cgo.Cancel(co.handle) }) // ESRCH: it ended meanwhile
@@ -403,9 +403,6 @@ func (co *Co) Join(other *Co, timeout time.Duration) error {
 			}
 		}
 		return nil
-	}
-	if co.takeCancel() {
-		return errnoError(op, syscall.ECANCELED)
 	}
 	rem := time.Duration(0)
 	if timeout > 0 {
@@ -548,10 +545,6 @@ func (co *Co) Connect(network, address string, timeout time.Duration) (*AcoEvent
 		ev.Free()
 		unix.Close(fd)
 		return nil, ae.err
-	}
-	if co.takeCancel() {
-		ae.closeAndFree()
-		return nil, errnoError(op, syscall.ECANCELED)
 	}
 	rc, res, errno := cgo.ProxyConnect(co.proxy, ev.ptr, raw, timeoutNs(timeout))
 	res, errno = co.complete(op, rc, res, errno, nil)

@@ -61,9 +61,6 @@ func (a *AcoEvent) ready(op string) error {
 // whole call.
 func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int64, syscall.Errno) {
 	co := a.co
-	if co.takeCancel() {
-		return -1, syscall.ECANCELED
-	}
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)

@@ -25,9 +25,6 @@ func (co *Co) syncCall(op string, kind int, obj, cbuf unsafe.Pointer, timeout ti
 	if obj == nil {
 		return &OpError{Op: op, Err: errFreed}
 	}
-	if co.takeCancel() {
-		return errnoError(op, syscall.ECANCELED)
-	}
 	rc, res, errno := cgo.Sync(co.proxy, kind, obj, cbuf, timeoutNs(timeout))
 	res, errno = co.complete(op, rc, res, errno, nil)
 	if res < 0 {
