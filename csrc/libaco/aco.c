@@ -98,6 +98,7 @@ _Static_assert(ACO_OFF_FPCR + 8 == ACO_REG_NUM * 8, "FPCR is last slot");
 #define ACO_F_NAMED 0x01 /* has an entry in the name table */
 #define ACO_F_INLINE 0x02 /* save_stack.ptr points into the aco_t block */
 #define ACO_F_ALIGNED 0x04 /* save stack laid out as ACO_SAVE_SLACK says */
+/* 0x80 is ACO_F_SLOW_YIELD_ (aco.h) */
 
 /* what to free for a save stack that is not ACO_F_INLINE */
 static inline void *aco_save_stack_block(const aco_t *co) {
@@ -575,6 +576,9 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
                          (aligned ? ACO_SAVE_SLACK : 0)) & ~(size_t)7;
     co->aco_flags_ = ACO_F_INLINE | (aligned ? ACO_F_ALIGNED : 0);
   }
+#if defined(ACO_ASAN) || defined(ACO_TSAN)
+  co->aco_flags_ |= ACO_F_SLOW_YIELD_; /* yields announce the switch */
+#endif
   co->main_co = main_co;
   co->arg = arg;
   co->fp = fp;
@@ -618,14 +622,10 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
 static inline void aco_copy16(char *d, const char *s) {
   __builtin_memcpy(d, s, 16);
 }
-__attribute__((always_inline)) static inline void aco_memcpy(
-    void *dst, const void *src, size_t n) {
-  char *d = dst;
-  const char *s = src;
-  if (aco_unlikely(n > ACO_INLINE_COPY_MAX || (n & 7) != 0)) {
-    memcpy(d, s, n);
-    return;
-  }
+/* n <= ACO_INLINE_COPY_MAX; never calls out (its callers keep no
+ * registers across it). */
+__attribute__((always_inline)) static inline void aco_copy_small(
+    char *d, const char *s, size_t n) {
   switch (n >> 4) { /* whole blocks: 0..16 */
   case 16: aco_copy16(d + 240, s + 240); /* fall through */
   case 15: aco_copy16(d + 224, s + 224); /* fall through */
@@ -645,7 +645,30 @@ __attribute__((always_inline)) static inline void aco_memcpy(
   case 1: aco_copy16(d, s); /* fall through */
   default: break;
   }
-  if (n & 8) __builtin_memcpy(d + n - 8, s + n - 8, 8);
+  size_t i = n & ~(size_t)15;
+  if (n & 8) {
+    __builtin_memcpy(d + i, s + i, 8);
+    i += 8;
+  }
+  if (aco_unlikely(n & 7)) { /* not from a psABI-conforming SP */
+    if (n & 4) {
+      __builtin_memcpy(d + i, s + i, 4);
+      i += 4;
+    }
+    if (n & 2) {
+      __builtin_memcpy(d + i, s + i, 2);
+      i += 2;
+    }
+    if (n & 1) d[i] = s[i];
+  }
+}
+
+__attribute__((always_inline)) static inline void aco_memcpy(
+    void *dst, const void *src, size_t n) {
+  if (n > ACO_INLINE_COPY_MAX)
+    memcpy(dst, src, n);
+  else
+    aco_copy_small(dst, src, n);
 }
 
 /* copies between the share stack and a save stack; under ASan the share
@@ -702,7 +725,7 @@ __attribute__((noinline, cold)) static void aco_save_stack_grow(
 }
 
 /* Copies the owner's live bytes out and co's back in. */
-__attribute__((always_inline)) static inline void aco_take_share_stack(
+static inline void aco_take_share_stack(
     aco_share_stack_t *ss, aco_t *co) {
   aco_t *owner = ss->owner;
   if (owner != NULL) {
@@ -773,13 +796,54 @@ __attribute__((always_inline)) static inline void aco_switch_in(
   aco_gtls_co = co->main_co;
 }
 
-/* aco_resume when co's share stack has another owner (or none): a
- * function of its own, so that the common case below, co resumed on the
- * stack it already owns, stays a few instructions with a small frame. */
+/* aco_resume when co's share stack has another owner (or none), any
+ * case: growth, big copies, sanitizers, the first resume. */
 __attribute__((noinline)) static void aco_resume_take(aco_t *co) {
   aco_share_stack_t *ss = co->share_stack;
   aco_take_share_stack(ss, co);
   aco_switch_in(co, ss);
+}
+
+#ifdef ACO_VALGRIND
+#define ACO_ON_VALGRIND aco_on_valgrind
+#else
+#define ACO_ON_VALGRIND 0
+#endif
+
+/* aco_resume when co's share stack has another owner: the usual case of
+ * small live stacks on both sides (copied inline, no calls, so this frame
+ * keeps one register), else aco_resume_take.  Both are functions of their
+ * own so that aco_resume, for co already owning its stack, stays a few
+ * instructions with a small frame. */
+__attribute__((noinline)) static void aco_resume_swap(aco_t *co) {
+#ifndef ACO_ASAN
+  aco_share_stack_t *ss = co->share_stack;
+  aco_t *owner = ss->owner;
+  size_t in = co->save_stack.valid_sz;
+  if (aco_likely(owner != NULL && in <= ACO_INLINE_COPY_MAX &&
+                 !ACO_ON_VALGRIND)) {
+    char *osp = owner->reg[ACO_REG_IDX_SP];
+    size_t out = (size_t)((char *)ss->align_retptr - osp);
+    /* out within the share stack, and the same checks as in
+     * aco_take_share_stack (which reports them) */
+    if (aco_likely(out <= ACO_INLINE_COPY_MAX &&
+                   out <= owner->save_stack.sz && owner->share_stack == ss)) {
+      aco_copy_small(owner->save_stack.ptr, osp, out);
+      owner->save_stack.valid_sz = out;
+      owner->save_stack.ct_save++;
+      if (out > owner->save_stack.max_cpsz) owner->save_stack.max_cpsz = out;
+      ss->owner = co;
+      if (in != 0) {
+        aco_copy_small(co->reg[ACO_REG_IDX_SP], co->save_stack.ptr, in);
+        co->save_stack.ct_restore++;
+      }
+      ss->align_validsz = in;
+      aco_switch_in(co, ss);
+      return;
+    }
+  }
+#endif
+  aco_resume_take(co);
 }
 
 void aco_resume(aco_t *co) {
@@ -792,17 +856,11 @@ void aco_resume(aco_t *co) {
     aco_resume_misuse(co);
   aco_share_stack_t *ss = co->share_stack;
   if (ss->owner != co) {
-    aco_resume_take(co);
+    aco_resume_swap(co);
     return;
   }
   aco_switch_in(co, ss);
 }
-
-#if defined(ACO_ASAN) || defined(ACO_TSAN)
-const int aco_yield_hooks_ = 1;
-#else
-const int aco_yield_hooks_ = 0;
-#endif
 
 void aco_yield1_slow_(aco_t *co) {
   if (aco_unlikely(co == NULL || co->main_co == NULL || co != aco_gtls_co))

@@ -226,10 +226,10 @@ static inline aco_t *aco_current(void) {
 extern void acosw(aco_t *from_co, aco_t *to_co) __asm__("acosw");
 
 /* private: the out-of-line yield, for misuse (it aborts with a message)
- * and for libraries built with a sanitizer (it announces the switch);
- * aco_yield_hooks_ is nonzero in such a library. */
+ * and for a library built with a sanitizer (it announces the switch), which
+ * sets this flag in every coroutine's aco_flags_. */
 void aco_yield1_slow_(aco_t *yield_co);
-extern const int aco_yield_hooks_;
+#define ACO_F_SLOW_YIELD_ 0x80
 
 /* Yields yield_co (the running coroutine) back to its main coroutine.
  * Never copies stack bytes.  Inline: a yield is a call to acosw, so the
@@ -237,7 +237,8 @@ extern const int aco_yield_hooks_;
  * ours. */
 static inline void aco_yield1(aco_t *yield_co) {
   if (aco_unlikely(yield_co == NULL || yield_co->main_co == NULL ||
-                   yield_co != aco_gtls_co || aco_yield_hooks_))
+                   yield_co != aco_gtls_co ||
+                   (yield_co->aco_flags_ & ACO_F_SLOW_YIELD_)))
     aco_yield1_slow_(yield_co);
   else
     acosw(yield_co, yield_co->main_co);

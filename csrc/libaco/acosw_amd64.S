@@ -30,6 +30,8 @@
 acosw:
         movq    (%rsp), %rax                /* from's resume pc */
         leaq    8(%rsp), %rdx               /* from's SP after return */
+        movq    ACO_OFF_PC(%rsi), %rcx      /* to's resume pc, early */
+        movq    ACO_OFF_SP(%rsi), %r8
         movq    %rax, ACO_OFF_PC(%rdi)
         movq    %rdx, ACO_OFF_SP(%rdi)
         movq    %rbx, ACO_OFF_RBX(%rdi)
@@ -55,8 +57,8 @@ acosw:
         movq    ACO_OFF_R13(%rsi), %r13
         movq    ACO_OFF_R14(%rsi), %r14
         movq    ACO_OFF_R15(%rsi), %r15
-        movq    ACO_OFF_SP(%rsi), %rsp
-        jmpq    *ACO_OFF_PC(%rsi)
+        movq    %r8, %rsp
+        jmpq    *%rcx
         .size   acosw, .-acosw
 
 /*
