@@ -213,21 +213,52 @@ static plan_t plan_for(size_t target) {
 static const size_t copy_sizes[] = {8, 24, 40, 56, 120, 136, 488, 1000, 7992};
 #define NSIZES (sizeof(copy_sizes) / sizeof(copy_sizes[0]))
 
+/* Where the main stack, the heap blocks and the share stack fall relative
+ * to each other (4 KiB aliasing between the copies' loads and earlier
+ * stores, cache-line splits) moves a figure by 10-30% from one process to
+ * the next.  So each timed run uses fresh coroutines behind a different
+ * heap offset, timed from a different main-stack depth, and the median
+ * is over those layouts rather than one lucky or unlucky one. */
+static size_t layout_shift(int r) { return (size_t)(r * 208) % 4096 + 16; }
+
+/* ns per resume+yield pair over iters rounds of a and b (b may be a);
+ * timed_at_depth runs it `depth` bytes deeper on the main stack */
+__attribute__((noinline)) static double timed_pairs(aco_t *a, aco_t *b,
+                                                    long iters) {
+  double t0 = now_ns();
+  if (a == b) {
+    for (long i = 0; i < iters; i++) aco_resume(a);
+    return (now_ns() - t0) / (double)iters;
+  }
+  for (long i = 0; i < iters; i++) {
+    aco_resume(a);
+    aco_resume(b);
+  }
+  return (now_ns() - t0) / (double)(2 * iters);
+}
+__attribute__((noinline)) static double timed_at_depth(size_t depth,
+                                                       aco_t *a, aco_t *b,
+                                                       long iters) {
+  volatile char *d = alloca(depth);
+  d[0] = 0;
+  return timed_pairs(a, b, iters);
+}
+
 /* ns per resume+yield pair: one coroutine alone on its share stack */
 static double switch_alone(long iters, int runs) {
   aco_share_stack_t *ss = aco_share_stack_new(0);
   co_arg_t arg = {.pad = 0, .seed = 3};
-  aco_t *co = aco_create(main_co, ss, 0, co_min, &arg);
-  for (long i = 0; i < iters; i++) aco_resume(co); /* warm-up */
   double v[MAX_RUNS];
   for (int r = 0; r < runs; r++) {
-    double t0 = now_ns();
-    for (long i = 0; i < iters; i++) aco_resume(co);
-    v[r] = (now_ns() - t0) / (double)iters;
+    void *shift = malloc(layout_shift(r));
+    aco_t *co = aco_create(main_co, ss, 0, co_min, &arg);
+    timed_pairs(co, co, iters / 4 + 1); /* warm-up */
+    v[r] = timed_at_depth(layout_shift(runs - r), co, co, iters);
+    if (co->save_stack.ct_save != 0 || co->save_stack.ct_restore != 0)
+      die("alone: a coroutine alone on its stack was copied");
+    aco_destroy(co);
+    free(shift);
   }
-  if (co->save_stack.ct_save != 0 || co->save_stack.ct_restore != 0)
-    die("alone: a coroutine alone on its stack was copied");
-  aco_destroy(co);
   aco_share_stack_destroy(ss);
   return median(v, runs);
 }
@@ -236,34 +267,29 @@ static double switch_alone(long iters, int runs) {
  * each resume copying `copied` bytes out and the same back in */
 static double switch_pair(const plan_t *p, long iters, int runs) {
   aco_share_stack_t *ss = aco_share_stack_new(0);
-  co_arg_t aa = {.pad = p->pad, .seed = 11}, ba = {.pad = p->pad, .seed = 97};
-  aco_t *a = aco_create(main_co, ss, 0, p->fp, &aa);
-  aco_t *b = aco_create(main_co, ss, 0, p->fp, &ba);
-  for (long i = 0; i < iters / 4 + 1; i++) { /* warm-up */
-    aco_resume(a);
-    aco_resume(b);
-  }
   double v[MAX_RUNS];
   for (int r = 0; r < runs; r++) {
-    double t0 = now_ns();
-    for (long i = 0; i < iters; i++) {
+    void *shift = malloc(layout_shift(r));
+    co_arg_t aa = {.pad = p->pad, .seed = 11},
+             ba = {.pad = p->pad, .seed = 97};
+    aco_t *a = aco_create(main_co, ss, 0, p->fp, &aa);
+    aco_t *b = aco_create(main_co, ss, 0, p->fp, &ba);
+    timed_pairs(a, b, iters / 4 + 1); /* warm-up (save stacks grow) */
+    v[r] = timed_at_depth(layout_shift(runs - r), a, b, iters);
+    if (a->save_stack.max_cpsz != p->copied ||
+        a->save_stack.valid_sz != p->copied ||
+        b->save_stack.max_cpsz != p->copied)
+      die("pair: copy size changed during the run");
+    if (p->fp != co_min) { /* the stack bytes survived all those copies */
+      aa.check = ba.check = 1;
       aco_resume(a);
       aco_resume(b);
+      if (aa.ok != 1 || ba.ok != 1) die("pair: stack bytes corrupted");
     }
-    v[r] = (now_ns() - t0) / (double)(2 * iters);
+    aco_destroy(a);
+    aco_destroy(b);
+    free(shift);
   }
-  if (a->save_stack.max_cpsz != p->copied ||
-      a->save_stack.valid_sz != p->copied ||
-      b->save_stack.max_cpsz != p->copied)
-    die("pair: copy size changed during the run");
-  if (p->fp != co_min) { /* the stack bytes survived all those copies */
-    aa.check = ba.check = 1;
-    aco_resume(a);
-    aco_resume(b);
-    if (aa.ok != 1 || ba.ok != 1) die("pair: stack bytes corrupted");
-  }
-  aco_destroy(a);
-  aco_destroy(b);
   aco_share_stack_destroy(ss);
   return median(v, runs);
 }
