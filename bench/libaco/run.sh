@@ -79,7 +79,7 @@ ref() {
     switch_1000) echo 59 ;; switch_7992) echo 544 ;;
     create_*) echo 16-115 ;;
     sizeof_aco_t) echo 160 ;; mem_default_10m_gib) echo 3.06 ;;
-    mem_sized_beyond) echo "<=200(goal)" ;;
+    mem_sized_beyond) echo "goal:<=200" ;;
     *) echo - ;;
   esac
 }
@@ -107,7 +107,10 @@ awk -v hdr="$hdr" -v havepeer="${peer:+1}" -v refs="$refs" '
   }
   BEGIN {
     n = split(refs, r, " ")
-    for (i = 1; i <= n; i++) { split(r[i], kv, "="); ref[kv[1]] = kv[2] }
+    for (i = 1; i <= n; i++) {
+      eq = index(r[i], "=")
+      ref[substr(r[i], 1, eq - 1)] = substr(r[i], eq + 1)
+    }
   }
   /^#/ { next }
   {
