@@ -196,17 +196,23 @@ func cycle() {
 	if *quick {
 		rounds = 20000
 	}
-	var goNs, cNs float64
+	var goNs, cNs, ratios []float64
 	withEventer(1, func() {
 		goPairs(1, rounds/10, 1) // warm up
 		cPairs(1, rounds/10, 1)
-		goNs = median(func() float64 { return float64(goPairs(1, rounds, 1).Nanoseconds()) / float64(2*rounds) })
-		cNs = median(func() float64 { return float64(cPairs(1, rounds, 1).Nanoseconds()) / float64(2*rounds) })
+		for i := 0; i < *runs; i++ {
+			g := float64(goPairs(1, rounds, 1).Nanoseconds()) / float64(2*rounds)
+			c := float64(cPairs(1, rounds, 1).Nanoseconds()) / float64(2*rounds)
+			goNs, cNs, ratios = append(goNs, g), append(cNs, c), append(ratios, g/c)
+		}
 	})
-	fmt.Printf("would-block-then-ready cycle (1 loop, socketpair ping-pong / 2)\n")
-	fmt.Printf("  Go coroutine  %8.0f ns\n  C coroutine   %8.0f ns\n  Go/C          %8.2fx   (goal <= 1.5x)\n\n", goNs, cNs, goNs/cNs)
+	fmt.Printf("would-block-then-ready cycle (1 loop, socketpair ping-pong / 2; median of %d alternating runs)\n", *runs)
+	fmt.Printf("  Go coroutine  %8.0f ns\n  C coroutine   %8.0f ns\n  Go/C          %8.2fx   (goal <= 1.5x; per-run ratios %s)\n\n", med(goNs), med(cNs), med(ratios), fmtAll(ratios))
 }
 
+// pingpong alternates the three sides run by run (eventer Go, netpoller,
+// eventer C), so drift in the machine's speed hits them alike, and reports
+// the median of the per-run Go/netpoller ratios.
 func pingpong(pairs int) {
 	rounds := 100000 / pairs
 	if *quick {
@@ -214,17 +220,35 @@ func pingpong(pairs int) {
 	}
 	loops := runtime.NumCPU()
 	total := float64(pairs * rounds)
-	var goRate, cRate, netRate float64
+	var goRates, netRates, cRates, ratios []float64
 	withEventer(loops, func() {
-		goPairs(pairs, rounds/10+1, loops)
-		goRate = median(func() float64 { return total / goPairs(pairs, rounds, loops).Seconds() })
-		cRate = median(func() float64 { return total / cPairs(pairs, rounds, loops).Seconds() })
+		goPairs(pairs, rounds/10+1, loops) // warm up
+		netPairs(pairs, rounds/10+1)
+		for i := 0; i < *runs; i++ {
+			g := total / goPairs(pairs, rounds, loops).Seconds()
+			n := total / netPairs(pairs, rounds).Seconds()
+			c := total / cPairs(pairs, rounds, loops).Seconds()
+			goRates, netRates, cRates = append(goRates, g), append(netRates, n), append(cRates, c)
+			ratios = append(ratios, g/n)
+		}
 	})
-	netPairs(pairs, rounds/10+1)
-	netRate = median(func() float64 { return total / netPairs(pairs, rounds).Seconds() })
-	fmt.Printf("socketpair ping-pong, %d pair(s), %d loops (round trips/s)\n", pairs, loops)
-	fmt.Printf("  Go coroutines, eventer  %10.0f\n  goroutines, netpoller   %10.0f\n  C coroutines, eventer   %10.0f\n", goRate, netRate, cRate)
-	fmt.Printf("  eventer Go / netpoller  %10.2fx   (goal >= 1.0x)\n\n", goRate/netRate)
+	fmt.Printf("socketpair ping-pong, %d pair(s), %d loops (round trips/s, median of %d alternating runs)\n", pairs, loops, *runs)
+	fmt.Printf("  Go coroutines, eventer  %10.0f\n  goroutines, netpoller   %10.0f\n  C coroutines, eventer   %10.0f\n", med(goRates), med(netRates), med(cRates))
+	fmt.Printf("  eventer Go / netpoller  %10.2fx   (goal >= 1.0x; per-run ratios %s)\n\n", med(ratios), fmtAll(ratios))
+}
+
+func med(v []float64) float64 {
+	w := append([]float64(nil), v...)
+	sort.Float64s(w)
+	return w[len(w)/2]
+}
+
+func fmtAll(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(s, " ")
 }
 
 func rss() int64 {
