@@ -15,6 +15,15 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := lib
 
+# V=1 shows the full commands
+ifeq ($(V),1)
+Q :=
+say =
+else
+Q := @
+say = @echo "  $(1)"
+endif
+
 BUILD   := build
 HOSTCC  ?= gcc
 ARM64CC ?= aarch64-linux-gnu-gcc
@@ -66,19 +75,23 @@ objs = $(patsubst %,$(BUILD)/$(1)/obj/%.o,$(basename $(2)))
 define variant_rules
 $(BUILD)/$(1)/obj/%.o: %.c $(ALL_HEADERS) | $(BUILD)/$(1)/.dir
 	@mkdir -p $$(@D)
-	$$(CC_$(1)) $$(BASE_CFLAGS) $$(CFLAGS_$(1)) -c $$< -o $$@
+	$$(call say,CC [$(1)] $$<)
+	$(Q)$$(CC_$(1)) $$(BASE_CFLAGS) $$(CFLAGS_$(1)) -c $$< -o $$@
 
 $(BUILD)/$(1)/obj/%.o: %.S $(ALL_HEADERS) | $(BUILD)/$(1)/.dir
 	@mkdir -p $$(@D)
-	$$(CC_$(1)) $$(BASE_CFLAGS) $$(CFLAGS_$(1)) -c $$< -o $$@
+	$$(call say,AS [$(1)] $$<)
+	$(Q)$$(CC_$(1)) $$(BASE_CFLAGS) $$(CFLAGS_$(1)) -c $$< -o $$@
 
 $(BUILD)/$(1)/libacoeventer.a: $(call objs,$(1),$(LIB_SRCS))
 	@rm -f $$@
-	$$(AR) rcs $$@ $$^
+	$$(call say,AR [$(1)] $$@)
+	$(Q)$$(AR) rcs $$@ $$^
 
 $(BUILD)/$(1)/tests/%: $(BUILD)/$(1)/obj/csrc/%.o $(BUILD)/$(1)/libacoeventer.a
 	@mkdir -p $$(@D)
-	$$(CC_$(1)) $$(LDFLAGS_$(1)) $$< $(BUILD)/$(1)/libacoeventer.a $$(BASE_LDLIBS) -o $$@
+	$$(call say,LD [$(1)] $$@)
+	$(Q)$$(CC_$(1)) $$(LDFLAGS_$(1)) $$< $(BUILD)/$(1)/libacoeventer.a $$(BASE_LDLIBS) -o $$@
 
 $(BUILD)/$(1)/.dir:
 	@mkdir -p $$(@D) && touch $$@

@@ -32,6 +32,11 @@ type AcoEvent struct {
 	// valid while the event lives), nil for other opsets.
 	posixClosed *uint8
 	fd          int
+	// drained: the last read returned less than asked, so the socket was
+	// empty then; the next read that may wait goes straight to the wait
+	// (level-triggered: data that came meanwhile is reported at once)
+	// and saves the read(2) that would find EAGAIN.
+	drained bool
 }
 
 // Event is the underlying fd event.
@@ -84,12 +89,20 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 			if *a.posixClosed != 0 {
 				return -1, syscall.EBADF
 			}
-			res, errno = rawIO(code, a.fd, p)
-			if errno == syscall.EINTR {
-				continue
-			}
-			if errno != syscall.EAGAIN {
-				return res, errno
+			if code == cgo.IORead && a.drained && remaining() != 0 {
+				a.drained = false
+				errno = syscall.EAGAIN // skip the read that would find nothing
+			} else {
+				res, errno = rawIO(code, a.fd, p)
+				if errno == syscall.EINTR {
+					continue
+				}
+				if errno != syscall.EAGAIN {
+					if code == cgo.IORead {
+						a.drained = res > 0 && int(res) < len(p)
+					}
+					return res, errno
+				}
 			}
 			mask, readLen := cgo.MaskWrite, 0
 			if code == cgo.IORead {
@@ -120,6 +133,7 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 			if res < 0 {
 				return -1, errno
 			}
+			a.drained = len(data) > 0 && len(data) < len(p)
 			return int64(copy(p, data)), 0
 		}
 		if res < 0 {

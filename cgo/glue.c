@@ -157,22 +157,19 @@ ev_go_res_t ev_go_wait(uintptr_t pp, uintptr_t ep, int mask, size_t read_len,
     r.err = EPERM;
     return r;
   }
-  if (aco_current() != NULL) {
-    r.rc = -1;
-    r.err = EDEADLK;
-    return r;
+  struct timeval tv, *tp = NULL;
+  if (timeout_ns >= 0) {
+    tv.tv_sec = (time_t)(timeout_ns / 1000000000);
+    tv.tv_usec = (suseconds_t)((timeout_ns % 1000000000) / 1000);
+    if (timeout_ns > 0 && tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;
+    tp = &tv;
   }
-  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-  o->op = EVENTER_PROXY_WAIT;
-  o->e = e;
-  o->mask = mask;
-  o->read_len = read_len;
-  ev_go_op_timeout(o, timeout_ns);
-  int rc = eventer_aco_proxy_run(p);
+  int rc = eventer_aco_proxy_wait(p, e, mask, read_len, tp);
   if (rc < 0) {
     r.rc = -1;
     r.err = errno;
   } else if (rc == 1) {
+    eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
     r.rc = 2;
     r.res = o->result;
     r.err = o->err;

@@ -794,6 +794,59 @@ static int ev_aco_fd_wait(ev_aco_t *a, eventer_t e, ev_aco_fd_t *st, int mask,
   return w;
 }
 
+int ev_aco_fd_prewait(ev_aco_t *a, eventer_t e, int mask, uint64_t deadline,
+                      int *err) {
+  ev_aco_fd_t *st = ev_aco_fd_of(e);
+  EV_ASSERT(a->state == EV_ACO_PARKED && !ev_aco_linked(&a->link) &&
+                !eventer_timer_node_pending(&a->timer),
+            "a pre-wait starts from an idle parked coroutine");
+  if (!st || e->owner != ev_aco_loop_of(a) ||
+      !(mask & (EVENTER_READ | EVENTER_WRITE))) {
+    *err = EINVAL;
+    return -1;
+  }
+  if (st->closed) {
+    *err = EBADF;
+    return -1;
+  }
+  if (a->flags & EV_ACO_F_CANCEL_PENDING) { /* as ev_aco_park would */
+    a->flags &= (uint8_t)~EV_ACO_F_CANCEL_PENDING;
+    *err = ECANCELED;
+    return -1;
+  }
+  if (deadline && deadline <= eventer_mono_ns()) {
+    *err = ETIMEDOUT;
+    return -1;
+  }
+  a->aux = mask & (EVENTER_READ | EVENTER_WRITE);
+  ev_aco_link_tail(&st->waiters, &a->link);
+  if (ev_aco_fd_sync(e, st) != 0) {
+    *err = errno;
+    ev_aco_unlink(&a->link);
+    return -1;
+  }
+  eventer_ref(e); /* dropped by ev_aco_fd_prewait_done */
+  a->wait_kind = EV_WAIT_CANCELLABLE;
+  a->wake = EV_WAKE_NONE;
+  if (deadline) eventer_timer_node_add_at_ns(&a->timer, deadline);
+  return 0;
+}
+
+int ev_aco_fd_prewait_done(ev_aco_t *a, eventer_t e, int *err) {
+  ev_aco_fd_t *st = ev_aco_fd_of(e);
+  int rv = 0;
+  if (a->wake != EV_WAKE_READY) {
+    ev_aco_fd_idle(e, st);
+    *err = ev_aco_wake_errno(a->wake);
+    rv = -1;
+  } else if (st->closed) {
+    *err = EBADF;
+    rv = -1;
+  }
+  eventer_deref(e);
+  return rv;
+}
+
 int eventer_aco_wait_ready(eventer_aco_t ae, int mask, struct timeval *timeout) {
   eventer_t e = (eventer_t)ae;
   ev_aco_t *a = ev_aco_self();

@@ -172,6 +172,19 @@ int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
  * NULL if e is not an aco event or its opset is not POSIX. */
 const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e);
 
+/* A wait for e's readiness, set up for a coroutine that is parked idle
+ * (the proxy of a foreign coroutine) without switching to it: it becomes
+ * an fd waiter exactly as eventer_aco_wait_ready would make it, and its
+ * idle park returns when the fd is ready, the deadline passes, it is
+ * cancelled or e is closed; it then calls ev_aco_fd_prewait_done.
+ * 0, or -1 with *err when the wait ends at once (EBADF, ECANCELED,
+ * ETIMEDOUT, EINVAL). */
+int ev_aco_fd_prewait(ev_aco_t *a, eventer_t e, int mask, uint64_t deadline,
+                      int *err);
+/* After the pre-wait's park returned (a->wake): 0 ready, or -1 with *err;
+ * leaves the registration clean and drops the event reference. */
+int ev_aco_fd_prewait_done(ev_aco_t *a, eventer_t e, int *err);
+
 /* A monotonic deadline for a relative timeout (NULL: 0 = none). */
 uint64_t ev_aco_deadline(const struct timeval *timeout);
 /* The errno for a park result other than READY. */

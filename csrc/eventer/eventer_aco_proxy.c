@@ -25,6 +25,7 @@ struct eventer_aco_proxy {
   uint8_t sync;         /* eventer_aco_proxy_run is on the stack */
   uint8_t quit;         /* end the coroutine at its next turn */
   uint8_t emit_pending; /* emit_task is queued */
+  uint8_t prewait;      /* op is a WAIT set up by eventer_aco_proxy_wait */
 };
 
 static void ev_proxy_fill_step(eventer_aco_proxy_t *p, eventer_step_t *s) {
@@ -177,7 +178,15 @@ static void ev_proxy_main(void) {
       ev_aco_park(a, NULL, 0, EV_WAIT_PLAIN);
       continue;
     }
-    ev_proxy_exec(p);
+    if (p->prewait) {
+      /* a wait set up without switching to us: it has ended */
+      p->prewait = 0;
+      int err = 0;
+      p->op.result = ev_aco_fd_prewait_done(a, p->op.e, &err);
+      p->op.err = p->op.result < 0 ? err : 0;
+    } else {
+      ev_proxy_exec(p);
+    }
     p->busy = 0;
     if (!p->sync && !ev_proxy_read_through(p)) ev_proxy_emit(p);
     /* wait for the next operation: only eventer_aco_proxy_run wakes us */
@@ -213,7 +222,53 @@ eventer_aco_proxy_t *eventer_aco_proxy_new(uint64_t foreign_id) {
   p->a = a;
   p->h = ev_aco_handle_of(a);
   eventer_aco_co_ref(p->h); /* ours, for cancel/join after it ends */
+  /* run it to its idle park, where eventer_aco_proxy_wait finds it */
+  if (aco_current() == NULL) ev_aco_resume(a);
   return p;
+}
+
+int eventer_aco_proxy_wait(eventer_aco_proxy_t *p, eventer_t e, int mask,
+                           size_t read_len, const struct timeval *timeout) {
+  if (!p) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (ev_loop_self() != p->loop) {
+    errno = EPERM;
+    return -1;
+  }
+  if (aco_current() != NULL) {
+    errno = EDEADLK;
+    return -1;
+  }
+  if (p->busy || p->emit_pending) {
+    errno = EBUSY;
+    return -1;
+  }
+  if (p->a->state != EV_ACO_PARKED) { /* not idle yet: the general way */
+    eventer_aco_proxy_op_t *o = &p->op;
+    o->op = EVENTER_PROXY_WAIT;
+    o->e = e;
+    o->mask = mask;
+    o->read_len = read_len;
+    o->has_timeout = timeout != NULL;
+    if (timeout) o->timeout = *timeout;
+    return eventer_aco_proxy_run(p);
+  }
+  eventer_aco_proxy_op_t *o = &p->op;
+  o->op = EVENTER_PROXY_WAIT;
+  o->e = e;
+  o->mask = mask;
+  o->read_len = read_len;
+  int err = 0;
+  if (ev_aco_fd_prewait(p->a, e, mask, ev_aco_deadline(timeout), &err) != 0) {
+    o->result = -1;
+    o->err = err;
+    return 1;
+  }
+  p->busy = 1;
+  p->prewait = 1;
+  return 0;
 }
 
 eventer_aco_proxy_op_t *eventer_aco_proxy_op(eventer_aco_proxy_t *p) {

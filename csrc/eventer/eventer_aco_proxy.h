@@ -99,6 +99,14 @@ eventer_aco_proxy_t *eventer_aco_proxy_new(uint64_t foreign_id);
 eventer_aco_proxy_op_t *eventer_aco_proxy_op(eventer_aco_proxy_t *p);
 /* 1 done, 0 parked, -1 misuse; see the top of this file. */
 int eventer_aco_proxy_run(eventer_aco_proxy_t *p);
+/* EVENTER_PROXY_WAIT(e, mask, read_len, timeout) without switching to the
+ * proxy when it is idle: it becomes the fd's waiter right away (the fast
+ * path of a foreign read that would block).  Returns like
+ * eventer_aco_proxy_run: 1 ended at once (op->result/err), 0 waiting, -1
+ * misuse. */
+int eventer_aco_proxy_wait(eventer_aco_proxy_t *p, eventer_t e, int mask,
+                           size_t read_len, const struct timeval *timeout);
+
 /* 1 while an operation is parked. */
 int eventer_aco_proxy_busy(const eventer_aco_proxy_t *p);
 /* The proxy coroutine's handle (borrowed; valid until the proxy is freed):
