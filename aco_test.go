@@ -395,8 +395,11 @@ func TestCancelJoinParkWake(t *testing.T) {
 }
 
 func TestAsynch(t *testing.T) {
-	setup(t, 1)
-	q := NewJobQueue("test_queue", WithJobConcurrency(2))
+	setup(t, 1, WithJobQueue("test_queue", WithJobConcurrency(2), WithJobBacklog(100)))
+	q := NewJobQueue("test_queue") // the one Init made
+	if q.Concurrency() != 2 {
+		t.Fatalf("queue from Init has concurrency %d", q.Concurrency())
+	}
 	defer q.Destroy()
 	err := inCo(t, 0, func(co *Co) error {
 		v := 0

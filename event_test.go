@@ -247,3 +247,40 @@ func TestCallbackCalledFromC(t *testing.T) {
 		t.Fatalf("rv %d, calls %d", rv.Load(), calls.Load())
 	}
 }
+
+// C and Go callbacks run in one dispatch order: triggered alternately,
+// they run alternately (the task phase is FIFO whatever the language).
+func TestDispatchOrderCAndGo(t *testing.T) {
+	setup(t, 1)
+	log := cgo.NewLog()
+	defer log.Free()
+	err := inCo(t, 0, func(co *Co) error {
+		for i := 0; i < 20; i++ {
+			if i%2 == 0 {
+				cgo.CTriggerLog(log, i)
+				continue
+			}
+			i := i
+			ev := NewFdEvent(0, Read, func(*Event, Mask, time.Time) Mask {
+				log.Append(i)
+				return 0 // not registered: the event is done and freed
+			})
+			if err := ev.Trigger(Read); err != nil {
+				return err
+			}
+		}
+		return co.Sleep(5 * time.Millisecond) // the next task phase runs them
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := log.Tags()
+	if len(got) != 20 {
+		t.Fatalf("%d callbacks ran: %v", len(got), got)
+	}
+	for i, tag := range got {
+		if tag != i {
+			t.Fatalf("dispatch order %v: C and Go callbacks must run in trigger order", got)
+		}
+	}
+}

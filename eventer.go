@@ -23,6 +23,12 @@ type config struct {
 	queueThreads  int
 	logger        *slog.Logger
 	errorHandler  func(error)
+	jobqs         []jobqSpec
+}
+
+type jobqSpec struct {
+	name string
+	opts []JobQueueOption
 }
 
 // WithConcurrency sets the number of loop threads of the default pool
@@ -43,6 +49,12 @@ func WithPool(name string, n int) Option {
 
 // WithDefaultQueueThreads sets the concurrency of the default job queue.
 func WithDefaultQueueThreads(n int) Option { return func(c *config) { c.queueThreads = n } }
+
+// WithJobQueue creates job queue name with opts at Init; NewJobQueue(name)
+// then returns it.
+func WithJobQueue(name string, opts ...JobQueueOption) Option {
+	return func(c *config) { c.jobqs = append(c.jobqs, jobqSpec{name, opts}) }
+}
 
 // WithLogger sets where the binding logs (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
@@ -166,6 +178,14 @@ func Init(opts ...Option) error {
 	rt.live = true
 	rt.life.Unlock()
 	go reap()
+	if firstErr == nil {
+		for _, q := range cfg.jobqs {
+			if jq := NewJobQueue(q.name, q.opts...); jq.err != nil {
+				firstErr = jq.err
+				break
+			}
+		}
+	}
 	if firstErr != nil {
 		cgo.Shutdown()
 		<-rt.done

@@ -37,7 +37,8 @@ func WithJobFloor(n int) JobQueueOption { return func(c *jobqConfig) { c.floor =
 func WithJobBacklog(n int) JobQueueOption { return func(c *jobqConfig) { c.backlog = n } }
 
 // NewJobQueue creates (or finds) the job queue called name
-// (eventer_jobq_create).  Errors are reported by the calls that use it.
+// (eventer_jobq_create); options apply to a found queue too.  Errors are
+// reported by the calls that use it.
 func NewJobQueue(name string, opts ...JobQueueOption) *JobQueue {
 	if !running() {
 		return &JobQueue{err: ErrNotInitialized}

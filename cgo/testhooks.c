@@ -124,3 +124,30 @@ int ev_ct_sem_relay(void *wait, void *post, int n, int *done) {
   eventer_aco_start(ev_ct_sem_relay_fn, r);
   return 0;
 }
+
+void ev_ct_log_append(ev_ct_log_t *log, int tag) {
+  if (log->n < (int)(sizeof(log->tags) / sizeof(log->tags[0])))
+    log->tags[log->n++] = tag;
+}
+
+typedef struct {
+  ev_ct_log_t *log;
+  int tag;
+} ev_ct_logarg_t;
+
+static int ev_ct_log_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)mask, (void)now;
+  ev_ct_logarg_t *a = c;
+  ev_ct_log_append(a->log, a->tag);
+  free(a);
+  return 0;
+}
+
+int ev_ct_trigger_log(ev_ct_log_t *log, int tag) {
+  ev_ct_logarg_t *a = malloc(sizeof(*a));
+  if (!a) return -1;
+  a->log = log;
+  a->tag = tag;
+  eventer_t e = eventer_alloc_fd(ev_ct_log_cb, a, 0, EVENTER_READ);
+  return eventer_trigger(e, EVENTER_READ);
+}

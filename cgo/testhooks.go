@@ -52,3 +52,27 @@ func CChanRelay(in, out unsafe.Pointer, n int, done Counter) {
 func CSemRelay(wait, post unsafe.Pointer, n int, done Counter) {
 	C.ev_ct_sem_relay(wait, post, C.int(n), done.p)
 }
+
+// Log is a dispatch log in C memory that C and Go callbacks append to.
+type Log struct{ p *C.ev_ct_log_t }
+
+// NewLog allocates an empty log; Free it when done.
+func NewLog() Log { return Log{(*C.ev_ct_log_t)(C.calloc(1, C.size_t(unsafe.Sizeof(C.ev_ct_log_t{}))))} }
+
+// Append adds tag (from a Go callback, on the loop thread).
+func (l Log) Append(tag int) { C.ev_ct_log_append(l.p, C.int(tag)) }
+
+// Tags is the log's content.
+func (l Log) Tags() []int {
+	out := make([]int, int(l.p.n))
+	for i := range out {
+		out[i] = int(l.p.tags[i])
+	}
+	return out
+}
+
+// Free releases the log.
+func (l Log) Free() { C.free(unsafe.Pointer(l.p)) }
+
+// CTriggerLog triggers a C event whose callback appends tag to log.
+func CTriggerLog(l Log, tag int) { C.ev_ct_trigger_log(l.p, C.int(tag)) }

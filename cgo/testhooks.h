@@ -25,6 +25,15 @@ int ev_ct_call_direct(eventer_t e);
 int ev_ct_chan_relay(void *in, void *out, int n, int *done);
 /* A C coroutine that n times waits on sem `wait` and posts `post`. */
 int ev_ct_sem_relay(void *wait, void *post, int n, int *done);
+/* A dispatch log shared by C and Go callbacks (the order test). */
+typedef struct {
+  int n;
+  int tags[256];
+} ev_ct_log_t;
+/* Triggers (eventer_trigger) a new C event whose callback appends tag to
+ * log (on the calling loop thread, or queued to its owner). */
+int ev_ct_trigger_log(ev_ct_log_t *log, int tag);
+void ev_ct_log_append(ev_ct_log_t *log, int tag);
 /* Counters readable from Go. */
 int ev_ct_load(int *p);
 
