@@ -29,6 +29,12 @@ var misuseCases = map[string]struct {
 }
 
 func TestMain(m *testing.M) {
+	if name := os.Getenv("EVENTER_CRASH"); name != "" {
+		if !runCrashCase(name) {
+			os.Stderr.WriteString("no crash case " + name + "\n")
+			os.Exit(3)
+		}
+	}
 	if name := os.Getenv("EVENTER_MISUSE"); name != "" {
 		c, ok := misuseCases[name]
 		if !ok {
