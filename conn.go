@@ -108,7 +108,13 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 			if code == cgo.IORead {
 				mask, readLen = cgo.MaskRead, len(p)
 			}
-			rc, res, errno = cgo.Wait(co.proxy, a.e.ptr, mask, readLen, remaining())
+			// the driver sets the wait up as we hand it the loop (saves a
+			// cgo call); a wait that ends at once comes back as a completion
+			if co.l.drv.RequestWait(co.proxy, a.e.ptr, mask, readLen, remaining(), co.id) {
+				rc = 0
+			} else {
+				rc, res, errno = cgo.Wait(co.proxy, a.e.ptr, mask, readLen, remaining())
+			}
 		} else {
 			rc, res, errno = cgo.IO(co.proxy, code, a.e.ptr, p, remaining())
 			if rc == 1 {

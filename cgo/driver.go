@@ -97,6 +97,27 @@ func (d *Driver) Run(h Handler) error {
 	}
 }
 
+// RequestWait records the readiness wait of the Go coroutine that is
+// about to park (it writes C memory; no cgo call): the next Run iteration
+// sets it up before anything else.  Driver thread only.
+// It returns false (and records nothing) if a wait is already recorded:
+// several coroutines can park before the driver runs again (a Wake step
+// starts many); the caller then sets its wait up itself (Wait).
+func (d *Driver) RequestWait(p, e unsafe.Pointer, mask, readLen int, timeoutNs int64, id uint64) bool {
+	w := &d.d.wait
+	if w.valid != 0 {
+		return false
+	}
+	w.p = (*C.eventer_aco_proxy_t)(p)
+	w.e = C.eventer_t(e)
+	w.mask = C.int(mask)
+	w.read_len = C.size_t(readLen)
+	w.timeout_ns = C.int64_t(timeoutNs)
+	w.foreign_id = C.uint64_t(id)
+	w.valid = 1
+	return true
+}
+
 // Detach unbinds the calling thread and frees the driver state.
 func (d *Driver) Detach() {
 	C.eventer_loop_detach()

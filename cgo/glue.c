@@ -73,8 +73,34 @@ int ev_go_run_once(ev_go_driver_t *d, int block) {
   return eventer_run_once(&d->step, block ? NULL : &zero);
 }
 
+static int ev_go_timeval(int64_t ns, struct timeval *tv) {
+  if (ns < 0) return 0;
+  tv->tv_sec = (time_t)(ns / 1000000000);
+  tv->tv_usec = (suseconds_t)((ns % 1000000000) / 1000);
+  if (ns > 0 && tv->tv_sec == 0 && tv->tv_usec == 0) tv->tv_usec = 1;
+  return 1;
+}
+
 int ev_go_run(ev_go_driver_t *d) {
   int rc;
+  if (d->wait.valid) {
+    /* the wait the coroutine that just parked asked for */
+    ev_go_wait_req_t *w = &d->wait;
+    w->valid = 0;
+    struct timeval tv;
+    int has = ev_go_timeval(w->timeout_ns, &tv);
+    rc = eventer_aco_proxy_wait(w->p, w->e, w->mask, w->read_len,
+                                has ? &tv : NULL);
+    if (rc != 0) {
+      /* it ended at once: resume the coroutine with the result now */
+      eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(w->p);
+      d->step.kind = EVENTER_STEP_ACO_PROXY;
+      d->step.u64[0] = w->foreign_id;
+      d->step.u64[1] = rc == 1 ? (uint64_t)o->result : (uint64_t)(int64_t)-1;
+      d->step.u64[2] = (uint64_t)(int64_t)(rc == 1 ? o->err : errno);
+      return EVENTER_RUN_STEP;
+    }
+  }
   do {
     /* NULL: a new iteration may wait in epoll; continuing a paused one
      * never waits (it returns DONE at the end of that iteration) */

@@ -31,9 +31,22 @@ eventer_t ev_go_alloc(int kind, int fd, int mask, uint64_t id,
                       int64_t when_us);
 enum { EV_GO_FD = 1, EV_GO_TIMER, EV_GO_RECURRENT };
 
+/* A readiness wait a Go coroutine asks for as it parks: the driver's next
+ * ev_go_run sets it up first (saving the coroutine a cgo call). */
+typedef struct {
+  int valid;
+  int mask;
+  size_t read_len;
+  int64_t timeout_ns; /* < 0: none */
+  uint64_t foreign_id;
+  eventer_aco_proxy_t *p;
+  eventer_t e;
+} ev_go_wait_req_t;
+
 /* Per-loop driver state in C memory: the step buffer. */
 typedef struct ev_go_driver {
   eventer_step_t step;
+  ev_go_wait_req_t wait;
   int index;
 } ev_go_driver_t;
 

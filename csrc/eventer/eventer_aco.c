@@ -168,9 +168,22 @@ static void ev_aco_reap(ev_aco_loop_t *al, ev_aco_t *a) {
   aco_destroy(ev_aco_co(a));
 }
 
+void (*ev_aco_prewait_hook)(ev_aco_t *a);
+
 void ev_aco_resume(ev_aco_t *a) {
   aco_t *co = ev_aco_co(a);
   ev_aco_loop_t *al = co->main_co->arg;
+  if (a->flags & EV_ACO_F_PREWAIT) {
+    /* a wait set up without switching to the coroutine ends the same way:
+     * the coroutine stays parked idle where it was, and the hook reports */
+    a->flags &= (uint8_t)~EV_ACO_F_PREWAIT;
+    ev_aco_unlink(&a->link);
+    eventer_timer_node_remove(&a->timer);
+    a->state = EV_ACO_PARKED;
+    a->wait_kind = EV_WAIT_PLAIN;
+    ev_aco_prewait_hook(a);
+    return;
+  }
   EV_ASSERT(aco_current() == NULL,
             "a coroutine is resumed only from its loop's main context, "
             "never from inside another coroutine");
@@ -828,6 +841,7 @@ int ev_aco_fd_prewait(ev_aco_t *a, eventer_t e, int mask, uint64_t deadline,
   eventer_ref(e); /* dropped by ev_aco_fd_prewait_done */
   a->wait_kind = EV_WAIT_CANCELLABLE;
   a->wake = EV_WAKE_NONE;
+  if (ev_aco_prewait_hook) a->flags |= EV_ACO_F_PREWAIT;
   if (deadline) eventer_timer_node_add_at_ns(&a->timer, deadline);
   return 0;
 }

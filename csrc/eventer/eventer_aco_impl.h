@@ -87,7 +87,11 @@ enum { /* what a park may be woken by, besides READY and its deadline */
 enum { /* ev_aco_t.flags */
   EV_ACO_F_CANCEL_PENDING = 0x01, /* cancel arrived while not cancellable */
   EV_ACO_F_WAKE_TOKEN = 0x02,     /* eventer_aco_wake arrived before park */
-  EV_ACO_F_PROXY = 0x04           /* runs operations for a foreign coroutine */
+  EV_ACO_F_PROXY = 0x04,          /* runs operations for a foreign coroutine */
+  EV_ACO_F_PREWAIT = 0x08         /* parked idle in a wait set up from
+                                   * outside (ev_aco_fd_prewait): its wake
+                                   * runs ev_aco_prewait_hook instead of
+                                   * switching to it */
 };
 
 /* Per-coroutine state, allocated with the aco_t (aco_create_ext): a parked
@@ -121,6 +125,10 @@ typedef struct ev_aco_loop {
   ev_aco_waitq_t all;         /* live coroutines (for fini) */
   uint64_t live;
 } ev_aco_loop_t;
+
+/* Set by the proxy layer: completes a pre-wait of coroutine a (whose wake
+ * reason is in a->wake) in main context, without resuming a. */
+extern void (*ev_aco_prewait_hook)(ev_aco_t *a);
 
 static inline aco_t *ev_aco_co(ev_aco_t *a) { return (aco_t *)a - 1; }
 static inline ev_aco_t *ev_aco_of(aco_t *co) { return (ev_aco_t *)aco_ext(co); }

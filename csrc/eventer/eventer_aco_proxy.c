@@ -170,6 +170,19 @@ static int ev_proxy_read_through(eventer_aco_proxy_t *p) {
   return 1;
 }
 
+/* ev_aco_prewait_hook: the pre-wait of proxy coroutine a ended (a stays
+ * parked idle); report the completion as ev_proxy_main would have. */
+static void ev_proxy_prewait_done(ev_aco_t *a) {
+  eventer_aco_proxy_t *p = ev_aco_co(a)->arg;
+  EV_ASSERT(p->prewait && p->busy, "a pre-wait hook runs for a pending pre-wait");
+  p->prewait = 0;
+  int err = 0;
+  p->op.result = ev_aco_fd_prewait_done(a, p->op.e, &err);
+  p->op.err = p->op.result < 0 ? err : 0;
+  p->busy = 0;
+  if (!ev_proxy_read_through(p)) ev_proxy_emit(p);
+}
+
 static void ev_proxy_main(void) {
   eventer_aco_proxy_t *p = eventer_aco_arg();
   ev_aco_t *a = ev_aco_self();
@@ -222,6 +235,7 @@ eventer_aco_proxy_t *eventer_aco_proxy_new(uint64_t foreign_id) {
   p->a = a;
   p->h = ev_aco_handle_of(a);
   eventer_aco_co_ref(p->h); /* ours, for cancel/join after it ends */
+  ev_aco_prewait_hook = ev_proxy_prewait_done;
   /* run it to its idle park, where eventer_aco_proxy_wait finds it */
   if (aco_current() == NULL) ev_aco_resume(a);
   return p;
@@ -470,5 +484,17 @@ int eventer_foreign_callback_register(eventer_func_t f) {
 }
 
 void eventer_call_on_thread_stack(void (*fn)(void *), void *arg) {
+  aco_t *co = aco_current();
+  if (co) {
+    /* Called by a function an outer call already runs on the thread
+     * stack: run fn right here.  Switching again would start fn's frames
+     * where the outer function's frames are and overwrite them. */
+    const char *sp = (const char *)__builtin_frame_address(0);
+    const char *lo = (const char *)co->share_stack->ptr;
+    if (sp < lo || sp >= lo + co->share_stack->sz) {
+      fn(arg);
+      return;
+    }
+  }
   aco_call_on_main_stack(fn, arg);
 }
