@@ -969,6 +969,13 @@ void aco_call_on_main_stack(void (*fn)(void *), void *arg) {
    * stack pointer is free.  Leave the red zone (and a little more) alone. */
   uintptr_t sp = ((uintptr_t)co->main_co->reg[ACO_REG_IDX_SP] - 512) &
                  ~(uintptr_t)15;
+#ifdef ACO_VALGRIND
+  /* memcheck does not follow SP across the switch: the red zone below sp
+   * (where the call puts its return address) may still be marked
+   * unaddressable from deeper frames that returned on this stack */
+  if (aco_unlikely(aco_on_valgrind))
+    aco_vg_make_undefined((char *)sp - 4096, 4096);
+#endif
 #ifdef ACO_ASAN
   aco_onstack_t c = {.fn = fn, .arg = arg};
   __sanitizer_start_switch_fiber(&c.fake, aco_gtls_main_stack_bottom,
