@@ -436,6 +436,9 @@ func (co *Co) RunAsynch(q *JobQueue, fn func()) error {
 		if q.ptr == nil {
 			return &OpError{Op: op, Err: q.err}
 		}
+		if q.epoch != sessionNow() {
+			return &OpError{Op: op, Err: ErrNotInitialized}
+		}
 		qp, subq = q.ptr, q.subq
 	}
 	id := registerAsynch(fn)
@@ -495,6 +498,10 @@ func (co *Co) SetEventerAco(e *Event) *AcoEvent {
 		ae.err = &OpError{Op: op, Err: errors.New("no event")}
 		return ae
 	}
+	if e.epoch != sessionNow() {
+		ae.err = &OpError{Op: op, Err: ErrNotInitialized} // from an earlier Init
+		return ae
+	}
 	if cgo.IsAco(e.ptr) {
 		if cgo.OwnerLoop(e.ptr) != co.l.idx {
 			ae.err = &OpError{Op: op, Err: errors.New("event belongs to another loop's coroutines")}
@@ -503,7 +510,7 @@ func (co *Co) SetEventerAco(e *Event) *AcoEvent {
 		// another coroutine's view of a converted event: its own reference
 		cgo.Ref(e.ptr)
 		ae.view = true
-		ae.e = &Event{ptr: e.ptr, fd: e.fd, id: e.id, cb: e.cb}
+		ae.e = &Event{ptr: e.ptr, fd: e.fd, id: e.id, cb: e.cb, epoch: e.epoch}
 	} else {
 		rc, res, errno := cgo.ProxyIO(co.proxy, cgo.OpConvert, e.ptr, nil, 0, -1)
 		res, errno = co.complete(op, rc, res, errno, nil)

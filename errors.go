@@ -108,7 +108,7 @@ const (
 		"(rule 1: not from another goroutine)"
 	ruleInCCoroutine = "blocking call from a Go callback that C code called inside a C coroutine " +
 		"(rule 2: never block inside a callback)"
-	ruleEnded = "the coroutine has ended"
+	ruleEnded        = "the coroutine has ended"
 	ruleLockedThread = "the coroutine holds an extra runtime.LockOSThread (rule 2)"
 )
 

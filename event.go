@@ -66,7 +66,8 @@ type Event struct {
 	fd  int
 	err error // an allocation error, reported by Add
 	// listeners: the bound address
-	addr net.Addr
+	addr  net.Addr
+	epoch uint64 // the Init that made it
 }
 
 // callbacks maps callback ids to their events.  An entry lives as long as
@@ -138,6 +139,7 @@ func newEvent(kind, fd int, mask Mask, whenUs int64, cb Callback) *Event {
 	ev.id = registerCallback(ev)
 	var p unsafe.Pointer
 	err := withLive(func() (err error) {
+		ev.epoch = sessionNow()
 		p, err = cgo.Alloc(kind, fd, int(mask), ev.id, whenUs)
 		return err
 	})
@@ -192,7 +194,7 @@ func (e *Event) Add() error {
 	if e.ptr == nil {
 		return &OpError{Op: "Event.Add", Err: errors.New("event has no C side")}
 	}
-	if err := withLive(func() error { return cgo.Add(e.ptr) }); err != nil {
+	if err := withSession(e.epoch, func() error { return cgo.Add(e.ptr) }); err != nil {
 		return &OpError{Op: "Event.Add", Err: err}
 	}
 	return nil
@@ -206,7 +208,7 @@ func (e *Event) Remove() error {
 		return &OpError{Op: "Event.Remove", Err: errors.New("event has no C side")}
 	}
 	ok := false
-	err := withLive(func() (err error) {
+	err := withSession(e.epoch, func() (err error) {
 		ok, err = cgo.Remove(e.ptr)
 		return err
 	})
@@ -221,7 +223,7 @@ func (e *Event) Remove() error {
 
 // Update sets the interest mask of an fd event (eventer_update).
 func (e *Event) Update(mask Mask) error {
-	if err := withLive(func() error { return cgo.Update(e.ptr, int(mask)) }); err != nil {
+	if err := withSession(e.epoch, func() error { return cgo.Update(e.ptr, int(mask)) }); err != nil {
 		return &OpError{Op: "Event.Update", Err: err}
 	}
 	return nil
@@ -230,7 +232,7 @@ func (e *Event) Update(mask Mask) error {
 // Trigger runs the callback with mask on the owner loop
 // (eventer_trigger).  The eventer takes over the reference.
 func (e *Event) Trigger(mask Mask) error {
-	if err := withLive(func() error { return cgo.Trigger(e.ptr, int(mask)) }); err != nil {
+	if err := withSession(e.epoch, func() error { return cgo.Trigger(e.ptr, int(mask)) }); err != nil {
 		return &OpError{Op: "Event.Trigger", Err: err}
 	}
 	return nil
@@ -239,7 +241,7 @@ func (e *Event) Trigger(mask Mask) error {
 // Free drops the caller's reference (eventer_free).
 func (e *Event) Free() {
 	if e.ptr != nil {
-		_ = withLive(func() error { cgo.Free(e.ptr); return nil })
+		_ = withSession(e.epoch, func() error { cgo.Free(e.ptr); return nil })
 	}
 }
 
@@ -325,7 +327,7 @@ func plainFdEvent(fd int) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Event{ptr: p, fd: fd}, nil
+	return &Event{ptr: p, fd: fd, epoch: sessionNow()}, nil
 }
 
 func sockaddr(network, address string) (unix.Sockaddr, int, error) {

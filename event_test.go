@@ -2,6 +2,7 @@ package eventer
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -282,5 +283,44 @@ func TestDispatchOrderCAndGo(t *testing.T) {
 		if tag != i {
 			t.Fatalf("dispatch order %v: C and Go callbacks must run in trigger order", got)
 		}
+	}
+}
+
+// Objects of an earlier Init fail cleanly after Shutdown and a new Init:
+// their C memory is gone, and nothing touches it.
+func TestObjectsOfAnEarlierInit(t *testing.T) {
+	if err := Init(WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	ev := NewFdEvent(0, Read, func(*Event, Mask, time.Time) Mask { return 0 })
+	sem, _ := NewSem(1)
+	q := NewJobQueue("old")
+	ev.Free() // C frees it: below, only the session guard stands between
+	// the Go object and freed memory
+	Shutdown()
+	Loop()
+	setup(t, 1)
+	if err := ev.Add(); !errors.Is(err, ErrNotInitialized) {
+		t.Fatalf("Add of an old event: %v", err)
+	}
+	ev.Free() // a no-op now
+	if err := sem.Post(); !errors.Is(err, ErrNotInitialized) {
+		t.Fatalf("Post on an old semaphore: %v", err)
+	}
+	if q.Concurrency() != 0 || q.Destroy() == nil {
+		t.Fatal("old job queue still answers")
+	}
+	err := inCo(t, 0, func(co *Co) error {
+		if err := sem.Wait(co, time.Millisecond); !errors.Is(err, ErrNotInitialized) {
+			return fmt.Errorf("Wait on an old semaphore: %v", err)
+		}
+		ae := co.SetEventerAco(ev)
+		if _, err := ae.Read(make([]byte, 1), time.Millisecond); !errors.Is(err, ErrNotInitialized) {
+			return fmt.Errorf("Read on an old event: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -18,12 +18,12 @@ import (
 type Option func(*config)
 
 type config struct {
-	concurrency   int
-	pools         map[string]int
-	queueThreads  int
-	logger        *slog.Logger
-	errorHandler  func(error)
-	jobqs         []jobqSpec
+	concurrency  int
+	pools        map[string]int
+	queueThreads int
+	logger       *slog.Logger
+	errorHandler func(error)
+	jobqs        []jobqSpec
 }
 
 type jobqSpec struct {
@@ -104,6 +104,21 @@ var rt struct {
 	life sync.RWMutex
 	live bool
 }
+
+// withSession is withLive for an object made by the eventer of Init number
+// epoch: after a Shutdown and a new Init its C memory is gone, so it fails
+// with ErrNotInitialized instead of touching it.
+func withSession(epoch uint64, fn func() error) error {
+	rt.life.RLock()
+	defer rt.life.RUnlock()
+	if !rt.live || rt.epoch.Load() != epoch {
+		return ErrNotInitialized
+	}
+	return fn()
+}
+
+// sessionNow is the current Init number (for objects being made).
+func sessionNow() uint64 { return rt.epoch.Load() }
 
 // withLive runs fn if the C eventer is up, holding it up meanwhile.
 func withLive(fn func() error) error {
@@ -314,7 +329,7 @@ func (l *loop) Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int 
 	defer l.cbDepth.Add(-1)
 	if ev.ptr != e {
 		// a C copy of a Go event (eventer_alloc_copy): same callback
-		ev = &Event{ptr: e, id: id, cb: ev.cb}
+		ev = &Event{ptr: e, id: id, cb: ev.cb, epoch: ev.epoch}
 	}
 	return int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
 }
@@ -355,7 +370,7 @@ func directCallback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int {
 		defer l.cbDepth.Add(-1)
 	}
 	if ev.ptr != e {
-		ev = &Event{ptr: e, id: id, cb: ev.cb}
+		ev = &Event{ptr: e, id: id, cb: ev.cb, epoch: ev.epoch}
 	}
 	return int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
 }

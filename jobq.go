@@ -12,9 +12,10 @@ import (
 // queued from a coroutine with RunAsynch runs there, and the coroutine
 // resumes on its loop when it has finished.
 type JobQueue struct {
-	ptr  unsafe.Pointer
-	subq uint64
-	err  error
+	ptr   unsafe.Pointer
+	subq  uint64
+	err   error
+	epoch uint64
 }
 
 // JobQueueOption sizes a job queue.
@@ -48,7 +49,9 @@ func NewJobQueue(name string, opts ...JobQueueOption) *JobQueue {
 		o(&c)
 	}
 	var q unsafe.Pointer
+	var epoch uint64
 	err := withLive(func() (err error) {
+		epoch = sessionNow()
 		q, err = cgo.JobqCreate(name)
 		if err == nil {
 			cgo.JobqSet(q, c.concurrency, c.min, c.max, c.floor, c.backlog)
@@ -58,29 +61,37 @@ func NewJobQueue(name string, opts ...JobQueueOption) *JobQueue {
 	if err != nil {
 		return &JobQueue{err: &OpError{Op: "NewJobQueue", Err: err}}
 	}
-	return &JobQueue{ptr: q}
+	return &JobQueue{ptr: q, epoch: epoch}
 }
 
 // Subqueue is the same queue, with work queued on subqueue id: subqueues
 // share the threads fairly.
 func (q *JobQueue) Subqueue(id uint64) *JobQueue {
-	return &JobQueue{ptr: q.ptr, subq: id, err: q.err}
+	return &JobQueue{ptr: q.ptr, subq: id, err: q.err, epoch: q.epoch}
 }
 
 // Concurrency is the queue's concurrency limit.
 func (q *JobQueue) Concurrency() int {
-	if q.ptr == nil {
-		return 0
-	}
-	return cgo.JobqConcurrency(q.ptr)
+	n := 0
+	_ = withSession(q.epoch, func() error {
+		if q.ptr != nil {
+			n = cgo.JobqConcurrency(q.ptr)
+		}
+		return nil
+	})
+	return n
 }
 
 // Backlog is the number of queued, not yet started jobs.
 func (q *JobQueue) Backlog() int {
-	if q.ptr == nil {
-		return 0
-	}
-	return cgo.JobqBacklog(q.ptr)
+	n := 0
+	_ = withSession(q.epoch, func() error {
+		if q.ptr != nil {
+			n = cgo.JobqBacklog(q.ptr)
+		}
+		return nil
+	})
+	return n
 }
 
 // Destroy stops the queue's threads and frees it.
@@ -93,5 +104,5 @@ func (q *JobQueue) Destroy() error {
 	}
 	p := q.ptr
 	q.ptr = nil
-	return withLive(func() error { cgo.JobqDestroy(p); return nil })
+	return withSession(q.epoch, func() error { cgo.JobqDestroy(p); return nil })
 }

@@ -124,4 +124,3 @@ func (d *Driver) Detach() {
 	C.free(unsafe.Pointer(d.d))
 	d.d = nil
 }
-

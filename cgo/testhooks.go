@@ -57,7 +57,9 @@ func CSemRelay(wait, post unsafe.Pointer, n int, done Counter) {
 type Log struct{ p *C.ev_ct_log_t }
 
 // NewLog allocates an empty log; Free it when done.
-func NewLog() Log { return Log{(*C.ev_ct_log_t)(C.calloc(1, C.size_t(unsafe.Sizeof(C.ev_ct_log_t{}))))} }
+func NewLog() Log {
+	return Log{(*C.ev_ct_log_t)(C.calloc(1, C.size_t(unsafe.Sizeof(C.ev_ct_log_t{}))))}
+}
 
 // Append adds tag (from a Go callback, on the loop thread).
 func (l Log) Append(tag int) { C.ev_ct_log_append(l.p, C.int(tag)) }

@@ -2,12 +2,14 @@
 // prints ratios (see bench/README.md):
 //
 //   - the would-block-then-ready cycle of a Go coroutine vs a C coroutine;
+//
 //   - socketpair ping-pong round trips per second, 1 and 100 pairs: Go
 //     coroutines on the eventer vs goroutines on Go's netpoller (net.Conn),
 //     with C coroutines alongside;
+//
 //   - resident bytes per idle Go coroutine vs per idle goroutine.
 //
-//	go run ./bench/gobench [-quick]
+//     go run ./bench/gobench [-quick]
 package main
 
 import (
