@@ -290,7 +290,8 @@ eventer_aco_proxy_op_t *eventer_aco_proxy_op(eventer_aco_proxy_t *p) {
 }
 
 int eventer_aco_proxy_busy(const eventer_aco_proxy_t *p) {
-  return p && p->busy;
+  /* a completion still on its way to the driver counts as busy too */
+  return p && (p->busy || p->emit_pending);
 }
 
 eventer_aco_co_t *eventer_aco_proxy_handle(eventer_aco_proxy_t *p) {
@@ -358,7 +359,7 @@ static ev_foreign_wake_t ev_foreign_wakes[EV_FOREIGN_MAX_LOOPS];
 static void ev_foreign_wake_run(eventer_task_t *t, struct timeval *now) {
   (void)now;
   ev_foreign_wake_t *w = EV_CONTAINER_OF(t, ev_foreign_wake_t, task);
-  __atomic_store_n(&w->posted, 0, __ATOMIC_RELEASE);
+  __atomic_exchange_n(&w->posted, 0, __ATOMIC_ACQ_REL);
   eventer_step_t *s = eventer_step_emit();
   if (s) s->kind = EVENTER_STEP_FOREIGN_WAKE;
 }

@@ -92,8 +92,9 @@ typedef struct eventer_aco_proxy_op {
 
 typedef struct eventer_aco_proxy eventer_aco_proxy_t;
 
-/* A proxy on the calling loop thread, with its coroutine (created, not
- * run).  NULL with errno (EINVAL off-loop, ENOMEM). */
+/* A proxy on the calling loop thread, with its coroutine, which (from
+ * main context) is run at once to its idle park, where it waits for
+ * operations.  NULL with errno (EINVAL off-loop, ENOMEM). */
 eventer_aco_proxy_t *eventer_aco_proxy_new(uint64_t foreign_id);
 /* The operation slot to fill before eventer_aco_proxy_run. */
 eventer_aco_proxy_op_t *eventer_aco_proxy_op(eventer_aco_proxy_t *p);
@@ -107,7 +108,8 @@ int eventer_aco_proxy_run(eventer_aco_proxy_t *p);
 int eventer_aco_proxy_wait(eventer_aco_proxy_t *p, eventer_t e, int mask,
                            size_t read_len, const struct timeval *timeout);
 
-/* 1 while an operation is parked. */
+/* 1 while an operation is parked, or its completion is still on its way
+ * to the driver (run, wait and free give EBUSY then). */
 int eventer_aco_proxy_busy(const eventer_aco_proxy_t *p);
 /* The proxy coroutine's handle (borrowed; valid until the proxy is freed):
  * cancel it, join it, or hand it to C code. */
