@@ -1,11 +1,13 @@
 package eventer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,11 +168,13 @@ func Init(opts ...Option) error {
 	cgo.Direct = directCallback
 	cgo.AsynchWork = runAsynchWork
 	cgo.Panicked = exportPanicked
+	cgo.LogLine = logLine
 	if err := cgo.InitExternal(); err != nil {
 		return &OpError{Op: "Init", Err: err}
 	}
 	rt.cfg = cfg
 	rt.epoch.Add(1)
+	cgo.LogToGo(true)
 	n := cgo.Concurrency()
 	rt.loops = make([]*loop, n)
 	rt.done = make(chan struct{})
@@ -241,6 +245,7 @@ func reap() {
 	rt.live = false
 	rt.life.Unlock()
 	cgo.Fini()
+	cgo.LogToGo(false)
 	rt.mu.Lock()
 	rt.inited = false
 	rt.loops = nil
@@ -395,6 +400,32 @@ func exportPanicked(v any, stack []byte) {
 		}
 	})
 }
+
+// logLine is a line the C library logged (mtevL), as a slog record: the
+// error streams at Error, the debug streams at Debug, the rest at Info.
+func logLine(stream, line string) {
+	rt.mu.Lock()
+	lg := rt.cfg.logger
+	rt.mu.Unlock()
+	if lg == nil {
+		lg = slog.Default()
+	}
+	line = strings.TrimRight(line, "\n")
+	level := slog.LevelInfo
+	switch {
+	case strings.Contains(stream, "err"):
+		level = slog.LevelError
+	case strings.Contains(stream, "deb"):
+		level = slog.LevelDebug
+	}
+	lg.Log(context.Background(), level, line, "stream", stream)
+}
+
+// SetDebug switches the eventer's debug stream (eventer_deb: timers,
+// dispatch, coroutine resumes with the stack bytes they copy) on or off;
+// its lines go to the logger at Debug level.  EVENTER_DEBUG=1 in the
+// environment does the same at Init.
+func SetDebug(on bool) { cgo.SetLogStream("debug/eventer", on) }
 
 func reportError(err error) {
 	rt.mu.Lock()

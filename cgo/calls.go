@@ -442,3 +442,29 @@ func Wait(p, e unsafe.Pointer, mask int, readLen int, timeoutNs int64) (rc int, 
 func PosixClosedFlag(e unsafe.Pointer) *uint8 {
 	return (*uint8)(unsafe.Pointer(C.ev_go_posix_closed_flag(ev(e))))
 }
+
+// LogToGo sends the C library's log lines to LogLine (true) or to stderr.
+func LogToGo(on bool) {
+	v := C.int(0)
+	if on {
+		v = 1
+	}
+	C.ev_go_log_to_go(v)
+}
+
+// SetLogStream enables or disables a C log stream by name ("debug/eventer",
+// "debug", ...); false if there is no such stream.
+func SetLogStream(name string, on bool) bool {
+	cn := C.CString(name)
+	defer C.free(unsafe.Pointer(cn))
+	ls := C.mtev_log_stream_find(cn)
+	if ls == nil {
+		return false
+	}
+	v := C.int(0)
+	if on {
+		v = 1
+	}
+	C.mtev_log_stream_set_enabled(ls, v)
+	return true
+}

@@ -22,6 +22,10 @@ var Direct func(e unsafe.Pointer, id uint64, mask int, nowUs int64) int
 // AsynchWork runs Go asynch work id on a job-queue thread.
 var AsynchWork func(id uint64)
 
+// LogLine receives the lines C logs (mtev_log), with their stream name,
+// once LogToGo(true) was called.
+var LogLine func(stream, line string)
+
 // Panicked receives a panic that was stopped at an export; package
 // eventer re-raises it on a driver goroutine, outside C.
 var Panicked func(v any, stack []byte)
@@ -56,6 +60,16 @@ func goAsynchWork(id C.uint64_t) {
 	defer stopAtExport("asynch work", &returned)
 	if AsynchWork != nil {
 		AsynchWork(uint64(id))
+	}
+	returned = true
+}
+
+//export goLogLine
+func goLogLine(stream *C.char, line *C.char, n C.int) {
+	returned := false
+	defer stopAtExport("the log writer", &returned)
+	if LogLine != nil {
+		LogLine(C.GoString(stream), C.GoStringN(line, n))
 	}
 	returned = true
 }

@@ -32,6 +32,30 @@ void ev_go_asynch(void *closure) {
   goAsynchWork((uint64_t)(uintptr_t)closure);
 }
 
+typedef struct {
+  const char *stream;
+  const char *line;
+  size_t len;
+} ev_go_logline_t;
+
+static void ev_go_log_thunk(void *p) {
+  ev_go_logline_t *l = p;
+  goLogLine((char *)l->stream, (char *)l->line, (int)l->len);
+}
+
+/* mtev_log's writer: any thread, maybe inside a coroutine - Go runs on
+ * the thread's own stack (rule 4) */
+static void ev_go_log_writer(mtev_log_stream_t ls, const char *line,
+                             size_t len, void *closure) {
+  (void)closure;
+  ev_go_logline_t l = {mtev_log_stream_get_name(ls), line, len};
+  eventer_call_on_thread_stack(ev_go_log_thunk, &l);
+}
+
+void ev_go_log_to_go(int on) {
+  mtev_log_set_writer(on ? ev_go_log_writer : NULL, NULL);
+}
+
 int ev_go_setup(void) {
   return eventer_foreign_callback_register(ev_go_trampoline);
 }

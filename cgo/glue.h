@@ -25,6 +25,8 @@ int ev_go_trampoline(eventer_t e, int mask, void *closure, struct timeval *now);
 void ev_go_asynch(void *closure);
 /* Registers the trampoline as foreign.  0 or -1/errno. */
 int ev_go_setup(void);
+/* Sends mtev_log lines to Go (goLogLine), or back to stderr. */
+void ev_go_log_to_go(int on);
 
 /* A Go event: fd (or -1), mask, a boxed callback id as closure. */
 eventer_t ev_go_alloc(int kind, int fd, int mask, uint64_t id,
