@@ -65,7 +65,7 @@ func (d *Driver) Run(h Handler) error {
 		// step paused (handing back the callback's rv) and runs new ones,
 		// waiting in epoll when there is nothing to do, until the loop
 		// hands Go work back.
-		rc, err := C.ev_go_run(d.d)
+		rc, err := C.ev_go_run(C.uintptr_t(uintptr(unsafe.Pointer(d.d))))
 		switch rc {
 		case C.EVENTER_RUN_STOPPED:
 			return nil

@@ -105,7 +105,8 @@ static int ev_go_timeval(int64_t ns, struct timeval *tv) {
   return 1;
 }
 
-int ev_go_run(ev_go_driver_t *d) {
+int ev_go_run(uintptr_t dp) {
+  ev_go_driver_t *d = (ev_go_driver_t *)dp;
   int rc;
   if (d->wait.valid) {
     /* the wait the coroutine that just parked asked for */

@@ -55,7 +55,7 @@ typedef struct ev_go_driver {
 int ev_go_run_once(ev_go_driver_t *d, int block);
 /* Runs iterations (finishing a paused one first) until one hands the
  * driver a step, the loop stops, or an error: one cgo call per step. */
-int ev_go_run(ev_go_driver_t *d);
+int ev_go_run(uintptr_t d); /* an ev_go_driver_t *, as an integer */
 /* The boxed id of a step's closure. */
 static inline uint64_t ev_go_step_id(ev_go_driver_t *d) {
   return eventer_foreign_closure_id(d->step.closure);
