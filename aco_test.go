@@ -83,6 +83,43 @@ func TestReadTimeoutEOFReset(t *testing.T) {
 			t.Fatalf("want io.EOF, got %v", err)
 		}
 	})
+	t.Run("data already there after a write or a short read", func(t *testing.T) {
+		// A read after a write or a short read goes straight to the wait;
+		// data that came meanwhile must still be returned at once.
+		a, b := socketpair(t)
+		defer unix.Close(b)
+		err := inCo(t, 0, func(co *Co) error {
+			ae := co.SetEventerAco(fdEvent(t, a))
+			defer func() { ae.Close(); ae.Free() }()
+			buf := make([]byte, 8)
+			for i, step := range []string{"write", "short read", "write"} {
+				msg := fmt.Sprintf("msg%d", i)
+				if _, err := unix.Write(b, []byte(msg)); err != nil {
+					return err
+				}
+				if step == "write" {
+					if _, err := ae.Write([]byte("x"), time.Second); err != nil {
+						return err
+					}
+				}
+				start := time.Now()
+				n, err := ae.Read(buf, 0)
+				if err != nil {
+					return fmt.Errorf("after %s: %v", step, err)
+				}
+				if got := string(buf[:n]); got != msg {
+					return fmt.Errorf("after %s: read %q, want %q", step, got, msg)
+				}
+				if d := time.Since(start); d > lateBound() {
+					return fmt.Errorf("after %s: read took %v", step, d)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("peer reset", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -32,10 +32,12 @@ type AcoEvent struct {
 	// valid while the event lives), nil for other opsets.
 	posixClosed *uint8
 	fd          int
-	// drained: the last read returned less than asked, so the socket was
-	// empty then; the next read that may wait goes straight to the wait
-	// (level-triggered: data that came meanwhile is reported at once)
-	// and saves the read(2) that would find EAGAIN.
+	// drained: the last read returned less than asked (the socket was
+	// empty then), or we just wrote (a reply can't be there yet): the next
+	// read that may wait goes straight to the wait (level-triggered: data
+	// that came meanwhile is reported at once), saving the read(2) that
+	// would find EAGAIN.  Only for the posix opset (a custom opset, e.g.
+	// TLS, may hold data the socket does not show).
 	drained bool
 }
 
@@ -100,6 +102,8 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 				if errno != syscall.EAGAIN {
 					if code == cgo.IORead {
 						a.drained = res > 0 && int(res) < len(p)
+					} else if res > 0 {
+						a.drained = true
 					}
 					return res, errno
 				}
