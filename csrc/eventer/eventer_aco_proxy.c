@@ -132,6 +132,12 @@ static void ev_proxy_exec(eventer_aco_proxy_t *p) {
 #define EV_PROXY_SCRATCH_MAX (64 * 1024)
 static __thread char *ev_proxy_scratch;
 static __thread size_t ev_proxy_scratch_cap;
+/* frees a thread's buffer when the thread exits */
+static pthread_key_t ev_proxy_scratch_key;
+static pthread_once_t ev_proxy_scratch_once = PTHREAD_ONCE_INIT;
+static void ev_proxy_scratch_key_init(void) {
+  (void)pthread_key_create(&ev_proxy_scratch_key, free);
+}
 
 /* A WAIT for readability ended: read right away, in this callback, and
  * hand the bytes to the driver with the completion - the foreign side
@@ -151,6 +157,8 @@ static int ev_proxy_read_through(eventer_aco_proxy_t *p) {
     if (!b) return 0;
     ev_proxy_scratch = b;
     ev_proxy_scratch_cap = EV_PROXY_SCRATCH_MAX;
+    pthread_once(&ev_proxy_scratch_once, ev_proxy_scratch_key_init);
+    (void)pthread_setspecific(ev_proxy_scratch_key, b);
   }
   eventer_step_t *s = eventer_step_emit();
   if (!s) return 0;
