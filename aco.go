@@ -137,6 +137,11 @@ func (l *loop) startCo(co *Co) {
 		return
 	}
 	co.id, co.proxy, co.handle = id, p, cgo.ProxyHandle(p)
+	// the Co's own reference: Wake and Cancel from other goroutines may
+	// race the coroutine's end or the loop's teardown, so the handle
+	// (which then reports ESRCH) lives as long as the Co is reachable
+	cgo.HandleRef(co.handle)
+	runtime.AddCleanup(co, cgo.HandleRelease, co.handle)
 	l.cos[id] = co
 	if co.canceled.Load() {
 		_ = cgo.Cancel(co.handle) // a Cancel that came before the coroutine

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/acoeventer/eventer/cgo"
 )
 
 func TestSleepOnTimeAndCooperative(t *testing.T) {
@@ -501,4 +504,43 @@ func TestStopUnwindsCoroutines(t *testing.T) {
 	if !cleaned.Load() {
 		t.Fatal("the coroutine's defers did not run at shutdown")
 	}
+}
+
+// A Co outlives its loop: Wake and Cancel after Shutdown, and after a new
+// Init, report that it ended (its C handle is kept for as long as the Co
+// is reachable, and released by a cleanup after that).
+func TestCoOutlivesShutdown(t *testing.T) {
+	var parked *Co
+	for round := 0; round < 2; round++ {
+		if err := Init(WithConcurrency(1)); err != nil {
+			t.Fatal(err)
+		}
+		if parked != nil { // the Co of the previous session
+			if err := parked.Wake(); err == nil {
+				t.Fatal("Wake of a Co of an earlier session succeeded")
+			}
+			if err := parked.Cancel(); err == nil {
+				t.Fatal("Cancel of a Co of an earlier session succeeded")
+			}
+		}
+		got := make(chan *Co, 1)
+		AcoStart(func(co *Co) {
+			got <- co
+			co.Park(0)
+		}, nil)
+		parked = <-got
+		Shutdown()
+		if err := Loop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := parked.Wake(); err == nil {
+			t.Fatal("Wake after Shutdown succeeded")
+		}
+		if live := cgo.LiveEvents(); live != 0 {
+			t.Fatalf("%d C events still allocated after shutdown", live)
+		}
+	}
+	parked = nil
+	runtime.GC()
+	runtime.GC()
 }

@@ -767,6 +767,17 @@ void ev_task_discard(eventer_task_t *t) {
   /* anything else is a caller-owned task: nothing of ours to release */
 }
 
+void ev_fdtab_foreach(ev_loop_t *l, void (*fn)(eventer_t e)) {
+  for (unsigned ci = 0; ci < EV_FDTAB_CHUNKS; ci++) {
+    eventer_t *chunk = ev_fdtab[ci];
+    if (!chunk) continue;
+    for (unsigned i = 0; i < EV_FDTAB_CHUNK; i++) {
+      eventer_t e = chunk[i];
+      if (e && ev_event_owner(e) == l) fn(e);
+    }
+  }
+}
+
 void ev_reg_drop_all(ev_loop_t *l) {
   /* timers: eventer_t timers hold the eventer's reference; intrusive nodes
    * belong to their users and are only marked unqueued */

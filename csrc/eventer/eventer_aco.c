@@ -80,20 +80,28 @@ static aco_share_stack_t *ev_aco_stack_for(ev_aco_loop_t *al, size_t sz) {
   return ss;
 }
 
+static void ev_aco_fd_fini_waiters(eventer_t e);
+
 /* eventer_fini: the loop is going away; coroutines still suspended on it are
- * dropped without running again. */
+ * dropped without running again.  What the eventer holds for them (their
+ * waits' references, timers, proxies) is released; what their own code
+ * holds (events they made, memory) is theirs, as with aco_destroy. */
 static void ev_aco_loop_fini(ev_loop_t *l) {
   ev_aco_loop_t *al = l->aco;
   if (!al) return;
+  ev_fdtab_foreach(l, ev_aco_fd_fini_waiters);
   while (!ev_aco_waitq_empty(&al->all)) {
     ev_aco_t *a = EV_CONTAINER_OF(al->all.head.next, ev_aco_t, all);
     ev_aco_unlink(&a->all);
     ev_aco_unlink(&a->link);
+    eventer_timer_node_remove(&a->timer); /* a pending timeout or sleep */
     if (a->handle) {
       a->handle->a = NULL;
       __atomic_store_n(&a->handle->done, 1, __ATOMIC_RELEASE);
       eventer_aco_co_release(a->handle);
     }
+    if ((a->flags & EV_ACO_F_PROXY) && ev_aco_proxy_fini_hook)
+      ev_aco_proxy_fini_hook(a);
     aco_destroy(ev_aco_co(a));
   }
   for (int i = 0; i < al->nstacks; i++)
@@ -169,6 +177,7 @@ static void ev_aco_reap(ev_aco_loop_t *al, ev_aco_t *a) {
 }
 
 void (*ev_aco_prewait_hook)(ev_aco_t *a);
+void (*ev_aco_proxy_fini_hook)(ev_aco_t *a);
 
 void ev_aco_resume(ev_aco_t *a) {
   aco_t *co = ev_aco_co(a);
@@ -678,6 +687,18 @@ mtev_boolean eventer_is_aco(eventer_t e) {
 
 static ev_aco_fd_t *ev_aco_fd_of(eventer_t e) {
   return (e && e->opset == ev_aco_opset) ? (ev_aco_fd_t *)e->opset_ctx : NULL;
+}
+
+/* fini (ev_aco_loop_fini): each coroutine still waiting on e holds a
+ * reference to it for its wait; the registration's own is dropped by the
+ * loop's fini. */
+static void ev_aco_fd_fini_waiters(eventer_t e) {
+  ev_aco_fd_t *st = ev_aco_fd_of(e);
+  if (!st) return;
+  while (!ev_aco_waitq_empty(&st->waiters)) {
+    ev_aco_unlink(st->waiters.head.next);
+    eventer_deref(e);
+  }
 }
 
 static int ev_aco_waiters_mask(ev_aco_fd_t *st) {

@@ -129,6 +129,9 @@ typedef struct ev_aco_loop {
 /* Set by the proxy layer: completes a pre-wait of coroutine a (whose wake
  * reason is in a->wake) in main context, without resuming a. */
 extern void (*ev_aco_prewait_hook)(ev_aco_t *a);
+/* eventer_fini drops a proxy coroutine that is still suspended: the proxy
+ * layer frees what it holds for it (set by the proxy layer). */
+extern void (*ev_aco_proxy_fini_hook)(ev_aco_t *a);
 
 static inline aco_t *ev_aco_co(ev_aco_t *a) { return (aco_t *)a - 1; }
 static inline ev_aco_t *ev_aco_of(aco_t *co) { return (ev_aco_t *)aco_ext(co); }

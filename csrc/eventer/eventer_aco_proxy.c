@@ -215,6 +215,15 @@ static void ev_proxy_main(void) {
   }
 }
 
+/* ev_aco_proxy_fini_hook: the loop is going away with proxy coroutine a
+ * still suspended (its foreign coroutine never ended): free the proxy.  The
+ * foreign side must not use it any more (the Go driver has stopped). */
+static void ev_proxy_fini(ev_aco_t *a) {
+  eventer_aco_proxy_t *p = ev_aco_co(a)->arg;
+  eventer_aco_co_release(p->h);
+  free(p);
+}
+
 eventer_aco_proxy_t *eventer_aco_proxy_new(uint64_t foreign_id) {
   ev_loop_t *l = ev_loop_self();
   if (!l) {
@@ -244,6 +253,7 @@ eventer_aco_proxy_t *eventer_aco_proxy_new(uint64_t foreign_id) {
   p->h = ev_aco_handle_of(a);
   eventer_aco_co_ref(p->h); /* ours, for cancel/join after it ends */
   ev_aco_prewait_hook = ev_proxy_prewait_done;
+  ev_aco_proxy_fini_hook = ev_proxy_fini;
   /* run it to its idle park, where eventer_aco_proxy_wait finds it */
   if (aco_current() == NULL) ev_aco_resume(a);
   return p;

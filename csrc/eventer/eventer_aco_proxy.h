@@ -116,7 +116,8 @@ int eventer_aco_proxy_busy(const eventer_aco_proxy_t *p);
 eventer_aco_co_t *eventer_aco_proxy_handle(eventer_aco_proxy_t *p);
 /* Ends the proxy's coroutine and frees it.  0, or -1/EBUSY while an
  * operation is parked (cancel it and wait for its step first), EINVAL
- * off its loop thread. */
+ * off its loop thread.  eventer_fini frees the proxies still alive then
+ * (the driver must not use them afterwards). */
 int eventer_aco_proxy_free(eventer_aco_proxy_t *p);
 
 /* ---- the driver's wake-up ------------------------------------------------

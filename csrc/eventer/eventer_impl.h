@@ -244,6 +244,8 @@ void ev_reg_drop_all(ev_loop_t *l);
 void ev_recur_unlink(ev_loop_t *l, eventer_t e);
 /* Fatal message for an fd callback that returned 0 while registered. */
 void ev_fatal_not_removed(eventer_t e, int kind) __attribute__((noreturn));
+/* Calls fn for each fd event registered on l (fini: l does not run). */
+void ev_fdtab_foreach(ev_loop_t *l, void (*fn)(eventer_t e));
 /* Clears the fd table (fini). */
 void ev_fdtab_reset(void);
 /* eventer_t timer node fire function (compared at fini). */

@@ -817,7 +817,60 @@ static void test_100k_sleepers(void) {
   ev_teardown();
 }
 
+/* coroutines still suspended at eventer_fini are dropped without running
+ * again: asleep, parked with a timeout, reading with and without one.  No
+ * use after free of their timers or waits; the references the eventer
+ * held for their waits are released (the events the coroutines made are
+ * theirs: freed here after fini); their handles report done. */
+static eventer_aco_t fini_ev[2];
+static void fini_reader(void) {
+  long *tmo_ms = eventer_aco_arg();
+  int fd = (int)tmo_ms[1];
+  eventer_aco_t e = aco_fd(fd);
+  fini_ev[tmo_ms[2]] = e;
+  char buf[8];
+  struct timeval tmo = ms(tmo_ms[0]);
+  eventer_aco_read(e, buf, sizeof(buf), tmo_ms[0] ? &tmo : NULL);
+  done++; /* not reached */
+}
+
+static void test_suspended_at_fini(void) {
+  ev_setup_external(1);
+  done = 0;
+  int sv[2], sw[2];
+  sockpair(sv);
+  sockpair(sw);
+  struct timeval long_sleep = ms(60000);
+  long with_tmo[3] = {60000, sv[0], 0}, no_tmo[3] = {0, sw[0], 1};
+  eventer_aco_co_t *h[4] = {
+      eventer_aco_spawn(sleeper, &long_sleep, NULL),
+      eventer_aco_spawn(parker_fn, NULL, NULL),
+      eventer_aco_spawn(fini_reader, with_tmo, NULL),
+      eventer_aco_spawn(fini_reader, no_tmo, NULL),
+  };
+  for (int i = 0; i < 4; i++) {
+    T_CHECK(h[i] != NULL);
+    T_CHECK(!eventer_aco_co_done(h[i]));
+  }
+  T_EQ(eventer_allocations_current(), 2);
+  eventer_fini();
+  T_EQ(done, 0);
+  T_EQ(eventer_allocations_current(), 2); /* only the coroutines' own */
+  for (int i = 0; i < 2; i++) eventer_free((eventer_t)fini_ev[i]);
+  T_EQ(eventer_allocations_current(), 0);
+  for (int i = 0; i < 4; i++) {
+    T_CHECK(eventer_aco_co_done(h[i]));
+    T_ERRNO(eventer_aco_cancel(h[i]), ESRCH);
+    eventer_aco_co_release(h[i]);
+  }
+  for (int i = 0; i < 2; i++) {
+    close(sv[i]);
+    close(sw[i]);
+  }
+}
+
 T_MAIN({"start_and_sleep", test_start_and_sleep},
+       {"suspended_at_fini", test_suspended_at_fini},
        {"sleep_cooperates", test_sleep_cooperates},
        {"no_stale_timeout", test_no_stale_timeout},
        {"read_timeout", test_read_timeout},

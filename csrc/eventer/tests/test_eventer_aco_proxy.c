@@ -441,7 +441,24 @@ static void test_new_and_free(void) {
   for (int i = n - 1; i >= 0; i--) px_free(ps[i]);
   free(ps);
   quiet(5);
+
+  /* alive at eventer_fini (a foreign coroutine that never ended): one idle,
+   * one parked in a sleep; fini frees them (LSan/valgrind see a leak
+   * otherwise) and their handles, kept by us, report done */
+  eventer_aco_proxy_t *idle = px_new(11), *parked = px_new(12);
+  eventer_aco_co_t *hi = eventer_aco_proxy_handle(idle);
+  eventer_aco_co_t *hp = eventer_aco_proxy_handle(parked);
+  eventer_aco_co_ref(hi);
+  eventer_aco_co_ref(hp);
+  px_op(parked, EVENTER_PROXY_SLEEP, NULL, NULL, 0, 60000);
+  T_EQ(px_run(parked), 0);
+  T_CHECK(!eventer_aco_co_done(hp));
   drv_teardown();
+  T_CHECK(eventer_aco_co_done(hi));
+  T_CHECK(eventer_aco_co_done(hp));
+  T_ERRNO(eventer_aco_cancel(hp), ESRCH);
+  eventer_aco_co_release(hi);
+  eventer_aco_co_release(hp);
 }
 
 /* ---- READ / WRITE --------------------------------------------------------------------- */
