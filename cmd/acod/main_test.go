@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +19,12 @@ import (
 // the arguments after "--".
 func TestMain(m *testing.M) {
 	if os.Getenv("ACOD_CHILD") == "1" {
+		if n, err := strconv.Atoi(os.Getenv("ACOD_NOFILE")); err == nil {
+			lim := syscall.Rlimit{Cur: uint64(n), Max: uint64(n)}
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				panic(err)
+			}
+		}
 		args := os.Args
 		for i, a := range args {
 			if a == "--" {
@@ -37,13 +46,20 @@ type server struct {
 
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
+	return startServerWith(t, nil, os.Stderr, args...)
+}
+
+// startServerWith starts acod with extra environment and its stderr to
+// stderr.
+func startServerWith(t *testing.T, env []string, stderr io.Writer, args ...string) *server {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
-	cmd.Env = append(os.Environ(), "ACOD_CHILD=1")
+	cmd.Env = append(append(os.Environ(), "ACOD_CHILD=1"), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,4 +219,70 @@ func TestBadFlags(t *testing.T) {
 	if !strings.Contains(string(out), "acod:") || !strings.Contains(string(out), "Listen") {
 		t.Fatalf("unclear error: %s", out)
 	}
+}
+
+// lockedBuffer is an io.Writer safe for the child's stderr copier and the
+// test reading it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Out of file descriptors: with RLIMIT_NOFILE at 64 and 150 clients at
+// once, accept fails with EMFILE.  acod must log it, back off, and serve
+// every client as the first ones leave, without dying or spinning.
+func TestFdExhaustion(t *testing.T) {
+	var stderr lockedBuffer
+	s := startServerWith(t, []string{"ACOD_NOFILE=64"}, &stderr,
+		"-addr", "127.0.0.1:0", "-loops", "2")
+	const n = 150
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			c, err := net.DialTimeout("tcp", s.addr, 10*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			r := bufio.NewReader(c)
+			io.WriteString(c, "hi\n")
+			if l, err := r.ReadString('\n'); l != "thanks!\n" {
+				errs <- fmt.Errorf("got %q, %v", l, err)
+				return
+			}
+			io.WriteString(c, "quit\n")
+			if l, err := r.ReadString('\n'); l != "quitter!\n" {
+				errs <- fmt.Errorf("got %q, %v", l, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("client: %v\nacod's stderr:\n%s", err, stderr.String())
+		}
+	}
+	if !strings.Contains(stderr.String(), "too many open files") {
+		t.Fatalf("acod never ran out of fds (the test proves nothing):\n%s", stderr.String())
+	}
+	t.Logf("%d accept warnings", strings.Count(stderr.String(), "too many open files"))
+	// still serving
+	c, r := dial(t, s.addr)
+	io.WriteString(c, "after\n")
+	expectLine(t, r, "thanks!")
 }
