@@ -163,7 +163,9 @@ bench: lib
 	@scripts/bench.sh
 
 run:
-	go run ./cmd/acod
+	@scripts/deps.sh run
+	scripts/cgo-stamp.sh
+	go run ./cmd/acod $(ARGS)
 
 clean:
 	rm -rf $(BUILD)

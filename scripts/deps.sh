@@ -6,11 +6,14 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have gcc                    || need+=(gcc)
 have make                   || need+=(make)
 have pkg-config             || need+=(pkg-config)
-have aarch64-linux-gnu-gcc  || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
-have qemu-aarch64-static    || need+=(qemu-user-static)
-have valgrind               || need+=(valgrind)
-[ -f /usr/include/valgrind/valgrind.h ] || need+=(valgrind)
-have timeout                || need+=(coreutils)
+# `deps.sh run`: only what building and running acod needs (cgo: gcc)
+if [ "${1:-}" != run ]; then
+  have aarch64-linux-gnu-gcc  || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  have qemu-aarch64-static    || need+=(qemu-user-static)
+  have valgrind               || need+=(valgrind)
+  [ -f /usr/include/valgrind/valgrind.h ] || need+=(valgrind)
+  have timeout                || need+=(coreutils)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
