@@ -544,3 +544,49 @@ func TestCoOutlivesShutdown(t *testing.T) {
 	runtime.GC()
 	runtime.GC()
 }
+
+// A regular file can't be waited for (epoll refuses it), but its reads and
+// writes never block: an AcoEvent on one reads and writes through, also
+// right after a write or a short read, and reports EOF.
+func TestRegularFile(t *testing.T) {
+	setup(t, 1)
+	f, err := os.CreateTemp(t.TempDir(), "aco")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.SetNonblock(fd, true)
+	err = inCo(t, 0, func(co *Co) error {
+		ae := co.SetEventerAco(fdEvent(t, fd))
+		defer func() { ae.Close(); ae.Free() }()
+		if n, err := ae.Write([]byte("hello world"), time.Second); n != 11 || err != nil {
+			return fmt.Errorf("write: %d, %v", n, err)
+		}
+		if _, err := unix.Seek(fd, 0, 0); err != nil {
+			return err
+		}
+		buf := make([]byte, 8)
+		var got []byte
+		for {
+			n, err := ae.Read(buf, time.Second)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read after %q: %v", got, err)
+			}
+		}
+		if string(got) != "hello world" {
+			return fmt.Errorf("read %q", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -39,6 +39,9 @@ type AcoEvent struct {
 	// would find EAGAIN.  Only for the posix opset (a custom opset, e.g.
 	// TLS, may hold data the socket does not show).
 	drained bool
+	// noSkip: a skipped read's wait was refused (EPERM: a regular file,
+	// which epoll can't watch and whose reads never block): always read.
+	noSkip bool
 }
 
 // Event is the underlying fd event.
@@ -81,6 +84,16 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 		}
 		return 0 // expired: the wait fails at once
 	}
+	skipped := false
+	// retrySkipped: the wait that replaced a skipped read failed with
+	// EPERM (the fd can't be polled): read for real, now and from now on
+	retrySkipped := func(errno syscall.Errno) bool {
+		if skipped && errno == syscall.EPERM {
+			skipped, a.noSkip = false, true
+			return true
+		}
+		return false
+	}
 	for {
 		var rc int
 		var res int64
@@ -91,8 +104,8 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 			if *a.posixClosed != 0 {
 				return -1, syscall.EBADF
 			}
-			if code == cgo.IORead && a.drained && remaining() != 0 {
-				a.drained = false
+			if code == cgo.IORead && a.drained && !a.noSkip && remaining() != 0 {
+				a.drained, skipped = false, true
 				errno = syscall.EAGAIN // skip the read that would find nothing
 			} else {
 				res, errno = rawIO(code, a.fd, p)
@@ -128,6 +141,9 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 		switch rc {
 		case 2:
 			if res < 0 {
+				if retrySkipped(errno) {
+					continue
+				}
 				return -1, errno
 			}
 			continue // ready already
@@ -141,14 +157,21 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 			// before anything else runs on the loop
 			co.data = nil
 			if res < 0 {
+				if retrySkipped(errno) {
+					continue
+				}
 				return -1, errno
 			}
 			a.drained = len(data) > 0 && len(data) < len(p)
 			return int64(copy(p, data)), 0
 		}
 		if res < 0 {
+			if retrySkipped(errno) {
+				continue
+			}
 			return -1, errno
 		}
+		skipped = false
 	}
 }
 
