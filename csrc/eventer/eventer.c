@@ -133,11 +133,9 @@ eventer_t eventer_alloc_copy(eventer_t src) {
   return e;
 }
 
-eventer_t eventer_alloc_fd(eventer_func_t func, void *closure, int fd,
-                           int mask) {
-  if (!func || fd < 0 ||
-      !(mask & (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION)) ||
-      (mask & ~(EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION))) {
+/* A new event with its callback and mask; EINVAL without a callback. */
+static eventer_t ev_new_cb(eventer_func_t func, void *closure, int mask) {
+  if (!func) {
     errno = EINVAL;
     return NULL;
   }
@@ -145,50 +143,35 @@ eventer_t eventer_alloc_fd(eventer_func_t func, void *closure, int fd,
   if (!e) return NULL;
   e->callback = func;
   e->closure = closure;
-  e->fd = fd;
   e->mask = mask;
+  return e;
+}
+
+eventer_t eventer_alloc_fd(eventer_func_t func, void *closure, int fd,
+                           int mask) {
+  if (fd < 0 || !(mask & (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION)) ||
+      (mask & ~(EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  eventer_t e = ev_new_cb(func, closure, mask);
+  if (e) e->fd = fd;
   return e;
 }
 
 eventer_t eventer_alloc_timer(eventer_func_t func, void *closure,
                               struct timeval *whence) {
-  if (!func) {
-    errno = EINVAL;
-    return NULL;
-  }
-  eventer_t e = ev_new();
-  if (!e) return NULL;
-  e->callback = func;
-  e->closure = closure;
-  e->mask = EVENTER_TIMER;
-  if (whence) e->whence = *whence;
+  eventer_t e = ev_new_cb(func, closure, EVENTER_TIMER);
+  if (e && whence) e->whence = *whence;
   return e;
 }
 
 eventer_t eventer_alloc_recurrent(eventer_func_t func, void *closure) {
-  if (!func) {
-    errno = EINVAL;
-    return NULL;
-  }
-  eventer_t e = ev_new();
-  if (!e) return NULL;
-  e->callback = func;
-  e->closure = closure;
-  e->mask = EVENTER_RECURRENT;
-  return e;
+  return ev_new_cb(func, closure, EVENTER_RECURRENT);
 }
 
 eventer_t eventer_alloc_asynch(eventer_func_t func, void *closure) {
-  if (!func) {
-    errno = EINVAL;
-    return NULL;
-  }
-  eventer_t e = ev_new();
-  if (!e) return NULL;
-  e->callback = func;
-  e->closure = closure;
-  e->mask = EVENTER_ASYNCH;
-  return e;
+  return ev_new_cb(func, closure, EVENTER_ASYNCH);
 }
 
 eventer_t eventer_alloc_asynch_timeout(eventer_func_t func, void *closure,
@@ -594,13 +577,15 @@ eventer_t ev_reg_remove(ev_loop_t *l, eventer_t e) {
      * cross-thread queue: apply it, then remove whatever it became. */
     ev_inbox_drain(l);
     if (EV_LOAD(&e->state) == EV_ST_QUEUED) {
-      /* a pending trigger: it is in our FIFO */
-      EV_ASSERT(e->xop == EV_XOP_TRIGGER, "after a drain only triggers"
-                                          " stay queued");
-      int found = ev_fifo_unlink(l, &e->xtask);
-      EV_ASSERT(found, "a queued trigger is in its owner's task FIFO");
-      EV_STORE(&e->state, EV_ST_NONE);
-      return e;
+      /* a pending trigger is in our FIFO */
+      if (e->xop == EV_XOP_TRIGGER && ev_fifo_unlink(l, &e->xtask)) {
+        EV_STORE(&e->state, EV_ST_NONE);
+        return e;
+      }
+      /* otherwise another thread has reserved the event for an add or a
+       * trigger and not posted it yet: the remove came first */
+      errno = ENOENT;
+      return NULL;
     }
     if (EV_LOAD(&e->state) == EV_ST_NONE) {
       errno = ENOENT; /* the queued add failed (and freed nothing: we

@@ -152,6 +152,8 @@ struct eventer_loop {
   pthread_mutex_t inbox_lock;
   eventer_task_t *inbox_head, *inbox_tail;
   int inbox_nonempty;      /* __atomic hint for eventer_next_timeout_us */
+  eventer_task_t *draining; /* what ev_inbox_drain took and has yet to apply
+                             * (a nested drain goes on with it, in order) */
 
   /* owner-only task FIFO */
   eventer_task_t *fifo_head, *fifo_tail;

@@ -394,16 +394,32 @@ int ev_fifo_unlink(ev_loop_t *l, eventer_task_t *t) {
   return 1;
 }
 
-void ev_inbox_drain(ev_loop_t *l) {
-  if (!EV_LOAD(&l->inbox_nonempty)) return;
+/* Takes the cross-thread queue (owner thread). */
+static eventer_task_t *inbox_take(ev_loop_t *l) {
   pthread_mutex_lock(&l->inbox_lock);
   eventer_task_t *list = l->inbox_head;
   l->inbox_head = l->inbox_tail = NULL;
   EV_STORE(&l->inbox_nonempty, 0);
   pthread_mutex_unlock(&l->inbox_lock);
-  while (list) {
-    eventer_task_t *t = list;
-    list = t->next;
+  return list;
+}
+
+/* Applies the cross-thread queue in the order it was posted.  An applied
+ * message may drain again (a remove of an event whose add is queued): that
+ * nested drain first goes on with what this one took, so nothing posted
+ * later overtakes it. */
+void ev_inbox_drain(ev_loop_t *l) {
+  if (!l->draining) {
+    if (!EV_LOAD(&l->inbox_nonempty)) return;
+    l->draining = inbox_take(l);
+  } else if (EV_LOAD(&l->inbox_nonempty)) {
+    eventer_task_t *tail = l->draining;
+    while (tail->next) tail = tail->next;
+    tail->next = inbox_take(l);
+  }
+  while (l->draining) {
+    eventer_task_t *t = l->draining;
+    l->draining = t->next;
     t->next = NULL;
     /* Registration changes apply now, so that a timer added from another
      * thread is on the heap before this iteration's timer phase; anything
@@ -792,10 +808,7 @@ static void drop_queued(ev_loop_t *l) {
     int k = l->paused.kind;
     ev_deref_n(e, (k == EV_DK_FD || k == EV_DK_RECUR) ? 1 : 2);
   }
-  pthread_mutex_lock(&l->inbox_lock);
-  eventer_task_t *list = l->inbox_head;
-  l->inbox_head = l->inbox_tail = NULL;
-  pthread_mutex_unlock(&l->inbox_lock);
+  eventer_task_t *list = inbox_take(l);
   while (list) {
     eventer_task_t *t = list;
     list = t->next;

@@ -318,6 +318,63 @@ static void test_cross_thread_remove_update(void) {
   close(p[1]);
 }
 
+/* An add and a remove of one event racing from two non-owner threads: the
+ * remove may reach the owner before the add it raced with (the add had
+ * reserved the event, not posted it yet).  Nothing aborts, nothing leaks,
+ * and every add ends removed or registered. */
+static eventer_t race_ev;
+static int race_stop, race_adds, race_removes;
+
+static void *race_adder(void *arg) {
+  (void)arg;
+  while (!LOADA(&race_stop)) {
+    eventer_ref(race_ev); /* the reference the add hands over */
+    if (eventer_add(race_ev) == 0)
+      INC(&race_adds);
+    else
+      eventer_deref(race_ev);
+  }
+  return NULL;
+}
+
+static void *race_remover(void *arg) {
+  (void)arg;
+  while (!LOADA(&race_stop))
+    if (eventer_remove(race_ev) == NULL && errno == EINPROGRESS)
+      INC(&race_removes);
+  return NULL;
+}
+
+static void test_cross_thread_add_remove_race(void) {
+  set_concurrency(1);
+  T_EQ(eventer_init(), 0);
+  int64_t base = eventer_allocations_current();
+  struct timeval far = {t_now_us() / 1000000 + 3600, 0};
+  race_ev = eventer_alloc_timer(never_cb, NULL, &far);
+  T_EQ(eventer_set_owner(race_ev, eventer_choose_owner(0)), 0);
+  race_stop = race_adds = race_removes = 0;
+  pthread_t a, r;
+  pthread_create(&a, NULL, race_adder, NULL);
+  pthread_create(&r, NULL, race_remover, NULL);
+  usleep((useconds_t)t_scale(500000, 5));
+  __atomic_store_n(&race_stop, 1, __ATOMIC_RELEASE);
+  pthread_join(a, NULL);
+  pthread_join(r, NULL);
+  T_CHECK(LOADA(&race_adds) > 0);
+  T_CHECK(LOADA(&race_removes) > 0);
+  /* whatever is left registered or queued goes with more removes */
+  uint64_t end = t_now_us() + 10000000u;
+  while (eventer_remove(race_ev) != NULL || errno != ENOENT) {
+    T_CHECK(t_now_us() < end);
+    usleep(1000);
+  }
+  T_EQ(eventer_allocations_current(), base + 1);
+  eventer_free(race_ev);
+  eventer_shutdown();
+  eventer_loop_return();
+  ev_teardown();
+}
+
 /* ---- external drivers: one thread per loop, run_once until stopped ------------------------ */
 
 static int ext_ready, ext_hits;
@@ -519,6 +576,7 @@ T_MAIN({"cross_thread_contention", test_cross_thread_contention},
        {"cross_thread_timer_on_time", test_cross_thread_timer_on_time},
        {"pools_and_owners", test_pools_and_owners},
        {"cross_thread_remove_update", test_cross_thread_remove_update},
+       {"cross_thread_add_remove_race", test_cross_thread_add_remove_race},
        {"external_drivers", test_external_drivers},
        {"loop_exit_and_wrong_thread", test_loop_exit_and_wrong_thread},
        {"teardown_releases_everything", test_teardown_releases_everything},
