@@ -94,7 +94,9 @@ static void ev_aco_loop_fini(ev_loop_t *l) {
     ev_aco_t *a = EV_CONTAINER_OF(al->all.head.next, ev_aco_t, all);
     ev_aco_unlink(&a->all);
     ev_aco_unlink(&a->link);
-    eventer_timer_node_remove(&a->timer); /* a pending timeout or sleep */
+    if (a->timer.loop) /* a pending timeout, sleep or resume (fini may
+                        * run on another thread: no owner check) */
+      ev_heap_remove(a->timer.loop, &a->timer);
     if (a->handle) {
       a->handle->a = NULL;
       __atomic_store_n(&a->handle->done, 1, __ATOMIC_RELEASE);
@@ -1033,23 +1035,9 @@ int eventer_aco_connect(eventer_aco_t ae, const struct sockaddr *addr,
   uint64_t deadline = ev_aco_deadline(timeout);
   eventer_ref(e);
   int err = 0;
-  a->aux = EVENTER_WRITE;
-  ev_aco_link_tail(&st->waiters, &a->link);
-  if (ev_aco_fd_sync(e, st) != 0) {
-    err = errno;
-    ev_aco_unlink(&a->link);
-  } else {
-    ev_aco_unlink(&a->link);
-    int w = ev_aco_park(a, &st->waiters, deadline, EV_WAIT_CANCELLABLE);
-    if (w != EV_WAKE_READY) {
-      ev_aco_fd_idle(e, st);
-      err = ev_aco_wake_errno(w);
-    } else if (st->closed) {
-      err = EBADF;
-    } else {
-      socklen_t sl = sizeof(err);
-      if (getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &sl) != 0) err = errno;
-    }
+  if (ev_aco_fd_wait(a, e, st, EVENTER_WRITE, deadline, &err) == EV_WAKE_READY) {
+    socklen_t sl = sizeof(err);
+    if (getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &sl) != 0) err = errno;
   }
   eventer_deref(e);
   if (err) {

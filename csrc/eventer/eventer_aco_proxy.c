@@ -220,6 +220,7 @@ static void ev_proxy_main(void) {
  * foreign side must not use it any more (the Go driver has stopped). */
 static void ev_proxy_fini(ev_aco_t *a) {
   eventer_aco_proxy_t *p = ev_aco_co(a)->arg;
+  if (p->emit_pending) ev_fifo_unlink(p->loop, &p->emit_task);
   eventer_aco_co_release(p->h);
   free(p);
 }

@@ -853,6 +853,8 @@ static void test_suspended_at_fini(void) {
     T_CHECK(!eventer_aco_co_done(h[i]));
   }
   T_EQ(eventer_allocations_current(), 2);
+  /* from a thread that is no longer the loop's, as the Go binding does */
+  T_EQ(eventer_loop_detach(), 0);
   eventer_fini();
   T_EQ(done, 0);
   T_EQ(eventer_allocations_current(), 2); /* only the coroutines' own */

@@ -453,7 +453,21 @@ static void test_new_and_free(void) {
   px_op(parked, EVENTER_PROXY_SLEEP, NULL, NULL, 0, 60000);
   T_EQ(px_run(parked), 0);
   T_CHECK(!eventer_aco_co_done(hp));
+  /* and two that completed in one callback: the second one's completion
+   * still waits in a task for the next iteration */
+  int sv[2];
+  sockpair(sv);
+  eventer_aco_proxy_t *r1 = px_new(13), *r2 = px_new(14);
+  eventer_t e = px_convert(r1, sv[0]);
+  T_EQ(px_wait(r1, e, EVENTER_READ, 64, NO_TMO), 0);
+  T_EQ(px_wait(r2, e, EVENTER_READ, 64, NO_TMO), 0);
+  T_EQ(write(sv[1], "both", 4), 4);
+  drive_until_res(nres + 1, 5000);
+  T_CHECK(eventer_aco_proxy_busy(r2));
+  eventer_aco_free((eventer_aco_t)e);
   drv_teardown();
+  close(sv[0]);
+  close(sv[1]);
   T_CHECK(eventer_aco_co_done(hi));
   T_CHECK(eventer_aco_co_done(hp));
   T_ERRNO(eventer_aco_cancel(hp), ESRCH);
