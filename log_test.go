@@ -2,11 +2,17 @@ package eventer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 type captureHandler struct {
@@ -32,6 +38,51 @@ func TestCLogsGoToSlog(t *testing.T) {
 	SetDebug(true)
 	defer SetDebug(false)
 	if err := inCo(t, 0, func(co *Co) error { return co.Sleep(time.Millisecond) }); err != nil {
+		t.Fatal(err)
+	}
+	// reads and writes that wait, through every proxy call, log as well
+	a, b := socketpair(t)
+	defer unix.Close(b)
+	AddIn(5*time.Millisecond, func(*Event, Mask, time.Time) Mask { unix.Write(b, []byte("x")); return 0 })
+	err := inCo(t, 0, func(co *Co) error {
+		ae := co.SetEventerAco(fdEvent(t, a))
+		defer func() { ae.Close(); ae.Free() }()
+		buf := make([]byte, 4)
+		if _, err := ae.Read(buf, time.Second); err != nil {
+			return err
+		}
+		if _, err := ae.Write([]byte("y"), time.Second); err != nil {
+			return err
+		}
+		_, err := ae.Read(buf, 5*time.Millisecond) // times out
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("want a timeout, got %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			c.Close()
+		}
+	}()
+	err = inCo(t, 0, func(co *Co) error {
+		lae := co.SetEventerAco(ln)
+		defer func() { lae.Close(); lae.Free() }()
+		c, err := lae.Accept(time.Second)
+		if err == nil {
+			c.Free()
+		}
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	SetDebug(false)

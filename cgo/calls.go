@@ -2,9 +2,7 @@ package cgo
 
 /*
 #cgo noescape ev_go_io
-#cgo nocallback ev_go_io
 #cgo noescape ev_go_wait
-#cgo nocallback ev_go_wait
 #include "glue.h"
 #include <errno.h>
 #include <string.h>
