@@ -84,16 +84,7 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 		}
 		return 0 // expired: the wait fails at once
 	}
-	skipped := false
-	// retrySkipped: the wait that replaced a skipped read failed with
-	// EPERM (the fd can't be polled): read for real, now and from now on
-	retrySkipped := func(errno syscall.Errno) bool {
-		if skipped && errno == syscall.EPERM {
-			skipped, a.noSkip = false, true
-			return true
-		}
-		return false
-	}
+	skipped := false // this attempt's read was skipped (a.drained)
 	for {
 		var rc int
 		var res int64
@@ -138,40 +129,32 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 				return res, errno
 			}
 		}
+		var data []byte
 		switch rc {
-		case 2:
-			if res < 0 {
-				if retrySkipped(errno) {
-					continue
-				}
-				return -1, errno
-			}
-			continue // ready already
 		case -1:
 			co.complete(op, -1, -1, errno, nil) // panics with the misuse
 			return -1, errno
-		}
-		res, errno = co.complete(op, 0, 0, 0, nil)
-		if data := co.data; data != nil {
-			// the wait read for us already (read-through): copy it out
-			// before anything else runs on the loop
-			co.data = nil
-			if res < 0 {
-				if retrySkipped(errno) {
-					continue
-				}
-				return -1, errno
-			}
-			a.drained = len(data) > 0 && len(data) < len(p)
-			return int64(copy(p, data)), 0
+		case 0:
+			res, errno = co.complete(op, 0, 0, 0, nil)
+			// the wait may have read for us already (read-through): copy
+			// it out before anything else runs on the loop
+			data, co.data = co.data, nil
 		}
 		if res < 0 {
-			if retrySkipped(errno) {
+			if skipped && errno == syscall.EPERM {
+				// the wait that replaced a skipped read was refused: the
+				// fd can't be polled (a regular file, whose reads never
+				// block), so read for real, now and from now on
+				skipped, a.noSkip = false, true
 				continue
 			}
 			return -1, errno
 		}
-		skipped = false
+		if data != nil {
+			a.drained = len(data) > 0 && len(data) < len(p)
+			return int64(copy(p, data)), 0
+		}
+		skipped = false // ready: try again
 	}
 }
 

@@ -14,6 +14,9 @@
  */
 #include "acoeventer.h"
 
+#define BENCH_NAME "bench_eventer"
+#include "../bench_util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,11 +26,6 @@
 #include <unistd.h>
 
 static uint64_t now_ns(void) { return eventer_mono_ns(); }
-
-static void die(const char *what) {
-  fprintf(stderr, "bench_eventer: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

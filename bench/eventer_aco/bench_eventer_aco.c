@@ -35,6 +35,9 @@
  */
 #include "acoeventer.h"
 
+#define BENCH_NAME "bench_eventer_aco"
+#include "../bench_util.h"
+
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -43,30 +46,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void die(const char *what) {
-  fprintf(stderr, "bench_eventer_aco: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
 static uint64_t now_ns(void) { return eventer_mono_ns(); }
-
-static void pin_cpu(void) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return;
-  int cpu = -1;
-  const char *env = getenv("BENCH_CPU");
-  if (env && *env) {
-    cpu = atoi(env);
-  } else {
-    for (int i = 0; i < CPU_SETSIZE; i++)
-      if (CPU_ISSET(i, &set)) cpu = i;
-  }
-  if (cpu < 0) return;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  (void)sched_setaffinity(0, sizeof(set), &set);
-}
 
 static void sockpair(int sv[2]) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
@@ -102,10 +82,6 @@ static eventer_aco_t aco_fd(int fd) {
  * (so a slow spell on a shared machine hits both), and gives the median and
  * the fastest ns per operation of each. */
 #define ROUNDS 9
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 static void paired_medians(double (*f)(long), double (*g)(long), long n,
                            double *mf, double *mg, double *minf,
                            double *ming) {
@@ -322,15 +298,6 @@ static void bench_pingpong(long n) {
 }
 
 /* ---- memory ---------------------------------------------------------------- */
-
-static size_t rss_bytes(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (!f) die("/proc/self/statm");
-  unsigned long size, resident;
-  if (fscanf(f, "%lu %lu", &size, &resident) != 2) die("statm");
-  fclose(f);
-  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
 
 static eventer_aco_sem_t *mem_sem;
 static struct timeval *mem_timeout;

@@ -31,6 +31,9 @@
 #define _GNU_SOURCE
 #include "aco.h"
 
+#define BENCH_NAME "bench_aco"
+#include "../bench_util.h"
+
 #include <alloca.h>
 #include <errno.h>
 #include <malloc.h>
@@ -50,41 +53,9 @@ static double now_ns(void) {
   return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 static double median(double *v, int n) {
   qsort(v, (size_t)n, sizeof(double), cmp_double);
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void die(const char *what) {
-  fprintf(stderr, "bench_aco: %s\n", what);
-  exit(1);
-}
-
-/* Pin to one CPU (BENCH_CPU, default the last one we may run on). */
-static void pin_cpu(void) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return;
-  int cpu = -1;
-  const char *env = getenv("BENCH_CPU");
-  if (env && *env) {
-    cpu = atoi(env);
-  } else {
-    for (int i = 0; i < CPU_SETSIZE; i++)
-      if (CPU_ISSET(i, &set)) cpu = i;
-  }
-  if (cpu < 0) return;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof(set), &set) != 0)
-    fprintf(stderr, "bench_aco: sched_setaffinity(%d): %s\n", cpu,
-            strerror(errno));
-  printf("# pinned to cpu %d\n", cpu);
 }
 
 /* ---- the coroutine functions ------------------------------------------ */
@@ -163,7 +134,7 @@ static size_t measure_copy(aco_cofuncp_t fp, size_t pad) {
   aco_resume(a);
   size_t n = a->save_stack.max_cpsz;
   if (b->save_stack.max_cpsz != n || a->save_stack.valid_sz != n)
-    die("calibration: the two coroutines copied different sizes");
+    fail("calibration: the two coroutines copied different sizes");
   aco_destroy(a);
   aco_destroy(b);
   aco_share_stack_destroy(ss);
@@ -255,7 +226,7 @@ static double switch_alone(long iters, int runs) {
     timed_pairs(co, co, iters / 4 + 1); /* warm-up */
     v[r] = timed_at_depth(layout_shift(runs - r), co, co, iters);
     if (co->save_stack.ct_save != 0 || co->save_stack.ct_restore != 0)
-      die("alone: a coroutine alone on its stack was copied");
+      fail("alone: a coroutine alone on its stack was copied");
     aco_destroy(co);
     free(shift);
   }
@@ -279,12 +250,12 @@ static double switch_pair(const plan_t *p, long iters, int runs) {
     if (a->save_stack.max_cpsz != p->copied ||
         a->save_stack.valid_sz != p->copied ||
         b->save_stack.max_cpsz != p->copied)
-      die("pair: copy size changed during the run");
+      fail("pair: copy size changed during the run");
     if (p->fp != co_min) { /* the stack bytes survived all those copies */
       aa.check = ba.check = 1;
       aco_resume(a);
       aco_resume(b);
-      if (aa.ok != 1 || ba.ok != 1) die("pair: stack bytes corrupted");
+      if (aa.ok != 1 || ba.ok != 1) fail("pair: stack bytes corrupted");
     }
     aco_destroy(a);
     aco_destroy(b);
@@ -382,20 +353,11 @@ static void bench_create(int runs) {
 
 /* ---- memory ------------------------------------------------------------ */
 
-static size_t rss_bytes(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (!f) die("cannot read /proc/self/statm");
-  unsigned long size = 0, resident = 0;
-  if (fscanf(f, "%lu %lu", &size, &resident) != 2) die("bad statm");
-  fclose(f);
-  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 /* count coroutines, each suspended holding `hold` bytes in its save stack,
  * created with save_stack_sz `ssz` (0: the library's default) */
 static double mem_per_co(long count, size_t hold, size_t ssz) {
   plan_t p = plan_for(hold);
-  if (p.copied != hold) die("mem: cannot make a coroutine hold that size");
+  if (p.copied != hold) fail("mem: cannot make a coroutine hold that size");
   aco_share_stack_t *ss = aco_share_stack_new(0);
   co_arg_t arg = {.pad = p.pad, .seed = 5};
   aco_t **cos = malloc((size_t)count * sizeof(*cos));
@@ -412,7 +374,7 @@ static double mem_per_co(long count, size_t hold, size_t ssz) {
   aco_resume(flush); /* the last one is saved too */
   size_t after = rss_bytes();
   for (long i = 0; i < count; i++)
-    if (cos[i]->save_stack.valid_sz != hold) die("mem: wrong saved size");
+    if (cos[i]->save_stack.valid_sz != hold) fail("mem: wrong saved size");
   for (long i = 0; i < count; i++) aco_destroy(cos[i]);
   aco_destroy(flush);
   free(cos);

@@ -487,14 +487,11 @@ void aco_share_stack_destroy(aco_share_stack_t *ss) {
 
 /* ---- coroutines ------------------------------------------------------------ */
 
-static void aco_default_last_word(void) {}
-
 /* Reached (on the share stack) when a coroutine function returns. */
 void aco_funcp_protector(void) __asm__("aco_funcp_protector");
 void aco_funcp_protector(void) {
   aco_t *co = aco_gtls_co;
   if (aco_gtls_last_word_fp != NULL) aco_gtls_last_word_fp();
-  aco_default_last_word();
   const char *name = co ? aco_name_lookup(co, 0) : NULL;
   aco_abortf("aco: coroutine %s%s%s%p (fp %p) returned from its function; "
              "a coroutine must end with aco_exit()",

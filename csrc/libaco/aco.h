@@ -45,7 +45,10 @@
  *    than corrupting memory.  A single frame larger than a page can jump
  *    over the guard page: compile coroutine code with
  *    -fstack-clash-protection (as this library is) so every page of a big
- *    frame is probed in order and the guard page is always hit.  The SIGSEGV handler chains to whatever
+ *    frame is probed in order and the guard page is always hit; on
+ *    aarch64 also with --param stack-clash-protection-guard-size=12 (gcc
+ *    assumes a 64 KiB guard there otherwise).  The SIGSEGV handler chains
+ *    to whatever
  *    handler was installed before it (the Go runtime's included) for every
  *    fault that is not a guard-page hit, and runs on the thread's
  *    alternate signal stack (aco_thread_init installs one if the thread has

@@ -39,7 +39,6 @@
 /* right after reg[]: the floating-point control state, MXCSR (4 bytes,
  * stmxcsr) then the x87 control word (2 bytes, fnstcw); aco_t's is_end
  * and flags fill the word's last 2 bytes (acosw never touches them). */
-#define ACO_OFF_FPENV 64
 #define ACO_OFF_MXCSR 64
 #define ACO_OFF_FPUCW 68
 
