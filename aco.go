@@ -51,11 +51,10 @@ type Co struct {
 	panicValue any
 	panicStack []byte
 
-	started  chan struct{} // closed once the driver created it
-	ended    atomic.Bool
-	endedCh  chan struct{}
-	canceled atomic.Bool // Cancel before the coroutine was created
-	pinner   runtime.Pinner
+	started    chan struct{} // closed once the driver created it
+	ended      atomic.Bool
+	endedCh    chan struct{}
+	startState atomic.Int32 // coNew, coCancelPending or coStarted
 }
 
 type coSignal uint8
@@ -68,6 +67,26 @@ const (
 // stopUnwind unwinds a coroutine whose loop is shutting down.
 type stopUnwind struct{}
 
+// Co.startState: a Cancel before the driver created the coroutine is
+// passed on by startCo.
+const (
+	coNew int32 = iota
+	coCancelPending
+	coStarted
+)
+
+func newCo(fn func(co *Co), arg any) *Co {
+	return &Co{fn: fn, arg: arg, started: make(chan struct{}), endedCh: make(chan struct{})}
+}
+
+// fail ends a Co that never ran.
+func (co *Co) fail(err error) {
+	co.ended.Store(true)
+	close(co.endedCh)
+	close(co.started)
+	reportError(&OpError{Op: "AcoStart", Err: err})
+}
+
 // AcoStart starts fn in a new Go coroutine with arg (Co.Arg); returning
 // from fn ends it.  Callable before Loop, from any goroutine, from
 // callbacks and from coroutines: the coroutine is created by a loop's
@@ -78,10 +97,8 @@ func AcoStart(fn func(co *Co), arg any) *Co {
 	n := len(rt.loops)
 	rt.mu.Unlock()
 	if n == 0 {
-		co := &Co{fn: fn, arg: arg, started: make(chan struct{}), endedCh: make(chan struct{})}
-		co.ended.Store(true)
-		close(co.endedCh)
-		reportError(&OpError{Op: "AcoStart", Err: ErrNotInitialized})
+		co := newCo(fn, arg)
+		co.fail(ErrNotInitialized)
 		return co
 	}
 	return AcoStartOn(int(rt.rr.Add(1)-1)%n, fn, arg)
@@ -89,25 +106,21 @@ func AcoStart(fn func(co *Co), arg any) *Co {
 
 // AcoStartOn is AcoStart on loop i of the default pool.
 func AcoStartOn(i int, fn func(co *Co), arg any) *Co {
-	co := &Co{fn: fn, arg: arg, started: make(chan struct{}), endedCh: make(chan struct{})}
+	co := newCo(fn, arg)
 	l := loopAt(i)
 	if l == nil || fn == nil {
-		co.ended.Store(true)
-		close(co.endedCh)
 		err := error(ErrNotInitialized)
 		if fn == nil {
 			err = errors.New("nil function")
 		} else if running() {
 			err = fmt.Errorf("no loop %d", i)
 		}
-		reportError(&OpError{Op: "AcoStart", Err: err})
+		co.fail(err)
 		return co
 	}
 	co.l = l
 	if err := l.post(func() { l.startCo(co) }); err != nil {
-		co.ended.Store(true)
-		close(co.endedCh)
-		reportError(&OpError{Op: "AcoStart", Err: err})
+		co.fail(err)
 	}
 	return co
 }
@@ -119,6 +132,10 @@ func (co *Co) Start(fn func(co *Co), arg any) *Co { return AcoStartOn(co.l.idx, 
 // created and resumed only by their loop's driver) and runs it until it
 // first waits.
 func (l *loop) startCo(co *Co) {
+	if l.closed { // posted as the loop stopped (set by this driver)
+		co.fail(ErrStopped)
+		return
+	}
 	var id uint64
 	if n := len(l.freeIDs); n > 0 {
 		id = l.freeIDs[n-1]
@@ -130,10 +147,7 @@ func (l *loop) startCo(co *Co) {
 	p, err := cgo.NewProxy(id)
 	if err != nil {
 		l.freeIDs = append(l.freeIDs, id)
-		co.ended.Store(true)
-		close(co.endedCh)
-		close(co.started)
-		reportError(&OpError{Op: "AcoStart", Err: err})
+		co.fail(err)
 		return
 	}
 	co.id, co.proxy, co.handle = id, p, cgo.ProxyHandle(p)
@@ -143,7 +157,7 @@ func (l *loop) startCo(co *Co) {
 	cgo.HandleRef(co.handle)
 	runtime.AddCleanup(co, cgo.HandleRelease, co.handle)
 	l.cos[id] = co
-	if co.canceled.Load() {
+	if co.startState.Swap(coStarted) == coCancelPending {
 		_ = cgo.Cancel(co.handle) // a Cancel that came before the coroutine
 	}
 	co.next, co.stop = iter.Pull(co.body)
@@ -259,9 +273,9 @@ func (co *Co) enter(op string) {
 }
 
 // complete finishes a proxy call: rc from the C call (1 done, 0 parked,
-// -1 misuse).  While parked the loop belongs to others; buf (if any) stays
-// pinned until the C operation completed or was cancelled.
-func (co *Co) complete(op string, rc int, res int64, errno syscall.Errno, buf unsafe.Pointer) (int64, syscall.Errno) {
+// -1 misuse).  While parked the loop belongs to others.  No Go buffer is
+// held by C across the park (conn.go).
+func (co *Co) complete(op string, rc int, res int64, errno syscall.Errno) (int64, syscall.Errno) {
 	switch rc {
 	case 1:
 		return res, errno
@@ -273,10 +287,6 @@ func (co *Co) complete(op string, rc int, res int64, errno syscall.Errno, buf un
 			misuse(op, ruleInCCoroutine)
 		}
 		return -1, errno
-	}
-	if buf != nil {
-		co.pinner.Pin(buf)
-		defer co.pinner.Unpin()
 	}
 	co.park()
 	return co.res, syscall.Errno(co.errno)
@@ -294,8 +304,8 @@ func (co *Co) park() {
 // simple runs an argument-less proxy operation.
 func (co *Co) simple(op string, code int, timeout time.Duration) error {
 	co.enter(op)
-	rc, res, errno := cgo.ProxyIO(co.proxy, code, nil, nil, 0, timeoutNs(timeout))
-	res, errno = co.complete(op, rc, res, errno, nil)
+	rc, res, errno := cgo.ProxyIO(co.proxy, code, nil, timeoutNs(timeout))
+	res, errno = co.complete(op, rc, res, errno)
 	if res < 0 {
 		return errnoError(op, errno)
 	}
@@ -354,17 +364,11 @@ func (co *Co) Cancel() error {
 	}
 	// C keeps the cancel: it ends the pending wait, or fails the next call
 	// that would wait (eventer_aco_cancel), exactly as for a C coroutine
-	select {
-	case <-co.started:
-	default:
-		co.canceled.Store(true) // not created yet: startCo passes it on
-		select {
-		case <-co.started:
-		default:
-			return nil
-		}
+	if co.startState.CompareAndSwap(coNew, coCancelPending) ||
+		co.startState.Load() == coCancelPending {
+		return nil // not created yet: startCo passes it on
 	}
-	if co.handle != nil && !co.ended.Load() {
+	if !co.ended.Load() { // started: co.handle is set
 		_ = withLive(func() error { return cgo.Cancel(co.handle) }) // ESRCH: it ended meanwhile
 	}
 	return nil
@@ -386,7 +390,7 @@ func (co *Co) Join(other *Co, timeout time.Duration) error {
 		default:
 			// not created yet: let its loop get to it
 			if err := co.Yield(); err != nil {
-				return err
+				return asOp(op, err)
 			}
 			if timeout > 0 && time.Now().After(deadline) {
 				return errnoError(op, syscall.ETIMEDOUT)
@@ -404,7 +408,7 @@ func (co *Co) Join(other *Co, timeout time.Duration) error {
 				return errnoError(op, syscall.ETIMEDOUT)
 			}
 			if err := co.Sleep(time.Millisecond); err != nil {
-				return err
+				return asOp(op, err)
 			}
 		}
 		return nil
@@ -416,7 +420,7 @@ func (co *Co) Join(other *Co, timeout time.Duration) error {
 		}
 	}
 	rc, res, errno := cgo.ProxyJoin(co.proxy, other.handle, timeoutNs(rem))
-	res, errno = co.complete(op, rc, res, errno, nil)
+	res, errno = co.complete(op, rc, res, errno)
 	if res < 0 {
 		return errnoError(op, errno)
 	}
@@ -448,7 +452,7 @@ func (co *Co) RunAsynch(q *JobQueue, fn func()) error {
 	}
 	id := registerAsynch(fn)
 	rc, res, errno := cgo.ProxyAsynch(co.proxy, qp, subq, id)
-	res, errno = co.complete(op, rc, res, errno, nil)
+	res, errno = co.complete(op, rc, res, errno)
 	if res < 0 {
 		forgetAsynch(id)
 		return errnoError(op, errno)
@@ -517,8 +521,8 @@ func (co *Co) SetEventerAco(e *Event) *AcoEvent {
 		ae.view = true
 		ae.e = &Event{ptr: e.ptr, fd: e.fd, id: e.id, cb: e.cb, epoch: e.epoch}
 	} else {
-		rc, res, errno := cgo.ProxyIO(co.proxy, cgo.OpConvert, e.ptr, nil, 0, -1)
-		res, errno = co.complete(op, rc, res, errno, nil)
+		rc, res, errno := cgo.ProxyIO(co.proxy, cgo.OpConvert, e.ptr, -1)
+		res, errno = co.complete(op, rc, res, errno)
 		if res < 0 {
 			ae.err = errnoError(op, errno)
 			return ae
@@ -556,10 +560,10 @@ func (co *Co) Connect(network, address string, timeout time.Duration) (*AcoEvent
 	if ae.err != nil {
 		ev.Free()
 		unix.Close(fd)
-		return nil, ae.err
+		return nil, asOp(op, ae.err)
 	}
 	rc, res, errno := cgo.ProxyConnect(co.proxy, ev.ptr, raw, timeoutNs(timeout))
-	res, errno = co.complete(op, rc, res, errno, nil)
+	res, errno = co.complete(op, rc, res, errno)
 	if res < 0 {
 		ae.closeAndFree()
 		return nil, errnoError(op, errno)

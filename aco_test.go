@@ -400,9 +400,19 @@ func TestCancelJoinParkWake(t *testing.T) {
 			if err := co.Join(co, 0); !errors.Is(err, syscall.EDEADLK) {
 				return fmt.Errorf("self join: %v", err)
 			}
-			// across loops
+			// across loops; cancelled while it waits, the error is Join's
 			far := AcoStartOn(1, func(c *Co) { c.Sleep(10 * time.Millisecond) }, nil)
-			return co.Join(far, 0)
+			if err := co.Join(far, 0); err != nil {
+				return err
+			}
+			farSlow := AcoStartOn(1, func(c *Co) { c.Sleep(time.Second) }, nil)
+			co.Cancel()
+			err := co.Join(farSlow, 0)
+			farSlow.Cancel()
+			if !errors.Is(err, ErrCanceled) || !strings.Contains(err.Error(), "Co.Join") {
+				return fmt.Errorf("cancelled cross-loop join: %v", err)
+			}
+			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -588,5 +598,44 @@ func TestRegularFile(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Coroutines started while the loops stop either run or fail: every one
+// ends (Done closes) and Wake answers, none is left hanging.
+func TestStartRacingShutdown(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		if err := Init(WithConcurrency(2), WithErrorHandler(func(error) {})); err != nil {
+			t.Fatal(err)
+		}
+		cos := make(chan *Co, 1000)
+		go func() {
+			for i := 0; i < 1000; i++ {
+				cos <- AcoStart(func(co *Co) { co.Park(0) }, nil)
+			}
+			close(cos)
+		}()
+		time.Sleep(time.Duration(round%5) * 100 * time.Microsecond)
+		Shutdown()
+		if err := Loop(); err != nil {
+			t.Fatal(err)
+		}
+		for co := range cos {
+			select {
+			case <-co.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: a coroutine never ended", round)
+			}
+			woke := make(chan error, 1)
+			go func() { woke <- co.Wake() }()
+			select {
+			case err := <-woke:
+				if err == nil {
+					t.Fatalf("round %d: Wake of an ended coroutine succeeded", round)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: Wake hung", round)
+			}
+		}
 	}
 }

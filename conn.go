@@ -132,10 +132,10 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 		var data []byte
 		switch rc {
 		case -1:
-			co.complete(op, -1, -1, errno, nil) // panics with the misuse
+			co.complete(op, -1, -1, errno) // panics with the misuse
 			return -1, errno
 		case 0:
-			res, errno = co.complete(op, 0, 0, 0, nil)
+			res, errno = co.complete(op, 0, 0, 0)
 			// the wait may have read for us already (read-through): copy
 			// it out before anything else runs on the loop
 			data, co.data = co.data, nil
@@ -232,8 +232,8 @@ func (a *AcoEvent) Close() error {
 		return err
 	}
 	a.closed = true
-	rc, res, errno := cgo.ProxyIO(a.co.proxy, cgo.OpClose, a.e.ptr, nil, 0, -1)
-	res, errno = a.co.complete(op, rc, res, errno, nil)
+	rc, res, errno := cgo.ProxyIO(a.co.proxy, cgo.OpClose, a.e.ptr, -1)
+	res, errno = a.co.complete(op, rc, res, errno)
 	if res < 0 {
 		return errnoError(op, errno)
 	}
@@ -311,7 +311,7 @@ func (c *acoConn) Close() error {
 func (c *acoConn) LocalAddr() net.Addr {
 	if c.local == nil {
 		if sa, err := unix.Getsockname(c.a.Fd()); err == nil {
-			c.local = sockaddrToAddr("tcp", sa)
+			c.local = sockaddrToAddr(sa)
 		}
 	}
 	return c.local
@@ -320,7 +320,7 @@ func (c *acoConn) LocalAddr() net.Addr {
 func (c *acoConn) RemoteAddr() net.Addr {
 	if c.remote == nil {
 		if sa, err := unix.Getpeername(c.a.Fd()); err == nil {
-			c.remote = sockaddrToAddr("tcp", sa)
+			c.remote = sockaddrToAddr(sa)
 		}
 	}
 	return c.remote

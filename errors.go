@@ -13,8 +13,8 @@ import (
 // ECANCELED).
 var ErrCanceled = errors.New("operation canceled")
 
-// ErrStopped is returned by operations of a coroutine whose loop is
-// shutting down; the coroutine should return.
+// ErrStopped: the loop has stopped, so it takes no more work (a coroutine
+// started as the loops stop reports it through the error handler).
 var ErrStopped = errors.New("event loop stopped")
 
 // ErrNotInitialized is returned before Init (or after the loops stopped).
@@ -37,6 +37,14 @@ func (e *OpError) Timeout() bool { return errors.Is(e.Err, os.ErrDeadlineExceede
 
 // Temporary is always false (net.Error, deprecated).
 func (e *OpError) Temporary() bool { return false }
+
+// asOp names op in the error of an operation it made on its behalf.
+func asOp(op string, err error) error {
+	if oe, ok := err.(*OpError); ok {
+		return &OpError{Op: op, Err: oe.Err}
+	}
+	return &OpError{Op: op, Err: err}
+}
 
 // errnoError maps a C errno to the error package eventer reports for op.
 // This is the one place C results become Go errors.
@@ -108,8 +116,7 @@ const (
 		"(rule 1: not from another goroutine)"
 	ruleInCCoroutine = "blocking call from a Go callback that C code called inside a C coroutine " +
 		"(rule 2: never block inside a callback)"
-	ruleEnded        = "the coroutine has ended"
-	ruleLockedThread = "the coroutine holds an extra runtime.LockOSThread (rule 2)"
+	ruleEnded = "the coroutine has ended"
 )
 
 func misuse(op, rule string) {

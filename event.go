@@ -72,7 +72,7 @@ type Event struct {
 
 // callbacks maps callback ids to their events.  An entry lives as long as
 // the C event that refers to it: the C side reports ids whose last event
-// was freed, and the drivers drop them (collectDead).
+// was freed, and collectDead drops them.
 var callbacks struct {
 	sync.RWMutex
 	m    map[uint64]*Event
@@ -112,8 +112,10 @@ func forgetAllCallbacks() {
 	asynchWork.Unlock()
 }
 
-// collectDead drops the callbacks whose C events are gone.
-func (l *loop) collectDead() {
+// collectDead drops the callbacks whose C events are gone.  Called as new
+// callbacks are registered and on a loop's Wake steps, so the table stays
+// as large as the events alive plus those freed since.
+func collectDead() {
 	var buf [64]uint64
 	for {
 		n := cgo.DeadIDs(buf[:])
@@ -136,6 +138,7 @@ func newEvent(kind, fd int, mask Mask, whenUs int64, cb Callback) *Event {
 		ev.err = errors.New("nil callback")
 		return ev
 	}
+	collectDead()
 	ev.id = registerCallback(ev)
 	var p unsafe.Pointer
 	err := withLive(func() (err error) {
@@ -294,7 +297,7 @@ func Listen(network, address string) (*Event, error) {
 		return fail(err)
 	}
 	if bound, err := unix.Getsockname(fd); err == nil {
-		ev.addr = sockaddrToAddr(network, bound)
+		ev.addr = sockaddrToAddr(bound)
 	}
 	return ev, nil
 }
@@ -360,7 +363,7 @@ func sockaddr(network, address string) (unix.Sockaddr, int, error) {
 	return nil, 0, net.UnknownNetworkError(network)
 }
 
-func sockaddrToAddr(network string, sa unix.Sockaddr) net.Addr {
+func sockaddrToAddr(sa unix.Sockaddr) net.Addr {
 	switch s := sa.(type) {
 	case *unix.SockaddrInet4:
 		return &net.TCPAddr{IP: net.IP(append([]byte(nil), s.Addr[:]...)), Port: s.Port}

@@ -3,6 +3,7 @@ package eventer
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +23,17 @@ func TestInitErrors(t *testing.T) {
 	}
 	if err := Init(WithConcurrency(-1)); err == nil {
 		t.Fatal("negative concurrency accepted")
+	}
+	// a failure after the loops started stops them again (and returns)
+	done := make(chan error, 1)
+	go func() { done <- Init(WithConcurrency(1), WithJobQueue("")) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "Init") {
+			t.Fatalf("a job queue without a name: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a failed Init hung")
 	}
 	setup(t, 1)
 	if err := Init(); err == nil {
@@ -322,5 +334,25 @@ func TestObjectsOfAnEarlierInit(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The callback table does not grow with events that came and went: ids of
+// freed C events are dropped as new callbacks are registered.
+func TestCallbackTableStaysSmall(t *testing.T) {
+	setup(t, 1)
+	var fired atomic.Int32
+	const rounds, per = 50, 200
+	for r := 0; r < rounds; r++ {
+		for i := 0; i < per; i++ {
+			AddIn(0, func(*Event, Mask, time.Time) Mask { fired.Add(1); return 0 })
+		}
+		waitFor(t, "timers", func() bool { return fired.Load() == int32((r+1)*per) })
+	}
+	callbacks.RLock()
+	n := len(callbacks.m)
+	callbacks.RUnlock()
+	if n > 2*per+16 {
+		t.Fatalf("%d callbacks kept after %d timers fired (at most %d alive at once)", n, rounds*per, per)
 	}
 }

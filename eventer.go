@@ -73,8 +73,9 @@ type loop struct {
 	idx int
 	drv *cgo.Driver
 
-	mu    sync.Mutex
-	inbox []func() // work queued by other goroutines (under mu)
+	mu     sync.Mutex
+	inbox  []func() // work queued by other goroutines (under mu)
+	closed bool     // under mu: the loop stopped, post refuses
 
 	cos     []*Co    // driver: live coroutines by id
 	freeIDs []uint64 // driver
@@ -91,7 +92,7 @@ type loop struct {
 var rt struct {
 	mu      sync.Mutex
 	inited  bool
-	cfg     config
+	cfg     atomic.Pointer[config] // Init's options: the logger and error handler (read from C callbacks, so not under mu)
 	loops   []*loop
 	drivers sync.WaitGroup
 	done    chan struct{} // closed when the loops stopped and C was freed
@@ -162,7 +163,7 @@ func Init(opts ...Option) error {
 	}
 	if cfg.queueThreads > 0 {
 		if err := cgo.SetProp("default_queue_threads", strconv.Itoa(cfg.queueThreads)); err != nil {
-			return &OpError{Op: "Init", Err: err}
+			return &OpError{Op: "Init", Err: fmt.Errorf("default queue threads %d: %w", cfg.queueThreads, err)}
 		}
 	}
 	cgo.Direct = directCallback
@@ -172,7 +173,7 @@ func Init(opts ...Option) error {
 	if err := cgo.InitExternal(); err != nil {
 		return &OpError{Op: "Init", Err: err}
 	}
-	rt.cfg = cfg
+	rt.cfg.Store(&cfg)
 	rt.epoch.Add(1)
 	cgo.LogToGo(true)
 	n := cgo.Concurrency()
@@ -206,8 +207,12 @@ func Init(opts ...Option) error {
 		}
 	}
 	if firstErr != nil {
+		// reap takes mu before it closes done
+		done := rt.done
+		rt.mu.Unlock()
 		cgo.Shutdown()
-		<-rt.done
+		<-done
+		rt.mu.Lock()
 		return &OpError{Op: "Init", Err: firstErr}
 	}
 	return nil
@@ -226,8 +231,18 @@ func (l *loop) drive(attached chan<- error) {
 		return
 	}
 	attached <- nil
-	err := l.drv.Run(l)
+	l.stopped(l.drv.Run(l))
+}
+
+// stopped ends the driving of a loop whose Run returned (err: its error).
+func (l *loop) stopped(err error) {
 	l.stopCoroutines()
+	// what was posted meanwhile still runs (a start then fails with
+	// ErrStopped, a panic is re-raised); nothing is posted after this
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.Wake()
 	l.drv.Detach()
 	if err != nil {
 		rt.mu.Lock()
@@ -261,9 +276,8 @@ func reap() {
 func Loop() error {
 	rt.mu.Lock()
 	done := rt.done
-	inited := rt.inited
 	rt.mu.Unlock()
-	if done == nil || (!inited && done == nil) {
+	if done == nil {
 		return &OpError{Op: "Loop", Err: ErrNotInitialized}
 	}
 	<-done
@@ -273,8 +287,9 @@ func Loop() error {
 }
 
 // Shutdown stops every loop at the end of its current iteration (Go
-// coroutines still running get ErrStopped from their next operation and
-// must return), frees the C eventer, and returns when that is done.  From
+// coroutines still suspended are unwound: their blocking call does not
+// return, their deferred calls run), frees the C eventer, and returns when
+// that is done.  From
 // a callback or coroutine it only asks, and returns at once.
 func Shutdown() {
 	rt.mu.Lock()
@@ -315,6 +330,10 @@ func loopAt(i int) *loop {
 func (l *loop) post(fn func()) error {
 	return withLive(func() error {
 		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return ErrStopped
+		}
 		l.inbox = append(l.inbox, fn)
 		l.mu.Unlock()
 		return cgo.ForeignWake(l.idx)
@@ -330,13 +349,32 @@ func (l *loop) Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int 
 		reportError(fmt.Errorf("eventer: callback %d for event %p no longer exists", id, e))
 		return 0
 	}
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		if v := recover(); v != nil {
+			panic(v) // goes on, with its stack (we have not returned yet)
+		}
+		// runtime.Goexit (t.FailNow): this goroutine, the loop's driver,
+		// ends after its deferred calls, so drive the loop from here until
+		// it stops.  The callback counts as done (an fd event keeps its
+		// mask, anything else is not re-added).
+		reportError(&OpError{Op: "callback", Err: errors.New(
+			"the callback called runtime.Goexit (t.FailNow?); return from it instead")})
+		l.drv.SetCallbackResult(mask & int(Read|Write|Exception))
+		l.stopped(l.drv.Run(l))
+	}()
 	l.cbDepth.Add(1)
 	defer l.cbDepth.Add(-1)
 	if ev.ptr != e {
 		// a C copy of a Go event (eventer_alloc_copy): same callback
 		ev = &Event{ptr: e, id: id, cb: ev.cb, epoch: ev.epoch}
 	}
-	return int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
+	rv := int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
+	returned = true
+	return rv
 }
 
 // ProxyDone resumes the Go coroutine whose C operation completed.
@@ -360,7 +398,7 @@ func (l *loop) Wake() {
 	for _, fn := range work {
 		fn()
 	}
-	l.collectDead()
+	collectDead()
 }
 
 // directCallback is a Go callback that C code called itself, through the
@@ -404,11 +442,9 @@ func exportPanicked(v any, stack []byte) {
 // logLine is a line the C library logged (mtevL), as a slog record: the
 // error streams at Error, the debug streams at Debug, the rest at Info.
 func logLine(stream, line string) {
-	rt.mu.Lock()
-	lg := rt.cfg.logger
-	rt.mu.Unlock()
-	if lg == nil {
-		lg = slog.Default()
+	lg := slog.Default()
+	if c := rt.cfg.Load(); c != nil && c.logger != nil {
+		lg = c.logger
 	}
 	line = strings.TrimRight(line, "\n")
 	level := slog.LevelInfo
@@ -428,15 +464,15 @@ func logLine(stream, line string) {
 func SetDebug(on bool) { cgo.SetLogStream("debug/eventer", on) }
 
 func reportError(err error) {
-	rt.mu.Lock()
-	h, lg := rt.cfg.errorHandler, rt.cfg.logger
-	rt.mu.Unlock()
-	if h != nil {
-		h(err)
-		return
-	}
-	if lg == nil {
-		lg = slog.Default()
+	lg := slog.Default()
+	if c := rt.cfg.Load(); c != nil {
+		if c.errorHandler != nil {
+			c.errorHandler(err)
+			return
+		}
+		if c.logger != nil {
+			lg = c.logger
+		}
 	}
 	lg.Error(err.Error())
 }

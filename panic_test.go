@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/acoeventer/eventer/cgo"
 )
 
@@ -30,7 +32,7 @@ var crashCases = map[string]struct {
 	"callback panic": {func() {
 		AddIn(time.Millisecond, func(*Event, Mask, time.Time) Mask { panic("boom in a callback") })
 		time.Sleep(5 * time.Second)
-	}, []string{"boom in a callback"}},
+	}, []string{"boom in a callback", "panic_test.go"}}, // the panicking frame is in the trace
 	"panic in callback called from C": {func() {
 		ev := NewFdEvent(0, Read, func(*Event, Mask, time.Time) Mask { panic("boom behind the trampoline") })
 		AcoStart(func(co *Co) {
@@ -102,6 +104,42 @@ func TestGoexitInCoroutineIsReported(t *testing.T) {
 	}
 	// the loop still works
 	if err := inCo(t, 0, func(co *Co) error { return co.Sleep(time.Millisecond) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runtime.Goexit in a Go callback the driver runs ends the driver
+// goroutine; the loop goes on driven from its deferred call, the error is
+// reported, and Shutdown still completes (setup's cleanup).
+func TestGoexitInCallbackIsReported(t *testing.T) {
+	reported := make(chan error, 1)
+	setup(t, 1, WithErrorHandler(func(err error) { reported <- err }))
+	AddIn(time.Millisecond, func(*Event, Mask, time.Time) Mask {
+		runtime.Goexit()
+		return 0
+	})
+	select {
+	case err := <-reported:
+		if !strings.Contains(err.Error(), "runtime.Goexit") {
+			t.Fatalf("reported %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Goexit not reported")
+	}
+	// the loop still works: timers, fd events, coroutines
+	fired := make(chan struct{})
+	AddIn(time.Millisecond, func(*Event, Mask, time.Time) Mask { close(fired); return 0 })
+	<-fired
+	a, b := socketpair(t)
+	defer unix.Close(b)
+	AddIn(5*time.Millisecond, func(*Event, Mask, time.Time) Mask { unix.Write(b, []byte("x")); return 0 })
+	err := inCo(t, 0, func(co *Co) error {
+		ae := co.SetEventerAco(fdEvent(t, a))
+		defer func() { ae.Close(); ae.Free() }()
+		_, err := ae.Read(make([]byte, 4), time.Second)
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }

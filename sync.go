@@ -29,7 +29,7 @@ func (co *Co) syncCall(op string, kind int, obj unsafe.Pointer, epoch uint64, cb
 		return &OpError{Op: op, Err: ErrNotInitialized} // made by an earlier Init
 	}
 	rc, res, errno := cgo.Sync(co.proxy, kind, obj, cbuf, timeoutNs(timeout))
-	res, errno = co.complete(op, rc, res, errno, nil)
+	res, errno = co.complete(op, rc, res, errno)
 	if res < 0 {
 		return syncError(op, errno)
 	}

@@ -26,17 +26,11 @@ const (
 
 // Proxy operations (eventer_aco_proxy.h).
 const (
-	OpRead    = int(C.EVENTER_PROXY_READ)
-	OpWrite   = int(C.EVENTER_PROXY_WRITE)
-	OpAccept  = int(C.EVENTER_PROXY_ACCEPT)
-	OpConnect = int(C.EVENTER_PROXY_CONNECT)
 	OpClose   = int(C.EVENTER_PROXY_CLOSE)
 	OpConvert = int(C.EVENTER_PROXY_CONVERT)
 	OpSleep   = int(C.EVENTER_PROXY_SLEEP)
 	OpYield   = int(C.EVENTER_PROXY_YIELD)
 	OpPark    = int(C.EVENTER_PROXY_PARK)
-	OpJoin    = int(C.EVENTER_PROXY_JOIN)
-	OpAsynch  = int(C.EVENTER_PROXY_ASYNCH)
 )
 
 // errnoErr turns a C errno into a syscall.Errno (nil for 0).
@@ -83,17 +77,6 @@ func InLoop() bool { return C.eventer_in_loop() != 0 }
 
 // Concurrency is the number of loops of the default pool.
 func Concurrency() int { return int(C.eventer_loop_concurrency()) }
-
-// PoolConcurrency is the number of loops of a named pool (0: no pool).
-func PoolConcurrency(name string) int {
-	cn := C.CString(name)
-	defer C.free(unsafe.Pointer(cn))
-	p := C.eventer_pool(cn)
-	if p == nil {
-		return 0
-	}
-	return int(C.eventer_pool_concurrency(p))
-}
 
 // LiveEvents is eventer_allocations_current.
 func LiveEvents() int64 { return int64(C.eventer_allocations_current()) }
@@ -234,14 +217,14 @@ func NewProxy(id uint64) (unsafe.Pointer, error) {
 
 func px(p unsafe.Pointer) *C.eventer_aco_proxy_t { return (*C.eventer_aco_proxy_t)(p) }
 
-// ProxyIO runs an fd operation (or any operation that takes no extra
-// arguments: sleep, yield, park, close, convert) through proxy p.  rc is
+// ProxyIO runs an operation that takes no buffer (sleep, yield, park,
+// close, convert) through proxy p.  rc is
 // 1 (done: res, errno), 0 (parked: a ProxyDone step will follow) or -1
-// (misuse: errno).  buf must stay valid until the operation completes.
-func ProxyIO(p unsafe.Pointer, op int, e unsafe.Pointer, buf unsafe.Pointer, n int, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
+// (misuse: errno).
+func ProxyIO(p unsafe.Pointer, op int, e unsafe.Pointer, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
 	var r C.int64_t
 	var ce C.int
-	c := C.ev_go_proxy_io(px(p), C.int(op), ev(e), buf, C.size_t(n), C.int64_t(timeoutNs), &r, &ce)
+	c := C.ev_go_proxy_io(px(p), C.int(op), ev(e), C.int64_t(timeoutNs), &r, &ce)
 	return int(c), int64(r), syscall.Errno(ce)
 }
 
@@ -290,19 +273,10 @@ func proxyRun(p unsafe.Pointer) (rc int, res int64, errno syscall.Errno) {
 	return -1, -1, en
 }
 
-// ProxyAcceptAddr is the peer address of the last completed accept.
-func ProxyAcceptAddr(p unsafe.Pointer) []byte {
-	o := C.eventer_aco_proxy_op(px(p))
-	return C.GoBytes(unsafe.Pointer(&o.addr), C.int(o.addrlen))
-}
-
 // ProxyHandle is the proxy coroutine's handle (nil before its first run).
 func ProxyHandle(p unsafe.Pointer) unsafe.Pointer {
 	return unsafe.Pointer(C.eventer_aco_proxy_handle(px(p)))
 }
-
-// ProxyBusy reports whether an operation is parked.
-func ProxyBusy(p unsafe.Pointer) bool { return C.eventer_aco_proxy_busy(px(p)) != 0 }
 
 // ProxyFree ends the proxy (idle only).
 func ProxyFree(p unsafe.Pointer) error {
@@ -332,19 +306,9 @@ func WakeCo(h unsafe.Pointer) error {
 	return nil
 }
 
-// HandleRef / HandleRelease / HandleDone: eventer_aco_co_ref & co.
-func HandleRef(h unsafe.Pointer)       { C.eventer_aco_co_ref(hd(h)) }
-func HandleRelease(h unsafe.Pointer)   { C.eventer_aco_co_release(hd(h)) }
-func HandleDone(h unsafe.Pointer) bool { return C.eventer_aco_co_done(hd(h)) != 0 }
-
-// Stats of a coroutine handle (on its loop thread).
-func Stats(h unsafe.Pointer) (resumes, bytesCopied uint64, maxSave, saveSz int, err error) {
-	var s C.eventer_aco_stats_t
-	if rc, e := C.eventer_aco_get_stats(hd(h), &s); rc != 0 {
-		return 0, 0, 0, 0, e
-	}
-	return uint64(s.resumes), uint64(s.bytes_copied), int(s.max_save_stack), int(s.save_stack_sz), nil
-}
+// HandleRef / HandleRelease: eventer_aco_co_ref / _release.
+func HandleRef(h unsafe.Pointer)     { C.eventer_aco_co_ref(hd(h)) }
+func HandleRelease(h unsafe.Pointer) { C.eventer_aco_co_release(hd(h)) }
 
 // CurrentLoop is the index of the calling thread's loop (-1 off-loop).
 func CurrentLoop() int {

@@ -11,7 +11,6 @@ import (
 
 // Step kinds handed to a driver.
 const (
-	StepNone     = int(C.EVENTER_STEP_NONE)
 	StepCallback = int(C.EVENTER_STEP_CALLBACK)
 	StepProxy    = int(C.EVENTER_STEP_ACO_PROXY)
 	StepWake     = int(C.EVENTER_STEP_FOREIGN_WAKE)
@@ -75,7 +74,7 @@ func (d *Driver) Run(h Handler) error {
 		}
 		switch int(step.kind) {
 		case StepCallback:
-			rv := h.Callback(unsafe.Pointer(step.e), uint64(C.ev_go_step_id(d.d)), int(step.mask), int64(C.ev_go_step_now_us(d.d)))
+			rv := h.Callback(unsafe.Pointer(step.e), uint64(step.u64[0]), int(step.mask), int64(step.u64[1]))
 			step.rv = C.int(rv) // kind stays CALLBACK: run_once applies rv
 		case StepProxy:
 			step.kind = C.EVENTER_STEP_NONE
@@ -96,6 +95,11 @@ func (d *Driver) Run(h Handler) error {
 		}
 	}
 }
+
+// SetCallbackResult hands back the result of the CALLBACK step being
+// handled when its Go callback did not return (runtime.Goexit): the next
+// Run applies it.
+func (d *Driver) SetCallbackResult(rv int) { d.d.step.rv = C.int(rv) }
 
 // RequestWait records the readiness wait of the Go coroutine that is
 // about to park (it writes C memory; no cgo call): the next Run iteration

@@ -92,19 +92,6 @@ eventer_t ev_go_alloc(int kind, int fd, int mask, uint64_t id,
   return e;
 }
 
-int ev_go_run_once(ev_go_driver_t *d, int block) {
-  static const struct timeval zero = {0, 0};
-  return eventer_run_once(&d->step, block ? NULL : &zero);
-}
-
-static int ev_go_timeval(int64_t ns, struct timeval *tv) {
-  if (ns < 0) return 0;
-  tv->tv_sec = (time_t)(ns / 1000000000);
-  tv->tv_usec = (suseconds_t)((ns % 1000000000) / 1000);
-  if (ns > 0 && tv->tv_sec == 0 && tv->tv_usec == 0) tv->tv_usec = 1;
-  return 1;
-}
-
 int ev_go_run(uintptr_t dp) {
   ev_go_driver_t *d = (ev_go_driver_t *)dp;
   int rc;
@@ -131,16 +118,23 @@ int ev_go_run(uintptr_t dp) {
      * never waits (it returns DONE at the end of that iteration) */
     rc = eventer_run_once(&d->step, NULL);
   } while (rc == EVENTER_RUN_DONE);
+  if (rc == EVENTER_RUN_STEP && d->step.kind == EVENTER_STEP_CALLBACK) {
+    /* what the Go callback needs, so that Go makes no further cgo call
+     * (u64 is free for the driver on a CALLBACK step) */
+    d->step.u64[0] = eventer_foreign_closure_id(d->step.closure);
+    d->step.u64[1] = (uint64_t)((int64_t)d->step.now.tv_sec * 1000000 +
+                                d->step.now.tv_usec);
+  }
   return rc;
 }
 
-int ev_go_proxy_io(eventer_aco_proxy_t *p, int op, eventer_t e, void *buf,
-                   size_t len, int64_t timeout_ns, int64_t *res, int *err) {
+int ev_go_proxy_io(eventer_aco_proxy_t *p, int op, eventer_t e,
+                   int64_t timeout_ns, int64_t *res, int *err) {
   eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
   o->op = op;
   o->e = e;
-  o->buf = buf;
-  o->len = len;
+  o->buf = NULL;
+  o->len = 0;
   ev_go_op_timeout(o, timeout_ns);
   int rc = eventer_aco_proxy_run(p);
   if (rc == 1) {
@@ -208,14 +202,9 @@ ev_go_res_t ev_go_wait(uintptr_t pp, uintptr_t ep, int mask, size_t read_len,
     r.err = EPERM;
     return r;
   }
-  struct timeval tv, *tp = NULL;
-  if (timeout_ns >= 0) {
-    tv.tv_sec = (time_t)(timeout_ns / 1000000000);
-    tv.tv_usec = (suseconds_t)((timeout_ns % 1000000000) / 1000);
-    if (timeout_ns > 0 && tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;
-    tp = &tv;
-  }
-  int rc = eventer_aco_proxy_wait(p, e, mask, read_len, tp);
+  struct timeval tv;
+  int has = ev_go_timeval(timeout_ns, &tv);
+  int rc = eventer_aco_proxy_wait(p, e, mask, read_len, has ? &tv : NULL);
   if (rc < 0) {
     r.rc = -1;
     r.err = errno;

@@ -52,29 +52,25 @@ typedef struct ev_go_driver {
   int index;
 } ev_go_driver_t;
 
-int ev_go_run_once(ev_go_driver_t *d, int block);
 /* Runs iterations (finishing a paused one first) until one hands the
- * driver a step, the loop stops, or an error: one cgo call per step. */
+ * driver a step, the loop stops, or an error: one cgo call per step.  A
+ * CALLBACK step carries the callback's id in u64[0] and `now` in us in
+ * u64[1]. */
 int ev_go_run(uintptr_t d); /* an ev_go_driver_t *, as an integer */
-/* The boxed id of a step's closure. */
-static inline uint64_t ev_go_step_id(ev_go_driver_t *d) {
-  return eventer_foreign_closure_id(d->step.closure);
-}
-static inline int64_t ev_go_step_now_us(ev_go_driver_t *d) {
-  return (int64_t)d->step.now.tv_sec * 1000000 + d->step.now.tv_usec;
+
+/* A Go timeout in ns as a timeval: 0 for none (ns < 0), else 1. */
+static inline int ev_go_timeval(int64_t ns, struct timeval *tv) {
+  if (ns < 0) return 0;
+  tv->tv_sec = (time_t)(ns / 1000000000);
+  tv->tv_usec = (suseconds_t)((ns % 1000000000) / 1000);
+  if (ns > 0 && tv->tv_sec == 0 && tv->tv_usec == 0)
+    tv->tv_usec = 1; /* a positive timeout below 1 us still waits */
+  return 1;
 }
 
 /* Fills a proxy op's timeout (ns < 0: none). */
 static inline void ev_go_op_timeout(eventer_aco_proxy_op_t *op, int64_t ns) {
-  if (ns < 0) {
-    op->has_timeout = 0;
-    return;
-  }
-  op->has_timeout = 1;
-  op->timeout.tv_sec = (time_t)(ns / 1000000000);
-  op->timeout.tv_usec = (suseconds_t)((ns % 1000000000) / 1000);
-  if (ns > 0 && op->timeout.tv_sec == 0 && op->timeout.tv_usec == 0)
-    op->timeout.tv_usec = 1; /* a positive timeout below 1 us still waits */
+  op->has_timeout = ev_go_timeval(ns, &op->timeout);
 }
 
 /* Sets up asynch op: Go work `id` on q/subq (the id travels as the job's
@@ -89,10 +85,11 @@ static inline void ev_go_op_asynch(eventer_aco_proxy_op_t *op,
   op->fn_closure = (void *)(uintptr_t)id;
 }
 
-/* One call for an fd operation through a proxy: returns 1 (done: *res,
- * *err), 0 (parked), -1 (misuse: *err). */
-int ev_go_proxy_io(eventer_aco_proxy_t *p, int op, eventer_t e, void *buf,
-                   size_t len, int64_t timeout_ns, int64_t *res, int *err);
+/* One call for a proxy operation without a buffer (sleep, yield, park,
+ * close, convert): returns 1 (done: *res, *err), 0 (parked), -1 (misuse:
+ * *err). */
+int ev_go_proxy_io(eventer_aco_proxy_t *p, int op, eventer_t e,
+                   int64_t timeout_ns, int64_t *res, int *err);
 
 /* A Go coroutine's read, write or accept: one attempt now, through the
  * event's opset (the fast path: no coroutine switch at all); if it would

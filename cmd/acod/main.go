@@ -75,7 +75,7 @@ func acceptLoop(co *eventer.Co, ln *eventer.Event, idle time.Duration) {
 	for {
 		c, err := lae.Accept(0)
 		if err != nil {
-			if errors.Is(err, eventer.ErrStopped) || errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			slog.Warn("acod: accept", "err", err)
