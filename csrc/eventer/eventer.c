@@ -746,11 +746,18 @@ void ev_task_discard(eventer_task_t *t) {
   } else if (t->run == ev_xop_run || t->run == ev_trigger_run ||
              t->run == ev_complete_run) {
     eventer_t e = EV_CONTAINER_OF(t, struct _event, xtask);
+    eventer_jobq_t *jq = t->run == ev_complete_run ? e->jobq : NULL;
     EV_STORE(&e->state, EV_ST_NONE);
     ev_deref_n(e, 1);
+    if (jq) ev_jobq_release(jq);
   }
-  /* anything else is a caller-owned task: nothing of ours to release */
+  /* anything else is a caller-owned task: nothing of ours to release,
+   * but a layer above may know it */
+  else if (ev_task_discard_hook)
+    ev_task_discard_hook(t);
 }
+
+void (*ev_task_discard_hook)(eventer_task_t *t);
 
 void ev_fdtab_foreach(ev_loop_t *l, void (*fn)(eventer_t e)) {
   for (unsigned ci = 0; ci < EV_FDTAB_CHUNKS; ci++) {

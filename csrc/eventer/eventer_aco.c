@@ -42,6 +42,7 @@ static void ev_aco_handle_apply(eventer_aco_co_t *h, int req);
 /* ---- per-loop state ------------------------------------------------------------ */
 
 static void ev_aco_loop_fini(ev_loop_t *l);
+static void ev_aco_xtask_discard(eventer_task_t *t);
 
 ev_aco_loop_t *ev_aco_loop_get(void) {
   ev_loop_t *l = ev_loop_self();
@@ -61,6 +62,7 @@ ev_aco_loop_t *ev_aco_loop_get(void) {
   al->main_co = aco_create(NULL, NULL, 0, NULL, al);
   ev_aco_waitq_init(&al->all);
   ev_loop_fini_hook = ev_aco_loop_fini;
+  ev_task_discard_hook = ev_aco_xtask_discard;
   l->aco = al;
   return al;
 }
@@ -83,9 +85,12 @@ static aco_share_stack_t *ev_aco_stack_for(ev_aco_loop_t *al, size_t sz) {
 static void ev_aco_fd_fini_waiters(eventer_t e);
 
 /* eventer_fini: the loop is going away; coroutines still suspended on it are
- * dropped without running again.  What the eventer holds for them (their
- * waits' references, timers, proxies) is released; what their own code
- * holds (events they made, memory) is theirs, as with aco_destroy. */
+ * dropped without running again.  Released for them: their timers, the
+ * references of fd waits still parked (found through the fd table),
+ * proxies.  Not released: what their own code holds (events they made,
+ * memory), as with aco_destroy, and what a call that was already woken but
+ * not yet resumed, a join or an asynch call holds (a record per coroutine
+ * would cost every coroutine 8 bytes for a teardown). */
 static void ev_aco_loop_fini(ev_loop_t *l) {
   ev_aco_loop_t *al = l->aco;
   if (!al) return;
@@ -157,17 +162,15 @@ ev_aco_t *ev_aco_create(void (*fn)(void), void *arg, size_t stack_size,
   a->state = EV_ACO_NEW;
   a->flags = (uint8_t)flags;
   ev_aco_link_tail(&al->all, &a->all);
-  al->live++;
   if (name) aco_set_name(co, name);
   return a;
 }
 
-static void ev_aco_reap(ev_aco_loop_t *al, ev_aco_t *a) {
+static void ev_aco_reap(ev_aco_t *a) {
   a->state = EV_ACO_DONE;
   ev_aco_unlink(&a->link);
   ev_aco_unlink(&a->all);
   eventer_timer_node_remove(&a->timer);
-  al->live--;
   eventer_aco_co_t *h = a->handle;
   if (h) {
     h->a = NULL;
@@ -215,10 +218,8 @@ void ev_aco_resume(ev_aco_t *a) {
         (void *)co, in, out, co->save_stack.sz, co->save_stack.max_cpsz);
   a->resumes++;
   a->state = EV_ACO_RUNNING;
-  al->current = a;
   aco_resume(co);
-  al->current = NULL;
-  if (co->is_end) ev_aco_reap(al, a);
+  if (co->is_end) ev_aco_reap(a);
 }
 
 void ev_aco_schedule(ev_aco_t *a) {
@@ -355,6 +356,21 @@ static void ev_aco_xtask_run(eventer_task_t *t, struct timeval *now) {
   eventer_aco_co_release(h); /* the posted task's reference */
 }
 
+/* ev_task_discard_hook: the loop went away with h->xtask queued.  A start
+ * never happens (h is done, the coroutine's reference goes); requests are
+ * moot; the task's reference goes. */
+static void ev_aco_xtask_discard(eventer_task_t *t) {
+  if (t->run != ev_aco_xtask_run) return;
+  eventer_aco_co_t *h = EV_CONTAINER_OF(t, eventer_aco_co_t, xtask);
+  __atomic_store_n(&h->xreq, 0, __ATOMIC_RELEASE);
+  if (h->fn) {
+    h->fn = NULL;
+    __atomic_store_n(&h->done, 1, __ATOMIC_RELEASE);
+    eventer_aco_co_release(h); /* the coroutine's reference */
+  }
+  eventer_aco_co_release(h); /* the posted task's reference */
+}
+
 static eventer_aco_co_t *ev_aco_handle_new(ev_loop_t *l) {
   eventer_aco_co_t *h = calloc(1, sizeof(*h));
   if (!h) {
@@ -404,6 +420,7 @@ eventer_aco_co_t *eventer_aco_spawn(void (*func)(void), void *closure,
     h->fn = NULL;
   } else {
     /* another loop, a plain thread, or before the loops run */
+    ev_task_discard_hook = ev_aco_xtask_discard; /* if it never runs */
     __atomic_fetch_add(&h->refs, 1, __ATOMIC_RELAXED); /* the task's */
     __atomic_fetch_or(&h->xreq, EV_XR_POSTED, __ATOMIC_ACQ_REL);
     if (eventer_task_post_to(l, &h->xtask) != 0) {
@@ -562,12 +579,12 @@ int eventer_aco_join(eventer_aco_co_t *h, struct timeval *timeout) {
     return -1;
   }
   if (eventer_aco_co_done(h)) return 0;
-  if (h->a == a) {
-    errno = EDEADLK;
+  if (h->loop != ev_aco_loop_of(a)) { /* before h->a: another loop's */
+    errno = EINVAL;
     return -1;
   }
-  if (h->loop != ev_aco_loop_of(a)) {
-    errno = EINVAL;
+  if (h->a == a) {
+    errno = EDEADLK;
     return -1;
   }
   uint64_t deadline = ev_aco_deadline(timeout);
@@ -614,17 +631,17 @@ int eventer_aco_yield(void) {
 }
 
 int eventer_aco_get_stats(eventer_aco_co_t *h, eventer_aco_stats_t *out) {
+  if (!out || (h && h->loop != ev_loop_self())) { /* h->a is its loop's */
+    errno = EINVAL;
+    return -1;
+  }
   ev_aco_t *a = h ? h->a : ev_aco_self();
-  if (!out || (!h && !a)) {
+  if (!h && !a) {
     errno = EINVAL;
     return -1;
   }
   if (h && (eventer_aco_co_done(h) || !a)) {
     errno = ESRCH;
-    return -1;
-  }
-  if (h && h->loop != ev_loop_self()) {
-    errno = EINVAL;
     return -1;
   }
   aco_t *co = ev_aco_co(a);
@@ -864,7 +881,7 @@ int ev_aco_fd_prewait(ev_aco_t *a, eventer_t e, int mask, uint64_t deadline,
   eventer_ref(e); /* dropped by ev_aco_fd_prewait_done */
   a->wait_kind = EV_WAIT_CANCELLABLE;
   a->wake = EV_WAKE_NONE;
-  if (ev_aco_prewait_hook) a->flags |= EV_ACO_F_PREWAIT;
+  a->flags |= EV_ACO_F_PREWAIT; /* its wake runs ev_aco_prewait_hook */
   if (deadline) eventer_timer_node_add_at_ns(&a->timer, deadline);
   return 0;
 }
@@ -1200,7 +1217,6 @@ eventer_aco_t eventer_set_eventer_aco(eventer_t e) {
 struct _event_aco_gate {
   int count;          /* the creator's hold (until gate_wait) + jobs */
   ev_aco_t *waiter;   /* coroutine in eventer_aco_gate_wait */
-  ev_loop_t *loop;
 };
 
 typedef struct ev_aco_job {
@@ -1401,7 +1417,6 @@ eventer_aco_gate_t eventer_aco_gate(void) {
   eventer_aco_gate_t g = calloc(1, sizeof(*g));
   if (!g) return NULL;
   g->count = 1;
-  g->loop = ev_loop_self();
   return g;
 }
 

@@ -121,9 +121,7 @@ typedef struct ev_aco_loop {
     aco_share_stack_t *ss;
   } stacks[EV_ACO_MAX_STACK_SIZES];
   int nstacks;
-  ev_aco_t *current;          /* running coroutine, NULL on main */
   ev_aco_waitq_t all;         /* live coroutines (for fini) */
-  uint64_t live;
 } ev_aco_loop_t;
 
 /* Set by the proxy layer: completes a pre-wait of coroutine a (whose wake

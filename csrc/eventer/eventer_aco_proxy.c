@@ -199,15 +199,8 @@ static void ev_proxy_main(void) {
       ev_aco_park(a, NULL, 0, EV_WAIT_PLAIN);
       continue;
     }
-    if (p->prewait) {
-      /* a wait set up without switching to us: it has ended */
-      p->prewait = 0;
-      int err = 0;
-      p->op.result = ev_aco_fd_prewait_done(a, p->op.e, &err);
-      p->op.err = p->op.result < 0 ? err : 0;
-    } else {
-      ev_proxy_exec(p);
-    }
+    /* (a pre-wait ends in ev_proxy_prewait_done, without us) */
+    ev_proxy_exec(p);
     p->busy = 0;
     if (!p->sync && !ev_proxy_read_through(p)) ev_proxy_emit(p);
     /* wait for the next operation: only eventer_aco_proxy_run wakes us */

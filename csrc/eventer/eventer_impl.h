@@ -175,7 +175,6 @@ struct eventer_loop {
   uint64_t timers_seq_limit; /* timers added at or after this seq wait */
   size_t tasks_left;       /* tasks still to run in this task phase */
   int nev, evi;            /* epoll results and the next one to dispatch */
-  uint64_t iterations;
 
   /* dispatch state */
   int in_run_once;
@@ -238,7 +237,13 @@ void ev_xop_run(eventer_task_t *t, struct timeval *now);
 void ev_xmsg_run(eventer_task_t *t, struct timeval *now);
 void ev_trigger_run(eventer_task_t *t, struct timeval *now);
 void ev_complete_run(eventer_task_t *t, struct timeval *now);
+/* Drops a reference to q (a job's, once its COMPLETE is done; the
+ * creator's at destroy); the last one frees it. */
+void ev_jobq_release(eventer_jobq_t *q);
 /* Drops whatever a queued item holds, without running it (fini). */
+/* Set by a layer above (eventer_aco): told of its tasks a loop that goes
+ * away drops unrun. */
+extern void (*ev_task_discard_hook)(eventer_task_t *t);
 void ev_task_discard(eventer_task_t *t);
 /* Unregisters every event of l and drops the eventer's references (fini). */
 void ev_reg_drop_all(ev_loop_t *l);

@@ -44,6 +44,8 @@ struct _eventer_jobq_t {
   ev_subq_t *ring;               /* next subqueue to serve, NULL: no work */
   ev_worker_t *workers;
   int stopping;
+  int refs;                      /* __atomic: the creator's (until destroy)
+                                  * + one per job until its COMPLETE is done */
   eventer_jobq_t *next;          /* registry */
 };
 
@@ -244,6 +246,7 @@ eventer_jobq_t *eventer_jobq_create(const char *name) {
     pthread_cond_init(&q->cond, &ca);
     pthread_condattr_destroy(&ca);
     q->concurrency = 1;
+    q->refs = 1;
     q->next = registry;
     registry = q;
   }
@@ -281,7 +284,15 @@ void eventer_jobq_destroy(eventer_jobq_t *q) {
     e->callback(e, EVENTER_ASYNCH_CLEANUP, e->closure, &now);
     EV_STORE(&e->state, EV_ST_NONE);
     ev_deref_n(e, 1);
+    ev_jobq_release(q);
   }
+  /* completions still on their way to a loop keep q (stopping: a re-add
+   * from COMPLETE fails with ESHUTDOWN) until they are done */
+  ev_jobq_release(q);
+}
+
+void ev_jobq_release(eventer_jobq_t *q) {
+  if (__atomic_sub_fetch(&q->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
   pthread_cond_destroy(&q->cond);
   pthread_mutex_destroy(&q->lock);
   free(q->name);
@@ -436,6 +447,7 @@ static int enqueue(eventer_jobq_t *q, eventer_t e, uint64_t id, int try) {
     s->head = e;
   s->tail = e;
   q->backlog++;
+  __atomic_add_fetch(&q->refs, 1, __ATOMIC_RELAXED); /* the job's */
   if (q->nidle > 0) pthread_cond_signal(&q->cond);
   grow(q);
   pthread_mutex_unlock(&q->lock);

@@ -490,6 +490,7 @@ void ev_dispatch(ev_loop_t *l, eventer_t e, int mask, int kind) {
 static void finish(ev_loop_t *l, eventer_t e, int mask, int kind, int rv) {
   (void)mask;
   l->current = NULL;
+  eventer_jobq_t *jq = kind == EV_DK_COMPLETE ? e->jobq : NULL;
   int st = EV_LOAD(&e->state);
   int drop = 1; /* the hold taken by ev_dispatch */
   const int fdbits = EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION;
@@ -548,6 +549,7 @@ static void finish(ev_loop_t *l, eventer_t e, int mask, int kind, int rv) {
   }
   /* else: the callback re-registered e itself; its return value is moot */
   ev_deref_n(e, drop);
+  if (jq) ev_jobq_release(jq); /* the job is over (a re-add took its own) */
 }
 
 /* ---- one iteration -------------------------------------------------------------------------- */
@@ -565,24 +567,32 @@ static inline int must_return(ev_loop_t *l) {
 
 #define EV_RECUR_MAX_SLEEP_MS 200 /* libmtev's default max_sleeptime */
 
-static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
-  if (l->fifo_len > 0 || EV_LOAD(&l->stop)) return 0;
-  int64_t ms = -1;
+/* How long l may sleep for its timers and recurrent events, in ns, rounded
+ * up to `unit` ns (waking a little late is fine, early would spin); -1:
+ * nothing due. */
+static int64_t sleep_for_ns(ev_loop_t *l, uint64_t unit) {
+  int64_t ns = -1;
   eventer_timer_node_t *n = ev_heap_min(l);
   if (n) {
     uint64_t now = eventer_mono_ns();
     if (n->deadline_ns <= now) return 0;
-    /* round up: waking a little late is fine, early would spin */
-    ms = (int64_t)((n->deadline_ns - now + 999999u) / 1000000u);
+    ns = (int64_t)((n->deadline_ns - now + unit - 1) / unit * unit);
   }
+  /* recurrent events run once per pass: as libmtev does, a loop that has
+   * some sleeps at most EV_RECUR_MAX_SLEEP_MS so they keep running */
+  const int64_t recur = (int64_t)EV_RECUR_MAX_SLEEP_MS * 1000000;
+  if (l->recur_head && (ns < 0 || ns > recur)) ns = recur;
+  return ns;
+}
+
+static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
+  if (l->fifo_len > 0 || EV_LOAD(&l->stop)) return 0;
+  int64_t ns = sleep_for_ns(l, 1000000u);
+  int64_t ms = ns < 0 ? -1 : ns / 1000000;
   if (max_wait) {
     int64_t mw = (int64_t)max_wait->tv_sec * 1000 + (max_wait->tv_usec + 999) / 1000;
     if (ms < 0 || mw < ms) ms = mw;
   }
-  /* recurrent events run once per pass: as libmtev does, a loop that has
-   * some sleeps at most EV_RECUR_MAX_SLEEP_MS so they keep running */
-  if (l->recur_head && (ms < 0 || ms > EV_RECUR_MAX_SLEEP_MS))
-    ms = EV_RECUR_MAX_SLEEP_MS;
   return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
@@ -662,7 +672,6 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
       if (must_return(l)) return EVENTER_RUN_STEP;
     }
     l->phase = EV_PH_START;
-    l->iterations++;
     return EVENTER_RUN_DONE;
   }
   EV_ASSERT(0, "the loop phase is one of EV_PH_*");
@@ -746,11 +755,8 @@ int64_t eventer_next_timeout_us(void) {
   if (l->phase != EV_PH_START || l->paused.e || l->fifo_len ||
       EV_LOAD(&l->inbox_nonempty) || EV_LOAD(&l->stop))
     return 0;
-  eventer_timer_node_t *n = ev_heap_min(l);
-  if (!n) return -1;
-  uint64_t now = eventer_mono_ns();
-  if (n->deadline_ns <= now) return 0;
-  return (int64_t)((n->deadline_ns - now + 999u) / 1000u);
+  int64_t ns = sleep_for_ns(l, 1000u);
+  return ns < 0 ? -1 : ns / 1000;
 }
 
 /* ---- running, stopping, teardown ---------------------------------------------------------------- */
@@ -806,7 +812,9 @@ static void drop_queued(ev_loop_t *l) {
      * other kinds were taken off their queue and the dispatch held the
      * eventer's reference as well as its own */
     int k = l->paused.kind;
+    eventer_jobq_t *jq = k == EV_DK_COMPLETE ? e->jobq : NULL;
     ev_deref_n(e, (k == EV_DK_FD || k == EV_DK_RECUR) ? 1 : 2);
+    if (jq) ev_jobq_release(jq);
   }
   eventer_task_t *list = inbox_take(l);
   while (list) {

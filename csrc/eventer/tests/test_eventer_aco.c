@@ -835,7 +835,7 @@ static void fini_reader(void) {
 }
 
 static void test_suspended_at_fini(void) {
-  ev_setup_external(1);
+  ev_setup_external(2);
   done = 0;
   int sv[2], sw[2];
   sockpair(sv);
@@ -852,6 +852,12 @@ static void test_suspended_at_fini(void) {
     T_CHECK(h[i] != NULL);
     T_CHECK(!eventer_aco_co_done(h[i]));
   }
+  /* and one started on loop 1, which nobody drives: it never runs */
+  eventer_aco_opts_t on1 = {.loop = eventer_pool_loop(eventer_pool("default"), 1)};
+  T_CHECK(on1.loop != NULL);
+  eventer_aco_co_t *never = eventer_aco_spawn(sleeper, &long_sleep, &on1);
+  T_CHECK(never != NULL);
+  T_CHECK(!eventer_aco_co_done(never));
   T_EQ(eventer_allocations_current(), 2);
   /* from a thread that is no longer the loop's, as the Go binding does */
   T_EQ(eventer_loop_detach(), 0);
@@ -865,6 +871,9 @@ static void test_suspended_at_fini(void) {
     T_ERRNO(eventer_aco_cancel(h[i]), ESRCH);
     eventer_aco_co_release(h[i]);
   }
+  T_CHECK(eventer_aco_co_done(never));
+  T_ERRNO(eventer_aco_wake(never), ESRCH);
+  eventer_aco_co_release(never);
   for (int i = 0; i < 2; i++) {
     close(sv[i]);
     close(sw[i]);

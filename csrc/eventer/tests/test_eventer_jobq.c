@@ -327,9 +327,34 @@ static void test_teardown_with_queued_jobs(void) {
   T_EQ(td_complete, 0);
 }
 
+/* ---- a queue destroyed while a completion is on its way -------------------------------------- */
+
+/* The job's COMPLETE asks to run again (non-zero) on a queue destroyed
+ * meanwhile: the re-add fails cleanly (ESHUTDOWN, logged), nothing reads
+ * the freed queue (ASan), nothing leaks. */
+static void test_destroy_with_completion_pending(void) {
+  ev_setup_external(1);
+  main_thread = pthread_self();
+  eventer_jobq_t *q = eventer_jobq_create("gone");
+  job_t j = {.completes_wanted = 2};
+  stamp = completed = 0;
+  T_EQ(eventer_add_asynch(q, eventer_alloc_asynch(job_cb, &j)), 0);
+  uint64_t end = t_now_us() + 20000000u;
+  while (LOADA(&stamp) < 2) { /* WORK and CLEANUP done on the job thread */
+    T_CHECK(t_now_us() < end);
+    usleep(1000);
+  }
+  eventer_jobq_destroy(q);
+  ev_spin_until(&completed, 1, 5000);
+  T_EQ(j.ncomplete, 1);
+  T_EQ(j.nwork, 1); /* the re-add was refused */
+  ev_teardown();
+}
+
 T_MAIN({"phases_and_threads", test_phases_and_threads},
        {"concurrency_limit", test_concurrency_limit},
        {"backlog_refusal", test_backlog_refusal},
        {"deadlines", test_deadlines},
        {"subqueue_fairness", test_subqueue_fairness},
-       {"teardown_with_queued_jobs", test_teardown_with_queued_jobs})
+       {"teardown_with_queued_jobs", test_teardown_with_queued_jobs},
+       {"destroy_with_completion_pending", test_destroy_with_completion_pending})

@@ -278,6 +278,18 @@ static void test_next_opportunity_and_timeout(void) {
   int64_t us = eventer_next_timeout_us();
   T_CHECK(us > 40000 && us <= 50000);
   T_EQ(eventer_timer_node_remove(&n), 1);
+  /* a recurrent event caps the wait at 200 ms (as run_once's own), with
+   * or without timers further out */
+  eventer_t r = eventer_alloc_recurrent(hit_cb, NULL);
+  T_EQ(eventer_add(r), 0);
+  us = eventer_next_timeout_us();
+  T_CHECK(us > 190000 && us <= 200000);
+  d.tv_sec = 10;
+  T_EQ(eventer_timer_node_add(&n, &d), 0);
+  T_CHECK(eventer_next_timeout_us() <= 200000);
+  T_EQ(eventer_timer_node_remove(&n), 1);
+  T_PTR_EQ(eventer_remove(r), r);
+  eventer_free(r);
   T_CHECK(eventer_alloc_timer_next_opportunity(hit_cb, NULL, (pthread_t)0) == NULL);
   ev_teardown();
 }
