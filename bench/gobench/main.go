@@ -110,11 +110,14 @@ func goPairs(n, rounds, loops int) time.Duration {
 			ae.Free()
 		}
 	}
+	pairs := make([][2]int, n) // made before the clock starts, as for every side
+	for i := range pairs {
+		pairs[i][0], pairs[i][1] = sockpair()
+	}
 	start := time.Now()
-	for i := 0; i < n; i++ {
-		a, b := sockpair()
-		eventer.AcoStartOn(i%loops, side(a, true), nil)
-		eventer.AcoStartOn(i%loops, side(b, false), nil)
+	for i, p := range pairs {
+		eventer.AcoStartOn(i%loops, side(p[0], true), nil)
+		eventer.AcoStartOn(i%loops, side(p[1], false), nil)
 	}
 	wg.Wait()
 	return time.Since(start)
@@ -125,28 +128,26 @@ func goPairs(n, rounds, loops int) time.Duration {
 func cPairs(n, rounds, loops int) time.Duration {
 	done := cgo.NewCounter()
 	defer done.Free()
-	var fds []int
+	pairs := make([][2]int, n)
+	for i := range pairs {
+		pairs[i][0], pairs[i][1] = sockpair()
+	}
 	start := time.Now()
-	var wg sync.WaitGroup
 	for l := 0; l < loops; l++ {
-		wg.Add(1)
 		eventer.AcoStartOn(l, func(co *eventer.Co) {
-			defer wg.Done()
 			for i := l; i < n; i += loops {
-				a, b := sockpair()
-				fds = append(fds, a, b)
-				cgo.CPingPong(a, rounds, true, done)
-				cgo.CPingPong(b, rounds, false, done)
+				cgo.CPingPong(pairs[i][0], rounds, true, done)
+				cgo.CPingPong(pairs[i][1], rounds, false, done)
 			}
 		}, nil)
-		wg.Wait()
 	}
 	for done.Load() < 2*n {
 		time.Sleep(20 * time.Microsecond)
 	}
 	d := time.Since(start)
-	for _, fd := range fds {
-		unix.Close(fd)
+	for _, p := range pairs {
+		unix.Close(p[0])
+		unix.Close(p[1])
 	}
 	return d
 }
