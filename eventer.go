@@ -368,13 +368,18 @@ func (l *loop) Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int 
 	}()
 	l.cbDepth.Add(1)
 	defer l.cbDepth.Add(-1)
-	if ev.ptr != e {
-		// a C copy of a Go event (eventer_alloc_copy): same callback
-		ev = &Event{ptr: e, id: id, cb: ev.cb, epoch: ev.epoch}
-	}
-	rv := int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
+	rv := ev.call(e, mask, nowUs)
 	returned = true
 	return rv
+}
+
+// call runs ev's callback for C event e (ev's own, or a C copy of it made
+// by eventer_alloc_copy: same callback, its own event).
+func (ev *Event) call(e unsafe.Pointer, mask int, nowUs int64) int {
+	if ev.ptr != e {
+		ev = &Event{ptr: e, id: ev.id, cb: ev.cb, epoch: ev.epoch}
+	}
+	return int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
 }
 
 // ProxyDone resumes the Go coroutine whose C operation completed.
@@ -412,10 +417,7 @@ func directCallback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int {
 		l.cbDepth.Add(1)
 		defer l.cbDepth.Add(-1)
 	}
-	if ev.ptr != e {
-		ev = &Event{ptr: e, id: id, cb: ev.cb, epoch: ev.epoch}
-	}
-	return int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
+	return ev.call(e, mask, nowUs)
 }
 
 func exportPanicked(v any, stack []byte) {

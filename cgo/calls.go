@@ -182,23 +182,11 @@ func DeadIDs(buf []uint64) int {
 	return int(C.eventer_foreign_dead_ids((*C.uint64_t)(unsafe.Pointer(&buf[0])), C.int(len(buf))))
 }
 
-func loopByIndex(idx int) *C.eventer_loop_t {
-	cn := C.CString("default")
-	defer C.free(unsafe.Pointer(cn))
-	p := C.eventer_pool(cn)
-	if p == nil {
-		return nil
-	}
-	return C.eventer_pool_loop(p, C.int(idx))
-}
+func loopByIndex(idx int) *C.eventer_loop_t { return C.ev_go_loop(C.int(idx)) }
 
 // ForeignWake makes loop idx hand its driver a wake step (thread-safe).
 func ForeignWake(idx int) error {
-	l := loopByIndex(idx)
-	if l == nil {
-		return syscall.EINVAL
-	}
-	if rc, err := C.eventer_foreign_wake(l); rc != 0 {
+	if rc, err := C.ev_go_foreign_wake(C.int(idx)); rc != 0 {
 		return err
 	}
 	return nil

@@ -6,6 +6,7 @@
 #ifndef ACOEVENTER_CGO_GLUE_H
 #define ACOEVENTER_CGO_GLUE_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -57,6 +58,22 @@ typedef struct ev_go_driver {
  * CALLBACK step carries the callback's id in u64[0] and `now` in us in
  * u64[1]. */
 int ev_go_run(uintptr_t d); /* an ev_go_driver_t *, as an integer */
+
+/* Loop idx of the default pool (NULL if none). */
+static inline eventer_loop_t *ev_go_loop(int idx) {
+  eventer_pool_t *p = eventer_pool("default");
+  return p ? eventer_pool_loop(p, idx) : NULL;
+}
+
+/* eventer_foreign_wake of loop idx: one cgo call per post. */
+static inline int ev_go_foreign_wake(int idx) {
+  eventer_loop_t *l = ev_go_loop(idx);
+  if (!l) {
+    errno = EINVAL;
+    return -1;
+  }
+  return eventer_foreign_wake(l);
+}
 
 /* A Go timeout in ns as a timeval: 0 for none (ns < 0), else 1. */
 static inline int ev_go_timeval(int64_t ns, struct timeval *tv) {

@@ -952,9 +952,6 @@ void eventer_wakeup(eventer_t e) {
 
 /* ---- timer helpers ------------------------------------------------------------------------ */
 
-static int bad_tv(const struct timeval *tv) {
-  return tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000;
-}
 
 eventer_t eventer_at(eventer_func_t func, void *closure, struct timeval whence) {
   if (whence.tv_usec < 0 || whence.tv_usec >= 1000000) {
@@ -965,7 +962,7 @@ eventer_t eventer_at(eventer_func_t func, void *closure, struct timeval whence) 
 }
 
 eventer_t eventer_in(eventer_func_t func, void *closure, struct timeval diff) {
-  if (bad_tv(&diff)) {
+  if (ev_bad_delay(&diff)) {
     errno = EINVAL;
     return NULL;
   }

@@ -821,8 +821,6 @@ static void ev_aco_fd_idle(eventer_t e, ev_aco_fd_t *st) {
     ev_aco_fd_unregister(e, st);
 }
 
-enum { EV_OP_ACCEPT, EV_OP_READ, EV_OP_WRITE };
-
 /* Parks the running coroutine until e is ready for `mask`, or the
  * deadline passes.  Returns EV_WAKE_*; leaves the registration clean. */
 static int ev_aco_fd_wait(ev_aco_t *a, eventer_t e, ev_aco_fd_t *st, int mask,
@@ -930,20 +928,15 @@ const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e) {
   return &st->closed;
 }
 
-int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
-                  struct sockaddr *addr, socklen_t *alen, int *mask) {
-  ev_aco_fd_t *st = ev_aco_fd_of(e);
-  if (!st) {
-    errno = EINVAL;
-    return -1;
-  }
-  if (st->closed) {
-    errno = EBADF;
-    return -1;
-  }
+/* One attempt of op through e's original opset (EINTR retried): the
+ * result, or -1 with errno; when it would block, *mask is what to wait
+ * for. */
+static int ev_aco_fd_attempt(eventer_t e, ev_aco_fd_t *st, int op, void *buf,
+                             size_t len, struct sockaddr *addr,
+                             socklen_t *alen, int *mask) {
   int rv;
-  *mask = 0;
   do {
+    *mask = 0;
     errno = 0;
     switch (op) {
     case EV_ACO_TRY_ACCEPT:
@@ -957,10 +950,25 @@ int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
       break;
     }
   } while (rv < 0 && errno == EINTR);
-  if (rv < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+  if (rv < 0 &&
+      (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS) &&
       !(*mask & (EVENTER_READ | EVENTER_WRITE)))
     *mask = op == EV_ACO_TRY_WRITE ? EVENTER_WRITE : EVENTER_READ;
   return rv;
+}
+
+int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
+                  struct sockaddr *addr, socklen_t *alen, int *mask) {
+  ev_aco_fd_t *st = ev_aco_fd_of(e);
+  if (!st) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (st->closed) {
+    errno = EBADF;
+    return -1;
+  }
+  return ev_aco_fd_attempt(e, st, op, buf, len, addr, alen, mask);
 }
 
 /* The blocking loop behind read/write/accept.  Runs in a coroutine. */
@@ -977,33 +985,19 @@ static int ev_aco_fd_op(eventer_t e, int op, void *buf, size_t len,
     errno = EBADF;
     return -1;
   }
-  int which = op == EV_OP_ACCEPT ? EV_TMO_ACCEPT
-              : op == EV_OP_READ ? EV_TMO_READ
+  int which = op == EV_ACO_TRY_ACCEPT ? EV_TMO_ACCEPT
+              : op == EV_ACO_TRY_READ ? EV_TMO_READ
                                  : EV_TMO_WRITE;
   if (!timeout && st->has_tmo[which]) timeout = &st->tmo[which];
   uint64_t deadline = ev_aco_deadline(timeout);
   eventer_ref(e); /* e stays alive while we wait, whoever frees it */
   int rv, err = 0;
   for (;;) {
-    int mask = 0;
-    errno = 0;
-    switch (op) {
-    case EV_OP_ACCEPT:
-      rv = st->orig_opset->accept(e->fd, addr, alen, &mask, e);
-      break;
-    case EV_OP_READ:
-      rv = st->orig_opset->read(e->fd, buf, len, &mask, e);
-      break;
-    default:
-      rv = st->orig_opset->write(e->fd, buf, len, &mask, e);
-      break;
-    }
+    int mask;
+    rv = ev_aco_fd_attempt(e, st, op, buf, len, addr, alen, &mask);
     err = errno;
     if (rv >= 0) break;
-    if (err == EINTR) continue;
     if (err != EAGAIN && err != EWOULDBLOCK && err != EINPROGRESS) break;
-    if (!(mask & (EVENTER_READ | EVENTER_WRITE)))
-      mask = op == EV_OP_WRITE ? EVENTER_WRITE : EVENTER_READ;
     if (ev_aco_fd_wait(a, e, st, mask, deadline, &err) != EV_WAKE_READY) {
       rv = -1;
       break;
@@ -1016,18 +1010,18 @@ static int ev_aco_fd_op(eventer_t e, int op, void *buf, size_t len,
 
 int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,
                      struct timeval *timeout) {
-  return ev_aco_fd_op((eventer_t)e, EV_OP_READ, buff, len, NULL, NULL, timeout);
+  return ev_aco_fd_op((eventer_t)e, EV_ACO_TRY_READ, buff, len, NULL, NULL, timeout);
 }
 
 int eventer_aco_write(eventer_aco_t e, const void *buff, size_t len,
                       struct timeval *timeout) {
-  return ev_aco_fd_op((eventer_t)e, EV_OP_WRITE, (void *)buff, len, NULL,
+  return ev_aco_fd_op((eventer_t)e, EV_ACO_TRY_WRITE, (void *)buff, len, NULL,
                       NULL, timeout);
 }
 
 int eventer_aco_accept(eventer_aco_t e, struct sockaddr *addr, socklen_t *len,
                        struct timeval *timeout) {
-  return ev_aco_fd_op((eventer_t)e, EV_OP_ACCEPT, NULL, 0, addr, len, timeout);
+  return ev_aco_fd_op((eventer_t)e, EV_ACO_TRY_ACCEPT, NULL, 0, addr, len, timeout);
 }
 
 int eventer_aco_connect(eventer_aco_t ae, const struct sockaddr *addr,
@@ -1120,21 +1114,21 @@ static int ev_aco_op_accept(int fd, struct sockaddr *addr, socklen_t *len,
   eventer_t e = closure;
   ev_aco_fd_t *st = ev_aco_fd_of(e);
   if (!ev_aco_self()) return st->orig_opset->accept(fd, addr, len, mask, e);
-  return ev_aco_fd_op(e, EV_OP_ACCEPT, NULL, 0, addr, len, NULL);
+  return ev_aco_fd_op(e, EV_ACO_TRY_ACCEPT, NULL, 0, addr, len, NULL);
 }
 static int ev_aco_op_read(int fd, void *buf, size_t len, int *mask,
                           void *closure) {
   eventer_t e = closure;
   ev_aco_fd_t *st = ev_aco_fd_of(e);
   if (!ev_aco_self()) return st->orig_opset->read(fd, buf, len, mask, e);
-  return ev_aco_fd_op(e, EV_OP_READ, buf, len, NULL, NULL, NULL);
+  return ev_aco_fd_op(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, NULL);
 }
 static int ev_aco_op_write(int fd, const void *buf, size_t len, int *mask,
                            void *closure) {
   eventer_t e = closure;
   ev_aco_fd_t *st = ev_aco_fd_of(e);
   if (!ev_aco_self()) return st->orig_opset->write(fd, buf, len, mask, e);
-  return ev_aco_fd_op(e, EV_OP_WRITE, (void *)buf, len, NULL, NULL, NULL);
+  return ev_aco_fd_op(e, EV_ACO_TRY_WRITE, (void *)buf, len, NULL, NULL, NULL);
 }
 static int ev_aco_op_close(int fd, int *mask, void *closure) {
   (void)fd;

@@ -251,6 +251,10 @@ void ev_reg_drop_all(ev_loop_t *l);
 void ev_recur_unlink(ev_loop_t *l, eventer_t e);
 /* Fatal message for an fd callback that returned 0 while registered. */
 void ev_fatal_not_removed(eventer_t e, int kind) __attribute__((noreturn));
+/* A duration: seconds >= 0 and microseconds in [0, 1000000). */
+static inline int ev_bad_delay(const struct timeval *tv) {
+  return tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000;
+}
 /* Calls fn for each fd event registered on l (fini: l does not run). */
 void ev_fdtab_foreach(ev_loop_t *l, void (*fn)(eventer_t e));
 /* Clears the fd table (fini). */

@@ -40,6 +40,7 @@ struct _eventer_jobq_t {
   uint32_t concurrency, min, max, floor, max_backlog;
   uint32_t nthreads, nidle, running, backlog;
   uint32_t starting;             /* created, not yet looking for work */
+  uint32_t nexited;              /* workers gone, not yet reaped */
   ev_subq_t *buckets[EV_SUBQ_BUCKETS];
   ev_subq_t *ring;               /* next subqueue to serve, NULL: no work */
   ev_worker_t *workers;
@@ -162,6 +163,7 @@ static void *worker_main(void *arg) {
   }
   q->nthreads--;
   w->exited = 1;
+  q->nexited++;
   pthread_mutex_unlock(&q->lock);
   return NULL;
 }
@@ -169,7 +171,7 @@ static void *worker_main(void *arg) {
 /* q->lock held */
 static void reap(eventer_jobq_t *q) {
   ev_worker_t **pw = &q->workers;
-  while (*pw) {
+  while (q->nexited && *pw) {
     ev_worker_t *w = *pw;
     if (w->exited) {
       /* it set `exited` under the lock we now hold, so it is past every
@@ -177,6 +179,7 @@ static void reap(eventer_jobq_t *q) {
       pthread_join(w->tid, NULL);
       *pw = w->next;
       free(w);
+      q->nexited--;
     } else {
       pw = &w->next;
     }

@@ -688,8 +688,7 @@ int eventer_run_once(eventer_step_t *step, const struct timeval *max_wait) {
     errno = EBUSY; /* called from inside a callback of this loop */
     return -1;
   }
-  if (max_wait && (max_wait->tv_sec < 0 || max_wait->tv_usec < 0 ||
-                   max_wait->tv_usec >= 1000000)) {
+  if (max_wait && ev_bad_delay(max_wait)) {
     errno = EINVAL;
     return -1;
   }

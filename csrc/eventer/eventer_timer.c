@@ -144,7 +144,7 @@ int eventer_timer_node_add_at_ns(eventer_timer_node_t *n, uint64_t deadline_ns) 
 int eventer_timer_node_add(eventer_timer_node_t *n, const struct timeval *delay) {
   uint64_t d = 0;
   if (delay) {
-    if (delay->tv_sec < 0 || delay->tv_usec < 0 || delay->tv_usec >= 1000000) {
+    if (ev_bad_delay(delay)) {
       errno = EINVAL;
       return -1;
     }
