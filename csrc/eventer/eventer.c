@@ -1031,34 +1031,27 @@ eventer_t eventer_add_timer_next_opportunity(eventer_func_t func,
   return add_or_free(eventer_alloc_timer_next_opportunity(func, closure, owner));
 }
 
-int eventer_add_timed(eventer_t e) {
-  if (!e || !(e->mask & EVENTER_TIMER)) {
+/* eventer_add / eventer_remove for an event of one kind only (EINVAL for
+ * any other). */
+static int add_kind(eventer_t e, int kind) {
+  if (!e || !(e->mask & kind)) {
     errno = EINVAL;
     return -1;
   }
   return eventer_add(e);
 }
 
-eventer_t eventer_remove_timed(eventer_t e) {
-  if (!e || !(e->mask & EVENTER_TIMER)) {
+static eventer_t remove_kind(eventer_t e, int kind) {
+  if (!e || !(e->mask & kind)) {
     errno = EINVAL;
     return NULL;
   }
   return eventer_remove(e);
 }
 
-int eventer_add_recurrent(eventer_t e) {
-  if (!e || !(e->mask & EVENTER_RECURRENT)) {
-    errno = EINVAL;
-    return -1;
-  }
-  return eventer_add(e);
-}
-
+int eventer_add_timed(eventer_t e) { return add_kind(e, EVENTER_TIMER); }
+eventer_t eventer_remove_timed(eventer_t e) { return remove_kind(e, EVENTER_TIMER); }
+int eventer_add_recurrent(eventer_t e) { return add_kind(e, EVENTER_RECURRENT); }
 eventer_t eventer_remove_recurrent(eventer_t e) {
-  if (!e || !(e->mask & EVENTER_RECURRENT)) {
-    errno = EINVAL;
-    return NULL;
-  }
-  return eventer_remove(e);
+  return remove_kind(e, EVENTER_RECURRENT);
 }
