@@ -33,7 +33,7 @@ VALGRIND ?= valgrind
 INCDIRS := -Icsrc/libaco -Icsrc/eventer -Icsrc/testing
 WARN    := -Wall -Wextra -Werror
 BASE_CFLAGS := -std=gnu11 -g -pthread -D_GNU_SOURCE -fstack-clash-protection $(WARN) $(INCDIRS) $(EXTRA_CFLAGS)
-BASE_LDLIBS := -pthread -lm
+BASE_LDLIBS := -pthread -lm -lssl -lcrypto
 
 include csrc/libaco/build.mk
 include csrc/eventer/build.mk
