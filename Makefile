@@ -101,6 +101,14 @@ $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
 # test program paths: csrc/libaco/tests/test_x.c -> build/V/tests/libaco/tests/test_x
 test_bins = $(patsubst csrc/%.c,$(BUILD)/$(1)/tests/%,$(2))
 
+# Test programs that use OpenSSL link dynamically on arm64: Debian's static
+# libcrypto calls glibc's dlopen and getaddrinfo, which a static program can
+# only use with the same glibc's shared objects present at run time anyway
+# (the linker warns).  qemu finds the arm64 libraries under / (run-tests.sh
+# passes -L /; scripts/deps.sh installs libssl-dev:arm64).
+OPENSSL_TESTS := $(EVENTER_SSL_TESTS)
+$(call test_bins,arm64,$(OPENSSL_TESTS)): LDFLAGS_arm64 :=
+
 # ---- the library a C user links -------------------------------------------
 
 .PHONY: lib

@@ -37,7 +37,8 @@ static struct _fd_opset rec_opset;
 
 static int rec_read(int fd, void *buf, size_t len, int *mask, void *closure) {
   int rv = eventer_SSL_fd_opset->read(fd, buf, len, mask, closure);
-  if (rv < 0 && errno == EAGAIN) rec_read_waits |= *mask;
+  if (rv < 0 && errno == EAGAIN)
+    __atomic_or_fetch(&rec_read_waits, *mask, __ATOMIC_RELEASE);
   return rv;
 }
 
@@ -1021,24 +1022,27 @@ static void test_client_bad_server_cert(void) {
 /* ---- readiness in the other direction ------------------------------------------------------------------- */
 
 /* A write before the handshake: the write itself does the handshake and
- * must wait for READ (the server's answer). */
+ * must wait for READ (the server's answer).  The server is a coroutine on
+ * the same loop, so it cannot answer before the client's write yields. */
 static void test_write_waits_for_read(void) {
   setup();
-  int port;
-  t_child_t *srv = s_server(C->srv, C->srv_key, NULL, &port);
+  memset(&S, 0, sizeof(S));
+  int port = srv_start();
   cli_t k = {.port = port, .ca = C->ca, .send = "implicit\n", .implicit = 1,
              .recording = 1};
   eventer_aco_start(cli_fn, &k);
   t_spin(&k.done, 1, 20000);
-  T_STR_EQ(k.reply, "ticilpmi\n");
+  T_STR_EQ(k.reply, "IMPLICIT\n");
   T_CHECKF(rec_write_waits & EVENTER_READ, "write waits 0x%x", rec_write_waits);
-  stop_s_server(srv);
+  t_spin(&R.done, 1, 10000);
+  srv_stop();
   teardown();
 }
 
 /* A read that must wait for WRITE: the server's first read does the
  * handshake; its flight (a ~60 KB certificate) does not fit in the small
- * socket buffers while the client holds off reading. */
+ * socket buffers while the client holds off reading, which it does until
+ * the server's read has asked for WRITE. */
 typedef struct {
   int port, ok;
   char reply[16];
@@ -1060,7 +1064,11 @@ static void *holdoff_client(void *arg) {
   BIO_set_mem_eof_return(hold, -1);
   SSL_set_bio(ssl, hold, wr);
   T_EQ(SSL_connect(ssl), -1);
-  usleep(300000);
+  /* until the server's read has had to wait for WRITE (20 s at most) */
+  for (int i = 0; i < 2000 && !(__atomic_load_n(&rec_read_waits, __ATOMIC_ACQUIRE) &
+                                EVENTER_WRITE);
+       i++)
+    usleep(10000);
   BIO *rd = BIO_new_socket(fd, BIO_NOCLOSE);
   SSL_set0_rbio(ssl, rd);
   if (SSL_connect(ssl) == 1 && SSL_write(ssl, "ping\n", 5) == 5) {
@@ -1083,6 +1091,7 @@ static void test_read_waits_for_write(void) {
   S.implicit = 1;
   S.recording = 1;
   S.sndbuf = 4096;
+  rec_read_waits = rec_write_waits = 0; /* nothing stale for the client */
   holdoff_t h = {.port = srv_start()};
   pthread_t th;
   T_EQ(pthread_create(&th, NULL, holdoff_client, &h), 0);
