@@ -105,6 +105,10 @@ struct eventer_ssl_ctx_t {
   const unsigned char *alpn_default; /* ev_ssl_default_alpn or NULL */
   char *issuer, *subject, *san_list, *cert_error, *last_error, *sni_name;
   STACK_OF(X509) *chain;          /* built on first request */
+  struct sockaddr_storage peer;   /* read at attach: a reset peer has no
+                                   * name any more when its failure is
+                                   * logged */
+  socklen_t peer_len;             /* 0: unknown */
   uint8_t chain_built;
   uint8_t done;                   /* handshake finished and checked */
   uint8_t failed;                 /* a fatal error happened: EIO from now */
@@ -214,30 +218,29 @@ static void ev_set_str(char **slot, const char *v) {
 /* PEM text carries newlines; a path does not (libmtev's rule). */
 static int ev_ssl_is_pem(const char *s) { return s && strchr(s, '\n') != NULL; }
 
-/* The peer of fd for log lines: "1.2.3.4:5", "[::1]:5", "unix:/path". */
-static void ev_ssl_peer_name(int fd, char *buf, size_t len) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
+/* The peer for log lines: "1.2.3.4:5", "[::1]:5", "unix:/path". */
+static void ev_ssl_peer_name(const struct sockaddr_storage *ss, socklen_t sl,
+                             char *buf, size_t len) {
   char host[INET6_ADDRSTRLEN];
-  if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
+  if (sl == 0) {
     snprintf(buf, len, "unknown peer");
     return;
   }
-  switch (ss.ss_family) {
+  switch (ss->ss_family) {
   case AF_INET: {
-    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
     inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
     snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
     break;
   }
   case AF_INET6: {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
     inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
     snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
     break;
   }
   case AF_UNIX: {
-    struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+    const struct sockaddr_un *un = (const struct sockaddr_un *)ss;
     if (sl > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0])
       snprintf(buf, len, "unix:%.*s",
                (int)(sl - offsetof(struct sockaddr_un, sun_path)), un->sun_path);
@@ -246,7 +249,7 @@ static void ev_ssl_peer_name(int fd, char *buf, size_t len) {
     break;
   }
   default:
-    snprintf(buf, len, "peer of family %d", ss.ss_family);
+    snprintf(buf, len, "peer of family %d", ss->ss_family);
   }
 }
 
@@ -826,6 +829,11 @@ int eventer_set_eventer_ssl_ctx_ex(eventer_t e, eventer_ssl_ctx_t *ctx) {
   }
   BIO_set_data(bio, (void *)(intptr_t)e->fd);
   BIO_set_init(bio, 1);
+  if (ctx->peer_len == 0) { /* unless the acceptor told us */
+    socklen_t sl = sizeof(ctx->peer);
+    if (getpeername(e->fd, (struct sockaddr *)&ctx->peer, &sl) == 0)
+      ctx->peer_len = sl;
+  }
   SSL_set_bio(ctx->ssl, bio, bio); /* one reference, for both directions */
   pthread_once(&ev_ssl_hook_once, ev_ssl_hook_once_fn);
   ctx->e = e;
@@ -850,6 +858,13 @@ void eventer_ssl_ctx_set_sni(eventer_ssl_ctx_t *ctx, const char *snivalue) {
     ERR_clear_error();
     mtevL(eventer_err, "eventer_ssl_ctx_set_sni: \"%s\" refused\n", snivalue);
   }
+}
+
+void eventer_ssl_ctx_set_peer(eventer_ssl_ctx_t *ctx,
+                              const struct sockaddr *addr, socklen_t len) {
+  if (!ctx || !addr || len == 0 || len > sizeof(ctx->peer)) return;
+  memcpy(&ctx->peer, addr, len);
+  ctx->peer_len = len;
 }
 
 void eventer_ssl_ctx_set_sni_select(eventer_ssl_ctx_t *ctx,
@@ -1090,7 +1105,12 @@ static void ev_ssl_log_once(eventer_ssl_ctx_t *ctx, int op, const char *reason) 
   ctx->logged = 1;
   int fd = ctx->e ? ctx->e->fd : -1;
   char peer[96];
-  ev_ssl_peer_name(fd, peer, sizeof(peer));
+  if (ctx->peer_len == 0 && fd >= 0) { /* not connected at attach (a client) */
+    socklen_t sl = sizeof(ctx->peer);
+    if (getpeername(fd, (struct sockaddr *)&ctx->peer, &sl) == 0)
+      ctx->peer_len = sl;
+  }
+  ev_ssl_peer_name(&ctx->peer, ctx->peer_len, peer, sizeof(peer));
   mtevL(eventer_err, "TLS %s %s %s (fd %d) failed: %s\n", ev_ssl_op_name[op],
         ev_ssl_op_dir[op], peer, fd, reason);
 }

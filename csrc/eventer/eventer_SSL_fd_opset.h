@@ -186,6 +186,11 @@ int eventer_set_eventer_ssl_ctx_ex(eventer_t e, eventer_ssl_ctx_t *ctx);
 /* e's context (also while e is an aco event), or NULL. */
 eventer_ssl_ctx_t *eventer_get_eventer_ssl_ctx(const eventer_t e);
 
+/* The peer's address for log lines (ours).  Attaching reads it from the
+ * socket; an acceptor that has it from accept(2) may set it first, so a
+ * peer that reset before the attach is still named. */
+void eventer_ssl_ctx_set_peer(eventer_ssl_ctx_t *ctx,
+                              const struct sockaddr *addr, socklen_t len);
 /* Client: the server name to send (SNI).  Before the handshake. */
 void eventer_ssl_ctx_set_sni(eventer_ssl_ctx_t *ctx, const char *snivalue);
 /* Server: picks a certificate by the client's SNI name (see

@@ -42,7 +42,7 @@ typedef struct {
 static t_certs_t t_certs;
 static int t_certs_made;
 
-static void t_rm_rf(const char *dir) {
+static inline void t_rm_rf(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return;
   struct dirent *de;
@@ -57,12 +57,12 @@ static void t_rm_rf(const char *dir) {
 }
 
 static pid_t t_certs_owner;
-static void t_certs_cleanup(void) {
+static inline void t_certs_cleanup(void) {
   if (t_certs_made && getpid() == t_certs_owner) t_rm_rf(t_certs.dir);
 }
 
-static void t_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void t_sh(const char *fmt, ...) {
+static inline void t_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void t_sh(const char *fmt, ...) {
   char cmd[4096];
   va_list ap;
   va_start(ap, fmt);
@@ -72,7 +72,7 @@ static void t_sh(const char *fmt, ...) {
   if (rc != 0) T_FAIL("command failed (%d): %s", rc, cmd);
 }
 
-static void t_write_file(const char *path, const char *text) {
+static inline void t_write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
   T_CHECK(f != NULL);
   fputs(text, f);
@@ -81,7 +81,7 @@ static void t_write_file(const char *path, const char *text) {
 
 /* A leaf for `cn` signed by the test CA: key (new unless key_exists),
  * certificate valid `days` (negative: expired), with extensions `ext`. */
-static void t_leaf(const char *cn, const char *key, int key_exists,
+static inline void t_leaf(const char *cn, const char *key, int key_exists,
                    const char *out, int days, const char *ext,
                    const char *keyalg) {
   static int serial = 100;
@@ -187,12 +187,13 @@ static inline char *t_slurp(const char *path) {
 /* ---- captured log ------------------------------------------------------------- */
 
 static pthread_mutex_t t_log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char t_log_buf[1 << 20];
+static char t_log_buf[4 << 20];
 static size_t t_log_len;
 static int t_log_lines;
+static int t_log_accept_lines; /* "TLS accept from 127.0.0.1:... failed: <reason>" */
 static int t_log_echo = -1; /* also print (for debugging; TLS_TEST_LOG=1) */
 
-static void t_log_writer(mtev_log_stream_t ls, const char *line, size_t len,
+static inline void t_log_writer(mtev_log_stream_t ls, const char *line, size_t len,
                          void *closure) {
   (void)ls, (void)closure;
   pthread_mutex_lock(&t_log_lock);
@@ -203,21 +204,25 @@ static void t_log_writer(mtev_log_stream_t ls, const char *line, size_t len,
   }
   for (size_t i = 0; i < len; i++)
     if (line[i] == '\n') t_log_lines++;
+  const char *f = memmem(line, len, "TLS accept from 127.0.0.1:", 26);
+  const char *r = f ? memmem(f, len - (size_t)(f - line), ") failed: ", 10) : NULL;
+  if (r && line + len - (r + 10) > 2) t_log_accept_lines++; /* a reason */
   pthread_mutex_unlock(&t_log_lock);
   if (t_log_echo < 0) t_log_echo = getenv("TLS_TEST_LOG") != NULL;
   if (t_log_echo) fwrite(line, 1, len, stderr);
 }
 
-static void t_log_capture(void) {
+static inline void t_log_capture(void) {
   pthread_mutex_lock(&t_log_lock);
   t_log_len = 0;
   t_log_buf[0] = 0;
   t_log_lines = 0;
+  t_log_accept_lines = 0;
   pthread_mutex_unlock(&t_log_lock);
   mtev_log_set_writer(t_log_writer, NULL);
 }
 
-static void t_log_release(void) { mtev_log_set_writer(NULL, NULL); }
+static inline void t_log_release(void) { mtev_log_set_writer(NULL, NULL); }
 
 static inline int t_log_has(const char *needle) {
   pthread_mutex_lock(&t_log_lock);
@@ -229,7 +234,7 @@ static inline int t_log_has(const char *needle) {
 /* ---- sockets and fds ------------------------------------------------------------ */
 
 /* A non-blocking listening socket on 127.0.0.1, any port. */
-static int t_listen(int *port) {
+static inline int t_listen(int *port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   T_CHECK(fd >= 0);
   int one = 1;
@@ -244,7 +249,7 @@ static int t_listen(int *port) {
   return fd;
 }
 
-static struct sockaddr_in t_addr(int port) {
+static inline struct sockaddr_in t_addr(int port) {
   struct sockaddr_in sa = {.sin_family = AF_INET};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   sa.sin_port = htons((uint16_t)port);
@@ -298,7 +303,7 @@ typedef struct {
   int status; /* after t_child_wait */
 } t_child_t;
 
-static void t_child_start(t_child_t *c, char *const argv[]) {
+static inline void t_child_start(t_child_t *c, char *const argv[]) {
   int in[2], out[2];
   /* a child that exits early must not kill us when we write to its stdin
    * (the TLS layer itself never raises SIGPIPE: test_eventer_ssl_bad) */
@@ -326,7 +331,7 @@ static void t_child_start(t_child_t *c, char *const argv[]) {
 }
 
 /* Reads what is there; 1 at EOF. */
-static int t_child_pump(t_child_t *c) {
+static inline int t_child_pump(t_child_t *c) {
   for (;;) {
     if (c->len >= sizeof(c->buf) - 1) return 0;
     ssize_t r = read(c->out, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
@@ -340,17 +345,17 @@ static int t_child_pump(t_child_t *c) {
   }
 }
 
-static void t_child_send(t_child_t *c, const char *s) {
+static inline void t_child_send(t_child_t *c, const char *s) {
   T_EQ(write(c->in, s, strlen(s)), (long long)strlen(s));
 }
 
-static void t_child_close_in(t_child_t *c) {
+static inline void t_child_close_in(t_child_t *c) {
   if (c->in >= 0) close(c->in);
   c->in = -1;
 }
 
 /* Runs the loop until the child's output contains needle. */
-static void t_child_expect(t_child_t *c, const char *needle, int timeout_ms) {
+static inline void t_child_expect(t_child_t *c, const char *needle, int timeout_ms) {
   struct timeval w = {0, 2000};
   uint64_t end = t_now_us() + (uint64_t)timeout_ms * 1000u;
   for (;;) {
@@ -369,7 +374,7 @@ static void t_child_expect(t_child_t *c, const char *needle, int timeout_ms) {
 }
 
 /* Runs the loop until the child exits; returns its exit status. */
-static int t_child_wait(t_child_t *c, int timeout_ms) {
+static inline int t_child_wait(t_child_t *c, int timeout_ms) {
   struct timeval w = {0, 2000};
   uint64_t end = t_now_us() + (uint64_t)timeout_ms * 1000u;
   for (;;) {
