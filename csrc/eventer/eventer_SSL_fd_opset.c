@@ -867,6 +867,37 @@ void eventer_ssl_ctx_set_peer(eventer_ssl_ctx_t *ctx,
   ctx->peer_len = len;
 }
 
+int eventer_ssl_ctx_set_verify_host(eventer_ssl_ctx_t *ctx, const char *host) {
+  if (!ctx || !host || !host[0] || ctx->type != SSL_CLIENT) {
+    errno = EINVAL;
+    return -1;
+  }
+  X509_VERIFY_PARAM *vp = SSL_get0_param(ctx->ssl);
+  /* an address literal is checked against the IP SANs, a name against the
+   * DNS SANs (and the CN when there are none, OpenSSL's rule) */
+  int ok = X509_VERIFY_PARAM_set1_ip_asc(vp, host) == 1 ||
+           SSL_set1_host(ctx->ssl, host) == 1;
+  ERR_clear_error();
+  if (!ok) {
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+int eventer_ssl_ctx_set_session(eventer_ssl_ctx_t *ctx, SSL_SESSION *session) {
+  if (!ctx || !session || ctx->type != SSL_CLIENT || ctx->done) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (SSL_set_session(ctx->ssl, session) != 1) {
+    ERR_clear_error();
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
 void eventer_ssl_ctx_set_sni_select(eventer_ssl_ctx_t *ctx,
                                     eventer_ssl_sni_func_t f, void *closure) {
   if (!ctx) return;

@@ -193,6 +193,16 @@ void eventer_ssl_ctx_set_peer(eventer_ssl_ctx_t *ctx,
                               const struct sockaddr *addr, socklen_t len);
 /* Client: the server name to send (SNI).  Before the handshake. */
 void eventer_ssl_ctx_set_sni(eventer_ssl_ctx_t *ctx, const char *snivalue);
+/* Client (ours): the name (or IP address) the server's certificate must
+ * be for, checked during verification (a mismatch fails the handshake
+ * with "hostname mismatch"); the chain alone is all libmtev checks.
+ * Before the handshake.  0, or -1/EINVAL. */
+int eventer_ssl_ctx_set_verify_host(eventer_ssl_ctx_t *ctx, const char *host);
+/* Client (ours): offers a session to resume (from eventer_ssl_get_session
+ * of an earlier connection to the same server, which OpenSSL keeps
+ * resumable once that connection closed cleanly; SSL_SESSION_up_ref it to
+ * keep it past that context).  Before the handshake.  0, or -1/EINVAL. */
+int eventer_ssl_ctx_set_session(eventer_ssl_ctx_t *ctx, SSL_SESSION *session);
 /* Server: picks a certificate by the client's SNI name (see
  * eventer_ssl_sni_func_t).  Before the handshake. */
 void eventer_ssl_ctx_set_sni_select(eventer_ssl_ctx_t *ctx,

@@ -6,7 +6,8 @@
  * verification, server-side session resumption, the peer's certificate
  * and chain, TLS 1.3 key updates, reads that wait for WRITE and writes
  * that wait for READ, full duplex over one TLS event, handshake timeouts,
- * context errors and teardown at awkward moments.
+ * context errors and teardown at awkward moments; on the client side the
+ * server name checked (by name and address) and a session resumed.
  */
 #include "ssltest.h"
 
@@ -871,9 +872,11 @@ static void test_key_update(void) {
 
 typedef struct {
   int port;
-  const char *layer, *cert, *key, *ca, *sni, *alpn, *send;
+  const char *layer, *cert, *key, *ca, *sni, *alpn, *send, *verify_host;
+  SSL_SESSION *sess_in;  /* to resume */
+  SSL_SESSION *sess_out; /* kept (a reference) after the exchange */
   int implicit, recording;
-  int connect_rv, connect_errno, hs_rv, hs_errno, method, done;
+  int connect_rv, connect_errno, hs_rv, hs_errno, method, done, reused;
   char alpn_sel[32], peer_cn[64], last_error[512], reply[256];
 } cli_t;
 
@@ -886,6 +889,8 @@ static void cli_fn(void) {
   T_CHECK(ctx != NULL);
   if (k->sni) eventer_ssl_ctx_set_sni(ctx, k->sni);
   if (k->alpn) T_EQ(eventer_ssl_alpn_advertise(ctx, k->alpn), 0);
+  if (k->verify_host) T_EQ(eventer_ssl_ctx_set_verify_host(ctx, k->verify_host), 0);
+  if (k->sess_in) T_EQ(eventer_ssl_ctx_set_session(ctx, k->sess_in), 0);
   eventer_t e = eventer_alloc_fd(dummy_cb, NULL, fd, EVENTER_READ);
   EVENTER_ATTACH_SSL(e, ctx);
   if (k->recording) rec_install(e);
@@ -916,6 +921,10 @@ static void cli_fn(void) {
   snprintf(k->alpn_sel, sizeof(k->alpn_sel), "%.*s", (int)l, p ? (const char *)p : "");
   if (eventer_ssl_get_peer_commonname(ctx, k->peer_cn, sizeof(k->peer_cn)) < 0)
     k->peer_cn[0] = 0;
+  k->reused = eventer_ssl_session_reused(ctx);
+  /* after the reply: a TLS 1.3 ticket came before it */
+  k->sess_out = eventer_ssl_get_session(ctx);
+  if (k->sess_out) SSL_SESSION_up_ref(k->sess_out);
 out:
   copy_str(k->last_error, sizeof(k->last_error), eventer_ssl_get_last_error(ctx));
   eventer_aco_close(ae);
@@ -924,10 +933,11 @@ out:
 }
 
 /* openssl s_server -rev (answers each line reversed), one connection */
-static t_child_t *s_server(const char *cert, const char *key,
-                           const char *const *extra, int *port) {
+static t_child_t *s_server_n(const char *cert, const char *key,
+                             const char *const *extra, int *port,
+                             const char *naccept) {
   const char *argv[40] = {"openssl", "s_server", "-accept", "127.0.0.1:0",
-                          "-cert", cert, "-key", key, "-naccept", "1", "-rev"};
+                          "-cert", cert, "-key", key, "-naccept", naccept, "-rev"};
   int n = 11;
   for (int i = 0; extra && extra[i]; i++) argv[n++] = extra[i];
   argv[n] = NULL;
@@ -935,6 +945,11 @@ static t_child_t *s_server(const char *cert, const char *key,
   t_child_start(c, (char *const *)argv);
   *port = t_s_server_port(c);
   return c;
+}
+
+static t_child_t *s_server(const char *cert, const char *key,
+                           const char *const *extra, int *port) {
+  return s_server_n(cert, key, extra, port, "1");
 }
 
 static void stop_s_server(t_child_t *c) {
@@ -988,15 +1003,35 @@ static void test_client_side(void) {
   T_STR_EQ(k2.peer_cn, "localhost");
   T_STR_EQ(k2.alpn_sel, "");
   stop_s_server(srv);
+
+  /* the server's name checked, by name and by address; the second
+   * connection resumes the first one's session */
+  const char *names[] = {"localhost", "127.0.0.1"};
+  SSL_SESSION *sess = NULL;
+  srv = s_server_n(C->srv, C->srv_key, NULL, &port, "2");
+  for (int i = 0; i < 2; i++) {
+    cli_t kh = {.port = port, .ca = C->ca, .verify_host = names[i],
+                .sess_in = sess, .send = "host\n"};
+    eventer_aco_start(cli_fn, &kh);
+    t_spin(&kh.done, 1, 20000);
+    T_EQ(kh.hs_rv, 0);
+    T_STR_EQ(kh.reply, "tsoh\n");
+    T_EQ(kh.reused, i == 1);
+    T_CHECK(kh.sess_out != NULL);
+    SSL_SESSION_free(sess);
+    sess = kh.sess_out;
+  }
+  stop_s_server(srv);
+  SSL_SESSION_free(sess);
   T_EQ(t_log_lines, 0);
   teardown();
 }
 
 static void bad_server(const char *cert, const char *key, const char *ca,
-                       const char *reason) {
+                       const char *host, const char *reason) {
   int port;
   t_child_t *srv = s_server(cert, key, NULL, &port);
-  cli_t k = {.port = port, .ca = ca, .send = "x\n"};
+  cli_t k = {.port = port, .ca = ca, .send = "x\n", .verify_host = host};
   int lines = t_log_lines;
   eventer_aco_start(cli_fn, &k);
   t_spin(&k.done, 1, 20000);
@@ -1013,9 +1048,12 @@ static void bad_server(const char *cert, const char *key, const char *ca,
 
 static void test_client_bad_server_cert(void) {
   setup();
-  bad_server(C->exp, C->srv_key, C->ca, "certificate has expired");
-  bad_server(C->self, C->self_key, C->ca, "self-signed certificate");
-  bad_server(C->a, C->a_key, C->self, "unable to get local issuer");
+  bad_server(C->exp, C->srv_key, C->ca, NULL, "certificate has expired");
+  bad_server(C->self, C->self_key, C->ca, NULL, "self-signed certificate");
+  bad_server(C->a, C->a_key, C->self, NULL, "unable to get local issuer");
+  /* a good chain for another name */
+  bad_server(C->a, C->a_key, C->ca, "localhost", "hostname mismatch");
+  bad_server(C->srv, C->srv_key, C->ca, "127.0.0.2", "IP address mismatch");
   teardown();
 }
 
