@@ -40,9 +40,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-/* How often a cached SSL_CTX's files are checked for changes (libmtev's
- * ssl_ctx_cache_finfo_expiry). */
-#define EV_SSL_FINFO_CHECK_S 5
+/* How often a cached SSL_CTX's files are checked for changes, seconds
+ * (libmtev's ssl_ctx_cache_finfo_expiry, default 5). */
+static int ev_ssl_finfo_check_s = 5; /* __atomic */
 /* The session id context every server SSL_CTX shares (session caching
  * needs one once client certificates are verified). */
 #define EV_SSL_SID_CTX "eventer_ssl"
@@ -644,7 +644,8 @@ static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
   for (ev_ssl_cnode_t **pp = &ev_ssl_cache; (n = *pp) != NULL; pp = &n->next) {
     if (memcmp(n->key, key, sizeof(key)) != 0) continue;
     int old = expiry > 0 && now - n->created >= expiry;
-    if (!old && now - n->checked >= EV_SSL_FINFO_CHECK_S) {
+    if (!old && now - n->checked >=
+                    __atomic_load_n(&ev_ssl_finfo_check_s, __ATOMIC_RELAXED)) {
       n->checked = now;
       for (int i = 0; i < EV_SSL_NFILES; i++)
         if (n->paths[i] && ev_ssl_finfo_changed(&n->finfo[i], n->paths[i]))
@@ -711,8 +712,14 @@ void eventer_ssl_set_ssl_ctx_cache_expiry(int timeout) {
 }
 
 int eventer_ssl_config(const char *key, const char *value) {
-  if (key && value && !strcmp(key, "ssl_ctx_cache_expiry")) {
+  if (!key || !value) return 1;
+  if (!strcmp(key, "ssl_ctx_cache_expiry")) {
     eventer_ssl_set_ssl_ctx_cache_expiry(atoi(value));
+    return 0;
+  }
+  if (!strcmp(key, "ssl_ctx_cache_finfo_expiry")) {
+    int v = atoi(value);
+    __atomic_store_n(&ev_ssl_finfo_check_s, v > 0 ? v : 0, __ATOMIC_RELAXED);
     return 0;
   }
   return 1;

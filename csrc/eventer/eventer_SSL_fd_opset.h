@@ -47,7 +47,7 @@
  * (cached: certificate, key and CA are loaded once; OpenSSL's session
  * cache and ticket keys live there, which is what makes server-side
  * session resumption work).  A cached SSL_CTX is rebuilt when one of its
- * files changes (checked at most every 5 s) or, when
+ * files changes (checked at most every 5 s: see eventer_ssl_config) or, when
  * eventer_ssl_set_ssl_ctx_cache_expiry(n > 0) was called, when it is n
  * seconds old.  Contexts may be made on any thread; a context, once
  * attached, is used on its event's loop thread only.
@@ -236,9 +236,11 @@ int eventer_aco_ssl_connect(eventer_aco_t e, struct timeval *timeout);
 /* Seconds after which a cached SSL_CTX is rebuilt (0, the default: only
  * when its files change).  THREAD-SAFE. */
 void eventer_ssl_set_ssl_ctx_cache_expiry(int timeout);
-/* libmtev's settings hook: "ssl_ctx_cache_expiry" -> 0; anything else
- * (libmtev's ssl_dhparam* keys: OpenSSL 3 picks DH groups itself) -> 1,
- * not understood. */
+/* libmtev's settings hook: "ssl_ctx_cache_expiry" (as above) and
+ * "ssl_ctx_cache_finfo_expiry" (seconds between checks of a cached
+ * SSL_CTX's files, default 5; 0: at every eventer_ssl_ctx_new) -> 0;
+ * anything else (libmtev's ssl_dhparam* keys: OpenSSL 3 picks DH groups
+ * itself) -> 1, not understood. */
 int eventer_ssl_config(const char *key, const char *value);
 
 /* ---- ALPN --------------------------------------------------------------- */

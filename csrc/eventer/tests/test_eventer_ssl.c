@@ -433,6 +433,69 @@ static void test_ctx_errors(void) {
   teardown();
 }
 
+/* ---- the SSL_CTX cache follows its files ------------------------------------------ */
+
+static void cp_file(const char *from, const char *to) {
+  char *text = t_slurp(from);
+  char tmp[400];
+  snprintf(tmp, sizeof(tmp), "%s.new", to);
+  t_write_file(tmp, text);
+  T_EQ(rename(tmp, to), 0); /* a new inode, as a certificate rotation */
+  free(text);
+}
+
+static const char *local_cn(eventer_ssl_ctx_t *ctx) {
+  static char cn[64];
+  T_CHECK(ctx != NULL);
+  if (eventer_ssl_get_local_commonname(ctx, cn, sizeof(cn)) < 0) cn[0] = 0;
+  return cn;
+}
+
+static void test_ctx_cache_rebuild(void) {
+  setup();
+  char cert[400], key[400];
+  snprintf(cert, sizeof(cert), "%s/rot.pem", C->dir);
+  snprintf(key, sizeof(key), "%s/rot.key", C->dir);
+  cp_file(C->srv, cert);
+  cp_file(C->srv_key, key);
+  eventer_ssl_ctx_t *c1 = eventer_ssl_ctx_new(SSL_SERVER, NULL, cert, key, NULL, NULL);
+  T_STR_EQ(local_cn(c1), "localhost");
+  /* rotated files: seen at the next check (every call here) */
+  T_EQ(eventer_ssl_config("ssl_ctx_cache_finfo_expiry", "0"), 0);
+  cp_file(C->a, cert);
+  cp_file(C->a_key, key);
+  eventer_ssl_ctx_t *c2 = eventer_ssl_ctx_new(SSL_SERVER, NULL, cert, key, NULL, NULL);
+  T_STR_EQ(local_cn(c2), "a.example");
+  T_STR_EQ(local_cn(c1), "localhost"); /* the old one lives on for its users */
+  /* unchanged: the cached one */
+  eventer_ssl_ctx_t *c3 = eventer_ssl_ctx_new(SSL_SERVER, NULL, cert, key, NULL, NULL);
+  T_STR_EQ(local_cn(c3), "a.example");
+  /* by age */
+  T_EQ(eventer_ssl_config("ssl_ctx_cache_finfo_expiry", "3600"), 0);
+  eventer_ssl_set_ssl_ctx_cache_expiry(1);
+  cp_file(C->b, cert);
+  cp_file(C->b_key, key);
+  eventer_ssl_ctx_free(c3);
+  c3 = eventer_ssl_ctx_new(SSL_SERVER, NULL, cert, key, NULL, NULL);
+  T_STR_EQ(local_cn(c3), "a.example"); /* not old enough, no file check */
+  usleep(2100000);
+  eventer_ssl_ctx_t *c4 = eventer_ssl_ctx_new(SSL_SERVER, NULL, cert, key, NULL, NULL);
+  T_STR_EQ(local_cn(c4), "b.example");
+  /* a rotation to a broken pair fails clearly and does not stick */
+  eventer_ssl_set_ssl_ctx_cache_expiry(0);
+  T_EQ(eventer_ssl_config("ssl_ctx_cache_finfo_expiry", "0"), 0);
+  cp_file(C->srv_key, key); /* b's certificate, localhost's key */
+  T_CHECK(eventer_ssl_ctx_new(SSL_SERVER, NULL, cert, key, NULL, NULL) == NULL);
+  T_EQ(errno, EIO);
+  cp_file(C->b_key, key);
+  eventer_ssl_ctx_t *c5 = eventer_ssl_ctx_new(SSL_SERVER, NULL, cert, key, NULL, NULL);
+  T_STR_EQ(local_cn(c5), "b.example");
+  T_EQ(eventer_ssl_config("ssl_ctx_cache_finfo_expiry", "5"), 0);
+  eventer_ssl_ctx_t *all[] = {c1, c2, c3, c4, c5};
+  for (int i = 0; i < 5; i++) eventer_ssl_ctx_free(all[i]);
+  teardown();
+}
+
 /* ---- coroutine server, openssl s_client, TLS 1.2 and 1.3 -------------------------- */
 
 static void aco_echo(const char *layer, const char *vflag, int version) {
@@ -1370,6 +1433,7 @@ static void test_close_during_handshake(void) {
 }
 
 T_MAIN({"ctx_errors", test_ctx_errors},
+       {"ctx_cache_rebuild", test_ctx_cache_rebuild},
        {"aco_tls12", test_aco_tls12},
        {"aco_tls13", test_aco_tls13},
        {"version_mismatch", test_version_mismatch},
