@@ -1336,8 +1336,7 @@ int eventer_SSL_renegotiate(eventer_t e) {
 static int ev_ssl_aco_handshake(eventer_aco_t ae, int op,
                                 struct timeval *timeout) {
   eventer_t e = (eventer_t)ae;
-  eventer_ssl_ctx_t *ctx = e ? e->tls : NULL;
-  if (!ctx || !eventer_is_aco(e) || !eventer_in_aco() ||
+  if (!e || !e->tls || !eventer_is_aco(e) || !eventer_in_aco() ||
       (timeout && ev_bad_delay(timeout))) {
     errno = EINVAL;
     return -1;
@@ -1346,16 +1345,22 @@ static int ev_ssl_aco_handshake(eventer_aco_t ae, int op,
   if (timeout)
     deadline = eventer_mono_ns() + (uint64_t)timeout->tv_sec * 1000000000u +
                (uint64_t)timeout->tv_usec * 1000u;
+  eventer_ref(e); /* e outlives our waits, whoever frees it meanwhile */
+  int rv = -1, err = 0;
   for (;;) {
-    int mask = 0, err;
-    if (ev_ssl_io(e, op, NULL, 0, &mask) > 0) return 0;
-    if (errno != EAGAIN) return -1; /* failed, and logged */
+    int mask = 0;
+    if (ev_ssl_io(e, op, NULL, 0, &mask) > 0) {
+      rv = 0;
+      break;
+    }
+    err = errno;
+    if (err != EAGAIN) break; /* failed, and logged */
     struct timeval left, *lp = NULL;
     if (timeout) {
       uint64_t now = eventer_mono_ns();
       if (now >= deadline) {
         err = ETIMEDOUT;
-        goto timed_out;
+        break;
       }
       /* round up: {0,0} would mean "do not wait" */
       uint64_t rem_us = (deadline - now + 999) / 1000;
@@ -1363,22 +1368,21 @@ static int ev_ssl_aco_handshake(eventer_aco_t ae, int op,
       left.tv_usec = (suseconds_t)(rem_us % 1000000u);
       lp = &left;
     }
-    if (eventer_aco_wait_ready(ae, mask & (EVENTER_READ | EVENTER_WRITE), lp) ==
-        0)
-      continue;
-    err = errno;
-    if (err != ETIMEDOUT) {
-      errno = err; /* ECANCELED, EBADF: the caller's doing, not logged */
-      return -1;
+    if (eventer_aco_wait_ready(ae, mask & (EVENTER_READ | EVENTER_WRITE), lp) != 0) {
+      err = errno; /* ECANCELED, EBADF: the caller's doing, not logged */
+      break;
     }
-  timed_out:;
+  }
+  /* the context as it is now: a close meanwhile took the old one */
+  if (err == ETIMEDOUT && e->tls) {
     char reason[96];
     snprintf(reason, sizeof(reason), "handshake timed out after %ld ms",
              (long)timeout->tv_sec * 1000 + (long)timeout->tv_usec / 1000);
-    ev_ssl_log_once(ctx, op, reason);
-    errno = ETIMEDOUT;
-    return -1;
+    ev_ssl_log_once(e->tls, op, reason);
   }
+  eventer_deref(e);
+  if (rv != 0) errno = err;
+  return rv;
 }
 
 int eventer_aco_ssl_accept(eventer_aco_t e, struct timeval *timeout) {

@@ -1393,8 +1393,9 @@ static void test_connect_and_handshake_timeouts(void) {
 static eventer_aco_t close_target;
 static int close_hs_rv, close_hs_err, close_done;
 
+static long waiter_tmo_ms = 5000;
 static void handshake_waiter(void) {
-  struct timeval tmo = t_ms(5000);
+  struct timeval tmo = t_ms(waiter_tmo_ms);
   close_hs_rv = eventer_aco_ssl_accept(close_target, &tmo);
   close_hs_err = errno;
   close_done++;
@@ -1432,6 +1433,53 @@ static void test_close_during_handshake(void) {
   teardown();
 }
 
+/* the creator frees the event while another coroutine is in its handshake:
+ * the handshake holds its own reference, ends, and the event goes then */
+static void freer(void) {
+  int *sv = eventer_aco_arg();
+  eventer_ssl_ctx_t *ctx =
+      eventer_ssl_ctx_new(SSL_SERVER, NULL, C->srv, C->srv_key, NULL, NULL);
+  eventer_t e = eventer_alloc_fd(dummy_cb, NULL, sv[0], EVENTER_READ);
+  EVENTER_ATTACH_SSL(e, ctx);
+  close_target = eventer_set_eventer_aco(e);
+  eventer_aco_start(handshake_waiter, NULL);
+  struct timeval s = t_ms(20);
+  eventer_aco_sleep(&s);
+  eventer_aco_free(close_target); /* no close: the waiter still uses it */
+  if (waiter_tmo_ms > 1000) T_EQ(write(sv[1], "garbage!", 8), 8);
+  close_done++;
+}
+
+static void free_during_handshake(long tmo_ms, int want_err) {
+  setup();
+  int sv[2];
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  close_done = 0;
+  waiter_tmo_ms = tmo_ms;
+  int64_t before = eventer_allocations_current();
+  eventer_aco_start(freer, sv);
+  t_spin(&close_done, 2, 5000);
+  T_EQ(close_hs_rv, -1);
+  T_EQ(close_hs_err, want_err);
+  T_EQ(t_log_lines, 1);
+  /* the coroutine layer keeps a woken waiter's registration (it may wait
+   * again) until the fd fires with nobody waiting: the peer's hang-up */
+  close(sv[1]);
+  for (int i = 0; i < 5; i++) ev_turn();
+  T_EQ(eventer_allocations_current(), before); /* gone with the last ref */
+  close(sv[0]);
+  waiter_tmo_ms = 5000;
+  teardown();
+}
+
+static void test_free_during_handshake(void) {
+  /* the handshake fails on garbage; then, with no data at all, it times
+   * out after the last other reference is gone (a use after free before
+   * the handshake held its own) */
+  free_during_handshake(5000, EIO);
+  free_during_handshake(100, ETIMEDOUT);
+}
+
 T_MAIN({"ctx_errors", test_ctx_errors},
        {"ctx_cache_rebuild", test_ctx_cache_rebuild},
        {"aco_tls12", test_aco_tls12},
@@ -1452,4 +1500,5 @@ T_MAIN({"ctx_errors", test_ctx_errors},
        {"read_waits_for_write", test_read_waits_for_write},
        {"full_duplex_bulk", test_full_duplex_bulk},
        {"connect_and_handshake_timeouts", test_connect_and_handshake_timeouts},
-       {"close_during_handshake", test_close_during_handshake})
+       {"close_during_handshake", test_close_during_handshake},
+       {"free_during_handshake", test_free_during_handshake})
