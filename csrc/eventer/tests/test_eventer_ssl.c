@@ -868,12 +868,16 @@ static void test_client_cert(void) {
 
 /* ---- server-side session resumption --------------------------------------------------------------- */
 
-static void resumption(const char *vflag, int version) {
+/* tickets: the flag the client adds ("-no_ticket": TLS 1.2 resumes from
+ * the server's session cache by session id instead of a ticket) */
+static void resumption(const char *vflag, const char *tickets, int version) {
   char sess[400];
-  snprintf(sess, sizeof(sess), "%s/sess%s.pem", C->dir, vflag);
+  snprintf(sess, sizeof(sess), "%s/sess%s%s.pem", C->dir, vflag,
+           tickets ? tickets : "");
   memset(&S, 0, sizeof(S));
   int port = srv_start();
-  t_child_t *c = s_client(port, (const char *[]){vflag, "-sess_out", sess, NULL});
+  t_child_t *c = s_client(port, (const char *[]){vflag, "-sess_out", sess,
+                                                 tickets, NULL});
   echo_once(c, "first\n", "FIRST");
   finish_client(c, 0);
   t_spin(&R.done, 1, 10000);
@@ -881,7 +885,7 @@ static void resumption(const char *vflag, int version) {
   T_EQ(R.reused, 0);
   /* a new connection (a new context on the cached SSL_CTX) resumes */
   memset(&R, 0, sizeof(R));
-  c = s_client(port, (const char *[]){vflag, "-sess_in", sess, NULL});
+  c = s_client(port, (const char *[]){vflag, "-sess_in", sess, tickets, NULL});
   echo_once(c, "second\n", "SECOND");
   T_CHECKF(strstr(c->buf, "Reused, TLSv1.") != NULL, "%s", c->buf);
   finish_client(c, 0);
@@ -893,8 +897,9 @@ static void resumption(const char *vflag, int version) {
 
 static void test_resumption(void) {
   setup();
-  resumption("-tls1_3", TLS1_3_VERSION);
-  resumption("-tls1_2", TLS1_2_VERSION);
+  resumption("-tls1_3", NULL, TLS1_3_VERSION);
+  resumption("-tls1_2", NULL, TLS1_2_VERSION);
+  resumption("-tls1_2", "-no_ticket", TLS1_2_VERSION);
   teardown();
 }
 
