@@ -11,5 +11,6 @@
 #include "eventer.h"  /* the event loop, job queues, driver API */
 #include "eventer_aco.h" /* coroutines on the loop */
 #include "eventer_aco_sync.h" /* their semaphores, mutexes, wait groups, channels */
+#include "eventer_SSL_fd_opset.h" /* TLS under the fd opsets (OpenSSL 3) */
 
 #endif /* ACOEVENTER_H */

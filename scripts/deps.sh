@@ -6,6 +6,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have gcc                    || need+=(gcc)
 have make                   || need+=(make)
 have pkg-config             || need+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)  # the TLS opset (cgo too)
 # `deps.sh run`: only what building and running acod needs (cgo: gcc)
 if [ "${1:-}" != run ]; then
   have aarch64-linux-gnu-gcc  || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
@@ -13,11 +14,17 @@ if [ "${1:-}" != run ]; then
   have valgrind               || need+=(valgrind)
   [ -f /usr/include/valgrind/valgrind.h ] || need+=(valgrind)
   have timeout                || need+=(coreutils)
+  have openssl                || need+=(openssl)  # the TLS tests' peers, certificates
+  # the arm64 build of the TLS tests links Debian's arm64 OpenSSL (multiarch)
+  [ -f /usr/lib/aarch64-linux-gnu/libssl.so ] || { need+=(libssl-dev:arm64); arm64=1; }
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  if [ -n "${arm64:-}" ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $sudo dpkg --add-architecture arm64
+  fi
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

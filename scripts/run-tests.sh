@@ -11,7 +11,9 @@ case $mode in
     wrap=(valgrind --quiet --error-exitcode=99 --leak-check=full
           --errors-for-leak-kinds=definite --show-leak-kinds=definite
           --track-fds=no --fair-sched=yes) ;;
-  qemu) export ACO_TEST_MODE=qemu; wrap=(${QEMU:-qemu-aarch64-static}) ;;
+  # -L /: the arm64 shared libraries (Debian multiarch) of the programs
+  # linked dynamically (the OpenSSL ones: Makefile)
+  qemu) export ACO_TEST_MODE=qemu; wrap=(${QEMU:-qemu-aarch64-static} -L /) ;;
   *) export ACO_TEST_MODE=$mode; wrap=() ;;
 esac
 for t in "$@"; do

@@ -7,14 +7,19 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
                 csrc/eventer/eventer_jobq.c \
                 csrc/eventer/eventer_aco.c \
                 csrc/eventer/eventer_aco_proxy.c \
-                csrc/eventer/eventer_aco_sync.c
+                csrc/eventer/eventer_aco_sync.c \
+                csrc/eventer/eventer_SSL_fd_opset.c
 EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h \
                    csrc/eventer/eventer_aco.h csrc/eventer/eventer_aco_proxy.h \
-                   csrc/eventer/eventer_aco_sync.h
+                   csrc/eventer/eventer_aco_sync.h \
+                   csrc/eventer/eventer_SSL_fd_opset.h
 EVENTER_TESTS := $(sort $(wildcard csrc/eventer/tests/test_*.c))
+# test programs that use OpenSSL (the Makefile links them dynamically on arm64)
+EVENTER_SSL_TESTS := $(sort $(wildcard csrc/eventer/tests/test_eventer_ssl*.c))
 # multi-thread test programs, also run under ThreadSanitizer
 EVENTER_TSAN_TESTS := csrc/eventer/tests/test_eventer_threads.c \
                       csrc/eventer/tests/test_eventer_aco_proxy.c \
                       csrc/eventer/tests/test_eventer_jobq.c \
                       csrc/eventer/tests/test_eventer_aco.c \
-                      csrc/eventer/tests/test_eventer_aco_sync.c
+                      csrc/eventer/tests/test_eventer_aco_sync.c \
+                      csrc/eventer/tests/test_eventer_ssl_threads.c

@@ -64,6 +64,10 @@ struct _event {
   int mask;
   eventer_fd_opset_t opset;
   void *opset_ctx;
+  /* the TLS layer's per-connection state (eventer_ssl_ctx_t *), kept apart
+   * from opset_ctx so it stays reachable while another layer (coroutines)
+   * wraps the TLS opset; freed with the event */
+  void *tls;
   ev_loop_t *owner;      /* __atomic: read by any thread that adds */
   int refcnt;            /* __atomic */
   int state;             /* __atomic, EV_ST_* */

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# bench/tls/run.sh [scale] - the TLS opset next to its peers, same process,
+# same run (bench_tls.c says what each figure measures):
+#   - 64-byte echo round trips over one TLS 1.3 connection: a coroutine
+#     server against a classic fd-callback server;
+#   - bulk transfer in 1 MiB writes: TLS 1.3 against plain TCP;
+#   - TLS 1.3 handshakes per second on one loop: full, and resumed.
+# The server loop is pinned to BENCH_CPU (default: the last CPU), the
+# OpenSSL client thread to CLIENT_CPU (default 0).  Certificates (ECDSA
+# P-256) are made for the run in a temp dir.  `make bench` runs it after
+# `make lib`; scale (default 1) multiplies the counts.  About 30 s.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scale=${1:-1}
+out=build/bench/tls
+mkdir -p "$out"
+run=$(mktemp -d "$out/run.XXXXXX")
+trap 'rm -rf "$run"' EXIT
+
+make -s lib >/dev/null
+${CC:-gcc} -std=gnu11 -O2 -pthread -D_GNU_SOURCE -Wall -Wextra -Werror \
+  -Ibuild/include bench/tls/bench_tls.c \
+  build/lib/libacoeventer.a -lssl -lcrypto -lm -o "$run/bench_tls"
+
+printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = x\n' >"$run/min.cnf"
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$run/ext.cnf"
+ec="ec -pkeyopt ec_paramgen_curve:P-256"
+openssl req -x509 -newkey $ec -nodes -keyout "$run/ca.key" -out "$run/ca.pem" \
+  -days 1 -subj "/CN=bench CA" -config "$run/min.cnf" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -new -newkey $ec -nodes -keyout "$run/srv.key" -out "$run/srv.csr" \
+  -subj /CN=localhost -config "$run/min.cnf" 2>/dev/null
+openssl x509 -req -in "$run/srv.csr" -CA "$run/ca.pem" -CAkey "$run/ca.key" \
+  -set_serial 1 -days 1 -out "$run/srv.pem" -extfile "$run/ext.cnf" 2>/dev/null
+
+n() { awk -v s="$scale" -v b="$1" 'BEGIN { printf "%d", b * s }'; }
+b="$run/bench_tls"
+certs=("$run/srv.pem" "$run/srv.key" "$run/ca.pem")
+{
+  "$b" echo "$(n 20000)" "${certs[@]}"
+  "$b" bulk "$(n 256)" "${certs[@]}"
+  "$b" handshake "$(n 1000)" "${certs[@]}"
+} >"$run/results.txt"
+cp "$run/results.txt" "$out/results.txt.$$" && mv "$out/results.txt.$$" "$out/results.txt"
+
+echo "tls ($(nproc) CPUs, $(openssl version | cut -d' ' -f1-2), $(${CC:-gcc} -dumpfullversion 2>/dev/null || echo gcc) -O2, scale $scale, ${RUNS:-5} runs per side, medians)"
+awk '
+  /^#/ { next }
+  { v[$1] = $2 }
+  function row(label, a, b, ratio) { printf "  %-46s %12s %12s %8s\n", label, a, b, ratio }
+  END {
+    row("", "coroutine", "classic", "ratio")
+    row("TLS 1.3 echo, 64 B (round trips/s)", v["echo_aco_rt_per_s"], v["echo_classic_rt_per_s"],
+        sprintf("%.2f", v["echo_aco_vs_echo_classic"]))
+    row("  server CPU per round trip (us)", v["echo_aco_server_cpu_us_per_rt"],
+        v["echo_classic_server_cpu_us_per_rt"],
+        sprintf("%.2f", v["echo_aco_server_cpu_us_per_rt"] / v["echo_classic_server_cpu_us_per_rt"]))
+    row("", "TLS 1.3", "plain TCP", "ratio")
+    row("bulk, 1 MiB writes (MiB/s)", v["bulk_tls_mib_per_s"], v["bulk_plain_mib_per_s"],
+        sprintf("%.2f", v["bulk_tls_vs_bulk_plain"]))
+    row("  server CPU per MiB (ms)", v["bulk_tls_server_cpu_ms_per_mib"],
+        v["bulk_plain_server_cpu_ms_per_mib"],
+        sprintf("%.2f", v["bulk_tls_server_cpu_ms_per_mib"] / v["bulk_plain_server_cpu_ms_per_mib"]))
+    row("", "full", "resumed", "ratio")
+    row("TLS 1.3 handshakes, one loop (per s)", v["hs_full_per_s"], v["hs_resumed_per_s"],
+        sprintf("%.2f", v["hs_full_vs_hs_resumed"]))
+    row("  server CPU per handshake (us)", v["hs_full_server_cpu_us_per_hs"],
+        v["hs_resumed_server_cpu_us_per_hs"],
+        sprintf("%.2f", v["hs_full_server_cpu_us_per_hs"] / v["hs_resumed_server_cpu_us_per_hs"]))
+  }' "$run/results.txt"

@@ -1,0 +1,1567 @@
+/*
+ * eventer_SSL_fd_opset.c - the TLS opset (OpenSSL 3): contexts and their
+ * SSL_CTX cache, the opset, handshakes for callbacks and coroutines, ALPN,
+ * SNI, certificate verification and what it learnt.  The contract is in
+ * eventer_SSL_fd_opset.h.
+ *
+ * Layout of the state:
+ *   ev_ssl_cnode_t     one OpenSSL SSL_CTX per distinct settings, shared by
+ *                      every connection made with them (refcounted, on a
+ *                      short list under a mutex: a process has a handful)
+ *   eventer_ssl_ctx_t  one connection: its SSL, what the handshake learnt,
+ *                      its ALPN and SNI choices; reachable from the SSL
+ *                      (ex_data) for OpenSSL's callbacks and from the event
+ *                      (e->tls) for the opset, which a coroutine layer may
+ *                      wrap without hiding it
+ * The SSL talks to the fd through our own BIO (send/recv with
+ * MSG_NOSIGNAL), not OpenSSL's socket BIO (write(2): SIGPIPE).
+ */
+#include "eventer_SSL_fd_opset.h"
+
+#include "eventer_impl.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+/* How often a cached SSL_CTX's files are checked for changes, seconds
+ * (libmtev's ssl_ctx_cache_finfo_expiry, default 5). */
+static int ev_ssl_finfo_check_s = 5; /* __atomic */
+/* The session id context every server SSL_CTX shares (session caching
+ * needs one once client certificates are verified). */
+#define EV_SSL_SID_CTX "eventer_ssl"
+/* Servers' default ALPN list (libmtev's), wire format. */
+static const unsigned char ev_ssl_default_alpn[] = "\x02h2\x08http/1.1";
+
+/* ---- the SSL_CTX cache ------------------------------------------------------ */
+
+enum { EV_SSL_F_CERT = 0, EV_SSL_F_KEY, EV_SSL_F_CA, EV_SSL_NFILES };
+
+typedef struct {
+  int present; /* stat succeeded */
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime;
+} ev_ssl_finfo_t;
+
+typedef struct ev_ssl_cnode {
+  struct ev_ssl_cnode *next;     /* cache list (under ev_ssl_cache_lock) */
+  unsigned char key[32];         /* SHA-256 of orientation + settings */
+  SSL_CTX *ssl_ctx;
+  int refcnt;                    /* __atomic: the cache's + each context's */
+  time_t created;
+  time_t checked;                /* files last stat'ed (under the lock) */
+  char *paths[EV_SSL_NFILES];    /* file settings (not PEM text), or NULL */
+  ev_ssl_finfo_t finfo[EV_SSL_NFILES];
+} ev_ssl_cnode_t;
+
+static pthread_mutex_t ev_ssl_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static ev_ssl_cnode_t *ev_ssl_cache;
+static int ev_ssl_cache_expiry; /* __atomic; seconds, 0: files only */
+
+/* ---- ALPN registrations ---------------------------------------------------- */
+
+typedef struct ev_ssl_alpn {
+  struct ev_ssl_alpn *next;
+  eventer_SSL_alpn_func_t f; /* NULL: select the name itself */
+  size_t len;
+  char name[];
+} ev_ssl_alpn_t;
+
+static pthread_mutex_t ev_ssl_alpn_lock = PTHREAD_MUTEX_INITIALIZER;
+static ev_ssl_alpn_t *ev_ssl_alpn_global;
+
+/* ---- a connection ------------------------------------------------------------ */
+
+struct eventer_ssl_ctx_t {
+  ev_ssl_cnode_t *cn;
+  SSL *ssl;
+  eventer_t e;                    /* the event it is attached to, or NULL */
+  eventer_ssl_orientation_t type;
+  eventer_ssl_verify_func_t verify_cb;
+  void *verify_closure;
+  eventer_ssl_sni_func_t sni_cb;
+  void *sni_closure;
+  ev_ssl_alpn_t *alpn_funcs;      /* this context's registrations */
+  unsigned char *alpn;            /* server: the selectable list (wire) */
+  size_t alpn_len;
+  const unsigned char *alpn_default; /* ev_ssl_default_alpn or NULL */
+  char *issuer, *subject, *san_list, *cert_error, *last_error, *sni_name;
+  STACK_OF(X509) *chain;          /* built on first request */
+  struct sockaddr_storage peer;   /* read at attach: a reset peer has no
+                                   * name any more when its failure is
+                                   * logged */
+  socklen_t peer_len;             /* 0: unknown */
+  uint8_t chain_built;
+  uint8_t done;                   /* handshake finished and checked */
+  uint8_t failed;                 /* a fatal error happened: EIO from now */
+  uint8_t logged;                 /* its one log line was written */
+};
+
+enum { EV_SSL_OP_READ, EV_SSL_OP_WRITE, EV_SSL_OP_ACCEPT, EV_SSL_OP_CONNECT };
+static const char *const ev_ssl_op_name[] = {"read", "write", "accept",
+                                             "connect"};
+static const char *const ev_ssl_op_dir[] = {"from", "to", "from", "to"};
+
+static int ev_ssl_ex_idx = -1;
+static BIO_METHOD *ev_ssl_bio_method;
+static pthread_once_t ev_ssl_once = PTHREAD_ONCE_INIT;
+static pthread_once_t ev_ssl_hook_once = PTHREAD_ONCE_INIT;
+
+static eventer_ssl_ctx_t *ev_ssl_of(const SSL *ssl) {
+  return ssl ? SSL_get_ex_data(ssl, ev_ssl_ex_idx) : NULL;
+}
+
+/* ---- our BIO: the fd, with send/recv (no SIGPIPE) ----------------------------- */
+
+static int ev_bio_fd(BIO *b) { return (int)(intptr_t)BIO_get_data(b); }
+
+static int ev_bio_write(BIO *b, const char *buf, int len) {
+  ssize_t r;
+  BIO_clear_retry_flags(b);
+  do {
+    r = send(ev_bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(b);
+  return (int)r;
+}
+
+static int ev_bio_read(BIO *b, char *buf, int len) {
+  ssize_t r;
+  BIO_clear_retry_flags(b);
+  do {
+    r = recv(ev_bio_fd(b), buf, (size_t)len, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* OpenSSL asks BIO_eof */
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_read(b);
+  return (int)r;
+}
+
+static int ev_bio_puts(BIO *b, const char *s) {
+  return ev_bio_write(b, s, (int)strlen(s));
+}
+
+static long ev_bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num;
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+  case BIO_CTRL_DUP:
+    return 1;
+  case BIO_CTRL_EOF:
+    return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+  case BIO_C_GET_FD:
+    if (ptr) *(int *)ptr = ev_bio_fd(b);
+    return ev_bio_fd(b);
+  case BIO_CTRL_GET_CLOSE:
+    return BIO_NOCLOSE; /* the fd belongs to the event */
+  case BIO_CTRL_SET_CLOSE:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static int ev_bio_create(BIO *b) {
+  BIO_set_data(b, (void *)(intptr_t)-1);
+  BIO_set_init(b, 0);
+  return 1;
+}
+
+/* ---- initialization ------------------------------------------------------------ */
+
+static void ev_ssl_init_once(void) {
+  OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS |
+                       OPENSSL_INIT_LOAD_CRYPTO_STRINGS,
+                   NULL);
+  ev_ssl_ex_idx = SSL_get_ex_new_index(0, (void *)"eventer_ssl_ctx", NULL,
+                                       NULL, NULL);
+  EV_ASSERT(ev_ssl_ex_idx >= 0, "OpenSSL gives the TLS layer an ex_data slot");
+  ev_ssl_bio_method = BIO_meth_new(
+      BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+      "eventer fd");
+  EV_ASSERT(ev_ssl_bio_method != NULL, "the TLS layer's BIO method exists");
+  BIO_meth_set_write(ev_ssl_bio_method, ev_bio_write);
+  BIO_meth_set_read(ev_ssl_bio_method, ev_bio_read);
+  BIO_meth_set_puts(ev_ssl_bio_method, ev_bio_puts);
+  BIO_meth_set_ctrl(ev_ssl_bio_method, ev_bio_ctrl);
+  BIO_meth_set_create(ev_ssl_bio_method, ev_bio_create);
+}
+
+void eventer_ssl_init(void) { pthread_once(&ev_ssl_once, ev_ssl_init_once); }
+
+/* ---- small helpers --------------------------------------------------------------- */
+
+static char *ev_strdup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static void ev_set_str(char **slot, const char *v) {
+  free(*slot);
+  *slot = ev_strdup_or_null(v);
+}
+
+/* PEM text carries newlines; a path does not (libmtev's rule). */
+static int ev_ssl_is_pem(const char *s) { return s && strchr(s, '\n') != NULL; }
+
+/* The peer for log lines: "1.2.3.4:5", "[::1]:5", "unix:/path". */
+static void ev_ssl_peer_name(const struct sockaddr_storage *ss, socklen_t sl,
+                             char *buf, size_t len) {
+  char host[INET6_ADDRSTRLEN];
+  if (sl == 0) {
+    snprintf(buf, len, "unknown peer");
+    return;
+  }
+  switch (ss->ss_family) {
+  case AF_INET: {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
+    break;
+  }
+  case AF_INET6: {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+    break;
+  }
+  case AF_UNIX: {
+    const struct sockaddr_un *un = (const struct sockaddr_un *)ss;
+    if (sl > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0])
+      snprintf(buf, len, "unix:%.*s",
+               (int)(sl - offsetof(struct sockaddr_un, sun_path)), un->sun_path);
+    else
+      snprintf(buf, len, "unix:(unnamed)");
+    break;
+  }
+  default:
+    snprintf(buf, len, "peer of family %d", ss->ss_family);
+  }
+}
+
+/* OpenSSL's first queued error as text (and the queue emptied), or "". */
+static void ev_ssl_err_text(char *buf, size_t len, unsigned long *first) {
+  unsigned long code = ERR_get_error(), more;
+  buf[0] = 0;
+  if (first) *first = code;
+  if (code) ERR_error_string_n(code, buf, len);
+  while ((more = ERR_get_error()) != 0) {
+  }
+}
+
+/* ---- the SSL_CTX cache ------------------------------------------------------------ */
+
+static void ev_ssl_finfo(ev_ssl_finfo_t *f, const char *path) {
+  struct stat sb;
+  memset(f, 0, sizeof(*f));
+  if (!path || stat(path, &sb) != 0) return;
+  f->present = 1;
+  f->dev = sb.st_dev;
+  f->ino = sb.st_ino;
+  f->size = sb.st_size;
+  f->mtime = sb.st_mtim;
+}
+
+static int ev_ssl_finfo_changed(const ev_ssl_finfo_t *f, const char *path) {
+  ev_ssl_finfo_t now;
+  ev_ssl_finfo(&now, path);
+  return now.present != f->present || now.dev != f->dev || now.ino != f->ino ||
+         now.size != f->size || now.mtime.tv_sec != f->mtime.tv_sec ||
+         now.mtime.tv_nsec != f->mtime.tv_nsec;
+}
+
+static void ev_ssl_cnode_release(ev_ssl_cnode_t *n) {
+  if (!n) return;
+  int left = __atomic_sub_fetch(&n->refcnt, 1, __ATOMIC_ACQ_REL);
+  EV_ASSERT(left >= 0, "a cached SSL_CTX is released once per reference");
+  if (left > 0) return;
+  SSL_CTX_free(n->ssl_ctx);
+  for (int i = 0; i < EV_SSL_NFILES; i++) free(n->paths[i]);
+  free(n);
+}
+
+static void ev_ssl_cache_key(unsigned char out[32], int type,
+                             const char *const s[5]) {
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned int ol = 32;
+  unsigned char t = (unsigned char)type;
+  EV_ASSERT(md != NULL, "a digest context can be allocated");
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  EVP_DigestUpdate(md, &t, 1);
+  for (int i = 0; i < 5; i++) {
+    /* presence and length first, so ("ab", NULL) != ("a", "b") */
+    uint64_t l = s[i] ? strlen(s[i]) : UINT64_MAX;
+    EVP_DigestUpdate(md, &l, sizeof(l));
+    if (s[i]) EVP_DigestUpdate(md, s[i], strlen(s[i]));
+  }
+  EVP_DigestFinal_ex(md, out, &ol);
+  EVP_MD_CTX_free(md);
+}
+
+/* An error while building: errno value and a reason for the log. */
+typedef struct {
+  int err;
+  char why[320];
+} ev_ssl_why_t;
+
+static int ev_ssl_fail_why(ev_ssl_why_t *w, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int ev_ssl_fail_why(ev_ssl_why_t *w, int err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(w->why, sizeof(w->why), fmt, ap);
+  va_end(ap);
+  char ossl[200];
+  ev_ssl_err_text(ossl, sizeof(ossl), NULL);
+  if (ossl[0] && n >= 0 && (size_t)n < sizeof(w->why))
+    snprintf(w->why + n, sizeof(w->why) - (size_t)n, ": %s", ossl);
+  w->err = err;
+  return -1;
+}
+
+/* A file setting must be readable: ENOENT/EACCES say which and why. */
+static int ev_ssl_check_file(ev_ssl_why_t *w, const char *what,
+                             const char *path) {
+  if (access(path, R_OK) == 0) return 0;
+  int err = errno;
+  return ev_ssl_fail_why(w, err, "cannot read %s %s (%s)", what, path,
+                         strerror(err));
+}
+
+/* Parses libmtev's layer string into versions and options. */
+static int ev_ssl_parse_layer(const char *layer, int *minv, int *maxv,
+                              uint64_t *set_ops, uint64_t *clear_ops,
+                              ev_ssl_why_t *w) {
+  char buf[256];
+  *minv = TLS1_2_VERSION;
+  *maxv = 0;
+  *set_ops = SSL_OP_ALL;
+  *clear_ops = 0;
+  if (!layer) return 0;
+  if (strlen(layer) >= sizeof(buf))
+    return ev_ssl_fail_why(w, EINVAL, "layer \"%.40s...\" is too long", layer);
+  strcpy(buf, layer);
+  char *opts = strchr(buf, ':');
+  if (opts) *opts++ = '\0';
+  static const struct {
+    const char *name;
+    int version;
+    uint64_t no_op;
+  } vers[] = {
+      {"tlsv1", TLS1_VERSION, SSL_OP_NO_TLSv1},
+      {"tlsv1.1", TLS1_1_VERSION, SSL_OP_NO_TLSv1_1},
+      {"tlsv1.2", TLS1_2_VERSION, SSL_OP_NO_TLSv1_2},
+      {"tlsv1.3", TLS1_3_VERSION, SSL_OP_NO_TLSv1_3},
+  };
+  const size_t nvers = sizeof(vers) / sizeof(vers[0]);
+  if (buf[0] == '\0' || !strcasecmp(buf, "all") || !strcasecmp(buf, "sslv23") ||
+      !strcasecmp(buf, "tls")) {
+    /* the best both sides have */
+  } else {
+    size_t i;
+    for (i = 0; i < nvers; i++)
+      if (!strcasecmp(buf, vers[i].name)) break;
+    if (i == nvers)
+      return ev_ssl_fail_why(w, EINVAL,
+                             "unknown TLS layer \"%s\" (tlsv1.2, tlsv1.3, ...)",
+                             buf);
+    *minv = *maxv = vers[i].version;
+  }
+  if (!opts) return 0;
+  *set_ops = 0;
+  char *brkt = NULL;
+  for (char *part = strtok_r(opts, ",", &brkt); part;
+       part = strtok_r(NULL, ",", &brkt)) {
+    int neg = part[0] == '!';
+    const char *name = part + neg;
+    uint64_t bit = 0;
+    int is_version = 0;
+    if (!strcasecmp(name, "all")) {
+      bit = SSL_OP_ALL;
+    } else if (!strcasecmp(name, "cipher_server_preference")) {
+      bit = SSL_OP_CIPHER_SERVER_PREFERENCE;
+    } else if (!strcasecmp(name, "sslv2") || !strcasecmp(name, "sslv3")) {
+      continue; /* OpenSSL 3 has neither: "!sslv3" is always true */
+    } else {
+      for (size_t i = 0; i < nvers; i++)
+        if (!strcasecmp(name, vers[i].name)) {
+          bit = vers[i].no_op;
+          is_version = 1;
+        }
+      if (!bit)
+        return ev_ssl_fail_why(w, EINVAL, "unknown TLS layer option \"%s\"",
+                               part);
+    }
+    /* "!tlsv1.2" sets SSL_OP_NO_TLSv1_2; "!all" clears SSL_OP_ALL */
+    int set = is_version ? neg : !neg;
+    if (set) {
+      *set_ops |= bit;
+      *clear_ops &= ~bit;
+    } else {
+      *clear_ops |= bit;
+      *set_ops &= ~bit;
+    }
+  }
+  return 0;
+}
+
+/* Splits a cipher setting: TLS 1.3 suites ("TLS_...") and the rest. */
+static int ev_ssl_set_ciphers(SSL_CTX *sc, const char *ciphers,
+                              ev_ssl_why_t *w) {
+  size_t n = strlen(ciphers) + 1;
+  char *copy = strdup(ciphers), *legacy = calloc(1, n), *v13 = calloc(1, n);
+  int rv = 0;
+  if (!copy || !legacy || !v13) {
+    rv = ev_ssl_fail_why(w, ENOMEM, "out of memory");
+    goto out;
+  }
+  char *brkt = NULL;
+  for (char *p = strtok_r(copy, ":, ", &brkt); p; p = strtok_r(NULL, ":, ", &brkt)) {
+    char *dst = strncmp(p, "TLS_", 4) == 0 ? v13 : legacy;
+    if (dst[0]) strcat(dst, ":");
+    strcat(dst, p);
+  }
+  if (legacy[0] && SSL_CTX_set_cipher_list(sc, legacy) != 1) {
+    rv = ev_ssl_fail_why(w, EINVAL, "no cipher matches \"%s\"", legacy);
+    goto out;
+  }
+  if (v13[0]) {
+    /* OpenSSL skips unknown suite names: refuse a list that kept none */
+    int n13 = 0;
+    if (SSL_CTX_set_ciphersuites(sc, v13) == 1) {
+      STACK_OF(SSL_CIPHER) *all = SSL_CTX_get_ciphers(sc);
+      for (int i = 0; all && i < sk_SSL_CIPHER_num(all); i++)
+        if (!strcmp(SSL_CIPHER_get_version(sk_SSL_CIPHER_value(all, i)),
+                    "TLSv1.3"))
+          n13++;
+    }
+    if (n13 == 0)
+      rv = ev_ssl_fail_why(w, EINVAL, "no TLS 1.3 suite matches \"%s\"", v13);
+  }
+out:
+  free(copy);
+  free(legacy);
+  free(v13);
+  return rv;
+}
+
+static int ev_ssl_verify_cb(int ok, X509_STORE_CTX *x509ctx);
+static int ev_ssl_servername_cb(SSL *ssl, int *ad, void *arg);
+static int ev_ssl_alpn_select_cb(SSL *ssl, const unsigned char **out,
+                                 unsigned char *outlen, const unsigned char *in,
+                                 unsigned int inlen, void *arg);
+
+static int ev_ssl_load_cert(SSL_CTX *sc, const char *cert, ev_ssl_why_t *w) {
+  if (!ev_ssl_is_pem(cert)) {
+    if (ev_ssl_check_file(w, "certificate file", cert) != 0) return -1;
+    if (SSL_CTX_use_certificate_chain_file(sc, cert) != 1)
+      return ev_ssl_fail_why(w, EIO, "cannot load certificate chain %s", cert);
+    return 0;
+  }
+  BIO *bio = BIO_new_mem_buf(cert, -1);
+  if (!bio) return ev_ssl_fail_why(w, ENOMEM, "out of memory");
+  X509 *x = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+  if (!x || SSL_CTX_use_certificate(sc, x) != 1) {
+    X509_free(x);
+    BIO_free(bio);
+    return ev_ssl_fail_why(w, EIO, "cannot use the PEM certificate");
+  }
+  X509_free(x);
+  while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+    if (SSL_CTX_add0_chain_cert(sc, x) != 1) {
+      X509_free(x);
+      BIO_free(bio);
+      return ev_ssl_fail_why(w, EIO, "cannot add a PEM chain certificate");
+    }
+  }
+  BIO_free(bio);
+  unsigned long e = ERR_peek_last_error();
+  if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+    ERR_clear_error(); /* the end of the text */
+  if (ERR_peek_error())
+    return ev_ssl_fail_why(w, EIO, "cannot parse the PEM certificate chain");
+  return 0;
+}
+
+static int ev_ssl_load_key(SSL_CTX *sc, const char *key, ev_ssl_why_t *w) {
+  if (!ev_ssl_is_pem(key)) {
+    if (ev_ssl_check_file(w, "key file", key) != 0) return -1;
+    if (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1)
+      return ev_ssl_fail_why(w, EIO, "cannot load private key %s", key);
+    return 0;
+  }
+  BIO *bio = BIO_new_mem_buf(key, -1);
+  if (!bio) return ev_ssl_fail_why(w, ENOMEM, "out of memory");
+  EVP_PKEY *pk = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+  BIO_free(bio);
+  if (!pk || SSL_CTX_use_PrivateKey(sc, pk) != 1) {
+    EVP_PKEY_free(pk);
+    return ev_ssl_fail_why(w, EIO, "cannot use the PEM private key");
+  }
+  EVP_PKEY_free(pk);
+  return 0;
+}
+
+static int ev_ssl_load_ca(SSL_CTX *sc, int server, const char *ca,
+                          ev_ssl_why_t *w) {
+  if (!ev_ssl_is_pem(ca)) {
+    struct stat sb;
+    if (ev_ssl_check_file(w, "CA", ca) != 0) return -1;
+    int dir = stat(ca, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (SSL_CTX_load_verify_locations(sc, dir ? NULL : ca, dir ? ca : NULL) != 1)
+      return ev_ssl_fail_why(w, EIO, "cannot load CA %s", ca);
+    if (server && !dir) {
+      /* the CA names a server sends in its certificate request */
+      STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+      if (!names) return ev_ssl_fail_why(w, EIO, "cannot read CA names in %s", ca);
+      SSL_CTX_set_client_CA_list(sc, names);
+    }
+    return 0;
+  }
+  BIO *bio = BIO_new_mem_buf(ca, -1);
+  if (!bio) return ev_ssl_fail_why(w, ENOMEM, "out of memory");
+  X509_STORE *store = SSL_CTX_get_cert_store(sc);
+  X509 *x;
+  int n = 0;
+  while ((x = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL)) != NULL) {
+    int ok = X509_STORE_add_cert(store, x) == 1 &&
+             (!server || SSL_CTX_add_client_CA(sc, x) == 1);
+    X509_free(x);
+    if (!ok) {
+      BIO_free(bio);
+      return ev_ssl_fail_why(w, EIO, "cannot add a PEM CA certificate");
+    }
+    n++;
+  }
+  BIO_free(bio);
+  unsigned long e = ERR_peek_last_error();
+  if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+    ERR_clear_error();
+  if (ERR_peek_error() || n == 0)
+    return ev_ssl_fail_why(w, EIO, "cannot parse the PEM CA certificates");
+  return 0;
+}
+
+/* A new SSL_CTX for these settings, or NULL with *w filled. */
+static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type, const char *layer,
+                             const char *cert, const char *key, const char *ca,
+                             const char *ciphers, ev_ssl_why_t *w) {
+  int server = type == SSL_SERVER;
+  int minv, maxv;
+  uint64_t set_ops, clear_ops;
+  ERR_clear_error();
+  if (ev_ssl_parse_layer(layer, &minv, &maxv, &set_ops, &clear_ops, w) != 0)
+    return NULL;
+  if ((cert == NULL) != (key == NULL)) {
+    ev_ssl_fail_why(w, EINVAL, "a certificate needs its key and a key its "
+                               "certificate");
+    return NULL;
+  }
+  if (server && !cert) {
+    ev_ssl_fail_why(w, EINVAL, "a server context needs a certificate and key");
+    return NULL;
+  }
+  SSL_CTX *sc = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+  if (!sc) {
+    ev_ssl_fail_why(w, ENOMEM, "SSL_CTX_new failed");
+    return NULL;
+  }
+  if (SSL_CTX_set_min_proto_version(sc, minv) != 1 ||
+      SSL_CTX_set_max_proto_version(sc, maxv) != 1) {
+    ev_ssl_fail_why(w, EINVAL, "protocol versions refused");
+    goto bail;
+  }
+  SSL_CTX_clear_options(sc, clear_ops);
+  /* no compression (CRIME), no renegotiation (a DoS and injection vector;
+   * TLS 1.3 has key updates instead), and a peer that hangs up without
+   * close_notify after the handshake reads as EOF, as on a socket */
+  SSL_CTX_set_options(sc, set_ops | SSL_OP_NO_COMPRESSION |
+                              SSL_OP_NO_RENEGOTIATION |
+                              SSL_OP_IGNORE_UNEXPECTED_EOF);
+  /* writes may be partial (as write(2)) and retried from a moved buffer;
+   * idle connections give their 34 KiB of buffers back; reads take what
+   * the socket has, not one record header at a time */
+  SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                           SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                           SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_read_ahead(sc, 1);
+  if (cert && (ev_ssl_load_cert(sc, cert, w) != 0 ||
+               ev_ssl_load_key(sc, key, w) != 0))
+    goto bail;
+  if (cert && SSL_CTX_check_private_key(sc) != 1) {
+    ev_ssl_fail_why(w, EIO, "the private key does not match the certificate");
+    goto bail;
+  }
+  if (ca) {
+    if (ev_ssl_load_ca(sc, server, ca, w) != 0) goto bail;
+  } else if (!server && SSL_CTX_set_default_verify_paths(sc) != 1) {
+    ev_ssl_fail_why(w, EIO, "cannot load the system's trust store");
+    goto bail;
+  }
+  if (ciphers && ev_ssl_set_ciphers(sc, ciphers, w) != 0) goto bail;
+  if (server) {
+    SSL_CTX_set_session_id_context(sc, (const unsigned char *)EV_SSL_SID_CTX,
+                                   sizeof(EV_SSL_SID_CTX) - 1);
+    SSL_CTX_set_tlsext_servername_callback(sc, ev_ssl_servername_cb);
+    SSL_CTX_set_alpn_select_cb(sc, ev_ssl_alpn_select_cb, NULL);
+    SSL_CTX_set_verify(sc, ca ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
+                       ev_ssl_verify_cb);
+  } else {
+    SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, ev_ssl_verify_cb);
+  }
+  return sc;
+bail:
+  SSL_CTX_free(sc);
+  return NULL;
+}
+
+/* The cached SSL_CTX for these settings, with a reference for the caller;
+ * NULL with *w filled. */
+static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
+                                        const char *const s[5],
+                                        ev_ssl_why_t *w) {
+  unsigned char key[32];
+  ev_ssl_cache_key(key, type, s);
+  time_t now = time(NULL);
+  int expiry = __atomic_load_n(&ev_ssl_cache_expiry, __ATOMIC_RELAXED);
+  ev_ssl_cnode_t *stale = NULL, *n;
+
+  pthread_mutex_lock(&ev_ssl_cache_lock);
+  for (ev_ssl_cnode_t **pp = &ev_ssl_cache; (n = *pp) != NULL; pp = &n->next) {
+    if (memcmp(n->key, key, sizeof(key)) != 0) continue;
+    int old = expiry > 0 && now - n->created >= expiry;
+    if (!old && now - n->checked >=
+                    __atomic_load_n(&ev_ssl_finfo_check_s, __ATOMIC_RELAXED)) {
+      n->checked = now;
+      for (int i = 0; i < EV_SSL_NFILES; i++)
+        if (n->paths[i] && ev_ssl_finfo_changed(&n->finfo[i], n->paths[i]))
+          old = 1;
+    }
+    if (old) { /* rebuild: its users keep the old one until they end */
+      *pp = n->next;
+      stale = n;
+      n = NULL;
+    } else {
+      __atomic_add_fetch(&n->refcnt, 1, __ATOMIC_RELAXED);
+    }
+    break;
+  }
+  pthread_mutex_unlock(&ev_ssl_cache_lock);
+  ev_ssl_cnode_release(stale); /* the cache's reference */
+  if (n) return n;
+
+  /* Build outside the lock (it reads files); the first insert wins. */
+  n = calloc(1, sizeof(*n));
+  if (!n) {
+    ev_ssl_fail_why(w, ENOMEM, "out of memory");
+    return NULL;
+  }
+  memcpy(n->key, key, sizeof(key));
+  n->created = n->checked = now;
+  const char *files[EV_SSL_NFILES] = {s[1], s[2], s[3]}; /* cert, key, ca */
+  for (int i = 0; i < EV_SSL_NFILES; i++) {
+    if (!files[i] || ev_ssl_is_pem(files[i])) continue;
+    n->paths[i] = strdup(files[i]);
+    ev_ssl_finfo(&n->finfo[i], files[i]);
+  }
+  n->ssl_ctx = ev_ssl_build(type, s[0], s[1], s[2], s[3], s[4], w);
+  if (!n->ssl_ctx) {
+    for (int i = 0; i < EV_SSL_NFILES; i++) free(n->paths[i]);
+    free(n);
+    return NULL;
+  }
+  n->refcnt = 2; /* the cache's and the caller's */
+  ev_ssl_cnode_t *winner = NULL;
+  pthread_mutex_lock(&ev_ssl_cache_lock);
+  for (ev_ssl_cnode_t *o = ev_ssl_cache; o; o = o->next)
+    if (memcmp(o->key, key, sizeof(key)) == 0) {
+      winner = o;
+      __atomic_add_fetch(&o->refcnt, 1, __ATOMIC_RELAXED);
+      break;
+    }
+  if (!winner) {
+    n->next = ev_ssl_cache;
+    ev_ssl_cache = n;
+  }
+  pthread_mutex_unlock(&ev_ssl_cache_lock);
+  if (winner) {
+    n->refcnt = 1;
+    ev_ssl_cnode_release(n);
+    return winner;
+  }
+  return n;
+}
+
+void eventer_ssl_set_ssl_ctx_cache_expiry(int timeout) {
+  __atomic_store_n(&ev_ssl_cache_expiry, timeout > 0 ? timeout : 0,
+                   __ATOMIC_RELAXED);
+}
+
+int eventer_ssl_config(const char *key, const char *value) {
+  if (!key || !value) return 1;
+  if (!strcmp(key, "ssl_ctx_cache_expiry")) {
+    eventer_ssl_set_ssl_ctx_cache_expiry(atoi(value));
+    return 0;
+  }
+  if (!strcmp(key, "ssl_ctx_cache_finfo_expiry")) {
+    int v = atoi(value);
+    __atomic_store_n(&ev_ssl_finfo_check_s, v > 0 ? v : 0, __ATOMIC_RELAXED);
+    return 0;
+  }
+  return 1;
+}
+
+/* ---- contexts ---------------------------------------------------------------------- */
+
+static void ev_ssl_alpn_list_free(ev_ssl_alpn_t *l) {
+  while (l) {
+    ev_ssl_alpn_t *next = l->next;
+    free(l);
+    l = next;
+  }
+}
+
+static void ev_ssl_ctx_destroy(eventer_ssl_ctx_t *ctx) {
+  if (ctx->ssl) {
+    SSL_set_ex_data(ctx->ssl, ev_ssl_ex_idx, NULL);
+    SSL_free(ctx->ssl);
+  }
+  if (ctx->chain) sk_X509_pop_free(ctx->chain, X509_free);
+  ev_ssl_alpn_list_free(ctx->alpn_funcs);
+  free(ctx->alpn);
+  free(ctx->issuer);
+  free(ctx->subject);
+  free(ctx->san_list);
+  free(ctx->cert_error);
+  free(ctx->last_error);
+  free(ctx->sni_name);
+  ev_ssl_cnode_release(ctx->cn);
+  free(ctx);
+}
+
+eventer_ssl_ctx_t *eventer_ssl_ctx_new(eventer_ssl_orientation_t type,
+                                       const char *layer,
+                                       const char *certificate,
+                                       const char *key, const char *ca,
+                                       const char *ciphers) {
+  eventer_ssl_init();
+  ev_ssl_why_t w = {0, ""};
+  if (type != SSL_SERVER && type != SSL_CLIENT) {
+    mtevL(eventer_err, "eventer_ssl_ctx_new: bad orientation %d\n", (int)type);
+    errno = EINVAL;
+    return NULL;
+  }
+  const char *s[5] = {layer, certificate, key, ca, ciphers};
+  ev_ssl_cnode_t *cn = ev_ssl_cache_get(type, s, &w);
+  if (!cn) {
+    mtevL(eventer_err, "eventer_ssl_ctx_new (%s): %s\n",
+          type == SSL_SERVER ? "server" : "client", w.why);
+    errno = w.err ? w.err : EIO;
+    return NULL;
+  }
+  eventer_ssl_ctx_t *ctx = calloc(1, sizeof(*ctx));
+  if (!ctx || !(ctx->ssl = SSL_new(cn->ssl_ctx))) {
+    free(ctx);
+    ev_ssl_cnode_release(cn);
+    ERR_clear_error();
+    mtevL(eventer_err, "eventer_ssl_ctx_new: out of memory\n");
+    errno = ENOMEM;
+    return NULL;
+  }
+  ctx->cn = cn;
+  ctx->type = type;
+  SSL_set_ex_data(ctx->ssl, ev_ssl_ex_idx, ctx);
+  if (type == SSL_SERVER) {
+    SSL_set_accept_state(ctx->ssl);
+    ctx->alpn_default = ev_ssl_default_alpn;
+  } else {
+    SSL_set_connect_state(ctx->ssl);
+  }
+  return ctx;
+}
+
+void eventer_ssl_ctx_free(eventer_ssl_ctx_t *ctx) {
+  if (!ctx) return;
+  if (ctx->e) {
+    EV_ASSERT(ctx->e->tls == ctx, "an attached TLS context is its event's");
+    ctx->e->tls = NULL;
+    ctx->e = NULL;
+  }
+  ev_ssl_ctx_destroy(ctx);
+}
+
+/* The event's final free takes its context with it. */
+static void ev_ssl_free_hook(eventer_t e) {
+  eventer_ssl_ctx_t *ctx = e->tls;
+  if (!ctx) return;
+  e->tls = NULL;
+  ctx->e = NULL;
+  ev_ssl_ctx_destroy(ctx);
+}
+
+static void ev_ssl_hook_once_fn(void) {
+  /* a copy of a TLS event gets no context (e->tls is not copied): its TLS
+   * calls fail with EINVAL rather than share one SSL between two events */
+  ev_event_hooks_add(ev_ssl_free_hook, NULL);
+}
+
+int eventer_set_eventer_ssl_ctx_ex(eventer_t e, eventer_ssl_ctx_t *ctx) {
+  if (!e || !ctx || e->fd < 0 || eventer_is_aco(e) || ctx->e) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (e->tls) {
+    errno = EBUSY;
+    return -1;
+  }
+  BIO *bio = BIO_new(ev_ssl_bio_method);
+  if (!bio) {
+    ERR_clear_error();
+    errno = ENOMEM;
+    return -1;
+  }
+  BIO_set_data(bio, (void *)(intptr_t)e->fd);
+  BIO_set_init(bio, 1);
+  if (ctx->peer_len == 0) { /* unless the acceptor told us */
+    socklen_t sl = sizeof(ctx->peer);
+    if (getpeername(e->fd, (struct sockaddr *)&ctx->peer, &sl) == 0)
+      ctx->peer_len = sl;
+  }
+  SSL_set_bio(ctx->ssl, bio, bio); /* one reference, for both directions */
+  pthread_once(&ev_ssl_hook_once, ev_ssl_hook_once_fn);
+  ctx->e = e;
+  e->tls = ctx;
+  e->opset = eventer_SSL_fd_opset;
+  return 0;
+}
+
+void eventer_set_eventer_ssl_ctx(eventer_t e, eventer_ssl_ctx_t *ctx) {
+  if (eventer_set_eventer_ssl_ctx_ex(e, ctx) != 0)
+    mtevL(eventer_err, "eventer_set_eventer_ssl_ctx(fd %d): %s\n",
+          e ? e->fd : -1, strerror(errno));
+}
+
+eventer_ssl_ctx_t *eventer_get_eventer_ssl_ctx(const eventer_t e) {
+  return e ? (eventer_ssl_ctx_t *)e->tls : NULL;
+}
+
+void eventer_ssl_ctx_set_sni(eventer_ssl_ctx_t *ctx, const char *snivalue) {
+  if (!ctx || !snivalue) return;
+  if (SSL_set_tlsext_host_name(ctx->ssl, snivalue) != 1) {
+    ERR_clear_error();
+    mtevL(eventer_err, "eventer_ssl_ctx_set_sni: \"%s\" refused\n", snivalue);
+  }
+}
+
+void eventer_ssl_ctx_set_peer(eventer_ssl_ctx_t *ctx,
+                              const struct sockaddr *addr, socklen_t len) {
+  if (!ctx || !addr || len == 0 || len > sizeof(ctx->peer)) return;
+  memcpy(&ctx->peer, addr, len);
+  ctx->peer_len = len;
+}
+
+int eventer_ssl_ctx_set_verify_host(eventer_ssl_ctx_t *ctx, const char *host) {
+  if (!ctx || !host || !host[0] || ctx->type != SSL_CLIENT) {
+    errno = EINVAL;
+    return -1;
+  }
+  X509_VERIFY_PARAM *vp = SSL_get0_param(ctx->ssl);
+  /* an address literal is checked against the IP SANs, a name against the
+   * DNS SANs (and the CN when there are none, OpenSSL's rule) */
+  int ok = X509_VERIFY_PARAM_set1_ip_asc(vp, host) == 1 ||
+           SSL_set1_host(ctx->ssl, host) == 1;
+  ERR_clear_error();
+  if (!ok) {
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+int eventer_ssl_ctx_set_session(eventer_ssl_ctx_t *ctx, SSL_SESSION *session) {
+  if (!ctx || !session || ctx->type != SSL_CLIENT || ctx->done) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (SSL_set_session(ctx->ssl, session) != 1) {
+    ERR_clear_error();
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+void eventer_ssl_ctx_set_sni_select(eventer_ssl_ctx_t *ctx,
+                                    eventer_ssl_sni_func_t f, void *closure) {
+  if (!ctx) return;
+  ctx->sni_cb = f;
+  ctx->sni_closure = closure;
+}
+
+void eventer_ssl_ctx_set_verify(eventer_ssl_ctx_t *ctx,
+                                eventer_ssl_verify_func_t f, void *c) {
+  if (!ctx) return;
+  ctx->verify_cb = f;
+  ctx->verify_closure = c;
+  /* a server asks for a client certificate once someone will judge it */
+  if (f && ctx->type == SSL_SERVER)
+    SSL_set_verify(ctx->ssl, SSL_VERIFY_PEER, ev_ssl_verify_cb);
+}
+
+/* ---- OpenSSL callbacks ---------------------------------------------------------------- */
+
+static int ev_ssl_verify_cb(int ok, X509_STORE_CTX *x509ctx) {
+  SSL *ssl = X509_STORE_CTX_get_ex_data(x509ctx,
+                                        SSL_get_ex_data_X509_STORE_CTX_idx());
+  eventer_ssl_ctx_t *ctx = ev_ssl_of(ssl);
+  if (!ctx) return ok;
+  if (!ok) {
+    char subj[256], msg[512];
+    int err = X509_STORE_CTX_get_error(x509ctx);
+    X509 *cur = X509_STORE_CTX_get_current_cert(x509ctx);
+    subj[0] = 0;
+    if (cur) X509_NAME_oneline(X509_get_subject_name(cur), subj, sizeof(subj));
+    snprintf(msg, sizeof(msg), "verify error:num=%d:%s:depth=%d:%s", err,
+             X509_verify_cert_error_string(err),
+             X509_STORE_CTX_get_error_depth(x509ctx), subj);
+    ev_set_str(&ctx->cert_error, msg);
+  }
+  if (ctx->verify_cb)
+    ok = ctx->verify_cb(ctx, ok, x509ctx, ctx->verify_closure) ? 1 : 0;
+  return ok;
+}
+
+static int ev_ssl_servername_cb(SSL *ssl, int *ad, void *arg) {
+  (void)ad;
+  (void)arg;
+  eventer_ssl_ctx_t *ctx = ev_ssl_of(ssl);
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (!ctx || !name) return SSL_TLSEXT_ERR_OK;
+  ev_set_str(&ctx->sni_name, name);
+  if (ctx->sni_cb) {
+    eventer_ssl_ctx_t *t = ctx->sni_cb(ctx, name, ctx->sni_closure);
+    if (t && t != ctx && t->type == SSL_SERVER &&
+        t->cn->ssl_ctx != SSL_get_SSL_CTX(ssl))
+      SSL_set_SSL_CTX(ssl, t->cn->ssl_ctx); /* takes its own reference */
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* Is `name` in the wire-format list? */
+static int ev_ssl_alpn_listed(const unsigned char *list, size_t len,
+                              const unsigned char *name, size_t nl) {
+  for (size_t i = 0; list && i < len; i += 1u + list[i])
+    if (list[i] == nl && i + 1 + nl <= len && !memcmp(list + i + 1, name, nl))
+      return 1;
+  return 0;
+}
+
+static const ev_ssl_alpn_t *ev_ssl_alpn_find(const ev_ssl_alpn_t *l,
+                                             const unsigned char *name,
+                                             size_t nl) {
+  for (; l; l = l->next)
+    if (l->len == nl && !memcmp(l->name, name, nl)) return l;
+  return NULL;
+}
+
+static int ev_ssl_alpn_select_cb(SSL *ssl, const unsigned char **out,
+                                 unsigned char *outlen, const unsigned char *in,
+                                 unsigned int inlen, void *arg) {
+  (void)arg;
+  eventer_ssl_ctx_t *ctx = ev_ssl_of(ssl);
+  if (!ctx) return SSL_TLSEXT_ERR_NOACK;
+  const unsigned char *list = ctx->alpn ? ctx->alpn : ctx->alpn_default;
+  size_t llen = ctx->alpn ? ctx->alpn_len
+                : ctx->alpn_default ? sizeof(ev_ssl_default_alpn) - 1 : 0;
+  for (unsigned int i = 0; i < inlen; i += 1u + in[i]) {
+    const unsigned char *name = in + i + 1;
+    size_t nl = in[i];
+    if (nl == 0 || i + 1 + nl > inlen) break; /* malformed: stop */
+    if (!ev_ssl_alpn_listed(list, llen, name, nl)) continue;
+    eventer_SSL_alpn_func_t f = NULL;
+    int found = 0;
+    const ev_ssl_alpn_t *r = ev_ssl_alpn_find(ctx->alpn_funcs, name, nl);
+    if (r) {
+      found = 1;
+      f = r->f;
+    } else {
+      pthread_mutex_lock(&ev_ssl_alpn_lock);
+      r = ev_ssl_alpn_find(ev_ssl_alpn_global, name, nl);
+      if (r) {
+        found = 1;
+        f = r->f;
+      }
+      pthread_mutex_unlock(&ev_ssl_alpn_lock);
+    }
+    if (!found) continue;
+    if (!f) {
+      *out = name;
+      *outlen = (unsigned char)nl;
+      return SSL_TLSEXT_ERR_OK;
+    }
+    int rv = f(out, outlen, in, inlen);
+    if (rv < 0) return SSL_TLSEXT_ERR_NOACK;
+    if (rv == 1) return SSL_TLSEXT_ERR_OK;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* ---- ALPN API -------------------------------------------------------------------------- */
+
+static ev_ssl_alpn_t *ev_ssl_alpn_new(const char *name,
+                                      eventer_SSL_alpn_func_t f) {
+  size_t nl = name ? strlen(name) : 0;
+  if (nl == 0 || nl > 255) {
+    errno = EINVAL;
+    return NULL;
+  }
+  ev_ssl_alpn_t *a = calloc(1, sizeof(*a) + nl + 1);
+  if (!a) return NULL;
+  a->f = f;
+  a->len = nl;
+  memcpy(a->name, name, nl);
+  return a;
+}
+
+/* Replaces the function of `name` in *list, or prepends it. */
+static void ev_ssl_alpn_put(ev_ssl_alpn_t **list, const char *name,
+                            eventer_SSL_alpn_func_t f, const char *who) {
+  ev_ssl_alpn_t *old =
+      (ev_ssl_alpn_t *)ev_ssl_alpn_find(*list, (const unsigned char *)name,
+                                        name ? strlen(name) : 0);
+  if (old) {
+    old->f = f;
+    return;
+  }
+  ev_ssl_alpn_t *a = ev_ssl_alpn_new(name, f);
+  if (!a) {
+    mtevL(eventer_err, "%s(\"%s\"): %s\n", who, name ? name : "(null)",
+          strerror(errno));
+    return;
+  }
+  a->next = *list;
+  *list = a;
+}
+
+void eventer_ssl_alpn_register(const char *name, eventer_SSL_alpn_func_t f) {
+  pthread_mutex_lock(&ev_ssl_alpn_lock);
+  ev_ssl_alpn_put(&ev_ssl_alpn_global, name, f, "eventer_ssl_alpn_register");
+  pthread_mutex_unlock(&ev_ssl_alpn_lock);
+}
+
+void eventer_ssl_ctx_alpn_register(eventer_ssl_ctx_t *ctx, const char *name,
+                                   eventer_SSL_alpn_func_t f) {
+  if (!ctx) return;
+  ev_ssl_alpn_put(&ctx->alpn_funcs, name, f, "eventer_ssl_ctx_alpn_register");
+}
+
+int eventer_ssl_alpn_advertise(eventer_ssl_ctx_t *ctx, const char *npn) {
+  if (!ctx) {
+    errno = EINVAL;
+    return -1;
+  }
+  unsigned char *wire = NULL;
+  size_t off = 0;
+  if (npn && strcasecmp(npn, "none") != 0 && npn[0]) {
+    size_t n = strlen(npn);
+    wire = malloc(n + 1);
+    if (!wire) {
+      errno = ENOMEM;
+      return -1;
+    }
+    const char *p = npn;
+    while (*p) {
+      const char *c = strchr(p, ',');
+      size_t pl = c ? (size_t)(c - p) : strlen(p);
+      if (pl == 0 || pl > 255) {
+        free(wire);
+        errno = EINVAL;
+        return -1;
+      }
+      wire[off++] = (unsigned char)pl;
+      memcpy(wire + off, p, pl);
+      off += pl;
+      p += pl + (c ? 1 : 0);
+      if (c && !*p) { /* a trailing comma: an empty name */
+        free(wire);
+        errno = EINVAL;
+        return -1;
+      }
+    }
+  }
+  if (ctx->type == SSL_CLIENT) {
+    /* note: SSL_set_alpn_protos returns 0 on success */
+    if (SSL_set_alpn_protos(ctx->ssl, wire, (unsigned int)off) != 0) {
+      ERR_clear_error();
+      free(wire);
+      errno = ENOMEM;
+      return -1;
+    }
+    free(wire);
+    return 0;
+  }
+  free(ctx->alpn);
+  ctx->alpn = wire;
+  ctx->alpn_len = off;
+  ctx->alpn_default = NULL; /* an explicit list, even an empty one, wins */
+  return 0;
+}
+
+void eventer_ssl_get_alpn_selected(eventer_ssl_ctx_t *ctx,
+                                   const uint8_t **alpn, uint8_t *len) {
+  if (alpn) *alpn = NULL;
+  if (len) *len = 0;
+  if (!ctx || !alpn || !len) return;
+  const unsigned char *p = NULL;
+  unsigned int l = 0;
+  SSL_get0_alpn_selected(ctx->ssl, &p, &l);
+  if (p && l) {
+    *alpn = p;
+    *len = (uint8_t)l;
+  }
+}
+
+/* ---- failures: one log line per connection ---------------------------------------------- */
+
+static void ev_ssl_log_once(eventer_ssl_ctx_t *ctx, int op, const char *reason) {
+  ev_set_str(&ctx->last_error, reason);
+  if (ctx->logged) return;
+  ctx->logged = 1;
+  int fd = ctx->e ? ctx->e->fd : -1;
+  char peer[96];
+  if (ctx->peer_len == 0 && fd >= 0) { /* not connected at attach (a client) */
+    socklen_t sl = sizeof(ctx->peer);
+    if (getpeername(fd, (struct sockaddr *)&ctx->peer, &sl) == 0)
+      ctx->peer_len = sl;
+  }
+  ev_ssl_peer_name(&ctx->peer, ctx->peer_len, peer, sizeof(peer));
+  mtevL(eventer_err, "TLS %s %s %s (fd %d) failed: %s\n", ev_ssl_op_name[op],
+        ev_ssl_op_dir[op], peer, fd, reason);
+}
+
+/* Marks ctx failed and logs why; returns -1 with errno EIO. */
+static int ev_ssl_fail(eventer_ssl_ctx_t *ctx, int op, int sslerr, int sys) {
+  char reason[400], ossl[256];
+  unsigned long code = 0;
+  ev_ssl_err_text(ossl, sizeof(ossl), &code);
+  if (code && ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+    long vr = SSL_get_verify_result(ctx->ssl);
+    snprintf(reason, sizeof(reason), "%s (%s)", ossl,
+             vr != X509_V_OK ? X509_verify_cert_error_string(vr)
+                             : "refused by the verify function");
+  } else if (code) {
+    snprintf(reason, sizeof(reason), "%s", ossl);
+  } else if (sslerr == SSL_ERROR_SYSCALL && sys) {
+    snprintf(reason, sizeof(reason), "%s", strerror(sys));
+  } else if (sslerr == SSL_ERROR_SYSCALL || sslerr == SSL_ERROR_ZERO_RETURN) {
+    snprintf(reason, sizeof(reason), "the peer closed the connection%s",
+             ctx->done ? "" : " during the handshake");
+  } else {
+    snprintf(reason, sizeof(reason), "SSL_get_error %d", sslerr);
+  }
+  ctx->failed = 1;
+  ev_ssl_log_once(ctx, op, reason);
+  errno = EIO;
+  return -1;
+}
+
+/* The handshake just finished: the checks OpenSSL does not do. */
+static int ev_ssl_handshake_checked(eventer_ssl_ctx_t *ctx, int op) {
+  ctx->done = 1;
+  if (ctx->verify_cb && SSL_get0_peer_certificate(ctx->ssl) == NULL &&
+      !ctx->verify_cb(ctx, 0, NULL, ctx->verify_closure)) {
+    ctx->failed = 1;
+    ev_ssl_log_once(ctx, op, "the peer sent no certificate (refused by the "
+                             "verify function)");
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- the opset ------------------------------------------------------------------------------ */
+
+static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
+  eventer_ssl_ctx_t *ctx = e ? e->tls : NULL;
+  if (!ctx) {
+    errno = EINVAL;
+    return -1;
+  }
+  if ((op == EV_SSL_OP_ACCEPT && ctx->type != SSL_SERVER) ||
+      (op == EV_SSL_OP_CONNECT && ctx->type != SSL_CLIENT)) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (ctx->failed) {
+    errno = EIO;
+    return -1;
+  }
+  if ((op == EV_SSL_OP_READ || op == EV_SSL_OP_WRITE) && len == 0) return 0;
+  if (len > INT_MAX) len = INT_MAX;
+  ERR_clear_error();
+  errno = 0;
+  size_t n = 0;
+  int rv;
+  switch (op) {
+  case EV_SSL_OP_READ:
+    rv = SSL_read_ex(ctx->ssl, buf, len, &n);
+    break;
+  case EV_SSL_OP_WRITE:
+    rv = SSL_write_ex(ctx->ssl, buf, len, &n);
+    break;
+  default:
+    rv = SSL_do_handshake(ctx->ssl);
+    break;
+  }
+  int sys = errno;
+  /* a read or write may have finished the handshake implicitly */
+  if (!ctx->done && SSL_is_init_finished(ctx->ssl) &&
+      ev_ssl_handshake_checked(ctx, op) != 0)
+    return -1;
+  if (rv > 0) return op >= EV_SSL_OP_ACCEPT ? 1 : (int)n;
+  int sslerr = SSL_get_error(ctx->ssl, rv);
+  switch (sslerr) {
+  case SSL_ERROR_WANT_READ:
+    if (mask) *mask = EVENTER_READ | EVENTER_EXCEPTION;
+    errno = EAGAIN;
+    return -1;
+  case SSL_ERROR_WANT_WRITE:
+    if (mask) *mask = EVENTER_WRITE | EVENTER_EXCEPTION;
+    errno = EAGAIN;
+    return -1;
+  case SSL_ERROR_ZERO_RETURN: /* close_notify, or EOF (IGNORE_UNEXPECTED_EOF) */
+    if (op == EV_SSL_OP_READ && ctx->done) return 0;
+    break;
+  default:
+    break;
+  }
+  return ev_ssl_fail(ctx, op, sslerr, sys);
+}
+
+static int ev_ssl_op_accept(int fd, struct sockaddr *addr, socklen_t *len,
+                            int *mask, void *closure) {
+  (void)fd, (void)addr, (void)len, (void)mask, (void)closure;
+  errno = EOPNOTSUPP;
+  return -1;
+}
+
+static int ev_ssl_op_read(int fd, void *buf, size_t len, int *mask,
+                          void *closure) {
+  (void)fd;
+  return ev_ssl_io(closure, EV_SSL_OP_READ, buf, len, mask);
+}
+
+static int ev_ssl_op_write(int fd, const void *buf, size_t len, int *mask,
+                           void *closure) {
+  (void)fd;
+  return ev_ssl_io(closure, EV_SSL_OP_WRITE, (void *)buf, len, mask);
+}
+
+/* Sends close_notify when the session is healthy (one try: a full socket
+ * or a gone peer does not hold the close up), frees the context, closes
+ * the fd. */
+static int ev_ssl_op_close(int fd, int *mask, void *closure) {
+  eventer_t e = closure;
+  eventer_ssl_ctx_t *ctx = e ? e->tls : NULL;
+  if (ctx) {
+    if (ctx->done && !ctx->failed) SSL_shutdown(ctx->ssl);
+    ERR_clear_error();
+    e->tls = NULL;
+    ctx->e = NULL;
+    ev_ssl_ctx_destroy(ctx);
+  }
+  if (mask) *mask = 0;
+  return close(fd);
+}
+
+static struct _fd_opset ev_ssl_opset = {
+    .accept = ev_ssl_op_accept,
+    .read = ev_ssl_op_read,
+    .write = ev_ssl_op_write,
+    .close = ev_ssl_op_close,
+    .name = "SSL",
+};
+
+eventer_fd_opset_t eventer_SSL_fd_opset = &ev_ssl_opset;
+
+int eventer_SSL_accept(eventer_t e, int *mask) {
+  return ev_ssl_io(e, EV_SSL_OP_ACCEPT, NULL, 0, mask);
+}
+
+int eventer_SSL_connect(eventer_t e, int *mask) {
+  return ev_ssl_io(e, EV_SSL_OP_CONNECT, NULL, 0, mask);
+}
+
+int eventer_SSL_renegotiate(eventer_t e) {
+  eventer_ssl_ctx_t *ctx = e ? e->tls : NULL;
+  if (!ctx || !ctx->done) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (ctx->failed) {
+    errno = EIO;
+    return -1;
+  }
+  if (SSL_version(ctx->ssl) < TLS1_3_VERSION) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
+  ERR_clear_error();
+  if (SSL_key_update(ctx->ssl, SSL_KEY_UPDATE_REQUESTED) != 1) {
+    char ossl[256];
+    ev_ssl_err_text(ossl, sizeof(ossl), NULL);
+    ev_set_str(&ctx->last_error, ossl);
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- coroutines ------------------------------------------------------------------------------ */
+
+static int ev_ssl_aco_handshake(eventer_aco_t ae, int op,
+                                struct timeval *timeout) {
+  eventer_t e = (eventer_t)ae;
+  if (!e || !e->tls || !eventer_is_aco(e) || !eventer_in_aco() ||
+      (timeout && ev_bad_delay(timeout))) {
+    errno = EINVAL;
+    return -1;
+  }
+  uint64_t deadline = 0;
+  if (timeout)
+    deadline = eventer_mono_ns() + (uint64_t)timeout->tv_sec * 1000000000u +
+               (uint64_t)timeout->tv_usec * 1000u;
+  eventer_ref(e); /* e outlives our waits, whoever frees it meanwhile */
+  int rv = -1, err = 0;
+  for (;;) {
+    int mask = 0;
+    if (ev_ssl_io(e, op, NULL, 0, &mask) > 0) {
+      rv = 0;
+      break;
+    }
+    err = errno;
+    if (err != EAGAIN) break; /* failed, and logged */
+    struct timeval left, *lp = NULL;
+    if (timeout) {
+      uint64_t now = eventer_mono_ns();
+      if (now >= deadline) {
+        err = ETIMEDOUT;
+        break;
+      }
+      /* round up: {0,0} would mean "do not wait" */
+      uint64_t rem_us = (deadline - now + 999) / 1000;
+      left.tv_sec = (time_t)(rem_us / 1000000u);
+      left.tv_usec = (suseconds_t)(rem_us % 1000000u);
+      lp = &left;
+    }
+    if (eventer_aco_wait_ready(ae, mask & (EVENTER_READ | EVENTER_WRITE), lp) != 0) {
+      err = errno; /* ECANCELED, EBADF: the caller's doing, not logged */
+      break;
+    }
+  }
+  /* the context as it is now: a close meanwhile took the old one */
+  if (err == ETIMEDOUT && e->tls) {
+    char reason[96];
+    snprintf(reason, sizeof(reason), "handshake timed out after %ld ms",
+             (long)timeout->tv_sec * 1000 + (long)timeout->tv_usec / 1000);
+    ev_ssl_log_once(e->tls, op, reason);
+  }
+  eventer_deref(e);
+  if (rv != 0) errno = err;
+  return rv;
+}
+
+int eventer_aco_ssl_accept(eventer_aco_t e, struct timeval *timeout) {
+  return ev_ssl_aco_handshake(e, EV_SSL_OP_ACCEPT, timeout);
+}
+
+int eventer_aco_ssl_connect(eventer_aco_t e, struct timeval *timeout) {
+  return ev_ssl_aco_handshake(e, EV_SSL_OP_CONNECT, timeout);
+}
+
+/* ---- what the handshake learnt ------------------------------------------------------------------ */
+
+X509 *eventer_ssl_get_peer_certificate(eventer_ssl_ctx_t *ctx) {
+  return ctx ? SSL_get1_peer_certificate(ctx->ssl) : NULL;
+}
+
+STACK_OF(X509) *eventer_ssl_get_peer_cert_chain(eventer_ssl_ctx_t *ctx) {
+  if (!ctx) return NULL;
+  if (ctx->chain_built) return ctx->chain;
+  X509 *leaf = SSL_get0_peer_certificate(ctx->ssl);
+  if (!leaf) return NULL; /* none yet: build it when there is one */
+  STACK_OF(X509) *chain = sk_X509_new_null();
+  if (!chain) return NULL;
+  X509_up_ref(leaf);
+  sk_X509_push(chain, leaf);
+  /* a client's list starts with the leaf, a server's does not */
+  STACK_OF(X509) *sent = SSL_get_peer_cert_chain(ctx->ssl);
+  for (int i = 0; sent && i < sk_X509_num(sent); i++) {
+    X509 *x = sk_X509_value(sent, i);
+    if (i == 0 && X509_cmp(x, leaf) == 0) continue;
+    X509_up_ref(x);
+    sk_X509_push(chain, x);
+  }
+  ctx->chain = chain;
+  ctx->chain_built = 1;
+  return chain;
+}
+
+static const char *ev_ssl_peer_name_str(eventer_ssl_ctx_t *ctx, char **slot,
+                                        int issuer) {
+  if (!ctx) return NULL;
+  if (!*slot) {
+    X509 *peer = SSL_get0_peer_certificate(ctx->ssl);
+    if (!peer) return NULL;
+    char buf[1024];
+    X509_NAME_oneline(issuer ? X509_get_issuer_name(peer)
+                             : X509_get_subject_name(peer),
+                      buf, sizeof(buf));
+    *slot = strdup(buf);
+  }
+  return *slot;
+}
+
+const char *eventer_ssl_get_peer_subject(eventer_ssl_ctx_t *ctx) {
+  return ev_ssl_peer_name_str(ctx, ctx ? &ctx->subject : NULL, 0);
+}
+
+const char *eventer_ssl_get_peer_issuer(eventer_ssl_ctx_t *ctx) {
+  return ev_ssl_peer_name_str(ctx, ctx ? &ctx->issuer : NULL, 1);
+}
+
+const char *eventer_ssl_get_peer_san_list(eventer_ssl_ctx_t *ctx) {
+  if (!ctx) return NULL;
+  if (ctx->san_list) return ctx->san_list;
+  X509 *peer = SSL_get0_peer_certificate(ctx->ssl);
+  if (!peer) return NULL;
+  GENERAL_NAMES *names = X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL);
+  if (!names) return NULL;
+  size_t cap = 256, used = 0;
+  char *out = malloc(cap);
+  for (int i = 0; out && i < sk_GENERAL_NAME_num(names); i++) {
+    const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+    if (g->type != GEN_DNS) continue;
+    const ASN1_STRING *s = g->d.dNSName;
+    size_t need = used + (used ? 2 : 0) + (size_t)ASN1_STRING_length(s) + 1;
+    if (need > cap) {
+      while (cap < need) cap *= 2;
+      char *grown = realloc(out, cap);
+      if (!grown) {
+        free(out);
+        out = NULL;
+        break;
+      }
+      out = grown;
+    }
+    if (used) {
+      memcpy(out + used, ", ", 2);
+      used += 2;
+    }
+    memcpy(out + used, ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+    used += (size_t)ASN1_STRING_length(s);
+    out[used] = 0;
+  }
+  GENERAL_NAMES_free(names);
+  if (out && used == 0) {
+    free(out);
+    out = NULL;
+  }
+  ctx->san_list = out;
+  return out;
+}
+
+const char *eventer_ssl_get_peer_error(eventer_ssl_ctx_t *ctx) {
+  return ctx ? ctx->cert_error : NULL;
+}
+
+long eventer_ssl_get_verify_result(eventer_ssl_ctx_t *ctx) {
+  return ctx ? SSL_get_verify_result(ctx->ssl) : -1;
+}
+
+static time_t ev_ssl_asn1_time(const ASN1_TIME *t) {
+  struct tm tm;
+  if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+  return timegm(&tm);
+}
+
+time_t eventer_ssl_get_peer_start_time(eventer_ssl_ctx_t *ctx) {
+  X509 *peer = ctx ? SSL_get0_peer_certificate(ctx->ssl) : NULL;
+  return peer ? ev_ssl_asn1_time(X509_get0_notBefore(peer)) : 0;
+}
+
+time_t eventer_ssl_get_peer_end_time(eventer_ssl_ctx_t *ctx) {
+  X509 *peer = ctx ? SSL_get0_peer_certificate(ctx->ssl) : NULL;
+  return peer ? ev_ssl_asn1_time(X509_get0_notAfter(peer)) : 0;
+}
+
+static int ev_ssl_commonname(X509 *cert, char *buff, int len) {
+  if (!cert || !buff || len <= 0) return -1;
+  X509_NAME *name = X509_get_subject_name(cert);
+  int pos = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
+  if (pos < 0) return -1;
+  X509_NAME_ENTRY *entry = X509_NAME_get_entry(name, pos);
+  unsigned char *utf8 = NULL;
+  int n = entry ? ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(entry)) : -1;
+  if (n < 0) return -1;
+  int copy = n < len - 1 ? n : len - 1;
+  memcpy(buff, utf8, (size_t)copy);
+  buff[copy] = 0;
+  OPENSSL_free(utf8);
+  return copy;
+}
+
+int eventer_ssl_get_peer_commonname(eventer_ssl_ctx_t *ctx, char *buff,
+                                    int len) {
+  return ctx ? ev_ssl_commonname(SSL_get0_peer_certificate(ctx->ssl), buff, len)
+             : -1;
+}
+
+int eventer_ssl_get_local_commonname(eventer_ssl_ctx_t *ctx, char *buff,
+                                     int len) {
+  /* SSL_get_certificate: borrowed (after an SNI switch, the one in use) */
+  return ctx ? ev_ssl_commonname(SSL_get_certificate(ctx->ssl), buff, len) : -1;
+}
+
+const char *eventer_ssl_get_last_error(eventer_ssl_ctx_t *ctx) {
+  return ctx ? ctx->last_error : NULL;
+}
+
+const char *eventer_ssl_get_sni_name(eventer_ssl_ctx_t *ctx) {
+  return ctx ? ctx->sni_name : NULL;
+}
+
+SSL_SESSION *eventer_ssl_get_session(eventer_ssl_ctx_t *ctx) {
+  return ctx ? SSL_get_session(ctx->ssl) : NULL;
+}
+
+int eventer_ssl_session_reused(eventer_ssl_ctx_t *ctx) {
+  return ctx && ctx->done ? SSL_session_reused(ctx->ssl) : 0;
+}
+
+const char *eventer_ssl_get_cipher_list(eventer_ssl_ctx_t *ctx, int prio) {
+  return ctx ? SSL_get_cipher_list(ctx->ssl, prio) : NULL;
+}
+
+const char *eventer_ssl_get_current_cipher(eventer_ssl_ctx_t *ctx) {
+  return ctx && ctx->done ? SSL_get_cipher_name(ctx->ssl) : NULL;
+}
+
+int eventer_ssl_get_method(eventer_ssl_ctx_t *ctx) {
+  if (!ctx) return -1;
+  return ctx->done ? SSL_version(ctx->ssl) : 0;
+}
