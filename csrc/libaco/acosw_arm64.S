@@ -36,9 +36,11 @@
  *    v8-v15, NZCV and FPSR: caller-saved or not preserved across a call
  *    (6.1.1, 6.1.2).  acosw is a real call, so the compiler has already
  *    assumed they are clobbered.  FPSR holds only cumulative exception
- *    flags.  x18 is the platform register; Linux treats it as a
- *    temporary.  SVE/SME state beyond d8-d15 is caller-saved under the
- *    base PCS acosw follows, and PSTATE.SM is 0 at a call to it.
+ *    flags, which are the thread's, not a coroutine's (as MXCSR's status
+ *    flags on x86-64; aco.h).  x18 is the platform register; Linux
+ *    treats it as a temporary.  SVE/SME state beyond d8-d15 is
+ *    caller-saved under the base PCS acosw follows, and PSTATE.SM is 0
+ *    at a call to it.
  *  - TPIDR_EL0 (TLS): coroutines never move between threads.
  *  - FPCR when ACO_CONFIG_SHARE_FPU_MXCSR_ENV is defined: then all
  *    coroutines of a thread share the thread's FP control.  Otherwise it
@@ -55,8 +57,8 @@
  * mispredicts at once, and leaves the RAS one entry short for to's
  * context, so to's next return mispredicts as well: two per switch.  `br`
  * is predicted by the indirect predictor, whose targets here are a few
- * fixed sites (aco_resume's and aco_yield1's return points, the entry
- * stub) told apart by the path that led here; only to's next return
+ * sites (aco_resume's return point, the coroutines' yield sites, the
+ * entry stub) told apart by the path that led here; only to's next return
  * mispredicts: one per switch.
  * With Branch Target Identification (-mbranch-protection=bti/standard,
  * __ARM_FEATURE_BTI_DEFAULT) a `br` may only land on a BTI landing pad,
