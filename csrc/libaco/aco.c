@@ -102,6 +102,15 @@ _Static_assert(ACO_OFF_FPCR + 8 == ACO_REG_NUM * 8, "FPCR is last slot");
 #define ACO_SAVE_ALIGN 64
 #define ACO_SAVE_SLACK 32
 
+/* Bytes between align_retptr and align_highptr: the slot that holds the
+ * protector's address on x86-64 (a fresh coroutine's return address).
+ * align_validsz counts it, as libaco's does. */
+#if defined(__x86_64__)
+#define ACO_RETSLOT_SZ 8
+#else
+#define ACO_RETSLOT_SZ 0
+#endif
+
 /* aco_flags_ bits */
 #define ACO_F_NAMED 0x01 /* has an entry in the name table */
 #define ACO_F_INLINE 0x02 /* save_stack.ptr points into the aco_t block */
@@ -788,7 +797,7 @@ static inline void aco_take_share_stack(
     aco_stack_copy(sp, co->save_stack.ptr, n, sp);
     co->save_stack.ct_restore++;
   }
-  ss->align_validsz = n;
+  ss->align_validsz = n + ACO_RETSLOT_SZ;
 }
 
 __attribute__((noinline, cold, noreturn)) static void aco_resume_misuse(
@@ -876,7 +885,7 @@ __attribute__((noinline)) static void aco_resume_swap(aco_t *co) {
         aco_copy_small(co->reg[ACO_REG_IDX_SP], co->save_stack.ptr, in);
         co->save_stack.ct_restore++;
       }
-      ss->align_validsz = in;
+      ss->align_validsz = in + ACO_RETSLOT_SZ;
       aco_switch_in(co, ss);
       return;
     }

@@ -206,7 +206,10 @@ typedef struct {
   size_t sz;           /* usable bytes */
   void *align_highptr; /* top of the stack, 16-byte aligned */
   void *align_retptr;  /* live stacks are [saved SP, align_retptr) */
-  size_t align_validsz; /* live bytes of the owner when it last switched */
+  size_t align_validsz; /* bytes from the SP of the owner when it last
+                         * took the stack up to align_highptr (its
+                         * restored bytes and the return slot), 0 when
+                         * nobody owns it */
   size_t align_limit;  /* most live bytes a coroutine can have */
   aco_t *owner;        /* coroutine whose bytes are on the stack, or NULL */
   char guard_page_enabled;
