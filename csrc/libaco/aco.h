@@ -299,7 +299,10 @@ void aco_resume(aco_t *resume_co);
 void aco_destroy(aco_t *co);
 
 /* The running coroutine of this thread: a non-main coroutine while one
- * runs, the main coroutine (or NULL before the first resume) otherwise. */
+ * runs, the main coroutine (or NULL before the first resume) otherwise.
+ * acosw sets it to the context it enters.  The switch reaches it with the
+ * initial-exec TLS model, so a shared library built from these sources
+ * needs a few bytes of static TLS (glibc keeps some for dlopen). */
 extern __thread aco_t *aco_gtls_co;
 
 #define aco_get_co() (aco_gtls_co)

@@ -12,7 +12,19 @@
  * SP is stored as it will be after this call returns (return address
  * popped) and the return address as the resume pc: a suspended
  * coroutine's live stack is exactly [reg[SP], top) and holds nothing of
- * acosw's.  A fresh coroutine's SP points at a slot holding the protector
+ * acosw's.
+ *
+ * acosw also sets aco_gtls_co (aco.h) to `to`, so the thread's running
+ * coroutine is always the one acosw entered, whoever called it, and
+ * aco_resume has nothing left to do after the switch (aco.c,
+ * aco_switch_in).  The variable is reached with the initial-exec TLS
+ * model: one GOT load (relaxed to a constant in an executable) and a
+ * %fs-relative store.
+ *
+ * It resumes `to` with an indirect jump, not a return: a call into acosw
+ * is never matched by a return (the return-address predictor only fills),
+ * and aco_resume tail-calls it, so a loop of resumes and yields
+ * mispredicts no return; the first return out of the loop does, once.  A fresh coroutine's SP points at a slot holding the protector
  * address, so its function is entered as if called from the protector.
  *
  * Caller-saved registers need no saving: acosw is a real call, so the
@@ -54,6 +66,9 @@ acosw:
         movq    %r13, ACO_OFF_R13(%rdi)
         movq    %r14, ACO_OFF_R14(%rdi)
         movq    %r15, ACO_OFF_R15(%rdi)
+        /* aco_gtls_co = to (initial-exec TLS: aco.h) */
+        movq    aco_gtls_co@gottpoff(%rip), %r9
+        movq    %rsi, %fs:(%r9)
 #ifndef ACO_CONFIG_SHARE_FPU_MXCSR_ENV
         /* Save from's MXCSR and x87 control word; load to's only where
          * their control bits differ (see "Floating-point state" above):

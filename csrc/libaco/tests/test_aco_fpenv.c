@@ -206,7 +206,7 @@ static void check_arith(fpmode_t want, const char *who) {
            mode_denormals_are_zero(want));
 }
 
-/* ---- control state per coroutine ------------------------------------------- */
+/* ---- control state per coroutine --------------------------------------- */
 
 static aco_t *main_co;
 static fpmode_t thread_mode; /* the thread's mode at aco_thread_init */
@@ -248,7 +248,7 @@ static void fp_fn(void) {
   }
 }
 
-static void test_control_per_coroutine(void) {
+__attribute__((unused)) static void test_control_per_coroutine(void) {
   setup();
   aco_share_stack_t *ss = aco_share_stack_new(0);
   fp_arg_t a = {.id = 0, .mode = modes[0]}, b = {.id = 1, .mode = modes[1]};
@@ -293,7 +293,7 @@ static void test_control_per_coroutine(void) {
 /* Coroutines change their mode late, every few rounds, each at another
  * time; three share one stack (every resume copies), one has its own.
  * Main changes its own mode too.  Nobody ever sees anybody else's. */
-static void test_control_changed_late(void) {
+__attribute__((unused)) static void test_control_changed_late(void) {
   setup();
   aco_share_stack_t *ss = aco_share_stack_new(0);
   aco_share_stack_t *ss2 = aco_share_stack_new(0);
@@ -348,7 +348,8 @@ static void step_fn(void) {
   aco_exit();
 }
 
-static void test_control_across_share_stack_handover(void) {
+__attribute__((unused)) static void
+test_control_across_share_stack_handover(void) {
   setup();
   aco_share_stack_t *ss = aco_share_stack_new(0);
   step_arg_t sa = {.set = modes[1]}, sb = {.set = modes[4]};
@@ -377,7 +378,7 @@ static void test_control_across_share_stack_handover(void) {
   aco_share_stack_destroy(ss);
 }
 
-/* ---- sticky status flags: the thread's ---------------------------------------- */
+/* ---- sticky status flags: the thread's ------------------------------- */
 
 #define ALL_FLAGS                                                          \
   (FE_DIVBYZERO | FE_INEXACT | FE_INVALID | FE_OVERFLOW | FE_UNDERFLOW)
@@ -412,7 +413,7 @@ static int flags_modelled(void) {
   return ok;
 }
 
-static void test_sticky_flags_are_the_threads(void) {
+__attribute__((unused)) static void test_sticky_flags_are_the_threads(void) {
   setup();
   if (!flags_modelled()) {
     /* valgrind keeps no status flags: all that can be checked is that
@@ -497,9 +498,49 @@ static void test_save_fpucw_mxcsr(void) {
   fpmode_set(thread_mode);
 }
 
+/* Built with ACO_CONFIG_SHARE_FPU_MXCSR_ENV (make
+ * EXTRA_CFLAGS=-DACO_CONFIG_SHARE_FPU_MXCSR_ENV) the control state is the
+ * thread's, as libaco documents for that macro: what a coroutine sets,
+ * main and the other coroutines see.  Each build runs the cases that
+ * hold for it (the others are marked unused). */
+static void set_and_yield_fn(void) {
+  step_arg_t *s = aco_get_arg();
+  s->seen[0] = fpmode_get();
+  fpmode_set(s->set);
+  aco_yield();
+  s->seen[1] = fpmode_get();
+  aco_exit();
+}
+
+__attribute__((unused)) static void test_control_shared(void) {
+  setup();
+  aco_share_stack_t *ss = aco_share_stack_new(0);
+  step_arg_t sa = {.set = modes[1]}, sb = {.set = modes[4]};
+  aco_t *a = aco_create(main_co, ss, 0, set_and_yield_fn, &sa);
+  aco_t *b = aco_create(main_co, ss, 0, set_and_yield_fn, &sb);
+  fpmode_set(modes[2]);
+  aco_resume(a);
+  T_FPMODE_EQ(sa.seen[0], modes[2], "A sees main's mode");
+  T_FPMODE_EQ(fpmode_get(), modes[1], "main sees A's mode");
+  aco_resume(b);
+  T_FPMODE_EQ(sb.seen[0], modes[1], "B sees A's mode");
+  aco_resume(a);
+  T_FPMODE_EQ(sa.seen[1], modes[4], "A sees B's mode");
+  aco_resume(b);
+  fpmode_set(thread_mode);
+  aco_destroy(a);
+  aco_destroy(b);
+  aco_share_stack_destroy(ss);
+}
+
+#ifdef ACO_CONFIG_SHARE_FPU_MXCSR_ENV
+T_MAIN({"control_shared", test_control_shared},
+       {"save_fpucw_mxcsr", test_save_fpucw_mxcsr})
+#else
 T_MAIN({"control_per_coroutine", test_control_per_coroutine},
        {"control_changed_late", test_control_changed_late},
        {"control_across_share_stack_handover",
         test_control_across_share_stack_handover},
        {"sticky_flags_are_the_threads", test_sticky_flags_are_the_threads},
        {"save_fpucw_mxcsr", test_save_fpucw_mxcsr})
+#endif
