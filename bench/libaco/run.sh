@@ -11,9 +11,9 @@
 # times (default 5), each run itself taking the median of several timed
 # runs on one pinned CPU, and prints the median of the rounds side by side
 # with the median of the per-round ratios ours/peer (< 1: ours is faster
-# or smaller).  Without LIBACO_DIR it prints our figures next to the
-# reference figures of issue 2 (libaco 1.2.4 measured elsewhere on a
-# machine like ours).
+# or smaller) and their range over the rounds.  Without LIBACO_DIR it
+# prints our figures next to published reference figures for libaco
+# 1.2.4 (measured elsewhere on a machine like ours).
 #
 # Environment: LIBACO_DIR (see above), CC (default gcc), BENCH_CPU (the
 # CPU to pin to; default the last allowed), MEM_COUNT (coroutines in the
@@ -83,7 +83,7 @@ done
 grep -h '^# pinned' "$out/ours.1.txt" | head -1 | sed 's/^# /each run /'
 grep -h '^# fp:' "$out/ours.1.txt" | head -1 | sed 's/^# //'
 
-# reference figures of libaco 1.2.4 from issue 2 (measured elsewhere)
+# reference figures for libaco 1.2.4 (measured elsewhere)
 ref() {
   case $1 in
     switch_0) echo 14.0 ;; switch_8|switch_24|switch_40|switch_56) echo 19.5-20.8 ;;
@@ -103,9 +103,9 @@ done
 if [ "$ntags" -gt 1 ]; then
   echo "ours vs libaco 1.2.4, same machine, same run ($(nproc) CPUs, gcc $($cc -dumpfullversion 2>/dev/null || $cc -dumpversion) -O2)"
   echo "libaco: default configuration; libaco_share: built with -DACO_CONFIG_SHARE_FPU_MXCSR_ENV"
-  echo "each figure: median of $rounds rounds (each a median of several runs); ratio: median of the per-round ratios ours/peer (< 1: ours faster/smaller)"
+  echo "each figure: median of $rounds rounds (each a median of several runs); ratio: median of the per-round ratios ours/peer (< 1: ours faster/smaller), then their lowest-highest"
 else
-  echo "ours ($(nproc) CPUs, gcc $($cc -dumpfullversion 2>/dev/null || $cc -dumpversion) -O2, median of $rounds rounds) next to issue 2's"
+  echo "ours ($(nproc) CPUs, gcc $($cc -dumpfullversion 2>/dev/null || $cc -dumpversion) -O2, median of $rounds rounds) next to the"
   echo "reference figures for libaco 1.2.4 (measured elsewhere; set LIBACO_DIR=/path/to/libaco-1.2.4 to measure it here)"
 fi
 echo "switch_N: ns per resume+yield pair copying N bytes each way; create/destroy: ns; mem: bytes per idle coroutine"
@@ -144,19 +144,23 @@ awk -v tags="$tags" -v refs="$refs" '
       exit
     }
     printf "  %-22s %10s", "figure", "ours"
-    for (j = 2; j <= nt; j++) printf " %12s %8s", tag[j], "ratio"
+    for (j = 2; j <= nt; j++) printf " %12s %8s %11s", tag[j], "ratio", "range"
     printf "\n"
     for (i = 0; i < m; i++) {
       k = order[i]
       printf "  %-22s %10.2f", k, med(v["ours", k])
       for (j = 2; j <= nt; j++) {
         p = tag[j]
-        if (!((p, k) in v)) { printf " %12s %8s", "-", "-"; continue }
-        rl = ""
+        if (!((p, k) in v)) { printf " %12s %8s %11s", "-", "-", "-"; continue }
+        rl = ""; lo = ""; hi = ""
         for (rr in rounds)
-          if ((("ours", k, rr) in val) && ((p, k, rr) in val) && val[p, k, rr] + 0 > 0)
-            rl = rl " " (val["ours", k, rr] / val[p, k, rr])
-        printf " %12.2f %8.2f", med(v[p, k]), med(rl)
+          if ((("ours", k, rr) in val) && ((p, k, rr) in val) && val[p, k, rr] + 0 > 0) {
+            q = val["ours", k, rr] / val[p, k, rr]
+            rl = rl " " q
+            if (lo == "" || q < lo) lo = q
+            if (hi == "" || q > hi) hi = q
+          }
+        printf " %12.2f %8.2f %5.2f-%-5.2f", med(v[p, k]), med(rl), lo, hi
       }
       printf "\n"
     }

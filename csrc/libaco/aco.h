@@ -76,18 +76,20 @@
  *    frame is probed in order and the guard page is always hit; on
  *    aarch64 also with --param stack-clash-protection-guard-size=12 (gcc
  *    assumes a 64 KiB guard there otherwise).  The SIGSEGV handler chains
- *    to whatever
- *    handler was installed before it (the Go runtime's included) for every
- *    fault that is not a guard-page hit, and runs on the thread's
- *    alternate signal stack (aco_thread_init installs one if the thread has
- *    none).
+ *    to whatever handler was installed before it (the Go runtime's
+ *    included) for every fault that is not a guard-page hit, and runs on
+ *    the thread's alternate signal stack (aco_thread_init installs one if
+ *    the thread has none).
  *  - AddressSanitizer fiber annotations and valgrind stack registration.
  *  - Coroutine-local storage: ACO_CLS_SLOTS pointer slots per coroutine,
  *    handed out by aco_cls_key_create(); they cost one pointer in aco_t
  *    until first set.
  *  - aco_current(): the running non-main coroutine, or NULL.
- *  - The per-coroutine FP control state costs nothing while it is equal
- *    between the contexts that switch (above).
+ *  - The per-coroutine FP control state costs a compare, not a load,
+ *    while it is equal between the contexts that switch (above).
+ *  - acosw also sets aco_gtls_co, so aco_resume ends with a jump into
+ *    acosw and the coroutine's yield returns straight to aco_resume's
+ *    caller: a loop of resumes mispredicts no return.
  *
  * Sanitizers and valgrind need no macro: a library built with
  * -fsanitize=address or =thread annotates every switch itself (so link

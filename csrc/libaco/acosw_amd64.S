@@ -35,11 +35,11 @@
  * MXCSR and the x87 control word are per coroutine: from's are stored
  * into from (stmxcsr, fnstcw) and compared with to's in registers; only
  * when a control bit differs are to's loaded.  Loading MXCSR is what
- * costs: measured on a 2-core Xeon VM, a stmxcsr/ldmxcsr pair cost about
- * 64 ns when the value changes, and the stored words nearly always
- * differ in the status flags (bits 0-5, set by any floating-point work),
- * so libaco's unconditional ldmxcsr paid that at most switches; the
- * compare costs about 1 ns.  The sticky status flags are the thread's:
+ * costs: measured on a 2-core Xeon VM, a stmxcsr/ldmxcsr pair costs 3-4
+ * ns when the value stays the same and about 80 ns when it changes, and
+ * the stored words nearly always differ in the status flags (bits 0-5,
+ * set by any floating-point work), so libaco's unconditional ldmxcsr pays
+ * that at most switches; the compare costs about 1 ns.  The sticky status flags are the thread's:
  * the compare ignores them and a load keeps the current ones (to's
  * control bits, the thread's flags).  The x87 status word is never
  * touched.  Defining ACO_CONFIG_SHARE_FPU_MXCSR_ENV leaves all of it
