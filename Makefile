@@ -3,7 +3,9 @@
 # C sources are built in several variants, each in its own object tree
 # under build/<variant>/:
 #   plain  - gcc -O2, the library that `make lib` installs
-#   asan   - AddressSanitizer + UndefinedBehaviorSanitizer
+#   asan   - AddressSanitizer + UndefinedBehaviorSanitizer, -O1
+#   asan-O2 - the same at -O2 (what users build: other inlining, other
+#            frames for ASan to watch)
 #   tsan   - ThreadSanitizer (multi-thread tests only)
 #   arm64  - aarch64 cross build, run under qemu-aarch64-static
 # valgrind runs the plain test binaries.
@@ -56,6 +58,10 @@ CFLAGS_asan  := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                 -fno-sanitize-recover=all --param asan-use-after-return=0
 LDFLAGS_asan := -fsanitize=address,undefined
 
+CC_asan-O2     := $(HOSTCC)
+CFLAGS_asan-O2 := -O2 $(filter-out -O1,$(CFLAGS_asan))
+LDFLAGS_asan-O2 := $(LDFLAGS_asan)
+
 CC_tsan      := $(HOSTCC)
 CFLAGS_tsan  := -O1 -fsanitize=thread
 LDFLAGS_tsan := -fsanitize=thread
@@ -66,7 +72,7 @@ CC_arm64     := $(ARM64CC)
 CFLAGS_arm64 := -O2 --param stack-clash-protection-guard-size=12
 LDFLAGS_arm64 := -static
 
-VARIANTS := plain asan tsan arm64
+VARIANTS := plain asan asan-O2 tsan arm64
 ALL_HEADERS := $(wildcard csrc/*.h csrc/*/*.h csrc/*/tests/*.h)
 
 # objects of variant $(1) for sources $(2)
@@ -133,19 +139,20 @@ $(BUILD)/lib/pkgconfig/acoeventer.pc: scripts/acoeventer.pc.in Makefile
 # ---- tests -------------------------------------------------------------------
 
 .PHONY: test deps test-c test-c-plain test-c-asan test-c-valgrind test-c-tsan \
-        test-c-arm64 test-examples test-go bench clean run
+        test-c-arm64 test-libaco-compat test-examples test-go bench clean run
 
 test: deps lib test-c test-examples test-go
 
 deps:
 	@scripts/deps.sh
 
-test-c: test-c-plain test-c-asan test-c-valgrind test-c-tsan test-c-arm64
+test-c: test-c-plain test-c-asan test-c-valgrind test-c-tsan test-c-arm64 \
+        test-libaco-compat
 
 test-c-plain: $(call test_bins,plain,$(C_TESTS))
 	@scripts/run-tests.sh plain $^
 
-test-c-asan: $(call test_bins,asan,$(C_TESTS))
+test-c-asan: $(call test_bins,asan,$(C_TESTS)) $(call test_bins,asan-O2,$(C_TESTS))
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  scripts/run-tests.sh asan $^
@@ -158,6 +165,11 @@ test-c-tsan: $(call test_bins,tsan,$(TSAN_TESTS))
 
 test-c-arm64: $(call test_bins,arm64,$(C_TESTS))
 	@scripts/run-tests.sh qemu $^
+
+# Programs in the style of libaco's own, built against the installed
+# headers at -O0 and -O2, plain, under ASan and for aarch64.
+test-libaco-compat: lib $(BUILD)/asan-O2/libacoeventer.a $(BUILD)/arm64/libacoeventer.a
+	@csrc/libaco/tests/compat/run.sh
 
 # The seed's C examples, built against the installed library exactly as a
 # user would build them (pkg-config), then checked.

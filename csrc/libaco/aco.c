@@ -1,7 +1,14 @@
 /*
  * aco.c - shared-stack coroutines (libaco 1.2 API).  See aco.h for the
  * model and the contract; acosw_<arch>.S for the context switch.
+ *
+ * Builds on its own (`cc -O2 -c aco.c`): it asks for the GNU extensions it
+ * uses (REG_RSP in ucontext.h, malloc_usable_size) before any include.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include "aco.h"
 
 #include <errno.h>
@@ -40,7 +47,8 @@
 
 #ifdef ACO_TSAN
 /* Each coroutine is a TSan "fiber" so TSan keeps a call stack per
- * coroutine; switches are announced right before acosw. */
+ * coroutine.  The switches are announced by aco_resume on both sides of
+ * its acosw, so a yield stays a bare acosw (see aco_switch_in). */
 #include <sanitizer/tsan_interface.h>
 #define ACO_TSAN_SWITCH(to) __tsan_switch_to_fiber((to)->tsan_fiber_, 0)
 #else
@@ -94,11 +102,19 @@ _Static_assert(ACO_OFF_FPCR + 8 == ACO_REG_NUM * 8, "FPCR is last slot");
 #define ACO_SAVE_ALIGN 64
 #define ACO_SAVE_SLACK 32
 
+/* Bytes between align_retptr and align_highptr: the slot that holds the
+ * protector's address on x86-64 (a fresh coroutine's return address).
+ * align_validsz counts it, as libaco's does. */
+#if defined(__x86_64__)
+#define ACO_RETSLOT_SZ 8
+#else
+#define ACO_RETSLOT_SZ 0
+#endif
+
 /* aco_flags_ bits */
 #define ACO_F_NAMED 0x01 /* has an entry in the name table */
 #define ACO_F_INLINE 0x02 /* save_stack.ptr points into the aco_t block */
 #define ACO_F_ALIGNED 0x04 /* save stack laid out as ACO_SAVE_SLACK says */
-/* 0x80 is ACO_F_SLOW_YIELD_ (aco.h) */
 
 /* what to free for a save stack that is not ACO_F_INLINE */
 static inline void *aco_save_stack_block(const aco_t *co) {
@@ -114,8 +130,11 @@ static __thread aco_cofuncp_t aco_gtls_last_word_fp;
 static __thread void *aco_gtls_fpenv; /* initial FP control state */
 static __thread int aco_gtls_inited;
 #ifdef ACO_ASAN
+/* the thread's own stack and fake stack, as ASan knew them before the
+ * first switch onto a share stack */
 static __thread const void *aco_gtls_main_stack_bottom;
 static __thread size_t aco_gtls_main_stack_size;
+static __thread void *aco_gtls_main_fake_stack;
 #endif
 
 /* assembly (acosw_<arch>.S) */
@@ -394,6 +413,47 @@ static void *aco_read_fpenv(void) {
 #endif
 }
 
+void aco_save_fpucw_mxcsr(void *p) {
+  aco_assertptr(p);
+#if defined(__x86_64__)
+  uint16_t fpucw;
+  uint32_t mxcsr;
+  __asm__ volatile("fnstcw %0" : "=m"(fpucw));
+  __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+  memcpy(p, &fpucw, sizeof(fpucw));
+  memcpy((char *)p + 4, &mxcsr, sizeof(mxcsr));
+#elif defined(__aarch64__)
+  uint64_t fpcr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+  memcpy(p, &fpcr, sizeof(fpcr));
+#endif
+}
+
+void aco_runtime_test(void) {
+  _Static_assert(sizeof(void *) == 8, "64-bit pointers");
+  _Static_assert(sizeof(int) >= 4 && sizeof(int) <= sizeof(size_t),
+                 "int of 4 bytes or more, no wider than size_t");
+  /* the layout contract, checked again where the switch reads it (a
+   * program built against another aco.h than this library's fails here) */
+  aco_t probe;
+  memset(&probe, 0, sizeof(probe));
+  probe.reg[ACO_REG_IDX_SP] = &probe;
+  if (*(void **)((char *)&probe + ACO_OFF_SP) != &probe)
+    aco_abortf("aco_runtime_test: reg[ACO_REG_IDX_SP] is not at offset %d",
+               ACO_OFF_SP);
+#if defined(__x86_64__)
+  probe.fp_mxcsr_ = 0x1f80u;
+  uint32_t m;
+  memcpy(&m, (char *)&probe + ACO_OFF_MXCSR, sizeof(m));
+  if (m != 0x1f80u)
+    aco_abortf("aco_runtime_test: MXCSR slot is not at offset %d",
+               ACO_OFF_MXCSR);
+#endif
+  long pg = sysconf(_SC_PAGESIZE);
+  if (pg <= 0 || (pg & (pg - 1)) != 0)
+    aco_abortf("aco_runtime_test: page size %ld is not a power of two", pg);
+}
+
 void aco_thread_init(aco_cofuncp_t last_word_co_fp) {
   aco_gtls_last_word_fp = last_word_co_fp;
   aco_gtls_fpenv = aco_read_fpenv();
@@ -499,17 +559,6 @@ void aco_funcp_protector(void) {
              (void *)co, co ? (void *)co->fp : NULL);
 }
 
-#ifdef ACO_ASAN
-/* With ASan the coroutine must tell ASan it arrived on a new stack before
- * running any instrumented code, so fp is entered through this. */
-static void aco_asan_entry(void) {
-  __sanitizer_finish_switch_fiber(NULL, &aco_gtls_main_stack_bottom,
-                                  &aco_gtls_main_stack_size);
-  aco_gtls_co->fp();
-  aco_funcp_protector();
-}
-#endif
-
 _Static_assert(sizeof(aco_t) % 8 == 0, "aco_ext() must be 8-byte aligned");
 
 aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
@@ -573,9 +622,6 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
                          (aligned ? ACO_SAVE_SLACK : 0)) & ~(size_t)7;
     co->aco_flags_ = ACO_F_INLINE | (aligned ? ACO_F_ALIGNED : 0);
   }
-#if defined(ACO_ASAN) || defined(ACO_TSAN)
-  co->aco_flags_ |= ACO_F_SLOW_YIELD_; /* yields announce the switch */
-#endif
   co->main_co = main_co;
   co->arg = arg;
   co->fp = fp;
@@ -591,19 +637,11 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
   co->tsan_fiber_ = __tsan_create_fiber(0);
 #endif
 #if defined(__x86_64__)
-#ifdef ACO_ASAN
-  co->reg[ACO_REG_IDX_PC] = (void *)aco_asan_entry;
-#else
   co->reg[ACO_REG_IDX_PC] = (void *)fp;
-#endif
 #elif defined(__aarch64__)
   /* aco_co_entry_asm sets lr to the protector and branches to x19 */
   co->reg[ACO_REG_IDX_PC] = (void *)aco_co_entry_asm;
-#ifdef ACO_ASAN
-  co->reg[ACO_X19_IDX] = (void *)aco_asan_entry;
-#else
   co->reg[ACO_X19_IDX] = (void *)fp;
-#endif
 #endif
   return co;
 }
@@ -759,7 +797,7 @@ static inline void aco_take_share_stack(
     aco_stack_copy(sp, co->save_stack.ptr, n, sp);
     co->save_stack.ct_restore++;
   }
-  ss->align_validsz = n;
+  ss->align_validsz = n + ACO_RETSLOT_SZ;
 }
 
 __attribute__((noinline, cold, noreturn)) static void aco_resume_misuse(
@@ -776,21 +814,42 @@ __attribute__((noinline, cold, noreturn)) static void aco_resume_misuse(
              "only be called from the main coroutine", (void *)aco_gtls_co);
 }
 
-/* Switches to co (its stack already in place) and back. */
+/* Switches to co (its stack already in place); returns when co yields.
+ *
+ * acosw sets aco_gtls_co to the context it enters, in both directions, so
+ * nothing is left to do after the switch: in a plain build this is the
+ * last thing aco_resume does and the compiler makes it a tail call (a
+ * jump).  The coroutine's yield then resumes aco_resume's caller
+ * directly, and no return pairs with a call it did not make: a yield
+ * followed by aco_resume's own return would make the CPU's return-address
+ * predictor miss once per resume.
+ *
+ * Under a sanitizer both directions of the switch are announced here, on
+ * the main stack: right before acosw that we go to co, right after it
+ * returns that we are back.  So a coroutine yields (and ends) with a bare
+ * acosw from its own frame and nothing runs on its stack below it: its
+ * copies are the size libaco's are.  Nothing instrumented runs between
+ * an announcement and the switch it announces (acosw is assembly), and
+ * ASan lets start and finish come together: the fiber state is per
+ * thread, not per stack. */
 __attribute__((always_inline)) static inline void aco_switch_in(
     aco_t *co, aco_share_stack_t *ss) {
   (void)ss;
-  aco_gtls_co = co;
-  ACO_TSAN_SWITCH(co);
 #ifdef ACO_ASAN
-  void *fake = NULL;
-  __sanitizer_start_switch_fiber(&fake, ss->ptr, ss->sz);
-  acosw(co->main_co, co);
-  __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#else
-  acosw(co->main_co, co);
+  __sanitizer_start_switch_fiber(&aco_gtls_main_fake_stack, ss->ptr, ss->sz);
+  __sanitizer_finish_switch_fiber(NULL, &aco_gtls_main_stack_bottom,
+                                  &aco_gtls_main_stack_size);
 #endif
-  aco_gtls_co = co->main_co;
+  ACO_TSAN_SWITCH(co);
+  acosw(co->main_co, co);
+#if defined(ACO_ASAN) || defined(ACO_TSAN)
+  ACO_TSAN_SWITCH(co->main_co);
+#endif
+#ifdef ACO_ASAN
+  __sanitizer_start_switch_fiber(NULL, aco_gtls_main_stack_bottom,
+                                 aco_gtls_main_stack_size);
+  __sanitizer_finish_switch_fiber(aco_gtls_main_fake_stack, NULL, NULL);
+#endif
 }
 
 /* aco_resume when co's share stack has another owner (or none), any
@@ -834,7 +893,7 @@ __attribute__((noinline)) static void aco_resume_swap(aco_t *co) {
         aco_copy_small(co->reg[ACO_REG_IDX_SP], co->save_stack.ptr, in);
         co->save_stack.ct_restore++;
       }
-      ss->align_validsz = in;
+      ss->align_validsz = in + ACO_RETSLOT_SZ;
       aco_switch_in(co, ss);
       return;
     }
@@ -859,49 +918,33 @@ void aco_resume(aco_t *co) {
   aco_switch_in(co, ss);
 }
 
-void aco_yield1_slow_(aco_t *co) {
-  if (aco_unlikely(co == NULL || co->main_co == NULL || co != aco_gtls_co))
-    aco_abortf("aco_yield1: %p is not the running non-main coroutine "
-               "(running: %p)", (void *)co, (void *)aco_gtls_co);
-  ACO_TSAN_SWITCH(co->main_co);
-#ifdef ACO_ASAN
-  void *fake = NULL;
-  __sanitizer_start_switch_fiber(&fake, aco_gtls_main_stack_bottom,
-                                 aco_gtls_main_stack_size);
-  acosw(co, co->main_co);
-  __sanitizer_finish_switch_fiber(fake, &aco_gtls_main_stack_bottom,
-                                  &aco_gtls_main_stack_size);
-#else
-  acosw(co, co->main_co);
-#endif
+void aco_yield_misuse_(const char *file, int line) {
+  aco_t *cur = aco_gtls_co;
+  aco_abortf("aco_yield1 at %s:%d: the coroutine given is not the running "
+             "non-main coroutine (running: %p%s); only a running coroutine "
+             "can yield", file, line, (void *)cur,
+             cur == NULL ? ", no coroutine was ever resumed"
+             : cur->main_co == NULL ? ", the main coroutine" : "");
 }
 
-void aco_exit1(aco_t *co) {
+void aco_exit1_(aco_t *co) {
   if (aco_unlikely(co == NULL || co->main_co == NULL || co != aco_gtls_co))
     aco_abortf("aco_exit1: %p is not the running non-main coroutine "
                "(running: %p)", (void *)co, (void *)aco_gtls_co);
   co->is_end = 1;
   aco_assert(co->share_stack->owner == co);
 #ifdef ACO_ASAN
-  /* Nobody will copy this stack out, so clear the redzones its frames
-   * left, or the next coroutine trips over them.  Frames below this one
-   * have returned and cleared their own. */
-  {
-    volatile char here;
-    char *lo = (char *)&here - 512;
-    if (lo < (char *)co->share_stack->ptr) lo = co->share_stack->ptr;
-    ASAN_UNPOISON_MEMORY_REGION(lo, (size_t)((char *)co->share_stack->align_retptr - lo));
-  }
+  /* Nobody will copy this stack out or return through its frames: clear
+   * the redzones they left, or the next coroutine on this stack trips
+   * over them.  This is what ASan does before any call that does not
+   * return: it clears from just below here to the top of the current
+   * stack, which aco_switch_in announced as the share stack. */
+  __asan_handle_no_return();
 #endif
   /* give the stack up without saving: nothing on it is needed again */
   co->share_stack->owner = NULL;
   co->share_stack->align_validsz = 0;
   co->save_stack.valid_sz = 0;
-  ACO_TSAN_SWITCH(co->main_co);
-#ifdef ACO_ASAN
-  __sanitizer_start_switch_fiber(NULL, aco_gtls_main_stack_bottom,
-                                 aco_gtls_main_stack_size);
-#endif
   acosw(co, co->main_co);
   aco_abortf("aco_exit1: ended coroutine %p was switched to again",
              (void *)co);

@@ -34,8 +34,36 @@
  *    If it returns, the thread's "last word" function (aco_thread_init's
  *    argument) is called, then the process aborts with a message.
  *  - Coroutines never move between threads.
- *  - The x87 control word and MXCSR (x86-64) / FPCR (aarch64) are per
- *    coroutine unless ACO_CONFIG_SHARE_FPU_MXCSR_ENV is defined.
+ *
+ * Floating-point state
+ * --------------------
+ * The floating-point *control* state is per coroutine: on x86-64 the
+ * control bits of MXCSR (rounding, exception masks, flush-to-zero,
+ * denormals-are-zero) and the x87 control word (precision, rounding,
+ * masks); on aarch64 FPCR.  A coroutine starts with the state its thread
+ * had at aco_thread_init(); what it changes (fesetround, feenableexcept,
+ * FTZ/DAZ, _FPU_SETCW) it keeps across its yields, and neither the main
+ * coroutine nor any other coroutine sees it.  A switch loads the control
+ * state of the context it enters only when it differs from the one it
+ * leaves, so the usual switch, between contexts with equal control
+ * state, never writes MXCSR/FPCR (a write is slow on several cores).
+ *
+ * The sticky exception *status* flags are per thread, not per coroutine:
+ * MXCSR bits 0-5 (invalid, denormal, divide-by-zero, overflow, underflow,
+ * inexact), the x87 status word and aarch64's FPSR are never saved or
+ * restored by a switch.  A flag raised in one coroutine stays raised
+ * after it yields, in main and in whatever runs next, until code on this
+ * thread clears it (feclearexcept); a flag cleared anywhere is cleared
+ * for everyone.  To test for exceptions raised by one piece of code, clear
+ * the flags, run it and test them before the next yield or resume.
+ * (libaco 1.2 restores the whole saved MXCSR, flags included, at every
+ * switch; the flags then depend on which contexts switched in between.)
+ *
+ * Defining ACO_CONFIG_SHARE_FPU_MXCSR_ENV when compiling aco.c and the
+ * acosw_<arch>.S files makes the control state shared by all coroutines
+ * of a thread (as in libaco); the switch then never reads or writes it.
+ * Defining it only where aco.h is included changes nothing (aco_t has the
+ * same layout either way).
  *
  * Beyond libaco
  * -------------
@@ -48,16 +76,27 @@
  *    frame is probed in order and the guard page is always hit; on
  *    aarch64 also with --param stack-clash-protection-guard-size=12 (gcc
  *    assumes a 64 KiB guard there otherwise).  The SIGSEGV handler chains
- *    to whatever
- *    handler was installed before it (the Go runtime's included) for every
- *    fault that is not a guard-page hit, and runs on the thread's
- *    alternate signal stack (aco_thread_init installs one if the thread has
- *    none).
+ *    to whatever handler was installed before it (the Go runtime's
+ *    included) for every fault that is not a guard-page hit, and runs on
+ *    the thread's alternate signal stack (aco_thread_init installs one if
+ *    the thread has none).
  *  - AddressSanitizer fiber annotations and valgrind stack registration.
  *  - Coroutine-local storage: ACO_CLS_SLOTS pointer slots per coroutine,
  *    handed out by aco_cls_key_create(); they cost one pointer in aco_t
  *    until first set.
  *  - aco_current(): the running non-main coroutine, or NULL.
+ *  - The per-coroutine FP control state costs a compare, not a load,
+ *    while it is equal between the contexts that switch (above).
+ *  - acosw also sets aco_gtls_co, so aco_resume ends with a jump into
+ *    acosw and the coroutine's yield returns straight to aco_resume's
+ *    caller: a loop of resumes mispredicts no return.
+ *
+ * Sanitizers and valgrind need no macro: a library built with
+ * -fsanitize=address or =thread annotates every switch itself (so link
+ * the ASan build of the library to ASan-instrumented code), and valgrind
+ * is detected at run time.  ACO_USE_ASAN and ACO_USE_VALGRIND, libaco's
+ * switches for them, are accepted: the first defines aco_attr_no_asan as
+ * libaco does, the second includes <valgrind/valgrind.h> as libaco does.
  *
  * Errors
  * ------
@@ -69,10 +108,23 @@
 #ifndef ACO_H
 #define ACO_H
 
+/* what libaco's aco.h brings in: its programs rely on it (memset,
+ * clock_gettime, CLOCK_MONOTONIC, sysconf, mmap, INT_MAX, ...) */
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(ACO_USE_VALGRIND) && defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
 
 #include "acosw_layout.h"
 
@@ -83,6 +135,31 @@ extern "C" {
 #define ACO_VERSION_MAJOR 1
 #define ACO_VERSION_MINOR 2
 #define ACO_VERSION_PATCH 4
+
+/* Indexes into aco_t.reg[] (libaco's names; the layout is ours, see
+ * acosw_layout.h): the saved SP, the resume pc and the frame pointer. */
+#define ACO_REG_IDX_RETADDR ACO_REG_IDX_PC
+#if defined(__x86_64__)
+#define ACO_REG_IDX_BP (ACO_OFF_RBP / 8)
+#else
+#define ACO_REG_IDX_BP (ACO_OFF_X29 / 8)
+#endif
+
+/* libaco marks aco_resume with this when ACO_USE_ASAN is defined; code
+ * that uses it for its own functions keeps compiling. */
+#if defined(aco_attr_no_asan)
+#error "aco_attr_no_asan already defined"
+#endif
+#if defined(ACO_USE_ASAN) && defined(__SANITIZE_ADDRESS__)
+#define aco_attr_no_asan __attribute__((__no_sanitize_address__))
+#elif defined(ACO_USE_ASAN) && defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define aco_attr_no_asan __attribute__((__no_sanitize_address__))
+#endif
+#endif
+#ifndef aco_attr_no_asan
+#define aco_attr_no_asan
+#endif
 
 /* coroutine-local storage slots per coroutine */
 #define ACO_CLS_SLOTS 4
@@ -131,7 +208,10 @@ typedef struct {
   size_t sz;           /* usable bytes */
   void *align_highptr; /* top of the stack, 16-byte aligned */
   void *align_retptr;  /* live stacks are [saved SP, align_retptr) */
-  size_t align_validsz; /* live bytes of the owner when it last switched */
+  size_t align_validsz; /* bytes from the SP of the owner when it last
+                         * took the stack up to align_highptr (its
+                         * restored bytes and the return slot), 0 when
+                         * nobody owns it */
   size_t align_limit;  /* most live bytes a coroutine can have */
   aco_t *owner;        /* coroutine whose bytes are on the stack, or NULL */
   char guard_page_enabled;
@@ -176,6 +256,16 @@ struct aco_s {
  * aco_create. */
 void aco_thread_init(aco_cofuncp_t last_word_co_fp);
 
+/* Checks at run time what this build assumes (pointer and integer
+ * sizes, aco_t's layout as the switch sees it, the page size); aborts
+ * with a message naming a failed check. */
+void aco_runtime_test(void);
+
+/* Stores the thread's current floating-point control state at p, as
+ * libaco does: x86-64, the x87 control word (2 bytes) at p and MXCSR (4
+ * bytes) at p + 4; aarch64, FPCR (8 bytes) at p. */
+void aco_save_fpucw_mxcsr(void *p) __asm__("aco_save_fpucw_mxcsr");
+
 /* A share stack of sz bytes (0: 2 MiB; rounded up to whole pages) with a
  * PROT_NONE guard page below it. */
 aco_share_stack_t *aco_share_stack_new(size_t sz);
@@ -211,10 +301,14 @@ void aco_resume(aco_t *resume_co);
 void aco_destroy(aco_t *co);
 
 /* The running coroutine of this thread: a non-main coroutine while one
- * runs, the main coroutine (or NULL before the first resume) otherwise. */
+ * runs, the main coroutine (or NULL before the first resume) otherwise.
+ * acosw sets it to the context it enters.  The switch reaches it with the
+ * initial-exec TLS model, so a shared library built from these sources
+ * needs a few bytes of static TLS (glibc keeps some for dlopen). */
 extern __thread aco_t *aco_gtls_co;
 
 #define aco_get_co() (aco_gtls_co)
+#define aco_co() (aco_gtls_co)
 #define aco_get_arg() (aco_gtls_co->arg)
 #define aco_is_main_co(co) ((co)->main_co == NULL)
 
@@ -225,32 +319,50 @@ static inline aco_t *aco_current(void) {
 }
 
 /* Switch from `from` to `to` (assembly, acosw_<arch>.S).  Use
- * aco_resume/aco_yield; this is exported for libaco compatibility. */
-extern void acosw(aco_t *from_co, aco_t *to_co) __asm__("acosw");
+ * aco_resume/aco_yield; exported for libaco compatibility.  The value it
+ * returns is unspecified, as in libaco. */
+extern void *acosw(aco_t *from_co, aco_t *to_co) __asm__("acosw");
 
-/* private: the out-of-line yield, for misuse (it aborts with a message)
- * and for a library built with a sanitizer (it announces the switch), which
- * sets this flag in every coroutine's aco_flags_. */
-void aco_yield1_slow_(aco_t *yield_co);
-#define ACO_F_SLOW_YIELD_ 0x80
+/* Where a coroutine function that returns lands (assembly), and the C
+ * function it calls: the thread's last word, then abort. */
+extern void aco_funcp_protector_asm(void) __asm__("aco_funcp_protector_asm");
+void aco_funcp_protector(void) __asm__("aco_funcp_protector");
+
+/* private: aborts with a message naming the misused yield's file and
+ * line.  Constants only: an argument the macro had computed would have to
+ * survive the call a sanitizer puts before any call that does not return,
+ * and would take a stack slot in the caller's frame. */
+__attribute__((noreturn, cold)) void aco_yield_misuse_(const char *file,
+                                                       int line);
 
 /* Yields yield_co (the running coroutine) back to its main coroutine.
- * Never copies stack bytes.  Inline: a yield is a call to acosw, so the
- * coroutine's live stack at the switch is its own frame and nothing of
- * ours. */
-static inline void aco_yield1(aco_t *yield_co) {
-  if (aco_unlikely(yield_co == NULL || yield_co->main_co == NULL ||
-                   yield_co != aco_gtls_co ||
-                   (yield_co->aco_flags_ & ACO_F_SLOW_YIELD_)))
-    aco_yield1_slow_(yield_co);
-  else
-    acosw(yield_co, yield_co->main_co);
-}
+ * Never copies stack bytes.  A macro, as in libaco: the yield is a call
+ * to acosw from the coroutine's own frame, so at every optimisation level
+ * and under sanitizers the live stack a later copy saves is exactly the
+ * coroutine's frames, nothing of ours (libaco's copy sizes).  yield_co is
+ * evaluated more than once, as in libaco; misuse (NULL, not the running
+ * coroutine, a main coroutine) aborts with a message. */
+#define aco_yield1(yield_co)                                              \
+  do {                                                                    \
+    if (aco_unlikely((yield_co) == NULL || (yield_co) != aco_gtls_co ||   \
+                     (yield_co)->main_co == NULL))                        \
+      aco_yield_misuse_(__FILE__, __LINE__);                              \
+    acosw((yield_co), (yield_co)->main_co);                               \
+  } while (0)
 #define aco_yield() aco_yield1(aco_gtls_co)
 
 /* Ends the coroutine: is_end is set, the share stack is given up without
- * saving, and control returns to main.  Never returns. */
-__attribute__((noreturn)) void aco_exit1(aco_t *co);
+ * saving, and control returns to main.  Never returns.  A macro, as in
+ * libaco, around a function that is not declared noreturn: a sanitizer
+ * puts a call before any call that does not return, and co would have to
+ * survive it in a stack slot of the caller's frame, a frame that is live
+ * (and copied) at every earlier yield. */
+void aco_exit1_(aco_t *co);
+#define aco_exit1(co)                                                     \
+  do {                                                                    \
+    aco_exit1_(co);                                                       \
+    __builtin_unreachable();                                              \
+  } while (0)
 #define aco_exit() aco_exit1(aco_gtls_co)
 
 /* --- beyond libaco ------------------------------------------------------- */

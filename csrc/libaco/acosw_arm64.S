@@ -36,9 +36,11 @@
  *    v8-v15, NZCV and FPSR: caller-saved or not preserved across a call
  *    (6.1.1, 6.1.2).  acosw is a real call, so the compiler has already
  *    assumed they are clobbered.  FPSR holds only cumulative exception
- *    flags.  x18 is the platform register; Linux treats it as a
- *    temporary.  SVE/SME state beyond d8-d15 is caller-saved under the
- *    base PCS acosw follows, and PSTATE.SM is 0 at a call to it.
+ *    flags, which are the thread's, not a coroutine's (as MXCSR's status
+ *    flags on x86-64; aco.h).  x18 is the platform register; Linux
+ *    treats it as a temporary.  SVE/SME state beyond d8-d15 is
+ *    caller-saved under the base PCS acosw follows, and PSTATE.SM is 0
+ *    at a call to it.
  *  - TPIDR_EL0 (TLS): coroutines never move between threads.
  *  - FPCR when ACO_CONFIG_SHARE_FPU_MXCSR_ENV is defined: then all
  *    coroutines of a thread share the thread's FP control.  Otherwise it
@@ -55,9 +57,11 @@
  * mispredicts at once, and leaves the RAS one entry short for to's
  * context, so to's next return mispredicts as well: two per switch.  `br`
  * is predicted by the indirect predictor, whose targets here are a few
- * fixed sites (aco_resume's and aco_yield1's return points, the entry
- * stub) told apart by the path that led here; only to's next return
- * mispredicts: one per switch.
+ * sites (the return points of aco_resume's callers, since aco_resume
+ * tail-calls acosw; the coroutines' yield sites; the entry stub) told
+ * apart by the path that led here.  A call into acosw is never matched by
+ * a return (the RAS only fills), so a loop of resumes mispredicts no
+ * return; the first return out of it does, once.
  * With Branch Target Identification (-mbranch-protection=bti/standard,
  * __ARM_FEATURE_BTI_DEFAULT) a `br` may only land on a BTI landing pad,
  * and a return site after a `bl` is none: `br x30` would raise SIGILL in a
@@ -110,6 +114,11 @@ acosw:
         stp     d10, d11, [x0, #ACO_OFF_D10]
         stp     d12, d13, [x0, #ACO_OFF_D12]
         stp     d14, d15, [x0, #ACO_OFF_D14]
+        /* aco_gtls_co = to (initial-exec TLS, as on amd64) */
+        mrs     x12, tpidr_el0
+        adrp    x13, :gottprel:aco_gtls_co
+        ldr     x13, [x13, #:gottprel_lo12:aco_gtls_co]
+        str     x1, [x12, x13]
 #ifndef ACO_CONFIG_SHARE_FPU_MXCSR_ENV
         /* Save FPCR always (mrs is cheap); write to's only when it
          * differs (msr fpcr is slow).  Out of line, like amd64's ldmxcsr. */

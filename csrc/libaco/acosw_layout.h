@@ -41,6 +41,9 @@
  * and flags fill the word's last 2 bytes (acosw never touches them). */
 #define ACO_OFF_MXCSR 64
 #define ACO_OFF_FPUCW 68
+/* MXCSR bits 0-5 are the sticky status flags; the rest is control
+ * (DAZ, exception masks, rounding, FTZ; bits 16-31 are reserved, 0) */
+#define ACO_MXCSR_CONTROL (~0x3f)
 
 #elif defined(__aarch64__)
 

@@ -170,7 +170,9 @@ static void test_copy_on_owner_change(void) {
   T_EQ(b->save_stack.ct_save, 1);
   T_EQ(b->save_stack.valid_sz, b_live);
   T_EQ(a->save_stack.ct_restore, 1);
-  T_EQ(ss->align_validsz, a_live);
+  /* libaco's meaning: a's bytes and the return slot above them */
+  T_EQ(ss->align_validsz,
+       a_live + (size_t)((char *)ss->align_highptr - (char *)ss->align_retptr));
   for (int i = 0; i < 50; i++) {
     aco_resume(b);
     aco_resume(a);
@@ -454,7 +456,38 @@ static void test_struct_sizes(void) {
          sizeof(aco_t), sizeof(aco_share_stack_t));
 }
 
+/* ---- acosw keeps aco_gtls_co ------------------------------------------------ */
+
+/* A coroutine that switches back with a bare acosw, as a libaco program
+ * may: the thread's running coroutine follows the switch either way. */
+static aco_t *seen_inside[3];
+static void bare_switch_fn(void) {
+  for (int i = 0; i < 3; i++) {
+    seen_inside[i] = aco_get_co();
+    acosw(aco_gtls_co, aco_gtls_co->main_co);
+  }
+  aco_exit();
+}
+
+static void test_acosw_sets_running(void) {
+  setup();
+  aco_share_stack_t *ss = aco_share_stack_new(0);
+  aco_t *co = aco_create(main_co, ss, 0, bare_switch_fn, NULL);
+  for (int i = 0; i < 3; i++) {
+    aco_resume(co);
+    T_PTR_EQ(seen_inside[i], co);
+    T_PTR_EQ(aco_get_co(), main_co);
+    T_PTR_EQ(aco_current(), NULL);
+  }
+  aco_resume(co);
+  T_EQ(co->is_end, 1);
+  T_PTR_EQ(aco_get_co(), main_co);
+  aco_destroy(co);
+  aco_share_stack_destroy(ss);
+}
+
 T_MAIN({"resume_yield_exit", test_resume_yield_exit},
+       {"acosw_sets_running", test_acosw_sets_running},
        {"exit_gives_up_stack", test_exit_gives_up_stack},
        {"copy_on_owner_change", test_copy_on_owner_change},
        {"save_stack_growth", test_save_stack_growth},

@@ -171,8 +171,53 @@ static void child_destroy_running(void *arg) {
   aco_resume(aco_create(main_co, ss, 0, child_destroy_running_fn, NULL));
 }
 
+/* a coroutine that yields another one (here: one that never ran) */
+static aco_t *other_co;
+static void yield_other_fn(void) { aco_yield1(other_co); }
+static void child_yield_other(void *arg) {
+  (void)arg;
+  setup();
+  other_co = aco_create(main_co, ss, 0, exiting_fn, NULL);
+  aco_resume(aco_create(main_co, ss, 0, yield_other_fn, NULL));
+}
+
+static void child_yield_main_after_resume(void *arg) {
+  (void)arg;
+  setup();
+  aco_resume(aco_create(main_co, ss, 0, exiting_fn, NULL));
+  aco_yield1(main_co);
+}
+
+static void child_yield_null(void *arg) {
+  (void)arg;
+  setup();
+  aco_t *none = NULL;
+  aco_yield1(none);
+}
+
+static void exit_other_fn(void) { aco_exit1(other_co); }
+static void child_exit_other(void *arg) {
+  (void)arg;
+  setup();
+  other_co = aco_create(main_co, ss, 0, exiting_fn, NULL);
+  aco_resume(aco_create(main_co, ss, 0, exit_other_fn, NULL));
+}
+
 static void test_wrong_coroutine(void) {
-  t_expect_death(child_yield_main, NULL, "is not the running non-main coroutine");
+  const char *msg = t_expect_death(child_yield_main, NULL,
+                                   "is not the running non-main coroutine");
+  /* the message names the yield's source line and what was running */
+  T_CHECK(strstr(msg, "test_aco_death.c:") != NULL);
+  T_CHECK(strstr(msg, "no coroutine was ever resumed") != NULL);
+  msg = t_expect_death(child_yield_main_after_resume, NULL,
+                       "is not the running non-main coroutine");
+  T_CHECK(strstr(msg, "the main coroutine") != NULL);
+  t_expect_death(child_yield_other, NULL,
+                 "is not the running non-main coroutine");
+  t_expect_death(child_yield_null, NULL,
+                 "is not the running non-main coroutine");
+  t_expect_death(child_exit_other, NULL,
+                 "is not the running non-main coroutine");
   t_expect_death(child_resume_main, NULL, "is a main coroutine");
   t_expect_death(child_destroy_running, NULL, "destroyed while it runs");
 }
