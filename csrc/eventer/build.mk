@@ -2,6 +2,7 @@
 # streams and job queues.  Every .c is its own translation unit (here and
 # in cgo's unity files): helpers are static, shared internals are ev_*.
 EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
+                csrc/eventer/eventer_callback.c \
                 csrc/eventer/eventer_POSIX_fd_opset.c csrc/eventer/eventer_epoll.c \
                 csrc/eventer/eventer_timer.c csrc/eventer/eventer_loop.c \
                 csrc/eventer/eventer_jobq.c \
@@ -9,6 +10,7 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
                 csrc/eventer/eventer_aco_proxy.c \
                 csrc/eventer/eventer_aco_sync.c
 EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h \
+                   csrc/eventer/eventer_jobq.h csrc/eventer/eventer_aco_opset.h \
                    csrc/eventer/eventer_aco.h csrc/eventer/eventer_aco_proxy.h \
                    csrc/eventer/eventer_aco_sync.h
 EVENTER_TESTS := $(sort $(wildcard csrc/eventer/tests/test_*.c))

@@ -68,8 +68,7 @@ typedef struct _event_aco *eventer_aco_t; /* an fd event converted for aco */
 typedef struct _event_aco_gate *eventer_aco_gate_t;
 typedef struct eventer_aco_co eventer_aco_co_t; /* a coroutine handle */
 
-/* EVENTER_ASYNCH_WORK, _CLEANUP or _COMPLETE */
-typedef int eventer_asynch_op_t;
+/* eventer_asynch_op_t (WORK, CLEANUP, COMPLETE) is in eventer.h */
 typedef void (*eventer_asynch_simple_func_t)(void *closure);
 typedef void (*eventer_asynch_func_t)(eventer_asynch_op_t op, void *closure);
 

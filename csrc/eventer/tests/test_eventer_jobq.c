@@ -69,12 +69,12 @@ static void test_phases_and_threads(void) {
   eventer_t e0 = eventer_alloc_asynch(job_cb, &j[0]);
   eventer_t e1 = eventer_alloc_asynch(job_cb, &j[1]);
   eventer_t e2 = eventer_alloc_asynch(job_cb, &j[2]);
-  T_EQ(eventer_add_asynch(q, e0), 0);
-  T_ERRNO(eventer_add_asynch(q, e0), EBUSY); /* in flight */
+  T_EQ(eventer_add_asynch_ex(q, e0), 0);
+  T_ERRNO(eventer_add_asynch_ex(q, e0), EBUSY); /* in flight */
   T_CHECK(eventer_remove(e0) == NULL);
   T_EQ(errno, EBUSY);
-  T_EQ(eventer_add_asynch(q, e1), 0);
-  T_EQ(eventer_add(e2), 0); /* an asynch mask goes to the default queue */
+  T_EQ(eventer_add_asynch_ex(q, e1), 0);
+  T_EQ(eventer_add_ex(e2), 0); /* an asynch mask goes to the default queue */
   ev_spin_until(&completed, 5, 20000);
   for (int i = 0; i < 3; i++) {
     T_EQ(j[i].bad_thread, 0);
@@ -115,7 +115,7 @@ static void test_concurrency_limit(void) {
   T_EQ(eventer_jobq_get_concurrency(q), 3);
   running = max_running = conc_done = 0;
   for (int i = 0; i < 12; i++)
-    T_EQ(eventer_add_asynch(q, eventer_alloc_asynch(conc_cb, NULL)), 0);
+    T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(conc_cb, NULL)), 0);
   ev_spin_until(&conc_done, 12, 30000);
   T_EQ(max_running, 3); /* reached, never exceeded */
 
@@ -123,7 +123,7 @@ static void test_concurrency_limit(void) {
   eventer_jobq_set_concurrency(q, 1);
   max_running = conc_done = 0;
   for (int i = 0; i < 4; i++)
-    T_EQ(eventer_add_asynch(q, eventer_alloc_asynch(conc_cb, NULL)), 0);
+    T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(conc_cb, NULL)), 0);
   ev_spin_until(&conc_done, 4, 30000);
   T_EQ(max_running, 1);
 
@@ -169,7 +169,7 @@ static void test_backlog_refusal(void) {
   eventer_jobq_t *q = eventer_jobq_create("backlog");
   eventer_jobq_set_max_backlog(q, 2);
   gate_open = blocker_started = bl_done = 0;
-  T_EQ(eventer_add_asynch(q, eventer_alloc_asynch(blocker_cb, NULL)), 0);
+  T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(blocker_cb, NULL)), 0);
   wait_started(); /* running, so no longer in the backlog */
   T_EQ(eventer_jobq_get_backlog(q), 0);
   T_CHECK(eventer_try_add_asynch(q, eventer_alloc_asynch(blocker_cb, NULL)));
@@ -181,7 +181,7 @@ static void test_backlog_refusal(void) {
   T_EQ(errno, EAGAIN);
   eventer_free(refused); /* refused: still ours */
   /* eventer_add_asynch ignores the limit */
-  T_EQ(eventer_add_asynch(q, eventer_alloc_asynch(blocker_cb, NULL)), 0);
+  T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(blocker_cb, NULL)), 0);
   T_EQ(eventer_jobq_get_backlog(q), 3);
   __atomic_store_n(&gate_open, 1, __ATOMIC_RELEASE);
   ev_spin_until(&bl_done, 4, 20000);
@@ -226,17 +226,17 @@ static void test_deadlines(void) {
   gate_open = blocker_started = bl_done = dl_done = 0;
   /* already past its deadline when queued */
   struct timeval p = in_ms(-10);
-  T_EQ(eventer_add_asynch(q, eventer_alloc_asynch_timeout(dl_cb, &past, &p)), 0);
+  T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch_timeout(dl_cb, &past, &p)), 0);
   ev_spin_until(&dl_done, 1, 20000);
   T_EQ(past.work, 0);
   T_EQ(past.cleanup, 1);
   T_EQ(past.complete, 1);
   /* queued behind a job that outlives its deadline */
-  T_EQ(eventer_add_asynch(q, eventer_alloc_asynch(blocker_cb, NULL)), 0);
+  T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(blocker_cb, NULL)), 0);
   wait_started();
   struct timeval soon = in_ms(30), late = in_ms(600000);
-  T_EQ(eventer_add_asynch(q, eventer_alloc_asynch_timeout(dl_cb, &missed, &soon)), 0);
-  T_EQ(eventer_add_asynch(q, eventer_alloc_asynch_timeout(dl_cb, &kept, &late)), 0);
+  T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch_timeout(dl_cb, &missed, &soon)), 0);
+  T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch_timeout(dl_cb, &kept, &late)), 0);
   usleep(60000);
   __atomic_store_n(&gate_open, 1, __ATOMIC_RELEASE);
   ev_spin_until(&dl_done, 3, 20000);
@@ -274,15 +274,15 @@ static void test_subqueue_fairness(void) {
   eventer_jobq_set_concurrency(q, 1);
   gate_open = blocker_started = bl_done = fair_done = fair_n = 0;
   /* hold the only thread while the subqueues fill up */
-  T_EQ(eventer_add_asynch(q, eventer_alloc_asynch(blocker_cb, NULL)), 0);
+  T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(blocker_cb, NULL)), 0);
   wait_started();
   /* subqueue 1 queues all its jobs first, then 2, then a late, short 3 */
   for (int i = 0; i < FAIR_N; i++)
-    T_EQ(eventer_add_asynch_subqueue(q, eventer_alloc_asynch(fair_cb, (void *)1), 1), 0);
+    T_EQ(eventer_add_asynch_subqueue_ex(q, eventer_alloc_asynch(fair_cb, (void *)1), 1), 0);
   for (int i = 0; i < FAIR_N; i++)
-    T_EQ(eventer_add_asynch_subqueue(q, eventer_alloc_asynch(fair_cb, (void *)2), 2), 0);
+    T_EQ(eventer_add_asynch_subqueue_ex(q, eventer_alloc_asynch(fair_cb, (void *)2), 2), 0);
   for (int i = 0; i < 3; i++)
-    T_EQ(eventer_add_asynch_subqueue(q, eventer_alloc_asynch(fair_cb, (void *)3), 3), 0);
+    T_EQ(eventer_add_asynch_subqueue_ex(q, eventer_alloc_asynch(fair_cb, (void *)3), 3), 0);
   __atomic_store_n(&gate_open, 1, __ATOMIC_RELEASE);
   ev_spin_until(&fair_done, 2 * FAIR_N + 3, 30000);
   /* round-robin: 1 2 3 1 2 3 1 2 3 1 2 1 2 ... */
@@ -315,7 +315,7 @@ static void test_teardown_with_queued_jobs(void) {
   eventer_jobq_t *q = eventer_jobq_create("td");
   td_work = td_cleanup = td_complete = 0;
   for (int i = 0; i < 5; i++)
-    T_EQ(eventer_add_asynch(q, eventer_alloc_asynch(td_cb, NULL)), 0);
+    T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(td_cb, NULL)), 0);
   uint64_t end = t_now_us() + 20000000u;
   while (!LOADA(&td_work)) {
     T_CHECK(t_now_us() < end);
@@ -338,7 +338,7 @@ static void test_destroy_with_completion_pending(void) {
   eventer_jobq_t *q = eventer_jobq_create("gone");
   job_t j = {.completes_wanted = 2};
   stamp = completed = 0;
-  T_EQ(eventer_add_asynch(q, eventer_alloc_asynch(job_cb, &j)), 0);
+  T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(job_cb, &j)), 0);
   uint64_t end = t_now_us() + 20000000u;
   while (LOADA(&stamp) < 2) { /* WORK and CLEANUP done on the job thread */
     T_CHECK(t_now_us() < end);
