@@ -16,6 +16,7 @@ EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h \
 EVENTER_TESTS := $(sort $(wildcard csrc/eventer/tests/test_*.c))
 # multi-thread test programs, also run under ThreadSanitizer
 EVENTER_TSAN_TESTS := csrc/eventer/tests/test_eventer_threads.c \
+                      csrc/eventer/tests/test_eventer_compat.c \
                       csrc/eventer/tests/test_eventer_aco_proxy.c \
                       csrc/eventer/tests/test_eventer_jobq.c \
                       csrc/eventer/tests/test_eventer_aco.c \

@@ -160,7 +160,8 @@ eventer_aco_t eventer_set_eventer_aco(eventer_t e);
 /* libmtev's form: co must be the running coroutine; co NULL turns an aco
  * event back into a classic one (its original callback and opset). */
 eventer_aco_t eventer_set_eventer_aco_co(eventer_t e, aco_t *co);
-/* mtev_true if e is an aco event. */
+/* mtev_true if e is an aco event; with NULL (libmtev), if the caller runs
+ * in a coroutine. */
 mtev_boolean eventer_is_aco(eventer_t e);
 
 int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,
