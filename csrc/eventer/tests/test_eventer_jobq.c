@@ -497,106 +497,10 @@ static void test_subqueue_workload(void) {
   ev_teardown();
 }
 
-/* ---- deadline cancellation of running WORK ------------------------------------------------------- */
+/* ---- deadline and running WORK: EVIL_BRUTAL, and no cancel bits --------------------------------
+ * (EVENTER_CANCEL_* are in test_eventer_jobq_cancel.c) */
 
-typedef struct {
-  int started, finished, cleanup, complete;
-  int cleanup_on_job_thread;
-  volatile int spin_stop;
-} cx_t;
-
-static int cx_sleepy(eventer_t e, int mask, void *c, struct timeval *now) {
-  (void)e, (void)now;
-  cx_t *x = c;
-  if (mask == EVENTER_ASYNCH_WORK) {
-    INC(&x->started);
-    for (int i = 0; i < 200; i++) usleep(50000); /* 10 s of cancellation points */
-    INC(&x->finished);
-  } else if (mask == EVENTER_ASYNCH_CLEANUP) {
-    x->cleanup_on_job_thread = !eventer_in_loop() && eventer_jobq_inflight() != NULL;
-    INC(&x->cleanup);
-  } else if (mask == EVENTER_ASYNCH_COMPLETE) {
-    INC(&x->complete);
-  }
-  return 0;
-}
-
-/* no cancellation point at all: only an asynchronous cancel or a signal
- * stops it (bounded, so a broken build fails instead of hanging) */
-static int cx_spin(eventer_t e, int mask, void *c, struct timeval *now) {
-  (void)e, (void)now;
-  cx_t *x = c;
-  if (mask == EVENTER_ASYNCH_WORK) {
-    INC(&x->started);
-    uint64_t end = t_now_us() + 10000000u;
-    while (!x->spin_stop && t_now_us() < end) {
-    }
-    INC(&x->finished);
-  } else if (mask == EVENTER_ASYNCH_CLEANUP) {
-    x->cleanup_on_job_thread = !eventer_in_loop() && eventer_jobq_inflight() != NULL;
-    INC(&x->cleanup);
-  } else if (mask == EVENTER_ASYNCH_COMPLETE) {
-    INC(&x->complete);
-  }
-  return 0;
-}
-
-static int after_done;
-static int after_cb(eventer_t e, int mask, void *c, struct timeval *now) {
-  (void)e, (void)c, (void)now;
-  if (mask == EVENTER_ASYNCH_COMPLETE) INC(&after_done);
-  return 0;
-}
-
-/* Queues one job with a deadline 100 ms out and `flags` in its mask;
- * returns how long its COMPLETE took to arrive, in seconds. */
-static double run_deadline_job(eventer_jobq_t *q, eventer_func_t cb, cx_t *x,
-                               int flags) {
-  memset(x, 0, sizeof(*x));
-  struct timeval d = in_ms(100);
-  eventer_t e = eventer_alloc_asynch_timeout(cb, x, &d);
-  eventer_set_mask(e, eventer_get_mask(e) | flags);
-  uint64_t t0 = t_now_us();
-  T_EQ(eventer_add_asynch_ex(q, e), 0);
-  ev_spin_until(&x->complete, 1, 30000);
-  return (double)(t_now_us() - t0) / 1e6;
-}
-
-static void check_queue_still_works(eventer_jobq_t *q) {
-  /* a cancelled job thread is gone; the queue starts another */
-  after_done = 0;
-  for (int i = 0; i < 3; i++)
-    T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(after_cb, NULL)), 0);
-  ev_spin_until(&after_done, 3, 20000);
-}
-
-static void test_cancel_deferred(void) {
-  ev_setup_external(1);
-  eventer_jobq_t *q = eventer_jobq_create("cancel_deferred");
-  static cx_t x;
-  double took = run_deadline_job(q, cx_sleepy, &x, EVENTER_CANCEL_DEFERRED);
-  T_EQ(x.started, 1);
-  T_EQ(x.finished, 0); /* cancelled at a cancellation point (usleep) */
-  T_EQ(x.cleanup, 1);
-  T_CHECK(x.cleanup_on_job_thread);
-  T_LE(took, 8.0); /* not the 10 s WORK would have taken */
-  check_queue_still_works(q);
-  ev_teardown();
-}
-
-static void test_cancel_asynch(void) {
-  ev_setup_external(1);
-  eventer_jobq_t *q = eventer_jobq_create("cancel_asynch");
-  static cx_t x;
-  double took = run_deadline_job(q, cx_spin, &x, EVENTER_CANCEL_ASYNCH);
-  T_EQ(x.started, 1);
-  T_EQ(x.finished, 0); /* stopped mid-loop */
-  T_EQ(x.cleanup, 1);
-  T_CHECK(x.cleanup_on_job_thread);
-  T_LE(took, 8.0);
-  check_queue_still_works(q);
-  ev_teardown();
-}
+#include "jobq_cancel_common.h"
 
 static void test_evil_brutal(void) {
   ev_setup_external(1);
@@ -633,7 +537,7 @@ static void test_deadline_without_cancel_runs_on(void) {
   }
   usleep(200000); /* well past the deadline */
   T_EQ(LOADA(&x.finished), 0);
-  x.spin_stop = 1;
+  __atomic_store_n(&x.spin_stop, 1, __ATOMIC_RELEASE);
   ev_spin_until(&x.complete, 1, 20000);
   T_EQ(x.finished, 1);
   T_EQ(x.cleanup, 1);
@@ -811,8 +715,6 @@ T_MAIN({"phases_and_threads", test_phases_and_threads},
        {"destroy_with_completion_pending", test_destroy_with_completion_pending},
        {"fair_share", test_fair_share},
        {"subqueue_workload", test_subqueue_workload},
-       {"cancel_deferred", test_cancel_deferred},
-       {"cancel_asynch", test_cancel_asynch},
        {"evil_brutal", test_evil_brutal},
        {"deadline_without_cancel_runs_on", test_deadline_without_cancel_runs_on},
        {"dependent_jobs", test_dependent_jobs},
