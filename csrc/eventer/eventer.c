@@ -667,25 +667,31 @@ eventer_t ev_reg_remove(ev_loop_t *l, eventer_t e) {
     return e;
   case EV_ST_QUEUED:
     /* An add or trigger from another thread may still sit in our
-     * cross-thread queue: apply it, then remove whatever it became. */
-    ev_inbox_drain(l);
-    if (EV_LOAD(&e->state) == EV_ST_QUEUED) {
-      /* a pending trigger is in our FIFO */
-      if (e->xop == EV_XOP_TRIGGER && ev_fifo_unlink(l, &e->xtask)) {
-        EV_STORE(&e->state, EV_ST_NONE);
-        return e;
+     * cross-thread queue.  Take just that item out (not the whole queue:
+     * draining it here would apply the removes queued behind this one,
+     * each draining again, as deep as the burst is long). */
+    if (ev_inbox_take(l, &e->xtask)) {
+      if (e->xop == EV_XOP_ADD) {
+        ev_xop_run(&e->xtask, &l->now); /* the add, applied now */
+        if (EV_LOAD(&e->state) == EV_ST_NONE) {
+          errno = ENOENT; /* the queued add failed (and freed nothing: we
+                           * hold no reference here, the caller does) */
+          return NULL;
+        }
+        return ev_reg_remove(l, e); /* registered now: one level */
       }
-      /* otherwise another thread has reserved the event for an add or a
-       * trigger and not posted it yet: the remove came first */
-      errno = ENOENT;
-      return NULL;
+      EV_STORE(&e->state, EV_ST_NONE); /* a trigger, cancelled */
+      return e;
     }
-    if (EV_LOAD(&e->state) == EV_ST_NONE) {
-      errno = ENOENT; /* the queued add failed (and freed nothing: we
-                       * hold no reference here, the caller does) */
-      return NULL;
+    /* a pending trigger is in our FIFO */
+    if (e->xop == EV_XOP_TRIGGER && ev_fifo_unlink(l, &e->xtask)) {
+      EV_STORE(&e->state, EV_ST_NONE);
+      return e;
     }
-    return ev_reg_remove(l, e);
+    /* otherwise another thread has reserved the event for an add or a
+     * trigger and not posted it yet: the remove came first */
+    errno = ENOENT;
+    return NULL;
   case EV_ST_JOB:
     errno = EBUSY;
     return NULL;

@@ -230,6 +230,9 @@ int ev_initialized(void);
  * FIFO. */
 void ev_inbox_push(ev_loop_t *l, eventer_task_t *t);
 void ev_inbox_drain(ev_loop_t *l);
+/* Owner: takes t out of the cross-thread queue (or the part of it being
+ * applied) if it is there, without running it.  1 if found. */
+int ev_inbox_take(ev_loop_t *l, eventer_task_t *t);
 /* Owner FIFO. */
 void ev_fifo_push(ev_loop_t *l, eventer_task_t *t);
 int ev_fifo_unlink(ev_loop_t *l, eventer_task_t *t); /* 1 if found */

@@ -713,6 +713,22 @@ void ev_inbox_drain(ev_loop_t *l) {
   }
 }
 
+int ev_inbox_take(ev_loop_t *l, eventer_task_t *t) {
+  /* what is still in the inbox comes after what a drain is applying */
+  if (EV_LOAD(&l->inbox_nonempty)) {
+    eventer_task_t *more = inbox_take(l), **tail = &l->draining;
+    while (*tail) tail = &(*tail)->next;
+    *tail = more;
+  }
+  for (eventer_task_t **p = &l->draining; *p; p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      t->next = NULL;
+      return 1;
+    }
+  return 0;
+}
+
 int eventer_task_post(eventer_task_t *t) {
   ev_loop_t *l = ev_loop_self();
   if (!l || !t || !t->run) {
@@ -883,7 +899,9 @@ static int64_t sleep_for_ns(ev_loop_t *l, uint64_t unit) {
 }
 
 static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
-  if (l->fifo_len > 0 || EV_LOAD(&l->stop)) return 0;
+  /* l->draining: cross-thread items taken out of the inbox mid-iteration
+   * (ev_inbox_take) wait for the next iteration's drain */
+  if (l->fifo_len > 0 || l->draining || EV_LOAD(&l->stop)) return 0;
   int64_t ns = sleep_for_ns(l, 1000000u);
   int64_t ms = ns < 0 ? -1 : ns / 1000000;
   if (max_wait) {
@@ -1057,7 +1075,7 @@ int64_t eventer_next_timeout_us(void) {
     errno = EINVAL;
     return -2;
   }
-  if (l->phase != EV_PH_START || l->paused.e || l->fifo_len ||
+  if (l->phase != EV_PH_START || l->paused.e || l->fifo_len || l->draining ||
       EV_LOAD(&l->inbox_nonempty) || EV_LOAD(&l->stop))
     return 0;
   int64_t ns = sleep_for_ns(l, 1000u);
@@ -1149,12 +1167,14 @@ static void drop_queued(ev_loop_t *l) {
     ev_deref_n(e, (k == EV_DK_FD || k == EV_DK_RECUR) ? 1 : 2);
     if (jq) ev_jobq_release(jq);
   }
-  eventer_task_t *list = inbox_take(l);
-  while (list) {
-    eventer_task_t *t = list;
-    list = t->next;
-    ev_task_discard(t);
-  }
+  eventer_task_t *lists[2] = {l->draining, inbox_take(l)};
+  l->draining = NULL;
+  for (int i = 0; i < 2; i++)
+    while (lists[i]) {
+      eventer_task_t *t = lists[i];
+      lists[i] = t->next;
+      ev_task_discard(t);
+    }
   eventer_task_t *t;
   while ((t = fifo_pop(l))) ev_task_discard(t);
 }

@@ -5,6 +5,7 @@
  * ThreadSanitizer.
  */
 #include "evtest.h"
+#include "eventer_impl.h" /* one white-box case: remove_storm_before_queued_add */
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -379,6 +380,52 @@ static void test_cross_thread_add_remove_race(void) {
   ev_teardown();
 }
 
+/* Many removes posted while an add from another thread is reserved but
+ * not yet posted (the window inside eventer_add): the owner applies them
+ * one after the other.  It used to drain its queue again for each one,
+ * recursively, and a long enough burst overflowed the loop's stack.  The
+ * window is opened by hand here (white-box: eventer_impl.h), so the test
+ * does not depend on the race. */
+#define STORM 100000
+static eventer_t storm_ev;
+static int storm_refused;
+
+static void *storm_remover(void *arg) {
+  (void)arg;
+  for (int i = 0; i < STORM; i++)
+    if (eventer_remove(storm_ev) != NULL || errno != EINPROGRESS) storm_refused++;
+  return NULL;
+}
+
+static void test_remove_storm_before_queued_add(void) {
+  ev_setup_external(1);
+  int64_t base = eventer_allocations_current();
+  struct timeval far = ms_from_now(3600 * 1000);
+  storm_ev = eventer_alloc_timer(never_cb, NULL, &far);
+  eventer_ref(storm_ev); /* ours; the other goes to the eventer */
+  /* the first half of eventer_add on another thread: reserved */
+  int expect = EV_ST_NONE;
+  T_CHECK(__atomic_compare_exchange_n(&storm_ev->state, &expect, EV_ST_QUEUED, 0,
+                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+  storm_ev->tnode.deadline_ns = ev_deadline_for_whence(&far);
+  storm_ev->deadline_preset = 1;
+  storm_refused = 0;
+  pthread_t th;
+  T_EQ(pthread_create(&th, NULL, storm_remover, NULL), 0);
+  pthread_join(th, NULL);
+  T_EQ(storm_refused, 0); /* each was queued */
+  /* ... and its second half, after the burst */
+  storm_ev->xop = EV_XOP_ADD;
+  storm_ev->xtask.run = ev_xop_run;
+  ev_inbox_push(ev_event_owner(storm_ev), &storm_ev->xtask);
+  ev_turn(); /* applies the burst, then the add, without recursing */
+  /* the first remove took the add with it; the rest found nothing */
+  T_EQ(__atomic_load_n(&storm_ev->state, __ATOMIC_ACQUIRE), EV_ST_NONE);
+  T_EQ(eventer_allocations_current(), base + 1);
+  eventer_free(storm_ev);
+  ev_teardown();
+}
+
 /* ---- external drivers: one thread per loop, run_once until stopped ------------------------ */
 
 static int ext_ready, ext_hits;
@@ -583,6 +630,7 @@ T_MAIN({"cross_thread_contention", test_cross_thread_contention},
        {"pools_and_owners", test_pools_and_owners},
        {"cross_thread_remove_update", test_cross_thread_remove_update},
        {"cross_thread_add_remove_race", test_cross_thread_add_remove_race},
+       {"remove_storm_before_queued_add", test_remove_storm_before_queued_add},
        {"external_drivers", test_external_drivers},
        {"loop_exit_and_wrong_thread", test_loop_exit_and_wrong_thread},
        {"teardown_releases_everything", test_teardown_releases_everything},
