@@ -71,12 +71,26 @@ static int after_cb(eventer_t e, int mask, void *c, struct timeval *now) {
   return 0;
 }
 
-/* Queues one job with a deadline 100 ms out and `flags` in its mask;
- * returns how long its COMPLETE took to arrive, in seconds. */
+static void check_queue_still_works(eventer_jobq_t *q) {
+  /* a cancelled job thread is gone; the queue starts another */
+  after_done = 0;
+  for (int i = 0; i < 3; i++)
+    T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(after_cb, NULL)), 0);
+  ev_spin_until(&after_done, 3, 20000);
+}
+
+/* How far out the jobs' deadlines are: WORK must have started by then
+ * (else it is skipped, not stopped), however loaded the machine is. */
+#define CX_DEADLINE_MS 600
+
+/* Queues one job with a deadline CX_DEADLINE_MS out and `flags` in its
+ * mask, on a queue whose thread is already up and idle; returns how long
+ * its COMPLETE took to arrive, in seconds. */
 static double run_deadline_job(eventer_jobq_t *q, eventer_func_t cb, cx_t *x,
                                int flags) {
+  check_queue_still_works(q); /* a thread is started and waits for work */
   memset(x, 0, sizeof(*x));
-  struct timeval d = cx_in_ms(100);
+  struct timeval d = cx_in_ms(CX_DEADLINE_MS);
   eventer_t e = eventer_alloc_asynch_timeout(cb, x, &d);
   eventer_set_mask(e, eventer_get_mask(e) | flags);
   uint64_t t0 = t_now_us();
@@ -85,12 +99,5 @@ static double run_deadline_job(eventer_jobq_t *q, eventer_func_t cb, cx_t *x,
   return (double)(t_now_us() - t0) / 1e6;
 }
 
-static void check_queue_still_works(eventer_jobq_t *q) {
-  /* a cancelled job thread is gone; the queue starts another */
-  after_done = 0;
-  for (int i = 0; i < 3; i++)
-    T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(after_cb, NULL)), 0);
-  ev_spin_until(&after_done, 3, 20000);
-}
 
 #endif /* JOBQ_CANCEL_COMMON_H */
