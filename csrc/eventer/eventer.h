@@ -543,9 +543,10 @@ int eventer_get_epoch(struct timeval *epoch);
 void eventer_shutdown(void);
 /* Frees everything: stops job queues (queued jobs get CLEANUP but no WORK
  * and no COMPLETE), joins loop threads, drops every registered event and
- * queued operation.  Call after eventer_loop_return() returned, never from
- * a callback; external drivers may still be running: eventer_fini() stops
- * them and waits until each has been handed EVENTER_RUN_STOPPED.
+ * queued operation; it shuts the eventer down first if nobody did.  Never
+ * call it from a callback (an external driver may, between two run_once
+ * calls); other external drivers may still be running: eventer_fini()
+ * stops them and waits until each has been handed EVENTER_RUN_STOPPED.
  * The layers above get a per-loop hook first (ev_loop_fini_hook).
  * eventer_init() may be called again afterwards; eventer_impl_propset
  * settings are reset to their defaults. */
