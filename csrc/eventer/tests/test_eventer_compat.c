@@ -296,15 +296,30 @@ static int slow_cb(eventer_t e, int mask, void *c, struct timeval *now) {
   return 0;
 }
 
+static int slow_job_done;
+static int slow_job_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)c, (void)now;
+  if (mask == EVENTER_ASYNCH_WORK) usleep(20000);
+  if (mask == EVENTER_ASYNCH_COMPLETE) INC(&slow_job_done);
+  return 0;
+}
+
 static void test_slow_callback_threshold(void) {
   log_start();
   T_EQ(eventer_impl_propset("show_loop_callbacks_threshold", "5"), 0);
+  T_EQ(eventer_impl_propset("show_jobq_callbacks_threshold", "5"), 0);
   ev_setup_external(1);
   eventer_name_callback("compat_slow_cb", slow_cb);
+  eventer_name_callback("compat_slow_job", slow_job_cb);
   T_EQ(eventer_add_ex(eventer_alloc_timer(slow_cb, NULL, NULL)), 0);
   ev_turn();
-  T_CHECK(log_has("compat_slow_cb"));
+  T_CHECK(log_has("callback compat_slow_cb"));
   T_CHECK(log_has("e:default/0"));
+  slow_job_done = 0;
+  T_EQ(eventer_add_asynch_ex(NULL, eventer_alloc_asynch(slow_job_cb, NULL)), 0);
+  ev_spin_until(&slow_job_done, 1, 20000);
+  T_CHECK(log_has("asynch WORK compat_slow_job"));
+  T_CHECK(log_has("q:default_queue/"));
   mtev_log_set_writer(NULL, NULL);
   ev_teardown();
 }
