@@ -117,9 +117,14 @@ $(call test_bins,arm64,$(OPENSSL_TESTS)): LDFLAGS_arm64 :=
 
 # ---- the library a C user links -------------------------------------------
 
+# libmtev's include layout (<eventer/eventer.h>, ...): forwarding headers
+LIBMTEV_FWD_HEADERS := $(patsubst %,$(BUILD)/include/eventer/%,eventer.h \
+                       eventer_jobq.h eventer_aco_opset.h)
+
 .PHONY: lib
 lib: $(BUILD)/lib/libacoeventer.a $(BUILD)/lib/pkgconfig/acoeventer.pc \
-     $(patsubst %,$(BUILD)/include/%,$(notdir $(PUBLIC_HEADERS)))
+     $(patsubst %,$(BUILD)/include/%,$(notdir $(PUBLIC_HEADERS))) \
+     $(LIBMTEV_FWD_HEADERS)
 
 $(BUILD)/lib/libacoeventer.a: $(BUILD)/plain/libacoeventer.a
 	@mkdir -p $(@D)
@@ -131,6 +136,10 @@ $(BUILD)/include/%.h: csrc/eventer/%.h
 	@mkdir -p $(@D) && cp $< $@
 $(BUILD)/include/%.h: csrc/%.h
 	@mkdir -p $(@D) && cp $< $@
+$(LIBMTEV_FWD_HEADERS): $(BUILD)/include/eventer/%.h: csrc/eventer/%.h
+	@mkdir -p $(@D)
+	@printf '/* libmtev include path <eventer/%s> */\n#include "../%s"\n' \
+	  $(notdir $<) $(notdir $<) > $@
 
 $(BUILD)/lib/pkgconfig/acoeventer.pc: scripts/acoeventer.pc.in Makefile
 	@mkdir -p $(@D)
@@ -139,9 +148,9 @@ $(BUILD)/lib/pkgconfig/acoeventer.pc: scripts/acoeventer.pc.in Makefile
 # ---- tests -------------------------------------------------------------------
 
 .PHONY: test deps test-c test-c-plain test-c-asan test-c-valgrind test-c-tsan \
-        test-c-arm64 test-libaco-compat test-examples test-go bench clean run
+        test-c-arm64 test-libaco-compat test-examples test-compat-libmtev test-go bench clean run
 
-test: deps lib test-c test-examples test-go
+test: deps lib test-c test-examples test-compat-libmtev test-go
 
 deps:
 	@scripts/deps.sh
@@ -175,6 +184,11 @@ test-libaco-compat: lib $(BUILD)/asan-O2/libacoeventer.a $(BUILD)/arm64/libacoev
 # user would build them (pkg-config), then checked.
 test-examples: lib
 	@scripts/test-examples.sh
+
+# Programs written the way libmtev's own use its eventer, built against
+# the installed headers (<eventer/eventer.h>) with pkg-config, then run.
+test-compat-libmtev: lib
+	@scripts/test-compat-libmtev.sh
 
 test-go:
 	@scripts/test-go.sh

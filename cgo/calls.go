@@ -46,7 +46,7 @@ func SetProp(key, value string) error {
 	ck, cv := C.CString(key), C.CString(value)
 	defer C.free(unsafe.Pointer(ck))
 	defer C.free(unsafe.Pointer(cv))
-	if rc, err := C.eventer_impl_propset(ck, cv); rc != 0 {
+	if rc, err := C.eventer_impl_propset_ex(ck, cv); rc != 0 {
 		return err
 	}
 	return nil
@@ -114,7 +114,7 @@ func ev(e unsafe.Pointer) C.eventer_t { return C.eventer_t(e) }
 
 // Add is eventer_add (thread-safe).
 func Add(e unsafe.Pointer) error {
-	if rc, err := C.eventer_add(ev(e)); rc != 0 {
+	if rc, err := C.eventer_add_ex(ev(e)); rc != 0 {
 		return err
 	}
 	return nil
@@ -132,7 +132,7 @@ func Remove(e unsafe.Pointer) (bool, error) {
 
 // Update is eventer_update.
 func Update(e unsafe.Pointer, mask int) error {
-	if rc, err := C.eventer_update(ev(e), C.int(mask)); rc != 0 {
+	if rc, err := C.eventer_update_ex(ev(e), C.int(mask)); rc != 0 {
 		return err
 	}
 	return nil
@@ -140,7 +140,7 @@ func Update(e unsafe.Pointer, mask int) error {
 
 // Trigger is eventer_trigger.
 func Trigger(e unsafe.Pointer, mask int) error {
-	if rc, err := C.eventer_trigger(ev(e), C.int(mask)); rc != 0 {
+	if rc, err := C.eventer_trigger_ex(ev(e), C.int(mask)); rc != 0 {
 		return err
 	}
 	return nil

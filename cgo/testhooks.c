@@ -149,5 +149,5 @@ int ev_ct_trigger_log(ev_ct_log_t *log, int tag) {
   a->log = log;
   a->tag = tag;
   eventer_t e = eventer_alloc_fd(ev_ct_log_cb, a, 0, EVENTER_READ);
-  return eventer_trigger(e, EVENTER_READ);
+  return eventer_trigger_ex(e, EVENTER_READ);
 }

@@ -144,7 +144,7 @@ static double cycle_classic(long n) {
   sockpair(cyc);
   counter = 0;
   eventer_t e = eventer_alloc_fd(cycle_cb, NULL, cyc[0], EVENTER_READ);
-  if (eventer_add(e) != 0) die("eventer_add");
+  if (eventer_add_ex(e) != 0) die("eventer_add");
   uint64_t t0 = now_ns();
   for (long i = 0; i < n; i++) {
     if (write(cyc[1], "x", 1) != 1) die("write");
@@ -275,7 +275,7 @@ static double pingpong_classic(long n) {
   pp_rounds = n;
   eventer_t a = eventer_alloc_fd(ping_cb, NULL, pp[0], EVENTER_READ);
   eventer_t b = eventer_alloc_fd(pong_cb, NULL, pp[1], EVENTER_READ);
-  if (eventer_add(a) != 0 || eventer_add(b) != 0) die("eventer_add");
+  if (eventer_add_ex(a) != 0 || eventer_add_ex(b) != 0) die("eventer_add");
   uint64_t t0 = now_ns();
   if (write(pp[0], "p", 1) != 1) die("write");
   spin_until(n);

@@ -9,6 +9,7 @@
  * transition below moves that one reference; the loop's extra hold during
  * a callback lives in eventer_loop.c.
  */
+#define EV_DEFINES_VOID_API /* this file defines eventer_add & co. */
 #include "eventer_impl.h"
 
 #include <pthread.h>
@@ -43,9 +44,6 @@ void ev_event_hooks_add(void (*on_free)(eventer_t e),
   }
   pthread_mutex_unlock(&ev_hooks_lock);
 }
-
-const int NE_SOCK_CLOEXEC = SOCK_CLOEXEC;
-const int NE_O_CLOEXEC = O_CLOEXEC;
 
 static int64_t ev_live;  /* __atomic */
 static int64_t ev_total; /* __atomic */
@@ -87,6 +85,51 @@ void ev_fdtab_reset(void) {
   }
 }
 
+/* Empties a slot.  Under ev_fdtab_lock so that eventer_foreach_fdevent,
+ * which references what it finds under the same lock, never finds an
+ * event whose registration reference is already gone. */
+static void fdslot_clear(eventer_t *slot) {
+  pthread_mutex_lock(&ev_fdtab_lock);
+  EV_STORE(slot, NULL);
+  pthread_mutex_unlock(&ev_fdtab_lock);
+}
+
+void eventer_foreach_fdevent(void (*fn)(eventer_t e, void *closure),
+                             void *closure) {
+  if (!fn) return;
+  size_t n = 0, cap = 0;
+  eventer_t *found = NULL;
+  pthread_mutex_lock(&ev_fdtab_lock);
+  for (unsigned ci = 0; ci < EV_FDTAB_CHUNKS; ci++) {
+    eventer_t *chunk = ev_fdtab[ci];
+    if (!chunk) continue;
+    for (unsigned i = 0; i < EV_FDTAB_CHUNK; i++) {
+      eventer_t e = EV_LOAD(&chunk[i]);
+      if (!e) continue;
+      if (n == cap) {
+        size_t ncap = cap ? cap * 2 : 64;
+        eventer_t *nf = realloc(found, ncap * sizeof(*nf));
+        if (!nf) {
+          mtevL(eventer_err, "eventer_foreach_fdevent: out of memory after"
+                " %zu events\n", n);
+          goto collected;
+        }
+        found = nf;
+        cap = ncap;
+      }
+      eventer_ref(e);
+      found[n++] = e;
+    }
+  }
+collected:
+  pthread_mutex_unlock(&ev_fdtab_lock);
+  for (size_t i = 0; i < n; i++) {
+    fn(found[i], closure);
+    eventer_deref(found[i]);
+  }
+  free(found);
+}
+
 static uint64_t fd_token(eventer_t e) {
   return ((uint64_t)e->reg_epoch << 32) | (uint32_t)e->fd;
 }
@@ -107,6 +150,7 @@ static eventer_t ev_new(void) {
   e->owner = ev_loop_self();
   __atomic_add_fetch(&ev_live, 1, __ATOMIC_RELAXED);
   __atomic_add_fetch(&ev_total, 1, __ATOMIC_RELAXED);
+  ev_ctx_on_alloc(e);
   return e;
 }
 
@@ -130,6 +174,7 @@ eventer_t eventer_alloc_copy(eventer_t src) {
   int nh = __atomic_load_n(&ev_nhooks, __ATOMIC_ACQUIRE);
   for (int i = 0; i < nh; i++)
     if (ev_hooks[i].on_copy) ev_hooks[i].on_copy(e, src);
+  ev_ctx_on_copy(e, src);
   return e;
 }
 
@@ -187,7 +232,7 @@ void eventer_ref(eventer_t e) {
   EV_ASSERT(old > 0, "eventer_ref on an event that was already freed");
 }
 
-void ev_deref_n(eventer_t e, int n) {
+int ev_deref_n(eventer_t e, int n) {
   /* acq_rel: the thread that frees must see every other thread's writes */
   int left = __atomic_sub_fetch(&e->refcnt, n, __ATOMIC_ACQ_REL);
   if (left < 0)
@@ -197,24 +242,24 @@ void ev_deref_n(eventer_t e, int n) {
               "reference the eventer owns (after returning 0 the loop frees "
               "the event itself)\n",
               (void *)e, eventer_name_for_callback(e->callback));
-  if (left > 0) return;
+  if (left > 0) return 0;
   EV_ASSERT(EV_LOAD(&e->state) == EV_ST_NONE,
             "an event is freed only when no loop, queue or job holds it "
             "(the eventer's reference was dropped by someone else)");
+  ev_ctx_on_free(e);
   int nh = __atomic_load_n(&ev_nhooks, __ATOMIC_ACQUIRE);
   for (int i = 0; i < nh; i++)
     if (ev_hooks[i].on_free) ev_hooks[i].on_free(e);
   free(e);
   __atomic_sub_fetch(&ev_live, 1, __ATOMIC_RELAXED);
+  return 1;
 }
 
-void eventer_deref(eventer_t e) {
-  if (e) ev_deref_n(e, 1);
+mtev_boolean eventer_deref(eventer_t e) {
+  return (e && ev_deref_n(e, 1)) ? mtev_true : mtev_false;
 }
 
-void eventer_free(eventer_t e) {
-  if (e) ev_deref_n(e, 1);
-}
+mtev_boolean eventer_free(eventer_t e) { return eventer_deref(e); }
 
 int64_t eventer_allocations_current(void) {
   return __atomic_load_n(&ev_live, __ATOMIC_RELAXED);
@@ -292,13 +337,32 @@ int eventer_set_owner_loop(eventer_t e, eventer_loop_t *loop) {
   return 0;
 }
 
-int eventer_set_owner(eventer_t e, pthread_t t) {
+int eventer_set_owner_ex(eventer_t e, pthread_t t) {
   ev_loop_t *l = ev_loop_by_thread(t);
   if (!l) {
     errno = EINVAL;
     return -1;
   }
   return eventer_set_owner_loop(e, l);
+}
+
+/* The void forms of libmtev's calls: a failure is a programming error the
+ * caller cannot see, so it is said loudly. */
+static void ev_log_failed(const char *call, eventer_t e) {
+  int saved = errno;
+  mtevL(eventer_err, "eventer: %s(%p, callback %s) failed: %s\n", call,
+        (void *)e, e ? eventer_name_for_callback(e->callback) : "-",
+        strerror(saved));
+  errno = saved;
+}
+
+void eventer_set_owner(eventer_t e, pthread_t t) {
+  if (eventer_set_owner_ex(e, t) != 0) ev_log_failed("eventer_set_owner", e);
+}
+
+int eventer_thread_check(eventer_t e) {
+  ev_loop_t *l = e ? ev_event_owner(e) : NULL;
+  return (l && l == ev_loop_self()) ? 0 : 1;
 }
 
 eventer_pool_t *eventer_get_pool_for_event(eventer_t e) {
@@ -367,13 +431,22 @@ int eventer_set_fd_blocking(int fd) { return set_fl(fd, 0); }
 /* ---- callback names and foreign callbacks ------------------------------------------ */
 
 static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+typedef void (*ev_describer_t)(char *buff, int bufflen, eventer_t e,
+                               void *closure);
 static struct ev_cbname {
   eventer_func_t f;
   char *name;
+  ev_describer_t describe; /* eventer_name_callback_ext, or NULL */
+  void *describe_closure;
 } *names;
 static size_t nnames, names_cap;
 
 int eventer_name_callback(const char *name, eventer_func_t f) {
+  return eventer_name_callback_ext(name, f, NULL, NULL);
+}
+
+int eventer_name_callback_ext(const char *name, eventer_func_t f,
+                              ev_describer_t fn, void *closure) {
   if (!name || !f) {
     errno = EINVAL;
     return -1;
@@ -385,6 +458,8 @@ int eventer_name_callback(const char *name, eventer_func_t f) {
     if (names[i].f == f) {
       free(names[i].name);
       names[i].name = copy;
+      names[i].describe = fn;
+      names[i].describe_closure = closure;
       pthread_mutex_unlock(&names_lock);
       return 0;
     }
@@ -402,22 +477,40 @@ int eventer_name_callback(const char *name, eventer_func_t f) {
   }
   names[nnames].f = f;
   names[nnames].name = copy;
+  names[nnames].describe = fn;
+  names[nnames].describe_closure = closure;
   nnames++;
   pthread_mutex_unlock(&names_lock);
   return 0;
 }
 
 const char *eventer_name_for_callback(eventer_func_t f) {
+  return eventer_name_for_callback_e(f, NULL);
+}
+
+const char *eventer_name_for_callback_e(eventer_func_t f, eventer_t e) {
   static __thread char buf[128];
   int found = 0;
+  ev_describer_t describe = NULL;
+  void *dclosure = NULL;
   pthread_mutex_lock(&names_lock);
   for (size_t i = 0; i < nnames; i++)
     if (names[i].f == f) {
       snprintf(buf, sizeof(buf), "%s", names[i].name);
+      describe = names[i].describe;
+      dclosure = names[i].describe_closure;
       found = 1;
       break;
     }
   pthread_mutex_unlock(&names_lock);
+  /* the describer runs unlocked: it may name other callbacks */
+  if (describe && e) {
+    char text[sizeof(buf)];
+    text[0] = '\0';
+    describe(text, (int)sizeof(text), e, dclosure);
+    text[sizeof(text) - 1] = '\0';
+    memcpy(buf, text, sizeof(buf));
+  }
   /* A function pointer has no portable integer form; print its bytes as
    * an address through a union-free memcpy. */
   if (!found) {
@@ -499,7 +592,7 @@ static int reg_fd(ev_loop_t *l, eventer_t e) {
   e->reg_epoch = __atomic_add_fetch(&ev_epoch_ctr, 1, __ATOMIC_RELAXED);
   if (ev_poll_add(l, e->fd, e->mask, fd_token(e)) != 0) {
     int saved = errno;
-    EV_STORE(slot, NULL);
+    fdslot_clear(slot);
     errno = saved;
     return -1;
   }
@@ -559,7 +652,7 @@ eventer_t ev_reg_remove(ev_loop_t *l, eventer_t e) {
     eventer_t *slot = fdslot(e->fd, 0);
     EV_ASSERT(slot && EV_LOAD(slot) == e,
               "a registered fd event is in the fd table under its fd");
-    EV_STORE(slot, NULL);
+    fdslot_clear(slot);
     ev_poll_del(l, e->fd);
     EV_STORE(&e->state, EV_ST_NONE);
     return e;
@@ -574,25 +667,31 @@ eventer_t ev_reg_remove(ev_loop_t *l, eventer_t e) {
     return e;
   case EV_ST_QUEUED:
     /* An add or trigger from another thread may still sit in our
-     * cross-thread queue: apply it, then remove whatever it became. */
-    ev_inbox_drain(l);
-    if (EV_LOAD(&e->state) == EV_ST_QUEUED) {
-      /* a pending trigger is in our FIFO */
-      if (e->xop == EV_XOP_TRIGGER && ev_fifo_unlink(l, &e->xtask)) {
-        EV_STORE(&e->state, EV_ST_NONE);
-        return e;
+     * cross-thread queue.  Take just that item out (not the whole queue:
+     * draining it here would apply the removes queued behind this one,
+     * each draining again, as deep as the burst is long). */
+    if (ev_inbox_take(l, &e->xtask)) {
+      if (e->xop == EV_XOP_ADD) {
+        ev_xop_run(&e->xtask, &l->now); /* the add, applied now */
+        if (EV_LOAD(&e->state) == EV_ST_NONE) {
+          errno = ENOENT; /* the queued add failed (and freed nothing: we
+                           * hold no reference here, the caller does) */
+          return NULL;
+        }
+        return ev_reg_remove(l, e); /* registered now: one level */
       }
-      /* otherwise another thread has reserved the event for an add or a
-       * trigger and not posted it yet: the remove came first */
-      errno = ENOENT;
-      return NULL;
+      EV_STORE(&e->state, EV_ST_NONE); /* a trigger, cancelled */
+      return e;
     }
-    if (EV_LOAD(&e->state) == EV_ST_NONE) {
-      errno = ENOENT; /* the queued add failed (and freed nothing: we
-                       * hold no reference here, the caller does) */
-      return NULL;
+    /* a pending trigger is in our FIFO */
+    if (e->xop == EV_XOP_TRIGGER && ev_fifo_unlink(l, &e->xtask)) {
+      EV_STORE(&e->state, EV_ST_NONE);
+      return e;
     }
-    return ev_reg_remove(l, e);
+    /* otherwise another thread has reserved the event for an add or a
+     * trigger and not posted it yet: the remove came first */
+    errno = ENOENT;
+    return NULL;
   case EV_ST_JOB:
     errno = EBUSY;
     return NULL;
@@ -814,12 +913,12 @@ static int reserve(eventer_t e) {
   return 0;
 }
 
-int eventer_add(eventer_t e) {
+int eventer_add_ex(eventer_t e) {
   if (!e || !e->callback) {
     errno = EINVAL;
     return -1;
   }
-  if (e->mask & EVENTER_ASYNCH) return eventer_add_asynch(NULL, e);
+  if (e->mask & EVENTER_ASYNCH) return eventer_add_asynch_ex(NULL, e);
   if (!(e->mask & (EVENTER_TIMER | EVENTER_RECURRENT)) &&
       (!is_fd_mask(e->mask) || e->fd < 0)) {
     errno = EINVAL;
@@ -892,7 +991,7 @@ eventer_t eventer_find_fd(int fd) {
   return slot ? EV_LOAD(slot) : NULL;
 }
 
-int eventer_update(eventer_t e, int mask) {
+int eventer_update_ex(eventer_t e, int mask) {
   if (!e || !is_fd_mask(mask)) {
     errno = EINVAL;
     return -1;
@@ -907,7 +1006,7 @@ int eventer_update(eventer_t e, int mask) {
   return 0;
 }
 
-int eventer_update_whence(eventer_t e, struct timeval w) {
+int eventer_update_whence_ex(eventer_t e, struct timeval w) {
   if (!e || w.tv_usec < 0 || w.tv_usec >= 1000000) {
     errno = EINVAL;
     return -1;
@@ -924,7 +1023,7 @@ int eventer_update_whence(eventer_t e, struct timeval w) {
   return 0;
 }
 
-int eventer_trigger(eventer_t e, int mask) {
+int eventer_trigger_ex(eventer_t e, int mask) {
   if (!e || !e->callback) {
     errno = EINVAL;
     return -1;
@@ -990,7 +1089,7 @@ eventer_t eventer_in_s_us(eventer_func_t func, void *closure, unsigned long s,
 }
 
 static eventer_t add_or_free(eventer_t e) {
-  if (e && eventer_add(e) != 0) {
+  if (e && eventer_add_ex(e) != 0) {
     int saved = errno;
     eventer_free(e);
     errno = saved;
@@ -1038,7 +1137,7 @@ static int add_kind(eventer_t e, int kind) {
     errno = EINVAL;
     return -1;
   }
-  return eventer_add(e);
+  return eventer_add_ex(e);
 }
 
 static eventer_t remove_kind(eventer_t e, int kind) {
@@ -1049,9 +1148,34 @@ static eventer_t remove_kind(eventer_t e, int kind) {
   return eventer_remove(e);
 }
 
-int eventer_add_timed(eventer_t e) { return add_kind(e, EVENTER_TIMER); }
+int eventer_add_timed_ex(eventer_t e) { return add_kind(e, EVENTER_TIMER); }
 eventer_t eventer_remove_timed(eventer_t e) { return remove_kind(e, EVENTER_TIMER); }
-int eventer_add_recurrent(eventer_t e) { return add_kind(e, EVENTER_RECURRENT); }
+int eventer_add_recurrent_ex(eventer_t e) {
+  return add_kind(e, EVENTER_RECURRENT);
+}
 eventer_t eventer_remove_recurrent(eventer_t e) {
   return remove_kind(e, EVENTER_RECURRENT);
+}
+
+/* ---- libmtev's void forms ------------------------------------------------------------------ */
+
+void eventer_add(eventer_t e) {
+  if (eventer_add_ex(e) != 0) ev_log_failed("eventer_add", e);
+}
+void eventer_update(eventer_t e, int mask) {
+  if (eventer_update_ex(e, mask) != 0) ev_log_failed("eventer_update", e);
+}
+void eventer_update_whence(eventer_t e, struct timeval w) {
+  if (eventer_update_whence_ex(e, w) != 0)
+    ev_log_failed("eventer_update_whence", e);
+}
+void eventer_trigger(eventer_t e, int mask) {
+  if (eventer_trigger_ex(e, mask) != 0) ev_log_failed("eventer_trigger", e);
+}
+void eventer_add_timed(eventer_t e) {
+  if (eventer_add_timed_ex(e) != 0) ev_log_failed("eventer_add_timed", e);
+}
+void eventer_add_recurrent(eventer_t e) {
+  if (eventer_add_recurrent_ex(e) != 0)
+    ev_log_failed("eventer_add_recurrent", e);
 }

@@ -68,11 +68,12 @@
  * eventer_set_owner() / eventer_set_owner_loop() before adding it.
  *
  * C programs:        eventer_init(); ...; eventer_loop();
- *   eventer_init() makes its calling thread loop 0 of the default pool and
- *   starts threads for every other loop at once.  Loop 0 runs when that
- *   thread calls eventer_loop() (never returns) or eventer_loop_return()
- *   (returns after eventer_shutdown()).  Events added before a loop runs
- *   wait in its queues.  eventer_fini() then frees everything.
+ *   eventer_init() starts a thread for every loop (as libmtev does, the
+ *   caller is no loop thread).  The others run at once; loop 0 of the
+ *   default pool runs once the eventer_init() caller calls eventer_loop()
+ *   (never returns) or eventer_loop_return() (returns at once).  Events
+ *   added before a loop runs wait in its queues.  After eventer_shutdown(),
+ *   eventer_fini() joins the threads and frees everything.
  *
  * External drivers (the Go binding): eventer_init_external() creates the
  *   loops without threads; the driver binds one thread per loop with
@@ -106,24 +107,23 @@
  *
  * Differences from libmtev
  * ------------------------
+ * docs/compat.md lists every difference and its reason; the main ones:
  *  - eventer_add/remove/update/trigger are functions (not macros through
- *    an impl table) and registration calls return int (0, or -1 with
- *    errno) where libmtev returns void; callers that ignore the result
- *    compile unchanged.
+ *    an impl table).  The calls libmtev declares void are void here too;
+ *    each has an `_ex` form that returns 0, or -1 with errno.
  *  - eventer_trigger() never calls the callback inside the caller: it runs
  *    in the owner loop's next task phase.  This keeps one dispatch order for
  *    C and foreign callbacks (see eventer_run_once).
  *  - eventer_remove() called off the owner thread is queued: it returns
  *    NULL with errno EINPROGRESS and the owner loop drops the eventer's
  *    reference itself when it applies the removal.
- *  - A job's deadline only keeps WORK from starting; running WORK is never
- *    interrupted.
  *  - Timers added from other threads are not delayed (libmtev's may be late
  *    by up to 200 ms).
  */
 #ifndef EVENTER_H
 #define EVENTER_H
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -142,13 +142,54 @@ extern "C" {
 #define EVENTER_WRITE 0x02     /* fd writable */
 #define EVENTER_EXCEPTION 0x04 /* fd error / hang-up (always reported) */
 #define EVENTER_TIMER 0x08     /* a timer event */
-#define EVENTER_ASYNCH_WORK 0x10    /* asynch callback: do the work (job thread) */
-#define EVENTER_ASYNCH_CLEANUP 0x20 /* asynch callback: clean up (job thread) */
-/* asynch callback on the owner loop after CLEANUP; libmtev defines it as
- * WORK|CLEANUP, so compare masks with ==, not with & */
-#define EVENTER_ASYNCH_COMPLETE (EVENTER_ASYNCH_WORK | EVENTER_ASYNCH_CLEANUP)
-#define EVENTER_ASYNCH EVENTER_ASYNCH_COMPLETE /* mask of an asynch event */
+/* The asynch phases as preprocessor values (the enum below gives them
+ * their usual names; libmtev spells the macros with a _D suffix). */
+#define EVENTER_ASYNCH_WORK_D 0x10    /* do the work (job thread) */
+#define EVENTER_ASYNCH_CLEANUP_D 0x20 /* clean up (job thread) */
+#define EVENTER_ASYNCH_D (EVENTER_ASYNCH_WORK_D | EVENTER_ASYNCH_CLEANUP_D)
+/* on the owner loop after CLEANUP; WORK|CLEANUP, so compare masks with
+ * ==, not with & */
+#define EVENTER_ASYNCH_COMPLETE_D EVENTER_ASYNCH_D
 #define EVENTER_RECURRENT 0x80 /* a recurrent event */
+
+/* What happens to an asynch event's WORK when its deadline (see
+ * eventer_alloc_asynch_timeout) passes while WORK runs.  OR one into the
+ * event's mask (eventer_set_mask) before queueing it.  With none of them,
+ * a deadline only keeps WORK from starting.
+ *   EVIL_BRUTAL      the job thread gets a signal (SIGALRM) whose handler
+ *                    siglongjmp()s out of WORK;
+ *   CANCEL_DEFERRED  pthread_cancel() of the job thread, acted on at its
+ *                    next cancellation point (sleep, read, poll, ...);
+ *   CANCEL_ASYNCH    pthread_cancel() with asynchronous cancelability:
+ *                    WORK may be stopped at any instruction, so it may
+ *                    only run async-cancel-safe code (POSIX).
+ * In every case CLEANUP then runs on the job thread (never while WORK is
+ * still running) and COMPLETE on the owner loop; a cancelled job thread
+ * exits and the queue starts another. */
+#define EVENTER_EVIL_BRUTAL 0x100
+#define EVENTER_CANCEL_DEFERRED 0x200
+#define EVENTER_CANCEL_ASYNCH 0x400
+#define EVENTER_CANCEL (EVENTER_CANCEL_DEFERRED | EVENTER_CANCEL_ASYNCH)
+/* libmtev's name for the abort style it recommends */
+#define EVENTER_DEFAULT_ASYNCH_ABORT EVENTER_EVIL_BRUTAL
+
+/* Bits the eventer reserves for itself; a callback never sees them. */
+#define EVENTER_RESERVED 0xfff00000
+#define EVENTER_CROSS_THREAD_TRIGGER 0x80000000
+
+/* The asynch phase a callback is called for.  An enum as in libmtev; the
+ * values are the masks above, so `switch (mask)` on an int works. */
+typedef enum eventer_asynch_op {
+  EVENTER_ASYNCH_WORK = EVENTER_ASYNCH_WORK_D,
+  EVENTER_ASYNCH_CLEANUP = EVENTER_ASYNCH_CLEANUP_D,
+  EVENTER_ASYNCH_COMPLETE = EVENTER_ASYNCH_COMPLETE_D
+} eventer_asynch_op_t;
+
+#define EVENTER_ASYNCH EVENTER_ASYNCH_COMPLETE /* mask of an asynch event */
+
+/* A loop thread for an fd event, spread by fd (libmtev's macro). */
+#define EVENTER_CHOOSE_THREAD_FOR_EVENT_FD(e) \
+  eventer_choose_owner(eventer_get_fd(e) + 1)
 
 /* ---- events ------------------------------------------------------------- */
 
@@ -182,6 +223,13 @@ typedef struct _fd_opset {
   const char *name; /* for logs: "POSIX", ... */
 } *eventer_fd_opset_t;
 
+/* libmtev's typedefs for opset layers that keep per-event state (a TLS
+ * layer): set an event's opset, get and set its opset context.  The
+ * closure is the event. */
+typedef void (*eventer_fd_set_opset_t)(void *closure, eventer_fd_opset_t opset);
+typedef void *(*eventer_fd_get_opset_ctx_t)(void *closure);
+typedef void (*eventer_fd_set_opset_ctx_t)(void *closure, void *newctx);
+
 /* The plain POSIX opset (the default of every event).  Its accept uses
  * accept4(SOCK_NONBLOCK | SOCK_CLOEXEC): the new fd is ready for the loop. */
 extern eventer_fd_opset_t eventer_POSIX_fd_opset;
@@ -204,12 +252,13 @@ eventer_t eventer_alloc_asynch(eventer_func_t func, void *closure);
 eventer_t eventer_alloc_asynch_timeout(eventer_func_t func, void *closure,
                                        struct timeval *deadline);
 
-/* Reference counting.  THREAD-SAFE.  eventer_free == eventer_deref.  The
- * last dereference frees the event; freeing an event that is still
+/* Reference counting.  THREAD-SAFE.  eventer_free == eventer_deref: drops
+ * one reference and returns mtev_true if that was the last one and the
+ * event is gone (mtev_false for NULL).  Freeing an event that is still
  * registered, or dereferencing once too often, aborts with a message. */
 void eventer_ref(eventer_t e);
-void eventer_deref(eventer_t e);
-void eventer_free(eventer_t e);
+mtev_boolean eventer_deref(eventer_t e);
+mtev_boolean eventer_free(eventer_t e);
 
 /* Live eventer_t objects right now / ever allocated.  THREAD-SAFE.  Tests
  * use eventer_allocations_current() to check refcounts return to zero. */
@@ -229,15 +278,21 @@ eventer_func_t eventer_get_callback(eventer_t e);
 void eventer_set_callback(eventer_t e, eventer_func_t func);
 struct timeval eventer_get_whence(eventer_t e);
 /* Sets a timer's whence; a registered timer is re-scheduled (a deadline
- * computed from the new whence).  From another thread this is queued. */
-int eventer_update_whence(eventer_t e, struct timeval whence);
+ * computed from the new whence).  From another thread this is queued.
+ * The _ex form returns 0, or -1 with errno (EINVAL, ENOMEM). */
+void eventer_update_whence(eventer_t e, struct timeval whence);
+int eventer_update_whence_ex(eventer_t e, struct timeval whence);
 /* The owner loop's thread ((pthread_t)0 if that loop has no thread yet). */
 pthread_t eventer_get_owner(eventer_t e);
 /* Moves an unregistered event to the loop run by thread t (or, from inside
  * the event's own callback, a registered fd event: it migrates when the
- * callback returns a mask).  -1/EINVAL if t runs no loop, EBUSY if the
- * event is registered and this is not its callback. */
-int eventer_set_owner(eventer_t e, pthread_t t);
+ * callback returns a mask).  eventer_set_owner logs a failure;
+ * eventer_set_owner_ex returns 0, or -1 with errno: EINVAL if t runs no
+ * loop, EBUSY if the event is registered and this is not its callback. */
+void eventer_set_owner(eventer_t e, pthread_t t);
+int eventer_set_owner_ex(eventer_t e, pthread_t t);
+/* 0 if the calling thread is e's owner loop thread, non-zero otherwise. */
+int eventer_thread_check(eventer_t e);
 eventer_fd_opset_t eventer_get_fd_opset(eventer_t e);
 void eventer_set_fd_opset(eventer_t e, eventer_fd_opset_t opset);
 void *eventer_get_fd_opset_ctx(eventer_t e);
@@ -262,22 +317,93 @@ eventer_fd_close_t eventer_fd_opset_get_close(eventer_fd_opset_t opset);
 int eventer_set_fd_nonblocking(int fd);
 int eventer_set_fd_blocking(int fd);
 
-/* Callback names, for logs and fatal messages.  THREAD-SAFE. */
+/* Callback names, for logs and fatal messages.  THREAD-SAFE.  0, or -1
+ * with errno (EINVAL, ENOMEM).  Naming a function again replaces its name
+ * (and drops a describer). */
 int eventer_name_callback(const char *name, eventer_func_t f);
+/* As eventer_name_callback, with a describer: fn(buff, bufflen, e,
+ * closure) writes a NUL-terminated description of event e (at most
+ * bufflen bytes) whenever eventer_name_for_callback_e names e. */
+int eventer_name_callback_ext(const char *name, eventer_func_t f,
+                              void (*fn)(char *buff, int bufflen, eventer_t e,
+                                         void *closure),
+                              void *closure);
 /* The registered name, or "cb@0x..." (thread-local buffer, valid until the
  * next call on this thread). */
 const char *eventer_name_for_callback(eventer_func_t f);
+/* The describer's text for e when f has one and e is not NULL, else as
+ * eventer_name_for_callback (same buffer rules). */
+const char *eventer_name_for_callback_e(eventer_func_t f, eventer_t e);
 eventer_func_t eventer_callback_for_name(const char *name);
 
+/* ---- callbacks: the running event, its time, contexts ----------------------- */
+
+/* Calls e's callback as the loop does: inside it eventer_get_this_event()
+ * is e and eventer_gettimeofcallback() is *now, and every registered
+ * context's callback_prep / callback_cleanup runs around it.  Returns the
+ * callback's result, which nothing interprets (as eventer_callback). */
+int eventer_run_callback(eventer_t e, int mask, void *closure,
+                         struct timeval *now);
+/* The event whose callback the calling thread is running (loop callbacks,
+ * asynch WORK / CLEANUP / COMPLETE), or NULL. */
+eventer_t eventer_get_this_event(void);
+/* The `now` of the callback the calling thread ran last (or is running);
+ * the current time on a thread that ran none.  tzp is ignored
+ * (gettimeofday's signature).  Always 0. */
+int eventer_gettimeofcallback(struct timeval *now, void *tzp);
+/* The same time in milliseconds / microseconds since the epoch. */
+uint64_t eventer_callback_ms(void);
+uint64_t eventer_callback_us(void);
+
+/* A high-resolution monotonic clock, in nanoseconds (libmtev's
+ * mtev_hrtime_t / mtev_gethrtime, spelled eventer_* in eventer.h). */
+#ifndef MTEV_HRTIME_DEFINED
+#define MTEV_HRTIME_DEFINED
+typedef uint64_t mtev_hrtime_t;
+#endif
+mtev_hrtime_t mtev_gethrtime(void);
+#define eventer_hrtime_t mtev_hrtime_t
+#define eventer_gethrtime mtev_gethrtime
+
+/* Carry contexts: per-event slots for a layer (tracing, accounting) that
+ * follow an event through its life.  Every hook may be NULL.
+ *   eventer_t_init      at allocation (also of copies); returns e
+ *   eventer_t_deinit    when the event is freed
+ *   eventer_t_copy      for eventer_alloc_copy(src): (copy, src)
+ *   eventer_t_callback_prep / _cleanup   around each callback:
+ *                       (e, mask, closure, now) and (e, mask)
+ * Hooks run on whatever thread does the allocation / free / callback. */
+typedef struct eventer_context_opset_t {
+  eventer_t (*eventer_t_init)(eventer_t);
+  void (*eventer_t_deinit)(eventer_t);
+  void (*eventer_t_copy)(eventer_t, const eventer_t);
+  void (*eventer_t_callback_prep)(eventer_t, int, void *, struct timeval *);
+  void (*eventer_t_callback_cleanup)(eventer_t, int);
+} eventer_context_opset_t;
+
+/* Registers a context class before events use it (THREAD-SAFE; the opset
+ * must outlive the process's events).  Returns its ctx_idx, or -1 with
+ * errno (EINVAL, ENOSPC: at most EVENTER_MAX_CONTEXTS classes). */
+#define EVENTER_MAX_CONTEXTS 8
+int eventer_register_context(const char *name, eventer_context_opset_t *opset);
+/* e's data for a context (NULL if unset or a bad index). */
+void *eventer_get_context(eventer_t e, int ctx_idx);
+/* Sets e's data for a context and returns the previous data (NULL with
+ * errno EINVAL for a bad index, ENOMEM). */
+void *eventer_set_context(eventer_t e, int ctx_idx, void *data);
+
 /* ---- registration --------------------------------------------------------
- * All return 0, or -1 with errno: EINVAL (bad argument), EBUSY (already
- * registered or queued), EEXIST (another event holds that fd), ENXIO (no
- * eventer: call eventer_init first).  THREAD-SAFE in the sense described
- * above: off the owner thread they are queued to the owner. */
+ * THREAD-SAFE in the sense described above: off the owner thread they are
+ * queued to the owner.  The void calls (libmtev's signatures) log a
+ * failure to eventer_err; their _ex forms return 0, or -1 with errno:
+ * EINVAL (bad argument), EBUSY (already registered or queued), EEXIST
+ * (another event holds that fd), ENXIO (no eventer: call eventer_init
+ * first).  After a failed add the caller still holds its reference. */
 
 /* Registers e according to its mask (fd, timer, recurrent; asynch events
  * go to the default job queue).  The eventer takes over the reference. */
-int eventer_add(eventer_t e);
+void eventer_add(eventer_t e);
+int eventer_add_ex(eventer_t e);
 /* Unregisters e and hands the eventer's reference back: returns e, or
  * NULL (errno ENOENT) if it was not registered, EBUSY for an asynch event
  * in flight.  Off the owner thread: NULL/EINPROGRESS, see above. */
@@ -289,15 +415,30 @@ eventer_t eventer_remove_fd(int fd);
  * carries no reference and is only stable on the owner thread. */
 eventer_t eventer_find_fd(int fd);
 /* Sets the interest mask of an fd event (registered or not). */
-int eventer_update(eventer_t e, int mask);
+void eventer_update(eventer_t e, int mask);
+int eventer_update_ex(eventer_t e, int mask);
 /* Calls e's callback with `mask` on its owner loop (in the next task
  * phase) and then treats the return value as for a dispatch of its kind:
  * an fd event returning a mask becomes registered with that mask.  e must
  * not be registered; the eventer takes over the reference. */
-int eventer_trigger(eventer_t e, int mask);
+void eventer_trigger(eventer_t e, int mask);
+int eventer_trigger_ex(eventer_t e, int mask);
 /* Wakes e's owner loop (NULL: loop 0 of the default pool) from its wait.
  * THREAD-SAFE. */
 void eventer_wakeup(eventer_t e);
+/* Calls fn(e, closure) for every registered fd event of every loop.  The
+ * events are collected first (each with a reference held until fn has
+ * seen it), so fn may remove or free them.  THREAD-SAFE. */
+void eventer_foreach_fdevent(void (*fn)(eventer_t e, void *closure),
+                             void *closure);
+/* Same for every registered timer event (eventer_t timers; coroutine
+ * sleeps and intrusive timer nodes are not events). */
+void eventer_foreach_timedevent(void (*fn)(eventer_t e, void *closure),
+                                void *closure);
+/* The longest a loop sleeps in epoll_wait while it has recurrent events
+ * (or a watchdog) to serve; libmtev's default, 200 ms.  Set it before
+ * eventer_init(). */
+extern struct timeval eventer_max_sleeptime;
 
 /* Timer helpers (libmtev's).  The `eventer_in*`/`eventer_at` forms only
  * allocate; the `eventer_add_*` forms allocate and add and return the
@@ -318,9 +459,12 @@ eventer_t eventer_alloc_timer_next_opportunity(eventer_func_t func,
                                                void *closure, pthread_t owner);
 eventer_t eventer_add_timer_next_opportunity(eventer_func_t func,
                                              void *closure, pthread_t owner);
-int eventer_add_timed(eventer_t e);        /* eventer_add for a timer */
+/* eventer_add for a timer / a recurrent event (EINVAL for another kind) */
+void eventer_add_timed(eventer_t e);
+int eventer_add_timed_ex(eventer_t e);
 eventer_t eventer_remove_timed(eventer_t e);
-int eventer_add_recurrent(eventer_t e);    /* eventer_add for a recurrent */
+void eventer_add_recurrent(eventer_t e);
+int eventer_add_recurrent_ex(eventer_t e);
 eventer_t eventer_remove_recurrent(eventer_t e);
 
 /* ---- loops, pools, threads ------------------------------------------------ */
@@ -328,35 +472,81 @@ eventer_t eventer_remove_recurrent(eventer_t e);
 typedef struct eventer_pool_t eventer_pool_t; /* a named group of loops */
 typedef struct eventer_loop eventer_loop_t;   /* one loop (opaque) */
 
-/* Settings, before eventer_init() only (-1/EBUSY after):
+/* Settings (libmtev's <eventer><config> keys), before eventer_init() only:
  *   "concurrency"            loops in the default pool (default: CPUs online)
- *   "loop_<name>"            creates pool <name> with that many loops
+ *   "loop_<name>"            "N[,watchdog_timeout]": pool <name> with N
+ *                            loops (loop_default: the default pool) and
+ *                            its watchdog timeout in seconds
  *   "default_queue_threads"  concurrency of the default job queue
  *                            (default: max(4, CPUs online))
- * Returns 0, or -1/EINVAL for an unknown key or a bad value. */
+ *   "jobq_<name>"            "concurrency[,min[,max[,safety[,backlog
+ *                            [,lifo|fifo]]]]]": job queue <name>, created at
+ *                            eventer_init (safety: none, cs or gc; backlog:
+ *                            max_backlog; empty fields keep the default)
+ *   "default_jobq_ordering"  "fifo" (default) or "lifo" for queues created
+ *                            without an explicit ordering
+ *   "rlim_nofiles"           eventer_init raises RLIMIT_NOFILE to this
+ *                            (see eventer_impl_setrlimit)
+ *   "default_ca_chain"       a CA file path, kept for the TLS layer
+ *   "show_loop_callbacks_threshold", "show_jobq_callbacks_threshold"
+ *                            milliseconds: loop callbacks / asynch WORK
+ *                            running longer are logged to mtev_notice
+ *                            (unset or 0: not timed at all)
+ * eventer_impl_propset returns 0, or -1 with errno: EINVAL for a bad value
+ * of a known key, EBUSY after eventer_init(), ENOMEM.  An unknown key is
+ * logged as a warning (eventer_err) and ignored with 0, as in libmtev;
+ * eventer_impl_propset_ex refuses it with -1/EINVAL instead. */
 int eventer_impl_propset(const char *key, const char *value);
+int eventer_impl_propset_ex(const char *key, const char *value);
+/* libmtev's name for the same call (its impl table's propset). */
+#define eventer_propset eventer_impl_propset
+/* Raises the soft RLIMIT_NOFILE towards "rlim_nofiles" (default 1048576),
+ * capped by the hard limit; returns the soft limit now in force (-1 with
+ * errno if it cannot be read).  eventer_init calls it only when
+ * "rlim_nofiles" was set. */
+int eventer_impl_setrlimit(void);
+/* Selects the eventer implementation by name: 0 for "epoll" (the only
+ * one), -1/EINVAL otherwise. */
+int eventer_choose(const char *name);
+/* libmtev initialises its globals here; ours are static, so this only
+ * exists for programs that call it.  Idempotent. */
+void eventer_init_globals(void);
 
-/* Creates pools, loops and the default job queue; the caller becomes loop 0
- * of the default pool; threads for every other loop start at once.  Also
- * re-reads EVENTER_DEBUG.  0, or -1 with errno (EALREADY, ENOMEM, ...). */
+/* Creates pools, loops, the default job queue and a thread for every
+ * loop.  Every loop but loop 0 of the default pool runs at once; loop 0's
+ * thread waits for eventer_loop() / eventer_loop_return() (see above).
+ * The caller is no loop thread.  Also re-reads EVENTER_DEBUG.  0, or -1
+ * with errno (EALREADY, ENOMEM, ...). */
 int eventer_init(void);
 /* Same, for an external driver: no thread is started and the caller is not
  * bound to any loop.  Bind threads with eventer_loop_attach(). */
 int eventer_init_external(void);
-/* Runs loop 0 on the calling thread (the eventer_init() caller).  After
- * eventer_shutdown() it waits for the other loop threads to stop and ...
- *   eventer_loop_return: returns;
- *   eventer_loop:        calls exit(EXIT_SUCCESS) (it never returns). */
+/* Both let loop 0 run; one of them, once, from the eventer_init() caller
+ * (anything else aborts with a message).
+ *   eventer_loop:        then blocks; after eventer_shutdown() it waits for
+ *                        every loop thread and calls exit(EXIT_SUCCESS) (it
+ *                        never returns).
+ *   eventer_loop_return: returns at once (as in libmtev), with every loop
+ *                        running on its own thread.  Stop with
+ *                        eventer_shutdown(); eventer_loop_wait() or
+ *                        eventer_fini() then joins the threads. */
 void eventer_loop(void);
 void eventer_loop_return(void);
+/* Blocks until eventer_shutdown() has been called and every loop thread
+ * the eventer started has stopped.  Not from a loop thread (it would wait
+ * for itself: aborts with a message). */
+void eventer_loop_wait(void);
+/* The time eventer_init() ran: 0, or -1/ENXIO before init. */
+int eventer_get_epoch(struct timeval *epoch);
 /* Asks every loop to stop at the end of its current iteration and wakes
  * them.  THREAD-SAFE; callable from a callback. */
 void eventer_shutdown(void);
 /* Frees everything: stops job queues (queued jobs get CLEANUP but no WORK
  * and no COMPLETE), joins loop threads, drops every registered event and
- * queued operation.  Call after eventer_loop_return() returned, never from
- * a callback; external drivers may still be running: eventer_fini() stops
- * them and waits until each has been handed EVENTER_RUN_STOPPED.
+ * queued operation; it shuts the eventer down first if nobody did.  Never
+ * call it from a callback (an external driver may, between two run_once
+ * calls); other external drivers may still be running: eventer_fini()
+ * stops them and waits until each has been handed EVENTER_RUN_STOPPED.
  * The layers above get a per-loop hook first (ev_loop_fini_hook).
  * eventer_init() may be called again afterwards; eventer_impl_propset
  * settings are reset to their defaults. */
@@ -392,7 +582,24 @@ eventer_loop_t *eventer_get_owner_loop(eventer_t e);
 int eventer_set_owner_loop(eventer_t e, eventer_loop_t *loop); /* as set_owner */
 int eventer_loop_index(eventer_loop_t *loop);   /* index in its pool */
 eventer_pool_t *eventer_loop_pool(eventer_loop_t *loop);
-const char *eventer_get_thread_name(void);      /* "default/0", or NULL */
+/* A name for the calling thread, never NULL: "e:<pool>/<n>" on loop
+ * threads, "q:<queue>/<n>" on job threads (the queue's short name if it
+ * has one), else the OS thread name ("unnamed" if it has none).  The
+ * string stays valid while the thread lives. */
+const char *eventer_get_thread_name(void);
+
+/* Watchdog.  A pool's timeout (seconds; 0: off, the default) comes from
+ * "loop_<name>" or eventer_pool_watchdog_timeout().  When a loop of that
+ * pool spends longer than the timeout in one iteration (a callback that
+ * blocks), a monitor thread logs an error naming the loop and the running
+ * callback, once per stall.  libmtev's watchdog is a parent process that
+ * kills and restarts a stalled child; this one only reports. */
+void eventer_pool_watchdog_timeout(eventer_pool_t *pool, double timeout);
+/* The calling loop thread's watchdog timeout in seconds, 0.0 if none (or
+ * not a loop thread). */
+double eventer_watchdog_timeout(void);
+/* Same as a timeval: mtev_true and *dur filled if a timeout is set. */
+mtev_boolean eventer_watchdog_timeout_timeval(struct timeval *dur);
 
 /* ---- the driver API (DESIGN.md section 4) ---------------------------------
  * An external driver (the Go binding) initializes with
@@ -533,63 +740,64 @@ int eventer_timer_node_remove(eventer_timer_node_t *n);
 /* 1 while n is queued. */
 int eventer_timer_node_pending(const eventer_timer_node_t *n);
 
-/* ---- job queues --------------------------------------------------------------
- * A job queue is a pool of threads for blocking work.  An asynch event's
- * callback runs with mask EVENTER_ASYNCH_WORK, then EVENTER_ASYNCH_CLEANUP
- * on a job thread, then EVENTER_ASYNCH_COMPLETE on its owner loop (task
- * phase).  WORK is skipped when the event's deadline
+/* ---- asynch events on job queues ------------------------------------------
+ * A job queue (eventer_jobq.h) is a pool of threads for blocking work.  An
+ * asynch event's callback runs with mask EVENTER_ASYNCH_WORK, then
+ * EVENTER_ASYNCH_CLEANUP on a job thread, then EVENTER_ASYNCH_COMPLETE on
+ * its owner loop (task phase).  WORK is skipped when the event's deadline
  * (eventer_alloc_asynch_timeout) has passed by the time a thread picks it
- * up; CLEANUP and COMPLETE always run.
- *
- * Sizing: `concurrency` is the most jobs (and threads) running at once;
- * threads start on demand up to it and exit after 10 s idle, but never
- * below `floor`.  set_min_max bounds concurrency (max 0: unbounded).
- * Jobs on different subqueue ids share the threads fairly (round-robin
- * between subqueues that have work; FIFO within one).  The backlog (queued,
- * not yet started jobs) is unbounded for eventer_add_asynch;
- * eventer_try_add_asynch refuses once it reaches max_backlog (0: no limit).
- * All jobq functions are THREAD-SAFE. */
+ * up; a WORK that is running when the deadline passes is stopped as its
+ * mask says (EVENTER_EVIL_BRUTAL, EVENTER_CANCEL_*; by default it is left
+ * to finish).  CLEANUP and COMPLETE always run. */
 typedef struct _eventer_jobq_t eventer_jobq_t;
 
-/* A new queue (concurrency 1), or the existing one with that name. */
-eventer_jobq_t *eventer_jobq_create(const char *name);
-eventer_jobq_t *eventer_jobq_retrieve(const char *name); /* NULL if none */
-/* Stops the queue's threads (queued jobs get CLEANUP only) and frees it.
- * The default queue is destroyed by eventer_fini(). */
-void eventer_jobq_destroy(eventer_jobq_t *q);
-eventer_jobq_t *eventer_default_jobq(void); /* "default_queue" */
-const char *eventer_jobq_get_queue_name(eventer_jobq_t *q);
-void eventer_jobq_set_concurrency(eventer_jobq_t *q, uint32_t concurrency);
-uint32_t eventer_jobq_get_concurrency(eventer_jobq_t *q);
-void eventer_jobq_set_min_max(eventer_jobq_t *q, uint32_t min, uint32_t max);
-void eventer_jobq_get_min_max(eventer_jobq_t *q, uint32_t *min, uint32_t *max);
-void eventer_jobq_set_floor(eventer_jobq_t *q, uint32_t floor);
-uint32_t eventer_jobq_get_floor(eventer_jobq_t *q);
-void eventer_jobq_set_max_backlog(eventer_jobq_t *q, uint32_t max);
-uint32_t eventer_jobq_get_backlog(eventer_jobq_t *q); /* queued, not started */
-
 /* Queues asynch event e on q (NULL: the default queue), subqueue id (0 by
- * default).  The eventer takes over the reference.  0, or -1 with errno
- * (EINVAL, EBUSY if e is registered or in flight). */
-int eventer_add_asynch(eventer_jobq_t *q, eventer_t e);
-int eventer_add_asynch_subqueue(eventer_jobq_t *q, eventer_t e, uint64_t id);
-/* libmtev's "dependent" jobs are queued as ordinary jobs here. */
-int eventer_add_asynch_dep(eventer_jobq_t *q, eventer_t e);
-int eventer_add_asynch_dep_subqueue(eventer_jobq_t *q, eventer_t e,
-                                    uint64_t id);
-/* As eventer_add_asynch, but mtev_false (errno EAGAIN) when the backlog is
- * at max_backlog; the caller keeps the reference then (and must clean up
- * the event). */
+ * default).  The eventer takes over the reference.  The void forms log a
+ * failure; the _ex forms return 0, or -1 with errno (EINVAL, EBUSY if e is
+ * registered or in flight, ESHUTDOWN if q is shutting down). */
+void eventer_add_asynch(eventer_jobq_t *q, eventer_t e);
+int eventer_add_asynch_ex(eventer_jobq_t *q, eventer_t e);
+void eventer_add_asynch_subqueue(eventer_jobq_t *q, eventer_t e, uint64_t id);
+int eventer_add_asynch_subqueue_ex(eventer_jobq_t *q, eventer_t e,
+                                   uint64_t id);
+/* A job dependent on the job whose WORK calls this (from that WORK, on a
+ * job thread): the parent's COMPLETE waits until every dependent job has
+ * finished its WORK and CLEANUP.  Called anywhere else, an ordinary job. */
+void eventer_add_asynch_dep(eventer_jobq_t *q, eventer_t e);
+int eventer_add_asynch_dep_ex(eventer_jobq_t *q, eventer_t e);
+void eventer_add_asynch_dep_subqueue(eventer_jobq_t *q, eventer_t e,
+                                     uint64_t id);
+int eventer_add_asynch_dep_subqueue_ex(eventer_jobq_t *q, eventer_t e,
+                                       uint64_t id);
+/* As the adds above, but mtev_false (errno EAGAIN) when the backlog is at
+ * max_backlog (or any other failure, with its errno); the caller keeps
+ * the reference then (and must clean up the event). */
 mtev_boolean eventer_try_add_asynch(eventer_jobq_t *q, eventer_t e);
 mtev_boolean eventer_try_add_asynch_subqueue(eventer_jobq_t *q, eventer_t e,
                                              uint64_t id);
+mtev_boolean eventer_try_add_asynch_dep(eventer_jobq_t *q, eventer_t e);
+mtev_boolean eventer_try_add_asynch_dep_subqueue(eventer_jobq_t *q,
+                                                 eventer_t e, uint64_t id);
+/* The back queue for e: a queue whose "jobs" run on e's owner loop rather
+ * than on threads.  eventer_add_asynch(eventer_default_backq(e), x) calls
+ * x's callback with x's mask on x's owner loop (task phase); a non-zero
+ * return re-adds x with that mask, 0 drops the reference.  In libmtev the
+ * completions of asynch events travel through it; here they need no
+ * queue.  Never NULL once eventer_jobq functions work (always). */
+eventer_jobq_t *eventer_default_backq(eventer_t e);
 
-/* libmtev's CLOEXEC helpers: always valid to OR in on Linux. */
-extern const int NE_SOCK_CLOEXEC;
-extern const int NE_O_CLOEXEC;
+/* libmtev's CLOEXEC helpers: always valid to OR in on Linux; macros, so
+ * they work in #if, case labels and static initialisers. */
+#define NE_SOCK_CLOEXEC SOCK_CLOEXEC
+#define NE_O_CLOEXEC O_CLOEXEC
 
 #ifdef __cplusplus
 }
 #endif
+
+/* The rest of libmtev's eventer.h: job queues, and the coroutine layer
+ * (eventer_aco_opset.h brings in eventer_aco.h). */
+#include "eventer_jobq.h"
+#include "eventer_aco_opset.h"
 
 #endif /* EVENTER_H */

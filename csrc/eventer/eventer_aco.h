@@ -68,8 +68,7 @@ typedef struct _event_aco *eventer_aco_t; /* an fd event converted for aco */
 typedef struct _event_aco_gate *eventer_aco_gate_t;
 typedef struct eventer_aco_co eventer_aco_co_t; /* a coroutine handle */
 
-/* EVENTER_ASYNCH_WORK, _CLEANUP or _COMPLETE */
-typedef int eventer_asynch_op_t;
+/* eventer_asynch_op_t (WORK, CLEANUP, COMPLETE) is in eventer.h */
 typedef void (*eventer_asynch_simple_func_t)(void *closure);
 typedef void (*eventer_asynch_func_t)(eventer_asynch_op_t op, void *closure);
 
@@ -161,7 +160,8 @@ eventer_aco_t eventer_set_eventer_aco(eventer_t e);
 /* libmtev's form: co must be the running coroutine; co NULL turns an aco
  * event back into a classic one (its original callback and opset). */
 eventer_aco_t eventer_set_eventer_aco_co(eventer_t e, aco_t *co);
-/* mtev_true if e is an aco event. */
+/* mtev_true if e is an aco event; with NULL (libmtev), if the caller runs
+ * in a coroutine. */
 mtev_boolean eventer_is_aco(eventer_t e);
 
 int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,

@@ -96,6 +96,12 @@ struct _event {
   uint64_t subq;          /* subqueue id */
   uint64_t deadline_ns;   /* monotonic WORK deadline, 0: none */
   eventer_t job_next;     /* jobq FIFO link */
+  eventer_t dep_parent;   /* the job this one was added from (_dep) */
+  int dep_pending;        /* __atomic: this job + unfinished dependents;
+                           * COMPLETE is posted when it reaches 0 */
+
+  /* carry contexts (eventer_register_context), allocated on first use */
+  void **ctx;
 };
 
 /* Hooks for layers that keep state in an event (the coroutine layer's
@@ -106,9 +112,9 @@ struct _event {
 void ev_event_hooks_add(void (*on_free)(eventer_t e),
                         void (*on_copy)(eventer_t dst, eventer_t src));
 
-/* Takes n references off e at once; frees it at zero.  Aborts on
- * underflow (someone freed the event once too often). */
-void ev_deref_n(eventer_t e, int n);
+/* Takes n references off e at once; frees it at zero (and returns 1,
+ * else 0).  Aborts on underflow (someone freed the event once too often). */
+int ev_deref_n(eventer_t e, int n);
 /* The loop of a (possibly unset) owner: e->owner, or default loop 0. */
 ev_loop_t *ev_event_owner(eventer_t e);
 
@@ -137,6 +143,7 @@ struct eventer_loop {
   eventer_pool_t *pool;
   int index;               /* in pool */
   char name[48];           /* "<pool>/<index>" */
+  char thread_name[52];    /* "e:<pool>/<index>" (eventer_get_thread_name) */
   pthread_t thread;        /* the driving thread, valid while `bound` */
   int claimed;             /* __atomic: reserved by init or an attach */
   int bound;               /* __atomic: a thread drives (or will drive) it;
@@ -163,9 +170,12 @@ struct eventer_loop {
   eventer_task_t *fifo_head, *fifo_tail;
   size_t fifo_len;
 
-  /* timer heap of intrusive nodes, ordered by (deadline_ns, seq) */
+  /* timer heap of intrusive nodes, ordered by (deadline_ns, seq); only
+   * the owner changes it, under heap_lock (a spinlock, for
+   * eventer_foreach_timedevent on other threads) */
   eventer_timer_node_t **heap;
   uint32_t heap_len, heap_cap;
+  int heap_lock;
   uint64_t timer_seq;
 
   /* recurrent events */
@@ -190,6 +200,13 @@ struct eventer_loop {
   } paused;
   eventer_t current;       /* event whose callback is running */
 
+  /* watchdog (eventer_pool_watchdog_timeout): when the current iteration
+   * began (0 while waiting in epoll_wait) and the callback running, both
+   * __atomic, read by the monitor thread */
+  uint64_t busy_since_ns;
+  eventer_func_t busy_cb;
+  uint64_t wd_reported;    /* monitor only: busy_since_ns already reported */
+
   void *aco;               /* reserved for the coroutine layer (issue 4):
                             * its share stack and main coroutine */
 };
@@ -199,6 +216,7 @@ struct eventer_pool_t {
   int index;               /* in the pool list; 0 = default */
   int concurrency;
   ev_loop_t **loops;
+  uint64_t watchdog_ns;    /* __atomic: watchdog timeout, 0: off */
 };
 
 /* The calling thread's loop, or NULL off-loop (or after eventer_fini()). */
@@ -216,6 +234,9 @@ int ev_initialized(void);
  * FIFO. */
 void ev_inbox_push(ev_loop_t *l, eventer_task_t *t);
 void ev_inbox_drain(ev_loop_t *l);
+/* Owner: takes t out of the cross-thread queue (or the part of it being
+ * applied) if it is there, without running it.  1 if found. */
+int ev_inbox_take(ev_loop_t *l, eventer_task_t *t);
 /* Owner FIFO. */
 void ev_fifo_push(ev_loop_t *l, eventer_task_t *t);
 int ev_fifo_unlink(ev_loop_t *l, eventer_task_t *t); /* 1 if found */
@@ -272,6 +293,8 @@ void ev_heap_insert(ev_loop_t *l, eventer_timer_node_t *n);
 void ev_heap_remove(ev_loop_t *l, eventer_timer_node_t *n);
 eventer_timer_node_t *ev_heap_min(ev_loop_t *l);
 void ev_heap_free(ev_loop_t *l);
+void ev_heap_lock(ev_loop_t *l);
+void ev_heap_unlock(ev_loop_t *l);
 /* Monotonic deadline for a wall-clock whence, computed now. */
 uint64_t ev_deadline_for_whence(const struct timeval *whence);
 
@@ -298,9 +321,55 @@ void ev_poll_clear_wake(ev_loop_t *l);    /* owner: reset the eventfd */
 int ev_jobq_init_default(int threads);    /* at eventer_init */
 void ev_jobq_fini_all(void);              /* at eventer_fini */
 
+/* Settings read by eventer_jobq.c (eventer_impl_propset). */
+int ev_cfg_default_lifo(void);          /* "default_jobq_ordering" is lifo */
+uint64_t ev_cfg_jobq_slow_ns(void);     /* show_jobq_callbacks_threshold */
+/* "default_ca_chain" (NULL if unset), for the TLS layer. */
+const char *ev_cfg_default_ca_chain(void);
+
+/* ---- callbacks (eventer_callback.c) ------------------------------------------------ */
+
+/* Carry contexts: called by eventer.c when an event is allocated, copied
+ * (after the fields) and finally freed. */
+void ev_ctx_on_alloc(eventer_t e);
+void ev_ctx_on_copy(eventer_t dst, eventer_t src);
+void ev_ctx_on_free(eventer_t e);
+/* A job's WORK callback that never returned (cancelled, or left by
+ * siglongjmp): runs the context cleanup hooks eventer_run_callback could
+ * not, and clears the running event. */
+void ev_callback_abandoned(eventer_t e, int mask);
+/* 1 once any context class is registered (the loop skips the prep and
+ * cleanup hooks until then). */
+int ev_ctx_any(void);
+/* The calling thread's name for eventer_get_thread_name (set by loop and
+ * job threads; copied, at most 63 bytes); NULL clears it. */
+void ev_thread_name_set(const char *name);
+const char *ev_thread_name_get(void); /* NULL if unset */
+
 /* ---- clocks ----------------------------------------------------------------------- */
 
 uint64_t ev_wall_us(void);
 void ev_wall_tv(struct timeval *tv);
+
+/* ---- the libmtev void calls inside the library ---------------------------------------
+ * Library code written when these calls returned int uses their result;
+ * inside csrc (files that include this header) the names mean the _ex
+ * forms that still return it.  The files that define the void calls set
+ * EV_DEFINES_VOID_API first. */
+#ifndef EV_DEFINES_VOID_API
+#define eventer_add(e) eventer_add_ex(e)
+#define eventer_update(e, mask) eventer_update_ex((e), (mask))
+#define eventer_trigger(e, mask) eventer_trigger_ex((e), (mask))
+#define eventer_update_whence(e, w) eventer_update_whence_ex((e), (w))
+#define eventer_set_owner(e, t) eventer_set_owner_ex((e), (t))
+#define eventer_add_timed(e) eventer_add_timed_ex(e)
+#define eventer_add_recurrent(e) eventer_add_recurrent_ex(e)
+#define eventer_add_asynch(q, e) eventer_add_asynch_ex((q), (e))
+#define eventer_add_asynch_subqueue(q, e, id) \
+  eventer_add_asynch_subqueue_ex((q), (e), (id))
+#define eventer_add_asynch_dep(q, e) eventer_add_asynch_dep_ex((q), (e))
+#define eventer_add_asynch_dep_subqueue(q, e, id) \
+  eventer_add_asynch_dep_subqueue_ex((q), (e), (id))
+#endif
 
 #endif /* EVENTER_IMPL_H */

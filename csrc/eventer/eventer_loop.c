@@ -14,9 +14,13 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- global state --------------------------------------------------------------- */
@@ -29,21 +33,52 @@ static struct {
   int npools;
   ev_loop_t *loop0;         /* default pool, loop 0 */
   pthread_mutex_t start_lock; /* held while threads are created */
+  /* loop 0's thread waits for eventer_loop() / eventer_loop_return()
+   * (or a shutdown) before its first iteration */
+  pthread_t init_thread;    /* the eventer_init() caller */
+  int go;                   /* under start_lock */
+  pthread_cond_t go_cond;
   /* held by eventer_shutdown while it walks the loops, and by eventer_fini
    * while it frees them: a shutdown from another thread that races with
    * the teardown must not touch freed loops */
   pthread_mutex_t life_lock;
+  struct timeval started;   /* wall clock at eventer_init (get_epoch) */
+  /* the watchdog monitor (a thread, while any pool has a timeout) */
+  pthread_t wd_thread;
+  int wd_running;           /* under wd_lock */
+  int wd_stop;              /* under wd_lock */
+  pthread_mutex_t wd_lock;
+  pthread_cond_t wd_cond;
 } G = {.epoch = 1, .start_lock = PTHREAD_MUTEX_INITIALIZER,
-       .life_lock = PTHREAD_MUTEX_INITIALIZER};
+       .go_cond = PTHREAD_COND_INITIALIZER,
+       .life_lock = PTHREAD_MUTEX_INITIALIZER,
+       .wd_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* settings, before init (eventer_impl_propset) */
 static int cfg_concurrency;          /* 0: CPUs online */
 static int cfg_default_queue_threads; /* 0: max(4, CPUs) */
+static uint64_t cfg_default_wd_ns;   /* loop_default's watchdog */
 static struct cfg_pool {
   char *name;
   int n;
+  uint64_t wd_ns;                    /* watchdog timeout, 0: none */
 } *cfg_pools;
 static int ncfg_pools;
+static struct cfg_jobq {             /* jobq_<name>, created at init */
+  char *name;
+  uint32_t concurrency, min, max, backlog;
+  int has_min, has_max, has_backlog;
+  int safety;                        /* eventer_jobq_memory_safety_t, -1: unset */
+  int lifo;                          /* -1: the default ordering */
+} *cfg_jobqs;
+static int ncfg_jobqs;
+static int cfg_default_lifo;         /* default_jobq_ordering */
+static long long cfg_rlim_nofiles;   /* 0: unset */
+static char *cfg_ca_chain;           /* default_ca_chain */
+static uint64_t cfg_loop_slow_ns;    /* show_loop_callbacks_threshold */
+static uint64_t cfg_jobq_slow_ns;    /* show_jobq_callbacks_threshold */
+
+struct timeval eventer_max_sleeptime = {0, 200000}; /* libmtev's 200 ms */
 
 static __thread ev_loop_t *tls_loop;
 static __thread uint64_t tls_epoch;
@@ -78,7 +113,7 @@ ev_loop_t *ev_loop_by_thread(pthread_t t) {
   for (int p = 0; p < G.npools; p++)
     for (int i = 0; i < G.pools[p]->concurrency; i++) {
       ev_loop_t *l = G.pools[p]->loops[i];
-      if (EV_LOAD(&l->bound) && pthread_equal(l->thread, t)) return l;
+      if (EV_LOAD(&l->bound) && pthread_equal(EV_LOAD(&l->thread), t)) return l;
     }
   return NULL;
 }
@@ -94,9 +129,179 @@ static int parse_count(const char *v, int *out) {
   return 0;
 }
 
-int eventer_impl_propset(const char *key, const char *value) {
+/* A non-negative number, optionally fractional (seconds, milliseconds):
+ * its value times `scale`, in [0, 2^62). */
+static int parse_scaled(const char *v, double scale, uint64_t *out) {
+  char *end;
+  errno = 0;
+  double d = v ? strtod(v, &end) : 0;
+  if (!v || errno || end == v || *end || !(d >= 0) || d * scale >= 4.6e18)
+    return -1;
+  *out = (uint64_t)llround(d * scale);
+  return 0;
+}
+
+/* An unsigned 32-bit field; "" keeps *out (and *given). */
+static int parse_u32_field(const char *v, uint32_t *out, int *given) {
+  if (!*v) return 0;
+  char *end;
+  errno = 0;
+  unsigned long n = strtoul(v, &end, 10);
+  if (errno || end == v || *end || *v == '-' || n > UINT32_MAX) return -1;
+  *out = (uint32_t)n;
+  if (given) *given = 1;
+  return 0;
+}
+
+static int parse_ordering(const char *v, int *lifo) {
+  if (!strcasecmp(v, "lifo")) *lifo = 1;
+  else if (!strcasecmp(v, "fifo")) *lifo = 0;
+  else return -1;
+  return 0;
+}
+
+/* "concurrency[,min[,max[,safety[,backlog[,lifo|fifo]]]]]" */
+static int parse_jobq(const char *value, struct cfg_jobq *q) {
+  char buf[256];
+  if (!value || strlen(value) >= sizeof(buf)) return -1;
+  strcpy(buf, value);
+  q->concurrency = 1;
+  q->safety = -1;
+  q->lifo = -1;
+  int field = 0;
+  char *p = buf; /* by hand: strtok would skip the empty fields */
+  for (;;) {
+    char *comma = strchr(p, ',');
+    if (comma) *comma = '\0';
+    while (*p == ' ') p++;
+    size_t len = strlen(p);
+    while (len && p[len - 1] == ' ') p[--len] = '\0';
+    int given = 0;
+    switch (field) {
+    case 0:
+      if (parse_u32_field(p, &q->concurrency, &given) || (given && !q->concurrency))
+        return -1;
+      break;
+    case 1: if (parse_u32_field(p, &q->min, &q->has_min)) return -1; break;
+    case 2: if (parse_u32_field(p, &q->max, &q->has_max)) return -1; break;
+    case 3:
+      if (!*p) break;
+      if (!strcasecmp(p, "none")) q->safety = EVENTER_JOBQ_MS_NONE;
+      else if (!strcasecmp(p, "cs")) q->safety = EVENTER_JOBQ_MS_CS;
+      else if (!strcasecmp(p, "gc")) q->safety = EVENTER_JOBQ_MS_GC;
+      else return -1;
+      break;
+    case 4: if (parse_u32_field(p, &q->backlog, &q->has_backlog)) return -1; break;
+    case 5: if (*p && parse_ordering(p, &q->lifo)) return -1; break;
+    default: return -1; /* too many fields */
+    }
+    field++;
+    if (!comma) break;
+    p = comma + 1;
+  }
+  if (q->has_min && q->has_max && q->max && q->min > q->max) return -1;
+  return 0;
+}
+
+/* Adds or replaces the named entry of a settings array. */
+#define CFG_UPSERT(arr, n, key, entry)                                       \
+  do {                                                                       \
+    int found_ = -1;                                                         \
+    for (int i_ = 0; i_ < (n); i_++)                                         \
+      if (!strcmp((arr)[i_].name, (key))) found_ = i_;                       \
+    if (found_ >= 0) {                                                       \
+      (entry).name = (arr)[found_].name;                                     \
+      (arr)[found_] = (entry);                                               \
+      return 0;                                                              \
+    }                                                                        \
+    void *np_ = realloc((arr), (size_t)((n) + 1) * sizeof(*(arr)));          \
+    char *name_ = strdup(key);                                               \
+    if (!np_ || !name_) {                                                    \
+      if (np_) (arr) = np_;                                                  \
+      free(name_);                                                           \
+      errno = ENOMEM;                                                        \
+      return -1;                                                             \
+    }                                                                        \
+    (arr) = np_;                                                             \
+    (entry).name = name_;                                                    \
+    (arr)[(n)++] = (entry);                                                  \
+    return 0;                                                                \
+  } while (0)
+
+/* "N[,watchdog_timeout]" */
+static int parse_loop(const char *value, int *n, uint64_t *wd_ns) {
+  char buf[64];
+  if (!value || strlen(value) >= sizeof(buf)) return -1;
+  strcpy(buf, value);
+  char *comma = strchr(buf, ',');
+  *wd_ns = 0;
+  if (comma) {
+    *comma = '\0';
+    if (parse_scaled(comma + 1, 1e9, wd_ns) != 0) return -1;
+  }
+  return parse_count(buf, n);
+}
+
+/* 0: set; -1/EINVAL bad value; 1: not a key of ours. */
+static int propset(const char *key, const char *value) {
+  if (!value) return -1;
   int n;
-  if (!key || parse_count(value, &n) != 0) {
+  uint64_t u;
+  if (!strcmp(key, "concurrency")) {
+    if (parse_count(value, &n) != 0) return -1;
+    cfg_concurrency = n;
+    return 0;
+  }
+  if (!strcmp(key, "default_queue_threads")) {
+    if (parse_count(value, &n) != 0) return -1;
+    cfg_default_queue_threads = n;
+    return 0;
+  }
+  if (!strncmp(key, "loop_", 5) && key[5]) {
+    if (parse_loop(value, &n, &u) != 0) return -1;
+    if (!strcmp(key + 5, "default")) {
+      cfg_concurrency = n;
+      cfg_default_wd_ns = u;
+      return 0;
+    }
+    struct cfg_pool entry = {NULL, n, u};
+    CFG_UPSERT(cfg_pools, ncfg_pools, key + 5, entry);
+  }
+  if (!strncmp(key, "jobq_", 5) && key[5]) {
+    struct cfg_jobq entry;
+    memset(&entry, 0, sizeof(entry));
+    if (parse_jobq(value, &entry) != 0) return -1;
+    CFG_UPSERT(cfg_jobqs, ncfg_jobqs, key + 5, entry);
+  }
+  if (!strcmp(key, "default_jobq_ordering"))
+    return parse_ordering(value, &cfg_default_lifo);
+  if (!strcmp(key, "rlim_nofiles")) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end || v < 1) return -1;
+    cfg_rlim_nofiles = v;
+    return 0;
+  }
+  if (!strcmp(key, "default_ca_chain")) {
+    char *copy = strdup(value);
+    if (!copy) {
+      errno = ENOMEM;
+      return -1;
+    }
+    free(cfg_ca_chain);
+    cfg_ca_chain = copy;
+    return 0;
+  }
+  if (!strcmp(key, "show_loop_callbacks_threshold"))
+    return parse_scaled(value, 1e6, &cfg_loop_slow_ns);
+  if (!strcmp(key, "show_jobq_callbacks_threshold"))
+    return parse_scaled(value, 1e6, &cfg_jobq_slow_ns);
+  return 1;
+}
+
+static int propset_common(const char *key, const char *value, int strict) {
+  if (!key) {
     errno = EINVAL;
     return -1;
   }
@@ -104,46 +309,78 @@ int eventer_impl_propset(const char *key, const char *value) {
     errno = EBUSY;
     return -1;
   }
-  if (!strcmp(key, "concurrency")) {
-    cfg_concurrency = n;
-    return 0;
+  errno = 0;
+  int rc = propset(key, value);
+  if (rc < 0) {
+    if (errno != ENOMEM) errno = EINVAL;
+    return -1;
   }
-  if (!strcmp(key, "default_queue_threads")) {
-    cfg_default_queue_threads = n;
-    return 0;
-  }
-  if (!strncmp(key, "loop_", 5) && key[5] && strcmp(key + 5, "default")) {
-    for (int i = 0; i < ncfg_pools; i++)
-      if (!strcmp(cfg_pools[i].name, key + 5)) {
-        cfg_pools[i].n = n;
-        return 0;
-      }
-    struct cfg_pool *np = realloc(cfg_pools, (size_t)(ncfg_pools + 1) * sizeof(*np));
-    char *name = strdup(key + 5);
-    if (!np || !name) {
-      if (np) cfg_pools = np;
-      free(name);
-      errno = ENOMEM;
+  if (rc == 1) {
+    if (strict) {
+      errno = EINVAL;
       return -1;
     }
-    cfg_pools = np;
-    cfg_pools[ncfg_pools].name = name;
-    cfg_pools[ncfg_pools].n = n;
-    ncfg_pools++;
-    return 0;
+    mtevL(eventer_err, "eventer: warning: unknown eventer config key '%s'"
+          " ignored\n", key);
   }
-  errno = EINVAL;
-  return -1;
+  return 0;
 }
+
+int eventer_impl_propset(const char *key, const char *value) {
+  return propset_common(key, value, 0);
+}
+
+int eventer_impl_propset_ex(const char *key, const char *value) {
+  return propset_common(key, value, 1);
+}
+
+int ev_cfg_default_lifo(void) { return cfg_default_lifo; }
+uint64_t ev_cfg_jobq_slow_ns(void) { return cfg_jobq_slow_ns; }
+const char *ev_cfg_default_ca_chain(void) { return cfg_ca_chain; }
 
 static void cfg_reset(void) {
   for (int i = 0; i < ncfg_pools; i++) free(cfg_pools[i].name);
   free(cfg_pools);
   cfg_pools = NULL;
   ncfg_pools = 0;
+  for (int i = 0; i < ncfg_jobqs; i++) free(cfg_jobqs[i].name);
+  free(cfg_jobqs);
+  cfg_jobqs = NULL;
+  ncfg_jobqs = 0;
   cfg_concurrency = 0;
   cfg_default_queue_threads = 0;
+  cfg_default_wd_ns = 0;
+  cfg_default_lifo = 0;
+  cfg_rlim_nofiles = 0;
+  free(cfg_ca_chain);
+  cfg_ca_chain = NULL;
+  cfg_loop_slow_ns = cfg_jobq_slow_ns = 0;
 }
+
+int eventer_impl_setrlimit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+  rlim_t want = cfg_rlim_nofiles ? (rlim_t)cfg_rlim_nofiles : 1048576;
+  if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) want = rl.rlim_max;
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur < want) {
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+      mtevL(eventer_err, "eventer: setrlimit(RLIMIT_NOFILE, %llu): %s\n",
+            (unsigned long long)want, strerror(errno));
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+  }
+  return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX
+             ? INT_MAX
+             : (int)rl.rlim_cur;
+}
+
+int eventer_choose(const char *name) {
+  if (name && !strcmp(name, "epoll")) return 0;
+  errno = EINVAL;
+  return -1;
+}
+
+void eventer_init_globals(void) {}
 
 /* ---- construction ------------------------------------------------------------------------ */
 
@@ -153,6 +390,7 @@ static ev_loop_t *loop_new(eventer_pool_t *pool, int index) {
   l->pool = pool;
   l->index = index;
   snprintf(l->name, sizeof(l->name), "%s/%d", pool->name, index);
+  snprintf(l->thread_name, sizeof(l->thread_name), "e:%s", l->name);
   pthread_mutex_init(&l->inbox_lock, NULL);
   if (ev_poll_open(l) != 0) {
     int saved = errno;
@@ -171,11 +409,13 @@ static void loop_free(ev_loop_t *l) {
   free(l);
 }
 
-static eventer_pool_t *pool_new(const char *name, int n, int index) {
+static eventer_pool_t *pool_new(const char *name, int n, int index,
+                                uint64_t wd_ns) {
   eventer_pool_t *p = calloc(1, sizeof(*p));
   if (!p) return NULL;
   p->name = strdup(name);
   p->index = index;
+  p->watchdog_ns = wd_ns;
   p->loops = calloc((size_t)n, sizeof(*p->loops));
   if (!p->name || !p->loops) goto fail;
   for (int i = 0; i < n; i++) {
@@ -204,12 +444,15 @@ static void pool_free(eventer_pool_t *p) {
 
 static void *loop_thread_main(void *arg) {
   ev_loop_t *l = arg;
-  /* wait until eventer_init has recorded every thread id */
+  /* wait until eventer_init (or eventer_loop_return) has recorded the
+   * thread id */
   pthread_mutex_lock(&G.start_lock);
+  while (l == G.loop0 && !G.go && !EV_LOAD(&l->stop))
+    pthread_cond_wait(&G.go_cond, &G.start_lock);
   pthread_mutex_unlock(&G.start_lock);
   bind_self(l);
-  char tname[16];
-  snprintf(tname, sizeof(tname), "ev:%.12s", l->name);
+  char tname[16]; /* the kernel keeps 15 bytes */
+  snprintf(tname, sizeof(tname), "%.15s", l->thread_name);
   pthread_setname_np(pthread_self(), tname);
   for (;;) {
     int rc = eventer_run_once(NULL, NULL);
@@ -219,6 +462,50 @@ static void *loop_thread_main(void *arg) {
   tls_loop = NULL;
   return NULL;
 }
+
+/* Starts l's thread (G.start_lock held: the thread waits for it, so it
+ * never runs before l->thread is recorded). */
+static void spawn_loop(ev_loop_t *l) {
+  pthread_t tid;
+  int rc = pthread_create(&tid, NULL, loop_thread_main, l);
+  /* Without its thread a loop would silently never run its events. */
+  if (rc != 0)
+    mtevFatal(mtev_error, "eventer: cannot start loop thread %s: %s\n",
+              l->name, strerror(rc));
+  EV_STORE(&l->thread, tid);
+  l->spawned = 1;
+  l->claimed = 1;
+  EV_STORE(&l->bound, 1);
+}
+
+/* The queues named by jobq_<name> settings. */
+static int jobqs_from_cfg(void) {
+  for (int i = 0; i < ncfg_jobqs; i++) {
+    struct cfg_jobq *c = &cfg_jobqs[i];
+    eventer_jobq_t *q =
+        c->safety >= 0
+            ? eventer_jobq_create_ms(c->name, (eventer_jobq_memory_safety_t)c->safety)
+            : eventer_jobq_create(c->name);
+    if (!q) {
+      mtevL(eventer_err, "eventer: cannot create job queue %s: %s\n", c->name,
+            strerror(errno));
+      return -1;
+    }
+    if (c->has_min || c->has_max) {
+      uint32_t mn, mx;
+      eventer_jobq_get_min_max(q, &mn, &mx);
+      eventer_jobq_set_min_max(q, c->has_min ? c->min : mn,
+                               c->has_max ? c->max : mx);
+    }
+    eventer_jobq_set_concurrency(q, c->concurrency);
+    if (c->has_backlog) eventer_jobq_set_max_backlog(q, c->backlog);
+    if (c->lifo >= 0) eventer_jobq_set_lifo(q, c->lifo ? mtev_true : mtev_false);
+  }
+  return 0;
+}
+
+static void watchdog_start_if_needed(void);
+static void watchdog_stop(void);
 
 static int init_common(int external) {
   if (EV_LOAD(&G.initialized)) {
@@ -234,7 +521,8 @@ static int init_common(int external) {
   for (int p = 0; p < npools; p++) {
     const char *name = p == 0 ? "default" : cfg_pools[p - 1].name;
     int n = p == 0 ? n0 : cfg_pools[p - 1].n;
-    G.pools[p] = pool_new(name, n, p);
+    uint64_t wd = p == 0 ? cfg_default_wd_ns : cfg_pools[p - 1].wd_ns;
+    G.pools[p] = pool_new(name, n, p, wd);
     if (!G.pools[p]) goto fail;
     G.npools = p + 1;
   }
@@ -243,34 +531,28 @@ static int init_common(int external) {
   int qthreads = cfg_default_queue_threads;
   if (!qthreads) qthreads = ncpus() > 4 ? ncpus() : 4;
 
+  if (cfg_rlim_nofiles) eventer_impl_setrlimit();
+  ev_wall_tv(&G.started);
+
   pthread_mutex_lock(&G.start_lock);
   EV_STORE(&G.initialized, 1);
-  if (ev_jobq_init_default(qthreads) != 0) {
+  if (ev_jobq_init_default(qthreads) != 0 || jobqs_from_cfg() != 0) {
     pthread_mutex_unlock(&G.start_lock);
     EV_STORE(&G.initialized, 0);
+    ev_jobq_fini_all();
     goto fail;
   }
   if (!external) {
-    /* The caller becomes loop 0: it will call eventer_loop(). */
-    G.loop0->thread = pthread_self();
-    G.loop0->claimed = 1;
-    EV_STORE(&G.loop0->bound, 1);
-    bind_self(G.loop0);
+    /* Every loop gets its own thread now; loop 0's waits for eventer_loop()
+     * or eventer_loop_return() (events added meanwhile wait in its queues). */
+    G.init_thread = pthread_self();
+    G.go = 0;
     for (int p = 0; p < G.npools; p++)
-      for (int i = 0; i < G.pools[p]->concurrency; i++) {
-        ev_loop_t *l = G.pools[p]->loops[i];
-        if (l == G.loop0) continue;
-        int rc = pthread_create(&l->thread, NULL, loop_thread_main, l);
-        /* Without its thread a loop would silently never run its events. */
-        if (rc != 0)
-          mtevFatal(mtev_error, "eventer: cannot start loop thread %s: %s\n",
-                    l->name, strerror(rc));
-        l->spawned = 1;
-        l->claimed = 1;
-        EV_STORE(&l->bound, 1);
-      }
+      for (int i = 0; i < G.pools[p]->concurrency; i++)
+        spawn_loop(G.pools[p]->loops[i]);
   }
   pthread_mutex_unlock(&G.start_lock);
+  watchdog_start_if_needed();
   mtevL(eventer_deb, "eventer: initialized (%d pools, %d loops in default,"
         " %s)\n", G.npools, n0, external ? "external drivers" : "own threads");
   return 0;
@@ -311,7 +593,7 @@ int eventer_pool_loop_attach(eventer_pool_t *pool, int loop_index) {
     errno = EBUSY;
     return -1;
   }
-  l->thread = pthread_self();
+  EV_STORE(&l->thread, pthread_self());
   EV_STORE(&l->bound, 1); /* after `thread`: readers check bound first */
   bind_self(l);
   return 0;
@@ -431,6 +713,22 @@ void ev_inbox_drain(ev_loop_t *l) {
   }
 }
 
+int ev_inbox_take(ev_loop_t *l, eventer_task_t *t) {
+  /* what is still in the inbox comes after what a drain is applying */
+  if (EV_LOAD(&l->inbox_nonempty)) {
+    eventer_task_t *more = inbox_take(l), **tail = &l->draining;
+    while (*tail) tail = &(*tail)->next;
+    *tail = more;
+  }
+  for (eventer_task_t **p = &l->draining; *p; p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      t->next = NULL;
+      return 1;
+    }
+  return 0;
+}
+
 int eventer_task_post(eventer_task_t *t) {
   ev_loop_t *l = ev_loop_self();
   if (!l || !t || !t->run) {
@@ -482,7 +780,17 @@ void ev_dispatch(ev_loop_t *l, eventer_t e, int mask, int kind) {
   struct timeval now = l->now;
   mtevL(eventer_deb, "eventer: %s dispatch %s mask 0x%x fd %d\n", l->name,
         eventer_name_for_callback(e->callback), mask, e->fd);
-  int rv = e->callback(e, mask, e->closure, &now);
+  if (EV_LOAD_RELAXED(&l->pool->watchdog_ns))
+    EV_STORE(&l->busy_cb, e->callback);
+  uint64_t t0 = cfg_loop_slow_ns ? eventer_mono_ns() : 0;
+  int rv = eventer_run_callback(e, mask, e->closure, &now);
+  if (t0) {
+    uint64_t took = eventer_mono_ns() - t0;
+    if (took > cfg_loop_slow_ns)
+      mtevL(mtev_notice, "eventer: %s callback %s (mask 0x%x) took %.3f ms\n",
+            l->thread_name, eventer_name_for_callback_e(e->callback, e), mask,
+            (double)took / 1e6);
+  }
   finish(l, e, mask, kind, rv);
 }
 
@@ -510,7 +818,7 @@ static void finish(ev_loop_t *l, eventer_t e, int mask, int kind, int rv) {
       /* re-owned from inside its callback: migrate with the new mask */
       ev_reg_remove(l, e);
       if (newmask) e->mask = newmask;
-      if (eventer_add(e) != 0) {
+      if (eventer_add_ex(e) != 0) {
         mtevL(eventer_err, "eventer: moving fd %d to another loop failed: %s\n",
               e->fd, strerror(errno));
         drop++;
@@ -522,7 +830,7 @@ static void finish(ev_loop_t *l, eventer_t e, int mask, int kind, int rv) {
     } else if (st == EV_ST_NONE && kind == EV_DK_TRIGGER) {
       /* a triggered, unregistered fd event enters the loop with its mask */
       if (newmask) e->mask = newmask;
-      if (eventer_add(e) != 0) {
+      if (eventer_add_ex(e) != 0) {
         mtevL(eventer_err, "eventer: adding triggered fd %d failed: %s\n",
               e->fd, strerror(errno));
         drop++;
@@ -537,8 +845,8 @@ static void finish(ev_loop_t *l, eventer_t e, int mask, int kind, int rv) {
       drop++;
     } else {
       int rc = kind == EV_DK_COMPLETE
-                   ? eventer_add_asynch_subqueue(e->jobq, e, e->subq)
-                   : eventer_add(e);
+                   ? eventer_add_asynch_subqueue_ex(e->jobq, e, e->subq)
+                   : eventer_add_ex(e);
       if (rc != 0) {
         mtevL(eventer_err, "eventer: re-adding event %p (callback %s) "
               "failed: %s\n", (void *)e,
@@ -565,8 +873,6 @@ static inline int must_return(ev_loop_t *l) {
   return 0;
 }
 
-#define EV_RECUR_MAX_SLEEP_MS 200 /* libmtev's default max_sleeptime */
-
 /* How long l may sleep for its timers and recurrent events, in ns, rounded
  * up to `unit` ns (waking a little late is fine, early would spin); -1:
  * nothing due. */
@@ -579,14 +885,23 @@ static int64_t sleep_for_ns(ev_loop_t *l, uint64_t unit) {
     ns = (int64_t)((n->deadline_ns - now + unit - 1) / unit * unit);
   }
   /* recurrent events run once per pass: as libmtev does, a loop that has
-   * some sleeps at most EV_RECUR_MAX_SLEEP_MS so they keep running */
-  const int64_t recur = (int64_t)EV_RECUR_MAX_SLEEP_MS * 1000000;
-  if (l->recur_head && (ns < 0 || ns > recur)) ns = recur;
+   * some sleeps at most eventer_max_sleeptime so they keep running (and so
+   * does a loop under a watchdog, which a pass proves alive) */
+  if (l->recur_head || EV_LOAD_RELAXED(&l->pool->watchdog_ns)) {
+    struct timeval m = eventer_max_sleeptime;
+    int64_t cap = ev_bad_delay(&m) ? 200000000
+                                   : (int64_t)m.tv_sec * 1000000000 +
+                                         (int64_t)m.tv_usec * 1000;
+    if (cap < 0 || cap > (int64_t)1 << 62) cap = 200000000;
+    if (ns < 0 || ns > cap) ns = cap;
+  }
   return ns;
 }
 
 static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
-  if (l->fifo_len > 0 || EV_LOAD(&l->stop)) return 0;
+  /* l->draining: cross-thread items taken out of the inbox mid-iteration
+   * (ev_inbox_take) wait for the next iteration's drain */
+  if (l->fifo_len > 0 || l->draining || EV_LOAD(&l->stop)) return 0;
   int64_t ns = sleep_for_ns(l, 1000000u);
   int64_t ms = ns < 0 ? -1 : ns / 1000000;
   if (max_wait) {
@@ -600,6 +915,8 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
   switch (l->phase) {
   case EV_PH_START:
     if (EV_LOAD(&l->stop)) return EVENTER_RUN_STOPPED;
+    if (EV_LOAD_RELAXED(&l->pool->watchdog_ns))
+      EV_STORE(&l->busy_since_ns, eventer_mono_ns());
     ev_wall_tv(&l->now);
     ev_inbox_drain(l);
     l->timers_now_ns = eventer_mono_ns();
@@ -645,7 +962,13 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
     l->phase = EV_PH_POLL;
     /* fallthrough */
   case EV_PH_POLL:
+    if (EV_LOAD_RELAXED(&l->busy_since_ns)) {
+      EV_STORE(&l->busy_since_ns, 0); /* waiting is not stalling */
+      EV_STORE(&l->busy_cb, NULL);
+    }
     l->nev = ev_poll_wait(l, poll_timeout_ms(l, max_wait));
+    if (EV_LOAD_RELAXED(&l->pool->watchdog_ns))
+      EV_STORE(&l->busy_since_ns, eventer_mono_ns());
     l->evi = 0;
     ev_wall_tv(&l->now);
     l->phase = EV_PH_FDS;
@@ -672,6 +995,7 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
       if (must_return(l)) return EVENTER_RUN_STEP;
     }
     l->phase = EV_PH_START;
+    if (EV_LOAD_RELAXED(&l->busy_since_ns)) EV_STORE(&l->busy_since_ns, 0);
     return EVENTER_RUN_DONE;
   }
   EV_ASSERT(0, "the loop phase is one of EV_PH_*");
@@ -751,7 +1075,7 @@ int64_t eventer_next_timeout_us(void) {
     errno = EINVAL;
     return -2;
   }
-  if (l->phase != EV_PH_START || l->paused.e || l->fifo_len ||
+  if (l->phase != EV_PH_START || l->paused.e || l->fifo_len || l->draining ||
       EV_LOAD(&l->inbox_nonempty) || EV_LOAD(&l->stop))
     return 0;
   int64_t ns = sleep_for_ns(l, 1000u);
@@ -765,28 +1089,52 @@ static void join_spawned(void) {
     for (int i = 0; i < G.pools[p]->concurrency; i++) {
       ev_loop_t *l = G.pools[p]->loops[i];
       if (l->spawned && !l->joined) {
-        pthread_join(l->thread, NULL);
+        pthread_join(EV_LOAD(&l->thread), NULL);
         l->joined = 1;
       }
     }
 }
 
-void eventer_loop_return(void) {
-  ev_loop_t *l = ev_loop_self();
-  if (!EV_LOAD(&G.initialized) || G.external || l != G.loop0)
-    mtevFatal(mtev_error, "eventer: eventer_loop()/eventer_loop_return() must"
-              " be called by the thread that called eventer_init()\n");
-  for (;;) {
-    int rc = eventer_run_once(NULL, NULL);
-    if (rc == EVENTER_RUN_STOPPED) break;
-    EV_ASSERT(rc >= 0, "run_once on loop 0 never fails");
+/* Lets loop 0's thread start.  The eventer_init() caller only, once. */
+static void release_loop0(void) {
+  int ok = EV_LOAD(&G.initialized) && !G.external &&
+           pthread_equal(pthread_self(), G.init_thread);
+  pthread_mutex_lock(&G.start_lock);
+  if (ok && G.go) ok = 0;
+  if (ok) {
+    G.go = 1;
+    pthread_cond_broadcast(&G.go_cond);
   }
+  pthread_mutex_unlock(&G.start_lock);
+  if (!ok)
+    mtevFatal(mtev_error, "eventer: eventer_loop()/eventer_loop_return() must"
+              " be called by the thread that called eventer_init(), once\n");
+}
+
+void eventer_loop_return(void) { release_loop0(); }
+
+void eventer_loop_wait(void) {
+  ev_loop_t *self = ev_loop_self();
+  if (self && self->spawned)
+    mtevFatal(mtev_error, "eventer: eventer_loop_wait() called on loop thread"
+              " %s: it would wait for itself\n", self->thread_name);
+  if (!EV_LOAD(&G.initialized)) return;
   join_spawned();
 }
 
 void eventer_loop(void) {
-  eventer_loop_return();
+  release_loop0();
+  join_spawned();
   exit(EXIT_SUCCESS);
+}
+
+int eventer_get_epoch(struct timeval *epoch) {
+  if (!EV_LOAD(&G.initialized)) {
+    errno = ENXIO;
+    return -1;
+  }
+  if (epoch) *epoch = G.started;
+  return 0;
 }
 
 void eventer_shutdown(void) {
@@ -799,6 +1147,10 @@ void eventer_shutdown(void) {
         ev_poll_wake(l);
       }
   pthread_mutex_unlock(&G.life_lock);
+  /* loop 0 may still wait for eventer_loop(): it stops without running */
+  pthread_mutex_lock(&G.start_lock);
+  pthread_cond_broadcast(&G.go_cond);
+  pthread_mutex_unlock(&G.start_lock);
 }
 
 static void drop_queued(ev_loop_t *l) {
@@ -815,12 +1167,14 @@ static void drop_queued(ev_loop_t *l) {
     ev_deref_n(e, (k == EV_DK_FD || k == EV_DK_RECUR) ? 1 : 2);
     if (jq) ev_jobq_release(jq);
   }
-  eventer_task_t *list = inbox_take(l);
-  while (list) {
-    eventer_task_t *t = list;
-    list = t->next;
-    ev_task_discard(t);
-  }
+  eventer_task_t *lists[2] = {l->draining, inbox_take(l)};
+  l->draining = NULL;
+  for (int i = 0; i < 2; i++)
+    while (lists[i]) {
+      eventer_task_t *t = lists[i];
+      lists[i] = t->next;
+      ev_task_discard(t);
+    }
   eventer_task_t *t;
   while ((t = fifo_pop(l))) ev_task_discard(t);
 }
@@ -843,6 +1197,7 @@ void eventer_fini(void) {
                             !EV_LOAD(&l->stopped_seen))))
         usleep(1000);
     }
+  watchdog_stop();
   pthread_mutex_lock(&G.life_lock);
   /* Job threads first: they may still post completions to loops. */
   ev_jobq_fini_all();
@@ -918,7 +1273,170 @@ eventer_pool_t *eventer_loop_pool(eventer_loop_t *loop) {
 
 const char *eventer_get_thread_name(void) {
   ev_loop_t *l = ev_loop_self();
-  return l ? l->name : NULL;
+  if (l) return l->thread_name;
+  const char *n = ev_thread_name_get();
+  if (n) return n;
+  static __thread char os_name[16];
+  if (pthread_getname_np(pthread_self(), os_name, sizeof(os_name)) != 0 ||
+      !os_name[0])
+    snprintf(os_name, sizeof(os_name), "unnamed");
+  return os_name;
+}
+
+/* ---- iteration over registered events --------------------------------------------------------- */
+
+void eventer_foreach_timedevent(void (*fn)(eventer_t e, void *closure),
+                                void *closure) {
+  if (!fn) return;
+  size_t n = 0, cap = 0;
+  eventer_t *found = NULL;
+  pthread_mutex_lock(&G.life_lock);
+  if (EV_LOAD(&G.initialized))
+    for (int p = 0; p < G.npools; p++)
+      for (int i = 0; i < G.pools[p]->concurrency; i++) {
+        ev_loop_t *l = G.pools[p]->loops[i];
+        ev_heap_lock(l);
+        for (uint32_t h = 0; h < l->heap_len; h++) {
+          eventer_timer_node_t *node = l->heap[h];
+          if (node->fire != ev_timer_event_fire) continue; /* not an event */
+          if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            eventer_t *nf = realloc(found, ncap * sizeof(*nf));
+            if (!nf) break; /* what we have is still worth visiting */
+            found = nf;
+            cap = ncap;
+          }
+          /* on the heap, it holds the eventer's reference: ours is safe */
+          eventer_t e = EV_CONTAINER_OF(node, struct _event, tnode);
+          eventer_ref(e);
+          found[n++] = e;
+        }
+        ev_heap_unlock(l);
+      }
+  pthread_mutex_unlock(&G.life_lock);
+  for (size_t i = 0; i < n; i++) {
+    fn(found[i], closure);
+    eventer_deref(found[i]);
+  }
+  free(found);
+}
+
+/* ---- watchdog ------------------------------------------------------------------------------------ */
+
+void eventer_pool_watchdog_timeout(eventer_pool_t *pool, double timeout) {
+  if (!pool || !(timeout >= 0) || timeout > 4e9) return;
+  EV_STORE(&pool->watchdog_ns, (uint64_t)llround(timeout * 1e9));
+  watchdog_start_if_needed();
+  /* a shorter timeout is checked more often from now on */
+  pthread_mutex_lock(&G.wd_lock);
+  pthread_cond_signal(&G.wd_cond);
+  pthread_mutex_unlock(&G.wd_lock);
+}
+
+double eventer_watchdog_timeout(void) {
+  ev_loop_t *l = ev_loop_self();
+  return l ? (double)EV_LOAD(&l->pool->watchdog_ns) / 1e9 : 0.0;
+}
+
+mtev_boolean eventer_watchdog_timeout_timeval(struct timeval *dur) {
+  ev_loop_t *l = ev_loop_self();
+  uint64_t ns = l ? EV_LOAD(&l->pool->watchdog_ns) : 0;
+  if (!ns) return mtev_false;
+  if (dur) {
+    dur->tv_sec = (time_t)(ns / 1000000000u);
+    dur->tv_usec = (suseconds_t)(ns % 1000000000u / 1000u);
+  }
+  return mtev_true;
+}
+
+/* One look at every loop: a loop busy in one iteration for longer than
+ * its pool's timeout is reported once.  Returns the shortest timeout (0:
+ * none), which sets how often to look. */
+static uint64_t watchdog_scan(void) {
+  uint64_t shortest = 0, now = eventer_mono_ns();
+  pthread_mutex_lock(&G.life_lock);
+  if (EV_LOAD(&G.initialized))
+    for (int p = 0; p < G.npools; p++) {
+      eventer_pool_t *pool = G.pools[p];
+      uint64_t to = EV_LOAD(&pool->watchdog_ns);
+      if (!to) continue;
+      if (!shortest || to < shortest) shortest = to;
+      for (int i = 0; i < pool->concurrency; i++) {
+        ev_loop_t *l = pool->loops[i];
+        uint64_t since = EV_LOAD(&l->busy_since_ns);
+        if (!since || now <= since || now - since <= to ||
+            l->wd_reported == since)
+          continue;
+        l->wd_reported = since;
+        eventer_func_t cb = EV_LOAD(&l->busy_cb);
+        mtevL(mtev_error, "eventer: watchdog: loop %s has been in one "
+              "iteration for %.3f s (timeout %.3f s), running %s\n",
+              l->thread_name, (double)(now - since) / 1e9, (double)to / 1e9,
+              cb ? eventer_name_for_callback(cb) : "no callback");
+      }
+    }
+  pthread_mutex_unlock(&G.life_lock);
+  return shortest;
+}
+
+static void *watchdog_main(void *arg) {
+  (void)arg;
+  pthread_setname_np(pthread_self(), "e:watchdog");
+  ev_thread_name_set("e:watchdog");
+  pthread_mutex_lock(&G.wd_lock);
+  while (!G.wd_stop) {
+    pthread_mutex_unlock(&G.wd_lock);
+    uint64_t shortest = watchdog_scan();
+    /* look four times per (shortest) timeout, between 1 ms and 1 s */
+    uint64_t period = shortest ? shortest / 4 : 1000000000u;
+    if (period < 1000000u) period = 1000000u;
+    if (period > 1000000000u) period = 1000000000u;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + period;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&G.wd_lock);
+    if (!G.wd_stop) pthread_cond_timedwait(&G.wd_cond, &G.wd_lock, &ts);
+  }
+  pthread_mutex_unlock(&G.wd_lock);
+  return NULL;
+}
+
+static void watchdog_start_if_needed(void) {
+  int any = 0;
+  if (!EV_LOAD(&G.initialized)) return;
+  for (int p = 0; p < G.npools; p++)
+    if (EV_LOAD(&G.pools[p]->watchdog_ns)) any = 1;
+  if (!any) return;
+  pthread_mutex_lock(&G.wd_lock);
+  if (!G.wd_running) {
+    static int cond_ready;
+    if (!cond_ready) {
+      pthread_condattr_t ca;
+      pthread_condattr_init(&ca);
+      pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+      pthread_cond_init(&G.wd_cond, &ca);
+      pthread_condattr_destroy(&ca);
+      cond_ready = 1;
+    }
+    G.wd_stop = 0;
+    if (pthread_create(&G.wd_thread, NULL, watchdog_main, NULL) == 0)
+      G.wd_running = 1;
+    else
+      mtevL(mtev_error, "eventer: cannot start the watchdog thread\n");
+  }
+  pthread_mutex_unlock(&G.wd_lock);
+}
+
+static void watchdog_stop(void) {
+  pthread_mutex_lock(&G.wd_lock);
+  int running = G.wd_running;
+  G.wd_stop = 1;
+  G.wd_running = 0;
+  if (running) pthread_cond_signal(&G.wd_cond);
+  pthread_mutex_unlock(&G.wd_lock);
+  if (running) pthread_join(G.wd_thread, NULL);
 }
 
 pthread_t eventer_choose_owner_pool(eventer_pool_t *pool, int n) {
@@ -930,7 +1448,7 @@ pthread_t eventer_choose_owner_pool(eventer_pool_t *pool, int n) {
   else
     idx = (int)(u % (unsigned)c);
   ev_loop_t *l = pool->loops[idx];
-  return EV_LOAD(&l->bound) ? l->thread : (pthread_t)0;
+  return EV_LOAD(&l->bound) ? EV_LOAD(&l->thread) : (pthread_t)0;
 }
 
 pthread_t eventer_choose_owner(int n) {

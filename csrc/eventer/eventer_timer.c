@@ -10,6 +10,7 @@
 #include "eventer_impl.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -81,8 +82,18 @@ static void sift_down(ev_loop_t *l, uint32_t i) {
   place(l, i, n);
 }
 
+void ev_heap_lock(ev_loop_t *l) {
+  while (__atomic_exchange_n(&l->heap_lock, 1, __ATOMIC_ACQUIRE))
+    sched_yield(); /* held only by a reader copying the heap */
+}
+
+void ev_heap_unlock(ev_loop_t *l) {
+  __atomic_store_n(&l->heap_lock, 0, __ATOMIC_RELEASE);
+}
+
 void ev_heap_insert(ev_loop_t *l, eventer_timer_node_t *n) {
   EV_ASSERT(n->loop == NULL, "a timer node is on at most one heap");
+  ev_heap_lock(l);
   if (l->heap_len == l->heap_cap) {
     uint32_t cap = l->heap_cap ? l->heap_cap * 2 : 64;
     eventer_timer_node_t **h = realloc(l->heap, cap * sizeof(*h));
@@ -97,6 +108,7 @@ void ev_heap_insert(ev_loop_t *l, eventer_timer_node_t *n) {
   n->loop = l;
   place(l, l->heap_len++, n);
   sift_up(l, n->heap_idx);
+  ev_heap_unlock(l);
 }
 
 void ev_heap_remove(ev_loop_t *l, eventer_timer_node_t *n) {
@@ -104,6 +116,7 @@ void ev_heap_remove(ev_loop_t *l, eventer_timer_node_t *n) {
   uint32_t i = n->heap_idx;
   EV_ASSERT(i < l->heap_len && l->heap[i] == n,
             "a queued timer node's heap_idx points at itself");
+  ev_heap_lock(l);
   l->heap_len--;
   if (i != l->heap_len) {
     eventer_timer_node_t *last = l->heap[l->heap_len];
@@ -115,6 +128,7 @@ void ev_heap_remove(ev_loop_t *l, eventer_timer_node_t *n) {
       sift_down(l, i);
   }
   n->loop = NULL;
+  ev_heap_unlock(l);
 }
 
 eventer_timer_node_t *ev_heap_min(ev_loop_t *l) {

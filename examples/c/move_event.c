@@ -116,7 +116,7 @@ static void serve(eventer_aco_t e) {
   /* Give the listener back to the loop as a classic event: the next
    * connection comes through classic_callback again. */
   eventer_aco_free(e);
-  if (eventer_add(eventer_alloc_fd(classic_callback, NULL, lfd,
+  if (eventer_add_ex(eventer_alloc_fd(classic_callback, NULL, lfd,
                                    EVENTER_READ)) != 0)
     mtevL(mtev_error, "re-adding the listener: %s\n", strerror(errno));
   if (fd < 0) {
@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   /* the classic event the seed's classic_callback is written for */
-  if (eventer_add(eventer_alloc_fd(classic_callback, NULL, lfd,
+  if (eventer_add_ex(eventer_alloc_fd(classic_callback, NULL, lfd,
                                    EVENTER_READ)) != 0) {
     perror("eventer_add");
     return 1;

@@ -1579,7 +1579,7 @@ static void test_convert_connect_accept(void) {
   T_EQ(oa->result, -1);
   T_EQ(oa->err, EINVAL);
   eventer_t reg = eventer_alloc_fd(dummy_cb, NULL, sv[1], EVENTER_READ);
-  T_EQ(eventer_add(reg), 0);
+  T_EQ(eventer_add_ex(reg), 0);
   px_op(pa, EVENTER_PROXY_CONVERT, reg, NULL, 0, NO_TMO); /* registered */
   T_EQ(px_run(pa), 1);
   T_EQ(oa->result, -1);
@@ -1901,7 +1901,7 @@ static void test_foreign_closures(void) {
   T_CHECK(box != NULL);
   T_EQ(eventer_foreign_closure_id(box), 77);
   eventer_t t = eventer_alloc_timer(foreign_cb, box, NULL);
-  T_EQ(eventer_add(t), 0);
+  T_EQ(eventer_add_ex(t), 0);
   nfcb = 0;
   drive_until(&cb_steps, 1, 5000);
   T_EQ(nfcb, 1);
@@ -1941,7 +1941,7 @@ static void test_foreign_closures(void) {
                        EVENTER_READ);
   nfcb = 0;
   int cb0 = cb_steps;
-  T_EQ(eventer_trigger(e, EVENTER_READ), 0);
+  T_EQ(eventer_trigger_ex(e, EVENTER_READ), 0);
   drive_until(&cb_steps, cb0 + 1, 5000);
   T_EQ(fcb_ids[0], 66);
   finish_iteration();
@@ -1967,7 +1967,7 @@ static void test_foreign_closures(void) {
   /* still registered at teardown: dead once the eventer drops it */
   e = eventer_alloc_fd(foreign_cb, eventer_foreign_closure_new(55), sv[1],
                        EVENTER_READ);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   quiet(5);
   drv_teardown();
   T_EQ(dead(out, 64), 1);

@@ -47,7 +47,7 @@ static void test_return_masks(void) {
   script[1] = EVENTER_READ | EVENTER_EXCEPTION;
   script[2] = EVENTER_EXCEPTION;
   script[3] = 0;
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   T_PTR_EQ(eventer_find_fd(p[0]), e);
   ev_turn();
   ev_turn();
@@ -76,7 +76,7 @@ static void test_return_masks(void) {
   script[0] = EVENTER_WRITE;
   script[1] = 0;
   e = eventer_alloc_fd(scripted_cb, NULL, sv[0], EVENTER_READ);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   ev_turn();
   ev_turn();
   T_EQ(nseen, 2);
@@ -89,8 +89,8 @@ static void test_return_masks(void) {
   script[0] = EVENTER_READ;
   script[1] = 0;
   e = eventer_alloc_fd(scripted_cb, NULL, sv[0], EVENTER_READ);
-  T_EQ(eventer_add(e), 0);
-  T_EQ(eventer_update(e, EVENTER_WRITE), 0);
+  T_EQ(eventer_add_ex(e), 0);
+  T_EQ(eventer_update_ex(e, EVENTER_WRITE), 0);
   T_EQ(eventer_get_mask(e), EVENTER_WRITE);
   ev_turn();
   T_EQ(masks_seen[0], EVENTER_WRITE);
@@ -120,7 +120,7 @@ static int readd_self_cb(eventer_t e, int mask, void *c, struct timeval *now) {
     T_EQ(mask, EVENTER_READ);
     T_PTR_EQ(eventer_remove_fde(e), e);
     eventer_set_mask(e, EVENTER_WRITE);
-    T_EQ(eventer_add(e), 0);
+    T_EQ(eventer_add_ex(e), 0);
     return EVENTER_WRITE;
   }
   T_EQ(mask, EVENTER_WRITE);
@@ -135,7 +135,7 @@ static void test_remove_keep_and_readd(void) {
   T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
   T_EQ(write(sv[1], "y", 1), 1);
   eventer_t e = eventer_alloc_fd(keep_cb, NULL, sv[0], EVENTER_READ);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   ev_turn();
   ev_turn();
   T_PTR_EQ(kept, e);
@@ -145,7 +145,7 @@ static void test_remove_keep_and_readd(void) {
 
   readds = 0;
   e = eventer_alloc_fd(readd_self_cb, NULL, sv[0], EVENTER_READ);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   ev_turn();
   ev_turn();
   T_EQ(readds, 2);
@@ -154,9 +154,9 @@ static void test_remove_keep_and_readd(void) {
   /* a second event for a registered fd is refused */
   e = eventer_alloc_fd(keep_cb, NULL, sv[0], EVENTER_READ);
   eventer_t e2 = eventer_alloc_fd(keep_cb, NULL, sv[0], EVENTER_WRITE);
-  T_EQ(eventer_add(e), 0);
-  T_ERRNO(eventer_add(e2), EEXIST);
-  T_ERRNO(eventer_add(e), EBUSY);
+  T_EQ(eventer_add_ex(e), 0);
+  T_ERRNO(eventer_add_ex(e2), EEXIST);
+  T_ERRNO(eventer_add_ex(e), EBUSY);
   T_PTR_EQ(eventer_remove_fd(sv[0]), e);
   T_CHECK(eventer_remove_fd(sv[0]) == NULL);
   T_EQ(errno, ENOENT);
@@ -181,7 +181,7 @@ static void lazy_child(void *arg) {
   int p[2];
   make_pipe(p);
   T_EQ(write(p[1], "x", 1), 1);
-  T_EQ(eventer_add(eventer_alloc_fd(lazy_cb, NULL, p[0], EVENTER_READ)), 0);
+  T_EQ(eventer_add_ex(eventer_alloc_fd(lazy_cb, NULL, p[0], EVENTER_READ)), 0);
   ev_turn();
 }
 
@@ -225,7 +225,7 @@ static int batch_cb(eventer_t e, int mask, void *c, struct timeval *now) {
     if (i == me) continue;
     make_pipe(bp[i]);
     bev[i] = eventer_alloc_fd(fresh_cb, NULL, bp[i][0], EVENTER_READ);
-    T_EQ(eventer_add(bev[i]), 0);
+    T_EQ(eventer_add_ex(bev[i]), 0);
   }
   /* and itself: removed and done */
   T_PTR_EQ(eventer_remove_fde(e), e);
@@ -241,7 +241,7 @@ static void test_mutations_in_one_batch(void) {
     T_EQ(write(bp[i][1], "x", 1), 1);
     bev[i] = eventer_alloc_fd(batch_cb, (void *)(intptr_t)i, bp[i][0],
                               EVENTER_READ);
-    T_EQ(eventer_add(bev[i]), 0);
+    T_EQ(eventer_add_ex(bev[i]), 0);
     batch_calls[i] = 0;
   }
   fresh_calls = 0;
@@ -283,7 +283,7 @@ static int first_cb(eventer_t e, int mask, void *c, struct timeval *now) {
   first_calls++;
   if (first_calls == 1) {
     T_PTR_EQ(eventer_remove(later_ev), later_ev);
-    T_EQ(eventer_add(later_ev), 0);
+    T_EQ(eventer_add_ex(later_ev), 0);
   }
   T_PTR_EQ(eventer_remove_fde(e), e);
   return 0;
@@ -300,8 +300,8 @@ static void test_readd_later_in_batch(void) {
    * so `ea` comes first in the first batch */
   eventer_t ea = eventer_alloc_fd(first_cb, NULL, a[0], EVENTER_READ);
   later_ev = eventer_alloc_fd(later_cb, NULL, b[0], EVENTER_READ);
-  T_EQ(eventer_add(ea), 0);
-  T_EQ(eventer_add(later_ev), 0);
+  T_EQ(eventer_add_ex(ea), 0);
+  T_EQ(eventer_add_ex(later_ev), 0);
   later_calls = first_calls = 0;
   ev_turn();
   T_EQ(first_calls, 1);
@@ -332,10 +332,10 @@ static void test_trigger(void) {
   make_pipe(p);
   eventer_t e = eventer_alloc_fd(trig_cb, NULL, p[0], EVENTER_READ);
   ntrig = 0;
-  T_EQ(eventer_trigger(e, EVENTER_READ | EVENTER_WRITE), 0);
+  T_EQ(eventer_trigger_ex(e, EVENTER_READ | EVENTER_WRITE), 0);
   T_EQ(ntrig, 0); /* never inside the caller */
-  T_ERRNO(eventer_trigger(e, EVENTER_READ), EBUSY);
-  T_ERRNO(eventer_add(e), EBUSY);
+  T_ERRNO(eventer_trigger_ex(e, EVENTER_READ), EBUSY);
+  T_ERRNO(eventer_add_ex(e), EBUSY);
   ev_turn();
   T_EQ(ntrig, 1);
   T_EQ(trig_masks[0], EVENTER_READ | EVENTER_WRITE);
@@ -350,7 +350,7 @@ static void test_trigger(void) {
 
   /* a pending trigger can be taken back */
   e = eventer_alloc_fd(trig_cb, NULL, p[0], EVENTER_READ);
-  T_EQ(eventer_trigger(e, EVENTER_READ), 0);
+  T_EQ(eventer_trigger_ex(e, EVENTER_READ), 0);
   T_PTR_EQ(eventer_remove(e), e);
   ev_turn();
   T_EQ(ntrig, 2);
@@ -407,7 +407,7 @@ static void test_ten_thousand_fds(void) {
       n = i;
       break;
     }
-    T_EQ(eventer_add(eventer_alloc_fd(many_cb, NULL, fds[i], EVENTER_READ)), 0);
+    T_EQ(eventer_add_ex(eventer_alloc_fd(many_cb, NULL, fds[i], EVENTER_READ)), 0);
   }
   T_CHECK(n > 100);
   ev_turn();

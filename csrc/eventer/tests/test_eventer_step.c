@@ -81,7 +81,7 @@ static int c_cb(eventer_t e, int mask, void *c, struct timeval *now) {
   if (!strcmp(what, "A")) {
     T_EQ(read(pa[0], &b, 1), 1);
     eventer_t x = eventer_alloc_fd(foreign_cb, "X", px[0], EVENTER_READ);
-    T_EQ(eventer_trigger(x, EVENTER_READ | EVENTER_WRITE), 0);
+    T_EQ(eventer_trigger_ex(x, EVENTER_READ | EVENTER_WRITE), 0);
     tr("A");
     return EVENTER_READ;
   }
@@ -148,8 +148,8 @@ static void scenario_setup(void) {
   T_EQ(eventer_task_post(&p2), 0);
   ev_r = eventer_alloc_recurrent(foreign_cb, "R");
   ev_r2 = eventer_alloc_recurrent(c_cb, "R2");
-  T_EQ(eventer_add(ev_r), 0);
-  T_EQ(eventer_add(ev_r2), 0);
+  T_EQ(eventer_add_ex(ev_r), 0);
+  T_EQ(eventer_add_ex(ev_r2), 0);
   mkpipe(pa), mkpipe(pb), mkpipe(pc), mkpipe(pd), mkpipe(pe), mkpipe(px);
   /* ready before they are added: the first batch is in add order */
   T_EQ(write(pa[1], "a", 1), 1);
@@ -157,13 +157,13 @@ static void scenario_setup(void) {
   T_EQ(write(pc[1], "c", 1), 1);
   T_EQ(write(pd[1], "d", 1), 1);
   ev_a = eventer_alloc_fd(c_cb, "A", pa[0], EVENTER_READ);
-  T_EQ(eventer_add(ev_a), 0);
-  T_EQ(eventer_add(eventer_alloc_fd(foreign_cb, "B", pb[0], EVENTER_READ)), 0);
+  T_EQ(eventer_add_ex(ev_a), 0);
+  T_EQ(eventer_add_ex(eventer_alloc_fd(foreign_cb, "B", pb[0], EVENTER_READ)), 0);
   ev_c = eventer_alloc_fd(c_cb, "C", pc[0], EVENTER_READ);
-  T_EQ(eventer_add(ev_c), 0);
+  T_EQ(eventer_add_ex(ev_c), 0);
   ev_d = eventer_alloc_fd(c_cb, "D", pd[0], EVENTER_READ);
-  T_EQ(eventer_add(ev_d), 0);
-  T_EQ(eventer_add(eventer_alloc_fd(c_cb, "E", pe[0], EVENTER_READ)), 0);
+  T_EQ(eventer_add_ex(ev_d), 0);
+  T_EQ(eventer_add_ex(eventer_alloc_fd(c_cb, "E", pe[0], EVENTER_READ)), 0);
 }
 
 static void scenario_teardown(void) {
@@ -282,7 +282,7 @@ static void test_misuse(void) {
 
   /* a paused callback needs its rv back, for the right event */
   eventer_t e1 = eventer_alloc_timer(f2_cb, NULL, NULL);
-  T_EQ(eventer_add(e1), 0);
+  T_EQ(eventer_add_ex(e1), 0);
   struct timeval zero = {0, 0};
   T_EQ(eventer_run_once(&st, &zero), EVENTER_RUN_STEP);
   T_EQ(st.kind, EVENTER_STEP_CALLBACK);
@@ -329,7 +329,7 @@ static void lazy_foreign_child(void *arg) {
   int p[2];
   mkpipe(p);
   T_EQ(write(p[1], "x", 1), 1);
-  T_EQ(eventer_add(eventer_alloc_fd(lazy_foreign_cb, NULL, p[0], EVENTER_READ)), 0);
+  T_EQ(eventer_add_ex(eventer_alloc_fd(lazy_foreign_cb, NULL, p[0], EVENTER_READ)), 0);
   eventer_step_t st = {0};
   struct timeval zero = {0, 0};
   T_EQ(eventer_run_once(&st, &zero), EVENTER_RUN_STEP);
@@ -360,7 +360,7 @@ static void test_foreign_fd_rv_applied(void) {
   T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
   T_EQ(write(sv[1], "y", 1), 1);
   nfm = 0;
-  T_EQ(eventer_add(eventer_alloc_fd(fmask_cb, NULL, sv[0], EVENTER_READ)), 0);
+  T_EQ(eventer_add_ex(eventer_alloc_fd(fmask_cb, NULL, sv[0], EVENTER_READ)), 0);
   eventer_step_t st = {0};
   drive_iteration(&st);
   drive_iteration(&st);
@@ -412,7 +412,7 @@ static void test_tasks(void) {
   mkpipe(p);
   T_EQ(write(p[1], "x", 1), 1);
   eventer_t e = eventer_alloc_fd(hit_cb, NULL, p[0], EVENTER_READ);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   fd_hits = 0;
   ev_turn();
   T_EQ(ntask_log, 3); /* 1 2 3: one run each this iteration */

@@ -5,6 +5,7 @@
  * ThreadSanitizer.
  */
 #include "evtest.h"
+#include "eventer_impl.h" /* one white-box case: remove_storm_before_queued_add */
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -53,8 +54,9 @@ static void run_until(int (*done)(void), int timeout_ms) {
   w.deadline_us = t_now_us() + (uint64_t)timeout_ms * 1000u;
   eventer_t e = eventer_alloc_timer(watch_cb, &w, NULL);
   T_CHECK(e);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   eventer_loop_return();
+  eventer_loop_wait();
 }
 
 /* ---- contention: 4 threads adding, triggering, posting to every loop ----------------- */
@@ -110,15 +112,15 @@ static void *producer(void *arg) {
     T_CHECK(owner != (pthread_t)0);
     /* a timer due now, on that loop */
     eventer_t t = eventer_alloc_timer(x_timer_cb, NULL, NULL);
-    T_EQ(eventer_set_owner(t, owner), 0);
-    T_EQ(eventer_add(t), 0);
+    T_EQ(eventer_set_owner_ex(t, owner), 0);
+    T_EQ(eventer_add_ex(t), 0);
     /* a triggered fd event */
     int fd = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
     T_CHECK(fd >= 0);
     eventer_t f = eventer_alloc_fd(x_fd_cb, NULL, fd, EVENTER_READ);
-    T_EQ(eventer_set_owner(f, owner), 0);
+    T_EQ(eventer_set_owner_ex(f, owner), 0);
     eventer_loop_t *loop = eventer_get_owner_loop(f);
-    T_EQ(eventer_trigger(f, EVENTER_READ | EVENTER_WRITE), 0);
+    T_EQ(eventer_trigger_ex(f, EVENTER_READ | EVENTER_WRITE), 0);
     /* a task */
     x_task_t *xt = calloc(1, sizeof(*xt));
     xt->task.run = x_task_run;
@@ -137,8 +139,9 @@ static int contention_done(void) {
 static void test_cross_thread_contention(void) {
   set_concurrency(4);
   T_EQ(eventer_init(), 0);
-  T_CHECK(eventer_in_loop()); /* the init thread is loop 0 */
-  T_CHECK(pthread_equal(eventer_choose_owner(0), pthread_self()));
+  T_CHECK(!eventer_in_loop()); /* every loop has a thread of its own */
+  T_CHECK(eventer_choose_owner(0) != (pthread_t)0);
+  T_CHECK(!pthread_equal(eventer_choose_owner(0), pthread_self()));
   per_thread = (int)t_scale(200, 4); /* at most 4 * 200 eventfds open */
   timers_fired = triggers_done = tasks_run = wrong_thread = 0;
   pthread_t th[4];
@@ -175,9 +178,9 @@ static void *late_adder(void *arg) {
    * wake it through the eventfd and fire on time */
   usleep(20000);
   eventer_t e = eventer_in_s_us(on_time_cb, NULL, 0, 30000);
-  T_EQ(eventer_set_owner(e, eventer_choose_owner(1)), 0);
+  T_EQ(eventer_set_owner_ex(e, eventer_choose_owner(1)), 0);
   __atomic_store_n(&far_added_us, t_now_us(), __ATOMIC_RELEASE);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   return NULL;
 }
 
@@ -187,8 +190,8 @@ static void test_cross_thread_timer_on_time(void) {
   set_concurrency(2);
   T_EQ(eventer_init(), 0);
   eventer_t far = eventer_in_s_us(never_cb, NULL, 100, 0);
-  T_EQ(eventer_set_owner(far, eventer_choose_owner(1)), 0);
-  T_EQ(eventer_add(far), 0); /* queued cross-thread: loop 1 is running */
+  T_EQ(eventer_set_owner_ex(far, eventer_choose_owner(1)), 0);
+  T_EQ(eventer_add_ex(far), 0); /* queued cross-thread: loop 1 is running */
   on_time_done = 0;
   pthread_t th;
   T_EQ(pthread_create(&th, NULL, late_adder, NULL), 0);
@@ -233,7 +236,7 @@ static void test_pools_and_owners(void) {
   /* libmtev's rule: 0 is loop 0, other n spread over loops 1..N-1 */
   pthread_t o0 = eventer_choose_owner(0), o1 = eventer_choose_owner(1),
             o2 = eventer_choose_owner(2), o3 = eventer_choose_owner(3);
-  T_CHECK(pthread_equal(o0, pthread_self()));
+  T_CHECK(o0 != (pthread_t)0 && !pthread_equal(o0, pthread_self()));
   T_CHECK(!pthread_equal(o1, o0) && !pthread_equal(o2, o0) &&
           !pthread_equal(o1, o2));
   T_CHECK(pthread_equal(o3, o1));
@@ -249,18 +252,18 @@ static void test_pools_and_owners(void) {
   pthread_t owners[4] = {o0, o2, i0, i1};
   for (int k = 0; k < 4; k++) {
     eventer_t e = eventer_alloc_timer(pool_cb, (void *)(intptr_t)k, NULL);
-    T_EQ(eventer_set_owner(e, owners[k]), 0);
+    T_EQ(eventer_set_owner_ex(e, owners[k]), 0);
     T_PTR_EQ(eventer_get_pool_for_event(e), k < 2 ? def : io);
-    T_EQ(eventer_add(e), 0);
+    T_EQ(eventer_add_ex(e), 0);
   }
   eventer_t stray = eventer_alloc_timer(pool_cb, NULL, NULL);
-  T_ERRNO(eventer_set_owner(stray, (pthread_t)0), EINVAL);
+  T_ERRNO(eventer_set_owner_ex(stray, (pthread_t)0), EINVAL);
   eventer_free(stray);
   run_until(pools_done, 30000);
-  T_STR_EQ(pool_names[0], "default/0");
-  T_STR_EQ(pool_names[1], "default/1"); /* n = 2: 1 + 2 % 2 */
-  T_STR_EQ(pool_names[2], "io/0");
-  T_STR_EQ(pool_names[3], "io/1");
+  T_STR_EQ(pool_names[0], "e:default/0");
+  T_STR_EQ(pool_names[1], "e:default/1"); /* n = 2: 1 + 2 % 2 */
+  T_STR_EQ(pool_names[2], "e:io/0");
+  T_STR_EQ(pool_names[3], "e:io/1");
   ev_teardown();
 }
 
@@ -284,8 +287,8 @@ static void test_cross_thread_remove_update(void) {
   /* remove from a non-owner thread: queued, returns NULL/EINPROGRESS,
    * and the owner drops the eventer's reference */
   eventer_t far = eventer_in_s_us(never_cb, NULL, 100, 0);
-  T_EQ(eventer_set_owner(far, eventer_choose_owner(1)), 0);
-  T_EQ(eventer_add(far), 0);
+  T_EQ(eventer_set_owner_ex(far, eventer_choose_owner(1)), 0);
+  T_EQ(eventer_add_ex(far), 0);
   T_CHECK(eventer_remove(far) == NULL);
   T_EQ(errno, EINPROGRESS);
   uint64_t end = t_now_us() + 10000000u;
@@ -299,11 +302,11 @@ static void test_cross_thread_remove_update(void) {
   T_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
   nupd = 0;
   eventer_t e = eventer_alloc_fd(upd_cb, NULL, p[1], EVENTER_READ);
-  T_EQ(eventer_set_owner(e, eventer_choose_owner(1)), 0);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_set_owner_ex(e, eventer_choose_owner(1)), 0);
+  T_EQ(eventer_add_ex(e), 0);
   usleep(20000);
   T_EQ(LOADA(&nupd), 0);
-  T_EQ(eventer_update(e, EVENTER_WRITE), 0);
+  T_EQ(eventer_update_ex(e, EVENTER_WRITE), 0);
   end = t_now_us() + 10000000u;
   while (LOADA(&nupd) < 2) {
     T_CHECK(t_now_us() < end);
@@ -313,6 +316,7 @@ static void test_cross_thread_remove_update(void) {
   /* stop everything with the fd event still registered: teardown frees it */
   eventer_shutdown();
   eventer_loop_return();
+  eventer_loop_wait();
   ev_teardown();
   close(p[0]);
   close(p[1]);
@@ -329,7 +333,7 @@ static void *race_adder(void *arg) {
   (void)arg;
   while (!LOADA(&race_stop)) {
     eventer_ref(race_ev); /* the reference the add hands over */
-    if (eventer_add(race_ev) == 0)
+    if (eventer_add_ex(race_ev) == 0)
       INC(&race_adds);
     else
       eventer_deref(race_ev);
@@ -348,10 +352,11 @@ static void *race_remover(void *arg) {
 static void test_cross_thread_add_remove_race(void) {
   set_concurrency(1);
   T_EQ(eventer_init(), 0);
+  eventer_loop_return(); /* loop 0 runs on its own thread from here */
   int64_t base = eventer_allocations_current();
-  struct timeval far = {t_now_us() / 1000000 + 3600, 0};
+  struct timeval far = ms_from_now(3600 * 1000); /* wall clock, as whence */
   race_ev = eventer_alloc_timer(never_cb, NULL, &far);
-  T_EQ(eventer_set_owner(race_ev, eventer_choose_owner(0)), 0);
+  T_EQ(eventer_set_owner_ex(race_ev, eventer_choose_owner(0)), 0);
   race_stop = race_adds = race_removes = 0;
   pthread_t a, r;
   pthread_create(&a, NULL, race_adder, NULL);
@@ -371,7 +376,53 @@ static void test_cross_thread_add_remove_race(void) {
   T_EQ(eventer_allocations_current(), base + 1);
   eventer_free(race_ev);
   eventer_shutdown();
-  eventer_loop_return();
+  eventer_loop_wait();
+  ev_teardown();
+}
+
+/* Many removes posted while an add from another thread is reserved but
+ * not yet posted (the window inside eventer_add): the owner applies them
+ * one after the other.  It used to drain its queue again for each one,
+ * recursively, and a long enough burst overflowed the loop's stack.  The
+ * window is opened by hand here (white-box: eventer_impl.h), so the test
+ * does not depend on the race. */
+#define STORM 100000
+static eventer_t storm_ev;
+static int storm_refused;
+
+static void *storm_remover(void *arg) {
+  (void)arg;
+  for (int i = 0; i < STORM; i++)
+    if (eventer_remove(storm_ev) != NULL || errno != EINPROGRESS) storm_refused++;
+  return NULL;
+}
+
+static void test_remove_storm_before_queued_add(void) {
+  ev_setup_external(1);
+  int64_t base = eventer_allocations_current();
+  struct timeval far = ms_from_now(3600 * 1000);
+  storm_ev = eventer_alloc_timer(never_cb, NULL, &far);
+  eventer_ref(storm_ev); /* ours; the other goes to the eventer */
+  /* the first half of eventer_add on another thread: reserved */
+  int expect = EV_ST_NONE;
+  T_CHECK(__atomic_compare_exchange_n(&storm_ev->state, &expect, EV_ST_QUEUED, 0,
+                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+  storm_ev->tnode.deadline_ns = ev_deadline_for_whence(&far);
+  storm_ev->deadline_preset = 1;
+  storm_refused = 0;
+  pthread_t th;
+  T_EQ(pthread_create(&th, NULL, storm_remover, NULL), 0);
+  pthread_join(th, NULL);
+  T_EQ(storm_refused, 0); /* each was queued */
+  /* ... and its second half, after the burst */
+  storm_ev->xop = EV_XOP_ADD;
+  storm_ev->xtask.run = ev_xop_run;
+  ev_inbox_push(ev_event_owner(storm_ev), &storm_ev->xtask);
+  ev_turn(); /* applies the burst, then the add, without recursing */
+  /* the first remove took the add with it; the rest found nothing */
+  T_EQ(__atomic_load_n(&storm_ev->state, __ATOMIC_ACQUIRE), EV_ST_NONE);
+  T_EQ(eventer_allocations_current(), base + 1);
+  eventer_free(storm_ev);
   ev_teardown();
 }
 
@@ -419,7 +470,7 @@ static void test_external_drivers(void) {
   for (int i = 0; i < 20; i++) {
     eventer_t e = eventer_alloc_timer(ext_cb, NULL, NULL);
     T_EQ(eventer_set_owner_loop(e, eventer_pool_loop(def, i % 2)), 0);
-    T_EQ(eventer_add(e), 0);
+    T_EQ(eventer_add_ex(e), 0);
   }
   pthread_t th[2], extra;
   for (int i = 0; i < 2; i++)
@@ -429,8 +480,8 @@ static void test_external_drivers(void) {
   pthread_join(extra, NULL);
   for (int i = 0; i < 20; i++) {
     eventer_t e = eventer_alloc_timer(ext_cb, NULL, NULL);
-    T_EQ(eventer_set_owner(e, eventer_choose_owner(i)), 0);
-    T_EQ(eventer_add(e), 0);
+    T_EQ(eventer_set_owner_ex(e, eventer_choose_owner(i)), 0);
+    T_EQ(eventer_add_ex(e), 0);
   }
   uint64_t end = t_now_us() + 20000000u;
   while (LOADA(&ext_hits) < 40) {
@@ -499,22 +550,23 @@ static void test_teardown_releases_everything(void) {
     for (int i = 0; i < 8; i++) {
       pthread_t owner = eventer_choose_owner(i);
       eventer_t t = eventer_in_s_us(never_cb, NULL, 100, 0);
-      T_EQ(eventer_set_owner(t, owner), 0);
-      T_EQ(eventer_add(t), 0);
+      T_EQ(eventer_set_owner_ex(t, owner), 0);
+      T_EQ(eventer_add_ex(t), 0);
       eventer_t r = eventer_alloc_recurrent(idle_cb, NULL);
-      T_EQ(eventer_set_owner(r, owner), 0);
-      T_EQ(eventer_add(r), 0);
+      T_EQ(eventer_set_owner_ex(r, owner), 0);
+      T_EQ(eventer_add_ex(r), 0);
       if (round == 0) {
         fds[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         eventer_t f = eventer_alloc_fd(idle_cb, NULL, fds[i], EVENTER_READ);
-        T_EQ(eventer_set_owner(f, owner), 0);
-        T_EQ(eventer_add(f), 0);
+        T_EQ(eventer_set_owner_ex(f, owner), 0);
+        T_EQ(eventer_add_ex(f), 0);
       }
     }
     if (round == 0) usleep(20000); /* let the loops apply the first round */
   }
   eventer_shutdown(); /* the second round may still be queued */
   eventer_loop_return();
+  eventer_loop_wait();
   ev_teardown();
   for (int i = 0; i < 8; i++) close(fds[i]);
   /* and the eventer can start again */
@@ -522,6 +574,7 @@ static void test_teardown_releases_everything(void) {
   T_EQ(eventer_init(), 0);
   eventer_shutdown();
   eventer_loop_return();
+  eventer_loop_wait();
   ev_teardown();
 }
 
@@ -577,6 +630,7 @@ T_MAIN({"cross_thread_contention", test_cross_thread_contention},
        {"pools_and_owners", test_pools_and_owners},
        {"cross_thread_remove_update", test_cross_thread_remove_update},
        {"cross_thread_add_remove_race", test_cross_thread_add_remove_race},
+       {"remove_storm_before_queued_add", test_remove_storm_before_queued_add},
        {"external_drivers", test_external_drivers},
        {"loop_exit_and_wrong_thread", test_loop_exit_and_wrong_thread},
        {"teardown_releases_everything", test_teardown_releases_everything},

@@ -120,7 +120,7 @@ static int readd_cb(eventer_t e, int mask, void *c, struct timeval *now) {
     w.tv_sec++;
     w.tv_usec -= 1000000;
   }
-  T_EQ(eventer_update_whence(e, w), 0);
+  T_EQ(eventer_update_whence_ex(e, w), 0);
   return EVENTER_TIMER;
 }
 
@@ -179,8 +179,8 @@ static void test_remove_and_reschedule(void) {
   ev_setup_external(1);
   hits = 0;
   eventer_t e = eventer_in_s_us(hit_cb, NULL, 0, 20000);
-  T_EQ(eventer_add(e), 0);
-  T_ERRNO(eventer_add(e), EBUSY); /* already registered */
+  T_EQ(eventer_add_ex(e), 0);
+  T_ERRNO(eventer_add_ex(e), EBUSY); /* already registered */
   T_PTR_EQ(eventer_remove(e), e);
   T_CHECK(eventer_remove(e) == NULL); /* idempotent */
   T_EQ(errno, ENOENT);
@@ -189,13 +189,13 @@ static void test_remove_and_reschedule(void) {
   /* move a far timer to "now", and a near one far away */
   eventer_t far = eventer_in_s_us(hit_cb, NULL, 100, 0);
   eventer_t near = eventer_in_s_us(hit_cb, NULL, 0, 1000);
-  T_EQ(eventer_add(far), 0);
-  T_EQ(eventer_add(near), 0);
+  T_EQ(eventer_add_ex(far), 0);
+  T_EQ(eventer_add_ex(near), 0);
   struct timeval past = {1, 0}, later;
   gettimeofday(&later, NULL);
   later.tv_sec += 100;
-  T_EQ(eventer_update_whence(far, past), 0);
-  T_EQ(eventer_update_whence(near, later), 0);
+  T_EQ(eventer_update_whence_ex(far, past), 0);
+  T_EQ(eventer_update_whence_ex(near, later), 0);
   ev_spin_until(&hits, 1, 5000);
   struct timeval w = {0, 20000};
   T_EQ(eventer_run_once(NULL, &w), EVENTER_RUN_DONE);
@@ -208,7 +208,7 @@ static void test_remove_and_reschedule(void) {
   struct timeval p1 = {1, 0}, p2 = {2, 0};
   T_CHECK(eventer_add_at(killer_cb, NULL, p1) != NULL);
   victim = eventer_at(hit_cb, NULL, p2);
-  T_EQ(eventer_add(victim), 0);
+  T_EQ(eventer_add_ex(victim), 0);
   ev_turn();
   T_EQ(hits, 100);
   ev_turn();
@@ -281,7 +281,7 @@ static void test_next_opportunity_and_timeout(void) {
   /* a recurrent event caps the wait at 200 ms (as run_once's own), with
    * or without timers further out */
   eventer_t r = eventer_alloc_recurrent(hit_cb, NULL);
-  T_EQ(eventer_add(r), 0);
+  T_EQ(eventer_add_ex(r), 0);
   us = eventer_next_timeout_us();
   T_CHECK(us > 190000 && us <= 200000);
   d.tv_sec = 10;
@@ -318,7 +318,7 @@ static int rec_b_cb(eventer_t e, int mask, void *c, struct timeval *now) {
   if (rec_b == 2) {
     /* added during the recurrent phase: it first runs on the next pass */
     eventer_t added = eventer_alloc_recurrent(rec_c_cb, NULL);
-    T_EQ(eventer_add(added), 0);
+    T_EQ(eventer_add_ex(added), 0);
     rec_ev_c = added;
   }
   if (rec_b == 4) {
@@ -336,8 +336,8 @@ static void test_recurrent(void) {
   rec_a = rec_b = rec_c = 0;
   eventer_t a = eventer_alloc_recurrent(rec_a_cb, NULL);
   rec_ev_b = eventer_alloc_recurrent(rec_b_cb, NULL);
-  T_EQ(eventer_add_recurrent(a), 0);
-  T_EQ(eventer_add(rec_ev_b), 0);
+  T_EQ(eventer_add_recurrent_ex(a), 0);
+  T_EQ(eventer_add_ex(rec_ev_b), 0);
   ev_turn();
   T_EQ(rec_a, 1);
   T_EQ(rec_b, 1);
