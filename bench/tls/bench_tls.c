@@ -159,7 +159,7 @@ static int accept_cb(eventer_t e, int mask, void *closure, struct timeval *now) 
       classic_t *c = calloc(1, sizeof(*c));
       eventer_t ce = eventer_alloc_fd(classic_cb, c, fd, EVENTER_READ | EVENTER_EXCEPTION);
       EVENTER_ATTACH_SSL(ce, server_ctx());
-      if (eventer_add(ce) != 0) die("eventer_add");
+      if (eventer_add_ex(ce) != 0) die("eventer_add");
     } else {
       eventer_aco_start(aco_conn, (void *)(intptr_t)fd);
     }
@@ -355,7 +355,7 @@ int main(int argc, char **argv) {
     die("listen");
   port = ntohs(sa.sin_port);
   eventer_t le = eventer_alloc_fd(accept_cb, NULL, lfd, EVENTER_READ | EVENTER_EXCEPTION);
-  if (eventer_add(le) != 0) die("eventer_add");
+  if (eventer_add_ex(le) != 0) die("eventer_add");
 
   if (!strcmp(argv[1], "echo")) {
     compare(M_ACO_ECHO, M_CLASSIC_ECHO, "echo_aco", "echo_classic", "rt_per_s",

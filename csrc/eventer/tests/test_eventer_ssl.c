@@ -629,7 +629,7 @@ static int classic_accept_cb(eventer_t e, int mask, void *closure,
     eventer_t ce = eventer_alloc_fd(classic_conn_cb, cc, fd,
                                     EVENTER_READ | EVENTER_EXCEPTION);
     EVENTER_ATTACH_SSL(ce, ctx);
-    T_EQ(eventer_add(ce), 0);
+    T_EQ(eventer_add_ex(ce), 0);
   }
 }
 
@@ -641,7 +641,7 @@ static void classic_echo(const char *layer, const char *vflag, int version) {
   int lfd = t_listen(&port);
   eventer_t le = eventer_alloc_fd(classic_accept_cb, NULL, lfd,
                                   EVENTER_READ | EVENTER_EXCEPTION);
-  T_EQ(eventer_add(le), 0);
+  T_EQ(eventer_add_ex(le), 0);
   t_child_t *c = s_client(port, (const char *[]){vflag, NULL});
   echo_once(c, "classic one\n", "CLASSIC ONE");
   echo_once(c, "classic two\n", "CLASSIC TWO");
