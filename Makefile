@@ -170,7 +170,7 @@ test-c-valgrind: $(call test_bins,plain,$(C_TESTS))
 	@ACO_TEST_VALGRIND=1 scripts/run-tests.sh valgrind-wrap $^
 
 test-c-tsan: $(call test_bins,tsan,$(TSAN_TESTS))
-	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 scripts/run-tests.sh tsan $^
+	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/csrc/testing/tsan.supp scripts/run-tests.sh tsan $^
 
 test-c-arm64: $(call test_bins,arm64,$(C_TESTS))
 	@scripts/run-tests.sh qemu $^

@@ -683,8 +683,11 @@ eventer_t ev_reg_remove(ev_loop_t *l, eventer_t e) {
       EV_STORE(&e->state, EV_ST_NONE); /* a trigger, cancelled */
       return e;
     }
-    /* a pending trigger is in our FIFO */
-    if (e->xop == EV_XOP_TRIGGER && ev_fifo_unlink(l, &e->xtask)) {
+    /* A pending trigger is in our FIFO.  xop is read atomically: when the
+     * task is in neither queue, another thread may be writing it now for
+     * the add or trigger it has reserved and not posted yet. */
+    if (EV_LOAD_RELAXED(&e->xop) == EV_XOP_TRIGGER &&
+        ev_fifo_unlink(l, &e->xtask)) {
       EV_STORE(&e->state, EV_ST_NONE);
       return e;
     }
@@ -945,7 +948,7 @@ int eventer_add_ex(eventer_t e) {
     }
     return 0;
   }
-  e->xop = EV_XOP_ADD;
+  __atomic_store_n(&e->xop, EV_XOP_ADD, __ATOMIC_RELAXED);
   e->xtask.run = ev_xop_run;
   ev_inbox_push(l, &e->xtask);
   return 0;
@@ -1034,7 +1037,7 @@ int eventer_trigger_ex(eventer_t e, int mask) {
     return -1;
   }
   if (reserve(e) != 0) return -1;
-  e->xop = EV_XOP_TRIGGER;
+  __atomic_store_n(&e->xop, EV_XOP_TRIGGER, __ATOMIC_RELAXED);
   e->xmask = mask;
   e->xtask.run = ev_trigger_run;
   if (l == ev_loop_self())
