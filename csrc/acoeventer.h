@@ -11,5 +11,8 @@
 #include "eventer.h"  /* the event loop, job queues, driver API */
 #include "eventer_aco.h" /* coroutines on the loop */
 #include "eventer_aco_sync.h" /* their semaphores, mutexes, wait groups, channels */
+#include "mtev_hash.h"      /* key/value tables (configuration sets) */
+#include "mtev_conf.h"      /* the XML configuration (libxml2) */
+#include "mtev_listener.h"  /* listeners: classic and aco services */
 
 #endif /* ACOEVENTER_H */

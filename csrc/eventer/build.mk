@@ -7,7 +7,8 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
                 csrc/eventer/eventer_jobq.c \
                 csrc/eventer/eventer_aco.c \
                 csrc/eventer/eventer_aco_proxy.c \
-                csrc/eventer/eventer_aco_sync.c
+                csrc/eventer/eventer_aco_sync.c \
+                csrc/eventer/eventer_thread.c
 EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h \
                    csrc/eventer/eventer_aco.h csrc/eventer/eventer_aco_proxy.h \
                    csrc/eventer/eventer_aco_sync.h

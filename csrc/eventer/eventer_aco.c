@@ -178,9 +178,11 @@ static void ev_aco_reap(ev_aco_t *a) {
     ev_aco_wake_all(&h->joiners, EV_WAKE_READY);
     eventer_aco_co_release(h); /* the coroutine's own reference */
   }
+  if ((a->flags & EV_ACO_F_END_HOOK) && ev_aco_end_hook) ev_aco_end_hook(a);
   aco_destroy(ev_aco_co(a));
 }
 
+void (*ev_aco_end_hook)(ev_aco_t *a);
 void (*ev_aco_prewait_hook)(ev_aco_t *a);
 void (*ev_aco_proxy_fini_hook)(ev_aco_t *a);
 
