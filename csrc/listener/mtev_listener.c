@@ -1019,9 +1019,11 @@ static void ev_l_dispatch(mtev_acceptor_closure_t *ac) {
                         (suseconds_t)(l->idle_us % 1000000u)};
     eventer_timer_node_add(n, &d);
   }
+  /* classic: libmtev's mask (the callback runs as soon as the socket is
+   * writable); aco: the coroutine decides what to wait for */
   int mask = l->kind == EV_LK_CLASSIC
                  ? EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION
-                 : 0;
+                 : EVENTER_READ;
   eventer_t e = eventer_alloc_fd(l->kind == EV_LK_CLASSIC ? l->callback
                                                           : ev_l_aco_event_cb,
                                  ac, ac->fd, mask);
