@@ -18,4 +18,5 @@ EVENTER_TSAN_TESTS := csrc/eventer/tests/test_eventer_threads.c \
                       csrc/eventer/tests/test_eventer_aco_proxy.c \
                       csrc/eventer/tests/test_eventer_jobq.c \
                       csrc/eventer/tests/test_eventer_aco.c \
-                      csrc/eventer/tests/test_eventer_aco_sync.c
+                      csrc/eventer/tests/test_eventer_aco_sync.c \
+                      csrc/eventer/tests/test_eventer_thread.c

@@ -595,7 +595,8 @@ extern const int NE_O_CLOEXEC;
  * a new detached thread calls e's callback with `mask` until it returns 0,
  * each time with the mask the callback returned (less EVENTER_EXCEPTION);
  * then the thread frees e and exits.  The thread is not a loop: eventer_add
- * & co. from it go through the owner loops' queues.  The reference the
+ * & co. from it go through the owner loops' queues.  eventer_fini() waits
+ * (up to 2 s) for such threads to be gone: stop them first.  The reference the
  * caller (or the eventer) held passes to the thread.  0, or -1 with errno
  * (EINVAL, EBUSY: registered and not on its owner loop; or pthread_create's
  * error, leaving e with the caller).  libmtev's returns void.

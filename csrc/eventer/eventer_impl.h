@@ -294,6 +294,13 @@ void ev_poll_clear_wake(ev_loop_t *l);    /* owner: reset the eventfd */
 int ev_jobq_init_default(int threads);    /* at eventer_init */
 void ev_jobq_fini_all(void);              /* at eventer_fini */
 
+/* ---- dedicated threads (eventer_thread.c) ---------------------------------------- */
+
+/* Waits (up to 2 s, then logs) until no eventer_run_in_thread thread is
+ * alive: eventer_fini calls it, so a thread whose callback has just
+ * returned 0 has dropped its event before the eventer goes away. */
+void ev_dedicated_quiesce(void);
+
 /* ---- clocks ----------------------------------------------------------------------- */
 
 uint64_t ev_wall_us(void);

@@ -10,6 +10,21 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
+
+static int ev_dedicated_alive; /* __atomic: threads started, not yet gone */
+
+void ev_dedicated_quiesce(void) {
+  for (int i = 0; __atomic_load_n(&ev_dedicated_alive, __ATOMIC_ACQUIRE); i++) {
+    if (i == 2000) {
+      mtevL(eventer_err, "eventer_fini: %d eventer_run_in_thread thread(s) "
+            "still running; their events will outlive the eventer\n",
+            __atomic_load_n(&ev_dedicated_alive, __ATOMIC_ACQUIRE));
+      return;
+    }
+    usleep(1000);
+  }
+}
 
 static void *ev_dedicated_main(void *arg) {
   eventer_t e = arg;
@@ -23,6 +38,7 @@ static void *ev_dedicated_main(void *arg) {
     mask = e->callback(e, mask, e->closure, &now) & ~EVENTER_EXCEPTION;
   }
   eventer_free(e); /* the reference the thread was given */
+  __atomic_sub_fetch(&ev_dedicated_alive, 1, __ATOMIC_RELEASE);
   return NULL;
 }
 
@@ -51,7 +67,9 @@ int eventer_run_in_thread(eventer_t e, int mask) {
   int rc = pthread_attr_init(&attr);
   if (rc == 0) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    __atomic_add_fetch(&ev_dedicated_alive, 1, __ATOMIC_ACQ_REL);
     rc = pthread_create(&tid, &attr, ev_dedicated_main, e);
+    if (rc != 0) __atomic_sub_fetch(&ev_dedicated_alive, 1, __ATOMIC_ACQ_REL);
     pthread_attr_destroy(&attr);
   }
   if (rc != 0) {

@@ -955,10 +955,11 @@ void mtev_acceptor_closure_free(mtev_acceptor_closure_t *ac) {
 
 /* Resets (RST) and closes a connection the listener does not serve. */
 static void ev_l_refuse(mtev_listener_t *l, int fd) {
+  __atomic_add_fetch(&l->refused, 1, __ATOMIC_RELAXED); /* before the peer
+                                                         * can see it */
   struct linger lg = {1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   close(fd);
-  __atomic_add_fetch(&l->refused, 1, __ATOMIC_RELAXED);
 }
 
 /* idle_timeout: shut the connection down once it has been idle long
@@ -1011,7 +1012,8 @@ static void ev_l_aco_main(void);
  * its service. */
 static void ev_l_dispatch(mtev_acceptor_closure_t *ac) {
   mtev_listener_t *l = ac->l;
-  ac->loop = eventer_loop_current();
+  EV_L_ASSERT(ac->loop == eventer_loop_current(),
+              "a connection is dispatched on the loop ev_l_take chose");
   eventer_timer_node_t *n = ev_l_idle_node(ac);
   if (n) {
     n->fire = l->family == AF_UNIX ? ev_l_idle_fire_unix : ev_l_idle_fire_ip;
