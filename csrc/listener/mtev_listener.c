@@ -125,6 +125,7 @@ struct mtev_listener {
   uint64_t idle_us;          /* 0: none */
   size_t ac_size, idle_off;
   mtev_boolean fanout, accept_thread, reuseport;
+  int backlog;
   eventer_pool_t *pool;
   uint32_t rr;               /* __atomic: fanout round robin */
   uint32_t max_connections;
@@ -825,7 +826,7 @@ mtev_listener_t *ev_l_bind(const mtev_listener_opts_t *o, char *err,
       l->unix_ino = st.st_ino;
     }
   }
-  int backlog = o->backlog > 0 ? o->backlog : EV_L_DEFAULT_BACKLOG;
+  int backlog = l->backlog = o->backlog > 0 ? o->backlog : EV_L_DEFAULT_BACKLOG;
   if (listen(l->fd, backlog) != 0) {
     int e = errno;
     ev_l_fail(err, errlen, "listener %s: listen: %s", l->name, strerror(e));
@@ -1644,6 +1645,28 @@ int mtev_listener_get_port(mtev_listener_t *l) {
 
 const char *mtev_listener_get_name(mtev_listener_t *l) { return l ? l->name : ""; }
 const char *mtev_listener_get_type(mtev_listener_t *l) { return l ? l->type : ""; }
+
+int mtev_listener_get_opts(mtev_listener_t *l, mtev_listener_opts_t *o) {
+  if (!l || !o) {
+    errno = EINVAL;
+    return -1;
+  }
+  memset(o, 0, sizeof(*o));
+  o->address = l->name;
+  o->port = mtev_listener_get_port(l);
+  o->backlog = l->backlog;
+  o->type = l->type;
+  o->aco_function = l->aco;
+  o->callback = l->kind == EV_LK_CLASSIC ? l->callback : NULL;
+  o->service_ctx = l->service_ctx;
+  o->fanout = l->fanout;
+  o->fanout_pool = eventer_pool_name(l->pool);
+  o->accept_in_loop = l->accept_thread ? mtev_false : mtev_true;
+  o->reuseport = l->reuseport;
+  o->max_connections = l->max_connections;
+  o->config = &l->config;
+  return 0;
+}
 
 int64_t mtev_acceptor_closures_live(void) {
   return __atomic_load_n(&ev_l_live, __ATOMIC_RELAXED);

@@ -218,6 +218,11 @@ int mtev_listener_get_port(mtev_listener_t *l);
 const char *mtev_listener_get_name(mtev_listener_t *l);
 /* The listener's type name ("" when started with a function pointer). */
 const char *mtev_listener_get_type(mtev_listener_t *l);
+/* The settings in effect, as mtev_listener_create takes them (address is
+ * the name above, backlog the one passed to listen(2), fanout_pool the
+ * pool's name, config the merged <config>; strings and table borrowed
+ * from l).  0, or -1/EINVAL. */
+int mtev_listener_get_opts(mtev_listener_t *l, mtev_listener_opts_t *out);
 
 /* Calls f for every listener that is running or still has connections,
  * with a reference held for the call; stops early when f returns
