@@ -191,7 +191,9 @@ int mtev_listener_stop(mtev_listener_t *l, const struct timeval *grace);
  * ETIMEDOUT, EDEADLK (on a loop thread outside a coroutine: it would
  * block the loop), EINVAL. */
 int mtev_listener_wait(mtev_listener_t *l, const struct timeval *timeout);
-/* Drops a reference (the listener lives on while it has connections). */
+/* Drops a reference.  Releasing does not stop it: a listener runs until
+ * mtev_listener_stop or mtev_listener_shutdown, and its memory lives on
+ * while it runs or has connections. */
 void mtev_listener_release(mtev_listener_t *l);
 void mtev_listener_ref(mtev_listener_t *l);
 

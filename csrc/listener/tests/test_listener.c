@@ -871,6 +871,43 @@ static void test_emfile_loop(void) {
   lt_run(2, body_emfile);
 }
 
+/* A stop while the acceptor pauses after EMFILE ends the pause at once. */
+static void body_emfile_stop(void) {
+  for (int round = 0; round < 2; round++) {
+    mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = lt_seed_service,
+                              .backlog = 64, .accept_in_loop = round ? mtev_true : mtev_false};
+    mtev_listener_t *l = make(&o);
+    enum { K = 8 };
+    int cl[K];
+    for (int i = 0; i < K; i++) T_CHECK((cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)mtev_listener_get_port(l)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct rlimit old, low;
+    T_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest_free_fd(); /* no room at all */
+    mtev_log_set_writer(count_lines, NULL);
+    T_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    for (int i = 0; i < K; i++) T_EQ(connect(cl[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+    uint64_t end = t_now_us() + 5000000;
+    while (lt_stat(l, 3) < 3 && t_now_us() < end) usleep(1000); /* pausing */
+    uint64_t t0 = t_now_us();
+    T_EQ(mtev_listener_stop(l, &(struct timeval){0, 0}), 0);
+    T_EQ(mtev_listener_wait(l, &(struct timeval){10, 0}), 0);
+    T_LE(t_now_us() - t0, 200000); /* not after the pause */
+    T_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    mtev_log_set_writer(NULL, NULL);
+    T_EQ(lt_stat(l, 0), 0);
+    for (int i = 0; i < K; i++) {
+      lt_expect_eof(cl[i]); /* the queue went with the socket */
+      close(cl[i]);
+    }
+    mtev_listener_release(l);
+  }
+}
+static void test_emfile_stop(void) { lt_run(2, body_emfile_stop); }
+
 /* ---- stopping under load ----------------------------------------------------------------- */
 
 static int hammer_stop;
@@ -1019,6 +1056,7 @@ T_MAIN({"seed_accept_thread", test_seed_accept_thread},
        {"10000_connections", test_10000_connections},
        {"emfile_thread", test_emfile_thread},
        {"emfile_loop", test_emfile_loop},
+       {"emfile_stop", test_emfile_stop},
        {"stop_under_load", test_stop_under_load},
        {"bad_options", test_bad_options},
        {"needs_eventer", test_needs_eventer})
