@@ -410,6 +410,35 @@ static void body_idle(void) {
 static void test_idle_timeout(void) { lt_run(2, body_idle); }
 
 
+/* ---- no_delay ------------------------------------------------------------------------ */
+
+/* Reports TCP_NODELAY of its socket. */
+static void nodelay_service(void) {
+  eventer_aco_t e = eventer_aco_arg();
+  int on = -1;
+  socklen_t len = sizeof(on);
+  getsockopt(eventer_get_fd((eventer_t)e), IPPROTO_TCP, TCP_NODELAY, &on, &len);
+  eventer_aco_write(e, on ? "1\n" : "0\n", 2, NULL);
+  eventer_aco_close(e);
+  eventer_aco_free(e);
+}
+
+static void body_no_delay(void) {
+  mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = nodelay_service};
+  mtev_listener_t *on = make(&o);
+  o.config = cfg("no_delay", "off", NULL, NULL);
+  mtev_listener_t *off = make(&o);
+  int fd = lt_connect(on);
+  lt_expect(fd, "1\n", 0); /* the default */
+  close(fd);
+  fd = lt_connect(off);
+  lt_expect(fd, "0\n", 0);
+  close(fd);
+  mtev_listener_release(on);
+  mtev_listener_release(off);
+}
+static void test_no_delay(void) { lt_run(2, body_no_delay); }
+
 /* ---- max_connections ----------------------------------------------------------------- */
 
 static void body_max_connections(void) {
@@ -898,7 +927,8 @@ static void body_emfile_stop(void) {
     T_LE(t_now_us() - t0, 200000); /* not after the pause */
     T_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
     mtev_log_set_writer(NULL, NULL);
-    T_EQ(lt_stat(l, 0), 0);
+    /* (valgrind's own RLIMIT_NOFILE emulation may let one through) */
+    if (strcmp(t_mode(), "valgrind")) T_EQ(lt_stat(l, 0), 0);
     for (int i = 0; i < K; i++) {
       lt_expect_eof(cl[i]); /* the queue went with the socket */
       close(cl[i]);
@@ -1046,6 +1076,7 @@ T_MAIN({"seed_accept_thread", test_seed_accept_thread},
        {"unix", test_unix},
        {"fanout", test_fanout},
        {"idle_timeout", test_idle_timeout},
+       {"no_delay", test_no_delay},
        {"max_connections", test_max_connections},
        {"reuseport", test_reuseport},
        {"stop", test_stop},
