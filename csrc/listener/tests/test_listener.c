@@ -927,8 +927,11 @@ static void body_emfile_stop(void) {
     T_LE(t_now_us() - t0, 200000); /* not after the pause */
     T_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
     mtev_log_set_writer(NULL, NULL);
-    /* (valgrind's own RLIMIT_NOFILE emulation may let one through) */
-    if (strcmp(t_mode(), "valgrind")) T_EQ(lt_stat(l, 0), 0);
+    /* (A blocked accept(2) reserves its descriptor number before it
+     * waits, so the accept thread gets one connection in whatever the
+     * limit; so may valgrind's own RLIMIT_NOFILE emulation.  It is
+     * cancelled like any other.) */
+    T_LE(lt_stat(l, 0), 1);
     for (int i = 0; i < K; i++) {
       lt_expect_eof(cl[i]); /* the queue went with the socket */
       close(cl[i]);
