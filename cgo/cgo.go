@@ -23,7 +23,11 @@ package cgo
 // guard), so gcc's default probing (every 64 KiB) does not skip it.
 #cgo CFLAGS: -std=gnu11 -D_GNU_SOURCE -O2 -fstack-clash-protection
 #cgo CFLAGS: -I${SRCDIR}/../csrc/libaco -I${SRCDIR}/../csrc/eventer
-#cgo LDFLAGS: -lm -pthread -lssl -lcrypto
+#cgo CFLAGS: -I${SRCDIR}/../csrc/conf -I${SRCDIR}/../csrc/listener
+// csrc/conf reads XML with Debian's libxml2 (libxml2-dev); the TLS opset
+// uses OpenSSL 3 (libssl-dev)
+#cgo CFLAGS: -I/usr/include/libxml2
+#cgo LDFLAGS: -lm -pthread -lxml2 -lssl -lcrypto
 #include "glue.h"
 */
 import "C"

@@ -12,5 +12,8 @@
 #include "eventer_aco.h" /* coroutines on the loop */
 #include "eventer_aco_sync.h" /* their semaphores, mutexes, wait groups, channels */
 #include "eventer_SSL_fd_opset.h" /* TLS under the fd opsets (OpenSSL 3) */
+#include "mtev_hash.h"      /* key/value tables (configuration sets) */
+#include "mtev_conf.h"      /* the XML configuration (libxml2) */
+#include "mtev_listener.h"  /* listeners: classic and aco services */
 
 #endif /* ACOEVENTER_H */

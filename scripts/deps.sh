@@ -7,6 +7,8 @@ have gcc                    || need+=(gcc)
 have make                   || need+=(make)
 have pkg-config             || need+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)  # the TLS opset (cgo too)
+# libxml2 (csrc/conf): headers, library and its pkg-config file
+[ -f /usr/include/libxml2/libxml/parser.h ] || need+=(libxml2-dev)
 # `deps.sh run`: only what building and running acod needs (cgo: gcc)
 if [ "${1:-}" != run ]; then
   have aarch64-linux-gnu-gcc  || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)

@@ -9,7 +9,8 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
                 csrc/eventer/eventer_aco.c \
                 csrc/eventer/eventer_aco_proxy.c \
                 csrc/eventer/eventer_aco_sync.c \
-                csrc/eventer/eventer_SSL_fd_opset.c
+                csrc/eventer/eventer_SSL_fd_opset.c \
+                csrc/eventer/eventer_thread.c
 EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h \
                    csrc/eventer/eventer_jobq.h csrc/eventer/eventer_aco_opset.h \
                    csrc/eventer/eventer_aco.h csrc/eventer/eventer_aco_proxy.h \
@@ -25,4 +26,5 @@ EVENTER_TSAN_TESTS := csrc/eventer/tests/test_eventer_threads.c \
                       csrc/eventer/tests/test_eventer_jobq.c \
                       csrc/eventer/tests/test_eventer_aco.c \
                       csrc/eventer/tests/test_eventer_aco_sync.c \
-                      csrc/eventer/tests/test_eventer_ssl_threads.c
+                      csrc/eventer/tests/test_eventer_ssl_threads.c \
+                      csrc/eventer/tests/test_eventer_thread.c

@@ -534,6 +534,26 @@ eventer_func_t eventer_callback_for_name(const char *name) {
   return f;
 }
 
+void eventer_callback_names(void (*f)(const char *name, eventer_func_t fn,
+                                      void *closure),
+                            void *closure) {
+  if (!f) return;
+  /* a snapshot, so f runs without the lock */
+  pthread_mutex_lock(&names_lock);
+  size_t n = nnames;
+  struct ev_cbname *copy = n ? calloc(n, sizeof(*copy)) : NULL;
+  for (size_t i = 0; copy && i < n; i++) {
+    copy[i].f = names[i].f;
+    copy[i].name = strdup(names[i].name);
+  }
+  pthread_mutex_unlock(&names_lock);
+  for (size_t i = 0; copy && i < n; i++) {
+    if (copy[i].name) f(copy[i].name, copy[i].f, closure);
+    free(copy[i].name);
+  }
+  free(copy);
+}
+
 #define EV_MAX_FOREIGN 16
 static eventer_func_t foreign_fns[EV_MAX_FOREIGN]; /* __atomic slots */
 static int nforeign;                               /* __atomic */

@@ -791,6 +791,27 @@ eventer_jobq_t *eventer_default_backq(eventer_t e);
 #define NE_SOCK_CLOEXEC SOCK_CLOEXEC
 #define NE_O_CLOEXEC O_CLOEXEC
 
+/* ---- dedicated threads (eventer_thread.c) ----------------------------------
+ * eventer_run_in_thread(e, mask): libmtev's "run this event on a thread of
+ * its own".  e is taken out of the eventer (it must be unregistered, or
+ * registered and the caller on its owner loop), its fd is made blocking, and
+ * a new detached thread calls e's callback with `mask` until it returns 0,
+ * each time with the mask the callback returned (less EVENTER_EXCEPTION);
+ * then the thread frees e and exits.  The thread is not a loop: eventer_add
+ * & co. from it go through the owner loops' queues.  eventer_fini() waits
+ * (up to 2 s) for such threads to be gone: stop them first.  The reference the
+ * caller (or the eventer) held passes to the thread.  0, or -1 with errno
+ * (EINVAL, EBUSY: registered and not on its owner loop; or pthread_create's
+ * error, leaving e with the caller).  libmtev's returns void.
+ * eventer_callback_names: calls f(name, fn, closure) for every callback
+ * named with eventer_name_callback, in registration order (f may use the
+ * eventer API; names registered meanwhile may be missed).  THREAD-SAFE. */
+int eventer_run_in_thread(eventer_t e, int mask);
+void eventer_callback_names(void (*f)(const char *name, eventer_func_t fn,
+                                      void *closure),
+                            void *closure);
+/* ---- end of dedicated threads ---------------------------------------------- */
+
 #ifdef __cplusplus
 }
 #endif

@@ -61,8 +61,10 @@ ev_aco_loop_t *ev_aco_loop_get(void) {
   al->loop = l;
   al->main_co = aco_create(NULL, NULL, 0, NULL, al);
   ev_aco_waitq_init(&al->all);
-  ev_loop_fini_hook = ev_aco_loop_fini;
-  ev_task_discard_hook = ev_aco_xtask_discard;
+  /* every loop's first coroutine sets them (the same values): atomic,
+   * since loops do this at the same time */
+  __atomic_store_n(&ev_loop_fini_hook, ev_aco_loop_fini, __ATOMIC_RELAXED);
+  __atomic_store_n(&ev_task_discard_hook, ev_aco_xtask_discard, __ATOMIC_RELAXED);
   l->aco = al;
   return al;
 }
@@ -178,9 +180,11 @@ static void ev_aco_reap(ev_aco_t *a) {
     ev_aco_wake_all(&h->joiners, EV_WAKE_READY);
     eventer_aco_co_release(h); /* the coroutine's own reference */
   }
+  if ((a->flags & EV_ACO_F_END_HOOK) && ev_aco_end_hook) ev_aco_end_hook(a);
   aco_destroy(ev_aco_co(a));
 }
 
+void (*ev_aco_end_hook)(ev_aco_t *a);
 void (*ev_aco_prewait_hook)(ev_aco_t *a);
 void (*ev_aco_proxy_fini_hook)(ev_aco_t *a);
 
@@ -420,7 +424,8 @@ eventer_aco_co_t *eventer_aco_spawn(void (*func)(void), void *closure,
     h->fn = NULL;
   } else {
     /* another loop, a plain thread, or before the loops run */
-    ev_task_discard_hook = ev_aco_xtask_discard; /* if it never runs */
+    /* if it never runs */
+    __atomic_store_n(&ev_task_discard_hook, ev_aco_xtask_discard, __ATOMIC_RELAXED);
     __atomic_fetch_add(&h->refs, 1, __ATOMIC_RELAXED); /* the task's */
     __atomic_fetch_or(&h->xreq, EV_XR_POSTED, __ATOMIC_ACQ_REL);
     if (eventer_task_post_to(l, &h->xtask) != 0) {

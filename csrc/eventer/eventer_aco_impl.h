@@ -88,10 +88,11 @@ enum { /* ev_aco_t.flags */
   EV_ACO_F_CANCEL_PENDING = 0x01, /* cancel arrived while not cancellable */
   EV_ACO_F_WAKE_TOKEN = 0x02,     /* eventer_aco_wake arrived before park */
   EV_ACO_F_PROXY = 0x04,          /* runs operations for a foreign coroutine */
-  EV_ACO_F_PREWAIT = 0x08         /* parked idle in a wait set up from
+  EV_ACO_F_PREWAIT = 0x08,        /* parked idle in a wait set up from
                                    * outside (ev_aco_fd_prewait): its wake
                                    * runs ev_aco_prewait_hook instead of
                                    * switching to it */
+  EV_ACO_F_END_HOOK = 0x10        /* ev_aco_end_hook runs when it ends */
 };
 
 /* Per-coroutine state, allocated with the aco_t (aco_create_ext): a parked
@@ -123,6 +124,11 @@ typedef struct ev_aco_loop {
   int nstacks;
   ev_aco_waitq_t all;         /* live coroutines (for fini) */
 } ev_aco_loop_t;
+
+/* Set by the listener layer: called on the loop thread, in main context,
+ * when a coroutine flagged EV_ACO_F_END_HOOK has ended (returned or called
+ * aco_exit), before its memory goes (its aco_t arg is still readable). */
+extern void (*ev_aco_end_hook)(ev_aco_t *a);
 
 /* Set by the proxy layer: completes a pre-wait of coroutine a (whose wake
  * reason is in a->wake) in main context, without resuming a. */

@@ -346,6 +346,13 @@ int ev_ctx_any(void);
 void ev_thread_name_set(const char *name);
 const char *ev_thread_name_get(void); /* NULL if unset */
 
+/* ---- dedicated threads (eventer_thread.c) ---------------------------------------- */
+
+/* Waits (up to 2 s, then logs) until no eventer_run_in_thread thread is
+ * alive: eventer_fini calls it, so a thread whose callback has just
+ * returned 0 has dropped its event before the eventer goes away. */
+void ev_dedicated_quiesce(void);
+
 /* ---- clocks ----------------------------------------------------------------------- */
 
 uint64_t ev_wall_us(void);

@@ -1,0 +1,2 @@
+/* unity file: cgo compiles only this directory's files (see DESIGN.md 2) */
+#include "../csrc/listener/mtev_listener_conf.c"

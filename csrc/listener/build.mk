@@ -1,0 +1,9 @@
+# csrc/listener: mtev_listener (binding, accepting, classic and aco
+# dispatch).  mtev_listener_conf.c is the XML front end (mtev_listener_init);
+# the rest does not need libxml2.
+LISTENER_SRCS := csrc/listener/mtev_listener.c csrc/listener/mtev_listener_conf.c
+LISTENER_HEADERS := csrc/listener/mtev_listener.h
+LISTENER_TESTS := $(sort $(wildcard csrc/listener/tests/test_*.c))
+# every listener test runs loop threads and an accept thread
+LISTENER_TSAN_TESTS := $(LISTENER_TESTS)
+LISTENER_XML_TESTS := csrc/listener/tests/test_listener_conf.c
