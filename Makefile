@@ -51,11 +51,7 @@ TSAN_TESTS := $(LIBACO_TSAN_TESTS) $(EVENTER_TSAN_TESTS) $(CONF_TSAN_TESTS) \
               $(LISTENER_TSAN_TESTS)
 PUBLIC_HEADERS := $(LIBACO_HEADERS) $(EVENTER_HEADERS) $(CONF_HEADERS) \
                   $(LISTENER_HEADERS) csrc/acoeventer.h
-# Test programs that link libxml2.  The arm64 variant skips them: it links
-# statically, and Debian has no arm64 static libxml2 closure to cross-link
-# (liblzma.a for arm64 is not packaged in the cross toolchain); every other
-# test, the listener's included, runs on arm64 (the listener's code does
-# not need libxml2 unless mtev_listener_init is used).
+# Test programs that link libxml2 (see DYNAMIC_ARM64_TESTS below).
 XML_TESTS := $(CONF_XML_TESTS) $(LISTENER_XML_TESTS)
 
 # ---- variants -------------------------------------------------------------
@@ -76,6 +72,7 @@ LDLIBS_asan  := -lxml2
 CC_asan-O2     := $(HOSTCC)
 CFLAGS_asan-O2 := -O2 $(filter-out -O1,$(CFLAGS_asan))
 LDFLAGS_asan-O2 := $(LDFLAGS_asan)
+LDLIBS_asan-O2 := $(LDLIBS_asan)
 
 CC_tsan      := $(HOSTCC)
 CFLAGS_tsan  := -O1 -fsanitize=thread
@@ -124,13 +121,16 @@ $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
 # test program paths: csrc/libaco/tests/test_x.c -> build/V/tests/libaco/tests/test_x
 test_bins = $(patsubst csrc/%.c,$(BUILD)/$(1)/tests/%,$(2))
 
-# Test programs that use OpenSSL link dynamically on arm64: Debian's static
-# libcrypto calls glibc's dlopen and getaddrinfo, which a static program can
-# only use with the same glibc's shared objects present at run time anyway
-# (the linker warns).  qemu finds the arm64 libraries under / (run-tests.sh
-# passes -L /; scripts/deps.sh installs libssl-dev:arm64).
-OPENSSL_TESTS := $(EVENTER_SSL_TESTS)
-$(call test_bins,arm64,$(OPENSSL_TESTS)): LDFLAGS_arm64 :=
+# Test programs that use OpenSSL or libxml2 link dynamically on arm64 (the
+# others statically): Debian's static libcrypto calls glibc's dlopen and
+# getaddrinfo, which a static program can only use with the same glibc's
+# shared objects present at run time anyway, and static libxml2 needs ICU
+# and liblzma archives Debian does not ship for arm64.  qemu finds the
+# arm64 libraries under / (run-tests.sh passes -L /; scripts/deps.sh
+# installs the arm64 -dev packages through Debian multiarch).
+DYNAMIC_ARM64_TESTS := $(EVENTER_SSL_TESTS) $(XML_TESTS)
+$(call test_bins,arm64,$(DYNAMIC_ARM64_TESTS)): LDFLAGS_arm64 :=
+$(call test_bins,arm64,$(XML_TESTS)): LDLIBS_arm64 := -lxml2
 
 # ---- the library a C user links -------------------------------------------
 
@@ -193,7 +193,7 @@ test-c-valgrind: $(call test_bins,plain,$(C_TESTS))
 test-c-tsan: $(call test_bins,tsan,$(TSAN_TESTS))
 	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/csrc/testing/tsan.supp scripts/run-tests.sh tsan $^
 
-test-c-arm64: $(call test_bins,arm64,$(filter-out $(XML_TESTS),$(C_TESTS)))
+test-c-arm64: $(call test_bins,arm64,$(C_TESTS))
 	@scripts/run-tests.sh qemu $^
 
 # Programs in the style of libaco's own, built against the installed

@@ -17,8 +17,10 @@ if [ "${1:-}" != run ]; then
   [ -f /usr/include/valgrind/valgrind.h ] || need+=(valgrind)
   have timeout                || need+=(coreutils)
   have openssl                || need+=(openssl)  # the TLS tests' peers, certificates
-  # the arm64 build of the TLS tests links Debian's arm64 OpenSSL (multiarch)
+  # the arm64 build of the TLS and XML tests links Debian's arm64 OpenSSL
+  # and libxml2 (multiarch)
   [ -f /usr/lib/aarch64-linux-gnu/libssl.so ] || { need+=(libssl-dev:arm64); arm64=1; }
+  [ -f /usr/lib/aarch64-linux-gnu/libxml2.so ] || { need+=(libxml2-dev:arm64); arm64=1; }
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"

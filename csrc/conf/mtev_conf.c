@@ -378,8 +378,17 @@ static int ev_conf_apply_eventer(ev_conf_t *c, char *err, size_t errlen) {
           errno = ENOMEM;
           return -1;
         }
-        if (eventer_impl_propset((const char *)k->name, v) != 0) {
+        if (eventer_impl_propset_ex((const char *)k->name, v) != 0) {
           int e = errno;
+          if (e == ENOENT) { /* unknown: a warning, as libmtev */
+            mtevL(mtev_error,
+                  "mtev_conf: %s: warning: unknown <eventer><config> "
+                  "setting %s ignored\n",
+                  ev_conf_node_loc(c, k, loc, sizeof(loc)),
+                  (const char *)k->name);
+            free(v);
+            continue;
+          }
           ev_conf_fail(err, errlen,
                        "%s: <eventer><config> %s=\"%s\": %s",
                        ev_conf_node_loc(c, k, loc, sizeof(loc)),
@@ -387,8 +396,8 @@ static int ev_conf_apply_eventer(ev_conf_t *c, char *err, size_t errlen) {
                        e == EBUSY ? "the eventer is already initialized "
                                     "(load the configuration before "
                                     "eventer_init)"
-                                  : "eventer_impl_propset refused it "
-                                    "(unknown setting or bad value)");
+                                  : "eventer_impl_propset refused the "
+                                    "value");
           free(v);
           errno = e == EBUSY ? EBUSY : EINVAL;
           return -1;

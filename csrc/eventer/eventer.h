@@ -495,7 +495,8 @@ typedef struct eventer_loop eventer_loop_t;   /* one loop (opaque) */
  * eventer_impl_propset returns 0, or -1 with errno: EINVAL for a bad value
  * of a known key, EBUSY after eventer_init(), ENOMEM.  An unknown key is
  * logged as a warning (eventer_err) and ignored with 0, as in libmtev;
- * eventer_impl_propset_ex refuses it with -1/EINVAL instead. */
+ * eventer_impl_propset_ex refuses it with -1/ENOENT instead (mtev_conf
+ * uses that to name the file and line in its own warning). */
 int eventer_impl_propset(const char *key, const char *value);
 int eventer_impl_propset_ex(const char *key, const char *value);
 /* libmtev's name for the same call (its impl table's propset). */

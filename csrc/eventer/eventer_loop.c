@@ -317,7 +317,7 @@ static int propset_common(const char *key, const char *value, int strict) {
   }
   if (rc == 1) {
     if (strict) {
-      errno = EINVAL;
+      errno = ENOENT;
       return -1;
     }
     mtevL(eventer_err, "eventer: warning: unknown eventer config key '%s'"

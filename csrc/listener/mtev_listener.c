@@ -1034,7 +1034,7 @@ static void ev_l_dispatch(mtev_acceptor_closure_t *ac) {
   eventer_set_fd_opset(e, &ev_l_opset_s);
   switch (l->kind) {
   case EV_LK_CLASSIC:
-    if (eventer_add(e) != 0) {
+    if (eventer_add_ex(e) != 0) {
       eventer_free(e);
       goto fail;
     }
@@ -1279,7 +1279,7 @@ static void ev_l_backoff_fire(eventer_timer_node_t *n, struct timeval *now) {
   mtev_listener_t *l = EV_L_CONTAINER_OF(n, mtev_listener_t, backoff_node);
   if (!l->backoff_held) return;
   l->backoff_held = 0;
-  if (eventer_add(l->accept_e) != 0) {
+  if (eventer_add_ex(l->accept_e) != 0) {
     mtevL(mtev_error, "mtev_listener %s: re-adding the accept event: %s\n",
           l->name, strerror(errno));
     l->backoff_held = 1;
@@ -1305,7 +1305,7 @@ int ev_l_start(mtev_listener_t *l, char *err, size_t errlen) {
     rc = eventer_run_in_thread(e, EVENTER_READ);
   } else {
     rc = eventer_set_owner_loop(e, l->home);
-    if (rc == 0) rc = eventer_add(e);
+    if (rc == 0) rc = eventer_add_ex(e);
   }
   if (rc != 0) {
     int er = errno;

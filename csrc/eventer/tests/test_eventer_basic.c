@@ -107,7 +107,7 @@ static void test_argument_validation(void) {
 
   /* libmtev warns about an unknown key and goes on; the _ex form refuses */
   T_EQ(eventer_impl_propset("no_such_key", "1"), 0);
-  T_ERRNO(eventer_impl_propset_ex("no_such_key", "1"), EINVAL);
+  T_ERRNO(eventer_impl_propset_ex("no_such_key", "1"), ENOENT);
   T_ERRNO(eventer_impl_propset("concurrency", "zero"), EINVAL);
   T_ERRNO(eventer_impl_propset("concurrency", "0"), EINVAL);
   T_ERRNO(eventer_callback_set_foreign(NULL), EINVAL);

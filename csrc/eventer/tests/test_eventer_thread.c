@@ -71,7 +71,7 @@ static void test_registered_event(void) {
   static rec_t r;
   memset(&r, 0, sizeof(r));
   eventer_t e = eventer_alloc_fd(reader_cb, &r, p[0], EVENTER_READ);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   /* on its owner loop: taken out of the loop and run on the thread */
   T_EQ(eventer_run_in_thread(e, EVENTER_READ), 0);
   T_CHECK(eventer_find_fd(p[0]) == NULL);
@@ -95,7 +95,7 @@ static void test_misuse(void) {
   T_EQ(pipe(p), 0);
   eventer_t e = eventer_alloc_fd(unused_cb, NULL, p[0], EVENTER_READ);
   T_ERRNO(eventer_run_in_thread(e, 0), EINVAL);
-  T_EQ(eventer_add(e), 0);
+  T_EQ(eventer_add_ex(e), 0);
   /* registered, and the caller is not its loop: refused, e untouched */
   pthread_t t;
   void *ok;
