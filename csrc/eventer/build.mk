@@ -5,7 +5,7 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
                 csrc/eventer/eventer_POSIX_fd_opset.c csrc/eventer/eventer_epoll.c \
                 csrc/eventer/eventer_timer.c csrc/eventer/eventer_loop.c \
                 csrc/eventer/eventer_jobq.c \
-                csrc/eventer/eventer_aco.c \
+                csrc/eventer/eventer_aco.c csrc/eventer/eventer_aco_fd.c \
                 csrc/eventer/eventer_aco_proxy.c \
                 csrc/eventer/eventer_aco_sync.c
 EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h \

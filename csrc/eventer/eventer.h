@@ -282,7 +282,12 @@ int eventer_add(eventer_t e);
  * NULL (errno ENOENT) if it was not registered, EBUSY for an asynch event
  * in flight.  Off the owner thread: NULL/EINPROGRESS, see above. */
 eventer_t eventer_remove(eventer_t e);
-/* The fd event registered for fd, removed (as eventer_remove), or NULL. */
+/* The fd event registered for fd, removed (as eventer_remove), or NULL
+ * (errno ENOENT, EINVAL for fd < 0).  Off the owner loop's thread the
+ * event is not touched (its owner may free it meanwhile): the removal is
+ * queued to the owner loop, which removes the event still registered for
+ * fd if it is the one seen here and drops the eventer's reference itself;
+ * NULL/EINPROGRESS then. */
 eventer_t eventer_remove_fd(int fd);
 #define eventer_remove_fde(e) eventer_remove_fd(eventer_get_fd(e))
 /* The fd event registered for fd, or NULL.  THREAD-SAFE read; the pointer
@@ -357,7 +362,7 @@ void eventer_shutdown(void);
  * queued operation.  Call after eventer_loop_return() returned, never from
  * a callback; external drivers may still be running: eventer_fini() stops
  * them and waits until each has been handed EVENTER_RUN_STOPPED.
- * The layers above get a per-loop hook first (ev_loop_fini_hook).
+ * The layers built on the eventer (coroutines) are told of each loop first.
  * eventer_init() may be called again afterwards; eventer_impl_propset
  * settings are reset to their defaults. */
 void eventer_fini(void);
@@ -554,8 +559,10 @@ typedef struct _eventer_jobq_t eventer_jobq_t;
 /* A new queue (concurrency 1), or the existing one with that name. */
 eventer_jobq_t *eventer_jobq_create(const char *name);
 eventer_jobq_t *eventer_jobq_retrieve(const char *name); /* NULL if none */
-/* Stops the queue's threads (queued jobs get CLEANUP only) and frees it.
- * The default queue is destroyed by eventer_fini(). */
+/* Stops the queue's threads and frees it: running jobs finish; queued
+ * ones get CLEANUP and then COMPLETE on their loop, but no WORK (as when
+ * a job's deadline passes).  The default queue is destroyed by
+ * eventer_fini(), where queued jobs get CLEANUP only. */
 void eventer_jobq_destroy(eventer_jobq_t *q);
 eventer_jobq_t *eventer_default_jobq(void); /* "default_queue" */
 const char *eventer_jobq_get_queue_name(eventer_jobq_t *q);

@@ -257,7 +257,9 @@ eventer_jobq_t *eventer_jobq_create(const char *name) {
   return q;
 }
 
-void eventer_jobq_destroy(eventer_jobq_t *q) {
+/* complete: jobs that never started still get their COMPLETE on their
+ * loop (a destroy while the loops run; at eventer_fini there is none). */
+static void jobq_destroy(eventer_jobq_t *q, int complete) {
   if (!q) return;
   pthread_mutex_lock(&registry_lock);
   eventer_jobq_t **pq = &registry;
@@ -278,13 +280,20 @@ void eventer_jobq_destroy(eventer_jobq_t *q) {
     pthread_join(w->tid, NULL);
     free(w);
   }
-  /* Jobs that never started: CLEANUP runs (its promise), WORK does not,
-   * and there is no loop to COMPLETE on. */
+  /* Jobs that never started: CLEANUP runs (its promise), WORK does not;
+   * COMPLETE runs on the job's loop as for a job whose deadline passed
+   * (so a coroutine that waits for it resumes), except at eventer_fini,
+   * where there is no loop any more. */
   eventer_t e;
   while ((e = job_pop(q))) {
     struct timeval now;
     ev_wall_tv(&now);
     e->callback(e, EVENTER_ASYNCH_CLEANUP, e->closure, &now);
+    if (complete) { /* as run_job: the event keeps its references */
+      e->xtask.run = ev_complete_run;
+      ev_inbox_push(ev_event_owner(e), &e->xtask);
+      continue;
+    }
     EV_STORE(&e->state, EV_ST_NONE);
     ev_deref_n(e, 1);
     ev_jobq_release(q);
@@ -293,6 +302,8 @@ void eventer_jobq_destroy(eventer_jobq_t *q) {
    * from COMPLETE fails with ESHUTDOWN) until they are done */
   ev_jobq_release(q);
 }
+
+void eventer_jobq_destroy(eventer_jobq_t *q) { jobq_destroy(q, 1); }
 
 void ev_jobq_release(eventer_jobq_t *q) {
   if (__atomic_sub_fetch(&q->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
@@ -316,7 +327,7 @@ void ev_jobq_fini_all(void) {
     eventer_jobq_t *q = registry;
     pthread_mutex_unlock(&registry_lock);
     if (!q) break;
-    eventer_jobq_destroy(q);
+    jobq_destroy(q, 0);
   }
 }
 

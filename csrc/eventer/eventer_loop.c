@@ -48,8 +48,6 @@ static int ncfg_pools;
 static __thread ev_loop_t *tls_loop;
 static __thread uint64_t tls_epoch;
 
-void (*ev_loop_fini_hook)(ev_loop_t *l);
-
 static int ncpus(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
@@ -849,7 +847,7 @@ void eventer_fini(void) {
   for (int p = 0; p < G.npools; p++)
     for (int i = 0; i < G.pools[p]->concurrency; i++) {
       ev_loop_t *l = G.pools[p]->loops[i];
-      if (ev_loop_fini_hook) ev_loop_fini_hook(l);
+      ev_layers_loop_fini(l);
       drop_queued(l);
       ev_reg_drop_all(l);
     }

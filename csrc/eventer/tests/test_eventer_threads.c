@@ -375,6 +375,89 @@ static void test_cross_thread_add_remove_race(void) {
   ev_teardown();
 }
 
+/* eventer_remove_fd from a thread that does not own the fd's event, while
+ * the owner keeps removing, freeing and re-registering events for that fd:
+ * the remover never follows an event pointer (it used to eventer_remove()
+ * whatever the table held, which the owner could free meanwhile), and a
+ * request that lands removes the event registered then and drops the
+ * eventer's reference. */
+static int churn_fd = -1, churn_stop, churns, churn_done;
+
+static int churn_fd_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)mask, (void)c, (void)now;
+  return EVENTER_READ;
+}
+
+static int churn_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)mask, (void)c, (void)now;
+  eventer_t cur = eventer_remove_fd(churn_fd); /* the owner: at once */
+  if (cur) eventer_free(cur);
+  if (LOADA(&churn_stop)) {
+    __atomic_store_n(&churn_done, 1, __ATOMIC_RELEASE);
+    return 0;
+  }
+  eventer_t n = eventer_alloc_fd(churn_fd_cb, NULL, churn_fd, EVENTER_READ);
+  T_CHECK(n != NULL);
+  T_EQ(eventer_add(n), 0);
+  INC(&churns);
+  eventer_update_whence(e, ms_from_now(0));
+  return EVENTER_TIMER;
+}
+
+static void test_remove_fd_from_another_thread(void) {
+  set_concurrency(2);
+  T_EQ(eventer_init(), 0);
+  int64_t base = eventer_allocations_current();
+  int p[2];
+  T_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  churn_fd = p[0]; /* never readable: registrations only */
+  churn_stop = churns = churn_done = 0;
+  eventer_t t = eventer_alloc_timer(churn_cb, NULL, NULL);
+  T_EQ(eventer_set_owner(t, eventer_choose_owner(1)), 0);
+  T_EQ(eventer_add(t), 0);
+  /* this thread is loop 0's, not the owner: every call is queued */
+  long queued = 0;
+  uint64_t end = t_now_us() + (uint64_t)t_scale(300000, 5);
+  while (t_now_us() < end) {
+    errno = 0;
+    eventer_t r = eventer_remove_fd(churn_fd);
+    T_PTR_EQ(r, NULL);
+    T_CHECK(errno == EINPROGRESS || errno == ENOENT);
+    if (errno == EINPROGRESS) queued++;
+  }
+  T_CHECK(LOADA(&churns) > 0);
+  T_CHECK(queued > 0);
+  __atomic_store_n(&churn_stop, 1, __ATOMIC_RELEASE);
+  end = t_now_us() + 10000000u;
+  while (!LOADA(&churn_done)) {
+    T_CHECK(t_now_us() < end);
+    usleep(1000);
+  }
+  /* one more event, removed from here: the owner drops it */
+  eventer_t last = eventer_alloc_fd(churn_fd_cb, NULL, churn_fd, EVENTER_READ);
+  T_EQ(eventer_set_owner(last, eventer_choose_owner(1)), 0);
+  T_EQ(eventer_add(last), 0);
+  while (eventer_find_fd(churn_fd) == NULL) {
+    T_CHECK(t_now_us() < end);
+    usleep(1000);
+  }
+  T_PTR_EQ(eventer_remove_fd(churn_fd), NULL);
+  T_EQ(errno, EINPROGRESS);
+  while (eventer_find_fd(churn_fd) != NULL ||
+         eventer_allocations_current() != base) {
+    T_CHECK(t_now_us() < end);
+    usleep(1000);
+  }
+  errno = 0;
+  T_PTR_EQ(eventer_remove_fd(-1), NULL);
+  T_EQ(errno, EINVAL);
+  eventer_shutdown();
+  eventer_loop_return();
+  ev_teardown();
+  close(p[0]);
+  close(p[1]);
+}
+
 /* ---- external drivers: one thread per loop, run_once until stopped ------------------------ */
 
 static int ext_ready, ext_hits;
@@ -577,6 +660,7 @@ T_MAIN({"cross_thread_contention", test_cross_thread_contention},
        {"pools_and_owners", test_pools_and_owners},
        {"cross_thread_remove_update", test_cross_thread_remove_update},
        {"cross_thread_add_remove_race", test_cross_thread_add_remove_race},
+       {"remove_fd_from_another_thread", test_remove_fd_from_another_thread},
        {"external_drivers", test_external_drivers},
        {"loop_exit_and_wrong_thread", test_loop_exit_and_wrong_thread},
        {"teardown_releases_everything", test_teardown_releases_everything},
