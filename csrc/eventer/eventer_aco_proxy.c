@@ -154,6 +154,10 @@ static void ev_proxy_end(eventer_aco_proxy_t *p, int wake) {
 void ev_aco_proxy_resume(ev_aco_t *a) {
   eventer_aco_proxy_t *p = ev_proxy_of(a);
   int wake = ev_aco_wait_end(a);
+  mtevL(eventer_deb,
+        "eventer_aco: resume %p (proxy of foreign coroutine %llu, wait "
+        "ended: %d): 0 stack bytes copied (a proxy has no stack)\n",
+        (void *)p, (unsigned long long)p->foreign_id, wake);
   /* a read-through reads e after the wait's end dropped its reference */
   eventer_t e = p->call == EV_PX_WAIT ? p->e : NULL;
   if (e) eventer_ref(e);
