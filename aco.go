@@ -163,10 +163,14 @@ func AcoStartOn(i int, fn func(co *Co), arg any) (*Co, error) {
 	return co, nil
 }
 
-// Start starts fn in a new coroutine on co's loop (AcoStartOn).
+// Start starts fn in a new coroutine on co's loop (AcoStartOn); ErrStopped
+// once that loop has stopped.
 func (co *Co) Start(fn func(co *Co), arg any) (*Co, error) {
 	if co == nil || co.l == nil {
 		return nil, &OpError{Op: "Co.Start", Err: errors.New("no coroutine")}
+	}
+	if loopAt(co.l.idx) != co.l { // a Co of an earlier Init
+		return nil, &OpError{Op: "Co.Start", Err: ErrStopped}
 	}
 	return AcoStartOn(co.l.idx, fn, arg)
 }
@@ -310,11 +314,19 @@ func (p *CoroutinePanic) Error() string {
 	return fmt.Sprintf("eventer: panic in coroutine: %v\n\ncoroutine stack:\n%s", p.Value, p.Stack)
 }
 
-// Arg is the arg given to AcoStart.
-func (co *Co) Arg() any { return co.arg }
+// Arg is the arg given to AcoStart (nil for a nil Co).
+func (co *Co) Arg() any {
+	if co == nil {
+		return nil
+	}
+	return co.arg
+}
 
 // Done is closed when the coroutine has ended.
 func (co *Co) Done() <-chan struct{} {
+	if co == nil {
+		misuse("Co.Done", ruleNoCo)
+	}
 	x := co.extra()
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -335,7 +347,7 @@ func (co *Co) Done() <-chan struct{} {
 // deferred functions may still release things, but nothing waits.
 func (co *Co) enter(op string) error {
 	if co == nil || co.l == nil {
-		panic(&MisuseError{Op: op, Rule: "no coroutine (nil, or one whose start failed)"})
+		misuse(op, ruleNoCo)
 	}
 	l := co.l
 	// co runs only on its loop's thread, and only while it is the loop's
@@ -584,6 +596,9 @@ func (co *Co) Cancel() error {
 // context.Context.  It returns a stop function, as context.AfterFunc
 // does; call it when co no longer needs ctx.
 func (co *Co) CancelOn(ctx context.Context) (stop func() bool) {
+	if co == nil {
+		misuse("Co.CancelOn", ruleNoCo)
+	}
 	return context.AfterFunc(ctx, func() { _ = co.Cancel() })
 }
 

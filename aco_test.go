@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -390,6 +391,134 @@ func TestAcoEventAfterClose(t *testing.T) {
 	}
 	if after := openFds(t); after != before-1 {
 		t.Fatalf("fds: %d before, %d after Close (want one fewer)", before, after)
+	}
+}
+
+// Close (of the AcoEvent, or of its net.Conn) from a plain goroutine, as Go
+// code closes a connection another goroutine reads: the waiting reader
+// gets net.ErrClosed and the fd is closed when Close returns.  From
+// another loop's callback the close is handed to the AcoEvent's loop.  Of
+// many concurrent Closes exactly one succeeds.  (A Close from anywhere but
+// the loop's thread panicked with a misuse before.)
+func TestAcoEventCloseFromAnywhere(t *testing.T) {
+	setup(t, 2)
+	for _, how := range []string{"goroutine", "conn", "other loop", "concurrent"} {
+		a, b := socketpair(t)
+		got := make(chan *AcoEvent, 1)
+		res := make(chan error, 1)
+		start(t, 0, func(co *Co) {
+			ae := acoEvent(t, co, a)
+			c := ae.Conn()
+			got <- ae
+			var err error
+			if how == "conn" {
+				_, err = c.Read(make([]byte, 8))
+			} else {
+				_, err = ae.Read(make([]byte, 8), 10*time.Second)
+			}
+			res <- err
+		})
+		ae := <-got
+		time.Sleep(10 * time.Millisecond) // the reader waits
+		switch how {
+		case "goroutine":
+			if err := ae.Close(); err != nil {
+				t.Fatalf("%s: Close: %v", how, err)
+			}
+			if _, err := unix.FcntlInt(uintptr(a), unix.F_GETFD, 0); err == nil {
+				t.Fatalf("%s: fd still open after Close returned", how)
+			}
+		case "conn":
+			if err := ae.Conn().Close(); err != nil {
+				t.Fatalf("%s: Close: %v", how, err)
+			}
+		case "other loop":
+			closed := make(chan error, 1)
+			if _, err := AddIn(0, func(*Event, Mask, time.Time) Mask { closed <- ae.Close(); return 0 }); err != nil {
+				t.Fatal(err)
+			}
+			// the timer runs on loop 0 or 1: either way Close succeeds
+			if err := <-closed; err != nil {
+				t.Fatalf("%s: Close: %v", how, err)
+			}
+		case "concurrent":
+			var wg sync.WaitGroup
+			var ok atomic.Int32
+			for i := 0; i < 8; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := ae.Close(); err == nil {
+						ok.Add(1)
+					} else if !errors.Is(err, ErrClosed) {
+						t.Errorf("%s: Close: %v", how, err)
+					}
+				}()
+			}
+			wg.Wait()
+			if ok.Load() != 1 {
+				t.Fatalf("%s: %d Closes succeeded", how, ok.Load())
+			}
+		}
+		select {
+		case err := <-res:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("%s: the reader got %v", how, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the reader was not woken", how)
+		}
+		if err := ae.Close(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("%s: second Close: %v", how, err)
+		}
+		unix.Close(b)
+	}
+}
+
+// The Conn's deadlines may be set from any goroutine while its coroutine
+// reads (-race checks it): each Read takes the deadline current when it
+// starts.
+func TestConnDeadlineFromAnotherGoroutine(t *testing.T) {
+	setup(t, 1)
+	a, b := socketpair(t)
+	defer unix.Close(b)
+	got := make(chan net.Conn, 1)
+	res := make(chan error, 1)
+	start(t, 0, func(co *Co) {
+		ae := acoEvent(t, co, a)
+		defer ae.Close()
+		c := ae.Conn()
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		got <- c
+		for i := 0; i < 50; i++ {
+			if _, err := c.Read(make([]byte, 8)); !isTimeout(err) {
+				res <- fmt.Errorf("read %d: %v", i, err)
+				return
+			}
+		}
+		res <- nil
+	})
+	c := <-got
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				c.SetReadDeadline(time.Now().Add(time.Millisecond))
+				c.RemoteAddr()
+			}
+		}
+	}()
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reads did not time out")
 	}
 }
 
@@ -1026,5 +1155,46 @@ func TestCancelOnContext(t *testing.T) {
 	})
 	if !errors.Is(err, ErrCanceled) {
 		t.Fatalf("want ErrCanceled, got %v", err)
+	}
+}
+
+// A Co of an earlier Init starts nothing on the new loops; a nil Co (an
+// AcoStart whose error was ignored) is a misuse, not a nil dereference.
+func TestCoOfEarlierInitAndNilCo(t *testing.T) {
+	if err := Init(WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	old, err := AcoStartOn(0, func(co *Co) {}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-old.Done()
+	Shutdown()
+	if err := Loop(); err != nil {
+		t.Fatal(err)
+	}
+	setup(t, 1)
+	if _, err := old.Start(func(*Co) {}, nil); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Start on a Co of an earlier Init: %v", err)
+	}
+	var nilCo *Co
+	if nilCo.Arg() != nil {
+		t.Fatal("nil Co has an Arg")
+	}
+	for name, f := range map[string]func(){
+		"Done":     func() { nilCo.Done() },
+		"CancelOn": func() { nilCo.CancelOn(context.Background()) },
+	} {
+		func() {
+			defer func() {
+				if _, ok := recover().(*MisuseError); !ok {
+					t.Errorf("%s on a nil Co: not a *MisuseError", name)
+				}
+			}()
+			f()
+		}()
+	}
+	if err := nilCo.Wake(); err == nil {
+		t.Fatal("Wake on a nil Co succeeded")
 	}
 }

@@ -1,11 +1,12 @@
 package eventer
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -19,20 +20,18 @@ import (
 // its calls block the calling coroutine, not the loop.  It belongs to the
 // loop of the coroutine that converted it (Co.SetEventerAco); any
 // coroutine of that loop may use it, and a reader and a writer coroutine
-// may use it at the same time (full duplex).  Its methods are called by
-// coroutines of its loop (Close also by that loop's callbacks); a call
-// from anywhere else panics with *MisuseError.  A timeout of 0 means none;
+// may use it at the same time (full duplex).  Its blocking methods are
+// called by coroutines of its loop (a call from anywhere else panics with
+// *MisuseError); Close by anyone.  A timeout of 0 means none;
 // a negative one has passed already; it bounds the whole call.
 //
 // Close closes the fd and releases the event; after Close every call
 // returns an error satisfying errors.Is(err, net.ErrClosed) and
 // errors.Is(err, ErrClosed).
 type AcoEvent struct {
-	ptr    unsafe.Pointer // the C aco event; nil once released
-	l      *loop
-	epoch  uint64
-	fd     int32
-	closed bool
+	ptr   unsafe.Pointer // the C aco event; nil once released
+	l     *loop
+	epoch uint64
 
 	// For the POSIX opset, reads and writes are the plain syscalls, which
 	// the coroutine makes itself (no cgo call); C still does all the
@@ -49,6 +48,8 @@ type AcoEvent struct {
 	// noSkip: a skipped read's wait was refused (EPERM: a regular file,
 	// which epoll can't watch and whose reads never block): always read.
 	noSkip bool
+	fd     int32
+	closed atomic.Bool // Close was called (by anyone)
 	tr     tracked
 }
 
@@ -93,7 +94,7 @@ func (a *AcoEvent) ready(op string) (*Co, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.closed {
+	if a.closed.Load() {
 		return nil, &OpError{Op: op, Err: errClosedIO}
 	}
 	if a.epoch != sessionNow() {
@@ -308,24 +309,41 @@ func (a *AcoEvent) Accept(timeout time.Duration) (*Event, error) {
 // Close closes the event (eventer_aco_close: coroutines waiting on it get
 // net.ErrClosed, the fd is closed) and releases it: the one call that
 // ends an AcoEvent.  A second Close returns an error satisfying
-// errors.Is(err, ErrClosed).  From a coroutine or a callback of its loop;
-// while Shutdown unwinds a coroutine, its deferred Close still closes.
+// errors.Is(err, ErrClosed).  Close may be called from any goroutine: on
+// its loop's thread it closes at once; from a plain goroutine it has the
+// loop do it and waits; from another loop's thread it has the loop do it
+// and returns (two loops waiting for each other would deadlock).  While
+// Shutdown unwinds a coroutine, its deferred Close still closes; a Close
+// that comes after the loop stopped leaves the fd to Shutdown, which
+// closes it.
 func (a *AcoEvent) Close() error {
 	const op = "AcoEvent.Close"
 	if a == nil {
 		return &OpError{Op: op, Err: errors.New("nil AcoEvent")}
 	}
-	if !a.l.onItsThread() {
-		misuse(op, ruleNoLoop)
-	}
-	if a.closed {
+	if !a.closed.CompareAndSwap(false, true) {
 		return &OpError{Op: op, Err: ErrClosed}
 	}
-	if a.epoch != sessionNow() { // released with its eventer at Shutdown
-		a.closed = true
+	if a.l.onItsThread() {
+		return a.closeHere(op)
+	}
+	var err error
+	if cgo.InLoop() {
+		err = a.l.post(func() { _ = a.closeHere(op) })
+	} else {
+		err = a.l.call(func() error { return a.closeHere(op) })
+	}
+	if errors.Is(err, ErrStopped) || errors.Is(err, ErrNotInitialized) {
+		return nil // Shutdown closes and releases it
+	}
+	return err
+}
+
+// closeHere is Close on the loop's thread.
+func (a *AcoEvent) closeHere(op string) error {
+	if a.ptr == nil || a.epoch != sessionNow() { // released with its eventer at Shutdown
 		return nil
 	}
-	a.closed = true
 	err := cgo.AcoClose(a.ptr) // EBADF: closed through the C API already
 	a.release()
 	if err != nil && !errors.Is(err, syscall.EBADF) {
@@ -346,38 +364,55 @@ func (a *AcoEvent) release() {
 
 func (a *AcoEvent) releaseAtShutdown() {
 	// the loops have stopped: the fd is closed as Close would (nothing
-	// waits any more), and the reference dropped before the eventer goes
-	if a.ptr != nil && !a.closed {
-		a.closed = true
+	// waits any more), unless C closed it already, and the reference
+	// dropped before the eventer goes
+	if a.ptr != nil && !cgo.AcoClosed(a.ptr) {
+		a.closed.Store(true)
 		unix.Close(int(a.fd))
 	}
 	a.release()
 }
 
 // Conn is the AcoEvent as a net.Conn for Go libraries (bufio, encoding,
-// TLS), with deadlines.  Like the AcoEvent, it may be used only by
-// coroutines of its loop.  Its Close is the AcoEvent's.
+// TLS), with deadlines.  Like the AcoEvent, its Read and Write may be
+// called only by coroutines of its loop; Close (the AcoEvent's) and the
+// deadline setters from any goroutine.  A deadline set while a Read or
+// Write waits applies from its next call: to end a waiting call from
+// elsewhere, Close the Conn or Cancel the coroutine.
 func (a *AcoEvent) Conn() net.Conn { return &acoConn{a: a} }
 
 type acoConn struct {
-	a             *AcoEvent
-	rdl, wdl      time.Time
-	local, remote net.Addr
+	a        *AcoEvent
+	rdl, wdl atomic.Int64 // deadlines, UnixNano (0: none)
+	addrMu   sync.Mutex
+	local    net.Addr
+	remote   net.Addr
 }
 
-func untilDeadline(t time.Time) (time.Duration, bool) {
-	if t.IsZero() {
+func untilDeadline(dl *atomic.Int64) (time.Duration, bool) {
+	ns := dl.Load()
+	if ns == 0 {
 		return 0, true
 	}
-	d := time.Until(t)
+	d := time.Until(time.Unix(0, ns))
 	if d <= 0 {
 		return 0, false
 	}
 	return d, true
 }
 
+func deadlineNs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if ns := t.UnixNano(); ns != 0 {
+		return ns
+	}
+	return 1 // the epoch itself: long past
+}
+
 func (c *acoConn) Read(p []byte) (int, error) {
-	d, ok := untilDeadline(c.rdl)
+	d, ok := untilDeadline(&c.rdl)
 	if !ok {
 		if _, err := c.a.ready("AcoEvent.Read"); err != nil {
 			return 0, err // closed wins over an expired deadline, as in net
@@ -390,7 +425,7 @@ func (c *acoConn) Read(p []byte) (int, error) {
 func (c *acoConn) Write(p []byte) (int, error) {
 	total := 0
 	for total < len(p) {
-		d, ok := untilDeadline(c.wdl)
+		d, ok := untilDeadline(&c.wdl)
 		if !ok {
 			if _, err := c.a.ready("AcoEvent.Write"); err != nil {
 				return total, err
@@ -409,6 +444,8 @@ func (c *acoConn) Write(p []byte) (int, error) {
 func (c *acoConn) Close() error { return c.a.Close() }
 
 func (c *acoConn) LocalAddr() net.Addr {
+	c.addrMu.Lock()
+	defer c.addrMu.Unlock()
 	if c.local == nil {
 		if sa, err := unix.Getsockname(c.a.Fd()); err == nil {
 			c.local = sockaddrToAddr(sa)
@@ -418,6 +455,8 @@ func (c *acoConn) LocalAddr() net.Addr {
 }
 
 func (c *acoConn) RemoteAddr() net.Addr {
+	c.addrMu.Lock()
+	defer c.addrMu.Unlock()
 	if c.remote == nil {
 		if sa, err := unix.Getpeername(c.a.Fd()); err == nil {
 			c.remote = sockaddrToAddr(sa)
@@ -426,9 +465,13 @@ func (c *acoConn) RemoteAddr() net.Addr {
 	return c.remote
 }
 
-func (c *acoConn) SetDeadline(t time.Time) error      { c.rdl, c.wdl = t, t; return nil }
-func (c *acoConn) SetReadDeadline(t time.Time) error  { c.rdl = t; return nil }
-func (c *acoConn) SetWriteDeadline(t time.Time) error { c.wdl = t; return nil }
+func (c *acoConn) SetDeadline(t time.Time) error {
+	c.rdl.Store(deadlineNs(t))
+	c.wdl.Store(deadlineNs(t))
+	return nil
+}
+func (c *acoConn) SetReadDeadline(t time.Time) error  { c.rdl.Store(deadlineNs(t)); return nil }
+func (c *acoConn) SetWriteDeadline(t time.Time) error { c.wdl.Store(deadlineNs(t)); return nil }
 
 var _ net.Conn = (*acoConn)(nil)
 var _ io.ReadWriteCloser = (*acoConn)(nil)
@@ -527,32 +570,4 @@ func (co *Co) Connect(network, address string, timeout time.Duration) (*AcoEvent
 		return fail(syscall.Errno(soerr))
 	}
 	return ae, nil
-}
-
-// rawSockaddr encodes sa as the C struct sockaddr_* bytes.
-func rawSockaddr(sa unix.Sockaddr) ([]byte, error) {
-	switch s := sa.(type) {
-	case *unix.SockaddrInet4:
-		b := make([]byte, unix.SizeofSockaddrInet4)
-		binary.NativeEndian.PutUint16(b[0:], unix.AF_INET)
-		binary.BigEndian.PutUint16(b[2:], uint16(s.Port))
-		copy(b[4:8], s.Addr[:])
-		return b, nil
-	case *unix.SockaddrInet6:
-		b := make([]byte, unix.SizeofSockaddrInet6)
-		binary.NativeEndian.PutUint16(b[0:], unix.AF_INET6)
-		binary.BigEndian.PutUint16(b[2:], uint16(s.Port))
-		copy(b[8:24], s.Addr[:])
-		binary.NativeEndian.PutUint32(b[24:], s.ZoneId)
-		return b, nil
-	case *unix.SockaddrUnix:
-		if len(s.Name) >= 108 {
-			return nil, errors.New("unix socket path too long")
-		}
-		b := make([]byte, 2+len(s.Name)+1)
-		binary.NativeEndian.PutUint16(b[0:], unix.AF_UNIX)
-		copy(b[2:], s.Name)
-		return b, nil
-	}
-	return nil, errors.New("unsupported address")
 }

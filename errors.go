@@ -97,11 +97,16 @@ func errnoError(op string, errno syscall.Errno) error {
 	case syscall.EPIPE:
 		err = ErrChanClosed
 	default:
-		err = os.NewSyscallError(sysName(op), errno)
+		if sys := sysName(op); sys != "" {
+			err = os.NewSyscallError(sys, errno)
+		} else {
+			err = errno // op names the call already
+		}
 	}
 	return &OpError{Op: op, Err: err}
 }
 
+// sysName is the system call behind op, "" if none.
 func sysName(op string) string {
 	switch op {
 	case "AcoEvent.Read":
@@ -115,7 +120,7 @@ func sysName(op string) string {
 	case "AcoEvent.Close":
 		return "close"
 	}
-	return op
+	return ""
 }
 
 // readResult turns a read's (n, errno) into Go's (n, err): 0 bytes read
@@ -159,6 +164,7 @@ const (
 		"(rule 2: no runtime.LockOSThread or UnlockOSThread of its own around a blocking call; " +
 		"the extra locks were undone)"
 	ruleEnded    = "the coroutine has ended"
+	ruleNoCo     = "no coroutine (nil, or one whose start failed)"
 	ruleNoLoop   = "called from a goroutine that is no coroutine of the AcoEvent's loop (rule 1)"
 	ruleWaitSelf = "it waits for the loops to stop, and is called from a loop's thread or " +
 		"from asynch work, which the loops' stop waits for"

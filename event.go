@@ -404,8 +404,13 @@ func (e *Event) Close() error {
 		e.mu.Unlock()
 		return &OpError{Op: op, Err: err}
 	}
-	if e.epoch != sessionNow() || !running() { // gone with its eventer
+	if e.epoch != sessionNow() { // gone with its eventer
 		e.gone, e.ptr = ErrClosed, nil
+		e.mu.Unlock()
+		return nil
+	}
+	if !running() { // its eventer is going: Shutdown releases it
+		e.gone = ErrClosed
 		e.mu.Unlock()
 		return nil
 	}

@@ -292,7 +292,10 @@ func Init(opts ...Option) error {
 // whole life (C keeps per-thread state) and runs eventer_run_once,
 // handling the Go work each step hands back.
 func (l *loop) drive(attached chan<- error) {
-	defer rt.drivers.Done()
+	// Not deferred: a panic that ends the driver (a coroutine's or a
+	// callback's, re-raised here) ends the program, and Shutdown and Loop
+	// must not return meanwhile as if the loop had stopped (a main that
+	// then exits would win the race against the panic's report).
 	runtime.LockOSThread()
 	// The thread stays locked until the goroutine exits, which also ends
 	// the thread: C state may linger on it.
@@ -301,10 +304,12 @@ func (l *loop) drive(attached chan<- error) {
 	l.locks, l.locksSet = threadLocks()
 	if err := l.drv.Attach(); err != nil {
 		attached <- err
+		rt.drivers.Done()
 		return
 	}
 	attached <- nil
 	l.stopped(l.drv.Run(l))
+	rt.drivers.Done()
 }
 
 // stopped ends the driving of a loop whose Run returned (err: its error).
@@ -493,6 +498,7 @@ func (l *loop) Callback(e unsafe.Pointer, id uint64, mask, kind int, nowUs int64
 		l.cbDepth.Store(0)
 		l.drv.SetCallbackResult(l.finishDispatch(e, ev, kind, d.inHand, rv))
 		l.stopped(l.drv.Run(l))
+		rt.drivers.Done() // (drive's own end is not reached)
 	}()
 	l.cbDepth.Add(1)
 	rv := int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))

@@ -41,21 +41,36 @@ var jobqs struct {
 // JobQueueOption sizes a job queue.
 type JobQueueOption func(*jobqConfig)
 
-type jobqConfig struct{ concurrency, min, max, floor, backlog int }
+type jobqConfig struct {
+	concurrency, min, max, floor, backlog int // -1: leave as it is
+	bad                                   []int
+}
 
-// WithJobConcurrency sets how many jobs run at once.
-func WithJobConcurrency(n int) JobQueueOption { return func(c *jobqConfig) { c.concurrency = n } }
+// set records option value v in *f; negative values are refused.
+func (c *jobqConfig) set(f *int, v int) {
+	if v < 0 || v > 1<<31-1 {
+		c.bad = append(c.bad, v)
+		return
+	}
+	*f = v
+}
 
-// WithJobMinMax bounds the concurrency.
+// WithJobConcurrency sets how many jobs run at once (0 counts as 1).
+func WithJobConcurrency(n int) JobQueueOption {
+	return func(c *jobqConfig) { c.set(&c.concurrency, n) }
+}
+
+// WithJobMinMax bounds the concurrency (max 0: no bound).
 func WithJobMinMax(min, max int) JobQueueOption {
-	return func(c *jobqConfig) { c.min, c.max = min, max }
+	return func(c *jobqConfig) { c.set(&c.min, min); c.set(&c.max, max) }
 }
 
 // WithJobFloor keeps at least n threads alive.
-func WithJobFloor(n int) JobQueueOption { return func(c *jobqConfig) { c.floor = n } }
+func WithJobFloor(n int) JobQueueOption { return func(c *jobqConfig) { c.set(&c.floor, n) } }
 
-// WithJobBacklog limits the queued (not started) jobs that try-adds accept.
-func WithJobBacklog(n int) JobQueueOption { return func(c *jobqConfig) { c.backlog = n } }
+// WithJobBacklog limits the queued (not started) jobs that try-adds accept
+// (0: no limit).
+func WithJobBacklog(n int) JobQueueOption { return func(c *jobqConfig) { c.set(&c.backlog, n) } }
 
 // NewJobQueue creates (or finds) the job queue called name
 // (eventer_jobq_create); options apply to a found queue too.
@@ -63,14 +78,15 @@ func WithJobBacklog(n int) JobQueueOption { return func(c *jobqConfig) { c.backl
 // refuses).
 func NewJobQueue(name string, opts ...JobQueueOption) (*JobQueue, error) {
 	const op = "NewJobQueue"
-	c := jobqConfig{-1, -1, -1, -1, -1}
+	c := jobqConfig{concurrency: -1, min: -1, max: -1, floor: -1, backlog: -1}
 	for _, o := range opts {
 		o(&c)
 	}
-	for _, v := range []int{c.concurrency, c.min, c.max, c.floor, c.backlog} {
-		if v > 1<<31-1 {
-			return nil, &OpError{Op: op, Err: fmt.Errorf("%d: out of range", v)}
-		}
+	if len(c.bad) > 0 {
+		return nil, &OpError{Op: op, Err: fmt.Errorf("option value %d out of range [0, %d]", c.bad[0], 1<<31-1)}
+	}
+	if c.max > 0 && c.min > c.max {
+		return nil, &OpError{Op: op, Err: fmt.Errorf("min %d above max %d", c.min, c.max)}
 	}
 	var st *jobqState
 	err := withLive(func() error {

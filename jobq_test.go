@@ -159,3 +159,23 @@ func TestJobQueueCloseRacingShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Job queue options out of range are refused, not ignored.
+func TestJobQueueOptionsChecked(t *testing.T) {
+	setup(t, 1)
+	for _, o := range []JobQueueOption{WithJobConcurrency(-1), WithJobConcurrency(1 << 31),
+		WithJobMinMax(5, 1), WithJobMinMax(-1, 3), WithJobFloor(-2), WithJobBacklog(-1)} {
+		if q, err := NewJobQueue("jq_opts", o); err == nil {
+			q.Close()
+			t.Errorf("an option out of range was accepted")
+		}
+	}
+	q, err := NewJobQueue("jq_opts", WithJobConcurrency(0), WithJobMinMax(0, 0), WithJobBacklog(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.Concurrency() != 1 {
+		t.Fatalf("concurrency 0 gave %d, want 1", q.Concurrency())
+	}
+}

@@ -25,12 +25,13 @@ import (
 // syncObj is what the four have in common: the C object, and a lock that
 // keeps Close from freeing it under a call from another goroutine.
 type syncObj struct {
-	mu    sync.RWMutex
-	p     unsafe.Pointer // nil once closed
-	epoch uint64
-	name  string // "semaphore", ...
-	free  func(unsafe.Pointer) error
-	tr    tracked
+	mu     sync.RWMutex
+	p      unsafe.Pointer // nil once freed
+	closed bool           // Close succeeded (or Shutdown freed it)
+	epoch  uint64
+	name   string // "semaphore", ...
+	free   func(unsafe.Pointer) error
+	tr     tracked
 }
 
 func (o *syncObj) init(name string, p unsafe.Pointer, free func(unsafe.Pointer) error) {
@@ -43,13 +44,15 @@ func (o *syncObj) init(name string, p unsafe.Pointer, free func(unsafe.Pointer) 
 func (o *syncObj) use(op string, fn func(p unsafe.Pointer) error) error {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
-	if o.p == nil {
+	if o.closed {
 		return &OpError{Op: op, Err: ErrClosed}
 	}
-	if o.epoch != sessionNow() {
-		return &OpError{Op: op, Err: ErrNotInitialized} // made by an earlier Init
+	// not once its eventer is going (Shutdown) or gone
+	err := withSession(o.epoch, func() error { return fn(o.p) })
+	if errors.Is(err, ErrNotInitialized) {
+		return &OpError{Op: op, Err: err}
 	}
-	return fn(o.p)
+	return err
 }
 
 // callErr is the error of a C call on the object: errno mapped, and an
@@ -118,17 +121,20 @@ func (o *syncObj) wait(op string, co *Co, kind int, elem unsafe.Pointer, timeout
 func (o *syncObj) closeObj(op string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.p == nil {
+	if o.closed {
 		return &OpError{Op: op, Err: ErrClosed}
 	}
-	if o.epoch != sessionNow() {
-		o.p = nil // freed with its eventer's session at Shutdown
+	var busy error
+	err := withSession(o.epoch, func() error { busy = o.free(o.p); return nil })
+	if err != nil {
+		// its eventer is going or gone: Shutdown frees it
+		o.closed = true
 		return nil
 	}
-	if err := o.free(o.p); err != nil {
-		return &OpError{Op: op, Err: fmt.Errorf("a coroutine waits on it: %w", err)}
+	if busy != nil {
+		return &OpError{Op: op, Err: fmt.Errorf("a coroutine waits on it: %w", busy)}
 	}
-	o.p = nil
+	o.p, o.closed = nil, true
 	untrack(&o.tr)
 	return nil
 }
@@ -139,7 +145,7 @@ func (o *syncObj) releaseAtShutdown() {
 	// the loops have stopped and their waiters are gone: free it (a wait
 	// that was under way may leave it refusing: then it stays allocated)
 	if o.p != nil && o.free(o.p) == nil {
-		o.p = nil
+		o.p, o.closed = nil, true
 	}
 }
 

@@ -245,3 +245,39 @@ func TestChan(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Errors name their call once, whatever the errno (a relock and a self
+// join read "Mutex.Lock: Mutex.Lock: resource deadlock avoided" before).
+func TestErrorsNameTheCallOnce(t *testing.T) {
+	setup(t, 1)
+	err := inCo(t, 0, func(co *Co) error {
+		m, err := NewMutex()
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		if err := m.Lock(co, 0); err != nil {
+			return err
+		}
+		defer m.Unlock(co)
+		relock := m.Lock(co, time.Millisecond)
+		if !errors.Is(relock, syscall.EDEADLK) || strings.Count(relock.Error(), "Mutex.Lock") != 1 {
+			return fmt.Errorf("relock: %v", relock)
+		}
+		self := co.Join(co, time.Millisecond)
+		if !errors.Is(self, syscall.EDEADLK) || strings.Count(self.Error(), "Co.Join") != 1 {
+			return fmt.Errorf("self join: %v", self)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []string{"Sem.Wait", "Mutex.Lock", "Chan.Send", "Co.Sleep", "AcoEvent.Read", "Co.Connect"} {
+		for _, errno := range []syscall.Errno{syscall.EINVAL, syscall.ENOMEM, syscall.EDEADLK, syscall.EBADF} {
+			if msg := errnoError(op, errno).Error(); strings.Count(msg, op) != 1 {
+				t.Errorf("%s, %v: %q", op, errno, msg)
+			}
+		}
+	}
+}

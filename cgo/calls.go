@@ -223,6 +223,10 @@ func AcoClose(e unsafe.Pointer) error {
 	return nil
 }
 
+// AcoClosed reports whether aco event e was closed (eventer_aco_close,
+// by Go or by C code).
+func AcoClosed(e unsafe.Pointer) bool { return C.ev_go_aco_closed(iv(e)) == 1 }
+
 // PosixClosedFlag is the address (C memory) of aco event e's closed flag
 // when its opset is the POSIX one, else nil: the Go side may then do the
 // event's reads and writes with its own syscalls.

@@ -243,6 +243,8 @@ int ev_go_aco_close(uintptr_t e) {
   return eventer_aco_close((eventer_aco_t)e) == 0 ? 0 : errno;
 }
 
+int ev_go_aco_closed(uintptr_t e) { return ev_aco_fd_closed((eventer_t)e); }
+
 const volatile uint8_t *ev_go_posix_closed_flag(eventer_t e) {
   return ev_aco_fd_posix_closed_flag(e);
 }

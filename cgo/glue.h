@@ -79,6 +79,8 @@ int ev_go_convert(uintptr_t e);
 int ev_go_aco_close(uintptr_t e);
 /* ev_aco_fd_posix_closed_flag, for the Go fast path. */
 const volatile uint8_t *ev_go_posix_closed_flag(eventer_t e);
+/* ev_aco_fd_closed. */
+int ev_go_aco_closed(uintptr_t e);
 /* The index in the default pool of the loop sync object obj is bound to
  * (-1: unbound). */
 int ev_go_sync_owner(uintptr_t obj);

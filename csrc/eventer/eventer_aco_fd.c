@@ -246,6 +246,15 @@ const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e) {
   return &st->closed;
 }
 
+int ev_aco_fd_closed(eventer_t e) {
+  ev_aco_fd_t *st = ev_aco_fd_of(e);
+  if (!st) {
+    errno = EINVAL;
+    return -1;
+  }
+  return st->closed;
+}
+
 /* ---- read, write, accept, connect ------------------------------------------------
  * Every call is attempts through the original opset, with a readiness wait
  * between two attempts when one would block.  A C coroutine loops here

@@ -266,6 +266,9 @@ int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
  * (non-zero once eventer_aco_close ran; valid while the event lives), or
  * NULL if e is not an aco event or its opset is not POSIX. */
 const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e);
+/* Whether eventer_aco_close ran on aco event e (any opset); -1/EINVAL if
+ * e is not an aco event. */
+int ev_aco_fd_closed(eventer_t e);
 
 /* eventer_fini: drops the references that waits still parked on fd
  * events of l hold (their waiters are dropped with the loop). */
