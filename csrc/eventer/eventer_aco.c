@@ -297,7 +297,8 @@ static void ev_aco_reap(ev_aco_t *a) {
   ev_aco_unlink(&a->all);
   eventer_timer_node_remove(&a->timer);
   if (a->handle) ev_aco_handle_end(a->handle);
-  if (a->flags & EV_ACO_F_END_HOOK) ev_aco_end_hook(a);
+  if (a->flags & EV_ACO_F_END_HOOK)
+    __atomic_load_n(&ev_aco_end_hook, __ATOMIC_ACQUIRE)(a);
   aco_destroy(ev_aco_co(a));
 }
 

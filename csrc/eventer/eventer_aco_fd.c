@@ -45,8 +45,14 @@ static struct _fd_opset ev_aco_opset_s = {
     ev_aco_op_accept, ev_aco_op_read, ev_aco_op_write, ev_aco_op_close, "aco"};
 static eventer_fd_opset_t const ev_aco_opset = &ev_aco_opset_s;
 
+/* With an event: is it an aco event.  With NULL (libmtev): is the caller
+ * running in a coroutine (any coroutine, not a thread's main one). */
 mtev_boolean eventer_is_aco(eventer_t e) {
-  return (e && e->opset == ev_aco_opset) ? mtev_true : mtev_false;
+  if (!e) {
+    aco_t *co = aco_get_co();
+    return (co && !aco_is_main_co(co)) ? mtev_true : mtev_false;
+  }
+  return e->opset == ev_aco_opset ? mtev_true : mtev_false;
 }
 
 static ev_aco_fd_t *ev_aco_fd_of(eventer_t e) {
@@ -139,13 +145,13 @@ static int ev_aco_fd_sync(eventer_t e, ev_aco_fd_t *st) {
   if (st->reg_mask == 0) {
     e->mask = want;
     eventer_ref(e); /* the registration's reference */
-    if (eventer_add(e) != 0) {
+    if (eventer_add_ex(e) != 0) {
       int err = errno;
       eventer_deref(e);
       errno = err;
       return -1;
     }
-  } else if (eventer_update(e, want) != 0) {
+  } else if (eventer_update_ex(e, want) != 0) {
     return -1;
   }
   st->reg_mask = want;
