@@ -30,18 +30,20 @@ ARM64CC ?= aarch64-linux-gnu-gcc
 QEMU    ?= qemu-aarch64-static
 VALGRIND ?= valgrind
 
-INCDIRS := -Icsrc/libaco -Icsrc/eventer -Icsrc/testing
+INCDIRS := -Icsrc/libaco -Icsrc/eventer -Icsrc/http -Icsrc/testing
 WARN    := -Wall -Wextra -Werror
 BASE_CFLAGS := -std=gnu11 -g -pthread -D_GNU_SOURCE -fstack-clash-protection $(WARN) $(INCDIRS) $(EXTRA_CFLAGS)
 BASE_LDLIBS := -pthread -lm
 
 include csrc/libaco/build.mk
 include csrc/eventer/build.mk
+include csrc/http/build.mk
 
-LIB_SRCS   := $(LIBACO_SRCS) $(EVENTER_SRCS)
-C_TESTS    := $(LIBACO_TESTS) $(EVENTER_TESTS)
-TSAN_TESTS := $(LIBACO_TSAN_TESTS) $(EVENTER_TSAN_TESTS)
-PUBLIC_HEADERS := $(LIBACO_HEADERS) $(EVENTER_HEADERS) csrc/acoeventer.h
+LIB_SRCS   := $(LIBACO_SRCS) $(EVENTER_SRCS) $(HTTP_SRCS)
+C_TESTS    := $(LIBACO_TESTS) $(EVENTER_TESTS) $(HTTP_TESTS)
+TSAN_TESTS := $(LIBACO_TSAN_TESTS) $(EVENTER_TSAN_TESTS) $(HTTP_TSAN_TESTS)
+PUBLIC_HEADERS := $(LIBACO_HEADERS) $(EVENTER_HEADERS) $(HTTP_HEADERS) csrc/acoeventer.h
+BASE_LDLIBS += $(HTTP_LDLIBS)
 
 # ---- variants -------------------------------------------------------------
 
@@ -97,6 +99,7 @@ $(BUILD)/$(1)/.dir:
 	@mkdir -p $$(@D) && touch $$@
 endef
 $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
+$(foreach v,$(VARIANTS),$(eval $(call http_test_rules,$(v))))
 
 # test program paths: csrc/libaco/tests/test_x.c -> build/V/tests/libaco/tests/test_x
 test_bins = $(patsubst csrc/%.c,$(BUILD)/$(1)/tests/%,$(2))
@@ -114,6 +117,8 @@ $(BUILD)/lib/libacoeventer.a: $(BUILD)/plain/libacoeventer.a
 $(BUILD)/include/%.h: csrc/libaco/%.h
 	@mkdir -p $(@D) && cp $< $@
 $(BUILD)/include/%.h: csrc/eventer/%.h
+	@mkdir -p $(@D) && cp $< $@
+$(BUILD)/include/%.h: csrc/http/%.h
 	@mkdir -p $(@D) && cp $< $@
 $(BUILD)/include/%.h: csrc/%.h
 	@mkdir -p $(@D) && cp $< $@

@@ -11,5 +11,7 @@
 #include "eventer.h"  /* the event loop, job queues, driver API */
 #include "eventer_aco.h" /* coroutines on the loop */
 #include "eventer_aco_sync.h" /* their semaphores, mutexes, wait groups, channels */
+#include "mtev_http.h"    /* the HTTP/1.1 engine */
+#include "mtev_rest.h"    /* REST routing on it */
 
 #endif /* ACOEVENTER_H */
