@@ -245,6 +245,7 @@ static void ev_tp_destroy(void *arg) {
   while (tp->works) {
     ev_http_work_t *w = tp->works;
     tp->works = w->next_free;
+    free(w->res.hbuf);
     free(w);
   }
   tp->nblks = tp->nworks = 0;
@@ -1015,7 +1016,6 @@ mtev_boolean mtev_http_response_option_set(mtev_http_session_ctx *s,
   const uint32_t known = MTEV_HTTP_CHUNKED | MTEV_HTTP_CLOSE | MTEV_HTTP_GZIP |
                          MTEV_HTTP_DEFLATE;
   if (opt == 0 || (opt & ~known)) return mtev_false;
-  if ((opt & MTEV_HTTP_CHUNKED) && req->h.minor < 1) return mtev_false;
   uint32_t comp = opt & (MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE);
   if (comp) {
     if (comp == (MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE)) return mtev_false;

@@ -224,9 +224,14 @@ mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *ctx,
 mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *ctx,
                                            const char *name,
                                            const char *value);
-/* MTEV_HTTP_CHUNKED: mtev_false for an HTTP/1.0 request.  GZIP/DEFLATE:
- * mtev_false unless Accept-Encoding allows it, and only before the first
- * append.  CLOSE: always possible before the headers are sent. */
+/* MTEV_HTTP_CHUNKED: the body may be flushed in pieces (chunked for
+ * HTTP/1.1; an HTTP/1.0 response flushed early is delimited by closing
+ * the connection, one ended at once still gets a Content-Length and
+ * keep-alive: unlike libmtev, which refuses CHUNKED for HTTP/1.0 and so
+ * makes mtev_http_response_standard close every HTTP/1.0 connection).
+ * GZIP/DEFLATE: mtev_false unless Accept-Encoding allows it, and only
+ * before the first append.  CLOSE: always possible before the headers are
+ * sent. */
 mtev_boolean mtev_http_response_option_set(mtev_http_session_ctx *ctx,
                                            uint32_t opt);
 mtev_boolean mtev_http_response_append(mtev_http_session_ctx *ctx,

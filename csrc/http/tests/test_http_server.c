@@ -9,7 +9,7 @@
 
 /* ---- handlers ----------------------------------------------------------------- */
 
-__attribute__((unused)) static int h_hello(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+static int h_hello(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   (void)npats, (void)pats;
   mtev_http_session_ctx *ctx = restc->http_ctx;
   mtev_http_response_ok(ctx, "text/plain");
@@ -19,7 +19,7 @@ __attribute__((unused)) static int h_hello(mtev_http_rest_closure_t *restc, int 
 }
 
 /* the captures, joined with '|', and how the request was served */
-__attribute__((unused)) static int h_pats(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+static int h_pats(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   mtev_http_session_ctx *ctx = restc->http_ctx;
   mtev_http_response_ok(ctx, "text/plain");
   mtev_http_response_appendf(ctx, "%d:", npats);
@@ -33,7 +33,7 @@ __attribute__((unused)) static int h_pats(mtev_http_rest_closure_t *restc, int n
 }
 
 /* /sleep/<ms>: sleeps in the coroutine, answers <ms> */
-__attribute__((unused)) static int h_sleep(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+static int h_sleep(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   mtev_http_session_ctx *ctx = restc->http_ctx;
   T_EQ(npats, 1);
   T_CHECK(mtev_http_session_aco(ctx));
@@ -69,7 +69,7 @@ __attribute__((unused)) static int h_info(mtev_http_rest_closure_t *restc, int n
 
 /* The whole body: its size and hash.  Classic: comes back with the mask
  * until the upload is complete. */
-__attribute__((unused)) static int h_upload(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+static int h_upload(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   (void)npats, (void)pats;
   mtev_http_session_ctx *ctx = restc->http_ctx;
   int mask = 0;
@@ -86,7 +86,7 @@ __attribute__((unused)) static int h_upload(mtev_http_rest_closure_t *restc, int
 }
 
 /* Reads the body with req_consume in small pieces. */
-__attribute__((unused)) static int h_consume(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+static int h_consume(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   (void)npats, (void)pats;
   mtev_http_session_ctx *ctx = restc->http_ctx;
   T_CHECK(mtev_http_session_aco(ctx));
@@ -109,7 +109,7 @@ __attribute__((unused)) static int h_consume(mtev_http_rest_closure_t *restc, in
 }
 
 /* /stream/<n>: n flushed pieces "piece <i>\n" (chunked) */
-__attribute__((unused)) static int h_stream(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+static int h_stream(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   mtev_http_session_ctx *ctx = restc->http_ctx;
   T_EQ(npats, 1);
   int n = atoi(pats[0]);
@@ -160,7 +160,7 @@ static void asynch_hello(void *closure) {
   mtev_http_response_append_str(ctx, "Hello world.\n");
 }
 
-__attribute__((unused)) static int hello_handler(mtev_http_rest_closure_t *restc, int npats,
+static int hello_handler(mtev_http_rest_closure_t *restc, int npats,
                          char **pats) {
   (void)npats, (void)pats;
   mtev_http_session_ctx *ctx = restc->http_ctx;
@@ -255,4 +255,403 @@ static void test_routing(void) {
   ht_stop();
 }
 
-T_MAIN({"basic", test_basic}, {"routing", test_routing})
+
+/* limits small enough to reach in a test */
+static void set_limits(uint32_t line, uint32_t head, uint32_t nhdr,
+                       uint64_t body, uint32_t hdr_ms, uint32_t idle_ms) {
+  mtev_http_limits_t l = {line, head, nhdr, body, hdr_ms, idle_ms};
+  T_EQ(mtev_http_set_limits(&l), 0);
+}
+
+/* The status a raw request gets, and that the server closes after it. */
+static int status_then_close(int port, const char *req, size_t len) {
+  hc_t *c = hc_open(port);
+  hc_send(c, req, len);
+  hc_resp_t r;
+  T_CHECKF(hc_read_resp(c, &r, 0) == 0, "no response to \"%.60s\"", req);
+  int st = r.status;
+  if (st >= 400 && st != 404 && st != 405) { /* the engine's answers close */
+    T_CHECKF(hc_header(&r, "Connection") && !strcmp(hc_header(&r, "Connection"), "close"),
+             "%d without Connection: close", st);
+    T_CHECKF(hc_eof(c), "connection still open after %d", st);
+  }
+  hc_resp_free(&r);
+  hc_close(c);
+  return st;
+}
+
+static void test_statuses(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("POST", "/", "^upload$", h_upload));
+  set_limits(256, 1024, 10, 1000, 300, 60000);
+  struct {
+    const char *req;
+    int status;
+  } cases[] = {
+      {"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+      {"GARBAGE\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nX-Space : a\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\n\r\n", 400}, /* no Host */
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400},
+      {"GET /hel%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+       "Content-Length: 4\r\n\r\nabcd", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "zz\r\nabc\r\n0\r\n\r\n", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "3\nabc\r\n0\r\n\r\n", 400}, /* bare LF in framing */
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "3\r\nabcX\r\n0\r\n\r\n", 400}, /* data longer than its size */
+      {"POST /upload HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "3\r\nabc\r\n0\r\n\r\n", 400}, /* HTTP/1.0 has no chunked */
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "3e9\r\n", 413}, /* a 1001-byte chunk */
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nExpect: the-unexpected\r\n\r\n", 417},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+      {"GET /hello HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+      {"GET /hello HTTP/0.9\r\nHost: x\r\n\r\n", 505},
+      {"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+      {"PUT /hello HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    int st = status_then_close(port, cases[i].req, strlen(cases[i].req));
+    T_CHECKF(st == cases[i].status, "%s: %d, want %d", cases[i].req, st,
+             cases[i].status);
+  }
+  /* a chunked body that grows past max_body in small chunks: 413 */
+  {
+    char req[4096];
+    int n = snprintf(req, sizeof(req), "POST /upload HTTP/1.1\r\nHost: x\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 12; i++)
+      n += snprintf(req + n, sizeof(req) - (size_t)n,
+                    "64\r\n%0100d\r\n", i);
+    n += snprintf(req + n, sizeof(req) - (size_t)n, "0\r\n\r\n");
+    T_EQ(status_then_close(port, req, (size_t)n), 413);
+  }
+  /* 414: a request line over 256 bytes */
+  {
+    char req[600];
+    int n = snprintf(req, sizeof(req), "GET /%0300d HTTP/1.1\r\nHost: x\r\n\r\n", 1);
+    T_EQ(status_then_close(port, req, (size_t)n), 414);
+    /* ... even before its end arrived */
+    T_EQ(status_then_close(port, req, 280), 414);
+  }
+  /* 431: a head over 1024 bytes; more than 10 fields */
+  {
+    char req[2048];
+    int n = snprintf(req, sizeof(req), "GET /hello HTTP/1.1\r\nHost: x\r\n"
+                     "X-Big: %01100d\r\n\r\n", 1);
+    T_EQ(status_then_close(port, req, (size_t)n), 431);
+    n = snprintf(req, sizeof(req), "GET /hello HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 10; i++)
+      n += snprintf(req + n, sizeof(req) - (size_t)n, "X-%d: %d\r\n", i, i);
+    n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
+    T_EQ(status_then_close(port, req, (size_t)n), 431);
+  }
+  /* 408: a head that does not complete within 300 ms */
+  {
+    hc_t *c = hc_open(port);
+    uint64_t t0 = t_now_us();
+    hc_sends(c, "GET /hello HTTP/1.1\r\nHo");
+    hc_resp_t r;
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    uint64_t ms = (t_now_us() - t0) / 1000;
+    T_EQ(r.status, 408);
+    T_GE(ms, 290);
+    T_CHECK(hc_eof(c));
+    hc_resp_free(&r);
+    hc_close(c);
+  }
+  ht_stop();
+}
+
+static void test_keepalive_pipelining(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/p/", "^(.*)$", h_pats));
+  mtev_rest_mountpoint_t *sl = mtev_http_rest_new_rule("GET", "/", "^sleep/([0-9]+)$", h_sleep);
+  mtev_rest_mountpoint_set_aco(sl, mtev_true);
+  mtev_rest_mountpoint_t *pa = mtev_http_rest_new_rule("GET", "/pa/", "^(.*)$", h_pats);
+  mtev_rest_mountpoint_set_aco(pa, mtev_true);
+  /* keep-alive: many requests, one connection */
+  hc_t *c = hc_open(port);
+  for (int i = 0; i < 5; i++) {
+    hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    hc_resp_t r;
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, 200);
+    T_STR_EQ(r.body, "hello\n");
+    T_CHECK(hc_header(&r, "Connection") == NULL);
+    hc_resp_free(&r);
+  }
+  /* pipelining: answers in request order, however long each one takes */
+  char req[8192];
+  size_t n = 0;
+  int N = 24;
+  for (int i = 0; i < N; i++) {
+    if (i % 3 == 0)
+      n += (size_t)snprintf(req + n, sizeof(req) - n,
+                            "GET /sleep/%d HTTP/1.1\r\nHost: x\r\n\r\n", (N - i) * 3);
+    else if (i % 3 == 1)
+      n += (size_t)snprintf(req + n, sizeof(req) - n,
+                            "GET /p/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+    else
+      n += (size_t)snprintf(req + n, sizeof(req) - n,
+                            "GET /pa/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+  }
+  hc_send(c, req, n);
+  for (int i = 0; i < N; i++) {
+    hc_resp_t r;
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, 200);
+    char want[64];
+    if (i % 3 == 0) snprintf(want, sizeof(want), "%d", (N - i) * 3);
+    else snprintf(want, sizeof(want), "1:%d %s", i, i % 3 == 1 ? "classic" : "aco");
+    T_CHECKF(!strcmp(r.body, want), "response %d: \"%s\", want \"%s\"", i, r.body, want);
+    hc_resp_free(&r);
+  }
+  /* the same, one byte at a time */
+  n = 0;
+  for (int i = 0; i < 4; i++)
+    n += (size_t)snprintf(req + n, sizeof(req) - n,
+                          "GET /p/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+  for (size_t i = 0; i < n; i++) hc_send(c, req + i, 1);
+  for (int i = 0; i < 4; i++) {
+    hc_resp_t r;
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    char want[64];
+    snprintf(want, sizeof(want), "1:%d classic", i);
+    T_STR_EQ(r.body, want);
+    hc_resp_free(&r);
+  }
+  /* Connection: close ends it after the response */
+  hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+              "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(hc_header(&r, "Connection"), "close");
+  hc_resp_free(&r);
+  T_CHECK(hc_eof(c));
+  hc_close(c);
+  ht_stop();
+}
+
+static void test_http10(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^stream/([0-9]+)$", h_stream));
+  /* closes after the response by default */
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /hello HTTP/1.0\r\n\r\n");
+  char line[128];
+  T_EQ(hc_line(c, line, sizeof(line)), 0);
+  T_CHECKF(!strncmp(line, "HTTP/1.0 200", 12), "%s", line);
+  c->pos = 0; /* read it again as a response */
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body, "hello\n");
+  T_STR_EQ(hc_header(&r, "Connection"), "close");
+  T_CHECK(hc_eof(c));
+  hc_resp_free(&r);
+  hc_close(c);
+  /* keep-alive on request */
+  c = hc_open(port);
+  for (int i = 0; i < 3; i++) {
+    hc_sends(c, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_STR_EQ(hc_header(&r, "Connection"), "keep-alive");
+    T_STR_EQ(hc_header(&r, "Content-Length"), "6");
+    hc_resp_free(&r);
+  }
+  hc_close(c);
+  /* no chunked in HTTP/1.0: a streamed body is delimited by the close */
+  c = hc_open(port);
+  hc_sends(c, "GET /stream/3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_CHECK(!hc_header(&r, "Content-Length") && !hc_header(&r, "Transfer-Encoding"));
+  T_STR_EQ(r.body, "piece 0\npiece 1\npiece 2\n");
+  hc_resp_free(&r);
+  hc_close(c);
+  /* and HTTP/1.1 streams it chunked */
+  T_EQ(hc_oneshot(port, "GET /stream/3 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_CHECK(r.chunked);
+  T_STR_EQ(r.body, "piece 0\npiece 1\npiece 2\n");
+  hc_resp_free(&r);
+  ht_stop();
+}
+
+/* A body of n pseudo-random bytes. */
+static char *make_body(size_t n, uint32_t seed) {
+  char *b = malloc(n ? n : 1);
+  uint32_t x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    b[i] = (char)x;
+  }
+  return b;
+}
+
+/* POSTs body (chunked with the given chunk sizes, cycling, or with a
+ * Content-Length when sizes is NULL), written `wr` bytes per send; checks
+ * the handler saw the same size and hash. */
+static void post_check(hc_t *c, const char *path, const char *body, size_t n,
+                       const size_t *sizes, size_t nsizes, size_t wr,
+                       const char *how) {
+  char head[256];
+  int hl;
+  if (sizes)
+    hl = snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: x\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n", path);
+  else
+    hl = snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Length: %zu\r\n\r\n", path, n);
+  /* build the whole message, then send it wr bytes at a time */
+  size_t cap = (size_t)hl + n + (n / 1 + 1) * 0 + 64 + (sizes ? (n + 1) * 0 + 16 * (n / 1 + 2) : 0);
+  if (sizes) {
+    size_t chunks = 0, left = n;
+    for (size_t i = 0; left; i++) {
+      size_t s = sizes[i % nsizes];
+      left -= s < left ? s : left;
+      chunks++;
+    }
+    cap = (size_t)hl + n + chunks * 24 + 64;
+  }
+  char *msg = malloc(cap);
+  size_t m = (size_t)hl;
+  memcpy(msg, head, (size_t)hl);
+  if (sizes) {
+    size_t off = 0;
+    for (size_t i = 0; off < n; i++) {
+      size_t s = sizes[i % nsizes];
+      if (s > n - off) s = n - off;
+      m += (size_t)sprintf(msg + m, "%zx\r\n", s);
+      memcpy(msg + m, body + off, s);
+      m += s;
+      memcpy(msg + m, "\r\n", 2);
+      m += 2;
+      off += s;
+    }
+    m += (size_t)sprintf(msg + m, "0\r\n\r\n");
+  } else {
+    memcpy(msg + m, body, n);
+    m += n;
+  }
+  for (size_t off = 0; off < m; off += wr)
+    hc_send(c, msg + off, wr < m - off ? wr : m - off);
+  free(msg);
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  char want[128];
+  if (!strcmp(how, "consume"))
+    snprintf(want, sizeof(want), "%zu %016llx", n,
+             (unsigned long long)hc_fnv(body, n));
+  else
+    snprintf(want, sizeof(want), "%zu %016llx %s", n,
+             (unsigned long long)hc_fnv(body, n), how);
+  T_CHECKF(!strcmp(r.body, want), "%s %s (%zu bytes, chunked %d, %zu per send):"
+           " \"%s\", want \"%s\"", path, how, n, sizes != NULL, wr, r.body, want);
+  hc_resp_free(&r);
+}
+
+static void test_uploads(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("POST", "/", "^upload$", h_upload));
+  mtev_rest_mountpoint_t *a = mtev_http_rest_new_rule("POST", "/", "^upload_aco$", h_upload);
+  mtev_rest_mountpoint_set_aco(a, mtev_true);
+  mtev_rest_mountpoint_t *cs = mtev_http_rest_new_rule("POST", "/", "^consume$", h_consume);
+  mtev_rest_mountpoint_set_aco(cs, mtev_true);
+  const char *paths[][2] = {{"/upload", "classic"}, {"/upload_aco", "aco"},
+                            {"/consume", "consume"}};
+  size_t big = (size_t)t_scale(1 << 20, 8);
+  char *body = make_body(big, 7);
+  /* chunk sizes around the 8 KiB input buffer and the 16 KiB blocks */
+  static const size_t sizes[] = {1, 2, 7, 8185, 8191, 8192, 8193, 16383,
+                                 16384, 16385, 65536, 3, 100000};
+  hc_t *c = hc_open(port);
+  for (int p = 0; p < 3; p++) {
+    const char *path = paths[p][0], *how = paths[p][1];
+    post_check(c, path, body, 0, NULL, 0, 1, how);
+    post_check(c, path, body, big, NULL, 0, 65536, how);
+    post_check(c, path, body, big, NULL, 0, 8191, how);
+    post_check(c, path, body, big, sizes, sizeof(sizes) / sizeof(sizes[0]),
+               65536, how);
+    post_check(c, path, body, big, sizes, sizeof(sizes) / sizeof(sizes[0]),
+               8193, how);
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+      post_check(c, path, body, big < 300000 ? big : 300000, &sizes[k], 1,
+                 40000, how);
+    /* byte by byte */
+    static const size_t small[] = {1, 5, 300};
+    post_check(c, path, body, (size_t)t_scale(2000, 4), small, 3, 1, how);
+    post_check(c, path, body, (size_t)t_scale(2000, 4), NULL, 0, 1, how);
+  }
+  hc_close(c);
+  /* Expect: 100-continue: the body is asked for */
+  c = hc_open(port);
+  hc_sends(c, "POST /upload_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+              "Expect: 100-continue\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp2(c, &r, 0, 1), 0);
+  T_EQ(r.status, 100);
+  hc_resp_free(&r);
+  hc_sends(c, "hello");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  char want[64];
+  snprintf(want, sizeof(want), "5 %016llx aco", (unsigned long long)hc_fnv("hello", 5));
+  T_STR_EQ(r.body, want);
+  hc_resp_free(&r);
+  hc_close(c);
+  free(body);
+  ht_stop();
+}
+
+/* The seed's example: the aco handler's job sleeps 1 s and appends from
+ * the job thread; meanwhile the loop answers other requests. */
+static void test_seed_hello(void) {
+  int port = ht_start(1);
+  mtev_rest_mountpoint_t *rule = mtev_http_rest_new_rule("GET", "/", "^hello$", hello_handler);
+  mtev_rest_mountpoint_set_aco(rule, mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^other$", h_hello));
+  hc_t *a = hc_open(port), *b = hc_open(port);
+  uint64_t t0 = t_now_us();
+  hc_sends(a, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  usleep(20000);
+  uint64_t t1 = t_now_us();
+  hc_sends(b, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(b, &r, 0), 0);
+  uint64_t other_ms = (t_now_us() - t1) / 1000;
+  T_EQ(r.status, 200);
+  hc_resp_free(&r);
+  /* well before the hello job is done */
+  T_CHECKF(other_ms < 500, "another request took %llu ms", (unsigned long long)other_ms);
+  T_EQ(hc_read_resp(a, &r, 0), 0);
+  uint64_t hello_ms = (t_now_us() - t0) / 1000;
+  T_EQ(r.status, 200);
+  T_STR_EQ(hc_header(&r, "Content-Type"), "text/plain");
+  T_STR_EQ(r.body, "Hello world.\n");
+  T_GE(hello_ms, 1000);
+  hc_resp_free(&r);
+  hc_close(a);
+  hc_close(b);
+  ht_stop();
+}
+
+T_MAIN({"basic", test_basic}, {"routing", test_routing},
+       {"statuses", test_statuses},
+       {"keepalive_pipelining", test_keepalive_pipelining},
+       {"http10", test_http10}, {"uploads", test_uploads},
+       {"seed_hello", test_seed_hello})
