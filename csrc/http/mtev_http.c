@@ -526,7 +526,7 @@ void ev_http_session_sniff(mtev_http_session_ctx *s) {
 /* The task continues the drive in main context (after a coroutine, or an
  * end called outside the drive).  A posted task holds a reference. */
 static void ev_http_post(mtev_http_session_ctx *s) {
-  if (s->task_posted || s->state == ST_DEAD) return;
+  if (s->task_posted || !s->e) return; /* e is NULL once torn down */
   if (eventer_task_post(&s->task) == 0) {
     s->task_posted = 1;
     s->refcnt++;
@@ -1990,20 +1990,25 @@ static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
   static uint32_t rr;
   eventer_pool_t *pool = s->move_to;
   s->move_to = NULL;
-  pthread_t t = eventer_choose_owner_pool(
-      pool, (int)__atomic_add_fetch(&rr, 1, __ATOMIC_RELAXED));
+  uint32_t n = eventer_pool_concurrency(pool);
+  eventer_loop_t *to = n ? eventer_pool_loop(
+      pool, (int)(__atomic_add_fetch(&rr, 1, __ATOMIC_RELAXED) % n)) : NULL;
+  if (!to) {
+    errno = EINVAL;
+    return -1;
+  }
   s->redispatch = 1;
   eventer_timer_node_remove(&s->timer);
   int mask = EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION;
   if (in_cb) {
-    if (eventer_set_owner(s->e, t) != 0) return -1;
+    if (eventer_set_owner_loop(s->e, to) != 0) return -1;
     return mask;
   }
   if (s->registered) {
     eventer_remove_fde(s->e);
     s->registered = 0;
   }
-  if (eventer_set_owner(s->e, t) != 0) return -1;
+  if (eventer_set_owner_loop(s->e, to) != 0) return -1;
   eventer_set_mask(s->e, mask);
   if (eventer_add(s->e) != 0) return -1;
   s->registered = 1;
@@ -2070,8 +2075,10 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
     ev_http_work_t *w = s->w;
     if (s->aborted || s->state == ST_DEAD) break;
     if (s->state == ST_HANDLER) {
-      /* a complete response waits for the batch (written in IDLE) */
-      if (w->out.head && !s->wr_blocked && !w->res.complete) {
+      /* a complete response waits for the batch (written in IDLE),
+       * unless its coroutine waits for it to be written */
+      if (w->out.head && !s->wr_blocked &&
+          (!w->res.complete || s->co_wait == CW_DRAIN)) {
         if (ev_http_write_out(s) < 0) {
           ev_http_abort(s);
           continue;

@@ -63,7 +63,9 @@ static int shim_accept(eventer_t e, int mask, void *closure, struct timeval *now
     __atomic_add_fetch(&shim_live, 1, __ATOMIC_RELAXED);
     eventer_t ne = eventer_alloc_fd(shim_cb, ac, fd,
                                     EVENTER_READ | EVENTER_EXCEPTION);
-    if (!ne || eventer_add(ne) != 0) {
+    /* the first call comes at once (not on the first byte), so that the
+     * engine's idle timer also covers a client that never sends */
+    if (!ne || eventer_trigger(ne, EVENTER_READ | EVENTER_EXCEPTION) != 0) {
       close(fd);
       if (ne) eventer_free(ne);
       mtev_acceptor_closure_free(ac);

@@ -14,8 +14,9 @@
 /* Listens on 127.0.0.1 (an ephemeral port, returned) and, on the loop that
  * owns the listening event (loop 0 of the default pool), accepts each
  * connection and hands it to the callback registered under `type`
- * (eventer_callback_for_name) with a fresh acceptor closure, mask
- * READ|EXCEPTION: what the listener does for a connection.  -1 on error. */
+ * (eventer_callback_for_name) with a fresh acceptor closure: the callback
+ * is called once at once (eventer_trigger, READ|EXCEPTION) and then on
+ * readiness, as the listener does.  -1 on error. */
 int shim_listen(const char *type);
 /* Closes the listening socket; call after eventer_fini() (which drops
  * the listening event). */

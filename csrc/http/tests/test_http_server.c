@@ -47,7 +47,7 @@ static int h_sleep(mtev_http_rest_closure_t *restc, int npats, char **pats) {
 }
 
 /* the request as the handler sees it */
-__attribute__((unused)) static int h_info(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+static int h_info(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   (void)npats, (void)pats;
   mtev_http_session_ctx *ctx = restc->http_ctx;
   mtev_http_request *req = mtev_http_session_request(ctx);
@@ -123,7 +123,7 @@ static int h_stream(mtev_http_rest_closure_t *restc, int npats, char **pats) {
 }
 
 /* /big/<n>: n bytes of a pattern (Content-Length) */
-__attribute__((unused)) static int h_big(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+static int h_big(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   mtev_http_session_ctx *ctx = restc->http_ctx;
   (void)npats;
   size_t n = strtoul(pats[0], NULL, 10);
@@ -137,7 +137,7 @@ __attribute__((unused)) static int h_big(mtev_http_rest_closure_t *restc, int np
 }
 
 /* /gzip/<gzip|deflate>: compressed when allowed */
-__attribute__((unused)) static int h_gzip(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+static int h_gzip(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   mtev_http_session_ctx *ctx = restc->http_ctx;
   (void)npats;
   mtev_http_response_ok(ctx, "text/plain");
@@ -148,6 +148,99 @@ __attribute__((unused)) static int h_gzip(mtev_http_rest_closure_t *restc, int n
   if (!strcmp(pats[1], "flush")) mtev_http_response_flush(ctx, mtev_false);
   mtev_http_response_appendf(ctx, "%s\n", on ? "compressed" : "plain");
   mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* Coroutines alive in the counting handlers below. */
+static int g_live;
+static void live(int d) { __atomic_add_fetch(&g_live, d, __ATOMIC_RELAXED); }
+static int live_now(void) { return __atomic_load_n(&g_live, __ATOMIC_RELAXED); }
+static void wait_live_zero(int ms) {
+  uint64_t end = t_now_us() + (uint64_t)ms * 1000u;
+  while (live_now() != 0) {
+    if (t_now_us() > end) T_FAIL("%d coroutines still alive", live_now());
+    usleep(2000);
+  }
+}
+
+/* aco: sleeps <ms> (counted) */
+static int h_csleep(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats;
+  live(1);
+  int ms = atoi(pats[0]);
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  int rc = eventer_aco_sleep(&tv);
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  mtev_http_response_appendf(restc->http_ctx, "%d", rc);
+  mtev_http_response_end(restc->http_ctx);
+  live(-1);
+  return 0;
+}
+
+static void job_sleep(void *c) {
+  (void)c;
+  usleep(300000);
+}
+/* aco: waits for a 300 ms job (counted) */
+static int h_cjob(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  live(1);
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  eventer_aco_simple_asynch(job_sleep, NULL);
+  mtev_http_response_append_str(restc->http_ctx, "job done\n");
+  mtev_http_response_end(restc->http_ctx);
+  live(-1);
+  return 0;
+}
+
+/* counted wrappers */
+static int h_cconsume(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  live(1);
+  int rv = h_consume(restc, npats, pats);
+  live(-1);
+  return rv;
+}
+static int h_cbig(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  live(1);
+  int rv = h_big(restc, npats, pats);
+  live(-1);
+  return rv;
+}
+
+/* where the handler runs: the loop thread's name */
+static int h_where(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  mtev_http_response_appendf(restc->http_ctx, "%s %s", eventer_get_thread_name(),
+                             mtev_http_session_aco(restc->http_ctx) ? "aco" : "classic");
+  mtev_http_response_end(restc->http_ctx);
+  return 0;
+}
+
+static mtev_boolean deny_marked(mtev_http_rest_closure_t *restc, int npats,
+                                char **pats) {
+  (void)npats, (void)pats;
+  return mtev_http_request_header(mtev_http_session_request(restc->http_ctx),
+                                  "x-deny")
+             ? mtev_false
+             : mtev_true;
+}
+
+/* classic: ends the response 50 ms later, from a timer callback */
+static int end_later_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)mask, (void)now;
+  mtev_http_session_ctx *ctx = c;
+  mtev_http_response_append_str(ctx, "later\n");
+  mtev_http_response_end(ctx);
+  mtev_http_session_ref_dec(ctx);
+  return 0;
+}
+static int h_later(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_session_ref_inc(ctx);
+  eventer_add_in_s_us(end_later_cb, ctx, 0, 50000);
   return 0;
 }
 
@@ -650,7 +743,333 @@ static void test_seed_hello(void) {
   ht_stop();
 }
 
+/* Clients that leave in the middle of a request or a response: the
+ * connection and the coroutine serving it go away, nothing leaks. */
+static void test_vanish(void) {
+  int port = ht_start(1);
+  set_limits(8192, 65536, 100, 64u << 20, 10000, 60000);
+  T_CHECK(mtev_http_rest_new_rule("POST", "/", "^upload$", h_upload));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^big/([0-9]+)$", h_cbig));
+  mtev_rest_mountpoint_t *m;
+  T_CHECK((m = mtev_http_rest_new_rule("POST", "/", "^consume$", h_cconsume)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^abig/([0-9]+)$", h_cbig)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^csleep/([0-9]+)$", h_csleep)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^cjob$", h_cjob)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  for (int reset = 0; reset < 2; reset++) {
+    /* mid-request: half a body, classic and aco */
+    const char *up[] = {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+                        "POST /consume HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+                        "POST /consume HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "10000\r\n"};
+    for (int i = 0; i < 3; i++) {
+      hc_t *c = hc_open(port);
+      hc_sends(c, up[i]);
+      char junk[5000];
+      memset(junk, 'j', sizeof(junk));
+      hc_send(c, junk, sizeof(junk));
+      usleep(20000);
+      if (reset) hc_reset(c); else hc_close(c);
+      ht_wait_quiet(5000);
+      wait_live_zero(5000);
+    }
+    /* mid-head */
+    hc_t *c = hc_open(port);
+    hc_sends(c, "GET /big/10 HTTP/1.1\r\nHost:");
+    usleep(20000);
+    if (reset) hc_reset(c); else hc_close(c);
+    ht_wait_quiet(5000);
+    /* mid-response: 32 MiB, the client reads a little and leaves */
+    const char *big[] = {"GET /big/33554432 HTTP/1.1\r\nHost: x\r\n\r\n",
+                         "GET /abig/33554432 HTTP/1.1\r\nHost: x\r\n\r\n"};
+    for (int i = 0; i < 2; i++) {
+      c = hc_open(port);
+      hc_sends(c, big[i]);
+      char buf[4096];
+      T_CHECK(recv(c->fd, buf, sizeof(buf), MSG_WAITALL) > 0);
+      if (reset) hc_reset(c); else hc_close(c);
+      ht_wait_quiet(5000);
+      wait_live_zero(5000);
+    }
+    /* a coroutine asleep for 10 s: its sleep is cancelled when the client
+     * goes */
+    c = hc_open(port);
+    hc_sends(c, "GET /csleep/10000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    usleep(50000);
+    T_EQ(live_now(), 1);
+    uint64_t t0 = t_now_us();
+    if (reset) hc_reset(c); else hc_close(c);
+    wait_live_zero(5000);
+    T_LE((t_now_us() - t0) / 1000, 5000);
+    ht_wait_quiet(5000);
+    /* a coroutine waiting for a job: it ends when the job is done */
+    c = hc_open(port);
+    hc_sends(c, "GET /cjob HTTP/1.1\r\nHost: x\r\n\r\n");
+    usleep(50000);
+    if (reset) hc_reset(c); else hc_close(c);
+    wait_live_zero(5000);
+    ht_wait_quiet(5000);
+  }
+  /* a half-closed client still gets its response */
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /cjob HTTP/1.1\r\nHost: x\r\n\r\n");
+  shutdown(c->fd, SHUT_WR);
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  T_STR_EQ(r.body, "job done\n");
+  T_STR_EQ(hc_header(&r, "Connection"), "close");
+  T_CHECK(hc_eof(c));
+  hc_resp_free(&r);
+  hc_close(c);
+  ht_stop();
+  T_EQ(live_now(), 0);
+}
+
+/* inflates a gzip or zlib body */
+static char *inflate_all(const char *in, size_t n, size_t *outn) {
+  z_stream z;
+  memset(&z, 0, sizeof(z));
+  T_EQ(inflateInit2(&z, 15 + 32), Z_OK);
+  size_t cap = 1 << 20;
+  char *out = malloc(cap);
+  z.next_in = (Bytef *)(uintptr_t)in;
+  z.avail_in = (uInt)n;
+  z.next_out = (Bytef *)out;
+  z.avail_out = (uInt)cap;
+  int rc = inflate(&z, Z_FINISH);
+  T_CHECKF(rc == Z_STREAM_END, "inflate: %d", rc);
+  *outn = z.total_out;
+  inflateEnd(&z);
+  return out;
+}
+
+static void test_gzip(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/gzip/", "^(gzip|deflate)/(flush|end)$", h_gzip));
+  struct {
+    const char *enc, *ae;
+    int compressed;
+  } cases[] = {
+      {"gzip", "gzip", 1},
+      {"gzip", "deflate, gzip;q=0.5", 1},
+      {"deflate", "deflate", 1},
+      {"gzip", "*", 1},
+      {"gzip", "deflate", 0},
+      {"gzip", "gzip;q=0", 0},
+      {"gzip", "*, gzip;q=0.000", 0},
+      {"deflate", NULL, 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (int fl = 0; fl < 2; fl++) {
+      char req[256];
+      snprintf(req, sizeof(req), "GET /gzip/%s/%s HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n",
+               cases[i].enc, fl ? "flush" : "end",
+               cases[i].ae ? "Accept-Encoding: " : "", cases[i].ae ? cases[i].ae : "",
+               cases[i].ae ? "\r\n" : "");
+      hc_resp_t r;
+      T_EQ(hc_oneshot(port, req, &r), 200);
+      T_EQ(r.chunked, fl);
+      const char *ce = hc_header(&r, "Content-Encoding");
+      char *body = r.body;
+      size_t n = r.blen;
+      if (cases[i].compressed) {
+        T_CHECKF(ce && !strcmp(ce, cases[i].enc), "%s: Content-Encoding %s", req, ce);
+        T_STR_EQ(hc_header(&r, "Vary"), "Accept-Encoding");
+        body = inflate_all(r.body, r.blen, &n);
+        T_LE(r.blen * 4, n); /* it did compress */
+      } else {
+        T_CHECKF(ce == NULL, "%s: Content-Encoding %s", req, ce);
+      }
+      T_CHECK(n > 40);
+      T_CHECK(!strncmp(body, "line 0 of a compressible body\n", 30));
+      const char *tail = cases[i].compressed ? "compressed\n" : "plain\n";
+      T_CHECKF(!memcmp(body + n - strlen(tail), tail, strlen(tail)), "%s: tail", req);
+      if (body != r.body) free(body);
+      hc_resp_free(&r);
+    }
+  }
+  ht_stop();
+}
+
+static void test_request_api(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^info$", h_info));
+  mtev_rest_mountpoint_t *m = mtev_http_rest_new_rule("GET", "/", "^ainfo$", h_info);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  const char *paths[] = {"info", "ainfo"};
+  for (int i = 0; i < 2; i++) {
+    char req[256], want[512];
+    hc_resp_t r;
+    snprintf(req, sizeof(req), "GET /%s?a=1&b=hello%%20world+x&c&a=2 HTTP/1.1\r\n"
+             "Host: x\r\nX-Test:   spaced value  \r\n\r\n", paths[i]);
+    T_EQ(hc_oneshot(port, req, &r), 200);
+    snprintf(want, sizeof(want), "method=GET uri=/%s proto=HTTP/1.1 "
+             "qs=a=1&b=hello%%20world+x&c&a=2 a=1 b=hello world x c= "
+             "x-test=spaced value n=4", paths[i]);
+    T_STR_EQ(r.body, want);
+    hc_resp_free(&r);
+    snprintf(req, sizeof(req), "GET /%s HTTP/1.0\r\n\r\n", paths[i]);
+    T_EQ(hc_oneshot(port, req, &r), 200);
+    snprintf(want, sizeof(want), "method=GET uri=/%s proto=HTTP/1.0 qs= a=(null) "
+             "b=(null) c=(null) x-test=(null) n=0", paths[i]);
+    T_STR_EQ(r.body, want);
+    hc_resp_free(&r);
+  }
+  ht_stop();
+}
+
+static void test_timeouts(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  set_limits(8192, 65536, 100, 1 << 20, 10000, 300);
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  hc_resp_free(&r);
+  uint64_t t0 = t_now_us();
+  T_CHECK(hc_eof(c)); /* the idle keep-alive connection is closed */
+  uint64_t ms = (t_now_us() - t0) / 1000;
+  T_GE(ms, 250);
+  hc_close(c);
+  /* a connection that never sends anything */
+  c = hc_open(port);
+  t0 = t_now_us();
+  T_CHECK(hc_eof(c));
+  T_GE((t_now_us() - t0) / 1000, 290);
+  hc_close(c);
+  ht_stop();
+}
+
+static void test_pool_auth_later(void) {
+  int port = ht_start_type(1, 2, "http_rest_api");
+  eventer_pool_t *other = eventer_pool("other");
+  T_CHECK(other != NULL);
+  mtev_rest_mountpoint_t *m = mtev_http_rest_new_rule("GET", "/", "^where$", h_where);
+  mtev_rest_mountpoint_t *mo = mtev_http_rest_new_rule("GET", "/", "^other$", h_where);
+  mtev_rest_mountpoint_set_eventer_pool(mo, other);
+  mtev_rest_mountpoint_t *ma = mtev_http_rest_new_rule("GET", "/", "^other_aco$", h_where);
+  mtev_rest_mountpoint_set_eventer_pool(ma, other);
+  mtev_rest_mountpoint_set_aco(ma, mtev_true);
+  (void)m;
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^later$", h_later));
+  T_EQ(mtev_http_rest_register_auth("GET", "/", "^guarded$", h_hello, deny_marked), 0);
+  hc_t *c = hc_open(port);
+  hc_resp_t r;
+  hc_sends(c, "GET /where HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body, "default/0 classic");
+  hc_resp_free(&r);
+  hc_sends(c, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /where HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /other_aco HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_CHECKF(!strncmp(r.body, "other/", 6) && strstr(r.body, " classic"), "%s", r.body);
+  hc_resp_free(&r);
+  /* the connection stays on the pool it moved to */
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_CHECKF(!strncmp(r.body, "other/", 6), "%s", r.body);
+  hc_resp_free(&r);
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_CHECKF(!strncmp(r.body, "other/", 6) && strstr(r.body, " aco"), "%s", r.body);
+  hc_resp_free(&r);
+  /* ended later from a timer callback, with a reference held */
+  hc_sends(c, "GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 2; i++) {
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_STR_EQ(r.body, "later\n");
+    hc_resp_free(&r);
+  }
+  /* auth */
+  hc_sends(c, "GET /guarded HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  hc_resp_free(&r);
+  hc_sends(c, "GET /guarded HTTP/1.1\r\nHost: x\r\nX-Deny: 1\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 403);
+  hc_resp_free(&r);
+  hc_close(c);
+  ht_stop();
+}
+
+/* Big responses to a slow reader: a classic handler's bytes wait in the
+ * queue, an aco handler's end waits until they are written. */
+static void test_big_responses(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^big/([0-9]+)$", h_big));
+  mtev_rest_mountpoint_t *m = mtev_http_rest_new_rule("GET", "/", "^abig/([0-9]+)$", h_cbig);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  m = mtev_http_rest_new_rule("GET", "/", "^astream/([0-9]+)$", h_stream);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  size_t n = (size_t)t_scale(8 << 20, 8);
+  const char *paths[] = {"big", "abig"};
+  for (int p = 0; p < 2; p++) {
+    hc_t *c = hc_open(port);
+    char req[128];
+    /* two in a row: the second waits behind the first */
+    snprintf(req, sizeof(req), "GET /%s/%zu HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /%s/%zu HTTP/1.1\r\nHost: x\r\n\r\n", paths[p], n, paths[p], n / 2);
+    hc_sends(c, req);
+    usleep(100000); /* let the server fill the socket */
+    for (int k = 0; k < 2; k++) {
+      hc_resp_t r;
+      T_EQ(hc_read_resp(c, &r, 0), 0);
+      size_t want = k ? n / 2 : n;
+      T_EQ(r.blen, want);
+      int bad = 0;
+      for (size_t i = 0; i < want && !bad; i++) bad = r.body[i] != (char)('a' + i % 26);
+      T_CHECK(!bad);
+      hc_resp_free(&r);
+    }
+    hc_close(c);
+  }
+  hc_resp_t r;
+  T_EQ(hc_oneshot(port, "GET /astream/2000 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_CHECK(r.chunked);
+  T_CHECK(!strncmp(r.body + r.blen - 11, "piece 1999\n", 11));
+  hc_resp_free(&r);
+  ht_stop();
+  T_EQ(live_now(), 0);
+}
+
+static void test_control_dispatch(void) {
+  int port = ht_start_type(1, 0, "control_dispatch");
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GE");
+  usleep(10000);
+  hc_sends(c, "T /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body, "hello\n");
+  hc_resp_free(&r);
+  hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  hc_resp_free(&r);
+  hc_close(c);
+  /* not HTTP: closed without a word */
+  const char *others[] = {"HELLO there\r\n", "\x16\x03\x01\x02\x00", "get / HTTP/1.1\r\n\r\n"};
+  for (int i = 0; i < 3; i++) {
+    c = hc_open(port);
+    hc_sends(c, others[i]);
+    T_CHECK(hc_eof(c));
+    T_EQ(c->len, 0);
+    hc_close(c);
+  }
+  ht_stop();
+}
+
 T_MAIN({"basic", test_basic}, {"routing", test_routing},
+       {"vanish", test_vanish}, {"gzip", test_gzip},
+       {"request_api", test_request_api}, {"timeouts", test_timeouts},
+       {"pool_auth_later", test_pool_auth_later},
+       {"control_dispatch", test_control_dispatch},
+       {"big_responses", test_big_responses},
        {"statuses", test_statuses},
        {"keepalive_pipelining", test_keepalive_pipelining},
        {"http10", test_http10}, {"uploads", test_uploads},
