@@ -6,6 +6,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have gcc                    || need+=(gcc)
 have make                   || need+=(make)
 have pkg-config             || need+=(pkg-config)
+# the HTTP engine: PCRE2 (REST expressions) and zlib (gzip/deflate)
+[ -f /usr/include/pcre2.h ] || need+=(libpcre2-dev)
+[ -f /usr/include/zlib.h ]  || need+=(zlib1g-dev)
 # `deps.sh run`: only what building and running acod needs (cgo: gcc)
 if [ "${1:-}" != run ]; then
   have aarch64-linux-gnu-gcc  || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
@@ -13,11 +16,20 @@ if [ "${1:-}" != run ]; then
   have valgrind               || need+=(valgrind)
   [ -f /usr/include/valgrind/valgrind.h ] || need+=(valgrind)
   have timeout                || need+=(coreutils)
+  have curl                   || need+=(curl)
+  # the arm64 test build links Debian's arm64 PCRE2 and zlib
+  if [ ! -f /usr/lib/aarch64-linux-gnu/libpcre2-8.a ] ||
+     [ ! -f /usr/lib/aarch64-linux-gnu/libz.a ]; then
+    need+=(libpcre2-dev:arm64 zlib1g-dev:arm64); arm64_arch=1
+  fi
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  if [ -n "${arm64_arch:-}" ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $sudo dpkg --add-architecture arm64
+  fi
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
