@@ -23,7 +23,7 @@ package cgo
 // guard), so gcc's default probing (every 64 KiB) does not skip it.
 #cgo CFLAGS: -std=gnu11 -D_GNU_SOURCE -O2 -fstack-clash-protection
 #cgo CFLAGS: -I${SRCDIR}/../csrc/libaco -I${SRCDIR}/../csrc/eventer
-#cgo LDFLAGS: -lm -pthread
+#cgo LDFLAGS: -lm -pthread -lpcre2-8 -lz
 #include "glue.h"
 */
 import "C"

@@ -619,7 +619,9 @@ long ev_http_chunked_step(ev_http_chunked_t *c, const char *in, size_t len,
       size_t L = (size_t)(nl - (in + i));
       c->trailer_bytes += (uint32_t)(L + 1);
       if (c->trailer_bytes > EV_HTTP_TRAILER_MAX) return -400;
-      size_t ln = (L > 0 && in[i + L - 1] == '\r') ? L - 1 : L;
+      /* CRLF, as every line of chunked framing */
+      if (L == 0 || in[i + L - 1] != '\r') return -400;
+      size_t ln = L - 1;
       if (ln == 0) {
         i += L + 1;
         c->state = EV_HTTP_CK_DONE;

@@ -22,8 +22,10 @@
  * http.ReadRequest plus the checks of its server (the differential fuzz
  * test lists where the two differ and why):
  *
- *   - Lines end in CRLF or a bare LF (as net/http); a CR anywhere else is
- *     an error.  Chunked framing lines must end in CRLF.
+ *   - Lines of the head end in CRLF or a bare LF (as net/http); a CR
+ *     anywhere else is an error.  Every line of chunked framing (sizes,
+ *     the CRLF after data, trailer fields, the last empty line) must end
+ *     in CRLF.
  *   - request-line = method SP request-target SP "HTTP/" DIGIT "." DIGIT;
  *     exactly one SP each; the method is a token; the target has no
  *     whitespace or control bytes; a '%' in its path must start a valid

@@ -323,8 +323,9 @@ static void test_chunked(void) {
       {"5\r\nhello\r\n0\r\n\r\nNEXT", 0, "hello", 15},
       {"5;ext=1\r\nhello\r\n6 \t\r\n world\r\n0\r\n\r\n", 0, "hello world", 0},
       {"A\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n", 0, "01234567890123456789", 0},
-      {"5\r\nhello\r\n0\r\nTrailer: x\r\nT2: y\n\r\n", 0, "hello", 0},
-      {"0\r\n\n", 0, "", 0},
+      {"5\r\nhello\r\n0\r\nTrailer: x\r\nT2: y\r\n\r\n", 0, "hello", 0},
+      {"5\r\nhello\r\n0\r\nTrailer: x\r\nT2: y\n\r\n", 400, "", 0},
+      {"0\r\n\n", 400, "", 0},
       {"00000000000000005\r\nhello\r\n0\r\n\r\n", 400, "", 0}, /* 17 digits */
       {"5 ;x\r\nhello\r\n0\r\n\r\n", 400, "", 0},
       {"5\nhello\r\n0\r\n\r\n", 400, "", 0},
