@@ -1229,6 +1229,7 @@ static void ev_res_chunk_frame(ev_http_chain_t *c) {
  * it writes what the socket takes now. */
 static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
                                   int wait) {
+  if (s->aborted) return mtev_false;
   ev_http_work_t *w = s->w;
   mtev_http_response *r = &w->res;
   mtev_http_request *q = &w->req;
@@ -1383,7 +1384,9 @@ static void ev_http_fail(mtev_http_session_ctx *s, int status) {
 static void ev_http_abort(mtev_http_session_ctx *s) {
   if (s->aborted) return;
   s->aborted = 1;
-  if (s->w) s->w->res.failed = 1;
+  /* with a coroutine in flight the response is left alone: a job thread
+   * may be appending to it (flush and end see `aborted`) */
+  if (s->w && !s->co) s->w->res.failed = 1;
   if (s->registered) {
     /* stop the callbacks; the registration's reference is now ours */
     eventer_remove_fde(s->e);
@@ -2242,8 +2245,8 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
   s->in_drive--;
   if (s->aborted || s->state == ST_DEAD) {
     if (s->co) {
-      /* the coroutine ends first; its end posts the task that finishes */
-      s->state = ST_DEAD;
+      /* the coroutine ends first; its end posts the task that finishes.
+       * (state is left as it is: a job thread may be reading it) */
       return in_cb ? (s->registered ? ev_http_interest(s) : EVENTER_EXCEPTION)
                    : 0;
     }

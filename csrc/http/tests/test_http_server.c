@@ -177,17 +177,18 @@ static int h_csleep(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   return 0;
 }
 
+/* the seed's pattern: the job sleeps, then appends */
 static void job_sleep(void *c) {
-  (void)c;
+  mtev_http_rest_closure_t *restc = c;
   usleep(300000);
+  mtev_http_response_append_str(restc->http_ctx, "job done\n");
 }
 /* aco: waits for a 300 ms job (counted) */
 static int h_cjob(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   (void)npats, (void)pats;
   live(1);
   mtev_http_response_ok(restc->http_ctx, "text/plain");
-  eventer_aco_simple_asynch(job_sleep, NULL);
-  mtev_http_response_append_str(restc->http_ctx, "job done\n");
+  eventer_aco_simple_asynch(job_sleep, restc);
   mtev_http_response_end(restc->http_ctx);
   live(-1);
   return 0;
@@ -241,6 +242,30 @@ static int h_later(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   mtev_http_response_ok(ctx, "text/plain");
   mtev_http_session_ref_inc(ctx);
   eventer_add_in_s_us(end_later_cb, ctx, 0, 50000);
+  return 0;
+}
+
+/* /std/<403|404|500>: libmtev's shorthands */
+static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  int code = atoi(pats[0]);
+  if (code == 403) mtev_http_response_denied(ctx, "text/x-denied");
+  else if (code == 404) mtev_http_response_not_found(ctx, "text/x-nf");
+  else mtev_http_response_server_error(ctx, "text/x-err");
+  /* framing is the engine's */
+  T_CHECK(!mtev_http_response_header_set(ctx, "Content-Length", "3"));
+  T_CHECK(!mtev_http_response_header_set(ctx, "Transfer-Encoding", "chunked"));
+  T_CHECK(!mtev_http_response_header_set(ctx, "Bad Name", "x"));
+  T_CHECK(!mtev_http_response_header_set(ctx, "X-Split", "a\r\nInjected: 1"));
+  T_CHECK(mtev_http_response_header_set(ctx, "X-Twice", "1"));
+  T_CHECK(mtev_http_response_header_set(ctx, "x-twice", "2"));
+  mtev_http_response_appendf(ctx, "%d", code);
+  T_CHECK(mtev_http_response_end(ctx));
+  /* nothing more once it ended */
+  T_CHECK(!mtev_http_response_append_str(ctx, "late"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 200, "OK"));
+  T_CHECK(!mtev_http_response_end(ctx));
   return 0;
 }
 
@@ -958,6 +983,10 @@ static void test_pool_auth_later(void) {
   (void)m;
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^later$", h_later));
   T_EQ(mtev_http_rest_register_auth("GET", "/", "^guarded$", h_hello, deny_marked), 0);
+  mtev_rest_mountpoint_t *ga = mtev_http_rest_new_rule("GET", "/", "^guarded_aco$", h_hello);
+  mtev_rest_mountpoint_set_aco(ga, mtev_true);
+  mtev_rest_mountpoint_set_auth(ga, deny_marked);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/std/", "^([0-9]+)$", h_std));
   hc_t *c = hc_open(port);
   hc_resp_t r;
   hc_sends(c, "GET /where HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -993,6 +1022,38 @@ static void test_pool_auth_later(void) {
   T_EQ(hc_read_resp(c, &r, 0), 0);
   T_EQ(r.status, 403);
   hc_resp_free(&r);
+  hc_sends(c, "GET /guarded_aco HTTP/1.1\r\nHost: x\r\nX-Deny: 1\r\n\r\n"
+              "GET /guarded_aco HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 403);
+  hc_resp_free(&r);
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  hc_resp_free(&r);
+  /* libmtev's shorthands */
+  struct {
+    int code;
+    const char *type, *line;
+  } std[] = {{403, "text/x-denied", "HTTP/1.1 403 DENIED"},
+             {404, "text/x-nf", "HTTP/1.1 404 NOT FOUND"},
+             {500, "text/x-err", "HTTP/1.1 500 ERROR"}};
+  for (int i = 0; i < 3; i++) {
+    char req[64], line[128];
+    snprintf(req, sizeof(req), "GET /std/%d HTTP/1.1\r\nHost: x\r\n\r\n", std[i].code);
+    hc_t *c2 = hc_open(port);
+    hc_sends(c2, req);
+    T_EQ(hc_line(c2, line, sizeof(line)), 0);
+    T_STR_EQ(line, std[i].line);
+    c2->pos = 0; /* and again, as a whole response */
+    T_EQ(hc_read_resp(c2, &r, 0), 0);
+    hc_close(c2);
+    T_EQ(r.status, std[i].code);
+    T_STR_EQ(hc_header(&r, "Content-Type"), std[i].type);
+    T_STR_EQ(hc_header(&r, "X-Twice"), "2");
+    T_CHECK(hc_header(&r, "X-Split") == NULL);
+    T_STR_EQ(hc_header(&r, "Content-Length"), "3");
+    hc_resp_free(&r);
+  }
   hc_close(c);
   ht_stop();
 }
