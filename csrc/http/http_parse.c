@@ -13,7 +13,7 @@
 /* ---- byte classes ---------------------------------------------------------- */
 
 /* tchar (RFC 9110 5.6.2): "!#$%&'*+-.^_`|~" DIGIT ALPHA */
-static const uint8_t ev_tchar[256] = {
+const uint8_t ev_http_tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
     ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
     ['`'] = 1, ['|'] = 1, ['~'] = 1,
@@ -123,7 +123,7 @@ scan_target_sse42(const char *p, size_t n) {
 
 /* AVX2 has no string compare: classify 32 bytes with signed compares
  * (obs-text, 0x80..0xff, is negative and always allowed). */
-__attribute__((target("avx2"))) static size_t
+__attribute__((target("avx2,sse4.2"))) static size_t
 scan_value_avx2(const char *p, size_t n) {
   const __m256i sp = _mm256_set1_epi8(0x20), neg1 = _mm256_set1_epi8(-1);
   const __m256i tab = _mm256_set1_epi8('\t'), del = _mm256_set1_epi8(0x7f);
@@ -138,10 +138,13 @@ scan_value_avx2(const char *p, size_t n) {
     uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
     if (m) return i + (size_t)__builtin_ctz(m);
   }
-  return i + scan_value_scalar(p + i, n - i);
+  /* the tail in 16-byte steps; the upper halves are cleared first, or
+   * every legacy-SSE instruction after this pays for the AVX state */
+  _mm256_zeroupper();
+  return i + scan_value_sse42(p + i, n - i);
 }
 
-__attribute__((target("avx2"))) static size_t
+__attribute__((target("avx2,sse4.2"))) static size_t
 scan_target_avx2(const char *p, size_t n) {
   const __m256i excl = _mm256_set1_epi8(0x21), neg1 = _mm256_set1_epi8(-1);
   const __m256i del = _mm256_set1_epi8(0x7f);
@@ -154,7 +157,8 @@ scan_target_avx2(const char *p, size_t n) {
     uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
     if (m) return i + (size_t)__builtin_ctz(m);
   }
-  return i + scan_target_scalar(p + i, n - i);
+  _mm256_zeroupper();
+  return i + scan_target_sse42(p + i, n - i);
 }
 #endif
 
@@ -182,7 +186,8 @@ int ev_http_simd_available(int impl) {
 #ifdef EV_HTTP_X86
   __builtin_cpu_init();
   if (impl == EV_HTTP_SIMD_SSE42) return __builtin_cpu_supports("sse4.2") != 0;
-  if (impl == EV_HTTP_SIMD_AVX2) return __builtin_cpu_supports("avx2") != 0;
+  if (impl == EV_HTTP_SIMD_AVX2) /* its tails use SSE4.2 */
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("sse4.2");
 #endif
   return 1;
 }
@@ -295,13 +300,12 @@ long ev_http_head_end(const char *buf, size_t len, size_t *scan,
 /* ---- step 2: the head ------------------------------------------------------------------ */
 
 static int ev_valid_pct(const char *p, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] != '%') continue;
-    if (i + 2 >= n) return 0;
-    if (ev_hexval((unsigned char)p[i + 1]) < 0 ||
-        ev_hexval((unsigned char)p[i + 2]) < 0)
+  const char *end = p + n;
+  while ((p = memchr(p, '%', (size_t)(end - p))) != NULL) {
+    if (end - p < 3 || ev_hexval((unsigned char)p[1]) < 0 ||
+        ev_hexval((unsigned char)p[2]) < 0)
       return 0;
-    i += 2;
+    p += 3;
   }
   return 1;
 }
@@ -409,7 +413,7 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
 
   /* request-line */
   size_t i = 0;
-  while (i < n && ev_tchar[s[i]]) i++;
+  while (i < n && ev_http_tchar[s[i]]) i++;
   if (i == 0 || i >= n || s[i] != ' ') return 400;
   h->method = buf;
   h->method_len = (uint32_t)i;
@@ -450,7 +454,7 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
       return 400;
     }
     size_t k = i;
-    while (k < n && ev_tchar[s[k]]) k++;
+    while (k < n && ev_http_tchar[s[k]]) k++;
     /* empty name, whitespace before ':' or a folded line: all 400 */
     if (k == i || k >= n || s[k] != ':') return 400;
     size_t v = k + 1;
@@ -476,8 +480,13 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
     case 4:
       if (ev_http_token_eq(f->name, 4, "host")) {
         hosts++;
-        for (uint32_t j = 0; j < f->value_len; j++)
-          if (!ev_hostch[(unsigned char)f->value[j]]) return 400;
+        const unsigned char *hv = (const unsigned char *)f->value;
+        uint32_t j = 0, bad = 0;
+        for (; j + 4 <= f->value_len; j += 4)
+          bad |= (uint32_t)(ev_hostch[hv[j]] & ev_hostch[hv[j + 1]] &
+                            ev_hostch[hv[j + 2]] & ev_hostch[hv[j + 3]]) ^ 1u;
+        for (; j < f->value_len; j++) bad |= (uint32_t)ev_hostch[hv[j]] ^ 1u;
+        if (bad) return 400;
       }
       break;
     case 6:
@@ -539,7 +548,7 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
 static int ev_trailer_ok(const char *p, size_t n) {
   const unsigned char *s = (const unsigned char *)p;
   size_t k = 0;
-  while (k < n && ev_tchar[s[k]]) k++;
+  while (k < n && ev_http_tchar[s[k]]) k++;
   if (k == 0 || k >= n || s[k] != ':') return 0;
   for (k++; k < n; k++)
     if (!ev_valuech(s[k])) return 0;

@@ -150,6 +150,9 @@ int ev_http_simd_available(int impl);
 int ev_http_simd_set(int impl);
 const char *ev_http_simd_name(int impl);
 
+/* 1 for the bytes of a token (RFC 9110 tchar), else 0. */
+extern const uint8_t ev_http_tchar[256];
+
 /* Case-insensitive ASCII comparison of a span with a lowercase literal. */
 int ev_http_token_eq(const char *s, size_t n, const char *lower);
 

@@ -218,9 +218,17 @@ struct mtev_http_session_ctx {
   uint8_t sniff;
   uint8_t rd_ready, wr_blocked;
   uint8_t redispatch;         /* call the dispatcher again (after a move) */
+  uint64_t drive_ns;          /* the clock at the start of the drive pass */
 };
 
+static inline uint64_t ev_http_now(mtev_http_session_ctx *s) {
+  return s->in_drive ? s->drive_ns : eventer_mono_ns();
+}
+
 static int64_t ev_sessions_live;
+
+/* CLOCK_MONOTONIC now: read once per drive pass, else from the clock. */
+static inline uint64_t ev_http_now(mtev_http_session_ctx *s);
 int64_t mtev_http_session_count(void) {
   return __atomic_load_n(&ev_sessions_live, __ATOMIC_RELAXED);
 }
@@ -408,7 +416,18 @@ static __thread struct {
   size_t len;
 } ev_date;
 
+/* The drive refreshes the date once per pass (ev_date_tick); a response
+ * built outside a drive refreshes it itself. */
+static void ev_date_tick(void);
+static __thread int ev_in_drive;
+
 static const char *ev_date_line(size_t *len) {
+  if (!ev_in_drive || ev_date.len == 0) ev_date_tick();
+  *len = ev_date.len;
+  return ev_date.line;
+}
+
+static void ev_date_tick(void) {
   time_t now = time(NULL);
   if (now != ev_date.sec || ev_date.len == 0) {
     struct tm tm;
@@ -417,8 +436,6 @@ static const char *ev_date_line(size_t *len) {
                            "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     ev_date.sec = now;
   }
-  *len = ev_date.len;
-  return ev_date.line;
 }
 
 static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
@@ -431,16 +448,11 @@ static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
   }
 }
 
-static int ev_is_token(const char *s) {
-  static const char extra[] = "!#$%&'*+-.^_`|~";
-  if (!*s) return 0;
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
-          (c && strchr(extra, c))))
-      return 0;
-  }
-  return 1;
+/* Length of the token at the start of s (tchar bytes). */
+static size_t ev_token_len(const char *s) {
+  size_t i = 0;
+  while (ev_http_tchar[(unsigned char)s[i]]) i++;
+  return i;
 }
 
 /* ---- sessions ------------------------------------------------------------------------ */
@@ -690,7 +702,7 @@ static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
   int n = eventer_read(s->e, w->in + w->in_end, room, &mask);
   if (n > 0) {
     w->in_end += (size_t)n;
-    s->last_io_ns = eventer_mono_ns();
+    s->last_io_ns = ev_http_now(s);
     if ((size_t)n < room) s->rd_ready = 0;
   } else if (n == 0) {
     s->peer_eof = 1;
@@ -747,7 +759,7 @@ static int ev_http_write_out(mtev_http_session_ctx *s) {
       }
       return -1;
     }
-    s->last_io_ns = eventer_mono_ns();
+    s->last_io_ns = ev_http_now(s);
     size_t left = (size_t)n;
     w->out.bytes -= left;
     while (left && w->out.head) {
@@ -927,21 +939,22 @@ static void ev_hdr_remove(mtev_http_response *r, const char *name, size_t nl) {
 mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
                                            const char *name,
                                            const char *value) {
-  if (!ev_res_usable(s) || s->w->res.headers_sent || !name || !value ||
-      !ev_is_token(name))
+  if (!ev_res_usable(s) || s->w->res.headers_sent || !name || !value)
     return mtev_false;
-  for (const char *v = value; *v; v++)
-    if (*v == '\r' || *v == '\n') return mtev_false;
+  size_t nl = ev_token_len(name), vl = 0;
+  if (nl == 0 || name[nl]) return mtev_false;
+  for (; value[vl]; vl++)
+    if (value[vl] == '\r' || value[vl] == '\n') return mtev_false;
   mtev_http_response *r = &s->w->res;
-  if (ev_lc_eq(name, "content-length") || ev_lc_eq(name, "transfer-encoding"))
+  if ((nl == 14 && ev_lc_eq(name, "content-length")) ||
+      (nl == 17 && ev_lc_eq(name, "transfer-encoding")))
     return mtev_false;
-  if (ev_lc_eq(name, "connection")) {
-    for (const char *v = value; *v; v++)
-      if (ev_ci_eqn(v, "close", 5) && strlen(v) >= 5) r->options |= MTEV_HTTP_CLOSE;
+  if (nl == 10 && ev_lc_eq(name, "connection")) {
+    for (size_t i = 0; i + 5 <= vl; i++)
+      if (ev_ci_eqn(value + i, "close", 5)) r->options |= MTEV_HTTP_CLOSE;
     return mtev_true;
   }
-  size_t nl = strlen(name), vl = strlen(value);
-  ev_hdr_remove(r, name, nl);
+  if (r->hlen) ev_hdr_remove(r, name, nl);
   size_t need = r->hlen + nl + vl + 4;
   if (need > r->hcap) {
     size_t ncap = r->hcap ? r->hcap * 2 : 512;
@@ -1187,7 +1200,14 @@ static ev_http_blk_t *ev_res_head(mtev_http_session_ctx *s, int mode,
   if (r->hlen) p = ev_put(p, r->hbuf, r->hlen);
   if (mode == 0 && !r->no_length) {
     p = ev_put(p, "Content-Length: ", 16);
-    p += sprintf(p, "%llu\r\n", (unsigned long long)clen);
+    char digits[24];
+    int nd = 0;
+    do {
+      digits[nd++] = (char)('0' + clen % 10);
+      clen /= 10;
+    } while (clen);
+    while (nd) *p++ = digits[--nd];
+    p = ev_put(p, "\r\n", 2);
   } else if (mode == 1) {
     p = ev_put(p, "Transfer-Encoding: chunked\r\n", 28);
   }
@@ -2057,6 +2077,8 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
   *done = 0;
   if (s->state == ST_DEAD && !s->co) goto over;
   uint64_t now = eventer_mono_ns();
+  s->drive_ns = now;
+  ev_date_tick();
   if ((mask & EVENTER_EXCEPTION) && !(mask & EVENTER_READ) && !s->aborted &&
       ev_http_probe(s) != 0) {
     /* error or hang-up reported while we were not reading: the peer is
@@ -2074,6 +2096,7 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
     goto over;
   }
   s->in_drive++;
+  ev_in_drive++;
   for (;;) {
     ev_http_work_t *w = s->w;
     if (s->aborted || s->state == ST_DEAD) break;
@@ -2243,6 +2266,7 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
     break;
   }
   s->in_drive--;
+  ev_in_drive--;
   if (s->aborted || s->state == ST_DEAD) {
     if (s->co) {
       /* the coroutine ends first; its end posts the task that finishes.
@@ -2262,6 +2286,7 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
   }
 migrate : {
   s->in_drive--;
+  ev_in_drive--;
   int m = ev_http_migrate(s, in_cb);
   if (m < 0) {
     mtevL(mtev_error, "http: moving a connection failed: %s\n", strerror(errno));

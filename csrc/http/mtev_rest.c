@@ -24,6 +24,7 @@ struct rest_url_dispatcher {
   struct rest_url_dispatcher *next; /* in its base, registration order */
   struct rest_url_dispatcher *all;  /* every rule, for fini */
   char *method;
+  size_t mlen;
   char *expression;
   pcre2_code *re;
   int jit;                          /* JIT-compiled */
@@ -175,6 +176,7 @@ mtev_rest_mountpoint_t *mtev_http_rest_new_rule_auth_closure(
   r->re = re;
   r->jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
   r->method = strdup(method);
+  r->mlen = strlen(method);
   r->expression = strdup(expression);
   r->handler = f;
   r->auth = auth;
@@ -389,13 +391,16 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
     ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
     return 0;
   }
-  int is_head = !strcmp(method, "HEAD");
+  size_t mlen = strlen(method);
+  int is_head = mlen == 4 && !memcmp(method, "HEAD", 4);
   struct rest_url_dispatcher *r, *head_get = NULL;
   int cnt = -1;
   for (r = __atomic_load_n(&b->rules, __ATOMIC_ACQUIRE); r;
        r = __atomic_load_n(&r->next, __ATOMIC_ACQUIRE)) {
-    int same = !strcmp(r->method, method);
-    if (!same && !(is_head && !head_get && !strcmp(r->method, "GET"))) continue;
+    int same = r->mlen == mlen && !memcmp(r->method, method, mlen);
+    if (!same && !(is_head && !head_get && r->mlen == 3 &&
+                   !memcmp(r->method, "GET", 3)))
+      continue;
     int c = ev_rule_match(r, rest, rlen, md);
     if (c < 0) continue;
     if (same) {
