@@ -53,7 +53,7 @@ void ev_hh_parse(const char *buf, size_t len, ev_hh_result_t *r) {
         r->status = (int)-n;
         return;
       }
-      memcpy(r->body + r->body_len, d, dl);
+      if (dl) memcpy(r->body + r->body_len, d, dl);
       r->body_len += dl;
       pos += (size_t)n;
       if (c.state == EV_HTTP_CK_DONE) break;

@@ -302,7 +302,7 @@ static int dechunk(const char *in, size_t n, size_t step, size_t max_data,
     size_t dl;
     long r = ev_http_chunked_step(&c, in + pos, have - pos, max_body, max_data, &d, &dl);
     if (r < 0) return (int)-r;
-    memcpy(out + *outn, d, dl);
+    if (dl) memcpy(out + *outn, d, dl);
     *outn += dl;
     pos += (size_t)r;
     if (c.state == EV_HTTP_CK_DONE) {
