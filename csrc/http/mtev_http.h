@@ -116,7 +116,9 @@ typedef struct {
 } mtev_http_limits_t;
 
 /* Process-wide limits, read when a request (or wait) starts.  set returns
- * 0, or -1/EINVAL for a zero or out-of-range field. */
+ * 0, or -1/EINVAL for a zero or out-of-range field.  The timeouts are
+ * measured with the coarse monotonic clock: they may end a few
+ * milliseconds early. */
 void mtev_http_get_limits(mtev_http_limits_t *out);
 int mtev_http_set_limits(const mtev_http_limits_t *in);
 
