@@ -220,35 +220,80 @@ func httpKnownDifference(data []byte, c cgo.HTTPRequest, gerr error) string {
 		return "Transfer-Encoding in HTTP/1.0: net/http ignores it, we answer 400 (RFC 9112 6.1: faulty framing)"
 	case !cok && len(req) == 3 && req[0] == "PRI" && req[2] == "HTTP/2.0":
 		return "the HTTP/2 preface: net/http hands it to the handler, we answer 505"
-	case !cok && c.Status == 400 && bareLFTrailer(data):
-		return "a bare LF in the trailer section: we want CRLF in all chunked framing; net/http takes bare-LF trailer lines when a CRLF CRLF follows within its 4 KiB read buffer"
+	case !cok && c.Status == 400 && trailerDiffers(data):
+		return "the trailer section: we want CRLF in all chunked framing and field syntax in trailer lines; net/http takes bare-LF trailer lines when a CRLF CRLF follows within its 4 KiB read buffer, and does not check trailer names (whitespace before the colon)"
 	case len(req) == 3 && req[1] != "*" && !strings.HasPrefix(req[1], "/"):
 		return "absolute-form or authority-form target: net/url's grammar and ours (RFC 3986 authority, no userinfo) differ in corners"
 	}
 	return ""
 }
 
-// bareLFTrailer: data is chunked and a line after its last chunk ends in
-// a bare LF.
-func bareLFTrailer(data []byte) bool {
-	i := bytes.Index(data, []byte("\r\n0"))
-	for i >= 0 {
-		rest := data[i+3:]
-		if j := bytes.IndexByte(rest, '\n'); j >= 0 {
-			for _, line := range bytes.Split(rest[j+1:], []byte("\n")) {
-				if len(line) == 0 || line[len(line)-1] != '\r' {
-					return true
-				}
-				if len(line) == 1 {
-					break
-				}
-			}
+// trailerLines returns the lines of data's trailer section, walking its
+// chunks as net/http does (nil when data has no complete last chunk).
+// Each line keeps its line end.
+func trailerLines(data []byte) [][]byte {
+	i := bytes.Index(data, []byte("\n\r\n"))
+	j := bytes.Index(data, []byte("\n\n"))
+	switch {
+	case i >= 0 && (j < 0 || i < j):
+		data = data[i+3:]
+	case j >= 0:
+		data = data[j+2:]
+	default:
+		return nil
+	}
+	for {
+		nl := bytes.IndexByte(data, '\n')
+		if nl < 0 {
+			return nil
 		}
-		k := bytes.Index(rest, []byte("\r\n0"))
-		if k < 0 {
+		line := bytes.TrimRight(data[:nl], " \t\r")
+		if k := bytes.IndexByte(line, ';'); k >= 0 {
+			line = line[:k]
+		}
+		var n uint64
+		if _, err := fmt.Sscanf(string(line), "%x", &n); err != nil {
+			return nil
+		}
+		data = data[nl+1:]
+		if n == 0 {
 			break
 		}
-		i += 3 + k
+		if uint64(len(data)) < n+2 {
+			return nil
+		}
+		data = data[n+2:]
+	}
+	var lines [][]byte
+	for len(data) > 0 {
+		nl := bytes.IndexByte(data, '\n')
+		if nl < 0 {
+			break
+		}
+		lines = append(lines, data[:nl+1])
+		if len(bytes.TrimRight(data[:nl], "\r")) == 0 {
+			break
+		}
+		data = data[nl+1:]
+	}
+	return lines
+}
+
+// trailerDiffers: a trailer line ends in a bare LF, or is not a valid
+// field line by our rules (net/http does not check trailer names).
+func trailerDiffers(data []byte) bool {
+	for _, l := range trailerLines(data) {
+		if !bytes.HasSuffix(l, []byte("\r\n")) {
+			return true
+		}
+		l = bytes.TrimSuffix(l, []byte("\r\n"))
+		if len(l) == 0 {
+			break
+		}
+		k, v, ok := bytes.Cut(l, []byte(":"))
+		if !ok || !validFieldName(string(k)) || !validFieldValue(string(v)) {
+			return true
+		}
 	}
 	return false
 }
