@@ -36,6 +36,8 @@ test-c-http-curl: $(call HTTP_DEMO,plain) $(call HTTP_DEMO,asan)
 
 # A long libFuzzer run of the request parser under ASan+UBSan (clang):
 #   make fuzz-http FUZZ_RUNS=10000000
+# It starts from the seed requests in testdata/http/requests (read only:
+# libFuzzer writes what it finds to the first directory, build/fuzz/corpus).
 FUZZ_RUNS ?= 1000000
 FUZZ_CC ?= clang
 $(BUILD)/fuzz/fuzz_http_parse: csrc/http/fuzz/fuzz_http_parse.c csrc/http/http_parse.c csrc/http/http_parse.h
@@ -46,4 +48,4 @@ $(BUILD)/fuzz/fuzz_http_parse: csrc/http/fuzz/fuzz_http_parse.c csrc/http/http_p
 fuzz-http: $(BUILD)/fuzz/fuzz_http_parse
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz_http_parse -runs=$(FUZZ_RUNS) -max_len=4096 \
-	  -print_final_stats=1 $(BUILD)/fuzz/corpus testdata/fuzz/FuzzHTTPRequestParser
+	  -print_final_stats=1 $(BUILD)/fuzz/corpus testdata/http/requests
