@@ -438,6 +438,7 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
 
   /* field lines */
   int hosts = 0, te = 0, te_chunked = 0, cl_bad = 0;
+  const ev_http_hdr_t *cl_first = NULL;
   const char *expect = NULL;
   uint32_t expect_len = 0;
   for (;;) {
@@ -506,7 +507,12 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
       if (ev_http_token_eq(f->name, 14, "content-length")) {
         int64_t cl;
         if (ev_parse_cl(f->value, f->value_len, &cl) != 0) return 400;
-        if (h->content_length >= 0 && h->content_length != cl) cl_bad = 1;
+        /* repeated, it must be the same bytes ("03" and "3" conflict,
+         * as for net/http) */
+        if (cl_first && (cl_first->value_len != f->value_len ||
+                         memcmp(cl_first->value, f->value, f->value_len)))
+          cl_bad = 1;
+        if (!cl_first) cl_first = f;
         h->content_length = cl;
       }
       break;

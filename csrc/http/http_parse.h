@@ -34,8 +34,8 @@
  *   - field-line = token ":" OWS value OWS.  Whitespace before the colon,
  *     an empty name, control bytes other than HTAB in a value, and obsolete
  *     line folding (a line starting with SP/HTAB) are rejected with 400.
- *   - Content-Length: digits only; repeated with the same value is
- *     accepted, with different values 400.  Transfer-Encoding: exactly
+ *   - Content-Length: digits only; repeated with the same digits is
+ *     accepted, with different ones ("3" and "03" too) 400.  Transfer-Encoding: exactly
  *     "chunked" (else 501); with a Content-Length, or in an HTTP/1.0
  *     request, 400 (no request smuggling).  Expect: "100-continue" or
  *     417.  Host: required once in HTTP/1.1 (except CONNECT), never more

@@ -96,7 +96,7 @@ static void test_fields(void) {
   T_EQ(parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 42\r\n\r\n", &h, hdr), 0);
   T_EQ(h.content_length, 42);
   T_EQ(parse("POST / HTTP/1.1\r\nHost: h\r\ncontent-length: 007\r\n"
-             "Content-Length: 007\r\n\r\n", &h, hdr), 0);
+             "Content-Length:   007 \r\n\r\n", &h, hdr), 0);
   T_EQ(h.content_length, 7);
   T_EQ(parse("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n", &h, hdr), 0);
   T_CHECK(h.chunked && h.content_length == -1);
@@ -134,6 +134,7 @@ static void test_fields(void) {
       {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
       {"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 03\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 2\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\n", 400},
