@@ -2068,7 +2068,22 @@ static int ev_http_dispatch(mtev_http_session_ctx *s) {
     ev_aco_resume(a);
     return 0;
   }
-  s->handler_mask = rv & (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION);
+  ev_http_work_t *w = s->w;
+  s->handler_mask = w->res.complete || s->aborted
+                        ? 0
+                        : rv & (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION);
+  if (!s->handler_mask && !w->res.complete && !s->aborted && s->refcnt == 1) {
+    /* done, yet nothing ended the response and nobody holds the session
+     * to end it later: end it here (500 if it has no status), or the
+     * connection would wait forever */
+    if (!w->res.status && !w->res.headers_sent) {
+      w->res.status = 500;
+      w->res.close_after = 1;
+      mtevL(mtev_error, "http: %s %s: handler returned without a response\n",
+            w->req.h.method, w->req.h.path);
+    }
+    ev_http_flush(s, 1, 0);
+  }
   return 0;
 }
 

@@ -96,10 +96,13 @@ typedef struct mtev_http_response mtev_http_response;
 typedef struct mtev_http_connection mtev_http_connection;
 
 /* Called for each request whose head is complete.  Returns 0 when it is
- * done with the request for now (the response ended, or will be ended
- * later on the loop thread: the session waits for it), or an eventer mask
+ * done with the request for now: the response ended, or will be ended
+ * later on the loop thread by whoever took a reference on the session
+ * (mtev_http_session_ref_inc) -- with no such reference the engine ends
+ * it (500 if no status was set).  Or returns an eventer mask
  * (EVENTER_READ/WRITE) to be called again when the connection is ready
- * for it (e.g. to read more of the body; see mtev_rest_complete_upload). */
+ * for it (e.g. to read more of the body; see mtev_rest_complete_upload);
+ * a mask returned after the response ended is ignored. */
 typedef int (*mtev_http_dispatch_func)(mtev_http_session_ctx *ctx);
 
 /* ---- limits --------------------------------------------------------------------- */

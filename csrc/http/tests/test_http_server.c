@@ -269,6 +269,25 @@ static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   return 0;
 }
 
+/* /forget/<status|none>: returns 0 without ending the response; /again:
+ * ends it and asks to be called again anyway */
+static int h_forget(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  if (!strcmp(pats[0], "status")) {
+    mtev_http_response_ok(ctx, "text/plain");
+    mtev_http_response_append_str(ctx, "forgot to end\n");
+  }
+  return 0;
+}
+static int g_again_calls;
+static int h_again(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  __atomic_add_fetch(&g_again_calls, 1, __ATOMIC_RELAXED);
+  h_hello(restc, 0, NULL);
+  return EVENTER_READ;
+}
+
 /* ---- the seed's example: aco rule, a job appends, end -------------------------- */
 
 static void asynch_hello(void *closure) {
@@ -1030,6 +1049,26 @@ static void test_pool_auth_later(void) {
   T_EQ(hc_read_resp(c, &r, 0), 0);
   T_EQ(r.status, 200);
   hc_resp_free(&r);
+  /* handlers that forget to end, or ask again after ending */
+  T_CHECK(mtev_http_rest_new_rule("GET", "/forget/", "^(status|none)$", h_forget));
+  mtev_rest_mountpoint_set_aco(mtev_http_rest_new_rule("GET", "/aforget/", "^(status|none)$",
+                                                       h_forget), mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^again$", h_again));
+  const char *forgets[] = {"/forget/status", "/forget/none", "/aforget/status", "/aforget/none"};
+  for (int i = 0; i < 4; i++) {
+    char req[96];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", forgets[i]);
+    T_EQ(hc_oneshot(port, req, &r), i % 2 ? 500 : 200);
+    if (i % 2 == 0) T_STR_EQ(r.body, "forgot to end\n");
+    hc_resp_free(&r);
+  }
+  hc_sends(c, "GET /again HTTP/1.1\r\nHost: x\r\n\r\nGET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 2; i++) {
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_STR_EQ(r.body, "hello\n");
+    hc_resp_free(&r);
+  }
+  T_EQ(__atomic_load_n(&g_again_calls, __ATOMIC_RELAXED), 2);
   /* libmtev's shorthands */
   struct {
     int code;
