@@ -29,9 +29,9 @@ package cgo
 #cgo CFLAGS: -I${SRCDIR}/../csrc/libaco -I${SRCDIR}/../csrc/eventer
 #cgo CFLAGS: -I${SRCDIR}/../csrc/conf -I${SRCDIR}/../csrc/listener
 // csrc/conf reads XML with Debian's libxml2 (libxml2-dev); the TLS opset
-// uses OpenSSL 3 (libssl-dev)
+// uses OpenSSL 3 (libssl-dev); the HTTP engine PCRE2 and zlib
 #cgo CFLAGS: -I/usr/include/libxml2
-#cgo LDFLAGS: -lm -pthread -lxml2 -lssl -lcrypto
+#cgo LDFLAGS: -lm -pthread -lxml2 -lssl -lcrypto -lpcre2-8 -lz
 #include "glue.h"
 */
 import "C"
