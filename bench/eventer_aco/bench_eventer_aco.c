@@ -5,6 +5,7 @@
  *
  *   bench_eventer_aco cycle [n]      would-block-then-ready cycle
  *   bench_eventer_aco pingpong [n]   socketpair ping-pong round trips
+ *   bench_eventer_aco create [n]     create + run + end of a coroutine
  *   bench_eventer_aco mem [n] [sem|sem-timeout]   resident memory of n
  *                                    parked coroutines
  *
@@ -21,6 +22,16 @@
  *   (eventer_aco_write then eventer_aco_read on each side), against two
  *   classic fd callbacks (read 1 byte, write 1 byte back).  Round trips
  *   per second each, same loop, same socketpair type.
+ *
+ * create: what a coroutine per request costs (the HTTP engine's aco
+ *   rules start one per request): eventer_aco_start of a function that
+ *   returns at once, from the loop's main context (created, run, ended and
+ *   its memory released or kept for the next, all inside the call), and of
+ *   one that parks once (eventer_aco_park) and is woken by the main
+ *   context before it ends, as a handler that waits for its response to be
+ *   written.  Next to them, the floor: bare libaco on the same thread
+ *   (aco_create, aco_resume, aco_exit, aco_destroy), which does no loop
+ *   bookkeeping at all.
  *
  * mem: n coroutines, each parked on one semaphore (eventer_aco_sem_wait,
  *   with no timeout or with a 1 h timeout, which puts a timer on the loop's
@@ -297,6 +308,80 @@ static void bench_pingpong(long n) {
   printf("pingpong_classic_best_rt_per_s %.0f\n", 1e9 / cmin);
 }
 
+/* ---- create + run + end --------------------------------------------------- */
+
+static void co_return(void) { counter++; }
+
+static eventer_aco_co_t *parked_h;
+static void co_park_once(void) {
+  parked_h = eventer_aco_self();
+  eventer_aco_co_ref(parked_h);
+  if (eventer_aco_park(NULL) != 0) die("park");
+  counter++;
+}
+
+static double create_return(long n) {
+  counter = 0;
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < n; i++) eventer_aco_start(co_return, NULL);
+  double ns = (double)(now_ns() - t0) / (double)n;
+  if (counter != n) fail("create: a coroutine did not run");
+  return ns;
+}
+
+static double create_park(long n) {
+  counter = 0;
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < n; i++) {
+    eventer_aco_start(co_park_once, NULL); /* runs until it parks */
+    if (eventer_aco_wake(parked_h) != 0) die("wake");
+    eventer_aco_co_release(parked_h);
+    while (counter <= i) turn(); /* resumed at the next timer phase */
+  }
+  return (double)(now_ns() - t0) / (double)n;
+}
+
+/* the floor: libaco alone, on a share stack of the same size */
+static aco_t *bare_main;
+static aco_share_stack_t *bare_ss;
+static void bare_fn(void) {
+  counter++;
+  aco_exit();
+}
+
+static double create_bare(long n) {
+  counter = 0;
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < n; i++) {
+    aco_t *co = aco_create(bare_main, bare_ss, 0, bare_fn, NULL);
+    aco_resume(co);
+    aco_destroy(co);
+  }
+  return (double)(now_ns() - t0) / (double)n;
+}
+
+static void bench_create(long n) {
+  /* the loop thread's libaco state exists (its main coroutine is the
+   * eventer's); a main coroutine and share stack of our own for the floor */
+  eventer_aco_start(co_return, NULL);
+  bare_main = aco_create(NULL, NULL, 0, NULL, NULL);
+  bare_ss = aco_share_stack_new(EVENTER_ACO_DEFAULT_STACK);
+  create_return(n / 10);
+  create_bare(n / 10);
+  double r, b, rmin, bmin;
+  paired_medians(create_return, create_bare, n, &r, &b, &rmin, &bmin);
+  double p[ROUNDS];
+  for (int i = 0; i < ROUNDS; i++) p[i] = create_park(n / 4);
+  qsort(p, ROUNDS, sizeof(double), cmp_double);
+  printf("create_return_ns %.1f\n", r);
+  printf("create_return_min_ns %.1f\n", rmin);
+  printf("create_bare_ns %.1f\n", b);
+  printf("create_bare_min_ns %.1f\n", bmin);
+  printf("create_park_ns %.1f\n", p[ROUNDS / 2]);
+  aco_share_stack_destroy(bare_ss);
+  aco_destroy(bare_main);
+}
+
 /* ---- memory ---------------------------------------------------------------- */
 
 static eventer_aco_sem_t *mem_sem;
@@ -360,11 +445,13 @@ int main(int argc, char **argv) {
     bench_cycle(n > 0 ? n : 30000);
   } else if (!strcmp(mode, "pingpong")) {
     bench_pingpong(n > 0 ? n : 20000);
+  } else if (!strcmp(mode, "create")) {
+    bench_create(n > 0 ? n : 200000);
   } else if (!strcmp(mode, "mem")) {
     const char *kind = argc > 3 ? argv[3] : "sem";
     bench_mem(n > 0 ? n : 1000000, !strcmp(kind, "sem-timeout"));
   } else {
-    fprintf(stderr, "usage: %s cycle|pingpong|mem [n] [sem|sem-timeout]\n",
+    fprintf(stderr, "usage: %s cycle|pingpong|create|mem [n] [sem|sem-timeout]\n",
             argv[0]);
     return 2;
   }

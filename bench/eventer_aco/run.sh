@@ -7,6 +7,9 @@
 #     park/resume machinery alone (no syscalls);
 #   - socketpair ping-pong round trips per second, two coroutines against
 #     two classic callbacks, as a ratio;
+#   - create + run + end of a coroutine (one per request, as the HTTP
+#     engine's aco rules do), next to bare libaco doing the same, and one
+#     that parks once before it ends;
 #   - resident memory of MEM_COUNT (default 1,000,000) coroutines parked
 #     on a semaphore, without and with a timeout (a timeout, like a sleep,
 #     puts a timer on the loop's heap), per coroutine and beyond its saved
@@ -31,10 +34,12 @@ ${CC:-gcc} -std=gnu11 -O2 -pthread -D_GNU_SOURCE -Wall -Wextra -Werror \
 
 n_cycle=$(awk -v s="$scale" 'BEGIN { printf "%d", 30000 * s }')
 n_pp=$(awk -v s="$scale" 'BEGIN { printf "%d", 20000 * s }')
+n_create=$(awk -v s="$scale" 'BEGIN { printf "%d", 200000 * s }')
 b="$run/bench_eventer_aco"
 {
   "$b" cycle "$n_cycle"
   "$b" pingpong "$n_pp"
+  "$b" create "$n_create"
   "$b" mem "$mem_count" sem
   "$b" mem "$mem_count" sem-timeout
 } >"$run/results.txt"
@@ -59,6 +64,10 @@ awk '
     row("socketpair ping-pong, best (round trips/s)", v["pingpong_aco_best_rt_per_s"],
         v["pingpong_classic_best_rt_per_s"], "",
         sprintf("%.2f", v["pingpong_aco_best_rt_per_s"] / v["pingpong_classic_best_rt_per_s"]))
+    row("create + run + end, median (ns)", v["create_return_ns"], "-", "", "-")
+    row("  bare libaco: create, resume, exit, destroy (ns)", "-", v["create_bare_ns"], "",
+        sprintf("%.2f", v["create_return_ns"] / v["create_bare_ns"]))
+    row("create + park + wake + end, median (ns)", v["create_park_ns"], "-", "", "-")
     for (k = 0; k < 2; k++) {
       t = k ? "mem_timeout" : "mem"
       printf "  %d coroutines parked on a semaphore%s:\n", v[t "_parked"],
