@@ -219,17 +219,9 @@ static void ev_aco_loop_fini(ev_loop_t *l) {
 
 /* ---- lifecycle -------------------------------------------------------------- */
 
-ev_aco_t *ev_aco_self(void) {
-  aco_t *co = aco_current();
-  if (!co || !ev_loop_self()) return NULL;
-  ev_aco_loop_t *al = ev_loop_self()->aco;
-  if (!al || co->main_co != al->main_co) return NULL; /* a bare aco_t */
-  return ev_aco_of(co);
-}
-
 static void ev_aco_timer_fire(eventer_timer_node_t *n, struct timeval *now);
 
-static void ev_aco_entry(void) {
+void ev_aco_entry(void) {
   ev_aco_t *a = ev_aco_of(aco_get_co());
   a->u.fn();
   aco_exit();
@@ -302,6 +294,28 @@ static void ev_aco_reap(ev_aco_t *a) {
   aco_destroy(ev_aco_co(a));
 }
 
+/* What resuming co costs in stack copies (a debug line says it), for its
+ * stats, the owner's, and the next coroutine's first save stack. */
+static void ev_aco_resume_account(ev_aco_t *a, aco_t *co) {
+  aco_share_stack_t *ss = co->share_stack;
+  aco_t *owner = ss->owner;
+  size_t in = 0, out = 0;
+  if (owner != co) {
+    in = co->save_stack.valid_sz;
+    if (owner) {
+      out = (size_t)((char *)ss->align_retptr -
+                     (char *)owner->reg[ACO_REG_IDX_SP]);
+      ev_aco_save_hint = out;
+      ev_aco_of(owner)->bytes_copied += out;
+    }
+    a->bytes_copied += in;
+  }
+  mtevL(eventer_deb,
+        "eventer_aco: resume %p: %zu stack bytes copied in, %zu out "
+        "(save stack %zu, largest %zu)\n",
+        (void *)co, in, out, co->save_stack.sz, co->save_stack.max_cpsz);
+}
+
 void ev_aco_resume(ev_aco_t *a) {
   if (ev_aco_is_proxy(a)) {
     /* a proxy has no coroutine to switch to: its wait ends here, and its
@@ -311,25 +325,18 @@ void ev_aco_resume(ev_aco_t *a) {
     return;
   }
   aco_t *co = ev_aco_co(a);
-  ev_aco_loop_t *al = co->main_co->arg;
-  EV_ASSERT(aco_current() == NULL,
+  aco_t *cur = aco_gtls_co;
+  EV_ASSERT(cur == NULL || aco_is_main_co(cur),
             "a coroutine is resumed only from its loop's main context, "
             "never from inside another coroutine");
-  EV_ASSERT(al->loop == ev_loop_self(),
+  /* this thread's current context is its loop's main coroutine: the
+   * right thread (else ask the loop) */
+  EV_ASSERT(cur == co->main_co ||
+                ((ev_aco_loop_t *)co->main_co->arg)->loop == ev_loop_self(),
             "a coroutine is resumed only on its own loop thread");
   EV_ASSERT(a->state == EV_ACO_NEW || a->state == EV_ACO_RUNNABLE,
             "only a new or woken coroutine is resumed");
-  size_t out = 0, in = aco_resume_copy_cost(co, &out);
-  if (out) ev_aco_save_hint = out;
-  if (in || out) {
-    a->bytes_copied += in;
-    aco_t *owner = co->share_stack->owner;
-    if (owner && owner != al->main_co) ev_aco_of(owner)->bytes_copied += out;
-  }
-  mtevL(eventer_deb,
-        "eventer_aco: resume %p: %zu stack bytes copied in, %zu out "
-        "(save stack %zu, largest %zu)\n",
-        (void *)co, in, out, co->save_stack.sz, co->save_stack.max_cpsz);
+  ev_aco_resume_account(a, co);
   a->resumes++;
   a->state = EV_ACO_RUNNING;
   aco_resume(co);
@@ -373,7 +380,7 @@ int ev_aco_wake_errno(int wake) {
   }
 }
 
-static void ev_aco_assert_may_wait(ev_aco_t *a) {
+static inline void ev_aco_assert_may_wait(ev_aco_t *a) {
   EV_ASSERT(a != NULL && a->state == EV_ACO_RUNNING &&
                 (ev_aco_is_proxy(a) || ev_aco_co(a) == aco_current()),
             "only the running coroutine, or an idle proxy, starts a wait");
@@ -415,15 +422,6 @@ int ev_aco_wait_begin_turn(ev_aco_t *a) {
   return EV_WAKE_NONE;
 }
 
-int ev_aco_wait_end(ev_aco_t *a) {
-  /* the waker set a->wake (or the deadline did) and unlinked it; a
-   * deadline still armed is disarmed here */
-  ev_aco_unlink(&a->link);
-  eventer_timer_node_remove(&a->timer);
-  a->state = EV_ACO_RUNNING;
-  return a->wake;
-}
-
 int ev_aco_wait_yield(ev_aco_t *a) {
   aco_yield();
   /* resumed by ev_aco_resume: a waker set a->wake, or the deadline did */
@@ -444,7 +442,7 @@ void ev_aco_wake_now(ev_aco_t *a, int reason) {
     return;
   }
   ev_aco_unlink(&a->link);
-  eventer_timer_node_remove(&a->timer);
+  if (a->timer.loop) eventer_timer_node_remove(&a->timer);
   a->wake = (uint8_t)reason;
   a->state = EV_ACO_RUNNABLE;
   ev_aco_resume(a);

@@ -42,15 +42,9 @@
 #include "eventer_impl.h"
 
 /* ---- intrusive wait queues ----------------------------------------------
- * Circular doubly-linked lists with a sentinel, so a waiter unlinks itself
+ * Circular doubly-linked lists with a sentinel (ev_aco_link_t and
+ * ev_aco_waitq_t, in eventer_impl.h), so a waiter unlinks itself
  * (timeout, cancel) without knowing which queue it is on. */
-typedef struct ev_aco_link {
-  struct ev_aco_link *next, *prev;
-} ev_aco_link_t;
-
-typedef struct {
-  ev_aco_link_t head;
-} ev_aco_waitq_t;
 
 static inline void ev_aco_waitq_init(ev_aco_waitq_t *q) {
   q->head.next = q->head.prev = &q->head;
@@ -147,8 +141,14 @@ static inline int ev_aco_is_proxy(const ev_aco_t *a) {
 static inline aco_t *ev_aco_co(ev_aco_t *a) { return (aco_t *)a - 1; }
 static inline ev_aco_t *ev_aco_of(aco_t *co) { return (ev_aco_t *)aco_ext(co); }
 
-/* The running eventer coroutine, or NULL (main context or off-loop). */
-ev_aco_t *ev_aco_self(void);
+/* Every eventer coroutine's libaco function (it runs ev_aco_t.u.fn). */
+void ev_aco_entry(void);
+/* The running eventer coroutine, or NULL (main context, off-loop, or a
+ * bare libaco coroutine a program made itself). */
+static inline ev_aco_t *ev_aco_self(void) {
+  aco_t *co = aco_gtls_co;
+  return (co && co->fp == ev_aco_entry) ? ev_aco_of(co) : NULL;
+}
 /* The calling loop's coroutine state, created on first use; NULL off-loop
  * (errno ENXIO). */
 ev_aco_loop_t *ev_aco_loop_get(void);
@@ -190,9 +190,24 @@ int ev_aco_wait_begin(ev_aco_t *a, ev_aco_waitq_t *q, uint64_t deadline_ns,
 /* The same for a wait that ends at the loop's next timer phase (a yield):
  * EV_WAKE_NONE, or EV_WAKE_CANCEL (a pending cancel). */
 int ev_aco_wait_begin_turn(ev_aco_t *a);
-int ev_aco_wait_end(ev_aco_t *a);
+static inline int ev_aco_wait_end(ev_aco_t *a) {
+  /* the waker set a->wake (or the deadline did) and unlinked it; a
+   * deadline still armed is disarmed here */
+  ev_aco_unlink(&a->link);
+  if (a->timer.loop) eventer_timer_node_remove(&a->timer);
+  a->state = EV_ACO_RUNNING;
+  return a->wake;
+}
 /* The running coroutine a: yields until its wait ends; its reason. */
 int ev_aco_wait_yield(ev_aco_t *a);
+/* The same, inline: the yield is made from the caller's frame, so a parked
+ * coroutine saves no frame of ours between its own and the switch. */
+static inline __attribute__((always_inline)) int ev_aco_wait_yield_inline(
+    ev_aco_t *a) {
+  aco_t *co = ev_aco_co(a);
+  aco_yield1(co);
+  return ev_aco_wait_end(a);
+}
 /* begin, then yield if it waits: the whole wait of a C coroutine. */
 static inline int ev_aco_park(ev_aco_t *a, ev_aco_waitq_t *q,
                               uint64_t deadline_ns, int wait_kind) {
@@ -252,9 +267,12 @@ int64_t ev_aco_job_end(ev_aco_t *a, int wake);
  * -1/EINVAL (no fd, already aco, registered), ENOMEM. */
 int ev_aco_fd_convert(eventer_t e, ev_loop_t *l);
 /* Waiting for e to be ready for mask (READ and/or WRITE): the wait of
- * eventer_aco_wait_ready and of every fd call that would block.  The start
- * takes a reference on e for the wait, the end drops it.  End: 0 ready,
- * or -1 with errno ETIMEDOUT, ECANCELED, EBADF (closed). */
+ * eventer_aco_wait_ready and of every fd call that would block.  A wait
+ * takes no reference on e: e stays registered (the registration holds
+ * one) from the start of a wait to its end, unless eventer_aco_close
+ * unregisters it, which then holds a reference until the last wait that
+ * was under way has ended.  End: 0 ready, or -1 with errno ETIMEDOUT,
+ * ECANCELED, EBADF (closed). */
 int ev_aco_fd_wait_begin(ev_aco_t *a, eventer_t e, int mask, uint64_t deadline,
                          int64_t *rv);
 int64_t ev_aco_fd_wait_end(ev_aco_t *a, eventer_t e, int wake);
@@ -276,8 +294,8 @@ const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e);
  * e is not an aco event. */
 int ev_aco_fd_closed(eventer_t e);
 
-/* eventer_fini: drops the references that waits still parked on fd
- * events of l hold (their waiters are dropped with the loop). */
+/* eventer_fini: unlinks the waiters still parked on fd events of l (they
+ * are dropped with the loop). */
 void ev_aco_fd_fini_loop(ev_loop_t *l);
 /* The aco layer's event hooks (an aco event's state dies with it; a copy
  * is classic). */

@@ -101,6 +101,12 @@ _Static_assert(ACO_OFF_FPCR + 8 == ACO_REG_NUM * 8, "FPCR is last slot");
 #define ACO_INLINE_COPY_MAX 256
 #define ACO_SAVE_ALIGN 64
 #define ACO_SAVE_SLACK 32
+/* A first save stack given at create (in the coroutine's own block) is
+ * laid out that way only from this size on: below it, the up to 88 bytes
+ * of slack cost an idle coroutine more than a copy that memcpy does not
+ * find equally aligned costs a resume.  A save stack that grows later is
+ * laid out by its new size as above. */
+#define ACO_SAVE_ALIGN_MIN 1024
 
 /* Bytes between align_retptr and align_highptr: the slot that holds the
  * protector's address on x86-64 (a fresh coroutine's return address).
@@ -596,13 +602,14 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
    * given, its first save stack right after them, as big as malloc's chunk
    * makes room for.  The save stack is only ever copied, so 8-byte
    * alignment is enough (16 would cost every coroutine whose header ends
-   * at 8 mod 16 a 16-byte malloc step), except for one that big that
-   * memcpy copies it (see ACO_SAVE_SLACK).  Without a size the save stack
+   * at 8 mod 16 a 16-byte malloc step), except for one big enough
+   * (ACO_SAVE_ALIGN_MIN) that memcpy's alignment matters more than its
+   * slack (see ACO_SAVE_SLACK).  Without a size the save stack
    * is allocated by the first copy-out, exactly as big as that copy: a
    * fixed default would be too small for most coroutines (a second
    * allocation, the first one wasted) or too big for the rest. */
   size_t save_off = (sizeof(aco_t) + ext_sz + 7) & ~(size_t)7;
-  int aligned = save_stack_sz > ACO_INLINE_COPY_MAX;
+  int aligned = save_stack_sz >= ACO_SAVE_ALIGN_MIN;
   size_t alloc = sizeof(aco_t) + ext_sz;
   if (save_stack_sz != 0)
     alloc = save_off + ((save_stack_sz + 7) & ~(size_t)7) +
