@@ -51,6 +51,13 @@ type AcoEvent struct {
 	fd     int32
 	closed atomic.Bool // Close was called (by anyone)
 	tr     tracked
+
+	// A listener's connection (conn): its acceptor closure and listener
+	// (C memory; the loop's driver clears ac when the connection ends).
+	// Such an event is not tracked: its coroutine's end releases it.
+	conn bool
+	ac   unsafe.Pointer
+	lst  unsafe.Pointer
 }
 
 // Fd is the event's file descriptor.
@@ -357,7 +364,9 @@ func (a *AcoEvent) release() {
 	if a.ptr == nil {
 		return
 	}
-	untrack(&a.tr)
+	if !a.conn {
+		untrack(&a.tr)
+	}
 	cgo.Deref(a.ptr)
 	a.ptr, a.posixClosed = nil, nil
 }

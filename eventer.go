@@ -219,11 +219,21 @@ func Init(opts ...Option) error {
 	if cfg.concurrency < 0 || cfg.queueThreads < 0 {
 		return &OpError{Op: "Init", Err: errors.New("negative concurrency")}
 	}
-	if cfg.concurrency == 0 {
-		cfg.concurrency = runtime.NumCPU()
+	// a loaded configuration's <eventer><config> first (LoadConfig), then
+	// the options given here
+	fromConf := confLoaded.Load()
+	if fromConf {
+		if err := cgo.ConfApplyEventer(); err != nil {
+			return &OpError{Op: "Init", Err: err}
+		}
 	}
-	if err := cgo.SetProp("concurrency", strconv.Itoa(cfg.concurrency)); err != nil {
-		return &OpError{Op: "Init", Err: fmt.Errorf("concurrency %d: %w", cfg.concurrency, err)}
+	if cfg.concurrency != 0 || !fromConf {
+		if cfg.concurrency == 0 {
+			cfg.concurrency = runtime.NumCPU()
+		}
+		if err := cgo.SetProp("concurrency", strconv.Itoa(cfg.concurrency)); err != nil {
+			return &OpError{Op: "Init", Err: fmt.Errorf("concurrency %d: %w", cfg.concurrency, err)}
+		}
 	}
 	for name, n := range cfg.pools {
 		if err := cgo.SetProp("loop_"+name, strconv.Itoa(n)); err != nil {
@@ -389,6 +399,19 @@ func Shutdown() {
 	rt.mu.Unlock()
 	if !inited {
 		return
+	}
+	// listeners first: no connection may outlive the loops
+	if cgo.InLoop() || inAsynchWork() {
+		if cgo.ListenerCount() > 0 {
+			// their connections' loops must run to end them: only ask
+			go func() {
+				shutdownListeners()
+				_ = withLive(func() error { cgo.Shutdown(); return nil })
+			}()
+			return
+		}
+	} else {
+		shutdownListeners()
 	}
 	self := false
 	_ = withLive(func() error {
