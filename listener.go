@@ -350,9 +350,7 @@ func ListenAco(network, address string, fn func(co *Co, ae *AcoEvent), opts ...L
 		}
 		return fail(err)
 	}
-	ln := newListener(p, epoch)
-	ln.fnID, ln.grace = id, cfg.grace
-	return ln, nil
+	return newListener(p, epoch, id, cfg.grace), nil
 }
 
 // ---- Listener -------------------------------------------------------------------------
@@ -370,7 +368,6 @@ type Listener struct {
 
 	mu     sync.Mutex
 	closed bool          // Close was called
-	done   chan struct{} // closed when it has stopped and released C
 	final  ListenerStats // the stats when it stopped
 	tr     tracked
 }
@@ -383,8 +380,8 @@ type ListenerStats struct {
 	AcceptErrors uint64 // accept(2) failures (EMFILE, ...)
 }
 
-func newListener(p unsafe.Pointer, epoch uint64) *Listener {
-	ln := &Listener{ptr: p, epoch: epoch, done: make(chan struct{}),
+func newListener(p unsafe.Pointer, epoch uint64, fnID uint32, grace time.Duration) *Listener {
+	ln := &Listener{ptr: p, epoch: epoch, fnID: fnID, grace: grace,
 		isGo: cgo.ListenerIsGo(p), typ: cgo.ListenerType(p)}
 	ln.addr = sockaddrBytesToAddr(cgo.ListenerAddress(p))
 	track(&ln.tr, ln)
@@ -399,7 +396,7 @@ func Listeners() []*Listener {
 	_ = withLive(func() error {
 		epoch := sessionNow()
 		for _, p := range cgo.Listeners() {
-			out = append(out, newListener(p, epoch))
+			out = append(out, newListener(p, epoch, 0, 0))
 		}
 		return nil
 	})
@@ -542,15 +539,9 @@ func (ln *Listener) release() {
 	if ln.fnID != 0 {
 		acoFuncs.m.Delete(ln.fnID)
 	}
-	close(ln.done)
 }
 
-func (ln *Listener) releaseAtShutdown() {
-	ln.mu.Lock()
-	ln.closed = true
-	ln.mu.Unlock()
-	ln.release()
-}
+func (ln *Listener) releaseAtShutdown() { ln.release() }
 
 // ---- connections --------------------------------------------------------------------------
 
