@@ -85,6 +85,9 @@ type loop struct {
 	res   int64
 	errno syscall.Errno
 	data  []byte // bytes a wait already read (C memory: copy out first)
+	// driver: the buffer of I/O attempts through opsets that may call
+	// back into Go (AcoEvent.tryCopy)
+	scratch []byte
 
 	driverG  atomic.Pointer[byte] // the driver goroutine (misuse checks)
 	mp       atomic.Pointer[byte] // the driver thread's m

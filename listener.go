@@ -592,7 +592,8 @@ func (l *loop) ListenStart(c cgo.ListenConn) {
 		}
 		return
 	}
-	ae := &AcoEvent{ptr: c.E, l: l, fd: int32(c.Fd), epoch: sessionNow(), conn: true, ac: c.AC, lst: c.L}
+	ae := &AcoEvent{ptr: c.E, l: l, fd: int32(c.Fd), epoch: sessionNow(), conn: true, lplain: c.Plain,
+		ac: c.AC, lst: c.L}
 	co := &Co{l: l, fn: f.body, arg: ae, flags: coConn}
 	if mark == markCancel {
 		co.flags |= coCancel

@@ -76,6 +76,9 @@ static void ev_go_listen_pending(eventer_task_t *t, struct timeval *now) {
 
 void ev_go_listen_start(eventer_t e, void *closure) {
   uint32_t id = (uint32_t)(uintptr_t)closure;
+  eventer_fd_opset_t op = eventer_get_fd_opset(e);
+  if (op && op->name && !strcmp(op->name, "listener"))
+    id |= EV_GO_LISTEN_PLAIN; /* mtev_listener.c's plain socket opset */
   if (ev_aco_fd_convert(e, ev_loop_self()) != 0) {
     ev_go_listen_fail(e, "converting its event", errno);
     return;
@@ -104,6 +107,10 @@ int ev_go_listen_register(const char *name, uint32_t id) {
                                              (void *)(uintptr_t)id) == 0
              ? 0
              : errno;
+}
+
+ev_go_try_t ev_go_listen_try(uintptr_t e, int op, char *buf, size_t len) {
+  return ev_go_try(e, op, buf, len);
 }
 
 void ev_go_listen_end(uintptr_t ep, uintptr_t acp) {

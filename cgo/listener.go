@@ -1,6 +1,8 @@
 package cgo
 
 /*
+#cgo noescape ev_go_listen_try
+#cgo nocallback ev_go_listen_try
 #include <stdlib.h>
 #include "listener.h"
 */
@@ -232,8 +234,22 @@ func AcceptorClosuresLive() int64 { return int64(C.mtev_acceptor_closures_live()
 // listenStep reads a StepListen step (listener.h).
 func (d *Driver) listenStep() ListenConn {
 	s := (*C.ev_go_listen_step_t)(unsafe.Pointer(&d.d.step.u64[0]))
-	return ListenConn{E: unsafe.Pointer(d.d.step.closure), ID: uint32(s.id), Fd: int(s.fd),
-		AC: unsafe.Pointer(s.ac), L: unsafe.Pointer(s.l)}
+	id := uint32(s.id)
+	return ListenConn{E: unsafe.Pointer(d.d.step.closure), ID: id &^ C.EV_GO_LISTEN_PLAIN,
+		Plain: id&C.EV_GO_LISTEN_PLAIN != 0, Fd: int(s.fd), AC: unsafe.Pointer(s.ac), L: unsafe.Pointer(s.l)}
+}
+
+// ListenTry is Try for a connection whose opset is the listener's own
+// (ListenConn.Plain): a C call that never calls back into Go, so buf
+// stays where it is (on the coroutine's stack, say).  ENOTSUP for any
+// other connection.
+func ListenTry(e unsafe.Pointer, op int, buf []byte) (int64, syscall.Errno, int) {
+	if len(buf) == 0 {
+		r := C.ev_go_listen_try(iv(e), C.int(op), nil, 0)
+		return int64(r.res), syscall.Errno(r.err), int(r.mask)
+	}
+	r := C.ev_go_listen_try(iv(e), C.int(op), (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	return int64(r.res), syscall.Errno(r.err), int(r.mask)
 }
 
 // ListenConn is a new connection of a Go aco function: its aco event (a
@@ -242,6 +258,7 @@ func (d *Driver) listenStep() ListenConn {
 type ListenConn struct {
 	E     unsafe.Pointer
 	ID    uint32
+	Plain bool // the listener's own opset: ListenTry applies
 	Fd    int
 	AC, L unsafe.Pointer
 }

@@ -21,9 +21,12 @@
 #include "mtev_listener.h"
 
 /* The step: closure = the connection's aco event, and over u64[3] (read
- * through ev_go_listen_step_t): the Go aco function's id, the
- * connection's fd, the acceptor closure, the listener. */
+ * through ev_go_listen_step_t): the Go aco function's id (with
+ * EV_GO_LISTEN_PLAIN when the connection's opset is the listener's own,
+ * for ev_go_listen_try), the connection's fd, the acceptor closure, the
+ * listener. */
 #define EV_GO_STEP_LISTEN (EVENTER_STEP_USER + 8)
+#define EV_GO_LISTEN_PLAIN 0x80000000u
 typedef struct {
   uint32_t id;
   int32_t fd;
@@ -32,10 +35,16 @@ typedef struct {
 } ev_go_listen_step_t;
 
 /* The dispatch start function of every Go aco function (its closure is
- * the function's Go id, below 2^32). */
+ * the function's Go id, below 2^31). */
 void ev_go_listen_start(eventer_t e, void *closure);
 /* Registers Go aco function id under name.  0, or an errno. */
 int ev_go_listen_register(const char *name, uint32_t id);
+
+/* ev_go_try for a connection whose opset is the listener's own (the step
+ * said EV_GO_LISTEN_PLAIN): plain socket calls that log nothing and call
+ * no callback, so Go calls it with noescape/nocallback and its buffer may
+ * stay on the coroutine's stack.  Only for such connections. */
+ev_go_try_t ev_go_listen_try(uintptr_t e, int op, char *buf, size_t len);
 
 /* Ends a connection of a Go aco function (its loop thread): e (0 when
  * the Go side released it already) is closed unless it was, and the Go
