@@ -67,6 +67,11 @@ func run(o options, out io.Writer) error {
 	if o.loops < 0 {
 		return errors.New("-loops must not be negative")
 	}
+	// signals first: a client served before this would find acod
+	// killable by SIGTERM
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	var err error
 	if o.config != "" {
 		err = eventer.LoadConfig(o.config)
@@ -117,15 +122,12 @@ func run(o options, out io.Writer) error {
 		}
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
 		slog.Info("acod: stopping", "signal", s.String())
 		eventer.Shutdown()
 	}()
 	err = eventer.Loop()
-	signal.Stop(sigs)
 	fmt.Fprintln(out, "acod: stopped")
 	return err
 }
