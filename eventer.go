@@ -258,6 +258,7 @@ func Init(opts ...Option) error {
 	}
 	rt.cfg.Store(&cfg)
 	rt.epoch.Add(1)
+	listenersReset()
 	cgo.LogToGo(true)
 	n := cgo.Concurrency()
 	rt.loops = make([]*loop, n)
@@ -404,6 +405,7 @@ func Shutdown() {
 		return
 	}
 	// listeners first: no connection may outlive the loops
+	stopListenerStarts()
 	if cgo.InLoop() || inAsynchWork() {
 		if cgo.ListenerCount() > 0 {
 			// their connections' loops must run to end them: only ask

@@ -137,11 +137,47 @@ func LoadConfigString(xml, name string) error {
 // run).  Listeners() returns them; Shutdown stops them.
 func ListenerInit(app string) error {
 	const op = "ListenerInit"
-	err := withLive(func() error { return cgo.ListenerInit(app) })
+	err := withListeners(func() error { return cgo.ListenerInit(app) })
 	if err != nil {
 		return &OpError{Op: op, Err: err}
 	}
 	return nil
+}
+
+// lstate keeps listeners from starting while Shutdown stops them: a
+// listener that started after Shutdown looked would outlive the loops.
+var lstate struct {
+	mu       sync.RWMutex
+	stopping bool // Shutdown has begun (Init clears it)
+}
+
+// withListeners runs fn, which starts listeners, while the eventer is
+// up and no Shutdown has begun (ErrStopped otherwise).
+func withListeners(fn func() error) error {
+	lstate.mu.RLock()
+	defer lstate.mu.RUnlock()
+	if lstate.stopping {
+		if !running() {
+			return ErrNotInitialized
+		}
+		return ErrStopped
+	}
+	return withLive(fn)
+}
+
+// stopListenerStarts is Shutdown's first step: no listener starts from
+// now on (it waits for starts in progress).
+func stopListenerStarts() {
+	lstate.mu.Lock()
+	lstate.stopping = true
+	lstate.mu.Unlock()
+}
+
+// listenersReset is Init's: listeners may start again.
+func listenersReset() {
+	lstate.mu.Lock()
+	lstate.stopping = false
+	lstate.mu.Unlock()
 }
 
 // ---- listeners in code --------------------------------------------------------------
@@ -333,7 +369,7 @@ func ListenAco(network, address string, fn func(co *Co, ae *AcoEvent), opts ...L
 	}
 	var p unsafe.Pointer
 	var epoch uint64
-	err = withLive(func() error {
+	err = withListeners(func() error {
 		var err error
 		epoch = sessionNow()
 		p, err = cgo.ListenerCreate(&cgo.ListenerOpts{
@@ -651,6 +687,7 @@ func (l *loop) sweepConns(lst unsafe.Pointer, how uint32) {
 // connections unwound; it waits (up to 10 s) until all of them have ended,
 // so that no connection outlives the loops.
 func shutdownListeners() {
+	stopListenerStarts()
 	var ls []unsafe.Pointer
 	_ = withLive(func() error {
 		ls = cgo.Listeners()

@@ -1106,3 +1106,53 @@ func TestListenerInitErrors(t *testing.T) {
 		t.Fatal("nil function registered")
 	}
 }
+
+// Listeners started while Shutdown runs: each one either starts before
+// Shutdown looks (and is stopped with the rest) or is refused; none
+// outlives the loops, and connections racing the stop leak nothing.
+func TestListenAcoRacingShutdown(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		if err := Init(WithConcurrency(2)); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ln, err := ListenAco("tcp", "127.0.0.1:0", seedFn(0), WithFanout(true))
+					if err != nil {
+						if !errors.Is(err, ErrStopped) && !errors.Is(err, ErrNotInitialized) {
+							t.Errorf("ListenAco: %v", err)
+						}
+						continue
+					}
+					if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+						c.Write([]byte("hi\n"))
+						c.Close()
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(20+round*10) * time.Millisecond)
+		Shutdown()
+		close(stop)
+		wg.Wait()
+		if n := cgo.ListenerCount(); n != 0 {
+			t.Fatalf("round %d: %d listeners outlived Shutdown", round, n)
+		}
+		if n := cgo.AcceptorClosuresLive(); n != 0 {
+			t.Fatalf("round %d: %d acceptor closures alive", round, n)
+		}
+		if n := cgo.LiveEvents(); n != 0 {
+			t.Fatalf("round %d: %d C events alive", round, n)
+		}
+	}
+}
