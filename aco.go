@@ -351,7 +351,8 @@ func (p *CoroutinePanic) Error() string {
 	return fmt.Sprintf("eventer: panic in coroutine: %v\n\ncoroutine stack:\n%s", p.Value, p.Stack)
 }
 
-// Arg is the arg given to AcoStart (nil for a nil Co).
+// Arg is the arg given to AcoStart; for an aco function's coroutine, the
+// connection's AcoEvent (nil for a nil Co).
 func (co *Co) Arg() any {
 	if co == nil {
 		return nil
