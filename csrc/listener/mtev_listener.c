@@ -1408,7 +1408,13 @@ static void ev_l_aco_main(void) {
      * a timeout is logged by the TLS layer, a cancel (stop) is not */
     struct timeval tmo = {(time_t)(l->hs_timeout_us / 1000000u),
                           (suseconds_t)(l->hs_timeout_us % 1000000u)};
-    if (eventer_aco_ssl_accept(ae, &tmo) != 0) return;
+    if (eventer_aco_ssl_accept(ae, &tmo) != 0) {
+      /* the function's reference, as the function would drop it; the end
+       * hook drops the listener's */
+      eventer_aco_close(ae);
+      eventer_aco_free(ae);
+      return;
+    }
     ev_l_tls_learn(ac, e);
   }
   l->aco();
