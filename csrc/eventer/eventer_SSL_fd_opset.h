@@ -267,8 +267,12 @@ void eventer_ssl_ctx_set_verify(eventer_ssl_ctx_t *ctx,
  *   ignore_dates    "true": an expired or not yet valid certificate is
  *                   accepted
  *   client_cert     (ours) "required": a peer that sends no certificate is
- *                   refused (the call with x509ctx NULL); otherwise such a
- *                   peer is let in, as libmtev's listeners do
+ *                   refused; set on a server context with
+ *                   eventer_ssl_ctx_set_verify, OpenSSL refuses it in the
+ *                   handshake with the protocol's alert ("peer did not
+ *                   return a certificate"), elsewhere the call with
+ *                   x509ctx NULL does.  Otherwise such a peer is let in,
+ *                   as libmtev's listeners do
  *
  * ("true" also as on/yes/1.)  Any other verification error refuses the
  * certificate.  Returns the verdict (0 refuses). */

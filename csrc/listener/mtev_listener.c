@@ -70,7 +70,8 @@ enum { /* mtev_acceptor_closure_t.flags */
   EV_AC_F_CLOSED = 0x04,     /* closed through the opset */
   EV_AC_F_IDLE = 0x08,       /* idle_timeout applies: mark activity */
   EV_AC_F_UNCONVERTED = 0x10,/* aco: the event never reached the function */
-  EV_AC_F_FREE_ASKED = 0x20  /* aco: the function freed the closure */
+  EV_AC_F_FREE_ASKED = 0x20, /* aco: the function freed the closure */
+  EV_AC_F_HANDSHAKE = 0x40   /* TLS: the handshake is not over yet */
 };
 
 typedef struct ev_l_link {
@@ -1159,6 +1160,7 @@ static void ev_l_idle_check(mtev_acceptor_closure_t *ac, eventer_timer_node_t *n
   uint64_t now = ev_l_wall_us(), last = ac->last_us;
   uint64_t idle = now > last ? now - last : 0;
   uint64_t limit = ac->l->idle_us;
+  if (ac->flags & EV_AC_F_HANDSHAKE) idle = 0; /* handshake_timeout governs */
   if (idle >= limit) {
     mtevL(mtev_debug, "mtev_listener %s: fd %d idle for %llu ms: shut down\n",
           ac->l->name, ac->fd, (unsigned long long)(idle / 1000));
@@ -1203,6 +1205,8 @@ static void ev_l_aco_main(void);
 /* The handshake is over: what the service may ask about its peer. */
 static void ev_l_tls_learn(mtev_acceptor_closure_t *ac, eventer_t e) {
   eventer_ssl_ctx_t *ctx = eventer_get_eventer_ssl_ctx(e);
+  ac->flags &= (uint8_t)~EV_AC_F_HANDSHAKE;
+  ac->last_us = ev_l_wall_us(); /* idle from here */
   char cn[256];
   if (ctx && eventer_ssl_get_peer_commonname(ctx, cn, sizeof(cn)) >= 0)
     ac->remote_cn = strdup(cn);
@@ -1232,6 +1236,7 @@ static int ev_l_tls_attach(mtev_acceptor_closure_t *ac, eventer_t e) {
     return -1;
   }
   eventer_set_fd_opset(e, &ev_l_tls_opset_s);
+  ac->flags |= EV_AC_F_HANDSHAKE;
   return 0;
 }
 

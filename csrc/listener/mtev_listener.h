@@ -60,8 +60,9 @@
  *                   returns 0, writes fail with EPIPE, a classic callback
  *                   sees READ|EXCEPTION).  Reads and writes through the
  *                   connection's event mark it; so do
- *                   mtev_acceptor_closure_mark_read/_write.  0 or absent:
- *                   none
+ *                   mtev_acceptor_closure_mark_read/_write.  On a TLS
+ *                   connection it counts from the end of the handshake
+ *                   (handshake_timeout bounds that).  0 or absent: none
  *   half_close      off: once a read on the connection returned 0 (EOF),
  *                   writes fail with -1/EPIPE, so a loop like the seed's
  *                   (read; write "thanks!") ends when the peer closes or

@@ -724,6 +724,64 @@ static void test_stop_during_handshake(void) {
   lt_run(2, body_stop);
 }
 
+/* ---- idle_timeout does not cut a handshake short -------------------------------------- */
+
+static void body_idle_hs(void) {
+  t_log_capture();
+  int hs = t_slow() ? 3000 : 600, idle = hs / 6;
+  char hsb[16], idleb[16];
+  snprintf(hsb, sizeof(hsb), "%d", hs);
+  snprintf(idleb, sizeof(idleb), "%d", idle);
+  mtev_hash_table config = MTEV_HASH_EMPTY;
+  mtev_hash_store(&config, "idle_timeout", 12, idleb);
+  mtev_hash_table *sc = table("certificate_file", C->srv, "key_file", C->srv_key,
+                              "handshake_timeout", hsb, NULL);
+  mtev_listener_opts_t oa = {.address = "127.0.0.1", .aco_function = aco_ok,
+                             .ssl = mtev_true, .sslconfig = sc, .config = &config};
+  mtev_listener_opts_t oc = {.address = "127.0.0.1", .callback = classic_ok,
+                             .ssl = mtev_true, .sslconfig = sc, .config = &config};
+  mtev_listener_t *ls[2] = {make(&oa), make(&oc)};
+  table(NULL);
+  mtev_hash_destroy(&config, NULL, NULL);
+  for (int i = 0; i < 2; i++) {
+    int fd = lt_connect(ls[i]);
+    uint64_t t0 = t_now_us();
+    lt_expect_eof(fd); /* silent: closed at the handshake deadline */
+    T_GE(t_now_us() - t0, (uint64_t)hs * 1000u * 9u / 10u);
+    close(fd);
+    char want[64];
+    snprintf(want, sizeof(want), "handshake timed out after %d ms", hs);
+    wait_log(want);
+  }
+  T_CHECK(!t_log_has("during the handshake"));
+  /* after the handshake, idle_timeout applies: an idle TLS connection is
+   * shut down (the aco function's read sees EOF) */
+  SSL_CTX *sc2 = SSL_CTX_new(TLS_client_method());
+  T_CHECK(sc2);
+  int fd = lt_connect(ls[0]);
+  SSL *ssl = SSL_new(sc2);
+  SSL_set_fd(ssl, fd);
+  T_EQ(SSL_connect(ssl), 1);
+  uint64_t t0 = t_now_us();
+  char buf[8];
+  T_CHECK(SSL_read(ssl, buf, sizeof(buf)) <= 0); /* closed, nothing sent */
+  uint64_t took = t_now_us() - t0;
+  T_GE(took, (uint64_t)idle * 1000u * 9u / 10u);
+  T_CHECKF(took < (uint64_t)hs * 1000u * 5u, "%llu us", (unsigned long long)took);
+  SSL_free(ssl);
+  SSL_CTX_free(sc2);
+  ERR_clear_error();
+  close(fd);
+  mtev_listener_release(ls[0]);
+  mtev_listener_release(ls[1]);
+  t_log_release();
+}
+
+static void test_idle_during_handshake(void) {
+  C = t_certs_get();
+  lt_run(2, body_idle_hs);
+}
+
 /* ---- 10,000 bad handshakes ------------------------------------------------------------------- */
 
 static struct {
@@ -969,4 +1027,5 @@ T_MAIN({"conf", test_conf},
        {"bad_configuration", test_bad_configuration},
        {"api", test_api},
        {"stop_during_handshake", test_stop_during_handshake},
+       {"idle_during_handshake", test_idle_during_handshake},
        {"bad_handshakes", test_bad_handshakes})
