@@ -242,37 +242,38 @@ static int child_done(t_child_t *c) {
 
 /* s_client with the extra arguments: sends "hi", returns the whoami line
  * (static) or "" when the server refused (the child has exited). */
+static t_child_t W; /* the last whoami_via's s_client (its output) */
+
 static const char *whoami_via(int port, const char *a1, const char *a2,
                               const char *a3, const char *a4) {
-  static t_child_t c;
   static char line[256];
-  s_client(&c, port, a1, a2, a3, a4, NULL);
-  t_child_send(&c, "hi\n");
+  s_client(&W, port, a1, a2, a3, a4, NULL);
+  t_child_send(&W, "hi\n");
   uint64_t end = t_now_us() + (t_slow() ? 60000000u : 15000000u);
   line[0] = 0;
   for (;;) {
-    t_child_pump(&c);
-    char *w = memmem(c.buf, c.len, "whoami ", 7);
-    char *nl = w ? memchr(w, '\n', c.len - (size_t)(w - c.buf)) : NULL;
+    t_child_pump(&W);
+    char *w = memmem(W.buf, W.len, "whoami ", 7);
+    char *nl = w ? memchr(w, '\n', W.len - (size_t)(w - W.buf)) : NULL;
     if (nl) {
       snprintf(line, sizeof(line), "%.*s", (int)(nl - w), w);
       break;
     }
     int st;
-    if (waitpid(c.pid, &st, WNOHANG) == c.pid) { /* refused: it gave up */
-      c.pid = -1;
-      t_child_pump(&c);
+    if (waitpid(W.pid, &st, WNOHANG) == W.pid) { /* refused: it gave up */
+      W.pid = -1;
+      t_child_pump(&W);
       break;
     }
-    T_CHECKF(t_now_us() < end, "s_client: no answer:\n%s", c.buf);
+    T_CHECKF(t_now_us() < end, "s_client: no answer:\n%s", W.buf);
     usleep(2000);
   }
-  if (c.pid > 0) {
-    t_child_close_in(&c);
-    child_done(&c);
+  if (W.pid > 0) {
+    t_child_close_in(&W);
+    child_done(&W);
   } else {
-    close(c.out);
-    t_child_close_in(&c);
+    close(W.out);
+    t_child_close_in(&W);
   }
   return line;
 }
@@ -382,6 +383,21 @@ static void body_conf(void) {
            "whoami cn=- alpn=- tls=1.2 verify=0");
   T_STR_EQ(whoami_via(P[1], "-tls1_3", NULL, NULL, NULL), "");
   wait_log("unsupported protocol");
+
+  /* sessions resume across a listener's connections (they share one
+   * SSL_CTX): TLS 1.2 from the server's session cache (no tickets), TLS
+   * 1.3 by ticket */
+  char sess[300];
+  snprintf(sess, sizeof(sess), "%s/sess12.pem", dir);
+  T_CHECK(whoami_via(P[1], "-no_ticket", "-sess_out", sess, NULL)[0]);
+  T_CHECKF(out_has(&W, "New, TLSv1.2"), "%s", W.buf);
+  T_CHECK(whoami_via(P[1], "-no_ticket", "-sess_in", sess, NULL)[0]);
+  T_CHECKF(out_has(&W, "Reused, TLSv1.2"), "%s", W.buf);
+  snprintf(sess, sizeof(sess), "%s/sess13.pem", dir);
+  T_CHECK(whoami_via(P[2], "-sess_out", sess, NULL, NULL)[0]);
+  T_CHECKF(out_has(&W, "New, TLSv1.3"), "%s", W.buf);
+  T_CHECK(whoami_via(P[2], "-sess_in", sess, NULL, NULL)[0]);
+  T_CHECKF(out_has(&W, "Reused, TLSv1.3"), "%s", W.buf);
 
   /* 2: TLS 1.3 only; ALPN from the settings, in the client's order */
   T_STR_EQ(whoami_via(P[2], "-alpn", "x-other,x-test", NULL, NULL),
