@@ -806,10 +806,10 @@ static int ev_l_tls_setup(mtev_listener_t *l, const mtev_listener_opts_t *o,
    * by, or one was asked for */
   l->tls_verify = ca || cc || no_ca;
   if (l->tls_verify && !ca) ca = ev_cfg_default_ca_chain();
-  if (cc && !strcmp(cc, "required") && !ca && !no_ca) {
-    ev_l_fail(err, errlen, "sslconfig client_cert=\"required\" needs a "
+  if (cc && !ca && !no_ca) { /* every certificate would be refused */
+    ev_l_fail(err, errlen, "sslconfig client_cert=\"%s\" needs a "
               "ca_chain (or <eventer><config><default_ca_chain>) or "
-              "optional_no_ca=\"true\"");
+              "optional_no_ca=\"true\"", cc);
     errno = EINVAL;
     return -1;
   }

@@ -99,7 +99,8 @@
  *                     refused in the handshake; "optional": clients are
  *                     asked for one even without a ca_chain of the
  *                     listener's (then <eventer><config>'s
- *                     default_ca_chain judges it).  Absent: asked when
+ *                     default_ca_chain judges it; without either CA,
+ *                     optional_no_ca must be on).  Absent: asked when
  *                     there is a ca_chain, and a client may send none
  *                     (libmtev's behaviour)
  *   handshake_timeout (ours) ms for the whole handshake, default 5000

@@ -574,6 +574,8 @@ static void body_errors(void) {
       "client_cert=\"always\"");
   BAD("noca.conf", "<client_cert>required</client_cert>", EINVAL, "noca.conf:3",
       "needs a ca_chain");
+  BAD("noca2.conf", "<client_cert>optional</client_cert>", EINVAL, "noca2.conf:3",
+      "client_cert=\"optional\" needs a ca_chain");
   BAD("bool.conf", "<optional_no_ca>sure</optional_no_ca>", EINVAL, "bool.conf:3",
       "sslconfig optional_no_ca=\"sure\"");
   BAD("hs.conf", "<handshake_timeout>soon</handshake_timeout>", EINVAL, "hs.conf:3",
