@@ -34,8 +34,8 @@ VALGRIND ?= valgrind
 
 # libxml2's headers (csrc/conf): the same for every architecture
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
-INCDIRS := -Icsrc/libaco -Icsrc/eventer -Icsrc/conf -Icsrc/listener -Icsrc/testing \
-           $(XML_CFLAGS)
+INCDIRS := -Icsrc/libaco -Icsrc/eventer -Icsrc/conf -Icsrc/listener -Icsrc/http \
+           -Icsrc/testing $(XML_CFLAGS)
 WARN    := -Wall -Wextra -Werror
 BASE_CFLAGS := -std=gnu11 -g -pthread -D_GNU_SOURCE -fstack-clash-protection $(WARN) $(INCDIRS) $(EXTRA_CFLAGS)
 BASE_LDLIBS := -pthread -lm -lssl -lcrypto
@@ -44,13 +44,17 @@ include csrc/libaco/build.mk
 include csrc/eventer/build.mk
 include csrc/conf/build.mk
 include csrc/listener/build.mk
+include csrc/http/build.mk
 
-LIB_SRCS   := $(LIBACO_SRCS) $(EVENTER_SRCS) $(CONF_SRCS) $(LISTENER_SRCS)
-C_TESTS    := $(LIBACO_TESTS) $(EVENTER_TESTS) $(CONF_TESTS) $(LISTENER_TESTS)
+LIB_SRCS   := $(LIBACO_SRCS) $(EVENTER_SRCS) $(CONF_SRCS) $(LISTENER_SRCS) \
+              $(HTTP_SRCS)
+C_TESTS    := $(LIBACO_TESTS) $(EVENTER_TESTS) $(CONF_TESTS) $(LISTENER_TESTS) \
+              $(HTTP_TESTS)
 TSAN_TESTS := $(LIBACO_TSAN_TESTS) $(EVENTER_TSAN_TESTS) $(CONF_TSAN_TESTS) \
-              $(LISTENER_TSAN_TESTS)
+              $(LISTENER_TSAN_TESTS) $(HTTP_TSAN_TESTS)
 PUBLIC_HEADERS := $(LIBACO_HEADERS) $(EVENTER_HEADERS) $(CONF_HEADERS) \
-                  $(LISTENER_HEADERS) csrc/acoeventer.h
+                  $(LISTENER_HEADERS) $(HTTP_HEADERS) csrc/acoeventer.h
+BASE_LDLIBS += $(HTTP_LDLIBS)
 # Test programs that link libxml2 (see DYNAMIC_ARM64_TESTS below).
 XML_TESTS := $(CONF_XML_TESTS) $(LISTENER_XML_TESTS)
 
@@ -117,6 +121,7 @@ $(BUILD)/$(1)/.dir:
 	@mkdir -p $$(@D) && touch $$@
 endef
 $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
+$(foreach v,$(VARIANTS),$(eval $(call http_test_rules,$(v))))
 
 # test program paths: csrc/libaco/tests/test_x.c -> build/V/tests/libaco/tests/test_x
 test_bins = $(patsubst csrc/%.c,$(BUILD)/$(1)/tests/%,$(2))
@@ -154,6 +159,8 @@ $(BUILD)/include/%.h: csrc/eventer/%.h
 $(BUILD)/include/%.h: csrc/conf/%.h
 	@mkdir -p $(@D) && cp $< $@
 $(BUILD)/include/%.h: csrc/listener/%.h
+	@mkdir -p $(@D) && cp $< $@
+$(BUILD)/include/%.h: csrc/http/%.h
 	@mkdir -p $(@D) && cp $< $@
 $(BUILD)/include/%.h: csrc/%.h
 	@mkdir -p $(@D) && cp $< $@

@@ -1,6 +1,7 @@
 package eventer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"iter"
@@ -12,121 +13,167 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/acoeventer/eventer/cgo"
 )
 
 // Co is a Go coroutine on an event loop: a goroutine that the loop's
 // driver switches to and from (iter.Pull), so it runs only on the loop's
 // thread, strictly one at a time with that loop's C coroutines and
-// callbacks.  Its blocking calls (Read, Write, Accept, Connect, Sleep,
-// SimpleAsynch, ...) run the C eventer_aco_* call in a small C proxy
-// coroutine: when it would block, the Go coroutine hands the loop back and
-// is resumed when the C call completes.
+// callbacks.  Its blocking calls (Sleep, Park, Join, SimpleAsynch, the
+// AcoEvent and sync-object calls) hand the loop back while they wait:
+// where a C coroutine would wait in the loop (on an fd, a timer, a
+// semaphore, a job), the Go coroutine's proxy, a small C record, waits in
+// its place, and the driver resumes the Go coroutine when the wait ends.
 //
-// A Co's methods may be called only by the coroutine itself, from the top
-// of its own body (not from other goroutines, not from callbacks); a
+// A Co's blocking methods may be called only by the coroutine itself, from
+// its own body (not from other goroutines, not from callbacks); a
 // violation panics with *MisuseError.  Ordinary Go blocking (channels,
 // mutexes, time.Sleep) inside a coroutine is legal but stalls its whole
 // loop: use the Co's methods and the eventer's sync objects instead.
+// Arg, Done, Wake, Cancel and CancelOn may be called from anywhere.
 type Co struct {
 	l     *loop
-	id    uint64
-	arg   any
 	fn    func(*Co)
-	next  func() (coSignal, bool)
-	stop  func()
-	yield func(coSignal) bool
-
-	proxy  unsafe.Pointer // C proxy (eventer_aco_proxy_t)
-	handle unsafe.Pointer // its coroutine's handle: the Co's identity in C
-
-	res   int64 // driver: the completed operation's result
-	errno int
-	data  []byte // driver: bytes a completed wait already read (C memory,
-	// valid until the coroutine next waits: copied out first thing)
-
-	stopped    bool // the loop is shutting down: unwind
-	panicValue any
-	panicStack []byte
-
-	started    chan struct{} // closed once the driver created it
-	ended      atomic.Bool
-	endedCh    chan struct{}
-	startState atomic.Int32 // coNew, coCancelPending or coStarted
+	arg   any
+	next  func() (bool, bool)     // driver: iter.Pull's next, (goexit, ok)
+	yield func(bool) bool         // the coroutine: iter.Pull's yield
+	x     atomic.Pointer[coExtra] // rarely needed state, made on demand
+	proxy unsafe.Pointer          // driver: its C waiter, nil until needed
+	id    uint32                  // driver: index in l.cos
+	state atomic.Uint32           // coNew, coLive, coEnded
+	wait  uint8                   // driver: what it waits for (wait*)
+	flags uint8                   // driver: co*
 }
 
-type coSignal uint8
+// coExtra is what only some coroutines need.
+type coExtra struct {
+	mu         sync.Mutex
+	done       chan struct{} // Done's channel, made by the first call
+	doneClosed bool
+	joiners    []*Co // coroutines in Join(this)
+	joining    *Co   // driver: the coroutine this one joins
+	startErr   error // why it never ran
+	panicV     any
+	panicS     []byte
+}
 
-const (
-	sigPark   coSignal = iota + 1 // waiting for a C operation
-	sigGoexit                     // the body called runtime.Goexit
+const ( // Co.state
+	coNew uint32 = iota
+	coLive
+	coEnded
+)
+
+const ( // Co.wait: what a parked coroutine waits for
+	waitNone    uint8 = iota
+	waitGoPark        // Park(0): only Wake and Cancel end it
+	waitGoJoin        // Join with no timeout: the other's end, Cancel
+	waitC             // a C wait of its proxy (cancellable)
+	waitCPark         // Park(t): the proxy parks, Wake ends it
+	waitCJoin         // Join(t): the proxy parks, the other's end ends it
+	waitCAsynch       // a job: not cancellable
+)
+
+const ( // Co.flags
+	coCancel   uint8 = 1 << iota // a Cancel for its next cancellable call
+	coWake                       // a Wake for its next Park
+	coStopping                   // Shutdown unwinds it
+	coOrphan                     // its proxy is left to eventer_fini
 )
 
 // stopUnwind unwinds a coroutine whose loop is shutting down.
 type stopUnwind struct{}
 
-// Co.startState: a Cancel before the driver created the coroutine is
-// passed on by startCo.
-const (
-	coNew int32 = iota
-	coCancelPending
-	coStarted
-)
+func newCo(fn func(co *Co), arg any) *Co { return &Co{fn: fn, arg: arg} }
 
-func newCo(fn func(co *Co), arg any) *Co {
-	return &Co{fn: fn, arg: arg, started: make(chan struct{}), endedCh: make(chan struct{})}
+func (co *Co) extra() *coExtra {
+	if x := co.x.Load(); x != nil {
+		return x
+	}
+	co.x.CompareAndSwap(nil, &coExtra{})
+	return co.x.Load()
 }
 
 // fail ends a Co that never ran.
 func (co *Co) fail(err error) {
-	co.ended.Store(true)
-	close(co.endedCh)
-	close(co.started)
-	reportError(&OpError{Op: "AcoStart", Err: err})
+	x := co.extra()
+	x.mu.Lock()
+	x.startErr = err
+	x.mu.Unlock()
+	co.markEnded()
+}
+
+// markEnded records the end and tells whoever waits for it.
+func (co *Co) markEnded() {
+	co.state.Store(coEnded)
+	// made after the store above, x sees the end itself (Done, Join)
+	x := co.x.Load()
+	if x == nil {
+		return
+	}
+	x.mu.Lock()
+	if x.done != nil && !x.doneClosed {
+		close(x.done)
+		x.doneClosed = true
+	}
+	joiners := x.joiners
+	x.joiners = nil
+	x.mu.Unlock()
+	for _, j := range joiners {
+		j := j
+		_ = j.l.post(func() { j.l.joinEnded(j, co) })
+	}
 }
 
 // AcoStart starts fn in a new Go coroutine with arg (Co.Arg); returning
-// from fn ends it.  Callable before Loop, from any goroutine, from
-// callbacks and from coroutines: the coroutine is created by a loop's
-// driver and starts at that loop's next opportunity.  Loops are chosen
-// round-robin.  The returned *Co can be cancelled and joined.
-func AcoStart(fn func(co *Co), arg any) *Co {
+// from fn ends it.  Callable from any goroutine, from callbacks and from
+// coroutines: the coroutine is created by a loop's driver and starts at
+// that loop's next opportunity.  Loops are chosen round-robin.  The
+// returned *Co can be woken, cancelled and joined.  The error says why it
+// could not start (not initialized, nil fn, the loops stopping); a start
+// that fails later, as the loops stop, ends the Co without running it and
+// goes to the error handler (WithErrorHandler) and to Join.
+func AcoStart(fn func(co *Co), arg any) (*Co, error) {
 	rt.mu.Lock()
 	n := len(rt.loops)
 	rt.mu.Unlock()
 	if n == 0 {
-		co := newCo(fn, arg)
-		co.fail(ErrNotInitialized)
-		return co
+		return nil, &OpError{Op: "AcoStart", Err: ErrNotInitialized}
 	}
 	return AcoStartOn(int(rt.rr.Add(1)-1)%n, fn, arg)
 }
 
 // AcoStartOn is AcoStart on loop i of the default pool.
-func AcoStartOn(i int, fn func(co *Co), arg any) *Co {
-	co := newCo(fn, arg)
+func AcoStartOn(i int, fn func(co *Co), arg any) (*Co, error) {
+	const op = "AcoStart"
+	if fn == nil {
+		return nil, &OpError{Op: op, Err: errors.New("nil function")}
+	}
 	l := loopAt(i)
-	if l == nil || fn == nil {
-		err := error(ErrNotInitialized)
-		if fn == nil {
-			err = errors.New("nil function")
-		} else if running() {
-			err = fmt.Errorf("no loop %d", i)
+	if l == nil {
+		if running() {
+			return nil, &OpError{Op: op, Err: fmt.Errorf("no loop %d", i)}
 		}
-		co.fail(err)
-		return co
+		return nil, &OpError{Op: op, Err: ErrNotInitialized}
 	}
+	co := newCo(fn, arg)
 	co.l = l
-	if err := l.post(func() { l.startCo(co) }); err != nil {
-		co.fail(err)
+	if err := l.postStart(co); err != nil {
+		return nil, &OpError{Op: op, Err: err}
 	}
-	return co
+	return co, nil
 }
 
-// Start starts fn in a new coroutine on co's loop.
-func (co *Co) Start(fn func(co *Co), arg any) *Co { return AcoStartOn(co.l.idx, fn, arg) }
+// Start starts fn in a new coroutine on co's loop (AcoStartOn); ErrStopped
+// once that loop has stopped.
+func (co *Co) Start(fn func(co *Co), arg any) (*Co, error) {
+	if co == nil || co.l == nil {
+		return nil, &OpError{Op: "Co.Start", Err: errors.New("no coroutine")}
+	}
+	if loopAt(co.l.idx) != co.l { // a Co of an earlier Init
+		return nil, &OpError{Op: "Co.Start", Err: ErrStopped}
+	}
+	return AcoStartOn(co.l.idx, fn, arg)
+}
 
 // startCo creates co on its loop's driver (rule 1: Go coroutines are
 // created and resumed only by their loop's driver) and runs it until it
@@ -134,105 +181,125 @@ func (co *Co) Start(fn func(co *Co), arg any) *Co { return AcoStartOn(co.l.idx, 
 func (l *loop) startCo(co *Co) {
 	if l.closed { // posted as the loop stopped (set by this driver)
 		co.fail(ErrStopped)
+		reportError(&OpError{Op: "AcoStart", Err: ErrStopped})
 		return
 	}
-	var id uint64
+	var id uint32
 	if n := len(l.freeIDs); n > 0 {
 		id = l.freeIDs[n-1]
 		l.freeIDs = l.freeIDs[:n-1]
 	} else {
-		id = uint64(len(l.cos))
+		id = uint32(len(l.cos))
 		l.cos = append(l.cos, nil)
 	}
-	p, err := cgo.NewProxy(id)
-	if err != nil {
-		l.freeIDs = append(l.freeIDs, id)
-		co.fail(err)
-		return
-	}
-	co.id, co.proxy, co.handle = id, p, cgo.ProxyHandle(p)
-	// the Co's own reference: Wake and Cancel from other goroutines may
-	// race the coroutine's end or the loop's teardown, so the handle
-	// (which then reports ESRCH) lives as long as the Co is reachable
-	cgo.HandleRef(co.handle)
-	runtime.AddCleanup(co, cgo.HandleRelease, co.handle)
+	co.id = id
 	l.cos[id] = co
-	if co.startState.Swap(coStarted) == coCancelPending {
-		_ = cgo.Cancel(co.handle) // a Cancel that came before the coroutine
-	}
-	co.next, co.stop = iter.Pull(co.body)
-	close(co.started)
+	co.state.Store(coLive)
+	co.next, _ = iter.Pull(co.body) // (unwinding resumes it with coStopping set)
 	l.resume(co)
 }
 
 // body is the coroutine's iterator function: it runs fn and turns a panic
 // or Goexit into something the driver can report outside C.
-func (co *Co) body(yield func(coSignal) bool) {
+func (co *Co) body(yield func(bool) bool) {
 	co.yield = yield
 	returned := false
 	defer func() {
-		if returned {
-			return
-		}
-		r := recover()
-		switch r.(type) {
-		case nil:
-			// runtime.Goexit (t.FailNow, ...): it can't be stopped, and
-			// iter.Pull would propagate it into the driver.  Tell the driver
-			// and never come back: this goroutine stays parked.
-			yield(sigGoexit)
-		case stopUnwind:
-		default:
-			co.panicValue, co.panicStack = r, debug.Stack()
+		// whatever happened, the switch back must find the thread
+		// locking it started with, or the runtime kills the process
+		if co.l.restoreLocks() && returned {
+			// it returned with a lock of its own (or without the driver's)
+			x := co.extra()
+			x.panicV, x.panicS = &MisuseError{Op: "coroutine return", Rule: ruleThreadLock}, debug.Stack()
+		} else if !returned {
+			switch r := recover().(type) {
+			case nil:
+				// runtime.Goexit (t.FailNow, ...): it can't be stopped, and
+				// iter.Pull would propagate it into the driver.  Tell the
+				// driver and never come back: this goroutine stays parked.
+				yield(true)
+			case stopUnwind:
+			default:
+				x := co.extra()
+				x.panicV, x.panicS = r, debug.Stack()
+			}
 		}
 	}()
-	co.fn(co)
+	// the Co keeps no reference to fn: what fn captured (an Event a
+	// coroutine converts, say) is garbage once fn is done with it
+	fn := co.fn
+	co.fn = nil
+	fn(co)
 	returned = true
 }
 
 // resume switches to co until it waits or ends (driver only).
 func (l *loop) resume(co *Co) {
-	l.current.Store(co.id + 1)
-	sig, ok := co.next()
-	l.current.Store(0)
-	if ok && sig == sigPark {
-		return
+	l.current = co
+	goexit, ok := co.next()
+	l.current = nil
+	if ok && !goexit {
+		return // it waits
 	}
 	l.endCo(co)
-	if sig == sigGoexit {
+	if goexit {
 		reportError(&OpError{Op: "AcoStart", Err: errors.New(
 			"the coroutine called runtime.Goexit (t.FailNow?): it is abandoned; " +
 				"end a coroutine by returning from its function")})
 	}
-	if co.panicValue != nil {
-		panic(&CoroutinePanic{Value: co.panicValue, Stack: co.panicStack})
+	if x := co.x.Load(); x != nil && x.panicV != nil {
+		panic(&CoroutinePanic{Value: x.panicV, Stack: x.panicS})
 	}
 }
 
 func (l *loop) endCo(co *Co) {
-	co.ended.Store(true)
-	if err := cgo.ProxyFree(co.proxy); err != nil {
-		reportError(&OpError{Op: "Co end", Err: err})
+	co.next, co.yield = nil, nil
+	if co.proxy != nil && co.flags&coOrphan == 0 {
+		if err := cgo.ProxyFree(co.proxy); err != nil {
+			reportError(&OpError{Op: "Co end", Err: err})
+		}
 	}
+	co.proxy = nil
 	l.cos[co.id] = nil
 	l.freeIDs = append(l.freeIDs, co.id)
-	close(co.endedCh)
+	co.markEnded()
 }
 
-// stopCoroutines unwinds every coroutine of a stopping loop (driver).
+// stopCoroutines unwinds every coroutine of a stopping loop (driver): the
+// C wait of each is undone first, so that its deferred functions may
+// release what it holds; a panic in one of them is re-raised once all are
+// unwound.
 func (l *loop) stopCoroutines() {
+	var first any
 	for _, co := range l.cos {
-		if co == nil || co.ended.Load() {
+		if co == nil {
 			continue
 		}
-		co.stopped = true
-		l.current.Store(co.id + 1)
-		co.stop()
-		l.current.Store(0)
-		co.ended.Store(true)
-		close(co.endedCh)
+		if co.proxy != nil && cgo.ProxyAbort(co.proxy) != nil {
+			co.flags |= coOrphan // a job still refers to it: eventer_fini frees it
+		}
+		co.wait = waitNone
+		co.flags |= coStopping
+		// its park panics with stopUnwind; a coroutine that recovers that
+		// and waits again finds ErrStopped, and is resumed until it ends
+		l.current = co
+		for {
+			if goexit, ok := co.next(); goexit || !ok {
+				break
+			}
+		}
+		l.current = nil
+		if l.cos[co.id] == co {
+			l.endCo(co)
+		}
+		if x := co.x.Load(); x != nil && x.panicV != nil && first == nil {
+			first = &CoroutinePanic{Value: x.panicV, Stack: x.panicS}
+		}
 	}
-	l.cos = nil
+	l.cos, l.freeIDs = nil, nil
+	if first != nil {
+		panic(first)
+	}
 }
 
 // CoroutinePanic is how a panic in a Go coroutine reaches its driver: the
@@ -247,72 +314,172 @@ func (p *CoroutinePanic) Error() string {
 	return fmt.Sprintf("eventer: panic in coroutine: %v\n\ncoroutine stack:\n%s", p.Value, p.Stack)
 }
 
-// Arg is the arg given to AcoStart.
-func (co *Co) Arg() any { return co.arg }
+// Arg is the arg given to AcoStart (nil for a nil Co).
+func (co *Co) Arg() any {
+	if co == nil {
+		return nil
+	}
+	return co.arg
+}
 
 // Done is closed when the coroutine has ended.
-func (co *Co) Done() <-chan struct{} { return co.endedCh }
+func (co *Co) Done() <-chan struct{} {
+	if co == nil {
+		misuse("Co.Done", ruleNoCo)
+	}
+	x := co.extra()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.done == nil {
+		x.done = make(chan struct{})
+		if co.state.Load() == coEnded {
+			close(x.done)
+			x.doneClosed = true
+		}
+	}
+	return x.done
+}
 
-// ---- blocking calls --------------------------------------------------------
+// ---- the checks, and waiting ----------------------------------------------------
 
-// enter checks that the caller may block on co now (DESIGN.md 4).
-func (co *Co) enter(op string) {
-	if co.ended.Load() || co.l == nil {
-		misuse(op, ruleEnded)
+// enter checks that the caller may block on co now (the package rules 1
+// and 2).  While Shutdown unwinds the coroutine it returns ErrStopped: its
+// deferred functions may still release things, but nothing waits.
+func (co *Co) enter(op string) error {
+	if co == nil || co.l == nil {
+		misuse(op, ruleNoCo)
 	}
 	l := co.l
-	if l.current.Load() != co.id+1 {
-		misuse(op, ruleNotCurrent)
+	// co runs only on its loop's thread, and only while it is the loop's
+	// current coroutine (read on that thread alone: the driver sets it)
+	if co.state.Load() != coLive || !l.onItsThread() || l.current != co {
+		l.misuseIdentity(op, co, (*byte)(getg()))
 	}
 	if l.cbDepth.Load() != 0 {
 		misuse(op, ruleInCallback)
 	}
-	if co.stopped {
+	if l.locksSet {
+		if n, ok := threadLocks(); ok && n != l.locks {
+			l.restoreLocks()
+			misuse(op, ruleThreadLock)
+		}
+	}
+	if co.flags&coStopping != 0 {
+		return &OpError{Op: op, Err: ErrStopped}
+	}
+	return nil
+}
+
+// misuseIdentity panics with the rule a call on co from goroutine g
+// breaks (g is not co's).
+func (l *loop) misuseIdentity(op string, co *Co, g *byte) {
+	switch {
+	case co.state.Load() == coEnded:
+		misuse(op, ruleEnded)
+	case co.state.Load() == coNew:
+		misuse(op, "the coroutine has not started (rule 1: only the coroutine itself blocks)")
+	case l.driverG.Load() == g:
+		misuse(op, ruleInCallback) // the driver runs callbacks
+	case l.onItsThread():
+		misuse(op, ruleNotCurrent) // another coroutine of its loop
+	}
+	misuse(op, ruleOtherGoroutine)
+}
+
+// onItsThread reports whether the caller runs on l's thread (the driver's
+// locked thread, which its coroutines run on): no cgo call needed.
+func (l *loop) onItsThread() bool {
+	m := l.mp.Load()
+	return m != nil && unsafe.Pointer(m) == curM()
+}
+
+// restoreLocks brings the thread's LockOSThread count back to the one
+// the loop's coroutines were created with (they run on the driver's
+// thread, and the runtime checks it at every switch); true if it had to.
+func (l *loop) restoreLocks() bool {
+	if !l.locksSet {
+		return false
+	}
+	n, ok := threadLocks()
+	if !ok || n == l.locks {
+		return false
+	}
+	for ; n > l.locks; n-- {
+		runtime.UnlockOSThread()
+	}
+	for ; n < l.locks; n++ {
+		runtime.LockOSThread()
+	}
+	return true
+}
+
+// park hands the loop back to the driver until something resumes co.
+func (co *Co) park() {
+	co.yield(false)
+	if co.flags&coStopping != 0 {
 		panic(stopUnwind{})
 	}
 }
 
-// complete finishes a proxy call: rc from the C call (1 done, 0 parked,
-// -1 misuse).  While parked the loop belongs to others.  No Go buffer is
-// held by C across the park (conn.go).
-func (co *Co) complete(op string, rc int, res int64, errno syscall.Errno) (int64, syscall.Errno) {
-	switch rc {
-	case 1:
-		return res, errno
-	case -1:
-		switch errno {
+// proxyOf is co's C waiter, made on first use (loop thread).
+func (co *Co) proxyOf(op string) (unsafe.Pointer, error) {
+	if co.proxy == nil {
+		p, err := cgo.NewProxy(uint64(co.id))
+		if err != nil {
+			return nil, &OpError{Op: op, Err: err}
+		}
+		co.proxy = p
+	}
+	return co.proxy, nil
+}
+
+// takeCancel consumes a pending Cancel for a cancellable call.
+func (co *Co) takeCancel() bool {
+	if co.flags&coCancel == 0 {
+		return false
+	}
+	co.flags &^= coCancel
+	return true
+}
+
+// complete finishes a proxy call that may wait (its start's result r):
+// its result now, or, when the proxy waits, the one the driver resumes co
+// with.  how: what co waits for meanwhile.
+func (co *Co) complete(op string, r cgo.Res, how uint8) (int64, syscall.Errno) {
+	switch r.RC {
+	case cgo.Done:
+		return r.Val, r.Err
+	case cgo.Misuse:
+		switch r.Err {
 		case syscall.EPERM:
 			misuse(op, ruleWrongThread)
 		case syscall.EDEADLK:
 			misuse(op, ruleInCCoroutine)
 		}
-		return -1, errno
+		panic(fmt.Sprintf("eventer: %s: proxy call refused: %v", op, r.Err))
 	}
+	co.wait = how
 	co.park()
-	return co.res, syscall.Errno(co.errno)
+	return co.l.res, co.l.errno
 }
 
-// park hands the loop back to the driver until the completion step.
-func (co *Co) park() {
-	co.l.current.Store(0)
-	if !co.yield(sigPark) {
-		co.stopped = true
-		panic(stopUnwind{})
-	}
+// parkGo waits with nothing in C (Park(0), Join(0)) until wakeLocal,
+// joinEnded or cancelLocal resumes co.
+func (co *Co) parkGo(how uint8) (int64, syscall.Errno) {
+	co.wait = how
+	co.park()
+	return co.l.res, co.l.errno
 }
 
-// simple runs an argument-less proxy operation.
-func (co *Co) simple(op string, code int, timeout time.Duration) error {
-	co.enter(op)
-	rc, res, errno := cgo.ProxyIO(co.proxy, code, nil, timeoutNs(timeout))
-	res, errno = co.complete(op, rc, res, errno)
-	if res < 0 {
-		return errnoError(op, errno)
-	}
-	return nil
+// resumeWith resumes co, parked with nothing in C, with a result (driver).
+func (l *loop) resumeWith(co *Co, res int64, errno syscall.Errno) {
+	co.wait = waitNone
+	l.res, l.errno, l.data = res, errno, nil
+	l.resume(co)
 }
 
-// timeoutNs: 0 means no timeout (-1 for C), anything else is a bound.
+// timeoutNs: 0 means no timeout (-1 for C); a negative one has passed
+// already (0: C does not wait at all).
 func timeoutNs(d time.Duration) int64 {
 	if d == 0 {
 		return -1
@@ -323,104 +490,227 @@ func timeoutNs(d time.Duration) int64 {
 	return int64(d)
 }
 
+// ---- the calls ----------------------------------------------------------------------
+
 // Sleep suspends the coroutine for d (eventer_aco_sleep); d <= 0 yields.
-// The error is non-nil only if the coroutine was cancelled.
+// The error is non-nil only if the coroutine was cancelled (ErrCanceled)
+// or is being unwound (ErrStopped).
 func (co *Co) Sleep(d time.Duration) error {
 	if d <= 0 {
-		return co.Yield()
+		return co.yieldAs("Co.Sleep")
 	}
-	return co.simple("Co.Sleep", cgo.OpSleep, d)
+	const op = "Co.Sleep"
+	if err := co.enter(op); err != nil {
+		return err
+	}
+	if co.takeCancel() {
+		return errnoError(op, syscall.ECANCELED)
+	}
+	p, err := co.proxyOf(op)
+	if err != nil {
+		return err
+	}
+	res, errno := co.complete(op, cgo.Sleep(p, int64(d)), waitC)
+	if res < 0 {
+		return errnoError(op, errno)
+	}
+	return nil
 }
 
 // Yield lets the loop run due timers, ready fds and other coroutines
 // before this one continues (eventer_aco_yield).
-func (co *Co) Yield() error { return co.simple("Co.Yield", cgo.OpYield, 0) }
+func (co *Co) Yield() error { return co.yieldAs("Co.Yield") }
+
+func (co *Co) yieldAs(op string) error {
+	if err := co.enter(op); err != nil {
+		return err
+	}
+	if co.takeCancel() {
+		return errnoError(op, syscall.ECANCELED)
+	}
+	p, err := co.proxyOf(op)
+	if err != nil {
+		return err
+	}
+	res, errno := co.complete(op, cgo.Yield(p), waitC)
+	if res < 0 {
+		return errnoError(op, errno)
+	}
+	return nil
+}
 
 // Park waits until Wake is called for this coroutine (a Wake that came
-// first is remembered), or timeout (0: none) (eventer_aco_park).
+// first is remembered), or timeout (eventer_aco_park; timeouts: see the
+// package documentation).  A Park with no timeout holds nothing in C
+// while it waits.
 func (co *Co) Park(timeout time.Duration) error {
-	return co.simple("Co.Park", cgo.OpPark, timeout)
+	const op = "Co.Park"
+	if err := co.enter(op); err != nil {
+		return err
+	}
+	if co.flags&coWake != 0 {
+		co.flags &^= coWake
+		return nil
+	}
+	if co.takeCancel() {
+		return errnoError(op, syscall.ECANCELED)
+	}
+	var res int64
+	var errno syscall.Errno
+	switch {
+	case timeout < 0:
+		return errnoError(op, syscall.ETIMEDOUT)
+	case timeout == 0:
+		res, errno = co.parkGo(waitGoPark)
+	default:
+		p, err := co.proxyOf(op)
+		if err != nil {
+			return err
+		}
+		res, errno = co.complete(op, cgo.Park(p, int64(timeout)), waitCPark)
+	}
+	if res < 0 {
+		return errnoError(op, errno)
+	}
+	return nil
 }
 
 // Wake ends a Park of co, or makes its next Park return at once.  Callable
-// from any goroutine (eventer_aco_wake).
+// from any goroutine (eventer_aco_wake): it is queued to co's loop.  An
+// error if co has ended (or never started).
 func (co *Co) Wake() error {
-	<-co.started
-	if co.ended.Load() || co.handle == nil {
-		return &OpError{Op: "Co.Wake", Err: errors.New("coroutine has ended")}
-	}
-	if err := withLive(func() error { return cgo.WakeCo(co.handle) }); err != nil {
-		return &OpError{Op: "Co.Wake", Err: err}
-	}
-	return nil
+	return co.request("Co.Wake", func(l *loop) { l.wakeLocal(co) })
 }
 
-// Cancel makes co's pending blocking call (or its next one) return an
-// error satisfying errors.Is(err, ErrCanceled); the coroutine goes on.
-// Callable from any goroutine (eventer_aco_cancel).
+// Cancel makes co's pending blocking call (or its next one that would
+// wait) return an error satisfying errors.Is(err, ErrCanceled); the
+// coroutine goes on.  A wait for asynch work is not cancellable: the
+// cancel then hits the next call.  Callable from any goroutine
+// (eventer_aco_cancel): it is queued to co's loop.  An error if co has
+// ended.
 func (co *Co) Cancel() error {
-	if co.ended.Load() {
-		return &OpError{Op: "Co.Cancel", Err: errors.New("coroutine has ended")}
+	return co.request("Co.Cancel", func(l *loop) { l.cancelLocal(co) })
+}
+
+// CancelOn cancels co (Cancel) when ctx is done: the bridge from
+// context.Context.  It returns a stop function, as context.AfterFunc
+// does; call it when co no longer needs ctx.
+func (co *Co) CancelOn(ctx context.Context) (stop func() bool) {
+	if co == nil {
+		misuse("Co.CancelOn", ruleNoCo)
 	}
-	// C keeps the cancel: it ends the pending wait, or fails the next call
-	// that would wait (eventer_aco_cancel), exactly as for a C coroutine
-	if co.startState.CompareAndSwap(coNew, coCancelPending) ||
-		co.startState.Load() == coCancelPending {
-		return nil // not created yet: startCo passes it on
+	return context.AfterFunc(ctx, func() { _ = co.Cancel() })
+}
+
+func (co *Co) request(op string, apply func(l *loop)) error {
+	if co == nil || co.l == nil {
+		return &OpError{Op: op, Err: errors.New("no coroutine")}
 	}
-	if !co.ended.Load() { // started: co.handle is set
-		_ = withLive(func() error { return cgo.Cancel(co.handle) }) // ESRCH: it ended meanwhile
+	if co.state.Load() == coEnded {
+		return &OpError{Op: op, Err: errors.New("coroutine has ended")}
+	}
+	if err := co.l.post(func() {
+		if co.state.Load() != coEnded {
+			apply(co.l)
+		}
+	}); err != nil {
+		return &OpError{Op: op, Err: err}
 	}
 	return nil
 }
 
-// Join waits until other has ended, or timeout (0: none).  other may be a
-// coroutine of any loop: on this coroutine's loop the C join is used; on
-// another loop the wait polls its end at each turn of the loop.
+func (l *loop) wakeLocal(co *Co) {
+	switch co.wait {
+	case waitGoPark:
+		l.resumeWith(co, 0, 0)
+	case waitCPark:
+		if cgo.ProxyWake(co.proxy) != nil {
+			co.flags |= coWake
+		}
+	default:
+		co.flags |= coWake
+	}
+}
+
+func (l *loop) cancelLocal(co *Co) {
+	switch co.wait {
+	case waitGoPark, waitGoJoin:
+		l.resumeWith(co, -1, syscall.ECANCELED)
+	case waitC, waitCPark, waitCJoin:
+		if cgo.ProxyCancel(co.proxy) != nil {
+			co.flags |= coCancel // its end is on the way already
+		}
+	default: // running, or in a job (not cancellable)
+		co.flags |= coCancel
+	}
+}
+
+// joinEnded: other, which j joins, has ended (j's loop).
+func (l *loop) joinEnded(j, other *Co) {
+	x := j.x.Load()
+	if x == nil || x.joining != other {
+		return
+	}
+	switch j.wait {
+	case waitGoJoin:
+		l.resumeWith(j, 0, 0)
+	case waitCJoin:
+		_ = cgo.ProxyWake(j.proxy)
+	}
+}
+
+// Join waits until other has ended, or timeout; other may be a coroutine
+// of any loop.  The error is other's start error if it never ran.
 func (co *Co) Join(other *Co, timeout time.Duration) error {
 	const op = "Co.Join"
-	co.enter(op)
+	if err := co.enter(op); err != nil {
+		return err
+	}
+	if other == nil {
+		return &OpError{Op: op, Err: errors.New("nil coroutine")}
+	}
 	if other == co {
 		return errnoError(op, syscall.EDEADLK)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-other.started:
-		default:
-			// not created yet: let its loop get to it
-			if err := co.Yield(); err != nil {
-				return asOp(op, err)
-			}
-			if timeout > 0 && time.Now().After(deadline) {
-				return errnoError(op, syscall.ETIMEDOUT)
-			}
-			continue
-		}
-		break
-	}
-	if other.ended.Load() {
-		return nil
-	}
-	if other.l != co.l {
-		for !other.ended.Load() {
-			if timeout > 0 && time.Now().After(deadline) {
-				return errnoError(op, syscall.ETIMEDOUT)
-			}
-			if err := co.Sleep(time.Millisecond); err != nil {
-				return asOp(op, err)
-			}
+	ox := other.extra()
+	ox.mu.Lock()
+	if other.state.Load() == coEnded {
+		err := ox.startErr
+		ox.mu.Unlock()
+		if err != nil {
+			return &OpError{Op: op, Err: fmt.Errorf("the coroutine never ran: %w", err)}
 		}
 		return nil
 	}
-	rem := time.Duration(0)
-	if timeout > 0 {
-		if rem = time.Until(deadline); rem <= 0 {
-			return errnoError(op, syscall.ETIMEDOUT)
+	if timeout < 0 || co.flags&coCancel != 0 {
+		ox.mu.Unlock()
+		if co.takeCancel() {
+			return errnoError(op, syscall.ECANCELED)
+		}
+		return errnoError(op, syscall.ETIMEDOUT)
+	}
+	ox.joiners = append(ox.joiners, co)
+	ox.mu.Unlock()
+	x := co.extra()
+	x.joining = other
+	var res int64
+	var errno syscall.Errno
+	if timeout == 0 {
+		res, errno = co.parkGo(waitGoJoin)
+	} else if p, err := co.proxyOf(op); err != nil {
+		res, errno = -1, syscall.ENOMEM
+	} else {
+		res, errno = co.complete(op, cgo.Park(p, int64(timeout)), waitCJoin)
+	}
+	x.joining = nil
+	ox.mu.Lock()
+	for i, j := range ox.joiners {
+		if j == co {
+			ox.joiners = append(ox.joiners[:i], ox.joiners[i+1:]...)
+			break
 		}
 	}
-	rc, res, errno := cgo.ProxyJoin(co.proxy, other.handle, timeoutNs(rem))
-	res, errno = co.complete(op, rc, res, errno)
+	ox.mu.Unlock()
 	if res < 0 {
 		return errnoError(op, errno)
 	}
@@ -429,33 +719,48 @@ func (co *Co) Join(other *Co, timeout time.Duration) error {
 
 // SimpleAsynch runs fn off the loop, on the default job queue, and
 // resumes the coroutine when it has returned (eventer_aco_simple_asynch).
-// fn runs on another thread: it must not touch the coroutine.
-func (co *Co) SimpleAsynch(fn func()) error { return co.RunAsynch(nil, fn) }
+// fn runs on another thread: it must not touch the coroutine.  The error
+// says if fn did not run to its end: the queue was closed first, or fn
+// called runtime.Goexit.  (A panic in fn ends the program, as a panic in
+// a goroutine does.)
+func (co *Co) SimpleAsynch(fn func()) error { return co.runAsynch("Co.SimpleAsynch", nil, fn) }
 
 // RunAsynch is SimpleAsynch on job queue q (nil: the default queue).
-func (co *Co) RunAsynch(q *JobQueue, fn func()) error {
-	const op = "Co.RunAsynch"
-	co.enter(op)
+func (co *Co) RunAsynch(q *JobQueue, fn func()) error { return co.runAsynch("Co.RunAsynch", q, fn) }
+
+func (co *Co) runAsynch(op string, q *JobQueue, fn func()) error {
+	if err := co.enter(op); err != nil {
+		return err
+	}
 	if fn == nil {
 		return &OpError{Op: op, Err: errors.New("nil function")}
 	}
-	var qp unsafe.Pointer
-	var subq uint64
-	if q != nil {
-		if q.ptr == nil {
-			return &OpError{Op: op, Err: q.err}
-		}
-		if q.epoch != sessionNow() {
-			return &OpError{Op: op, Err: ErrNotInitialized}
-		}
-		qp, subq = q.ptr, q.subq
+	p, err := co.proxyOf(op)
+	if err != nil {
+		return err
 	}
 	id := registerAsynch(fn)
-	rc, res, errno := cgo.ProxyAsynch(co.proxy, qp, subq, id)
-	res, errno = co.complete(op, rc, res, errno)
-	if res < 0 {
-		forgetAsynch(id)
+	var r cgo.Res
+	if q == nil {
+		r = cgo.Asynch(p, nil, 0, id)
+	} else if err := q.use(op, func(qp unsafe.Pointer) error {
+		r = cgo.Asynch(p, qp, q.subq, id) // queued before Close can destroy it
+		return nil
+	}); err != nil {
+		takeAsynch(id)
+		return err
+	}
+	res, errno := co.complete(op, r, waitCAsynch)
+	status := takeAsynch(id)
+	switch {
+	case res < 0 && errno == syscall.ESHUTDOWN:
+		return &OpError{Op: op, Err: fmt.Errorf("%w: the job queue was closed before the work ran", ErrClosed)}
+	case res < 0:
 		return errnoError(op, errno)
+	case status == asynchGoexit:
+		return &OpError{Op: op, Err: errors.New("the work called runtime.Goexit: it did not run to its end")}
+	case status != asynchDone:
+		return &OpError{Op: op, Err: errors.New("the work did not run")}
 	}
 	return nil
 }
@@ -463,110 +768,84 @@ func (co *Co) RunAsynch(q *JobQueue, fn func()) error {
 // asynchWork holds the Go functions of queued asynch work by id.
 var asynchWork struct {
 	sync.Mutex
-	m    map[uint64]func()
+	m    map[uint64]*asynchJob
 	next uint64
 }
+
+type asynchJob struct {
+	fn     func()
+	status atomic.Int32
+}
+
+const (
+	asynchQueued int32 = iota
+	asynchDone
+	asynchGoexit
+)
 
 func registerAsynch(fn func()) uint64 {
 	asynchWork.Lock()
 	defer asynchWork.Unlock()
 	if asynchWork.m == nil {
-		asynchWork.m = map[uint64]func(){}
+		asynchWork.m = map[uint64]*asynchJob{}
 	}
 	asynchWork.next++
-	asynchWork.m[asynchWork.next] = fn
+	asynchWork.m[asynchWork.next] = &asynchJob{fn: fn}
 	return asynchWork.next
 }
 
-func forgetAsynch(id uint64) {
+func takeAsynch(id uint64) int32 {
 	asynchWork.Lock()
+	j := asynchWork.m[id]
 	delete(asynchWork.m, id)
 	asynchWork.Unlock()
+	if j == nil {
+		return asynchQueued
+	}
+	return j.status.Load()
 }
 
+// asynchGs holds the goroutines that run asynch work now (Shutdown and
+// Loop must not wait for the job threads they keep busy).
+var asynchGs sync.Map
+
+// inAsynchWork reports whether the caller is a goroutine running asynch
+// work.
+func inAsynchWork() bool {
+	_, ok := asynchGs.Load(getg())
+	return ok
+}
+
+// runAsynchWork runs asynch work id on its job thread.  fn runs in a
+// goroutine of its own: a runtime.Goexit then ends that goroutine (on a C
+// thread it would kill the process), and is reported to the waiting
+// coroutine; a panic ends the program with fn's stack, and the job thread
+// (so the coroutine) never hears that fn completed.
 func runAsynchWork(id uint64) {
 	asynchWork.Lock()
-	fn := asynchWork.m[id]
-	delete(asynchWork.m, id)
+	j := asynchWork.m[id]
 	asynchWork.Unlock()
-	if fn != nil {
-		fn()
+	if j == nil {
+		return
 	}
-}
-
-// SetEventerAco converts a classic fd event for use by this coroutine
-// (eventer_set_eventer_aco): its Read, Write, Accept and Close block the
-// coroutine, not the loop.  Any coroutine of the same loop may convert an
-// event that is already converted, to use it too (full duplex: a reader
-// and a writer coroutine).  An error is reported by the AcoEvent's calls.
-func (co *Co) SetEventerAco(e *Event) *AcoEvent {
-	const op = "Co.SetEventerAco"
-	co.enter(op)
-	ae := &AcoEvent{e: e, co: co}
-	if e == nil || e.ptr == nil {
-		ae.err = &OpError{Op: op, Err: errors.New("no event")}
-		return ae
-	}
-	if e.epoch != sessionNow() {
-		ae.err = &OpError{Op: op, Err: ErrNotInitialized} // from an earlier Init
-		return ae
-	}
-	if cgo.IsAco(e.ptr) {
-		if cgo.OwnerLoop(e.ptr) != co.l.idx {
-			ae.err = &OpError{Op: op, Err: errors.New("event belongs to another loop's coroutines")}
-			return ae
-		}
-		// another coroutine's view of a converted event: its own reference
-		cgo.Ref(e.ptr)
-		ae.view = true
-		ae.e = &Event{ptr: e.ptr, fd: e.fd, id: e.id, cb: e.cb, epoch: e.epoch}
-	} else {
-		rc, res, errno := cgo.ProxyIO(co.proxy, cgo.OpConvert, e.ptr, -1)
-		res, errno = co.complete(op, rc, res, errno)
-		if res < 0 {
-			ae.err = errnoError(op, errno)
-			return ae
-		}
-	}
-	ae.fd = cgo.Fd(e.ptr)
-	ae.posixClosed = cgo.PosixClosedFlag(e.ptr)
-	return ae
-}
-
-// Connect makes a non-blocking socket, connects it within timeout (0:
-// none) and returns it as an AcoEvent of this coroutine
-// (eventer_aco_connect).  network: "tcp", "tcp4", "tcp6", "unix".
-func (co *Co) Connect(network, address string, timeout time.Duration) (*AcoEvent, error) {
-	const op = "Co.Connect"
-	co.enter(op)
-	sa, domain, err := sockaddr(network, address)
-	if err != nil {
-		return nil, &OpError{Op: op, Err: err}
-	}
-	raw, err := rawSockaddr(sa)
-	if err != nil {
-		return nil, &OpError{Op: op, Err: err}
-	}
-	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, &OpError{Op: op, Err: err}
-	}
-	ev, err := plainFdEvent(fd)
-	if err != nil {
-		unix.Close(fd)
-		return nil, &OpError{Op: op, Err: err}
-	}
-	ae := co.SetEventerAco(ev)
-	if ae.err != nil {
-		ev.Free()
-		unix.Close(fd)
-		return nil, asOp(op, ae.err)
-	}
-	rc, res, errno := cgo.ProxyConnect(co.proxy, ev.ptr, raw, timeoutNs(timeout))
-	res, errno = co.complete(op, rc, res, errno)
-	if res < 0 {
-		ae.closeAndFree()
-		return nil, errnoError(op, errno)
-	}
-	return ae, nil
+	done := make(chan struct{})
+	go func() {
+		g := getg()
+		asynchGs.Store(g, struct{}{})
+		defer asynchGs.Delete(g)
+		returned := false
+		defer func() {
+			if !returned {
+				if r := recover(); r != nil {
+					panic(r) // the program ends; done stays open
+				}
+				j.status.Store(asynchGoexit)
+			}
+			close(done)
+		}()
+		j.fn()
+		j.status.Store(asynchDone)
+		returned = true
+	}()
+	<-done
 }

@@ -1,3 +1,5 @@
+//go:build eventer_testhooks
+
 package eventer
 
 import (
@@ -92,8 +94,8 @@ func goResult(err error) string {
 		return "eof"
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return "ETIMEDOUT"
-	case errors.Is(err, net.ErrClosed):
-		return "EBADF"
+	case errors.Is(err, net.ErrClosed), errors.Is(err, ErrClosed):
+		return "EBADF" // a second Close is ErrClosed in Go
 	case errors.Is(err, ErrCanceled):
 		return "ECANCELED"
 	}
@@ -125,8 +127,10 @@ func runGo(co *Co, steps []cgo.ConformanceStep) []string {
 		case "pair":
 			fds, _ := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 			ev, _ := FdEvent(fds[0])
-			ae, peer = co.SetEventerAco(ev), fds[1]
-			out[i] = "ok"
+			var err error
+			ae, err = co.SetEventerAco(ev)
+			peer = fds[1]
+			out[i] = goResult(err)
 		case "tcp":
 			l, _ := net.Listen("tcp", "127.0.0.1:0")
 			var err error
@@ -185,26 +189,26 @@ func runGo(co *Co, steps []cgo.ConformanceStep) []string {
 			c, err := co.Connect("tcp", addr, tmo)
 			if c != nil {
 				c.Close()
-				c.Free()
 			}
 			out[i] = goResult(err)
 		case "accept":
 			ln, _ := Listen("tcp", "127.0.0.1:0")
-			lae := co.SetEventerAco(ln)
-			c, err := lae.Accept(tmo)
-			if c != nil {
-				unix.Close(c.Fd())
-				c.Free()
+			lae, err := co.SetEventerAco(ln)
+			if err == nil {
+				var c *Event
+				c, err = lae.Accept(tmo)
+				if c != nil {
+					c.Close()
+				}
+				lae.Close()
 			}
-			lae.Close()
-			lae.Free()
 			out[i] = goResult(err)
 		default:
 			out[i] = "unknown step"
 		}
 	}
 	if ae != nil {
-		ae.Free()
+		ae.Close()
 	}
 	if peer >= 0 {
 		unix.Close(peer)

@@ -1,11 +1,12 @@
 package eventer
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -15,23 +16,28 @@ import (
 	"github.com/acoeventer/eventer/cgo"
 )
 
-// AcoEvent is an fd event converted for a coroutine (C's eventer_aco_t):
-// its calls block the coroutine, not the loop.  Its methods may be called
-// only by the coroutine that converted it (Co.SetEventerAco).  A timeout
-// of 0 means none; it bounds the whole call.
+// AcoEvent is an fd event converted for coroutines (C's eventer_aco_t):
+// its calls block the calling coroutine, not the loop.  It belongs to the
+// loop of the coroutine that converted it (Co.SetEventerAco); any
+// coroutine of that loop may use it, and a reader and a writer coroutine
+// may use it at the same time (full duplex).  Its blocking methods are
+// called by coroutines of its loop (a call from anywhere else panics with
+// *MisuseError); Close by anyone.  A timeout of 0 means none;
+// a negative one has passed already; it bounds the whole call.
+//
+// Close closes the fd and releases the event; after Close every call
+// returns an error satisfying errors.Is(err, net.ErrClosed) and
+// errors.Is(err, ErrClosed).
 type AcoEvent struct {
-	e      *Event
-	co     *Co
-	err    error // conversion error
-	closed bool
-	view   bool // a second coroutine's view: holds its own reference
+	ptr   unsafe.Pointer // the C aco event; nil once released
+	l     *loop
+	epoch uint64
 
 	// For the POSIX opset, reads and writes are the plain syscalls, which
 	// the coroutine makes itself (no cgo call); C still does all the
 	// waiting.  posixClosed is C's "closed" flag of the event (C memory,
 	// valid while the event lives), nil for other opsets.
 	posixClosed *uint8
-	fd          int
 	// drained: the last read returned less than asked (the socket was
 	// empty then), or we just wrote (a reply can't be there yet): the next
 	// read that may wait goes straight to the wait (level-triggered: data
@@ -42,35 +48,97 @@ type AcoEvent struct {
 	// noSkip: a skipped read's wait was refused (EPERM: a regular file,
 	// which epoll can't watch and whose reads never block): always read.
 	noSkip bool
+	fd     int32
+	closed atomic.Bool // Close was called (by anyone)
+	tr     tracked
 }
-
-// Event is the underlying fd event.
-func (a *AcoEvent) Event() *Event { return a.e }
 
 // Fd is the event's file descriptor.
-func (a *AcoEvent) Fd() int { return a.e.Fd() }
+func (a *AcoEvent) Fd() int { return int(a.fd) }
 
-func (a *AcoEvent) ready(op string) error {
-	if a == nil || a.co == nil {
-		return &OpError{Op: op, Err: errors.New("nil AcoEvent")}
-	}
-	a.co.enter(op)
-	if a.err != nil {
-		return a.err
-	}
-	if a.closed {
-		return &OpError{Op: op, Err: net.ErrClosed}
-	}
-	return nil
+// newAcoEvent wraps C aco event p of loop l; Go holds one reference on it
+// (which the caller hands over).
+func newAcoEvent(p unsafe.Pointer, l *loop) *AcoEvent {
+	a := &AcoEvent{ptr: p, l: l, fd: int32(cgo.Fd(p)), epoch: sessionNow()}
+	a.posixClosed = cgo.PosixClosedFlag(p)
+	track(&a.tr, a)
+	return a
 }
 
-// io is one read, write or accept, as eventer_aco_read & co. do it: try
-// the syscall; if it would block, wait (in C, through the proxy) until the
-// fd is ready, and try again.  The Go buffer is handed to C only for the
-// duration of each attempt, never across a wait.  timeout bounds the
-// whole call.
-func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int64, syscall.Errno) {
-	co := a.co
+// caller is the coroutine making a call on a: the running coroutine of a's
+// loop, which must be the calling goroutine (rule 1).
+func (a *AcoEvent) caller(op string) (*Co, error) {
+	if a == nil {
+		return nil, &OpError{Op: op, Err: errors.New("nil AcoEvent")}
+	}
+	l := a.l
+	if !l.onItsThread() {
+		misuse(op, ruleNoLoop)
+	}
+	co := l.current
+	if co == nil {
+		if l.cbDepth.Load() != 0 || l.driverG.Load() == (*byte)(getg()) {
+			misuse(op, ruleInCallback)
+		}
+		misuse(op, ruleNoLoop)
+	}
+	if err := co.enter(op); err != nil {
+		return nil, err
+	}
+	return co, nil
+}
+
+// ready checks a call: the caller, and that a is open.
+func (a *AcoEvent) ready(op string) (*Co, error) {
+	co, err := a.caller(op)
+	if err != nil {
+		return nil, err
+	}
+	if a.closed.Load() {
+		return nil, &OpError{Op: op, Err: errClosedIO}
+	}
+	if a.epoch != sessionNow() {
+		return nil, &OpError{Op: op, Err: ErrNotInitialized}
+	}
+	return co, nil
+}
+
+// waitReady waits (through co's proxy) until a is ready for mask; readLen
+// > 0 asks for a read-through.  0, or -1 with the errno; data: bytes the
+// wait already read.
+func (a *AcoEvent) waitReady(co *Co, op string, mask, readLen int, timeoutNs int64) (int64, syscall.Errno, []byte) {
+	if co.takeCancel() {
+		return -1, syscall.ECANCELED, nil
+	}
+	p, err := co.proxyOf(op)
+	if err != nil {
+		return -1, syscall.ENOMEM, nil
+	}
+	// the driver sets the wait up as we hand it the loop (saves a cgo
+	// call); a wait that ends at once comes back as a completion
+	if co.l.drv.RequestWait(p, a.ptr, mask, readLen, timeoutNs, uint64(co.id)) {
+		co.wait = waitC
+		co.park()
+		// the wait may have read for us already (read-through): the bytes
+		// are C memory, valid until the coroutine waits again
+		return co.l.res, co.l.errno, co.l.data
+	}
+	res, errno := co.complete(op, cgo.Wait(p, a.ptr, mask, readLen, timeoutNs), waitC)
+	return res, errno, co.l.data
+}
+
+// io is one read, write or accept, as eventer_aco_read & co. do it: an
+// attempt; if it would block, a readiness wait (in C, by the coroutine's
+// proxy); again.  The Go buffer is handed to C only for the duration of
+// an attempt, never across a wait.  timeout bounds the whole call.
+//
+// This is the Go copy of the loop of ev_aco_fd_op (C coroutines).  For
+// the POSIX opset the attempt is the raw syscall, made here with no cgo
+// call (measured: a cgo call per attempt cost the would-block cycle ~15%);
+// other opsets attempt through C (ev_aco_fd_try).  The waits are C's in
+// both.  The conformance scenarios (testdata/conformance) run the same
+// steps through both loops and compare.
+func (a *AcoEvent) io(co *Co, op string, code int, p []byte, timeout time.Duration) (int64, syscall.Errno) {
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
@@ -86,9 +154,9 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 	}
 	skipped := false // this attempt's read was skipped (a.drained)
 	for {
-		var rc int
 		var res int64
 		var errno syscall.Errno
+		var mask int
 		if a.posixClosed != nil && code != cgo.IOAccept {
 			// the POSIX opset's read/write, done here: a non-blocking fd,
 			// so the raw syscall never blocks the thread
@@ -99,7 +167,7 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 				a.drained, skipped = false, true
 				errno = syscall.EAGAIN // skip the read that would find nothing
 			} else {
-				res, errno = rawIO(code, a.fd, p)
+				res, errno = rawIO(code, int(a.fd), p)
 				if errno == syscall.EINTR {
 					continue
 				}
@@ -112,34 +180,21 @@ func (a *AcoEvent) io(op string, code int, p []byte, timeout time.Duration) (int
 					return res, errno
 				}
 			}
-			mask, readLen := cgo.MaskWrite, 0
+			mask = cgo.MaskWrite
 			if code == cgo.IORead {
-				mask, readLen = cgo.MaskRead, len(p)
-			}
-			// the driver sets the wait up as we hand it the loop (saves a
-			// cgo call); a wait that ends at once comes back as a completion
-			if co.l.drv.RequestWait(co.proxy, a.e.ptr, mask, readLen, remaining(), co.id) {
-				rc = 0
-			} else {
-				rc, res, errno = cgo.Wait(co.proxy, a.e.ptr, mask, readLen, remaining())
+				mask = cgo.MaskRead
 			}
 		} else {
-			rc, res, errno = cgo.IO(co.proxy, code, a.e.ptr, p, remaining())
-			if rc == 1 {
+			res, errno, mask = cgo.Try(a.ptr, code, p)
+			if errno != syscall.EAGAIN {
 				return res, errno
 			}
 		}
-		var data []byte
-		switch rc {
-		case -1:
-			co.complete(op, -1, -1, errno) // panics with the misuse
-			return -1, errno
-		case 0:
-			res, errno = co.complete(op, 0, 0, 0)
-			// the wait may have read for us already (read-through): copy
-			// it out before anything else runs on the loop
-			data, co.data = co.data, nil
+		readLen := 0
+		if code == cgo.IORead && a.posixClosed != nil {
+			readLen = len(p)
 		}
+		res, errno, data := a.waitReady(co, op, mask, readLen, remaining())
 		if res < 0 {
 			if skipped && errno == syscall.EPERM {
 				// the wait that replaced a skipped read was refused: the
@@ -175,13 +230,14 @@ func rawIO(code, fd int, p []byte) (int64, syscall.Errno) {
 // io.EOF; on timeout an error with errors.Is(err, os.ErrDeadlineExceeded).
 func (a *AcoEvent) Read(p []byte, timeout time.Duration) (int, error) {
 	const op = "AcoEvent.Read"
-	if err := a.ready(op); err != nil {
+	co, err := a.ready(op)
+	if err != nil {
 		return 0, err
 	}
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, errno := a.io(op, cgo.IORead, p, timeout)
+	n, errno := a.io(co, op, cgo.IORead, p, timeout)
 	return readResult(n, errno, len(p))
 }
 
@@ -189,29 +245,56 @@ func (a *AcoEvent) Read(p []byte, timeout time.Duration) (int, error) {
 // write(2) does (Conn's Write writes everything).
 func (a *AcoEvent) Write(p []byte, timeout time.Duration) (int, error) {
 	const op = "AcoEvent.Write"
-	if err := a.ready(op); err != nil {
+	co, err := a.ready(op)
+	if err != nil {
 		return 0, err
 	}
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, errno := a.io(op, cgo.IOWrite, p, timeout)
+	n, errno := a.io(co, op, cgo.IOWrite, p, timeout)
 	if n < 0 {
 		return 0, errnoError(op, errno)
 	}
 	return int(n), nil
 }
 
+// Wait waits until the event is ready for mask (Read and/or Write)
+// without reading or writing (eventer_aco_wait_ready): a connection can
+// wait for its next request holding no buffer.
+func (a *AcoEvent) Wait(mask Mask, timeout time.Duration) error {
+	const op = "AcoEvent.Wait"
+	co, err := a.ready(op)
+	if err != nil {
+		return err
+	}
+	if mask&(Read|Write) == 0 || mask&^(Read|Write) != 0 {
+		return &OpError{Op: op, Err: syscall.EINVAL}
+	}
+	if a.posixClosed != nil && *a.posixClosed != 0 {
+		return errnoError(op, syscall.EBADF)
+	}
+	res, errno, _ := a.waitReady(co, op, int(mask), 0, timeoutNs(timeout))
+	if res < 0 {
+		if errno == syscall.EPERM { // an fd epoll can't watch is always ready
+			return nil
+		}
+		return errnoError(op, errno)
+	}
+	return nil
+}
+
 // Accept accepts a connection on a listening event (eventer_aco_accept)
-// and returns it as a new fd event (non-blocking, close-on-exec), ready
-// for SetEventerAco.
+// and returns it as a new fd event (non-blocking, close-on-exec; closing
+// it closes the connection), ready for SetEventerAco.
 func (a *AcoEvent) Accept(timeout time.Duration) (*Event, error) {
 	const op = "AcoEvent.Accept"
-	if err := a.ready(op); err != nil {
+	co, err := a.ready(op)
+	if err != nil {
 		return nil, err
 	}
 	var peer [128]byte // a sockaddr_storage
-	fd, errno := a.io(op, cgo.IOAccept, peer[:], timeout)
+	fd, errno := a.io(co, op, cgo.IOAccept, peer[:], timeout)
 	if fd < 0 {
 		return nil, errnoError(op, errno)
 	}
@@ -223,64 +306,117 @@ func (a *AcoEvent) Accept(timeout time.Duration) (*Event, error) {
 	return ev, nil
 }
 
-// Close closes the event (eventer_aco_close): coroutines waiting on it
-// get net.ErrClosed, the fd is closed.  The AcoEvent stays allocated until
-// Free.
+// Close closes the event (eventer_aco_close: coroutines waiting on it get
+// net.ErrClosed, the fd is closed) and releases it: the one call that
+// ends an AcoEvent.  A second Close returns an error satisfying
+// errors.Is(err, ErrClosed).  Close may be called from any goroutine: on
+// its loop's thread it closes at once; from a plain goroutine it has the
+// loop do it and waits; from another loop's thread it has the loop do it
+// and returns (two loops waiting for each other would deadlock).  While
+// Shutdown unwinds a coroutine, its deferred Close still closes; a Close
+// that comes after the loop stopped leaves the fd to Shutdown, which
+// closes it.
 func (a *AcoEvent) Close() error {
 	const op = "AcoEvent.Close"
-	if err := a.ready(op); err != nil {
-		return err
+	if a == nil {
+		return &OpError{Op: op, Err: errors.New("nil AcoEvent")}
 	}
-	a.closed = true
-	rc, res, errno := cgo.ProxyIO(a.co.proxy, cgo.OpClose, a.e.ptr, -1)
-	res, errno = a.co.complete(op, rc, res, errno)
-	if res < 0 {
-		return errnoError(op, errno)
+	if !a.closed.CompareAndSwap(false, true) {
+		return &OpError{Op: op, Err: ErrClosed}
+	}
+	if a.l.onItsThread() {
+		return a.closeHere(op)
+	}
+	var err error
+	if cgo.InLoop() {
+		err = a.l.post(func() { _ = a.closeHere(op) })
+	} else {
+		err = a.l.call(func() error { return a.closeHere(op) })
+	}
+	if errors.Is(err, ErrStopped) || errors.Is(err, ErrNotInitialized) {
+		return nil // Shutdown closes and releases it
+	}
+	return err
+}
+
+// closeHere is Close on the loop's thread.
+func (a *AcoEvent) closeHere(op string) error {
+	if a.ptr == nil || a.epoch != sessionNow() { // released with its eventer at Shutdown
+		return nil
+	}
+	err := cgo.AcoClose(a.ptr) // EBADF: closed through the C API already
+	a.release()
+	if err != nil && !errors.Is(err, syscall.EBADF) {
+		return &OpError{Op: op, Err: os.NewSyscallError("close", err)}
 	}
 	return nil
 }
 
-// Free drops the caller's reference to the event (eventer_aco_free).
-func (a *AcoEvent) Free() {
-	if a != nil && a.e != nil {
-		a.e.Free() // a view's own reference, or the converted event's
-		a.e = &Event{fd: -1, err: net.ErrClosed}
-		a.posixClosed = nil
+// release drops Go's reference (loop thread, or at Shutdown).
+func (a *AcoEvent) release() {
+	if a.ptr == nil {
+		return
 	}
+	untrack(&a.tr)
+	cgo.Deref(a.ptr)
+	a.ptr, a.posixClosed = nil, nil
 }
 
-func (a *AcoEvent) closeAndFree() {
-	if a.err == nil && !a.closed {
-		_ = a.Close()
+func (a *AcoEvent) releaseAtShutdown() {
+	// the loops have stopped: the fd is closed as Close would (nothing
+	// waits any more), unless C closed it already, and the reference
+	// dropped before the eventer goes
+	if a.ptr != nil && !cgo.AcoClosed(a.ptr) {
+		a.closed.Store(true)
+		unix.Close(int(a.fd))
 	}
-	a.Free()
+	a.release()
 }
 
 // Conn is the AcoEvent as a net.Conn for Go libraries (bufio, encoding,
-// TLS), with deadlines.  Like the AcoEvent, it may be used only by its
-// coroutine.  Close closes and frees the event.
+// TLS), with deadlines.  Like the AcoEvent, its Read and Write may be
+// called only by coroutines of its loop; Close (the AcoEvent's) and the
+// deadline setters from any goroutine.  A deadline set while a Read or
+// Write waits applies from its next call: to end a waiting call from
+// elsewhere, Close the Conn or Cancel the coroutine.
 func (a *AcoEvent) Conn() net.Conn { return &acoConn{a: a} }
 
 type acoConn struct {
-	a             *AcoEvent
-	rdl, wdl      time.Time
-	local, remote net.Addr
+	a        *AcoEvent
+	rdl, wdl atomic.Int64 // deadlines, UnixNano (0: none)
+	addrMu   sync.Mutex
+	local    net.Addr
+	remote   net.Addr
 }
 
-func untilDeadline(t time.Time) (time.Duration, bool) {
-	if t.IsZero() {
+func untilDeadline(dl *atomic.Int64) (time.Duration, bool) {
+	ns := dl.Load()
+	if ns == 0 {
 		return 0, true
 	}
-	d := time.Until(t)
+	d := time.Until(time.Unix(0, ns))
 	if d <= 0 {
 		return 0, false
 	}
 	return d, true
 }
 
+func deadlineNs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if ns := t.UnixNano(); ns != 0 {
+		return ns
+	}
+	return 1 // the epoch itself: long past
+}
+
 func (c *acoConn) Read(p []byte) (int, error) {
-	d, ok := untilDeadline(c.rdl)
+	d, ok := untilDeadline(&c.rdl)
 	if !ok {
+		if _, err := c.a.ready("AcoEvent.Read"); err != nil {
+			return 0, err // closed wins over an expired deadline, as in net
+		}
 		return 0, &OpError{Op: "AcoEvent.Read", Err: os.ErrDeadlineExceeded}
 	}
 	return c.a.Read(p, d)
@@ -289,8 +425,11 @@ func (c *acoConn) Read(p []byte) (int, error) {
 func (c *acoConn) Write(p []byte) (int, error) {
 	total := 0
 	for total < len(p) {
-		d, ok := untilDeadline(c.wdl)
+		d, ok := untilDeadline(&c.wdl)
 		if !ok {
+			if _, err := c.a.ready("AcoEvent.Write"); err != nil {
+				return total, err
+			}
 			return total, &OpError{Op: "AcoEvent.Write", Err: os.ErrDeadlineExceeded}
 		}
 		n, err := c.a.Write(p[total:], d)
@@ -302,13 +441,11 @@ func (c *acoConn) Write(p []byte) (int, error) {
 	return total, nil
 }
 
-func (c *acoConn) Close() error {
-	err := c.a.Close()
-	c.a.Free()
-	return err
-}
+func (c *acoConn) Close() error { return c.a.Close() }
 
 func (c *acoConn) LocalAddr() net.Addr {
+	c.addrMu.Lock()
+	defer c.addrMu.Unlock()
 	if c.local == nil {
 		if sa, err := unix.Getsockname(c.a.Fd()); err == nil {
 			c.local = sockaddrToAddr(sa)
@@ -318,6 +455,8 @@ func (c *acoConn) LocalAddr() net.Addr {
 }
 
 func (c *acoConn) RemoteAddr() net.Addr {
+	c.addrMu.Lock()
+	defer c.addrMu.Unlock()
 	if c.remote == nil {
 		if sa, err := unix.Getpeername(c.a.Fd()); err == nil {
 			c.remote = sockaddrToAddr(sa)
@@ -326,37 +465,109 @@ func (c *acoConn) RemoteAddr() net.Addr {
 	return c.remote
 }
 
-func (c *acoConn) SetDeadline(t time.Time) error      { c.rdl, c.wdl = t, t; return nil }
-func (c *acoConn) SetReadDeadline(t time.Time) error  { c.rdl = t; return nil }
-func (c *acoConn) SetWriteDeadline(t time.Time) error { c.wdl = t; return nil }
+func (c *acoConn) SetDeadline(t time.Time) error {
+	c.rdl.Store(deadlineNs(t))
+	c.wdl.Store(deadlineNs(t))
+	return nil
+}
+func (c *acoConn) SetReadDeadline(t time.Time) error  { c.rdl.Store(deadlineNs(t)); return nil }
+func (c *acoConn) SetWriteDeadline(t time.Time) error { c.wdl.Store(deadlineNs(t)); return nil }
 
 var _ net.Conn = (*acoConn)(nil)
 var _ io.ReadWriteCloser = (*acoConn)(nil)
 
-// rawSockaddr encodes sa as the C struct sockaddr_* bytes.
-func rawSockaddr(sa unix.Sockaddr) ([]byte, error) {
-	switch s := sa.(type) {
-	case *unix.SockaddrInet4:
-		b := make([]byte, unix.SizeofSockaddrInet4)
-		binary.NativeEndian.PutUint16(b[0:], unix.AF_INET)
-		binary.BigEndian.PutUint16(b[2:], uint16(s.Port))
-		copy(b[4:8], s.Addr[:])
-		return b, nil
-	case *unix.SockaddrInet6:
-		b := make([]byte, unix.SizeofSockaddrInet6)
-		binary.NativeEndian.PutUint16(b[0:], unix.AF_INET6)
-		binary.BigEndian.PutUint16(b[2:], uint16(s.Port))
-		copy(b[8:24], s.Addr[:])
-		binary.NativeEndian.PutUint32(b[24:], s.ZoneId)
-		return b, nil
-	case *unix.SockaddrUnix:
-		if len(s.Name) >= 108 {
-			return nil, errors.New("unix socket path too long")
-		}
-		b := make([]byte, 2+len(s.Name)+1)
-		binary.NativeEndian.PutUint16(b[0:], unix.AF_UNIX)
-		copy(b[2:], s.Name)
-		return b, nil
+// SetEventerAco converts fd event e for the coroutines of co's loop
+// (eventer_set_eventer_aco) and returns it as an AcoEvent, which takes e
+// over: e is consumed (its later calls return ErrClosed) and the AcoEvent's
+// Close closes the fd.  e must be an fd event that is not registered.
+func (co *Co) SetEventerAco(e *Event) (*AcoEvent, error) {
+	const op = "Co.SetEventerAco"
+	if err := co.enter(op); err != nil {
+		return nil, err
 	}
-	return nil, errors.New("unsupported address")
+	if e == nil {
+		return nil, &OpError{Op: op, Err: errors.New("nil event")}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.gone != nil {
+		return nil, &OpError{Op: op, Err: e.gone}
+	}
+	if e.epoch != sessionNow() {
+		return nil, &OpError{Op: op, Err: ErrNotInitialized}
+	}
+	if e.fd < 0 {
+		return nil, &OpError{Op: op, Err: errors.New("not an fd event")}
+	}
+	if cgo.IsAco(e.ptr) {
+		// converted already (by C code): it must be this loop's
+		if cgo.OwnerLoop(e.ptr) != co.l.idx {
+			return nil, &OpError{Op: op, Err: errors.New("the event belongs to another loop's coroutines")}
+		}
+	} else if err := cgo.Convert(e.ptr); err != nil {
+		if errors.Is(err, syscall.EINVAL) && cgo.Registered(e.ptr) {
+			err = errors.New("the event is registered (remove it first)")
+		}
+		return nil, &OpError{Op: op, Err: err}
+	}
+	// e's reference goes to the AcoEvent
+	p := e.ptr
+	e.consumeLocked()
+	return newAcoEvent(p, co.l), nil
+}
+
+// Connect makes a non-blocking socket, connects it within timeout (0:
+// none) and returns it as an AcoEvent of this coroutine's loop
+// (eventer_aco_connect).  network: "tcp", "tcp4", "tcp6", "unix".
+func (co *Co) Connect(network, address string, timeout time.Duration) (*AcoEvent, error) {
+	const op = "Co.Connect"
+	if err := co.enter(op); err != nil {
+		return nil, err
+	}
+	sa, domain, err := sockaddr(network, address)
+	if err != nil {
+		return nil, &OpError{Op: op, Err: err}
+	}
+	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, &OpError{Op: op, Err: os.NewSyscallError("socket", err)}
+	}
+	ev, err := plainFdEvent(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, &OpError{Op: op, Err: err}
+	}
+	ae, err := co.SetEventerAco(ev)
+	if err != nil {
+		ev.Close()
+		return nil, opErr(op, err)
+	}
+	fail := func(errno syscall.Errno) (*AcoEvent, error) {
+		ae.Close()
+		return nil, errnoError(op, errno)
+	}
+	for {
+		err = unix.Connect(fd, sa)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == nil {
+		return ae, nil
+	}
+	if err != unix.EINPROGRESS {
+		return fail(err.(syscall.Errno))
+	}
+	res, errno, _ := ae.waitReady(co, op, cgo.MaskWrite, 0, timeoutNs(timeout))
+	if res < 0 {
+		return fail(errno)
+	}
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return fail(err.(syscall.Errno))
+	}
+	if soerr != 0 {
+		return fail(syscall.Errno(soerr))
+	}
+	return ae, nil
 }

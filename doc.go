@@ -12,7 +12,8 @@
 // due (a Go callback to call, a Go coroutine to resume) back to the
 // driver, in the same order the C loop would have run it.  One iteration
 // runs, in order: work queued from other threads; due timers; tasks and
-// triggered events; recurrent events; epoll; fd callbacks.
+// triggered events; recurrent events; epoll; fd callbacks.  Loop waits
+// for the loops to stop; Shutdown stops them.
 //
 // # Callbacks
 //
@@ -24,13 +25,40 @@
 // # Coroutines
 //
 // AcoStart runs a Go function as a coroutine on a loop.  Its blocking
-// calls — Read, Write, Accept on an AcoEvent; Connect, Sleep, Yield,
-// SimpleAsynch, RunAsynch, Join on the Co — look blocking, but while they
-// wait the loop runs everything else.  Each is the C eventer_aco_* call,
-// run for the Go coroutine by a small C proxy coroutine: one
-// implementation of the semantics for both languages.  Timeouts are
-// time.Durations (0: none); a timeout error satisfies
-// errors.Is(err, os.ErrDeadlineExceeded).
+// calls (Read, Write, Accept, Wait on an AcoEvent; Connect, Sleep, Yield,
+// Park, Join, SimpleAsynch, RunAsynch on the Co; Wait, Lock, Send, Recv on
+// the sync objects) look blocking, but while they wait the loop runs
+// everything else.  A Go coroutine that has to wait in C (for an fd, a
+// timer, a semaphore, a job) has a proxy there: a small C waiter record
+// that stands in the loop's queues in its place and runs the C
+// eventer_aco_* code, so both languages share one implementation of every
+// wait.  Park and Join without a timeout wait in Go alone.
+//
+// # Resources
+//
+// Every Go object that holds C resources (Event, AcoEvent, JobQueue, Sem,
+// Mutex, WaitGroup, Chan) is released by its Close, once: a second Close
+// and any other call after it return an error satisfying
+// errors.Is(err, ErrClosed) (connection I/O: net.ErrClosed, which
+// satisfies both).  Constructors return (T, error).  Shutdown releases
+// whatever is still open, so nothing leaks across Init/Shutdown cycles;
+// an object of an earlier Init then returns ErrNotInitialized.  Errors
+// wrap sentinels for what callers test: ErrClosed, ErrCanceled (Cancel),
+// ErrWouldBlock (the Try calls), ErrNotOwner (Mutex.Unlock by another
+// coroutine), ErrStopped (the loops are stopping), ErrNotInitialized, and
+// os.ErrDeadlineExceeded for timeouts.
+//
+// # Timeouts
+//
+// Every blocking call takes a time.Duration: 0 waits without limit, a
+// positive one bounds the call, and a negative one has passed already (the
+// call does what it can without waiting, then times out).
+//
+// # Contexts
+//
+// A Co is cancelled with Cancel, from anywhere: its current or next
+// cancellable wait returns ErrCanceled.  Co.CancelOn(ctx) ties that to a
+// context.Context (context.AfterFunc underneath); see its Example.
 //
 // # The rules
 //
@@ -39,21 +67,28 @@
 // apart by these rules (each one crashed a prototype when broken):
 //
 //  1. Go coroutines are created and resumed only by their loop's driver;
-//     AcoStart from anywhere queues the start to the loop.
-//  2. A Go coroutine blocks only at the top of its own body: not from
-//     another goroutine, not inside a callback, not while holding an extra
-//     runtime.LockOSThread.
+//     AcoStart from anywhere queues the start to the loop.  A coroutine's
+//     blocking calls are made by that coroutine alone.
+//  2. A Go coroutine blocks only at the top of its own body: not inside a
+//     callback, and only with the OS thread locking it started with (a
+//     runtime.LockOSThread or UnlockOSThread of its own is undone, and
+//     the call panics).
 //  3. C never yields a coroutine while a Go callback frame is on its stack.
-//  4. Go never runs on a coroutine's share stack.
-//  5. C memory holds no Go pointers: Go functions are registered by id;
-//     buffers of a parked operation are pinned until it completes or is
-//     cancelled (a cancel unregisters from epoll before the unpin).
-//  6. No panic or runtime.Goexit crosses C.  A panic in a coroutine or a
-//     callback ends the program as a goroutine's would, with the
-//     coroutine's stack; a Goexit in a coroutine is reported as an error.
+//  4. Go never runs on a coroutine's shared stack.
+//  5. C memory holds no Go pointers: Go functions are registered by id,
+//     and a Go buffer is handed to C only for the duration of one call,
+//     never across a wait (bytes a wait reads ahead are C memory, copied
+//     out when the coroutine resumes).  Nothing is pinned.
+//  6. No panic or runtime.Goexit crosses C.  A panic in a coroutine, a
+//     callback or asynch work ends the program as a goroutine's would,
+//     with the panicking stack; a Goexit in a coroutine or a callback is
+//     reported as an error (WithErrorHandler), and one in asynch work is
+//     the error the waiting coroutine gets.
 //  7. Ordinary Go blocking inside a coroutine (channels, time.Sleep,
 //     sync.Mutex) is legal but stalls the whole loop thread.
 //
 // Breaking rule 1 or 2 panics with a *MisuseError before the runtime
-// would kill the process.
+// would kill the process.  Loop called where it would wait for itself (on
+// a loop's thread, in asynch work) returns one; Shutdown there only asks
+// the loops to stop.
 package eventer

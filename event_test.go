@@ -15,14 +15,14 @@ import (
 	"github.com/acoeventer/eventer/cgo"
 )
 
+func noop(*Event, Mask, time.Time) Mask { return 0 }
+
 func TestInitErrors(t *testing.T) {
-	if err := Loop(); err == nil || !errors.Is(err, ErrNotInitialized) {
-		if err == nil {
-			// a previous test's loops: fine as long as it was shut down
-		}
-	}
 	if err := Init(WithConcurrency(-1)); err == nil {
 		t.Fatal("negative concurrency accepted")
+	}
+	if err := Init(WithConcurrency(5000)); err == nil {
+		t.Fatal("5000 loops accepted (propset takes at most 4096)")
 	}
 	// a failure after the loops started stops them again (and returns)
 	done := make(chan error, 1)
@@ -69,7 +69,7 @@ func TestTimersInOrderNotEarly(t *testing.T) {
 	delays := []time.Duration{30, 10, 20, 10, 40}
 	for i, d := range delays {
 		i, d := i, d*time.Millisecond
-		AddIn(d, func(e *Event, m Mask, now time.Time) Mask {
+		if _, err := AddIn(d, func(e *Event, m Mask, now time.Time) Mask {
 			el := time.Since(start)
 			mu.Lock()
 			order = append(order, i)
@@ -83,7 +83,9 @@ func TestTimersInOrderNotEarly(t *testing.T) {
 				close(done)
 			}
 			return 0
-		})
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	<-done
 	mu.Lock()
@@ -107,12 +109,14 @@ func TestTimersInOrderNotEarly(t *testing.T) {
 func TestTimerReAdd(t *testing.T) {
 	setup(t, 1)
 	var n atomic.Int32
-	AddIn(time.Millisecond, func(e *Event, m Mask, now time.Time) Mask {
+	if _, err := AddIn(time.Millisecond, func(e *Event, m Mask, now time.Time) Mask {
 		if n.Add(1) < 5 {
 			return Timer // non-zero re-adds
 		}
 		return 0
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "5 firings", func() bool { return n.Load() == 5 })
 	time.Sleep(20 * time.Millisecond)
 	if n.Load() != 5 {
@@ -123,31 +127,33 @@ func TestTimerReAdd(t *testing.T) {
 func TestRecurrent(t *testing.T) {
 	setup(t, 1)
 	var n atomic.Int32
-	var ev *Event
-	ev = AddRecurrent(func(e *Event, m Mask, now time.Time) Mask {
+	ev, err := AddRecurrent(func(e *Event, m Mask, now time.Time) Mask {
 		if m != Recurrent {
 			t.Errorf("mask %v", m)
 		}
 		if n.Add(1) == 10 {
-			if err := e.Remove(); err != nil {
+			if err := e.Close(); err != nil { // inside its own callback
 				t.Error(err)
 			}
-			e.Free()
 		}
 		return 0
 	})
-	if ev.Err() != nil {
-		t.Fatal(ev.Err())
+	if err != nil {
+		t.Fatal(err)
 	}
 	// an idle loop passes at least every 200 ms; timers make passes sooner
 	for i := 1; i <= 20; i++ {
-		AddIn(time.Duration(i)*5*time.Millisecond, func(*Event, Mask, time.Time) Mask { return 0 })
+		AddIn(time.Duration(i)*5*time.Millisecond, noop)
 	}
 	waitFor(t, "10 passes", func() bool { return n.Load() >= 10 })
 	time.Sleep(20 * time.Millisecond)
 	if n.Load() != 10 {
-		t.Fatalf("ran %d times after removal", n.Load())
+		t.Fatalf("ran %d times after Close", n.Load())
 	}
+	if err := ev.Add(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Add after Close: %v", err)
+	}
+	waitFor(t, "events freed", func() bool { return cgo.LiveEvents() == 0 })
 }
 
 func TestFdCallbackMasks(t *testing.T) {
@@ -157,7 +163,7 @@ func TestFdCallbackMasks(t *testing.T) {
 	unix.Write(b, []byte("x"))
 	var seen []Mask
 	done := make(chan struct{})
-	ev := NewFdEvent(a, Read, func(e *Event, m Mask, now time.Time) Mask {
+	ev, err := NewFdEvent(a, Read, func(e *Event, m Mask, now time.Time) Mask {
 		seen = append(seen, m)
 		switch len(seen) {
 		case 1:
@@ -167,14 +173,13 @@ func TestFdCallbackMasks(t *testing.T) {
 			unix.Read(a, buf)
 			return Read // nothing more to read: waits
 		default:
-			if err := e.Remove(); err != nil {
-				t.Error(err)
-			}
-			unix.Close(a)
 			close(done)
-			return 0 // removed first: freed
+			return 0 // done: removed and released
 		}
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := ev.Add(); err != nil {
 		t.Fatal(err)
 	}
@@ -185,116 +190,250 @@ func TestFdCallbackMasks(t *testing.T) {
 		t.Fatalf("masks %v", seen)
 	}
 	waitFor(t, "event freed", func() bool { return cgo.LiveEvents() == 0 })
+	if err := ev.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Close of an event its callback ended: %v", err)
+	}
+	unix.Close(a) // NewFdEvent's fd stays the caller's
 }
 
 func TestBadEvents(t *testing.T) {
 	setup(t, 1)
-	if err := NewFdEvent(-1, Read, func(*Event, Mask, time.Time) Mask { return 0 }).Add(); !errors.Is(err, syscall.EINVAL) {
+	if _, err := NewFdEvent(-1, Read, noop); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("bad fd: %v", err)
 	}
-	if err := NewFdEvent(0, Timer, func(*Event, Mask, time.Time) Mask { return 0 }).Add(); !errors.Is(err, syscall.EINVAL) {
+	if _, err := NewFdEvent(0, Timer, noop); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("bad mask: %v", err)
 	}
-	if err := NewFdEvent(0, Read, nil).Add(); err == nil {
+	if _, err := NewFdEvent(0, Read, nil); err == nil {
 		t.Fatal("nil callback accepted")
 	}
-	// two events on one fd
+	if _, err := AddIn(time.Second, nil); err == nil {
+		t.Fatal("nil callback accepted")
+	}
+	ln, err := Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ln.Add(); err == nil {
+		t.Fatal("an event with no callback was added")
+	}
+	ln.Close()
+}
+
+// The eventer frees an event in C when its callback ends it; the Go
+// Event knows: every later call returns ErrClosed and touches no freed
+// memory (Add after a timer fired segfaulted the loop; Free twice, Free
+// after Remove in a callback or after another goroutine's Remove aborted).
+func TestEventReleasedByC(t *testing.T) {
+	setup(t, 1)
+	t.Run("timer fired", func(t *testing.T) {
+		fired := make(chan struct{})
+		e, err := AddIn(time.Millisecond, func(*Event, Mask, time.Time) Mask { close(fired); return 0 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-fired
+		waitFor(t, "timer freed", func() bool { return cgo.LiveEvents() == 0 })
+		for name, call := range map[string]func() error{
+			"Add": e.Add, "Remove": e.Remove, "Close": e.Close,
+			"Update":  func() error { return e.Update(Read) },
+			"Trigger": func() error { return e.Trigger(Read) },
+		} {
+			if err := call(); !errors.Is(err, ErrClosed) {
+				t.Errorf("%s after the timer fired: %v", name, err)
+			}
+		}
+	})
+	t.Run("close twice", func(t *testing.T) {
+		e, _ := NewFdEvent(0, Read, noop)
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Close(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("second Close: %v", err)
+		}
+	})
+	t.Run("remove and close in the fd callback", func(t *testing.T) {
+		a, b := socketpair(t)
+		defer unix.Close(a)
+		defer unix.Close(b)
+		unix.Write(b, []byte("x"))
+		done := make(chan error, 1)
+		e, _ := NewFdEvent(a, Read, func(e *Event, m Mask, now time.Time) Mask {
+			err := e.Remove()
+			if err == nil {
+				err = e.Close()
+			}
+			done <- err
+			return 0
+		})
+		if err := e.Add(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "freed", func() bool { return cgo.LiveEvents() == 0 })
+	})
+	t.Run("remove from another goroutine, then close", func(t *testing.T) {
+		a, b := socketpair(t)
+		defer unix.Close(a)
+		defer unix.Close(b)
+		e, _ := NewFdEvent(a, Read, func(*Event, Mask, time.Time) Mask { return Read })
+		if err := e.Add(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Remove(); err != nil { // from this goroutine: queued
+			t.Fatal(err)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Update(Write); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Update after Close: %v", err)
+		}
+		waitFor(t, "freed", func() bool { return cgo.LiveEvents() == 0 })
+	})
+	t.Run("removed in its callback, kept", func(t *testing.T) {
+		a, b := socketpair(t)
+		defer unix.Close(a)
+		defer unix.Close(b)
+		unix.Write(b, []byte("x"))
+		calls := make(chan struct{}, 2)
+		e, _ := NewFdEvent(a, Read, func(e *Event, m Mask, now time.Time) Mask {
+			e.Remove()
+			calls <- struct{}{}
+			return Read // out of the loop, but open
+		})
+		if err := e.Add(); err != nil {
+			t.Fatal(err)
+		}
+		<-calls
+		time.Sleep(10 * time.Millisecond)
+		if err := e.Add(); err != nil { // open: added again
+			t.Fatal(err)
+		}
+		<-calls
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "freed", func() bool { return cgo.LiveEvents() == 0 })
+	})
+	t.Run("timer closed before it fires", func(t *testing.T) {
+		var fired atomic.Bool
+		e, _ := AddIn(50*time.Millisecond, func(*Event, Mask, time.Time) Mask { fired.Store(true); return 0 })
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if fired.Load() {
+			t.Fatal("a closed timer fired")
+		}
+		waitFor(t, "freed", func() bool { return cgo.LiveEvents() == 0 })
+	})
+	t.Run("timer re-added in its callback", func(t *testing.T) {
+		var n atomic.Int32
+		done := make(chan struct{})
+		_, err := AddIn(time.Millisecond, func(e *Event, m Mask, now time.Time) Mask {
+			if n.Add(1) == 1 {
+				if err := e.Add(); err != nil { // the same as returning Timer
+					t.Error(err)
+				}
+				return 0
+			}
+			close(done)
+			return 0
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		waitFor(t, "freed", func() bool { return cgo.LiveEvents() == 0 })
+	})
+}
+
+// An add that fails returns its error from any goroutine (from another
+// goroutine it only logged: a closed fd, a second event on one fd).
+func TestAddErrorsEverywhere(t *testing.T) {
+	setup(t, 2)
 	a, b := socketpair(t)
 	defer unix.Close(a)
 	defer unix.Close(b)
 	cb := func(e *Event, m Mask, now time.Time) Mask { return Read }
-	// on the owner loop's thread (here: a coroutine of loop 0) adds are
-	// synchronous, so the conflict is reported
-	if err := inCo(t, 0, func(co *Co) error {
-		e1 := NewFdEvent(a, Read, cb)
-		if err := e1.Add(); err != nil {
-			return err
-		}
-		e2 := NewFdEvent(a, Read, cb)
-		if err := e2.Add(); !errors.Is(err, syscall.EEXIST) {
-			t.Errorf("second event on one fd: %v", err)
-		}
-		e2.Free()
-		if err := e1.Remove(); err != nil {
-			return err
-		}
-		e1.Free()
-		return nil
-	}); err != nil {
+	e1, _ := NewFdEvent(a, Read, cb)
+	if err := e1.Add(); err != nil { // from the test goroutine
 		t.Fatal(err)
 	}
-}
-
-// A Go callback is an ordinary eventer_func_t for C: called directly from
-// C (main context) and from inside a C coroutine, where it reaches Go on
-// the thread's stack (rule 4).
-func TestCallbackCalledFromC(t *testing.T) {
-	setup(t, 1)
-	var calls atomic.Int32
-	ev := NewFdEvent(0, Read, func(e *Event, m Mask, now time.Time) Mask {
-		calls.Add(1)
-		return Read | Write
-	})
-	if ev.Err() != nil {
-		t.Fatal(ev.Err())
+	e2, _ := NewFdEvent(a, Read, cb)
+	if err := e2.Add(); !errors.Is(err, syscall.EEXIST) {
+		t.Fatalf("second event on one fd, from another goroutine: %v", err)
 	}
-	defer ev.Free()
-	if rv := cgo.CCallDirect(ev.ptr); rv != int(Read|Write) {
-		t.Fatalf("direct call returned %d", rv)
+	if err := e1.Add(); !errors.Is(err, syscall.EBUSY) {
+		t.Fatalf("adding a registered event: %v", err)
 	}
-	rv, done := cgo.NewCounter(), cgo.NewCounter()
-	defer rv.Free()
-	defer done.Free()
-	// C coroutines must start on a loop thread: from a Go coroutine, which
-	// runs there
-	if err := inCo(t, 0, func(co *Co) error {
-		for i := 0; i < 100; i++ {
-			cgo.CCallInCoroutine(ev.ptr, rv, done)
-		}
-		return co.Sleep(time.Millisecond)
-	}); err != nil {
-		t.Fatal(err)
+	e1.Close()
+	e2.Close()
+	c, d := socketpair(t)
+	unix.Close(d)
+	unix.Close(c) // a closed fd
+	e3, _ := NewFdEvent(c, Read, cb)
+	if err := e3.Add(); !errors.Is(err, syscall.EBADF) {
+		t.Fatalf("closed fd, from another goroutine: %v", err)
 	}
-	waitFor(t, "C coroutines", func() bool { return done.Load() == 100 })
-	if rv.Load() != int(Read|Write) || calls.Load() != 101 {
-		t.Fatalf("rv %d, calls %d", rv.Load(), calls.Load())
-	}
-}
-
-// C and Go callbacks run in one dispatch order: triggered alternately,
-// they run alternately (the task phase is FIFO whatever the language).
-func TestDispatchOrderCAndGo(t *testing.T) {
-	setup(t, 1)
-	log := cgo.NewLog()
-	defer log.Free()
+	e3.Close()
+	// on the loop's thread, the same
 	err := inCo(t, 0, func(co *Co) error {
-		for i := 0; i < 20; i++ {
-			if i%2 == 0 {
-				cgo.CTriggerLog(log, i)
-				continue
-			}
-			i := i
-			ev := NewFdEvent(0, Read, func(*Event, Mask, time.Time) Mask {
-				log.Append(i)
-				return 0 // not registered: the event is done and freed
-			})
-			if err := ev.Trigger(Read); err != nil {
-				return err
-			}
+		e4, _ := NewFdEvent(c, Read, cb)
+		defer e4.Close()
+		if err := e4.Add(); !errors.Is(err, syscall.EBADF) {
+			return fmt.Errorf("closed fd, on the loop: %v", err)
 		}
-		return co.Sleep(5 * time.Millisecond) // the next task phase runs them
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := log.Tags()
-	if len(got) != 20 {
-		t.Fatalf("%d callbacks ran: %v", len(got), got)
+	// from another loop's thread: the event moves to that loop
+	x, y := socketpair(t)
+	defer unix.Close(x)
+	defer unix.Close(y)
+	fired := make(chan int, 1)
+	e5, _ := NewFdEvent(x, Read, func(e *Event, m Mask, now time.Time) Mask {
+		fired <- cgo.CurrentLoop()
+		return 0
+	})
+	if err := inCo(t, 1, func(co *Co) error { return e5.Add() }); err != nil {
+		t.Fatal(err)
 	}
-	for i, tag := range got {
-		if tag != i {
-			t.Fatalf("dispatch order %v: C and Go callbacks must run in trigger order", got)
-		}
+	unix.Write(y, []byte("x"))
+	if got := <-fired; got != 1 {
+		t.Fatalf("the event ran on loop %d, want 1 (where it was added)", got)
+	}
+}
+
+// A Go callback is an ordinary eventer_func_t for C: called directly from
+// C (main context).  (From inside a C coroutine: mixed_test.go.)
+func TestEventCalls(t *testing.T) {
+	setup(t, 1)
+	var nilEv *Event
+	if err := nilEv.Add(); err == nil {
+		t.Fatal("Add on a nil Event accepted")
+	}
+	if err := nilEv.Close(); err == nil {
+		t.Fatal("Close on a nil Event accepted")
+	}
+	// triggered: not registered, run in the next task phase, ended by 0
+	ran := make(chan Mask, 1)
+	e, _ := NewFdEvent(0, Read, func(e *Event, m Mask, now time.Time) Mask { ran <- m; return 0 })
+	if err := e.Trigger(Read | Write); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-ran; m != Read|Write {
+		t.Fatalf("trigger mask %v", m)
+	}
+	waitFor(t, "freed", func() bool { return cgo.LiveEvents() == 0 })
+	if err := e.Trigger(Read); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Trigger of an ended event: %v", err)
 	}
 }
 
@@ -304,31 +443,30 @@ func TestObjectsOfAnEarlierInit(t *testing.T) {
 	if err := Init(WithConcurrency(1)); err != nil {
 		t.Fatal(err)
 	}
-	ev := NewFdEvent(0, Read, func(*Event, Mask, time.Time) Mask { return 0 })
+	ev, _ := NewFdEvent(0, Read, noop)
 	sem, _ := NewSem(1)
-	q := NewJobQueue("old")
-	ev.Free() // C frees it: below, only the session guard stands between
-	// the Go object and freed memory
+	q, _ := NewJobQueue("old")
 	Shutdown()
 	Loop()
 	setup(t, 1)
-	if err := ev.Add(); !errors.Is(err, ErrNotInitialized) {
-		t.Fatalf("Add of an old event: %v", err)
+	if err := ev.Add(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Add of an event of an earlier Init: %v", err)
 	}
-	ev.Free() // a no-op now
-	if err := sem.Post(); !errors.Is(err, ErrNotInitialized) {
-		t.Fatalf("Post on an old semaphore: %v", err)
+	if err := ev.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Close of an event Shutdown released: %v", err)
 	}
-	if q.Concurrency() != 0 || q.Destroy() == nil {
-		t.Fatal("old job queue still answers")
+	if err := sem.Post(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Post on a semaphore of an earlier Init: %v", err)
+	}
+	if q.Concurrency() != 0 || !errors.Is(q.Close(), ErrClosed) {
+		t.Fatal("job queue of an earlier Init still answers")
 	}
 	err := inCo(t, 0, func(co *Co) error {
-		if err := sem.Wait(co, time.Millisecond); !errors.Is(err, ErrNotInitialized) {
-			return fmt.Errorf("Wait on an old semaphore: %v", err)
+		if err := sem.Wait(co, time.Millisecond); !errors.Is(err, ErrClosed) {
+			return fmt.Errorf("Wait on a semaphore of an earlier Init: %v", err)
 		}
-		ae := co.SetEventerAco(ev)
-		if _, err := ae.Read(make([]byte, 1), time.Millisecond); !errors.Is(err, ErrNotInitialized) {
-			return fmt.Errorf("Read on an old event: %v", err)
+		if _, err := co.SetEventerAco(ev); !errors.Is(err, ErrClosed) {
+			return fmt.Errorf("converting an event of an earlier Init: %v", err)
 		}
 		return nil
 	})
@@ -354,5 +492,124 @@ func TestCallbackTableStaysSmall(t *testing.T) {
 	callbacks.RUnlock()
 	if n > 2*per+16 {
 		t.Fatalf("%d callbacks kept after %d timers fired (at most %d alive at once)", n, rounds*per, per)
+	}
+	rt.objMu.Lock()
+	n = rt.nobjs
+	rt.objMu.Unlock()
+	if n > 2*per+16 {
+		t.Fatalf("%d objects tracked after %d timers fired", n, rounds*per)
+	}
+}
+
+// Closes (of AcoEvents, Events, Sems), wakes and cancels from other
+// goroutines racing Shutdown leave nothing behind: no C event, no fd.  (An
+// Event closed while Shutdown was releasing the session's objects was
+// dropped by both before: its C event leaked; a Sem used then reached
+// freed C memory.)
+func TestClosesRacingShutdown(t *testing.T) {
+	fds0 := openFds(t)
+	for cycle := 0; cycle < 40; cycle++ {
+		if err := Init(WithConcurrency(2), WithErrorHandler(func(error) {})); err != nil { // starts failing at the stop are expected
+			t.Fatal(err)
+		}
+		aes := make(chan *AcoEvent, 64)
+		evs := make(chan *Event, 64)
+		sems := make(chan *Sem, 64)
+		cos := make(chan *Co, 64)
+		peers := make(chan int, 64)
+		for j := 0; j < 16; j++ {
+			{
+				co, err := AcoStart(func(co *Co) {
+					a, b, _ := pairFds()
+					peers <- b
+					ev, err := FdEvent(a)
+					if err != nil {
+						return
+					}
+					ae, err := co.SetEventerAco(ev)
+					if err != nil {
+						return
+					}
+					aes <- ae
+					defer ae.Close()
+					ae.Read(make([]byte, 4), 0)
+					co.Sleep(time.Millisecond)
+				}, nil)
+				if err == nil {
+					cos <- co
+				}
+			}
+			{
+				a, b, _ := pairFds()
+				peers <- b
+				ev, err := NewFdEvent(a, Read, func(e *Event, m Mask, now time.Time) Mask { return Read })
+				peers <- a
+				if err == nil {
+					ev.Add()
+					evs <- ev
+				}
+			}
+			{
+				if s, err := NewSem(0); err == nil {
+					sems <- s
+				}
+				AddIn(time.Duration(j)*100*time.Microsecond, func(e *Event, m Mask, now time.Time) Mask { return 0 })
+			}
+		}
+		var wg sync.WaitGroup
+		for g := 0; g < 3; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case ae := <-aes:
+						ae.Close()
+					case ev := <-evs:
+						ev.Close()
+					case s := <-sems:
+						s.Post()
+						s.Close()
+						s.Post()
+					case co := <-cos:
+						co.Wake()
+						co.Cancel()
+					case <-time.After(2 * time.Millisecond):
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(cycle%5) * time.Millisecond)
+		Shutdown()
+		wg.Wait()
+		if err := Loop(); err != nil {
+			t.Fatal(err)
+		}
+		close(aes)
+		for ae := range aes {
+			ae.Close()
+		}
+		close(evs)
+		for ev := range evs {
+			ev.Close()
+		}
+		close(sems)
+		for s := range sems {
+			if err := s.Post(); !errors.Is(err, ErrNotInitialized) && !errors.Is(err, ErrClosed) {
+				t.Fatalf("Sem.Post after Shutdown: %v", err)
+			}
+			s.Close()
+		}
+		close(peers)
+		for b := range peers {
+			unix.Close(b)
+		}
+		if n := cgo.LiveEvents(); n != 0 {
+			t.Fatalf("cycle %d: %d C events live after Shutdown", cycle, n)
+		}
+	}
+	if fds := openFds(t); fds != fds0 {
+		t.Fatalf("open fds: %d before, %d after", fds0, fds)
 	}
 }

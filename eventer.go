@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -34,7 +34,7 @@ type jobqSpec struct {
 }
 
 // WithConcurrency sets the number of loop threads of the default pool
-// (default: one per CPU, like the C eventer).
+// (default: one per CPU, like the C eventer; at most 4096).
 func WithConcurrency(n int) Option { return func(c *config) { c.concurrency = n } }
 
 // WithPool creates a named pool of n loops (eventer_impl_propset
@@ -62,8 +62,8 @@ func WithJobQueue(name string, opts ...JobQueueOption) Option {
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithErrorHandler receives errors that have no caller to return to: a
-// coroutine that called runtime.Goexit (t.FailNow), a callback id that no
-// longer exists.  Default: log them.
+// coroutine that called runtime.Goexit (t.FailNow), a coroutine whose
+// start failed after AcoStart returned.  Default: log them.
 func WithErrorHandler(f func(error)) Option { return func(c *config) { c.errorHandler = f } }
 
 // loop is the Go side of one loop thread: its driver goroutine's state.
@@ -75,16 +75,23 @@ type loop struct {
 
 	mu     sync.Mutex
 	inbox  []func() // work queued by other goroutines (under mu)
+	starts []*Co    // coroutines to start (under mu; no closure each)
 	closed bool     // under mu: the loop stopped, post refuses
 
 	cos     []*Co    // driver: live coroutines by id
-	freeIDs []uint64 // driver
+	freeIDs []uint32 // driver
+	current *Co      // driver: the running coroutine (nil: none)
+	// driver: the completion a coroutine is resumed with
+	res   int64
+	errno syscall.Errno
+	data  []byte // bytes a wait already read (C memory: copy out first)
 
-	// current is the id+1 of the running Go coroutine (0: none); cbDepth
-	// counts Go callbacks on the stack.  Atomic: a misuse check may read
-	// them from another goroutine.
-	current atomic.Uint64
-	cbDepth atomic.Int32
+	driverG  atomic.Pointer[byte] // the driver goroutine (misuse checks)
+	mp       atomic.Pointer[byte] // the driver thread's m
+	cbDepth  atomic.Int32         // Go callbacks on the stack
+	locks    uint32               // the driver thread's LockOSThread count
+	locksSet bool                 // ... known (see threadlock.go)
+	disp     dispatch             // driver: the Go callback being dispatched
 
 	panicked any // driver: a panic to re-raise outside C
 }
@@ -106,6 +113,68 @@ var rt struct {
 	// frees C.
 	life sync.RWMutex
 	live bool
+	// closing counts JobQueue.Close calls in progress: their job threads
+	// may still post completions to the loops, so reap waits for them
+	// (outside life, which a job may need meanwhile) before it frees C.
+	closing sync.WaitGroup
+
+	// objects of this session that hold C resources, released by reap
+	// (an intrusive list: tracking allocates nothing)
+	objMu sync.Mutex
+	objs  tracked // sentinel
+	nobjs int
+}
+
+// releaser is a Go object holding C resources: reap releases what is
+// left of them when the session ends.
+type releaser interface{ releaseAtShutdown() }
+
+// tracked links a releaser into rt.objs.
+type tracked struct {
+	prev, next *tracked
+	obj        releaser
+}
+
+func track(t *tracked, r releaser) {
+	rt.objMu.Lock()
+	if rt.objs.next == nil {
+		rt.objs.next, rt.objs.prev = &rt.objs, &rt.objs
+	}
+	t.obj = r
+	t.prev, t.next = rt.objs.prev, &rt.objs
+	rt.objs.prev.next = t
+	rt.objs.prev = t
+	rt.nobjs++
+	rt.objMu.Unlock()
+}
+
+func untrack(t *tracked) {
+	rt.objMu.Lock()
+	if t.next != nil {
+		t.prev.next, t.next.prev = t.next, t.prev
+		t.prev, t.next = nil, nil
+		rt.nobjs--
+	}
+	rt.objMu.Unlock()
+}
+
+// untrackAll takes the whole list (reap).
+func untrackAll() []releaser {
+	rt.objMu.Lock()
+	defer rt.objMu.Unlock()
+	var out []releaser
+	if rt.objs.next == nil {
+		return nil
+	}
+	for t := rt.objs.next; t != &rt.objs; {
+		next := t.next
+		out = append(out, t.obj)
+		t.prev, t.next = nil, nil
+		t = next
+	}
+	rt.objs.next, rt.objs.prev = &rt.objs, &rt.objs
+	rt.nobjs = 0
+	return out
 }
 
 // withSession is withLive for an object made by the eventer of Init number
@@ -170,6 +239,7 @@ func Init(opts ...Option) error {
 	cgo.AsynchWork = runAsynchWork
 	cgo.Panicked = exportPanicked
 	cgo.LogLine = logLine
+	threadLocks() // probe once, before any coroutine needs it
 	if err := cgo.InitExternal(); err != nil {
 		return &OpError{Op: "Init", Err: err}
 	}
@@ -200,8 +270,8 @@ func Init(opts ...Option) error {
 	go reap()
 	if firstErr == nil {
 		for _, q := range cfg.jobqs {
-			if jq := NewJobQueue(q.name, q.opts...); jq.err != nil {
-				firstErr = jq.err
+			if _, err := NewJobQueue(q.name, q.opts...); err != nil {
+				firstErr = err
 				break
 			}
 		}
@@ -213,7 +283,7 @@ func Init(opts ...Option) error {
 		cgo.Shutdown()
 		<-done
 		rt.mu.Lock()
-		return &OpError{Op: "Init", Err: firstErr}
+		return opErr("Init", firstErr)
 	}
 	return nil
 }
@@ -222,16 +292,24 @@ func Init(opts ...Option) error {
 // whole life (C keeps per-thread state) and runs eventer_run_once,
 // handling the Go work each step hands back.
 func (l *loop) drive(attached chan<- error) {
-	defer rt.drivers.Done()
+	// Not deferred: a panic that ends the driver (a coroutine's or a
+	// callback's, re-raised here) ends the program, and Shutdown and Loop
+	// must not return meanwhile as if the loop had stopped (a main that
+	// then exits would win the race against the panic's report).
 	runtime.LockOSThread()
 	// The thread stays locked until the goroutine exits, which also ends
 	// the thread: C state may linger on it.
+	l.driverG.Store((*byte)(getg()))
+	l.mp.Store((*byte)(curM()))
+	l.locks, l.locksSet = threadLocks()
 	if err := l.drv.Attach(); err != nil {
 		attached <- err
+		rt.drivers.Done()
 		return
 	}
 	attached <- nil
 	l.stopped(l.drv.Run(l))
+	rt.drivers.Done()
 }
 
 // stopped ends the driving of a loop whose Run returned (err: its error).
@@ -259,6 +337,12 @@ func reap() {
 	rt.life.Lock()
 	rt.live = false
 	rt.life.Unlock()
+	rt.closing.Wait()
+	// what Go still holds of this session: events, job queues (their C
+	// memory goes with the eventer), sync objects
+	for _, o := range untrackAll() {
+		o.releaseAtShutdown()
+	}
 	cgo.Fini()
 	cgo.LogToGo(false)
 	rt.mu.Lock()
@@ -272,8 +356,13 @@ func reap() {
 
 // Loop blocks until Shutdown has stopped every loop (the loops run from
 // Init on; Loop is where a main function waits).  It returns the first
-// error a loop hit, or nil.
+// error a loop hit, or nil.  From a loop's thread (a callback or a
+// coroutine) or from asynch work it would wait for itself: it returns a
+// *MisuseError at once.
 func Loop() error {
+	if cgo.InLoop() || inAsynchWork() {
+		return &MisuseError{Op: "Loop", Rule: ruleWaitSelf}
+	}
 	rt.mu.Lock()
 	done := rt.done
 	rt.mu.Unlock()
@@ -286,11 +375,13 @@ func Loop() error {
 	return rt.err
 }
 
-// Shutdown stops every loop at the end of its current iteration (Go
-// coroutines still suspended are unwound: their blocking call does not
-// return, their deferred calls run), frees the C eventer, and returns when
-// that is done.  From
-// a callback or coroutine it only asks, and returns at once.
+// Shutdown stops every loop at the end of its current iteration, unwinds
+// the Go coroutines still suspended (their blocking call does not return;
+// their deferred calls run, and may close what they hold: blocking calls
+// return ErrStopped there), releases every C resource of this Init that Go
+// objects still hold, frees the C eventer, and returns when that is done.
+// From a callback, a coroutine or asynch work it only asks, and returns
+// at once (the stop would wait for the caller).
 func Shutdown() {
 	rt.mu.Lock()
 	done := rt.done
@@ -299,14 +390,14 @@ func Shutdown() {
 	if !inited {
 		return
 	}
-	inLoop := false
+	self := false
 	_ = withLive(func() error {
 		cgo.Shutdown()
-		inLoop = cgo.InLoop()
+		self = cgo.InLoop() || inAsynchWork()
 		return nil
 	})
-	if inLoop {
-		return // a driver can't wait for itself
+	if self {
+		return // the stop would wait for this thread
 	}
 	<-done
 }
@@ -327,28 +418,63 @@ func loopAt(i int) *loop {
 }
 
 // post queues fn to run on l's driver goroutine (from any goroutine).
-func (l *loop) post(fn func()) error {
+func (l *loop) post(fn func()) error { return l.queue(fn, nil) }
+
+// postStart queues the start of co (startCo).
+func (l *loop) postStart(co *Co) error { return l.queue(nil, co) }
+
+func (l *loop) queue(fn func(), co *Co) error {
 	return withLive(func() error {
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
 			return ErrStopped
 		}
-		l.inbox = append(l.inbox, fn)
+		if co != nil {
+			l.starts = append(l.starts, co)
+		} else {
+			l.inbox = append(l.inbox, fn)
+		}
 		l.mu.Unlock()
-		return cgo.ForeignWake(l.idx)
+		// once queued, fn runs: at the wake step this asks for, or at the
+		// loop's stop (a failed wake only delays it)
+		_ = cgo.ForeignWake(l.idx)
+		return nil
 	})
+}
+
+// call runs fn on l's driver and returns its result (from a goroutine
+// that is not l's: it waits).
+func (l *loop) call(fn func() error) error {
+	res := make(chan error, 1)
+	if err := l.post(func() { res <- fn() }); err != nil {
+		return err
+	}
+	return <-res
 }
 
 // ---- cgo.Handler --------------------------------------------------------
 
+// dispatch is the Go callback the driver is running: which event, how it
+// was dispatched, and whether the eventer's reference to it is in hand
+// (the event is out of the loop for this dispatch: a timer that fired, a
+// trigger, or an fd event the callback removed), which the callback's
+// result then decides about.
+type dispatch struct {
+	ev     *Event
+	kind   int
+	inHand bool
+}
+
 // Callback runs a Go callback the loop handed back.
-func (l *loop) Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int {
-	ev := lookupCallback(id)
+func (l *loop) Callback(e unsafe.Pointer, id uint64, mask, kind int, nowUs int64) int {
+	ev := eventForDispatch(e, id)
 	if ev == nil {
 		reportError(fmt.Errorf("eventer: callback %d for event %p no longer exists", id, e))
 		return 0
 	}
+	l.disp = dispatch{ev: ev, kind: kind,
+		inHand: kind == cgo.DispatchTimer || kind == cgo.DispatchTrigger || kind == cgo.DispatchComplete}
 	returned := false
 	defer func() {
 		if returned {
@@ -363,43 +489,95 @@ func (l *loop) Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int 
 		// mask, anything else is not re-added).
 		reportError(&OpError{Op: "callback", Err: errors.New(
 			"the callback called runtime.Goexit (t.FailNow?); return from it instead")})
-		l.drv.SetCallbackResult(mask & int(Read|Write|Exception))
+		rv := 0
+		if kind == cgo.DispatchFd {
+			rv = mask & int(Read|Write|Exception)
+		}
+		d := l.disp
+		l.disp = dispatch{}
+		l.cbDepth.Store(0)
+		l.drv.SetCallbackResult(l.finishDispatch(e, ev, kind, d.inHand, rv))
 		l.stopped(l.drv.Run(l))
+		rt.drivers.Done() // (drive's own end is not reached)
 	}()
 	l.cbDepth.Add(1)
-	defer l.cbDepth.Add(-1)
-	rv := ev.call(e, mask, nowUs)
+	rv := int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
+	l.cbDepth.Add(-1)
+	d := l.disp
+	l.disp = dispatch{}
+	rv = l.finishDispatch(e, ev, kind, d.inHand, rv)
 	returned = true
 	return rv
 }
 
-// call runs ev's callback for C event e (ev's own, or a C copy of it made
-// by eventer_alloc_copy: same callback, its own event).
-func (ev *Event) call(e unsafe.Pointer, mask int, nowUs int64) int {
-	if ev.ptr != e {
-		ev = &Event{ptr: e, id: ev.id, cb: ev.cb, epoch: ev.epoch}
+// finishDispatch settles the references of a Go callback's dispatch of C
+// event e by its result, as the loop will apply it (eventer.h), and
+// returns the result to hand the loop: 0 ends the event (removed first if
+// it is an fd event still registered, and released from Go: every later
+// call returns ErrClosed), a re-add keeps it, and a removed fd event that
+// returns a mask stays out of the loop but open.
+func (l *loop) finishDispatch(e unsafe.Pointer, ev *Event, kind int, inHand bool, rv int) int {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	d := &dispatch{ev: ev, kind: kind, inHand: inHand}
+	if ev.gone != nil { // closed during its callback
+		ev.closeHere(d) // a Close left to this loop, if any
+		rv = 0
 	}
-	return int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
+	fdKind := kind == cgo.DispatchFd || (kind == cgo.DispatchTrigger && ev.fd >= 0)
+	if rv == 0 && fdKind && !d.inHand && cgo.Registered(e) {
+		// "done" without a Remove first: remove it now (C would abort)
+		if ok, _ := cgo.Remove(e); ok {
+			d.inHand = true
+		}
+	}
+	if kind == cgo.DispatchRecur {
+		if d.inHand { // removed: the loop keeps no reference of it
+			cgo.Deref(e)
+		}
+		return rv // ignored by the loop
+	}
+	if d.inHand {
+		switch {
+		case rv == 0:
+			// the loop drops the eventer's reference: the event is over
+			ev.releaseLocked()
+		case kind == cgo.DispatchFd:
+			// removed, and a mask returned: it stays out; the reference
+			// the removal handed back is not the loop's to keep
+			cgo.Deref(e)
+		}
+		// else: a re-add (timer, trigger) keeps the reference
+	}
+	return rv
 }
 
-// ProxyDone resumes the Go coroutine whose C operation completed.
+// ProxyDone resumes the Go coroutine whose C call completed.
 func (l *loop) ProxyDone(id uint64, result int64, errno int, data []byte) {
 	if id >= uint64(len(l.cos)) || l.cos[id] == nil {
 		reportError(fmt.Errorf("eventer: completion for unknown coroutine %d", id))
 		return
 	}
 	co := l.cos[id]
-	co.res, co.errno, co.data = result, errno, data
+	co.wait = waitNone
+	l.res, l.errno, l.data = result, syscall.Errno(errno), data
 	l.resume(co)
-	co.data = nil
+	l.data = nil
 }
 
 // Wake runs what other goroutines queued for this loop.
 func (l *loop) Wake() {
+	// what is queued now (a function may queue more: that runs at the
+	// wake step its post asks for, so nothing starves the loop)
+	// (starts first: nothing queued before a start refers to its Co)
 	l.mu.Lock()
-	work := l.inbox
-	l.inbox = nil
+	work, starts := l.inbox, l.starts
+	l.inbox, l.starts = nil, nil
 	l.mu.Unlock()
+	for i, co := range starts {
+		starts[i] = nil
+		l.startCo(co)
+	}
 	for _, fn := range work {
 		fn()
 	}
@@ -409,7 +587,7 @@ func (l *loop) Wake() {
 // directCallback is a Go callback that C code called itself, through the
 // trampoline (on the thread's stack).
 func directCallback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int {
-	ev := lookupCallback(id)
+	ev := eventForDispatch(e, id)
 	if ev == nil {
 		return 0
 	}
@@ -417,7 +595,7 @@ func directCallback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int {
 		l.cbDepth.Add(1)
 		defer l.cbDepth.Add(-1)
 	}
-	return ev.call(e, mask, nowUs)
+	return int(ev.cb(ev, Mask(mask), time.UnixMicro(nowUs)))
 }
 
 func exportPanicked(v any, stack []byte) {
@@ -441,22 +619,17 @@ func exportPanicked(v any, stack []byte) {
 	})
 }
 
-// logLine is a line the C library logged (mtevL), as a slog record: the
-// error streams at Error, the debug streams at Debug, the rest at Info.
-func logLine(stream, line string) {
+// logLine is a line the C library logged (mtevL), as a slog record at the
+// level of its stream (errors at Error, debug streams at Debug, ...).
+func logLine(level int, stream, line string) {
 	lg := slog.Default()
 	if c := rt.cfg.Load(); c != nil && c.logger != nil {
 		lg = c.logger
 	}
-	line = strings.TrimRight(line, "\n")
-	level := slog.LevelInfo
-	switch {
-	case strings.Contains(stream, "err"):
-		level = slog.LevelError
-	case strings.Contains(stream, "deb"):
-		level = slog.LevelDebug
+	for len(line) > 0 && line[len(line)-1] == '\n' {
+		line = line[:len(line)-1]
 	}
-	lg.Log(context.Background(), level, line, "stream", stream)
+	lg.Log(context.Background(), slog.Level(level), line, "stream", stream)
 }
 
 // SetDebug switches the eventer's debug stream (eventer_deb: timers,

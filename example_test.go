@@ -2,6 +2,8 @@ package eventer_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,15 +20,16 @@ func ExampleAcoStart() {
 	}
 	defer eventer.Shutdown()
 
-	done := make(chan struct{})
-	eventer.AcoStart(func(co *eventer.Co) {
-		defer close(done)
+	co, err := eventer.AcoStart(func(co *eventer.Co) {
 		for i := 1; i <= 3; i++ {
 			co.Sleep(10 * time.Millisecond)
 			fmt.Println("waking up to do something:", co.Arg(), i)
 		}
 	}, "job")
-	<-done
+	if err != nil {
+		panic(err)
+	}
+	<-co.Done()
 	// Output:
 	// waking up to do something: job 1
 	// waking up to do something: job 2
@@ -45,16 +48,25 @@ func Example_echoServer() {
 	if err != nil {
 		panic(err)
 	}
+	addr := ln.Addr().String()
 	eventer.AcoStart(func(co *eventer.Co) {
-		lae := co.SetEventerAco(ln)
-		defer func() { lae.Close(); lae.Free() }()
+		lae, err := co.SetEventerAco(ln)
+		if err != nil {
+			panic(err)
+		}
+		defer lae.Close()
 		for {
 			c, err := lae.Accept(0)
 			if err != nil {
 				return // the loop is stopping
 			}
 			eventer.AcoStart(func(co *eventer.Co) {
-				conn := co.SetEventerAco(c).Conn()
+				ae, err := co.SetEventerAco(c)
+				if err != nil {
+					c.Close()
+					return
+				}
+				conn := ae.Conn()
 				defer conn.Close()
 				io.Copy(conn, conn) // until the client closes
 			}, nil)
@@ -62,7 +74,7 @@ func Example_echoServer() {
 	}, nil)
 
 	// a plain Go client
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		panic(err)
 	}
@@ -76,4 +88,25 @@ func Example_echoServer() {
 	// Output:
 	// echo: hello
 	// echo: eventer
+}
+
+// A context.Context reaches a coroutine through Cancel: CancelOn cancels
+// its pending call (here a long sleep) when the context is done.
+func ExampleCo_CancelOn() {
+	if err := eventer.Init(eventer.WithConcurrency(1)); err != nil {
+		panic(err)
+	}
+	defer eventer.Shutdown()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	co, _ := eventer.AcoStart(func(co *eventer.Co) {
+		stop := co.CancelOn(ctx)
+		defer stop()
+		err := co.Sleep(time.Hour)
+		fmt.Println("canceled:", errors.Is(err, eventer.ErrCanceled))
+	}, nil)
+	<-co.Done()
+	// Output:
+	// canceled: true
 }

@@ -2,7 +2,10 @@ package eventer
 
 import (
 	"errors"
+	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,12 +32,22 @@ func setup(t testing.TB, n int, opts ...Option) {
 	})
 }
 
+// start is AcoStartOn that fails the test when the start is refused.
+func start(t testing.TB, i int, fn func(co *Co)) *Co {
+	t.Helper()
+	co, err := AcoStartOn(i, fn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return co
+}
+
 // inCo runs fn in a coroutine on loop i and returns its error (or fails
 // the test after a timeout).
 func inCo(t testing.TB, i int, fn func(co *Co) error) error {
 	t.Helper()
 	ch := make(chan error, 1)
-	AcoStartOn(i, func(co *Co) { ch <- fn(co) }, nil)
+	start(t, i, func(co *Co) { ch <- fn(co) })
 	select {
 	case err := <-ch:
 		return err
@@ -53,14 +66,18 @@ func socketpair(t testing.TB) (int, int) {
 	return fds[0], fds[1]
 }
 
-// fdEvent makes a plain fd event for fd (for SetEventerAco).
-func fdEvent(t testing.TB, fd int) *Event {
+// acoEvent converts fd (taken over: Close closes it) for co's loop.
+func acoEvent(t testing.TB, co *Co, fd int) *AcoEvent {
 	t.Helper()
-	ev, err := plainFdEvent(fd)
+	ev, err := FdEvent(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ev
+	ae, err := co.SetEventerAco(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ae
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -85,4 +102,97 @@ func lateBound() time.Duration {
 		return 250 * time.Millisecond
 	}
 	return 100 * time.Millisecond
+}
+
+func openFds(t testing.TB) int {
+	t.Helper()
+	d, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(d)
+}
+
+// ---- child processes -----------------------------------------------------------------
+//
+// Behaviour that must end the process (a panic, a misuse panic) or that
+// used to hang it runs in a child: the test binary, re-executed with
+// EVENTER_CHILD=<case>.  The child runs the case with an eventer of one
+// loop; the parent checks how it ended and what it printed.
+
+type childCase struct {
+	run func()
+}
+
+var childCases = map[string]childCase{}
+
+func registerChild(name string, run func()) { childCases[name] = childCase{run} }
+
+// runChild runs case name in a child process, which must end within 60 s.
+func runChild(t *testing.T, name string) (out string, exitCode int) {
+	t.Helper()
+	if _, ok := childCases[name]; !ok {
+		t.Fatalf("no child case %q", name)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "EVENTER_CHILD="+name)
+	done := make(chan struct{})
+	var b []byte
+	var err error
+	go func() {
+		b, err = cmd.CombinedOutput()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("child %q hung:\n%s", name, b)
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(b), 0
+	case errors.As(err, &ee):
+		return string(b), ee.ExitCode()
+	}
+	t.Fatalf("child %q: %v", name, err)
+	return "", -1
+}
+
+func TestMain(m *testing.M) {
+	if name := os.Getenv("EVENTER_CHILD"); name != "" {
+		c, ok := childCases[name]
+		if !ok {
+			os.Stderr.WriteString("no child case " + name + "\n")
+			os.Exit(3)
+		}
+		if err := Init(WithConcurrency(1)); err != nil {
+			panic(err)
+		}
+		c.run()
+		os.Stderr.WriteString("child case returned\n")
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// mustContain fails unless out holds every one of want.
+func mustContain(t *testing.T, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Fatalf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+// pairFds is socketpair without a test (child cases).
+func pairFds() (int, int, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, -1, err
+	}
+	return fds[0], fds[1], nil
 }

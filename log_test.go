@@ -45,8 +45,8 @@ func TestCLogsGoToSlog(t *testing.T) {
 	defer unix.Close(b)
 	AddIn(5*time.Millisecond, func(*Event, Mask, time.Time) Mask { unix.Write(b, []byte("x")); return 0 })
 	err := inCo(t, 0, func(co *Co) error {
-		ae := co.SetEventerAco(fdEvent(t, a))
-		defer func() { ae.Close(); ae.Free() }()
+		ae := acoEvent(t, co, a)
+		defer ae.Close()
 		buf := make([]byte, 4)
 		if _, err := ae.Read(buf, time.Second); err != nil {
 			return err
@@ -74,11 +74,14 @@ func TestCLogsGoToSlog(t *testing.T) {
 		}
 	}()
 	err = inCo(t, 0, func(co *Co) error {
-		lae := co.SetEventerAco(ln)
-		defer func() { lae.Close(); lae.Free() }()
+		lae, err := co.SetEventerAco(ln)
+		if err != nil {
+			return err
+		}
+		defer lae.Close()
 		c, err := lae.Accept(time.Second)
 		if err == nil {
-			c.Free()
+			c.Close()
 		}
 		return err
 	})

@@ -1,9 +1,6 @@
 package eventer
 
 import (
-	"errors"
-	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -11,70 +8,56 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/acoeventer/eventer/cgo"
 )
 
 // Panics never unwind into C: a panic in a coroutine, in a callback the
-// loop hands to the driver, or in a callback C calls directly ends the
-// program as a goroutine's panic would, with a message that says where.
-var crashCases = map[string]struct {
-	run  func()
-	want []string
-}{
-	"coroutine panic": {func() {
+// loop hands to the driver, or in asynch work ends the program as a
+// goroutine's panic would, with a message that says where.
+var crashCases = map[string][]string{
+	"crash coroutine": {"eventer: panic in coroutine: boom in a coroutine", "coroutine stack:", "panic_test.go"},
+	"crash callback":  {"boom in a callback", "panic_test.go"}, // the panicking frame is in the trace
+	"crash asynch":    {"boom in asynch work", "panic_test.go"},
+}
+
+func init() {
+	registerChild("crash coroutine", func() {
 		AcoStart(func(co *Co) {
 			co.Sleep(time.Millisecond)
 			panic("boom in a coroutine")
 		}, nil)
 		time.Sleep(5 * time.Second)
-	}, []string{"eventer: panic in coroutine: boom in a coroutine", "coroutine stack:", "panic_test.go"}},
-	"callback panic": {func() {
+	})
+	registerChild("crash callback", func() {
 		AddIn(time.Millisecond, func(*Event, Mask, time.Time) Mask { panic("boom in a callback") })
 		time.Sleep(5 * time.Second)
-	}, []string{"boom in a callback", "panic_test.go"}}, // the panicking frame is in the trace
-	"panic in callback called from C": {func() {
-		ev := NewFdEvent(0, Read, func(*Event, Mask, time.Time) Mask { panic("boom behind the trampoline") })
+	})
+	// the coroutine waiting for the work must never see it succeed (it
+	// was resumed with a nil error before the process died)
+	registerChild("crash asynch", func() {
 		AcoStart(func(co *Co) {
-			rv, done := cgo.NewCounter(), cgo.NewCounter()
-			cgo.CCallInCoroutine(ev.ptr, rv, done) // C calls it from a C coroutine
-			co.Sleep(time.Second)
+			err := co.SimpleAsynch(func() {
+				time.Sleep(10 * time.Millisecond)
+				panic("boom in asynch work")
+			})
+			println("COROUTINE RESUMED:", err == nil)
 		}, nil)
 		time.Sleep(5 * time.Second)
-	}, []string{"eventer: panic in a Go callback called from C: boom behind the trampoline"}},
-}
-
-func runCrashCase(name string) bool {
-	c, ok := crashCases[name]
-	if !ok {
-		return false
-	}
-	if err := Init(WithConcurrency(1)); err != nil {
-		panic(err)
-	}
-	c.run()
-	os.Stderr.WriteString("no crash\n")
-	os.Exit(0)
-	return true
+	})
 }
 
 func TestPanicsEndTheProgram(t *testing.T) {
-	for name, c := range crashCases {
+	for name, want := range crashCases {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), "EVENTER_CRASH="+name)
-			out, err := cmd.CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-				t.Fatalf("child did not panic (exit %v):\n%s", err, out)
+			out, code := runChild(t, name)
+			if code != 2 {
+				t.Fatalf("child did not panic (exit %d):\n%s", code, out)
 			}
-			for _, w := range c.want {
-				if !strings.Contains(string(out), w) {
-					t.Fatalf("child output lacks %q:\n%s", w, out)
-				}
-			}
-			if strings.Contains(string(out), "fatal error:") || strings.Contains(string(out), "SIGSEGV") {
+			mustContain(t, out, want...)
+			if strings.Contains(out, "fatal error:") || strings.Contains(out, "SIGSEGV") {
 				t.Fatalf("the runtime crashed instead of a panic:\n%s", out)
+			}
+			if strings.Contains(out, "COROUTINE RESUMED") {
+				t.Fatalf("the coroutine was resumed after its work panicked:\n%s", out)
 			}
 		})
 	}
@@ -134,8 +117,8 @@ func TestGoexitInCallbackIsReported(t *testing.T) {
 	defer unix.Close(b)
 	AddIn(5*time.Millisecond, func(*Event, Mask, time.Time) Mask { unix.Write(b, []byte("x")); return 0 })
 	err := inCo(t, 0, func(co *Co) error {
-		ae := co.SetEventerAco(fdEvent(t, a))
-		defer func() { ae.Close(); ae.Free() }()
+		ae := acoEvent(t, co, a)
+		defer ae.Close()
 		_, err := ae.Read(make([]byte, 4), time.Second)
 		return err
 	})

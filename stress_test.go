@@ -1,3 +1,5 @@
+//go:build eventer_testhooks
+
 package eventer
 
 import (
@@ -46,9 +48,9 @@ func TestStressMixedPingPong(t *testing.T) {
 			defer cDone.Free()
 			goSide := func(fd int, initiator bool) func(co *Co) {
 				return func(co *Co) {
-					ae := co.SetEventerAco(fdEvent(t, fd))
-					defer func() { ae.Close(); ae.Free() }()
-					buf := make([]byte, 4) // heap: pinned while parked
+					ae := acoEvent(t, co, fd)
+					defer ae.Close()
+					buf := make([]byte, 4)
 					for i := 0; i < rounds; i++ {
 						var err error
 						if initiator {

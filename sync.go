@@ -2,6 +2,9 @@ package eventer
 
 import (
 	"errors"
+	"fmt"
+	"math"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -14,244 +17,331 @@ import (
 // can share them (a C coroutine posts a semaphore a Go coroutine waits
 // on, ...).  An object belongs to the loop of the coroutine or callback
 // that first uses it; use it only from that loop's coroutines and
-// callbacks.  Blocking calls take the calling coroutine; a timeout of 0
-// means none.  Free an object when done (not while anyone waits on it).
+// callbacks (anything else gets an error that names that loop).  Blocking
+// calls take the calling coroutine; a timeout of 0 means none, a negative
+// one has passed already.  Close an object when done (Close fails while a
+// coroutine waits on it); Shutdown closes what is left.
 
-var errFreed = errors.New("object was freed")
-
-// syncCall runs a sync call as co, parking it when it would block.
-func (co *Co) syncCall(op string, kind int, obj unsafe.Pointer, epoch uint64, cbuf unsafe.Pointer, timeout time.Duration) error {
-	co.enter(op)
-	if obj == nil {
-		return &OpError{Op: op, Err: errFreed}
-	}
-	if epoch != sessionNow() {
-		return &OpError{Op: op, Err: ErrNotInitialized} // made by an earlier Init
-	}
-	rc, res, errno := cgo.Sync(co.proxy, kind, obj, cbuf, timeoutNs(timeout))
-	res, errno = co.complete(op, rc, res, errno)
-	if res < 0 {
-		return syncError(op, errno)
-	}
-	return nil
+// syncObj is what the four have in common: the C object, and a lock that
+// keeps Close from freeing it under a call from another goroutine.
+type syncObj struct {
+	mu     sync.RWMutex
+	p      unsafe.Pointer // nil once freed
+	closed bool           // Close succeeded (or Shutdown freed it)
+	epoch  uint64
+	name   string // "semaphore", ...
+	free   func(unsafe.Pointer) error
+	tr     tracked
 }
 
-// syncError: as errnoError, and EPIPE on a closed channel is ErrChanClosed.
-func syncError(op string, errno syscall.Errno) error {
-	if errno == syscall.EPIPE {
-		return &OpError{Op: op, Err: ErrChanClosed}
-	}
-	return errnoError(op, errno)
+func (o *syncObj) init(name string, p unsafe.Pointer, free func(unsafe.Pointer) error) {
+	o.p, o.epoch, o.name, o.free = p, sessionNow(), name, free
+	track(&o.tr, o)
 }
 
-func plainError(op string, err error) error {
+// use runs fn with the C object (read lock: calls run side by side, Close
+// waits for them).
+func (o *syncObj) use(op string, fn func(p unsafe.Pointer) error) error {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if o.closed {
+		return &OpError{Op: op, Err: ErrClosed}
+	}
+	// not once its eventer is going (Shutdown) or gone
+	err := withSession(o.epoch, func() error { return fn(o.p) })
+	if errors.Is(err, ErrNotInitialized) {
+		return &OpError{Op: op, Err: err}
+	}
+	return err
+}
+
+// callErr is the error of a C call on the object: errno mapped, and an
+// EINVAL from another loop's (or no loop's) thread said as such.
+func (o *syncObj) callErr(op string, p unsafe.Pointer, err error) error {
 	if err == nil {
 		return nil
 	}
 	var en syscall.Errno
-	if errors.As(err, &en) {
-		return syncError(op, en)
+	if !errors.As(err, &en) {
+		return &OpError{Op: op, Err: err}
 	}
-	return &OpError{Op: op, Err: err}
+	if en == syscall.EINVAL {
+		if owner, cur := cgo.SyncOwner(p), cgo.CurrentLoop(); owner >= 0 && owner != cur {
+			where := "a goroutine that is no loop's"
+			if cur >= 0 {
+				where = fmt.Sprintf("loop %d", cur)
+			}
+			return &OpError{Op: op, Err: fmt.Errorf("the %s belongs to loop %d's coroutines and callbacks, "+
+				"not to %s: %w", o.name, owner, where, en)}
+		} else if cur < 0 {
+			return &OpError{Op: op, Err: fmt.Errorf("called off the loops (use a coroutine or a callback "+
+				"of the %s's loop): %w", o.name, en)}
+		}
+	}
+	return errnoError(op, en)
+}
+
+// wait runs a blocking call of kind as co (its proxy waits in C).
+func (o *syncObj) wait(op string, co *Co, kind int, elem unsafe.Pointer, timeout time.Duration) error {
+	if err := co.enter(op); err != nil {
+		return err
+	}
+	var r cgo.Res
+	var obj unsafe.Pointer
+	err := o.use(op, func(p unsafe.Pointer) error {
+		obj = p
+		if kind != cgo.MutexTryLock && kind != cgo.MutexUnlock && co.takeCancel() {
+			return errnoError(op, syscall.ECANCELED)
+		}
+		px, err := co.proxyOf(op)
+		if err != nil {
+			return err
+		}
+		// started under the read lock: a Close now fails with EBUSY
+		r = cgo.Sync(px, kind, p, elem, timeoutNs(timeout))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	res, errno := co.complete(op, r, waitC)
+	if res >= 0 {
+		return nil
+	}
+	if errno == syscall.EPERM && kind == cgo.MutexUnlock {
+		return &OpError{Op: op, Err: ErrNotOwner}
+	}
+	if errno == syscall.EBUSY && kind == cgo.MutexTryLock {
+		return &OpError{Op: op, Err: ErrWouldBlock}
+	}
+	return o.callErr(op, obj, errno)
+}
+
+// closeObj frees the C object (EBUSY while a coroutine waits on it).
+func (o *syncObj) closeObj(op string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return &OpError{Op: op, Err: ErrClosed}
+	}
+	var busy error
+	err := withSession(o.epoch, func() error { busy = o.free(o.p); return nil })
+	if err != nil {
+		// its eventer is going or gone: Shutdown frees it
+		o.closed = true
+		return nil
+	}
+	if busy != nil {
+		return &OpError{Op: op, Err: fmt.Errorf("a coroutine waits on it: %w", busy)}
+	}
+	o.p, o.closed = nil, true
+	untrack(&o.tr)
+	return nil
+}
+
+func (o *syncObj) releaseAtShutdown() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	// the loops have stopped and their waiters are gone: free it (a wait
+	// that was under way may leave it refusing: then it stays allocated)
+	if o.p != nil && o.free(o.p) == nil {
+		o.p, o.closed = nil, true
+	}
 }
 
 // ---- semaphore -------------------------------------------------------------
 
 // Sem is a counting semaphore (eventer_aco_sem_t).
-type Sem struct {
-	p     unsafe.Pointer
-	epoch uint64
-}
+type Sem struct{ o syncObj }
 
-// NewSem makes a semaphore with value initial.
-func NewSem(initial uint) (*Sem, error) {
-	var p unsafe.Pointer
-	var epoch uint64
-	err := withLive(func() (err error) { epoch = sessionNow(); p, err = cgo.SemNew(initial); return err })
-	if err != nil {
-		return nil, &OpError{Op: "NewSem", Err: err}
+// NewSem makes a semaphore with value initial (0 to 2^31-1).
+func NewSem(initial int) (*Sem, error) {
+	const op = "NewSem"
+	if initial < 0 || initial > cgo.SemValueMax {
+		return nil, &OpError{Op: op, Err: fmt.Errorf("initial value %d out of range [0, %d]: %w",
+			initial, cgo.SemValueMax, syscall.EINVAL)}
 	}
-	return &Sem{p: p, epoch: epoch}, nil
+	var p unsafe.Pointer
+	err := withLive(func() (err error) { p, err = cgo.SemNew(initial); return err })
+	if err != nil {
+		return nil, &OpError{Op: op, Err: err}
+	}
+	s := &Sem{}
+	s.o.init("semaphore", p, cgo.SemFree)
+	return s, nil
 }
 
 // Wait takes one unit, waiting for it up to timeout (first come, first
 // served).
 func (s *Sem) Wait(co *Co, timeout time.Duration) error {
-	return co.syncCall("Sem.Wait", cgo.SemWait, s.p, s.epoch, nil, timeout)
+	return s.o.wait("Sem.Wait", co, cgo.SemWait, nil, timeout)
 }
 
-// TryWait takes one unit if there is one; false otherwise.
-func (s *Sem) TryWait(co *Co) bool {
-	return co.syncCall("Sem.TryWait", cgo.SemTryWait, s.p, s.epoch, nil, 0) == nil
+// TryWait takes one unit if there is one, without waiting: nil, or an
+// error satisfying errors.Is(err, ErrWouldBlock).
+func (s *Sem) TryWait() error {
+	const op = "Sem.TryWait"
+	return s.o.use(op, func(p unsafe.Pointer) error { return s.o.callErr(op, p, cgo.SemTryWait(p)) })
 }
 
-// Post adds one unit, handing it to the first waiter if any.  From a
-// coroutine or a callback of the semaphore's loop.
+// Post adds one unit, handing it to the first waiter if any.
 func (s *Sem) Post() error {
-	return plainError("Sem.Post", withSession(s.epoch, func() error { return cgo.SemPost(s.p) }))
+	const op = "Sem.Post"
+	return s.o.use(op, func(p unsafe.Pointer) error { return s.o.callErr(op, p, cgo.SemPost(p)) })
 }
 
-// Value is the number of units available.
+// Value is the number of units available (0 once closed).
 func (s *Sem) Value() int {
 	v := 0
-	_ = withSession(s.epoch, func() error { v = cgo.SemValue(s.p); return nil })
+	_ = s.o.use("Sem.Value", func(p unsafe.Pointer) error { v = cgo.SemValue(p); return nil })
 	return v
 }
 
-// Free releases the semaphore.
-func (s *Sem) Free() error {
-	err := plainError("Sem.Free", withSession(s.epoch, func() error { return cgo.SemFree(s.p) }))
-	if err == nil {
-		s.p = nil
-	}
-	return err
-}
+// Close frees the semaphore (eventer_aco_sem_free).
+func (s *Sem) Close() error { return s.o.closeObj("Sem.Close") }
 
 // ---- mutex -----------------------------------------------------------------
 
 // Mutex is a coroutine mutex (eventer_aco_mutex_t): owned by the
 // coroutine that locked it, handed to waiters in order.
-type Mutex struct {
-	p     unsafe.Pointer
-	epoch uint64
-}
+type Mutex struct{ o syncObj }
 
 // NewMutex makes an unlocked mutex.
 func NewMutex() (*Mutex, error) {
 	var p unsafe.Pointer
-	var epoch uint64
-	err := withLive(func() (err error) { epoch = sessionNow(); p, err = cgo.MutexNew(); return err })
+	err := withLive(func() (err error) { p, err = cgo.MutexNew(); return err })
 	if err != nil {
 		return nil, &OpError{Op: "NewMutex", Err: err}
 	}
-	return &Mutex{p: p, epoch: epoch}, nil
+	m := &Mutex{}
+	m.o.init("mutex", p, cgo.MutexFree)
+	return m, nil
 }
 
-// Lock locks m for co, waiting up to timeout.
+// Lock locks m for co, waiting up to timeout.  A coroutine that holds it
+// already gets an error wrapping EDEADLK.
 func (m *Mutex) Lock(co *Co, timeout time.Duration) error {
-	return co.syncCall("Mutex.Lock", cgo.MutexLock, m.p, m.epoch, nil, timeout)
+	return m.o.wait("Mutex.Lock", co, cgo.MutexLock, nil, timeout)
 }
 
-// TryLock locks m for co if it is free.
-func (m *Mutex) TryLock(co *Co) bool {
-	return co.syncCall("Mutex.TryLock", cgo.MutexTryLock, m.p, m.epoch, nil, 0) == nil
+// TryLock locks m for co if it is free: nil, or an error satisfying
+// errors.Is(err, ErrWouldBlock).
+func (m *Mutex) TryLock(co *Co) error {
+	return m.o.wait("Mutex.TryLock", co, cgo.MutexTryLock, nil, 0)
 }
 
-// Unlock releases m; co must be its owner (else an error wrapping EPERM).
+// Unlock releases m; co must be its owner (else an error satisfying
+// errors.Is(err, ErrNotOwner)).
 func (m *Mutex) Unlock(co *Co) error {
-	return co.syncCall("Mutex.Unlock", cgo.MutexUnlock, m.p, m.epoch, nil, 0)
+	return m.o.wait("Mutex.Unlock", co, cgo.MutexUnlock, nil, 0)
 }
 
 // Locked reports whether m is locked.
 func (m *Mutex) Locked() bool {
 	v := false
-	_ = withSession(m.epoch, func() error { v = cgo.MutexLocked(m.p); return nil })
+	_ = m.o.use("Mutex.Locked", func(p unsafe.Pointer) error { v = cgo.MutexLocked(p); return nil })
 	return v
 }
 
-// Free releases the mutex.
-func (m *Mutex) Free() error {
-	err := plainError("Mutex.Free", withSession(m.epoch, func() error { return cgo.MutexFree(m.p) }))
-	if err == nil {
-		m.p = nil
-	}
-	return err
-}
+// Close frees the mutex (eventer_aco_mutex_free).
+func (m *Mutex) Close() error { return m.o.closeObj("Mutex.Close") }
 
 // ---- wait group ------------------------------------------------------------
 
 // WaitGroup is a coroutine wait group (eventer_aco_wg_t).
-type WaitGroup struct {
-	p     unsafe.Pointer
-	epoch uint64
-}
+type WaitGroup struct{ o syncObj }
 
 // NewWaitGroup makes a wait group with counter 0.
 func NewWaitGroup() (*WaitGroup, error) {
 	var p unsafe.Pointer
-	var epoch uint64
-	err := withLive(func() (err error) { epoch = sessionNow(); p, err = cgo.WgNew(); return err })
+	err := withLive(func() (err error) { p, err = cgo.WgNew(); return err })
 	if err != nil {
 		return nil, &OpError{Op: "NewWaitGroup", Err: err}
 	}
-	return &WaitGroup{p: p, epoch: epoch}, nil
+	w := &WaitGroup{}
+	w.o.init("wait group", p, cgo.WgFree)
+	return w, nil
 }
 
-// Add adds n (may be negative) to the counter; a negative counter is an
-// error and leaves it unchanged.
+// Add adds n (which may be negative) to the counter.  A counter that would
+// go negative or past 2^31-1 is an error and stays as it was.
 func (w *WaitGroup) Add(n int) error {
-	return plainError("WaitGroup.Add", withSession(w.epoch, func() error { return cgo.WgAdd(w.p, n) }))
+	const op = "WaitGroup.Add"
+	if n < math.MinInt32 || n > math.MaxInt32 {
+		return &OpError{Op: op, Err: fmt.Errorf("%d out of range: %w", n, syscall.EINVAL)}
+	}
+	return w.o.use(op, func(p unsafe.Pointer) error { return w.o.callErr(op, p, cgo.WgAdd(p, n)) })
 }
 
 // Done is Add(-1).
 func (w *WaitGroup) Done() error {
-	return plainError("WaitGroup.Done", withSession(w.epoch, func() error { return cgo.WgDone(w.p) }))
+	const op = "WaitGroup.Done"
+	return w.o.use(op, func(p unsafe.Pointer) error { return w.o.callErr(op, p, cgo.WgAdd(p, -1)) })
 }
 
 // Count is the counter.
 func (w *WaitGroup) Count() int {
 	v := 0
-	_ = withSession(w.epoch, func() error { v = cgo.WgCount(w.p); return nil })
+	_ = w.o.use("WaitGroup.Count", func(p unsafe.Pointer) error { v = cgo.WgCount(p); return nil })
 	return v
 }
 
 // Wait waits until the counter is 0, up to timeout.
 func (w *WaitGroup) Wait(co *Co, timeout time.Duration) error {
-	return co.syncCall("WaitGroup.Wait", cgo.WgWait, w.p, w.epoch, nil, timeout)
+	return w.o.wait("WaitGroup.Wait", co, cgo.WgWait, nil, timeout)
 }
 
-// Free releases the wait group.
-func (w *WaitGroup) Free() error {
-	err := plainError("WaitGroup.Free", withSession(w.epoch, func() error { return cgo.WgFree(w.p) }))
-	if err == nil {
-		w.p = nil
-	}
-	return err
-}
+// Close frees the wait group (eventer_aco_wg_free).
+func (w *WaitGroup) Close() error { return w.o.closeObj("WaitGroup.Close") }
 
 // ---- channel -----------------------------------------------------------------
-
-// ErrChanClosed is the cause of a Send on a closed Chan, and of a Recv on
-// a closed and drained one (C's EPIPE).
-var ErrChanClosed = errors.New("channel closed")
 
 // Chan is a bounded channel of fixed-size byte elements
 // (eventer_aco_chan_t), shared by Go and C coroutines of one loop.
 // Elements are copied in and out: they are bytes, never Go pointers.
 type Chan struct {
-	p        unsafe.Pointer
+	o        syncObj
 	elemSize int
-	epoch    uint64
 }
 
 // NewChan makes a channel of capacity elements of elemSize bytes each.
 func NewChan(elemSize, capacity int) (*Chan, error) {
-	if elemSize < 1 || capacity < 1 {
+	if elemSize < 1 || capacity < 1 || elemSize > 1<<30 || capacity > 1<<30 {
 		return nil, &OpError{Op: "NewChan", Err: syscall.EINVAL}
 	}
 	var p unsafe.Pointer
-	var epoch uint64
-	err := withLive(func() (err error) { epoch = sessionNow(); p, err = cgo.ChanNew(elemSize, capacity); return err })
+	err := withLive(func() (err error) { p, err = cgo.ChanNew(elemSize, capacity); return err })
 	if err != nil {
 		return nil, &OpError{Op: "NewChan", Err: err}
 	}
-	return &Chan{p: p, elemSize: elemSize, epoch: epoch}, nil
+	c := &Chan{elemSize: elemSize}
+	c.o.init("channel", p, cgo.ChanFree)
+	return c, nil
+}
+
+func (c *Chan) checkSize(op string, elem []byte) error {
+	if len(elem) != c.elemSize {
+		return &OpError{Op: op, Err: fmt.Errorf("element of %d bytes, want %d", len(elem), c.elemSize)}
+	}
+	return nil
 }
 
 func (c *Chan) xfer(op string, co *Co, kind int, elem []byte, timeout time.Duration) error {
-	if len(elem) != c.elemSize {
-		co.enter(op)
-		return &OpError{Op: op, Err: errors.New("element size mismatch")}
+	if err := co.enter(op); err != nil {
+		return err
+	}
+	if err := c.checkSize(op, elem); err != nil {
+		return err
 	}
 	// the element travels through C memory: C may hold it while co waits
 	buf := cgo.CMalloc(c.elemSize)
 	defer cgo.CFree(buf)
 	cb := unsafe.Slice((*byte)(buf), c.elemSize)
-	if kind == cgo.ChanSend || kind == cgo.ChanTrySend {
+	if kind == cgo.ChanSend {
 		copy(cb, elem)
 	}
-	err := co.syncCall(op, kind, c.p, c.epoch, buf, timeout)
-	if err == nil && (kind == cgo.ChanRecv || kind == cgo.ChanTryRecv) {
+	err := c.o.wait(op, co, kind, buf, timeout)
+	if err == nil && kind == cgo.ChanRecv {
 		copy(elem, cb)
 	}
 	return err
@@ -269,39 +359,56 @@ func (c *Chan) Recv(co *Co, elem []byte, timeout time.Duration) error {
 	return c.xfer("Chan.Recv", co, cgo.ChanRecv, elem, timeout)
 }
 
-// TrySend sends without waiting (an error wrapping EAGAIN when full).
-func (c *Chan) TrySend(co *Co, elem []byte) error {
-	return c.xfer("Chan.TrySend", co, cgo.ChanTrySend, elem, 0)
+// TrySend sends without waiting: an error satisfying
+// errors.Is(err, ErrWouldBlock) when full.
+func (c *Chan) TrySend(elem []byte) error {
+	const op = "Chan.TrySend"
+	if err := c.checkSize(op, elem); err != nil {
+		return err
+	}
+	buf := cgo.CMalloc(c.elemSize)
+	defer cgo.CFree(buf)
+	copy(unsafe.Slice((*byte)(buf), c.elemSize), elem)
+	return c.o.use(op, func(p unsafe.Pointer) error { return c.o.callErr(op, p, cgo.ChanTrySend(p, buf)) })
 }
 
-// TryRecv receives without waiting (an error wrapping EAGAIN when empty).
-func (c *Chan) TryRecv(co *Co, elem []byte) error {
-	return c.xfer("Chan.TryRecv", co, cgo.ChanTryRecv, elem, 0)
+// TryRecv receives without waiting: an error satisfying
+// errors.Is(err, ErrWouldBlock) when empty.
+func (c *Chan) TryRecv(elem []byte) error {
+	const op = "Chan.TryRecv"
+	if err := c.checkSize(op, elem); err != nil {
+		return err
+	}
+	buf := cgo.CMalloc(c.elemSize)
+	defer cgo.CFree(buf)
+	err := c.o.use(op, func(p unsafe.Pointer) error { return c.o.callErr(op, p, cgo.ChanTryRecv(p, buf)) })
+	if err == nil {
+		copy(elem, unsafe.Slice((*byte)(buf), c.elemSize))
+	}
+	return err
 }
 
-// Close closes the channel: senders (waiting ones too) get ErrChanClosed.
-func (c *Chan) Close() error {
-	return plainError("Chan.Close", withSession(c.epoch, func() error { return cgo.ChanClose(c.p) }))
+// CloseSend closes the channel for sending (eventer_aco_chan_close): senders,
+// waiting ones too, get ErrChanClosed; receivers drain what is buffered.
+// (Close frees it.)
+func (c *Chan) CloseSend() error {
+	const op = "Chan.CloseSend"
+	return c.o.use(op, func(p unsafe.Pointer) error { return c.o.callErr(op, p, cgo.ChanClose(p)) })
 }
 
 // Len and Cap are the buffered elements and the capacity.
 func (c *Chan) Len() int {
 	v := 0
-	_ = withSession(c.epoch, func() error { v = cgo.ChanLen(c.p); return nil })
+	_ = c.o.use("Chan.Len", func(p unsafe.Pointer) error { v = cgo.ChanLen(p); return nil })
 	return v
 }
 
 func (c *Chan) Cap() int {
 	v := 0
-	_ = withSession(c.epoch, func() error { v = cgo.ChanCap(c.p); return nil })
+	_ = c.o.use("Chan.Cap", func(p unsafe.Pointer) error { v = cgo.ChanCap(p); return nil })
 	return v
 }
 
-// Free releases the channel.
-func (c *Chan) Free() error {
-	err := plainError("Chan.Free", withSession(c.epoch, func() error { return cgo.ChanFree(c.p) }))
-	if err == nil {
-		c.p = nil
-	}
-	return err
-}
+// Close frees the channel and what it still buffers
+// (eventer_aco_chan_free).
+func (c *Chan) Close() error { return c.o.closeObj("Chan.Close") }

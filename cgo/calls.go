@@ -1,8 +1,7 @@
 package cgo
 
 /*
-#cgo noescape ev_go_io
-#cgo noescape ev_go_wait
+#cgo noescape ev_go_try
 #include "glue.h"
 #include <errno.h>
 #include <string.h>
@@ -10,7 +9,6 @@ package cgo
 import "C"
 
 import (
-	"errors"
 	"syscall"
 	"unsafe"
 )
@@ -24,21 +22,24 @@ const (
 	MaskRecurrent = int(C.EVENTER_RECURRENT)
 )
 
-// Proxy operations (eventer_aco_proxy.h).
+// The proxy result protocol (eventer_aco_proxy.h): every call that may
+// wait for a Go coroutine returns one of these.
 const (
-	OpClose   = int(C.EVENTER_PROXY_CLOSE)
-	OpConvert = int(C.EVENTER_PROXY_CONVERT)
-	OpSleep   = int(C.EVENTER_PROXY_SLEEP)
-	OpYield   = int(C.EVENTER_PROXY_YIELD)
-	OpPark    = int(C.EVENTER_PROXY_PARK)
+	Done   = int(C.EVENTER_PROXY_DONE)   // over: Res holds the result
+	Parked = int(C.EVENTER_PROXY_PARKED) // a completion step follows
+	Misuse = int(C.EVENTER_PROXY_MISUSE) // refused: Err says why
 )
 
-// errnoErr turns a C errno into a syscall.Errno (nil for 0).
-func errnoErr(e C.int) error {
-	if e == 0 {
-		return nil
-	}
-	return syscall.Errno(e)
+// Res is the result of a proxy call: RC is Done, Parked or Misuse; Val and
+// Err the call's result when Done (Err is the reason when Misuse).
+type Res struct {
+	RC  int
+	Val int64
+	Err syscall.Errno
+}
+
+func res(r C.ev_go_res_t) Res {
+	return Res{RC: int(r.rc), Val: int64(r.res), Err: syscall.Errno(r.err)}
 }
 
 // SetProp is eventer_impl_propset (before InitExternal).
@@ -52,13 +53,13 @@ func SetProp(key, value string) error {
 	return nil
 }
 
-// InitExternal creates the loops without threads (eventer_init_external)
-// and registers the Go trampoline as a foreign callback.
+// InitExternal creates the loops without threads (eventer_init_external),
+// sets up their wake-ups and registers the Go trampoline as a foreign
+// callback.
 func InitExternal() error {
 	if rc, err := C.eventer_init_external(); rc != 0 {
 		return err
 	}
-	C.eventer_foreign_reset()
 	if rc, err := C.ev_go_setup(); rc != 0 {
 		return err
 	}
@@ -90,8 +91,18 @@ const (
 	KindRecurrent = int(C.EV_GO_RECURRENT)
 )
 
+// Dispatch kinds of a CALLBACK step (what the callback's result means).
+const (
+	DispatchFd       = int(C.EV_GO_DK_FD)
+	DispatchTimer    = int(C.EV_GO_DK_TIMER)
+	DispatchRecur    = int(C.EV_GO_DK_RECUR)
+	DispatchTrigger  = int(C.EV_GO_DK_TRIGGER)
+	DispatchComplete = int(C.EV_GO_DK_COMPLETE)
+)
+
 // Alloc makes a C event whose callback is the Go trampoline and whose
-// closure boxes id.  whenUs is the wall-clock time of a timer.
+// closure boxes id (id 0, KindFd: an fd event with no callback, to be
+// converted to an aco event).  whenUs is the wall-clock time of a timer.
 func Alloc(kind, fd, mask int, id uint64, whenUs int64) (unsafe.Pointer, error) {
 	e, err := C.ev_go_alloc(C.int(kind), C.int(fd), C.int(mask), C.uint64_t(id), C.int64_t(whenUs))
 	if e == nil {
@@ -100,19 +111,10 @@ func Alloc(kind, fd, mask int, id uint64, whenUs int64) (unsafe.Pointer, error) 
 	return unsafe.Pointer(e), nil
 }
 
-// AllocFdPlain makes an fd event with the POSIX opset and no Go callback
-// (for events that will be converted to aco events).
-func AllocFdPlain(fd int) (unsafe.Pointer, error) {
-	e, err := C.ev_go_alloc(C.EV_GO_FD, C.int(fd), C.EVENTER_READ, 0, 0)
-	if e == nil {
-		return nil, err
-	}
-	return unsafe.Pointer(e), nil
-}
-
 func ev(e unsafe.Pointer) C.eventer_t { return C.eventer_t(e) }
+func iv(p unsafe.Pointer) C.uintptr_t { return C.uintptr_t(uintptr(p)) }
 
-// Add is eventer_add (thread-safe).
+// Add is eventer_add: it takes over a reference the caller holds.
 func Add(e unsafe.Pointer) error {
 	if rc, err := C.eventer_add_ex(ev(e)); rc != 0 {
 		return err
@@ -121,7 +123,8 @@ func Add(e unsafe.Pointer) error {
 }
 
 // Remove is eventer_remove: true if the eventer handed its reference back
-// (the caller then owns it), false with the errno otherwise.
+// (the caller then owns it), false with the errno otherwise (EINPROGRESS:
+// queued to the owner, which drops the reference itself).
 func Remove(e unsafe.Pointer) (bool, error) {
 	r, err := C.eventer_remove(ev(e))
 	if r == nil {
@@ -138,7 +141,7 @@ func Update(e unsafe.Pointer, mask int) error {
 	return nil
 }
 
-// Trigger is eventer_trigger.
+// Trigger is eventer_trigger: it takes over a reference the caller holds.
 func Trigger(e unsafe.Pointer, mask int) error {
 	if rc, err := C.eventer_trigger_ex(ev(e), C.int(mask)); rc != 0 {
 		return err
@@ -146,20 +149,23 @@ func Trigger(e unsafe.Pointer, mask int) error {
 	return nil
 }
 
-// Ref and Free are eventer_ref / eventer_free.
-func Ref(e unsafe.Pointer)  { C.eventer_ref(ev(e)) }
-func Free(e unsafe.Pointer) { C.eventer_free(ev(e)) }
+// Ref and Deref are eventer_ref / eventer_deref.
+func Ref(e unsafe.Pointer)   { C.eventer_ref(ev(e)) }
+func Deref(e unsafe.Pointer) { C.eventer_deref(ev(e)) }
 
-// Fd and Mask are the event's accessors.
-func Fd(e unsafe.Pointer) int   { return int(C.eventer_get_fd(ev(e))) }
-func Mask(e unsafe.Pointer) int { return int(C.eventer_get_mask(ev(e))) }
+// Registered reports whether e is registered (or an add or trigger of it
+// is queued).
+func Registered(e unsafe.Pointer) bool { return C.ev_go_registered(ev(e)) != 0 }
+
+// Fd is the event's fd.
+func Fd(e unsafe.Pointer) int { return int(C.eventer_get_fd(ev(e))) }
 
 // IsAco reports whether e is an aco event.
 func IsAco(e unsafe.Pointer) bool { return C.eventer_is_aco(ev(e)) != 0 }
 
 // SetOwnerLoop moves an unregistered event to loop idx of the default pool.
 func SetOwnerLoop(e unsafe.Pointer, idx int) error {
-	l := loopByIndex(idx)
+	l := C.ev_go_loop(C.int(idx))
 	if l == nil {
 		return syscall.EINVAL
 	}
@@ -182,14 +188,69 @@ func DeadIDs(buf []uint64) int {
 	return int(C.eventer_foreign_dead_ids((*C.uint64_t)(unsafe.Pointer(&buf[0])), C.int(len(buf))))
 }
 
-func loopByIndex(idx int) *C.eventer_loop_t { return C.ev_go_loop(C.int(idx)) }
-
 // ForeignWake makes loop idx hand its driver a wake step (thread-safe).
 func ForeignWake(idx int) error {
 	if rc, err := C.ev_go_foreign_wake(C.int(idx)); rc != 0 {
 		return err
 	}
 	return nil
+}
+
+// CurrentLoop is the index of the calling thread's loop (-1 off-loop).
+func CurrentLoop() int {
+	l := C.eventer_loop_current()
+	if l == nil {
+		return -1
+	}
+	return int(C.eventer_loop_index(l))
+}
+
+// ---- aco events ----------------------------------------------------------------
+
+// Convert makes idle fd event e an aco event of the calling loop.
+func Convert(e unsafe.Pointer) error {
+	if rc := C.ev_go_convert(iv(e)); rc != 0 {
+		return syscall.Errno(rc)
+	}
+	return nil
+}
+
+// AcoClose is eventer_aco_close (loop thread).
+func AcoClose(e unsafe.Pointer) error {
+	if rc := C.ev_go_aco_close(iv(e)); rc != 0 {
+		return syscall.Errno(rc)
+	}
+	return nil
+}
+
+// AcoClosed reports whether aco event e was closed (eventer_aco_close,
+// by Go or by C code).
+func AcoClosed(e unsafe.Pointer) bool { return C.ev_go_aco_closed(iv(e)) == 1 }
+
+// PosixClosedFlag is the address (C memory) of aco event e's closed flag
+// when its opset is the POSIX one, else nil: the Go side may then do the
+// event's reads and writes with its own syscalls.
+func PosixClosedFlag(e unsafe.Pointer) *uint8 {
+	return (*uint8)(unsafe.Pointer(C.ev_go_posix_closed_flag(ev(e))))
+}
+
+// Go coroutine I/O attempts (see ev_go_try).
+const (
+	IORead   = int(C.EV_GO_READ)
+	IOWrite  = int(C.EV_GO_WRITE)
+	IOAccept = int(C.EV_GO_ACCEPT)
+)
+
+// Try is one non-blocking attempt of op on aco event e through its opset:
+// the result (or -1) and errno, and on EAGAIN the mask to wait for.  buf
+// is used only during the call.
+func Try(e unsafe.Pointer, op int, buf []byte) (int64, syscall.Errno, int) {
+	var b *C.char // *C.char, not unsafe.Pointer: no pointer check needed
+	if len(buf) > 0 {
+		b = (*C.char)(unsafe.Pointer(&buf[0]))
+	}
+	r := C.ev_go_try(iv(e), C.int(op), b, C.size_t(len(buf)))
+	return int64(r.res), syscall.Errno(r.err), int(r.mask)
 }
 
 // ---- proxies -------------------------------------------------------------------
@@ -205,68 +266,7 @@ func NewProxy(id uint64) (unsafe.Pointer, error) {
 
 func px(p unsafe.Pointer) *C.eventer_aco_proxy_t { return (*C.eventer_aco_proxy_t)(p) }
 
-// ProxyIO runs an operation that takes no buffer (sleep, yield, park,
-// close, convert) through proxy p.  rc is
-// 1 (done: res, errno), 0 (parked: a ProxyDone step will follow) or -1
-// (misuse: errno).
-func ProxyIO(p unsafe.Pointer, op int, e unsafe.Pointer, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
-	var r C.int64_t
-	var ce C.int
-	c := C.ev_go_proxy_io(px(p), C.int(op), ev(e), C.int64_t(timeoutNs), &r, &ce)
-	return int(c), int64(r), syscall.Errno(ce)
-}
-
-// ProxyConnect runs eventer_aco_connect through p.
-func ProxyConnect(p unsafe.Pointer, e unsafe.Pointer, sa []byte, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
-	o := C.eventer_aco_proxy_op(px(p))
-	if len(sa) > int(unsafe.Sizeof(o.addr)) {
-		return -1, -1, syscall.EINVAL
-	}
-	o.op = C.EVENTER_PROXY_CONNECT
-	o.e = ev(e)
-	C.memcpy(unsafe.Pointer(&o.addr), unsafe.Pointer(&sa[0]), C.size_t(len(sa)))
-	o.addrlen = C.socklen_t(len(sa))
-	C.ev_go_op_timeout(o, C.int64_t(timeoutNs))
-	return proxyRun(p)
-}
-
-// ProxyJoin runs eventer_aco_join(h) through p.
-func ProxyJoin(p unsafe.Pointer, h unsafe.Pointer, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
-	o := C.eventer_aco_proxy_op(px(p))
-	o.op = C.EVENTER_PROXY_JOIN
-	o.obj = h
-	C.ev_go_op_timeout(o, C.int64_t(timeoutNs))
-	return proxyRun(p)
-}
-
-// ProxyAsynch runs Go asynch work id on job queue q (nil: default) through
-// p: the proxy waits in eventer_aco_simple_asynch and completes after the
-// job's COMPLETE.
-func ProxyAsynch(p unsafe.Pointer, q unsafe.Pointer, subq uint64, id uint64) (rc int, res int64, errno syscall.Errno) {
-	C.ev_go_op_asynch(C.eventer_aco_proxy_op(px(p)), (*C.eventer_jobq_t)(q), C.uint64_t(subq), C.uint64_t(id))
-	return proxyRun(p)
-}
-
-func proxyRun(p unsafe.Pointer) (rc int, res int64, errno syscall.Errno) {
-	c, err := C.eventer_aco_proxy_run(px(p))
-	o := C.eventer_aco_proxy_op(px(p))
-	switch c {
-	case 1:
-		return 1, int64(o.result), syscall.Errno(o.err)
-	case 0:
-		return 0, 0, 0
-	}
-	var en syscall.Errno
-	errors.As(err, &en)
-	return -1, -1, en
-}
-
-// ProxyHandle is the proxy coroutine's handle (nil before its first run).
-func ProxyHandle(p unsafe.Pointer) unsafe.Pointer {
-	return unsafe.Pointer(C.eventer_aco_proxy_handle(px(p)))
-}
-
-// ProxyFree ends the proxy (idle only).
+// ProxyFree frees proxy p (no call pending).
 func ProxyFree(p unsafe.Pointer) error {
 	if rc, err := C.eventer_aco_proxy_free(px(p)); rc != 0 {
 		return err
@@ -274,37 +274,53 @@ func ProxyFree(p unsafe.Pointer) error {
 	return nil
 }
 
-// ---- coroutine handles -------------------------------------------------------
+// Wait starts proxy p waiting until aco event e is ready for mask (after
+// an attempt would have blocked); readLen > 0 asks for a read-through.
+func Wait(p, e unsafe.Pointer, mask int, readLen int, timeoutNs int64) Res {
+	return res(C.ev_go_wait(iv(p), iv(e), C.int(mask), C.size_t(readLen), C.int64_t(timeoutNs)))
+}
 
-func hd(h unsafe.Pointer) *C.eventer_aco_co_t { return (*C.eventer_aco_co_t)(h) }
+// Sleep is eventer_aco_sleep for p (ns > 0).
+func Sleep(p unsafe.Pointer, ns int64) Res { return res(C.ev_go_sleep(iv(p), C.int64_t(ns))) }
 
-// Cancel is eventer_aco_cancel (thread-safe).
-func Cancel(h unsafe.Pointer) error {
-	if rc, err := C.eventer_aco_cancel(hd(h)); rc != 0 {
+// Yield is eventer_aco_yield for p.
+func Yield(p unsafe.Pointer) Res { return res(C.ev_go_yield(iv(p))) }
+
+// Park is eventer_aco_park for p, ended by ProxyWake.
+func Park(p unsafe.Pointer, timeoutNs int64) Res {
+	return res(C.ev_go_park(iv(p), C.int64_t(timeoutNs)))
+}
+
+// Asynch runs Go asynch work id on job queue q (nil: the default) through
+// p: the proxy waits for the job's COMPLETE.
+func Asynch(p, q unsafe.Pointer, subq, id uint64) Res {
+	return res(C.ev_go_asynch(iv(p), iv(q), C.uint64_t(subq), C.uint64_t(id)))
+}
+
+// ProxyCancel ends p's pending cancellable call with ECANCELED (its
+// completion step follows); EAGAIN if none is waiting.
+func ProxyCancel(p unsafe.Pointer) error {
+	if rc, err := C.eventer_aco_proxy_cancel(px(p)); rc != 0 {
 		return err
 	}
 	return nil
 }
 
-// WakeCo is eventer_aco_wake (thread-safe).
-func WakeCo(h unsafe.Pointer) error {
-	if rc, err := C.eventer_aco_wake(hd(h)); rc != 0 {
+// ProxyWake ends p's pending park with success; EAGAIN if not parked.
+func ProxyWake(p unsafe.Pointer) error {
+	if rc, err := C.eventer_aco_proxy_wake(px(p)); rc != 0 {
 		return err
 	}
 	return nil
 }
 
-// HandleRef / HandleRelease: eventer_aco_co_ref / _release.
-func HandleRef(h unsafe.Pointer)     { C.eventer_aco_co_ref(hd(h)) }
-func HandleRelease(h unsafe.Pointer) { C.eventer_aco_co_release(hd(h)) }
-
-// CurrentLoop is the index of the calling thread's loop (-1 off-loop).
-func CurrentLoop() int {
-	l := C.eventer_loop_current()
-	if l == nil {
-		return -1
+// ProxyAbort ends p's pending call without a completion (teardown);
+// EBUSY for an asynch wait (leave p to Fini).
+func ProxyAbort(p unsafe.Pointer) error {
+	if rc, err := C.eventer_aco_proxy_abort(px(p)); rc != 0 {
+		return err
 	}
-	return int(C.eventer_loop_index(l))
+	return nil
 }
 
 // ---- job queues --------------------------------------------------------------
@@ -320,6 +336,9 @@ func JobqCreate(name string) (unsafe.Pointer, error) {
 	}
 	return unsafe.Pointer(q), nil
 }
+
+// JobqDefault is the default job queue.
+func JobqDefault() unsafe.Pointer { return unsafe.Pointer(C.eventer_default_jobq()) }
 
 func jq(q unsafe.Pointer) *C.eventer_jobq_t { return (*C.eventer_jobq_t)(q) }
 
@@ -351,47 +370,10 @@ func JobqSet(q unsafe.Pointer, concurrency, min, max, floor, backlog int) {
 func JobqConcurrency(q unsafe.Pointer) int { return int(C.eventer_jobq_get_concurrency(jq(q))) }
 func JobqBacklog(q unsafe.Pointer) int     { return int(C.eventer_jobq_get_backlog(jq(q))) }
 
-// JobqDestroy is eventer_jobq_destroy.
+// JobqDestroy is eventer_jobq_destroy: it waits for running jobs.
 func JobqDestroy(q unsafe.Pointer) { C.eventer_jobq_destroy(jq(q)) }
 
-// Go coroutine I/O (see ev_go_io in glue.h).
-const (
-	IORead   = int(C.EV_GO_READ)
-	IOWrite  = int(C.EV_GO_WRITE)
-	IOAccept = int(C.EV_GO_ACCEPT)
-)
-
-// IO is one attempt of a Go coroutine's read, write or accept on aco
-// event e, falling back to a readiness wait in proxy p.  rc: 1 done
-// (res, errno), 2 the wait ended at once (res 0: retry; -1: errno), 0 the
-// proxy waits (a ProxyDone step follows), -1 misuse (errno).  buf is used
-// only during the call.
-func IO(p unsafe.Pointer, op int, e unsafe.Pointer, buf []byte, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
-	var r C.int64_t
-	var ce C.int
-	var b *C.char // *C.char, not unsafe.Pointer: no pointer check needed
-	if len(buf) > 0 {
-		b = (*C.char)(unsafe.Pointer(&buf[0]))
-	}
-	c := C.ev_go_io(px(p), C.int(op), ev(e), b, C.size_t(len(buf)), C.int64_t(timeoutNs), &r, &ce)
-	return int(c), int64(r), syscall.Errno(ce)
-}
-
-// Wait starts proxy p waiting until aco event e is ready for mask (after
-// the Go side's own syscall would have blocked); readLen > 0 asks for a
-// read-through.  rc as IO: 0 waiting, 2 ended at once (res, errno), -1
-// misuse.
-func Wait(p, e unsafe.Pointer, mask int, readLen int, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
-	r := C.ev_go_wait(C.uintptr_t(uintptr(p)), C.uintptr_t(uintptr(e)), C.int(mask), C.size_t(readLen), C.int64_t(timeoutNs))
-	return int(r.rc), int64(r.res), syscall.Errno(r.err)
-}
-
-// PosixClosedFlag is the address (C memory) of aco event e's closed flag
-// when its opset is the POSIX one, else nil: the Go side may then do the
-// event's reads and writes with its own syscalls.
-func PosixClosedFlag(e unsafe.Pointer) *uint8 {
-	return (*uint8)(unsafe.Pointer(C.ev_go_posix_closed_flag(ev(e))))
-}
+// ---- logs ------------------------------------------------------------------------
 
 // LogToGo sends the C library's log lines to LogLine (true) or to stderr.
 func LogToGo(on bool) {

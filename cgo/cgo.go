@@ -1,11 +1,14 @@
 // Package cgo is the seam between the C core (csrc/) and package eventer:
-// the only package of the module with `import "C"`.
+// the only package of the module with `import "C"`.  Users never import
+// it: its API is for package eventer, deals in integers, unsafe.Pointers to
+// C memory and Go values (never in C types), and may change at any time.
 //
 // It compiles the C sources through small unity files (cgo builds only
 // this directory's files), holds every //export trampoline (exports.go),
-// and the loop driver (driver.go).  Its API is for package eventer: it
-// deals in integers, unsafe.Pointers to C memory and Go values, never in C
-// types, and it is not a stable public API.
+// and the loop driver (driver.go).  The C scenarios that the tests and
+// benchmarks run next to Go code (testhooks.go, conformance.go) are built
+// only with the build tag eventer_testhooks, which scripts/test-go.sh and
+// bench/gobench/run.sh pass, so a user's binary carries none of them.
 //
 // The boundary rules (DESIGN.md section 4) are kept here:
 //   - C memory never holds Go pointers: Go functions are registered by
@@ -13,7 +16,8 @@
 //   - Go never runs on a coroutine's share stack: the loop hands Go work
 //     back to the driver, and C code that calls a Go callback directly goes
 //     through ev_go_trampoline, which switches to the thread's stack;
-//   - no panic or Goexit crosses C: every export recovers.
+//   - no panic or Goexit crosses C: every export recovers, and Go asynch
+//     work runs in a goroutine of its own.
 package cgo
 
 /*
@@ -25,9 +29,9 @@ package cgo
 #cgo CFLAGS: -I${SRCDIR}/../csrc/libaco -I${SRCDIR}/../csrc/eventer
 #cgo CFLAGS: -I${SRCDIR}/../csrc/conf -I${SRCDIR}/../csrc/listener
 // csrc/conf reads XML with Debian's libxml2 (libxml2-dev); the TLS opset
-// uses OpenSSL 3 (libssl-dev)
+// uses OpenSSL 3 (libssl-dev); the HTTP engine PCRE2 and zlib
 #cgo CFLAGS: -I/usr/include/libxml2
-#cgo LDFLAGS: -lm -pthread -lxml2 -lssl -lcrypto
+#cgo LDFLAGS: -lm -pthread -lxml2 -lssl -lcrypto -lpcre2-8 -lz
 #include "glue.h"
 */
 import "C"

@@ -1,3 +1,5 @@
+//go:build eventer_testhooks
+
 /* conformance.c - see conformance.h */
 #include "conformance.h"
 

@@ -20,8 +20,9 @@ const (
 // Handler is the Go side of one loop: the driver calls it for the work the
 // loop hands back, in the loop's dispatch order.
 type Handler interface {
-	// Callback runs Go callback id for event e and returns its result.
-	Callback(e unsafe.Pointer, id uint64, mask int, nowUs int64) int
+	// Callback runs Go callback id for event e (dispatched as kind, one of
+	// the Dispatch* constants) and returns its result.
+	Callback(e unsafe.Pointer, id uint64, mask, kind int, nowUs int64) int
 	// ProxyDone resumes Go coroutine id with its operation's result.
 	// data, if not nil, holds bytes read for it; it is valid only until
 	// the handler returns (the coroutine must copy it before it waits).
@@ -74,7 +75,8 @@ func (d *Driver) Run(h Handler) error {
 		}
 		switch int(step.kind) {
 		case StepCallback:
-			rv := h.Callback(unsafe.Pointer(step.e), uint64(step.u64[0]), int(step.mask), int64(step.u64[1]))
+			rv := h.Callback(unsafe.Pointer(step.e), uint64(step.u64[0]), int(step.mask),
+				int(step.u64[2]), int64(step.u64[1]))
 			step.rv = C.int(rv) // kind stays CALLBACK: run_once applies rv
 		case StepProxy:
 			step.kind = C.EVENTER_STEP_NONE

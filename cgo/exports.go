@@ -19,12 +19,15 @@ import (
 // package eventer before the first event exists.
 var Direct func(e unsafe.Pointer, id uint64, mask int, nowUs int64) int
 
-// AsynchWork runs Go asynch work id on a job-queue thread.
+// AsynchWork runs Go asynch work id on a job-queue thread.  It must
+// return (package eventer runs the work in a goroutine of its own, so that
+// a runtime.Goexit in it ends that goroutine, not the job thread's).
 var AsynchWork func(id uint64)
 
-// LogLine receives the lines C logs (mtev_log), with their stream name,
-// once LogToGo(true) was called.
-var LogLine func(stream, line string)
+// LogLine receives the lines C logs (mtev_log), with their slog level
+// (-4 debug, 0 info, 4 warn, 8 error) and stream name, once LogToGo(true)
+// was called.
+var LogLine func(level int, stream, line string)
 
 // Panicked receives a panic that was stopped at an export; package
 // eventer re-raises it on a driver goroutine, outside C.
@@ -65,11 +68,11 @@ func goAsynchWork(id C.uint64_t) {
 }
 
 //export goLogLine
-func goLogLine(stream *C.char, line *C.char, n C.int) {
+func goLogLine(level C.int, stream *C.char, line *C.char, n C.int) {
 	returned := false
 	defer stopAtExport("the log writer", &returned)
 	if LogLine != nil {
-		LogLine(C.GoString(stream), C.GoStringN(line, n))
+		LogLine(int(level), C.GoString(stream), C.GoStringN(line, n))
 	}
 	returned = true
 }

@@ -6,6 +6,12 @@
 #include "_cgo_export.h"
 #include "eventer_aco_impl.h"
 
+_Static_assert(EV_GO_DK_FD == EV_DK_FD && EV_GO_DK_TIMER == EV_DK_TIMER &&
+                   EV_GO_DK_RECUR == EV_DK_RECUR &&
+                   EV_GO_DK_TRIGGER == EV_DK_TRIGGER &&
+                   EV_GO_DK_COMPLETE == EV_DK_COMPLETE,
+               "the Go binding's dispatch kinds are the loop's");
+
 typedef struct {
   eventer_t e;
   int mask;
@@ -27,12 +33,13 @@ int ev_go_trampoline(eventer_t e, int mask, void *closure, struct timeval *now) 
   return c.rv;
 }
 
-void ev_go_asynch(void *closure) {
+static void ev_go_asynch_fn(void *closure) {
   /* a job-queue thread: a plain pthread stack, Go may run here */
   goAsynchWork((uint64_t)(uintptr_t)closure);
 }
 
 typedef struct {
+  int level;
   const char *stream;
   const char *line;
   size_t len;
@@ -40,7 +47,16 @@ typedef struct {
 
 static void ev_go_log_thunk(void *p) {
   ev_go_logline_t *l = p;
-  goLogLine((char *)l->stream, (char *)l->line, (int)l->len);
+  goLogLine(l->level, (char *)l->stream, (char *)l->line, (int)l->len);
+}
+
+/* The severity of a stream, by which stream it is (Go's slog levels:
+ * -4 debug, 0 info, 4 warn, 8 error). */
+static int ev_go_log_level(mtev_log_stream_t ls) {
+  if (ls == mtev_error || ls == eventer_err) return 8;
+  if (ls == mtev_debug || ls == eventer_deb) return -4;
+  if (ls == mtev_stderr) return 4;
+  return 0; /* mtev_notice */
 }
 
 /* mtev_log's writer: any thread, maybe inside a coroutine - Go runs on
@@ -48,7 +64,8 @@ static void ev_go_log_thunk(void *p) {
 static void ev_go_log_writer(mtev_log_stream_t ls, const char *line,
                              size_t len, void *closure) {
   (void)closure;
-  ev_go_logline_t l = {mtev_log_stream_get_name(ls), line, len};
+  ev_go_logline_t l = {ev_go_log_level(ls), mtev_log_stream_get_name(ls), line,
+                       len};
   eventer_call_on_thread_stack(ev_go_log_thunk, &l);
 }
 
@@ -57,11 +74,24 @@ void ev_go_log_to_go(int on) {
 }
 
 int ev_go_setup(void) {
+  if (eventer_foreign_reset() != 0) return -1;
   return eventer_foreign_callback_register(ev_go_trampoline);
+}
+
+/* The callback of an fd event Go made without one (it is meant to be
+ * converted to an aco event; Go never adds it): if C code adds it anyway,
+ * it goes away at its first dispatch. */
+static int ev_go_plain_cb(eventer_t e, int mask, void *closure,
+                          struct timeval *now) {
+  (void)mask, (void)closure, (void)now;
+  eventer_remove_fde(e);
+  return 0;
 }
 
 eventer_t ev_go_alloc(int kind, int fd, int mask, uint64_t id,
                       int64_t when_us) {
+  if (kind == EV_GO_FD && id == 0)
+    return eventer_alloc_fd(ev_go_plain_cb, NULL, fd, mask);
   void *box = eventer_foreign_closure_new(id);
   if (!box) {
     errno = ENOMEM;
@@ -92,6 +122,19 @@ eventer_t ev_go_alloc(int kind, int fd, int mask, uint64_t id,
   return e;
 }
 
+int ev_go_registered(eventer_t e) {
+  return __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != EV_ST_NONE;
+}
+
+static ev_go_res_t ev_go_result(eventer_aco_proxy_t *p, int rc) {
+  ev_go_res_t r = {rc, 0, 0};
+  if (rc == EVENTER_PROXY_MISUSE)
+    r.err = errno;
+  else if (rc == EVENTER_PROXY_DONE)
+    r.res = eventer_aco_proxy_result(p, &r.err);
+  return r;
+}
+
 int ev_go_run(uintptr_t dp) {
   ev_go_driver_t *d = (ev_go_driver_t *)dp;
   int rc;
@@ -103,13 +146,14 @@ int ev_go_run(uintptr_t dp) {
     int has = ev_go_timeval(w->timeout_ns, &tv);
     rc = eventer_aco_proxy_wait(w->p, w->e, w->mask, w->read_len,
                                 has ? &tv : NULL);
-    if (rc != 0) {
+    if (rc != EVENTER_PROXY_PARKED) {
       /* it ended at once: resume the coroutine with the result now */
-      eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(w->p);
+      ev_go_res_t r = ev_go_result(w->p, rc);
       d->step.kind = EVENTER_STEP_ACO_PROXY;
       d->step.u64[0] = w->foreign_id;
-      d->step.u64[1] = rc == 1 ? (uint64_t)o->result : (uint64_t)(int64_t)-1;
-      d->step.u64[2] = (uint64_t)(int64_t)(rc == 1 ? o->err : errno);
+      d->step.u64[1] = rc == EVENTER_PROXY_DONE ? (uint64_t)r.res
+                                                : (uint64_t)(int64_t)-1;
+      d->step.u64[2] = (uint64_t)(int64_t)r.err;
       return EVENTER_RUN_STEP;
     }
   }
@@ -121,143 +165,91 @@ int ev_go_run(uintptr_t dp) {
   if (rc == EVENTER_RUN_STEP && d->step.kind == EVENTER_STEP_CALLBACK) {
     /* what the Go callback needs, so that Go makes no further cgo call
      * (u64 is free for the driver on a CALLBACK step) */
+    ev_loop_t *l = ev_loop_self();
     d->step.u64[0] = eventer_foreign_closure_id(d->step.closure);
     d->step.u64[1] = (uint64_t)((int64_t)d->step.now.tv_sec * 1000000 +
                                 d->step.now.tv_usec);
+    d->step.u64[2] = (uint64_t)l->paused.kind;
   }
   return rc;
 }
 
-int ev_go_proxy_io(eventer_aco_proxy_t *p, int op, eventer_t e,
-                   int64_t timeout_ns, int64_t *res, int *err) {
-  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-  o->op = op;
-  o->e = e;
-  o->buf = NULL;
-  o->len = 0;
-  ev_go_op_timeout(o, timeout_ns);
-  int rc = eventer_aco_proxy_run(p);
-  if (rc == 1) {
-    *res = o->result;
-    *err = o->err;
-  } else if (rc < 0) {
-    *err = errno;
-  }
-  return rc;
+ev_go_res_t ev_go_wait(uintptr_t p, uintptr_t e, int mask, size_t read_len,
+                       int64_t timeout_ns) {
+  struct timeval tv;
+  int has = ev_go_timeval(timeout_ns, &tv);
+  int rc = eventer_aco_proxy_wait((eventer_aco_proxy_t *)p, (eventer_t)e, mask,
+                                  read_len, has ? &tv : NULL);
+  return ev_go_result((eventer_aco_proxy_t *)p, rc);
 }
 
-int ev_go_io(eventer_aco_proxy_t *p, int op, eventer_t e, char *buf,
-             size_t len, int64_t timeout_ns, int64_t *res, int *err) {
-  /* the checks eventer_aco_proxy_run makes, before touching the fd */
-  if (eventer_loop_current() != eventer_get_owner_loop(e) ||
-      eventer_loop_current() == NULL) {
-    *err = EPERM;
-    return -1;
-  }
-  if (aco_current() != NULL) {
-    *err = EDEADLK;
-    return -1;
-  }
-  int mask = 0, rv;
+ev_go_res_t ev_go_sleep(uintptr_t p, int64_t ns) {
+  struct timeval tv;
+  ev_go_timeval(ns, &tv);
+  int rc = eventer_aco_proxy_sleep((eventer_aco_proxy_t *)p, &tv);
+  return ev_go_result((eventer_aco_proxy_t *)p, rc);
+}
+
+ev_go_res_t ev_go_yield(uintptr_t p) {
+  int rc = eventer_aco_proxy_yield((eventer_aco_proxy_t *)p);
+  return ev_go_result((eventer_aco_proxy_t *)p, rc);
+}
+
+ev_go_res_t ev_go_park(uintptr_t p, int64_t timeout_ns) {
+  struct timeval tv;
+  int has = ev_go_timeval(timeout_ns, &tv);
+  int rc = eventer_aco_proxy_park((eventer_aco_proxy_t *)p, has ? &tv : NULL);
+  return ev_go_result((eventer_aco_proxy_t *)p, rc);
+}
+
+ev_go_res_t ev_go_sync(uintptr_t p, int kind, uintptr_t obj, uintptr_t elem,
+                       int64_t timeout_ns) {
+  struct timeval tv;
+  int has = ev_go_timeval(timeout_ns, &tv);
+  int rc = eventer_aco_proxy_sync((eventer_aco_proxy_t *)p, kind, (void *)obj,
+                                  (void *)elem, has ? &tv : NULL);
+  return ev_go_result((eventer_aco_proxy_t *)p, rc);
+}
+
+ev_go_res_t ev_go_asynch(uintptr_t p, uintptr_t q, uint64_t subq, uint64_t id) {
+  int rc = eventer_aco_proxy_asynch((eventer_aco_proxy_t *)p, ev_go_asynch_fn,
+                                    (void *)(uintptr_t)id,
+                                    (eventer_jobq_t *)q, subq);
+  return ev_go_result((eventer_aco_proxy_t *)p, rc);
+}
+
+ev_go_try_t ev_go_try(uintptr_t ep, int op, char *buf, size_t len) {
+  eventer_t e = (eventer_t)ep;
+  ev_go_try_t r = {0, 0, 0};
+  int rv;
   if (op == EV_GO_ACCEPT) {
     socklen_t alen = (socklen_t)len;
     rv = ev_aco_fd_try(e, EV_ACO_TRY_ACCEPT, NULL, 0, (struct sockaddr *)buf,
-                       &alen, &mask);
+                       &alen, &r.mask);
   } else {
     rv = ev_aco_fd_try(e, op == EV_GO_READ ? EV_ACO_TRY_READ : EV_ACO_TRY_WRITE,
-                       buf, len, NULL, NULL, &mask);
+                       buf, len, NULL, NULL, &r.mask);
   }
-  if (rv >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-    *res = rv;
-    *err = rv < 0 ? errno : 0;
-    return 1;
-  }
-  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-  o->op = EVENTER_PROXY_WAIT;
-  o->e = e;
-  o->mask = mask;
-  o->read_len = op == EV_GO_READ ? len : 0;
-  ev_go_op_timeout(o, timeout_ns);
-  int rc = eventer_aco_proxy_run(p);
-  if (rc < 0) {
-    *err = errno;
-    return -1;
-  }
-  if (rc == 1) {
-    *res = o->result;
-    *err = o->err;
-    return 2;
-  }
-  return 0;
-}
-
-ev_go_res_t ev_go_wait(uintptr_t pp, uintptr_t ep, int mask, size_t read_len,
-                       int64_t timeout_ns) {
-  eventer_aco_proxy_t *p = (eventer_aco_proxy_t *)pp;
-  eventer_t e = (eventer_t)ep;
-  ev_go_res_t r = {0, 0, 0};
-  if (eventer_loop_current() == NULL ||
-      eventer_loop_current() != eventer_get_owner_loop(e)) {
-    r.rc = -1;
-    r.err = EPERM;
-    return r;
-  }
-  struct timeval tv;
-  int has = ev_go_timeval(timeout_ns, &tv);
-  int rc = eventer_aco_proxy_wait(p, e, mask, read_len, has ? &tv : NULL);
-  if (rc < 0) {
-    r.rc = -1;
-    r.err = errno;
-  } else if (rc == 1) {
-    eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-    r.rc = 2;
-    r.res = o->result;
-    r.err = o->err;
-  }
+  r.res = rv;
+  if (rv < 0) r.err = errno;
   return r;
 }
+
+int ev_go_convert(uintptr_t e) {
+  return ev_aco_fd_convert((eventer_t)e, ev_loop_self()) == 0 ? 0 : errno;
+}
+
+int ev_go_aco_close(uintptr_t e) {
+  return eventer_aco_close((eventer_aco_t)e) == 0 ? 0 : errno;
+}
+
+int ev_go_aco_closed(uintptr_t e) { return ev_aco_fd_closed((eventer_t)e); }
 
 const volatile uint8_t *ev_go_posix_closed_flag(eventer_t e) {
   return ev_aco_fd_posix_closed_flag(e);
 }
 
-static int64_t ev_go_sync_call(void *obj, eventer_aco_proxy_op_t *op) {
-  struct timeval *t = op->has_timeout ? &op->timeout : NULL;
-  switch (op->mask) {
-  case EV_GO_SEM_WAIT: return eventer_aco_sem_wait(obj, t);
-  case EV_GO_SEM_TRYWAIT: return eventer_aco_sem_trywait(obj);
-  case EV_GO_MUTEX_LOCK: return eventer_aco_mutex_lock(obj, t);
-  case EV_GO_MUTEX_TRYLOCK: return eventer_aco_mutex_trylock(obj);
-  case EV_GO_MUTEX_UNLOCK: return eventer_aco_mutex_unlock(obj);
-  case EV_GO_WG_WAIT: return eventer_aco_wg_wait(obj, t);
-  case EV_GO_CHAN_SEND: return eventer_aco_chan_send(obj, op->buf, t);
-  case EV_GO_CHAN_RECV: return eventer_aco_chan_recv(obj, op->buf, t);
-  case EV_GO_CHAN_TRYSEND: return eventer_aco_chan_trysend(obj, op->buf);
-  case EV_GO_CHAN_TRYRECV: return eventer_aco_chan_tryrecv(obj, op->buf);
-  }
-  errno = EINVAL;
-  return -1;
-}
-
-ev_go_res_t ev_go_sync(uintptr_t pp, int kind, uintptr_t obj, uintptr_t cbuf,
-                       int64_t timeout_ns) {
-  eventer_aco_proxy_t *p = (eventer_aco_proxy_t *)pp;
-  ev_go_res_t r = {0, 0, 0};
-  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-  o->op = EVENTER_PROXY_CALL;
-  o->call = ev_go_sync_call;
-  o->obj = (void *)obj;
-  o->mask = kind;
-  o->buf = (void *)cbuf;
-  ev_go_op_timeout(o, timeout_ns);
-  int rc = eventer_aco_proxy_run(p);
-  if (rc < 0) {
-    r.rc = -1;
-    r.err = errno;
-  } else if (rc == 1) {
-    r.rc = 1;
-    r.res = o->result;
-    r.err = o->err;
-  }
-  return r;
+int ev_go_sync_owner(uintptr_t obj) {
+  ev_loop_t *l = ev_aco_sync_loop((const void *)obj);
+  return l ? eventer_loop_index(l) : -1;
 }

@@ -5,32 +5,30 @@ package cgo
 */
 import "C"
 
-import (
-	"syscall"
-	"unsafe"
-)
+import "unsafe"
 
-// Kinds of ev_go_sync calls.
+// Kinds of the sync calls a proxy makes for its Go coroutine.
 const (
-	SemWait      = int(C.EV_GO_SEM_WAIT)
-	SemTryWait   = int(C.EV_GO_SEM_TRYWAIT)
-	MutexLock    = int(C.EV_GO_MUTEX_LOCK)
-	MutexTryLock = int(C.EV_GO_MUTEX_TRYLOCK)
-	MutexUnlock  = int(C.EV_GO_MUTEX_UNLOCK)
-	WgWait       = int(C.EV_GO_WG_WAIT)
-	ChanSend     = int(C.EV_GO_CHAN_SEND)
-	ChanRecv     = int(C.EV_GO_CHAN_RECV)
-	ChanTrySend  = int(C.EV_GO_CHAN_TRYSEND)
-	ChanTryRecv  = int(C.EV_GO_CHAN_TRYRECV)
+	SemWait      = int(C.EVENTER_PROXY_SEM_WAIT)
+	MutexLock    = int(C.EVENTER_PROXY_MUTEX_LOCK)
+	MutexTryLock = int(C.EVENTER_PROXY_MUTEX_TRYLOCK)
+	MutexUnlock  = int(C.EVENTER_PROXY_MUTEX_UNLOCK)
+	WgWait       = int(C.EVENTER_PROXY_WG_WAIT)
+	ChanSend     = int(C.EVENTER_PROXY_CHAN_SEND)
+	ChanRecv     = int(C.EVENTER_PROXY_CHAN_RECV)
 )
 
-// Sync runs a sync-object call in proxy p (as its coroutine): rc 1 done
-// (res, errno), 0 parked (a ProxyDone step follows), -1 misuse.  cbuf is
-// C memory (channel elements), nil otherwise.
-func Sync(p unsafe.Pointer, kind int, obj unsafe.Pointer, cbuf unsafe.Pointer, timeoutNs int64) (rc int, res int64, errno syscall.Errno) {
-	r := C.ev_go_sync(C.uintptr_t(uintptr(p)), C.int(kind), C.uintptr_t(uintptr(obj)), C.uintptr_t(uintptr(cbuf)), C.int64_t(timeoutNs))
-	return int(r.rc), int64(r.res), syscall.Errno(r.err)
+// SemValueMax is the largest value a semaphore holds.
+const SemValueMax = int(C.EVENTER_ACO_SEM_VALUE_MAX)
+
+// Sync runs a sync call of kind on obj with proxy p as the waiter (and a
+// mutex's owner).  elem is C memory (a channel element), nil otherwise.
+func Sync(p unsafe.Pointer, kind int, obj, elem unsafe.Pointer, timeoutNs int64) Res {
+	return res(C.ev_go_sync(iv(p), C.int(kind), iv(obj), iv(elem), C.int64_t(timeoutNs)))
 }
+
+// SyncOwner is the index of the loop obj is bound to, -1 while unbound.
+func SyncOwner(obj unsafe.Pointer) int { return int(C.ev_go_sync_owner(iv(obj))) }
 
 func ret(rc C.int, err error) error {
 	if rc < 0 {
@@ -39,14 +37,19 @@ func ret(rc C.int, err error) error {
 	return nil
 }
 
-// Constructors and the calls that never block (usable outside coroutines,
-// on the object's loop thread).
-func SemNew(initial uint) (unsafe.Pointer, error) {
+// The constructors, and the calls that never wait (usable outside
+// coroutines, on the object's loop thread).  Errors are syscall.Errno.
+
+func SemNew(initial int) (unsafe.Pointer, error) {
 	s, err := C.eventer_aco_sem_new(C.uint(initial))
 	return unsafe.Pointer(s), nilIf(s != nil, err)
 }
 func SemPost(s unsafe.Pointer) error {
 	rc, err := C.eventer_aco_sem_post((*C.eventer_aco_sem_t)(s))
+	return ret(rc, err)
+}
+func SemTryWait(s unsafe.Pointer) error {
+	rc, err := C.eventer_aco_sem_trywait((*C.eventer_aco_sem_t)(s))
 	return ret(rc, err)
 }
 func SemValue(s unsafe.Pointer) int {
@@ -77,10 +80,6 @@ func WgAdd(w unsafe.Pointer, n int) error {
 	rc, err := C.eventer_aco_wg_add((*C.eventer_aco_wg_t)(w), C.int(n))
 	return ret(rc, err)
 }
-func WgDone(w unsafe.Pointer) error {
-	rc, err := C.eventer_aco_wg_done((*C.eventer_aco_wg_t)(w))
-	return ret(rc, err)
-}
 func WgCount(w unsafe.Pointer) int {
 	return int(C.eventer_aco_wg_count((*C.eventer_aco_wg_t)(w)))
 }
@@ -92,6 +91,14 @@ func WgFree(w unsafe.Pointer) error {
 func ChanNew(elemSize, capacity int) (unsafe.Pointer, error) {
 	c, err := C.eventer_aco_chan_new(C.size_t(elemSize), C.size_t(capacity))
 	return unsafe.Pointer(c), nilIf(c != nil, err)
+}
+func ChanTrySend(c, elem unsafe.Pointer) error {
+	rc, err := C.eventer_aco_chan_trysend((*C.eventer_aco_chan_t)(c), elem)
+	return ret(rc, err)
+}
+func ChanTryRecv(c, elem unsafe.Pointer) error {
+	rc, err := C.eventer_aco_chan_tryrecv((*C.eventer_aco_chan_t)(c), elem)
+	return ret(rc, err)
 }
 func ChanClose(c unsafe.Pointer) error {
 	rc, err := C.eventer_aco_chan_close((*C.eventer_aco_chan_t)(c))

@@ -1,3 +1,5 @@
+//go:build eventer_testhooks
+
 package cgo
 
 /*
@@ -78,3 +80,12 @@ func (l Log) Free() { C.free(unsafe.Pointer(l.p)) }
 
 // CTriggerLog triggers a C event whose callback appends tag to log.
 func CTriggerLog(l Log, tag int) { C.ev_ct_trigger_log(l.p, C.int(tag)) }
+
+// CLog logs msg to the C log stream named stream (mtevL); false if there
+// is no such stream.
+func CLog(stream, msg string) bool {
+	cs, cm := C.CString(stream), C.CString(msg)
+	defer C.free(unsafe.Pointer(cs))
+	defer C.free(unsafe.Pointer(cm))
+	return C.ev_ct_log(cs, cm) == 0
+}

@@ -1,8 +1,9 @@
 /*
  * testhooks.h - C coroutine scenarios that the Go tests and benchmarks run
  * next to Go coroutines on the same loop (mixed C/Go stress, the trampoline
- * path, cross-language conformance).  Part of the package so that no other
- * Go package needs cgo.
+ * path, cross-language conformance).  Built only with the build tag
+ * eventer_testhooks (testhooks.c, testhooks.go): tests and benchmarks, never
+ * a user's binary.
  */
 #ifndef ACOEVENTER_CGO_TESTHOOKS_H
 #define ACOEVENTER_CGO_TESTHOOKS_H
@@ -36,5 +37,7 @@ int ev_ct_trigger_log(ev_ct_log_t *log, int tag);
 void ev_ct_log_append(ev_ct_log_t *log, int tag);
 /* Counters readable from Go. */
 int ev_ct_load(int *p);
+/* Logs msg to the built-in stream named stream (mtevL); -1 if none. */
+int ev_ct_log(const char *stream, const char *msg);
 
 #endif

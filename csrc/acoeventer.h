@@ -15,5 +15,7 @@
 #include "mtev_hash.h"      /* key/value tables (configuration sets) */
 #include "mtev_conf.h"      /* the XML configuration (libxml2) */
 #include "mtev_listener.h"  /* listeners: classic and aco services */
+#include "mtev_http.h"    /* the HTTP/1.1 engine */
+#include "mtev_rest.h"    /* REST routing on it */
 
 #endif /* ACOEVENTER_H */

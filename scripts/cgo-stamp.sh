@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=0
-for c in csrc/libaco/*.c csrc/eventer/*.c csrc/conf/*.c csrc/listener/*.c; do
+for c in csrc/libaco/*.c csrc/eventer/*.c csrc/conf/*.c csrc/listener/*.c csrc/http/*.c; do
   base=$(basename "$c" .c)
   case $c in
     csrc/libaco/*) u=cgo/unity_libaco_$base.c ;;

@@ -9,6 +9,9 @@ have pkg-config             || need+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)  # the TLS opset (cgo too)
 # libxml2 (csrc/conf): headers, library and its pkg-config file
 [ -f /usr/include/libxml2/libxml/parser.h ] || need+=(libxml2-dev)
+# the HTTP engine: PCRE2 (REST expressions) and zlib (gzip/deflate)
+[ -f /usr/include/pcre2.h ] || need+=(libpcre2-dev)
+[ -f /usr/include/zlib.h ]  || need+=(zlib1g-dev)
 # `deps.sh run`: only what building and running acod needs (cgo: gcc)
 if [ "${1:-}" != run ]; then
   have aarch64-linux-gnu-gcc  || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
@@ -22,6 +25,10 @@ if [ "${1:-}" != run ]; then
   # and libxml2 (multiarch)
   [ -f /usr/lib/aarch64-linux-gnu/libssl.so ] || { need+=(libssl-dev:arm64); arm64=1; }
   [ -f /usr/lib/aarch64-linux-gnu/libxml2.so ] || { need+=(libxml2-dev:arm64); arm64=1; }
+  have curl                   || need+=(curl)
+  # ... and PCRE2 and zlib (the HTTP engine)
+  [ -f /usr/lib/aarch64-linux-gnu/libpcre2-8.a ] || { need+=(libpcre2-dev:arm64); arm64=1; }
+  [ -f /usr/lib/aarch64-linux-gnu/libz.a ] || { need+=(zlib1g-dev:arm64); arm64=1; }
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"

@@ -1,3 +1,5 @@
+//go:build eventer_testhooks
+
 // Command gobench measures the Go binding next to its peers in one run and
 // prints ratios (see bench/README.md):
 //
@@ -7,23 +9,31 @@
 //     coroutines on the eventer vs goroutines on Go's netpoller (net.Conn),
 //     with C coroutines alongside;
 //
-//   - resident bytes per idle Go coroutine vs per idle goroutine.
+//   - resident bytes per parked Go coroutine vs per parked goroutine, idle
+//     and parked on a read;
 //
-//     go run ./bench/gobench [-quick]
+//   - resident bytes of acod per idle client vs a goroutine-per-connection
+//     server (with -acod, the acod binary).
+//
+//     bash bench/gobench/run.sh [-quick] [-runs N]
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,10 +43,26 @@ import (
 )
 
 var (
-	quick = flag.Bool("quick", false, "short runs (a smoke test)")
-	runs  = flag.Int("runs", 5, "runs per figure; the median is reported")
-	memOf = flag.String("mem", "", "internal: measure memory of 'co' or 'goroutine' in this process")
+	quick   = flag.Bool("quick", false, "short runs (a smoke test)")
+	runs    = flag.Int("runs", 5, "runs per figure; the median is reported")
+	memOf   = flag.String("mem", "", "internal: measure memory of 'co', 'goroutine', 'coread' or 'goread' in this process")
+	acodBin = flag.String("acod", "", "the acod binary: measure its memory per idle client")
+	netPeer = flag.Bool("serve-net", false, "internal: serve acod's protocol with the net package")
+	only    = flag.String("only", "", "comma-separated sections to run: cycle, pingpong, mem, acod (default: all)")
 )
+
+// run reports whether -only selects section.
+func run(section string) bool {
+	if *only == "" {
+		return true
+	}
+	for _, s := range strings.Split(*only, ",") {
+		if strings.TrimSpace(s) == section {
+			return true
+		}
+	}
+	return false
+}
 
 func main() {
 	flag.Parse()
@@ -44,15 +70,29 @@ func main() {
 		*runs = 1
 	}
 	if *memOf != "" {
-		fmt.Printf("%.0f\n", memOne(*memOf))
+		per, stacks, heap := memOne(*memOf)
+		fmt.Printf("%.0f %.0f %.0f\n", per, stacks, heap)
+		return
+	}
+	if *netPeer {
+		serveNet()
 		return
 	}
 	fmt.Printf("# gobench  %s/%s  GOMAXPROCS=%d  cpus=%d  %s\n\n", runtime.GOOS, runtime.GOARCH,
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version())
-	cycle()
-	pingpong(1)
-	pingpong(100)
-	memory()
+	if run("cycle") {
+		cycle()
+	}
+	if run("pingpong") {
+		pingpong(1)
+		pingpong(100)
+	}
+	if run("mem") {
+		memory()
+	}
+	if run("acod") {
+		acodMemory()
+	}
 }
 
 func must(err error) {
@@ -94,7 +134,8 @@ func goPairs(n, rounds, loops int) time.Duration {
 			defer wg.Done()
 			ev, err := eventer.FdEvent(fd)
 			must(err)
-			ae := co.SetEventerAco(ev)
+			ae, err := co.SetEventerAco(ev)
+			must(err)
 			buf := make([]byte, 4)
 			msg := []byte("ping")
 			for i := 0; i < rounds; i++ {
@@ -107,7 +148,6 @@ func goPairs(n, rounds, loops int) time.Duration {
 				}
 			}
 			ae.Close()
-			ae.Free()
 		}
 	}
 	pairs := make([][2]int, n) // made before the clock starts, as for every side
@@ -116,8 +156,10 @@ func goPairs(n, rounds, loops int) time.Duration {
 	}
 	start := time.Now()
 	for i, p := range pairs {
-		eventer.AcoStartOn(i%loops, side(p[0], true), nil)
-		eventer.AcoStartOn(i%loops, side(p[1], false), nil)
+		_, err := eventer.AcoStartOn(i%loops, side(p[0], true), nil)
+		must(err)
+		_, err = eventer.AcoStartOn(i%loops, side(p[1], false), nil)
+		must(err)
 	}
 	wg.Wait()
 	return time.Since(start)
@@ -134,12 +176,13 @@ func cPairs(n, rounds, loops int) time.Duration {
 	}
 	start := time.Now()
 	for l := 0; l < loops; l++ {
-		eventer.AcoStartOn(l, func(co *eventer.Co) {
+		_, err := eventer.AcoStartOn(l, func(co *eventer.Co) {
 			for i := l; i < n; i += loops {
 				cgo.CPingPong(pairs[i][0], rounds, true, done)
 				cgo.CPingPong(pairs[i][1], rounds, false, done)
 			}
 		}, nil)
+		must(err)
 	}
 	for done.Load() < 2*n {
 		time.Sleep(20 * time.Microsecond)
@@ -254,8 +297,11 @@ func fmtAll(v []float64) string {
 	return strings.Join(s, " ")
 }
 
-func rss() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
+func rss() int64 { return rssOf("self") }
+
+// rssOf is the resident bytes of process pid ("self": this one).
+func rssOf(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/statm")
 	must(err)
 	f := strings.Fields(string(b))
 	pages, _ := strconv.ParseInt(f[1], 10, 64)
@@ -269,81 +315,258 @@ func idleCount() int {
 	return 100000
 }
 
-// memOne measures, in this (fresh) process, resident bytes per idle Go
-// coroutine (parked in Co.Park) or per idle goroutine (parked on a
-// channel).
-func memOne(what string) float64 {
-	n := idleCount()
-	debug.SetGCPercent(-1) // keep the heap from shrinking between samples
-	if what == "goroutine" {
-		runtime.GC()
-		before := rss()
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(n)
-		for i := 0; i < n; i++ {
-			go func() {
-				wg.Done()
-				<-stop
-			}()
-		}
-		wg.Wait()
-		time.Sleep(50 * time.Millisecond)
-		per := float64(rss()-before) / float64(n)
-		close(stop)
-		return per
+// readCount is how many coroutines (goroutines) park on a read: each
+// holds a socketpair, and the fd limit here is 20000.
+func readCount() int {
+	if *quick {
+		return 2000
 	}
-	var per float64
-	withEventer(1, func() {
-		ready := make(chan struct{}, 1024)
-		cos := make([]*eventer.Co, 0, n)
-		runtime.GC()
-		before := rss()
-		for i := 0; i < n; i++ {
-			cos = append(cos, eventer.AcoStartOn(0, func(co *eventer.Co) {
-				ready <- struct{}{}
-				co.Park(0)
-			}, nil))
-			if i%1000 == 999 {
-				for j := 0; j < 1000; j++ {
-					<-ready
-				}
-			}
+	return 8000
+}
+
+// raiseFdLimit lifts the soft fd limit to the hard one.
+func raiseFdLimit() {
+	var lim syscall.Rlimit
+	must(syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
+	lim.Cur = lim.Max
+	must(syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim))
+}
+
+// memOne measures, in this (fresh) process, bytes per idle Go coroutine
+// or goroutine:
+//
+//	co         a Go coroutine parked in Co.Park
+//	goroutine  a goroutine parked on a channel receive
+//	coread     a Go coroutine parked in AcoEvent.Read on a socketpair
+//	goread     a goroutine parked in net.Conn.Read on a socketpair
+//
+// It returns the resident bytes (RSS after minus before) and where the Go
+// runtime says they went: goroutine stacks and heap objects (the rest is
+// C memory, page tables and the runtime's own structures).
+func memOne(what string) (per, stacks, heap float64) {
+	raiseFdLimit()
+	n := idleCount()
+	if what == "coread" || what == "goread" {
+		n = readCount()
+	}
+	// the sockets, and the eventer, exist before the first sample
+	var fds [][2]int
+	if what == "coread" || what == "goread" {
+		fds = make([][2]int, n)
+		for i := range fds {
+			fds[i][0], fds[i][1] = sockpair()
 		}
-		for len(ready) > 0 {
+	}
+	if what == "co" || what == "coread" {
+		must(eventer.Init(eventer.WithConcurrency(1)))
+		defer func() {
+			eventer.Shutdown()
+			must(eventer.Loop())
+		}()
+	}
+	debug.SetGCPercent(-1) // keep the heap from shrinking between samples
+	runtime.GC()
+	sample := func() (int64, uint64, uint64) {
+		sm := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+		metrics.Read(sm)
+		return rss(), sm[0].Value.Uint64(), sm[1].Value.Uint64()
+	}
+	r0, s0, h0 := sample()
+	ready := make(chan struct{}, 1024)
+	stop := make(chan struct{})
+	started := 0
+	wait := func() {
+		for ; started > 0; started-- {
 			<-ready
 		}
-		time.Sleep(50 * time.Millisecond)
-		per = float64(rss()-before) / float64(n)
-		for _, co := range cos {
-			co.Wake()
+	}
+	for i := 0; i < n; i++ {
+		i := i
+		switch what {
+		case "goroutine":
+			go func() {
+				ready <- struct{}{}
+				<-stop
+			}()
+		case "co":
+			_, err := eventer.AcoStartOn(0, func(co *eventer.Co) {
+				ready <- struct{}{}
+				co.Park(0)
+			}, nil)
+			must(err)
+		case "coread":
+			ev, err := eventer.FdEvent(fds[i][0])
+			must(err)
+			_, err = eventer.AcoStartOn(0, func(co *eventer.Co) {
+				ae, err := co.SetEventerAco(ev)
+				must(err)
+				buf := make([]byte, 64)
+				ready <- struct{}{}
+				ae.Read(buf, 0)
+			}, nil)
+			must(err)
+		case "goread":
+			f := os.NewFile(uintptr(fds[i][0]), "sock")
+			c, err := net.FileConn(f) // a dup of the fd
+			must(err)
+			f.Close()
+			go func() {
+				buf := make([]byte, 64)
+				ready <- struct{}{}
+				c.Read(buf)
+			}()
 		}
-		for _, co := range cos {
-			<-co.Done()
+		started++
+		if started == 1000 {
+			wait()
 		}
-	})
-	return per
+	}
+	wait()
+	time.Sleep(50 * time.Millisecond)
+	r1, s1, h1 := sample()
+	close(stop)
+	f := float64(n)
+	return float64(r1-r0) / f, float64(s1-s0) / f, float64(h1-h0) / f
 }
 
 // memory runs memOne for each kind in a fresh process (a process that
-// already ran goroutines reuses their stacks and would measure nothing).
+// already ran goroutines reuses their stacks and would measure nothing),
+// alternating the sides run by run.
 func memory() {
 	exe, err := os.Executable()
 	must(err)
-	measure := func(what string) float64 {
+	measure := func(what string) [3]float64 {
 		args := []string{"-mem", what}
 		if *quick {
 			args = append(args, "-quick")
 		}
-		return median(func() float64 {
-			out, err := exec.Command(exe, args...).Output()
+		out, err := exec.Command(exe, args...).Output()
+		must(err)
+		var v [3]float64
+		for i, f := range strings.Fields(string(out)) {
+			v[i], err = strconv.ParseFloat(f, 64)
 			must(err)
-			v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
-			must(err)
-			return v
-		})
+		}
+		return v
 	}
-	perCo, perG := measure("co"), measure("goroutine")
-	fmt.Printf("resident memory per idle coroutine (%d parked, fresh process each)\n", idleCount())
-	fmt.Printf("  Go coroutine (goroutine + C proxy)  %7.0f B\n  plain goroutine                     %7.0f B\n  ratio                               %7.2fx\n", perCo, perG, perCo/perG)
+	pair := func(ours, peer, title, oursName, peerName string) {
+		var a, b [3][]float64
+		var ratios []float64
+		for i := 0; i < *runs; i++ {
+			var x, y [3]float64
+			if i%2 == 0 {
+				x, y = measure(ours), measure(peer)
+			} else {
+				y, x = measure(peer), measure(ours)
+			}
+			for k := range x {
+				a[k], b[k] = append(a[k], x[k]), append(b[k], y[k])
+			}
+			ratios = append(ratios, x[0]/y[0])
+		}
+		fmt.Printf("%s (fresh process each, median of %d alternating runs)\n", title, *runs)
+		fmt.Printf("  %-36s %7.0f B   (stacks %5.0f, heap objects %5.0f)\n", oursName, med(a[0]), med(a[1]), med(a[2]))
+		fmt.Printf("  %-36s %7.0f B   (stacks %5.0f, heap objects %5.0f)\n", peerName, med(b[0]), med(b[1]), med(b[2]))
+		fmt.Printf("  ratio                                %7.2fx   (goal <= 1.1x; per-run ratios %s)\n\n", med(ratios), fmtAll(ratios))
+	}
+	pair("co", "goroutine", fmt.Sprintf("resident memory per parked coroutine (%d parked)", idleCount()),
+		"Go coroutine in Co.Park", "goroutine on a channel receive")
+	pair("coread", "goread", fmt.Sprintf("resident memory per coroutine parked on a read (%d socketpairs)", readCount()),
+		"Go coroutine in AcoEvent.Read", "goroutine in net.Conn.Read")
+}
+
+// ---- acod: resident bytes per idle client -------------------------------------
+
+// idleClients connects n clients to addr and keeps them idle; it returns
+// the server's resident bytes per client (pid's RSS after minus before).
+func idleClients(pid, addr string, n int) float64 {
+	time.Sleep(100 * time.Millisecond)
+	before := rssOf(pid)
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", addr)
+		must(err)
+		conns = append(conns, c)
+	}
+	// every connection accepted and its coroutine (goroutine) waiting
+	for _, c := range conns[:1] {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintln(c, "hi")
+		b := make([]byte, 8)
+		_, err := io.ReadFull(c, b)
+		must(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	per := float64(rssOf(pid)-before) / float64(n)
+	for _, c := range conns {
+		c.Close()
+	}
+	return per
+}
+
+// serveNet is the peer of acod: the same protocol with a goroutine and a
+// bufio.Reader per connection, as a Go programmer would write it.
+func serveNet() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	fmt.Println(ln.Addr())
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			r := bufio.NewReader(c)
+			for {
+				c.SetReadDeadline(time.Now().Add(time.Minute))
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if strings.HasPrefix(strings.ToLower(line), "quit") {
+					io.WriteString(c, "quitter!\n")
+					return
+				}
+				io.WriteString(c, "thanks!\n")
+			}
+		}()
+	}
+}
+
+// server starts a server (the acod binary, or this program as the net
+// peer) and returns its pid, address and a stop function.
+func server(cmd *exec.Cmd) (string, string, func()) {
+	out, err := cmd.StdoutPipe()
+	must(err)
+	must(cmd.Start())
+	line, err := bufio.NewReader(out).ReadString('\n')
+	must(err)
+	addr := strings.TrimSpace(strings.TrimPrefix(line, "acod: listening on "))
+	return strconv.Itoa(cmd.Process.Pid), addr, func() { cmd.Process.Kill(); cmd.Wait() }
+}
+
+func acodMemory() {
+	if *acodBin == "" {
+		return
+	}
+	raiseFdLimit()
+	n := 5000
+	if *quick {
+		n = 1000
+	}
+	exe, err := os.Executable()
+	must(err)
+	var ours, peer []float64
+	for i := 0; i < *runs; i++ {
+		pid, addr, stop := server(exec.Command(*acodBin, "-addr", "127.0.0.1:0", "-idle", "1m", "-loops", "2"))
+		ours = append(ours, idleClients(pid, addr, n))
+		stop()
+		pid, addr, stop = server(exec.Command(exe, "-serve-net"))
+		peer = append(peer, idleClients(pid, addr, n))
+		stop()
+	}
+	fmt.Printf("resident memory of the server per idle client (%d clients, median of %d runs)\n", n, *runs)
+	fmt.Printf("  acod (Go coroutines on the eventer)       %7.0f B   (goal <= 4096 B)\n", med(ours))
+	fmt.Printf("  goroutine + bufio.Reader per connection   %7.0f B\n\n", med(peer))
 }

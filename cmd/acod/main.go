@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -58,7 +59,10 @@ func run(addr string, idle time.Duration, loops int, out *os.File) error {
 		eventer.Shutdown()
 	}()
 
-	eventer.AcoStart(func(co *eventer.Co) { acceptLoop(co, ln, idle) }, nil)
+	if _, err := eventer.AcoStart(func(co *eventer.Co) { acceptLoop(co, ln, idle) }, nil); err != nil {
+		eventer.Shutdown()
+		return err
+	}
 	err = eventer.Loop()
 	signal.Stop(sigs)
 	fmt.Fprintln(out, "acod: stopped")
@@ -67,45 +71,82 @@ func run(addr string, idle time.Duration, loops int, out *os.File) error {
 
 // acceptLoop hands each connection to a coroutine of its own.
 func acceptLoop(co *eventer.Co, ln *eventer.Event, idle time.Duration) {
-	lae := co.SetEventerAco(ln)
-	defer func() {
-		lae.Close()
-		lae.Free()
-	}()
+	lae, err := co.SetEventerAco(ln)
+	if err != nil {
+		slog.Error("acod: listener", "err", err)
+		eventer.Shutdown()
+		return
+	}
+	defer lae.Close()
+	var warn rateLimited
 	for {
 		c, err := lae.Accept(0)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, eventer.ErrStopped) {
 				return
 			}
-			slog.Warn("acod: accept", "err", err)
+			// out of fds, most likely: back off, and say so at most once
+			// a second (with how often it happened)
+			warn.log("acod: accept", err)
 			if co.Sleep(10*time.Millisecond) != nil {
 				return
 			}
 			continue
 		}
-		eventer.AcoStart(func(co *eventer.Co) { serve(co, c, idle) }, nil)
+		if _, err := eventer.AcoStart(func(co *eventer.Co) { serve(co, c, idle) }, nil); err != nil {
+			c.Close()
+			return // the loops are stopping
+		}
 	}
 }
 
+// rateLimited logs a warning at most once a second, with the number of
+// times it happened since the last line.
+type rateLimited struct {
+	last  time.Time
+	count int
+}
+
+func (r *rateLimited) log(msg string, err error) {
+	r.count++
+	if now := time.Now(); now.Sub(r.last) >= time.Second {
+		slog.Warn(msg, "err", err, "times", r.count)
+		r.last, r.count = now, 0
+	}
+}
+
+// bufs are the read buffers: a connection holds one only while it has
+// bytes to read (an idle one waits for readiness holding none).
+var bufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+
 // serve is the seed's listen_to_me, line by line.
 func serve(co *eventer.Co, c *eventer.Event, idle time.Duration) {
-	ae := co.SetEventerAco(c)
-	defer func() {
-		ae.Close()
-		ae.Free()
-	}()
-	buf := make([]byte, 4096)
+	ae, err := co.SetEventerAco(c)
+	if err != nil {
+		c.Close()
+		return
+	}
+	defer ae.Close()
 	var line []byte
 	for {
-		n, err := ae.Read(buf, idle)
-		if err != nil {
+		// wait for the next bytes holding no buffer, then read them
+		if err := ae.Wait(eventer.Read, idle); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				ae.Write([]byte("bye!\n"), time.Second)
 			}
 			return
 		}
-		line = append(line, buf[:n]...)
+		bp := bufs.Get().(*[]byte)
+		n, err := ae.Read(*bp, -1) // ready: no wait
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			bufs.Put(bp)
+			continue // the readiness was spurious
+		}
+		line = append(line, (*bp)[:max(n, 0)]...)
+		bufs.Put(bp)
+		if err != nil {
+			return
+		}
 		for {
 			i := bytes.IndexByte(line, '\n')
 			if i < 0 {
@@ -120,6 +161,9 @@ func serve(co *eventer.Co, c *eventer.Event, idle time.Duration) {
 			if _, err := writeAll(ae, []byte("thanks!\n")); err != nil {
 				return
 			}
+		}
+		if len(line) == 0 {
+			line = nil // an idle connection keeps no buffer either
 		}
 		if len(line) > 64*1024 { // a line that never ends
 			return

@@ -242,11 +242,13 @@ func (l *lockedBuffer) String() string {
 
 // Out of file descriptors: with RLIMIT_NOFILE at 64 and 150 clients at
 // once, accept fails with EMFILE.  acod must log it, back off, and serve
-// every client as the first ones leave, without dying or spinning.
+// every client as the first ones leave, without dying or spinning; the
+// warning comes at most once a second, with a count (it came every 10 ms).
 func TestFdExhaustion(t *testing.T) {
 	var stderr lockedBuffer
 	s := startServerWith(t, []string{"ACOD_NOFILE=64"}, &stderr,
 		"-addr", "127.0.0.1:0", "-loops", "2")
+	started := time.Now()
 	const n = 150
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
@@ -280,7 +282,15 @@ func TestFdExhaustion(t *testing.T) {
 	if !strings.Contains(stderr.String(), "too many open files") {
 		t.Fatalf("acod never ran out of fds (the test proves nothing):\n%s", stderr.String())
 	}
-	t.Logf("%d accept warnings", strings.Count(stderr.String(), "too many open files"))
+	warnings := strings.Count(stderr.String(), "too many open files")
+	if limit := int(time.Since(started).Seconds()) + 2; warnings > limit {
+		t.Fatalf("%d accept warnings in %v (at most one a second):\n%s",
+			warnings, time.Since(started), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "times=") {
+		t.Fatalf("the warning does not say how often:\n%s", stderr.String())
+	}
+	t.Logf("%d accept warnings", warnings)
 	// still serving
 	c, r := dial(t, s.addr)
 	io.WriteString(c, "after\n")

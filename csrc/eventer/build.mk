@@ -6,7 +6,7 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
                 csrc/eventer/eventer_POSIX_fd_opset.c csrc/eventer/eventer_epoll.c \
                 csrc/eventer/eventer_timer.c csrc/eventer/eventer_loop.c \
                 csrc/eventer/eventer_jobq.c \
-                csrc/eventer/eventer_aco.c \
+                csrc/eventer/eventer_aco.c csrc/eventer/eventer_aco_fd.c \
                 csrc/eventer/eventer_aco_proxy.c \
                 csrc/eventer/eventer_aco_sync.c \
                 csrc/eventer/eventer_SSL_fd_opset.c \

@@ -9,7 +9,6 @@
  * transition below moves that one reference; the loop's extra hold during
  * a callback lives in eventer_loop.c.
  */
-#define EV_DEFINES_VOID_API /* this file defines eventer_add & co. */
 #include "eventer_impl.h"
 
 #include <pthread.h>
@@ -21,28 +20,38 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define EV_MAX_EVENT_HOOKS 4
-static struct {
-  void (*on_free)(eventer_t e);
-  void (*on_copy)(eventer_t dst, eventer_t src);
-} ev_hooks[EV_MAX_EVENT_HOOKS];
-static int ev_nhooks; /* __atomic */
-static pthread_mutex_t ev_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
+/* ---- layers (see ev_layer_t) --------------------------------------------------- */
 
-void ev_event_hooks_add(void (*on_free)(eventer_t e),
-                        void (*on_copy)(eventer_t dst, eventer_t src)) {
-  pthread_mutex_lock(&ev_hooks_lock);
-  int n = ev_nhooks, found = 0;
-  for (int i = 0; i < n; i++)
-    if (ev_hooks[i].on_free == on_free && ev_hooks[i].on_copy == on_copy)
-      found = 1;
+static const ev_layer_t *ev_layers[EV_MAX_LAYERS];
+static int ev_nlayers; /* __atomic: slot first, then the count */
+static pthread_mutex_t ev_layers_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void ev_layer_register(const ev_layer_t *layer) {
+  pthread_mutex_lock(&ev_layers_lock);
+  int n = ev_nlayers, found = 0;
+  for (int i = 0; i < n; i++) found |= ev_layers[i] == layer;
   if (!found) {
-    EV_ASSERT(n < EV_MAX_EVENT_HOOKS, "at most 4 layers hook event lifetimes");
-    ev_hooks[n].on_free = on_free;
-    ev_hooks[n].on_copy = on_copy;
-    __atomic_store_n(&ev_nhooks, n + 1, __ATOMIC_RELEASE);
+    EV_ASSERT(n < EV_MAX_LAYERS, "at most EV_MAX_LAYERS layers register");
+    ev_layers[n] = layer;
+    __atomic_store_n(&ev_nlayers, n + 1, __ATOMIC_RELEASE);
   }
-  pthread_mutex_unlock(&ev_hooks_lock);
+  pthread_mutex_unlock(&ev_layers_lock);
+}
+
+/* the registered layers (a slot is written before the count that shows
+ * it, so a reader that loads the count sees its slots) */
+static int ev_layer_count(void) {
+  return __atomic_load_n(&ev_nlayers, __ATOMIC_ACQUIRE);
+}
+
+void ev_layers_loop_fini(ev_loop_t *l) {
+  for (int i = 0, n = ev_layer_count(); i < n; i++)
+    if (ev_layers[i]->loop_fini) ev_layers[i]->loop_fini(l);
+}
+
+static void ev_layers_task_discard(eventer_task_t *t) {
+  for (int i = 0, n = ev_layer_count(); i < n; i++)
+    if (ev_layers[i]->task_discard) ev_layers[i]->task_discard(t);
 }
 
 static int64_t ev_live;  /* __atomic */
@@ -52,7 +61,10 @@ static int64_t ev_total; /* __atomic */
  * fd -> registered event, process-wide because fd numbers are (libmtev's
  * eventer_find_fd/eventer_remove_fd take only an fd).  Two levels so it
  * grows with the fds actually used and never moves a slot: readers on any
- * thread load a chunk pointer and a slot without a lock. */
+ * thread load a chunk pointer and a slot without a lock.  Each chunk also
+ * records, per fd, the loop the event is registered on (fdowner), so that
+ * a thread other than that loop's can route a request to it without
+ * touching the event, which the owner may free at any moment. */
 #define EV_FDTAB_CHUNK_BITS 12
 #define EV_FDTAB_CHUNK (1u << EV_FDTAB_CHUNK_BITS)
 #define EV_FDTAB_CHUNKS 4096u /* fds below 16M */
@@ -69,13 +81,19 @@ static eventer_t *fdslot(int fd, int create) {
     pthread_mutex_lock(&ev_fdtab_lock);
     chunk = ev_fdtab[ci];
     if (!chunk) {
-      chunk = calloc(EV_FDTAB_CHUNK, sizeof(*chunk));
+      /* the events, then their owner loops */
+      chunk = calloc(2 * EV_FDTAB_CHUNK, sizeof(*chunk));
       /* publish the zeroed chunk before anyone can see its pointer */
       if (chunk) EV_STORE(&ev_fdtab[ci], chunk);
     }
     pthread_mutex_unlock(&ev_fdtab_lock);
   }
   return chunk ? &chunk[(unsigned)fd & (EV_FDTAB_CHUNK - 1)] : NULL;
+}
+
+/* The owner-loop slot of an fd slot (same chunk, second half). */
+static ev_loop_t **fdowner(eventer_t *slot) {
+  return (ev_loop_t **)(void *)(slot + EV_FDTAB_CHUNK);
 }
 
 void ev_fdtab_reset(void) {
@@ -171,9 +189,8 @@ eventer_t eventer_alloc_copy(eventer_t src) {
   e->opset = src->opset;
   e->opset_ctx = src->opset_ctx;
   e->owner = EV_LOAD_RELAXED(&src->owner);
-  int nh = __atomic_load_n(&ev_nhooks, __ATOMIC_ACQUIRE);
-  for (int i = 0; i < nh; i++)
-    if (ev_hooks[i].on_copy) ev_hooks[i].on_copy(e, src);
+  for (int i = 0, n = ev_layer_count(); i < n; i++)
+    if (ev_layers[i]->event_copy) ev_layers[i]->event_copy(e, src);
   ev_ctx_on_copy(e, src);
   return e;
 }
@@ -247,9 +264,8 @@ int ev_deref_n(eventer_t e, int n) {
             "an event is freed only when no loop, queue or job holds it "
             "(the eventer's reference was dropped by someone else)");
   ev_ctx_on_free(e);
-  int nh = __atomic_load_n(&ev_nhooks, __ATOMIC_ACQUIRE);
-  for (int i = 0; i < nh; i++)
-    if (ev_hooks[i].on_free) ev_hooks[i].on_free(e);
+  for (int i = 0, n = ev_layer_count(); i < n; i++)
+    if (ev_layers[i]->event_free) ev_layers[i]->event_free(e);
   free(e);
   __atomic_sub_fetch(&ev_live, 1, __ATOMIC_RELAXED);
   return 1;
@@ -554,40 +570,58 @@ void eventer_callback_names(void (*f)(const char *name, eventer_func_t fn,
   free(copy);
 }
 
+/* The one registry of foreign callback functions: the loop hands their
+ * calls to the driver, and the foreign layer (eventer_aco_proxy.c) owns
+ * the closures of the ones registered as boxed. */
 #define EV_MAX_FOREIGN 16
-static eventer_func_t foreign_fns[EV_MAX_FOREIGN]; /* __atomic slots */
-static int nforeign;                               /* __atomic */
+static struct {
+  eventer_func_t f; /* __atomic */
+  int boxed;        /* __atomic */
+} foreign_fns[EV_MAX_FOREIGN];
+static int nforeign; /* __atomic: a slot is written before the count */
 static pthread_mutex_t foreign_lock = PTHREAD_MUTEX_INITIALIZER;
 
-int eventer_callback_set_foreign(eventer_func_t f) {
+/* The registry slot of f, or -1. */
+static int foreign_slot(eventer_func_t f) {
+  int n = __atomic_load_n(&nforeign, __ATOMIC_ACQUIRE);
+  for (int i = 0; i < n; i++)
+    if (__atomic_load_n(&foreign_fns[i].f, __ATOMIC_RELAXED) == f) return i;
+  return -1;
+}
+
+int ev_callback_set_foreign(eventer_func_t f, int boxed) {
   if (!f) {
     errno = EINVAL;
     return -1;
   }
   pthread_mutex_lock(&foreign_lock);
-  int n = nforeign;
-  for (int i = 0; i < n; i++)
-    if (foreign_fns[i] == f) {
+  int i = foreign_slot(f);
+  if (i < 0) {
+    i = nforeign;
+    if (i == EV_MAX_FOREIGN) {
       pthread_mutex_unlock(&foreign_lock);
-      return 0;
+      errno = ENOSPC;
+      return -1;
     }
-  if (n == EV_MAX_FOREIGN) {
-    pthread_mutex_unlock(&foreign_lock);
-    errno = ENOSPC;
-    return -1;
+    __atomic_store_n(&foreign_fns[i].f, f, __ATOMIC_RELAXED);
+    __atomic_store_n(&nforeign, i + 1, __ATOMIC_RELEASE);
   }
-  /* slot first, then the count: a reader that sees the count sees the slot */
-  __atomic_store_n(&foreign_fns[n], f, __ATOMIC_RELAXED);
-  __atomic_store_n(&nforeign, n + 1, __ATOMIC_RELEASE);
+  if (boxed) __atomic_store_n(&foreign_fns[i].boxed, 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&foreign_lock);
   return 0;
 }
 
+int eventer_callback_set_foreign(eventer_func_t f) {
+  return ev_callback_set_foreign(f, 0);
+}
+
 int eventer_callback_is_foreign(eventer_func_t f) {
-  int n = __atomic_load_n(&nforeign, __ATOMIC_ACQUIRE);
-  for (int i = 0; i < n; i++)
-    if (__atomic_load_n(&foreign_fns[i], __ATOMIC_RELAXED) == f) return 1;
-  return 0;
+  return f && foreign_slot(f) >= 0;
+}
+
+int ev_callback_foreign_boxed(eventer_func_t f) {
+  int i = f ? foreign_slot(f) : -1;
+  return i >= 0 && __atomic_load_n(&foreign_fns[i].boxed, __ATOMIC_ACQUIRE);
 }
 
 /* ---- owner-thread registration ------------------------------------------------------ */
@@ -609,9 +643,11 @@ static int reg_fd(ev_loop_t *l, eventer_t e) {
     errno = EEXIST; /* another event already holds this fd */
     return -1;
   }
+  EV_STORE(fdowner(slot), l);
   e->reg_epoch = __atomic_add_fetch(&ev_epoch_ctr, 1, __ATOMIC_RELAXED);
   if (ev_poll_add(l, e->fd, e->mask, fd_token(e)) != 0) {
     int saved = errno;
+    EV_STORE(fdowner(slot), NULL);
     fdslot_clear(slot);
     errno = saved;
     return -1;
@@ -672,6 +708,7 @@ eventer_t ev_reg_remove(ev_loop_t *l, eventer_t e) {
     eventer_t *slot = fdslot(e->fd, 0);
     EV_ASSERT(slot && EV_LOAD(slot) == e,
               "a registered fd event is in the fd table under its fd");
+    EV_STORE(fdowner(slot), NULL);
     fdslot_clear(slot);
     ev_poll_del(l, e->fd);
     EV_STORE(&e->state, EV_ST_NONE);
@@ -766,15 +803,34 @@ void ev_fatal_not_removed(eventer_t e, int kind) {
 
 /* ---- cross-thread items ------------------------------------------------------------- */
 
-enum { EV_MSG_REMOVE = 1, EV_MSG_UPDATE, EV_MSG_WHENCE };
+enum { EV_MSG_REMOVE = 1, EV_MSG_UPDATE, EV_MSG_WHENCE, EV_MSG_REMOVE_FD };
 
 typedef struct {
   eventer_task_t task; /* first: the inbox links tasks */
   int op;
-  eventer_t e;         /* a reference held by the message */
+  eventer_t e;         /* a reference held by the message (REMOVE_FD: NULL) */
   int mask;
   struct timeval whence;
+  int fd;              /* REMOVE_FD: the fd, and the event that was */
+  eventer_t seen;      /* registered for it (compared, never followed) */
 } ev_xmsg_t;
+
+/* REMOVE_FD on the loop that runs it: removes the event registered for fd
+ * if it is still the one the caller saw and this loop owns it, or passes
+ * the message on to the loop that does. */
+static void ev_remove_fd_apply(ev_xmsg_t *m, ev_loop_t *l) {
+  eventer_t *slot = fdslot(m->fd, 0);
+  eventer_t e = slot ? EV_LOAD(slot) : NULL;
+  ev_loop_t *owner = slot ? EV_LOAD(fdowner(slot)) : NULL;
+  if (e && e == m->seen && owner && owner != l) {
+    ev_inbox_push(owner, &m->task); /* it moved: follow it */
+    return;
+  }
+  /* our own registration: nobody else frees it while we look */
+  if (e && e == m->seen && owner == l && ev_reg_remove(l, e))
+    ev_deref_n(e, 1); /* the remover got NULL/EINPROGRESS: ours to drop */
+  free(m);
+}
 
 static int post_msg(ev_loop_t *l, int op, eventer_t e, int mask,
                     const struct timeval *w) {
@@ -797,6 +853,10 @@ void ev_xmsg_run(eventer_task_t *t, struct timeval *now) {
   (void)now;
   ev_xmsg_t *m = EV_CONTAINER_OF(t, ev_xmsg_t, task);
   ev_loop_t *l = ev_loop_self();
+  if (m->op == EV_MSG_REMOVE_FD) {
+    ev_remove_fd_apply(m, l);
+    return;
+  }
   eventer_t e = m->e;
   if (ev_event_owner(e) == l) {
     switch (m->op) {
@@ -863,7 +923,7 @@ void ev_complete_run(eventer_task_t *t, struct timeval *now) {
 void ev_task_discard(eventer_task_t *t) {
   if (t->run == ev_xmsg_run) {
     ev_xmsg_t *m = EV_CONTAINER_OF(t, ev_xmsg_t, task);
-    ev_deref_n(m->e, 1);
+    if (m->e) ev_deref_n(m->e, 1);
     free(m);
   } else if (t->run == ev_xop_run || t->run == ev_trigger_run ||
              t->run == ev_complete_run) {
@@ -875,11 +935,9 @@ void ev_task_discard(eventer_task_t *t) {
   }
   /* anything else is a caller-owned task: nothing of ours to release,
    * but a layer above may know it */
-  else if (ev_task_discard_hook)
-    ev_task_discard_hook(t);
+  else
+    ev_layers_task_discard(t);
 }
-
-void (*ev_task_discard_hook)(eventer_task_t *t);
 
 void ev_fdtab_foreach(ev_loop_t *l, void (*fn)(eventer_t e)) {
   for (unsigned ci = 0; ci < EV_FDTAB_CHUNKS; ci++) {
@@ -916,6 +974,7 @@ void ev_reg_drop_all(ev_loop_t *l) {
     for (unsigned i = 0; i < EV_FDTAB_CHUNK; i++) {
       eventer_t e = chunk[i];
       if (e && ev_event_owner(e) == l) {
+        fdowner(&chunk[i])[0] = NULL;
         chunk[i] = NULL;
         EV_STORE(&e->state, EV_ST_NONE);
         ev_deref_n(e, 1);
@@ -1002,11 +1061,29 @@ eventer_t eventer_remove(eventer_t e) {
 eventer_t eventer_remove_fd(int fd) {
   eventer_t *slot = fdslot(fd, 0);
   eventer_t e = slot ? EV_LOAD(slot) : NULL;
-  if (!e) {
+  ev_loop_t *owner = slot ? EV_LOAD(fdowner(slot)) : NULL;
+  if (!e || !owner) { /* none, or its registration is being undone */
     errno = fd < 0 ? EINVAL : ENOENT;
     return NULL;
   }
-  return eventer_remove(e);
+  ev_loop_t *self = ev_loop_self();
+  /* On the owner loop the event cannot go away under us. */
+  if (owner == self) return ev_reg_remove(self, e);
+  /* Elsewhere e may be freed by its owner at any moment: never follow it.
+   * The owner removes it (if it is still the event we saw) and drops the
+   * eventer's reference itself, as for eventer_remove off the owner. */
+  ev_xmsg_t *m = calloc(1, sizeof(*m));
+  if (!m) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  m->task.run = ev_xmsg_run;
+  m->op = EV_MSG_REMOVE_FD;
+  m->fd = fd;
+  m->seen = e;
+  ev_inbox_push(owner, &m->task);
+  errno = EINPROGRESS;
+  return NULL;
 }
 
 eventer_t eventer_find_fd(int fd) {

@@ -408,7 +408,12 @@ int eventer_add_ex(eventer_t e);
  * NULL (errno ENOENT) if it was not registered, EBUSY for an asynch event
  * in flight.  Off the owner thread: NULL/EINPROGRESS, see above. */
 eventer_t eventer_remove(eventer_t e);
-/* The fd event registered for fd, removed (as eventer_remove), or NULL. */
+/* The fd event registered for fd, removed (as eventer_remove), or NULL
+ * (errno ENOENT, EINVAL for fd < 0).  Off the owner loop's thread the
+ * event is not touched (its owner may free it meanwhile): the removal is
+ * queued to the owner loop, which removes the event still registered for
+ * fd if it is the one seen here and drops the eventer's reference itself;
+ * NULL/EINPROGRESS then. */
 eventer_t eventer_remove_fd(int fd);
 #define eventer_remove_fde(e) eventer_remove_fd(eventer_get_fd(e))
 /* The fd event registered for fd, or NULL.  THREAD-SAFE read; the pointer
@@ -548,7 +553,8 @@ void eventer_shutdown(void);
  * call it from a callback (an external driver may, between two run_once
  * calls); other external drivers may still be running: eventer_fini()
  * stops them and waits until each has been handed EVENTER_RUN_STOPPED.
- * The layers above get a per-loop hook first (ev_loop_fini_hook).
+ * The layers built on the eventer (coroutines, TLS) are told of each loop
+ * first.
  * eventer_init() may be called again afterwards; eventer_impl_propset
  * settings are reset to their defaults. */
 void eventer_fini(void);

@@ -955,11 +955,15 @@ static void ev_ssl_free_hook(eventer_t e) {
   ev_ssl_ctx_destroy(ctx);
 }
 
-static void ev_ssl_hook_once_fn(void) {
-  /* a copy of a TLS event gets no context (e->tls is not copied): its TLS
-   * calls fail with EINVAL rather than share one SSL between two events */
-  ev_event_hooks_add(ev_ssl_free_hook, NULL);
-}
+/* The TLS layer: a copy of a TLS event gets no context (e->tls is not
+ * copied, no event_copy): its TLS calls fail with EINVAL rather than share
+ * one SSL between two events. */
+static const ev_layer_t ev_ssl_layer = {
+    .name = "tls",
+    .event_free = ev_ssl_free_hook,
+};
+
+static void ev_ssl_hook_once_fn(void) { ev_layer_register(&ev_ssl_layer); }
 
 int eventer_set_eventer_ssl_ctx_ex(eventer_t e, eventer_ssl_ctx_t *ctx) {
   if (!e || !ctx || e->fd < 0 || eventer_is_aco(e) || ctx->e) {

@@ -1,26 +1,38 @@
 /*
  * eventer_aco_impl.h - the coroutine layer's internals, shared by
- * eventer_aco.c, eventer_aco_sync.c (semaphores, mutexes, wait groups,
- * channels) and the language proxies (the Go binding).  Not installed.
+ * eventer_aco.c (coroutines, parking, sleep, asynch work, handles),
+ * eventer_aco_fd.c (fd events), eventer_aco_sync.c (semaphores, mutexes,
+ * wait groups, channels) and eventer_aco_proxy.c (proxies: the C side of
+ * coroutines written in another language).  Not installed.
  *
- * Parking is the one primitive everything is built on:
+ * Waiting.  Everything that waits is built on one primitive, split in two
+ * around the moment the waiter is away:
  *
- *   w = ev_aco_park(a, q, deadline_ns, kind);
+ *   w = ev_aco_wait_begin(a, q, deadline_ns, kind);
+ *       a starts waiting (linked on wait queue q if any, its deadline
+ *       armed); EV_WAKE_NONE, or why the wait is over already
+ *   ...  a is away: a C coroutine yields (ev_aco_wait_yield); a proxy's
+ *        foreign coroutine is back in its own runtime
+ *   w = ev_aco_wait_end(a);
+ *       after a waker ended the wait: a is unlinked, its deadline
+ *       disarmed; returns why it was woken (EV_WAKE_*)
  *
- * suspends the running coroutine `a` (optionally linked on wait queue q,
- * optionally until a monotonic deadline) until somebody wakes it, and
- * returns why it was woken (EV_WAKE_*).  Waking is always done on the
- * owner loop's thread:
+ * Waking is always done on the owner loop's thread:
  *
- *   ev_aco_wake(a, reason)      schedules the resume for the next timer
+ *   ev_aco_wake(a, reason)      schedules the end for the next timer
  *                               phase (safe from anywhere on the loop
  *                               thread, including other coroutines);
- *   ev_aco_wake_now(a, reason)  resumes it right here; only from the loop's
+ *   ev_aco_wake_now(a, reason)  ends it right here; only from the loop's
  *                               own dispatch (a callback, a timer node, a
  *                               task), never from inside a coroutine.
  *
- * A woken coroutine has already been unlinked from its wait queue and its
- * deadline disarmed, so a wait never leaves anything stale behind.
+ * Each blocking call is written once, as a start and an end around that
+ * wait (ev_aco_sleep_begin/_end, ev_aco_fd_wait_begin/_end,
+ * ev_aco_sync_begin/_end, ...): a C coroutine runs start, yield, end; a
+ * proxy runs the start when its foreign coroutine calls, and the end when
+ * the loop ends the wait (ev_aco_resume of a proxy calls
+ * ev_aco_proxy_resume, which reports the result to the foreign driver).
+ * So both languages share every line of the semantics.
  */
 #ifndef EVENTER_ACO_IMPL_H
 #define EVENTER_ACO_IMPL_H
@@ -60,17 +72,17 @@ static inline void ev_aco_link_tail(ev_aco_waitq_t *q, ev_aco_link_t *l) {
   q->head.prev = l;
 }
 
-/* ---- coroutines ------------------------------------------------------------ */
+/* ---- waiters: coroutines and proxies ---------------------------------------- */
 
 enum { /* ev_aco_t.state */
   EV_ACO_NEW = 0,  /* created, first resume scheduled */
-  EV_ACO_RUNNING,  /* on the CPU */
-  EV_ACO_PARKED,   /* in ev_aco_park */
+  EV_ACO_RUNNING,  /* on the CPU; a proxy: not waiting */
+  EV_ACO_PARKED,   /* waiting (between wait_begin and its waker) */
   EV_ACO_RUNNABLE, /* woken, resume scheduled or under way */
   EV_ACO_DONE      /* ended; memory about to be freed */
 };
 
-enum { /* why a park returned */
+enum { /* why a wait ended */
   EV_WAKE_NONE = 0,
   EV_WAKE_READY,   /* what it waited for happened */
   EV_WAKE_TIMEOUT, /* its deadline passed */
@@ -78,7 +90,7 @@ enum { /* why a park returned */
   EV_WAKE_CLOSED   /* the event it waited on was closed */
 };
 
-enum { /* what a park may be woken by, besides READY and its deadline */
+enum { /* what a wait may be ended by, besides READY and its deadline */
   EV_WAIT_PLAIN = 0,       /* nothing else (asynch and gate waits) */
   EV_WAIT_CANCELLABLE = 1, /* eventer_aco_cancel */
   EV_WAIT_PARK = 2         /* cancel, and eventer_aco_wake */
@@ -87,29 +99,32 @@ enum { /* what a park may be woken by, besides READY and its deadline */
 enum { /* ev_aco_t.flags */
   EV_ACO_F_CANCEL_PENDING = 0x01, /* cancel arrived while not cancellable */
   EV_ACO_F_WAKE_TOKEN = 0x02,     /* eventer_aco_wake arrived before park */
-  EV_ACO_F_PROXY = 0x04,          /* runs operations for a foreign coroutine */
-  EV_ACO_F_PREWAIT = 0x08,        /* parked idle in a wait set up from
-                                   * outside (ev_aco_fd_prewait): its wake
-                                   * runs ev_aco_prewait_hook instead of
-                                   * switching to it */
-  EV_ACO_F_END_HOOK = 0x10        /* ev_aco_end_hook runs when it ends */
+  EV_ACO_F_PROXY = 0x04,          /* not a coroutine: a proxy's waiter
+                                   * (eventer_aco_proxy.c); no aco_t */
+  EV_ACO_F_END_HOOK = 0x08        /* the end hook runs when it ends */
 };
 
-/* Per-coroutine state, allocated with the aco_t (aco_create_ext): a parked
- * coroutine costs sizeof(aco_t) + sizeof(ev_aco_t) + its saved stack. */
+/* Per-waiter state.  A coroutine's is allocated with its aco_t
+ * (aco_create_ext): a parked coroutine costs sizeof(aco_t) +
+ * sizeof(ev_aco_t) + its saved stack.  A proxy's is the head of the
+ * proxy. */
 typedef struct ev_aco {
   eventer_timer_node_t timer; /* deadlines and scheduled resumes */
-  ev_aco_link_t link;         /* on a wait queue while parked */
-  ev_aco_link_t all;          /* on its loop's list of live coroutines */
-  void (*fn)(void);           /* the coroutine body */
+  ev_aco_link_t link;         /* on a wait queue while waiting */
+  ev_aco_link_t all;          /* on its loop's list of live waiters */
+  union {
+    void (*fn)(void);         /* a coroutine: its body */
+    ev_loop_t *loop;          /* a proxy: its loop */
+  } u;
   eventer_aco_co_t *handle;   /* NULL until someone asks for one */
   uint64_t resumes;
   uint64_t bytes_copied;
   uint8_t state;              /* EV_ACO_* */
-  uint8_t wake;               /* EV_WAKE_*: why the last park returned */
+  uint8_t wake;               /* EV_WAKE_*: why the last wait ended */
   uint8_t flags;              /* EV_ACO_F_* */
-  uint8_t wait_kind;          /* EV_WAIT_* of the current park */
-  int32_t aux;                /* the fd mask an fd waiter needs */
+  uint8_t wait_kind;          /* EV_WAIT_* of the current wait */
+  int32_t aux;                /* per wait: the fd mask an fd waiter needs,
+                               * a sync waiter's outcome, a job's */
 } ev_aco_t;
 
 /* Per-loop coroutine state (ev_loop_t.aco). */
@@ -122,21 +137,13 @@ typedef struct ev_aco_loop {
     aco_share_stack_t *ss;
   } stacks[EV_ACO_MAX_STACK_SIZES];
   int nstacks;
-  ev_aco_waitq_t all;         /* live coroutines (for fini) */
+  ev_aco_waitq_t all;         /* live waiters, coroutines and proxies */
 } ev_aco_loop_t;
 
-/* Set by the listener layer: called on the loop thread, in main context,
- * when a coroutine flagged EV_ACO_F_END_HOOK has ended (returned or called
- * aco_exit), before its memory goes (its aco_t arg is still readable). */
-extern void (*ev_aco_end_hook)(ev_aco_t *a);
-
-/* Set by the proxy layer: completes a pre-wait of coroutine a (whose wake
- * reason is in a->wake) in main context, without resuming a. */
-extern void (*ev_aco_prewait_hook)(ev_aco_t *a);
-/* eventer_fini drops a proxy coroutine that is still suspended: the proxy
- * layer frees what it holds for it (set by the proxy layer). */
-extern void (*ev_aco_proxy_fini_hook)(ev_aco_t *a);
-
+static inline int ev_aco_is_proxy(const ev_aco_t *a) {
+  return (a->flags & EV_ACO_F_PROXY) != 0;
+}
+/* A coroutine's aco_t (never for a proxy). */
 static inline aco_t *ev_aco_co(ev_aco_t *a) { return (aco_t *)a - 1; }
 static inline ev_aco_t *ev_aco_of(aco_t *co) { return (ev_aco_t *)aco_ext(co); }
 
@@ -145,38 +152,117 @@ ev_aco_t *ev_aco_self(void);
 /* The calling loop's coroutine state, created on first use; NULL off-loop
  * (errno ENXIO). */
 ev_aco_loop_t *ev_aco_loop_get(void);
-/* The loop a coroutine belongs to. */
+/* The loop a waiter belongs to. */
 static inline ev_loop_t *ev_aco_loop_of(ev_aco_t *a) {
+  if (ev_aco_is_proxy(a)) return a->u.loop;
   return ((ev_aco_loop_t *)ev_aco_co(a)->main_co->arg)->loop;
 }
 
 /* Creates a coroutine on the calling loop.  It does not run: either
  * ev_aco_resume() it (main context) or ev_aco_schedule() it. */
 ev_aco_t *ev_aco_create(void (*fn)(void), void *arg, size_t stack_size,
-                        size_t save_size, const char *name, int flags);
+                        size_t save_size, const char *name);
+/* Makes a a proxy's waiter on the calling loop (state RUNNING: idle) and
+ * links it on the loop's list.  -1/ENXIO off-loop. */
+int ev_aco_proxy_waiter_init(ev_aco_t *a);
+/* Unlinks a proxy's waiter from its loop's list (it must not wait). */
+void ev_aco_proxy_waiter_fini(ev_aco_t *a);
 /* a's handle, created on demand (borrowed: valid until a ends; take a
- * reference with eventer_aco_co_ref to keep it). */
+ * reference with eventer_aco_co_ref to keep it).  Coroutines only. */
 eventer_aco_co_t *ev_aco_handle_of(ev_aco_t *a);
+/* The listener layer's end hook: called on the loop thread, in main
+ * context, when a coroutine flagged EV_ACO_F_END_HOOK has ended (returned
+ * or called aco_exit), before its memory goes (its aco_t arg is still
+ * readable).  One hook for the process; set before such coroutines run. */
+void ev_aco_set_end_hook(void (*fn)(ev_aco_t *a));
 
-/* Resumes a (NEW/RUNNABLE) coroutine now, from main context on its loop;
- * reaps it if it ended. */
+/* Resumes a (NEW/RUNNABLE) from main context on its loop: a coroutine runs
+ * (and is reaped if it ended); a proxy's wait ends
+ * (ev_aco_proxy_resume). */
 void ev_aco_resume(ev_aco_t *a);
 /* Resume at the next timer phase (a NEW or RUNNABLE coroutine). */
 void ev_aco_schedule(ev_aco_t *a);
 
-/* See the top of this file.  deadline_ns: CLOCK_MONOTONIC, 0 for none. */
-int ev_aco_park(ev_aco_t *a, ev_aco_waitq_t *q, uint64_t deadline_ns,
-                int wait_kind);
+/* See the top of this file.  deadline_ns: CLOCK_MONOTONIC, 0 for none.
+ * a must be RUNNING: the running coroutine, or an idle proxy. */
+int ev_aco_wait_begin(ev_aco_t *a, ev_aco_waitq_t *q, uint64_t deadline_ns,
+                      int wait_kind);
+/* The same for a wait that ends at the loop's next timer phase (a yield):
+ * EV_WAKE_NONE, or EV_WAKE_CANCEL (a pending cancel). */
+int ev_aco_wait_begin_turn(ev_aco_t *a);
+int ev_aco_wait_end(ev_aco_t *a);
+/* The running coroutine a: yields until its wait ends; its reason. */
+int ev_aco_wait_yield(ev_aco_t *a);
+/* begin, then yield if it waits: the whole wait of a C coroutine. */
+static inline int ev_aco_park(ev_aco_t *a, ev_aco_waitq_t *q,
+                              uint64_t deadline_ns, int wait_kind) {
+  int w = ev_aco_wait_begin(a, q, deadline_ns, wait_kind);
+  return w != EV_WAKE_NONE ? w : ev_aco_wait_yield(a);
+}
 void ev_aco_wake(ev_aco_t *a, int reason);
 void ev_aco_wake_now(ev_aco_t *a, int reason);
 /* Wakes the first waiter of q (scheduled); returns it or NULL. */
 ev_aco_t *ev_aco_wake_one(ev_aco_waitq_t *q, int reason);
 void ev_aco_wake_all(ev_aco_waitq_t *q, int reason);
 
+/* A monotonic deadline for a relative timeout (NULL: 0 = none). */
+uint64_t ev_aco_deadline(const struct timeval *timeout);
+/* The errno for a wait result other than READY. */
+int ev_aco_wake_errno(int wake);
+
+/* ---- the blocking calls, as start and end ------------------------------------
+ * A start returns EV_OP_WAITING (the end follows the wait), or EV_OP_DONE
+ * with the call's result in *rv (-1 with errno).  An end takes the wait's
+ * result and returns the call's (-1 with errno). */
+enum { EV_OP_DONE = 0, EV_OP_WAITING = 1 };
+
+/* eventer_aco_sleep (duration NULL or negative: EINVAL; {0,0}: a yield) */
+int ev_aco_sleep_begin(ev_aco_t *a, const struct timeval *duration,
+                       int64_t *rv);
+int64_t ev_aco_sleep_end(int wake);
+/* eventer_aco_yield */
+int ev_aco_yield_begin(ev_aco_t *a, int64_t *rv);
+int64_t ev_aco_yield_end(int wake);
+/* eventer_aco_park */
+int ev_aco_park_begin(ev_aco_t *a, const struct timeval *timeout, int64_t *rv);
+int64_t ev_aco_park_end(int wake);
+
+/* Waiting for a job (eventer_aco_simple_asynch and family).  The job runs
+ * f(closure) (simple) or func(op, closure), or asynch event user_e, on q
+ * (NULL: the default queue) subqueue id; the waiter is resumed after its
+ * COMPLETE.  An end reports -1/ETIMEDOUT if the job's deadline passed
+ * before WORK could run, -1/ESHUTDOWN if the queue was destroyed first. */
+typedef struct ev_aco_job_spec {
+  eventer_asynch_simple_func_t simple;
+  eventer_asynch_func_t func;
+  void *closure;
+  eventer_t user_e;        /* run_asynch: the caller's event */
+  eventer_jobq_t *q;
+  uint64_t id;
+  struct timeval *deadline;
+  int try_only;            /* refuse past the queue's backlog (EAGAIN) */
+} ev_aco_job_spec_t;
+int ev_aco_job_begin(ev_aco_t *a, const ev_aco_job_spec_t *spec, int64_t *rv);
+int64_t ev_aco_job_end(ev_aco_t *a, int wake);
+
+/* ---- fd events (eventer_aco_fd.c) ------------------------------------------------ */
+
+/* Converts idle classic fd event e into an aco event of loop l (the work
+ * of eventer_set_eventer_aco, for callers that are not coroutines).  0, or
+ * -1/EINVAL (no fd, already aco, registered), ENOMEM. */
+int ev_aco_fd_convert(eventer_t e, ev_loop_t *l);
+/* Waiting for e to be ready for mask (READ and/or WRITE): the wait of
+ * eventer_aco_wait_ready and of every fd call that would block.  The start
+ * takes a reference on e for the wait, the end drops it.  End: 0 ready,
+ * or -1 with errno ETIMEDOUT, ECANCELED, EBADF (closed). */
+int ev_aco_fd_wait_begin(ev_aco_t *a, eventer_t e, int mask, uint64_t deadline,
+                         int64_t *rv);
+int64_t ev_aco_fd_wait_end(ev_aco_t *a, eventer_t e, int wake);
+
 /* One non-blocking attempt of an aco event's operation through its
- * original opset, outside any coroutine (the foreign bindings' fast path):
+ * original opset, outside any coroutine (the foreign bindings' attempt):
  * the result, or -1 with errno; on EAGAIN *mask is what to wait for.
- * EBADF once the event was closed. */
+ * EBADF once the event was closed, EINVAL if e is not an aco event. */
 enum { EV_ACO_TRY_READ = 1, EV_ACO_TRY_WRITE, EV_ACO_TRY_ACCEPT };
 int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
                   struct sockaddr *addr, socklen_t *alen, int *mask);
@@ -186,23 +272,40 @@ int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
  * (non-zero once eventer_aco_close ran; valid while the event lives), or
  * NULL if e is not an aco event or its opset is not POSIX. */
 const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e);
+/* Whether eventer_aco_close ran on aco event e (any opset); -1/EINVAL if
+ * e is not an aco event. */
+int ev_aco_fd_closed(eventer_t e);
 
-/* A wait for e's readiness, set up for a coroutine that is parked idle
- * (the proxy of a foreign coroutine) without switching to it: it becomes
- * an fd waiter exactly as eventer_aco_wait_ready would make it, and its
- * idle park returns when the fd is ready, the deadline passes, it is
- * cancelled or e is closed; it then calls ev_aco_fd_prewait_done.
- * 0, or -1 with *err when the wait ends at once (EBADF, ECANCELED,
- * ETIMEDOUT, EINVAL). */
-int ev_aco_fd_prewait(ev_aco_t *a, eventer_t e, int mask, uint64_t deadline,
-                      int *err);
-/* After the pre-wait's park returned (a->wake): 0 ready, or -1 with *err;
- * leaves the registration clean and drops the event reference. */
-int ev_aco_fd_prewait_done(ev_aco_t *a, eventer_t e, int *err);
+/* eventer_fini: drops the references that waits still parked on fd
+ * events of l hold (their waiters are dropped with the loop). */
+void ev_aco_fd_fini_loop(ev_loop_t *l);
+/* The aco layer's event hooks (an aco event's state dies with it; a copy
+ * is classic). */
+void ev_aco_fd_event_free(eventer_t e);
+void ev_aco_fd_event_copy(eventer_t dst, eventer_t src);
 
-/* A monotonic deadline for a relative timeout (NULL: 0 = none). */
-uint64_t ev_aco_deadline(const struct timeval *timeout);
-/* The errno for a park result other than READY. */
-int ev_aco_wake_errno(int wake);
+/* ---- synchronization objects (eventer_aco_sync.c) ------------------------------- */
+
+/* The blocking sync calls, as start and end, for waiter a (elem: a
+ * channel element, in memory that stays valid until the end). */
+enum {
+  EV_SYNC_SEM_WAIT = 1, EV_SYNC_MUTEX_LOCK, EV_SYNC_MUTEX_TRYLOCK,
+  EV_SYNC_MUTEX_UNLOCK, EV_SYNC_WG_WAIT, EV_SYNC_CHAN_SEND, EV_SYNC_CHAN_RECV
+};
+int ev_aco_sync_begin(ev_aco_t *a, int kind, void *obj, void *elem,
+                      uint64_t deadline, int64_t *rv);
+int64_t ev_aco_sync_end(ev_aco_t *a, int kind, void *obj, void *elem,
+                        int wake);
+/* The loop a sync object is bound to (NULL while unbound). */
+ev_loop_t *ev_aco_sync_loop(const void *obj);
+
+/* ---- proxies (eventer_aco_proxy.c) ------------------------------------------------- */
+
+/* The loop ended proxy waiter a's wait (a->wake says why): run the end of
+ * its call and report the result to the foreign driver. */
+void ev_aco_proxy_resume(ev_aco_t *a);
+/* eventer_fini: the loop goes away with proxy waiter a still alive (its
+ * foreign coroutine never ended): free the proxy. */
+void ev_aco_proxy_fini(ev_aco_t *a);
 
 #endif /* EVENTER_ACO_IMPL_H */

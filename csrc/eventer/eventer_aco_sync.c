@@ -2,13 +2,15 @@
  * eventer_aco_sync.c - semaphores, mutexes, wait groups and channels for
  * the coroutines of one loop (API and semantics: eventer_aco_sync.h).
  *
- * Everything is built on ev_aco_park/ev_aco_wake (eventer_aco_impl.h).
- * Each object keeps FIFO wait queues of parked coroutines.  A waker never
- * touches a waiter's stack (with shared stacks it may not even be at its
- * addresses): it records the outcome in the waiter's ev_aco_t (`aux`, which
- * is free while a coroutine is parked on one of our queues) and schedules
- * it with ev_aco_wake.  A woken waiter cannot time out or be cancelled any
- * more, so what it was granted is final:
+ * Everything is built on the waits of eventer_aco_impl.h, and each call
+ * that may wait is a start and an end around one (ev_aco_sync_begin and
+ * ev_aco_sync_end), so that C coroutines and proxies share them.  Each
+ * object keeps FIFO wait queues of waiters.  A waker never touches a
+ * waiter's stack (with shared stacks it may not even be at its addresses):
+ * it records the outcome in the waiter's ev_aco_t (`aux`, which is free
+ * while it waits on one of our queues) and schedules it with ev_aco_wake.
+ * A woken waiter cannot time out or be cancelled any more, so what it was
+ * granted is final:
  *
  *   EV_SYNC_GRANTED  it owns what it waited for (a semaphore unit, the
  *                    mutex, a reserved channel slot or element, a wait
@@ -17,13 +19,14 @@
  *
  * Handing things over directly is what makes the queues fair: nothing is
  * left lying around between the wake and the resume for a later arrival to
- * take.  A wake that carries no outcome (nobody sends one today) just sends
- * the waiter back to wait.
+ * take.  Every ready wake of a sync waiter carries an outcome: only the
+ * object wakes its waiters as ready (eventer_aco_wake ends only parks).
  */
 #include "eventer_aco_sync.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,38 +59,48 @@ static int ev_sync_bind(ev_loop_t **slot) {
   return 0;
 }
 
-/* The running coroutine, for a call that may wait on an object bound to
- * *slot; NULL/EINVAL outside a coroutine or on the wrong loop. */
-static ev_aco_t *ev_sync_waiter(ev_loop_t **slot) {
+/* Starts a's wait on q until a waker records an outcome: EV_OP_WAITING, or
+ * EV_OP_DONE with *rv -1 and errno ETIMEDOUT / ECANCELED (nothing was
+ * granted). */
+static int ev_sync_wait(ev_aco_t *a, ev_aco_waitq_t *q, uint64_t deadline,
+                        int64_t *rv) {
+  a->aux = EV_SYNC_NONE;
+  int w = ev_aco_wait_begin(a, q, deadline, EV_WAIT_CANCELLABLE);
+  if (w == EV_WAKE_NONE) return EV_OP_WAITING;
+  errno = ev_aco_wake_errno(w);
+  *rv = -1;
+  return EV_OP_DONE;
+}
+
+/* The outcome of a's wait: EV_SYNC_GRANTED or EV_SYNC_CLOSED, or -1 with
+ * errno ETIMEDOUT / ECANCELED (a left the queue by itself). */
+static int ev_sync_outcome(ev_aco_t *a, int wake) {
+  int got = a->aux;
+  a->aux = EV_SYNC_NONE;
+  if (got != EV_SYNC_NONE) {
+    EV_ASSERT(wake == EV_WAKE_READY,
+              "a sync waiter given an outcome was woken as ready");
+    return got;
+  }
+  EV_ASSERT(wake != EV_WAKE_READY,
+            "a sync waiter is woken as ready only with an outcome");
+  errno = ev_aco_wake_errno(wake);
+  return -1;
+}
+
+/* A whole call of the running coroutine: start, wait, end. */
+static int ev_sync_call(int kind, void *obj, void *elem,
+                        const struct timeval *timeout) {
   ev_aco_t *a = ev_aco_self();
   if (!a) {
     errno = EINVAL;
-    return NULL;
+    return -1;
   }
-  if (ev_sync_bind(slot) != 0) return NULL;
-  return a;
-}
-
-/* Parks the running coroutine a on q until a waker records an outcome.
- * Returns EV_SYNC_GRANTED or EV_SYNC_CLOSED, or -1 with errno ETIMEDOUT /
- * ECANCELED (a left q by itself: nothing was granted to it). */
-static int ev_sync_park(ev_aco_t *a, ev_aco_waitq_t *q, uint64_t deadline) {
-  for (;;) {
-    a->aux = EV_SYNC_NONE;
-    int w = ev_aco_park(a, q, deadline, EV_WAIT_CANCELLABLE);
-    if (a->aux != EV_SYNC_NONE) {
-      EV_ASSERT(w == EV_WAKE_READY,
-                "a sync waiter given an outcome was woken as ready");
-      int got = a->aux;
-      a->aux = EV_SYNC_NONE;
-      return got;
-    }
-    if (w != EV_WAKE_READY) {
-      errno = ev_aco_wake_errno(w);
-      return -1;
-    }
-    /* a ready wake without an outcome: not ours, wait on */
-  }
+  int64_t rv;
+  if (ev_aco_sync_begin(a, kind, obj, elem, ev_aco_deadline(timeout), &rv) ==
+      EV_OP_WAITING)
+    rv = ev_aco_sync_end(a, kind, obj, elem, ev_aco_wait_yield(a));
+  return (int)rv;
 }
 
 /* Gives the longest waiter of q the outcome `how` and schedules it.
@@ -132,21 +145,25 @@ eventer_aco_sem_t *eventer_aco_sem_new(unsigned int initial) {
   return s;
 }
 
-int eventer_aco_sem_wait(eventer_aco_sem_t *s, struct timeval *timeout) {
-  if (!s) {
-    errno = EINVAL;
-    return -1;
-  }
-  ev_aco_t *a = ev_sync_waiter(&s->loop);
-  if (!a) return -1;
+static int ev_sem_wait_begin(ev_aco_t *a, eventer_aco_sem_t *s,
+                             uint64_t deadline, int64_t *rv) {
   if (s->value > 0) {
     s->value--;
-    return 0;
+    *rv = 0;
+    return EV_OP_DONE;
   }
-  int got = ev_sync_park(a, &s->waiters, ev_aco_deadline(timeout));
+  return ev_sync_wait(a, &s->waiters, deadline, rv);
+}
+
+static int64_t ev_sem_wait_end(ev_aco_t *a, int wake) {
+  int got = ev_sync_outcome(a, wake);
   if (got < 0) return -1;
   EV_ASSERT(got == EV_SYNC_GRANTED, "a semaphore only grants units");
   return 0;
+}
+
+int eventer_aco_sem_wait(eventer_aco_sem_t *s, struct timeval *timeout) {
+  return ev_sync_call(EV_SYNC_SEM_WAIT, s, NULL, timeout);
 }
 
 int eventer_aco_sem_trywait(eventer_aco_sem_t *s) {
@@ -227,24 +244,26 @@ static int ev_mutex_held(const eventer_aco_mutex_t *m) {
   return m->owner != NULL || m->handoff != NULL;
 }
 
-int eventer_aco_mutex_lock(eventer_aco_mutex_t *m, struct timeval *timeout) {
-  if (!m) {
-    errno = EINVAL;
-    return -1;
-  }
-  ev_aco_t *a = ev_sync_waiter(&m->loop);
-  if (!a) return -1;
+static int ev_mutex_lock_begin(ev_aco_t *a, eventer_aco_mutex_t *m,
+                               uint64_t deadline, int64_t *rv) {
+  *rv = -1;
   if (m->owner == a) {
     errno = EDEADLK;
-    return -1;
+    return EV_OP_DONE;
   }
   if (!ev_mutex_held(m)) {
     EV_ASSERT(ev_aco_waitq_empty(&m->waiters),
               "nobody waits for a free mutex");
     m->owner = a;
-    return 0;
+    *rv = 0;
+    return EV_OP_DONE;
   }
-  int got = ev_sync_park(a, &m->waiters, ev_aco_deadline(timeout));
+  return ev_sync_wait(a, &m->waiters, deadline, rv);
+}
+
+static int64_t ev_mutex_lock_end(ev_aco_t *a, eventer_aco_mutex_t *m,
+                                 int wake) {
+  int got = ev_sync_outcome(a, wake);
   if (got < 0) return -1;
   EV_ASSERT(got == EV_SYNC_GRANTED && m->handoff == a && m->owner == NULL,
             "a mutex is handed to the waiter it woke");
@@ -253,13 +272,7 @@ int eventer_aco_mutex_lock(eventer_aco_mutex_t *m, struct timeval *timeout) {
   return 0;
 }
 
-int eventer_aco_mutex_trylock(eventer_aco_mutex_t *m) {
-  if (!m) {
-    errno = EINVAL;
-    return -1;
-  }
-  ev_aco_t *a = ev_sync_waiter(&m->loop);
-  if (!a) return -1;
+static int64_t ev_mutex_trylock_as(ev_aco_t *a, eventer_aco_mutex_t *m) {
   if (ev_mutex_held(m)) {
     errno = EBUSY;
     return -1;
@@ -268,13 +281,7 @@ int eventer_aco_mutex_trylock(eventer_aco_mutex_t *m) {
   return 0;
 }
 
-int eventer_aco_mutex_unlock(eventer_aco_mutex_t *m) {
-  if (!m) {
-    errno = EINVAL;
-    return -1;
-  }
-  ev_aco_t *a = ev_sync_waiter(&m->loop);
-  if (!a) return -1;
+static int64_t ev_mutex_unlock_as(ev_aco_t *a, eventer_aco_mutex_t *m) {
   if (m->owner != a) {
     errno = EPERM;
     return -1;
@@ -282,6 +289,18 @@ int eventer_aco_mutex_unlock(eventer_aco_mutex_t *m) {
   m->owner = NULL;
   m->handoff = ev_sync_wake_first(&m->waiters, EV_SYNC_GRANTED);
   return 0;
+}
+
+int eventer_aco_mutex_lock(eventer_aco_mutex_t *m, struct timeval *timeout) {
+  return ev_sync_call(EV_SYNC_MUTEX_LOCK, m, NULL, timeout);
+}
+
+int eventer_aco_mutex_trylock(eventer_aco_mutex_t *m) {
+  return ev_sync_call(EV_SYNC_MUTEX_TRYLOCK, m, NULL, NULL);
+}
+
+int eventer_aco_mutex_unlock(eventer_aco_mutex_t *m) {
+  return ev_sync_call(EV_SYNC_MUTEX_UNLOCK, m, NULL, NULL);
 }
 
 int eventer_aco_mutex_locked(eventer_aco_mutex_t *m) {
@@ -345,18 +364,24 @@ int eventer_aco_wg_done(eventer_aco_wg_t *wg) {
   return eventer_aco_wg_add(wg, -1);
 }
 
-int eventer_aco_wg_wait(eventer_aco_wg_t *wg, struct timeval *timeout) {
-  if (!wg) {
-    errno = EINVAL;
-    return -1;
+static int ev_wg_wait_begin(ev_aco_t *a, eventer_aco_wg_t *wg,
+                            uint64_t deadline, int64_t *rv) {
+  if (wg->count == 0) {
+    *rv = 0;
+    return EV_OP_DONE;
   }
-  ev_aco_t *a = ev_sync_waiter(&wg->loop);
-  if (!a) return -1;
-  if (wg->count == 0) return 0;
-  int got = ev_sync_park(a, &wg->waiters, ev_aco_deadline(timeout));
+  return ev_sync_wait(a, &wg->waiters, deadline, rv);
+}
+
+static int64_t ev_wg_wait_end(ev_aco_t *a, int wake) {
+  int got = ev_sync_outcome(a, wake);
   if (got < 0) return -1;
   EV_ASSERT(got == EV_SYNC_GRANTED, "a wait group only lets waiters go");
   return 0;
+}
+
+int eventer_aco_wg_wait(eventer_aco_wg_t *wg, struct timeval *timeout) {
+  return ev_sync_call(EV_SYNC_WG_WAIT, wg, NULL, timeout);
 }
 
 int eventer_aco_wg_count(eventer_aco_wg_t *wg) {
@@ -447,25 +472,27 @@ static int ev_chan_can_take(const eventer_aco_chan_t *ch) {
   return ch->count > ch->rsv_recv;
 }
 
-int eventer_aco_chan_send(eventer_aco_chan_t *ch, const void *elem,
-                          struct timeval *timeout) {
-  if (!ch || !elem) {
-    errno = EINVAL;
-    return -1;
-  }
-  ev_aco_t *a = ev_sync_waiter(&ch->loop);
-  if (!a) return -1;
+static int ev_chan_send_begin(ev_aco_t *a, eventer_aco_chan_t *ch,
+                              const void *elem, uint64_t deadline,
+                              int64_t *rv) {
+  *rv = -1;
   if (ch->closed) {
     errno = EPIPE;
-    return -1;
+    return EV_OP_DONE;
   }
   if (ev_chan_can_put(ch)) {
     EV_ASSERT(ev_aco_waitq_empty(&ch->senders),
               "no sender waits while a slot is free");
     ev_chan_put(ch, elem);
-    return 0;
+    *rv = 0;
+    return EV_OP_DONE;
   }
-  int got = ev_sync_park(a, &ch->senders, ev_aco_deadline(timeout));
+  return ev_sync_wait(a, &ch->senders, deadline, rv);
+}
+
+static int64_t ev_chan_send_end(ev_aco_t *a, eventer_aco_chan_t *ch,
+                                const void *elem, int wake) {
+  int got = ev_sync_outcome(a, wake);
   if (got < 0) return -1;
   if (got == EV_SYNC_GRANTED) {
     EV_ASSERT(ch->rsv_send > 0, "a woken sender has a reserved slot");
@@ -480,23 +507,24 @@ int eventer_aco_chan_send(eventer_aco_chan_t *ch, const void *elem,
   return -1;
 }
 
-int eventer_aco_chan_recv(eventer_aco_chan_t *ch, void *elem,
-                          struct timeval *timeout) {
-  if (!ch || !elem) {
-    errno = EINVAL;
-    return -1;
-  }
-  ev_aco_t *a = ev_sync_waiter(&ch->loop);
-  if (!a) return -1;
+static int ev_chan_recv_begin(ev_aco_t *a, eventer_aco_chan_t *ch, void *elem,
+                              uint64_t deadline, int64_t *rv) {
   if (ev_chan_can_take(ch)) {
     ev_chan_take(ch, elem);
-    return 0;
+    *rv = 0;
+    return EV_OP_DONE;
   }
   if (ch->closed) {
     errno = EPIPE;
-    return -1;
+    *rv = -1;
+    return EV_OP_DONE;
   }
-  int got = ev_sync_park(a, &ch->receivers, ev_aco_deadline(timeout));
+  return ev_sync_wait(a, &ch->receivers, deadline, rv);
+}
+
+static int64_t ev_chan_recv_end(ev_aco_t *a, eventer_aco_chan_t *ch,
+                                void *elem, int wake) {
+  int got = ev_sync_outcome(a, wake);
   if (got < 0) return -1;
   if (got == EV_SYNC_CLOSED) {
     errno = EPIPE;
@@ -507,6 +535,16 @@ int eventer_aco_chan_recv(eventer_aco_chan_t *ch, void *elem,
   ch->rsv_recv--;
   ev_chan_take(ch, elem);
   return 0;
+}
+
+int eventer_aco_chan_send(eventer_aco_chan_t *ch, const void *elem,
+                          struct timeval *timeout) {
+  return ev_sync_call(EV_SYNC_CHAN_SEND, ch, (void *)elem, timeout);
+}
+
+int eventer_aco_chan_recv(eventer_aco_chan_t *ch, void *elem,
+                          struct timeval *timeout) {
+  return ev_sync_call(EV_SYNC_CHAN_RECV, ch, elem, timeout);
 }
 
 int eventer_aco_chan_trysend(eventer_aco_chan_t *ch, const void *elem) {
@@ -599,4 +637,66 @@ int eventer_aco_chan_free(eventer_aco_chan_t *ch) {
   }
   free(ch);
   return 0;
+}
+
+/* ---- the calls that may wait, as start and end ------------------------------------ */
+
+/* Every sync object begins with the loop it is bound to. */
+_Static_assert(offsetof(eventer_aco_sem_t, loop) == 0 &&
+                   offsetof(eventer_aco_mutex_t, loop) == 0 &&
+                   offsetof(eventer_aco_wg_t, loop) == 0 &&
+                   offsetof(eventer_aco_chan_t, loop) == 0,
+               "a sync object's first member is its loop");
+
+ev_loop_t *ev_aco_sync_loop(const void *obj) {
+  return obj ? __atomic_load_n((ev_loop_t *const *)obj, __ATOMIC_ACQUIRE)
+             : NULL;
+}
+
+int ev_aco_sync_begin(ev_aco_t *a, int kind, void *obj, void *elem,
+                      uint64_t deadline, int64_t *rv) {
+  *rv = -1;
+  int chan = kind == EV_SYNC_CHAN_SEND || kind == EV_SYNC_CHAN_RECV;
+  if (!a || !obj || (chan && !elem) || kind < EV_SYNC_SEM_WAIT ||
+      kind > EV_SYNC_CHAN_RECV) {
+    errno = EINVAL;
+    return EV_OP_DONE;
+  }
+  if (ev_sync_bind((ev_loop_t **)obj) != 0) return EV_OP_DONE;
+  switch (kind) {
+  case EV_SYNC_SEM_WAIT:
+    return ev_sem_wait_begin(a, obj, deadline, rv);
+  case EV_SYNC_MUTEX_LOCK:
+    return ev_mutex_lock_begin(a, obj, deadline, rv);
+  case EV_SYNC_MUTEX_TRYLOCK:
+    *rv = ev_mutex_trylock_as(a, obj);
+    return EV_OP_DONE;
+  case EV_SYNC_MUTEX_UNLOCK:
+    *rv = ev_mutex_unlock_as(a, obj);
+    return EV_OP_DONE;
+  case EV_SYNC_WG_WAIT:
+    return ev_wg_wait_begin(a, obj, deadline, rv);
+  case EV_SYNC_CHAN_SEND:
+    return ev_chan_send_begin(a, obj, elem, deadline, rv);
+  default:
+    return ev_chan_recv_begin(a, obj, elem, deadline, rv);
+  }
+}
+
+int64_t ev_aco_sync_end(ev_aco_t *a, int kind, void *obj, void *elem,
+                        int wake) {
+  switch (kind) {
+  case EV_SYNC_SEM_WAIT:
+    return ev_sem_wait_end(a, wake);
+  case EV_SYNC_MUTEX_LOCK:
+    return ev_mutex_lock_end(a, obj, wake);
+  case EV_SYNC_WG_WAIT:
+    return ev_wg_wait_end(a, wake);
+  case EV_SYNC_CHAN_SEND:
+    return ev_chan_send_end(a, obj, elem, wake);
+  case EV_SYNC_CHAN_RECV:
+    return ev_chan_recv_end(a, obj, elem, wake);
+  }
+  EV_ASSERT(0, "only a sync call that waited has an end");
+  return -1;
 }

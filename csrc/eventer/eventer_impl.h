@@ -104,13 +104,35 @@ struct _event {
   void **ctx;
 };
 
-/* Hooks for layers that keep state in an event (the coroutine layer's
- * opset_ctx, the foreign binding's closures): `on_free` runs on the final
- * free before the memory goes, `on_copy` after eventer_alloc_copy copied
- * the fields (to fix up the copy).  Each layer registers once; hooks run
- * in registration order.  THREAD-SAFE. */
-void ev_event_hooks_add(void (*on_free)(eventer_t e),
-                        void (*on_copy)(eventer_t dst, eventer_t src));
+/* A layer built on the eventer (the coroutine layer, the foreign binding)
+ * and what the core tells it.  Each layer registers one of these, once,
+ * when the program starts (a constructor in the layer's file), so no hook
+ * is ever set lazily; the core calls every registered layer's functions in
+ * registration order, and each ignores what is not its own.  Any member
+ * may be NULL.
+ *   event_free    the final free of e, before its memory goes (state kept
+ *                 in opset_ctx or a closure)
+ *   event_copy    eventer_alloc_copy copied src's fields into dst
+ *   loop_fini     eventer_fini is about to free loop l
+ *   task_discard  a task queued to a loop that goes away is dropped unrun */
+typedef struct ev_layer {
+  const char *name;
+  void (*event_free)(eventer_t e);
+  void (*event_copy)(eventer_t dst, eventer_t src);
+  void (*loop_fini)(ev_loop_t *l);
+  void (*task_discard)(eventer_task_t *t);
+} ev_layer_t;
+/* The foreign-callback registry (eventer_callback_set_foreign): boxed
+ * functions' closures are the foreign layer's boxes (released when their
+ * last event goes).  0, or -1/EINVAL, ENOSPC. */
+int ev_callback_set_foreign(eventer_func_t f, int boxed);
+int ev_callback_foreign_boxed(eventer_func_t f);
+/* Registers a layer (a static object that outlives the process).  At most
+ * EV_MAX_LAYERS; registering one twice is a no-op.  THREAD-SAFE. */
+#define EV_MAX_LAYERS 4
+void ev_layer_register(const ev_layer_t *layer);
+/* The core's side: tell every layer. */
+void ev_layers_loop_fini(ev_loop_t *l);
 
 /* Takes n references off e at once; frees it at zero (and returns 1,
  * else 0).  Aborts on underflow (someone freed the event once too often). */
@@ -207,8 +229,8 @@ struct eventer_loop {
   eventer_func_t busy_cb;
   uint64_t wd_reported;    /* monitor only: busy_since_ns already reported */
 
-  void *aco;               /* reserved for the coroutine layer (issue 4):
-                            * its share stack and main coroutine */
+  void *aco;               /* the coroutine layer's per-loop state (its
+                            * share stacks and main coroutine) */
 };
 
 struct eventer_pool_t {
@@ -246,9 +268,6 @@ int ev_fifo_unlink(ev_loop_t *l, eventer_task_t *t); /* 1 if found */
  * or leaves it registered (fd, recurrent). */
 void ev_dispatch(ev_loop_t *l, eventer_t e, int mask, int kind);
 
-/* Hook for the coroutine layer: called for each loop by eventer_fini()
- * before the loop's memory is freed (NULL: none). */
-extern void (*ev_loop_fini_hook)(ev_loop_t *l);
 
 /* ---- registration internals (eventer.c), owner thread only ---------------------- */
 
@@ -265,10 +284,8 @@ void ev_complete_run(eventer_task_t *t, struct timeval *now);
 /* Drops a reference to q (a job's, once its COMPLETE is done; the
  * creator's at destroy); the last one frees it. */
 void ev_jobq_release(eventer_jobq_t *q);
-/* Drops whatever a queued item holds, without running it (fini). */
-/* Set by a layer above (eventer_aco): told of its tasks a loop that goes
- * away drops unrun. */
-extern void (*ev_task_discard_hook)(eventer_task_t *t);
+/* Drops whatever a queued item holds, without running it (fini); tasks
+ * that are not the core's go to the layers' task_discard. */
 void ev_task_discard(eventer_task_t *t);
 /* Unregisters every event of l and drops the eventer's references (fini). */
 void ev_reg_drop_all(ev_loop_t *l);
@@ -358,25 +375,5 @@ void ev_dedicated_quiesce(void);
 uint64_t ev_wall_us(void);
 void ev_wall_tv(struct timeval *tv);
 
-/* ---- the libmtev void calls inside the library ---------------------------------------
- * Library code written when these calls returned int uses their result;
- * inside csrc (files that include this header) the names mean the _ex
- * forms that still return it.  The files that define the void calls set
- * EV_DEFINES_VOID_API first. */
-#ifndef EV_DEFINES_VOID_API
-#define eventer_add(e) eventer_add_ex(e)
-#define eventer_update(e, mask) eventer_update_ex((e), (mask))
-#define eventer_trigger(e, mask) eventer_trigger_ex((e), (mask))
-#define eventer_update_whence(e, w) eventer_update_whence_ex((e), (w))
-#define eventer_set_owner(e, t) eventer_set_owner_ex((e), (t))
-#define eventer_add_timed(e) eventer_add_timed_ex(e)
-#define eventer_add_recurrent(e) eventer_add_recurrent_ex(e)
-#define eventer_add_asynch(q, e) eventer_add_asynch_ex((q), (e))
-#define eventer_add_asynch_subqueue(q, e, id) \
-  eventer_add_asynch_subqueue_ex((q), (e), (id))
-#define eventer_add_asynch_dep(q, e) eventer_add_asynch_dep_ex((q), (e))
-#define eventer_add_asynch_dep_subqueue(q, e, id) \
-  eventer_add_asynch_dep_subqueue_ex((q), (e), (id))
-#endif
 
 #endif /* EVENTER_IMPL_H */

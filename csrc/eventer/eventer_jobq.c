@@ -18,7 +18,6 @@
  * Arm, disarm and fire all happen under the watcher's lock, so a thread
  * that has disarmed is never cancelled or signalled for that job.
  */
-#define EV_DEFINES_VOID_API /* this file defines eventer_add_asynch & co. */
 #include "eventer_impl.h"
 
 #include <errno.h>
@@ -713,7 +712,9 @@ static void job_abandon(eventer_jobq_t *q, eventer_t e) {
   job_done(parent);
 }
 
-void eventer_jobq_destroy(eventer_jobq_t *q) {
+/* complete: jobs that never started still get their COMPLETE on their
+ * loop (a destroy while the loops run; at eventer_fini there is none). */
+static void jobq_destroy(eventer_jobq_t *q, int complete) {
   if (!q) return;
   pthread_mutex_lock(&registry_lock);
   eventer_jobq_t **pq = &registry;
@@ -734,8 +735,10 @@ void eventer_jobq_destroy(eventer_jobq_t *q) {
     pthread_join(w->tid, NULL);
     free(w);
   }
-  /* Jobs that never started: CLEANUP runs (its promise), WORK does not,
-   * and there is no loop to COMPLETE on. */
+  /* Jobs that never started: CLEANUP runs (its promise), WORK does not;
+   * COMPLETE runs on the job's loop as for a job whose deadline passed
+   * (so a coroutine that waits for it resumes), except at eventer_fini,
+   * where there is no loop any more. */
   for (;;) {
     pthread_mutex_lock(&q->lock);
     ev_subq_t *s = NULL;
@@ -746,12 +749,19 @@ void eventer_jobq_destroy(eventer_jobq_t *q) {
     }
     pthread_mutex_unlock(&q->lock);
     if (!e) break;
+    if (complete) { /* as run_job: the event keeps its references */
+      run_cleanup(e);
+      job_done(e);
+      continue;
+    }
     job_abandon(q, e);
   }
   /* completions still on their way to a loop keep q (stopping: a re-add
    * from COMPLETE fails with ESHUTDOWN) until they are done */
   ev_jobq_release(q);
 }
+
+void eventer_jobq_destroy(eventer_jobq_t *q) { jobq_destroy(q, 1); }
 
 void eventer_jobq_drain_and_shutdown(eventer_jobq_t *q) {
   if (!q) return;
@@ -791,7 +801,7 @@ void ev_jobq_fini_all(void) {
     eventer_jobq_t *q = registry;
     pthread_mutex_unlock(&registry_lock);
     if (!q) break;
-    eventer_jobq_destroy(q);
+    jobq_destroy(q, 0);
   }
   watcher_stop();
 }

@@ -69,9 +69,11 @@ eventer_jobq_t *eventer_jobq_create_ms(const char *queue_name,
 eventer_jobq_t *eventer_jobq_create_backq(const char *queue_name);
 eventer_jobq_t *eventer_jobq_retrieve(const char *name); /* NULL if none */
 eventer_jobq_t *eventer_default_jobq(void);             /* "default_queue" */
-/* Stops the queue's threads (each finishes the job it runs; queued jobs
- * get CLEANUP only, no WORK, no COMPLETE) and frees it.  The default queue
- * is destroyed by eventer_fini(). */
+/* Stops the queue's threads (each finishes the job it runs) and frees it.
+ * Queued jobs get CLEANUP and then COMPLETE on their loop, but no WORK (as
+ * when a job's deadline passes), so a coroutine waiting for one resumes.
+ * The default queue is destroyed by eventer_fini(), where queued jobs get
+ * CLEANUP only (there is no loop left to complete on). */
 void eventer_jobq_destroy(eventer_jobq_t *jobq);
 /* Refuses new jobs (ESHUTDOWN), waits until every queued and running job
  * has run WORK and CLEANUP (their COMPLETEs are on the way to their

@@ -83,8 +83,6 @@ struct timeval eventer_max_sleeptime = {0, 200000}; /* libmtev's 200 ms */
 static __thread ev_loop_t *tls_loop;
 static __thread uint64_t tls_epoch;
 
-void (*ev_loop_fini_hook)(ev_loop_t *l);
-
 static int ncpus(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
@@ -1205,7 +1203,7 @@ void eventer_fini(void) {
   for (int p = 0; p < G.npools; p++)
     for (int i = 0; i < G.pools[p]->concurrency; i++) {
       ev_loop_t *l = G.pools[p]->loops[i];
-      if (ev_loop_fini_hook) ev_loop_fini_hook(l);
+      ev_layers_loop_fini(l);
       drop_queued(l);
       ev_reg_drop_all(l);
     }

@@ -1043,7 +1043,7 @@ mtev_listener_t *ev_l_bind(const mtev_listener_opts_t *o, char *err,
   l->cancel_node.fire = ev_l_cancel_fire;
   /* aco connections end through eventer_aco's end hook (no coroutine
    * flagged for it exists before this line has run once) */
-  if (ev_aco_end_hook != ev_l_aco_end) ev_aco_end_hook = ev_l_aco_end;
+  ev_aco_set_end_hook(ev_l_aco_end);
   ev_l_list_add(l);
   return l;
 nomem:
@@ -1371,7 +1371,7 @@ static void ev_l_dispatch(mtev_acceptor_closure_t *ac) {
     l->dispatch(e, l->dispatch_closure);
     return;
   default: {
-    ev_aco_t *a = ev_aco_create(ev_l_aco_main, e, 0, 0, l->type[0] ? l->type : NULL, 0);
+    ev_aco_t *a = ev_aco_create(ev_l_aco_main, e, 0, 0, l->type[0] ? l->type : NULL);
     if (!a) {
       eventer_free(e);
       goto fail;

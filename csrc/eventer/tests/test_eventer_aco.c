@@ -704,6 +704,47 @@ static void test_try_run_keeps_gate(void) {
   ev_teardown();
 }
 
+/* Whether run_asynch frees the caller's event is decided by the path it
+ * took, not by errno after its log line: a log writer that changes errno
+ * must not make it free an event the caller keeps, or keep one the eventer
+ * took over (it read errno after logging). */
+static int writer_errno;
+static void errno_writer(mtev_log_stream_t ls, const char *line, size_t len,
+                         void *c) {
+  (void)ls, (void)line, (void)len, (void)c;
+  errno = writer_errno;
+}
+
+static void run_asynch_owner_fn(void) {
+  int64_t before = eventer_allocations_current();
+  mtev_log_set_writer(errno_writer, NULL);
+  /* refused (not an asynch event): the caller keeps it, whatever errno
+   * the log line left */
+  writer_errno = ENOENT;
+  eventer_t e = eventer_alloc_fd(user_asynch_cb, NULL, 0, EVENTER_READ);
+  eventer_aco_run_asynch(e);
+  T_EQ(eventer_allocations_current(), before + 1);
+  eventer_free(e); /* ours: freed exactly once */
+  /* taken over but not queued (no default queue): freed by the eventer,
+   * even when the log line leaves EINVAL behind */
+  eventer_jobq_t *dq = eventer_default_jobq();
+  eventer_jobq_destroy(dq);
+  writer_errno = EINVAL;
+  e = eventer_alloc_asynch(user_asynch_cb, NULL);
+  eventer_aco_run_asynch(e);
+  T_EQ(eventer_allocations_current(), before);
+  mtev_log_set_writer(NULL, NULL);
+  done++;
+}
+
+static void test_run_asynch_owner(void) {
+  ev_setup_external(1);
+  done = 0;
+  eventer_aco_start(run_asynch_owner_fn, NULL);
+  ev_spin_until(&done, 1, 10000);
+  ev_teardown();
+}
+
 /* ---- misuse off the loop / outside coroutines ---------------------------------- */
 
 static void test_off_loop_calls_fail_cleanly(void) {
@@ -881,6 +922,7 @@ static void test_suspended_at_fini(void) {
 }
 
 T_MAIN({"start_and_sleep", test_start_and_sleep},
+       {"run_asynch_owner", test_run_asynch_owner},
        {"suspended_at_fini", test_suspended_at_fini},
        {"sleep_cooperates", test_sleep_cooperates},
        {"no_stale_timeout", test_no_stale_timeout},

@@ -7,16 +7,20 @@
  * the next run_once), each EVENTER_STEP_FOREIGN_WAKE as a wake-up, and
  * calls foreign callbacks itself.
  *
- * Covered: proxy lifetime and handles; READ/WRITE done at once or parked
- * and resumed by exactly one step; WAIT with and without read-through,
- * set up through eventer_aco_proxy_run and eventer_aco_proxy_wait (EOF,
- * reset); timeouts; cancel (parked, idle, from another thread, racing
- * data); close by another proxy; a reader and a writer on one event;
+ * The foreign side does its own attempts the way a C driver can: a
+ * classic eventer_read/write/accept on an aco event outside a coroutine is
+ * the original, non-blocking call; when it would block, the proxy waits.
+ *
+ * Covered: proxy lifetime (also alive at eventer_fini); readiness waits
+ * with and without read-through (EOF, reset, bad arguments); timeouts;
+ * cancel (waiting, idle, from another thread through the driver's wake-up,
+ * racing data); close while waiting; a reader and a writer on one event;
  * several completions in one iteration and the task fallback when two
  * complete in one callback; a full-duplex stream through three proxies;
- * CALL, SLEEP, YIELD, PARK, JOIN, CONVERT, CONNECT, ACCEPT, ASYNCH;
- * misuse; the driver's wake-up; foreign closures and
- * eventer_call_on_thread_stack.
+ * sleep, yield, park and wake; the sync objects, shared with C coroutines;
+ * asynch work (also on a queue destroyed before it ran); abort; misuse;
+ * the driver's wake-up (also for loops past the 256th); foreign closures
+ * and eventer_call_on_thread_stack.
  */
 #include "evtest.h"
 
@@ -27,6 +31,7 @@
 
 #include "eventer_aco.h"
 #include "eventer_aco_proxy.h"
+#include "eventer_aco_sync.h"
 
 /* ---- helpers --------------------------------------------------------------- */
 
@@ -56,18 +61,6 @@ static void tcp_pair(int *cli, int *srv) {
   *srv = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   T_GE(*srv, 0);
   close(l);
-}
-
-/* a loopback port nobody listens on */
-static struct sockaddr_in dead_port(void) {
-  int tmp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t sl = sizeof(sa);
-  T_EQ(bind(tmp, (struct sockaddr *)&sa, sl), 0);
-  T_EQ(getsockname(tmp, (struct sockaddr *)&sa, &sl), 0);
-  close(tmp);
-  return sa;
 }
 
 static int dummy_cb(eventer_t e, int m, void *c, struct timeval *n) {
@@ -129,6 +122,7 @@ static void (*on_wake)(void);
 
 static void drv_setup(int concurrency) {
   ev_setup_external(concurrency);
+  T_EQ(eventer_foreign_reset(), 0); /* as a driver does after each init */
   memset(&step, 0, sizeof(step));
   nres = 0;
   iters = calls = 0;
@@ -272,84 +266,81 @@ static resume_t *expect_resume(uint64_t id, int kind, int64_t result, int err,
 
 #define NO_TMO (-1L)
 
+static const struct timeval *tmo(long ms_, struct timeval *buf) {
+  if (ms_ < 0) return NULL;
+  *buf = ms(ms_);
+  return buf;
+}
+
 static eventer_aco_proxy_t *px_new(uint64_t id) {
   errno = 0;
   eventer_aco_proxy_t *p = eventer_aco_proxy_new(id);
   T_CHECKF(p != NULL, "eventer_aco_proxy_new: errno %d", errno);
-  /* the handle exists from the start */
-  T_CHECK(eventer_aco_proxy_handle(p) != NULL);
-  T_CHECK(!eventer_aco_co_done(eventer_aco_proxy_handle(p)));
   T_EQ(eventer_aco_proxy_busy(p), 0);
-  T_CHECK(eventer_aco_proxy_op(p) != NULL);
   return p;
 }
 
-static void px_free(eventer_aco_proxy_t *p) {
-  eventer_aco_co_t *h = eventer_aco_proxy_handle(p);
-  eventer_aco_co_ref(h);
-  T_EQ(eventer_aco_proxy_free(p), 0);
-  T_CHECK(eventer_aco_co_done(h));
-  T_ERRNO(eventer_aco_cancel(h), ESRCH);
-  eventer_aco_co_release(h);
-}
-
-static eventer_aco_proxy_op_t *px_op(eventer_aco_proxy_t *p, int code,
-                                     eventer_t e, void *buf, size_t len,
-                                     long tmo_ms) {
-  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-  o->op = code;
-  o->e = e;
-  o->buf = buf;
-  o->len = len;
-  o->has_timeout = tmo_ms >= 0;
-  o->timeout = ms(tmo_ms >= 0 ? tmo_ms : 0);
-  o->mask = 0;
-  o->read_len = 0;
-  o->obj = NULL;
-  o->call = NULL;
-  o->result = -99;
-  o->err = -99;
-  return o;
-}
-
-static int px_run(eventer_aco_proxy_t *p) {
-  errno = 0;
-  return eventer_aco_proxy_run(p);
-}
+static void px_free(eventer_aco_proxy_t *p) { T_EQ(eventer_aco_proxy_free(p), 0); }
 
 static int px_wait(eventer_aco_proxy_t *p, eventer_t e, int mask,
                    size_t read_len, long tmo_ms) {
-  struct timeval t = ms(tmo_ms >= 0 ? tmo_ms : 0);
-  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-  o->result = -99;
-  o->err = -99;
+  struct timeval t;
   errno = 0;
-  return eventer_aco_proxy_wait(p, e, mask, read_len, tmo_ms >= 0 ? &t : NULL);
+  return eventer_aco_proxy_wait(p, e, mask, read_len, tmo(tmo_ms, &t));
 }
 
-/* An aco event for fd, converted by p (EVENTER_PROXY_CONVERT). */
-static eventer_t px_convert(eventer_aco_proxy_t *p, int fd) {
-  eventer_t e = eventer_alloc_fd(dummy_cb, NULL, fd, EVENTER_READ);
-  T_CHECK(e != NULL);
-  eventer_aco_proxy_op_t *o = px_op(p, EVENTER_PROXY_CONVERT, e, NULL, 0, NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 0);
-  T_EQ(o->err, 0);
-  T_CHECK(eventer_is_aco(e));
+static int px_sleep(eventer_aco_proxy_t *p, long ms_) {
+  struct timeval t;
+  errno = 0;
+  return eventer_aco_proxy_sleep(p, tmo(ms_, &t));
+}
+
+static int px_park(eventer_aco_proxy_t *p, long tmo_ms) {
+  struct timeval t;
+  errno = 0;
+  return eventer_aco_proxy_park(p, tmo(tmo_ms, &t));
+}
+
+static int px_sync(eventer_aco_proxy_t *p, int kind, void *obj, void *elem,
+                   long tmo_ms) {
+  struct timeval t;
+  errno = 0;
+  return eventer_aco_proxy_sync(p, kind, obj, elem, tmo(tmo_ms, &t));
+}
+
+/* the result of a DONE call */
+static void px_done(eventer_aco_proxy_t *p, int64_t result, int err) {
+  int e = -99;
+  T_EQ(eventer_aco_proxy_result(p, &e), result);
+  T_EQ(e, err);
+}
+
+/* An aco event for fd of the calling loop (converted in a C coroutine:
+ * eventer_set_eventer_aco). */
+static eventer_t conv_in, conv_out;
+static void convert_co(void) { conv_out = (eventer_t)eventer_set_eventer_aco(conv_in); }
+static eventer_t px_convert(int fd) {
+  conv_in = eventer_alloc_fd(dummy_cb, NULL, fd, EVENTER_READ);
+  T_CHECK(conv_in != NULL);
+  conv_out = NULL;
+  eventer_aco_start(convert_co, NULL);
+  T_PTR_EQ(conv_out, conv_in);
+  T_CHECK(eventer_is_aco(conv_out));
   T_PTR_EQ(eventer_find_fd(fd), NULL); /* converted, not registered */
-  return e;
+  return conv_out;
 }
 
-/* ways to set up a WAIT */
-enum { VIA_RUN, VIA_WAIT };
-
-static int start_wait(eventer_aco_proxy_t *p, int via, eventer_t e, int mask,
-                      size_t read_len, long tmo_ms) {
-  if (via == VIA_WAIT) return px_wait(p, e, mask, read_len, tmo_ms);
-  eventer_aco_proxy_op_t *o = px_op(p, EVENTER_PROXY_WAIT, e, NULL, 0, tmo_ms);
-  o->mask = mask;
-  o->read_len = read_len;
-  return px_run(p);
+/* The foreign side's read: the attempt outside any coroutine (the original
+ * opset, non-blocking), then a wait when it would block.  Returns the
+ * bytes read, or -2 when the proxy now waits (*mask: for what). */
+static int fx_read(eventer_aco_proxy_t *p, eventer_t e, char *buf, size_t len,
+                   size_t read_len, long tmo_ms) {
+  int mask = 0;
+  int rv = eventer_read(e, buf, len, &mask);
+  if (rv >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return rv;
+  int rc = px_wait(p, e, mask, read_len, tmo_ms);
+  T_CHECKF(rc != EVENTER_PROXY_MISUSE, "wait: errno %d", errno);
+  return rc == EVENTER_PROXY_PARKED ? -2 : -3;
 }
 
 /* ---- lifetime ------------------------------------------------------------------- */
@@ -358,23 +349,10 @@ static eventer_aco_proxy_t *co_made[2];
 static int co_step;
 
 static void make_proxies_in_co(void) {
-  /* a proxy made inside a coroutine is created, not run */
   co_made[0] = eventer_aco_proxy_new(101);
   co_made[1] = eventer_aco_proxy_new(102);
   T_CHECK(co_made[0] && co_made[1]);
   co_step = 1;
-}
-
-static int64_t call_ret5(void *obj, eventer_aco_proxy_op_t *op) {
-  (void)obj, (void)op;
-  return 5;
-}
-
-static int joined_rv = -2;
-static void joins_proxy(void) {
-  eventer_aco_co_t *h = eventer_aco_arg();
-  joined_rv = eventer_aco_join(h, NULL);
-  co_step = 2;
 }
 
 static void *new_off_loop(void *arg) {
@@ -396,43 +374,24 @@ static void test_new_and_free(void) {
   T_EQ(err, EINVAL);
 
   eventer_aco_proxy_t *p = px_new(7);
-  eventer_aco_co_t *h = eventer_aco_proxy_handle(p);
-  T_PTR_EQ(eventer_aco_proxy_handle(p), h); /* stable */
-  T_PTR_EQ(eventer_aco_proxy_op(p), eventer_aco_proxy_op(p));
-  /* a C coroutine may join the proxy's handle: it returns when the proxy
-   * is freed */
-  co_step = 0;
-  eventer_aco_start(joins_proxy, h);
-  T_EQ(co_step, 0);
-  eventer_aco_co_ref(h);
-  T_EQ(eventer_aco_proxy_free(p), 0);
-  T_CHECK(eventer_aco_co_done(h));
-  drive_until(&co_step, 2, 5000);
-  T_EQ(joined_rv, 0);
-  eventer_aco_co_release(h);
-
+  px_free(p);
   /* NULL */
   T_EQ(eventer_aco_proxy_free(NULL), 0);
-  T_PTR_EQ(eventer_aco_proxy_op(NULL), NULL);
-  T_PTR_EQ(eventer_aco_proxy_handle(NULL), NULL);
   T_EQ(eventer_aco_proxy_busy(NULL), 0);
+  T_ERRNO(eventer_aco_proxy_cancel(NULL), EINVAL);
+  T_ERRNO(eventer_aco_proxy_wake(NULL), EINVAL);
+  T_ERRNO(eventer_aco_proxy_abort(NULL), EINVAL);
+  T_EQ(eventer_aco_proxy_result(NULL, &err), -1);
+  T_EQ(err, EINVAL);
 
   /* made inside a coroutine: usable (and freeable) from the driver */
   co_step = 0;
   eventer_aco_start(make_proxies_in_co, NULL);
   T_EQ(co_step, 1);
-  for (int i = 0; i < 2; i++) {
-    T_CHECK(eventer_aco_proxy_handle(co_made[i]) != NULL);
-    T_CHECK(!eventer_aco_co_done(eventer_aco_proxy_handle(co_made[i])));
-  }
-  eventer_aco_proxy_op_t *o =
-      px_op(co_made[0], EVENTER_PROXY_CALL, NULL, NULL, 0, NO_TMO);
-  o->call = call_ret5;
-  T_EQ(px_run(co_made[0]), 1);
-  T_EQ(o->result, 5);
-  T_EQ(o->err, 0);
+  T_EQ(px_sleep(co_made[0], 5), EVENTER_PROXY_PARKED);
+  expect_resume(101, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
   px_free(co_made[0]);
-  px_free(co_made[1]); /* never ran */
+  px_free(co_made[1]);
 
   /* many */
   int n = (int)t_scale(2000, 10);
@@ -442,148 +401,61 @@ static void test_new_and_free(void) {
   free(ps);
   quiet(5);
 
-  /* alive at eventer_fini (a foreign coroutine that never ended): one idle,
-   * one parked in a sleep; fini frees them (LSan/valgrind see a leak
-   * otherwise) and their handles, kept by us, report done */
-  eventer_aco_proxy_t *idle = px_new(11), *parked = px_new(12);
-  eventer_aco_co_t *hi = eventer_aco_proxy_handle(idle);
-  eventer_aco_co_t *hp = eventer_aco_proxy_handle(parked);
-  eventer_aco_co_ref(hi);
-  eventer_aco_co_ref(hp);
-  px_op(parked, EVENTER_PROXY_SLEEP, NULL, NULL, 0, 60000);
-  T_EQ(px_run(parked), 0);
-  T_CHECK(!eventer_aco_co_done(hp));
-  /* and two that completed in one callback: the second one's completion
-   * still waits in a task for the next iteration */
+  /* alive at eventer_fini (a foreign coroutine that never ended): one
+   * idle, one sleeping, one waiting on a semaphore; and two that completed
+   * in one callback: the second one's completion still waits in a task for
+   * the next iteration.  fini frees them and what their waits hold
+   * (LSan/valgrind and the allocation count see a leak otherwise). */
+  px_new(11);
+  T_EQ(px_sleep(px_new(12), 60000), EVENTER_PROXY_PARKED);
+  eventer_aco_sem_t *sem = eventer_aco_sem_new(0);
+  T_EQ(px_sync(px_new(15), EVENTER_PROXY_SEM_WAIT, sem, NULL, NO_TMO),
+       EVENTER_PROXY_PARKED);
   int sv[2];
   sockpair(sv);
-  eventer_aco_proxy_t *r1 = px_new(13), *r2 = px_new(14);
-  eventer_t e = px_convert(r1, sv[0]);
-  T_EQ(px_wait(r1, e, EVENTER_READ, 64, NO_TMO), 0);
-  T_EQ(px_wait(r2, e, EVENTER_READ, 64, NO_TMO), 0);
+  eventer_aco_proxy_t *r1 = px_new(13), *r2 = px_new(14), *r3 = px_new(16);
+  eventer_t e = px_convert(sv[0]);
+  T_EQ(px_wait(r1, e, EVENTER_READ, 64, NO_TMO), EVENTER_PROXY_PARKED);
+  T_EQ(px_wait(r2, e, EVENTER_READ, 64, NO_TMO), EVENTER_PROXY_PARKED);
+  T_EQ(px_wait(r3, e, EVENTER_WRITE, 0, 60000), EVENTER_PROXY_PARKED);
   T_EQ(write(sv[1], "both", 4), 4);
   drive_until_res(nres + 1, 5000);
   T_CHECK(eventer_aco_proxy_busy(r2));
   eventer_aco_free((eventer_aco_t)e);
   drv_teardown();
+  T_EQ(eventer_aco_sem_free(sem), 0); /* fini unlinked its waiter */
   close(sv[0]);
   close(sv[1]);
-  T_CHECK(eventer_aco_co_done(hi));
-  T_CHECK(eventer_aco_co_done(hp));
-  T_ERRNO(eventer_aco_cancel(hp), ESRCH);
-  eventer_aco_co_release(hi);
-  eventer_aco_co_release(hp);
 }
 
-/* ---- READ / WRITE --------------------------------------------------------------------- */
+/* ---- readiness waits and read-through ----------------------------------------------- */
 
-static void test_read_write_at_once(void) {
+static void test_wait_read_through(void) {
   drv_setup(1);
-  int sv[2];
-  sockpair(sv);
-  eventer_aco_proxy_t *p = px_new(11);
-  eventer_t e = px_convert(p, sv[0]);
-  char buf[64];
-  T_EQ(write(sv[1], "hello", 5), 5);
-  eventer_aco_proxy_op_t *o =
-      px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 5);
-  T_EQ(o->err, 0);
-  T_CHECK(!memcmp(buf, "hello", 5));
-  T_EQ(eventer_aco_proxy_busy(p), 0);
-  /* done at once: no step follows, nothing registered */
-  quiet(5);
-  T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
-  o = px_op(p, EVENTER_PROXY_WRITE, e, "world!", 6, 1000);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 6);
-  T_EQ(read(sv[1], buf, sizeof(buf)), 6);
-  T_CHECK(!memcmp(buf, "world!", 6));
-  quiet(5);
-  /* a zero timeout does not matter when no wait is needed */
-  T_EQ(write(sv[1], "x", 1), 1);
-  o = px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), 0);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 1);
-  /* EOF at once */
-  shutdown(sv[1], SHUT_WR);
-  o = px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 0);
-  T_EQ(o->err, 0);
-  /* READ on a classic (not converted) event: EINVAL, like eventer_aco_read */
-  eventer_t classic = eventer_alloc_fd(dummy_cb, NULL, sv[1], EVENTER_READ);
-  o = px_op(p, EVENTER_PROXY_READ, classic, buf, sizeof(buf), NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, EINVAL);
-  eventer_free(classic);
-  px_free(p);
-  eventer_aco_free((eventer_aco_t)e);
-  T_EQ(eventer_allocations_current(), 0);
-  close(sv[0]);
-  close(sv[1]);
-  drv_teardown();
-}
-
-static void test_read_parks(void) {
-  drv_setup(1);
-  int sv[2];
-  sockpair(sv);
-  eventer_aco_proxy_t *p = px_new(12);
-  eventer_t e = px_convert(p, sv[0]);
-  char buf[64];
-  memset(buf, 0, sizeof(buf));
-  eventer_aco_proxy_op_t *o =
-      px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-  T_EQ(px_run(p), 0);
-  T_EQ(eventer_aco_proxy_busy(p), 1);
-  T_PTR_EQ(eventer_find_fd(sv[0]), e); /* waiting: registered */
-  /* one operation at a time */
-  T_ERRNO(eventer_aco_proxy_run(p), EBUSY);
-  T_ERRNO(eventer_aco_proxy_wait(p, e, EVENTER_READ, 0, NULL), EBUSY);
-  T_ERRNO(eventer_aco_proxy_free(p), EBUSY);
-  T_EQ(eventer_aco_proxy_busy(p), 1);
-  T_EQ(o->op, EVENTER_PROXY_READ); /* the refused calls changed nothing */
-  quiet(10);                       /* no data: nothing happens */
-  T_EQ(eventer_aco_proxy_busy(p), 1);
-
-  T_EQ(write(sv[1], "abc", 3), 3);
-  resume_t *r = expect_resume(12, EVENTER_STEP_ACO_PROXY, 3, 0, 5000);
-  (void)r;
-  T_CHECK(!memcmp(buf, "abc", 3)); /* the data is in the op's buffer */
-  T_EQ(o->result, 3);
-  T_EQ(eventer_aco_proxy_busy(p), 0);
-  quiet(10); /* exactly one step */
-
-  /* parked again; EOF resumes it with 0 */
-  o = px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-  T_EQ(px_run(p), 0);
-  close(sv[1]);
-  expect_resume(12, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
-  quiet(5);
-  px_free(p);
-  eventer_aco_free((eventer_aco_t)e);
-  T_EQ(eventer_allocations_current(), 0);
-  close(sv[0]);
-  drv_teardown();
-}
-
-/* ---- WAIT and read-through ----------------------------------------------------------- */
-
-static void wait_data_case(int via) {
   int sv[2];
   sockpair(sv);
   eventer_aco_proxy_t *p = px_new(21);
-  eventer_t e = px_convert(p, sv[0]);
+  eventer_t e = px_convert(sv[0]);
+  char buf[64];
+
+  /* data there: the attempt reads it, no wait */
+  T_EQ(write(sv[1], "hello", 5), 5);
+  T_EQ(fx_read(p, e, buf, sizeof(buf), 64, NO_TMO), 5);
+  T_CHECK(!memcmp(buf, "hello", 5));
+  T_EQ(eventer_aco_proxy_busy(p), 0);
+  quiet(5);
+  T_PTR_EQ(eventer_find_fd(sv[0]), NULL); /* nothing registered */
 
   /* read_len > 0: the bytes come with the step */
-  T_EQ(start_wait(p, via, e, EVENTER_READ, 64, NO_TMO), 0);
+  T_EQ(fx_read(p, e, buf, sizeof(buf), 64, NO_TMO), -2);
   T_EQ(eventer_aco_proxy_busy(p), 1);
   T_PTR_EQ(eventer_find_fd(sv[0]), e);
-  T_ERRNO(eventer_aco_proxy_run(p), EBUSY);
-  T_ERRNO(eventer_aco_proxy_wait(p, e, EVENTER_READ, 64, NULL), EBUSY);
+  /* one call at a time */
+  T_EQ(px_wait(p, e, EVENTER_READ, 64, NO_TMO), EVENTER_PROXY_MISUSE);
+  T_EQ(errno, EBUSY);
+  T_EQ(px_sleep(p, 10), EVENTER_PROXY_MISUSE);
+  T_EQ(errno, EBUSY);
+  T_ERRNO(eventer_aco_proxy_free(p), EBUSY);
   quiet(5);
   T_EQ(write(sv[1], "abcdef", 6), 6);
   resume_t *r = expect_resume(21, EVENTER_STEP_ACO_PROXY_DATA, 6, 0, 5000);
@@ -594,46 +466,55 @@ static void wait_data_case(int via) {
   quiet(5);
 
   /* read_len smaller than what is there: exactly read_len, the rest stays */
-  T_EQ(start_wait(p, via, e, EVENTER_READ, 4, NO_TMO), 0);
+  T_EQ(px_wait(p, e, EVENTER_READ, 4, NO_TMO), EVENTER_PROXY_PARKED);
   T_EQ(write(sv[1], "0123456789", 10), 10);
   r = expect_resume(21, EVENTER_STEP_ACO_PROXY_DATA, 4, 0, 5000);
   T_CHECK(!memcmp(r->data, "0123", 4));
   /* already readable when the wait starts: handed out at the next run_once */
-  T_EQ(start_wait(p, via, e, EVENTER_READ, 64, NO_TMO), 0);
+  T_EQ(px_wait(p, e, EVENTER_READ, 64, NO_TMO), EVENTER_PROXY_PARKED);
   r = expect_resume(21, EVENTER_STEP_ACO_PROXY_DATA, 6, 0, 5000);
   T_CHECK(!memcmp(r->data, "456789", 6));
 
   /* read_len 0: a plain step, the data stays in the socket */
-  T_EQ(start_wait(p, via, e, EVENTER_READ, 0, NO_TMO), 0);
+  T_EQ(px_wait(p, e, EVENTER_READ, 0, NO_TMO), EVENTER_PROXY_PARKED);
   quiet(5);
   T_EQ(write(sv[1], "q", 1), 1);
   expect_resume(21, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
-  char b;
-  T_EQ(read(sv[0], &b, 1), 1);
-  T_EQ(b, 'q');
+  T_EQ(fx_read(p, e, buf, sizeof(buf), 64, NO_TMO), 1);
+  T_EQ(buf[0], 'q');
 
   /* a WRITE readiness wait: plain step (never a read-through) */
-  T_EQ(start_wait(p, via, e, EVENTER_WRITE, 64, NO_TMO), 0);
+  T_EQ(px_wait(p, e, EVENTER_WRITE, 64, NO_TMO), EVENTER_PROXY_PARKED);
   expect_resume(21, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
 
   /* EOF: a DATA step with count 0 */
-  T_EQ(start_wait(p, via, e, EVENTER_READ, 64, NO_TMO), 0);
+  T_EQ(px_wait(p, e, EVENTER_READ, 64, NO_TMO), EVENTER_PROXY_PARKED);
   close(sv[1]);
   r = expect_resume(21, EVENTER_STEP_ACO_PROXY_DATA, 0, 0, 5000);
   T_EQ(r->ndata, 0);
   quiet(5);
+
+  /* bad arguments end at once, like eventer_aco_wait_ready */
+  eventer_t classic = eventer_alloc_fd(dummy_cb, NULL, sv[0], EVENTER_READ);
+  T_EQ(px_wait(p, classic, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_DONE);
+  px_done(p, -1, EINVAL);
+  T_EQ(px_wait(p, e, 0, 16, NO_TMO), EVENTER_PROXY_DONE); /* empty mask */
+  px_done(p, -1, EINVAL);
+  T_EQ(px_wait(p, NULL, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_DONE);
+  px_done(p, -1, EINVAL);
+  T_EQ(eventer_aco_proxy_busy(p), 0);
+  eventer_free(classic);
+  quiet(5);
   px_free(p);
   eventer_aco_free((eventer_aco_t)e);
-  T_EQ(eventer_allocations_current(), 0);
   close(sv[0]);
-}
 
-static void reset_case(int via) {
+  /* a peer's reset: the read-through reports it */
   int cli, srv;
   tcp_pair(&cli, &srv);
-  eventer_aco_proxy_t *p = px_new(22);
-  eventer_t e = px_convert(p, srv);
-  T_EQ(start_wait(p, via, e, EVENTER_READ, 64, NO_TMO), 0);
+  p = px_new(22);
+  e = px_convert(srv);
+  T_EQ(px_wait(p, e, EVENTER_READ, 64, NO_TMO), EVENTER_PROXY_PARKED);
   quiet(5);
   struct linger lg = {1, 0};
   T_EQ(setsockopt(cli, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
@@ -643,114 +524,43 @@ static void reset_case(int via) {
   px_free(p);
   eventer_aco_free((eventer_aco_t)e);
   close(srv);
-}
-
-static void test_wait_read_through(void) {
-  drv_setup(1);
-  wait_data_case(VIA_RUN);
-  wait_data_case(VIA_WAIT);
-  reset_case(VIA_RUN);
-  reset_case(VIA_WAIT);
-
-  /* a proxy made inside a coroutine has not run yet:
-   * eventer_aco_proxy_wait takes the general way */
-  co_step = 0;
-  eventer_aco_start(make_proxies_in_co, NULL);
-  T_EQ(co_step, 1);
-  int sv[2];
-  sockpair(sv);
-  eventer_t e = px_convert(co_made[0], sv[0]);
-  T_EQ(px_wait(co_made[1], e, EVENTER_READ, 16, NO_TMO), 0);
-  T_EQ(write(sv[1], "new", 3), 3);
-  resume_t *r = expect_resume(102, EVENTER_STEP_ACO_PROXY_DATA, 3, 0, 5000);
-  T_CHECK(!memcmp(r->data, "new", 3));
-  px_free(co_made[0]);
-  px_free(co_made[1]);
-  eventer_aco_free((eventer_aco_t)e);
-  close(sv[0]);
-  close(sv[1]);
-
-  /* bad arguments end at once, like eventer_aco_wait_ready */
-  sockpair(sv);
-  eventer_aco_proxy_t *p = px_new(23);
-  eventer_t classic = eventer_alloc_fd(dummy_cb, NULL, sv[0], EVENTER_READ);
-  T_EQ(px_wait(p, classic, EVENTER_READ, 16, NO_TMO), 1);
-  T_EQ(eventer_aco_proxy_op(p)->result, -1);
-  T_EQ(eventer_aco_proxy_op(p)->err, EINVAL);
-  eventer_t ae = px_convert(p, sv[1]);
-  T_EQ(px_wait(p, ae, 0, 16, NO_TMO), 1); /* empty mask */
-  T_EQ(eventer_aco_proxy_op(p)->err, EINVAL);
-  T_EQ(start_wait(p, VIA_RUN, ae, 0, 16, NO_TMO), 1);
-  T_EQ(eventer_aco_proxy_op(p)->result, -1);
-  T_EQ(eventer_aco_proxy_op(p)->err, EINVAL);
-  T_EQ(eventer_aco_proxy_busy(p), 0);
-  quiet(5);
-  px_free(p);
-  eventer_free(classic);
-  eventer_aco_free((eventer_aco_t)ae);
-  close(sv[0]);
-  close(sv[1]);
   T_EQ(eventer_allocations_current(), 0);
   drv_teardown();
 }
 
 /* ---- timeouts ---------------------------------------------------------------------------- */
 
-static void timeout_case(eventer_aco_proxy_t *p, eventer_t e, int fd, int how) {
-  char buf[16];
-  uint64_t t0 = t_now_us();
-  int rc;
-  if (how == 0) {
-    px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), 30);
-    rc = px_run(p);
-  } else {
-    rc = start_wait(p, how == 1 ? VIA_RUN : VIA_WAIT, e, EVENTER_READ, 16, 30);
-  }
-  T_EQ(rc, 0);
-  T_PTR_EQ(eventer_find_fd(fd), e);
-  resume_t *r = expect_resume(31, EVENTER_STEP_ACO_PROXY, -1, ETIMEDOUT, 5000);
-  uint64_t waited = r->at_us - t0;
-  T_GE(waited, 30000); /* never early */
-  T_LE(waited, 30000 + ev_late_bound_us());
-  T_PTR_EQ(eventer_find_fd(fd), NULL); /* the timeout unregistered it */
-  T_EQ(eventer_aco_proxy_busy(p), 0);
-  quiet(5);
-}
-
 static void test_timeouts(void) {
   drv_setup(1);
   int sv[2];
   sockpair(sv);
   eventer_aco_proxy_t *p = px_new(31);
-  eventer_t e = px_convert(p, sv[0]);
-  for (int how = 0; how < 3; how++) timeout_case(p, e, sv[0], how);
+  eventer_t e = px_convert(sv[0]);
+  for (int rl = 0; rl <= 16; rl += 16) {
+    uint64_t t0 = t_now_us();
+    T_EQ(px_wait(p, e, EVENTER_READ, (size_t)rl, 30), EVENTER_PROXY_PARKED);
+    T_PTR_EQ(eventer_find_fd(sv[0]), e);
+    resume_t *r = expect_resume(31, EVENTER_STEP_ACO_PROXY, -1, ETIMEDOUT, 5000);
+    uint64_t waited = r->at_us - t0;
+    T_GE(waited, 30000); /* never early */
+    T_LE(waited, 30000 + ev_late_bound_us());
+    T_PTR_EQ(eventer_find_fd(sv[0]), NULL); /* the timeout unregistered it */
+    T_EQ(eventer_aco_proxy_busy(p), 0);
+    quiet(5);
+  }
 
   /* {0,0} and no data: ends at once */
-  T_EQ(px_wait(p, e, EVENTER_READ, 16, 0), 1);
-  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, ETIMEDOUT);
+  T_EQ(px_wait(p, e, EVENTER_READ, 16, 0), EVENTER_PROXY_DONE);
+  px_done(p, -1, ETIMEDOUT);
   T_EQ(eventer_aco_proxy_busy(p), 0);
   T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
-  char buf[16];
-  o = px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), 0);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, ETIMEDOUT);
-  T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
-  T_EQ(start_wait(p, VIA_RUN, e, EVENTER_READ, 16, 0), 1);
-  T_EQ(o->err, ETIMEDOUT);
   quiet(5);
 
   /* a timeout that does not expire leaves nothing behind */
-  T_EQ(px_wait(p, e, EVENTER_READ, 16, 40), 0);
+  T_EQ(px_wait(p, e, EVENTER_READ, 16, 40), EVENTER_PROXY_PARKED);
   T_EQ(write(sv[1], "in", 2), 2);
   expect_resume(31, EVENTER_STEP_ACO_PROXY_DATA, 2, 0, 5000);
-  o = px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), 40);
-  T_EQ(px_run(p), 0);
-  T_EQ(write(sv[1], "in", 2), 2);
-  expect_resume(31, EVENTER_STEP_ACO_PROXY, 2, 0, 5000);
-  quiet(60); /* past both deadlines */
+  quiet(60); /* past the deadline */
 
   px_free(p);
   eventer_aco_free((eventer_aco_t)e);
@@ -759,38 +569,40 @@ static void test_timeouts(void) {
   drv_teardown();
 }
 
-/* ---- cancel ---------------------------------------------------------------------------------- */
+/* ---- cancel -------------------------------------------------------------------------------------
+ * Other threads cancel a foreign coroutine through its driver: they wake
+ * the driver (eventer_foreign_wake), which cancels on the loop thread. */
 
-static void *cancel_from_thread(void *arg) {
+static eventer_aco_proxy_t *cancel_target;
+static int cancel_rc = -99;
+static void cancel_on_wake(void) {
+  errno = 0;
+  cancel_rc = eventer_aco_proxy_cancel(cancel_target);
+}
+
+static void *wake_driver_later(void *arg) {
   usleep(5000);
-  T_EQ(eventer_aco_cancel(arg), 0);
+  T_EQ(eventer_foreign_wake(arg), 0);
   return NULL;
 }
 
-/* how: 0 READ, 1 WAIT via run, 2 WAIT via eventer_aco_proxy_wait */
-static void cancel_case(int how, int from_thread, int free_first) {
+static void cancel_case(int from_thread, int free_first) {
   int sv[2];
   sockpair(sv);
   eventer_aco_proxy_t *p = px_new(41);
-  eventer_aco_co_t *h = eventer_aco_proxy_handle(p);
-  eventer_t e = px_convert(p, sv[0]);
-  char buf[16];
-  int rc;
-  if (how == 0) {
-    px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-    rc = px_run(p);
-  } else {
-    rc = start_wait(p, how == 1 ? VIA_RUN : VIA_WAIT, e, EVENTER_READ, 16,
-                    NO_TMO);
-  }
-  T_EQ(rc, 0);
+  eventer_t e = px_convert(sv[0]);
+  T_EQ(px_wait(p, e, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_PARKED);
   T_PTR_EQ(eventer_find_fd(sv[0]), e);
   pthread_t t;
   if (from_thread) {
-    T_EQ(pthread_create(&t, NULL, cancel_from_thread, h), 0);
+    cancel_target = p;
+    cancel_rc = -99;
+    on_wake = cancel_on_wake;
+    T_EQ(pthread_create(&t, NULL, wake_driver_later, eventer_loop_current()), 0);
   } else {
-    T_EQ(eventer_aco_cancel(h), 0);
+    T_EQ(eventer_aco_proxy_cancel(p), 0);
     T_EQ(eventer_aco_proxy_busy(p), 1); /* reported by a step */
+    T_ERRNO(eventer_aco_proxy_cancel(p), EAGAIN); /* on its way already */
   }
   if (free_first) { /* the driver drops the event before the step */
     eventer_aco_free((eventer_aco_t)e);
@@ -805,18 +617,20 @@ static void cancel_case(int how, int from_thread, int free_first) {
   T_EQ(res[want - 1].result, -1);
   T_EQ(res[want - 1].err, ECANCELED);
   T_EQ(eventer_aco_proxy_busy(p), 0);
-  if (from_thread) T_EQ(pthread_join(t, NULL), 0);
+  if (from_thread) {
+    T_EQ(pthread_join(t, NULL), 0);
+    T_EQ(cancel_rc, 0);
+    on_wake = NULL;
+  }
   quiet(5);
   if (free_first) {
     T_EQ(eventer_allocations_current(), 0);
-    e = px_convert(p, sv[0]);
+    e = px_convert(sv[0]);
   }
-  /* the proxy goes on: the next operation works */
+  /* the proxy goes on: the next call works */
   T_EQ(write(sv[1], "ok", 2), 2);
-  eventer_aco_proxy_op_t *o =
-      px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 2);
+  T_EQ(px_wait(p, e, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_PARKED);
+  expect_resume(41, EVENTER_STEP_ACO_PROXY_DATA, 2, 0, 5000);
   px_free(p);
   eventer_aco_free((eventer_aco_t)e);
   T_EQ(eventer_allocations_current(), 0);
@@ -826,63 +640,41 @@ static void cancel_case(int how, int from_thread, int free_first) {
 
 static void test_cancel(void) {
   drv_setup(1);
-  for (int how = 0; how < 3; how++) {
-    cancel_case(how, 0, 0);
-    cancel_case(how, 1, 0);
-    cancel_case(how, 0, 1);
-  }
+  cancel_case(0, 0);
+  cancel_case(1, 0);
+  cancel_case(0, 1);
 
   int sv[2];
   sockpair(sv);
   eventer_aco_proxy_t *p = px_new(42);
-  eventer_aco_co_t *h = eventer_aco_proxy_handle(p);
-  eventer_t e = px_convert(p, sv[0]);
-  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-
-  /* a cancel while idle: the next wait ends at once */
-  T_EQ(eventer_aco_cancel(h), 0);
-  quiet(5);
-  T_EQ(px_wait(p, e, EVENTER_READ, 16, NO_TMO), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, ECANCELED);
-  T_EQ(eventer_aco_proxy_busy(p), 0);
-  T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
-  quiet(5);
-  /* it was used up: the next wait waits */
-  T_EQ(px_wait(p, e, EVENTER_READ, 16, NO_TMO), 0);
+  eventer_t e = px_convert(sv[0]);
+  /* nothing to cancel: the foreign side keeps it (EAGAIN) */
+  T_ERRNO(eventer_aco_proxy_cancel(p), EAGAIN);
+  T_EQ(px_wait(p, e, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_PARKED);
   T_EQ(write(sv[1], "x", 1), 1);
   expect_resume(42, EVENTER_STEP_ACO_PROXY_DATA, 1, 0, 5000);
-  /* ... and hits other operations the same way */
-  T_EQ(eventer_aco_cancel(h), 0);
-  px_op(p, EVENTER_PROXY_SLEEP, NULL, NULL, 0, 60000);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, ECANCELED);
-  char buf[16];
-  T_EQ(eventer_aco_cancel(h), 0);
-  px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, ECANCELED);
-  T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
-  T_EQ(eventer_aco_cancel(h), 0);
-  T_EQ(start_wait(p, VIA_RUN, e, EVENTER_READ, 16, NO_TMO), 1);
-  T_EQ(o->err, ECANCELED);
+  /* sleeps and parks are cancellable too */
+  T_EQ(px_sleep(p, 60000), EVENTER_PROXY_PARKED);
+  T_EQ(eventer_aco_proxy_cancel(p), 0);
+  expect_resume(42, EVENTER_STEP_ACO_PROXY, -1, ECANCELED, 5000);
+  T_EQ(px_park(p, NO_TMO), EVENTER_PROXY_PARKED);
+  T_EQ(eventer_aco_proxy_cancel(p), 0);
+  expect_resume(42, EVENTER_STEP_ACO_PROXY, -1, ECANCELED, 5000);
   quiet(5);
 
   /* cancel and data race: the cancel (applied first) wins, the data
    * stays for the next read */
-  T_EQ(px_wait(p, e, EVENTER_READ, 16, NO_TMO), 0);
+  T_EQ(px_wait(p, e, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_PARKED);
   T_EQ(write(sv[1], "late", 4), 4);
-  T_EQ(eventer_aco_cancel(h), 0);
+  T_EQ(eventer_aco_proxy_cancel(p), 0);
   expect_resume(42, EVENTER_STEP_ACO_PROXY, -1, ECANCELED, 5000);
   T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
-  px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 4);
+  char buf[16];
+  T_EQ(fx_read(p, e, buf, sizeof(buf), 16, NO_TMO), 4);
   T_CHECK(!memcmp(buf, "late", 4));
   quiet(5);
 
+  /* off the loop thread: refused, nothing changes */
   px_free(p);
   eventer_aco_free((eventer_aco_t)e);
   close(sv[0]);
@@ -890,72 +682,46 @@ static void test_cancel(void) {
   drv_teardown();
 }
 
-/* ---- close by another proxy ------------------------------------------------------------------- */
-
-static void close_case(int how) {
-  int sv[2];
-  sockpair(sv);
-  eventer_aco_proxy_t *a = px_new(51), *b = px_new(52);
-  eventer_t e = px_convert(a, sv[0]);
-  char buf[16];
-  int rc;
-  if (how == 0) {
-    px_op(a, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-    rc = px_run(a);
-  } else {
-    rc = start_wait(a, how == 1 ? VIA_RUN : VIA_WAIT, e, EVENTER_READ, 16,
-                    NO_TMO);
-  }
-  T_EQ(rc, 0);
-  eventer_aco_proxy_op_t *ob = px_op(b, EVENTER_PROXY_CLOSE, e, NULL, 0, NO_TMO);
-  T_EQ(px_run(b), 1);
-  T_EQ(ob->result, 0);
-  T_EQ(ob->err, 0);
-  T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
-  /* the fd is closed: the peer sees EOF */
-  T_EQ(read(sv[1], buf, sizeof(buf)), 0);
-  /* the driver may drop its reference before A hears about it */
-  eventer_aco_free((eventer_aco_t)e);
-  T_EQ(eventer_allocations_current(), 1);
-  expect_resume(51, EVENTER_STEP_ACO_PROXY, -1, EBADF, 5000);
-  T_EQ(eventer_allocations_current(), 0);
-  quiet(5);
-  px_free(a);
-  px_free(b);
-  close(sv[1]);
-}
+/* ---- close while waiting ---------------------------------------------------------------- */
 
 static void test_close_while_waiting(void) {
   drv_setup(1);
-  for (int how = 0; how < 3; how++) close_case(how);
-
-  /* after a close every operation on the event fails with EBADF */
   int sv[2];
   sockpair(sv);
-  eventer_aco_proxy_t *p = px_new(53);
-  eventer_t e = px_convert(p, sv[0]);
-  eventer_aco_proxy_op_t *o = px_op(p, EVENTER_PROXY_CLOSE, e, NULL, 0, NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 0);
-  T_EQ(px_run(p), 1); /* twice */
-  T_EQ(o->result, -1);
-  T_EQ(o->err, EBADF);
-  char buf[4];
-  px_op(p, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->err, EBADF);
-  px_op(p, EVENTER_PROXY_WRITE, e, "x", 1, NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->err, EBADF);
-  T_EQ(px_wait(p, e, EVENTER_READ, 4, NO_TMO), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, EBADF);
-  T_EQ(start_wait(p, VIA_RUN, e, EVENTER_READ, 4, NO_TMO), 1);
-  T_EQ(o->err, EBADF);
-  quiet(5);
-  px_free(p);
+  eventer_aco_proxy_t *a = px_new(51), *b = px_new(52);
+  eventer_t e = px_convert(sv[0]);
+  T_EQ(px_wait(a, e, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_PARKED);
+  T_EQ(px_wait(b, e, EVENTER_WRITE, 0, NO_TMO), EVENTER_PROXY_PARKED);
+  /* the driver closes it (main context: no coroutine needed) */
+  T_EQ(eventer_aco_close((eventer_aco_t)e), 0);
+  T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
+  char buf[16];
+  T_EQ(read(sv[1], buf, sizeof(buf)), 0); /* the peer sees EOF */
+  /* the driver may drop its reference before the waiters hear of it */
   eventer_aco_free((eventer_aco_t)e);
-  close(sv[1]);
+  T_EQ(eventer_allocations_current(), 1);
+  int n0 = nres;
+  drive_until_res(n0 + 2, 5000);
+  for (int i = n0; i < n0 + 2; i++) {
+    T_EQ(res[i].kind, EVENTER_STEP_ACO_PROXY);
+    T_EQ(res[i].result, -1);
+    T_EQ(res[i].err, EBADF);
+  }
+  T_EQ(eventer_allocations_current(), 0);
+  quiet(5);
+
+  /* after a close every wait fails with EBADF, and attempts too */
+  e = px_convert(sv[1]);
+  T_EQ(eventer_aco_close((eventer_aco_t)e), 0);
+  T_ERRNO(eventer_aco_close((eventer_aco_t)e), EBADF);
+  T_EQ(px_wait(a, e, EVENTER_READ, 4, NO_TMO), EVENTER_PROXY_DONE);
+  px_done(a, -1, EBADF);
+  int mask;
+  T_ERRNO(eventer_read(e, buf, sizeof(buf), &mask), EBADF);
+  quiet(5);
+  px_free(a);
+  px_free(b);
+  eventer_aco_free((eventer_aco_t)e);
   drv_teardown();
 }
 
@@ -964,24 +730,14 @@ static void test_close_while_waiting(void) {
 /* A reader and a writer on one event, ready in the same callback: the
  * first completion takes the step slot of this run_once, the second comes
  * from the task phase of the next iteration. */
-static void duplex_case(int via) {
+static void duplex_case(void) {
   int sv[2];
   sockpair(sv);
   eventer_aco_proxy_t *r = px_new(61), *w = px_new(62);
-  eventer_t e = px_convert(r, sv[0]);
-  static char out[4096];
-  memset(out, 'w', sizeof(out));
-  char buf[16];
+  eventer_t e = px_convert(sv[0]);
   T_GE(fill_sndbuf(sv[0]), 1);
-  if (via == VIA_RUN) {
-    px_op(r, EVENTER_PROXY_READ, e, buf, sizeof(buf), NO_TMO);
-    T_EQ(px_run(r), 0);
-    px_op(w, EVENTER_PROXY_WRITE, e, out, sizeof(out), NO_TMO);
-    T_EQ(px_run(w), 0);
-  } else {
-    T_EQ(px_wait(r, e, EVENTER_READ, 16, NO_TMO), 0);
-    T_EQ(px_wait(w, e, EVENTER_WRITE, 0, NO_TMO), 0);
-  }
+  T_EQ(px_wait(r, e, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_PARKED);
+  T_EQ(px_wait(w, e, EVENTER_WRITE, 0, NO_TMO), EVENTER_PROXY_PARKED);
   T_PTR_EQ(eventer_find_fd(sv[0]), e);
   T_EQ(eventer_get_mask(e) & (EVENTER_READ | EVENTER_WRITE),
        EVENTER_READ | EVENTER_WRITE);
@@ -994,26 +750,18 @@ static void duplex_case(int via) {
   resume_t *a = &res[n0];
   T_EQ(a->id, 61);
   T_EQ(a->result, 1);
-  if (via == VIA_RUN) {
-    T_EQ(a->kind, EVENTER_STEP_ACO_PROXY);
-    T_EQ(buf[0], 'r');
-  } else {
-    T_EQ(a->kind, EVENTER_STEP_ACO_PROXY_DATA);
-    T_EQ(a->data[0], 'r');
-  }
-  /* the writer has finished but is not resumed yet: still busy for the
-   * driver's purposes */
-  T_ERRNO(eventer_aco_proxy_run(w), EBUSY);
-  T_ERRNO(eventer_aco_proxy_wait(w, e, EVENTER_WRITE, 0, NULL), EBUSY);
+  T_EQ(a->kind, EVENTER_STEP_ACO_PROXY_DATA);
+  T_EQ(a->data[0], 'r');
+  /* the writer's wait has ended but it is not resumed yet: still busy */
+  T_EQ(px_wait(w, e, EVENTER_WRITE, 0, NO_TMO), EVENTER_PROXY_MISUSE);
+  T_EQ(errno, EBUSY);
   T_ERRNO(eventer_aco_proxy_free(w), EBUSY);
+  T_ERRNO(eventer_aco_proxy_cancel(w), EAGAIN);
   drive_until_res(n0 + 2, 5000);
   resume_t *b = &res[n0 + 1];
   T_EQ(b->id, 62);
   T_EQ(b->kind, EVENTER_STEP_ACO_PROXY);
-  if (via == VIA_RUN)
-    T_EQ(b->result, (int64_t)sizeof(out));
-  else
-    T_EQ(b->result, 0);
+  T_EQ(b->result, 0);
   /* not lost, not merged: the paused iteration ended (one DONE), the next
    * one handed it out from its task phase */
   T_EQ(b->iter, a->iter + 1);
@@ -1032,9 +780,9 @@ static void two_readers_case(void) {
   int sv[2];
   sockpair(sv);
   eventer_aco_proxy_t *r1 = px_new(63), *r2 = px_new(64);
-  eventer_t e = px_convert(r1, sv[0]);
-  T_EQ(px_wait(r1, e, EVENTER_READ, 64, NO_TMO), 0);
-  T_EQ(px_wait(r2, e, EVENTER_READ, 64, NO_TMO), 0);
+  eventer_t e = px_convert(sv[0]);
+  T_EQ(px_wait(r1, e, EVENTER_READ, 64, NO_TMO), EVENTER_PROXY_PARKED);
+  T_EQ(px_wait(r2, e, EVENTER_READ, 64, NO_TMO), EVENTER_PROXY_PARKED);
   T_EQ(write(sv[1], "both", 4), 4);
   int n0 = nres;
   drive_until_res(n0 + 2, 5000);
@@ -1059,17 +807,12 @@ static void many_fds_case(void) {
   int sv[NFD][2];
   eventer_aco_proxy_t *p[NFD];
   eventer_t e[NFD];
-  char buf[NFD][8];
   for (int i = 0; i < NFD; i++) {
     sockpair(sv[i]);
     p[i] = px_new(100 + (uint64_t)i);
-    e[i] = px_convert(p[i], sv[i][0]);
-    if (i % 2 == 0) {
-      px_op(p[i], EVENTER_PROXY_READ, e[i], buf[i], sizeof(buf[i]), 5000);
-      T_EQ(px_run(p[i]), 0);
-    } else {
-      T_EQ(px_wait(p[i], e[i], EVENTER_READ, 8, 5000), 0);
-    }
+    e[i] = px_convert(sv[i][0]);
+    T_EQ(px_wait(p[i], e[i], EVENTER_READ, i % 2 ? 8 : 0, 5000),
+         EVENTER_PROXY_PARKED);
   }
   quiet(5);
   /* ready in this order before the loop polls */
@@ -1084,14 +827,14 @@ static void many_fds_case(void) {
     /* one step per callback, in the order epoll reported them, all in one
      * iteration (no DONE between them) */
     T_EQ(r->id, 100 + i);
-    T_EQ(r->result, 1);
     T_EQ(r->iter, res[n0].iter);
     T_EQ(r->call, res[n0].call + i);
     if (i % 2 == 0) {
       T_EQ(r->kind, EVENTER_STEP_ACO_PROXY);
-      T_EQ(buf[i][0], 'A' + i);
+      T_EQ(r->result, 0);
     } else {
       T_EQ(r->kind, EVENTER_STEP_ACO_PROXY_DATA);
+      T_EQ(r->result, 1);
       T_EQ(r->data[0], 'A' + i);
     }
   }
@@ -1110,8 +853,7 @@ static void many_timers_case(void) {
   eventer_aco_proxy_t *p[NFD];
   for (int i = 0; i < NFD; i++) {
     p[i] = px_new(200 + (uint64_t)i);
-    px_op(p[i], EVENTER_PROXY_SLEEP, NULL, NULL, 0, 10);
-    T_EQ(px_run(p[i]), 0);
+    T_EQ(px_sleep(p[i], 10), EVENTER_PROXY_PARKED);
   }
   finish_iteration();
   usleep(30000); /* all due */
@@ -1129,8 +871,7 @@ static void many_timers_case(void) {
 
 static void test_several_completions(void) {
   drv_setup(1);
-  duplex_case(VIA_RUN);
-  duplex_case(VIA_WAIT);
+  duplex_case();
   two_readers_case();
   many_fds_case();
   many_timers_case();
@@ -1141,8 +882,8 @@ static void test_several_completions(void) {
 /* ---- a full-duplex stream through three foreign coroutines -----------------------------------
  * W writes a pattern on sv[0], E echoes everything from sv[1], R reads
  * the echo on sv[0] with read-through waits: R and W share one event.
- * Each foreign coroutine has at most one operation outstanding, and every
- * one of them is resumed exactly once. */
+ * Each foreign coroutine attempts its I/O itself and has at most one wait
+ * outstanding, and every wait is resumed exactly once. */
 
 #define CH 4096
 typedef struct fco {
@@ -1162,7 +903,6 @@ static struct {
   char ebuf[CH];
   int64_t e_have, e_off; /* echo: bytes read, of which written */
   char rbuf[CH];
-  int r_reading;         /* R has a READ op outstanding (not a WAIT) */
   long r_ready_only;     /* R resumed ready without data */
   fco_t w, e, r;
 } S;
@@ -1183,61 +923,64 @@ static void stream_resume(const resume_t *r) {
   c->go(c, r);
 }
 
-static void writer_go(fco_t *c, const resume_t *r) {
-  if (r) {
-    T_CHECKF(r->result > 0, "write: %lld/%d", (long long)r->result, r->err);
-    S.sent += (size_t)r->result;
+/* waits for mask on e; 1 if it waits (0: ended at once, ready) */
+static int fco_wait(fco_t *c, eventer_t e, int mask, size_t read_len) {
+  int rc = px_wait(c->p, e, mask, read_len, NO_TMO);
+  if (rc == EVENTER_PROXY_PARKED) {
+    c->outstanding = 1;
+    return 1;
   }
+  T_EQ(rc, EVENTER_PROXY_DONE);
+  px_done(c->p, 0, 0);
+  return 0;
+}
+
+static void writer_go(fco_t *c, const resume_t *r) {
+  if (r) T_CHECKF(r->result == 0, "writer wait: %lld/%d", (long long)r->result, r->err);
   while (S.sent < S.total) {
     size_t n = S.total - S.sent < 4 * CH ? S.total - S.sent : 4 * CH;
-    eventer_aco_proxy_op_t *o =
-        px_op(c->p, EVENTER_PROXY_WRITE, S.e0, S.out + S.sent, n, NO_TMO);
-    int rc = px_run(c->p);
-    if (rc == 0) {
-      c->outstanding = 1;
-      return;
+    int mask = 0;
+    int rv = eventer_write(S.e0, S.out + S.sent, n, &mask);
+    if (rv > 0) {
+      S.sent += (size_t)rv;
+      continue;
     }
-    T_EQ(rc, 1);
-    T_CHECKF(o->result > 0, "write: %lld/%d", (long long)o->result, o->err);
-    S.sent += (size_t)o->result;
+    T_CHECKF(rv < 0 && (errno == EAGAIN || errno == EWOULDBLOCK),
+             "write: %d/%d", rv, errno);
+    if (fco_wait(c, S.e0, mask, 0)) return;
   }
   T_EQ(shutdown(S.sv[0], SHUT_WR), 0);
   c->done = 1;
 }
 
-/* the echo's last operation returned n: 1 to go on */
-static int echo_handle(fco_t *c, int64_t n) {
-  T_CHECKF(n >= 0, "echo: %lld/%d", (long long)n, eventer_aco_proxy_op(c->p)->err);
-  if (S.e_have == 0) { /* it was a read */
-    if (n == 0) {
-      T_EQ(shutdown(S.sv[1], SHUT_WR), 0);
-      c->done = 1;
-      return 0;
-    }
-    S.e_have = n;
-    S.e_off = 0;
-  } else {
-    S.e_off += n;
-    if (S.e_off == S.e_have) S.e_have = 0;
-  }
-  return 1;
-}
-
 static void echo_go(fco_t *c, const resume_t *r) {
-  if (r && !echo_handle(c, r->result)) return;
+  if (r) T_CHECKF(r->result == 0, "echo wait: %lld/%d", (long long)r->result, r->err);
   for (;;) {
-    if (S.e_have == 0)
-      px_op(c->p, EVENTER_PROXY_READ, S.e1, S.ebuf, CH, NO_TMO);
-    else
-      px_op(c->p, EVENTER_PROXY_WRITE, S.e1, S.ebuf + S.e_off,
-            (size_t)(S.e_have - S.e_off), NO_TMO);
-    int rc = px_run(c->p);
-    if (rc == 0) {
-      c->outstanding = 1;
-      return;
+    int mask = 0, rv;
+    if (S.e_have == 0) {
+      rv = eventer_read(S.e1, S.ebuf, CH, &mask);
+      if (rv == 0) {
+        T_EQ(shutdown(S.sv[1], SHUT_WR), 0);
+        c->done = 1;
+        return;
+      }
+      if (rv > 0) {
+        S.e_have = rv;
+        S.e_off = 0;
+        continue;
+      }
+    } else {
+      rv = eventer_write(S.e1, S.ebuf + S.e_off, (size_t)(S.e_have - S.e_off),
+                         &mask);
+      if (rv > 0) {
+        S.e_off += rv;
+        if (S.e_off == S.e_have) S.e_have = 0;
+        continue;
+      }
     }
-    T_EQ(rc, 1);
-    if (!echo_handle(c, eventer_aco_proxy_op(c->p)->result)) return;
+    T_CHECKF(rv < 0 && (errno == EAGAIN || errno == EWOULDBLOCK),
+             "echo: %d/%d", rv, errno);
+    if (fco_wait(c, S.e1, mask, 0)) return;
   }
 }
 
@@ -1253,48 +996,35 @@ static void reader_consume(fco_t *c, const char *data, int64_t n) {
   S.got += (size_t)n;
 }
 
-/* after a ready-without-data resume: read with a READ op; 1 if it
- * completed at once */
-static int reader_read(fco_t *c) {
-  eventer_aco_proxy_op_t *o =
-      px_op(c->p, EVENTER_PROXY_READ, S.e0, S.rbuf, CH, NO_TMO);
-  int rc = px_run(c->p);
-  if (rc == 0) {
-    S.r_reading = 1;
-    c->outstanding = 1;
-    return 0;
-  }
-  T_EQ(rc, 1);
-  reader_consume(c, S.rbuf, o->result);
-  return 1;
-}
-
 static void reader_go(fco_t *c, const resume_t *r) {
   if (r) {
-    if (S.r_reading) {
-      S.r_reading = 0;
-      T_EQ(r->kind, EVENTER_STEP_ACO_PROXY);
-      reader_consume(c, S.rbuf, r->result);
-    } else if (r->kind == EVENTER_STEP_ACO_PROXY_DATA) {
+    if (r->kind == EVENTER_STEP_ACO_PROXY_DATA) {
       T_EQ(r->ndata, r->result > 0 ? (size_t)r->result : 0);
       reader_consume(c, r->data, r->result);
+      if (c->done) return;
     } else {
       T_EQ(r->result, 0);
       S.r_ready_only++;
-      if (!reader_read(c)) return;
     }
   }
-  if (c->done) return;
-  int rc = px_wait(c->p, S.e0, EVENTER_READ, CH, NO_TMO);
-  T_EQ(rc, 0);
-  c->outstanding = 1;
+  for (;;) {
+    int mask = 0;
+    int rv = eventer_read(S.e0, S.rbuf, CH, &mask);
+    if (rv >= 0) {
+      reader_consume(c, S.rbuf, rv);
+      if (c->done) return;
+      continue;
+    }
+    T_CHECKF(errno == EAGAIN || errno == EWOULDBLOCK, "read: %d", errno);
+    if (fco_wait(c, S.e0, mask, CH)) return;
+  }
 }
 
 static void test_stream(void) {
   drv_setup(1);
   memset(&S, 0, sizeof(S));
   sockpair(S.sv);
-  /* small buffers: every proxy parks often */
+  /* small buffers: every proxy waits often */
   for (int i = 0; i < 2; i++) {
     int sz = 8192;
     T_EQ(setsockopt(S.sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)), 0);
@@ -1310,8 +1040,8 @@ static void test_stream(void) {
     all[i]->p = px_new(all[i]->id);
     all[i]->go = gos[i];
   }
-  S.e0 = px_convert(S.w.p, S.sv[0]);
-  S.e1 = px_convert(S.e.p, S.sv[1]);
+  S.e0 = px_convert(S.sv[0]);
+  S.e1 = px_convert(S.sv[1]);
   on_resume = stream_resume;
   S.r.go(&S.r, NULL);
   S.e.go(&S.e, NULL);
@@ -1328,7 +1058,7 @@ static void test_stream(void) {
   T_EQ(S.sent, S.total);
   T_EQ(S.got, S.total);
   for (int i = 0; i < 3; i++) T_EQ(all[i]->outstanding, 0);
-  /* every one of them parked and was resumed */
+  /* every one of them waited and was resumed */
   for (int i = 0; i < 3; i++) T_GE(all[i]->resumes, 1);
   quiet(10);
   for (int i = 0; i < 3; i++) px_free(all[i]->p);
@@ -1341,346 +1071,296 @@ static void test_stream(void) {
   drv_teardown();
 }
 
-/* ---- CALL and the other operations ------------------------------------------------------------ */
+/* ---- sleep, yield, park ------------------------------------------------------------------------ */
 
-typedef struct {
-  eventer_aco_proxy_t *self, *other;
-  eventer_aco_co_t *self_h;
-  int in_aco, self_ok, calls;
-  int inner_rc[3], inner_err[3];
-} call_info_t;
+static void test_sleep_yield_park(void) {
+  drv_setup(1);
+  eventer_aco_proxy_t *p = px_new(81);
 
-static int64_t call_fn(void *obj, eventer_aco_proxy_op_t *op) {
-  call_info_t *ci = obj;
-  ci->calls++;
-  ci->in_aco = aco_current() != NULL && eventer_in_aco();
-  ci->self_ok = eventer_aco_self() == ci->self_h &&
-                eventer_aco_proxy_op(ci->self) == op;
-  switch (op->mask) {
-  case 0:
-    return 42;
-  case 1:
-    errno = EIO;
-    return -1;
-  case 2: { /* blocks: completes later, by a step */
-    struct timeval t = ms(10);
-    if (eventer_aco_sleep(&t) != 0) return -1;
-    return 7;
-  }
-  case 3: /* proxies cannot be driven from inside a coroutine */
-    errno = 0;
-    ci->inner_rc[0] = eventer_aco_proxy_run(ci->other);
-    ci->inner_err[0] = errno;
-    errno = 0;
-    ci->inner_rc[1] = eventer_aco_proxy_wait(ci->other, NULL, EVENTER_READ, 0, NULL);
-    ci->inner_err[1] = errno;
-    errno = 0;
-    ci->inner_rc[2] = eventer_aco_proxy_free(ci->other);
-    ci->inner_err[2] = errno;
-    return 0;
-  case 4: /* a timeout from the op */
-    return eventer_aco_park(op->has_timeout ? &op->timeout : NULL);
-  }
-  errno = EINVAL;
-  return -1;
+  /* sleep: on time, by a step */
+  uint64_t t0 = t_now_us();
+  T_EQ(px_sleep(p, 20), EVENTER_PROXY_PARKED);
+  resume_t *r = expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  T_GE(r->at_us - t0, 20000);
+  T_LE(r->at_us - t0, 20000 + ev_late_bound_us());
+  /* no duration is EINVAL (as eventer_aco_sleep(NULL)); {0,0} yields */
+  T_EQ(px_sleep(p, NO_TMO), EVENTER_PROXY_DONE);
+  px_done(p, -1, EINVAL);
+  struct timeval neg = {-1, 0};
+  T_EQ(eventer_aco_proxy_sleep(p, &neg), EVENTER_PROXY_DONE);
+  px_done(p, -1, EINVAL);
+  T_EQ(px_sleep(p, 0), EVENTER_PROXY_PARKED);
+  expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+
+  /* yield: resumed by the loop's next timer phase */
+  finish_iteration();
+  T_EQ(eventer_aco_proxy_yield(p), EVENTER_PROXY_PARKED);
+  long it = iters;
+  r = expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  T_EQ(r->iter, it);
+  /* a cancelled yield */
+  T_EQ(eventer_aco_proxy_yield(p), EVENTER_PROXY_PARKED);
+  T_EQ(eventer_aco_proxy_cancel(p), 0);
+  expect_resume(81, EVENTER_STEP_ACO_PROXY, -1, ECANCELED, 5000);
+
+  /* park: woken by the driver */
+  T_ERRNO(eventer_aco_proxy_wake(p), EAGAIN); /* not parked */
+  T_EQ(px_park(p, 10000), EVENTER_PROXY_PARKED);
+  T_ERRNO(eventer_aco_proxy_wake(px_new(82)), EAGAIN);
+  quiet(5);
+  T_EQ(eventer_aco_proxy_wake(p), 0);
+  T_ERRNO(eventer_aco_proxy_wake(p), EAGAIN); /* woken already */
+  expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  /* timed out; {0,0}: at once */
+  T_EQ(px_park(p, 20), EVENTER_PROXY_PARKED);
+  expect_resume(81, EVENTER_STEP_ACO_PROXY, -1, ETIMEDOUT, 5000);
+  T_EQ(px_park(p, 0), EVENTER_PROXY_DONE);
+  px_done(p, -1, ETIMEDOUT);
+  /* a sleep is not ended by a wake */
+  T_EQ(px_sleep(p, 20), EVENTER_PROXY_PARKED);
+  T_ERRNO(eventer_aco_proxy_wake(p), EAGAIN);
+  expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  quiet(5);
+  px_free(p);
+  drv_teardown();
 }
 
-static void test_call(void) {
+/* ---- the sync objects --------------------------------------------------------------------------- */
+
+static eventer_aco_sem_t *c_sem;
+static int c_step;
+static void c_sem_poster(void) {
+  struct timeval t = ms(5);
+  for (int i = 0; i < 3; i++) {
+    eventer_aco_sleep(&t);
+    T_EQ(eventer_aco_sem_post(c_sem), 0);
+  }
+  c_step = 1;
+}
+
+static eventer_aco_mutex_t *c_mu;
+static void c_mutex_taker(void) {
+  struct timeval t = ms(5000);
+  T_EQ(eventer_aco_mutex_lock(c_mu, &t), 0);
+  c_step = 2;
+  T_EQ(eventer_aco_mutex_unlock(c_mu), 0);
+  c_step = 3;
+}
+
+static void test_sync(void) {
   drv_setup(1);
-  eventer_aco_proxy_t *p = px_new(71), *q = px_new(72);
-  call_info_t ci = {.self = p, .other = q, .self_h = eventer_aco_proxy_handle(p)};
-  eventer_aco_proxy_op_t *o = px_op(p, EVENTER_PROXY_CALL, NULL, NULL, 0, NO_TMO);
-  o->call = call_fn;
-  o->obj = &ci;
-  o->mask = 0;
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 42);
-  T_EQ(o->err, 0);
-  T_EQ(ci.calls, 1);
-  T_EQ(ci.in_aco, 1);
-  T_EQ(ci.self_ok, 1);
-  T_CHECK(aco_current() == NULL && !eventer_in_aco());
+  eventer_aco_proxy_t *p = px_new(91), *q = px_new(92);
 
-  o->mask = 1;
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, EIO);
+  /* semaphore: units at once, then waits for a C coroutine's posts */
+  c_sem = eventer_aco_sem_new(1);
+  T_EQ(px_sync(p, EVENTER_PROXY_SEM_WAIT, c_sem, NULL, NO_TMO),
+       EVENTER_PROXY_DONE);
+  px_done(p, 0, 0);
+  c_step = 0;
+  eventer_aco_start(c_sem_poster, NULL);
+  for (int i = 0; i < 3; i++) {
+    T_EQ(px_sync(p, EVENTER_PROXY_SEM_WAIT, c_sem, NULL, 5000),
+         EVENTER_PROXY_PARKED);
+    expect_resume(91, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  }
+  drive_until(&c_step, 1, 5000);
+  T_EQ(px_sync(p, EVENTER_PROXY_SEM_WAIT, c_sem, NULL, 20),
+       EVENTER_PROXY_PARKED);
+  expect_resume(91, EVENTER_STEP_ACO_PROXY, -1, ETIMEDOUT, 5000);
+  T_EQ(px_sync(p, EVENTER_PROXY_SEM_WAIT, c_sem, NULL, 0), EVENTER_PROXY_DONE);
+  px_done(p, -1, ETIMEDOUT);
+  /* FIFO between proxies; a post from main context hands the unit over */
+  T_EQ(px_sync(q, EVENTER_PROXY_SEM_WAIT, c_sem, NULL, NO_TMO),
+       EVENTER_PROXY_PARKED);
+  T_EQ(px_sync(p, EVENTER_PROXY_SEM_WAIT, c_sem, NULL, NO_TMO),
+       EVENTER_PROXY_PARKED);
+  T_ERRNO(eventer_aco_sem_free(c_sem), EBUSY);
+  T_EQ(eventer_aco_sem_post(c_sem), 0);
+  expect_resume(92, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  T_EQ(eventer_aco_proxy_cancel(p), 0);
+  expect_resume(91, EVENTER_STEP_ACO_PROXY, -1, ECANCELED, 5000);
+  T_EQ(eventer_aco_sem_value(c_sem), 0);
+  T_EQ(eventer_aco_sem_free(c_sem), 0);
 
-  o->mask = 2;
-  T_EQ(px_run(p), 0);
-  T_EQ(eventer_aco_proxy_busy(p), 1);
-  expect_resume(71, EVENTER_STEP_ACO_PROXY, 7, 0, 5000);
-  T_EQ(o->result, 7);
-  T_EQ(ci.in_aco, 1);
+  /* mutex: the proxy owns it; a C coroutine waits for it */
+  c_mu = eventer_aco_mutex_new();
+  T_EQ(px_sync(p, EVENTER_PROXY_MUTEX_LOCK, c_mu, NULL, NO_TMO),
+       EVENTER_PROXY_DONE);
+  px_done(p, 0, 0);
+  T_EQ(px_sync(p, EVENTER_PROXY_MUTEX_LOCK, c_mu, NULL, NO_TMO),
+       EVENTER_PROXY_DONE);
+  px_done(p, -1, EDEADLK);
+  T_EQ(px_sync(q, EVENTER_PROXY_MUTEX_TRYLOCK, c_mu, NULL, NO_TMO),
+       EVENTER_PROXY_DONE);
+  px_done(q, -1, EBUSY);
+  T_EQ(px_sync(q, EVENTER_PROXY_MUTEX_UNLOCK, c_mu, NULL, NO_TMO),
+       EVENTER_PROXY_DONE);
+  px_done(q, -1, EPERM); /* not its owner */
+  c_step = 0;
+  eventer_aco_start(c_mutex_taker, NULL);
+  quiet(5);
+  T_EQ(c_step, 0);
+  T_EQ(px_sync(q, EVENTER_PROXY_MUTEX_LOCK, c_mu, NULL, NO_TMO),
+       EVENTER_PROXY_PARKED);
+  T_EQ(px_sync(p, EVENTER_PROXY_MUTEX_UNLOCK, c_mu, NULL, NO_TMO),
+       EVENTER_PROXY_DONE);
+  px_done(p, 0, 0);
+  drive_until(&c_step, 3, 5000); /* the C coroutine came first */
+  expect_resume(92, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  T_EQ(eventer_aco_mutex_locked(c_mu), 1);
+  T_EQ(px_sync(q, EVENTER_PROXY_MUTEX_UNLOCK, c_mu, NULL, NO_TMO),
+       EVENTER_PROXY_DONE);
+  px_done(q, 0, 0);
+  T_EQ(eventer_aco_mutex_free(c_mu), 0);
 
-  o->mask = 3;
-  T_EQ(px_run(p), 1);
-  T_EQ(ci.inner_rc[0], -1);
-  T_EQ(ci.inner_err[0], EDEADLK);
-  T_EQ(ci.inner_rc[1], -1);
-  T_EQ(ci.inner_err[1], EDEADLK);
-  T_EQ(ci.inner_rc[2], -1);
-  T_EQ(ci.inner_err[2], EINVAL);
-  T_EQ(eventer_aco_proxy_busy(q), 0);
+  /* wait group */
+  eventer_aco_wg_t *wg = eventer_aco_wg_new();
+  T_EQ(px_sync(p, EVENTER_PROXY_WG_WAIT, wg, NULL, NO_TMO), EVENTER_PROXY_DONE);
+  px_done(p, 0, 0);
+  T_EQ(eventer_aco_wg_add(wg, 2), 0);
+  T_EQ(px_sync(p, EVENTER_PROXY_WG_WAIT, wg, NULL, NO_TMO),
+       EVENTER_PROXY_PARKED);
+  T_EQ(eventer_aco_wg_done(wg), 0);
+  quiet(5);
+  T_EQ(eventer_aco_wg_done(wg), 0);
+  expect_resume(91, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  T_EQ(eventer_aco_wg_free(wg), 0);
 
-  o->mask = 4;
-  o->has_timeout = 1;
-  o->timeout = ms(20);
-  T_EQ(px_run(p), 0);
-  expect_resume(71, EVENTER_STEP_ACO_PROXY, -1, ETIMEDOUT, 5000);
+  /* channel: the elements travel through the proxy's buffers */
+  eventer_aco_chan_t *ch = eventer_aco_chan_new(4, 1);
+  char in[4] = "abcd", out[4] = {0};
+  T_EQ(px_sync(p, EVENTER_PROXY_CHAN_SEND, ch, in, NO_TMO), EVENTER_PROXY_DONE);
+  px_done(p, 0, 0);
+  memcpy(in, "efgh", 4);
+  T_EQ(px_sync(p, EVENTER_PROXY_CHAN_SEND, ch, in, NO_TMO),
+       EVENTER_PROXY_PARKED); /* full */
+  T_EQ(px_sync(q, EVENTER_PROXY_CHAN_RECV, ch, out, NO_TMO),
+       EVENTER_PROXY_DONE);
+  px_done(q, 0, 0);
+  T_CHECK(!memcmp(out, "abcd", 4));
+  expect_resume(91, EVENTER_STEP_ACO_PROXY, 0, 0, 5000); /* its slot */
+  T_EQ(px_sync(q, EVENTER_PROXY_CHAN_RECV, ch, out, NO_TMO),
+       EVENTER_PROXY_DONE);
+  T_CHECK(!memcmp(out, "efgh", 4));
+  T_EQ(px_sync(q, EVENTER_PROXY_CHAN_RECV, ch, out, NO_TMO),
+       EVENTER_PROXY_PARKED); /* empty */
+  T_EQ(eventer_aco_chan_close(ch), 0);
+  expect_resume(92, EVENTER_STEP_ACO_PROXY, -1, EPIPE, 5000);
+  T_EQ(eventer_aco_chan_free(ch), 0);
 
-  /* no function; an unknown operation */
-  o = px_op(p, EVENTER_PROXY_CALL, NULL, NULL, 0, NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, EINVAL);
-  px_op(p, 999, NULL, NULL, 0, NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, EINVAL);
+  /* bad arguments */
+  T_EQ(px_sync(p, EVENTER_PROXY_SEM_WAIT, NULL, NULL, NO_TMO),
+       EVENTER_PROXY_DONE);
+  px_done(p, -1, EINVAL);
+  T_EQ(px_sync(p, 99, wg, NULL, NO_TMO), EVENTER_PROXY_DONE);
+  px_done(p, -1, EINVAL);
   quiet(5);
   px_free(p);
   px_free(q);
   drv_teardown();
 }
 
-static void sleeper_co(void) {
-  struct timeval *t = eventer_aco_arg();
-  eventer_aco_sleep(t);
-}
+/* ---- asynch work ------------------------------------------------------------------------------- */
 
-static void *wake_later(void *arg) {
-  usleep(10000);
-  T_EQ(eventer_aco_wake(arg), 0);
-  return NULL;
-}
-
-static int asynch_ran;
+static int asynch_ran, asynch_started;
 static void asynch_fn(void *c) {
+  __atomic_add_fetch(&asynch_started, 1, __ATOMIC_SEQ_CST);
   usleep(5000);
-  __atomic_store_n((int *)c, 1, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch((int *)c, 1, __ATOMIC_SEQ_CST);
 }
 
-static void test_sleep_yield_park_join(void) {
+static void test_asynch(void) {
   drv_setup(1);
-  eventer_aco_proxy_t *p = px_new(81);
-  eventer_aco_co_t *h = eventer_aco_proxy_handle(p);
-  eventer_aco_proxy_op_t *o = eventer_aco_proxy_op(p);
-
-  /* SLEEP: on time, by a step */
-  uint64_t t0 = t_now_us();
-  px_op(p, EVENTER_PROXY_SLEEP, NULL, NULL, 0, 20);
-  T_EQ(px_run(p), 0);
-  resume_t *r = expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
-  T_GE(r->at_us - t0, 20000);
-  T_LE(r->at_us - t0, 20000 + ev_late_bound_us());
-  /* no timeout is EINVAL (as eventer_aco_sleep(NULL)); {0,0} yields */
-  px_op(p, EVENTER_PROXY_SLEEP, NULL, NULL, 0, NO_TMO);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, EINVAL);
-  px_op(p, EVENTER_PROXY_SLEEP, NULL, NULL, 0, 0);
-  T_EQ(px_run(p), 0);
-  expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
-
-  /* YIELD: resumed by the loop's next timer phase */
-  finish_iteration();
-  px_op(p, EVENTER_PROXY_YIELD, NULL, NULL, 0, NO_TMO);
-  T_EQ(px_run(p), 0);
-  long it = iters;
-  r = expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
-  T_EQ(r->iter, it);
-  /* a cancelled yield */
-  px_op(p, EVENTER_PROXY_YIELD, NULL, NULL, 0, NO_TMO);
-  T_EQ(px_run(p), 0);
-  T_EQ(eventer_aco_cancel(h), 0);
-  expect_resume(81, EVENTER_STEP_ACO_PROXY, -1, ECANCELED, 5000);
-
-  /* PARK: woken from another thread */
-  px_op(p, EVENTER_PROXY_PARK, NULL, NULL, 0, 10000);
-  T_EQ(px_run(p), 0);
-  pthread_t t;
-  T_EQ(pthread_create(&t, NULL, wake_later, h), 0);
-  expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
-  T_EQ(pthread_join(t, NULL), 0);
-  /* a wake that comes first is remembered */
-  T_EQ(eventer_aco_wake(h), 0);
-  px_op(p, EVENTER_PROXY_PARK, NULL, NULL, 0, 10000);
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 0);
-  /* timed out, cancelled */
-  px_op(p, EVENTER_PROXY_PARK, NULL, NULL, 0, 20);
-  T_EQ(px_run(p), 0);
-  expect_resume(81, EVENTER_STEP_ACO_PROXY, -1, ETIMEDOUT, 5000);
-  px_op(p, EVENTER_PROXY_PARK, NULL, NULL, 0, NO_TMO);
-  T_EQ(px_run(p), 0);
-  T_EQ(eventer_aco_cancel(h), 0);
-  expect_resume(81, EVENTER_STEP_ACO_PROXY, -1, ECANCELED, 5000);
-
-  /* JOIN a plain C coroutine */
-  struct timeval nap = ms(20);
-  eventer_aco_co_t *c = eventer_aco_spawn(sleeper_co, &nap, NULL);
-  T_CHECK(c != NULL);
-  o = px_op(p, EVENTER_PROXY_JOIN, NULL, NULL, 0, NO_TMO);
-  o->obj = c;
-  T_EQ(px_run(p), 0);
-  expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
-  T_CHECK(eventer_aco_co_done(c));
-  T_EQ(px_run(p), 1); /* already ended */
-  T_EQ(o->result, 0);
-  eventer_aco_co_release(c);
-  struct timeval long_nap = ms(60000);
-  c = eventer_aco_spawn(sleeper_co, &long_nap, NULL);
-  o = px_op(p, EVENTER_PROXY_JOIN, NULL, NULL, 0, 20);
-  o->obj = c;
-  T_EQ(px_run(p), 0);
-  expect_resume(81, EVENTER_STEP_ACO_PROXY, -1, ETIMEDOUT, 5000);
-  o->has_timeout = 0;
-  T_EQ(px_run(p), 0);
-  T_EQ(eventer_aco_cancel(c), 0); /* its sleep ends, so does it */
-  expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
-  eventer_aco_co_release(c);
-  o->obj = h; /* itself */
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, -1);
-  T_EQ(o->err, EDEADLK);
-  o->obj = NULL;
-  T_EQ(px_run(p), 1);
-  T_EQ(o->err, EINVAL);
-
-  /* ASYNCH: resumed after the job's COMPLETE */
+  eventer_aco_proxy_t *p = px_new(101), *q = px_new(102);
   asynch_ran = 0;
-  o = px_op(p, EVENTER_PROXY_ASYNCH, NULL, NULL, 0, NO_TMO);
-  o->fn = asynch_fn;
-  o->fn_closure = &asynch_ran;
-  o->q = NULL;
-  o->subq = 0;
-  T_EQ(px_run(p), 0);
-  expect_resume(81, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  T_EQ(eventer_aco_proxy_asynch(p, asynch_fn, &asynch_ran, NULL, 0),
+       EVENTER_PROXY_PARKED);
+  /* not cancellable, not abortable: its job refers to the proxy */
+  T_ERRNO(eventer_aco_proxy_cancel(p), EAGAIN);
+  T_ERRNO(eventer_aco_proxy_abort(p), EBUSY);
+  expect_resume(101, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
   T_EQ(__atomic_load_n(&asynch_ran, __ATOMIC_SEQ_CST), 1);
+  /* no function */
+  T_EQ(eventer_aco_proxy_asynch(p, NULL, NULL, NULL, 0), EVENTER_PROXY_DONE);
+  px_done(p, -1, EINVAL);
 
+  /* a queue destroyed with the job still queued: WORK never runs, the
+   * waiter resumes with ESHUTDOWN (it hung before COMPLETE was delivered
+   * for discarded jobs) */
+  eventer_jobq_t *jq = eventer_jobq_create("px_destroyed");
+  T_CHECK(jq != NULL);
+  eventer_jobq_set_concurrency(jq, 1);
+  asynch_ran = asynch_started = 0;
+  T_EQ(eventer_aco_proxy_asynch(p, asynch_fn, &asynch_ran, jq, 0),
+       EVENTER_PROXY_PARKED); /* runs */
+  T_EQ(eventer_aco_proxy_asynch(q, asynch_fn, &asynch_ran, jq, 0),
+       EVENTER_PROXY_PARKED); /* queued behind it */
+  while (__atomic_load_n(&asynch_started, __ATOMIC_SEQ_CST) == 0) usleep(100);
+  eventer_jobq_destroy(jq); /* waits for the running one */
+  int n0 = nres;
+  drive_until_res(n0 + 2, 5000);
+  for (int i = n0; i < n0 + 2; i++) {
+    T_EQ(res[i].kind, EVENTER_STEP_ACO_PROXY);
+    if (res[i].id == 101) {
+      T_EQ(res[i].result, 0);
+    } else {
+      T_EQ(res[i].id, 102);
+      T_EQ(res[i].result, -1);
+      T_EQ(res[i].err, ESHUTDOWN);
+    }
+  }
+  T_EQ(__atomic_load_n(&asynch_ran, __ATOMIC_SEQ_CST), 1);
   quiet(5);
   px_free(p);
+  px_free(q);
+  T_EQ(eventer_allocations_current(), 0);
   drv_teardown();
 }
 
-static void test_convert_connect_accept(void) {
-  drv_setup(1);
-  eventer_aco_proxy_t *pa = px_new(91), *pc = px_new(92);
-  eventer_aco_proxy_op_t *oa = eventer_aco_proxy_op(pa);
-  eventer_aco_proxy_op_t *oc = eventer_aco_proxy_op(pc);
+/* ---- abort -------------------------------------------------------------------------------------- */
 
-  /* CONVERT refuses what eventer_set_eventer_aco refuses */
+static void test_abort(void) {
+  drv_setup(1);
   int sv[2];
   sockpair(sv);
-  eventer_t e = px_convert(pa, sv[0]);
-  px_op(pa, EVENTER_PROXY_CONVERT, e, NULL, 0, NO_TMO); /* already aco */
-  T_EQ(px_run(pa), 1);
-  T_EQ(oa->result, -1);
-  T_EQ(oa->err, EINVAL);
-  eventer_t reg = eventer_alloc_fd(dummy_cb, NULL, sv[1], EVENTER_READ);
-  T_EQ(eventer_add_ex(reg), 0);
-  px_op(pa, EVENTER_PROXY_CONVERT, reg, NULL, 0, NO_TMO); /* registered */
-  T_EQ(px_run(pa), 1);
-  T_EQ(oa->result, -1);
-  T_EQ(oa->err, EINVAL);
-  T_PTR_EQ(eventer_remove(reg), reg);
-  eventer_free(reg);
-  eventer_t nofd = eventer_alloc();
-  px_op(pa, EVENTER_PROXY_CONVERT, nofd, NULL, 0, NO_TMO); /* fd -1 */
-  T_EQ(px_run(pa), 1);
-  T_EQ(oa->err, EINVAL);
-  eventer_free(nofd);
+  eventer_aco_proxy_t *p = px_new(111);
+  eventer_t e = px_convert(sv[0]);
+  T_EQ(eventer_aco_proxy_abort(p), 0); /* nothing pending */
+  /* a readiness wait: unregistered, its reference dropped, no step */
+  T_EQ(px_wait(p, e, EVENTER_READ, 16, 10), EVENTER_PROXY_PARKED);
+  T_PTR_EQ(eventer_find_fd(sv[0]), e);
+  T_EQ(eventer_aco_proxy_abort(p), 0);
+  T_EQ(eventer_aco_proxy_busy(p), 0);
+  T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
+  quiet(30); /* past its deadline: nothing */
+  /* a sleep, a park */
+  T_EQ(px_sleep(p, 10), EVENTER_PROXY_PARKED);
+  T_EQ(eventer_aco_proxy_abort(p), 0);
+  T_EQ(px_park(p, NO_TMO), EVENTER_PROXY_PARKED);
+  T_EQ(eventer_aco_proxy_abort(p), 0);
+  quiet(30);
+  /* a semaphore wait: it leaves the queue */
+  eventer_aco_sem_t *s = eventer_aco_sem_new(0);
+  T_EQ(px_sync(p, EVENTER_PROXY_SEM_WAIT, s, NULL, NO_TMO),
+       EVENTER_PROXY_PARKED);
+  T_EQ(eventer_aco_proxy_abort(p), 0);
+  T_EQ(eventer_aco_sem_free(s), 0);
+  /* a wait that ended and whose completion waits in a task */
+  eventer_aco_proxy_t *q = px_new(112);
+  T_EQ(px_wait(p, e, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_PARKED);
+  T_EQ(px_wait(q, e, EVENTER_READ, 16, NO_TMO), EVENTER_PROXY_PARKED);
+  T_EQ(write(sv[1], "x", 1), 1);
+  drive_until_res(nres + 1, 5000);
+  T_CHECK(eventer_aco_proxy_busy(q));
+  T_EQ(eventer_aco_proxy_abort(q), 0);
+  T_EQ(eventer_aco_proxy_busy(q), 0);
+  quiet(5);
+  px_free(p);
+  px_free(q);
   eventer_aco_free((eventer_aco_t)e);
+  T_EQ(eventer_allocations_current(), 0);
   close(sv[0]);
   close(sv[1]);
-
-  /* ACCEPT parks until CONNECT arrives */
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  struct sockaddr_in la = {.sin_family = AF_INET,
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t sl = sizeof(la);
-  T_EQ(bind(lfd, (struct sockaddr *)&la, sl), 0);
-  T_EQ(listen(lfd, 8), 0);
-  T_EQ(getsockname(lfd, (struct sockaddr *)&la, &sl), 0);
-  eventer_t le = px_convert(pa, lfd);
-  px_op(pa, EVENTER_PROXY_ACCEPT, le, NULL, 0, 5000);
-  T_EQ(px_run(pa), 0);
-  int cfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  eventer_t ce = px_convert(pc, cfd);
-  px_op(pc, EVENTER_PROXY_CONNECT, ce, NULL, 0, 5000);
-  memcpy(&oc->addr, &la, sizeof(la));
-  oc->addrlen = sizeof(la);
-  int crc = px_run(pc);
-  T_CHECK(crc == 0 || crc == 1);
-  int n0 = nres;
-  drive_until_res(n0 + (crc == 0 ? 2 : 1), 5000);
-  int64_t afd = -1;
-  for (int i = n0; i < nres; i++) {
-    T_EQ(res[i].kind, EVENTER_STEP_ACO_PROXY);
-    T_EQ(res[i].err, 0);
-    if (res[i].id == 91) {
-      afd = res[i].result;
-    } else {
-      T_EQ(res[i].id, 92);
-      T_EQ(res[i].result, 0);
-    }
-  }
-  if (crc == 1) T_EQ(oc->result, 0);
-  T_GE(afd, 0);
-  T_EQ(oa->result, afd);
-  /* the peer's address is in the op */
-  struct sockaddr_in mine;
-  socklen_t ml = sizeof(mine);
-  T_EQ(getsockname(cfd, (struct sockaddr *)&mine, &ml), 0);
-  T_EQ(oa->addrlen, sizeof(struct sockaddr_in));
-  struct sockaddr_in *peer = (struct sockaddr_in *)&oa->addr;
-  T_EQ(peer->sin_family, AF_INET);
-  T_EQ(peer->sin_port, mine.sin_port);
-  /* and the connection works */
-  eventer_t ae = px_convert(pa, (int)afd);
-  px_op(pc, EVENTER_PROXY_WRITE, ce, "ping", 4, 1000);
-  T_EQ(px_run(pc), 1);
-  T_EQ(oc->result, 4);
-  char buf[8];
-  px_op(pa, EVENTER_PROXY_READ, ae, buf, sizeof(buf), 1000);
-  int rrc = px_run(pa);
-  if (rrc == 0) expect_resume(91, EVENTER_STEP_ACO_PROXY, 4, 0, 5000);
-  T_EQ(oa->result, 4);
-  T_CHECK(!memcmp(buf, "ping", 4));
-
-  /* ACCEPT times out */
-  px_op(pa, EVENTER_PROXY_ACCEPT, le, NULL, 0, 20);
-  T_EQ(px_run(pa), 0);
-  expect_resume(91, EVENTER_STEP_ACO_PROXY, -1, ETIMEDOUT, 5000);
-
-  /* CONNECT refused */
-  int dfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  eventer_t de = px_convert(pc, dfd);
-  struct sockaddr_in dead = dead_port();
-  px_op(pc, EVENTER_PROXY_CONNECT, de, NULL, 0, 5000);
-  memcpy(&oc->addr, &dead, sizeof(dead));
-  oc->addrlen = sizeof(dead);
-  crc = px_run(pc);
-  if (crc == 0) {
-    expect_resume(92, EVENTER_STEP_ACO_PROXY, -1, ECONNREFUSED, 5000);
-  } else {
-    T_EQ(crc, 1);
-    T_EQ(oc->result, -1);
-    T_EQ(oc->err, ECONNREFUSED);
-  }
-
-  quiet(5);
-  eventer_t evs[] = {le, ce, ae, de};
-  for (int i = 0; i < 4; i++) {
-    px_op(pa, EVENTER_PROXY_CLOSE, evs[i], NULL, 0, NO_TMO);
-    T_EQ(px_run(pa), 1);
-    T_EQ(oa->result, 0);
-    eventer_aco_free((eventer_aco_t)evs[i]);
-  }
-  px_free(pa);
-  px_free(pc);
-  T_EQ(eventer_allocations_current(), 0);
   drv_teardown();
 }
 
@@ -1688,84 +1368,73 @@ static void test_convert_connect_accept(void) {
 
 typedef struct {
   eventer_aco_proxy_t *p;
-  eventer_t e;
-  int rc[3], err[3];
+  int rc[5], err[5];
 } off_loop_t;
 
-static void *off_loop_calls(void *arg) {
-  off_loop_t *x = arg;
+static void off_loop_try(off_loop_t *x) {
   errno = 0;
-  x->rc[0] = eventer_aco_proxy_run(x->p);
+  x->rc[0] = px_sleep(x->p, 10);
   x->err[0] = errno;
   errno = 0;
-  x->rc[1] = eventer_aco_proxy_wait(x->p, x->e, EVENTER_READ, 0, NULL);
+  x->rc[1] = eventer_aco_proxy_free(x->p);
   x->err[1] = errno;
   errno = 0;
-  x->rc[2] = eventer_aco_proxy_free(x->p);
+  x->rc[2] = eventer_aco_proxy_cancel(x->p);
   x->err[2] = errno;
+  errno = 0;
+  x->rc[3] = eventer_aco_proxy_abort(x->p);
+  x->err[3] = errno;
+  errno = 0;
+  x->rc[4] = eventer_aco_proxy_wake(x->p);
+  x->err[4] = errno;
+}
+
+static void *off_loop_calls(void *arg) {
+  off_loop_try(arg);
   return NULL;
 }
 
-static eventer_aco_proxy_t *co_target;
-static int co_rc[3], co_err[3];
+static off_loop_t in_co;
 static void misuse_co(void) {
-  errno = 0;
-  co_rc[0] = eventer_aco_proxy_run(co_target);
-  co_err[0] = errno;
-  errno = 0;
-  co_rc[1] = eventer_aco_proxy_wait(co_target, NULL, EVENTER_READ, 0, NULL);
-  co_err[1] = errno;
-  errno = 0;
-  co_rc[2] = eventer_aco_proxy_free(co_target);
-  co_err[2] = errno;
+  off_loop_try(&in_co);
   co_step = 1;
 }
 
 static void test_misuse(void) {
   drv_setup(1);
-  T_ERRNO(eventer_aco_proxy_run(NULL), EINVAL);
-  T_ERRNO(eventer_aco_proxy_wait(NULL, NULL, EVENTER_READ, 0, NULL), EINVAL);
-
-  int sv[2];
-  sockpair(sv);
-  eventer_aco_proxy_t *p = px_new(111);
-  eventer_t e = px_convert(p, sv[0]);
-  eventer_aco_proxy_op_t *o = px_op(p, EVENTER_PROXY_SLEEP, NULL, NULL, 0, 10);
+  T_EQ(eventer_aco_proxy_sleep(NULL, NULL), EVENTER_PROXY_MISUSE);
+  T_EQ(errno, EINVAL);
+  eventer_aco_proxy_t *p = px_new(121);
 
   /* not the proxy's loop thread */
-  off_loop_t x = {.p = p, .e = e};
+  off_loop_t x = {.p = p};
   run_thread(off_loop_calls, &x);
-  T_EQ(x.rc[0], -1);
+  T_EQ(x.rc[0], EVENTER_PROXY_MISUSE);
   T_EQ(x.err[0], EPERM);
   T_EQ(x.rc[1], -1);
-  T_EQ(x.err[1], EPERM);
-  T_EQ(x.rc[2], -1);
-  T_EQ(x.err[2], EINVAL);
+  T_EQ(x.err[1], EINVAL);
+  T_EQ(x.err[2], EPERM);
+  T_EQ(x.err[3], EINVAL);
+  T_EQ(x.err[4], EPERM);
   T_EQ(eventer_aco_proxy_busy(p), 0);
-  T_EQ(o->result, -99); /* nothing ran */
 
   /* inside a coroutine (a C callback reached from one) */
-  co_target = p;
+  in_co.p = p;
   co_step = 0;
   eventer_aco_start(misuse_co, NULL);
   T_EQ(co_step, 1);
-  T_EQ(co_rc[0], -1);
-  T_EQ(co_err[0], EDEADLK);
-  T_EQ(co_rc[1], -1);
-  T_EQ(co_err[1], EDEADLK);
-  T_EQ(co_rc[2], -1);
-  T_EQ(co_err[2], EINVAL);
-  T_EQ(o->result, -99);
-  quiet(20); /* the SLEEP op was never started */
+  T_EQ(in_co.rc[0], EVENTER_PROXY_MISUSE);
+  T_EQ(in_co.err[0], EDEADLK);
+  T_EQ(in_co.rc[1], -1);
+  T_EQ(in_co.err[1], EINVAL);
+  T_EQ(in_co.err[3], EINVAL);
+  quiet(20); /* nothing was started */
 
   /* the proxy still works */
-  T_EQ(px_run(p), 0);
-  expect_resume(111, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
+  T_EQ(px_sleep(p, 5), EVENTER_PROXY_PARKED);
+  expect_resume(121, EVENTER_STEP_ACO_PROXY, 0, 0, 5000);
   quiet(5);
   px_free(p);
-  eventer_aco_free((eventer_aco_t)e);
-  close(sv[0]);
-  close(sv[1]);
   drv_teardown();
 }
 
@@ -1773,12 +1442,8 @@ static void test_misuse(void) {
 static void no_step_buffer_child(void *arg) {
   (void)arg;
   ev_setup_external(1);
-  int sv[2];
-  sockpair(sv);
   eventer_aco_proxy_t *p = eventer_aco_proxy_new(1);
-  eventer_t e = px_convert(p, sv[0]);
-  T_EQ(px_wait(p, e, EVENTER_READ, 16, NO_TMO), 0);
-  T_EQ(write(sv[1], "x", 1), 1);
+  T_EQ(px_sleep(p, 1), EVENTER_PROXY_PARKED);
   struct timeval w = ms(5);
   for (int i = 0; i < 100; i++) eventer_run_once(NULL, &w);
 }
@@ -1827,8 +1492,7 @@ static void test_foreign_wake(void) {
   /* from the loop thread itself; re-armed once handed out */
   T_EQ(eventer_foreign_wake(wake_loop), 0);
   T_EQ(eventer_foreign_wake(wake_loop), 0);
-  int want = 2;
-  drive_until(&wake_steps, want, 5000);
+  drive_until(&wake_steps, 2, 5000);
   quiet(5);
   T_EQ(wake_steps, 2);
 
@@ -1849,7 +1513,7 @@ static void test_foreign_wake(void) {
   T_EQ(eventer_foreign_wake(wake_loop), 0); /* never handed out */
   drv_teardown();
   drv_setup(1);
-  eventer_foreign_reset();
+  T_EQ(eventer_foreign_reset(), 0);
   wake_loop = eventer_loop_current();
   quiet(5);
   T_EQ(eventer_foreign_wake(wake_loop), 0);
@@ -1857,6 +1521,55 @@ static void test_foreign_wake(void) {
   quiet(5);
   T_EQ(wake_steps, 1);
   drv_teardown();
+}
+
+/* Every loop of a large pool has its wake-up (loops past the 256th were
+ * refused: a fixed table of 256). */
+typedef struct {
+  int idx, steps;
+} far_driver_t;
+
+/* drives loop idx until it stops, counting its wake steps */
+static void *drive_far_loop(void *arg) {
+  far_driver_t *d = arg;
+  T_EQ(eventer_loop_attach(d->idx), 0);
+  eventer_step_t s;
+  memset(&s, 0, sizeof(s));
+  struct timeval w = ms(5);
+  for (;;) {
+    int rc = eventer_run_once(&s, &w);
+    if (rc == EVENTER_RUN_STOPPED) break;
+    T_CHECK(rc == EVENTER_RUN_DONE || rc == EVENTER_RUN_STEP);
+    if (rc == EVENTER_RUN_STEP) {
+      T_EQ(s.kind, EVENTER_STEP_FOREIGN_WAKE);
+      s.kind = EVENTER_STEP_NONE;
+      __atomic_add_fetch(&d->steps, 1, __ATOMIC_SEQ_CST);
+    }
+  }
+  return NULL;
+}
+
+static void test_foreign_wake_many_loops(void) {
+  int n = 300;
+  char buf[16];
+  snprintf(buf, sizeof(buf), "%d", n);
+  T_EQ(eventer_impl_propset("concurrency", buf), 0);
+  T_EQ(eventer_init_external(), 0);
+  T_EQ(eventer_foreign_reset(), 0);
+  far_driver_t d = {.idx = n - 1};
+  pthread_t t;
+  T_EQ(pthread_create(&t, NULL, drive_far_loop, &d), 0);
+  eventer_loop_t *far = eventer_pool_loop(eventer_pool("default"), n - 1);
+  T_EQ(eventer_foreign_wake(far), 0);
+  uint64_t end = t_now_us() + 10000000u;
+  while (__atomic_load_n(&d.steps, __ATOMIC_SEQ_CST) == 0) {
+    if (t_now_us() > end) T_FAIL("loop %d never handed out its wake", n - 1);
+    usleep(1000);
+  }
+  eventer_shutdown();
+  T_EQ(pthread_join(t, NULL), 0);
+  T_EQ(d.steps, 1);
+  eventer_fini();
 }
 
 /* ---- foreign closures ------------------------------------------------------------------------------ */
@@ -1871,6 +1584,12 @@ static int foreign_cb(eventer_t e, int mask, void *closure, struct timeval *now)
 }
 
 static int plain_cb(eventer_t e, int mask, void *closure, struct timeval *now) {
+  (void)e, (void)mask, (void)closure, (void)now;
+  return 0;
+}
+
+static int unboxed_cb(eventer_t e, int mask, void *closure,
+                      struct timeval *now) {
   (void)e, (void)mask, (void)closure, (void)now;
   return 0;
 }
@@ -1891,7 +1610,7 @@ static void test_foreign_closures(void) {
   T_CHECK(!eventer_callback_is_foreign(foreign_cb));
   T_EQ(eventer_foreign_callback_register(foreign_cb), 0);
   T_EQ(eventer_foreign_callback_register(foreign_cb), 0); /* idempotent */
-  T_CHECK(eventer_callback_is_foreign(foreign_cb));
+  T_CHECK(eventer_callback_is_foreign(foreign_cb)); /* the loop's registry */
   T_EQ(dead(NULL, 4), 0);
   T_EQ(dead(out, 0), 0);
   T_EQ(eventer_foreign_closure_id(NULL), 0);
@@ -1935,6 +1654,14 @@ static void test_foreign_closures(void) {
   eventer_free(e);
   T_EQ(dead(out, 64), 0);
   free(box);
+  /* nor the closure of a foreign callback that was not registered boxed
+   * (one registry, two kinds of foreign functions) */
+  T_EQ(eventer_callback_set_foreign(unboxed_cb), 0);
+  static int not_a_box = 12345;
+  e = eventer_alloc_fd(unboxed_cb, &not_a_box, sv[0], EVENTER_READ);
+  eventer_free(e);
+  T_EQ(not_a_box, 12345);
+  T_EQ(dead(out, 64), 0);
 
   /* a triggered foreign fd event: called by the driver, freed by rv 0 */
   e = eventer_alloc_fd(foreign_cb, eventer_foreign_closure_new(66), sv[0],
@@ -2030,28 +1757,16 @@ static void ts_check(ts_t *t, int in_co) {
   }
 }
 
-static void ts_fill_stack(ts_t *t) {
+static void ts_co(void) {
+  ts_t *t = eventer_aco_arg();
   aco_t *co = aco_current();
   T_CHECK(co != NULL);
   t->lo = co->share_stack->ptr;
   t->hi = t->lo + co->share_stack->sz;
   char here;
   T_CHECK(on_share_stack(t, &here));
-}
-
-static void ts_co(void) {
-  ts_t *t = eventer_aco_arg();
-  ts_fill_stack(t);
   eventer_call_on_thread_stack(ts_outer, t);
   co_step = 1;
-}
-
-static int64_t ts_call(void *obj, eventer_aco_proxy_op_t *op) {
-  (void)op;
-  ts_t *t = obj;
-  ts_fill_stack(t);
-  eventer_call_on_thread_stack(ts_outer, t);
-  return 0;
 }
 
 static void test_call_on_thread_stack(void) {
@@ -2069,35 +1784,23 @@ static void test_call_on_thread_stack(void) {
   eventer_aco_start(ts_co, &t);
   T_EQ(co_step, 1);
   ts_check(&t, 1);
-
-  /* a proxy's coroutine (its own share stack) */
-  memset(&t, 0, sizeof(t));
-  t.main_mark = &mark;
-  eventer_aco_proxy_t *p = px_new(121);
-  eventer_aco_proxy_op_t *o = px_op(p, EVENTER_PROXY_CALL, NULL, NULL, 0, NO_TMO);
-  o->call = ts_call;
-  o->obj = &t;
-  T_EQ(px_run(p), 1);
-  T_EQ(o->result, 0);
-  ts_check(&t, 1);
-  px_free(p);
   drv_teardown();
 }
 
 T_MAIN({"new_and_free", test_new_and_free},
-       {"read_write_at_once", test_read_write_at_once},
-       {"read_parks", test_read_parks},
        {"wait_read_through", test_wait_read_through},
        {"timeouts", test_timeouts},
        {"cancel", test_cancel},
        {"close_while_waiting", test_close_while_waiting},
        {"several_completions", test_several_completions},
        {"stream", test_stream},
-       {"call", test_call},
-       {"sleep_yield_park_join", test_sleep_yield_park_join},
-       {"convert_connect_accept", test_convert_connect_accept},
+       {"sleep_yield_park", test_sleep_yield_park},
+       {"sync", test_sync},
+       {"asynch", test_asynch},
+       {"abort", test_abort},
        {"misuse", test_misuse},
        {"completion_needs_step_buffer", test_completion_needs_step_buffer},
        {"foreign_wake", test_foreign_wake},
+       {"foreign_wake_many_loops", test_foreign_wake_many_loops},
        {"foreign_closures", test_foreign_closures},
        {"call_on_thread_stack", test_call_on_thread_stack})

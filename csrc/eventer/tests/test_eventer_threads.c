@@ -8,6 +8,7 @@
 #include "eventer_impl.h" /* one white-box case: remove_storm_before_queued_add */
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 
 #define LOADA(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
@@ -429,6 +430,94 @@ static void test_remove_storm_before_queued_add(void) {
   ev_teardown();
 }
 
+/* eventer_remove_fd from a thread that does not own the fd's event, while
+ * the owner keeps removing, freeing and re-registering events for that fd:
+ * the remover never follows an event pointer (it used to eventer_remove()
+ * whatever the table held, which the owner could free meanwhile), and a
+ * request that lands removes the event registered then and drops the
+ * eventer's reference. */
+static int churn_fd = -1, churn_stop, churns, churn_done;
+
+static int churn_fd_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)mask, (void)c, (void)now;
+  return EVENTER_READ;
+}
+
+static int churn_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)mask, (void)c, (void)now;
+  eventer_t cur = eventer_remove_fd(churn_fd); /* the owner: at once */
+  if (cur) eventer_free(cur);
+  if (LOADA(&churn_stop)) {
+    __atomic_store_n(&churn_done, 1, __ATOMIC_RELEASE);
+    return 0;
+  }
+  eventer_t n = eventer_alloc_fd(churn_fd_cb, NULL, churn_fd, EVENTER_READ);
+  T_CHECK(n != NULL);
+  T_EQ(eventer_add_ex(n), 0);
+  INC(&churns);
+  eventer_update_whence(e, ms_from_now(0));
+  return EVENTER_TIMER;
+}
+
+static void test_remove_fd_from_another_thread(void) {
+  set_concurrency(2);
+  T_EQ(eventer_init(), 0);
+  int64_t base = eventer_allocations_current();
+  int p[2];
+  T_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  churn_fd = p[0]; /* never readable: registrations only */
+  churn_stop = churns = churn_done = 0;
+  eventer_t t = eventer_alloc_timer(churn_cb, NULL, NULL);
+  T_EQ(eventer_set_owner_ex(t, eventer_choose_owner(1)), 0);
+  T_EQ(eventer_add_ex(t), 0);
+  /* this thread is loop 0's, not the owner: every call is queued.  It
+   * goes on until the owner has churned a while meanwhile (under
+   * emulation, or on a busy machine, the owner may be slow to run), with
+   * a yield now and then so that it is never starved. */
+  long queued = 0;
+  uint64_t now = t_now_us();
+  uint64_t end = now + (uint64_t)t_scale(300000, 5), cap = now + 30000000u;
+  for (long i = 0; t_now_us() < end || LOADA(&churns) < 20; i++) {
+    T_CHECK(t_now_us() < cap);
+    errno = 0;
+    eventer_t r = eventer_remove_fd(churn_fd);
+    T_PTR_EQ(r, NULL);
+    T_CHECK(errno == EINPROGRESS || errno == ENOENT);
+    if (errno == EINPROGRESS) queued++;
+    if (i % 64 == 63) sched_yield();
+  }
+  T_CHECK(queued > 0);
+  __atomic_store_n(&churn_stop, 1, __ATOMIC_RELEASE);
+  end = t_now_us() + 10000000u;
+  while (!LOADA(&churn_done)) {
+    T_CHECK(t_now_us() < end);
+    usleep(1000);
+  }
+  /* one more event, removed from here: the owner drops it */
+  eventer_t last = eventer_alloc_fd(churn_fd_cb, NULL, churn_fd, EVENTER_READ);
+  T_EQ(eventer_set_owner_ex(last, eventer_choose_owner(1)), 0);
+  T_EQ(eventer_add_ex(last), 0);
+  while (eventer_find_fd(churn_fd) == NULL) {
+    T_CHECK(t_now_us() < end);
+    usleep(1000);
+  }
+  T_PTR_EQ(eventer_remove_fd(churn_fd), NULL);
+  T_EQ(errno, EINPROGRESS);
+  while (eventer_find_fd(churn_fd) != NULL ||
+         eventer_allocations_current() != base) {
+    T_CHECK(t_now_us() < end);
+    usleep(1000);
+  }
+  errno = 0;
+  T_PTR_EQ(eventer_remove_fd(-1), NULL);
+  T_EQ(errno, EINVAL);
+  eventer_shutdown();
+  eventer_loop_return();
+  ev_teardown();
+  close(p[0]);
+  close(p[1]);
+}
+
 /* ---- external drivers: one thread per loop, run_once until stopped ------------------------ */
 
 static int ext_ready, ext_hits;
@@ -634,6 +723,7 @@ T_MAIN({"cross_thread_contention", test_cross_thread_contention},
        {"cross_thread_remove_update", test_cross_thread_remove_update},
        {"cross_thread_add_remove_race", test_cross_thread_add_remove_race},
        {"remove_storm_before_queued_add", test_remove_storm_before_queued_add},
+       {"remove_fd_from_another_thread", test_remove_fd_from_another_thread},
        {"external_drivers", test_external_drivers},
        {"loop_exit_and_wrong_thread", test_loop_exit_and_wrong_thread},
        {"teardown_releases_everything", test_teardown_releases_everything},

@@ -18,8 +18,12 @@ import (
 func myAcoProcess(co *eventer.Co) {
 	classic := co.Arg().(*eventer.Event)
 	// we are in an aco context now, so the event can be converted
-	e := co.SetEventerAco(classic)
-	defer func() { e.Close(); e.Free() }()
+	e, err := co.SetEventerAco(classic)
+	if err != nil {
+		classic.Close()
+		return
+	}
+	defer e.Close()
 	fmt.Fprintf(e.Conn(), "hello from a coroutine; say something\n")
 	buf := make([]byte, 512)
 	n, err := e.Read(buf, 30*time.Second)
@@ -38,9 +42,9 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Println("listening on", ln.Addr())
-	// a classic callback on the listening fd
+	// a classic callback on the listening fd (ln keeps the socket)
 	lfd := ln.Fd()
-	acceptor := eventer.NewFdEvent(lfd, eventer.Read, func(e *eventer.Event, m eventer.Mask, now time.Time) eventer.Mask {
+	acceptor, err := eventer.NewFdEvent(lfd, eventer.Read, func(e *eventer.Event, m eventer.Mask, now time.Time) eventer.Mask {
 		for {
 			fd, _, err := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 			if err != nil {
@@ -51,9 +55,14 @@ func main() {
 				unix.Close(fd)
 				continue
 			}
-			eventer.AcoStart(myAcoProcess, c)
+			if _, err := eventer.AcoStart(myAcoProcess, c); err != nil {
+				c.Close()
+			}
 		}
 	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := acceptor.Add(); err != nil {
 		log.Fatal(err)
 	}

@@ -25,14 +25,19 @@ func main() {
 	if err := eventer.Init(eventer.WithConcurrency(1)); err != nil {
 		log.Fatal(err)
 	}
-	eventer.AcoStart(myCoroutine, 2*time.Second)
-	var tick func(*eventer.Event, eventer.Mask, time.Time) eventer.Mask
+	if _, err := eventer.AcoStart(myCoroutine, 2*time.Second); err != nil {
+		log.Fatal(err)
+	}
+	// a classic timer that adds the next one until the loop stops
+	var tick eventer.Callback
 	tick = func(e *eventer.Event, m eventer.Mask, now time.Time) eventer.Mask {
 		log.Println("a classic timer on the same loop")
 		eventer.AddIn(500*time.Millisecond, tick)
 		return 0
 	}
-	eventer.AddIn(500*time.Millisecond, tick)
+	if _, err := eventer.AddIn(500*time.Millisecond, tick); err != nil {
+		log.Fatal(err)
+	}
 	if err := eventer.Loop(); err != nil {
 		log.Fatal(err)
 	}

@@ -1,0 +1,51 @@
+# csrc/http: the HTTP/1.1 engine (mtev_http), REST routing (mtev_rest) and
+# the request parser they share (http_parse).  Links libpcre2-8 and zlib;
+# the arm64 build links Debian's arm64 builds of both (libpcre2-dev:arm64,
+# zlib1g-dev:arm64; scripts/deps.sh installs them).
+HTTP_SRCS := csrc/http/http_parse.c csrc/http/mtev_http.c csrc/http/mtev_rest.c
+HTTP_HEADERS := csrc/http/mtev_http.h csrc/http/mtev_rest.h
+HTTP_LDLIBS := -lpcre2-8 -lz
+HTTP_TESTS := $(sort $(wildcard csrc/http/tests/test_*.c))
+# multi-thread test programs (job threads append to responses; pools)
+HTTP_TSAN_TESTS := csrc/http/tests/test_http_server.c
+
+# The acceptor closure functions the engine calls (mtev_acceptor_closure_*)
+# belong to the listener (csrc/listener).  Until that is part of the
+# library, the HTTP test programs link this test-only stand-in, which also
+# has a small accept loop.
+HTTP_TEST_OBJS := csrc/http/tests/listener_shim.c
+
+define http_test_rules
+$(BUILD)/$(1)/tests/http/tests/%: $(BUILD)/$(1)/obj/csrc/http/tests/%.o \
+    $(call objs,$(1),$(HTTP_TEST_OBJS)) $(BUILD)/$(1)/libacoeventer.a
+	@mkdir -p $$(@D)
+	$$(call say,LD [$(1)] $$@)
+	$(Q)$$(CC_$(1)) $$(LDFLAGS_$(1)) $$(filter %.o,$$^) $(BUILD)/$(1)/libacoeventer.a $$(BASE_LDLIBS) -o $$@
+endef
+
+# curl (Debian's) against the engine: csrc/http/tests/curl_test.sh drives
+# http_demo_server, plain and under ASan.
+HTTP_DEMO = $(BUILD)/$(1)/tests/http/tests/http_demo_server
+.PHONY: test-c-http-curl fuzz-http
+test-c: test-c-http-curl
+test-c-http-curl: $(call HTTP_DEMO,plain) $(call HTTP_DEMO,asan)
+	@bash csrc/http/tests/curl_test.sh plain $(call HTTP_DEMO,plain)
+	@ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  bash csrc/http/tests/curl_test.sh asan $(call HTTP_DEMO,asan)
+
+# A long libFuzzer run of the request parser under ASan+UBSan (clang):
+#   make fuzz-http FUZZ_RUNS=10000000
+# It starts from the seed requests in testdata/http/requests (read only:
+# libFuzzer writes what it finds to the first directory, build/fuzz/corpus).
+FUZZ_RUNS ?= 1000000
+FUZZ_CC ?= clang
+$(BUILD)/fuzz/fuzz_http_parse: csrc/http/fuzz/fuzz_http_parse.c csrc/http/http_parse.c csrc/http/http_parse.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=gnu11 -g -O1 -D_GNU_SOURCE -Icsrc/http \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  csrc/http/fuzz/fuzz_http_parse.c csrc/http/http_parse.c -o $@
+fuzz-http: $(BUILD)/fuzz/fuzz_http_parse
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_http_parse -runs=$(FUZZ_RUNS) -max_len=4096 \
+	  -print_final_stats=1 $(BUILD)/fuzz/corpus testdata/http/requests

@@ -1,0 +1,41 @@
+/*
+ * http_impl.h - what the REST layer (mtev_rest.c) needs from the HTTP
+ * engine (mtev_http.c) beyond the public API.  Not installed.
+ */
+#ifndef EV_HTTP_IMPL_H
+#define EV_HTTP_IMPL_H
+
+#include <stdint.h>
+
+#include "mtev_http.h"
+
+/* A number that changes with every request of the session (the REST
+ * layer resets its per-request state when it changes). */
+uint64_t ev_http_request_seq(mtev_http_session_ctx *ctx);
+
+/* The path of the current request and its length (not NUL-terminated
+ * data is never returned: the path is NUL-terminated too). */
+const char *ev_http_request_path(mtev_http_request *req, size_t *len);
+
+/* From a dispatcher: serve the current request in a fresh coroutine.
+ * The dispatcher returns 0 right after; the engine then calls it again
+ * inside the coroutine (mtev_http_session_aco() is true there).  0, or -1
+ * with errno. */
+int ev_http_session_run_aco(mtev_http_session_ctx *ctx);
+
+/* From a dispatcher: move the connection to a loop of `pool` before
+ * serving the current request.  The dispatcher returns 0 right after; the
+ * engine calls it again on the new loop.  0, or -1 with errno. */
+int ev_http_session_move(mtev_http_session_ctx *ctx, eventer_pool_t *pool);
+
+/* The listener type control_dispatch: the session closes the connection
+ * without a reply unless its first bytes start an HTTP request. */
+void ev_http_session_sniff(mtev_http_session_ctx *ctx);
+
+/* mtev_rest_complete_upload's engine part: reads the whole body into an
+ * upload (mtev_http_request_get_upload).  mtev_true when complete;
+ * mtev_false with *mask to wait for, or with *mask 0 when the body is
+ * broken or the client went away (the engine answered or closed). */
+mtev_boolean ev_http_complete_upload(mtev_http_session_ctx *ctx, int *mask);
+
+#endif /* EV_HTTP_IMPL_H */

@@ -1,0 +1,654 @@
+/* http_parse.c - see http_parse.h */
+#include "http_parse.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define EV_HTTP_X86 1
+#endif
+
+/* ---- byte classes ---------------------------------------------------------- */
+
+/* tchar (RFC 9110 5.6.2): "!#$%&'*+-.^_`|~" DIGIT ALPHA */
+const uint8_t ev_http_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+/* Host header bytes net/http's server accepts (httpguts.ValidHostHeader):
+ * alphanumerics, unreserved, sub-delims, ':', '[', ']' and '%'. */
+static const uint8_t ev_hostch[256] = {
+    ['!'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1,
+    [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, ['-'] = 1, ['.'] = 1,
+    [':'] = 1, [';'] = 1, ['='] = 1, ['['] = 1, [']'] = 1, ['_'] = 1,
+    ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+static inline int ev_hexval(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c |= 0x20;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* field-value bytes: HTAB, SP..'~', obs-text */
+static inline int ev_valuech(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+/* request-target bytes: VCHAR and obs-text (no SP, no controls) */
+static inline int ev_targetch(unsigned char c) { return c > 0x20 && c != 0x7f; }
+
+/* ---- the scanners ------------------------------------------------------------
+ * Each returns the index of the first byte of p[0..n) outside its class, or
+ * n.  The SIMD forms look at 16 or 32 bytes at a time and never read past
+ * p + n (the tail is scalar). */
+
+typedef size_t (*ev_scan_fn)(const char *p, size_t n);
+
+static size_t scan_value_scalar(const char *p, size_t n) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t i = 0;
+  while (i < n && ev_valuech(s[i])) i++;
+  return i;
+}
+
+static size_t scan_target_scalar(const char *p, size_t n) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t i = 0;
+  while (i < n && ev_targetch(s[i])) i++;
+  return i;
+}
+
+#ifdef EV_HTTP_X86
+/* pcmpestri in ranges mode with negative polarity: the index of the first
+ * byte that lies in none of the (lo, hi) pairs. */
+#define EV_PCMP_MODE \
+  (_SIDD_UBYTE_OPS | _SIDD_CMP_RANGES | _SIDD_NEGATIVE_POLARITY | \
+   _SIDD_LEAST_SIGNIFICANT)
+
+__attribute__((target("sse4.2"))) static size_t
+scan_value_sse42(const char *p, size_t n) {
+  static const char ranges[16] = {'\t', '\t', 0x20, 0x7e, (char)0x80,
+                                  (char)0xff};
+  const __m128i r = _mm_loadu_si128((const __m128i *)ranges);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m128i d = _mm_loadu_si128((const __m128i *)(p + i));
+    int idx = _mm_cmpestri(r, 6, d, 16, EV_PCMP_MODE);
+    if (idx != 16) return i + (size_t)idx;
+  }
+  return i + scan_value_scalar(p + i, n - i);
+}
+
+__attribute__((target("sse4.2"))) static size_t
+scan_target_sse42(const char *p, size_t n) {
+  static const char ranges[16] = {0x21, 0x7e, (char)0x80, (char)0xff};
+  const __m128i r = _mm_loadu_si128((const __m128i *)ranges);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m128i d = _mm_loadu_si128((const __m128i *)(p + i));
+    int idx = _mm_cmpestri(r, 4, d, 16, EV_PCMP_MODE);
+    if (idx != 16) return i + (size_t)idx;
+  }
+  return i + scan_target_scalar(p + i, n - i);
+}
+
+/* AVX2 has no string compare: classify 32 bytes with signed compares
+ * (obs-text, 0x80..0xff, is negative and always allowed). */
+__attribute__((target("avx2,sse4.2"))) static size_t
+scan_value_avx2(const char *p, size_t n) {
+  const __m256i sp = _mm256_set1_epi8(0x20), neg1 = _mm256_set1_epi8(-1);
+  const __m256i tab = _mm256_set1_epi8('\t'), del = _mm256_set1_epi8(0x7f);
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
+    __m256i ctl = _mm256_and_si256(_mm256_cmpgt_epi8(sp, d),
+                                   _mm256_cmpgt_epi8(d, neg1));
+    __m256i bad = _mm256_or_si256(
+        _mm256_andnot_si256(_mm256_cmpeq_epi8(d, tab), ctl),
+        _mm256_cmpeq_epi8(d, del));
+    uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
+    if (m) return i + (size_t)__builtin_ctz(m);
+  }
+  /* the tail in 16-byte steps; the upper halves are cleared first, or
+   * every legacy-SSE instruction after this pays for the AVX state */
+  _mm256_zeroupper();
+  return i + scan_value_sse42(p + i, n - i);
+}
+
+__attribute__((target("avx2,sse4.2"))) static size_t
+scan_target_avx2(const char *p, size_t n) {
+  const __m256i excl = _mm256_set1_epi8(0x21), neg1 = _mm256_set1_epi8(-1);
+  const __m256i del = _mm256_set1_epi8(0x7f);
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
+    __m256i low = _mm256_and_si256(_mm256_cmpgt_epi8(excl, d),
+                                   _mm256_cmpgt_epi8(d, neg1));
+    __m256i bad = _mm256_or_si256(low, _mm256_cmpeq_epi8(d, del));
+    uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
+    if (m) return i + (size_t)__builtin_ctz(m);
+  }
+  _mm256_zeroupper();
+  return i + scan_target_sse42(p + i, n - i);
+}
+#endif
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+static const struct {
+  const char *name;
+  ev_scan_fn value, target;
+} ev_impls[] = {
+    {"scalar", scan_value_scalar, scan_target_scalar},
+#ifdef EV_HTTP_X86
+    {"sse42", scan_value_sse42, scan_target_sse42},
+    {"avx2", scan_value_avx2, scan_target_avx2},
+#endif
+};
+#define EV_NIMPLS ((int)(sizeof(ev_impls) / sizeof(ev_impls[0])))
+
+/* -1 until first use; then an index into ev_impls.  Relaxed atomics: the
+ * value only ever goes from -1 to a valid index (or is switched by tests
+ * while no other thread parses). */
+static int ev_impl = -1;
+
+int ev_http_simd_available(int impl) {
+  if (impl < 0 || impl >= EV_NIMPLS) return 0;
+#ifdef EV_HTTP_X86
+  __builtin_cpu_init();
+  if (impl == EV_HTTP_SIMD_SSE42) return __builtin_cpu_supports("sse4.2") != 0;
+  if (impl == EV_HTTP_SIMD_AVX2) /* its tails use SSE4.2 */
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("sse4.2");
+#endif
+  return 1;
+}
+
+const char *ev_http_simd_name(int impl) {
+  if (impl < 0 || impl >= EV_NIMPLS) return "none";
+  return ev_impls[impl].name;
+}
+
+static int ev_impl_choose(void) {
+  const char *env = getenv("EV_HTTP_SIMD");
+  if (env && *env) {
+    for (int i = 0; i < EV_NIMPLS; i++)
+      if (!strcmp(env, ev_impls[i].name) && ev_http_simd_available(i)) return i;
+  }
+  for (int i = EV_NIMPLS - 1; i > 0; i--)
+    if (ev_http_simd_available(i)) return i;
+  return EV_HTTP_SIMD_SCALAR;
+}
+
+int ev_http_simd_get(void) {
+  int i = __atomic_load_n(&ev_impl, __ATOMIC_RELAXED);
+  if (__builtin_expect(i < 0, 0)) {
+    i = ev_impl_choose();
+    __atomic_store_n(&ev_impl, i, __ATOMIC_RELAXED);
+  }
+  return i;
+}
+
+int ev_http_simd_set(int impl) {
+  if (!ev_http_simd_available(impl)) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  __atomic_store_n(&ev_impl, impl, __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* ---- helpers ----------------------------------------------------------------------- */
+
+int ev_http_token_eq(const char *s, size_t n, const char *lower) {
+  size_t i = 0;
+  for (; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 'A' && c <= 'Z') c |= 0x20;
+    if (!lower[i] || c != (unsigned char)lower[i]) return 0;
+  }
+  return lower[i] == 0;
+}
+
+/* net/http's hasToken: `token` (lowercase) appears in v on a boundary of
+ * SP, HTAB or ','. */
+static int ev_has_token(const char *v, size_t n, const char *token) {
+  size_t tl = strlen(token);
+  if (tl > n) return 0;
+  for (size_t sp = 0; sp + tl <= n; sp++) {
+    if (sp > 0 && v[sp - 1] != ' ' && v[sp - 1] != ',' && v[sp - 1] != '\t')
+      continue;
+    size_t e = sp + tl;
+    if (e != n && v[e] != ' ' && v[e] != ',' && v[e] != '\t') continue;
+    if (ev_http_token_eq(v + sp, tl, token)) return 1;
+  }
+  return 0;
+}
+
+/* ---- step 1: where the head ends -------------------------------------------------- */
+
+/* The high bit of *scan records that the request line's LF was seen. */
+#define EV_SCAN_LINE1 ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
+long ev_http_head_end(const char *buf, size_t len, size_t *scan,
+                      const ev_http_limits_t *lim) {
+  size_t pos = *scan & ~EV_SCAN_LINE1;
+  int line1 = (*scan & EV_SCAN_LINE1) != 0;
+  while (pos < len) {
+    const char *nl = memchr(buf + pos, '\n', len - pos);
+    if (!nl) {
+      pos = len;
+      break;
+    }
+    size_t i = (size_t)(nl - buf);
+    if (!line1) {
+      if (i + 1 > lim->max_request_line) return -414;
+      line1 = 1;
+      /* an empty request line: let the parser reject it */
+      if (i == 0 || (i == 1 && buf[0] == '\r')) return (long)(i + 1);
+    }
+    size_t next = i + 1;
+    if (next >= len || (buf[next] == '\r' && next + 1 >= len)) {
+      pos = i; /* look at this LF again with more input */
+      break;
+    }
+    size_t end = 0;
+    if (buf[next] == '\n')
+      end = next + 1;
+    else if (buf[next] == '\r' && buf[next + 1] == '\n')
+      end = next + 2;
+    if (end) {
+      if (end > lim->max_head) return -431;
+      return (long)end;
+    }
+    pos = next;
+  }
+  if (!line1 && len > lim->max_request_line) return -414;
+  if (len >= lim->max_head) return -431;
+  *scan = pos | (line1 ? EV_SCAN_LINE1 : 0);
+  return 0;
+}
+
+/* ---- step 2: the head ------------------------------------------------------------------ */
+
+static int ev_valid_pct(const char *p, size_t n) {
+  const char *end = p + n;
+  while ((p = memchr(p, '%', (size_t)(end - p))) != NULL) {
+    if (end - p < 3 || ev_hexval((unsigned char)p[1]) < 0 ||
+        ev_hexval((unsigned char)p[2]) < 0)
+      return 0;
+    p += 3;
+  }
+  return 1;
+}
+
+/* host [":" port] of an absolute-form or authority-form target (RFC 3986
+ * reg-name / IP-literal / IPv4; no userinfo). */
+static int ev_valid_authority(const char *p, size_t n) {
+  if (n == 0) return 0;
+  size_t i = 0;
+  if (p[0] == '[') {
+    const char *rb = memchr(p, ']', n);
+    if (!rb) return 0;
+    for (const char *q = p + 1; q < rb; q++)
+      if (!(ev_hexval((unsigned char)*q) >= 0 || *q == ':' || *q == '.' ||
+            *q == '%' || *q == '-' || *q == '_' || *q == '~' ||
+            ((*q | 0x20) >= 'a' && (*q | 0x20) <= 'z') ||
+            (*q >= '0' && *q <= '9')))
+        return 0;
+    i = (size_t)(rb - p) + 1;
+  } else {
+    while (i < n && p[i] != ':') {
+      unsigned char c = (unsigned char)p[i];
+      if (!ev_hostch[c] || c == '[' || c == ']') return 0;
+      i++;
+    }
+  }
+  if (i == n) return 1;
+  if (p[i] != ':') return 0;
+  for (i++; i < n; i++)
+    if (p[i] < '0' || p[i] > '9') return 0;
+  return 1;
+}
+
+static int ev_split_target(ev_http_head_t *h) {
+  const char *t = h->target;
+  size_t n = h->target_len;
+  h->absolute = 0;
+  if (n == 1 && t[0] == '*') {
+    h->path = t;
+    h->path_len = 1;
+    return 0;
+  }
+  const char *path = t;
+  size_t plen = n;
+  if (t[0] != '/') {
+    if (h->method_len == 7 && !memcmp(h->method, "CONNECT", 7)) {
+      /* authority-form: no path, no query */
+      if (!ev_valid_authority(t, n)) return -1;
+      h->path = t;
+      h->path_len = (uint32_t)n;
+      return 0;
+    }
+    /* absolute-form: scheme "://" authority path-abempty [ "?" query ] */
+    size_t i = 0;
+    while (i < n && (((t[i] | 0x20) >= 'a' && (t[i] | 0x20) <= 'z') ||
+                     (i > 0 && ((t[i] >= '0' && t[i] <= '9') || t[i] == '+' ||
+                                t[i] == '-' || t[i] == '.'))))
+      i++;
+    if (i == 0 || i + 3 > n || memcmp(t + i, "://", 3) != 0) return -1;
+    size_t a = i + 3, e = a;
+    while (e < n && t[e] != '/' && t[e] != '?') e++;
+    if (!ev_valid_authority(t + a, e - a)) return -1;
+    h->absolute = 1;
+    path = t + e;
+    plen = n - e;
+  }
+  const char *q = memchr(path, '?', plen);
+  size_t pl = q ? (size_t)(q - path) : plen;
+  if (!ev_valid_pct(path, pl)) return -1;
+  if (q) {
+    h->query = q + 1;
+    h->query_len = (uint32_t)(plen - pl - 1);
+  }
+  if (pl == 0) { /* absolute-form without a path */
+    h->path = "/";
+    h->path_len = 1;
+  } else {
+    h->path = path;
+    h->path_len = (uint32_t)pl;
+  }
+  return 0;
+}
+
+static int ev_parse_cl(const char *v, size_t n, int64_t *out) {
+  if (n == 0 || n > 18) return -1;
+  int64_t x = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] < '0' || v[i] > '9') return -1;
+    x = x * 10 + (v[i] - '0');
+  }
+  *out = x;
+  return 0;
+}
+
+int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
+                       const ev_http_limits_t *lim) {
+  const unsigned char *s = (const unsigned char *)buf;
+  int impl = ev_http_simd_get();
+  ev_scan_fn scan_value = ev_impls[impl].value;
+  ev_scan_fn scan_target = ev_impls[impl].target;
+  ev_http_hdr_t *hdr = h->hdr;
+  memset(h, 0, sizeof(*h));
+  h->hdr = hdr;
+  h->content_length = -1;
+
+  /* request-line */
+  size_t i = 0;
+  while (i < n && ev_http_tchar[s[i]]) i++;
+  if (i == 0 || i >= n || s[i] != ' ') return 400;
+  h->method = buf;
+  h->method_len = (uint32_t)i;
+  size_t t0 = ++i;
+  i += scan_target(buf + i, n - i);
+  if (i == t0 || i >= n || s[i] != ' ') return 400;
+  h->target = buf + t0;
+  h->target_len = (uint32_t)(i - t0);
+  i++;
+  if (n - i < 9 || memcmp(buf + i, "HTTP/", 5) != 0 || s[i + 5] < '0' ||
+      s[i + 5] > '9' || s[i + 6] != '.' || s[i + 7] < '0' || s[i + 7] > '9')
+    return 400;
+  h->major = (uint8_t)(s[i + 5] - '0');
+  h->minor = (uint8_t)(s[i + 7] - '0');
+  i += 8;
+  if (s[i] == '\r') i++;
+  if (i >= n || s[i] != '\n') return 400;
+  i++;
+  if (i > lim->max_request_line) return 414;
+  if (ev_split_target(h) != 0) return 400;
+  h->is_head = h->method_len == 4 && !memcmp(h->method, "HEAD", 4);
+
+  /* field lines */
+  int hosts = 0, te = 0, te_chunked = 0, cl_bad = 0;
+  const ev_http_hdr_t *cl_first = NULL;
+  const char *expect = NULL;
+  uint32_t expect_len = 0;
+  for (;;) {
+    if (i >= n) return 400;
+    if (s[i] == '\n') {
+      i++;
+      break;
+    }
+    if (s[i] == '\r') {
+      if (i + 1 < n && s[i + 1] == '\n') {
+        i += 2;
+        break;
+      }
+      return 400;
+    }
+    size_t k = i;
+    while (k < n && ev_http_tchar[s[k]]) k++;
+    /* empty name, whitespace before ':' or a folded line: all 400 */
+    if (k == i || k >= n || s[k] != ':') return 400;
+    size_t v = k + 1;
+    while (v < n && (s[v] == ' ' || s[v] == '\t')) v++;
+    size_t e = v + scan_value(buf + v, n - v);
+    size_t next;
+    if (e < n && s[e] == '\n') {
+      next = e + 1;
+    } else if (e + 1 < n && s[e] == '\r' && s[e + 1] == '\n') {
+      next = e + 2;
+    } else {
+      return 400;
+    }
+    while (e > v && (s[e - 1] == ' ' || s[e - 1] == '\t')) e--;
+    if (h->nhdr >= lim->max_headers) return 431;
+    ev_http_hdr_t *f = &hdr[h->nhdr++];
+    f->name = buf + i;
+    f->name_len = (uint32_t)(k - i);
+    f->value = buf + v;
+    f->value_len = (uint32_t)(e - v);
+
+    switch (f->name_len) {
+    case 4:
+      if (ev_http_token_eq(f->name, 4, "host")) {
+        hosts++;
+        const unsigned char *hv = (const unsigned char *)f->value;
+        uint32_t j = 0, bad = 0;
+        for (; j + 4 <= f->value_len; j += 4)
+          bad |= (uint32_t)(ev_hostch[hv[j]] & ev_hostch[hv[j + 1]] &
+                            ev_hostch[hv[j + 2]] & ev_hostch[hv[j + 3]]) ^ 1u;
+        for (; j < f->value_len; j++) bad |= (uint32_t)ev_hostch[hv[j]] ^ 1u;
+        if (bad) return 400;
+      }
+      break;
+    case 6:
+      if (ev_http_token_eq(f->name, 6, "expect") && !expect) {
+        expect = f->value;
+        expect_len = f->value_len;
+      }
+      break;
+    case 10:
+      if (ev_http_token_eq(f->name, 10, "connection")) {
+        if (ev_has_token(f->value, f->value_len, "close")) h->conn_close = 1;
+        if (ev_has_token(f->value, f->value_len, "keep-alive"))
+          h->conn_keep_alive = 1;
+      }
+      break;
+    case 14:
+      if (ev_http_token_eq(f->name, 14, "content-length")) {
+        int64_t cl;
+        if (ev_parse_cl(f->value, f->value_len, &cl) != 0) return 400;
+        /* repeated, it must be the same bytes ("03" and "3" conflict,
+         * as for net/http) */
+        if (cl_first && (cl_first->value_len != f->value_len ||
+                         memcmp(cl_first->value, f->value, f->value_len)))
+          cl_bad = 1;
+        if (!cl_first) cl_first = f;
+        h->content_length = cl;
+      }
+      break;
+    case 17:
+      if (ev_http_token_eq(f->name, 17, "transfer-encoding")) {
+        te++;
+        te_chunked = ev_http_token_eq(f->value, f->value_len, "chunked");
+      }
+      break;
+    }
+    i = next;
+  }
+  if (i != n) return 400;
+
+  if (cl_bad) return 400; /* conflicting Content-Lengths */
+  if (te) {
+    /* HTTP/1.0 has no transfer codings: faulty framing (RFC 9112 6.1) */
+    if (h->minor == 0 && h->major == 1) return 400;
+    if (h->content_length >= 0) return 400; /* smuggling */
+    if (te > 1 || !te_chunked) return 501;
+    h->chunked = 1;
+  }
+  if (h->major != 1) return 505;
+  if (hosts > 1) return 400;
+  if (hosts == 0 && h->minor >= 1 &&
+      !(h->method_len == 7 && !memcmp(h->method, "CONNECT", 7)))
+    return 400;
+  if (expect && expect_len) {
+    if (!ev_has_token(expect, expect_len, "100-continue")) return 417;
+    h->expect_continue = h->minor >= 1;
+  }
+  h->head_len = (uint32_t)n;
+  return 0;
+}
+
+/* ---- chunked bodies -------------------------------------------------------------------- */
+
+/* A trailer field line (without its line end). */
+static int ev_trailer_ok(const char *p, size_t n) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t k = 0;
+  while (k < n && ev_http_tchar[s[k]]) k++;
+  if (k == 0 || k >= n || s[k] != ':') return 0;
+  for (k++; k < n; k++)
+    if (!ev_valuech(s[k])) return 0;
+  return 1;
+}
+
+long ev_http_chunked_step(ev_http_chunked_t *c, const char *in, size_t len,
+                          uint64_t max_body, size_t max_data,
+                          const char **data, size_t *dlen) {
+  *data = NULL;
+  *dlen = 0;
+  size_t i = 0;
+  for (;;) {
+    switch (c->state) {
+    case EV_HTTP_CK_SIZE: {
+      size_t avail = len - i;
+      size_t look = avail < EV_HTTP_CHUNK_LINE_MAX + 2 ? avail
+                                                       : EV_HTTP_CHUNK_LINE_MAX + 2;
+      const char *nl = memchr(in + i, '\n', look);
+      if (!nl) {
+        if (avail >= EV_HTTP_CHUNK_LINE_MAX + 2) return -400;
+        return (long)i;
+      }
+      size_t L = (size_t)(nl - (in + i)); /* bytes before the LF */
+      /* CRLF only: a bare LF, or a CR anywhere else, is bad framing */
+      if (L == 0 || in[i + L - 1] != '\r' || memchr(in + i, '\r', L - 1))
+        return -400;
+      const char *line = in + i;
+      size_t ln = L - 1, d = 0;
+      uint64_t size = 0;
+      while (d < ln && ev_hexval((unsigned char)line[d]) >= 0) {
+        if (d == 16) return -400; /* more than 64 bits */
+        size = (size << 4) | (uint64_t)ev_hexval((unsigned char)line[d]);
+        d++;
+      }
+      if (d == 0) return -400;
+      if (d < ln && line[d] != ';') {
+        /* only trailing whitespace may follow the size (as net/http) */
+        for (size_t w = d; w < ln; w++)
+          if (line[w] != ' ' && line[w] != '\t') return -400;
+      }
+      i += L + 1;
+      if (size == 0) {
+        c->state = EV_HTTP_CK_TRAILER;
+      } else {
+        if (size > max_body || c->total > max_body - size) return -413;
+        c->left = size;
+        c->state = EV_HTTP_CK_DATA;
+      }
+      continue;
+    }
+    case EV_HTTP_CK_DATA: {
+      if (i == len || max_data == 0) return (long)i;
+      size_t take = len - i;
+      if (take > c->left) take = (size_t)c->left;
+      if (take > max_data) take = max_data;
+      *data = in + i;
+      *dlen = take;
+      c->left -= take;
+      c->total += take;
+      i += take;
+      if (c->left == 0) c->state = EV_HTTP_CK_DATA_END;
+      return (long)i;
+    }
+    case EV_HTTP_CK_DATA_END:
+      if (len - i < 2) return (long)i;
+      if (in[i] != '\r' || in[i + 1] != '\n') return -400;
+      i += 2;
+      c->state = EV_HTTP_CK_SIZE;
+      continue;
+    case EV_HTTP_CK_TRAILER: {
+      const char *nl = memchr(in + i, '\n', len - i);
+      if (!nl) {
+        if (c->trailer_bytes + (len - i) > EV_HTTP_TRAILER_MAX) return -400;
+        return (long)i;
+      }
+      size_t L = (size_t)(nl - (in + i));
+      c->trailer_bytes += (uint32_t)(L + 1);
+      if (c->trailer_bytes > EV_HTTP_TRAILER_MAX) return -400;
+      /* CRLF, as every line of chunked framing */
+      if (L == 0 || in[i + L - 1] != '\r') return -400;
+      size_t ln = L - 1;
+      if (ln == 0) {
+        i += L + 1;
+        c->state = EV_HTTP_CK_DONE;
+        return (long)i;
+      }
+      /* folded trailer lines are rejected as folded header lines are */
+      if (!ev_trailer_ok(in + i, ln)) return -400;
+      i += L + 1;
+      continue;
+    }
+    default:
+      return (long)i;
+    }
+  }
+}

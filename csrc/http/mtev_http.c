@@ -1,0 +1,2346 @@
+/*
+ * mtev_http.c - the HTTP/1.1 engine: sessions, requests, responses.
+ *
+ * Shape.  A session (one per connection) is small and lives as long as
+ * the connection.  While a request is being received, served or answered
+ * it borrows a work area from a per-thread pool: the input buffer, the
+ * request (parsed in place: header values are NUL-terminated inside the
+ * input buffer, nothing is copied), the response being built and the
+ * queue of bytes waiting for the socket.  An idle keep-alive connection
+ * holds no work area.
+ *
+ * Bytes.  Response bodies and the output queue are chains of blocks
+ * (pooled per thread).  Each body block keeps headroom for a chunk-size
+ * line and tailroom for the CRLF after it, so chunked framing never
+ * copies the body.  The output queue is written with one sendmsg per
+ * pass (an iovec per block).
+ *
+ * Driving.  ev_http_drive() runs the session in main context (the fd
+ * callback, the session's task, its timer) until it has to wait, and
+ * returns the fd interest.  It never runs inside a coroutine: a coroutine
+ * that needs the socket parks (ev_http_co_wait) and the drive, which sees
+ * the fd become ready, wakes it.  A coroutine that ends posts the
+ * session's task, and the drive goes on with the next request.
+ *
+ * Lifetimes.  The connection holds one reference on the session, a
+ * posted task another, users their own (mtev_http_session_ref_inc).  The
+ * connection is torn down (event removed and closed, acceptor closure
+ * freed) only when no coroutine is serving a request; the memory goes
+ * with the last reference.
+ */
+#include "mtev_http.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "eventer_aco.h"
+#include "eventer_aco_impl.h"
+#include "http_impl.h"
+#include "http_parse.h"
+
+#define EV_HTTP_ASSERT(cond, rule) EV_ASSERT(cond, rule)
+
+/* ---- limits ----------------------------------------------------------------- */
+
+static mtev_http_limits_t ev_limits = {
+    8192, 65536, EV_HTTP_MAX_HEADERS, 64u << 20, 10000, 60000};
+
+#define EV_LD(f) __atomic_load_n(&ev_limits.f, __ATOMIC_RELAXED)
+#define EV_ST(f, v) __atomic_store_n(&ev_limits.f, (v), __ATOMIC_RELAXED)
+
+void mtev_http_get_limits(mtev_http_limits_t *out) {
+  if (!out) return;
+  out->max_request_line = EV_LD(max_request_line);
+  out->max_head = EV_LD(max_head);
+  out->max_headers = EV_LD(max_headers);
+  out->max_body = EV_LD(max_body);
+  out->header_timeout_ms = EV_LD(header_timeout_ms);
+  out->idle_timeout_ms = EV_LD(idle_timeout_ms);
+}
+
+int mtev_http_set_limits(const mtev_http_limits_t *in) {
+  if (!in || in->max_request_line < 16 || in->max_head < in->max_request_line ||
+      in->max_head > (64u << 20) || in->max_headers == 0 ||
+      in->max_headers > EV_HTTP_MAX_HEADERS || in->header_timeout_ms == 0 ||
+      in->idle_timeout_ms == 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  EV_ST(max_request_line, in->max_request_line);
+  EV_ST(max_head, in->max_head);
+  EV_ST(max_headers, in->max_headers);
+  EV_ST(max_body, in->max_body);
+  EV_ST(header_timeout_ms, in->header_timeout_ms);
+  EV_ST(idle_timeout_ms, in->idle_timeout_ms);
+  return 0;
+}
+
+static ev_http_limits_t ev_plim(void) {
+  ev_http_limits_t l = {EV_LD(max_request_line), EV_LD(max_head),
+                        EV_LD(max_headers)};
+  return l;
+}
+
+static uint64_t ev_ms_ns(uint32_t ms) { return (uint64_t)ms * 1000000u; }
+
+/* ---- blocks, chains and the per-thread pools ---------------------------------- */
+
+typedef struct ev_http_blk {
+  struct ev_http_blk *next;
+  uint32_t start, end; /* data: d[start..end) */
+  uint32_t cap;        /* bytes of d */
+  uint32_t std;        /* a standard block: goes back to the pool */
+  char d[];
+} ev_http_blk_t;
+
+#define EV_BLK_ALLOC 16384
+#define EV_BLK_CAP ((uint32_t)(EV_BLK_ALLOC - sizeof(ev_http_blk_t)))
+#define EV_BLK_HEADROOM 24 /* "<16 hex digits>\r\n" */
+#define EV_BLK_TAILROOM 8  /* "\r\n" or "\r\n0\r\n\r\n" */
+#define EV_POOL_BLKS 64
+#define EV_POOL_WORKS 32
+
+typedef struct {
+  ev_http_blk_t *head, *tail;
+  size_t bytes;
+} ev_http_chain_t;
+
+#define EV_HTTP_INBUF 8192
+#define EV_HTTP_CORK (64 * 1024) /* responses held back for a batch */
+#define EV_HTTP_DRAIN_MAX (256 * 1024)
+#define EV_HTTP_LINGER_NS 2000000000ull
+
+enum { EV_BODY_NONE = 0, EV_BODY_CL, EV_BODY_CHUNKED };
+
+struct mtev_http_request {
+  ev_http_head_t h;
+  const char *proto; /* "HTTP/1.1" / "HTTP/1.0" */
+  uint64_t start_ns;
+  /* body */
+  uint8_t body_mode, body_done, sent_continue, ae_parsed;
+  uint32_t accept_enc; /* MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE */
+  uint64_t body_left;  /* EV_BODY_CL: bytes not yet read */
+  uint64_t body_read;
+  ev_http_chunked_t ck;
+  /* the upload (mtev_http_request_set_upload / complete_upload) */
+  void *upload;
+  int64_t upload_size;
+  void (*upload_free)(void *, int64_t, void *);
+  void *upload_closure;
+  char *up_buf; /* complete_upload in progress */
+  size_t up_len, up_cap;
+  uint8_t up_done; /* complete_upload finished */
+  /* query string, parsed on demand */
+  int nqs;            /* -1: not parsed */
+  char *qs_buf;
+  const char **qs;    /* nqs key, value pairs */
+  ev_http_hdr_t hdrs[EV_HTTP_MAX_HEADERS];
+};
+
+struct mtev_http_response {
+  int status;
+  char reason[48];
+  uint32_t options;
+  uint8_t headers_sent, complete, failed, chunked, close_after, no_body;
+  uint8_t no_length; /* 1xx, 204, 304: no Content-Length either */
+  char *hbuf; /* "Name: value\r\n" lines */
+  uint32_t hlen, hcap;
+  ev_http_chain_t body;
+  z_stream *z;
+  size_t bytes_written;
+};
+
+typedef struct ev_http_work {
+  struct ev_http_work *next_free;
+  char *in;            /* input buffer: inbuf, or a larger one */
+  size_t in_cap, in_start, in_end;
+  size_t head_scan;    /* ev_http_head_end's resume point */
+  size_t head_end;     /* bytes [0..head_end) belong to the request */
+  mtev_http_request req;
+  mtev_http_response res;
+  ev_http_chain_t out; /* bytes for the socket, in order */
+  char inbuf[EV_HTTP_INBUF];
+} ev_http_work_t;
+
+struct mtev_http_connection {
+  mtev_http_session_ctx *s;
+};
+
+enum { /* session states */
+  ST_IDLE = 0, /* between requests, no bytes of the next one */
+  ST_HEAD,     /* some bytes of a head */
+  ST_HANDLER,  /* a request is with its dispatcher / coroutine */
+  ST_DRAIN,    /* discarding the body the handler did not read */
+  ST_CLOSING,  /* writing what is left, then closing */
+  ST_LINGER,   /* write side shut: reading until EOF (or 2 s) */
+  ST_DEAD      /* the connection is over */
+};
+
+enum { CW_NONE = 0, CW_READ, CW_DRAIN, CW_MASK }; /* what a coroutine awaits */
+
+struct mtev_http_session_ctx {
+  eventer_t e;
+  mtev_acceptor_closure_t *ac;
+  mtev_http_dispatch_func dispatcher;
+  void *dclosure;
+  ev_http_work_t *w;
+  mtev_http_connection conn;
+  ev_aco_t *co;               /* the coroutine serving the request */
+  eventer_aco_co_t *waiter;   /* its handle while it waits in co_wait */
+  eventer_pool_t *move_to;
+  uint64_t seq;
+  uint64_t deadline_ns;       /* when the timer acts (0: never) */
+  uint64_t armed_ns;          /* when the timer node fires */
+  uint64_t last_io_ns;
+  uint64_t head_start_ns;
+  uint64_t drained;
+  eventer_timer_node_t timer;
+  eventer_task_t task;
+  uint32_t refcnt;
+  int handler_mask;           /* classic dispatcher: call again on this */
+  int co_wait_mask;
+  uint8_t state;
+  uint8_t co_wait;            /* CW_* */
+  uint8_t aborted;            /* the connection is broken */
+  uint8_t peer_eof;
+  uint8_t in_drive;
+  uint8_t registered;         /* e is in the loop */
+  uint8_t task_posted;
+  uint8_t want_aco;
+  uint8_t sniff;
+  uint8_t rd_ready, wr_blocked;
+  uint8_t redispatch;         /* call the dispatcher again (after a move) */
+  uint64_t drive_ns;          /* the clock at the start of the drive pass */
+};
+
+/* The session's clock: CLOCK_MONOTONIC_COARSE, a read of a kernel
+ * variable (the precise clock costs a tenth of a request's user time on
+ * a VM).  Its resolution (a few ms) bounds how precise the HTTP timeouts
+ * are; they are seconds long. */
+static inline uint64_t ev_coarse_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t ev_http_now(mtev_http_session_ctx *s) {
+  return s->in_drive ? s->drive_ns : ev_coarse_ns();
+}
+
+static int64_t ev_sessions_live;
+
+/* CLOCK_MONOTONIC now: read once per drive pass, else from the clock. */
+static inline uint64_t ev_http_now(mtev_http_session_ctx *s);
+int64_t mtev_http_session_count(void) {
+  return __atomic_load_n(&ev_sessions_live, __ATOMIC_RELAXED);
+}
+
+/* Per-thread pools of standard blocks and work areas.  A thread that
+ * exits frees its pools (pthread key destructor). */
+static __thread struct ev_http_tpool {
+  ev_http_blk_t *blks;
+  ev_http_work_t *works;
+  int nblks, nworks, keyed;
+} ev_tp;
+static pthread_key_t ev_tp_key;
+static pthread_once_t ev_tp_once = PTHREAD_ONCE_INIT;
+
+static void ev_tp_destroy(void *arg) {
+  struct ev_http_tpool *tp = arg;
+  while (tp->blks) {
+    ev_http_blk_t *b = tp->blks;
+    tp->blks = b->next;
+    free(b);
+  }
+  while (tp->works) {
+    ev_http_work_t *w = tp->works;
+    tp->works = w->next_free;
+    free(w->res.hbuf);
+    free(w);
+  }
+  tp->nblks = tp->nworks = 0;
+}
+static void ev_tp_key_make(void) { pthread_key_create(&ev_tp_key, ev_tp_destroy); }
+static inline void ev_tp_touch(void) {
+  if (__builtin_expect(!ev_tp.keyed, 0)) {
+    pthread_once(&ev_tp_once, ev_tp_key_make);
+    pthread_setspecific(ev_tp_key, &ev_tp);
+    ev_tp.keyed = 1;
+  }
+}
+
+/* A block with at least `need` bytes of room after the headroom. */
+static ev_http_blk_t *ev_blk_new(size_t need) {
+  ev_http_blk_t *b;
+  if (need + EV_BLK_HEADROOM + EV_BLK_TAILROOM <= EV_BLK_CAP) {
+    ev_tp_touch();
+    if (ev_tp.blks) {
+      b = ev_tp.blks;
+      ev_tp.blks = b->next;
+      ev_tp.nblks--;
+    } else {
+      b = malloc(EV_BLK_ALLOC);
+      if (!b) return NULL;
+      b->cap = EV_BLK_CAP;
+      b->std = 1;
+    }
+  } else {
+    size_t cap = need + EV_BLK_HEADROOM + EV_BLK_TAILROOM;
+    if (cap > UINT32_MAX - sizeof(*b)) return NULL;
+    b = malloc(sizeof(*b) + cap);
+    if (!b) return NULL;
+    b->cap = (uint32_t)cap;
+    b->std = 0;
+  }
+  b->next = NULL;
+  b->start = b->end = EV_BLK_HEADROOM;
+  return b;
+}
+
+static void ev_blk_free(ev_http_blk_t *b) {
+  if (b->std && ev_tp.keyed && ev_tp.nblks < EV_POOL_BLKS) {
+    b->next = ev_tp.blks;
+    ev_tp.blks = b;
+    ev_tp.nblks++;
+  } else {
+    free(b);
+  }
+}
+
+static void ev_chain_clear(ev_http_chain_t *c) {
+  while (c->head) {
+    ev_http_blk_t *b = c->head;
+    c->head = b->next;
+    ev_blk_free(b);
+  }
+  c->tail = NULL;
+  c->bytes = 0;
+}
+
+static void ev_chain_push(ev_http_chain_t *c, ev_http_blk_t *b) {
+  b->next = NULL;
+  if (c->tail)
+    c->tail->next = b;
+  else
+    c->head = b;
+  c->tail = b;
+  c->bytes += b->end - b->start;
+}
+
+/* Moves all of src to the end of dst. */
+static void ev_chain_move(ev_http_chain_t *dst, ev_http_chain_t *src) {
+  if (!src->head) return;
+  if (dst->tail)
+    dst->tail->next = src->head;
+  else
+    dst->head = src->head;
+  dst->tail = src->tail;
+  dst->bytes += src->bytes;
+  src->head = src->tail = NULL;
+  src->bytes = 0;
+}
+
+/* Room for appending at the chain's tail (keeping the tailroom). */
+static inline size_t ev_blk_room(const ev_http_blk_t *b) {
+  return b->cap - EV_BLK_TAILROOM - b->end;
+}
+
+static int ev_chain_append(ev_http_chain_t *c, const void *data, size_t len) {
+  const char *p = data;
+  while (len > 0) {
+    ev_http_blk_t *t = c->tail;
+    if (!t || ev_blk_room(t) == 0) {
+      /* a big append gets one block of its own size */
+      t = ev_blk_new(len > EV_BLK_CAP * 2 ? len : 0);
+      if (!t) return -1;
+      ev_chain_push(c, t);
+    }
+    size_t n = ev_blk_room(t);
+    if (n > len) n = len;
+    memcpy(t->d + t->end, p, n);
+    t->end += (uint32_t)n;
+    c->bytes += n;
+    p += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* A tail block with at least `want` free bytes (for zlib and printf). */
+static ev_http_blk_t *ev_chain_room(ev_http_chain_t *c, size_t want) {
+  ev_http_blk_t *t = c->tail;
+  if (t && ev_blk_room(t) >= want) return t;
+  t = ev_blk_new(want);
+  if (!t) return NULL;
+  ev_chain_push(c, t);
+  return t;
+}
+
+/* ---- small helpers --------------------------------------------------------------- */
+
+static const char *ev_reason(int code) {
+  switch (code) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 417: return "Expectation Failed";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Unknown";
+  }
+}
+
+/* "Date: ...\r\n", formatted once a second per thread. */
+static __thread struct {
+  time_t sec;
+  char line[48];
+  size_t len;
+} ev_date;
+
+/* The drive refreshes the date once per pass (ev_date_tick); a response
+ * built outside a drive refreshes it itself. */
+static void ev_date_tick(void);
+static __thread int ev_in_drive;
+
+static const char *ev_date_line(size_t *len) {
+  if (!ev_in_drive || ev_date.len == 0) ev_date_tick();
+  *len = ev_date.len;
+  return ev_date.line;
+}
+
+static void ev_date_tick(void) {
+  time_t now = time(NULL);
+  if (now != ev_date.sec || ev_date.len == 0) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    ev_date.len = strftime(ev_date.line, sizeof(ev_date.line),
+                           "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    ev_date.sec = now;
+  }
+}
+
+static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
+  for (;; a++, b++) {
+    unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
+    if (x >= 'A' && x <= 'Z') x |= 0x20;
+    if (y >= 'A' && y <= 'Z') y |= 0x20;
+    if (x != y) return 0;
+    if (!x) return 1;
+  }
+}
+
+/* Length of the token at the start of s (tchar bytes). */
+static size_t ev_token_len(const char *s) {
+  size_t i = 0;
+  while (ev_http_tchar[(unsigned char)s[i]]) i++;
+  return i;
+}
+
+/* ---- sessions ------------------------------------------------------------------------ */
+
+static void ev_http_timer_fire(eventer_timer_node_t *n, struct timeval *now);
+static void ev_http_task_run(eventer_task_t *t, struct timeval *now);
+static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
+                         int *done);
+
+mtev_http_session_ctx *mtev_http_session_ctx_new(mtev_http_dispatch_func f,
+                                                 void *dispatcher_closure,
+                                                 eventer_t e,
+                                                 mtev_acceptor_closure_t *ac) {
+  if (!f || !e || eventer_get_fd(e) < 0) {
+    errno = EINVAL;
+    return NULL;
+  }
+  mtev_http_session_ctx *s = calloc(1, sizeof(*s));
+  if (!s) return NULL;
+  s->e = e;
+  s->ac = ac;
+  s->dispatcher = f;
+  s->dclosure = dispatcher_closure;
+  s->conn.s = s;
+  s->refcnt = 1; /* the connection's */
+  s->registered = 1;
+  s->timer.fire = ev_http_timer_fire;
+  s->task.run = ev_http_task_run;
+  s->last_io_ns = ev_coarse_ns();
+  __atomic_add_fetch(&ev_sessions_live, 1, __ATOMIC_RELAXED);
+  return s;
+}
+
+uint32_t mtev_http_session_ref_inc(mtev_http_session_ctx *s) {
+  return s ? ++s->refcnt : 0;
+}
+
+uint32_t mtev_http_session_ref_dec(mtev_http_session_ctx *s) {
+  if (!s) return 0;
+  EV_HTTP_ASSERT(s->refcnt > 0, "mtev_http_session_ref_dec: more releases "
+                                "than references");
+  if (--s->refcnt > 0) return s->refcnt;
+  EV_HTTP_ASSERT(s->state == ST_DEAD && !s->co && !s->task_posted,
+                 "a session is freed only after its connection is over");
+  __atomic_sub_fetch(&ev_sessions_live, 1, __ATOMIC_RELAXED);
+  free(s);
+  return 0;
+}
+
+uint32_t mtev_http_session_ref_cnt(mtev_http_session_ctx *s) {
+  return s ? s->refcnt : 0;
+}
+
+mtev_http_request *mtev_http_session_request(mtev_http_session_ctx *s) {
+  return (s && s->w) ? &s->w->req : NULL;
+}
+mtev_http_response *mtev_http_session_response(mtev_http_session_ctx *s) {
+  return (s && s->w) ? &s->w->res : NULL;
+}
+mtev_http_connection *mtev_http_session_connection(mtev_http_session_ctx *s) {
+  return s ? &s->conn : NULL;
+}
+void *mtev_http_session_dispatcher_closure(mtev_http_session_ctx *s) {
+  return s ? s->dclosure : NULL;
+}
+void mtev_http_session_set_dispatcher(mtev_http_session_ctx *s,
+                                      mtev_http_dispatch_func f, void *c) {
+  if (!s || !f) return;
+  s->dispatcher = f;
+  s->dclosure = c;
+}
+mtev_boolean mtev_http_session_aco(mtev_http_session_ctx *s) {
+  return (s && s->co) ? mtev_true : mtev_false;
+}
+eventer_t mtev_http_connection_event(mtev_http_connection *c) {
+  return (c && c->s) ? c->s->e : NULL;
+}
+uint64_t ev_http_request_seq(mtev_http_session_ctx *s) { return s ? s->seq : 0; }
+void ev_http_session_sniff(mtev_http_session_ctx *s) {
+  if (s) s->sniff = 1;
+}
+
+/* The task continues the drive in main context (after a coroutine, or an
+ * end called outside the drive).  A posted task holds a reference. */
+static void ev_http_post(mtev_http_session_ctx *s) {
+  if (s->task_posted || !s->e) return; /* e is NULL once torn down */
+  if (eventer_task_post(&s->task) == 0) {
+    s->task_posted = 1;
+    s->refcnt++;
+  }
+}
+
+/* On the session's loop thread (and, inside a coroutine, the one serving
+ * it or another coroutine of that loop). */
+static int ev_http_on_loop(mtev_http_session_ctx *s) {
+  return s->e && eventer_loop_current() == eventer_get_owner_loop(s->e);
+}
+
+/* Inside the coroutine serving this session's request. */
+static int ev_http_in_co(mtev_http_session_ctx *s) {
+  return s->co && ev_aco_self() == s->co;
+}
+
+/* ---- work areas ------------------------------------------------------------------------ */
+
+static void ev_req_reset(mtev_http_request *r) {
+  r->h.nhdr = 0;
+  r->h.hdr = r->hdrs;
+  r->body_mode = EV_BODY_NONE;
+  r->body_done = 1;
+  r->sent_continue = 0;
+  r->ae_parsed = 0;
+  r->accept_enc = 0;
+  r->body_left = r->body_read = 0;
+  memset(&r->ck, 0, sizeof(r->ck));
+  r->nqs = -1;
+}
+
+static void ev_req_release(mtev_http_request *r) {
+  if (r->upload_free) r->upload_free(r->upload, r->upload_size, r->upload_closure);
+  r->upload = NULL;
+  r->upload_size = 0;
+  r->upload_free = NULL;
+  r->upload_closure = NULL;
+  free(r->up_buf);
+  r->up_buf = NULL;
+  r->up_len = r->up_cap = 0;
+  r->up_done = 0;
+  free(r->qs_buf);
+  r->qs_buf = NULL;
+  r->qs = NULL;
+  r->nqs = -1;
+}
+
+static void ev_res_reset(mtev_http_response *r) {
+  r->status = 0;
+  r->reason[0] = 0;
+  r->options = 0;
+  r->headers_sent = r->complete = r->failed = r->chunked = 0;
+  r->close_after = r->no_body = r->no_length = 0;
+  r->hlen = 0;
+  ev_chain_clear(&r->body);
+  if (r->z) {
+    deflateEnd(r->z);
+    free(r->z);
+    r->z = NULL;
+  }
+  r->bytes_written = 0;
+}
+
+static ev_http_work_t *ev_work_get(void) {
+  ev_tp_touch();
+  ev_http_work_t *w = ev_tp.works;
+  if (w) {
+    ev_tp.works = w->next_free;
+    ev_tp.nworks--;
+  } else {
+    w = malloc(sizeof(*w));
+    if (!w) return NULL;
+    memset(&w->res, 0, sizeof(w->res));
+    memset(&w->req, 0, offsetof(mtev_http_request, hdrs));
+  }
+  w->next_free = NULL;
+  w->in = w->inbuf;
+  w->in_cap = EV_HTTP_INBUF;
+  w->in_start = w->in_end = w->head_scan = w->head_end = 0;
+  w->out.head = w->out.tail = NULL;
+  w->out.bytes = 0;
+  ev_req_reset(&w->req);
+  ev_res_reset(&w->res);
+  return w;
+}
+
+static void ev_work_put(ev_http_work_t *w) {
+  ev_req_release(&w->req);
+  ev_res_reset(&w->res);
+  ev_chain_clear(&w->out);
+  if (w->in != w->inbuf) free(w->in);
+  w->in = w->inbuf;
+  if (w->res.hcap > 1024) { /* keep a big header buffer out of the pool */
+    free(w->res.hbuf);
+    w->res.hbuf = NULL;
+    w->res.hcap = 0;
+  }
+  if (ev_tp.keyed && ev_tp.nworks < EV_POOL_WORKS) {
+    w->next_free = ev_tp.works;
+    ev_tp.works = w;
+    ev_tp.nworks++;
+  } else {
+    free(w->res.hbuf);
+    free(w);
+  }
+}
+
+/* An idle session gives its work area back. */
+static void ev_http_maybe_release(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  if (w && s->state == ST_IDLE && w->in_start == w->in_end && !w->out.head) {
+    ev_work_put(w);
+    s->w = NULL;
+  }
+}
+
+/* ---- input ------------------------------------------------------------------------------ */
+
+/* Makes room at the end of the input buffer: moves unread bytes down to
+ * just after what the current request still points into, or grows the
+ * buffer while a head is being received.  1 if there is room. */
+static int ev_http_make_room(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  size_t keep = s->state == ST_HANDLER ? w->head_end : 0;
+  if (w->in_start > keep) {
+    size_t n = w->in_end - w->in_start;
+    if (n) memmove(w->in + keep, w->in + w->in_start, n);
+    w->in_start = keep;
+    w->in_end = keep + n;
+  }
+  if (w->in_end < w->in_cap) return 1;
+  if (s->state != ST_IDLE && s->state != ST_HEAD) return 0;
+  size_t max = EV_LD(max_head);
+  if (w->in_cap >= max) return 0;
+  size_t ncap = w->in_cap * 2;
+  if (ncap > max) ncap = max;
+  char *n = malloc(ncap);
+  if (!n) return 0;
+  memcpy(n, w->in, w->in_end);
+  if (w->in != w->inbuf) free(w->in);
+  w->in = n;
+  w->in_cap = ncap;
+  return 1;
+}
+
+/* One read into the input buffer.  > 0 bytes, 0 EOF, -1 with errno
+ * (EAGAIN: nothing now; ENOBUFS: no room). */
+static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  if (w->in_start == w->in_end && w->in_start > 0) {
+    size_t keep = s->state == ST_HANDLER ? w->head_end : 0;
+    w->in_start = w->in_end = keep;
+  }
+  if (w->in_end == w->in_cap && !ev_http_make_room(s)) {
+    errno = ENOBUFS;
+    return -1;
+  }
+  size_t room = w->in_cap - w->in_end;
+  int mask = 0;
+  int n = eventer_read(s->e, w->in + w->in_end, room, &mask);
+  if (n > 0) {
+    w->in_end += (size_t)n;
+    s->last_io_ns = ev_http_now(s);
+    if ((size_t)n < room) s->rd_ready = 0;
+  } else if (n == 0) {
+    s->peer_eof = 1;
+    s->rd_ready = 0;
+  } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    s->rd_ready = 0;
+    errno = EAGAIN;
+  }
+  return n;
+}
+
+static int ev_http_has_room(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  if (!w) return 1;
+  size_t keep = s->state == ST_HANDLER ? w->head_end : 0;
+  return w->in_end < w->in_cap || w->in_start > keep ||
+         ((s->state == ST_IDLE || s->state == ST_HEAD) &&
+          w->in_cap < EV_LD(max_head));
+}
+
+/* ---- output ----------------------------------------------------------------------------- */
+
+/* Writes the output queue.  0 when it is empty, 1 when the socket is full
+ * (wr_blocked), -1 with errno on a broken connection. */
+static int ev_http_write_out(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  if (!w) return 0;
+  int posix = eventer_get_fd_opset(s->e) == eventer_POSIX_fd_opset;
+  int fd = eventer_get_fd(s->e);
+  while (w->out.head) {
+    ssize_t n;
+    if (posix) {
+      struct iovec iov[64];
+      int cnt = 0;
+      for (ev_http_blk_t *b = w->out.head; b && cnt < 64; b = b->next) {
+        if (b->end == b->start) continue;
+        iov[cnt].iov_base = b->d + b->start;
+        iov[cnt].iov_len = b->end - b->start;
+        cnt++;
+      }
+      struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+      n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+      if (n < 0 && errno == ENOTSOCK) n = writev(fd, iov, cnt);
+    } else {
+      int mask = 0;
+      ev_http_blk_t *b = w->out.head;
+      n = eventer_write(s->e, b->d + b->start, b->end - b->start, &mask);
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        s->wr_blocked = 1;
+        return 1;
+      }
+      return -1;
+    }
+    s->last_io_ns = ev_http_now(s);
+    size_t left = (size_t)n;
+    w->out.bytes -= left;
+    while (left && w->out.head) {
+      ev_http_blk_t *b = w->out.head;
+      size_t have = b->end - b->start;
+      if (left < have) {
+        b->start += (uint32_t)left;
+        left = 0;
+        break;
+      }
+      left -= have;
+      w->out.head = b->next;
+      if (!w->out.head) w->out.tail = NULL;
+      ev_blk_free(b);
+    }
+    /* drop empty blocks at the front */
+    while (w->out.head && w->out.head->start == w->out.head->end) {
+      ev_http_blk_t *b = w->out.head;
+      w->out.head = b->next;
+      if (!w->out.head) w->out.tail = NULL;
+      ev_blk_free(b);
+    }
+  }
+  return 0;
+}
+
+/* ---- coroutines --------------------------------------------------------------------- */
+
+static void ev_http_abort(mtev_http_session_ctx *s);
+
+/* In the coroutine serving s: park until the drive sees what we wait for
+ * (kind CW_*), the connection breaks, or nothing moves for idle_timeout.
+ * 0, or -1 with errno (ECONNRESET when the connection broke, ETIMEDOUT,
+ * ECANCELED). */
+static int ev_http_co_wait(mtev_http_session_ctx *s, int kind, int mask) {
+  if (s->aborted) {
+    errno = ECONNRESET;
+    return -1;
+  }
+  ev_aco_t *a = ev_aco_self();
+  s->waiter = ev_aco_handle_of(a);
+  if (!s->waiter) return -1;
+  s->co_wait = (uint8_t)kind;
+  s->co_wait_mask = mask;
+  if (s->registered && !s->in_drive) {
+    int want = EVENTER_EXCEPTION |
+               (kind == CW_MASK ? mask : kind == CW_READ ? EVENTER_READ : 0) |
+               (s->w && s->w->out.head ? EVENTER_WRITE : 0) |
+               (eventer_get_mask(s->e) & EVENTER_READ);
+    if (want != eventer_get_mask(s->e)) eventer_update_ex(s->e, want);
+  }
+  uint32_t ms = EV_LD(idle_timeout_ms);
+  struct timeval tmo = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+  int rc = eventer_aco_park(&tmo);
+  int err = errno;
+  s->co_wait = CW_NONE;
+  s->waiter = NULL;
+  if (rc != 0) {
+    if (err == ETIMEDOUT && !s->aborted) {
+      mtevL(mtev_debug, "http: fd %d: no progress for %u ms, closing\n",
+            eventer_get_fd(s->e), ms);
+      ev_http_abort(s);
+    }
+    errno = err;
+    return -1;
+  }
+  if (s->aborted) {
+    errno = ECONNRESET;
+    return -1;
+  }
+  return 0;
+}
+
+static void ev_http_co_wake(mtev_http_session_ctx *s) {
+  if (s->co_wait == CW_NONE) return;
+  s->co_wait = CW_NONE;
+  eventer_aco_wake(s->waiter);
+}
+
+static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
+                                  int wait);
+
+static void ev_http_aco_main(void) {
+  mtev_http_session_ctx *s = eventer_aco_arg();
+  for (;;) {
+    int rv = s->dispatcher(s);
+    if (rv == 0 || s->aborted || !s->w || s->w->res.complete) break;
+    if (ev_http_co_wait(s, CW_MASK, rv) != 0) break;
+  }
+  ev_http_work_t *w = s->w;
+  if (w && !s->aborted && !w->res.complete) {
+    /* the handler returned without ending its response: end it (500
+     * when it did not even set a status) */
+    if (!w->res.status && !w->res.headers_sent) {
+      w->res.status = 500;
+      w->res.close_after = 1;
+      mtevL(mtev_error, "http: %s %s: aco handler returned without a "
+            "response\n", w->req.h.method, w->req.h.path);
+    }
+    ev_http_flush(s, 1, 1);
+  }
+  s->co = NULL;
+  if (!s->in_drive) ev_http_post(s);
+}
+
+int ev_http_session_run_aco(mtev_http_session_ctx *s) {
+  if (!s || s->co || s->state != ST_HANDLER) {
+    errno = EINVAL;
+    return -1;
+  }
+  s->want_aco = 1;
+  return 0;
+}
+
+int ev_http_session_move(mtev_http_session_ctx *s, eventer_pool_t *pool) {
+  if (!s || !pool || s->co || s->state != ST_HANDLER) {
+    errno = EINVAL;
+    return -1;
+  }
+  s->move_to = pool;
+  return 0;
+}
+
+/* ---- the response ------------------------------------------------------------------------ */
+
+static int ev_res_usable(mtev_http_session_ctx *s) {
+  return s && s->w && s->state == ST_HANDLER && !s->w->res.complete &&
+         !s->w->res.failed;
+}
+
+mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
+                                           const char *reason) {
+  if (!ev_res_usable(s) || s->w->res.headers_sent || code < 100 || code > 999)
+    return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  r->status = code;
+  r->reason[0] = 0;
+  if (reason) {
+    size_t i = 0;
+    for (; reason[i] && i < sizeof(r->reason) - 1; i++) {
+      unsigned char c = (unsigned char)reason[i];
+      if (c < 0x20 && c != '\t') return mtev_false;
+      r->reason[i] = (char)c;
+    }
+    r->reason[i] = 0;
+  }
+  return mtev_true;
+}
+
+/* ASCII case-insensitive comparison of n bytes. */
+static int ev_ci_eqn(const char *a, const char *b, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    unsigned char x = (unsigned char)a[k], y = (unsigned char)b[k];
+    if (x >= 'A' && x <= 'Z') x |= 0x20;
+    if (y >= 'A' && y <= 'Z') y |= 0x20;
+    if (x != y) return 0;
+  }
+  return 1;
+}
+
+/* Removes the header lines named `name` (case-insensitive) from hbuf. */
+static void ev_hdr_remove(mtev_http_response *r, const char *name, size_t nl) {
+  uint32_t i = 0;
+  while (i < r->hlen) {
+    char *line = r->hbuf + i;
+    char *eol = memchr(line, '\n', r->hlen - i);
+    uint32_t ll = (uint32_t)(eol - line) + 1;
+    if (ll > nl + 1 && line[nl] == ':' && ev_ci_eqn(line, name, nl)) {
+      memmove(line, line + ll, r->hlen - i - ll);
+      r->hlen -= ll;
+      continue;
+    }
+    i += ll;
+  }
+}
+
+mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
+                                           const char *name,
+                                           const char *value) {
+  if (!ev_res_usable(s) || s->w->res.headers_sent || !name || !value)
+    return mtev_false;
+  size_t nl = ev_token_len(name), vl = 0;
+  if (nl == 0 || name[nl]) return mtev_false;
+  for (; value[vl]; vl++)
+    if (value[vl] == '\r' || value[vl] == '\n') return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  if ((nl == 14 && ev_lc_eq(name, "content-length")) ||
+      (nl == 17 && ev_lc_eq(name, "transfer-encoding")))
+    return mtev_false;
+  if (nl == 10 && ev_lc_eq(name, "connection")) {
+    for (size_t i = 0; i + 5 <= vl; i++)
+      if (ev_ci_eqn(value + i, "close", 5)) r->options |= MTEV_HTTP_CLOSE;
+    return mtev_true;
+  }
+  if (r->hlen) ev_hdr_remove(r, name, nl);
+  size_t need = r->hlen + nl + vl + 4;
+  if (need > r->hcap) {
+    size_t ncap = r->hcap ? r->hcap * 2 : 512;
+    while (ncap < need) ncap *= 2;
+    char *n = realloc(r->hbuf, ncap);
+    if (!n) return mtev_false;
+    r->hbuf = n;
+    r->hcap = (uint32_t)ncap;
+  }
+  char *p = r->hbuf + r->hlen;
+  memcpy(p, name, nl);
+  p[nl] = ':';
+  p[nl + 1] = ' ';
+  memcpy(p + nl + 2, value, vl);
+  p[nl + 2 + vl] = '\r';
+  p[nl + 3 + vl] = '\n';
+  r->hlen += (uint32_t)(nl + vl + 4);
+  return mtev_true;
+}
+
+/* Accept-Encoding: which of gzip and deflate the client takes. */
+static uint32_t ev_accept_enc(mtev_http_request *req) {
+  if (req->ae_parsed) return req->accept_enc;
+  uint32_t yes = 0, no = 0, star = 0, star_no = 0;
+  for (uint32_t i = 0; i < req->h.nhdr; i++) {
+    ev_http_hdr_t *f = &req->h.hdr[i];
+    if (!ev_http_token_eq(f->name, f->name_len, "accept-encoding")) continue;
+    const char *p = f->value, *end = f->value + f->value_len;
+    while (p < end) {
+      const char *comma = memchr(p, ',', (size_t)(end - p));
+      const char *e = comma ? comma : end;
+      const char *semi = memchr(p, ';', (size_t)(e - p));
+      const char *ce = semi ? semi : e;
+      while (p < ce && (*p == ' ' || *p == '\t')) p++;
+      while (ce > p && (ce[-1] == ' ' || ce[-1] == '\t')) ce--;
+      int zero = 0;
+      if (semi) { /* q=0, q=0.0, ... refuses it */
+        const char *q = semi + 1;
+        while (q < e && (*q == ' ' || *q == '\t')) q++;
+        if (e - q >= 3 && (q[0] | 0x20) == 'q' && q[1] == '=' && q[2] == '0') {
+          zero = 1;
+          for (const char *d = q + 3; d < e; d++)
+            if (*d != '.' && *d != '0' && *d != ' ' && *d != '\t') zero = 0;
+        }
+      }
+      uint32_t bit = 0;
+      if (ev_http_token_eq(p, (size_t)(ce - p), "gzip") ||
+          ev_http_token_eq(p, (size_t)(ce - p), "x-gzip"))
+        bit = MTEV_HTTP_GZIP;
+      else if (ev_http_token_eq(p, (size_t)(ce - p), "deflate"))
+        bit = MTEV_HTTP_DEFLATE;
+      else if (ce - p == 1 && *p == '*') {
+        if (zero) star_no = 1; else star = 1;
+      }
+      if (bit) {
+        if (zero) no |= bit; else yes |= bit;
+      }
+      p = comma ? comma + 1 : end;
+    }
+  }
+  if (star && !star_no) yes |= (MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE) & ~no;
+  req->accept_enc = yes & ~no;
+  req->ae_parsed = 1;
+  return req->accept_enc;
+}
+
+mtev_boolean mtev_http_response_option_set(mtev_http_session_ctx *s,
+                                           uint32_t opt) {
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  mtev_http_request *req = &s->w->req;
+  const uint32_t known = MTEV_HTTP_CHUNKED | MTEV_HTTP_CLOSE | MTEV_HTTP_GZIP |
+                         MTEV_HTTP_DEFLATE;
+  if (opt == 0 || (opt & ~known)) return mtev_false;
+  uint32_t comp = opt & (MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE);
+  if (comp) {
+    if (comp == (MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE)) return mtev_false;
+    if (r->z || r->body.bytes) return mtev_false; /* from the first byte */
+    if (!(ev_accept_enc(req) & comp)) return mtev_false;
+    z_stream *z = calloc(1, sizeof(*z));
+    if (!z) return mtev_false;
+    int wbits = comp == MTEV_HTTP_GZIP ? 15 + 16 : 15;
+    if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, wbits, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+      free(z);
+      return mtev_false;
+    }
+    r->z = z;
+  }
+  r->options |= opt;
+  return mtev_true;
+}
+
+/* Runs the deflate stream over in[0..len) with `flush`, output to body. */
+static int ev_res_deflate(mtev_http_response *r, const void *in, size_t len,
+                          int flush) {
+  z_stream *z = r->z;
+  z->next_in = (Bytef *)(uintptr_t)in;
+  z->avail_in = (uInt)len;
+  for (;;) {
+    ev_http_blk_t *t = ev_chain_room(&r->body, 256);
+    if (!t) return -1;
+    size_t room = ev_blk_room(t);
+    z->next_out = (Bytef *)(t->d + t->end);
+    z->avail_out = (uInt)room;
+    int rc = deflate(z, flush);
+    size_t made = room - z->avail_out;
+    t->end += (uint32_t)made;
+    r->body.bytes += made;
+    if (rc == Z_STREAM_ERROR) return -1;
+    if (flush == Z_FINISH) {
+      if (rc == Z_STREAM_END) return 0;
+      continue;
+    }
+    if (z->avail_in == 0 && z->avail_out != 0) return 0;
+  }
+}
+
+mtev_boolean mtev_http_response_append(mtev_http_session_ctx *s, const void *b,
+                                       size_t l) {
+  if (!ev_res_usable(s) || (!b && l)) return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  if (l == 0) return mtev_true;
+  if (r->z) {
+    /* big inputs in slices: zlib counts in uInt */
+    const char *p = b;
+    while (l) {
+      size_t n = l > (1u << 30) ? (1u << 30) : l;
+      if (ev_res_deflate(r, p, n, Z_NO_FLUSH) != 0) return mtev_false;
+      p += n;
+      l -= n;
+    }
+    return mtev_true;
+  }
+  return ev_chain_append(&r->body, b, l) == 0 ? mtev_true : mtev_false;
+}
+
+mtev_boolean mtev_http_response_append_str(mtev_http_session_ctx *s,
+                                           const char *str) {
+  if (!str) return mtev_false;
+  return mtev_http_response_append(s, str, strlen(str));
+}
+
+mtev_boolean mtev_http_response_vappend(mtev_http_session_ctx *s,
+                                        const char *format, va_list arg) {
+  if (!ev_res_usable(s) || !format) return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  va_list ap;
+  if (!r->z) { /* straight into the tail block when it fits */
+    ev_http_blk_t *t = ev_chain_room(&r->body, 64);
+    if (!t) return mtev_false;
+    size_t room = ev_blk_room(t);
+    va_copy(ap, arg);
+    int n = vsnprintf(t->d + t->end, room, format, ap);
+    va_end(ap);
+    if (n < 0) return mtev_false;
+    if ((size_t)n < room) {
+      t->end += (uint32_t)n;
+      r->body.bytes += (size_t)n;
+      return mtev_true;
+    }
+  }
+  va_copy(ap, arg);
+  int n = vsnprintf(NULL, 0, format, ap);
+  va_end(ap);
+  if (n < 0) return mtev_false;
+  char small[512], *buf = (size_t)n < sizeof(small) ? small : malloc((size_t)n + 1);
+  if (!buf) return mtev_false;
+  va_copy(ap, arg);
+  vsnprintf(buf, (size_t)n + 1, format, ap);
+  va_end(ap);
+  mtev_boolean ok = mtev_http_response_append(s, buf, (size_t)n);
+  if (buf != small) free(buf);
+  return ok;
+}
+
+mtev_boolean mtev_http_response_appendf(mtev_http_session_ctx *s,
+                                        const char *format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  mtev_boolean ok = mtev_http_response_vappend(s, format, ap);
+  va_end(ap);
+  return ok;
+}
+
+size_t mtev_http_response_buffered(mtev_http_session_ctx *s) {
+  return (s && s->w) ? s->w->res.body.bytes : 0;
+}
+mtev_boolean mtev_http_response_closed(mtev_http_response *r) {
+  return (r && (r->complete || r->failed)) ? mtev_true : mtev_false;
+}
+mtev_boolean mtev_http_response_complete(mtev_http_response *r) {
+  return (r && r->complete) ? mtev_true : mtev_false;
+}
+size_t mtev_http_response_bytes_written(mtev_http_response *r) {
+  return r ? r->bytes_written : 0;
+}
+
+/* Does the connection end after this response?  Decided when the headers
+ * go out (so they can say so). */
+static int ev_http_will_close(mtev_http_session_ctx *s) {
+  mtev_http_request *q = &s->w->req;
+  mtev_http_response *r = &s->w->res;
+  if (r->close_after || (r->options & MTEV_HTTP_CLOSE) || q->h.conn_close ||
+      s->peer_eof || s->aborted)
+    return 1;
+  if (q->h.minor == 0 && !q->h.conn_keep_alive) return 1;
+  if (!q->body_done) {
+    /* the client may not send a body it was not asked for */
+    if (q->h.expect_continue && !q->sent_continue) return 1;
+    if (q->body_mode == EV_BODY_CL && q->body_left > EV_HTTP_DRAIN_MAX) return 1;
+  }
+  return 0;
+}
+
+static char *ev_put(char *p, const char *s, size_t n) {
+  memcpy(p, s, n);
+  return p + n;
+}
+
+/* The status line and header block.  mode: 0 Content-Length clen,
+ * 1 chunked, 2 delimited by the close. */
+static ev_http_blk_t *ev_res_head(mtev_http_session_ctx *s, int mode,
+                                  uint64_t clen, int close) {
+  mtev_http_response *r = &s->w->res;
+  mtev_http_request *q = &s->w->req;
+  size_t dl;
+  const char *date = ev_date_line(&dl);
+  const char *reason = r->reason[0] ? r->reason : ev_reason(r->status);
+  size_t need = strlen(reason) + dl + r->hlen + 256;
+  ev_http_blk_t *b = ev_blk_new(need);
+  if (!b) return NULL;
+  b->start = b->end = 0; /* no chunk framing in front of a head */
+  char *p = b->d;
+  p = ev_put(p, q->h.minor >= 1 ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
+  *p++ = (char)('0' + r->status / 100);
+  *p++ = (char)('0' + r->status / 10 % 10);
+  *p++ = (char)('0' + r->status % 10);
+  *p++ = ' ';
+  p = ev_put(p, reason, strlen(reason));
+  p = ev_put(p, "\r\n", 2);
+  p = ev_put(p, date, dl);
+  if (r->hlen) p = ev_put(p, r->hbuf, r->hlen);
+  if (mode == 0 && !r->no_length) {
+    p = ev_put(p, "Content-Length: ", 16);
+    char digits[24];
+    int nd = 0;
+    do {
+      digits[nd++] = (char)('0' + clen % 10);
+      clen /= 10;
+    } while (clen);
+    while (nd) *p++ = digits[--nd];
+    p = ev_put(p, "\r\n", 2);
+  } else if (mode == 1) {
+    p = ev_put(p, "Transfer-Encoding: chunked\r\n", 28);
+  }
+  if (r->z) {
+    p = ev_put(p, (r->options & MTEV_HTTP_GZIP) ? "Content-Encoding: gzip\r\n"
+                                                : "Content-Encoding: deflate\r\n",
+               (r->options & MTEV_HTTP_GZIP) ? 24 : 27);
+    p = ev_put(p, "Vary: Accept-Encoding\r\n", 23);
+  }
+  if (close)
+    p = ev_put(p, "Connection: close\r\n", 19);
+  else if (q->h.minor == 0)
+    p = ev_put(p, "Connection: keep-alive\r\n", 24);
+  p = ev_put(p, "\r\n", 2);
+  b->end = (uint32_t)(p - b->d);
+  return b;
+}
+
+/* Wraps the body chain as one chunk: size line in the first block's
+ * headroom, CRLF in the last block's tailroom. */
+static void ev_res_chunk_frame(ev_http_chain_t *c) {
+  if (!c->bytes) return;
+  char line[24];
+  int n = snprintf(line, sizeof(line), "%zx\r\n", c->bytes);
+  ev_http_blk_t *h = c->head;
+  EV_HTTP_ASSERT(h->start >= (uint32_t)n, "body blocks keep headroom for a "
+                                          "chunk-size line");
+  h->start -= (uint32_t)n;
+  memcpy(h->d + h->start, line, (size_t)n);
+  ev_http_blk_t *t = c->tail;
+  memcpy(t->d + t->end, "\r\n", 2);
+  t->end += 2;
+  c->bytes += (size_t)n + 2;
+}
+
+/* Turns what the handler built into bytes on the output queue, and
+ * (unless held for a pipelined batch) writes them: in the coroutine
+ * serving the request it waits until they are written (wait), elsewhere
+ * it writes what the socket takes now. */
+static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
+                                  int wait) {
+  if (s->aborted) return mtev_false;
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  mtev_http_request *q = &w->req;
+  if (!r->status) r->status = 200;
+  int st = r->status;
+  r->no_length = st < 200 || st == 204 || st == 304;
+  r->no_body = q->h.is_head || r->no_length;
+  if (r->z) {
+    if (ev_res_deflate(r, NULL, 0, final ? Z_FINISH : Z_SYNC_FLUSH) != 0) {
+      r->failed = 1;
+      return mtev_false;
+    }
+  }
+  if (!r->headers_sent) {
+    int mode;
+    if (final)
+      mode = 0;
+    else if ((r->options & MTEV_HTTP_CHUNKED) && q->h.minor >= 1)
+      mode = 1;
+    else
+      mode = 2;
+    int close = mode == 2 || ev_http_will_close(s);
+    r->close_after = (uint8_t)close;
+    r->chunked = mode == 1;
+    ev_http_blk_t *hb = ev_res_head(s, mode, r->body.bytes, close);
+    if (!hb) {
+      r->failed = 1;
+      return mtev_false;
+    }
+    r->headers_sent = 1;
+    r->bytes_written += hb->end - hb->start;
+    /* a small body rides in the head's block */
+    if (mode == 0 && !r->no_body && r->body.bytes &&
+        r->body.bytes <= hb->cap - hb->end && r->body.head == r->body.tail) {
+      ev_http_blk_t *bb = r->body.head;
+      memcpy(hb->d + hb->end, bb->d + bb->start, bb->end - bb->start);
+      hb->end += bb->end - bb->start;
+      r->bytes_written += bb->end - bb->start;
+      ev_chain_clear(&r->body);
+    }
+    ev_chain_push(&w->out, hb);
+  }
+  if (r->no_body) {
+    ev_chain_clear(&r->body);
+  } else if (r->body.bytes || (final && r->chunked)) {
+    if (r->chunked) ev_res_chunk_frame(&r->body);
+    if (final && r->chunked) {
+      ev_http_blk_t *t = r->body.tail;
+      if (!t || t->cap - t->end < 5) {
+        t = ev_blk_new(8);
+        if (!t) {
+          r->failed = 1;
+          return mtev_false;
+        }
+        ev_chain_push(&r->body, t);
+      }
+      memcpy(t->d + t->end, "0\r\n\r\n", 5);
+      t->end += 5;
+      r->body.bytes += 5;
+    }
+    r->bytes_written += r->body.bytes;
+    ev_chain_move(&w->out, &r->body);
+  }
+  if (final) r->complete = 1;
+  if (s->aborted) return mtev_false;
+  /* hold the bytes when the drive is about to serve a pipelined request */
+  if (final && s->in_drive && w->in_end > w->in_start &&
+      w->out.bytes < EV_HTTP_CORK)
+    return mtev_true;
+  for (;;) {
+    int rc = ev_http_write_out(s);
+    if (rc < 0) {
+      ev_http_abort(s);
+      return mtev_false;
+    }
+    if (rc == 0 || !wait) return mtev_true;
+    if (ev_http_co_wait(s, CW_DRAIN, EVENTER_WRITE) != 0) return mtev_false;
+  }
+}
+
+mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *s,
+                                      mtev_boolean final) {
+  if (!ev_res_usable(s) || !ev_http_on_loop(s)) return mtev_false;
+  mtev_boolean ok = ev_http_flush(s, final ? 1 : 0, ev_http_in_co(s));
+  /* an end outside the drive (a later callback): let the drive go on */
+  if (final && !s->in_drive && !s->co) ev_http_post(s);
+  return ok;
+}
+
+mtev_boolean mtev_http_response_flush_asynch(mtev_http_session_ctx *s,
+                                             mtev_boolean final) {
+  if (!ev_res_usable(s) || !ev_http_on_loop(s)) return mtev_false;
+  mtev_boolean ok = ev_http_flush(s, final ? 1 : 0, 0);
+  if (final && !s->in_drive && !s->co) ev_http_post(s);
+  return ok;
+}
+
+mtev_boolean mtev_http_response_end(mtev_http_session_ctx *s) {
+  return mtev_http_response_flush(s, mtev_true);
+}
+
+/* ---- engine answers --------------------------------------------------------------------- */
+
+/* Answers `status` in place of whatever the handler built, and closes
+ * after it.  Once headers are out there is nothing to say: the
+ * connection just breaks. */
+static void ev_http_fail(mtev_http_session_ctx *s, int status) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  if (r->headers_sent) {
+    ev_http_abort(s);
+    return;
+  }
+  mtevL(mtev_debug, "http: fd %d: answering %d\n", eventer_get_fd(s->e), status);
+  ev_chain_clear(&r->body);
+  if (r->z) {
+    deflateEnd(r->z);
+    free(r->z);
+    r->z = NULL;
+  }
+  r->hlen = 0;
+  r->status = status;
+  r->reason[0] = 0;
+  r->close_after = 1;
+  r->no_body = 0;
+  const char *reason = ev_reason(status);
+  size_t dl;
+  const char *date = ev_date_line(&dl);
+  char buf[320];
+  int n = snprintf(buf, sizeof(buf),
+                   "HTTP/1.1 %d %s\r\n%.*sContent-Type: text/plain\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+                   status, reason, (int)dl, date, strlen(reason) + 1, reason);
+  ev_http_blk_t *b = ev_blk_new((size_t)n);
+  if (b) {
+    b->start = b->end = 0;
+    memcpy(b->d, buf, (size_t)n);
+    b->end = (uint32_t)n;
+    ev_chain_push(&w->out, b);
+  }
+  r->headers_sent = 1;
+  r->complete = 1;
+  r->failed = 1;
+  /* nothing more is read from this request */
+  w->req.body_done = 1;
+  if (s->state != ST_HANDLER) s->state = ST_CLOSING;
+}
+
+/* The connection is broken (reset, timeout, write error): nothing more
+ * is sent or received; the session winds down as soon as no coroutine
+ * serves it. */
+static void ev_http_abort(mtev_http_session_ctx *s) {
+  if (s->aborted) return;
+  s->aborted = 1;
+  /* with a coroutine in flight the response is left alone: a job thread
+   * may be appending to it (flush and end see `aborted`) */
+  if (s->w && !s->co) s->w->res.failed = 1;
+  if (s->registered) {
+    /* stop the callbacks; the registration's reference is now ours */
+    eventer_remove_fde(s->e);
+    s->registered = 0;
+  }
+  if (s->co) {
+    if (s->co_wait != CW_NONE)
+      ev_http_co_wake(s);
+    else
+      eventer_aco_cancel(ev_aco_handle_of(s->co));
+  }
+}
+
+/* ---- requests --------------------------------------------------------------------------- */
+
+static int ev_is_http_start(const char *p, size_t n) {
+  static const char *const methods[] = {"GET ", "HEAD ", "POST ", "PUT ",
+                                        "DELETE ", "OPTIONS ", "PATCH ",
+                                        "TRACE ", "CONNECT ", "MERGE "};
+  int maybe = 0;
+  for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+    size_t ml = strlen(methods[i]);
+    size_t k = n < ml ? n : ml;
+    if (memcmp(p, methods[i], k) == 0) {
+      if (n >= ml) return 1;
+      maybe = 1;
+    }
+  }
+  return maybe ? 0 : -1;
+}
+
+/* Looks for the next request in the input.  1: ready (state HANDLER),
+ * 0: need more input, -1: not HTTP (sniffing), >= 400: answer that. */
+static int ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
+  ev_http_work_t *w = s->w;
+  size_t avail = w->in_end - w->in_start;
+  if (avail == 0) return 0;
+  if (s->state == ST_IDLE) {
+    s->state = ST_HEAD;
+    s->head_start_ns = now;
+  }
+  if (s->sniff) {
+    int r = ev_is_http_start(w->in + w->in_start, avail);
+    if (r < 0) return -1;
+    if (r == 0) return 0;
+    s->sniff = 0;
+  }
+  ev_http_limits_t lim = ev_plim();
+  long end = ev_http_head_end(w->in + w->in_start, avail, &w->head_scan, &lim);
+  if (end == 0) return 0;
+  if (end < 0) return (int)-end;
+  mtev_http_request *q = &w->req;
+  ev_req_release(q);
+  ev_req_reset(q);
+  ev_res_reset(&w->res);
+  char *head = w->in + w->in_start;
+  int st = ev_http_parse_head(head, (size_t)end, &q->h, &lim);
+  w->head_scan = 0;
+  w->in_start += (size_t)end;
+  w->head_end = w->in_start;
+  s->state = ST_HANDLER;
+  s->seq++;
+  q->start_ns = now;
+  if (st) return st;
+  ev_http_head_t *h = &q->h;
+  /* NUL-terminate in place: each string is followed by a byte the parser
+   * no longer needs (SP, '?', ':', whitespace, CR or LF) */
+  ((char *)h->method)[h->method_len] = 0;
+  if (h->path >= head && h->path < head + end) ((char *)h->path)[h->path_len] = 0;
+  if (h->query) ((char *)h->query)[h->query_len] = 0;
+  for (uint32_t i = 0; i < h->nhdr; i++) {
+    ((char *)h->hdr[i].name)[h->hdr[i].name_len] = 0;
+    ((char *)h->hdr[i].value)[h->hdr[i].value_len] = 0;
+  }
+  q->proto = h->minor >= 1 ? "HTTP/1.1" : "HTTP/1.0";
+  if (h->chunked) {
+    q->body_mode = EV_BODY_CHUNKED;
+    q->body_done = 0;
+  } else if (h->content_length > 0) {
+    if ((uint64_t)h->content_length > EV_LD(max_body)) return 413;
+    q->body_mode = EV_BODY_CL;
+    q->body_left = (uint64_t)h->content_length;
+    q->body_done = 0;
+  }
+  return 1;
+}
+
+/* Takes up to `want` body bytes from the input buffer (copying them to
+ * buf, or discarding them when buf is NULL).  > 0 bytes, 0 when more
+ * input is needed (or the body is over: body_done), or -status. */
+static long ev_http_body_take(mtev_http_session_ctx *s, char *buf, size_t want) {
+  ev_http_work_t *w = s->w;
+  mtev_http_request *q = &w->req;
+  if (q->body_done) return 0;
+  if (q->body_mode == EV_BODY_CL) {
+    size_t avail = w->in_end - w->in_start;
+    size_t take = avail < want ? avail : want;
+    if (take > q->body_left) take = (size_t)q->body_left;
+    if (!take) return 0;
+    if (buf) memcpy(buf, w->in + w->in_start, take);
+    w->in_start += take;
+    q->body_left -= take;
+    q->body_read += take;
+    if (q->body_left == 0) q->body_done = 1;
+    return (long)take;
+  }
+  uint64_t max = EV_LD(max_body);
+  for (;;) {
+    const char *data;
+    size_t dlen;
+    long r = ev_http_chunked_step(&q->ck, w->in + w->in_start,
+                                  w->in_end - w->in_start, max, want, &data,
+                                  &dlen);
+    if (r < 0) return r;
+    if (dlen && buf) memcpy(buf, data, dlen);
+    w->in_start += (size_t)r;
+    if (dlen) {
+      q->body_read += dlen;
+      return (long)dlen;
+    }
+    if (q->ck.state == EV_HTTP_CK_DONE) {
+      q->body_done = 1;
+      return 0;
+    }
+    if (r == 0) return 0;
+  }
+}
+
+static void ev_http_send_continue(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  mtev_http_request *q = &w->req;
+  if (!q->h.expect_continue || q->sent_continue || w->res.headers_sent) return;
+  q->sent_continue = 1;
+  ev_http_blk_t *b = ev_blk_new(32);
+  if (!b) return;
+  b->start = b->end = 0;
+  memcpy(b->d, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+  b->end = 25;
+  ev_chain_push(&w->out, b);
+  if (ev_http_write_out(s) < 0) ev_http_abort(s);
+}
+
+int mtev_http_session_req_consume(mtev_http_session_ctx *s, void *buf,
+                                  const size_t len, const size_t blen,
+                                  int *mask) {
+  if (mask) *mask = 0;
+  if (!s || !buf || !ev_http_on_loop(s)) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (s->aborted || !s->w || s->state != ST_HANDLER) {
+    errno = ECONNRESET;
+    return -1;
+  }
+  ev_http_work_t *w = s->w;
+  mtev_http_request *q = &w->req;
+  if (q->body_done) return 0;
+  size_t want = len < blen ? len : blen;
+  if (want > INT32_MAX) want = INT32_MAX;
+  if (want == 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  ev_http_send_continue(s);
+  for (;;) {
+    if (s->aborted) {
+      errno = ECONNRESET;
+      return -1;
+    }
+    long n = ev_http_body_take(s, buf, want);
+    if (n > 0) return (int)n;
+    if (q->body_done) return 0;
+    if (n < 0) {
+      ev_http_fail(s, (int)-n);
+      errno = n == -413 ? EFBIG : EPROTO;
+      return -1;
+    }
+    ssize_t r;
+    if (s->peer_eof) {
+      r = 0;
+    } else if (q->body_mode == EV_BODY_CL && w->in_start == w->in_end) {
+      /* nothing buffered: read straight into the caller's buffer */
+      size_t take = want < q->body_left ? want : (size_t)q->body_left;
+      int m = 0;
+      r = eventer_read(s->e, buf, take, &m);
+      if (r > 0) {
+        s->last_io_ns = ev_http_now(s);
+        q->body_left -= (size_t)r;
+        q->body_read += (size_t)r;
+        if (q->body_left == 0) q->body_done = 1;
+        return (int)r;
+      }
+      if (r == 0) s->peer_eof = 1;
+    } else {
+      r = ev_http_fill(s);
+      if (r > 0) continue;
+    }
+    if (r == 0) { /* the client left in the middle of the body */
+      ev_http_abort(s);
+      errno = ECONNRESET;
+      return -1;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      int err = errno;
+      ev_http_abort(s);
+      errno = err;
+      return -1;
+    }
+    s->rd_ready = 0;
+    if (ev_http_in_co(s)) {
+      if (ev_http_co_wait(s, CW_READ, EVENTER_READ) != 0) return -1;
+      continue;
+    }
+    if (mask) *mask = EVENTER_READ | EVENTER_EXCEPTION;
+    errno = EAGAIN;
+    return -1;
+  }
+}
+
+mtev_boolean ev_http_complete_upload(mtev_http_session_ctx *s, int *mask) {
+  if (mask) *mask = 0;
+  mtev_http_request *q = mtev_http_session_request(s);
+  if (!q || s->state != ST_HANDLER) return mtev_false;
+  if (q->up_done) return mtev_true;
+  if (q->body_mode == EV_BODY_NONE) {
+    mtev_http_request_set_upload(q, NULL, 0, NULL, NULL);
+    q->up_done = 1;
+    return mtev_true;
+  }
+  for (;;) {
+    if (q->up_len == q->up_cap) {
+      size_t ncap;
+      if (q->body_mode == EV_BODY_CL)
+        ncap = q->up_len + (size_t)q->body_left;
+      else
+        ncap = q->up_cap ? q->up_cap * 2 : 16384;
+      if (ncap == q->up_len) ncap++; /* room to see the end */
+      char *n = realloc(q->up_buf, ncap);
+      if (!n) {
+        ev_http_fail(s, 500);
+        return mtev_false;
+      }
+      q->up_buf = n;
+      q->up_cap = ncap;
+    }
+    int m = 0;
+    int n = mtev_http_session_req_consume(s, q->up_buf + q->up_len,
+                                          q->up_cap - q->up_len,
+                                          q->up_cap - q->up_len, &m);
+    if (n > 0) {
+      q->up_len += (size_t)n;
+      continue;
+    }
+    if (n == 0) {
+      /* the buffer now belongs to the request's upload */
+      char *buf = q->up_buf;
+      size_t len = q->up_len;
+      q->up_buf = NULL;
+      q->up_len = q->up_cap = 0;
+      mtev_http_request_set_upload(q, buf, (int64_t)len, NULL, NULL);
+      q->up_done = 1;
+      return mtev_true;
+    }
+    if (mask) *mask = m;
+    return mtev_false;
+  }
+}
+
+static void ev_upload_free(void *data, int64_t size, void *closure) {
+  (void)size;
+  (void)closure;
+  free(data);
+}
+
+void mtev_http_request_set_upload(mtev_http_request *q, void *data,
+                                  int64_t size,
+                                  void (*freefunc)(void *, int64_t, void *),
+                                  void *closure) {
+  if (!q) return;
+  if (q->upload_free && q->upload != data)
+    q->upload_free(q->upload, q->upload_size, q->upload_closure);
+  q->upload = data;
+  q->upload_size = size;
+  /* complete_upload's own buffer (freefunc NULL, from malloc) */
+  q->upload_free = freefunc ? freefunc : (data ? ev_upload_free : NULL);
+  q->upload_closure = closure;
+}
+
+const void *mtev_http_request_get_upload(mtev_http_request *q, int64_t *size) {
+  if (size) *size = q ? q->upload_size : 0;
+  return q ? q->upload : NULL;
+}
+
+/* ---- request accessors ---------------------------------------------------------------- */
+
+void mtev_http_request_start_time(mtev_http_request *q, struct timeval *t) {
+  if (!q || !t) return;
+  struct timeval now;
+  gettimeofday(&now, NULL);
+  uint64_t ago = ev_coarse_ns() - q->start_ns;
+  int64_t us = (int64_t)now.tv_sec * 1000000 + now.tv_usec - (int64_t)(ago / 1000);
+  t->tv_sec = (time_t)(us / 1000000);
+  t->tv_usec = (suseconds_t)(us % 1000000);
+}
+const char *mtev_http_request_method_str(mtev_http_request *q) {
+  return q ? q->h.method : NULL;
+}
+const char *mtev_http_request_uri_str(mtev_http_request *q) {
+  return q ? q->h.path : NULL;
+}
+const char *ev_http_request_path(mtev_http_request *q, size_t *len) {
+  if (len) *len = q ? q->h.path_len : 0;
+  return q ? q->h.path : NULL;
+}
+const char *mtev_http_request_protocol_str(mtev_http_request *q) {
+  return q ? q->proto : NULL;
+}
+mtev_http_method mtev_http_request_method(mtev_http_request *q) {
+  if (!q) return MTEV_HTTP_OTHER;
+  if (!strcmp(q->h.method, "GET")) return MTEV_HTTP_GET;
+  if (!strcmp(q->h.method, "HEAD")) return MTEV_HTTP_HEAD;
+  if (!strcmp(q->h.method, "POST")) return MTEV_HTTP_POST;
+  return MTEV_HTTP_OTHER;
+}
+mtev_http_protocol mtev_http_request_protocol(mtev_http_request *q) {
+  return (q && q->h.minor >= 1) ? MTEV_HTTP11 : MTEV_HTTP10;
+}
+size_t mtev_http_request_content_length(mtev_http_request *q) {
+  return (q && q->h.content_length > 0) ? (size_t)q->h.content_length : 0;
+}
+mtev_boolean mtev_http_request_payload_chunked(mtev_http_request *q) {
+  return (q && q->h.chunked) ? mtev_true : mtev_false;
+}
+mtev_boolean mtev_http_request_has_payload(mtev_http_request *q) {
+  return (q && q->body_mode != EV_BODY_NONE) ? mtev_true : mtev_false;
+}
+
+const char *mtev_http_request_header(mtev_http_request *q, const char *name) {
+  if (!q || !name) return NULL;
+  size_t nl = strlen(name);
+  for (uint32_t i = 0; i < q->h.nhdr; i++) {
+    ev_http_hdr_t *f = &q->h.hdr[i];
+    if (f->name_len != nl) continue;
+    size_t k = 0;
+    for (; k < nl; k++) {
+      unsigned char a = (unsigned char)f->name[k], b = (unsigned char)name[k];
+      if (a >= 'A' && a <= 'Z') a |= 0x20;
+      if (b >= 'A' && b <= 'Z') b |= 0x20;
+      if (a != b) break;
+    }
+    if (k == nl) return f->value;
+  }
+  return NULL;
+}
+int mtev_http_request_header_count(mtev_http_request *q) {
+  return q ? (int)q->h.nhdr : 0;
+}
+const char *mtev_http_request_header_nth(mtev_http_request *q, int i,
+                                         const char **value) {
+  if (!q || i < 0 || (uint32_t)i >= q->h.nhdr) return NULL;
+  if (value) *value = q->h.hdr[i].value;
+  return q->h.hdr[i].name;
+}
+
+static int ev_unhex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c |= 0x20;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* Decodes %XX and '+' in place (an invalid escape stays as it is). */
+static void ev_qs_decode(char *s) {
+  char *o = s;
+  for (char *p = s; *p; p++) {
+    if (*p == '+') {
+      *o++ = ' ';
+    } else if (*p == '%' && ev_unhex(p[1]) >= 0 && ev_unhex(p[2]) >= 0) {
+      *o++ = (char)(ev_unhex(p[1]) * 16 + ev_unhex(p[2]));
+      p += 2;
+    } else {
+      *o++ = *p;
+    }
+  }
+  *o = 0;
+}
+
+void mtev_http_process_querystring(mtev_http_request *q) {
+  if (!q || q->nqs >= 0) return;
+  q->nqs = 0;
+  if (!q->h.query || !q->h.query_len) return;
+  size_t n = q->h.query_len;
+  int pairs = 1;
+  for (size_t i = 0; i < n; i++)
+    if (q->h.query[i] == '&') pairs++;
+  /* one allocation: the pointers, then a copy of the query */
+  char *mem = malloc((size_t)pairs * 2 * sizeof(char *) + n + 1);
+  if (!mem) return;
+  const char **kv = (const char **)(void *)mem;
+  char *copy = mem + (size_t)pairs * 2 * sizeof(char *);
+  memcpy(copy, q->h.query, n);
+  copy[n] = 0;
+  int k = 0;
+  for (char *p = copy; p;) {
+    char *amp = strchr(p, '&');
+    if (amp) *amp = 0;
+    if (*p) {
+      char *eq = strchr(p, '=');
+      if (eq) *eq = 0;
+      ev_qs_decode(p);
+      kv[2 * k] = p;
+      if (eq) {
+        ev_qs_decode(eq + 1);
+        kv[2 * k + 1] = eq + 1;
+      } else {
+        kv[2 * k + 1] = p + strlen(p); /* "" */
+      }
+      k++;
+    }
+    p = amp ? amp + 1 : NULL;
+  }
+  q->qs_buf = mem;
+  q->qs = kv;
+  q->nqs = k;
+}
+
+const char *mtev_http_request_querystring(mtev_http_request *q,
+                                          const char *key) {
+  if (!q || !key) return NULL;
+  mtev_http_process_querystring(q);
+  for (int i = 0; i < q->nqs; i++)
+    if (!strcmp(q->qs[2 * i], key)) return q->qs[2 * i + 1];
+  return NULL;
+}
+const char *mtev_http_request_orig_querystring(mtev_http_request *q) {
+  if (!q) return NULL;
+  return q->h.query ? q->h.query : "";
+}
+int mtev_http_request_querystring_count(mtev_http_request *q) {
+  if (!q) return -1;
+  mtev_http_process_querystring(q);
+  return q->nqs;
+}
+const char *mtev_http_request_querystring_nth(mtev_http_request *q, int i,
+                                              const char **value) {
+  if (!q) return NULL;
+  mtev_http_process_querystring(q);
+  if (i < 0 || i >= q->nqs) return NULL;
+  if (value) *value = q->qs[2 * i + 1];
+  return q->qs[2 * i];
+}
+
+/* ---- the drive ---------------------------------------------------------------------------- */
+
+/* The connection is over: unregister and close the fd, free the acceptor
+ * closure, drop the connection's reference.  Never while a coroutine
+ * serves the session.  in_cb: called from e's own callback (which then
+ * returns 0, and the loop drops the registration's reference). */
+static void ev_http_teardown(mtev_http_session_ctx *s, int in_cb) {
+  EV_HTTP_ASSERT(!s->co, "a connection is torn down only after the "
+                         "coroutine serving it ended");
+  s->state = ST_DEAD;
+  s->aborted = 1;
+  eventer_timer_node_remove(&s->timer);
+  if (s->registered) {
+    eventer_remove_fde(s->e);
+    s->registered = 0;
+  }
+  int m = 0;
+  eventer_close(s->e, &m);
+  if (!in_cb) eventer_free(s->e);
+  s->e = NULL;
+  if (s->w) {
+    ev_work_put(s->w);
+    s->w = NULL;
+  }
+  mtev_acceptor_closure_t *ac = s->ac;
+  s->ac = NULL;
+  if (ac) mtev_acceptor_closure_free(ac);
+  mtev_http_session_ref_dec(s);
+}
+
+/* After a response is complete: discard an unread body, decide on the
+ * connection, make way for the next request. */
+static void ev_http_request_done(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  mtev_http_request *q = &w->req;
+  int close = w->res.close_after || s->peer_eof;
+  if (!close && !q->body_done) {
+    if ((q->h.expect_continue && !q->sent_continue) ||
+        (q->body_mode == EV_BODY_CL && q->body_left > EV_HTTP_DRAIN_MAX))
+      close = 1;
+  }
+  ev_req_release(q);
+  s->handler_mask = 0;
+  s->redispatch = 0;
+  w->head_end = 0;
+  if (close) {
+    s->state = ST_CLOSING;
+  } else if (!q->body_done) {
+    s->state = ST_DRAIN;
+    s->drained = 0;
+  } else {
+    s->state = ST_IDLE;
+  }
+}
+
+static int ev_http_interest(mtev_http_session_ctx *s) {
+  int want = EVENTER_EXCEPTION;
+  ev_http_work_t *w = s->w;
+  switch (s->state) {
+  case ST_HANDLER:
+    if (s->co_wait == CW_READ) want |= EVENTER_READ;
+    else if (s->co_wait == CW_MASK) want |= s->co_wait_mask;
+    else if (s->handler_mask) want |= s->handler_mask;
+    else if (!s->peer_eof && ev_http_has_room(s)) want |= EVENTER_READ;
+    break;
+  case ST_CLOSING:
+    break;
+  default:
+    if (!s->peer_eof && ev_http_has_room(s)) want |= EVENTER_READ;
+  }
+  if (w && w->out.head) want |= EVENTER_WRITE;
+  return want & (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION);
+}
+
+/* When the session's timer should act. */
+static uint64_t ev_http_deadline(mtev_http_session_ctx *s) {
+  uint64_t idle = ev_ms_ns(EV_LD(idle_timeout_ms));
+  ev_http_work_t *w = s->w;
+  if (s->state == ST_LINGER) return s->head_start_ns + EV_HTTP_LINGER_NS;
+  if (w && w->out.head && s->wr_blocked) return s->last_io_ns + idle;
+  switch (s->state) {
+  case ST_IDLE: return s->last_io_ns + idle;
+  case ST_HEAD: return s->head_start_ns + ev_ms_ns(EV_LD(header_timeout_ms));
+  case ST_DRAIN: return s->last_io_ns + idle;
+  case ST_CLOSING: return s->last_io_ns + idle;
+  case ST_HANDLER:
+    return (s->handler_mask && !s->co) ? s->last_io_ns + idle : 0;
+  default: return 0;
+  }
+}
+
+static void ev_http_arm(mtev_http_session_ctx *s) {
+  uint64_t d = ev_http_deadline(s);
+  s->deadline_ns = d;
+  if (!d) return;
+  /* a later deadline waits for the node to fire; only an earlier one
+   * moves it (one timer operation per idle period, not per request) */
+  if (eventer_timer_node_pending(&s->timer) && s->armed_ns <= d) return;
+  if (eventer_timer_node_add_at_ns(&s->timer, d) == 0) s->armed_ns = d;
+}
+
+static void ev_http_timer_fire(eventer_timer_node_t *n, struct timeval *now) {
+  (void)now;
+  mtev_http_session_ctx *s = EV_CONTAINER_OF(n, mtev_http_session_ctx, timer);
+  if (s->state == ST_DEAD) return;
+  /* the precise clock here: the node fired by it, and the coarse one may
+   * still be short of the deadline */
+  uint64_t t = eventer_mono_ns();
+  uint64_t d = ev_http_deadline(s);
+  s->deadline_ns = d;
+  if (!d) return;
+  if (t < d) {
+    if (eventer_timer_node_add_at_ns(&s->timer, d) == 0) s->armed_ns = d;
+    return;
+  }
+  int fd = eventer_get_fd(s->e);
+  ev_http_work_t *w = s->w;
+  if (w && w->out.head && s->wr_blocked) {
+    mtevL(mtev_debug, "http: fd %d: peer stopped reading\n", fd);
+    ev_http_abort(s);
+  } else {
+    switch (s->state) {
+    case ST_HEAD:
+      ev_http_fail(s, 408);
+      break;
+    case ST_IDLE:
+    case ST_LINGER:
+    case ST_CLOSING:
+      s->state = ST_DEAD;
+      break;
+    default:
+      ev_http_abort(s);
+    }
+  }
+  int done = 0;
+  ev_http_drive(s, 0, 0, &done);
+}
+
+static void ev_http_task_run(eventer_task_t *t, struct timeval *now) {
+  (void)now;
+  mtev_http_session_ctx *s = EV_CONTAINER_OF(t, mtev_http_session_ctx, task);
+  s->task_posted = 0;
+  if (s->e) {
+    int done = 0;
+    ev_http_drive(s, 0, 0, &done);
+  }
+  mtev_http_session_ref_dec(s); /* the task's */
+}
+
+/* Moves the connection to a loop of s->move_to; the dispatcher is called
+ * again there.  Returns the mask for the callback (in_cb), or 0. */
+static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
+  static uint32_t rr;
+  eventer_pool_t *pool = s->move_to;
+  s->move_to = NULL;
+  uint32_t n = eventer_pool_concurrency(pool);
+  eventer_loop_t *to = n ? eventer_pool_loop(
+      pool, (int)(__atomic_add_fetch(&rr, 1, __ATOMIC_RELAXED) % n)) : NULL;
+  if (!to) {
+    errno = EINVAL;
+    return -1;
+  }
+  s->redispatch = 1;
+  eventer_timer_node_remove(&s->timer);
+  int mask = EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION;
+  if (in_cb) {
+    if (eventer_set_owner_loop(s->e, to) != 0) return -1;
+    return mask;
+  }
+  if (s->registered) {
+    eventer_remove_fde(s->e);
+    s->registered = 0;
+  }
+  if (eventer_set_owner_loop(s->e, to) != 0) return -1;
+  eventer_set_mask(s->e, mask);
+  if (eventer_add_ex(s->e) != 0) return -1;
+  s->registered = 1;
+  return 0;
+}
+
+/* Calls the dispatcher for the current request and acts on what it
+ * asked for.  Returns 1 when the session moved to another loop. */
+static int ev_http_dispatch(mtev_http_session_ctx *s) {
+  s->redispatch = 0;
+  int rv = s->dispatcher(s);
+  if (s->move_to) return 1;
+  if (s->want_aco) {
+    s->want_aco = 0;
+    ev_aco_t *a = ev_aco_create(ev_http_aco_main, s, 0, 0, NULL);
+    if (!a) {
+      mtevL(mtev_error, "http: cannot start a coroutine: %s\n", strerror(errno));
+      ev_http_fail(s, 500);
+      return 0;
+    }
+    s->co = a;
+    ev_aco_resume(a);
+    return 0;
+  }
+  ev_http_work_t *w = s->w;
+  s->handler_mask = w->res.complete || s->aborted
+                        ? 0
+                        : rv & (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION);
+  if (!s->handler_mask && !w->res.complete && !s->aborted && s->refcnt == 1) {
+    /* done, yet nothing ended the response and nobody holds the session
+     * to end it later: end it here (500 if it has no status), or the
+     * connection would wait forever */
+    if (!w->res.status && !w->res.headers_sent) {
+      w->res.status = 500;
+      w->res.close_after = 1;
+      mtevL(mtev_error, "http: %s %s: handler returned without a response\n",
+            w->req.h.method, w->req.h.path);
+    }
+    ev_http_flush(s, 1, 0);
+  }
+  return 0;
+}
+
+/* After an exception report without readability: 0 if the socket still
+ * looks healthy, -1 if it is at EOF, failed, or hung up with data we
+ * will not read. */
+static int ev_http_probe(mtev_http_session_ctx *s) {
+  if (eventer_get_fd_opset(s->e) != eventer_POSIX_fd_opset) return -1;
+  char c;
+  ssize_t n = recv(eventer_get_fd(s->e), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return 0;
+  return -1;
+}
+
+static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
+                         int *done) {
+  *done = 0;
+  if (s->state == ST_DEAD && !s->co) goto over;
+  uint64_t now = ev_coarse_ns();
+  s->drive_ns = now;
+  ev_date_tick();
+  if ((mask & EVENTER_EXCEPTION) && !(mask & EVENTER_READ) && !s->aborted &&
+      ev_http_probe(s) != 0) {
+    /* error or hang-up reported while we were not reading: the peer is
+     * gone (EPOLLERR/EPOLLHUP would fire again and again) */
+    if (s->state == ST_LINGER || s->state == ST_CLOSING || s->state == ST_IDLE)
+      s->state = ST_DEAD;
+    else
+      ev_http_abort(s);
+  }
+  if (mask & (EVENTER_READ | EVENTER_EXCEPTION)) s->rd_ready = 1;
+  if (mask & (EVENTER_WRITE | EVENTER_EXCEPTION)) s->wr_blocked = 0;
+  if (!s->w && !(s->w = ev_work_get())) {
+    mtevL(mtev_error, "http: out of memory\n");
+    s->state = ST_DEAD;
+    goto over;
+  }
+  s->in_drive++;
+  ev_in_drive++;
+  for (;;) {
+    ev_http_work_t *w = s->w;
+    if (s->aborted || s->state == ST_DEAD) break;
+    if (s->state == ST_HANDLER) {
+      /* a complete response waits for the batch (written in IDLE),
+       * unless its coroutine waits for it to be written */
+      if (w->out.head && !s->wr_blocked &&
+          (!w->res.complete || s->co_wait == CW_DRAIN)) {
+        if (ev_http_write_out(s) < 0) {
+          ev_http_abort(s);
+          continue;
+        }
+      }
+      if (s->co) {
+        /* a coroutine serves the request: serve its wait */
+        if (s->co_wait == CW_DRAIN && !w->out.head) ev_http_co_wake(s);
+        if (s->co_wait == CW_READ && (s->rd_ready || s->peer_eof))
+          ev_http_co_wake(s);
+        if (s->co_wait == CW_MASK &&
+            (((s->co_wait_mask & EVENTER_READ) && s->rd_ready) ||
+             ((s->co_wait_mask & EVENTER_WRITE) && !s->wr_blocked)))
+          ev_http_co_wake(s);
+        if (s->co_wait == CW_NONE && s->rd_ready && !s->peer_eof) {
+          /* keep reading (pipelined requests), to see the peer leave */
+          ssize_t n = ev_http_fill(s);
+          if (n == 0) {
+            /* the client is gone, or half-closed: cancel what the handler
+             * waits for; a response it still writes may get through */
+            eventer_aco_cancel(ev_aco_handle_of(s->co));
+          } else if (n < 0 && errno != EAGAIN && errno != ENOBUFS) {
+            ev_http_abort(s);
+            continue;
+          } else if (n < 0 && errno == ENOBUFS) {
+            s->rd_ready = 0;
+          }
+        }
+        break;
+      }
+      if (s->redispatch) {
+        if (ev_http_dispatch(s)) goto migrate;
+        continue;
+      }
+      if (s->handler_mask) {
+        if (((s->handler_mask & EVENTER_READ) && (s->rd_ready || s->peer_eof)) ||
+            ((s->handler_mask & EVENTER_WRITE) && !s->wr_blocked)) {
+          s->handler_mask = 0;
+          if (ev_http_dispatch(s)) goto migrate;
+          continue;
+        }
+        break;
+      }
+      if (!w->res.complete) {
+        /* the response will be ended later (someone holds a reference) */
+        if (s->rd_ready && !s->peer_eof) {
+          ssize_t n = ev_http_fill(s);
+          if (n < 0 && errno != EAGAIN && errno != ENOBUFS) {
+            ev_http_abort(s);
+            continue;
+          }
+          if (n < 0 && errno == ENOBUFS) s->rd_ready = 0;
+        }
+        break;
+      }
+      ev_http_request_done(s);
+      continue;
+    }
+    if (s->state == ST_IDLE || s->state == ST_HEAD) {
+      if (w->out.bytes >= EV_HTTP_CORK && !s->wr_blocked) {
+        if (ev_http_write_out(s) < 0) {
+          ev_http_abort(s);
+          continue;
+        }
+      }
+      if (w->out.bytes >= EV_HTTP_CORK) break; /* let the peer read first */
+      int r = ev_http_next_request(s, now);
+      if (r == 1) {
+        if (ev_http_dispatch(s)) goto migrate;
+        continue;
+      }
+      if (r == -1) {
+        mtevL(mtev_debug, "http: fd %d: not HTTP, closing\n",
+              eventer_get_fd(s->e));
+        s->state = ST_DEAD;
+        break;
+      }
+      if (r >= 400) {
+        ev_http_fail(s, r);
+        s->state = ST_CLOSING;
+        continue;
+      }
+      /* everything pending goes out before waiting for input */
+      if (w->out.head && !s->wr_blocked && ev_http_write_out(s) < 0) {
+        ev_http_abort(s);
+        continue;
+      }
+      if (s->peer_eof) {
+        /* between requests (or inside a head): just close */
+        if (!w->out.head) s->state = ST_DEAD;
+        else s->state = ST_CLOSING;
+        continue;
+      }
+      if (!s->rd_ready) break;
+      ssize_t n = ev_http_fill(s);
+      if (n > 0) continue;
+      if (n == 0) continue; /* peer_eof is set */
+      if (errno == EAGAIN) break;
+      if (errno == ENOBUFS) { /* cannot happen: the head limit answers 431 */
+        ev_http_fail(s, 431);
+        continue;
+      }
+      ev_http_abort(s);
+      continue;
+    }
+    if (s->state == ST_DRAIN) {
+      long n = ev_http_body_take(s, NULL, SIZE_MAX);
+      if (n > 0) {
+        s->drained += (uint64_t)n;
+        if (s->drained > EV_HTTP_DRAIN_MAX) s->state = ST_CLOSING;
+        continue;
+      }
+      if (n < 0) {
+        s->state = ST_CLOSING;
+        continue;
+      }
+      if (w->req.body_done) {
+        s->state = ST_IDLE;
+        continue;
+      }
+      if (s->peer_eof) {
+        s->state = ST_DEAD;
+        continue;
+      }
+      if (!s->rd_ready) break;
+      ssize_t r = ev_http_fill(s);
+      if (r > 0 || r == 0) continue;
+      if (errno == EAGAIN) break;
+      ev_http_abort(s);
+      continue;
+    }
+    if (s->state == ST_CLOSING) {
+      if (w->out.head && !s->wr_blocked && ev_http_write_out(s) < 0) {
+        ev_http_abort(s);
+        continue;
+      }
+      if (w->out.head) break;
+      /* half-close and read what the peer still sends, so that a reset
+       * does not destroy the response before the peer read it */
+      if (eventer_get_fd_opset(s->e) != eventer_POSIX_fd_opset ||
+          shutdown(eventer_get_fd(s->e), SHUT_WR) != 0 || s->peer_eof) {
+        s->state = ST_DEAD;
+        continue;
+      }
+      s->state = ST_LINGER;
+      s->head_start_ns = now;
+      w->in_start = w->in_end = 0;
+      continue;
+    }
+    if (s->state == ST_LINGER) {
+      w->in_start = w->in_end = 0;
+      if (!s->rd_ready) break;
+      ssize_t n = ev_http_fill(s);
+      if (n > 0) continue;
+      if (n < 0 && errno == EAGAIN) break;
+      s->state = ST_DEAD;
+      continue;
+    }
+    break;
+  }
+  s->in_drive--;
+  ev_in_drive--;
+  if (s->aborted || s->state == ST_DEAD) {
+    if (s->co) {
+      /* the coroutine ends first; its end posts the task that finishes.
+       * (state is left as it is: a job thread may be reading it) */
+      return in_cb ? (s->registered ? ev_http_interest(s) : EVENTER_EXCEPTION)
+                   : 0;
+    }
+    goto over;
+  }
+  ev_http_maybe_release(s);
+  {
+    int want = ev_http_interest(s);
+    ev_http_arm(s);
+    if (!in_cb && s->registered && want != eventer_get_mask(s->e))
+      eventer_update(s->e, want);
+    return want;
+  }
+migrate : {
+  s->in_drive--;
+  ev_in_drive--;
+  int m = ev_http_migrate(s, in_cb);
+  if (m < 0) {
+    mtevL(mtev_error, "http: moving a connection failed: %s\n", strerror(errno));
+    s->move_to = NULL;
+    ev_http_fail(s, 500);
+    s->state = ST_CLOSING;
+    s->redispatch = 0;
+    return ev_http_drive(s, 0, in_cb, done);
+  }
+  return m;
+}
+over:
+  ev_http_teardown(s, in_cb);
+  *done = 1;
+  return 0;
+}
+
+int mtev_http_session_drive(eventer_t e, int mask, void *closure,
+                            struct timeval *now, int *done) {
+  (void)now;
+  int d = 0;
+  mtev_http_session_ctx *s = closure;
+  if (!done) done = &d;
+  *done = 0;
+  if (!s || s->e != e) {
+    errno = EINVAL;
+    return 0;
+  }
+  return ev_http_drive(s, mask, 1, done);
+}

@@ -1,0 +1,542 @@
+/*
+ * mtev_rest.c - REST routing (see mtev_rest.h).
+ *
+ * The routing table is read on every request by every loop and written
+ * rarely, so readers take no lock: the array of bases is an immutable
+ * snapshot replaced (copy, then an atomic pointer store) when a base is
+ * added, and rules are appended to a base's list with release stores.
+ * Nothing is freed while the process serves (old snapshots wait for
+ * mtev_http_rest_fini).
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "mtev_rest.h"
+
+#include <errno.h>
+#include <pcre2.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_impl.h"
+
+struct rest_url_dispatcher {
+  struct rest_url_dispatcher *next; /* in its base, registration order */
+  struct rest_url_dispatcher *all;  /* every rule, for fini */
+  char *method;
+  size_t mlen;
+  char *expression;
+  pcre2_code *re;
+  int jit;                          /* JIT-compiled */
+  rest_request_handler handler;
+  rest_authorize_func_t auth;
+  void *closure;
+  eventer_pool_t *pool;
+  int aco;
+};
+
+typedef struct {
+  char *base;
+  size_t blen;
+  struct rest_url_dispatcher *rules, *last;
+} ev_rest_base_t;
+
+typedef struct ev_rest_table {
+  struct ev_rest_table *retired; /* older snapshots, freed at fini */
+  int n;
+  ev_rest_base_t *b[]; /* longest base first */
+} ev_rest_table_t;
+
+static pthread_mutex_t ev_rest_lock = PTHREAD_MUTEX_INITIALIZER;
+static ev_rest_table_t *ev_rest_tab; /* atomic */
+static struct rest_url_dispatcher *ev_rest_all;
+static int ev_rest_named;
+
+/* Per connection: the closure handlers see, and what routing decided. */
+typedef struct {
+  mtev_http_rest_closure_t restc; /* first: the acceptor ctx points here */
+  uint64_t seq;                   /* the request routed */
+  struct rest_url_dispatcher *rule;
+} ev_rest_conn_t;
+
+/* ---- match data, one per thread ------------------------------------------------- */
+
+#define EV_REST_MAX_CAPS 32
+static pthread_key_t ev_md_key;
+static pthread_once_t ev_md_once = PTHREAD_ONCE_INIT;
+static __thread pcre2_match_data *ev_md;
+
+static void ev_md_free(void *p) { pcre2_match_data_free(p); }
+static void ev_md_key_make(void) { pthread_key_create(&ev_md_key, ev_md_free); }
+
+static pcre2_match_data *ev_match_data(void) {
+  if (!ev_md) {
+    pthread_once(&ev_md_once, ev_md_key_make);
+    ev_md = pcre2_match_data_create(EV_REST_MAX_CAPS, NULL);
+    if (ev_md) pthread_setspecific(ev_md_key, ev_md);
+  }
+  return ev_md;
+}
+
+/* Number of captures + 1 when rule matches subject, else -1. */
+static int ev_rule_match(struct rest_url_dispatcher *r, const char *subj,
+                         size_t len, pcre2_match_data *md) {
+  int rc = r->jit ? pcre2_jit_match(r->re, (PCRE2_SPTR)subj, len, 0, 0, md, NULL)
+                  : pcre2_match(r->re, (PCRE2_SPTR)subj, len, 0, 0, md, NULL);
+  if (rc == 0) rc = EV_REST_MAX_CAPS; /* more groups than we report */
+  return rc > 0 ? rc : -1;
+}
+
+/* ---- registration --------------------------------------------------------------------- */
+
+static void ev_rule_free(struct rest_url_dispatcher *r) {
+  free(r->method);
+  free(r->expression);
+  pcre2_code_free(r->re);
+  free(r);
+}
+
+void mtev_http_rest_init(void) {
+  pthread_mutex_lock(&ev_rest_lock);
+  if (!ev_rest_named) {
+    eventer_name_callback("http_rest_api", mtev_http_rest_handler);
+    eventer_name_callback("control_dispatch", mtev_control_dispatch);
+    ev_rest_named = 1;
+  }
+  pthread_mutex_unlock(&ev_rest_lock);
+}
+
+void mtev_http_rest_fini(void) {
+  pthread_mutex_lock(&ev_rest_lock);
+  ev_rest_table_t *t = __atomic_load_n(&ev_rest_tab, __ATOMIC_ACQUIRE);
+  __atomic_store_n(&ev_rest_tab, NULL, __ATOMIC_RELEASE);
+  if (t) {
+    for (int i = 0; i < t->n; i++) {
+      free(t->b[i]->base);
+      free(t->b[i]);
+    }
+  }
+  while (t) {
+    ev_rest_table_t *o = t->retired;
+    free(t);
+    t = o;
+  }
+  while (ev_rest_all) {
+    struct rest_url_dispatcher *r = ev_rest_all;
+    ev_rest_all = r->all;
+    ev_rule_free(r);
+  }
+  pthread_mutex_unlock(&ev_rest_lock);
+}
+
+static int ev_valid_method(const char *m) {
+  if (!*m) return 0;
+  for (; *m; m++) {
+    unsigned char c = (unsigned char)*m;
+    if (c <= 0x20 || c >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", c)) return 0;
+  }
+  return 1;
+}
+
+mtev_rest_mountpoint_t *mtev_http_rest_new_rule_auth_closure(
+    const char *method, const char *base, const char *expression,
+    rest_request_handler f, rest_websocket_message_handler wf,
+    const char *websocket_protocol, rest_authorize_func_t auth,
+    void *closure) {
+  if (wf || websocket_protocol) {
+    errno = ENOTSUP;
+    return NULL;
+  }
+  size_t blen = base ? strlen(base) : 0;
+  if (!method || !ev_valid_method(method) || !expression || !f || blen == 0 ||
+      base[0] != '/' || base[blen - 1] != '/') {
+    mtevL(mtev_error, "rest: a rule needs a method, a base that starts and "
+          "ends with '/', an expression and a handler\n");
+    errno = EINVAL;
+    return NULL;
+  }
+  int err;
+  PCRE2_SIZE off;
+  pcre2_code *re = pcre2_compile((PCRE2_SPTR)expression, PCRE2_ZERO_TERMINATED,
+                                 0, &err, &off, NULL);
+  if (!re) {
+    PCRE2_UCHAR msg[160];
+    pcre2_get_error_message(err, msg, sizeof(msg));
+    mtevL(mtev_error, "rest: expression %s%s at offset %zu: %s\n", base,
+          expression, (size_t)off, (char *)msg);
+    errno = EINVAL;
+    return NULL;
+  }
+  struct rest_url_dispatcher *r = calloc(1, sizeof(*r));
+  if (!r) {
+    pcre2_code_free(re);
+    errno = ENOMEM;
+    return NULL;
+  }
+  r->re = re;
+  r->jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
+  r->method = strdup(method);
+  r->mlen = strlen(method);
+  r->expression = strdup(expression);
+  r->handler = f;
+  r->auth = auth;
+  r->closure = closure;
+  if (!r->method || !r->expression) {
+    ev_rule_free(r);
+    errno = ENOMEM;
+    return NULL;
+  }
+
+  pthread_mutex_lock(&ev_rest_lock);
+  ev_rest_table_t *t = __atomic_load_n(&ev_rest_tab, __ATOMIC_ACQUIRE);
+  ev_rest_base_t *b = NULL;
+  for (int i = 0; t && i < t->n; i++)
+    if (t->b[i]->blen == blen && !memcmp(t->b[i]->base, base, blen)) b = t->b[i];
+  if (!b) {
+    b = calloc(1, sizeof(*b));
+    int n = t ? t->n : 0;
+    ev_rest_table_t *nt = malloc(sizeof(*nt) + (size_t)(n + 1) * sizeof(nt->b[0]));
+    if (!b || !nt || !(b->base = strdup(base))) {
+      pthread_mutex_unlock(&ev_rest_lock);
+      free(b ? b->base : NULL);
+      free(b);
+      free(nt);
+      ev_rule_free(r);
+      errno = ENOMEM;
+      return NULL;
+    }
+    b->blen = blen;
+    int j = 0, placed = 0;
+    for (int i = 0; i < n; i++) {
+      if (!placed && t->b[i]->blen < blen) {
+        nt->b[j++] = b;
+        placed = 1;
+      }
+      nt->b[j++] = t->b[i];
+    }
+    if (!placed) nt->b[j++] = b;
+    nt->n = j;
+    nt->retired = t;
+    __atomic_store_n(&ev_rest_tab, nt, __ATOMIC_RELEASE);
+  }
+  /* publish the rule fully built, then link it */
+  if (b->last)
+    __atomic_store_n(&b->last->next, r, __ATOMIC_RELEASE);
+  else
+    __atomic_store_n(&b->rules, r, __ATOMIC_RELEASE);
+  b->last = r;
+  r->all = ev_rest_all;
+  ev_rest_all = r;
+  pthread_mutex_unlock(&ev_rest_lock);
+  return r;
+}
+
+mtev_rest_mountpoint_t *mtev_http_rest_new_rule(const char *method,
+                                                const char *base,
+                                                const char *expression,
+                                                rest_request_handler f) {
+  return mtev_http_rest_new_rule_auth_closure(method, base, expression, f,
+                                              NULL, NULL, NULL, NULL);
+}
+
+int mtev_http_rest_register_auth_closure(const char *method, const char *base,
+                                         const char *expression,
+                                         rest_request_handler f,
+                                         rest_websocket_message_handler wf,
+                                         const char *websocket_protocol,
+                                         rest_authorize_func_t auth,
+                                         void *closure) {
+  return mtev_http_rest_new_rule_auth_closure(method, base, expression, f, wf,
+                                              websocket_protocol, auth,
+                                              closure)
+             ? 0
+             : -1;
+}
+int mtev_http_rest_register(const char *method, const char *base,
+                            const char *expression, rest_request_handler f) {
+  return mtev_http_rest_register_auth_closure(method, base, expression, f,
+                                              NULL, NULL, NULL, NULL);
+}
+int mtev_http_rest_register_closure(const char *method, const char *base,
+                                    const char *expression,
+                                    rest_request_handler f, void *closure) {
+  return mtev_http_rest_register_auth_closure(method, base, expression, f,
+                                              NULL, NULL, NULL, closure);
+}
+int mtev_http_rest_register_auth(const char *method, const char *base,
+                                 const char *expression,
+                                 rest_request_handler f,
+                                 rest_authorize_func_t auth) {
+  return mtev_http_rest_register_auth_closure(method, base, expression, f,
+                                              NULL, NULL, auth, NULL);
+}
+
+void mtev_rest_mountpoint_set_handler(mtev_rest_mountpoint_t *mp,
+                                      rest_request_handler h) {
+  if (mp && h) __atomic_store_n(&mp->handler, h, __ATOMIC_RELAXED);
+}
+void mtev_rest_mountpoint_set_auth(mtev_rest_mountpoint_t *mp,
+                                   rest_authorize_func_t h) {
+  if (mp) __atomic_store_n(&mp->auth, h, __ATOMIC_RELAXED);
+}
+void mtev_rest_mountpoint_set_closure(mtev_rest_mountpoint_t *mp, void *c) {
+  if (mp) __atomic_store_n(&mp->closure, c, __ATOMIC_RELAXED);
+}
+void mtev_rest_mountpoint_set_eventer_pool(mtev_rest_mountpoint_t *mp,
+                                           eventer_pool_t *pool) {
+  if (mp) __atomic_store_n(&mp->pool, pool, __ATOMIC_RELAXED);
+}
+void mtev_rest_mountpoint_set_aco(mtev_rest_mountpoint_t *mp,
+                                  mtev_boolean enabled) {
+  if (mp) __atomic_store_n(&mp->aco, enabled ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+/* ---- per-request state ------------------------------------------------------------------- */
+
+void mtev_http_rest_clean_request(mtev_http_rest_closure_t *restc) {
+  if (!restc) return;
+  free(restc->params); /* one block: pointers, then the strings */
+  restc->params = NULL;
+  restc->nparams = 0;
+  if (restc->call_closure_free) restc->call_closure_free(restc->call_closure);
+  restc->call_closure_free = NULL;
+  restc->call_closure = NULL;
+  restc->fastpath = NULL;
+  restc->aco_enabled = mtev_false;
+}
+
+static void ev_rest_conn_free(void *p) {
+  ev_rest_conn_t *rc = p;
+  mtev_http_rest_clean_request(&rc->restc);
+  free(rc);
+}
+
+/* The captures as pats: one allocation, NULL when there are none. */
+static int ev_rest_set_params(mtev_http_rest_closure_t *restc, const char *subj,
+                              pcre2_match_data *md, int cnt) {
+  int np = cnt - 1;
+  if (np <= 0) return 0;
+  PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+  size_t bytes = (size_t)np * sizeof(char *);
+  for (int i = 1; i <= np; i++)
+    if (ov[2 * i] != PCRE2_UNSET) bytes += ov[2 * i + 1] - ov[2 * i] + 1;
+    else bytes += 1;
+  char **pp = malloc(bytes);
+  if (!pp) return -1;
+  char *s = (char *)(pp + np);
+  for (int i = 1; i <= np; i++) {
+    size_t l = ov[2 * i] != PCRE2_UNSET ? ov[2 * i + 1] - ov[2 * i] : 0;
+    if (l) memcpy(s, subj + ov[2 * i], l);
+    s[l] = 0;
+    pp[i - 1] = s;
+    s += l + 1;
+  }
+  restc->params = pp;
+  restc->nparams = np;
+  return 0;
+}
+
+static void ev_rest_answer(mtev_http_session_ctx *ctx, int code,
+                           const char *reason, const char *allow) {
+  mtev_http_response_status_set(ctx, code, reason);
+  if (allow) mtev_http_response_header_set(ctx, "Allow", allow);
+  if (code != 200) {
+    mtev_http_response_header_set(ctx, "Content-Type", "text/plain");
+    mtev_http_response_appendf(ctx, "%s\n", reason);
+  }
+  mtev_http_response_end(ctx);
+}
+
+/* Appends m to the comma-separated list (no duplicates). */
+static void ev_allow_add(char *list, size_t cap, const char *m) {
+  size_t ml = strlen(m);
+  for (const char *p = list; *p;) {
+    const char *c = strchr(p, ',');
+    size_t l = c ? (size_t)(c - p) : strlen(p);
+    if (l == ml && !memcmp(p, m, ml)) return;
+    p = c ? c + 2 : p + l;
+  }
+  size_t n = strlen(list);
+  if (n + ml + 3 > cap) return;
+  if (n) {
+    memcpy(list + n, ", ", 2);
+    n += 2;
+  }
+  memcpy(list + n, m, ml + 1);
+}
+
+/* Routes the current request.  1: rc->rule serves it; 0: answered here. */
+static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
+  mtev_http_request *req = mtev_http_session_request(ctx);
+  size_t plen;
+  const char *path = ev_http_request_path(req, &plen);
+  const char *method = mtev_http_request_method_str(req);
+  ev_rest_table_t *t = __atomic_load_n(&ev_rest_tab, __ATOMIC_ACQUIRE);
+  ev_rest_base_t *b = NULL;
+  for (int i = 0; t && i < t->n; i++) {
+    ev_rest_base_t *c = t->b[i];
+    if (c->blen <= plen && !memcmp(path, c->base, c->blen)) {
+      b = c;
+      break;
+    }
+  }
+  if (!b) {
+    ev_rest_answer(ctx, 404, "Not Found", NULL);
+    return 0;
+  }
+  const char *rest = path + b->blen;
+  size_t rlen = plen - b->blen;
+  pcre2_match_data *md = ev_match_data();
+  if (!md) {
+    ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
+    return 0;
+  }
+  size_t mlen = strlen(method);
+  int is_head = mlen == 4 && !memcmp(method, "HEAD", 4);
+  struct rest_url_dispatcher *r, *head_get = NULL;
+  int cnt = -1;
+  for (r = __atomic_load_n(&b->rules, __ATOMIC_ACQUIRE); r;
+       r = __atomic_load_n(&r->next, __ATOMIC_ACQUIRE)) {
+    int same = r->mlen == mlen && !memcmp(r->method, method, mlen);
+    if (!same && !(is_head && !head_get && r->mlen == 3 &&
+                   !memcmp(r->method, "GET", 3)))
+      continue;
+    int c = ev_rule_match(r, rest, rlen, md);
+    if (c < 0) continue;
+    if (same) {
+      cnt = c; /* md holds this match */
+      break;
+    }
+    head_get = r; /* a GET rule serves HEAD unless a HEAD rule matches */
+  }
+  if (!r && head_get) {
+    r = head_get;
+    cnt = ev_rule_match(r, rest, rlen, md);
+  }
+  if (!r) {
+    /* no rule for this method: which methods would match? */
+    char allow[256] = "";
+    for (struct rest_url_dispatcher *o = __atomic_load_n(&b->rules, __ATOMIC_ACQUIRE);
+         o; o = __atomic_load_n(&o->next, __ATOMIC_ACQUIRE)) {
+      if (ev_rule_match(o, rest, rlen, md) < 0) continue;
+      ev_allow_add(allow, sizeof(allow), o->method);
+      if (!strcmp(o->method, "GET")) ev_allow_add(allow, sizeof(allow), "HEAD");
+    }
+    if (!allow[0]) {
+      ev_rest_answer(ctx, 404, "Not Found", NULL);
+    } else if (!strcmp(method, "OPTIONS")) {
+      ev_allow_add(allow, sizeof(allow), "OPTIONS");
+      ev_rest_answer(ctx, 200, "OK", allow);
+    } else {
+      ev_allow_add(allow, sizeof(allow), "OPTIONS");
+      ev_rest_answer(ctx, 405, "Method Not Allowed", allow);
+    }
+    return 0;
+  }
+  mtev_http_rest_closure_t *restc = &rc->restc;
+  if (ev_rest_set_params(restc, rest, md, cnt) != 0) {
+    ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
+    return 0;
+  }
+  restc->closure = __atomic_load_n(&r->closure, __ATOMIC_RELAXED);
+  restc->fastpath = __atomic_load_n(&r->handler, __ATOMIC_RELAXED);
+  rest_authorize_func_t auth = __atomic_load_n(&r->auth, __ATOMIC_RELAXED);
+  if (auth && !auth(restc, restc->nparams, restc->params)) {
+    ev_rest_answer(ctx, 403, "Forbidden", NULL);
+    return 0;
+  }
+  rc->rule = r;
+  return 1;
+}
+
+/* The session's dispatcher. */
+static int ev_rest_dispatch(mtev_http_session_ctx *ctx) {
+  ev_rest_conn_t *rc = mtev_http_session_dispatcher_closure(ctx);
+  mtev_http_rest_closure_t *restc = &rc->restc;
+  uint64_t seq = ev_http_request_seq(ctx);
+  if (rc->seq != seq) {
+    mtev_http_rest_clean_request(restc);
+    rc->seq = seq;
+    rc->rule = NULL;
+    if (!ev_rest_route(rc, ctx)) return 0;
+  }
+  struct rest_url_dispatcher *r = rc->rule;
+  if (!r) return 0;
+  eventer_pool_t *pool = __atomic_load_n(&r->pool, __ATOMIC_RELAXED);
+  if (pool && eventer_loop_pool(eventer_loop_current()) != pool) {
+    if (ev_http_session_move(ctx, pool) == 0) return 0;
+  }
+  if (__atomic_load_n(&r->aco, __ATOMIC_RELAXED) && !mtev_http_session_aco(ctx)) {
+    if (ev_http_session_run_aco(ctx) == 0) return 0;
+    ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
+    return 0;
+  }
+  restc->aco_enabled = mtev_http_session_aco(ctx);
+  return restc->fastpath(restc, restc->nparams, restc->params);
+}
+
+/* ---- uploads ------------------------------------------------------------------------------ */
+
+mtev_boolean mtev_rest_complete_upload(mtev_http_rest_closure_t *restc,
+                                       int *mask) {
+  if (!restc || !restc->http_ctx) {
+    if (mask) *mask = 0;
+    return mtev_false;
+  }
+  return ev_http_complete_upload(restc->http_ctx, mask);
+}
+
+void *rest_get_raw_upload(mtev_http_rest_closure_t *restc, int *mask,
+                          int *complete, int *size) {
+  if (complete) *complete = 0;
+  if (!mtev_rest_complete_upload(restc, mask)) return NULL;
+  if (complete) *complete = 1;
+  int64_t sz = 0;
+  const void *d = mtev_http_request_get_upload(
+      mtev_http_session_request(restc->http_ctx), &sz);
+  if (size) *size = (int)sz;
+  return (void *)(uintptr_t)d;
+}
+
+/* ---- the listener callbacks --------------------------------------------------------------- */
+
+static int ev_rest_conn_handler(eventer_t e, int mask, void *closure,
+                                int sniff) {
+  mtev_acceptor_closure_t *ac = closure;
+  ev_rest_conn_t *rc = mtev_acceptor_closure_ctx(ac);
+  if (!rc) {
+    rc = calloc(1, sizeof(*rc));
+    mtev_http_session_ctx *ctx =
+        rc ? mtev_http_session_ctx_new(ev_rest_dispatch, rc, e, ac) : NULL;
+    if (!ctx) {
+      mtevL(mtev_error, "rest: cannot serve fd %d: %s\n", eventer_get_fd(e),
+            strerror(errno));
+      free(rc);
+      eventer_remove_fde(e);
+      int m = 0;
+      eventer_close(e, &m);
+      mtev_acceptor_closure_free(ac);
+      return 0;
+    }
+    rc->restc.http_ctx = ctx;
+    rc->restc.ac = ac;
+    rc->restc.remote_cn = (char *)"";
+    mtev_acceptor_closure_set_ctx(ac, rc, ev_rest_conn_free);
+    if (sniff) ev_http_session_sniff(ctx);
+  }
+  int done = 0;
+  int rv = mtev_http_session_drive(e, mask, rc->restc.http_ctx, NULL, &done);
+  return done ? 0 : rv;
+}
+
+int mtev_http_rest_handler(eventer_t e, int mask, void *closure,
+                           struct timeval *now) {
+  (void)now;
+  return ev_rest_conn_handler(e, mask, closure, 0);
+}
+
+int mtev_control_dispatch(eventer_t e, int mask, void *closure,
+                          struct timeval *now) {
+  (void)now;
+  return ev_rest_conn_handler(e, mask, closure, 1);
+}

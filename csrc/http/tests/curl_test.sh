@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# curl_test.sh MODE SERVER - Debian's curl against the HTTP engine
+# (http_demo_server).  Exits non-zero on the first failure.
+set -u
+mode=$1 bin=$2
+tmp=$(mktemp -d)
+trap 'exec 3>&-; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+fail() { echo "FAIL [curl/$mode] $*"; exit 1; }
+
+mkfifo "$tmp/in"
+"$bin" <"$tmp/in" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+exec 3>"$tmp/in" # the server stops when this closes
+for _ in $(seq 100); do grep -q '^port ' "$tmp/out" 2>/dev/null && break; sleep 0.1; done
+port=$(sed -n 's/^port //p' "$tmp/out")
+[ -n "$port" ] || fail "server did not start: $(cat "$tmp/err")"
+url=http://127.0.0.1:$port
+c() { curl -sS --max-time 20 "$@"; }
+
+# the seed's example: 200 "Hello world." after >= 1 s, while another
+# request is answered at once
+c -o "$tmp/hello" -w '%{http_code} %{time_total}\n' "$url/hello" >"$tmp/hello.meta" &
+hello=$!
+sleep 0.2
+fast=$(c -w ' %{time_total}' "$url/fast") || fail "/fast"
+read -r body ft <<<"$fast"
+[ "$body" = fast ] || fail "/fast body '$body'"
+awk -v t="$ft" 'BEGIN { exit !(t < 0.5) }' || fail "/fast took $ft s during /hello"
+wait $hello || fail "/hello"
+read -r code ht <"$tmp/hello.meta"
+[ "$code" = 200 ] || fail "/hello status $code"
+[ "$(cat "$tmp/hello")" = "Hello world." ] || fail "/hello body"
+awk -v t="$ht" 'BEGIN { exit !(t >= 1.0) }' || fail "/hello took $ht s"
+c -D - -o /dev/null "$url/hello" | grep -qi '^content-type: text/plain' || fail "/hello type"
+
+# uploads: Content-Length (curl asks 100-continue for 3 MiB), chunked, PUT
+head -c 3145728 /dev/urandom >"$tmp/body"
+want="3145728 $(gzip -c "$tmp/body" | tail -c8 | head -c4 | od -An -tx4 | tr -d ' \n')"
+got=$(c --data-binary @"$tmp/body" "$url/upload") || fail "POST /upload"
+[ "$got" = "$want" ] || fail "POST /upload: '$got', want '$want'"
+got=$(c -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/body" "$url/upload") ||
+  fail "chunked POST /upload"
+[ "$got" = "$want" ] || fail "chunked POST /upload: '$got', want '$want'"
+got=$(c -T "$tmp/body" "$url/upload") || fail "PUT /upload"
+[ "$got" = "$want" ] || fail "PUT /upload: '$got', want '$want'"
+c -v --data-binary @"$tmp/body" "$url/upload" 2>&1 >/dev/null |
+  grep -q 'HTTP/1.1 100 Continue' || fail "no 100 Continue for a 3 MiB body"
+
+# compression
+seq 0 999 | sed 's/^/line /' >"$tmp/lines"
+c --compressed -D "$tmp/gz.h" -o "$tmp/gz" "$url/gzip" || fail "/gzip"
+grep -qi '^content-encoding: gzip' "$tmp/gz.h" || fail "/gzip not gzip-encoded"
+cmp -s "$tmp/gz" "$tmp/lines" || fail "/gzip body"
+c -H 'Accept-Encoding: deflate' -D "$tmp/df.h" -o "$tmp/df" "$url/gzip" || fail "/gzip deflate"
+grep -qi '^content-encoding: deflate' "$tmp/df.h" || fail "/gzip not deflate-encoded"
+c -D "$tmp/id.h" -o "$tmp/id" "$url/gzip" || fail "/gzip identity"
+grep -qi '^content-encoding' "$tmp/id.h" && fail "/gzip encoded without Accept-Encoding"
+cmp -s "$tmp/id" "$tmp/lines" || fail "/gzip identity body"
+
+# streaming, HEAD, HTTP/1.0, query strings, statuses
+c -D "$tmp/st.h" "$url/stream/100" >"$tmp/st" || fail "/stream"
+grep -qi '^transfer-encoding: chunked' "$tmp/st.h" || fail "/stream not chunked"
+[ "$(wc -l <"$tmp/st")" = 100 ] && [ "$(tail -1 "$tmp/st")" = "piece 99" ] || fail "/stream body"
+c -I "$url/fast" | grep -qi '^content-length: 5' || fail "HEAD /fast"
+[ "$(c --http1.0 "$url/fast")" = fast ] || fail "HTTP/1.0"
+[ "$(c "$url/q?a=hello%20world&b=2")" = "a=hello world" ] || fail "query string"
+[ "$(c -o /dev/null -w '%{http_code}' "$url/nothing")" = 404 ] || fail "404"
+[ "$(c -o /dev/null -w '%{http_code}' -X DELETE "$url/fast")" = 405 ] || fail "405"
+# keep-alive: three requests, one connection
+n=$(c -v "$url/fast" "$url/fast" "$url/q?a=1" 2>&1 >/dev/null | grep -c 'Re-using existing connection')
+[ "$n" = 2 ] || fail "keep-alive: $n reuses"
+
+exec 3>&-
+wait $pid || fail "server exit $?: $(tail -20 "$tmp/err")"
+echo "ok   [curl/$mode] seed hello, uploads, 100-continue, gzip, deflate, chunked, HEAD, HTTP/1.0, keep-alive"

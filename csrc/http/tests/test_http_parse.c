@@ -1,0 +1,409 @@
+/*
+ * test_http_parse.c - the request parser and the chunked decoder, run
+ * once per scanner implementation the CPU has (scalar always: that is
+ * also what arm64 runs; SSE4.2 and AVX2 where present).
+ */
+#include "acotest.h"
+#include "http_parse.h"
+
+static const ev_http_limits_t lim = {256, 2048, 16};
+
+/* Parses a complete head; returns 0 or the status. */
+static int parse(const char *s, ev_http_head_t *h, ev_http_hdr_t *hdr) {
+  size_t scan = 0, n = strlen(s);
+  long end = ev_http_head_end(s, n, &scan, &lim);
+  if (end < 0) return (int)-end;
+  T_CHECKF(end > 0, "head of \"%s\" not complete", s);
+  h->hdr = hdr;
+  return ev_http_parse_head(s, (size_t)end, h, &lim);
+}
+
+static int st(const char *s) {
+  ev_http_head_t h;
+  ev_http_hdr_t hdr[16];
+  return parse(s, &h, hdr);
+}
+
+static void test_request_line(void) {
+  ev_http_head_t h;
+  ev_http_hdr_t hdr[16];
+  T_EQ(parse("GET /a/b?x=1&y HTTP/1.1\r\nHost: h\r\n\r\n", &h, hdr), 0);
+  T_EQ(h.method_len, 3);
+  T_CHECK(!memcmp(h.method, "GET", 3));
+  T_EQ(h.target_len, 10);
+  T_CHECK(!memcmp(h.path, "/a/b", 4) && h.path_len == 4);
+  T_CHECK(h.query && h.query_len == 5 && !memcmp(h.query, "x=1&y", 5));
+  T_EQ(h.major, 1);
+  T_EQ(h.minor, 1);
+  T_EQ(h.content_length, -1);
+  T_EQ(h.nhdr, 1);
+  T_EQ(parse("GET / HTTP/1.0\n\n", &h, hdr), 0); /* bare LF */
+  T_EQ(h.minor, 0);
+  T_CHECK(h.query == NULL);
+  T_EQ(parse("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", &h, hdr), 0);
+  T_CHECK(h.path_len == 1 && h.path[0] == '*');
+  T_EQ(parse("GET http://Example.com:80/p?q HTTP/1.1\r\nHost: h\r\n\r\n", &h, hdr), 0);
+  T_CHECK(h.absolute && h.path_len == 2 && !memcmp(h.path, "/p", 2));
+  T_EQ(parse("GET http://example.com HTTP/1.1\r\nHost: h\r\n\r\n", &h, hdr), 0);
+  T_CHECK(h.path_len == 1 && h.path[0] == '/');
+  T_EQ(parse("CONNECT example.com:443 HTTP/1.1\r\n\r\n", &h, hdr), 0);
+  T_EQ(parse("GET /%41%2f HTTP/1.1\r\nHost: h\r\n\r\n", &h, hdr), 0);
+  T_EQ(parse("GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", &h, hdr), 0);
+  T_EQ(parse("HEAD / HTTP/1.9\r\nHost: h\r\n\r\n", &h, hdr), 0);
+  T_CHECK(h.is_head && h.minor == 9);
+  T_EQ(parse("M-SEARCH * HTTP/1.1\r\nHost: h\r\n\r\n", &h, hdr), 0);
+
+  const char *bad[] = {
+      "\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", /* leading empty line */
+      "GET  / HTTP/1.1\r\nHost: h\r\n\r\n",     /* two spaces */
+      "GET / HTTP/1.1 \r\nHost: h\r\n\r\n",     /* trailing space */
+      "GET /\tx HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET / HTTP/1.1\rX\r\nHost: h\r\n\r\n",
+      "GET / HTTPS/1.1\r\nHost: h\r\n\r\n",
+      "GET / HTTP/1.10\r\nHost: h\r\n\r\n",
+      "GET / HTTP/1\r\nHost: h\r\n\r\n",
+      "GET / http/1.1\r\nHost: h\r\n\r\n",
+      "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
+      " GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET /%4 HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET /%zz HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET a/b HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET http:/x HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET http://a b HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET http://a:b/ HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+      "CONNECT a/b:1 HTTP/1.1\r\n\r\n",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    T_CHECKF(st(bad[i]) == 400, "\"%s\": %d", bad[i], st(bad[i]));
+  T_EQ(st("GET / HTTP/2.0\r\nHost: h\r\n\r\n"), 505);
+  T_EQ(st("GET / HTTP/0.9\r\nHost: h\r\n\r\n"), 505);
+}
+
+static void test_fields(void) {
+  ev_http_head_t h;
+  ev_http_hdr_t hdr[16];
+  T_EQ(parse("GET / HTTP/1.1\r\nHost: h\r\nX-A:\t v a l \t\r\nx-b:\r\n"
+             "X-C: \x80\xff ok\r\n\r\n", &h, hdr), 0);
+  T_EQ(h.nhdr, 4);
+  T_CHECK(h.hdr[1].name_len == 3 && !memcmp(h.hdr[1].name, "X-A", 3));
+  T_CHECK(h.hdr[1].value_len == 5 && !memcmp(h.hdr[1].value, "v a l", 5));
+  T_EQ(h.hdr[2].value_len, 0);
+  T_EQ(h.hdr[3].value_len, 5);
+  /* framing */
+  T_EQ(parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 42\r\n\r\n", &h, hdr), 0);
+  T_EQ(h.content_length, 42);
+  T_EQ(parse("POST / HTTP/1.1\r\nHost: h\r\ncontent-length: 007\r\n"
+             "Content-Length:   007 \r\n\r\n", &h, hdr), 0);
+  T_EQ(h.content_length, 7);
+  T_EQ(parse("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n", &h, hdr), 0);
+  T_CHECK(h.chunked && h.content_length == -1);
+  T_EQ(parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, Close\r\n\r\n", &h, hdr), 0);
+  T_CHECK(h.conn_close && !h.conn_keep_alive);
+  T_EQ(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &h, hdr), 0);
+  T_CHECK(h.conn_keep_alive);
+  T_EQ(parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: closed\r\n\r\n", &h, hdr), 0);
+  T_CHECK(!h.conn_close);
+  T_EQ(parse("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\n"
+             "Content-Length: 1\r\n\r\n", &h, hdr), 0);
+  T_CHECK(h.expect_continue);
+  T_EQ(parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", &h, hdr), 0);
+  T_CHECK(!h.expect_continue);
+  T_EQ(parse("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", &h, hdr), 0);
+  T_EQ(parse("GET / HTTP/1.1\r\nHost:\r\n\r\n", &h, hdr), 0);
+
+  struct {
+    const char *req;
+    int status;
+  } cases[] = {
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", 400},   /* folded */
+      {"GET / HTTP/1.1\r\n Host: h\r\n\r\n", 400},             /* leading ws */
+      {"GET / HTTP/1.1\r\nHost : h\r\n\r\n", 400},             /* ws before ':' */
+      {"GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n", 400},       /* empty name */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX(: v\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX\xc3: v\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nno colon\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\n\r\n", 400},                          /* no Host */
+      {"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 03\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 2\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1234567890123456789\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+      {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501},
+      {"GET / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n", 417},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    ev_http_head_t hh;
+    ev_http_hdr_t hd[16];
+    const char *s = cases[i].req;
+    size_t n = strlen(s);
+    size_t scan = 0;
+    long end = ev_http_head_end(s, n, &scan, &lim);
+    T_CHECK(end > 0);
+    hh.hdr = hd;
+    int got = ev_http_parse_head(s, (size_t)end, &hh, &lim);
+    T_CHECKF(got == cases[i].status, "case %zu \"%s\": %d, want %d", i, s, got,
+             cases[i].status);
+  }
+}
+
+/* A NUL in a value. */
+static void test_nul(void) {
+  static const char req[] = "GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n";
+  size_t scan = 0;
+  long end = ev_http_head_end(req, sizeof(req) - 1, &scan, &lim);
+  T_EQ(end, (long)sizeof(req) - 1);
+  ev_http_head_t h;
+  ev_http_hdr_t hd[16];
+  h.hdr = hd;
+  T_EQ(ev_http_parse_head(req, (size_t)end, &h, &lim), 400);
+}
+
+static void test_limits(void) {
+  char buf[4096];
+  /* request line: 256 bytes at most, CRLF included */
+  int n = snprintf(buf, sizeof(buf), "GET /%0*d HTTP/1.1\r\nHost: h\r\n\r\n", 256 - 16, 0);
+  size_t scan = 0;
+  T_CHECK(ev_http_head_end(buf, (size_t)n, &scan, &lim) > 0);
+  n = snprintf(buf, sizeof(buf), "GET /%0*d HTTP/1.1\r\nHost: h\r\n\r\n", 256 - 15, 0);
+  scan = 0;
+  T_EQ(ev_http_head_end(buf, (size_t)n, &scan, &lim), -414);
+  /* known before the line ends */
+  scan = 0;
+  T_EQ(ev_http_head_end(buf, 257, &scan, &lim), -414);
+  scan = 0;
+  T_EQ(ev_http_head_end(buf, 256, &scan, &lim), 0);
+  /* the head: 2048 bytes at most */
+  n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX: %0*d\r\n\r\n",
+               2048 - 16 - 9 - 3 - 4, 0);
+  T_EQ(n, 2048);
+  scan = 0;
+  T_EQ(ev_http_head_end(buf, (size_t)n, &scan, &lim), 2048);
+  n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX: %0*d\r\n\r\n",
+               2048 - 16 - 9 - 3 - 3, 0);
+  scan = 0;
+  T_EQ(ev_http_head_end(buf, (size_t)n, &scan, &lim), -431);
+  scan = 0;
+  T_EQ(ev_http_head_end(buf, 2048, &scan, &lim), -431); /* not complete yet */
+  /* 16 fields at most */
+  n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\n");
+  for (int i = 0; i < 15; i++) n += snprintf(buf + n, sizeof(buf) - (size_t)n, "X%d: y\r\n", i);
+  strcpy(buf + n, "\r\n");
+  T_EQ(st(buf), 0);
+  strcpy(buf + n, "Y: z\r\n\r\n");
+  T_EQ(st(buf), 431);
+}
+
+/* Feeding the head one byte at a time finds the same end, scanning each
+ * byte about once. */
+static void test_incremental(void) {
+  const char *reqs[] = {
+      "GET / HTTP/1.1\r\nHost: h\r\n\r\nNEXT",
+      "GET / HTTP/1.0\n\nNEXT",
+      "GET / HTTP/1.1\r\nA: b\r\n\n",
+      "GET / HTTP/1.1\nA: b\r\n\r\nX",
+      "\r\nGET",
+      "\nGET",
+  };
+  for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+    size_t n = strlen(reqs[i]), scan = 0;
+    size_t scan_all = 0;
+    long want = ev_http_head_end(reqs[i], n, &scan_all, &lim);
+    long got = 0;
+    size_t k;
+    for (k = 1; k <= n && got == 0; k++) got = ev_http_head_end(reqs[i], k, &scan, &lim);
+    T_CHECKF(got == want, "\"%s\": %ld, want %ld", reqs[i], got, want);
+    T_EQ(k - 1, (size_t)want); /* found as soon as it was there */
+  }
+}
+
+/* Every byte position of every value length: an invalid byte is found
+ * wherever it is, by every implementation (the SIMD loops and their
+ * scalar tails). */
+static void test_scan_positions(void) {
+  static const unsigned char badv[] = {0x00, 0x01, 0x0b, 0x1f, 0x7f, '\r'};
+  static const unsigned char okv[] = {'\t', ' ', 'a', '~', 0x80, 0xff};
+  char buf[512];
+  for (size_t len = 1; len < 100; len++) {
+    for (size_t pos = 0; pos < len; pos++) {
+      for (size_t b = 0; b < sizeof(badv) + sizeof(okv); b++) {
+        int bad = b < sizeof(badv);
+        unsigned char c = bad ? badv[b] : okv[b - sizeof(badv)];
+        int n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX: ");
+        for (size_t i = 0; i < len; i++) buf[n + (int)i] = 'v';
+        buf[n + (int)pos] = (char)c;
+        /* a value ending in whitespace would be trimmed, not rejected */
+        if (!bad && (pos == len - 1 || pos == 0) && (c == ' ' || c == '\t'))
+          buf[n + (int)pos] = 'v';
+        memcpy(buf + n + len, "\r\n\r\n", 5);
+        size_t total = (size_t)n + len + 4;
+        size_t scan = 0;
+        long end = ev_http_head_end(buf, total, &scan, &lim);
+        ev_http_head_t h;
+        ev_http_hdr_t hd[16];
+        h.hdr = hd;
+        int got = end > 0 ? ev_http_parse_head(buf, (size_t)end, &h, &lim) : -1;
+        T_CHECKF((got == 400) == bad, "value len %zu byte 0x%02x at %zu: %d", len,
+                 c, pos, got);
+      }
+      /* the target */
+      static const unsigned char badt[] = {' ', 0x00, 0x1f, 0x7f, '\t'};
+      for (size_t b = 0; b < sizeof(badt) + 2; b++) {
+        int bad = b < sizeof(badt);
+        unsigned char c = bad ? badt[b] : (b == sizeof(badt) ? '!' : 0xc3);
+        int n = snprintf(buf, sizeof(buf), "GET /");
+        for (size_t i = 0; i < len; i++) buf[n + (int)i] = 't';
+        buf[n + (int)pos] = (char)c;
+        int m = n + (int)len;
+        m += snprintf(buf + m, sizeof(buf) - (size_t)m, " HTTP/1.1\r\nHost: h\r\n\r\n");
+        size_t scan = 0;
+        long end = ev_http_head_end(buf, (size_t)m, &scan, &lim);
+        ev_http_head_t h;
+        ev_http_hdr_t hd[16];
+        h.hdr = hd;
+        int got = end > 0 ? ev_http_parse_head(buf, (size_t)end, &h, &lim) : -1;
+        T_CHECKF((got == 400) == bad, "target len %zu byte 0x%02x at %zu: %d", len,
+                 c, pos, got);
+      }
+    }
+  }
+}
+
+/* Decodes a whole chunked body feeding `step` bytes at a time, data spans
+ * at most max_data bytes.  Returns the status (0 ok) and the body. */
+static int dechunk(const char *in, size_t n, size_t step, size_t max_data,
+                   uint64_t max_body, char *out, size_t *outn, size_t *used) {
+  ev_http_chunked_t c;
+  memset(&c, 0, sizeof(c));
+  size_t have = 0, pos = 0;
+  *outn = 0;
+  for (;;) {
+    if (have < n && (have - pos < 64 || step == 1)) {
+      have += step;
+      if (have > n) have = n;
+    }
+    const char *d;
+    size_t dl;
+    long r = ev_http_chunked_step(&c, in + pos, have - pos, max_body, max_data, &d, &dl);
+    if (r < 0) return (int)-r;
+    if (dl) memcpy(out + *outn, d, dl);
+    *outn += dl;
+    pos += (size_t)r;
+    if (c.state == EV_HTTP_CK_DONE) {
+      *used = pos;
+      return 0;
+    }
+    if (r == 0 && have == n) return -1; /* needs more than there is */
+  }
+}
+
+static void test_chunked(void) {
+  struct {
+    const char *in;
+    int status;
+    const char *body;
+    size_t used;
+  } cases[] = {
+      {"5\r\nhello\r\n0\r\n\r\nNEXT", 0, "hello", 15},
+      {"5;ext=1\r\nhello\r\n6 \t\r\n world\r\n0\r\n\r\n", 0, "hello world", 0},
+      {"A\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n", 0, "01234567890123456789", 0},
+      {"5\r\nhello\r\n0\r\nTrailer: x\r\nT2: y\r\n\r\n", 0, "hello", 0},
+      {"5\r\nhello\r\n0\r\nTrailer: x\r\nT2: y\n\r\n", 400, "", 0},
+      {"0\r\n\n", 400, "", 0},
+      {"00000000000000005\r\nhello\r\n0\r\n\r\n", 400, "", 0}, /* 17 digits */
+      {"5 ;x\r\nhello\r\n0\r\n\r\n", 400, "", 0},
+      {"5\nhello\r\n0\r\n\r\n", 400, "", 0},
+      {"5\r\nhello\n0\r\n\r\n", 400, "", 0},
+      {"5\r\nhelloX\r\n0\r\n\r\n", 400, "", 0},
+      {"5\r\r\nhello\r\n0\r\n\r\n", 400, "", 0},
+      {"-5\r\nhello\r\n0\r\n\r\n", 400, "", 0},
+      {"\r\nhello\r\n0\r\n\r\n", 400, "", 0},
+      {"0x5\r\nhello\r\n0\r\n\r\n", 400, "", 0},
+      {"5\r\nhello\r\n0\r\n folded: x\r\n\r\n", 400, "", 0},
+      {"5\r\nhello\r\n0\r\nno colon\r\n\r\n", 400, "", 0},
+      {"ffffffffffffffff\r\n", 413, "", 0},
+      {"401\r\n", 413, "", 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    size_t n = strlen(cases[i].in);
+    for (size_t step = 1; step <= n; step = step * 3 + 1) {
+      for (size_t md = 1; md <= 64; md *= 4) {
+        char out[256];
+        size_t outn, used = 0;
+        int got = dechunk(cases[i].in, n, step, md, 1024, out, &outn, &used);
+        T_CHECKF(got == cases[i].status, "\"%s\" step %zu: %d, want %d",
+                 cases[i].in, step, got, cases[i].status);
+        if (got == 0) {
+          T_CHECK(outn == strlen(cases[i].body) && !memcmp(out, cases[i].body, outn));
+          if (cases[i].used) T_EQ(used, cases[i].used);
+        }
+      }
+    }
+  }
+  /* a chunk line longer than the limit */
+  char *big = malloc(EV_HTTP_CHUNK_LINE_MAX + 64);
+  memset(big, 0, EV_HTTP_CHUNK_LINE_MAX + 64);
+  strcpy(big, "5;");
+  memset(big + 2, 'x', EV_HTTP_CHUNK_LINE_MAX + 10);
+  ev_http_chunked_t c;
+  memset(&c, 0, sizeof(c));
+  const char *d;
+  size_t dl;
+  T_EQ(ev_http_chunked_step(&c, big, strlen(big), 1 << 20, 1 << 20, &d, &dl), -400);
+  free(big);
+}
+
+static void test_simd_api(void) {
+  T_CHECK(ev_http_simd_available(EV_HTTP_SIMD_SCALAR));
+  T_ERRNO(ev_http_simd_set(17), ENOTSUP);
+  T_STR_EQ(ev_http_simd_name(EV_HTTP_SIMD_SCALAR), "scalar");
+  T_CHECK(ev_http_token_eq("Content-Length", 14, "content-length"));
+  T_CHECK(!ev_http_token_eq("Content-Lengt", 13, "content-length"));
+  T_CHECK(!ev_http_token_eq("Content-Lengths", 15, "content-length"));
+}
+
+/* every case under every implementation this machine has */
+static void run_all(void (*fn)(void)) {
+  int ran = 0;
+  for (int impl = EV_HTTP_SIMD_SCALAR; impl <= EV_HTTP_SIMD_AVX2; impl++) {
+    if (!ev_http_simd_available(impl)) continue;
+    T_EQ(ev_http_simd_set(impl), 0);
+    T_EQ(ev_http_simd_get(), impl);
+    fn();
+    ran++;
+  }
+  T_GE(ran, 1);
+}
+
+static void test_all_impls(void) {
+  printf("# scanners: scalar%s%s\n",
+         ev_http_simd_available(EV_HTTP_SIMD_SSE42) ? " sse42" : "",
+         ev_http_simd_available(EV_HTTP_SIMD_AVX2) ? " avx2" : "");
+  run_all(test_request_line);
+  run_all(test_fields);
+  run_all(test_nul);
+  run_all(test_limits);
+  run_all(test_scan_positions);
+}
+
+T_MAIN({"simd_api", test_simd_api}, {"request_line", test_request_line},
+       {"fields", test_fields}, {"nul", test_nul}, {"limits", test_limits},
+       {"incremental", test_incremental}, {"scan_positions", test_scan_positions},
+       {"chunked", test_chunked}, {"all_impls", test_all_impls})

@@ -1,0 +1,1176 @@
+/*
+ * test_http_server.c - the HTTP engine and REST routing end to end: a
+ * server on its own loop threads, a client on the test's thread.
+ */
+#include <signal.h>
+#include <zlib.h>
+
+#include "http_test.h"
+
+/* ---- handlers ----------------------------------------------------------------- */
+
+static int h_hello(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_append_str(ctx, "hello\n");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* the captures, joined with '|', and how the request was served */
+static int h_pats(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%d:", npats);
+  for (int i = 0; i < npats; i++)
+    mtev_http_response_appendf(ctx, "%s%s", i ? "|" : "", pats[i]);
+  mtev_http_response_appendf(ctx, " %s%s",
+                             mtev_http_session_aco(ctx) ? "aco" : "classic",
+                             restc->closure ? (char *)restc->closure : "");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* /sleep/<ms>: sleeps in the coroutine, answers <ms> */
+static int h_sleep(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_EQ(npats, 1);
+  T_CHECK(mtev_http_session_aco(ctx));
+  int ms = atoi(pats[0]);
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  eventer_aco_sleep(&tv);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%d", ms);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* the request as the handler sees it */
+static int h_info(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  mtev_http_request *req = mtev_http_session_request(ctx);
+  mtev_http_response_ok(ctx, "text/plain");
+  const char *xt = mtev_http_request_header(req, "x-TEST");
+  const char *a = mtev_http_request_querystring(req, "a");
+  const char *b = mtev_http_request_querystring(req, "b");
+  const char *c = mtev_http_request_querystring(req, "c");
+  mtev_http_response_appendf(
+      ctx, "method=%s uri=%s proto=%s qs=%s a=%s b=%s c=%s x-test=%s n=%d",
+      mtev_http_request_method_str(req), mtev_http_request_uri_str(req),
+      mtev_http_request_protocol_str(req),
+      mtev_http_request_orig_querystring(req), a ? a : "(null)",
+      b ? b : "(null)", c ? c : "(null)", xt ? xt : "(null)",
+      mtev_http_request_querystring_count(req));
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* The whole body: its size and hash.  Classic: comes back with the mask
+ * until the upload is complete. */
+static int h_upload(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  int mask = 0;
+  if (!mtev_rest_complete_upload(restc, &mask)) return mask;
+  int64_t size = 0;
+  const void *data = mtev_http_request_get_upload(mtev_http_session_request(ctx),
+                                                  &size);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%lld %016llx %s", (long long)size,
+                             (unsigned long long)hc_fnv(data, (size_t)size),
+                             mtev_http_session_aco(ctx) ? "aco" : "classic");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* Reads the body with req_consume in small pieces. */
+static int h_consume(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_CHECK(mtev_http_session_aco(ctx));
+  uint64_t h = 1469598103934665603ull, n = 0;
+  char buf[777];
+  for (;;) {
+    int mask;
+    int r = mtev_http_session_req_consume(ctx, buf, sizeof(buf), sizeof(buf),
+                                          &mask);
+    if (r < 0) return 0;
+    if (r == 0) break;
+    for (int i = 0; i < r; i++) h = (h ^ (unsigned char)buf[i]) * 1099511628211ull;
+    n += (uint64_t)r;
+  }
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%llu %016llx", (unsigned long long)n,
+                             (unsigned long long)h);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* /stream/<n>: n flushed pieces "piece <i>\n" (chunked) */
+static int h_stream(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_EQ(npats, 1);
+  int n = atoi(pats[0]);
+  mtev_http_response_ok(ctx, "text/plain");
+  for (int i = 0; i < n; i++) {
+    mtev_http_response_appendf(ctx, "piece %d\n", i);
+    if (!mtev_http_response_flush(ctx, mtev_false)) return 0;
+  }
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* /big/<n>: n bytes of a pattern (Content-Length) */
+static int h_big(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  (void)npats;
+  size_t n = strtoul(pats[0], NULL, 10);
+  char *b = malloc(n);
+  for (size_t i = 0; i < n; i++) b[i] = (char)('a' + i % 26);
+  mtev_http_response_ok(ctx, "application/octet-stream");
+  mtev_http_response_append(ctx, b, n);
+  free(b);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* /gzip/<gzip|deflate>: compressed when allowed */
+static int h_gzip(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  (void)npats;
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_boolean on = mtev_http_response_option_set(
+      ctx, !strcmp(pats[0], "gzip") ? MTEV_HTTP_GZIP : MTEV_HTTP_DEFLATE);
+  for (int i = 0; i < 2000; i++)
+    mtev_http_response_appendf(ctx, "line %d of a compressible body\n", i);
+  if (!strcmp(pats[1], "flush")) mtev_http_response_flush(ctx, mtev_false);
+  mtev_http_response_appendf(ctx, "%s\n", on ? "compressed" : "plain");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* Coroutines alive in the counting handlers below. */
+static int g_live;
+static void live(int d) { __atomic_add_fetch(&g_live, d, __ATOMIC_RELAXED); }
+static int live_now(void) { return __atomic_load_n(&g_live, __ATOMIC_RELAXED); }
+static void wait_live_zero(int ms) {
+  uint64_t end = t_now_us() + (uint64_t)ms * 1000u;
+  while (live_now() != 0) {
+    if (t_now_us() > end) T_FAIL("%d coroutines still alive", live_now());
+    usleep(2000);
+  }
+}
+
+/* aco: sleeps <ms> (counted) */
+static int h_csleep(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats;
+  live(1);
+  int ms = atoi(pats[0]);
+  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  int rc = eventer_aco_sleep(&tv);
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  mtev_http_response_appendf(restc->http_ctx, "%d", rc);
+  mtev_http_response_end(restc->http_ctx);
+  live(-1);
+  return 0;
+}
+
+/* the seed's pattern: the job sleeps, then appends */
+static void job_sleep(void *c) {
+  mtev_http_rest_closure_t *restc = c;
+  usleep(300000);
+  mtev_http_response_append_str(restc->http_ctx, "job done\n");
+}
+/* aco: waits for a 300 ms job (counted) */
+static int h_cjob(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  live(1);
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  eventer_aco_simple_asynch(job_sleep, restc);
+  mtev_http_response_end(restc->http_ctx);
+  live(-1);
+  return 0;
+}
+
+/* counted wrappers */
+static int h_cconsume(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  live(1);
+  int rv = h_consume(restc, npats, pats);
+  live(-1);
+  return rv;
+}
+static int h_cbig(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  live(1);
+  int rv = h_big(restc, npats, pats);
+  live(-1);
+  return rv;
+}
+
+/* where the handler runs: the loop thread's name */
+static int h_where(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  mtev_http_response_appendf(restc->http_ctx, "%s %s", eventer_get_thread_name(),
+                             mtev_http_session_aco(restc->http_ctx) ? "aco" : "classic");
+  mtev_http_response_end(restc->http_ctx);
+  return 0;
+}
+
+static mtev_boolean deny_marked(mtev_http_rest_closure_t *restc, int npats,
+                                char **pats) {
+  (void)npats, (void)pats;
+  return mtev_http_request_header(mtev_http_session_request(restc->http_ctx),
+                                  "x-deny")
+             ? mtev_false
+             : mtev_true;
+}
+
+/* classic: ends the response 50 ms later, from a timer callback */
+static int end_later_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)mask, (void)now;
+  mtev_http_session_ctx *ctx = c;
+  mtev_http_response_append_str(ctx, "later\n");
+  mtev_http_response_end(ctx);
+  mtev_http_session_ref_dec(ctx);
+  return 0;
+}
+static int h_later(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_session_ref_inc(ctx);
+  eventer_add_in_s_us(end_later_cb, ctx, 0, 50000);
+  return 0;
+}
+
+/* /std/<403|404|500>: libmtev's shorthands */
+static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  int code = atoi(pats[0]);
+  if (code == 403) mtev_http_response_denied(ctx, "text/x-denied");
+  else if (code == 404) mtev_http_response_not_found(ctx, "text/x-nf");
+  else mtev_http_response_server_error(ctx, "text/x-err");
+  /* framing is the engine's */
+  T_CHECK(!mtev_http_response_header_set(ctx, "Content-Length", "3"));
+  T_CHECK(!mtev_http_response_header_set(ctx, "Transfer-Encoding", "chunked"));
+  T_CHECK(!mtev_http_response_header_set(ctx, "Bad Name", "x"));
+  T_CHECK(!mtev_http_response_header_set(ctx, "X-Split", "a\r\nInjected: 1"));
+  T_CHECK(mtev_http_response_header_set(ctx, "X-Twice", "1"));
+  T_CHECK(mtev_http_response_header_set(ctx, "x-twice", "2"));
+  mtev_http_response_appendf(ctx, "%d", code);
+  T_CHECK(mtev_http_response_end(ctx));
+  /* nothing more once it ended */
+  T_CHECK(!mtev_http_response_append_str(ctx, "late"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 200, "OK"));
+  T_CHECK(!mtev_http_response_end(ctx));
+  return 0;
+}
+
+/* /forget/<status|none>: returns 0 without ending the response; /again:
+ * ends it and asks to be called again anyway */
+static int h_forget(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  if (!strcmp(pats[0], "status")) {
+    mtev_http_response_ok(ctx, "text/plain");
+    mtev_http_response_append_str(ctx, "forgot to end\n");
+  }
+  return 0;
+}
+static int g_again_calls;
+static int h_again(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  __atomic_add_fetch(&g_again_calls, 1, __ATOMIC_RELAXED);
+  h_hello(restc, 0, NULL);
+  return EVENTER_READ;
+}
+
+/* ---- the seed's example: aco rule, a job appends, end -------------------------- */
+
+static void asynch_hello(void *closure) {
+  mtev_http_rest_closure_t *restc = closure;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  sleep(1);
+  mtev_http_response_append_str(ctx, "Hello world.\n");
+}
+
+static int hello_handler(mtev_http_rest_closure_t *restc, int npats,
+                         char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  mtev_http_response_ok(ctx, "text/plain");
+  eventer_aco_simple_asynch(asynch_hello, restc);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+static void test_basic(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  hc_resp_t r;
+  T_EQ(hc_oneshot(port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_STR_EQ(r.body, "hello\n");
+  T_STR_EQ(hc_header(&r, "Content-Type"), "text/plain");
+  T_STR_EQ(hc_header(&r, "Content-Length"), "6");
+  T_CHECK(hc_header(&r, "Date") != NULL);
+  hc_resp_free(&r);
+  ht_stop();
+}
+
+static void test_routing(void) {
+  int port = ht_start(1);
+  /* bases: the longest prefix wins; rules in registration order */
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^(.*)$", h_pats));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/a/", "^b/([0-9]+)$", h_pats));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/a/", "^b/(.*)$", h_pats));
+  T_CHECK(mtev_http_rest_new_rule("POST", "/a/", "^b/([0-9]+)$", h_pats));
+  T_CHECK(mtev_http_rest_new_rule("PUT", "/a/", "^p(x)?(y)$", h_pats));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/a/c/", "^d$", h_pats));
+  mtev_rest_mountpoint_t *aco = mtev_http_rest_new_rule("GET", "/aco/", "^(x)$", h_pats);
+  mtev_rest_mountpoint_set_aco(aco, mtev_true);
+  mtev_rest_mountpoint_set_closure(aco, (void *)"+closure");
+  /* bad rules */
+  errno = 0;
+  T_CHECK(!mtev_http_rest_new_rule("GET", "nobase", "^x$", h_pats) && errno == EINVAL);
+  T_CHECK(!mtev_http_rest_new_rule("GET", "/x", "^x$", h_pats));
+  T_CHECK(!mtev_http_rest_new_rule("GET", "/x/", "^(x$", h_pats) && errno == EINVAL);
+  T_CHECK(!mtev_http_rest_new_rule("G T", "/x/", "^x$", h_pats));
+  T_CHECK(!mtev_http_rest_new_rule("GET", "/x/", "^x$", NULL));
+
+  struct {
+    const char *req;
+    int status;
+    const char *body;
+  } cases[] = {
+      {"GET /zz HTTP/1.1\r\nHost: x\r\n\r\n", 200, "1:zz classic"},
+      {"GET /a/b/12 HTTP/1.1\r\nHost: x\r\n\r\n", 200, "1:12 classic"},
+      {"GET /a/b/xy HTTP/1.1\r\nHost: x\r\n\r\n", 200, "1:xy classic"},
+      {"GET /a/c/d HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic"},
+      {"GET /a/c/d?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic"},
+      /* the longest base owns its paths: /a/c/ does not fall back to /a/ */
+      {"GET /a/c/x HTTP/1.1\r\nHost: x\r\n\r\n", 404, "Not Found\n"},
+      {"POST /a/b/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 200,
+       "1:7 classic"},
+      {"PUT /a/py HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 200,
+       "2:|y classic"},
+      /* the base /a/ owns /a/...: no fallback to "/" */
+      {"GET /a/zz HTTP/1.1\r\nHost: x\r\n\r\n", 404, "Not Found\n"},
+      {"GET /aco/x HTTP/1.1\r\nHost: x\r\n\r\n", 200, "1:x aco+closure"},
+      /* a GET rule serves HEAD */
+      {"HEAD /a/b/12 HTTP/1.1\r\nHost: x\r\n\r\n", 200, ""},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    hc_resp_t r;
+    int st = hc_oneshot(port, cases[i].req, &r);
+    T_CHECKF(st == cases[i].status && !strcmp(r.body, cases[i].body),
+             "%s: %d \"%s\"", cases[i].req, st, r.body);
+    hc_resp_free(&r);
+  }
+  /* HEAD: the headers a GET would get, no body */
+  hc_resp_t r;
+  T_EQ(hc_oneshot(port, "HEAD /a/b/12 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_STR_EQ(hc_header(&r, "Content-Length"), "12");
+  hc_resp_free(&r);
+  /* 405 with Allow; OPTIONS */
+  T_EQ(hc_oneshot(port, "DELETE /a/b/12 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 405);
+  T_STR_EQ(hc_header(&r, "Allow"), "GET, HEAD, POST, OPTIONS");
+  hc_resp_free(&r);
+  T_EQ(hc_oneshot(port, "OPTIONS /a/b/12 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_STR_EQ(hc_header(&r, "Allow"), "GET, HEAD, POST, OPTIONS");
+  T_STR_EQ(r.body, "");
+  hc_resp_free(&r);
+  T_EQ(hc_oneshot(port, "OPTIONS /a/b/zz HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_STR_EQ(hc_header(&r, "Allow"), "GET, HEAD, OPTIONS");
+  hc_resp_free(&r);
+  T_EQ(hc_oneshot(port, "OPTIONS /a/q HTTP/1.1\r\nHost: x\r\n\r\n", &r), 404);
+  hc_resp_free(&r);
+  ht_stop();
+}
+
+
+/* limits small enough to reach in a test */
+static void set_limits(uint32_t line, uint32_t head, uint32_t nhdr,
+                       uint64_t body, uint32_t hdr_ms, uint32_t idle_ms) {
+  mtev_http_limits_t l = {line, head, nhdr, body, hdr_ms, idle_ms};
+  T_EQ(mtev_http_set_limits(&l), 0);
+}
+
+/* The status a raw request gets, and that the server closes after it. */
+static int status_then_close(int port, const char *req, size_t len) {
+  hc_t *c = hc_open(port);
+  hc_send(c, req, len);
+  hc_resp_t r;
+  T_CHECKF(hc_read_resp(c, &r, 0) == 0, "no response to \"%.60s\"", req);
+  int st = r.status;
+  if (st >= 400 && st != 404 && st != 405) { /* the engine's answers close */
+    T_CHECKF(hc_header(&r, "Connection") && !strcmp(hc_header(&r, "Connection"), "close"),
+             "%d without Connection: close", st);
+    T_CHECKF(hc_eof(c), "connection still open after %d", st);
+  }
+  hc_resp_free(&r);
+  hc_close(c);
+  return st;
+}
+
+static void test_statuses(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("POST", "/", "^upload$", h_upload));
+  set_limits(256, 1024, 10, 1000, 300, 60000);
+  struct {
+    const char *req;
+    int status;
+  } cases[] = {
+      {"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+      {"GARBAGE\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nX-Space : a\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\n\r\n", 400}, /* no Host */
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400},
+      {"GET /hel%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+       "Content-Length: 4\r\n\r\nabcd", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "zz\r\nabc\r\n0\r\n\r\n", 400},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "3\nabc\r\n0\r\n\r\n", 400}, /* bare LF in framing */
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "3\r\nabcX\r\n0\r\n\r\n", 400}, /* data longer than its size */
+      {"POST /upload HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "3\r\nabc\r\n0\r\n\r\n", 400}, /* HTTP/1.0 has no chunked */
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "3e9\r\n", 413}, /* a 1001-byte chunk */
+      {"GET /hello HTTP/1.1\r\nHost: x\r\nExpect: the-unexpected\r\n\r\n", 417},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+      {"GET /hello HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+      {"GET /hello HTTP/0.9\r\nHost: x\r\n\r\n", 505},
+      {"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+      {"PUT /hello HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    int st = status_then_close(port, cases[i].req, strlen(cases[i].req));
+    T_CHECKF(st == cases[i].status, "%s: %d, want %d", cases[i].req, st,
+             cases[i].status);
+  }
+  /* a chunked body that grows past max_body in small chunks: 413 */
+  {
+    char req[4096];
+    int n = snprintf(req, sizeof(req), "POST /upload HTTP/1.1\r\nHost: x\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 12; i++)
+      n += snprintf(req + n, sizeof(req) - (size_t)n,
+                    "64\r\n%0100d\r\n", i);
+    n += snprintf(req + n, sizeof(req) - (size_t)n, "0\r\n\r\n");
+    T_EQ(status_then_close(port, req, (size_t)n), 413);
+  }
+  /* 414: a request line over 256 bytes */
+  {
+    char req[600];
+    int n = snprintf(req, sizeof(req), "GET /%0300d HTTP/1.1\r\nHost: x\r\n\r\n", 1);
+    T_EQ(status_then_close(port, req, (size_t)n), 414);
+    /* ... even before its end arrived */
+    T_EQ(status_then_close(port, req, 280), 414);
+  }
+  /* 431: a head over 1024 bytes; more than 10 fields */
+  {
+    char req[2048];
+    int n = snprintf(req, sizeof(req), "GET /hello HTTP/1.1\r\nHost: x\r\n"
+                     "X-Big: %01100d\r\n\r\n", 1);
+    T_EQ(status_then_close(port, req, (size_t)n), 431);
+    n = snprintf(req, sizeof(req), "GET /hello HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; i < 10; i++)
+      n += snprintf(req + n, sizeof(req) - (size_t)n, "X-%d: %d\r\n", i, i);
+    n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
+    T_EQ(status_then_close(port, req, (size_t)n), 431);
+  }
+  /* 408: a head that does not complete within 300 ms */
+  {
+    hc_t *c = hc_open(port);
+    uint64_t t0 = t_now_us();
+    hc_sends(c, "GET /hello HTTP/1.1\r\nHo");
+    hc_resp_t r;
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    uint64_t ms = (t_now_us() - t0) / 1000;
+    T_EQ(r.status, 408);
+    T_GE(ms, 290);
+    T_CHECK(hc_eof(c));
+    hc_resp_free(&r);
+    hc_close(c);
+  }
+  ht_stop();
+}
+
+static void test_keepalive_pipelining(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/p/", "^(.*)$", h_pats));
+  mtev_rest_mountpoint_t *sl = mtev_http_rest_new_rule("GET", "/", "^sleep/([0-9]+)$", h_sleep);
+  mtev_rest_mountpoint_set_aco(sl, mtev_true);
+  mtev_rest_mountpoint_t *pa = mtev_http_rest_new_rule("GET", "/pa/", "^(.*)$", h_pats);
+  mtev_rest_mountpoint_set_aco(pa, mtev_true);
+  /* keep-alive: many requests, one connection */
+  hc_t *c = hc_open(port);
+  for (int i = 0; i < 5; i++) {
+    hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    hc_resp_t r;
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, 200);
+    T_STR_EQ(r.body, "hello\n");
+    T_CHECK(hc_header(&r, "Connection") == NULL);
+    hc_resp_free(&r);
+  }
+  /* pipelining: answers in request order, however long each one takes */
+  char req[8192];
+  size_t n = 0;
+  int N = 24;
+  for (int i = 0; i < N; i++) {
+    if (i % 3 == 0)
+      n += (size_t)snprintf(req + n, sizeof(req) - n,
+                            "GET /sleep/%d HTTP/1.1\r\nHost: x\r\n\r\n", (N - i) * 3);
+    else if (i % 3 == 1)
+      n += (size_t)snprintf(req + n, sizeof(req) - n,
+                            "GET /p/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+    else
+      n += (size_t)snprintf(req + n, sizeof(req) - n,
+                            "GET /pa/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+  }
+  hc_send(c, req, n);
+  for (int i = 0; i < N; i++) {
+    hc_resp_t r;
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, 200);
+    char want[64];
+    if (i % 3 == 0) snprintf(want, sizeof(want), "%d", (N - i) * 3);
+    else snprintf(want, sizeof(want), "1:%d %s", i, i % 3 == 1 ? "classic" : "aco");
+    T_CHECKF(!strcmp(r.body, want), "response %d: \"%s\", want \"%s\"", i, r.body, want);
+    hc_resp_free(&r);
+  }
+  /* the same, one byte at a time */
+  n = 0;
+  for (int i = 0; i < 4; i++)
+    n += (size_t)snprintf(req + n, sizeof(req) - n,
+                          "GET /p/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+  for (size_t i = 0; i < n; i++) hc_send(c, req + i, 1);
+  for (int i = 0; i < 4; i++) {
+    hc_resp_t r;
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    char want[64];
+    snprintf(want, sizeof(want), "1:%d classic", i);
+    T_STR_EQ(r.body, want);
+    hc_resp_free(&r);
+  }
+  /* Connection: close ends it after the response */
+  hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+              "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(hc_header(&r, "Connection"), "close");
+  hc_resp_free(&r);
+  T_CHECK(hc_eof(c));
+  hc_close(c);
+  ht_stop();
+}
+
+static void test_http10(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^stream/([0-9]+)$", h_stream));
+  /* closes after the response by default */
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /hello HTTP/1.0\r\n\r\n");
+  char line[128];
+  T_EQ(hc_line(c, line, sizeof(line)), 0);
+  T_CHECKF(!strncmp(line, "HTTP/1.0 200", 12), "%s", line);
+  c->pos = 0; /* read it again as a response */
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body, "hello\n");
+  T_STR_EQ(hc_header(&r, "Connection"), "close");
+  T_CHECK(hc_eof(c));
+  hc_resp_free(&r);
+  hc_close(c);
+  /* keep-alive on request */
+  c = hc_open(port);
+  for (int i = 0; i < 3; i++) {
+    hc_sends(c, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_STR_EQ(hc_header(&r, "Connection"), "keep-alive");
+    T_STR_EQ(hc_header(&r, "Content-Length"), "6");
+    hc_resp_free(&r);
+  }
+  hc_close(c);
+  /* no chunked in HTTP/1.0: a streamed body is delimited by the close */
+  c = hc_open(port);
+  hc_sends(c, "GET /stream/3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_CHECK(!hc_header(&r, "Content-Length") && !hc_header(&r, "Transfer-Encoding"));
+  T_STR_EQ(r.body, "piece 0\npiece 1\npiece 2\n");
+  hc_resp_free(&r);
+  hc_close(c);
+  /* and HTTP/1.1 streams it chunked */
+  T_EQ(hc_oneshot(port, "GET /stream/3 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_CHECK(r.chunked);
+  T_STR_EQ(r.body, "piece 0\npiece 1\npiece 2\n");
+  hc_resp_free(&r);
+  ht_stop();
+}
+
+/* A body of n pseudo-random bytes. */
+static char *make_body(size_t n, uint32_t seed) {
+  char *b = malloc(n ? n : 1);
+  uint32_t x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    b[i] = (char)x;
+  }
+  return b;
+}
+
+/* POSTs body (chunked with the given chunk sizes, cycling, or with a
+ * Content-Length when sizes is NULL), written `wr` bytes per send; checks
+ * the handler saw the same size and hash. */
+static void post_check(hc_t *c, const char *path, const char *body, size_t n,
+                       const size_t *sizes, size_t nsizes, size_t wr,
+                       const char *how) {
+  char head[256];
+  int hl;
+  if (sizes)
+    hl = snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: x\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n", path);
+  else
+    hl = snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Length: %zu\r\n\r\n", path, n);
+  /* build the whole message, then send it wr bytes at a time */
+  size_t cap = (size_t)hl + n + (n / 1 + 1) * 0 + 64 + (sizes ? (n + 1) * 0 + 16 * (n / 1 + 2) : 0);
+  if (sizes) {
+    size_t chunks = 0, left = n;
+    for (size_t i = 0; left; i++) {
+      size_t s = sizes[i % nsizes];
+      left -= s < left ? s : left;
+      chunks++;
+    }
+    cap = (size_t)hl + n + chunks * 24 + 64;
+  }
+  char *msg = malloc(cap);
+  size_t m = (size_t)hl;
+  memcpy(msg, head, (size_t)hl);
+  if (sizes) {
+    size_t off = 0;
+    for (size_t i = 0; off < n; i++) {
+      size_t s = sizes[i % nsizes];
+      if (s > n - off) s = n - off;
+      m += (size_t)sprintf(msg + m, "%zx\r\n", s);
+      memcpy(msg + m, body + off, s);
+      m += s;
+      memcpy(msg + m, "\r\n", 2);
+      m += 2;
+      off += s;
+    }
+    m += (size_t)sprintf(msg + m, "0\r\n\r\n");
+  } else {
+    memcpy(msg + m, body, n);
+    m += n;
+  }
+  for (size_t off = 0; off < m; off += wr)
+    hc_send(c, msg + off, wr < m - off ? wr : m - off);
+  free(msg);
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  char want[128];
+  if (!strcmp(how, "consume"))
+    snprintf(want, sizeof(want), "%zu %016llx", n,
+             (unsigned long long)hc_fnv(body, n));
+  else
+    snprintf(want, sizeof(want), "%zu %016llx %s", n,
+             (unsigned long long)hc_fnv(body, n), how);
+  T_CHECKF(!strcmp(r.body, want), "%s %s (%zu bytes, chunked %d, %zu per send):"
+           " \"%s\", want \"%s\"", path, how, n, sizes != NULL, wr, r.body, want);
+  hc_resp_free(&r);
+}
+
+static void test_uploads(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("POST", "/", "^upload$", h_upload));
+  mtev_rest_mountpoint_t *a = mtev_http_rest_new_rule("POST", "/", "^upload_aco$", h_upload);
+  mtev_rest_mountpoint_set_aco(a, mtev_true);
+  mtev_rest_mountpoint_t *cs = mtev_http_rest_new_rule("POST", "/", "^consume$", h_consume);
+  mtev_rest_mountpoint_set_aco(cs, mtev_true);
+  const char *paths[][2] = {{"/upload", "classic"}, {"/upload_aco", "aco"},
+                            {"/consume", "consume"}};
+  size_t big = (size_t)t_scale(1 << 20, 8);
+  char *body = make_body(big, 7);
+  /* chunk sizes around the 8 KiB input buffer and the 16 KiB blocks */
+  static const size_t sizes[] = {1, 2, 7, 8185, 8191, 8192, 8193, 16383,
+                                 16384, 16385, 65536, 3, 100000};
+  hc_t *c = hc_open(port);
+  for (int p = 0; p < 3; p++) {
+    const char *path = paths[p][0], *how = paths[p][1];
+    post_check(c, path, body, 0, NULL, 0, 1, how);
+    post_check(c, path, body, big, NULL, 0, 65536, how);
+    post_check(c, path, body, big, NULL, 0, 8191, how);
+    post_check(c, path, body, big, sizes, sizeof(sizes) / sizeof(sizes[0]),
+               65536, how);
+    post_check(c, path, body, big, sizes, sizeof(sizes) / sizeof(sizes[0]),
+               8193, how);
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+      post_check(c, path, body, big < 300000 ? big : 300000, &sizes[k], 1,
+                 40000, how);
+    /* byte by byte */
+    static const size_t small[] = {1, 5, 300};
+    post_check(c, path, body, (size_t)t_scale(2000, 4), small, 3, 1, how);
+    post_check(c, path, body, (size_t)t_scale(2000, 4), NULL, 0, 1, how);
+  }
+  hc_close(c);
+  /* Expect: 100-continue: the body is asked for */
+  c = hc_open(port);
+  hc_sends(c, "POST /upload_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+              "Expect: 100-continue\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp2(c, &r, 0, 1), 0);
+  T_EQ(r.status, 100);
+  hc_resp_free(&r);
+  hc_sends(c, "hello");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  char want[64];
+  snprintf(want, sizeof(want), "5 %016llx aco", (unsigned long long)hc_fnv("hello", 5));
+  T_STR_EQ(r.body, want);
+  hc_resp_free(&r);
+  hc_close(c);
+  free(body);
+  ht_stop();
+}
+
+/* The seed's example: the aco handler's job sleeps 1 s and appends from
+ * the job thread; meanwhile the loop answers other requests. */
+static void test_seed_hello(void) {
+  int port = ht_start(1);
+  mtev_rest_mountpoint_t *rule = mtev_http_rest_new_rule("GET", "/", "^hello$", hello_handler);
+  mtev_rest_mountpoint_set_aco(rule, mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^other$", h_hello));
+  hc_t *a = hc_open(port), *b = hc_open(port);
+  uint64_t t0 = t_now_us();
+  hc_sends(a, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  usleep(20000);
+  uint64_t t1 = t_now_us();
+  hc_sends(b, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(b, &r, 0), 0);
+  uint64_t other_ms = (t_now_us() - t1) / 1000;
+  T_EQ(r.status, 200);
+  hc_resp_free(&r);
+  /* well before the hello job is done */
+  T_CHECKF(other_ms < 500, "another request took %llu ms", (unsigned long long)other_ms);
+  T_EQ(hc_read_resp(a, &r, 0), 0);
+  uint64_t hello_ms = (t_now_us() - t0) / 1000;
+  T_EQ(r.status, 200);
+  T_STR_EQ(hc_header(&r, "Content-Type"), "text/plain");
+  T_STR_EQ(r.body, "Hello world.\n");
+  T_GE(hello_ms, 1000);
+  hc_resp_free(&r);
+  hc_close(a);
+  hc_close(b);
+  ht_stop();
+}
+
+/* Clients that leave in the middle of a request or a response: the
+ * connection and the coroutine serving it go away, nothing leaks. */
+static void test_vanish(void) {
+  int port = ht_start(1);
+  set_limits(8192, 65536, 100, 64u << 20, 10000, 60000);
+  T_CHECK(mtev_http_rest_new_rule("POST", "/", "^upload$", h_upload));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^big/([0-9]+)$", h_cbig));
+  mtev_rest_mountpoint_t *m;
+  T_CHECK((m = mtev_http_rest_new_rule("POST", "/", "^consume$", h_cconsume)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^abig/([0-9]+)$", h_cbig)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^csleep/([0-9]+)$", h_csleep)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^cjob$", h_cjob)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  for (int reset = 0; reset < 2; reset++) {
+    /* mid-request: half a body, classic and aco */
+    const char *up[] = {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+                        "POST /consume HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+                        "POST /consume HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "10000\r\n"};
+    for (int i = 0; i < 3; i++) {
+      hc_t *c = hc_open(port);
+      hc_sends(c, up[i]);
+      char junk[5000];
+      memset(junk, 'j', sizeof(junk));
+      hc_send(c, junk, sizeof(junk));
+      usleep(20000);
+      if (reset) hc_reset(c); else hc_close(c);
+      ht_wait_quiet(5000);
+      wait_live_zero(5000);
+    }
+    /* mid-head */
+    hc_t *c = hc_open(port);
+    hc_sends(c, "GET /big/10 HTTP/1.1\r\nHost:");
+    usleep(20000);
+    if (reset) hc_reset(c); else hc_close(c);
+    ht_wait_quiet(5000);
+    /* mid-response: 32 MiB, the client reads a little and leaves */
+    const char *big[] = {"GET /big/33554432 HTTP/1.1\r\nHost: x\r\n\r\n",
+                         "GET /abig/33554432 HTTP/1.1\r\nHost: x\r\n\r\n"};
+    for (int i = 0; i < 2; i++) {
+      c = hc_open(port);
+      hc_sends(c, big[i]);
+      char buf[4096];
+      T_CHECK(recv(c->fd, buf, sizeof(buf), MSG_WAITALL) > 0);
+      if (reset) hc_reset(c); else hc_close(c);
+      ht_wait_quiet(5000);
+      wait_live_zero(5000);
+    }
+    /* a coroutine asleep for 10 s: its sleep is cancelled when the client
+     * goes */
+    c = hc_open(port);
+    hc_sends(c, "GET /csleep/10000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    usleep(50000);
+    T_EQ(live_now(), 1);
+    uint64_t t0 = t_now_us();
+    if (reset) hc_reset(c); else hc_close(c);
+    wait_live_zero(5000);
+    T_LE((t_now_us() - t0) / 1000, 5000);
+    ht_wait_quiet(5000);
+    /* a coroutine waiting for a job: it ends when the job is done */
+    c = hc_open(port);
+    hc_sends(c, "GET /cjob HTTP/1.1\r\nHost: x\r\n\r\n");
+    usleep(50000);
+    if (reset) hc_reset(c); else hc_close(c);
+    wait_live_zero(5000);
+    ht_wait_quiet(5000);
+  }
+  /* a half-closed client still gets its response */
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /cjob HTTP/1.1\r\nHost: x\r\n\r\n");
+  shutdown(c->fd, SHUT_WR);
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  T_STR_EQ(r.body, "job done\n");
+  T_STR_EQ(hc_header(&r, "Connection"), "close");
+  T_CHECK(hc_eof(c));
+  hc_resp_free(&r);
+  hc_close(c);
+  ht_stop();
+  T_EQ(live_now(), 0);
+}
+
+/* inflates a gzip or zlib body */
+static char *inflate_all(const char *in, size_t n, size_t *outn) {
+  z_stream z;
+  memset(&z, 0, sizeof(z));
+  T_EQ(inflateInit2(&z, 15 + 32), Z_OK);
+  size_t cap = 1 << 20;
+  char *out = malloc(cap);
+  z.next_in = (Bytef *)(uintptr_t)in;
+  z.avail_in = (uInt)n;
+  z.next_out = (Bytef *)out;
+  z.avail_out = (uInt)cap;
+  int rc = inflate(&z, Z_FINISH);
+  T_CHECKF(rc == Z_STREAM_END, "inflate: %d", rc);
+  *outn = z.total_out;
+  inflateEnd(&z);
+  return out;
+}
+
+static void test_gzip(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/gzip/", "^(gzip|deflate)/(flush|end)$", h_gzip));
+  struct {
+    const char *enc, *ae;
+    int compressed;
+  } cases[] = {
+      {"gzip", "gzip", 1},
+      {"gzip", "deflate, gzip;q=0.5", 1},
+      {"deflate", "deflate", 1},
+      {"gzip", "*", 1},
+      {"gzip", "deflate", 0},
+      {"gzip", "gzip;q=0", 0},
+      {"gzip", "*, gzip;q=0.000", 0},
+      {"deflate", NULL, 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (int fl = 0; fl < 2; fl++) {
+      char req[256];
+      snprintf(req, sizeof(req), "GET /gzip/%s/%s HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n",
+               cases[i].enc, fl ? "flush" : "end",
+               cases[i].ae ? "Accept-Encoding: " : "", cases[i].ae ? cases[i].ae : "",
+               cases[i].ae ? "\r\n" : "");
+      hc_resp_t r;
+      T_EQ(hc_oneshot(port, req, &r), 200);
+      T_EQ(r.chunked, fl);
+      const char *ce = hc_header(&r, "Content-Encoding");
+      char *body = r.body;
+      size_t n = r.blen;
+      if (cases[i].compressed) {
+        T_CHECKF(ce && !strcmp(ce, cases[i].enc), "%s: Content-Encoding %s", req, ce);
+        T_STR_EQ(hc_header(&r, "Vary"), "Accept-Encoding");
+        body = inflate_all(r.body, r.blen, &n);
+        T_LE(r.blen * 4, n); /* it did compress */
+      } else {
+        T_CHECKF(ce == NULL, "%s: Content-Encoding %s", req, ce);
+      }
+      T_CHECK(n > 40);
+      T_CHECK(!strncmp(body, "line 0 of a compressible body\n", 30));
+      const char *tail = cases[i].compressed ? "compressed\n" : "plain\n";
+      T_CHECKF(!memcmp(body + n - strlen(tail), tail, strlen(tail)), "%s: tail", req);
+      if (body != r.body) free(body);
+      hc_resp_free(&r);
+    }
+  }
+  ht_stop();
+}
+
+static void test_request_api(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^info$", h_info));
+  mtev_rest_mountpoint_t *m = mtev_http_rest_new_rule("GET", "/", "^ainfo$", h_info);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  const char *paths[] = {"info", "ainfo"};
+  for (int i = 0; i < 2; i++) {
+    char req[256], want[512];
+    hc_resp_t r;
+    snprintf(req, sizeof(req), "GET /%s?a=1&b=hello%%20world+x&c&a=2 HTTP/1.1\r\n"
+             "Host: x\r\nX-Test:   spaced value  \r\n\r\n", paths[i]);
+    T_EQ(hc_oneshot(port, req, &r), 200);
+    snprintf(want, sizeof(want), "method=GET uri=/%s proto=HTTP/1.1 "
+             "qs=a=1&b=hello%%20world+x&c&a=2 a=1 b=hello world x c= "
+             "x-test=spaced value n=4", paths[i]);
+    T_STR_EQ(r.body, want);
+    hc_resp_free(&r);
+    snprintf(req, sizeof(req), "GET /%s HTTP/1.0\r\n\r\n", paths[i]);
+    T_EQ(hc_oneshot(port, req, &r), 200);
+    snprintf(want, sizeof(want), "method=GET uri=/%s proto=HTTP/1.0 qs= a=(null) "
+             "b=(null) c=(null) x-test=(null) n=0", paths[i]);
+    T_STR_EQ(r.body, want);
+    hc_resp_free(&r);
+  }
+  ht_stop();
+}
+
+static void test_timeouts(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  set_limits(8192, 65536, 100, 1 << 20, 10000, 300);
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  hc_resp_free(&r);
+  uint64_t t0 = t_now_us();
+  T_CHECK(hc_eof(c)); /* the idle keep-alive connection is closed */
+  uint64_t ms = (t_now_us() - t0) / 1000;
+  T_GE(ms, 250);
+  hc_close(c);
+  /* a connection that never sends anything */
+  c = hc_open(port);
+  t0 = t_now_us();
+  T_CHECK(hc_eof(c));
+  T_GE((t_now_us() - t0) / 1000, 290);
+  hc_close(c);
+  ht_stop();
+}
+
+static void test_pool_auth_later(void) {
+  int port = ht_start_type(1, 2, "http_rest_api");
+  eventer_pool_t *other = eventer_pool("other");
+  T_CHECK(other != NULL);
+  mtev_rest_mountpoint_t *m = mtev_http_rest_new_rule("GET", "/", "^where$", h_where);
+  mtev_rest_mountpoint_t *mo = mtev_http_rest_new_rule("GET", "/", "^other$", h_where);
+  mtev_rest_mountpoint_set_eventer_pool(mo, other);
+  mtev_rest_mountpoint_t *ma = mtev_http_rest_new_rule("GET", "/", "^other_aco$", h_where);
+  mtev_rest_mountpoint_set_eventer_pool(ma, other);
+  mtev_rest_mountpoint_set_aco(ma, mtev_true);
+  (void)m;
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^later$", h_later));
+  T_EQ(mtev_http_rest_register_auth("GET", "/", "^guarded$", h_hello, deny_marked), 0);
+  mtev_rest_mountpoint_t *ga = mtev_http_rest_new_rule("GET", "/", "^guarded_aco$", h_hello);
+  mtev_rest_mountpoint_set_aco(ga, mtev_true);
+  mtev_rest_mountpoint_set_auth(ga, deny_marked);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/std/", "^([0-9]+)$", h_std));
+  hc_t *c = hc_open(port);
+  hc_resp_t r;
+  hc_sends(c, "GET /where HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body, "e:default/0 classic");
+  hc_resp_free(&r);
+  hc_sends(c, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /where HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /other_aco HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_CHECKF(!strncmp(r.body, "e:other/", 8) && strstr(r.body, " classic"), "%s", r.body);
+  hc_resp_free(&r);
+  /* the connection stays on the pool it moved to */
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_CHECKF(!strncmp(r.body, "e:other/", 8), "%s", r.body);
+  hc_resp_free(&r);
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_CHECKF(!strncmp(r.body, "e:other/", 8) && strstr(r.body, " aco"), "%s", r.body);
+  hc_resp_free(&r);
+  /* ended later from a timer callback, with a reference held */
+  hc_sends(c, "GET /later HTTP/1.1\r\nHost: x\r\n\r\nGET /later HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 2; i++) {
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_STR_EQ(r.body, "later\n");
+    hc_resp_free(&r);
+  }
+  /* auth */
+  hc_sends(c, "GET /guarded HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  hc_resp_free(&r);
+  hc_sends(c, "GET /guarded HTTP/1.1\r\nHost: x\r\nX-Deny: 1\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 403);
+  hc_resp_free(&r);
+  hc_sends(c, "GET /guarded_aco HTTP/1.1\r\nHost: x\r\nX-Deny: 1\r\n\r\n"
+              "GET /guarded_aco HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 403);
+  hc_resp_free(&r);
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  hc_resp_free(&r);
+  /* handlers that forget to end, or ask again after ending */
+  T_CHECK(mtev_http_rest_new_rule("GET", "/forget/", "^(status|none)$", h_forget));
+  mtev_rest_mountpoint_set_aco(mtev_http_rest_new_rule("GET", "/aforget/", "^(status|none)$",
+                                                       h_forget), mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^again$", h_again));
+  const char *forgets[] = {"/forget/status", "/forget/none", "/aforget/status", "/aforget/none"};
+  for (int i = 0; i < 4; i++) {
+    char req[96];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", forgets[i]);
+    T_EQ(hc_oneshot(port, req, &r), i % 2 ? 500 : 200);
+    if (i % 2 == 0) T_STR_EQ(r.body, "forgot to end\n");
+    hc_resp_free(&r);
+  }
+  hc_sends(c, "GET /again HTTP/1.1\r\nHost: x\r\n\r\nGET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 2; i++) {
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_STR_EQ(r.body, "hello\n");
+    hc_resp_free(&r);
+  }
+  T_EQ(__atomic_load_n(&g_again_calls, __ATOMIC_RELAXED), 2);
+  /* libmtev's shorthands */
+  struct {
+    int code;
+    const char *type, *line;
+  } std[] = {{403, "text/x-denied", "HTTP/1.1 403 DENIED"},
+             {404, "text/x-nf", "HTTP/1.1 404 NOT FOUND"},
+             {500, "text/x-err", "HTTP/1.1 500 ERROR"}};
+  for (int i = 0; i < 3; i++) {
+    char req[64], line[128];
+    snprintf(req, sizeof(req), "GET /std/%d HTTP/1.1\r\nHost: x\r\n\r\n", std[i].code);
+    hc_t *c2 = hc_open(port);
+    hc_sends(c2, req);
+    T_EQ(hc_line(c2, line, sizeof(line)), 0);
+    T_STR_EQ(line, std[i].line);
+    c2->pos = 0; /* and again, as a whole response */
+    T_EQ(hc_read_resp(c2, &r, 0), 0);
+    hc_close(c2);
+    T_EQ(r.status, std[i].code);
+    T_STR_EQ(hc_header(&r, "Content-Type"), std[i].type);
+    T_STR_EQ(hc_header(&r, "X-Twice"), "2");
+    T_CHECK(hc_header(&r, "X-Split") == NULL);
+    T_STR_EQ(hc_header(&r, "Content-Length"), "3");
+    hc_resp_free(&r);
+  }
+  hc_close(c);
+  ht_stop();
+}
+
+/* Big responses to a slow reader: a classic handler's bytes wait in the
+ * queue, an aco handler's end waits until they are written. */
+static void test_big_responses(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^big/([0-9]+)$", h_big));
+  mtev_rest_mountpoint_t *m = mtev_http_rest_new_rule("GET", "/", "^abig/([0-9]+)$", h_cbig);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  m = mtev_http_rest_new_rule("GET", "/", "^astream/([0-9]+)$", h_stream);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  size_t n = (size_t)t_scale(8 << 20, 8);
+  const char *paths[] = {"big", "abig"};
+  for (int p = 0; p < 2; p++) {
+    hc_t *c = hc_open(port);
+    char req[128];
+    /* two in a row: the second waits behind the first */
+    snprintf(req, sizeof(req), "GET /%s/%zu HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /%s/%zu HTTP/1.1\r\nHost: x\r\n\r\n", paths[p], n, paths[p], n / 2);
+    hc_sends(c, req);
+    usleep(100000); /* let the server fill the socket */
+    for (int k = 0; k < 2; k++) {
+      hc_resp_t r;
+      T_EQ(hc_read_resp(c, &r, 0), 0);
+      size_t want = k ? n / 2 : n;
+      T_EQ(r.blen, want);
+      int bad = 0;
+      for (size_t i = 0; i < want && !bad; i++) bad = r.body[i] != (char)('a' + i % 26);
+      T_CHECK(!bad);
+      hc_resp_free(&r);
+    }
+    hc_close(c);
+  }
+  hc_resp_t r;
+  T_EQ(hc_oneshot(port, "GET /astream/2000 HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_CHECK(r.chunked);
+  T_CHECK(!strncmp(r.body + r.blen - 11, "piece 1999\n", 11));
+  hc_resp_free(&r);
+  ht_stop();
+  T_EQ(live_now(), 0);
+}
+
+static void test_control_dispatch(void) {
+  int port = ht_start_type(1, 0, "control_dispatch");
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GE");
+  usleep(10000);
+  hc_sends(c, "T /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body, "hello\n");
+  hc_resp_free(&r);
+  hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  hc_resp_free(&r);
+  hc_close(c);
+  /* not HTTP: closed without a word */
+  const char *others[] = {"HELLO there\r\n", "\x16\x03\x01\x02\x00", "get / HTTP/1.1\r\n\r\n"};
+  for (int i = 0; i < 3; i++) {
+    c = hc_open(port);
+    hc_sends(c, others[i]);
+    T_CHECK(hc_eof(c));
+    T_EQ(c->len, 0);
+    hc_close(c);
+  }
+  ht_stop();
+}
+
+T_MAIN({"basic", test_basic}, {"routing", test_routing},
+       {"vanish", test_vanish}, {"gzip", test_gzip},
+       {"request_api", test_request_api}, {"timeouts", test_timeouts},
+       {"pool_auth_later", test_pool_auth_later},
+       {"control_dispatch", test_control_dispatch},
+       {"big_responses", test_big_responses},
+       {"statuses", test_statuses},
+       {"keepalive_pipelining", test_keepalive_pipelining},
+       {"http10", test_http10}, {"uploads", test_uploads},
+       {"seed_hello", test_seed_hello})
