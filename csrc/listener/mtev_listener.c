@@ -1278,17 +1278,23 @@ static int ev_l_tls_hs_cb(eventer_t e, int mask, void *closure,
   if (rv > 0) {
     mtev_listener_t *l = ac->l;
     ev_l_tls_learn(ac, e);
-    if (l->kind == EV_LK_CLASSIC) {
-      ac->hs = NULL;
-      free(hs);
-      /* the service's callback, as soon as the socket is writable (as a
-       * plain connection's; data the handshake read ahead is waiting) */
-      eventer_set_callback(e, l->callback);
-      return EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION;
-    }
     eventer_t r = eventer_remove_fde(e);
     EV_L_ASSERT(r == e, "a connection's event is registered while its "
                 "callback runs");
+    if (l->kind == EV_LK_CLASSIC) {
+      ac->hs = NULL;
+      free(hs);
+      /* The service's first call says READ|WRITE whatever the socket says:
+       * the handshake may have read the client's first data already (it
+       * came with the Finished), and a callback that reads only on READ
+       * would wait for bytes that are not coming.  A trigger, not a
+       * direct call: the loop dispatches it (also to a foreign callback),
+       * then registers the event with the mask the callback returns. */
+      eventer_set_callback(e, l->callback);
+      EV_L_ASSERT(eventer_trigger_ex(e, EVENTER_READ | EVENTER_WRITE) == 0,
+                  "an event taken out of its loop can be triggered");
+      return EVENTER_READ; /* queued: the reference is the trigger's */
+    }
     hs->done = 1;
     ac->task.run = ev_l_tls_start_task;
     EV_L_ASSERT(eventer_task_post(&ac->task) == 0, "a callback runs on its loop");

@@ -113,10 +113,14 @@
  *    calls the function, whose eventer_aco_read/write move plaintext;
  *  - classic callback: the handshake runs on the loop (eventer_SSL_accept
  *    from the listener's own callback); then the event, its TLS context
- *    attached, goes to the callback (mask READ|WRITE|EXCEPTION, as a
- *    plain connection), whose eventer_read/write move plaintext;
+ *    attached, goes to the callback, whose eventer_read/write move
+ *    plaintext.  Its first call has mask READ|WRITE whatever the socket
+ *    says: the client's first data may have come with its Finished and
+ *    sit in the TLS layer's buffer, where no readiness will announce it.
+ *    (As everywhere with TLS, read until EAGAIN before waiting for READ.)
  *  - dispatch (mtev_listener_register_aco_dispatch): as classic, then
- *    start(e, closure) with the event out of the loop.
+ *    start(e, closure) with the event out of the loop; read before
+ *    waiting for READ, for the same reason.
  * A handshake that fails (plaintext, garbage, a refused certificate, a
  * peer that hangs up) or that is not over by handshake_timeout closes the
  * connection; the TLS layer logs one line naming the peer and the reason

@@ -164,6 +164,32 @@ static int classic_ok(eventer_t e, int mask, void *closure, struct timeval *now)
   return 0;
 }
 
+/* classic: as classic_ok, but it reads only when the mask says READ (as
+ * an HTTP engine may: EVENTER_WRITE alone means "you may write") */
+static int classic_strict(eventer_t e, int mask, void *closure,
+                          struct timeval *now) {
+  (void)now;
+  mtev_acceptor_closure_t *ac = closure;
+  int m;
+  char buf[128];
+  if (mask & EVENTER_EXCEPTION) goto done;
+  if (!(mask & EVENTER_READ)) return EVENTER_READ | EVENTER_EXCEPTION;
+  for (;;) {
+    int n = eventer_read(e, buf, sizeof(buf), &m);
+    if (n < 0 && errno == EAGAIN) return m;
+    if (n > 0 && memchr(buf, '\n', (size_t)n)) {
+      eventer_write(e, "ok\n", 3, &m);
+      break;
+    }
+    if (n <= 0) break;
+  }
+done:
+  eventer_remove_fde(e);
+  eventer_close(e, &m);
+  mtev_acceptor_closure_free(ac);
+  return 0;
+}
+
 /* aco: reads a line, answers "ok" */
 static void aco_ok(void) {
   eventer_aco_t e = eventer_aco_arg();
@@ -696,6 +722,85 @@ static void test_api(void) {
   lt_run(2, body_api);
 }
 
+/* ---- the client's first data comes with its Finished ------------------------------------ */
+
+static void set_rcvtimeo(int fd, int ms);
+
+/* A TLS 1.3 client whose Finished and first data ("hi\n") leave in one
+ * send(), so the server's handshake reads both: the data is in OpenSSL's
+ * buffer, not in the socket, when the service gets the connection.  1 if
+ * the server answered "ok". */
+static int finished_with_data(int port) {
+  SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
+  T_CHECK(sc);
+  SSL_CTX_set_min_proto_version(sc, TLS1_3_VERSION);
+  SSL *ssl = SSL_new(sc);
+  BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+  BIO_set_mem_eof_return(rb, -1);
+  SSL_set_bio(ssl, rb, wb);
+  SSL_set_connect_state(ssl);
+  int fd = t_connect_blocking(port);
+  set_rcvtimeo(fd, t_slow() ? 30000 : 5000);
+  char buf[16384];
+  int ok = 0, hs;
+  for (;;) {
+    hs = SSL_do_handshake(ssl);
+    if (hs == 1) T_EQ(SSL_write(ssl, "hi\n", 3), 3); /* joins the Finished */
+    int pending = (int)BIO_ctrl_pending(wb);
+    if (pending > 0) {
+      T_CHECK(pending <= (int)sizeof(buf));
+      T_EQ(BIO_read(wb, buf, pending), pending);
+      T_EQ(send(fd, buf, (size_t)pending, MSG_NOSIGNAL), pending);
+    }
+    if (hs == 1) break;
+    T_EQ(SSL_get_error(ssl, hs), SSL_ERROR_WANT_READ);
+    ssize_t r = recv(fd, buf, sizeof(buf), 0);
+    if (r <= 0) goto out;
+    BIO_write(rb, buf, (int)r);
+  }
+  for (;;) { /* tickets, then the answer */
+    int n = SSL_read(ssl, buf, sizeof(buf));
+    if (n > 0) {
+      ok = n == 3 && !memcmp(buf, "ok\n", 3);
+      break;
+    }
+    if (SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ) break;
+    ssize_t r = recv(fd, buf, sizeof(buf), 0);
+    if (r <= 0) break; /* EOF, or no answer in time */
+    BIO_write(rb, buf, (int)r);
+  }
+out:
+  SSL_free(ssl);
+  SSL_CTX_free(sc);
+  ERR_clear_error();
+  close(fd);
+  return ok;
+}
+
+static void body_first_data(void) {
+  mtev_hash_table *sc = table("certificate_file", C->srv, "key_file", C->srv_key,
+                              NULL);
+  mtev_listener_opts_t oc = {.address = "127.0.0.1", .callback = classic_strict,
+                             .ssl = mtev_true, .sslconfig = sc};
+  mtev_listener_opts_t oa = {.address = "127.0.0.1", .aco_function = aco_ok,
+                             .ssl = mtev_true, .sslconfig = sc};
+  mtev_listener_t *lc = make(&oc), *la = make(&oa);
+  table(NULL);
+  /* the classic callback's first call says READ|WRITE, so it reads what
+   * the handshake buffered; the aco function's read finds it too */
+  for (int i = 0; i < 20; i++) {
+    T_EQ(finished_with_data(mtev_listener_get_port(lc)), 1);
+    T_EQ(finished_with_data(mtev_listener_get_port(la)), 1);
+  }
+  mtev_listener_release(lc);
+  mtev_listener_release(la);
+}
+
+static void test_first_data_with_finished(void) {
+  C = t_certs_get();
+  lt_run(2, body_first_data);
+}
+
 /* ---- a stop while handshakes are pending ----------------------------------------------- */
 
 static void body_stop(void) {
@@ -1044,6 +1149,7 @@ static void test_bad_handshakes(void) {
 T_MAIN({"conf", test_conf},
        {"bad_configuration", test_bad_configuration},
        {"api", test_api},
+       {"first_data_with_finished", test_first_data_with_finished},
        {"stop_during_handshake", test_stop_during_handshake},
        {"idle_during_handshake", test_idle_during_handshake},
        {"bad_handshakes", test_bad_handshakes})
