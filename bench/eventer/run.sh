@@ -65,14 +65,14 @@ for r in $(seq 1 "$rounds"); do
   "$run/gopeer" -scale "$scale" >"$run/$r.go.txt"
 done
 if [ "$idle_s" != 0 ]; then
-  for b in "${builds[@]}"; do "$run/$b" idle "$idle_s" >"$run/idle.$b.txt"; done
-  "$run/gopeer" -idle "$idle_s" >"$run/idle.go.txt"
+  for b in "${builds[@]}"; do "$run/$b" idle "$idle_s" >"$run/$b.idle"; done
+  "$run/gopeer" -idle "$idle_s" >"$run/go.idle"
 fi
-cp -r "$run" "$out/last" 2>/dev/null || true
 
-# medians over the rounds: "<file tag> <metric> <median>"
+# the median over the rounds of each metric, in the order of the first file
 median() { # files...
-  awk '{ v[$1] = v[$1] " " $2 } END { for (m in v) print m, v[m] }' "$@" |
+  awk '!($1 in v) { order[n++] = $1 } { v[$1] = v[$1] " " $2 }
+       END { for (i = 0; i < n; i++) print order[i], v[order[i]] }' "$@" |
     while read -r m vals; do
       printf '%s %s\n' "$m" "$(tr ' ' '\n' <<<"$vals" | grep -v '^$' | sort -g |
         awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')"
@@ -85,6 +85,7 @@ done
 
 echo "eventer vs Go ($(nproc) CPUs, $(go env GOVERSION), scale $scale," \
   "median of $rounds rounds${BASE_REF:+, base = $BASE_REF}); ns unless named"
+echo "  (Go lk: the Go receiver locked to its OS thread, as the Go driver's loops are)"
 for m in "${modes[@]}"; do
   echo
   if [ "$m" = pinned ]; then
@@ -97,40 +98,36 @@ for m in "${modes[@]}"; do
   awk -v hasbase="${BASE_REF:+1}" '
     FILENAME == ARGV[1] { c[$1] = $2; order[n++] = $1; next }
     FILENAME == ARGV[2] { b[$1] = $2; next }
-    { g[$1] = $2; if (!($1 in c)) gonly[ng++] = $1 }
-    function cell(v) { return v == "" ? "-" : sprintf("%.1f", v) }
+    { g[$1] = $2 }
+    function cell(v) { return v == "" ? "-" : (v >= 100 ? sprintf("%.0f", v) : sprintf("%.2f", v)) }
     function ratio(x, y) { return (x == "" || y == "" || y == 0) ? "-" : sprintf("%.2f", x / y) }
     END {
-      if (hasbase)
-        printf "  %-40s %10s %10s %7s %10s %8s\n", "metric", "C", "base", "C/base", "Go", "C/Go"
-      else
-        printf "  %-40s %10s %10s %8s\n", "metric", "C", "Go", "C/Go"
+      printf "  %-34s %9s", "metric", "C"
+      if (hasbase) printf " %9s %6s", "base", "C/base"
+      printf " %9s %6s %9s %6s\n", "Go", "C/Go", "Go lk", "C/lk"
       for (i = 0; i < n; i++) {
         m = order[i]
         if (m ~ /_avg_ns$/) continue
-        if (hasbase)
-          printf "  %-40s %10s %10s %7s %10s %8s\n", m, cell(c[m]), cell(b[m]),
-                 ratio(c[m], b[m]), cell(g[m]), ratio(c[m], g[m])
-        else
-          printf "  %-40s %10s %10s %8s\n", m, cell(c[m]), cell(g[m]), ratio(c[m], g[m])
-      }
-      for (i = 0; i < ng; i++) {
-        m = gonly[i]
-        if (m ~ /_avg_ns$/) continue
-        if (hasbase)
-          printf "  %-40s %10s %10s %7s %10s %8s\n", m, "-", "-", "-", cell(g[m]), "-"
-        else
-          printf "  %-40s %10s %10s %8s\n", m, "-", cell(g[m]), "-"
+        lk = m
+        sub(/^xthread_trigger/, "xthread_trigger_lockedrecv", lk)
+        if (lk == m) lk = ""
+        printf "  %-34s %9s", m, cell(c[m])
+        if (hasbase) printf " %9s %6s", cell(b[m]), ratio(c[m], b[m])
+        printf " %9s %6s %9s %6s\n", cell(g[m]), ratio(c[m], g[m]),
+               cell(lk == "" ? "" : g[lk]), ratio(c[m], lk == "" ? "" : g[lk])
       }
     }' "$run/med.$m.C" "$base_file" "$run/med.go"
 done
 
 if [ "$idle_s" != 0 ]; then
   echo
-  echo "  at rest for ${idle_s} s after a burst (loops 0 and 1, a job queue of 4 threads; Go: 4 workers, a locked receiver)"
+  echo "  at rest for ${idle_s} s after a burst (C: loops 0 and 1, a job queue of 4 threads;"
+  echo "  Go: 4 worker goroutines, a locked receiver)"
   for b in "${builds[@]}" go; do
     awk -v b="$b" '{ v[$1] = $2 } END {
       printf "  %-6s CPU %.4f%% of one core, %.1f context switches/s\n", b, v["idle_cpu_pct"], v["idle_wakeups_per_s"] }' \
-      "$run/idle.$b.txt"
+      "$run/$b.idle"
   done
 fi
+# every round's raw figures and the medians, for a closer look
+rm -rf "$out/last" && cp -r "$run" "$out/last"

@@ -238,6 +238,7 @@ struct eventer_loop {
   int wake_state;          /* __atomic, EV_WS_* */
   int wake_always;         /* __atomic: eventer_loop_pollfd() was called */
   int push_cpu;            /* __atomic: CPU of the last cross-thread push */
+  uint64_t woken_at_ns;    /* __atomic: when a push found the loop asleep */
   ev_spin_t spin;          /* owner only: the poll phase's spin budget */
 
   /* cross-thread queue (MPSC): any thread pushes, the owner splices */

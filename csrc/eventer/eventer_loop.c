@@ -658,8 +658,10 @@ void ev_inbox_push(ev_loop_t *l, eventer_task_t *t) {
    * to WOKEN writes the eventfd; the loop drains the whole queue at once,
    * so the others need not. */
   int st = __atomic_load_n(&l->wake_state, __ATOMIC_SEQ_CST);
-  if (st == EV_WS_SLEEPING &&
-      __atomic_compare_exchange_n(&l->wake_state, &st, EV_WS_WOKEN, 0,
+  if (st != EV_WS_SLEEPING) return;
+  /* when the work arrived: what the loop learns its spin budget from */
+  __atomic_store_n(&l->woken_at_ns, eventer_mono_ns(), __ATOMIC_RELAXED);
+  if (__atomic_compare_exchange_n(&l->wake_state, &st, EV_WS_WOKEN, 0,
                                   __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
     ev_poll_wake(l);
 }
@@ -984,10 +986,15 @@ static int poll_wait(ev_loop_t *l, int timeout_ms) {
   }
   int n = ev_poll_wait(l, timeout_ms);
   int was = __atomic_exchange_n(&l->wake_state, EV_WS_AWAKE, __ATOMIC_SEQ_CST);
+  /* how long after the wait began the push came (not when the wake-up
+   * got here: a spin would have seen the push itself) */
+  uint64_t now = eventer_mono_ns(),
+           at = __atomic_load_n(&l->woken_at_ns, __ATOMIC_RELAXED);
+  if (at < t0 || at > now) at = now;
   ev_spin_slept(&l->spin,
                 was == EV_WS_WOKEN &&
                     ev_cpu_self() != EV_LOAD_RELAXED(&l->push_cpu),
-                eventer_mono_ns() - t0, spun);
+                at - t0, spun);
   return n;
 }
 

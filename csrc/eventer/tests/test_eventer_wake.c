@@ -24,6 +24,18 @@
  * end it.  Far above any scheduling delay, valgrind's included. */
 static uint64_t lost_after_us(void) { return t_slow() ? 20000000u : 5000000u; }
 
+/* What the loops were doing, for a failure message. */
+static void dump_loops(void) {
+  eventer_pool_t *pool = eventer_pool("default");
+  for (int i = 0; pool && i < (int)eventer_pool_concurrency(pool); i++) {
+    ev_loop_t *l = eventer_pool_loop(pool, i);
+    fprintf(stderr, "# loop %d: wake_state %d inbox_nonempty %d push_cpu %d"
+            " spin %u ns, phase %d\n", i, LOADA(&l->wake_state),
+            LOADA(&l->inbox_nonempty), LOADA(&l->push_cpu),
+            l->spin.budget_ns, l->phase);
+  }
+}
+
 static int readable(int fd, int timeout_ms) {
   struct pollfd p = {.fd = fd, .events = POLLIN};
   int rc;
@@ -264,6 +276,7 @@ static void *producer_main(void *arg) {
       if (rt.tv_nsec >= 1000000000) rt.tv_sec++, rt.tv_nsec -= 1000000000;
       if (sem_timedwait(&p->done, &rt) == 0) break;
       T_CHECK(errno == ETIMEDOUT || errno == EINTR);
+      if (t_now_us() >= limit) dump_loops();
       T_CHECKF(t_now_us() < limit, "producer %d op %ld (kind %d, loop %d)"
                " lost: not done after %llu us", p->id, i, kind, li,
                (unsigned long long)(t_now_us() - t0));
@@ -462,9 +475,11 @@ static void single_flow(const char *spin_us, long ops) {
       T_EQ(eventer_set_owner_loop(e, loop), 0);
       T_EQ(eventer_add_asynch_ex(q, e), 0);
     }
-    while (LOADA(&single_done) <= i)
+    while (LOADA(&single_done) <= i) {
+      if (t_now_us() - t0 >= lost_after_us()) dump_loops();
       T_CHECKF(t_now_us() - t0 < lost_after_us(), "spin_us %s: hand-off %ld"
                " (kind %d) lost", spin_us, i, kind);
+    }
   }
   eventer_shutdown();
   eventer_fini();
@@ -473,10 +488,10 @@ static void single_flow(const char *spin_us, long ops) {
 }
 
 static void test_stress(void) {
-  long single = t_scale(t_sanitized() ? 3000 : 20000, 20);
+  long single = t_scale(t_sanitized() ? 3000 : 20000, 50);
   single_flow("3", single);
   single_flow("20", single);
-  long ops = t_scale(t_sanitized() ? 800 : 2000, 10);
+  long ops = t_scale(t_sanitized() ? 800 : 2000, 20);
   stress_once("50", ops);   /* the default: spins that learn */
   stress_once("3", ops);    /* spins that end right at the hand-off */
   stress_once("0", ops);    /* no spinning: every wait sleeps */
