@@ -3,7 +3,9 @@
  * "<metric> <value>" lines for bench/eventer/run.sh, which puts them next
  * to the Go peer's figures (gopeer/main.go) from the same run.
  *
- *   bench_eventer [scale]          the latency figures below
+ *   bench_eventer [scale [section...]]  the latency figures below (all,
+ *                                  or the sections named: timers fd
+ *                                  xthread jobq aco)
  *   bench_eventer idle [seconds]   CPU at rest (below)
  *
  *   timer_add_fire_ns     eventer_add_in(0) + dispatch, per timer
@@ -383,6 +385,15 @@ static void bench_idle(double seconds) {
 }
 
 static double scale = 1.0;
+static int nsections;
+static char **sections;
+
+static int want(const char *section) {
+  if (!nsections) return 1;
+  for (int i = 0; i < nsections; i++)
+    if (!strcmp(sections[i], section)) return 1;
+  return 0;
+}
 
 /* an iteration count, at least 100 whatever the scale */
 static int count(double base) {
@@ -395,6 +406,10 @@ int main(int argc, char **argv) {
   double idle_s = 10;
   if (idle && argc > 2) idle_s = atof(argv[2]);
   if (!idle && argc > 1) scale = atof(argv[1]);
+  if (!idle && argc > 2) {
+    nsections = argc - 2;
+    sections = argv + 2;
+  }
   const char *pin = getenv("BENCH_PIN");
   if (pin && *pin && sscanf(pin, "%d,%d", &cpu_a, &cpu_b) != 2)
     fail("BENCH_PIN is \"a,b\" (two CPU numbers)");
@@ -411,11 +426,11 @@ int main(int argc, char **argv) {
     eventer_jobq_set_floor(bench_q, 4);
     bench_idle(idle_s);
   } else {
-    bench_timers(count(200000));
-    bench_fd(count(200000));
-    bench_cross_thread(count(20000));
-    bench_jobq(count(20000));
-    bench_aco_asynch(count(20000));
+    if (want("timers")) bench_timers(count(200000));
+    if (want("fd")) bench_fd(count(200000));
+    if (want("xthread")) bench_cross_thread(count(20000));
+    if (want("jobq")) bench_jobq(count(20000));
+    if (want("aco")) bench_aco_asynch(count(20000));
   }
   eventer_shutdown();
   pthread_join(th, NULL);

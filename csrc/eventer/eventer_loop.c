@@ -943,7 +943,8 @@ static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
 }
 
 /* How often a spinning loop looks at its fds (an epoll_wait that does not
- * block), so that a spin delays no fd by more than this. */
+ * block), so that a spin delays no fd that becomes ready by more than
+ * this. */
 #define EV_SPIN_FD_CHECK_NS 8000u
 
 /* The poll phase's wait: up to timeout_ms (-1: no limit) for fds, timers
@@ -953,14 +954,17 @@ static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
  * drained at the next iteration's start). */
 static int poll_wait(ev_loop_t *l, int timeout_ms) {
   if (timeout_ms == 0) return ev_poll_wait(l, 0);
-  uint64_t t0 = eventer_mono_ns();
   int spun = 0;
   uint64_t budget = l->spin.budget_ns;
+  /* when the wait began; without a spin, the iteration's start will do
+   * (it spares two clock reads per sleep) */
+  uint64_t t0 = budget ? eventer_mono_ns() : l->timers_now_ns;
   if (budget && timeout_ms > 0 && budget > (uint64_t)timeout_ms * 1000000u)
     budget = (uint64_t)timeout_ms * 1000000u;
   if (budget && ev_cpu_self() != EV_LOAD_RELAXED(&l->push_cpu)) {
     spun = 1;
-    uint64_t now = t0, end = t0 + budget, fd_check = t0 + EV_SPIN_FD_CHECK_NS;
+    /* fds first: a ready one never waits for a spin */
+    uint64_t now = t0, end = t0 + budget, fd_check = t0;
     for (;;) {
       if (EV_LOAD_RELAXED(&l->inbox_nonempty)) {
         ev_spin_caught(&l->spin, eventer_mono_ns() - t0);
@@ -981,20 +985,22 @@ static int poll_wait(ev_loop_t *l, int timeout_ms) {
   if (__atomic_load_n(&l->inbox_nonempty, __ATOMIC_SEQ_CST)) {
     /* a push came between the spin's last look and now */
     __atomic_store_n(&l->wake_state, EV_WS_AWAKE, __ATOMIC_SEQ_CST);
-    ev_spin_caught(&l->spin, eventer_mono_ns() - t0);
+    if (spun) ev_spin_caught(&l->spin, eventer_mono_ns() - t0);
     return 0;
   }
   int n = ev_poll_wait(l, timeout_ms);
   int was = __atomic_exchange_n(&l->wake_state, EV_WS_AWAKE, __ATOMIC_SEQ_CST);
-  /* how long after the wait began the push came (not when the wake-up
-   * got here: a spin would have seen the push itself) */
-  uint64_t now = eventer_mono_ns(),
-           at = __atomic_load_n(&l->woken_at_ns, __ATOMIC_RELAXED);
-  if (at < t0 || at > now) at = now;
-  ev_spin_slept(&l->spin,
-                was == EV_WS_WOKEN &&
-                    ev_cpu_self() != EV_LOAD_RELAXED(&l->push_cpu),
-                at - t0, spun);
+  if (was == EV_WS_WOKEN) {
+    /* how long after the wait began the push came (not when the wake-up
+     * got here: a spin would have seen the push itself) */
+    uint64_t now = eventer_mono_ns(),
+             at = __atomic_load_n(&l->woken_at_ns, __ATOMIC_RELAXED);
+    if (at < t0 || at > now) at = now;
+    ev_spin_slept(&l->spin, ev_cpu_self() != EV_LOAD_RELAXED(&l->push_cpu),
+                  at - t0, spun);
+  } else if (spun) {
+    ev_spin_missed(&l->spin);
+  }
   return n;
 }
 
