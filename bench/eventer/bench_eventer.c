@@ -5,7 +5,7 @@
  *
  *   bench_eventer [scale [section...]]  the latency figures below (all,
  *                                  or the sections named: timers fd
- *                                  xthread jobq aco)
+ *                                  xthread jobq aco neighbour)
  *   bench_eventer idle [seconds]   CPU at rest (below)
  *
  *   timer_add_fire_ns     eventer_add_in(0) + dispatch, per timer
@@ -28,6 +28,12 @@
  *   *_cpu_ns              the process's CPU time (user + system, every
  *                         thread) per round trip over that figure: what a
  *                         hand-off costs in CPU, spinning included
+ *   *_csw                 context switches per round trip (a thread that
+ *                         blocks, or is preempted)
+ *   neighbour_*           back-to-back job round trips for 1 s (x scale)
+ *                         next to a thread that only computes: round trips
+ *                         per second, and the neighbour's rate as a share of
+ *                         its rate alone (what spinning costs it)
  *
  * idle: loop 0 (this thread), loop 1 (a thread of its own) and a job
  *   queue of 4 threads kept alive (floor 4) first serve a burst of back-to-
@@ -112,6 +118,7 @@ static void pin_job_thread(void) {
 }
 
 static volatile int counter; /* loop thread only */
+static double scale = 1.0;  /* iteration counts (and the neighbour's time) */
 
 static void spin_until(int want) {
   struct timeval w = {0, 10000};
@@ -348,6 +355,62 @@ static void bench_aco_asynch(int n) {
   free(v);
 }
 
+/* ---- round trips next to a CPU-bound neighbour -------------------------------------------------
+ * One thread that only computes (unpinned) while the loop runs back-to-back
+ * job round trips for a while: what spinning costs the neighbour.  The
+ * neighbour's rate alone and next to the round trips; round trips per
+ * second next to it. */
+
+static int neighbour_stop;            /* __atomic */
+static uint64_t neighbour_iters;      /* __atomic */
+
+static void *neighbour_main(void *arg) {
+  (void)arg;
+  uint64_t n = 0, x = 1;
+  while (!__atomic_load_n(&neighbour_stop, __ATOMIC_RELAXED)) {
+    for (int i = 0; i < 1000; i++) x = x * 6364136223846793005u + 1442695040888963407u;
+    n++;
+  }
+  __atomic_store_n(&neighbour_iters, n + (x == 42), __ATOMIC_RELEASE);
+  return NULL;
+}
+
+/* the neighbour's iterations per second over `ms` while `work` runs */
+static double neighbour_rate(int ms, int (*work)(uint64_t end)) {
+  __atomic_store_n(&neighbour_stop, 0, __ATOMIC_RELAXED);
+  pthread_t th;
+  pthread_create(&th, NULL, neighbour_main, NULL);
+  uint64_t t0 = now_ns(), end = t0 + (uint64_t)ms * 1000000u;
+  int done = work(end);
+  __atomic_store_n(&neighbour_stop, 1, __ATOMIC_RELAXED);
+  pthread_join(th, NULL);
+  double s = (double)(now_ns() - t0) / 1e9;
+  if (done >= 0) printf("neighbour_jobq_rt_per_s %.0f\n", done / s);
+  return (double)__atomic_load_n(&neighbour_iters, __ATOMIC_ACQUIRE) / s;
+}
+
+static int idle_for(uint64_t end) {
+  while (now_ns() < end) usleep(1000);
+  return -1;
+}
+
+static int jobq_until(uint64_t end) {
+  int done = 0;
+  while (now_ns() < end) {
+    jobq_run(1000, NULL);
+    done += 1000;
+  }
+  return done;
+}
+
+static void bench_neighbour(void) {
+  int ms = (int)(1000 * scale) < 200 ? 200 : (int)(1000 * scale);
+  jobq_run(1000, NULL);
+  double alone = neighbour_rate(ms, idle_for);
+  double with = neighbour_rate(ms, jobq_until);
+  printf("neighbour_share_pct %.1f\n", 100.0 * with / alone);
+}
+
 /* ---- CPU at rest ------------------------------------------------------------------------------------ */
 
 static int stop_cb(eventer_t e, int mask, void *c, struct timeval *now) {
@@ -384,7 +447,6 @@ static void bench_idle(double seconds) {
   printf("idle_wakeups_per_s %.1f\n", (double)cs / ((double)w / 1e9));
 }
 
-static double scale = 1.0;
 static int nsections;
 static char **sections;
 
@@ -431,6 +493,7 @@ int main(int argc, char **argv) {
     if (want("xthread")) bench_cross_thread(count(20000));
     if (want("jobq")) bench_jobq(count(20000));
     if (want("aco")) bench_aco_asynch(count(20000));
+    if (want("neighbour")) bench_neighbour();
   }
   eventer_shutdown();
   pthread_join(th, NULL);
