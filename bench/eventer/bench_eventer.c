@@ -28,6 +28,7 @@
  *   *_cpu_ns              the process's CPU time (user + system, every
  *                         thread) per round trip over that figure: what a
  *                         hand-off costs in CPU, spinning included
+ *   xthread_*_loop_cpu_ns CPU time of loop 1's thread per post
  *   *_csw                 context switches per round trip (a thread that
  *                         blocks, or is preempted)
  *   neighbour_*           back-to-back job round trips for 1 s (x scale)
@@ -206,6 +207,14 @@ static void xt_task(eventer_task_t *t, struct timeval *now) {
   __atomic_store_n(&latency, now_ns() - sent_at, __ATOMIC_RELEASE);
 }
 
+static clockid_t loop1_clock; /* loop 1's thread CPU clock */
+
+static uint64_t loop1_cpu_ns(void) {
+  struct timespec ts;
+  if (clock_gettime(loop1_clock, &ts) != 0) die("clock_gettime(loop 1)");
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *driver1(void *arg) {
   (void)arg;
   pin_to(cpu_b);
@@ -249,16 +258,18 @@ static void post_task(void) {
  * ran; the latency of each and the CPU per post. */
 static void cross_thread(const char *name, void (*post)(void), uint64_t pause,
                          int n) {
-  uint64_t *v = calloc((size_t)n, sizeof(*v)), c0 = 0;
+  uint64_t *v = calloc((size_t)n, sizeof(*v)), c0 = 0, l0 = 0;
   long csw0 = 0;
   for (int i = 0; i < n + 100; i++) {
-    if (i == 100) c0 = cpu_ns(), csw0 = csw_count;
+    if (i == 100) c0 = cpu_ns(), csw0 = csw_count, l0 = loop1_cpu_ns();
     if (pause) pause_ns(pause);
     __atomic_store_n(&latency, 0, __ATOMIC_RELEASE);
     post();
     uint64_t lat = wait_latency();
     if (i >= 100) v[i - 100] = lat;
   }
+  /* what the receiving loop spends per post (its spin included) */
+  printf("%s_loop_cpu_ns %.1f\n", name, (double)(loop1_cpu_ns() - l0) / n);
   if (!pause) /* with a pause the sender's busy wait would count */
     cpu_per(name, c0, csw0, n);
   percentiles(name, v, n);
@@ -482,6 +493,7 @@ int main(int argc, char **argv) {
   loop1 = eventer_pool_loop(eventer_pool("default"), 1);
   pthread_t th;
   pthread_create(&th, NULL, driver1, NULL);
+  if (pthread_getcpuclockid(th, &loop1_clock) != 0) die("pthread_getcpuclockid");
   bench_q = eventer_jobq_create("bench");
   eventer_jobq_set_concurrency(bench_q, 4);
   if (idle) {
