@@ -46,13 +46,16 @@ typedef struct eventer_loop ev_loop_t;
  * waiter: a wait that ended with work from the other thread after w ns
  * (caught by the spin, or woken from a sleep with w up to half the limit)
  * raises it to 2w; a spin that ends empty, a spin that was preempted
- * (w beyond the limit) or a long sleep halves it (under EV_SPIN_FLOOR_NS
- * it is 0: no spin).  So a spin that does not pay stops within a few
+ * (its clock jumped, or w is beyond the limit) or a long sleep halves it
+ * (under EV_SPIN_FLOOR_NS it is 0: no spin).  So a spin that does not pay stops within a few
  * waits, and an idle thread spins once, briefly, before it sleeps for
  * good.  A waiter does not spin while the thread it waits for last ran on
  * its own CPU (both spinning on one CPU only delays the other).  The limit
  * is the "spin_us" setting. */
 #define EV_SPIN_FLOOR_NS 1000u
+/* A spin that sees its clock jump by this much between two looks was
+ * preempted: another thread wanted the CPU, so it stops and backs off. */
+#define EV_SPIN_PREEMPTED_NS 10000u
 
 typedef struct {
   uint32_t budget_ns; /* how long the next wait may spin, 0: sleep at once */

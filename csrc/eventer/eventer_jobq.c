@@ -538,7 +538,8 @@ static int worker_spin(eventer_jobq_t *q) {
   q->nspinning++;
   pthread_mutex_unlock(&q->lock);
   int got = 0;
-  uint64_t t0 = eventer_mono_ns(), now = t0, end = t0 + budget;
+  uint64_t t0 = eventer_mono_ns(), now = t0, prev = t0, end = t0 + budget;
+  int preempted = 0;
   while (now < end) {
     if (EV_LOAD_RELAXED(&q->avail)) {
       got = 1;
@@ -546,6 +547,11 @@ static int worker_spin(eventer_jobq_t *q) {
     }
     for (int i = 0; i < 8; i++) ev_cpu_relax();
     now = eventer_mono_ns();
+    if (now - prev > EV_SPIN_PREEMPTED_NS) {
+      preempted = 1; /* another thread needed this CPU */
+      break;
+    }
+    prev = now;
   }
   pthread_mutex_lock(&q->lock);
   q->nspinning--;
@@ -554,6 +560,7 @@ static int worker_spin(eventer_jobq_t *q) {
     ev_spin_caught(&q->spin, now - t0);
   else
     ev_spin_missed(&q->spin);
+  if (preempted) ev_spin_missed(&q->spin);
   return got;
 }
 

@@ -954,7 +954,7 @@ static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
  * drained at the next iteration's start). */
 static int poll_wait(ev_loop_t *l, int timeout_ms) {
   if (timeout_ms == 0) return ev_poll_wait(l, 0);
-  int spun = 0;
+  int spun = 0; /* 1: spun in vain, -1: spun and was preempted */
   uint64_t budget = l->spin.budget_ns;
   /* when the wait began; without a spin, the iteration's start will do
    * (it spares two clock reads per sleep) */
@@ -964,7 +964,7 @@ static int poll_wait(ev_loop_t *l, int timeout_ms) {
   if (budget && ev_cpu_self() != EV_LOAD_RELAXED(&l->push_cpu)) {
     spun = 1;
     /* fds first: a ready one never waits for a spin */
-    uint64_t now = t0, end = t0 + budget, fd_check = t0;
+    uint64_t now = t0, prev = t0, end = t0 + budget, fd_check = t0;
     for (;;) {
       if (EV_LOAD_RELAXED(&l->inbox_nonempty)) {
         ev_spin_caught(&l->spin, eventer_mono_ns() - t0);
@@ -973,24 +973,32 @@ static int poll_wait(ev_loop_t *l, int timeout_ms) {
       if (EV_LOAD_RELAXED(&l->stop)) return 0;
       for (int i = 0; i < 8; i++) ev_cpu_relax();
       now = eventer_mono_ns();
+      if (now - prev > EV_SPIN_PREEMPTED_NS) {
+        /* another thread needed this CPU: give it up and spin less (and
+         * learn nothing more from this wait) */
+        ev_spin_missed(&l->spin);
+        spun = -1;
+        break;
+      }
       if (now >= end) break;
       if (now >= fd_check) {
         int n = ev_poll_wait(l, 0);
         if (n > 0) return n; /* fds: says nothing about the spin */
         fd_check = now + EV_SPIN_FD_CHECK_NS;
       }
+      prev = now;
     }
   }
   __atomic_store_n(&l->wake_state, EV_WS_SLEEPING, __ATOMIC_SEQ_CST);
   if (__atomic_load_n(&l->inbox_nonempty, __ATOMIC_SEQ_CST)) {
     /* a push came between the spin's last look and now */
     __atomic_store_n(&l->wake_state, EV_WS_AWAKE, __ATOMIC_SEQ_CST);
-    if (spun) ev_spin_caught(&l->spin, eventer_mono_ns() - t0);
+    if (spun > 0) ev_spin_caught(&l->spin, eventer_mono_ns() - t0);
     return 0;
   }
   int n = ev_poll_wait(l, timeout_ms);
   int was = __atomic_exchange_n(&l->wake_state, EV_WS_AWAKE, __ATOMIC_SEQ_CST);
-  if (was == EV_WS_WOKEN) {
+  if (was == EV_WS_WOKEN && spun >= 0) {
     /* how long after the wait began the push came (not when the wake-up
      * got here: a spin would have seen the push itself) */
     uint64_t now = eventer_mono_ns(),
@@ -998,7 +1006,7 @@ static int poll_wait(ev_loop_t *l, int timeout_ms) {
     if (at < t0 || at > now) at = now;
     ev_spin_slept(&l->spin, ev_cpu_self() != EV_LOAD_RELAXED(&l->push_cpu),
                   at - t0, spun);
-  } else if (spun) {
+  } else if (spun > 0) {
     ev_spin_missed(&l->spin);
   }
   return n;
