@@ -78,9 +78,9 @@ median() { # files...
         awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')"
     done
 }
-median "$run"/*.go.txt >"$run/med.go"
+median "$run"/*.go.txt >"$run/med-go.txt"
 for m in "${modes[@]}"; do
-  for b in "${builds[@]}"; do median "$run"/*."$m.$b.txt" >"$run/med.$m.$b"; done
+  for b in "${builds[@]}"; do median "$run"/*."$m.$b.txt" >"$run/med-$m-$b.txt"; done
 done
 
 echo "eventer vs Go ($(nproc) CPUs, $(go env GOVERSION), scale $scale," \
@@ -94,7 +94,7 @@ for m in "${modes[@]}"; do
     echo "  unpinned (the kernel places every thread)"
   fi
   base_file=/dev/null
-  [ -n "${BASE_REF:-}" ] && base_file="$run/med.$m.base"
+  [ -n "${BASE_REF:-}" ] && base_file="$run/med-$m-base.txt"
   awk -v hasbase="${BASE_REF:+1}" '
     FILENAME == ARGV[1] { c[$1] = $2; order[n++] = $1; next }
     FILENAME == ARGV[2] { b[$1] = $2; next }
@@ -116,7 +116,7 @@ for m in "${modes[@]}"; do
         printf " %9s %6s %9s %6s\n", cell(g[m]), ratio(c[m], g[m]),
                cell(lk == "" ? "" : g[lk]), ratio(c[m], lk == "" ? "" : g[lk])
       }
-    }' "$run/med.$m.C" "$base_file" "$run/med.go"
+    }' "$run/med-$m-C.txt" "$base_file" "$run/med-go.txt"
 done
 
 if [ "$idle_s" != 0 ]; then
