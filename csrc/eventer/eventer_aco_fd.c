@@ -24,7 +24,6 @@
  * a TLS opset may hold decrypted bytes the socket no longer shows.
  */
 #include "eventer_aco_impl.h"
-#include "eventer_SSL_fd_opset.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -96,6 +95,10 @@ static inline __attribute__((always_inline)) ev_aco_t *ev_aco_fd_caller(
 
 /* ---- opsets that keep no data of their own -------------------------------------- */
 
+/* The TLS opset, named weakly: a program that never links the TLS layer
+ * (and OpenSSL) does not get it for this check. */
+extern eventer_fd_opset_t eventer_SSL_fd_opset __attribute__((weak));
+
 #define EV_ACO_UNBUFFERED_MAX 8
 static eventer_fd_opset_t ev_aco_unbuffered[EV_ACO_UNBUFFERED_MAX];
 static int ev_aco_nunbuffered; /* __atomic: slot first, then the count */
@@ -103,7 +106,8 @@ static pthread_mutex_t ev_aco_unbuffered_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int eventer_aco_opset_set_unbuffered(eventer_fd_opset_t opset) {
   /* the TLS opset keeps decrypted records: it never qualifies */
-  if (!opset || opset == &ev_aco_opset_s || opset == eventer_SSL_fd_opset) {
+  if (!opset || opset == &ev_aco_opset_s ||
+      (&eventer_SSL_fd_opset != NULL && opset == eventer_SSL_fd_opset)) {
     errno = EINVAL;
     return -1;
   }
@@ -378,6 +382,11 @@ const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e) {
   return &e->acofd_closed;
 }
 
+int ev_aco_fd_reads_may_wait(eventer_t e) {
+  return ev_is_aco_fd(e) && (e->acofd_flags & EV_ACOFD_F_UNBUFFERED) &&
+         !(e->acofd_flags & EV_ACOFD_F_NO_SKIP);
+}
+
 int ev_aco_fd_closed(eventer_t e) {
   if (!ev_is_aco_fd(e)) {
     errno = EINVAL;
@@ -470,11 +479,11 @@ static const struct timeval *ev_aco_fd_default_tmo(eventer_t e, int op) {
   return t->has[which] ? &t->tmo[which] : NULL;
 }
 
-/* A read that went straight to the readiness wait, whose wait failed
- * (errno err).  Cancelled or closed: so be it.  Else the read decides:
- * data may have been there all along (the timer phase runs before the
- * poll), or epoll refused the fd (a regular file, whose reads never
- * block: read from now on). */
+/* A read that went straight to the readiness wait, whose wait could not
+ * start (errno err; e is alive: the caller's reference).  Cancelled or
+ * closed: so be it.  Else the read decides: a deadline already passed
+ * (data may be there all along), or epoll refused the fd (a regular
+ * file, whose reads never block: read from now on). */
 static __attribute__((noinline, cold)) int ev_aco_fd_read_after_skip(
     eventer_t e, void *buf, size_t len, int err) {
   if (err == ECANCELED || err == EBADF) {
@@ -485,6 +494,25 @@ static __attribute__((noinline, cold)) int ev_aco_fd_read_after_skip(
   int mask;
   int rv = ev_aco_fd_attempt(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, &mask);
   if (rv < 0 && ev_would_block(errno)) errno = err;
+  return rv;
+}
+
+/* The same for a wait that started and ended for `wake` other than READY
+ * on an open event (e->acofd_waits already counts it out).  A timeout
+ * makes one last read (the timer phase runs before the poll, so data may
+ * have been there all along) before the wait's end lets go of e: the
+ * caller's reference may be gone by now (an owner may free an event while
+ * a coroutine it lent it to waits), and ev_aco_fd_wait_failed may drop
+ * the last one. */
+static __attribute__((noinline, cold)) int ev_aco_fd_skip_wait_failed(
+    eventer_t e, int wake, void *buf, size_t len) {
+  if (wake != EV_WAKE_TIMEOUT || e->acofd_closed)
+    return ev_aco_fd_wait_failed(e, wake);
+  int mask;
+  int rv = ev_aco_fd_attempt(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, &mask);
+  int err = rv < 0 && ev_would_block(errno) ? ETIMEDOUT : errno;
+  ev_aco_fd_idle(e); /* may free e */
+  errno = err;
   return rv;
 }
 
@@ -501,8 +529,12 @@ static inline __attribute__((always_inline)) int ev_aco_fd_run(
   if (op == EV_ACO_TRY_READ && len != 0 &&
       ev_aco_fd_may_skip_read(a, e, timeout)) {
     e->acofd_flags &= (uint8_t)~EV_ACOFD_F_DRAINED;
-    if (ev_aco_fd_wait(a, e, EVENTER_READ, deadline) != 0)
+    if (ev_aco_fd_wait_start(a, e, EVENTER_READ, deadline) != EV_OP_WAITING)
       return ev_aco_fd_read_after_skip(e, buf, len, errno);
+    int wake = ev_aco_wait_yield_inline(a);
+    e->acofd_waits--;
+    if (__builtin_expect(wake != EV_WAKE_READY || e->acofd_closed, 0))
+      return ev_aco_fd_skip_wait_failed(e, wake, buf, len);
   }
   for (;;) {
     int rv = ev_aco_fd_attempt(e, op, buf, len, addr, alen, &mask);

@@ -294,6 +294,11 @@ const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e);
  * e is not an aco event. */
 int ev_aco_fd_closed(eventer_t e);
 
+/* 1 when e is an aco event whose reads may wait for readiness first
+ * (its original opset keeps no data of its own: see eventer_aco_read),
+ * else 0.  For tests and layers that want to know. */
+int ev_aco_fd_reads_may_wait(eventer_t e);
+
 /* eventer_fini: unlinks the waiters still parked on fd events of l (they
  * are dropped with the loop). */
 void ev_aco_fd_fini_loop(ev_loop_t *l);

@@ -661,6 +661,92 @@ static void free_while_ending(int by_close) {
   ev_teardown();
 }
 
+/* The same where the read went straight to the wait (after a write) and
+ * its timeout ends it after the owner let go: its last read is made
+ * while the wait still keeps e, then e goes. */
+static void lent_tmo_reader(void) {
+  char b[4];
+  T_EQ(eventer_aco_write(lent_e, "w", 1, NULL), 1);
+  struct timeval t = ms(30);
+  errno = 0;
+  lent_rv = eventer_aco_read(lent_e, b, 4, &t);
+  lent_err = errno;
+  done++;
+}
+
+static void lent_tmo_setup(void) {
+  int fd = *(int *)eventer_aco_arg();
+  lent_e = aco_fd_with(fd, NULL);
+  lent_h = eventer_aco_spawn(lent_tmo_reader, NULL, NULL);
+  T_CHECK(lent_h != NULL);
+}
+
+static void test_free_while_skipped_read_times_out(void) {
+  ev_setup_external(1);
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  int64_t before = eventer_allocations_current();
+  eventer_aco_start(lent_tmo_setup, &sv[0]);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_EQ(done, 0); /* parked in the read */
+  eventer_aco_free(lent_e);
+  T_EQ(eventer_allocations_current(), before + 1);
+  for (int i = 0; i < 2000 && !done; i++) {
+    struct timeval w = {0, 5000};
+    eventer_run_once(NULL, &w);
+  }
+  T_EQ(done, 1);
+  T_EQ(lent_rv, -1);
+  T_EQ(lent_err, ETIMEDOUT);
+  ev_turn();
+  T_EQ(eventer_allocations_current(), before);
+  char c;
+  T_EQ(read(sv[1], &c, 1), 1);
+  eventer_aco_co_release(lent_h);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+/* ---- EOF, and a peer that writes between our write and read ------------------------ */
+
+static int eof_rv[3];
+static char eof_buf[8];
+static void eof_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, &declared_s);
+  T_EQ(eventer_aco_write(e, "q", 1, NULL), 1);
+  /* the peer answered and closed before this read: it waits first, the
+   * poll reports the data (and the hang-up), and the read gets it */
+  eof_rv[0] = eventer_aco_read(e, eof_buf, 8, NULL); /* "ab", short */
+  /* after the short read it waits first again: EOF is readiness too */
+  eof_rv[1] = eventer_aco_read(e, eof_buf + 2, 6, NULL);
+  eof_rv[2] = eventer_aco_read(e, eof_buf + 2, 6, NULL); /* still EOF */
+  eventer_aco_free(e);
+  done++;
+}
+
+static void test_skip_eof(void) {
+  ev_setup_external(1);
+  opsets_init();
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(eof_fn, &sv[0]);
+  char c;
+  T_EQ(read(sv[1], &c, 1), 1);
+  T_EQ(write(sv[1], "ab", 2), 2);
+  close(sv[1]);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(eof_rv[0], 2);
+  T_CHECK(!memcmp(eof_buf, "ab", 2));
+  T_EQ(eof_rv[1], 0);
+  T_EQ(eof_rv[2], 0);
+  close(sv[0]);
+  ev_teardown();
+}
+
 static void test_cancel_then_free_while_parked(void) { free_while_ending(0); }
 static void test_close_then_free_while_parked(void) { free_while_ending(1); }
 
@@ -721,4 +807,7 @@ T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read}
        {"default_timeouts", test_default_timeouts},
        {"cancel_then_free_while_parked", test_cancel_then_free_while_parked},
        {"close_then_free_while_parked", test_close_then_free_while_parked},
-       {"two_readers_one_cancelled", test_two_readers_one_cancelled})
+       {"two_readers_one_cancelled", test_two_readers_one_cancelled},
+       {"free_while_skipped_read_times_out",
+        test_free_while_skipped_read_times_out},
+       {"skip_eof", test_skip_eof})
