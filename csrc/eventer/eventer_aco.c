@@ -222,8 +222,13 @@ static void ev_aco_loop_fini(ev_loop_t *l) {
 static void ev_aco_timer_fire(eventer_timer_node_t *n, struct timeval *now);
 
 void ev_aco_entry(void) {
-  ev_aco_t *a = ev_aco_of(aco_get_co());
-  a->u.fn();
+  aco_t *co = aco_get_co();
+  ev_aco_t *a = ev_aco_of(co);
+  void (*fn)(void) = a->u.fn;
+  /* from now on u holds the loop (ev_aco_loop_of: one load) */
+  a->u.loop = ((ev_aco_loop_t *)co->main_co->arg)->loop;
+  a->flags |= EV_ACO_F_HAS_LOOP;
+  fn();
   aco_exit();
 }
 
@@ -380,32 +385,6 @@ int ev_aco_wake_errno(int wake) {
   }
 }
 
-static inline void ev_aco_assert_may_wait(ev_aco_t *a) {
-  EV_ASSERT(a != NULL && a->state == EV_ACO_RUNNING &&
-                (ev_aco_is_proxy(a) || ev_aco_co(a) == aco_current()),
-            "only the running coroutine, or an idle proxy, starts a wait");
-}
-
-int ev_aco_wait_begin(ev_aco_t *a, ev_aco_waitq_t *q, uint64_t deadline_ns,
-                      int wait_kind) {
-  ev_aco_assert_may_wait(a);
-  if (wait_kind >= EV_WAIT_CANCELLABLE &&
-      (a->flags & EV_ACO_F_CANCEL_PENDING)) {
-    a->flags &= (uint8_t)~EV_ACO_F_CANCEL_PENDING;
-    return EV_WAKE_CANCEL;
-  }
-  if (wait_kind == EV_WAIT_PARK && (a->flags & EV_ACO_F_WAKE_TOKEN)) {
-    a->flags &= (uint8_t)~EV_ACO_F_WAKE_TOKEN;
-    return EV_WAKE_READY;
-  }
-  if (deadline_ns && deadline_ns <= eventer_mono_ns()) return EV_WAKE_TIMEOUT;
-  if (q) ev_aco_link_tail(q, &a->link);
-  a->wait_kind = (uint8_t)wait_kind;
-  a->wake = EV_WAKE_NONE;
-  a->state = EV_ACO_PARKED;
-  if (deadline_ns) eventer_timer_node_add_at_ns(&a->timer, deadline_ns);
-  return EV_WAKE_NONE;
-}
 
 int ev_aco_wait_begin_turn(ev_aco_t *a) {
   ev_aco_assert_may_wait(a);

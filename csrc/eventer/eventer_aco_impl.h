@@ -95,7 +95,9 @@ enum { /* ev_aco_t.flags */
   EV_ACO_F_WAKE_TOKEN = 0x02,     /* eventer_aco_wake arrived before park */
   EV_ACO_F_PROXY = 0x04,          /* not a coroutine: a proxy's waiter
                                    * (eventer_aco_proxy.c); no aco_t */
-  EV_ACO_F_END_HOOK = 0x08        /* the end hook runs when it ends */
+  EV_ACO_F_END_HOOK = 0x08,       /* the end hook runs when it ends */
+  EV_ACO_F_HAS_LOOP = 0x10        /* a coroutine that started: u holds its
+                                   * loop (its body was read) */
 };
 
 /* Per-waiter state.  A coroutine's is allocated with its aco_t
@@ -107,7 +109,7 @@ typedef struct ev_aco {
   ev_aco_link_t link;         /* on a wait queue while waiting */
   ev_aco_link_t all;          /* on its loop's list of live waiters */
   union {
-    void (*fn)(void);         /* a coroutine: its body */
+    void (*fn)(void);         /* a coroutine: its body, until it starts */
     ev_loop_t *loop;          /* a proxy: its loop */
   } u;
   eventer_aco_co_t *handle;   /* NULL until someone asks for one */
@@ -154,7 +156,7 @@ static inline ev_aco_t *ev_aco_self(void) {
 ev_aco_loop_t *ev_aco_loop_get(void);
 /* The loop a waiter belongs to. */
 static inline ev_loop_t *ev_aco_loop_of(ev_aco_t *a) {
-  if (ev_aco_is_proxy(a)) return a->u.loop;
+  if (a->flags & (EV_ACO_F_PROXY | EV_ACO_F_HAS_LOOP)) return a->u.loop;
   return ((ev_aco_loop_t *)ev_aco_co(a)->main_co->arg)->loop;
 }
 
@@ -185,8 +187,35 @@ void ev_aco_schedule(ev_aco_t *a);
 
 /* See the top of this file.  deadline_ns: CLOCK_MONOTONIC, 0 for none.
  * a must be RUNNING: the running coroutine, or an idle proxy. */
-int ev_aco_wait_begin(ev_aco_t *a, ev_aco_waitq_t *q, uint64_t deadline_ns,
-                      int wait_kind);
+static inline void ev_aco_assert_may_wait(ev_aco_t *a) {
+  EV_ASSERT(a != NULL && a->state == EV_ACO_RUNNING &&
+                (ev_aco_is_proxy(a) || ev_aco_co(a) == aco_current()),
+            "only the running coroutine, or an idle proxy, starts a wait");
+}
+/* Inline: it is on every fd wait's path. */
+static inline int ev_aco_wait_begin(ev_aco_t *a, ev_aco_waitq_t *q,
+                                    uint64_t deadline_ns, int wait_kind) {
+  ev_aco_assert_may_wait(a);
+  if (__builtin_expect(a->flags & (EV_ACO_F_CANCEL_PENDING |
+                                   EV_ACO_F_WAKE_TOKEN), 0)) {
+    if (wait_kind >= EV_WAIT_CANCELLABLE &&
+        (a->flags & EV_ACO_F_CANCEL_PENDING)) {
+      a->flags &= (uint8_t)~EV_ACO_F_CANCEL_PENDING;
+      return EV_WAKE_CANCEL;
+    }
+    if (wait_kind == EV_WAIT_PARK && (a->flags & EV_ACO_F_WAKE_TOKEN)) {
+      a->flags &= (uint8_t)~EV_ACO_F_WAKE_TOKEN;
+      return EV_WAKE_READY;
+    }
+  }
+  if (deadline_ns && deadline_ns <= eventer_mono_ns()) return EV_WAKE_TIMEOUT;
+  if (q) ev_aco_link_tail(q, &a->link);
+  a->wait_kind = (uint8_t)wait_kind;
+  a->wake = EV_WAKE_NONE;
+  a->state = EV_ACO_PARKED;
+  if (deadline_ns) eventer_timer_node_add_at_ns(&a->timer, deadline_ns);
+  return EV_WAKE_NONE;
+}
 /* The same for a wait that ends at the loop's next timer phase (a yield):
  * EV_WAKE_NONE, or EV_WAKE_CANCEL (a pending cancel). */
 int ev_aco_wait_begin_turn(ev_aco_t *a);
