@@ -363,7 +363,9 @@ static void co_park_once(void) {
 static double create_return(long n) {
   counter = 0;
   uint64_t t0 = now_ns();
+  cpu_start();
   for (long i = 0; i < n; i++) eventer_aco_start(co_return, NULL);
+  cpu_stop(n);
   double ns = (double)(now_ns() - t0) / (double)n;
   if (counter != n) fail("create: a coroutine did not run");
   return ns;
@@ -372,12 +374,14 @@ static double create_return(long n) {
 static double create_park(long n) {
   counter = 0;
   uint64_t t0 = now_ns();
+  cpu_start();
   for (long i = 0; i < n; i++) {
     eventer_aco_start(co_park_once, NULL); /* runs until it parks */
     if (eventer_aco_wake(parked_h) != 0) die("wake");
     eventer_aco_co_release(parked_h);
     while (counter <= i) turn(); /* resumed at the next timer phase */
   }
+  cpu_stop(n);
   return (double)(now_ns() - t0) / (double)n;
 }
 
@@ -392,11 +396,13 @@ static void bare_fn(void) {
 static double create_bare(long n) {
   counter = 0;
   uint64_t t0 = now_ns();
+  cpu_start();
   for (long i = 0; i < n; i++) {
     aco_t *co = aco_create(bare_main, bare_ss, 0, bare_fn, NULL);
     aco_resume(co);
     aco_destroy(co);
   }
+  cpu_stop(n);
   return (double)(now_ns() - t0) / (double)n;
 }
 
@@ -410,10 +416,18 @@ static void bench_create(long n) {
   create_bare(n / 10);
   double r, b, rmin, bmin;
   paired_medians(create_return, create_bare, n, &r, &b, &rmin, &bmin);
-  double p[ROUNDS];
-  for (int i = 0; i < ROUNDS; i++) p[i] = create_park(n / 4);
+  double rc = cpu_med_f, bc = cpu_med_g;
+  double p[ROUNDS], pc[ROUNDS];
+  for (int i = 0; i < ROUNDS; i++) {
+    p[i] = create_park(n / 4);
+    pc[i] = last_cpu;
+  }
   qsort(p, ROUNDS, sizeof(double), cmp_double);
+  qsort(pc, ROUNDS, sizeof(double), cmp_double);
   printf("create_return_ns %.1f\n", r);
+  printf("create_return_cpu_ns %.1f\n", rc);
+  printf("create_bare_cpu_ns %.1f\n", bc);
+  printf("create_park_cpu_ns %.1f\n", pc[ROUNDS / 2]);
   printf("create_return_min_ns %.1f\n", rmin);
   printf("create_bare_ns %.1f\n", b);
   printf("create_bare_min_ns %.1f\n", bmin);

@@ -6,9 +6,24 @@
  */
 #include "eventer_aco_impl.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define EV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EV_ASAN 1
+#endif
+#endif
+#ifdef EV_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+static aco_t *ev_aco_spare_take(ev_aco_loop_t *al, aco_share_stack_t *ss,
+                                void *arg);
+static void ev_aco_spare_poison(aco_t *co, int on);
 
 /* ---- handles ------------------------------------------------------------------
  * A handle outlives its coroutine: joiners wait on it, other threads wake
@@ -210,6 +225,11 @@ static void ev_aco_loop_fini(ev_loop_t *l) {
     }
     aco_destroy(ev_aco_co(a));
   }
+  while (al->nspare > 0) {
+    aco_t *co = al->spare[--al->nspare];
+    ev_aco_spare_poison(co, 0);
+    aco_destroy(co);
+  }
   for (int i = 0; i < al->nstacks; i++)
     aco_share_stack_destroy(al->stacks[i].ss);
   aco_destroy(al->main_co);
@@ -249,8 +269,10 @@ ev_aco_t *ev_aco_create(void (*fn)(void), void *arg, size_t stack_size,
   if (!ss) return NULL;
   if (save_size == 0 && ev_aco_save_hint <= EV_ACO_SAVE_HINT_MAX)
     save_size = ev_aco_save_hint;
-  aco_t *co = aco_create_ext(al->main_co, ss, save_size, ev_aco_entry, arg,
-                             sizeof(ev_aco_t));
+  aco_t *co = ev_aco_spare_take(al, ss, arg);
+  if (!co)
+    co = aco_create_ext(al->main_co, ss, save_size, ev_aco_entry, arg,
+                        sizeof(ev_aco_t));
   ev_aco_t *a = ev_aco_of(co);
   a->timer.fire = ev_aco_timer_fire;
   ev_aco_link_init(&a->link);
@@ -288,6 +310,19 @@ void ev_aco_set_end_hook(void (*fn)(ev_aco_t *a)) {
   __atomic_store_n(&ev_aco_end_hook, fn, __ATOMIC_RELEASE);
 }
 
+/* A spare's aco_t and ev_aco_t are poisoned under ASan until reused, so
+ * that a use after the end is still reported. */
+static void ev_aco_spare_poison(aco_t *co, int on) {
+#ifdef EV_ASAN
+  if (on)
+    ASAN_POISON_MEMORY_REGION(co, sizeof(aco_t) + sizeof(ev_aco_t));
+  else
+    ASAN_UNPOISON_MEMORY_REGION(co, sizeof(aco_t) + sizeof(ev_aco_t));
+#else
+  (void)co, (void)on;
+#endif
+}
+
 static void ev_aco_reap(ev_aco_t *a) {
   a->state = EV_ACO_DONE;
   ev_aco_unlink(&a->link);
@@ -296,7 +331,33 @@ static void ev_aco_reap(ev_aco_t *a) {
   if (a->handle) ev_aco_handle_end(a->handle);
   if (a->flags & EV_ACO_F_END_HOOK)
     __atomic_load_n(&ev_aco_end_hook, __ATOMIC_ACQUIRE)(a);
-  aco_destroy(ev_aco_co(a));
+  aco_t *co = ev_aco_co(a);
+  ev_aco_loop_t *al = co->main_co->arg;
+  if (al->nspare < EV_ACO_SPARE_MAX &&
+      co->save_stack.sz <= EV_ACO_SPARE_SAVE_MAX) {
+    al->spare[al->nspare++] = co;
+    ev_aco_spare_poison(co, 1);
+    return;
+  }
+  aco_destroy(co);
+}
+
+/* A spare of al on share stack ss, made a new coroutine, or NULL. */
+static aco_t *ev_aco_spare_take(ev_aco_loop_t *al, aco_share_stack_t *ss,
+                                void *arg) {
+  for (int i = al->nspare - 1; i >= 0; i--) {
+    aco_t *co = al->spare[i];
+    ev_aco_spare_poison(co, 0);
+    if (co->share_stack != ss) {
+      ev_aco_spare_poison(co, 1);
+      continue;
+    }
+    al->spare[i] = al->spare[--al->nspare];
+    aco_reset(co, ev_aco_entry, arg);
+    memset(aco_ext(co), 0, sizeof(ev_aco_t));
+    return co;
+  }
+  return NULL;
 }
 
 /* What resuming co costs in stack copies (a debug line says it), for its

@@ -125,6 +125,9 @@ typedef struct ev_aco {
 
 /* Per-loop coroutine state (ev_loop_t.aco). */
 #define EV_ACO_MAX_STACK_SIZES 8
+#define EV_ACO_SPARE_MAX 16
+/* a spare keeps its save stack: only those up to this size are kept */
+#define EV_ACO_SPARE_SAVE_MAX 4096
 typedef struct ev_aco_loop {
   ev_loop_t *loop;
   aco_t *main_co;
@@ -134,6 +137,10 @@ typedef struct ev_aco_loop {
   } stacks[EV_ACO_MAX_STACK_SIZES];
   int nstacks;
   ev_aco_waitq_t all;         /* live waiters, coroutines and proxies */
+  /* ended coroutines kept for the next ones to start (aco_reset): a
+   * coroutine per request costs no malloc and free */
+  int nspare;
+  aco_t *spare[EV_ACO_SPARE_MAX];
 } ev_aco_loop_t;
 
 static inline int ev_aco_is_proxy(const ev_aco_t *a) {

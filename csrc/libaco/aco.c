@@ -572,6 +572,8 @@ aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
   return aco_create_ext(main_co, share_stack, save_stack_sz, fp, arg, 0);
 }
 
+static void aco_init_regs(aco_t *co, aco_cofuncp_t fp);
+
 aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
                       size_t save_stack_sz, aco_cofuncp_t fp, void *arg,
                       size_t ext_sz) {
@@ -633,7 +635,14 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
   co->arg = arg;
   co->fp = fp;
   co->share_stack = share_stack;
-  co->reg[ACO_REG_IDX_SP] = share_stack->align_retptr;
+  aco_init_regs(co, fp);
+  return co;
+}
+
+/* A new coroutine's registers: its first resume enters fp on an empty
+ * share stack with the thread's initial floating-point control state. */
+static void aco_init_regs(aco_t *co, aco_cofuncp_t fp) {
+  co->reg[ACO_REG_IDX_SP] = co->share_stack->align_retptr;
 #if defined(__x86_64__)
   co->fp_mxcsr_ = (uint32_t)(uintptr_t)aco_gtls_fpenv;
   co->fp_fpucw_ = (uint16_t)((uintptr_t)aco_gtls_fpenv >> 32);
@@ -650,7 +659,32 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
   co->reg[ACO_REG_IDX_PC] = (void *)aco_co_entry_asm;
   co->reg[ACO_X19_IDX] = (void *)fp;
 #endif
-  return co;
+}
+
+void aco_reset(aco_t *co, aco_cofuncp_t fp, void *arg) {
+  aco_assertptr(co);
+  aco_assertptr(fp);
+  if (co->main_co == NULL)
+    aco_abortf("aco_reset: %p is a main coroutine", (void *)co);
+  if (!co->is_end)
+    aco_abortf("aco_reset: coroutine %p has not ended; only an ended "
+               "coroutine can be reset", (void *)co);
+  if (co->aco_flags_ & ACO_F_NAMED) aco_set_name(co, NULL);
+  free(co->cls);
+  co->cls = NULL;
+  /* aco_exit gave the share stack up and emptied the save stack */
+  aco_assert(co->share_stack->owner != co && co->save_stack.valid_sz == 0);
+#ifdef ACO_TSAN
+  __tsan_destroy_fiber(co->tsan_fiber_);
+#endif
+  memset(co->reg, 0, sizeof(co->reg));
+  co->is_end = 0;
+  co->arg = arg;
+  co->fp = fp;
+  co->save_stack.max_cpsz = 0;
+  co->save_stack.ct_save = 0;
+  co->save_stack.ct_restore = 0;
+  aco_init_regs(co, fp);
 }
 
 /* memcpy for the live bytes.  Most live stacks are a few dozen to a few
