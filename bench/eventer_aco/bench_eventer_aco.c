@@ -45,7 +45,10 @@
  * The loop runs on the calling thread (eventer_init_external + attach),
  * pinned to one CPU (BENCH_CPU, default the last allowed).  cycle and
  * pingpong report the median and the best of 9 runs of each side,
- * alternating which side runs first.
+ * alternating which side runs first, in wall time and in the loop
+ * thread's CPU time; and the median of 41 per-pair ratios of short runs
+ * back to back (the steadiest figure on a machine shared with other
+ * work: a pair's two runs see the same neighbours).
  */
 #include "acoeventer.h"
 
@@ -139,6 +142,36 @@ static void paired_medians(double (*f)(long), double (*g)(long), long n,
   *mg = vg[ROUNDS / 2];
   *minf = vf[0];
   *ming = vg[0];
+}
+
+/* Many short runs of f and g back to back (PAIRS pairs, alternating which
+ * goes first); for each pair the ratio of g's CPU time to f's: neighbours
+ * in time share whatever the rest of the machine was doing.  The median of
+ * those ratios, and of the wall-time ones. */
+#define PAIRS 41
+static double pair_cpu_ratio, pair_wall_ratio;
+static void paired_ratios(double (*f)(long), double (*g)(long), long n) {
+  double rc[PAIRS], rw[PAIRS];
+  for (int i = 0; i < PAIRS; i++) {
+    double wf, wg, cf, cg;
+    if (i % 2) {
+      wg = g(n);
+      cg = last_cpu;
+      wf = f(n);
+      cf = last_cpu;
+    } else {
+      wf = f(n);
+      cf = last_cpu;
+      wg = g(n);
+      cg = last_cpu;
+    }
+    rc[i] = cg / cf;
+    rw[i] = wg / wf;
+  }
+  qsort(rc, PAIRS, sizeof(double), cmp_double);
+  qsort(rw, PAIRS, sizeof(double), cmp_double);
+  pair_cpu_ratio = rc[PAIRS / 2];
+  pair_wall_ratio = rw[PAIRS / 2];
 }
 
 /* ---- cycle ---------------------------------------------------------------- */
@@ -242,6 +275,10 @@ static void bench_cycle(long n) {
   paired_medians(cycle_aco, cycle_classic, n, &a, &c, &amin, &cmin);
   printf("cycle_aco_ns %.1f\n", a);
   printf("cycle_classic_ns %.1f\n", c);
+  /* time ratios (coroutine / classic), so < 1 is the coroutine faster */
+  paired_ratios(cycle_classic, cycle_aco, n / 20 > 0 ? n / 20 : 1);
+  printf("cycle_pairs_cpu_ratio %.3f\n", pair_cpu_ratio);
+  printf("cycle_pairs_wall_ratio %.3f\n", pair_wall_ratio);
   printf("cycle_aco_cpu_ns %.1f\n", cpu_med_f);
   printf("cycle_classic_cpu_ns %.1f\n", cpu_med_g);
   printf("cycle_aco_min_ns %.1f\n", amin);
@@ -341,6 +378,10 @@ static void bench_pingpong(long n) {
   printf("pingpong_aco_rt_per_s %.0f\n", 1e9 / a);
   printf("pingpong_classic_rt_per_s %.0f\n", 1e9 / c);
   printf("pingpong_aco_vs_classic %.3f\n", c / a); /* rate ratio */
+  /* rate ratios (coroutine / classic), so > 1 is the coroutine faster */
+  paired_ratios(pingpong_aco, pingpong_classic, n / 10 > 0 ? n / 10 : 1);
+  printf("pingpong_pairs_cpu_ratio %.3f\n", pair_cpu_ratio);
+  printf("pingpong_pairs_wall_ratio %.3f\n", pair_wall_ratio);
   printf("pingpong_aco_cpu_ns_per_rt %.0f\n", cpu_med_f);
   printf("pingpong_classic_cpu_ns_per_rt %.0f\n", cpu_med_g);
   printf("pingpong_aco_vs_classic_cpu %.3f\n", cpu_med_g / cpu_med_f);
