@@ -18,6 +18,7 @@ type Scenario struct {
 	Loops   int    // loops it runs on (default 1)
 	Order   string // "loop" (default) or "coroutine": how traces are compared
 	Lang    string // "both" (default), "c" or "go": the languages it is meant for
+	Differs string // a known difference of the Go trace from C's, and why ("": none)
 	Timeout time.Duration
 	Cos     []*Coroutine
 	Objects []string // object names, by slot
@@ -77,7 +78,7 @@ type SyntaxError struct {
 func (e *SyntaxError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
 // directives, which no step may be named
-var reserved = []string{"loops", "co", "order", "timeout", "lang"}
+var reserved = []string{"loops", "co", "order", "timeout", "lang", "differs"}
 
 // Load reads and parses a scenario file; sigs gives the signature of each
 // step name (false: no such step).
@@ -284,6 +285,11 @@ func (p *parser) directive(t []token) error {
 			return p.errf("lang: want c, go or both, not %q", a)
 		}
 		p.sc.Lang = a
+	case "differs":
+		if len(t) != 2 || !t[1].quoted || t[1].s == "" {
+			return p.errf(`differs: want the reason as a quoted string (differs "Go's ... because ...")`)
+		}
+		p.sc.Differs = t[1].s
 	case "timeout":
 		a, err := arg()
 		if err != nil {
