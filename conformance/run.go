@@ -300,28 +300,36 @@ func (sc *Scenario) rows(lines []*Line, result func(i int) string) []row {
 }
 
 // shown is an entry's result as a trace shows it: with a note when it
-// ended outside its time window; "*" for a step whose expectation is "*"
-// when star is set.
-func shown(e Entry, star bool) string {
+// ended outside its time window (with the time it took when against the
+// expected trace); "*" for a step whose expectation is "*" then.
+func shown(e Entry, expected bool) string {
 	r := e.Result
-	if star && e.Line.Expect == "*" {
+	if expected && e.Line.Expect == "*" {
 		r = "*"
 	}
 	if w := e.Line.Within; w != nil && !w.contains(e.End-e.Start) {
-		r += fmt.Sprintf(" (took %v, not within %v)", (e.End - e.Start).Round(100*time.Microsecond), w)
+		if expected {
+			r += fmt.Sprintf(" (took %v, not within %v)", (e.End - e.Start).Round(100*time.Microsecond), w)
+		} else {
+			r += fmt.Sprintf(" (not within %v)", w)
+		}
 	}
 	if a := e.Line.At; a != nil && !a.contains(e.End) {
-		r += fmt.Sprintf(" (ended at %v, not at %v)", e.End.Round(100*time.Microsecond), a)
+		if expected {
+			r += fmt.Sprintf(" (ended at %v, not at %v)", e.End.Round(100*time.Microsecond), a)
+		} else {
+			r += fmt.Sprintf(" (not at %v)", a)
+		}
 	}
 	return r
 }
 
-func (sc *Scenario) traceRows(tr []Entry, star bool) []row {
+func (sc *Scenario) traceRows(tr []Entry, expected bool) []row {
 	lines := make([]*Line, len(tr))
 	for i, e := range tr {
 		lines[i] = e.Line
 	}
-	return sc.rows(lines, func(i int) string { return shown(tr[i], star) })
+	return sc.rows(lines, func(i int) string { return shown(tr[i], expected) })
 }
 
 func (sc *Scenario) expectedRows() []row {
