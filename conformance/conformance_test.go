@@ -379,3 +379,50 @@ func TestMain(t *testing.T) {
 	mustContain(t, out, "sleep              C+Go     dur\n", "stats              C        \n",
 		"read               C+Go     obj int timeout=dur\n")
 }
+
+// docs/conformance.md lists every built-in step with its signature and
+// languages.
+func TestDocsListEveryStep(t *testing.T) {
+	doc, err := os.ReadFile("../docs/conformance.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "## The built-in steps")
+	if !ok {
+		t.Fatal("no built-in steps section")
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	documented := map[string]string{}
+	for _, ln := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(ln, "| `") {
+			continue
+		}
+		// cells split at | not escaped as \|
+		cells := strings.Split(strings.ReplaceAll(ln, `\|`, "\x00"), "|")[1:]
+		for i := range cells {
+			cells[i] = strings.TrimSpace(strings.ReplaceAll(cells[i], "\x00", "|"))
+		}
+		if len(cells) < 5 {
+			continue
+		}
+		name := strings.Trim(cells[0], "`")
+		sig := strings.Trim(cells[1], "`")
+		documented[name] = sig
+		if strings.Contains(cells[3], "C only") != (builtins[name].Fn == nil) {
+			t.Errorf("step %s: the page says Go %q", name, cells[3])
+		}
+	}
+	cT := cSteps()
+	for name, sig := range cT {
+		if d, ok := documented[name]; !ok {
+			t.Errorf("step %s is not in the page", name)
+		} else if d != sig {
+			t.Errorf("step %s: the page says %q, the table %q", name, d, sig)
+		}
+	}
+	for name := range documented {
+		if _, ok := cT[name]; !ok {
+			t.Errorf("the page lists %s, which is no step", name)
+		}
+	}
+}
