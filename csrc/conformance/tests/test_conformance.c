@@ -90,9 +90,16 @@ static void test_order_on_one_loop(void) {
     char n[2] = {(char)('a' + i), 0};
     T_EQ(eventer_conformance_run_co(r, n, 0, 0), i);
   }
-  add(r, 0, "sleep 30000");
-  add(r, 1, "sleep 10000");
-  add(r, 2, "sleep 20000");
+  /* the deadlines are set as each starts: far enough apart that the
+   * starts' own time (valgrind: milliseconds) does not reorder them */
+  char st[32];
+  int unit = t_slow() ? 100000 : 10000;
+  snprintf(st, sizeof(st), "sleep %d", 3 * unit);
+  add(r, 0, st);
+  snprintf(st, sizeof(st), "sleep %d", unit);
+  add(r, 1, st);
+  snprintf(st, sizeof(st), "sleep %d", 2 * unit);
+  add(r, 2, st);
   T_STR_EQ(run(r), "1:ok|2:ok|0:ok");
   r = eventer_conformance_run_new(1, 26);
   for (int i = 0; i < 3; i++) {
@@ -124,6 +131,21 @@ static void test_sync_and_coroutines(void) {
   add(r, 1, "done @2");
   add(r, 1, "sem_value A");
   T_STR_EQ(run(r), "0:ok|1:ok|2:ok|2:ok|0:ok|1:ok|1:ok|2:ECANCELED|1:ok|1:value=1|1:value=0");
+}
+
+/* A semaphore freed after a post handed its unit to a waiter that has not
+ * resumed yet: the waiter no longer touches it (ASan and valgrind would
+ * see it). */
+static void test_sem_free_before_resume(void) {
+  eventer_conformance_run_t *r = eventer_conformance_run_new(1, 26);
+  eventer_conformance_run_co(r, "a", 0, 0);
+  eventer_conformance_run_co(r, "b", 0, 0);
+  add(r, 0, "sem S 0");
+  add(r, 0, "sem_wait S");
+  add(r, 1, "sem_free S");
+  add(r, 1, "sem_post S");
+  add(r, 1, "sem_free S");
+  T_STR_EQ(run(r), "0:ok|1:EBUSY|1:ok|1:ok|0:ok");
 }
 
 /* Coroutines on two loops talk through a socket pair; wake crosses loops. */
@@ -292,6 +314,7 @@ static void test_all(void) {
   test_socketpair_io();
   test_order_on_one_loop();
   test_sync_and_coroutines();
+  test_sem_free_before_resume();
   test_two_loops();
   test_asynch();
   test_user_steps();
