@@ -220,6 +220,15 @@ size_t eventer_conformance_quote(char *out, size_t outlen, const void *p, size_t
  * (eventer_aco_arg() is the connection).  0, or -1/EINVAL, ENOMEM. */
 int eventer_conformance_register_service(const char *name, void (*fn)(void));
 
+/* REST handlers a scenario's rest_rule can mount, by name: h is a
+ * mtev_rest.h rest_request_handler.  A name registered again is replaced.
+ * 0, or -1/EINVAL, ENOMEM. */
+struct mtev_http_rest_closure;
+typedef int (*eventer_conformance_handler_fn)(struct mtev_http_rest_closure *restc,
+                                              int npats, char **pats);
+int eventer_conformance_register_handler(const char *name,
+                                         eventer_conformance_handler_fn h);
+
 #ifdef __cplusplus
 }
 #endif

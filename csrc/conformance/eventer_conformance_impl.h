@@ -13,7 +13,8 @@
 /* The largest result a step may set (a read of up to EV_CF_READ_MAX bytes,
  * quoted, fits). */
 #define EV_CF_READ_MAX 1024
-#define EV_CF_RESULT_MAX (4 * EV_CF_READ_MAX + 64)
+#define EV_CF_HTTP_MAX 2048 /* an http step's response */
+#define EV_CF_RESULT_MAX (4 * EV_CF_HTTP_MAX + 64)
 
 /* What an object slot holds. */
 enum {
@@ -97,6 +98,8 @@ void ev_cf_unique(eventer_conformance_call_t *c, const char *name, char *out,
 /* Registration without the built-ins' once (which calls them). */
 int ev_cf_register(const char *name, const char *signature, eventer_conformance_step_fn fn);
 int ev_cf_register_service(const char *name, void (*fn)(void));
+/* Registers the REST steps and handlers (eventer_conformance_http.c). */
+void ev_cf_http_register(void);
 /* Registers the built-in steps and services (once). */
 void ev_cf_builtin_register(void);
 

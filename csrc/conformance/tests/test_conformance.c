@@ -190,6 +190,28 @@ static void test_asynch(void) {
   T_STR_EQ(run(r), "0:ok|0:ok|1:work=0|1:ok|1:work=1|1:ok|1:ok|1:ok|1:ok|1:ok");
 }
 
+/* The REST steps: a rule, a request, the response's bytes. */
+static void test_rest(void) {
+  eventer_conformance_run_t *r = eventer_conformance_run_new(1, 26);
+  eventer_conformance_run_co(r, "a", 0, 0);
+  add(r, 0, "rest_server H");
+  add(r, 0, "rest_rule GET ^hello$ hello");
+  add(r, 0, "rest_rule GET ^seed$ asynch_hello aco=on");
+  add(r, 0, "http H GET hello");
+  add(r, 0, "http H GET seed");
+  add(r, 0, "http H GET none");
+  add(r, 0, "rest_rule GET ^x$ nosuchhandler");
+  const char *ok = "response=\"HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\n"
+                   "Content-Length: 13\\r\\nConnection: close\\r\\n\\r\\nHello world.\\n\"";
+  char want[1024];
+  snprintf(want, sizeof(want),
+           "0:ok|0:ok|0:ok|0:%s|0:%s|0:response=\"HTTP/1.1 404 Not Found\\r\\n"
+           "Content-Type: text/plain\\r\\nContent-Length: 10\\r\\nConnection: close"
+           "\\r\\n\\r\\nNot Found\\n\"|0:ENOENT",
+           ok, ok);
+  T_STR_EQ(run(r), want);
+}
+
 static int greeted;
 static int step_greet(eventer_conformance_call_t *c) {
   T_STR_EQ(eventer_conformance_step(c), "greet");
@@ -318,6 +340,7 @@ static void test_all(void) {
   test_two_loops();
   test_asynch();
   test_user_steps();
+  test_rest();
   test_abort();
   test_free_while_running();
   eventer_shutdown();
