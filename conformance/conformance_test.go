@@ -94,8 +94,8 @@ func TestBuiltinTablesAgree(t *testing.T) {
 		}
 	}
 	slices.Sort(cOnly)
-	want := []string{"accept_deadline", "asynch_deadline", "asynch_gated", "closure", "gate", "gate_wait",
-		"is_aco", "listener", "listener_stats", "listener_stop", "listener_wait", "stats", "try_run_asynch"}
+	want := []string{"accept_deadline", "aco_classic", "asynch_deadline", "asynch_gated", "chan_closed",
+		"closure", "gate", "gate_wait", "is_aco", "run_asynch_gated", "stats", "try_run_asynch"}
 	if _, ok := cT["rest_server"]; ok { // built with the HTTP engine
 		want = append(want, restSteps...)
 		slices.Sort(want)

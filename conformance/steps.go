@@ -17,11 +17,11 @@ import (
 const readMax = 1024
 
 // builtins is the Go table of the built-in steps: the counterpart of
-// csrc/conformance/eventer_conformance_steps.c, step by step.  Steps that
-// the Go API has no counterpart for are C's only (scenarios using them
-// say `lang c`): stats, asynch_deadline, try_run_asynch, gate,
-// asynch_gated, gate_wait, accept_deadline, closure, is_aco, and the
-// listener steps.
+// csrc/conformance/eventer_conformance_steps.c, step by step (the listener
+// steps are in listener.go).  Steps that the Go API has no counterpart
+// for are C's only (scenarios using them say `lang c`): stats,
+// asynch_deadline, try_run_asynch, gate, asynch_gated, run_asynch_gated,
+// gate_wait, accept_deadline, closure, is_aco, aco_classic, chan_closed.
 var builtins = Steps{
 	// coroutines and time
 	"sleep": {"dur", func(c *Call) (string, error) { return "", c.Co.Sleep(c.Dur(0)) }},
@@ -48,9 +48,14 @@ var builtins = Steps{
 		}
 		return "", c.Co.Join(h, c.Timeout())
 	}},
-	"start": {"co", func(c *Call) (string, error) {
+	// stack=N has no Go counterpart (a goroutine's stack grows); it is
+	// checked as C checks it
+	"start": {"co stack=int", func(c *Call) (string, error) {
 		gc := c.goCo(0)
 		if gc == nil {
+			return "", syscall.EINVAL
+		}
+		if _, ok := c.Opt("stack"); ok && (c.optInt("stack") <= 0 || gc.sc.Loop != c.co.sc.Loop) {
 			return "", syscall.EINVAL
 		}
 		return "", c.run.startCo(c, gc)
@@ -82,29 +87,19 @@ var builtins = Steps{
 
 	// asynch work
 	"asynch": {"dur queue=obj subqueue=int", func(c *Call) (string, error) {
-		q, err := c.queue()
+		q, err := c.asynchQueue()
 		if err != nil {
 			return "", err
 		}
 		d := c.Dur(0)
 		work := func() { time.Sleep(d) }
 		if q == nil {
-			if _, ok := c.Opt("subqueue"); !ok {
-				return "", c.Co.SimpleAsynch(work)
-			}
-			if q, err = eventer.NewJobQueue("default_queue"); err != nil {
-				return "", err
-			}
-		}
-		if sq, ok := c.Opt("subqueue"); ok {
-			var id uint64
-			fmt.Sscan(sq, &id)
-			q = q.Subqueue(id)
+			return "", c.Co.SimpleAsynch(work)
 		}
 		return "", c.Co.RunAsynch(q, work)
 	}},
-	"run_asynch": {"dur queue=obj", func(c *Call) (string, error) {
-		q, err := c.queue()
+	"run_asynch": {"dur queue=obj subqueue=int", func(c *Call) (string, error) {
+		q, err := c.asynchQueue()
 		if err != nil {
 			return "", err
 		}
@@ -529,6 +524,9 @@ var builtins = Steps{
 	"chan_len": {"obj", func(c *Call) (string, error) {
 		return valueOf(c, "chan", func(ch *goChan) int { return ch.Len() })
 	}},
+	"chan_cap": {"obj", func(c *Call) (string, error) {
+		return valueOf(c, "chan", func(ch *goChan) int { return ch.Cap() })
+	}},
 	"chan_free": {"obj", func(c *Call) (string, error) {
 		return freeObj(c, "chan", func(ch *goChan) error { return ch.Close() })
 	}},
@@ -574,6 +572,27 @@ func (c *Call) queue() (*eventer.JobQueue, error) {
 		return nil, err
 	}
 	return v.(*eventer.JobQueue), nil
+}
+
+// asynchQueue is the queue the asynch steps' options name: queue=Q (the
+// default queue without it) and subqueue=N; nil for neither.
+func (c *Call) asynchQueue() (*eventer.JobQueue, error) {
+	q, err := c.queue()
+	if err != nil {
+		return nil, err
+	}
+	sq, ok := c.Opt("subqueue")
+	if !ok {
+		return q, nil
+	}
+	if q == nil {
+		if q, err = eventer.NewJobQueue("default_queue"); err != nil {
+			return nil, err
+		}
+	}
+	var id uint64
+	fmt.Sscan(sq, &id)
+	return q.Subqueue(id), nil
 }
 
 // plainFd is the fd of a plain socket object (not an AcoEvent).

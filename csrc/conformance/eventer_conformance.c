@@ -561,7 +561,7 @@ int eventer_conformance_run_start(eventer_conformance_run_t *r) {
   return 0;
 }
 
-int ev_cf_start_co(eventer_conformance_run_t *r, ev_cf_co_t *co) {
+int ev_cf_start_co(eventer_conformance_run_t *r, ev_cf_co_t *co, size_t stack) {
   int was = 0;
   if (!atomic_compare_exchange_strong(&co->started, &was, 1)) {
     errno = EALREADY;
@@ -569,6 +569,12 @@ int ev_cf_start_co(eventer_conformance_run_t *r, ev_cf_co_t *co) {
   }
   atomic_fetch_add(&r->live, 1);
   atomic_fetch_add(&r->refs, 1);
+  if (stack) {
+    /* on the calling loop (ev_cf_start_co's caller checked it); the
+     * coroutine takes its handle itself (eventer_aco_self) */
+    eventer_aco_start_stack(ev_cf_co_main, co, stack);
+    return 0;
+  }
   eventer_aco_opts_t o = {.loop = eventer_pool_loop(eventer_pool("default"), co->loop),
                           .name = co->name};
   eventer_aco_co_t *h = eventer_aco_spawn(ev_cf_co_main, co, &o);

@@ -89,8 +89,10 @@ void *ev_cf_typed(eventer_conformance_call_t *c, int i, const char *type);
 /* Makes argument i a built-in object of `type`. */
 int ev_cf_set_typed(eventer_conformance_call_t *c, int i, const char *type,
                     void *p, void (*free_fn)(void *));
-/* Starts manual coroutine co (the `start` step).  0, or -1/errno. */
-int ev_cf_start_co(eventer_conformance_run_t *r, ev_cf_co_t *co);
+/* Starts manual coroutine co (the `start` step): eventer_aco_spawn on its
+ * loop, or with stack > 0 eventer_aco_start_stack (on the calling loop,
+ * which must be co's).  0, or -1/errno. */
+int ev_cf_start_co(eventer_conformance_run_t *r, ev_cf_co_t *co, size_t stack);
 /* A name unique to this run and process ("cf<run>_<name>"), for job
  * queues. */
 void ev_cf_unique(eventer_conformance_call_t *c, const char *name, char *out,

@@ -74,9 +74,15 @@ static int st_join(eventer_conformance_call_t *c) {
   return h ? eventer_aco_join(h, tmo) : -1;
 }
 
+/* start CO [stack=N]: eventer_aco_spawn onto CO's loop, or with a stack
+ * size eventer_aco_start_stack (CO must be on the caller's loop) */
 static int st_start(eventer_conformance_call_t *c) {
   ev_cf_co_t *co = ev_cf_co_arg(c, 0);
-  return co ? ev_cf_start_co(c->run, co) : ev_cf_fail(EINVAL);
+  if (!co) return ev_cf_fail(EINVAL);
+  const char *st = eventer_conformance_opt(c, "stack");
+  size_t stack = st ? (size_t)strtoull(st, NULL, 10) : 0;
+  if (st && (stack == 0 || co->loop != c->co->loop)) return ev_cf_fail(EINVAL);
+  return ev_cf_start_co(c->run, co, stack);
 }
 
 static int st_done(eventer_conformance_call_t *c) {
@@ -124,16 +130,42 @@ static void ev_cf_sleep_work(void *closure) {
   }
 }
 
-static int st_asynch(eventer_conformance_call_t *c) {
+/* The options that pick the form of an asynch call: queue=Q (the default
+ * queue without it), subqueue=N, and for the C-only steps gate=G.  Each
+ * step calls the shortest form its options allow, as a user would
+ * (eventer_aco_simple_asynch for none, ..._queue for a queue, ...). */
+typedef struct {
+  eventer_jobq_t *q;
+  int has_q, has_sq;
+  uint64_t sq;
+  eventer_aco_gate_t gate; /* NULL: no gate= */
+} ev_cf_asynch_opts_t;
+
+static int ev_cf_asynch_opts(eventer_conformance_call_t *c, ev_cf_asynch_opts_t *o) {
   int err;
-  eventer_jobq_t *q = ev_cf_queue(c, &err);
+  memset(o, 0, sizeof(*o));
+  o->q = ev_cf_queue(c, &err);
   if (err) return ev_cf_fail(err);
+  o->has_q = eventer_conformance_opt_arg(c, "queue") >= 0;
   const char *sq = eventer_conformance_opt(c, "subqueue");
+  if (sq) {
+    o->has_sq = 1;
+    o->sq = strtoull(sq, NULL, 10);
+  }
+  int g = eventer_conformance_opt_arg(c, "gate");
+  if (g >= 0 && !(o->gate = ev_cf_typed(c, g, "gate"))) return -1;
+  return 0;
+}
+
+static int st_asynch(eventer_conformance_call_t *c) {
+  ev_cf_asynch_opts_t o;
+  if (ev_cf_asynch_opts(c, &o) != 0) return -1;
   /* the duration travels as the closure itself: a pointer into this
    * coroutine's stack would not be valid while it waits (aco.h) */
-  eventer_aco_simple_asynch_queue_subqueue(ev_cf_sleep_work,
-                                           (void *)(intptr_t)eventer_conformance_arg_int(c, 0), q,
-                                           sq ? strtoull(sq, NULL, 10) : 0);
+  void *us = (void *)(intptr_t)eventer_conformance_arg_int(c, 0);
+  if (o.has_sq) eventer_aco_simple_asynch_queue_subqueue(ev_cf_sleep_work, us, o.q, o.sq);
+  else if (o.has_q) eventer_aco_simple_asynch_queue(ev_cf_sleep_work, us, o.q);
+  else eventer_aco_simple_asynch(ev_cf_sleep_work, us);
   return 0;
 }
 
@@ -141,6 +173,7 @@ typedef struct {
   long long us;
   int work, cleanup, complete, order_ok;
   int phases;
+  int gated; /* nobody waits for it: COMPLETE frees it */
 } ev_cf_job_t;
 
 static void ev_cf_phase(ev_cf_job_t *j, eventer_asynch_op_t op) {
@@ -157,6 +190,12 @@ static void ev_cf_phase(ev_cf_job_t *j, eventer_asynch_op_t op) {
   default:
     j->order_ok &= eventer_in_loop() && j->cleanup == 1 && j->complete == 0;
     j->complete++;
+    if (j->gated) {
+      /* nobody reads it: a gated job out of order ends the run loudly */
+      if (!j->order_ok) mtevL(mtev_error, "conformance: a gated job's phases out of order\n");
+      free(j);
+      return;
+    }
   }
   j->phases++;
 }
@@ -165,22 +204,35 @@ static void ev_cf_deadline_fn(eventer_asynch_op_t op, void *closure) {
   ev_cf_phase(closure, op);
 }
 
-/* WORK runs unless the deadline passed before a job thread took it */
+/* WORK runs unless the deadline passed before a job thread took it.  With
+ * gate=G the call does not wait: the job is counted on G, and its
+ * COMPLETE frees it (gate_wait waits for it). */
 static int st_asynch_deadline(eventer_conformance_call_t *c) {
-  int err;
-  eventer_jobq_t *q = ev_cf_queue(c, &err);
-  if (err) return ev_cf_fail(err);
+  ev_cf_asynch_opts_t o;
+  if (ev_cf_asynch_opts(c, &o) != 0) return -1;
   ev_cf_job_t *j = calloc(1, sizeof(*j));
   if (!j) return -1;
   j->us = eventer_conformance_arg_int(c, 0);
   j->order_ok = 1;
+  j->gated = o.gate != NULL;
   struct timeval dl, now, *whence = NULL;
   if (eventer_conformance_opt_tv(c, "deadline", &dl)) {
     gettimeofday(&now, NULL);
     timeradd(&now, &dl, &dl);
     whence = &dl;
   }
-  eventer_aco_asynch_queue_subqueue_deadline(ev_cf_deadline_fn, j, q, 0, whence);
+  eventer_asynch_func_t f = ev_cf_deadline_fn;
+  if (o.gate) {
+    if (whence) eventer_aco_asynch_queue_subqueue_deadline_gated(o.gate, f, j, o.q, o.sq, whence);
+    else if (o.has_sq) eventer_aco_asynch_queue_subqueue_gated(o.gate, f, j, o.q, o.sq);
+    else if (o.has_q) eventer_aco_asynch_queue_gated(o.gate, f, j, o.q);
+    else eventer_aco_asynch_gated(o.gate, f, j);
+    return 0;
+  }
+  if (whence) eventer_aco_asynch_queue_subqueue_deadline(f, j, o.q, o.sq, whence);
+  else if (o.has_sq) eventer_aco_asynch_queue_subqueue(f, j, o.q, o.sq);
+  else if (o.has_q) eventer_aco_asynch_queue(f, j, o.q);
+  else eventer_aco_asynch(f, j);
   if (!j->order_ok || j->cleanup != 1 || j->complete != 1)
     eventer_conformance_result(c, "phases out of order");
   else eventer_conformance_result(c, "work=%d", j->work);
@@ -202,43 +254,71 @@ static int ev_cf_run_result(eventer_conformance_call_t *c, ev_cf_job_t *j) {
   return 0;
 }
 
-static int st_run_asynch(eventer_conformance_call_t *c) {
-  int err;
-  eventer_jobq_t *q = ev_cf_queue(c, &err);
-  if (err) return ev_cf_fail(err);
+/* run_asynch, run_asynch_gated and try_run_asynch: an asynch event whose
+ * callback records its phases. */
+static ev_cf_job_t *ev_cf_run_job(eventer_conformance_call_t *c, int arg, int gated,
+                                  eventer_t *e) {
   ev_cf_job_t *j = calloc(1, sizeof(*j));
-  if (!j) return -1;
-  j->us = eventer_conformance_arg_int(c, 0);
+  if (!j) return NULL;
+  j->us = eventer_conformance_arg_int(c, arg);
   j->order_ok = 1;
-  eventer_t e = eventer_alloc_asynch(ev_cf_asynch_cb, j);
-  if (!e) {
+  j->gated = gated;
+  if (!(*e = eventer_alloc_asynch(ev_cf_asynch_cb, j))) {
     free(j);
-    return -1;
+    return NULL;
   }
-  eventer_aco_run_asynch_queue(q, e);
+  return j;
+}
+
+static int st_run_asynch(eventer_conformance_call_t *c) {
+  ev_cf_asynch_opts_t o;
+  if (ev_cf_asynch_opts(c, &o) != 0) return -1;
+  eventer_t e;
+  ev_cf_job_t *j = ev_cf_run_job(c, 0, 0, &e);
+  if (!j) return -1;
+  if (o.has_sq) eventer_aco_run_asynch_queue_subqueue(o.q, e, o.sq);
+  else if (o.has_q) eventer_aco_run_asynch_queue(o.q, e);
+  else eventer_aco_run_asynch(e);
   return ev_cf_run_result(c, j);
 }
 
+static int st_run_asynch_gated(eventer_conformance_call_t *c) {
+  eventer_aco_gate_t g = ev_cf_typed(c, 0, "gate");
+  if (!g) return -1;
+  ev_cf_asynch_opts_t o;
+  if (ev_cf_asynch_opts(c, &o) != 0) return -1;
+  eventer_t e;
+  if (!ev_cf_run_job(c, 1, 1, &e)) return -1;
+  if (o.has_sq) eventer_aco_run_asynch_queue_subqueue_gated(g, o.q, e, o.sq);
+  else if (o.has_q) eventer_aco_run_asynch_queue_gated(g, o.q, e);
+  else eventer_aco_run_asynch_gated(g, e);
+  return 0;
+}
+
+/* try_run_asynch Dur [queue=Q] [subqueue=N] [gate=G] */
 static int st_try_run_asynch(eventer_conformance_call_t *c) {
-  int err;
-  eventer_jobq_t *q = ev_cf_queue(c, &err);
-  if (err) return ev_cf_fail(err);
-  ev_cf_job_t *j = calloc(1, sizeof(*j));
+  ev_cf_asynch_opts_t o;
+  if (ev_cf_asynch_opts(c, &o) != 0) return -1;
+  eventer_t e;
+  ev_cf_job_t *j = ev_cf_run_job(c, 0, o.gate != NULL, &e);
   if (!j) return -1;
-  j->us = eventer_conformance_arg_int(c, 0);
-  j->order_ok = 1;
-  eventer_t e = eventer_alloc_asynch(ev_cf_asynch_cb, j);
-  if (!e) {
-    free(j);
-    return -1;
+  mtev_boolean ok;
+  if (o.gate) {
+    if (o.has_sq) ok = eventer_aco_try_run_asynch_queue_subqueue_gated(o.gate, o.q, e, o.sq);
+    else if (o.has_q) ok = eventer_aco_try_run_asynch_queue_gated(o.gate, o.q, e);
+    else ok = eventer_aco_try_run_asynch_gated(o.gate, e);
+  } else {
+    if (o.has_sq) ok = eventer_aco_try_run_asynch_queue_subqueue(o.q, e, o.sq);
+    else if (o.has_q) ok = eventer_aco_try_run_asynch_queue(o.q, e);
+    else ok = eventer_aco_try_run_asynch(e);
   }
-  if (!eventer_aco_try_run_asynch_queue(q, e)) {
-    err = errno;
+  if (!ok) {
+    int err = errno;
     eventer_free(e); /* refused: still ours */
     free(j);
     return ev_cf_fail(err);
   }
-  return ev_cf_run_result(c, j);
+  return o.gate ? 0 : ev_cf_run_result(c, j);
 }
 
 static void ev_cf_gate_free(void *g) { eventer_aco_gate_wait(g); } /* in the cleaner */
@@ -252,11 +332,12 @@ static int st_gate(eventer_conformance_call_t *c) {
 static int st_asynch_gated(eventer_conformance_call_t *c) {
   eventer_aco_gate_t g = ev_cf_typed(c, 0, "gate");
   if (!g) return -1;
-  int err;
-  eventer_jobq_t *q = ev_cf_queue(c, &err);
-  if (err) return ev_cf_fail(err);
-  eventer_aco_simple_asynch_queue_subqueue_gated(
-      g, ev_cf_sleep_work, (void *)(intptr_t)eventer_conformance_arg_int(c, 1), q, 0);
+  ev_cf_asynch_opts_t o;
+  if (ev_cf_asynch_opts(c, &o) != 0) return -1;
+  void *us = (void *)(intptr_t)eventer_conformance_arg_int(c, 1);
+  if (o.has_sq) eventer_aco_simple_asynch_queue_subqueue_gated(g, ev_cf_sleep_work, us, o.q, o.sq);
+  else if (o.has_q) eventer_aco_simple_asynch_queue_gated(g, ev_cf_sleep_work, us, o.q);
+  else eventer_aco_simple_asynch_gated(g, ev_cf_sleep_work, us);
   return 0;
 }
 
@@ -518,6 +599,21 @@ static int st_closure(eventer_conformance_call_t *c) {
   int same = eventer_aco_get_closure(e) == (void *)c;
   eventer_aco_set_closure(e, old);
   if (!same || eventer_aco_get_closure(e) != old) eventer_conformance_result(c, "closure lost");
+  return 0;
+}
+
+/* aco_classic A: the libmtev form, eventer_set_eventer_aco_co: NULL turns
+ * aco event A back into a classic one (EBUSY while a coroutine waits on
+ * it), then the running coroutine makes it an aco event again. */
+static int st_aco_classic(eventer_conformance_call_t *c) {
+  eventer_aco_t a = eventer_conformance_aco(c, 0);
+  if (!a) return -1;
+  eventer_t e = (eventer_t)a;
+  errno = 0;
+  if (!eventer_set_eventer_aco_co(e, NULL) && errno != 0) return -1; /* NULL on success too */
+  int classic = !eventer_is_aco(e);
+  if (!eventer_set_eventer_aco_co(e, aco_get_co())) return -1;
+  if (!classic || !eventer_is_aco(e)) eventer_conformance_result(c, "not converted");
   return 0;
 }
 
@@ -795,6 +891,14 @@ static int st_chan_len(eventer_conformance_call_t *c) {
   eventer_aco_chan_t *ch = ev_cf_typed(c, 0, "chan");
   return ch ? ev_cf_value(c, eventer_aco_chan_len(ch)) : -1;
 }
+static int st_chan_cap(eventer_conformance_call_t *c) {
+  eventer_aco_chan_t *ch = ev_cf_typed(c, 0, "chan");
+  return ch ? ev_cf_value(c, (long long)eventer_aco_chan_cap(ch)) : -1;
+}
+static int st_chan_closed(eventer_conformance_call_t *c) {
+  eventer_aco_chan_t *ch = ev_cf_typed(c, 0, "chan");
+  return ch ? ev_cf_value(c, eventer_aco_chan_closed(ch) != 0) : -1;
+}
 FREE_STEP(st_chan_free, eventer_aco_chan_t, "chan", eventer_aco_chan_free)
 
 /* ---- listeners --------------------------------------------------------------------------------- */
@@ -802,6 +906,7 @@ FREE_STEP(st_chan_free, eventer_aco_chan_t, "chan", eventer_aco_chan_free)
 typedef struct {
   mtev_listener_t *l;
   char path[108];
+  struct timeval grace; /* listener_stop's (grace=; 0 without it, as Go's) */
 } ev_cf_listener_t;
 
 static void ev_cf_listener_free(void *p) {
@@ -830,6 +935,7 @@ static int st_listener(eventer_conformance_call_t *c) {
   if ((v = eventer_conformance_opt(c, "fanout"))) o.fanout = strcmp(v, "on") == 0;
   if ((v = eventer_conformance_opt(c, "max_connections")))
     o.max_connections = (uint32_t)strtoul(v, NULL, 10);
+  eventer_conformance_opt_tv(c, "grace", &lo->grace);
   char err[256];
   lo->l = mtev_listener_create(&o, err, sizeof(err));
   if (!lo->l) {
@@ -847,8 +953,7 @@ static int st_listener(eventer_conformance_call_t *c) {
 static int st_listener_stop(eventer_conformance_call_t *c) {
   ev_cf_listener_t *lo = ev_cf_typed(c, 0, "listener");
   if (!lo) return -1;
-  struct timeval g, *grace = eventer_conformance_opt_tv(c, "grace", &g);
-  return mtev_listener_stop(lo->l, grace);
+  return mtev_listener_stop(lo->l, &lo->grace);
 }
 
 static int st_listener_wait(eventer_conformance_call_t *c) {
@@ -919,16 +1024,17 @@ static const struct {
     {"wake", "co", st_wake},
     {"cancel", "co", st_cancel},
     {"join", "co timeout=dur", st_join},
-    {"start", "co", st_start},
+    {"start", "co stack=int", st_start},
     {"done", "co", st_done},
     {"arg", "", st_arg},
     {"stats", "", st_stats},
     {"asynch", "dur queue=obj subqueue=int", st_asynch},
-    {"asynch_deadline", "dur deadline=dur queue=obj", st_asynch_deadline},
-    {"run_asynch", "dur queue=obj", st_run_asynch},
-    {"try_run_asynch", "dur queue=obj", st_try_run_asynch},
+    {"asynch_deadline", "dur deadline=dur queue=obj subqueue=int gate=obj", st_asynch_deadline},
+    {"run_asynch", "dur queue=obj subqueue=int", st_run_asynch},
+    {"try_run_asynch", "dur queue=obj subqueue=int gate=obj", st_try_run_asynch},
     {"gate", "new", st_gate},
-    {"asynch_gated", "obj dur queue=obj", st_asynch_gated},
+    {"asynch_gated", "obj dur queue=obj subqueue=int", st_asynch_gated},
+    {"run_asynch_gated", "obj dur queue=obj subqueue=int", st_run_asynch_gated},
     {"gate_wait", "obj", st_gate_wait},
     {"jobq", "new concurrency=int backlog=int", st_jobq},
     {"socketpair", "new new", st_socketpair},
@@ -946,6 +1052,7 @@ static const struct {
     {"conn_write", "obj text deadline=dur", st_conn_write},
     {"closure", "obj", st_closure},
     {"is_aco", "obj", st_is_aco},
+    {"aco_classic", "obj", st_aco_classic},
     {"sys_write", "obj text", st_sys_write},
     {"sys_read", "obj int", st_sys_read},
     {"sys_close", "obj", st_sys_close},
@@ -978,9 +1085,11 @@ static const struct {
     {"tryrecv", "obj", st_tryrecv},
     {"chan_close", "obj", st_chan_close},
     {"chan_len", "obj", st_chan_len},
+    {"chan_cap", "obj", st_chan_cap},
+    {"chan_closed", "obj", st_chan_closed},
     {"chan_free", "obj", st_chan_free},
-    {"listener", "new text tcp|unix? fanout=on|off max_connections=int", st_listener},
-    {"listener_stop", "obj grace=dur", st_listener_stop},
+    {"listener", "new text tcp|unix? fanout=on|off max_connections=int grace=dur", st_listener},
+    {"listener_stop", "obj", st_listener_stop},
     {"listener_wait", "obj timeout=dur", st_listener_wait},
     {"listener_stats", "obj", st_listener_stats},
 };
