@@ -261,7 +261,14 @@ func (c *Call) set(i int, n goObj) error {
 	n.network, n.address = o.network, o.address
 	*o = n
 	c.run.mu.Unlock()
-	if !(old.kind == kFd && n.kind == kAco) && !(old.kind == kEv && n.kind == kAco) {
+	// the new object may be the old one's successor (an fd made an aco
+	// event, or a TLS connection): it owns what the old one held
+	t, isTLS := n.v.(*goTLS)
+	switch {
+	case n.kind == kAco && (old.kind == kFd || old.kind == kEv):
+	case isTLS && old.kind == kFd:
+	case isTLS && old.kind == kAco && old.ae == t.ae:
+	default:
 		release(&old)
 	}
 	return nil

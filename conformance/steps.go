@@ -221,6 +221,9 @@ var builtins = Steps{
 		return "", c.setEvent(1, ev)
 	}},
 	"read": {"obj int timeout=dur", func(c *Call) (string, error) {
+		if t := c.tlsOf(0); t != nil {
+			return tlsRead(c, t)
+		}
 		ae, err := c.AcoEvent(0)
 		if err != nil {
 			return "", err
@@ -233,6 +236,9 @@ var builtins = Steps{
 		return Bytes("data", buf[:n]), nil
 	}},
 	"write": {"obj text timeout=dur", func(c *Call) (string, error) {
+		if t := c.tlsOf(0); t != nil {
+			return tlsWrite(c, t)
+		}
 		ae, err := c.AcoEvent(0)
 		if err != nil {
 			return "", err
@@ -271,6 +277,12 @@ var builtins = Steps{
 		return "", ae.Wait(m, c.Timeout())
 	}},
 	"close": {"obj", func(c *Call) (string, error) {
+		if t := c.tlsOf(0); t != nil {
+			// a close_notify if it can (as C, a close does not fail for
+			// want of it: the peer may be gone), then the AcoEvent's Close
+			_ = t.conn.CloseWrite()
+			return "", t.ae.Close()
+		}
 		ae, err := c.AcoEvent(0)
 		if err != nil {
 			return "", err

@@ -100,6 +100,8 @@ void ev_cf_unique(eventer_conformance_call_t *c, const char *name, char *out,
 /* Registration without the built-ins' once (which calls them). */
 int ev_cf_register(const char *name, const char *signature, eventer_conformance_step_fn fn);
 int ev_cf_register_service(const char *name, void (*fn)(void));
+/* Registers the tls step (eventer_conformance_tls.c). */
+void ev_cf_tls_register(void);
 /* Registers the REST steps and handlers (eventer_conformance_http.c). */
 void ev_cf_http_register(void);
 /* Registers the built-in steps and services (once). */

@@ -1101,6 +1101,7 @@ void ev_cf_builtin_register(void) {
   ev_cf_register_service("echo", svc_echo);
   ev_cf_register_service("seed", svc_seed);
   ev_cf_register_service("seed_100ms", svc_seed_100ms);
+  ev_cf_tls_register();
 #ifndef EV_CF_NO_HTTP
   /* (the Go build registers them itself when it has the HTTP engine) */
   ev_cf_http_register();
