@@ -309,6 +309,30 @@ static __attribute__((noinline)) int ev_aco_fd_wait_start(ev_aco_t *a,
   return EV_OP_WAITING;
 }
 
+/* ev_aco_fd_wait_start for the running coroutine a (ev_aco_fd_caller
+ * found it: it runs, so it may wait), inline for the usual case: no
+ * deadline, nothing pending, and e registered for mask already (or our
+ * callback is dispatching, whose return value registers). */
+static inline __attribute__((always_inline)) int ev_aco_fd_wait_start_run(
+    ev_aco_t *a, eventer_t e, int mask, uint64_t deadline) {
+  int m = mask & (EVENTER_READ | EVENTER_WRITE);
+  if (__builtin_expect(
+          deadline == 0 && m != 0 &&
+              !(a->flags & (EV_ACO_F_CANCEL_PENDING | EV_ACO_F_WAKE_TOKEN)) &&
+              (e->acofd_in_cb || !(m & ~e->acofd_reg_mask)) &&
+              e->acofd_waits != UINT16_MAX,
+          1)) {
+    a->aux = m;
+    ev_aco_link_tail(&e->aco.waiters, &a->link);
+    a->wait_kind = EV_WAIT_CANCELLABLE;
+    a->wake = EV_WAKE_NONE;
+    a->state = EV_ACO_PARKED;
+    e->acofd_waits++;
+    return EV_OP_WAITING;
+  }
+  return ev_aco_fd_wait_start(a, e, mask, deadline);
+}
+
 int ev_aco_fd_wait_begin(ev_aco_t *a, eventer_t e, int mask, uint64_t deadline,
                          int64_t *rv) {
   *rv = -1;
@@ -361,7 +385,8 @@ int64_t ev_aco_fd_wait_end(ev_aco_t *a, eventer_t e, int wake) {
  * parked coroutine saves one frame fewer. */
 static inline __attribute__((always_inline)) int ev_aco_fd_wait(
     ev_aco_t *a, eventer_t e, int mask, uint64_t deadline) {
-  if (ev_aco_fd_wait_start(a, e, mask, deadline) != EV_OP_WAITING) return -1;
+  if (ev_aco_fd_wait_start_run(a, e, mask, deadline) != EV_OP_WAITING)
+    return -1;
   return ev_aco_fd_wait_finish(e, ev_aco_wait_yield_inline(a));
 }
 
@@ -516,8 +541,25 @@ static __attribute__((noinline, cold)) int ev_aco_fd_skip_wait_failed(
   return rv;
 }
 
-/* The blocking loop behind read/write/accept, instantiated once per op (a
- * constant): runs in a coroutine, which parks in this frame. */
+/* The rest of a call whose attempt of op would block (mask: what it
+ * needs): wait, try again, until done.  Out of line, so that the call's
+ * own frame (what a coroutine parked in a read that waits first saves)
+ * keeps only what its fast path needs. */
+static __attribute__((noinline)) int ev_aco_fd_run_wait(
+    ev_aco_t *a, eventer_t e, const int op, void *buf, size_t len,
+    struct sockaddr *addr, socklen_t *alen, uint64_t deadline, int mask) {
+  for (;;) {
+    if (ev_aco_fd_wait(a, e, mask, deadline) != 0) return -1;
+    int rv = ev_aco_fd_attempt(e, op, buf, len, addr, alen, &mask);
+    if (rv >= 0) return rv;
+    if (!ev_would_block(errno)) return -1;
+  }
+}
+
+/* Read/write/accept, instantiated once per op (a constant): an attempt,
+ * then the wait loop if it would block.  A read that may go straight to
+ * the readiness wait (see the top of this file) waits first, in this
+ * frame. */
 static inline __attribute__((always_inline)) int ev_aco_fd_run(
     eventer_t e, const int op, void *buf, size_t len, struct sockaddr *addr,
     socklen_t *alen, const struct timeval *timeout) {
@@ -525,23 +567,22 @@ static inline __attribute__((always_inline)) int ev_aco_fd_run(
   if (!a) return -1;
   if (!timeout && e->aco.tmo) timeout = ev_aco_fd_default_tmo(e, op);
   uint64_t deadline = timeout ? ev_aco_deadline(timeout) : 0;
-  int mask = EVENTER_READ;
   if (op == EV_ACO_TRY_READ && len != 0 &&
       ev_aco_fd_may_skip_read(a, e, timeout)) {
     e->acofd_flags &= (uint8_t)~EV_ACOFD_F_DRAINED;
-    if (ev_aco_fd_wait_start(a, e, EVENTER_READ, deadline) != EV_OP_WAITING)
+    if (ev_aco_fd_wait_start_run(a, e, EVENTER_READ, deadline) !=
+        EV_OP_WAITING)
       return ev_aco_fd_read_after_skip(e, buf, len, errno);
     int wake = ev_aco_wait_yield_inline(a);
     e->acofd_waits--;
     if (__builtin_expect(wake != EV_WAKE_READY || e->acofd_closed, 0))
       return ev_aco_fd_skip_wait_failed(e, wake, buf, len);
   }
-  for (;;) {
-    int rv = ev_aco_fd_attempt(e, op, buf, len, addr, alen, &mask);
-    if (rv >= 0) return rv;
-    if (!ev_would_block(errno)) return -1;
-    if (ev_aco_fd_wait(a, e, mask, deadline) != 0) return -1;
-  }
+  int mask;
+  int rv = ev_aco_fd_attempt(e, op, buf, len, addr, alen, &mask);
+  if (__builtin_expect(rv >= 0, 1)) return rv;
+  if (!ev_would_block(errno)) return -1;
+  return ev_aco_fd_run_wait(a, e, op, buf, len, addr, alen, deadline, mask);
 }
 
 int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,
