@@ -33,18 +33,6 @@
 
 enum { EV_TMO_ACCEPT = 0, EV_TMO_READ, EV_TMO_WRITE };
 
-enum { /* struct _event.acofd_flags */
-  EV_ACOFD_F_ACO = 0x01,        /* an aco event: e->aco is its state */
-  EV_ACOFD_F_UNBUFFERED = 0x02, /* its opset keeps no data of its own */
-  EV_ACOFD_F_DRAINED = 0x04,    /* it was just written, or a read came
-                                 * back short: the next read may wait
-                                 * first */
-  EV_ACOFD_F_NO_SKIP = 0x08,    /* a wait in place of a read was refused
-                                 * (epoll can't watch the fd): always read */
-  EV_ACOFD_F_CLOSE_REF = 0x10   /* eventer_aco_close holds a reference
-                                 * until the waits under way have ended */
-};
-
 /* Per-call default timeouts, allocated by the first setter. */
 struct ev_aco_fd_tmo {
   struct timeval tmo[3];
@@ -149,19 +137,11 @@ void ev_aco_fd_fini_loop(ev_loop_t *l) {
   ev_fdtab_foreach(l, ev_aco_fd_fini_waiters);
 }
 
-static int ev_aco_waiters_mask(eventer_t e) {
-  int m = 0;
-  for (ev_aco_link_t *l = e->aco.waiters.head.next; l != &e->aco.waiters.head;
-       l = l->next)
-    m |= EV_CONTAINER_OF(l, ev_aco_t, link)->aux;
-  return m;
-}
-
 /* The loop's callback for an aco event: wake the waiters whose mask is
  * ready (all of them on an exception), then keep interest in what the
- * remaining waiters need. */
-static int ev_aco_fd_cb(eventer_t e, int mask, void *closure,
-                        struct timeval *now) {
+ * remaining waiters need.  (The loop itself does the usual case, one
+ * coroutine woken: see ev_aco_fd_sole_waiter.) */
+int ev_aco_fd_cb(eventer_t e, int mask, void *closure, struct timeval *now) {
   (void)closure;
   (void)now;
   EV_ASSERT(ev_is_aco_fd(e), "ev_aco_fd_cb runs only for aco events");
@@ -199,25 +179,19 @@ static int ev_aco_fd_cb(eventer_t e, int mask, void *closure,
     }
     e->acofd_in_cb--;
   }
+  if (woke && !(mask & EVENTER_EXCEPTION)) return ev_aco_fd_rearm_woken(e);
   if (e->acofd_reg_mask == 0) return 0; /* unregistered meanwhile (close) */
   int want = ev_aco_waiters_mask(e);
-  if (want == 0 && (!woke || (mask & EVENTER_EXCEPTION)) &&
-      e->acofd_waits == 0) {
-    /* It fired and nobody waited: stop listening, or a level-triggered fd
-     * would spin.  (A wait that was woken otherwise and has yet to end
-     * keeps it registered, and so alive, until it ends.) */
+  if (want == 0 && e->acofd_waits == 0) {
+    /* It fired (or failed) and nobody waited: stop listening, or a
+     * level-triggered fd would spin.  (A wait that was woken otherwise
+     * and has yet to end keeps it registered, and so alive, until it
+     * ends.) */
     eventer_remove_fde(e);
     e->acofd_reg_mask = 0;
     return 0; /* the loop drops the registration's reference */
   }
-  if (want == 0) {
-    /* The waiters we woke will most likely wait again soon (the next read
-     * of a request/response exchange): keep the registration as it is and
-     * save an epoll_ctl DEL + ADD per exchange.  If the fd fires before
-     * anyone waits, the branch above drops it then.  A free or close of
-     * the event drops it at once. */
-    return e->acofd_reg_mask;
-  }
+  if (want == 0) return e->acofd_reg_mask; /* see ev_aco_fd_rearm_woken */
   e->acofd_reg_mask = (uint8_t)want;
   return want;
 }
