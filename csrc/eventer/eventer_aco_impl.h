@@ -308,13 +308,18 @@ static inline int ev_aco_wait_end(ev_aco_t *a) {
 }
 /* The running coroutine a: yields until its wait ends; its reason. */
 int ev_aco_wait_yield(ev_aco_t *a);
-/* The same, inline: the yield is made from the caller's frame, so a parked
- * coroutine saves no frame of ours between its own and the switch. */
-static inline __attribute__((always_inline)) int ev_aco_wait_yield_inline(
+/* The same, inline (the yield is made from the caller's frame, so a
+ * parked coroutine saves no frame of ours between its own and the
+ * switch), and without ev_aco_wait_end's bookkeeping, for a C coroutine:
+ * whatever resumed it (ev_aco_wake_now, the loop's fd dispatch, its timer
+ * node firing, which ev_aco_wake and a deadline use) unlinked it,
+ * disarmed or used up its timer node and made it RUNNING before the
+ * switch, so only the reason is left to read. */
+static inline __attribute__((always_inline)) int ev_aco_wait_yield_co(
     ev_aco_t *a) {
   aco_t *co = ev_aco_co(a);
   aco_yield1(co);
-  return ev_aco_wait_end(a);
+  return a->wake;
 }
 /* begin, then yield if it waits: the whole wait of a C coroutine. */
 static inline int ev_aco_park(ev_aco_t *a, ev_aco_waitq_t *q,
