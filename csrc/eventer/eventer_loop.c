@@ -868,7 +868,11 @@ static inline __attribute__((always_inline)) int dispatch_aco_fd(
                            EV_LOAD(&e->owner) == l,
                        1)) {
     l->current = NULL;
-    ev_deref_n(e, 1); /* the hold; the registration keeps e */
+    /* the hold; the registration keeps e (ev_deref_n reports the
+     * impossible) */
+    if (__builtin_expect(
+            __atomic_sub_fetch(&e->refcnt, 1, __ATOMIC_ACQ_REL) <= 0, 0))
+      ev_deref_n(e, 0);
     return 1;
   }
   finish(l, e, mask, EV_DK_FD, rv);
