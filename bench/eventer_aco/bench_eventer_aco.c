@@ -8,6 +8,7 @@
  *   bench_eventer_aco pingpong-aco|pingpong-classic [n]   one side alone,
  *                                    one run (to count its syscalls or
  *                                    instructions)
+ *   bench_eventer_aco cycle-aco|cycle-classic [n]   the same for the cycle
  *   bench_eventer_aco create [n]     create + run + end of a coroutine
  *   bench_eventer_aco mem [n] [sem|sem-timeout]   resident memory of n
  *                                    parked coroutines
@@ -544,13 +545,17 @@ int main(int argc, char **argv) {
     /* one side alone, once (for strace -c, valgrind --tool=callgrind) */
     double ns = (mode[9] == 'a' ? pingpong_aco : pingpong_classic)(n > 0 ? n : 20000);
     printf("%s_rt_per_s %.0f\n", mode, 1e9 / ns);
+  } else if (!strcmp(mode, "cycle-aco") || !strcmp(mode, "cycle-classic")) {
+    double ns = (mode[6] == 'a' ? cycle_aco : cycle_classic)(n > 0 ? n : 30000);
+    printf("%s_ns %.1f\n", mode, ns);
   } else if (!strcmp(mode, "create")) {
     bench_create(n > 0 ? n : 200000);
   } else if (!strcmp(mode, "mem")) {
     const char *kind = argc > 3 ? argv[3] : "sem";
     bench_mem(n > 0 ? n : 1000000, !strcmp(kind, "sem-timeout"));
   } else {
-    fprintf(stderr, "usage: %s cycle|pingpong[-aco|-classic]|create|mem [n] "
+    fprintf(stderr, "usage: %s cycle|pingpong[-aco|-classic]|cycle-aco|"
+            "cycle-classic|create|mem [n] "
             "[sem|sem-timeout]\n",
             argv[0]);
     return 2;

@@ -258,7 +258,7 @@ void ev_aco_entry(void) {
  * coroutines of one loop tend to park at similar depths, and a save stack
  * that fits from the start needs no second allocation.  Only a hint: a
  * wrong guess costs some bytes or one later allocation. */
-static __thread size_t ev_aco_save_hint;
+__thread size_t ev_aco_save_hint;
 #define EV_ACO_SAVE_HINT_MAX 1024
 
 ev_aco_t *ev_aco_create(void (*fn)(void), void *arg, size_t stack_size,
@@ -323,7 +323,7 @@ static void ev_aco_spare_poison(aco_t *co, int on) {
 #endif
 }
 
-static void ev_aco_reap(ev_aco_t *a) {
+void ev_aco_reap(ev_aco_t *a) {
   a->state = EV_ACO_DONE;
   ev_aco_unlink(&a->link);
   ev_aco_unlink(&a->all);
@@ -358,61 +358,6 @@ static aco_t *ev_aco_spare_take(ev_aco_loop_t *al, aco_share_stack_t *ss,
     return co;
   }
   return NULL;
-}
-
-/* What resuming co costs in stack copies (a debug line says it), for its
- * stats, the owner's, and the next coroutine's first save stack. */
-static inline void ev_aco_resume_account(ev_aco_t *a, aco_t *co) {
-  aco_share_stack_t *ss = co->share_stack;
-  aco_t *owner = ss->owner;
-  size_t in = 0, out = 0;
-  if (owner != co) {
-    in = co->save_stack.valid_sz;
-    if (owner) {
-      out = (size_t)((char *)ss->align_retptr -
-                     (char *)owner->reg[ACO_REG_IDX_SP]);
-      ev_aco_save_hint = out;
-      ev_aco_of(owner)->bytes_copied += out;
-    }
-    a->bytes_copied += in;
-  }
-  mtevL(eventer_deb,
-        "eventer_aco: resume %p: %zu stack bytes copied in, %zu out "
-        "(save stack %zu, largest %zu)\n",
-        (void *)co, in, out, co->save_stack.sz, co->save_stack.max_cpsz);
-}
-
-/* ev_aco_resume's body, inlined into ev_aco_wake_now too: a resume from
- * an fd callback is then one frame fewer between the loop's dispatch and
- * the switch, which is one return fewer that the CPU mispredicts when the
- * coroutine yields back (a switch leaves the return-address predictor
- * with the other stack's calls). */
-static inline __attribute__((always_inline)) void ev_aco_resume_in(
-    ev_aco_t *a) {
-  if (ev_aco_is_proxy(a)) {
-    /* a proxy has no coroutine to switch to: its wait ends here, and its
-     * driver hears of it */
-    EV_ASSERT(a->state == EV_ACO_RUNNABLE, "only a woken proxy is resumed");
-    ev_aco_proxy_resume(a);
-    return;
-  }
-  aco_t *co = ev_aco_co(a);
-  aco_t *cur = aco_gtls_co;
-  EV_ASSERT(cur == NULL || aco_is_main_co(cur),
-            "a coroutine is resumed only from its loop's main context, "
-            "never from inside another coroutine");
-  /* this thread's current context is its loop's main coroutine: the
-   * right thread (else ask the loop) */
-  EV_ASSERT(cur == co->main_co ||
-                ((ev_aco_loop_t *)co->main_co->arg)->loop == ev_loop_self(),
-            "a coroutine is resumed only on its own loop thread");
-  EV_ASSERT(a->state == EV_ACO_NEW || a->state == EV_ACO_RUNNABLE,
-            "only a new or woken coroutine is resumed");
-  ev_aco_resume_account(a, co);
-  a->resumes++;
-  a->state = EV_ACO_RUNNING;
-  aco_resume(co);
-  if (co->is_end) ev_aco_reap(a);
 }
 
 void ev_aco_resume(ev_aco_t *a) { ev_aco_resume_in(a); }

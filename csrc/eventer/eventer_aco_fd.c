@@ -33,18 +33,6 @@
 
 enum { EV_TMO_ACCEPT = 0, EV_TMO_READ, EV_TMO_WRITE };
 
-enum { /* struct _event.acofd_flags */
-  EV_ACOFD_F_ACO = 0x01,        /* an aco event: e->aco is its state */
-  EV_ACOFD_F_UNBUFFERED = 0x02, /* its opset keeps no data of its own */
-  EV_ACOFD_F_DRAINED = 0x04,    /* it was just written, or a read came
-                                 * back short: the next read may wait
-                                 * first */
-  EV_ACOFD_F_NO_SKIP = 0x08,    /* a wait in place of a read was refused
-                                 * (epoll can't watch the fd): always read */
-  EV_ACOFD_F_CLOSE_REF = 0x10   /* eventer_aco_close holds a reference
-                                 * until the waits under way have ended */
-};
-
 /* Per-call default timeouts, allocated by the first setter. */
 struct ev_aco_fd_tmo {
   struct timeval tmo[3];
@@ -149,19 +137,11 @@ void ev_aco_fd_fini_loop(ev_loop_t *l) {
   ev_fdtab_foreach(l, ev_aco_fd_fini_waiters);
 }
 
-static int ev_aco_waiters_mask(eventer_t e) {
-  int m = 0;
-  for (ev_aco_link_t *l = e->aco.waiters.head.next; l != &e->aco.waiters.head;
-       l = l->next)
-    m |= EV_CONTAINER_OF(l, ev_aco_t, link)->aux;
-  return m;
-}
-
 /* The loop's callback for an aco event: wake the waiters whose mask is
  * ready (all of them on an exception), then keep interest in what the
- * remaining waiters need. */
-static int ev_aco_fd_cb(eventer_t e, int mask, void *closure,
-                        struct timeval *now) {
+ * remaining waiters need.  (The loop itself does the usual case, one
+ * coroutine woken: see ev_aco_fd_sole_waiter.) */
+int ev_aco_fd_cb(eventer_t e, int mask, void *closure, struct timeval *now) {
   (void)closure;
   (void)now;
   EV_ASSERT(ev_is_aco_fd(e), "ev_aco_fd_cb runs only for aco events");
@@ -199,25 +179,19 @@ static int ev_aco_fd_cb(eventer_t e, int mask, void *closure,
     }
     e->acofd_in_cb--;
   }
+  if (woke && !(mask & EVENTER_EXCEPTION)) return ev_aco_fd_rearm_woken(e);
   if (e->acofd_reg_mask == 0) return 0; /* unregistered meanwhile (close) */
   int want = ev_aco_waiters_mask(e);
-  if (want == 0 && (!woke || (mask & EVENTER_EXCEPTION)) &&
-      e->acofd_waits == 0) {
-    /* It fired and nobody waited: stop listening, or a level-triggered fd
-     * would spin.  (A wait that was woken otherwise and has yet to end
-     * keeps it registered, and so alive, until it ends.) */
+  if (want == 0 && e->acofd_waits == 0) {
+    /* It fired (or failed) and nobody waited: stop listening, or a
+     * level-triggered fd would spin.  (A wait that was woken otherwise
+     * and has yet to end keeps it registered, and so alive, until it
+     * ends.) */
     eventer_remove_fde(e);
     e->acofd_reg_mask = 0;
     return 0; /* the loop drops the registration's reference */
   }
-  if (want == 0) {
-    /* The waiters we woke will most likely wait again soon (the next read
-     * of a request/response exchange): keep the registration as it is and
-     * save an epoll_ctl DEL + ADD per exchange.  If the fd fires before
-     * anyone waits, the branch above drops it then.  A free or close of
-     * the event drops it at once. */
-    return e->acofd_reg_mask;
-  }
+  if (want == 0) return e->acofd_reg_mask; /* see ev_aco_fd_rearm_woken */
   e->acofd_reg_mask = (uint8_t)want;
   return want;
 }
@@ -387,7 +361,7 @@ static inline __attribute__((always_inline)) int ev_aco_fd_wait(
     ev_aco_t *a, eventer_t e, int mask, uint64_t deadline) {
   if (ev_aco_fd_wait_start_run(a, e, mask, deadline) != EV_OP_WAITING)
     return -1;
-  return ev_aco_fd_wait_finish(e, ev_aco_wait_yield_inline(a));
+  return ev_aco_fd_wait_finish(e, ev_aco_wait_yield_co(a));
 }
 
 int eventer_aco_wait_ready(eventer_aco_t ae, int mask, struct timeval *timeout) {
@@ -425,6 +399,10 @@ int ev_aco_fd_closed(eventer_t e) {
  * between two attempts when one would block.  A C coroutine loops here
  * (ev_aco_fd_run); a foreign coroutine loops in its own runtime around
  * ev_aco_fd_try and a proxy's wait (the Go binding's AcoEvent.io). */
+
+/* A bit of a wait's mask beside the EVENTER_* ones: see
+ * ev_aco_fd_run_read. */
+#define EV_ACOFD_SKIP 0x100
 
 static inline int ev_would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK || err == EINPROGRESS;
@@ -556,33 +534,60 @@ static __attribute__((noinline)) int ev_aco_fd_run_wait(
   }
 }
 
-/* Read/write/accept, instantiated once per op (a constant): an attempt,
- * then the wait loop if it would block.  A read that may go straight to
- * the readiness wait (see the top of this file) waits first, in this
- * frame. */
+/* A read: attempts, with a readiness wait before each one after the
+ * first that would block, and before the first one too when it may go
+ * straight to the wait (see the top of this file).  All its waits yield
+ * from this frame, inline in the caller's: a coroutine parked in a read
+ * saves one frame, and when it is resumed it returns through one frame
+ * (each return after a switch is one the CPU mispredicts).  skip: the
+ * wait under way replaces a read that was not made. */
+static inline __attribute__((always_inline)) int ev_aco_fd_run_read(
+    ev_aco_t *a, eventer_t e, void *buf, size_t len,
+    const struct timeval *timeout) {
+  uint64_t deadline = timeout ? ev_aco_deadline(timeout) : 0;
+  /* what to wait for before the next attempt (EV_ACOFD_SKIP: the wait
+   * replaces a read; kept in mask, whose slot outlives the wait anyway) */
+  int mask = 0;
+  if (len != 0 && ev_aco_fd_may_skip_read(a, e, timeout)) {
+    e->acofd_flags &= (uint8_t)~EV_ACOFD_F_DRAINED;
+    mask = EVENTER_READ | EV_ACOFD_SKIP;
+  }
+  for (;;) {
+    if (mask) {
+      if (ev_aco_fd_wait_start_run(a, e, mask, deadline) != EV_OP_WAITING)
+        return (mask & EV_ACOFD_SKIP)
+                   ? ev_aco_fd_read_after_skip(e, buf, len, errno)
+                   : -1;
+      int wake = ev_aco_wait_yield_co(a);
+      e->acofd_waits--;
+      if (__builtin_expect(wake != EV_WAKE_READY || e->acofd_closed, 0))
+        return (mask & EV_ACOFD_SKIP)
+                   ? ev_aco_fd_skip_wait_failed(e, wake, buf, len)
+                   : ev_aco_fd_wait_failed(e, wake);
+    }
+    int rv =
+        ev_aco_fd_attempt(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, &mask);
+    if (__builtin_expect(rv >= 0, 1)) return rv;
+    if (!ev_would_block(errno)) return -1;
+  }
+}
+
+/* Read/write/accept, instantiated once per op (a constant).  A write or
+ * an accept: an attempt, then the wait loop if it would block (out of
+ * line: a write's frame stays small when it does not block). */
 static inline __attribute__((always_inline)) int ev_aco_fd_run(
     eventer_t e, const int op, void *buf, size_t len, struct sockaddr *addr,
     socklen_t *alen, const struct timeval *timeout) {
   ev_aco_t *a = ev_aco_fd_caller(e);
   if (!a) return -1;
   if (!timeout && e->aco.tmo) timeout = ev_aco_fd_default_tmo(e, op);
-  uint64_t deadline = timeout ? ev_aco_deadline(timeout) : 0;
-  if (op == EV_ACO_TRY_READ && len != 0 &&
-      ev_aco_fd_may_skip_read(a, e, timeout)) {
-    e->acofd_flags &= (uint8_t)~EV_ACOFD_F_DRAINED;
-    if (ev_aco_fd_wait_start_run(a, e, EVENTER_READ, deadline) !=
-        EV_OP_WAITING)
-      return ev_aco_fd_read_after_skip(e, buf, len, errno);
-    int wake = ev_aco_wait_yield_inline(a);
-    e->acofd_waits--;
-    if (__builtin_expect(wake != EV_WAKE_READY || e->acofd_closed, 0))
-      return ev_aco_fd_skip_wait_failed(e, wake, buf, len);
-  }
+  if (op == EV_ACO_TRY_READ) return ev_aco_fd_run_read(a, e, buf, len, timeout);
   int mask;
   int rv = ev_aco_fd_attempt(e, op, buf, len, addr, alen, &mask);
   if (__builtin_expect(rv >= 0, 1)) return rv;
   if (!ev_would_block(errno)) return -1;
-  return ev_aco_fd_run_wait(a, e, op, buf, len, addr, alen, deadline, mask);
+  return ev_aco_fd_run_wait(a, e, op, buf, len, addr, alen,
+                            timeout ? ev_aco_deadline(timeout) : 0, mask);
 }
 
 int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,

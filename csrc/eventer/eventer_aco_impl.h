@@ -189,6 +189,78 @@ void ev_aco_set_end_hook(void (*fn)(ev_aco_t *a));
  * (and is reaped if it ended); a proxy's wait ends
  * (ev_aco_proxy_resume). */
 void ev_aco_resume(ev_aco_t *a);
+/* A coroutine that ended: its memory goes (or is kept for the next one). */
+void ev_aco_reap(ev_aco_t *a);
+void ev_aco_proxy_resume(ev_aco_t *a);
+
+/* Live stack bytes of the coroutine this thread's loop last switched away
+ * from (what it saved): the first save stack of a new coroutine is sized
+ * from it (ev_aco_create). */
+extern __thread size_t ev_aco_save_hint;
+
+/* What resuming co costs in stack copies, for its stats, the owner's, and
+ * the next coroutine's first save stack; a debug line says it when `log`
+ * (a constant) and eventer_deb is on. */
+static inline __attribute__((always_inline)) void ev_aco_resume_account(
+    ev_aco_t *a, aco_t *co, const int log) {
+  aco_share_stack_t *ss = co->share_stack;
+  aco_t *owner = ss->owner;
+  size_t in = 0, out = 0;
+  if (owner != co) {
+    in = co->save_stack.valid_sz;
+    if (owner) {
+      out = (size_t)((char *)ss->align_retptr -
+                     (char *)owner->reg[ACO_REG_IDX_SP]);
+      ev_aco_save_hint = out;
+      ev_aco_of(owner)->bytes_copied += out;
+    }
+    a->bytes_copied += in;
+  }
+  if (log)
+    mtevL(eventer_deb,
+          "eventer_aco: resume %p: %zu stack bytes copied in, %zu out "
+          "(save stack %zu, largest %zu)\n",
+          (void *)co, in, out, co->save_stack.sz, co->save_stack.max_cpsz);
+}
+
+/* ev_aco_resume's body for a coroutine (not a proxy), inline wherever a
+ * resume is made: each frame between the loop's dispatch and the switch
+ * is a return the CPU mispredicts when the coroutine yields back (a
+ * switch leaves the return-address predictor with the other stack's
+ * calls).  log: see ev_aco_resume_account. */
+static inline __attribute__((always_inline)) void ev_aco_resume_co(
+    ev_aco_t *a, const int log) {
+  aco_t *co = ev_aco_co(a);
+  aco_t *cur = aco_gtls_co;
+  EV_ASSERT(cur == NULL || aco_is_main_co(cur),
+            "a coroutine is resumed only from its loop's main context, "
+            "never from inside another coroutine");
+  /* this thread's current context is its loop's main coroutine: the
+   * right thread (else ask the loop) */
+  EV_ASSERT(cur == co->main_co ||
+                ((ev_aco_loop_t *)co->main_co->arg)->loop == ev_loop_self(),
+            "a coroutine is resumed only on its own loop thread");
+  EV_ASSERT(a->state == EV_ACO_NEW || a->state == EV_ACO_RUNNABLE,
+            "only a new or woken coroutine is resumed");
+  ev_aco_resume_account(a, co, log);
+  a->resumes++;
+  a->state = EV_ACO_RUNNING;
+  aco_resume(co);
+  if (co->is_end) ev_aco_reap(a);
+}
+
+/* ev_aco_resume's body, inline. */
+static inline __attribute__((always_inline)) void ev_aco_resume_in(
+    ev_aco_t *a) {
+  if (ev_aco_is_proxy(a)) {
+    /* a proxy has no coroutine to switch to: its wait ends here, and its
+     * driver hears of it */
+    EV_ASSERT(a->state == EV_ACO_RUNNABLE, "only a woken proxy is resumed");
+    ev_aco_proxy_resume(a);
+    return;
+  }
+  ev_aco_resume_co(a, 1);
+}
 /* Resume at the next timer phase (a NEW or RUNNABLE coroutine). */
 void ev_aco_schedule(ev_aco_t *a);
 
@@ -236,13 +308,18 @@ static inline int ev_aco_wait_end(ev_aco_t *a) {
 }
 /* The running coroutine a: yields until its wait ends; its reason. */
 int ev_aco_wait_yield(ev_aco_t *a);
-/* The same, inline: the yield is made from the caller's frame, so a parked
- * coroutine saves no frame of ours between its own and the switch. */
-static inline __attribute__((always_inline)) int ev_aco_wait_yield_inline(
+/* The same, inline (the yield is made from the caller's frame, so a
+ * parked coroutine saves no frame of ours between its own and the
+ * switch), and without ev_aco_wait_end's bookkeeping, for a C coroutine:
+ * whatever resumed it (ev_aco_wake_now, the loop's fd dispatch, its timer
+ * node firing, which ev_aco_wake and a deadline use) unlinked it,
+ * disarmed or used up its timer node and made it RUNNING before the
+ * switch, so only the reason is left to read. */
+static inline __attribute__((always_inline)) int ev_aco_wait_yield_co(
     ev_aco_t *a) {
   aco_t *co = ev_aco_co(a);
   aco_yield1(co);
-  return ev_aco_wait_end(a);
+  return a->wake;
 }
 /* begin, then yield if it waits: the whole wait of a C coroutine. */
 static inline int ev_aco_park(ev_aco_t *a, ev_aco_waitq_t *q,
@@ -297,6 +374,62 @@ int ev_aco_job_begin(ev_aco_t *a, const ev_aco_job_spec_t *spec, int64_t *rv);
 int64_t ev_aco_job_end(ev_aco_t *a, int wake);
 
 /* ---- fd events (eventer_aco_fd.c) ------------------------------------------------ */
+
+enum { /* struct _event.acofd_flags */
+  EV_ACOFD_F_ACO = 0x01,        /* an aco event: e->aco is its state */
+  EV_ACOFD_F_UNBUFFERED = 0x02, /* its opset keeps no data of its own */
+  EV_ACOFD_F_DRAINED = 0x04,    /* it was just written, or a read came
+                                 * back short: the next read may wait
+                                 * first */
+  EV_ACOFD_F_NO_SKIP = 0x08,    /* a wait in place of a read was refused
+                                 * (epoll can't watch the fd): always read */
+  EV_ACOFD_F_CLOSE_REF = 0x10   /* eventer_aco_close holds a reference
+                                 * until the waits under way have ended */
+};
+
+/* The loop's callback for aco fd events. */
+int ev_aco_fd_cb(eventer_t e, int mask, void *closure, struct timeval *now);
+
+/* The usual readiness report on an aco fd event: exactly one coroutine
+ * waits on e, for a bit of mask, and mask is no exception.  That
+ * coroutine (the loop may resume it itself, see ev_aco_fd_dispatch in
+ * eventer_loop.c), or NULL: ev_aco_fd_cb decides. */
+static inline ev_aco_t *ev_aco_fd_sole_waiter(eventer_t e, int mask) {
+  if (!(e->acofd_flags & EV_ACOFD_F_ACO) || (mask & EVENTER_EXCEPTION))
+    return NULL;
+  ev_aco_link_t *h = &e->aco.waiters.head, *first = h->next;
+  if (first == h || first->next != h) return NULL;
+  ev_aco_t *w = EV_CONTAINER_OF(first, ev_aco_t, link);
+  if (!(w->aux & mask) || (w->flags & EV_ACO_F_PROXY) ||
+      w->state != EV_ACO_PARKED)
+    return NULL;
+  return w;
+}
+
+/* The mask of what e's waiters need. */
+static inline int ev_aco_waiters_mask(eventer_t e) {
+  int m = 0;
+  for (ev_aco_link_t *l = e->aco.waiters.head.next; l != &e->aco.waiters.head;
+       l = l->next)
+    m |= EV_CONTAINER_OF(l, ev_aco_t, link)->aux;
+  return m;
+}
+
+/* ev_aco_fd_cb's return value after it woke a waiter for a report that
+ * was no exception: the mask e stays registered for.  The waiters it woke
+ * will most likely wait again soon (the next read of a request/response
+ * exchange): with nobody waiting now the registration stays as it is,
+ * which saves an epoll_ctl DEL + ADD per exchange (if the fd fires before
+ * anyone waits, ev_aco_fd_cb drops it then; a free or close of the event
+ * drops it at once); else it narrows to what the waiters need.  0 when it
+ * was unregistered meanwhile (a close). */
+static inline int ev_aco_fd_rearm_woken(eventer_t e) {
+  if (e->acofd_reg_mask == 0) return 0;
+  int want = ev_aco_waiters_mask(e);
+  if (want == 0) return e->acofd_reg_mask;
+  e->acofd_reg_mask = (uint8_t)want;
+  return want;
+}
 
 /* Converts idle classic fd event e into an aco event of loop l (the work
  * of eventer_set_eventer_aco, for callers that are not coroutines).  0, or

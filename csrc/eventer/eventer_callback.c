@@ -17,18 +17,18 @@
 
 /* ---- the running callback ---------------------------------------------------------- */
 
-static __thread eventer_t tls_this;        /* event whose callback runs */
-static __thread struct timeval tls_cb_now; /* its `now` */
-static __thread int tls_cb_now_set;
+__thread eventer_t ev_cb_this;        /* event whose callback runs */
+__thread struct timeval ev_cb_now; /* its `now` */
+__thread int ev_cb_now_set;
 
 static struct ev_ctx_class {
   const char *name;
   eventer_context_opset_t *opset;
 } ctx_classes[EVENTER_MAX_CONTEXTS];
-static int nctx; /* __atomic: classes published */
+int ev_ctx_n; /* __atomic: classes published */
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
 
-int ev_ctx_any(void) { return __atomic_load_n(&nctx, __ATOMIC_ACQUIRE) > 0; }
+int ev_ctx_any(void) { return __atomic_load_n(&ev_ctx_n, __ATOMIC_ACQUIRE) > 0; }
 
 int eventer_run_callback(eventer_t e, int mask, void *closure,
                          struct timeval *now) {
@@ -36,13 +36,13 @@ int eventer_run_callback(eventer_t e, int mask, void *closure,
     errno = EINVAL;
     return 0;
   }
-  eventer_t prev = tls_this; /* callbacks may run callbacks (trigger-like) */
-  tls_this = e;
+  eventer_t prev = ev_cb_this; /* callbacks may run callbacks (trigger-like) */
+  ev_cb_this = e;
   if (now) {
-    tls_cb_now = *now;
-    tls_cb_now_set = 1;
+    ev_cb_now = *now;
+    ev_cb_now_set = 1;
   }
-  int n = __atomic_load_n(&nctx, __ATOMIC_ACQUIRE);
+  int n = __atomic_load_n(&ev_ctx_n, __ATOMIC_ACQUIRE);
   for (int i = 0; i < n; i++)
     if (ctx_classes[i].opset->eventer_t_callback_prep)
       ctx_classes[i].opset->eventer_t_callback_prep(e, mask, closure, now);
@@ -50,25 +50,25 @@ int eventer_run_callback(eventer_t e, int mask, void *closure,
   for (int i = n - 1; i >= 0; i--)
     if (ctx_classes[i].opset->eventer_t_callback_cleanup)
       ctx_classes[i].opset->eventer_t_callback_cleanup(e, mask);
-  tls_this = prev;
+  ev_cb_this = prev;
   return rv;
 }
 
-eventer_t eventer_get_this_event(void) { return tls_this; }
+eventer_t eventer_get_this_event(void) { return ev_cb_this; }
 
 void ev_callback_abandoned(eventer_t e, int mask) {
-  int n = __atomic_load_n(&nctx, __ATOMIC_ACQUIRE);
+  int n = __atomic_load_n(&ev_ctx_n, __ATOMIC_ACQUIRE);
   for (int i = n - 1; i >= 0; i--)
     if (ctx_classes[i].opset->eventer_t_callback_cleanup)
       ctx_classes[i].opset->eventer_t_callback_cleanup(e, mask);
-  tls_this = NULL;
+  ev_cb_this = NULL;
 }
 
 int eventer_gettimeofcallback(struct timeval *now, void *tzp) {
   (void)tzp;
   if (!now) return 0;
-  if (tls_cb_now_set)
-    *now = tls_cb_now;
+  if (ev_cb_now_set)
+    *now = ev_cb_now;
   else
     ev_wall_tv(now);
   return 0;
@@ -92,7 +92,7 @@ int eventer_register_context(const char *name, eventer_context_opset_t *opset) {
     return -1;
   }
   pthread_mutex_lock(&ctx_lock);
-  int n = nctx;
+  int n = ev_ctx_n;
   for (int i = 0; i < n; i++)
     if (!strcmp(ctx_classes[i].name, name)) {
       /* a class registers once; registering it again names the slot */
@@ -112,13 +112,13 @@ int eventer_register_context(const char *name, eventer_context_opset_t *opset) {
   }
   ctx_classes[n].name = copy; /* lives as long as the process */
   ctx_classes[n].opset = opset;
-  __atomic_store_n(&nctx, n + 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&ev_ctx_n, n + 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&ctx_lock);
   return n;
 }
 
 static int ctx_idx_ok(int idx) {
-  return idx >= 0 && idx < __atomic_load_n(&nctx, __ATOMIC_ACQUIRE);
+  return idx >= 0 && idx < __atomic_load_n(&ev_ctx_n, __ATOMIC_ACQUIRE);
 }
 
 void *eventer_get_context(eventer_t e, int ctx_idx) {
@@ -144,21 +144,21 @@ void *eventer_set_context(eventer_t e, int ctx_idx, void *data) {
 }
 
 void ev_ctx_on_alloc(eventer_t e) {
-  int n = __atomic_load_n(&nctx, __ATOMIC_ACQUIRE);
+  int n = __atomic_load_n(&ev_ctx_n, __ATOMIC_ACQUIRE);
   for (int i = 0; i < n; i++)
     if (ctx_classes[i].opset->eventer_t_init)
       ctx_classes[i].opset->eventer_t_init(e);
 }
 
 void ev_ctx_on_copy(eventer_t dst, eventer_t src) {
-  int n = __atomic_load_n(&nctx, __ATOMIC_ACQUIRE);
+  int n = __atomic_load_n(&ev_ctx_n, __ATOMIC_ACQUIRE);
   for (int i = 0; i < n; i++)
     if (ctx_classes[i].opset->eventer_t_copy)
       ctx_classes[i].opset->eventer_t_copy(dst, src);
 }
 
 void ev_ctx_on_free(eventer_t e) {
-  int n = __atomic_load_n(&nctx, __ATOMIC_ACQUIRE);
+  int n = __atomic_load_n(&ev_ctx_n, __ATOMIC_ACQUIRE);
   for (int i = 0; i < n; i++)
     if (ctx_classes[i].opset->eventer_t_deinit)
       ctx_classes[i].opset->eventer_t_deinit(e);

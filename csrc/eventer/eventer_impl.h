@@ -496,6 +496,14 @@ void ev_callback_abandoned(eventer_t e, int mask);
 /* 1 once any context class is registered (the loop skips the prep and
  * cleanup hooks until then). */
 int ev_ctx_any(void);
+/* What eventer_run_callback keeps for the running callback (the event,
+ * for eventer_get_this_event; its `now`, for eventer_gettimeofcallback),
+ * and the number of context classes (__atomic): for a dispatch that
+ * calls no user callback and does the same itself (an aco fd event's). */
+extern __thread eventer_t ev_cb_this;
+extern __thread struct timeval ev_cb_now;
+extern __thread int ev_cb_now_set;
+extern int ev_ctx_n;
 /* The calling thread's name for eventer_get_thread_name (set by loop and
  * job threads; copied, at most 63 bytes); NULL clears it. */
 void ev_thread_name_set(const char *name);

@@ -795,6 +795,96 @@ static void test_two_readers_one_cancelled(void) {
   ev_teardown();
 }
 
+/* ---- what a coroutine resumed by its fd sees ------------------------------------------
+ * The loop resumes the one coroutine waiting on an fd itself in the usual
+ * case, and through the fd callback otherwise (context classes, the debug
+ * stream on): either way the coroutine sees what a callback of its event
+ * sees (eventer_get_this_event, eventer_gettimeofcallback), context
+ * classes' prep and cleanup run around it, and nothing of it is left once
+ * it has parked again. */
+
+static eventer_aco_t view_e;
+static eventer_t view_this[2];
+static struct timeval view_now[2];
+static int view_rv[2], view_n;
+
+static void view_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  view_e = aco_fd_with(fd, NULL);
+  char b;
+  for (int i = 0; i < 2; i++) {
+    view_rv[i] = eventer_aco_read(view_e, &b, 1, NULL);
+    view_this[i] = eventer_get_this_event();
+    eventer_gettimeofcallback(&view_now[i], NULL);
+    view_n++;
+  }
+  eventer_aco_free(view_e);
+  done++;
+}
+
+static int view_ctx_idx = -1, view_preps, view_cleanups;
+static eventer_t view_prep_e;
+static void view_prep(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)mask, (void)c, (void)now;
+  view_prep_e = e;
+  view_preps++;
+}
+static void view_cleanup(eventer_t e, int mask) {
+  (void)e, (void)mask;
+  view_cleanups++;
+}
+static eventer_context_opset_t view_ctx_ops = {NULL, NULL, NULL, view_prep,
+                                               view_cleanup};
+
+/* how: 0 plain, 1 with eventer_deb on, 2 with a context class */
+static void callback_view(int how) {
+  ev_setup_external(1);
+  if (how == 1) T_EQ(mtev_log_stream_set_enabled(eventer_deb, 1), 0);
+  if (how == 2 && view_ctx_idx < 0) {
+    view_ctx_idx = eventer_register_context("aco-fd-view", &view_ctx_ops);
+    T_GE(view_ctx_idx, 0);
+  }
+  view_preps = view_cleanups = 0;
+  view_prep_e = NULL;
+  int sv[2];
+  sockpair(sv);
+  done = view_n = 0;
+  memset(view_this, 0, sizeof(view_this));
+  eventer_aco_start(view_fn, &sv[0]);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_CHECK(eventer_get_this_event() == NULL);
+  for (int i = 0; i < 2; i++) {
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    T_EQ(write(sv[1], "x", 1), 1);
+    ev_spin_until(&view_n, i + 1, 5000);
+    gettimeofday(&t1, NULL);
+    T_EQ(view_rv[i], 1);
+    T_PTR_EQ(view_this[i], (eventer_t)view_e);
+    /* the time of the turn that resumed it, not an earlier callback's */
+    int64_t at = (int64_t)view_now[i].tv_sec * 1000000 + view_now[i].tv_usec;
+    T_GE(at, (int64_t)t0.tv_sec * 1000000 + t0.tv_usec - 1000);
+    T_LE(at, (int64_t)t1.tv_sec * 1000000 + t1.tv_usec + 1000);
+    T_CHECK(eventer_get_this_event() == NULL); /* back in the loop */
+  }
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(done, 1);
+  if (how == 2) {
+    T_EQ(view_preps, 2);
+    T_EQ(view_cleanups, 2);
+    T_PTR_EQ(view_prep_e, (eventer_t)view_e);
+  }
+  if (how == 1) mtev_log_stream_set_enabled(eventer_deb, 0);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+static void test_callback_view(void) { callback_view(0); }
+static void test_callback_view_debug(void) { callback_view(1); }
+/* last: a context class stays registered for the rest of the process */
+static void test_callback_view_contexts(void) { callback_view(2); }
+
 T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read},
        {"skip_data_already_there", test_skip_data_already_there},
        {"skip_respects_timeouts_and_cancel",
@@ -810,4 +900,7 @@ T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read}
        {"two_readers_one_cancelled", test_two_readers_one_cancelled},
        {"free_while_skipped_read_times_out",
         test_free_while_skipped_read_times_out},
-       {"skip_eof", test_skip_eof})
+       {"skip_eof", test_skip_eof},
+       {"callback_view", test_callback_view},
+       {"callback_view_debug", test_callback_view_debug},
+       {"callback_view_contexts", test_callback_view_contexts})
