@@ -32,8 +32,8 @@ make -s lib >/dev/null
 cc=${CC:-gcc}
 $cc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror bench/http/rawc.c -o "$run/rawc"
 PKG_CONFIG_PATH=build/lib/pkgconfig
-$cc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibuild/include -Icsrc/http/tests \
-  bench/http/crule.c csrc/http/tests/listener_shim.c \
+$cc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibuild/include \
+  bench/http/crule.c \
   $(PKG_CONFIG_PATH=$PKG_CONFIG_PATH pkg-config --cflags --libs --static acoeventer) \
   -o "$run/crule"
 

@@ -1,6 +1,6 @@
 /*
  * http_demo_server.c - an HTTP server for curl_test.sh: the engine with a
- * few REST rules, on the listener shim.  Prints "port N" when it listens
+ * few REST rules, on an http_rest_api listener.  Prints "port N" when it listens
  * and stops (cleanly, freeing everything) when its stdin closes.
  *
  *   GET  /hello       the seed's example: aco, a job sleeps 1 s and
@@ -21,7 +21,7 @@
 
 #include "eventer.h"
 #include "eventer_aco.h"
-#include "listener_shim.h"
+#include "mtev_listener.h"
 #include "mtev_http.h"
 #include "mtev_rest.h"
 
@@ -109,6 +109,8 @@ static void *watch_stdin(void *arg) {
   char buf[64];
   while (read(0, buf, sizeof(buf)) > 0) {
   }
+  struct timeval grace = {2, 0}, timeout = {10, 0};
+  mtev_listener_shutdown(&grace, &timeout);
   eventer_shutdown();
   return NULL;
 }
@@ -127,16 +129,23 @@ int main(void) {
   mtev_http_rest_register("GET", "/", "^gzip$", gz);
   mtev_http_rest_register("GET", "/", "^stream/([0-9]+)$", stream);
   mtev_http_rest_register("GET", "/", "^q$", q);
-  int port = shim_listen("http_rest_api");
-  if (port < 0) return 1;
+  char err[256];
+  mtev_listener_opts_t o = {.address = "127.0.0.1", .type = "http_rest_api",
+                            .backlog = 128};
+  mtev_listener_t *l = mtev_listener_create(&o, err, sizeof(err));
+  if (!l) {
+    fprintf(stderr, "listener: %s\n", err);
+    return 1;
+  }
+  int port = mtev_listener_get_port(l);
   printf("port %d\n", port);
   fflush(stdout);
   pthread_t th;
   pthread_create(&th, NULL, watch_stdin, NULL);
   eventer_loop_return();
   pthread_join(th, NULL);
+  mtev_listener_release(l);
   eventer_fini();
-  shim_stop();
   mtev_http_rest_fini();
   return 0;
 }
