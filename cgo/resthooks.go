@@ -8,12 +8,13 @@ package cgo
 #include "mtev_listener.h"
 #include "mtev_http.h"
 
-static mtev_listener_t *ev_th_listen(const char *type, const char *addr, char *err, size_t errlen) {
+static mtev_listener_t *ev_th_listen(const char *type, const char *addr, int port, char *err, size_t errlen) {
   mtev_listener_opts_t o;
   memset(&o, 0, sizeof(o));
   o.address = addr;
+  o.port = port;
   o.type = type;
-  o.backlog = 1024;
+  o.backlog = 4096;
   return mtev_listener_create(&o, err, errlen);
 }
 static int ev_th_stop(mtev_listener_t *l, long grace_ms) {
@@ -35,12 +36,15 @@ import (
 // TestListen starts a listener of type typ (a registered type such as
 // "http_rest_api") on 127.0.0.1 with a port the kernel picks: its handle
 // and port.
-func TestListen(typ string) (unsafe.Pointer, int, error) {
-	ct, ca := C.CString(typ), C.CString("127.0.0.1")
+func TestListen(typ string) (unsafe.Pointer, int, error) { return TestListenOn(typ, "127.0.0.1", 0) }
+
+// TestListenOn is TestListen on host:port (port 0: the kernel picks one).
+func TestListenOn(typ, host string, port int) (unsafe.Pointer, int, error) {
+	ct, ca := C.CString(typ), C.CString(host)
 	defer C.free(unsafe.Pointer(ct))
 	defer C.free(unsafe.Pointer(ca))
 	var buf [256]C.char
-	l := C.ev_th_listen(ct, ca, &buf[0], C.size_t(len(buf)))
+	l := C.ev_th_listen(ct, ca, C.int(port), &buf[0], C.size_t(len(buf)))
 	if l == nil {
 		return nil, 0, errors.New(C.GoString(&buf[0]))
 	}
