@@ -31,7 +31,7 @@ struct ev_go_req {
   int err;
   int gone;                        /* the relay has ended */
   char remote[INET6_ADDRSTRLEN + 8];
-  char buf[EV_GO_REQ_BUF];
+  char *buf;                       /* READ's bytes: made by the first READ */
 };
 
 static void ev_go_req_unref(ev_go_req_t *r) {
@@ -40,6 +40,7 @@ static void ev_go_req_unref(ev_go_req_t *r) {
   pthread_mutex_unlock(&r->mu);
   if (left) return;
   pthread_mutex_destroy(&r->mu);
+  free(r->buf);
   free(r);
 }
 
@@ -77,7 +78,12 @@ static int64_t ev_go_op_run(ev_go_req_t *r, int op, size_t len, int *err) {
   switch (op) {
   case EV_GO_OP_READ: {
     int mask = 0;
-    if (len > sizeof(r->buf)) len = sizeof(r->buf);
+    if (len > EV_GO_REQ_BUF) len = EV_GO_REQ_BUF;
+    if (!r->buf && !(r->buf = malloc(EV_GO_REQ_BUF))) {
+      rv = -1;
+      errno = ENOMEM;
+      break;
+    }
     rv = mtev_http_session_req_consume(r->ctx, r->buf, len, len, &mask);
     break;
   }
