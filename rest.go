@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/acoeventer/eventer/cgo"
@@ -206,15 +207,103 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 	restReqs.Store(q.id, q)
 	restReqs.live.Add(1)
 	if rule.aco.Load() {
-		if _, err := AcoStartOn(loop, q.serveCo, nil); err != nil {
+		if !restCoServe(loop, q) {
 			q.forget()
 			return 0
 		}
 	} else {
 		q.done = make(chan struct{}, 1)
-		go q.serve(nil)
+		select {
+		case restGoIdle <- q: // a worker goroutine waits for one
+		default:
+			go restGoWorker(q)
+		}
 	}
 	return q.id
+}
+
+// Handlers run on workers that serve one request after another: a
+// goroutine or a coroutine made per request would grow its stack anew each
+// time (measured: a sixth of a Go rule's CPU went to stack copying).
+
+// restGoIdle hands a request to a worker goroutine waiting for one.
+var restGoIdle = make(chan *restReq)
+
+const restWorkerIdle = 30 * time.Second // an idle worker goroutine ends
+
+func restGoWorker(q *restReq) {
+	t := time.NewTimer(restWorkerIdle)
+	defer t.Stop()
+	for {
+		q.serve(nil)
+		t.Reset(restWorkerIdle)
+		select {
+		case q = <-restGoIdle:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// restCoPool is a loop's idle worker coroutines (driver only).
+type restCoPool struct{ idle []*restCoWorker }
+
+type restCoWorker struct {
+	pool *restCoPool
+	q    *restReq // the next request (driver only)
+	co   *Co      // under restCoMu
+}
+
+const restMaxIdleCo = 64 // per loop
+
+var restCoPools sync.Map // *loop -> *restCoPool
+
+// restCoServe has q served by a worker coroutine of loop i (driver: inside
+// the relay's call, so it only queues: an idle worker is woken, or a new
+// one started).
+func restCoServe(i int, q *restReq) bool {
+	l := loopAt(i)
+	if l == nil {
+		return false
+	}
+	v, _ := restCoPools.LoadOrStore(l, &restCoPool{})
+	p := v.(*restCoPool)
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		w.q = q
+		if co := w.coroutine(); co != nil && co.Wake() == nil {
+			return true
+		}
+		w.q = nil
+	}
+	_, err := AcoStartOn(i, restCoWorkerBody, &restCoWorker{pool: p, q: q})
+	return err == nil
+}
+
+func (w *restCoWorker) coroutine() *Co {
+	restCoMu.Lock()
+	defer restCoMu.Unlock()
+	return w.co
+}
+
+func restCoWorkerBody(co *Co) {
+	w := co.Arg().(*restCoWorker)
+	restCoMu.Lock()
+	w.co = co
+	restCoMu.Unlock()
+	for {
+		if q := w.q; q != nil {
+			w.q = nil
+			co.flags &^= coCancel // a cancel meant for the previous request
+			q.serveCo(co)
+			if len(w.pool.idle) >= restMaxIdleCo {
+				return
+			}
+			w.pool.idle = append(w.pool.idle, w)
+		}
+		_ = co.Park(0) // until the next request (a stray wake or cancel: look again)
+	}
 }
 
 func restOpDone(id uint64) {
@@ -243,7 +332,13 @@ func restCancel(id uint64) {
 	q := v.(*restReq)
 	q.cancel()
 	if co := q.coroutine(); co != nil {
-		_ = co.Cancel() // its pending call returns ErrCanceled, as in C
+		// its pending call returns ErrCanceled, as in C; checked when it
+		// applies, since the worker may serve another request by then
+		_ = co.l.post(func() {
+			if q.coroutine() == co && !q.released && co.state.Load() != coEnded {
+				co.l.cancelLocal(co)
+			}
+		})
 	}
 }
 
@@ -261,9 +356,12 @@ func (q *restReq) serveCo(co *Co) {
 	q.co = co
 	restCoMu.Unlock()
 	if q.ctx.Err() != nil { // the client left before we started
-		_ = co.Cancel()
+		co.flags |= coCancel
 	}
 	q.serve(co)
+	restCoMu.Lock()
+	q.co = nil
+	restCoMu.Unlock()
 }
 
 // forget drops Go's side of the request.

@@ -19,3 +19,9 @@ for src in examples/c/*.c; do
   n=$((n+1))
 done
 echo "all $n C examples passed"
+# the Go examples that have a checker
+for chk in examples/go/*/check.sh; do
+  [ -e "$chk" ] || continue
+  bash "$chk"
+  echo "ok   [example] $(basename "$(dirname "$chk")") (Go)"
+done

@@ -828,7 +828,9 @@ static int ev_rest_conn_handler(eventer_t e, int mask, void *closure,
     }
     rc->restc.http_ctx = ctx;
     rc->restc.ac = ac;
-    rc->restc.remote_cn = (char *)"";
+    /* the TLS peer's name (the handshake is over before the first call) */
+    const char *cn = mtev_acceptor_closure_remote_cn(ac);
+    rc->restc.remote_cn = (char *)(cn ? cn : "");
     mtev_acceptor_closure_set_ctx(ac, rc, ev_rest_conn_free);
     if (sniff) ev_http_session_sniff(ctx);
   }
