@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # HTTP "hello" benchmark: every server answers GET /hello with the same
 # 13-byte body; wrk (Debian) loads it from one CPU while the server is
-# pinned to the other.  Per server and scenario: requests/s, p99 latency and
+# pinned to the other.  Servers: the Go peers (bench/http/peers: net/http,
+# fasthttp, gnet) and, from the plugins in bench/http/servers.d (each may
+# build a server and add CMD[name] and ORDER), our own: rawc (a raw C epoll
+# responder, the ceiling), c-aco (the engine, a C aco rule), go-aco (a Go
+# rule with SetAco) and go-handlehttp (a net/http handler via HandleHTTP).  Per server and scenario: requests/s, p99 latency and
 # the server's CPU time per request (utime+stime from /proc, the steadiest
 # figure: one wrk core saturates near the top).  Idle: the server's RSS
 # growth per idle keep-alive connection, N of them held open.
@@ -55,7 +59,12 @@ srv_pid=
 stop_server() { if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null || true; wait "$srv_pid" 2>/dev/null || true; fi; srv_pid=; }
 trap stop_server EXIT
 
+nstart=0
 start_server() {
+  # a port of its own each time: the last server's closed connections may
+  # hold its port (TIME_WAIT), and not every server sets SO_REUSEADDR
+  addr="127.0.0.1:$((PORT + nstart % 100))"
+  nstart=$((nstart + 1))
   local cmd=${CMD[$1]//\{ADDR\}/$addr}
   taskset -c "$SRV_CPU" $cmd >"$OUT/$1.log" 2>&1 &
   srv_pid=$!
