@@ -1,5 +1,5 @@
 # rest_hello_check.sh - the checks shared by the seed's REST example in C
-# (examples/c/rest_hello.check) and in Go (examples/go/rest_hello/check.sh).
+# (examples/c/rest_hello.check) and in Go (examples/go/rest_hello/rest_hello.check).
 # The caller defines start CONF (runs the server in the background, sets
 # pid, stderr to $tmp/err), then calls rest_hello_check NAME CONF_TEMPLATE;
 # it leaves a one-line summary in $summary.

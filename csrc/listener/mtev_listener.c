@@ -895,6 +895,10 @@ mtev_listener_t *ev_l_bind(const mtev_listener_opts_t *o, char *err,
   } else if (o->callback) {
     l->kind = EV_LK_CLASSIC;
     l->callback = o->callback;
+  } else if (o->dispatch) {
+    l->kind = EV_LK_DISPATCH;
+    l->dispatch = o->dispatch;
+    l->dispatch_closure = o->dispatch_closure;
   } else if (o->type && *o->type) {
     ev_l_type_t t;
     if ((l->callback = eventer_callback_for_name(o->type))) {
@@ -913,7 +917,7 @@ mtev_listener_t *ev_l_bind(const mtev_listener_opts_t *o, char *err,
     }
   } else {
     ev_l_fail(err, errlen, "no listener type (a registered name, an aco "
-              "function or a callback)");
+              "function, a callback or a dispatch function)");
     errno = EINVAL;
     goto fail;
   }
@@ -2011,6 +2015,8 @@ int mtev_listener_get_opts(mtev_listener_t *l, mtev_listener_opts_t *o) {
   o->type = l->type;
   o->aco_function = l->aco;
   o->callback = l->kind == EV_LK_CLASSIC ? l->callback : NULL;
+  o->dispatch = l->dispatch;
+  o->dispatch_closure = l->dispatch_closure;
   o->service_ctx = l->service_ctx;
   o->fanout = l->fanout;
   o->fanout_pool = eventer_pool_name(l->pool);

@@ -228,6 +228,7 @@ typedef struct mtev_listener_opts {
   const char *type;         /* a registered type, or one of: */
   void (*aco_function)(void);   /* an aco function */
   eventer_func_t callback;      /* a classic callback */
+                                /* (or dispatch, below) */
   void *service_ctx;        /* each closure's initial context */
   mtev_boolean fanout;
   const char *fanout_pool;  /* NULL: "default" */
@@ -237,6 +238,10 @@ typedef struct mtev_listener_opts {
   mtev_hash_table *config;  /* the <config> keys (copied); NULL: none */
   mtev_boolean ssl;         /* TLS, with: */
   mtev_hash_table *sslconfig; /* the <sslconfig> keys (copied) */
+  /* a binding's start function, as mtev_listener_register_aco_dispatch
+   * registers one, without a name (the Go binding's ListenAco) */
+  mtev_listener_aco_dispatch_t dispatch;
+  void *dispatch_closure;
 } mtev_listener_opts_t;
 
 /* Binds and starts one listener.  It returns a handle with one reference

@@ -4,23 +4,25 @@
 // "Hello world.\n" and ends the response; the loop serves everything else
 // meanwhile (GET /fast answers at once).
 //
-//	go run -tags eventer_testhooks ./examples/go/rest_hello [-addr 127.0.0.1:8888]
+// As the C example does, it loads the configuration (rest_hello.conf
+// here, or the file named on the command line) before the eventer starts,
+// names the listener types (RestInit) and starts the configuration's
+// listeners (ListenerInit).
 //
-// The HTTP listener comes from the binding's test hook (an http_rest_api
-// listener on the address): the Go listener API (configuration files and
-// mtev_listener_init) is not part of this module yet.
+//	go run ./examples/go/rest_hello [CONFIG]     runs until killed
 package main
 
 import (
-	"flag"
-	"log"
-	"net"
-	"strconv"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/acoeventer/eventer"
-	"github.com/acoeventer/eventer/cgo"
 )
+
+const appName = "rest_hello"
+
+var confPath = "examples/go/rest_hello/rest_hello.conf"
 
 // helloHandler is the seed's hello_handler: the job (the seed's
 // asynch_hello) sleeps on a job thread while the coroutine waits.
@@ -43,33 +45,44 @@ func fastHandler(rc *eventer.RestClosure) error {
 	return res.End()
 }
 
-func main() {
-	addr := flag.String("addr", "127.0.0.1:8888", "listen address")
-	flag.Parse()
-	if err := eventer.Init(eventer.WithConcurrency(2)); err != nil {
-		log.Fatal(err)
+func childMain() int {
+	if err := eventer.LoadConfig(confPath); err != nil {
+		fmt.Fprintln(os.Stderr, "rest_hello:", err)
+		return 2
+	}
+	if err := eventer.Init(); err != nil {
+		fmt.Fprintln(os.Stderr, "rest_hello:", err)
+		return 1
 	}
 	if err := eventer.RestInit(); err != nil {
-		log.Fatal(err)
+		fmt.Fprintln(os.Stderr, "rest_hello:", err)
+		return 2
 	}
 	rule, err := eventer.NewRule("GET", "/", "^hello$", helloHandler)
 	if err != nil {
-		log.Fatal(err)
+		fmt.Fprintln(os.Stderr, "rest_hello:", err)
+		return 1
 	}
 	rule.SetAco(true)
 	if _, err := eventer.NewRule("GET", "/", "^fast$", fastHandler); err != nil {
-		log.Fatal(err)
+		fmt.Fprintln(os.Stderr, "rest_hello:", err)
+		return 1
 	}
-	host, port, err := net.SplitHostPort(*addr)
-	if err != nil {
-		log.Fatal(err)
+	if err := eventer.ListenerInit(appName); err != nil {
+		fmt.Fprintln(os.Stderr, "rest_hello:", err)
+		eventer.Shutdown()
+		return 2
 	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		log.Fatal(err)
+	if err := eventer.Loop(); err != nil {
+		fmt.Fprintln(os.Stderr, "rest_hello:", err)
+		return 1
 	}
-	if _, _, err := cgo.TestListenOn("http_rest_api", host, p); err != nil {
-		log.Fatal(err)
+	return 0
+}
+
+func main() {
+	if len(os.Args) > 1 {
+		confPath = os.Args[1]
 	}
-	log.Fatal(eventer.Loop())
+	os.Exit(childMain())
 }
