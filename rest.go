@@ -2,6 +2,8 @@ package eventer
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -610,7 +612,11 @@ func (rc *RestClosure) Request() *RestRequest {
 		in := &rc.q.info
 		rc.req = &RestRequest{Method: in.Method, URI: in.URI, Proto: in.Proto,
 			RawQuery: in.Query, RemoteAddr: in.Remote, ContentLength: in.ContentLength,
-			Header: restHeader(in.Header), Body: &restBody{q: rc.q, op: "RestRequest.Body.Read"}}
+			Header: restHeader(in.Header), Body: &restBody{q: rc.q, op: "RestRequest.Body.Read"},
+			TLS: connState(in.TLS)}
+		if in.TLS != nil {
+			rc.req.RemoteCN = in.TLS.RemoteCN
+		}
 		if !in.Payload {
 			rc.req.Body = http.NoBody
 		}
@@ -640,6 +646,30 @@ type RestRequest struct {
 	// Body reads the request body (mtev_http_session_req_consume); io.EOF
 	// at its end.  A body the handler does not read is discarded.
 	Body io.ReadCloser
+	// TLS is what the connection negotiated (nil: not TLS), as net/http's
+	// Request.TLS: version, cipher suite, ALPN protocol, SNI name, and the
+	// client's certificates (verified against the listener's ca_chain
+	// unless optional_no_ca said otherwise).
+	TLS *tls.ConnectionState
+	// RemoteCN is the client certificate's CN ("" without one): what the
+	// ACL's cn rules match (mtev_http_rest_closure_t.remote_cn).
+	RemoteCN string
+}
+
+// connState is crypto/tls's form of what the C TLS layer negotiated.
+func connState(t *cgo.RestTLS) *tls.ConnectionState {
+	if t == nil {
+		return nil
+	}
+	cs := &tls.ConnectionState{Version: t.Version, HandshakeComplete: true,
+		DidResume: t.Resumed, CipherSuite: t.Cipher, NegotiatedProtocol: t.ALPN,
+		ServerName: t.SNI}
+	if len(t.PeerDER) > 0 {
+		if certs, err := x509.ParseCertificates(t.PeerDER); err == nil {
+			cs.PeerCertificates = certs
+		}
+	}
+	return cs
 }
 
 // Query is the parsed query string (keys and values percent-decoded).
@@ -783,7 +813,7 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	req := &http.Request{Method: in.Method, URL: u, Proto: in.Proto, ProtoMajor: 1,
 		ProtoMinor: in.Minor, Header: h, Host: host, RemoteAddr: in.Remote,
 		RequestURI: uri, ContentLength: in.ContentLength,
-		Body: &restBody{q: q, op: "http.Request.Body.Read"}}
+		Body: &restBody{q: q, op: "http.Request.Body.Read"}, TLS: connState(in.TLS)}
 	if !in.Payload {
 		req.Body = http.NoBody
 		req.ContentLength = 0

@@ -111,6 +111,15 @@ type RestInfo struct {
 	ContentLength                     int64
 	Header                            [][2]string
 	Pats                              []string
+	TLS                               *RestTLS // nil: not TLS
+}
+
+// RestTLS is what the request's connection negotiated over TLS.
+type RestTLS struct {
+	Version, Cipher     uint16 // IANA numbers (crypto/tls's constants)
+	ALPN, SNI, RemoteCN string
+	Resumed             bool
+	PeerDER             []byte // the peer's certificates, DER, leaf first, concatenated
 }
 
 // RestRequestInfo copies r's request (on r's loop, in RestStart).
@@ -121,6 +130,14 @@ func RestRequestInfo(r uintptr) RestInfo {
 		Method: C.GoString(o.method), URI: C.GoString(o.uri), Proto: C.GoString(o.proto),
 		Query: C.GoString(o.query), Remote: C.GoString(o.remote), Minor: int(o.minor),
 		Payload: o.payload != 0, Chunked: o.chunked != 0, ContentLength: int64(o.content_length),
+	}
+	if o.tls != 0 {
+		in.TLS = &RestTLS{Version: uint16(o.tls_version), Cipher: uint16(o.tls_cipher),
+			ALPN: C.GoString(o.alpn), SNI: C.GoString(o.sni), RemoteCN: C.GoString(o.remote_cn),
+			Resumed: o.tls_resumed != 0}
+		if o.peer_der_len > 0 {
+			in.TLS.PeerDER = C.GoBytes(unsafe.Pointer(o.peer_der), C.int(o.peer_der_len))
+		}
 	}
 	if n := int(o.nhdr); n > 0 {
 		in.Header = make([][2]string, n)

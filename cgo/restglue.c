@@ -10,7 +10,11 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include "_cgo_export.h"
+#include "eventer_SSL_fd_opset.h"
 #include "eventer_aco.h"
 #include "eventer_aco_proxy.h" /* eventer_call_on_thread_stack */
 
@@ -32,6 +36,8 @@ struct ev_go_req {
   int gone;                        /* the relay has ended */
   char remote[INET6_ADDRSTRLEN + 8];
   char *buf;                       /* READ's bytes: made by the first READ */
+  char alpn[256];                  /* TLS: the ALPN protocol */
+  unsigned char *der;              /* TLS: the peer's certificates */
 };
 
 static void ev_go_req_unref(ev_go_req_t *r) {
@@ -41,6 +47,7 @@ static void ev_go_req_unref(ev_go_req_t *r) {
   if (left) return;
   pthread_mutex_destroy(&r->mu);
   free(r->buf);
+  free(r->der);
   free(r);
 }
 
@@ -230,6 +237,46 @@ const char *ev_go_rest_buf(uintptr_t rp) { return ((ev_go_req_t *)rp)->buf; }
 
 void ev_go_rest_release(uintptr_t rp) { ev_go_req_unref((ev_go_req_t *)rp); }
 
+/* The connection's TLS facts, if it is TLS (on the request's loop, while
+ * the session is alive). */
+static void ev_go_rest_tls_info(ev_go_req_t *r, ev_go_req_info_t *o) {
+  eventer_t e = mtev_http_connection_event(mtev_http_session_connection(r->ctx));
+  eventer_ssl_ctx_t *sc = e ? eventer_get_eventer_ssl_ctx(e) : NULL;
+  if (!sc) return;
+  o->tls = 1;
+  o->tls_resumed = eventer_ssl_session_reused(sc);
+  int v = eventer_ssl_get_method(sc);
+  o->tls_version = v > 0 ? (uint16_t)v : 0;
+  SSL_SESSION *sess = eventer_ssl_get_session(sc);
+  const SSL_CIPHER *c = sess ? SSL_SESSION_get0_cipher(sess) : NULL;
+  o->tls_cipher = c ? SSL_CIPHER_get_protocol_id(c) : 0;
+  const uint8_t *alpn = NULL;
+  uint8_t alen = 0;
+  eventer_ssl_get_alpn_selected(sc, &alpn, &alen);
+  if (alpn && alen) memcpy(r->alpn, alpn, alen);
+  r->alpn[alen] = '\0';
+  o->alpn = r->alpn;
+  const char *sni = eventer_ssl_get_sni_name(sc);
+  o->sni = sni ? sni : "";
+  o->remote_cn = r->restc->remote_cn ? r->restc->remote_cn : "";
+  STACK_OF(X509) *chain = eventer_ssl_get_peer_cert_chain(sc);
+  if (!chain || r->der) return;
+  size_t total = 0;
+  for (int i = 0; i < sk_X509_num(chain); i++) {
+    int n = i2d_X509(sk_X509_value(chain, i), NULL);
+    if (n > 0) total += (size_t)n;
+  }
+  unsigned char *p = total ? malloc(total) : NULL;
+  if (!p) return;
+  r->der = p;
+  for (int i = 0; i < sk_X509_num(chain); i++) {
+    int n = i2d_X509(sk_X509_value(chain, i), &p); /* advances p */
+    if (n < 0) break;
+  }
+  o->peer_der = r->der;
+  o->peer_der_len = (size_t)(p - r->der);
+}
+
 void ev_go_rest_info(uintptr_t rp, ev_go_req_info_t *o) {
   ev_go_req_t *r = (ev_go_req_t *)rp;
   memset(o, 0, sizeof(*o));
@@ -258,6 +305,7 @@ void ev_go_rest_info(uintptr_t rp, ev_go_req_info_t *o) {
     snprintf(r->remote, sizeof(r->remote), "@");
   }
   o->remote = r->remote;
+  ev_go_rest_tls_info(r, o);
 }
 
 const char *ev_go_rest_header(uintptr_t rp, int i, const char **value) {

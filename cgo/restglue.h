@@ -62,6 +62,15 @@ typedef struct {
   const char *method, *uri, *proto, *query, *remote;
   int nhdr, npats, minor, payload, chunked;
   int64_t content_length;
+  /* TLS (tls 1): the version and cipher suite as their IANA numbers, the
+   * ALPN protocol, SNI and peer CN ("" if none), whether the session was
+   * resumed, and the peer's certificates (DER, leaf first, concatenated;
+   * valid until the request's release) */
+  int tls, tls_resumed;
+  uint16_t tls_version, tls_cipher;
+  const char *alpn, *sni, *remote_cn;
+  const unsigned char *peer_der;
+  size_t peer_der_len;
 } ev_go_req_info_t;
 void ev_go_rest_info(uintptr_t r, ev_go_req_info_t *out);
 const char *ev_go_rest_header(uintptr_t r, int i, const char **value);

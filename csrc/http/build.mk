@@ -12,15 +12,19 @@ HTTP_TSAN_TESTS := csrc/http/tests/test_http_server.c
 HTTP_XML_TESTS := csrc/http/tests/test_http_server.c
 
 # curl (Debian's) against the engine: csrc/http/tests/curl_test.sh drives
-# http_demo_server, plain and under ASan.
+# http_demo_server, plain and under ASan, over HTTP and HTTPS.
 HTTP_DEMO = $(BUILD)/$(1)/tests/http/tests/http_demo_server
 .PHONY: test-c-http-curl fuzz-http
 test-c: test-c-http-curl
 test-c-http-curl: $(call HTTP_DEMO,plain) $(call HTTP_DEMO,asan)
 	@bash csrc/http/tests/curl_test.sh plain $(call HTTP_DEMO,plain)
+	@bash csrc/http/tests/curl_test.sh plain $(call HTTP_DEMO,plain) tls
 	@ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  bash csrc/http/tests/curl_test.sh asan $(call HTTP_DEMO,asan)
+	@ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  bash csrc/http/tests/curl_test.sh asan $(call HTTP_DEMO,asan) tls
 
 # A long libFuzzer run of the request parser under ASan+UBSan (clang):
 #   make fuzz-http FUZZ_RUNS=10000000

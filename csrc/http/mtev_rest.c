@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eventer_SSL_fd_opset.h"
 #include "http_impl.h"
 #include "mtev_conf.h"
 
@@ -397,6 +398,9 @@ void mtev_http_rest_init(void) {
   if (!ev_rest_named) {
     eventer_name_callback("http_rest_api", mtev_http_rest_handler);
     eventer_name_callback("control_dispatch", mtev_control_dispatch);
+    /* TLS listeners negotiate HTTP/1.1 by ALPN (an <sslconfig> alpn
+     * list still decides for its listener), as libmtev's engine does */
+    eventer_ssl_alpn_register("http/1.1", NULL);
     ev_rest_named = 1;
   }
   pthread_mutex_unlock(&ev_rest_lock);
