@@ -74,6 +74,12 @@
 // or an error in a handler gives a 500 (when nothing was sent yet) and a
 // log line; the loop goes on.
 //
+// An http_rest_api listener with ssl="on" and an <sslconfig> serves the
+// same rules over TLS, negotiating ALPN http/1.1; handlers find the
+// connection's TLS facts in RestRequest.TLS (HandleHTTP: r.TLS) and the
+// client certificate's CN, which the <rest><acl> cn rules match, in
+// RestRequest.RemoteCN.
+//
 // # Resources
 //
 // Every Go object that holds C resources (Event, AcoEvent, JobQueue, Sem,
