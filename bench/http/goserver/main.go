@@ -6,18 +6,19 @@
 // aco: a NewRule rule with SetAco(true), the seed's hello handler (without
 // its one-second job) as a Go coroutine on the loop; http: an ordinary
 // net/http handler through HandleHTTP, run in a goroutine per request.
-// One loop (the server is pinned to one CPU), an http_rest_api listener.
+// One loop (the server is pinned to one CPU), an http_rest_api listener
+// from a configuration that accepts on the loop, as crule's does.
 package main
 
 import (
 	"flag"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
 	"strconv"
 
 	"github.com/acoeventer/eventer"
-	"github.com/acoeventer/eventer/cgo"
 )
 
 const body = "Hello world.\n"
@@ -26,6 +27,19 @@ func main() {
 	mode := flag.String("mode", "aco", "aco or http")
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	flag.Parse()
+	host, port, err := net.SplitHostPort(*addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		log.Fatalf("-addr %s: %v", *addr, err)
+	}
+	conf := fmt.Sprintf(`<goserver><listeners>
+  <listener type="http_rest_api" address="%s" port="%s" backlog="4096" accept_thread="off"/>
+</listeners></goserver>`, host, port)
+	if err := eventer.LoadConfigString(conf, "goserver.conf"); err != nil {
+		log.Fatal(err)
+	}
 	if err := eventer.Init(eventer.WithConcurrency(1)); err != nil {
 		log.Fatal(err)
 	}
@@ -55,14 +69,7 @@ func main() {
 	default:
 		log.Fatalf("mode %q: aco or http", *mode)
 	}
-	host, port, err := net.SplitHostPort(*addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	p, _ := strconv.Atoi(port)
-	// the listener through the binding's test hook (a Go listener API is
-	// not part of this module yet)
-	if _, _, err := cgo.TestListenOn("http_rest_api", host, p); err != nil {
+	if err := eventer.ListenerInit("goserver"); err != nil {
 		log.Fatal(err)
 	}
 	log.Fatal(eventer.Loop())

@@ -4,7 +4,7 @@
 #   go-handlehttp  a net/http handler through HandleHTTP: a goroutine per
 #                  request
 scripts/cgo-stamp.sh
-( cd bench/http && go build -tags eventer_testhooks -o "$OUT/goserver" ./goserver )
+( cd bench/http && go build -o "$OUT/goserver" ./goserver )
 CMD[go-aco]="$OUT/goserver -mode aco -addr {ADDR}"
 CMD[go-handlehttp]="$OUT/goserver -mode http -addr {ADDR}"
 ORDER+=(go-aco go-handlehttp)
