@@ -1,12 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +62,21 @@ func get(t *testing.T, url string) (*http.Response, string) {
 
 func getStats(t *testing.T, base string) eventer.Stats {
 	t.Helper()
-	res, body := get(t, base+"/stats.json")
+	return getStatsWith(t, client, base)
+}
+
+func getStatsWith(t *testing.T, c *http.Client, base string) eventer.Stats {
+	t.Helper()
+	res, err := c.Get(base + "/stats.json")
+	if err != nil {
+		t.Fatalf("GET /stats.json: %v", err)
+	}
+	b, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		t.Fatalf("GET /stats.json: body: %v", err)
+	}
+	body := string(b)
 	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("/stats.json: %d %s: %s", res.StatusCode, res.Header.Get("Content-Type"), body)
 	}
@@ -224,4 +241,89 @@ func asExit(err error, ee **exec.ExitError) bool {
 	e, ok := err.(*exec.ExitError)
 	*ee = e
 	return ok
+}
+
+// The seed's /hello over HTTPS: acod with a configuration whose
+// http_rest_api listener has ssl="on" (a CA and a server certificate made
+// by the openssl command here), Go's net/http client over crypto/tls:
+// 200 "Hello world.\n" after a second, ALPN http/1.1.
+func TestHTTPSHello(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("the openssl command is needed (scripts/deps.sh installs it)")
+	}
+	dir := t.TempDir()
+	run := func(args ...string) {
+		cmd := exec.Command("openssl", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("openssl %v: %v\n%s", args, err, out)
+		}
+	}
+	run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=acod test CA")
+	run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+	os.WriteFile(filepath.Join(dir, "ext"), []byte("subjectAltName=IP:127.0.0.1\n"), 0o600)
+	run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+		"-out", "srv.pem", "-days", "1", "-extfile", "ext")
+	addr := freeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(dir, "acod.conf")
+	os.WriteFile(conf, []byte(`<acod>
+  <listeners>
+    <listener type="acod" address="127.0.0.1" port="`+portOf(t, freeAddr(t))+`"/>
+    <listener type="http_rest_api" address="`+host+`" port="`+port+`" ssl="on">
+      <sslconfig>
+        <certificate_file>`+filepath.Join(dir, "srv.pem")+`</certificate_file>
+        <key_file>`+filepath.Join(dir, "srv.key")+`</key_file>
+      </sslconfig>
+    </listener>
+  </listeners>
+</acod>
+`), 0o600)
+	s := startServer(t, "-config", conf, "-loops", "2")
+	if got := s.httpAddr(t); got != addr {
+		t.Fatalf("HTTPS on %s, the file says %s", got, addr)
+	}
+	pem, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	defer c.CloseIdleConnections()
+	start := time.Now()
+	res, err := c.Get("https://" + addr + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	took := time.Since(start)
+	if res.StatusCode != 200 || string(b) != "Hello world.\n" || res.Header.Get("Content-Type") != "text/plain" {
+		t.Fatalf("/hello over HTTPS: %d %q %q", res.StatusCode, res.Header.Get("Content-Type"), b)
+	}
+	if res.TLS == nil || res.TLS.NegotiatedProtocol != "http/1.1" || res.Proto != "HTTP/1.1" {
+		t.Fatalf("/hello over HTTPS: %s, TLS %+v", res.Proto, res.TLS)
+	}
+	if took < time.Second {
+		t.Fatalf("/hello over HTTPS after %v: the job sleeps a second", took)
+	}
+	// the same connection for /stats.json (keep-alive)
+	st := getStatsWith(t, c, "https://"+addr)
+	for _, l := range st.Listeners {
+		if l.Type == "http_rest_api" && l.Accepted != 1 {
+			t.Fatalf("two requests on one kept-alive connection: %+v", l)
+		}
+	}
+}
+
+func portOf(t *testing.T, addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
