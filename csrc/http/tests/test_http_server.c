@@ -1232,7 +1232,9 @@ static void test_listener_contract(void) {
   }
 
   /* a graceful stop: an idle keep-alive connection is shut down at the
-   * deadline, its session goes */
+   * deadline, its session goes (after the 413s' sessions, which drain
+   * their clients' bytes until EOF, are gone) */
+  ht_wait_quiet(t_slow() ? 60000 : 15000);
   c = hc_open(port);
   hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
   T_EQ(hc_read_resp(c, &r, 0), 0);
