@@ -9,8 +9,9 @@
 # HandleHTTP).  Per server and scenario (50 and 1000 connections,
 # pipelined x16 on 50): requests/s, p99 latency and the server's CPU time
 # per request (utime+stime from /proc, the steadiest figure: one wrk core
-# saturates near the top).  Idle: the server's RSS growth per idle
-# keep-alive connection, N of them held open.
+# saturates near the top).  Idle: the RSS growth per idle keep-alive
+# connection of a freshly started server (one request answered first),
+# N of them held open.
 #
 #   bash bench/http/run.sh [rounds]       (DUR=5 IDLE_N=10000 SERVERS="a b")
 #
@@ -127,6 +128,11 @@ for r in $(seq "$ROUNDS"); do
     load "$r" "$s" c50 "-c50"
     load "$r" "$s" c1000 "-c1000"
     load "$r" "$s" pipe16 "-c50 -s $ROOT/bench/http/pipeline.lua" -- 16
+    # idle connections on a fresh server: after the loads, memory the
+    # 1000 connections left behind (malloc's, Go's heap) would be reused
+    # and hide what an idle connection costs
+    stop_server
+    start_server "$s"
     idle "$r" "$s"
     stop_server
   done
