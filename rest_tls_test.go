@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,8 @@ func newHTTPSPKI(t *testing.T) *httpsPKI {
 }
 
 var httpsSerial = big.NewInt(1)
+
+var httpsRuns atomic.Int32
 
 // issue makes a key and a certificate for tmpl, signed by the CA (self-
 // signed while there is none).
@@ -116,7 +119,7 @@ func TestRestHTTPS(t *testing.T) {
 	port := freePort(t)
 	loadConf(t, fmt.Sprintf(`<app>
   <rest>
-    <acl type="deny" url="^/https/acl/">
+    <acl type="deny" url="^/https[0-9]+/acl/">
       <rule type="allow" cn="^good client$"/>
     </acl>
     <acl type="allow"/>
@@ -140,6 +143,9 @@ func TestRestHTTPS(t *testing.T) {
 		LoadConfigString("<empty/>", "empty")
 		RestInit()
 	})
+	// a base of its own per run (a closed rule keeps answering 404 for its
+	// routes, and the routing table is the process's)
+	b := fmt.Sprintf("/https%d", httpsRuns.Add(1))
 	who := func(rc *RestClosure) error {
 		req, res := rc.Request(), rc.Response()
 		res.Ok("text/plain")
@@ -154,7 +160,7 @@ func TestRestHTTPS(t *testing.T) {
 	for _, r := range []struct {
 		base string
 		aco  bool
-	}{{"/https/", false}, {"/https/aco/", true}, {"/https/acl/", true}} {
+	}{{b + "/", false}, {b + "/aco/", true}, {b + "/acl/", true}} {
 		rule, err := NewRule("GET", r.base, "^who$", who)
 		if err != nil {
 			t.Fatal(err)
@@ -163,7 +169,7 @@ func TestRestHTTPS(t *testing.T) {
 		t.Cleanup(func() { rule.Close() })
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/https/h/upload", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(b+"/h/upload", func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
 		n, err := io.Copy(h, r.Body)
 		if err != nil {
@@ -177,7 +183,19 @@ func TestRestHTTPS(t *testing.T) {
 		}
 		fmt.Fprintf(w, "%d %x %v %s", n, h.Sum(nil), r.TransferEncoding, cs.NegotiatedProtocol)
 	})
-	hr, err := HandleHTTP("POST", "/https/h/", ".*", mux)
+	big, err := HandleHTTP("GET", b+"/", "^big$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for i := 0; i < 256; i++ { // 16 MiB: more than the socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { big.Close() })
+	hr, err := HandleHTTP("POST", b+"/h/", ".*", mux)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +224,7 @@ func TestRestHTTPS(t *testing.T) {
 	}
 
 	// ALPN and keep-alive: three requests, one TLS connection
-	for _, p := range []string{"/https/who", "/https/aco/who", "/https/who"} {
+	for _, p := range []string{b + "/who", b + "/aco/who", b + "/who"} {
 		res, body := getBody(anon, p)
 		if res.StatusCode != 200 || res.Proto != "HTTP/1.1" || res.TLS == nil ||
 			res.TLS.NegotiatedProtocol != "http/1.1" {
@@ -229,34 +247,34 @@ func TestRestHTTPS(t *testing.T) {
 		}
 		pw.Close()
 	}()
-	res, err := anon.Post(base+"/https/h/upload", "application/octet-stream", pr)
+	res, err := anon.Post(base+b+"/h/upload", "application/octet-stream", pr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(res.Body)
+	rb, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	sum := sha256.Sum256(data)
-	if want := fmt.Sprintf("%d %s [chunked] http/1.1", len(data), hex.EncodeToString(sum[:])); res.StatusCode != 200 || string(b) != want {
-		t.Fatalf("chunked upload: %d %q, want %q", res.StatusCode, b, want)
+	if want := fmt.Sprintf("%d %s [chunked] http/1.1", len(data), hex.EncodeToString(sum[:])); res.StatusCode != 200 || string(rb) != want {
+		t.Fatalf("chunked upload: %d %q, want %q", res.StatusCode, rb, want)
 	}
 
 	// the ACL's cn rule: the good client's certificate is let in, the bad
 	// one's and none are kept out; the handler sees the certificate
 	gc := pki.httpsClient(good)
 	defer gc.CloseIdleConnections()
-	if res, body := getBody(gc, "/https/acl/who"); res.StatusCode != 200 ||
+	if res, body := getBody(gc, b+"/acl/who"); res.StatusCode != 200 ||
 		body != `tls=true alpn=http/1.1 cn="good client" peers=1` {
 		t.Fatalf("good client: %d %q", res.StatusCode, body)
 	}
 	bc := pki.httpsClient(bad)
 	defer bc.CloseIdleConnections()
-	if res, body := getBody(bc, "/https/acl/who"); res.StatusCode != 403 {
+	if res, body := getBody(bc, b+"/acl/who"); res.StatusCode != 403 {
 		t.Fatalf("bad client: %d %q", res.StatusCode, body)
 	}
-	if res, body := getBody(bc, "/https/who"); res.StatusCode != 200 || !strings.Contains(body, `cn="bad client"`) {
+	if res, body := getBody(bc, b+"/who"); res.StatusCode != 200 || !strings.Contains(body, `cn="bad client"`) {
 		t.Fatalf("bad client outside the ACL's url: %d %q", res.StatusCode, body)
 	}
-	if res, body := getBody(anon, "/https/acl/who"); res.StatusCode != 403 {
+	if res, body := getBody(anon, b+"/acl/who"); res.StatusCode != 403 {
 		t.Fatalf("no certificate: %d %q", res.StatusCode, body)
 	}
 
@@ -266,11 +284,49 @@ func TestRestHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "GET /https/who HTTP/1.1\r\nHost: x\r\n\r\n")
+	io.WriteString(c, "GET "+b+"/who HTTP/1.1\r\nHost: x\r\n\r\n")
 	got, _ := io.ReadAll(c)
 	c.Close()
 	if bytes.Contains(got, []byte("HTTP/1.1 200")) || bytes.Contains(got, []byte("tls=")) {
 		t.Fatalf("plaintext on the HTTPS port was answered: %q", got)
+	}
+
+	// hostile TLS clients: one leaves inside a request head, one inside
+	// a chunked body, one without reading a big response; one sends a
+	// body byte by byte
+	tlsDial := func() *tls.Conn {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp",
+			fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: pki.pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		return c
+	}
+	c1 := tlsDial()
+	io.WriteString(c1, "GET "+b+"/who HTTP/1.1\r\nHost: x\r\nX-Half: ")
+	c1.Close()
+	c2 := tlsDial()
+	io.WriteString(c2, "POST "+b+"/h/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100\r\nabc")
+	time.Sleep(50 * time.Millisecond)
+	c2.Close()
+	c3 := tlsDial()
+	io.WriteString(c3, "GET "+b+"/big HTTP/1.1\r\nHost: x\r\n\r\n")
+	var one [1]byte
+	c3.Read(one[:])
+	c3.Close()
+	c4 := tlsDial()
+	body := "hello, byte by byte"
+	io.WriteString(c4, fmt.Sprintf("POST "+b+"/h/upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(body)))
+	for i := 0; i < len(body); i++ {
+		io.WriteString(c4, body[i:i+1])
+	}
+	got4, _ := io.ReadAll(c4)
+	c4.Close()
+	sum4 := sha256.Sum256([]byte(body))
+	// (this client offers no ALPN: none is negotiated)
+	if !bytes.HasSuffix(got4, []byte(fmt.Sprintf("\r\n\r\n%d %x [] ", len(body), sum4[:]))) {
+		t.Fatalf("byte-by-byte upload over TLS: %q", got4)
 	}
 
 	anon.CloseIdleConnections()
