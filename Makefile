@@ -58,7 +58,8 @@ PUBLIC_HEADERS := $(LIBACO_HEADERS) $(EVENTER_HEADERS) $(CONF_HEADERS) \
                   csrc/acoeventer.h
 BASE_LDLIBS += $(HTTP_LDLIBS)
 # Test programs that link libxml2 (see DYNAMIC_ARM64_TESTS below).
-XML_TESTS := $(CONF_XML_TESTS) $(LISTENER_XML_TESTS) $(HTTP_XML_TESTS)
+XML_TESTS := $(CONF_XML_TESTS) $(LISTENER_XML_TESTS) $(HTTP_XML_TESTS) \
+             $(CONFORMANCE_XML_TESTS)
 
 # ---- variants -------------------------------------------------------------
 
