@@ -58,7 +58,8 @@ PUBLIC_HEADERS := $(LIBACO_HEADERS) $(EVENTER_HEADERS) $(CONF_HEADERS) \
                   csrc/acoeventer.h
 BASE_LDLIBS += $(HTTP_LDLIBS)
 # Test programs that link libxml2 (see DYNAMIC_ARM64_TESTS below).
-XML_TESTS := $(CONF_XML_TESTS) $(LISTENER_XML_TESTS)
+XML_TESTS := $(CONF_XML_TESTS) $(LISTENER_XML_TESTS) $(HTTP_XML_TESTS) \
+             $(CONFORMANCE_XML_TESTS)
 
 # ---- variants -------------------------------------------------------------
 
@@ -123,7 +124,6 @@ $(BUILD)/$(1)/.dir:
 	@mkdir -p $$(@D) && touch $$@
 endef
 $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
-$(foreach v,$(VARIANTS),$(eval $(call http_test_rules,$(v))))
 
 # test program paths: csrc/libaco/tests/test_x.c -> build/V/tests/libaco/tests/test_x
 test_bins = $(patsubst csrc/%.c,$(BUILD)/$(1)/tests/%,$(2))

@@ -52,6 +52,34 @@
 // period, then cancels them (ErrCanceled); Shutdown stops every listener
 // before the loops, unwinding their connections' coroutines.
 //
+// # HTTP
+//
+// The C HTTP/1.1 engine and its REST routing (mtev_http.h, mtev_rest.h)
+// serve Go handlers too, in the same routing table as C rules: RestInit
+// names the listener types ("http_rest_api", "control_dispatch") and reads
+// the configuration's <rest><acl>; NewRule routes a method, a base and a
+// PCRE2 expression to a RestHandler (RestClosure: Pats, Request,
+// Response, Co); HandleHTTP routes them to any net/http handler (routers,
+// middleware), with an http.ResponseWriter that is an http.Flusher, the
+// request body, and r.Context() cancelled when the client goes away.
+//
+// Each request of a Go rule has a small C relay in a coroutine of its own
+// on the loop: it hands the request to Go, and does for the Go handler
+// what waits on the connection (reading the body, Flush, End), where the
+// engine's calls wait without blocking the loop.  By default the handler
+// runs in a goroutine of its own, so it may block in any way
+// (database/sql, channels, mutexes) without stalling a loop; with
+// Rule.SetAco(true) it runs as a Go coroutine on the loop (RestClosure.Co,
+// CoFromRequest), for handlers that block only through the Co.  A panic
+// or an error in a handler gives a 500 (when nothing was sent yet) and a
+// log line; the loop goes on.
+//
+// An http_rest_api listener with ssl="on" and an <sslconfig> serves the
+// same rules over TLS, negotiating ALPN http/1.1; handlers find the
+// connection's TLS facts in RestRequest.TLS (HandleHTTP: r.TLS) and the
+// client certificate's CN, which the <rest><acl> cn rules match, in
+// RestRequest.RemoteCN.
+//
 // # Resources
 //
 // Every Go object that holds C resources (Event, AcoEvent, JobQueue, Sem,

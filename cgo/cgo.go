@@ -28,7 +28,7 @@ package cgo
 // guard), so gcc's default probing (every 64 KiB) does not skip it.
 #cgo CFLAGS: -std=gnu11 -D_GNU_SOURCE -O2 -fstack-clash-protection
 #cgo CFLAGS: -I${SRCDIR}/../csrc/libaco -I${SRCDIR}/../csrc/eventer
-#cgo CFLAGS: -I${SRCDIR}/../csrc/conf -I${SRCDIR}/../csrc/listener
+#cgo CFLAGS: -I${SRCDIR}/../csrc/conf -I${SRCDIR}/../csrc/listener -I${SRCDIR}/../csrc/http
 // csrc/conf reads XML with Debian's libxml2 (libxml2-dev); the TLS opset
 // uses OpenSSL 3 (libssl-dev); the HTTP engine PCRE2 and zlib
 #cgo CFLAGS: -I/usr/include/libxml2

@@ -76,3 +76,34 @@ func goLogLine(level C.int, stream *C.char, line *C.char, n C.int) {
 	}
 	returned = true
 }
+
+//export goRestStart
+func goRestStart(rule C.uint64_t, r C.uintptr_t, loop C.int) (id C.uint64_t) {
+	returned := false
+	defer stopAtExport("a REST request's start", &returned)
+	if RestStart != nil {
+		id = C.uint64_t(RestStart(uint64(rule), uintptr(r), int(loop)))
+	}
+	returned = true
+	return id
+}
+
+//export goRestOpDone
+func goRestOpDone(id C.uint64_t) {
+	returned := false
+	defer stopAtExport("a REST operation's end", &returned)
+	if RestOpDone != nil {
+		RestOpDone(uint64(id))
+	}
+	returned = true
+}
+
+//export goRestCancel
+func goRestCancel(id C.uint64_t) {
+	returned := false
+	defer stopAtExport("a REST client's departure", &returned)
+	if RestCancel != nil {
+		RestCancel(uint64(id))
+	}
+	returned = true
+}

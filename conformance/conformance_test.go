@@ -431,5 +431,5 @@ func TestDocsListEveryStep(t *testing.T) {
 	}
 }
 
-// the REST steps, in builds with the HTTP engine (the eventer_http tag)
+// the REST steps (their scenarios are in testdata/conformance/rest)
 var restSteps = []string{"http", "rest_rule", "rest_server"}

@@ -214,6 +214,7 @@ var goCoverage = map[string]string{
 	"Listener.Stats":       "listener_stats",
 	"Listener.Close":       "listener_stop",
 	"Listeners":            "n/a: lists the running listeners; a scenario's listeners are its own objects",
+	"CoFromRequest":        "n/a: the coroutine of an aco HTTP rule's request (the REST engine's tests check it), not a call of the C aco API",
 }
 
 // goAPITypes are the types whose methods goCoverage must list.

@@ -1,11 +1,8 @@
-//go:build eventer_http
-
 package conformance
 
 import "testing"
 
-// The REST scenarios need the HTTP engine in the Go build (the
-// eventer_http tag, for now).
+// The REST scenarios (testdata/conformance/rest).
 func TestRestScenarios(t *testing.T) {
 	Test(t, "../testdata/conformance/rest/*.scn")
 }

@@ -1,5 +1,2 @@
-//go:build eventer_http
-
-/* unity file: the REST steps and handlers (csrc/conformance), built with
- * the HTTP engine (the eventer_http tag, as cgo's unity files of it). */
+/* unity file: the REST steps and handlers (csrc/conformance). */
 #include "../csrc/conformance/eventer_conformance_http.c"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the C examples against the installed library with pkg-config, as
-# a user would, and checks them; then the Go examples that have a check.  Each examples/c/<name>.c has a checker
-# examples/c/<name>.check that runs the built program ($1) and exits 0 on
-# success.
+# a user would, and checks them; then the Go examples that have a check.
+# Each examples/c/<name>.c has a checker examples/c/<name>.check that runs
+# the built program ($1) and exits 0 on success.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PKG_CONFIG_PATH=$PWD/build/lib/pkgconfig

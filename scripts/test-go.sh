@@ -16,6 +16,6 @@ go test -count=1 ./...
 # the conformance kit's runner on every scenario, as a user runs it (each
 # in C and in Go, compared; the go test runs above ran them as tests too)
 go run ./cmd/acoconform testdata/conformance/*.scn
-go run -tags eventer_http ./cmd/acoconform testdata/conformance/rest/*.scn
+go run ./cmd/acoconform testdata/conformance/rest/*.scn
 # the C HTTP request parser, differentially against net/http (a short run)
 go test -tags eventer_testhooks -run '^$' -fuzz '^FuzzHTTPRequestParser$' -fuzztime 15s .

@@ -6,7 +6,7 @@
  * requests found in one read go out in one write (pipelining).  Prints
  * "port N" and serves until killed.
  *
- *   rawc [port]      (0 or none: an ephemeral port)
+ *   rawc [[127.0.0.1:]port]      (0 or none: an ephemeral port)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -90,7 +90,9 @@ static int conn_read(conn_t *c) {
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
-  int port = argc > 1 ? atoi(argv[1]) : 0;
+  /* "port" or "host:port" (it listens on 127.0.0.1 either way) */
+  const char *arg = argc > 1 ? argv[1] : "0", *colon = strrchr(arg, ':');
+  int port = atoi(colon ? colon + 1 : arg);
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   if (ls < 0) die("socket");
   int one = 1;

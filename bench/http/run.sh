@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # HTTP "hello" benchmark: every server answers GET /hello with the same
 # 13-byte body; wrk (Debian) loads it from one CPU while the server is
-# pinned to the other.  Per server and scenario: requests/s, p99 latency and
-# the server's CPU time per request (utime+stime from /proc, the steadiest
-# figure: one wrk core saturates near the top).  Idle: the server's RSS
-# growth per idle keep-alive connection, N of them held open.
+# pinned to the other.  Servers: the Go peers (bench/http/peers: net/http,
+# fasthttp, gnet) and, from the plugins in bench/http/servers.d (each may
+# build a server and add CMD[name] and ORDER), our own: rawc (a raw C
+# epoll responder, the ceiling), c-aco (the engine, a C aco rule), go-aco
+# (a Go rule with SetAco) and go-handlehttp (a net/http handler via
+# HandleHTTP).  Per server and scenario (50 and 1000 connections,
+# pipelined x16 on 50): requests/s, p99 latency and the server's CPU time
+# per request (utime+stime from /proc, the steadiest figure: one wrk core
+# saturates near the top).  Idle: the RSS growth per idle keep-alive
+# connection of a freshly started server (one request answered first),
+# N of them held open.
 #
 #   bash bench/http/run.sh [rounds]       (DUR=5 IDLE_N=10000 SERVERS="a b")
 #
-# Servers run in a different order each round; the tables give medians over
-# the rounds and ratios to the first server of RATIO_TO.  Results:
-# build/bench/http/results.tsv, summary.md, http_cpu.png, http_pipe.png.
+# Servers run in a different order each round; the tables give medians
+# over the rounds, and goals.md the same-run ratios against the goals
+# (when the servers they compare ran).  Results: build/bench/http/
+# results.tsv, medians.tsv, summary.md, goals.md, http_cpu.png,
+# http_pipe.png.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -55,7 +64,12 @@ srv_pid=
 stop_server() { if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null || true; wait "$srv_pid" 2>/dev/null || true; fi; srv_pid=; }
 trap stop_server EXIT
 
+nstart=0
 start_server() {
+  # a port of its own each time: the last server's closed connections may
+  # hold its port (TIME_WAIT), and not every server sets SO_REUSEADDR
+  addr="127.0.0.1:$((PORT + nstart % 100))"
+  nstart=$((nstart + 1))
   local cmd=${CMD[$1]//\{ADDR\}/$addr}
   taskset -c "$SRV_CPU" $cmd >"$OUT/$1.log" 2>&1 &
   srv_pid=$!
@@ -114,6 +128,11 @@ for r in $(seq "$ROUNDS"); do
     load "$r" "$s" c50 "-c50"
     load "$r" "$s" c1000 "-c1000"
     load "$r" "$s" pipe16 "-c50 -s $ROOT/bench/http/pipeline.lua" -- 16
+    # idle connections on a fresh server: after the loads, memory the
+    # 1000 connections left behind (malloc's, Go's heap) would be reused
+    # and hide what an idle connection costs
+    stop_server
+    start_server "$s"
     idle "$r" "$s"
     stop_server
   done
@@ -125,33 +144,69 @@ awk -F'\t' 'NR>1{k=$2"\t"$3; rps[k]=rps[k]" "$4; p99[k]=p99[k]" "$5; cpu[k]=cpu[
   END{for(k in rps) printf "%s\t%s\t%s\t%s\n", k, med(rps[k]), med(p99[k]), med(cpu[k])}' "$res" | sort >"$OUT/medians.tsv"
 
 {
-  echo "| server | CPU us/req c50 | req/s c50 | p99 ms c1000 | req/s pipelined x16 | idle keep-alive B/conn |"
-  echo "|---|---|---|---|---|---|"
+  echo "| server | CPU us/req c50 | CPU us/req c1000 | req/s c50 | req/s c1000 | p99 ms c1000 | req/s pipelined x16 | idle keep-alive B/conn |"
+  echo "|---|---|---|---|---|---|---|---|"
   for s in "${ORDER[@]}"; do
     awk -F'\t' -v s="$s" '$1==s{m[$2"_rps"]=$3; m[$2"_p99"]=$4; m[$2"_cpu"]=$5}
-      END{printf "| %s | %.2f | %.0f | %.2f | %.0f | %s |\n", s, m["c50_cpu"], m["c50_rps"], m["c1000_p99"], m["pipe16_rps"], m["idle_cpu"]}' "$OUT/medians.tsv"
+      END{printf "| %s | %.2f | %.2f | %.0f | %.0f | %.2f | %.0f | %s |\n", s, m["c50_cpu"], m["c1000_cpu"],
+        m["c50_rps"], m["c1000_rps"], m["c1000_p99"], m["pipe16_rps"], m["idle_cpu"]}' "$OUT/medians.tsv"
   done
 } | tee "$OUT/summary.md"
 
+# the goals, as same-run ratios (a goal whose servers did not both run is
+# left out)
+awk -F'\t' '{v[$1" "$2" rps"]=$3; v[$1" "$2" p99"]=$4; v[$1" "$2" cpu"]=$5}
+  function goal(text, a, b, want, le,   r, ok) {
+    if (!(a in v) || !(b in v) || v[b] + 0 == 0) return
+    r = v[a] / v[b]; ok = le ? r <= want : r >= want
+    printf "| %s | %.2f | %s %.2f | %s |\n", text, r, le ? "<=" : ">=", want, ok ? "met" : "not met"
+  }
+  function limit(text, a, want,   ok) {
+    if (!(a in v)) return
+    ok = v[a] <= want
+    printf "| %s | %s B | <= %d B | %s |\n", text, v[a], want, ok ? "met" : "not met"
+  }
+  END {
+    print "| goal | measured | wanted | |"
+    print "|---|---|---|---|"
+    goal("C aco rule CPU/req vs raw C, 50 conns", "c-aco c50 cpu", "rawc c50 cpu", 1.05, 1)
+    goal("C aco rule CPU/req vs raw C, 1000 conns", "c-aco c1000 cpu", "rawc c1000 cpu", 1.05, 1)
+    goal("C aco rule pipelined x16 vs raw C", "c-aco pipe16 rps", "rawc pipe16 rps", 0.95, 0)
+    goal("Go aco rule CPU/req vs gnet, 50 conns", "go-aco c50 cpu", "gnet c50 cpu", 1.0, 1)
+    goal("Go aco rule CPU/req vs gnet, 1000 conns", "go-aco c1000 cpu", "gnet c1000 cpu", 1.0, 1)
+    goal("Go aco rule pipelined x16 vs fasthttp", "go-aco pipe16 rps", "fasthttp pipe16 rps", 1.0, 0)
+    goal("HandleHTTP CPU/req vs net/http, 50 conns", "go-handlehttp c50 cpu", "nethttp c50 cpu", 0.75, 1)
+    goal("HandleHTTP CPU/req vs net/http, 1000 conns", "go-handlehttp c1000 cpu", "nethttp c1000 cpu", 0.75, 1)
+    limit("idle keep-alive connection, C aco rule", "c-aco idle cpu", 1024)
+    limit("idle keep-alive connection, Go aco rule", "go-aco idle cpu", 4096)
+    limit("idle keep-alive connection, HandleHTTP", "go-handlehttp idle cpu", 4096)
+    goal("p99 at 1000 conns, C aco rule vs gnet", "c-aco c1000 p99", "gnet c1000 p99", 1.0, 1)
+    goal("p99 at 1000 conns, Go aco rule vs gnet", "go-aco c1000 p99", "gnet c1000 p99", 1.0, 1)
+    goal("p99 at 1000 conns, HandleHTTP vs gnet", "go-handlehttp c1000 p99", "gnet c1000 p99", 1.0, 1)
+  }' "$OUT/medians.tsv" | tee "$OUT/goals.md"
+
 if command -v gnuplot >/dev/null; then
-  awk -F'\t' '$2=="c50"{print $1, $5}' "$OUT/medians.tsv" >"$OUT/cpu.dat"
-  awk -F'\t' '$2=="pipe16"{print $1, $3/1000}' "$OUT/medians.tsv" >"$OUT/pipe.dat"
-  for f in cpu pipe; do
-    case $f in
-      cpu) title="server CPU per request, 50 connections (us, lower is better)" ;;
-      pipe) title="pipelined x16, 50 connections (thousand req/s, higher is better)" ;;
-    esac
-    gnuplot <<GP
-set terminal pngcairo size 800,400 noenhanced
-set output "$OUT/http_$f.png"
-set title "$title"
-set style fill solid 0.6
-set boxwidth 0.6
-set yrange [0:*]
-set grid ytics
-unset key
-plot "$OUT/$f.dat" using 0:2:xtic(1) with boxes, "" using 0:2:(sprintf("%.2f",\$2)) with labels offset 0,0.8
-GP
+  : >"$OUT/cpu.dat"; : >"$OUT/pipe.dat"
+  for s in "${ORDER[@]}"; do
+    awk -F'\t' -v s="$s" '$1==s{m[$2]=$5; r[$2]=$3}
+      END{printf "%s %s %s\n", s, m["c50"], m["c1000"] >> "'"$OUT/cpu.dat"'";
+          printf "%s %s\n", s, r["pipe16"]/1000 >> "'"$OUT/pipe.dat"'"}' "$OUT/medians.tsv"
   done
+  gnuplot <<GP
+set terminal pngcairo size 900,420 noenhanced
+set style fill solid 0.7
+set grid ytics
+set yrange [0:*]
+set output "$OUT/http_cpu.png"
+set title "server CPU per request, us (lower is better); wrk -t1, server on one CPU"
+set style data histograms
+set style histogram clustered gap 1
+set key top left
+plot "$OUT/cpu.dat" using 2:xtic(1) title "50 conns", "" using 3 title "1000 conns"
+set output "$OUT/http_pipe.png"
+set title "pipelined x16, 50 conns: thousand req/s (higher is better)"
+unset key
+plot "$OUT/pipe.dat" using 2:xtic(1) title "pipelined x16"
+GP
   echo "charts: $OUT/http_cpu.png $OUT/http_pipe.png" >&2
 fi

@@ -4,13 +4,20 @@
 // "quitter!" and the connection closed, and a connection idle for -idle
 // (10 s) is told "bye!" and closed.
 //
-// Its listeners come from a libmtev-style configuration: the built-in one
-// (config.go: the protocol on 127.0.0.1:9999) or the file -config names,
-// whose root element is <acod>.  The function is registered as listener
-// type "acod" before the configuration's listeners start.
+// It also serves HTTP on the C engine (listener type http_rest_api):
+// GET /hello is the seed's REST example in Go (200 text/plain "Hello
+// world.\n" after a job thread slept a second, while the loop serves
+// other requests), GET /stats.json the eventer's figures (loops and their
+// coroutines, job queues, listeners, connections: eventer.ReadStats).
 //
-//	go run ./cmd/acod                      # 127.0.0.1:9999
-//	go run ./cmd/acod -addr :7000 -idle 30s
+// Its listeners come from a libmtev-style configuration: the built-in one
+// (config.go: the protocol on 127.0.0.1:9999, HTTP on 127.0.0.1:8080) or
+// the file -config names, whose root element is <acod>.  The function is
+// registered as listener type "acod" before the configuration's listeners
+// start.
+//
+//	go run ./cmd/acod                      # 127.0.0.1:9999 and http://127.0.0.1:8080
+//	go run ./cmd/acod -addr :7000 -idle 30s -http 127.0.0.1:8081
 //	go run ./cmd/acod -config acod.conf
 //
 // -addr serves the protocol on that address too (in place of the built-in
@@ -41,6 +48,8 @@ const appName = "acod"
 type options struct {
 	config  string
 	addr    string
+	http    string // the built-in HTTP listener's address; "off": none
+	httpSet bool
 	idle    time.Duration
 	idleSet bool // -idle given: it wins over a listener's bye_timeout
 	loops   int
@@ -50,10 +59,14 @@ func main() {
 	var o options
 	flag.StringVar(&o.config, "config", "", "libmtev-style configuration file (default: the built-in one)")
 	flag.StringVar(&o.addr, "addr", "", "serve the protocol on this address (default: the configuration's listeners)")
+	flag.StringVar(&o.http, "http", defaultHTTP, `the built-in configuration's HTTP listener ("off": none)`)
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "close a connection idle this long (after saying bye!)")
 	flag.IntVar(&o.loops, "loops", 0, "event loop threads (0: the configuration's, or one per CPU)")
 	flag.Parse()
-	flag.Visit(func(f *flag.Flag) { o.idleSet = o.idleSet || f.Name == "idle" })
+	flag.Visit(func(f *flag.Flag) {
+		o.idleSet = o.idleSet || f.Name == "idle"
+		o.httpSet = o.httpSet || f.Name == "http"
+	})
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "acod:", err)
 		os.Exit(1)
@@ -74,9 +87,20 @@ func run(o options, out io.Writer) error {
 	defer signal.Stop(sigs)
 	var err error
 	if o.config != "" {
+		if o.httpSet {
+			return errors.New("-http sets the built-in configuration's listener: with -config, the file's http_rest_api listeners serve HTTP")
+		}
 		err = eventer.LoadConfig(o.config)
 	} else {
-		err = eventer.LoadConfigString(builtinConfig(o.addr == ""), "acod's built-in configuration")
+		httpAddr := o.http
+		if httpAddr == "off" {
+			httpAddr = ""
+		}
+		var conf string
+		if conf, err = builtinConfig(o.addr == "", httpAddr); err != nil {
+			return err
+		}
+		err = eventer.LoadConfigString(conf, "acod's built-in configuration")
 	}
 	if err != nil {
 		return err
@@ -90,6 +114,15 @@ func run(o options, out io.Writer) error {
 	}
 	svc := &service{o: o}
 	if err := eventer.RegisterAcoFunction("acod", svc.serve); err != nil {
+		eventer.Shutdown()
+		return err
+	}
+	// the HTTP engine's listener types, and its routes
+	if err := eventer.RestInit(); err != nil {
+		eventer.Shutdown()
+		return err
+	}
+	if err := addHTTPRules(); err != nil {
 		eventer.Shutdown()
 		return err
 	}

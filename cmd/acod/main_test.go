@@ -113,7 +113,7 @@ func expectEOF(t *testing.T, r *bufio.Reader) {
 }
 
 func TestProtocol(t *testing.T) {
-	s := startServer(t, "-addr", "127.0.0.1:0", "-idle", "300ms", "-loops", "2")
+	s := startServer(t, "-addr", "127.0.0.1:0", "-http", "off", "-idle", "300ms", "-loops", "2")
 
 	t.Run("thanks per line, quitter", func(t *testing.T) {
 		c, r := dial(t, s.addr)
@@ -187,7 +187,7 @@ func TestProtocol(t *testing.T) {
 
 func TestStopsOnSignal(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		s := startServer(t, "-addr", "127.0.0.1:0")
+		s := startServer(t, "-addr", "127.0.0.1:0", "-http", "off")
 		c, r := dial(t, s.addr) // an open connection must not hold it up
 		io.WriteString(c, "hi\n")
 		expectLine(t, r, "thanks!")
@@ -250,7 +250,7 @@ func (l *lockedBuffer) String() string {
 func TestFdExhaustion(t *testing.T) {
 	var stderr lockedBuffer
 	s := startServerWith(t, []string{"ACOD_NOFILE=64"}, &stderr,
-		"-addr", "127.0.0.1:0", "-loops", "2")
+		"-addr", "127.0.0.1:0", "-http", "off", "-loops", "2")
 	started := time.Now()
 	const n = 150
 	errs := make(chan error, n)
@@ -397,29 +397,49 @@ func TestBadConfig(t *testing.T) {
 	}
 }
 
-// No flags: the built-in configuration, the protocol on 127.0.0.1:9999.
+// No flags: the built-in configuration, the protocol on 127.0.0.1:9999
+// and HTTP on 127.0.0.1:8080 (/hello and /stats.json).
 func TestDefaultConfig(t *testing.T) {
-	conf := builtinConfig(true)
-	for _, w := range []string{`type="acod"`, `address="127.0.0.1"`, `port="9999"`} {
+	conf, err := builtinConfig(true, defaultHTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`type="acod"`, `address="127.0.0.1"`, `port="9999"`,
+		`type="http_rest_api"`, `port="8080"`} {
 		if !strings.Contains(conf, w) {
 			t.Fatalf("the built-in configuration lacks %s:\n%s", w, conf)
 		}
 	}
-	if strings.Contains(builtinConfig(false), `port="9999"`) {
-		t.Fatal("-addr leaves the default listener in")
+	if conf, _ := builtinConfig(false, ""); strings.Contains(conf, `port="9999"`) || strings.Contains(conf, "http_rest_api") {
+		t.Fatalf("-addr and -http off leave default listeners in:\n%s", conf)
 	}
-	if l, err := net.Listen("tcp", "127.0.0.1:9999"); err != nil {
-		t.Skipf("127.0.0.1:9999 is taken here (%v): the built-in listener cannot be started", err)
-	} else {
-		l.Close()
+	for _, a := range []string{"127.0.0.1:9999", defaultHTTP} {
+		if l, err := net.Listen("tcp", a); err != nil {
+			t.Skipf("%s is taken here (%v): the built-in listeners cannot be started", a, err)
+		} else {
+			l.Close()
+		}
 	}
 	s := startServer(t)
 	if s.addr != "127.0.0.1:9999" {
 		t.Fatalf("listening on %s", s.addr)
+	}
+	if h := s.httpAddr(t); h != defaultHTTP {
+		t.Fatalf("HTTP on %s, not %s", h, defaultHTTP)
 	}
 	c, r := dial(t, s.addr)
 	io.WriteString(c, "hello\nquit\n")
 	expectLine(t, r, "thanks!")
 	expectLine(t, r, "quitter!")
 	expectEOF(t, r)
+
+	base := "http://" + defaultHTTP
+	st := getStats(t, base)
+	if len(st.Loops) == 0 || len(st.Listeners) != 2 {
+		t.Fatalf("stats: %+v", st)
+	}
+	res, body := get(t, base+"/hello")
+	if res.StatusCode != 200 || body != "Hello world.\n" {
+		t.Fatalf("/hello: %d %q", res.StatusCode, body)
+	}
 }

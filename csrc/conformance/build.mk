@@ -10,3 +10,6 @@ CONFORMANCE_HEADERS := csrc/conformance/eventer_conformance.h
 CONFORMANCE_TESTS := $(sort $(wildcard csrc/conformance/tests/test_*.c))
 # runs start coroutines on several loops
 CONFORMANCE_TSAN_TESTS := $(CONFORMANCE_TESTS)
+# the REST steps start the engine, whose mtev_http_rest_init reads the
+# configuration's <rest><acl> (mtev_conf: libxml2; see XML_TESTS)
+CONFORMANCE_XML_TESTS := $(CONFORMANCE_TESTS)

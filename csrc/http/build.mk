@@ -8,31 +8,23 @@ HTTP_LDLIBS := -lpcre2-8 -lz
 HTTP_TESTS := $(sort $(wildcard csrc/http/tests/test_*.c))
 # multi-thread test programs (job threads append to responses; pools)
 HTTP_TSAN_TESTS := csrc/http/tests/test_http_server.c
-
-# The acceptor closure functions the engine calls (mtev_acceptor_closure_*)
-# belong to the listener (csrc/listener).  Until that is part of the
-# library, the HTTP test programs link this test-only stand-in, which also
-# has a small accept loop.
-HTTP_TEST_OBJS := csrc/http/tests/listener_shim.c
-
-define http_test_rules
-$(BUILD)/$(1)/tests/http/tests/%: $(BUILD)/$(1)/obj/csrc/http/tests/%.o \
-    $(call objs,$(1),$(HTTP_TEST_OBJS)) $(BUILD)/$(1)/libacoeventer.a
-	@mkdir -p $$(@D)
-	$$(call say,LD [$(1)] $$@)
-	$(Q)$$(CC_$(1)) $$(LDFLAGS_$(1)) $$(filter %.o,$$^) $(BUILD)/$(1)/libacoeventer.a $$(BASE_LDLIBS) -o $$@
-endef
+# the server tests read <rest><acl> from an XML configuration
+HTTP_XML_TESTS := csrc/http/tests/test_http_server.c
 
 # curl (Debian's) against the engine: csrc/http/tests/curl_test.sh drives
-# http_demo_server, plain and under ASan.
+# http_demo_server, plain and under ASan, over HTTP and HTTPS.
 HTTP_DEMO = $(BUILD)/$(1)/tests/http/tests/http_demo_server
 .PHONY: test-c-http-curl fuzz-http
 test-c: test-c-http-curl
 test-c-http-curl: $(call HTTP_DEMO,plain) $(call HTTP_DEMO,asan)
 	@bash csrc/http/tests/curl_test.sh plain $(call HTTP_DEMO,plain)
+	@bash csrc/http/tests/curl_test.sh plain $(call HTTP_DEMO,plain) tls
 	@ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  bash csrc/http/tests/curl_test.sh asan $(call HTTP_DEMO,asan)
+	@ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  bash csrc/http/tests/curl_test.sh asan $(call HTTP_DEMO,asan) tls
 
 # A long libFuzzer run of the request parser under ASan+UBSan (clang):
 #   make fuzz-http FUZZ_RUNS=10000000

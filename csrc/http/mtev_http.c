@@ -218,6 +218,9 @@ struct mtev_http_session_ctx {
   uint8_t sniff;
   uint8_t rd_ready, wr_blocked;
   uint8_t redispatch;         /* call the dispatcher again (after a move) */
+  uint8_t raw_io;             /* the fd takes socket calls of our own
+                               * (sendmsg, shutdown, MSG_PEEK): the POSIX
+                               * opset, or a listener's plain one */
   uint64_t drive_ns;          /* the clock at the start of the drive pass */
 };
 
@@ -492,6 +495,8 @@ mtev_http_session_ctx *mtev_http_session_ctx_new(mtev_http_dispatch_func f,
   s->timer.fire = ev_http_timer_fire;
   s->task.run = ev_http_task_run;
   s->last_io_ns = ev_coarse_ns();
+  s->raw_io = eventer_get_fd_opset(e) == eventer_POSIX_fd_opset ||
+              mtev_acceptor_closure_raw_io(ac, e);
   __atomic_add_fetch(&ev_sessions_live, 1, __ATOMIC_RELAXED);
   return s;
 }
@@ -740,7 +745,7 @@ static int ev_http_has_room(mtev_http_session_ctx *s) {
 static int ev_http_write_out(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   if (!w) return 0;
-  int posix = eventer_get_fd_opset(s->e) == eventer_POSIX_fd_opset;
+  int posix = s->raw_io;
   int fd = eventer_get_fd(s->e);
   while (w->out.head) {
     ssize_t n;
@@ -2091,7 +2096,7 @@ static int ev_http_dispatch(mtev_http_session_ctx *s) {
  * looks healthy, -1 if it is at EOF, failed, or hung up with data we
  * will not read. */
 static int ev_http_probe(mtev_http_session_ctx *s) {
-  if (eventer_get_fd_opset(s->e) != eventer_POSIX_fd_opset) return -1;
+  if (!s->raw_io) return -1;
   char c;
   ssize_t n = recv(eventer_get_fd(s->e), &c, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -2271,7 +2276,7 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
       if (w->out.head) break;
       /* half-close and read what the peer still sends, so that a reset
        * does not destroy the response before the peer read it */
-      if (eventer_get_fd_opset(s->e) != eventer_POSIX_fd_opset ||
+      if (!s->raw_io ||
           shutdown(eventer_get_fd(s->e), SHUT_WR) != 0 || s->peer_eof) {
         s->state = ST_DEAD;
         continue;

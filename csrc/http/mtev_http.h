@@ -58,21 +58,11 @@
 #include <sys/time.h>
 
 #include "eventer.h"
+#include "mtev_listener.h" /* the acceptor closure a connection comes with */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ---- the acceptor closure (libmtev's mtev_listener.h) -------------------
- * The listener hands each accepted connection to its callback with an
- * acceptor closure; the HTTP engine keeps its per-connection state in the
- * closure's ctx.  These are the listener's functions the engine uses. */
-typedef struct mtev_acceptor_closure_t mtev_acceptor_closure_t;
-void *mtev_acceptor_closure_ctx(mtev_acceptor_closure_t *ac);
-void mtev_acceptor_closure_set_ctx(mtev_acceptor_closure_t *ac, void *ctx,
-                                   void (*freefunc)(void *));
-struct sockaddr *mtev_acceptor_closure_remote(mtev_acceptor_closure_t *ac);
-void mtev_acceptor_closure_free(mtev_acceptor_closure_t *ac);
 
 /* ---- types ------------------------------------------------------------------ */
 

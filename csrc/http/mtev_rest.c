@@ -11,14 +11,18 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "mtev_rest.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pcre2.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "eventer_SSL_fd_opset.h"
 #include "http_impl.h"
+#include "mtev_conf.h"
 
 struct rest_url_dispatcher {
   struct rest_url_dispatcher *next; /* in its base, registration order */
@@ -87,6 +91,299 @@ static int ev_rule_match(struct rest_url_dispatcher *r, const char *subj,
   return rc > 0 ? rc : -1;
 }
 
+/* ---- the ACL (<rest><acl>) ------------------------------------------------------------- */
+
+/* What an <acl> or a <rule> selects: every selector it has must match
+ * (url, cn and method are PCRE2 expressions, ip a list of addresses or
+ * CIDR blocks); one without selectors matches everything. */
+typedef struct {
+  int family; /* AF_INET or AF_INET6 */
+  int bits;
+  uint8_t a[16];
+} ev_acl_net_t;
+
+typedef struct {
+  pcre2_code *url, *cn, *method;
+  ev_acl_net_t *nets;
+  int nnets;
+} ev_acl_sel_t;
+
+typedef struct ev_acl_rule {
+  struct ev_acl_rule *next;
+  int allow;
+  ev_acl_sel_t sel;
+} ev_acl_rule_t;
+
+typedef struct ev_acl {
+  struct ev_acl *next;
+  int allow; /* when none of its rules matches */
+  ev_acl_sel_t sel;
+  ev_acl_rule_t *rules;
+} ev_acl_t;
+
+typedef struct ev_acl_set {
+  struct ev_acl_set *retired; /* older sets, freed at fini */
+  ev_acl_t *acls;             /* document order */
+} ev_acl_set_t;
+
+static ev_acl_set_t *ev_rest_acl; /* atomic; NULL: no ACL configured */
+
+static void ev_acl_sel_free(ev_acl_sel_t *m) {
+  pcre2_code_free(m->url);
+  pcre2_code_free(m->cn);
+  pcre2_code_free(m->method);
+  free(m->nets);
+}
+
+static void ev_acl_set_free(ev_acl_set_t *set) {
+  while (set) {
+    ev_acl_set_t *older = set->retired;
+    while (set->acls) {
+      ev_acl_t *a = set->acls;
+      set->acls = a->next;
+      while (a->rules) {
+        ev_acl_rule_t *r = a->rules;
+        a->rules = r->next;
+        ev_acl_sel_free(&r->sel);
+        free(r);
+      }
+      ev_acl_sel_free(&a->sel);
+      free(a);
+    }
+    free(set);
+    set = older;
+  }
+}
+
+/* One address or CIDR block ("10.0.0.0/8", "::1", "127.0.0.1"). */
+static int ev_acl_parse_net(const char *txt, size_t len, ev_acl_net_t *n) {
+  char buf[64];
+  if (len == 0 || len >= sizeof(buf)) return -1;
+  memcpy(buf, txt, len);
+  buf[len] = 0;
+  char *slash = strchr(buf, '/');
+  int bits = -1;
+  if (slash) {
+    *slash = 0;
+    char *end;
+    long b = strtol(slash + 1, &end, 10);
+    if (slash[1] < '0' || slash[1] > '9' || *end || b < 0 || b > 128) return -1;
+    bits = (int)b;
+  }
+  memset(n, 0, sizeof(*n));
+  if (inet_pton(AF_INET, buf, n->a) == 1) {
+    n->family = AF_INET;
+    if (bits > 32) return -1;
+    n->bits = bits < 0 ? 32 : bits;
+  } else if (inet_pton(AF_INET6, buf, n->a) == 1) {
+    n->family = AF_INET6;
+    n->bits = bits < 0 ? 128 : bits;
+  } else {
+    return -1;
+  }
+  return 0;
+}
+
+static int ev_acl_net_has(const ev_acl_net_t *n, const uint8_t *a, int family) {
+  if (n->family != family) return 0;
+  int full = n->bits / 8, rem = n->bits % 8;
+  if (memcmp(n->a, a, (size_t)full)) return 0;
+  if (rem && ((n->a[full] ^ a[full]) & (0xff << (8 - rem)) & 0xff)) return 0;
+  return 1;
+}
+
+/* Reads the selectors of one element; -1 with the reason in err. */
+static int ev_acl_sel_load(mtev_conf_section_t sec, ev_acl_sel_t *m, char *err,
+                           size_t errlen) {
+  static const char *const names[] = {"url", "cn", "method"};
+  pcre2_code **res[] = {&m->url, &m->cn, &m->method};
+  char loc[256], path[16], buf[1024];
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof(path), "@%s", names[i]);
+    if (!mtev_conf_get_stringbuf(sec, path, buf, sizeof(buf))) continue;
+    int ec;
+    PCRE2_SIZE off;
+    *res[i] = pcre2_compile((PCRE2_SPTR)buf, PCRE2_ZERO_TERMINATED, 0, &ec, &off, NULL);
+    if (!*res[i]) {
+      PCRE2_UCHAR msg[160];
+      pcre2_get_error_message(ec, msg, sizeof(msg));
+      snprintf(err, errlen, "%s: rest acl %s=\"%s\": at offset %zu: %s",
+               mtev_conf_section_location(sec, loc, sizeof(loc)), names[i], buf,
+               (size_t)off, (char *)msg);
+      return -1;
+    }
+    pcre2_jit_compile(*res[i], PCRE2_JIT_COMPLETE);
+  }
+  if (mtev_conf_get_stringbuf(sec, "@ip", buf, sizeof(buf))) {
+    for (const char *p = buf; *p;) {
+      while (*p == ' ' || *p == ',') p++;
+      if (!*p) break;
+      size_t l = strcspn(p, " ,");
+      ev_acl_net_t n;
+      ev_acl_net_t *nn = ev_acl_parse_net(p, l, &n) == 0
+                             ? realloc(m->nets, (size_t)(m->nnets + 1) * sizeof(n))
+                             : NULL;
+      if (!nn) {
+        snprintf(err, errlen, "%s: rest acl ip=\"%s\": \"%.*s\" is not an "
+                 "address or CIDR block",
+                 mtev_conf_section_location(sec, loc, sizeof(loc)), buf, (int)l, p);
+        return -1;
+      }
+      m->nets = nn;
+      m->nets[m->nnets++] = n;
+      p += l;
+    }
+    if (m->nnets == 0) {
+      snprintf(err, errlen, "%s: rest acl ip=\"\": no address",
+               mtev_conf_section_location(sec, loc, sizeof(loc)));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* type="allow" or "deny" (absent: deny). */
+static int ev_acl_type(mtev_conf_section_t sec, int *allow, char *err,
+                       size_t errlen) {
+  char buf[32], loc[256];
+  *allow = 0;
+  if (!mtev_conf_get_stringbuf(sec, "@type", buf, sizeof(buf))) return 0;
+  if (!strcmp(buf, "allow")) *allow = 1;
+  else if (strcmp(buf, "deny")) {
+    snprintf(err, errlen, "%s: rest acl type=\"%s\": not \"allow\" or \"deny\"",
+             mtev_conf_section_location(sec, loc, sizeof(loc)), buf);
+    return -1;
+  }
+  return 0;
+}
+
+int mtev_http_rest_load_rules_ex(char *err, size_t errlen) {
+  char dummy[8];
+  if (!err) {
+    err = dummy;
+    errlen = sizeof(dummy);
+  }
+  err[0] = 0;
+  int cnt = 0;
+  mtev_conf_section_t *secs = mtev_conf_get_sections(MTEV_CONF_ROOT, "//rest//acl", &cnt);
+  ev_acl_set_t *set = NULL;
+  if (cnt > 0 && !(set = calloc(1, sizeof(*set)))) goto nomem;
+  ev_acl_t **tail = set ? &set->acls : NULL;
+  for (int i = 0; i < cnt; i++) {
+    ev_acl_t *a = calloc(1, sizeof(*a));
+    if (!a) goto nomem;
+    *tail = a;
+    tail = &a->next;
+    if (ev_acl_type(secs[i], &a->allow, err, errlen) ||
+        ev_acl_sel_load(secs[i], &a->sel, err, errlen))
+      goto bad;
+    int rcnt = 0;
+    mtev_conf_section_t *rs = mtev_conf_get_sections(secs[i], "rule", &rcnt);
+    ev_acl_rule_t **rtail = &a->rules;
+    for (int j = 0; j < rcnt; j++) {
+      ev_acl_rule_t *r = calloc(1, sizeof(*r));
+      if (!r) {
+        mtev_conf_release_sections(rs, rcnt);
+        goto nomem;
+      }
+      *rtail = r;
+      rtail = &r->next;
+      if (ev_acl_type(rs[j], &r->allow, err, errlen) ||
+          ev_acl_sel_load(rs[j], &r->sel, err, errlen)) {
+        mtev_conf_release_sections(rs, rcnt);
+        goto bad;
+      }
+    }
+    mtev_conf_release_sections(rs, rcnt);
+  }
+  mtev_conf_release_sections(secs, cnt);
+  pthread_mutex_lock(&ev_rest_lock);
+  ev_acl_set_t *old = __atomic_load_n(&ev_rest_acl, __ATOMIC_ACQUIRE);
+  if (set) {
+    set->retired = old; /* requests being checked may still read it */
+    __atomic_store_n(&ev_rest_acl, set, __ATOMIC_RELEASE);
+  } else if (old) {
+    /* no ACL any more: keep the old sets for fini, allow everything */
+    ev_acl_set_t *empty = calloc(1, sizeof(*empty));
+    if (!empty) {
+      pthread_mutex_unlock(&ev_rest_lock);
+      goto nomem;
+    }
+    empty->retired = old;
+    __atomic_store_n(&ev_rest_acl, empty, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&ev_rest_lock);
+  mtevL(mtev_debug, "rest: %d acl stanza%s\n", cnt, cnt == 1 ? "" : "s");
+  return 0;
+nomem:
+  snprintf(err, errlen, "rest acl: out of memory");
+  errno = ENOMEM;
+  goto fail;
+bad:
+  errno = EINVAL;
+fail:
+  mtev_conf_release_sections(secs, cnt);
+  ev_acl_set_free(set);
+  mtevL(mtev_error, "%s\n", err);
+  return -1;
+}
+
+void mtev_http_rest_load_rules(void) { (void)mtev_http_rest_load_rules_ex(NULL, 0); }
+
+static int ev_acl_re(pcre2_code *re, const char *s, pcre2_match_data *md) {
+  return !re || pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL) >= 0;
+}
+
+static int ev_acl_sel_match(const ev_acl_sel_t *m, mtev_http_rest_closure_t *restc,
+                            const char *uri, const char *method,
+                            pcre2_match_data *md) {
+  if (!ev_acl_re(m->url, uri, md) || !ev_acl_re(m->method, method, md) ||
+      !ev_acl_re(m->cn, restc->remote_cn ? restc->remote_cn : "", md))
+    return 0;
+  if (!m->nnets) return 1;
+  struct sockaddr *sa = mtev_acceptor_closure_remote(restc->ac);
+  if (!sa) return 0;
+  const uint8_t *a;
+  int fam = sa->sa_family;
+  if (fam == AF_INET) {
+    a = (const uint8_t *)&((struct sockaddr_in *)(void *)sa)->sin_addr;
+  } else if (fam == AF_INET6) {
+    const struct in6_addr *a6 = &((struct sockaddr_in6 *)(void *)sa)->sin6_addr;
+    a = a6->s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a6)) { /* ::ffff:a.b.c.d is a.b.c.d */
+      a += 12;
+      fam = AF_INET;
+    }
+  } else {
+    return 0; /* AF_UNIX: no address to match */
+  }
+  for (int i = 0; i < m->nnets; i++)
+    if (ev_acl_net_has(&m->nets[i], a, fam)) return 1;
+  return 0;
+}
+
+/* libmtev's name for the ACL check (usable as a rule's auth function). */
+mtev_boolean mtev_http_rest_client_cert_auth(mtev_http_rest_closure_t *restc,
+                                             int npats, char **pats) {
+  (void)npats, (void)pats;
+  ev_acl_set_t *set = __atomic_load_n(&ev_rest_acl, __ATOMIC_ACQUIRE);
+  if (!set || !set->acls) return mtev_true;
+  if (!restc || !restc->http_ctx) return mtev_false;
+  mtev_http_request *req = mtev_http_session_request(restc->http_ctx);
+  pcre2_match_data *md = ev_match_data();
+  if (!req || !md) return mtev_false;
+  const char *uri = mtev_http_request_uri_str(req);
+  const char *method = mtev_http_request_method_str(req);
+  for (ev_acl_t *a = set->acls; a; a = a->next) {
+    if (!ev_acl_sel_match(&a->sel, restc, uri, method, md)) continue;
+    for (ev_acl_rule_t *r = a->rules; r; r = r->next)
+      if (ev_acl_sel_match(&r->sel, restc, uri, method, md))
+        return r->allow ? mtev_true : mtev_false;
+    return a->allow ? mtev_true : mtev_false;
+  }
+  return mtev_false;
+}
+
 /* ---- registration --------------------------------------------------------------------- */
 
 static void ev_rule_free(struct rest_url_dispatcher *r) {
@@ -101,9 +398,14 @@ void mtev_http_rest_init(void) {
   if (!ev_rest_named) {
     eventer_name_callback("http_rest_api", mtev_http_rest_handler);
     eventer_name_callback("control_dispatch", mtev_control_dispatch);
+    /* TLS listeners negotiate HTTP/1.1 by ALPN (an <sslconfig> alpn
+     * list still decides for its listener), as libmtev's engine does */
+    eventer_ssl_alpn_register("http/1.1", NULL);
     ev_rest_named = 1;
   }
   pthread_mutex_unlock(&ev_rest_lock);
+  /* the ACL of the configuration loaded (if any), as libmtev does */
+  mtev_http_rest_load_rules();
 }
 
 void mtev_http_rest_fini(void) {
@@ -126,6 +428,7 @@ void mtev_http_rest_fini(void) {
     ev_rest_all = r->all;
     ev_rule_free(r);
   }
+  ev_acl_set_free(__atomic_exchange_n(&ev_rest_acl, NULL, __ATOMIC_ACQ_REL));
   pthread_mutex_unlock(&ev_rest_lock);
 }
 
@@ -440,6 +743,11 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
   }
   restc->closure = __atomic_load_n(&r->closure, __ATOMIC_RELAXED);
   restc->fastpath = __atomic_load_n(&r->handler, __ATOMIC_RELAXED);
+  if (__atomic_load_n(&ev_rest_acl, __ATOMIC_RELAXED) &&
+      !mtev_http_rest_client_cert_auth(restc, restc->nparams, restc->params)) {
+    ev_rest_answer(ctx, 403, "Forbidden", NULL);
+    return 0;
+  }
   rest_authorize_func_t auth = __atomic_load_n(&r->auth, __ATOMIC_RELAXED);
   if (auth && !auth(restc, restc->nparams, restc->params)) {
     ev_rest_answer(ctx, 403, "Forbidden", NULL);
@@ -503,7 +811,11 @@ void *rest_get_raw_upload(mtev_http_rest_closure_t *restc, int *mask,
 static int ev_rest_conn_handler(eventer_t e, int mask, void *closure,
                                 int sniff) {
   mtev_acceptor_closure_t *ac = closure;
-  ev_rest_conn_t *rc = mtev_acceptor_closure_ctx(ac);
+  /* the ctx is ours once we set it (with our free function); before, it is
+   * whatever the listener put there (its service_ctx, maybe NULL) */
+  ev_rest_conn_t *rc = mtev_acceptor_closure_ctx_free_func(ac) == ev_rest_conn_free
+                           ? mtev_acceptor_closure_ctx(ac)
+                           : NULL;
   if (!rc) {
     rc = calloc(1, sizeof(*rc));
     mtev_http_session_ctx *ctx =
@@ -520,7 +832,9 @@ static int ev_rest_conn_handler(eventer_t e, int mask, void *closure,
     }
     rc->restc.http_ctx = ctx;
     rc->restc.ac = ac;
-    rc->restc.remote_cn = (char *)"";
+    /* the TLS peer's name (the handshake is over before the first call) */
+    const char *cn = mtev_acceptor_closure_remote_cn(ac);
+    rc->restc.remote_cn = (char *)(cn ? cn : "");
     mtev_acceptor_closure_set_ctx(ac, rc, ev_rest_conn_free);
     if (sniff) ev_http_session_sniff(ctx);
   }

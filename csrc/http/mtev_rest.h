@@ -18,9 +18,28 @@
  *   3. nothing matches: OPTIONS is answered 200 with Allow listing the
  *      methods of the rules whose expression matches; other methods get
  *      405 with that Allow when there are such rules, else 404;
- *   4. the rule's auth function, if any, may refuse: 403.  With no auth
- *      function (and no ACL: a <rest><acl> configuration is not built
- *      yet) every request is allowed.
+ *   4. the ACL of the configuration (below), if there is one, then the
+ *      rule's auth function, if any, may refuse: 403.  With neither, every
+ *      request is allowed.
+ *
+ * The ACL (libmtev's <rest><acl>), read from the loaded configuration by
+ * mtev_http_rest_init (and again by mtev_http_rest_load_rules):
+ *
+ *   <rest>
+ *     <acl type="deny" url="^/admin/">       selectors of the stanza
+ *       <rule type="allow" ip="127.0.0.0/8, ::1" method="^(GET|HEAD)$"/>
+ *     </acl>
+ *     <acl type="allow"/>                    everything else
+ *   </rest>
+ *
+ * Selectors: url (the request path), method, cn (the TLS peer's name, ""
+ * without TLS) are PCRE2 expressions; ip is a list of addresses and CIDR
+ * blocks the peer's address must be in (an IPv4-mapped IPv6 peer counts as
+ * IPv4).  An element matches when all of its selectors do (none: always).
+ * The first <acl> that matches decides: its first matching <rule>'s type,
+ * else its own.  type is "allow" or "deny" (absent: deny).  When <acl>
+ * stanzas exist and none matches, the request is denied (403).  Routing
+ * comes first: a path no rule serves is still 404 (or 405).
  *
  * A rule served "aco" (mtev_rest_mountpoint_set_aco) runs its handler in a
  * fresh coroutine per request; the connection stays a classic callback
@@ -98,8 +117,10 @@ struct mtev_http_rest_closure {
 
 typedef struct rest_url_dispatcher mtev_rest_mountpoint_t;
 
-/* Names the listener callbacks ("http_rest_api", "control_dispatch").
- * Idempotent. */
+/* Names the listener callbacks ("http_rest_api", "control_dispatch") and
+ * reads the ACL of the loaded configuration (mtev_http_rest_load_rules).
+ * Call it after mtev_conf_load and before mtev_listener_init (which looks
+ * the callbacks up).  Idempotent. */
 void mtev_http_rest_init(void);
 /* Frees every rule (rules must not be in use: no connection is served).
  * mtev_http_rest_init may be called again. */
@@ -146,6 +167,17 @@ void mtev_rest_mountpoint_set_eventer_pool(mtev_rest_mountpoint_t *mp,
                                            eventer_pool_t *pool);
 void mtev_rest_mountpoint_set_aco(mtev_rest_mountpoint_t *mp,
                                   mtev_boolean enabled);
+
+/* (Re)reads the ACL from the loaded configuration (//rest//acl); requests
+ * routed afterwards use it.  The _ex form returns 0, or -1 with errno
+ * (EINVAL: a bad expression, address or type, named with its file and
+ * line in err; ENOMEM) and keeps the ACL it had. */
+void mtev_http_rest_load_rules(void);
+int mtev_http_rest_load_rules_ex(char *err, size_t errlen);
+/* The ACL's verdict on restc's current request (mtev_true: allowed; also
+ * when no ACL is configured).  It has the form of an auth function. */
+mtev_boolean mtev_http_rest_client_cert_auth(mtev_http_rest_closure_t *restc,
+                                             int npats, char **pats);
 
 /* Reads the whole request body; then mtev_http_request_get_upload() has
  * it.  mtev_true when complete (at once in a coroutine); mtev_false with

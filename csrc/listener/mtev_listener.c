@@ -2098,6 +2098,16 @@ void mtev_acceptor_closure_readwrite_age(mtev_acceptor_closure_t *ac,
   diff->tv_sec = (time_t)(age / 1000000u);
   diff->tv_usec = (suseconds_t)(age % 1000000u);
 }
+mtev_boolean mtev_acceptor_closure_raw_io(mtev_acceptor_closure_t *ac, eventer_t e) {
+  if (!ac || !e || eventer_get_fd_opset(e) != &ev_l_opset_s ||
+      eventer_get_fd(e) != ac->fd)
+    return mtev_false;
+  /* what the opset adds to the socket calls: EPIPE after EOF without
+   * half_close, activity marks with an idle_timeout */
+  return (ac->flags & (EV_AC_F_HALF_CLOSE | EV_AC_F_IDLE)) == EV_AC_F_HALF_CLOSE
+             ? mtev_true
+             : mtev_false;
+}
 mtev_listener_t *mtev_acceptor_closure_listener(mtev_acceptor_closure_t *ac) {
   return ac ? ac->l : NULL;
 }

@@ -337,6 +337,15 @@ void mtev_acceptor_closure_mark_write(mtev_acceptor_closure_t *ac,
 void mtev_acceptor_closure_readwrite_age(mtev_acceptor_closure_t *ac,
                                          struct timeval *now,
                                          struct timeval *diff);
+/* mtev_true when e (the connection's event, ac its closure) does plain
+ * socket I/O through the listener with nothing added: its opset is the
+ * listener's plain one (no TLS), half_close is on and there is no
+ * idle_timeout.  Its service may then use the fd with socket calls of its
+ * own (sendmsg, recv with MSG_PEEK, shutdown) and gets what the event's
+ * reads and writes would give; it still closes through the event
+ * (eventer_close), which keeps the listener's books.  The HTTP engine
+ * writes its output queue with one sendmsg when this holds. */
+mtev_boolean mtev_acceptor_closure_raw_io(mtev_acceptor_closure_t *ac, eventer_t e);
 /* The listener the connection came from (borrowed). */
 mtev_listener_t *mtev_acceptor_closure_listener(mtev_acceptor_closure_t *ac);
 /* Ends the connection's accounting and frees the closure (and its context

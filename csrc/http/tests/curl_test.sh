@@ -1,14 +1,34 @@
 #!/usr/bin/env bash
-# curl_test.sh MODE SERVER - Debian's curl against the HTTP engine
-# (http_demo_server).  Exits non-zero on the first failure.
+# curl_test.sh MODE SERVER [tls] - Debian's curl against the HTTP engine
+# (http_demo_server).  Exits non-zero on the first failure.  With tls the
+# server listens with ssl on (a CA and a server certificate made here by
+# the openssl command; no key is kept) and every check runs over HTTPS
+# with curl --cacert, plus: ALPN selects http/1.1, and plaintext HTTP sent
+# to the HTTPS port is closed with one log line naming the peer.
 set -u
-mode=$1 bin=$2
+mode=$1 bin=$2 tls=${3:-}
 tmp=$(mktemp -d)
 trap 'exec 3>&-; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+if [ -n "$tls" ]; then mode=$mode/https; fi
 fail() { echo "FAIL [curl/$mode] $*"; exit 1; }
 
+args=()
+if [ -n "$tls" ]; then
+  (
+    cd "$tmp" &&
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout ca.key -out ca.pem -days 1 -subj "/CN=curl_test CA" &&
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout srv.key -out srv.csr -subj "/CN=127.0.0.1" &&
+      printf 'subjectAltName=IP:127.0.0.1\n' >ext &&
+      openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -out srv.pem -days 1 -extfile ext
+  ) >"$tmp/openssl.log" 2>&1 || fail "openssl: $(cat "$tmp/openssl.log")"
+  args=(tls "$tmp/srv.pem" "$tmp/srv.key")
+fi
+
 mkfifo "$tmp/in"
-"$bin" <"$tmp/in" >"$tmp/out" 2>"$tmp/err" &
+"$bin" "${args[@]}" <"$tmp/in" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 exec 3>"$tmp/in" # the server stops when this closes
 for _ in $(seq 100); do grep -q '^port ' "$tmp/out" 2>/dev/null && break; sleep 0.1; done
@@ -16,6 +36,24 @@ port=$(sed -n 's/^port //p' "$tmp/out")
 [ -n "$port" ] || fail "server did not start: $(cat "$tmp/err")"
 url=http://127.0.0.1:$port
 c() { curl -sS --max-time 20 "$@"; }
+if [ -n "$tls" ]; then
+  url=https://127.0.0.1:$port
+  c() { curl -sS --max-time 20 --cacert "$tmp/ca.pem" "$@"; }
+  # ALPN: curl offers h2 and http/1.1; the engine selects http/1.1
+  c -v -o /dev/null "$url/fast" 2>"$tmp/alpn" || fail "https /fast: $(cat "$tmp/alpn")"
+  grep -q 'ALPN: server accepted http/1.1' "$tmp/alpn" || fail "ALPN: $(grep -i alpn "$tmp/alpn")"
+  # plaintext HTTP to the HTTPS port: closed, one line in the log
+  : >"$tmp/err.before"; cp "$tmp/err" "$tmp/err.before"
+  curl -sS --max-time 10 -o /dev/null "http://127.0.0.1:$port/fast" 2>/dev/null &&
+    fail "plaintext HTTP answered on the HTTPS port"
+  for _ in $(seq 50); do [ "$(wc -l <"$tmp/err")" -gt "$(wc -l <"$tmp/err.before")" ] && break; sleep 0.1; done
+  sleep 0.2
+  new=$(diff "$tmp/err.before" "$tmp/err" | grep -c '^>')
+  [ "$new" = 1 ] || fail "plaintext: $new log lines: $(diff "$tmp/err.before" "$tmp/err")"
+  diff "$tmp/err.before" "$tmp/err" | grep -q 'TLS accept from 127.0.0.1:[0-9]*.*failed' ||
+    fail "plaintext: the log line does not name the peer: $(tail -1 "$tmp/err")"
+  c -o /dev/null "$url/fast" || fail "https after a plaintext client"
+fi
 
 # the seed's example: 200 "Hello world." after >= 1 s, while another
 # request is answered at once
@@ -72,4 +110,6 @@ n=$(c -v "$url/fast" "$url/fast" "$url/q?a=1" 2>&1 >/dev/null | grep -c 'Re-usin
 
 exec 3>&-
 wait $pid || fail "server exit $?: $(tail -20 "$tmp/err")"
-echo "ok   [curl/$mode] seed hello, uploads, 100-continue, gzip, deflate, chunked, HEAD, HTTP/1.0, keep-alive"
+extra=""
+[ -n "$tls" ] && extra=", ALPN http/1.1, plaintext refused"
+echo "ok   [curl/$mode] seed hello, uploads, 100-continue, gzip, deflate, chunked, HEAD, HTTP/1.0, keep-alive$extra"

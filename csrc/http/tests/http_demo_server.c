@@ -1,7 +1,9 @@
 /*
  * http_demo_server.c - an HTTP server for curl_test.sh: the engine with a
- * few REST rules, on the listener shim.  Prints "port N" when it listens
- * and stops (cleanly, freeing everything) when its stdin closes.
+ * few REST rules, on an http_rest_api listener.  Prints "port N" when it listens
+ * and stops (cleanly, freeing everything) when its stdin closes.  With
+ * arguments "tls CERT KEY" the listener is HTTPS (ssl on, the <sslconfig>
+ * keys certificate_file and key_file; ALPN http/1.1).
  *
  *   GET  /hello       the seed's example: aco, a job sleeps 1 s and
  *                     appends "Hello world.\n"
@@ -21,7 +23,8 @@
 
 #include "eventer.h"
 #include "eventer_aco.h"
-#include "listener_shim.h"
+#include "mtev_hash.h"
+#include "mtev_listener.h"
 #include "mtev_http.h"
 #include "mtev_rest.h"
 
@@ -109,11 +112,18 @@ static void *watch_stdin(void *arg) {
   char buf[64];
   while (read(0, buf, sizeof(buf)) > 0) {
   }
+  struct timeval grace = {2, 0}, timeout = {10, 0};
+  mtev_listener_shutdown(&grace, &timeout);
   eventer_shutdown();
   return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  int tls = argc == 4 && !strcmp(argv[1], "tls");
+  if (argc != 1 && !tls) {
+    fprintf(stderr, "usage: %s [tls CERT KEY]\n", argv[0]);
+    return 2;
+  }
   eventer_impl_propset("concurrency", "2");
   if (eventer_init() != 0) return 1;
   mtev_http_rest_init();
@@ -127,16 +137,32 @@ int main(void) {
   mtev_http_rest_register("GET", "/", "^gzip$", gz);
   mtev_http_rest_register("GET", "/", "^stream/([0-9]+)$", stream);
   mtev_http_rest_register("GET", "/", "^q$", q);
-  int port = shim_listen("http_rest_api");
-  if (port < 0) return 1;
+  char err[256];
+  mtev_listener_opts_t o = {.address = "127.0.0.1", .type = "http_rest_api",
+                            .backlog = 128};
+  mtev_hash_table ssl;
+  mtev_hash_init(&ssl);
+  if (tls) {
+    mtev_hash_store(&ssl, "certificate_file", (int)strlen("certificate_file"), argv[2]);
+    mtev_hash_store(&ssl, "key_file", (int)strlen("key_file"), argv[3]);
+    o.ssl = mtev_true;
+    o.sslconfig = &ssl;
+  }
+  mtev_listener_t *l = mtev_listener_create(&o, err, sizeof(err));
+  mtev_hash_destroy(&ssl, NULL, NULL);
+  if (!l) {
+    fprintf(stderr, "listener: %s\n", err);
+    return 1;
+  }
+  int port = mtev_listener_get_port(l);
   printf("port %d\n", port);
   fflush(stdout);
   pthread_t th;
   pthread_create(&th, NULL, watch_stdin, NULL);
   eventer_loop_return();
   pthread_join(th, NULL);
+  mtev_listener_release(l);
   eventer_fini();
-  shim_stop();
   mtev_http_rest_fini();
   return 0;
 }

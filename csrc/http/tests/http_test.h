@@ -3,7 +3,8 @@
  *
  * The server: ht_start() creates the eventer with its loops on threads of
  * their own (external drivers), names the REST callbacks and listens with
- * the listener shim; the test registers rules and talks to it as a client
+ * a listener (mtev_listener_create) of the given type on 127.0.0.1; the
+ * test registers rules and talks to it as a client
  * from the main thread, with blocking sockets (every read has a timeout,
  * so a broken server fails a check instead of hanging).  ht_stop() waits
  * until every connection is gone, stops the eventer and checks that no
@@ -23,7 +24,7 @@
 #include "acotest.h"
 #include "eventer.h"
 #include "eventer_aco.h"
-#include "listener_shim.h"
+#include "mtev_listener.h"
 #include "mtev_http.h"
 #include "mtev_rest.h"
 
@@ -31,6 +32,7 @@
 
 static pthread_t ht_threads[8];
 static int ht_nthreads;
+static mtev_listener_t *ht_listener;
 
 typedef struct {
   eventer_pool_t *pool;
@@ -50,8 +52,9 @@ static inline void *ht_loop_main(void *arg) {
 }
 
 /* loops: loops of the default pool; other: loops of pool "other" (0:
- * none).  Returns the port. */
-static inline int ht_start_type(int loops, int other, const char *type) {
+ * none); o: the listener's options (its address and backlog are the
+ * test's).  Returns the port. */
+static inline int ht_start_opts(int loops, int other, mtev_listener_opts_t o) {
   char buf[16];
   snprintf(buf, sizeof(buf), "%d", loops);
   T_EQ(eventer_impl_propset("concurrency", buf), 0);
@@ -73,29 +76,44 @@ static inline int ht_start_type(int loops, int other, const char *type) {
     }
   }
   mtev_http_rest_init();
-  int port = shim_listen(type);
+  /* the listener's defaults, but for the backlog (the tests open many
+   * connections at once) */
+  char err[256] = "";
+  o.address = "127.0.0.1";
+  o.backlog = 1024;
+  ht_listener = mtev_listener_create(&o, err, sizeof(err));
+  if (!ht_listener) T_FAIL("mtev_listener_create: %s", err);
+  int port = mtev_listener_get_port(ht_listener);
   T_CHECK(port > 0);
   return port;
+}
+static inline int ht_start_type(int loops, int other, const char *type) {
+  mtev_listener_opts_t o = {.type = type};
+  return ht_start_opts(loops, other, o);
 }
 static inline int ht_start(int loops) { return ht_start_type(loops, 0, "http_rest_api"); }
 
 static inline void ht_wait_quiet(int timeout_ms) {
   uint64_t end = t_now_us() + (uint64_t)timeout_ms * 1000u;
-  while (mtev_http_session_count() != 0 || shim_live_closures() != 0) {
+  while (mtev_http_session_count() != 0 || mtev_acceptor_closures_live() != 0) {
     if (t_now_us() > end)
       T_FAIL("connections still open: %lld sessions, %lld closures",
              (long long)mtev_http_session_count(),
-             (long long)shim_live_closures());
+             (long long)mtev_acceptor_closures_live());
     usleep(2000);
   }
 }
 
 static inline void ht_stop(void) {
   ht_wait_quiet(t_slow() ? 60000 : 15000);
+  struct timeval grace = {5, 0}, timeout = {30, 0};
+  T_EQ(mtev_listener_stop(ht_listener, &grace), 0);
+  T_EQ(mtev_listener_wait(ht_listener, &timeout), 0);
+  mtev_listener_release(ht_listener);
+  ht_listener = NULL;
   eventer_shutdown();
   for (int i = 0; i < ht_nthreads; i++) pthread_join(ht_threads[i], NULL);
   eventer_fini();
-  shim_stop();
   mtev_http_rest_fini();
   mtev_http_limits_t lim = {8192, 65536, 100, 64u << 20, 10000, 60000};
   mtev_http_set_limits(&lim);

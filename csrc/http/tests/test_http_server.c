@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include "http_test.h"
+#include "mtev_conf.h"
 
 /* ---- handlers ----------------------------------------------------------------- */
 
@@ -1164,6 +1165,187 @@ static void test_control_dispatch(void) {
   ht_stop();
 }
 
+/* ---- the listener's side of the contract ----------------------------------------- */
+
+/* "1" when the connection does raw socket I/O (mtev_acceptor_closure_raw_io) */
+static int h_rawio(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  eventer_t e = mtev_http_connection_event(mtev_http_session_connection(ctx));
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%d", mtev_acceptor_closure_raw_io(restc->ac, e) ? 1 : 0);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+static void test_listener_contract(void) {
+  /* a listener with a service context of its own: the engine must not
+   * take it for its per-connection state */
+  static int service_ctx = 42;
+  mtev_listener_opts_t o = {.type = "http_rest_api", .service_ctx = &service_ctx};
+  int port = ht_start_opts(1, 0, o);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^rawio$", h_rawio));
+  hc_t *c = hc_open(port);
+  hc_resp_t r;
+  for (int i = 0; i < 2; i++) {
+    hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, 200);
+    T_STR_EQ(r.body, "hello\n");
+    hc_resp_free(&r);
+  }
+  /* the default classic listener adds nothing to the socket calls */
+  hc_sends(c, "GET /rawio HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body, "1");
+  hc_resp_free(&r);
+  hc_close(c);
+
+  /* the engine's first call comes at accept: a client that never sends a
+   * byte meets the idle timeout */
+  set_limits(8192, 65536, 100, 1000, 10000, 300);
+  c = hc_open(port);
+  uint64_t t0 = t_now_us();
+  T_CHECK(hc_eof(c));
+  T_GE((t_now_us() - t0) / 1000, 250);
+  hc_close(c);
+  set_limits(8192, 65536, 100, 1000, 10000, 60000);
+
+  /* an answer to a request whose body is not read survives the close: the
+   * engine half-closes and reads the rest (with a reset instead, the
+   * client would lose the 413) */
+  for (int i = 0; i < 5; i++) {
+    c = hc_open(port);
+    hc_sends(c, "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+    static char junk[256 * 1024];
+    size_t sent = 0;
+    while (sent < sizeof(junk)) {
+      ssize_t w = send(c->fd, junk, sizeof(junk) - sent, MSG_NOSIGNAL);
+      if (w <= 0) break;
+      sent += (size_t)w;
+    }
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, 413);
+    hc_resp_free(&r);
+    hc_close(c);
+  }
+
+  /* a graceful stop: an idle keep-alive connection is shut down at the
+   * deadline, its session goes (after the 413s' sessions, which drain
+   * their clients' bytes until EOF, are gone) */
+  ht_wait_quiet(t_slow() ? 60000 : 15000);
+  c = hc_open(port);
+  hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  hc_resp_free(&r);
+  T_EQ(mtev_http_session_count(), 1);
+  struct timeval grace = {0, 200000}, tmo = {10, 0};
+  t0 = t_now_us();
+  T_EQ(mtev_listener_stop(ht_listener, &grace), 0);
+  T_CHECK(hc_eof(c));
+  T_GE((t_now_us() - t0) / 1000, 150);
+  T_EQ(mtev_listener_wait(ht_listener, &tmo), 0);
+  hc_close(c);
+  ht_stop();
+
+  /* with an idle_timeout the listener's opset marks activity: no raw I/O
+   * (and everything still works through the opset) */
+  mtev_hash_table cfg;
+  mtev_hash_init(&cfg);
+  mtev_hash_replace(&cfg, strdup("idle_timeout"), 12, strdup("60000"), free, free);
+  o = (mtev_listener_opts_t){.type = "http_rest_api", .config = &cfg};
+  port = ht_start_opts(1, 0, o);
+  mtev_hash_destroy(&cfg, free, free);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^rawio$", h_rawio));
+  T_EQ(hc_oneshot(port, "GET /rawio HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_STR_EQ(r.body, "0");
+  hc_resp_free(&r);
+  for (int i = 0; i < 3; i++) {
+    c = hc_open(port);
+    hc_sends(c, "GET /rawio HTTP/1.1\r\nHost: x\r\n\r\nGET /rawio HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int k = 0; k < 2; k++) {
+      T_EQ(hc_read_resp(c, &r, 0), 0);
+      T_STR_EQ(r.body, "0");
+      hc_resp_free(&r);
+    }
+    hc_close(c);
+  }
+  ht_stop();
+}
+
+/* ---- the ACL ----------------------------------------------------------------------- */
+
+static void test_acl(void) {
+  char err[512];
+  mtev_conf_init(NULL);
+  T_EQ(mtev_conf_load_string(
+           "<app><rest>\n"
+           "  <acl type=\"deny\" url=\"^/admin/\">\n"
+           "    <rule type=\"allow\" ip=\"10.0.0.0/8, 127.0.0.0/8\" method=\"^GET$\"/>\n"
+           "  </acl>\n"
+           "  <acl type=\"deny\" url=\"^/private$\"/>\n"
+           "  <acl type=\"deny\" ip=\"192.0.2.0/24\"/>\n"
+           "  <acl type=\"allow\"/>\n"
+           "</rest></app>\n",
+           "acl.conf", err, sizeof(err)),
+       0);
+  int port = ht_start(1); /* mtev_http_rest_init reads the ACL */
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^private$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/admin/", "^x$", h_hello));
+  T_CHECK(mtev_http_rest_new_rule("POST", "/admin/", "^x$", h_hello));
+  struct {
+    const char *req;
+    int status;
+  } cases[] = {
+      {"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+      {"GET /admin/x HTTP/1.1\r\nHost: x\r\n\r\n", 200},  /* the rule allows */
+      {"POST /admin/x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 403},
+      {"GET /private HTTP/1.1\r\nHost: x\r\n\r\n", 403},
+      {"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", 404}, /* routing first */
+  };
+  hc_resp_t r;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    T_CHECKF(hc_oneshot(port, cases[i].req, &r) == cases[i].status, "%s: %d",
+             cases[i].req, r.status);
+    hc_resp_free(&r);
+  }
+
+  /* a configuration whose ACL does not cover us: denied */
+  T_EQ(mtev_conf_load_string("<app><rest><acl type=\"allow\" ip=\"192.0.2.1, ::1\"/>"
+                             "</rest></app>", "acl2.conf", err, sizeof(err)), 0);
+  T_EQ(mtev_http_rest_load_rules_ex(err, sizeof(err)), 0);
+  T_EQ(hc_oneshot(port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 403);
+  hc_resp_free(&r);
+
+  /* bad ACLs are refused with file and line; the ACL in effect stays */
+  const char *bad[][2] = {
+      {"<app>\n<rest><acl type=\"allow\" url=\"^(x\"/></rest></app>", "acl3.conf:2"},
+      {"<app>\n<rest>\n<acl type=\"allow\" ip=\"300.1.1.1\"/></rest></app>", "acl3.conf:3"},
+      {"<app>\n<rest><acl type=\"allow\"><rule ip=\"10.0.0.0/33\"/></acl></rest></app>", "acl3.conf:2"},
+      {"<app>\n<rest><acl type=\"maybe\"/></rest></app>", "acl3.conf:2"},
+      {"<app>\n<rest><acl ip=\" , \"/></rest></app>", "acl3.conf:2"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    T_EQ(mtev_conf_load_string(bad[i][0], "acl3.conf", err, sizeof(err)), 0);
+    errno = 0;
+    T_EQ(mtev_http_rest_load_rules_ex(err, sizeof(err)), -1);
+    T_EQ(errno, EINVAL);
+    T_CHECKF(strstr(err, bad[i][1]) != NULL, "\"%s\" does not name %s", err, bad[i][1]);
+    T_EQ(hc_oneshot(port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 403);
+    hc_resp_free(&r);
+  }
+
+  /* no ACL configured: everything is allowed again */
+  T_EQ(mtev_conf_load_string("<app/>", "none.conf", err, sizeof(err)), 0);
+  T_EQ(mtev_http_rest_load_rules_ex(err, sizeof(err)), 0);
+  T_EQ(hc_oneshot(port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  hc_resp_free(&r);
+  ht_stop();
+  mtev_conf_fini();
+}
+
 T_MAIN({"basic", test_basic}, {"routing", test_routing},
        {"vanish", test_vanish}, {"gzip", test_gzip},
        {"request_api", test_request_api}, {"timeouts", test_timeouts},
@@ -1173,4 +1355,5 @@ T_MAIN({"basic", test_basic}, {"routing", test_routing},
        {"statuses", test_statuses},
        {"keepalive_pipelining", test_keepalive_pipelining},
        {"http10", test_http10}, {"uploads", test_uploads},
-       {"seed_hello", test_seed_hello})
+       {"seed_hello", test_seed_hello},
+       {"listener_contract", test_listener_contract}, {"acl", test_acl})

@@ -1,0 +1,10 @@
+# bench/http/run.sh plugin: Go handlers on the C engine (goserver).
+#   go-aco         a NewRule rule with SetAco(true): a Go coroutine per
+#                  request on the loop
+#   go-handlehttp  a net/http handler through HandleHTTP: a goroutine per
+#                  request
+scripts/cgo-stamp.sh
+( cd bench/http && go build -o "$OUT/goserver" ./goserver )
+CMD[go-aco]="$OUT/goserver -mode aco -addr {ADDR}"
+CMD[go-handlehttp]="$OUT/goserver -mode http -addr {ADDR}"
+ORDER+=(go-aco go-handlehttp)

@@ -1,0 +1,340 @@
+/* restglue.c - see restglue.h */
+#include "restglue.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "_cgo_export.h"
+#include "eventer_SSL_fd_opset.h"
+#include "eventer_aco.h"
+#include "eventer_aco_proxy.h" /* eventer_call_on_thread_stack */
+
+#define EV_GO_REQ_BUF (64 * 1024)
+
+struct ev_go_req {
+  pthread_mutex_t mu;
+  int refs;                        /* under mu: the relay's and Go's */
+  mtev_http_rest_closure_t *restc; /* valid while the relay lives */
+  mtev_http_session_ctx *ctx;
+  eventer_aco_co_t *relay;         /* the relay's handle (a reference) */
+  uint64_t go_id;                  /* Go's request */
+  /* the operation slot, under mu */
+  int op;                          /* pending (0: none) */
+  size_t op_len;
+  int done;                        /* the last operation's result is in */
+  int64_t res;
+  int err;
+  int gone;                        /* the relay has ended */
+  char remote[INET6_ADDRSTRLEN + 8];
+  char *buf;                       /* READ's bytes: made by the first READ */
+  char alpn[256];                  /* TLS: the ALPN protocol */
+  unsigned char *der;              /* TLS: the peer's certificates */
+};
+
+static void ev_go_req_unref(ev_go_req_t *r) {
+  pthread_mutex_lock(&r->mu);
+  int left = --r->refs;
+  pthread_mutex_unlock(&r->mu);
+  if (left) return;
+  pthread_mutex_destroy(&r->mu);
+  free(r->buf);
+  free(r->der);
+  free(r);
+}
+
+/* ---- calls into Go, on the thread's own stack (the relay runs on a
+ * coroutine's share stack, where Go must never run: DESIGN.md 4, rule 4) */
+
+typedef struct {
+  uint64_t rule, id;
+  uintptr_t r;
+  int loop;
+} ev_go_start_t;
+static void ev_go_start_thunk(void *p) {
+  ev_go_start_t *s = p;
+  s->id = goRestStart(s->rule, s->r, s->loop);
+}
+
+typedef struct {
+  uint64_t id;
+  int what;
+} ev_go_note_t;
+static void ev_go_note_thunk(void *p) {
+  ev_go_note_t *n = p;
+  if (n->what) goRestCancel(n->id);
+  else goRestOpDone(n->id);
+}
+static void ev_go_note(uint64_t id, int cancel) {
+  ev_go_note_t n = {id, cancel};
+  eventer_call_on_thread_stack(ev_go_note_thunk, &n);
+}
+
+/* The operation Go asked for, in the relay's coroutine. */
+static int64_t ev_go_op_run(ev_go_req_t *r, int op, size_t len, int *err) {
+  int64_t rv = 0;
+  errno = 0;
+  switch (op) {
+  case EV_GO_OP_READ: {
+    int mask = 0;
+    if (len > EV_GO_REQ_BUF) len = EV_GO_REQ_BUF;
+    if (!r->buf && !(r->buf = malloc(EV_GO_REQ_BUF))) {
+      rv = -1;
+      errno = ENOMEM;
+      break;
+    }
+    rv = mtev_http_session_req_consume(r->ctx, r->buf, len, len, &mask);
+    break;
+  }
+  case EV_GO_OP_FLUSH:
+    rv = mtev_http_response_flush(r->ctx, mtev_false) ? 1 : 0;
+    break;
+  case EV_GO_OP_END:
+    rv = mtev_http_response_end(r->ctx) ? 1 : 0;
+    break;
+  default:
+    rv = 1;
+  }
+  *err = rv < 0 || (op != EV_GO_OP_READ && rv == 0) ? (errno ? errno : EPIPE) : 0;
+  return rv;
+}
+
+/* The rule's handler: runs in a coroutine per request (the rule is aco). */
+static int ev_go_rest_relay(mtev_http_rest_closure_t *restc, int npats,
+                            char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  eventer_aco_co_t *self = eventer_aco_self();
+  ev_go_req_t *r = self ? calloc(1, sizeof(*r)) : NULL;
+  if (!r) {
+    mtevL(mtev_error, "rest: a Go rule cannot serve %s: %s\n",
+          mtev_http_request_uri_str(mtev_http_session_request(ctx)),
+          self ? "out of memory" : "not in a coroutine");
+    mtev_http_response_server_error(ctx, "text/plain");
+    mtev_http_response_end(ctx);
+    return 0;
+  }
+  pthread_mutex_init(&r->mu, NULL);
+  r->refs = 2;
+  r->restc = restc;
+  r->ctx = ctx;
+  r->relay = self;
+  eventer_aco_co_ref(self);
+  ev_go_start_t st = {(uint64_t)(uintptr_t)restc->closure, 0, (uintptr_t)r,
+                      eventer_loop_index(eventer_loop_current())};
+  eventer_call_on_thread_stack(ev_go_start_thunk, &st);
+  r->go_id = st.id;
+  if (!r->go_id) { /* Go refused it (the rule is gone, Go is stopping) */
+    r->refs = 1;
+    mtev_http_response_server_error(ctx, "text/plain");
+    mtev_http_response_end(ctx);
+  }
+  int canceled = 0;
+  while (r->go_id) {
+    pthread_mutex_lock(&r->mu);
+    int op = r->op;
+    size_t len = r->op_len;
+    pthread_mutex_unlock(&r->mu);
+    if (!op) {
+      if (eventer_aco_park(NULL) != 0 && errno == ECANCELED && !canceled) {
+        canceled = 1; /* the client went away (or half-closed) */
+        ev_go_note(r->go_id, 1);
+      }
+      continue;
+    }
+    int err = 0;
+    int64_t res = ev_go_op_run(r, op, len, &err);
+    if (err == ECANCELED && !canceled) {
+      canceled = 1;
+      ev_go_note(r->go_id, 1);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->op = 0;
+    r->res = res;
+    r->err = err;
+    r->done = 1;
+    if (op == EV_GO_OP_END || op == EV_GO_OP_DONE) r->gone = 1;
+    pthread_mutex_unlock(&r->mu);
+    ev_go_note(r->go_id, 0);
+    if (op == EV_GO_OP_END || op == EV_GO_OP_DONE) break;
+  }
+  pthread_mutex_lock(&r->mu);
+  r->gone = 1;
+  r->restc = NULL;
+  r->ctx = NULL;
+  pthread_mutex_unlock(&r->mu);
+  eventer_aco_co_release(self);
+  r->relay = NULL;
+  ev_go_req_unref(r);
+  return 0;
+}
+
+mtev_rest_mountpoint_t *ev_go_rest_rule(const char *method, const char *base,
+                                        const char *expr, uint64_t id) {
+  mtev_rest_mountpoint_t *mp = mtev_http_rest_new_rule_auth_closure(
+      method, base, expr, ev_go_rest_relay, NULL, NULL, NULL,
+      (void *)(uintptr_t)id);
+  if (mp) mtev_rest_mountpoint_set_aco(mp, mtev_true);
+  return mp;
+}
+
+static int ev_go_rest_gone(mtev_http_rest_closure_t *restc, int npats,
+                           char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_response_not_found(restc->http_ctx, "text/plain");
+  mtev_http_response_append_str(restc->http_ctx, "Not Found\n");
+  mtev_http_response_end(restc->http_ctx);
+  return 0;
+}
+
+void ev_go_rest_rule_close(mtev_rest_mountpoint_t *mp) {
+  mtev_rest_mountpoint_set_handler(mp, ev_go_rest_gone);
+  mtev_rest_mountpoint_set_aco(mp, mtev_false);
+}
+
+int ev_go_rest_submit(uintptr_t rp, int op, size_t len) {
+  ev_go_req_t *r = (ev_go_req_t *)rp;
+  pthread_mutex_lock(&r->mu);
+  if (r->gone) {
+    pthread_mutex_unlock(&r->mu);
+    return EPIPE;
+  }
+  if (r->op) {
+    pthread_mutex_unlock(&r->mu);
+    return EBUSY;
+  }
+  r->op = op;
+  r->op_len = len;
+  r->done = 0;
+  /* woken under the lock: the relay cannot end (and drop its handle)
+   * between our look at `gone` and the wake */
+  eventer_aco_wake(r->relay);
+  pthread_mutex_unlock(&r->mu);
+  return 0;
+}
+
+int ev_go_rest_result(uintptr_t rp, int64_t *res, int *err) {
+  ev_go_req_t *r = (ev_go_req_t *)rp;
+  pthread_mutex_lock(&r->mu);
+  int done = r->done;
+  if (done) {
+    *res = r->res;
+    *err = r->err;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return done;
+}
+
+const char *ev_go_rest_buf(uintptr_t rp) { return ((ev_go_req_t *)rp)->buf; }
+
+void ev_go_rest_release(uintptr_t rp) { ev_go_req_unref((ev_go_req_t *)rp); }
+
+/* The connection's TLS facts, if it is TLS (on the request's loop, while
+ * the session is alive). */
+static void ev_go_rest_tls_info(ev_go_req_t *r, ev_go_req_info_t *o) {
+  eventer_t e = mtev_http_connection_event(mtev_http_session_connection(r->ctx));
+  eventer_ssl_ctx_t *sc = e ? eventer_get_eventer_ssl_ctx(e) : NULL;
+  if (!sc) return;
+  o->tls = 1;
+  o->tls_resumed = eventer_ssl_session_reused(sc);
+  int v = eventer_ssl_get_method(sc);
+  o->tls_version = v > 0 ? (uint16_t)v : 0;
+  SSL_SESSION *sess = eventer_ssl_get_session(sc);
+  const SSL_CIPHER *c = sess ? SSL_SESSION_get0_cipher(sess) : NULL;
+  o->tls_cipher = c ? SSL_CIPHER_get_protocol_id(c) : 0;
+  const uint8_t *alpn = NULL;
+  uint8_t alen = 0;
+  eventer_ssl_get_alpn_selected(sc, &alpn, &alen);
+  if (alpn && alen) memcpy(r->alpn, alpn, alen);
+  r->alpn[alen] = '\0';
+  o->alpn = r->alpn;
+  const char *sni = eventer_ssl_get_sni_name(sc);
+  o->sni = sni ? sni : "";
+  o->remote_cn = r->restc->remote_cn ? r->restc->remote_cn : "";
+  STACK_OF(X509) *chain = eventer_ssl_get_peer_cert_chain(sc);
+  if (!chain || r->der) return;
+  size_t total = 0;
+  for (int i = 0; i < sk_X509_num(chain); i++) {
+    int n = i2d_X509(sk_X509_value(chain, i), NULL);
+    if (n > 0) total += (size_t)n;
+  }
+  unsigned char *p = total ? malloc(total) : NULL;
+  if (!p) return;
+  r->der = p;
+  for (int i = 0; i < sk_X509_num(chain); i++) {
+    int n = i2d_X509(sk_X509_value(chain, i), &p); /* advances p */
+    if (n < 0) break;
+  }
+  o->peer_der = r->der;
+  o->peer_der_len = (size_t)(p - r->der);
+}
+
+void ev_go_rest_info(uintptr_t rp, ev_go_req_info_t *o) {
+  ev_go_req_t *r = (ev_go_req_t *)rp;
+  memset(o, 0, sizeof(*o));
+  mtev_http_request *q = mtev_http_session_request(r->ctx);
+  o->method = mtev_http_request_method_str(q);
+  o->uri = mtev_http_request_uri_str(q);
+  o->proto = mtev_http_request_protocol_str(q);
+  o->query = mtev_http_request_orig_querystring(q);
+  o->nhdr = mtev_http_request_header_count(q);
+  o->npats = r->restc->nparams;
+  o->minor = mtev_http_request_protocol(q) == MTEV_HTTP11 ? 1 : 0;
+  o->payload = mtev_http_request_has_payload(q) ? 1 : 0;
+  o->chunked = mtev_http_request_payload_chunked(q) ? 1 : 0;
+  o->content_length = o->chunked ? -1 : (int64_t)mtev_http_request_content_length(q);
+  struct sockaddr *sa = mtev_acceptor_closure_remote(r->restc->ac);
+  char ip[INET6_ADDRSTRLEN] = "";
+  if (sa && sa->sa_family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)(void *)sa;
+    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+    snprintf(r->remote, sizeof(r->remote), "%s:%u", ip, ntohs(in->sin_port));
+  } else if (sa && sa->sa_family == AF_INET6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)sa;
+    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+    snprintf(r->remote, sizeof(r->remote), "[%s]:%u", ip, ntohs(in6->sin6_port));
+  } else if (sa && sa->sa_family == AF_UNIX) {
+    snprintf(r->remote, sizeof(r->remote), "@");
+  }
+  o->remote = r->remote;
+  ev_go_rest_tls_info(r, o);
+}
+
+const char *ev_go_rest_header(uintptr_t rp, int i, const char **value) {
+  ev_go_req_t *r = (ev_go_req_t *)rp;
+  return mtev_http_request_header_nth(mtev_http_session_request(r->ctx), i, value);
+}
+
+const char *ev_go_rest_pat(uintptr_t rp, int i) {
+  ev_go_req_t *r = (ev_go_req_t *)rp;
+  return i >= 0 && i < r->restc->nparams ? r->restc->params[i] : NULL;
+}
+
+int ev_go_rest_status(uintptr_t rp, int code, const char *reason) {
+  return mtev_http_response_status_set(((ev_go_req_t *)rp)->ctx, code, reason) ? 1 : 0;
+}
+
+int ev_go_rest_header_set(uintptr_t rp, const char *name, const char *value) {
+  return mtev_http_response_header_set(((ev_go_req_t *)rp)->ctx, name, value) ? 1 : 0;
+}
+
+int ev_go_rest_option(uintptr_t rp, uint32_t opt) {
+  return mtev_http_response_option_set(((ev_go_req_t *)rp)->ctx, opt) ? 1 : 0;
+}
+
+int ev_go_rest_append(uintptr_t rp, const void *p, size_t n) {
+  return mtev_http_response_append(((ev_go_req_t *)rp)->ctx, p, n) ? 1 : 0;
+}
+
+int ev_go_rest_headers_sent(uintptr_t rp) {
+  mtev_http_response *res = mtev_http_session_response(((ev_go_req_t *)rp)->ctx);
+  return res && mtev_http_response_bytes_written(res) > 0;
+}

@@ -1,0 +1,900 @@
+package eventer
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/acoeventer/eventer/cgo"
+)
+
+// This file is the Go side of the HTTP engine's REST routing (C's
+// mtev_rest.h): Go handlers are rules in the same routing table as C rules,
+// served by the same C engine.
+//
+// Each request of a Go rule runs a small C relay in a coroutine of its own
+// (the rule is "aco" in C, whatever its Go mode): the relay hands the
+// request to Go, and a goroutine (by default) or a Go coroutine on the loop
+// (SetAco) runs the handler.  The handler reads the request and builds the
+// response itself; what waits on the connection (reading the body, Flush,
+// End) it asks of the relay, which does it where the engine's calls may
+// wait without blocking the loop, then reports back.  So a Go handler that
+// blocks in any way (database/sql, channels, mutexes) never stalls a loop;
+// on an aco rule it runs on the loop and must block only through its Co.
+
+// RestInit names the HTTP engine's listener types "http_rest_api" and
+// "control_dispatch" (mtev_http_rest_init) and reads the <rest><acl> of
+// the loaded configuration; the error says what is wrong with that ACL
+// (the previous one stays in effect).  Call it before starting listeners
+// of those types.  Idempotent.
+func RestInit() error {
+	setupRest()
+	if err := cgo.RestInitACL(); err != nil {
+		return &OpError{Op: "RestInit", Err: err}
+	}
+	return nil
+}
+
+// RestHandler serves a request of a NewRule rule.  Returning ends the
+// response if the handler did not (a non-nil error, or a panic, before
+// anything was sent makes it a 500, and is logged).
+type RestHandler func(rc *RestClosure) error
+
+// Rule is a REST route (mtev_rest_mountpoint_t) served by a Go handler.
+type Rule struct {
+	id         uint64
+	mp         unsafe.Pointer
+	method     string
+	base, expr string
+	aco        atomic.Bool
+	closed     atomic.Bool
+	rest       RestHandler
+	http       http.Handler
+}
+
+var restRules struct {
+	mu   sync.RWMutex
+	byID map[uint64]*Rule
+	next uint64
+}
+
+var restSetup sync.Once
+
+func setupRest() {
+	restSetup.Do(func() {
+		cgo.RestStart = restStart
+		cgo.RestOpDone = restOpDone
+		cgo.RestCancel = restCancel
+		cgo.RestInit()
+	})
+}
+
+// NewRule routes method requests whose path starts with base (which
+// starts and ends with '/') and whose rest matches the PCRE2 expression
+// expr to h (mtev_http_rest_new_rule).  The expression's captures are
+// RestClosure.Pats.  By default h runs in a goroutine of its own, so it
+// may block as it likes; see SetAco.  Rules are tried in the order they
+// were made, C and Go alike (mtev_rest.h says how routing works).
+func NewRule(method, base, expr string, h RestHandler) (*Rule, error) {
+	if h == nil {
+		return nil, &OpError{Op: "NewRule", Err: errors.New("nil handler")}
+	}
+	return newRule("NewRule", method, base, expr, h, nil)
+}
+
+// HandleHTTP serves the requests NewRule would route to h, a net/http
+// handler (a router, middleware, anything), on the C engine.  h gets an
+// http.ResponseWriter that is also an http.Flusher, the request body, and
+// r.Context(), which is cancelled when the client goes away.  By default h
+// runs in a goroutine of its own; on an aco rule (SetAco) it runs as a Go
+// coroutine on the loop (CoFromRequest).
+//
+// Differences from net/http's server: several values of one response
+// header field are sent joined with ", " in one line; Content-Length and
+// Transfer-Encoding are the engine's (it sends a length when the handler
+// ends without flushing, else chunks); Hijack is not supported.
+func HandleHTTP(method, base, expr string, h http.Handler) (*Rule, error) {
+	if h == nil {
+		return nil, &OpError{Op: "HandleHTTP", Err: errors.New("nil handler")}
+	}
+	return newRule("HandleHTTP", method, base, expr, nil, h)
+}
+
+func newRule(op, method, base, expr string, rh RestHandler, hh http.Handler) (*Rule, error) {
+	setupRest()
+	restRules.mu.Lock()
+	defer restRules.mu.Unlock()
+	restRules.next++
+	r := &Rule{id: restRules.next, method: method, base: base, expr: expr, rest: rh, http: hh}
+	mp, err := cgo.RestRule(method, base, expr, r.id)
+	if err != nil {
+		return nil, &OpError{Op: op, Err: fmt.Errorf("%s %s%s: %w", method, base, expr, err)}
+	}
+	r.mp = mp
+	if restRules.byID == nil {
+		restRules.byID = map[uint64]*Rule{}
+	}
+	restRules.byID[r.id] = r
+	return r, nil
+}
+
+// SetAco chooses where the rule's handler runs, for requests routed from
+// now on: on (mtev_rest_mountpoint_set_aco) in a Go coroutine on the loop
+// serving the connection (RestClosure.Co, CoFromRequest), for handlers
+// that block only through the Co (and the request and response calls);
+// off (the default) in a goroutine of its own.
+func (r *Rule) SetAco(on bool) { r.aco.Store(on) }
+
+// Close takes the rule out of service: its requests get 404 from now on
+// (C rules cannot be removed from the routing table; the rule stays there
+// and answers 404).  A second Close returns ErrClosed.
+func (r *Rule) Close() error {
+	if r == nil || r.closed.Swap(true) {
+		return &OpError{Op: "Rule.Close", Err: ErrClosed}
+	}
+	cgo.RestRuleClose(r.mp)
+	restRules.mu.Lock()
+	delete(restRules.byID, r.id)
+	restRules.mu.Unlock()
+	return nil
+}
+
+// String is "METHOD base expr".
+func (r *Rule) String() string { return r.method + " " + r.base + r.expr }
+
+// ---- requests ------------------------------------------------------------------
+
+// restReq is one request of a Go rule: Go's side of the C relay.
+type restReq struct {
+	r      uintptr // C ev_go_req_t (Go's reference)
+	id     uint64
+	rule   *Rule
+	loop   int
+	epoch  uint64
+	stop   <-chan struct{} // closed when the eventer is gone
+	info   cgo.RestInfo
+	co     *Co           // aco: the coroutine (set when it starts)
+	done   chan struct{} // a goroutine: the relay finished an operation
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// the handler's side (one goroutine or coroutine at a time)
+	ended    bool   // End (or the final operation) went to the relay
+	status   bool   // a status was set
+	appended bool   // body bytes went to C
+	wbuf     []byte // body bytes not yet handed to C
+	bodyEOF  bool
+	released bool
+}
+
+// restWbufMax is how much body a handler writes before it goes to C (one
+// cgo call for many small writes; a failure before that is a clean 500).
+const restWbufMax = 32 << 10
+
+var restReqs struct {
+	sync.Map // id -> *restReq
+	next     atomic.Uint64
+	live     atomic.Int64
+}
+
+// restStart: the relay of a request of rule ruleID (on its loop, inside
+// run_once: nothing here may block or resume a coroutine).
+func restStart(ruleID uint64, r uintptr, loop int) uint64 {
+	restRules.mu.RLock()
+	rule := restRules.byID[ruleID]
+	restRules.mu.RUnlock()
+	rt.mu.Lock()
+	stop := rt.done
+	rt.mu.Unlock()
+	if rule == nil || stop == nil {
+		return 0
+	}
+	q := &restReq{r: r, rule: rule, loop: loop, epoch: sessionNow(), stop: stop,
+		info: cgo.RestRequestInfo(r)}
+	q.id = restReqs.next.Add(1)
+	q.ctx, q.cancel = context.WithCancel(context.Background())
+	restReqs.Store(q.id, q)
+	restReqs.live.Add(1)
+	if rule.aco.Load() {
+		if !restCoServe(loop, q) {
+			q.forget()
+			return 0
+		}
+	} else {
+		q.done = make(chan struct{}, 1)
+		select {
+		case restGoIdle <- q: // a worker goroutine waits for one
+		default:
+			go restGoWorker(q)
+		}
+	}
+	return q.id
+}
+
+// Handlers run on workers that serve one request after another: a
+// goroutine or a coroutine made per request would grow its stack anew each
+// time (measured: a sixth of a Go rule's CPU went to stack copying).
+
+// restGoIdle hands a request to a worker goroutine waiting for one.
+var restGoIdle = make(chan *restReq)
+
+const restWorkerIdle = 30 * time.Second // an idle worker goroutine ends
+
+func restGoWorker(q *restReq) {
+	t := time.NewTimer(restWorkerIdle)
+	defer t.Stop()
+	for {
+		q.serve(nil)
+		t.Reset(restWorkerIdle)
+		select {
+		case q = <-restGoIdle:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// restCoPool is a loop's idle worker coroutines (driver only).
+type restCoPool struct{ idle []*restCoWorker }
+
+type restCoWorker struct {
+	pool *restCoPool
+	q    *restReq // the next request (driver only)
+	co   *Co      // under restCoMu
+}
+
+const restMaxIdleCo = 64 // per loop
+
+var restCoPools sync.Map // *loop -> *restCoPool
+
+// restCoServe has q served by a worker coroutine of loop i (driver: inside
+// the relay's call, so it only queues: an idle worker is woken, or a new
+// one started).
+func restCoServe(i int, q *restReq) bool {
+	l := loopAt(i)
+	if l == nil {
+		return false
+	}
+	v, _ := restCoPools.LoadOrStore(l, &restCoPool{})
+	p := v.(*restCoPool)
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		w.q = q
+		if co := w.coroutine(); co != nil && co.Wake() == nil {
+			return true
+		}
+		w.q = nil
+	}
+	_, err := AcoStartOn(i, restCoWorkerBody, &restCoWorker{pool: p, q: q})
+	return err == nil
+}
+
+func (w *restCoWorker) coroutine() *Co {
+	restCoMu.Lock()
+	defer restCoMu.Unlock()
+	return w.co
+}
+
+func restCoWorkerBody(co *Co) {
+	w := co.Arg().(*restCoWorker)
+	restCoMu.Lock()
+	w.co = co
+	restCoMu.Unlock()
+	for {
+		if q := w.q; q != nil {
+			w.q = nil
+			co.flags &^= coCancel // a cancel meant for the previous request
+			q.serveCo(co)
+			if len(w.pool.idle) >= restMaxIdleCo {
+				return
+			}
+			w.pool.idle = append(w.pool.idle, w)
+		}
+		_ = co.Park(0) // until the next request (a stray wake or cancel: look again)
+	}
+}
+
+func restOpDone(id uint64) {
+	v, ok := restReqs.Load(id)
+	if !ok {
+		return
+	}
+	q := v.(*restReq)
+	if q.done != nil {
+		select {
+		case q.done <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if co := q.coroutine(); co != nil {
+		_ = co.Wake()
+	}
+}
+
+func restCancel(id uint64) {
+	v, ok := restReqs.Load(id)
+	if !ok {
+		return
+	}
+	q := v.(*restReq)
+	q.cancel()
+	if co := q.coroutine(); co != nil {
+		// its pending call returns ErrCanceled, as in C; checked when it
+		// applies, since the worker may serve another request by then
+		_ = co.l.post(func() {
+			if q.coroutine() == co && !q.released && co.state.Load() != coEnded {
+				co.l.cancelLocal(co)
+			}
+		})
+	}
+}
+
+// coroutine is q.co once the coroutine has started (any goroutine).
+func (q *restReq) coroutine() *Co {
+	restCoMu.Lock()
+	defer restCoMu.Unlock()
+	return q.co
+}
+
+var restCoMu sync.Mutex
+
+func (q *restReq) serveCo(co *Co) {
+	restCoMu.Lock()
+	q.co = co
+	restCoMu.Unlock()
+	if q.ctx.Err() != nil { // the client left before we started
+		co.flags |= coCancel
+	}
+	q.serve(co)
+	restCoMu.Lock()
+	q.co = nil
+	restCoMu.Unlock()
+}
+
+// forget drops Go's side of the request.
+func (q *restReq) forget() {
+	if q.released {
+		return
+	}
+	q.released = true
+	restReqs.Delete(q.id)
+	restReqs.live.Add(-1)
+	q.cancel()
+	cgo.RestRelease(q.r)
+}
+
+// serve runs the handler and settles the response, whatever the handler
+// did: a panic or an error before anything was sent is a 500.
+func (q *restReq) serve(co *Co) {
+	var rc *RestClosure
+	defer func() {
+		v := recover()
+		if _, stop := v.(stopUnwind); stop {
+			q.forget()
+			panic(v) // the loop is stopping: let the coroutine unwind
+		}
+		var why string
+		switch {
+		case v != nil:
+			why = fmt.Sprintf("panic: %v\n%s", v, debug.Stack())
+		case rc != nil && rc.err != nil:
+			why = rc.err.Error()
+		}
+		if why != "" {
+			restLogger().Error("eventer: REST handler failed", "rule", q.rule.String(),
+				"method", q.info.Method, "uri", q.info.URI, "error", why)
+		}
+		q.finish(why != "")
+	}()
+	if q.rule.http != nil {
+		w, req := q.httpRequest(co)
+		q.rule.http.ServeHTTP(w, req)
+		return
+	}
+	rc = &RestClosure{q: q, co: co}
+	rc.err = q.rule.rest(rc)
+}
+
+// finish ends the response if the handler did not (500 if failed and
+// nothing was sent), and lets the relay go.
+func (q *restReq) finish(failed bool) {
+	if !q.ended {
+		if failed && !q.headersSent() {
+			q.wbuf = q.wbuf[:0]
+			_ = withSession(q.epoch, func() error {
+				cgo.RestStatus(q.r, 500, "Internal Server Error")
+				cgo.RestHeader(q.r, "Content-Type", "text/plain; charset=utf-8")
+				cgo.RestHeader(q.r, "Connection", "close")
+				cgo.RestAppend(q.r, []byte("Internal Server Error\n"))
+				return nil
+			})
+		} else if !q.status {
+			_ = withSession(q.epoch, func() error {
+				cgo.RestStatus(q.r, 200, "OK")
+				return nil
+			})
+		}
+		_ = q.push("RestResponse.End")
+		_ = q.submit(cgo.RestEnd, 0)
+		q.ended = true
+	}
+	q.forget()
+}
+
+func (q *restReq) headersSent() bool {
+	sent := true
+	_ = withSession(q.epoch, func() error {
+		sent = cgo.RestHeadersSent(q.r)
+		return nil
+	})
+	return sent
+}
+
+func (q *restReq) submit(op, n int) error {
+	return withSession(q.epoch, func() error { return cgo.RestSubmit(q.r, op, n) })
+}
+
+// wait is the result of the operation submitted last: the goroutine waits
+// for the relay's word, a coroutine parks (a Cancel meanwhile is kept for
+// its next call).
+func (q *restReq) wait() (int64, syscall.Errno, error) {
+	canceled := false
+	defer func() {
+		if canceled && q.co != nil {
+			_ = q.co.Cancel()
+		}
+	}()
+	for {
+		if res, errno, ok := cgo.RestResult(q.r); ok {
+			return res, errno, nil
+		}
+		if q.co != nil {
+			if err := q.co.Park(0); errors.Is(err, ErrCanceled) {
+				canceled = true
+			} else if err != nil {
+				return -1, 0, err
+			}
+			continue
+		}
+		select {
+		case <-q.done:
+		case <-q.stop:
+			return -1, 0, ErrStopped
+		}
+	}
+}
+
+// write takes body bytes (into wbuf; to C when it fills up).
+func (q *restReq) write(name string, p []byte) (int, error) {
+	if q.ended {
+		return 0, &OpError{Op: name, Err: ErrClosed}
+	}
+	if len(q.wbuf)+len(p) > restWbufMax {
+		if err := q.push(name); err != nil {
+			return 0, err
+		}
+		if len(p) > restWbufMax {
+			if err := q.call(name, func() bool { return cgo.RestAppend(q.r, p) }); err != nil {
+				return 0, err
+			}
+			q.appended = true
+			return len(p), nil
+		}
+	}
+	q.wbuf = append(q.wbuf, p...)
+	return len(p), nil
+}
+
+// push hands wbuf to C (mtev_http_response_append).
+func (q *restReq) push(name string) error {
+	if len(q.wbuf) == 0 {
+		return nil
+	}
+	err := q.call(name, func() bool { return cgo.RestAppend(q.r, q.wbuf) })
+	q.wbuf = q.wbuf[:0]
+	q.appended = true
+	return err
+}
+
+// op asks the relay for op and waits for its result.
+func (q *restReq) op(name string, op, n int) (int64, error) {
+	if q.ended {
+		return -1, &OpError{Op: name, Err: ErrClosed}
+	}
+	if op == cgo.RestFlush || op == cgo.RestEnd {
+		if err := q.push(name); err != nil {
+			return -1, err
+		}
+	}
+	if err := q.submit(op, n); err != nil {
+		if errors.Is(err, syscall.EPIPE) {
+			q.ended = true
+			err = ErrClosed
+		}
+		return -1, &OpError{Op: name, Err: err}
+	}
+	if op == cgo.RestEnd {
+		q.ended = true
+	}
+	res, errno, err := q.wait()
+	if err != nil {
+		return -1, &OpError{Op: name, Err: err}
+	}
+	if errno != 0 {
+		return res, errnoError(name, errno)
+	}
+	return res, nil
+}
+
+// read is one body read: up to len(p) bytes, 0 and io.EOF at the end.
+func (q *restReq) read(name string, p []byte) (int, error) {
+	if q.bodyEOF || !q.info.Payload {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n := min(len(p), cgo.RestBufSize)
+	res, err := q.op(name, cgo.RestRead, n)
+	if err != nil {
+		return 0, err
+	}
+	if res == 0 {
+		q.bodyEOF = true
+		return 0, io.EOF
+	}
+	return copy(p, cgo.RestBuf(q.r, int(res))), nil
+}
+
+// call runs a response call, while the response is open.
+func (q *restReq) call(name string, fn func() bool) error {
+	if q.ended {
+		return &OpError{Op: name, Err: ErrClosed}
+	}
+	ok := false
+	if err := withSession(q.epoch, func() error { ok = fn(); return nil }); err != nil {
+		return &OpError{Op: name, Err: err}
+	}
+	if !ok {
+		return &OpError{Op: name, Err: errors.New("refused (headers already sent, a bad value, or the connection is gone)")}
+	}
+	return nil
+}
+
+func restLogger() *slog.Logger {
+	if c := rt.cfg.Load(); c != nil && c.logger != nil {
+		return c.logger
+	}
+	return slog.Default()
+}
+
+// ---- RestHandler's view -----------------------------------------------------------
+
+// RestClosure is a request of a NewRule rule, as its handler sees it
+// (C's mtev_http_rest_closure_t).  Its methods are for the handler's own
+// goroutine or coroutine.
+type RestClosure struct {
+	q   *restReq
+	co  *Co
+	req *RestRequest
+	res *RestResponse
+	err error
+}
+
+// Co is the coroutine the handler runs in on an aco rule; nil otherwise.
+func (rc *RestClosure) Co() *Co { return rc.co }
+
+// Pats are the captures of the rule's expression (unset groups are "").
+func (rc *RestClosure) Pats() []string { return rc.q.info.Pats }
+
+// Context is cancelled when the client goes away, and when the handler
+// returns.
+func (rc *RestClosure) Context() context.Context { return rc.q.ctx }
+
+// Request is the request.
+func (rc *RestClosure) Request() *RestRequest {
+	if rc.req == nil {
+		in := &rc.q.info
+		rc.req = &RestRequest{Method: in.Method, URI: in.URI, Proto: in.Proto,
+			RawQuery: in.Query, RemoteAddr: in.Remote, ContentLength: in.ContentLength,
+			Header: restHeader(in.Header), Body: &restBody{q: rc.q, op: "RestRequest.Body.Read"},
+			TLS: connState(in.TLS)}
+		if in.TLS != nil {
+			rc.req.RemoteCN = in.TLS.RemoteCN
+		}
+		if !in.Payload {
+			rc.req.Body = http.NoBody
+		}
+	}
+	return rc.req
+}
+
+// Response is the response being built.
+func (rc *RestClosure) Response() *RestResponse {
+	if rc.res == nil {
+		rc.res = &RestResponse{q: rc.q}
+	}
+	return rc.res
+}
+
+// RestRequest is a request's head and body (mtev_http_request).
+type RestRequest struct {
+	Method string
+	// URI is the path as sent (not percent-decoded), without the query.
+	URI, Proto string
+	RawQuery   string
+	// Header has canonical keys (http.CanonicalHeaderKey).
+	Header     http.Header
+	RemoteAddr string
+	// ContentLength is -1 for a chunked body, else its length (0: none).
+	ContentLength int64
+	// Body reads the request body (mtev_http_session_req_consume); io.EOF
+	// at its end.  A body the handler does not read is discarded.
+	Body io.ReadCloser
+	// TLS is what the connection negotiated (nil: not TLS), as net/http's
+	// Request.TLS: version, cipher suite, ALPN protocol, SNI name, and the
+	// client's certificates (verified against the listener's ca_chain
+	// unless optional_no_ca said otherwise).
+	TLS *tls.ConnectionState
+	// RemoteCN is the client certificate's CN ("" without one): what the
+	// ACL's cn rules match (mtev_http_rest_closure_t.remote_cn).
+	RemoteCN string
+}
+
+// connState is crypto/tls's form of what the C TLS layer negotiated.
+func connState(t *cgo.RestTLS) *tls.ConnectionState {
+	if t == nil {
+		return nil
+	}
+	cs := &tls.ConnectionState{Version: t.Version, HandshakeComplete: true,
+		DidResume: t.Resumed, CipherSuite: t.Cipher, NegotiatedProtocol: t.ALPN,
+		ServerName: t.SNI}
+	if len(t.PeerDER) > 0 {
+		if certs, err := x509.ParseCertificates(t.PeerDER); err == nil {
+			cs.PeerCertificates = certs
+		}
+	}
+	return cs
+}
+
+// Query is the parsed query string (keys and values percent-decoded).
+func (r *RestRequest) Query() url.Values {
+	v, _ := url.ParseQuery(r.RawQuery)
+	return v
+}
+
+type restBody struct {
+	q  *restReq
+	op string
+}
+
+func (b *restBody) Read(p []byte) (int, error) { return b.q.read(b.op, p) }
+func (b *restBody) Close() error               { return nil }
+
+func restHeader(kv [][2]string) http.Header {
+	h := make(http.Header, len(kv))
+	for _, p := range kv {
+		k := http.CanonicalHeaderKey(p[0])
+		h[k] = append(h[k], p[1])
+	}
+	return h
+}
+
+// RestResponse builds a response (the mtev_http_response_* family).
+// Status, Header and the options must come before the first Flush;
+// nothing may be called after End (ErrClosed).
+type RestResponse struct{ q *restReq }
+
+// Ok is mtev_http_response_ok: status 200, Content-Type, may stream.
+func (r *RestResponse) Ok(contentType string) error {
+	if err := r.Status(200, "OK"); err != nil {
+		return err
+	}
+	if err := r.Header("Content-Type", contentType); err != nil {
+		return err
+	}
+	return r.q.call("RestResponse.Ok", func() bool {
+		return cgo.RestOption(r.q.r, cgo.HTTPChunked) || cgo.RestOption(r.q.r, cgo.HTTPClose)
+	})
+}
+
+// Status sets the status line (mtev_http_response_status_set); reason ""
+// is the standard one.
+func (r *RestResponse) Status(code int, reason string) error {
+	if code < 100 || code > 999 {
+		return &OpError{Op: "RestResponse.Status", Err: fmt.Errorf("status %d", code)}
+	}
+	if reason == "" {
+		reason = http.StatusText(code)
+	}
+	err := r.q.call("RestResponse.Status", func() bool { return cgo.RestStatus(r.q.r, code, reason) })
+	if err == nil {
+		r.q.status = true
+	}
+	return err
+}
+
+// Header sets (replaces) a header field (mtev_http_response_header_set).
+func (r *RestResponse) Header(name, value string) error {
+	return r.q.call("RestResponse.Header", func() bool { return cgo.RestHeader(r.q.r, name, value) })
+}
+
+// Compress asks for gzip (deflate false) or deflate (true) when the
+// request's Accept-Encoding allows it; false when it does not, or when
+// the body has started.
+func (r *RestResponse) Compress(deflate bool) bool {
+	opt := cgo.HTTPGzip
+	if deflate {
+		opt = cgo.HTTPDeflate
+	}
+	return r.q.call("RestResponse.Compress", func() bool { return cgo.RestOption(r.q.r, opt) }) == nil
+}
+
+// Write appends p to the body (mtev_http_response_append); nothing goes
+// out before Flush or End.
+func (r *RestResponse) Write(p []byte) (int, error) { return r.q.write("RestResponse.Write", p) }
+
+// WriteString is Write of a string.
+func (r *RestResponse) WriteString(s string) (int, error) { return r.Write([]byte(s)) }
+
+// Flush sends the headers and what was written so far, and waits until
+// the connection took them (mtev_http_response_flush).
+func (r *RestResponse) Flush() error {
+	_, err := r.q.op("RestResponse.Flush", cgo.RestFlush, 0)
+	return err
+}
+
+// End ends the response (mtev_http_response_end): what is left goes out
+// (with a Content-Length if nothing was flushed before).  It does not wait
+// for the bytes to be written.
+func (r *RestResponse) End() error {
+	q := r.q
+	if q.ended {
+		return &OpError{Op: "RestResponse.End", Err: ErrClosed}
+	}
+	if !q.status {
+		if err := r.Status(200, "OK"); err != nil {
+			return err
+		}
+	}
+	if err := q.push("RestResponse.End"); err != nil {
+		return err
+	}
+	q.ended = true
+	if err := q.submit(cgo.RestEnd, 0); err != nil {
+		return &OpError{Op: "RestResponse.End", Err: err}
+	}
+	return nil
+}
+
+// ---- net/http ---------------------------------------------------------------------
+
+type coKey struct{}
+
+// CoFromRequest is the coroutine serving r when HandleHTTP's rule is aco
+// (SetAco); nil otherwise.
+func CoFromRequest(r *http.Request) *Co {
+	co, _ := r.Context().Value(coKey{}).(*Co)
+	return co
+}
+
+func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
+	in := &q.info
+	ctx := q.ctx
+	if co != nil {
+		ctx = context.WithValue(ctx, coKey{}, co)
+	}
+	uri := in.URI
+	if in.Query != "" {
+		uri += "?" + in.Query
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		u = &url.URL{Path: in.URI, RawQuery: in.Query}
+	}
+	h := restHeader(in.Header)
+	host := h.Get("Host")
+	delete(h, "Host")
+	req := &http.Request{Method: in.Method, URL: u, Proto: in.Proto, ProtoMajor: 1,
+		ProtoMinor: in.Minor, Header: h, Host: host, RemoteAddr: in.Remote,
+		RequestURI: uri, ContentLength: in.ContentLength,
+		Body: &restBody{q: q, op: "http.Request.Body.Read"}, TLS: connState(in.TLS)}
+	if !in.Payload {
+		req.Body = http.NoBody
+		req.ContentLength = 0
+	}
+	if in.Chunked {
+		req.TransferEncoding = []string{"chunked"}
+	}
+	if in.Minor == 0 && !strings.EqualFold(h.Get("Connection"), "keep-alive") {
+		req.Close = true
+	}
+	return &restWriter{q: q, h: http.Header{}}, req.WithContext(ctx)
+}
+
+// restWriter is HandleHTTP's http.ResponseWriter and http.Flusher.
+type restWriter struct {
+	q           *restReq
+	h           http.Header
+	wroteHeader bool
+	status      int
+}
+
+func (w *restWriter) Header() http.Header { return w.h }
+
+func (w *restWriter) WriteHeader(code int) {
+	if w.wroteHeader || w.q.ended {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code >= 100 && code <= 199 && code != 101 {
+		return // informational: the engine answers Expect: 100-continue itself
+	}
+	w.wroteHeader = true
+	w.status = code
+	q := w.q
+	_ = q.call("ResponseWriter.WriteHeader", func() bool {
+		cgo.RestStatus(q.r, code, http.StatusText(code))
+		for k, vs := range w.h {
+			switch http.CanonicalHeaderKey(k) {
+			case "Content-Length", "Transfer-Encoding":
+				continue // the engine's
+			}
+			cgo.RestHeader(q.r, k, strings.Join(vs, ", "))
+		}
+		// may stream (chunked when flushed before the end)
+		if !cgo.RestOption(q.r, cgo.HTTPChunked) {
+			cgo.RestOption(q.r, cgo.HTTPClose)
+		}
+		return true
+	})
+	q.status = true
+}
+
+func (w *restWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		if w.h.Get("Content-Type") == "" && len(p) > 0 {
+			if _, set := w.h["Content-Type"]; !set {
+				w.h.Set("Content-Type", http.DetectContentType(p))
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.q.write("ResponseWriter.Write", p)
+}
+
+// WriteString is io.StringWriter.
+func (w *restWriter) WriteString(s string) (int, error) { return w.Write([]byte(s)) }
+
+// Flush sends what was written so far and waits until the connection
+// took it (http.Flusher).
+func (w *restWriter) Flush() { _ = w.FlushError() }
+
+// FlushError is Flush with its error (http.ResponseController uses it).
+func (w *restWriter) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	_, err := w.q.op("ResponseWriter.Flush", cgo.RestFlush, 0)
+	return err
+}
+
+// restStats: requests of Go rules being served now.
+func restLive() int64 { return restReqs.live.Load() }

@@ -1,0 +1,652 @@
+//go:build eventer_testhooks
+
+package eventer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acoeventer/eventer/cgo"
+)
+
+// restServer starts an eventer with n loops and an http_rest_api listener;
+// its base URL.  At the end the listener stops and every request,
+// session and connection must be gone.
+func restServer(t *testing.T, n int, opts ...Option) string {
+	t.Helper()
+	setup(t, n, opts...)
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		deadline := time.Now().Add(20 * time.Second)
+		for restLive() != 0 || cgo.HTTPSessions() != 0 {
+			if time.Now().After(deadline) {
+				t.Errorf("still live: %d Go requests, %d sessions", restLive(), cgo.HTTPSessions())
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := cgo.TestListenerStop(l, 100); err != nil {
+			t.Errorf("listener stop: %v", err)
+		}
+		if n := cgo.AcceptorClosures(); n != 0 {
+			t.Errorf("%d acceptor closures left", n)
+		}
+	})
+	return "http://127.0.0.1:" + strconv.Itoa(port)
+}
+
+var restBaseN atomic.Int32
+
+// restBase is a base of its own for each test (the routing table is the
+// process's).
+func restBase() string { return fmt.Sprintf("/t%d/", restBaseN.Add(1)) }
+
+func mustRule(t *testing.T) func(*Rule, error) *Rule {
+	return func(r *Rule, err error) *Rule {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+}
+
+func get(t *testing.T, url string) (int, http.Header, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: body: %v", url, err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func hello(rc *RestClosure) error {
+	res := rc.Response()
+	if err := res.Ok("text/plain"); err != nil {
+		return err
+	}
+	fmt.Fprintf(res, "hello %s co=%v", strings.Join(rc.Pats(), ","), rc.Co() != nil)
+	return res.End()
+}
+
+func TestRestRuleModes(t *testing.T) {
+	url := restServer(t, 2)
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^plain/(\\w+)$", hello))
+	aco := mustRule(t)(NewRule("GET", b, "^aco/(\\w+)/(\\w+)?$", hello))
+	aco.SetAco(true)
+	for i := 0; i < 20; i++ {
+		st, h, body := get(t, url+b+"plain/x")
+		if st != 200 || body != "hello x co=false" || h.Get("Content-Type") != "text/plain" {
+			t.Fatalf("plain: %d %q %v", st, body, h)
+		}
+		st, _, body = get(t, url+b+"aco/y/")
+		if st != 200 || body != "hello y co=true" { // a trailing unset group is not a pat
+
+			t.Fatalf("aco: %d %q", st, body)
+		}
+	}
+	// the request as the handler sees it
+	mustRule(t)(NewRule("POST", b, "^info$", func(rc *RestClosure) error {
+		q := rc.Request()
+		body, err := io.ReadAll(q.Body)
+		if err != nil {
+			return err
+		}
+		res := rc.Response()
+		res.Status(201, "")
+		res.Header("X-Seen", q.Header.Get("X-Test"))
+		fmt.Fprintf(res, "%s %s %s a=%s cl=%d body=%s", q.Method, q.URI, q.Proto,
+			q.Query().Get("a"), q.ContentLength, body)
+		return nil // returning ends it
+	}))
+	resp, err := http.Post(url+b+"info?a=1%202&b", "text/plain", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := "POST " + b + "info HTTP/1.1 a=1 2 cl=7 body=payload"
+	if resp.StatusCode != 201 || string(got) != want {
+		t.Fatalf("info: %d %q, want %q", resp.StatusCode, got, want)
+	}
+	// a rule taken out of service answers 404; Close twice is ErrClosed
+	r := mustRule(t)(NewRule("GET", b, "^gone$", hello))
+	if st, _, _ := get(t, url+b+"gone"); st != 200 {
+		t.Fatalf("before Close: %d", st)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v", err)
+	}
+	if st, _, _ := get(t, url+b+"gone"); st != 404 {
+		t.Fatalf("after Close: %d", st)
+	}
+	// bad rules
+	for _, c := range [][3]string{{"GET", "nobase", "x"}, {"GET", "/", "^(x"}, {"G T", "/", "x"}} {
+		if _, err := NewRule(c[0], c[1], c[2], hello); err == nil {
+			t.Errorf("NewRule%q: no error", c)
+		}
+	}
+	if _, err := NewRule("GET", b, "x", nil); err == nil {
+		t.Error("NewRule with a nil handler: no error")
+	}
+}
+
+// logged collects log records.
+type logged struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logged) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+func (l *logged) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func TestRestPanicAndErrors(t *testing.T) {
+	var lg logged
+	url := restServer(t, 1, WithLogger(slog.New(slog.NewTextHandler(&lg, nil))))
+	b := restBase()
+	for _, aco := range []bool{false, true} {
+		r := mustRule(t)(NewRule("GET", b, fmt.Sprintf("^panic/%v$", aco), func(rc *RestClosure) error {
+			rc.Response().Write([]byte("half"))
+			panic("boom")
+		}))
+		r.SetAco(aco)
+		r = mustRule(t)(NewRule("GET", b, fmt.Sprintf("^err/%v$", aco), func(rc *RestClosure) error {
+			return errors.New("no luck")
+		}))
+		r.SetAco(aco)
+		h := mustRule(t)(HandleHTTP("GET", b, fmt.Sprintf("^hpanic/%v$", aco), http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) { panic("http boom") })))
+		h.SetAco(aco)
+		for _, p := range []string{"panic", "err", "hpanic"} {
+			st, _, body := get(t, fmt.Sprintf("%s%s%s/%v", url, b, p, aco))
+			if st != 500 || body != "Internal Server Error\n" {
+				t.Errorf("%s aco=%v: %d %q", p, aco, st, body)
+			}
+		}
+	}
+	// the loop goes on
+	mustRule(t)(NewRule("GET", b, "^ok$", hello))
+	if st, _, _ := get(t, url+b+"ok"); st != 200 {
+		t.Fatalf("after the panics: %d", st)
+	}
+	for _, want := range []string{"boom", "no luck", "http boom", "REST handler failed"} {
+		if !strings.Contains(lg.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, lg.String())
+		}
+	}
+}
+
+// An unchanged net/http handler: a ServeMux behind a middleware.
+func TestHandleHTTPServeMux(t *testing.T) {
+	url := restServer(t, 2)
+	b := restBase()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+b+"items/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q,"q":%q,"host":%q}`, r.PathValue("id"), r.URL.Query().Get("q"), r.Host)
+	})
+	mux.HandleFunc("POST "+b+"echo", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		w.Write(bytes.ToUpper(body))
+	})
+	mux.HandleFunc("GET "+b+"stream", func(w http.ResponseWriter, r *http.Request) {
+		f := w.(http.Flusher)
+		for i := 0; i < 5; i++ {
+			fmt.Fprintf(w, "line %d\n", i)
+			f.Flush()
+		}
+	})
+	mux.HandleFunc("GET "+b+"co", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "co=%v", CoFromRequest(r) != nil)
+	})
+	var seen atomic.Int32
+	mw := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen.Add(1)
+			w.Header().Set("X-Middleware", "yes")
+			next.ServeHTTP(w, r)
+		})
+	}
+	h := mw(mux)
+	mustRule(t)(HandleHTTP("GET", b, ".*", h))
+	mustRule(t)(HandleHTTP("POST", b, ".*", h))
+
+	st, hd, body := get(t, url+b+"items/42?q=a+b")
+	if st != 200 || hd.Get("X-Middleware") != "yes" || hd.Get("Content-Type") != "application/json" ||
+		body != `{"id":"42","q":"a b","host":"`+strings.TrimPrefix(url, "http://")+`"}` {
+		t.Fatalf("items: %d %v %q", st, hd, body)
+	}
+	resp, err := http.Post(url+b+"echo", "text/plain", strings.NewReader("shout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 202 || string(got) != "SHOUT" {
+		t.Fatalf("echo: %d %q", resp.StatusCode, got)
+	}
+	st, hd, body = get(t, url+b+"stream")
+	if st != 200 || body != "line 0\nline 1\nline 2\nline 3\nline 4\n" {
+		t.Fatalf("stream: %d %q", st, body)
+	}
+	if st, _, _ = get(t, url+b+"nothing"); st != 404 { // the mux's own 404
+		t.Fatalf("mux 404: %d", st)
+	}
+	if _, _, body = get(t, url+b+"co"); body != "co=false" {
+		t.Fatalf("co: %q", body)
+	}
+	acoRule := mustRule(t)(HandleHTTP("GET", b+"aco/", ".*", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			co := CoFromRequest(r)
+			if co == nil {
+				http.Error(w, "no co", 500)
+				return
+			}
+			co.Sleep(time.Millisecond)
+			fmt.Fprint(w, "slept on the loop")
+		})))
+	acoRule.SetAco(true)
+	if st, _, body = get(t, url+b+"aco/x"); st != 200 || body != "slept on the loop" {
+		t.Fatalf("aco: %d %q", st, body)
+	}
+	if seen.Load() < 5 {
+		t.Fatalf("middleware saw %d requests", seen.Load())
+	}
+}
+
+// A goroutine handler that blocks does not stall the loop (one loop); an
+// aco handler that sleeps through its Co does not either.
+func TestRestNoStall(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	release := make(chan struct{})
+	mustRule(t)(HandleHTTP("GET", b, "^block$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			<-release // arbitrary Go blocking
+			fmt.Fprint(w, "released")
+		})))
+	aco := mustRule(t)(NewRule("GET", b, "^sleep$", func(rc *RestClosure) error {
+		if err := rc.Co().Sleep(300 * time.Millisecond); err != nil {
+			return err
+		}
+		rc.Response().Ok("text/plain")
+		rc.Response().WriteString("slept")
+		return nil
+	}))
+	aco.SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^fast$", hello))
+	blocked := make(chan string, 1)
+	go func() { _, _, body := get(t, url+b+"block"); blocked <- body }()
+	slept := make(chan string, 1)
+	go func() { _, _, body := get(t, url+b+"sleep"); slept <- body }()
+	time.Sleep(50 * time.Millisecond)
+	for i := 0; i < 5; i++ {
+		t0 := time.Now()
+		if st, _, _ := get(t, url+b+"fast"); st != 200 {
+			t.Fatalf("fast: %d", st)
+		}
+		if d := time.Since(t0); d > 5*time.Second {
+			t.Fatalf("fast took %v", d)
+		}
+	}
+	select {
+	case <-blocked:
+		t.Fatal("the blocked handler answered before its release")
+	default:
+	}
+	close(release)
+	if body := <-blocked; body != "released" {
+		t.Fatalf("block: %q", body)
+	}
+	if body := <-slept; body != "slept" {
+		t.Fatalf("sleep: %q", body)
+	}
+}
+
+// uploadHash answers the size and sha256 of the body.
+func uploadHashRest(rc *RestClosure) error {
+	h := sha256.New()
+	n, err := io.Copy(h, rc.Request().Body)
+	if err != nil {
+		return err
+	}
+	rc.Response().Ok("text/plain")
+	fmt.Fprintf(rc.Response(), "%d %x", n, h.Sum(nil))
+	return rc.Response().End()
+}
+
+var uploadHashHTTP = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := sha256.New()
+	n, err := io.Copy(h, r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+})
+
+// sendChunked sends body in chunks of the sizes given (cycled) on a raw
+// connection, one write per chunk, and reads the response.
+func sendChunked(t *testing.T, addr, path string, body []byte, sizes []int) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", path)
+	for i, off := 0, 0; off < len(body); i++ {
+		n := min(sizes[i%len(sizes)], len(body)-off)
+		if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", n, body[off:off+n]); err != nil {
+			t.Fatal(err)
+		}
+		off += n
+	}
+	io.WriteString(c, "0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(got)
+}
+
+func TestRestChunkedUploads(t *testing.T) {
+	url := restServer(t, 2)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	mustRule(t)(NewRule("POST", b, "^rest$", uploadHashRest))
+	aco := mustRule(t)(NewRule("POST", b, "^restaco$", uploadHashRest))
+	aco.SetAco(true)
+	mustRule(t)(HandleHTTP("POST", b, "^http$", uploadHashHTTP))
+	haco := mustRule(t)(HandleHTTP("POST", b, "^httpaco$", uploadHashHTTP))
+	haco.SetAco(true)
+	mk := func(n int) []byte {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte('a' + i*7%26)
+		}
+		return p
+	}
+	want := func(p []byte) string {
+		s := sha256.Sum256(p)
+		return fmt.Sprintf("%d %s", len(p), hex.EncodeToString(s[:]))
+	}
+	cases := []struct {
+		size  int
+		sizes []int
+	}{
+		{300, []int{1}}, // byte by byte
+		{1 << 20, []int{8191, 8192, 8193, 1}},
+		{1 << 20, []int{16383, 16384, 16385}},
+		{1 << 20, []int{65535, 65536, 65537, 3}},
+		{1 << 20, []int{1 << 20}},
+		{0, []int{1}},
+	}
+	for _, p := range []string{"rest", "restaco", "http", "httpaco"} {
+		for _, c := range cases {
+			body := mk(c.size)
+			st, got := sendChunked(t, addr, b+p, body, c.sizes)
+			if st != 200 || got != want(body) {
+				t.Fatalf("%s %d bytes in %v: %d %q, want %q", p, c.size, c.sizes, st, got, want(body))
+			}
+		}
+		// Go's client, streaming a chunked body of unknown length
+		body := mk(1<<20 + 77)
+		pr, pw := io.Pipe()
+		go func() {
+			for off := 0; off < len(body); off += 4000 {
+				pw.Write(body[off:min(off+4000, len(body))])
+			}
+			pw.Close()
+		}()
+		resp, err := http.Post(url+b+p, "application/octet-stream", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(got) != want(body) {
+			t.Fatalf("%s via net/http: %d %q", p, resp.StatusCode, got)
+		}
+	}
+}
+
+// Clients that go away mid-request and mid-response: the handlers see it
+// (context, errors), and nothing is left afterwards (restServer checks).
+func TestRestClientVanishes(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	var ended sync.WaitGroup
+	var ctxDone, readErr, writeErr atomic.Int32
+	mustRule(t)(HandleHTTP("POST", b, "^read$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			defer ended.Done()
+			if _, err := io.Copy(io.Discard, r.Body); err != nil {
+				readErr.Add(1)
+			}
+			select {
+			case <-r.Context().Done():
+				ctxDone.Add(1)
+			case <-time.After(10 * time.Second):
+			}
+		})))
+	for _, aco := range []bool{false, true} {
+		r := mustRule(t)(HandleHTTP("GET", b, fmt.Sprintf("^write/%v$", aco), http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) {
+				defer ended.Done()
+				chunk := bytes.Repeat([]byte("x"), 32<<10)
+				for i := 0; i < 10000; i++ {
+					if _, err := w.Write(chunk); err != nil {
+						writeErr.Add(1)
+						return
+					}
+					if err := http.NewResponseController(w).Flush(); err != nil {
+						writeErr.Add(1)
+						return
+					}
+				}
+			})))
+		r.SetAco(aco)
+	}
+	// mid-request: half a body, then gone (reset)
+	for i := 0; i < 3; i++ {
+		ended.Add(1)
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST %sread HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n%s", b, strings.Repeat("y", 5000))
+		time.Sleep(30 * time.Millisecond)
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
+	// mid-response: read a little of a big streamed response, then gone
+	for _, aco := range []bool{false, true} {
+		for i := 0; i < 3; i++ {
+			ended.Add(1)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET %swrite/%v HTTP/1.1\r\nHost: x\r\n\r\n", b, aco)
+			io.ReadFull(c, make([]byte, 1000))
+			if i%2 == 0 {
+				c.(*net.TCPConn).SetLinger(0)
+			}
+			c.Close()
+		}
+	}
+	done := make(chan struct{})
+	go func() { ended.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("handlers still running 30 s after their clients left")
+	}
+	if readErr.Load() != 3 || ctxDone.Load() != 3 || writeErr.Load() != 6 {
+		t.Fatalf("read errors %d (want 3), contexts done %d (want 3), write errors %d (want 6)",
+			readErr.Load(), ctxDone.Load(), writeErr.Load())
+	}
+}
+
+// The statuses the engine gives, in front of Go rules.
+func TestRestEngineStatuses(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^hello$", hello))
+	mustRule(t)(NewRule("POST", b, "^up$", uploadHashRest))
+	long := strings.Repeat("a", 9000)
+	big := "X-Big: " + strings.Repeat("b", 70000) + "\r\n"
+	cases := []struct {
+		req  string
+		want int
+	}{
+		{"GET " + b + "hello HTTP/1.1\r\nHost: x\r\n\r\n", 200},
+		{"GET " + b + "hello HTTP/1.1\r\nHost: x\r\nOPTIONS\r\n\r\n", 400},
+		{"GET " + b + "hello HTTP/1.1\r\n\r\n", 400},
+		{"POST " + b + "up HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+		{"POST " + b + "up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+		{"GET " + b + "nothing HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"PUT " + b + "hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405},
+		{"POST " + b + "up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n", 413},
+		{"GET /" + long + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+		{"GET " + b + "hello HTTP/1.1\r\nHost: x\r\nExpect: nothing\r\n\r\n", 417},
+		{"GET " + b + "hello HTTP/1.1\r\nHost: x\r\n" + big + "\r\n", 431},
+		{"POST " + b + "up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+		{"GET " + b + "hello HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+	}
+	for _, c := range cases {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		go io.WriteString(conn, c.req)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("%.40q: %v", c.req, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%.60q: %d, want %d", c.req, resp.StatusCode, c.want)
+		}
+	}
+	// OPTIONS: the methods that match
+	req, _ := http.NewRequest("OPTIONS", url+b+"hello", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Allow") != "GET, HEAD, OPTIONS" {
+		t.Fatalf("OPTIONS: %d %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	// 408: a head that is not complete in time (a short header timeout)
+	cgo.TestSetHTTPTimeouts(200, 60000)
+	defer cgo.TestSetHTTPTimeouts(10000, 60000)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(conn, "GET "+b+"hello HTTP/1.1\r\nHo")
+	resp, err = http.ReadResponse(bufio.NewReader(conn), nil)
+	conn.Close()
+	if err != nil || resp.StatusCode != 408 {
+		t.Fatalf("408: %v %v", resp, err)
+	}
+}
+
+// curl (Debian's) against Go rules.
+func TestRestCurl(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	url := restServer(t, 2)
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^hello/(\\w+)$", hello))
+	mustRule(t)(HandleHTTP("POST", b, "^up$", uploadHashHTTP))
+	out, err := exec.Command("curl", "-sS", "-i", url+b+"hello/curl").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 200") || !strings.HasSuffix(string(out), "hello curl co=false") {
+		t.Fatalf("curl GET: %v\n%s", err, out)
+	}
+	body := bytes.Repeat([]byte("0123456789"), 100000)
+	cmd := exec.Command("curl", "-sS", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-", url+b+"up")
+	cmd.Stdin = bytes.NewReader(body)
+	out, err = cmd.CombinedOutput()
+	sum := sha256.Sum256(body)
+	if err != nil || string(out) != fmt.Sprintf("%d %x", len(body), sum) {
+		t.Fatalf("curl POST: %v\n%s", err, out)
+	}
+}
+
+func TestRestInitAndStart(t *testing.T) {
+	// a handler's request context ends with the handler
+	url := restServer(t, 1)
+	b := restBase()
+	ctxs := make(chan context.Context, 1)
+	mustRule(t)(NewRule("GET", b, "^ctx$", func(rc *RestClosure) error {
+		ctxs <- rc.Context()
+		return nil
+	}))
+	if st, _, _ := get(t, url+b+"ctx"); st != 200 {
+		t.Fatalf("ctx: %d", st)
+	}
+	ctx := <-ctxs
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request's context outlived its handler")
+	}
+}
