@@ -2,6 +2,7 @@ package eventer
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -277,6 +278,9 @@ func (a *AcoEvent) Read(p []byte, timeout time.Duration) (int, error) {
 		return 0, nil
 	}
 	n, errno := a.io(co, op, cgo.IORead, p, timeout)
+	if errno == syscall.EIO {
+		return 0, a.tlsErr(op, "read", errno)
+	}
 	return readResult(n, errno, len(p))
 }
 
@@ -293,7 +297,7 @@ func (a *AcoEvent) Write(p []byte, timeout time.Duration) (int, error) {
 	}
 	n, errno := a.io(co, op, cgo.IOWrite, p, timeout)
 	if n < 0 {
-		return 0, errnoError(op, errno)
+		return 0, a.tlsErr(op, "write", errno)
 	}
 	return int(n), nil
 }
@@ -559,24 +563,55 @@ func (co *Co) SetEventerAco(e *Event) (*AcoEvent, error) {
 
 // Connect makes a non-blocking socket, connects it within timeout (0:
 // none) and returns it as an AcoEvent of this coroutine's loop
-// (eventer_aco_connect).  network: "tcp", "tcp4", "tcp6", "unix".
-func (co *Co) Connect(network, address string, timeout time.Duration) (*AcoEvent, error) {
+// (eventer_aco_connect).  network: "tcp", "tcp4", "tcp6", "unix".  With
+// WithClientTLS it is a TLS client: timeout bounds the connect and the
+// handshake together.
+func (co *Co) Connect(network, address string, timeout time.Duration, opts ...ConnectOption) (*AcoEvent, error) {
 	const op = "Co.Connect"
 	if err := co.enter(op); err != nil {
 		return nil, err
+	}
+	var cc connectConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cc)
+		}
+	}
+	var deadline time.Time
+	if timeout != 0 {
+		deadline = time.Now().Add(timeout)
 	}
 	sa, domain, err := sockaddr(network, address)
 	if err != nil {
 		return nil, &OpError{Op: op, Err: err}
 	}
+	var tlsCtx unsafe.Pointer
+	if cc.tls != nil {
+		if tlsCtx, err = clientTLS(network, address, cc.tls); err != nil {
+			return nil, &OpError{Op: op, Err: err}
+		}
+	}
 	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		if tlsCtx != nil {
+			cgo.TLSCtxFree(tlsCtx)
+		}
 		return nil, &OpError{Op: op, Err: os.NewSyscallError("socket", err)}
 	}
 	ev, err := plainFdEvent(fd)
 	if err != nil {
 		unix.Close(fd)
+		if tlsCtx != nil {
+			cgo.TLSCtxFree(tlsCtx)
+		}
 		return nil, &OpError{Op: op, Err: err}
+	}
+	if tlsCtx != nil {
+		// before the conversion: an aco event takes no new opset
+		if err := cgo.TLSAttach(ev.ptr, tlsCtx); err != nil {
+			ev.Close()
+			return nil, &OpError{Op: op, Err: fmt.Errorf("TLS: %w", err)}
+		}
 	}
 	ae, err := co.SetEventerAco(ev)
 	if err != nil {
@@ -593,22 +628,36 @@ func (co *Co) Connect(network, address string, timeout time.Duration) (*AcoEvent
 			break
 		}
 	}
-	if err == nil {
+	if err != nil {
+		if err != unix.EINPROGRESS {
+			return fail(err.(syscall.Errno))
+		}
+		res, errno, _ := ae.waitReady(co, op, cgo.MaskWrite, 0, timeoutNs(timeout))
+		if res < 0 {
+			return fail(errno)
+		}
+		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return fail(err.(syscall.Errno))
+		}
+		if soerr != 0 {
+			return fail(syscall.Errno(soerr))
+		}
+	}
+	if tlsCtx == nil {
 		return ae, nil
 	}
-	if err != unix.EINPROGRESS {
-		return fail(err.(syscall.Errno))
+	limit := cc.tls.HandshakeTimeout
+	if limit == 0 {
+		limit = defaultHandshakeTimeout
 	}
-	res, errno, _ := ae.waitReady(co, op, cgo.MaskWrite, 0, timeoutNs(timeout))
-	if res < 0 {
-		return fail(errno)
+	hsDeadline := time.Now().Add(limit)
+	if !deadline.IsZero() && deadline.Before(hsDeadline) {
+		hsDeadline, limit = deadline, timeout
 	}
-	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return fail(err.(syscall.Errno))
-	}
-	if soerr != 0 {
-		return fail(syscall.Errno(soerr))
+	if err := ae.handshake(co, op, false, hsDeadline, limit); err != nil {
+		ae.Close()
+		return nil, err
 	}
 	return ae, nil
 }

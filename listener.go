@@ -191,6 +191,8 @@ type listenConfig struct {
 	maxConns              int
 	grace                 time.Duration
 	conf                  [][2]string
+	tls                   bool        // WithTLS, with:
+	ssl                   [][2]string // the <sslconfig> keys
 	err                   error
 }
 
@@ -376,6 +378,7 @@ func ListenAco(network, address string, fn func(co *Co, ae *AcoEvent), opts ...L
 			Address: caddr, Port: port, Backlog: cfg.backlog,
 			Fanout: cfg.fanout, AcceptInLoop: cfg.inLoop, ReusePort: cfg.reuse,
 			MaxConnections: uint32(cfg.maxConns), ID: id, Config: cfg.conf,
+			TLS: cfg.tls, SSLConfig: cfg.ssl,
 		})
 		return err
 	})
