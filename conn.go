@@ -55,10 +55,13 @@ type AcoEvent struct {
 	// lplain: its opset is the listener's own (plain sockets, no callbacks
 	// into Go): attempts through cgo.ListenTry, and like the POSIX opset's.
 	conn, lplain bool
-	fd           int32
-	closed       atomic.Bool // Close was called (by anyone)
-	tr           tracked
-	ac, lst      unsafe.Pointer
+	// tls: the event has a TLS context: attempts through cgo.TLSTry (no
+	// callbacks into Go, so no copy of the buffer)
+	tls     bool
+	fd      int32
+	closed  atomic.Bool // Close was called (by anyone)
+	tr      tracked
+	ac, lst unsafe.Pointer
 }
 
 // Fd is the event's file descriptor.
@@ -69,6 +72,9 @@ func (a *AcoEvent) Fd() int { return int(a.fd) }
 func newAcoEvent(p unsafe.Pointer, l *loop) *AcoEvent {
 	a := &AcoEvent{ptr: p, l: l, fd: int32(cgo.Fd(p)), epoch: sessionNow()}
 	a.posixClosed = cgo.PosixClosedFlag(p)
+	if a.posixClosed == nil {
+		a.tls = cgo.IsTLS(p)
+	}
 	track(&a.tr, a)
 	return a
 }
@@ -198,6 +204,11 @@ func (a *AcoEvent) io(co *Co, op string, code int, p []byte, timeout time.Durati
 			mask = cgo.MaskWrite
 			if code == cgo.IORead {
 				mask = cgo.MaskRead
+			}
+		} else if a.tls && code != cgo.IOAccept {
+			res, errno, mask = cgo.TLSTry(a.ptr, code, p)
+			if errno != syscall.EAGAIN {
+				return res, errno
 			}
 		} else {
 			res, errno, mask = a.l.tryCopy(a.ptr, code, p)

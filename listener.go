@@ -633,6 +633,9 @@ func (l *loop) ListenStart(c cgo.ListenConn) {
 	}
 	ae := &AcoEvent{ptr: c.E, l: l, fd: int32(c.Fd), epoch: sessionNow(), conn: true, lplain: c.Plain,
 		ac: c.AC, lst: c.L}
+	if !c.Plain {
+		ae.tls = cgo.IsTLS(c.E)
+	}
 	co := &Co{l: l, fn: f.body, arg: ae, flags: coConn}
 	if mark == markCancel {
 		co.flags |= coCancel

@@ -93,6 +93,14 @@ ev_go_try_t ev_go_tls_handshake(uintptr_t ep, int server) {
   return r;
 }
 
+ev_go_tls_try_t ev_go_tls_try(uintptr_t e, int op, char *buf, size_t len) {
+  ev_go_log_defer(1);
+  ev_go_try_t r = ev_go_try(e, op, buf, len);
+  ev_go_log_defer(0);
+  ev_go_tls_try_t t = {r.res, r.err, r.mask, ev_go_log_pending()};
+  return t;
+}
+
 void ev_go_tls_fail(uintptr_t e, const char *reason) {
   eventer_ssl_ctx_fail(eventer_get_eventer_ssl_ctx((eventer_t)e), reason);
 }

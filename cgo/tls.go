@@ -1,6 +1,8 @@
 package cgo
 
 /*
+#cgo noescape ev_go_tls_try
+#cgo nocallback ev_go_tls_try
 #include <stdlib.h>
 #include "tls.h"
 #include "mtev_listener.h"
@@ -86,6 +88,21 @@ func TLSHandshake(e unsafe.Pointer, server bool) (bool, syscall.Errno, int) {
 		return true, 0, 0
 	}
 	return false, syscall.Errno(r.err), int(r.mask)
+}
+
+// TLSTry is Try for a TLS connection (read or write): a C call that
+// never calls back into Go (a line the TLS layer logs meanwhile reaches
+// Go afterwards), so buf stays where it is and is used whole.
+func TLSTry(e unsafe.Pointer, op int, buf []byte) (int64, syscall.Errno, int) {
+	var b *C.char
+	if len(buf) > 0 {
+		b = (*C.char)(unsafe.Pointer(&buf[0]))
+	}
+	r := C.ev_go_tls_try(iv(e), C.int(op), b, C.size_t(len(buf)))
+	if r.logged != 0 {
+		C.ev_go_log_flush()
+	}
+	return int64(r.res), syscall.Errno(r.err), int(r.mask)
 }
 
 // TLSFail ends e's TLS connection as failed and logs reason once ("":

@@ -37,6 +37,18 @@ int ev_go_tls_attach(uintptr_t e, uintptr_t ctx);
  * for; -1 with another errno (EIO: failed and logged). */
 ev_go_try_t ev_go_tls_handshake(uintptr_t e, int server);
 
+/* ev_go_try for a TLS connection, without calling Go: a line the TLS
+ * layer logs meanwhile is kept (logged = 1) until ev_go_log_flush, so Go
+ * may call it with noescape/nocallback and its buffer stay where it is
+ * (on a coroutine's stack, say). */
+typedef struct {
+  int64_t res;
+  int err;
+  int mask;
+  int logged;
+} ev_go_tls_try_t;
+ev_go_tls_try_t ev_go_tls_try(uintptr_t e, int op, char *buf, size_t len);
+
 /* Ends e's TLS connection as failed, logging reason (a handshake timeout
  * Go enforced); NULL: ended on purpose, nothing logged. */
 void ev_go_tls_fail(uintptr_t e, const char *reason);
