@@ -138,7 +138,7 @@ set style histogram clustered gap 1
 set style fill solid 0.6
 set yrange [0:*]
 set grid ytics
-set key top left
+set key below
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
 plot "$run/ratios.dat" using 2:xtic(1) title "rate, ours / crypto/tls", \
      "" using 3 title "server CPU per item, crypto/tls / ours"

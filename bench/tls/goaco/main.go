@@ -5,7 +5,10 @@
 // writes plaintext through the TLS opset).  The protocol is goclient's
 // (see there).  It prints "port N" and serves until killed.
 //
-//	goaco CERT KEY [-accept loop|thread]
+//	goaco [-accept loop|thread] CERT KEY
+//
+// SPIN_US=n in the environment sets the loop's spin_us (<eventer><config>;
+// default 50: a loop spins up to 50 us for work before it sleeps).
 package main
 
 import (
@@ -67,6 +70,12 @@ func main() {
 	if flag.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "usage: goaco CERT KEY")
 		os.Exit(2)
+	}
+	if v := os.Getenv("SPIN_US"); v != "" {
+		if err := eventer.LoadConfigString("<b><eventer><config><spin_us>"+v+"</spin_us></config></eventer></b>", "spin"); err != nil {
+			fmt.Fprintln(os.Stderr, "goaco:", err)
+			os.Exit(1)
+		}
 	}
 	if err := eventer.Init(eventer.WithConcurrency(1)); err != nil {
 		fmt.Fprintln(os.Stderr, "goaco:", err)
