@@ -527,6 +527,7 @@ func (ln *Listener) finish(p unsafe.Pointer) {
 		return
 	}
 	markListener(p, markCancel)
+	cgo.ListenerEndHandshakes(p) // TLS handshakes on the loops: not yet Go's
 	sweepConns(p, markCancel)
 	if ln.wait(p, max(ln.grace, time.Second)) {
 		return
@@ -701,6 +702,7 @@ func shutdownListeners() {
 			if cgo.ListenerIsGo(p) {
 				markListener(p, markDrop)
 				_ = cgo.ListenerStop(p, -1)
+				cgo.ListenerEndHandshakes(p)
 			} else {
 				_ = cgo.ListenerStop(p, 0)
 			}

@@ -1065,3 +1065,204 @@ func TestTLSConnectConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// ---- a hostile user --------------------------------------------------------------------
+
+// TLSState from a plain goroutine while the connection lives, and after
+// it ended; Listener.Close with handshakes in flight (cut short: not
+// logged, nothing left behind); a peer that stops reading in the middle
+// of a big TLS write.
+func TestTLSHostile(t *testing.T) {
+	h := &lineLog{}
+	setup(t, 2, WithLogger(slog.New(h)))
+	p := newPKI(t)
+	fds0, ev0 := openFds(t), cgo.LiveEvents()
+	aes := make(chan *AcoEvent, 1)
+	release := make(chan struct{})
+	ln, err := ListenAco("tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
+		aes <- ae
+		var b [1]byte
+		ae.Read(b[:], 10*time.Second) // until the client says go
+		close(release)
+	}, WithTLS(p.serverTLS()), WithFanout(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tlsDial(t, ln.Addr(), p.goClient(nil))
+	ae := <-aes
+	st, err := ae.TLSState() // a plain goroutine: through the loop
+	if err != nil || st.Version != tls.VersionTLS13 || st.PeerCertificates != nil {
+		t.Fatalf("TLSState from a goroutine: %+v %v", st, err)
+	}
+	c.send(t, "x")
+	<-release
+	waitFor(t, "the connection to end", func() bool { return ln.Stats().Active == 0 })
+	if _, err := ae.TLSState(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("TLSState after the end: %v", err)
+	}
+	if ae.PeerCertificates() != nil {
+		t.Fatal("PeerCertificates after the end")
+	}
+
+	// stalled handshakes, then Close: they end at once, quietly
+	var stalled []net.Conn
+	for i := 0; i < 20; i++ {
+		s, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write(clientHello(t)[:30])
+		stalled = append(stalled, s)
+	}
+	time.Sleep(50 * time.Millisecond) // accepted, handshakes waiting
+	logged := len(h.matching("TLS accept"))
+	start := time.Now()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stalled {
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, s); err != nil {
+			t.Fatalf("a stalled handshake after Close: %v", err)
+		}
+		s.Close()
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close with stalled handshakes took %v", d)
+	}
+	if l := h.matching("TLS accept"); len(l) != logged {
+		t.Fatalf("handshakes cut short by Close were logged: %q", l[logged:])
+	}
+
+	// a big write to a peer that stops reading, then goes away
+	wrote := make(chan error, 1)
+	big := listenAco(t, "tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
+		chunk := make([]byte, 1<<20)
+		for {
+			if _, err := ae.Write(chunk, 5*time.Second); err != nil {
+				wrote <- err
+				return
+			}
+		}
+	}, WithTLS(p.serverTLS()))
+	bc := tlsDial(t, big.Addr(), p.goClient(nil))
+	io.CopyN(io.Discard, bc, 3<<20) // read some, then stop
+	time.Sleep(100 * time.Millisecond)
+	bc.Conn.(*tls.Conn).NetConn().(*net.TCPConn).SetLinger(0)
+	bc.Close()
+	select {
+	case err := <-wrote:
+		var oe *OpError
+		if !errors.As(err, &oe) || oe.Op != "AcoEvent.Write" {
+			t.Fatalf("write to a peer that left: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write did not end when the peer left")
+	}
+	if err := big.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the events to go", func() bool { return cgo.LiveEvents() == ev0 })
+	if n := cgo.AcceptorClosuresLive(); n != 0 {
+		t.Fatalf("%d acceptor closures alive", n)
+	}
+	c.Close()
+	waitFor(t, "the fds to close", func() bool { return openFds(t) == fds0 })
+}
+
+// Shutdown while a Go coroutine waits in Co.Connect's TLS handshake: the
+// coroutine is unwound and nothing is left (setup checks the events).
+func TestTLSShutdownDuringConnect(t *testing.T) {
+	if err := Init(WithConcurrency(1), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))); err != nil {
+		t.Fatal(err)
+	}
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	fds0 := openFds(t)
+	waiting := make(chan struct{})
+	deferred := make(chan error, 1)
+	if _, err := AcoStart(func(co *Co) {
+		close(waiting)
+		ae, err := co.Connect("tcp", mute.Addr().String(), 0, WithClientTLS(TLSConfig{InsecureSkipVerify: true,
+			HandshakeTimeout: time.Minute}))
+		if ae != nil {
+			ae.Close()
+		}
+		deferred <- err
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-waiting
+	time.Sleep(50 * time.Millisecond)
+	Shutdown()
+	if err := Loop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := cgo.LiveEvents(); n != 0 {
+		t.Fatalf("%d C events after Shutdown", n)
+	}
+	select {
+	case err := <-deferred:
+		t.Fatalf("Connect returned during Shutdown's unwinding: %v", err)
+	default: // unwound: the call never returned
+	}
+	waitFor(t, "the fds to close", func() bool { return openFds(t) <= fds0-0 })
+}
+
+// Shutdown with TLS handshakes stalled on a Go listener's loops: they end
+// at once (not at their handshake timeout), quietly.
+func TestTLSShutdownDuringHandshakes(t *testing.T) {
+	h := &lineLog{}
+	if err := Init(WithConcurrency(2), WithLogger(slog.New(h))); err != nil {
+		t.Fatal(err)
+	}
+	p := newPKI(t)
+	cfg := p.serverTLS()
+	cfg.HandshakeTimeout = time.Minute
+	ln, err := ListenAco("tcp", "127.0.0.1:0", seedFn(0), WithTLS(cfg), WithFanout(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs []net.Conn
+	for i := 0; i < 10; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+	}
+	waitFor(t, "the connections to be accepted", func() bool { return cgo.AcceptorClosuresLive() == 10 })
+	start := time.Now()
+	Shutdown()
+	if err := Loop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Shutdown took %v with stalled handshakes", d)
+	}
+	if n := cgo.LiveEvents(); n != 0 {
+		t.Fatalf("%d C events after Shutdown", n)
+	}
+	for _, c := range cs {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l := h.matching("TLS accept"); len(l) != 0 {
+		t.Fatalf("logged: %q", l)
+	}
+}

@@ -205,6 +205,10 @@ func ListenerStop(l unsafe.Pointer, graceNs int64) error {
 	return nil
 }
 
+// ListenerEndHandshakes is mtev_listener_end_handshakes: a stopping
+// listener's connections still in their TLS handshake end now.
+func ListenerEndHandshakes(l unsafe.Pointer) { C.mtev_listener_end_handshakes(lv(l)) }
+
 // ListenerWait is mtev_listener_wait (timeoutNs < 0: none); ETIMEDOUT if
 // l has not stopped in time.  It blocks the calling thread.
 func ListenerWait(l unsafe.Pointer, timeoutNs int64) error {
