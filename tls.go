@@ -53,7 +53,10 @@ type TLSConfig struct {
 	// [ciphers].
 	Ciphers string
 	// ALPN: a listener negotiates these protocols (in the client's order);
-	// a client offers them, in preference order [alpn].
+	// a client offers them, in preference order [alpn].  A listener
+	// without any negotiates what C code registered with
+	// eventer_ssl_alpn_register (among "h2" and "http/1.1"), as a
+	// configured listener does; a client without any offers none.
 	ALPN []string
 	// Listener: "optional" asks every client for a certificate, "required"
 	// refuses clients without one; "" asks only when there is a CA, and

@@ -1266,3 +1266,47 @@ func TestTLSShutdownDuringHandshakes(t *testing.T) {
 		t.Fatalf("logged: %q", l)
 	}
 }
+
+// TLS over AF_UNIX, both sides; TLSState from another loop's thread is a
+// misuse (it would wait for the connection's loop).
+func TestTLSUnixAndMisuse(t *testing.T) {
+	setup(t, 2)
+	p := newPKI(t)
+	sock := filepath.Join(t.TempDir(), "tls.sock")
+	aes := make(chan *AcoEvent, 1)
+	listenAco(t, "unix", sock, func(co *Co, ae *AcoEvent) {
+		aes <- ae
+		seedFn(0)(co, ae)
+	}, WithTLS(p.serverTLS()))
+	c, err := tls.Dial("unix", sock, p.goClient(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "hi\n")
+	if l, err := bufio.NewReader(c).ReadString('\n'); l != "thanks!\n" {
+		t.Fatalf("over unix: %q %v", l, err)
+	}
+	ae := <-aes // runs on loop 0 (no fanout)
+	err = inCo(t, 1, func(co *Co) error {
+		me := recovered(t, func() { ae.TLSState() })
+		if me.Op != "AcoEvent.TLSState" {
+			return fmt.Errorf("misuse %v", me)
+		}
+		// our client over unix: the name comes from ServerName
+		cae, err := co.Connect("unix", sock, 5*time.Second, WithClientTLS(TLSConfig{CAFile: p.ca.certF, ServerName: "localhost"}))
+		if err != nil {
+			return err
+		}
+		defer cae.Close()
+		cae.Write([]byte("hi\n"), time.Second)
+		if l, err := bufio.NewReader(cae.Conn()).ReadString('\n'); l != "thanks!\n" {
+			return fmt.Errorf("our client over unix: %q %v", l, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
