@@ -328,6 +328,9 @@ func (a *AcoEvent) Wait(mask Mask, timeout time.Duration) error {
 	if a.posixClosed != nil && *a.posixClosed != 0 {
 		return errnoError(op, syscall.EBADF)
 	}
+	if a.tls && mask&Read != 0 {
+		return a.waitTLSRead(co, op, mask, timeout)
+	}
 	res, errno, _ := a.waitReady(co, op, int(mask), 0, timeoutNs(timeout))
 	if res < 0 {
 		if errno == syscall.EPERM { // an fd epoll can't watch is always ready

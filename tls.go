@@ -300,6 +300,43 @@ func (a *AcoEvent) handshake(co *Co, op string, server bool, deadline time.Time,
 	}
 }
 
+// waitTLSRead is Wait for a mask with Read on a TLS connection: ready
+// when OpenSSL holds plaintext the socket does not show (or a read would
+// return EOF or fail at once); else a wait for what the TLS layer needs
+// to read (READ, or WRITE), again, until the deadline.  With Write in
+// mask too, the socket's writability also ends the wait.
+func (a *AcoEvent) waitTLSRead(co *Co, op string, mask Mask, timeout time.Duration) error {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		ready, need, ok := cgo.TLSReadReady(a.ptr)
+		if ready {
+			return nil
+		}
+		if !ok { // before the handshake: the socket's readiness
+			need = int(mask)
+		} else if mask&Write != 0 {
+			need |= int(Write)
+		}
+		left := timeoutNs(timeout)
+		if timeout > 0 {
+			left = max(int64(time.Until(deadline)), 0)
+		}
+		res, errno, _ := a.waitReady(co, op, need, 0, left)
+		if res < 0 {
+			if errno == syscall.EPERM {
+				return nil
+			}
+			return errnoError(op, errno)
+		}
+		if !ok || mask&Write != 0 {
+			return nil
+		}
+	}
+}
+
 // TLSState is what a TLS connection's handshake learnt.
 type TLSState struct {
 	Version            uint16 // tls.VersionTLS12, tls.VersionTLS13 (the same numbers)

@@ -1310,3 +1310,50 @@ func TestTLSUnixAndMisuse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A read that takes part of a TLS record leaves the rest in OpenSSL's
+// buffer, and a second record may sit there, read ahead and not yet
+// decrypted: the socket's readiness shows neither, and Wait(Read) returns
+// at once all the same.  With nothing there it waits (and times out).
+func TestTLSWaitSeesBufferedData(t *testing.T) {
+	setup(t, 1)
+	p := newPKI(t)
+	got := make(chan string, 1)
+	ln := listenAco(t, "tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
+		var out []byte
+		co.Sleep(100 * time.Millisecond) // both records are in by now
+		for i := 0; i < 3; i++ {
+			var b [1]byte
+			if _, err := ae.Read(b[:], 5*time.Second); err != nil {
+				got <- err.Error()
+				return
+			}
+			out = append(out, b[0])
+			if i < 2 {
+				start := time.Now()
+				if err := ae.Wait(Read, 2*time.Second); err != nil || time.Since(start) > time.Second {
+					got <- fmt.Sprintf("wait %d: %v after %v", i, err, time.Since(start))
+					return
+				}
+			}
+		}
+		start := time.Now()
+		err := ae.Wait(Read, 100*time.Millisecond) // nothing more: it waits
+		if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) < 100*time.Millisecond {
+			got <- fmt.Sprintf("empty wait: %v after %v", err, time.Since(start))
+			return
+		}
+		got <- string(out)
+	}, WithTLS(p.serverTLS()))
+	c := tlsDial(t, ln.Addr(), p.goClient(nil))
+	c.send(t, "ab") // one record: "b" stays in OpenSSL's buffer after "a"
+	c.send(t, "c")  // a second record, read ahead with the first
+	select {
+	case s := <-got:
+		if s != "abc" {
+			t.Fatal(s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer")
+	}
+}

@@ -101,6 +101,13 @@ ev_go_tls_try_t ev_go_tls_try(uintptr_t e, int op, char *buf, size_t len) {
   return t;
 }
 
+int ev_go_tls_read_ready(uintptr_t e, int *mask) {
+  *mask = 0;
+  int rv = eventer_ssl_read_ready(eventer_get_eventer_ssl_ctx((eventer_t)e), mask);
+  *mask &= EVENTER_READ | EVENTER_WRITE;
+  return rv;
+}
+
 void ev_go_tls_fail(uintptr_t e, const char *reason) {
   eventer_ssl_ctx_fail(eventer_get_eventer_ssl_ctx((eventer_t)e), reason);
 }

@@ -105,6 +105,20 @@ func TLSTry(e unsafe.Pointer, op int, buf []byte) (int64, syscall.Errno, int) {
 	return int64(r.res), syscall.Errno(r.err), int(r.mask)
 }
 
+// TLSReadReady is eventer_ssl_read_ready for e: whether a read would
+// return at once; if not, the mask it waits for; ok false when the call
+// does not apply (no context, no handshake yet).
+func TLSReadReady(e unsafe.Pointer) (ready bool, mask int, ok bool) {
+	var m C.int
+	switch C.ev_go_tls_read_ready(iv(e), &m) {
+	case 1:
+		return true, 0, true
+	case 0:
+		return false, int(m), true
+	}
+	return false, 0, false
+}
+
 // TLSFail ends e's TLS connection as failed and logs reason once ("":
 // ended on purpose, nothing logged).
 func TLSFail(e unsafe.Pointer, reason string) {

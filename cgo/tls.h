@@ -49,6 +49,10 @@ typedef struct {
 } ev_go_tls_try_t;
 ev_go_tls_try_t ev_go_tls_try(uintptr_t e, int op, char *buf, size_t len);
 
+/* eventer_ssl_read_ready of e's context: 1 ready, 0 with *mask, -1 (no
+ * context, no handshake yet). */
+int ev_go_tls_read_ready(uintptr_t e, int *mask);
+
 /* Ends e's TLS connection as failed, logging reason (a handshake timeout
  * Go enforced); NULL: ended on purpose, nothing logged. */
 void ev_go_tls_fail(uintptr_t e, const char *reason);
