@@ -1357,3 +1357,94 @@ func TestTLSWaitSeesBufferedData(t *testing.T) {
 		t.Fatal("no answer")
 	}
 }
+
+// Full duplex over TLS: a reader and a writer coroutine on one connection
+// at once, 8 MiB each way against Go's client doing the same, so both
+// sides block on full sockets while the other direction goes on.
+func TestTLSFullDuplex(t *testing.T) {
+	setup(t, 1)
+	p := newPKI(t)
+	const total = 8 << 20
+	pattern := func(i int) byte { return byte(i*7 + i>>13) }
+	res := make(chan error, 2)
+	ln := listenAco(t, "tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
+		wdone := make(chan error, 1)
+		if _, err := co.Start(func(w *Co) {
+			buf := make([]byte, 100_000)
+			for off := 0; off < total; {
+				n := min(len(buf), total-off)
+				for i := 0; i < n; i++ {
+					buf[i] = pattern(off + i)
+				}
+				if _, err := ae.Conn().Write(buf[:n]); err != nil {
+					wdone <- err
+					return
+				}
+				off += n
+			}
+			wdone <- nil
+		}, nil); err != nil {
+			res <- err
+			return
+		}
+		buf := make([]byte, 70_000)
+		for got := 0; got < total; {
+			n, err := ae.Read(buf, 20*time.Second)
+			if err != nil {
+				res <- fmt.Errorf("server read at %d: %w", got, err)
+				return
+			}
+			for i := 0; i < n; i++ {
+				if buf[i] != pattern(got+i) {
+					res <- fmt.Errorf("server: byte %d corrupt", got+i)
+					return
+				}
+			}
+			got += n
+		}
+		// the writer's own end, seen from here: wait for it in Go terms
+		for {
+			select {
+			case err := <-wdone:
+				res <- err
+				return
+			default:
+				co.Sleep(time.Millisecond)
+			}
+		}
+	}, WithTLS(p.serverTLS()))
+	c := tlsDial(t, ln.Addr(), p.goClient(nil))
+	go func() {
+		buf := make([]byte, 1<<16)
+		for off := 0; off < total; off += len(buf) {
+			for i := range buf {
+				buf[i] = pattern(off + i)
+			}
+			if _, err := c.Write(buf); err != nil {
+				res <- err
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 1<<16)
+	for got := 0; got < total; {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("client read at %d: %v", got, err)
+		}
+		for i := 0; i < n; i++ {
+			if buf[i] != pattern(got+i) {
+				t.Fatalf("client: byte %d corrupt", got+i)
+			}
+		}
+		got += n
+	}
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the server did not finish")
+	}
+}
