@@ -3,7 +3,10 @@
 // goclient's protocol exactly as goaco does.  TLS 1.3, the same
 // certificate and key.  It prints "port N" and serves until killed.
 //
-//	gopeer CERT KEY
+//	gopeer CERT KEY          goclient's protocol
+//	gopeer -https CERT KEY   net/http over TLS: GET /hello answers
+//	                         "Hello world.\n" (text/plain), as the REST
+//	                         engine's hello does
 package main
 
 import (
@@ -12,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 )
 
@@ -58,11 +62,32 @@ func serve(c net.Conn) {
 }
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: gopeer CERT KEY")
+	args := os.Args[1:]
+	https := len(args) > 0 && args[0] == "-https"
+	if https {
+		args = args[1:]
+	}
+	if len(args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: gopeer [-https] CERT KEY")
 		os.Exit(2)
 	}
-	cert, err := tls.LoadX509KeyPair(os.Args[1], os.Args[2])
+	if https {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gopeer:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("port %d\n", ln.Addr().(*net.TCPAddr).Port)
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, "Hello world.\n")
+		})
+		srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS13}}
+		fmt.Fprintln(os.Stderr, "gopeer:", srv.ServeTLS(ln, args[0], args[1]))
+		os.Exit(1)
+	}
+	cert, err := tls.LoadX509KeyPair(args[0], args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gopeer:", err)
 		os.Exit(1)
