@@ -294,8 +294,8 @@ int eventer_ssl_use_crl(eventer_ssl_ctx_t *ctx, const char *crl_file);
  * fails; a failure found now is logged as the read's); 0 when the read
  * would wait, with *mask what for (READ, or WRITE); -1/EINVAL for NULL
  * or before the handshake.  A readiness wait on the socket alone misses
- * such plaintext: check this first (the Go binding's AcoEvent.Wait does;
- * eventer_aco_wait_ready does not). */
+ * such plaintext: check this first (eventer_aco_wait_ready and the Go
+ * binding's AcoEvent.Wait do). */
 int eventer_ssl_read_ready(eventer_ssl_ctx_t *ctx, int *mask);
 
 /* Ends ctx's connection as failed (ours): from now on its reads, writes

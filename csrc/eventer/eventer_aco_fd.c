@@ -12,6 +12,7 @@
  * does.
  */
 #include "eventer_aco_impl.h"
+#include "eventer_SSL_fd_opset.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -243,6 +244,10 @@ int eventer_aco_wait_ready(eventer_aco_t ae, int mask, struct timeval *timeout) 
     errno = EINVAL;
     return -1;
   }
+  /* TLS: plaintext OpenSSL holds is ready, though the socket shows none */
+  if ((mask & EVENTER_READ) &&
+      eventer_ssl_read_ready(eventer_get_eventer_ssl_ctx((eventer_t)ae), NULL) == 1)
+    return 0;
   return ev_aco_fd_wait(a, (eventer_t)ae, mask, ev_aco_deadline(timeout));
 }
 
