@@ -58,6 +58,7 @@ type AcoEvent struct {
 	// tls: the event has a TLS context: attempts through cgo.TLSTry (no
 	// callbacks into Go, so no copy of the buffer)
 	tls     bool
+	tlsc    *tlsClient // a TLS client's session cache (Co.Connect)
 	fd      int32
 	closed  atomic.Bool // Close was called (by anyone)
 	tr      tracked
@@ -401,6 +402,7 @@ func (a *AcoEvent) closeHere(op string) error {
 	if a.ptr == nil || a.epoch != sessionNow() { // released with its eventer at Shutdown
 		return nil
 	}
+	a.keepSession()
 	err := cgo.AcoClose(a.ptr) // EBADF: closed through the C API already
 	a.release()
 	if err != nil && !errors.Is(err, syscall.EBADF) {
@@ -611,8 +613,9 @@ func (co *Co) Connect(network, address string, timeout time.Duration, opts ...Co
 		return nil, &OpError{Op: op, Err: err}
 	}
 	var tlsCtx unsafe.Pointer
+	var tlsc *tlsClient
 	if cc.tls != nil {
-		if tlsCtx, err = clientTLS(network, address, cc.tls); err != nil {
+		if tlsCtx, tlsc, err = clientTLS(network, address, cc.tls); err != nil {
 			return nil, &OpError{Op: op, Err: err}
 		}
 	}
@@ -684,5 +687,7 @@ func (co *Co) Connect(network, address string, timeout time.Duration, opts ...Co
 		ae.Close()
 		return nil, err
 	}
+	ae.tlsc = tlsc
+	ae.keepSession() // TLS 1.2's; TLS 1.3's comes with a ticket, kept at Close
 	return ae, nil
 }

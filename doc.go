@@ -63,7 +63,8 @@
 // handshake that fails or stalls closes the connection with one log line
 // naming the peer and OpenSSL's reason.  Co.Connect is a TLS client with
 // WithClientTLS (SNI, the server's name and chain verified, ALPN, a
-// client certificate, a handshake timeout).  AcoEvent.TLSState tells what
+// client certificate, a handshake timeout, sessions resumed through a
+// TLSSessionCache).  AcoEvent.TLSState tells what
 // the handshake learnt: version, cipher, ALPN protocol, resumption, SNI,
 // and the peer's certificate chain as []*x509.Certificate parsed from the
 // DER OpenSSL received; Acceptor.RemoteCN is the client certificate's CN.

@@ -2,13 +2,16 @@ package eventer
 
 import (
 	"bytes"
+	"container/list"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -75,6 +78,91 @@ type TLSConfig struct {
 	ServerName string
 	// Client: accept any server certificate (testing only).
 	InsecureSkipVerify bool
+	// Client: where sessions to resume are kept (nil: none).  A
+	// connection offers the session of the last one to the same server
+	// (network, address, ServerName) and leaves its own there when it is
+	// closed (or at once, for TLS 1.2).
+	SessionCache *TLSSessionCache
+}
+
+// TLSSessionCache keeps the sessions TLS clients may resume
+// (TLSConfig.SessionCache): one per server, the least recently used one
+// out past its capacity.  Safe for concurrent use.  The sessions are C
+// memory (OpenSSL's), freed when they leave the cache, or once the
+// cache is unreachable.
+type TLSSessionCache struct {
+	mu       sync.Mutex
+	capacity int
+	m        map[string]*list.Element // of *tlsSession
+	ll       list.List                // most recently used first
+}
+
+// tlsSession is one cached session: a reference on an SSL_SESSION, dropped
+// by a cleanup once the entry is unreachable.
+type tlsSession struct {
+	key string
+	p   unsafe.Pointer
+}
+
+// NewTLSSessionCache returns a cache of up to capacity sessions (<= 0:
+// 64).
+func NewTLSSessionCache(capacity int) *TLSSessionCache {
+	if capacity <= 0 {
+		capacity = 64
+	}
+	return &TLSSessionCache{capacity: capacity, m: map[string]*list.Element{}}
+}
+
+func (c *TLSSessionCache) get(key string) *tlsSession {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.m[key]; ok {
+		c.ll.MoveToFront(el)
+		return el.Value.(*tlsSession)
+	}
+	return nil
+}
+
+// put keeps session p (a reference the cache takes over) for key.
+func (c *TLSSessionCache) put(key string, p unsafe.Pointer) {
+	s := &tlsSession{key: key, p: p}
+	runtime.AddCleanup(s, cgo.TLSSessionFree, p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.m[key]; ok {
+		el.Value = s
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.m[key] = c.ll.PushFront(s)
+	for c.ll.Len() > c.capacity {
+		old := c.ll.Remove(c.ll.Back()).(*tlsSession)
+		delete(c.m, old.key)
+	}
+}
+
+// Len is the number of sessions kept.
+func (c *TLSSessionCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len()
+}
+
+// tlsClient is what a client connection with a session cache remembers.
+type tlsClient struct {
+	cache *TLSSessionCache
+	key   string
+}
+
+// keepSession leaves a's session in its cache when it can be resumed
+// (loop thread).
+func (a *AcoEvent) keepSession() {
+	if a.tlsc == nil || a.ptr == nil {
+		return
+	}
+	if p := cgo.TLSSessionGet(a.ptr); p != nil {
+		a.tlsc.cache.put(a.tlsc.key, p)
+	}
 }
 
 const defaultHandshakeTimeout = 5 * time.Second
@@ -143,8 +231,8 @@ func (c *TLSConfig) settings(server bool) ([][2]string, error) {
 		default:
 			return nil, fmt.Errorf("ClientCert %q: not \"\", \"optional\" or \"required\"", c.ClientCert)
 		}
-		if c.ServerName != "" || c.InsecureSkipVerify {
-			return nil, errors.New("ServerName and InsecureSkipVerify are for clients (WithClientTLS)")
+		if c.ServerName != "" || c.InsecureSkipVerify || c.SessionCache != nil {
+			return nil, errors.New("ServerName, InsecureSkipVerify and SessionCache are for clients (WithClientTLS)")
 		}
 		if c.ClientCert != "" {
 			kv = append(kv, [2]string{"client_cert", c.ClientCert})
@@ -232,22 +320,24 @@ func (a *AcoEvent) tlsErr(op, step string, errno syscall.Errno) error {
 	return errnoError(op, errno)
 }
 
-// clientTLS makes the client context of a connection to address.
-func clientTLS(network, address string, cfg *TLSConfig) (unsafe.Pointer, error) {
+// clientTLS makes the client context of a connection to address, with
+// the session to resume offered, and what the connection keeps for its
+// cache (nil: no cache).
+func clientTLS(network, address string, cfg *TLSConfig) (unsafe.Pointer, *tlsClient, error) {
 	kv, err := cfg.settings(false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	name := cfg.ServerName
 	if name == "" && network != "unix" {
 		host, _, err := net.SplitHostPort(address)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		name = host
 	}
 	if name == "" && !cfg.InsecureSkipVerify {
-		return nil, errors.New("TLS: a ServerName (or InsecureSkipVerify) is needed for a unix address")
+		return nil, nil, errors.New("TLS: a ServerName (or InsecureSkipVerify) is needed for a unix address")
 	}
 	sni := name
 	if ip := net.ParseIP(strings.Trim(name, "[]")); ip != nil {
@@ -265,9 +355,21 @@ func clientTLS(network, address string, cfg *TLSConfig) (unsafe.Pointer, error) 
 	}
 	ctx, err := cgo.TLSClient(kv, sni, name, verify)
 	if err != nil {
-		return nil, fmt.Errorf("TLS: %w", err)
+		return nil, nil, fmt.Errorf("TLS: %w", err)
 	}
-	return ctx, nil
+	if cfg.SessionCache == nil {
+		return ctx, nil, nil
+	}
+	tc := &tlsClient{cache: cfg.SessionCache, key: network + " " + address + " " + name}
+	if s := tc.cache.get(tc.key); s != nil {
+		err := cgo.TLSOfferSession(ctx, s.p) // OpenSSL takes its own reference
+		runtime.KeepAlive(s)
+		if err != nil {
+			cgo.TLSCtxFree(ctx)
+			return nil, nil, fmt.Errorf("TLS: offering a session: %w", err)
+		}
+	}
+	return ctx, tc, nil
 }
 
 // handshake drives a's TLS handshake until it is over, parking on what

@@ -1448,3 +1448,52 @@ func TestTLSFullDuplex(t *testing.T) {
 		t.Fatal("the server did not finish")
 	}
 }
+
+// Co.Connect resumes sessions through a TLSSessionCache: TLS 1.3 (a
+// ticket, which comes after the handshake and is kept at Close) and
+// TLS 1.2; the cache keeps one per server, up to its capacity.
+func TestTLSConnectResumes(t *testing.T) {
+	setup(t, 1)
+	p := newPKI(t)
+	srv13 := goTLSServer(t, &tls.Config{Certificates: []tls.Certificate{p.server.tlsCert(t)}})
+	srv12 := goTLSServer(t, &tls.Config{Certificates: []tls.Certificate{p.server.tlsCert(t)}, MaxVersion: tls.VersionTLS12})
+	cache := NewTLSSessionCache(1)
+	err := inCo(t, 0, func(co *Co) error {
+		for _, srv := range []net.Listener{srv13, srv12} {
+			for i := 0; i < 3; i++ {
+				ae, err := co.Connect("tcp", srv.Addr().String(), 5*time.Second,
+					WithClientTLS(TLSConfig{CAFile: p.ca.certF, SessionCache: cache}))
+				if err != nil {
+					return err
+				}
+				ae.Write([]byte("hi\n"), time.Second)
+				l, err := bufio.NewReader(ae.Conn()).ReadString('\n')
+				if !strings.HasPrefix(l, "thanks!") {
+					ae.Close()
+					return fmt.Errorf("got %q %v", l, err)
+				}
+				st, err := ae.TLSState()
+				ae.Close()
+				if err != nil {
+					return err
+				}
+				if st.DidResume != (i > 0) {
+					return fmt.Errorf("%v, connection %d: resumed %v", srv.Addr(), i, st.DidResume)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cache.Len(); n != 1 {
+		t.Fatalf("%d sessions kept, capacity 1", n)
+	}
+	// a listener has no use for a session cache
+	if _, err := ListenAco("tcp", "127.0.0.1:0", func(*Co, *AcoEvent) {},
+		WithTLS(TLSConfig{CertificateFile: p.server.certF, KeyFile: p.server.keyF, SessionCache: cache})); err == nil ||
+		!strings.Contains(err.Error(), "for clients") {
+		t.Fatalf("a listener with a session cache: %v", err)
+	}
+}

@@ -108,6 +108,18 @@ int ev_go_tls_read_ready(uintptr_t e, int *mask) {
   return rv;
 }
 
+SSL_SESSION *ev_go_tls_session_get(uintptr_t e) {
+  SSL_SESSION *s = eventer_ssl_get_session(eventer_get_eventer_ssl_ctx((eventer_t)e));
+  if (!s || !SSL_SESSION_is_resumable(s) || !SSL_SESSION_up_ref(s)) return NULL;
+  return s;
+}
+
+void ev_go_tls_session_free(SSL_SESSION *s) { SSL_SESSION_free(s); }
+
+int ev_go_tls_offer_session(eventer_ssl_ctx_t *ctx, SSL_SESSION *s) {
+  return eventer_ssl_ctx_set_session(ctx, s) == 0 ? 0 : errno;
+}
+
 void ev_go_tls_fail(uintptr_t e, const char *reason) {
   eventer_ssl_ctx_fail(eventer_get_eventer_ssl_ctx((eventer_t)e), reason);
 }

@@ -119,6 +119,24 @@ func TLSReadReady(e unsafe.Pointer) (ready bool, mask int, ok bool) {
 	return false, 0, false
 }
 
+// TLSSessionGet is e's session with a reference for the caller, when it
+// can be resumed (nil otherwise).
+func TLSSessionGet(e unsafe.Pointer) unsafe.Pointer {
+	return unsafe.Pointer(C.ev_go_tls_session_get(iv(e)))
+}
+
+// TLSSessionFree drops a reference TLSSessionGet gave.
+func TLSSessionFree(s unsafe.Pointer) { C.ev_go_tls_session_free((*C.SSL_SESSION)(s)) }
+
+// TLSOfferSession offers session s to client context ctx (before its
+// handshake).
+func TLSOfferSession(ctx, s unsafe.Pointer) error {
+	if rc := C.ev_go_tls_offer_session((*C.eventer_ssl_ctx_t)(ctx), (*C.SSL_SESSION)(s)); rc != 0 {
+		return syscall.Errno(rc)
+	}
+	return nil
+}
+
 // TLSFail ends e's TLS connection as failed and logs reason once ("":
 // ended on purpose, nothing logged).
 func TLSFail(e unsafe.Pointer, reason string) {

@@ -53,6 +53,14 @@ ev_go_tls_try_t ev_go_tls_try(uintptr_t e, int op, char *buf, size_t len);
  * context, no handshake yet). */
 int ev_go_tls_read_ready(uintptr_t e, int *mask);
 
+/* Client sessions: the session of e's connection, with a reference for
+ * the caller, when it can be resumed (NULL otherwise); free it with
+ * ev_go_tls_session_free.  ev_go_tls_attach_session offers s to ctx (not
+ * yet attached; ctx takes its own reference). */
+SSL_SESSION *ev_go_tls_session_get(uintptr_t e);
+void ev_go_tls_session_free(SSL_SESSION *s);
+int ev_go_tls_offer_session(eventer_ssl_ctx_t *ctx, SSL_SESSION *s);
+
 /* Ends e's TLS connection as failed, logging reason (a handshake timeout
  * Go enforced); NULL: ended on purpose, nothing logged. */
 void ev_go_tls_fail(uintptr_t e, const char *reason);
