@@ -16,6 +16,11 @@
 #             (the server reads and decrypts), MiB/s
 #   down      1 MiB messages server -> client, each one Write (the
 #             server encrypts), MiB/s
+#   https     HTTPS "hello" (when bench/tls/gorest is there): GET /hello
+#             from wrk (50 keep-alive connections, DUR seconds, default 5)
+#             against the REST engine over TLS with a Go rule (gorest)
+#             and against net/http over TLS (gopeer -https); requests/s
+#             and server CPU per request
 # The servers take turns, RUNS (default 5) rounds; each ratio is the
 # median over the rounds of that round's ours/Go (rates) or Go/ours
 # (CPU): above 1.0 we do better.  Writes build/bench/tls/go_results.tsv,
@@ -39,6 +44,12 @@ trap cleanup EXIT
 
 scripts/cgo-stamp.sh
 go build -o "$run/" ./bench/tls/goaco ./bench/tls/gopeer ./bench/tls/goclient
+https=""
+if [ -d bench/tls/gorest ] && command -v wrk >/dev/null; then
+  go build -o "$run/" ./bench/tls/gorest
+  https=1
+fi
+dur=${DUR:-5}
 
 printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = x\n' >"$run/min.cnf"
 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$run/ext.cnf"
@@ -54,9 +65,9 @@ openssl x509 -req -in "$run/srv.csr" -CA "$run/ca.pem" -CAkey "$run/ca.key" \
 n() { awk -v s="$scale" -v b="$1" 'BEGIN { printf "%d", (b * s < 1 ? 1 : b * s) }'; }
 figures=("full $(n 1000) 8" "resumed $(n 1000) 8" "up $(n 256) 1" "down $(n 256) 1")
 
-start_server() { # NAME
+start_server() { # NAME [ARGS]
   : >"$run/$1.port"
-  taskset -c "$scpu" "$run/$1" "$run/srv.pem" "$run/srv.key" >"$run/$1.port" 2>"$run/$1.err" &
+  taskset -c "$scpu" "$run/$1" "${@:2}" "$run/srv.pem" "$run/srv.key" >"$run/$1.port" 2>"$run/$1.err" &
   spid=$!
   port=""
   for _ in $(seq 200); do
@@ -68,15 +79,18 @@ start_server() { # NAME
 }
 stop_server() { kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; spid=""; }
 
-res="$run/results.tsv" # round server figure rate cpu_us
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
+
+res="$run/results.tsv" # round side(ours|go) figure rate cpu_us
 : >"$res"
 for r in $(seq "$runs"); do
   for s in goaco gopeer; do
+    side=ours; [ "$s" = gopeer ] && side=go
     start_server "$s"
     for f in "${figures[@]}"; do
       set -- $f
       taskset -c "$ccpu" "$run/goclient" "$1" "127.0.0.1:$port" "$2" "$3" "$spid" >"$run/c.out"
-      awk -v r="$r" -v s="$s" -v f="$1" '{ v[$1] = $2 }
+      awk -v r="$r" -v s="$side" -v f="$1" '{ v[$1] = $2 }
         END { printf "%s\t%s\t%s\t%s\t%s\n", r, s, f, v["rate"], v["cpu_us"] }' "$run/c.out" >>"$res"
       if [ "$1" = resumed ] && ! grep -q '^resumed_frac 1.000$' "$run/c.out"; then
         echo "$s: not every handshake resumed: $(cat "$run/c.out")" >&2
@@ -85,6 +99,21 @@ for r in $(seq "$runs"); do
     done
     stop_server
   done
+  if [ -n "$https" ]; then
+    for s in gorest gopeer; do
+      side=ours; args=()
+      [ "$s" = gopeer ] && side=go && args=(-https)
+      start_server "$s" "${args[@]}"
+      c0=$(cpu_ns "$spid")
+      taskset -c "$ccpu" wrk -t1 -c50 -d"${dur}s" "https://127.0.0.1:$port/hello" >"$run/wrk.out"
+      c1=$(cpu_ns "$spid")
+      awk -v r="$r" -v s="$side" -v c="$((c1 - c0))" '
+        / requests in / { n = $1 } /^Requests\/sec:/ { rps = $2 }
+        END { if (n < 1) exit 1; printf "%s\t%s\thttps\t%s\t%.2f\n", r, s, rps, c / 1e3 / n }' \
+        "$run/wrk.out" >>"$res" || { echo "wrk against $s failed: $(cat "$run/wrk.out")" >&2; exit 1; }
+      stop_server
+    done
+  fi
 done
 cp "$res" "$out/go_results.tsv"
 
@@ -98,15 +127,16 @@ awk -F'\t' '
   { rate[$2, $3] = rate[$2, $3] " " $4; cpu[$2, $3] = cpu[$2, $3] " " $5; R[$1, $2, $3] = $4; C[$1, $2, $3] = $5
     if ($1 > rounds) rounds = $1 }
   END {
-    n = split("full resumed up down", F, " ")
+    n = split("full resumed up down https", F, " ")
     for (i = 1; i <= n; i++) {
       f = F[i]; rr = ""; cr = ""
+      if (!((1, "ours", f) in R)) continue
       for (r = 1; r <= rounds; r++) {
-        rr = rr " " R[r, "goaco", f] / R[r, "gopeer", f]
-        cr = cr " " C[r, "gopeer", f] / C[r, "goaco", f]
+        rr = rr " " R[r, "ours", f] / R[r, "go", f]
+        cr = cr " " C[r, "go", f] / C[r, "ours", f]
       }
-      printf "%s %.1f %.1f %.2f %.2f %.2f %.2f\n", f, med(rate["goaco", f]), med(rate["gopeer", f]), med(rr),
-        med(cpu["goaco", f]), med(cpu["gopeer", f]), med(cr)
+      printf "%s %.1f %.1f %.2f %.2f %.2f %.2f\n", f, med(rate["ours", f]), med(rate["go", f]), med(rr),
+        med(cpu["ours", f]), med(cpu["go", f]), med(cr)
     }
   }' "$res" >"$run/medians.txt"
 
@@ -121,6 +151,7 @@ awk -F'\t' '
       L["resumed"] = "resumed handshakes (per s)"; U["resumed"] = "  server CPU per handshake (us)"
       L["up"] = "1 MiB messages in, one connection (MiB/s)"; U["up"] = "  server CPU per MiB (us)"
       L["down"] = "1 MiB messages out, one connection (MiB/s)"; U["down"] = "  server CPU per MiB (us)"
+      L["https"] = "HTTPS hello, REST engine vs net/http (req/s)"; U["https"] = "  server CPU per request (us)"
     }
     { row(L[$1], $2, $3, $4); row(U[$1], $5, $6, $7) }
   ' "$run/medians.txt"
