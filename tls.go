@@ -27,7 +27,9 @@ import (
 
 // TLSConfig says how a listener (WithTLS) or a client (WithClientTLS) does
 // TLS.  Its fields mirror a listener's <sslconfig> keys (named in
-// brackets); a client uses the ones marked so.
+// brackets).  Fields whose comment starts with "Listener:" or "Client:"
+// are for that side only (given to the other, they are an error); the
+// others serve both.
 //
 // Certificates, keys, CAs and CRLs are PEM, from a file (the ...File
 // fields) or in memory (the others); giving both forms of one is an
@@ -67,10 +69,9 @@ type TLSConfig struct {
 	ClientCert string
 	// Accept a peer certificate that does not chain to the CA
 	// [optional_no_ca], or whose dates are off [ignore_dates]; other
-	// verification errors still refuse it.  For listeners and clients.
+	// verification errors still refuse it.
 	OptionalNoCA, IgnoreDates bool
-	// Bounds the handshake (default 5 s) [handshake_timeout].  For
-	// listeners and clients.
+	// Bounds the handshake (default 5 s) [handshake_timeout].
 	HandshakeTimeout time.Duration
 
 	// Client: the name sent as SNI (unless it is an IP address) and that
