@@ -2,6 +2,7 @@ package eventer
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -54,10 +55,14 @@ type AcoEvent struct {
 	// lplain: its opset is the listener's own (plain sockets, no callbacks
 	// into Go): attempts through cgo.ListenTry, and like the POSIX opset's.
 	conn, lplain bool
-	fd           int32
-	closed       atomic.Bool // Close was called (by anyone)
-	tr           tracked
-	ac, lst      unsafe.Pointer
+	// tls: the event has a TLS context: attempts through cgo.TLSTry (no
+	// callbacks into Go, so no copy of the buffer)
+	tls     bool
+	tlsc    *tlsClient // a TLS client's session cache (Co.Connect)
+	fd      int32
+	closed  atomic.Bool // Close was called (by anyone)
+	tr      tracked
+	ac, lst unsafe.Pointer
 }
 
 // Fd is the event's file descriptor.
@@ -68,6 +73,9 @@ func (a *AcoEvent) Fd() int { return int(a.fd) }
 func newAcoEvent(p unsafe.Pointer, l *loop) *AcoEvent {
 	a := &AcoEvent{ptr: p, l: l, fd: int32(cgo.Fd(p)), epoch: sessionNow()}
 	a.posixClosed = cgo.PosixClosedFlag(p)
+	if a.posixClosed == nil {
+		a.tls = cgo.IsTLS(p)
+	}
 	track(&a.tr, a)
 	return a
 }
@@ -198,6 +206,11 @@ func (a *AcoEvent) io(co *Co, op string, code int, p []byte, timeout time.Durati
 			if code == cgo.IORead {
 				mask = cgo.MaskRead
 			}
+		} else if a.tls && code != cgo.IOAccept {
+			res, errno, mask = cgo.TLSTry(a.ptr, code, p)
+			if errno != syscall.EAGAIN {
+				return res, errno
+			}
 		} else {
 			res, errno, mask = a.l.tryCopy(a.ptr, code, p)
 			if errno != syscall.EAGAIN {
@@ -277,6 +290,9 @@ func (a *AcoEvent) Read(p []byte, timeout time.Duration) (int, error) {
 		return 0, nil
 	}
 	n, errno := a.io(co, op, cgo.IORead, p, timeout)
+	if errno == syscall.EIO {
+		return 0, a.tlsErr(op, "read", errno)
+	}
 	return readResult(n, errno, len(p))
 }
 
@@ -293,7 +309,7 @@ func (a *AcoEvent) Write(p []byte, timeout time.Duration) (int, error) {
 	}
 	n, errno := a.io(co, op, cgo.IOWrite, p, timeout)
 	if n < 0 {
-		return 0, errnoError(op, errno)
+		return 0, a.tlsErr(op, "write", errno)
 	}
 	return int(n), nil
 }
@@ -312,6 +328,9 @@ func (a *AcoEvent) Wait(mask Mask, timeout time.Duration) error {
 	}
 	if a.posixClosed != nil && *a.posixClosed != 0 {
 		return errnoError(op, syscall.EBADF)
+	}
+	if a.tls && mask&Read != 0 {
+		return a.waitTLSRead(co, op, mask, timeout)
 	}
 	res, errno, _ := a.waitReady(co, op, int(mask), 0, timeoutNs(timeout))
 	if res < 0 {
@@ -383,6 +402,7 @@ func (a *AcoEvent) closeHere(op string) error {
 	if a.ptr == nil || a.epoch != sessionNow() { // released with its eventer at Shutdown
 		return nil
 	}
+	a.keepSession()
 	err := cgo.AcoClose(a.ptr) // EBADF: closed through the C API already
 	a.release()
 	if err != nil && !errors.Is(err, syscall.EBADF) {
@@ -570,24 +590,56 @@ func (co *Co) SetEventerAco(e *Event) (*AcoEvent, error) {
 
 // Connect makes a non-blocking socket, connects it within timeout (0:
 // none) and returns it as an AcoEvent of this coroutine's loop
-// (eventer_aco_connect).  network: "tcp", "tcp4", "tcp6", "unix".
-func (co *Co) Connect(network, address string, timeout time.Duration) (*AcoEvent, error) {
+// (eventer_aco_connect).  network: "tcp", "tcp4", "tcp6", "unix".  With
+// WithClientTLS it is a TLS client: timeout bounds the connect and the
+// handshake together.
+func (co *Co) Connect(network, address string, timeout time.Duration, opts ...ConnectOption) (*AcoEvent, error) {
 	const op = "Co.Connect"
 	if err := co.enter(op); err != nil {
 		return nil, err
+	}
+	var cc connectConfig
+	for _, o := range opts {
+		if o != nil {
+			o(&cc)
+		}
+	}
+	var deadline time.Time
+	if timeout != 0 {
+		deadline = time.Now().Add(timeout)
 	}
 	sa, domain, err := sockaddr(network, address)
 	if err != nil {
 		return nil, &OpError{Op: op, Err: err}
 	}
+	var tlsCtx unsafe.Pointer
+	var tlsc *tlsClient
+	if cc.tls != nil {
+		if tlsCtx, tlsc, err = clientTLS(network, address, cc.tls); err != nil {
+			return nil, &OpError{Op: op, Err: err}
+		}
+	}
 	fd, err := unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
+		if tlsCtx != nil {
+			cgo.TLSCtxFree(tlsCtx)
+		}
 		return nil, &OpError{Op: op, Err: os.NewSyscallError("socket", err)}
 	}
 	ev, err := plainFdEvent(fd)
 	if err != nil {
 		unix.Close(fd)
+		if tlsCtx != nil {
+			cgo.TLSCtxFree(tlsCtx)
+		}
 		return nil, &OpError{Op: op, Err: err}
+	}
+	if tlsCtx != nil {
+		// before the conversion: an aco event takes no new opset
+		if err := cgo.TLSAttach(ev.ptr, tlsCtx); err != nil {
+			ev.Close()
+			return nil, &OpError{Op: op, Err: fmt.Errorf("TLS: %w", err)}
+		}
 	}
 	ae, err := co.SetEventerAco(ev)
 	if err != nil {
@@ -604,22 +656,38 @@ func (co *Co) Connect(network, address string, timeout time.Duration) (*AcoEvent
 			break
 		}
 	}
-	if err == nil {
+	if err != nil {
+		if err != unix.EINPROGRESS {
+			return fail(err.(syscall.Errno))
+		}
+		res, errno, _ := ae.waitReady(co, op, cgo.MaskWrite, 0, timeoutNs(timeout))
+		if res < 0 {
+			return fail(errno)
+		}
+		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return fail(err.(syscall.Errno))
+		}
+		if soerr != 0 {
+			return fail(syscall.Errno(soerr))
+		}
+	}
+	if tlsCtx == nil {
 		return ae, nil
 	}
-	if err != unix.EINPROGRESS {
-		return fail(err.(syscall.Errno))
+	limit := cc.tls.HandshakeTimeout
+	if limit == 0 {
+		limit = defaultHandshakeTimeout
 	}
-	res, errno, _ := ae.waitReady(co, op, cgo.MaskWrite, 0, timeoutNs(timeout))
-	if res < 0 {
-		return fail(errno)
+	hsDeadline := time.Now().Add(limit)
+	if !deadline.IsZero() && deadline.Before(hsDeadline) {
+		hsDeadline, limit = deadline, timeout
 	}
-	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return fail(err.(syscall.Errno))
+	if err := ae.handshake(co, op, false, hsDeadline, limit); err != nil {
+		ae.Close()
+		return nil, err
 	}
-	if soerr != 0 {
-		return fail(syscall.Errno(soerr))
-	}
+	ae.tlsc = tlsc
+	ae.keepSession() // TLS 1.2's; TLS 1.3's comes with a ticket, kept at Close
 	return ae, nil
 }

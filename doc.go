@@ -80,6 +80,25 @@
 // client certificate's CN, which the <rest><acl> cn rules match, in
 // RestRequest.RemoteCN.
 //
+// # TLS
+//
+// TLS is the C layer's (OpenSSL 3 under the fd opsets, libmtev's
+// eventer_SSL_fd_opset); an AcoEvent's Read and Write move plaintext
+// through it unchanged.  A listener speaks TLS with WithTLS (a TLSConfig,
+// whose fields mirror a listener's <sslconfig> keys) or with ssl="on" in
+// the configuration; the handshake completes on the connection's loop,
+// within its handshake timeout, before the aco function runs, and a
+// handshake that fails or stalls closes the connection with one log line
+// naming the peer and OpenSSL's reason.  Co.Connect is a TLS client with
+// WithClientTLS (SNI, the server's name and chain verified, ALPN, a
+// client certificate, a handshake timeout, sessions resumed through a
+// TLSSessionCache).  AcoEvent.TLSState tells what
+// the handshake learnt: version, cipher, ALPN protocol, resumption, SNI,
+// and the peer's certificate chain as []*x509.Certificate parsed from the
+// DER OpenSSL received; Acceptor.RemoteCN is the client certificate's CN.
+// A TLS failure is an error naming the operation whose *TLSError carries
+// OpenSSL's reason (and unwraps to syscall.EIO).
+//
 // # Resources
 //
 // Every Go object that holds C resources (Event, AcoEvent, JobQueue, Sem,

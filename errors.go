@@ -32,6 +32,8 @@ var (
 	ErrStopped = errors.New("event loop stopped")
 	// ErrNotInitialized: before Init, or an object of an earlier Init.
 	ErrNotInitialized = errors.New("eventer not initialized")
+	// ErrNotTLS: a TLS call on a connection that is not TLS.
+	ErrNotTLS = errors.New("not a TLS connection")
 )
 
 // OpError is the error of an operation: which one, and why.  Timeouts

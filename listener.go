@@ -191,6 +191,8 @@ type listenConfig struct {
 	maxConns              int
 	grace                 time.Duration
 	conf                  [][2]string
+	tls                   bool        // WithTLS, with:
+	ssl                   [][2]string // the <sslconfig> keys
 	err                   error
 }
 
@@ -376,6 +378,7 @@ func ListenAco(network, address string, fn func(co *Co, ae *AcoEvent), opts ...L
 			Address: caddr, Port: port, Backlog: cfg.backlog,
 			Fanout: cfg.fanout, AcceptInLoop: cfg.inLoop, ReusePort: cfg.reuse,
 			MaxConnections: uint32(cfg.maxConns), ID: id, Config: cfg.conf,
+			TLS: cfg.tls, SSLConfig: cfg.ssl,
 		})
 		return err
 	})
@@ -524,6 +527,7 @@ func (ln *Listener) finish(p unsafe.Pointer) {
 		return
 	}
 	markListener(p, markCancel)
+	cgo.ListenerEndHandshakes(p) // TLS handshakes on the loops: not yet Go's
 	sweepConns(p, markCancel)
 	if ln.wait(p, max(ln.grace, time.Second)) {
 		return
@@ -630,6 +634,9 @@ func (l *loop) ListenStart(c cgo.ListenConn) {
 	}
 	ae := &AcoEvent{ptr: c.E, l: l, fd: int32(c.Fd), epoch: sessionNow(), conn: true, lplain: c.Plain,
 		ac: c.AC, lst: c.L}
+	if !c.Plain {
+		ae.tls = cgo.IsTLS(c.E)
+	}
 	co := &Co{l: l, fn: f.body, arg: ae, flags: coConn}
 	if mark == markCancel {
 		co.flags |= coCancel
@@ -695,6 +702,7 @@ func shutdownListeners() {
 			if cgo.ListenerIsGo(p) {
 				markListener(p, markDrop)
 				_ = cgo.ListenerStop(p, -1)
+				cgo.ListenerEndHandshakes(p)
 			} else {
 				_ = cgo.ListenerStop(p, 0)
 			}

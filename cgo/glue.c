@@ -2,6 +2,7 @@
 #include "glue.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "_cgo_export.h"
 #include "eventer_aco_impl.h"
@@ -59,13 +60,56 @@ static int ev_go_log_level(mtev_log_stream_t ls) {
   return 0; /* mtev_notice */
 }
 
+/* Lines logged while this thread runs a call Go made without callbacks
+ * (ev_go_log_defer): kept, in order, until ev_go_log_flush hands them to
+ * Go. */
+typedef struct ev_go_dline {
+  struct ev_go_dline *next;
+  int level;
+  size_t len;
+  char *stream; /* points into line's allocation */
+  char line[];
+} ev_go_dline_t;
+static __thread int ev_go_log_deferring;
+static __thread ev_go_dline_t *ev_go_dhead, *ev_go_dtail;
+
+void ev_go_log_defer(int on) { ev_go_log_deferring = on; }
+int ev_go_log_pending(void) { return ev_go_dhead != NULL; }
+
+void ev_go_log_flush(void) {
+  while (ev_go_dhead) {
+    ev_go_dline_t *d = ev_go_dhead;
+    ev_go_dhead = d->next;
+    if (!ev_go_dhead) ev_go_dtail = NULL;
+    ev_go_logline_t l = {d->level, d->stream, d->line, d->len};
+    eventer_call_on_thread_stack(ev_go_log_thunk, &l);
+    free(d);
+  }
+}
+
 /* mtev_log's writer: any thread, maybe inside a coroutine - Go runs on
  * the thread's own stack (rule 4) */
 static void ev_go_log_writer(mtev_log_stream_t ls, const char *line,
                              size_t len, void *closure) {
   (void)closure;
-  ev_go_logline_t l = {ev_go_log_level(ls), mtev_log_stream_get_name(ls), line,
-                       len};
+  const char *stream = mtev_log_stream_get_name(ls);
+  if (ev_go_log_deferring) {
+    size_t sl = strlen(stream);
+    ev_go_dline_t *d = malloc(sizeof(*d) + len + 1 + sl + 1);
+    if (!d) return; /* out of memory: the line is lost, not the caller */
+    memcpy(d->line, line, len);
+    d->line[len] = 0;
+    d->stream = d->line + len + 1;
+    memcpy(d->stream, stream, sl + 1);
+    d->level = ev_go_log_level(ls);
+    d->len = len;
+    d->next = NULL;
+    if (ev_go_dtail) ev_go_dtail->next = d;
+    else ev_go_dhead = d;
+    ev_go_dtail = d;
+    return;
+  }
+  ev_go_logline_t l = {ev_go_log_level(ls), stream, line, len};
   eventer_call_on_thread_stack(ev_go_log_thunk, &l);
 }
 

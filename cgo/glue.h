@@ -28,6 +28,12 @@ int ev_go_trampoline(eventer_t e, int mask, void *closure, struct timeval *now);
 int ev_go_setup(void);
 /* Sends mtev_log lines to Go (goLogLine), or back to stderr. */
 void ev_go_log_to_go(int on);
+/* While on, lines this thread logs are kept instead of reaching Go (for
+ * calls Go makes with nocallback); ev_go_log_pending says whether some
+ * are kept, ev_go_log_flush hands them to Go (a call that may call back). */
+void ev_go_log_defer(int on);
+int ev_go_log_pending(void);
+void ev_go_log_flush(void);
 
 /* Go events: fd (or -1), mask, a boxed callback id as closure; id 0 makes
  * an fd event with no callback (for conversion to an aco event). */

@@ -139,6 +139,20 @@ mtev_listener_t *ev_go_listener_create(const ev_go_lopts_t *g, char *err,
       return NULL;
     }
   }
+  mtev_hash_table ssl;
+  mtev_hash_init(&ssl);
+  for (int i = 0; i < g->nskv; i++) {
+    char *k = strdup(g->skeys[i]), *v = strdup(g->svals[i]);
+    if (!k || !v || !mtev_hash_replace(&ssl, k, (int)strlen(k), v, free, free)) {
+      free(k);
+      free(v);
+      mtev_hash_destroy(&ssl, free, free);
+      mtev_hash_destroy(&cfg, free, free);
+      snprintf(err, errlen, "out of memory");
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
   mtev_listener_opts_t o = {
       .address = g->address,
       .port = g->port,
@@ -150,10 +164,13 @@ mtev_listener_t *ev_go_listener_create(const ev_go_lopts_t *g, char *err,
       .config = &cfg,
       .dispatch = ev_go_listen_start,
       .dispatch_closure = (void *)(uintptr_t)g->id,
+      .ssl = g->ssl ? mtev_true : mtev_false,
+      .sslconfig = g->ssl ? &ssl : NULL,
   };
   mtev_listener_t *l = mtev_listener_create(&o, err, errlen);
   int e = errno;
-  mtev_hash_destroy(&cfg, free, free); /* the listener copied it */
+  mtev_hash_destroy(&cfg, free, free); /* the listener copied them */
+  mtev_hash_destroy(&ssl, free, free);
   errno = e;
   return l;
 }

@@ -106,6 +106,8 @@ type ListenerOpts struct {
 	MaxConnections                  uint32
 	ID                              uint32 // the Go aco function
 	Config                          [][2]string
+	TLS                             bool        // ssl="on", with:
+	SSLConfig                       [][2]string // the <sslconfig> keys
 }
 
 func cbool(b bool) C.int {
@@ -142,6 +144,11 @@ func ListenerCreate(o *ListenerOpts) (unsafe.Pointer, error) {
 			C.free(unsafe.Pointer(&vals[0]))
 		}()
 		g.keys, g.vals, g.nkv = &keys[0], &vals[0], C.int(n)
+	}
+	if o.TLS {
+		keys, vals, free := cStrings(o.SSLConfig)
+		defer free()
+		g.ssl, g.skeys, g.svals, g.nskv = 1, keys, vals, C.int(len(o.SSLConfig))
 	}
 	var buf [errBuf]C.char
 	l, err := C.ev_go_listener_create(&g, &buf[0], C.size_t(len(buf)))
@@ -197,6 +204,10 @@ func ListenerStop(l unsafe.Pointer, graceNs int64) error {
 	}
 	return nil
 }
+
+// ListenerEndHandshakes is mtev_listener_end_handshakes: a stopping
+// listener's connections still in their TLS handshake end now.
+func ListenerEndHandshakes(l unsafe.Pointer) { C.mtev_listener_end_handshakes(lv(l)) }
 
 // ListenerWait is mtev_listener_wait (timeoutNs < 0: none); ETIMEDOUT if
 // l has not stopped in time.  It blocks the calling thread.

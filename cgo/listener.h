@@ -61,6 +61,9 @@ typedef struct {
   uint32_t id;
   const char **keys, **vals;
   int nkv;
+  int ssl; /* TLS, with the <sslconfig> keys skeys[i] = svals[i] */
+  const char **skeys, **svals;
+  int nskv;
 } ev_go_lopts_t;
 mtev_listener_t *ev_go_listener_create(const ev_go_lopts_t *o, char *err,
                                        size_t errlen);

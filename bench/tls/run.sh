@@ -6,7 +6,9 @@
 #   - bulk transfer in 1 MiB writes: TLS 1.3 against plain TCP;
 #   - TLS 1.3 handshakes per second on one loop: full, and resumed;
 #   - full handshakes through a TLS listener (mtev_listener, an aco
-#     function) against the hand-written accept loop.
+#     function) against the hand-written accept loop;
+#   - then bench/tls/go.sh: the Go binding's TLS listener against Go's
+#     crypto/tls (handshakes, 1 MiB messages, server CPU).
 # The server loop is pinned to BENCH_CPU (default: the last CPU), the
 # OpenSSL client thread to CLIENT_CPU (default 0).  Certificates (ECDSA
 # P-256) are made for the run in a temp dir.  `make bench` runs it after
@@ -77,3 +79,6 @@ awk '
         v["hs_loop_server_cpu_us_per_hs"],
         sprintf("%.2f", v["hs_listener_server_cpu_us_per_hs"] / v["hs_loop_server_cpu_us_per_hs"]))
   }' "$run/results.txt"
+
+# the Go binding's TLS listener next to Go's crypto/tls (its own script)
+bash bench/tls/go.sh "$scale"

@@ -1503,6 +1503,36 @@ static struct _fd_opset ev_ssl_opset = {
 
 eventer_fd_opset_t eventer_SSL_fd_opset = &ev_ssl_opset;
 
+int eventer_ssl_read_ready(eventer_ssl_ctx_t *ctx, int *mask) {
+  if (!ctx || !ctx->e || !ctx->done) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (ctx->failed || SSL_pending(ctx->ssl) > 0) return 1;
+  /* a record OpenSSL read ahead is decrypted by a peek, not consumed */
+  unsigned char c;
+  size_t n = 0;
+  ERR_clear_error();
+  errno = 0;
+  int rv = SSL_peek_ex(ctx->ssl, &c, 1, &n);
+  int sys = errno;
+  if (rv > 0) return 1;
+  int sslerr = SSL_get_error(ctx->ssl, rv);
+  switch (sslerr) {
+  case SSL_ERROR_WANT_READ:
+    if (mask) *mask = EVENTER_READ | EVENTER_EXCEPTION;
+    return 0;
+  case SSL_ERROR_WANT_WRITE:
+    if (mask) *mask = EVENTER_WRITE | EVENTER_EXCEPTION;
+    return 0;
+  case SSL_ERROR_ZERO_RETURN: /* the read returns 0 (EOF) */
+    return 1;
+  default: /* the read fails at once, with the reason kept and logged */
+    ev_ssl_fail(ctx, EV_SSL_OP_READ, sslerr, sys);
+    return 1;
+  }
+}
+
 int eventer_SSL_accept(eventer_t e, int *mask) {
   return ev_ssl_io(e, EV_SSL_OP_ACCEPT, NULL, 0, mask);
 }

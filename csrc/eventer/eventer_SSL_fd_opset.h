@@ -287,6 +287,17 @@ int eventer_ssl_verify_cert(eventer_ssl_ctx_t *ctx, int ok,
  * EINVAL: NULL arguments). */
 int eventer_ssl_use_crl(eventer_ssl_ctx_t *ctx, const char *crl_file);
 
+/* Whether a read of ctx's connection would return at once, without the
+ * socket (ours): 1 when OpenSSL holds plaintext (a record it read ahead
+ * counts: it is decrypted, not consumed), when the peer's close_notify
+ * came (the read returns 0) or when the connection failed (the read
+ * fails; a failure found now is logged as the read's); 0 when the read
+ * would wait, with *mask what for (READ, or WRITE); -1/EINVAL for NULL
+ * or before the handshake.  A readiness wait on the socket alone misses
+ * such plaintext: check this first (eventer_aco_wait_ready and the Go
+ * binding's AcoEvent.Wait do). */
+int eventer_ssl_read_ready(eventer_ssl_ctx_t *ctx, int *mask);
+
 /* Ends ctx's connection as failed (ours): from now on its reads, writes
  * and handshake steps fail with EIO.  With a reason, the context's one
  * log line is written now, naming the peer and the reason (a handshake

@@ -196,7 +196,9 @@ int eventer_aco_connect(eventer_aco_t e, const struct sockaddr *addr,
                         socklen_t len, struct timeval *timeout);
 /* Waits until e is ready for mask (EVENTER_READ and/or EVENTER_WRITE),
  * without reading or writing: the building block of a read loop that does
- * its own I/O (the Go binding's).  0, or -1 with errno ETIMEDOUT,
+ * its own I/O (the Go binding's).  On a TLS event after its handshake,
+ * READ is ready at once when OpenSSL holds plaintext the socket does not
+ * show (eventer_ssl_read_ready).  0, or -1 with errno ETIMEDOUT,
  * ECANCELED, EBADF (closed), EINVAL. */
 int eventer_aco_wait_ready(eventer_aco_t e, int mask, struct timeval *timeout);
 

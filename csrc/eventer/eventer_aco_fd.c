@@ -24,6 +24,7 @@
  * a TLS opset may hold decrypted bytes the socket no longer shows.
  */
 #include "eventer_aco_impl.h"
+#include "eventer_SSL_fd_opset.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -372,6 +373,10 @@ int eventer_aco_wait_ready(eventer_aco_t ae, int mask, struct timeval *timeout) 
   }
   ev_aco_t *a = ev_aco_fd_caller(e);
   if (!a) return -1;
+  /* TLS: plaintext OpenSSL holds is ready, though the socket shows none */
+  if ((mask & EVENTER_READ) &&
+      eventer_ssl_read_ready(eventer_get_eventer_ssl_ctx(e), NULL) == 1)
+    return 0;
   return ev_aco_fd_wait(a, e, mask, timeout ? ev_aco_deadline(timeout) : 0);
 }
 

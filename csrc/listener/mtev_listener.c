@@ -1727,10 +1727,12 @@ static void ev_l_fin_task(eventer_task_t *t, struct timeval *now) {
 typedef struct {
   eventer_task_t task;
   mtev_listener_t *l;
+  int hs_only; /* only the connections whose TLS handshake is not over */
 } ev_l_cancel_t;
 
 /* On one loop: cancel the coroutines of l's connections there, shut the
- * other connections down. */
+ * other connections down (hs_only: just those still in their TLS
+ * handshake). */
 static void ev_l_cancel_task(eventer_task_t *t, struct timeval *now) {
   (void)now;
   ev_l_cancel_t *c = EV_L_CONTAINER_OF(t, ev_l_cancel_t, task);
@@ -1741,6 +1743,7 @@ static void ev_l_cancel_task(eventer_task_t *t, struct timeval *now) {
   for (ev_l_link_t *k = l->conns.next; k != &l->conns; k = k->next) {
     mtev_acceptor_closure_t *ac = EV_L_CONTAINER_OF(k, mtev_acceptor_closure_t, link);
     if (ac->loop != self) continue;
+    if (c->hs_only && !(ac->hs && !ac->hs->done)) continue;
     if (ac->co) {
       eventer_aco_co_t *h = ev_aco_handle_of(ac->co);
       if (h && eventer_aco_cancel(h) == 0) n++;
@@ -1761,11 +1764,9 @@ static void ev_l_cancel_task(eventer_task_t *t, struct timeval *now) {
   mtev_listener_release(l);
 }
 
-/* The grace deadline (home loop): every loop that has connections of l
- * cancels them. */
-static void ev_l_cancel_fire(eventer_timer_node_t *n, struct timeval *now) {
-  (void)now;
-  mtev_listener_t *l = EV_L_CONTAINER_OF(n, mtev_listener_t, cancel_node);
+/* Posts ev_l_cancel_task to every loop that has connections of l; 1 if
+ * there were more loops than it could post to at once. */
+static int ev_l_post_cancel(mtev_listener_t *l, int hs_only) {
   eventer_loop_t *loops[64];
   size_t nloops = 0;
   int more = 0;
@@ -1785,13 +1786,22 @@ static void ev_l_cancel_fire(eventer_timer_node_t *n, struct timeval *now) {
     if (!c) continue;
     c->task.run = ev_l_cancel_task;
     c->l = l;
+    c->hs_only = hs_only;
     mtev_listener_ref(l);
     if (eventer_task_post_to(loops[i], &c->task) != 0) {
       free(c);
       mtev_listener_release(l);
     }
   }
-  if (more) { /* connections on more loops than fit: another round soon */
+  return more;
+}
+
+/* The grace deadline (home loop): every loop that has connections of l
+ * cancels them. */
+static void ev_l_cancel_fire(eventer_timer_node_t *n, struct timeval *now) {
+  (void)now;
+  mtev_listener_t *l = EV_L_CONTAINER_OF(n, mtev_listener_t, cancel_node);
+  if (ev_l_post_cancel(l, 0)) { /* connections on more loops than fit: another round soon */
     struct timeval d = {0, 1000};
     eventer_timer_node_add(&l->cancel_node, &d);
   }
@@ -1820,6 +1830,19 @@ static void ev_l_stop_task(eventer_task_t *t, struct timeval *now) {
   ev_l_maybe_finish(l);
   pthread_mutex_unlock(&l->lock);
   mtev_listener_release(l); /* the task's */
+}
+
+int mtev_listener_end_handshakes(mtev_listener_t *l) {
+  if (!l) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (__atomic_load_n(&l->state, __ATOMIC_ACQUIRE) == EV_LS_RUNNING) {
+    errno = EINVAL; /* only a stopping listener's handshakes end early */
+    return -1;
+  }
+  ev_l_post_cancel(l, 1); /* (on the first 64 loops that have some) */
+  return 0;
 }
 
 int mtev_listener_stop(mtev_listener_t *l, const struct timeval *grace) {

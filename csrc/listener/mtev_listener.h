@@ -256,6 +256,12 @@ mtev_listener_t *mtev_listener_create(const mtev_listener_opts_t *opts,
  * `grace` has passed (NULL: no deadline), then they are cancelled (see
  * the top).  0, or -1/EINVAL.  Stopping twice is harmless. */
 int mtev_listener_stop(mtev_listener_t *l, const struct timeval *grace);
+/* Ours: ends a stopping listener's connections whose TLS handshake is
+ * still running on the loop (classic and dispatch services), now and
+ * without a log line, as its grace deadline would: for a binding that
+ * enforces its own deadline (mtev_listener_stop with grace NULL).  0, or
+ * -1/EINVAL (NULL, or the listener is still running). */
+int mtev_listener_end_handshakes(mtev_listener_t *l);
 /* Waits until l is stopped and its last connection has ended.  On a plain
  * thread it blocks; in a coroutine it parks.  0, or -1 with errno:
  * ETIMEDOUT, EDEADLK (on a loop thread outside a coroutine: it would

@@ -71,6 +71,8 @@ typedef struct {
   int implicit;              /* no explicit accept: the first read does it */
   int recording;             /* the recording opset under the aco layer */
   int sndbuf;                /* SO_SNDBUF for accepted sockets (0: keep) */
+  int tiny_reads;            /* read 1 byte at a time, eventer_aco_wait_ready
+                              * (READ) before each read after the first */
 } srv_cfg_t;
 
 typedef struct {
@@ -190,7 +192,8 @@ static void srv_conn(void) {
   int first = 1;
   for (;;) {
     struct timeval tmo = t_ms(20000);
-    int n = eventer_aco_read(ae, buf, sizeof(buf), &tmo);
+    if (S.tiny_reads && !first && eventer_aco_wait_ready(ae, EVENTER_READ, &tmo) != 0) break;
+    int n = eventer_aco_read(ae, buf, S.tiny_reads ? 1 : sizeof(buf), &tmo);
     if (n < 0 && first && S.implicit) {
       R.hs_errno = errno;
       R.hs_fail++;
@@ -520,6 +523,25 @@ static void aco_echo(const char *layer, const char *vflag, int version) {
   T_EQ(R.reused, 0);
   srv_stop();
   T_EQ(t_log_lines, 0); /* nothing failed, nothing logged */
+  teardown();
+}
+
+/* eventer_aco_wait_ready(READ) after a read that took part of a record:
+ * the rest is in OpenSSL's buffer, not on the socket, and the wait returns
+ * at once (it waited for the socket, so the line was never echoed whole) */
+static void test_wait_ready_buffered(void) {
+  setup();
+  memset(&S, 0, sizeof(S));
+  S.tiny_reads = 1;
+  int port = srv_start();
+  t_child_t *c = s_client(port, (const char *[]){"-tls1_3", NULL});
+  echo_once(c, "hello tls\n", "HELLO TLS");
+  echo_once(c, "byte by byte\n", "BYTE BY BYTE");
+  finish_client(c, 0);
+  t_spin(&R.done, 1, 10000);
+  T_EQ(R.hs_ok, 1);
+  srv_stop();
+  T_EQ(t_log_lines, 0);
   teardown();
 }
 
@@ -1490,6 +1512,7 @@ T_MAIN({"ctx_errors", test_ctx_errors},
        {"ctx_cache_rebuild", test_ctx_cache_rebuild},
        {"aco_tls12", test_aco_tls12},
        {"aco_tls13", test_aco_tls13},
+       {"wait_ready_buffered", test_wait_ready_buffered},
        {"version_mismatch", test_version_mismatch},
        {"rsa_cert", test_rsa_cert},
        {"classic_tls12", test_classic_tls12},

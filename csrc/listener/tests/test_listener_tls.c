@@ -11,7 +11,8 @@
  *    plain listener beside them, fanout, idle_timeout and half-close over
  *    TLS, and every bad <sslconfig> (named with file and line);
  *  - the programmatic API with the same TLS options;
- *  - a stop while handshakes are pending (cut short, not logged);
+ *  - a stop while handshakes are pending (cut short, not logged), and
+ *    mtev_listener_end_handshakes after a stop without a deadline;
  *  - 10,000 bad handshakes against an aco and a classic TLS listener:
  *    plaintext, garbage, truncated and corrupted ClientHellos, hang-ups
  *    and resets, untrusted and expired certificates, handshakes that stall
@@ -847,6 +848,52 @@ static void test_stop_during_handshake(void) {
   lt_run(2, body_stop);
 }
 
+/* A stop without a deadline (a binding that ends its own connections)
+ * leaves handshakes running until mtev_listener_end_handshakes ends them,
+ * at once and quietly. */
+static void body_end_handshakes(void) {
+  t_log_capture();
+  mtev_hash_table *sc = table("certificate_file", C->srv, "key_file", C->srv_key,
+                              "handshake_timeout", "60000", NULL);
+  mtev_listener_opts_t oc = {.address = "127.0.0.1", .callback = classic_ok,
+                             .ssl = mtev_true, .sslconfig = sc};
+  mtev_listener_t *lc = make(&oc);
+  table(NULL);
+  T_EQ(mtev_listener_end_handshakes(lc), -1); /* still running */
+  T_EQ(errno, EINVAL);
+  T_EQ(mtev_listener_end_handshakes(NULL), -1);
+  int fds[2];
+  fds[0] = lt_connect(lc);
+  fds[1] = lt_connect(lc);
+  lt_send(fds[1], "\x16\x03\x01\x01\x00\x01");
+  uint64_t end = t_now_us() + 10000000u;
+  while (lt_stat(lc, 1) < 2) {
+    T_CHECK(t_now_us() < end);
+    usleep(2000);
+  }
+  struct timeval zero = {0, 0}, tmo = {10, 0};
+  T_EQ(mtev_listener_stop(lc, NULL), 0);
+  T_EQ(mtev_listener_wait(lc, &zero), -1); /* no deadline: still there */
+  T_EQ(errno, ETIMEDOUT);
+  uint64_t t0 = t_now_us();
+  T_EQ(mtev_listener_end_handshakes(lc), 0);
+  T_EQ(mtev_listener_wait(lc, &tmo), 0);
+  T_CHECKF(t_now_us() - t0 < 5000000u, "ended after %llu us",
+           (unsigned long long)(t_now_us() - t0));
+  for (int i = 0; i < 2; i++) {
+    lt_expect_eof(fds[i]);
+    close(fds[i]);
+  }
+  T_CHECKF(!t_log_has("TLS accept"), "%s", t_log_buf);
+  mtev_listener_release(lc);
+  t_log_release();
+}
+
+static void test_end_handshakes(void) {
+  C = t_certs_get();
+  lt_run(2, body_end_handshakes);
+}
+
 /* ---- idle_timeout does not cut a handshake short -------------------------------------- */
 
 static void body_idle_hs(void) {
@@ -1164,5 +1211,6 @@ T_MAIN({"conf", test_conf},
        {"api", test_api},
        {"first_data_with_finished", test_first_data_with_finished},
        {"stop_during_handshake", test_stop_during_handshake},
+       {"end_handshakes", test_end_handshakes},
        {"idle_during_handshake", test_idle_during_handshake},
        {"bad_handshakes", test_bad_handshakes})
