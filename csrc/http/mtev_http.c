@@ -115,6 +115,7 @@ typedef struct {
 
 #define EV_HTTP_INBUF 8192
 #define EV_HTTP_CORK (64 * 1024) /* responses held back for a batch */
+#define EV_HTTP_INLINE_BODY 4096 /* bodies up to this are copied after the head */
 #define EV_HTTP_DRAIN_MAX (256 * 1024)
 #define EV_HTTP_LINGER_NS 2000000000ull
 
@@ -147,6 +148,7 @@ struct mtev_http_request {
 
 struct mtev_http_response {
   int status;
+  uint32_t reason_len; /* 0: the standard reason phrase for status */
   char reason[48];
   uint32_t options;
   uint8_t headers_sent, complete, failed, chunked, close_after, no_body;
@@ -350,7 +352,8 @@ static void ev_chain_move(ev_http_chain_t *dst, ev_http_chain_t *src) {
 
 /* Room for appending at the chain's tail (keeping the tailroom). */
 static inline size_t ev_blk_room(const ev_http_blk_t *b) {
-  return b->cap - EV_BLK_TAILROOM - b->end;
+  uint32_t lim = b->cap - EV_BLK_TAILROOM;
+  return b->end < lim ? lim - b->end : 0; /* framing may use the tailroom */
 }
 
 static int ev_chain_append(ev_http_chain_t *c, const void *data, size_t len) {
@@ -386,44 +389,51 @@ static ev_http_blk_t *ev_chain_room(ev_http_chain_t *c, size_t want) {
 
 /* ---- small helpers --------------------------------------------------------------- */
 
-static const char *ev_reason(int code) {
+/* The standard reason phrase for a status, and its length. */
+static const char *ev_reason(int code, size_t *len) {
+#define EV_R(str) do { *len = sizeof(str) - 1; return str; } while (0)
   switch (code) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 206: return "Partial Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 304: return "Not Modified";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 411: return "Length Required";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 415: return "Unsupported Media Type";
-  case 417: return "Expectation Failed";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 505: return "HTTP Version Not Supported";
-  default: return "Unknown";
+  case 100: EV_R("Continue");
+  case 200: EV_R("OK");
+  case 201: EV_R("Created");
+  case 202: EV_R("Accepted");
+  case 204: EV_R("No Content");
+  case 206: EV_R("Partial Content");
+  case 301: EV_R("Moved Permanently");
+  case 302: EV_R("Found");
+  case 304: EV_R("Not Modified");
+  case 400: EV_R("Bad Request");
+  case 401: EV_R("Unauthorized");
+  case 403: EV_R("Forbidden");
+  case 404: EV_R("Not Found");
+  case 405: EV_R("Method Not Allowed");
+  case 408: EV_R("Request Timeout");
+  case 409: EV_R("Conflict");
+  case 411: EV_R("Length Required");
+  case 413: EV_R("Content Too Large");
+  case 414: EV_R("URI Too Long");
+  case 415: EV_R("Unsupported Media Type");
+  case 417: EV_R("Expectation Failed");
+  case 431: EV_R("Request Header Fields Too Large");
+  case 500: EV_R("Internal Server Error");
+  case 501: EV_R("Not Implemented");
+  case 502: EV_R("Bad Gateway");
+  case 503: EV_R("Service Unavailable");
+  case 505: EV_R("HTTP Version Not Supported");
+  default: EV_R("Unknown");
   }
+#undef EV_R
 }
 
-/* "Date: ...\r\n", formatted once a second per thread. */
+/* Per thread, rebuilt once a second: the Date line, and the start of the
+ * most common head, "HTTP/1.1 200 OK\r\n" and that Date line, so that a
+ * 200 response starts with one copy. */
+#define EV_STATUS_200 "HTTP/1.1 200 OK\r\n"
 static __thread struct {
   time_t sec;
-  char line[48];
-  size_t len;
+  uint32_t len, ok_len;
+  char line[40];  /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" (38) */
+  char ok[64];    /* EV_STATUS_200 + line */
 } ev_date;
 
 /* The drive refreshes the date once per pass (ev_date_tick); a response
@@ -431,21 +441,55 @@ static __thread struct {
 static void ev_date_tick(void);
 static __thread int ev_in_drive;
 
-static const char *ev_date_line(size_t *len) {
+static inline void ev_date_fresh(void) {
   if (!ev_in_drive || ev_date.len == 0) ev_date_tick();
+}
+
+static const char *ev_date_line(size_t *len) {
+  ev_date_fresh();
   *len = ev_date.len;
   return ev_date.line;
 }
 
+/* IMF-fixdate (RFC 9110 5.6.7), in English whatever the locale. */
 static void ev_date_tick(void) {
   time_t now = time(NULL);
-  if (now != ev_date.sec || ev_date.len == 0) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    ev_date.len = strftime(ev_date.line, sizeof(ev_date.line),
-                           "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-    ev_date.sec = now;
-  }
+  if (now == ev_date.sec && ev_date.len != 0) return;
+  static const char days[] = "SunMonTueWedThuFriSat";
+  static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  char *p = ev_date.line;
+  memcpy(p, "Date: ", 6);
+  memcpy(p + 6, days + 3 * tm.tm_wday, 3);
+  p[9] = ',';
+  p[10] = ' ';
+  p[11] = (char)('0' + tm.tm_mday / 10);
+  p[12] = (char)('0' + tm.tm_mday % 10);
+  p[13] = ' ';
+  memcpy(p + 14, months + 3 * tm.tm_mon, 3);
+  p[17] = ' ';
+  int y = tm.tm_year + 1900;
+  if (y < 0 || y > 9999) y = 0; /* four digits, or time is broken anyway */
+  p[18] = (char)('0' + y / 1000);
+  p[19] = (char)('0' + y / 100 % 10);
+  p[20] = (char)('0' + y / 10 % 10);
+  p[21] = (char)('0' + y % 10);
+  p[22] = ' ';
+  p[23] = (char)('0' + tm.tm_hour / 10);
+  p[24] = (char)('0' + tm.tm_hour % 10);
+  p[25] = ':';
+  p[26] = (char)('0' + tm.tm_min / 10);
+  p[27] = (char)('0' + tm.tm_min % 10);
+  p[28] = ':';
+  p[29] = (char)('0' + tm.tm_sec / 10);
+  p[30] = (char)('0' + tm.tm_sec % 10);
+  memcpy(p + 31, " GMT\r\n", 6);
+  ev_date.len = 37;
+  ev_date.ok_len = (uint32_t)(sizeof(EV_STATUS_200) - 1 + ev_date.len);
+  memcpy(ev_date.ok, EV_STATUS_200, sizeof(EV_STATUS_200) - 1);
+  memcpy(ev_date.ok + sizeof(EV_STATUS_200) - 1, ev_date.line, ev_date.len);
+  ev_date.sec = now;
 }
 
 static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
@@ -457,6 +501,10 @@ static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
     if (!x) return 1;
   }
 }
+
+/* The bytes that end a header value given to header_set: NUL, and CR
+ * and LF, which it may not hold. */
+static const uint8_t ev_value_stop[256] = {[0] = 1, ['\r'] = 1, ['\n'] = 1};
 
 /* Length of the token at the start of s (tchar bytes). */
 static size_t ev_token_len(const char *s) {
@@ -599,7 +647,7 @@ static void ev_req_release(mtev_http_request *r) {
 
 static void ev_res_reset(mtev_http_response *r) {
   r->status = 0;
-  r->reason[0] = 0;
+  r->reason_len = 0;
   r->options = 0;
   r->headers_sent = r->complete = r->failed = r->chunked = 0;
   r->close_after = r->no_body = r->no_length = 0;
@@ -905,17 +953,21 @@ mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
   if (!ev_res_usable(s) || s->w->res.headers_sent || code < 100 || code > 999)
     return mtev_false;
   mtev_http_response *r = &s->w->res;
-  r->status = code;
-  r->reason[0] = 0;
+  size_t n = 0;
   if (reason) {
-    size_t i = 0;
-    for (; reason[i] && i < sizeof(r->reason) - 1; i++) {
-      unsigned char c = (unsigned char)reason[i];
+    for (; reason[n] && n < sizeof(r->reason); n++) {
+      unsigned char c = (unsigned char)reason[n];
       if (c < 0x20 && c != '\t') return mtev_false;
-      r->reason[i] = (char)c;
     }
-    r->reason[i] = 0;
+    /* the standard phrase is kept as "standard" (the head of a 200 OK
+     * then starts with one copy) */
+    size_t sl;
+    const char *std = ev_reason(code, &sl);
+    if (n == sl && !memcmp(reason, std, sl)) n = 0;
+    memcpy(r->reason, reason, n); /* longer phrases are cut */
   }
+  r->status = code;
+  r->reason_len = (uint32_t)n;
   return mtev_true;
 }
 
@@ -953,8 +1005,8 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
     return mtev_false;
   size_t nl = ev_token_len(name), vl = 0;
   if (nl == 0 || name[nl]) return mtev_false;
-  for (; value[vl]; vl++)
-    if (value[vl] == '\r' || value[vl] == '\n') return mtev_false;
+  while (!ev_value_stop[(unsigned char)value[vl]]) vl++;
+  if (value[vl]) return mtev_false; /* CR or LF */
   mtev_http_response *r = &s->w->res;
   if ((nl == 14 && ev_lc_eq(name, "content-length")) ||
       (nl == 17 && ev_lc_eq(name, "transfer-encoding")))
@@ -1180,43 +1232,65 @@ static int ev_http_will_close(mtev_http_session_ctx *s) {
   return 0;
 }
 
-static char *ev_put(char *p, const char *s, size_t n) {
+/* Copies n bytes to p; returns p + n.  The empty asm hides what the
+ * compiler knows of n's range: knowing a bound (a body of at most 4 KiB,
+ * a reason of at most 48 bytes) gcc inlines the copy as rep movs, whose
+ * start-up costs more than libc's memcpy takes for a short string. */
+static inline char *ev_put(char *p, const char *s, size_t n) {
+  __asm__("" : "+r"(n));
   memcpy(p, s, n);
   return p + n;
 }
 
-/* The status line and header block.  mode: 0 Content-Length clen,
- * 1 chunked, 2 delimited by the close. */
-static ev_http_blk_t *ev_res_head(mtev_http_session_ctx *s, int mode,
-                                  uint64_t clen, int close) {
+static inline char *ev_put_u64(char *p, uint64_t v) {
+  char digits[20];
+  int nd = 0;
+  do {
+    digits[nd++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (nd) *p++ = digits[--nd];
+  return p;
+}
+
+/* Room ev_res_head_put needs at most. */
+static inline size_t ev_res_head_max(const mtev_http_response *r) {
+  return r->reason_len + r->hlen + 256;
+}
+
+/* Writes the status line and header block at p (ev_res_head_max bytes of
+ * room); returns the end.  mode: 0 Content-Length clen, 1 chunked, 2
+ * delimited by the close. */
+static char *ev_res_head_put(mtev_http_session_ctx *s, char *p, int mode,
+                             uint64_t clen, int close) {
   mtev_http_response *r = &s->w->res;
   mtev_http_request *q = &s->w->req;
-  size_t dl;
-  const char *date = ev_date_line(&dl);
-  const char *reason = r->reason[0] ? r->reason : ev_reason(r->status);
-  size_t need = strlen(reason) + dl + r->hlen + 256;
-  ev_http_blk_t *b = ev_blk_new(need);
-  if (!b) return NULL;
-  b->start = b->end = 0; /* no chunk framing in front of a head */
-  char *p = b->d;
-  p = ev_put(p, q->h.minor >= 1 ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
-  *p++ = (char)('0' + r->status / 100);
-  *p++ = (char)('0' + r->status / 10 % 10);
-  *p++ = (char)('0' + r->status % 10);
-  *p++ = ' ';
-  p = ev_put(p, reason, strlen(reason));
-  p = ev_put(p, "\r\n", 2);
-  p = ev_put(p, date, dl);
+  ev_date_fresh();
+  if (r->status == 200 && r->reason_len == 0 && q->h.minor >= 1) {
+    /* the whole array (the room allows it): a fixed-size copy is a few
+     * vector moves, a variable one of at most 64 bytes became rep movs */
+    memcpy(p, ev_date.ok, sizeof(ev_date.ok));
+    p += ev_date.ok_len;
+  } else {
+    p = ev_put(p, q->h.minor >= 1 ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
+    *p++ = (char)('0' + r->status / 100);
+    *p++ = (char)('0' + r->status / 10 % 10);
+    *p++ = (char)('0' + r->status % 10);
+    *p++ = ' ';
+    if (r->reason_len) {
+      p = ev_put(p, r->reason, r->reason_len);
+    } else {
+      size_t rl;
+      const char *reason = ev_reason(r->status, &rl);
+      p = ev_put(p, reason, rl);
+    }
+    p = ev_put(p, "\r\n", 2);
+    p = ev_put(p, ev_date.line, ev_date.len);
+  }
   if (r->hlen) p = ev_put(p, r->hbuf, r->hlen);
   if (mode == 0 && !r->no_length) {
     p = ev_put(p, "Content-Length: ", 16);
-    char digits[24];
-    int nd = 0;
-    do {
-      digits[nd++] = (char)('0' + clen % 10);
-      clen /= 10;
-    } while (clen);
-    while (nd) *p++ = digits[--nd];
+    p = ev_put_u64(p, clen);
     p = ev_put(p, "\r\n", 2);
   } else if (mode == 1) {
     p = ev_put(p, "Transfer-Encoding: chunked\r\n", 28);
@@ -1231,9 +1305,7 @@ static ev_http_blk_t *ev_res_head(mtev_http_session_ctx *s, int mode,
     p = ev_put(p, "Connection: close\r\n", 19);
   else if (q->h.minor == 0)
     p = ev_put(p, "Connection: keep-alive\r\n", 24);
-  p = ev_put(p, "\r\n", 2);
-  b->end = (uint32_t)(p - b->d);
-  return b;
+  return ev_put(p, "\r\n", 2);
 }
 
 /* Wraps the body chain as one chunk: size line in the first block's
@@ -1284,23 +1356,36 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     int close = mode == 2 || ev_http_will_close(s);
     r->close_after = (uint8_t)close;
     r->chunked = mode == 1;
-    ev_http_blk_t *hb = ev_res_head(s, mode, r->body.bytes, close);
-    if (!hb) {
-      r->failed = 1;
-      return mtev_false;
-    }
-    r->headers_sent = 1;
-    r->bytes_written += hb->end - hb->start;
-    /* a small body rides in the head's block */
+    /* The head goes straight onto the output queue, into its last block
+     * when there is room (so the responses to pipelined requests leave
+     * in one piece), and a small body of a response ended at once right
+     * after it. */
+    size_t inl = 0;
     if (mode == 0 && !r->no_body && r->body.bytes &&
-        r->body.bytes <= hb->cap - hb->end && r->body.head == r->body.tail) {
+        r->body.bytes <= EV_HTTP_INLINE_BODY && r->body.head == r->body.tail)
+      inl = r->body.bytes;
+    size_t need = ev_res_head_max(r) + inl;
+    ev_http_blk_t *t = w->out.tail;
+    if (!t || ev_blk_room(t) < need) {
+      if (!(t = ev_blk_new(need))) {
+        r->failed = 1;
+        return mtev_false;
+      }
+      t->start = t->end = 0; /* no chunk framing in front of a head */
+      ev_chain_push(&w->out, t);
+    }
+    char *p0 = t->d + t->end;
+    char *p = ev_res_head_put(s, p0, mode, r->body.bytes, close);
+    if (inl) {
       ev_http_blk_t *bb = r->body.head;
-      memcpy(hb->d + hb->end, bb->d + bb->start, bb->end - bb->start);
-      hb->end += bb->end - bb->start;
-      r->bytes_written += bb->end - bb->start;
+      p = ev_put(p, bb->d + bb->start, inl);
       ev_chain_clear(&r->body);
     }
-    ev_chain_push(&w->out, hb);
+    size_t n = (size_t)(p - p0);
+    t->end += (uint32_t)n;
+    w->out.bytes += n;
+    r->bytes_written += n;
+    r->headers_sent = 1;
   }
   if (r->no_body) {
     ev_chain_clear(&r->body);
@@ -1382,17 +1467,18 @@ static void ev_http_fail(mtev_http_session_ctx *s, int status) {
   }
   r->hlen = 0;
   r->status = status;
-  r->reason[0] = 0;
+  r->reason_len = 0;
   r->close_after = 1;
   r->no_body = 0;
-  const char *reason = ev_reason(status);
+  size_t rl;
+  const char *reason = ev_reason(status, &rl);
   size_t dl;
   const char *date = ev_date_line(&dl);
   char buf[320];
   int n = snprintf(buf, sizeof(buf),
                    "HTTP/1.1 %d %s\r\n%.*sContent-Type: text/plain\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-                   status, reason, (int)dl, date, strlen(reason) + 1, reason);
+                   status, reason, (int)dl, date, rl + 1, reason);
   ev_http_blk_t *b = ev_blk_new((size_t)n);
   if (b) {
     b->start = b->end = 0;
