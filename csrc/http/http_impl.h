@@ -17,6 +17,9 @@ uint64_t ev_http_request_seq(mtev_http_session_ctx *ctx);
  * data is never returned: the path is NUL-terminated too). */
 const char *ev_http_request_path(mtev_http_request *req, size_t *len);
 
+/* The method of the current request and its length (NUL-terminated). */
+const char *ev_http_request_method(mtev_http_request *req, size_t *len);
+
 /* From a dispatcher: serve the current request in a fresh coroutine.
  * The dispatcher returns 0 right after; the engine then calls it again
  * inside the coroutine (mtev_http_session_aco() is true there).  0, or -1

@@ -1818,6 +1818,10 @@ const char *ev_http_request_path(mtev_http_request *q, size_t *len) {
   if (len) *len = q ? q->h.path_len : 0;
   return q ? q->h.path : NULL;
 }
+const char *ev_http_request_method(mtev_http_request *q, size_t *len) {
+  if (len) *len = q ? q->h.method_len : 0;
+  return q ? q->h.method : NULL;
+}
 const char *mtev_http_request_protocol_str(mtev_http_request *q) {
   return q ? q->proto : NULL;
 }
