@@ -629,19 +629,27 @@ static void ev_req_reset(mtev_http_request *r) {
   r->nqs = -1;
 }
 
+/* Frees what the request holds.  Cheap when it holds nothing (most
+ * requests): it runs after each one. */
 static void ev_req_release(mtev_http_request *r) {
   if (r->upload_free) r->upload_free(r->upload, r->upload_size, r->upload_closure);
-  r->upload = NULL;
-  r->upload_size = 0;
-  r->upload_free = NULL;
-  r->upload_closure = NULL;
-  free(r->up_buf);
-  r->up_buf = NULL;
-  r->up_len = r->up_cap = 0;
-  r->up_done = 0;
-  free(r->qs_buf);
-  r->qs_buf = NULL;
-  r->qs = NULL;
+  if (r->upload || r->upload_size || r->upload_free) {
+    r->upload = NULL;
+    r->upload_size = 0;
+    r->upload_free = NULL;
+    r->upload_closure = NULL;
+  }
+  if (r->up_buf || r->up_done) {
+    free(r->up_buf);
+    r->up_buf = NULL;
+    r->up_len = r->up_cap = 0;
+    r->up_done = 0;
+  }
+  if (r->qs_buf) {
+    free(r->qs_buf);
+    r->qs_buf = NULL;
+    r->qs = NULL;
+  }
   r->nqs = -1;
 }
 
@@ -652,7 +660,7 @@ static void ev_res_reset(mtev_http_response *r) {
   r->headers_sent = r->complete = r->failed = r->chunked = 0;
   r->close_after = r->no_body = r->no_length = 0;
   r->hlen = 0;
-  ev_chain_clear(&r->body);
+  if (r->body.head) ev_chain_clear(&r->body);
   if (r->z) {
     deflateEnd(r->z);
     free(r->z);
@@ -661,6 +669,8 @@ static void ev_res_reset(mtev_http_response *r) {
   r->bytes_written = 0;
 }
 
+/* A work area ready for a request: a pooled one was left so by
+ * ev_work_put (request released and reset, response reset, no output). */
 static ev_http_work_t *ev_work_get(void) {
   ev_tp_touch();
   ev_http_work_t *w = ev_tp.works;
@@ -672,22 +682,23 @@ static ev_http_work_t *ev_work_get(void) {
     if (!w) return NULL;
     memset(&w->res, 0, sizeof(w->res));
     memset(&w->req, 0, offsetof(mtev_http_request, hdrs));
+    w->out.head = w->out.tail = NULL;
+    w->out.bytes = 0;
+    ev_req_reset(&w->req);
+    ev_res_reset(&w->res);
   }
   w->next_free = NULL;
   w->in = w->inbuf;
   w->in_cap = EV_HTTP_INBUF;
   w->in_start = w->in_end = w->head_scan = w->head_end = 0;
-  w->out.head = w->out.tail = NULL;
-  w->out.bytes = 0;
-  ev_req_reset(&w->req);
-  ev_res_reset(&w->res);
   return w;
 }
 
 static void ev_work_put(ev_http_work_t *w) {
   ev_req_release(&w->req);
+  ev_req_reset(&w->req);
   ev_res_reset(&w->res);
-  ev_chain_clear(&w->out);
+  if (w->out.head) ev_chain_clear(&w->out);
   if (w->in != w->inbuf) free(w->in);
   w->in = w->inbuf;
   if (w->res.hcap > 1024) { /* keep a big header buffer out of the pool */
@@ -1243,6 +1254,11 @@ static inline char *ev_put(char *p, const char *s, size_t n) {
 }
 
 static inline char *ev_put_u64(char *p, uint64_t v) {
+  if (v < 100) { /* most bodies answered at once are short */
+    if (v >= 10) *p++ = (char)('0' + v / 10);
+    *p++ = (char)('0' + v % 10);
+    return p;
+  }
   char digits[20];
   int nd = 0;
   do {
