@@ -160,18 +160,20 @@ target_bad16(__m128i d) {
 __attribute__((target("avx2"))) static size_t
 scan_value_avx2(const char *p, size_t n) {
   if (n < 16) return scan_value_scalar(p, n);
-  const __m256i sp = _mm256_set1_epi8(0x20), neg1 = _mm256_set1_epi8(-1);
-  const __m256i tab = _mm256_set1_epi8('\t'), del = _mm256_set1_epi8(0x7f);
   size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
-    __m256i ctl = _mm256_and_si256(_mm256_cmpgt_epi8(sp, d),
-                                   _mm256_cmpgt_epi8(d, neg1));
-    __m256i bad = _mm256_or_si256(
-        _mm256_andnot_si256(_mm256_cmpeq_epi8(d, tab), ctl),
-        _mm256_cmpeq_epi8(d, del));
-    uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
-    if (m) return i + (size_t)__builtin_ctz(m);
+  if (n >= 32) {
+    const __m256i sp = _mm256_set1_epi8(0x20), neg1 = _mm256_set1_epi8(-1);
+    const __m256i tab = _mm256_set1_epi8('\t'), del = _mm256_set1_epi8(0x7f);
+    for (; i + 32 <= n; i += 32) {
+      __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
+      __m256i ctl = _mm256_and_si256(_mm256_cmpgt_epi8(sp, d),
+                                     _mm256_cmpgt_epi8(d, neg1));
+      __m256i bad = _mm256_or_si256(
+          _mm256_andnot_si256(_mm256_cmpeq_epi8(d, tab), ctl),
+          _mm256_cmpeq_epi8(d, del));
+      uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
+      if (m) return i + (size_t)__builtin_ctz(m);
+    }
   }
   if (i + 16 <= n) {
     uint32_t m = value_bad16(_mm_loadu_si128((const __m128i *)(p + i)));
@@ -186,16 +188,18 @@ scan_value_avx2(const char *p, size_t n) {
 __attribute__((target("avx2"))) static size_t
 scan_target_avx2(const char *p, size_t n) {
   if (n < 16) return scan_target_scalar(p, n);
-  const __m256i excl = _mm256_set1_epi8(0x21), neg1 = _mm256_set1_epi8(-1);
-  const __m256i del = _mm256_set1_epi8(0x7f);
   size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
-    __m256i low = _mm256_and_si256(_mm256_cmpgt_epi8(excl, d),
-                                   _mm256_cmpgt_epi8(d, neg1));
-    __m256i bad = _mm256_or_si256(low, _mm256_cmpeq_epi8(d, del));
-    uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
-    if (m) return i + (size_t)__builtin_ctz(m);
+  if (n >= 32) {
+    const __m256i excl = _mm256_set1_epi8(0x21), neg1 = _mm256_set1_epi8(-1);
+    const __m256i del = _mm256_set1_epi8(0x7f);
+    for (; i + 32 <= n; i += 32) {
+      __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
+      __m256i low = _mm256_and_si256(_mm256_cmpgt_epi8(excl, d),
+                                     _mm256_cmpgt_epi8(d, neg1));
+      __m256i bad = _mm256_or_si256(low, _mm256_cmpeq_epi8(d, del));
+      uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
+      if (m) return i + (size_t)__builtin_ctz(m);
+    }
   }
   if (i + 16 <= n) {
     uint32_t m = target_bad16(_mm_loadu_si128((const __m128i *)(p + i)));
@@ -253,7 +257,7 @@ static int ev_impl_choose(void) {
   return EV_HTTP_SIMD_SCALAR;
 }
 
-int ev_http_simd_get(void) {
+static inline int ev_impl_get(void) {
   int i = __atomic_load_n(&ev_impl, __ATOMIC_RELAXED);
   if (__builtin_expect(i < 0, 0)) {
     i = ev_impl_choose();
@@ -261,6 +265,8 @@ int ev_http_simd_get(void) {
   }
   return i;
 }
+
+int ev_http_simd_get(void) { return ev_impl_get(); }
 
 int ev_http_simd_set(int impl) {
   if (!ev_http_simd_available(impl)) {
@@ -409,7 +415,26 @@ static int ev_valid_authority(const char *p, size_t n) {
   return 1;
 }
 
-static int ev_split_target(ev_http_head_t *h) {
+/* ev_split_target, origin-form: 1 when path[0..plen) has no '?' and no
+ * '%' (the common case, checked with one SSE2 compare when 16 bytes from
+ * path are readable: end is the end of the head), 0 when that is not
+ * known. */
+static inline int ev_plain_path(const char *path, size_t plen,
+                                const char *end) {
+#ifdef EV_HTTP_X86
+  if (plen <= 16 && end - path >= 16) {
+    __m128i d = _mm_loadu_si128((const __m128i *)path);
+    __m128i m = _mm_or_si128(_mm_cmpeq_epi8(d, _mm_set1_epi8('?')),
+                             _mm_cmpeq_epi8(d, _mm_set1_epi8('%')));
+    uint32_t bits = (uint32_t)_mm_movemask_epi8(m) & ((1u << plen) - 1);
+    return bits == 0;
+  }
+#endif
+  (void)path, (void)plen, (void)end;
+  return 0;
+}
+
+static int ev_split_target(ev_http_head_t *h, const char *end) {
   const char *t = h->target;
   size_t n = h->target_len;
   h->absolute = 0;
@@ -444,7 +469,10 @@ static int ev_split_target(ev_http_head_t *h) {
   }
   const char *q;
   size_t pl;
-  if (plen <= 32) {
+  if (ev_plain_path(path, plen, end)) {
+    q = NULL;
+    pl = plen;
+  } else if (plen <= 32) {
     /* short: one pass for '?' and the escapes */
     for (pl = 0; pl < plen && path[pl] != '?'; pl++) {
       if (path[pl] != '%') continue;
@@ -487,7 +515,7 @@ static int ev_parse_cl(const char *v, size_t n, int64_t *out) {
 int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
                        const ev_http_limits_t *lim) {
   const unsigned char *s = (const unsigned char *)buf;
-  int impl = ev_http_simd_get();
+  int impl = ev_impl_get();
   ev_scan_fn scan_value = ev_impls[impl].value;
   ev_scan_fn scan_target = ev_impls[impl].target;
   ev_http_hdr_t *hdr = h->hdr;
@@ -525,7 +553,7 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
     i++;
   }
   if (i > lim->max_request_line) return 414;
-  if (ev_split_target(h) != 0) return 400;
+  if (ev_split_target(h, buf + n) != 0) return 400;
   h->is_head = h->method_len == 4 && !memcmp(h->method, "HEAD", 4);
 
   /* field lines */
@@ -574,11 +602,15 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
       if (ev_name_is(f->name, "host", 4)) {
         hosts++;
         const unsigned char *hv = (const unsigned char *)f->value;
-        uint32_t j = 0, bad = 0;
-        for (; j + 4 <= f->value_len; j += 4)
+        uint32_t j = 0, bad = 0, vl = f->value_len;
+        for (; j + 4 <= vl; j += 4)
           bad |= (uint32_t)(ev_hostch[hv[j]] & ev_hostch[hv[j + 1]] &
                             ev_hostch[hv[j + 2]] & ev_hostch[hv[j + 3]]) ^ 1u;
-        for (; j < f->value_len; j++) bad |= (uint32_t)ev_hostch[hv[j]] ^ 1u;
+        if (j < vl && vl >= 4) /* the last 4, overlapping */
+          bad |= (uint32_t)(ev_hostch[hv[vl - 4]] & ev_hostch[hv[vl - 3]] &
+                            ev_hostch[hv[vl - 2]] & ev_hostch[hv[vl - 1]]) ^ 1u;
+        else
+          for (; j < vl; j++) bad |= (uint32_t)ev_hostch[hv[j]] ^ 1u;
         if (bad) return 400;
       }
       break;

@@ -502,10 +502,6 @@ static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
   }
 }
 
-/* The bytes that end a header value given to header_set: NUL, and CR
- * and LF, which it may not hold. */
-static const uint8_t ev_value_stop[256] = {[0] = 1, ['\r'] = 1, ['\n'] = 1};
-
 /* Length of the token at the start of s (tchar bytes). */
 static size_t ev_token_len(const char *s) {
   size_t i = 0;
@@ -974,8 +970,12 @@ mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
      * then starts with one copy) */
     size_t sl;
     const char *std = ev_reason(code, &sl);
-    if (n == sl && !memcmp(reason, std, sl)) n = 0;
-    memcpy(r->reason, reason, n); /* longer phrases are cut */
+    if (n == sl) {
+      size_t k = 0;
+      while (k < n && reason[k] == std[k]) k++;
+      if (k == n) n = 0;
+    }
+    if (n) memcpy(r->reason, reason, n); /* longer phrases are cut */
   }
   r->status = code;
   r->reason_len = (uint32_t)n;
@@ -1016,8 +1016,8 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
     return mtev_false;
   size_t nl = ev_token_len(name), vl = 0;
   if (nl == 0 || name[nl]) return mtev_false;
-  while (!ev_value_stop[(unsigned char)value[vl]]) vl++;
-  if (value[vl]) return mtev_false; /* CR or LF */
+  vl = strcspn(value, "\r\n"); /* libc's is vectorised */
+  if (value[vl]) return mtev_false;
   mtev_http_response *r = &s->w->res;
   if ((nl == 14 && ev_lc_eq(name, "content-length")) ||
       (nl == 17 && ev_lc_eq(name, "transfer-encoding")))
@@ -1252,6 +1252,8 @@ static inline char *ev_put(char *p, const char *s, size_t n) {
   memcpy(p, s, n);
   return p + n;
 }
+/* A string literal: a copy of known size, a few moves. */
+#define EV_PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
 static inline char *ev_put_u64(char *p, uint64_t v) {
   if (v < 100) { /* most bodies answered at once are short */
@@ -1288,7 +1290,7 @@ static char *ev_res_head_put(mtev_http_session_ctx *s, char *p, int mode,
     memcpy(p, ev_date.ok, sizeof(ev_date.ok));
     p += ev_date.ok_len;
   } else {
-    p = ev_put(p, q->h.minor >= 1 ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
+    p = q->h.minor >= 1 ? EV_PUT_LIT(p, "HTTP/1.1 ") : EV_PUT_LIT(p, "HTTP/1.0 ");
     *p++ = (char)('0' + r->status / 100);
     *p++ = (char)('0' + r->status / 10 % 10);
     *p++ = (char)('0' + r->status % 10);
@@ -1300,28 +1302,27 @@ static char *ev_res_head_put(mtev_http_session_ctx *s, char *p, int mode,
       const char *reason = ev_reason(r->status, &rl);
       p = ev_put(p, reason, rl);
     }
-    p = ev_put(p, "\r\n", 2);
+    p = EV_PUT_LIT(p, "\r\n");
     p = ev_put(p, ev_date.line, ev_date.len);
   }
   if (r->hlen) p = ev_put(p, r->hbuf, r->hlen);
   if (mode == 0 && !r->no_length) {
-    p = ev_put(p, "Content-Length: ", 16);
+    p = EV_PUT_LIT(p, "Content-Length: ");
     p = ev_put_u64(p, clen);
-    p = ev_put(p, "\r\n", 2);
+    p = EV_PUT_LIT(p, "\r\n");
   } else if (mode == 1) {
-    p = ev_put(p, "Transfer-Encoding: chunked\r\n", 28);
+    p = EV_PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
   }
   if (r->z) {
-    p = ev_put(p, (r->options & MTEV_HTTP_GZIP) ? "Content-Encoding: gzip\r\n"
-                                                : "Content-Encoding: deflate\r\n",
-               (r->options & MTEV_HTTP_GZIP) ? 24 : 27);
-    p = ev_put(p, "Vary: Accept-Encoding\r\n", 23);
+    p = (r->options & MTEV_HTTP_GZIP) ? EV_PUT_LIT(p, "Content-Encoding: gzip\r\n")
+                                      : EV_PUT_LIT(p, "Content-Encoding: deflate\r\n");
+    p = EV_PUT_LIT(p, "Vary: Accept-Encoding\r\n");
   }
   if (close)
-    p = ev_put(p, "Connection: close\r\n", 19);
+    p = EV_PUT_LIT(p, "Connection: close\r\n");
   else if (q->h.minor == 0)
-    p = ev_put(p, "Connection: keep-alive\r\n", 24);
-  return ev_put(p, "\r\n", 2);
+    p = EV_PUT_LIT(p, "Connection: keep-alive\r\n");
+  return EV_PUT_LIT(p, "\r\n");
 }
 
 /* Wraps the body chain as one chunk: size line in the first block's

@@ -95,6 +95,33 @@ static pcre2_match_data *ev_match_data(void) {
   return ev_md;
 }
 
+/* a[0..n) == b[0..n).  Short spans (methods, literals) by overlapping
+ * word loads inside both spans, no call. */
+static inline int ev_memeq(const char *a, const char *b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, a, 8);
+    memcpy(&b0, b, 8);
+    memcpy(&a1, a + n - 8, 8);
+    memcpy(&b1, b + n - 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  if (n >= 4 && n < 8) {
+    uint32_t a0, a1, b0, b1;
+    memcpy(&a0, a, 4);
+    memcpy(&b0, b, 4);
+    memcpy(&a1, a + n - 4, 4);
+    memcpy(&b1, b + n - 4, 4);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  if (n < 4) {
+    for (size_t i = 0; i < n; i++)
+      if (a[i] != b[i]) return 0;
+    return 1;
+  }
+  return memcmp(a, b, n) == 0;
+}
+
 /* Number of captures + 1 when rule matches subject, else -1.  A literal
  * expression is decided without PCRE2 (the same answer: no captures, a
  * match at the start); other expressions are tried only when the subject
@@ -102,7 +129,7 @@ static pcre2_match_data *ev_match_data(void) {
 static int ev_rule_match(struct rest_url_dispatcher *r, const char *subj,
                          size_t len, pcre2_match_data *md) {
   size_t ll = r->litlen;
-  if (ll && (len < ll || memcmp(subj, r->lit, ll) != 0)) return -1;
+  if (ll && (len < ll || !ev_memeq(subj, r->lit, ll))) return -1;
   if (r->kind == EV_MATCH_PREFIX) return 1;
   if (r->kind == EV_MATCH_EXACT) {
     if (len == ll) return 1;
@@ -240,7 +267,7 @@ static ev_rest_base_t *ev_rest_base_find(ev_rest_table_t *t, const char *path,
     unsigned c = (unsigned char)path[1];
     for (uint32_t k = t->by_byte_off[c]; k < t->by_byte_off[c + 1]; k++) {
       ev_rest_base_t *b = t->idx[k];
-      if (b->blen <= plen && !memcmp(path, b->base, b->blen)) return b;
+      if (b->blen <= plen && ev_memeq(path, b->base, b->blen)) return b;
     }
   }
   return t->root;
@@ -505,7 +532,7 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
   int cnt = -1;
   for (r = __atomic_load_n(&b->rules, __ATOMIC_ACQUIRE); r;
        r = __atomic_load_n(&r->next, __ATOMIC_ACQUIRE)) {
-    int same = r->mlen == mlen && !memcmp(r->method, method, mlen);
+    int same = r->mlen == mlen && ev_memeq(r->method, method, mlen);
     if (!same && !(is_head && !head_get && r->mlen == 3 &&
                    !memcmp(r->method, "GET", 3)))
       continue;
