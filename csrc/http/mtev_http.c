@@ -502,11 +502,28 @@ static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
   }
 }
 
-/* Length of the token at the start of s (tchar bytes). */
-static size_t ev_token_len(const char *s) {
+/* s[0..n) are all tchar: four table loads a step, no branch each. */
+static inline int ev_all_tchar(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  unsigned ok = 1;
   size_t i = 0;
-  while (ev_http_tchar[(unsigned char)s[i]]) i++;
-  return i;
+  for (; i + 4 <= n; i += 4)
+    ok &= ev_http_tchar[u[i]] & ev_http_tchar[u[i + 1]] &
+          ev_http_tchar[u[i + 2]] & ev_http_tchar[u[i + 3]];
+  for (; i < n; i++) ok &= ev_http_tchar[u[i]];
+  return ok;
+}
+
+/* s[0..n) holds no CR and no LF (which a header value may not). */
+static inline int ev_no_crlf(const char *s, size_t n) {
+  static const uint8_t crlf[256] = {['\r'] = 1, ['\n'] = 1};
+  const unsigned char *u = (const unsigned char *)s;
+  unsigned bad = 0;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    bad |= crlf[u[i]] | crlf[u[i + 1]] | crlf[u[i + 2]] | crlf[u[i + 3]];
+  for (; i < n; i++) bad |= crlf[u[i]];
+  return !bad;
 }
 
 /* ---- sessions ------------------------------------------------------------------------ */
@@ -1014,10 +1031,10 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
                                            const char *value) {
   if (!ev_res_usable(s) || s->w->res.headers_sent || !name || !value)
     return mtev_false;
-  size_t nl = ev_token_len(name), vl = 0;
-  if (nl == 0 || name[nl]) return mtev_false;
-  vl = strcspn(value, "\r\n"); /* libc's is vectorised */
-  if (value[vl]) return mtev_false;
+  /* lengths by libc's vectorised strlen, then the bytes checked */
+  size_t nl = strlen(name), vl = strlen(value);
+  if (nl == 0 || !ev_all_tchar(name, nl) || !ev_no_crlf(value, vl))
+    return mtev_false;
   mtev_http_response *r = &s->w->res;
   if ((nl == 14 && ev_lc_eq(name, "content-length")) ||
       (nl == 17 && ev_lc_eq(name, "transfer-encoding")))

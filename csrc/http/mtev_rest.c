@@ -114,11 +114,8 @@ static inline int ev_memeq(const char *a, const char *b, size_t n) {
     memcpy(&b1, b + n - 4, 4);
     return ((a0 ^ b0) | (a1 ^ b1)) == 0;
   }
-  if (n < 4) {
-    for (size_t i = 0; i < n; i++)
-      if (a[i] != b[i]) return 0;
-    return 1;
-  }
+  if (n < 4) /* bytes 0, n/2 and n - 1 cover all of 1 to 3 */
+    return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
   return memcmp(a, b, n) == 0;
 }
 
