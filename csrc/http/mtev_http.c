@@ -116,6 +116,7 @@ typedef struct {
 #define EV_HTTP_INBUF 8192
 #define EV_HTTP_CORK (64 * 1024) /* responses held back for a batch */
 #define EV_HTTP_INLINE_BODY 4096 /* bodies up to this are copied after the head */
+#define EV_HTTP_IBODY 1024 /* body bytes a response holds before using blocks */
 #define EV_HTTP_DRAIN_MAX (256 * 1024)
 #define EV_HTTP_LINGER_NS 2000000000ull
 
@@ -155,9 +156,14 @@ struct mtev_http_response {
   uint8_t no_length; /* 1xx, 204, 304: no Content-Length either */
   char *hbuf; /* "Name: value\r\n" lines */
   uint32_t hlen, hcap;
+  /* The body: its first bytes in ibody (a short body never needs a
+   * block), the rest in the chain.  ilen > 0 only while the chain is
+   * empty: the first append that does not fit moves them to it. */
+  uint32_t ilen;
   ev_http_chain_t body;
   z_stream *z;
   size_t bytes_written;
+  char ibody[EV_HTTP_IBODY];
 };
 
 typedef struct ev_http_work {
@@ -385,6 +391,15 @@ static ev_http_blk_t *ev_chain_room(ev_http_chain_t *c, size_t want) {
   if (!t) return NULL;
   ev_chain_push(c, t);
   return t;
+}
+
+/* Moves a response's inline body bytes to its chain (before the chain
+ * is appended to, framed or sent).  0, or -1 when out of memory. */
+static int ev_res_spill(mtev_http_response *r) {
+  if (!r->ilen) return 0;
+  uint32_t n = r->ilen;
+  r->ilen = 0;
+  return ev_chain_append(&r->body, r->ibody, n);
 }
 
 /* ---- small helpers --------------------------------------------------------------- */
@@ -673,6 +688,7 @@ static void ev_res_reset(mtev_http_response *r) {
   r->headers_sent = r->complete = r->failed = r->chunked = 0;
   r->close_after = r->no_body = r->no_length = 0;
   r->hlen = 0;
+  r->ilen = 0;
   if (r->body.head) ev_chain_clear(&r->body);
   if (r->z) {
     deflateEnd(r->z);
@@ -1122,7 +1138,7 @@ mtev_boolean mtev_http_response_option_set(mtev_http_session_ctx *s,
   uint32_t comp = opt & (MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE);
   if (comp) {
     if (comp == (MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE)) return mtev_false;
-    if (r->z || r->body.bytes) return mtev_false; /* from the first byte */
+    if (r->z || r->body.bytes || r->ilen) return mtev_false; /* from the first byte */
     if (!(ev_accept_enc(req) & comp)) return mtev_false;
     z_stream *z = calloc(1, sizeof(*z));
     if (!z) return mtev_false;
@@ -1179,6 +1195,12 @@ mtev_boolean mtev_http_response_append(mtev_http_session_ctx *s, const void *b,
     }
     return mtev_true;
   }
+  if (!r->body.head && l <= sizeof(r->ibody) - r->ilen) {
+    memcpy(r->ibody + r->ilen, b, l);
+    r->ilen += (uint32_t)l;
+    return mtev_true;
+  }
+  if (ev_res_spill(r) != 0) return mtev_false;
   return ev_chain_append(&r->body, b, l) == 0 ? mtev_true : mtev_false;
 }
 
@@ -1193,6 +1215,18 @@ mtev_boolean mtev_http_response_vappend(mtev_http_session_ctx *s,
   if (!ev_res_usable(s) || !format) return mtev_false;
   mtev_http_response *r = &s->w->res;
   va_list ap;
+  if (!r->z && !r->body.head) { /* into ibody when it fits */
+    size_t room = sizeof(r->ibody) - r->ilen;
+    va_copy(ap, arg);
+    int n = vsnprintf(r->ibody + r->ilen, room, format, ap);
+    va_end(ap);
+    if (n < 0) return mtev_false;
+    if ((size_t)n < room) {
+      r->ilen += (uint32_t)n;
+      return mtev_true;
+    }
+    if (ev_res_spill(r) != 0) return mtev_false;
+  }
   if (!r->z) { /* straight into the tail block when it fits */
     ev_http_blk_t *t = ev_chain_room(&r->body, 64);
     if (!t) return mtev_false;
@@ -1231,7 +1265,7 @@ mtev_boolean mtev_http_response_appendf(mtev_http_session_ctx *s,
 }
 
 size_t mtev_http_response_buffered(mtev_http_session_ctx *s) {
-  return (s && s->w) ? s->w->res.body.bytes : 0;
+  return (s && s->w) ? s->w->res.body.bytes + s->w->res.ilen : 0;
 }
 mtev_boolean mtev_http_response_closed(mtev_http_response *r) {
   return (r && (r->complete || r->failed)) ? mtev_true : mtev_false;
@@ -1395,9 +1429,17 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
      * in one piece), and a small body of a response ended at once right
      * after it. */
     size_t inl = 0;
-    if (mode == 0 && !r->no_body && r->body.bytes &&
-        r->body.bytes <= EV_HTTP_INLINE_BODY && r->body.head == r->body.tail)
-      inl = r->body.bytes;
+    const char *src = NULL;
+    if (mode == 0 && !r->no_body) {
+      if (r->ilen) {
+        src = r->ibody;
+        inl = r->ilen;
+      } else if (r->body.bytes && r->body.bytes <= EV_HTTP_INLINE_BODY &&
+                 r->body.head == r->body.tail) {
+        src = r->body.head->d + r->body.head->start;
+        inl = r->body.bytes;
+      }
+    }
     size_t need = ev_res_head_max(r) + inl;
     ev_http_blk_t *t = w->out.tail;
     if (!t || ev_blk_room(t) < need) {
@@ -1409,11 +1451,13 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
       ev_chain_push(&w->out, t);
     }
     char *p0 = t->d + t->end;
-    char *p = ev_res_head_put(s, p0, mode, r->body.bytes, close);
+    char *p = ev_res_head_put(s, p0, mode, r->body.bytes + r->ilen, close);
     if (inl) {
-      ev_http_blk_t *bb = r->body.head;
-      p = ev_put(p, bb->d + bb->start, inl);
-      ev_chain_clear(&r->body);
+      p = ev_put(p, src, inl);
+      if (r->ilen)
+        r->ilen = 0;
+      else
+        ev_chain_clear(&r->body);
     }
     size_t n = (size_t)(p - p0);
     t->end += (uint32_t)n;
@@ -1422,7 +1466,11 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     r->headers_sent = 1;
   }
   if (r->no_body) {
+    r->ilen = 0;
     ev_chain_clear(&r->body);
+  } else if (ev_res_spill(r) != 0) {
+    r->failed = 1;
+    return mtev_false;
   } else if (r->body.bytes || (final && r->chunked)) {
     if (r->chunked) ev_res_chunk_frame(&r->body);
     if (final && r->chunked) {
@@ -1494,6 +1542,7 @@ static void ev_http_fail(mtev_http_session_ctx *s, int status) {
   }
   mtevL(mtev_debug, "http: fd %d: answering %d\n", eventer_get_fd(s->e), status);
   ev_chain_clear(&r->body);
+  r->ilen = 0;
   if (r->z) {
     deflateEnd(r->z);
     free(r->z);
