@@ -1087,7 +1087,9 @@ static uint32_t ev_accept_enc(mtev_http_request *req) {
   uint32_t yes = 0, no = 0, star = 0, star_no = 0;
   for (uint32_t i = 0; i < req->h.nhdr; i++) {
     ev_http_hdr_t *f = &req->h.hdr[i];
-    if (!ev_http_token_eq(f->name, f->name_len, "accept-encoding")) continue;
+    if (f->name_len != 15 ||
+        !ev_http_token_eq(f->name, f->name_len, "accept-encoding"))
+      continue;
     const char *p = f->value, *end = f->value + f->value_len;
     while (p < end) {
       const char *comma = memchr(p, ',', (size_t)(end - p));
@@ -1931,10 +1933,17 @@ mtev_boolean mtev_http_request_has_payload(mtev_http_request *q) {
 const char *mtev_http_request_header(mtev_http_request *q, const char *name) {
   if (!q || !name) return NULL;
   size_t nl = strlen(name);
+  if (nl == 0) return NULL; /* no field has an empty name */
+  /* fields are told apart by length and first byte before a compare */
+  unsigned char first = (unsigned char)name[0];
+  if (first >= 'A' && first <= 'Z') first |= 0x20;
   for (uint32_t i = 0; i < q->h.nhdr; i++) {
     ev_http_hdr_t *f = &q->h.hdr[i];
     if (f->name_len != nl) continue;
-    size_t k = 0;
+    unsigned char c0 = (unsigned char)f->name[0];
+    if (c0 >= 'A' && c0 <= 'Z') c0 |= 0x20;
+    if (c0 != first) continue;
+    size_t k = 1;
     for (; k < nl; k++) {
       unsigned char a = (unsigned char)f->name[k], b = (unsigned char)name[k];
       if (a >= 'A' && a <= 'Z') a |= 0x20;
