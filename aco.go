@@ -78,6 +78,7 @@ const ( // Co.flags
 	coWake                       // a Wake for its next Park
 	coStopping                   // Shutdown unwinds it
 	coOrphan                     // its proxy is left to eventer_fini
+	coConn                       // a listener's connection: arg is its *AcoEvent
 )
 
 // stopUnwind unwinds a coroutine whose loop is shutting down.
@@ -254,6 +255,9 @@ func (l *loop) resume(co *Co) {
 
 func (l *loop) endCo(co *Co) {
 	co.next, co.yield = nil, nil
+	if co.flags&coConn != 0 {
+		l.connEnd(co) // the connection ends with its coroutine
+	}
 	if co.proxy != nil && co.flags&coOrphan == 0 {
 		if err := cgo.ProxyFree(co.proxy); err != nil {
 			reportError(&OpError{Op: "Co end", Err: err})
@@ -302,6 +306,39 @@ func (l *loop) stopCoroutines() {
 	}
 }
 
+// unwindCo ends co at once on its running loop (driver), the way
+// stopCoroutines ends the coroutines of a stopped loop: its pending
+// blocking call panics with stopUnwind, its deferred calls run (blocking
+// calls there return ErrStopped).  A coroutine waiting for asynch work is
+// unwound when its work completes (the job refers to its proxy until
+// then).
+func (l *loop) unwindCo(co *Co) {
+	if co.state.Load() != coLive || int(co.id) >= len(l.cos) || l.cos[co.id] != co {
+		return
+	}
+	co.flags |= coStopping
+	if co.wait == waitCAsynch {
+		return // its completion resumes it, and its park panics then
+	}
+	if co.proxy != nil && !l.drv.TakeWait(co.proxy) && cgo.ProxyAbort(co.proxy) != nil {
+		return // (an asynch wait after all: as above)
+	}
+	co.wait = waitNone
+	l.current = co
+	for {
+		if goexit, ok := co.next(); goexit || !ok {
+			break
+		}
+	}
+	l.current = nil
+	if l.cos[co.id] == co {
+		l.endCo(co)
+	}
+	if x := co.x.Load(); x != nil && x.panicV != nil {
+		panic(&CoroutinePanic{Value: x.panicV, Stack: x.panicS})
+	}
+}
+
 // CoroutinePanic is how a panic in a Go coroutine reaches its driver: the
 // driver re-panics with it, so the program ends as it would for a panicking
 // goroutine, with the coroutine's own stack in the message.
@@ -314,7 +351,8 @@ func (p *CoroutinePanic) Error() string {
 	return fmt.Sprintf("eventer: panic in coroutine: %v\n\ncoroutine stack:\n%s", p.Value, p.Stack)
 }
 
-// Arg is the arg given to AcoStart (nil for a nil Co).
+// Arg is the arg given to AcoStart; for an aco function's coroutine, the
+// connection's AcoEvent (nil for a nil Co).
 func (co *Co) Arg() any {
 	if co == nil {
 		return nil
@@ -637,7 +675,11 @@ func (l *loop) cancelLocal(co *Co) {
 	case waitGoPark, waitGoJoin:
 		l.resumeWith(co, -1, syscall.ECANCELED)
 	case waitC, waitCPark, waitCJoin:
-		if cgo.ProxyCancel(co.proxy) != nil {
+		if co.proxy != nil && l.drv.TakeWait(co.proxy) {
+			// it parked in this step and its wait is not set up yet:
+			// there is nothing in C to cancel
+			l.resumeWith(co, -1, syscall.ECANCELED)
+		} else if cgo.ProxyCancel(co.proxy) != nil {
 			co.flags |= coCancel // its end is on the way already
 		}
 	default: // running, or in a job (not cancellable)

@@ -42,15 +42,22 @@ type AcoEvent struct {
 	// empty then), or we just wrote (a reply can't be there yet): the next
 	// read that may wait goes straight to the wait (level-triggered: data
 	// that came meanwhile is reported at once), saving the read(2) that
-	// would find EAGAIN.  Only for the posix opset (a custom opset, e.g.
+	// would find EAGAIN.  Only for plain sockets (a custom opset, e.g.
 	// TLS, may hold data the socket does not show).
 	drained bool
 	// noSkip: a skipped read's wait was refused (EPERM: a regular file,
 	// which epoll can't watch and whose reads never block): always read.
 	noSkip bool
-	fd     int32
-	closed atomic.Bool // Close was called (by anyone)
-	tr     tracked
+	// A listener's connection (conn): its acceptor closure and listener
+	// (C memory; the loop's driver clears ac when the connection ends).
+	// Such an event is not tracked: its coroutine's end releases it.
+	// lplain: its opset is the listener's own (plain sockets, no callbacks
+	// into Go): attempts through cgo.ListenTry, and like the POSIX opset's.
+	conn, lplain bool
+	fd           int32
+	closed       atomic.Bool // Close was called (by anyone)
+	tr           tracked
+	ac, lst      unsafe.Pointer
 }
 
 // Fd is the event's file descriptor.
@@ -157,17 +164,24 @@ func (a *AcoEvent) io(co *Co, op string, code int, p []byte, timeout time.Durati
 		var res int64
 		var errno syscall.Errno
 		var mask int
-		if a.posixClosed != nil && code != cgo.IOAccept {
-			// the POSIX opset's read/write, done here: a non-blocking fd,
-			// so the raw syscall never blocks the thread
-			if *a.posixClosed != 0 {
+		// plain sockets (the POSIX opset, a listener's own): an opset
+		// that holds no bytes the socket does not show
+		plain := a.posixClosed != nil || a.lplain
+		if plain && code != cgo.IOAccept {
+			if a.posixClosed != nil && *a.posixClosed != 0 {
 				return -1, syscall.EBADF
 			}
 			if code == cgo.IORead && a.drained && !a.noSkip && remaining() != 0 {
 				a.drained, skipped = false, true
 				errno = syscall.EAGAIN // skip the read that would find nothing
 			} else {
-				res, errno = rawIO(code, int(a.fd), p)
+				if a.posixClosed != nil {
+					// the POSIX opset's read/write, done here: a
+					// non-blocking fd, so the raw syscall never blocks
+					res, errno = rawIO(code, int(a.fd), p)
+				} else {
+					res, errno, _ = cgo.ListenTry(a.ptr, code, p)
+				}
 				if errno == syscall.EINTR {
 					continue
 				}
@@ -185,13 +199,13 @@ func (a *AcoEvent) io(co *Co, op string, code int, p []byte, timeout time.Durati
 				mask = cgo.MaskRead
 			}
 		} else {
-			res, errno, mask = cgo.Try(a.ptr, code, p)
+			res, errno, mask = a.l.tryCopy(a.ptr, code, p)
 			if errno != syscall.EAGAIN {
 				return res, errno
 			}
 		}
 		readLen := 0
-		if code == cgo.IORead && a.posixClosed != nil {
+		if code == cgo.IORead && plain {
 			readLen = len(p)
 		}
 		res, errno, data := a.waitReady(co, op, mask, readLen, remaining())
@@ -211,6 +225,31 @@ func (a *AcoEvent) io(co *Co, op string, code int, p []byte, timeout time.Durati
 		}
 		skipped = false // ready: try again
 	}
+}
+
+// tryCopy is one attempt through e's opset (cgo.Try) with the loop's
+// scratch buffer in place of p: an opset may call back into Go (a TLS
+// error is logged through Go), so C gets no buffer of ours, which would
+// have to live on the heap (p is often a coroutine's stack buffer).  At
+// most 64 KiB an attempt (a short read or write, as the syscalls may
+// make).  Loop thread only.
+func (l *loop) tryCopy(e unsafe.Pointer, code int, p []byte) (int64, syscall.Errno, int) {
+	n := min(len(p), 64<<10)
+	if cap(l.scratch) < n {
+		l.scratch = make([]byte, n)
+	}
+	b := l.scratch[:n]
+	if code == cgo.IOWrite {
+		copy(b, p)
+	}
+	res, errno, mask := cgo.Try(e, code, b)
+	switch {
+	case code == cgo.IORead && res > 0:
+		copy(p, b[:res])
+	case code == cgo.IOAccept:
+		copy(p, b) // the peer's address
+	}
+	return res, errno, mask
 }
 
 // rawIO is read(2) or write(2) on a non-blocking fd.
@@ -357,7 +396,9 @@ func (a *AcoEvent) release() {
 	if a.ptr == nil {
 		return
 	}
-	untrack(&a.tr)
+	if !a.conn {
+		untrack(&a.tr)
+	}
 	cgo.Deref(a.ptr)
 	a.ptr, a.posixClosed = nil, nil
 }

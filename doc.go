@@ -34,10 +34,28 @@
 // eventer_aco_* code, so both languages share one implementation of every
 // wait.  Park and Join without a timeout wait in Go alone.
 //
+// # Listeners
+//
+// libmtev's listener subsystem (C's mtev_listener) hands each accepted
+// connection to an aco function: a C one runs in a C coroutine, a Go one
+// (RegisterAcoFunction, ListenAco) in a Go coroutine on the connection's
+// loop, with the connection as an AcoEvent; when the function returns the
+// connection is closed and everything it held released.  Listeners come
+// from a libmtev-style XML configuration (LoadConfig before Init, whose
+// <eventer><config> then sets the loops up; ListenerInit starts
+// /app/listeners//listener, naming C or Go functions by type) or from
+// code (ListenAco, with options that mirror the configuration's
+// attributes).  The listener accepts in a thread of its own (or on its
+// loop), books the connection (its Acceptor: the peer's address, the
+// listener's <config>) and sends it to a loop (round robin with fanout).
+// Listener.Close stops accepting, lets the connections run for a grace
+// period, then cancels them (ErrCanceled); Shutdown stops every listener
+// before the loops, unwinding their connections' coroutines.
+//
 // # Resources
 //
 // Every Go object that holds C resources (Event, AcoEvent, JobQueue, Sem,
-// Mutex, WaitGroup, Chan) is released by its Close, once: a second Close
+// Mutex, WaitGroup, Chan, Listener) is released by its Close, once: a second Close
 // and any other call after it return an error satisfying
 // errors.Is(err, ErrClosed) (connection I/O: net.ErrClosed, which
 // satisfies both).  Constructors return (T, error).  Shutdown releases

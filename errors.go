@@ -95,7 +95,11 @@ func errnoError(op string, errno syscall.Errno) error {
 	case syscall.EAGAIN:
 		err = ErrWouldBlock
 	case syscall.EPIPE:
-		err = ErrChanClosed
+		if sys := sysName(op); sys != "" {
+			err = os.NewSyscallError(sys, errno) // a write to a peer that went away
+		} else {
+			err = ErrChanClosed
+		}
 	default:
 		if sys := sysName(op); sys != "" {
 			err = os.NewSyscallError(sys, errno)

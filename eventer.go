@@ -85,6 +85,9 @@ type loop struct {
 	res   int64
 	errno syscall.Errno
 	data  []byte // bytes a wait already read (C memory: copy out first)
+	// driver: the buffer of I/O attempts through opsets that may call
+	// back into Go (AcoEvent.tryCopy)
+	scratch []byte
 
 	driverG  atomic.Pointer[byte] // the driver goroutine (misuse checks)
 	mp       atomic.Pointer[byte] // the driver thread's m
@@ -219,11 +222,21 @@ func Init(opts ...Option) error {
 	if cfg.concurrency < 0 || cfg.queueThreads < 0 {
 		return &OpError{Op: "Init", Err: errors.New("negative concurrency")}
 	}
-	if cfg.concurrency == 0 {
-		cfg.concurrency = runtime.NumCPU()
+	// a loaded configuration's <eventer><config> first (LoadConfig), then
+	// the options given here
+	fromConf := confLoaded.Load()
+	if fromConf {
+		if err := cgo.ConfApplyEventer(); err != nil {
+			return &OpError{Op: "Init", Err: err}
+		}
 	}
-	if err := cgo.SetProp("concurrency", strconv.Itoa(cfg.concurrency)); err != nil {
-		return &OpError{Op: "Init", Err: fmt.Errorf("concurrency %d: %w", cfg.concurrency, err)}
+	if cfg.concurrency != 0 || !fromConf {
+		if cfg.concurrency == 0 {
+			cfg.concurrency = runtime.NumCPU()
+		}
+		if err := cgo.SetProp("concurrency", strconv.Itoa(cfg.concurrency)); err != nil {
+			return &OpError{Op: "Init", Err: fmt.Errorf("concurrency %d: %w", cfg.concurrency, err)}
+		}
 	}
 	for name, n := range cfg.pools {
 		if err := cgo.SetProp("loop_"+name, strconv.Itoa(n)); err != nil {
@@ -245,6 +258,7 @@ func Init(opts ...Option) error {
 	}
 	rt.cfg.Store(&cfg)
 	rt.epoch.Add(1)
+	listenersReset()
 	cgo.LogToGo(true)
 	n := cgo.Concurrency()
 	rt.loops = make([]*loop, n)
@@ -389,6 +403,20 @@ func Shutdown() {
 	rt.mu.Unlock()
 	if !inited {
 		return
+	}
+	// listeners first: no connection may outlive the loops
+	stopListenerStarts()
+	if cgo.InLoop() || inAsynchWork() {
+		if cgo.ListenerCount() > 0 {
+			// their connections' loops must run to end them: only ask
+			go func() {
+				shutdownListeners()
+				_ = withLive(func() error { cgo.Shutdown(); return nil })
+			}()
+			return
+		}
+	} else {
+		shutdownListeners()
 	}
 	self := false
 	_ = withLive(func() error {

@@ -2,11 +2,14 @@ package eventer_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/acoeventer/eventer"
@@ -109,4 +112,83 @@ func ExampleCo_CancelOn() {
 	<-co.Done()
 	// Output:
 	// canceled: true
+}
+
+// The seed's aco listener in code: each connection runs the function in
+// a coroutine of its own; when it returns, the listener closes the
+// connection.
+func ExampleListenAco() {
+	if err := eventer.Init(eventer.WithConcurrency(2)); err != nil {
+		panic(err)
+	}
+	defer eventer.Shutdown()
+
+	ln, err := eventer.ListenAco("tcp", "127.0.0.1:0", func(co *eventer.Co, ae *eventer.AcoEvent) {
+		greeting, _ := ae.Acceptor().Config("greeting")
+		var buf [128]byte
+		for {
+			n, err := ae.Read(buf[:], 10*time.Second)
+			if err != nil {
+				return // the listener closes the connection
+			}
+			fmt.Fprintf(ae.Conn(), "%s %s", greeting, buf[:n])
+		}
+	}, eventer.WithListenerConfig("greeting", "thanks for"), eventer.WithGrace(time.Second))
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "a line\n")
+	reply, _ := bufio.NewReader(c).ReadString('\n')
+	fmt.Print(reply)
+	// Output:
+	// thanks for a line
+}
+
+// A configuration names the listeners and the aco functions they run
+// (libmtev's format); its <eventer><config> sets the loops up at Init.
+func ExampleListenerInit() {
+	sock := filepath.Join(os.TempDir(), fmt.Sprintf("myapp-%d.sock", os.Getpid()))
+	conf := `<myapp>
+  <eventer><config><concurrency>2</concurrency></config></eventer>
+  <listeners type="shout" backlog="64">
+    <listener address="` + sock + `"/>
+  </listeners>
+</myapp>`
+	if err := eventer.LoadConfigString(conf, "myapp.conf"); err != nil {
+		panic(err)
+	}
+	if err := eventer.Init(); err != nil {
+		panic(err)
+	}
+	defer eventer.Shutdown()
+	eventer.RegisterAcoFunction("shout", func(co *eventer.Co, ae *eventer.AcoEvent) {
+		var buf [128]byte
+		n, _ := ae.Read(buf[:], time.Second)
+		ae.Write(bytes.ToUpper(buf[:n]), time.Second)
+	})
+	if err := eventer.ListenerInit("myapp"); err != nil {
+		fmt.Println(err) // file:line and what is wrong
+		return
+	}
+	for _, l := range eventer.Listeners() {
+		fmt.Println(l.Type(), l.Addr().String() == sock)
+	}
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "hello\n")
+	reply, _ := bufio.NewReader(c).ReadString('\n')
+	fmt.Print(reply)
+	// Output:
+	// shout true
+	// HELLO
 }

@@ -29,6 +29,9 @@ type Handler interface {
 	ProxyDone(id uint64, result int64, errno int, data []byte)
 	// Wake handles work queued for this loop by other goroutines.
 	Wake()
+	// ListenStart starts a new connection of a Go aco function
+	// (StepListen).
+	ListenStart(c ListenConn)
 }
 
 // Driver drives loop Index of the default pool from one goroutine locked
@@ -92,6 +95,9 @@ func (d *Driver) Run(h Handler) error {
 		case StepWake:
 			step.kind = C.EVENTER_STEP_NONE
 			h.Wake()
+		case StepListen:
+			step.kind = C.EVENTER_STEP_NONE
+			h.ListenStart(d.listenStep())
 		default:
 			step.kind = C.EVENTER_STEP_NONE
 		}
@@ -121,6 +127,19 @@ func (d *Driver) RequestWait(p, e unsafe.Pointer, mask, readLen int, timeoutNs i
 	w.timeout_ns = C.int64_t(timeoutNs)
 	w.foreign_id = C.uint64_t(id)
 	w.valid = 1
+	return true
+}
+
+// TakeWait drops the readiness wait RequestWait recorded for proxy p if
+// it is still only recorded (the next Run would set it up): true if it
+// was p's.  The caller then resumes p's coroutine itself.  Driver thread
+// only.
+func (d *Driver) TakeWait(p unsafe.Pointer) bool {
+	w := &d.d.wait
+	if w.valid == 0 || unsafe.Pointer(w.p) != p {
+		return false
+	}
+	w.valid = 0
 	return true
 }
 

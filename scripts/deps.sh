@@ -20,6 +20,7 @@ if [ "${1:-}" != run ]; then
   [ -f /usr/include/valgrind/valgrind.h ] || need+=(valgrind)
   have timeout                || need+=(coreutils)
   have openssl                || need+=(openssl)  # the TLS tests' peers, certificates
+  have curl                   || need+=(curl)     # an HTTPS client of the TLS listener tests
   # the arm64 build of the TLS and XML tests links Debian's arm64 OpenSSL
   # and libxml2 (multiarch)
   [ -f /usr/lib/aarch64-linux-gnu/libssl.so ] || { need+=(libssl-dev:arm64); arm64=1; }

@@ -14,6 +14,10 @@
  *       TLS 1.3 handshake (ECDHE + the certificate's signature), and N
  *       resuming the previous session (a ticket), each with a 1-byte
  *       exchange; the server accepts in a coroutine
+ *   bench_tls listener N CERT KEY CA   N full TLS 1.3 handshakes and
+ *       1-byte exchanges through a TLS listener (mtev_listener, ssl on,
+ *       an aco function, accepting on the loop) against the same through
+ *       the hand-written accept loop above: what the listener adds
  *
  * Each figure is the median of RUNS (default 5) runs per side, the sides
  * taking turns.  Server CPU is the loop thread's CPU time
@@ -33,10 +37,12 @@
 
 #include "acoeventer.h"
 
-enum { M_ACO_ECHO, M_CLASSIC_ECHO, M_BULK_TLS, M_BULK_PLAIN, M_HS_FULL, M_HS_RESUMED };
+enum { M_ACO_ECHO, M_CLASSIC_ECHO, M_BULK_TLS, M_BULK_PLAIN, M_HS_FULL, M_HS_RESUMED,
+       M_HS_LISTENER };
 
 static const char *cert, *key, *ca;
 static int mode, port, lfd;
+static int raw_port, listener_port; /* the accept loop's, the listener's */
 static long n_items;             /* round trips, bytes, handshakes */
 static int conns_done;           /* server connections finished */
 static volatile int client_done;
@@ -101,6 +107,17 @@ static void aco_conn(void) {
     if (eventer_aco_read(ae, buf, 1, NULL) == 1) aco_write_all(ae, "k", 1);
     break;
   }
+  eventer_aco_close(ae);
+  eventer_aco_free(ae);
+  conns_done++;
+}
+
+/* ---- server: a TLS listener's aco function ----------------------------------- */
+
+static void listener_conn(void) {
+  eventer_aco_t ae = eventer_aco_arg(); /* TLS is up */
+  char b[4];
+  if (eventer_aco_read(ae, b, 1, NULL) == 1) aco_write_all(ae, "k", 1);
   eventer_aco_close(ae);
   eventer_aco_free(ae);
   conns_done++;
@@ -206,7 +223,7 @@ static SSL *client_ssl(int fd, SSL_SESSION *sess) {
 static void *client_thread(void *arg) {
   pin_thread((int)(intptr_t)arg);
   static char buf[1 << 16];
-  if (mode == M_HS_FULL || mode == M_HS_RESUMED) {
+  if (mode == M_HS_FULL || mode == M_HS_RESUMED || mode == M_HS_LISTENER) {
     SSL_SESSION *sess = NULL;
     int reused = 0;
     double t0 = now_s(CLOCK_MONOTONIC);
@@ -281,7 +298,9 @@ static double run(int m, double *cpu) {
   mode = m;
   conns_done = 0;
   client_done = 0;
-  int want_conns = (m == M_HS_FULL || m == M_HS_RESUMED) ? (int)n_items : 1;
+  port = m == M_HS_LISTENER ? listener_port : raw_port;
+  int want_conns =
+      (m == M_HS_FULL || m == M_HS_RESUMED || m == M_HS_LISTENER) ? (int)n_items : 1;
   const char *ccpu = getenv("CLIENT_CPU");
   pthread_t th;
   double c0 = now_s(CLOCK_THREAD_CPUTIME_ID);
@@ -330,7 +349,7 @@ static void compare(int a, int b, const char *na, const char *nb,
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) fail("usage: bench_tls echo|bulk|handshake N CERT KEY CA");
+  if (argc != 6) fail("usage: bench_tls echo|bulk|handshake|listener N CERT KEY CA");
   n_items = atol(argv[2]);
   cert = argv[3];
   key = argv[4];
@@ -353,7 +372,7 @@ int main(int argc, char **argv) {
   if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 1024) != 0 ||
       getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0)
     die("listen");
-  port = ntohs(sa.sin_port);
+  raw_port = ntohs(sa.sin_port);
   eventer_t le = eventer_alloc_fd(accept_cb, NULL, lfd, EVENTER_READ | EVENTER_EXCEPTION);
   if (eventer_add_ex(le) != 0) die("eventer_add");
 
@@ -366,6 +385,22 @@ int main(int argc, char **argv) {
             "server_cpu_ms_per_mib", 1e3);
   } else if (!strcmp(argv[1], "handshake")) {
     compare(M_HS_FULL, M_HS_RESUMED, "hs_full", "hs_resumed", "per_s",
+            "server_cpu_us_per_hs", 1e6);
+  } else if (!strcmp(argv[1], "listener")) {
+    mtev_hash_table sc = MTEV_HASH_EMPTY;
+    mtev_hash_store(&sc, "certificate_file", 16, (void *)cert);
+    mtev_hash_store(&sc, "key_file", 8, (void *)key);
+    mtev_hash_store(&sc, "layer", 5, (void *)"tlsv1.3");
+    mtev_listener_opts_t o = {.address = "127.0.0.1", .backlog = 1024,
+                              .aco_function = listener_conn,
+                              .accept_in_loop = mtev_true, /* one loop */
+                              .ssl = mtev_true, .sslconfig = &sc};
+    char err[512];
+    mtev_listener_t *l = mtev_listener_create(&o, err, sizeof(err));
+    if (!l) fail(err);
+    mtev_hash_destroy(&sc, NULL, NULL);
+    listener_port = mtev_listener_get_port(l);
+    compare(M_HS_LISTENER, M_HS_FULL, "hs_listener", "hs_loop", "per_s",
             "server_cpu_us_per_hs", 1e6);
   } else {
     fail("unknown mode");

@@ -4,7 +4,9 @@
 #   - 64-byte echo round trips over one TLS 1.3 connection: a coroutine
 #     server against a classic fd-callback server;
 #   - bulk transfer in 1 MiB writes: TLS 1.3 against plain TCP;
-#   - TLS 1.3 handshakes per second on one loop: full, and resumed.
+#   - TLS 1.3 handshakes per second on one loop: full, and resumed;
+#   - full handshakes through a TLS listener (mtev_listener, an aco
+#     function) against the hand-written accept loop.
 # The server loop is pinned to BENCH_CPU (default: the last CPU), the
 # OpenSSL client thread to CLIENT_CPU (default 0).  Certificates (ECDSA
 # P-256) are made for the run in a temp dir.  `make bench` runs it after
@@ -40,6 +42,7 @@ certs=("$run/srv.pem" "$run/srv.key" "$run/ca.pem")
   "$b" echo "$(n 20000)" "${certs[@]}"
   "$b" bulk "$(n 256)" "${certs[@]}"
   "$b" handshake "$(n 1000)" "${certs[@]}"
+  "$b" listener "$(n 1000)" "${certs[@]}"
 } >"$run/results.txt"
 cp "$run/results.txt" "$out/results.txt.$$" && mv "$out/results.txt.$$" "$out/results.txt"
 
@@ -67,4 +70,10 @@ awk '
     row("  server CPU per handshake (us)", v["hs_full_server_cpu_us_per_hs"],
         v["hs_resumed_server_cpu_us_per_hs"],
         sprintf("%.2f", v["hs_full_server_cpu_us_per_hs"] / v["hs_resumed_server_cpu_us_per_hs"]))
+    row("", "listener", "accept loop", "ratio")
+    row("TLS 1.3 full handshakes, one loop (per s)", v["hs_listener_per_s"], v["hs_loop_per_s"],
+        sprintf("%.2f", v["hs_listener_vs_hs_loop"]))
+    row("  server CPU per handshake (us)", v["hs_listener_server_cpu_us_per_hs"],
+        v["hs_loop_server_cpu_us_per_hs"],
+        sprintf("%.2f", v["hs_listener_server_cpu_us_per_hs"] / v["hs_loop_server_cpu_us_per_hs"]))
   }' "$run/results.txt"

@@ -1,13 +1,22 @@
 // Command acod serves the seed document's "aco listener" protocol from Go
-// coroutines on the C event loop: each line a client sends is answered
-// "thanks!", a line starting with "quit" is answered "quitter!" and the
-// connection closed, and a connection idle for -idle (10 s) is told "bye!"
-// and closed.
+// aco functions on the C listener and event loop: each line a client
+// sends is answered "thanks!", a line starting with "quit" is answered
+// "quitter!" and the connection closed, and a connection idle for -idle
+// (10 s) is told "bye!" and closed.
 //
-//	go run ./cmd/acod                  # 127.0.0.1:9999
+// Its listeners come from a libmtev-style configuration: the built-in one
+// (config.go: the protocol on 127.0.0.1:9999) or the file -config names,
+// whose root element is <acod>.  The function is registered as listener
+// type "acod" before the configuration's listeners start.
+//
+//	go run ./cmd/acod                      # 127.0.0.1:9999
 //	go run ./cmd/acod -addr :7000 -idle 30s
+//	go run ./cmd/acod -config acod.conf
 //
-// SIGINT or SIGTERM stops it cleanly.
+// -addr serves the protocol on that address too (in place of the built-in
+// 127.0.0.1:9999; port 0: the kernel picks one).  Each listener is
+// announced as "acod: listening on ADDR" (the protocol's first).  SIGINT
+// or SIGTERM stops it cleanly.
 package main
 
 import (
@@ -15,10 +24,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -26,107 +36,137 @@ import (
 	"github.com/acoeventer/eventer"
 )
 
+const appName = "acod"
+
+type options struct {
+	config  string
+	addr    string
+	idle    time.Duration
+	idleSet bool // -idle given: it wins over a listener's bye_timeout
+	loops   int
+}
+
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9999", "address to listen on")
-	idle := flag.Duration("idle", 10*time.Second, "close a connection idle this long (after saying bye!)")
-	loops := flag.Int("loops", 0, "event loop threads (0: one per CPU)")
+	var o options
+	flag.StringVar(&o.config, "config", "", "libmtev-style configuration file (default: the built-in one)")
+	flag.StringVar(&o.addr, "addr", "", "serve the protocol on this address (default: the configuration's listeners)")
+	flag.DurationVar(&o.idle, "idle", 10*time.Second, "close a connection idle this long (after saying bye!)")
+	flag.IntVar(&o.loops, "loops", 0, "event loop threads (0: the configuration's, or one per CPU)")
 	flag.Parse()
-	if err := run(*addr, *idle, *loops, os.Stdout); err != nil {
+	flag.Visit(func(f *flag.Flag) { o.idleSet = o.idleSet || f.Name == "idle" })
+	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "acod:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, idle time.Duration, loops int, out *os.File) error {
-	if idle <= 0 {
+func run(o options, out io.Writer) error {
+	if o.idle <= 0 {
 		return errors.New("-idle must be positive")
 	}
-	if err := eventer.Init(eventer.WithConcurrency(loops)); err != nil {
+	if o.loops < 0 {
+		return errors.New("-loops must not be negative")
+	}
+	// signals first: a client served before this would find acod
+	// killable by SIGTERM
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var err error
+	if o.config != "" {
+		err = eventer.LoadConfig(o.config)
+	} else {
+		err = eventer.LoadConfigString(builtinConfig(o.addr == ""), "acod's built-in configuration")
+	}
+	if err != nil {
 		return err
 	}
-	ln, err := eventer.Listen("tcp", addr)
-	if err != nil {
+	var opts []eventer.Option
+	if o.loops > 0 {
+		opts = append(opts, eventer.WithConcurrency(o.loops))
+	}
+	if err := eventer.Init(opts...); err != nil {
+		return err
+	}
+	svc := &service{o: o}
+	if err := eventer.RegisterAcoFunction("acod", svc.serve); err != nil {
 		eventer.Shutdown()
 		return err
 	}
-	fmt.Fprintf(out, "acod: listening on %s\n", ln.Addr())
+	if err := eventer.ListenerInit(appName); err != nil {
+		eventer.Shutdown()
+		return err
+	}
+	if o.addr != "" {
+		if _, err := eventer.ListenAco("tcp", o.addr, svc.serve,
+			eventer.WithBacklog(1024), eventer.WithFanout(true)); err != nil {
+			eventer.Shutdown()
+			return err
+		}
+	}
+	ls := eventer.Listeners()
+	if len(ls) == 0 {
+		eventer.Shutdown()
+		return errors.New("no listener: the configuration has none under <acod><listeners>")
+	}
+	// the protocol's listeners first
+	for _, first := range []bool{true, false} {
+		for _, l := range ls {
+			if proto := l.Type() == "acod" || l.Type() == ""; proto == first {
+				if proto {
+					fmt.Fprintf(out, "acod: listening on %s\n", l.Addr())
+				} else {
+					fmt.Fprintf(out, "acod: listening on %s (%s)\n", l.Addr(), l.Type())
+				}
+			}
+		}
+	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
 		slog.Info("acod: stopping", "signal", s.String())
 		eventer.Shutdown()
 	}()
-
-	if _, err := eventer.AcoStart(func(co *eventer.Co) { acceptLoop(co, ln, idle) }, nil); err != nil {
-		eventer.Shutdown()
-		return err
-	}
 	err = eventer.Loop()
-	signal.Stop(sigs)
 	fmt.Fprintln(out, "acod: stopped")
 	return err
 }
 
-// acceptLoop hands each connection to a coroutine of its own.
-func acceptLoop(co *eventer.Co, ln *eventer.Event, idle time.Duration) {
-	lae, err := co.SetEventerAco(ln)
-	if err != nil {
-		slog.Error("acod: listener", "err", err)
-		eventer.Shutdown()
-		return
-	}
-	defer lae.Close()
-	var warn rateLimited
-	for {
-		c, err := lae.Accept(0)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, eventer.ErrStopped) {
-				return
-			}
-			// out of fds, most likely: back off, and say so at most once
-			// a second (with how often it happened)
-			warn.log("acod: accept", err)
-			if co.Sleep(10*time.Millisecond) != nil {
-				return
-			}
-			continue
-		}
-		if _, err := eventer.AcoStart(func(co *eventer.Co) { serve(co, c, idle) }, nil); err != nil {
-			c.Close()
-			return // the loops are stopping
-		}
-	}
-}
-
-// rateLimited logs a warning at most once a second, with the number of
-// times it happened since the last line.
-type rateLimited struct {
-	last  time.Time
-	count int
-}
-
-func (r *rateLimited) log(msg string, err error) {
-	r.count++
-	if now := time.Now(); now.Sub(r.last) >= time.Second {
-		slog.Warn(msg, "err", err, "times", r.count)
-		r.last, r.count = now, 0
-	}
+// service is the protocol's aco function and its settings.
+type service struct {
+	o       options
+	badConf sync.Once
 }
 
 // bufs are the read buffers: a connection holds one only while it has
 // bytes to read (an idle one waits for readiness holding none).
 var bufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
 
-// serve is the seed's listen_to_me, line by line.
-func serve(co *eventer.Co, c *eventer.Event, idle time.Duration) {
-	ae, err := co.SetEventerAco(c)
-	if err != nil {
-		c.Close()
-		return
+// byeAfter is how long a connection may stay silent: -idle if given, else
+// its listener's bye_timeout (ms), else -idle's default.
+func (s *service) byeAfter(ae *eventer.AcoEvent) time.Duration {
+	if s.o.idleSet {
+		return s.o.idle
 	}
-	defer ae.Close()
+	v, ok := ae.Acceptor().Config("bye_timeout")
+	if !ok {
+		return s.o.idle
+	}
+	ms, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || ms == 0 {
+		s.badConf.Do(func() {
+			slog.Error("acod: bye_timeout is not a positive number of milliseconds; using -idle",
+				"value", v, "idle", s.o.idle)
+		})
+		return s.o.idle
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// serve is the seed's listen_to_me, line by line.  The listener closes
+// the connection when it returns.
+func (s *service) serve(co *eventer.Co, ae *eventer.AcoEvent) {
+	idle := s.byeAfter(ae)
 	var line []byte
 	for {
 		// wait for the next bytes holding no buffer, then read them

@@ -51,7 +51,12 @@ static const unsigned char ev_ssl_default_alpn[] = "\x02h2\x08http/1.1";
 
 /* ---- the SSL_CTX cache ------------------------------------------------------ */
 
-enum { EV_SSL_F_CERT = 0, EV_SSL_F_KEY, EV_SSL_F_CA, EV_SSL_NFILES };
+enum { EV_SSL_F_CERT = 0, EV_SSL_F_KEY, EV_SSL_F_CA, EV_SSL_F_CRL, EV_SSL_NFILES };
+
+/* A context's settings (eventer_ssl_ctx_new's arguments, the _ex table's
+ * keys); all of them make the cache key. */
+enum { EV_SSL_S_LAYER = 0, EV_SSL_S_CERT, EV_SSL_S_KEY, EV_SSL_S_CA,
+       EV_SSL_S_CIPHERS, EV_SSL_S_CRL, EV_SSL_S_ALPN, EV_SSL_NSETTINGS };
 
 typedef struct {
   int present; /* stat succeeded */
@@ -70,6 +75,10 @@ typedef struct ev_ssl_cnode {
   time_t checked;                /* files last stat'ed (under the lock) */
   char *paths[EV_SSL_NFILES];    /* file settings (not PEM text), or NULL */
   ev_ssl_finfo_t finfo[EV_SSL_NFILES];
+  int has_alpn;                  /* the settings had an alpn list */
+  unsigned char *alpn;           /* server: that list (wire format), which
+                                  * needs no registration */
+  size_t alpn_len;
 } ev_ssl_cnode_t;
 
 static pthread_mutex_t ev_ssl_cache_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -103,6 +112,7 @@ struct eventer_ssl_ctx_t {
   unsigned char *alpn;            /* server: the selectable list (wire) */
   size_t alpn_len;
   const unsigned char *alpn_default; /* ev_ssl_default_alpn or NULL */
+  uint8_t alpn_set;               /* eventer_ssl_alpn_advertise set alpn */
   char *issuer, *subject, *san_list, *cert_error, *last_error, *sni_name;
   STACK_OF(X509) *chain;          /* built on first request */
   struct sockaddr_storage peer;   /* read at attach: a reset peer has no
@@ -291,18 +301,19 @@ static void ev_ssl_cnode_release(ev_ssl_cnode_t *n) {
   if (left > 0) return;
   SSL_CTX_free(n->ssl_ctx);
   for (int i = 0; i < EV_SSL_NFILES; i++) free(n->paths[i]);
+  free(n->alpn);
   free(n);
 }
 
 static void ev_ssl_cache_key(unsigned char out[32], int type,
-                             const char *const s[5]) {
+                             const char *const s[EV_SSL_NSETTINGS]) {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   unsigned int ol = 32;
   unsigned char t = (unsigned char)type;
   EV_ASSERT(md != NULL, "a digest context can be allocated");
   EVP_DigestInit_ex(md, EVP_sha256(), NULL);
   EVP_DigestUpdate(md, &t, 1);
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < EV_SSL_NSETTINGS; i++) {
     /* presence and length first, so ("ab", NULL) != ("a", "b") */
     uint64_t l = s[i] ? strlen(s[i]) : UINT64_MAX;
     EVP_DigestUpdate(md, &l, sizeof(l));
@@ -556,10 +567,74 @@ static int ev_ssl_load_ca(SSL_CTX *sc, int server, const char *ca,
   return 0;
 }
 
-/* A new SSL_CTX for these settings, or NULL with *w filled. */
-static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type, const char *layer,
-                             const char *cert, const char *key, const char *ca,
-                             const char *ciphers, ev_ssl_why_t *w) {
+/* "h2,http/1.1" -> wire format (length-prefixed names) in *out (NULL for
+ * NULL, "", or "none").  0, or -1 with errno EINVAL (an empty name or one
+ * over 255 bytes) or ENOMEM. */
+static int ev_ssl_alpn_wire(const char *npn, unsigned char **out, size_t *len) {
+  *out = NULL;
+  *len = 0;
+  if (!npn || !npn[0] || !strcasecmp(npn, "none")) return 0;
+  size_t n = strlen(npn), off = 0;
+  unsigned char *wire = malloc(n + 1);
+  if (!wire) {
+    errno = ENOMEM;
+    return -1;
+  }
+  const char *p = npn;
+  for (;;) {
+    const char *c = strchr(p, ',');
+    size_t pl = c ? (size_t)(c - p) : strlen(p);
+    if (pl == 0 || pl > 255) { /* also a trailing comma */
+      free(wire);
+      errno = EINVAL;
+      return -1;
+    }
+    wire[off++] = (unsigned char)pl;
+    memcpy(wire + off, p, pl);
+    off += pl;
+    if (!c) break;
+    p = c + 1;
+  }
+  *out = wire;
+  *len = off;
+  return 0;
+}
+
+/* Adds the CRLs of a PEM file (or PEM text) to store.  0, or -1 with *w
+ * filled. */
+static int ev_ssl_load_crl(X509_STORE *store, const char *crl,
+                           ev_ssl_why_t *w) {
+  int pem = ev_ssl_is_pem(crl);
+  if (!pem && ev_ssl_check_file(w, "CRL file", crl) != 0) return -1;
+  BIO *bio = pem ? BIO_new_mem_buf(crl, -1) : BIO_new_file(crl, "r");
+  if (!bio) return ev_ssl_fail_why(w, pem ? ENOMEM : EIO, "cannot open CRL %s",
+                                   pem ? "text" : crl);
+  X509_CRL *x;
+  int n = 0, ok = 1;
+  while (ok && (x = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+    ok = X509_STORE_add_crl(store, x) == 1; /* an equal CRL: kept once */
+    X509_CRL_free(x);
+    n++;
+  }
+  BIO_free(bio);
+  unsigned long e = ERR_peek_last_error();
+  if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+    ERR_clear_error(); /* the end of the text */
+  if (!ok || ERR_peek_error() || n == 0)
+    return ev_ssl_fail_why(w, EIO, "no certificate revocation list in %s",
+                           pem ? "the PEM text" : crl);
+  return 0;
+}
+
+/* A new SSL_CTX for these settings (client ALPN offer already in wire
+ * format), or NULL with *w filled. */
+static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type,
+                             const char *const s[EV_SSL_NSETTINGS],
+                             const unsigned char *alpn, size_t alpn_len,
+                             ev_ssl_why_t *w) {
+  const char *layer = s[EV_SSL_S_LAYER], *cert = s[EV_SSL_S_CERT],
+             *key = s[EV_SSL_S_KEY], *ca = s[EV_SSL_S_CA],
+             *ciphers = s[EV_SSL_S_CIPHERS], *crl = s[EV_SSL_S_CRL];
   int server = type == SSL_SERVER;
   int minv, maxv;
   uint64_t set_ops, clear_ops;
@@ -613,6 +688,16 @@ static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type, const char *layer,
     goto bail;
   }
   if (ciphers && ev_ssl_set_ciphers(sc, ciphers, w) != 0) goto bail;
+  if (crl) {
+    if (ev_ssl_load_crl(SSL_CTX_get_cert_store(sc), crl, w) != 0) goto bail;
+    X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(sc), X509_V_FLAG_CRL_CHECK);
+  }
+  /* note: SSL_CTX_set_alpn_protos returns 0 on success */
+  if (!server && alpn_len &&
+      SSL_CTX_set_alpn_protos(sc, alpn, (unsigned int)alpn_len) != 0) {
+    ev_ssl_fail_why(w, ENOMEM, "cannot set the ALPN list");
+    goto bail;
+  }
   if (server) {
     SSL_CTX_set_session_id_context(sc, (const unsigned char *)EV_SSL_SID_CTX,
                                    sizeof(EV_SSL_SID_CTX) - 1);
@@ -632,7 +717,7 @@ bail:
 /* The cached SSL_CTX for these settings, with a reference for the caller;
  * NULL with *w filled. */
 static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
-                                        const char *const s[5],
+                                        const char *const s[EV_SSL_NSETTINGS],
                                         ev_ssl_why_t *w) {
   unsigned char key[32];
   ev_ssl_cache_key(key, type, s);
@@ -672,15 +757,25 @@ static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
   }
   memcpy(n->key, key, sizeof(key));
   n->created = n->checked = now;
-  const char *files[EV_SSL_NFILES] = {s[1], s[2], s[3]}; /* cert, key, ca */
+  n->has_alpn = s[EV_SSL_S_ALPN] != NULL;
+  if (ev_ssl_alpn_wire(s[EV_SSL_S_ALPN], &n->alpn, &n->alpn_len) != 0) {
+    ev_ssl_fail_why(w, errno, "alpn \"%s\": %s", s[EV_SSL_S_ALPN],
+                    errno == EINVAL ? "an empty name or one over 255 bytes"
+                                    : strerror(errno));
+    free(n);
+    return NULL;
+  }
+  const char *files[EV_SSL_NFILES] = {s[EV_SSL_S_CERT], s[EV_SSL_S_KEY],
+                                      s[EV_SSL_S_CA], s[EV_SSL_S_CRL]};
   for (int i = 0; i < EV_SSL_NFILES; i++) {
     if (!files[i] || ev_ssl_is_pem(files[i])) continue;
     n->paths[i] = strdup(files[i]);
     ev_ssl_finfo(&n->finfo[i], files[i]);
   }
-  n->ssl_ctx = ev_ssl_build(type, s[0], s[1], s[2], s[3], s[4], w);
+  n->ssl_ctx = ev_ssl_build(type, s, n->alpn, n->alpn_len, w);
   if (!n->ssl_ctx) {
     for (int i = 0; i < EV_SSL_NFILES; i++) free(n->paths[i]);
+    free(n->alpn);
     free(n);
     return NULL;
   }
@@ -753,45 +848,92 @@ static void ev_ssl_ctx_destroy(eventer_ssl_ctx_t *ctx) {
   free(ctx);
 }
 
-eventer_ssl_ctx_t *eventer_ssl_ctx_new(eventer_ssl_orientation_t type,
-                                       const char *layer,
-                                       const char *certificate,
-                                       const char *key, const char *ca,
-                                       const char *ciphers) {
+/* Why the calling thread's last context creation failed. */
+static __thread char ev_ssl_new_err[sizeof(((ev_ssl_why_t *)0)->why) + 32];
+
+const char *eventer_ssl_ctx_new_error(void) { return ev_ssl_new_err; }
+
+static eventer_ssl_ctx_t *ev_ssl_new_failed(const char *who, int err,
+                                            const char *why) {
+  snprintf(ev_ssl_new_err, sizeof(ev_ssl_new_err), "%s", why);
+  mtevL(eventer_err, "%s: %s\n", who, why);
+  errno = err;
+  return NULL;
+}
+
+static eventer_ssl_ctx_t *ev_ssl_ctx_new_s(eventer_ssl_orientation_t type,
+                                           const char *s[EV_SSL_NSETTINGS],
+                                           const char *who) {
   eventer_ssl_init();
+  ev_ssl_new_err[0] = 0;
   ev_ssl_why_t w = {0, ""};
   if (type != SSL_SERVER && type != SSL_CLIENT) {
-    mtevL(eventer_err, "eventer_ssl_ctx_new: bad orientation %d\n", (int)type);
-    errno = EINVAL;
-    return NULL;
+    char why[64];
+    snprintf(why, sizeof(why), "bad orientation %d", (int)type);
+    return ev_ssl_new_failed(who, EINVAL, why);
   }
-  const char *s[5] = {layer, certificate, key, ca, ciphers};
+  if (type == SSL_CLIENT && !s[EV_SSL_S_CA])
+    s[EV_SSL_S_CA] = ev_cfg_default_ca_chain(); /* NULL: the system's */
   ev_ssl_cnode_t *cn = ev_ssl_cache_get(type, s, &w);
   if (!cn) {
-    mtevL(eventer_err, "eventer_ssl_ctx_new (%s): %s\n",
-          type == SSL_SERVER ? "server" : "client", w.why);
-    errno = w.err ? w.err : EIO;
-    return NULL;
+    char lwho[96];
+    snprintf(lwho, sizeof(lwho), "%s (%s)", who,
+             type == SSL_SERVER ? "server" : "client");
+    return ev_ssl_new_failed(lwho, w.err ? w.err : EIO, w.why);
   }
   eventer_ssl_ctx_t *ctx = calloc(1, sizeof(*ctx));
   if (!ctx || !(ctx->ssl = SSL_new(cn->ssl_ctx))) {
     free(ctx);
     ev_ssl_cnode_release(cn);
     ERR_clear_error();
-    mtevL(eventer_err, "eventer_ssl_ctx_new: out of memory\n");
-    errno = ENOMEM;
-    return NULL;
+    return ev_ssl_new_failed(who, ENOMEM, "out of memory");
   }
   ctx->cn = cn;
   ctx->type = type;
   SSL_set_ex_data(ctx->ssl, ev_ssl_ex_idx, ctx);
   if (type == SSL_SERVER) {
     SSL_set_accept_state(ctx->ssl);
-    ctx->alpn_default = ev_ssl_default_alpn;
+    /* an alpn setting (even "none") replaces the default list */
+    ctx->alpn_default = cn->has_alpn ? NULL : ev_ssl_default_alpn;
   } else {
     SSL_set_connect_state(ctx->ssl);
   }
   return ctx;
+}
+
+eventer_ssl_ctx_t *eventer_ssl_ctx_new(eventer_ssl_orientation_t type,
+                                       const char *layer,
+                                       const char *certificate,
+                                       const char *key, const char *ca,
+                                       const char *ciphers) {
+  const char *s[EV_SSL_NSETTINGS] = {layer, certificate, key, ca, ciphers,
+                                     NULL, NULL};
+  return ev_ssl_ctx_new_s(type, s, "eventer_ssl_ctx_new");
+}
+
+/* The first of the keys that the table has. */
+static const char *ev_ssl_setting(mtev_hash_table *h, const char *k1,
+                                  const char *k2) {
+  const char *v = mtev_hash_dict_get(h, k1);
+  return v || !k2 ? v : mtev_hash_dict_get(h, k2);
+}
+
+eventer_ssl_ctx_t *eventer_ssl_ctx_new_ex(eventer_ssl_orientation_t type,
+                                          mtev_hash_table *settings) {
+  if (!settings) {
+    ev_ssl_new_err[0] = 0;
+    return ev_ssl_new_failed("eventer_ssl_ctx_new_ex", EINVAL,
+                             "no settings table");
+  }
+  const char *s[EV_SSL_NSETTINGS] = {
+      ev_ssl_setting(settings, "layer", NULL),
+      ev_ssl_setting(settings, "certificate", "certificate_file"),
+      ev_ssl_setting(settings, "key", "key_file"),
+      ev_ssl_setting(settings, "ca_chain", "ca_file"),
+      ev_ssl_setting(settings, "ciphers", NULL),
+      ev_ssl_setting(settings, "crl", NULL),
+      ev_ssl_setting(settings, "alpn", "npn")};
+  return ev_ssl_ctx_new_s(type, s, "eventer_ssl_ctx_new_ex");
 }
 
 void eventer_ssl_ctx_free(eventer_ssl_ctx_t *ctx) {
@@ -916,14 +1058,73 @@ void eventer_ssl_ctx_set_sni_select(eventer_ssl_ctx_t *ctx,
   ctx->sni_closure = closure;
 }
 
+static int ev_ssl_opt_true(mtev_hash_table *h, const char *key) {
+  const char *v = h ? mtev_hash_dict_get(h, key) : NULL;
+  return v && (!strcasecmp(v, "true") || !strcasecmp(v, "on") ||
+               !strcasecmp(v, "yes") || !strcmp(v, "1"));
+}
+
+static int ev_ssl_opt_required(mtev_hash_table *h) {
+  const char *v = h ? mtev_hash_dict_get(h, "client_cert") : NULL;
+  return v && !strcasecmp(v, "required");
+}
+
 void eventer_ssl_ctx_set_verify(eventer_ssl_ctx_t *ctx,
                                 eventer_ssl_verify_func_t f, void *c) {
   if (!ctx) return;
   ctx->verify_cb = f;
   ctx->verify_closure = c;
-  /* a server asks for a client certificate once someone will judge it */
+  /* a server asks for a client certificate once someone will judge it;
+   * one that requires it lets OpenSSL refuse a client without one in the
+   * handshake, with the protocol's alert */
   if (f && ctx->type == SSL_SERVER)
-    SSL_set_verify(ctx->ssl, SSL_VERIFY_PEER, ev_ssl_verify_cb);
+    SSL_set_verify(ctx->ssl,
+                   SSL_VERIFY_PEER |
+                       (f == eventer_ssl_verify_cert && ev_ssl_opt_required(c)
+                            ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                            : 0),
+                   ev_ssl_verify_cb);
+}
+
+int eventer_ssl_verify_cert(eventer_ssl_ctx_t *ctx, int ok,
+                            X509_STORE_CTX *x509ctx, void *closure) {
+  mtev_hash_table *opts = closure;
+  if (!ctx) return 0;
+  if (!x509ctx) return !ev_ssl_opt_required(opts); /* no certificate sent */
+  if (ok) return 1;
+  int no_ca = opts ? ev_ssl_opt_true(opts, "optional_no_ca") : 1;
+  int no_dates = opts ? ev_ssl_opt_true(opts, "ignore_dates") : 1;
+  switch (X509_STORE_CTX_get_error(x509ctx)) {
+  case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+  case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+  case X509_V_ERR_CERT_UNTRUSTED:
+  case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    return no_ca;
+  case X509_V_ERR_CERT_HAS_EXPIRED:
+  case X509_V_ERR_CERT_NOT_YET_VALID:
+    return no_dates;
+  default:
+    return 0;
+  }
+}
+
+int eventer_ssl_use_crl(eventer_ssl_ctx_t *ctx, const char *crl_file) {
+  if (!ctx || !crl_file) {
+    errno = EINVAL;
+    return 0;
+  }
+  ev_ssl_why_t w = {0, ""};
+  ERR_clear_error();
+  if (ev_ssl_load_crl(SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ctx->ssl)),
+                      crl_file, &w) != 0) {
+    mtevL(eventer_err, "eventer_ssl_use_crl: %s\n", w.why);
+    errno = w.err ? w.err : EIO;
+    return 0;
+  }
+  X509_VERIFY_PARAM_set_flags(SSL_get0_param(ctx->ssl), X509_V_FLAG_CRL_CHECK);
+  return 1;
 }
 
 /* ---- OpenSSL callbacks ---------------------------------------------------------------- */
@@ -988,9 +1189,21 @@ static int ev_ssl_alpn_select_cb(SSL *ssl, const unsigned char **out,
   (void)arg;
   eventer_ssl_ctx_t *ctx = ev_ssl_of(ssl);
   if (!ctx) return SSL_TLSEXT_ERR_NOACK;
-  const unsigned char *list = ctx->alpn ? ctx->alpn : ctx->alpn_default;
-  size_t llen = ctx->alpn ? ctx->alpn_len
-                : ctx->alpn_default ? sizeof(ev_ssl_default_alpn) - 1 : 0;
+  /* what it may select: the list advertised for this connection, else
+   * the settings' list, else the default */
+  const ev_ssl_cnode_t *cn = ctx->cn;
+  const unsigned char *list = NULL;
+  size_t llen = 0;
+  if (ctx->alpn_set) {
+    list = ctx->alpn;
+    llen = ctx->alpn_len;
+  } else if (cn->has_alpn) {
+    list = cn->alpn;
+    llen = cn->alpn_len;
+  } else if (ctx->alpn_default) {
+    list = ctx->alpn_default;
+    llen = sizeof(ev_ssl_default_alpn) - 1;
+  }
   for (unsigned int i = 0; i < inlen; i += 1u + in[i]) {
     const unsigned char *name = in + i + 1;
     size_t nl = in[i];
@@ -1011,7 +1224,9 @@ static int ev_ssl_alpn_select_cb(SSL *ssl, const unsigned char **out,
       }
       pthread_mutex_unlock(&ev_ssl_alpn_lock);
     }
-    if (!found) continue;
+    /* the settings' names need no registration */
+    if (!found && !ev_ssl_alpn_listed(cn->alpn, cn->alpn_len, name, nl))
+      continue;
     if (!f) {
       *out = name;
       *outlen = (unsigned char)nl;
@@ -1078,35 +1293,9 @@ int eventer_ssl_alpn_advertise(eventer_ssl_ctx_t *ctx, const char *npn) {
     errno = EINVAL;
     return -1;
   }
-  unsigned char *wire = NULL;
-  size_t off = 0;
-  if (npn && strcasecmp(npn, "none") != 0 && npn[0]) {
-    size_t n = strlen(npn);
-    wire = malloc(n + 1);
-    if (!wire) {
-      errno = ENOMEM;
-      return -1;
-    }
-    const char *p = npn;
-    while (*p) {
-      const char *c = strchr(p, ',');
-      size_t pl = c ? (size_t)(c - p) : strlen(p);
-      if (pl == 0 || pl > 255) {
-        free(wire);
-        errno = EINVAL;
-        return -1;
-      }
-      wire[off++] = (unsigned char)pl;
-      memcpy(wire + off, p, pl);
-      off += pl;
-      p += pl + (c ? 1 : 0);
-      if (c && !*p) { /* a trailing comma: an empty name */
-        free(wire);
-        errno = EINVAL;
-        return -1;
-      }
-    }
-  }
+  unsigned char *wire;
+  size_t off;
+  if (ev_ssl_alpn_wire(npn, &wire, &off) != 0) return -1;
   if (ctx->type == SSL_CLIENT) {
     /* note: SSL_set_alpn_protos returns 0 on success */
     if (SSL_set_alpn_protos(ctx->ssl, wire, (unsigned int)off) != 0) {
@@ -1121,7 +1310,7 @@ int eventer_ssl_alpn_advertise(eventer_ssl_ctx_t *ctx, const char *npn) {
   free(ctx->alpn);
   ctx->alpn = wire;
   ctx->alpn_len = off;
-  ctx->alpn_default = NULL; /* an explicit list, even an empty one, wins */
+  ctx->alpn_set = 1; /* an explicit list, even an empty one, wins */
   return 0;
 }
 
@@ -1155,6 +1344,18 @@ static void ev_ssl_log_once(eventer_ssl_ctx_t *ctx, int op, const char *reason) 
   ev_ssl_peer_name(&ctx->peer, ctx->peer_len, peer, sizeof(peer));
   mtevL(eventer_err, "TLS %s %s %s (fd %d) failed: %s\n", ev_ssl_op_name[op],
         ev_ssl_op_dir[op], peer, fd, reason);
+}
+
+void eventer_ssl_ctx_fail(eventer_ssl_ctx_t *ctx, const char *reason) {
+  if (!ctx || ctx->failed) return;
+  ctx->failed = 1;
+  if (!reason) {
+    ctx->logged = 1; /* ended on purpose: nothing to report, now or later */
+    return;
+  }
+  int op = ctx->done ? EV_SSL_OP_READ
+           : ctx->type == SSL_SERVER ? EV_SSL_OP_ACCEPT : EV_SSL_OP_CONNECT;
+  ev_ssl_log_once(ctx, op, reason);
 }
 
 /* Marks ctx failed and logs why; returns -1 with errno EIO. */

@@ -57,10 +57,20 @@
  *
  * Differences from libmtev
  * ------------------------
- *  - eventer_ssl_ctx_new_ex (a settings table) comes with the config
- *    layer's mtev_hash and is not declared yet; neither are
- *    eventer_ssl_verify_cert (its options are such a table) and
- *    eventer_ssl_use_crl.
+ *  - eventer_ssl_ctx_new_ex reads "ca_file" when "ca_chain" is absent
+ *    (libmtev looks it up and drops it); the names of its "alpn" list are
+ *    negotiated even when nobody registered them (libmtev's are limited to
+ *    registered names, like eventer_ssl_alpn_advertise's still are); an
+ *    unreadable "crl" fails the context (libmtev loads it after the
+ *    SSL_CTX is cached and only logs).  "ca_accept" (the CA names sent in
+ *    a certificate request: here always those of the CA) and
+ *    "dhparam_bits" (OpenSSL 3 picks DH groups itself) are ignored.
+ *  - eventer_ssl_verify_cert leaves OpenSSL's verification result and
+ *    eventer_ssl_get_peer_error as they were when it accepts a certificate
+ *    under optional_no_ca or ignore_dates (libmtev resets them to "OK"),
+ *    so a service can tell a trusted certificate from an accepted one.
+ *  - A client context without a CA uses <eventer><config>'s
+ *    default_ca_chain, and the system's trust store when that is unset.
  *  - The default layer is "the best version both sides have, at least
  *    TLS 1.2"; libmtev's allows TLS 1.0.  An unknown layer or layer option
  *    is an error (NULL/EINVAL), not silently ignored.
@@ -69,8 +79,9 @@
  *    key update and fails with EOPNOTSUPP on TLS 1.2.
  *  - A server context requires a certificate and key; it asks clients for
  *    a certificate only when it has a CA or a verify function.
- *  - A client context without a CA verifies against the system's trust
- *    store (libmtev's verifies against nothing).
+ *  - A client context without a CA (and no default_ca_chain) verifies
+ *    against the system's trust store (libmtev's verifies against
+ *    nothing).
  *  - The verify function's answer means the same everywhere: 0 refuses.
  *    It is also called once with x509ctx NULL after a handshake in which
  *    the peer sent no certificate (libmtev inverts the result there).
@@ -93,6 +104,7 @@
 
 #include "eventer.h"
 #include "eventer_aco.h"
+#include "mtev_hash.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -170,6 +182,39 @@ eventer_ssl_ctx_t *eventer_ssl_ctx_new(eventer_ssl_orientation_t type,
                                        const char *certificate,
                                        const char *key, const char *ca,
                                        const char *ciphers);
+/* libmtev's settings-table form (the table is only read; keys absent or
+ * NULL are unset):
+ *
+ *   layer                       as above
+ *   certificate, or
+ *   certificate_file            as `certificate` above
+ *   key, or key_file            as `key` above
+ *   ca_chain, or ca_file        as `ca` above (a client without either
+ *                               uses default_ca_chain, see the top)
+ *   ciphers                     as above
+ *   crl                         PEM file (or text) of certificate
+ *                               revocation lists: a peer certificate its
+ *                               issuer revoked is refused ("certificate
+ *                               revoked"); the CA's CRL must be there
+ *                               ("unable to get certificate CRL" else)
+ *   alpn, or npn                "h2,http/1.1"-style list.  Server: the
+ *                               protocols it negotiates, in the client's
+ *                               order; these names need no registration
+ *                               (a registered function still decides for
+ *                               its name).  Client: the protocols it
+ *                               offers.  "none": no ALPN.  Absent: as
+ *                               eventer_ssl_ctx_new
+ *
+ * Other keys are ignored (one table may hold a listener's whole
+ * <sslconfig>).  Contexts with equal settings share one cached SSL_CTX;
+ * crl and alpn are part of the settings.  NULL with errno as above. */
+eventer_ssl_ctx_t *eventer_ssl_ctx_new_ex(eventer_ssl_orientation_t type,
+                                          mtev_hash_table *settings);
+/* Why the calling thread's last eventer_ssl_ctx_new/_new_ex failed (what
+ * it logged), "" if it has not failed (ours; thread-local, valid until
+ * that thread's next call). */
+const char *eventer_ssl_ctx_new_error(void);
+
 /* Frees a context.  One attached to an event is detached first (that
  * event's TLS calls then fail with EINVAL); normally the event frees it
  * (eventer_close, or the event's final free).  NULL is a no-op. */
@@ -212,6 +257,43 @@ void eventer_ssl_ctx_set_sni_select(eventer_ssl_ctx_t *ctx,
  * handshake. */
 void eventer_ssl_ctx_set_verify(eventer_ssl_ctx_t *ctx,
                                 eventer_ssl_verify_func_t f, void *c);
+
+/* libmtev's verify function for eventer_ssl_ctx_set_verify, with a
+ * table of options as its closure (NULL: as if optional_no_ca and
+ * ignore_dates were both true):
+ *
+ *   optional_no_ca  "true": a certificate that does not chain to a trusted
+ *                   CA (self-signed, unknown issuer) is accepted
+ *   ignore_dates    "true": an expired or not yet valid certificate is
+ *                   accepted
+ *   client_cert     (ours) "required": a peer that sends no certificate is
+ *                   refused; set on a server context with
+ *                   eventer_ssl_ctx_set_verify, OpenSSL refuses it in the
+ *                   handshake with the protocol's alert ("peer did not
+ *                   return a certificate"), elsewhere the call with
+ *                   x509ctx NULL does.  Otherwise such a peer is let in,
+ *                   as libmtev's listeners do
+ *
+ * ("true" also as on/yes/1.)  Any other verification error refuses the
+ * certificate.  Returns the verdict (0 refuses). */
+int eventer_ssl_verify_cert(eventer_ssl_ctx_t *ctx, int ok,
+                            X509_STORE_CTX *x509ctx, void *closure);
+/* Checks ctx's peer certificate against the CRLs in crl_file (PEM) as
+ * the "crl" setting does, for this connection: the CRLs join the CA store
+ * that ctx shares with the contexts of the same settings (once: a CRL
+ * already there is not added again; contexts that do not check CRLs
+ * ignore them).  Before the handshake.  libmtev's result: 1, or 0 with
+ * errno (ENOENT/EACCES: unreadable file, EIO: no CRL in it; logged;
+ * EINVAL: NULL arguments). */
+int eventer_ssl_use_crl(eventer_ssl_ctx_t *ctx, const char *crl_file);
+
+/* Ends ctx's connection as failed (ours): from now on its reads, writes
+ * and handshake steps fail with EIO.  With a reason, the context's one
+ * log line is written now, naming the peer and the reason (a handshake
+ * timeout a classic callback enforces itself: "handshake timed out after
+ * 5000 ms"); with NULL nothing is logged, then or later (the connection
+ * was ended on purpose).  Nothing happens if ctx failed already. */
+void eventer_ssl_ctx_fail(eventer_ssl_ctx_t *ctx, const char *reason);
 
 /* Drive the handshake of e's context (classic callbacks).  Returns > 0
  * when the handshake is complete (at once if it already is), or -1 with

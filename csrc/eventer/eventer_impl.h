@@ -37,6 +37,78 @@
 
 typedef struct eventer_loop ev_loop_t;
 
+/* ---- adaptive spinning before a sleep ----------------------------------------
+ * A thread that hands work to another thread and waits for the answer (a
+ * loop waiting for an asynch COMPLETE, a job thread waiting for the next
+ * job) spins for a short while before it sleeps when recent waits show the
+ * answer comes soon: a sleep costs a wake-up syscall on the other side and
+ * ~5 us of scheduler latency on this one.  The budget is learned per
+ * waiter: a wait that ended with work from the other thread after w ns
+ * (caught by the spin, or woken from a sleep with w up to half the limit)
+ * raises it to 2w; a spin that ends empty, a spin that was preempted
+ * (its clock jumped, or w is beyond the limit) or a long sleep halves it
+ * (under EV_SPIN_FLOOR_NS it is 0: no spin).  So a spin that does not pay stops within a few
+ * waits, and an idle thread spins once, briefly, before it sleeps for
+ * good.  A waiter does not spin while the thread it waits for last ran on
+ * its own CPU (both spinning on one CPU only delays the other).  The limit
+ * is the "spin_us" setting. */
+#define EV_SPIN_FLOOR_NS 1000u
+/* A spin that sees its clock jump by this much between two looks was
+ * preempted: another thread wanted the CPU, so it stops and backs off. */
+#define EV_SPIN_PREEMPTED_NS 10000u
+
+typedef struct {
+  uint32_t budget_ns; /* how long the next wait may spin, 0: sleep at once */
+} ev_spin_t;
+
+/* The limit in ns ("spin_us", default 50 us; 0 disables spinning). */
+uint32_t ev_cfg_spin_max_ns(void);
+
+static inline void ev_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield" ::: "memory");
+#else
+  __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+/* A spin ended without work, or work came too late for any spin. */
+static inline void ev_spin_missed(ev_spin_t *s) {
+  s->budget_ns /= 2;
+  if (s->budget_ns < EV_SPIN_FLOOR_NS) s->budget_ns = 0;
+}
+
+/* Work came waited_ns after the wait began (in a spin, or soon enough that
+ * one would have caught it): spin at least twice that next time.  Past
+ * the limit, the spin was preempted (the CPU is contended, maybe by the
+ * very thread it waits for): back off instead. */
+static inline void ev_spin_caught(ev_spin_t *s, uint64_t waited_ns) {
+  uint64_t max = ev_cfg_spin_max_ns(), want = 2 * waited_ns + EV_SPIN_FLOOR_NS;
+  if (waited_ns > max) {
+    ev_spin_missed(s);
+    return;
+  }
+  if (want > max) want = max;
+  if (want > s->budget_ns) s->budget_ns = (uint32_t)want;
+}
+
+/* A wait that slept ended after waited_ns (counted from the start of the
+ * wait, spin included).  woken_by_work: the other thread's work woke it
+ * (and a spin could have caught it: that thread ran on another CPU).
+ * spun: the wait spun first, in vain. */
+static inline void ev_spin_slept(ev_spin_t *s, int woken_by_work,
+                                 uint64_t waited_ns, int spun) {
+  if (woken_by_work && waited_ns <= ev_cfg_spin_max_ns() / 2)
+    ev_spin_caught(s, waited_ns); /* a longer spin would have paid */
+  else if (spun || woken_by_work)
+    ev_spin_missed(s);
+}
+
+/* The CPU the calling thread runs on, -1 if unknown (cheap: rseq/vDSO). */
+int ev_cpu_self(void);
+
 /* ---- events ---------------------------------------------------------------- */
 
 /* Where an event is.  Written by the owner thread, except the NONE ->
@@ -181,6 +253,19 @@ struct eventer_loop {
 
   struct ev_poll *poll;    /* epoll + eventfd */
 
+  /* Wake-ups (ev_inbox_push and the poll phase).  A pusher writes the
+   * eventfd only when it finds the loop EV_WS_SLEEPING, and moves it to
+   * EV_WS_WOKEN first, so one sleep costs at most one write; a loop that
+   * is awake or spinning looks at its inbox before it blocks (it sets
+   * SLEEPING, then re-reads inbox_nonempty: both sides use seq_cst, so
+   * one of them sees the other).  A driver that waits on the epoll fd
+   * itself (eventer_loop_pollfd) gets a write for every push. */
+  int wake_state;          /* __atomic, EV_WS_* */
+  int wake_always;         /* __atomic: eventer_loop_pollfd() was called */
+  int push_cpu;            /* __atomic: CPU of the last cross-thread push */
+  uint64_t woken_at_ns;    /* __atomic: when a push found the loop asleep */
+  ev_spin_t spin;          /* owner only: the poll phase's spin budget */
+
   /* cross-thread queue (MPSC): any thread pushes, the owner splices */
   pthread_mutex_t inbox_lock;
   eventer_task_t *inbox_head, *inbox_tail;
@@ -231,6 +316,12 @@ struct eventer_loop {
 
   void *aco;               /* the coroutine layer's per-loop state (its
                             * share stacks and main coroutine) */
+};
+
+enum { /* eventer_loop.wake_state */
+  EV_WS_AWAKE = 0, /* will look at the inbox before it blocks */
+  EV_WS_SLEEPING,  /* blocked (or about to block) in epoll_wait */
+  EV_WS_WOKEN      /* was SLEEPING; a pusher is writing the eventfd */
 };
 
 struct eventer_pool_t {

@@ -82,6 +82,22 @@ struct _eventer_jobq_t {
   pthread_cond_t drained;        /* drain_and_shutdown waits here */
   uint32_t concurrency, min, max, floor, max_backlog;
   uint32_t nthreads, nidle, running, backlog;
+  /* Idle threads: `nidle` counts them all, `nspinning` those that spin
+   * (at most one) before they sleep on `cond`.  A spinner watches
+   * `avail` (backlog, mirrored for reads without the lock) and takes the
+   * lock to pick up a job or to sleep, so an enqueue signals `cond` only
+   * for jobs beyond what spinners will pick up.  `spin` is the queue's
+   * learned budget (ev_spin_t): a spin that finds a job raises it, one
+   * that does not halves it, and an enqueue that must wake a sleeper
+   * learns from how long ago a thread found the queue empty
+   * (`idle_since`): whichever thread the signal wakes, that is how long
+   * a spin would have had to last.  `enq_cpu`: where the last enqueue
+   * ran. */
+  uint32_t nspinning;
+  uint32_t avail;                /* __atomic */
+  int enq_cpu;
+  ev_spin_t spin;
+  uint64_t idle_since;           /* when a thread last found no job */
   uint32_t starting;             /* created, not yet looking for work */
   uint32_t nexited;              /* workers gone, not yet reaped */
   uint32_t nsubq;                /* subqueues with jobs queued or running */
@@ -174,6 +190,7 @@ static void subq_push(eventer_jobq_t *q, ev_subq_t *s, eventer_t e) {
   }
   s->queued++;
   q->backlog++;
+  EV_STORE(&q->avail, q->backlog);
   if (!s->in_ring) ring_join(q, s);
 }
 
@@ -184,6 +201,7 @@ static eventer_t subq_pop(eventer_jobq_t *q, ev_subq_t *s) {
   e->job_next = NULL;
   s->queued--;
   q->backlog--;
+  EV_STORE(&q->avail, q->backlog);
   return e;
 }
 
@@ -508,6 +526,43 @@ static void deadline_in(struct timespec *ts, int sec) {
   ts->tv_sec += sec;
 }
 
+/* q->lock held, q has no job: spins (unlocked) for one while the queue's
+ * budget allows, no other thread of q spins, and the last enqueue ran on
+ * another CPU.  1 if a job came, 0 if none did (the lock is held again
+ * either way), -1 if it did not spin. */
+static int worker_spin(eventer_jobq_t *q) {
+  uint64_t budget = q->spin.budget_ns;
+  if (!budget || q->nspinning || q->enq_cpu == ev_cpu_self()) return -1;
+  q->nidle++;
+  q->nspinning++;
+  pthread_mutex_unlock(&q->lock);
+  int got = 0;
+  uint64_t t0 = eventer_mono_ns(), now = t0, prev = t0, end = t0 + budget;
+  int preempted = 0;
+  while (now < end) {
+    if (EV_LOAD_RELAXED(&q->avail)) {
+      got = 1;
+      break;
+    }
+    for (int i = 0; i < 8; i++) ev_cpu_relax();
+    now = eventer_mono_ns();
+    if (now - prev > EV_SPIN_PREEMPTED_NS) {
+      preempted = 1; /* another thread needed this CPU */
+      break;
+    }
+    prev = now;
+  }
+  pthread_mutex_lock(&q->lock);
+  q->nspinning--;
+  q->nidle--;
+  if (got)
+    ev_spin_caught(&q->spin, now - t0);
+  else
+    ev_spin_missed(&q->spin);
+  if (preempted) ev_spin_missed(&q->spin);
+  return got;
+}
+
 static void *worker_main(void *arg) {
   ev_worker_t *w = arg;
   eventer_jobq_t *q = w->q;
@@ -524,9 +579,17 @@ static void *worker_main(void *arg) {
   snprintf(os_name, sizeof(os_name), "%.15s", name);
   pthread_setname_np(pthread_self(), os_name);
   pthread_mutex_lock(&q->lock);
+  int waiting = 0; /* this thread has found no job since its last one */
   for (;;) {
     if (q->stopping || q->nthreads > q->concurrency) break;
     if (!q->ring) {
+      if (!waiting) {
+        waiting = 1;
+        q->idle_since = eventer_mono_ns();
+        /* whether or not the spin saw a job, the lock was dropped: look
+         * at the queue again before sleeping */
+        if (worker_spin(q) >= 0) continue;
+      }
       struct timespec ts;
       deadline_in(&ts, EV_JOBQ_IDLE_SEC);
       q->nidle++;
@@ -535,6 +598,7 @@ static void *worker_main(void *arg) {
       if (rc == ETIMEDOUT && !q->ring && q->nthreads > q->floor) break;
       continue;
     }
+    waiting = 0;
     ev_subq_t *s;
     eventer_t e = job_pop(q, &s);
     q->running++;
@@ -1001,9 +1065,25 @@ static int enqueue(eventer_jobq_t *q, eventer_t e, uint64_t id, int try,
   }
   subq_push(q, s, e);
   __atomic_add_fetch(&q->refs, 1, __ATOMIC_RELAXED); /* the job's */
-  if (q->nidle > 0) pthread_cond_signal(&q->cond);
+  q->enq_cpu = ev_cpu_self();
+  /* a spinning thread picks up a job without a wake-up (a syscall here,
+   * a scheduler wake-up there); a sleeping one is woken for the rest */
+  int wake = q->nidle > q->nspinning && q->backlog > q->nspinning;
+  if (wake && !q->nspinning)
+    ev_spin_slept(&q->spin, 1, eventer_mono_ns() - q->idle_since, 0);
   grow(q);
+  if (!wake) {
+    pthread_mutex_unlock(&q->lock);
+    return 0;
+  }
+  /* Signal after the unlock: a thread woken on this CPU would otherwise
+   * preempt us only to block on the lock we hold.  The reference keeps q
+   * alive until the signal even if the job completes (and a destroy runs)
+   * in between. */
+  __atomic_add_fetch(&q->refs, 1, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&q->lock);
+  pthread_cond_signal(&q->cond);
+  ev_jobq_release(q);
   return 0;
 }
 

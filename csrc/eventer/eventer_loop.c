@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,8 @@ static long long cfg_rlim_nofiles;   /* 0: unset */
 static char *cfg_ca_chain;           /* default_ca_chain */
 static uint64_t cfg_loop_slow_ns;    /* show_loop_callbacks_threshold */
 static uint64_t cfg_jobq_slow_ns;    /* show_jobq_callbacks_threshold */
+#define EV_SPIN_DEFAULT_NS 50000u
+static uint32_t cfg_spin_max_ns = EV_SPIN_DEFAULT_NS; /* spin_us */
 
 struct timeval eventer_max_sleeptime = {0, 200000}; /* libmtev's 200 ms */
 
@@ -291,6 +294,13 @@ static int propset(const char *key, const char *value) {
     cfg_ca_chain = copy;
     return 0;
   }
+  if (!strcmp(key, "spin_us")) {
+    /* the longest a loop or job thread spins before it sleeps (0: never);
+     * at most 10 ms, past which a sleep is the cheaper wait anyway */
+    if (parse_scaled(value, 1e3, &u) != 0 || u > 10000000u) return -1;
+    cfg_spin_max_ns = (uint32_t)u;
+    return 0;
+  }
   if (!strcmp(key, "show_loop_callbacks_threshold"))
     return parse_scaled(value, 1e6, &cfg_loop_slow_ns);
   if (!strcmp(key, "show_jobq_callbacks_threshold"))
@@ -335,6 +345,9 @@ int eventer_impl_propset_ex(const char *key, const char *value) {
 int ev_cfg_default_lifo(void) { return cfg_default_lifo; }
 uint64_t ev_cfg_jobq_slow_ns(void) { return cfg_jobq_slow_ns; }
 const char *ev_cfg_default_ca_chain(void) { return cfg_ca_chain; }
+uint32_t ev_cfg_spin_max_ns(void) { return cfg_spin_max_ns; }
+
+int ev_cpu_self(void) { return sched_getcpu(); }
 
 static void cfg_reset(void) {
   for (int i = 0; i < ncfg_pools; i++) free(cfg_pools[i].name);
@@ -353,6 +366,7 @@ static void cfg_reset(void) {
   free(cfg_ca_chain);
   cfg_ca_chain = NULL;
   cfg_loop_slow_ns = cfg_jobq_slow_ns = 0;
+  cfg_spin_max_ns = EV_SPIN_DEFAULT_NS;
 }
 
 int eventer_impl_setrlimit(void) {
@@ -390,6 +404,7 @@ static ev_loop_t *loop_new(eventer_pool_t *pool, int index) {
   snprintf(l->name, sizeof(l->name), "%s/%d", pool->name, index);
   snprintf(l->thread_name, sizeof(l->thread_name), "e:%s", l->name);
   pthread_mutex_init(&l->inbox_lock, NULL);
+  l->push_cpu = -1;
   if (ev_poll_open(l) != 0) {
     int saved = errno;
     pthread_mutex_destroy(&l->inbox_lock);
@@ -619,18 +634,34 @@ int eventer_loop_detach(void) {
 void ev_inbox_push(ev_loop_t *l, eventer_task_t *t) {
   t->next = NULL;
   pthread_mutex_lock(&l->inbox_lock);
-  int was_empty = l->inbox_head == NULL;
   if (l->inbox_tail)
     l->inbox_tail->next = t;
   else
     l->inbox_head = t;
   l->inbox_tail = t;
-  EV_STORE(&l->inbox_nonempty, 1);
+  /* seq_cst: the loop stores SLEEPING and then reads this; we store this
+   * and then read its state (below), so one of us sees the other */
+  __atomic_store_n(&l->inbox_nonempty, 1, __ATOMIC_SEQ_CST);
   pthread_mutex_unlock(&l->inbox_lock);
-  /* Only the push that makes the queue non-empty needs to wake the loop:
-   * the loop drains the whole queue at once, and a later push finds it
-   * non-empty only if that drain has not happened yet. */
-  if (was_empty) ev_poll_wake(l);
+  /* where the other side of a hand-off runs: the loop does not spin for
+   * a pusher on its own CPU (ev_spin_t) */
+  if (ev_loop_self() != l)
+    __atomic_store_n(&l->push_cpu, ev_cpu_self(), __ATOMIC_RELAXED);
+  if (__atomic_load_n(&l->wake_always, __ATOMIC_SEQ_CST)) {
+    ev_poll_wake(l);
+    return;
+  }
+  /* An awake or spinning loop sees the queue before it blocks: no
+   * syscall.  Of the pushers that find it asleep, the one that moves it
+   * to WOKEN writes the eventfd; the loop drains the whole queue at once,
+   * so the others need not. */
+  int st = __atomic_load_n(&l->wake_state, __ATOMIC_SEQ_CST);
+  if (st != EV_WS_SLEEPING) return;
+  /* when the work arrived: what the loop learns its spin budget from */
+  __atomic_store_n(&l->woken_at_ns, eventer_mono_ns(), __ATOMIC_RELAXED);
+  if (__atomic_compare_exchange_n(&l->wake_state, &st, EV_WS_WOKEN, 0,
+                                  __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+    ev_poll_wake(l);
 }
 
 void ev_fifo_push(ev_loop_t *l, eventer_task_t *t) {
@@ -909,6 +940,76 @@ static int poll_timeout_ms(ev_loop_t *l, const struct timeval *max_wait) {
   return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
+/* How often a spinning loop looks at its fds (an epoll_wait that does not
+ * block), so that a spin delays no fd that becomes ready by more than
+ * this. */
+#define EV_SPIN_FD_CHECK_NS 8000u
+
+/* The poll phase's wait: up to timeout_ms (-1: no limit) for fds, timers
+ * or cross-thread work.  Spins first when recent waits ended soon with
+ * cross-thread work (ev_spin_t), then sleeps in epoll_wait.  Returns the
+ * number of epoll results (0 when cross-thread work ended the wait: it is
+ * drained at the next iteration's start). */
+static int poll_wait(ev_loop_t *l, int timeout_ms) {
+  if (timeout_ms == 0) return ev_poll_wait(l, 0);
+  int spun = 0; /* 1: spun in vain, -1: spun and was preempted */
+  uint64_t budget = l->spin.budget_ns;
+  /* when the wait began; without a spin, the iteration's start will do
+   * (it spares two clock reads per sleep) */
+  uint64_t t0 = budget ? eventer_mono_ns() : l->timers_now_ns;
+  if (budget && timeout_ms > 0 && budget > (uint64_t)timeout_ms * 1000000u)
+    budget = (uint64_t)timeout_ms * 1000000u;
+  if (budget && ev_cpu_self() != EV_LOAD_RELAXED(&l->push_cpu)) {
+    spun = 1;
+    /* fds first: a ready one never waits for a spin */
+    uint64_t now = t0, prev = t0, end = t0 + budget, fd_check = t0;
+    for (;;) {
+      if (EV_LOAD_RELAXED(&l->inbox_nonempty)) {
+        ev_spin_caught(&l->spin, eventer_mono_ns() - t0);
+        return 0;
+      }
+      if (EV_LOAD_RELAXED(&l->stop)) return 0;
+      for (int i = 0; i < 8; i++) ev_cpu_relax();
+      now = eventer_mono_ns();
+      if (now - prev > EV_SPIN_PREEMPTED_NS) {
+        /* another thread needed this CPU: give it up and spin less (and
+         * learn nothing more from this wait) */
+        ev_spin_missed(&l->spin);
+        spun = -1;
+        break;
+      }
+      if (now >= end) break;
+      if (now >= fd_check) {
+        int n = ev_poll_wait(l, 0);
+        if (n > 0) return n; /* fds: says nothing about the spin */
+        fd_check = now + EV_SPIN_FD_CHECK_NS;
+      }
+      prev = now;
+    }
+  }
+  __atomic_store_n(&l->wake_state, EV_WS_SLEEPING, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&l->inbox_nonempty, __ATOMIC_SEQ_CST)) {
+    /* a push came between the spin's last look and now */
+    __atomic_store_n(&l->wake_state, EV_WS_AWAKE, __ATOMIC_SEQ_CST);
+    if (spun > 0) ev_spin_caught(&l->spin, eventer_mono_ns() - t0);
+    return 0;
+  }
+  int n = ev_poll_wait(l, timeout_ms);
+  int was = __atomic_exchange_n(&l->wake_state, EV_WS_AWAKE, __ATOMIC_SEQ_CST);
+  if (was == EV_WS_WOKEN && spun >= 0) {
+    /* how long after the wait began the push came (not when the wake-up
+     * got here: a spin would have seen the push itself) */
+    uint64_t now = eventer_mono_ns(),
+             at = __atomic_load_n(&l->woken_at_ns, __ATOMIC_RELAXED);
+    if (at < t0 || at > now) at = now;
+    ev_spin_slept(&l->spin, ev_cpu_self() != EV_LOAD_RELAXED(&l->push_cpu),
+                  at - t0, spun);
+  } else if (spun > 0) {
+    ev_spin_missed(&l->spin);
+  }
+  return n;
+}
+
 static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
   switch (l->phase) {
   case EV_PH_START:
@@ -964,7 +1065,7 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
       EV_STORE(&l->busy_since_ns, 0); /* waiting is not stalling */
       EV_STORE(&l->busy_cb, NULL);
     }
-    l->nev = ev_poll_wait(l, poll_timeout_ms(l, max_wait));
+    l->nev = poll_wait(l, poll_timeout_ms(l, max_wait));
     if (EV_LOAD_RELAXED(&l->pool->watchdog_ns))
       EV_STORE(&l->busy_since_ns, eventer_mono_ns());
     l->evi = 0;
@@ -1064,6 +1165,13 @@ int eventer_loop_pollfd(void) {
     errno = EINVAL;
     return -1;
   }
+  /* The driver will wait on the epoll fd outside run_once, where the loop
+   * cannot look at its inbox first: from now on every push writes the
+   * eventfd, and a push that came before this call (and found the loop
+   * awake) gets its write now.  seq_cst pairs with ev_inbox_push. */
+  if (!__atomic_exchange_n(&l->wake_always, 1, __ATOMIC_SEQ_CST) &&
+      __atomic_load_n(&l->inbox_nonempty, __ATOMIC_SEQ_CST))
+    ev_poll_wake(l);
   return ev_poll_fd(l);
 }
 

@@ -6,4 +6,7 @@ LISTENER_HEADERS := csrc/listener/mtev_listener.h
 LISTENER_TESTS := $(sort $(wildcard csrc/listener/tests/test_*.c))
 # every listener test runs loop threads and an accept thread
 LISTENER_TSAN_TESTS := $(LISTENER_TESTS)
-LISTENER_XML_TESTS := csrc/listener/tests/test_listener_conf.c
+# (test_listener_tls also uses OpenSSL: the XML tests link dynamically on
+# arm64, as the OpenSSL ones must)
+LISTENER_XML_TESTS := csrc/listener/tests/test_listener_conf.c \
+                      csrc/listener/tests/test_listener_tls.c

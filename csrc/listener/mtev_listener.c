@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "eventer_SSL_fd_opset.h"
 #include "eventer_aco_impl.h"
 
 #define EV_L_DEFAULT_BACKLOG 5
@@ -47,6 +48,7 @@
 #define EV_L_BACKOFF_MIN_MS 10   /* first pause after EMFILE & co. */
 #define EV_L_BACKOFF_MAX_MS 250  /* ... doubling up to this */
 #define EV_L_REPORT_US 1000000u  /* at most one accept-error line a second */
+#define EV_L_HS_TIMEOUT_MS 5000  /* TLS handshake_timeout by default */
 
 #define EV_L_ASSERT(cond, rule)                                            \
   do {                                                                     \
@@ -68,12 +70,23 @@ enum { /* mtev_acceptor_closure_t.flags */
   EV_AC_F_CLOSED = 0x04,     /* closed through the opset */
   EV_AC_F_IDLE = 0x08,       /* idle_timeout applies: mark activity */
   EV_AC_F_UNCONVERTED = 0x10,/* aco: the event never reached the function */
-  EV_AC_F_FREE_ASKED = 0x20  /* aco: the function freed the closure */
+  EV_AC_F_FREE_ASKED = 0x20, /* aco: the function freed the closure */
+  EV_AC_F_HANDSHAKE = 0x40   /* TLS: the handshake is not over yet */
 };
 
 typedef struct ev_l_link {
   struct ev_l_link *next, *prev;
 } ev_l_link_t;
+
+/* A TLS handshake that a classic or dispatch connection does on its loop
+ * before its service sees it. */
+typedef struct ev_l_hs {
+  eventer_timer_node_t node; /* first: the handshake deadline */
+  mtev_acceptor_closure_t *ac;
+  eventer_t e;
+  int done;                  /* handshake over, the service's start is
+                              * queued (dispatch) */
+} ev_l_hs_t;
 
 /* Kept small: it is per connection.  An AF_UNIX listener allocates room
  * for a whole sockaddr_un at `remote`; an idle_timeout adds a timer node
@@ -87,6 +100,8 @@ struct mtev_acceptor_closure_t {
   ev_l_link_t link;          /* on l->conns (under l->lock) */
   eventer_task_t task;       /* the hand-off to `loop`; then a deferred free */
   uint64_t last_us;          /* last read or write, wall clock */
+  char *remote_cn;           /* TLS: the peer certificate's CN */
+  ev_l_hs_t *hs;             /* TLS: a handshake on the loop */
   int fd;
   uint32_t cmd;
   uint8_t flags;             /* EV_AC_F_*, owner loop */
@@ -121,6 +136,13 @@ struct mtev_listener {
   void *dispatch_closure;
   void *service_ctx;
   mtev_hash_table config;
+  /* TLS (ssl="on") */
+  int tls;
+  int tls_verify;            /* clients are asked for a certificate */
+  uint64_t hs_timeout_us;
+  mtev_hash_table sslconfig; /* as configured; eventer_ssl_verify_cert's
+                              * options */
+  mtev_hash_table ssl_settings; /* what eventer_ssl_ctx_new_ex reads */
   int no_delay, half_close;
   uint64_t idle_us;          /* 0: none */
   size_t ac_size, idle_off;
@@ -409,6 +431,54 @@ static struct _fd_opset ev_l_opset_s = {ev_l_op_accept, ev_l_op_read,
                                         ev_l_op_write, ev_l_op_close,
                                         "listener"};
 
+/* The same over TLS: the TLS opset (the event's context) does the I/O;
+ * EOF, half_close and idle marks work as on a plain connection. */
+static int ev_l_tls_op_accept(int fd, struct sockaddr *addr, socklen_t *len,
+                              int *mask, void *closure) {
+  return eventer_fd_opset_get_accept(eventer_SSL_fd_opset)(fd, addr, len, mask,
+                                                           closure);
+}
+
+static int ev_l_tls_op_read(int fd, void *buf, size_t len, int *mask,
+                            void *closure) {
+  int rv = eventer_fd_opset_get_read(eventer_SSL_fd_opset)(fd, buf, len, mask,
+                                                           closure);
+  if (rv < 0) return rv;
+  mtev_acceptor_closure_t *ac = ev_l_conn(fd);
+  if (ac) {
+    if (rv == 0 && len > 0) ac->flags |= EV_AC_F_EOF;
+    else ev_l_touch(ac);
+  }
+  return rv;
+}
+
+static int ev_l_tls_op_write(int fd, const void *buf, size_t len, int *mask,
+                             void *closure) {
+  mtev_acceptor_closure_t *ac = ev_l_conn(fd);
+  if (ac && (ac->flags & (EV_AC_F_EOF | EV_AC_F_HALF_CLOSE)) == EV_AC_F_EOF) {
+    errno = EPIPE;
+    return -1;
+  }
+  int rv = eventer_fd_opset_get_write(eventer_SSL_fd_opset)(fd, buf, len, mask,
+                                                            closure);
+  if (rv >= 0) ev_l_touch(ac);
+  return rv;
+}
+
+static int ev_l_tls_op_close(int fd, int *mask, void *closure) {
+  mtev_acceptor_closure_t *ac = ev_l_conn(fd);
+  if (ac) {
+    ac->flags |= EV_AC_F_CLOSED;
+    ev_l_conn_clear(fd, ac); /* before close: the number may be reused */
+  }
+  /* close_notify after a good handshake, the context freed, the fd closed */
+  return eventer_fd_opset_get_close(eventer_SSL_fd_opset)(fd, mask, closure);
+}
+
+static struct _fd_opset ev_l_tls_opset_s = {ev_l_tls_op_accept, ev_l_tls_op_read,
+                                            ev_l_tls_op_write, ev_l_tls_op_close,
+                                            "listener-SSL"};
+
 /* ---- listeners: references and the global list --------------------------------------- */
 
 void mtev_listener_ref(mtev_listener_t *l) {
@@ -423,6 +493,8 @@ static void ev_l_destroy(mtev_listener_t *l) {
               "a listener is freed only when none of its timers is queued");
   if (l->fd >= 0) close(l->fd);
   mtev_hash_destroy(&l->config, free, free);
+  mtev_hash_destroy(&l->sslconfig, free, free);
+  mtev_hash_destroy(&l->ssl_settings, free, free);
   pthread_mutex_destroy(&l->lock);
   pthread_cond_destroy(&l->cond);
   free(l->waiters);
@@ -620,8 +692,8 @@ static int ev_l_unix_clear(const char *path, char *err, size_t errlen) {
 
 /* ---- making a listener ------------------------------------------------------------------ */
 
-static int ev_l_conf_bool(mtev_hash_table *h, const char *key, int dflt,
-                          int *out, char *err, size_t errlen) {
+static int ev_l_conf_bool(const char *what, mtev_hash_table *h, const char *key,
+                          int dflt, int *out, char *err, size_t errlen) {
   const char *v = mtev_hash_dict_get(h, key);
   *out = dflt;
   if (!v) return 0;
@@ -631,13 +703,13 @@ static int ev_l_conf_bool(mtev_hash_table *h, const char *key, int dflt,
     if (!strcasecmp(v, yes[i])) return *out = 1, 0;
     if (!strcasecmp(v, no[i])) return *out = 0, 0;
   }
-  ev_l_fail(err, errlen, "config %s=\"%s\": not a boolean (on/off, "
-            "true/false, yes/no, 1/0)", key, v);
+  ev_l_fail(err, errlen, "%s %s=\"%s\": not a boolean (on/off, "
+            "true/false, yes/no, 1/0)", what, key, v);
   return -1;
 }
 
-static int ev_l_conf_ms(mtev_hash_table *h, const char *key, uint64_t *out,
-                        char *err, size_t errlen) {
+static int ev_l_conf_ms(const char *what, mtev_hash_table *h, const char *key,
+                        uint64_t *out, char *err, size_t errlen) {
   const char *v = mtev_hash_dict_get(h, key);
   *out = 0;
   if (!v) return 0;
@@ -646,11 +718,125 @@ static int ev_l_conf_ms(mtev_hash_table *h, const char *key, uint64_t *out,
   unsigned long long ms = strtoull(v, &end, 10);
   if (v[0] < '0' || v[0] > '9' || errno || !end || *end ||
       ms > 1000ull * 86400 * 365) {
-    ev_l_fail(err, errlen, "config %s=\"%s\": not a number of milliseconds",
-              key, v);
+    ev_l_fail(err, errlen, "%s %s=\"%s\": not a number of milliseconds",
+              what, key, v);
     return -1;
   }
   *out = ms;
+  return 0;
+}
+
+/* Stores a copy of key -> value in a dictionary. */
+static int ev_l_dict_put(mtev_hash_table *h, const char *key, const char *value) {
+  char *k = strdup(key), *v = strdup(value);
+  if (!k || !v || !mtev_hash_replace(h, k, (int)strlen(k), v, free, free)) {
+    free(k);
+    free(v);
+    errno = ENOMEM;
+    return -1;
+  }
+  return 0;
+}
+
+/* The <sslconfig> keys: libmtev's, then ours (see mtev_listener.h). */
+static const char *const ev_l_ssl_keys[] = {
+    "layer", "certificate_file", "certificate", "key_file", "key", "ca_chain",
+    "ca_file", "ciphers", "crl", "alpn", "npn", "optional_no_ca",
+    "ignore_dates", "ca_accept", "dhparam_bits", "client_cert",
+    "handshake_timeout", NULL};
+
+/* ssl="on": checks the <sslconfig> keys, derives the settings every
+ * connection's TLS context is made with, and makes one now so a bad
+ * certificate is a configuration error, not a failure per connection.
+ * 0, or -1 with errno and err. */
+static int ev_l_tls_setup(mtev_listener_t *l, const mtev_listener_opts_t *o,
+                          char *err, size_t errlen) {
+  mtev_hash_table *sc = &l->sslconfig;
+  if (o->sslconfig) mtev_hash_merge_as_dict(sc, o->sslconfig);
+  mtev_hash_iter it = MTEV_HASH_ITER_ZERO;
+  while (mtev_hash_adv(sc, &it)) {
+    size_t i = 0;
+    while (ev_l_ssl_keys[i] && strcmp(ev_l_ssl_keys[i], it.key.str)) i++;
+    if (!ev_l_ssl_keys[i])
+      mtevL(mtev_error, "mtev_listener: ignoring unknown sslconfig key "
+            "\"%s\"\n", it.key.str);
+  }
+  const char *cert = mtev_hash_dict_get(sc, "certificate_file");
+  if (!cert) cert = mtev_hash_dict_get(sc, "certificate");
+  const char *key = mtev_hash_dict_get(sc, "key_file");
+  if (!key) key = mtev_hash_dict_get(sc, "key");
+  const char *ca = mtev_hash_dict_get(sc, "ca_chain");
+  if (!ca) ca = mtev_hash_dict_get(sc, "ca_file");
+  const char *alpn = mtev_hash_dict_get(sc, "alpn");
+  if (!alpn) alpn = mtev_hash_dict_get(sc, "npn");
+  const char *cc = mtev_hash_dict_get(sc, "client_cert");
+  if (!cert || !key) {
+    ev_l_fail(err, errlen, "ssl=\"on\" needs an <sslconfig> with "
+              "certificate_file and key_file");
+    errno = EINVAL;
+    return -1;
+  }
+  if (cc && strcmp(cc, "optional") && strcmp(cc, "required")) {
+    ev_l_fail(err, errlen, "sslconfig client_cert=\"%s\": not \"optional\" or "
+              "\"required\"", cc);
+    errno = EINVAL;
+    return -1;
+  }
+  int no_ca = 0, dates = 0;
+  if (ev_l_conf_bool("sslconfig", sc, "optional_no_ca", 0, &no_ca, err, errlen) ||
+      ev_l_conf_bool("sslconfig", sc, "ignore_dates", 0, &dates, err, errlen)) {
+    errno = EINVAL;
+    return -1;
+  }
+  uint64_t ms = EV_L_HS_TIMEOUT_MS;
+  if (mtev_hash_dict_get(sc, "handshake_timeout")) {
+    if (ev_l_conf_ms("sslconfig", sc, "handshake_timeout", &ms, err, errlen)) {
+      errno = EINVAL;
+      return -1;
+    }
+    if (ms == 0) {
+      ev_l_fail(err, errlen, "sslconfig handshake_timeout=\"0\": a handshake "
+                "needs time (milliseconds > 0)");
+      errno = EINVAL;
+      return -1;
+    }
+  }
+  l->hs_timeout_us = ms * 1000u;
+  /* clients are asked for a certificate when there is a CA to judge it
+   * by, or one was asked for */
+  l->tls_verify = ca || cc || no_ca;
+  if (l->tls_verify && !ca) ca = ev_cfg_default_ca_chain();
+  if (cc && !ca && !no_ca) { /* every certificate would be refused */
+    ev_l_fail(err, errlen, "sslconfig client_cert=\"%s\" needs a "
+              "ca_chain (or <eventer><config><default_ca_chain>) or "
+              "optional_no_ca=\"true\"", cc);
+    errno = EINVAL;
+    return -1;
+  }
+  struct {
+    const char *key, *value;
+  } set[] = {{"layer", mtev_hash_dict_get(sc, "layer")},
+             {"certificate", cert},
+             {"key", key},
+             {"ca_chain", ca},
+             {"ciphers", mtev_hash_dict_get(sc, "ciphers")},
+             {"crl", mtev_hash_dict_get(sc, "crl")},
+             {"alpn", alpn}};
+  for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++)
+    if (set[i].value && ev_l_dict_put(&l->ssl_settings, set[i].key,
+                                      set[i].value) != 0) {
+      ev_l_fail(err, errlen, "mtev_listener: out of memory");
+      return -1;
+    }
+  eventer_ssl_ctx_t *ctx = eventer_ssl_ctx_new_ex(SSL_SERVER, &l->ssl_settings);
+  if (!ctx) {
+    int e = errno;
+    ev_l_fail(err, errlen, "sslconfig: %s", eventer_ssl_ctx_new_error());
+    errno = e;
+    return -1;
+  }
+  eventer_ssl_ctx_free(ctx);
+  l->tls = 1;
   return 0;
 }
 
@@ -709,6 +895,10 @@ mtev_listener_t *ev_l_bind(const mtev_listener_opts_t *o, char *err,
   } else if (o->callback) {
     l->kind = EV_LK_CLASSIC;
     l->callback = o->callback;
+  } else if (o->dispatch) {
+    l->kind = EV_LK_DISPATCH;
+    l->dispatch = o->dispatch;
+    l->dispatch_closure = o->dispatch_closure;
   } else if (o->type && *o->type) {
     ev_l_type_t t;
     if ((l->callback = eventer_callback_for_name(o->type))) {
@@ -727,22 +917,23 @@ mtev_listener_t *ev_l_bind(const mtev_listener_opts_t *o, char *err,
     }
   } else {
     ev_l_fail(err, errlen, "no listener type (a registered name, an aco "
-              "function or a callback)");
+              "function, a callback or a dispatch function)");
     errno = EINVAL;
     goto fail;
   }
   l->service_ctx = o->service_ctx;
   /* the config and the keys the listener reads itself */
   if (o->config) mtev_hash_merge_as_dict(&l->config, o->config);
-  if (ev_l_conf_bool(&l->config, "no_delay", 1, &l->no_delay, why, sizeof(why)) ||
-      ev_l_conf_bool(&l->config, "half_close", l->kind == EV_LK_CLASSIC,
+  if (ev_l_conf_bool("config", &l->config, "no_delay", 1, &l->no_delay, why, sizeof(why)) ||
+      ev_l_conf_bool("config", &l->config, "half_close", l->kind == EV_LK_CLASSIC,
                      &l->half_close, why, sizeof(why)) ||
-      ev_l_conf_ms(&l->config, "idle_timeout", &l->idle_us, why, sizeof(why))) {
+      ev_l_conf_ms("config", &l->config, "idle_timeout", &l->idle_us, why, sizeof(why))) {
     ev_l_fail(err, errlen, "%s", why);
     errno = EINVAL;
     goto fail;
   }
   l->idle_us *= 1000u;
+  if (o->ssl && ev_l_tls_setup(l, o, err, errlen) != 0) goto fail;
   /* placement */
   l->fanout = o->fanout;
   l->accept_thread = o->accept_in_loop ? mtev_false : mtev_true;
@@ -918,6 +1109,9 @@ static void ev_l_ac_finish(mtev_acceptor_closure_t *ac) {
   ev_l_maybe_finish(l);
   pthread_mutex_unlock(&l->lock);
   __atomic_sub_fetch(&ev_l_live, 1, __ATOMIC_RELAXED);
+  EV_L_ASSERT(ac->hs == NULL, "a TLS handshake on the loop ends before its "
+              "connection's closure is freed");
+  free(ac->remote_cn);
   free(ac);
   mtev_listener_release(l);
 }
@@ -970,6 +1164,7 @@ static void ev_l_idle_check(mtev_acceptor_closure_t *ac, eventer_timer_node_t *n
   uint64_t now = ev_l_wall_us(), last = ac->last_us;
   uint64_t idle = now > last ? now - last : 0;
   uint64_t limit = ac->l->idle_us;
+  if (ac->flags & EV_AC_F_HANDSHAKE) idle = 0; /* handshake_timeout governs */
   if (idle >= limit) {
     mtevL(mtev_debug, "mtev_listener %s: fd %d idle for %llu ms: shut down\n",
           ac->l->name, ac->fd, (unsigned long long)(idle / 1000));
@@ -1009,6 +1204,117 @@ static int ev_l_aco_event_cb(eventer_t e, int mask, void *closure,
 
 static void ev_l_aco_main(void);
 
+/* ---- TLS ----------------------------------------------------------------------------- */
+
+/* The handshake is over: what the service may ask about its peer. */
+static void ev_l_tls_learn(mtev_acceptor_closure_t *ac, eventer_t e) {
+  eventer_ssl_ctx_t *ctx = eventer_get_eventer_ssl_ctx(e);
+  ac->flags &= (uint8_t)~EV_AC_F_HANDSHAKE;
+  ac->last_us = ev_l_wall_us(); /* idle from here */
+  char cn[256];
+  if (ctx && eventer_ssl_get_peer_commonname(ctx, cn, sizeof(cn)) >= 0)
+    ac->remote_cn = strdup(cn);
+  mtevL(mtev_debug, "mtev_listener %s: TLS on fd %d (%s)%s%s\n", ac->l->name,
+        ac->fd, ctx ? eventer_ssl_get_current_cipher(ctx) : "?",
+        ac->remote_cn ? ", peer " : "", ac->remote_cn ? ac->remote_cn : "");
+}
+
+/* The connection's TLS context, on the event the listener made: 0, or -1
+ * with errno (logged by the TLS layer). */
+static int ev_l_tls_attach(mtev_acceptor_closure_t *ac, eventer_t e) {
+  mtev_listener_t *l = ac->l;
+  eventer_ssl_ctx_t *ctx = eventer_ssl_ctx_new_ex(SSL_SERVER, &l->ssl_settings);
+  if (!ctx) return -1;
+  socklen_t len = ac->remote.sa.sa_family == AF_INET6 ? sizeof(ac->remote.in6)
+                  : ac->remote.sa.sa_family == AF_INET ? sizeof(ac->remote.in)
+                  : l->family == AF_UNIX ? sizeof(struct sockaddr_un)
+                                         : 0;
+  /* the name from accept(2): a peer that resets at once is still named */
+  if (len) eventer_ssl_ctx_set_peer(ctx, &ac->remote.sa, len);
+  if (l->tls_verify) eventer_ssl_ctx_set_verify(ctx, eventer_ssl_verify_cert,
+                                                &l->sslconfig);
+  if (eventer_set_eventer_ssl_ctx_ex(e, ctx) != 0) {
+    int er = errno;
+    eventer_ssl_ctx_free(ctx);
+    errno = er;
+    return -1;
+  }
+  eventer_set_fd_opset(e, &ev_l_tls_opset_s);
+  ac->flags |= EV_AC_F_HANDSHAKE;
+  return 0;
+}
+
+/* The handshake deadline of a classic or dispatch connection: the
+ * context fails with the reason (its one log line), and the socket is
+ * shut down so the handshake callback runs, fails, and closes. */
+static void ev_l_hs_fire(eventer_timer_node_t *n, struct timeval *now) {
+  (void)now;
+  ev_l_hs_t *hs = (ev_l_hs_t *)(void *)n;
+  char reason[80];
+  snprintf(reason, sizeof(reason), "handshake timed out after %llu ms",
+           (unsigned long long)(hs->ac->l->hs_timeout_us / 1000u));
+  eventer_ssl_ctx_fail(eventer_get_eventer_ssl_ctx(hs->e), reason);
+  shutdown(hs->ac->fd, SHUT_RDWR);
+}
+
+/* dispatch: the binding's start, once the handshake callback has taken
+ * the event out of the loop. */
+static void ev_l_tls_start_task(eventer_task_t *t, struct timeval *now) {
+  (void)now;
+  mtev_acceptor_closure_t *ac = EV_L_CONTAINER_OF(t, mtev_acceptor_closure_t, task);
+  ev_l_hs_t *hs = ac->hs;
+  eventer_t e = hs->e;
+  ac->hs = NULL;
+  free(hs);
+  ac->l->dispatch(e, ac->l->dispatch_closure);
+}
+
+/* A classic or dispatch connection's first callback: the handshake, then
+ * the service. */
+static int ev_l_tls_hs_cb(eventer_t e, int mask, void *closure,
+                          struct timeval *now) {
+  (void)mask, (void)now;
+  mtev_acceptor_closure_t *ac = closure;
+  ev_l_hs_t *hs = ac->hs;
+  int m = 0, rv = eventer_SSL_accept(e, &m);
+  if (rv < 0 && errno == EAGAIN) return m;
+  eventer_timer_node_remove(&hs->node);
+  if (rv > 0) {
+    mtev_listener_t *l = ac->l;
+    ev_l_tls_learn(ac, e);
+    eventer_t r = eventer_remove_fde(e);
+    EV_L_ASSERT(r == e, "a connection's event is registered while its "
+                "callback runs");
+    if (l->kind == EV_LK_CLASSIC) {
+      ac->hs = NULL;
+      free(hs);
+      /* The service's first call says READ|WRITE whatever the socket says:
+       * the handshake may have read the client's first data already (it
+       * came with the Finished), and a callback that reads only on READ
+       * would wait for bytes that are not coming.  A trigger, not a
+       * direct call: the loop dispatches it (also to a foreign callback),
+       * then registers the event with the mask the callback returns. */
+      eventer_set_callback(e, l->callback);
+      EV_L_ASSERT(eventer_trigger_ex(e, EVENTER_READ | EVENTER_WRITE) == 0,
+                  "an event taken out of its loop can be triggered");
+      return EVENTER_READ; /* queued: the reference is the trigger's */
+    }
+    hs->done = 1;
+    ac->task.run = ev_l_tls_start_task;
+    EV_L_ASSERT(eventer_task_post(&ac->task) == 0, "a callback runs on its loop");
+    return EVENTER_READ; /* out of the loop: the reference is the task's */
+  }
+  /* failed: the TLS layer logged why (or the listener ended it on
+   * purpose) */
+  ac->hs = NULL;
+  free(hs);
+  eventer_remove_fde(e);
+  int cm;
+  eventer_close(e, &cm);
+  mtev_acceptor_closure_free(ac);
+  return 0;
+}
+
 /* The connection's loop, main context: give the connection its event and
  * its service. */
 static void ev_l_dispatch(mtev_acceptor_closure_t *ac) {
@@ -1027,11 +1333,43 @@ static void ev_l_dispatch(mtev_acceptor_closure_t *ac) {
   int mask = l->kind == EV_LK_CLASSIC
                  ? EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION
                  : EVENTER_READ;
-  eventer_t e = eventer_alloc_fd(l->kind == EV_LK_CLASSIC ? l->callback
-                                                          : ev_l_aco_event_cb,
-                                 ac, ac->fd, mask);
+  eventer_func_t cb = l->kind == EV_LK_CLASSIC ? l->callback : ev_l_aco_event_cb;
+  /* TLS: a classic or dispatch connection does its handshake on the
+   * loop first (a coroutine does it in ev_l_aco_main) */
+  int hs_on_loop = l->tls && l->kind != EV_LK_ACO;
+  if (hs_on_loop) {
+    cb = ev_l_tls_hs_cb;
+    mask = EVENTER_READ | EVENTER_EXCEPTION; /* the client speaks first */
+  }
+  eventer_t e = eventer_alloc_fd(cb, ac, ac->fd, mask);
   if (!e) goto fail;
-  eventer_set_fd_opset(e, &ev_l_opset_s);
+  if (!l->tls) {
+    eventer_set_fd_opset(e, &ev_l_opset_s);
+  } else if (ev_l_tls_attach(ac, e) != 0) {
+    eventer_free(e);
+    goto fail;
+  }
+  if (hs_on_loop) {
+    ev_l_hs_t *hs = calloc(1, sizeof(*hs));
+    if (!hs) {
+      eventer_free(e);
+      goto fail;
+    }
+    hs->ac = ac;
+    hs->e = e;
+    hs->node.fire = ev_l_hs_fire;
+    ac->hs = hs;
+    if (eventer_add_ex(e) != 0) {
+      ac->hs = NULL;
+      free(hs);
+      eventer_free(e);
+      goto fail;
+    }
+    struct timeval d = {(time_t)(l->hs_timeout_us / 1000000u),
+                        (suseconds_t)(l->hs_timeout_us % 1000000u)};
+    eventer_timer_node_add(&hs->node, &d);
+    return;
+  }
   switch (l->kind) {
   case EV_LK_CLASSIC:
     if (eventer_add_ex(e) != 0) {
@@ -1072,13 +1410,29 @@ static void ev_l_dispatch_task(eventer_task_t *t, struct timeval *now) {
 static void ev_l_aco_main(void) {
   eventer_t e = eventer_aco_arg();
   mtev_acceptor_closure_t *ac = eventer_get_closure(e);
-  if (!eventer_set_eventer_aco(e)) {
+  eventer_aco_t ae = eventer_set_eventer_aco(e);
+  if (!ae) {
     ac->flags |= EV_AC_F_UNCONVERTED;
     mtevL(mtev_error, "mtev_listener %s: eventer_set_eventer_aco: %s\n",
           ac->l->name, strerror(errno));
     return;
   }
-  ac->l->aco();
+  mtev_listener_t *l = ac->l;
+  if (l->tls) {
+    /* the function sees the connection only once TLS is up; a failure or
+     * a timeout is logged by the TLS layer, a cancel (stop) is not */
+    struct timeval tmo = {(time_t)(l->hs_timeout_us / 1000000u),
+                          (suseconds_t)(l->hs_timeout_us % 1000000u)};
+    if (eventer_aco_ssl_accept(ae, &tmo) != 0) {
+      /* the function's reference, as the function would drop it; the end
+       * hook drops the listener's */
+      eventer_aco_close(ae);
+      eventer_aco_free(ae);
+      return;
+    }
+    ev_l_tls_learn(ac, e);
+  }
+  l->aco();
 }
 
 /* eventer_aco's end hook: the coroutine of an aco connection has ended
@@ -1387,6 +1741,9 @@ static void ev_l_cancel_task(eventer_task_t *t, struct timeval *now) {
       eventer_aco_co_t *h = ev_aco_handle_of(ac->co);
       if (h && eventer_aco_cancel(h) == 0) n++;
     } else if (ev_l_conn(ac->fd) == ac) {
+      /* a handshake cut short by the stop is not a TLS failure to log */
+      if (ac->hs && !ac->hs->done)
+        eventer_ssl_ctx_fail(eventer_get_eventer_ssl_ctx(ac->hs->e), NULL);
       shutdown(ac->fd, SHUT_RDWR);
       n++;
     }
@@ -1658,6 +2015,8 @@ int mtev_listener_get_opts(mtev_listener_t *l, mtev_listener_opts_t *o) {
   o->type = l->type;
   o->aco_function = l->aco;
   o->callback = l->kind == EV_LK_CLASSIC ? l->callback : NULL;
+  o->dispatch = l->dispatch;
+  o->dispatch_closure = l->dispatch_closure;
   o->service_ctx = l->service_ctx;
   o->fanout = l->fanout;
   o->fanout_pool = eventer_pool_name(l->pool);
@@ -1665,6 +2024,8 @@ int mtev_listener_get_opts(mtev_listener_t *l, mtev_listener_opts_t *o) {
   o->reuseport = l->reuseport;
   o->max_connections = l->max_connections;
   o->config = &l->config;
+  o->ssl = l->tls ? mtev_true : mtev_false;
+  o->sslconfig = l->tls ? &l->sslconfig : NULL;
   return 0;
 }
 
@@ -1678,8 +2039,7 @@ struct sockaddr *mtev_acceptor_closure_remote(mtev_acceptor_closure_t *ac) {
   return ac ? &ac->remote.sa : NULL;
 }
 const char *mtev_acceptor_closure_remote_cn(mtev_acceptor_closure_t *ac) {
-  (void)ac;
-  return NULL;
+  return ac ? ac->remote_cn : NULL;
 }
 void *mtev_acceptor_closure_ctx(mtev_acceptor_closure_t *ac) {
   return ac ? ac->ctx : NULL;

@@ -48,7 +48,7 @@
  *                   refused.  0 (default): no limit
  *   require_env     libmtev's: the listener is skipped unless the
  *                   environment matches (mtev_conf_env_off)
- *   ssl             "on" is refused: TLS listeners are not built yet
+ *   ssl             on: TLS, set up by the <sslconfig> (below); default off
  *
  * and a <config> child merged with its ancestors' <config>s
  * (mtev_conf_get_hash), readable by the service through
@@ -60,8 +60,9 @@
  *                   returns 0, writes fail with EPIPE, a classic callback
  *                   sees READ|EXCEPTION).  Reads and writes through the
  *                   connection's event mark it; so do
- *                   mtev_acceptor_closure_mark_read/_write.  0 or absent:
- *                   none
+ *                   mtev_acceptor_closure_mark_read/_write.  On a TLS
+ *                   connection it counts from the end of the handshake
+ *                   (handshake_timeout bounds that).  0 or absent: none
  *   half_close      off: once a read on the connection returned 0 (EOF),
  *                   writes fail with -1/EPIPE, so a loop like the seed's
  *                   (read; write "thanks!") ends when the peer closes or
@@ -69,6 +70,67 @@
  *                   on after the peer's EOF.  Default off for aco
  *                   functions, on for classic callbacks (an HTTP/1.0
  *                   client may half-close after its request)
+ *
+ * TLS.  With ssl="on", an <sslconfig> child, merged with its ancestors'
+ * <sslconfig>s as <config> is, says how (libmtev's keys, then ours):
+ *
+ *   certificate_file  PEM certificate (then its chain); required
+ *   key_file          its PEM private key; required
+ *                     (certificate / key: the same, or PEM text)
+ *   ca_chain          PEM CAs that client certificates must chain to; with
+ *                     one, clients are asked for a certificate (ca_file:
+ *                     the same)
+ *   ciphers           OpenSSL cipher list ("TLS_..." names: TLS 1.3 suites)
+ *   layer             "tlsv1.2" or "tlsv1.3" (only that version), or
+ *                     absent / "all": the best version both sides have, at
+ *                     least TLS 1.2 (eventer_ssl_ctx_new's layer, options
+ *                     included)
+ *   alpn              the protocols negotiated, e.g. "http/1.1" or
+ *                     "h2,http/1.1", in the client's order (npn: the same);
+ *                     "none": no ALPN.  Absent: protocols registered with
+ *                     eventer_ssl_alpn_register among "h2,http/1.1"
+ *   crl               PEM certificate revocation lists (of ca_chain's CAs)
+ *   optional_no_ca    "true": a client certificate that does not chain to
+ *                     ca_chain (self-signed, unknown issuer) is accepted;
+ *                     the service judges it (eventer_ssl_get_verify_result)
+ *   ignore_dates      "true": an expired or not yet valid client
+ *                     certificate is accepted
+ *   client_cert       (ours) "required": a client without a certificate is
+ *                     refused in the handshake; "optional": clients are
+ *                     asked for one even without a ca_chain of the
+ *                     listener's (then <eventer><config>'s
+ *                     default_ca_chain judges it; without either CA,
+ *                     optional_no_ca must be on).  Absent: asked when
+ *                     there is a ca_chain, and a client may send none
+ *                     (libmtev's behaviour)
+ *   handshake_timeout (ours) ms for the whole handshake, default 5000
+ *
+ * A bad setting (a missing or unreadable file, a key that does not match
+ * its certificate, an unknown layer, ...) is a configuration error; an
+ * unknown key is logged and ignored.  The handshake completes before the
+ * service sees the connection:
+ *  - aco function: its coroutine does eventer_aco_ssl_accept first, then
+ *    calls the function, whose eventer_aco_read/write move plaintext;
+ *  - classic callback: the handshake runs on the loop (eventer_SSL_accept
+ *    from the listener's own callback); then the event, its TLS context
+ *    attached, goes to the callback, whose eventer_read/write move
+ *    plaintext.  Its first call has mask READ|WRITE whatever the socket
+ *    says: the client's first data may have come with its Finished and
+ *    sit in the TLS layer's buffer, where no readiness will announce it.
+ *    (As everywhere with TLS, read until EAGAIN before waiting for READ.)
+ *  - dispatch (mtev_listener_register_aco_dispatch): as classic, then
+ *    start(e, closure) with the event out of the loop; read before
+ *    waiting for READ, for the same reason.
+ * A handshake that fails (plaintext, garbage, a refused certificate, a
+ * peer that hangs up) or that is not over by handshake_timeout closes the
+ * connection; the TLS layer logs one line naming the peer and the reason
+ * ("TLS accept from 127.0.0.1:40312 (fd 9) failed: ...").  A handshake cut
+ * short by a stop is not logged.  The connection's TLS context is
+ * eventer_get_eventer_ssl_ctx(e) (also on an aco event): ALPN, cipher,
+ * the peer's certificate and chain; mtev_acceptor_closure_remote_cn() is
+ * the peer certificate's CN.  Test for TLS with that context, not the
+ * event's opset (the listener wraps the TLS opset to keep idle_timeout
+ * and half_close working).
  *
  * Bad configuration is an error naming the file and line (and what is
  * wrong: an unknown type, with the registered ones; a bad address or port;
@@ -166,6 +228,7 @@ typedef struct mtev_listener_opts {
   const char *type;         /* a registered type, or one of: */
   void (*aco_function)(void);   /* an aco function */
   eventer_func_t callback;      /* a classic callback */
+                                /* (or dispatch, below) */
   void *service_ctx;        /* each closure's initial context */
   mtev_boolean fanout;
   const char *fanout_pool;  /* NULL: "default" */
@@ -173,12 +236,19 @@ typedef struct mtev_listener_opts {
   mtev_boolean reuseport;
   uint32_t max_connections; /* 0: no limit */
   mtev_hash_table *config;  /* the <config> keys (copied); NULL: none */
+  mtev_boolean ssl;         /* TLS, with: */
+  mtev_hash_table *sslconfig; /* the <sslconfig> keys (copied) */
+  /* a binding's start function, as mtev_listener_register_aco_dispatch
+   * registers one, without a name (the Go binding's ListenAco) */
+  mtev_listener_aco_dispatch_t dispatch;
+  void *dispatch_closure;
 } mtev_listener_opts_t;
 
 /* Binds and starts one listener.  It returns a handle with one reference
  * for the caller (mtev_listener_release), or NULL with errno and the
  * message in err (EINVAL bad option, EADDRINUSE, EACCES, ENXIO before
- * eventer_init, ...). */
+ * eventer_init, ENOENT/EACCES/EIO for TLS files that cannot be used, ...).
+ * A TLS listener: ssl mtev_true and sslconfig as the <sslconfig> keys. */
 mtev_listener_t *mtev_listener_create(const mtev_listener_opts_t *opts,
                                       char *err, size_t errlen);
 
@@ -239,7 +309,8 @@ int64_t mtev_acceptor_closures_live(void);
 
 /* The peer's address (AF_UNIX peers are usually unnamed). */
 struct sockaddr *mtev_acceptor_closure_remote(mtev_acceptor_closure_t *ac);
-/* The TLS peer's common name: NULL (no TLS yet). */
+/* The CN of the certificate the TLS peer sent (valid while the closure
+ * lives), or NULL: no TLS, no certificate, or no CN in it. */
 const char *mtev_acceptor_closure_remote_cn(mtev_acceptor_closure_t *ac);
 /* The service's context: initially the listener's service_ctx. */
 void *mtev_acceptor_closure_ctx(mtev_acceptor_closure_t *ac);

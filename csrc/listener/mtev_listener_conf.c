@@ -62,7 +62,7 @@ static int ev_lc_num(const char *v, long long lo, long long hi, long long *out) 
 typedef struct {
   char *type, *address, *port, *backlog, *fanout, *fanout_pool, *accept_thread,
       *reuseport, *max_connections, *ssl;
-  mtev_hash_table *config;
+  mtev_hash_table *config, *sslconfig;
 } ev_lc_attrs_t;
 
 static void ev_lc_attrs_free(ev_lc_attrs_t *a) {
@@ -79,6 +79,10 @@ static void ev_lc_attrs_free(ev_lc_attrs_t *a) {
   if (a->config) {
     mtev_hash_destroy(a->config, free, free);
     free(a->config);
+  }
+  if (a->sslconfig) {
+    mtev_hash_destroy(a->sslconfig, free, free);
+    free(a->sslconfig);
   }
   memset(a, 0, sizeof(*a));
 }
@@ -176,10 +180,14 @@ static int ev_lc_read(mtev_conf_section_t s, const char *loc, ev_lc_attrs_t *a,
     o->max_connections = (uint32_t)n;
   }
   int ssl = 0;
-  if (a->ssl && (!ev_lc_bool(a->ssl, &ssl) || ssl)) {
-    ev_lc_fail(err, errlen, "%s: ssl=\"%s\": TLS listeners are not supported",
-               loc, a->ssl);
+  if (a->ssl && !ev_lc_bool(a->ssl, &ssl)) {
+    ev_lc_fail(err, errlen, "%s: ssl=\"%s\" is not a boolean (on/off, "
+               "true/false, yes/no, 1/0)", loc, a->ssl);
     return -1;
+  }
+  if (ssl) { /* <sslconfig> merged from the ancestors, as <config> */
+    o->ssl = mtev_true;
+    o->sslconfig = a->sslconfig = mtev_conf_get_hash(s, "sslconfig");
   }
   o->config = a->config;
   return 1;

@@ -1,16 +1,25 @@
 // Command gopeer measures the Go equivalents of the eventer figures in
-// bench_eventer.c, printed as "<metric> <nanoseconds>" lines for
+// bench_eventer.c, printed as "<metric> <value>" lines for
 // bench/eventer/run.sh:
 //
 //	timer_add_fire_ns        time.AfterFunc(0, f) until f has run, per timer
 //	fd_dispatch_ns           one os.Pipe hop between two goroutines (the
 //	                         runtime netpoller wakes the reader), read + write
-//	xthread_trigger_p*_ns    a goroutine blocked on a channel receive, woken
-//	                         by a send from another goroutine
-//	xthread_trigger_lockedrecv_p*_ns  the same with the receiver locked to
-//	                         its OS thread (runtime.LockOSThread)
-//	jobq_roundtrip_p*_ns     a job sent to a pool of 4 worker goroutines and
+//	xthread_trigger_*        a goroutine blocked on a channel receive, woken
+//	                         by a send from another goroutine: _b2b back to
+//	                         back, plain after a 20 us pause, _asleep after
+//	                         1 ms (as the C figures)
+//	xthread_trigger_lockedrecv_*  the same with the receiver locked to its
+//	                         OS thread (runtime.LockOSThread), as the Go
+//	                         driver's loop goroutines are
+//	jobq_roundtrip_*         a job sent to a pool of 4 worker goroutines and
 //	                         its completion received back, one at a time
+//	*_cpu_ns, *_csw          process CPU time and context switches per
+//	                         round trip (getrusage), as in the C program
+//
+// With -idle seconds: the worker pool and a locked receiver wait for that
+// long with nothing to do; idle_cpu_pct is the process's CPU time over it
+// in percent of one core.
 //
 // Standard library only.
 package main
@@ -22,6 +31,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -38,7 +48,27 @@ func percentiles(name string, v []int64) {
 	}
 	fmt.Printf("%s_p50_ns %d\n", name, v[len(v)/2])
 	fmt.Printf("%s_p99_ns %d\n", name, v[len(v)*99/100])
+	fmt.Printf("%s_p999_ns %d\n", name, v[len(v)*999/1000])
 	fmt.Printf("%s_avg_ns %d\n", name, sum/int64(len(v)))
+}
+
+// usage returns the process's CPU time (ns, every thread) and context
+// switches so far.
+func usage() (cpu int64, csw int64) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	cpu = ru.Utime.Nano() + ru.Stime.Nano()
+	return cpu, ru.Nvcsw + ru.Nivcsw
+}
+
+// cpuPer prints name_cpu_ns and name_csw: per item since usage() gave
+// c0, s0.
+func cpuPer(name string, c0, s0 int64, n int) {
+	c, s := usage()
+	fmt.Printf("%s_cpu_ns %.1f\n", name, float64(c-c0)/float64(n))
+	fmt.Printf("%s_csw %.2f\n", name, float64(s-s0)/float64(n))
 }
 
 func benchTimers(n int) {
@@ -90,19 +120,20 @@ func benchFd(n int) {
 	}
 }
 
-// pause20us busy-waits 20 us (time.Sleep would take ~1 ms) as the C
-// benchmark does.
-func pause20us() {
-	end := mono() + 20000
+// pause busy-waits ns (time.Sleep would take ~1 ms) as the C benchmark
+// does.
+func pause(ns int64) {
+	end := mono() + ns
 	for mono() < end {
 	}
 }
 
 // benchCrossThread: with locked, the receiver runs on its own locked OS
-// thread (as the Go driver's loop goroutines will), so every wake-up is a
+// thread (as the Go driver's loop goroutines do), so every wake-up is a
 // thread wake-up like the C loop's; without, the runtime may hand the
-// receiver to the sender's thread.
-func benchCrossThread(n int, locked bool) {
+// receiver to the sender's thread.  Each send comes `gap` ns after the
+// previous one was received (0: back to back).
+func benchCrossThread(name string, n int, locked bool, gap int64) {
 	ch := make(chan int64)
 	ack := make(chan int64)
 	go func() {
@@ -114,20 +145,25 @@ func benchCrossThread(n int, locked bool) {
 		}
 	}()
 	v := make([]int64, 0, n)
+	var c0, s0 int64
 	for i := 0; i < n+100; i++ {
-		pause20us() // let the receiver park, as the C loop falls asleep
+		if i == 100 {
+			c0, s0 = usage()
+		}
+		if gap > 0 {
+			pause(gap) // let the receiver park, as the C loop falls asleep
+		}
 		ch <- mono()
 		lat := <-ack
 		if i >= 100 {
 			v = append(v, lat)
 		}
 	}
-	close(ch)
-	if locked {
-		percentiles("xthread_trigger_lockedrecv", v)
-	} else {
-		percentiles("xthread_trigger", v)
+	if gap == 0 {
+		cpuPer(name, c0, s0, n)
 	}
+	close(ch)
+	percentiles(name, v)
 }
 
 func benchJobq(n int) {
@@ -143,22 +179,73 @@ func benchJobq(n int) {
 	}
 	v := make([]int64, n)
 	noop := func() {}
+	c0, s0 := usage()
 	for i := 0; i < n; i++ {
 		t0 := mono()
 		jobs <- noop
 		<-done
 		v[i] = mono() - t0
 	}
+	cpuPer("jobq_roundtrip", c0, s0, n)
 	close(jobs)
 	percentiles("jobq_roundtrip", v)
 }
 
+// benchIdle: a worker pool and a locked receiver, with nothing to do.
+func benchIdle(seconds float64) {
+	jobs := make(chan func())
+	for w := 0; w < 4; w++ {
+		go func() {
+			for job := range jobs {
+				job()
+			}
+		}()
+	}
+	ch := make(chan int64)
+	go func() {
+		runtime.LockOSThread()
+		for range ch {
+		}
+	}()
+	for i := 0; i < 2000; i++ { // a burst first, as the C program does
+		jobs <- func() {}
+		ch <- 0
+	}
+	c0, s0 := usage()
+	w0 := mono()
+	time.Sleep(time.Duration(seconds * 1e9))
+	c, s := usage()
+	w := mono() - w0
+	fmt.Printf("idle_seconds %.1f\n", float64(w)/1e9)
+	fmt.Printf("idle_cpu_pct %.4f\n", 100*float64(c-c0)/float64(w))
+	fmt.Printf("idle_wakeups_per_s %.1f\n", float64(s-s0)/(float64(w)/1e9))
+	close(jobs)
+	close(ch)
+}
+
 func main() {
 	scale := flag.Float64("scale", 1, "multiply the iteration counts")
+	idle := flag.Float64("idle", 0, "measure CPU at rest for this many seconds instead")
 	flag.Parse()
-	benchTimers(int(200000 * *scale))
-	benchFd(int(200000 * *scale))
-	benchCrossThread(int(20000**scale), false)
-	benchCrossThread(int(20000**scale), true)
-	benchJobq(int(20000 * *scale))
+	if *idle > 0 {
+		benchIdle(*idle)
+		return
+	}
+	n := func(base float64) int {
+		v := int(base * *scale)
+		if v < 100 {
+			v = 100
+		}
+		return v
+	}
+	benchTimers(n(200000))
+	benchFd(n(200000))
+	x := n(20000)
+	benchCrossThread("xthread_trigger_b2b", x, false, 0)
+	benchCrossThread("xthread_trigger", x, false, 20000)
+	benchCrossThread("xthread_trigger_asleep", x/10, false, 1000000)
+	benchCrossThread("xthread_trigger_lockedrecv_b2b", x, true, 0)
+	benchCrossThread("xthread_trigger_lockedrecv", x, true, 20000)
+	benchCrossThread("xthread_trigger_lockedrecv_asleep", x/10, true, 1000000)
+	benchJobq(n(20000))
 }

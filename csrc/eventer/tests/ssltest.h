@@ -37,6 +37,8 @@ typedef struct {
   char cli_exp[300];                /* CN=client.example, expired (cli_key) */
   char self[300], self_key[300];    /* CN=localhost, self-signed: untrusted */
   char big[300], big_key[300];      /* CN=localhost with ~2500 SANs (~60 KB) */
+  char rev[300];                    /* CN=client.example, revoked (cli_key) */
+  char crl[300];                    /* the test CA's CRL: rev is revoked */
 } t_certs_t;
 
 static t_certs_t t_certs;
@@ -125,6 +127,7 @@ static const t_certs_t *t_certs_get(void) {
   P(exp, "exp.pem"); P(cli_exp, "cli-exp.pem");
   P(self, "self.pem"); P(self_key, "self.key");
   P(big, "big.pem"); P(big_key, "big.key");
+  P(rev, "rev.pem"); P(crl, "crl.pem");
 #undef P
   char p[400];
   T_CHECK(snprintf(p, sizeof(p), "%s/min.cnf", c->dir) < (int)sizeof(p));
@@ -152,6 +155,16 @@ static const t_certs_t *t_certs_get(void) {
                         "subjectAltName=DNS:client.example\n";
   t_leaf("client.example", c->cli_key, 0, c->cli, 2, cli_ext, T_EC);
   t_leaf("client.example", c->cli_key, 1, c->cli_exp, -1, cli_ext, T_EC);
+  t_leaf("client.example", c->cli_key, 1, c->rev, 2, cli_ext, T_EC);
+  /* a CRL of the test CA that revokes `rev` */
+  t_sh("printf '[ca]\\ndefault_ca = tca\\n[tca]\\ndatabase = %s/index.txt\\n"
+       "crlnumber = %s/crlnumber\\ndefault_md = sha256\\ndefault_crl_days = 2\\n' "
+       "> %s/ca.cnf && : > %s/index.txt && echo 01 > %s/crlnumber",
+       c->dir, c->dir, c->dir, c->dir, c->dir);
+  t_sh("openssl ca -config %s/ca.cnf -keyfile %s -cert %s -revoke %s "
+       ">/dev/null 2>&1", c->dir, c->ca_key, c->ca, c->rev);
+  t_sh("openssl ca -config %s/ca.cnf -keyfile %s -cert %s -gencrl -out %s "
+       ">/dev/null 2>&1", c->dir, c->ca_key, c->ca, c->crl);
   t_sh("openssl req -x509 -newkey " T_EC " -nodes -keyout %s -out %s -days 2 "
        "-subj /CN=localhost -config %s/min.cnf "
        "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null",

@@ -4,8 +4,8 @@
  * callbacks, the acceptor closure, AF_UNIX and IPv6, fanout over loops
  * and pools, idle_timeout, max_connections, reuseport, the graceful stop,
  * writes after EOF and a peer vanishing mid-write (no SIGPIPE), 10,000
- * connections with nothing left behind, EMFILE backoff, and every bad
- * option.  Every case checks that no event, closure or fd is left.
+ * connections with nothing left behind, EMFILE backoff, every bad
+ * option, and dispatch functions (a binding's own start function).  Every case checks that no event, closure or fd is left.
  */
 #include "ltest.h"
 
@@ -1065,6 +1065,83 @@ static void body_errors(void) {
 }
 static void test_bad_options(void) { lt_run(2, body_errors); }
 
+/* ---- dispatch functions (for bindings: the Go binding's ListenAco) ----------------- */
+
+/* A binding's start function: the connection's event and closure are its
+ * own; it serves the connection in a coroutine it starts itself, and
+ * frees both when done. */
+static int dispatch_starts;
+
+static void dispatch_body(void) {
+  eventer_t e = eventer_aco_arg();
+  mtev_acceptor_closure_t *ac = eventer_get_closure(e);
+  eventer_aco_t ae = eventer_set_eventer_aco(e);
+  T_CHECK(ae);
+  const char *tag = mtev_hash_dict_get(mtev_acceptor_closure_config(ac), "tag");
+  char buf[64], out[128];
+  int n;
+  while ((n = eventer_aco_read(ae, buf, sizeof(buf), NULL)) > 0) {
+    int m = snprintf(out, sizeof(out), "dispatch:%s:%.*s", tag ? tag : "-", n, buf);
+    if (eventer_aco_write(ae, out, (size_t)m, NULL) < 0) break;
+  }
+  eventer_aco_close(ae);
+  eventer_aco_free(ae);
+  mtev_acceptor_closure_free(ac);
+}
+
+static void dispatch_start(eventer_t e, void *closure) {
+  T_CHECK(closure == (void *)&dispatch_starts);
+  T_CHECK(!eventer_in_aco()); /* on the connection's loop, outside coroutines */
+  T_CHECK(eventer_in_loop());
+  INC(&dispatch_starts);
+  eventer_aco_start(dispatch_body, e);
+}
+
+static void body_dispatch(void) {
+  dispatch_starts = 0;
+  T_EQ(mtev_listener_register_aco_dispatch("by_name", dispatch_start, &dispatch_starts), 0);
+  /* registered by name, and given in the options */
+  mtev_listener_opts_t named = {.address = "127.0.0.1", .type = "by_name",
+                                .config = cfg("tag", "named", NULL, NULL)};
+  mtev_listener_t *a = make(&named);
+  mtev_listener_opts_t direct = {.address = "127.0.0.1", .dispatch = dispatch_start,
+                                 .dispatch_closure = &dispatch_starts, .fanout = mtev_true,
+                                 .config = cfg("tag", "direct", NULL, NULL)};
+  mtev_listener_t *b = make(&direct);
+  mtev_listener_opts_t o;
+  T_EQ(mtev_listener_get_opts(b, &o), 0);
+  T_CHECK(o.dispatch == dispatch_start && o.dispatch_closure == &dispatch_starts);
+  T_CHECK(o.aco_function == NULL && o.callback == NULL);
+  T_STR_EQ(mtev_listener_get_type(a), "by_name");
+  for (int i = 0; i < 4; i++) {
+    int fa = lt_connect(a), fb = lt_connect(b);
+    lt_send(fa, "x\n");
+    lt_expect(fa, "dispatch:named:x\n", 0);
+    lt_send(fb, "y\n");
+    lt_expect(fb, "dispatch:direct:y\n", 0);
+    close(fa);
+    close(fb);
+  }
+  lt_wait_for(lt_active_is_zero, a, 5000, "named connections to end");
+  lt_wait_for(lt_active_is_zero, b, 5000, "direct connections to end");
+  T_EQ(LOADA(&dispatch_starts), 8);
+  /* at the graceful stop's deadline, a dispatch connection still open is
+   * shut down: its read sees EOF and the binding ends it */
+  int fd = lt_connect(b);
+  lt_send(fd, "z\n");
+  lt_expect(fd, "dispatch:direct:z\n", 0);
+  struct timeval grace = {0, 100000}, timeout = {10, 0};
+  uint64_t t0 = t_now_us();
+  T_EQ(mtev_listener_stop(b, &grace), 0);
+  T_EQ(mtev_listener_wait(b, &timeout), 0);
+  T_GE(t_now_us() - t0, 90000);
+  lt_expect_eof(fd);
+  close(fd);
+  mtev_listener_release(a);
+  mtev_listener_release(b);
+}
+static void test_dispatch(void) { lt_run(2, body_dispatch); }
+
 static void test_needs_eventer(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = cancel_service};
   char err[256];
@@ -1100,4 +1177,5 @@ T_MAIN({"seed_accept_thread", test_seed_accept_thread},
        {"emfile_stop", test_emfile_stop},
        {"stop_under_load", test_stop_under_load},
        {"bad_options", test_bad_options},
+       {"dispatch", test_dispatch},
        {"needs_eventer", test_needs_eventer})

@@ -303,7 +303,7 @@ static void body_errors(void) {
   snprintf(xml, sizeof(xml),
            "<app><listeners type=\"cfg\" address=\"127.0.0.1\">\n"
            "<listener port=\"%d\" ssl=\"on\"/></listeners></app>\n", p);
-  expect_init_error("ssl.conf", xml, EINVAL, "ssl.conf:2", "TLS");
+  expect_init_error("ssl.conf", xml, EINVAL, "ssl.conf:2", "<sslconfig> with certificate_file");
   snprintf(xml, sizeof(xml),
            "<app><listeners type=\"cfg\" address=\"127.0.0.1\" fanout=\"maybe\">\n"
            "<listener port=\"%d\"/></listeners></app>\n", p);
