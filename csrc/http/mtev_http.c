@@ -639,7 +639,9 @@ static int ev_http_on_loop(mtev_http_session_ctx *s) {
 
 /* Inside the coroutine serving this session's request. */
 static int ev_http_in_co(mtev_http_session_ctx *s) {
-  return s->co && ev_aco_self() == s->co;
+  /* the running libaco coroutine is s->co's (ev_aco_self() == s->co
+   * without its loop lookups) */
+  return s->co && aco_gtls_co == ev_aco_co(s->co);
 }
 
 /* ---- work areas ------------------------------------------------------------------------ */
@@ -940,8 +942,79 @@ static void ev_http_co_wake(mtev_http_session_ctx *s) {
 static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
                                   int wait);
 
+/* Coroutines kept for the next aco request, per loop thread: one that
+ * served a request nobody else could know about (no handle was ever made
+ * for it: it never waited, was never cancelled, never gave itself to
+ * anyone) parks here instead of ending, and the next aco request of the
+ * loop resumes it instead of creating one (a create, switch in, end and
+ * free cost a third of a short request's user time).  To the handler it
+ * is a fresh coroutine: its argument is the session, its coroutine-local
+ * slots are clear, its stack starts empty; one that made a handle ends
+ * as before, so no handle, join or cancel ever outlives its request.
+ * Parked on a wait queue whose head is this thread's: eventer_fini
+ * unlinks and frees parked coroutines (the head stays consistent), and a
+ * loop thread that exits first unlinks its own (ev_idle_thread_end). */
+#define EV_IDLE_CO_MAX 4
+#define EV_IDLE_CO_SAVE_MAX 4096 /* a larger saved stack is let go */
+static __thread ev_aco_waitq_t ev_idle_co;
+static pthread_key_t ev_idle_key;
+static pthread_once_t ev_idle_once = PTHREAD_ONCE_INIT;
+
+static void ev_idle_thread_end(void *arg) {
+  (void)arg;
+  /* the coroutines stay parked on their loop (eventer_fini frees them);
+   * only this thread's queue head goes */
+  while (ev_idle_co.head.next && ev_aco_linked(&ev_idle_co.head))
+    ev_aco_unlink(ev_idle_co.head.next);
+}
+static void ev_idle_key_make(void) {
+  pthread_key_create(&ev_idle_key, ev_idle_thread_end);
+}
+
+/* A parked coroutine of this loop thread, or NULL. */
+static ev_aco_t *ev_idle_take(void) {
+  if (!ev_idle_co.head.next || !ev_aco_linked(&ev_idle_co.head)) return NULL;
+  ev_aco_link_t *l = ev_idle_co.head.prev; /* the last parked: it likely
+                                            * still owns the share stack */
+  return EV_CONTAINER_OF(l, ev_aco_t, link);
+}
+
+/* In coroutine a, after its request: 1 when it may serve another. */
+static int ev_idle_keep(ev_aco_t *a) {
+  aco_t *co = ev_aco_co(a);
+  if (a->handle || a->flags || co->save_stack.sz > EV_IDLE_CO_SAVE_MAX)
+    return 0;
+  if (!ev_idle_co.head.next) {
+    pthread_once(&ev_idle_once, ev_idle_key_make);
+    if (pthread_setspecific(ev_idle_key, &ev_idle_co) != 0) return 0;
+    ev_aco_waitq_init(&ev_idle_co);
+  }
+  int n = 0;
+  for (ev_aco_link_t *l = ev_idle_co.head.next; l != &ev_idle_co.head;
+       l = l->next)
+    if (++n >= EV_IDLE_CO_MAX) return 0;
+  return 1;
+}
+
+static void ev_http_serve_co(mtev_http_session_ctx *s);
+
 static void ev_http_aco_main(void) {
-  mtev_http_session_ctx *s = eventer_aco_arg();
+  ev_aco_t *self = ev_aco_of(aco_gtls_co);
+  for (;;) {
+    ev_http_serve_co(aco_get_arg()); /* the session: ev_aco_create's arg,
+                                      * or set by ev_http_dispatch */
+    if (!ev_idle_keep(self)) return;
+    aco_t *co = ev_aco_co(self);
+    co->arg = NULL;
+    if (co->cls) memset(co->cls, 0, ACO_CLS_SLOTS * sizeof(void *));
+    /* a plain wait: only ev_http_dispatch ends it */
+    if (ev_aco_park(self, &ev_idle_co, 0, EV_WAIT_PLAIN) != EV_WAKE_READY ||
+        !co->arg)
+      return;
+  }
+}
+
+static void ev_http_serve_co(mtev_http_session_ctx *s) {
   for (;;) {
     int rv = s->dispatcher(s);
     if (rv == 0 || s->aborted || !s->w || s->w->res.complete) break;
@@ -988,11 +1061,36 @@ static int ev_res_usable(mtev_http_session_ctx *s) {
          !s->w->res.failed;
 }
 
+static mtev_boolean ev_status_put(mtev_http_response *r, int code,
+                                  const char *reason);
+static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
+                               size_t nl, const char *value, size_t vl);
+
 mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
                                            const char *reason) {
-  if (!ev_res_usable(s) || s->w->res.headers_sent || code < 100 || code > 999)
-    return mtev_false;
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
+  return ev_status_put(&s->w->res, code, reason);
+}
+
+/* mtev_http_response_standard: status, Content-Type and CHUNKED in one
+ * call (what its three calls do, with one check of the session and no
+ * check of a header name that is ours). */
+mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
+                                       const char *reason, const char *type) {
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
   mtev_http_response *r = &s->w->res;
+  ev_status_put(r, code, reason);
+  if (type) {
+    size_t vl = strlen(type);
+    if (ev_no_crlf(type, vl)) ev_hdr_put(r, "Content-Type", 12, type, vl);
+  }
+  r->options |= MTEV_HTTP_CHUNKED;
+  return mtev_true;
+}
+
+static mtev_boolean ev_status_put(mtev_http_response *r, int code,
+                                  const char *reason) {
+  if (code < 100 || code > 999) return mtev_false;
   size_t n = 0;
   if (reason) {
     for (; reason[n] && n < sizeof(r->reason); n++) {
@@ -1060,6 +1158,12 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
       if (ev_ci_eqn(value + i, "close", 5)) r->options |= MTEV_HTTP_CLOSE;
     return mtev_true;
   }
+  return ev_hdr_put(r, name, nl, value, vl);
+}
+
+/* Replaces the header lines named name[0..nl) with "name: value". */
+static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
+                               size_t nl, const char *value, size_t vl) {
   if (r->hlen) ev_hdr_remove(r, name, nl);
   size_t need = r->hlen + nl + vl + 4;
   if (need > r->hcap) {
@@ -2240,7 +2344,14 @@ static int ev_http_dispatch(mtev_http_session_ctx *s) {
   if (s->move_to) return 1;
   if (s->want_aco) {
     s->want_aco = 0;
-    ev_aco_t *a = ev_aco_create(ev_http_aco_main, s, 0, 0, NULL);
+    ev_aco_t *a = ev_idle_take();
+    if (a) {
+      ev_aco_co(a)->arg = s;
+      s->co = a;
+      ev_aco_wake_now(a, EV_WAKE_READY);
+      return 0;
+    }
+    a = ev_aco_create(ev_http_aco_main, s, 0, 0, NULL);
     if (!a) {
       mtevL(mtev_error, "http: cannot start a coroutine: %s\n", strerror(errno));
       ev_http_fail(s, 500);
