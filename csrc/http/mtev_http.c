@@ -843,9 +843,16 @@ static int ev_http_write_out(mtev_http_session_ctx *s) {
         iov[cnt].iov_len = b->end - b->start;
         cnt++;
       }
-      struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-      n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-      if (n < 0 && errno == ENOTSOCK) n = writev(fd, iov, cnt);
+      if (cnt == 1) {
+        /* one piece (a response, or a pipelined batch of them): send(2)
+         * spares the kernel the msghdr and iovec copies of sendmsg(2) */
+        n = send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK) n = write(fd, iov[0].iov_base, iov[0].iov_len);
+      } else {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK) n = writev(fd, iov, cnt);
+      }
     } else {
       int mask = 0;
       ev_http_blk_t *b = w->out.head;
