@@ -172,6 +172,7 @@ typedef struct ev_http_work {
   size_t in_cap, in_start, in_end;
   size_t head_scan;    /* ev_http_head_end's resume point */
   size_t head_end;     /* bytes [0..head_end) belong to the request */
+  uint8_t fresh;       /* req and res are as ev_work_put leaves them */
   mtev_http_request req;
   mtev_http_response res;
   ev_http_chain_t out; /* bytes for the socket, in order */
@@ -717,6 +718,7 @@ static ev_http_work_t *ev_work_get(void) {
     w->out.bytes = 0;
     ev_req_reset(&w->req);
     ev_res_reset(&w->res);
+    w->fresh = 1;
   }
   w->next_free = NULL;
   w->in = w->inbuf;
@@ -737,6 +739,7 @@ static void ev_work_put(ev_http_work_t *w) {
     w->res.hbuf = NULL;
     w->res.hcap = 0;
   }
+  w->fresh = 1;
   if (ev_tp.keyed && ev_tp.nworks < EV_POOL_WORKS) {
     w->next_free = ev_tp.works;
     ev_tp.works = w;
@@ -1751,9 +1754,12 @@ static int ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   if (end == 0) return 0;
   if (end < 0) return (int)-end;
   mtev_http_request *q = &w->req;
-  ev_req_release(q);
-  ev_req_reset(q);
-  ev_res_reset(&w->res);
+  if (!w->fresh) {
+    ev_req_release(q);
+    ev_req_reset(q);
+    ev_res_reset(&w->res);
+  }
+  w->fresh = 0;
   char *head = w->in + w->in_start;
   int st = ev_http_parse_head(head, (size_t)end, &q->h, &lim);
   w->head_scan = 0;
