@@ -530,15 +530,30 @@ static inline int ev_all_tchar(const char *s, size_t n) {
   return ok;
 }
 
-/* s[0..n) holds no CR and no LF (which a header value may not). */
+/* Nonzero when one of the 8 bytes of x is zero (exact: the borrow of a
+ * zero byte can only mark bytes above a real zero). */
+static inline uint64_t ev_swar_zero(uint64_t x) {
+  return (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
+}
+static inline uint64_t ev_swar_crlf(const char *p) {
+  uint64_t x;
+  memcpy(&x, p, 8);
+  return ev_swar_zero(x ^ 0x0d0d0d0d0d0d0d0dull) |
+         ev_swar_zero(x ^ 0x0a0a0a0a0a0a0a0aull);
+}
+
+/* s[0..n) holds no CR and no LF (which a header value may not): eight
+ * bytes a step, the last eight by an overlapping load. */
 static inline int ev_no_crlf(const char *s, size_t n) {
-  static const uint8_t crlf[256] = {['\r'] = 1, ['\n'] = 1};
-  const unsigned char *u = (const unsigned char *)s;
-  unsigned bad = 0;
+  if (n < 8) {
+    for (size_t i = 0; i < n; i++)
+      if (s[i] == '\r' || s[i] == '\n') return 0;
+    return 1;
+  }
+  uint64_t bad = 0;
   size_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    bad |= crlf[u[i]] | crlf[u[i + 1]] | crlf[u[i + 2]] | crlf[u[i + 3]];
-  for (; i < n; i++) bad |= crlf[u[i]];
+  for (; i + 8 <= n; i += 8) bad |= ev_swar_crlf(s + i);
+  if (i < n) bad |= ev_swar_crlf(s + n - 8);
   return !bad;
 }
 
@@ -1102,6 +1117,9 @@ static mtev_boolean ev_status_put(mtev_http_response *r, int code,
                                   const char *reason) {
   if (code < 100 || code > 999) return mtev_false;
   size_t n = 0;
+  if (code == 200 && reason && reason[0] == 'O' && reason[1] == 'K' &&
+      !reason[2])
+    reason = NULL; /* the standard phrase (mtev_http_response_ok's) */
   if (reason) {
     for (; reason[n] && n < sizeof(r->reason); n++) {
       unsigned char c = (unsigned char)reason[n];

@@ -258,6 +258,27 @@ static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   T_CHECK(!mtev_http_response_header_set(ctx, "Transfer-Encoding", "chunked"));
   T_CHECK(!mtev_http_response_header_set(ctx, "Bad Name", "x"));
   T_CHECK(!mtev_http_response_header_set(ctx, "X-Split", "a\r\nInjected: 1"));
+  /* a CR or an LF anywhere in values of 1 to 40 bytes (the check reads
+   * eight at a time, the last eight overlapping): refused, and the value
+   * without it taken */
+  for (size_t len = 1; len <= 40; len++) {
+    char v[41];
+    memset(v, 'v', len);
+    v[len] = 0;
+    for (size_t at = 0; at < len; at++) {
+      for (int k = 0; k < 2; k++) {
+        v[at] = k ? '\n' : '\r';
+        T_CHECKF(!mtev_http_response_header_set(ctx, "X-Probe", v),
+                 "a value of %zu bytes with %s at %zu was taken", len,
+                 k ? "LF" : "CR", at);
+        v[at] = 'v';
+      }
+    }
+    T_CHECK(mtev_http_response_header_set(ctx, "X-Probe", v));
+  }
+  T_CHECK(mtev_http_response_header_set(ctx, "X-Probe", "ok"));
+  /* nor as a standard response's Content-Type (the one set stays) */
+  if (code == 500) mtev_http_response_server_error(ctx, "text/x-err2\r\nX-Split: 1");
   T_CHECK(mtev_http_response_header_set(ctx, "X-Twice", "1"));
   T_CHECK(mtev_http_response_header_set(ctx, "x-twice", "2"));
   mtev_http_response_appendf(ctx, "%d", code);
@@ -1090,6 +1111,7 @@ static void test_pool_auth_later(void) {
     T_STR_EQ(hc_header(&r, "Content-Type"), std[i].type);
     T_STR_EQ(hc_header(&r, "X-Twice"), "2");
     T_CHECK(hc_header(&r, "X-Split") == NULL);
+    T_STR_EQ(hc_header(&r, "X-Probe"), "ok");
     T_STR_EQ(hc_header(&r, "Content-Length"), "3");
     hc_resp_free(&r);
   }
