@@ -35,7 +35,7 @@ VALGRIND ?= valgrind
 # libxml2's headers (csrc/conf): the same for every architecture
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 INCDIRS := -Icsrc/libaco -Icsrc/eventer -Icsrc/conf -Icsrc/listener -Icsrc/http \
-           -Icsrc/testing $(XML_CFLAGS)
+           -Icsrc/conformance -Icsrc/testing $(XML_CFLAGS)
 WARN    := -Wall -Wextra -Werror
 BASE_CFLAGS := -std=gnu11 -g -pthread -D_GNU_SOURCE -fstack-clash-protection $(WARN) $(INCDIRS) $(EXTRA_CFLAGS)
 BASE_LDLIBS := -pthread -lm -lssl -lcrypto
@@ -45,15 +45,17 @@ include csrc/eventer/build.mk
 include csrc/conf/build.mk
 include csrc/listener/build.mk
 include csrc/http/build.mk
+include csrc/conformance/build.mk
 
 LIB_SRCS   := $(LIBACO_SRCS) $(EVENTER_SRCS) $(CONF_SRCS) $(LISTENER_SRCS) \
-              $(HTTP_SRCS)
+              $(HTTP_SRCS) $(CONFORMANCE_SRCS)
 C_TESTS    := $(LIBACO_TESTS) $(EVENTER_TESTS) $(CONF_TESTS) $(LISTENER_TESTS) \
-              $(HTTP_TESTS)
+              $(HTTP_TESTS) $(CONFORMANCE_TESTS)
 TSAN_TESTS := $(LIBACO_TSAN_TESTS) $(EVENTER_TSAN_TESTS) $(CONF_TSAN_TESTS) \
-              $(LISTENER_TSAN_TESTS) $(HTTP_TSAN_TESTS)
+              $(LISTENER_TSAN_TESTS) $(HTTP_TSAN_TESTS) $(CONFORMANCE_TSAN_TESTS)
 PUBLIC_HEADERS := $(LIBACO_HEADERS) $(EVENTER_HEADERS) $(CONF_HEADERS) \
-                  $(LISTENER_HEADERS) $(HTTP_HEADERS) csrc/acoeventer.h
+                  $(LISTENER_HEADERS) $(HTTP_HEADERS) $(CONFORMANCE_HEADERS) \
+                  csrc/acoeventer.h
 BASE_LDLIBS += $(HTTP_LDLIBS)
 # Test programs that link libxml2 (see DYNAMIC_ARM64_TESTS below).
 XML_TESTS := $(CONF_XML_TESTS) $(LISTENER_XML_TESTS)
@@ -161,6 +163,8 @@ $(BUILD)/include/%.h: csrc/conf/%.h
 $(BUILD)/include/%.h: csrc/listener/%.h
 	@mkdir -p $(@D) && cp $< $@
 $(BUILD)/include/%.h: csrc/http/%.h
+	@mkdir -p $(@D) && cp $< $@
+$(BUILD)/include/%.h: csrc/conformance/%.h
 	@mkdir -p $(@D) && cp $< $@
 $(BUILD)/include/%.h: csrc/%.h
 	@mkdir -p $(@D) && cp $< $@

@@ -399,7 +399,18 @@ func (a *AcoEvent) release() {
 	if !a.conn {
 		untrack(&a.tr)
 	}
-	cgo.Deref(a.ptr)
+	if p := a.ptr; a.l.onItsThread() && a.l.drv.WaitPendingOn(p) {
+		// a coroutine of this loop parked on a wait of p that the driver
+		// sets up when this step is over, and that request holds no
+		// reference: drop ours after it (a later wake step), or the
+		// driver would set the wait up on a freed event.  (Found by the
+		// conformance scenario io_close_wakes_reader.)
+		if a.l.post(func() { cgo.Deref(p) }) != nil {
+			cgo.Deref(p) // the loop stopped: no driver step will come
+		}
+	} else {
+		cgo.Deref(p)
+	}
 	a.ptr, a.posixClosed = nil, nil
 }
 

@@ -419,13 +419,18 @@ func TestListenerIdleTimeout(t *testing.T) {
 	}, WithIdleTimeout(300*time.Millisecond))
 	c := dialLn(t, ln.Addr())
 	start := time.Now()
-	// activity keeps it open
+	// activity keeps it open; the server's last activity (its read of the
+	// last line, its write of the answer) comes after the client starts
+	// sending that line and before the answer arrives, so the bound is
+	// taken from the send: the answer's arrival may come a little later
+	// than the server's write, and a bound from there failed by 40us
+	var last time.Time
 	for i := 0; i < 4; i++ {
 		time.Sleep(100 * time.Millisecond)
+		last = time.Now()
 		c.send(t, "x\n")
 		c.expect(t, "ok")
 	}
-	last := time.Now()
 	err := <-ended
 	if err != io.EOF {
 		t.Fatalf("the idle connection's read: %v, want io.EOF (shut down)", err)

@@ -6,9 +6,10 @@
 // It compiles the C sources through small unity files (cgo builds only
 // this directory's files), holds every //export trampoline (exports.go),
 // and the loop driver (driver.go).  The C scenarios that the tests and
-// benchmarks run next to Go code (testhooks.go, conformance.go) are built
-// only with the build tag eventer_testhooks, which scripts/test-go.sh and
+// benchmarks run next to Go code (testhooks.go) are built only with the
+// build tag eventer_testhooks, which scripts/test-go.sh and
 // bench/gobench/run.sh pass, so a user's binary carries none of them.
+// (The conformance kit's C driver is compiled by package conformance.)
 //
 // The boundary rules (DESIGN.md section 4) are kept here:
 //   - C memory never holds Go pointers: Go functions are registered by

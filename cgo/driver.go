@@ -130,6 +130,14 @@ func (d *Driver) RequestWait(p, e unsafe.Pointer, mask, readLen int, timeoutNs i
 	return true
 }
 
+// WaitPendingOn reports whether a wait RequestWait recorded, which the
+// next Run sets up, is on event e: such a request holds no reference on
+// e, so e must stay alive until then.  Driver thread only.
+func (d *Driver) WaitPendingOn(e unsafe.Pointer) bool {
+	w := &d.d.wait
+	return w.valid != 0 && unsafe.Pointer(w.e) == e
+}
+
 // TakeWait drops the readiness wait RequestWait recorded for proxy p if
 // it is still only recorded (the next Run would set it up): true if it
 // was p's.  The caller then resumes p's coroutine itself.  Driver thread

@@ -1,7 +1,7 @@
 /*
  * testhooks.h - C coroutine scenarios that the Go tests and benchmarks run
  * next to Go coroutines on the same loop (mixed C/Go stress, the trampoline
- * path, cross-language conformance).  Built only with the build tag
+ * path).  Built only with the build tag
  * eventer_testhooks (testhooks.c, testhooks.go): tests and benchmarks, never
  * a user's binary.
  */

@@ -1269,6 +1269,19 @@ static void asynch_fn(void *c) {
   __atomic_add_fetch((int *)c, 1, __ATOMIC_SEQ_CST);
 }
 
+/* The first job of the destroyed-queue case: it holds its thread until
+ * eventer_jobq_destroy has unlisted the queue (and, a moment later, marked
+ * it stopping), so the job queued behind it cannot start however late the
+ * test thread gets to the destroy (a fixed 5 ms job lost that race on a
+ * loaded machine). */
+static void asynch_hold_fn(void *c) {
+  __atomic_add_fetch(&asynch_started, 1, __ATOMIC_SEQ_CST);
+  for (int i = 0; i < 100000 && eventer_jobq_retrieve("px_destroyed"); i++)
+    usleep(100);
+  usleep(20000);
+  __atomic_add_fetch((int *)c, 1, __ATOMIC_SEQ_CST);
+}
+
 static void test_asynch(void) {
   drv_setup(1);
   eventer_aco_proxy_t *p = px_new(101), *q = px_new(102);
@@ -1291,7 +1304,7 @@ static void test_asynch(void) {
   T_CHECK(jq != NULL);
   eventer_jobq_set_concurrency(jq, 1);
   asynch_ran = asynch_started = 0;
-  T_EQ(eventer_aco_proxy_asynch(p, asynch_fn, &asynch_ran, jq, 0),
+  T_EQ(eventer_aco_proxy_asynch(p, asynch_hold_fn, &asynch_ran, jq, 0),
        EVENTER_PROXY_PARKED); /* runs */
   T_EQ(eventer_aco_proxy_asynch(q, asynch_fn, &asynch_ran, jq, 0),
        EVENTER_PROXY_PARKED); /* queued behind it */
