@@ -25,6 +25,10 @@ const char *ev_http_request_method(mtev_http_request *req, size_t *len);
  * inside the coroutine (mtev_http_session_aco() is true there).  0, or -1
  * with errno. */
 int ev_http_session_run_aco(mtev_http_session_ctx *ctx);
+/* The same, but the coroutine calls fn (for this request: each time it
+ * returns a mask to wait for, fn again) instead of the dispatcher. */
+int ev_http_session_run_aco_fn(mtev_http_session_ctx *ctx,
+                               mtev_http_dispatch_func fn);
 
 /* From a dispatcher: move the connection to a loop of `pool` before
  * serving the current request.  The dispatcher returns 0 right after; the

@@ -199,6 +199,8 @@ struct mtev_http_session_ctx {
   eventer_t e;
   mtev_acceptor_closure_t *ac;
   mtev_http_dispatch_func dispatcher;
+  mtev_http_dispatch_func co_fn; /* what the coroutine calls (NULL: the
+                                  * dispatcher) */
   void *dclosure;
   ev_http_work_t *w;
   mtev_http_connection conn;
@@ -1040,8 +1042,10 @@ static void ev_http_aco_main(void) {
 }
 
 static void ev_http_serve_co(mtev_http_session_ctx *s) {
+  mtev_http_dispatch_func fn = s->co_fn ? s->co_fn : s->dispatcher;
+  s->co_fn = NULL;
   for (;;) {
-    int rv = s->dispatcher(s);
+    int rv = fn(s);
     if (rv == 0 || s->aborted || !s->w || s->w->res.complete) break;
     if (ev_http_co_wait(s, CW_MASK, rv) != 0) break;
   }
@@ -1062,11 +1066,17 @@ static void ev_http_serve_co(mtev_http_session_ctx *s) {
 }
 
 int ev_http_session_run_aco(mtev_http_session_ctx *s) {
+  return ev_http_session_run_aco_fn(s, NULL);
+}
+
+int ev_http_session_run_aco_fn(mtev_http_session_ctx *s,
+                               mtev_http_dispatch_func fn) {
   if (!s || s->co || s->state != ST_HANDLER) {
     errno = EINVAL;
     return -1;
   }
   s->want_aco = 1;
+  s->co_fn = fn;
   return 0;
 }
 
@@ -2385,6 +2395,7 @@ static int ev_http_dispatch(mtev_http_session_ctx *s) {
     a = ev_aco_create(ev_http_aco_main, s, 0, 0, NULL);
     if (!a) {
       mtevL(mtev_error, "http: cannot start a coroutine: %s\n", strerror(errno));
+      s->co_fn = NULL;
       ev_http_fail(s, 500);
       return 0;
     }

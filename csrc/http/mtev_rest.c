@@ -581,6 +581,15 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
   return 1;
 }
 
+/* An aco rule's handler, in the coroutine the dispatcher asked for (the
+ * request is routed, on its loop). */
+static int ev_rest_run_aco(mtev_http_session_ctx *ctx) {
+  ev_rest_conn_t *rc = mtev_http_session_dispatcher_closure(ctx);
+  mtev_http_rest_closure_t *restc = &rc->restc;
+  restc->aco_enabled = mtev_true;
+  return restc->fastpath(restc, restc->nparams, restc->params);
+}
+
 /* The session's dispatcher. */
 static int ev_rest_dispatch(mtev_http_session_ctx *ctx) {
   ev_rest_conn_t *rc = mtev_http_session_dispatcher_closure(ctx);
@@ -599,7 +608,7 @@ static int ev_rest_dispatch(mtev_http_session_ctx *ctx) {
     if (ev_http_session_move(ctx, pool) == 0) return 0;
   }
   if (__atomic_load_n(&r->aco, __ATOMIC_RELAXED) && !mtev_http_session_aco(ctx)) {
-    if (ev_http_session_run_aco(ctx) == 0) return 0;
+    if (ev_http_session_run_aco_fn(ctx, ev_rest_run_aco) == 0) return 0;
     ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
     return 0;
   }
