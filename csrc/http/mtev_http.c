@@ -807,6 +807,12 @@ static int ev_http_make_room(mtev_http_session_ctx *s) {
 
 /* One read into the input buffer.  > 0 bytes, 0 EOF, -1 with errno
  * (EAGAIN: nothing now; ENOBUFS: no room). */
+/* 1 when the engine may make socket calls of its own on the session's fd
+ * (the opset adds nothing to them). */
+static inline int ev_http_raw_io(mtev_http_session_ctx *s) {
+  return eventer_get_fd_opset(s->e) == eventer_POSIX_fd_opset;
+}
+
 static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   if (w->in_start == w->in_end && w->in_start > 0) {
@@ -818,8 +824,16 @@ static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
     return -1;
   }
   size_t room = w->in_cap - w->in_end;
-  int mask = 0;
-  int n = eventer_read(s->e, w->in + w->in_end, room, &mask);
+  ssize_t n;
+  if (ev_http_raw_io(s)) {
+    /* the socket itself: the opset would only pass the call on */
+    do {
+      n = read(eventer_get_fd(s->e), w->in + w->in_end, room);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    int mask = 0;
+    n = eventer_read(s->e, w->in + w->in_end, room, &mask);
+  }
   if (n > 0) {
     w->in_end += (size_t)n;
     s->last_io_ns = ev_http_now(s);
