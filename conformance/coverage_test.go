@@ -141,6 +141,8 @@ var cCoverage = map[string]string{
 	"eventer_aco_proxy_asynch": "go: asynch",
 	"eventer_aco_proxy_abort":  "n/a: ends a proxy's wait when its Go coroutine is unwound (a listener's connection outliving its grace, or Shutdown), which ends the scenario's run",
 	"eventer_aco_proxy_busy":   "n/a: a check the Go binding makes before it reuses a proxy; no call of the API blocks on it",
+	// opsets
+	"eventer_aco_opset_set_unbuffered": "n/a: a declaration about a custom opset, made once before its events are converted; it changes which syscalls a read makes (a read after a write waits first), never a result, so no scenario can see it (test_eventer_aco_fd counts the reads)",
 }
 
 // goCoverage: every exported method of the Go aco API's types, and every

@@ -5,6 +5,10 @@
  *
  *   bench_eventer_aco cycle [n]      would-block-then-ready cycle
  *   bench_eventer_aco pingpong [n]   socketpair ping-pong round trips
+ *   bench_eventer_aco pingpong-aco|pingpong-classic [n]   one side alone,
+ *                                    one run (to count its syscalls or
+ *                                    instructions)
+ *   bench_eventer_aco create [n]     create + run + end of a coroutine
  *   bench_eventer_aco mem [n] [sem|sem-timeout]   resident memory of n
  *                                    parked coroutines
  *
@@ -22,6 +26,16 @@
  *   classic fd callbacks (read 1 byte, write 1 byte back).  Round trips
  *   per second each, same loop, same socketpair type.
  *
+ * create: what a coroutine per request costs (the HTTP engine's aco
+ *   rules start one per request): eventer_aco_start of a function that
+ *   returns at once, from the loop's main context (created, run, ended and
+ *   its memory released or kept for the next, all inside the call), and of
+ *   one that parks once (eventer_aco_park) and is woken by the main
+ *   context before it ends, as a handler that waits for its response to be
+ *   written.  Next to them, the floor: bare libaco on the same thread
+ *   (aco_create, aco_resume, aco_exit, aco_destroy), which does no loop
+ *   bookkeeping at all.
+ *
  * mem: n coroutines, each parked on one semaphore (eventer_aco_sem_wait,
  *   with no timeout or with a 1 h timeout, which puts a timer on the loop's
  *   heap as a sleep does).  Resident memory before/after, per coroutine;
@@ -31,7 +45,10 @@
  * The loop runs on the calling thread (eventer_init_external + attach),
  * pinned to one CPU (BENCH_CPU, default the last allowed).  cycle and
  * pingpong report the median and the best of 9 runs of each side,
- * alternating which side runs first.
+ * alternating which side runs first, in wall time and in the loop
+ * thread's CPU time; and the median of 41 per-pair ratios of short runs
+ * back to back (the steadiest figure on a machine shared with other
+ * work: a pair's two runs see the same neighbours).
  */
 #include "acoeventer.h"
 
@@ -43,10 +60,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 static uint64_t now_ns(void) { return eventer_mono_ns(); }
+
+/* CPU time of this thread (user + system): on a machine shared with other
+ * work it counts what the code costs, not the time others took the CPU. */
+static uint64_t cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+/* the CPU ns per operation of the last timed run (each run sets it) */
+static double last_cpu;
+static uint64_t cpu0;
+static void cpu_start(void) { cpu0 = cpu_ns(); }
+static void cpu_stop(long n) { last_cpu = (double)(cpu_ns() - cpu0) / (double)n; }
 
 static void sockpair(int sv[2]) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
@@ -82,25 +113,65 @@ static eventer_aco_t aco_fd(int fd) {
  * (so a slow spell on a shared machine hits both), and gives the median and
  * the fastest ns per operation of each. */
 #define ROUNDS 9
+/* The median CPU ns per operation of f's and g's runs (cpu_start/stop). */
+static double cpu_med_f, cpu_med_g;
 static void paired_medians(double (*f)(long), double (*g)(long), long n,
                            double *mf, double *mg, double *minf,
                            double *ming) {
-  double vf[ROUNDS], vg[ROUNDS];
+  double vf[ROUNDS], vg[ROUNDS], cf[ROUNDS], cg[ROUNDS];
   for (int i = 0; i < ROUNDS; i++) {
     if (i % 2) {
       vg[i] = g(n);
+      cg[i] = last_cpu;
       vf[i] = f(n);
+      cf[i] = last_cpu;
     } else {
       vf[i] = f(n);
+      cf[i] = last_cpu;
       vg[i] = g(n);
+      cg[i] = last_cpu;
     }
   }
   qsort(vf, ROUNDS, sizeof(double), cmp_double);
   qsort(vg, ROUNDS, sizeof(double), cmp_double);
+  qsort(cf, ROUNDS, sizeof(double), cmp_double);
+  qsort(cg, ROUNDS, sizeof(double), cmp_double);
+  cpu_med_f = cf[ROUNDS / 2];
+  cpu_med_g = cg[ROUNDS / 2];
   *mf = vf[ROUNDS / 2];
   *mg = vg[ROUNDS / 2];
   *minf = vf[0];
   *ming = vg[0];
+}
+
+/* Many short runs of f and g back to back (PAIRS pairs, alternating which
+ * goes first); for each pair the ratio of g's CPU time to f's: neighbours
+ * in time share whatever the rest of the machine was doing.  The median of
+ * those ratios, and of the wall-time ones. */
+#define PAIRS 41
+static double pair_cpu_ratio, pair_wall_ratio;
+static void paired_ratios(double (*f)(long), double (*g)(long), long n) {
+  double rc[PAIRS], rw[PAIRS];
+  for (int i = 0; i < PAIRS; i++) {
+    double wf, wg, cf, cg;
+    if (i % 2) {
+      wg = g(n);
+      cg = last_cpu;
+      wf = f(n);
+      cf = last_cpu;
+    } else {
+      wf = f(n);
+      cf = last_cpu;
+      wg = g(n);
+      cg = last_cpu;
+    }
+    rc[i] = cg / cf;
+    rw[i] = wg / wf;
+  }
+  qsort(rc, PAIRS, sizeof(double), cmp_double);
+  qsort(rw, PAIRS, sizeof(double), cmp_double);
+  pair_cpu_ratio = rc[PAIRS / 2];
+  pair_wall_ratio = rw[PAIRS / 2];
 }
 
 /* ---- cycle ---------------------------------------------------------------- */
@@ -122,10 +193,12 @@ static double cycle_aco(long n) {
   cyc_target = n;
   eventer_aco_start(cycle_reader, NULL); /* runs until its read parks */
   uint64_t t0 = now_ns();
+  cpu_start();
   for (long i = 0; i < n; i++) {
     if (write(cyc[1], "x", 1) != 1) die("write");
     while (counter <= i) turn();
   }
+  cpu_stop(n);
   double ns = (double)(now_ns() - t0) / (double)n;
   close(cyc[0]), close(cyc[1]);
   return ns;
@@ -146,10 +219,12 @@ static double cycle_classic(long n) {
   eventer_t e = eventer_alloc_fd(cycle_cb, NULL, cyc[0], EVENTER_READ);
   if (eventer_add_ex(e) != 0) die("eventer_add");
   uint64_t t0 = now_ns();
+  cpu_start();
   for (long i = 0; i < n; i++) {
     if (write(cyc[1], "x", 1) != 1) die("write");
     while (counter <= i) turn();
   }
+  cpu_stop(n);
   double ns = (double)(now_ns() - t0) / (double)n;
   eventer_free(eventer_remove(e));
   close(cyc[0]), close(cyc[1]);
@@ -200,6 +275,12 @@ static void bench_cycle(long n) {
   paired_medians(cycle_aco, cycle_classic, n, &a, &c, &amin, &cmin);
   printf("cycle_aco_ns %.1f\n", a);
   printf("cycle_classic_ns %.1f\n", c);
+  /* time ratios (coroutine / classic), so < 1 is the coroutine faster */
+  paired_ratios(cycle_classic, cycle_aco, n / 20 > 0 ? n / 20 : 1);
+  printf("cycle_pairs_cpu_ratio %.3f\n", pair_cpu_ratio);
+  printf("cycle_pairs_wall_ratio %.3f\n", pair_wall_ratio);
+  printf("cycle_aco_cpu_ns %.1f\n", cpu_med_f);
+  printf("cycle_classic_cpu_ns %.1f\n", cpu_med_g);
   printf("cycle_aco_min_ns %.1f\n", amin);
   printf("cycle_classic_min_ns %.1f\n", cmin);
   /* the fastest runs are the least disturbed by the rest of the machine */
@@ -241,9 +322,11 @@ static double pingpong_aco(long n) {
   counter = 0;
   pp_rounds = n;
   uint64_t t0 = now_ns();
+  cpu_start();
   eventer_aco_start(ponger, NULL);
   eventer_aco_start(pinger, NULL);
   spin_until(n);
+  cpu_stop(n);
   double ns = (double)(now_ns() - t0) / (double)n;
   turn(); /* let the ponger finish */
   close(pp[0]), close(pp[1]);
@@ -277,8 +360,10 @@ static double pingpong_classic(long n) {
   eventer_t b = eventer_alloc_fd(pong_cb, NULL, pp[1], EVENTER_READ);
   if (eventer_add_ex(a) != 0 || eventer_add_ex(b) != 0) die("eventer_add");
   uint64_t t0 = now_ns();
+  cpu_start();
   if (write(pp[0], "p", 1) != 1) die("write");
   spin_until(n);
+  cpu_stop(n);
   double ns = (double)(now_ns() - t0) / (double)n;
   eventer_free(eventer_remove(a));
   eventer_free(eventer_remove(b));
@@ -293,8 +378,103 @@ static void bench_pingpong(long n) {
   printf("pingpong_aco_rt_per_s %.0f\n", 1e9 / a);
   printf("pingpong_classic_rt_per_s %.0f\n", 1e9 / c);
   printf("pingpong_aco_vs_classic %.3f\n", c / a); /* rate ratio */
+  /* rate ratios (coroutine / classic), so > 1 is the coroutine faster */
+  paired_ratios(pingpong_aco, pingpong_classic, n / 10 > 0 ? n / 10 : 1);
+  printf("pingpong_pairs_cpu_ratio %.3f\n", pair_cpu_ratio);
+  printf("pingpong_pairs_wall_ratio %.3f\n", pair_wall_ratio);
+  printf("pingpong_aco_cpu_ns_per_rt %.0f\n", cpu_med_f);
+  printf("pingpong_classic_cpu_ns_per_rt %.0f\n", cpu_med_g);
+  printf("pingpong_aco_vs_classic_cpu %.3f\n", cpu_med_g / cpu_med_f);
   printf("pingpong_aco_best_rt_per_s %.0f\n", 1e9 / amin);
   printf("pingpong_classic_best_rt_per_s %.0f\n", 1e9 / cmin);
+}
+
+/* ---- create + run + end --------------------------------------------------- */
+
+static void co_return(void) { counter++; }
+
+static eventer_aco_co_t *parked_h;
+static void co_park_once(void) {
+  parked_h = eventer_aco_self();
+  eventer_aco_co_ref(parked_h);
+  if (eventer_aco_park(NULL) != 0) die("park");
+  counter++;
+}
+
+static double create_return(long n) {
+  counter = 0;
+  uint64_t t0 = now_ns();
+  cpu_start();
+  for (long i = 0; i < n; i++) eventer_aco_start(co_return, NULL);
+  cpu_stop(n);
+  double ns = (double)(now_ns() - t0) / (double)n;
+  if (counter != n) fail("create: a coroutine did not run");
+  return ns;
+}
+
+static double create_park(long n) {
+  counter = 0;
+  uint64_t t0 = now_ns();
+  cpu_start();
+  for (long i = 0; i < n; i++) {
+    eventer_aco_start(co_park_once, NULL); /* runs until it parks */
+    if (eventer_aco_wake(parked_h) != 0) die("wake");
+    eventer_aco_co_release(parked_h);
+    while (counter <= i) turn(); /* resumed at the next timer phase */
+  }
+  cpu_stop(n);
+  return (double)(now_ns() - t0) / (double)n;
+}
+
+/* the floor: libaco alone, on a share stack of the same size */
+static aco_t *bare_main;
+static aco_share_stack_t *bare_ss;
+static void bare_fn(void) {
+  counter++;
+  aco_exit();
+}
+
+static double create_bare(long n) {
+  counter = 0;
+  uint64_t t0 = now_ns();
+  cpu_start();
+  for (long i = 0; i < n; i++) {
+    aco_t *co = aco_create(bare_main, bare_ss, 0, bare_fn, NULL);
+    aco_resume(co);
+    aco_destroy(co);
+  }
+  cpu_stop(n);
+  return (double)(now_ns() - t0) / (double)n;
+}
+
+static void bench_create(long n) {
+  /* the loop thread's libaco state exists (its main coroutine is the
+   * eventer's); a main coroutine and share stack of our own for the floor */
+  eventer_aco_start(co_return, NULL);
+  bare_main = aco_create(NULL, NULL, 0, NULL, NULL);
+  bare_ss = aco_share_stack_new(EVENTER_ACO_DEFAULT_STACK);
+  create_return(n / 10);
+  create_bare(n / 10);
+  double r, b, rmin, bmin;
+  paired_medians(create_return, create_bare, n, &r, &b, &rmin, &bmin);
+  double rc = cpu_med_f, bc = cpu_med_g;
+  double p[ROUNDS], pc[ROUNDS];
+  for (int i = 0; i < ROUNDS; i++) {
+    p[i] = create_park(n / 4);
+    pc[i] = last_cpu;
+  }
+  qsort(p, ROUNDS, sizeof(double), cmp_double);
+  qsort(pc, ROUNDS, sizeof(double), cmp_double);
+  printf("create_return_ns %.1f\n", r);
+  printf("create_return_cpu_ns %.1f\n", rc);
+  printf("create_bare_cpu_ns %.1f\n", bc);
+  printf("create_park_cpu_ns %.1f\n", pc[ROUNDS / 2]);
+  printf("create_return_min_ns %.1f\n", rmin);
+  printf("create_bare_ns %.1f\n", b);
+  printf("create_bare_min_ns %.1f\n", bmin);
+  printf("create_park_ns %.1f\n", p[ROUNDS / 2]);
+  aco_share_stack_destroy(bare_ss);
+  aco_destroy(bare_main);
 }
 
 /* ---- memory ---------------------------------------------------------------- */
@@ -360,11 +540,18 @@ int main(int argc, char **argv) {
     bench_cycle(n > 0 ? n : 30000);
   } else if (!strcmp(mode, "pingpong")) {
     bench_pingpong(n > 0 ? n : 20000);
+  } else if (!strcmp(mode, "pingpong-aco") || !strcmp(mode, "pingpong-classic")) {
+    /* one side alone, once (for strace -c, valgrind --tool=callgrind) */
+    double ns = (mode[9] == 'a' ? pingpong_aco : pingpong_classic)(n > 0 ? n : 20000);
+    printf("%s_rt_per_s %.0f\n", mode, 1e9 / ns);
+  } else if (!strcmp(mode, "create")) {
+    bench_create(n > 0 ? n : 200000);
   } else if (!strcmp(mode, "mem")) {
     const char *kind = argc > 3 ? argv[3] : "sem";
     bench_mem(n > 0 ? n : 1000000, !strcmp(kind, "sem-timeout"));
   } else {
-    fprintf(stderr, "usage: %s cycle|pingpong|mem [n] [sem|sem-timeout]\n",
+    fprintf(stderr, "usage: %s cycle|pingpong[-aco|-classic]|create|mem [n] "
+            "[sem|sem-timeout]\n",
             argv[0]);
     return 2;
   }

@@ -7,6 +7,11 @@
 #     park/resume machinery alone (no syscalls);
 #   - socketpair ping-pong round trips per second, two coroutines against
 #     two classic callbacks, as a ratio;
+#   (each timed figure also as CPU time of the loop thread per operation:
+#   on a machine shared with other work, wall time counts the others too);
+#   - create + run + end of a coroutine (one per request, as the HTTP
+#     engine's aco rules do), next to bare libaco doing the same, and one
+#     that parks once before it ends;
 #   - resident memory of MEM_COUNT (default 1,000,000) coroutines parked
 #     on a semaphore, without and with a timeout (a timeout, like a sleep,
 #     puts a timer on the loop's heap), per coroutine and beyond its saved
@@ -31,10 +36,12 @@ ${CC:-gcc} -std=gnu11 -O2 -pthread -D_GNU_SOURCE -Wall -Wextra -Werror \
 
 n_cycle=$(awk -v s="$scale" 'BEGIN { printf "%d", 30000 * s }')
 n_pp=$(awk -v s="$scale" 'BEGIN { printf "%d", 20000 * s }')
+n_create=$(awk -v s="$scale" 'BEGIN { printf "%d", 200000 * s }')
 b="$run/bench_eventer_aco"
 {
   "$b" cycle "$n_cycle"
   "$b" pingpong "$n_pp"
+  "$b" create "$n_create"
   "$b" mem "$mem_count" sem
   "$b" mem "$mem_count" sem-timeout
 } >"$run/results.txt"
@@ -50,15 +57,30 @@ awk '
     printf "  %-44s %12s %12s %8s\n", "", "coroutine", "classic", "ratio"
     row("would-block-then-ready cycle, median (ns)", v["cycle_aco_ns"], v["cycle_classic_ns"], "",
         sprintf("%.2f", v["cycle_aco_ns"] / v["cycle_classic_ns"]))
+    row("would-block-then-ready cycle, CPU median (ns)", v["cycle_aco_cpu_ns"], v["cycle_classic_cpu_ns"], "",
+        sprintf("%.2f", v["cycle_aco_cpu_ns"] / v["cycle_classic_cpu_ns"]))
+    row("would-block-then-ready cycle, 41 pairs: CPU, wall", "", "", "",
+        sprintf("%.2f %.2f", v["cycle_pairs_cpu_ratio"], v["cycle_pairs_wall_ratio"]))
     row("would-block-then-ready cycle, best (ns)", v["cycle_aco_min_ns"], v["cycle_classic_min_ns"], "",
         sprintf("%.2f", v["cycle_aco_min_ns"] / v["cycle_classic_min_ns"]))
     row("  coroutine machinery in it, best-best (ns)", v["cycle_aco_overhead_ns"], "-", "", "-")
     row("  park + hand-off + resume, no syscalls (ns)", v["park_wake_cycle_ns"], "-", "", "-")
     row("socketpair ping-pong, median (round trips/s)", v["pingpong_aco_rt_per_s"],
         v["pingpong_classic_rt_per_s"], "", sprintf("%.2f", v["pingpong_aco_vs_classic"]))
+    row("socketpair ping-pong, CPU per round trip (ns)", v["pingpong_aco_cpu_ns_per_rt"],
+        v["pingpong_classic_cpu_ns_per_rt"], "", sprintf("%.2f", v["pingpong_aco_vs_classic_cpu"]))
+    row("socketpair ping-pong, 41 pairs: CPU, wall", "", "", "",
+        sprintf("%.2f %.2f", v["pingpong_pairs_cpu_ratio"], v["pingpong_pairs_wall_ratio"]))
     row("socketpair ping-pong, best (round trips/s)", v["pingpong_aco_best_rt_per_s"],
         v["pingpong_classic_best_rt_per_s"], "",
         sprintf("%.2f", v["pingpong_aco_best_rt_per_s"] / v["pingpong_classic_best_rt_per_s"]))
+    row("create + run + end, median (ns)", v["create_return_ns"], "-", "", "-")
+    row("  bare libaco: create, resume, exit, destroy (ns)", "-", v["create_bare_ns"], "",
+        sprintf("%.2f", v["create_return_ns"] / v["create_bare_ns"]))
+    row("create + run + end, CPU median (ns)", v["create_return_cpu_ns"], v["create_bare_cpu_ns"], "",
+        sprintf("%.2f", v["create_return_cpu_ns"] / v["create_bare_cpu_ns"]))
+    row("create + park + wake + end, median (ns)", v["create_park_ns"], "-", "", "-")
+    row("create + park + wake + end, CPU median (ns)", v["create_park_cpu_ns"], "-", "", "-")
     for (k = 0; k < 2; k++) {
       t = k ? "mem_timeout" : "mem"
       printf "  %d coroutines parked on a semaphore%s:\n", v[t "_parked"],

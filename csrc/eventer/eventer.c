@@ -1001,6 +1001,10 @@ int eventer_add_ex(eventer_t e) {
     return -1;
   }
   if (e->mask & EVENTER_ASYNCH) return eventer_add_asynch_ex(NULL, e);
+  if (e->acofd_flags && (e->mask & (EVENTER_TIMER | EVENTER_RECURRENT))) {
+    errno = EINVAL; /* an aco event is an fd event (its state would be lost) */
+    return -1;
+  }
   if (!(e->mask & (EVENTER_TIMER | EVENTER_RECURRENT)) &&
       (!is_fd_mask(e->mask) || e->fd < 0)) {
     errno = EINVAL;

@@ -6,9 +6,24 @@
  */
 #include "eventer_aco_impl.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define EV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EV_ASAN 1
+#endif
+#endif
+#ifdef EV_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+static aco_t *ev_aco_spare_take(ev_aco_loop_t *al, aco_share_stack_t *ss,
+                                void *arg);
+static void ev_aco_spare_poison(aco_t *co, int on);
 
 /* ---- handles ------------------------------------------------------------------
  * A handle outlives its coroutine: joiners wait on it, other threads wake
@@ -210,6 +225,11 @@ static void ev_aco_loop_fini(ev_loop_t *l) {
     }
     aco_destroy(ev_aco_co(a));
   }
+  while (al->nspare > 0) {
+    aco_t *co = al->spare[--al->nspare];
+    ev_aco_spare_poison(co, 0);
+    aco_destroy(co);
+  }
   for (int i = 0; i < al->nstacks; i++)
     aco_share_stack_destroy(al->stacks[i].ss);
   aco_destroy(al->main_co);
@@ -219,19 +239,16 @@ static void ev_aco_loop_fini(ev_loop_t *l) {
 
 /* ---- lifecycle -------------------------------------------------------------- */
 
-ev_aco_t *ev_aco_self(void) {
-  aco_t *co = aco_current();
-  if (!co || !ev_loop_self()) return NULL;
-  ev_aco_loop_t *al = ev_loop_self()->aco;
-  if (!al || co->main_co != al->main_co) return NULL; /* a bare aco_t */
-  return ev_aco_of(co);
-}
-
 static void ev_aco_timer_fire(eventer_timer_node_t *n, struct timeval *now);
 
-static void ev_aco_entry(void) {
-  ev_aco_t *a = ev_aco_of(aco_get_co());
-  a->u.fn();
+void ev_aco_entry(void) {
+  aco_t *co = aco_get_co();
+  ev_aco_t *a = ev_aco_of(co);
+  void (*fn)(void) = a->u.fn;
+  /* from now on u holds the loop (ev_aco_loop_of: one load) */
+  a->u.loop = ((ev_aco_loop_t *)co->main_co->arg)->loop;
+  a->flags |= EV_ACO_F_HAS_LOOP;
+  fn();
   aco_exit();
 }
 
@@ -252,8 +269,10 @@ ev_aco_t *ev_aco_create(void (*fn)(void), void *arg, size_t stack_size,
   if (!ss) return NULL;
   if (save_size == 0 && ev_aco_save_hint <= EV_ACO_SAVE_HINT_MAX)
     save_size = ev_aco_save_hint;
-  aco_t *co = aco_create_ext(al->main_co, ss, save_size, ev_aco_entry, arg,
-                             sizeof(ev_aco_t));
+  aco_t *co = ev_aco_spare_take(al, ss, arg);
+  if (!co)
+    co = aco_create_ext(al->main_co, ss, save_size, ev_aco_entry, arg,
+                        sizeof(ev_aco_t));
   ev_aco_t *a = ev_aco_of(co);
   a->timer.fire = ev_aco_timer_fire;
   ev_aco_link_init(&a->link);
@@ -291,6 +310,19 @@ void ev_aco_set_end_hook(void (*fn)(ev_aco_t *a)) {
   __atomic_store_n(&ev_aco_end_hook, fn, __ATOMIC_RELEASE);
 }
 
+/* A spare's aco_t and ev_aco_t are poisoned under ASan until reused, so
+ * that a use after the end is still reported. */
+static void ev_aco_spare_poison(aco_t *co, int on) {
+#ifdef EV_ASAN
+  if (on)
+    ASAN_POISON_MEMORY_REGION(co, sizeof(aco_t) + sizeof(ev_aco_t));
+  else
+    ASAN_UNPOISON_MEMORY_REGION(co, sizeof(aco_t) + sizeof(ev_aco_t));
+#else
+  (void)co, (void)on;
+#endif
+}
+
 static void ev_aco_reap(ev_aco_t *a) {
   a->state = EV_ACO_DONE;
   ev_aco_unlink(&a->link);
@@ -299,10 +331,64 @@ static void ev_aco_reap(ev_aco_t *a) {
   if (a->handle) ev_aco_handle_end(a->handle);
   if (a->flags & EV_ACO_F_END_HOOK)
     __atomic_load_n(&ev_aco_end_hook, __ATOMIC_ACQUIRE)(a);
-  aco_destroy(ev_aco_co(a));
+  aco_t *co = ev_aco_co(a);
+  ev_aco_loop_t *al = co->main_co->arg;
+  if (al->nspare < EV_ACO_SPARE_MAX &&
+      co->save_stack.sz <= EV_ACO_SPARE_SAVE_MAX) {
+    al->spare[al->nspare++] = co;
+    ev_aco_spare_poison(co, 1);
+    return;
+  }
+  aco_destroy(co);
 }
 
-void ev_aco_resume(ev_aco_t *a) {
+/* A spare of al on share stack ss, made a new coroutine, or NULL. */
+static aco_t *ev_aco_spare_take(ev_aco_loop_t *al, aco_share_stack_t *ss,
+                                void *arg) {
+  for (int i = al->nspare - 1; i >= 0; i--) {
+    aco_t *co = al->spare[i];
+    ev_aco_spare_poison(co, 0);
+    if (co->share_stack != ss) {
+      ev_aco_spare_poison(co, 1);
+      continue;
+    }
+    al->spare[i] = al->spare[--al->nspare];
+    aco_reset(co, ev_aco_entry, arg);
+    memset(aco_ext(co), 0, sizeof(ev_aco_t));
+    return co;
+  }
+  return NULL;
+}
+
+/* What resuming co costs in stack copies (a debug line says it), for its
+ * stats, the owner's, and the next coroutine's first save stack. */
+static inline void ev_aco_resume_account(ev_aco_t *a, aco_t *co) {
+  aco_share_stack_t *ss = co->share_stack;
+  aco_t *owner = ss->owner;
+  size_t in = 0, out = 0;
+  if (owner != co) {
+    in = co->save_stack.valid_sz;
+    if (owner) {
+      out = (size_t)((char *)ss->align_retptr -
+                     (char *)owner->reg[ACO_REG_IDX_SP]);
+      ev_aco_save_hint = out;
+      ev_aco_of(owner)->bytes_copied += out;
+    }
+    a->bytes_copied += in;
+  }
+  mtevL(eventer_deb,
+        "eventer_aco: resume %p: %zu stack bytes copied in, %zu out "
+        "(save stack %zu, largest %zu)\n",
+        (void *)co, in, out, co->save_stack.sz, co->save_stack.max_cpsz);
+}
+
+/* ev_aco_resume's body, inlined into ev_aco_wake_now too: a resume from
+ * an fd callback is then one frame fewer between the loop's dispatch and
+ * the switch, which is one return fewer that the CPU mispredicts when the
+ * coroutine yields back (a switch leaves the return-address predictor
+ * with the other stack's calls). */
+static inline __attribute__((always_inline)) void ev_aco_resume_in(
+    ev_aco_t *a) {
   if (ev_aco_is_proxy(a)) {
     /* a proxy has no coroutine to switch to: its wait ends here, and its
      * driver hears of it */
@@ -311,30 +397,25 @@ void ev_aco_resume(ev_aco_t *a) {
     return;
   }
   aco_t *co = ev_aco_co(a);
-  ev_aco_loop_t *al = co->main_co->arg;
-  EV_ASSERT(aco_current() == NULL,
+  aco_t *cur = aco_gtls_co;
+  EV_ASSERT(cur == NULL || aco_is_main_co(cur),
             "a coroutine is resumed only from its loop's main context, "
             "never from inside another coroutine");
-  EV_ASSERT(al->loop == ev_loop_self(),
+  /* this thread's current context is its loop's main coroutine: the
+   * right thread (else ask the loop) */
+  EV_ASSERT(cur == co->main_co ||
+                ((ev_aco_loop_t *)co->main_co->arg)->loop == ev_loop_self(),
             "a coroutine is resumed only on its own loop thread");
   EV_ASSERT(a->state == EV_ACO_NEW || a->state == EV_ACO_RUNNABLE,
             "only a new or woken coroutine is resumed");
-  size_t out = 0, in = aco_resume_copy_cost(co, &out);
-  if (out) ev_aco_save_hint = out;
-  if (in || out) {
-    a->bytes_copied += in;
-    aco_t *owner = co->share_stack->owner;
-    if (owner && owner != al->main_co) ev_aco_of(owner)->bytes_copied += out;
-  }
-  mtevL(eventer_deb,
-        "eventer_aco: resume %p: %zu stack bytes copied in, %zu out "
-        "(save stack %zu, largest %zu)\n",
-        (void *)co, in, out, co->save_stack.sz, co->save_stack.max_cpsz);
+  ev_aco_resume_account(a, co);
   a->resumes++;
   a->state = EV_ACO_RUNNING;
   aco_resume(co);
   if (co->is_end) ev_aco_reap(a);
 }
+
+void ev_aco_resume(ev_aco_t *a) { ev_aco_resume_in(a); }
 
 void ev_aco_schedule(ev_aco_t *a) {
   if (a->state != EV_ACO_NEW) a->state = EV_ACO_RUNNABLE;
@@ -373,32 +454,6 @@ int ev_aco_wake_errno(int wake) {
   }
 }
 
-static void ev_aco_assert_may_wait(ev_aco_t *a) {
-  EV_ASSERT(a != NULL && a->state == EV_ACO_RUNNING &&
-                (ev_aco_is_proxy(a) || ev_aco_co(a) == aco_current()),
-            "only the running coroutine, or an idle proxy, starts a wait");
-}
-
-int ev_aco_wait_begin(ev_aco_t *a, ev_aco_waitq_t *q, uint64_t deadline_ns,
-                      int wait_kind) {
-  ev_aco_assert_may_wait(a);
-  if (wait_kind >= EV_WAIT_CANCELLABLE &&
-      (a->flags & EV_ACO_F_CANCEL_PENDING)) {
-    a->flags &= (uint8_t)~EV_ACO_F_CANCEL_PENDING;
-    return EV_WAKE_CANCEL;
-  }
-  if (wait_kind == EV_WAIT_PARK && (a->flags & EV_ACO_F_WAKE_TOKEN)) {
-    a->flags &= (uint8_t)~EV_ACO_F_WAKE_TOKEN;
-    return EV_WAKE_READY;
-  }
-  if (deadline_ns && deadline_ns <= eventer_mono_ns()) return EV_WAKE_TIMEOUT;
-  if (q) ev_aco_link_tail(q, &a->link);
-  a->wait_kind = (uint8_t)wait_kind;
-  a->wake = EV_WAKE_NONE;
-  a->state = EV_ACO_PARKED;
-  if (deadline_ns) eventer_timer_node_add_at_ns(&a->timer, deadline_ns);
-  return EV_WAKE_NONE;
-}
 
 int ev_aco_wait_begin_turn(ev_aco_t *a) {
   ev_aco_assert_may_wait(a);
@@ -413,15 +468,6 @@ int ev_aco_wait_begin_turn(ev_aco_t *a) {
   a->state = EV_ACO_PARKED;
   eventer_timer_node_add(&a->timer, NULL);
   return EV_WAKE_NONE;
-}
-
-int ev_aco_wait_end(ev_aco_t *a) {
-  /* the waker set a->wake (or the deadline did) and unlinked it; a
-   * deadline still armed is disarmed here */
-  ev_aco_unlink(&a->link);
-  eventer_timer_node_remove(&a->timer);
-  a->state = EV_ACO_RUNNING;
-  return a->wake;
 }
 
 int ev_aco_wait_yield(ev_aco_t *a) {
@@ -444,10 +490,10 @@ void ev_aco_wake_now(ev_aco_t *a, int reason) {
     return;
   }
   ev_aco_unlink(&a->link);
-  eventer_timer_node_remove(&a->timer);
+  if (a->timer.loop) eventer_timer_node_remove(&a->timer);
   a->wake = (uint8_t)reason;
   a->state = EV_ACO_RUNNABLE;
-  ev_aco_resume(a);
+  ev_aco_resume_in(a);
 }
 
 ev_aco_t *ev_aco_wake_one(ev_aco_waitq_t *q, int reason) {

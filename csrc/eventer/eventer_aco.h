@@ -164,6 +164,25 @@ eventer_aco_t eventer_set_eventer_aco_co(eventer_t e, aco_t *co);
  * in a coroutine. */
 mtev_boolean eventer_is_aco(eventer_t e);
 
+/* Declares that opset's read returns only what the kernel holds for the
+ * fd, keeping nothing in user space (a plain socket wrapper does; a TLS
+ * layer does not), so an aco event over it may skip reads that would find
+ * nothing (see eventer_aco_read).  Applies to events converted afterwards.
+ * The POSIX opset needs no declaration.  At most 8 opsets.  0, or -1 with
+ * errno EINVAL (NULL, the aco opset, the TLS opset), ENOSPC.  THREAD-SAFE. */
+int eventer_aco_opset_set_unbuffered(eventer_fd_opset_t opset);
+
+/* A read that follows a write on the same event, or a read that came
+ * back short, goes straight to the readiness wait instead of making the
+ * read(2) that would find nothing (a reply can't be there yet; the socket
+ * was emptied): the event stays registered level-triggered, so data that
+ * arrived meanwhile is reported by the next poll at once.  Only for events
+ * whose original opset keeps no data of its own: the POSIX opset, and
+ * opsets declared so with eventer_aco_opset_set_unbuffered (never TLS,
+ * whose layer may hold decrypted bytes the socket no longer shows).  A
+ * timeout of {0,0} and a pending cancel make the read try first, and a
+ * wait that ends without readiness is followed by one last try, so the
+ * result is what an attempt-first read would give. */
 int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,
                      struct timeval *timeout);
 int eventer_aco_write(eventer_aco_t e, const void *buff, size_t len,

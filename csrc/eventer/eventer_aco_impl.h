@@ -42,15 +42,9 @@
 #include "eventer_impl.h"
 
 /* ---- intrusive wait queues ----------------------------------------------
- * Circular doubly-linked lists with a sentinel, so a waiter unlinks itself
+ * Circular doubly-linked lists with a sentinel (ev_aco_link_t and
+ * ev_aco_waitq_t, in eventer_impl.h), so a waiter unlinks itself
  * (timeout, cancel) without knowing which queue it is on. */
-typedef struct ev_aco_link {
-  struct ev_aco_link *next, *prev;
-} ev_aco_link_t;
-
-typedef struct {
-  ev_aco_link_t head;
-} ev_aco_waitq_t;
 
 static inline void ev_aco_waitq_init(ev_aco_waitq_t *q) {
   q->head.next = q->head.prev = &q->head;
@@ -101,7 +95,9 @@ enum { /* ev_aco_t.flags */
   EV_ACO_F_WAKE_TOKEN = 0x02,     /* eventer_aco_wake arrived before park */
   EV_ACO_F_PROXY = 0x04,          /* not a coroutine: a proxy's waiter
                                    * (eventer_aco_proxy.c); no aco_t */
-  EV_ACO_F_END_HOOK = 0x08        /* the end hook runs when it ends */
+  EV_ACO_F_END_HOOK = 0x08,       /* the end hook runs when it ends */
+  EV_ACO_F_HAS_LOOP = 0x10        /* a coroutine that started: u holds its
+                                   * loop (its body was read) */
 };
 
 /* Per-waiter state.  A coroutine's is allocated with its aco_t
@@ -113,7 +109,7 @@ typedef struct ev_aco {
   ev_aco_link_t link;         /* on a wait queue while waiting */
   ev_aco_link_t all;          /* on its loop's list of live waiters */
   union {
-    void (*fn)(void);         /* a coroutine: its body */
+    void (*fn)(void);         /* a coroutine: its body, until it starts */
     ev_loop_t *loop;          /* a proxy: its loop */
   } u;
   eventer_aco_co_t *handle;   /* NULL until someone asks for one */
@@ -129,6 +125,9 @@ typedef struct ev_aco {
 
 /* Per-loop coroutine state (ev_loop_t.aco). */
 #define EV_ACO_MAX_STACK_SIZES 8
+#define EV_ACO_SPARE_MAX 16
+/* a spare keeps its save stack: only those up to this size are kept */
+#define EV_ACO_SPARE_SAVE_MAX 4096
 typedef struct ev_aco_loop {
   ev_loop_t *loop;
   aco_t *main_co;
@@ -138,6 +137,10 @@ typedef struct ev_aco_loop {
   } stacks[EV_ACO_MAX_STACK_SIZES];
   int nstacks;
   ev_aco_waitq_t all;         /* live waiters, coroutines and proxies */
+  /* ended coroutines kept for the next ones to start (aco_reset): a
+   * coroutine per request costs no malloc and free */
+  int nspare;
+  aco_t *spare[EV_ACO_SPARE_MAX];
 } ev_aco_loop_t;
 
 static inline int ev_aco_is_proxy(const ev_aco_t *a) {
@@ -147,14 +150,20 @@ static inline int ev_aco_is_proxy(const ev_aco_t *a) {
 static inline aco_t *ev_aco_co(ev_aco_t *a) { return (aco_t *)a - 1; }
 static inline ev_aco_t *ev_aco_of(aco_t *co) { return (ev_aco_t *)aco_ext(co); }
 
-/* The running eventer coroutine, or NULL (main context or off-loop). */
-ev_aco_t *ev_aco_self(void);
+/* Every eventer coroutine's libaco function (it runs ev_aco_t.u.fn). */
+void ev_aco_entry(void);
+/* The running eventer coroutine, or NULL (main context, off-loop, or a
+ * bare libaco coroutine a program made itself). */
+static inline ev_aco_t *ev_aco_self(void) {
+  aco_t *co = aco_gtls_co;
+  return (co && co->fp == ev_aco_entry) ? ev_aco_of(co) : NULL;
+}
 /* The calling loop's coroutine state, created on first use; NULL off-loop
  * (errno ENXIO). */
 ev_aco_loop_t *ev_aco_loop_get(void);
 /* The loop a waiter belongs to. */
 static inline ev_loop_t *ev_aco_loop_of(ev_aco_t *a) {
-  if (ev_aco_is_proxy(a)) return a->u.loop;
+  if (a->flags & (EV_ACO_F_PROXY | EV_ACO_F_HAS_LOOP)) return a->u.loop;
   return ((ev_aco_loop_t *)ev_aco_co(a)->main_co->arg)->loop;
 }
 
@@ -185,14 +194,56 @@ void ev_aco_schedule(ev_aco_t *a);
 
 /* See the top of this file.  deadline_ns: CLOCK_MONOTONIC, 0 for none.
  * a must be RUNNING: the running coroutine, or an idle proxy. */
-int ev_aco_wait_begin(ev_aco_t *a, ev_aco_waitq_t *q, uint64_t deadline_ns,
-                      int wait_kind);
+static inline void ev_aco_assert_may_wait(ev_aco_t *a) {
+  EV_ASSERT(a != NULL && a->state == EV_ACO_RUNNING &&
+                (ev_aco_is_proxy(a) || ev_aco_co(a) == aco_current()),
+            "only the running coroutine, or an idle proxy, starts a wait");
+}
+/* Inline: it is on every fd wait's path. */
+static inline int ev_aco_wait_begin(ev_aco_t *a, ev_aco_waitq_t *q,
+                                    uint64_t deadline_ns, int wait_kind) {
+  ev_aco_assert_may_wait(a);
+  if (__builtin_expect(a->flags & (EV_ACO_F_CANCEL_PENDING |
+                                   EV_ACO_F_WAKE_TOKEN), 0)) {
+    if (wait_kind >= EV_WAIT_CANCELLABLE &&
+        (a->flags & EV_ACO_F_CANCEL_PENDING)) {
+      a->flags &= (uint8_t)~EV_ACO_F_CANCEL_PENDING;
+      return EV_WAKE_CANCEL;
+    }
+    if (wait_kind == EV_WAIT_PARK && (a->flags & EV_ACO_F_WAKE_TOKEN)) {
+      a->flags &= (uint8_t)~EV_ACO_F_WAKE_TOKEN;
+      return EV_WAKE_READY;
+    }
+  }
+  if (deadline_ns && deadline_ns <= eventer_mono_ns()) return EV_WAKE_TIMEOUT;
+  if (q) ev_aco_link_tail(q, &a->link);
+  a->wait_kind = (uint8_t)wait_kind;
+  a->wake = EV_WAKE_NONE;
+  a->state = EV_ACO_PARKED;
+  if (deadline_ns) eventer_timer_node_add_at_ns(&a->timer, deadline_ns);
+  return EV_WAKE_NONE;
+}
 /* The same for a wait that ends at the loop's next timer phase (a yield):
  * EV_WAKE_NONE, or EV_WAKE_CANCEL (a pending cancel). */
 int ev_aco_wait_begin_turn(ev_aco_t *a);
-int ev_aco_wait_end(ev_aco_t *a);
+static inline int ev_aco_wait_end(ev_aco_t *a) {
+  /* the waker set a->wake (or the deadline did) and unlinked it; a
+   * deadline still armed is disarmed here */
+  ev_aco_unlink(&a->link);
+  if (a->timer.loop) eventer_timer_node_remove(&a->timer);
+  a->state = EV_ACO_RUNNING;
+  return a->wake;
+}
 /* The running coroutine a: yields until its wait ends; its reason. */
 int ev_aco_wait_yield(ev_aco_t *a);
+/* The same, inline: the yield is made from the caller's frame, so a parked
+ * coroutine saves no frame of ours between its own and the switch. */
+static inline __attribute__((always_inline)) int ev_aco_wait_yield_inline(
+    ev_aco_t *a) {
+  aco_t *co = ev_aco_co(a);
+  aco_yield1(co);
+  return ev_aco_wait_end(a);
+}
 /* begin, then yield if it waits: the whole wait of a C coroutine. */
 static inline int ev_aco_park(ev_aco_t *a, ev_aco_waitq_t *q,
                               uint64_t deadline_ns, int wait_kind) {
@@ -252,9 +303,12 @@ int64_t ev_aco_job_end(ev_aco_t *a, int wake);
  * -1/EINVAL (no fd, already aco, registered), ENOMEM. */
 int ev_aco_fd_convert(eventer_t e, ev_loop_t *l);
 /* Waiting for e to be ready for mask (READ and/or WRITE): the wait of
- * eventer_aco_wait_ready and of every fd call that would block.  The start
- * takes a reference on e for the wait, the end drops it.  End: 0 ready,
- * or -1 with errno ETIMEDOUT, ECANCELED, EBADF (closed). */
+ * eventer_aco_wait_ready and of every fd call that would block.  A wait
+ * takes no reference on e: e stays registered (the registration holds
+ * one) from the start of a wait to its end, unless eventer_aco_close
+ * unregisters it, which then holds a reference until the last wait that
+ * was under way has ended.  End: 0 ready, or -1 with errno ETIMEDOUT,
+ * ECANCELED, EBADF (closed). */
 int ev_aco_fd_wait_begin(ev_aco_t *a, eventer_t e, int mask, uint64_t deadline,
                          int64_t *rv);
 int64_t ev_aco_fd_wait_end(ev_aco_t *a, eventer_t e, int wake);
@@ -276,8 +330,13 @@ const volatile uint8_t *ev_aco_fd_posix_closed_flag(eventer_t e);
  * e is not an aco event. */
 int ev_aco_fd_closed(eventer_t e);
 
-/* eventer_fini: drops the references that waits still parked on fd
- * events of l hold (their waiters are dropped with the loop). */
+/* 1 when e is an aco event whose reads may wait for readiness first
+ * (its original opset keeps no data of its own: see eventer_aco_read),
+ * else 0.  For tests and layers that want to know. */
+int ev_aco_fd_reads_may_wait(eventer_t e);
+
+/* eventer_fini: unlinks the waiters still parked on fd events of l (they
+ * are dropped with the loop). */
 void ev_aco_fd_fini_loop(ev_loop_t *l);
 /* The aco layer's event hooks (an aco event's state dies with it; a copy
  * is classic). */

@@ -128,6 +128,29 @@ enum {
 /* What a queued xtask does when the owner applies it. */
 enum { EV_XOP_ADD = 1, EV_XOP_TRIGGER };
 
+/* Links of the coroutine layer's intrusive wait queues (eventer_aco_impl.h
+ * has the operations): circular doubly-linked lists with a sentinel. */
+typedef struct ev_aco_link {
+  struct ev_aco_link *next, *prev;
+} ev_aco_link_t;
+typedef struct {
+  ev_aco_link_t head;
+} ev_aco_waitq_t;
+
+/* An aco fd event's state (eventer_aco_fd.c), kept in its event: the
+ * classic opset and callback it had, and who waits on it.  Its flag bytes
+ * are outside the union (struct _event.acofd_*). */
+typedef struct ev_aco_fd {
+  eventer_fd_opset_t orig_opset;
+  eventer_func_t orig_cb;
+  ev_aco_waitq_t waiters;
+  struct ev_aco_fd_tmo *tmo; /* per-call default timeouts, NULL until one
+                              * is set (eventer_aco_set_*_timeout) */
+} ev_aco_fd_t;
+
+/* Kept small: one per connection.  The parts only one kind of event uses
+ * share a union; the kind is fixed while the event is registered, and
+ * each kind's add writes every field of its part before using it. */
 struct _event {
   eventer_func_t callback;
   void *closure;
@@ -137,8 +160,8 @@ struct _event {
   eventer_fd_opset_t opset;
   void *opset_ctx;
   /* the TLS layer's per-connection state (eventer_ssl_ctx_t *), kept apart
-   * from opset_ctx so it stays reachable while another layer (coroutines)
-   * wraps the TLS opset; freed with the event */
+   * from opset_ctx so that an opset can find it whatever another layer
+   * does with the event; freed with the event */
   void *tls;
   ev_loop_t *owner;      /* __atomic: read by any thread that adds */
   int refcnt;            /* __atomic */
@@ -149,31 +172,55 @@ struct _event {
    * registration of the same fd is recognised as stale at dispatch. */
   uint32_t reg_epoch;
 
-  /* timers */
-  eventer_timer_node_t tnode; /* on the owner's heap while EV_ST_TIMER */
-  int deadline_preset;        /* tnode.deadline_ns already computed by
-                               * eventer_in*(): use it at add */
-
-  /* recurrent list (owner loop), and the pass it was added in */
-  eventer_t recur_prev, recur_next;
-  uint64_t recur_pass;
-
   /* queued cross-thread add / trigger / asynch completion: one at a time,
    * guarded by the state CAS above, so no allocation is needed */
-  eventer_task_t xtask;
-  int xop, xmask;
+  int xmask;
+  uint8_t xop;           /* EV_XOP_* (__atomic where read off-owner) */
 
-  /* asynch */
-  eventer_jobq_t *jobq;   /* queue it runs on / re-queues to */
-  uint64_t subq;          /* subqueue id */
-  uint64_t deadline_ns;   /* monotonic WORK deadline, 0: none */
-  eventer_t job_next;     /* jobq FIFO link */
-  eventer_t dep_parent;   /* the job this one was added from (_dep) */
-  int dep_pending;        /* __atomic: this job + unfinished dependents;
-                           * COMPLETE is posted when it reaches 0 */
+  uint8_t deadline_preset; /* timers: tnode.deadline_ns already computed
+                            * by eventer_in*(): use it at add */
+
+  /* the coroutine layer (eventer_aco_fd.c), owner loop only: acofd_flags
+   * is non-zero while `aco` below holds the state of an aco event, which
+   * is then an fd event and nothing else (an add as a timer, recurrent or
+   * asynch event fails with EINVAL) */
+  uint8_t acofd_flags;
+  uint8_t acofd_closed;    /* eventer_aco_close ran (the Go binding reads
+                            * it through ev_aco_fd_posix_closed_flag) */
+  uint8_t acofd_reg_mask;  /* mask registered with the loop, 0: none */
+  uint8_t acofd_in_cb;     /* its callback is dispatching */
+  uint16_t acofd_waits;    /* waits started on it and not ended yet */
+
+  eventer_task_t xtask;
+
+  /* asynch: the queue it runs on / re-queues to (outside the union: read
+   * after the COMPLETE callback, which may re-add the event as another
+   * kind) */
+  eventer_jobq_t *jobq;
 
   /* carry contexts (eventer_register_context), allocated on first use */
   void **ctx;
+
+  union {
+    /* timers: on the owner's heap while EV_ST_TIMER */
+    eventer_timer_node_t tnode;
+    /* recurrent list (owner loop), and the pass it was added in */
+    struct {
+      eventer_t recur_prev, recur_next;
+      uint64_t recur_pass;
+    };
+    /* asynch */
+    struct {
+      uint64_t subq;        /* subqueue id */
+      uint64_t deadline_ns; /* monotonic WORK deadline, 0: none */
+      eventer_t job_next;   /* jobq FIFO link */
+      eventer_t dep_parent; /* the job this one was added from (_dep) */
+      int dep_pending;      /* __atomic: this job + unfinished dependents;
+                             * COMPLETE is posted when it reaches 0 */
+    };
+    /* an aco fd event (acofd_flags != 0) */
+    ev_aco_fd_t aco;
+  };
 };
 
 /* A layer built on the eventer (the coroutine layer, the foreign binding)
@@ -183,7 +230,7 @@ struct _event {
  * registration order, and each ignores what is not its own.  Any member
  * may be NULL.
  *   event_free    the final free of e, before its memory goes (state kept
- *                 in opset_ctx or a closure)
+ *                 in the event, opset_ctx or a closure)
  *   event_copy    eventer_alloc_copy copied src's fields into dst
  *   loop_fini     eventer_fini is about to free loop l
  *   task_discard  a task queued to a loop that goes away is dropped unrun */

@@ -1011,7 +1011,7 @@ void eventer_jobq_init_globals(void) {}
 
 static int enqueue(eventer_jobq_t *q, eventer_t e, uint64_t id, int try,
                    int dep) {
-  if (!e || !e->callback) {
+  if (!e || !e->callback || e->acofd_flags) { /* an aco event is an fd event */
     errno = EINVAL;
     return -1;
   }

@@ -101,6 +101,12 @@ _Static_assert(ACO_OFF_FPCR + 8 == ACO_REG_NUM * 8, "FPCR is last slot");
 #define ACO_INLINE_COPY_MAX 256
 #define ACO_SAVE_ALIGN 64
 #define ACO_SAVE_SLACK 32
+/* A first save stack given at create (in the coroutine's own block) is
+ * laid out that way only from this size on: below it, the up to 88 bytes
+ * of slack cost an idle coroutine more than a copy that memcpy does not
+ * find equally aligned costs a resume.  A save stack that grows later is
+ * laid out by its new size as above. */
+#define ACO_SAVE_ALIGN_MIN 1024
 
 /* Bytes between align_retptr and align_highptr: the slot that holds the
  * protector's address on x86-64 (a fresh coroutine's return address).
@@ -566,6 +572,8 @@ aco_t *aco_create(aco_t *main_co, aco_share_stack_t *share_stack,
   return aco_create_ext(main_co, share_stack, save_stack_sz, fp, arg, 0);
 }
 
+static void aco_init_regs(aco_t *co, aco_cofuncp_t fp);
+
 aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
                       size_t save_stack_sz, aco_cofuncp_t fp, void *arg,
                       size_t ext_sz) {
@@ -596,13 +604,14 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
    * given, its first save stack right after them, as big as malloc's chunk
    * makes room for.  The save stack is only ever copied, so 8-byte
    * alignment is enough (16 would cost every coroutine whose header ends
-   * at 8 mod 16 a 16-byte malloc step), except for one that big that
-   * memcpy copies it (see ACO_SAVE_SLACK).  Without a size the save stack
+   * at 8 mod 16 a 16-byte malloc step), except for one big enough
+   * (ACO_SAVE_ALIGN_MIN) that memcpy's alignment matters more than its
+   * slack (see ACO_SAVE_SLACK).  Without a size the save stack
    * is allocated by the first copy-out, exactly as big as that copy: a
    * fixed default would be too small for most coroutines (a second
    * allocation, the first one wasted) or too big for the rest. */
   size_t save_off = (sizeof(aco_t) + ext_sz + 7) & ~(size_t)7;
-  int aligned = save_stack_sz > ACO_INLINE_COPY_MAX;
+  int aligned = save_stack_sz >= ACO_SAVE_ALIGN_MIN;
   size_t alloc = sizeof(aco_t) + ext_sz;
   if (save_stack_sz != 0)
     alloc = save_off + ((save_stack_sz + 7) & ~(size_t)7) +
@@ -626,7 +635,14 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
   co->arg = arg;
   co->fp = fp;
   co->share_stack = share_stack;
-  co->reg[ACO_REG_IDX_SP] = share_stack->align_retptr;
+  aco_init_regs(co, fp);
+  return co;
+}
+
+/* A new coroutine's registers: its first resume enters fp on an empty
+ * share stack with the thread's initial floating-point control state. */
+static void aco_init_regs(aco_t *co, aco_cofuncp_t fp) {
+  co->reg[ACO_REG_IDX_SP] = co->share_stack->align_retptr;
 #if defined(__x86_64__)
   co->fp_mxcsr_ = (uint32_t)(uintptr_t)aco_gtls_fpenv;
   co->fp_fpucw_ = (uint16_t)((uintptr_t)aco_gtls_fpenv >> 32);
@@ -643,7 +659,32 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
   co->reg[ACO_REG_IDX_PC] = (void *)aco_co_entry_asm;
   co->reg[ACO_X19_IDX] = (void *)fp;
 #endif
-  return co;
+}
+
+void aco_reset(aco_t *co, aco_cofuncp_t fp, void *arg) {
+  aco_assertptr(co);
+  aco_assertptr(fp);
+  if (co->main_co == NULL)
+    aco_abortf("aco_reset: %p is a main coroutine", (void *)co);
+  if (!co->is_end)
+    aco_abortf("aco_reset: coroutine %p has not ended; only an ended "
+               "coroutine can be reset", (void *)co);
+  if (co->aco_flags_ & ACO_F_NAMED) aco_set_name(co, NULL);
+  free(co->cls);
+  co->cls = NULL;
+  /* aco_exit gave the share stack up and emptied the save stack */
+  aco_assert(co->share_stack->owner != co && co->save_stack.valid_sz == 0);
+#ifdef ACO_TSAN
+  __tsan_destroy_fiber(co->tsan_fiber_);
+#endif
+  memset(co->reg, 0, sizeof(co->reg));
+  co->is_end = 0;
+  co->arg = arg;
+  co->fp = fp;
+  co->save_stack.max_cpsz = 0;
+  co->save_stack.ct_save = 0;
+  co->save_stack.ct_restore = 0;
+  aco_init_regs(co, fp);
 }
 
 /* memcpy for the live bytes.  Most live stacks are a few dozen to a few

@@ -293,6 +293,15 @@ aco_t *aco_create_ext(aco_t *main_co, aco_share_stack_t *share_stack,
                       size_t ext_sz);
 static inline void *aco_ext(aco_t *co) { return (void *)(co + 1); }
 
+/* Beyond libaco: makes co, which has ended (aco_exit), a new coroutine
+ * that will run fp(void) with arg on the same share stack, reusing its
+ * allocation and save stack (as big as it grew); its name and
+ * coroutine-local storage are dropped, its ext bytes are the caller's to
+ * reset.  What aco_destroy then aco_create_ext would give, without the
+ * free and malloc (a layer that runs a coroutine per request keeps a few
+ * ended ones for the next).  Aborts if co has not ended. */
+void aco_reset(aco_t *co, aco_cofuncp_t fp, void *arg);
+
 /* Runs co until it yields or exits.  Main coroutine only. */
 void aco_resume(aco_t *resume_co);
 

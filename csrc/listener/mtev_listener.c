@@ -846,6 +846,10 @@ static eventer_loop_t *ev_l_default_loop0(void) {
 }
 
 static mtev_listener_t *ev_l_new(void) {
+  /* the plain connection opset's reads are recv(2): a coroutine's read that
+   * would find nothing may wait for readiness first (the TLS one keeps
+   * decrypted records and is not declared) */
+  if (eventer_aco_opset_set_unbuffered(&ev_l_opset_s) != 0) return NULL;
   mtev_listener_t *l = calloc(1, sizeof(*l));
   if (!l) return NULL;
   l->refs = 1;

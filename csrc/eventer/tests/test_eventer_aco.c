@@ -837,6 +837,53 @@ static void test_no_refcount_leak(void) {
   ev_teardown();
 }
 
+/* ---- ended coroutines recycled ------------------------------------------------------------
+ * A coroutine that ends leaves its memory to the next one its loop starts
+ * (aco_reset): the new one must start clean, and the old one's handle
+ * must not reach it. */
+
+static aco_t *rec_co[2];
+static int rec_yield_rv = -2;
+static eventer_aco_stats_t rec_stats;
+
+static void rec_first(void) {
+  rec_co[0] = aco_get_co();
+  /* leaves a pending cancel and a wake token behind */
+  T_EQ(eventer_aco_cancel(eventer_aco_self()), 0);
+  T_EQ(eventer_aco_wake(eventer_aco_self()), 0);
+  done++;
+}
+
+static void rec_second(void) {
+  rec_co[1] = aco_get_co();
+  T_EQ(eventer_aco_get_stats(NULL, &rec_stats), 0);
+  rec_yield_rv = eventer_aco_yield(); /* no cancel is pending for it */
+  done++;
+}
+
+static void test_recycled(void) {
+  ev_setup_external(1);
+  done = 0;
+  eventer_aco_co_t *h = eventer_aco_spawn(rec_first, NULL, NULL);
+  T_CHECK(h != NULL);
+  ev_spin_until(&done, 1, 5000);
+  T_CHECK(eventer_aco_co_done(h));
+  eventer_aco_co_t *h2 = eventer_aco_spawn(rec_second, NULL, NULL);
+  T_CHECK(h2 != NULL);
+  /* the old handle does not reach the new coroutine */
+  T_ERRNO(eventer_aco_cancel(h), ESRCH);
+  T_ERRNO(eventer_aco_wake(h), ESRCH);
+  eventer_aco_stats_t st;
+  T_ERRNO(eventer_aco_get_stats(h, &st), ESRCH);
+  ev_spin_until(&done, 2, 5000);
+  T_PTR_EQ(rec_co[1], rec_co[0]); /* the same memory */
+  T_EQ(rec_stats.resumes, 1);
+  T_EQ(rec_yield_rv, 0);
+  eventer_aco_co_release(h);
+  eventer_aco_co_release(h2);
+  ev_teardown();
+}
+
 /* ---- many coroutines ---------------------------------------------------------------- */
 
 static int woke;
@@ -944,4 +991,5 @@ T_MAIN({"start_and_sleep", test_start_and_sleep},
        {"off_loop_calls_fail_cleanly", test_off_loop_calls_fail_cleanly},
        {"stats", test_stats},
        {"no_refcount_leak", test_no_refcount_leak},
+       {"recycled", test_recycled},
        {"100k_sleepers", test_100k_sleepers})

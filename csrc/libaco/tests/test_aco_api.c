@@ -6,6 +6,7 @@
  * storage, names.
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include "aco.h"
 #include "acotest.h"
@@ -443,6 +444,74 @@ static void test_cls_and_names(void) {
   T_ERRNO(aco_cls_key_create(), EAGAIN);
 }
 
+/* ---- aco_reset: an ended coroutine made a new one --------------------------------- */
+
+static int reset_runs;
+static void reset_deep_fn(void) { /* ends with a grown save stack */
+  volatile char big[600];
+  for (size_t i = 0; i < sizeof(big); i++) big[i] = (char)i;
+  aco_yield();
+  T_EQ(big[599], (char)(599 & 0xff));
+  aco_exit();
+}
+static void reset_fn(void) {
+  long *out = aco_get_arg();
+  T_PTR_EQ(aco_cls_get(aco_current(), cls_key), NULL); /* dropped */
+  aco_cls_set(aco_current(), cls_key, out);
+  reset_runs++;
+  aco_yield();
+  *out += 1;
+  aco_exit();
+}
+
+static void test_reset(void) {
+  setup();
+  if (cls_key < 0) cls_key = aco_cls_key_create();
+  aco_share_stack_t *ss = aco_share_stack_new(0);
+  aco_t *co = aco_create(main_co, ss, 0, reset_deep_fn, NULL);
+  aco_t *other = aco_create(main_co, ss, 0, reset_fn, &(long){0});
+  aco_resume(co);
+  aco_resume(other); /* co's 600+ bytes copied out: its save stack grew */
+  aco_resume(co);
+  T_EQ(co->is_end, 1);
+  void *save = co->save_stack.ptr;
+  size_t cap = co->save_stack.sz;
+  T_GE(cap, 600);
+  aco_set_name(co, "old");
+  long v = 41;
+  aco_reset(co, reset_fn, &v);
+  T_EQ(co->is_end, 0);
+  T_PTR_EQ(co->fp, (void *)reset_fn);
+  T_PTR_EQ(co->arg, &v);
+  T_PTR_EQ(aco_get_name(co), NULL);
+  /* kept, as big as it grew (an aligned one's start follows SP mod 32) */
+  T_LE(labs((char *)co->save_stack.ptr - (char *)save), 32);
+  T_EQ(co->save_stack.sz, cap);
+  T_EQ(co->save_stack.valid_sz, 0);
+  T_EQ(co->save_stack.ct_save, 0);
+  aco_resume(co);
+  T_EQ(reset_runs, 2);
+  T_PTR_EQ(aco_cls_get(co, cls_key), &v);
+  aco_resume(other); /* takes the stack (and ends): co copied out into its
+                      * old buffer */
+  T_LE(labs((char *)co->save_stack.ptr - (char *)save), 32);
+  T_EQ(co->save_stack.sz, cap);
+  T_EQ(co->save_stack.ct_save, 1);
+  aco_resume(co);
+  T_EQ(co->is_end, 1);
+  T_EQ(v, 42);
+  /* and again, the one that never grew */
+  T_EQ(other->is_end, 1);
+  long w = 7;
+  aco_reset(other, reset_fn, &w);
+  aco_resume(other);
+  aco_resume(other);
+  T_EQ(w, 8);
+  aco_destroy(co);
+  aco_destroy(other);
+  aco_share_stack_destroy(ss);
+}
+
 /* ---- layout ------------------------------------------------------------------- */
 
 static void test_struct_sizes(void) {
@@ -497,4 +566,5 @@ T_MAIN({"resume_yield_exit", test_resume_yield_exit},
        {"float_across_switches", test_float_across_switches},
        {"share_stack_new2", test_share_stack_new2},
        {"cls_and_names", test_cls_and_names},
+       {"reset", test_reset},
        {"struct_sizes", test_struct_sizes})

@@ -107,6 +107,29 @@ static void test_resume_ended(void) {
   t_expect_death(child_resume_ended, NULL, "has ended");
 }
 
+/* aco_reset is for ended coroutines only */
+static void yielding_fn(void) {
+  aco_yield();
+  aco_exit();
+}
+static void child_reset_suspended(void *arg) {
+  (void)arg;
+  setup();
+  aco_t *co = aco_create(main_co, ss, 0, yielding_fn, NULL);
+  aco_resume(co);
+  aco_reset(co, exiting_fn, NULL);
+}
+static void child_reset_main(void *arg) {
+  (void)arg;
+  setup();
+  aco_reset(main_co, exiting_fn, NULL);
+}
+
+static void test_reset_not_ended(void) {
+  t_expect_death(child_reset_suspended, NULL, "has not ended");
+  t_expect_death(child_reset_main, NULL, "is a main coroutine");
+}
+
 /* ---- aco_create without aco_thread_init -------------------------------------- */
 
 static void *no_init_thread(void *arg) {
@@ -226,6 +249,7 @@ T_MAIN({"return_reaches_protector", test_return_reaches_protector},
        {"overflow_guard_page", test_overflow_guard_page},
        {"overflow_huge_frame", test_overflow_huge_frame},
        {"resume_ended", test_resume_ended},
+       {"reset_not_ended", test_reset_not_ended},
        {"create_without_thread_init", test_create_without_thread_init},
        {"nested_resume", test_nested_resume},
        {"wrong_coroutine", test_wrong_coroutine})

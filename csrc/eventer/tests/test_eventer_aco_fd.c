@@ -1,0 +1,813 @@
+/*
+ * test_eventer_aco_fd.c - aco fd events: the read that goes straight to
+ * the readiness wait after a write or a short read (and when it must not:
+ * an opset that keeps data of its own, a timeout of {0,0}, a pending
+ * cancel, an fd epoll refuses), the state an aco event keeps in itself
+ * (what an add as another kind of event may not destroy, the opset
+ * context a conversion leaves alone, copies, going back to classic,
+ * default timeouts made on demand), and an event freed by its owner while
+ * a coroutine's wait on it is still ending.
+ */
+#include "evtest.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include "eventer_SSL_fd_opset.h"
+#include "eventer_aco.h"
+
+static void sockpair(int sv[2]) {
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+       0);
+}
+
+static int dummy_cb(eventer_t e, int m, void *c, struct timeval *n) {
+  (void)e, (void)m, (void)c, (void)n;
+  return 0;
+}
+
+static struct timeval ms(long v) {
+  struct timeval t = {v / 1000, (v % 1000) * 1000};
+  return t;
+}
+
+/* ---- counting opsets ------------------------------------------------------------
+ * The POSIX opset's calls, counted: `declared` is declared unbuffered,
+ * `plain` is not (as any custom opset until it says so). */
+
+static int n_reads, n_eagain;
+
+static int cnt_read(int fd, void *buf, size_t len, int *mask, void *closure) {
+  n_reads++;
+  int rv = eventer_POSIX_fd_opset->read(fd, buf, len, mask, closure);
+  if (rv < 0 && errno == EAGAIN) n_eagain++;
+  return rv;
+}
+
+static struct _fd_opset declared_s, plain_s;
+
+static void opsets_init(void) {
+  declared_s = *eventer_POSIX_fd_opset;
+  declared_s.read = cnt_read;
+  declared_s.name = "counting-declared";
+  plain_s = declared_s;
+  plain_s.name = "counting-plain";
+  T_EQ(eventer_aco_opset_set_unbuffered(&declared_s), 0);
+  T_EQ(eventer_aco_opset_set_unbuffered(&declared_s), 0); /* idempotent */
+}
+
+/* an aco event for fd with opset o, inside the running coroutine */
+static eventer_aco_t aco_fd_with(int fd, eventer_fd_opset_t o) {
+  eventer_t e = eventer_alloc_fd(dummy_cb, NULL, fd, EVENTER_READ);
+  T_CHECK(e != NULL);
+  if (o) eventer_set_fd_opset(e, o);
+  eventer_aco_t ae = eventer_set_eventer_aco(e);
+  T_CHECK(ae != NULL);
+  return ae;
+}
+
+static int done;
+
+/* ---- a read after a write waits first --------------------------------------------- */
+
+typedef struct {
+  int fd;
+  eventer_fd_opset_t opset;
+  int reads_after_write;  /* opset reads made by the read after the write */
+  int eagain_after_write;
+  int reads_after_short;
+  int reads_after_full;
+  char got[8];
+} skip_t;
+
+static void skip_fn(void) {
+  skip_t *k = eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(k->fd, k->opset);
+  char b[8];
+  /* a write, then a read of the reply that is not there yet */
+  T_EQ(eventer_aco_write(e, "q", 1, NULL), 1);
+  int r0 = n_reads, a0 = n_eagain;
+  T_EQ(eventer_aco_read(e, b, 4, NULL), 4); /* "rrrr": a full read */
+  k->reads_after_write = n_reads - r0;
+  k->eagain_after_write = n_eagain - a0;
+  /* after a full read the next read tries first (more may be there):
+   * "ss" is there, and asked for 8, it comes back short */
+  r0 = n_reads;
+  T_EQ(eventer_aco_read(e, b, 8, NULL), 2);
+  k->reads_after_full = n_reads - r0;
+  /* after the short read, the next one waits first */
+  r0 = n_reads;
+  T_EQ(eventer_aco_read(e, k->got, 8, NULL), 3); /* "ttt" */
+  k->reads_after_short = n_reads - r0;
+  eventer_aco_free(e);
+  done++;
+}
+
+static void run_skip(skip_t *k) {
+  int sv[2];
+  sockpair(sv);
+  k->fd = sv[0];
+  done = 0;
+  eventer_aco_start(skip_fn, k); /* writes, parks in the read */
+  char c;
+  T_EQ(read(sv[1], &c, 1), 1);
+  T_EQ(write(sv[1], "rrrrss", 6), 6);
+  for (int i = 0; i < 5 && !done; i++) ev_turn();
+  T_EQ(done, 0); /* parked in the third read */
+  T_EQ(write(sv[1], "ttt", 3), 3);
+  ev_spin_until(&done, 1, 5000);
+  T_CHECK(!memcmp(k->got, "ttt", 3));
+  close(sv[0]);
+  close(sv[1]);
+}
+
+static void test_skip_after_write_and_short_read(void) {
+  ev_setup_external(1);
+  opsets_init();
+  skip_t d = {.opset = &declared_s};
+  run_skip(&d);
+  T_EQ(d.reads_after_write, 1); /* no read that found nothing */
+  T_EQ(d.eagain_after_write, 0);
+  T_EQ(d.reads_after_full, 1); /* tried, and found "ss" */
+  T_EQ(d.reads_after_short, 1);
+  /* an opset that did not declare itself always tries first */
+  skip_t p = {.opset = &plain_s};
+  run_skip(&p);
+  T_EQ(p.reads_after_write, 2);
+  T_EQ(p.eagain_after_write, 1);
+  T_EQ(p.reads_after_full, 1);
+  T_EQ(p.reads_after_short, 2);
+  ev_teardown();
+}
+
+/* ---- data that came before the wait is returned at once ----------------------------- */
+
+static int early_rv[2];
+static char early_buf[8];
+
+static void early_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, &declared_s);
+  char b[4];
+  /* the first read waits; the peer sends 8 bytes; we take 4 (a full
+   * read: the registration stays) */
+  T_EQ(eventer_aco_read(e, b, 4, NULL), 4);
+  T_EQ(eventer_aco_write(e, "w", 1, NULL), 1);
+  /* the other 4 came before this read: it waits first (no read(2)), and
+   * the level-triggered registration reports them at the next poll */
+  int r0 = n_reads;
+  early_rv[0] = eventer_aco_read(e, early_buf, 4, NULL);
+  early_rv[1] = n_reads - r0;
+  eventer_aco_free(e);
+  done++;
+}
+
+/* the same with no registration left (the event is new): the wait
+ * registers the fd, which has data, and the poll reports it */
+static void early_fresh_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, &declared_s);
+  T_EQ(eventer_aco_write(e, "w", 1, NULL), 1);
+  int r0 = n_reads;
+  early_rv[0] = eventer_aco_read(e, early_buf, 4, NULL);
+  early_rv[1] = n_reads - r0;
+  eventer_aco_free(e);
+  done++;
+}
+
+static void test_skip_data_already_there(void) {
+  ev_setup_external(1);
+  opsets_init();
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(early_fn, &sv[0]);
+  T_EQ(write(sv[1], "aaaabbbb", 8), 8);
+  /* a turn resumes it for "aaaa"; it writes and parks; the next turn's
+   * poll finds "bbbb": no timeout or other event needed */
+  for (int i = 0; i < 4 && !done; i++) ev_turn();
+  T_EQ(done, 1);
+  T_EQ(early_rv[0], 4);
+  T_EQ(early_rv[1], 1);
+  T_CHECK(!memcmp(early_buf, "bbbb", 4));
+  close(sv[0]);
+  close(sv[1]);
+
+  sockpair(sv);
+  done = 0;
+  T_EQ(write(sv[1], "cccc", 4), 4);
+  eventer_aco_start(early_fresh_fn, &sv[0]);
+  for (int i = 0; i < 4 && !done; i++) ev_turn();
+  T_EQ(done, 1);
+  T_EQ(early_rv[0], 4);
+  T_EQ(early_rv[1], 1);
+  T_CHECK(!memcmp(early_buf, "cccc", 4));
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+/* ---- when a read after a write must try first ------------------------------------- */
+
+typedef struct {
+  int fd;
+  int rv[6], err[6];
+  eventer_aco_co_t *self;
+} tries_t;
+
+static void tries_fn(void) {
+  tries_t *t = eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(t->fd, &declared_s);
+  char b[8];
+  /* {0,0}: "do not wait": with nothing there it times out at once */
+  struct timeval zero = {0, 0};
+  T_EQ(eventer_aco_write(e, "w", 1, NULL), 1);
+  errno = 0;
+  t->rv[0] = eventer_aco_read(e, b, 2, &zero);
+  t->err[0] = errno;
+  /* the test sends "aabbcc" meanwhile, then wakes us */
+  t->self = eventer_aco_self();
+  eventer_aco_co_ref(t->self);
+  T_EQ(eventer_aco_park(NULL), 0);
+  eventer_aco_co_release(t->self);
+  /* {0,0} after a write: the data that is there is returned */
+  T_EQ(eventer_aco_write(e, "w", 1, NULL), 1);
+  errno = 0;
+  t->rv[1] = eventer_aco_read(e, b, 2, &zero);
+  t->err[1] = errno;
+  /* a timeout over before the wait starts, or before the poll (the timer
+   * phase runs first): the last try finds what was there all along */
+  struct timeval tiny = {0, 1};
+  T_EQ(eventer_aco_write(e, "w", 1, NULL), 1);
+  errno = 0;
+  t->rv[2] = eventer_aco_read(e, b, 2, &tiny);
+  t->err[2] = errno;
+  /* a pending cancel: the read tries first and returns the data; the
+   * cancel is still there for the next wait */
+  T_EQ(eventer_aco_cancel(eventer_aco_self()), 0);
+  T_EQ(eventer_aco_write(e, "w", 1, NULL), 1);
+  errno = 0;
+  t->rv[3] = eventer_aco_read(e, b, 2, NULL);
+  t->err[3] = errno;
+  struct timeval s = ms(1000);
+  errno = 0;
+  t->rv[4] = eventer_aco_sleep(&s);
+  t->err[4] = errno;
+  /* a real timeout after a write with nothing coming: ETIMEDOUT */
+  struct timeval t20 = ms(20);
+  T_EQ(eventer_aco_write(e, "w", 1, NULL), 1);
+  errno = 0;
+  t->rv[5] = eventer_aco_read(e, b, 2, &t20);
+  t->err[5] = errno;
+  eventer_aco_free(e);
+  done++;
+}
+
+static void test_skip_respects_timeouts_and_cancel(void) {
+  ev_setup_external(1);
+  opsets_init();
+  int sv[2];
+  sockpair(sv);
+  tries_t t = {.fd = sv[0]};
+  done = 0;
+  eventer_aco_start(tries_fn, &t); /* runs until it parks */
+  T_EQ(t.rv[0], -1);
+  T_EQ(t.err[0], ETIMEDOUT);
+  T_EQ(write(sv[1], "aabbcc", 6), 6);
+  T_EQ(eventer_aco_wake(t.self), 0);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(t.rv[1], 2);
+  T_EQ(t.rv[2], 2);
+  T_EQ(t.rv[3], 2);
+  T_EQ(t.rv[4], -1);
+  T_EQ(t.err[4], ECANCELED);
+  T_EQ(t.rv[5], -1);
+  T_EQ(t.err[5], ETIMEDOUT);
+  char rest;
+  T_EQ(read(sv[1], &rest, 1), 1); /* the writes arrived */
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+/* A regular file: epoll refuses it (EPERM), so the wait that would stand
+ * in for a read fails; the read is made, and from then on reads try
+ * first. */
+static int file_fd, file_rv[3];
+static void file_fn(void) {
+  eventer_aco_t e = aco_fd_with(file_fd, NULL);
+  char b[8];
+  T_EQ(eventer_aco_write(e, "hello", 5, NULL), 5);
+  T_EQ(lseek(file_fd, 0, SEEK_SET), 0);
+  T_EQ(eventer_aco_write(e, "H", 1, NULL), 1); /* "Hello", at offset 1 */
+  file_rv[0] = eventer_aco_read(e, b, 2, NULL);     /* "el" */
+  T_CHECK(!memcmp(b, "el", 2));
+  T_EQ(eventer_aco_write(e, "L", 1, NULL), 1); /* "HelLo", at offset 4 */
+  file_rv[1] = eventer_aco_read(e, b, 8, NULL);     /* "o" */
+  file_rv[2] = eventer_aco_read(e, b, 8, NULL);     /* EOF */
+  eventer_aco_free(e);
+  done++;
+}
+
+static void test_skip_regular_file(void) {
+  ev_setup_external(1);
+  char path[] = "/tmp/test_eventer_aco_fd.XXXXXX";
+  file_fd = mkstemp(path);
+  T_GE(file_fd, 0);
+  unlink(path);
+  T_EQ(fcntl(file_fd, F_SETFL, O_NONBLOCK), 0);
+  done = 0;
+  eventer_aco_start(file_fn, NULL);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(file_rv[0], 2);
+  T_EQ(file_rv[1], 1);
+  T_EQ(file_rv[2], 0);
+  close(file_fd);
+  ev_teardown();
+}
+
+/* ---- an opset that keeps data of its own never skips ---------------------------------
+ * As a TLS layer does: it reads the socket in big gulps and hands out
+ * what the caller asked for, keeping the rest. */
+
+static char held[64];
+static size_t held_len;
+
+static int hold_read(int fd, void *buf, size_t len, int *mask, void *closure) {
+  (void)closure;
+  if (held_len == 0) {
+    ssize_t n = read(fd, held, sizeof(held));
+    if (n < 0) {
+      if (errno == EAGAIN && mask) *mask = EVENTER_READ;
+      return -1;
+    }
+    held_len = (size_t)n;
+    if (n == 0) return 0;
+  }
+  size_t k = len < held_len ? len : held_len;
+  memcpy(buf, held, k);
+  memmove(held, held + k, held_len - k);
+  held_len -= k;
+  return (int)k;
+}
+
+static struct _fd_opset holding_s;
+static char held_got[8];
+static int held_rv = -2;
+
+static void holding_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, &holding_s);
+  char b;
+  T_EQ(eventer_aco_read(e, &b, 1, NULL), 1); /* the opset took all 8 */
+  T_EQ(b, 'A');
+  T_EQ(eventer_aco_write(e, "w", 1, NULL), 1);
+  /* the socket is empty, the opset holds 7: they come at once */
+  held_rv = eventer_aco_read(e, held_got, 7, NULL);
+  eventer_aco_free(e);
+  done++;
+}
+
+static void test_buffering_opset_never_skips(void) {
+  ev_setup_external(1);
+  holding_s = *eventer_POSIX_fd_opset;
+  holding_s.read = hold_read;
+  holding_s.name = "holding";
+  held_len = 0;
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(holding_fn, &sv[0]);
+  T_EQ(write(sv[1], "ABCDEFGH", 8), 8);
+  /* nothing more ever arrives: a read that waited would never end */
+  for (int i = 0; i < 4 && !done; i++) ev_turn();
+  T_EQ(done, 1);
+  T_EQ(held_rv, 7);
+  T_CHECK(!memcmp(held_got, "BCDEFGH", 7));
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+static eventer_fd_opset_t aco_opset_seen;
+static void aco_opset_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  aco_opset_seen = eventer_get_fd_opset((eventer_t)e);
+  eventer_aco_free(e);
+  done++;
+}
+
+static struct _fd_opset many_s[10];
+
+static void test_set_unbuffered_errors(void) {
+  T_ERRNO(eventer_aco_opset_set_unbuffered(NULL), EINVAL);
+  T_ERRNO(eventer_aco_opset_set_unbuffered(eventer_SSL_fd_opset), EINVAL);
+  T_EQ(eventer_aco_opset_set_unbuffered(eventer_POSIX_fd_opset), 0);
+  ev_setup_external(1);
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(aco_opset_fn, &sv[0]);
+  ev_spin_until(&done, 1, 5000);
+  T_CHECK(aco_opset_seen != NULL && aco_opset_seen != eventer_POSIX_fd_opset);
+  T_ERRNO(eventer_aco_opset_set_unbuffered(aco_opset_seen), EINVAL);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+  /* a bounded table: distinct opsets until it is full (this program
+   * declared some already) */
+  int ok = 0, err = 0;
+  for (int i = 0; i < 10; i++) {
+    many_s[i] = *eventer_POSIX_fd_opset;
+    if (eventer_aco_opset_set_unbuffered(&many_s[i]) == 0) {
+      ok++;
+    } else {
+      T_EQ(errno, ENOSPC);
+      err++;
+    }
+  }
+  T_LE(ok, 8);
+  T_GE(err, 2);
+}
+
+/* ---- the state an aco event keeps in itself --------------------------------------- */
+
+static void *ctx_seen;
+static int ctx_read(int fd, void *buf, size_t len, int *mask, void *closure) {
+  ctx_seen = eventer_get_fd_opset_ctx((eventer_t)closure);
+  return eventer_POSIX_fd_opset->read(fd, buf, len, mask, closure);
+}
+static struct _fd_opset ctx_s;
+static int ctx_token;
+
+typedef struct {
+  int fd;
+  int add_timer_err, add_recur_err, add_asynch_err, trigger_rv;
+  void *ctx_after;
+  eventer_t copy;
+  int read_rv;
+} state_t;
+
+static void state_fn(void) {
+  state_t *st = eventer_aco_arg();
+  eventer_t e = eventer_alloc_fd(dummy_cb, NULL, st->fd, EVENTER_READ);
+  eventer_set_fd_opset(e, &ctx_s);
+  eventer_set_fd_opset_ctx(e, &ctx_token);
+  eventer_aco_t ae = eventer_set_eventer_aco(e);
+  T_CHECK(ae != NULL);
+  /* the conversion leaves the opset context alone */
+  st->ctx_after = eventer_get_fd_opset_ctx(e);
+  /* an aco event is an fd event: adding it as another kind would
+   * overwrite its state, and is refused */
+  int m = eventer_get_mask(e);
+  eventer_set_mask(e, EVENTER_TIMER);
+  errno = 0;
+  T_EQ(eventer_add_ex(e), -1);
+  st->add_timer_err = errno;
+  eventer_set_mask(e, EVENTER_RECURRENT);
+  errno = 0;
+  T_EQ(eventer_add_ex(e), -1);
+  st->add_recur_err = errno;
+  eventer_set_mask(e, EVENTER_ASYNCH);
+  errno = 0;
+  T_EQ(eventer_add_asynch_ex(NULL, e), -1);
+  st->add_asynch_err = errno;
+  eventer_set_mask(e, m);
+  /* a copy is classic, with the original opset, callback and context */
+  st->copy = eventer_alloc_copy(e);
+  /* and the event still works */
+  char b[4];
+  st->read_rv = eventer_aco_read(ae, b, 4, NULL);
+  eventer_aco_free(ae);
+  done++;
+}
+
+static void test_aco_event_state(void) {
+  ev_setup_external(1);
+  ctx_s = *eventer_POSIX_fd_opset;
+  ctx_s.read = ctx_read;
+  int sv[2];
+  sockpair(sv);
+  state_t st = {.fd = sv[0]};
+  done = 0;
+  eventer_aco_start(state_fn, &st);
+  T_EQ(write(sv[1], "data", 4), 4);
+  ev_spin_until(&done, 1, 5000);
+  T_PTR_EQ(st.ctx_after, &ctx_token);
+  T_PTR_EQ(ctx_seen, &ctx_token); /* what the original opset saw */
+  T_EQ(st.add_timer_err, EINVAL);
+  T_EQ(st.add_recur_err, EINVAL);
+  T_EQ(st.add_asynch_err, EINVAL);
+  T_EQ(st.read_rv, 4);
+  T_CHECK(st.copy != NULL);
+  T_CHECK(!eventer_is_aco(st.copy));
+  T_PTR_EQ(eventer_get_fd_opset(st.copy), &ctx_s);
+  T_PTR_EQ(eventer_get_fd_opset_ctx(st.copy), &ctx_token);
+  T_PTR_EQ((void *)eventer_get_callback(st.copy), (void *)dummy_cb);
+  /* the copy is a whole classic event: it registers as a timer, say */
+  eventer_set_mask(st.copy, EVENTER_TIMER);
+  struct timeval far = {3600, 0};
+  eventer_update_whence(st.copy, far);
+  T_EQ(eventer_add_ex(st.copy), 0);
+  T_PTR_EQ(eventer_remove(st.copy), st.copy);
+  eventer_free(st.copy);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+/* Back to classic: the state goes; the event is any classic event again
+ * and the coroutine layer no longer knows it. */
+static int revert_ok;
+static void revert_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_t e = eventer_alloc_fd(dummy_cb, NULL, fd, EVENTER_READ);
+  eventer_aco_t ae = eventer_set_eventer_aco(e);
+  T_CHECK(ae != NULL);
+  eventer_aco_set_read_timeout(ae, &(struct timeval){1, 0});
+  T_EQ(eventer_aco_write(ae, "x", 1, NULL), 1);
+  T_PTR_EQ(eventer_set_eventer_aco_co(e, NULL), NULL); /* back */
+  T_CHECK(!eventer_is_aco(e));
+  T_PTR_EQ(eventer_get_fd_opset(e), eventer_POSIX_fd_opset);
+  T_PTR_EQ((void *)eventer_get_callback(e), (void *)dummy_cb);
+  T_ERRNO(eventer_aco_read((eventer_aco_t)e, &(char){0}, 1, NULL), EINVAL);
+  /* and may be a timer now */
+  eventer_set_mask(e, EVENTER_TIMER);
+  eventer_update_whence(e, (struct timeval){3600, 0});
+  T_EQ(eventer_add_ex(e), 0);
+  T_PTR_EQ(eventer_remove(e), e);
+  eventer_free(e);
+  revert_ok = 1;
+  done++;
+}
+
+static void test_back_to_classic(void) {
+  ev_setup_external(1);
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(revert_fn, &sv[0]);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(revert_ok, 1);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+/* Default timeouts: set, used, cleared, set again (they live in a block
+ * of their own, made by the first setter and freed with the event). */
+static int dt_rv[3], dt_err[3];
+static uint64_t dt_waited_us;
+static void default_tmo_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  char b[4];
+  eventer_aco_set_write_timeout(e, NULL); /* clearing what was never set */
+  eventer_aco_set_read_timeout(e, &(struct timeval){0, 30000});
+  uint64_t t0 = t_now_us();
+  errno = 0;
+  dt_rv[0] = eventer_aco_read(e, b, 4, NULL);
+  dt_err[0] = errno;
+  dt_waited_us = t_now_us() - t0;
+  eventer_aco_set_read_timeout(e, NULL);
+  eventer_aco_set_accept_timeout(e, &(struct timeval){0, 1000});
+  dt_rv[1] = eventer_aco_read(e, b, 4, NULL); /* no timeout: waits */
+  eventer_aco_set_read_timeout(e, &(struct timeval){0, 0});
+  errno = 0;
+  dt_rv[2] = eventer_aco_read(e, b, 4, NULL); /* {0,0}: no wait */
+  dt_err[2] = errno;
+  eventer_aco_free(e);
+  done++;
+}
+
+static void test_default_timeouts(void) {
+  ev_setup_external(1);
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(default_tmo_fn, &sv[0]);
+  /* the first read times out by itself; then give the second its data */
+  for (int i = 0; i < 2000 && dt_rv[0] == 0; i++) {
+    struct timeval w = {0, 5000};
+    eventer_run_once(NULL, &w);
+  }
+  T_EQ(dt_rv[0], -1);
+  T_EQ(dt_err[0], ETIMEDOUT);
+  T_GE(dt_waited_us, 30000);
+  for (int i = 0; i < 5; i++) ev_turn();
+  T_EQ(done, 0); /* the second read waits: no timeout any more */
+  T_EQ(write(sv[1], "data", 4), 4);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(dt_rv[1], 4);
+  T_EQ(dt_rv[2], -1);
+  T_EQ(dt_err[2], ETIMEDOUT);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+/* ---- the owner frees the event while a wait on it is ending --------------------------
+ * The coroutine reads on e without a reference of its own (its caller
+ * lends it); the owner cancels it, or closes e, and drops the only
+ * reference before the coroutine's turn.  e must stay alive until the
+ * wait has ended, then go: nothing touches freed memory (ASan, valgrind)
+ * and nothing leaks. */
+
+static eventer_aco_t lent_e;
+static int lent_rv, lent_err;
+static eventer_aco_co_t *lent_h;
+
+static void lent_reader(void) {
+  char b[4];
+  errno = 0;
+  lent_rv = eventer_aco_read(lent_e, b, 4, NULL);
+  lent_err = errno;
+  done++; /* e is not touched again */
+}
+
+static void lent_setup(void) {
+  int fd = *(int *)eventer_aco_arg();
+  lent_e = aco_fd_with(fd, NULL);
+  lent_h = eventer_aco_spawn(lent_reader, NULL, NULL);
+  T_CHECK(lent_h != NULL);
+}
+
+static void free_while_ending(int by_close) {
+  ev_setup_external(1);
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  int64_t before = eventer_allocations_current();
+  eventer_aco_start(lent_setup, &sv[0]);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_EQ(done, 0); /* parked in the read */
+  T_EQ(eventer_allocations_current(), before + 1);
+  if (by_close) {
+    T_EQ(eventer_aco_close(lent_e), 0);
+  } else {
+    T_EQ(eventer_aco_cancel(lent_h), 0);
+  }
+  eventer_aco_free(lent_e); /* the only reference: the wait keeps it */
+  T_EQ(eventer_allocations_current(), before + 1);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(lent_rv, -1);
+  T_EQ(lent_err, by_close ? EBADF : ECANCELED);
+  ev_turn();
+  T_EQ(eventer_allocations_current(), before); /* gone with the wait */
+  eventer_aco_co_release(lent_h);
+  if (!by_close) close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+/* The same where the read went straight to the wait (after a write) and
+ * its timeout ends it after the owner let go: its last read is made
+ * while the wait still keeps e, then e goes. */
+static void lent_tmo_reader(void) {
+  char b[4];
+  T_EQ(eventer_aco_write(lent_e, "w", 1, NULL), 1);
+  struct timeval t = ms(30);
+  errno = 0;
+  lent_rv = eventer_aco_read(lent_e, b, 4, &t);
+  lent_err = errno;
+  done++;
+}
+
+static void lent_tmo_setup(void) {
+  int fd = *(int *)eventer_aco_arg();
+  lent_e = aco_fd_with(fd, NULL);
+  lent_h = eventer_aco_spawn(lent_tmo_reader, NULL, NULL);
+  T_CHECK(lent_h != NULL);
+}
+
+static void test_free_while_skipped_read_times_out(void) {
+  ev_setup_external(1);
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  int64_t before = eventer_allocations_current();
+  eventer_aco_start(lent_tmo_setup, &sv[0]);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_EQ(done, 0); /* parked in the read */
+  eventer_aco_free(lent_e);
+  T_EQ(eventer_allocations_current(), before + 1);
+  for (int i = 0; i < 2000 && !done; i++) {
+    struct timeval w = {0, 5000};
+    eventer_run_once(NULL, &w);
+  }
+  T_EQ(done, 1);
+  T_EQ(lent_rv, -1);
+  T_EQ(lent_err, ETIMEDOUT);
+  ev_turn();
+  T_EQ(eventer_allocations_current(), before);
+  char c;
+  T_EQ(read(sv[1], &c, 1), 1);
+  eventer_aco_co_release(lent_h);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+/* ---- EOF, and a peer that writes between our write and read ------------------------ */
+
+static int eof_rv[3];
+static char eof_buf[8];
+static void eof_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, &declared_s);
+  T_EQ(eventer_aco_write(e, "q", 1, NULL), 1);
+  /* the peer answered and closed before this read: it waits first, the
+   * poll reports the data (and the hang-up), and the read gets it */
+  eof_rv[0] = eventer_aco_read(e, eof_buf, 8, NULL); /* "ab", short */
+  /* after the short read it waits first again: EOF is readiness too */
+  eof_rv[1] = eventer_aco_read(e, eof_buf + 2, 6, NULL);
+  eof_rv[2] = eventer_aco_read(e, eof_buf + 2, 6, NULL); /* still EOF */
+  eventer_aco_free(e);
+  done++;
+}
+
+static void test_skip_eof(void) {
+  ev_setup_external(1);
+  opsets_init();
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(eof_fn, &sv[0]);
+  char c;
+  T_EQ(read(sv[1], &c, 1), 1);
+  T_EQ(write(sv[1], "ab", 2), 2);
+  close(sv[1]);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(eof_rv[0], 2);
+  T_CHECK(!memcmp(eof_buf, "ab", 2));
+  T_EQ(eof_rv[1], 0);
+  T_EQ(eof_rv[2], 0);
+  close(sv[0]);
+  ev_teardown();
+}
+
+static void test_cancel_then_free_while_parked(void) { free_while_ending(0); }
+static void test_close_then_free_while_parked(void) { free_while_ending(1); }
+
+/* Two readers on one event; one is cancelled: the event stays registered
+ * for the other, whom data still reaches. */
+static eventer_aco_t two_e;
+static int two_rv[2], two_err[2];
+static eventer_aco_co_t *two_h[2];
+static void two_reader(void) {
+  int i = (int)(intptr_t)eventer_aco_arg();
+  char b[4];
+  errno = 0;
+  two_rv[i] = eventer_aco_read(two_e, b, 4, NULL);
+  two_err[i] = errno;
+  done++;
+}
+static void two_setup(void) {
+  int fd = *(int *)eventer_aco_arg();
+  two_e = aco_fd_with(fd, NULL);
+  for (int i = 0; i < 2; i++)
+    two_h[i] = eventer_aco_spawn(two_reader, (void *)(intptr_t)i, NULL);
+}
+
+static void test_two_readers_one_cancelled(void) {
+  ev_setup_external(1);
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(two_setup, &sv[0]);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_EQ(done, 0);
+  T_EQ(eventer_aco_cancel(two_h[0]), 0);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(two_rv[0], -1);
+  T_EQ(two_err[0], ECANCELED);
+  T_PTR_EQ(eventer_find_fd(sv[0]), (eventer_t)two_e); /* still registered */
+  T_EQ(write(sv[1], "data", 4), 4);
+  ev_spin_until(&done, 2, 5000);
+  T_EQ(two_rv[1], 4);
+  for (int i = 0; i < 2; i++) eventer_aco_co_release(two_h[i]);
+  eventer_aco_free(two_e);
+  ev_turn();
+  T_PTR_EQ(eventer_find_fd(sv[0]), NULL);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
+T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read},
+       {"skip_data_already_there", test_skip_data_already_there},
+       {"skip_respects_timeouts_and_cancel",
+        test_skip_respects_timeouts_and_cancel},
+       {"skip_regular_file", test_skip_regular_file},
+       {"buffering_opset_never_skips", test_buffering_opset_never_skips},
+       {"set_unbuffered_errors", test_set_unbuffered_errors},
+       {"aco_event_state", test_aco_event_state},
+       {"back_to_classic", test_back_to_classic},
+       {"default_timeouts", test_default_timeouts},
+       {"cancel_then_free_while_parked", test_cancel_then_free_while_parked},
+       {"close_then_free_while_parked", test_close_then_free_while_parked},
+       {"two_readers_one_cancelled", test_two_readers_one_cancelled},
+       {"free_while_skipped_read_times_out",
+        test_free_while_skipped_read_times_out},
+       {"skip_eof", test_skip_eof})
