@@ -1023,7 +1023,11 @@ static ev_aco_t *ev_idle_take(void) {
 /* In coroutine a, after its request: 1 when it may serve another. */
 static int ev_idle_keep(ev_aco_t *a) {
   aco_t *co = ev_aco_co(a);
-  if (a->handle || a->flags || co->save_stack.sz > EV_IDLE_CO_SAVE_MAX)
+  /* no handle; no cancel or wake waiting for it; no end hook to run */
+  if (a->handle ||
+      (a->flags & (EV_ACO_F_CANCEL_PENDING | EV_ACO_F_WAKE_TOKEN |
+                   EV_ACO_F_END_HOOK | EV_ACO_F_PROXY)) ||
+      co->save_stack.sz > EV_IDLE_CO_SAVE_MAX)
     return 0;
   if (!ev_idle_co.head.next) {
     pthread_once(&ev_idle_once, ev_idle_key_make);
