@@ -17,11 +17,18 @@ uint64_t ev_http_request_seq(mtev_http_session_ctx *ctx);
  * data is never returned: the path is NUL-terminated too). */
 const char *ev_http_request_path(mtev_http_request *req, size_t *len);
 
+/* The method of the current request and its length (NUL-terminated). */
+const char *ev_http_request_method(mtev_http_request *req, size_t *len);
+
 /* From a dispatcher: serve the current request in a fresh coroutine.
  * The dispatcher returns 0 right after; the engine then calls it again
  * inside the coroutine (mtev_http_session_aco() is true there).  0, or -1
  * with errno. */
 int ev_http_session_run_aco(mtev_http_session_ctx *ctx);
+/* The same, but the coroutine calls fn (for this request: each time it
+ * returns a mask to wait for, fn again) instead of the dispatcher. */
+int ev_http_session_run_aco_fn(mtev_http_session_ctx *ctx,
+                               mtev_http_dispatch_func fn);
 
 /* From a dispatcher: move the connection to a loop of `pool` before
  * serving the current request.  The dispatcher returns 0 right after; the

@@ -88,6 +88,11 @@ static size_t scan_target_scalar(const char *p, size_t n) {
 }
 
 #ifdef EV_HTTP_X86
+/* The SIMD scanners look at whole vectors inside p[0..n).  A tail shorter
+ * than a vector is looked at with one more vector that ends at p + n and
+ * so overlaps bytes already found good (any bad byte it finds is at or
+ * after the tail's start); only n below 16 is left to the scalar loop. */
+
 /* pcmpestri in ranges mode with negative polarity: the index of the first
  * byte that lies in none of the (lo, hi) pairs. */
 #define EV_PCMP_MODE \
@@ -98,6 +103,7 @@ __attribute__((target("sse4.2"))) static size_t
 scan_value_sse42(const char *p, size_t n) {
   static const char ranges[16] = {'\t', '\t', 0x20, 0x7e, (char)0x80,
                                   (char)0xff};
+  if (n < 16) return scan_value_scalar(p, n);
   const __m128i r = _mm_loadu_si128((const __m128i *)ranges);
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -105,12 +111,16 @@ scan_value_sse42(const char *p, size_t n) {
     int idx = _mm_cmpestri(r, 6, d, 16, EV_PCMP_MODE);
     if (idx != 16) return i + (size_t)idx;
   }
-  return i + scan_value_scalar(p + i, n - i);
+  if (i == n) return n;
+  __m128i d = _mm_loadu_si128((const __m128i *)(p + n - 16));
+  int idx = _mm_cmpestri(r, 6, d, 16, EV_PCMP_MODE);
+  return idx != 16 ? n - 16 + (size_t)idx : n;
 }
 
 __attribute__((target("sse4.2"))) static size_t
 scan_target_sse42(const char *p, size_t n) {
   static const char ranges[16] = {0x21, 0x7e, (char)0x80, (char)0xff};
+  if (n < 16) return scan_target_scalar(p, n);
   const __m128i r = _mm_loadu_si128((const __m128i *)ranges);
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -118,47 +128,87 @@ scan_target_sse42(const char *p, size_t n) {
     int idx = _mm_cmpestri(r, 4, d, 16, EV_PCMP_MODE);
     if (idx != 16) return i + (size_t)idx;
   }
-  return i + scan_target_scalar(p + i, n - i);
+  if (i == n) return n;
+  __m128i d = _mm_loadu_si128((const __m128i *)(p + n - 16));
+  int idx = _mm_cmpestri(r, 4, d, 16, EV_PCMP_MODE);
+  return idx != 16 ? n - 16 + (size_t)idx : n;
 }
 
-/* AVX2 has no string compare: classify 32 bytes with signed compares
- * (obs-text, 0x80..0xff, is negative and always allowed). */
-__attribute__((target("avx2,sse4.2"))) static size_t
+/* AVX2 has no string compare: classify bytes with signed compares
+ * (obs-text, 0x80..0xff, is negative and always allowed).  32 bytes at a
+ * time, a 16-byte step (VEX-encoded, so no AVX-SSE transition) for what
+ * is left, then the overlapping vector. */
+__attribute__((target("avx2"))) static inline uint32_t
+value_bad16(__m128i d) {
+  const __m128i sp = _mm_set1_epi8(0x20), neg1 = _mm_set1_epi8(-1);
+  const __m128i tab = _mm_set1_epi8('\t'), del = _mm_set1_epi8(0x7f);
+  __m128i ctl = _mm_and_si128(_mm_cmpgt_epi8(sp, d), _mm_cmpgt_epi8(d, neg1));
+  __m128i bad = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(d, tab), ctl),
+                             _mm_cmpeq_epi8(d, del));
+  return (uint32_t)_mm_movemask_epi8(bad);
+}
+
+__attribute__((target("avx2"))) static inline uint32_t
+target_bad16(__m128i d) {
+  const __m128i excl = _mm_set1_epi8(0x21), neg1 = _mm_set1_epi8(-1);
+  const __m128i del = _mm_set1_epi8(0x7f);
+  __m128i low = _mm_and_si128(_mm_cmpgt_epi8(excl, d), _mm_cmpgt_epi8(d, neg1));
+  __m128i bad = _mm_or_si128(low, _mm_cmpeq_epi8(d, del));
+  return (uint32_t)_mm_movemask_epi8(bad);
+}
+
+__attribute__((target("avx2"))) static size_t
 scan_value_avx2(const char *p, size_t n) {
-  const __m256i sp = _mm256_set1_epi8(0x20), neg1 = _mm256_set1_epi8(-1);
-  const __m256i tab = _mm256_set1_epi8('\t'), del = _mm256_set1_epi8(0x7f);
+  if (n < 16) return scan_value_scalar(p, n);
   size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
-    __m256i ctl = _mm256_and_si256(_mm256_cmpgt_epi8(sp, d),
-                                   _mm256_cmpgt_epi8(d, neg1));
-    __m256i bad = _mm256_or_si256(
-        _mm256_andnot_si256(_mm256_cmpeq_epi8(d, tab), ctl),
-        _mm256_cmpeq_epi8(d, del));
-    uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
-    if (m) return i + (size_t)__builtin_ctz(m);
+  if (n >= 32) {
+    const __m256i sp = _mm256_set1_epi8(0x20), neg1 = _mm256_set1_epi8(-1);
+    const __m256i tab = _mm256_set1_epi8('\t'), del = _mm256_set1_epi8(0x7f);
+    for (; i + 32 <= n; i += 32) {
+      __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
+      __m256i ctl = _mm256_and_si256(_mm256_cmpgt_epi8(sp, d),
+                                     _mm256_cmpgt_epi8(d, neg1));
+      __m256i bad = _mm256_or_si256(
+          _mm256_andnot_si256(_mm256_cmpeq_epi8(d, tab), ctl),
+          _mm256_cmpeq_epi8(d, del));
+      uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
+      if (m) return i + (size_t)__builtin_ctz(m);
+    }
   }
-  /* the tail in 16-byte steps; the upper halves are cleared first, or
-   * every legacy-SSE instruction after this pays for the AVX state */
-  _mm256_zeroupper();
-  return i + scan_value_sse42(p + i, n - i);
+  if (i + 16 <= n) {
+    uint32_t m = value_bad16(_mm_loadu_si128((const __m128i *)(p + i)));
+    if (m) return i + (size_t)__builtin_ctz(m);
+    i += 16;
+  }
+  if (i == n) return n;
+  uint32_t m = value_bad16(_mm_loadu_si128((const __m128i *)(p + n - 16)));
+  return m ? n - 16 + (size_t)__builtin_ctz(m) : n;
 }
 
-__attribute__((target("avx2,sse4.2"))) static size_t
+__attribute__((target("avx2"))) static size_t
 scan_target_avx2(const char *p, size_t n) {
-  const __m256i excl = _mm256_set1_epi8(0x21), neg1 = _mm256_set1_epi8(-1);
-  const __m256i del = _mm256_set1_epi8(0x7f);
+  if (n < 16) return scan_target_scalar(p, n);
   size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
-    __m256i low = _mm256_and_si256(_mm256_cmpgt_epi8(excl, d),
-                                   _mm256_cmpgt_epi8(d, neg1));
-    __m256i bad = _mm256_or_si256(low, _mm256_cmpeq_epi8(d, del));
-    uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
-    if (m) return i + (size_t)__builtin_ctz(m);
+  if (n >= 32) {
+    const __m256i excl = _mm256_set1_epi8(0x21), neg1 = _mm256_set1_epi8(-1);
+    const __m256i del = _mm256_set1_epi8(0x7f);
+    for (; i + 32 <= n; i += 32) {
+      __m256i d = _mm256_loadu_si256((const __m256i *)(p + i));
+      __m256i low = _mm256_and_si256(_mm256_cmpgt_epi8(excl, d),
+                                     _mm256_cmpgt_epi8(d, neg1));
+      __m256i bad = _mm256_or_si256(low, _mm256_cmpeq_epi8(d, del));
+      uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
+      if (m) return i + (size_t)__builtin_ctz(m);
+    }
   }
-  _mm256_zeroupper();
-  return i + scan_target_sse42(p + i, n - i);
+  if (i + 16 <= n) {
+    uint32_t m = target_bad16(_mm_loadu_si128((const __m128i *)(p + i)));
+    if (m) return i + (size_t)__builtin_ctz(m);
+    i += 16;
+  }
+  if (i == n) return n;
+  uint32_t m = target_bad16(_mm_loadu_si128((const __m128i *)(p + n - 16)));
+  return m ? n - 16 + (size_t)__builtin_ctz(m) : n;
 }
 #endif
 
@@ -186,8 +236,7 @@ int ev_http_simd_available(int impl) {
 #ifdef EV_HTTP_X86
   __builtin_cpu_init();
   if (impl == EV_HTTP_SIMD_SSE42) return __builtin_cpu_supports("sse4.2") != 0;
-  if (impl == EV_HTTP_SIMD_AVX2) /* its tails use SSE4.2 */
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("sse4.2");
+  if (impl == EV_HTTP_SIMD_AVX2) return __builtin_cpu_supports("avx2") != 0;
 #endif
   return 1;
 }
@@ -208,7 +257,7 @@ static int ev_impl_choose(void) {
   return EV_HTTP_SIMD_SCALAR;
 }
 
-int ev_http_simd_get(void) {
+static inline int ev_impl_get(void) {
   int i = __atomic_load_n(&ev_impl, __ATOMIC_RELAXED);
   if (__builtin_expect(i < 0, 0)) {
     i = ev_impl_choose();
@@ -216,6 +265,8 @@ int ev_http_simd_get(void) {
   }
   return i;
 }
+
+int ev_http_simd_get(void) { return ev_impl_get(); }
 
 int ev_http_simd_set(int impl) {
   if (!ev_http_simd_available(impl)) {
@@ -251,6 +302,94 @@ static int ev_has_token(const char *v, size_t n, const char *token) {
     if (ev_http_token_eq(v + sp, tl, token)) return 1;
   }
   return 0;
+}
+
+/* A field name (tchar bytes only: the parser checked) against a lowercase
+ * name of the same length n made of letters and '-', a word at a time:
+ * OR-ing 0x20 into a tchar byte lowercases a letter, keeps '-', and
+ * makes no other tchar byte a lowercase letter or '-' (only CR, no
+ * tchar, would become '-'). */
+static inline int ev_name_is(const char *name, const char *lower, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t a, b;
+    memcpy(&a, name + i, 8);
+    memcpy(&b, lower + i, 8);
+    if ((a | 0x2020202020202020ull) != b) return 0;
+  }
+  if (i + 4 <= n) {
+    uint32_t a, b;
+    memcpy(&a, name + i, 4);
+    memcpy(&b, lower + i, 4);
+    if ((a | 0x20202020u) != b) return 0;
+    i += 4;
+  }
+  for (; i < n; i++)
+    if (((unsigned char)name[i] | 0x20) != (unsigned char)lower[i]) return 0;
+  return 1;
+}
+
+/* Where the field name starting at s[i] ends: the index of the first
+ * byte that is no tchar (the caller accepts only ':' there).  With simd,
+ * a ':' among the next 16 bytes is found by one SSE2 compare and the
+ * bytes before it checked four at a time. */
+static inline size_t ev_name_end(const unsigned char *s, size_t i, size_t n,
+                                 int simd) {
+#ifdef EV_HTTP_X86
+  if (simd && n - i >= 16) {
+    __m128i d = _mm_loadu_si128((const __m128i *)(s + i));
+    uint32_t colon = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(d, _mm_set1_epi8(':')));
+    if (colon) {
+      size_t c = (size_t)__builtin_ctz(colon), j = 0;
+      unsigned ok = 1;
+      for (; j + 4 <= c; j += 4)
+        ok &= ev_http_tchar[s[i + j]] & ev_http_tchar[s[i + j + 1]] &
+              ev_http_tchar[s[i + j + 2]] & ev_http_tchar[s[i + j + 3]];
+      for (; j < c; j++) ok &= ev_http_tchar[s[i + j]];
+      if (ok) return i + c;
+    }
+  }
+#endif
+  (void)simd;
+  size_t k = i;
+  while (k < n && ev_http_tchar[s[k]]) k++;
+  return k;
+}
+
+/* A Host value: only the bytes ev_hostch allows.  With simd and 16
+ * readable bytes (end: the end of the head) one SSE2 classification. */
+static inline int ev_host_ok(const unsigned char *hv, uint32_t vl,
+                             const char *end, int simd) {
+#ifdef EV_HTTP_X86
+  if (simd && vl <= 16 && end - (const char *)hv >= 16) {
+    __m128i x = _mm_loadu_si128((const __m128i *)hv);
+#define EV_IN(v, lo, hi)                                                  \
+  _mm_and_si128(_mm_cmpeq_epi8(_mm_max_epu8((v), _mm_set1_epi8((char)(lo))), (v)), \
+                _mm_cmpeq_epi8(_mm_min_epu8((v), _mm_set1_epi8((char)(hi))), (v)))
+#define EV_IS(v, c) _mm_cmpeq_epi8((v), _mm_set1_epi8((char)(c)))
+    __m128i lower = _mm_or_si128(x, _mm_set1_epi8(0x20));
+    __m128i ok = _mm_or_si128(EV_IN(lower, 'a', 'z'), EV_IN(x, '$', '.'));
+    ok = _mm_or_si128(ok, EV_IN(x, '0', ';'));
+    ok = _mm_or_si128(ok, _mm_or_si128(EV_IS(x, '!'), EV_IS(x, '=')));
+    ok = _mm_or_si128(ok, _mm_or_si128(EV_IS(x, '['), EV_IS(x, ']')));
+    ok = _mm_or_si128(ok, _mm_or_si128(EV_IS(x, '_'), EV_IS(x, '~')));
+#undef EV_IN
+#undef EV_IS
+    uint32_t want = (1u << vl) - 1;
+    return ((uint32_t)_mm_movemask_epi8(ok) & want) == want;
+  }
+#endif
+  (void)end, (void)simd;
+  uint32_t j = 0, bad = 0;
+  for (; j + 4 <= vl; j += 4)
+    bad |= (uint32_t)(ev_hostch[hv[j]] & ev_hostch[hv[j + 1]] &
+                      ev_hostch[hv[j + 2]] & ev_hostch[hv[j + 3]]) ^ 1u;
+  if (j < vl && vl >= 4) /* the last 4, overlapping */
+    bad |= (uint32_t)(ev_hostch[hv[vl - 4]] & ev_hostch[hv[vl - 3]] &
+                      ev_hostch[hv[vl - 2]] & ev_hostch[hv[vl - 1]]) ^ 1u;
+  else
+    for (; j < vl; j++) bad |= (uint32_t)ev_hostch[hv[j]] ^ 1u;
+  return !bad;
 }
 
 /* ---- step 1: where the head ends -------------------------------------------------- */
@@ -339,7 +478,26 @@ static int ev_valid_authority(const char *p, size_t n) {
   return 1;
 }
 
-static int ev_split_target(ev_http_head_t *h) {
+/* ev_split_target, origin-form: 1 when path[0..plen) has no '?' and no
+ * '%' (the common case, checked with one SSE2 compare when 16 bytes from
+ * path are readable: end is the end of the head), 0 when that is not
+ * known. */
+static inline int ev_plain_path(const char *path, size_t plen,
+                                const char *end) {
+#ifdef EV_HTTP_X86
+  if (plen <= 16 && end - path >= 16) {
+    __m128i d = _mm_loadu_si128((const __m128i *)path);
+    __m128i m = _mm_or_si128(_mm_cmpeq_epi8(d, _mm_set1_epi8('?')),
+                             _mm_cmpeq_epi8(d, _mm_set1_epi8('%')));
+    uint32_t bits = (uint32_t)_mm_movemask_epi8(m) & ((1u << plen) - 1);
+    return bits == 0;
+  }
+#endif
+  (void)path, (void)plen, (void)end;
+  return 0;
+}
+
+static int ev_split_target(ev_http_head_t *h, const char *end) {
   const char *t = h->target;
   size_t n = h->target_len;
   h->absolute = 0;
@@ -372,9 +530,26 @@ static int ev_split_target(ev_http_head_t *h) {
     path = t + e;
     plen = n - e;
   }
-  const char *q = memchr(path, '?', plen);
-  size_t pl = q ? (size_t)(q - path) : plen;
-  if (!ev_valid_pct(path, pl)) return -1;
+  const char *q;
+  size_t pl;
+  if (ev_plain_path(path, plen, end)) {
+    q = NULL;
+    pl = plen;
+  } else if (plen <= 32) {
+    /* short: one pass for '?' and the escapes */
+    for (pl = 0; pl < plen && path[pl] != '?'; pl++) {
+      if (path[pl] != '%') continue;
+      if (plen - pl < 3 || ev_hexval((unsigned char)path[pl + 1]) < 0 ||
+          ev_hexval((unsigned char)path[pl + 2]) < 0)
+        return -1;
+      pl += 2; /* hex digits, neither '?' nor '%' */
+    }
+    q = pl < plen ? path + pl : NULL;
+  } else {
+    q = memchr(path, '?', plen);
+    pl = q ? (size_t)(q - path) : plen;
+    if (!ev_valid_pct(path, pl)) return -1;
+  }
   if (q) {
     h->query = q + 1;
     h->query_len = (uint32_t)(plen - pl - 1);
@@ -403,7 +578,8 @@ static int ev_parse_cl(const char *v, size_t n, int64_t *out) {
 int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
                        const ev_http_limits_t *lim) {
   const unsigned char *s = (const unsigned char *)buf;
-  int impl = ev_http_simd_get();
+  int impl = ev_impl_get();
+  int simd = impl != EV_HTTP_SIMD_SCALAR;
   ev_scan_fn scan_value = ev_impls[impl].value;
   ev_scan_fn scan_target = ev_impls[impl].target;
   ev_http_hdr_t *hdr = h->hdr;
@@ -413,7 +589,10 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
 
   /* request-line */
   size_t i = 0;
-  while (i < n && ev_http_tchar[s[i]]) i++;
+  if (n >= 4 && !memcmp(buf, "GET ", 4))
+    i = 3;
+  else
+    while (i < n && ev_http_tchar[s[i]]) i++;
   if (i == 0 || i >= n || s[i] != ' ') return 400;
   h->method = buf;
   h->method_len = (uint32_t)i;
@@ -423,17 +602,22 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
   h->target = buf + t0;
   h->target_len = (uint32_t)(i - t0);
   i++;
-  if (n - i < 9 || memcmp(buf + i, "HTTP/", 5) != 0 || s[i + 5] < '0' ||
-      s[i + 5] > '9' || s[i + 6] != '.' || s[i + 7] < '0' || s[i + 7] > '9')
-    return 400;
-  h->major = (uint8_t)(s[i + 5] - '0');
-  h->minor = (uint8_t)(s[i + 7] - '0');
-  i += 8;
-  if (s[i] == '\r') i++;
-  if (i >= n || s[i] != '\n') return 400;
-  i++;
+  if (n - i >= 10 && !memcmp(buf + i, "HTTP/1.1\r\n", 10)) {
+    h->major = h->minor = 1;
+    i += 10;
+  } else {
+    if (n - i < 9 || memcmp(buf + i, "HTTP/", 5) != 0 || s[i + 5] < '0' ||
+        s[i + 5] > '9' || s[i + 6] != '.' || s[i + 7] < '0' || s[i + 7] > '9')
+      return 400;
+    h->major = (uint8_t)(s[i + 5] - '0');
+    h->minor = (uint8_t)(s[i + 7] - '0');
+    i += 8;
+    if (s[i] == '\r') i++;
+    if (i >= n || s[i] != '\n') return 400;
+    i++;
+  }
   if (i > lim->max_request_line) return 414;
-  if (ev_split_target(h) != 0) return 400;
+  if (ev_split_target(h, buf + n) != 0) return 400;
   h->is_head = h->method_len == 4 && !memcmp(h->method, "HEAD", 4);
 
   /* field lines */
@@ -454,8 +638,7 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
       }
       return 400;
     }
-    size_t k = i;
-    while (k < n && ev_http_tchar[s[k]]) k++;
+    size_t k = ev_name_end(s, i, n, simd);
     /* empty name, whitespace before ':' or a folded line: all 400 */
     if (k == i || k >= n || s[k] != ':') return 400;
     size_t v = k + 1;
@@ -479,32 +662,28 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
 
     switch (f->name_len) {
     case 4:
-      if (ev_http_token_eq(f->name, 4, "host")) {
+      if (ev_name_is(f->name, "host", 4)) {
         hosts++;
-        const unsigned char *hv = (const unsigned char *)f->value;
-        uint32_t j = 0, bad = 0;
-        for (; j + 4 <= f->value_len; j += 4)
-          bad |= (uint32_t)(ev_hostch[hv[j]] & ev_hostch[hv[j + 1]] &
-                            ev_hostch[hv[j + 2]] & ev_hostch[hv[j + 3]]) ^ 1u;
-        for (; j < f->value_len; j++) bad |= (uint32_t)ev_hostch[hv[j]] ^ 1u;
-        if (bad) return 400;
+        if (!ev_host_ok((const unsigned char *)f->value, f->value_len,
+                        buf + n, simd))
+          return 400;
       }
       break;
     case 6:
-      if (ev_http_token_eq(f->name, 6, "expect") && !expect) {
+      if (ev_name_is(f->name, "expect", 6) && !expect) {
         expect = f->value;
         expect_len = f->value_len;
       }
       break;
     case 10:
-      if (ev_http_token_eq(f->name, 10, "connection")) {
+      if (ev_name_is(f->name, "connection", 10)) {
         if (ev_has_token(f->value, f->value_len, "close")) h->conn_close = 1;
         if (ev_has_token(f->value, f->value_len, "keep-alive"))
           h->conn_keep_alive = 1;
       }
       break;
     case 14:
-      if (ev_http_token_eq(f->name, 14, "content-length")) {
+      if (ev_name_is(f->name, "content-length", 14)) {
         int64_t cl;
         if (ev_parse_cl(f->value, f->value_len, &cl) != 0) return 400;
         /* repeated, it must be the same bytes ("03" and "3" conflict,
@@ -517,7 +696,7 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
       }
       break;
     case 17:
-      if (ev_http_token_eq(f->name, 17, "transfer-encoding")) {
+      if (ev_name_is(f->name, "transfer-encoding", 17)) {
         te++;
         te_chunked = ev_http_token_eq(f->value, f->value_len, "chunked");
       }

@@ -115,6 +115,8 @@ typedef struct {
 
 #define EV_HTTP_INBUF 8192
 #define EV_HTTP_CORK (64 * 1024) /* responses held back for a batch */
+#define EV_HTTP_INLINE_BODY 4096 /* bodies up to this are copied after the head */
+#define EV_HTTP_IBODY 1024 /* body bytes a response holds before using blocks */
 #define EV_HTTP_DRAIN_MAX (256 * 1024)
 #define EV_HTTP_LINGER_NS 2000000000ull
 
@@ -147,15 +149,21 @@ struct mtev_http_request {
 
 struct mtev_http_response {
   int status;
+  uint32_t reason_len; /* 0: the standard reason phrase for status */
   char reason[48];
   uint32_t options;
   uint8_t headers_sent, complete, failed, chunked, close_after, no_body;
   uint8_t no_length; /* 1xx, 204, 304: no Content-Length either */
   char *hbuf; /* "Name: value\r\n" lines */
   uint32_t hlen, hcap;
+  /* The body: its first bytes in ibody (a short body never needs a
+   * block), the rest in the chain.  ilen > 0 only while the chain is
+   * empty: the first append that does not fit moves them to it. */
+  uint32_t ilen;
   ev_http_chain_t body;
   z_stream *z;
   size_t bytes_written;
+  char ibody[EV_HTTP_IBODY];
 };
 
 typedef struct ev_http_work {
@@ -164,6 +172,7 @@ typedef struct ev_http_work {
   size_t in_cap, in_start, in_end;
   size_t head_scan;    /* ev_http_head_end's resume point */
   size_t head_end;     /* bytes [0..head_end) belong to the request */
+  uint8_t fresh;       /* req and res are as ev_work_put leaves them */
   mtev_http_request req;
   mtev_http_response res;
   ev_http_chain_t out; /* bytes for the socket, in order */
@@ -190,6 +199,8 @@ struct mtev_http_session_ctx {
   eventer_t e;
   mtev_acceptor_closure_t *ac;
   mtev_http_dispatch_func dispatcher;
+  mtev_http_dispatch_func co_fn; /* what the coroutine calls (NULL: the
+                                  * dispatcher) */
   void *dclosure;
   ev_http_work_t *w;
   mtev_http_connection conn;
@@ -353,7 +364,8 @@ static void ev_chain_move(ev_http_chain_t *dst, ev_http_chain_t *src) {
 
 /* Room for appending at the chain's tail (keeping the tailroom). */
 static inline size_t ev_blk_room(const ev_http_blk_t *b) {
-  return b->cap - EV_BLK_TAILROOM - b->end;
+  uint32_t lim = b->cap - EV_BLK_TAILROOM;
+  return b->end < lim ? lim - b->end : 0; /* framing may use the tailroom */
 }
 
 static int ev_chain_append(ev_http_chain_t *c, const void *data, size_t len) {
@@ -387,46 +399,62 @@ static ev_http_blk_t *ev_chain_room(ev_http_chain_t *c, size_t want) {
   return t;
 }
 
-/* ---- small helpers --------------------------------------------------------------- */
-
-static const char *ev_reason(int code) {
-  switch (code) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 206: return "Partial Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 304: return "Not Modified";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 411: return "Length Required";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 415: return "Unsupported Media Type";
-  case 417: return "Expectation Failed";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 505: return "HTTP Version Not Supported";
-  default: return "Unknown";
-  }
+/* Moves a response's inline body bytes to its chain (before the chain
+ * is appended to, framed or sent).  0, or -1 when out of memory. */
+static int ev_res_spill(mtev_http_response *r) {
+  if (!r->ilen) return 0;
+  uint32_t n = r->ilen;
+  r->ilen = 0;
+  return ev_chain_append(&r->body, r->ibody, n);
 }
 
-/* "Date: ...\r\n", formatted once a second per thread. */
+/* ---- small helpers --------------------------------------------------------------- */
+
+/* The standard reason phrase for a status, and its length. */
+static const char *ev_reason(int code, size_t *len) {
+#define EV_R(str) do { *len = sizeof(str) - 1; return str; } while (0)
+  switch (code) {
+  case 100: EV_R("Continue");
+  case 200: EV_R("OK");
+  case 201: EV_R("Created");
+  case 202: EV_R("Accepted");
+  case 204: EV_R("No Content");
+  case 206: EV_R("Partial Content");
+  case 301: EV_R("Moved Permanently");
+  case 302: EV_R("Found");
+  case 304: EV_R("Not Modified");
+  case 400: EV_R("Bad Request");
+  case 401: EV_R("Unauthorized");
+  case 403: EV_R("Forbidden");
+  case 404: EV_R("Not Found");
+  case 405: EV_R("Method Not Allowed");
+  case 408: EV_R("Request Timeout");
+  case 409: EV_R("Conflict");
+  case 411: EV_R("Length Required");
+  case 413: EV_R("Content Too Large");
+  case 414: EV_R("URI Too Long");
+  case 415: EV_R("Unsupported Media Type");
+  case 417: EV_R("Expectation Failed");
+  case 431: EV_R("Request Header Fields Too Large");
+  case 500: EV_R("Internal Server Error");
+  case 501: EV_R("Not Implemented");
+  case 502: EV_R("Bad Gateway");
+  case 503: EV_R("Service Unavailable");
+  case 505: EV_R("HTTP Version Not Supported");
+  default: EV_R("Unknown");
+  }
+#undef EV_R
+}
+
+/* Per thread, rebuilt once a second: the Date line, and the start of the
+ * most common head, "HTTP/1.1 200 OK\r\n" and that Date line, so that a
+ * 200 response starts with one copy. */
+#define EV_STATUS_200 "HTTP/1.1 200 OK\r\n"
 static __thread struct {
   time_t sec;
-  char line[48];
-  size_t len;
+  uint32_t len, ok_len;
+  char line[40];  /* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" (38) */
+  char ok[64];    /* EV_STATUS_200 + line */
 } ev_date;
 
 /* The drive refreshes the date once per pass (ev_date_tick); a response
@@ -434,21 +462,55 @@ static __thread struct {
 static void ev_date_tick(void);
 static __thread int ev_in_drive;
 
-static const char *ev_date_line(size_t *len) {
+static inline void ev_date_fresh(void) {
   if (!ev_in_drive || ev_date.len == 0) ev_date_tick();
+}
+
+static const char *ev_date_line(size_t *len) {
+  ev_date_fresh();
   *len = ev_date.len;
   return ev_date.line;
 }
 
+/* IMF-fixdate (RFC 9110 5.6.7), in English whatever the locale. */
 static void ev_date_tick(void) {
   time_t now = time(NULL);
-  if (now != ev_date.sec || ev_date.len == 0) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    ev_date.len = strftime(ev_date.line, sizeof(ev_date.line),
-                           "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-    ev_date.sec = now;
-  }
+  if (now == ev_date.sec && ev_date.len != 0) return;
+  static const char days[] = "SunMonTueWedThuFriSat";
+  static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  char *p = ev_date.line;
+  memcpy(p, "Date: ", 6);
+  memcpy(p + 6, days + 3 * tm.tm_wday, 3);
+  p[9] = ',';
+  p[10] = ' ';
+  p[11] = (char)('0' + tm.tm_mday / 10);
+  p[12] = (char)('0' + tm.tm_mday % 10);
+  p[13] = ' ';
+  memcpy(p + 14, months + 3 * tm.tm_mon, 3);
+  p[17] = ' ';
+  int y = tm.tm_year + 1900;
+  if (y < 0 || y > 9999) y = 0; /* four digits, or time is broken anyway */
+  p[18] = (char)('0' + y / 1000);
+  p[19] = (char)('0' + y / 100 % 10);
+  p[20] = (char)('0' + y / 10 % 10);
+  p[21] = (char)('0' + y % 10);
+  p[22] = ' ';
+  p[23] = (char)('0' + tm.tm_hour / 10);
+  p[24] = (char)('0' + tm.tm_hour % 10);
+  p[25] = ':';
+  p[26] = (char)('0' + tm.tm_min / 10);
+  p[27] = (char)('0' + tm.tm_min % 10);
+  p[28] = ':';
+  p[29] = (char)('0' + tm.tm_sec / 10);
+  p[30] = (char)('0' + tm.tm_sec % 10);
+  memcpy(p + 31, " GMT\r\n", 6);
+  ev_date.len = 37;
+  ev_date.ok_len = (uint32_t)(sizeof(EV_STATUS_200) - 1 + ev_date.len);
+  memcpy(ev_date.ok, EV_STATUS_200, sizeof(EV_STATUS_200) - 1);
+  memcpy(ev_date.ok + sizeof(EV_STATUS_200) - 1, ev_date.line, ev_date.len);
+  ev_date.sec = now;
 }
 
 static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
@@ -461,11 +523,43 @@ static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
   }
 }
 
-/* Length of the token at the start of s (tchar bytes). */
-static size_t ev_token_len(const char *s) {
+/* s[0..n) are all tchar: four table loads a step, no branch each. */
+static inline int ev_all_tchar(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  unsigned ok = 1;
   size_t i = 0;
-  while (ev_http_tchar[(unsigned char)s[i]]) i++;
-  return i;
+  for (; i + 4 <= n; i += 4)
+    ok &= ev_http_tchar[u[i]] & ev_http_tchar[u[i + 1]] &
+          ev_http_tchar[u[i + 2]] & ev_http_tchar[u[i + 3]];
+  for (; i < n; i++) ok &= ev_http_tchar[u[i]];
+  return ok;
+}
+
+/* Nonzero when one of the 8 bytes of x is zero (exact: the borrow of a
+ * zero byte can only mark bytes above a real zero). */
+static inline uint64_t ev_swar_zero(uint64_t x) {
+  return (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
+}
+static inline uint64_t ev_swar_crlf(const char *p) {
+  uint64_t x;
+  memcpy(&x, p, 8);
+  return ev_swar_zero(x ^ 0x0d0d0d0d0d0d0d0dull) |
+         ev_swar_zero(x ^ 0x0a0a0a0a0a0a0a0aull);
+}
+
+/* s[0..n) holds no CR and no LF (which a header value may not): eight
+ * bytes a step, the last eight by an overlapping load. */
+static inline int ev_no_crlf(const char *s, size_t n) {
+  if (n < 8) {
+    for (size_t i = 0; i < n; i++)
+      if (s[i] == '\r' || s[i] == '\n') return 0;
+    return 1;
+  }
+  uint64_t bad = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) bad |= ev_swar_crlf(s + i);
+  if (i < n) bad |= ev_swar_crlf(s + n - 8);
+  return !bad;
 }
 
 /* ---- sessions ------------------------------------------------------------------------ */
@@ -568,7 +662,9 @@ static int ev_http_on_loop(mtev_http_session_ctx *s) {
 
 /* Inside the coroutine serving this session's request. */
 static int ev_http_in_co(mtev_http_session_ctx *s) {
-  return s->co && ev_aco_self() == s->co;
+  /* the running libaco coroutine is s->co's (ev_aco_self() == s->co
+   * without its loop lookups) */
+  return s->co && aco_gtls_co == ev_aco_co(s->co);
 }
 
 /* ---- work areas ------------------------------------------------------------------------ */
@@ -586,30 +682,39 @@ static void ev_req_reset(mtev_http_request *r) {
   r->nqs = -1;
 }
 
+/* Frees what the request holds.  Cheap when it holds nothing (most
+ * requests): it runs after each one. */
 static void ev_req_release(mtev_http_request *r) {
   if (r->upload_free) r->upload_free(r->upload, r->upload_size, r->upload_closure);
-  r->upload = NULL;
-  r->upload_size = 0;
-  r->upload_free = NULL;
-  r->upload_closure = NULL;
-  free(r->up_buf);
-  r->up_buf = NULL;
-  r->up_len = r->up_cap = 0;
-  r->up_done = 0;
-  free(r->qs_buf);
-  r->qs_buf = NULL;
-  r->qs = NULL;
+  if (r->upload || r->upload_size || r->upload_free) {
+    r->upload = NULL;
+    r->upload_size = 0;
+    r->upload_free = NULL;
+    r->upload_closure = NULL;
+  }
+  if (r->up_buf || r->up_done) {
+    free(r->up_buf);
+    r->up_buf = NULL;
+    r->up_len = r->up_cap = 0;
+    r->up_done = 0;
+  }
+  if (r->qs_buf) {
+    free(r->qs_buf);
+    r->qs_buf = NULL;
+    r->qs = NULL;
+  }
   r->nqs = -1;
 }
 
 static void ev_res_reset(mtev_http_response *r) {
   r->status = 0;
-  r->reason[0] = 0;
+  r->reason_len = 0;
   r->options = 0;
   r->headers_sent = r->complete = r->failed = r->chunked = 0;
   r->close_after = r->no_body = r->no_length = 0;
   r->hlen = 0;
-  ev_chain_clear(&r->body);
+  r->ilen = 0;
+  if (r->body.head) ev_chain_clear(&r->body);
   if (r->z) {
     deflateEnd(r->z);
     free(r->z);
@@ -618,6 +723,8 @@ static void ev_res_reset(mtev_http_response *r) {
   r->bytes_written = 0;
 }
 
+/* A work area ready for a request: a pooled one was left so by
+ * ev_work_put (request released and reset, response reset, no output). */
 static ev_http_work_t *ev_work_get(void) {
   ev_tp_touch();
   ev_http_work_t *w = ev_tp.works;
@@ -629,22 +736,24 @@ static ev_http_work_t *ev_work_get(void) {
     if (!w) return NULL;
     memset(&w->res, 0, sizeof(w->res));
     memset(&w->req, 0, offsetof(mtev_http_request, hdrs));
+    w->out.head = w->out.tail = NULL;
+    w->out.bytes = 0;
+    ev_req_reset(&w->req);
+    ev_res_reset(&w->res);
+    w->fresh = 1;
   }
   w->next_free = NULL;
   w->in = w->inbuf;
   w->in_cap = EV_HTTP_INBUF;
   w->in_start = w->in_end = w->head_scan = w->head_end = 0;
-  w->out.head = w->out.tail = NULL;
-  w->out.bytes = 0;
-  ev_req_reset(&w->req);
-  ev_res_reset(&w->res);
   return w;
 }
 
 static void ev_work_put(ev_http_work_t *w) {
   ev_req_release(&w->req);
+  ev_req_reset(&w->req);
   ev_res_reset(&w->res);
-  ev_chain_clear(&w->out);
+  if (w->out.head) ev_chain_clear(&w->out);
   if (w->in != w->inbuf) free(w->in);
   w->in = w->inbuf;
   if (w->res.hcap > 1024) { /* keep a big header buffer out of the pool */
@@ -652,6 +761,7 @@ static void ev_work_put(ev_http_work_t *w) {
     w->res.hbuf = NULL;
     w->res.hcap = 0;
   }
+  w->fresh = 1;
   if (ev_tp.keyed && ev_tp.nworks < EV_POOL_WORKS) {
     w->next_free = ev_tp.works;
     ev_tp.works = w;
@@ -702,6 +812,12 @@ static int ev_http_make_room(mtev_http_session_ctx *s) {
 
 /* One read into the input buffer.  > 0 bytes, 0 EOF, -1 with errno
  * (EAGAIN: nothing now; ENOBUFS: no room). */
+/* 1 when the engine may make socket calls of its own on the session's fd
+ * (the opset adds nothing to them). */
+static inline int ev_http_raw_io(mtev_http_session_ctx *s) {
+  return eventer_get_fd_opset(s->e) == eventer_POSIX_fd_opset;
+}
+
 static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   if (w->in_start == w->in_end && w->in_start > 0) {
@@ -713,8 +829,16 @@ static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
     return -1;
   }
   size_t room = w->in_cap - w->in_end;
-  int mask = 0;
-  int n = eventer_read(s->e, w->in + w->in_end, room, &mask);
+  ssize_t n;
+  if (ev_http_raw_io(s)) {
+    /* the socket itself: the opset would only pass the call on */
+    do {
+      n = read(eventer_get_fd(s->e), w->in + w->in_end, room);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    int mask = 0;
+    n = eventer_read(s->e, w->in + w->in_end, room, &mask);
+  }
   if (n > 0) {
     w->in_end += (size_t)n;
     s->last_io_ns = ev_http_now(s);
@@ -758,9 +882,16 @@ static int ev_http_write_out(mtev_http_session_ctx *s) {
         iov[cnt].iov_len = b->end - b->start;
         cnt++;
       }
-      struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-      n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-      if (n < 0 && errno == ENOTSOCK) n = writev(fd, iov, cnt);
+      if (cnt == 1) {
+        /* one piece (a response, or a pipelined batch of them): send(2)
+         * spares the kernel the msghdr and iovec copies of sendmsg(2) */
+        n = send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK) n = write(fd, iov[0].iov_base, iov[0].iov_len);
+      } else {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK) n = writev(fd, iov, cnt);
+      }
     } else {
       int mask = 0;
       ev_http_blk_t *b = w->out.head;
@@ -857,10 +988,87 @@ static void ev_http_co_wake(mtev_http_session_ctx *s) {
 static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
                                   int wait);
 
+/* Coroutines kept for the next aco request, per loop thread: one that
+ * served a request nobody else could know about (no handle was ever made
+ * for it: it never waited, was never cancelled, never gave itself to
+ * anyone) parks here instead of ending, and the next aco request of the
+ * loop resumes it instead of creating one (a create, switch in, end and
+ * free cost a third of a short request's user time).  To the handler it
+ * is a fresh coroutine: its argument is the session, its coroutine-local
+ * slots are clear, its stack starts empty; one that made a handle ends
+ * as before, so no handle, join or cancel ever outlives its request.
+ * Parked on a wait queue whose head is this thread's: eventer_fini
+ * unlinks and frees parked coroutines (the head stays consistent), and a
+ * loop thread that exits first unlinks its own (ev_idle_thread_end). */
+#define EV_IDLE_CO_MAX 4
+#define EV_IDLE_CO_SAVE_MAX 4096 /* a larger saved stack is let go */
+static __thread ev_aco_waitq_t ev_idle_co;
+static pthread_key_t ev_idle_key;
+static pthread_once_t ev_idle_once = PTHREAD_ONCE_INIT;
+
+static void ev_idle_thread_end(void *arg) {
+  (void)arg;
+  /* the coroutines stay parked on their loop (eventer_fini frees them);
+   * only this thread's queue head goes */
+  while (ev_idle_co.head.next && ev_aco_linked(&ev_idle_co.head))
+    ev_aco_unlink(ev_idle_co.head.next);
+}
+static void ev_idle_key_make(void) {
+  pthread_key_create(&ev_idle_key, ev_idle_thread_end);
+}
+
+/* A parked coroutine of this loop thread, or NULL. */
+static ev_aco_t *ev_idle_take(void) {
+  if (!ev_idle_co.head.next || !ev_aco_linked(&ev_idle_co.head)) return NULL;
+  ev_aco_link_t *l = ev_idle_co.head.prev; /* the last parked: it likely
+                                            * still owns the share stack */
+  return EV_CONTAINER_OF(l, ev_aco_t, link);
+}
+
+/* In coroutine a, after its request: 1 when it may serve another. */
+static int ev_idle_keep(ev_aco_t *a) {
+  aco_t *co = ev_aco_co(a);
+  /* no handle; no cancel or wake waiting for it; no end hook to run */
+  if (a->handle ||
+      (a->flags & (EV_ACO_F_CANCEL_PENDING | EV_ACO_F_WAKE_TOKEN |
+                   EV_ACO_F_END_HOOK | EV_ACO_F_PROXY)) ||
+      co->save_stack.sz > EV_IDLE_CO_SAVE_MAX)
+    return 0;
+  if (!ev_idle_co.head.next) {
+    pthread_once(&ev_idle_once, ev_idle_key_make);
+    if (pthread_setspecific(ev_idle_key, &ev_idle_co) != 0) return 0;
+    ev_aco_waitq_init(&ev_idle_co);
+  }
+  int n = 0;
+  for (ev_aco_link_t *l = ev_idle_co.head.next; l != &ev_idle_co.head;
+       l = l->next)
+    if (++n >= EV_IDLE_CO_MAX) return 0;
+  return 1;
+}
+
+static void ev_http_serve_co(mtev_http_session_ctx *s);
+
 static void ev_http_aco_main(void) {
-  mtev_http_session_ctx *s = eventer_aco_arg();
+  ev_aco_t *self = ev_aco_of(aco_gtls_co);
   for (;;) {
-    int rv = s->dispatcher(s);
+    ev_http_serve_co(aco_get_arg()); /* the session: ev_aco_create's arg,
+                                      * or set by ev_http_dispatch */
+    if (!ev_idle_keep(self)) return;
+    aco_t *co = ev_aco_co(self);
+    co->arg = NULL;
+    if (co->cls) memset(co->cls, 0, ACO_CLS_SLOTS * sizeof(void *));
+    /* a plain wait: only ev_http_dispatch ends it */
+    if (ev_aco_park(self, &ev_idle_co, 0, EV_WAIT_PLAIN) != EV_WAKE_READY ||
+        !co->arg)
+      return;
+  }
+}
+
+static void ev_http_serve_co(mtev_http_session_ctx *s) {
+  mtev_http_dispatch_func fn = s->co_fn ? s->co_fn : s->dispatcher;
+  s->co_fn = NULL;
+  for (;;) {
+    int rv = fn(s);
     if (rv == 0 || s->aborted || !s->w || s->w->res.complete) break;
     if (ev_http_co_wait(s, CW_MASK, rv) != 0) break;
   }
@@ -881,11 +1089,17 @@ static void ev_http_aco_main(void) {
 }
 
 int ev_http_session_run_aco(mtev_http_session_ctx *s) {
+  return ev_http_session_run_aco_fn(s, NULL);
+}
+
+int ev_http_session_run_aco_fn(mtev_http_session_ctx *s,
+                               mtev_http_dispatch_func fn) {
   if (!s || s->co || s->state != ST_HANDLER) {
     errno = EINVAL;
     return -1;
   }
   s->want_aco = 1;
+  s->co_fn = fn;
   return 0;
 }
 
@@ -905,22 +1119,58 @@ static int ev_res_usable(mtev_http_session_ctx *s) {
          !s->w->res.failed;
 }
 
+static mtev_boolean ev_status_put(mtev_http_response *r, int code,
+                                  const char *reason);
+static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
+                               size_t nl, const char *value, size_t vl);
+
 mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
                                            const char *reason) {
-  if (!ev_res_usable(s) || s->w->res.headers_sent || code < 100 || code > 999)
-    return mtev_false;
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
+  return ev_status_put(&s->w->res, code, reason);
+}
+
+/* mtev_http_response_standard: status, Content-Type and CHUNKED in one
+ * call (what its three calls do, with one check of the session and no
+ * check of a header name that is ours). */
+mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
+                                       const char *reason, const char *type) {
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
   mtev_http_response *r = &s->w->res;
-  r->status = code;
-  r->reason[0] = 0;
-  if (reason) {
-    size_t i = 0;
-    for (; reason[i] && i < sizeof(r->reason) - 1; i++) {
-      unsigned char c = (unsigned char)reason[i];
-      if (c < 0x20 && c != '\t') return mtev_false;
-      r->reason[i] = (char)c;
-    }
-    r->reason[i] = 0;
+  ev_status_put(r, code, reason);
+  if (type) {
+    size_t vl = strlen(type);
+    if (ev_no_crlf(type, vl)) ev_hdr_put(r, "Content-Type", 12, type, vl);
   }
+  r->options |= MTEV_HTTP_CHUNKED;
+  return mtev_true;
+}
+
+static mtev_boolean ev_status_put(mtev_http_response *r, int code,
+                                  const char *reason) {
+  if (code < 100 || code > 999) return mtev_false;
+  size_t n = 0;
+  if (code == 200 && reason && reason[0] == 'O' && reason[1] == 'K' &&
+      !reason[2])
+    reason = NULL; /* the standard phrase (mtev_http_response_ok's) */
+  if (reason) {
+    for (; reason[n] && n < sizeof(r->reason); n++) {
+      unsigned char c = (unsigned char)reason[n];
+      if (c < 0x20 && c != '\t') return mtev_false;
+    }
+    /* the standard phrase is kept as "standard" (the head of a 200 OK
+     * then starts with one copy) */
+    size_t sl;
+    const char *std = ev_reason(code, &sl);
+    if (n == sl) {
+      size_t k = 0;
+      while (k < n && reason[k] == std[k]) k++;
+      if (k == n) n = 0;
+    }
+    if (n) memcpy(r->reason, reason, n); /* longer phrases are cut */
+  }
+  r->status = code;
+  r->reason_len = (uint32_t)n;
   return mtev_true;
 }
 
@@ -956,10 +1206,10 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
                                            const char *value) {
   if (!ev_res_usable(s) || s->w->res.headers_sent || !name || !value)
     return mtev_false;
-  size_t nl = ev_token_len(name), vl = 0;
-  if (nl == 0 || name[nl]) return mtev_false;
-  for (; value[vl]; vl++)
-    if (value[vl] == '\r' || value[vl] == '\n') return mtev_false;
+  /* lengths by libc's vectorised strlen, then the bytes checked */
+  size_t nl = strlen(name), vl = strlen(value);
+  if (nl == 0 || !ev_all_tchar(name, nl) || !ev_no_crlf(value, vl))
+    return mtev_false;
   mtev_http_response *r = &s->w->res;
   if ((nl == 14 && ev_lc_eq(name, "content-length")) ||
       (nl == 17 && ev_lc_eq(name, "transfer-encoding")))
@@ -969,6 +1219,12 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
       if (ev_ci_eqn(value + i, "close", 5)) r->options |= MTEV_HTTP_CLOSE;
     return mtev_true;
   }
+  return ev_hdr_put(r, name, nl, value, vl);
+}
+
+/* Replaces the header lines named name[0..nl) with "name: value". */
+static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
+                               size_t nl, const char *value, size_t vl) {
   if (r->hlen) ev_hdr_remove(r, name, nl);
   size_t need = r->hlen + nl + vl + 4;
   if (need > r->hcap) {
@@ -996,7 +1252,9 @@ static uint32_t ev_accept_enc(mtev_http_request *req) {
   uint32_t yes = 0, no = 0, star = 0, star_no = 0;
   for (uint32_t i = 0; i < req->h.nhdr; i++) {
     ev_http_hdr_t *f = &req->h.hdr[i];
-    if (!ev_http_token_eq(f->name, f->name_len, "accept-encoding")) continue;
+    if (f->name_len != 15 ||
+        !ev_http_token_eq(f->name, f->name_len, "accept-encoding"))
+      continue;
     const char *p = f->value, *end = f->value + f->value_len;
     while (p < end) {
       const char *comma = memchr(p, ',', (size_t)(end - p));
@@ -1047,7 +1305,7 @@ mtev_boolean mtev_http_response_option_set(mtev_http_session_ctx *s,
   uint32_t comp = opt & (MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE);
   if (comp) {
     if (comp == (MTEV_HTTP_GZIP | MTEV_HTTP_DEFLATE)) return mtev_false;
-    if (r->z || r->body.bytes) return mtev_false; /* from the first byte */
+    if (r->z || r->body.bytes || r->ilen) return mtev_false; /* from the first byte */
     if (!(ev_accept_enc(req) & comp)) return mtev_false;
     z_stream *z = calloc(1, sizeof(*z));
     if (!z) return mtev_false;
@@ -1104,6 +1362,12 @@ mtev_boolean mtev_http_response_append(mtev_http_session_ctx *s, const void *b,
     }
     return mtev_true;
   }
+  if (!r->body.head && l <= sizeof(r->ibody) - r->ilen) {
+    memcpy(r->ibody + r->ilen, b, l);
+    r->ilen += (uint32_t)l;
+    return mtev_true;
+  }
+  if (ev_res_spill(r) != 0) return mtev_false;
   return ev_chain_append(&r->body, b, l) == 0 ? mtev_true : mtev_false;
 }
 
@@ -1118,6 +1382,18 @@ mtev_boolean mtev_http_response_vappend(mtev_http_session_ctx *s,
   if (!ev_res_usable(s) || !format) return mtev_false;
   mtev_http_response *r = &s->w->res;
   va_list ap;
+  if (!r->z && !r->body.head) { /* into ibody when it fits */
+    size_t room = sizeof(r->ibody) - r->ilen;
+    va_copy(ap, arg);
+    int n = vsnprintf(r->ibody + r->ilen, room, format, ap);
+    va_end(ap);
+    if (n < 0) return mtev_false;
+    if ((size_t)n < room) {
+      r->ilen += (uint32_t)n;
+      return mtev_true;
+    }
+    if (ev_res_spill(r) != 0) return mtev_false;
+  }
   if (!r->z) { /* straight into the tail block when it fits */
     ev_http_blk_t *t = ev_chain_room(&r->body, 64);
     if (!t) return mtev_false;
@@ -1156,7 +1432,7 @@ mtev_boolean mtev_http_response_appendf(mtev_http_session_ctx *s,
 }
 
 size_t mtev_http_response_buffered(mtev_http_session_ctx *s) {
-  return (s && s->w) ? s->w->res.body.bytes : 0;
+  return (s && s->w) ? s->w->res.body.bytes + s->w->res.ilen : 0;
 }
 mtev_boolean mtev_http_response_closed(mtev_http_response *r) {
   return (r && (r->complete || r->failed)) ? mtev_true : mtev_false;
@@ -1185,60 +1461,86 @@ static int ev_http_will_close(mtev_http_session_ctx *s) {
   return 0;
 }
 
-static char *ev_put(char *p, const char *s, size_t n) {
+/* Copies n bytes to p; returns p + n.  The empty asm hides what the
+ * compiler knows of n's range: knowing a bound (a body of at most 4 KiB,
+ * a reason of at most 48 bytes) gcc inlines the copy as rep movs, whose
+ * start-up costs more than libc's memcpy takes for a short string. */
+static inline char *ev_put(char *p, const char *s, size_t n) {
+  __asm__("" : "+r"(n));
   memcpy(p, s, n);
   return p + n;
 }
+/* A string literal: a copy of known size, a few moves. */
+#define EV_PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
-/* The status line and header block.  mode: 0 Content-Length clen,
- * 1 chunked, 2 delimited by the close. */
-static ev_http_blk_t *ev_res_head(mtev_http_session_ctx *s, int mode,
-                                  uint64_t clen, int close) {
+static inline char *ev_put_u64(char *p, uint64_t v) {
+  if (v < 100) { /* most bodies answered at once are short */
+    if (v >= 10) *p++ = (char)('0' + v / 10);
+    *p++ = (char)('0' + v % 10);
+    return p;
+  }
+  char digits[20];
+  int nd = 0;
+  do {
+    digits[nd++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (nd) *p++ = digits[--nd];
+  return p;
+}
+
+/* Room ev_res_head_put needs at most. */
+static inline size_t ev_res_head_max(const mtev_http_response *r) {
+  return r->reason_len + r->hlen + 256;
+}
+
+/* Writes the status line and header block at p (ev_res_head_max bytes of
+ * room); returns the end.  mode: 0 Content-Length clen, 1 chunked, 2
+ * delimited by the close. */
+static char *ev_res_head_put(mtev_http_session_ctx *s, char *p, int mode,
+                             uint64_t clen, int close) {
   mtev_http_response *r = &s->w->res;
   mtev_http_request *q = &s->w->req;
-  size_t dl;
-  const char *date = ev_date_line(&dl);
-  const char *reason = r->reason[0] ? r->reason : ev_reason(r->status);
-  size_t need = strlen(reason) + dl + r->hlen + 256;
-  ev_http_blk_t *b = ev_blk_new(need);
-  if (!b) return NULL;
-  b->start = b->end = 0; /* no chunk framing in front of a head */
-  char *p = b->d;
-  p = ev_put(p, q->h.minor >= 1 ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
-  *p++ = (char)('0' + r->status / 100);
-  *p++ = (char)('0' + r->status / 10 % 10);
-  *p++ = (char)('0' + r->status % 10);
-  *p++ = ' ';
-  p = ev_put(p, reason, strlen(reason));
-  p = ev_put(p, "\r\n", 2);
-  p = ev_put(p, date, dl);
+  ev_date_fresh();
+  if (r->status == 200 && r->reason_len == 0 && q->h.minor >= 1) {
+    /* the whole array (the room allows it): a fixed-size copy is a few
+     * vector moves, a variable one of at most 64 bytes became rep movs */
+    memcpy(p, ev_date.ok, sizeof(ev_date.ok));
+    p += ev_date.ok_len;
+  } else {
+    p = q->h.minor >= 1 ? EV_PUT_LIT(p, "HTTP/1.1 ") : EV_PUT_LIT(p, "HTTP/1.0 ");
+    *p++ = (char)('0' + r->status / 100);
+    *p++ = (char)('0' + r->status / 10 % 10);
+    *p++ = (char)('0' + r->status % 10);
+    *p++ = ' ';
+    if (r->reason_len) {
+      p = ev_put(p, r->reason, r->reason_len);
+    } else {
+      size_t rl;
+      const char *reason = ev_reason(r->status, &rl);
+      p = ev_put(p, reason, rl);
+    }
+    p = EV_PUT_LIT(p, "\r\n");
+    p = ev_put(p, ev_date.line, ev_date.len);
+  }
   if (r->hlen) p = ev_put(p, r->hbuf, r->hlen);
   if (mode == 0 && !r->no_length) {
-    p = ev_put(p, "Content-Length: ", 16);
-    char digits[24];
-    int nd = 0;
-    do {
-      digits[nd++] = (char)('0' + clen % 10);
-      clen /= 10;
-    } while (clen);
-    while (nd) *p++ = digits[--nd];
-    p = ev_put(p, "\r\n", 2);
+    p = EV_PUT_LIT(p, "Content-Length: ");
+    p = ev_put_u64(p, clen);
+    p = EV_PUT_LIT(p, "\r\n");
   } else if (mode == 1) {
-    p = ev_put(p, "Transfer-Encoding: chunked\r\n", 28);
+    p = EV_PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
   }
   if (r->z) {
-    p = ev_put(p, (r->options & MTEV_HTTP_GZIP) ? "Content-Encoding: gzip\r\n"
-                                                : "Content-Encoding: deflate\r\n",
-               (r->options & MTEV_HTTP_GZIP) ? 24 : 27);
-    p = ev_put(p, "Vary: Accept-Encoding\r\n", 23);
+    p = (r->options & MTEV_HTTP_GZIP) ? EV_PUT_LIT(p, "Content-Encoding: gzip\r\n")
+                                      : EV_PUT_LIT(p, "Content-Encoding: deflate\r\n");
+    p = EV_PUT_LIT(p, "Vary: Accept-Encoding\r\n");
   }
   if (close)
-    p = ev_put(p, "Connection: close\r\n", 19);
+    p = EV_PUT_LIT(p, "Connection: close\r\n");
   else if (q->h.minor == 0)
-    p = ev_put(p, "Connection: keep-alive\r\n", 24);
-  p = ev_put(p, "\r\n", 2);
-  b->end = (uint32_t)(p - b->d);
-  return b;
+    p = EV_PUT_LIT(p, "Connection: keep-alive\r\n");
+  return EV_PUT_LIT(p, "\r\n");
 }
 
 /* Wraps the body chain as one chunk: size line in the first block's
@@ -1289,26 +1591,53 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     int close = mode == 2 || ev_http_will_close(s);
     r->close_after = (uint8_t)close;
     r->chunked = mode == 1;
-    ev_http_blk_t *hb = ev_res_head(s, mode, r->body.bytes, close);
-    if (!hb) {
-      r->failed = 1;
-      return mtev_false;
+    /* The head goes straight onto the output queue, into its last block
+     * when there is room (so the responses to pipelined requests leave
+     * in one piece), and a small body of a response ended at once right
+     * after it. */
+    size_t inl = 0;
+    const char *src = NULL;
+    if (mode == 0 && !r->no_body) {
+      if (r->ilen) {
+        src = r->ibody;
+        inl = r->ilen;
+      } else if (r->body.bytes && r->body.bytes <= EV_HTTP_INLINE_BODY &&
+                 r->body.head == r->body.tail) {
+        src = r->body.head->d + r->body.head->start;
+        inl = r->body.bytes;
+      }
     }
+    size_t need = ev_res_head_max(r) + inl;
+    ev_http_blk_t *t = w->out.tail;
+    if (!t || ev_blk_room(t) < need) {
+      if (!(t = ev_blk_new(need))) {
+        r->failed = 1;
+        return mtev_false;
+      }
+      t->start = t->end = 0; /* no chunk framing in front of a head */
+      ev_chain_push(&w->out, t);
+    }
+    char *p0 = t->d + t->end;
+    char *p = ev_res_head_put(s, p0, mode, r->body.bytes + r->ilen, close);
+    if (inl) {
+      p = ev_put(p, src, inl);
+      if (r->ilen)
+        r->ilen = 0;
+      else
+        ev_chain_clear(&r->body);
+    }
+    size_t n = (size_t)(p - p0);
+    t->end += (uint32_t)n;
+    w->out.bytes += n;
+    r->bytes_written += n;
     r->headers_sent = 1;
-    r->bytes_written += hb->end - hb->start;
-    /* a small body rides in the head's block */
-    if (mode == 0 && !r->no_body && r->body.bytes &&
-        r->body.bytes <= hb->cap - hb->end && r->body.head == r->body.tail) {
-      ev_http_blk_t *bb = r->body.head;
-      memcpy(hb->d + hb->end, bb->d + bb->start, bb->end - bb->start);
-      hb->end += bb->end - bb->start;
-      r->bytes_written += bb->end - bb->start;
-      ev_chain_clear(&r->body);
-    }
-    ev_chain_push(&w->out, hb);
   }
   if (r->no_body) {
+    r->ilen = 0;
     ev_chain_clear(&r->body);
+  } else if (ev_res_spill(r) != 0) {
+    r->failed = 1;
+    return mtev_false;
   } else if (r->body.bytes || (final && r->chunked)) {
     if (r->chunked) ev_res_chunk_frame(&r->body);
     if (final && r->chunked) {
@@ -1380,6 +1709,7 @@ static void ev_http_fail(mtev_http_session_ctx *s, int status) {
   }
   mtevL(mtev_debug, "http: fd %d: answering %d\n", eventer_get_fd(s->e), status);
   ev_chain_clear(&r->body);
+  r->ilen = 0;
   if (r->z) {
     deflateEnd(r->z);
     free(r->z);
@@ -1387,17 +1717,18 @@ static void ev_http_fail(mtev_http_session_ctx *s, int status) {
   }
   r->hlen = 0;
   r->status = status;
-  r->reason[0] = 0;
+  r->reason_len = 0;
   r->close_after = 1;
   r->no_body = 0;
-  const char *reason = ev_reason(status);
+  size_t rl;
+  const char *reason = ev_reason(status, &rl);
   size_t dl;
   const char *date = ev_date_line(&dl);
   char buf[320];
   int n = snprintf(buf, sizeof(buf),
                    "HTTP/1.1 %d %s\r\n%.*sContent-Type: text/plain\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-                   status, reason, (int)dl, date, strlen(reason) + 1, reason);
+                   status, reason, (int)dl, date, rl + 1, reason);
   ev_http_blk_t *b = ev_blk_new((size_t)n);
   if (b) {
     b->start = b->end = 0;
@@ -1474,9 +1805,12 @@ static int ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   if (end == 0) return 0;
   if (end < 0) return (int)-end;
   mtev_http_request *q = &w->req;
-  ev_req_release(q);
-  ev_req_reset(q);
-  ev_res_reset(&w->res);
+  if (!w->fresh) {
+    ev_req_release(q);
+    ev_req_reset(q);
+    ev_res_reset(&w->res);
+  }
+  w->fresh = 0;
   char *head = w->in + w->in_start;
   int st = ev_http_parse_head(head, (size_t)end, &q->h, &lim);
   w->head_scan = 0;
@@ -1737,6 +2071,10 @@ const char *ev_http_request_path(mtev_http_request *q, size_t *len) {
   if (len) *len = q ? q->h.path_len : 0;
   return q ? q->h.path : NULL;
 }
+const char *ev_http_request_method(mtev_http_request *q, size_t *len) {
+  if (len) *len = q ? q->h.method_len : 0;
+  return q ? q->h.method : NULL;
+}
 const char *mtev_http_request_protocol_str(mtev_http_request *q) {
   return q ? q->proto : NULL;
 }
@@ -1763,10 +2101,17 @@ mtev_boolean mtev_http_request_has_payload(mtev_http_request *q) {
 const char *mtev_http_request_header(mtev_http_request *q, const char *name) {
   if (!q || !name) return NULL;
   size_t nl = strlen(name);
+  if (nl == 0) return NULL; /* no field has an empty name */
+  /* fields are told apart by length and first byte before a compare */
+  unsigned char first = (unsigned char)name[0];
+  if (first >= 'A' && first <= 'Z') first |= 0x20;
   for (uint32_t i = 0; i < q->h.nhdr; i++) {
     ev_http_hdr_t *f = &q->h.hdr[i];
     if (f->name_len != nl) continue;
-    size_t k = 0;
+    unsigned char c0 = (unsigned char)f->name[0];
+    if (c0 >= 'A' && c0 <= 'Z') c0 |= 0x20;
+    if (c0 != first) continue;
+    size_t k = 1;
     for (; k < nl; k++) {
       unsigned char a = (unsigned char)f->name[k], b = (unsigned char)name[k];
       if (a >= 'A' && a <= 'Z') a |= 0x20;
@@ -2063,9 +2408,17 @@ static int ev_http_dispatch(mtev_http_session_ctx *s) {
   if (s->move_to) return 1;
   if (s->want_aco) {
     s->want_aco = 0;
-    ev_aco_t *a = ev_aco_create(ev_http_aco_main, s, 0, 0, NULL);
+    ev_aco_t *a = ev_idle_take();
+    if (a) {
+      ev_aco_co(a)->arg = s;
+      s->co = a;
+      ev_aco_wake_now(a, EV_WAKE_READY);
+      return 0;
+    }
+    a = ev_aco_create(ev_http_aco_main, s, 0, 0, NULL);
     if (!a) {
       mtevL(mtev_error, "http: cannot start a coroutine: %s\n", strerror(errno));
+      s->co_fn = NULL;
       ev_http_fail(s, 500);
       return 0;
     }

@@ -257,14 +257,12 @@ size_t mtev_http_response_bytes_written(mtev_http_response *res);
 size_t mtev_http_response_buffered(mtev_http_session_ctx *ctx);
 
 /* libmtev's shorthands: status, Content-Type, and the CHUNKED option (or
- * CLOSE when chunked is not possible). */
-#define mtev_http_response_standard(ctx, code, name, type)              \
-  do {                                                                  \
-    mtev_http_response_status_set(ctx, code, name);                     \
-    mtev_http_response_header_set(ctx, "Content-Type", type);           \
-    if (mtev_http_response_option_set(ctx, MTEV_HTTP_CHUNKED) == mtev_false) \
-      mtev_http_response_option_set(ctx, MTEV_HTTP_CLOSE);              \
-  } while (0)
+ * CLOSE when chunked is not possible), as mtev_http_response_status_set,
+ * _header_set and _option_set would set them, in one call. */
+mtev_boolean ev_http_response_standard(mtev_http_session_ctx *ctx, int code,
+                                       const char *reason, const char *type);
+#define mtev_http_response_standard(ctx, code, name, type) \
+  ((void)ev_http_response_standard(ctx, code, name, type))
 #define mtev_http_response_ok(ctx, type) \
   mtev_http_response_standard(ctx, 200, "OK", type)
 #define mtev_http_response_server_error(ctx, type) \

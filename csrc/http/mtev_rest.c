@@ -24,6 +24,13 @@
 #include "http_impl.h"
 #include "mtev_conf.h"
 
+/* How a rule's expression is matched (see ev_rule_classify). */
+enum {
+  EV_MATCH_PCRE = 0, /* PCRE2, after checking the literal prefix */
+  EV_MATCH_EXACT,    /* "^lit$": the subject is lit (or lit and a newline) */
+  EV_MATCH_PREFIX    /* "^lit": the subject starts with lit */
+};
+
 struct rest_url_dispatcher {
   struct rest_url_dispatcher *next; /* in its base, registration order */
   struct rest_url_dispatcher *all;  /* every rule, for fini */
@@ -32,6 +39,9 @@ struct rest_url_dispatcher {
   char *expression;
   pcre2_code *re;
   int jit;                          /* JIT-compiled */
+  int kind;                         /* EV_MATCH_* */
+  char *lit;                        /* the literal (prefix) of the expression */
+  size_t litlen;
   rest_request_handler handler;
   rest_authorize_func_t auth;
   void *closure;
@@ -45,10 +55,17 @@ typedef struct {
   struct rest_url_dispatcher *rules, *last;
 } ev_rest_base_t;
 
+/* A snapshot of the bases.  by_byte[c] lists, longest first, the bases
+ * longer than "/" whose second byte is c (every base starts with '/'), so
+ * a path is compared only with the bases that can prefix it; root is the
+ * base "/" when there is one. */
 typedef struct ev_rest_table {
   struct ev_rest_table *retired; /* older snapshots, freed at fini */
   int n;
-  ev_rest_base_t *b[]; /* longest base first */
+  ev_rest_base_t *root;
+  uint32_t by_byte_off[257];   /* bucket c is idx[off[c] .. off[c + 1]) */
+  ev_rest_base_t **idx;        /* points into b[] after the n bases */
+  ev_rest_base_t *b[];         /* longest base first, then the buckets */
 } ev_rest_table_t;
 
 static pthread_mutex_t ev_rest_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -82,9 +99,45 @@ static pcre2_match_data *ev_match_data(void) {
   return ev_md;
 }
 
-/* Number of captures + 1 when rule matches subject, else -1. */
+/* a[0..n) == b[0..n).  Short spans (methods, literals) by overlapping
+ * word loads inside both spans, no call. */
+static inline int ev_memeq(const char *a, const char *b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, a, 8);
+    memcpy(&b0, b, 8);
+    memcpy(&a1, a + n - 8, 8);
+    memcpy(&b1, b + n - 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  if (n >= 4 && n < 8) {
+    uint32_t a0, a1, b0, b1;
+    memcpy(&a0, a, 4);
+    memcpy(&b0, b, 4);
+    memcpy(&a1, a + n - 4, 4);
+    memcpy(&b1, b + n - 4, 4);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  if (n < 4) /* bytes 0, n/2 and n - 1 cover all of 1 to 3 */
+    return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
+  return memcmp(a, b, n) == 0;
+}
+
+/* Number of captures + 1 when rule matches subject, else -1.  A literal
+ * expression is decided without PCRE2 (the same answer: no captures, a
+ * match at the start); other expressions are tried only when the subject
+ * starts with their literal prefix, which every match must. */
 static int ev_rule_match(struct rest_url_dispatcher *r, const char *subj,
                          size_t len, pcre2_match_data *md) {
+  size_t ll = r->litlen;
+  if (ll && (len < ll || !ev_memeq(subj, r->lit, ll))) return -1;
+  if (r->kind == EV_MATCH_PREFIX) return 1;
+  if (r->kind == EV_MATCH_EXACT) {
+    if (len == ll) return 1;
+    /* '$' also matches before a newline that ends the subject: a byte or
+     * two past lit are left to PCRE2, which knows its newline setting */
+    if (len > ll + 2) return -1;
+  }
   int rc = r->jit ? pcre2_jit_match(r->re, (PCRE2_SPTR)subj, len, 0, 0, md, NULL)
                   : pcre2_match(r->re, (PCRE2_SPTR)subj, len, 0, 0, md, NULL);
   if (rc == 0) rc = EV_REST_MAX_CAPS; /* more groups than we report */
@@ -386,9 +439,48 @@ mtev_boolean mtev_http_rest_client_cert_auth(mtev_http_rest_closure_t *restc,
 
 /* ---- registration --------------------------------------------------------------------- */
 
+/* Bytes that stand for themselves in a PCRE2 pattern (compiled with no
+ * options): no metacharacter, no whitespace or '#' (which (?x) would
+ * change, though (?x) itself needs a '('), no bytes outside ASCII. */
+static int ev_re_literal_byte(unsigned char c) {
+  if (c <= 0x20 || c >= 0x7f) return 0;
+  return strchr("\\^$.[]|()?*+{}#", c) == NULL;
+}
+
+/* Finds what can be decided without PCRE2: "^lit$" is EXACT, "^lit" is
+ * PREFIX; any other expression starting "^lit" keeps lit as a prefix
+ * every match must have (less its last byte when a quantifier follows
+ * it; none when the expression has a '|', whose branches need not start
+ * with lit). */
+static int ev_rule_classify(struct rest_url_dispatcher *r) {
+  const char *e = r->expression;
+  r->kind = EV_MATCH_PCRE;
+  r->litlen = 0;
+  if (e[0] != '^') return 0;
+  size_t n = 1;
+  while (ev_re_literal_byte((unsigned char)e[n])) n++;
+  size_t ll = n - 1;
+  if (e[n] == 0) {
+    r->kind = EV_MATCH_PREFIX;
+  } else if (e[n] == '$' && e[n + 1] == 0) {
+    r->kind = EV_MATCH_EXACT;
+  } else {
+    if (strchr(e, '|')) ll = 0;
+    else if (ll && strchr("?*+{", e[n])) ll--;
+  }
+  if (ll) {
+    r->lit = malloc(ll);
+    if (!r->lit) return -1;
+    memcpy(r->lit, e + 1, ll);
+  }
+  r->litlen = ll;
+  return 0;
+}
+
 static void ev_rule_free(struct rest_url_dispatcher *r) {
   free(r->method);
   free(r->expression);
+  free(r->lit);
   pcre2_code_free(r->re);
   free(r);
 }
@@ -430,6 +522,55 @@ void mtev_http_rest_fini(void) {
   }
   ev_acl_set_free(__atomic_exchange_n(&ev_rest_acl, NULL, __ATOMIC_ACQ_REL));
   pthread_mutex_unlock(&ev_rest_lock);
+}
+
+/* Fills nt (room for 2 * (n + 1) pointers) with t's bases and b, longest
+ * first, and the buckets by second byte.  1, or 0 when there are too
+ * many bases. */
+static int ev_rest_table_fill(ev_rest_table_t *nt, ev_rest_table_t *t,
+                              ev_rest_base_t *b) {
+  int n = t ? t->n : 0;
+  if (n >= INT32_MAX / 2 - 1) return 0;
+  int j = 0, placed = 0;
+  for (int i = 0; i < n; i++) {
+    if (!placed && t->b[i]->blen < b->blen) {
+      nt->b[j++] = b;
+      placed = 1;
+    }
+    nt->b[j++] = t->b[i];
+  }
+  if (!placed) nt->b[j++] = b;
+  nt->n = j;
+  nt->retired = t;
+  nt->root = NULL;
+  nt->idx = nt->b + j;
+  /* counting sort by second byte, stable: each bucket stays longest first */
+  uint32_t cnt[257] = {0};
+  for (int i = 0; i < j; i++) {
+    if (nt->b[i]->blen == 1)
+      nt->root = nt->b[i];
+    else
+      cnt[(unsigned char)nt->b[i]->base[1] + 1]++;
+  }
+  for (int c = 1; c <= 256; c++) cnt[c] += cnt[c - 1];
+  memcpy(nt->by_byte_off, cnt, sizeof(cnt));
+  for (int i = 0; i < j; i++)
+    if (nt->b[i]->blen > 1) nt->idx[cnt[(unsigned char)nt->b[i]->base[1]]++] = nt->b[i];
+  return 1;
+}
+
+/* The longest base that prefixes path, or NULL. */
+static ev_rest_base_t *ev_rest_base_find(ev_rest_table_t *t, const char *path,
+                                         size_t plen) {
+  if (!t || plen == 0 || path[0] != '/') return NULL;
+  if (plen > 1) {
+    unsigned c = (unsigned char)path[1];
+    for (uint32_t k = t->by_byte_off[c]; k < t->by_byte_off[c + 1]; k++) {
+      ev_rest_base_t *b = t->idx[k];
+      if (b->blen <= plen && ev_memeq(path, b->base, b->blen)) return b;
+    }
+  }
+  return t->root;
 }
 
 static int ev_valid_method(const char *m) {
@@ -484,7 +625,7 @@ mtev_rest_mountpoint_t *mtev_http_rest_new_rule_auth_closure(
   r->handler = f;
   r->auth = auth;
   r->closure = closure;
-  if (!r->method || !r->expression) {
+  if (!r->method || !r->expression || ev_rule_classify(r) != 0) {
     ev_rule_free(r);
     errno = ENOMEM;
     return NULL;
@@ -498,7 +639,7 @@ mtev_rest_mountpoint_t *mtev_http_rest_new_rule_auth_closure(
   if (!b) {
     b = calloc(1, sizeof(*b));
     int n = t ? t->n : 0;
-    ev_rest_table_t *nt = malloc(sizeof(*nt) + (size_t)(n + 1) * sizeof(nt->b[0]));
+    ev_rest_table_t *nt = malloc(sizeof(*nt) + (size_t)(n + 1) * 2 * sizeof(nt->b[0]));
     if (!b || !nt || !(b->base = strdup(base))) {
       pthread_mutex_unlock(&ev_rest_lock);
       free(b ? b->base : NULL);
@@ -509,17 +650,15 @@ mtev_rest_mountpoint_t *mtev_http_rest_new_rule_auth_closure(
       return NULL;
     }
     b->blen = blen;
-    int j = 0, placed = 0;
-    for (int i = 0; i < n; i++) {
-      if (!placed && t->b[i]->blen < blen) {
-        nt->b[j++] = b;
-        placed = 1;
-      }
-      nt->b[j++] = t->b[i];
+    if (!ev_rest_table_fill(nt, t, b)) {
+      pthread_mutex_unlock(&ev_rest_lock);
+      free(nt);
+      free(b->base);
+      free(b);
+      ev_rule_free(r);
+      errno = ENOMEM;
+      return NULL;
     }
-    if (!placed) nt->b[j++] = b;
-    nt->n = j;
-    nt->retired = t;
     __atomic_store_n(&ev_rest_tab, nt, __ATOMIC_RELEASE);
   }
   /* publish the rule fully built, then link it */
@@ -673,16 +812,10 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
   mtev_http_request *req = mtev_http_session_request(ctx);
   size_t plen;
   const char *path = ev_http_request_path(req, &plen);
-  const char *method = mtev_http_request_method_str(req);
+  size_t mlen;
+  const char *method = ev_http_request_method(req, &mlen);
   ev_rest_table_t *t = __atomic_load_n(&ev_rest_tab, __ATOMIC_ACQUIRE);
-  ev_rest_base_t *b = NULL;
-  for (int i = 0; t && i < t->n; i++) {
-    ev_rest_base_t *c = t->b[i];
-    if (c->blen <= plen && !memcmp(path, c->base, c->blen)) {
-      b = c;
-      break;
-    }
-  }
+  ev_rest_base_t *b = ev_rest_base_find(t, path, plen);
   if (!b) {
     ev_rest_answer(ctx, 404, "Not Found", NULL);
     return 0;
@@ -694,13 +827,12 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
     ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
     return 0;
   }
-  size_t mlen = strlen(method);
   int is_head = mlen == 4 && !memcmp(method, "HEAD", 4);
   struct rest_url_dispatcher *r, *head_get = NULL;
   int cnt = -1;
   for (r = __atomic_load_n(&b->rules, __ATOMIC_ACQUIRE); r;
        r = __atomic_load_n(&r->next, __ATOMIC_ACQUIRE)) {
-    int same = r->mlen == mlen && !memcmp(r->method, method, mlen);
+    int same = r->mlen == mlen && ev_memeq(r->method, method, mlen);
     if (!same && !(is_head && !head_get && r->mlen == 3 &&
                    !memcmp(r->method, "GET", 3)))
       continue;
@@ -757,6 +889,15 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
   return 1;
 }
 
+/* An aco rule's handler, in the coroutine the dispatcher asked for (the
+ * request is routed, on its loop). */
+static int ev_rest_run_aco(mtev_http_session_ctx *ctx) {
+  ev_rest_conn_t *rc = mtev_http_session_dispatcher_closure(ctx);
+  mtev_http_rest_closure_t *restc = &rc->restc;
+  restc->aco_enabled = mtev_true;
+  return restc->fastpath(restc, restc->nparams, restc->params);
+}
+
 /* The session's dispatcher. */
 static int ev_rest_dispatch(mtev_http_session_ctx *ctx) {
   ev_rest_conn_t *rc = mtev_http_session_dispatcher_closure(ctx);
@@ -775,7 +916,7 @@ static int ev_rest_dispatch(mtev_http_session_ctx *ctx) {
     if (ev_http_session_move(ctx, pool) == 0) return 0;
   }
   if (__atomic_load_n(&r->aco, __ATOMIC_RELAXED) && !mtev_http_session_aco(ctx)) {
-    if (ev_http_session_run_aco(ctx) == 0) return 0;
+    if (ev_http_session_run_aco_fn(ctx, ev_rest_run_aco) == 0) return 0;
     ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
     return 0;
   }

@@ -259,6 +259,27 @@ static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   T_CHECK(!mtev_http_response_header_set(ctx, "Transfer-Encoding", "chunked"));
   T_CHECK(!mtev_http_response_header_set(ctx, "Bad Name", "x"));
   T_CHECK(!mtev_http_response_header_set(ctx, "X-Split", "a\r\nInjected: 1"));
+  /* a CR or an LF anywhere in values of 1 to 40 bytes (the check reads
+   * eight at a time, the last eight overlapping): refused, and the value
+   * without it taken */
+  for (size_t len = 1; len <= 40; len++) {
+    char v[41];
+    memset(v, 'v', len);
+    v[len] = 0;
+    for (size_t at = 0; at < len; at++) {
+      for (int k = 0; k < 2; k++) {
+        v[at] = k ? '\n' : '\r';
+        T_CHECKF(!mtev_http_response_header_set(ctx, "X-Probe", v),
+                 "a value of %zu bytes with %s at %zu was taken", len,
+                 k ? "LF" : "CR", at);
+        v[at] = 'v';
+      }
+    }
+    T_CHECK(mtev_http_response_header_set(ctx, "X-Probe", v));
+  }
+  T_CHECK(mtev_http_response_header_set(ctx, "X-Probe", "ok"));
+  /* nor as a standard response's Content-Type (the one set stays) */
+  if (code == 500) mtev_http_response_server_error(ctx, "text/x-err2\r\nX-Split: 1");
   T_CHECK(mtev_http_response_header_set(ctx, "X-Twice", "1"));
   T_CHECK(mtev_http_response_header_set(ctx, "x-twice", "2"));
   mtev_http_response_appendf(ctx, "%d", code);
@@ -1091,6 +1112,7 @@ static void test_pool_auth_later(void) {
     T_STR_EQ(hc_header(&r, "Content-Type"), std[i].type);
     T_STR_EQ(hc_header(&r, "X-Twice"), "2");
     T_CHECK(hc_header(&r, "X-Split") == NULL);
+    T_STR_EQ(hc_header(&r, "X-Probe"), "ok");
     T_STR_EQ(hc_header(&r, "Content-Length"), "3");
     hc_resp_free(&r);
   }
@@ -1136,6 +1158,85 @@ static void test_big_responses(void) {
   hc_resp_free(&r);
   ht_stop();
   T_EQ(live_now(), 0);
+}
+
+/* ---- coroutines kept between aco requests ----------------------------------------- */
+
+/* /co/<what>: answers how many times the coroutine serving it has been
+ * resumed (1: a new one), and what it found: its argument (the session?),
+ * its local slot (clear?); then sets the slot, and for "handle" takes a
+ * handle of itself, kept in g_co_handle (the coroutine must then end with
+ * its request). */
+static int g_cls_key = -1;
+static eventer_aco_co_t *g_co_handle;
+static int h_co(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_EQ(npats, 1);
+  aco_t *co = aco_get_co();
+  T_CHECK(co != NULL);
+  eventer_aco_stats_t st;
+  T_EQ(eventer_aco_get_stats(NULL, &st), 0);
+  int arg_is_ctx = eventer_aco_arg() == (void *)ctx;
+  void *slot = aco_cls_get(co, g_cls_key);
+  aco_cls_set(co, g_cls_key, (void *)co);
+  if (!strcmp(pats[0], "handle")) {
+    g_co_handle = eventer_aco_self();
+    eventer_aco_co_ref(g_co_handle);
+  }
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%d %d %s", (int)st.resumes, arg_is_ctx,
+                             slot ? "dirty" : "clear");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* -> the resumes the handler saw; checks it found a fresh coroutine */
+static int co_get(hc_t *c, const char *what) {
+  char req[128];
+  snprintf(req, sizeof(req), "GET /co/%s HTTP/1.1\r\nHost: x\r\n\r\n", what);
+  hc_sends(c, req);
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  int resumes, arg_ok;
+  char st[16];
+  T_EQ(sscanf(r.body, "%d %d %15s", &resumes, &arg_ok, st), 3);
+  T_CHECKF(arg_ok, "eventer_aco_arg() is not the session (%s)", r.body);
+  T_CHECKF(!strcmp(st, "clear"), "a local slot was left set (%s)", r.body);
+  hc_resp_free(&r);
+  return resumes;
+}
+
+/* An aco request that never made a handle leaves its coroutine for the
+ * next one of the loop, which finds it as a fresh one: the session as its
+ * argument, its local slots clear.  One that made a handle ends with its
+ * request (the handle says done); the next request gets a new one. */
+static void test_co_reuse(void) {
+  int port = ht_start(1);
+  if (g_cls_key < 0) g_cls_key = aco_cls_key_create();
+  T_CHECK(g_cls_key >= 0);
+  mtev_rest_mountpoint_t *mp = mtev_http_rest_new_rule("GET", "/", "^co/(.*)$", h_co);
+  T_CHECK(mp);
+  mtev_rest_mountpoint_set_aco(mp, mtev_true);
+  hc_t *c = hc_open(port);
+  T_EQ(co_get(c, "plain"), 1); /* a new coroutine */
+  T_EQ(co_get(c, "plain"), 2); /* the same, again */
+  /* another connection's request is served by it too */
+  hc_t *c2 = hc_open(port);
+  T_EQ(co_get(c2, "handle"), 3);
+  hc_close(c2);
+  /* it made a handle: it ended with its request */
+  T_CHECK(g_co_handle != NULL);
+  uint64_t end = t_now_us() + 5000000u;
+  while (!eventer_aco_co_done(g_co_handle)) {
+    if (t_now_us() > end) T_FAIL("the coroutine that made a handle did not end");
+    usleep(1000);
+  }
+  eventer_aco_co_release(g_co_handle);
+  g_co_handle = NULL;
+  T_EQ(co_get(c, "plain"), 1); /* a new one */
+  hc_close(c);
+  ht_stop();
 }
 
 static void test_control_dispatch(void) {
@@ -1355,5 +1456,5 @@ T_MAIN({"basic", test_basic}, {"routing", test_routing},
        {"statuses", test_statuses},
        {"keepalive_pipelining", test_keepalive_pipelining},
        {"http10", test_http10}, {"uploads", test_uploads},
-       {"seed_hello", test_seed_hello},
+       {"seed_hello", test_seed_hello}, {"co_reuse", test_co_reuse},
        {"listener_contract", test_listener_contract}, {"acl", test_acl})
