@@ -693,6 +693,10 @@ int ev_aco_sleep_begin(ev_aco_t *a, const struct timeval *duration,
   int w = ev_aco_wait_begin(a, NULL, ev_aco_deadline(duration),
                             EV_WAIT_CANCELLABLE);
   if (w == EV_WAKE_NONE) return EV_OP_WAITING;
+  /* A deadline that passed before the wait began (the thread was
+   * preempted between the two clock reads) still gives the others a turn,
+   * as a sleep's timer always does in libmtev: it ends as a yield. */
+  if (w == EV_WAKE_TIMEOUT) return ev_aco_yield_begin(a, rv);
   *rv = ev_aco_sleep_end(w);
   return EV_OP_DONE;
 }
