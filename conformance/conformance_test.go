@@ -96,10 +96,6 @@ func TestBuiltinTablesAgree(t *testing.T) {
 	slices.Sort(cOnly)
 	want := []string{"accept_deadline", "aco_classic", "asynch_deadline", "asynch_gated", "chan_closed",
 		"closure", "gate", "gate_wait", "is_aco", "run_asynch_gated", "stats", "try_run_asynch"}
-	if _, ok := cT["rest_server"]; ok { // built with the HTTP engine
-		want = append(want, restSteps...)
-		slices.Sort(want)
-	}
 	// (a user's C steps registered in this process would show up here too:
 	// there are none in this package's tests)
 	if !slices.Equal(cOnly, want) {
@@ -425,11 +421,8 @@ func TestDocsListEveryStep(t *testing.T) {
 		}
 	}
 	for name := range documented {
-		if _, ok := cT[name]; !ok && !slices.Contains(restSteps, name) {
+		if _, ok := cT[name]; !ok {
 			t.Errorf("the page lists %s, which is no step", name)
 		}
 	}
 }
-
-// the REST steps (their scenarios are in testdata/conformance/rest)
-var restSteps = []string{"http", "rest_rule", "rest_server"}

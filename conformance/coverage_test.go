@@ -218,10 +218,30 @@ var goCoverage = map[string]string{
 	"Acceptor.RemoteCN":         "n/a: an accessor (the TLS peer's CN; tls_test.go checks it)",
 	"AcoEvent.TLSState":         "n/a: an accessor of the C TLS layer's state (tls_test.go checks it against crypto/tls and openssl)",
 	"AcoEvent.PeerCertificates": "n/a: an accessor (TLSState's chain)",
+	// the REST steps' Go handlers (the rest scenarios)
+	"NewRule":                  "go: rest_rule",
+	"HandleHTTP":               "n/a: NewRule's routing for a net/http handler (rest_test.go checks it); the steps mount RestHandlers, the C handlers' form",
+	"Rule.SetAco":              "go: rest_rule +aco",
+	"Rule.Close":               "n/a: takes a rule out of service; a scenario's rules live as long as the process, as C's do (rest_test.go checks Close)",
+	"Rule.String":              "n/a: an accessor",
+	"RestClosure.Co":           "go: rest_rule +aco",
+	"RestClosure.Pats":         "go: rest_rule",
+	"RestClosure.Context":      "n/a: cancelled when the client goes away (rest_test.go checks it); C has no contexts",
+	"RestClosure.Request":      "go: rest_rule",
+	"RestClosure.Response":     "go: rest_rule",
+	"RestResponse.Ok":          "go: rest_rule",
+	"RestResponse.Status":      "go: rest_rule",
+	"RestResponse.Header":      "go: rest_rule",
+	"RestResponse.Write":       "go: rest_rule",
+	"RestResponse.WriteString": "go: rest_rule",
+	"RestResponse.End":         "go: rest_rule",
+	"RestResponse.Compress":    "n/a: gzip/deflate on request; the http step's client sends no Accept-Encoding",
+	"RestResponse.Flush":       "n/a: streaming (chunked) responses; the handlers end unflushed, as C's, so both send a length",
 }
 
 // goAPITypes are the types whose methods goCoverage must list.
-var goAPITypes = []string{"Co", "AcoEvent", "Acceptor", "Sem", "Mutex", "WaitGroup", "Chan", "JobQueue", "Listener"}
+var goAPITypes = []string{"Co", "AcoEvent", "Acceptor", "Sem", "Mutex", "WaitGroup", "Chan", "JobQueue", "Listener",
+	"Rule", "RestClosure", "RestResponse"}
 
 // publicHeaders reads the installed headers' list from the areas'
 // build.mk files (the *_HEADERS variables).

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "mtev_listener.h"
 #include "mtev_rest.h"
@@ -162,6 +163,31 @@ static int st_rest_server(eventer_conformance_call_t *c) {
   ev_cf_set_typed(c, 0, "listener_http", l, ev_cf_listener_release);
   return ev_cf_set_addr(c, 0, (struct sockaddr *)&ss, len);
 }
+
+/* The Go run's rest_server: the same listener (the HTTP engine is C's in
+ * both runs; the handlers are each run's language).  addr gets
+ * "127.0.0.1:port"; NULL and errno on failure. */
+void *ev_cf_rest_listen(char *addr, size_t len) {
+  pthread_once(&ev_cf_rest_once, ev_cf_rest_init);
+  mtev_listener_opts_t o = {.address = "127.0.0.1", .type = "http_rest_api"};
+  char err[256];
+  mtev_listener_t *l = mtev_listener_create(&o, err, sizeof(err));
+  if (!l) return NULL;
+  struct sockaddr_in sin;
+  socklen_t slen = sizeof(sin);
+  if (mtev_listener_get_address(l, (struct sockaddr *)&sin, &slen) != 0 ||
+      sin.sin_family != AF_INET) {
+    ev_cf_listener_release(l);
+    errno = EAFNOSUPPORT;
+    return NULL;
+  }
+  char ip[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &sin.sin_addr, ip, sizeof(ip));
+  snprintf(addr, len, "%s:%u", ip, (unsigned)ntohs(sin.sin_port));
+  return l;
+}
+
+void ev_cf_rest_unlisten(void *l) { ev_cf_listener_release(l); }
 
 /* The base under which this run mounts its rules: rules live as long as
  * the process, so each run has its own. */

@@ -104,6 +104,10 @@ int ev_cf_register_service(const char *name, void (*fn)(void));
 void ev_cf_tls_register(void);
 /* Registers the REST steps and handlers (eventer_conformance_http.c). */
 void ev_cf_http_register(void);
+/* The Go run's rest_server: an http_rest_api listener on loopback (addr:
+ * "127.0.0.1:port"), released with ev_cf_rest_unlisten. */
+void *ev_cf_rest_listen(char *addr, size_t len);
+void ev_cf_rest_unlisten(void *l);
 /* Registers the built-in steps and services (once). */
 void ev_cf_builtin_register(void);
 
