@@ -233,6 +233,7 @@ struct mtev_http_session_ctx {
                                * (sendmsg, shutdown, MSG_PEEK): the POSIX
                                * opset, or a listener's plain one */
   uint64_t drive_ns;          /* the clock at the start of the drive pass */
+  ev_http_io_counts_t io;     /* the connection's I/O calls */
 };
 
 /* The session's clock: CLOCK_MONOTONIC_COARSE, a read of a kernel
@@ -640,6 +641,14 @@ eventer_t mtev_http_connection_event(mtev_http_connection *c) {
   return (c && c->s) ? c->s->e : NULL;
 }
 uint64_t ev_http_request_seq(mtev_http_session_ctx *s) { return s ? s->seq : 0; }
+int ev_http_session_io_counts(mtev_http_session_ctx *s, ev_http_io_counts_t *out) {
+  if (!s || !out) {
+    errno = EINVAL;
+    return -1;
+  }
+  *out = s->io;
+  return 0;
+}
 void ev_http_session_sniff(mtev_http_session_ctx *s) {
   if (s) s->sniff = 1;
 }
@@ -810,14 +819,28 @@ static int ev_http_make_room(mtev_http_session_ctx *s) {
   return 1;
 }
 
-/* One read into the input buffer.  > 0 bytes, 0 EOF, -1 with errno
- * (EAGAIN: nothing now; ENOBUFS: no room). */
-/* 1 when the engine may make socket calls of its own on the session's fd
- * (the opset adds nothing to them). */
-static inline int ev_http_raw_io(mtev_http_session_ctx *s) {
-  return eventer_get_fd_opset(s->e) == eventer_POSIX_fd_opset;
+/* A read from the connection: the socket itself when the session does
+ * raw I/O (s->raw_io: the opset would only pass the call on), else
+ * through the event's opset (TLS, a listener's marks).  > 0 bytes, 0 EOF,
+ * -1 with errno. */
+static inline ssize_t ev_http_read(mtev_http_session_ctx *s, void *buf,
+                                   size_t len) {
+  ssize_t n;
+  if (s->raw_io) {
+    s->io.raw_reads++;
+    do {
+      n = read(eventer_get_fd(s->e), buf, len);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    s->io.opset_reads++;
+    int mask = 0;
+    n = eventer_read(s->e, buf, len, &mask);
+  }
+  return n;
 }
 
+/* One read into the input buffer.  > 0 bytes, 0 EOF, -1 with errno
+ * (EAGAIN: nothing now; ENOBUFS: no room). */
 static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   if (w->in_start == w->in_end && w->in_start > 0) {
@@ -829,16 +852,7 @@ static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
     return -1;
   }
   size_t room = w->in_cap - w->in_end;
-  ssize_t n;
-  if (ev_http_raw_io(s)) {
-    /* the socket itself: the opset would only pass the call on */
-    do {
-      n = read(eventer_get_fd(s->e), w->in + w->in_end, room);
-    } while (n < 0 && errno == EINTR);
-  } else {
-    int mask = 0;
-    n = eventer_read(s->e, w->in + w->in_end, room, &mask);
-  }
+  ssize_t n = ev_http_read(s, w->in + w->in_end, room);
   if (n > 0) {
     w->in_end += (size_t)n;
     s->last_io_ns = ev_http_now(s);
@@ -873,6 +887,7 @@ static int ev_http_write_out(mtev_http_session_ctx *s) {
   int fd = eventer_get_fd(s->e);
   while (w->out.head) {
     ssize_t n;
+    s->io.sends++;
     if (posix) {
       struct iovec iov[64];
       int cnt = 0;
@@ -1939,8 +1954,7 @@ int mtev_http_session_req_consume(mtev_http_session_ctx *s, void *buf,
     } else if (q->body_mode == EV_BODY_CL && w->in_start == w->in_end) {
       /* nothing buffered: read straight into the caller's buffer */
       size_t take = want < q->body_left ? want : (size_t)q->body_left;
-      int m = 0;
-      r = eventer_read(s->e, buf, take, &m);
+      r = ev_http_read(s, buf, take);
       if (r > 0) {
         s->last_io_ns = ev_http_now(s);
         q->body_left -= (size_t)r;

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <zlib.h>
 
+#include "http_impl.h"
 #include "http_test.h"
 #include "mtev_conf.h"
 
@@ -1279,6 +1280,29 @@ static int h_rawio(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   return 0;
 }
 
+/* the session's I/O calls so far: "<raw reads> <opset reads> <sends>" */
+static int h_io(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  ev_http_io_counts_t io;
+  T_EQ(ev_http_session_io_counts(ctx, &io), 0);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%llu %llu %llu", (unsigned long long)io.raw_reads,
+                             (unsigned long long)io.opset_reads,
+                             (unsigned long long)io.sends);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+static void hc_io(hc_t *c, unsigned long long *raw, unsigned long long *opset,
+                  unsigned long long *sends) {
+  hc_sends(c, "GET /io HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  T_EQ(sscanf(r.body, "%llu %llu %llu", raw, opset, sends), 3);
+  hc_resp_free(&r);
+}
+
 static void test_listener_contract(void) {
   /* a listener with a service context of its own: the engine must not
    * take it for its per-connection state */
@@ -1287,6 +1311,7 @@ static void test_listener_contract(void) {
   int port = ht_start_opts(1, 0, o);
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^rawio$", h_rawio));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^io$", h_io));
   hc_t *c = hc_open(port);
   hc_resp_t r;
   for (int i = 0; i < 2; i++) {
@@ -1301,6 +1326,12 @@ static void test_listener_contract(void) {
   T_EQ(hc_read_resp(c, &r, 0), 0);
   T_STR_EQ(r.body, "1");
   hc_resp_free(&r);
+  /* ... so its reads are the engine's own: none goes through the opset */
+  unsigned long long raw, opset, sends;
+  hc_io(c, &raw, &opset, &sends);
+  T_GE(raw, 4);
+  T_EQ(opset, 0);
+  T_GE(sends, 3);
   hc_close(c);
 
   /* the engine's first call comes at accept: a client that never sends a
@@ -1359,9 +1390,20 @@ static void test_listener_contract(void) {
   port = ht_start_opts(1, 0, o);
   mtev_hash_destroy(&cfg, free, free);
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^rawio$", h_rawio));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^io$", h_io));
   T_EQ(hc_oneshot(port, "GET /rawio HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
   T_STR_EQ(r.body, "0");
   hc_resp_free(&r);
+  /* every read and write goes through the opset (which marks activity) */
+  c = hc_open(port);
+  hc_sends(c, "GET /rawio HTTP/1.1\r\nHost: x\r\n\r\n");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  hc_resp_free(&r);
+  hc_io(c, &raw, &opset, &sends);
+  T_EQ(raw, 0);
+  T_GE(opset, 2);
+  T_GE(sends, 1);
+  hc_close(c);
   for (int i = 0; i < 3; i++) {
     c = hc_open(port);
     hc_sends(c, "GET /rawio HTTP/1.1\r\nHost: x\r\n\r\nGET /rawio HTTP/1.1\r\nHost: x\r\n\r\n");
