@@ -21,6 +21,11 @@
  * that needs the socket parks (ev_http_co_wait) and the drive, which sees
  * the fd become ready, wakes it.  A coroutine that ends posts the
  * session's task, and the drive goes on with the next request.
+ * Responses to pipelined requests are held while the next request is
+ * served and leave together: when no complete request is left, or, when
+ * a handler has not answered yet, at the end of the loop's pass over
+ * ready work (an end-of-pass hook of the eventer), so that a slow handler
+ * never holds back the responses before it for longer than one pass.
  *
  * Lifetimes.  The connection holds one reference on the session, a
  * posted task another, users their own (mtev_http_session_ref_inc).  The
@@ -215,6 +220,8 @@ struct mtev_http_session_ctx {
   uint64_t drained;
   eventer_timer_node_t timer;
   eventer_task_t task;
+  ev_pass_hook_t flush_hook;  /* queued: held responses go out when the
+                               * loop's pass ends (holds a reference) */
   uint32_t refcnt;
   int handler_mask;           /* classic dispatcher: call again on this */
   int co_wait_mask;
@@ -567,6 +574,7 @@ static inline int ev_no_crlf(const char *s, size_t n) {
 
 static void ev_http_timer_fire(eventer_timer_node_t *n, struct timeval *now);
 static void ev_http_task_run(eventer_task_t *t, struct timeval *now);
+static void ev_http_flush_hook(ev_pass_hook_t *h);
 static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
                          int *done);
 
@@ -589,6 +597,7 @@ mtev_http_session_ctx *mtev_http_session_ctx_new(mtev_http_dispatch_func f,
   s->registered = 1;
   s->timer.fire = ev_http_timer_fire;
   s->task.run = ev_http_task_run;
+  s->flush_hook.run = ev_http_flush_hook;
   s->last_io_ns = ev_coarse_ns();
   s->raw_io = eventer_get_fd_opset(e) == eventer_POSIX_fd_opset ||
               mtev_acceptor_closure_raw_io(ac, e);
@@ -605,7 +614,8 @@ uint32_t mtev_http_session_ref_dec(mtev_http_session_ctx *s) {
   EV_HTTP_ASSERT(s->refcnt > 0, "mtev_http_session_ref_dec: more releases "
                                 "than references");
   if (--s->refcnt > 0) return s->refcnt;
-  EV_HTTP_ASSERT(s->state == ST_DEAD && !s->co && !s->task_posted,
+  EV_HTTP_ASSERT(s->state == ST_DEAD && !s->co && !s->task_posted &&
+                     !s->flush_hook.loop,
                  "a session is freed only after its connection is over");
   __atomic_sub_fetch(&ev_sessions_live, 1, __ATOMIC_RELAXED);
   free(s);
@@ -661,6 +671,33 @@ static void ev_http_post(mtev_http_session_ctx *s) {
     s->task_posted = 1;
     s->refcnt++;
   }
+}
+
+/* Holds the output queue back until the loop's pass ends (the flush
+ * hook then writes it): the responses to pipelined requests that finish
+ * within one pass leave in one send, even when each is ended by a
+ * coroutine the loop resumes separately.  On the session's loop.  0, or
+ * -1 when the hook cannot be queued (write now instead). */
+static int ev_http_hold(mtev_http_session_ctx *s) {
+  if (s->flush_hook.loop) return 0;
+  if (!s->e || ev_pass_hook_post(&s->flush_hook) != 0) return -1;
+  s->refcnt++;
+  return 0;
+}
+
+/* Takes a queued flush hook back (its bytes stay queued). */
+static void ev_http_hold_cancel(mtev_http_session_ctx *s) {
+  if (ev_pass_hook_cancel(&s->flush_hook)) {
+    EV_HTTP_ASSERT(s->refcnt > 1, "a queued flush hook is not the session's "
+                                  "last reference");
+    s->refcnt--;
+  }
+}
+
+/* The fd interest in writability: output that is not merely held for the
+ * flush hook. */
+static inline int ev_http_want_write(mtev_http_session_ctx *s) {
+  return s->w && s->w->out.head && (s->wr_blocked || !s->flush_hook.loop);
 }
 
 /* On the session's loop thread (and, inside a coroutine, the one serving
@@ -968,7 +1005,7 @@ static int ev_http_co_wait(mtev_http_session_ctx *s, int kind, int mask) {
   if (s->registered && !s->in_drive) {
     int want = EVENTER_EXCEPTION |
                (kind == CW_MASK ? mask : kind == CW_READ ? EVENTER_READ : 0) |
-               (s->w && s->w->out.head ? EVENTER_WRITE : 0) |
+               (ev_http_want_write(s) ? EVENTER_WRITE : 0) |
                (eventer_get_mask(s->e) & EVENTER_READ);
     if (want != eventer_get_mask(s->e)) eventer_update_ex(s->e, want);
   }
@@ -1674,9 +1711,12 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
   }
   if (final) r->complete = 1;
   if (s->aborted) return mtev_false;
-  /* hold the bytes when the drive is about to serve a pipelined request */
-  if (final && s->in_drive && w->in_end > w->in_start &&
-      w->out.bytes < EV_HTTP_CORK)
+  /* hold the bytes when a pipelined request follows: the drive serves it
+   * next (in this call, or in the task a coroutine's end posts), and the
+   * batch goes out when there is no complete request left, or when the
+   * loop's pass ends */
+  if (final && w->in_end > w->in_start && w->out.bytes < EV_HTTP_CORK &&
+      (s->in_drive || ev_http_hold(s) == 0))
     return mtev_true;
   for (;;) {
     int rc = ev_http_write_out(s);
@@ -2246,6 +2286,7 @@ static void ev_http_teardown(mtev_http_session_ctx *s, int in_cb) {
   s->state = ST_DEAD;
   s->aborted = 1;
   eventer_timer_node_remove(&s->timer);
+  ev_http_hold_cancel(s);
   if (s->registered) {
     eventer_remove_fde(s->e);
     s->registered = 0;
@@ -2291,7 +2332,6 @@ static void ev_http_request_done(mtev_http_session_ctx *s) {
 
 static int ev_http_interest(mtev_http_session_ctx *s) {
   int want = EVENTER_EXCEPTION;
-  ev_http_work_t *w = s->w;
   switch (s->state) {
   case ST_HANDLER:
     if (s->co_wait == CW_READ) want |= EVENTER_READ;
@@ -2304,7 +2344,7 @@ static int ev_http_interest(mtev_http_session_ctx *s) {
   default:
     if (!s->peer_eof && ev_http_has_room(s)) want |= EVENTER_READ;
   }
-  if (w && w->out.head) want |= EVENTER_WRITE;
+  if (ev_http_want_write(s)) want |= EVENTER_WRITE;
   return want & (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION);
 }
 
@@ -2383,6 +2423,21 @@ static void ev_http_task_run(eventer_task_t *t, struct timeval *now) {
   mtev_http_session_ref_dec(s); /* the task's */
 }
 
+/* The loop's pass is over: what the session held back goes out (the
+ * drive then updates the interest, wakes a coroutine waiting for the
+ * bytes, or ends a broken connection). */
+static void ev_http_flush_hook(ev_pass_hook_t *h) {
+  mtev_http_session_ctx *s = EV_CONTAINER_OF(h, mtev_http_session_ctx, flush_hook);
+  if (s->e && s->w && s->w->out.head && !s->wr_blocked && !s->aborted &&
+      s->state != ST_DEAD) {
+    if (ev_http_write_out(s) < 0) ev_http_abort(s);
+    int done = 0;
+    ev_http_drive(s, 0, 0, &done);
+  }
+  mtev_http_session_ref_dec(s); /* the hook's */
+}
+
+
 /* Moves the connection to a loop of s->move_to; the dispatcher is called
  * again there.  Returns the mask for the callback (in_cb), or 0. */
 static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
@@ -2398,6 +2453,7 @@ static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
   }
   s->redispatch = 1;
   eventer_timer_node_remove(&s->timer);
+  ev_http_hold_cancel(s); /* the new loop writes what is held */
   int mask = EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION;
   if (in_cb) {
     if (eventer_set_owner_loop(s->e, to) != 0) return -1;
@@ -2500,11 +2556,17 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
     ev_http_work_t *w = s->w;
     if (s->aborted || s->state == ST_DEAD) break;
     if (s->state == ST_HANDLER) {
-      /* a complete response waits for the batch (written in IDLE),
-       * unless its coroutine waits for it to be written */
+      /* A complete response waits for the batch (written in IDLE).  The
+       * responses before an incomplete one wait for the end of the
+       * loop's pass (its handler may still answer in it: a coroutine the
+       * loop resumes later, a Go handler); what the current response
+       * already sent (a flush) and what its coroutine waits to see
+       * written go now. */
       if (w->out.head && !s->wr_blocked &&
           (!w->res.complete || s->co_wait == CW_DRAIN)) {
-        if (ev_http_write_out(s) < 0) {
+        if ((s->co_wait == CW_DRAIN || w->res.headers_sent ||
+             ev_http_hold(s) != 0) &&
+            ev_http_write_out(s) < 0) {
           ev_http_abort(s);
           continue;
         }
