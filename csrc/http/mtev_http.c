@@ -145,12 +145,18 @@ struct mtev_http_request {
   char *up_buf; /* complete_upload in progress */
   size_t up_len, up_cap;
   uint8_t up_done; /* complete_upload finished */
+  uint8_t holds;   /* an upload, its buffer or the query's may be held */
   /* query string, parsed on demand */
   int nqs;            /* -1: not parsed */
   char *qs_buf;
   const char **qs;    /* nqs key, value pairs */
   ev_http_hdr_t hdrs[EV_HTTP_MAX_HEADERS];
 };
+
+/* Content-Type values shorter than this are kept in the response (and
+ * the thread's last one with a ready-made head); longer ones go to the
+ * header lines. */
+#define EV_CT_MAX 48
 
 struct mtev_http_response {
   int status;
@@ -161,6 +167,10 @@ struct mtev_http_response {
   uint8_t no_length; /* 1xx, 204, 304: no Content-Length either */
   char *hbuf; /* "Name: value\r\n" lines */
   uint32_t hlen, hcap;
+  /* Content-Type (when has_ct; it is then in none of the lines):
+   * ct[0..ct_len), zero-padded */
+  uint8_t has_ct, ct_len;
+  char ct[EV_CT_MAX];
   /* The body: its first bytes in ibody (a short body never needs a
    * block), the rest in the chain.  ilen > 0 only while the chain is
    * empty: the first append that does not fit moves them to it. */
@@ -521,6 +531,80 @@ static void ev_date_tick(void) {
   ev_date.sec = now;
 }
 
+/* Per thread: the Content-Type value last given to
+ * mtev_http_response_standard (shorter than EV_CT_MAX, checked), and the
+ * head of a 200 response with it: EV_STATUS_200, the Date line and its
+ * Content-Type line, rebuilt when the date or the type changes.  A
+ * handler answers with the same type request after request: the type is
+ * recognised with a compare of its bytes (no strlen, no CR/LF check), and
+ * the head is one fixed-size copy. */
+static __thread struct {
+  const char *ptr;          /* the string it was learnt from */
+  uint32_t len;
+  char bytes[EV_CT_MAX];    /* its bytes, zero-padded */
+  time_t head_sec;          /* ev_date.sec head was built for (0: none) */
+  uint32_t head_len;
+  char head[128];
+} ev_ct;
+
+/* type is the thread's known one: the same string, with the same bytes
+ * and its NUL where they end. */
+static inline int ev_ct_known(const char *type) {
+  if (type != ev_ct.ptr) return 0;
+  size_t n = ev_ct.len, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t a, b;
+    memcpy(&a, type + i, 8);
+    memcpy(&b, ev_ct.bytes + i, 8);
+    if (a != b) return 0;
+  }
+  for (; i < n; i++)
+    if (type[i] != ev_ct.bytes[i]) return 0;
+  return type[n] == 0;
+}
+
+/* Makes type the thread's known one if it is short and has no CR or LF:
+ * 1, else 0. */
+static int ev_ct_learn(const char *type) {
+  size_t n = strnlen(type, EV_CT_MAX);
+  if (n >= EV_CT_MAX) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (type[i] == '\r' || type[i] == '\n') return 0;
+  ev_ct.ptr = type;
+  ev_ct.len = (uint32_t)n;
+  memset(ev_ct.bytes, 0, sizeof(ev_ct.bytes));
+  memcpy(ev_ct.bytes, type, n);
+  ev_ct.head_sec = 0;
+  return 1;
+}
+
+/* r's Content-Type is the thread's known one (fixed-size compares). */
+static inline int ev_ct_is_known(const mtev_http_response *r) {
+  if (!r->has_ct || r->ct_len != ev_ct.len) return 0;
+  uint64_t d = 0;
+  for (int i = 0; i < EV_CT_MAX; i += 8) {
+    uint64_t a, b;
+    memcpy(&a, r->ct + i, 8);
+    memcpy(&b, ev_ct.bytes + i, 8);
+    d |= a ^ b;
+  }
+  return d == 0;
+}
+
+static void ev_ct_head_build(void) {
+  char *p = ev_ct.head;
+  memcpy(p, ev_date.ok, ev_date.ok_len);
+  p += ev_date.ok_len;
+  memcpy(p, "Content-Type: ", 14);
+  p += 14;
+  memcpy(p, ev_ct.bytes, ev_ct.len);
+  p += ev_ct.len;
+  memcpy(p, "\r\n", 2);
+  p += 2;
+  ev_ct.head_len = (uint32_t)(p - ev_ct.head);
+  ev_ct.head_sec = ev_date.sec;
+}
+
 static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
   for (;; a++, b++) {
     unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
@@ -730,7 +814,8 @@ static void ev_req_reset(mtev_http_request *r) {
 
 /* Frees what the request holds.  Cheap when it holds nothing (most
  * requests): it runs after each one. */
-static void ev_req_release(mtev_http_request *r) {
+static void ev_req_release_held(mtev_http_request *r) {
+  r->holds = 0;
   if (r->upload_free) r->upload_free(r->upload, r->upload_size, r->upload_closure);
   if (r->upload || r->upload_size || r->upload_free) {
     r->upload = NULL;
@@ -749,7 +834,10 @@ static void ev_req_release(mtev_http_request *r) {
     r->qs_buf = NULL;
     r->qs = NULL;
   }
+}
+static inline void ev_req_release(mtev_http_request *r) {
   r->nqs = -1;
+  if (__builtin_expect(r->holds, 0)) ev_req_release_held(r);
 }
 
 static void ev_res_reset(mtev_http_response *r) {
@@ -759,6 +847,7 @@ static void ev_res_reset(mtev_http_response *r) {
   r->headers_sent = r->complete = r->failed = r->chunked = 0;
   r->close_after = r->no_body = r->no_length = 0;
   r->hlen = 0;
+  r->has_ct = 0;
   r->ilen = 0;
   if (r->body.head) ev_chain_clear(&r->body);
   if (r->z) {
@@ -1175,6 +1264,7 @@ static mtev_boolean ev_status_put(mtev_http_response *r, int code,
                                   const char *reason);
 static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
                                size_t nl, const char *value, size_t vl);
+static void ev_hdr_remove(mtev_http_response *r, const char *name, size_t nl);
 
 mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
                                            const char *reason) {
@@ -1191,8 +1281,19 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
   mtev_http_response *r = &s->w->res;
   ev_status_put(r, code, reason);
   if (type) {
-    size_t vl = strlen(type);
-    if (ev_no_crlf(type, vl)) ev_hdr_put(r, "Content-Type", 12, type, vl);
+    if (ev_ct_known(type) || ev_ct_learn(type)) {
+      /* the thread's type: a fixed-size copy of its padded bytes */
+      r->has_ct = 1;
+      r->ct_len = (uint8_t)ev_ct.len;
+      memcpy(r->ct, ev_ct.bytes, EV_CT_MAX);
+      if (r->hlen) ev_hdr_remove(r, "Content-Type", 12);
+    } else {
+      size_t vl = strlen(type);
+      if (ev_no_crlf(type, vl)) {
+        r->has_ct = 0;
+        ev_hdr_put(r, "Content-Type", 12, type, vl);
+      }
+    }
   }
   r->options |= MTEV_HTTP_CHUNKED;
   return mtev_true;
@@ -1271,6 +1372,7 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
       if (ev_ci_eqn(value + i, "close", 5)) r->options |= MTEV_HTTP_CLOSE;
     return mtev_true;
   }
+  if (nl == 12 && ev_lc_eq(name, "content-type")) r->has_ct = 0;
   return ev_hdr_put(r, name, nl, value, vl);
 }
 
@@ -1543,7 +1645,7 @@ static inline char *ev_put_u64(char *p, uint64_t v) {
 
 /* Room ev_res_head_put needs at most. */
 static inline size_t ev_res_head_max(const mtev_http_response *r) {
-  return r->reason_len + r->hlen + 256;
+  return r->reason_len + r->hlen + 320;
 }
 
 /* Writes the status line and header block at p (ev_res_head_max bytes of
@@ -1554,11 +1656,19 @@ static char *ev_res_head_put(mtev_http_session_ctx *s, char *p, int mode,
   mtev_http_response *r = &s->w->res;
   mtev_http_request *q = &s->w->req;
   ev_date_fresh();
+  int ct_done = 0;
   if (r->status == 200 && r->reason_len == 0 && q->h.minor >= 1) {
     /* the whole array (the room allows it): a fixed-size copy is a few
      * vector moves, a variable one of at most 64 bytes became rep movs */
-    memcpy(p, ev_date.ok, sizeof(ev_date.ok));
-    p += ev_date.ok_len;
+    if (ev_ct_is_known(r)) {
+      if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
+      memcpy(p, ev_ct.head, sizeof(ev_ct.head));
+      p += ev_ct.head_len;
+      ct_done = 1;
+    } else {
+      memcpy(p, ev_date.ok, sizeof(ev_date.ok));
+      p += ev_date.ok_len;
+    }
   } else {
     p = q->h.minor >= 1 ? EV_PUT_LIT(p, "HTTP/1.1 ") : EV_PUT_LIT(p, "HTTP/1.0 ");
     *p++ = (char)('0' + r->status / 100);
@@ -1574,6 +1684,11 @@ static char *ev_res_head_put(mtev_http_session_ctx *s, char *p, int mode,
     }
     p = EV_PUT_LIT(p, "\r\n");
     p = ev_put(p, ev_date.line, ev_date.len);
+  }
+  if (r->has_ct && !ct_done) {
+    p = EV_PUT_LIT(p, "Content-Type: ");
+    p = ev_put(p, r->ct, r->ct_len);
+    p = EV_PUT_LIT(p, "\r\n");
   }
   if (r->hlen) p = ev_put(p, r->hbuf, r->hlen);
   if (mode == 0 && !r->no_length) {
@@ -1771,6 +1886,7 @@ static void ev_http_fail(mtev_http_session_ctx *s, int status) {
     r->z = NULL;
   }
   r->hlen = 0;
+  r->has_ct = 0;
   r->status = status;
   r->reason_len = 0;
   r->close_after = 1;
@@ -2035,6 +2151,7 @@ mtev_boolean ev_http_complete_upload(mtev_http_session_ctx *s, int *mask) {
   mtev_http_request *q = mtev_http_session_request(s);
   if (!q || s->state != ST_HANDLER) return mtev_false;
   if (q->up_done) return mtev_true;
+  q->holds = 1;
   if (q->body_mode == EV_BODY_NONE) {
     mtev_http_request_set_upload(q, NULL, 0, NULL, NULL);
     q->up_done = 1;
@@ -2090,6 +2207,7 @@ void mtev_http_request_set_upload(mtev_http_request *q, void *data,
                                   void (*freefunc)(void *, int64_t, void *),
                                   void *closure) {
   if (!q) return;
+  q->holds = 1;
   if (q->upload_free && q->upload != data)
     q->upload_free(q->upload, q->upload_size, q->upload_closure);
   q->upload = data;
@@ -2244,6 +2362,7 @@ void mtev_http_process_querystring(mtev_http_request *q) {
     p = amp ? amp + 1 : NULL;
   }
   q->qs_buf = mem;
+  q->holds = 1;
   q->qs = kv;
   q->nqs = k;
 }

@@ -1518,6 +1518,86 @@ static void test_deferred_write(void) {
   ht_stop();
 }
 
+/* ---- Content-Type: the thread's known type and its ready-made head -------------- */
+
+static char ct_buf[64] = "text/one";
+/* /ct/<case>: the response's Content-Type set in the ways a handler can */
+static int h_ct(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_EQ(npats, 1);
+  const char *c = pats[0];
+  if (!strcmp(c, "plain")) {
+    mtev_http_response_ok(ctx, "text/plain");
+  } else if (!strcmp(c, "long")) { /* 60 bytes: kept with the other lines */
+    mtev_http_response_ok(ctx, "application/x-a-rather-long-media-type-name-for-the-test+json");
+  } else if (!strcmp(c, "set")) { /* replaced by a header_set */
+    T_CHECK(mtev_http_response_header_set(ctx, "X-A", "1"));
+    mtev_http_response_ok(ctx, "text/a");
+    T_CHECK(mtev_http_response_header_set(ctx, "content-TYPE", "text/b"));
+  } else if (!strcmp(c, "setfirst")) { /* a header_set replaced by ok */
+    T_CHECK(mtev_http_response_header_set(ctx, "Content-Type", "text/b"));
+    T_CHECK(mtev_http_response_header_set(ctx, "X-A", "1"));
+    mtev_http_response_ok(ctx, "text/a");
+  } else if (!strcmp(c, "twice")) {
+    mtev_http_response_ok(ctx, "text/a");
+    mtev_http_response_ok(ctx, "text/c");
+  } else if (!strcmp(c, "crlf")) { /* refused: the earlier one stays */
+    mtev_http_response_ok(ctx, "text/a");
+    mtev_http_response_ok(ctx, "text/x\r\nX-Split: 1");
+  } else if (!strcmp(c, "empty")) {
+    mtev_http_response_ok(ctx, "");
+  } else if (!strcmp(c, "buf")) { /* the same string, other bytes each time */
+    mtev_http_response_ok(ctx, ct_buf);
+    snprintf(ct_buf, sizeof(ct_buf), "%s", !strcmp(ct_buf, "text/one") ? "text/two-longer"
+                                                                        : "text/one");
+  } else if (!strcmp(c, "nf")) {
+    mtev_http_response_not_found(ctx, "text/plain");
+  }
+  mtev_http_response_append_str(ctx, c);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* exactly one Content-Type line, and its value */
+static void ct_expect(int port, const char *req, int status, const char *want) {
+  hc_resp_t r;
+  T_EQ(hc_oneshot(port, req, &r), status);
+  int n = 0;
+  for (char *p = r.head; (p = strcasestr(p, "content-type:")) != NULL; p++) n++;
+  T_CHECKF(n == (want ? 1 : 0), "%s: %d Content-Type lines in\n%s", req, n, r.head);
+  if (want) T_STR_EQ(hc_header(&r, "Content-Type"), want);
+  T_CHECKF(strstr(r.head, "X-Split") == NULL, "%s", r.head);
+  hc_resp_free(&r);
+}
+
+static void test_content_type(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/ct/", "^(.*)$", h_ct));
+  for (int round = 0; round < 2; round++) { /* learnt, then known */
+    ct_expect(port, "GET /ct/plain HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/plain");
+    ct_expect(port, "GET /ct/plain HTTP/1.0\r\n\r\n", 200, "text/plain");
+    ct_expect(port, "GET /ct/nf HTTP/1.1\r\nHost: x\r\n\r\n", 404, "text/plain");
+    ct_expect(port, "GET /ct/long HTTP/1.1\r\nHost: x\r\n\r\n", 200,
+              "application/x-a-rather-long-media-type-name-for-the-test+json");
+    ct_expect(port, "GET /ct/set HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/b");
+    ct_expect(port, "GET /ct/setfirst HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/a");
+    ct_expect(port, "GET /ct/twice HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/c");
+    ct_expect(port, "GET /ct/crlf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/a");
+    ct_expect(port, "GET /ct/empty HTTP/1.1\r\nHost: x\r\n\r\n", 200, "");
+    ct_expect(port, "GET /ct/buf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/one");
+    ct_expect(port, "GET /ct/buf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/two-longer");
+    ct_expect(port, "GET /ct/buf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/one");
+    ct_expect(port, "GET /ct/buf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/two-longer");
+  }
+  /* the other lines come after it, once each */
+  hc_resp_t r;
+  T_EQ(hc_oneshot(port, "GET /ct/set HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
+  T_STR_EQ(hc_header(&r, "X-A"), "1");
+  T_STR_EQ(r.body, "set");
+  hc_resp_free(&r);
+  ht_stop();
+}
+
 /* ---- the ACL ----------------------------------------------------------------------- */
 
 static void test_acl(void) {
@@ -1601,4 +1681,5 @@ T_MAIN({"basic", test_basic}, {"routing", test_routing},
        {"http10", test_http10}, {"uploads", test_uploads},
        {"seed_hello", test_seed_hello}, {"co_reuse", test_co_reuse},
        {"listener_contract", test_listener_contract},
-       {"deferred_write", test_deferred_write}, {"acl", test_acl})
+       {"deferred_write", test_deferred_write},
+       {"content_type", test_content_type}, {"acl", test_acl})
