@@ -1279,7 +1279,12 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
                                        const char *reason, const char *type) {
   if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
   mtev_http_response *r = &s->w->res;
-  ev_status_put(r, code, reason);
+  if (code == 200 && reason && reason[0] == 'O' && reason[1] == 'K' && !reason[2]) {
+    r->status = 200; /* _ok's: the standard phrase */
+    r->reason_len = 0;
+  } else {
+    ev_status_put(r, code, reason);
+  }
   if (type) {
     if (ev_ct_known(type) || ev_ct_learn(type)) {
       /* the thread's type: a fixed-size copy of its padded bytes */
