@@ -291,7 +291,9 @@ struct ev_poll; /* backend state, eventer_epoll.c */
  * engine writes the responses it held back for one batch). */
 typedef struct ev_pass_hook {
   struct ev_pass_hook *next, *prev;  /* in the loop's list while queued */
-  void (*run)(struct ev_pass_hook *h);
+  /* idle: 1 when the loop had nothing else to do, 0 when the pass ran
+   * out of time (EV_PASS_MAX_NS) */
+  void (*run)(struct ev_pass_hook *h, int idle);
   struct eventer_loop *loop;         /* where it is queued; NULL if not */
 } ev_pass_hook_t;
 #define EV_PASS_MAX_NS 1000000u
@@ -385,6 +387,7 @@ struct eventer_loop {
    * posted (the timer phase's clock) */
   ev_pass_hook_t pass_q, pass_run;
   uint64_t pass_since_ns;
+  int pass_idle;           /* how the batch being run ended its pass */
 };
 
 enum { /* eventer_loop.wake_state */

@@ -817,16 +817,16 @@ int ev_pass_hook_cancel(ev_pass_hook_t *h) {
   return 1;
 }
 
-/* Is the pass over for the queued hooks?  Nothing else to do now, or the
- * oldest has waited EV_PASS_MAX_NS. */
+/* Is the pass over for the queued hooks?  2: nothing else to do now (or
+ * the loop stops), 1: the oldest has waited EV_PASS_MAX_NS, 0: no. */
 static inline int must_return(ev_loop_t *l);
 static int64_t sleep_for_ns(ev_loop_t *l, uint64_t unit);
 static int pass_over(ev_loop_t *l) {
-  if (l->timers_now_ns - l->pass_since_ns >= EV_PASS_MAX_NS) return 1;
-  if (EV_LOAD(&l->stop)) return 1;
+  if (EV_LOAD(&l->stop)) return 2;
+  int aged = l->timers_now_ns - l->pass_since_ns >= EV_PASS_MAX_NS;
   if (l->fifo_len > 0 || l->draining || EV_LOAD_RELAXED(&l->inbox_nonempty))
-    return 0;
-  return sleep_for_ns(l, 1000000u) != 0;
+    return aged;
+  return sleep_for_ns(l, 1000000u) != 0 ? 2 : aged;
 }
 
 /* The poll phase's hooks: the batch queued when the pass ended (hooks
@@ -835,7 +835,9 @@ static int pass_over(ev_loop_t *l) {
  * iteration resumes. */
 static int pass_hooks_run(ev_loop_t *l) {
   if (pass_list_empty(&l->pass_run)) {
-    if (pass_list_empty(&l->pass_q) || !pass_over(l)) return 0;
+    int over = pass_list_empty(&l->pass_q) ? 0 : pass_over(l);
+    if (!over) return 0;
+    l->pass_idle = over == 2;
     /* the whole queue becomes the batch */
     l->pass_run.next = l->pass_q.next;
     l->pass_run.prev = l->pass_q.prev;
@@ -846,7 +848,7 @@ static int pass_hooks_run(ev_loop_t *l) {
   while (!pass_list_empty(&l->pass_run)) {
     ev_pass_hook_t *h = l->pass_run.next;
     pass_unlink(h);
-    h->run(h);
+    h->run(h, l->pass_idle);
     if (must_return(l)) return 1;
   }
   return 0;

@@ -232,6 +232,7 @@ struct mtev_http_session_ctx {
   eventer_task_t task;
   ev_pass_hook_t flush_hook;  /* queued: held responses go out when the
                                * loop's pass ends (holds a reference) */
+  uint64_t hold_seq;          /* the request whose answer the hold waits for */
   uint32_t refcnt;
   int handler_mask;           /* classic dispatcher: call again on this */
   int co_wait_mask;
@@ -658,7 +659,7 @@ static inline int ev_no_crlf(const char *s, size_t n) {
 
 static void ev_http_timer_fire(eventer_timer_node_t *n, struct timeval *now);
 static void ev_http_task_run(eventer_task_t *t, struct timeval *now);
-static void ev_http_flush_hook(ev_pass_hook_t *h);
+static void ev_http_flush_hook(ev_pass_hook_t *h, int idle);
 static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
                          int *done);
 
@@ -757,6 +758,12 @@ static void ev_http_post(mtev_http_session_ctx *s) {
   }
 }
 
+/* The request whose response the session waits for: the current one, or
+ * the next when the current one is complete. */
+static inline uint64_t ev_http_awaited_seq(mtev_http_session_ctx *s) {
+  return s->seq + (s->w && s->state == ST_HANDLER && s->w->res.complete ? 1 : 0);
+}
+
 /* Holds the output queue back until the loop's pass ends (the flush
  * hook then writes it): the responses to pipelined requests that finish
  * within one pass leave in one send, even when each is ended by a
@@ -766,6 +773,7 @@ static int ev_http_hold(mtev_http_session_ctx *s) {
   if (s->flush_hook.loop) return 0;
   if (!s->e || ev_pass_hook_post(&s->flush_hook) != 0) return -1;
   s->refcnt++;
+  s->hold_seq = ev_http_awaited_seq(s);
   return 0;
 }
 
@@ -2549,11 +2557,21 @@ static void ev_http_task_run(eventer_task_t *t, struct timeval *now) {
 
 /* The loop's pass is over: what the session held back goes out (the
  * drive then updates the interest, wakes a coroutine waiting for the
- * bytes, or ends a broken connection). */
-static void ev_http_flush_hook(ev_pass_hook_t *h) {
+ * bytes, or ends a broken connection).  A loop too busy to run out of
+ * work ends its passes by time: then a session whose handlers answered
+ * since the hold (the request it waits for is a later one) keeps holding
+ * for one more pass, so that a pipelined batch still leaves together;
+ * one whose handler has not answered within the pass writes. */
+static void ev_http_flush_hook(ev_pass_hook_t *h, int idle) {
   mtev_http_session_ctx *s = EV_CONTAINER_OF(h, mtev_http_session_ctx, flush_hook);
   if (s->e && s->w && s->w->out.head && !s->wr_blocked && !s->aborted &&
       s->state != ST_DEAD) {
+    uint64_t awaited = ev_http_awaited_seq(s);
+    if (!idle && awaited != s->hold_seq &&
+        ev_pass_hook_post(&s->flush_hook) == 0) {
+      s->hold_seq = awaited; /* the reference goes with the hook */
+      return;
+    }
     if (ev_http_write_out(s) < 0) ev_http_abort(s);
     int done = 0;
     ev_http_drive(s, 0, 0, &done);

@@ -490,7 +490,7 @@ static void test_timer_nodes_emit(void) {
 
 typedef struct {
   ev_pass_hook_t h;
-  int id, runs, at_iter, emit;
+  int id, runs, at_iter, emit, idle;
   ev_pass_hook_t *post; /* a hook to post from this one's run */
 } phook_t;
 
@@ -499,8 +499,9 @@ static int busy_left;     /* the busy task re-posts itself while > 0 */
 static int busy_runs;
 static int hook_order[8], nhook_order;
 
-static void phook_run(ev_pass_hook_t *h) {
+static void phook_run(ev_pass_hook_t *h, int idle) {
   phook_t *p = (phook_t *)h;
+  p->idle = idle;
   T_PTR_EQ(h->loop, NULL); /* unqueued before it runs: it may post itself */
   p->runs++;
   p->at_iter = pass_iter;
@@ -557,6 +558,7 @@ static void test_pass_hooks(void) {
   pass_turns(1);
   T_EQ(a.runs, 1);
   T_EQ(a.at_iter, 1);
+  T_EQ(a.idle, 1);
   pass_turns(2);
   T_EQ(a.runs, 1);
 
@@ -572,6 +574,7 @@ static void test_pass_hooks(void) {
   T_EQ(busy_runs, 6);
   T_EQ(a.runs, 1);
   T_EQ(a.at_iter, 6); /* the task's last run (it posted nothing more) */
+  T_EQ(a.idle, 1);
 
   /* a timer due now (a coroutine's scheduled resume) is work too: a task
    * adds one, which fires in the next iteration's timer phase */
@@ -604,6 +607,7 @@ static void test_pass_hooks(void) {
   }
   T_GE(eventer_mono_ns() - t0, EV_PASS_MAX_NS);
   T_CHECK(busy_left > 0);
+  T_EQ(a.idle, 0); /* the pass ran out of time */
   busy_left = 0;
   pass_turns(2);
 
