@@ -800,7 +800,10 @@ int ev_pass_hook_post(ev_pass_hook_t *h) {
     return -1;
   }
   if (h->loop) return 0;
-  if (pass_list_empty(&l->pass_q)) l->pass_since_ns = l->timers_now_ns;
+  /* the iteration's clock; between iterations (a post from outside the
+   * loop's run) that clock is old: read it */
+  if (pass_list_empty(&l->pass_q))
+    l->pass_since_ns = l->phase == EV_PH_START ? eventer_mono_ns() : l->timers_now_ns;
   h->loop = l;
   h->next = &l->pass_q;
   h->prev = l->pass_q.prev;
