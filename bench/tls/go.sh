@@ -83,6 +83,7 @@ cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { 
 
 res="$run/results.tsv" # round side(ours|go) figure rate cpu_us
 : >"$res"
+: >"$run/params.txt" # side figure version cipher group
 for r in $(seq "$runs"); do
   for s in goaco gopeer; do
     side=ours; [ "$s" = gopeer ] && side=go
@@ -92,6 +93,7 @@ for r in $(seq "$runs"); do
       taskset -c "$ccpu" "$run/goclient" "$1" "127.0.0.1:$port" "$2" "$3" "$spid" >"$run/c.out"
       awk -v r="$r" -v s="$side" -v f="$1" '{ v[$1] = $2 }
         END { printf "%s\t%s\t%s\t%s\t%s\n", r, s, f, v["rate"], v["cpu_us"] }' "$run/c.out" >>"$res"
+      echo "$side $1 $(sed -n 's/^params //p' "$run/c.out")" >>"$run/params.txt"
       if [ "$1" = resumed ] && ! grep -q '^resumed_frac 1.000$' "$run/c.out"; then
         echo "$s: not every handshake resumed: $(cat "$run/c.out")" >&2
         exit 1
@@ -104,6 +106,11 @@ for r in $(seq "$runs"); do
       side=ours; args=()
       [ "$s" = gopeer ] && side=go && args=(-https)
       start_server "$s" "${args[@]}"
+      if [ "$r" = 1 ]; then # what the server chooses for an OpenSSL client (wrk's defaults)
+        echo "$side https $(openssl s_client -connect "127.0.0.1:$port" </dev/null 2>/dev/null | awk '
+          /^New, / { v = $2; c = $NF } /^Server Temp Key:/ { g = $4; sub(/,$/, "", g) }
+          END { sub(/,$/, "", v); printf "%s %s %s", v, c, g }')" >>"$run/params.txt"
+      fi
       c0=$(cpu_ns "$spid")
       taskset -c "$ccpu" wrk -t1 -c50 -d"${dur}s" "https://127.0.0.1:$port/hello" >"$run/wrk.out"
       c1=$(cpu_ns "$spid")
@@ -116,6 +123,12 @@ for r in $(seq "$runs"); do
   fi
 done
 cp "$res" "$out/go_results.tsv"
+# both sides must have negotiated the same version, cipher suite and group
+negotiated=$(awk '{ p[$2, $1] = $3 " " $4 " " $5; f[$2] = 1 }
+  END { for (k in f) { if (p[k, "ours"] != p[k, "go"]) { printf "%s: ours %s, crypto/tls %s\n", k, p[k, "ours"], p[k, "go"] > "/dev/stderr"; bad = 1 }
+          all[p[k, "ours"]] = 1 }
+        if (bad) exit 1; for (a in all) printf "%s%s", (n++ ? "; " : ""), a }' "$run/params.txt") ||
+  { echo "the servers negotiated different parameters" >&2; exit 1; }
 
 # medians of each side's figures, and of the rounds' ratios
 awk -F'\t' '
@@ -143,6 +156,7 @@ awk -F'\t' '
 {
   echo "tls, Go binding vs crypto/tls ($ncpu CPUs, server on CPU $scpu, client on CPU $ccpu," \
     "$(openssl version | cut -d' ' -f1-2), $(go version | cut -d' ' -f3), scale $scale, $runs rounds, medians)"
+  echo "  both sides negotiated: $negotiated (ECDSA P-256 certificate)"
   awk '
     function row(a, b, c, d) { printf "  %-44s %12s %12s %8s\n", a, b, c, d }
     BEGIN {
