@@ -46,6 +46,10 @@ static int ev_ssl_finfo_check_s = 5; /* __atomic */
 /* The session id context every server SSL_CTX shares (session caching
  * needs one once client certificates are verified). */
 #define EV_SSL_SID_CTX "eventer_ssl"
+/* OpenSSL's read buffer (read ahead): four records of the largest size. */
+#define EV_SSL_READ_BUF                                                     \
+  (4 * (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_PLAIN_LENGTH +                 \
+        SSL3_RT_MAX_ENCRYPTED_OVERHEAD))
 /* Servers' default ALPN list (libmtev's), wire format. */
 static const unsigned char ev_ssl_default_alpn[] = "\x02h2\x08http/1.1";
 
@@ -674,6 +678,10 @@ static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type,
                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                            SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_read_ahead(sc, 1);
+  /* room for four full records: one recv brings several, which one read
+   * call of ours then hands out together (the buffer exists while data
+   * is in flight: RELEASE_BUFFERS frees it when it empties) */
+  SSL_CTX_set_default_read_buffer_len(sc, EV_SSL_READ_BUF);
   if (cert && (ev_ssl_load_cert(sc, cert, w) != 0 ||
                ev_ssl_load_key(sc, key, w) != 0))
     goto bail;
@@ -1419,14 +1427,27 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
   if (len > INT_MAX) len = INT_MAX;
   ERR_clear_error();
   errno = 0;
-  size_t n = 0;
+  size_t n = 0, total = 0;
   int rv;
   switch (op) {
   case EV_SSL_OP_READ:
-    rv = SSL_read_ex(ctx->ssl, buf, len, &n);
+    /* SSL_read_ex gives one record at a time: go on while OpenSSL holds
+     * more bytes than it has handed out (read ahead), which costs no
+     * syscall, so one call fills the caller's buffer when it can */
+    while ((rv = SSL_read_ex(ctx->ssl, (char *)buf + total, len - total,
+                             &n)) > 0 &&
+           (total += n) < len && ctx->done && SSL_has_pending(ctx->ssl))
+      ;
     break;
   case EV_SSL_OP_WRITE:
-    rv = SSL_write_ex(ctx->ssl, buf, len, &n);
+    /* with SSL_MODE_ENABLE_PARTIAL_WRITE, SSL_write_ex sends one record
+     * (16 KiB) a call: go on until all is sent or the socket is full, so
+     * a large write is one call (a retry after WANT_WRITE starts where
+     * the refused call did, as OpenSSL requires) */
+    while ((rv = SSL_write_ex(ctx->ssl, (const char *)buf + total,
+                              len - total, &n)) > 0 &&
+           (total += n) < len && ctx->done)
+      ;
     break;
   default:
     rv = SSL_do_handshake(ctx->ssl);
@@ -1437,8 +1458,22 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
   if (!ctx->done && SSL_is_init_finished(ctx->ssl) &&
       ev_ssl_handshake_checked(ctx, op) != 0)
     return -1;
-  if (rv > 0) return op >= EV_SSL_OP_ACCEPT ? 1 : (int)n;
+  if (rv > 0) return op >= EV_SSL_OP_ACCEPT ? 1 : (int)total;
   int sslerr = SSL_get_error(ctx->ssl, rv);
+  if (total > 0) {
+    /* bytes moved before the call that stopped: they are the result; a
+     * fatal error is recorded (and logged) now, so that the next call
+     * fails with EIO, and a would-block or the peer's close_notify
+     * shows at the next call */
+    if (sslerr != SSL_ERROR_WANT_READ && sslerr != SSL_ERROR_WANT_WRITE &&
+        sslerr != SSL_ERROR_ZERO_RETURN) {
+      int saved = errno;
+      ev_ssl_fail(ctx, op, sslerr, sys);
+      errno = saved;
+    }
+    ERR_clear_error();
+    return (int)total;
+  }
   switch (sslerr) {
   case SSL_ERROR_WANT_READ:
     if (mask) *mask = EVENTER_READ | EVENTER_EXCEPTION;
