@@ -46,7 +46,13 @@ static int ev_ssl_finfo_check_s = 5; /* __atomic */
 /* The session id context every server SSL_CTX shares (session caching
  * needs one once client certificates are verified). */
 #define EV_SSL_SID_CTX "eventer_ssl"
-/* OpenSSL's read buffer (read ahead): four records of the largest size. */
+/* OpenSSL's read buffer (read ahead) once a connection has read a full
+ * record: four records of the largest size, so that one recv brings
+ * several, which one read call of ours hands out together.  Not from the
+ * start: a connection that exchanges small messages keeps OpenSSL's one
+ * record's worth (malloc hands 64 KiB chunks back to the system when the
+ * heap's top frees, a brk per handshake); RELEASE_BUFFERS frees either
+ * when it empties. */
 #define EV_SSL_READ_BUF                                                     \
   (4 * (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_PLAIN_LENGTH +                 \
         SSL3_RT_MAX_ENCRYPTED_OVERHEAD))
@@ -127,6 +133,7 @@ struct eventer_ssl_ctx_t {
   uint8_t done;                   /* handshake finished and checked */
   uint8_t failed;                 /* a fatal error happened: EIO from now */
   uint8_t logged;                 /* its one log line was written */
+  uint8_t big_rbuf;               /* the read buffer holds EV_SSL_READ_BUF */
 };
 
 enum { EV_SSL_OP_READ, EV_SSL_OP_WRITE, EV_SSL_OP_ACCEPT, EV_SSL_OP_CONNECT };
@@ -678,10 +685,6 @@ static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type,
                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                            SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_read_ahead(sc, 1);
-  /* room for four full records: one recv brings several, which one read
-   * call of ours then hands out together (the buffer exists while data
-   * is in flight: RELEASE_BUFFERS frees it when it empties) */
-  SSL_CTX_set_default_read_buffer_len(sc, EV_SSL_READ_BUF);
   if (cert && (ev_ssl_load_cert(sc, cert, w) != 0 ||
                ev_ssl_load_key(sc, key, w) != 0))
     goto bail;
@@ -1450,6 +1453,10 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
                              &n)) > 0 &&
            (total += n) < len && ctx->done && SSL_has_pending(ctx->ssl))
       ;
+    if (!ctx->big_rbuf && total >= SSL3_RT_MAX_PLAIN_LENGTH) {
+      SSL_set_default_read_buffer_len(ctx->ssl, EV_SSL_READ_BUF);
+      ctx->big_rbuf = 1;
+    }
     break;
   case EV_SSL_OP_WRITE:
     /* with SSL_MODE_ENABLE_PARTIAL_WRITE, SSL_write_ex sends one record
