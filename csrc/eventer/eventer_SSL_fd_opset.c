@@ -78,7 +78,9 @@ typedef struct {
 
 typedef struct ev_ssl_cnode {
   struct ev_ssl_cnode *next;     /* cache list (under ev_ssl_cache_lock) */
-  unsigned char key[32];         /* SHA-256 of orientation + settings */
+  uint64_t hash;                 /* ev_ssl_cache_hash of the key */
+  int type;                      /* the key: orientation and settings */
+  char *set[EV_SSL_NSETTINGS];
   SSL_CTX *ssl_ctx;
   int refcnt;                    /* __atomic: the cache's + each context's */
   time_t created;
@@ -312,26 +314,41 @@ static void ev_ssl_cnode_release(ev_ssl_cnode_t *n) {
   if (left > 0) return;
   SSL_CTX_free(n->ssl_ctx);
   for (int i = 0; i < EV_SSL_NFILES; i++) free(n->paths[i]);
+  for (int i = 0; i < EV_SSL_NSETTINGS; i++) free(n->set[i]);
   free(n->alpn);
   free(n);
 }
 
-static void ev_ssl_cache_key(unsigned char out[32], int type,
-                             const char *const s[EV_SSL_NSETTINGS]) {
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  unsigned int ol = 32;
+/* FNV-1a over the orientation and the settings (presence and length
+ * first, so ("ab", NULL) != ("a", "b")): a cheap first look; a match is
+ * then checked setting by setting.  It runs for every connection (a
+ * digest through OpenSSL 3's EVP costs ~25,000 instructions). */
+static uint64_t ev_ssl_fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+  return h;
+}
+
+static uint64_t ev_ssl_cache_hash(int type,
+                                  const char *const s[EV_SSL_NSETTINGS]) {
   unsigned char t = (unsigned char)type;
-  EV_ASSERT(md != NULL, "a digest context can be allocated");
-  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-  EVP_DigestUpdate(md, &t, 1);
+  uint64_t h = ev_ssl_fnv(0xcbf29ce484222325ull, &t, 1);
   for (int i = 0; i < EV_SSL_NSETTINGS; i++) {
-    /* presence and length first, so ("ab", NULL) != ("a", "b") */
-    uint64_t l = s[i] ? strlen(s[i]) : UINT64_MAX;
-    EVP_DigestUpdate(md, &l, sizeof(l));
-    if (s[i]) EVP_DigestUpdate(md, s[i], strlen(s[i]));
+    size_t l = s[i] ? strlen(s[i]) : SIZE_MAX;
+    h = ev_ssl_fnv(h, &l, sizeof(l));
+    if (s[i]) h = ev_ssl_fnv(h, s[i], l);
   }
-  EVP_DigestFinal_ex(md, out, &ol);
-  EVP_MD_CTX_free(md);
+  return h;
+}
+
+static int ev_ssl_cnode_is(const ev_ssl_cnode_t *n, uint64_t hash, int type,
+                           const char *const s[EV_SSL_NSETTINGS]) {
+  if (n->hash != hash || n->type != type) return 0;
+  for (int i = 0; i < EV_SSL_NSETTINGS; i++)
+    if ((n->set[i] == NULL) != (s[i] == NULL) ||
+        (s[i] && strcmp(n->set[i], s[i]) != 0))
+      return 0;
+  return 1;
 }
 
 /* An error while building: errno value and a reason for the log. */
@@ -742,15 +759,14 @@ bail:
 static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
                                         const char *const s[EV_SSL_NSETTINGS],
                                         ev_ssl_why_t *w) {
-  unsigned char key[32];
-  ev_ssl_cache_key(key, type, s);
+  uint64_t hash = ev_ssl_cache_hash((int)type, s);
   time_t now = time(NULL);
   int expiry = __atomic_load_n(&ev_ssl_cache_expiry, __ATOMIC_RELAXED);
   ev_ssl_cnode_t *stale = NULL, *n;
 
   pthread_mutex_lock(&ev_ssl_cache_lock);
   for (ev_ssl_cnode_t **pp = &ev_ssl_cache; (n = *pp) != NULL; pp = &n->next) {
-    if (memcmp(n->key, key, sizeof(key)) != 0) continue;
+    if (!ev_ssl_cnode_is(n, hash, (int)type, s)) continue;
     int old = expiry > 0 && now - n->created >= expiry;
     if (!old && now - n->checked >=
                     __atomic_load_n(&ev_ssl_finfo_check_s, __ATOMIC_RELAXED)) {
@@ -778,13 +794,22 @@ static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
     ev_ssl_fail_why(w, ENOMEM, "out of memory");
     return NULL;
   }
-  memcpy(n->key, key, sizeof(key));
+  n->hash = hash;
+  n->type = (int)type;
+  for (int i = 0; i < EV_SSL_NSETTINGS; i++)
+    if (s[i] && !(n->set[i] = strdup(s[i]))) {
+      for (int k = 0; k < i; k++) free(n->set[k]);
+      free(n);
+      ev_ssl_fail_why(w, ENOMEM, "out of memory");
+      return NULL;
+    }
   n->created = n->checked = now;
   n->has_alpn = s[EV_SSL_S_ALPN] != NULL;
   if (ev_ssl_alpn_wire(s[EV_SSL_S_ALPN], &n->alpn, &n->alpn_len) != 0) {
     ev_ssl_fail_why(w, errno, "alpn \"%s\": %s", s[EV_SSL_S_ALPN],
                     errno == EINVAL ? "an empty name or one over 255 bytes"
                                     : strerror(errno));
+    for (int i = 0; i < EV_SSL_NSETTINGS; i++) free(n->set[i]);
     free(n);
     return NULL;
   }
@@ -799,6 +824,7 @@ static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
   if (!n->ssl_ctx) {
     for (int i = 0; i < EV_SSL_NFILES; i++) free(n->paths[i]);
     free(n->alpn);
+    for (int i = 0; i < EV_SSL_NSETTINGS; i++) free(n->set[i]);
     free(n);
     return NULL;
   }
@@ -806,7 +832,7 @@ static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
   ev_ssl_cnode_t *winner = NULL;
   pthread_mutex_lock(&ev_ssl_cache_lock);
   for (ev_ssl_cnode_t *o = ev_ssl_cache; o; o = o->next)
-    if (memcmp(o->key, key, sizeof(key)) == 0) {
+    if (ev_ssl_cnode_is(o, hash, (int)type, s)) {
       winner = o;
       __atomic_add_fetch(&o->refcnt, 1, __ATOMIC_RELAXED);
       break;
