@@ -23,7 +23,8 @@
 #             and server CPU per request
 # The servers take turns, RUNS (default 5) rounds; each ratio is the
 # median over the rounds of that round's ours/Go (rates) or Go/ours
-# (CPU): above 1.0 we do better.  Writes build/bench/tls/go_results.tsv,
+# (CPU): above 1.0 we do better; "range" is the lowest and the highest
+# round's.  Writes build/bench/tls/go_results.tsv,
 # go_summary.txt and the chart go_ratios.png (gnuplot).  About a minute.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -142,14 +143,16 @@ awk -F'\t' '
   END {
     n = split("full resumed up down https", F, " ")
     for (i = 1; i <= n; i++) {
-      f = F[i]; rr = ""; cr = ""
+      f = F[i]; rr = ""; cr = ""; rlo = clo = 1e9; rhi = chi = 0
       if (!((1, "ours", f) in R)) continue
       for (r = 1; r <= rounds; r++) {
-        rr = rr " " R[r, "ours", f] / R[r, "go", f]
-        cr = cr " " C[r, "go", f] / C[r, "ours", f]
+        x = R[r, "ours", f] / R[r, "go", f]; rr = rr " " x
+        if (x < rlo) rlo = x; if (x > rhi) rhi = x
+        x = C[r, "go", f] / C[r, "ours", f]; cr = cr " " x
+        if (x < clo) clo = x; if (x > chi) chi = x
       }
-      printf "%s %.1f %.1f %.2f %.2f %.2f %.2f\n", f, med(rate["ours", f]), med(rate["go", f]), med(rr),
-        med(cpu["ours", f]), med(cpu["go", f]), med(cr)
+      printf "%s %.1f %.1f %.2f %.2f %.2f %.2f %.2f-%.2f %.2f-%.2f\n", f, med(rate["ours", f]), med(rate["go", f]), med(rr),
+        med(cpu["ours", f]), med(cpu["go", f]), med(cr), rlo, rhi, clo, chi
     }
   }' "$res" >"$run/medians.txt"
 
@@ -158,18 +161,19 @@ awk -F'\t' '
     "$(openssl version | cut -d' ' -f1-2), $(go version | cut -d' ' -f3), scale $scale, $runs rounds, medians)"
   echo "  both sides negotiated: $negotiated (ECDSA P-256 certificate)"
   awk '
-    function row(a, b, c, d) { printf "  %-44s %12s %12s %8s\n", a, b, c, d }
+    function row(a, b, c, d, e) { printf "  %-44s %12s %12s %8s %11s\n", a, b, c, d, e }
     BEGIN {
-      row("", "ours", "crypto/tls", "ratio")
+      row("", "ours", "crypto/tls", "ratio", "range")
       L["full"] = "full handshakes (per s)"; U["full"] = "  server CPU per handshake (us)"
       L["resumed"] = "resumed handshakes (per s)"; U["resumed"] = "  server CPU per handshake (us)"
       L["up"] = "1 MiB messages in, one connection (MiB/s)"; U["up"] = "  server CPU per MiB (us)"
       L["down"] = "1 MiB messages out, one connection (MiB/s)"; U["down"] = "  server CPU per MiB (us)"
       L["https"] = "HTTPS hello, REST engine vs net/http (req/s)"; U["https"] = "  server CPU per request (us)"
     }
-    { row(L[$1], $2, $3, $4); row(U[$1], $5, $6, $7) }
+    { row(L[$1], $2, $3, $4, $8); row(U[$1], $5, $6, $7, $9) }
   ' "$run/medians.txt"
-  echo "  (ratios: ours/crypto/tls for rates, crypto/tls/ours for CPU: above 1.00 we do better)"
+  echo "  (ratios: ours/crypto/tls for rates, crypto/tls/ours for CPU: above 1.00 we do better;"
+  echo "   the median over the rounds, and the lowest and highest round)"
 } | tee "$out/go_summary.txt"
 
 if command -v gnuplot >/dev/null; then
