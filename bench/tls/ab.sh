@@ -18,7 +18,7 @@ ccpu=${CLIENT_CPU:-0}
 dur=${DUR:-3}
 out=build/bench/tls
 mkdir -p "$out"
-run=$(mktemp -d "$out/ab.XXXXXX")
+run=$(mktemp -d "$PWD/$out/ab.XXXXXX")
 spid=""
 cleanup() {
   [ -n "$spid" ] && kill "$spid" 2>/dev/null || true
