@@ -29,6 +29,14 @@
  * must read until EAGAIN before it returns READ, or buffered data waits
  * for the next packet.
  *
+ * Sizes.  A read returns as much plaintext as OpenSSL holds or the socket
+ * brings, up to len (several records); a write sends records until len
+ * bytes are sent or the socket is full, and returns what was sent.  A
+ * write that returned short, or EAGAIN, may have a record of the next
+ * bytes encrypted and partly sent: as OpenSSL requires, the next write
+ * must offer those same bytes (the rest of the buffer, which may have
+ * moved), or the connection be closed.
+ *
  * Errors.  A TLS failure (protocol error, failed certificate
  * verification, a peer that hangs up mid-handshake, a socket error) makes
  * the call return -1 with errno EIO, marks the connection failed (later
