@@ -23,7 +23,11 @@ import (
 // configuration), Co.Connect's client side (WithClientTLS), and what a
 // connection's handshake learnt (AcoEvent.TLSState).  The TLS layer is
 // the C one (OpenSSL 3 under the eventer's fd opsets); an AcoEvent's Read
-// and Write move plaintext through it unchanged.
+// and Write move plaintext through it unchanged, several TLS records a
+// call.  Over TLS, an AcoEvent.Write that returned short (a timeout) may
+// leave a record of the next bytes encrypted and partly sent: the next
+// Write must offer those same bytes, or the connection be closed (the
+// Conn's Write, which writes everything, always does).
 
 // TLSConfig says how a listener (WithTLS) or a client (WithClientTLS) does
 // TLS.  Its fields mirror a listener's <sslconfig> keys (named in

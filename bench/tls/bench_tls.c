@@ -20,7 +20,9 @@
  *       the hand-written accept loop above: what the listener adds
  *
  * Each figure is the median of RUNS (default 5) runs per side, the sides
- * taking turns.  Server CPU is the loop thread's CPU time
+ * taking turns (ONLY=first or ONLY=second: one side alone, as
+ * bench/tls/instr.sh runs it; TLS13_CIPHERS sets the client's TLS 1.3
+ * suites).  Server CPU is the loop thread's CPU time
  * (CLOCK_THREAD_CPUTIME_ID) over the run.  Output: "name value" lines.
  */
 #define BENCH_NAME "bench_tls"
@@ -332,8 +334,16 @@ static void compare(int a, int b, const char *na, const char *nb,
   int runs = getenv("RUNS") ? atoi(getenv("RUNS")) : 5;
   if (runs < 1 || runs > 64) runs = 5;
   double ra[64], rb[64], ca[64], cb[64];
+  /* ONLY=first|second: that side alone (instr.sh counts one side's
+   * instructions); its figures stand for both */
+  const char *only = getenv("ONLY");
+  int side = only && !strcmp(only, "first") ? 1 : only && !strcmp(only, "second") ? 2 : 0;
   for (int i = 0; i < runs; i++) {
-    if (i % 2 == 0) {
+    if (side) {
+      ra[i] = rb[i] = side == 1 ? run(a, &ca[i]) : run(b, &cb[i]);
+      if (side == 1) cb[i] = ca[i];
+      else ca[i] = cb[i];
+    } else if (i % 2 == 0) {
       ra[i] = run(a, &ca[i]);
       rb[i] = run(b, &cb[i]);
     } else {
@@ -362,6 +372,11 @@ int main(int argc, char **argv) {
   if (SSL_CTX_load_verify_locations(client_ctx, ca, NULL) != 1) fail("client CA");
   SSL_CTX_set_verify(client_ctx, SSL_VERIFY_PEER, NULL);
   SSL_CTX_set_session_cache_mode(client_ctx, SSL_SESS_CACHE_CLIENT);
+  /* TLS13_CIPHERS: the client's TLS 1.3 suites (OpenSSL's server follows
+   * the client's order; default OpenSSL's, AES-256-GCM first) */
+  if (getenv("TLS13_CIPHERS") &&
+      SSL_CTX_set_ciphersuites(client_ctx, getenv("TLS13_CIPHERS")) != 1)
+    fail("TLS13_CIPHERS");
 
   lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;

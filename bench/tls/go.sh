@@ -23,7 +23,8 @@
 #             and server CPU per request
 # The servers take turns, RUNS (default 5) rounds; each ratio is the
 # median over the rounds of that round's ours/Go (rates) or Go/ours
-# (CPU): above 1.0 we do better.  Writes build/bench/tls/go_results.tsv,
+# (CPU): above 1.0 we do better; "range" is the lowest and the highest
+# round's.  Writes build/bench/tls/go_results.tsv,
 # go_summary.txt and the chart go_ratios.png (gnuplot).  About a minute.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -83,6 +84,7 @@ cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { 
 
 res="$run/results.tsv" # round side(ours|go) figure rate cpu_us
 : >"$res"
+: >"$run/params.txt" # side figure version cipher group
 for r in $(seq "$runs"); do
   for s in goaco gopeer; do
     side=ours; [ "$s" = gopeer ] && side=go
@@ -92,6 +94,7 @@ for r in $(seq "$runs"); do
       taskset -c "$ccpu" "$run/goclient" "$1" "127.0.0.1:$port" "$2" "$3" "$spid" >"$run/c.out"
       awk -v r="$r" -v s="$side" -v f="$1" '{ v[$1] = $2 }
         END { printf "%s\t%s\t%s\t%s\t%s\n", r, s, f, v["rate"], v["cpu_us"] }' "$run/c.out" >>"$res"
+      echo "$side $1 $(sed -n 's/^params //p' "$run/c.out")" >>"$run/params.txt"
       if [ "$1" = resumed ] && ! grep -q '^resumed_frac 1.000$' "$run/c.out"; then
         echo "$s: not every handshake resumed: $(cat "$run/c.out")" >&2
         exit 1
@@ -104,6 +107,11 @@ for r in $(seq "$runs"); do
       side=ours; args=()
       [ "$s" = gopeer ] && side=go && args=(-https)
       start_server "$s" "${args[@]}"
+      if [ "$r" = 1 ]; then # what the server chooses for an OpenSSL client (wrk's defaults)
+        echo "$side https $(openssl s_client -connect "127.0.0.1:$port" </dev/null 2>/dev/null | awk '
+          /^New, / { v = $2; c = $NF } /^Server Temp Key:/ { g = $4; sub(/,$/, "", g) }
+          END { sub(/,$/, "", v); printf "%s %s %s", v, c, g }')" >>"$run/params.txt"
+      fi
       c0=$(cpu_ns "$spid")
       taskset -c "$ccpu" wrk -t1 -c50 -d"${dur}s" "https://127.0.0.1:$port/hello" >"$run/wrk.out"
       c1=$(cpu_ns "$spid")
@@ -116,6 +124,12 @@ for r in $(seq "$runs"); do
   fi
 done
 cp "$res" "$out/go_results.tsv"
+# both sides must have negotiated the same version, cipher suite and group
+negotiated=$(awk '{ p[$2, $1] = $3 " " $4 " " $5; f[$2] = 1 }
+  END { for (k in f) { if (p[k, "ours"] != p[k, "go"]) { printf "%s: ours %s, crypto/tls %s\n", k, p[k, "ours"], p[k, "go"] > "/dev/stderr"; bad = 1 }
+          all[p[k, "ours"]] = 1 }
+        if (bad) exit 1; for (a in all) printf "%s%s", (n++ ? "; " : ""), a }' "$run/params.txt") ||
+  { echo "the servers negotiated different parameters" >&2; exit 1; }
 
 # medians of each side's figures, and of the rounds' ratios
 awk -F'\t' '
@@ -129,33 +143,37 @@ awk -F'\t' '
   END {
     n = split("full resumed up down https", F, " ")
     for (i = 1; i <= n; i++) {
-      f = F[i]; rr = ""; cr = ""
+      f = F[i]; rr = ""; cr = ""; rlo = clo = 1e9; rhi = chi = 0
       if (!((1, "ours", f) in R)) continue
       for (r = 1; r <= rounds; r++) {
-        rr = rr " " R[r, "ours", f] / R[r, "go", f]
-        cr = cr " " C[r, "go", f] / C[r, "ours", f]
+        x = R[r, "ours", f] / R[r, "go", f]; rr = rr " " x
+        if (x < rlo) rlo = x; if (x > rhi) rhi = x
+        x = C[r, "go", f] / C[r, "ours", f]; cr = cr " " x
+        if (x < clo) clo = x; if (x > chi) chi = x
       }
-      printf "%s %.1f %.1f %.2f %.2f %.2f %.2f\n", f, med(rate["ours", f]), med(rate["go", f]), med(rr),
-        med(cpu["ours", f]), med(cpu["go", f]), med(cr)
+      printf "%s %.1f %.1f %.2f %.2f %.2f %.2f %.2f-%.2f %.2f-%.2f\n", f, med(rate["ours", f]), med(rate["go", f]), med(rr),
+        med(cpu["ours", f]), med(cpu["go", f]), med(cr), rlo, rhi, clo, chi
     }
   }' "$res" >"$run/medians.txt"
 
 {
   echo "tls, Go binding vs crypto/tls ($ncpu CPUs, server on CPU $scpu, client on CPU $ccpu," \
     "$(openssl version | cut -d' ' -f1-2), $(go version | cut -d' ' -f3), scale $scale, $runs rounds, medians)"
+  echo "  both sides negotiated: $negotiated (ECDSA P-256 certificate)"
   awk '
-    function row(a, b, c, d) { printf "  %-44s %12s %12s %8s\n", a, b, c, d }
+    function row(a, b, c, d, e) { printf "  %-44s %12s %12s %8s %11s\n", a, b, c, d, e }
     BEGIN {
-      row("", "ours", "crypto/tls", "ratio")
+      row("", "ours", "crypto/tls", "ratio", "range")
       L["full"] = "full handshakes (per s)"; U["full"] = "  server CPU per handshake (us)"
       L["resumed"] = "resumed handshakes (per s)"; U["resumed"] = "  server CPU per handshake (us)"
       L["up"] = "1 MiB messages in, one connection (MiB/s)"; U["up"] = "  server CPU per MiB (us)"
       L["down"] = "1 MiB messages out, one connection (MiB/s)"; U["down"] = "  server CPU per MiB (us)"
       L["https"] = "HTTPS hello, REST engine vs net/http (req/s)"; U["https"] = "  server CPU per request (us)"
     }
-    { row(L[$1], $2, $3, $4); row(U[$1], $5, $6, $7) }
+    { row(L[$1], $2, $3, $4, $8); row(U[$1], $5, $6, $7, $9) }
   ' "$run/medians.txt"
-  echo "  (ratios: ours/crypto/tls for rates, crypto/tls/ours for CPU: above 1.00 we do better)"
+  echo "  (ratios: ours/crypto/tls for rates, crypto/tls/ours for CPU: above 1.00 we do better;"
+  echo "   the median over the rounds, and the lowest and highest round)"
 } | tee "$out/go_summary.txt"
 
 if command -v gnuplot >/dev/null; then

@@ -29,6 +29,14 @@
  * must read until EAGAIN before it returns READ, or buffered data waits
  * for the next packet.
  *
+ * Sizes.  A read returns as much plaintext as OpenSSL holds or the socket
+ * brings, up to len (several records); a write sends records until len
+ * bytes are sent or the socket is full, and returns what was sent.  A
+ * write that returned short, or EAGAIN, may have a record of the next
+ * bytes encrypted and partly sent: as OpenSSL requires, the next write
+ * must offer those same bytes (the rest of the buffer, which may have
+ * moved), or the connection be closed.
+ *
  * Errors.  A TLS failure (protocol error, failed certificate
  * verification, a peer that hangs up mid-handshake, a socket error) makes
  * the call return -1 with errno EIO, marks the connection failed (later
@@ -45,8 +53,10 @@
  * Contexts.  eventer_ssl_ctx_new() builds one connection's context on an
  * OpenSSL SSL_CTX shared by every context made with the same settings
  * (cached: certificate, key and CA are loaded once; OpenSSL's session
- * cache and ticket keys live there, which is what makes server-side
- * session resumption work).  A cached SSL_CTX is rebuilt when one of its
+ * cache lives there, which is what makes server-side session resumption
+ * work: as libmtev's, servers set SSL_OP_NO_TICKET, so TLS 1.2 resumes by
+ * session id and a TLS 1.3 server sends one ticket per handshake that
+ * names a session kept in that cache, OpenSSL's default 20,480 at most).  A cached SSL_CTX is rebuilt when one of its
  * files changes (checked at most every 5 s: see eventer_ssl_config) or, when
  * eventer_ssl_set_ssl_ctx_cache_expiry(n > 0) was called, when it is n
  * seconds old.  Contexts may be made on any thread; a context, once
@@ -74,9 +84,8 @@
  *  - The default layer is "the best version both sides have, at least
  *    TLS 1.2"; libmtev's allows TLS 1.0.  An unknown layer or layer option
  *    is an error (NULL/EINVAL), not silently ignored.
- *  - Session tickets stay on (libmtev turns them off); renegotiation is
- *    off (SSL_OP_NO_RENEGOTIATION): eventer_SSL_renegotiate does a TLS 1.3
- *    key update and fails with EOPNOTSUPP on TLS 1.2.
+ *  - Renegotiation is off (SSL_OP_NO_RENEGOTIATION): eventer_SSL_renegotiate
+ *    does a TLS 1.3 key update and fails with EOPNOTSUPP on TLS 1.2.
  *  - A server context requires a certificate and key; it asks clients for
  *    a certificate only when it has a CA or a verify function.
  *  - A client context without a CA (and no default_ca_chain) verifies

@@ -17,7 +17,9 @@
 // verify the certificate (the servers' work is the same either way).  It
 // prints "rate R" (per second: handshakes, or MiB), "cpu_us C" (the
 // server's CPU time per handshake or per MiB, all its threads, from
-// /proc/PID/task/*/schedstat) and, for resumed, "resumed_frac F".
+// /proc/PID/task/*/schedstat), "params V C G" (the TLS version, cipher
+// suite and key exchange group that the server chose, from the last
+// connection) and, for resumed, "resumed_frac F".
 package main
 
 import (
@@ -68,7 +70,7 @@ func config() *tls.Config {
 }
 
 // exchange is one 'e' connection: handshake, a byte each way, close.
-func exchange(addr string, cfg *tls.Config) (resumed bool) {
+func exchange(addr string, cfg *tls.Config) tls.ConnectionState {
 	c, err := tls.Dial("tcp", addr, cfg)
 	if err != nil {
 		die("dial: %v", err)
@@ -81,7 +83,14 @@ func exchange(addr string, cfg *tls.Config) (resumed bool) {
 	if _, err := io.ReadFull(c, b[:]); err != nil {
 		die("read: %v", err)
 	}
-	return c.ConnectionState().DidResume
+	return c.ConnectionState()
+}
+
+// params is what the server chose: "TLSv1.3 TLS_AES_128_GCM_SHA256 X25519"
+// (the version spelt as openssl s_client does).
+func params(cs tls.ConnectionState) string {
+	return strings.ReplaceAll(tls.VersionName(cs.Version), " ", "v") + " " +
+		tls.CipherSuiteName(cs.CipherSuite) + " " + cs.CurveID.String()
 }
 
 func main() {
@@ -106,6 +115,7 @@ func main() {
 			}
 		}
 		var next, resumed atomic.Int64
+		var last atomic.Value
 		var wg sync.WaitGroup
 		cpu0, t0 := serverCPU(pid), time.Now()
 		for i := 0; i < conc; i++ {
@@ -113,15 +123,18 @@ func main() {
 			go func(cfg *tls.Config) {
 				defer wg.Done()
 				for next.Add(1) <= int64(n) {
-					if exchange(addr, cfg) {
+					cs := exchange(addr, cfg)
+					if cs.DidResume {
 						resumed.Add(1)
 					}
+					last.Store(params(cs))
 				}
 			}(cfgs[i])
 		}
 		wg.Wait()
 		secs, cpu := time.Since(t0).Seconds(), serverCPU(pid)-cpu0
-		fmt.Printf("rate %.1f\ncpu_us %.2f\n", float64(n)/secs, float64(cpu)/1e3/float64(n))
+		fmt.Printf("rate %.1f\ncpu_us %.2f\nparams %s\n", float64(n)/secs, float64(cpu)/1e3/float64(n),
+			last.Load())
 		if mode == "resumed" {
 			fmt.Printf("resumed_frac %.3f\n", float64(resumed.Load())/float64(n))
 		}
@@ -165,7 +178,8 @@ func main() {
 			}
 		}
 		secs, cpu := time.Since(t0).Seconds(), serverCPU(pid)-cpu0
-		fmt.Printf("rate %.1f\ncpu_us %.2f\n", float64(n)/secs, float64(cpu)/1e3/float64(n))
+		fmt.Printf("rate %.1f\ncpu_us %.2f\nparams %s\n", float64(n)/secs, float64(cpu)/1e3/float64(n),
+			params(c.ConnectionState()))
 	default:
 		die("unknown mode %q", mode)
 	}

@@ -905,7 +905,27 @@ static void resumption(const char *vflag, const char *tickets, int version) {
   t_child_t *c = s_client(port, (const char *[]){vflag, "-sess_out", sess,
                                                  tickets, NULL});
   echo_once(c, "first\n", "FIRST");
-  finish_client(c, 0);
+  if (version == TLS1_3_VERSION) {
+    /* one ticket (OpenSSL's default is two), which names a session in
+     * the server's cache: 32 bytes, two lines of s_client's dump (a
+     * stateless ticket carries the session: 150 bytes and more); the
+     * whole output, once s_client is done */
+    t_child_close_in(c);
+    T_EQ(t_child_wait(c, 20000), 0);
+    int n_tickets = 0;
+    for (const char *p = c->buf; (p = strstr(p, "New Session Ticket arrived")); p++)
+      n_tickets++;
+    T_CHECKF(n_tickets == 1, "%d tickets: %s", n_tickets, c->buf);
+    const char *t = strstr(c->buf, "TLS session ticket:\n");
+    T_CHECKF(t != NULL, "%s", c->buf);
+    int lines = 0;
+    for (t = strchr(t, '\n') + 1; strncmp(t, "    00", 6) == 0; t = strchr(t, '\n') + 1)
+      lines++;
+    T_CHECKF(lines == 2, "ticket dump of %d lines: %s", lines, c->buf);
+    free(c);
+  } else {
+    finish_client(c, 0);
+  }
   t_spin(&R.done, 1, 10000);
   T_EQ(R.method, version);
   T_EQ(R.reused, 0);
@@ -1351,6 +1371,105 @@ static void test_full_duplex_bulk(void) {
   teardown();
 }
 
+/* One read or write call moves as many TLS records as the socket takes
+ * or holds (OpenSSL's SSL_read_ex and, with partial writes, SSL_write_ex
+ * stop at one 16 KiB record; a call of ours goes on): a 256 KiB write
+ * into roomy socket buffers sends more than one record, and 64 KiB reads
+ * of that data get more than one record's plaintext (once the connection
+ * has read a full record, OpenSSL's read buffer holds four); the bytes
+ * arrive intact. */
+#define REC_WRITE (256 << 10)
+
+typedef struct {
+  int done, ok, wrote_first, read_max;
+  unsigned char buf[REC_WRITE];
+} rec_t;
+
+static void rec_writer(void) {
+  rec_t *r = eventer_aco_arg();
+  for (size_t i = 0; i < sizeof(r->buf); i++) r->buf[i] = bulk_byte(3, i);
+  struct timeval tmo = t_ms(20000);
+  /* "head" finishes the handshake (the write that does so stops there) */
+  if (aco_write_all(bulk_ends[0], "head", 4) != 0) {
+    r->done = 1;
+    return;
+  }
+  r->wrote_first = eventer_aco_write(bulk_ends[0], r->buf, sizeof(r->buf), &tmo);
+  r->ok = r->wrote_first > 0 &&
+          aco_write_all(bulk_ends[0], (const char *)r->buf + r->wrote_first,
+                        (int)sizeof(r->buf) - r->wrote_first) == 0 &&
+          aco_write_all(bulk_ends[0], "tail", 4) == 0;
+  r->done = 1;
+}
+
+static void rec_reader(void) {
+  rec_t *r = eventer_aco_arg();
+  r->ok = 0;
+  static unsigned char in[64 << 10];
+  size_t off = 0;
+  r->ok = 1;
+  /* "head", then a pause while the writer fills the socket */
+  struct timeval tmo = t_ms(20000), pause = t_ms(50);
+  int got = 0;
+  while (got < 4) {
+    int n = eventer_aco_read(bulk_ends[1], in + got, (size_t)(4 - got), &tmo);
+    if (n <= 0) {
+      r->done = 1;
+      return;
+    }
+    got += n;
+  }
+  if (memcmp(in, "head", 4) != 0) r->ok = 0;
+  eventer_aco_sleep(&pause);
+  while (off < REC_WRITE + 4) {
+    struct timeval tmo = t_ms(20000);
+    int n = eventer_aco_read(bulk_ends[1], in, sizeof(in), &tmo);
+    if (n <= 0) {
+      r->ok = 0;
+      break;
+    }
+    if (n > r->read_max) r->read_max = n; /* the largest */
+    for (int i = 0; i < n; i++, off++)
+      if (off < REC_WRITE ? in[i] != bulk_byte(3, off)
+                          : in[i] != (unsigned char)"tail"[off - REC_WRITE])
+        r->ok = 0;
+  }
+  r->done = 1;
+}
+
+static void test_records_per_call(void) {
+  setup();
+  int sv[2];
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  int big = 1 << 20; /* the kernel caps it (wmem_max): still several records */
+  T_EQ(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big)), 0);
+  T_EQ(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big)), 0);
+  bulk_setup_done = 0;
+  eventer_aco_start(bulk_setup, sv);
+  t_spin(&bulk_setup_done, 1, 1000);
+  static rec_t w, r;
+  memset(&w, 0, sizeof(w));
+  memset(&r, 0, sizeof(r));
+  eventer_aco_start(rec_writer, &w);
+  eventer_aco_start(rec_reader, &r);
+  struct timeval tw = {0, 1000};
+  uint64_t end = t_now_us() + 30000000u;
+  while (!(w.done && r.done)) {
+    T_CHECK(t_now_us() < end);
+    T_EQ(eventer_run_once(NULL, &tw), EVENTER_RUN_DONE);
+  }
+  T_EQ(w.ok, 1);
+  T_EQ(r.ok, 1);
+  T_CHECKF(w.wrote_first > 16384, "one write call sent %d bytes", w.wrote_first);
+  T_CHECKF(r.read_max > 16384, "the largest read call got %d bytes", r.read_max);
+  for (int i = 0; i < 2; i++) {
+    T_EQ(eventer_aco_close(bulk_ends[i]), 0);
+    eventer_aco_free(bulk_ends[i]);
+  }
+  T_EQ(t_log_lines, 0);
+  teardown();
+}
+
 /* ---- timeouts and teardown -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1531,6 +1650,7 @@ T_MAIN({"ctx_errors", test_ctx_errors},
        {"write_waits_for_read", test_write_waits_for_read},
        {"read_waits_for_write", test_read_waits_for_write},
        {"full_duplex_bulk", test_full_duplex_bulk},
+       {"records_per_call", test_records_per_call},
        {"connect_and_handshake_timeouts", test_connect_and_handshake_timeouts},
        {"close_during_handshake", test_close_during_handshake},
        {"free_during_handshake", test_free_during_handshake})

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# bench/tls/instr.sh [N] - user-space instructions per TLS 1.3 handshake
+# on the server's loop thread (callgrind), full and resumed, through the
+# TLS opset of the library built by `make lib`: bench_tls's handshake
+# mode (an aco server on one eventer loop, a blocking OpenSSL client
+# thread), one side at a time (ONLY), the client offering
+# TLS_AES_128_GCM_SHA256 as Go's client does (bench/tls/go.sh), N
+# handshakes (default 400).  A figure no other process's load moves: the
+# way to see what a change to the TLS layer costs or saves.  Prints
+# "full I" and "resumed I" (instructions per handshake, the thread's total
+# over N: the SSL_CTX's one-time set-up is a few percent of it at 400).
+# A few minutes (valgrind).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+n=${1:-400}
+out=build/bench/tls
+mkdir -p "$out"
+run=$(mktemp -d "$out/instr.XXXXXX")
+trap 'rm -rf "$run"' EXIT
+
+make -s lib >/dev/null
+${CC:-gcc} -std=gnu11 -O2 -g -pthread -D_GNU_SOURCE -Wall -Wextra -Werror \
+  -Ibuild/include bench/tls/bench_tls.c \
+  build/lib/libacoeventer.a -lssl -lcrypto -lm -o "$run/bench_tls"
+
+printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = x\n' >"$run/min.cnf"
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$run/ext.cnf"
+ec="ec -pkeyopt ec_paramgen_curve:P-256"
+openssl req -x509 -newkey $ec -nodes -keyout "$run/ca.key" -out "$run/ca.pem" \
+  -days 1 -subj "/CN=bench CA" -config "$run/min.cnf" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -new -newkey $ec -nodes -keyout "$run/srv.key" -out "$run/srv.csr" \
+  -subj /CN=localhost -config "$run/min.cnf" 2>/dev/null
+openssl x509 -req -in "$run/srv.csr" -CA "$run/ca.pem" -CAkey "$run/ca.key" \
+  -set_serial 1 -days 1 -out "$run/srv.pem" -extfile "$run/ext.cnf" 2>/dev/null
+
+for side in first second; do
+  name=full
+  [ "$side" = second ] && name=resumed
+  RUNS=1 ONLY=$side TLS13_CIPHERS=TLS_AES_128_GCM_SHA256 \
+    valgrind --tool=callgrind --separate-threads=yes \
+    --callgrind-out-file="$run/cg.$side.%p" \
+    "$run/bench_tls" handshake "$n" "$run/srv.pem" "$run/srv.key" "$run/ca.pem" \
+    >/dev/null 2>"$run/vg.$side.log" || { cat "$run/vg.$side.log" >&2; exit 1; }
+  # thread 1 is the loop (main); the client is the other thread
+  f=$(ls "$run"/cg."$side".*-01 | head -1)
+  awk -v n="$n" -v name="$name" '/^(summary|totals):/ { printf "%s %d\n", name, $2 / n; exit }' "$f"
+done
