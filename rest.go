@@ -23,17 +23,24 @@ import (
 
 // This file is the Go side of the HTTP engine's REST routing (C's
 // mtev_rest.h): Go handlers are rules in the same routing table as C rules,
-// served by the same C engine.
+// served by the same C engine.  A goroutine (by default) or a Go coroutine
+// on the loop (SetAco) runs the handler; the request reaches it by one of
+// two paths (restglue.h):
 //
-// Each request of a Go rule runs a small C relay in a coroutine of its own
-// (the rule is "aco" in C, whatever its Go mode): the relay hands the
-// request to Go, and a goroutine (by default) or a Go coroutine on the loop
-// (SetAco) runs the handler.  The handler reads the request and builds the
-// response itself; what waits on the connection (reading the body, Flush,
-// End) it asks of the relay, which does it where the engine's calls may
-// wait without blocking the loop, then reports back.  So a Go handler that
-// blocks in any way (database/sql, channels, mutexes) never stalls a loop;
-// on an aco rule it runs on the loop and must block only through its Co.
+//   - direct: a request without a body on a plain connection is handed to
+//     the loop's Go driver as a step; the handler builds the whole
+//     response in Go, and it goes to C in one call on the loop thread at
+//     End.  No C coroutine, no call from C into Go.
+//   - relay: a request with a body (or over TLS, or of a rule whose
+//     handler streams: the first Flush moves a rule to the relay for good)
+//     runs a small C relay in a coroutine of its own: the relay hands the
+//     request to Go, and what waits on the connection (reading the body,
+//     Flush, End) the handler asks of the relay, which does it where the
+//     engine's calls may wait without blocking the loop, then reports back.
+//
+// So a Go handler that blocks in any way (database/sql, channels, mutexes)
+// never stalls a loop; on an aco rule it runs on the loop and must block
+// only through its Co.
 
 // RestInit names the HTTP engine's listener types "http_rest_api" and
 // "control_dispatch" (mtev_http_rest_init) and reads the <rest><acl> of
@@ -57,6 +64,8 @@ type RestHandler func(rc *RestClosure) error
 type Rule struct {
 	id         uint64
 	mp         unsafe.Pointer
+	crule      uintptr     // C's record of the rule (ev_go_rest_rule)
+	relay      atomic.Bool // every request takes the relay (its handler streams)
 	method     string
 	base, expr string
 	aco        atomic.Bool
@@ -119,11 +128,11 @@ func newRule(op, method, base, expr string, rh RestHandler, hh http.Handler) (*R
 	defer restRules.mu.Unlock()
 	restRules.next++
 	r := &Rule{id: restRules.next, method: method, base: base, expr: expr, rest: rh, http: hh}
-	mp, err := cgo.RestRule(method, base, expr, r.id)
+	mp, crule, err := cgo.RestRule(method, base, expr, r.id)
 	if err != nil {
 		return nil, &OpError{Op: op, Err: fmt.Errorf("%s %s%s: %w", method, base, expr, err)}
 	}
-	r.mp = mp
+	r.mp, r.crule = mp, crule
 	if restRules.byID == nil {
 		restRules.byID = map[uint64]*Rule{}
 	}
@@ -157,37 +166,102 @@ func (r *Rule) String() string { return r.method + " " + r.base + r.expr }
 
 // ---- requests ------------------------------------------------------------------
 
-// restReq is one request of a Go rule: Go's side of the C relay.
+// restReq is one request of a Go rule: Go's side of the C relay, or of a
+// direct request's session.
 type restReq struct {
-	r      uintptr // C ev_go_req_t (Go's reference)
+	r      uintptr // relay: C ev_go_req_t (Go's reference)
+	sess   uintptr // direct: the session (a reference until the response ends)
+	direct bool
+	onLoop bool // the handler runs in a coroutine on the loop (aco)
 	id     uint64
 	rule   *Rule
 	loop   int
 	epoch  uint64
-	stop   <-chan struct{} // closed when the eventer is gone
+	stop   <-chan struct{} // relay: closed when the eventer is gone
 	info   cgo.RestInfo
 	co     *Co           // aco: the coroutine (set when it starts)
-	done   chan struct{} // a goroutine: the relay finished an operation
-	ctx    context.Context
-	cancel context.CancelFunc
+	done   chan struct{} // relay, a goroutine: the relay finished an operation
+	ctx    reqCtx
 
 	// the handler's side (one goroutine or coroutine at a time)
-	ended    bool   // End (or the final operation) went to the relay
+	ended    bool   // End (or the final operation) went to C
 	status   bool   // a status was set
 	appended bool   // body bytes went to C
 	wbuf     []byte // body bytes not yet handed to C
 	bodyEOF  bool
 	released bool
+
+	// direct: the response head, kept in Go until it goes to C
+	code    int
+	reason  string
+	hdrs    []string // name, value, ...
+	opts    uint32
+	headOut bool // the head went to C (a Flush)
 }
 
-// restWbufMax is how much body a handler writes before it goes to C (one
-// cgo call for many small writes; a failure before that is a clean 500).
+// restWbufMax is how much body a relay handler writes before it goes to C
+// (one cgo call for many small writes; a failure before that is a clean
+// 500).  A direct handler keeps its body in Go until Flush or End.
 const restWbufMax = 32 << 10
 
 var restReqs struct {
-	sync.Map // id -> *restReq
+	sync.Map // id -> *restReq (relay requests)
 	next     atomic.Uint64
 	live     atomic.Int64
+}
+
+// reqCtx is a request's context.Context: cancelled when the client goes
+// away (relay) and when the handler returns.  Part of the request record,
+// and its Done channel is made only when asked for.
+type reqCtx struct {
+	mu   sync.Mutex
+	done chan struct{}
+	err  error
+	co   *Co // CoFromRequest's
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *reqCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+func (c *reqCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.err != nil {
+			c.done = closedChan
+		} else {
+			c.done = make(chan struct{})
+		}
+	}
+	return c.done
+}
+
+func (c *reqCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *reqCtx) Value(key any) any {
+	if _, ok := key.(coKey); ok && c.co != nil {
+		return c.co
+	}
+	return nil
+}
+
+func (c *reqCtx) String() string { return "eventer.request" }
+
+func (c *reqCtx) cancel() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = context.Canceled
+	if c.done != nil {
+		close(c.done)
+	}
 }
 
 // restStart: the relay of a request of rule ruleID (on its loop, inside
@@ -205,10 +279,10 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 	q := &restReq{r: r, rule: rule, loop: loop, epoch: sessionNow(), stop: stop,
 		info: cgo.RestRequestInfo(r)}
 	q.id = restReqs.next.Add(1)
-	q.ctx, q.cancel = context.WithCancel(context.Background())
 	restReqs.Store(q.id, q)
 	restReqs.live.Add(1)
 	if rule.aco.Load() {
+		q.onLoop = true
 		if !restCoServe(loop, q) {
 			q.forget()
 			return 0
@@ -222,6 +296,32 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 		}
 	}
 	return q.id
+}
+
+// RestDirect serves a request on the direct path (driver of loop l, between
+// steps: a coroutine may be resumed here).
+func (l *loop) RestDirect(d cgo.RestDirect) {
+	restRules.mu.RLock()
+	rule := restRules.byID[d.Rule]
+	restRules.mu.RUnlock()
+	q := &restReq{sess: d.Ctx, direct: true, rule: rule, loop: l.idx, epoch: sessionNow()}
+	if rule == nil || !cgo.ParseHead(d.Head, &q.info) || l.closed {
+		// the rule went away meanwhile (or a head C did not write whole)
+		cgo.RestRespond(d.Ctx, 500, []byte("Internal Server Error\x00Connection\x00close\x00"), 0,
+			[]byte("Internal Server Error\n"), cgo.RespondEnd)
+		return
+	}
+	restReqs.live.Add(1)
+	if rule.aco.Load() {
+		q.onLoop = true
+		l.restCoDirect(q)
+		return
+	}
+	select {
+	case restGoIdle <- q:
+	default:
+		go restGoWorker(q)
+	}
 }
 
 // Handlers run on workers that serve one request after another: a
@@ -260,7 +360,15 @@ const restMaxIdleCo = 64 // per loop
 
 var restCoPools sync.Map // *loop -> *restCoPool
 
-// restCoServe has q served by a worker coroutine of loop i (driver: inside
+func restCoPoolOf(l *loop) *restCoPool {
+	v, ok := restCoPools.Load(l)
+	if !ok {
+		v, _ = restCoPools.LoadOrStore(l, &restCoPool{})
+	}
+	return v.(*restCoPool)
+}
+
+// restCoServe has q served by a worker coroutine of loop i (relay: inside
 // the relay's call, so it only queues: an idle worker is woken, or a new
 // one started).
 func restCoServe(i int, q *restReq) bool {
@@ -268,8 +376,7 @@ func restCoServe(i int, q *restReq) bool {
 	if l == nil {
 		return false
 	}
-	v, _ := restCoPools.LoadOrStore(l, &restCoPool{})
-	p := v.(*restCoPool)
+	p := restCoPoolOf(l)
 	if n := len(p.idle); n > 0 {
 		w := p.idle[n-1]
 		p.idle = p.idle[:n-1]
@@ -281,6 +388,24 @@ func restCoServe(i int, q *restReq) bool {
 	}
 	_, err := AcoStartOn(i, restCoWorkerBody, &restCoWorker{pool: p, q: q})
 	return err == nil
+}
+
+// restCoDirect has q served by a worker coroutine of l at once (driver,
+// outside C: an idle worker is resumed, or a new one started here).
+func (l *loop) restCoDirect(q *restReq) {
+	p := restCoPoolOf(l)
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		w := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		if co := w.coroutine(); co != nil && co.state.Load() == coLive && co.wait == waitGoPark {
+			w.q = q
+			l.resumeWith(co, 0, 0)
+			return
+		}
+	}
+	co := newCo(restCoWorkerBody, &restCoWorker{pool: p, q: q})
+	co.l = l
+	l.startCo(co)
 }
 
 func (w *restCoWorker) coroutine() *Co {
@@ -332,7 +457,7 @@ func restCancel(id uint64) {
 		return
 	}
 	q := v.(*restReq)
-	q.cancel()
+	q.ctx.cancel()
 	if co := q.coroutine(); co != nil {
 		// its pending call returns ErrCanceled, as in C; checked when it
 		// applies, since the worker may serve another request by then
@@ -357,6 +482,7 @@ func (q *restReq) serveCo(co *Co) {
 	restCoMu.Lock()
 	q.co = co
 	restCoMu.Unlock()
+	q.ctx.co = co
 	if q.ctx.Err() != nil { // the client left before we started
 		co.flags |= coCancel
 	}
@@ -372,9 +498,12 @@ func (q *restReq) forget() {
 		return
 	}
 	q.released = true
-	restReqs.Delete(q.id)
 	restReqs.live.Add(-1)
-	q.cancel()
+	q.ctx.cancel()
+	if q.direct {
+		return // the response's end dropped the session's reference
+	}
+	restReqs.Delete(q.id)
 	cgo.RestRelease(q.r)
 }
 
@@ -385,7 +514,7 @@ func (q *restReq) serve(co *Co) {
 	defer func() {
 		v := recover()
 		if _, stop := v.(stopUnwind); stop {
-			q.forget()
+			q.finish(true)
 			panic(v) // the loop is stopping: let the coroutine unwind
 		}
 		var why string
@@ -410,9 +539,24 @@ func (q *restReq) serve(co *Co) {
 	rc.err = q.rule.rest(rc)
 }
 
+var restErrorHead = []string{"Content-Type", "text/plain; charset=utf-8", "Connection", "close"}
+
 // finish ends the response if the handler did not (500 if failed and
-// nothing was sent), and lets the relay go.
+// nothing was sent), and lets the relay (or the session) go.
 func (q *restReq) finish(failed bool) {
+	if q.direct {
+		if !q.ended {
+			if failed && !q.headOut {
+				q.code, q.reason, q.opts = 500, "Internal Server Error", 0
+				q.hdrs = restErrorHead
+				q.wbuf = append(q.wbuf[:0], "Internal Server Error\n"...)
+			}
+			q.ended = true
+			_ = q.respond("RestResponse.End", cgo.RespondEnd)
+		}
+		q.forget()
+		return
+	}
 	if !q.ended {
 		if failed && !q.headersSent() {
 			q.wbuf = q.wbuf[:0]
@@ -437,6 +581,9 @@ func (q *restReq) finish(failed bool) {
 }
 
 func (q *restReq) headersSent() bool {
+	if q.direct {
+		return q.headOut
+	}
 	sent := true
 	_ = withSession(q.epoch, func() error {
 		sent = cgo.RestHeadersSent(q.r)
@@ -444,6 +591,177 @@ func (q *restReq) headersSent() bool {
 	})
 	return sent
 }
+
+// ---- the direct path's response ----------------------------------------------------
+
+// spec is the head of a direct response as ev_go_rest_respond takes it:
+// the reason, then the header fields, each string ended by a NUL.
+func (q *restReq) spec() []byte {
+	n := len(q.reason) + 1
+	for _, s := range q.hdrs {
+		n += len(s) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, q.reason...)
+	b = append(b, 0)
+	for _, s := range q.hdrs {
+		b = append(b, s...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+// respond hands what the handler built to C (ev_go_rest_respond) with
+// `then`: on the loop thread, at once from a coroutine, else posted to
+// the loop (waited for unless it is the end).
+func (q *restReq) respond(name string, then int) error {
+	code := 0
+	var spec []byte
+	if !q.headOut {
+		code = q.code
+		if code == 0 {
+			code, q.reason = 200, "OK"
+		}
+		spec = q.spec()
+		q.headOut = true
+	}
+	body, opts, sess, epoch := q.wbuf, q.opts, q.sess, q.epoch
+	q.wbuf = nil // C has it now (or the loop will)
+	if len(body) > 0 {
+		q.appended = true
+	}
+	apply := func() bool {
+		ok := false
+		_ = withSession(epoch, func() error {
+			ok = cgo.RestRespond(sess, code, spec, opts, body, then)
+			return nil
+		})
+		return ok
+	}
+	var ok bool
+	switch {
+	case q.onLoop:
+		ok = apply()
+	case then == cgo.RespondEnd:
+		l := loopAt(q.loop)
+		if l == nil {
+			return &OpError{Op: name, Err: ErrStopped}
+		}
+		if err := l.post(func() { apply() }); err != nil {
+			return &OpError{Op: name, Err: err}
+		}
+		return nil
+	default:
+		l := loopAt(q.loop)
+		if l == nil {
+			return &OpError{Op: name, Err: ErrStopped}
+		}
+		res := make(chan bool, 1)
+		if err := l.post(func() { res <- apply() }); err != nil {
+			return &OpError{Op: name, Err: err}
+		}
+		ok = <-res
+	}
+	if !ok {
+		return &OpError{Op: name, Err: errors.New("refused (a bad value, or the connection is gone)")}
+	}
+	return nil
+}
+
+// onLoopDo runs fn for a direct request on its loop thread, and waits.
+func (q *restReq) onLoopDo(name string, fn func()) error {
+	apply := func() { _ = withSession(q.epoch, func() error { fn(); return nil }) }
+	if q.onLoop {
+		apply()
+		return nil
+	}
+	l := loopAt(q.loop)
+	if l == nil {
+		return &OpError{Op: name, Err: ErrStopped}
+	}
+	done := make(chan struct{})
+	if err := l.post(func() { apply(); close(done) }); err != nil {
+		return &OpError{Op: name, Err: err}
+	}
+	<-done
+	return nil
+}
+
+// setStatus, setHeader and setOption build the head: in Go (direct), or
+// in C (relay).
+func (q *restReq) setStatus(name string, code int, reason string) error {
+	if code < 100 || code > 999 {
+		return &OpError{Op: name, Err: fmt.Errorf("status %d", code)}
+	}
+	for i := 0; i < len(reason); i++ {
+		if c := reason[i]; c < 0x20 && c != '\t' {
+			return &OpError{Op: name, Err: fmt.Errorf("reason %q", reason)}
+		}
+	}
+	if !q.direct {
+		err := q.call(name, func() bool { return cgo.RestStatus(q.r, code, reason) })
+		if err == nil {
+			q.status = true
+		}
+		return err
+	}
+	if q.ended {
+		return &OpError{Op: name, Err: ErrClosed}
+	}
+	if q.headOut {
+		return &OpError{Op: name, Err: errors.New("refused (headers already sent)")}
+	}
+	q.code, q.reason, q.status = code, reason, true
+	return nil
+}
+
+func (q *restReq) setHeader(name, key, value string) error {
+	if !validHeaderField(key, value) {
+		return &OpError{Op: name, Err: fmt.Errorf("header %q: refused (not a token, a CR, LF or NUL in the value, or a field the engine sets)", key)}
+	}
+	if !q.direct {
+		return q.call(name, func() bool { return cgo.RestHeader(q.r, key, value) })
+	}
+	if q.ended {
+		return &OpError{Op: name, Err: ErrClosed}
+	}
+	if q.headOut {
+		return &OpError{Op: name, Err: errors.New("refused (headers already sent)")}
+	}
+	for i := 0; i < len(q.hdrs); i += 2 {
+		if strings.EqualFold(q.hdrs[i], key) {
+			q.hdrs[i+1] = value
+			return nil
+		}
+	}
+	q.hdrs = append(q.hdrs, key, value)
+	return nil
+}
+
+// validHeaderField is what mtev_http_response_header_set accepts: a
+// token name, a value without CR, LF (or NUL), and neither
+// Content-Length nor Transfer-Encoding (the engine's).
+func validHeaderField(k, v string) bool {
+	if k == "" || strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "Transfer-Encoding") {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if !restTchar(k[i]) {
+			return false
+		}
+	}
+	return strings.IndexAny(v, "\r\n\x00") < 0
+}
+
+func restTchar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// ---- the relay's operations --------------------------------------------------------
 
 func (q *restReq) submit(op, n int) error {
 	return withSession(q.epoch, func() error { return cgo.RestSubmit(q.r, op, n) })
@@ -479,12 +797,12 @@ func (q *restReq) wait() (int64, syscall.Errno, error) {
 	}
 }
 
-// write takes body bytes (into wbuf; to C when it fills up).
+// write takes body bytes (into wbuf; a relay's go to C when it fills up).
 func (q *restReq) write(name string, p []byte) (int, error) {
 	if q.ended {
 		return 0, &OpError{Op: name, Err: ErrClosed}
 	}
-	if len(q.wbuf)+len(p) > restWbufMax {
+	if !q.direct && len(q.wbuf)+len(p) > restWbufMax {
 		if err := q.push(name); err != nil {
 			return 0, err
 		}
@@ -500,7 +818,7 @@ func (q *restReq) write(name string, p []byte) (int, error) {
 	return len(p), nil
 }
 
-// push hands wbuf to C (mtev_http_response_append).
+// push hands wbuf to C (mtev_http_response_append; relay).
 func (q *restReq) push(name string) error {
 	if len(q.wbuf) == 0 {
 		return nil
@@ -509,6 +827,55 @@ func (q *restReq) push(name string) error {
 	q.wbuf = q.wbuf[:0]
 	q.appended = true
 	return err
+}
+
+// flush is Flush: the head and the body so far go out.  A direct request
+// hands them to the loop, which writes what the socket takes and the rest
+// as it drains, and moves its rule to the relay for its later requests
+// (where Flush waits until the client took the bytes).
+func (q *restReq) flush(name string) error {
+	if !q.direct {
+		_, err := q.op(name, cgo.RestFlush, 0)
+		return err
+	}
+	if q.ended {
+		return &OpError{Op: name, Err: ErrClosed}
+	}
+	if !q.rule.relay.Swap(true) {
+		_ = withSession(q.epoch, func() error { cgo.RestRuleRelay(q.rule.crule, true); return nil })
+	}
+	err := q.respond(name, cgo.RespondFlush)
+	if err == nil && q.co != nil {
+		// let the loop write before the handler goes on
+		if yerr := q.co.Yield(); yerr != nil && !errors.Is(yerr, ErrCanceled) {
+			return yerr
+		}
+	}
+	return err
+}
+
+// end is End: what is left goes out; nothing waits.
+func (q *restReq) end(name string) error {
+	if q.ended {
+		return &OpError{Op: name, Err: ErrClosed}
+	}
+	if q.direct {
+		q.ended = true
+		return q.respond(name, cgo.RespondEnd)
+	}
+	if !q.status {
+		if err := q.setStatus(name, 200, "OK"); err != nil {
+			return err
+		}
+	}
+	if err := q.push(name); err != nil {
+		return err
+	}
+	q.ended = true
+	if err := q.submit(cgo.RestEnd, 0); err != nil {
+		return &OpError{Op: name, Err: err}
+	}
+	return nil
 }
 
 // op asks the relay for op and waits for its result.
@@ -541,9 +908,10 @@ func (q *restReq) op(name string, op, n int) (int64, error) {
 	return res, nil
 }
 
-// read is one body read: up to len(p) bytes, 0 and io.EOF at the end.
+// read is one body read: up to len(p) bytes, 0 and io.EOF at the end (a
+// direct request has no body).
 func (q *restReq) read(name string, p []byte) (int, error) {
-	if q.bodyEOF || !q.info.Payload {
+	if q.bodyEOF || !q.info.Payload || q.direct {
 		return 0, io.EOF
 	}
 	if len(p) == 0 {
@@ -561,7 +929,7 @@ func (q *restReq) read(name string, p []byte) (int, error) {
 	return copy(p, cgo.RestBuf(q.r, int(res))), nil
 }
 
-// call runs a response call, while the response is open.
+// call runs a response call, while the response is open (relay).
 func (q *restReq) call(name string, fn func() bool) error {
 	if q.ended {
 		return &OpError{Op: name, Err: ErrClosed}
@@ -574,6 +942,14 @@ func (q *restReq) call(name string, fn func() bool) error {
 		return &OpError{Op: name, Err: errors.New("refused (headers already sent, a bad value, or the connection is gone)")}
 	}
 	return nil
+}
+
+// remote is the peer's address ("ip:port").
+func (q *restReq) remote() string {
+	if q.info.Remote == "" && q.info.RemoteRaw != "" {
+		q.info.Remote = cgo.FormatRemote(q.info.RemoteRaw)
+	}
+	return q.info.Remote
 }
 
 func restLogger() *slog.Logger {
@@ -604,14 +980,14 @@ func (rc *RestClosure) Pats() []string { return rc.q.info.Pats }
 
 // Context is cancelled when the client goes away, and when the handler
 // returns.
-func (rc *RestClosure) Context() context.Context { return rc.q.ctx }
+func (rc *RestClosure) Context() context.Context { return &rc.q.ctx }
 
 // Request is the request.
 func (rc *RestClosure) Request() *RestRequest {
 	if rc.req == nil {
 		in := &rc.q.info
 		rc.req = &RestRequest{Method: in.Method, URI: in.URI, Proto: in.Proto,
-			RawQuery: in.Query, RemoteAddr: in.Remote, ContentLength: in.ContentLength,
+			RawQuery: in.Query, RemoteAddr: rc.q.remote(), ContentLength: in.ContentLength,
 			Header: restHeader(in.Header), Body: &restBody{q: rc.q, op: "RestRequest.Body.Read"},
 			TLS: connState(in.TLS)}
 		if in.TLS != nil {
@@ -708,30 +1084,35 @@ func (r *RestResponse) Ok(contentType string) error {
 	if err := r.Header("Content-Type", contentType); err != nil {
 		return err
 	}
-	return r.q.call("RestResponse.Ok", func() bool {
-		return cgo.RestOption(r.q.r, cgo.HTTPChunked) || cgo.RestOption(r.q.r, cgo.HTTPClose)
+	return r.q.stream("RestResponse.Ok")
+}
+
+// stream sets the CHUNKED option, or CLOSE where chunked is not possible.
+func (q *restReq) stream(name string) error {
+	if q.direct {
+		if q.ended {
+			return &OpError{Op: name, Err: ErrClosed}
+		}
+		q.opts |= cgo.OptStream
+		return nil
+	}
+	return q.call(name, func() bool {
+		return cgo.RestOption(q.r, cgo.HTTPChunked) || cgo.RestOption(q.r, cgo.HTTPClose)
 	})
 }
 
 // Status sets the status line (mtev_http_response_status_set); reason ""
 // is the standard one.
 func (r *RestResponse) Status(code int, reason string) error {
-	if code < 100 || code > 999 {
-		return &OpError{Op: "RestResponse.Status", Err: fmt.Errorf("status %d", code)}
-	}
 	if reason == "" {
 		reason = http.StatusText(code)
 	}
-	err := r.q.call("RestResponse.Status", func() bool { return cgo.RestStatus(r.q.r, code, reason) })
-	if err == nil {
-		r.q.status = true
-	}
-	return err
+	return r.q.setStatus("RestResponse.Status", code, reason)
 }
 
 // Header sets (replaces) a header field (mtev_http_response_header_set).
 func (r *RestResponse) Header(name, value string) error {
-	return r.q.call("RestResponse.Header", func() bool { return cgo.RestHeader(r.q.r, name, value) })
+	return r.q.setHeader("RestResponse.Header", name, value)
 }
 
 // Compress asks for gzip (deflate false) or deflate (true) when the
@@ -742,7 +1123,18 @@ func (r *RestResponse) Compress(deflate bool) bool {
 	if deflate {
 		opt = cgo.HTTPDeflate
 	}
-	return r.q.call("RestResponse.Compress", func() bool { return cgo.RestOption(r.q.r, opt) }) == nil
+	q := r.q
+	if !q.direct {
+		return q.call("RestResponse.Compress", func() bool { return cgo.RestOption(q.r, opt) }) == nil
+	}
+	if q.ended || q.headOut || len(q.wbuf) > 0 || q.appended {
+		return false
+	}
+	ok := false
+	if q.onLoopDo("RestResponse.Compress", func() { ok = cgo.RestOptionCtx(q.sess, opt) }) != nil {
+		return false
+	}
+	return ok
 }
 
 // Write appends p to the body (mtev_http_response_append); nothing goes
@@ -750,37 +1142,28 @@ func (r *RestResponse) Compress(deflate bool) bool {
 func (r *RestResponse) Write(p []byte) (int, error) { return r.q.write("RestResponse.Write", p) }
 
 // WriteString is Write of a string.
-func (r *RestResponse) WriteString(s string) (int, error) { return r.Write([]byte(s)) }
+func (r *RestResponse) WriteString(s string) (int, error) {
+	q := r.q
+	if q.ended {
+		return 0, &OpError{Op: "RestResponse.Write", Err: ErrClosed}
+	}
+	if q.direct {
+		q.wbuf = append(q.wbuf, s...)
+		return len(s), nil
+	}
+	return r.Write([]byte(s))
+}
 
 // Flush sends the headers and what was written so far, and waits until
-// the connection took them (mtev_http_response_flush).
-func (r *RestResponse) Flush() error {
-	_, err := r.q.op("RestResponse.Flush", cgo.RestFlush, 0)
-	return err
-}
+// the connection took them (mtev_http_response_flush).  (The first Flush
+// of a rule's handler does not wait: it moves the rule to the path where
+// Flush waits, for the rule's later requests.)
+func (r *RestResponse) Flush() error { return r.q.flush("RestResponse.Flush") }
 
 // End ends the response (mtev_http_response_end): what is left goes out
 // (with a Content-Length if nothing was flushed before).  It does not wait
 // for the bytes to be written.
-func (r *RestResponse) End() error {
-	q := r.q
-	if q.ended {
-		return &OpError{Op: "RestResponse.End", Err: ErrClosed}
-	}
-	if !q.status {
-		if err := r.Status(200, "OK"); err != nil {
-			return err
-		}
-	}
-	if err := q.push("RestResponse.End"); err != nil {
-		return err
-	}
-	q.ended = true
-	if err := q.submit(cgo.RestEnd, 0); err != nil {
-		return &OpError{Op: "RestResponse.End", Err: err}
-	}
-	return nil
-}
+func (r *RestResponse) End() error { return r.q.end("RestResponse.End") }
 
 // ---- net/http ---------------------------------------------------------------------
 
@@ -795,10 +1178,6 @@ func CoFromRequest(r *http.Request) *Co {
 
 func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	in := &q.info
-	ctx := q.ctx
-	if co != nil {
-		ctx = context.WithValue(ctx, coKey{}, co)
-	}
 	uri := in.URI
 	if in.Query != "" {
 		uri += "?" + in.Query
@@ -807,11 +1186,28 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	if err != nil {
 		u = &url.URL{Path: in.URI, RawQuery: in.Query}
 	}
-	h := restHeader(in.Header)
-	host := h.Get("Host")
-	delete(h, "Host")
+	// the header map as net/http's reader makes it: one backing array
+	// for the values
+	h := make(http.Header, len(in.Header))
+	vals := make([]string, len(in.Header))
+	host := ""
+	for i, p := range in.Header {
+		k := http.CanonicalHeaderKey(p[0])
+		if k == "Host" {
+			if host == "" {
+				host = p[1]
+			}
+			continue
+		}
+		if vs, ok := h[k]; ok {
+			h[k] = append(vs, p[1])
+			continue
+		}
+		vals[i] = p[1]
+		h[k] = vals[i : i+1 : i+1]
+	}
 	req := &http.Request{Method: in.Method, URL: u, Proto: in.Proto, ProtoMajor: 1,
-		ProtoMinor: in.Minor, Header: h, Host: host, RemoteAddr: in.Remote,
+		ProtoMinor: in.Minor, Header: h, Host: host, RemoteAddr: q.remote(),
 		RequestURI: uri, ContentLength: in.ContentLength,
 		Body: &restBody{q: q, op: "http.Request.Body.Read"}, TLS: connState(in.TLS)}
 	if !in.Payload {
@@ -824,7 +1220,7 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	if in.Minor == 0 && !strings.EqualFold(h.Get("Connection"), "keep-alive") {
 		req.Close = true
 	}
-	return &restWriter{q: q, h: http.Header{}}, req.WithContext(ctx)
+	return &restWriter{q: q, h: http.Header{}}, req.WithContext(&q.ctx)
 }
 
 // restWriter is HandleHTTP's http.ResponseWriter and http.Flusher.
@@ -850,6 +1246,21 @@ func (w *restWriter) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	q := w.q
+	if q.direct {
+		// fields C would refuse are left out, as below
+		q.code, q.reason, q.status = code, http.StatusText(code), true
+		if q.reason == "" {
+			q.reason = "Status"
+		}
+		q.hdrs = make([]string, 0, 2*len(w.h))
+		for k, vs := range w.h {
+			if v := strings.Join(vs, ", "); validHeaderField(k, v) {
+				q.hdrs = append(q.hdrs, k, v)
+			}
+		}
+		q.opts |= cgo.OptStream
+		return
+	}
 	_ = q.call("ResponseWriter.WriteHeader", func() bool {
 		cgo.RestStatus(q.r, code, http.StatusText(code))
 		for k, vs := range w.h {
@@ -881,7 +1292,13 @@ func (w *restWriter) Write(p []byte) (int, error) {
 }
 
 // WriteString is io.StringWriter.
-func (w *restWriter) WriteString(s string) (int, error) { return w.Write([]byte(s)) }
+func (w *restWriter) WriteString(s string) (int, error) {
+	if w.wroteHeader && w.q.direct && !w.q.ended {
+		w.q.wbuf = append(w.q.wbuf, s...)
+		return len(s), nil
+	}
+	return w.Write([]byte(s))
+}
 
 // Flush sends what was written so far and waits until the connection
 // took it (http.Flusher).
@@ -892,8 +1309,7 @@ func (w *restWriter) FlushError() error {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	_, err := w.q.op("ResponseWriter.Flush", cgo.RestFlush, 0)
-	return err
+	return w.q.flush("ResponseWriter.Flush")
 }
 
 // restStats: requests of Go rules being served now.
