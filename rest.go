@@ -78,6 +78,26 @@ var restRules struct {
 	mu   sync.RWMutex
 	byID map[uint64]*Rule
 	next uint64
+	// the rules by id, copied on each change (read per request without a
+	// lock)
+	live atomic.Pointer[[]*Rule]
+}
+
+// restRuleByID is the live rule with id, or nil.
+func restRuleByID(id uint64) *Rule {
+	if t := restRules.live.Load(); t != nil && id < uint64(len(*t)) {
+		return (*t)[id]
+	}
+	return nil
+}
+
+// restRulesPublish copies the table for restRuleByID (under mu).
+func restRulesPublish() {
+	t := make([]*Rule, restRules.next+1)
+	for id, r := range restRules.byID {
+		t[id] = r
+	}
+	restRules.live.Store(&t)
 }
 
 var restSetup sync.Once
@@ -137,6 +157,7 @@ func newRule(op, method, base, expr string, rh RestHandler, hh http.Handler) (*R
 		restRules.byID = map[uint64]*Rule{}
 	}
 	restRules.byID[r.id] = r
+	restRulesPublish()
 	return r, nil
 }
 
@@ -157,6 +178,7 @@ func (r *Rule) Close() error {
 	cgo.RestRuleClose(r.mp)
 	restRules.mu.Lock()
 	delete(restRules.byID, r.id)
+	restRulesPublish()
 	restRules.mu.Unlock()
 	return nil
 }
@@ -197,6 +219,21 @@ type restReq struct {
 	hdrs    []string // name, value, ...
 	opts    uint32
 	headOut bool // the head went to C (a Flush)
+
+	// what a request needs anyway, in one allocation with it
+	rc      RestClosure
+	res     RestResponse
+	hdrsIn  [4]string
+	small   []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+}
+
+const restSmall = 64 // body bytes, then spec bytes, in small
+
+func (q *restReq) smallBuf() []byte {
+	if q.small == nil {
+		q.small = make([]byte, 2*restSmall)
+	}
+	return q.small
 }
 
 // restWbufMax is how much body a relay handler writes before it goes to C
@@ -267,9 +304,7 @@ func (c *reqCtx) cancel() {
 // restStart: the relay of a request of rule ruleID (on its loop, inside
 // run_once: nothing here may block or resume a coroutine).
 func restStart(ruleID uint64, r uintptr, loop int) uint64 {
-	restRules.mu.RLock()
-	rule := restRules.byID[ruleID]
-	restRules.mu.RUnlock()
+	rule := restRuleByID(ruleID)
 	rt.mu.Lock()
 	stop := rt.done
 	rt.mu.Unlock()
@@ -301,9 +336,7 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 // RestDirect serves a request on the direct path (driver of loop l, between
 // steps: a coroutine may be resumed here).
 func (l *loop) RestDirect(d cgo.RestDirect) {
-	restRules.mu.RLock()
-	rule := restRules.byID[d.Rule]
-	restRules.mu.RUnlock()
+	rule := restRuleByID(d.Rule)
 	q := &restReq{sess: d.Ctx, direct: true, rule: rule, loop: l.idx, epoch: sessionNow()}
 	if rule == nil || !cgo.ParseHead(d.Head, &q.info) || l.closed {
 		// the rule went away meanwhile (or a head C did not write whole)
@@ -479,10 +512,16 @@ func (q *restReq) coroutine() *Co {
 var restCoMu sync.Mutex
 
 func (q *restReq) serveCo(co *Co) {
+	q.ctx.co = co
+	if q.direct { // nothing else looks at q.co: no lock
+		q.co = co
+		q.serve(co)
+		q.co = nil
+		return
+	}
 	restCoMu.Lock()
 	q.co = co
 	restCoMu.Unlock()
-	q.ctx.co = co
 	if q.ctx.Err() != nil { // the client left before we started
 		co.flags |= coCancel
 	}
@@ -535,7 +574,8 @@ func (q *restReq) serve(co *Co) {
 		q.rule.http.ServeHTTP(w, req)
 		return
 	}
-	rc = &RestClosure{q: q, co: co}
+	rc = &q.rc
+	*rc = RestClosure{q: q, co: co}
 	rc.err = q.rule.rest(rc)
 }
 
@@ -601,7 +641,12 @@ func (q *restReq) spec() []byte {
 	for _, s := range q.hdrs {
 		n += len(s) + 1
 	}
-	b := make([]byte, 0, n)
+	var b []byte
+	if n <= restSmall {
+		b = q.smallBuf()[restSmall:restSmall]
+	} else {
+		b = make([]byte, 0, n)
+	}
 	b = append(b, q.reason...)
 	b = append(b, 0)
 	for _, s := range q.hdrs {
@@ -641,7 +686,8 @@ func (q *restReq) respond(name string, then int) error {
 	var ok bool
 	switch {
 	case q.onLoop:
-		ok = apply()
+		// the handler runs on the loop (its driver is in Run): C is up
+		ok = cgo.RestRespond(sess, code, spec, opts, body, then)
 	case then == cgo.RespondEnd:
 		l := loopAt(q.loop)
 		if l == nil {
@@ -734,6 +780,9 @@ func (q *restReq) setHeader(name, key, value string) error {
 			return nil
 		}
 	}
+	if q.hdrs == nil {
+		q.hdrs = q.hdrsIn[:0]
+	}
 	q.hdrs = append(q.hdrs, key, value)
 	return nil
 }
@@ -746,20 +795,26 @@ func validHeaderField(k, v string) bool {
 		return false
 	}
 	for i := 0; i < len(k); i++ {
-		if !restTchar(k[i]) {
+		if !restTchar[k[i]] {
 			return false
 		}
 	}
-	return strings.IndexAny(v, "\r\n\x00") < 0
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= '\r' && (c == '\r' || c == '\n' || c == 0) {
+			return false
+		}
+	}
+	return true
 }
 
-func restTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+// restTchar: the token characters (RFC 9110 tchar).
+var restTchar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
+	return t
+}()
 
 // ---- the relay's operations --------------------------------------------------------
 
@@ -814,8 +869,17 @@ func (q *restReq) write(name string, p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
-	q.wbuf = append(q.wbuf, p...)
+	q.appendBody(p)
 	return len(p), nil
+}
+
+// appendBody adds to wbuf (a direct request's first bytes go to an array
+// of the request's own).
+func (q *restReq) appendBody(p []byte) {
+	if q.wbuf == nil && q.direct && !q.headOut && len(p) <= restSmall {
+		q.wbuf = q.smallBuf()[:0:restSmall]
+	}
+	q.wbuf = append(q.wbuf, p...)
 }
 
 // push hands wbuf to C (mtev_http_response_append; relay).
@@ -988,7 +1052,7 @@ func (rc *RestClosure) Request() *RestRequest {
 		in := &rc.q.info
 		rc.req = &RestRequest{Method: in.Method, URI: in.URI, Proto: in.Proto,
 			RawQuery: in.Query, RemoteAddr: rc.q.remote(), ContentLength: in.ContentLength,
-			Header: restHeader(in.Header), Body: &restBody{q: rc.q, op: "RestRequest.Body.Read"},
+			Header: restHeader(in.Headers()), Body: &restBody{q: rc.q, op: "RestRequest.Body.Read"},
 			TLS: connState(in.TLS)}
 		if in.TLS != nil {
 			rc.req.RemoteCN = in.TLS.RemoteCN
@@ -1003,7 +1067,8 @@ func (rc *RestClosure) Request() *RestRequest {
 // Response is the response being built.
 func (rc *RestClosure) Response() *RestResponse {
 	if rc.res == nil {
-		rc.res = &RestResponse{q: rc.q}
+		rc.q.res = RestResponse{q: rc.q}
+		rc.res = &rc.q.res
 	}
 	return rc.res
 }
@@ -1148,7 +1213,7 @@ func (r *RestResponse) WriteString(s string) (int, error) {
 		return 0, &OpError{Op: "RestResponse.Write", Err: ErrClosed}
 	}
 	if q.direct {
-		q.wbuf = append(q.wbuf, s...)
+		q.appendBody(unsafe.Slice(unsafe.StringData(s), len(s)))
 		return len(s), nil
 	}
 	return r.Write([]byte(s))
@@ -1188,10 +1253,11 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	}
 	// the header map as net/http's reader makes it: one backing array
 	// for the values
-	h := make(http.Header, len(in.Header))
-	vals := make([]string, len(in.Header))
+	hdrs := in.Headers()
+	h := make(http.Header, len(hdrs))
+	vals := make([]string, len(hdrs))
 	host := ""
-	for i, p := range in.Header {
+	for i, p := range hdrs {
 		k := http.CanonicalHeaderKey(p[0])
 		if k == "Host" {
 			if host == "" {
@@ -1294,7 +1360,7 @@ func (w *restWriter) Write(p []byte) (int, error) {
 // WriteString is io.StringWriter.
 func (w *restWriter) WriteString(s string) (int, error) {
 	if w.wroteHeader && w.q.direct && !w.q.ended {
-		w.q.wbuf = append(w.q.wbuf, s...)
+		w.q.appendBody(unsafe.Slice(unsafe.StringData(s), len(s)))
 		return len(s), nil
 	}
 	return w.Write([]byte(s))

@@ -190,6 +190,35 @@ type RestInfo struct {
 	Header           [][2]string
 	Pats             []string
 	TLS              *RestTLS // nil: not TLS
+
+	hdrRaw []byte // the direct path: the header fields, read by Headers
+	nhdr   int
+}
+
+// Headers are the request's header fields in order (those of a flat head
+// are read on the first call).
+func (in *RestInfo) Headers() [][2]string {
+	if in.Header == nil && in.nhdr > 0 {
+		in.Header = make([][2]string, in.nhdr)
+		p := in.hdrRaw
+		for i := range in.Header {
+			var k, v string
+			k, p = headStr(p)
+			v, p = headStr(p)
+			in.Header[i] = [2]string{k, v}
+		}
+		in.nhdr = 0
+	}
+	return in.Header
+}
+
+// headStr is the next string of a flat head that ParseHead checked.
+func headStr(p []byte) (string, []byte) {
+	n := int(binary.NativeEndian.Uint32(p))
+	if n == 0 {
+		return "", p[4:]
+	}
+	return unsafe.String(&p[4], n), p[4+n:]
 }
 
 // RestTLS is what the request's connection negotiated over TLS.
@@ -300,14 +329,13 @@ func ParseHead(head []byte, in *RestInfo) bool {
 		return unsafe.String(&s[0], n)
 	}
 	in.Method, in.URI, in.Proto, in.Query, in.RemoteRaw = str(), str(), str(), str(), str()
-	if nhdr > len(p)/8 || npats > len(p)/4+1 {
+	if !ok || nhdr > len(p)/8 || npats > len(p)/4+1 {
 		return false
 	}
-	if nhdr > 0 {
-		in.Header = make([][2]string, nhdr)
-		for i := range in.Header {
-			in.Header[i] = [2]string{str(), str()}
-		}
+	// the header fields are checked here and read when asked for
+	in.hdrRaw, in.nhdr = p, nhdr
+	for i := 0; i < 2*nhdr; i++ {
+		str()
 	}
 	if npats > 0 {
 		in.Pats = make([]string, npats)
