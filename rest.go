@@ -221,10 +221,10 @@ type restReq struct {
 	headOut bool // the head went to C (a Flush)
 
 	// what a request needs anyway, in one allocation with it
-	rc      RestClosure
-	res     RestResponse
-	hdrsIn  [4]string
-	small   []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+	rc     RestClosure
+	res    RestResponse
+	hdrsIn [4]string
+	small  []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
