@@ -193,6 +193,7 @@ func (r *Rule) String() string { return r.method + " " + r.base + r.expr }
 type restReq struct {
 	r      uintptr // relay: C ev_go_req_t (Go's reference)
 	sess   uintptr // direct: the session (a reference until the response ends)
+	l      *loop   // direct: the loop
 	direct bool
 	onLoop bool // the handler runs in a coroutine on the loop (aco)
 	id     uint64
@@ -324,11 +325,7 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 		}
 	} else {
 		q.done = make(chan struct{}, 1)
-		select {
-		case restGoIdle <- q: // a worker goroutine waits for one
-		default:
-			go restGoWorker(q)
-		}
+		restGoServe(q)
 	}
 	return q.id
 }
@@ -337,7 +334,7 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 // steps: a coroutine may be resumed here).
 func (l *loop) RestDirect(d cgo.RestDirect) {
 	rule := restRuleByID(d.Rule)
-	q := &restReq{sess: d.Ctx, direct: true, rule: rule, loop: l.idx, epoch: sessionNow()}
+	q := &restReq{sess: d.Ctx, direct: true, rule: rule, loop: l.idx, l: l, epoch: sessionNow()}
 	if rule == nil || !cgo.ParseHead(d.Head, &q.info) || l.closed {
 		// the rule went away meanwhile (or a head C did not write whole)
 		cgo.RestRespond(d.Ctx, 500, []byte("Internal Server Error\x00Connection\x00close\x00"), 0,
@@ -350,33 +347,65 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 		l.restCoDirect(q)
 		return
 	}
-	select {
-	case restGoIdle <- q:
-	default:
-		go restGoWorker(q)
-	}
+	restGoServe(q)
 }
 
 // Handlers run on workers that serve one request after another: a
 // goroutine or a coroutine made per request would grow its stack anew each
 // time (measured: a sixth of a Go rule's CPU went to stack copying).
 
-// restGoIdle hands a request to a worker goroutine waiting for one.
+// restGoIdle hands a request to a worker goroutine waiting for one (nil:
+// the worker ends).
 var restGoIdle = make(chan *restReq)
 
-const restWorkerIdle = 30 * time.Second // an idle worker goroutine ends
+// Idle worker goroutines block on restGoIdle without a timer each (a timer
+// reset per request cost more than the handler): a janitor that ticks
+// every restWorkerIdle ends the ones a quiet period left over.
+const restWorkerIdle = 30 * time.Second
+
+var restGoWorkers struct {
+	idle    atomic.Int64 // workers waiting on restGoIdle
+	handed  atomic.Int64 // requests handed to a waiting worker
+	janitor sync.Once
+}
 
 func restGoWorker(q *restReq) {
-	t := time.NewTimer(restWorkerIdle)
-	defer t.Stop()
-	for {
+	restGoWorkers.janitor.Do(func() { go restGoJanitor() })
+	for q != nil {
 		q.serve(nil)
-		t.Reset(restWorkerIdle)
-		select {
-		case q = <-restGoIdle:
-		case <-t.C:
-			return
+		restGoWorkers.idle.Add(1)
+		q = <-restGoIdle
+		restGoWorkers.idle.Add(-1)
+	}
+}
+
+// restGoJanitor ends half the idle workers each period in which fewer
+// requests were handed to waiting workers than there are idle ones.
+func restGoJanitor() {
+	last := restGoWorkers.handed.Load()
+	for range time.Tick(restWorkerIdle) {
+		now := restGoWorkers.handed.Load()
+		idle := restGoWorkers.idle.Load()
+		if now-last < idle {
+			for n := (idle + 1) / 2; n > 0; n-- {
+				select {
+				case restGoIdle <- nil:
+				default:
+					n = 0
+				}
+			}
 		}
+		last = now
+	}
+}
+
+// restGoServe has q served by a worker goroutine: one waiting, or a new one.
+func restGoServe(q *restReq) {
+	select {
+	case restGoIdle <- q:
+		restGoWorkers.handed.Add(1)
+	default:
+		go restGoWorker(q)
 	}
 }
 
@@ -689,21 +718,13 @@ func (q *restReq) respond(name string, then int) error {
 		// the handler runs on the loop (its driver is in Run): C is up
 		ok = cgo.RestRespond(sess, code, spec, opts, body, then)
 	case then == cgo.RespondEnd:
-		l := loopAt(q.loop)
-		if l == nil {
-			return &OpError{Op: name, Err: ErrStopped}
-		}
-		if err := l.post(func() { apply() }); err != nil {
+		if err := q.l.post(func() { apply() }); err != nil {
 			return &OpError{Op: name, Err: err}
 		}
 		return nil
 	default:
-		l := loopAt(q.loop)
-		if l == nil {
-			return &OpError{Op: name, Err: ErrStopped}
-		}
 		res := make(chan bool, 1)
-		if err := l.post(func() { res <- apply() }); err != nil {
+		if err := q.l.post(func() { res <- apply() }); err != nil {
 			return &OpError{Op: name, Err: err}
 		}
 		ok = <-res
@@ -721,12 +742,8 @@ func (q *restReq) onLoopDo(name string, fn func()) error {
 		apply()
 		return nil
 	}
-	l := loopAt(q.loop)
-	if l == nil {
-		return &OpError{Op: name, Err: ErrStopped}
-	}
 	done := make(chan struct{})
-	if err := l.post(func() { apply(); close(done) }); err != nil {
+	if err := q.l.post(func() { apply(); close(done) }); err != nil {
 		return &OpError{Op: name, Err: err}
 	}
 	<-done
@@ -1254,7 +1271,12 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	// the header map as net/http's reader makes it: one backing array
 	// for the values
 	hdrs := in.Headers()
-	h := make(http.Header, len(hdrs))
+	// made with its context (WithContext would copy it)
+	req, err := http.NewRequestWithContext(&q.ctx, in.Method, "", nil)
+	if err != nil { // (a method net/http refuses)
+		req = (&http.Request{Method: in.Method, Header: http.Header{}}).WithContext(&q.ctx)
+	}
+	h := req.Header
 	vals := make([]string, len(hdrs))
 	host := ""
 	for i, p := range hdrs {
@@ -1272,10 +1294,11 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 		vals[i] = p[1]
 		h[k] = vals[i : i+1 : i+1]
 	}
-	req := &http.Request{Method: in.Method, URL: u, Proto: in.Proto, ProtoMajor: 1,
-		ProtoMinor: in.Minor, Header: h, Host: host, RemoteAddr: q.remote(),
-		RequestURI: uri, ContentLength: in.ContentLength,
-		Body: &restBody{q: q, op: "http.Request.Body.Read"}, TLS: connState(in.TLS)}
+	req.URL, req.Proto, req.ProtoMajor, req.ProtoMinor = u, in.Proto, 1, in.Minor
+	req.Host, req.RemoteAddr, req.RequestURI = host, q.remote(), uri
+	req.ContentLength = in.ContentLength
+	req.Body = &restBody{q: q, op: "http.Request.Body.Read"}
+	req.TLS = connState(in.TLS)
 	if !in.Payload {
 		req.Body = http.NoBody
 		req.ContentLength = 0
@@ -1286,7 +1309,7 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	if in.Minor == 0 && !strings.EqualFold(h.Get("Connection"), "keep-alive") {
 		req.Close = true
 	}
-	return &restWriter{q: q, h: http.Header{}}, req.WithContext(&q.ctx)
+	return &restWriter{q: q, h: http.Header{}}, req
 }
 
 // restWriter is HandleHTTP's http.ResponseWriter and http.Flusher.
