@@ -191,9 +191,10 @@ func (r *Rule) String() string { return r.method + " " + r.base + r.expr }
 // restReq is one request of a Go rule: Go's side of the C relay, or of a
 // direct request's session.
 type restReq struct {
-	r      uintptr // relay: C ev_go_req_t (Go's reference)
-	sess   uintptr // direct: the session (a reference until the response ends)
-	l      *loop   // direct: the loop
+	r      uintptr     // relay: C ev_go_req_t (Go's reference)
+	sess   uintptr     // direct: the session (a reference until the response ends)
+	l      *loop       // direct: the loop
+	pool   *restCoPool // direct: the loop's
 	direct bool
 	onLoop bool // the handler runs in a coroutine on the loop (aco)
 	id     uint64
@@ -341,7 +342,8 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 			[]byte("Internal Server Error\n"), cgo.RespondEnd)
 		return
 	}
-	restReqs.live.Add(1)
+	q.pool = restCoPoolOf(l)
+	q.pool.live.Add(1)
 	if rule.aco.Load() {
 		q.onLoop = true
 		l.restCoDirect(q)
@@ -410,7 +412,10 @@ func restGoServe(q *restReq) {
 }
 
 // restCoPool is a loop's idle worker coroutines (driver only).
-type restCoPool struct{ idle []*restCoWorker }
+type restCoPool struct {
+	idle []*restCoWorker
+	live atomic.Int64 // direct requests of the loop being served
+}
 
 type restCoWorker struct {
 	pool *restCoPool
@@ -455,7 +460,7 @@ func restCoServe(i int, q *restReq) bool {
 // restCoDirect has q served by a worker coroutine of l at once (driver,
 // outside C: an idle worker is resumed, or a new one started here).
 func (l *loop) restCoDirect(q *restReq) {
-	p := restCoPoolOf(l)
+	p := q.pool
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		w := p.idle[n-1]
 		p.idle = p.idle[:n-1]
@@ -566,11 +571,12 @@ func (q *restReq) forget() {
 		return
 	}
 	q.released = true
-	restReqs.live.Add(-1)
 	q.ctx.cancel()
 	if q.direct {
+		q.pool.live.Add(-1)
 		return // the response's end dropped the session's reference
 	}
+	restReqs.live.Add(-1)
 	restReqs.Delete(q.id)
 	cgo.RestRelease(q.r)
 }
@@ -1402,4 +1408,11 @@ func (w *restWriter) FlushError() error {
 }
 
 // restStats: requests of Go rules being served now.
-func restLive() int64 { return restReqs.live.Load() }
+func restLive() int64 {
+	n := restReqs.live.Load()
+	restCoPools.Range(func(_, v any) bool {
+		n += v.(*restCoPool).live.Load()
+		return true
+	})
+	return n
+}
