@@ -710,25 +710,26 @@ func (q *restReq) respond(name string, then int) error {
 	if len(body) > 0 {
 		q.appended = true
 	}
-	apply := func() bool {
-		ok := false
-		_ = withSession(epoch, func() error {
-			ok = cgo.RestRespond(sess, code, spec, opts, body, then)
-			return nil
-		})
-		return ok
-	}
 	var ok bool
-	switch {
-	case q.onLoop:
+	if q.onLoop {
 		// the handler runs on the loop (its driver is in Run): C is up
 		ok = cgo.RestRespond(sess, code, spec, opts, body, then)
-	case then == cgo.RespondEnd:
-		if err := q.l.post(func() { apply() }); err != nil {
-			return &OpError{Op: name, Err: err}
+	} else {
+		// (made here only: a closure is an allocation)
+		apply := func() bool {
+			ok := false
+			_ = withSession(epoch, func() error {
+				ok = cgo.RestRespond(sess, code, spec, opts, body, then)
+				return nil
+			})
+			return ok
 		}
-		return nil
-	default:
+		if then == cgo.RespondEnd {
+			if err := q.l.post(func() { apply() }); err != nil {
+				return &OpError{Op: name, Err: err}
+			}
+			return nil
+		}
 		res := make(chan bool, 1)
 		if err := q.l.post(func() { res <- apply() }); err != nil {
 			return &OpError{Op: name, Err: err}

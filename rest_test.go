@@ -772,3 +772,42 @@ func TestRestDirectHead(t *testing.T) {
 		}
 	}
 }
+
+// A handler that keeps its request after returning finds it closed: every
+// call is refused with ErrClosed (the session is not touched again).
+func TestRestDirectAfterReturn(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	for _, aco := range []bool{false, true} {
+		kept := make(chan *RestClosure, 1)
+		r := mustRule(t)(NewRule("GET", b, fmt.Sprintf("^keep/%v$", aco), func(rc *RestClosure) error {
+			rc.Response().Ok("text/plain")
+			rc.Response().WriteString("kept")
+			kept <- rc
+			return nil
+		}))
+		r.SetAco(aco)
+		if st, _, body := get(t, fmt.Sprintf("%s%skeep/%v", url, b, aco)); st != 200 || body != "kept" {
+			t.Fatalf("aco=%v: %d %q", aco, st, body)
+		}
+		rc := <-kept
+		res := rc.Response()
+		if _, err := res.WriteString("late"); !errors.Is(err, ErrClosed) {
+			t.Errorf("aco=%v: Write after return: %v", aco, err)
+		}
+		for name, err := range map[string]error{"Status": res.Status(201, ""), "Header": res.Header("X-A", "b"),
+			"Flush": res.Flush(), "End": res.End()} {
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("aco=%v: %s after return: %v", aco, name, err)
+			}
+		}
+		if res.Compress(false) {
+			t.Errorf("aco=%v: Compress after return", aco)
+		}
+		select {
+		case <-rc.Context().Done():
+		default:
+			t.Errorf("aco=%v: context not done after return", aco)
+		}
+	}
+}
