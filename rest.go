@@ -226,7 +226,10 @@ type restReq struct {
 	rc     RestClosure
 	res    RestResponse
 	hdrsIn [4]string
-	small  []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+	// the loop's watch list (driver only)
+	wprev, wnext   *restReq
+	watched, wseen bool
+	small          []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
@@ -347,8 +350,12 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 	if rule.aco.Load() {
 		q.onLoop = true
 		l.restCoDirect(q)
+		if !q.ended {
+			q.watchStart() // it waits
+		}
 		return
 	}
+	q.watchStart() // (its end, posted to this loop, comes after this)
 	restGoServe(q)
 }
 
@@ -415,6 +422,84 @@ func restGoServe(q *restReq) {
 type restCoPool struct {
 	idle []*restCoWorker
 	live atomic.Int64 // direct requests of the loop being served
+
+	// direct requests whose handler did not finish in its step, watched
+	// for their client leaving (driver only, but the counts)
+	watch   restReq // the list's head (wprev, wnext)
+	nwatch  atomic.Int32
+	ticking atomic.Bool
+}
+
+// restWatchEvery is how often the loop looks at the clients of direct
+// requests still being served: a handler sees its client leave (its
+// context, a pending call of its coroutine) within about two of these.
+const restWatchEvery = 100 * time.Millisecond
+
+// watchStart puts q on its loop's watch list (driver).
+func (q *restReq) watchStart() {
+	p := q.pool
+	if p.watch.wnext == nil {
+		p.watch.wnext, p.watch.wprev = &p.watch, &p.watch
+	}
+	q.watched, q.wseen = true, false
+	q.wprev, q.wnext = p.watch.wprev, &p.watch
+	p.watch.wprev.wnext = q
+	p.watch.wprev = q
+	p.nwatch.Add(1)
+	if p.ticking.CompareAndSwap(false, true) {
+		go restWatchTicker(q.l, p)
+	}
+}
+
+// watchEnd takes q off the watch list (driver).
+func (q *restReq) watchEnd() {
+	if !q.watched {
+		return
+	}
+	q.watched = false
+	q.wprev.wnext, q.wnext.wprev = q.wnext, q.wprev
+	q.wprev, q.wnext = nil, nil
+	q.pool.nwatch.Add(-1)
+}
+
+// restWatchTicker has loop l look at its watched requests while there are
+// some.
+func restWatchTicker(l *loop, p *restCoPool) {
+	t := time.NewTicker(restWatchEvery)
+	defer t.Stop()
+	for range t.C {
+		if p.nwatch.Load() == 0 {
+			p.ticking.Store(false)
+			if p.nwatch.Load() == 0 || !p.ticking.CompareAndSwap(false, true) {
+				return
+			}
+		}
+		if l.post(func() { l.restWatchSweep(p) }) != nil {
+			p.ticking.Store(false)
+			return
+		}
+	}
+}
+
+// restWatchSweep cancels the watched requests whose client has gone
+// (driver): each is looked at from the second sweep it is on the list.
+func (l *loop) restWatchSweep(p *restCoPool) {
+	if p.watch.wnext == nil {
+		return
+	}
+	for q := p.watch.wnext; q != &p.watch; {
+		next := q.wnext
+		if !q.wseen {
+			q.wseen = true
+		} else if cgo.RestClientGone(q.sess) {
+			q.watchEnd()
+			q.ctx.cancel()
+			if co := q.co; co != nil && co.state.Load() == coLive {
+				l.cancelLocal(co) // its pending call returns ErrCanceled
+			}
+		}
+		q = next
+	}
 }
 
 type restCoWorker struct {
@@ -714,6 +799,9 @@ func (q *restReq) respond(name string, then int) error {
 	if q.onLoop {
 		// the handler runs on the loop (its driver is in Run): C is up
 		ok = cgo.RestRespond(sess, code, spec, opts, body, then)
+		if then == cgo.RespondEnd {
+			q.watchEnd()
+		}
 	} else {
 		// (made here only: a closure is an allocation)
 		apply := func() bool {
@@ -725,7 +813,7 @@ func (q *restReq) respond(name string, then int) error {
 			return ok
 		}
 		if then == cgo.RespondEnd {
-			if err := q.l.post(func() { apply() }); err != nil {
+			if err := q.l.post(func() { apply(); q.watchEnd() }); err != nil {
 				return &OpError{Op: name, Err: err}
 			}
 			return nil

@@ -811,3 +811,67 @@ func TestRestDirectAfterReturn(t *testing.T) {
 		}
 	}
 }
+
+// Handlers of requests without a body (the direct path) see their client
+// leave: r.Context() is cancelled, and an aco handler's pending call
+// returns ErrCanceled; a client that stays is not mistaken for gone.
+func TestRestDirectClientLeaves(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	seen := make(chan string, 4)
+	mustRule(t)(HandleHTTP("GET", b, "^ctx$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+				seen <- "ctx done"
+			case <-time.After(20 * time.Second):
+				seen <- "ctx not done"
+			}
+		})))
+	aco := mustRule(t)(NewRule("GET", b, "^sleep$", func(rc *RestClosure) error {
+		err := rc.Co().Sleep(20 * time.Second)
+		seen <- fmt.Sprintf("sleep: canceled=%v", errors.Is(err, ErrCanceled))
+		return nil
+	}))
+	aco.SetAco(true)
+	slow := mustRule(t)(NewRule("GET", b, "^slow$", func(rc *RestClosure) error {
+		if err := rc.Co().Sleep(500 * time.Millisecond); err != nil {
+			return err
+		}
+		rc.Response().Ok("text/plain")
+		rc.Response().WriteString("still here")
+		return nil
+	}))
+	slow.SetAco(true)
+	for _, p := range []string{"ctx", "sleep"} {
+		for _, reset := range []bool{false, true} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n", b, p)
+			time.Sleep(50 * time.Millisecond)
+			if reset {
+				c.(*net.TCPConn).SetLinger(0)
+			}
+			t0 := time.Now()
+			c.Close()
+			select {
+			case got := <-seen:
+				if got != "ctx done" && got != "sleep: canceled=true" {
+					t.Fatalf("%s reset=%v: %s", p, reset, got)
+				}
+				if d := time.Since(t0); d > 10*time.Second {
+					t.Fatalf("%s reset=%v: seen after %v", p, reset, d)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("%s reset=%v: the handler did not see its client leave", p, reset)
+			}
+		}
+	}
+	// a client that waits keeps its request (the watch sweeps meanwhile)
+	if st, _, body := get(t, url+b+"slow"); st != 200 || body != "still here" {
+		t.Fatalf("slow: %d %q", st, body)
+	}
+}

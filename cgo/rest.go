@@ -145,6 +145,10 @@ func RestRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, t
 		C.uint32_t(opts), bp, C.size_t(len(body)), C.int(then)) != 0
 }
 
+// RestClientGone reports whether a direct request's client is gone
+// (ev_go_rest_client_gone; loop thread only).
+func RestClientGone(ctx uintptr) bool { return C.ev_go_rest_client_gone(C.uintptr_t(ctx)) != 0 }
+
 // RestOptionCtx is mtev_http_response_option_set on a direct request's
 // session (loop thread only).
 func RestOptionCtx(ctx uintptr, opt uint32) bool {

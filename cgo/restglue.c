@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include <openssl/ssl.h>
@@ -371,6 +372,17 @@ int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
     eventer_trigger(e, EVENTER_EXCEPTION);
   if (then == EV_GO_RESPOND_END) mtev_http_session_ref_dec(ctx);
   return ok;
+}
+
+int ev_go_rest_client_gone(uintptr_t ctxp) {
+  mtev_http_session_ctx *ctx = (mtev_http_session_ctx *)ctxp;
+  eventer_t e = mtev_http_connection_event(mtev_http_session_connection(ctx));
+  mtev_http_response *res = mtev_http_session_response(ctx);
+  if (!e || !res || mtev_http_response_closed(res)) return 1;
+  char c;
+  ssize_t n = recv(eventer_get_fd(e), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return 1;
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 int ev_go_rest_option_ctx(uintptr_t ctxp, uint32_t opt) {

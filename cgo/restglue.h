@@ -90,6 +90,10 @@ enum { /* what ev_go_rest_respond does after applying what it is given */
 int ev_go_rest_respond(uintptr_t ctx, int code, const char *spec,
                        size_t speclen, uint32_t opts, const void *body,
                        size_t blen, int then);
+/* 1 when a direct request's client is gone: the connection is over, the
+ * response failed, or the peer closed its side (an end of input, or an
+ * error, is next on the socket).  On the session's loop thread. */
+int ev_go_rest_client_gone(uintptr_t ctx);
 /* mtev_http_response_option_set on a direct request's session. */
 int ev_go_rest_option_ctx(uintptr_t ctx, uint32_t opt);
 
