@@ -791,6 +791,7 @@ func TestRestDirectAfterReturn(t *testing.T) {
 			t.Fatalf("aco=%v: %d %q", aco, st, body)
 		}
 		rc := <-kept
+		<-rc.Context().Done() // the handler's return is over
 		res := rc.Response()
 		if _, err := res.WriteString("late"); !errors.Is(err, ErrClosed) {
 			t.Errorf("aco=%v: Write after return: %v", aco, err)
@@ -803,11 +804,6 @@ func TestRestDirectAfterReturn(t *testing.T) {
 		}
 		if res.Compress(false) {
 			t.Errorf("aco=%v: Compress after return", aco)
-		}
-		select {
-		case <-rc.Context().Done():
-		default:
-			t.Errorf("aco=%v: context not done after return", aco)
 		}
 	}
 }
