@@ -673,8 +673,15 @@ func (q *restReq) serve(co *Co) {
 	defer func() {
 		v := recover()
 		if _, stop := v.(stopUnwind); stop {
-			q.finish(true)
-			panic(v) // the loop is stopping: let the coroutine unwind
+			// the loop is stopping: let the coroutine unwind (a direct
+			// request's session is answered and let go: C is up until
+			// every driver is done; a relay's parks until the end)
+			if q.direct {
+				q.finish(true)
+			} else {
+				q.forget()
+			}
+			panic(v)
 		}
 		var why string
 		switch {

@@ -871,3 +871,66 @@ func TestRestDirectClientLeaves(t *testing.T) {
 		t.Fatalf("slow: %d %q", st, body)
 	}
 }
+
+// The eventer shuts down while direct handlers still run: an aco handler
+// parked in a Co call is unwound, a goroutine handler that returns later
+// finds the loop gone; nothing crashes and Shutdown returns.
+func TestRestDirectShutdown(t *testing.T) {
+	if err := Init(WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := restBase()
+	started := make(chan string, 2)
+	release := make(chan struct{})
+	endErr := make(chan error, 1)
+	aco := mustRule(t)(NewRule("GET", b, "^sleep$", func(rc *RestClosure) error {
+		started <- "aco"
+		return rc.Co().Sleep(time.Minute)
+	}))
+	aco.SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^block$", func(rc *RestClosure) error {
+		started <- "go"
+		<-release
+		rc.Response().WriteString("late")
+		endErr <- rc.Response().End()
+		return nil
+	}))
+	for _, p := range []string{"sleep", "block"} {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n", b, p)
+	}
+	<-started
+	<-started
+	done := make(chan struct{})
+	go func() {
+		cgo.TestListenerStop(l, 10)
+		Shutdown()
+		Loop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	close(release)
+	select {
+	case err := <-endErr:
+		if err == nil {
+			t.Fatal("End after shutdown: no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocked handler did not return")
+	}
+}
