@@ -229,6 +229,7 @@ type restReq struct {
 	// the loop's watch list (driver only)
 	wprev, wnext   *restReq
 	watched, wseen bool
+	sessGone       bool   // the session was let go (a goroutine's request)
 	small          []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
 }
 
@@ -478,6 +479,32 @@ func restWatchTicker(l *loop, p *restCoPool) {
 			p.ticking.Store(false)
 			return
 		}
+	}
+}
+
+// restStopped answers the direct requests of a stopping loop that
+// goroutines still serve (driver, C still up): 503 unless their head went
+// out, and the sessions let go.  Their handlers go on; what they send then
+// fails (the loop refuses posts).
+func (l *loop) restStopped() {
+	v, ok := restCoPools.Load(l)
+	if !ok {
+		return
+	}
+	p := v.(*restCoPool)
+	if p.watch.wnext == nil {
+		return
+	}
+	spec := []byte("Service Unavailable\x00Connection\x00close\x00")
+	for q := p.watch.wnext; q != &p.watch; {
+		next := q.wnext
+		if !q.onLoop {
+			q.watchEnd()
+			q.sessGone = true
+			q.ctx.cancel()
+			cgo.RestRespond(q.sess, 503, spec, 0, nil, cgo.RespondEnd)
+		}
+		q = next
 	}
 }
 
@@ -811,7 +838,14 @@ func (q *restReq) respond(name string, then int) error {
 		}
 	} else {
 		// (made here only: a closure is an allocation)
-		apply := func() bool {
+		apply := func() bool { // (on the loop)
+			if q.sessGone {
+				return false
+			}
+			if then == cgo.RespondEnd {
+				q.sessGone = true
+				q.watchEnd()
+			}
 			ok := false
 			_ = withSession(epoch, func() error {
 				ok = cgo.RestRespond(sess, code, spec, opts, body, then)
@@ -820,7 +854,7 @@ func (q *restReq) respond(name string, then int) error {
 			return ok
 		}
 		if then == cgo.RespondEnd {
-			if err := q.l.post(func() { apply(); q.watchEnd() }); err != nil {
+			if err := q.l.post(func() { apply() }); err != nil {
 				return &OpError{Op: name, Err: err}
 			}
 			return nil
@@ -839,7 +873,11 @@ func (q *restReq) respond(name string, then int) error {
 
 // onLoopDo runs fn for a direct request on its loop thread, and waits.
 func (q *restReq) onLoopDo(name string, fn func()) error {
-	apply := func() { _ = withSession(q.epoch, func() error { fn(); return nil }) }
+	apply := func() {
+		if !q.sessGone {
+			_ = withSession(q.epoch, func() error { fn(); return nil })
+		}
+	}
 	if q.onLoop {
 		apply()
 		return nil
