@@ -276,9 +276,11 @@ static int ev_go_rest_entry(mtev_http_rest_closure_t *restc, int npats,
   if (!__atomic_load_n(&rule->relay, __ATOMIC_RELAXED) &&
       !mtev_http_request_has_payload(mtev_http_session_request(ctx)) &&
       e && !eventer_get_eventer_ssl_ctx(e)) {
-    eventer_step_t *s = eventer_step_emit();
-    size_t n = s ? ev_go_head_build(restc) : 0;
-    if (n) {
+    /* the head first: a step slot once taken must be handed out (and the
+     * buffer is not in use: a step of ours in flight holds the slot) */
+    size_t n = ev_go_head_build(restc);
+    eventer_step_t *s = n ? eventer_step_emit() : NULL;
+    if (s) {
       mtev_http_session_ref_inc(ctx);
       s->kind = EV_GO_STEP_REST;
       s->closure = ev_go_hbuf;
