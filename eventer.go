@@ -329,6 +329,7 @@ func (l *loop) drive(attached chan<- error) {
 // stopped ends the driving of a loop whose Run returned (err: its error).
 func (l *loop) stopped(err error) {
 	l.stopCoroutines()
+	l.restStopped()
 	// what was posted meanwhile still runs (a start then fails with
 	// ErrStopped, a panic is re-raised); nothing is posted after this
 	l.mu.Lock()

@@ -23,17 +23,24 @@ import (
 
 // This file is the Go side of the HTTP engine's REST routing (C's
 // mtev_rest.h): Go handlers are rules in the same routing table as C rules,
-// served by the same C engine.
+// served by the same C engine.  A goroutine (by default) or a Go coroutine
+// on the loop (SetAco) runs the handler; the request reaches it by one of
+// two paths (restglue.h):
 //
-// Each request of a Go rule runs a small C relay in a coroutine of its own
-// (the rule is "aco" in C, whatever its Go mode): the relay hands the
-// request to Go, and a goroutine (by default) or a Go coroutine on the loop
-// (SetAco) runs the handler.  The handler reads the request and builds the
-// response itself; what waits on the connection (reading the body, Flush,
-// End) it asks of the relay, which does it where the engine's calls may
-// wait without blocking the loop, then reports back.  So a Go handler that
-// blocks in any way (database/sql, channels, mutexes) never stalls a loop;
-// on an aco rule it runs on the loop and must block only through its Co.
+//   - direct: a request without a body on a plain connection is handed to
+//     the loop's Go driver as a step; the handler builds the whole
+//     response in Go, and it goes to C in one call on the loop thread at
+//     End.  No C coroutine, no call from C into Go.
+//   - relay: a request with a body (or over TLS, or of a rule whose
+//     handler streams: the first Flush moves a rule to the relay for good)
+//     runs a small C relay in a coroutine of its own: the relay hands the
+//     request to Go, and what waits on the connection (reading the body,
+//     Flush, End) the handler asks of the relay, which does it where the
+//     engine's calls may wait without blocking the loop, then reports back.
+//
+// So a Go handler that blocks in any way (database/sql, channels, mutexes)
+// never stalls a loop; on an aco rule it runs on the loop and must block
+// only through its Co.
 
 // RestInit names the HTTP engine's listener types "http_rest_api" and
 // "control_dispatch" (mtev_http_rest_init) and reads the <rest><acl> of
@@ -57,6 +64,8 @@ type RestHandler func(rc *RestClosure) error
 type Rule struct {
 	id         uint64
 	mp         unsafe.Pointer
+	crule      uintptr     // C's record of the rule (ev_go_rest_rule)
+	relay      atomic.Bool // every request takes the relay (its handler streams)
 	method     string
 	base, expr string
 	aco        atomic.Bool
@@ -69,6 +78,26 @@ var restRules struct {
 	mu   sync.RWMutex
 	byID map[uint64]*Rule
 	next uint64
+	// the rules by id, copied on each change (read per request without a
+	// lock)
+	live atomic.Pointer[[]*Rule]
+}
+
+// restRuleByID is the live rule with id, or nil.
+func restRuleByID(id uint64) *Rule {
+	if t := restRules.live.Load(); t != nil && id < uint64(len(*t)) {
+		return (*t)[id]
+	}
+	return nil
+}
+
+// restRulesPublish copies the table for restRuleByID (under mu).
+func restRulesPublish() {
+	t := make([]*Rule, restRules.next+1)
+	for id, r := range restRules.byID {
+		t[id] = r
+	}
+	restRules.live.Store(&t)
 }
 
 var restSetup sync.Once
@@ -102,6 +131,9 @@ func NewRule(method, base, expr string, h RestHandler) (*Rule, error) {
 // runs in a goroutine of its own; on an aco rule (SetAco) it runs as a Go
 // coroutine on the loop (CoFromRequest).
 //
+// A handler sees its client leave (r.Context() is cancelled) at once on a
+// request with a body, within about 200 ms on one without.
+//
 // Differences from net/http's server: several values of one response
 // header field are sent joined with ", " in one line; Content-Length and
 // Transfer-Encoding are the engine's (it sends a length when the handler
@@ -119,15 +151,16 @@ func newRule(op, method, base, expr string, rh RestHandler, hh http.Handler) (*R
 	defer restRules.mu.Unlock()
 	restRules.next++
 	r := &Rule{id: restRules.next, method: method, base: base, expr: expr, rest: rh, http: hh}
-	mp, err := cgo.RestRule(method, base, expr, r.id)
+	mp, crule, err := cgo.RestRule(method, base, expr, r.id)
 	if err != nil {
 		return nil, &OpError{Op: op, Err: fmt.Errorf("%s %s%s: %w", method, base, expr, err)}
 	}
-	r.mp = mp
+	r.mp, r.crule = mp, crule
 	if restRules.byID == nil {
 		restRules.byID = map[uint64]*Rule{}
 	}
 	restRules.byID[r.id] = r
+	restRulesPublish()
 	return r, nil
 }
 
@@ -148,6 +181,7 @@ func (r *Rule) Close() error {
 	cgo.RestRuleClose(r.mp)
 	restRules.mu.Lock()
 	delete(restRules.byID, r.id)
+	restRulesPublish()
 	restRules.mu.Unlock()
 	return nil
 }
@@ -157,45 +191,129 @@ func (r *Rule) String() string { return r.method + " " + r.base + r.expr }
 
 // ---- requests ------------------------------------------------------------------
 
-// restReq is one request of a Go rule: Go's side of the C relay.
+// restReq is one request of a Go rule: Go's side of the C relay, or of a
+// direct request's session.
 type restReq struct {
-	r      uintptr // C ev_go_req_t (Go's reference)
+	r      uintptr     // relay: C ev_go_req_t (Go's reference)
+	sess   uintptr     // direct: the session (a reference until the response ends)
+	l      *loop       // direct: the loop
+	pool   *restCoPool // direct: the loop's
+	direct bool
+	onLoop bool // the handler runs in a coroutine on the loop (aco)
 	id     uint64
 	rule   *Rule
 	loop   int
 	epoch  uint64
-	stop   <-chan struct{} // closed when the eventer is gone
+	stop   <-chan struct{} // relay: closed when the eventer is gone
 	info   cgo.RestInfo
 	co     *Co           // aco: the coroutine (set when it starts)
-	done   chan struct{} // a goroutine: the relay finished an operation
-	ctx    context.Context
-	cancel context.CancelFunc
+	done   chan struct{} // relay, a goroutine: the relay finished an operation
+	ctx    reqCtx
 
 	// the handler's side (one goroutine or coroutine at a time)
-	ended    bool   // End (or the final operation) went to the relay
+	ended    bool   // End (or the final operation) went to C
 	status   bool   // a status was set
 	appended bool   // body bytes went to C
 	wbuf     []byte // body bytes not yet handed to C
 	bodyEOF  bool
 	released bool
+
+	// direct: the response head, kept in Go until it goes to C
+	code    int
+	reason  string
+	hdrs    []string // name, value, ...
+	opts    uint32
+	headOut bool // the head went to C (a Flush)
+
+	// what a request needs anyway, in one allocation with it
+	rc     RestClosure
+	res    RestResponse
+	hdrsIn [4]string
+	// the loop's watch list (driver only)
+	wprev, wnext   *restReq
+	watched, wseen bool
+	sessGone       bool   // the session was let go (a goroutine's request)
+	small          []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
 }
 
-// restWbufMax is how much body a handler writes before it goes to C (one
-// cgo call for many small writes; a failure before that is a clean 500).
+const restSmall = 64 // body bytes, then spec bytes, in small
+
+func (q *restReq) smallBuf() []byte {
+	if q.small == nil {
+		q.small = make([]byte, 2*restSmall)
+	}
+	return q.small
+}
+
+// restWbufMax is how much body a relay handler writes before it goes to C
+// (one cgo call for many small writes; a failure before that is a clean
+// 500).  A direct handler keeps its body in Go until Flush or End.
 const restWbufMax = 32 << 10
 
 var restReqs struct {
-	sync.Map // id -> *restReq
+	sync.Map // id -> *restReq (relay requests)
 	next     atomic.Uint64
 	live     atomic.Int64
+}
+
+// reqCtx is a request's context.Context: cancelled when the client goes
+// away (relay) and when the handler returns.  Part of the request record,
+// and its Done channel is made only when asked for.
+type reqCtx struct {
+	mu   sync.Mutex
+	done chan struct{}
+	err  error
+	co   *Co // CoFromRequest's
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *reqCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+func (c *reqCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.err != nil {
+			c.done = closedChan
+		} else {
+			c.done = make(chan struct{})
+		}
+	}
+	return c.done
+}
+
+func (c *reqCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *reqCtx) Value(key any) any {
+	if _, ok := key.(coKey); ok && c.co != nil {
+		return c.co
+	}
+	return nil
+}
+
+func (c *reqCtx) String() string { return "eventer.request" }
+
+func (c *reqCtx) cancel() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = context.Canceled
+	if c.done != nil {
+		close(c.done)
+	}
 }
 
 // restStart: the relay of a request of rule ruleID (on its loop, inside
 // run_once: nothing here may block or resume a coroutine).
 func restStart(ruleID uint64, r uintptr, loop int) uint64 {
-	restRules.mu.RLock()
-	rule := restRules.byID[ruleID]
-	restRules.mu.RUnlock()
+	rule := restRuleByID(ruleID)
 	rt.mu.Lock()
 	stop := rt.done
 	rt.mu.Unlock()
@@ -205,50 +323,214 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 	q := &restReq{r: r, rule: rule, loop: loop, epoch: sessionNow(), stop: stop,
 		info: cgo.RestRequestInfo(r)}
 	q.id = restReqs.next.Add(1)
-	q.ctx, q.cancel = context.WithCancel(context.Background())
 	restReqs.Store(q.id, q)
 	restReqs.live.Add(1)
 	if rule.aco.Load() {
+		q.onLoop = true
 		if !restCoServe(loop, q) {
 			q.forget()
 			return 0
 		}
 	} else {
 		q.done = make(chan struct{}, 1)
-		select {
-		case restGoIdle <- q: // a worker goroutine waits for one
-		default:
-			go restGoWorker(q)
-		}
+		restGoServe(q)
 	}
 	return q.id
+}
+
+// RestDirect serves a request on the direct path (driver of loop l, between
+// steps: a coroutine may be resumed here).
+func (l *loop) RestDirect(d cgo.RestDirect) {
+	rule := restRuleByID(d.Rule)
+	q := &restReq{sess: d.Ctx, direct: true, rule: rule, loop: l.idx, l: l, epoch: sessionNow()}
+	if rule == nil || !cgo.ParseHead(d.Head, &q.info) || l.closed {
+		// the rule went away meanwhile (or a head C did not write whole)
+		cgo.RestRespond(d.Ctx, 500, []byte("Internal Server Error\x00Connection\x00close\x00"), 0,
+			[]byte("Internal Server Error\n"), cgo.RespondEnd)
+		return
+	}
+	q.pool = restCoPoolOf(l)
+	q.pool.live.Add(1)
+	if rule.aco.Load() {
+		q.onLoop = true
+		l.restCoDirect(q)
+		if !q.ended {
+			q.watchStart() // it waits
+		}
+		return
+	}
+	q.watchStart() // (its end, posted to this loop, comes after this)
+	restGoServe(q)
 }
 
 // Handlers run on workers that serve one request after another: a
 // goroutine or a coroutine made per request would grow its stack anew each
 // time (measured: a sixth of a Go rule's CPU went to stack copying).
 
-// restGoIdle hands a request to a worker goroutine waiting for one.
+// restGoIdle hands a request to a worker goroutine waiting for one (nil:
+// the worker ends).
 var restGoIdle = make(chan *restReq)
 
-const restWorkerIdle = 30 * time.Second // an idle worker goroutine ends
+// Idle worker goroutines block on restGoIdle without a timer each (a timer
+// reset per request cost more than the handler): a janitor that ticks
+// every restWorkerIdle ends the ones a quiet period left over.
+const restWorkerIdle = 30 * time.Second
+
+var restGoWorkers struct {
+	idle    atomic.Int64 // workers waiting on restGoIdle
+	handed  atomic.Int64 // requests handed to a waiting worker
+	janitor sync.Once
+}
 
 func restGoWorker(q *restReq) {
-	t := time.NewTimer(restWorkerIdle)
-	defer t.Stop()
-	for {
+	restGoWorkers.janitor.Do(func() { go restGoJanitor() })
+	for q != nil {
 		q.serve(nil)
-		t.Reset(restWorkerIdle)
-		select {
-		case q = <-restGoIdle:
-		case <-t.C:
+		restGoWorkers.idle.Add(1)
+		q = <-restGoIdle
+		restGoWorkers.idle.Add(-1)
+	}
+}
+
+// restGoJanitor ends half the idle workers each period in which fewer
+// requests were handed to waiting workers than there are idle ones.
+func restGoJanitor() {
+	last := restGoWorkers.handed.Load()
+	for range time.Tick(restWorkerIdle) {
+		now := restGoWorkers.handed.Load()
+		idle := restGoWorkers.idle.Load()
+		if now-last < idle {
+			for n := (idle + 1) / 2; n > 0; n-- {
+				select {
+				case restGoIdle <- nil:
+				default:
+					n = 0
+				}
+			}
+		}
+		last = now
+	}
+}
+
+// restGoServe has q served by a worker goroutine: one waiting, or a new one.
+func restGoServe(q *restReq) {
+	select {
+	case restGoIdle <- q:
+		restGoWorkers.handed.Add(1)
+	default:
+		go restGoWorker(q)
+	}
+}
+
+// restCoPool is a loop's idle worker coroutines (driver only).
+type restCoPool struct {
+	idle []*restCoWorker
+	live atomic.Int64 // direct requests of the loop being served
+
+	// direct requests whose handler did not finish in its step, watched
+	// for their client leaving (driver only, but the counts)
+	watch   restReq // the list's head (wprev, wnext)
+	nwatch  atomic.Int32
+	ticking atomic.Bool
+}
+
+// restWatchEvery is how often the loop looks at the clients of direct
+// requests still being served: a handler sees its client leave (its
+// context, a pending call of its coroutine) within about two of these.
+const restWatchEvery = 100 * time.Millisecond
+
+// watchStart puts q on its loop's watch list (driver).
+func (q *restReq) watchStart() {
+	p := q.pool
+	if p.watch.wnext == nil {
+		p.watch.wnext, p.watch.wprev = &p.watch, &p.watch
+	}
+	q.watched, q.wseen = true, false
+	q.wprev, q.wnext = p.watch.wprev, &p.watch
+	p.watch.wprev.wnext = q
+	p.watch.wprev = q
+	p.nwatch.Add(1)
+	if p.ticking.CompareAndSwap(false, true) {
+		go restWatchTicker(q.l, p)
+	}
+}
+
+// watchEnd takes q off the watch list (driver).
+func (q *restReq) watchEnd() {
+	if !q.watched {
+		return
+	}
+	q.watched = false
+	q.wprev.wnext, q.wnext.wprev = q.wnext, q.wprev
+	q.wprev, q.wnext = nil, nil
+	q.pool.nwatch.Add(-1)
+}
+
+// restWatchTicker has loop l look at its watched requests while there are
+// some.
+func restWatchTicker(l *loop, p *restCoPool) {
+	t := time.NewTicker(restWatchEvery)
+	defer t.Stop()
+	for range t.C {
+		if p.nwatch.Load() == 0 {
+			p.ticking.Store(false)
+			if p.nwatch.Load() == 0 || !p.ticking.CompareAndSwap(false, true) {
+				return
+			}
+		}
+		if l.post(func() { l.restWatchSweep(p) }) != nil {
+			p.ticking.Store(false)
 			return
 		}
 	}
 }
 
-// restCoPool is a loop's idle worker coroutines (driver only).
-type restCoPool struct{ idle []*restCoWorker }
+// restStopped answers the direct requests of a stopping loop that
+// goroutines still serve (driver, C still up): 503 unless their head went
+// out, and the sessions let go.  Their handlers go on; what they send then
+// fails (the loop refuses posts).
+func (l *loop) restStopped() {
+	v, ok := restCoPools.Load(l)
+	if !ok {
+		return
+	}
+	p := v.(*restCoPool)
+	if p.watch.wnext == nil {
+		return
+	}
+	spec := []byte("Service Unavailable\x00Connection\x00close\x00")
+	for q := p.watch.wnext; q != &p.watch; {
+		next := q.wnext
+		if !q.onLoop {
+			q.watchEnd()
+			q.sessGone = true
+			q.ctx.cancel()
+			cgo.RestRespond(q.sess, 503, spec, 0, nil, cgo.RespondEnd)
+		}
+		q = next
+	}
+}
+
+// restWatchSweep cancels the watched requests whose client has gone
+// (driver): each is looked at from the second sweep it is on the list.
+func (l *loop) restWatchSweep(p *restCoPool) {
+	if p.watch.wnext == nil {
+		return
+	}
+	for q := p.watch.wnext; q != &p.watch; {
+		next := q.wnext
+		if !q.wseen {
+			q.wseen = true
+		} else if cgo.RestClientGone(q.sess) {
+			q.watchEnd()
+			q.ctx.cancel()
+			if co := q.co; co != nil && co.state.Load() == coLive {
+				l.cancelLocal(co) // its pending call returns ErrCanceled
+			}
+		}
+		q = next
+	}
+}
 
 type restCoWorker struct {
 	pool *restCoPool
@@ -260,7 +542,15 @@ const restMaxIdleCo = 64 // per loop
 
 var restCoPools sync.Map // *loop -> *restCoPool
 
-// restCoServe has q served by a worker coroutine of loop i (driver: inside
+func restCoPoolOf(l *loop) *restCoPool {
+	v, ok := restCoPools.Load(l)
+	if !ok {
+		v, _ = restCoPools.LoadOrStore(l, &restCoPool{})
+	}
+	return v.(*restCoPool)
+}
+
+// restCoServe has q served by a worker coroutine of loop i (relay: inside
 // the relay's call, so it only queues: an idle worker is woken, or a new
 // one started).
 func restCoServe(i int, q *restReq) bool {
@@ -268,8 +558,7 @@ func restCoServe(i int, q *restReq) bool {
 	if l == nil {
 		return false
 	}
-	v, _ := restCoPools.LoadOrStore(l, &restCoPool{})
-	p := v.(*restCoPool)
+	p := restCoPoolOf(l)
 	if n := len(p.idle); n > 0 {
 		w := p.idle[n-1]
 		p.idle = p.idle[:n-1]
@@ -281,6 +570,24 @@ func restCoServe(i int, q *restReq) bool {
 	}
 	_, err := AcoStartOn(i, restCoWorkerBody, &restCoWorker{pool: p, q: q})
 	return err == nil
+}
+
+// restCoDirect has q served by a worker coroutine of l at once (driver,
+// outside C: an idle worker is resumed, or a new one started here).
+func (l *loop) restCoDirect(q *restReq) {
+	p := q.pool
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		w := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		if co := w.coroutine(); co != nil && co.state.Load() == coLive && co.wait == waitGoPark {
+			w.q = q
+			l.resumeWith(co, 0, 0)
+			return
+		}
+	}
+	co := newCo(restCoWorkerBody, &restCoWorker{pool: p, q: q})
+	co.l = l
+	l.startCo(co)
 }
 
 func (w *restCoWorker) coroutine() *Co {
@@ -332,7 +639,7 @@ func restCancel(id uint64) {
 		return
 	}
 	q := v.(*restReq)
-	q.cancel()
+	q.ctx.cancel()
 	if co := q.coroutine(); co != nil {
 		// its pending call returns ErrCanceled, as in C; checked when it
 		// applies, since the worker may serve another request by then
@@ -354,6 +661,13 @@ func (q *restReq) coroutine() *Co {
 var restCoMu sync.Mutex
 
 func (q *restReq) serveCo(co *Co) {
+	q.ctx.co = co
+	if q.direct { // nothing else looks at q.co: no lock
+		q.co = co
+		q.serve(co)
+		q.co = nil
+		return
+	}
 	restCoMu.Lock()
 	q.co = co
 	restCoMu.Unlock()
@@ -372,9 +686,13 @@ func (q *restReq) forget() {
 		return
 	}
 	q.released = true
-	restReqs.Delete(q.id)
+	q.ctx.cancel()
+	if q.direct {
+		q.pool.live.Add(-1)
+		return // the response's end dropped the session's reference
+	}
 	restReqs.live.Add(-1)
-	q.cancel()
+	restReqs.Delete(q.id)
 	cgo.RestRelease(q.r)
 }
 
@@ -385,8 +703,15 @@ func (q *restReq) serve(co *Co) {
 	defer func() {
 		v := recover()
 		if _, stop := v.(stopUnwind); stop {
-			q.forget()
-			panic(v) // the loop is stopping: let the coroutine unwind
+			// the loop is stopping: let the coroutine unwind (a direct
+			// request's session is answered and let go: C is up until
+			// every driver is done; a relay's parks until the end)
+			if q.direct {
+				q.finish(true)
+			} else {
+				q.forget()
+			}
+			panic(v)
 		}
 		var why string
 		switch {
@@ -406,13 +731,29 @@ func (q *restReq) serve(co *Co) {
 		q.rule.http.ServeHTTP(w, req)
 		return
 	}
-	rc = &RestClosure{q: q, co: co}
+	rc = &q.rc
+	*rc = RestClosure{q: q, co: co}
 	rc.err = q.rule.rest(rc)
 }
 
+var restErrorHead = []string{"Content-Type", "text/plain; charset=utf-8", "Connection", "close"}
+
 // finish ends the response if the handler did not (500 if failed and
-// nothing was sent), and lets the relay go.
+// nothing was sent), and lets the relay (or the session) go.
 func (q *restReq) finish(failed bool) {
+	if q.direct {
+		if !q.ended {
+			if failed && !q.headOut {
+				q.code, q.reason, q.opts = 500, "Internal Server Error", 0
+				q.hdrs = restErrorHead
+				q.wbuf = append(q.wbuf[:0], "Internal Server Error\n"...)
+			}
+			q.ended = true
+			_ = q.respond("RestResponse.End", cgo.RespondEnd)
+		}
+		q.forget()
+		return
+	}
 	if !q.ended {
 		if failed && !q.headersSent() {
 			q.wbuf = q.wbuf[:0]
@@ -437,6 +778,9 @@ func (q *restReq) finish(failed bool) {
 }
 
 func (q *restReq) headersSent() bool {
+	if q.direct {
+		return q.headOut
+	}
 	sent := true
 	_ = withSession(q.epoch, func() error {
 		sent = cgo.RestHeadersSent(q.r)
@@ -444,6 +788,195 @@ func (q *restReq) headersSent() bool {
 	})
 	return sent
 }
+
+// ---- the direct path's response ----------------------------------------------------
+
+// spec is the head of a direct response as ev_go_rest_respond takes it:
+// the reason, then the header fields, each string ended by a NUL.
+func (q *restReq) spec() []byte {
+	n := len(q.reason) + 1
+	for _, s := range q.hdrs {
+		n += len(s) + 1
+	}
+	var b []byte
+	if n <= restSmall {
+		b = q.smallBuf()[restSmall:restSmall]
+	} else {
+		b = make([]byte, 0, n)
+	}
+	b = append(b, q.reason...)
+	b = append(b, 0)
+	for _, s := range q.hdrs {
+		b = append(b, s...)
+		b = append(b, 0)
+	}
+	return b
+}
+
+// respond hands what the handler built to C (ev_go_rest_respond) with
+// `then`: on the loop thread, at once from a coroutine, else posted to
+// the loop (waited for unless it is the end).
+func (q *restReq) respond(name string, then int) error {
+	code := 0
+	var spec []byte
+	if !q.headOut {
+		code = q.code
+		if code == 0 {
+			code, q.reason = 200, "OK"
+		}
+		spec = q.spec()
+		q.headOut = true
+	}
+	body, opts, sess, epoch := q.wbuf, q.opts, q.sess, q.epoch
+	q.wbuf = nil // C has it now (or the loop will)
+	if len(body) > 0 {
+		q.appended = true
+	}
+	var ok bool
+	if q.onLoop {
+		// the handler runs on the loop (its driver is in Run): C is up
+		ok = cgo.RestRespond(sess, code, spec, opts, body, then)
+		if then == cgo.RespondEnd {
+			q.watchEnd()
+		}
+	} else {
+		// (made here only: a closure is an allocation)
+		apply := func() bool { // (on the loop)
+			if q.sessGone {
+				return false
+			}
+			if then == cgo.RespondEnd {
+				q.sessGone = true
+				q.watchEnd()
+			}
+			ok := false
+			_ = withSession(epoch, func() error {
+				ok = cgo.RestRespond(sess, code, spec, opts, body, then)
+				return nil
+			})
+			return ok
+		}
+		if then == cgo.RespondEnd {
+			if err := q.l.post(func() { apply() }); err != nil {
+				return &OpError{Op: name, Err: err}
+			}
+			return nil
+		}
+		res := make(chan bool, 1)
+		if err := q.l.post(func() { res <- apply() }); err != nil {
+			return &OpError{Op: name, Err: err}
+		}
+		ok = <-res
+	}
+	if !ok {
+		return &OpError{Op: name, Err: errors.New("refused (a bad value, or the connection is gone)")}
+	}
+	return nil
+}
+
+// onLoopDo runs fn for a direct request on its loop thread, and waits.
+func (q *restReq) onLoopDo(name string, fn func()) error {
+	apply := func() {
+		if !q.sessGone {
+			_ = withSession(q.epoch, func() error { fn(); return nil })
+		}
+	}
+	if q.onLoop {
+		apply()
+		return nil
+	}
+	done := make(chan struct{})
+	if err := q.l.post(func() { apply(); close(done) }); err != nil {
+		return &OpError{Op: name, Err: err}
+	}
+	<-done
+	return nil
+}
+
+// setStatus, setHeader and setOption build the head: in Go (direct), or
+// in C (relay).
+func (q *restReq) setStatus(name string, code int, reason string) error {
+	if code < 100 || code > 999 {
+		return &OpError{Op: name, Err: fmt.Errorf("status %d", code)}
+	}
+	for i := 0; i < len(reason); i++ {
+		if c := reason[i]; c < 0x20 && c != '\t' {
+			return &OpError{Op: name, Err: fmt.Errorf("reason %q", reason)}
+		}
+	}
+	if !q.direct {
+		err := q.call(name, func() bool { return cgo.RestStatus(q.r, code, reason) })
+		if err == nil {
+			q.status = true
+		}
+		return err
+	}
+	if q.ended {
+		return &OpError{Op: name, Err: ErrClosed}
+	}
+	if q.headOut {
+		return &OpError{Op: name, Err: errors.New("refused (headers already sent)")}
+	}
+	q.code, q.reason, q.status = code, reason, true
+	return nil
+}
+
+func (q *restReq) setHeader(name, key, value string) error {
+	if !validHeaderField(key, value) {
+		return &OpError{Op: name, Err: fmt.Errorf("header %q: refused (not a token, a CR, LF or NUL in the value, or a field the engine sets)", key)}
+	}
+	if !q.direct {
+		return q.call(name, func() bool { return cgo.RestHeader(q.r, key, value) })
+	}
+	if q.ended {
+		return &OpError{Op: name, Err: ErrClosed}
+	}
+	if q.headOut {
+		return &OpError{Op: name, Err: errors.New("refused (headers already sent)")}
+	}
+	for i := 0; i < len(q.hdrs); i += 2 {
+		if strings.EqualFold(q.hdrs[i], key) {
+			q.hdrs[i+1] = value
+			return nil
+		}
+	}
+	if q.hdrs == nil {
+		q.hdrs = q.hdrsIn[:0]
+	}
+	q.hdrs = append(q.hdrs, key, value)
+	return nil
+}
+
+// validHeaderField is what mtev_http_response_header_set accepts: a
+// token name, a value without CR, LF (or NUL), and neither
+// Content-Length nor Transfer-Encoding (the engine's).
+func validHeaderField(k, v string) bool {
+	if k == "" || strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "Transfer-Encoding") {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if !restTchar[k[i]] {
+			return false
+		}
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= '\r' && (c == '\r' || c == '\n' || c == 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// restTchar: the token characters (RFC 9110 tchar).
+var restTchar = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
+	}
+	return t
+}()
+
+// ---- the relay's operations --------------------------------------------------------
 
 func (q *restReq) submit(op, n int) error {
 	return withSession(q.epoch, func() error { return cgo.RestSubmit(q.r, op, n) })
@@ -479,12 +1012,12 @@ func (q *restReq) wait() (int64, syscall.Errno, error) {
 	}
 }
 
-// write takes body bytes (into wbuf; to C when it fills up).
+// write takes body bytes (into wbuf; a relay's go to C when it fills up).
 func (q *restReq) write(name string, p []byte) (int, error) {
 	if q.ended {
 		return 0, &OpError{Op: name, Err: ErrClosed}
 	}
-	if len(q.wbuf)+len(p) > restWbufMax {
+	if !q.direct && len(q.wbuf)+len(p) > restWbufMax {
 		if err := q.push(name); err != nil {
 			return 0, err
 		}
@@ -496,11 +1029,20 @@ func (q *restReq) write(name string, p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
-	q.wbuf = append(q.wbuf, p...)
+	q.appendBody(p)
 	return len(p), nil
 }
 
-// push hands wbuf to C (mtev_http_response_append).
+// appendBody adds to wbuf (a direct request's first bytes go to an array
+// of the request's own).
+func (q *restReq) appendBody(p []byte) {
+	if q.wbuf == nil && q.direct && !q.headOut && len(p) <= restSmall {
+		q.wbuf = q.smallBuf()[:0:restSmall]
+	}
+	q.wbuf = append(q.wbuf, p...)
+}
+
+// push hands wbuf to C (mtev_http_response_append; relay).
 func (q *restReq) push(name string) error {
 	if len(q.wbuf) == 0 {
 		return nil
@@ -509,6 +1051,55 @@ func (q *restReq) push(name string) error {
 	q.wbuf = q.wbuf[:0]
 	q.appended = true
 	return err
+}
+
+// flush is Flush: the head and the body so far go out.  A direct request
+// hands them to the loop, which writes what the socket takes and the rest
+// as it drains, and moves its rule to the relay for its later requests
+// (where Flush waits until the client took the bytes).
+func (q *restReq) flush(name string) error {
+	if !q.direct {
+		_, err := q.op(name, cgo.RestFlush, 0)
+		return err
+	}
+	if q.ended {
+		return &OpError{Op: name, Err: ErrClosed}
+	}
+	if !q.rule.relay.Swap(true) {
+		_ = withSession(q.epoch, func() error { cgo.RestRuleRelay(q.rule.crule, true); return nil })
+	}
+	err := q.respond(name, cgo.RespondFlush)
+	if err == nil && q.co != nil {
+		// let the loop write before the handler goes on
+		if yerr := q.co.Yield(); yerr != nil && !errors.Is(yerr, ErrCanceled) {
+			return yerr
+		}
+	}
+	return err
+}
+
+// end is End: what is left goes out; nothing waits.
+func (q *restReq) end(name string) error {
+	if q.ended {
+		return &OpError{Op: name, Err: ErrClosed}
+	}
+	if q.direct {
+		q.ended = true
+		return q.respond(name, cgo.RespondEnd)
+	}
+	if !q.status {
+		if err := q.setStatus(name, 200, "OK"); err != nil {
+			return err
+		}
+	}
+	if err := q.push(name); err != nil {
+		return err
+	}
+	q.ended = true
+	if err := q.submit(cgo.RestEnd, 0); err != nil {
+		return &OpError{Op: name, Err: err}
+	}
+	return nil
 }
 
 // op asks the relay for op and waits for its result.
@@ -541,9 +1132,10 @@ func (q *restReq) op(name string, op, n int) (int64, error) {
 	return res, nil
 }
 
-// read is one body read: up to len(p) bytes, 0 and io.EOF at the end.
+// read is one body read: up to len(p) bytes, 0 and io.EOF at the end (a
+// direct request has no body).
 func (q *restReq) read(name string, p []byte) (int, error) {
-	if q.bodyEOF || !q.info.Payload {
+	if q.bodyEOF || !q.info.Payload || q.direct {
 		return 0, io.EOF
 	}
 	if len(p) == 0 {
@@ -561,7 +1153,7 @@ func (q *restReq) read(name string, p []byte) (int, error) {
 	return copy(p, cgo.RestBuf(q.r, int(res))), nil
 }
 
-// call runs a response call, while the response is open.
+// call runs a response call, while the response is open (relay).
 func (q *restReq) call(name string, fn func() bool) error {
 	if q.ended {
 		return &OpError{Op: name, Err: ErrClosed}
@@ -574,6 +1166,14 @@ func (q *restReq) call(name string, fn func() bool) error {
 		return &OpError{Op: name, Err: errors.New("refused (headers already sent, a bad value, or the connection is gone)")}
 	}
 	return nil
+}
+
+// remote is the peer's address ("ip:port").
+func (q *restReq) remote() string {
+	if q.info.Remote == "" && q.info.RemoteRaw != "" {
+		q.info.Remote = cgo.FormatRemote(q.info.RemoteRaw)
+	}
+	return q.info.Remote
 }
 
 func restLogger() *slog.Logger {
@@ -602,17 +1202,18 @@ func (rc *RestClosure) Co() *Co { return rc.co }
 // Pats are the captures of the rule's expression (unset groups are "").
 func (rc *RestClosure) Pats() []string { return rc.q.info.Pats }
 
-// Context is cancelled when the client goes away, and when the handler
+// Context is cancelled when the client goes away (at once on a request
+// with a body, within about 200 ms on one without), and when the handler
 // returns.
-func (rc *RestClosure) Context() context.Context { return rc.q.ctx }
+func (rc *RestClosure) Context() context.Context { return &rc.q.ctx }
 
 // Request is the request.
 func (rc *RestClosure) Request() *RestRequest {
 	if rc.req == nil {
 		in := &rc.q.info
 		rc.req = &RestRequest{Method: in.Method, URI: in.URI, Proto: in.Proto,
-			RawQuery: in.Query, RemoteAddr: in.Remote, ContentLength: in.ContentLength,
-			Header: restHeader(in.Header), Body: &restBody{q: rc.q, op: "RestRequest.Body.Read"},
+			RawQuery: in.Query, RemoteAddr: rc.q.remote(), ContentLength: in.ContentLength,
+			Header: restHeader(in.Headers()), Body: &restBody{q: rc.q, op: "RestRequest.Body.Read"},
 			TLS: connState(in.TLS)}
 		if in.TLS != nil {
 			rc.req.RemoteCN = in.TLS.RemoteCN
@@ -627,7 +1228,8 @@ func (rc *RestClosure) Request() *RestRequest {
 // Response is the response being built.
 func (rc *RestClosure) Response() *RestResponse {
 	if rc.res == nil {
-		rc.res = &RestResponse{q: rc.q}
+		rc.q.res = RestResponse{q: rc.q}
+		rc.res = &rc.q.res
 	}
 	return rc.res
 }
@@ -708,30 +1310,35 @@ func (r *RestResponse) Ok(contentType string) error {
 	if err := r.Header("Content-Type", contentType); err != nil {
 		return err
 	}
-	return r.q.call("RestResponse.Ok", func() bool {
-		return cgo.RestOption(r.q.r, cgo.HTTPChunked) || cgo.RestOption(r.q.r, cgo.HTTPClose)
+	return r.q.stream("RestResponse.Ok")
+}
+
+// stream sets the CHUNKED option, or CLOSE where chunked is not possible.
+func (q *restReq) stream(name string) error {
+	if q.direct {
+		if q.ended {
+			return &OpError{Op: name, Err: ErrClosed}
+		}
+		q.opts |= cgo.OptStream
+		return nil
+	}
+	return q.call(name, func() bool {
+		return cgo.RestOption(q.r, cgo.HTTPChunked) || cgo.RestOption(q.r, cgo.HTTPClose)
 	})
 }
 
 // Status sets the status line (mtev_http_response_status_set); reason ""
 // is the standard one.
 func (r *RestResponse) Status(code int, reason string) error {
-	if code < 100 || code > 999 {
-		return &OpError{Op: "RestResponse.Status", Err: fmt.Errorf("status %d", code)}
-	}
 	if reason == "" {
 		reason = http.StatusText(code)
 	}
-	err := r.q.call("RestResponse.Status", func() bool { return cgo.RestStatus(r.q.r, code, reason) })
-	if err == nil {
-		r.q.status = true
-	}
-	return err
+	return r.q.setStatus("RestResponse.Status", code, reason)
 }
 
 // Header sets (replaces) a header field (mtev_http_response_header_set).
 func (r *RestResponse) Header(name, value string) error {
-	return r.q.call("RestResponse.Header", func() bool { return cgo.RestHeader(r.q.r, name, value) })
+	return r.q.setHeader("RestResponse.Header", name, value)
 }
 
 // Compress asks for gzip (deflate false) or deflate (true) when the
@@ -742,7 +1349,18 @@ func (r *RestResponse) Compress(deflate bool) bool {
 	if deflate {
 		opt = cgo.HTTPDeflate
 	}
-	return r.q.call("RestResponse.Compress", func() bool { return cgo.RestOption(r.q.r, opt) }) == nil
+	q := r.q
+	if !q.direct {
+		return q.call("RestResponse.Compress", func() bool { return cgo.RestOption(q.r, opt) }) == nil
+	}
+	if q.ended || q.headOut || len(q.wbuf) > 0 || q.appended {
+		return false
+	}
+	ok := false
+	if q.onLoopDo("RestResponse.Compress", func() { ok = cgo.RestOptionCtx(q.sess, opt) }) != nil {
+		return false
+	}
+	return ok
 }
 
 // Write appends p to the body (mtev_http_response_append); nothing goes
@@ -750,37 +1368,28 @@ func (r *RestResponse) Compress(deflate bool) bool {
 func (r *RestResponse) Write(p []byte) (int, error) { return r.q.write("RestResponse.Write", p) }
 
 // WriteString is Write of a string.
-func (r *RestResponse) WriteString(s string) (int, error) { return r.Write([]byte(s)) }
+func (r *RestResponse) WriteString(s string) (int, error) {
+	q := r.q
+	if q.ended {
+		return 0, &OpError{Op: "RestResponse.Write", Err: ErrClosed}
+	}
+	if q.direct {
+		q.appendBody(unsafe.Slice(unsafe.StringData(s), len(s)))
+		return len(s), nil
+	}
+	return r.Write([]byte(s))
+}
 
 // Flush sends the headers and what was written so far, and waits until
-// the connection took them (mtev_http_response_flush).
-func (r *RestResponse) Flush() error {
-	_, err := r.q.op("RestResponse.Flush", cgo.RestFlush, 0)
-	return err
-}
+// the connection took them (mtev_http_response_flush).  (The first Flush
+// of a rule's handler does not wait: it moves the rule to the path where
+// Flush waits, for the rule's later requests.)
+func (r *RestResponse) Flush() error { return r.q.flush("RestResponse.Flush") }
 
 // End ends the response (mtev_http_response_end): what is left goes out
 // (with a Content-Length if nothing was flushed before).  It does not wait
 // for the bytes to be written.
-func (r *RestResponse) End() error {
-	q := r.q
-	if q.ended {
-		return &OpError{Op: "RestResponse.End", Err: ErrClosed}
-	}
-	if !q.status {
-		if err := r.Status(200, "OK"); err != nil {
-			return err
-		}
-	}
-	if err := q.push("RestResponse.End"); err != nil {
-		return err
-	}
-	q.ended = true
-	if err := q.submit(cgo.RestEnd, 0); err != nil {
-		return &OpError{Op: "RestResponse.End", Err: err}
-	}
-	return nil
-}
+func (r *RestResponse) End() error { return r.q.end("RestResponse.End") }
 
 // ---- net/http ---------------------------------------------------------------------
 
@@ -795,10 +1404,6 @@ func CoFromRequest(r *http.Request) *Co {
 
 func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	in := &q.info
-	ctx := q.ctx
-	if co != nil {
-		ctx = context.WithValue(ctx, coKey{}, co)
-	}
 	uri := in.URI
 	if in.Query != "" {
 		uri += "?" + in.Query
@@ -807,13 +1412,37 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	if err != nil {
 		u = &url.URL{Path: in.URI, RawQuery: in.Query}
 	}
-	h := restHeader(in.Header)
-	host := h.Get("Host")
-	delete(h, "Host")
-	req := &http.Request{Method: in.Method, URL: u, Proto: in.Proto, ProtoMajor: 1,
-		ProtoMinor: in.Minor, Header: h, Host: host, RemoteAddr: in.Remote,
-		RequestURI: uri, ContentLength: in.ContentLength,
-		Body: &restBody{q: q, op: "http.Request.Body.Read"}, TLS: connState(in.TLS)}
+	// the header map as net/http's reader makes it: one backing array
+	// for the values
+	hdrs := in.Headers()
+	// made with its context (WithContext would copy it)
+	req, err := http.NewRequestWithContext(&q.ctx, in.Method, "", nil)
+	if err != nil { // (a method net/http refuses)
+		req = (&http.Request{Method: in.Method, Header: http.Header{}}).WithContext(&q.ctx)
+	}
+	h := req.Header
+	vals := make([]string, len(hdrs))
+	host := ""
+	for i, p := range hdrs {
+		k := http.CanonicalHeaderKey(p[0])
+		if k == "Host" {
+			if host == "" {
+				host = p[1]
+			}
+			continue
+		}
+		if vs, ok := h[k]; ok {
+			h[k] = append(vs, p[1])
+			continue
+		}
+		vals[i] = p[1]
+		h[k] = vals[i : i+1 : i+1]
+	}
+	req.URL, req.Proto, req.ProtoMajor, req.ProtoMinor = u, in.Proto, 1, in.Minor
+	req.Host, req.RemoteAddr, req.RequestURI = host, q.remote(), uri
+	req.ContentLength = in.ContentLength
+	req.Body = &restBody{q: q, op: "http.Request.Body.Read"}
+	req.TLS = connState(in.TLS)
 	if !in.Payload {
 		req.Body = http.NoBody
 		req.ContentLength = 0
@@ -824,7 +1453,7 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	if in.Minor == 0 && !strings.EqualFold(h.Get("Connection"), "keep-alive") {
 		req.Close = true
 	}
-	return &restWriter{q: q, h: http.Header{}}, req.WithContext(ctx)
+	return &restWriter{q: q, h: http.Header{}}, req
 }
 
 // restWriter is HandleHTTP's http.ResponseWriter and http.Flusher.
@@ -850,6 +1479,21 @@ func (w *restWriter) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	q := w.q
+	if q.direct {
+		// fields C would refuse are left out, as below
+		q.code, q.reason, q.status = code, http.StatusText(code), true
+		if q.reason == "" {
+			q.reason = "Status"
+		}
+		q.hdrs = make([]string, 0, 2*len(w.h))
+		for k, vs := range w.h {
+			if v := strings.Join(vs, ", "); validHeaderField(k, v) {
+				q.hdrs = append(q.hdrs, k, v)
+			}
+		}
+		q.opts |= cgo.OptStream
+		return
+	}
 	_ = q.call("ResponseWriter.WriteHeader", func() bool {
 		cgo.RestStatus(q.r, code, http.StatusText(code))
 		for k, vs := range w.h {
@@ -881,10 +1525,18 @@ func (w *restWriter) Write(p []byte) (int, error) {
 }
 
 // WriteString is io.StringWriter.
-func (w *restWriter) WriteString(s string) (int, error) { return w.Write([]byte(s)) }
+func (w *restWriter) WriteString(s string) (int, error) {
+	if w.wroteHeader && w.q.direct && !w.q.ended {
+		w.q.appendBody(unsafe.Slice(unsafe.StringData(s), len(s)))
+		return len(s), nil
+	}
+	return w.Write([]byte(s))
+}
 
 // Flush sends what was written so far and waits until the connection
-// took it (http.Flusher).
+// took it (http.Flusher).  (The first Flush of a rule's handler does not
+// wait: it moves the rule to the path where Flush waits, for the rule's
+// later requests.)
 func (w *restWriter) Flush() { _ = w.FlushError() }
 
 // FlushError is Flush with its error (http.ResponseController uses it).
@@ -892,9 +1544,15 @@ func (w *restWriter) FlushError() error {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	_, err := w.q.op("ResponseWriter.Flush", cgo.RestFlush, 0)
-	return err
+	return w.q.flush("ResponseWriter.Flush")
 }
 
 // restStats: requests of Go rules being served now.
-func restLive() int64 { return restReqs.live.Load() }
+func restLive() int64 {
+	n := restReqs.live.Load()
+	restCoPools.Range(func(_, v any) bool {
+		n += v.(*restCoPool).live.Load()
+		return true
+	})
+	return n
+}

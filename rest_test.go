@@ -650,3 +650,287 @@ func TestRestInitAndStart(t *testing.T) {
 		t.Fatal("the request's context outlived its handler")
 	}
 }
+
+// A rule's first streamed response goes out on the direct path (the rule
+// moves to the relay after it): a client that leaves mid-response makes
+// Flush fail and leaves nothing behind, whether the write that breaks the
+// connection happens in the engine's drive or in the handler's Flush.
+func TestRestDirectStreamVanishes(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	for _, aco := range []bool{false, true} {
+		var flushErr atomic.Int32
+		ended := make(chan struct{}, 1)
+		r := mustRule(t)(HandleHTTP("GET", b, fmt.Sprintf("^write/%v$", aco), http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) {
+				defer func() { ended <- struct{}{} }()
+				chunk := bytes.Repeat([]byte("x"), 32<<10)
+				for i := 0; i < 10000; i++ {
+					w.Write(chunk)
+					if err := http.NewResponseController(w).Flush(); err != nil {
+						flushErr.Add(1)
+						return
+					}
+				}
+			})))
+		r.SetAco(aco)
+		if r.relay.Load() {
+			t.Fatal("a new rule takes the relay")
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET %swrite/%v HTTP/1.1\r\nHost: x\r\n\r\n", b, aco)
+		io.ReadFull(c, make([]byte, 1000))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+		select {
+		case <-ended:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("aco=%v: the handler still runs 30 s after its client left", aco)
+		}
+		if flushErr.Load() != 1 || !r.relay.Load() {
+			t.Fatalf("aco=%v: flush errors %d, rule on the relay %v", aco, flushErr.Load(), r.relay.Load())
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for cgo.HTTPSessions() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("aco=%v: %d sessions left", aco, cgo.HTTPSessions())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// The direct path (no body) builds the head in Go: bad values are refused
+// at the call, as the C engine refuses them; the request's head, captures,
+// query and peer are what C parsed; HEAD and compression work.
+func TestRestDirectHead(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	for _, aco := range []bool{false, true} {
+		r := mustRule(t)(NewRule("GET", b, fmt.Sprintf("^h/%v/(\\w+)$", aco), func(rc *RestClosure) error {
+			res := rc.Response()
+			var refused []string
+			for _, kv := range [][2]string{{"Content-Length", "3"}, {"transfer-encoding", "x"},
+				{"Bad Name", "v"}, {"X-Crlf", "a\r\nb"}, {"X-Nul", "a\x00b"}, {"", "v"}} {
+				if res.Header(kv[0], kv[1]) != nil {
+					refused = append(refused, kv[0])
+				}
+			}
+			if res.Status(99, "") != nil && res.Status(200, "bad\nreason") != nil {
+				refused = append(refused, "status")
+			}
+			q := rc.Request()
+			res.Status(203, "")
+			res.Header("X-Refused", strings.Join(refused, ","))
+			res.Header("X-Dup", "1")
+			res.Header("x-dup", "2")
+			gz := res.Compress(false)
+			fmt.Fprintf(res, "%s %s %s q=%s pat=%s ua=%s gz=%v remote=%v", q.Method, q.URI, q.Proto,
+				q.Query().Get("q"), strings.Join(rc.Pats(), ","), q.Header.Get("User-Agent"), gz,
+				strings.HasPrefix(q.RemoteAddr, "127.0.0.1:"))
+			return res.End()
+		}))
+		r.SetAco(aco)
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s%sh/%v/cap?q=a%%20b", url, b, aco), nil)
+		req.Header.Set("User-Agent", "direct-test")
+		req.Header.Set("Accept-Encoding", "identity")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := fmt.Sprintf("GET %sh/%v/cap HTTP/1.1 q=a b pat=cap ua=direct-test gz=false remote=true", b, aco)
+		if resp.StatusCode != 203 || string(body) != want ||
+			resp.Header.Get("X-Refused") != "Content-Length,transfer-encoding,Bad Name,X-Crlf,X-Nul,,status" ||
+			len(resp.Header.Values("X-Dup")) != 1 || resp.Header.Get("X-Dup") != "2" {
+			t.Fatalf("aco=%v: %d %v %q, want %q", aco, resp.StatusCode, resp.Header, body, want)
+		}
+		// gzip when the client takes it (Go's client asks and decodes)
+		resp, err = http.Get(fmt.Sprintf("%s%sh/%v/z", url, b, aco))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !resp.Uncompressed || !strings.Contains(string(body), "gz=true") {
+			t.Fatalf("aco=%v gzip: uncompressed=%v %q", aco, resp.Uncompressed, body)
+		}
+		// HEAD: the head only
+		resp, err = http.Head(fmt.Sprintf("%s%sh/%v/x", url, b, aco))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 203 || len(body) != 0 {
+			t.Fatalf("aco=%v HEAD: %d %q", aco, resp.StatusCode, body)
+		}
+	}
+}
+
+// A handler that keeps its request after returning finds it closed: every
+// call is refused with ErrClosed (the session is not touched again).
+func TestRestDirectAfterReturn(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	for _, aco := range []bool{false, true} {
+		kept := make(chan *RestClosure, 1)
+		r := mustRule(t)(NewRule("GET", b, fmt.Sprintf("^keep/%v$", aco), func(rc *RestClosure) error {
+			rc.Response().Ok("text/plain")
+			rc.Response().WriteString("kept")
+			kept <- rc
+			return nil
+		}))
+		r.SetAco(aco)
+		if st, _, body := get(t, fmt.Sprintf("%s%skeep/%v", url, b, aco)); st != 200 || body != "kept" {
+			t.Fatalf("aco=%v: %d %q", aco, st, body)
+		}
+		rc := <-kept
+		<-rc.Context().Done() // the handler's return is over
+		res := rc.Response()
+		if _, err := res.WriteString("late"); !errors.Is(err, ErrClosed) {
+			t.Errorf("aco=%v: Write after return: %v", aco, err)
+		}
+		for name, err := range map[string]error{"Status": res.Status(201, ""), "Header": res.Header("X-A", "b"),
+			"Flush": res.Flush(), "End": res.End()} {
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("aco=%v: %s after return: %v", aco, name, err)
+			}
+		}
+		if res.Compress(false) {
+			t.Errorf("aco=%v: Compress after return", aco)
+		}
+	}
+}
+
+// Handlers of requests without a body (the direct path) see their client
+// leave: r.Context() is cancelled, and an aco handler's pending call
+// returns ErrCanceled; a client that stays is not mistaken for gone.
+func TestRestDirectClientLeaves(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	seen := make(chan string, 4)
+	mustRule(t)(HandleHTTP("GET", b, "^ctx$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+				seen <- "ctx done"
+			case <-time.After(20 * time.Second):
+				seen <- "ctx not done"
+			}
+		})))
+	aco := mustRule(t)(NewRule("GET", b, "^sleep$", func(rc *RestClosure) error {
+		err := rc.Co().Sleep(20 * time.Second)
+		seen <- fmt.Sprintf("sleep: canceled=%v", errors.Is(err, ErrCanceled))
+		return nil
+	}))
+	aco.SetAco(true)
+	slow := mustRule(t)(NewRule("GET", b, "^slow$", func(rc *RestClosure) error {
+		if err := rc.Co().Sleep(500 * time.Millisecond); err != nil {
+			return err
+		}
+		rc.Response().Ok("text/plain")
+		rc.Response().WriteString("still here")
+		return nil
+	}))
+	slow.SetAco(true)
+	for _, p := range []string{"ctx", "sleep"} {
+		for _, reset := range []bool{false, true} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n", b, p)
+			time.Sleep(50 * time.Millisecond)
+			if reset {
+				c.(*net.TCPConn).SetLinger(0)
+			}
+			t0 := time.Now()
+			c.Close()
+			select {
+			case got := <-seen:
+				if got != "ctx done" && got != "sleep: canceled=true" {
+					t.Fatalf("%s reset=%v: %s", p, reset, got)
+				}
+				if d := time.Since(t0); d > 10*time.Second {
+					t.Fatalf("%s reset=%v: seen after %v", p, reset, d)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("%s reset=%v: the handler did not see its client leave", p, reset)
+			}
+		}
+	}
+	// a client that waits keeps its request (the watch sweeps meanwhile)
+	if st, _, body := get(t, url+b+"slow"); st != 200 || body != "still here" {
+		t.Fatalf("slow: %d %q", st, body)
+	}
+}
+
+// The eventer shuts down while direct handlers still run: an aco handler
+// parked in a Co call is unwound, a goroutine handler that returns later
+// finds the loop gone; nothing crashes and Shutdown returns.
+func TestRestDirectShutdown(t *testing.T) {
+	if err := Init(WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := restBase()
+	started := make(chan string, 2)
+	release := make(chan struct{})
+	endErr := make(chan error, 1)
+	aco := mustRule(t)(NewRule("GET", b, "^sleep$", func(rc *RestClosure) error {
+		started <- "aco"
+		return rc.Co().Sleep(time.Minute)
+	}))
+	aco.SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^block$", func(rc *RestClosure) error {
+		started <- "go"
+		<-release
+		rc.Response().WriteString("late")
+		endErr <- rc.Response().End()
+		return nil
+	}))
+	for _, p := range []string{"sleep", "block"} {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n", b, p)
+	}
+	<-started
+	<-started
+	done := make(chan struct{})
+	go func() {
+		cgo.TestListenerStop(l, 10)
+		Shutdown()
+		Loop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	close(release)
+	select {
+	case err := <-endErr:
+		if err == nil {
+			t.Fatal("End after shutdown: no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocked handler did not return")
+	}
+}

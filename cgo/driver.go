@@ -32,6 +32,9 @@ type Handler interface {
 	// ListenStart starts a new connection of a Go aco function
 	// (StepListen).
 	ListenStart(c ListenConn)
+	// RestDirect serves a request of a Go rule on the direct path
+	// (StepRest).
+	RestDirect(r RestDirect)
 }
 
 // Driver drives loop Index of the default pool from one goroutine locked
@@ -98,6 +101,9 @@ func (d *Driver) Run(h Handler) error {
 		case StepListen:
 			step.kind = C.EVENTER_STEP_NONE
 			h.ListenStart(d.listenStep())
+		case StepRest:
+			step.kind = C.EVENTER_STEP_NONE
+			h.RestDirect(d.restStep())
 		default:
 			step.kind = C.EVENTER_STEP_NONE
 		}

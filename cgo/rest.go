@@ -2,14 +2,19 @@ package cgo
 
 /*
 #include <stdlib.h>
+#include <sys/socket.h>
 #include "restglue.h"
 #cgo noescape ev_go_rest_append
 #cgo nocallback ev_go_rest_append
+#cgo noescape ev_go_rest_respond
 */
 import "C"
 
 import (
+	"encoding/binary"
 	"fmt"
+	"net/netip"
+	"strconv"
 	"syscall"
 	"unsafe"
 )
@@ -63,17 +68,91 @@ func RestInitACL() error {
 // RestRuleClose makes rule mp answer 404 (ev_go_rest_rule_close).
 func RestRuleClose(mp unsafe.Pointer) { C.ev_go_rest_rule_close((*C.mtev_rest_mountpoint_t)(mp)) }
 
-// RestRule registers a Go rule (ev_go_rest_rule): its mountpoint.
-func RestRule(method, base, expr string, id uint64) (unsafe.Pointer, error) {
+// RestRule registers a Go rule (ev_go_rest_rule): its mountpoint, and the
+// handle RestRuleRelay takes.
+func RestRule(method, base, expr string, id uint64) (unsafe.Pointer, uintptr, error) {
 	cm, cb, ce := C.CString(method), C.CString(base), C.CString(expr)
 	defer C.free(unsafe.Pointer(cm))
 	defer C.free(unsafe.Pointer(cb))
 	defer C.free(unsafe.Pointer(ce))
-	mp, err := C.ev_go_rest_rule(cm, cb, ce, C.uint64_t(id))
+	var rule C.uintptr_t
+	mp, err := C.ev_go_rest_rule(cm, cb, ce, C.uint64_t(id), &rule)
 	if mp == nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return unsafe.Pointer(mp), nil
+	return unsafe.Pointer(mp), uintptr(rule), nil
+}
+
+// RestRuleRelay makes every later request of the rule take the relay
+// (ev_go_rest_rule_relay).
+func RestRuleRelay(rule uintptr, on bool) {
+	v := 0
+	if on {
+		v = 1
+	}
+	C.ev_go_rest_rule_relay(C.uintptr_t(rule), C.int(v))
+}
+
+// StepRest is the step a loop hands its driver for a request of a Go rule
+// on the direct path (restglue.h).
+const StepRest = int(C.EV_GO_STEP_REST)
+
+// Flat head flags (restglue.h).
+const (
+	HeadPayload = uint32(C.EV_GO_HEAD_PAYLOAD)
+	HeadChunked = uint32(C.EV_GO_HEAD_CHUNKED)
+	HeadHTTP11  = uint32(C.EV_GO_HEAD_HTTP11)
+)
+
+// RestDirect is a request on the direct path, as its step hands it over.
+type RestDirect struct {
+	Ctx  uintptr // the session (Go holds a reference until RestRespond ends it)
+	Rule uint64  // Go's rule id
+	Head []byte  // the flat head, copied into Go memory
+}
+
+// restStep reads a StepRest step.
+func (d *Driver) restStep() RestDirect {
+	s := &d.d.step
+	n := int(s.u64[2])
+	head := make([]byte, n)
+	copy(head, unsafe.Slice((*byte)(s.closure), n))
+	return RestDirect{Ctx: uintptr(s.u64[1]), Rule: uint64(s.u64[0]), Head: head}
+}
+
+// What RestRespond does after applying what it is given (restglue.h).
+const (
+	RespondAppend = int(C.EV_GO_RESPOND_APPEND)
+	RespondFlush  = int(C.EV_GO_RESPOND_FLUSH)
+	RespondEnd    = int(C.EV_GO_RESPOND_END)
+	// OptStream is the CHUNKED option, or CLOSE where chunked is not
+	// possible (mtev_http_response_ok's).
+	OptStream = uint32(C.EV_GO_OPT_STREAM)
+)
+
+// RestRespond applies a direct request's response (ev_go_rest_respond):
+// code > 0 sets the status, spec's reason and header fields, and opts;
+// then body; then `then`.  Loop thread only.
+func RestRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, then int) bool {
+	var sp, bp unsafe.Pointer
+	if len(spec) > 0 {
+		sp = unsafe.Pointer(&spec[0])
+	}
+	if len(body) > 0 {
+		bp = unsafe.Pointer(&body[0])
+	}
+	return C.ev_go_rest_respond(C.uintptr_t(ctx), C.int(code), (*C.char)(sp), C.size_t(len(spec)),
+		C.uint32_t(opts), bp, C.size_t(len(body)), C.int(then)) != 0
+}
+
+// RestClientGone reports whether a direct request's client is gone
+// (ev_go_rest_client_gone; loop thread only).
+func RestClientGone(ctx uintptr) bool { return C.ev_go_rest_client_gone(C.uintptr_t(ctx)) != 0 }
+
+// RestOptionCtx is mtev_http_response_option_set on a direct request's
+// session (loop thread only).
+func RestOptionCtx(ctx uintptr, opt uint32) bool {
+	return C.ev_go_rest_option_ctx(C.uintptr_t(ctx), C.uint32_t(opt)) != 0
 }
 
 // RestSubmit asks r's relay for op (ev_go_rest_submit).
@@ -106,12 +185,44 @@ func RestRelease(r uintptr) { C.ev_go_rest_release(C.uintptr_t(r)) }
 // RestInfo is what Go copies of a request when it starts.
 type RestInfo struct {
 	Method, URI, Proto, Query, Remote string
-	Minor                             int
-	Payload, Chunked                  bool
-	ContentLength                     int64
-	Header                            [][2]string
-	Pats                              []string
-	TLS                               *RestTLS // nil: not TLS
+	// RemoteRaw is the peer's sockaddr as C holds it (the direct path:
+	// Remote is made from it when asked for, RemoteAddr)
+	RemoteRaw        string
+	Minor            int
+	Payload, Chunked bool
+	ContentLength    int64
+	Header           [][2]string
+	Pats             []string
+	TLS              *RestTLS // nil: not TLS
+
+	hdrRaw []byte // the direct path: the header fields, read by Headers
+	nhdr   int
+}
+
+// Headers are the request's header fields in order (those of a flat head
+// are read on the first call).
+func (in *RestInfo) Headers() [][2]string {
+	if in.Header == nil && in.nhdr > 0 {
+		in.Header = make([][2]string, in.nhdr)
+		p := in.hdrRaw
+		for i := range in.Header {
+			var k, v string
+			k, p = headStr(p)
+			v, p = headStr(p)
+			in.Header[i] = [2]string{k, v}
+		}
+		in.nhdr = 0
+	}
+	return in.Header
+}
+
+// headStr is the next string of a flat head that ParseHead checked.
+func headStr(p []byte) (string, []byte) {
+	n := int(binary.NativeEndian.Uint32(p))
+	if n == 0 {
+		return "", p[4:]
+	}
+	return unsafe.String(&p[4], n), p[4+n:]
 }
 
 // RestTLS is what the request's connection negotiated over TLS.
@@ -186,3 +297,77 @@ func RestAppend(r uintptr, p []byte) bool {
 
 // RestHeadersSent reports whether the response headers went out.
 func RestHeadersSent(r uintptr) bool { return C.ev_go_rest_headers_sent(C.uintptr_t(r)) != 0 }
+
+// ParseHead reads a flat head (restglue.h) into in: its strings are views
+// of head, which must never change afterwards.  False if head is short.
+func ParseHead(head []byte, in *RestInfo) bool {
+	if len(head) < 20 {
+		return false
+	}
+	ne := binary.NativeEndian
+	flags := ne.Uint32(head)
+	in.ContentLength = int64(ne.Uint64(head[4:]))
+	nhdr, npats := int(ne.Uint32(head[12:])), int(ne.Uint32(head[16:]))
+	in.Payload = flags&HeadPayload != 0
+	in.Chunked = flags&HeadChunked != 0
+	if flags&HeadHTTP11 != 0 {
+		in.Minor = 1
+	}
+	p := head[20:]
+	ok := true
+	str := func() string {
+		if len(p) < 4 {
+			ok = false
+			return ""
+		}
+		n := int(ne.Uint32(p))
+		if n > len(p)-4 {
+			ok = false
+			return ""
+		}
+		s := p[4 : 4+n]
+		p = p[4+n:]
+		if n == 0 {
+			return ""
+		}
+		return unsafe.String(&s[0], n)
+	}
+	in.Method, in.URI, in.Proto, in.Query, in.RemoteRaw = str(), str(), str(), str(), str()
+	if !ok || nhdr > len(p)/8 || npats > len(p)/4+1 {
+		return false
+	}
+	// the header fields are checked here and read when asked for
+	in.hdrRaw, in.nhdr = p, nhdr
+	for i := 0; i < 2*nhdr; i++ {
+		str()
+	}
+	if npats > 0 {
+		in.Pats = make([]string, npats)
+		for i := range in.Pats {
+			in.Pats[i] = str()
+		}
+	}
+	return ok
+}
+
+// FormatRemote is "ip:port" ("[ip]:port" for IPv6, "@" for a Unix
+// socket, "" for none) of a sockaddr as RemoteRaw holds it.
+func FormatRemote(raw string) string {
+	if len(raw) < 2 {
+		return ""
+	}
+	fam := binary.NativeEndian.Uint16([]byte(raw[:2]))
+	switch {
+	case fam == C.AF_INET && len(raw) >= 8:
+		port := binary.BigEndian.Uint16([]byte(raw[2:4]))
+		a := netip.AddrFrom4([4]byte([]byte(raw[4:8])))
+		return a.String() + ":" + strconv.Itoa(int(port))
+	case fam == C.AF_INET6 && len(raw) >= 24:
+		port := binary.BigEndian.Uint16([]byte(raw[2:4]))
+		a := netip.AddrFrom16([16]byte([]byte(raw[8:24])))
+		return "[" + a.String() + "]:" + strconv.Itoa(int(port))
+	case fam == C.AF_UNIX:
+		return "@"
+	}
+	return ""
+}

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include <openssl/ssl.h>
@@ -17,8 +18,17 @@
 #include "eventer_SSL_fd_opset.h"
 #include "eventer_aco.h"
 #include "eventer_aco_proxy.h" /* eventer_call_on_thread_stack */
+#include "glue.h"               /* ev_go_registered */
+#include "http_impl.h"        /* ev_http_session_run_aco */
 
 #define EV_GO_REQ_BUF (64 * 1024)
+
+/* A Go rule (the rule's closure): Go's id, and whether its requests all
+ * take the relay. */
+typedef struct {
+  uint64_t id;
+  int relay;
+} ev_go_rule_t;
 
 struct ev_go_req {
   pthread_mutex_t mu;
@@ -128,7 +138,7 @@ static int ev_go_rest_relay(mtev_http_rest_closure_t *restc, int npats,
   r->ctx = ctx;
   r->relay = self;
   eventer_aco_co_ref(self);
-  ev_go_start_t st = {(uint64_t)(uintptr_t)restc->closure, 0, (uintptr_t)r,
+  ev_go_start_t st = {((ev_go_rule_t *)restc->closure)->id, 0, (uintptr_t)r,
                       eventer_loop_index(eventer_loop_current())};
   eventer_call_on_thread_stack(ev_go_start_thunk, &st);
   r->go_id = st.id;
@@ -177,13 +187,208 @@ static int ev_go_rest_relay(mtev_http_rest_closure_t *restc, int npats,
   return 0;
 }
 
+/* ---- the direct path (restglue.h) ------------------------------------------- */
+
+/* The flat head of the request being handed to Go: this loop thread's
+ * buffer, grown as needed, valid until the driver's next run_once. */
+static __thread char *ev_go_hbuf;
+static __thread size_t ev_go_hcap;
+
+static char *ev_go_put32(char *p, uint32_t v) {
+  memcpy(p, &v, 4);
+  return p + 4;
+}
+static char *ev_go_putstr(char *p, const void *s, size_t n) {
+  p = ev_go_put32(p, (uint32_t)n);
+  if (n) memcpy(p, s, n);
+  return p + n;
+}
+static size_t ev_go_slen(const char *s) { return s ? strlen(s) : 0; }
+
+/* Writes the flat head of the current request; its length, or 0 when it
+ * cannot (out of memory). */
+static size_t ev_go_head_build(mtev_http_rest_closure_t *restc) {
+  mtev_http_request *q = mtev_http_session_request(restc->http_ctx);
+  const char *method = mtev_http_request_method_str(q);
+  const char *uri = mtev_http_request_uri_str(q);
+  const char *proto = mtev_http_request_protocol_str(q);
+  const char *query = mtev_http_request_orig_querystring(q);
+  struct sockaddr *sa = mtev_acceptor_closure_remote(restc->ac);
+  size_t salen = !sa ? 0
+                 : sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                 : sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                 : sa->sa_family == AF_UNIX ? sizeof(sa_family_t) : 0;
+  int nhdr = mtev_http_request_header_count(q);
+  int npats = restc->nparams;
+  if (nhdr < 0) nhdr = 0;
+  size_t need = 4 + 8 + 4 + 4 + 5 * 4 + ev_go_slen(method) + ev_go_slen(uri) +
+                ev_go_slen(proto) + ev_go_slen(query) + salen;
+  for (int i = 0; i < nhdr; i++) {
+    const char *v = NULL;
+    const char *k = mtev_http_request_header_nth(q, i, &v);
+    need += 8 + ev_go_slen(k) + ev_go_slen(v);
+  }
+  for (int i = 0; i < npats; i++) need += 4 + ev_go_slen(restc->params[i]);
+  if (need > ev_go_hcap) {
+    size_t cap = ev_go_hcap ? ev_go_hcap : 1024;
+    while (cap < need) cap *= 2;
+    char *nb = realloc(ev_go_hbuf, cap);
+    if (!nb) return 0;
+    ev_go_hbuf = nb;
+    ev_go_hcap = cap;
+  }
+  int chunked = mtev_http_request_payload_chunked(q) ? 1 : 0;
+  uint32_t flags = (mtev_http_request_has_payload(q) ? EV_GO_HEAD_PAYLOAD : 0) |
+                   (chunked ? EV_GO_HEAD_CHUNKED : 0) |
+                   (mtev_http_request_protocol(q) == MTEV_HTTP11 ? EV_GO_HEAD_HTTP11 : 0);
+  int64_t cl = chunked ? -1 : (int64_t)mtev_http_request_content_length(q);
+  char *p = ev_go_hbuf;
+  p = ev_go_put32(p, flags);
+  memcpy(p, &cl, 8);
+  p += 8;
+  p = ev_go_put32(p, (uint32_t)nhdr);
+  p = ev_go_put32(p, (uint32_t)npats);
+  p = ev_go_putstr(p, method, ev_go_slen(method));
+  p = ev_go_putstr(p, uri, ev_go_slen(uri));
+  p = ev_go_putstr(p, proto, ev_go_slen(proto));
+  p = ev_go_putstr(p, query, ev_go_slen(query));
+  p = ev_go_putstr(p, sa, salen);
+  for (int i = 0; i < nhdr; i++) {
+    const char *v = NULL;
+    const char *k = mtev_http_request_header_nth(q, i, &v);
+    p = ev_go_putstr(p, k, ev_go_slen(k));
+    p = ev_go_putstr(p, v, ev_go_slen(v));
+  }
+  for (int i = 0; i < npats; i++)
+    p = ev_go_putstr(p, restc->params[i], ev_go_slen(restc->params[i]));
+  return (size_t)(p - ev_go_hbuf);
+}
+
+/* The rule's handler.  In main context (the session's drive): the direct
+ * path when it applies, else it asks for a coroutine, where it is called
+ * again (aco_enabled) and runs the relay. */
+static int ev_go_rest_entry(mtev_http_rest_closure_t *restc, int npats,
+                            char **pats) {
+  if (restc->aco_enabled) return ev_go_rest_relay(restc, npats, pats);
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  ev_go_rule_t *rule = restc->closure;
+  eventer_t e = mtev_http_connection_event(mtev_http_session_connection(ctx));
+  if (!__atomic_load_n(&rule->relay, __ATOMIC_RELAXED) &&
+      !mtev_http_request_has_payload(mtev_http_session_request(ctx)) &&
+      e && !eventer_get_eventer_ssl_ctx(e)) {
+    /* the head first: a step slot once taken must be handed out (and the
+     * buffer is not in use: a step of ours in flight holds the slot) */
+    size_t n = ev_go_head_build(restc);
+    eventer_step_t *s = n ? eventer_step_emit() : NULL;
+    if (s) {
+      mtev_http_session_ref_inc(ctx);
+      s->kind = EV_GO_STEP_REST;
+      s->closure = ev_go_hbuf;
+      s->u64[0] = rule->id;
+      s->u64[1] = (uint64_t)(uintptr_t)ctx;
+      s->u64[2] = n;
+      return 0;
+    }
+  }
+  if (ev_http_session_run_aco(ctx) == 0) return 0;
+  mtevL(mtev_error, "rest: a Go rule cannot serve %s: %s\n",
+        mtev_http_request_uri_str(mtev_http_session_request(ctx)), strerror(errno));
+  mtev_http_response_server_error(ctx, "text/plain");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
 mtev_rest_mountpoint_t *ev_go_rest_rule(const char *method, const char *base,
-                                        const char *expr, uint64_t id) {
+                                        const char *expr, uint64_t id,
+                                        uintptr_t *rulep) {
+  ev_go_rule_t *rule = calloc(1, sizeof(*rule));
+  if (!rule) return NULL;
+  rule->id = id;
   mtev_rest_mountpoint_t *mp = mtev_http_rest_new_rule_auth_closure(
-      method, base, expr, ev_go_rest_relay, NULL, NULL, NULL,
-      (void *)(uintptr_t)id);
-  if (mp) mtev_rest_mountpoint_set_aco(mp, mtev_true);
+      method, base, expr, ev_go_rest_entry, NULL, NULL, NULL, rule);
+  if (!mp) {
+    int err = errno;
+    free(rule);
+    errno = err;
+    return NULL;
+  }
+  *rulep = (uintptr_t)rule;
   return mp;
+}
+
+void ev_go_rest_rule_relay(uintptr_t rule, int on) {
+  __atomic_store_n(&((ev_go_rule_t *)rule)->relay, on ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
+                       size_t speclen, uint32_t opts, const void *body,
+                       size_t blen, int then) {
+  mtev_http_session_ctx *ctx = (mtev_http_session_ctx *)ctxp;
+  mtev_http_response *res0 = mtev_http_session_response(ctx);
+  int usable = res0 && !mtev_http_response_closed(res0);
+  int ok = 1;
+  if (code > 0) {
+    const char *p = spec, *end = spec + speclen;
+    const char *reason = p;
+    p += strlen(p) + 1;
+    ok &= mtev_http_response_status_set(ctx, code, reason) ? 1 : 0;
+    while (p < end) {
+      const char *name = p;
+      p += strlen(p) + 1;
+      if (p >= end) break;
+      const char *value = p;
+      p += strlen(p) + 1;
+      ok &= mtev_http_response_header_set(ctx, name, value) ? 1 : 0;
+    }
+    if ((opts & EV_GO_OPT_STREAM) &&
+        !mtev_http_response_option_set(ctx, MTEV_HTTP_CHUNKED))
+      ok &= mtev_http_response_option_set(ctx, MTEV_HTTP_CLOSE) ? 1 : 0;
+    if (opts & MTEV_HTTP_CLOSE)
+      ok &= mtev_http_response_option_set(ctx, MTEV_HTTP_CLOSE) ? 1 : 0;
+  }
+  if (blen) ok &= mtev_http_response_append(ctx, body, blen) ? 1 : 0;
+  switch (then) {
+  case EV_GO_RESPOND_FLUSH: {
+    ok &= mtev_http_response_flush_asynch(ctx, mtev_false) ? 1 : 0;
+    /* what the socket did not take goes out as it drains: have the
+     * session's event report writability (its next drive sets the mask
+     * it wants again) */
+    eventer_t e = mtev_http_connection_event(mtev_http_session_connection(ctx));
+    mtev_http_response *res = mtev_http_session_response(ctx);
+    if (ok && e && res && !mtev_http_response_closed(res)) {
+      int mask = eventer_get_mask(e);
+      if (!(mask & EVENTER_WRITE)) eventer_update(e, mask | EVENTER_WRITE);
+    }
+    break;
+  }
+  case EV_GO_RESPOND_END:
+    ok &= mtev_http_response_end(ctx) ? 1 : 0;
+    break;
+  }
+  /* A write that failed here, outside the session's drive, broke the
+   * connection (its event is out of the loop) and no drive is coming to
+   * tear it down: an end that was possible posts one, nothing else does.
+   * The event's own callback, triggered, finishes it. */
+  eventer_t e = mtev_http_connection_event(mtev_http_session_connection(ctx));
+  if (e && !ev_go_registered(e) && !(then == EV_GO_RESPOND_END && usable))
+    eventer_trigger(e, EVENTER_EXCEPTION);
+  if (then == EV_GO_RESPOND_END) mtev_http_session_ref_dec(ctx);
+  return ok;
+}
+
+int ev_go_rest_client_gone(uintptr_t ctxp) {
+  mtev_http_session_ctx *ctx = (mtev_http_session_ctx *)ctxp;
+  eventer_t e = mtev_http_connection_event(mtev_http_session_connection(ctx));
+  mtev_http_response *res = mtev_http_session_response(ctx);
+  if (!e || !res || mtev_http_response_closed(res)) return 1;
+  char c;
+  ssize_t n = recv(eventer_get_fd(e), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return 1;
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+int ev_go_rest_option_ctx(uintptr_t ctxp, uint32_t opt) {
+  return mtev_http_response_option_set((mtev_http_session_ctx *)ctxp, opt) ? 1 : 0;
 }
 
 static int ev_go_rest_gone(mtev_http_rest_closure_t *restc, int npats,

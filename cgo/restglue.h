@@ -37,12 +37,65 @@ enum { /* operations the relay does for Go */
 typedef struct ev_go_req ev_go_req_t;
 
 /* The rule: method, base, expression as mtev_http_rest_new_rule; id is
- * Go's rule id (the rule's closure).  The mountpoint, or NULL with errno. */
+ * Go's rule id.  The mountpoint, or NULL with errno; *rule (C memory that
+ * lives as long as the routing table) is what ev_go_rest_rule_relay
+ * takes. */
 mtev_rest_mountpoint_t *ev_go_rest_rule(const char *method, const char *base,
-                                        const char *expr, uint64_t id);
+                                        const char *expr, uint64_t id,
+                                        uintptr_t *rule);
+/* From now on, every request of the rule takes the relay (on: the rule's
+ * handler streams; see "the direct path" below). */
+void ev_go_rest_rule_relay(uintptr_t rule, int on);
 
 /* Takes a rule out of service: its requests get 404. */
 void ev_go_rest_rule_close(mtev_rest_mountpoint_t *mp);
+
+/* ---- the direct path ----------------------------------------------------------
+ * A request with no body, on a plain (not TLS) connection, of a rule that
+ * has not been marked relay, is not given a relay: the rule's handler (a
+ * classic one) takes a reference on the session, copies the request head
+ * into one flat buffer and hands the loop's Go driver an
+ * EV_GO_STEP_REST step; the session waits, as for any handler that ends
+ * its response later.  Go runs the handler, builds the whole response in
+ * Go memory and hands it over in one call (ev_go_rest_respond) on the
+ * loop thread, which ends the response and drops the reference.  No C
+ * coroutine, no call from C into Go.  A step slot already taken, a body,
+ * TLS, or a rule marked relay: the relay serves the request, as above.
+ *
+ * The step: closure = the flat head, u64[2] its length (valid until the
+ * driver's next run_once), u64[0] = Go's rule id, u64[1] = the session.  The flat head, native byte order: u32 flags (EV_GO_HEAD_*),
+ * i64 Content-Length (-1 chunked), u32 header count, u32 capture count,
+ * then strings, each a u32 length and its bytes: method, path, protocol,
+ * query, the peer's address (a sockaddr as the acceptor closure holds
+ * it), the header fields (name, value, in order), the captures (unset:
+ * ""). */
+#define EV_GO_STEP_REST (EVENTER_STEP_USER + 9)
+enum { EV_GO_HEAD_PAYLOAD = 1, EV_GO_HEAD_CHUNKED = 2, EV_GO_HEAD_HTTP11 = 4 };
+
+/* Options of ev_go_rest_respond beyond mtev_http.h's: the CHUNKED option,
+ * or CLOSE where chunked is not possible (mtev_http_response_ok's). */
+#define EV_GO_OPT_STREAM 0x10000
+enum { /* what ev_go_rest_respond does after applying what it is given */
+  EV_GO_RESPOND_APPEND = 0, /* nothing more */
+  EV_GO_RESPOND_FLUSH,      /* mtev_http_response_flush_asynch(ctx, false) */
+  EV_GO_RESPOND_END         /* mtev_http_response_end, and the reference
+                             * taken for Go is dropped: ctx is gone for Go */
+};
+/* Applies what Go built of a direct request's response, on the session's
+ * loop thread: when code > 0 the status (spec starts with the reason and
+ * its NUL), the header fields in spec after it (name NUL value NUL ...)
+ * and the options opts; then the body bytes; then `then`.  1 when every
+ * step was taken, 0 when one was refused (the rest is still tried; END
+ * always drops the reference). */
+int ev_go_rest_respond(uintptr_t ctx, int code, const char *spec,
+                       size_t speclen, uint32_t opts, const void *body,
+                       size_t blen, int then);
+/* 1 when a direct request's client is gone: the connection is over, the
+ * response failed, or the peer closed its side (an end of input, or an
+ * error, is next on the socket).  On the session's loop thread. */
+int ev_go_rest_client_gone(uintptr_t ctx);
+/* mtev_http_response_option_set on a direct request's session. */
+int ev_go_rest_option_ctx(uintptr_t ctx, uint32_t opt);
 
 /* Go's side of a request (any thread, after goRestStart): */
 /* Asks the relay for op (len: READ's maximum).  0, or an errno: EBUSY (an

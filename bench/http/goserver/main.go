@@ -5,7 +5,8 @@
 //
 // aco: a NewRule rule with SetAco(true), the seed's hello handler (without
 // its one-second job) as a Go coroutine on the loop; http: an ordinary
-// net/http handler through HandleHTTP, run in a goroutine per request.
+// net/http handler through HandleHTTP, run in a worker goroutine.  Both
+// take the direct path (a GET has no body).
 // One loop (the server is pinned to one CPU), an http_rest_api listener
 // from a configuration that accepts on the loop, as crule's does.
 package main
