@@ -1,0 +1,121 @@
+/*
+ * test_http_hostile.c - the HTTP engine against clients that misbehave on
+ * purpose: pipelining without reading, leaving or half-closing with
+ * responses held for a batch.  A server on its own loop threads, the
+ * client on the test's thread.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <time.h>
+
+#include "http_impl.h"
+#include "http_test.h"
+
+/* ---- handlers ----------------------------------------------------------------- */
+
+/* classic: a 2 KB body, so that a pipeline fills the socket quickly */
+static int h_kb(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  static char body[2048];
+  if (!body[0]) memset(body, 'k', sizeof(body) - 1);
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  mtev_http_response_append_str(restc->http_ctx, body);
+  mtev_http_response_end(restc->http_ctx);
+  return 0;
+}
+
+/* classic: "hello\n" */
+static int h_hello(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  mtev_http_response_append_str(restc->http_ctx, "hello\n");
+  mtev_http_response_end(restc->http_ctx);
+  return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+/* CPU time (us) the server's first loop thread has used */
+static uint64_t loop_cpu_us(void) {
+  clockid_t cid;
+  T_EQ(pthread_getcpuclockid(ht_threads[0], &cid), 0);
+  struct timespec ts;
+  T_EQ(clock_gettime(cid, &ts), 0);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Sends the same request again and again without ever reading, until
+ * the connection has taken nothing for 300 ms (the server stopped reading
+ * because its responses cannot leave): the number of requests sent
+ * whole; *part: how many bytes of the next one went in. */
+static size_t pipeline_until_stuck(hc_t *c, const char *req, size_t *part) {
+  size_t rl = strlen(req), sent = 0, off = 0;
+  char buf[16384];
+  size_t per = sizeof(buf) / rl, bl = per * rl;
+  for (size_t i = 0; i < per; i++) memcpy(buf + i * rl, req, rl);
+  int fl = fcntl(c->fd, F_GETFL);
+  T_EQ(fcntl(c->fd, F_SETFL, fl | O_NONBLOCK), 0);
+  uint64_t last = t_now_us(), quiet = t_slow() ? 3000000u : 300000u;
+  while (t_now_us() - last < quiet) {
+    ssize_t w = send(c->fd, buf + off, bl - off, MSG_NOSIGNAL);
+    if (w > 0) {
+      sent += (size_t)w;
+      off = (off + (size_t)w) % bl;
+      last = t_now_us();
+      continue;
+    }
+    T_CHECKF(w < 0 && (errno == EAGAIN || errno == EINTR), "send: %s",
+             strerror(errno));
+    usleep(5000);
+  }
+  T_EQ(fcntl(c->fd, F_SETFL, fl), 0);
+  *part = sent % rl;
+  return sent / rl;
+}
+
+/* ---- a client that pipelines and never reads ------------------------------------ */
+
+/* The responses fill the socket and the engine stops reading (its output
+ * is over the cork): the loop must then wait, not spin on a readable fd
+ * it does not read (a level-triggered EPOLLIN returned at once, again and
+ * again: a full core for as long as the client stays).  Afterwards the
+ * client reads everything, in order, and the connection still serves. */
+static void test_noread_no_spin(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^kb$", h_kb));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  hc_t *c = hc_open(port);
+  int small = 4096;
+  setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  const char *req = "GET /kb HTTP/1.1\r\nHost: x\r\n\r\n";
+  size_t part = 0, n = pipeline_until_stuck(c, req, &part);
+  T_CHECKF(n > 100, "only %zu requests went in", n);
+  /* the loop has nothing to do for a second: it must be asleep */
+  uint64_t c0 = loop_cpu_us(), t0 = t_now_us();
+  usleep(1000000);
+  uint64_t cpu = loop_cpu_us() - c0, wall = t_now_us() - t0;
+  T_CHECKF(cpu * 10 < wall, "a stuck pipelining client: the loop used %llu us "
+           "of CPU in %llu us", (unsigned long long)cpu, (unsigned long long)wall);
+  /* nothing was lost: every response arrives, in order, and the
+   * connection serves the next request */
+  for (size_t i = 0; i < n; i++) {
+    hc_resp_t r;
+    T_CHECKF(hc_read_resp(c, &r, 0) == 0, "response %zu of %zu missing", i, n);
+    T_EQ(r.status, 200);
+    T_EQ(r.blen, 2047u);
+    hc_resp_free(&r);
+    if (i == 0 && part) { /* the request cut in the middle: its rest */
+      hc_sends(c, req + part);
+      n++;
+    }
+  }
+  hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body, "hello\n");
+  hc_resp_free(&r);
+  hc_close(c);
+  ht_stop();
+}
+
+T_MAIN({"noread_no_spin", test_noread_no_spin})
