@@ -2473,6 +2473,12 @@ static int ev_http_interest(mtev_http_session_ctx *s) {
     break;
   case ST_CLOSING:
     break;
+  case ST_IDLE:
+  case ST_HEAD:
+    /* over the cork the drive reads nothing until the peer has read:
+     * a readable fd would wake the loop again and again */
+    if (s->w && s->w->out.bytes >= EV_HTTP_CORK) break;
+    /* fallthrough */
   default:
     if (!s->peer_eof && ev_http_has_room(s)) want |= EVENTER_READ;
   }
