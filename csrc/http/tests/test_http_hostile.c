@@ -33,6 +33,19 @@ static int h_hello(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   return 0;
 }
 
+/* aco: sleeps 200 ms (a slow handler in the middle of a pipeline), then
+ * answers "slow" */
+static int h_slow(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  struct timeval tv = {0, 200000};
+  eventer_aco_sleep(&tv);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_append_str(ctx, "slow");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
 /* ---- helpers ------------------------------------------------------------------- */
 
 /* CPU time (us) the server's first loop thread has used */
@@ -121,4 +134,48 @@ static void test_noread_no_spin(void) {
   ht_stop();
 }
 
-T_MAIN({"noread_no_spin", test_noread_no_spin})
+/* ---- a client that half-closes after pipelining ------------------------------ */
+
+/* printf 'GET ...GET ...' | nc -N: the client sends its requests and
+ * shuts its side down.  Every complete request it sent is answered, in
+ * order, also those behind a slow (coroutine) handler during which the
+ * engine sees the EOF; then the server closes. */
+static void test_halfclose_pipeline(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  mtev_rest_mountpoint_t *sl = mtev_http_rest_new_rule("GET", "/", "^slow$", h_slow);
+  T_CHECK(sl != NULL);
+  mtev_rest_mountpoint_set_aco(sl, mtev_true);
+  const char *cases[][4] = {
+      {"/hello", "/hello", "/hello", NULL},
+      {"/hello", "/slow", "/hello", NULL},
+      {"/slow", "/hello", NULL, NULL},
+      {"/slow", "/slow", "/hello", NULL},
+  };
+  for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+    hc_t *c = hc_open(port);
+    char req[1024];
+    size_t n = 0;
+    int m = 0;
+    for (; m < 4 && cases[k][m]; m++)
+      n += (size_t)snprintf(req + n, sizeof(req) - n,
+                            "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", cases[k][m]);
+    hc_send(c, req, n);
+    T_EQ(shutdown(c->fd, SHUT_WR), 0);
+    for (int i = 0; i < m; i++) {
+      hc_resp_t r;
+      T_CHECKF(hc_read_resp(c, &r, 0) == 0,
+               "case %zu: response %d of %d (%s) missing: the server closed", k,
+               i + 1, m, cases[k][i]);
+      T_EQ(r.status, 200);
+      T_STR_EQ(r.body, strcmp(cases[k][i], "/slow") ? "hello\n" : "slow");
+      hc_resp_free(&r);
+    }
+    T_CHECK(hc_eof(c));
+    hc_close(c);
+  }
+  ht_stop();
+}
+
+T_MAIN({"noread_no_spin", test_noread_no_spin},
+       {"halfclose_pipeline", test_halfclose_pipeline})
