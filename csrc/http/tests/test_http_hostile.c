@@ -46,6 +46,18 @@ static int h_slow(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   return 0;
 }
 
+/* aco: yields once (its coroutine ends in a later pass of the loop than
+ * the drive that started it), then answers "y" */
+static int h_yield(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_EQ(eventer_aco_yield(), 0);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_append_str(ctx, "y");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
 /* ---- helpers ------------------------------------------------------------------- */
 
 /* CPU time (us) the server's first loop thread has used */
@@ -177,5 +189,44 @@ static void test_halfclose_pipeline(void) {
   ht_stop();
 }
 
+/* ---- the keep-alive timeout around a held batch -------------------------------- */
+
+/* An idle timeout (300 ms) shorter than a slow handler (200 ms each, two
+ * of them) in a pipeline whose later responses are held for the pass's
+ * end: nothing is lost to the timer, every response arrives in order,
+ * then the idle connection is closed by the timeout. */
+static void test_idle_timeout_held(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  mtev_rest_mountpoint_t *m = mtev_http_rest_new_rule("GET", "/", "^slow$", h_slow);
+  T_CHECK(m != NULL);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  m = mtev_http_rest_new_rule("GET", "/", "^y$", h_yield);
+  T_CHECK(m != NULL);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  mtev_http_limits_t lim = {8192, 65536, 100, 1 << 20, 10000, 300};
+  T_EQ(mtev_http_set_limits(&lim), 0);
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /y HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+  const char *want[] = {"slow", "y", "hello\n", "slow", "y"};
+  for (int i = 0; i < 5; i++) {
+    hc_resp_t r;
+    T_CHECKF(hc_read_resp(c, &r, 0) == 0, "response %d missing", i + 1);
+    T_EQ(r.status, 200);
+    T_STR_EQ(r.body, want[i]);
+    hc_resp_free(&r);
+  }
+  uint64_t t0 = t_now_us();
+  T_CHECK(hc_eof(c));
+  T_GE((t_now_us() - t0) / 1000, 200);
+  hc_close(c);
+  ht_stop();
+}
+
 T_MAIN({"noread_no_spin", test_noread_no_spin},
+       {"idle_timeout_held", test_idle_timeout_held},
        {"halfclose_pipeline", test_halfclose_pipeline})
