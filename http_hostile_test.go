@@ -1,3 +1,5 @@
+//go:build eventer_testhooks
+
 package eventer
 
 import (

@@ -80,7 +80,7 @@ static size_t pipeline_until_stuck(hc_t *c, const char *req, size_t *part) {
   for (size_t i = 0; i < per; i++) memcpy(buf + i * rl, req, rl);
   int fl = fcntl(c->fd, F_GETFL);
   T_EQ(fcntl(c->fd, F_SETFL, fl | O_NONBLOCK), 0);
-  uint64_t last = t_now_us(), quiet = t_slow() ? 3000000u : 300000u;
+  uint64_t last = t_now_us(), quiet = t_slow() ? 1000000u : 300000u;
   while (t_now_us() - last < quiet) {
     ssize_t w = send(c->fd, buf + off, bl - off, MSG_NOSIGNAL);
     if (w > 0) {
