@@ -1611,13 +1611,21 @@ size_t mtev_http_response_bytes_written(mtev_http_response *r) {
   return r ? r->bytes_written : 0;
 }
 
+/* The peer has sent all it will and the engine has taken all of it: no
+ * request is left to answer after the current one.  (A peer that
+ * half-closed after pipelining still gets the answers to the requests
+ * it sent.) */
+static inline int ev_http_peer_done(mtev_http_session_ctx *s) {
+  return s->peer_eof && (!s->w || s->w->in_end == s->w->in_start);
+}
+
 /* Does the connection end after this response?  Decided when the headers
  * go out (so they can say so). */
 static int ev_http_will_close(mtev_http_session_ctx *s) {
   mtev_http_request *q = &s->w->req;
   mtev_http_response *r = &s->w->res;
   if (r->close_after || (r->options & MTEV_HTTP_CLOSE) || q->h.conn_close ||
-      s->peer_eof || s->aborted)
+      ev_http_peer_done(s) || s->aborted)
     return 1;
   if (q->h.minor == 0 && !q->h.conn_keep_alive) return 1;
   if (!q->body_done) {
@@ -2442,7 +2450,7 @@ static void ev_http_teardown(mtev_http_session_ctx *s, int in_cb) {
 static void ev_http_request_done(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   mtev_http_request *q = &w->req;
-  int close = w->res.close_after || s->peer_eof;
+  int close = w->res.close_after || ev_http_peer_done(s);
   if (!close && !q->body_done) {
     if ((q->h.expect_continue && !q->sent_continue) ||
         (q->body_mode == EV_BODY_CL && q->body_left > EV_HTTP_DRAIN_MAX))
@@ -2473,6 +2481,12 @@ static int ev_http_interest(mtev_http_session_ctx *s) {
     break;
   case ST_CLOSING:
     break;
+  case ST_IDLE:
+  case ST_HEAD:
+    /* over the cork the drive reads nothing until the peer has read:
+     * a readable fd would wake the loop again and again */
+    if (s->w && s->w->out.bytes >= EV_HTTP_CORK) break;
+    /* fallthrough */
   default:
     if (!s->peer_eof && ev_http_has_room(s)) want |= EVENTER_READ;
   }

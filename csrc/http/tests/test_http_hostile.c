@@ -1,0 +1,232 @@
+/*
+ * test_http_hostile.c - the HTTP engine against clients that misbehave on
+ * purpose: pipelining without reading, leaving or half-closing with
+ * responses held for a batch.  A server on its own loop threads, the
+ * client on the test's thread.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <time.h>
+
+#include "http_impl.h"
+#include "http_test.h"
+
+/* ---- handlers ----------------------------------------------------------------- */
+
+/* classic: a 2 KB body, so that a pipeline fills the socket quickly */
+static int h_kb(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  static char body[2048];
+  if (!body[0]) memset(body, 'k', sizeof(body) - 1);
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  mtev_http_response_append_str(restc->http_ctx, body);
+  mtev_http_response_end(restc->http_ctx);
+  return 0;
+}
+
+/* classic: "hello\n" */
+static int h_hello(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_response_ok(restc->http_ctx, "text/plain");
+  mtev_http_response_append_str(restc->http_ctx, "hello\n");
+  mtev_http_response_end(restc->http_ctx);
+  return 0;
+}
+
+/* aco: sleeps 200 ms (a slow handler in the middle of a pipeline), then
+ * answers "slow" */
+static int h_slow(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  struct timeval tv = {0, 200000};
+  eventer_aco_sleep(&tv);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_append_str(ctx, "slow");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* aco: yields once (its coroutine ends in a later pass of the loop than
+ * the drive that started it), then answers "y" */
+static int h_yield(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_EQ(eventer_aco_yield(), 0);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_append_str(ctx, "y");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+/* CPU time (us) the server's first loop thread has used */
+static uint64_t loop_cpu_us(void) {
+  clockid_t cid;
+  T_EQ(pthread_getcpuclockid(ht_threads[0], &cid), 0);
+  struct timespec ts;
+  T_EQ(clock_gettime(cid, &ts), 0);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Sends the same request again and again without ever reading, until
+ * the connection has taken nothing for 300 ms (the server stopped reading
+ * because its responses cannot leave): the number of requests sent
+ * whole; *part: how many bytes of the next one went in. */
+static size_t pipeline_until_stuck(hc_t *c, const char *req, size_t *part) {
+  size_t rl = strlen(req), sent = 0, off = 0;
+  char buf[16384];
+  size_t per = sizeof(buf) / rl, bl = per * rl;
+  for (size_t i = 0; i < per; i++) memcpy(buf + i * rl, req, rl);
+  int fl = fcntl(c->fd, F_GETFL);
+  T_EQ(fcntl(c->fd, F_SETFL, fl | O_NONBLOCK), 0);
+  uint64_t last = t_now_us(), quiet = t_slow() ? 1000000u : 300000u;
+  while (t_now_us() - last < quiet) {
+    ssize_t w = send(c->fd, buf + off, bl - off, MSG_NOSIGNAL);
+    if (w > 0) {
+      sent += (size_t)w;
+      off = (off + (size_t)w) % bl;
+      last = t_now_us();
+      continue;
+    }
+    T_CHECKF(w < 0 && (errno == EAGAIN || errno == EINTR), "send: %s",
+             strerror(errno));
+    usleep(5000);
+  }
+  T_EQ(fcntl(c->fd, F_SETFL, fl), 0);
+  *part = sent % rl;
+  return sent / rl;
+}
+
+/* ---- a client that pipelines and never reads ------------------------------------ */
+
+/* The responses fill the socket and the engine stops reading (its output
+ * is over the cork): the loop must then wait, not spin on a readable fd
+ * it does not read (a level-triggered EPOLLIN returned at once, again and
+ * again: a full core for as long as the client stays).  Afterwards the
+ * client reads everything, in order, and the connection still serves. */
+static void test_noread_no_spin(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^kb$", h_kb));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  hc_t *c = hc_open(port);
+  /* a small send buffer: what the client has queued is soon refused, so
+   * that the server's backlog (and the test's reading) stays a few MB */
+  int small = 16384;
+  setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+  const char *req = "GET /kb HTTP/1.1\r\nHost: x\r\n\r\n";
+  size_t part = 0, n = pipeline_until_stuck(c, req, &part);
+  T_CHECKF(n > 100, "only %zu requests went in", n);
+  /* the loop has nothing to do for a second: it must be asleep */
+  uint64_t c0 = loop_cpu_us(), t0 = t_now_us();
+  usleep(1000000);
+  uint64_t cpu = loop_cpu_us() - c0, wall = t_now_us() - t0;
+  T_CHECKF(cpu * 10 < wall, "a stuck pipelining client: the loop used %llu us "
+           "of CPU in %llu us", (unsigned long long)cpu, (unsigned long long)wall);
+  /* nothing was lost: every response arrives, in order, and the
+   * connection serves the next request */
+  for (size_t i = 0; i < n; i++) {
+    hc_resp_t r;
+    T_CHECKF(hc_read_resp(c, &r, 0) == 0, "response %zu of %zu missing", i, n);
+    T_EQ(r.status, 200);
+    T_EQ(r.blen, 2047u);
+    hc_resp_free(&r);
+    if (i == n - 1 && part) { /* the request cut in the middle: its rest */
+      hc_sends(c, req + part);
+      part = 0;
+      n++;
+    }
+  }
+  hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body, "hello\n");
+  hc_resp_free(&r);
+  hc_close(c);
+  ht_stop();
+}
+
+/* ---- a client that half-closes after pipelining ------------------------------ */
+
+/* printf 'GET ...GET ...' | nc -N: the client sends its requests and
+ * shuts its side down.  Every complete request it sent is answered, in
+ * order, also those behind a slow (coroutine) handler during which the
+ * engine sees the EOF; then the server closes. */
+static void test_halfclose_pipeline(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  mtev_rest_mountpoint_t *sl = mtev_http_rest_new_rule("GET", "/", "^slow$", h_slow);
+  T_CHECK(sl != NULL);
+  mtev_rest_mountpoint_set_aco(sl, mtev_true);
+  const char *cases[][4] = {
+      {"/hello", "/hello", "/hello", NULL},
+      {"/hello", "/slow", "/hello", NULL},
+      {"/slow", "/hello", NULL, NULL},
+      {"/slow", "/slow", "/hello", NULL},
+  };
+  for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+    hc_t *c = hc_open(port);
+    char req[1024];
+    size_t n = 0;
+    int m = 0;
+    for (; m < 4 && cases[k][m]; m++)
+      n += (size_t)snprintf(req + n, sizeof(req) - n,
+                            "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", cases[k][m]);
+    hc_send(c, req, n);
+    T_EQ(shutdown(c->fd, SHUT_WR), 0);
+    for (int i = 0; i < m; i++) {
+      hc_resp_t r;
+      T_CHECKF(hc_read_resp(c, &r, 0) == 0,
+               "case %zu: response %d of %d (%s) missing: the server closed", k,
+               i + 1, m, cases[k][i]);
+      T_EQ(r.status, 200);
+      T_STR_EQ(r.body, strcmp(cases[k][i], "/slow") ? "hello\n" : "slow");
+      hc_resp_free(&r);
+    }
+    T_CHECK(hc_eof(c));
+    hc_close(c);
+  }
+  ht_stop();
+}
+
+/* ---- the keep-alive timeout around a held batch -------------------------------- */
+
+/* An idle timeout (300 ms) shorter than a slow handler (200 ms each, two
+ * of them) in a pipeline whose later responses are held for the pass's
+ * end: nothing is lost to the timer, every response arrives in order,
+ * then the idle connection is closed by the timeout. */
+static void test_idle_timeout_held(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  mtev_rest_mountpoint_t *m = mtev_http_rest_new_rule("GET", "/", "^slow$", h_slow);
+  T_CHECK(m != NULL);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  m = mtev_http_rest_new_rule("GET", "/", "^y$", h_yield);
+  T_CHECK(m != NULL);
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  mtev_http_limits_t lim = {8192, 65536, 100, 1 << 20, 10000, 300};
+  T_EQ(mtev_http_set_limits(&lim), 0);
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /y HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+  const char *want[] = {"slow", "y", "hello\n", "slow", "y"};
+  for (int i = 0; i < 5; i++) {
+    hc_resp_t r;
+    T_CHECKF(hc_read_resp(c, &r, 0) == 0, "response %d missing", i + 1);
+    T_EQ(r.status, 200);
+    T_STR_EQ(r.body, want[i]);
+    hc_resp_free(&r);
+  }
+  uint64_t t0 = t_now_us();
+  T_CHECK(hc_eof(c));
+  T_GE((t_now_us() - t0) / 1000, 200);
+  hc_close(c);
+  ht_stop();
+}
+
+T_MAIN({"noread_no_spin", test_noread_no_spin},
+       {"idle_timeout_held", test_idle_timeout_held},
+       {"halfclose_pipeline", test_halfclose_pipeline})
