@@ -66,12 +66,12 @@ static inline int ev_is_aco_fd(eventer_t e) {
 }
 
 /* The start of a call: a is the running coroutine, e an open aco event of
- * its loop, else -1 with errno (and a NULL). */
+ * its loop, else -1 with errno (and a NULL).  (A coroutine that runs has
+ * started: its u holds its loop, see ev_aco_entry.) */
 static inline __attribute__((always_inline)) ev_aco_t *ev_aco_fd_caller(
     eventer_t e) {
   ev_aco_t *a = ev_aco_self();
-  if (__builtin_expect(!a || !ev_is_aco_fd(e) || e->owner != ev_aco_loop_of(a),
-                       0)) {
+  if (__builtin_expect(!a || !ev_is_aco_fd(e) || e->owner != a->u.loop, 0)) {
     errno = EINVAL;
     return NULL;
   }
@@ -421,6 +421,23 @@ static inline __attribute__((always_inline)) int ev_aco_fd_attempt(
     eventer_t e, int op, void *buf, size_t len, struct sockaddr *addr,
     socklen_t *alen, int *mask) {
   int rv;
+  if (op != EV_ACO_TRY_ACCEPT && (e->acofd_flags & EV_ACOFD_F_POSIX)) {
+    /* the POSIX opset's read and write, without the calls */
+    ssize_t r;
+    do {
+      r = op == EV_ACO_TRY_READ ? read(e->fd, buf, len)
+                                : write(e->fd, buf, len);
+    } while (r < 0 && errno == EINTR);
+    rv = (int)r;
+    *mask = 0;
+    if (__builtin_expect(rv < 0, 0)) {
+      if (ev_would_block(errno))
+        *mask = (op == EV_ACO_TRY_WRITE ? EVENTER_WRITE : EVENTER_READ) |
+                EVENTER_EXCEPTION;
+      return rv;
+    }
+    goto done;
+  }
   eventer_fd_opset_t o = e->aco.orig_opset;
   do {
     *mask = 0;
@@ -437,6 +454,7 @@ static inline __attribute__((always_inline)) int ev_aco_fd_attempt(
     }
   } while (rv < 0 && errno == EINTR);
   if (rv >= 0) {
+  done:
     if (op == EV_ACO_TRY_READ) {
       if (rv > 0 && (size_t)rv < len)
         e->acofd_flags |= EV_ACOFD_F_DRAINED;
@@ -786,9 +804,10 @@ int ev_aco_fd_convert(eventer_t e, ev_loop_t *l) {
   e->aco.orig_cb = e->callback;
   e->aco.tmo = NULL;
   ev_aco_waitq_init(&e->aco.waiters);
-  e->acofd_flags = (uint8_t)(EV_ACOFD_F_ACO | (ev_aco_opset_unbuffered(o)
-                                                   ? EV_ACOFD_F_UNBUFFERED
-                                                   : 0));
+  e->acofd_flags = (uint8_t)(
+      EV_ACOFD_F_ACO |
+      (ev_aco_opset_unbuffered(o) ? EV_ACOFD_F_UNBUFFERED : 0) |
+      (o == eventer_POSIX_fd_opset ? EV_ACOFD_F_POSIX : 0));
   e->acofd_closed = 0;
   e->acofd_reg_mask = 0;
   e->acofd_in_cb = 0;

@@ -318,7 +318,9 @@ int ev_aco_wait_yield(ev_aco_t *a);
 static inline __attribute__((always_inline)) int ev_aco_wait_yield_co(
     ev_aco_t *a) {
   aco_t *co = ev_aco_co(a);
-  aco_yield1(co);
+  /* aco_yield1 without its misuse checks: a is ev_aco_self(), the running
+   * coroutine (a bare acosw is what aco_yield1 makes in every build) */
+  acosw(co, co->main_co);
   return a->wake;
 }
 /* begin, then yield if it waits: the whole wait of a C coroutine. */
@@ -383,8 +385,10 @@ enum { /* struct _event.acofd_flags */
                                  * first */
   EV_ACOFD_F_NO_SKIP = 0x08,    /* a wait in place of a read was refused
                                  * (epoll can't watch the fd): always read */
-  EV_ACOFD_F_CLOSE_REF = 0x10   /* eventer_aco_close holds a reference
+  EV_ACOFD_F_CLOSE_REF = 0x10,  /* eventer_aco_close holds a reference
                                  * until the waits under way have ended */
+  EV_ACOFD_F_POSIX = 0x20       /* its opset is the POSIX one: its reads
+                                 * and writes are read(2) and write(2) */
 };
 
 /* The loop's callback for aco fd events. */
