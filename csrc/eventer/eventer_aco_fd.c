@@ -619,10 +619,41 @@ int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,
                        timeout);
 }
 
-int eventer_aco_write(eventer_aco_t e, const void *buff, size_t len,
+/* eventer_aco_write through e's opset (the whole call). */
+static __attribute__((noinline)) int ev_aco_fd_write_opset(
+    eventer_t e, const void *buff, size_t len, struct timeval *timeout) {
+  return ev_aco_fd_run(e, EV_ACO_TRY_WRITE, (void *)buff, len, NULL, NULL,
+                       timeout);
+}
+
+/* eventer_aco_write after a write(2) on the POSIX opset failed (errno
+ * says why): retry, wait or fail as ev_aco_fd_run would have. */
+static __attribute__((noinline)) int ev_aco_fd_write_failed(
+    eventer_t e, const void *buff, size_t len, struct timeval *timeout) {
+  if (errno == EINTR) return ev_aco_fd_write_opset(e, buff, len, timeout);
+  if (!ev_would_block(errno)) return -1;
+  if (!timeout && e->aco.tmo)
+    timeout = (struct timeval *)ev_aco_fd_default_tmo(e, EV_ACO_TRY_WRITE);
+  return ev_aco_fd_run_wait(ev_aco_self(), e, EV_ACO_TRY_WRITE, (void *)buff,
+                            len, NULL, NULL,
+                            timeout ? ev_aco_deadline(timeout) : 0,
+                            EVENTER_WRITE | EVENTER_EXCEPTION);
+}
+
+int eventer_aco_write(eventer_aco_t ae, const void *buff, size_t len,
                       struct timeval *timeout) {
-  return ev_aco_fd_run((eventer_t)e, EV_ACO_TRY_WRITE, (void *)buff, len, NULL,
-                       NULL, timeout);
+  eventer_t e = (eventer_t)ae;
+  if (!ev_aco_fd_caller(e)) return -1;
+  if (__builtin_expect(!(e->acofd_flags & EV_ACOFD_F_POSIX), 0))
+    return ev_aco_fd_write_opset(e, buff, len, timeout);
+  /* the usual write: the POSIX opset's, done here with as little around
+   * it as a callback's eventer_write has (the timeout matters only if it
+   * would block) */
+  ssize_t r = write(e->fd, buff, len);
+  if (__builtin_expect(r < 0, 0))
+    return ev_aco_fd_write_failed(e, buff, len, timeout);
+  if (r > 0) e->acofd_flags |= EV_ACOFD_F_DRAINED;
+  return (int)r;
 }
 
 int eventer_aco_accept(eventer_aco_t e, struct sockaddr *addr, socklen_t *len,

@@ -223,6 +223,20 @@ static inline __attribute__((always_inline)) void ev_aco_resume_account(
           (void *)co, in, out, co->save_stack.sz, co->save_stack.max_cpsz);
 }
 
+/* 1 when a resume of a coroutine that owns its share stack is a bare
+ * acosw, as in aco.c without sanitizers (which announce every switch
+ * there) */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define EV_ACO_PLAIN_SWITCH 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define EV_ACO_PLAIN_SWITCH 0
+#endif
+#endif
+#ifndef EV_ACO_PLAIN_SWITCH
+#define EV_ACO_PLAIN_SWITCH 1
+#endif
+
 /* ev_aco_resume's body for a coroutine (not a proxy), inline wherever a
  * resume is made: each frame between the loop's dispatch and the switch
  * is a return the CPU mispredicts when the coroutine yields back (a
@@ -245,7 +259,17 @@ static inline __attribute__((always_inline)) void ev_aco_resume_co(
   ev_aco_resume_account(a, co, log);
   a->resumes++;
   a->state = EV_ACO_RUNNING;
+#if EV_ACO_PLAIN_SWITCH
+  /* co owns its share stack already (nothing to copy): what aco_resume
+   * does then, which is the switch alone in a build without sanitizers
+   * (its checks are the asserts above) */
+  if (__builtin_expect(co->share_stack->owner == co, 1))
+    acosw(co->main_co, co);
+  else
+    aco_resume(co);
+#else
   aco_resume(co);
+#endif
   if (co->is_end) ev_aco_reap(a);
 }
 
