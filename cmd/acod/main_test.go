@@ -129,8 +129,10 @@ func TestProtocol(t *testing.T) {
 	})
 
 	t.Run("idle says bye", func(t *testing.T) {
-		_, r := dial(t, s.addr)
+		// The server's idle time starts after the connection is
+		// accepted, so no earlier than before the dial.
 		start := time.Now()
+		_, r := dial(t, s.addr)
 		expectLine(t, r, "bye!")
 		if d := time.Since(start); d < 300*time.Millisecond {
 			t.Fatalf("bye after %v, before the 300ms idle time", d)
@@ -336,9 +338,12 @@ func TestConfigFile(t *testing.T) {
 		t.Fatalf("listening on %s, the file says %s", s.addr, want)
 	}
 	c, r := dial(t, s.addr)
+	// The server's idle time starts when it has answered the line, which
+	// is after the line was sent but can be before the answer arrives
+	// here: measure from the send.
+	start := time.Now()
 	io.WriteString(c, "hi\n")
 	expectLine(t, r, "thanks!")
-	start := time.Now()
 	expectLine(t, r, "bye!")
 	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
 		t.Fatalf("bye after %v, the file says 300ms", d)
@@ -347,8 +352,8 @@ func TestConfigFile(t *testing.T) {
 
 	path, _ = writeConf(t, "<bye_timeout>60000</bye_timeout>")
 	s = startServer(t, "-config", path, "-idle", "200ms")
-	_, r = dial(t, s.addr)
 	start = time.Now()
+	_, r = dial(t, s.addr)
 	expectLine(t, r, "bye!")
 	if d := time.Since(start); d < 200*time.Millisecond || d > 5*time.Second {
 		t.Fatalf("bye after %v with -idle 200ms", d)
