@@ -833,6 +833,47 @@ static void test_posix_direct_calls(void) {
   ev_teardown();
 }
 
+/* ---- an event removed and freed by the coroutine the loop resumed for it ----------
+ * The loop resumes an fd waiter from its own dispatch without taking a
+ * reference on the event as long as its registration keeps it; a
+ * coroutine that takes the registration away with the classic calls
+ * (eventer_remove_fde, then frees every reference) must not leave the
+ * loop with freed memory (ASan and valgrind runs check the accesses). */
+
+static int rf_rv;
+static void remove_free_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  char b[4];
+  rf_rv = eventer_aco_read(e, b, sizeof(b), NULL); /* parks; the loop's
+                                                    * fd dispatch resumes */
+  eventer_t r = eventer_remove_fde((eventer_t)e);
+  T_CHECK(r == (eventer_t)e);
+  eventer_free(r); /* the registration's reference, handed to us */
+  eventer_free((eventer_t)e); /* ours: the last one but the loop's */
+  done++;
+}
+
+static void test_remove_and_free_while_dispatched(void) {
+  ev_setup_external(1);
+  int64_t before = eventer_allocations_current();
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  rf_rv = 0;
+  eventer_aco_start(remove_free_fn, &sv[0]);
+  ev_turn();
+  T_EQ(done, 0);
+  T_EQ(write(sv[1], "abc", 3), 3);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(rf_rv, 3);
+  ev_turn();
+  T_EQ(eventer_allocations_current(), before);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
 static void test_cancel_then_free_while_parked(void) { free_while_ending(0); }
 static void test_close_then_free_while_parked(void) { free_while_ending(1); }
 
@@ -988,6 +1029,8 @@ T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read}
         test_free_while_skipped_read_times_out},
        {"skip_eof", test_skip_eof},
        {"posix_direct_calls", test_posix_direct_calls},
+       {"remove_and_free_while_dispatched",
+        test_remove_and_free_while_dispatched},
        {"callback_view", test_callback_view},
        {"callback_view_debug", test_callback_view_debug},
        {"callback_view_contexts", test_callback_view_contexts})
