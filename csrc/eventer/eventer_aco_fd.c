@@ -400,8 +400,9 @@ int ev_aco_fd_closed(eventer_t e) {
 }
 
 /* ---- read, write, accept, connect ------------------------------------------------
- * Every call is attempts through the original opset, with a readiness wait
- * between two attempts when one would block.  A C coroutine loops here
+ * Every call is attempts through the original opset (on the POSIX opset,
+ * read(2)/write(2) made here), with a readiness wait between two attempts
+ * when one would block.  A C coroutine loops here
  * (ev_aco_fd_run); a foreign coroutine loops in its own runtime around
  * ev_aco_fd_try and a proxy's wait (the Go binding's AcoEvent.io). */
 
