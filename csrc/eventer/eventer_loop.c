@@ -406,6 +406,8 @@ static ev_loop_t *loop_new(eventer_pool_t *pool, int index) {
   snprintf(l->thread_name, sizeof(l->thread_name), "e:%s", l->name);
   pthread_mutex_init(&l->inbox_lock, NULL);
   l->push_cpu = -1;
+  l->pass_q.next = l->pass_q.prev = &l->pass_q;
+  l->pass_run.next = l->pass_run.prev = &l->pass_run;
   if (ev_poll_open(l) != 0) {
     int saved = errno;
     pthread_mutex_destroy(&l->inbox_lock);
@@ -778,6 +780,80 @@ int eventer_task_post_to(eventer_loop_t *loop, eventer_task_t *t) {
   return 0;
 }
 
+/* ---- end-of-pass hooks ---------------------------------------------------------------------- */
+
+static inline int pass_list_empty(const ev_pass_hook_t *sentinel) {
+  return sentinel->next == sentinel;
+}
+
+static void pass_unlink(ev_pass_hook_t *h) {
+  h->prev->next = h->next;
+  h->next->prev = h->prev;
+  h->next = h->prev = NULL;
+  h->loop = NULL;
+}
+
+int ev_pass_hook_post(ev_pass_hook_t *h) {
+  ev_loop_t *l = ev_loop_self();
+  if (!l || !h || !h->run || (h->loop && h->loop != l)) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (h->loop) return 0;
+  if (pass_list_empty(&l->pass_q)) l->pass_since_ns = l->timers_now_ns;
+  h->loop = l;
+  h->next = &l->pass_q;
+  h->prev = l->pass_q.prev;
+  l->pass_q.prev->next = h;
+  l->pass_q.prev = h;
+  return 0;
+}
+
+int ev_pass_hook_cancel(ev_pass_hook_t *h) {
+  if (!h || !h->loop) return 0;
+  EV_ASSERT(h->loop == ev_loop_self(), "an end-of-pass hook is cancelled on "
+                                       "its loop's thread");
+  pass_unlink(h);
+  return 1;
+}
+
+/* Is the pass over for the queued hooks?  2: nothing else to do now (or
+ * the loop stops), 1: the oldest has waited EV_PASS_MAX_NS, 0: no. */
+static inline int must_return(ev_loop_t *l);
+static int64_t sleep_for_ns(ev_loop_t *l, uint64_t unit);
+static int pass_over(ev_loop_t *l) {
+  if (EV_LOAD(&l->stop)) return 2;
+  int aged = l->timers_now_ns - l->pass_since_ns >= EV_PASS_MAX_NS;
+  if (l->fifo_len > 0 || l->draining || EV_LOAD_RELAXED(&l->inbox_nonempty))
+    return aged;
+  return sleep_for_ns(l, 1000000u) != 0 ? 2 : aged;
+}
+
+/* The poll phase's hooks: the batch queued when the pass ended (hooks
+ * posted while it runs wait for the next end).  1 when run_once must
+ * return (a hook used the step); the rest of the batch runs when the
+ * iteration resumes. */
+static int pass_hooks_run(ev_loop_t *l) {
+  if (pass_list_empty(&l->pass_run)) {
+    int over = pass_list_empty(&l->pass_q) ? 0 : pass_over(l);
+    if (!over) return 0;
+    l->pass_idle = over == 2;
+    /* the whole queue becomes the batch */
+    l->pass_run.next = l->pass_q.next;
+    l->pass_run.prev = l->pass_q.prev;
+    l->pass_run.next->prev = &l->pass_run;
+    l->pass_run.prev->next = &l->pass_run;
+    l->pass_q.next = l->pass_q.prev = &l->pass_q;
+  }
+  while (!pass_list_empty(&l->pass_run)) {
+    ev_pass_hook_t *h = l->pass_run.next;
+    pass_unlink(h);
+    h->run(h, l->pass_idle);
+    if (must_return(l)) return 1;
+  }
+  return 0;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
 static void finish(ev_loop_t *l, eventer_t e, int mask, int kind, int rv);
@@ -1123,6 +1199,7 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
     l->phase = EV_PH_POLL;
     /* fallthrough */
   case EV_PH_POLL:
+    if (pass_hooks_run(l)) return EVENTER_RUN_STEP;
     if (EV_LOAD_RELAXED(&l->busy_since_ns)) {
       EV_STORE(&l->busy_since_ns, 0); /* waiting is not stalling */
       EV_STORE(&l->busy_cb, NULL);
@@ -1345,6 +1422,9 @@ static void drop_queued(ev_loop_t *l) {
     }
   eventer_task_t *t;
   while ((t = fifo_pop(l))) ev_task_discard(t);
+  /* hooks that never ran are left to their owners */
+  while (!pass_list_empty(&l->pass_q)) pass_unlink(l->pass_q.next);
+  while (!pass_list_empty(&l->pass_run)) pass_unlink(l->pass_run.next);
 }
 
 void eventer_fini(void) {

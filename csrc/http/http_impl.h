@@ -13,6 +13,16 @@
  * layer resets its per-request state when it changes). */
 uint64_t ev_http_request_seq(mtev_http_session_ctx *ctx);
 
+/* What a connection's session asked of its socket so far: reads made on
+ * the socket itself (raw I/O) and through the event's opset, and write
+ * calls (send, sendmsg, or the opset's write), each call counted whatever
+ * it returned.  On the session's loop thread. */
+typedef struct {
+  uint64_t raw_reads, opset_reads, sends;
+} ev_http_io_counts_t;
+/* 0 with *out filled, or -1/EINVAL. */
+int ev_http_session_io_counts(mtev_http_session_ctx *ctx, ev_http_io_counts_t *out);
+
 /* The path of the current request and its length (not NUL-terminated
  * data is never returned: the path is NUL-terminated too). */
 const char *ev_http_request_path(mtev_http_request *req, size_t *len);

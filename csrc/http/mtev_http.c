@@ -21,6 +21,11 @@
  * that needs the socket parks (ev_http_co_wait) and the drive, which sees
  * the fd become ready, wakes it.  A coroutine that ends posts the
  * session's task, and the drive goes on with the next request.
+ * Responses to pipelined requests are held while the next request is
+ * served and leave together: when no complete request is left, or, when
+ * a handler has not answered yet, at the end of the loop's pass over
+ * ready work (an end-of-pass hook of the eventer), so that a slow handler
+ * never holds back the responses before it for longer than one pass.
  *
  * Lifetimes.  The connection holds one reference on the session, a
  * posted task another, users their own (mtev_http_session_ref_inc).  The
@@ -140,12 +145,18 @@ struct mtev_http_request {
   char *up_buf; /* complete_upload in progress */
   size_t up_len, up_cap;
   uint8_t up_done; /* complete_upload finished */
+  uint8_t holds;   /* an upload, its buffer or the query's may be held */
   /* query string, parsed on demand */
   int nqs;            /* -1: not parsed */
   char *qs_buf;
   const char **qs;    /* nqs key, value pairs */
   ev_http_hdr_t hdrs[EV_HTTP_MAX_HEADERS];
 };
+
+/* Content-Type values shorter than this are kept in the response (and
+ * the thread's last one with a ready-made head); longer ones go to the
+ * header lines. */
+#define EV_CT_MAX 48
 
 struct mtev_http_response {
   int status;
@@ -156,6 +167,10 @@ struct mtev_http_response {
   uint8_t no_length; /* 1xx, 204, 304: no Content-Length either */
   char *hbuf; /* "Name: value\r\n" lines */
   uint32_t hlen, hcap;
+  /* Content-Type (when has_ct; it is then in none of the lines):
+   * ct[0..ct_len), zero-padded */
+  uint8_t has_ct, ct_len;
+  char ct[EV_CT_MAX];
   /* The body: its first bytes in ibody (a short body never needs a
    * block), the rest in the chain.  ilen > 0 only while the chain is
    * empty: the first append that does not fit moves them to it. */
@@ -215,6 +230,9 @@ struct mtev_http_session_ctx {
   uint64_t drained;
   eventer_timer_node_t timer;
   eventer_task_t task;
+  ev_pass_hook_t flush_hook;  /* queued: held responses go out when the
+                               * loop's pass ends (holds a reference) */
+  uint64_t hold_seq;          /* the request whose answer the hold waits for */
   uint32_t refcnt;
   int handler_mask;           /* classic dispatcher: call again on this */
   int co_wait_mask;
@@ -233,6 +251,7 @@ struct mtev_http_session_ctx {
                                * (sendmsg, shutdown, MSG_PEEK): the POSIX
                                * opset, or a listener's plain one */
   uint64_t drive_ns;          /* the clock at the start of the drive pass */
+  ev_http_io_counts_t io;     /* the connection's I/O calls */
 };
 
 /* The session's clock: CLOCK_MONOTONIC_COARSE, a read of a kernel
@@ -513,6 +532,80 @@ static void ev_date_tick(void) {
   ev_date.sec = now;
 }
 
+/* Per thread: the Content-Type value last given to
+ * mtev_http_response_standard (shorter than EV_CT_MAX, checked), and the
+ * head of a 200 response with it: EV_STATUS_200, the Date line and its
+ * Content-Type line, rebuilt when the date or the type changes.  A
+ * handler answers with the same type request after request: the type is
+ * recognised with a compare of its bytes (no strlen, no CR/LF check), and
+ * the head is one fixed-size copy. */
+static __thread struct {
+  const char *ptr;          /* the string it was learnt from */
+  uint32_t len;
+  char bytes[EV_CT_MAX];    /* its bytes, zero-padded */
+  time_t head_sec;          /* ev_date.sec head was built for (0: none) */
+  uint32_t head_len;
+  char head[128];
+} ev_ct;
+
+/* type is the thread's known one: the same string, with the same bytes
+ * and its NUL where they end. */
+static inline int ev_ct_known(const char *type) {
+  if (type != ev_ct.ptr) return 0;
+  size_t n = ev_ct.len, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t a, b;
+    memcpy(&a, type + i, 8);
+    memcpy(&b, ev_ct.bytes + i, 8);
+    if (a != b) return 0;
+  }
+  for (; i < n; i++)
+    if (type[i] != ev_ct.bytes[i]) return 0;
+  return type[n] == 0;
+}
+
+/* Makes type the thread's known one if it is short and has no CR or LF:
+ * 1, else 0. */
+static int ev_ct_learn(const char *type) {
+  size_t n = strnlen(type, EV_CT_MAX);
+  if (n >= EV_CT_MAX) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (type[i] == '\r' || type[i] == '\n') return 0;
+  ev_ct.ptr = type;
+  ev_ct.len = (uint32_t)n;
+  memset(ev_ct.bytes, 0, sizeof(ev_ct.bytes));
+  memcpy(ev_ct.bytes, type, n);
+  ev_ct.head_sec = 0;
+  return 1;
+}
+
+/* r's Content-Type is the thread's known one (fixed-size compares). */
+static inline int ev_ct_is_known(const mtev_http_response *r) {
+  if (!r->has_ct || r->ct_len != ev_ct.len) return 0;
+  uint64_t d = 0;
+  for (int i = 0; i < EV_CT_MAX; i += 8) {
+    uint64_t a, b;
+    memcpy(&a, r->ct + i, 8);
+    memcpy(&b, ev_ct.bytes + i, 8);
+    d |= a ^ b;
+  }
+  return d == 0;
+}
+
+static void ev_ct_head_build(void) {
+  char *p = ev_ct.head;
+  memcpy(p, ev_date.ok, ev_date.ok_len);
+  p += ev_date.ok_len;
+  memcpy(p, "Content-Type: ", 14);
+  p += 14;
+  memcpy(p, ev_ct.bytes, ev_ct.len);
+  p += ev_ct.len;
+  memcpy(p, "\r\n", 2);
+  p += 2;
+  ev_ct.head_len = (uint32_t)(p - ev_ct.head);
+  ev_ct.head_sec = ev_date.sec;
+}
+
 static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
   for (;; a++, b++) {
     unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
@@ -566,6 +659,7 @@ static inline int ev_no_crlf(const char *s, size_t n) {
 
 static void ev_http_timer_fire(eventer_timer_node_t *n, struct timeval *now);
 static void ev_http_task_run(eventer_task_t *t, struct timeval *now);
+static void ev_http_flush_hook(ev_pass_hook_t *h, int idle);
 static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
                          int *done);
 
@@ -588,6 +682,7 @@ mtev_http_session_ctx *mtev_http_session_ctx_new(mtev_http_dispatch_func f,
   s->registered = 1;
   s->timer.fire = ev_http_timer_fire;
   s->task.run = ev_http_task_run;
+  s->flush_hook.run = ev_http_flush_hook;
   s->last_io_ns = ev_coarse_ns();
   s->raw_io = eventer_get_fd_opset(e) == eventer_POSIX_fd_opset ||
               mtev_acceptor_closure_raw_io(ac, e);
@@ -604,7 +699,8 @@ uint32_t mtev_http_session_ref_dec(mtev_http_session_ctx *s) {
   EV_HTTP_ASSERT(s->refcnt > 0, "mtev_http_session_ref_dec: more releases "
                                 "than references");
   if (--s->refcnt > 0) return s->refcnt;
-  EV_HTTP_ASSERT(s->state == ST_DEAD && !s->co && !s->task_posted,
+  EV_HTTP_ASSERT(s->state == ST_DEAD && !s->co && !s->task_posted &&
+                     !s->flush_hook.loop,
                  "a session is freed only after its connection is over");
   __atomic_sub_fetch(&ev_sessions_live, 1, __ATOMIC_RELAXED);
   free(s);
@@ -640,6 +736,14 @@ eventer_t mtev_http_connection_event(mtev_http_connection *c) {
   return (c && c->s) ? c->s->e : NULL;
 }
 uint64_t ev_http_request_seq(mtev_http_session_ctx *s) { return s ? s->seq : 0; }
+int ev_http_session_io_counts(mtev_http_session_ctx *s, ev_http_io_counts_t *out) {
+  if (!s || !out) {
+    errno = EINVAL;
+    return -1;
+  }
+  *out = s->io;
+  return 0;
+}
 void ev_http_session_sniff(mtev_http_session_ctx *s) {
   if (s) s->sniff = 1;
 }
@@ -652,6 +756,40 @@ static void ev_http_post(mtev_http_session_ctx *s) {
     s->task_posted = 1;
     s->refcnt++;
   }
+}
+
+/* The request whose response the session waits for: the current one, or
+ * the next when the current one is complete. */
+static inline uint64_t ev_http_awaited_seq(mtev_http_session_ctx *s) {
+  return s->seq + (s->w && s->state == ST_HANDLER && s->w->res.complete ? 1 : 0);
+}
+
+/* Holds the output queue back until the loop's pass ends (the flush
+ * hook then writes it): the responses to pipelined requests that finish
+ * within one pass leave in one send, even when each is ended by a
+ * coroutine the loop resumes separately.  On the session's loop.  0, or
+ * -1 when the hook cannot be queued (write now instead). */
+static int ev_http_hold(mtev_http_session_ctx *s) {
+  if (s->flush_hook.loop) return 0;
+  if (!s->e || ev_pass_hook_post(&s->flush_hook) != 0) return -1;
+  s->refcnt++;
+  s->hold_seq = ev_http_awaited_seq(s);
+  return 0;
+}
+
+/* Takes a queued flush hook back (its bytes stay queued). */
+static void ev_http_hold_cancel(mtev_http_session_ctx *s) {
+  if (ev_pass_hook_cancel(&s->flush_hook)) {
+    EV_HTTP_ASSERT(s->refcnt > 1, "a queued flush hook is not the session's "
+                                  "last reference");
+    s->refcnt--;
+  }
+}
+
+/* The fd interest in writability: output that is not merely held for the
+ * flush hook. */
+static inline int ev_http_want_write(mtev_http_session_ctx *s) {
+  return s->w && s->w->out.head && (s->wr_blocked || !s->flush_hook.loop);
 }
 
 /* On the session's loop thread (and, inside a coroutine, the one serving
@@ -684,7 +822,8 @@ static void ev_req_reset(mtev_http_request *r) {
 
 /* Frees what the request holds.  Cheap when it holds nothing (most
  * requests): it runs after each one. */
-static void ev_req_release(mtev_http_request *r) {
+static void ev_req_release_held(mtev_http_request *r) {
+  r->holds = 0;
   if (r->upload_free) r->upload_free(r->upload, r->upload_size, r->upload_closure);
   if (r->upload || r->upload_size || r->upload_free) {
     r->upload = NULL;
@@ -703,7 +842,10 @@ static void ev_req_release(mtev_http_request *r) {
     r->qs_buf = NULL;
     r->qs = NULL;
   }
+}
+static inline void ev_req_release(mtev_http_request *r) {
   r->nqs = -1;
+  if (__builtin_expect(r->holds, 0)) ev_req_release_held(r);
 }
 
 static void ev_res_reset(mtev_http_response *r) {
@@ -713,6 +855,7 @@ static void ev_res_reset(mtev_http_response *r) {
   r->headers_sent = r->complete = r->failed = r->chunked = 0;
   r->close_after = r->no_body = r->no_length = 0;
   r->hlen = 0;
+  r->has_ct = 0;
   r->ilen = 0;
   if (r->body.head) ev_chain_clear(&r->body);
   if (r->z) {
@@ -810,14 +953,28 @@ static int ev_http_make_room(mtev_http_session_ctx *s) {
   return 1;
 }
 
-/* One read into the input buffer.  > 0 bytes, 0 EOF, -1 with errno
- * (EAGAIN: nothing now; ENOBUFS: no room). */
-/* 1 when the engine may make socket calls of its own on the session's fd
- * (the opset adds nothing to them). */
-static inline int ev_http_raw_io(mtev_http_session_ctx *s) {
-  return eventer_get_fd_opset(s->e) == eventer_POSIX_fd_opset;
+/* A read from the connection: the socket itself when the session does
+ * raw I/O (s->raw_io: the opset would only pass the call on), else
+ * through the event's opset (TLS, a listener's marks).  > 0 bytes, 0 EOF,
+ * -1 with errno. */
+static inline ssize_t ev_http_read(mtev_http_session_ctx *s, void *buf,
+                                   size_t len) {
+  ssize_t n;
+  if (s->raw_io) {
+    s->io.raw_reads++;
+    do {
+      n = read(eventer_get_fd(s->e), buf, len);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    s->io.opset_reads++;
+    int mask = 0;
+    n = eventer_read(s->e, buf, len, &mask);
+  }
+  return n;
 }
 
+/* One read into the input buffer.  > 0 bytes, 0 EOF, -1 with errno
+ * (EAGAIN: nothing now; ENOBUFS: no room). */
 static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   if (w->in_start == w->in_end && w->in_start > 0) {
@@ -829,16 +986,7 @@ static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
     return -1;
   }
   size_t room = w->in_cap - w->in_end;
-  ssize_t n;
-  if (ev_http_raw_io(s)) {
-    /* the socket itself: the opset would only pass the call on */
-    do {
-      n = read(eventer_get_fd(s->e), w->in + w->in_end, room);
-    } while (n < 0 && errno == EINTR);
-  } else {
-    int mask = 0;
-    n = eventer_read(s->e, w->in + w->in_end, room, &mask);
-  }
+  ssize_t n = ev_http_read(s, w->in + w->in_end, room);
   if (n > 0) {
     w->in_end += (size_t)n;
     s->last_io_ns = ev_http_now(s);
@@ -873,6 +1021,7 @@ static int ev_http_write_out(mtev_http_session_ctx *s) {
   int fd = eventer_get_fd(s->e);
   while (w->out.head) {
     ssize_t n;
+    s->io.sends++;
     if (posix) {
       struct iovec iov[64];
       int cnt = 0;
@@ -953,7 +1102,7 @@ static int ev_http_co_wait(mtev_http_session_ctx *s, int kind, int mask) {
   if (s->registered && !s->in_drive) {
     int want = EVENTER_EXCEPTION |
                (kind == CW_MASK ? mask : kind == CW_READ ? EVENTER_READ : 0) |
-               (s->w && s->w->out.head ? EVENTER_WRITE : 0) |
+               (ev_http_want_write(s) ? EVENTER_WRITE : 0) |
                (eventer_get_mask(s->e) & EVENTER_READ);
     if (want != eventer_get_mask(s->e)) eventer_update_ex(s->e, want);
   }
@@ -1123,6 +1272,7 @@ static mtev_boolean ev_status_put(mtev_http_response *r, int code,
                                   const char *reason);
 static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
                                size_t nl, const char *value, size_t vl);
+static void ev_hdr_remove(mtev_http_response *r, const char *name, size_t nl);
 
 mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
                                            const char *reason) {
@@ -1137,10 +1287,26 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
                                        const char *reason, const char *type) {
   if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
   mtev_http_response *r = &s->w->res;
-  ev_status_put(r, code, reason);
+  if (code == 200 && reason && reason[0] == 'O' && reason[1] == 'K' && !reason[2]) {
+    r->status = 200; /* _ok's: the standard phrase */
+    r->reason_len = 0;
+  } else {
+    ev_status_put(r, code, reason);
+  }
   if (type) {
-    size_t vl = strlen(type);
-    if (ev_no_crlf(type, vl)) ev_hdr_put(r, "Content-Type", 12, type, vl);
+    if (ev_ct_known(type) || ev_ct_learn(type)) {
+      /* the thread's type: a fixed-size copy of its padded bytes */
+      r->has_ct = 1;
+      r->ct_len = (uint8_t)ev_ct.len;
+      memcpy(r->ct, ev_ct.bytes, EV_CT_MAX);
+      if (r->hlen) ev_hdr_remove(r, "Content-Type", 12);
+    } else {
+      size_t vl = strlen(type);
+      if (ev_no_crlf(type, vl)) {
+        r->has_ct = 0;
+        ev_hdr_put(r, "Content-Type", 12, type, vl);
+      }
+    }
   }
   r->options |= MTEV_HTTP_CHUNKED;
   return mtev_true;
@@ -1219,6 +1385,7 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
       if (ev_ci_eqn(value + i, "close", 5)) r->options |= MTEV_HTTP_CLOSE;
     return mtev_true;
   }
+  if (nl == 12 && ev_lc_eq(name, "content-type")) r->has_ct = 0;
   return ev_hdr_put(r, name, nl, value, vl);
 }
 
@@ -1491,7 +1658,7 @@ static inline char *ev_put_u64(char *p, uint64_t v) {
 
 /* Room ev_res_head_put needs at most. */
 static inline size_t ev_res_head_max(const mtev_http_response *r) {
-  return r->reason_len + r->hlen + 256;
+  return r->reason_len + r->hlen + 320;
 }
 
 /* Writes the status line and header block at p (ev_res_head_max bytes of
@@ -1502,11 +1669,19 @@ static char *ev_res_head_put(mtev_http_session_ctx *s, char *p, int mode,
   mtev_http_response *r = &s->w->res;
   mtev_http_request *q = &s->w->req;
   ev_date_fresh();
+  int ct_done = 0;
   if (r->status == 200 && r->reason_len == 0 && q->h.minor >= 1) {
     /* the whole array (the room allows it): a fixed-size copy is a few
      * vector moves, a variable one of at most 64 bytes became rep movs */
-    memcpy(p, ev_date.ok, sizeof(ev_date.ok));
-    p += ev_date.ok_len;
+    if (ev_ct_is_known(r)) {
+      if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
+      memcpy(p, ev_ct.head, sizeof(ev_ct.head));
+      p += ev_ct.head_len;
+      ct_done = 1;
+    } else {
+      memcpy(p, ev_date.ok, sizeof(ev_date.ok));
+      p += ev_date.ok_len;
+    }
   } else {
     p = q->h.minor >= 1 ? EV_PUT_LIT(p, "HTTP/1.1 ") : EV_PUT_LIT(p, "HTTP/1.0 ");
     *p++ = (char)('0' + r->status / 100);
@@ -1522,6 +1697,11 @@ static char *ev_res_head_put(mtev_http_session_ctx *s, char *p, int mode,
     }
     p = EV_PUT_LIT(p, "\r\n");
     p = ev_put(p, ev_date.line, ev_date.len);
+  }
+  if (r->has_ct && !ct_done) {
+    p = EV_PUT_LIT(p, "Content-Type: ");
+    p = ev_put(p, r->ct, r->ct_len);
+    p = EV_PUT_LIT(p, "\r\n");
   }
   if (r->hlen) p = ev_put(p, r->hbuf, r->hlen);
   if (mode == 0 && !r->no_length) {
@@ -1659,9 +1839,12 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
   }
   if (final) r->complete = 1;
   if (s->aborted) return mtev_false;
-  /* hold the bytes when the drive is about to serve a pipelined request */
-  if (final && s->in_drive && w->in_end > w->in_start &&
-      w->out.bytes < EV_HTTP_CORK)
+  /* hold the bytes when a pipelined request follows: the drive serves it
+   * next (in this call, or in the task a coroutine's end posts), and the
+   * batch goes out when there is no complete request left, or when the
+   * loop's pass ends */
+  if (final && w->in_end > w->in_start && w->out.bytes < EV_HTTP_CORK &&
+      (s->in_drive || ev_http_hold(s) == 0))
     return mtev_true;
   for (;;) {
     int rc = ev_http_write_out(s);
@@ -1716,6 +1899,7 @@ static void ev_http_fail(mtev_http_session_ctx *s, int status) {
     r->z = NULL;
   }
   r->hlen = 0;
+  r->has_ct = 0;
   r->status = status;
   r->reason_len = 0;
   r->close_after = 1;
@@ -1939,8 +2123,7 @@ int mtev_http_session_req_consume(mtev_http_session_ctx *s, void *buf,
     } else if (q->body_mode == EV_BODY_CL && w->in_start == w->in_end) {
       /* nothing buffered: read straight into the caller's buffer */
       size_t take = want < q->body_left ? want : (size_t)q->body_left;
-      int m = 0;
-      r = eventer_read(s->e, buf, take, &m);
+      r = ev_http_read(s, buf, take);
       if (r > 0) {
         s->last_io_ns = ev_http_now(s);
         q->body_left -= (size_t)r;
@@ -1981,6 +2164,7 @@ mtev_boolean ev_http_complete_upload(mtev_http_session_ctx *s, int *mask) {
   mtev_http_request *q = mtev_http_session_request(s);
   if (!q || s->state != ST_HANDLER) return mtev_false;
   if (q->up_done) return mtev_true;
+  q->holds = 1;
   if (q->body_mode == EV_BODY_NONE) {
     mtev_http_request_set_upload(q, NULL, 0, NULL, NULL);
     q->up_done = 1;
@@ -2036,6 +2220,7 @@ void mtev_http_request_set_upload(mtev_http_request *q, void *data,
                                   void (*freefunc)(void *, int64_t, void *),
                                   void *closure) {
   if (!q) return;
+  q->holds = 1;
   if (q->upload_free && q->upload != data)
     q->upload_free(q->upload, q->upload_size, q->upload_closure);
   q->upload = data;
@@ -2190,6 +2375,7 @@ void mtev_http_process_querystring(mtev_http_request *q) {
     p = amp ? amp + 1 : NULL;
   }
   q->qs_buf = mem;
+  q->holds = 1;
   q->qs = kv;
   q->nqs = k;
 }
@@ -2232,6 +2418,7 @@ static void ev_http_teardown(mtev_http_session_ctx *s, int in_cb) {
   s->state = ST_DEAD;
   s->aborted = 1;
   eventer_timer_node_remove(&s->timer);
+  ev_http_hold_cancel(s);
   if (s->registered) {
     eventer_remove_fde(s->e);
     s->registered = 0;
@@ -2277,7 +2464,6 @@ static void ev_http_request_done(mtev_http_session_ctx *s) {
 
 static int ev_http_interest(mtev_http_session_ctx *s) {
   int want = EVENTER_EXCEPTION;
-  ev_http_work_t *w = s->w;
   switch (s->state) {
   case ST_HANDLER:
     if (s->co_wait == CW_READ) want |= EVENTER_READ;
@@ -2290,7 +2476,7 @@ static int ev_http_interest(mtev_http_session_ctx *s) {
   default:
     if (!s->peer_eof && ev_http_has_room(s)) want |= EVENTER_READ;
   }
-  if (w && w->out.head) want |= EVENTER_WRITE;
+  if (ev_http_want_write(s)) want |= EVENTER_WRITE;
   return want & (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION);
 }
 
@@ -2369,6 +2555,31 @@ static void ev_http_task_run(eventer_task_t *t, struct timeval *now) {
   mtev_http_session_ref_dec(s); /* the task's */
 }
 
+/* The loop's pass is over: what the session held back goes out (the
+ * drive then updates the interest, wakes a coroutine waiting for the
+ * bytes, or ends a broken connection).  A loop too busy to run out of
+ * work ends its passes by time: then a session whose handlers answered
+ * since the hold (the request it waits for is a later one) keeps holding
+ * for one more pass, so that a pipelined batch still leaves together;
+ * one whose handler has not answered within the pass writes. */
+static void ev_http_flush_hook(ev_pass_hook_t *h, int idle) {
+  mtev_http_session_ctx *s = EV_CONTAINER_OF(h, mtev_http_session_ctx, flush_hook);
+  if (s->e && s->w && s->w->out.head && !s->wr_blocked && !s->aborted &&
+      s->state != ST_DEAD) {
+    uint64_t awaited = ev_http_awaited_seq(s);
+    if (!idle && awaited != s->hold_seq &&
+        ev_pass_hook_post(&s->flush_hook) == 0) {
+      s->hold_seq = awaited; /* the reference goes with the hook */
+      return;
+    }
+    if (ev_http_write_out(s) < 0) ev_http_abort(s);
+    int done = 0;
+    ev_http_drive(s, 0, 0, &done);
+  }
+  mtev_http_session_ref_dec(s); /* the hook's */
+}
+
+
 /* Moves the connection to a loop of s->move_to; the dispatcher is called
  * again there.  Returns the mask for the callback (in_cb), or 0. */
 static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
@@ -2384,6 +2595,7 @@ static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
   }
   s->redispatch = 1;
   eventer_timer_node_remove(&s->timer);
+  ev_http_hold_cancel(s); /* the new loop writes what is held */
   int mask = EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION;
   if (in_cb) {
     if (eventer_set_owner_loop(s->e, to) != 0) return -1;
@@ -2486,11 +2698,17 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
     ev_http_work_t *w = s->w;
     if (s->aborted || s->state == ST_DEAD) break;
     if (s->state == ST_HANDLER) {
-      /* a complete response waits for the batch (written in IDLE),
-       * unless its coroutine waits for it to be written */
+      /* A complete response waits for the batch (written in IDLE).  The
+       * responses before an incomplete one wait for the end of the
+       * loop's pass (its handler may still answer in it: a coroutine the
+       * loop resumes later, a Go handler); what the current response
+       * already sent (a flush) and what its coroutine waits to see
+       * written go now. */
       if (w->out.head && !s->wr_blocked &&
           (!w->res.complete || s->co_wait == CW_DRAIN)) {
-        if (ev_http_write_out(s) < 0) {
+        if ((s->co_wait == CW_DRAIN || w->res.headers_sent ||
+             ev_http_hold(s) != 0) &&
+            ev_http_write_out(s) < 0) {
           ev_http_abort(s);
           continue;
         }

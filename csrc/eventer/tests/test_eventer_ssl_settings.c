@@ -61,7 +61,7 @@ static void record(end_t *x) {
 }
 
 static void server_side(void) {
-  struct timeval tmo = t_ms(5000);
+  struct timeval tmo = t_ms(30000);
   SV.e = eventer_set_eventer_aco(SV.raw); /* in a coroutine of the loop */
   SV.rv = eventer_aco_ssl_accept(SV.e, &tmo);
   SV.err = errno;
@@ -77,7 +77,7 @@ static void server_side(void) {
 }
 
 static void client_side(void) {
-  struct timeval tmo = t_ms(5000);
+  struct timeval tmo = t_ms(30000);
   CL.e = eventer_set_eventer_aco(CL.raw);
   CL.rv = eventer_aco_ssl_connect(CL.e, &tmo);
   CL.err = errno;
@@ -106,8 +106,8 @@ static int pair(eventer_ssl_ctx_t *s, eventer_ssl_ctx_t *c) {
   CL.raw = ce;
   eventer_aco_start(server_side, NULL);
   eventer_aco_start(client_side, NULL);
-  t_spin(&SV.done, 1, 10000);
-  t_spin(&CL.done, 1, 10000);
+  t_spin(&SV.done, 1, 40000);
+  t_spin(&CL.done, 1, 40000);
   if (getenv("TLS_TEST_LOG"))
     fprintf(stderr, "pair: server %d (%s), client %d (%s)\n", SV.rv,
             strerror(SV.err), CL.rv, strerror(CL.err));

@@ -6,6 +6,7 @@
  * timers, and misuse.
  */
 #include "evtest.h"
+#include "eventer_impl.h"
 
 #include <fcntl.h>
 
@@ -485,10 +486,181 @@ static void test_timer_nodes_emit(void) {
   ev_teardown();
 }
 
+/* ---- end-of-pass hooks ----------------------------------------------------------------------- */
+
+typedef struct {
+  ev_pass_hook_t h;
+  int id, runs, at_iter, emit, idle;
+  ev_pass_hook_t *post; /* a hook to post from this one's run */
+} phook_t;
+
+static int pass_iter;     /* the iteration being run (the test counts) */
+static int busy_left;     /* the busy task re-posts itself while > 0 */
+static int busy_runs;
+static int hook_order[8], nhook_order;
+
+static void phook_run(ev_pass_hook_t *h, int idle) {
+  phook_t *p = (phook_t *)h;
+  p->idle = idle;
+  T_PTR_EQ(h->loop, NULL); /* unqueued before it runs: it may post itself */
+  p->runs++;
+  p->at_iter = pass_iter;
+  hook_order[nhook_order++] = p->id;
+  if (p->post) T_EQ(ev_pass_hook_post(p->post), 0);
+  eventer_step_t *s = p->emit ? eventer_step_emit() : NULL;
+  if (s) s->kind = EVENTER_STEP_USER;
+}
+
+static void busy_run(eventer_task_t *t, struct timeval *now) {
+  (void)now;
+  busy_runs++;
+  if (busy_left > 0) {
+    busy_left--;
+    T_EQ(eventer_task_post(t), 0);
+  }
+}
+
+static int due_fired;
+static void due_fire(eventer_timer_node_t *n, struct timeval *now) {
+  (void)n, (void)now;
+  due_fired++;
+}
+static eventer_timer_node_t due_node = {.fire = due_fire};
+static void add_due_run(eventer_task_t *t, struct timeval *now) {
+  (void)t, (void)now;
+  T_EQ(eventer_timer_node_add(&due_node, NULL), 0);
+}
+
+static void pass_turns(int n) {
+  for (int i = 0; i < n; i++) {
+    pass_iter++;
+    ev_turn();
+  }
+}
+
+static void test_pass_hooks(void) {
+  static phook_t a, b, c, d;
+  static eventer_task_t busy = {NULL, busy_run};
+  /* off-loop: refused */
+  a = (phook_t){.h.run = phook_run, .id = 1};
+  T_ERRNO(ev_pass_hook_post(&a.h), EINVAL);
+  ev_setup_external(1);
+  T_ERRNO(ev_pass_hook_post(NULL), EINVAL);
+  phook_t norun = {.id = 9};
+  T_ERRNO(ev_pass_hook_post(&norun.h), EINVAL);
+  T_EQ(ev_pass_hook_cancel(&norun.h), 0);
+
+  /* a loop with nothing else to do ends its pass in the same iteration;
+   * a hook posted twice runs once */
+  pass_iter = 0;
+  T_EQ(ev_pass_hook_post(&a.h), 0);
+  T_EQ(ev_pass_hook_post(&a.h), 0);
+  pass_turns(1);
+  T_EQ(a.runs, 1);
+  T_EQ(a.at_iter, 1);
+  T_EQ(a.idle, 1);
+  pass_turns(2);
+  T_EQ(a.runs, 1);
+
+  /* while tasks keep the loop busy the pass goes on: the hook runs in the
+   * first iteration that finds nothing else queued */
+  a.runs = 0;
+  busy_left = 5;
+  busy_runs = 0;
+  T_EQ(eventer_task_post(&busy), 0);
+  T_EQ(ev_pass_hook_post(&a.h), 0);
+  pass_iter = 0;
+  pass_turns(8);
+  T_EQ(busy_runs, 6);
+  T_EQ(a.runs, 1);
+  T_EQ(a.at_iter, 6); /* the task's last run (it posted nothing more) */
+  T_EQ(a.idle, 1);
+
+  /* a timer due now (a coroutine's scheduled resume) is work too: a task
+   * adds one, which fires in the next iteration's timer phase */
+  static eventer_task_t add_due = {NULL, add_due_run};
+  a.runs = 0;
+  due_fired = 0;
+  T_EQ(eventer_task_post(&add_due), 0);
+  T_EQ(ev_pass_hook_post(&a.h), 0);
+  pass_iter = 0;
+  pass_turns(1);
+  T_EQ(a.runs, 0);
+  T_EQ(due_fired, 0);
+  pass_turns(1);
+  T_EQ(due_fired, 1);
+  T_EQ(a.runs, 1);
+  T_EQ(a.at_iter, 2);
+
+  /* a loop that never runs out of work still ends the pass: the hook runs
+   * once EV_PASS_MAX_NS has gone by, while the work goes on */
+  a.runs = 0;
+  busy_left = 1 << 30;
+  busy_runs = 0;
+  /* a post is aged from the loop's clock of its last iteration, which
+   * can be older than the post: t0 is taken before that iteration */
+  uint64_t t0 = eventer_mono_ns();
+  pass_turns(1);
+  T_EQ(eventer_task_post(&busy), 0);
+  T_EQ(ev_pass_hook_post(&a.h), 0);
+  pass_iter = 0;
+  while (a.runs == 0) {
+    T_CHECKF(eventer_mono_ns() - t0 < 30000000000ull, "the hook never ran");
+    pass_turns(1);
+  }
+  T_GE(eventer_mono_ns() - t0, EV_PASS_MAX_NS);
+  T_CHECK(busy_left > 0);
+  T_EQ(a.idle, 0); /* the pass ran out of time */
+  busy_left = 0;
+  pass_turns(2);
+
+  /* cancelled: not run */
+  a.runs = 0;
+  T_EQ(ev_pass_hook_post(&a.h), 0);
+  T_EQ(ev_pass_hook_cancel(&a.h), 1);
+  T_EQ(ev_pass_hook_cancel(&a.h), 0);
+  pass_turns(2);
+  T_EQ(a.runs, 0);
+
+  /* run in posting order; one posted by a hook waits for the next end of
+   * a pass; a hook that hands the driver a step pauses the batch, which
+   * goes on when the iteration resumes */
+  a = (phook_t){.h.run = phook_run, .id = 1, .post = &d.h};
+  b = (phook_t){.h.run = phook_run, .id = 2, .emit = 1};
+  c = (phook_t){.h.run = phook_run, .id = 3};
+  d = (phook_t){.h.run = phook_run, .id = 4};
+  nhook_order = 0;
+  T_EQ(ev_pass_hook_post(&a.h), 0);
+  T_EQ(ev_pass_hook_post(&b.h), 0);
+  T_EQ(ev_pass_hook_post(&c.h), 0);
+  eventer_step_t st = {0};
+  struct timeval zero = {0, 0};
+  T_EQ(eventer_run_once(&st, &zero), EVENTER_RUN_STEP);
+  T_EQ(st.kind, EVENTER_STEP_USER);
+  T_EQ(nhook_order, 2);
+  st.kind = EVENTER_STEP_NONE;
+  T_EQ(eventer_run_once(&st, &zero), EVENTER_RUN_DONE);
+  T_EQ(nhook_order, 3);
+  T_EQ(d.runs, 0);
+  T_EQ(eventer_run_once(&st, &zero), EVENTER_RUN_DONE);
+  T_EQ(nhook_order, 4);
+  int want[] = {1, 2, 3, 4};
+  for (int i = 0; i < 4; i++) T_EQ(hook_order[i], want[i]);
+
+  /* queued at teardown: dropped, not run */
+  a = (phook_t){.h.run = phook_run, .id = 1};
+  T_EQ(eventer_task_post(&busy), 0);
+  T_EQ(ev_pass_hook_post(&a.h), 0);
+  ev_teardown();
+  T_EQ(a.runs, 0);
+  T_PTR_EQ(a.h.loop, NULL);
+}
+
 T_MAIN({"same_order_as_c_loop", test_same_order_as_c_loop},
        {"misuse", test_misuse},
        {"foreign_rv_zero_without_remove_is_fatal",
         test_foreign_rv_zero_without_remove_is_fatal},
        {"foreign_fd_rv_applied", test_foreign_fd_rv_applied},
        {"tasks", test_tasks},
-       {"timer_nodes_emit", test_timer_nodes_emit})
+       {"timer_nodes_emit", test_timer_nodes_emit},
+       {"pass_hooks", test_pass_hooks})
