@@ -268,6 +268,9 @@ static t_child_t *s_client(int port, const char *const *extra) {
   return c;
 }
 
+/* want must not occur in s_client's own output (its "Compression: NONE"
+ * holds "ONE"): found there, it would let the next line go out before
+ * s_client read this one, and s_client would read both at once. */
 static void echo_once(t_child_t *c, const char *line, const char *want) {
   t_child_send(c, line);
   t_child_expect(c, want, 20000);
@@ -574,7 +577,7 @@ static void test_rsa_cert(void) {
   S.key = C->rsa_key;
   int port = srv_start();
   t_child_t *c = s_client(port, (const char *[]){"-tls1_2", NULL});
-  echo_once(c, "rsa\n", "RSA");
+  echo_once(c, "rsa key\n", "RSA KEY");
   t_child_expect(c, "Peer signature type: RSA", 1000);
   finish_client(c, 0);
   t_spin(&R.done, 1, 10000);
@@ -933,7 +936,7 @@ static void test_key_update(void) {
   memset(&S, 0, sizeof(S));
   int port = srv_start();
   t_child_t *c = s_client(port, (const char *[]){"-tls1_3", NULL});
-  echo_once(c, "one\n", "ONE");
+  echo_once(c, "one!\n", "ONE!");
   /* s_client's "K": a key update that asks for ours (our read answers) */
   t_child_send(c, "K\n");
   t_child_expect(c, "KEYUPDATE", 10000);

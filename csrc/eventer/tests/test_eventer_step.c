@@ -573,8 +573,13 @@ static void test_pass_hooks(void) {
   pass_turns(8);
   T_EQ(busy_runs, 6);
   T_EQ(a.runs, 1);
-  T_EQ(a.at_iter, 6); /* the task's last run (it posted nothing more) */
-  T_EQ(a.idle, 1);
+  if (a.idle) {
+    T_EQ(a.at_iter, 6); /* the task's last run (it posted nothing more) */
+  } else {
+    /* the iterations took longer than EV_PASS_MAX_NS (valgrind, a busy
+     * machine): the pass ended by time, earlier, never later */
+    T_LE(a.at_iter, 6);
+  }
 
   /* a timer due now (a coroutine's scheduled resume) is work too: a task
    * adds one, which fires in the next iteration's timer phase */
@@ -585,12 +590,17 @@ static void test_pass_hooks(void) {
   T_EQ(ev_pass_hook_post(&a.h), 0);
   pass_iter = 0;
   pass_turns(1);
-  T_EQ(a.runs, 0);
   T_EQ(due_fired, 0);
-  pass_turns(1);
-  T_EQ(due_fired, 1);
-  T_EQ(a.runs, 1);
-  T_EQ(a.at_iter, 2);
+  if (a.runs == 0) {
+    pass_turns(1);
+    T_EQ(due_fired, 1);
+    T_EQ(a.runs, 1);
+    T_EQ(a.at_iter, 2);
+  } else {
+    T_EQ(a.idle, 0); /* only a pass out of time ends before the timer */
+    pass_turns(1);
+    T_EQ(due_fired, 1);
+  }
 
   /* a loop that never runs out of work still ends the pass: the hook runs
    * once EV_PASS_MAX_NS has gone by, while the work goes on */
