@@ -3,12 +3,17 @@
 # Runs each C test program and reports; exits non-zero if any failed.
 # MODE: plain | asan | tsan | valgrind-wrap | qemu.  Test programs read
 # ACO_TEST_MODE to scale loads down under slow runners (valgrind, qemu).
-# TEST_JOBS programs run at once (default 2): most of a program's time is
-# spent waiting on timers and sockets, and each program uses its own
-# ports (0) and temporary files, so two can share the machine.
+# TEST_JOBS programs run at once (default 2 natively, 1 under valgrind
+# and qemu): most of a native program's time is spent waiting on timers
+# and sockets, and each program uses its own ports (0) and temporary
+# files, so two can share the machine; under valgrind and qemu a program
+# keeps a CPU busy and its handshake and timer bounds need that CPU.
 set -u
 mode=$1; shift
-jobs_max=${TEST_JOBS:-2}
+case $mode in
+  valgrind-wrap|qemu) jobs_max=${TEST_JOBS:-1} ;;
+  *) jobs_max=${TEST_JOBS:-2} ;;
+esac
 case $mode in
   valgrind-wrap) export ACO_TEST_MODE=valgrind
     wrap=(valgrind --quiet --error-exitcode=99 --leak-check=full

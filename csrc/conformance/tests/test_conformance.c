@@ -220,14 +220,16 @@ static void test_tls(void) {
   add(r, 0, "read A 16 timeout=5000000");
   add(r, 0, "close A");
   add(r, 0, "socketpair C D");
-  add(r, 0, "tls C server timeout=5000000");
+  /* C's handshake waits for D's, which starts after B's exchange: on a
+   * slow runner that can take seconds */
+  add(r, 0, "tls C server timeout=30000000");
   add(r, 0, "close C");
   add(r, 1, "tls B client timeout=5000000");
   add(r, 1, "write B ping");
   add(r, 1, "read B 16 timeout=5000000");
   add(r, 1, "close B");
   add(r, 1, "sleep 20000");
-  add(r, 1, "tls D client untrusted timeout=5000000");
+  add(r, 1, "tls D client untrusted timeout=30000000");
   add(r, 1, "close D");
   const char *t = run(r);
   /* the two sides interleave by the handshake's flights: each in order */

@@ -54,7 +54,7 @@ static const char *write_conf(const char *name, const char *content) {
   return path;
 }
 
-static int hs_ms(void) { return t_slow() ? 3000 : 400; }
+static int hs_ms(void) { return t_slow() ? 6000 : 400; }
 
 /* ---- services ------------------------------------------------------------------------ */
 
