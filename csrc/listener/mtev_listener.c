@@ -1714,13 +1714,16 @@ static void ev_l_fin_task(eventer_task_t *t, struct timeval *now) {
   (void)now;
   mtev_listener_t *l = EV_L_CONTAINER_OF(t, mtev_listener_t, fin_task);
   eventer_timer_node_remove(&l->cancel_node);
+  /* off the list of running or draining listeners before a waiter can
+   * see it stopped (mtev_listener_foreach after mtev_listener_wait must
+   * not find it) */
+  ev_l_list_remove(l);
   pthread_mutex_lock(&l->lock);
   __atomic_store_n(&l->state, EV_LS_STOPPED, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&l->cond);
   for (size_t i = 0; i < l->nwaiters; i++) eventer_aco_wake(l->waiters[i]);
   pthread_mutex_unlock(&l->lock);
   mtevL(mtev_debug, "mtev_listener %s: stopped\n", l->name);
-  ev_l_list_remove(l);
   mtev_listener_release(l); /* the task's */
 }
 
