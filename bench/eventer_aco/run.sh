@@ -32,7 +32,7 @@ trap 'rm -rf "$run"' EXIT
 make -s lib >/dev/null
 ${CC:-gcc} -std=gnu11 -O2 -pthread -D_GNU_SOURCE -Wall -Wextra -Werror \
   -Ibuild/include bench/eventer_aco/bench_eventer_aco.c \
-  build/lib/libacoeventer.a -lm -o "$run/bench_eventer_aco"
+  build/lib/libacoeventer.a -lssl -lcrypto -lm -o "$run/bench_eventer_aco"
 
 n_cycle=$(awk -v s="$scale" 'BEGIN { printf "%d", 30000 * s }')
 n_pp=$(awk -v s="$scale" 'BEGIN { printf "%d", 20000 * s }')

@@ -705,6 +705,12 @@ int ev_reg_add(ev_loop_t *l, eventer_t e) {
 eventer_t ev_reg_remove(ev_loop_t *l, eventer_t e) {
   switch (EV_LOAD(&e->state)) {
   case EV_ST_FD: {
+    if (__builtin_expect(l->current == e && l->current_unheld, 0)) {
+      /* the loop dispatches e relying on this registration's reference,
+       * which goes to the remover now: the loop's hold is taken here */
+      __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED);
+      l->current_unheld = 0;
+    }
     eventer_t *slot = fdslot(e->fd, 0);
     EV_ASSERT(slot && EV_LOAD(slot) == e,
               "a registered fd event is in the fd table under its fd");

@@ -66,12 +66,12 @@ static inline int ev_is_aco_fd(eventer_t e) {
 }
 
 /* The start of a call: a is the running coroutine, e an open aco event of
- * its loop, else -1 with errno (and a NULL). */
+ * its loop, else -1 with errno (and a NULL).  (A coroutine that runs has
+ * started: its u holds its loop, see ev_aco_entry.) */
 static inline __attribute__((always_inline)) ev_aco_t *ev_aco_fd_caller(
     eventer_t e) {
   ev_aco_t *a = ev_aco_self();
-  if (__builtin_expect(!a || !ev_is_aco_fd(e) || e->owner != ev_aco_loop_of(a),
-                       0)) {
+  if (__builtin_expect(!a || !ev_is_aco_fd(e) || e->owner != a->u.loop, 0)) {
     errno = EINVAL;
     return NULL;
   }
@@ -400,8 +400,9 @@ int ev_aco_fd_closed(eventer_t e) {
 }
 
 /* ---- read, write, accept, connect ------------------------------------------------
- * Every call is attempts through the original opset, with a readiness wait
- * between two attempts when one would block.  A C coroutine loops here
+ * Every call is attempts through the original opset (on the POSIX opset,
+ * read(2)/write(2) made here), with a readiness wait between two attempts
+ * when one would block.  A C coroutine loops here
  * (ev_aco_fd_run); a foreign coroutine loops in its own runtime around
  * ev_aco_fd_try and a proxy's wait (the Go binding's AcoEvent.io). */
 
@@ -421,6 +422,23 @@ static inline __attribute__((always_inline)) int ev_aco_fd_attempt(
     eventer_t e, int op, void *buf, size_t len, struct sockaddr *addr,
     socklen_t *alen, int *mask) {
   int rv;
+  if (op != EV_ACO_TRY_ACCEPT && (e->acofd_flags & EV_ACOFD_F_POSIX)) {
+    /* the POSIX opset's read and write, without the calls */
+    ssize_t r;
+    do {
+      r = op == EV_ACO_TRY_READ ? read(e->fd, buf, len)
+                                : write(e->fd, buf, len);
+    } while (r < 0 && errno == EINTR);
+    rv = (int)r;
+    *mask = 0;
+    if (__builtin_expect(rv < 0, 0)) {
+      if (ev_would_block(errno))
+        *mask = (op == EV_ACO_TRY_WRITE ? EVENTER_WRITE : EVENTER_READ) |
+                EVENTER_EXCEPTION;
+      return rv;
+    }
+    goto done;
+  }
   eventer_fd_opset_t o = e->aco.orig_opset;
   do {
     *mask = 0;
@@ -437,6 +455,7 @@ static inline __attribute__((always_inline)) int ev_aco_fd_attempt(
     }
   } while (rv < 0 && errno == EINTR);
   if (rv >= 0) {
+  done:
     if (op == EV_ACO_TRY_READ) {
       if (rv > 0 && (size_t)rv < len)
         e->acofd_flags |= EV_ACOFD_F_DRAINED;
@@ -601,10 +620,41 @@ int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,
                        timeout);
 }
 
-int eventer_aco_write(eventer_aco_t e, const void *buff, size_t len,
+/* eventer_aco_write through e's opset (the whole call). */
+static __attribute__((noinline)) int ev_aco_fd_write_opset(
+    eventer_t e, const void *buff, size_t len, struct timeval *timeout) {
+  return ev_aco_fd_run(e, EV_ACO_TRY_WRITE, (void *)buff, len, NULL, NULL,
+                       timeout);
+}
+
+/* eventer_aco_write after a write(2) on the POSIX opset failed (errno
+ * says why): retry, wait or fail as ev_aco_fd_run would have. */
+static __attribute__((noinline)) int ev_aco_fd_write_failed(
+    eventer_t e, const void *buff, size_t len, struct timeval *timeout) {
+  if (errno == EINTR) return ev_aco_fd_write_opset(e, buff, len, timeout);
+  if (!ev_would_block(errno)) return -1;
+  if (!timeout && e->aco.tmo)
+    timeout = (struct timeval *)ev_aco_fd_default_tmo(e, EV_ACO_TRY_WRITE);
+  return ev_aco_fd_run_wait(ev_aco_self(), e, EV_ACO_TRY_WRITE, (void *)buff,
+                            len, NULL, NULL,
+                            timeout ? ev_aco_deadline(timeout) : 0,
+                            EVENTER_WRITE | EVENTER_EXCEPTION);
+}
+
+int eventer_aco_write(eventer_aco_t ae, const void *buff, size_t len,
                       struct timeval *timeout) {
-  return ev_aco_fd_run((eventer_t)e, EV_ACO_TRY_WRITE, (void *)buff, len, NULL,
-                       NULL, timeout);
+  eventer_t e = (eventer_t)ae;
+  if (!ev_aco_fd_caller(e)) return -1;
+  if (__builtin_expect(!(e->acofd_flags & EV_ACOFD_F_POSIX), 0))
+    return ev_aco_fd_write_opset(e, buff, len, timeout);
+  /* the usual write: the POSIX opset's, done here with as little around
+   * it as a callback's eventer_write has (the timeout matters only if it
+   * would block) */
+  ssize_t r = write(e->fd, buff, len);
+  if (__builtin_expect(r < 0, 0))
+    return ev_aco_fd_write_failed(e, buff, len, timeout);
+  if (r > 0) e->acofd_flags |= EV_ACOFD_F_DRAINED;
+  return (int)r;
 }
 
 int eventer_aco_accept(eventer_aco_t e, struct sockaddr *addr, socklen_t *len,
@@ -786,9 +836,10 @@ int ev_aco_fd_convert(eventer_t e, ev_loop_t *l) {
   e->aco.orig_cb = e->callback;
   e->aco.tmo = NULL;
   ev_aco_waitq_init(&e->aco.waiters);
-  e->acofd_flags = (uint8_t)(EV_ACOFD_F_ACO | (ev_aco_opset_unbuffered(o)
-                                                   ? EV_ACOFD_F_UNBUFFERED
-                                                   : 0));
+  e->acofd_flags = (uint8_t)(
+      EV_ACOFD_F_ACO |
+      (ev_aco_opset_unbuffered(o) ? EV_ACOFD_F_UNBUFFERED : 0) |
+      (o == eventer_POSIX_fd_opset ? EV_ACOFD_F_POSIX : 0));
   e->acofd_closed = 0;
   e->acofd_reg_mask = 0;
   e->acofd_in_cb = 0;

@@ -223,6 +223,20 @@ static inline __attribute__((always_inline)) void ev_aco_resume_account(
           (void *)co, in, out, co->save_stack.sz, co->save_stack.max_cpsz);
 }
 
+/* 1 when a resume of a coroutine that owns its share stack is a bare
+ * acosw, as in aco.c without sanitizers (which announce every switch
+ * there) */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define EV_ACO_PLAIN_SWITCH 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define EV_ACO_PLAIN_SWITCH 0
+#endif
+#endif
+#ifndef EV_ACO_PLAIN_SWITCH
+#define EV_ACO_PLAIN_SWITCH 1
+#endif
+
 /* ev_aco_resume's body for a coroutine (not a proxy), inline wherever a
  * resume is made: each frame between the loop's dispatch and the switch
  * is a return the CPU mispredicts when the coroutine yields back (a
@@ -245,7 +259,17 @@ static inline __attribute__((always_inline)) void ev_aco_resume_co(
   ev_aco_resume_account(a, co, log);
   a->resumes++;
   a->state = EV_ACO_RUNNING;
+#if EV_ACO_PLAIN_SWITCH
+  /* co owns its share stack already (nothing to copy): what aco_resume
+   * does then, which is the switch alone in a build without sanitizers
+   * (its checks are the asserts above) */
+  if (__builtin_expect(co->share_stack->owner == co, 1))
+    acosw(co->main_co, co);
+  else
+    aco_resume(co);
+#else
   aco_resume(co);
+#endif
   if (co->is_end) ev_aco_reap(a);
 }
 
@@ -318,7 +342,9 @@ int ev_aco_wait_yield(ev_aco_t *a);
 static inline __attribute__((always_inline)) int ev_aco_wait_yield_co(
     ev_aco_t *a) {
   aco_t *co = ev_aco_co(a);
-  aco_yield1(co);
+  /* aco_yield1 without its misuse checks: a is ev_aco_self(), the running
+   * coroutine (a bare acosw is what aco_yield1 makes in every build) */
+  acosw(co, co->main_co);
   return a->wake;
 }
 /* begin, then yield if it waits: the whole wait of a C coroutine. */
@@ -383,8 +409,10 @@ enum { /* struct _event.acofd_flags */
                                  * first */
   EV_ACOFD_F_NO_SKIP = 0x08,    /* a wait in place of a read was refused
                                  * (epoll can't watch the fd): always read */
-  EV_ACOFD_F_CLOSE_REF = 0x10   /* eventer_aco_close holds a reference
+  EV_ACOFD_F_CLOSE_REF = 0x10,  /* eventer_aco_close holds a reference
                                  * until the waits under way have ended */
+  EV_ACOFD_F_POSIX = 0x20       /* its opset is the POSIX one: its reads
+                                 * and writes are read(2) and write(2) */
 };
 
 /* The loop's callback for aco fd events. */

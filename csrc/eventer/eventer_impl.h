@@ -371,6 +371,9 @@ struct eventer_loop {
     int mask, kind;
   } paused;
   eventer_t current;       /* event whose callback is running */
+  uint8_t current_unheld;  /* dispatch_aco_fd runs current without the
+                            * loop's hold on it: ev_reg_remove takes it if
+                            * current's registration goes meanwhile */
 
   /* watchdog (eventer_pool_watchdog_timeout): when the current iteration
    * began (0 while waiting in epoll_wait) and the callback running, both

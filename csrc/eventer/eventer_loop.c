@@ -923,7 +923,10 @@ static inline __attribute__((always_inline)) int dispatch_aco_fd(
     return 0;
   EV_ASSERT(l->current == NULL, "callbacks never nest: a dispatch starts"
                                 " only between callbacks");
-  __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED); /* the hold */
+  /* The hold, only if needed: while e stays registered here its
+   * registration's reference keeps it, and only this thread can remove
+   * that registration (ev_reg_remove, which then takes the hold). */
+  l->current_unheld = 1;
   l->current = e;
   if (EV_LOAD_RELAXED(&l->pool->watchdog_ns))
     EV_STORE(&l->busy_cb, e->callback);
@@ -940,6 +943,8 @@ static inline __attribute__((always_inline)) int dispatch_aco_fd(
   e->acofd_in_cb--;
   ev_cb_this = prev;
   int rv = ev_aco_fd_rearm_woken(e);
+  int held = !l->current_unheld;
+  l->current_unheld = 0;
   /* finish(), for its usual case: still registered on this loop with the
    * mask it wants */
   if (__builtin_expect(rv != 0 && (rv & EV_FD_MASK_BITS) == e->mask &&
@@ -947,14 +952,15 @@ static inline __attribute__((always_inline)) int dispatch_aco_fd(
                            EV_LOAD(&e->owner) == l,
                        1)) {
     l->current = NULL;
-    /* the hold; the registration keeps e (ev_deref_n reports the
-     * impossible) */
-    if (__builtin_expect(
-            __atomic_sub_fetch(&e->refcnt, 1, __ATOMIC_ACQ_REL) <= 0, 0))
+    /* a hold taken meanwhile; the registration keeps e (ev_deref_n
+     * reports the impossible) */
+    if (__builtin_expect(held, 0) &&
+        __atomic_sub_fetch(&e->refcnt, 1, __ATOMIC_ACQ_REL) <= 0)
       ev_deref_n(e, 0);
     return 1;
   }
-  finish(l, e, mask, EV_DK_FD, rv);
+  if (!held) __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED);
+  finish(l, e, mask, EV_DK_FD, rv); /* drops the hold */
   return 1;
 }
 

@@ -55,7 +55,9 @@
 #define ACO_TSAN_SWITCH(to) ((void)0)
 #endif
 
-#if defined(__has_include)
+/* ACO_NO_VALGRIND leaves the valgrind hooks out (to count a native
+ * build's instructions under callgrind: bench/eventer_aco/instr.sh) */
+#if defined(__has_include) && !defined(ACO_NO_VALGRIND)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
 #include <valgrind/memcheck.h>

@@ -11,6 +11,7 @@
 #include "evtest.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include "eventer_SSL_fd_opset.h"
@@ -747,6 +748,132 @@ static void test_skip_eof(void) {
   ev_teardown();
 }
 
+/* ---- the POSIX opset's calls made directly ---------------------------------------------
+ * An aco event on the POSIX opset reads and writes with read(2) and
+ * write(2) themselves: the same results as through the opset, errors
+ * included (a full send buffer waits, a short write returns its count, a
+ * closed peer gives EPIPE, an fd closed under the event EBADF, EOF 0). */
+
+static int px_rv[6], px_err[6];
+static size_t px_big_len;
+static char *px_big;
+static void posix_direct_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  /* more than the send buffer holds: it writes what fits, and the first
+   * write returns that count at once (a short write, no wait) */
+  errno = 0;
+  px_rv[0] = eventer_aco_write(e, px_big, px_big_len, NULL);
+  px_err[0] = errno;
+  /* the buffer is full now: this one waits until the peer drains it */
+  px_rv[1] = eventer_aco_write(e, px_big, 1, NULL);
+  char b[4];
+  px_rv[2] = eventer_aco_read(e, b, 4, NULL); /* the peer's "z", then EOF */
+  px_rv[3] = eventer_aco_read(e, b, 4, NULL); /* EOF */
+  errno = 0;
+  px_rv[4] = eventer_aco_write(e, "x", 1, NULL); /* the peer is gone */
+  px_err[4] = errno;
+  eventer_aco_free(e);
+  done++;
+}
+
+static void posix_badfd_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  close(fd);
+  errno = 0;
+  px_rv[5] = eventer_aco_write(e, "x", 1, NULL);
+  px_err[5] = errno;
+  eventer_free((eventer_t)e);
+  done++;
+}
+
+static void test_posix_direct_calls(void) {
+  ev_setup_external(1);
+  void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+  int sv[2];
+  sockpair(sv);
+  px_big_len = 8u << 20;
+  px_big = calloc(1, px_big_len);
+  T_CHECK(px_big != NULL);
+  done = 0;
+  eventer_aco_start(posix_direct_fn, &sv[0]);
+  T_CHECK(px_rv[0] > 0 && (size_t)px_rv[0] < px_big_len);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_EQ(done, 0); /* parked in the second write */
+  char *sink = malloc(1 << 16);
+  T_CHECK(sink != NULL);
+  long drained = 0;
+  while (drained < px_rv[0] + 1) {
+    ssize_t n = read(sv[1], sink, 1 << 16);
+    if (n > 0) drained += n;
+    else ev_turn();
+  }
+  T_EQ(drained, (long)px_rv[0] + 1);
+  T_EQ(write(sv[1], "z", 1), 1);
+  close(sv[1]); /* "z" stays readable, then EOF; writes get EPIPE */
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(px_rv[1], 1);
+  T_EQ(px_rv[2], 1);
+  T_EQ(px_rv[3], 0);
+  T_EQ(px_rv[4], -1);
+  T_EQ(px_err[4], EPIPE);
+  /* an fd closed under the event: the kernel's EBADF, as the opset gives */
+  int sv2[2];
+  sockpair(sv2);
+  done = 0;
+  eventer_aco_start(posix_badfd_fn, &sv2[0]);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(px_rv[5], -1);
+  T_EQ(px_err[5], EBADF);
+  close(sv2[1]);
+  free(sink);
+  free(px_big);
+  signal(SIGPIPE, old);
+  ev_teardown();
+}
+
+/* ---- an event removed and freed by the coroutine the loop resumed for it ----------
+ * The loop resumes an fd waiter from its own dispatch without taking a
+ * reference on the event as long as its registration keeps it; a
+ * coroutine that takes the registration away with the classic calls
+ * (eventer_remove_fde, then frees every reference) must not leave the
+ * loop with freed memory (ASan and valgrind runs check the accesses). */
+
+static int rf_rv;
+static void remove_free_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  char b[4];
+  rf_rv = eventer_aco_read(e, b, sizeof(b), NULL); /* parks; the loop's
+                                                    * fd dispatch resumes */
+  eventer_t r = eventer_remove_fde((eventer_t)e);
+  T_CHECK(r == (eventer_t)e);
+  eventer_free(r); /* the registration's reference, handed to us */
+  eventer_free((eventer_t)e); /* ours: the last one but the loop's */
+  done++;
+}
+
+static void test_remove_and_free_while_dispatched(void) {
+  ev_setup_external(1);
+  int64_t before = eventer_allocations_current();
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  rf_rv = 0;
+  eventer_aco_start(remove_free_fn, &sv[0]);
+  ev_turn();
+  T_EQ(done, 0);
+  T_EQ(write(sv[1], "abc", 3), 3);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(rf_rv, 3);
+  ev_turn();
+  T_EQ(eventer_allocations_current(), before);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
 static void test_cancel_then_free_while_parked(void) { free_while_ending(0); }
 static void test_close_then_free_while_parked(void) { free_while_ending(1); }
 
@@ -901,6 +1028,9 @@ T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read}
        {"free_while_skipped_read_times_out",
         test_free_while_skipped_read_times_out},
        {"skip_eof", test_skip_eof},
+       {"posix_direct_calls", test_posix_direct_calls},
+       {"remove_and_free_while_dispatched",
+        test_remove_and_free_while_dispatched},
        {"callback_view", test_callback_view},
        {"callback_view_debug", test_callback_view_debug},
        {"callback_view_contexts", test_callback_view_contexts})
