@@ -52,16 +52,8 @@ if [ -d bench/tls/gorest ] && command -v wrk >/dev/null; then
 fi
 dur=${DUR:-5}
 
-printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = x\n' >"$run/min.cnf"
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$run/ext.cnf"
-ec="ec -pkeyopt ec_paramgen_curve:P-256"
-openssl req -x509 -newkey $ec -nodes -keyout "$run/ca.key" -out "$run/ca.pem" \
-  -days 1 -subj "/CN=bench CA" -config "$run/min.cnf" \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-openssl req -new -newkey $ec -nodes -keyout "$run/srv.key" -out "$run/srv.csr" \
-  -subj /CN=localhost -config "$run/min.cnf" 2>/dev/null
-openssl x509 -req -in "$run/srv.csr" -CA "$run/ca.pem" -CAkey "$run/ca.key" \
-  -set_serial 1 -days 1 -out "$run/srv.pem" -extfile "$run/ext.cnf" 2>/dev/null
+. bench/tls/certs.sh
+bench_certs "$run"
 
 n() { awk -v s="$scale" -v b="$1" 'BEGIN { printf "%d", (b * s < 1 ? 1 : b * s) }'; }
 figures=("full $(n 1000) 8" "resumed $(n 1000) 8" "up $(n 256) 1" "down $(n 256) 1")
