@@ -179,10 +179,22 @@ $(BUILD)/lib/pkgconfig/acoeventer.pc: scripts/acoeventer.pc.in Makefile
 
 # ---- tests -------------------------------------------------------------------
 
-.PHONY: test deps test-c test-c-plain test-c-asan test-c-valgrind test-c-tsan \
+.PHONY: test test-bins deps test-c test-c-plain test-c-asan test-c-valgrind test-c-tsan \
         test-c-arm64 test-libaco-compat test-examples test-compat-libmtev test-go bench clean run
 
-test: deps lib test-c test-examples test-compat-libmtev test-go
+# Every program the C suites run, built first with one job per CPU; the
+# suites themselves then run one after another (their timing bounds assume
+# the machine is theirs).
+JOBS ?= $(shell nproc)
+TEST_BINS := lib $(foreach v,plain asan asan-O2 arm64,$(call test_bins,$(v),$(C_TESTS))) \
+             $(call test_bins,tsan,$(TSAN_TESTS)) \
+             $(BUILD)/asan-O2/libacoeventer.a $(BUILD)/arm64/libacoeventer.a
+
+test: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) test-bins
+	@$(MAKE) --no-print-directory lib test-c test-examples test-compat-libmtev test-go
+
+test-bins: $(TEST_BINS)
 
 deps:
 	@scripts/deps.sh
