@@ -179,10 +179,25 @@ $(BUILD)/lib/pkgconfig/acoeventer.pc: scripts/acoeventer.pc.in Makefile
 
 # ---- tests -------------------------------------------------------------------
 
-.PHONY: test deps test-c test-c-plain test-c-asan test-c-valgrind test-c-tsan \
+.PHONY: test test-bins deps test-c test-c-plain test-c-asan test-c-valgrind test-c-tsan \
         test-c-arm64 test-libaco-compat test-examples test-compat-libmtev test-go bench clean run
 
-test: deps lib test-c test-examples test-compat-libmtev test-go
+# Every program the C suites run, built first with one job per CPU.  The
+# suites then run one after another, except the valgrind and qemu ones,
+# which run side by side: each runs one program at a time, and a program
+# under valgrind never uses more than one CPU.
+JOBS ?= $(shell nproc)
+TEST_BINS := lib $(foreach v,plain asan asan-O2 arm64,$(call test_bins,$(v),$(C_TESTS))) \
+             $(call test_bins,tsan,$(TSAN_TESTS)) \
+             $(BUILD)/asan-O2/libacoeventer.a $(BUILD)/arm64/libacoeventer.a
+
+test: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) test-bins
+	@$(MAKE) --no-print-directory test-c-plain test-c-asan test-c-tsan
+	@$(MAKE) --no-print-directory -j2 test-c-valgrind test-c-arm64
+	@$(MAKE) --no-print-directory test-libaco-compat test-examples test-compat-libmtev test-go
+
+test-bins: $(TEST_BINS)
 
 deps:
 	@scripts/deps.sh

@@ -113,6 +113,51 @@ func openFds(t testing.TB) int {
 	return len(d)
 }
 
+// held is what a test that opens and ends connections must give back: the
+// process's open fds and the C events alive when it began.
+type held struct {
+	fds    int
+	events int64
+}
+
+func holding(t testing.TB) held {
+	t.Helper()
+	return held{fds: openFds(t), events: cgo.LiveEvents()}
+}
+
+// released checks that no acceptor closure or Go coroutine is alive and
+// waits until the C events and the fds are back to h (a loop drops its last
+// references, and closes the last fds, an iteration after the end).
+func (h held) released(t *testing.T) {
+	t.Helper()
+	if n := cgo.AcceptorClosuresLive(); n != 0 {
+		t.Fatalf("%d acceptor closures alive", n)
+	}
+	waitFor(t, "the C events to go", func() bool { return cgo.LiveEvents() == h.events })
+	if n := liveCos(t); n != 0 {
+		t.Fatalf("%d Go coroutines alive", n)
+	}
+	waitFor(t, "the fds to close", func() bool { return openFds(t) == h.fds })
+}
+
+// nothingAfterShutdown checks that Shutdown left no listener, acceptor
+// closure or C event; what names the moment in the message.
+func nothingAfterShutdown(t testing.TB, what string) {
+	t.Helper()
+	if n := cgo.ListenerCount(); n != 0 {
+		t.Errorf("%s: %d listeners outlived Shutdown", what, n)
+	}
+	if n := cgo.AcceptorClosuresLive(); n != 0 {
+		t.Errorf("%s: %d acceptor closures alive after Shutdown", what, n)
+	}
+	if n := cgo.LiveEvents(); n != 0 {
+		t.Errorf("%s: %d C events alive after Shutdown", what, n)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
 // ---- child processes -----------------------------------------------------------------
 //
 // Behaviour that must end the process (a panic, a misuse panic) or that

@@ -657,8 +657,7 @@ func TestListenerVanishingPeer(t *testing.T) {
 // event, acceptor closure, Go coroutine or fd behind.
 func TestListener10000ConnectionsLeakNothing(t *testing.T) {
 	setup(t, 2)
-	fds0 := openFds(t)
-	ev0 := cgo.LiveEvents()
+	h := holding(t)
 	ln, err := ListenAco("tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
 		buf := make([]byte, 64)
 		for {
@@ -733,16 +732,7 @@ func TestListener10000ConnectionsLeakNothing(t *testing.T) {
 	if err := ln.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := cgo.AcceptorClosuresLive(); n != 0 {
-		t.Fatalf("%d acceptor closures alive", n)
-	}
-	waitFor(t, "the events to go", func() bool { return cgo.LiveEvents() == ev0 })
-	if n := liveCos(t); n != 0 {
-		t.Fatalf("%d Go coroutines alive", n)
-	}
-	if n := openFds(t); n != fds0 {
-		t.Fatalf("%d fds open, %d before", n, fds0)
-	}
+	h.released(t)
 }
 
 // Shutdown with connections open: their coroutines are unwound (their
@@ -788,15 +778,7 @@ func TestShutdownWithOpenConnections(t *testing.T) {
 		if d := deferred.Load(); d != 30 {
 			t.Fatalf("%d deferred calls ran, want 30", d)
 		}
-		if n := cgo.AcceptorClosuresLive(); n != 0 {
-			t.Fatalf("%d acceptor closures alive after Shutdown", n)
-		}
-		if n := cgo.LiveEvents(); n != 0 {
-			t.Fatalf("%d C events alive after Shutdown", n)
-		}
-		if n := cgo.ListenerCount(); n != 0 {
-			t.Fatalf("%d listeners after Shutdown", n)
-		}
+		nothingAfterShutdown(t, fmt.Sprintf("round %d", round))
 		if err := ln.Close(); err != nil {
 			t.Fatalf("Close after Shutdown: %v", err)
 		}
@@ -1152,14 +1134,6 @@ func TestListenAcoRacingShutdown(t *testing.T) {
 		Shutdown()
 		close(stop)
 		wg.Wait()
-		if n := cgo.ListenerCount(); n != 0 {
-			t.Fatalf("round %d: %d listeners outlived Shutdown", round, n)
-		}
-		if n := cgo.AcceptorClosuresLive(); n != 0 {
-			t.Fatalf("round %d: %d acceptor closures alive", round, n)
-		}
-		if n := cgo.LiveEvents(); n != 0 {
-			t.Fatalf("round %d: %d C events alive", round, n)
-		}
+		nothingAfterShutdown(t, fmt.Sprintf("round %d", round))
 	}
 }

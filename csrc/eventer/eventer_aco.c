@@ -200,9 +200,10 @@ static aco_share_stack_t *ev_aco_stack_for(ev_aco_loop_t *al, size_t sz) {
  * Released for them: their timers, the references of fd waits still parked
  * (found through the fd table), proxies.  Not released: what their own
  * code holds (events they made, memory), as with aco_destroy, and what a
- * call that was already woken but not yet resumed, a join or an asynch
- * call holds (a record per coroutine would cost every coroutine 8 bytes
- * for a teardown). */
+ * call that was already woken but not yet resumed or a join holds (a
+ * record per coroutine would cost every coroutine 8 bytes for a
+ * teardown).  An asynch call's job record goes with its job's event
+ * (ev_aco_job_free), whose COMPLETE the teardown drops. */
 static void ev_aco_loop_fini(ev_loop_t *l) {
   ev_aco_loop_t *al = l->aco;
   if (!al) return;
@@ -799,6 +800,7 @@ static int ev_aco_job_cb(eventer_t e, int mask, void *closure,
                   : EV_JOB_SKIPPED_SHUTDOWN;
     ev_aco_t *w = j->waiter;
     eventer_aco_gate_t g = j->gate;
+    e->closure = NULL; /* the record is gone: nothing for ev_aco_job_free */
     free(j);
     if (g) ev_aco_gate_release(g);
     if (w) {
@@ -807,6 +809,26 @@ static int ev_aco_job_cb(eventer_t e, int mask, void *closure,
     }
   }
   return 0;
+}
+
+/* The aco layer's part of freeing a job's event whose COMPLETE never ran
+ * (eventer_fini dropped it with the loop's queued work): the job record
+ * and the reference to the caller's event it held.  The waiter went with
+ * its loop; so did a gate's owner if it was in eventer_aco_gate_wait (its
+ * hold is released): the gate goes with its last job.  A gate whose owner
+ * had not reached gate_wait is the owner's, as its other memory. */
+static void ev_aco_job_free(eventer_t e) {
+  if (e->callback != ev_aco_job_cb || !e->closure) return;
+  ev_aco_job_t *j = e->closure;
+  e->closure = NULL;
+  if (j->user_e) eventer_free(j->user_e);
+  if (j->gate && --j->gate->count == 0 && j->gate->waiter) free(j->gate);
+  free(j);
+}
+
+static void ev_aco_event_free(eventer_t e) {
+  ev_aco_fd_event_free(e);
+  ev_aco_job_free(e);
 }
 
 /* Queues job j.  try: refuse past the backlog.  0, or -1 (j not queued). */
@@ -819,6 +841,7 @@ static int ev_aco_job_submit(ev_aco_job_t *j, eventer_jobq_t *q, uint64_t id,
   if (try) {
     if (!eventer_try_add_asynch_subqueue(q, ae, id)) {
       int err = errno;
+      ae->closure = NULL; /* j stays the caller's */
       eventer_free(ae);
       errno = err ? err : EAGAIN;
       return -1;
@@ -827,6 +850,7 @@ static int ev_aco_job_submit(ev_aco_job_t *j, eventer_jobq_t *q, uint64_t id,
   }
   if (eventer_add_asynch_subqueue_ex(q, ae, id) != 0) {
     int err = errno;
+    ae->closure = NULL; /* j stays the caller's */
     eventer_free(ae);
     errno = err;
     return -1;
@@ -1061,7 +1085,7 @@ void eventer_aco_gate_wait(eventer_aco_gate_t g) {
 
 static const ev_layer_t ev_aco_layer = {
     .name = "aco",
-    .event_free = ev_aco_fd_event_free,
+    .event_free = ev_aco_event_free,
     .event_copy = ev_aco_fd_event_copy,
     .loop_fini = ev_aco_loop_fini,
     .task_discard = ev_aco_xtask_discard,
