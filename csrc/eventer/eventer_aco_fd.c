@@ -413,11 +413,15 @@ int ev_aco_fd_closed(eventer_t e) {
  * more than one thread (any program with a job queue) each call switches
  * the thread to asynchronous cancellation and back around the syscall,
  * two atomic read-modify-writes (measured here: 35-45 ns a call, about a
- * fifth of a read that finds EAGAIN).  A loop thread is never cancelled,
- * so a coroutine's read and write need none of it (they are not
- * cancellation points).  The result is libc's: the count, or -1 with
- * errno.  Sanitizer builds keep libc's calls, whose interceptors check
- * the buffer and see the fd. */
+ * fifth of a read that finds EAGAIN).  These are made only by a
+ * coroutine on its loop's thread and by ev_aco_fd_try (a proxy on the
+ * loop's thread, a foreign runtime's own thread), threads nothing
+ * cancels: they need none of it, and they are not cancellation points.
+ * (A classic eventer_read on an aco event outside a coroutine, e.g. a
+ * job's WORK, goes through the original opset and libc, and stays one.)
+ * The result is libc's: the count, or -1 with errno.  Sanitizer builds
+ * keep libc's calls, whose interceptors check the buffer and see the
+ * fd. */
 #if EV_ACO_PLAIN_SWITCH && defined(__x86_64__)
 static inline __attribute__((always_inline)) ssize_t ev_aco_sys_rw(
     long nr, int fd, void *buf, size_t len) {
