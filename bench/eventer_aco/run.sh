@@ -21,7 +21,7 @@
 #     puts a timer on the loop's heap), per coroutine and beyond its saved
 #     stack.
 # `make bench` runs it after `make lib`; scale (default 1) multiplies the
-# iteration counts of the timed figures.  About 30 s at scale 1.
+# iteration counts of the timed figures.  About 45 s at scale 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scale=${1:-1}
