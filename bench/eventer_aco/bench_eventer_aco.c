@@ -44,7 +44,10 @@
  *   they are released (it is what was copied out at the park).
  *
  * The loop runs on the calling thread (eventer_init_external + attach),
- * pinned to one CPU (BENCH_CPU, default the last allowed).  cycle and
+ * pinned to one CPU (BENCH_CPU, default the last allowed).  BENCH_THREADS=1
+ * starts one more thread first, which only sleeps: the process is then
+ * multi-threaded, as every program with a job queue or a second loop is
+ * (libc's read and write then do more per call: see eventer_aco_fd.c).  cycle and
  * pingpong report the median and the best of 9 runs of each side,
  * alternating which side runs first, in wall time and in the loop
  * thread's CPU time; and the median of 41 per-pair ratios of short runs
@@ -62,6 +65,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -529,11 +533,26 @@ static void bench_mem(long n, int with_timeout) {
   if (eventer_aco_sem_free(mem_sem) != 0) die("sem_free");
 }
 
+/* BENCH_THREADS=1: a second thread that only sleeps (see the top) */
+static void *sleeper(void *arg) {
+  (void)arg;
+  for (;;) pause();
+  return NULL;
+}
+static void maybe_second_thread(void) {
+  const char *v = getenv("BENCH_THREADS");
+  if (!v || strcmp(v, "1") != 0) return;
+  pthread_t t;
+  if (pthread_create(&t, NULL, sleeper, NULL) != 0) die("pthread_create");
+  pthread_detach(t);
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "cycle";
   long n = argc > 2 ? atol(argv[2]) : 0;
   setvbuf(stdout, NULL, _IOLBF, 0);
   pin_cpu();
+  maybe_second_thread();
   if (eventer_impl_propset("concurrency", "1") != 0 ||
       eventer_init_external() != 0 || eventer_loop_attach(0) != 0)
     die("eventer init");

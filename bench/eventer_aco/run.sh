@@ -9,6 +9,10 @@
 #     two classic callbacks, as a ratio;
 #   (each timed figure also as CPU time of the loop thread per operation:
 #   on a machine shared with other work, wall time counts the others too);
+#   the cycle's and ping-pong's pairs once more with a second, sleeping
+#   thread in the process (BENCH_THREADS=1), as in every program with a
+#   job queue, a second loop or a Go runtime: libc's read and write cost
+#   more per call in a multi-threaded process (eventer_aco_fd.c says why);
 #   - create + run + end of a coroutine (one per request, as the HTTP
 #     engine's aco rules do), next to bare libaco doing the same, and one
 #     that parks once before it ends;
@@ -17,7 +21,7 @@
 #     puts a timer on the loop's heap), per coroutine and beyond its saved
 #     stack.
 # `make bench` runs it after `make lib`; scale (default 1) multiplies the
-# iteration counts of the timed figures.  About 30 s at scale 1.
+# iteration counts of the timed figures.  About 45 s at scale 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scale=${1:-1}
@@ -41,6 +45,8 @@ b="$run/bench_eventer_aco"
 {
   "$b" cycle "$n_cycle"
   "$b" pingpong "$n_pp"
+  BENCH_THREADS=1 "$b" cycle "$n_cycle" | sed 's/^/mt_/'
+  BENCH_THREADS=1 "$b" pingpong "$n_pp" | sed 's/^/mt_/'
   "$b" create "$n_create"
   "$b" mem "$mem_count" sem
   "$b" mem "$mem_count" sem-timeout
@@ -74,6 +80,10 @@ awk '
     row("socketpair ping-pong, best (round trips/s)", v["pingpong_aco_best_rt_per_s"],
         v["pingpong_classic_best_rt_per_s"], "",
         sprintf("%.2f", v["pingpong_aco_best_rt_per_s"] / v["pingpong_classic_best_rt_per_s"]))
+    row("2 threads: cycle, 41 pairs: CPU, wall", "", "", "",
+        sprintf("%.2f %.2f", v["mt_cycle_pairs_cpu_ratio"], v["mt_cycle_pairs_wall_ratio"]))
+    row("2 threads: ping-pong, 41 pairs: CPU, wall", "", "", "",
+        sprintf("%.2f %.2f", v["mt_pingpong_pairs_cpu_ratio"], v["mt_pingpong_pairs_wall_ratio"]))
     row("create + run + end, median (ns)", v["create_return_ns"], "-", "", "-")
     row("  bare libaco: create, resume, exit, destroy (ns)", "-", v["create_bare_ns"], "",
         sprintf("%.2f", v["create_return_ns"] / v["create_bare_ns"]))

@@ -182,7 +182,12 @@ int eventer_aco_opset_set_unbuffered(eventer_fd_opset_t opset);
  * whose layer may hold decrypted bytes the socket no longer shows).  A
  * timeout of {0,0} and a pending cancel make the read try first, and a
  * wait that ends without readiness is followed by one last try, so the
- * result is what an attempt-first read would give. */
+ * result is what an attempt-first read would give.
+ * On the POSIX opset, eventer_aco_read and eventer_aco_write make the
+ * read(2) and write(2) syscalls themselves, not through libc: they are
+ * not thread-cancellation points (a loop thread is never cancelled), and
+ * they skip what libc's wrappers do for cancellation in a multi-threaded
+ * process.  Results and errno are the same. */
 int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,
                      struct timeval *timeout);
 int eventer_aco_write(eventer_aco_t e, const void *buff, size_t len,

@@ -750,9 +750,11 @@ static void test_skip_eof(void) {
 
 /* ---- the POSIX opset's calls made directly ---------------------------------------------
  * An aco event on the POSIX opset reads and writes with read(2) and
- * write(2) themselves: the same results as through the opset, errors
- * included (a full send buffer waits, a short write returns its count, a
- * closed peer gives EPIPE, an fd closed under the event EBADF, EOF 0). */
+ * write(2) themselves (raw syscalls outside sanitizer builds): the same
+ * results as through the opset, errors included (a full send buffer
+ * waits, a short write returns its count, a closed peer gives EPIPE, an
+ * fd closed under the event EBADF, EOF 0), and errno left alone by a call
+ * that succeeds. */
 
 static int px_rv[6], px_err[6];
 static size_t px_big_len;
@@ -762,13 +764,15 @@ static void posix_direct_fn(void) {
   eventer_aco_t e = aco_fd_with(fd, NULL);
   /* more than the send buffer holds: it writes what fits, and the first
    * write returns that count at once (a short write, no wait) */
-  errno = 0;
+  errno = EDOM; /* a call that succeeds leaves errno alone, as libc's */
   px_rv[0] = eventer_aco_write(e, px_big, px_big_len, NULL);
   px_err[0] = errno;
   /* the buffer is full now: this one waits until the peer drains it */
   px_rv[1] = eventer_aco_write(e, px_big, 1, NULL);
   char b[4];
+  errno = EDOM; /* it waits first (after a write), then reads: untouched */
   px_rv[2] = eventer_aco_read(e, b, 4, NULL); /* the peer's "z", then EOF */
+  px_err[2] = errno;
   px_rv[3] = eventer_aco_read(e, b, 4, NULL); /* EOF */
   errno = 0;
   px_rv[4] = eventer_aco_write(e, "x", 1, NULL); /* the peer is gone */
@@ -813,8 +817,10 @@ static void test_posix_direct_calls(void) {
   T_EQ(write(sv[1], "z", 1), 1);
   close(sv[1]); /* "z" stays readable, then EOF; writes get EPIPE */
   ev_spin_until(&done, 1, 5000);
+  T_EQ(px_err[0], EDOM);
   T_EQ(px_rv[1], 1);
   T_EQ(px_rv[2], 1);
+  T_EQ(px_err[2], EDOM);
   T_EQ(px_rv[3], 0);
   T_EQ(px_rv[4], -1);
   T_EQ(px_err[4], EPIPE);
