@@ -156,11 +156,19 @@ static eventer_ssl_ctx_t *ev_ssl_of(const SSL *ssl) {
 
 static int ev_bio_fd(BIO *b) { return (int)(intptr_t)BIO_get_data(b); }
 
+/* Set by a write call while the record being sent is not its last: the
+ * kernel then queues it (MSG_MORE) and sends it in one segment with the
+ * records that follow, up to the last one, sent without the flag, which
+ * pushes them all.  One thread's BIO writes happen inside its own
+ * SSL_write_ex, so a thread-local flag is the write call's. */
+static __thread int ev_bio_more;
+
 static int ev_bio_write(BIO *b, const char *buf, int len) {
   ssize_t r;
   BIO_clear_retry_flags(b);
+  int flags = MSG_NOSIGNAL | (ev_bio_more ? MSG_MORE : 0);
   do {
-    r = send(ev_bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
+    r = send(ev_bio_fd(b), buf, (size_t)len, flags);
   } while (r < 0 && errno == EINTR);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(b);
   return (int)r;
@@ -1489,10 +1497,12 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
      * (16 KiB) a call: go on until all is sent or the socket is full, so
      * a large write is one call (a retry after WANT_WRITE starts where
      * the refused call did, as OpenSSL requires) */
-    while ((rv = SSL_write_ex(ctx->ssl, (const char *)buf + total,
-                              len - total, &n)) > 0 &&
-           (total += n) < len && ctx->done)
-      ;
+    for (;;) {
+      ev_bio_more = ctx->done && len - total > SSL3_RT_MAX_PLAIN_LENGTH;
+      rv = SSL_write_ex(ctx->ssl, (const char *)buf + total, len - total, &n);
+      if (rv <= 0 || (total += n) >= len || !ctx->done) break;
+    }
+    ev_bio_more = 0;
     break;
   default:
     rv = SSL_do_handshake(ctx->ssl);
