@@ -611,8 +611,7 @@ func TestTLSBadHandshakesLeakNothing(t *testing.T) {
 	setup(t, 2, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	p := newPKI(t)
 	hello := clientHello(t)
-	fds0 := openFds(t)
-	ev0 := cgo.LiveEvents()
+	h := holding(t)
 	cfg := p.serverTLS()
 	cfg.CAFile = p.ca.certF
 	// long enough for a good handshake on a loaded machine (the stalled
@@ -702,16 +701,7 @@ func TestTLSBadHandshakesLeakNothing(t *testing.T) {
 	if err := ln.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := cgo.AcceptorClosuresLive(); n != 0 {
-		t.Fatalf("%d acceptor closures alive", n)
-	}
-	waitFor(t, "the events to go", func() bool { return cgo.LiveEvents() == ev0 })
-	if n := liveCos(t); n != 0 {
-		t.Fatalf("%d Go coroutines alive", n)
-	}
-	if n := openFds(t); n != fds0 {
-		t.Fatalf("%d fds open, %d before", n, fds0)
-	}
+	h.released(t)
 }
 
 // After the handshake, garbage in place of a TLS record: the function's

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -111,6 +112,10 @@ static ev_ssl_alpn_t *ev_ssl_alpn_global;
 
 /* ---- a connection ------------------------------------------------------------ */
 
+/* The most a held session ticket record may take (a stateful ticket's
+ * record is 79 bytes, a stateless one's about 250). */
+#define EV_SSL_HELD_MAX 512
+
 struct eventer_ssl_ctx_t {
   ev_ssl_cnode_t *cn;
   SSL *ssl;
@@ -136,6 +141,11 @@ struct eventer_ssl_ctx_t {
   uint8_t failed;                 /* a fatal error happened: EIO from now */
   uint8_t logged;                 /* its one log line was written */
   uint8_t big_rbuf;               /* the read buffer holds EV_SSL_READ_BUF */
+  int fd;                         /* the BIO's (the event's) fd */
+  uint16_t held_len;              /* bytes in held */
+  /* a server's TLS 1.3 session ticket, written by OpenSSL as the
+   * handshake ends, kept to go out with the next write (see ev_bio_write) */
+  unsigned char held[EV_SSL_HELD_MAX];
 };
 
 enum { EV_SSL_OP_READ, EV_SSL_OP_WRITE, EV_SSL_OP_ACCEPT, EV_SSL_OP_CONNECT };
@@ -154,14 +164,83 @@ static eventer_ssl_ctx_t *ev_ssl_of(const SSL *ssl) {
 
 /* ---- our BIO: the fd, with send/recv (no SIGPIPE) ----------------------------- */
 
-static int ev_bio_fd(BIO *b) { return (int)(intptr_t)BIO_get_data(b); }
+/* The BIO's data is the connection's context (NULL until attached). */
+static eventer_ssl_ctx_t *ev_bio_ctx(BIO *b) { return BIO_get_data(b); }
+static int ev_bio_fd(BIO *b) {
+  eventer_ssl_ctx_t *ctx = ev_bio_ctx(b);
+  return ctx ? ctx->fd : -1;
+}
 
+/* Set by a write call while the record being sent is not its last: the
+ * kernel then queues it (MSG_MORE) and sends it in one segment with the
+ * records that follow, up to the last one, sent without the flag, which
+ * pushes them all.  One thread's BIO writes happen inside its own
+ * SSL_write_ex, so a thread-local flag is the write call's. */
+static __thread int ev_bio_more;
+
+/* Sends the held ticket alone: 0 once it is out, -1 (errno) if not all. */
+static int ev_bio_flush_held(eventer_ssl_ctx_t *ctx) {
+  while (ctx->held_len) {
+    ssize_t r = send(ctx->fd, ctx->held, ctx->held_len, MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    memmove(ctx->held, ctx->held + r, ctx->held_len - (size_t)r);
+    ctx->held_len = (uint16_t)(ctx->held_len - (size_t)r);
+  }
+  return 0;
+}
+
+/* A TLS 1.3 server's session ticket is written by OpenSSL on its own once
+ * the client's Finished is in: a send (and, for the client, a wake-up) of
+ * its own.  It is held instead and goes out in one sendmsg with the next
+ * record written (the application's first data, or close_notify), or
+ * alone when a read would wait (ev_bio_read), so a client never waits for
+ * it.  Every write goes through here, so the order of the bytes is kept. */
 static int ev_bio_write(BIO *b, const char *buf, int len) {
+  eventer_ssl_ctx_t *ctx = ev_bio_ctx(b);
   ssize_t r;
   BIO_clear_retry_flags(b);
-  do {
-    r = send(ev_bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
-  } while (r < 0 && errno == EINTR);
+  if (!ctx) {
+    errno = EBADF;
+    return -1;
+  }
+  if (ctx->type == SSL_SERVER && !ctx->done && ctx->held_len == 0 &&
+      len > 0 && len <= EV_SSL_HELD_MAX &&
+      SSL_get_state(ctx->ssl) == TLS_ST_SW_SESSION_TICKET) {
+    memcpy(ctx->held, buf, (size_t)len);
+    ctx->held_len = (uint16_t)len;
+    return len;
+  }
+  int flags = MSG_NOSIGNAL | (ev_bio_more ? MSG_MORE : 0);
+  if (ctx->held_len) {
+    struct iovec iov[2] = {{ctx->held, ctx->held_len},
+                           {(void *)buf, (size_t)len}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    do {
+      r = sendmsg(ctx->fd, &mh, flags);
+    } while (r < 0 && errno == EINTR);
+    if (r >= 0) {
+      size_t h = ctx->held_len;
+      if ((size_t)r < h) { /* part of the ticket: the rest first, later */
+        memmove(ctx->held, ctx->held + r, h - (size_t)r);
+        ctx->held_len = (uint16_t)(h - (size_t)r);
+        r = 0;
+      } else {
+        ctx->held_len = 0;
+        r -= (ssize_t)h;
+      }
+      if (r > 0) return (int)r;
+      /* none of buf went: as a full socket (the retry finds it writable) */
+      errno = EAGAIN;
+      r = -1;
+    }
+  } else {
+    do {
+      r = send(ctx->fd, buf, (size_t)len, flags);
+    } while (r < 0 && errno == EINTR);
+  }
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(b);
   return (int)r;
 }
@@ -173,7 +252,17 @@ static int ev_bio_read(BIO *b, char *buf, int len) {
     r = recv(ev_bio_fd(b), buf, (size_t)len, 0);
   } while (r < 0 && errno == EINTR);
   if (r == 0) BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* OpenSSL asks BIO_eof */
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_read(b);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    /* about to wait for the peer: a held ticket goes now (a full socket,
+     * unlikely this early, keeps it for the next write or read) */
+    eventer_ssl_ctx_t *ctx = ev_bio_ctx(b);
+    if (ctx && ctx->held_len) {
+      int saved = errno;
+      (void)ev_bio_flush_held(ctx);
+      errno = saved;
+    }
+    BIO_set_retry_read(b);
+  }
   return (int)r;
 }
 
@@ -189,6 +278,10 @@ static long ev_bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
     return 1;
   case BIO_CTRL_EOF:
     return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+  case BIO_CTRL_WPENDING: {
+    eventer_ssl_ctx_t *ctx = ev_bio_ctx(b);
+    return ctx ? ctx->held_len : 0;
+  }
   case BIO_C_GET_FD:
     if (ptr) *(int *)ptr = ev_bio_fd(b);
     return ev_bio_fd(b);
@@ -202,7 +295,7 @@ static long ev_bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
 }
 
 static int ev_bio_create(BIO *b) {
-  BIO_set_data(b, (void *)(intptr_t)-1);
+  BIO_set_data(b, NULL);
   BIO_set_init(b, 0);
   return 1;
 }
@@ -1029,7 +1122,8 @@ int eventer_set_eventer_ssl_ctx_ex(eventer_t e, eventer_ssl_ctx_t *ctx) {
     errno = ENOMEM;
     return -1;
   }
-  BIO_set_data(bio, (void *)(intptr_t)e->fd);
+  ctx->fd = e->fd;
+  BIO_set_data(bio, ctx);
   BIO_set_init(bio, 1);
   if (ctx->peer_len == 0) { /* unless the acceptor told us */
     socklen_t sl = sizeof(ctx->peer);
@@ -1489,10 +1583,12 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
      * (16 KiB) a call: go on until all is sent or the socket is full, so
      * a large write is one call (a retry after WANT_WRITE starts where
      * the refused call did, as OpenSSL requires) */
-    while ((rv = SSL_write_ex(ctx->ssl, (const char *)buf + total,
-                              len - total, &n)) > 0 &&
-           (total += n) < len && ctx->done)
-      ;
+    for (;;) {
+      ev_bio_more = ctx->done && len - total > SSL3_RT_MAX_PLAIN_LENGTH;
+      rv = SSL_write_ex(ctx->ssl, (const char *)buf + total, len - total, &n);
+      if (rv <= 0 || (total += n) >= len || !ctx->done) break;
+    }
+    ev_bio_more = 0;
     break;
   default:
     rv = SSL_do_handshake(ctx->ssl);

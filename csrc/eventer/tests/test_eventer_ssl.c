@@ -12,6 +12,7 @@
 #include "ssltest.h"
 
 #include <openssl/err.h>
+#include <poll.h>
 
 static const t_certs_t *C;
 
@@ -941,6 +942,86 @@ static void resumption(const char *vflag, const char *tickets, int version) {
   srv_stop();
 }
 
+/* The server holds its TLS 1.3 ticket back to send it with its first
+ * record; a server that reads first must still send it as soon as its
+ * read waits: this client gets a ticket before it sends anything, and the
+ * ticket resumes. */
+typedef struct {
+  int port, got_ticket, ok, reused;
+  SSL_SESSION *sess;
+  char reply[64];
+} tkt_client_t;
+
+static int tkt_new_session(SSL *ssl, SSL_SESSION *sess) {
+  tkt_client_t *k = SSL_get_app_data(ssl);
+  if (k->sess) SSL_SESSION_free(k->sess);
+  k->sess = sess; /* ours: returning 1 keeps the reference */
+  k->got_ticket = 1;
+  return 1;
+}
+
+static void *tkt_client(void *arg) {
+  tkt_client_t *k = arg;
+  SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_min_proto_version(sc, TLS1_3_VERSION);
+  SSL_CTX_load_verify_locations(sc, C->ca, NULL);
+  SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
+  SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_CLIENT |
+                                         SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(sc, tkt_new_session);
+  int fd = t_connect_blocking(k->port);
+  SSL *ssl = SSL_new(sc);
+  SSL_set_app_data(ssl, k);
+  SSL_set_fd(ssl, fd);
+  if (k->sess) T_EQ(SSL_set_session(ssl, k->sess), 1);
+  if (SSL_connect(ssl) == 1) {
+    k->reused = SSL_session_reused(ssl);
+    /* wait (10 s at most) for the ticket with nothing sent */
+    T_EQ(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+    char c;
+    for (int i = 0; i < 1000 && !k->got_ticket; i++) {
+      T_CHECK(SSL_read(ssl, &c, 1) <= 0); /* the server has sent no data */
+      struct pollfd p = {fd, POLLIN, 0};
+      poll(&p, 1, 10);
+    }
+    T_EQ(fcntl(fd, F_SETFL, 0), 0);
+    if (k->got_ticket && SSL_write(ssl, "ping\n", 5) == 5) {
+      int n = SSL_read(ssl, k->reply, sizeof(k->reply) - 1);
+      if (n > 0) k->reply[n] = 0;
+      k->ok = 1;
+    }
+    SSL_shutdown(ssl);
+  }
+  SSL_free(ssl);
+  SSL_CTX_free(sc);
+  close(fd);
+  return NULL;
+}
+
+static void test_ticket_while_reading(void) {
+  setup();
+  memset(&S, 0, sizeof(S));
+  tkt_client_t k = {.port = srv_start()};
+  for (int round = 0; round < 2; round++) {
+    memset(&R, 0, sizeof(R));
+    k.got_ticket = k.ok = k.reused = 0;
+    k.reply[0] = 0;
+    pthread_t th;
+    T_EQ(pthread_create(&th, NULL, tkt_client, &k), 0);
+    t_spin(&R.done, 1, 20000);
+    T_EQ(pthread_join(th, NULL), 0);
+    T_CHECKF(k.got_ticket, "round %d: no ticket while the server read", round);
+    T_EQ(k.ok, 1);
+    T_STR_EQ(k.reply, "PING\n");
+    T_EQ(R.hs_ok, 1);
+    T_EQ(k.reused, round); /* the second connection resumes the first's */
+    T_EQ(R.reused, round);
+  }
+  SSL_SESSION_free(k.sess);
+  srv_stop();
+  teardown();
+}
+
 static void test_resumption(void) {
   setup();
   resumption("-tls1_3", NULL, TLS1_3_VERSION);
@@ -1644,6 +1725,7 @@ T_MAIN({"ctx_errors", test_ctx_errors},
        {"sni_server", test_sni_server},
        {"client_cert", test_client_cert},
        {"resumption", test_resumption},
+       {"ticket_while_reading", test_ticket_while_reading},
        {"key_update", test_key_update},
        {"client_side", test_client_side},
        {"client_bad_server_cert", test_client_bad_server_cert},
