@@ -73,11 +73,30 @@ static ev_rest_table_t *ev_rest_tab; /* atomic */
 static struct rest_url_dispatcher *ev_rest_all;
 static int ev_rest_named;
 
+/* Changes whenever routing could answer differently: a rule or a base
+ * registered, the table freed (a cached rule pointer is only good for the
+ * generation it was found in). */
+static uint64_t ev_rest_gen = 1; /* atomic */
+
+/* The route of the connection's last request, when it can be reused: a
+ * rule of the request's own method whose expression matched without
+ * captures.  Rules are only ever appended to a base and bases only added
+ * (each bumps ev_rest_gen), so while the generation holds, the same
+ * method and path find the same rule first. */
+#define EV_ROUTE_KEY 64
+typedef struct {
+  uint64_t gen;  /* 0: empty */
+  struct rest_url_dispatcher *rule;
+  uint32_t mlen, plen;
+  char key[EV_ROUTE_KEY]; /* method, then path */
+} ev_route_cache_t;
+
 /* Per connection: the closure handlers see, and what routing decided. */
 typedef struct {
   mtev_http_rest_closure_t restc; /* first: the acceptor ctx points here */
   uint64_t seq;                   /* the request routed */
   struct rest_url_dispatcher *rule;
+  ev_route_cache_t last;
 } ev_rest_conn_t;
 
 /* ---- match data, one per thread ------------------------------------------------- */
@@ -504,6 +523,7 @@ void mtev_http_rest_fini(void) {
   pthread_mutex_lock(&ev_rest_lock);
   ev_rest_table_t *t = __atomic_load_n(&ev_rest_tab, __ATOMIC_ACQUIRE);
   __atomic_store_n(&ev_rest_tab, NULL, __ATOMIC_RELEASE);
+  __atomic_add_fetch(&ev_rest_gen, 1, __ATOMIC_RELEASE);
   if (t) {
     for (int i = 0; i < t->n; i++) {
       free(t->b[i]->base);
@@ -669,6 +689,7 @@ mtev_rest_mountpoint_t *mtev_http_rest_new_rule_auth_closure(
   b->last = r;
   r->all = ev_rest_all;
   ev_rest_all = r;
+  __atomic_add_fetch(&ev_rest_gen, 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&ev_rest_lock);
   return r;
 }
@@ -809,11 +830,20 @@ static void ev_allow_add(char *list, size_t cap, const char *m) {
 
 /* Routes the current request.  1: rc->rule serves it; 0: answered here. */
 static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
+  mtev_http_rest_closure_t *restc = &rc->restc;
   mtev_http_request *req = mtev_http_session_request(ctx);
   size_t plen;
   const char *path = ev_http_request_path(req, &plen);
   size_t mlen;
   const char *method = ev_http_request_method(req, &mlen);
+  uint64_t gen = __atomic_load_n(&ev_rest_gen, __ATOMIC_ACQUIRE);
+  ev_route_cache_t *lc = &rc->last;
+  struct rest_url_dispatcher *r, *head_get = NULL;
+  if (lc->gen == gen && lc->mlen == mlen && lc->plen == plen &&
+      ev_memeq(lc->key, method, mlen) && ev_memeq(lc->key + mlen, path, plen)) {
+    r = lc->rule; /* no captures: no params to set */
+    goto found;
+  }
   ev_rest_table_t *t = __atomic_load_n(&ev_rest_tab, __ATOMIC_ACQUIRE);
   ev_rest_base_t *b = ev_rest_base_find(t, path, plen);
   if (!b) {
@@ -828,11 +858,10 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
     return 0;
   }
   int is_head = mlen == 4 && !memcmp(method, "HEAD", 4);
-  struct rest_url_dispatcher *r, *head_get = NULL;
-  int cnt = -1;
+  int cnt = -1, same = 0;
   for (r = __atomic_load_n(&b->rules, __ATOMIC_ACQUIRE); r;
        r = __atomic_load_n(&r->next, __ATOMIC_ACQUIRE)) {
-    int same = r->mlen == mlen && ev_memeq(r->method, method, mlen);
+    same = r->mlen == mlen && ev_memeq(r->method, method, mlen);
     if (!same && !(is_head && !head_get && r->mlen == 3 &&
                    !memcmp(r->method, "GET", 3)))
       continue;
@@ -845,6 +874,7 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
     head_get = r; /* a GET rule serves HEAD unless a HEAD rule matches */
   }
   if (!r && head_get) {
+    same = 0;
     r = head_get;
     cnt = ev_rule_match(r, rest, rlen, md);
   }
@@ -868,11 +898,19 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
     }
     return 0;
   }
-  mtev_http_rest_closure_t *restc = &rc->restc;
   if (ev_rest_set_params(restc, rest, md, cnt) != 0) {
     ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
     return 0;
   }
+  if (same && cnt == 1 && mlen + plen <= EV_ROUTE_KEY) {
+    lc->gen = gen;
+    lc->rule = r;
+    lc->mlen = (uint32_t)mlen;
+    lc->plen = (uint32_t)plen;
+    memcpy(lc->key, method, mlen);
+    memcpy(lc->key + mlen, path, plen);
+  }
+found:
   restc->closure = __atomic_load_n(&r->closure, __ATOMIC_RELAXED);
   restc->fastpath = __atomic_load_n(&r->handler, __ATOMIC_RELAXED);
   if (__atomic_load_n(&ev_rest_acl, __ATOMIC_RELAXED) &&

@@ -412,6 +412,40 @@ static void test_routing(void) {
   hc_resp_free(&r);
   T_EQ(hc_oneshot(port, "OPTIONS /a/q HTTP/1.1\r\nHost: x\r\n\r\n", &r), 404);
   hc_resp_free(&r);
+
+  /* A connection keeps the route of its last request (same method and
+   * path, no captures): what is registered later still counts.  PATCH
+   * /k/m goes to a rule of "/", then to a rule of a longer base
+   * registered between two requests, then to that rule made aco with a
+   * closure; another path routes afresh. */
+  T_CHECK(mtev_http_rest_new_rule("PATCH", "/", "^k/m$", h_pats));
+  hc_t *c = hc_open(port);
+  const char *req = "PATCH /k/m HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+  const char *want[] = {"0: classic", "0: classic", "0: classic+k/", "0: aco+k",
+                        NULL, "0: aco+k"};
+  mtev_rest_mountpoint_t *km = NULL;
+  for (int i = 0; i < 6; i++) {
+    if (i == 2) {
+      km = mtev_http_rest_new_rule("PATCH", "/k/", "^m$", h_pats);
+      T_CHECK(km);
+      mtev_rest_mountpoint_set_closure(km, (void *)"+k/");
+    }
+    if (i == 3) {
+      mtev_rest_mountpoint_set_aco(km, mtev_true);
+      mtev_rest_mountpoint_set_closure(km, (void *)"+k");
+      /* the same rule again: the first one still serves */
+      mtev_rest_mountpoint_t *k2 = mtev_http_rest_new_rule("PATCH", "/k/", "^m$", h_pats);
+      T_CHECK(k2);
+      mtev_rest_mountpoint_set_closure(k2, (void *)"+second");
+    }
+    hc_sends(c, i == 4 ? "PATCH /k/zz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                       : req);
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, want[i] ? 200 : 404);
+    if (want[i]) T_STR_EQ(r.body, want[i]);
+    hc_resp_free(&r);
+  }
+  hc_close(c);
   ht_stop();
 }
 
@@ -549,7 +583,7 @@ static void test_keepalive_pipelining(void) {
     hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     hc_resp_t r;
     T_EQ(hc_read_resp(c, &r, 0), 0);
-    T_EQ(r.status, 200);
+  T_EQ(r.status, 200);
     T_STR_EQ(r.body, "hello\n");
     T_CHECK(hc_header(&r, "Connection") == NULL);
     hc_resp_free(&r);
@@ -573,7 +607,7 @@ static void test_keepalive_pipelining(void) {
   for (int i = 0; i < N; i++) {
     hc_resp_t r;
     T_EQ(hc_read_resp(c, &r, 0), 0);
-    T_EQ(r.status, 200);
+  T_EQ(r.status, 200);
     char want[64];
     if (i % 3 == 0) snprintf(want, sizeof(want), "%d", (N - i) * 3);
     else snprintf(want, sizeof(want), "1:%d %s", i, i % 3 == 1 ? "classic" : "aco");
@@ -1317,7 +1351,7 @@ static void test_listener_contract(void) {
   for (int i = 0; i < 2; i++) {
     hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     T_EQ(hc_read_resp(c, &r, 0), 0);
-    T_EQ(r.status, 200);
+  T_EQ(r.status, 200);
     T_STR_EQ(r.body, "hello\n");
     hc_resp_free(&r);
   }
@@ -1358,7 +1392,7 @@ static void test_listener_contract(void) {
       sent += (size_t)w;
     }
     T_EQ(hc_read_resp(c, &r, 0), 0);
-    T_EQ(r.status, 413);
+  T_EQ(r.status, 413);
     hc_resp_free(&r);
     hc_close(c);
   }
