@@ -591,8 +591,13 @@ static int ev_parse_cl(const char *v, size_t n, int64_t *out) {
   return 0;
 }
 
-int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
-                       const ev_http_limits_t *lim) {
+/* Both entry points: with prefix == 0 buf[0..n) is the head; with
+ * prefix == 1 the head is the start of buf[0..n), and any failure (one
+ * the engine would answer, or bytes running out) returns nonzero, the
+ * head's length going to *hlen on success. */
+static inline __attribute__((always_inline)) int
+ev_parse(const char *buf, size_t n, ev_http_head_t *h,
+         const ev_http_limits_t *lim, int prefix, size_t *hlen) {
   const unsigned char *s = (const unsigned char *)buf;
   int impl = ev_impl_get();
   int simd = impl != EV_HTTP_SIMD_SCALAR;
@@ -720,7 +725,13 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
     }
     i = next;
   }
-  if (i != n) return 400;
+  if (prefix) {
+    if (i > lim->max_head) return 431;
+    n = i;
+    *hlen = i;
+  } else if (i != n) {
+    return 400;
+  }
 
   if (cl_bad) return 400; /* conflicting Content-Lengths */
   if (te) {
@@ -741,6 +752,18 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
   }
   h->head_len = (uint32_t)n;
   return 0;
+}
+
+int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
+                       const ev_http_limits_t *lim) {
+  return ev_parse(buf, n, h, lim, 0, NULL);
+}
+
+long ev_http_parse_prefix(const char *buf, size_t len, ev_http_head_t *h,
+                          const ev_http_limits_t *lim) {
+  size_t hlen = 0;
+  if (ev_parse(buf, len, h, lim, 1, &hlen) != 0) return 0;
+  return (long)hlen;
 }
 
 /* ---- chunked bodies -------------------------------------------------------------------- */

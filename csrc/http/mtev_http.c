@@ -1993,18 +1993,35 @@ static int ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
     s->sniff = 0;
   }
   ev_http_limits_t lim = ev_plim();
-  long end = ev_http_head_end(w->in + w->in_start, avail, &w->head_scan, &lim);
-  if (end == 0) return 0;
-  if (end < 0) return (int)-end;
   mtev_http_request *q = &w->req;
-  if (!w->fresh) {
-    ev_req_release(q);
-    ev_req_reset(q);
-    ev_res_reset(&w->res);
+  char *head = w->in + w->in_start;
+  long end = 0;
+  int st = 0;
+  if (w->head_scan == 0) {
+    /* the first look at this head: the previous request is over */
+    if (!w->fresh) {
+      ev_req_release(q);
+      ev_req_reset(q);
+      ev_res_reset(&w->res);
+      w->fresh = 1;
+    }
+    /* a complete, valid head at the start of the input is parsed in one
+     * pass; anything else (a part of a head, an error to answer) is
+     * looked at again the usual way (the same result either way) */
+    end = ev_http_parse_prefix(head, avail, &q->h, &lim);
+  }
+  if (end == 0) {
+    end = ev_http_head_end(head, avail, &w->head_scan, &lim);
+    if (end == 0) return 0;
+    if (end < 0) return (int)-end;
+    if (!w->fresh) {
+      ev_req_release(q);
+      ev_req_reset(q);
+      ev_res_reset(&w->res);
+    }
+    st = ev_http_parse_head(head, (size_t)end, &q->h, &lim);
   }
   w->fresh = 0;
-  char *head = w->in + w->in_start;
-  int st = ev_http_parse_head(head, (size_t)end, &q->h, &lim);
   w->head_scan = 0;
   w->in_start += (size_t)end;
   w->head_end = w->in_start;

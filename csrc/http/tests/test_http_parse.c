@@ -8,14 +8,60 @@
 
 static const ev_http_limits_t lim = {256, 2048, 16};
 
+/* ev_http_parse_prefix on s followed by `more` (another request's bytes)
+ * must agree with the two steps: the head's length when they accept it
+ * (and the same parse), 0 when not. */
+static void prefix_agrees(const char *s, long end, int status,
+                          const ev_http_head_t *h, const char *more) {
+  size_t n = strlen(s), m = strlen(more);
+  char *b = malloc(n + m + 1);
+  memcpy(b, s, n);
+  memcpy(b + n, more, m + 1);
+  ev_http_head_t p;
+  ev_http_hdr_t phdr[16];
+  p.hdr = phdr;
+  long pl = ev_http_parse_prefix(b, n + m, &p, &lim);
+  long want = end > 0 && status == 0 ? end : 0;
+  T_CHECKF(pl == want,
+           "prefix parse of \"%s\" + \"%s\": %ld, want %ld", s, more, pl, want);
+  if (pl > 0) {
+    T_EQ(p.method - b, h->method - s);
+    T_EQ(p.target - b, h->target - s);
+    T_EQ(p.target_len, h->target_len);
+    T_EQ(p.path_len, h->path_len);
+    T_EQ(p.query_len, h->query_len);
+    T_EQ(!p.query, !h->query);
+    T_EQ(p.minor, h->minor);
+    T_EQ(p.chunked, h->chunked);
+    T_EQ(p.conn_close, h->conn_close);
+    T_EQ(p.conn_keep_alive, h->conn_keep_alive);
+    T_EQ(p.expect_continue, h->expect_continue);
+    T_EQ(p.content_length, h->content_length);
+    T_EQ(p.nhdr, h->nhdr);
+    T_EQ(p.head_len, h->head_len);
+    for (uint32_t i = 0; i < p.nhdr; i++) {
+      T_EQ(p.hdr[i].name - b, h->hdr[i].name - s);
+      T_EQ(p.hdr[i].value - b, h->hdr[i].value - s);
+      T_EQ(p.hdr[i].value_len, h->hdr[i].value_len);
+    }
+  }
+  free(b);
+}
+
 /* Parses a complete head; returns 0 or the status. */
 static int parse(const char *s, ev_http_head_t *h, ev_http_hdr_t *hdr) {
   size_t scan = 0, n = strlen(s);
   long end = ev_http_head_end(s, n, &scan, &lim);
-  if (end < 0) return (int)-end;
+  if (end < 0) {
+    prefix_agrees(s, end, -1, h, "");
+    return (int)-end;
+  }
   T_CHECKF(end > 0, "head of \"%s\" not complete", s);
   h->hdr = hdr;
-  return ev_http_parse_head(s, (size_t)end, h, &lim);
+  int st = ev_http_parse_head(s, (size_t)end, h, &lim);
+  prefix_agrees(s, end, st, h, "");
+  prefix_agrees(s, end, st, h, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  return st;
 }
 
 static int st(const char *s) {
@@ -185,6 +231,7 @@ static void test_limits(void) {
   n = snprintf(buf, sizeof(buf), "GET /%0*d HTTP/1.1\r\nHost: h\r\n\r\n", 256 - 15, 0);
   scan = 0;
   T_EQ(ev_http_head_end(buf, (size_t)n, &scan, &lim), -414);
+  T_EQ(st(buf), 414);
   /* known before the line ends */
   scan = 0;
   T_EQ(ev_http_head_end(buf, 257, &scan, &lim), -414);
@@ -196,10 +243,12 @@ static void test_limits(void) {
   T_EQ(n, 2048);
   scan = 0;
   T_EQ(ev_http_head_end(buf, (size_t)n, &scan, &lim), 2048);
+  T_EQ(st(buf), 0);
   n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX: %0*d\r\n\r\n",
                2048 - 16 - 9 - 3 - 3, 0);
   scan = 0;
   T_EQ(ev_http_head_end(buf, (size_t)n, &scan, &lim), -431);
+  T_EQ(st(buf), 431);
   scan = 0;
   T_EQ(ev_http_head_end(buf, 2048, &scan, &lim), -431); /* not complete yet */
   /* 16 fields at most */
