@@ -170,6 +170,7 @@ struct mtev_http_response {
   /* Content-Type (when has_ct; it is then in none of the lines):
    * ct[0..ct_len), zero-padded */
   uint8_t has_ct, ct_len;
+  uint64_t ct_gen; /* the generation of the thread's known type it is */
   char ct[EV_CT_MAX];
   /* The body: its first bytes in ibody (a short body never needs a
    * block), the rest in the chain.  ilen > 0 only while the chain is
@@ -541,6 +542,7 @@ static void ev_date_tick(void) {
  * the head is one fixed-size copy. */
 static __thread struct {
   const char *ptr;          /* the string it was learnt from */
+  uint64_t gen;             /* unique to each learning, of any thread */
   uint32_t len;
   char bytes[EV_CT_MAX];    /* its bytes, zero-padded */
   time_t head_sec;          /* ev_date.sec head was built for (0: none) */
@@ -571,7 +573,9 @@ static int ev_ct_learn(const char *type) {
   if (n >= EV_CT_MAX) return 0;
   for (size_t i = 0; i < n; i++)
     if (type[i] == '\r' || type[i] == '\n') return 0;
+  static uint64_t gens; /* atomic */
   ev_ct.ptr = type;
+  ev_ct.gen = __atomic_add_fetch(&gens, 1, __ATOMIC_RELAXED);
   ev_ct.len = (uint32_t)n;
   memset(ev_ct.bytes, 0, sizeof(ev_ct.bytes));
   memcpy(ev_ct.bytes, type, n);
@@ -579,17 +583,12 @@ static int ev_ct_learn(const char *type) {
   return 1;
 }
 
-/* r's Content-Type is the thread's known one (fixed-size compares). */
+/* r's Content-Type is the thread's known one: it was copied from this
+ * thread's, which has not changed since (a response's type is only ever
+ * a copy of a thread's known one; generations are unique across
+ * threads). */
 static inline int ev_ct_is_known(const mtev_http_response *r) {
-  if (!r->has_ct || r->ct_len != ev_ct.len) return 0;
-  uint64_t d = 0;
-  for (int i = 0; i < EV_CT_MAX; i += 8) {
-    uint64_t a, b;
-    memcpy(&a, r->ct + i, 8);
-    memcpy(&b, ev_ct.bytes + i, 8);
-    d |= a ^ b;
-  }
-  return d == 0;
+  return r->has_ct && r->ct_gen == ev_ct.gen;
 }
 
 static void ev_ct_head_build(void) {
@@ -1297,6 +1296,7 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
     if (ev_ct_known(type) || ev_ct_learn(type)) {
       /* the thread's type: a fixed-size copy of its padded bytes */
       r->has_ct = 1;
+      r->ct_gen = ev_ct.gen;
       r->ct_len = (uint8_t)ev_ct.len;
       memcpy(r->ct, ev_ct.bytes, EV_CT_MAX);
       if (r->hlen) ev_hdr_remove(r, "Content-Type", 12);
