@@ -217,6 +217,7 @@ struct mtev_http_session_ctx {
   mtev_http_dispatch_func dispatcher;
   mtev_http_dispatch_func co_fn; /* what the coroutine calls (NULL: the
                                   * dispatcher) */
+  mtev_http_dispatch_func probe; /* ev_http_session_set_probe's */
   void *dclosure;
   ev_http_work_t *w;
   mtev_http_connection conn;
@@ -248,6 +249,7 @@ struct mtev_http_session_ctx {
   uint8_t sniff;
   uint8_t rd_ready, wr_blocked;
   uint8_t redispatch;         /* call the dispatcher again (after a move) */
+
   uint8_t raw_io;             /* the fd takes socket calls of our own
                                * (sendmsg, shutdown, MSG_PEEK): the POSIX
                                * opset, or a listener's plain one */
@@ -727,6 +729,11 @@ void mtev_http_session_set_dispatcher(mtev_http_session_ctx *s,
   if (!s || !f) return;
   s->dispatcher = f;
   s->dclosure = c;
+  s->probe = NULL; /* it goes with the dispatcher */
+}
+void ev_http_session_set_probe(mtev_http_session_ctx *s,
+                               mtev_http_dispatch_func probe) {
+  if (s) s->probe = probe;
 }
 mtev_boolean mtev_http_session_aco(mtev_http_session_ctx *s) {
   return (s && s->co) ? mtev_true : mtev_false;
@@ -1195,6 +1202,7 @@ static int ev_idle_keep(ev_aco_t *a) {
 }
 
 static void ev_http_serve_co(mtev_http_session_ctx *s);
+static int ev_http_co_next(mtev_http_session_ctx *s);
 
 static void ev_http_aco_main(void) {
   ev_aco_t *self = ev_aco_of(aco_gtls_co);
@@ -1203,8 +1211,16 @@ static void ev_http_aco_main(void) {
                                       * or set by ev_http_dispatch */
     if (!ev_idle_keep(self)) return;
     aco_t *co = ev_aco_co(self);
+    mtev_http_session_ctx *s = co->arg;
     co->arg = NULL;
     if (co->cls) memset(co->cls, 0, ACO_CLS_SLOTS * sizeof(void *));
+    /* the session's next request, pipelined behind the one served, for
+     * a coroutine too: it is this one's (as fresh as a parked one) */
+    if (s && ev_http_co_next(s)) {
+      s->co = self;
+      co->arg = s;
+      continue;
+    }
     /* a plain wait: only ev_http_dispatch ends it */
     if (ev_aco_park(self, &ev_idle_co, 0, EV_WAIT_PLAIN) != EV_WAKE_READY ||
         !co->arg)
@@ -1978,7 +1994,8 @@ static int ev_is_http_start(const char *p, size_t n) {
 
 /* Looks for the next request in the input.  1: ready (state HANDLER),
  * 0: need more input, -1: not HTTP (sniffing), >= 400: answer that. */
-static int ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
+static inline __attribute__((always_inline)) int
+ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   ev_http_work_t *w = s->w;
   size_t avail = w->in_end - w->in_start;
   if (avail == 0) return 0;
@@ -2464,7 +2481,8 @@ static void ev_http_teardown(mtev_http_session_ctx *s, int in_cb) {
 
 /* After a response is complete: discard an unread body, decide on the
  * connection, make way for the next request. */
-static void ev_http_request_done(mtev_http_session_ctx *s) {
+static inline __attribute__((always_inline)) void
+ev_http_request_done(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   mtev_http_request *q = &w->req;
   int close = w->res.close_after || ev_http_peer_done(s);
@@ -2485,6 +2503,41 @@ static void ev_http_request_done(mtev_http_session_ctx *s) {
   } else {
     s->state = ST_IDLE;
   }
+}
+
+/* In the coroutine that has just served s's request (it made no handle:
+ * nobody else knows of it), with the drive that resumed it below it on
+ * the loop's stack: when the next request is complete in the input and
+ * the session's probe (ev_http_session_set_probe) gives it to a coroutine, the
+ * request is set up as the drive would have (its dispatcher already
+ * called) and 1 returned: the caller serves it without a switch back to
+ * the loop and into a coroutine again.  Otherwise 0, with the session in
+ * a state the drive goes on from (a request parsed but not dispatched is
+ * marked for the dispatcher). */
+static int ev_http_co_next(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  if (!w || w->in_end == w->in_start) return 0; /* nothing pipelined */
+  if (!s->probe || !s->in_drive || s->aborted || s->state != ST_HANDLER ||
+      s->co || !w->res.complete || s->move_to || s->redispatch ||
+      s->handler_mask || s->co_wait != CW_NONE || s->want_aco || s->sniff)
+    return 0;
+  ev_http_request_done(s);
+  if (s->state != ST_IDLE || w->out.bytes >= EV_HTTP_CORK) return 0;
+  int r = ev_http_next_request(s, s->drive_ns);
+  if (r != 1) {
+    if (r >= 400) {
+      ev_http_fail(s, r);
+      s->state = ST_CLOSING;
+    }
+    return 0; /* 0: more input needed (-1 cannot be: no sniffing) */
+  }
+  s->probe(s);
+  if (!s->want_aco || s->move_to || s->aborted) {
+    s->redispatch = !s->want_aco; /* the drive calls the dispatcher */
+    return 0;
+  }
+  s->want_aco = 0;
+  return 1;
 }
 
 static int ev_http_interest(mtev_http_session_ctx *s) {

@@ -936,6 +936,46 @@ static int ev_rest_run_aco(mtev_http_session_ctx *ctx) {
   return restc->fastpath(restc, restc->nparams, restc->params);
 }
 
+/* The session's probe: the engine asks, from the coroutine that served the
+ * previous request, whether this one is for a coroutine too: yes
+ * when the connection's last route holds for it and its rule is an aco
+ * rule that needs nothing else first (no auth, no ACL, no pool to move
+ * to, no closure of the last request to free): the request is routed and
+ * the coroutine asked for.  Else nothing is changed (the engine calls the
+ * dispatcher again on the loop). */
+static int ev_rest_probe(mtev_http_session_ctx *ctx) {
+  ev_rest_conn_t *rc = mtev_http_session_dispatcher_closure(ctx);
+  mtev_http_rest_closure_t *restc = &rc->restc;
+  uint64_t seq = ev_http_request_seq(ctx);
+  if (rc->seq == seq) return 0;
+  if (restc->call_closure_free || __atomic_load_n(&ev_rest_acl, __ATOMIC_RELAXED))
+    return 0;
+  mtev_http_request *req = mtev_http_session_request(ctx);
+  size_t plen, mlen;
+  const char *path = ev_http_request_path(req, &plen);
+  const char *method = ev_http_request_method(req, &mlen);
+  ev_route_cache_t *lc = &rc->last;
+  if (lc->gen != __atomic_load_n(&ev_rest_gen, __ATOMIC_ACQUIRE) ||
+      lc->mlen != mlen || lc->plen != plen || !ev_memeq(lc->key, method, mlen) ||
+      !ev_memeq(lc->key + mlen, path, plen))
+    return 0;
+  struct rest_url_dispatcher *r = lc->rule;
+  if (!__atomic_load_n(&r->aco, __ATOMIC_RELAXED) ||
+      __atomic_load_n(&r->pool, __ATOMIC_RELAXED) ||
+      __atomic_load_n(&r->auth, __ATOMIC_RELAXED))
+    return 0;
+  mtev_http_rest_clean_request(restc); /* no closure free to call */
+  restc->closure = __atomic_load_n(&r->closure, __ATOMIC_RELAXED);
+  restc->fastpath = __atomic_load_n(&r->handler, __ATOMIC_RELAXED);
+  rc->seq = seq;
+  rc->rule = r;
+  if (ev_http_session_run_aco_fn(ctx, ev_rest_run_aco) != 0) {
+    rc->seq = 0; /* route it again on the loop */
+    rc->rule = NULL;
+  }
+  return 0;
+}
+
 /* The session's dispatcher. */
 static int ev_rest_dispatch(mtev_http_session_ctx *ctx) {
   ev_rest_conn_t *rc = mtev_http_session_dispatcher_closure(ctx);
@@ -1016,6 +1056,7 @@ static int ev_rest_conn_handler(eventer_t e, int mask, void *closure,
     rc->restc.remote_cn = (char *)(cn ? cn : "");
     mtev_acceptor_closure_set_ctx(ac, rc, ev_rest_conn_free);
     if (sniff) ev_http_session_sniff(ctx);
+    ev_http_session_set_probe(ctx, ev_rest_probe);
   }
   int done = 0;
   int rv = mtev_http_session_drive(e, mask, rc->restc.http_ctx, NULL, &done);

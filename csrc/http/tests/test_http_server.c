@@ -1274,6 +1274,109 @@ static void test_co_reuse(void) {
   ht_stop();
 }
 
+/* /cp (no captures: the route a connection keeps): like /co/plain, plus
+ * whether it runs as an aco request; "resumes aco arg slot". */
+static int h_cp(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_EQ(npats, 0);
+  aco_t *co = aco_get_co();
+  T_CHECK(co != NULL);
+  eventer_aco_stats_t st;
+  T_EQ(eventer_aco_get_stats(NULL, &st), 0);
+  void *slot = aco_cls_get(co, g_cls_key);
+  aco_cls_set(co, g_cls_key, (void *)co);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%d %d %d %s", (int)st.resumes,
+                             mtev_http_session_aco(ctx) ? 1 : 0,
+                             eventer_aco_arg() == (void *)ctx,
+                             slot ? "dirty" : "clear");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* Pipelined aco requests: the coroutine that served one takes the next
+ * when it is already there and routes to a coroutine too (no switch back
+ * to the loop and in again: its resume count stays); each handler still
+ * finds a fresh coroutine.  Mixed with classic rules, a 404, a rule with
+ * captures (routed on the loop), one that makes a handle (its coroutine
+ * ends) and one that sleeps: every answer in order. */
+static void test_co_pipelined(void) {
+  int port = ht_start(1);
+  if (g_cls_key < 0) g_cls_key = aco_cls_key_create();
+  T_CHECK(g_cls_key >= 0);
+  mtev_rest_mountpoint_t *mp = mtev_http_rest_new_rule("GET", "/", "^cp$", h_cp);
+  T_CHECK(mp);
+  mtev_rest_mountpoint_set_aco(mp, mtev_true);
+  mp = mtev_http_rest_new_rule("GET", "/", "^co/(.*)$", h_co);
+  T_CHECK(mp);
+  mtev_rest_mountpoint_set_aco(mp, mtev_true);
+  mp = mtev_http_rest_new_rule("GET", "/", "^sleep/([0-9]+)$", h_sleep);
+  T_CHECK(mp);
+  mtev_rest_mountpoint_set_aco(mp, mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  hc_t *c = hc_open(port);
+  /* the connection's route is /cp from here on */
+  hc_sends(c, "GET /cp HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body + strcspn(r.body, " "), " 1 1 clear");
+  hc_resp_free(&r);
+  char batch[2048] = "";
+  for (int i = 0; i < 8; i++) strcat(batch, "GET /cp HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_sends(c, batch);
+  int first = -1;
+  for (int i = 0; i < 8; i++) {
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, 200);
+    int resumes;
+    T_EQ(sscanf(r.body, "%d", &resumes), 1);
+    T_STR_EQ(r.body + strcspn(r.body, " "), " 1 1 clear");
+    if (first < 0) first = resumes;
+    T_CHECKF(resumes == first, "request %d: resumed again (%d, then %d)", i,
+             first, resumes);
+    hc_resp_free(&r);
+  }
+  const char *mixed[] = {"/cp", "/hello", "/cp", "/nope", "/cp", "/co/handle",
+                         "/cp", "/sleep/20", "/cp", "/co/plain", "/cp"};
+  size_t nm = sizeof(mixed) / sizeof(mixed[0]);
+  batch[0] = 0;
+  for (size_t i = 0; i < nm; i++)
+    snprintf(batch + strlen(batch), sizeof(batch) - strlen(batch),
+             "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", mixed[i]);
+  hc_sends(c, batch);
+  for (size_t i = 0; i < nm; i++) {
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    if (!strcmp(mixed[i], "/cp")) {
+      T_EQ(r.status, 200);
+      T_STR_EQ(r.body + strcspn(r.body, " "), " 1 1 clear");
+    } else if (!strcmp(mixed[i], "/hello")) {
+      T_EQ(r.status, 200);
+      T_STR_EQ(r.body, "hello\n");
+    } else if (!strcmp(mixed[i], "/nope")) {
+      T_EQ(r.status, 404);
+    } else if (!strcmp(mixed[i], "/sleep/20")) {
+      T_EQ(r.status, 200);
+      T_STR_EQ(r.body, "20");
+    } else {
+      T_EQ(r.status, 200);
+      T_CHECKF(strstr(r.body, " 1 clear") != NULL, "%s: %s", mixed[i], r.body);
+    }
+    hc_resp_free(&r);
+  }
+  if (g_co_handle) {
+    uint64_t end = t_now_us() + 5000000u;
+    while (!eventer_aco_co_done(g_co_handle)) {
+      if (t_now_us() > end) T_FAIL("the coroutine that made a handle did not end");
+      usleep(1000);
+    }
+    eventer_aco_co_release(g_co_handle);
+    g_co_handle = NULL;
+  }
+  hc_close(c);
+  ht_stop();
+}
+
 static void test_control_dispatch(void) {
   int port = ht_start_type(1, 0, "control_dispatch");
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
@@ -1772,6 +1875,7 @@ T_MAIN({"basic", test_basic}, {"routing", test_routing},
        {"keepalive_pipelining", test_keepalive_pipelining},
        {"http10", test_http10}, {"uploads", test_uploads},
        {"seed_hello", test_seed_hello}, {"co_reuse", test_co_reuse},
+       {"co_pipelined", test_co_pipelined},
        {"listener_contract", test_listener_contract},
        {"deferred_write", test_deferred_write},
        {"content_type", test_content_type}, {"acl", test_acl})
