@@ -557,6 +557,16 @@ static __thread struct {
 static inline int ev_ct_known(const char *type) {
   if (type != ev_ct.ptr) return 0;
   size_t n = ev_ct.len, i = 0;
+  if (n >= 7 && n <= 15) {
+    /* the n bytes and the NUL in two overlapping words (bytes[] is
+     * zero-padded: its byte n is the NUL) */
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, type, 8);
+    memcpy(&b0, ev_ct.bytes, 8);
+    memcpy(&a1, type + n - 7, 8);
+    memcpy(&b1, ev_ct.bytes + n - 7, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
   for (; i + 8 <= n; i += 8) {
     uint64_t a, b;
     memcpy(&a, type + i, 8);
@@ -1883,8 +1893,12 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
 
 mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *s,
                                       mtev_boolean final) {
-  if (!ev_res_usable(s) || !ev_http_on_loop(s)) return mtev_false;
-  mtev_boolean ok = ev_http_flush(s, final ? 1 : 0, ev_http_in_co(s));
+  if (!ev_res_usable(s)) return mtev_false;
+  /* the coroutine serving the request runs on the session's loop (a
+   * session with a coroutine does not move) */
+  int in_co = ev_http_in_co(s);
+  if (!in_co && !ev_http_on_loop(s)) return mtev_false;
+  mtev_boolean ok = ev_http_flush(s, final ? 1 : 0, in_co);
   /* an end outside the drive (a later callback): let the drive go on */
   if (final && !s->in_drive && !s->co) ev_http_post(s);
   return ok;

@@ -441,6 +441,32 @@ static void run_all(void (*fn)(void)) {
   T_GE(ran, 1);
 }
 
+/* Every byte at each place of a Host value of each length up to 17 (the
+ * 16-byte classification and past it): accepted exactly when net/http's
+ * server accepts it (alphanumerics, "!$%&'()*+,-.:;=[]_~"). */
+static void test_host_bytes(void) {
+  static const char ok[] = "!$%&'()*+,-.:;=[]_~";
+  char req[128];
+  for (int c = 0; c < 256; c++) {
+    if (c == '\r' || c == '\n' || c == ' ' || c == '\t') continue; /* line and OWS */
+    int allowed = (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+                  (c && strchr(ok, c));
+    for (int len = 1; len <= 17; len += 4) {
+      for (int at = 0; at < len; at += len > 1 ? len - 1 : 1) {
+        char v[32];
+        memset(v, 'h', (size_t)len);
+        v[at] = (char)c;
+        v[len] = 0;
+        if (c == 0) continue; /* a NUL would end the test's string */
+        snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", v);
+        int want = allowed ? 0 : 400;
+        T_CHECKF(st(req) == want, "Host byte 0x%02x at %d of %d: want %d", c, at,
+                 len, want);
+      }
+    }
+  }
+}
+
 static void test_all_impls(void) {
   printf("# scanners: scalar%s%s\n",
          ev_http_simd_available(EV_HTTP_SIMD_SSE42) ? " sse42" : "",
@@ -450,9 +476,11 @@ static void test_all_impls(void) {
   run_all(test_nul);
   run_all(test_limits);
   run_all(test_scan_positions);
+  run_all(test_host_bytes);
 }
 
 T_MAIN({"simd_api", test_simd_api}, {"request_line", test_request_line},
        {"fields", test_fields}, {"nul", test_nul}, {"limits", test_limits},
        {"incremental", test_incremental}, {"scan_positions", test_scan_positions},
-       {"chunked", test_chunked}, {"all_impls", test_all_impls})
+       {"chunked", test_chunked}, {"host_bytes", test_host_bytes},
+       {"all_impls", test_all_impls})
