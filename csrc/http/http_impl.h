@@ -50,6 +50,11 @@ int ev_http_session_run_aco_fn(mtev_http_session_ctx *ctx,
  * removes it. */
 void ev_http_session_set_probe(mtev_http_session_ctx *ctx,
                                mtev_http_dispatch_func probe);
+/* For a probe, in one call: the dispatcher's closure (returned), the
+ * request's sequence number, method and path (NUL-terminated). */
+void *ev_http_session_probe_args(mtev_http_session_ctx *ctx, uint64_t *seq,
+                                 const char **method, size_t *mlen,
+                                 const char **path, size_t *plen);
 
 /* From a dispatcher: move the connection to a loop of `pool` before
  * serving the current request.  The dispatcher returns 0 right after; the

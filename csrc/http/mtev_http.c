@@ -745,6 +745,17 @@ void ev_http_session_set_probe(mtev_http_session_ctx *s,
                                mtev_http_dispatch_func probe) {
   if (s) s->probe = probe;
 }
+void *ev_http_session_probe_args(mtev_http_session_ctx *s, uint64_t *seq,
+                                 const char **method, size_t *mlen,
+                                 const char **path, size_t *plen) {
+  const ev_http_head_t *h = &s->w->req.h;
+  *seq = s->seq;
+  *method = h->method;
+  *mlen = h->method_len;
+  *path = h->path;
+  *plen = h->path_len;
+  return s->dclosure;
+}
 mtev_boolean mtev_http_session_aco(mtev_http_session_ctx *s) {
   return (s && s->co) ? mtev_true : mtev_false;
 }

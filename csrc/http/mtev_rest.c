@@ -944,16 +944,14 @@ static int ev_rest_run_aco(mtev_http_session_ctx *ctx) {
  * the coroutine asked for.  Else nothing is changed (the engine calls the
  * dispatcher again on the loop). */
 static int ev_rest_probe(mtev_http_session_ctx *ctx) {
-  ev_rest_conn_t *rc = mtev_http_session_dispatcher_closure(ctx);
+  uint64_t seq;
+  const char *method, *path;
+  size_t mlen, plen;
+  ev_rest_conn_t *rc = ev_http_session_probe_args(ctx, &seq, &method, &mlen, &path, &plen);
   mtev_http_rest_closure_t *restc = &rc->restc;
-  uint64_t seq = ev_http_request_seq(ctx);
   if (rc->seq == seq) return 0;
   if (restc->call_closure_free || __atomic_load_n(&ev_rest_acl, __ATOMIC_RELAXED))
     return 0;
-  mtev_http_request *req = mtev_http_session_request(ctx);
-  size_t plen, mlen;
-  const char *path = ev_http_request_path(req, &plen);
-  const char *method = ev_http_request_method(req, &mlen);
   ev_route_cache_t *lc = &rc->last;
   if (lc->gen != __atomic_load_n(&ev_rest_gen, __ATOMIC_ACQUIRE) ||
       lc->mlen != mlen || lc->plen != plen || !ev_memeq(lc->key, method, mlen) ||
