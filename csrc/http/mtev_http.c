@@ -1797,6 +1797,41 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
   mtev_http_request *q = &w->req;
   if (!r->status) r->status = 200;
   int st = r->status;
+  if (final && st == 200 && !r->headers_sent && !r->reason_len && !r->hlen &&
+      !r->z && !r->body.head && q->h.minor >= 1 && !q->h.is_head &&
+      ev_ct_is_known(r) && !ev_http_will_close(s)) {
+    /* the common answer, all at once: the thread's ready head (status
+     * line, Date, Content-Type), Content-Length, the short body; the
+     * bytes the general path below writes for it */
+    uint32_t inl = r->ilen;
+    ev_http_blk_t *t = w->out.tail;
+    if (!t || ev_blk_room(t) < sizeof(ev_ct.head) + 48 + inl) {
+      if (!(t = ev_blk_new(sizeof(ev_ct.head) + 48 + inl))) {
+        r->failed = 1;
+        return mtev_false;
+      }
+      t->start = t->end = 0;
+      ev_chain_push(&w->out, t);
+    }
+    ev_date_fresh();
+    if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
+    char *p0 = t->d + t->end, *p = p0;
+    memcpy(p, ev_ct.head, sizeof(ev_ct.head));
+    p += ev_ct.head_len;
+    p = EV_PUT_LIT(p, "Content-Length: ");
+    p = ev_put_u64(p, inl);
+    p = EV_PUT_LIT(p, "\r\n\r\n");
+    p = ev_put(p, r->ibody, inl);
+    size_t n = (size_t)(p - p0);
+    t->end += (uint32_t)n;
+    w->out.bytes += n;
+    r->bytes_written += n;
+    r->no_length = r->no_body = r->close_after = r->chunked = 0;
+    r->ilen = 0;
+    r->headers_sent = 1;
+    r->complete = 1;
+    goto written;
+  }
   r->no_length = st < 200 || st == 204 || st == 304;
   r->no_body = q->h.is_head || r->no_length;
   if (r->z) {
@@ -1883,6 +1918,7 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     ev_chain_move(&w->out, &r->body);
   }
   if (final) r->complete = 1;
+written:
   if (s->aborted) return mtev_false;
   /* hold the bytes when a pipelined request follows: the drive serves it
    * next (in this call, or in the task a coroutine's end posts), and the

@@ -1784,6 +1784,36 @@ static void test_content_type(void) {
     ct_expect(port, "GET /ct/buf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/one");
     ct_expect(port, "GET /ct/buf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/two-longer");
   }
+  /* The bytes of the common answer (200, the thread's Content-Type, a
+   * short body), built all at once, are those of the general path: a HEAD
+   * request's head (built the general way) is the same, and both read
+   * "status line, Date, Content-Type, Content-Length". */
+  hc_t *c = hc_open(port);
+  char heads[3][512];
+  for (int i = 0; i < 3; i++) {
+    hc_sends(c, i == 1 ? "HEAD /ct/plain HTTP/1.1\r\nHost: x\r\n\r\n"
+                       : "GET /ct/plain HTTP/1.1\r\nHost: x\r\n\r\n");
+    char *e;
+    while ((e = memmem(c->buf + c->pos, c->len - c->pos, "\r\n\r\n", 4)) == NULL)
+      T_CHECK(hc_fill(c) > 0);
+    size_t hl = (size_t)(e + 4 - (c->buf + c->pos));
+    T_CHECK(hl < sizeof(heads[i]));
+    memcpy(heads[i], c->buf + c->pos, hl);
+    heads[i][hl] = 0;
+    c->pos += hl;
+    if (i != 1) { /* the body: "plain" */
+      while (c->len - c->pos < 5) T_CHECK(hc_fill(c) > 0);
+      T_CHECK(!memcmp(c->buf + c->pos, "plain", 5));
+      c->pos += 5;
+    }
+    char *date = strstr(heads[i], "\r\nDate: ");
+    T_CHECK(date != NULL);
+    memset(date + 8, 'D', 29); /* "Sun, 06 Dec 2026 14:20:00 GMT" */
+    T_STR_EQ(heads[i], "HTTP/1.1 200 OK\r\nDate: DDDDDDDDDDDDDDDDDDDDDDDDDDDDD\r\n"
+                       "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n");
+  }
+  hc_close(c);
+
   /* the other lines come after it, once each */
   hc_resp_t r;
   T_EQ(hc_oneshot(port, "GET /ct/set HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
