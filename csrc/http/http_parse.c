@@ -611,14 +611,18 @@ static int ev_split_target(ev_http_head_t *h, const char *end) {
   return 0;
 }
 
+/* Digits only, any number of them (leading zeros too), up to 2^63 - 1:
+ * what net/http accepts (strconv.ParseUint(v, 10, 63)). */
 static int ev_parse_cl(const char *v, size_t n, int64_t *out) {
-  if (n == 0 || n > 18) return -1;
-  int64_t x = 0;
+  if (n == 0) return -1;
+  uint64_t x = 0;
   for (size_t i = 0; i < n; i++) {
     if (v[i] < '0' || v[i] > '9') return -1;
-    x = x * 10 + (v[i] - '0');
+    uint64_t d = (uint64_t)(v[i] - '0');
+    if (x > ((uint64_t)INT64_MAX - d) / 10) return -1;
+    x = x * 10 + d;
   }
-  *out = x;
+  *out = (int64_t)x;
   return 0;
 }
 

@@ -506,6 +506,8 @@ static void test_statuses(void) {
       {"POST /upload HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
        "3\r\nabc\r\n0\r\n\r\n", 400}, /* HTTP/1.0 has no chunked */
       {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775807\r\n\r\n",
+       413},
       {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
        "3e9\r\n", 413}, /* a 1001-byte chunk */
       {"GET /hello HTTP/1.1\r\nHost: x\r\nExpect: the-unexpected\r\n\r\n", 417},
