@@ -1229,15 +1229,20 @@ static ev_aco_t *ev_idle_take(void) {
   return EV_CONTAINER_OF(l, ev_aco_t, link);
 }
 
-/* In coroutine a, after its request: 1 when it may serve another. */
-static int ev_idle_keep(ev_aco_t *a) {
+/* In coroutine a, after its request: 1 when nobody else can know of it
+ * (it may serve another request as a fresh one). */
+static inline int ev_idle_fresh(ev_aco_t *a) {
   aco_t *co = ev_aco_co(a);
   /* no handle; no cancel or wake waiting for it; no end hook to run */
-  if (a->handle ||
-      (a->flags & (EV_ACO_F_CANCEL_PENDING | EV_ACO_F_WAKE_TOKEN |
-                   EV_ACO_F_END_HOOK | EV_ACO_F_PROXY)) ||
-      co->save_stack.sz > EV_IDLE_CO_SAVE_MAX)
-    return 0;
+  return !(a->handle ||
+           (a->flags & (EV_ACO_F_CANCEL_PENDING | EV_ACO_F_WAKE_TOKEN |
+                        EV_ACO_F_END_HOOK | EV_ACO_F_PROXY)) ||
+           co->save_stack.sz > EV_IDLE_CO_SAVE_MAX);
+}
+
+/* The same, and there is room on the thread's list to park it. */
+static int ev_idle_keep(ev_aco_t *a) {
+  if (!ev_idle_fresh(a)) return 0;
   if (!ev_idle_co.head.next) {
     pthread_once(&ev_idle_once, ev_idle_key_make);
     if (pthread_setspecific(ev_idle_key, &ev_idle_co) != 0) return 0;
@@ -1258,7 +1263,7 @@ static void ev_http_aco_main(void) {
   for (;;) {
     ev_http_serve_co(aco_get_arg()); /* the session: ev_aco_create's arg,
                                       * or set by ev_http_dispatch */
-    if (!ev_idle_keep(self)) return;
+    if (!ev_idle_fresh(self)) return;
     aco_t *co = ev_aco_co(self);
     mtev_http_session_ctx *s = co->arg;
     co->arg = NULL;
@@ -1270,6 +1275,7 @@ static void ev_http_aco_main(void) {
       co->arg = s;
       continue;
     }
+    if (!ev_idle_keep(self)) return;
     /* a plain wait: only ev_http_dispatch ends it */
     if (ev_aco_park(self, &ev_idle_co, 0, EV_WAIT_PLAIN) != EV_WAKE_READY ||
         !co->arg)
