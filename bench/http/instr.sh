@@ -5,7 +5,10 @@
 # (crule.c): each server runs under callgrind while wrk (Debian's) sends
 # GET /hello for SECS seconds, 50 connections, one request at a time
 # ("alone") and pipelined 16 per write; instructions of the whole process
-# (start-up included: under 1% of a run) / requests wrk completed.
+# after a 1 s warm-up with the same load (callgrind's counters are zeroed
+# then: start-up, the dynamic linker's relocations of the libraries, is
+# millions of instructions, a tenth of a 4 s run under callgrind) /
+# requests wrk completed.
 # The kernel's share of a request (the same system calls for both
 # servers) is not in these figures: bench/http/run.sh measures CPU time.
 #
@@ -46,8 +49,10 @@ count() {
   [ -n "$port" ] || { echo "bench/http/instr.sh: $srv did not start" >&2; cat "$out/vg.log" >&2; exit 1; }
   local args=(-t1 -c50 -d"${secs}s") sargs=()
   [ "$load" = pipelined ] && { args+=(-s bench/http/pipeline.lua); sargs=(-- 16); }
-  local n
-  n=$(wrk "${args[@]}" "http://127.0.0.1:$port/hello" "${sargs[@]}" | awk '/requests in/{print $1}')
+  local url="http://127.0.0.1:$port/hello" n
+  wrk "${args[@]/-d${secs}s/-d1s}" "$url" "${sargs[@]}" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  n=$(wrk "${args[@]}" "$url" "${sargs[@]}" | awk '/requests in/{print $1}')
   kill "$pid" # callgrind writes its counts on SIGTERM
   wait "$pid" 2>/dev/null || true
   pid=

@@ -40,6 +40,22 @@ int ev_http_session_run_aco(mtev_http_session_ctx *ctx);
 int ev_http_session_run_aco_fn(mtev_http_session_ctx *ctx,
                                mtev_http_dispatch_func fn);
 
+/* A second dispatcher for the session, asked from the coroutine that has
+ * just served a request whether the next one (already in the input,
+ * parsed) is for a coroutine too: it either asks for one
+ * (ev_http_session_run_aco_fn) without calling anything of the user's
+ * (handler, auth, closure free), or returns having changed nothing, and
+ * the session's dispatcher is called for the request the usual way, on
+ * the loop.  Replacing the dispatcher (mtev_http_session_set_dispatcher)
+ * removes it. */
+void ev_http_session_set_probe(mtev_http_session_ctx *ctx,
+                               mtev_http_dispatch_func probe);
+/* For a probe, in one call: the dispatcher's closure (returned), the
+ * request's sequence number, method and path (NUL-terminated). */
+void *ev_http_session_probe_args(mtev_http_session_ctx *ctx, uint64_t *seq,
+                                 const char **method, size_t *mlen,
+                                 const char **path, size_t *plen);
+
 /* From a dispatcher: move the connection to a loop of `pool` before
  * serving the current request.  The dispatcher returns 0 right after; the
  * engine calls it again on the new loop.  0, or -1 with errno. */

@@ -212,6 +212,28 @@ scan_target_avx2(const char *p, size_t n) {
 }
 #endif
 
+#ifdef EV_HTTP_X86
+/* The first 16 bytes at p (readable), inline with SSE2 (what every
+ * x86-64 has): a mask of the bytes outside the class.  Most targets and
+ * values are shorter than 16 bytes: this finds their end without a call
+ * through the scanner table; longer ones go on to the scanner. */
+static inline uint32_t ev_value_bad16_sse2(const char *p) {
+  const __m128i d = _mm_loadu_si128((const __m128i *)p);
+  __m128i ctl = _mm_and_si128(_mm_cmpgt_epi8(_mm_set1_epi8(0x20), d),
+                              _mm_cmpgt_epi8(d, _mm_set1_epi8(-1)));
+  __m128i bad = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(d, _mm_set1_epi8('\t')), ctl),
+                             _mm_cmpeq_epi8(d, _mm_set1_epi8(0x7f)));
+  return (uint32_t)_mm_movemask_epi8(bad);
+}
+static inline uint32_t ev_target_bad16_sse2(const char *p) {
+  const __m128i d = _mm_loadu_si128((const __m128i *)p);
+  __m128i low = _mm_and_si128(_mm_cmpgt_epi8(_mm_set1_epi8(0x21), d),
+                              _mm_cmpgt_epi8(d, _mm_set1_epi8(-1)));
+  __m128i bad = _mm_or_si128(low, _mm_cmpeq_epi8(d, _mm_set1_epi8(0x7f)));
+  return (uint32_t)_mm_movemask_epi8(bad);
+}
+#endif
+
 /* ---- dispatch ------------------------------------------------------------------ */
 
 static const struct {
@@ -356,28 +378,37 @@ static inline size_t ev_name_end(const unsigned char *s, size_t i, size_t n,
   return k;
 }
 
-/* A Host value: only the bytes ev_hostch allows.  With simd and 16
- * readable bytes (end: the end of the head) one SSE2 classification. */
+#ifdef EV_HTTP_X86
+/* ev_hostch as a nibble table: bit h of ev_host_rows[l] is set when the
+ * byte 0x(h)(l) is allowed (h < 8: obs-text never is). */
+static const uint8_t ev_host_rows[16] __attribute__((aligned(16))) = {
+    0xa8, 0xfc, 0xf8, 0xf8, 0xfc, 0xfc, 0xfc, 0xfc,
+    0xfc, 0xfc, 0xfc, 0x7c, 0x54, 0x7c, 0xd4, 0x70};
+
+/* The first vl (<= 16) of the 16 readable bytes at hv are all allowed:
+ * two pshufb lookups (SSSE3: every CPU with SSE4.2 has it). */
+__attribute__((target("ssse3"), noinline)) static int
+ev_host_ok16(const unsigned char *hv, uint32_t vl) {
+  const __m128i x = _mm_loadu_si128((const __m128i *)hv);
+  const __m128i nib = _mm_set1_epi8(0x0f);
+  __m128i row = _mm_shuffle_epi8(_mm_load_si128((const __m128i *)ev_host_rows),
+                                 _mm_and_si128(x, nib));
+  __m128i bit = _mm_shuffle_epi8(
+      _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0),
+      _mm_and_si128(_mm_srli_epi16(x, 4), nib));
+  uint32_t bad = (uint32_t)_mm_movemask_epi8(
+      _mm_cmpeq_epi8(_mm_and_si128(row, bit), _mm_setzero_si128()));
+  return (bad & ((1u << vl) - 1)) == 0;
+}
+#endif
+
+/* A Host value: only the bytes ev_hostch allows.  With simd (SSE4.2 or
+ * better) and 16 readable bytes (end: the end of the head) one lookup of
+ * 16 bytes. */
 static inline int ev_host_ok(const unsigned char *hv, uint32_t vl,
                              const char *end, int simd) {
 #ifdef EV_HTTP_X86
-  if (simd && vl <= 16 && end - (const char *)hv >= 16) {
-    __m128i x = _mm_loadu_si128((const __m128i *)hv);
-#define EV_IN(v, lo, hi)                                                  \
-  _mm_and_si128(_mm_cmpeq_epi8(_mm_max_epu8((v), _mm_set1_epi8((char)(lo))), (v)), \
-                _mm_cmpeq_epi8(_mm_min_epu8((v), _mm_set1_epi8((char)(hi))), (v)))
-#define EV_IS(v, c) _mm_cmpeq_epi8((v), _mm_set1_epi8((char)(c)))
-    __m128i lower = _mm_or_si128(x, _mm_set1_epi8(0x20));
-    __m128i ok = _mm_or_si128(EV_IN(lower, 'a', 'z'), EV_IN(x, '$', '.'));
-    ok = _mm_or_si128(ok, EV_IN(x, '0', ';'));
-    ok = _mm_or_si128(ok, _mm_or_si128(EV_IS(x, '!'), EV_IS(x, '=')));
-    ok = _mm_or_si128(ok, _mm_or_si128(EV_IS(x, '['), EV_IS(x, ']')));
-    ok = _mm_or_si128(ok, _mm_or_si128(EV_IS(x, '_'), EV_IS(x, '~')));
-#undef EV_IN
-#undef EV_IS
-    uint32_t want = (1u << vl) - 1;
-    return ((uint32_t)_mm_movemask_epi8(ok) & want) == want;
-  }
+  if (simd && vl <= 16 && end - (const char *)hv >= 16) return ev_host_ok16(hv, vl);
 #endif
   (void)end, (void)simd;
   uint32_t j = 0, bad = 0;
@@ -580,19 +611,28 @@ static int ev_split_target(ev_http_head_t *h, const char *end) {
   return 0;
 }
 
+/* Digits only, any number of them (leading zeros too), up to 2^63 - 1:
+ * what net/http accepts (strconv.ParseUint(v, 10, 63)). */
 static int ev_parse_cl(const char *v, size_t n, int64_t *out) {
-  if (n == 0 || n > 18) return -1;
-  int64_t x = 0;
+  if (n == 0) return -1;
+  uint64_t x = 0;
   for (size_t i = 0; i < n; i++) {
     if (v[i] < '0' || v[i] > '9') return -1;
-    x = x * 10 + (v[i] - '0');
+    uint64_t d = (uint64_t)(v[i] - '0');
+    if (x > ((uint64_t)INT64_MAX - d) / 10) return -1;
+    x = x * 10 + d;
   }
-  *out = x;
+  *out = (int64_t)x;
   return 0;
 }
 
-int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
-                       const ev_http_limits_t *lim) {
+/* Both entry points: with prefix == 0 buf[0..n) is the head; with
+ * prefix == 1 the head is the start of buf[0..n), and any failure (one
+ * the engine would answer, or bytes running out) returns nonzero, the
+ * head's length going to *hlen on success. */
+static inline __attribute__((always_inline)) int
+ev_parse(const char *buf, size_t n, ev_http_head_t *h,
+         const ev_http_limits_t *lim, int prefix, size_t *hlen) {
   const unsigned char *s = (const unsigned char *)buf;
   int impl = ev_impl_get();
   int simd = impl != EV_HTTP_SIMD_SCALAR;
@@ -613,7 +653,13 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
   h->method = buf;
   h->method_len = (uint32_t)i;
   size_t t0 = ++i;
-  i += scan_target(buf + i, n - i);
+#ifdef EV_HTTP_X86
+  uint32_t tm;
+  if (simd && n - i >= 16 && (tm = ev_target_bad16_sse2(buf + i)) != 0)
+    i += (size_t)__builtin_ctz(tm);
+  else
+#endif
+    i += scan_target(buf + i, n - i);
   if (i == t0 || i >= n || s[i] != ' ') return 400;
   h->target = buf + t0;
   h->target_len = (uint32_t)(i - t0);
@@ -633,7 +679,13 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
     i++;
   }
   if (i > lim->max_request_line) return 414;
-  if (ev_split_target(h, buf + n) != 0) return 400;
+  if (buf[t0] == '/' && ev_plain_path(h->target, h->target_len, buf + n)) {
+    /* origin-form without '?' or '%' (what ev_split_target finds too) */
+    h->path = h->target;
+    h->path_len = h->target_len;
+  } else if (ev_split_target(h, buf + n) != 0) {
+    return 400;
+  }
   h->is_head = h->method_len == 4 && !memcmp(h->method, "HEAD", 4);
 
   /* field lines */
@@ -659,7 +711,14 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
     if (k == i || k >= n || s[k] != ':') return 400;
     size_t v = k + 1;
     while (v < n && (s[v] == ' ' || s[v] == '\t')) v++;
-    size_t e = v + scan_value(buf + v, n - v);
+    size_t e;
+#ifdef EV_HTTP_X86
+    uint32_t vm;
+    if (simd && n - v >= 16 && (vm = ev_value_bad16_sse2(buf + v)) != 0)
+      e = v + (size_t)__builtin_ctz(vm);
+    else
+#endif
+      e = v + scan_value(buf + v, n - v);
     size_t next;
     if (e < n && s[e] == '\n') {
       next = e + 1;
@@ -720,7 +779,13 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
     }
     i = next;
   }
-  if (i != n) return 400;
+  if (prefix) {
+    if (i > lim->max_head) return 431;
+    n = i;
+    *hlen = i;
+  } else if (i != n) {
+    return 400;
+  }
 
   if (cl_bad) return 400; /* conflicting Content-Lengths */
   if (te) {
@@ -741,6 +806,18 @@ int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
   }
   h->head_len = (uint32_t)n;
   return 0;
+}
+
+int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
+                       const ev_http_limits_t *lim) {
+  return ev_parse(buf, n, h, lim, 0, NULL);
+}
+
+long ev_http_parse_prefix(const char *buf, size_t len, ev_http_head_t *h,
+                          const ev_http_limits_t *lim) {
+  size_t hlen = 0;
+  if (ev_parse(buf, len, h, lim, 1, &hlen) != 0) return 0;
+  return (long)hlen;
 }
 
 /* ---- chunked bodies -------------------------------------------------------------------- */

@@ -103,6 +103,15 @@ long ev_http_head_end(const char *buf, size_t len, size_t *scan,
 int ev_http_parse_head(const char *buf, size_t head_len, ev_http_head_t *h,
                        const ev_http_limits_t *lim);
 
+/* Steps 1 and 2 at once, for a head that is complete at the start of
+ * buf[0..len): returns its length when it is there and ev_http_parse_head
+ * would accept it (the same *h as ev_http_head_end then
+ * ev_http_parse_head give), else 0: the head is incomplete, or something
+ * in it gets an error status; the two steps then tell which.  One pass
+ * over the bytes instead of two. */
+long ev_http_parse_prefix(const char *buf, size_t len, ev_http_head_t *h,
+                          const ev_http_limits_t *lim);
+
 /* ---- chunked bodies ----------------------------------------------------
  * An incremental decoder.  Each call consumes framing and returns where
  * the next span of body data is, without copying. */

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +171,7 @@ struct mtev_http_response {
   /* Content-Type (when has_ct; it is then in none of the lines):
    * ct[0..ct_len), zero-padded */
   uint8_t has_ct, ct_len;
+  uint64_t ct_gen; /* the generation of the thread's known type it is */
   char ct[EV_CT_MAX];
   /* The body: its first bytes in ibody (a short body never needs a
    * block), the rest in the chain.  ilen > 0 only while the chain is
@@ -216,6 +218,7 @@ struct mtev_http_session_ctx {
   mtev_http_dispatch_func dispatcher;
   mtev_http_dispatch_func co_fn; /* what the coroutine calls (NULL: the
                                   * dispatcher) */
+  mtev_http_dispatch_func probe; /* ev_http_session_set_probe's */
   void *dclosure;
   ev_http_work_t *w;
   mtev_http_connection conn;
@@ -247,6 +250,7 @@ struct mtev_http_session_ctx {
   uint8_t sniff;
   uint8_t rd_ready, wr_blocked;
   uint8_t redispatch;         /* call the dispatcher again (after a move) */
+
   uint8_t raw_io;             /* the fd takes socket calls of our own
                                * (sendmsg, shutdown, MSG_PEEK): the POSIX
                                * opset, or a listener's plain one */
@@ -541,6 +545,7 @@ static void ev_date_tick(void) {
  * the head is one fixed-size copy. */
 static __thread struct {
   const char *ptr;          /* the string it was learnt from */
+  uint64_t gen;             /* unique to each learning, of any thread */
   uint32_t len;
   char bytes[EV_CT_MAX];    /* its bytes, zero-padded */
   time_t head_sec;          /* ev_date.sec head was built for (0: none) */
@@ -553,6 +558,16 @@ static __thread struct {
 static inline int ev_ct_known(const char *type) {
   if (type != ev_ct.ptr) return 0;
   size_t n = ev_ct.len, i = 0;
+  if (n >= 7 && n <= 15) {
+    /* the n bytes and the NUL in two overlapping words (bytes[] is
+     * zero-padded: its byte n is the NUL) */
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, type, 8);
+    memcpy(&b0, ev_ct.bytes, 8);
+    memcpy(&a1, type + n - 7, 8);
+    memcpy(&b1, ev_ct.bytes + n - 7, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
   for (; i + 8 <= n; i += 8) {
     uint64_t a, b;
     memcpy(&a, type + i, 8);
@@ -571,7 +586,9 @@ static int ev_ct_learn(const char *type) {
   if (n >= EV_CT_MAX) return 0;
   for (size_t i = 0; i < n; i++)
     if (type[i] == '\r' || type[i] == '\n') return 0;
+  static uint64_t gens; /* atomic */
   ev_ct.ptr = type;
+  ev_ct.gen = __atomic_add_fetch(&gens, 1, __ATOMIC_RELAXED);
   ev_ct.len = (uint32_t)n;
   memset(ev_ct.bytes, 0, sizeof(ev_ct.bytes));
   memcpy(ev_ct.bytes, type, n);
@@ -579,17 +596,12 @@ static int ev_ct_learn(const char *type) {
   return 1;
 }
 
-/* r's Content-Type is the thread's known one (fixed-size compares). */
+/* r's Content-Type is the thread's known one: it was copied from this
+ * thread's, which has not changed since (a response's type is only ever
+ * a copy of a thread's known one; generations are unique across
+ * threads). */
 static inline int ev_ct_is_known(const mtev_http_response *r) {
-  if (!r->has_ct || r->ct_len != ev_ct.len) return 0;
-  uint64_t d = 0;
-  for (int i = 0; i < EV_CT_MAX; i += 8) {
-    uint64_t a, b;
-    memcpy(&a, r->ct + i, 8);
-    memcpy(&b, ev_ct.bytes + i, 8);
-    d |= a ^ b;
-  }
-  return d == 0;
+  return r->has_ct && r->ct_gen == ev_ct.gen;
 }
 
 static void ev_ct_head_build(void) {
@@ -728,6 +740,22 @@ void mtev_http_session_set_dispatcher(mtev_http_session_ctx *s,
   if (!s || !f) return;
   s->dispatcher = f;
   s->dclosure = c;
+  s->probe = NULL; /* it goes with the dispatcher */
+}
+void ev_http_session_set_probe(mtev_http_session_ctx *s,
+                               mtev_http_dispatch_func probe) {
+  if (s) s->probe = probe;
+}
+void *ev_http_session_probe_args(mtev_http_session_ctx *s, uint64_t *seq,
+                                 const char **method, size_t *mlen,
+                                 const char **path, size_t *plen) {
+  const ev_http_head_t *h = &s->w->req.h;
+  *seq = s->seq;
+  *method = h->method;
+  *mlen = h->method_len;
+  *path = h->path;
+  *plen = h->path_len;
+  return s->dclosure;
 }
 mtev_boolean mtev_http_session_aco(mtev_http_session_ctx *s) {
   return (s && s->co) ? mtev_true : mtev_false;
@@ -957,13 +985,40 @@ static int ev_http_make_room(mtev_http_session_ctx *s) {
  * raw I/O (s->raw_io: the opset would only pass the call on), else
  * through the event's opset (TLS, a listener's marks).  > 0 bytes, 0 EOF,
  * -1 with errno. */
+/* read(2) and send(2) on the connection's socket.  The C library's
+ * wrappers are cancellation points, which costs two calls around each
+ * system call; loop threads are never cancelled, so a plain build calls the
+ * kernel through syscall(2).  Sanitizer builds keep the wrappers (the
+ * sanitizers watch the buffers and the descriptors through them). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define EV_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define EV_SANITIZED 1
+#endif
+#endif
+static inline ssize_t ev_sys_read(int fd, void *buf, size_t len) {
+#ifdef EV_SANITIZED
+  return read(fd, buf, len);
+#else
+  return syscall(SYS_read, fd, buf, len);
+#endif
+}
+static inline ssize_t ev_sys_send(int fd, const void *buf, size_t len) {
+#ifdef EV_SANITIZED
+  return send(fd, buf, len, MSG_NOSIGNAL);
+#else
+  return syscall(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, NULL, 0);
+#endif
+}
+
 static inline ssize_t ev_http_read(mtev_http_session_ctx *s, void *buf,
                                    size_t len) {
   ssize_t n;
   if (s->raw_io) {
     s->io.raw_reads++;
     do {
-      n = read(eventer_get_fd(s->e), buf, len);
+      n = ev_sys_read(eventer_get_fd(s->e), buf, len);
     } while (n < 0 && errno == EINTR);
   } else {
     s->io.opset_reads++;
@@ -1034,7 +1089,7 @@ static int ev_http_write_out(mtev_http_session_ctx *s) {
       if (cnt == 1) {
         /* one piece (a response, or a pipelined batch of them): send(2)
          * spares the kernel the msghdr and iovec copies of sendmsg(2) */
-        n = send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        n = ev_sys_send(fd, iov[0].iov_base, iov[0].iov_len);
         if (n < 0 && errno == ENOTSOCK) n = write(fd, iov[0].iov_base, iov[0].iov_len);
       } else {
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
@@ -1174,15 +1229,20 @@ static ev_aco_t *ev_idle_take(void) {
   return EV_CONTAINER_OF(l, ev_aco_t, link);
 }
 
-/* In coroutine a, after its request: 1 when it may serve another. */
-static int ev_idle_keep(ev_aco_t *a) {
+/* In coroutine a, after its request: 1 when nobody else can know of it
+ * (it may serve another request as a fresh one). */
+static inline int ev_idle_fresh(ev_aco_t *a) {
   aco_t *co = ev_aco_co(a);
   /* no handle; no cancel or wake waiting for it; no end hook to run */
-  if (a->handle ||
-      (a->flags & (EV_ACO_F_CANCEL_PENDING | EV_ACO_F_WAKE_TOKEN |
-                   EV_ACO_F_END_HOOK | EV_ACO_F_PROXY)) ||
-      co->save_stack.sz > EV_IDLE_CO_SAVE_MAX)
-    return 0;
+  return !(a->handle ||
+           (a->flags & (EV_ACO_F_CANCEL_PENDING | EV_ACO_F_WAKE_TOKEN |
+                        EV_ACO_F_END_HOOK | EV_ACO_F_PROXY)) ||
+           co->save_stack.sz > EV_IDLE_CO_SAVE_MAX);
+}
+
+/* The same, and there is room on the thread's list to park it. */
+static int ev_idle_keep(ev_aco_t *a) {
+  if (!ev_idle_fresh(a)) return 0;
   if (!ev_idle_co.head.next) {
     pthread_once(&ev_idle_once, ev_idle_key_make);
     if (pthread_setspecific(ev_idle_key, &ev_idle_co) != 0) return 0;
@@ -1196,16 +1256,26 @@ static int ev_idle_keep(ev_aco_t *a) {
 }
 
 static void ev_http_serve_co(mtev_http_session_ctx *s);
+static int ev_http_co_next(mtev_http_session_ctx *s);
 
 static void ev_http_aco_main(void) {
   ev_aco_t *self = ev_aco_of(aco_gtls_co);
   for (;;) {
     ev_http_serve_co(aco_get_arg()); /* the session: ev_aco_create's arg,
                                       * or set by ev_http_dispatch */
-    if (!ev_idle_keep(self)) return;
+    if (!ev_idle_fresh(self)) return;
     aco_t *co = ev_aco_co(self);
+    mtev_http_session_ctx *s = co->arg;
     co->arg = NULL;
     if (co->cls) memset(co->cls, 0, ACO_CLS_SLOTS * sizeof(void *));
+    /* the session's next request, pipelined behind the one served, for
+     * a coroutine too: it is this one's (as fresh as a parked one) */
+    if (s && ev_http_co_next(s)) {
+      s->co = self;
+      co->arg = s;
+      continue;
+    }
+    if (!ev_idle_keep(self)) return;
     /* a plain wait: only ev_http_dispatch ends it */
     if (ev_aco_park(self, &ev_idle_co, 0, EV_WAIT_PLAIN) != EV_WAKE_READY ||
         !co->arg)
@@ -1297,6 +1367,7 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
     if (ev_ct_known(type) || ev_ct_learn(type)) {
       /* the thread's type: a fixed-size copy of its padded bytes */
       r->has_ct = 1;
+      r->ct_gen = ev_ct.gen;
       r->ct_len = (uint8_t)ev_ct.len;
       memcpy(r->ct, ev_ct.bytes, EV_CT_MAX);
       if (r->hlen) ev_hdr_remove(r, "Content-Type", 12);
@@ -1760,6 +1831,41 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
   mtev_http_request *q = &w->req;
   if (!r->status) r->status = 200;
   int st = r->status;
+  if (final && st == 200 && !r->headers_sent && !r->reason_len && !r->hlen &&
+      !r->z && !r->body.head && q->h.minor >= 1 && !q->h.is_head &&
+      ev_ct_is_known(r) && !ev_http_will_close(s)) {
+    /* the common answer, all at once: the thread's ready head (status
+     * line, Date, Content-Type), Content-Length, the short body; the
+     * bytes the general path below writes for it */
+    uint32_t inl = r->ilen;
+    ev_http_blk_t *t = w->out.tail;
+    if (!t || ev_blk_room(t) < sizeof(ev_ct.head) + 48 + inl) {
+      if (!(t = ev_blk_new(sizeof(ev_ct.head) + 48 + inl))) {
+        r->failed = 1;
+        return mtev_false;
+      }
+      t->start = t->end = 0;
+      ev_chain_push(&w->out, t);
+    }
+    ev_date_fresh();
+    if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
+    char *p0 = t->d + t->end, *p = p0;
+    memcpy(p, ev_ct.head, sizeof(ev_ct.head));
+    p += ev_ct.head_len;
+    p = EV_PUT_LIT(p, "Content-Length: ");
+    p = ev_put_u64(p, inl);
+    p = EV_PUT_LIT(p, "\r\n\r\n");
+    p = ev_put(p, r->ibody, inl);
+    size_t n = (size_t)(p - p0);
+    t->end += (uint32_t)n;
+    w->out.bytes += n;
+    r->bytes_written += n;
+    r->no_length = r->no_body = r->close_after = r->chunked = 0;
+    r->ilen = 0;
+    r->headers_sent = 1;
+    r->complete = 1;
+    goto written;
+  }
   r->no_length = st < 200 || st == 204 || st == 304;
   r->no_body = q->h.is_head || r->no_length;
   if (r->z) {
@@ -1846,6 +1952,7 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     ev_chain_move(&w->out, &r->body);
   }
   if (final) r->complete = 1;
+written:
   if (s->aborted) return mtev_false;
   /* hold the bytes when a pipelined request follows: the drive serves it
    * next (in this call, or in the task a coroutine's end posts), and the
@@ -1867,8 +1974,12 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
 
 mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *s,
                                       mtev_boolean final) {
-  if (!ev_res_usable(s) || !ev_http_on_loop(s)) return mtev_false;
-  mtev_boolean ok = ev_http_flush(s, final ? 1 : 0, ev_http_in_co(s));
+  if (!ev_res_usable(s)) return mtev_false;
+  /* the coroutine serving the request runs on the session's loop (a
+   * session with a coroutine does not move) */
+  int in_co = ev_http_in_co(s);
+  if (!in_co && !ev_http_on_loop(s)) return mtev_false;
+  mtev_boolean ok = ev_http_flush(s, final ? 1 : 0, in_co);
   /* an end outside the drive (a later callback): let the drive go on */
   if (final && !s->in_drive && !s->co) ev_http_post(s);
   return ok;
@@ -1978,7 +2089,8 @@ static int ev_is_http_start(const char *p, size_t n) {
 
 /* Looks for the next request in the input.  1: ready (state HANDLER),
  * 0: need more input, -1: not HTTP (sniffing), >= 400: answer that. */
-static int ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
+static inline __attribute__((always_inline)) int
+ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   ev_http_work_t *w = s->w;
   size_t avail = w->in_end - w->in_start;
   if (avail == 0) return 0;
@@ -1993,18 +2105,35 @@ static int ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
     s->sniff = 0;
   }
   ev_http_limits_t lim = ev_plim();
-  long end = ev_http_head_end(w->in + w->in_start, avail, &w->head_scan, &lim);
-  if (end == 0) return 0;
-  if (end < 0) return (int)-end;
   mtev_http_request *q = &w->req;
-  if (!w->fresh) {
-    ev_req_release(q);
-    ev_req_reset(q);
-    ev_res_reset(&w->res);
+  char *head = w->in + w->in_start;
+  long end = 0;
+  int st = 0;
+  if (w->head_scan == 0) {
+    /* the first look at this head: the previous request is over */
+    if (!w->fresh) {
+      ev_req_release(q);
+      ev_req_reset(q);
+      ev_res_reset(&w->res);
+      w->fresh = 1;
+    }
+    /* a complete, valid head at the start of the input is parsed in one
+     * pass; anything else (a part of a head, an error to answer) is
+     * looked at again the usual way (the same result either way) */
+    end = ev_http_parse_prefix(head, avail, &q->h, &lim);
+  }
+  if (end == 0) {
+    end = ev_http_head_end(head, avail, &w->head_scan, &lim);
+    if (end == 0) return 0;
+    if (end < 0) return (int)-end;
+    if (!w->fresh) {
+      ev_req_release(q);
+      ev_req_reset(q);
+      ev_res_reset(&w->res);
+    }
+    st = ev_http_parse_head(head, (size_t)end, &q->h, &lim);
   }
   w->fresh = 0;
-  char *head = w->in + w->in_start;
-  int st = ev_http_parse_head(head, (size_t)end, &q->h, &lim);
   w->head_scan = 0;
   w->in_start += (size_t)end;
   w->head_end = w->in_start;
@@ -2447,7 +2576,8 @@ static void ev_http_teardown(mtev_http_session_ctx *s, int in_cb) {
 
 /* After a response is complete: discard an unread body, decide on the
  * connection, make way for the next request. */
-static void ev_http_request_done(mtev_http_session_ctx *s) {
+static inline __attribute__((always_inline)) void
+ev_http_request_done(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   mtev_http_request *q = &w->req;
   int close = w->res.close_after || ev_http_peer_done(s);
@@ -2468,6 +2598,41 @@ static void ev_http_request_done(mtev_http_session_ctx *s) {
   } else {
     s->state = ST_IDLE;
   }
+}
+
+/* In the coroutine that has just served s's request (it made no handle:
+ * nobody else knows of it), with the drive that resumed it below it on
+ * the loop's stack: when the next request is complete in the input and
+ * the session's probe (ev_http_session_set_probe) gives it to a coroutine, the
+ * request is set up as the drive would have (its dispatcher already
+ * called) and 1 returned: the caller serves it without a switch back to
+ * the loop and into a coroutine again.  Otherwise 0, with the session in
+ * a state the drive goes on from (a request parsed but not dispatched is
+ * marked for the dispatcher). */
+static int ev_http_co_next(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  if (!w || w->in_end == w->in_start) return 0; /* nothing pipelined */
+  if (!s->probe || !s->in_drive || s->aborted || s->state != ST_HANDLER ||
+      s->co || !w->res.complete || s->move_to || s->redispatch ||
+      s->handler_mask || s->co_wait != CW_NONE || s->want_aco || s->sniff)
+    return 0;
+  ev_http_request_done(s);
+  if (s->state != ST_IDLE || w->out.bytes >= EV_HTTP_CORK) return 0;
+  int r = ev_http_next_request(s, s->drive_ns);
+  if (r != 1) {
+    if (r >= 400) {
+      ev_http_fail(s, r);
+      s->state = ST_CLOSING;
+    }
+    return 0; /* 0: more input needed (-1 cannot be: no sniffing) */
+  }
+  s->probe(s);
+  if (!s->want_aco || s->move_to || s->aborted) {
+    s->redispatch = !s->want_aco; /* the drive calls the dispatcher */
+    return 0;
+  }
+  s->want_aco = 0;
+  return 1;
 }
 
 static int ev_http_interest(mtev_http_session_ctx *s) {

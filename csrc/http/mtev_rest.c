@@ -73,11 +73,30 @@ static ev_rest_table_t *ev_rest_tab; /* atomic */
 static struct rest_url_dispatcher *ev_rest_all;
 static int ev_rest_named;
 
+/* Changes whenever routing could answer differently: a rule or a base
+ * registered, the table freed (a cached rule pointer is only good for the
+ * generation it was found in). */
+static uint64_t ev_rest_gen = 1; /* atomic */
+
+/* The route of the connection's last request, when it can be reused: a
+ * rule of the request's own method whose expression matched without
+ * captures.  Rules are only ever appended to a base and bases only added
+ * (each bumps ev_rest_gen), so while the generation holds, the same
+ * method and path find the same rule first. */
+#define EV_ROUTE_KEY 64
+typedef struct {
+  uint64_t gen;  /* 0: empty */
+  struct rest_url_dispatcher *rule;
+  uint32_t mlen, plen;
+  char key[EV_ROUTE_KEY]; /* method, then path */
+} ev_route_cache_t;
+
 /* Per connection: the closure handlers see, and what routing decided. */
 typedef struct {
   mtev_http_rest_closure_t restc; /* first: the acceptor ctx points here */
   uint64_t seq;                   /* the request routed */
   struct rest_url_dispatcher *rule;
+  ev_route_cache_t last;
 } ev_rest_conn_t;
 
 /* ---- match data, one per thread ------------------------------------------------- */
@@ -504,6 +523,7 @@ void mtev_http_rest_fini(void) {
   pthread_mutex_lock(&ev_rest_lock);
   ev_rest_table_t *t = __atomic_load_n(&ev_rest_tab, __ATOMIC_ACQUIRE);
   __atomic_store_n(&ev_rest_tab, NULL, __ATOMIC_RELEASE);
+  __atomic_add_fetch(&ev_rest_gen, 1, __ATOMIC_RELEASE);
   if (t) {
     for (int i = 0; i < t->n; i++) {
       free(t->b[i]->base);
@@ -669,6 +689,7 @@ mtev_rest_mountpoint_t *mtev_http_rest_new_rule_auth_closure(
   b->last = r;
   r->all = ev_rest_all;
   ev_rest_all = r;
+  __atomic_add_fetch(&ev_rest_gen, 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock(&ev_rest_lock);
   return r;
 }
@@ -809,11 +830,20 @@ static void ev_allow_add(char *list, size_t cap, const char *m) {
 
 /* Routes the current request.  1: rc->rule serves it; 0: answered here. */
 static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
+  mtev_http_rest_closure_t *restc = &rc->restc;
   mtev_http_request *req = mtev_http_session_request(ctx);
   size_t plen;
   const char *path = ev_http_request_path(req, &plen);
   size_t mlen;
   const char *method = ev_http_request_method(req, &mlen);
+  uint64_t gen = __atomic_load_n(&ev_rest_gen, __ATOMIC_ACQUIRE);
+  ev_route_cache_t *lc = &rc->last;
+  struct rest_url_dispatcher *r, *head_get = NULL;
+  if (lc->gen == gen && lc->mlen == mlen && lc->plen == plen &&
+      ev_memeq(lc->key, method, mlen) && ev_memeq(lc->key + mlen, path, plen)) {
+    r = lc->rule; /* no captures: no params to set */
+    goto found;
+  }
   ev_rest_table_t *t = __atomic_load_n(&ev_rest_tab, __ATOMIC_ACQUIRE);
   ev_rest_base_t *b = ev_rest_base_find(t, path, plen);
   if (!b) {
@@ -828,11 +858,10 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
     return 0;
   }
   int is_head = mlen == 4 && !memcmp(method, "HEAD", 4);
-  struct rest_url_dispatcher *r, *head_get = NULL;
-  int cnt = -1;
+  int cnt = -1, same = 0;
   for (r = __atomic_load_n(&b->rules, __ATOMIC_ACQUIRE); r;
        r = __atomic_load_n(&r->next, __ATOMIC_ACQUIRE)) {
-    int same = r->mlen == mlen && ev_memeq(r->method, method, mlen);
+    same = r->mlen == mlen && ev_memeq(r->method, method, mlen);
     if (!same && !(is_head && !head_get && r->mlen == 3 &&
                    !memcmp(r->method, "GET", 3)))
       continue;
@@ -845,6 +874,7 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
     head_get = r; /* a GET rule serves HEAD unless a HEAD rule matches */
   }
   if (!r && head_get) {
+    same = 0;
     r = head_get;
     cnt = ev_rule_match(r, rest, rlen, md);
   }
@@ -868,11 +898,19 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx) {
     }
     return 0;
   }
-  mtev_http_rest_closure_t *restc = &rc->restc;
   if (ev_rest_set_params(restc, rest, md, cnt) != 0) {
     ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
     return 0;
   }
+  if (same && cnt == 1 && mlen + plen <= EV_ROUTE_KEY) {
+    lc->gen = gen;
+    lc->rule = r;
+    lc->mlen = (uint32_t)mlen;
+    lc->plen = (uint32_t)plen;
+    memcpy(lc->key, method, mlen);
+    memcpy(lc->key + mlen, path, plen);
+  }
+found:
   restc->closure = __atomic_load_n(&r->closure, __ATOMIC_RELAXED);
   restc->fastpath = __atomic_load_n(&r->handler, __ATOMIC_RELAXED);
   if (__atomic_load_n(&ev_rest_acl, __ATOMIC_RELAXED) &&
@@ -896,6 +934,44 @@ static int ev_rest_run_aco(mtev_http_session_ctx *ctx) {
   mtev_http_rest_closure_t *restc = &rc->restc;
   restc->aco_enabled = mtev_true;
   return restc->fastpath(restc, restc->nparams, restc->params);
+}
+
+/* The session's probe: the engine asks, from the coroutine that served the
+ * previous request, whether this one is for a coroutine too: yes
+ * when the connection's last route holds for it and its rule is an aco
+ * rule that needs nothing else first (no auth, no ACL, no pool to move
+ * to, no closure of the last request to free): the request is routed and
+ * the coroutine asked for.  Else nothing is changed (the engine calls the
+ * dispatcher again on the loop). */
+static int ev_rest_probe(mtev_http_session_ctx *ctx) {
+  uint64_t seq;
+  const char *method, *path;
+  size_t mlen, plen;
+  ev_rest_conn_t *rc = ev_http_session_probe_args(ctx, &seq, &method, &mlen, &path, &plen);
+  mtev_http_rest_closure_t *restc = &rc->restc;
+  if (rc->seq == seq) return 0;
+  if (restc->call_closure_free || __atomic_load_n(&ev_rest_acl, __ATOMIC_RELAXED))
+    return 0;
+  ev_route_cache_t *lc = &rc->last;
+  if (lc->gen != __atomic_load_n(&ev_rest_gen, __ATOMIC_ACQUIRE) ||
+      lc->mlen != mlen || lc->plen != plen || !ev_memeq(lc->key, method, mlen) ||
+      !ev_memeq(lc->key + mlen, path, plen))
+    return 0;
+  struct rest_url_dispatcher *r = lc->rule;
+  if (!__atomic_load_n(&r->aco, __ATOMIC_RELAXED) ||
+      __atomic_load_n(&r->pool, __ATOMIC_RELAXED) ||
+      __atomic_load_n(&r->auth, __ATOMIC_RELAXED))
+    return 0;
+  mtev_http_rest_clean_request(restc); /* no closure free to call */
+  restc->closure = __atomic_load_n(&r->closure, __ATOMIC_RELAXED);
+  restc->fastpath = __atomic_load_n(&r->handler, __ATOMIC_RELAXED);
+  rc->seq = seq;
+  rc->rule = r;
+  if (ev_http_session_run_aco_fn(ctx, ev_rest_run_aco) != 0) {
+    rc->seq = 0; /* route it again on the loop */
+    rc->rule = NULL;
+  }
+  return 0;
 }
 
 /* The session's dispatcher. */
@@ -978,6 +1054,7 @@ static int ev_rest_conn_handler(eventer_t e, int mask, void *closure,
     rc->restc.remote_cn = (char *)(cn ? cn : "");
     mtev_acceptor_closure_set_ctx(ac, rc, ev_rest_conn_free);
     if (sniff) ev_http_session_sniff(ctx);
+    ev_http_session_set_probe(ctx, ev_rest_probe);
   }
   int done = 0;
   int rv = mtev_http_session_drive(e, mask, rc->restc.http_ctx, NULL, &done);

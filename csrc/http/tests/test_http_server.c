@@ -412,6 +412,40 @@ static void test_routing(void) {
   hc_resp_free(&r);
   T_EQ(hc_oneshot(port, "OPTIONS /a/q HTTP/1.1\r\nHost: x\r\n\r\n", &r), 404);
   hc_resp_free(&r);
+
+  /* A connection keeps the route of its last request (same method and
+   * path, no captures): what is registered later still counts.  PATCH
+   * /k/m goes to a rule of "/", then to a rule of a longer base
+   * registered between two requests, then to that rule made aco with a
+   * closure; another path routes afresh. */
+  T_CHECK(mtev_http_rest_new_rule("PATCH", "/", "^k/m$", h_pats));
+  hc_t *c = hc_open(port);
+  const char *req = "PATCH /k/m HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+  const char *want[] = {"0: classic", "0: classic", "0: classic+k/", "0: aco+k",
+                        NULL, "0: aco+k"};
+  mtev_rest_mountpoint_t *km = NULL;
+  for (int i = 0; i < 6; i++) {
+    if (i == 2) {
+      km = mtev_http_rest_new_rule("PATCH", "/k/", "^m$", h_pats);
+      T_CHECK(km);
+      mtev_rest_mountpoint_set_closure(km, (void *)"+k/");
+    }
+    if (i == 3) {
+      mtev_rest_mountpoint_set_aco(km, mtev_true);
+      mtev_rest_mountpoint_set_closure(km, (void *)"+k");
+      /* the same rule again: the first one still serves */
+      mtev_rest_mountpoint_t *k2 = mtev_http_rest_new_rule("PATCH", "/k/", "^m$", h_pats);
+      T_CHECK(k2);
+      mtev_rest_mountpoint_set_closure(k2, (void *)"+second");
+    }
+    hc_sends(c, i == 4 ? "PATCH /k/zz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                       : req);
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, want[i] ? 200 : 404);
+    if (want[i]) T_STR_EQ(r.body, want[i]);
+    hc_resp_free(&r);
+  }
+  hc_close(c);
   ht_stop();
 }
 
@@ -472,6 +506,8 @@ static void test_statuses(void) {
       {"POST /upload HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
        "3\r\nabc\r\n0\r\n\r\n", 400}, /* HTTP/1.0 has no chunked */
       {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413},
+      {"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775807\r\n\r\n",
+       413},
       {"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
        "3e9\r\n", 413}, /* a 1001-byte chunk */
       {"GET /hello HTTP/1.1\r\nHost: x\r\nExpect: the-unexpected\r\n\r\n", 417},
@@ -549,7 +585,7 @@ static void test_keepalive_pipelining(void) {
     hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     hc_resp_t r;
     T_EQ(hc_read_resp(c, &r, 0), 0);
-    T_EQ(r.status, 200);
+  T_EQ(r.status, 200);
     T_STR_EQ(r.body, "hello\n");
     T_CHECK(hc_header(&r, "Connection") == NULL);
     hc_resp_free(&r);
@@ -573,7 +609,7 @@ static void test_keepalive_pipelining(void) {
   for (int i = 0; i < N; i++) {
     hc_resp_t r;
     T_EQ(hc_read_resp(c, &r, 0), 0);
-    T_EQ(r.status, 200);
+  T_EQ(r.status, 200);
     char want[64];
     if (i % 3 == 0) snprintf(want, sizeof(want), "%d", (N - i) * 3);
     else snprintf(want, sizeof(want), "1:%d %s", i, i % 3 == 1 ? "classic" : "aco");
@@ -1240,6 +1276,109 @@ static void test_co_reuse(void) {
   ht_stop();
 }
 
+/* /cp (no captures: the route a connection keeps): like /co/plain, plus
+ * whether it runs as an aco request; "resumes aco arg slot". */
+static int h_cp(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_EQ(npats, 0);
+  aco_t *co = aco_get_co();
+  T_CHECK(co != NULL);
+  eventer_aco_stats_t st;
+  T_EQ(eventer_aco_get_stats(NULL, &st), 0);
+  void *slot = aco_cls_get(co, g_cls_key);
+  aco_cls_set(co, g_cls_key, (void *)co);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%d %d %d %s", (int)st.resumes,
+                             mtev_http_session_aco(ctx) ? 1 : 0,
+                             eventer_aco_arg() == (void *)ctx,
+                             slot ? "dirty" : "clear");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* Pipelined aco requests: the coroutine that served one takes the next
+ * when it is already there and routes to a coroutine too (no switch back
+ * to the loop and in again: its resume count stays); each handler still
+ * finds a fresh coroutine.  Mixed with classic rules, a 404, a rule with
+ * captures (routed on the loop), one that makes a handle (its coroutine
+ * ends) and one that sleeps: every answer in order. */
+static void test_co_pipelined(void) {
+  int port = ht_start(1);
+  if (g_cls_key < 0) g_cls_key = aco_cls_key_create();
+  T_CHECK(g_cls_key >= 0);
+  mtev_rest_mountpoint_t *mp = mtev_http_rest_new_rule("GET", "/", "^cp$", h_cp);
+  T_CHECK(mp);
+  mtev_rest_mountpoint_set_aco(mp, mtev_true);
+  mp = mtev_http_rest_new_rule("GET", "/", "^co/(.*)$", h_co);
+  T_CHECK(mp);
+  mtev_rest_mountpoint_set_aco(mp, mtev_true);
+  mp = mtev_http_rest_new_rule("GET", "/", "^sleep/([0-9]+)$", h_sleep);
+  T_CHECK(mp);
+  mtev_rest_mountpoint_set_aco(mp, mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  hc_t *c = hc_open(port);
+  /* the connection's route is /cp from here on */
+  hc_sends(c, "GET /cp HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_STR_EQ(r.body + strcspn(r.body, " "), " 1 1 clear");
+  hc_resp_free(&r);
+  char batch[2048] = "";
+  for (int i = 0; i < 8; i++) strcat(batch, "GET /cp HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_sends(c, batch);
+  int first = -1;
+  for (int i = 0; i < 8; i++) {
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_EQ(r.status, 200);
+    int resumes;
+    T_EQ(sscanf(r.body, "%d", &resumes), 1);
+    T_STR_EQ(r.body + strcspn(r.body, " "), " 1 1 clear");
+    if (first < 0) first = resumes;
+    T_CHECKF(resumes == first, "request %d: resumed again (%d, then %d)", i,
+             first, resumes);
+    hc_resp_free(&r);
+  }
+  const char *mixed[] = {"/cp", "/hello", "/cp", "/nope", "/cp", "/co/handle",
+                         "/cp", "/sleep/20", "/cp", "/co/plain", "/cp"};
+  size_t nm = sizeof(mixed) / sizeof(mixed[0]);
+  batch[0] = 0;
+  for (size_t i = 0; i < nm; i++)
+    snprintf(batch + strlen(batch), sizeof(batch) - strlen(batch),
+             "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", mixed[i]);
+  hc_sends(c, batch);
+  for (size_t i = 0; i < nm; i++) {
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    if (!strcmp(mixed[i], "/cp")) {
+      T_EQ(r.status, 200);
+      T_STR_EQ(r.body + strcspn(r.body, " "), " 1 1 clear");
+    } else if (!strcmp(mixed[i], "/hello")) {
+      T_EQ(r.status, 200);
+      T_STR_EQ(r.body, "hello\n");
+    } else if (!strcmp(mixed[i], "/nope")) {
+      T_EQ(r.status, 404);
+    } else if (!strcmp(mixed[i], "/sleep/20")) {
+      T_EQ(r.status, 200);
+      T_STR_EQ(r.body, "20");
+    } else {
+      T_EQ(r.status, 200);
+      T_CHECKF(strstr(r.body, " 1 clear") != NULL, "%s: %s", mixed[i], r.body);
+    }
+    hc_resp_free(&r);
+  }
+  if (g_co_handle) {
+    uint64_t end = t_now_us() + 5000000u;
+    while (!eventer_aco_co_done(g_co_handle)) {
+      if (t_now_us() > end) T_FAIL("the coroutine that made a handle did not end");
+      usleep(1000);
+    }
+    eventer_aco_co_release(g_co_handle);
+    g_co_handle = NULL;
+  }
+  hc_close(c);
+  ht_stop();
+}
+
 static void test_control_dispatch(void) {
   int port = ht_start_type(1, 0, "control_dispatch");
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
@@ -1317,7 +1456,7 @@ static void test_listener_contract(void) {
   for (int i = 0; i < 2; i++) {
     hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     T_EQ(hc_read_resp(c, &r, 0), 0);
-    T_EQ(r.status, 200);
+  T_EQ(r.status, 200);
     T_STR_EQ(r.body, "hello\n");
     hc_resp_free(&r);
   }
@@ -1358,7 +1497,7 @@ static void test_listener_contract(void) {
       sent += (size_t)w;
     }
     T_EQ(hc_read_resp(c, &r, 0), 0);
-    T_EQ(r.status, 413);
+  T_EQ(r.status, 413);
     hc_resp_free(&r);
     hc_close(c);
   }
@@ -1647,6 +1786,36 @@ static void test_content_type(void) {
     ct_expect(port, "GET /ct/buf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/one");
     ct_expect(port, "GET /ct/buf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "text/two-longer");
   }
+  /* The bytes of the common answer (200, the thread's Content-Type, a
+   * short body), built all at once, are those of the general path: a HEAD
+   * request's head (built the general way) is the same, and both read
+   * "status line, Date, Content-Type, Content-Length". */
+  hc_t *c = hc_open(port);
+  char heads[3][512];
+  for (int i = 0; i < 3; i++) {
+    hc_sends(c, i == 1 ? "HEAD /ct/plain HTTP/1.1\r\nHost: x\r\n\r\n"
+                       : "GET /ct/plain HTTP/1.1\r\nHost: x\r\n\r\n");
+    char *e;
+    while ((e = memmem(c->buf + c->pos, c->len - c->pos, "\r\n\r\n", 4)) == NULL)
+      T_CHECK(hc_fill(c) > 0);
+    size_t hl = (size_t)(e + 4 - (c->buf + c->pos));
+    T_CHECK(hl < sizeof(heads[i]));
+    memcpy(heads[i], c->buf + c->pos, hl);
+    heads[i][hl] = 0;
+    c->pos += hl;
+    if (i != 1) { /* the body: "plain" */
+      while (c->len - c->pos < 5) T_CHECK(hc_fill(c) > 0);
+      T_CHECK(!memcmp(c->buf + c->pos, "plain", 5));
+      c->pos += 5;
+    }
+    char *date = strstr(heads[i], "\r\nDate: ");
+    T_CHECK(date != NULL);
+    memset(date + 8, 'D', 29); /* "Sun, 06 Dec 2026 14:20:00 GMT" */
+    T_STR_EQ(heads[i], "HTTP/1.1 200 OK\r\nDate: DDDDDDDDDDDDDDDDDDDDDDDDDDDDD\r\n"
+                       "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n");
+  }
+  hc_close(c);
+
   /* the other lines come after it, once each */
   hc_resp_t r;
   T_EQ(hc_oneshot(port, "GET /ct/set HTTP/1.1\r\nHost: x\r\n\r\n", &r), 200);
@@ -1738,6 +1907,7 @@ T_MAIN({"basic", test_basic}, {"routing", test_routing},
        {"keepalive_pipelining", test_keepalive_pipelining},
        {"http10", test_http10}, {"uploads", test_uploads},
        {"seed_hello", test_seed_hello}, {"co_reuse", test_co_reuse},
+       {"co_pipelined", test_co_pipelined},
        {"listener_contract", test_listener_contract},
        {"deferred_write", test_deferred_write},
        {"content_type", test_content_type}, {"acl", test_acl})
