@@ -24,13 +24,13 @@
  * a TLS opset may hold decrypted bytes the socket no longer shows.
  */
 #include "eventer_aco_impl.h"
+#include "eventer_sys.h"
 #include "eventer_SSL_fd_opset.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 enum { EV_TMO_ACCEPT = 0, EV_TMO_READ, EV_TMO_WRITE };
@@ -407,62 +407,13 @@ int ev_aco_fd_closed(eventer_t e) {
  * (ev_aco_fd_run); a foreign coroutine loops in its own runtime around
  * ev_aco_fd_try and a proxy's wait (the Go binding's AcoEvent.io). */
 
-/* read(2) and write(2) of a coroutine on the POSIX opset, made with the
- * syscall instruction rather than through libc.  libc's wrappers make
- * every read and write a thread-cancellation point: in a process with
- * more than one thread (any program with a job queue) each call switches
- * the thread to asynchronous cancellation and back around the syscall,
- * two atomic read-modify-writes (measured here: 35-45 ns a call, about a
- * fifth of a read that finds EAGAIN).  These are made only by a
- * coroutine on its loop's thread and by ev_aco_fd_try (a proxy on the
- * loop's thread, a foreign runtime's own thread), threads nothing
- * cancels: they need none of it, and they are not cancellation points.
- * (A classic eventer_read on an aco event outside a coroutine, e.g. a
- * job's WORK, goes through the original opset and libc, and stays one.)
- * The result is libc's: the count, or -1 with errno.  Sanitizer builds
- * keep libc's calls, whose interceptors check the buffer and see the
- * fd. */
-#if EV_ACO_PLAIN_SWITCH && defined(__x86_64__)
-static inline __attribute__((always_inline)) ssize_t ev_aco_sys_rw(
-    long nr, int fd, void *buf, size_t len) {
-  long r;
-  __asm__ volatile("syscall"
-                   : "=a"(r)
-                   : "0"(nr), "D"((long)fd), "S"(buf), "d"(len)
-                   : "rcx", "r11", "memory");
-  if (__builtin_expect((unsigned long)r > -4096UL, 0)) {
-    errno = (int)-r;
-    return -1;
-  }
-  return r;
-}
-#define ev_aco_sys_read(fd, buf, len) ev_aco_sys_rw(SYS_read, fd, buf, len)
-#define ev_aco_sys_write(fd, buf, len) \
-  ev_aco_sys_rw(SYS_write, fd, (void *)(buf), len)
-#elif EV_ACO_PLAIN_SWITCH && defined(__aarch64__)
-static inline __attribute__((always_inline)) ssize_t ev_aco_sys_rw(
-    long nr, int fd, void *buf, size_t len) {
-  register long x8 __asm__("x8") = nr;
-  register long x0 __asm__("x0") = fd;
-  register long x1 __asm__("x1") = (long)buf;
-  register long x2 __asm__("x2") = (long)len;
-  __asm__ volatile("svc #0"
-                   : "+r"(x0)
-                   : "r"(x8), "r"(x1), "r"(x2)
-                   : "memory");
-  if (__builtin_expect((unsigned long)x0 > -4096UL, 0)) {
-    errno = (int)-x0;
-    return -1;
-  }
-  return x0;
-}
-#define ev_aco_sys_read(fd, buf, len) ev_aco_sys_rw(SYS_read, fd, buf, len)
-#define ev_aco_sys_write(fd, buf, len) \
-  ev_aco_sys_rw(SYS_write, fd, (void *)(buf), len)
-#else
-#define ev_aco_sys_read(fd, buf, len) read(fd, buf, len)
-#define ev_aco_sys_write(fd, buf, len) write(fd, buf, len)
-#endif
+/* A coroutine's read(2) and write(2) on the POSIX opset enter the kernel
+ * without libc's cancellation wrappers (eventer_sys.h).  They are made
+ * only by a coroutine on its loop's thread and by ev_aco_fd_try (a proxy
+ * on the loop's thread, a foreign runtime's own thread), threads nothing
+ * cancels.  (A classic eventer_read on an aco event outside a coroutine,
+ * e.g. a job's WORK, goes through the original opset and libc, and stays
+ * a cancellation point.) */
 
 /* A bit of a wait's mask beside the EVENTER_* ones: see
  * ev_aco_fd_run_read. */
@@ -484,8 +435,8 @@ static inline __attribute__((always_inline)) int ev_aco_fd_attempt(
     /* the POSIX opset's read and write, without the calls */
     ssize_t r;
     do {
-      r = op == EV_ACO_TRY_READ ? ev_aco_sys_read(e->fd, buf, len)
-                                : ev_aco_sys_write(e->fd, buf, len);
+      r = op == EV_ACO_TRY_READ ? ev_sys_read(e->fd, buf, len)
+                                : ev_sys_write(e->fd, buf, len);
     } while (r < 0 && errno == EINTR);
     rv = (int)r;
     *mask = 0;
@@ -708,7 +659,7 @@ int eventer_aco_write(eventer_aco_t ae, const void *buff, size_t len,
   /* the usual write: the POSIX opset's, done here with as little around
    * it as a callback's eventer_write has (the timeout matters only if it
    * would block) */
-  ssize_t r = ev_aco_sys_write(e->fd, buff, len);
+  ssize_t r = ev_sys_write(e->fd, buff, len);
   if (__builtin_expect(r < 0, 0))
     return ev_aco_fd_write_failed(e, buff, len, timeout);
   if (r > 0) e->acofd_flags |= EV_ACOFD_F_DRAINED;

@@ -41,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +48,7 @@
 
 #include "eventer_aco.h"
 #include "eventer_aco_impl.h"
+#include "eventer_sys.h"
 #include "http_impl.h"
 #include "http_parse.h"
 
@@ -985,33 +985,6 @@ static int ev_http_make_room(mtev_http_session_ctx *s) {
  * raw I/O (s->raw_io: the opset would only pass the call on), else
  * through the event's opset (TLS, a listener's marks).  > 0 bytes, 0 EOF,
  * -1 with errno. */
-/* read(2) and send(2) on the connection's socket.  The C library's
- * wrappers are cancellation points, which costs two calls around each
- * system call; loop threads are never cancelled, so a plain build calls the
- * kernel through syscall(2).  Sanitizer builds keep the wrappers (the
- * sanitizers watch the buffers and the descriptors through them). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define EV_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define EV_SANITIZED 1
-#endif
-#endif
-static inline ssize_t ev_sys_read(int fd, void *buf, size_t len) {
-#ifdef EV_SANITIZED
-  return read(fd, buf, len);
-#else
-  return syscall(SYS_read, fd, buf, len);
-#endif
-}
-static inline ssize_t ev_sys_send(int fd, const void *buf, size_t len) {
-#ifdef EV_SANITIZED
-  return send(fd, buf, len, MSG_NOSIGNAL);
-#else
-  return syscall(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, NULL, 0);
-#endif
-}
-
 static inline ssize_t ev_http_read(mtev_http_session_ctx *s, void *buf,
                                    size_t len) {
   ssize_t n;
@@ -1089,7 +1062,7 @@ static int ev_http_write_out(mtev_http_session_ctx *s) {
       if (cnt == 1) {
         /* one piece (a response, or a pipelined batch of them): send(2)
          * spares the kernel the msghdr and iovec copies of sendmsg(2) */
-        n = ev_sys_send(fd, iov[0].iov_base, iov[0].iov_len);
+        n = ev_sys_send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
         if (n < 0 && errno == ENOTSOCK) n = write(fd, iov[0].iov_base, iov[0].iov_len);
       } else {
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
