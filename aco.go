@@ -239,6 +239,9 @@ func (l *loop) resume(co *Co) {
 	l.current = co
 	goexit, ok := co.next()
 	l.current = nil
+	if p := l.restPool; p != nil && len(p.next) > 0 {
+		l.restNextServe() // requests its responses' ends dispatched (rest.go)
+	}
 	if ok && !goexit {
 		return // it waits
 	}

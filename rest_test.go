@@ -934,3 +934,201 @@ func TestRestDirectShutdown(t *testing.T) {
 		t.Fatal("the blocked handler did not return")
 	}
 }
+
+// restChained is how many direct requests loop 0 served, and how many of
+// them a response's end handed over within its own call (the others each
+// came as a step of a loop iteration).
+func restChained(t *testing.T) (direct, chained int64) {
+	t.Helper()
+	l := loopAt(0)
+	done := make(chan struct{})
+	if err := l.post(func() {
+		if p := l.restPool; p != nil {
+			direct, chained = p.ndirect, p.nchained
+		}
+		close(done)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	return direct, chained
+}
+
+// pipeline writes reqs in one write on c and reads len(reqs) responses
+// (bodies included), in order; at(i) is called as response i arrives.
+func pipeline(t *testing.T, c net.Conn, reqs []string, at func(i int, resp *http.Response, body string)) {
+	t.Helper()
+	if _, err := io.WriteString(c, strings.Join(reqs, "")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	for i, q := range reqs {
+		method, _, _ := strings.Cut(q, " ")
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("response %d: body: %v", i, err)
+		}
+		at(i, resp, string(b))
+	}
+}
+
+// Pipelined requests to a Go aco rule: the end of each response dispatches
+// the next one in the same call, so a batch sent in one write costs about
+// one loop iteration, not one per request; responses stay in order, and
+// requests for other rules (a goroutine rule, HandleHTTP, a body through
+// the relay, the engine's own 404) in the middle of a batch are served in
+// their turn.
+func TestRestDirectPipelineChained(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	echo := func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		fmt.Fprintf(res, "%s co=%v", rc.Pats()[0], rc.Co() != nil)
+		return res.End()
+	}
+	mustRule(t)(NewRule("GET", b, "^aco/(\\d+)$", echo)).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^go/(\\d+)$", echo))
+	mustRule(t)(HandleHTTP("GET", b, "^http/(\\d+)$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "%s http", strings.TrimPrefix(r.URL.Path, b+"http/"))
+		})))
+	mustRule(t)(NewRule("POST", b, "^post/(\\d+)$", func(rc *RestClosure) error {
+		body, err := io.ReadAll(rc.Request().Body)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(rc.Response(), "%s post %s", rc.Pats()[0], body)
+		return nil
+	})).SetAco(true)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	get := func(p string) string { return "GET " + b + p + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+	// 16 to the aco rule, in one write
+	var reqs []string
+	for i := 0; i < 16; i++ {
+		reqs = append(reqs, get(fmt.Sprintf("aco/%d", i)))
+	}
+	d0, c0 := restChained(t)
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if want := fmt.Sprintf("%d co=true", i); resp.StatusCode != 200 || body != want {
+			t.Fatalf("response %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+	})
+	d1, c1 := restChained(t)
+	if d1-d0 != 16 || (d1-d0)-(c1-c0) > 4 {
+		t.Errorf("16 pipelined requests: %d served, %d of them as steps of the loop (want 16, at most a few)",
+			d1-d0, (d1-d0)-(c1-c0))
+	}
+	// a mixed batch
+	reqs = reqs[:0]
+	var want []string
+	for i := 0; i < 4; i++ {
+		reqs = append(reqs, get(fmt.Sprintf("aco/%d", 10*i)), get(fmt.Sprintf("go/%d", 10*i+1)),
+			get(fmt.Sprintf("http/%d", 10*i+2)), get(fmt.Sprintf("aco/%d", 10*i+3)),
+			"POST "+b+fmt.Sprintf("post/%d", 10*i+4)+" HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+			get("nothing/here"), get(fmt.Sprintf("aco/%d", 10*i+5)))
+		want = append(want, fmt.Sprintf("%d co=true", 10*i), fmt.Sprintf("%d co=false", 10*i+1),
+			fmt.Sprintf("%d http", 10*i+2), fmt.Sprintf("%d co=true", 10*i+3),
+			fmt.Sprintf("%d post abc", 10*i+4), "404", fmt.Sprintf("%d co=true", 10*i+5))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if want[i] == "404" {
+			if resp.StatusCode != 404 {
+				t.Fatalf("response %d: %d %q, want 404", i, resp.StatusCode, body)
+			}
+			return
+		}
+		if resp.StatusCode != 200 || body != want[i] {
+			t.Fatalf("response %d: %d %q, want %q", i, resp.StatusCode, body, want[i])
+		}
+	})
+}
+
+// A slow aco handler in the middle of a pipelined batch: the responses
+// before it go out while it waits, the ones after it follow it in order.
+func TestRestDirectPipelineSlow(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	var release atomic.Bool
+	mustRule(t)(NewRule("GET", b, "^(\\d+)$", func(rc *RestClosure) error {
+		if rc.Pats()[0] == "5" {
+			// (waits on the loop without blocking it, at most 15 s)
+			for t0 := time.Now(); !release.Load() && time.Since(t0) < 15*time.Second; {
+				if err := rc.Co().Sleep(5 * time.Millisecond); err != nil {
+					return err
+				}
+			}
+		}
+		fmt.Fprintf(rc.Response(), "%s released=%v", rc.Pats()[0], release.Load())
+		return nil
+	})).SetAco(true)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []string
+	for i := 0; i < 10; i++ {
+		reqs = append(reqs, fmt.Sprintf("GET %s%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		want := fmt.Sprintf("%d released=%v", i, i >= 5)
+		if resp.StatusCode != 200 || body != want {
+			t.Fatalf("response %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+		if i == 4 {
+			release.Store(true) // the five before it came while it waited
+		}
+	})
+}
+
+// A client that sends a pipelined batch and resets the connection while
+// it is being served: every request and session is let go (restServer's
+// cleanup checks), and the loop serves the next client.
+func TestRestDirectPipelineReset(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^(\\d+)$", func(rc *RestClosure) error {
+		if rc.Pats()[0] == "3" {
+			if err := rc.Co().Sleep(100 * time.Millisecond); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(rc.Response(), "%s", rc.Pats()[0])
+		return nil
+	})).SetAco(true)
+	for round := 0; round < 20; round++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all strings.Builder
+		for i := 0; i < 16; i++ {
+			fmt.Fprintf(&all, "GET %s%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		}
+		io.WriteString(c, all.String())
+		if round%2 == 1 {
+			// read the first response or so, then reset
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			c.Read(make([]byte, 64))
+		}
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
+	if st, _, body := get(t, url+b+"7"); st != 200 || body != "7" {
+		t.Fatalf("after the resets: %d %q", st, body)
+	}
+}

@@ -40,6 +40,12 @@ int ev_http_session_run_aco(mtev_http_session_ctx *ctx);
 int ev_http_session_run_aco_fn(mtev_http_session_ctx *ctx,
                                mtev_http_dispatch_func fn);
 
+/* mtev_http_response_end from outside the drive (on the session's loop,
+ * in main context, the caller holding a reference), then the drive at
+ * once instead of in a task: a pipelined request behind the response is
+ * dispatched before this returns. */
+mtev_boolean ev_http_response_end_drive(mtev_http_session_ctx *ctx);
+
 /* From a dispatcher: move the connection to a loop of `pool` before
  * serving the current request.  The dispatcher returns 0 right after; the
  * engine calls it again on the new loop.  0, or -1 with errno. */
