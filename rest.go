@@ -368,7 +368,7 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 		return nil
 	}
 	if spare := d.Head[len(d.Head):cap(d.Head)]; len(spare) >= 2*restSmall {
-		q.small = spare[:2*restSmall:2*restSmall] // (the head's own allocation)
+		q.small = spare[: 2*restSmall : 2*restSmall] // (the head's own allocation)
 	}
 	if l.restPool == nil {
 		l.restPool = restCoPoolOf(l)
