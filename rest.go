@@ -380,12 +380,19 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 	return q
 }
 
-// restNextServe serves the direct requests that responses' ends handed
-// over (restCoPool.next) and the handler that ended them left for the
-// driver (driver of l, after a coroutine of l ran).
-func (l *loop) restNextServe() {
+// restAfterRun: a coroutine of l ran (driver).  The request it serves
+// without a step (restCoPool.inline) is watched if it waits; the direct
+// requests that responses' ends handed over (restCoPool.next) and the
+// coroutine left for the driver are served.
+func (l *loop) restAfterRun() {
 	p := l.restPool
-	if p.serving {
+	if q := p.inline; q != nil {
+		p.inline = nil
+		if !q.ended && !q.watched {
+			q.watchStart()
+		}
+	}
+	if len(p.next) == 0 || p.serving {
 		return // (the loop below serves what comes in meanwhile)
 	}
 	p.serving = true
@@ -465,10 +472,11 @@ type restCoPool struct {
 	// the pipelined requests a response's end dispatched (RestRespondNext)
 	// and whose record is not made yet: the worker coroutine that ended
 	// the response serves them once its handler returns, else the driver
-	// does after the coroutine ran (restNextServe)
+	// does after the coroutine ran (restAfterRun)
 	slot    cgo.RestSlot
 	next    []cgo.RestDirect
 	serving bool
+	inline  *restReq // the one a worker serves from next (driver only)
 	// direct requests served, and how many of them a response's end
 	// handed over (the others came as steps of the loop)
 	ndirect, nchained int64
@@ -658,15 +666,16 @@ func restCoWorkerBody(co *Co) {
 				n := len(p.next)
 				rule := restRuleByID(p.next[n-1].Rule)
 				if rule == nil || !rule.aco.Load() {
-					break // the driver serves it (restNextServe)
+					break // the driver serves it (restAfterRun)
 				}
 				d := p.next[n-1]
 				p.next[n-1] = cgo.RestDirect{}
 				p.next = p.next[:n-1]
 				if q := co.l.restDirectReq(d); q != nil {
-					q.watchStart() // as if it waited: its end takes it off
 					co.flags &^= coCancel
+					p.inline = q // (watched if it waits: restAfterRun)
 					q.serveCo(co)
+					p.inline = nil
 				}
 			}
 			if len(w.pool.idle) >= restMaxIdleCo {
@@ -1022,8 +1031,17 @@ func (q *restReq) setHeader(name, key, value string) error {
 // token name, a value without CR, LF (or NUL), and neither
 // Content-Length nor Transfer-Encoding (the engine's).
 func validHeaderField(k, v string) bool {
-	if k == "" || strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "Transfer-Encoding") {
+	switch len(k) {
+	case 0:
 		return false
+	case len("Content-Length"):
+		if strings.EqualFold(k, "Content-Length") {
+			return false
+		}
+	case len("Transfer-Encoding"):
+		if strings.EqualFold(k, "Transfer-Encoding") {
+			return false
+		}
 	}
 	for i := 0; i < len(k); i++ {
 		if !restTchar[k[i]] {

@@ -1131,4 +1131,28 @@ func TestRestDirectPipelineReset(t *testing.T) {
 	if st, _, body := get(t, url+b+"7"); st != 200 || body != "7" {
 		t.Fatalf("after the resets: %d %q", st, body)
 	}
+	// a handler served behind others of its batch that waits sees its
+	// client leave, as one that came alone does
+	seen := make(chan error, 1)
+	mustRule(t)(NewRule("GET", b, "^long$", func(rc *RestClosure) error {
+		err := rc.Co().Sleep(20 * time.Second)
+		seen <- err
+		return err
+	})).SetAco(true)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET %s1 HTTP/1.1\r\nHost: x\r\n\r\nGET %s2 HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"GET %slong HTTP/1.1\r\nHost: x\r\n\r\n", b, b, b)
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-seen:
+		if !errors.Is(err, ErrCanceled) {
+			t.Fatalf("long: %v, want ErrCanceled", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("long: the handler did not see its client leave")
+	}
 }

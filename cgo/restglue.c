@@ -337,8 +337,10 @@ void ev_go_rest_rule_relay(uintptr_t rule, int on) {
 
 int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
                        size_t speclen, uint32_t opts, const void *body,
-                       size_t blen, int then, ev_go_next_t *next) {
+                       size_t blen, int then, uintptr_t nextp) {
   mtev_http_session_ctx *ctx = (mtev_http_session_ctx *)ctxp;
+  ev_go_next_t *next = (ev_go_next_t *)nextp;
+  if (next) memset(next, 0, sizeof(*next)); /* (none, unless the drive hands one) */
   mtev_http_response *res0 = mtev_http_session_response(ctx);
   int usable = res0 && !mtev_http_response_closed(res0);
   int ok = 1;
@@ -380,7 +382,6 @@ int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
     if (next && usable) {
       /* the drive goes on here: a pipelined request behind this one is
        * dispatched now, and a direct one comes back in *next */
-      memset(next, 0, sizeof(*next));
       ev_go_next = next;
       ok &= ev_http_response_end_drive(ctx) ? 1 : 0;
       ev_go_next = NULL;

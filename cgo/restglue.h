@@ -95,7 +95,7 @@ typedef struct {
  * its NUL), the header fields in spec after it (name NUL value NUL ...)
  * and the options opts; then the body bytes; then `then`.  1 when every
  * step was taken, 0 when one was refused (the rest is still tried; END
- * always drops the reference).  With next (END, from the loop's driver
+ * always drops the reference).  With nextp, an ev_go_next_t * (END, from the loop's driver
  * goroutine or a coroutine of the loop: in main context), the session's
  * drive goes on at once (ev_http_response_end_drive) rather than in the
  * loop's next iteration: a pipelined request behind the response is
@@ -103,7 +103,7 @@ typedef struct {
  * over in *next (its session referenced for Go) instead of as a step. */
 int ev_go_rest_respond(uintptr_t ctx, int code, const char *spec,
                        size_t speclen, uint32_t opts, const void *body,
-                       size_t blen, int then, ev_go_next_t *next);
+                       size_t blen, int then, uintptr_t nextp);
 /* 1 when a direct request's client is gone: the connection is over, the
  * response failed, or the peer closed its side (an end of input, or an
  * error, is next on the socket).  On the session's loop thread. */
