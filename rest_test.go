@@ -1156,3 +1156,78 @@ func TestRestDirectPipelineReset(t *testing.T) {
 		t.Fatal("long: the handler did not see its client leave")
 	}
 }
+
+// Clients pipelining at once on one loop, some reading everything, some
+// resetting after part of their responses, to aco rules (one that waits
+// now and then), a goroutine rule and HandleHTTP: the ones that stay get
+// every response in order, and nothing is left behind (restServer's
+// cleanup checks every request, session and connection).
+func TestRestDirectPipelineConcurrent(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	echo := func(rc *RestClosure) error {
+		if n, _ := strconv.Atoi(rc.Pats()[0]); n%7 == 3 && rc.Co() != nil {
+			if err := rc.Co().Sleep(time.Millisecond); err != nil {
+				return err
+			}
+		}
+		fmt.Fprint(rc.Response(), rc.Pats()[0])
+		return nil
+	}
+	mustRule(t)(NewRule("GET", b, "^a/(\\d+)$", echo)).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^g/(\\d+)$", echo))
+	mustRule(t)(HandleHTTP("GET", b, "^h/(\\d+)$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, strings.TrimPrefix(r.URL.Path, b+"h/"))
+		})))
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for round := 0; round < 8; round++ {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					errs <- err
+					return
+				}
+				var all strings.Builder
+				for i := 0; i < 24; i++ {
+					kind := "a"
+					if i%5 == 4 {
+						kind = [2]string{"g", "h"}[i%2]
+					}
+					fmt.Fprintf(&all, "GET %s%s/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, kind, i)
+				}
+				io.WriteString(c, all.String())
+				keep := (g+round)%3 != 0 // else reset after a few responses
+				c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				br := bufio.NewReader(c)
+				for i := 0; i < 24 && (keep || i < (g+round)%5); i++ {
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						errs <- fmt.Errorf("client %d round %d response %d: %v", g, round, i, err)
+						break
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 || string(body) != strconv.Itoa(i) {
+						errs <- fmt.Errorf("client %d round %d response %d: %d %q", g, round, i, resp.StatusCode, body)
+						break
+					}
+				}
+				if !keep {
+					c.(*net.TCPConn).SetLinger(0)
+				}
+				c.Close()
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
