@@ -549,10 +549,15 @@ func (l *loop) restStopped() {
 		return
 	}
 	p := v.(*restCoPool)
+	spec := []byte("Service Unavailable\x00Connection\x00close\x00")
+	// requests handed over by an end and not served yet
+	for _, d := range p.next {
+		cgo.RestRespond(d.Ctx, 503, spec, 0, nil, cgo.RespondEnd)
+	}
+	p.next = nil
 	if p.watch.wnext == nil {
 		return
 	}
-	spec := []byte("Service Unavailable\x00Connection\x00close\x00")
 	for q := p.watch.wnext; q != &p.watch; {
 		next := q.wnext
 		if !q.onLoop {
@@ -907,7 +912,9 @@ func (q *restReq) respond(name string, then int) error {
 	var ok bool
 	if q.onLoop {
 		// the handler runs on the loop (its driver is in Run): C is up
-		if then == cgo.RespondEnd {
+		if then == cgo.RespondEnd && (q.co == nil || q.co.flags&coStopping == 0) {
+			// (not while the loop unwinds its coroutines: nothing would
+			// serve what the drive hands over)
 			q.watchEnd()
 			p := q.pool
 			var next cgo.RestDirect
@@ -918,6 +925,9 @@ func (q *restReq) respond(name string, then int) error {
 			}
 		} else {
 			ok = cgo.RestRespond(sess, code, spec, opts, body, then)
+			if then == cgo.RespondEnd {
+				q.watchEnd()
+			}
 		}
 	} else {
 		// (made here only: a closure is an allocation)
