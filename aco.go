@@ -239,6 +239,9 @@ func (l *loop) resume(co *Co) {
 	l.current = co
 	goexit, ok := co.next()
 	l.current = nil
+	if p := l.restPool; p != nil && (len(p.next) > 0 || p.inline != nil) {
+		l.restAfterRun() // the direct requests it left (rest.go)
+	}
 	if ok && !goexit {
 		return // it waits
 	}

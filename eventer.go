@@ -97,6 +97,8 @@ type loop struct {
 	disp     dispatch             // driver: the Go callback being dispatched
 
 	panicked any // driver: a panic to re-raise outside C
+
+	restPool *restCoPool // driver: the direct path's state (rest.go)
 }
 
 var rt struct {

@@ -341,18 +341,11 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 // RestDirect serves a request on the direct path (driver of loop l, between
 // steps: a coroutine may be resumed here).
 func (l *loop) RestDirect(d cgo.RestDirect) {
-	rule := restRuleByID(d.Rule)
-	q := &restReq{sess: d.Ctx, direct: true, rule: rule, loop: l.idx, l: l, epoch: sessionNow()}
-	if rule == nil || !cgo.ParseHead(d.Head, &q.info) || l.closed {
-		// the rule went away meanwhile (or a head C did not write whole)
-		cgo.RestRespond(d.Ctx, 500, []byte("Internal Server Error\x00Connection\x00close\x00"), 0,
-			[]byte("Internal Server Error\n"), cgo.RespondEnd)
+	q := l.restDirectReq(d)
+	if q == nil {
 		return
 	}
-	q.pool = restCoPoolOf(l)
-	q.pool.live.Add(1)
-	if rule.aco.Load() {
-		q.onLoop = true
+	if q.onLoop {
 		l.restCoDirect(q)
 		if !q.ended {
 			q.watchStart() // it waits
@@ -361,6 +354,55 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 	}
 	q.watchStart() // (its end, posted to this loop, comes after this)
 	restGoServe(q)
+}
+
+// restDirectReq makes the record of a direct request (driver, or a worker
+// coroutine of l), or answers it 500 and returns nil.
+func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
+	rule := restRuleByID(d.Rule)
+	q := &restReq{sess: d.Ctx, direct: true, rule: rule, loop: l.idx, l: l, epoch: sessionNow()}
+	if rule == nil || !cgo.ParseHead(d.Head, &q.info) || l.closed {
+		// the rule went away meanwhile (or a head C did not write whole)
+		cgo.RestRespond(d.Ctx, 500, []byte("Internal Server Error\x00Connection\x00close\x00"), 0,
+			[]byte("Internal Server Error\n"), cgo.RespondEnd)
+		return nil
+	}
+	if spare := d.Head[len(d.Head):cap(d.Head)]; len(spare) >= 2*restSmall {
+		q.small = spare[: 2*restSmall : 2*restSmall] // (the head's own allocation)
+	}
+	if l.restPool == nil {
+		l.restPool = restCoPoolOf(l)
+	}
+	q.pool = l.restPool
+	q.pool.live.Add(1)
+	q.pool.ndirect++
+	q.onLoop = rule.aco.Load()
+	return q
+}
+
+// restAfterRun: a coroutine of l ran (driver).  The request it serves
+// without a step (restCoPool.inline) is watched if it waits; the direct
+// requests that responses' ends handed over (restCoPool.next) and the
+// coroutine left for the driver are served.
+func (l *loop) restAfterRun() {
+	p := l.restPool
+	if q := p.inline; q != nil {
+		p.inline = nil
+		if !q.ended && !q.watched {
+			q.watchStart()
+		}
+	}
+	if len(p.next) == 0 || p.serving {
+		return // (the loop below serves what comes in meanwhile)
+	}
+	p.serving = true
+	for n := len(p.next); n > 0; n = len(p.next) {
+		d := p.next[n-1] // (each is another session's: any order)
+		p.next[n-1] = cgo.RestDirect{}
+		p.next = p.next[:n-1]
+		l.RestDirect(d)
+	}
+	p.serving = false
 }
 
 // Handlers run on workers that serve one request after another: a
@@ -426,6 +468,18 @@ func restGoServe(q *restReq) {
 type restCoPool struct {
 	idle []*restCoWorker
 	live atomic.Int64 // direct requests of the loop being served
+
+	// the pipelined requests a response's end dispatched (RestRespondNext)
+	// and whose record is not made yet: the worker coroutine that ended
+	// the response serves them once its handler returns, else the driver
+	// does after the coroutine ran (restAfterRun)
+	slot    cgo.RestSlot
+	next    []cgo.RestDirect
+	serving bool
+	inline  *restReq // the one a worker serves from next (driver only)
+	// direct requests served, and how many of them a response's end
+	// handed over (the others came as steps of the loop)
+	ndirect, nchained int64
 
 	// direct requests whose handler did not finish in its step, watched
 	// for their client leaving (driver only, but the counts)
@@ -495,10 +549,15 @@ func (l *loop) restStopped() {
 		return
 	}
 	p := v.(*restCoPool)
+	spec := []byte("Service Unavailable\x00Connection\x00close\x00")
+	// requests handed over by an end and not served yet
+	for _, d := range p.next {
+		cgo.RestRespond(d.Ctx, 503, spec, 0, nil, cgo.RespondEnd)
+	}
+	p.next = nil
 	if p.watch.wnext == nil {
 		return
 	}
-	spec := []byte("Service Unavailable\x00Connection\x00close\x00")
 	for q := p.watch.wnext; q != &p.watch; {
 		next := q.wnext
 		if !q.onLoop {
@@ -545,7 +604,7 @@ var restCoPools sync.Map // *loop -> *restCoPool
 func restCoPoolOf(l *loop) *restCoPool {
 	v, ok := restCoPools.Load(l)
 	if !ok {
-		v, _ = restCoPools.LoadOrStore(l, &restCoPool{})
+		v, _ = restCoPools.LoadOrStore(l, &restCoPool{slot: cgo.NewRestSlot()})
 	}
 	return v.(*restCoPool)
 }
@@ -606,6 +665,24 @@ func restCoWorkerBody(co *Co) {
 			w.q = nil
 			co.flags &^= coCancel // a cancel meant for the previous request
 			q.serveCo(co)
+			// the pipelined requests its end dispatched, served here
+			// (no switch to the driver and back): those of aco rules
+			for p := w.pool; len(p.next) > 0; {
+				n := len(p.next)
+				rule := restRuleByID(p.next[n-1].Rule)
+				if rule == nil || !rule.aco.Load() {
+					break // the driver serves it (restAfterRun)
+				}
+				d := p.next[n-1]
+				p.next[n-1] = cgo.RestDirect{}
+				p.next = p.next[:n-1]
+				if q := co.l.restDirectReq(d); q != nil {
+					co.flags &^= coCancel
+					p.inline = q // (watched if it waits: restAfterRun)
+					q.serveCo(co)
+					p.inline = nil
+				}
+			}
 			if len(w.pool.idle) >= restMaxIdleCo {
 				return
 			}
@@ -835,9 +912,22 @@ func (q *restReq) respond(name string, then int) error {
 	var ok bool
 	if q.onLoop {
 		// the handler runs on the loop (its driver is in Run): C is up
-		ok = cgo.RestRespond(sess, code, spec, opts, body, then)
-		if then == cgo.RespondEnd {
+		if then == cgo.RespondEnd && (q.co == nil || q.co.flags&coStopping == 0) {
+			// (not while the loop unwinds its coroutines: nothing would
+			// serve what the drive hands over)
 			q.watchEnd()
+			p := q.pool
+			var next cgo.RestDirect
+			ok = cgo.RestRespondNext(sess, code, spec, opts, body, p.slot, &next)
+			if next.Ctx != 0 {
+				p.next = append(p.next, next)
+				p.nchained++
+			}
+		} else {
+			ok = cgo.RestRespond(sess, code, spec, opts, body, then)
+			if then == cgo.RespondEnd {
+				q.watchEnd()
+			}
 		}
 	} else {
 		// (made here only: a closure is an allocation)
@@ -951,8 +1041,17 @@ func (q *restReq) setHeader(name, key, value string) error {
 // token name, a value without CR, LF (or NUL), and neither
 // Content-Length nor Transfer-Encoding (the engine's).
 func validHeaderField(k, v string) bool {
-	if k == "" || strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "Transfer-Encoding") {
+	switch len(k) {
+	case 0:
 		return false
+	case len("Content-Length"):
+		if strings.EqualFold(k, "Content-Length") {
+			return false
+		}
+	case len("Transfer-Encoding"):
+		if strings.EqualFold(k, "Transfer-Encoding") {
+			return false
+		}
 	}
 	for i := 0; i < len(k); i++ {
 		if !restTchar[k[i]] {

@@ -912,6 +912,15 @@ func TestRestDirectShutdown(t *testing.T) {
 	}
 	<-started
 	<-started
+	// and a pipelined batch behind a handler that is unwound: what its end
+	// would dispatch is not left behind (every session is let go)
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET %ssleep HTTP/1.1\r\nHost: x\r\n\r\nGET %ssleep HTTP/1.1\r\nHost: x\r\n\r\n", b, b)
+	<-started
 	done := make(chan struct{})
 	go func() {
 		cgo.TestListenerStop(l, 10)
@@ -932,5 +941,305 @@ func TestRestDirectShutdown(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the blocked handler did not return")
+	}
+	if n := cgo.HTTPSessions(); n != 0 {
+		t.Errorf("%d sessions left after Shutdown", n)
+	}
+}
+
+// restChained is how many direct requests loop 0 served, and how many of
+// them a response's end handed over within its own call (the others each
+// came as a step of a loop iteration).
+func restChained(t *testing.T) (direct, chained int64) {
+	t.Helper()
+	l := loopAt(0)
+	done := make(chan struct{})
+	if err := l.post(func() {
+		if p := l.restPool; p != nil {
+			direct, chained = p.ndirect, p.nchained
+		}
+		close(done)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	return direct, chained
+}
+
+// pipeline writes reqs in one write on c and reads len(reqs) responses
+// (bodies included), in order; at(i) is called as response i arrives.
+func pipeline(t *testing.T, c net.Conn, reqs []string, at func(i int, resp *http.Response, body string)) {
+	t.Helper()
+	if _, err := io.WriteString(c, strings.Join(reqs, "")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	for i, q := range reqs {
+		method, _, _ := strings.Cut(q, " ")
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("response %d: body: %v", i, err)
+		}
+		at(i, resp, string(b))
+	}
+}
+
+// Pipelined requests to a Go aco rule: the end of each response dispatches
+// the next one in the same call, so a batch sent in one write costs about
+// one loop iteration, not one per request; responses stay in order, and
+// requests for other rules (a goroutine rule, HandleHTTP, a body through
+// the relay, the engine's own 404) in the middle of a batch are served in
+// their turn.
+func TestRestDirectPipelineChained(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	echo := func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		fmt.Fprintf(res, "%s co=%v", rc.Pats()[0], rc.Co() != nil)
+		return res.End()
+	}
+	mustRule(t)(NewRule("GET", b, "^aco/(\\d+)$", echo)).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^go/(\\d+)$", echo))
+	mustRule(t)(HandleHTTP("GET", b, "^http/(\\d+)$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "%s http", strings.TrimPrefix(r.URL.Path, b+"http/"))
+		})))
+	mustRule(t)(NewRule("POST", b, "^post/(\\d+)$", func(rc *RestClosure) error {
+		body, err := io.ReadAll(rc.Request().Body)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(rc.Response(), "%s post %s", rc.Pats()[0], body)
+		return nil
+	})).SetAco(true)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	get := func(p string) string { return "GET " + b + p + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+	// 16 to the aco rule, in one write
+	var reqs []string
+	for i := 0; i < 16; i++ {
+		reqs = append(reqs, get(fmt.Sprintf("aco/%d", i)))
+	}
+	d0, c0 := restChained(t)
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if want := fmt.Sprintf("%d co=true", i); resp.StatusCode != 200 || body != want {
+			t.Fatalf("response %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+	})
+	d1, c1 := restChained(t)
+	if d1-d0 != 16 || (d1-d0)-(c1-c0) > 4 {
+		t.Errorf("16 pipelined requests: %d served, %d of them as steps of the loop (want 16, at most a few)",
+			d1-d0, (d1-d0)-(c1-c0))
+	}
+	// a mixed batch
+	reqs = reqs[:0]
+	var want []string
+	for i := 0; i < 4; i++ {
+		reqs = append(reqs, get(fmt.Sprintf("aco/%d", 10*i)), get(fmt.Sprintf("go/%d", 10*i+1)),
+			get(fmt.Sprintf("http/%d", 10*i+2)), get(fmt.Sprintf("aco/%d", 10*i+3)),
+			"POST "+b+fmt.Sprintf("post/%d", 10*i+4)+" HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+			get("nothing/here"), get(fmt.Sprintf("aco/%d", 10*i+5)))
+		want = append(want, fmt.Sprintf("%d co=true", 10*i), fmt.Sprintf("%d co=false", 10*i+1),
+			fmt.Sprintf("%d http", 10*i+2), fmt.Sprintf("%d co=true", 10*i+3),
+			fmt.Sprintf("%d post abc", 10*i+4), "404", fmt.Sprintf("%d co=true", 10*i+5))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if want[i] == "404" {
+			if resp.StatusCode != 404 {
+				t.Fatalf("response %d: %d %q, want 404", i, resp.StatusCode, body)
+			}
+			return
+		}
+		if resp.StatusCode != 200 || body != want[i] {
+			t.Fatalf("response %d: %d %q, want %q", i, resp.StatusCode, body, want[i])
+		}
+	})
+}
+
+// A slow aco handler in the middle of a pipelined batch: the responses
+// before it go out while it waits, the ones after it follow it in order.
+func TestRestDirectPipelineSlow(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	var release atomic.Bool
+	mustRule(t)(NewRule("GET", b, "^(\\d+)$", func(rc *RestClosure) error {
+		if rc.Pats()[0] == "5" {
+			// (waits on the loop without blocking it, at most 15 s)
+			for t0 := time.Now(); !release.Load() && time.Since(t0) < 15*time.Second; {
+				if err := rc.Co().Sleep(5 * time.Millisecond); err != nil {
+					return err
+				}
+			}
+		}
+		fmt.Fprintf(rc.Response(), "%s released=%v", rc.Pats()[0], release.Load())
+		return nil
+	})).SetAco(true)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []string
+	for i := 0; i < 10; i++ {
+		reqs = append(reqs, fmt.Sprintf("GET %s%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		want := fmt.Sprintf("%d released=%v", i, i >= 5)
+		if resp.StatusCode != 200 || body != want {
+			t.Fatalf("response %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+		if i == 4 {
+			release.Store(true) // the five before it came while it waited
+		}
+	})
+}
+
+// A client that sends a pipelined batch and resets the connection while
+// it is being served: every request and session is let go (restServer's
+// cleanup checks), and the loop serves the next client.
+func TestRestDirectPipelineReset(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^(\\d+)$", func(rc *RestClosure) error {
+		if rc.Pats()[0] == "3" {
+			if err := rc.Co().Sleep(100 * time.Millisecond); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(rc.Response(), "%s", rc.Pats()[0])
+		return nil
+	})).SetAco(true)
+	for round := 0; round < 20; round++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all strings.Builder
+		for i := 0; i < 16; i++ {
+			fmt.Fprintf(&all, "GET %s%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		}
+		io.WriteString(c, all.String())
+		if round%2 == 1 {
+			// read the first response or so, then reset
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			c.Read(make([]byte, 64))
+		}
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
+	if st, _, body := get(t, url+b+"7"); st != 200 || body != "7" {
+		t.Fatalf("after the resets: %d %q", st, body)
+	}
+	// a handler served behind others of its batch that waits sees its
+	// client leave, as one that came alone does
+	seen := make(chan error, 1)
+	mustRule(t)(NewRule("GET", b, "^long$", func(rc *RestClosure) error {
+		err := rc.Co().Sleep(20 * time.Second)
+		seen <- err
+		return err
+	})).SetAco(true)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET %s1 HTTP/1.1\r\nHost: x\r\n\r\nGET %s2 HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"GET %slong HTTP/1.1\r\nHost: x\r\n\r\n", b, b, b)
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-seen:
+		if !errors.Is(err, ErrCanceled) {
+			t.Fatalf("long: %v, want ErrCanceled", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("long: the handler did not see its client leave")
+	}
+}
+
+// Clients pipelining at once on one loop, some reading everything, some
+// resetting after part of their responses, to aco rules (one that waits
+// now and then), a goroutine rule and HandleHTTP: the ones that stay get
+// every response in order, and nothing is left behind (restServer's
+// cleanup checks every request, session and connection).
+func TestRestDirectPipelineConcurrent(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	echo := func(rc *RestClosure) error {
+		if n, _ := strconv.Atoi(rc.Pats()[0]); n%7 == 3 && rc.Co() != nil {
+			if err := rc.Co().Sleep(time.Millisecond); err != nil {
+				return err
+			}
+		}
+		fmt.Fprint(rc.Response(), rc.Pats()[0])
+		return nil
+	}
+	mustRule(t)(NewRule("GET", b, "^a/(\\d+)$", echo)).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^g/(\\d+)$", echo))
+	mustRule(t)(HandleHTTP("GET", b, "^h/(\\d+)$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, strings.TrimPrefix(r.URL.Path, b+"h/"))
+		})))
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for round := 0; round < 8; round++ {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					errs <- err
+					return
+				}
+				var all strings.Builder
+				for i := 0; i < 24; i++ {
+					kind := "a"
+					if i%5 == 4 {
+						kind = [2]string{"g", "h"}[i%2]
+					}
+					fmt.Fprintf(&all, "GET %s%s/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, kind, i)
+				}
+				io.WriteString(c, all.String())
+				keep := (g+round)%3 != 0 // else reset after a few responses
+				c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				br := bufio.NewReader(c)
+				for i := 0; i < 24 && (keep || i < (g+round)%5); i++ {
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						errs <- fmt.Errorf("client %d round %d response %d: %v", g, round, i, err)
+						break
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 || string(body) != strconv.Itoa(i) {
+						errs <- fmt.Errorf("client %d round %d response %d: %d %q", g, round, i, resp.StatusCode, body)
+						break
+					}
+				}
+				if !keep {
+					c.(*net.TCPConn).SetLinger(0)
+				}
+				c.Close()
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -6,7 +6,6 @@ package cgo
 #include "restglue.h"
 #cgo noescape ev_go_rest_append
 #cgo nocallback ev_go_rest_append
-#cgo noescape ev_go_rest_respond
 */
 import "C"
 
@@ -111,13 +110,23 @@ type RestDirect struct {
 	Head []byte  // the flat head, copied into Go memory
 }
 
+// HeadSpare is the room a copied head has after its end (cap(Head) -
+// len(Head)): the request's first response bytes fit there, so that a
+// request costs one allocation less.
+const HeadSpare = 128
+
+// headCopy copies a flat head out of C memory.
+func headCopy(p unsafe.Pointer, n int) []byte {
+	head := make([]byte, n, n+HeadSpare)
+	copy(head, unsafe.Slice((*byte)(p), n))
+	return head
+}
+
 // restStep reads a StepRest step.
 func (d *Driver) restStep() RestDirect {
 	s := &d.d.step
-	n := int(s.u64[2])
-	head := make([]byte, n)
-	copy(head, unsafe.Slice((*byte)(s.closure), n))
-	return RestDirect{Ctx: uintptr(s.u64[1]), Rule: uint64(s.u64[0]), Head: head}
+	return RestDirect{Ctx: uintptr(s.u64[1]), Rule: uint64(s.u64[0]),
+		Head: headCopy(s.closure, int(s.u64[2]))}
 }
 
 // What RestRespond does after applying what it is given (restglue.h).
@@ -134,6 +143,39 @@ const (
 // code > 0 sets the status, spec's reason and header fields, and opts;
 // then body; then `then`.  Loop thread only.
 func RestRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, then int) bool {
+	return restRespond(ctx, code, spec, opts, body, then, 0)
+}
+
+// RestRespondNext is RestRespond with RespondEnd from the loop's driver
+// goroutine or one of its coroutines: the session's drive goes on in the
+// call, and a pipelined request behind the response that takes the direct
+// path comes back in *next (its head copied; next.Ctx 0: none), to be
+// served as a StepRest step would be.
+// slot is the loop's NewRestSlot.
+func RestRespondNext(ctx uintptr, code int, spec []byte, opts uint32, body []byte,
+	slot RestSlot, next *RestDirect) bool {
+	ok := restRespond(ctx, code, spec, opts, body, RespondEnd, uintptr(slot))
+	nx := (*C.ev_go_next_t)(slot)
+	if nx.ctx != 0 {
+		*next = RestDirect{Ctx: uintptr(nx.ctx), Rule: uint64(nx.rule),
+			Head: headCopy(unsafe.Pointer(nx.head), int(nx.len))}
+	}
+	return ok
+}
+
+// RestSlot is C memory where RestRespondNext's call leaves the next
+// request (C writes it while Go code may run in a callback: it must not be
+// on a goroutine's stack; passed as an integer, as C memory needs no cgo
+// pointer check).  One per loop, never freed.
+type RestSlot unsafe.Pointer
+
+// NewRestSlot allocates a RestSlot.
+func NewRestSlot() RestSlot {
+	return RestSlot(C.calloc(1, C.size_t(unsafe.Sizeof(C.ev_go_next_t{}))))
+}
+
+func restRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, then int,
+	slot uintptr) bool {
 	var sp, bp unsafe.Pointer
 	if len(spec) > 0 {
 		sp = unsafe.Pointer(&spec[0])
@@ -142,7 +184,7 @@ func RestRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, t
 		bp = unsafe.Pointer(&body[0])
 	}
 	return C.ev_go_rest_respond(C.uintptr_t(ctx), C.int(code), (*C.char)(sp), C.size_t(len(spec)),
-		C.uint32_t(opts), bp, C.size_t(len(body)), C.int(then)) != 0
+		C.uint32_t(opts), bp, C.size_t(len(body)), C.int(then), C.uintptr_t(slot)) != 0
 }
 
 // RestClientGone reports whether a direct request's client is gone
@@ -314,40 +356,53 @@ func ParseHead(head []byte, in *RestInfo) bool {
 		in.Minor = 1
 	}
 	p := head[20:]
-	ok := true
-	str := func() string {
+	var s [5]string // method, path, protocol, query, peer
+	for i := range s {
 		if len(p) < 4 {
-			ok = false
-			return ""
+			return false
 		}
 		n := int(ne.Uint32(p))
 		if n > len(p)-4 {
-			ok = false
-			return ""
+			return false
 		}
-		s := p[4 : 4+n]
+		if n > 0 {
+			s[i] = unsafe.String(&p[4], n)
+		}
 		p = p[4+n:]
-		if n == 0 {
-			return ""
-		}
-		return unsafe.String(&s[0], n)
 	}
-	in.Method, in.URI, in.Proto, in.Query, in.RemoteRaw = str(), str(), str(), str(), str()
-	if !ok || nhdr > len(p)/8 || npats > len(p)/4+1 {
+	in.Method, in.URI, in.Proto, in.Query, in.RemoteRaw = s[0], s[1], s[2], s[3], s[4]
+	if nhdr > len(p)/8 || npats > len(p)/4+1 {
 		return false
 	}
 	// the header fields are checked here and read when asked for
 	in.hdrRaw, in.nhdr = p, nhdr
 	for i := 0; i < 2*nhdr; i++ {
-		str()
+		if len(p) < 4 {
+			return false
+		}
+		n := int(ne.Uint32(p))
+		if n > len(p)-4 {
+			return false
+		}
+		p = p[4+n:]
 	}
 	if npats > 0 {
 		in.Pats = make([]string, npats)
 		for i := range in.Pats {
-			in.Pats[i] = str()
+			if len(p) < 4 {
+				return false
+			}
+			n := int(ne.Uint32(p))
+			if n > len(p)-4 {
+				return false
+			}
+			if n > 0 {
+				in.Pats[i] = unsafe.String(&p[4], n)
+			}
+			p = p[4+n:]
 		}
 	}
-	return ok
+	return true
 }
 
 // FormatRemote is "ip:port" ("[ip]:port" for IPv6, "@" for a Unix

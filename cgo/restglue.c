@@ -264,6 +264,10 @@ static size_t ev_go_head_build(mtev_http_rest_closure_t *restc) {
   return (size_t)(p - ev_go_hbuf);
 }
 
+/* Where ev_go_rest_entry hands a direct request while ev_go_rest_respond
+ * drives its session (NULL otherwise, and once it holds one). */
+static __thread ev_go_next_t *ev_go_next;
+
 /* The rule's handler.  In main context (the session's drive): the direct
  * path when it applies, else it asks for a coroutine, where it is called
  * again (aco_enabled) and runs the relay. */
@@ -279,6 +283,17 @@ static int ev_go_rest_entry(mtev_http_rest_closure_t *restc, int npats,
     /* the head first: a step slot once taken must be handed out (and the
      * buffer is not in use: a step of ours in flight holds the slot) */
     size_t n = ev_go_head_build(restc);
+    ev_go_next_t *nx = ev_go_next;
+    if (n && nx && !nx->ctx) {
+      /* dispatched by ev_go_rest_respond's drive: it hands this one to Go */
+      mtev_http_session_ref_inc(ctx);
+      ev_go_next = NULL;
+      nx->rule = rule->id;
+      nx->ctx = (uintptr_t)ctx;
+      nx->head = ev_go_hbuf;
+      nx->len = n;
+      return 0;
+    }
     eventer_step_t *s = n ? eventer_step_emit() : NULL;
     if (s) {
       mtev_http_session_ref_inc(ctx);
@@ -322,8 +337,10 @@ void ev_go_rest_rule_relay(uintptr_t rule, int on) {
 
 int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
                        size_t speclen, uint32_t opts, const void *body,
-                       size_t blen, int then) {
+                       size_t blen, int then, uintptr_t nextp) {
   mtev_http_session_ctx *ctx = (mtev_http_session_ctx *)ctxp;
+  ev_go_next_t *next = (ev_go_next_t *)nextp;
+  if (next) memset(next, 0, sizeof(*next)); /* (none, unless the drive hands one) */
   mtev_http_response *res0 = mtev_http_session_response(ctx);
   int usable = res0 && !mtev_http_response_closed(res0);
   int ok = 1;
@@ -362,7 +379,15 @@ int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
     break;
   }
   case EV_GO_RESPOND_END:
-    ok &= mtev_http_response_end(ctx) ? 1 : 0;
+    if (next && usable) {
+      /* the drive goes on here: a pipelined request behind this one is
+       * dispatched now, and a direct one comes back in *next */
+      ev_go_next = next;
+      ok &= ev_http_response_end_drive(ctx) ? 1 : 0;
+      ev_go_next = NULL;
+    } else {
+      ok &= mtev_http_response_end(ctx) ? 1 : 0;
+    }
     break;
   }
   /* A write that failed here, outside the session's drive, broke the

@@ -81,15 +81,29 @@ enum { /* what ev_go_rest_respond does after applying what it is given */
   EV_GO_RESPOND_END         /* mtev_http_response_end, and the reference
                              * taken for Go is dropped: ctx is gone for Go */
 };
+/* A direct request handed to Go by ev_go_rest_respond (ctx 0: none):
+ * as the step's fields; head is valid until the loop runs C code again
+ * (Go copies it at once). */
+typedef struct {
+  uint64_t rule;
+  uintptr_t ctx;
+  const char *head;
+  size_t len;
+} ev_go_next_t;
 /* Applies what Go built of a direct request's response, on the session's
  * loop thread: when code > 0 the status (spec starts with the reason and
  * its NUL), the header fields in spec after it (name NUL value NUL ...)
  * and the options opts; then the body bytes; then `then`.  1 when every
  * step was taken, 0 when one was refused (the rest is still tried; END
- * always drops the reference). */
+ * always drops the reference).  With nextp, an ev_go_next_t * (END, from the loop's driver
+ * goroutine or a coroutine of the loop: in main context), the session's
+ * drive goes on at once (ev_http_response_end_drive) rather than in the
+ * loop's next iteration: a pipelined request behind the response is
+ * dispatched before this returns, and one for the direct path is handed
+ * over in *next (its session referenced for Go) instead of as a step. */
 int ev_go_rest_respond(uintptr_t ctx, int code, const char *spec,
                        size_t speclen, uint32_t opts, const void *body,
-                       size_t blen, int then);
+                       size_t blen, int then, uintptr_t nextp);
 /* 1 when a direct request's client is gone: the connection is over, the
  * response failed, or the peer closed its side (an end of input, or an
  * error, is next on the socket).  On the session's loop thread. */

@@ -55,6 +55,11 @@ void ev_http_session_set_probe(mtev_http_session_ctx *ctx,
 void *ev_http_session_probe_args(mtev_http_session_ctx *ctx, uint64_t *seq,
                                  const char **method, size_t *mlen,
                                  const char **path, size_t *plen);
+/* mtev_http_response_end from outside the drive (on the session's loop,
+ * in main context, the caller holding a reference), then the drive at
+ * once instead of in a task: a pipelined request behind the response is
+ * dispatched before this returns. */
+mtev_boolean ev_http_response_end_drive(mtev_http_session_ctx *ctx);
 
 /* From a dispatcher: move the connection to a loop of `pool` before
  * serving the current request.  The dispatcher returns 0 right after; the

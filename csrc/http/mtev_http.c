@@ -1970,6 +1970,25 @@ mtev_boolean mtev_http_response_end(mtev_http_session_ctx *s) {
   return mtev_http_response_flush(s, mtev_true);
 }
 
+/* Ends the current response outside the drive and goes on driving the
+ * session at once, where the task mtev_http_response_end would post does
+ * it in the loop's next iteration: the next pipelined request is parsed
+ * and dispatched now.  The response's bytes wait with the batch, as
+ * inside the drive.  Inside the drive, or with a coroutine serving the
+ * session, it is mtev_http_response_end.  The caller holds a reference. */
+mtev_boolean ev_http_response_end_drive(mtev_http_session_ctx *s) {
+  if (!ev_res_usable(s) || !ev_http_on_loop(s)) return mtev_false;
+  if (s->in_drive || s->co || s->task_posted) return mtev_http_response_end(s);
+  s->in_drive++; /* the bytes wait for the batch, no task is posted */
+  mtev_boolean ok = ev_http_flush(s, 1, 0);
+  s->in_drive--;
+  if (s->e) {
+    int done = 0;
+    ev_http_drive(s, 0, 0, &done);
+  }
+  return ok;
+}
+
 /* ---- engine answers --------------------------------------------------------------------- */
 
 /* Answers `status` in place of whatever the handler built, and closes

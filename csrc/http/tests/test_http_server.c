@@ -284,7 +284,7 @@ static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   T_CHECK(mtev_http_response_header_set(ctx, "X-Twice", "1"));
   T_CHECK(mtev_http_response_header_set(ctx, "x-twice", "2"));
   mtev_http_response_appendf(ctx, "%d", code);
-  T_CHECK(mtev_http_response_end(ctx));
+  T_CHECK(ev_http_response_end_drive(ctx));
   /* nothing more once it ended */
   T_CHECK(!mtev_http_response_append_str(ctx, "late"));
   T_CHECK(!mtev_http_response_status_set(ctx, 200, "OK"));
@@ -1715,6 +1715,83 @@ static void test_deferred_write(void) {
   ht_stop();
 }
 
+/* ---- an end outside the drive that drives the session on at once ---------------- */
+
+/* /ed/<n>: ends its response from a timer callback (outside the drive)
+ * with ev_http_response_end_drive, and counts whether the next pipelined
+ * request was dispatched before that call returned */
+static int ed_dispatched, ed_chained, ed_unchained;
+static int ed_end_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)mask, (void)now;
+  mtev_http_session_ctx *ctx = c;
+  const char *uri = mtev_http_request_uri_str(mtev_http_session_request(ctx));
+  if (!uri) { /* the client reset: the session is over */
+    T_CHECK(!ev_http_response_end_drive(ctx));
+    mtev_http_session_ref_dec(ctx);
+    return 0;
+  }
+  int last = strcmp(uri, "/ed/15") == 0;
+  mtev_http_response_append_str(ctx, uri + 4);
+  int before = __atomic_load_n(&ed_dispatched, __ATOMIC_ACQUIRE);
+  T_CHECK(ev_http_response_end_drive(ctx));
+  int after = __atomic_load_n(&ed_dispatched, __ATOMIC_ACQUIRE);
+  if (!last) __atomic_add_fetch(after == before + 1 ? &ed_chained : &ed_unchained, 1,
+                                __ATOMIC_ACQ_REL);
+  mtev_http_session_ref_dec(ctx);
+  return 0;
+}
+static int h_ed(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  __atomic_add_fetch(&ed_dispatched, 1, __ATOMIC_ACQ_REL);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_session_ref_inc(ctx);
+  eventer_add_in_s_us(ed_end_cb, ctx, 0, 0);
+  return 0;
+}
+
+static void test_end_drive(void) {
+  int port = ht_start(1);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/ed/", "^([0-9]+)$", h_ed));
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^io$", h_io));
+  /* 16 pipelined requests, each ended outside the drive: each end
+   * dispatches the next before it returns (not a task in the loop's next
+   * iteration), the responses stay in order and still leave together */
+  for (int round = 0; round < 3; round++) {
+    __atomic_store_n(&ed_chained, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&ed_unchained, 0, __ATOMIC_RELEASE);
+    hc_t *c = hc_open(port);
+    char req[4096];
+    size_t n = 0;
+    for (int i = 0; i < 16; i++)
+      n += (size_t)snprintf(req + n, sizeof(req) - n,
+                            "GET /ed/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+    hc_send(c, req, n);
+    for (int i = 0; i < 16; i++) {
+      char want[16];
+      snprintf(want, sizeof(want), "%d", i);
+      hc_expect_body(c, want);
+    }
+    unsigned long long raw, opset, sends;
+    hc_io(c, &raw, &opset, &sends);
+    hc_close(c);
+    T_CHECKF(sends <= (t_slow() ? 8u : 4u), "16 pipelined responses took %llu sends", sends);
+    T_EQ(__atomic_load_n(&ed_unchained, __ATOMIC_ACQUIRE), 0);
+    T_EQ(__atomic_load_n(&ed_chained, __ATOMIC_ACQUIRE), 15);
+  }
+  /* a client that resets while its batch is served: nothing leaks
+   * (ht_stop checks) */
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /ed/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /ed/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /ed/3 HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_reset(c);
+  c = hc_open(port);
+  hc_sends(c, "GET /ed/4 HTTP/1.1\r\nHost: x\r\n\r\n");
+  hc_expect_body(c, "4");
+  hc_close(c);
+  ht_stop();
+}
+
 /* ---- Content-Type: the thread's known type and its ready-made head -------------- */
 
 static char ct_buf[64] = "text/one";
@@ -1910,4 +1987,5 @@ T_MAIN({"basic", test_basic}, {"routing", test_routing},
        {"co_pipelined", test_co_pipelined},
        {"listener_contract", test_listener_contract},
        {"deferred_write", test_deferred_write},
-       {"content_type", test_content_type}, {"acl", test_acl})
+       {"content_type", test_content_type}, {"acl", test_acl},
+       {"end_drive", test_end_drive})
