@@ -340,6 +340,19 @@ func RestAppend(r uintptr, p []byte) bool {
 // RestHeadersSent reports whether the response headers went out.
 func RestHeadersSent(r uintptr) bool { return C.ev_go_rest_headers_sent(C.uintptr_t(r)) != 0 }
 
+// lpField splits one length-prefixed field (a native-endian uint32 length,
+// then that many bytes) off the front of p; ok is false when p is too short.
+func lpField(p []byte) (f, rest []byte, ok bool) {
+	if len(p) < 4 {
+		return nil, nil, false
+	}
+	n := int(binary.NativeEndian.Uint32(p))
+	if n > len(p)-4 {
+		return nil, nil, false
+	}
+	return p[4 : 4+n], p[4+n:], true
+}
+
 // ParseHead reads a flat head (restglue.h) into in: its strings are views
 // of head, which must never change afterwards.  False if head is short.
 func ParseHead(head []byte, in *RestInfo) bool {
@@ -358,17 +371,14 @@ func ParseHead(head []byte, in *RestInfo) bool {
 	p := head[20:]
 	var s [5]string // method, path, protocol, query, peer
 	for i := range s {
-		if len(p) < 4 {
+		f, rest, ok := lpField(p)
+		if !ok {
 			return false
 		}
-		n := int(ne.Uint32(p))
-		if n > len(p)-4 {
-			return false
+		if len(f) > 0 {
+			s[i] = unsafe.String(&f[0], len(f))
 		}
-		if n > 0 {
-			s[i] = unsafe.String(&p[4], n)
-		}
-		p = p[4+n:]
+		p = rest
 	}
 	in.Method, in.URI, in.Proto, in.Query, in.RemoteRaw = s[0], s[1], s[2], s[3], s[4]
 	if nhdr > len(p)/8 || npats > len(p)/4+1 {
@@ -377,29 +387,23 @@ func ParseHead(head []byte, in *RestInfo) bool {
 	// the header fields are checked here and read when asked for
 	in.hdrRaw, in.nhdr = p, nhdr
 	for i := 0; i < 2*nhdr; i++ {
-		if len(p) < 4 {
+		_, rest, ok := lpField(p)
+		if !ok {
 			return false
 		}
-		n := int(ne.Uint32(p))
-		if n > len(p)-4 {
-			return false
-		}
-		p = p[4+n:]
+		p = rest
 	}
 	if npats > 0 {
 		in.Pats = make([]string, npats)
 		for i := range in.Pats {
-			if len(p) < 4 {
+			f, rest, ok := lpField(p)
+			if !ok {
 				return false
 			}
-			n := int(ne.Uint32(p))
-			if n > len(p)-4 {
-				return false
+			if len(f) > 0 {
+				in.Pats[i] = unsafe.String(&f[0], len(f))
 			}
-			if n > 0 {
-				in.Pats[i] = unsafe.String(&p[4], n)
-			}
-			p = p[4+n:]
+			p = rest
 		}
 	}
 	return true
