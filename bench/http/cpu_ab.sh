@@ -31,7 +31,7 @@ gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibuild/include bench/htt
 
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+. bench/http/ab_lib.sh
 # one run: server load -> "reqs/s cpu_us_per_req"
 run() {
   local srv=$1 load=$2
@@ -45,17 +45,8 @@ run() {
     sleep 0.05
   done
   [ -n "$port" ] || { echo "bench/http/cpu_ab.sh: $srv did not start: $(cat "$out/err")" >&2; exit 1; }
-  local url="http://127.0.0.1:$port/hello" args=(-t1 -c50 -d"${secs}s") sargs=()
-  [ "$load" = pipe16 ] && { args+=(-s bench/http/pipeline.lua); sargs=(-- 16); }
-  taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
-  local t0 t1 n
-  t0=$(cpu_ns "$pid")
-  n=$(taskset -c "$wrk_cpu" wrk "${args[@]}" "$url" "${sargs[@]}" | awk '/requests in/{print $1}')
-  t1=$(cpu_ns "$pid")
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
+  ab_measure "$pid" "http://127.0.0.1:$port/hello" "$load"
   pid=
-  awk -v n="$n" -v d="$((t1 - t0))" -v s="$secs" 'BEGIN{printf "%.0f %.3f", n / s, d / 1e3 / n}'
 }
 res=$out/results.txt
 : >"$res"
@@ -68,11 +59,7 @@ for r in $(seq "$rounds"); do
   echo "round $r done, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 done
 echo "http cpu_ab: $rounds rounds of ${secs}s, wrk -t1 -c50 on CPU $wrk_cpu, server on CPU $srv_cpu"
-awk '
-  function med(a, n,   i, j, t) {
-    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
+awk "$AB_MED"'
   { rps[$1, $2, $3] = $4; cpu[$1, $2, $3] = $5; if ($1 > R) R = $1 }
   END {
     split("c50 pipe16", L, " ")

@@ -33,7 +33,7 @@ declare -A CMD=(
 )
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+. bench/http/ab_lib.sh
 port=${PORT:-18300}
 # one run: server load -> "reqs/s cpu_us_per_req"
 run() {
@@ -43,21 +43,8 @@ run() {
   taskset -c "$srv_cpu" ${CMD[$srv]} -addr "$addr" >"$out/$srv.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -fs "http://$addr/hello" -o /dev/null 2>/dev/null && break; sleep 0.05; done
-  local url="http://$addr/hello" args=(-t1 -d"${secs}s") sargs=()
-  case $load in
-  c50) args+=(-c50) ;;
-  c1000) args+=(-c1000) ;;
-  pipe16) args+=(-c50 -s bench/http/pipeline.lua); sargs=(-- 16) ;;
-  esac
-  taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
-  local t0 t1 n
-  t0=$(cpu_ns "$pid")
-  n=$(taskset -c "$wrk_cpu" wrk "${args[@]}" "$url" "${sargs[@]}" | awk '/requests in/{print $1}')
-  t1=$(cpu_ns "$pid")
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
+  ab_measure "$pid" "http://$addr/hello" "$load"
   pid=
-  awk -v n="$n" -v d="$((t1 - t0))" -v s="$secs" 'BEGIN{printf "%.0f %.3f", n / s, d / 1e3 / n}'
 }
 pairs=("go-aco gnet c50" "go-aco gnet c1000" "go-handlehttp nethttp c50" "go-handlehttp nethttp c1000" "go-aco fasthttp pipe16")
 res=$out/results.txt
@@ -77,11 +64,7 @@ for p in "${pairs[@]}"; do
   read -r a b load <<<"$p"
   field=5 # CPU us per request
   [ "$load" = pipe16 ] && field=4 # req/s
-  awk -v a="$a" -v b="$b" -v l="$load" -v f="$field" '
-    function med(x, n,   i, j, t) {
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
-      return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-    }
+  awk -v a="$a" -v b="$b" -v l="$load" -v f="$field" "$AB_MED"'
     $2 == l && $3 == a { va[$1] = $f }
     $2 == l && $3 == b { vb[$1] = $f }
     END {

@@ -1,0 +1,36 @@
+# bench/http/ab_lib.sh - sourced by cpu_ab.sh and go_ab.sh: one server's
+# figures in a paired round.  Uses the caller's $secs (run length) and
+# $wrk_cpu (the CPU wrk is pinned to).
+
+# ab_cpu_ns PID: CPU time of every thread of PID so far, in ns: the
+# scheduler's own account (/proc/PID/task/*/schedstat), not the 10 ms
+# ticks of utime/stime.
+ab_cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+
+# ab_measure PID URL LOAD: a 1 s warm-up, then wrk for $secs s at LOAD
+# (c50, c1000: connections, one request at a time; pipe16: 50 connections
+# pipelined x16); stops the server PID and prints "req/s cpu_us_per_req"
+# (CPU over the run / requests wrk completed).
+ab_measure() {
+  local pid=$1 url=$2 load=$3 args=(-t1 -d"${secs}s") sargs=()
+  case $load in
+  c50) args+=(-c50) ;;
+  c1000) args+=(-c1000) ;;
+  pipe16) args+=(-c50 -s bench/http/pipeline.lua); sargs=(-- 16) ;;
+  *) echo "ab_measure: unknown load $load" >&2; return 1 ;;
+  esac
+  taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
+  local t0 t1 n
+  t0=$(ab_cpu_ns "$pid")
+  n=$(taskset -c "$wrk_cpu" wrk "${args[@]}" "$url" "${sargs[@]}" | awk '/requests in/{print $1}')
+  t1=$(ab_cpu_ns "$pid")
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  awk -v n="$n" -v d="$((t1 - t0))" -v s="$secs" 'BEGIN{printf "%.0f %.3f", n / s, d / 1e3 / n}'
+}
+
+# an awk function: med(x, n), the median of x[1..n] (sorts x)
+AB_MED='function med(x, n,   i, j, t) {
+  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+  return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+}'
