@@ -5,8 +5,8 @@
 # the HTTPS hello through bench/tls/gorest), server CPU per item of each
 # side, same client, same certificate, the two servers taking turns for
 # RUNS rounds (default 5), pinned as in go.sh.  REV's programs are built
-# from `git archive REV` (its bench/tls/goaco, and this tree's gorest
-# against REV's module).  Prints, per figure, the medians and the median
+# from `git archive REV` (its bench/tls/goaco, and this tree's gorest and
+# bench/hello against REV's module).  Prints, per figure, the medians and the median
 # over the rounds of before/after (above 1.00: after costs less).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,8 +28,9 @@ trap cleanup EXIT
 
 mkdir -p "$run/old/src" "$run/new"
 git archive "$rev" | tar -x -C "$run/old/src"
-mkdir -p "$run/old/src/bench/tls/gorest"
+mkdir -p "$run/old/src/bench/tls/gorest" "$run/old/src/bench/hello"
 cp bench/tls/gorest/main.go "$run/old/src/bench/tls/gorest/"
+cp bench/hello/hello.go "$run/old/src/bench/hello/"
 (cd "$run/old/src" && scripts/cgo-stamp.sh >/dev/null &&
   go build -o "$run/old/" ./bench/tls/goaco ./bench/tls/gorest)
 scripts/cgo-stamp.sh

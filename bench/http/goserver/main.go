@@ -3,10 +3,9 @@
 //
 //	goserver -mode aco|http -addr 127.0.0.1:8080
 //
-// aco: a NewRule rule with SetAco(true), the seed's hello handler (without
-// its one-second job) as a Go coroutine on the loop; http: an ordinary
-// net/http handler through HandleHTTP, run in a worker goroutine.  Both
-// take the direct path (a GET has no body).
+// aco or http: the rule of bench/hello (a Go coroutine on the loop, or a
+// net/http handler through HandleHTTP).  Both take the direct path (a GET
+// has no body).
 // One loop (the server is pinned to one CPU), an http_rest_api listener
 // from a configuration that accepts on the loop, as crule's does.
 package main
@@ -16,13 +15,11 @@ import (
 	"fmt"
 	"log"
 	"net"
-	"net/http"
 	"strconv"
 
 	"github.com/acoeventer/eventer"
+	"github.com/acoeventer/eventer/bench/hello"
 )
-
-const body = "Hello world.\n"
 
 func main() {
 	mode := flag.String("mode", "aco", "aco or http")
@@ -47,28 +44,8 @@ func main() {
 	if err := eventer.RestInit(); err != nil {
 		log.Fatal(err)
 	}
-	switch *mode {
-	case "aco":
-		r, err := eventer.NewRule("GET", "/", "^hello$", func(rc *eventer.RestClosure) error {
-			res := rc.Response()
-			res.Ok("text/plain")
-			res.WriteString(body)
-			return res.End()
-		})
-		if err != nil {
-			log.Fatal(err)
-		}
-		r.SetAco(true)
-	case "http":
-		if _, err := eventer.HandleHTTP("GET", "/", "^hello$", http.HandlerFunc(
-			func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "text/plain")
-				w.Write([]byte(body))
-			})); err != nil {
-			log.Fatal(err)
-		}
-	default:
-		log.Fatalf("mode %q: aco or http", *mode)
+	if err := hello.Register(*mode); err != nil {
+		log.Fatal(err)
 	}
 	if err := eventer.ListenerInit("goserver"); err != nil {
 		log.Fatal(err)

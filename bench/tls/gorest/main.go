@@ -7,9 +7,8 @@
 //
 //	gorest [-mode aco|http] CERT KEY
 //
-// aco (the default): a NewRule rule with SetAco(true), the handler a Go
-// coroutine on the loop; http: a net/http handler through HandleHTTP, in
-// a goroutine per request.  TLS 1.3 with TLS_AES_128_GCM_SHA256, the
+// aco (the default) or http: the rule of bench/hello, as bench/http's
+// goserver serves it.  TLS 1.3 with TLS_AES_128_GCM_SHA256, the
 // suite Go's server picks (OpenSSL would follow the client's order, and
 // an OpenSSL client such as wrk puts TLS_AES_256_GCM_SHA384 first).
 package main
@@ -18,13 +17,11 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 
 	"github.com/acoeventer/eventer"
+	"github.com/acoeventer/eventer/bench/hello"
 )
-
-const body = "Hello world.\n"
 
 func die(err error) {
 	fmt.Fprintln(os.Stderr, "gorest:", err)
@@ -65,28 +62,8 @@ func main() {
 	if err := eventer.RestInit(); err != nil {
 		die(err)
 	}
-	switch *mode {
-	case "aco":
-		r, err := eventer.NewRule("GET", "/", "^hello$", func(rc *eventer.RestClosure) error {
-			res := rc.Response()
-			res.Ok("text/plain")
-			res.WriteString(body)
-			return res.End()
-		})
-		if err != nil {
-			die(err)
-		}
-		r.SetAco(true)
-	case "http":
-		if _, err := eventer.HandleHTTP("GET", "/", "^hello$", http.HandlerFunc(
-			func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "text/plain")
-				w.Write([]byte(body))
-			})); err != nil {
-			die(err)
-		}
-	default:
-		die(fmt.Errorf("-mode %q: aco or http", *mode))
+	if err := hello.Register(*mode); err != nil {
+		die(err)
 	}
 	if err := eventer.ListenerInit("gorest"); err != nil {
 		die(err)
