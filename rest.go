@@ -232,8 +232,9 @@ type restReq struct {
 	// the loop's watch list (driver only)
 	wprev, wnext   *restReq
 	watched, wseen bool
-	sessGone       bool   // the session was let go (a goroutine's request)
-	small          []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+	sessGone       bool          // the session was let go (a goroutine's request)
+	goWork         *atomic.Int32 // counted as its loop's Go work (countGoWork)
+	small          []byte        // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
@@ -333,6 +334,9 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 		}
 	} else {
 		q.done = make(chan struct{}, 1)
+		if l := loopAt(loop); l != nil {
+			q.countGoWork(l)
+		}
 		restGoServe(q)
 	}
 	return q.id
@@ -360,7 +364,24 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 		return
 	}
 	q.watchStart() // (its end, posted to this loop, comes after this)
+	q.countGoWork(l)
 	restGoServe(q)
+}
+
+// countGoWork counts q as Go work of loop l served by a goroutine: while
+// there is some, l's driver sleeps in Go, not in epoll_wait inside C, so
+// the goroutines get the P at once (cgo/driverwait.go).  Loop l's thread.
+func (q *restReq) countGoWork(l *loop) {
+	q.goWork = l.drv.GoWork()
+	q.goWork.Add(1)
+}
+
+// uncountGoWork ends what countGoWork began (once; q's goroutine).
+func (q *restReq) uncountGoWork() {
+	if w := q.goWork; w != nil {
+		q.goWork = nil
+		w.Add(-1)
+	}
 }
 
 // Handlers run on workers that serve one request after another: a
@@ -687,6 +708,7 @@ func (q *restReq) forget() {
 	}
 	q.released = true
 	q.ctx.cancel()
+	q.uncountGoWork()
 	if q.direct {
 		q.pool.live.Add(-1)
 		return // the response's end dropped the session's reference
@@ -857,6 +879,8 @@ func (q *restReq) respond(name string, then int) error {
 			return ok
 		}
 		if then == cgo.RespondEnd {
+			// the rest is the loop's: its driver may block in C again
+			q.uncountGoWork()
 			if err := q.l.post(func() { apply() }); err != nil {
 				return &OpError{Op: name, Err: err}
 			}
