@@ -749,8 +749,7 @@ func (q *restReq) serve(co *Co) {
 		q.finish(why != "")
 	}()
 	if q.rule.http != nil {
-		w, req := q.httpRequest(co)
-		q.rule.http.ServeHTTP(w, req)
+		q.serveHTTP(co)
 		return
 	}
 	rc = &q.rc

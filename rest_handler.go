@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/acoeventer/eventer/cgo"
@@ -22,28 +24,61 @@ func CoFromRequest(r *http.Request) *Co {
 	return co
 }
 
+// restHTTP is what a HandleHTTP request needs besides its restReq, in
+// one allocation: the URL, the response writer, backing arrays for the
+// request's header values and the response's fields.
+type restHTTP struct {
+	u      url.URL
+	w      restWriter
+	vals   [8]string
+	fields [8]string
+}
+
+// restHeaders are response header maps for reuse: a handler's map is
+// cleared and kept once its ServeHTTP returned (a ResponseWriter is not
+// to be used after that, as net/http says).
+var restHeaders = sync.Pool{New: func() any { return http.Header{} }}
+
+// serveHTTP runs HandleHTTP's handler for q.
+func (q *restReq) serveHTTP(co *Co) {
+	w, req := q.httpRequest(co)
+	q.rule.http.ServeHTTP(w, req)
+	if !w.wroteHeader && !q.ended {
+		// what it set goes out, as net/http sends it
+		w.WriteHeader(http.StatusOK)
+	}
+	h := w.h
+	w.h = nil
+	clear(h)
+	restHeaders.Put(h)
+}
+
 func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 	in := &q.info
+	x := &restHTTP{}
 	uri := in.URI
 	if in.Query != "" {
 		uri += "?" + in.Query
 	}
-	u, err := url.ParseRequestURI(uri)
-	if err != nil {
-		u = &url.URL{Path: in.URI, RawQuery: in.Query}
+	u := &x.u
+	if plainPath(in.URI) {
+		// what ParseRequestURI makes of it, without parsing
+		u.Path, u.RawQuery = in.URI, in.Query
+	} else if pu, err := url.ParseRequestURI(uri); err == nil {
+		*u = *pu
+	} else {
+		u.Path, u.RawQuery = in.URI, in.Query
 	}
 	// the header map as net/http's reader makes it: one backing array
 	// for the values
 	hdrs := in.Headers()
-	// made with its context (WithContext would copy it)
-	req, err := http.NewRequestWithContext(&q.ctx, in.Method, "", nil)
-	if err != nil { // (a method net/http refuses)
-		req = (&http.Request{Method: in.Method, Header: http.Header{}}).WithContext(&q.ctx)
+	h := make(http.Header, len(hdrs))
+	vals := x.vals[:0]
+	if len(hdrs) > len(x.vals) {
+		vals = make([]string, 0, len(hdrs))
 	}
-	h := req.Header
-	vals := make([]string, len(hdrs))
 	host := ""
-	for i, p := range hdrs {
+	for _, p := range hdrs {
 		k := http.CanonicalHeaderKey(p[0])
 		if k == "Host" {
 			if host == "" {
@@ -55,31 +90,84 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 			h[k] = append(vs, p[1])
 			continue
 		}
-		vals[i] = p[1]
-		h[k] = vals[i : i+1 : i+1]
+		vals = append(vals, p[1])
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	req.URL, req.Proto, req.ProtoMajor, req.ProtoMinor = u, in.Proto, 1, in.Minor
-	req.Host, req.RemoteAddr, req.RequestURI = host, q.remote(), uri
-	req.ContentLength = in.ContentLength
-	req.Body = &restBody{q: q, op: "http.Request.Body.Read"}
-	req.TLS = connState(in.TLS)
-	if !in.Payload {
-		req.Body = http.NoBody
-		req.ContentLength = 0
+	// made here and copied once with its context (NewRequestWithContext
+	// would parse an empty URL and make a header map of its own)
+	r := http.Request{Method: in.Method, URL: u, Proto: in.Proto, ProtoMajor: 1,
+		ProtoMinor: in.Minor, Header: h, Host: host, RemoteAddr: restRemote(q),
+		RequestURI: uri, Body: http.NoBody, TLS: connState(in.TLS)}
+	if in.Payload {
+		r.Body = &restBody{q: q, op: "http.Request.Body.Read"}
+		r.ContentLength = in.ContentLength
 	}
 	if in.Chunked {
-		req.TransferEncoding = []string{"chunked"}
+		r.TransferEncoding = []string{"chunked"}
 	}
 	if in.Minor == 0 && !strings.EqualFold(h.Get("Connection"), "keep-alive") {
-		req.Close = true
+		r.Close = true
 	}
-	return &restWriter{q: q, h: http.Header{}}, req
+	x.w = restWriter{q: q, h: restHeaders.Get().(http.Header), fields: x.fields[:0]}
+	return &x.w, r.WithContext(&q.ctx)
+}
+
+// plainPath: a path ParseRequestURI takes as it is (Path, no RawPath):
+// '/' first, then only bytes it neither unescapes nor escapes.
+func plainPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		if !restPathPlain[p[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var restPathPlain = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("-_.~$&+,/:;=@", byte(c)) >= 0
+	}
+	return t
+}()
+
+// restRemotes caches RemoteAddr strings by the peer's raw address (a
+// keep-alive connection's requests share it); emptied when it grows past
+// restRemotesMax.
+var restRemotes struct {
+	m sync.Map // raw sockaddr -> "ip:port"
+	n atomic.Int32
+}
+
+const restRemotesMax = 4096
+
+// restRemote is q's RemoteAddr.
+func restRemote(q *restReq) string {
+	in := &q.info
+	if in.Remote != "" || in.RemoteRaw == "" {
+		return q.remote()
+	}
+	if v, ok := restRemotes.m.Load(in.RemoteRaw); ok {
+		in.Remote = v.(string)
+		return in.Remote
+	}
+	s := q.remote()
+	if restRemotes.n.Add(1) > restRemotesMax {
+		restRemotes.m.Clear()
+		restRemotes.n.Store(0)
+	}
+	restRemotes.m.Store(strings.Clone(in.RemoteRaw), s)
+	return s
 }
 
 // restWriter is HandleHTTP's http.ResponseWriter and http.Flusher.
 type restWriter struct {
 	q           *restReq
 	h           http.Header
+	fields      []string // backing for the direct path's fields (restHTTP)
 	wroteHeader bool
 	status      int
 }
@@ -105,7 +193,10 @@ func (w *restWriter) WriteHeader(code int) {
 		if q.reason == "" {
 			q.reason = "Status"
 		}
-		q.hdrs = make([]string, 0, 2*len(w.h))
+		q.hdrs = w.fields[:0]
+		if 2*len(w.h) > cap(q.hdrs) {
+			q.hdrs = make([]string, 0, 2*len(w.h))
+		}
 		for k, vs := range w.h {
 			if v := strings.Join(vs, ", "); validHeaderField(k, v) {
 				q.hdrs = append(q.hdrs, k, v)

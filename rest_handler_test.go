@@ -3,11 +3,17 @@
 package eventer
 
 import (
+	"bytes"
 	"fmt"
+	"net"
 	"net/http"
+	neturl "net/url"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/acoeventer/eventer/cgo"
 )
 
 // With GOMAXPROCS 1 a HandleHTTP request is served while the loop is
@@ -102,5 +108,121 @@ func TestHandleHTTPBlockedHandlerGOMAXPROCS1(t *testing.T) {
 	close(release)
 	if body := <-blocked; body != "released" {
 		t.Fatalf("block: %q", body)
+	}
+}
+
+// A handler that only sets header fields (and a status with no body) has
+// them sent, as net/http does: before, the fields set without a Write or
+// WriteHeader were dropped.  Its map is reused afterwards: the next
+// request's handler starts with an empty one.
+func TestHandleHTTPHeaderOnly(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	mustRule(t)(HandleHTTP("GET", b, "^set$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			if n := len(w.Header()); n != 0 {
+				t.Errorf("a handler's header map starts with %d fields", n)
+			}
+			w.Header().Set("X-Only", "yes")
+		})))
+	for i := 0; i < 3; i++ {
+		st, h, body := get(t, url+b+"set")
+		if st != 200 || h.Get("X-Only") != "yes" || body != "" {
+			t.Fatalf("request %d: %d %q %q", i, st, h.Get("X-Only"), body)
+		}
+	}
+}
+
+// The request's URL is what url.ParseRequestURI makes of the target,
+// whether or not the path is one taken as it is (plainPath).
+func TestHandleHTTPRequestURL(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	got := make(chan string, 1)
+	mustRule(t)(HandleHTTP("GET", b, ".*", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			got <- fmt.Sprintf("%q %q %q %q %q", r.URL.Path, r.URL.RawPath, r.URL.RawQuery,
+				r.RequestURI, r.RemoteAddr[:10])
+		})))
+	for _, target := range []string{"a", "a/b.c", "a;b=c,d", "a%2Fb", "a%20b", "a!b", "a*b(c)",
+		"a'b", "x?q=1&r=%20", "~u$v&w+x@y:z", "%7e"} {
+		if st, _, _ := get(t, url+b+target); st != 200 {
+			t.Fatalf("%s: %d", target, st)
+		}
+		u, err := neturl.ParseRequestURI(b + target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%q %q %q %q %q", u.Path, u.RawPath, u.RawQuery, b+target, "127.0.0.1:")
+		if g := <-got; g != want {
+			t.Errorf("%s: got %s, want %s", target, g, want)
+		}
+	}
+	for c := 0; c < 256; c++ {
+		p := "/a" + string(rune(c)) + "b"
+		if c >= 0x80 {
+			p = "/a" + string([]byte{byte(c)}) + "b"
+		}
+		if !plainPath(p) {
+			continue
+		}
+		u, err := neturl.ParseRequestURI(p)
+		if err != nil || u.Path != p || u.RawPath != "" {
+			t.Errorf("plainPath(%q), but ParseRequestURI: %v %q %q", p, err, u.Path, u.RawPath)
+		}
+	}
+}
+
+// BenchmarkHandleHTTP: keep-alive GETs, one at a time, through
+// HandleHTTP; allocations are the whole process's per request (the client
+// is a raw socket with fixed buffers).
+//
+//	go test -tags eventer_testhooks -run '^$' -bench HandleHTTP -benchmem .
+func BenchmarkHandleHTTP(b *testing.B) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	setup(b, 1)
+	if err := RestInit(); err != nil {
+		b.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cgo.TestListenerStop(l, 100)
+	base := restBase()
+	if _, err := HandleHTTP("GET", base, "^hello$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write([]byte("Hello world.\n"))
+		})); err != nil {
+		b.Fatal(err)
+	}
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET " + base + "hello HTTP/1.1\r\nHost: x\r\nUser-Agent: bench\r\n\r\n")
+	buf := make([]byte, 4096)
+	roundTrip := func() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for !bytes.HasSuffix(buf[:n], []byte("Hello world.\n")) {
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += m
+		}
+	}
+	for i := 0; i < 100; i++ {
+		roundTrip()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		roundTrip()
 	}
 }
