@@ -234,7 +234,12 @@ type restReq struct {
 	watched, wseen bool
 	sessGone       bool          // the session was let go (a goroutine's request)
 	goWork         *atomic.Int32 // counted as its loop's Go work (countGoWork)
-	small          []byte        // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+	// a goroutine's end, for the loop to send (postEnd)
+	endCode int
+	endOpts uint32
+	endSpec []byte
+	endBody []byte
+	small   []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
@@ -453,6 +458,8 @@ type restCoPool struct {
 	watch   restReq // the list's head (wprev, wnext)
 	nwatch  atomic.Int32
 	ticking atomic.Bool
+
+	ends restEnds // responses goroutines ended, for the loop to send
 }
 
 // restWatchEvery is how often the loop looks at the clients of direct
@@ -566,7 +573,7 @@ var restCoPools sync.Map // *loop -> *restCoPool
 func restCoPoolOf(l *loop) *restCoPool {
 	v, ok := restCoPools.Load(l)
 	if !ok {
-		v, _ = restCoPools.LoadOrStore(l, &restCoPool{})
+		v, _ = restCoPools.LoadOrStore(l, &restCoPool{ends: restEnds{l: l}})
 	}
 	return v.(*restCoPool)
 }
@@ -860,15 +867,18 @@ func (q *restReq) respond(name string, then int) error {
 		if then == cgo.RespondEnd {
 			q.watchEnd()
 		}
+	} else if then == cgo.RespondEnd {
+		// the rest is the loop's (rest_handler.go: one post per batch)
+		q.endCode, q.endSpec, q.endOpts, q.endBody = code, spec, opts, body
+		if err := q.postEnd(); err != nil {
+			return &OpError{Op: name, Err: err}
+		}
+		return nil
 	} else {
 		// (made here only: a closure is an allocation)
 		apply := func() bool { // (on the loop)
 			if q.sessGone {
 				return false
-			}
-			if then == cgo.RespondEnd {
-				q.sessGone = true
-				q.watchEnd()
 			}
 			ok := false
 			_ = withSession(epoch, func() error {
@@ -876,14 +886,6 @@ func (q *restReq) respond(name string, then int) error {
 				return nil
 			})
 			return ok
-		}
-		if then == cgo.RespondEnd {
-			// the rest is the loop's: its driver may block in C again
-			q.uncountGoWork()
-			if err := q.l.post(func() { apply() }); err != nil {
-				return &OpError{Op: name, Err: err}
-			}
-			return nil
 		}
 		res := make(chan bool, 1)
 		if err := q.l.post(func() { res <- apply() }); err != nil {

@@ -257,3 +257,69 @@ func (w *restWriter) FlushError() error {
 	}
 	return w.q.flush("ResponseWriter.Flush")
 }
+
+// ---- the ends of responses goroutines built ----------------------------------------
+
+// restEnds are the responses of a loop's direct requests whose goroutine
+// handlers ended them: the loop sends them all in one posted call (one
+// wake-up, no allocation per request).
+type restEnds struct {
+	l     *loop
+	mu    sync.Mutex
+	q     []*restReq // under mu
+	spare []*restReq // the loop's: the previous batch's array
+	drain func()     // posted: l.restDrainEnds (made once)
+}
+
+// postEnd hands q's end (its end* fields) to its loop (q's goroutine).
+func (q *restReq) postEnd() error {
+	// the rest is the loop's: its driver may block in C again
+	q.uncountGoWork()
+	e := &q.pool.ends
+	e.mu.Lock()
+	first := len(e.q) == 0
+	e.q = append(e.q, q)
+	if first && e.drain == nil {
+		e.drain = func() { e.l.restDrainEnds(e) }
+	}
+	drain := e.drain
+	e.mu.Unlock()
+	if !first {
+		return nil // a drain is posted and has not taken the batch yet
+	}
+	if err := e.l.post(drain); err != nil {
+		e.mu.Lock()
+		e.q = e.q[:0] // the loop stopped: its requests were answered
+		e.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// restDrainEnds sends the ends posted so far (driver).
+func (l *loop) restDrainEnds(e *restEnds) {
+	e.mu.Lock()
+	batch := e.q
+	e.q = e.spare[:0]
+	e.spare = nil
+	e.mu.Unlock()
+	for i, q := range batch {
+		batch[i] = nil
+		if q.sessGone {
+			continue
+		}
+		q.sessGone = true
+		q.watchEnd()
+		spec, body := q.endSpec, q.endBody
+		q.endSpec, q.endBody = nil, nil
+		_ = withSession(q.epoch, func() error {
+			cgo.RestRespond(q.sess, q.endCode, spec, q.endOpts, body, cgo.RespondEnd)
+			return nil
+		})
+	}
+	e.mu.Lock()
+	if e.spare == nil {
+		e.spare = batch[:0]
+	}
+	e.mu.Unlock()
+}

@@ -36,6 +36,12 @@ type sleeper struct {
 	rc       syscall.RawConn
 	deadline time.Time // the read deadline set (zero: none)
 	err      error     // why it could not be set up (the driver blocks in C)
+
+	// the read's callback (made once: a closure per step would be an
+	// allocation) and what it hands back
+	step func(uintptr) bool
+	res  C.int
+	cerr error
 }
 
 // GoWork counts work of this loop that goroutines serve now (any
@@ -59,32 +65,19 @@ func (d *Driver) run() (C.int, error) {
 	}
 	s := &d.sleep
 	if s.f == nil {
-		if err := s.open(); err != nil {
+		if err := s.open(d); err != nil {
 			s.err = err
 			d.d.go_busy = 0
 			rc, err := C.ev_go_run(C.uintptr_t(uintptr(unsafe.Pointer(d.d))))
 			return rc, err
 		}
 	}
-	var rc C.int
-	var cerr error
 	// The C work runs inside the read's callback, after the netpoller's
 	// readiness flag was reset: readiness that comes after the callback's
 	// last poll found nothing is never lost.
-	err := s.rc.Read(func(uintptr) bool {
-		d.d.go_busy = 0
-		if d.goWork.Load() > 0 {
-			d.d.go_busy = 1
-		}
-		rc, cerr = C.ev_go_run(C.uintptr_t(uintptr(unsafe.Pointer(d.d))))
-		d.nowaitPolls.Store(uint64(d.d.nowait_polls))
-		if rc != C.EV_GO_RUN_SLEEP {
-			return true
-		}
-		d.goSleeps.Add(1)
-		s.setDeadline(int64(d.d.sleep_us))
-		return false
-	})
+	err := s.rc.Read(s.step)
+	rc, cerr := s.res, s.cerr
+	s.cerr = nil
 	if err != nil {
 		// the deadline passed (the loop's next timer is due): clear it, and
 		// run (the next ev_go_run ends the sleep)
@@ -113,8 +106,8 @@ func (s *sleeper) setDeadline(us int64) {
 	_ = s.f.SetReadDeadline(at)
 }
 
-// open registers a dup of the loop's epoll fd with the netpoller.
-func (s *sleeper) open() error {
+// open registers a dup of driver d's epoll fd with the netpoller.
+func (s *sleeper) open(d *Driver) error {
 	fd, err := C.ev_go_pollfd()
 	if fd < 0 {
 		return err
@@ -140,6 +133,20 @@ func (s *sleeper) open() error {
 		return err
 	}
 	s.f, s.rc = f, rc
+	s.step = func(uintptr) bool {
+		d.d.go_busy = 0
+		if d.goWork.Load() > 0 {
+			d.d.go_busy = 1
+		}
+		s.res, s.cerr = C.ev_go_run(C.uintptr_t(uintptr(unsafe.Pointer(d.d))))
+		d.nowaitPolls.Store(uint64(d.d.nowait_polls))
+		if s.res != C.EV_GO_RUN_SLEEP {
+			return true
+		}
+		d.goSleeps.Add(1)
+		s.setDeadline(int64(d.d.sleep_us))
+		return false
+	}
 	return nil
 }
 
