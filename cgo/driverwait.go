@@ -42,6 +42,40 @@ type sleeper struct {
 	step func(uintptr) bool
 	res  C.int
 	cerr error
+
+	// the hold: the driver stays in Go for goWorkHold after it last saw
+	// Go work (held), from lastWork (since base)
+	held     bool
+	sawWork  bool
+	base     time.Time
+	lastWork time.Duration
+}
+
+// goWorkHold is how long a driver keeps sleeping in Go after its loop's
+// Go work ended.  Under load a loop's goroutine work comes in bursts with
+// short gaps between them: a driver that waited in epoll_wait inside cgo
+// in each gap would have its P taken back by sysmon every time (with
+// GOMAXPROCS 1 it retakes a P in a syscall even when nothing else waits
+// for it, and starts a thread to look for work), which keeps sysmon
+// ticking every 20 us.  A loop without Go work for longer than this (or
+// never with any: C rules, Go coroutines) waits in C.
+const goWorkHold = 10 * time.Millisecond
+
+// busy: goroutines serve work of the loop now, or did within the hold.
+func (d *Driver) busy() bool {
+	s := &d.sleep
+	if d.goWork.Load() > 0 {
+		s.held, s.sawWork = true, true
+		return true
+	}
+	if !s.held {
+		return false
+	}
+	if s.sawWork || time.Since(s.base)-s.lastWork < goWorkHold {
+		return true
+	}
+	s.held = false
+	return false
 }
 
 // GoWork counts work of this loop that goroutines serve now (any
@@ -57,7 +91,7 @@ func (d *Driver) SleepStats() (nowaitPolls, goSleeps uint64) {
 // block in epoll_wait), else inside the netpoller's read of the epoll fd,
 // sleeping there until the loop has something to do.
 func (d *Driver) run() (C.int, error) {
-	busy := d.goWork.Load() > 0
+	busy := d.busy()
 	if !busy && d.d.asleep == 0 || d.sleep.err != nil {
 		d.d.go_busy = 0
 		rc, err := C.ev_go_run(C.uintptr_t(uintptr(unsafe.Pointer(d.d))))
@@ -132,10 +166,10 @@ func (s *sleeper) open(d *Driver) error {
 		f.Close()
 		return err
 	}
-	s.f, s.rc = f, rc
+	s.f, s.rc, s.base = f, rc, time.Now()
 	s.step = func(uintptr) bool {
 		d.d.go_busy = 0
-		if d.goWork.Load() > 0 {
+		if d.busy() {
 			d.d.go_busy = 1
 		}
 		s.res, s.cerr = C.ev_go_run(C.uintptr_t(uintptr(unsafe.Pointer(d.d))))
@@ -144,7 +178,16 @@ func (s *sleeper) open(d *Driver) error {
 			return true
 		}
 		d.goSleeps.Add(1)
-		s.setDeadline(int64(d.d.sleep_us))
+		now := time.Since(s.base)
+		if s.sawWork || d.goWork.Load() > 0 {
+			s.sawWork, s.lastWork = false, now
+		}
+		us := int64(d.d.sleep_us)
+		if hold := int64((s.lastWork + goWorkHold - now) / time.Microsecond); us < 0 || hold < us {
+			// wake when the hold ends, to wait in C from then on
+			us = max(hold, 1)
+		}
+		s.setDeadline(us)
 		return false
 	}
 	return nil
