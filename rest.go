@@ -137,7 +137,9 @@ func NewRule(method, base, expr string, h RestHandler) (*Rule, error) {
 // Differences from net/http's server: several values of one response
 // header field are sent joined with ", " in one line; Content-Length and
 // Transfer-Encoding are the engine's (it sends a length when the handler
-// ends without flushing, else chunks); Hijack is not supported.
+// ends without flushing, else chunks); Hijack is not supported.  As
+// net/http says, the ResponseWriter is not to be used once ServeHTTP
+// returned: here its header map is then reused (Header returns nil).
 func HandleHTTP(method, base, expr string, h http.Handler) (*Rule, error) {
 	if h == nil {
 		return nil, &OpError{Op: "HandleHTTP", Err: errors.New("nil handler")}
