@@ -105,6 +105,13 @@ func TestHandleHTTPBlockedHandlerGOMAXPROCS1(t *testing.T) {
 		t.Fatalf("the blocked handler answered before its release: %q", body)
 	default:
 	}
+	// a blocked handler alone does not make the driver wake again and
+	// again (its watch looks at the client every 100 ms: a few wake-ups)
+	_, s0 := drv.SleepStats()
+	time.Sleep(300 * time.Millisecond)
+	if _, s1 := drv.SleepStats(); s1-s0 > 15 {
+		t.Errorf("the driver slept %d times in 300 ms while a handler blocked", s1-s0)
+	}
 	close(release)
 	if body := <-blocked; body != "released" {
 		t.Fatalf("block: %q", body)

@@ -179,12 +179,15 @@ func (s *sleeper) open(d *Driver) error {
 		}
 		d.goSleeps.Add(1)
 		now := time.Since(s.base)
-		if s.sawWork || d.goWork.Load() > 0 {
+		working := d.goWork.Load() > 0
+		if s.sawWork || working {
 			s.sawWork, s.lastWork = false, now
 		}
 		us := int64(d.d.sleep_us)
-		if hold := int64((s.lastWork + goWorkHold - now) / time.Microsecond); us < 0 || hold < us {
-			// wake when the hold ends, to wait in C from then on
+		hold := int64((s.lastWork + goWorkHold - now) / time.Microsecond)
+		if !working && (us < 0 || hold < us) {
+			// wake when the hold ends, to wait in C from then on (while
+			// goroutines work, the end of their work wakes the loop)
 			us = max(hold, 1)
 		}
 		s.setDeadline(us)
