@@ -381,6 +381,7 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 func (q *restReq) countGoWork(l *loop) {
 	q.goWork = l.drv.GoWork()
 	q.goWork.Add(1)
+	l.drv.WorkHanded()
 }
 
 // uncountGoWork ends what countGoWork began (once; q's goroutine).

@@ -5,11 +5,13 @@ package eventer
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	neturl "net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +41,29 @@ func TestHandleHTTPDriverSleepsInGo(t *testing.T) {
 	}
 	if n := drv.GoWork().Load(); n != 0 {
 		t.Errorf("%d requests still counted as Go work after their responses", n)
+	}
+	// requests with a body (served through the relay, which C starts
+	// inside the driver's cgo call) are Go work too
+	mustRule(t)(HandleHTTP("POST", b, "^echo$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })))
+	_, sleeps1 := drv.SleepStats()
+	for i := 0; i < 10; i++ {
+		res, err := http.Post(url+b+"echo", "text/plain", strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || string(got) != "body" {
+			t.Fatalf("POST %d: %d %q", i, res.StatusCode, got)
+		}
+	}
+	if _, sleeps := drv.SleepStats(); sleeps == sleeps1 {
+		t.Errorf("the driver never slept in Go while goroutines served requests with a body")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := drv.GoWork().Load(); n != 0 {
+		t.Errorf("%d requests with a body still counted as Go work after their responses", n)
 	}
 	// at rest: once the last response went out, the driver blocks in C
 	time.Sleep(50 * time.Millisecond)

@@ -82,6 +82,15 @@ func (d *Driver) busy() bool {
 // goroutine may change it); the driver sleeps in Go while it is above 0.
 func (d *Driver) GoWork() *atomic.Int32 { return &d.goWork }
 
+// WorkHanded tells the driver, from its own thread (a Go call C made
+// inside ev_go_run included), that it counted new Go work: the C loop's
+// next iteration already polls without blocking.
+func (d *Driver) WorkHanded() {
+	if d.d != nil {
+		d.d.go_busy = 1
+	}
+}
+
 // SleepStats: iterations run with a zero wait, and sleeps in Go.
 func (d *Driver) SleepStats() (nowaitPolls, goSleeps uint64) {
 	return d.nowaitPolls.Load(), d.goSleeps.Load()
