@@ -42,41 +42,14 @@ type sleeper struct {
 	step func(uintptr) bool
 	res  C.int
 	cerr error
-
-	// the hold: the driver stays in Go for goWorkHold after it last saw
-	// Go work (held), from lastWork (since base)
-	held     bool
-	sawWork  bool
-	base     time.Time
-	lastWork time.Duration
 }
 
-// goWorkHold is how long a driver keeps sleeping in Go after its loop's
-// Go work ended.  Under load a loop's goroutine work comes in bursts with
-// short gaps between them: a driver that waited in epoll_wait inside cgo
-// in each gap would have its P taken back by sysmon every time (with
-// GOMAXPROCS 1 it retakes a P in a syscall even when nothing else waits
-// for it, and starts a thread to look for work), which keeps sysmon
-// ticking every 20 us.  A loop without Go work for longer than this (or
-// never with any: C rules, Go coroutines) waits in C.
-const goWorkHold = 10 * time.Millisecond
-
-// busy: goroutines serve work of the loop now, or did within the hold.
-func (d *Driver) busy() bool {
-	s := &d.sleep
-	if d.goWork.Load() > 0 {
-		s.held, s.sawWork = true, true
-		return true
-	}
-	if !s.held {
-		return false
-	}
-	if s.sawWork || time.Since(s.base)-s.lastWork < goWorkHold {
-		return true
-	}
-	s.held = false
-	return false
-}
+// busy: goroutines serve work of the loop now.  (Staying in Go for a
+// while after that work ended, to spare the P's retake by sysmon in the
+// gaps between bursts, was measured and dropped: a wake-up in Go costs
+// the driver a second thread switch, which doubled the switches per
+// request at 50 connections and stretched p99.)
+func (d *Driver) busy() bool { return d.goWork.Load() > 0 }
 
 // GoWork counts work of this loop that goroutines serve now (any
 // goroutine may change it); the driver sleeps in Go while it is above 0.
@@ -175,7 +148,7 @@ func (s *sleeper) open(d *Driver) error {
 		f.Close()
 		return err
 	}
-	s.f, s.rc, s.base = f, rc, time.Now()
+	s.f, s.rc = f, rc
 	s.step = func(uintptr) bool {
 		d.d.go_busy = 0
 		if d.busy() {
@@ -187,19 +160,7 @@ func (s *sleeper) open(d *Driver) error {
 			return true
 		}
 		d.goSleeps.Add(1)
-		now := time.Since(s.base)
-		working := d.goWork.Load() > 0
-		if s.sawWork || working {
-			s.sawWork, s.lastWork = false, now
-		}
-		us := int64(d.d.sleep_us)
-		hold := int64((s.lastWork + goWorkHold - now) / time.Microsecond)
-		if !working && (us < 0 || hold < us) {
-			// wake when the hold ends, to wait in C from then on (while
-			// goroutines work, the end of their work wakes the loop)
-			us = max(hold, 1)
-		}
-		s.setDeadline(us)
+		s.setDeadline(int64(d.d.sleep_us))
 		return false
 	}
 	return nil
