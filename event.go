@@ -165,9 +165,16 @@ func eventForDispatch(e unsafe.Pointer, id uint64) *Event {
 // callbacks are registered and on a loop's Wake steps, so the table stays
 // as large as the events alive plus those freed since.
 func collectDead() {
-	var buf [64]uint64
+	// one buffer (one on the stack would escape to the heap, through the
+	// cgo call: an allocation per loop wake-up); a collection going on
+	// meanwhile collects for this caller too
+	if !deadIDs.mu.TryLock() {
+		return
+	}
+	defer deadIDs.mu.Unlock()
+	buf := deadIDs.buf[:]
 	for {
-		n := cgo.DeadIDs(buf[:])
+		n := cgo.DeadIDs(buf)
 		if n == 0 {
 			return
 		}
@@ -175,6 +182,11 @@ func collectDead() {
 			forgetCallback(id)
 		}
 	}
+}
+
+var deadIDs struct {
+	mu  sync.Mutex
+	buf [64]uint64
 }
 
 func newEvent(op string, kind, fd int, mask Mask, whenUs int64, cb Callback) (*Event, error) {

@@ -137,7 +137,9 @@ func NewRule(method, base, expr string, h RestHandler) (*Rule, error) {
 // Differences from net/http's server: several values of one response
 // header field are sent joined with ", " in one line; Content-Length and
 // Transfer-Encoding are the engine's (it sends a length when the handler
-// ends without flushing, else chunks); Hijack is not supported.
+// ends without flushing, else chunks); Hijack is not supported.  As
+// net/http says, the ResponseWriter is not to be used once ServeHTTP
+// returned: here its header map is then reused (Header returns nil).
 func HandleHTTP(method, base, expr string, h http.Handler) (*Rule, error) {
 	if h == nil {
 		return nil, &OpError{Op: "HandleHTTP", Err: errors.New("nil handler")}
@@ -232,8 +234,14 @@ type restReq struct {
 	// the loop's watch list (driver only)
 	wprev, wnext   *restReq
 	watched, wseen bool
-	sessGone       bool   // the session was let go (a goroutine's request)
-	small          []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+	sessGone       bool          // the session was let go (a goroutine's request)
+	goWork         *atomic.Int32 // counted as its loop's Go work (countGoWork)
+	// a goroutine's end, for the loop to send (postEnd)
+	endCode int
+	endOpts uint32
+	endSpec []byte
+	endBody []byte
+	small   []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
@@ -333,6 +341,9 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 		}
 	} else {
 		q.done = make(chan struct{}, 1)
+		if l := loopAt(loop); l != nil {
+			q.countGoWork(l)
+		}
 		restGoServe(q)
 	}
 	return q.id
@@ -353,6 +364,7 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 		return
 	}
 	q.watchStart() // (its end, posted to this loop, comes after this)
+	q.countGoWork(l)
 	restGoServe(q)
 }
 
@@ -403,6 +415,23 @@ func (l *loop) restAfterRun() {
 		l.RestDirect(d)
 	}
 	p.serving = false
+}
+
+// countGoWork counts q as Go work of loop l served by a goroutine: while
+// there is some, l's driver sleeps in Go, not in epoll_wait inside C, so
+// the goroutines get the P at once (cgo/driverwait.go).  Loop l's thread.
+func (q *restReq) countGoWork(l *loop) {
+	q.goWork = l.drv.GoWork()
+	q.goWork.Add(1)
+	l.drv.WorkHanded()
+}
+
+// uncountGoWork ends what countGoWork began (once; q's goroutine).
+func (q *restReq) uncountGoWork() {
+	if w := q.goWork; w != nil {
+		q.goWork = nil
+		w.Add(-1)
+	}
 }
 
 // Handlers run on workers that serve one request after another: a
@@ -486,6 +515,8 @@ type restCoPool struct {
 	watch   restReq // the list's head (wprev, wnext)
 	nwatch  atomic.Int32
 	ticking atomic.Bool
+
+	ends restEnds // responses goroutines ended, for the loop to send
 }
 
 // restWatchEvery is how often the loop looks at the clients of direct
@@ -604,7 +635,7 @@ var restCoPools sync.Map // *loop -> *restCoPool
 func restCoPoolOf(l *loop) *restCoPool {
 	v, ok := restCoPools.Load(l)
 	if !ok {
-		v, _ = restCoPools.LoadOrStore(l, &restCoPool{slot: cgo.NewRestSlot()})
+		v, _ = restCoPools.LoadOrStore(l, &restCoPool{slot: cgo.NewRestSlot(), ends: restEnds{l: l}})
 	}
 	return v.(*restCoPool)
 }
@@ -764,6 +795,7 @@ func (q *restReq) forget() {
 	}
 	q.released = true
 	q.ctx.cancel()
+	q.uncountGoWork()
 	if q.direct {
 		q.pool.live.Add(-1)
 		return // the response's end dropped the session's reference
@@ -804,8 +836,7 @@ func (q *restReq) serve(co *Co) {
 		q.finish(why != "")
 	}()
 	if q.rule.http != nil {
-		w, req := q.httpRequest(co)
-		q.rule.http.ServeHTTP(w, req)
+		q.serveHTTP(co)
 		return
 	}
 	rc = &q.rc
@@ -929,15 +960,18 @@ func (q *restReq) respond(name string, then int) error {
 				q.watchEnd()
 			}
 		}
+	} else if then == cgo.RespondEnd {
+		// the rest is the loop's (rest_handler.go: one post per batch)
+		q.endCode, q.endSpec, q.endOpts, q.endBody = code, spec, opts, body
+		if err := q.postEnd(); err != nil {
+			return &OpError{Op: name, Err: err}
+		}
+		return nil
 	} else {
 		// (made here only: a closure is an allocation)
 		apply := func() bool { // (on the loop)
 			if q.sessGone {
 				return false
-			}
-			if then == cgo.RespondEnd {
-				q.sessGone = true
-				q.watchEnd()
 			}
 			ok := false
 			_ = withSession(epoch, func() error {
@@ -945,12 +979,6 @@ func (q *restReq) respond(name string, then int) error {
 				return nil
 			})
 			return ok
-		}
-		if then == cgo.RespondEnd {
-			if err := q.l.post(func() { apply() }); err != nil {
-				return &OpError{Op: name, Err: err}
-			}
-			return nil
 		}
 		res := make(chan bool, 1)
 		if err := q.l.post(func() { res <- apply() }); err != nil {
@@ -1489,162 +1517,6 @@ func (r *RestResponse) Flush() error { return r.q.flush("RestResponse.Flush") }
 // (with a Content-Length if nothing was flushed before).  It does not wait
 // for the bytes to be written.
 func (r *RestResponse) End() error { return r.q.end("RestResponse.End") }
-
-// ---- net/http ---------------------------------------------------------------------
-
-type coKey struct{}
-
-// CoFromRequest is the coroutine serving r when HandleHTTP's rule is aco
-// (SetAco); nil otherwise.
-func CoFromRequest(r *http.Request) *Co {
-	co, _ := r.Context().Value(coKey{}).(*Co)
-	return co
-}
-
-func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
-	in := &q.info
-	uri := in.URI
-	if in.Query != "" {
-		uri += "?" + in.Query
-	}
-	u, err := url.ParseRequestURI(uri)
-	if err != nil {
-		u = &url.URL{Path: in.URI, RawQuery: in.Query}
-	}
-	// the header map as net/http's reader makes it: one backing array
-	// for the values
-	hdrs := in.Headers()
-	// made with its context (WithContext would copy it)
-	req, err := http.NewRequestWithContext(&q.ctx, in.Method, "", nil)
-	if err != nil { // (a method net/http refuses)
-		req = (&http.Request{Method: in.Method, Header: http.Header{}}).WithContext(&q.ctx)
-	}
-	h := req.Header
-	vals := make([]string, len(hdrs))
-	host := ""
-	for i, p := range hdrs {
-		k := http.CanonicalHeaderKey(p[0])
-		if k == "Host" {
-			if host == "" {
-				host = p[1]
-			}
-			continue
-		}
-		if vs, ok := h[k]; ok {
-			h[k] = append(vs, p[1])
-			continue
-		}
-		vals[i] = p[1]
-		h[k] = vals[i : i+1 : i+1]
-	}
-	req.URL, req.Proto, req.ProtoMajor, req.ProtoMinor = u, in.Proto, 1, in.Minor
-	req.Host, req.RemoteAddr, req.RequestURI = host, q.remote(), uri
-	req.ContentLength = in.ContentLength
-	req.Body = &restBody{q: q, op: "http.Request.Body.Read"}
-	req.TLS = connState(in.TLS)
-	if !in.Payload {
-		req.Body = http.NoBody
-		req.ContentLength = 0
-	}
-	if in.Chunked {
-		req.TransferEncoding = []string{"chunked"}
-	}
-	if in.Minor == 0 && !strings.EqualFold(h.Get("Connection"), "keep-alive") {
-		req.Close = true
-	}
-	return &restWriter{q: q, h: http.Header{}}, req
-}
-
-// restWriter is HandleHTTP's http.ResponseWriter and http.Flusher.
-type restWriter struct {
-	q           *restReq
-	h           http.Header
-	wroteHeader bool
-	status      int
-}
-
-func (w *restWriter) Header() http.Header { return w.h }
-
-func (w *restWriter) WriteHeader(code int) {
-	if w.wroteHeader || w.q.ended {
-		return
-	}
-	if code < 100 || code > 999 {
-		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
-	}
-	if code >= 100 && code <= 199 && code != 101 {
-		return // informational: the engine answers Expect: 100-continue itself
-	}
-	w.wroteHeader = true
-	w.status = code
-	q := w.q
-	if q.direct {
-		// fields C would refuse are left out, as below
-		q.code, q.reason, q.status = code, http.StatusText(code), true
-		if q.reason == "" {
-			q.reason = "Status"
-		}
-		q.hdrs = make([]string, 0, 2*len(w.h))
-		for k, vs := range w.h {
-			if v := strings.Join(vs, ", "); validHeaderField(k, v) {
-				q.hdrs = append(q.hdrs, k, v)
-			}
-		}
-		q.opts |= cgo.OptStream
-		return
-	}
-	_ = q.call("ResponseWriter.WriteHeader", func() bool {
-		cgo.RestStatus(q.r, code, http.StatusText(code))
-		for k, vs := range w.h {
-			switch http.CanonicalHeaderKey(k) {
-			case "Content-Length", "Transfer-Encoding":
-				continue // the engine's
-			}
-			cgo.RestHeader(q.r, k, strings.Join(vs, ", "))
-		}
-		// may stream (chunked when flushed before the end)
-		if !cgo.RestOption(q.r, cgo.HTTPChunked) {
-			cgo.RestOption(q.r, cgo.HTTPClose)
-		}
-		return true
-	})
-	q.status = true
-}
-
-func (w *restWriter) Write(p []byte) (int, error) {
-	if !w.wroteHeader {
-		if w.h.Get("Content-Type") == "" && len(p) > 0 {
-			if _, set := w.h["Content-Type"]; !set {
-				w.h.Set("Content-Type", http.DetectContentType(p))
-			}
-		}
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.q.write("ResponseWriter.Write", p)
-}
-
-// WriteString is io.StringWriter.
-func (w *restWriter) WriteString(s string) (int, error) {
-	if w.wroteHeader && w.q.direct && !w.q.ended {
-		w.q.appendBody(unsafe.Slice(unsafe.StringData(s), len(s)))
-		return len(s), nil
-	}
-	return w.Write([]byte(s))
-}
-
-// Flush sends what was written so far and waits until the connection
-// took it (http.Flusher).  (The first Flush of a rule's handler does not
-// wait: it moves the rule to the path where Flush waits, for the rule's
-// later requests.)
-func (w *restWriter) Flush() { _ = w.FlushError() }
-
-// FlushError is Flush with its error (http.ResponseController uses it).
-func (w *restWriter) FlushError() error {
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.q.flush("ResponseWriter.Flush")
-}
 
 // restStats: requests of Go rules being served now.
 func restLive() int64 {

@@ -6,6 +6,7 @@ package cgo
 import "C"
 
 import (
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -42,6 +43,11 @@ type Handler interface {
 type Driver struct {
 	Index int
 	d     *C.ev_go_driver_t // C memory: the step buffer
+
+	goWork      atomic.Int32 // driverwait.go
+	sleep       sleeper
+	nowaitPolls atomic.Uint64
+	goSleeps    atomic.Uint64
 }
 
 // NewDriver allocates the driver state of loop idx.
@@ -71,10 +77,14 @@ func (d *Driver) Run(h Handler) error {
 		// step paused (handing back the callback's rv) and runs new ones,
 		// waiting in epoll when there is nothing to do, until the loop
 		// hands Go work back.
-		rc, err := C.ev_go_run(C.uintptr_t(uintptr(unsafe.Pointer(d.d))))
+		// (driverwait.go: in Go's netpoller while goroutines serve work
+		// of the loop)
+		rc, err := d.run()
 		switch rc {
 		case C.EVENTER_RUN_STOPPED:
 			return nil
+		case C.EV_GO_RUN_SLEEP:
+			continue
 		case C.EVENTER_RUN_STEP:
 		default:
 			return err
@@ -159,6 +169,7 @@ func (d *Driver) TakeWait(p unsafe.Pointer) bool {
 
 // Detach unbinds the calling thread and frees the driver state.
 func (d *Driver) Detach() {
+	d.sleep.close()
 	C.eventer_loop_detach()
 	C.free(unsafe.Pointer(d.d))
 	d.d = nil

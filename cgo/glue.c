@@ -166,6 +166,15 @@ eventer_t ev_go_alloc(int kind, int fd, int mask, uint64_t id,
   return e;
 }
 
+int ev_go_pollfd(void) {
+  ev_loop_t *l = ev_loop_self();
+  if (!l) {
+    errno = EINVAL;
+    return -1;
+  }
+  return ev_poll_fd(l);
+}
+
 int ev_go_registered(eventer_t e) {
   return __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != EV_ST_NONE;
 }
@@ -182,6 +191,10 @@ static ev_go_res_t ev_go_result(eventer_aco_proxy_t *p, int rc) {
 int ev_go_run(uintptr_t dp) {
   ev_go_driver_t *d = (ev_go_driver_t *)dp;
   int rc;
+  if (d->asleep) {
+    d->asleep = 0;
+    eventer_loop_sleep_end();
+  }
   if (d->wait.valid) {
     /* the wait the coroutine that just parked asked for */
     ev_go_wait_req_t *w = &d->wait;
@@ -201,11 +214,22 @@ int ev_go_run(uintptr_t dp) {
       return EVENTER_RUN_STEP;
     }
   }
-  do {
+  static const struct timeval no_wait = {0, 0};
+  for (;;) {
     /* NULL: a new iteration may wait in epoll; continuing a paused one
-     * never waits (it returns DONE at the end of that iteration) */
-    rc = eventer_run_once(&d->step, NULL);
-  } while (rc == EVENTER_RUN_DONE);
+     * never waits (it returns DONE at the end of that iteration).  While
+     * Go work runs in other goroutines the driver sleeps in Go instead. */
+    int busy = d->go_busy;
+    rc = eventer_run_once(&d->step, busy ? &no_wait : NULL);
+    if (rc != EVENTER_RUN_DONE) break;
+    if (busy) {
+      d->nowait_polls++;
+      if (eventer_loop_sleep_begin(&d->sleep_us) == 1) {
+        d->asleep = 1;
+        return EV_GO_RUN_SLEEP;
+      }
+    }
+  }
   if (rc == EVENTER_RUN_STEP && d->step.kind == EVENTER_STEP_CALLBACK) {
     /* what the Go callback needs, so that Go makes no further cgo call
      * (u64 is free for the driver on a CALLBACK step) */

@@ -103,12 +103,25 @@ typedef struct {
   eventer_t e;
 } ev_go_wait_req_t;
 
-/* Per-loop driver state in C memory: the step buffer. */
+/* Per-loop driver state in C memory: the step buffer, and how the
+ * driver waits (driverwait.go).  go_busy (set by the driver's thread):
+ * Go work of this loop runs in other goroutines, so ev_go_run polls
+ * without blocking and returns EV_GO_RUN_SLEEP when the loop may sleep,
+ * for the driver to wait in Go (sleep_us: the longest, -1 none; asleep:
+ * the next ev_go_run ends the sleep). */
 typedef struct ev_go_driver {
   eventer_step_t step;
   ev_go_wait_req_t wait;
   int index;
+  int go_busy;
+  int asleep;
+  int64_t sleep_us;
+  uint64_t nowait_polls; /* iterations run with a zero wait */
 } ev_go_driver_t;
+
+/* ev_go_run's result when the driver should wait in Go (besides the
+ * EVENTER_RUN_* ones) */
+#define EV_GO_RUN_SLEEP 100
 
 /* Runs iterations (finishing a paused one first) until one hands the
  * driver a step, the loop stops, or an error: one cgo call per step.  A
@@ -122,6 +135,9 @@ enum {
   EV_GO_DK_COMPLETE /* an asynch COMPLETE */
 };
 int ev_go_run(uintptr_t d); /* an ev_go_driver_t *, as an integer */
+/* The calling loop's epoll fd, for a driver that sleeps in Go (without
+ * eventer_loop_pollfd's write per push); -1/EINVAL off-loop. */
+int ev_go_pollfd(void);
 
 /* Loop idx of the default pool (NULL if none). */
 static inline eventer_loop_t *ev_go_loop(int idx) {

@@ -702,6 +702,22 @@ int eventer_loop_pollfd(void);
  * next timer.  -2 with errno EINVAL off-loop. */
 int64_t eventer_next_timeout_us(void);
 
+/* A driver that waits for its loop elsewhere only at times (the Go binding
+ * does while Go code it handed work to runs in other goroutines: a thread
+ * blocked in epoll_wait inside a cgo call keeps the Go runtime's only P
+ * from them).  After an iteration run with max_wait {0,0},
+ * eventer_loop_sleep_begin() says whether the loop may sleep: 0 when it
+ * must run again at once (work pending, a timer due, or that iteration's
+ * poll found something: more may be ready); 1 when it may, with
+ * *timeout_us the longest it may sleep (-1: no bound).  From 1 on, the
+ * loop counts as asleep: a cross-thread push writes its eventfd, as for a
+ * loop blocked in epoll_wait, so the loop's epoll fd becomes readable for
+ * new fd readiness and for pushes alike.  The driver waits for that (or
+ * the timeout), then calls eventer_loop_sleep_end() before run_once.
+ * Owner thread only; -1/EINVAL off-loop. */
+int eventer_loop_sleep_begin(int64_t *timeout_us);
+void eventer_loop_sleep_end(void);
+
 /* ---- tasks: intrusive, no allocation ----------------------------------------
  * A task is a node the caller owns (embed it in your own struct); the loop
  * runs t->run(t, now) once in its task phase.  A task must stay alive and

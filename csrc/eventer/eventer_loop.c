@@ -1330,6 +1330,37 @@ int64_t eventer_next_timeout_us(void) {
   return ns < 0 ? -1 : ns / 1000;
 }
 
+int eventer_loop_sleep_begin(int64_t *timeout_us) {
+  ev_loop_t *l = ev_loop_self();
+  if (!l || !timeout_us) {
+    errno = EINVAL;
+    return -1;
+  }
+  /* l->nev: the last poll's results; an fd still ready after them does
+   * not make the epoll fd readable again, so a poll that found anything
+   * is followed by another before a sleep */
+  if (l->phase != EV_PH_START || l->paused.e || l->fifo_len || l->draining ||
+      l->nev > 0 || !pass_list_empty(&l->pass_q) || EV_LOAD(&l->stop))
+    return 0;
+  int64_t ns = sleep_for_ns(l, 1000u);
+  if (ns == 0) return 0;
+  /* as poll_wait does before epoll_wait: one of us sees the other */
+  __atomic_store_n(&l->wake_state, EV_WS_SLEEPING, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&l->inbox_nonempty, __ATOMIC_SEQ_CST)) {
+    __atomic_store_n(&l->wake_state, EV_WS_AWAKE, __ATOMIC_SEQ_CST);
+    return 0;
+  }
+  *timeout_us = ns < 0 ? -1 : ns / 1000;
+  return 1;
+}
+
+void eventer_loop_sleep_end(void) {
+  ev_loop_t *l = ev_loop_self();
+  /* a pusher that found the loop asleep wrote the eventfd: the next poll
+   * reports it and clears it */
+  if (l) __atomic_store_n(&l->wake_state, EV_WS_AWAKE, __ATOMIC_SEQ_CST);
+}
+
 /* ---- running, stopping, teardown ---------------------------------------------------------------- */
 
 static void join_spawned(void) {

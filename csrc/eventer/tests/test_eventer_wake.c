@@ -176,6 +176,88 @@ static void test_pollfd_driver_is_woken(void) {
   ev_teardown();
 }
 
+/* A driver that sleeps elsewhere only at times (eventer_loop_sleep_begin):
+ * no sleep while work is pending or right after a poll that found
+ * something; while asleep a push makes the epoll fd readable (once:
+ * later pushes find it woken); awake again, a push writes nothing; and
+ * the sleep is bounded by the next timer. */
+static int sock_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)mask, (void)c, (void)now;
+  char b[8];
+  while (read(eventer_get_fd(e), b, sizeof(b)) > 0) {
+  }
+  INC(&task_runs);
+  return EVENTER_READ;
+}
+
+static int timer_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)mask, (void)c, (void)now;
+  return 0;
+}
+
+static void test_sleep_elsewhere(void) {
+  int64_t us = 0;
+  T_ERRNO(eventer_loop_sleep_begin(&us), EINVAL); /* off-loop */
+  ev_setup_external(1);
+  T_ERRNO(eventer_loop_sleep_begin(NULL), EINVAL);
+  int epfd = ev_poll_fd(ev_loop_self());
+  task_runs = 0;
+  static eventer_task_t t1 = {NULL, count_task}, t2 = {NULL, count_task},
+                        mine = {NULL, count_task};
+  ev_turn();
+  T_EQ(eventer_task_post(&mine), 0);
+  T_EQ(eventer_loop_sleep_begin(&us), 0); /* a task is pending */
+  ev_turn();
+  T_EQ(eventer_loop_sleep_begin(&us), 1);
+  T_EQ(us, -1); /* nothing scheduled: no bound */
+  post_from_thread(&t1);
+  post_from_thread(&t2); /* finds the loop woken: no second write */
+  T_CHECK(readable(epfd, 5000));
+  eventer_loop_sleep_end();
+  ev_turn();
+  T_EQ(LOADA(&task_runs), 3);
+  T_EQ(eventer_loop_sleep_begin(&us), 0); /* that poll found the wake-up */
+  ev_turn();
+  T_CHECK(!readable(epfd, 0));
+  /* fd readiness while asleep */
+  int sv[2];
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  eventer_t e = eventer_alloc_fd(sock_cb, NULL, sv[0], EVENTER_READ);
+  T_EQ(eventer_add_ex(e), 0);
+  ev_turn();
+  ev_turn();
+  T_EQ(eventer_loop_sleep_begin(&us), 1);
+  T_EQ(write(sv[1], "x", 1), 1);
+  T_CHECK(readable(epfd, 5000));
+  eventer_loop_sleep_end();
+  ev_turn();
+  T_EQ(LOADA(&task_runs), 4);
+  ev_turn();
+  /* awake: a push writes nothing */
+  T_EQ(eventer_loop_sleep_begin(&us), 1);
+  eventer_loop_sleep_end();
+  post_from_thread(&t1);
+  T_CHECK(!readable(epfd, 0));
+  ev_turn();
+  T_EQ(LOADA(&task_runs), 5);
+  ev_turn();
+  /* a timer bounds the sleep */
+  struct timeval in = {2, 0};
+  eventer_t tm = eventer_add_in(timer_cb, NULL, in);
+  T_CHECK(tm != NULL);
+  T_EQ(eventer_loop_sleep_begin(&us), 1);
+  T_GE(us, 1);
+  T_LE(us, 2000000);
+  eventer_loop_sleep_end();
+  T_CHECK(eventer_remove_timed(tm) == tm);
+  eventer_free(tm);
+  T_CHECK(eventer_remove_fde(e) == e);
+  eventer_free(e);
+  close(sv[0]);
+  close(sv[1]);
+  ev_teardown();
+}
+
 /* ---- stress --------------------------------------------------------------------------- */
 
 #define NPRODUCERS 4
@@ -502,4 +584,5 @@ T_MAIN({"spin_setting", test_spin_setting},
        {"push_to_awake_loop_skips_eventfd", test_push_to_awake_loop_skips_eventfd},
        {"sleeping_loop_is_woken", test_sleeping_loop_is_woken},
        {"pollfd_driver_is_woken", test_pollfd_driver_is_woken},
+       {"sleep_elsewhere", test_sleep_elsewhere},
        {"stress", test_stress})
