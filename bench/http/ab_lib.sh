@@ -1,5 +1,5 @@
-# bench/http/ab_lib.sh - sourced by cpu_ab.sh and go_ab.sh: one server's
-# figures in a paired round.  Uses the caller's $secs (run length) and
+# bench/http/ab_lib.sh - sourced by cpu_ab.sh, go_ab.sh and
+# handlehttp_ab.sh: one server's figures in a paired round.  Uses the caller's $secs (run length) and
 # $wrk_cpu (the CPU wrk is pinned to).
 
 # ab_cpu_ns PID: CPU time of every thread of PID so far, in ns: the

@@ -32,7 +32,7 @@ declare -A CMD=(
 )
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+. bench/http/ab_lib.sh
 ctxsw() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {printf "%d", s}'; }
 port=${PORT:-18700}
 # one run: server load -> "req/s cpu_us_per_req p99_ms switches_per_req"
@@ -49,10 +49,10 @@ run() {
   esac
   taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
   local t0 t1 s0 s1 w
-  t0=$(cpu_ns "$pid")
+  t0=$(ab_cpu_ns "$pid")
   s0=$(ctxsw "$pid")
   w=$(taskset -c "$wrk_cpu" wrk "${args[@]}" "$url")
-  t1=$(cpu_ns "$pid")
+  t1=$(ab_cpu_ns "$pid")
   s1=$(ctxsw "$pid")
   kill "$pid"
   wait "$pid" 2>/dev/null || true
@@ -82,11 +82,7 @@ echo "http handlehttp_ab: $rounds rounds of ${secs}s, wrk -t1 on CPU $wrk_cpu, s
 printf '  %-34s %10s %10s %24s\n' "figure, load" "HandleHTTP" "${BASE:-net/http}" "ratio med (range)"
 for load in "${loads[@]}"; do
   for f in 5:"CPU us/req" 4:"req/s" 6:"p99 ms" 7:"switches/req"; do
-    awk -v l="$load" -v f="${f%%:*}" -v name="${f#*:}" '
-      function med(x, n,   i, j, t) {
-        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
-        return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-      }
+    awk -v l="$load" -v f="${f%%:*}" -v name="${f#*:}" "$AB_MED"'
       $2 == l && $3 == "go-handlehttp" { va[$1] = $f }
       $2 == l && $3 == "nethttp" { vb[$1] = $f }
       END {
