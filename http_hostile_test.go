@@ -4,6 +4,8 @@ package eventer
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/acoeventer/eventer/cgo"
 )
 
 // hostileRules registers, under a base of its own, GET fast (a plain Go
@@ -100,4 +104,164 @@ func TestHostileResetWhileHeld(t *testing.T) {
 			t.Fatalf("after the resets: %d %q", code, body)
 		}
 	}
+}
+
+// TLS, hostile clients: a client that pipelines requests for big and small
+// bodies and reads slowly (the server's multi-record writes wait for it),
+// gets every byte in order; a client that completes its handshake and
+// then only reads (sends nothing, as a client waiting for a session ticket
+// does) gets its ticket, and the next connection resumes with it; a client
+// that pipelines and resets mid-batch leaves nothing behind.
+func TestHostileTLS(t *testing.T) {
+	pki := newHTTPSPKI(t)
+	port := freePort(t)
+	loadConf(t, fmt.Sprintf(`<app>
+  <listeners>
+    <listener type="http_rest_api" address="127.0.0.1" port="%d" ssl="on">
+      <sslconfig>
+        <certificate_file>%s</certificate_file>
+        <key_file>%s</key_file>
+      </sslconfig>
+    </listener>
+  </listeners>
+</app>
+`, port, pki.certFile, pki.keyF))
+	setup(t, 1)
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	b := fmt.Sprintf("/https%d/", httpsRuns.Add(1))
+	// big: 1.5 MB, each byte a function of its offset and of n
+	bigBody := func(n int) []byte {
+		p := make([]byte, 1536<<10)
+		for i := range p {
+			p[i] = byte('a' + (i/7+n)%26)
+		}
+		return p
+	}
+	var rules []*Rule
+	r := mustRule(t)(NewRule("GET", b, "^big/(\\d+)$", func(rc *RestClosure) error {
+		n := 0
+		fmt.Sscan(rc.Pats()[0], &n)
+		res := rc.Response()
+		res.Ok("application/octet-stream")
+		res.Write(bigBody(n))
+		return res.End()
+	}))
+	r.SetAco(true)
+	rules = append(rules, r)
+	r = mustRule(t)(NewRule("GET", b, "^small$", func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		io.WriteString(res, "small")
+		return res.End()
+	}))
+	r.SetAco(true)
+	rules = append(rules, r)
+	t.Cleanup(func() {
+		for _, r := range rules {
+			r.Close()
+		}
+	})
+	if err := ListenerInit("app"); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cache := tls.NewLRUClientSessionCache(4)
+	cfg := &tls.Config{RootCAs: pki.pool, ClientSessionCache: cache, ServerName: "127.0.0.1",
+		MinVersion: tls.VersionTLS13, NextProtos: []string{"http/1.1"}}
+	dial := func() *tls.Conn {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		return c
+	}
+
+	// 1: read nothing but the ticket, then resume with it
+	c := dial()
+	if c.ConnectionState().DidResume {
+		t.Fatal("the first connection resumed")
+	}
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	var one [1]byte
+	if n, err := c.Read(one[:]); n != 0 || err == nil {
+		t.Fatalf("a read with nothing asked: %d %v", n, err)
+	}
+	c.Close()
+	c = dial()
+	if !c.ConnectionState().DidResume {
+		t.Fatal("the server's session ticket did not come to a client that sent nothing")
+	}
+
+	// 2: a pipeline of big and small responses read slowly, on the
+	// resumed connection
+	paths := []string{"big/1", "small", "big/2", "small", "small", "big/3"}
+	var req strings.Builder
+	for _, p := range paths {
+		fmt.Fprintf(&req, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n", b, p)
+	}
+	if _, err := io.WriteString(c, req.String()); err != nil {
+		t.Fatal(err)
+	}
+	slow := &slowReader{r: c}
+	br := bufio.NewReaderSize(slow, 4096)
+	for i, p := range paths {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d (%s): %v", i, p, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("response %d (%s): %d %v", i, p, res.StatusCode, err)
+		}
+		want := []byte("small")
+		if strings.HasPrefix(p, "big/") {
+			want = bigBody(int(p[4] - '0'))
+		}
+		if !bytes.Equal(body, want) {
+			t.Fatalf("response %d (%s): %d bytes, not the %d expected", i, p, len(body), len(want))
+		}
+	}
+	c.Close()
+
+	// 3: pipelines reset mid-batch
+	for i := 0; i < 20; i++ {
+		c := dial()
+		io.WriteString(c, req.String())
+		if i%2 == 0 {
+			io.ReadFull(c, make([]byte, 100<<10))
+		}
+		nc := c.NetConn().(*net.TCPConn)
+		nc.SetLinger(0)
+		nc.Close()
+	}
+	// the server still serves, and every session goes away
+	c = dial()
+	fmt.Fprintf(c, "GET %ssmall HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b)
+	all, _ := io.ReadAll(c)
+	if !strings.HasSuffix(string(all), "\r\n\r\nsmall") {
+		t.Fatalf("after the resets: %q", all)
+	}
+	c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for restLive() != 0 || cgo.HTTPSessions() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still live: %d Go requests, %d sessions", restLive(), cgo.HTTPSessions())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// slowReader reads at most 16 KB at a time, 1 ms apart.
+type slowReader struct{ r io.Reader }
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	if len(p) > 16<<10 {
+		p = p[:16<<10]
+	}
+	return s.r.Read(p)
 }
