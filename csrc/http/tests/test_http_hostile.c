@@ -5,6 +5,7 @@
  * client on the test's thread.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <time.h>
 
@@ -390,7 +391,99 @@ static void test_route_cache_new_rule(void) {
   ht_stop();
 }
 
-T_MAIN({"mixed_pipeline", test_mixed_pipeline},
+
+/* ---- resets in the middle of pipelines to coroutines --------------------------- */
+
+/* aco, yields once then answers with a 4 KB body */
+static int h_ykb(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  static char body[4097];
+  if (!body[0]) memset(body, 'y', sizeof(body) - 1);
+  (void)eventer_aco_yield(); /* (a cancel: answer all the same) */
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_append_str(ctx, body);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* Clients on two loops pipeline batches where coroutines take request
+ * after request (aco rules that never park, one that yields, captures,
+ * uploads cut short, 404s) and reset their connections at every moment:
+ * before, during and after the batch's answers.  The server stays up,
+ * answers a last client in order, and every session, coroutine and
+ * allocation goes away (ht_stop's checks; ASan for the rest). */
+static void test_reset_mid_probe(void) {
+  int port = ht_start(2);
+  mtev_rest_mountpoint_t *m;
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^a$", h_a)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^ykb$", h_ykb)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("POST", "/", "^echo_aco$", h_echo)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/u/", "^(\\d+)$", h_u)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  static const char *reqs[] = {
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /ykb HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /u/7 HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+      "POST /echo_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+      "POST /echo_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 300\r\n\r\nabc",
+  };
+  unsigned seed = getenv("HT_SEED") ? (unsigned)atoi(getenv("HT_SEED")) : 12345;
+  char batch[16384];
+  for (int i = 0; i < 1000; i++) {
+    hc_t *c = hc_open(port);
+    size_t n = 0;
+    int nreq = 1 + (int)(rand_r(&seed) % 40);
+    for (int k = 0; k < nreq; k++) {
+      const char *r = reqs[rand_r(&seed) % 7];
+      if (k == nreq - 1 && rand_r(&seed) % 4 == 0) r = reqs[7]; /* cut short */
+      size_t l = strlen(r);
+      if (n + l > sizeof(batch)) break;
+      memcpy(batch + n, r, l);
+      n += l;
+    }
+    /* some go in pieces, the last one possibly cut in a head */
+    size_t cut = rand_r(&seed) % 3 == 0 ? (size_t)(rand_r(&seed) % n) : n;
+    hc_send(c, batch, cut);
+    switch (rand_r(&seed) % 4) {
+    case 0: break; /* at once */
+    case 1: usleep(rand_r(&seed) % 300); break;
+    case 2: { /* a part of the answers, if any come soon */
+      char tmp[512];
+      struct pollfd pf = {c->fd, POLLIN, 0};
+      if (poll(&pf, 1, 5) == 1) (void)!recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+      break;
+    }
+    case 3: shutdown(c->fd, SHUT_WR); usleep(rand_r(&seed) % 200); break;
+    }
+    hc_reset(c);
+  }
+  /* a last client, in order */
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /ykb HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /u/9 HTTP/1.1\r\nHost: x\r\n\r\n");
+  const char *want[] = {"a0", NULL, "a0", "u1:9"};
+  for (int i = 0; i < 4; i++) {
+    hc_resp_t r;
+    T_CHECKF(hc_read_resp(c, &r, 0) == 0, "response %d missing", i);
+    T_EQ(r.status, 200);
+    if (want[i]) T_STR_EQ(r.body, want[i]);
+    else T_EQ(r.blen, 4096u);
+    hc_resp_free(&r);
+  }
+  hc_close(c);
+  ht_stop();
+}
+
+T_MAIN({"reset_mid_probe", test_reset_mid_probe},
+       {"mixed_pipeline", test_mixed_pipeline},
        {"continue_behind_aco", test_continue_behind_aco},
        {"route_cache_new_rule", test_route_cache_new_rule},
        {"noread_no_spin", test_noread_no_spin},
