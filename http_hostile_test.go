@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,3 +266,103 @@ func (s *slowReader) Read(p []byte) (int, error) {
 	}
 	return s.r.Read(p)
 }
+
+// Go aco rules in a pipeline where a handler panics, one returns an error
+// before answering, one answers and then panics, and one sleeps on its
+// coroutine: each failure before an answer is a 500 that closes the
+// connection (nothing behind it is served); an answer already ended
+// stands; the sleeping one holds neither the responses before it nor the
+// order after it.
+func TestHostileGoPipelineFailures(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	var after atomic.Int32
+	mustRule(t)(NewRule("GET", b, "^ok/(\\d+)$", func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		io.WriteString(res, rc.Pats()[0])
+		return res.End()
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^after$", func(rc *RestClosure) error {
+		after.Add(1)
+		res := rc.Response()
+		res.Ok("text/plain")
+		io.WriteString(res, "after")
+		return res.End()
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^panic$", func(rc *RestClosure) error { panic("hostile") })).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^err$", func(rc *RestClosure) error { return fmt.Errorf("hostile") })).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^endpanic$", func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		io.WriteString(res, "ended")
+		res.End()
+		panic("after the end")
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^sleep$", func(rc *RestClosure) error {
+		if err := rc.Co().Sleep(150 * time.Millisecond); err != nil {
+			return err
+		}
+		res := rc.Response()
+		res.Ok("text/plain")
+		io.WriteString(res, "slept")
+		return res.End()
+	})).SetAco(true)
+	get := func(p string) string { return "GET " + b + p + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+	for _, bad := range []string{"panic", "err"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs := []string{get("ok/1"), get("ok/2"), get(bad)}
+		io.WriteString(c, strings.Join(append(reqs, get("after"), get("after")), ""))
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		for i, want := range []string{"1", "2", ""} {
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%s: response %d: %v", bad, i, err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if i < 2 && (res.StatusCode != 200 || string(body) != want) {
+				t.Fatalf("%s: response %d: %d %q, want 200 %q", bad, i, res.StatusCode, body, want)
+			}
+			if i == 2 && (res.StatusCode != 500 || !res.Close) {
+				t.Fatalf("%s: the failed handler's response: %d close=%v, want 500 and a close",
+					bad, res.StatusCode, res.Close)
+			}
+		}
+		if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+			t.Fatalf("%s: after the 500: %q %v, want EOF", bad, rest, err)
+		}
+		c.Close()
+	}
+	if n := after.Load(); n != 0 {
+		t.Fatalf("%d requests behind a 500 that closed the connection were served", n)
+	}
+	// an answer ended before a panic stands; a sleeper in the middle
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reqs := []string{get("ok/1"), get("endpanic"), get("ok/2"), get("sleep"), get("ok/3"),
+		get("sleep"), get("ok/4")}
+	want := []string{"1", "ended", "2", "slept", "3", "slept", "4"}
+	start := time.Now()
+	var firstAt time.Duration
+	pipeline(t, c, reqs, func(i int, res *http.Response, body string) {
+		if i == 0 {
+			firstAt = time.Since(start)
+		}
+		if res.StatusCode != 200 || body != want[i] {
+			t.Fatalf("response %d: %d %q, want 200 %q", i, res.StatusCode, body, want[i])
+		}
+	})
+	if gap := time.Since(start) - firstAt; gap < 250*time.Millisecond {
+		t.Fatalf("the first response came %v before the last (two 150 ms sleeps after it): it waited for a sleeper", gap)
+	}
+}
+
