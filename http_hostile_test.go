@@ -365,4 +365,3 @@ func TestHostileGoPipelineFailures(t *testing.T) {
 		t.Fatalf("the first response came %v before the last (two 150 ms sleeps after it): it waited for a sleeper", gap)
 	}
 }
-
