@@ -437,7 +437,7 @@ static void test_reset_mid_probe(void) {
   };
   unsigned seed = getenv("HT_SEED") ? (unsigned)atoi(getenv("HT_SEED")) : 12345;
   char batch[16384];
-  for (int i = 0; i < 1000; i++) {
+  for (long i = 0, n_clients = t_scale(1000, 10); i < n_clients; i++) {
     hc_t *c = hc_open(port);
     size_t n = 0;
     int nreq = 1 + (int)(rand_r(&seed) % 40);
