@@ -5,6 +5,7 @@
  * client on the test's thread.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <time.h>
 
@@ -54,6 +55,42 @@ static int h_yield(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   T_EQ(eventer_aco_yield(), 0);
   mtev_http_response_ok(ctx, "text/plain");
   mtev_http_response_append_str(ctx, "y");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* aco, never parks: "a" (its coroutine is free to take the next request) */
+static int h_a(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_CHECK(mtev_http_session_aco(ctx));
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "a%d", npats);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* any mode: the upload's size and its first bytes (at most 16) */
+static int h_echo(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  int mask = 0;
+  if (!mtev_rest_complete_upload(restc, &mask)) return mask;
+  int64_t size = 0;
+  const char *d = mtev_http_request_get_upload(mtev_http_session_request(ctx), &size);
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "%lld:%.*s", (long long)size,
+                             (int)(size > 16 ? 16 : size), d ? d : "");
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* aco, with one capture: "u" and the capture */
+static int h_u(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  T_CHECK(mtev_http_session_aco(ctx));
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_appendf(ctx, "u%d:%s", npats, npats > 0 ? pats[0] : "-");
   mtev_http_response_end(ctx);
   return 0;
 }
@@ -227,6 +264,228 @@ static void test_idle_timeout_held(void) {
   ht_stop();
 }
 
-T_MAIN({"noread_no_spin", test_noread_no_spin},
+
+/* ---- a pipeline through every kind of route ---------------------------------- */
+
+/* One connection, one write: aco rules that never park (the coroutine
+ * that served a request takes the next one itself when the connection's
+ * last route holds for it) mixed with uploads (aco and classic, one with
+ * Expect: 100-continue), HEAD, a query string, captures, 404, 405 and a
+ * classic rule.  Every response arrives, in order, with the right body;
+ * the connection then still serves. */
+static void test_mixed_pipeline(void) {
+  int port = ht_start(1);
+  mtev_rest_mountpoint_t *m;
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^a$", h_a)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("POST", "/", "^echo_aco$", h_echo)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("POST", "/", "^echo$", h_echo));
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/u/", "^(\\d+)$", h_u)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  struct { const char *req; int status; const char *body; int head; } steps[] = {
+      {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+      {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+      {"POST /echo_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz", 200, "3:xyz", 0},
+      {"POST /echo_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 200, "5:hello", 0},
+      {"POST /echo_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 200, "0:", 0},
+      {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+      {"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "", 1},
+      {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+      {"GET /a?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+      {"GET /u/12 HTTP/1.1\r\nHost: x\r\n\r\n", 200, "u1:12", 0},
+      {"GET /u/345 HTTP/1.1\r\nHost: x\r\n\r\n", 200, "u1:345", 0},
+      {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+      {"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, NULL, 0},
+      {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+      {"DELETE /a HTTP/1.1\r\nHost: x\r\n\r\n", 405, NULL, 0},
+      {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab", 200, "2:ab", 0},
+      {"GET /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n", 200, "a0", 0},
+      {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+      {"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 200, "hello\n", 0},
+      {"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, "a0", 0},
+  };
+  size_t ns = sizeof(steps) / sizeof(steps[0]);
+  for (int round = 0; round < 2; round++) {
+    hc_t *c = hc_open(port);
+    if (round == 0) {
+      char all[8192];
+      size_t n = 0;
+      for (size_t i = 0; i < ns; i++)
+        n += (size_t)snprintf(all + n, sizeof(all) - n, "%s", steps[i].req);
+      hc_send(c, all, n);
+    } else {
+      /* byte by byte: every head and body arrives in pieces */
+      for (size_t i = 0; i < ns; i++)
+        for (const char *p = steps[i].req; *p; p++) hc_send(c, p, 1);
+    }
+    for (size_t i = 0; i < ns; i++) {
+      hc_resp_t r;
+      T_CHECKF(hc_read_resp(c, &r, steps[i].head) == 0,
+               "round %d: response %zu missing", round, i);
+      T_CHECKF(r.status == steps[i].status, "round %d step %zu: %d, not %d",
+               round, i, r.status, steps[i].status);
+      if (steps[i].body) {
+        T_CHECKF(r.blen == strlen(steps[i].body) &&
+                     !memcmp(r.body, steps[i].body, r.blen),
+                 "round %d step %zu: body '%.*s', not '%s'", round, i,
+                 (int)r.blen, r.body ? r.body : "", steps[i].body);
+      }
+      hc_resp_free(&r);
+    }
+    hc_close(c);
+  }
+  ht_stop();
+}
+
+/* Expect: 100-continue on a request the coroutine of the previous one
+ * takes (same aco POST rule): the 100 comes, the body goes, its answer
+ * comes. */
+static void test_continue_behind_aco(void) {
+  int port = ht_start(1);
+  mtev_rest_mountpoint_t *m;
+  T_CHECK((m = mtev_http_rest_new_rule("POST", "/", "^echo_aco$", h_echo)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  hc_t *c = hc_open(port);
+  hc_sends(c, "POST /echo_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nq"
+              "POST /echo_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+              "Expect: 100-continue\r\n\r\n");
+  hc_resp_t r;
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  T_STR_EQ(r.body, "1:q");
+  hc_resp_free(&r);
+  T_EQ(hc_read_resp2(c, &r, 0, 1), 0);
+  T_EQ(r.status, 100);
+  hc_resp_free(&r);
+  hc_sends(c, "wxyz");
+  T_EQ(hc_read_resp(c, &r, 0), 0);
+  T_EQ(r.status, 200);
+  T_STR_EQ(r.body, "4:wxyz");
+  hc_resp_free(&r);
+  hc_close(c);
+  ht_stop();
+}
+
+/* A rule registered while a connection keeps a route: a more specific base
+ * now serves the path the connection's last request took. */
+static void test_route_cache_new_rule(void) {
+  int port = ht_start(1);
+  mtev_rest_mountpoint_t *m;
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^a/$", h_a)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  hc_t *c = hc_open(port);
+  for (int i = 0; i < 2; i++) {
+    hc_sends(c, "GET /a/ HTTP/1.1\r\nHost: x\r\n\r\nGET /a/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int k = 0; k < 2; k++) {
+      hc_resp_t r;
+      T_EQ(hc_read_resp(c, &r, 0), 0);
+      T_STR_EQ(r.body, i == 0 ? "a0" : "hello\n");
+      hc_resp_free(&r);
+    }
+    if (i == 0) T_CHECK(mtev_http_rest_new_rule("GET", "/a/", "^$", h_hello));
+  }
+  hc_close(c);
+  ht_stop();
+}
+
+
+/* ---- resets in the middle of pipelines to coroutines --------------------------- */
+
+/* aco, yields once then answers with a 4 KB body */
+static int h_ykb(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  static char body[4097];
+  if (!body[0]) memset(body, 'y', sizeof(body) - 1);
+  (void)eventer_aco_yield(); /* (a cancel: answer all the same) */
+  mtev_http_response_ok(ctx, "text/plain");
+  mtev_http_response_append_str(ctx, body);
+  mtev_http_response_end(ctx);
+  return 0;
+}
+
+/* Clients on two loops pipeline batches where coroutines take request
+ * after request (aco rules that never park, one that yields, captures,
+ * uploads cut short, 404s) and reset their connections at every moment:
+ * before, during and after the batch's answers.  The server stays up,
+ * answers a last client in order, and every session, coroutine and
+ * allocation goes away (ht_stop's checks; ASan for the rest). */
+static void test_reset_mid_probe(void) {
+  int port = ht_start(2);
+  mtev_rest_mountpoint_t *m;
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^a$", h_a)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/", "^ykb$", h_ykb)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("POST", "/", "^echo_aco$", h_echo)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK((m = mtev_http_rest_new_rule("GET", "/u/", "^(\\d+)$", h_u)));
+  mtev_rest_mountpoint_set_aco(m, mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
+  static const char *reqs[] = {
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /ykb HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /u/7 HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+      "POST /echo_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+      "POST /echo_aco HTTP/1.1\r\nHost: x\r\nContent-Length: 300\r\n\r\nabc",
+  };
+  unsigned seed = getenv("HT_SEED") ? (unsigned)atoi(getenv("HT_SEED")) : 12345;
+  char batch[16384];
+  for (long i = 0, n_clients = t_scale(1000, 10); i < n_clients; i++) {
+    hc_t *c = hc_open(port);
+    size_t n = 0;
+    int nreq = 1 + (int)(rand_r(&seed) % 40);
+    for (int k = 0; k < nreq; k++) {
+      const char *r = reqs[rand_r(&seed) % 7];
+      if (k == nreq - 1 && rand_r(&seed) % 4 == 0) r = reqs[7]; /* cut short */
+      size_t l = strlen(r);
+      if (n + l > sizeof(batch)) break;
+      memcpy(batch + n, r, l);
+      n += l;
+    }
+    /* some go in pieces, the last one possibly cut in a head */
+    size_t cut = rand_r(&seed) % 3 == 0 ? (size_t)(rand_r(&seed) % n) : n;
+    hc_send(c, batch, cut);
+    switch (rand_r(&seed) % 4) {
+    case 0: break; /* at once */
+    case 1: usleep(rand_r(&seed) % 300); break;
+    case 2: { /* a part of the answers, if any come soon */
+      char tmp[512];
+      struct pollfd pf = {c->fd, POLLIN, 0};
+      if (poll(&pf, 1, 5) == 1) (void)!recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+      break;
+    }
+    case 3: shutdown(c->fd, SHUT_WR); usleep(rand_r(&seed) % 200); break;
+    }
+    hc_reset(c);
+  }
+  /* a last client, in order */
+  hc_t *c = hc_open(port);
+  hc_sends(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /ykb HTTP/1.1\r\nHost: x\r\n\r\n"
+              "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /u/9 HTTP/1.1\r\nHost: x\r\n\r\n");
+  const char *want[] = {"a0", NULL, "a0", "u1:9"};
+  for (int i = 0; i < 4; i++) {
+    hc_resp_t r;
+    T_CHECKF(hc_read_resp(c, &r, 0) == 0, "response %d missing", i);
+    T_EQ(r.status, 200);
+    if (want[i]) T_STR_EQ(r.body, want[i]);
+    else T_EQ(r.blen, 4096u);
+    hc_resp_free(&r);
+  }
+  hc_close(c);
+  ht_stop();
+}
+
+T_MAIN({"reset_mid_probe", test_reset_mid_probe},
+       {"mixed_pipeline", test_mixed_pipeline},
+       {"continue_behind_aco", test_continue_behind_aco},
+       {"route_cache_new_rule", test_route_cache_new_rule},
+       {"noread_no_spin", test_noread_no_spin},
        {"idle_timeout_held", test_idle_timeout_held},
        {"halfclose_pipeline", test_halfclose_pipeline})
