@@ -165,16 +165,11 @@ func eventForDispatch(e unsafe.Pointer, id uint64) *Event {
 // callbacks are registered and on a loop's Wake steps, so the table stays
 // as large as the events alive plus those freed since.
 func collectDead() {
-	// one buffer (one on the stack would escape to the heap, through the
-	// cgo call: an allocation per loop wake-up); a collection going on
-	// meanwhile collects for this caller too
-	if !deadIDs.mu.TryLock() {
-		return
-	}
-	defer deadIDs.mu.Unlock()
-	buf := deadIDs.buf[:]
+	// (stays on the stack: the C call copies into it and keeps nothing,
+	// #cgo noescape in cgo/calls.go)
+	var buf [64]uint64
 	for {
-		n := cgo.DeadIDs(buf)
+		n := cgo.DeadIDs(buf[:])
 		if n == 0 {
 			return
 		}
@@ -182,11 +177,6 @@ func collectDead() {
 			forgetCallback(id)
 		}
 	}
-}
-
-var deadIDs struct {
-	mu  sync.Mutex
-	buf [64]uint64
 }
 
 func newEvent(op string, kind, fd int, mask Mask, whenUs int64, cb Callback) (*Event, error) {

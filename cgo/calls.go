@@ -2,6 +2,8 @@ package cgo
 
 /*
 #cgo noescape ev_go_try
+#cgo noescape eventer_foreign_dead_ids
+#cgo nocallback eventer_foreign_dead_ids
 #include "glue.h"
 #include <errno.h>
 #include <string.h>
