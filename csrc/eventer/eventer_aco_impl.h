@@ -266,7 +266,7 @@ static inline __attribute__((always_inline)) void ev_aco_resume_co(
   if (__builtin_expect(co->share_stack->owner == co, 1))
     acosw(co->main_co, co);
   else
-    aco_resume(co);
+    aco_resume_checked_(co);
 #else
   aco_resume(co);
 #endif
