@@ -430,8 +430,13 @@ static inline __attribute__((always_inline)) long ev_aco_sys_rw(
   return ev_sys6(op == EV_ACO_TRY_READ ? SYS_read : SYS_write, fd, (long)buf,
                  (long)len, 0, 0, 0);
 #else
+  /* the C library's calls set errno: put it back, as the kernel's leave it */
+  int saved = errno;
   ssize_t r = op == EV_ACO_TRY_READ ? read(fd, buf, len) : write(fd, buf, len);
-  return r < 0 ? -(long)errno : (long)r;
+  if (r >= 0) return (long)r;
+  long err = -(long)errno;
+  errno = saved;
+  return err;
 #endif
 }
 
