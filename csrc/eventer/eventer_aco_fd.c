@@ -423,29 +423,52 @@ static inline int ev_would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK || err == EINPROGRESS;
 }
 
+/* read(2) or write(2): the count, or -errno (errno itself untouched). */
+static inline __attribute__((always_inline)) long ev_aco_sys_rw(
+    int op, int fd, void *buf, size_t len) {
+#ifndef EV_SYS_LIBC
+  return ev_sys6(op == EV_ACO_TRY_READ ? SYS_read : SYS_write, fd, (long)buf,
+                 (long)len, 0, 0, 0);
+#else
+  /* the C library's calls set errno: put it back, as the kernel's leave it */
+  int saved = errno;
+  ssize_t r = op == EV_ACO_TRY_READ ? read(fd, buf, len) : write(fd, buf, len);
+  if (r >= 0) return (long)r;
+  long err = -(long)errno;
+  errno = saved;
+  return err;
+#endif
+}
+
 /* One attempt of op through e's original opset (EINTR retried): the
- * result, or -1 with errno; when it would block, *mask is what to wait
- * for.  A read or write that returns notes whether the next read may wait
- * first (see the top of this file). */
+ * result, or -1; when it would block, *mask is what to wait for (never 0),
+ * else *mask is 0.  errno is set for every -1, except that with `quiet`
+ * (a constant) a POSIX read or write that would block leaves errno alone:
+ * the coroutine's own loops look at *mask, wait and try again, and on the
+ * POSIX opset no errno access is left on that path (each is a call into
+ * the C library).  A read or write that returns notes whether the next
+ * read may wait first (see the top of this file). */
 static inline __attribute__((always_inline)) int ev_aco_fd_attempt(
     eventer_t e, int op, void *buf, size_t len, struct sockaddr *addr,
-    socklen_t *alen, int *mask) {
+    socklen_t *alen, int *mask, const int quiet) {
   int rv;
   if (op != EV_ACO_TRY_ACCEPT && (e->acofd_flags & EV_ACOFD_F_POSIX)) {
     /* the POSIX opset's read and write, without the calls */
-    ssize_t r;
+    long r;
     do {
-      r = op == EV_ACO_TRY_READ ? ev_sys_read(e->fd, buf, len)
-                                : ev_sys_write(e->fd, buf, len);
-    } while (r < 0 && errno == EINTR);
-    rv = (int)r;
+      r = ev_aco_sys_rw(op, e->fd, buf, len);
+    } while (__builtin_expect(r == -EINTR, 0));
     *mask = 0;
-    if (__builtin_expect(rv < 0, 0)) {
-      if (ev_would_block(errno))
+    if (__builtin_expect(r < 0, 0)) {
+      if (r == -EAGAIN || r == -EWOULDBLOCK) {
         *mask = (op == EV_ACO_TRY_WRITE ? EVENTER_WRITE : EVENTER_READ) |
                 EVENTER_EXCEPTION;
-      return rv;
+        if (quiet) return -1;
+      }
+      errno = (int)-r;
+      return -1;
     }
+    rv = (int)r;
     goto done;
   }
   eventer_fd_opset_t o = e->aco.orig_opset;
@@ -473,8 +496,9 @@ static inline __attribute__((always_inline)) int ev_aco_fd_attempt(
     } else if (op == EV_ACO_TRY_WRITE && rv > 0) {
       e->acofd_flags |= EV_ACOFD_F_DRAINED;
     }
-  } else if (ev_would_block(errno) &&
-             !(*mask & (EVENTER_READ | EVENTER_WRITE))) {
+  } else if (!ev_would_block(errno)) {
+    *mask = 0;
+  } else if (!(*mask & (EVENTER_READ | EVENTER_WRITE))) {
     *mask = op == EV_ACO_TRY_WRITE ? EVENTER_WRITE : EVENTER_READ;
   }
   return rv;
@@ -490,7 +514,7 @@ int ev_aco_fd_try(eventer_t e, int op, void *buf, size_t len,
     errno = EBADF;
     return -1;
   }
-  return ev_aco_fd_attempt(e, op, buf, len, addr, alen, mask);
+  return ev_aco_fd_attempt(e, op, buf, len, addr, alen, mask, 0);
 }
 
 /* Whether a read of running coroutine a on e, bounded by timeout, may go
@@ -528,8 +552,9 @@ static __attribute__((noinline, cold)) int ev_aco_fd_read_after_skip(
   }
   if (err == EPERM) e->acofd_flags |= EV_ACOFD_F_NO_SKIP;
   int mask;
-  int rv = ev_aco_fd_attempt(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, &mask);
-  if (rv < 0 && ev_would_block(errno)) errno = err;
+  int rv =
+      ev_aco_fd_attempt(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, &mask, 1);
+  if (rv < 0 && mask) errno = err;
   return rv;
 }
 
@@ -545,8 +570,9 @@ static __attribute__((noinline, cold)) int ev_aco_fd_skip_wait_failed(
   if (wake != EV_WAKE_TIMEOUT || e->acofd_closed)
     return ev_aco_fd_wait_failed(e, wake);
   int mask;
-  int rv = ev_aco_fd_attempt(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, &mask);
-  int err = rv < 0 && ev_would_block(errno) ? ETIMEDOUT : errno;
+  int rv =
+      ev_aco_fd_attempt(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, &mask, 1);
+  int err = rv < 0 && mask ? ETIMEDOUT : errno;
   ev_aco_fd_idle(e); /* may free e */
   errno = err;
   return rv;
@@ -561,9 +587,9 @@ static __attribute__((noinline)) int ev_aco_fd_run_wait(
     struct sockaddr *addr, socklen_t *alen, uint64_t deadline, int mask) {
   for (;;) {
     if (ev_aco_fd_wait(a, e, mask, deadline) != 0) return -1;
-    int rv = ev_aco_fd_attempt(e, op, buf, len, addr, alen, &mask);
+    int rv = ev_aco_fd_attempt(e, op, buf, len, addr, alen, &mask, 1);
     if (rv >= 0) return rv;
-    if (!ev_would_block(errno)) return -1;
+    if (!mask) return -1;
   }
 }
 
@@ -599,9 +625,9 @@ static inline __attribute__((always_inline)) int ev_aco_fd_run_read(
                    : ev_aco_fd_wait_failed(e, wake);
     }
     int rv =
-        ev_aco_fd_attempt(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, &mask);
+        ev_aco_fd_attempt(e, EV_ACO_TRY_READ, buf, len, NULL, NULL, &mask, 1);
     if (__builtin_expect(rv >= 0, 1)) return rv;
-    if (!ev_would_block(errno)) return -1;
+    if (!mask) return -1;
   }
 }
 
@@ -616,9 +642,9 @@ static inline __attribute__((always_inline)) int ev_aco_fd_run(
   if (!timeout && e->aco.tmo) timeout = ev_aco_fd_default_tmo(e, op);
   if (op == EV_ACO_TRY_READ) return ev_aco_fd_run_read(a, e, buf, len, timeout);
   int mask;
-  int rv = ev_aco_fd_attempt(e, op, buf, len, addr, alen, &mask);
+  int rv = ev_aco_fd_attempt(e, op, buf, len, addr, alen, &mask, 1);
   if (__builtin_expect(rv >= 0, 1)) return rv;
-  if (!ev_would_block(errno)) return -1;
+  if (!mask) return -1;
   return ev_aco_fd_run_wait(a, e, op, buf, len, addr, alen,
                             timeout ? ev_aco_deadline(timeout) : 0, mask);
 }

@@ -246,14 +246,15 @@ static inline __attribute__((always_inline)) void ev_aco_resume_co(
     ev_aco_t *a, const int log) {
   aco_t *co = ev_aco_co(a);
   aco_t *cur = aco_gtls_co;
-  EV_ASSERT(cur == NULL || aco_is_main_co(cur),
-            "a coroutine is resumed only from its loop's main context, "
-            "never from inside another coroutine");
-  /* this thread's current context is its loop's main coroutine: the
-   * right thread (else ask the loop) */
-  EV_ASSERT(cur == co->main_co ||
-                ((ev_aco_loop_t *)co->main_co->arg)->loop == ev_loop_self(),
-            "a coroutine is resumed only on its own loop thread");
+  /* this thread's current context is its loop's main coroutine (the
+   * usual case: both rules hold), else ask */
+  if (__builtin_expect(cur != co->main_co, 0)) {
+    EV_ASSERT(cur == NULL || aco_is_main_co(cur),
+              "a coroutine is resumed only from its loop's main context, "
+              "never from inside another coroutine");
+    EV_ASSERT(((ev_aco_loop_t *)co->main_co->arg)->loop == ev_loop_self(),
+              "a coroutine is resumed only on its own loop thread");
+  }
   EV_ASSERT(a->state == EV_ACO_NEW || a->state == EV_ACO_RUNNABLE,
             "only a new or woken coroutine is resumed");
   ev_aco_resume_account(a, co, log);
@@ -266,7 +267,7 @@ static inline __attribute__((always_inline)) void ev_aco_resume_co(
   if (__builtin_expect(co->share_stack->owner == co, 1))
     acosw(co->main_co, co);
   else
-    aco_resume(co);
+    aco_resume_checked_(co);
 #else
   aco_resume(co);
 #endif

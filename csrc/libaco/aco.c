@@ -945,6 +945,16 @@ __attribute__((noinline)) static void aco_resume_swap(aco_t *co) {
   aco_resume_take(co);
 }
 
+/* aco_resume after its checks. */
+__attribute__((always_inline)) static inline void aco_resume_in(aco_t *co) {
+  aco_share_stack_t *ss = co->share_stack;
+  if (ss->owner != co) {
+    aco_resume_swap(co);
+    return;
+  }
+  aco_switch_in(co, ss);
+}
+
 void aco_resume(aco_t *co) {
   aco_t *cur = aco_gtls_co;
   if (aco_unlikely(co == NULL || co->main_co == NULL || co->is_end))
@@ -953,13 +963,10 @@ void aco_resume(aco_t *co) {
    * before the thread's first resume (NULL) or from another main co */
   if (aco_unlikely(cur != co->main_co) && cur != NULL && cur->main_co != NULL)
     aco_resume_misuse(co);
-  aco_share_stack_t *ss = co->share_stack;
-  if (ss->owner != co) {
-    aco_resume_swap(co);
-    return;
-  }
-  aco_switch_in(co, ss);
+  aco_resume_in(co);
 }
+
+void aco_resume_checked_(aco_t *co) { aco_resume_in(co); }
 
 void aco_yield_misuse_(const char *file, int line) {
   aco_t *cur = aco_gtls_co;

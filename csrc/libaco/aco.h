@@ -305,6 +305,11 @@ void aco_reset(aco_t *co, aco_cofuncp_t fp, void *arg);
 /* Runs co until it yields or exits.  Main coroutine only. */
 void aco_resume(aco_t *resume_co);
 
+/* private: aco_resume without its misuse checks, for a layer that has
+ * made them already (co is a non-main coroutine that has not ended, and
+ * the caller runs on co's main coroutine); a misuse is undefined. */
+void aco_resume_checked_(aco_t *co);
+
 /* Frees co (main or not).  A suspended coroutine is dropped without
  * saving; the caller must not be running on co. */
 void aco_destroy(aco_t *co);

@@ -16,6 +16,7 @@
 
 #include "eventer_SSL_fd_opset.h"
 #include "eventer_aco.h"
+#include "eventer_aco_impl.h"
 
 static void sockpair(int sv[2]) {
   T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
@@ -839,6 +840,76 @@ static void test_posix_direct_calls(void) {
   ev_teardown();
 }
 
+/* ---- errno around a wait on the POSIX opset ---------------------------------------
+ * A coroutine's read that finds nothing (EAGAIN), waits and then reads
+ * succeeds with errno as it was: the EAGAIN stays inside the call.  The
+ * foreign bindings' attempt (ev_aco_fd_try) reports EAGAIN in errno with
+ * what to wait for, and another error with its errno and no mask. */
+
+static int ea_rv, ea_err, ea_try_rv, ea_try_err, ea_try_mask;
+static void eagain_errno_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  int mask = -1;
+  char c;
+  errno = 0;
+  ea_try_rv =
+      ev_aco_fd_try((eventer_t)e, EV_ACO_TRY_READ, &c, 1, NULL, NULL, &mask);
+  ea_try_err = errno;
+  ea_try_mask = mask;
+  char b;
+  errno = EDOM;
+  ea_rv = eventer_aco_read(e, &b, 1, NULL); /* EAGAIN, waits, reads */
+  ea_err = errno;
+  eventer_aco_free(e);
+  done++;
+}
+
+static void badfd_try_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  close(fd); /* the fd goes under the event */
+  int mask = -1;
+  char c;
+  errno = 0;
+  ea_try_rv =
+      ev_aco_fd_try((eventer_t)e, EV_ACO_TRY_READ, &c, 1, NULL, NULL, &mask);
+  ea_try_err = errno;
+  ea_try_mask = mask;
+  eventer_free((eventer_t)e);
+  done++;
+}
+
+static void test_eagain_errno(void) {
+  ev_setup_external(1);
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(eagain_errno_fn, &sv[0]);
+  T_EQ(ea_try_rv, -1);
+  T_EQ(ea_try_err, EAGAIN);
+  T_CHECK((ea_try_mask & EVENTER_READ) != 0);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_EQ(done, 0); /* parked after its EAGAIN */
+  T_EQ(write(sv[1], "k", 1), 1);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(ea_rv, 1);
+  T_EQ(ea_err, EDOM);
+  /* another error: its errno, nothing to wait for */
+  int sv2[2];
+  sockpair(sv2);
+  done = 0;
+  eventer_aco_start(badfd_try_fn, &sv2[0]);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(ea_try_rv, -1);
+  T_EQ(ea_try_err, EBADF);
+  T_EQ(ea_try_mask, 0);
+  close(sv[0]);
+  close(sv[1]);
+  close(sv2[1]);
+  ev_teardown();
+}
+
 /* ---- an event removed and freed by the coroutine the loop resumed for it ----------
  * The loop resumes an fd waiter from its own dispatch without taking a
  * reference on the event as long as its registration keeps it; a
@@ -1035,6 +1106,7 @@ T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read}
         test_free_while_skipped_read_times_out},
        {"skip_eof", test_skip_eof},
        {"posix_direct_calls", test_posix_direct_calls},
+       {"eagain_errno", test_eagain_errno},
        {"remove_and_free_while_dispatched",
         test_remove_and_free_while_dispatched},
        {"callback_view", test_callback_view},
