@@ -1590,8 +1590,11 @@ static void stale_writer(void) {
   s->done = 1;
 }
 
-static void test_stale_error_queue(void) {
-  setup();
+/* Both ends of a TLS pair over a socketpair on this loop exchange
+ * "ping" and "pong" (stale_reader and stale_writer: with a stale error
+ * in the thread's queue before each call); *kept: how many of the two
+ * contexts keep their buffers (ssl_keep_buffers) once both are done. */
+static void stale_pair(int *kept) {
   int sv[2];
   T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
   bulk_setup_done = 0;
@@ -1611,10 +1614,42 @@ static void test_stale_error_queue(void) {
   ERR_clear_error();
   T_EQ(r.ok, 1);
   T_EQ(w.ok, 1);
+  *kept = 0;
   for (int i = 0; i < 2; i++) {
+    *kept += ev_ssl_ctx_keeps_buffers(
+        eventer_get_eventer_ssl_ctx((eventer_t)bulk_ends[i]));
     T_EQ(eventer_aco_close(bulk_ends[i]), 0);
     eventer_aco_free(bulk_ends[i]);
   }
+}
+
+static void test_stale_error_queue(void) {
+  setup();
+  int kept;
+  stale_pair(&kept);
+  T_EQ(t_log_lines, 0);
+  teardown();
+}
+
+/* ssl_keep_buffers: so many connections keep OpenSSL's buffers from
+ * their handshake to their close, and a closed one's place is free again
+ * (each round's pair would find none if it were not); the others give
+ * them back whenever they empty.  Either way the exchange works. */
+static void test_keep_buffers(void) {
+  setup();
+  int kept;
+  T_EQ(eventer_ssl_config("ssl_keep_buffers", "1"), 0);
+  for (int round = 0; round < 3; round++) {
+    stale_pair(&kept);
+    T_EQ(kept, 1);
+  }
+  T_EQ(eventer_ssl_config("ssl_keep_buffers", "2"), 0);
+  stale_pair(&kept);
+  T_EQ(kept, 2);
+  T_EQ(eventer_ssl_config("ssl_keep_buffers", "0"), 0);
+  stale_pair(&kept);
+  T_EQ(kept, 0);
+  T_EQ(eventer_ssl_config("ssl_keep_buffers", "256"), 0);
   T_EQ(t_log_lines, 0);
   teardown();
 }
@@ -1802,6 +1837,7 @@ T_MAIN({"ctx_errors", test_ctx_errors},
        {"full_duplex_bulk", test_full_duplex_bulk},
        {"records_per_call", test_records_per_call},
        {"stale_error_queue", test_stale_error_queue},
+       {"keep_buffers", test_keep_buffers},
        {"connect_and_handshake_timeouts", test_connect_and_handshake_timeouts},
        {"close_during_handshake", test_close_during_handshake},
        {"free_during_handshake", test_free_during_handshake})
