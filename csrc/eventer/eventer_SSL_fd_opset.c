@@ -57,6 +57,11 @@ static int ev_ssl_finfo_check_s = 5; /* __atomic */
 #define EV_SSL_READ_BUF                                                     \
   (4 * (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_PLAIN_LENGTH +                 \
         SSL3_RT_MAX_ENCRYPTED_OVERHEAD))
+/* A connection's read buffer: SMALL, OpenSSL's default (one record);
+ * ASKED, EV_SSL_READ_BUF asked for, which OpenSSL applies when it next
+ * allocates the buffer (one kept through ssl_keep_buffers is freed for
+ * it as soon as it empties); BIG, EV_SSL_READ_BUF from then on. */
+enum { EV_SSL_RBUF_SMALL = 0, EV_SSL_RBUF_ASKED, EV_SSL_RBUF_BIG };
 /* Servers' default ALPN list (libmtev's), wire format. */
 static const unsigned char ev_ssl_default_alpn[] = "\x02h2\x08http/1.1";
 
@@ -153,7 +158,7 @@ struct eventer_ssl_ctx_t {
   uint8_t done;                   /* handshake finished and checked */
   uint8_t failed;                 /* a fatal error happened: EIO from now */
   uint8_t logged;                 /* its one log line was written */
-  uint8_t big_rbuf;               /* the read buffer holds EV_SSL_READ_BUF */
+  uint8_t big_rbuf;               /* EV_SSL_RBUF_*: the read buffer's size */
   uint8_t kept;                   /* keeps its buffers: one of ev_ssl_kept */
   int fd;                         /* the BIO's (the event's) fd */
   uint16_t held_len;              /* bytes in held */
@@ -1029,6 +1034,10 @@ int ev_ssl_ctx_keeps_buffers(const eventer_ssl_ctx_t *ctx) {
   return ctx && ctx->kept;
 }
 
+int ev_ssl_ctx_big_read_buffer(const eventer_ssl_ctx_t *ctx) {
+  return ctx && ctx->big_rbuf == EV_SSL_RBUF_BIG;
+}
+
 static eventer_ssl_ctx_t *ev_ssl_new_failed(const char *who, int err,
                                             const char *why) {
   snprintf(ev_ssl_new_err, sizeof(ev_ssl_new_err), "%s", why);
@@ -1615,10 +1624,17 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
                              &n)) > 0 &&
            (total += n) < len && ctx->done && SSL_has_pending(ctx->ssl))
       ;
-    if (!ctx->big_rbuf && total >= SSL3_RT_MAX_PLAIN_LENGTH) {
+    if (ctx->big_rbuf == EV_SSL_RBUF_SMALL &&
+        total >= SSL3_RT_MAX_PLAIN_LENGTH) {
       SSL_set_default_read_buffer_len(ctx->ssl, EV_SSL_READ_BUF);
-      ctx->big_rbuf = 1;
+      ctx->big_rbuf = EV_SSL_RBUF_ASKED;
     }
+    /* a buffer that is kept is made again only once freed: free it when
+     * it holds nothing (a connection that releases its buffers has done
+     * so, or does when it empties) */
+    if (ctx->big_rbuf == EV_SSL_RBUF_ASKED &&
+        (!ctx->kept || SSL_free_buffers(ctx->ssl)))
+      ctx->big_rbuf = EV_SSL_RBUF_BIG;
     break;
   case EV_SSL_OP_WRITE:
     /* with SSL_MODE_ENABLE_PARTIAL_WRITE, SSL_write_ex sends one record

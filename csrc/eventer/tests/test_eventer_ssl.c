@@ -1543,6 +1543,10 @@ static void test_records_per_call(void) {
   T_EQ(r.ok, 1);
   T_CHECKF(w.wrote_first > 16384, "one write call sent %d bytes", w.wrote_first);
   T_CHECKF(r.read_max > 16384, "the largest read call got %d bytes", r.read_max);
+  /* the reader, having read full records, reads into a buffer of several
+   * (its kept one-record buffer freed for it once empty) */
+  T_EQ(ev_ssl_ctx_keeps_buffers(eventer_get_eventer_ssl_ctx((eventer_t)bulk_ends[1])), 1);
+  T_EQ(ev_ssl_ctx_big_read_buffer(eventer_get_eventer_ssl_ctx((eventer_t)bulk_ends[1])), 1);
   for (int i = 0; i < 2; i++) {
     T_EQ(eventer_aco_close(bulk_ends[i]), 0);
     eventer_aco_free(bulk_ends[i]);
