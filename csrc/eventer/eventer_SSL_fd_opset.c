@@ -818,8 +818,9 @@ static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type,
                               SSL_OP_NO_RENEGOTIATION |
                               SSL_OP_IGNORE_UNEXPECTED_EOF);
   /* writes may be partial (as write(2)) and retried from a moved buffer;
-   * idle connections give their 34 KiB of buffers back; reads take what
-   * the socket has, not one record header at a time */
+   * idle connections give their 34 KiB of buffers back (but those that
+   * keep them: ev_ssl_keep_max); reads take what the socket has, not one
+   * record header at a time */
   SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE |
                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                            SSL_MODE_RELEASE_BUFFERS);
