@@ -1632,9 +1632,12 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
     }
     /* a buffer that is kept is made again only once freed: free it when
      * it holds nothing (a connection that releases its buffers has done
-     * so, or does when it empties) */
+     * so, or does when it empties).  SSL_free_buffers refuses a buffer
+     * with bytes in it, but before OpenSSL 3.0.14 not one whose record
+     * was taken in part (CVE-2024-4741): SSL_has_pending sees both. */
     if (ctx->big_rbuf == EV_SSL_RBUF_ASKED &&
-        (!ctx->kept || SSL_free_buffers(ctx->ssl)))
+        (!ctx->kept ||
+         (!SSL_has_pending(ctx->ssl) && SSL_free_buffers(ctx->ssl))))
       ctx->big_rbuf = EV_SSL_RBUF_BIG;
     break;
   case EV_SSL_OP_WRITE:
