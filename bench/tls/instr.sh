@@ -8,11 +8,16 @@
 # handshakes (default 400).  A figure no other process's load moves: the
 # way to see what a change to the TLS layer costs or saves.  Prints
 # "full I" and "resumed I" (instructions per handshake, the thread's total
-# over N: the SSL_CTX's one-time set-up is a few percent of it at 400).
-# A few minutes (valgrind).
+# over N: the SSL_CTX's one-time set-up is a few percent of it at 400),
+# then "echo I": instructions per round trip of bench_tls's echo mode (64
+# bytes each way over one TLS 1.3 connection to an aco server: a read
+# that finds the bytes, one that finds nothing and waits, a write), over
+# ECHO_N round trips (default 20000; 0: skip), the per-message cost of
+# the TLS layer.  A few minutes (valgrind).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-400}
+echo_n=${ECHO_N:-20000}
 out=build/bench/tls
 mkdir -p "$out"
 run=$(mktemp -d "$out/instr.XXXXXX")
@@ -38,3 +43,12 @@ for side in first second; do
   f=$(ls "$run"/cg."$side".*-01 | head -1)
   awk -v n="$n" -v name="$name" '/^(summary|totals):/ { printf "%s %d\n", name, $2 / n; exit }' "$f"
 done
+if [ "$echo_n" -gt 0 ]; then
+  RUNS=1 ONLY=first TLS13_CIPHERS=TLS_AES_128_GCM_SHA256 \
+    valgrind --tool=callgrind --separate-threads=yes \
+    --callgrind-out-file="$run/cg.echo.%p" \
+    "$run/bench_tls" echo "$echo_n" "$run/srv.pem" "$run/srv.key" "$run/ca.pem" \
+    >/dev/null 2>"$run/vg.echo.log" || { cat "$run/vg.echo.log" >&2; exit 1; }
+  f=$(ls "$run"/cg.echo.*-01 | head -1)
+  awk -v n="$echo_n" '/^(summary|totals):/ { printf "echo %d\n", $2 / n; exit }' "$f"
+fi

@@ -57,6 +57,11 @@ static int ev_ssl_finfo_check_s = 5; /* __atomic */
 #define EV_SSL_READ_BUF                                                     \
   (4 * (SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_PLAIN_LENGTH +                 \
         SSL3_RT_MAX_ENCRYPTED_OVERHEAD))
+/* A connection's read buffer: SMALL, OpenSSL's default (one record);
+ * ASKED, EV_SSL_READ_BUF asked for, which OpenSSL applies when it next
+ * allocates the buffer (one kept through ssl_keep_buffers is freed for
+ * it as soon as it empties); BIG, EV_SSL_READ_BUF from then on. */
+enum { EV_SSL_RBUF_SMALL = 0, EV_SSL_RBUF_ASKED, EV_SSL_RBUF_BIG };
 /* Servers' default ALPN list (libmtev's), wire format. */
 static const unsigned char ev_ssl_default_alpn[] = "\x02h2\x08http/1.1";
 
@@ -112,6 +117,19 @@ static ev_ssl_alpn_t *ev_ssl_alpn_global;
 
 /* ---- a connection ------------------------------------------------------------ */
 
+/* OpenSSL's buffers between records.  With SSL_MODE_RELEASE_BUFFERS a
+ * connection gives its read and write buffers (16.7 KiB each, more once
+ * it streams) back to malloc whenever they empty, so an idle connection
+ * holds none; a connection that exchanges small messages then pays a
+ * malloc and a free of each buffer per message (~1,900 instructions of a
+ * 64-byte echo's round trip, 10% of the loop thread's, callgrind).  So
+ * the first ev_ssl_keep_max connections to finish their handshake keep
+ * their buffers until they close (at most that many times 34 KiB, more
+ * for ones that stream); the others, and all connections with
+ * ssl_keep_buffers 0, give them back as before. */
+static int ev_ssl_keep_max = 256; /* __atomic; eventer_ssl_config */
+static int ev_ssl_kept;           /* __atomic; connections keeping them */
+
 /* The most a held session ticket record may take (a stateful ticket's
  * record is 79 bytes, a stateless one's about 250). */
 #define EV_SSL_HELD_MAX 512
@@ -140,7 +158,8 @@ struct eventer_ssl_ctx_t {
   uint8_t done;                   /* handshake finished and checked */
   uint8_t failed;                 /* a fatal error happened: EIO from now */
   uint8_t logged;                 /* its one log line was written */
-  uint8_t big_rbuf;               /* the read buffer holds EV_SSL_READ_BUF */
+  uint8_t big_rbuf;               /* EV_SSL_RBUF_*: the read buffer's size */
+  uint8_t kept;                   /* keeps its buffers: one of ev_ssl_kept */
   int fd;                         /* the BIO's (the event's) fd */
   uint16_t held_len;              /* bytes in held */
   /* a server's TLS 1.3 session ticket, written by OpenSSL as the
@@ -160,6 +179,16 @@ static pthread_once_t ev_ssl_hook_once = PTHREAD_ONCE_INIT;
 
 static eventer_ssl_ctx_t *ev_ssl_of(const SSL *ssl) {
   return ssl ? SSL_get_ex_data(ssl, ev_ssl_ex_idx) : NULL;
+}
+
+/* Empties the thread's OpenSSL error queue before an I/O call (which
+ * SSL_get_error needs) and after one.  ERR_clear_error resets all of the
+ * queue's 16 slots whether or not any holds an error: ~840 instructions,
+ * three times a 64-byte echo's round trip (12% of the loop thread's
+ * instructions per round trip); a look at the queue costs a fraction of
+ * that, and the queue is nearly always empty. */
+static inline void ev_ssl_err_reset(void) {
+  if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
 /* ---- our BIO: the fd, with send/recv (no SIGPIPE) ----------------------------- */
@@ -789,8 +818,9 @@ static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type,
                               SSL_OP_NO_RENEGOTIATION |
                               SSL_OP_IGNORE_UNEXPECTED_EOF);
   /* writes may be partial (as write(2)) and retried from a moved buffer;
-   * idle connections give their 34 KiB of buffers back; reads take what
-   * the socket has, not one record header at a time */
+   * idle connections give their 34 KiB of buffers back (but those that
+   * keep them: ev_ssl_keep_max); reads take what the socket has, not one
+   * record header at a time */
   SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE |
                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                            SSL_MODE_RELEASE_BUFFERS);
@@ -954,6 +984,11 @@ int eventer_ssl_config(const char *key, const char *value) {
     eventer_ssl_set_ssl_ctx_cache_expiry(atoi(value));
     return 0;
   }
+  if (!strcmp(key, "ssl_keep_buffers")) {
+    int v = atoi(value);
+    __atomic_store_n(&ev_ssl_keep_max, v > 0 ? v : 0, __ATOMIC_RELAXED);
+    return 0;
+  }
   if (!strcmp(key, "ssl_ctx_cache_finfo_expiry")) {
     int v = atoi(value);
     __atomic_store_n(&ev_ssl_finfo_check_s, v > 0 ? v : 0, __ATOMIC_RELAXED);
@@ -973,6 +1008,7 @@ static void ev_ssl_alpn_list_free(ev_ssl_alpn_t *l) {
 }
 
 static void ev_ssl_ctx_destroy(eventer_ssl_ctx_t *ctx) {
+  if (ctx->kept) __atomic_sub_fetch(&ev_ssl_kept, 1, __ATOMIC_RELAXED);
   if (ctx->ssl) {
     SSL_set_ex_data(ctx->ssl, ev_ssl_ex_idx, NULL);
     SSL_free(ctx->ssl);
@@ -994,6 +1030,14 @@ static void ev_ssl_ctx_destroy(eventer_ssl_ctx_t *ctx) {
 static __thread char ev_ssl_new_err[sizeof(((ev_ssl_why_t *)0)->why) + 32];
 
 const char *eventer_ssl_ctx_new_error(void) { return ev_ssl_new_err; }
+
+int ev_ssl_ctx_keeps_buffers(const eventer_ssl_ctx_t *ctx) {
+  return ctx && ctx->kept;
+}
+
+int ev_ssl_ctx_big_read_buffer(const eventer_ssl_ctx_t *ctx) {
+  return ctx && ctx->big_rbuf == EV_SSL_RBUF_BIG;
+}
 
 static eventer_ssl_ctx_t *ev_ssl_new_failed(const char *who, int err,
                                             const char *why) {
@@ -1530,6 +1574,14 @@ static int ev_ssl_fail(eventer_ssl_ctx_t *ctx, int op, int sslerr, int sys) {
 /* The handshake just finished: the checks OpenSSL does not do. */
 static int ev_ssl_handshake_checked(eventer_ssl_ctx_t *ctx, int op) {
   ctx->done = 1;
+  /* a connection that is up keeps its buffers, while there is room */
+  if (__atomic_add_fetch(&ev_ssl_kept, 1, __ATOMIC_RELAXED) <=
+      __atomic_load_n(&ev_ssl_keep_max, __ATOMIC_RELAXED)) {
+    SSL_clear_mode(ctx->ssl, SSL_MODE_RELEASE_BUFFERS);
+    ctx->kept = 1;
+  } else {
+    __atomic_sub_fetch(&ev_ssl_kept, 1, __ATOMIC_RELAXED);
+  }
   if (ctx->verify_cb && SSL_get0_peer_certificate(ctx->ssl) == NULL &&
       !ctx->verify_cb(ctx, 0, NULL, ctx->verify_closure)) {
     ctx->failed = 1;
@@ -1560,7 +1612,7 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
   }
   if ((op == EV_SSL_OP_READ || op == EV_SSL_OP_WRITE) && len == 0) return 0;
   if (len > INT_MAX) len = INT_MAX;
-  ERR_clear_error();
+  ev_ssl_err_reset();
   errno = 0;
   size_t n = 0, total = 0;
   int rv;
@@ -1573,10 +1625,20 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
                              &n)) > 0 &&
            (total += n) < len && ctx->done && SSL_has_pending(ctx->ssl))
       ;
-    if (!ctx->big_rbuf && total >= SSL3_RT_MAX_PLAIN_LENGTH) {
+    if (ctx->big_rbuf == EV_SSL_RBUF_SMALL &&
+        total >= SSL3_RT_MAX_PLAIN_LENGTH) {
       SSL_set_default_read_buffer_len(ctx->ssl, EV_SSL_READ_BUF);
-      ctx->big_rbuf = 1;
+      ctx->big_rbuf = EV_SSL_RBUF_ASKED;
     }
+    /* a buffer that is kept is made again only once freed: free it when
+     * it holds nothing (a connection that releases its buffers has done
+     * so, or does when it empties).  SSL_free_buffers refuses a buffer
+     * with bytes in it, but before OpenSSL 3.0.14 not one whose record
+     * was taken in part (CVE-2024-4741): SSL_has_pending sees both. */
+    if (ctx->big_rbuf == EV_SSL_RBUF_ASKED &&
+        (!ctx->kept ||
+         (!SSL_has_pending(ctx->ssl) && SSL_free_buffers(ctx->ssl))))
+      ctx->big_rbuf = EV_SSL_RBUF_BIG;
     break;
   case EV_SSL_OP_WRITE:
     /* with SSL_MODE_ENABLE_PARTIAL_WRITE, SSL_write_ex sends one record
@@ -1612,7 +1674,7 @@ static int ev_ssl_io(eventer_t e, int op, void *buf, size_t len, int *mask) {
       ev_ssl_fail(ctx, op, sslerr, sys);
       errno = saved;
     }
-    ERR_clear_error();
+    ev_ssl_err_reset();
     return (int)total;
   }
   switch (sslerr) {
@@ -1660,7 +1722,7 @@ static int ev_ssl_op_close(int fd, int *mask, void *closure) {
   eventer_ssl_ctx_t *ctx = e ? e->tls : NULL;
   if (ctx) {
     if (ctx->done && !ctx->failed) SSL_shutdown(ctx->ssl);
-    ERR_clear_error();
+    ev_ssl_err_reset();
     e->tls = NULL;
     ctx->e = NULL;
     ev_ssl_ctx_destroy(ctx);
@@ -1688,7 +1750,7 @@ int eventer_ssl_read_ready(eventer_ssl_ctx_t *ctx, int *mask) {
   /* a record OpenSSL read ahead is decrypted by a peek, not consumed */
   unsigned char c;
   size_t n = 0;
-  ERR_clear_error();
+  ev_ssl_err_reset();
   errno = 0;
   int rv = SSL_peek_ex(ctx->ssl, &c, 1, &n);
   int sys = errno;

@@ -338,12 +338,21 @@ int eventer_aco_ssl_connect(eventer_aco_t e, struct timeval *timeout);
 /* Seconds after which a cached SSL_CTX is rebuilt (0, the default: only
  * when its files change).  THREAD-SAFE. */
 void eventer_ssl_set_ssl_ctx_cache_expiry(int timeout);
-/* libmtev's settings hook: "ssl_ctx_cache_expiry" (as above) and
+/* libmtev's settings hook: "ssl_ctx_cache_expiry" (as above),
  * "ssl_ctx_cache_finfo_expiry" (seconds between checks of a cached
- * SSL_CTX's files, default 5; 0: at every eventer_ssl_ctx_new) -> 0;
+ * SSL_CTX's files, default 5; 0: at every eventer_ssl_ctx_new) and
+ * "ssl_keep_buffers" (how many connections, default 256, keep OpenSSL's
+ * read and write buffers from their handshake to their close instead of
+ * giving them back whenever they empty: 34 KiB each while idle, a malloc
+ * and a free fewer per buffer and message; 0: none) -> 0;
  * anything else (libmtev's ssl_dhparam* keys: OpenSSL 3 picks DH groups
  * itself) -> 1, not understood. */
 int eventer_ssl_config(const char *key, const char *value);
+/* Internal (tests): whether ctx keeps its buffers (ssl_keep_buffers). */
+int ev_ssl_ctx_keeps_buffers(const eventer_ssl_ctx_t *ctx);
+/* Internal (tests): whether ctx reads into a buffer of several records
+ * (a connection that has read a full record gets one). */
+int ev_ssl_ctx_big_read_buffer(const eventer_ssl_ctx_t *ctx);
 
 /* ---- ALPN --------------------------------------------------------------- */
 

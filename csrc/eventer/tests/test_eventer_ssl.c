@@ -1543,10 +1543,117 @@ static void test_records_per_call(void) {
   T_EQ(r.ok, 1);
   T_CHECKF(w.wrote_first > 16384, "one write call sent %d bytes", w.wrote_first);
   T_CHECKF(r.read_max > 16384, "the largest read call got %d bytes", r.read_max);
+  /* the reader, having read full records, reads into a buffer of several
+   * (its kept one-record buffer freed for it once empty) */
+  T_EQ(ev_ssl_ctx_keeps_buffers(eventer_get_eventer_ssl_ctx((eventer_t)bulk_ends[1])), 1);
+  T_EQ(ev_ssl_ctx_big_read_buffer(eventer_get_eventer_ssl_ctx((eventer_t)bulk_ends[1])), 1);
   for (int i = 0; i < 2; i++) {
     T_EQ(eventer_aco_close(bulk_ends[i]), 0);
     eventer_aco_free(bulk_ends[i]);
   }
+  T_EQ(t_log_lines, 0);
+  teardown();
+}
+
+/* Another OpenSSL user on the loop thread may leave an error in the
+ * thread's queue.  Each I/O call of the opset starts from an empty queue,
+ * so a read or write that would wait says EAGAIN (and the coroutine
+ * waits), not EIO from SSL_get_error finding the stale error. */
+typedef struct {
+  int ok, done;
+} stale_t;
+
+static void stale_push(void) { ERR_raise(ERR_LIB_SYS, EBADF); }
+
+static void stale_reader(void) {
+  stale_t *s = eventer_aco_arg();
+  char buf[16];
+  struct timeval tmo = t_ms(20000);
+  stale_push();
+  int n = eventer_aco_read(bulk_ends[0], buf, sizeof(buf), &tmo);
+  s->ok = n == 4 && memcmp(buf, "ping", 4) == 0;
+  stale_push();
+  tmo = t_ms(50); /* nothing more comes: the read waits and times out */
+  errno = 0;
+  n = eventer_aco_read(bulk_ends[0], buf, sizeof(buf), &tmo);
+  if (n != -1 || errno != ETIMEDOUT) s->ok = 0;
+  stale_push();
+  if (aco_write_all(bulk_ends[0], "pong", 4) != 0) s->ok = 0;
+  s->done = 1;
+}
+
+static void stale_writer(void) {
+  stale_t *s = eventer_aco_arg();
+  char buf[16];
+  struct timeval tmo = t_ms(20000);
+  stale_push();
+  s->ok = aco_write_all(bulk_ends[1], "ping", 4) == 0;
+  stale_push();
+  int n = eventer_aco_read(bulk_ends[1], buf, sizeof(buf), &tmo);
+  if (n != 4 || memcmp(buf, "pong", 4) != 0) s->ok = 0;
+  s->done = 1;
+}
+
+/* Both ends of a TLS pair over a socketpair on this loop exchange
+ * "ping" and "pong" (stale_reader and stale_writer: with a stale error
+ * in the thread's queue before each call); *kept: how many of the two
+ * contexts keep their buffers (ssl_keep_buffers) once both are done. */
+static void stale_pair(int *kept) {
+  int sv[2];
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  bulk_setup_done = 0;
+  eventer_aco_start(bulk_setup, sv);
+  t_spin(&bulk_setup_done, 1, 1000);
+  static stale_t r, w;
+  memset(&r, 0, sizeof(r));
+  memset(&w, 0, sizeof(w));
+  eventer_aco_start(stale_reader, &r);
+  eventer_aco_start(stale_writer, &w);
+  struct timeval tw = {0, 1000};
+  uint64_t end = t_now_us() + 30000000u;
+  while (!(r.done && w.done)) {
+    T_CHECK(t_now_us() < end);
+    T_EQ(eventer_run_once(NULL, &tw), EVENTER_RUN_DONE);
+  }
+  ERR_clear_error();
+  T_EQ(r.ok, 1);
+  T_EQ(w.ok, 1);
+  *kept = 0;
+  for (int i = 0; i < 2; i++) {
+    *kept += ev_ssl_ctx_keeps_buffers(
+        eventer_get_eventer_ssl_ctx((eventer_t)bulk_ends[i]));
+    T_EQ(eventer_aco_close(bulk_ends[i]), 0);
+    eventer_aco_free(bulk_ends[i]);
+  }
+}
+
+static void test_stale_error_queue(void) {
+  setup();
+  int kept;
+  stale_pair(&kept);
+  T_EQ(t_log_lines, 0);
+  teardown();
+}
+
+/* ssl_keep_buffers: so many connections keep OpenSSL's buffers from
+ * their handshake to their close, and a closed one's place is free again
+ * (each round's pair would find none if it were not); the others give
+ * them back whenever they empty.  Either way the exchange works. */
+static void test_keep_buffers(void) {
+  setup();
+  int kept;
+  T_EQ(eventer_ssl_config("ssl_keep_buffers", "1"), 0);
+  for (int round = 0; round < 3; round++) {
+    stale_pair(&kept);
+    T_EQ(kept, 1);
+  }
+  T_EQ(eventer_ssl_config("ssl_keep_buffers", "2"), 0);
+  stale_pair(&kept);
+  T_EQ(kept, 2);
+  T_EQ(eventer_ssl_config("ssl_keep_buffers", "0"), 0);
+  stale_pair(&kept);
+  T_EQ(kept, 0);
+  T_EQ(eventer_ssl_config("ssl_keep_buffers", "256"), 0);
   T_EQ(t_log_lines, 0);
   teardown();
 }
@@ -1733,6 +1840,8 @@ T_MAIN({"ctx_errors", test_ctx_errors},
        {"read_waits_for_write", test_read_waits_for_write},
        {"full_duplex_bulk", test_full_duplex_bulk},
        {"records_per_call", test_records_per_call},
+       {"stale_error_queue", test_stale_error_queue},
+       {"keep_buffers", test_keep_buffers},
        {"connect_and_handshake_timeouts", test_connect_and_handshake_timeouts},
        {"close_during_handshake", test_close_during_handshake},
        {"free_during_handshake", test_free_during_handshake})
