@@ -348,11 +348,6 @@ void eventer_ssl_set_ssl_ctx_cache_expiry(int timeout);
  * anything else (libmtev's ssl_dhparam* keys: OpenSSL 3 picks DH groups
  * itself) -> 1, not understood. */
 int eventer_ssl_config(const char *key, const char *value);
-/* Internal (tests): whether ctx keeps its buffers (ssl_keep_buffers). */
-int ev_ssl_ctx_keeps_buffers(const eventer_ssl_ctx_t *ctx);
-/* Internal (tests): whether ctx reads into a buffer of several records
- * (a connection that has read a full record gets one). */
-int ev_ssl_ctx_big_read_buffer(const eventer_ssl_ctx_t *ctx);
 
 /* ---- ALPN --------------------------------------------------------------- */
 

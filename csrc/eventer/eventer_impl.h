@@ -557,5 +557,11 @@ void ev_dedicated_quiesce(void);
 uint64_t ev_wall_us(void);
 void ev_wall_tv(struct timeval *tv);
 
+/* The TLS opset's state, for tests: whether ctx keeps OpenSSL's buffers
+ * (ssl_keep_buffers), and whether it reads into a buffer of several
+ * records (a connection that has read a full record gets one). */
+struct eventer_ssl_ctx_t;
+int ev_ssl_ctx_keeps_buffers(const struct eventer_ssl_ctx_t *ctx);
+int ev_ssl_ctx_big_read_buffer(const struct eventer_ssl_ctx_t *ctx);
 
 #endif /* EVENTER_IMPL_H */

@@ -11,6 +11,8 @@
  */
 #include "ssltest.h"
 
+#include "eventer_impl.h"
+
 #include <openssl/err.h>
 #include <poll.h>
 
