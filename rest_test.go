@@ -1243,3 +1243,87 @@ func TestRestDirectPipelineConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Ok's response on the direct path is made as mtev_http_response_ok makes
+// it (the engine's ready head with the thread's known Content-Type): the
+// type is the handler's in every response, whatever the one before it
+// was on the loop (alternating types, one too long for the engine to
+// keep, one replaced after Ok), with one Content-Type field, on HTTP/1.1
+// and 1.0, with another status, on an aco rule and a goroutine rule.
+func TestRestDirectOkContentType(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	long := "application/x-" + strings.Repeat("l", 60)
+	types := map[string]string{"plain": "text/plain", "json": "application/json",
+		"long": long, "html": "text/html; charset=utf-8"}
+	for _, aco := range []bool{false, true} {
+		r := mustRule(t)(NewRule("GET", b, fmt.Sprintf("^ct/%v/(\\w+)/(\\d+)$", aco), func(rc *RestClosure) error {
+			res := rc.Response()
+			kind := rc.Pats()[0]
+			ct := types[kind]
+			if kind == "over" {
+				ct = "text/plain"
+			}
+			if err := res.Ok(ct); err != nil {
+				return err
+			}
+			if kind == "over" {
+				res.Header("content-type", "text/csv")
+			}
+			if rc.Pats()[1] == "404" {
+				res.Status(404, "")
+			}
+			res.Header("X-Kind", kind)
+			fmt.Fprintf(res, "body of %s", kind)
+			return res.End()
+		}))
+		r.SetAco(aco)
+		u := strings.TrimPrefix(url, "http://")
+		c, err := net.Dial("tcp", u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds := []string{"plain", "json", "plain", "long", "plain", "over", "json", "html", "plain", "json"}
+		var reqs []string
+		for i, k := range kinds {
+			code := "200"
+			if i%3 == 2 {
+				code = "404"
+			}
+			reqs = append(reqs, fmt.Sprintf("GET %sct/%v/%s/%s HTTP/1.1\r\nHost: x\r\n\r\n", b, aco, k, code))
+		}
+		pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+			k := kinds[i]
+			want := types[k]
+			if k == "over" {
+				want = "text/csv"
+			}
+			code := 200
+			if i%3 == 2 {
+				code = 404
+			}
+			if resp.StatusCode != code || body != "body of "+k || resp.ContentLength != int64(len(body)) ||
+				len(resp.Header["Content-Type"]) != 1 || resp.Header.Get("Content-Type") != want ||
+				resp.Header.Get("X-Kind") != k {
+				t.Errorf("aco=%v response %d (%s): %d %v %q; want %d, Content-Type %q",
+					aco, i, k, resp.StatusCode, resp.Header, body, code, want)
+			}
+		})
+		c.Close()
+		// HTTP/1.0: the same head, and the connection closes after it
+		c, err = net.Dial("tcp", u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET %sct/%v/json/200 HTTP/1.0\r\n\r\n", b, aco)
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		raw, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(raw), "HTTP/1.0 200 OK\r\n") ||
+			strings.Count(string(raw), "Content-Type:") != 1 ||
+			!strings.Contains(string(raw), "\r\nContent-Type: application/json\r\n") ||
+			!strings.HasSuffix(string(raw), "\r\n\r\nbody of json") {
+			t.Errorf("aco=%v HTTP/1.0: %v %q", aco, err, raw)
+		}
+	}
+}
