@@ -171,7 +171,10 @@ func newRule(op, method, base, expr string, rh RestHandler, hh http.Handler) (*R
 // serving the connection (RestClosure.Co, CoFromRequest), for handlers
 // that block only through the Co (and the request and response calls);
 // off (the default) in a goroutine of its own.
-func (r *Rule) SetAco(on bool) { r.aco.Store(on) }
+func (r *Rule) SetAco(on bool) {
+	r.aco.Store(on)
+	cgo.RestRuleAco(r.crule, on) // (its requests join a loop pass's batch)
+}
 
 // Close takes the rule out of service: its requests get 404 from now on
 // (C rules cannot be removed from the routing table; the rule stays there
@@ -369,6 +372,26 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 	restGoServe(q)
 }
 
+// RestDirectBatch serves the direct requests of a loop pass (driver,
+// between steps).  They join the requests that responses' ends handed
+// over (restCoPool.next), first in the order they came: a worker
+// coroutine serves one after another without a switch back to the driver
+// while its handlers return without waiting, and when one waits the
+// driver hands the rest to other workers (restAfterRun), so a slow
+// handler holds back no other connection's response.
+func (l *loop) RestDirectBatch(ds []cgo.RestDirect) {
+	if l.restPool == nil {
+		l.restPool = restCoPoolOf(l)
+	}
+	p := l.restPool
+	p.batches++
+	p.nbatched += int64(len(ds))
+	for i := len(ds) - 1; i >= 0; i-- { // (next is served from its end)
+		p.next = append(p.next, ds[i])
+	}
+	l.restAfterRun()
+}
+
 // restDirectReq makes the record of a direct request (driver, or a worker
 // coroutine of l), or answers it 500 and returns nil.
 func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
@@ -508,8 +531,10 @@ type restCoPool struct {
 	serving bool
 	inline  *restReq // the one a worker serves from next (driver only)
 	// direct requests served, and how many of them a response's end
-	// handed over (the others came as steps of the loop)
+	// handed over (the others came as steps of the loop); the batches of
+	// a loop pass and the requests they held (RestDirectBatch)
 	ndirect, nchained int64
+	batches, nbatched int64
 
 	// direct requests whose handler did not finish in its step, watched
 	// for their client leaving (driver only, but the counts)

@@ -1327,3 +1327,116 @@ func TestRestDirectOkContentType(t *testing.T) {
 		}
 	}
 }
+
+// restBatches is how many loop-pass batches loop 0's driver was handed,
+// and how many direct requests they held.
+func restBatches(t *testing.T) (batches, requests int64) {
+	t.Helper()
+	l := loopAt(0)
+	done := make(chan struct{})
+	if err := l.post(func() {
+		if p := l.restPool; p != nil {
+			batches, requests = p.batches, p.nbatched
+		}
+		close(done)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	return batches, requests
+}
+
+// The direct requests of aco rules that one loop pass dispatches come to
+// Go in one step (one return from the C loop, not one each), and a worker
+// coroutine serves them one after another.  Twelve clients send while the
+// loop is held by a handler; the next pass has them all: one batch.  In
+// it, a handler that waits holds back no other client's response; a
+// client that resets the connection with its request in the batch leaks
+// nothing (restServer's cleanup counts the sessions).
+func TestRestDirectPassBatch(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	var release atomic.Bool
+	mustRule(t)(NewRule("GET", b, "^(\\d+)$", func(rc *RestClosure) error {
+		if rc.Pats()[0] == "3" {
+			for t0 := time.Now(); !release.Load() && time.Since(t0) < 15*time.Second; {
+				if err := rc.Co().Sleep(5 * time.Millisecond); err != nil {
+					return err
+				}
+			}
+		}
+		fmt.Fprintf(rc.Response(), "%s released=%v", rc.Pats()[0], release.Load())
+		return nil
+	})).SetAco(true)
+	const n = 12
+	var cs [n]net.Conn
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	h, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b0, r0 := restBatches(t)
+	fmt.Fprintf(h, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	for i, c := range cs {
+		fmt.Fprintf(c, "GET %s%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		if i == 7 {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}
+	close(hold)
+	for i, c := range cs {
+		if i == 3 || i == 7 {
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("%d released=false", i); resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("client %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+	}
+	release.Store(true)
+	cs[3].SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(cs[3]), nil)
+	if err != nil {
+		t.Fatalf("client 3: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "3 released=true" {
+		t.Fatalf("client 3: %q", body)
+	}
+	// the holding request's batch, and one with the twelve (the reset
+	// one's request may be gone before the loop reads it)
+	if b1, r1 := restBatches(t); b1-b0 != 2 || r1-r0 < n || r1-r0 > n+1 {
+		t.Errorf("%d batches held %d requests; want 2 holding %d (or %d)", b1-b0, r1-r0, n+1, n)
+	}
+}

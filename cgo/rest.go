@@ -82,6 +82,16 @@ func RestRule(method, base, expr string, id uint64) (unsafe.Pointer, uintptr, er
 	return unsafe.Pointer(mp), uintptr(rule), nil
 }
 
+// RestRuleAco tells C whether the rule's handler runs on the loop
+// (ev_go_rest_rule_aco).
+func RestRuleAco(rule uintptr, on bool) {
+	v := 0
+	if on {
+		v = 1
+	}
+	C.ev_go_rest_rule_aco(C.uintptr_t(rule), C.int(v))
+}
+
 // RestRuleRelay makes every later request of the rule take the relay
 // (ev_go_rest_rule_relay).
 func RestRuleRelay(rule uintptr, on bool) {
@@ -127,6 +137,38 @@ func (d *Driver) restStep() RestDirect {
 	s := &d.d.step
 	return RestDirect{Ctx: uintptr(s.u64[1]), Rule: uint64(s.u64[0]),
 		Head: headCopy(s.closure, int(s.u64[2]))}
+}
+
+// StepRestBatch is the step that hands the driver the direct requests of
+// a loop pass at once (restglue.h).
+const StepRestBatch = int(C.EV_GO_STEP_REST_BATCH)
+
+// restBatch reads a StepRestBatch step: each request's head is copied
+// (the entries are C memory that the next run overwrites); the slice is
+// the driver's, reused by the next batch.
+func (d *Driver) restBatch() []RestDirect {
+	s := &d.d.step
+	n, size := int(s.u64[0]), int(s.u64[2])
+	b := d.batch[:0]
+	if n <= 0 || size <= 0 {
+		return b
+	}
+	p := unsafe.Slice((*byte)(s.closure), size)
+	ne := binary.NativeEndian
+	for i := 0; i < n && len(p) >= 24; i++ {
+		rule, ctx, hl := ne.Uint64(p), uintptr(ne.Uint64(p[8:])), int(ne.Uint64(p[16:]))
+		if hl > len(p)-24 {
+			break // (never: C wrote it)
+		}
+		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: headCopy(unsafe.Pointer(&p[24]), hl)})
+		next := (24 + hl + 7) &^ 7
+		if next > len(p) {
+			next = len(p)
+		}
+		p = p[next:]
+	}
+	d.batch = b
+	return b
 }
 
 // What RestRespond does after applying what it is given (restglue.h).

@@ -19,16 +19,18 @@
 #include "eventer_SSL_fd_opset.h"
 #include "eventer_aco.h"
 #include "eventer_aco_proxy.h" /* eventer_call_on_thread_stack */
+#include "eventer_impl.h"      /* the loop's phase (the pass's batch) */
 #include "glue.h"               /* ev_go_registered */
 #include "http_impl.h"        /* ev_http_session_run_aco */
 
 #define EV_GO_REQ_BUF (64 * 1024)
 
-/* A Go rule (the rule's closure): Go's id, and whether its requests all
- * take the relay. */
+/* A Go rule (the rule's closure): Go's id, whether its requests all take
+ * the relay, and whether its handler runs on the loop. */
 typedef struct {
   uint64_t id;
   int relay;
+  int aco; /* its handler runs in a coroutine of the loop (Rule.SetAco) */
 } ev_go_rule_t;
 
 struct ev_go_req {
@@ -209,7 +211,8 @@ static size_t ev_go_slen(const char *s) { return s ? strlen(s) : 0; }
 /* Writes the flat head of the current request; its length, or 0 when it
  * cannot (out of memory).  The lengths come from the parser (no strlen:
  * it was a tenth of a pipelined Go request's own CPU). */
-static size_t ev_go_head_build(mtev_http_rest_closure_t *restc) {
+static size_t ev_go_head_build(mtev_http_rest_closure_t *restc, char **bufp,
+                               size_t *capp, size_t off) {
   mtev_http_request *q = mtev_http_session_request(restc->http_ctx);
   size_t mlen, ulen, qlen;
   const char *method = ev_http_request_method(q, &mlen);
@@ -229,20 +232,21 @@ static size_t ev_go_head_build(mtev_http_rest_closure_t *restc) {
   size_t need = 4 + 8 + 4 + 4 + 5 * 4 + mlen + ulen + 8 + qlen + salen;
   for (int i = 0; i < nhdr; i++) need += 8 + hdr[i].name_len + hdr[i].value_len;
   for (int i = 0; i < npats; i++) need += 4 + ev_go_slen(restc->params[i]);
-  if (need > ev_go_hcap) {
-    size_t cap = ev_go_hcap ? ev_go_hcap : 1024;
+  need += off;
+  if (need > *capp) {
+    size_t cap = *capp ? *capp : 1024;
     while (cap < need) cap *= 2;
-    char *nb = realloc(ev_go_hbuf, cap);
+    char *nb = realloc(*bufp, cap);
     if (!nb) return 0;
-    ev_go_hbuf = nb;
-    ev_go_hcap = cap;
+    *bufp = nb;
+    *capp = cap;
   }
   int chunked = mtev_http_request_payload_chunked(q) ? 1 : 0;
   uint32_t flags = (mtev_http_request_has_payload(q) ? EV_GO_HEAD_PAYLOAD : 0) |
                    (chunked ? EV_GO_HEAD_CHUNKED : 0) |
                    (minor11 ? EV_GO_HEAD_HTTP11 : 0);
   int64_t cl = chunked ? -1 : (int64_t)mtev_http_request_content_length(q);
-  char *p = ev_go_hbuf;
+  char *p = *bufp + off;
   p = ev_go_put32(p, flags);
   memcpy(p, &cl, 8);
   p += 8;
@@ -259,7 +263,61 @@ static size_t ev_go_head_build(mtev_http_rest_closure_t *restc) {
   }
   for (int i = 0; i < npats; i++)
     p = ev_go_putstr(p, restc->params[i], ev_go_slen(restc->params[i]));
-  return (size_t)(p - ev_go_hbuf);
+  return (size_t)(p - (*bufp + off));
+}
+
+/* ---- the loop pass's batch (restglue.h) */
+__thread int ev_go_rest_batching;
+static __thread char *ev_go_bbuf;
+static __thread size_t ev_go_bcap, ev_go_blen;
+static __thread uint64_t ev_go_bn;
+/* the most requests a batch holds (the HTTP engine keeps 32 idle work
+ * areas per thread) */
+#define EV_GO_BATCH_MAX 16
+
+/* The pass's batch is open only while the loop dispatches the fds its
+ * poll reported (the iteration's last phase: the batch goes to Go right
+ * after).  A request dispatched earlier in the iteration (a task, a timer,
+ * an end-of-pass hook) would wait in the batch through the poll, which
+ * may block: it takes a step of its own. */
+static int ev_go_batch_phase(void) {
+  ev_loop_t *l = ev_loop_self();
+  return l && l->phase == EV_PH_FDS;
+}
+
+/* Adds the current request to the pass's batch, its session referenced
+ * for Go: 1, or 0 when out of memory (nothing taken). */
+static int ev_go_batch_add(ev_go_rule_t *rule, mtev_http_session_ctx *ctx,
+                           mtev_http_rest_closure_t *restc) {
+  size_t off = ev_go_blen + 24;
+  size_t n = ev_go_head_build(restc, &ev_go_bbuf, &ev_go_bcap, off);
+  if (!n) return 0;
+  uint64_t hdr[3] = {rule->id, (uint64_t)(uintptr_t)ctx, n};
+  memcpy(ev_go_bbuf + ev_go_blen, hdr, sizeof(hdr));
+  ev_go_blen = (off + n + 7) & ~(size_t)7;
+  ev_go_bn++;
+  mtev_http_session_ref_inc(ctx);
+  /* A full batch goes to Go now, in the step slot (the iteration goes on
+   * when Go is done with it): each request's session holds an HTTP work
+   * area until its response ends, and more of them at once than the
+   * engine's per-thread pool keeps cost malloc, free and page faults (at
+   * 1000 connections a pass has hundreds of requests). */
+  if (ev_go_bn >= EV_GO_BATCH_MAX) {
+    eventer_step_t *s = eventer_step_emit();
+    if (s) ev_go_rest_batch_take(s);
+  }
+  return 1;
+}
+
+int ev_go_rest_batch_take(eventer_step_t *s) {
+  if (!ev_go_bn) return 0;
+  s->kind = EV_GO_STEP_REST_BATCH;
+  s->closure = ev_go_bbuf;
+  s->u64[0] = ev_go_bn;
+  s->u64[2] = ev_go_blen;
+  ev_go_bn = 0;
+  ev_go_blen = 0;
+  return 1;
 }
 
 /* Where ev_go_rest_entry hands a direct request while ev_go_rest_respond
@@ -280,8 +338,11 @@ static int ev_go_rest_entry(mtev_http_rest_closure_t *restc, int npats,
       e && !eventer_get_eventer_ssl_ctx(e)) {
     /* the head first: a step slot once taken must be handed out (and the
      * buffer is not in use: a step of ours in flight holds the slot) */
-    size_t n = ev_go_head_build(restc);
     ev_go_next_t *nx = ev_go_next;
+    if (!nx && ev_go_rest_batching && __atomic_load_n(&rule->aco, __ATOMIC_RELAXED) &&
+        ev_go_batch_phase() && ev_go_batch_add(rule, ctx, restc))
+      return 0;
+    size_t n = ev_go_head_build(restc, &ev_go_hbuf, &ev_go_hcap, 0);
     if (n && nx && !nx->ctx) {
       /* dispatched by ev_go_rest_respond's drive: it hands this one to Go */
       mtev_http_session_ref_inc(ctx);
@@ -327,6 +388,10 @@ mtev_rest_mountpoint_t *ev_go_rest_rule(const char *method, const char *base,
   }
   *rulep = (uintptr_t)rule;
   return mp;
+}
+
+void ev_go_rest_rule_aco(uintptr_t rule, int on) {
+  __atomic_store_n(&((ev_go_rule_t *)rule)->aco, on ? 1 : 0, __ATOMIC_RELAXED);
 }
 
 void ev_go_rest_rule_relay(uintptr_t rule, int on) {
