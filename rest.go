@@ -1080,17 +1080,23 @@ func (q *restReq) setHeader(name, key, value string) error {
 	if q.headOut {
 		return &OpError{Op: name, Err: errors.New("refused (headers already sent)")}
 	}
+	q.putHeader(key, value)
+	return nil
+}
+
+// putHeader sets a checked field of a direct request's head (replacing
+// one of the same name).
+func (q *restReq) putHeader(key, value string) {
 	for i := 0; i < len(q.hdrs); i += 2 {
 		if strings.EqualFold(q.hdrs[i], key) {
 			q.hdrs[i+1] = value
-			return nil
+			return
 		}
 	}
 	if q.hdrs == nil {
 		q.hdrs = q.hdrsIn[:0]
 	}
 	q.hdrs = append(q.hdrs, key, value)
-	return nil
 }
 
 // validHeaderField is what mtev_http_response_header_set accepts: a
@@ -1114,6 +1120,11 @@ func validHeaderField(k, v string) bool {
 			return false
 		}
 	}
+	return validHeaderValue(v)
+}
+
+// validHeaderValue: a field value without CR, LF or NUL.
+func validHeaderValue(v string) bool {
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c <= '\r' && (c == '\r' || c == '\n' || c == 0) {
 			return false
@@ -1459,6 +1470,13 @@ type RestResponse struct{ q *restReq }
 
 // Ok is mtev_http_response_ok: status 200, Content-Type, may stream.
 func (r *RestResponse) Ok(contentType string) error {
+	if q := r.q; q.direct && !q.ended && !q.headOut && validHeaderValue(contentType) {
+		// (what the calls below do, without checking our own values)
+		q.code, q.reason, q.status = 200, "OK", true
+		q.putHeader("Content-Type", contentType)
+		q.opts |= cgo.OptStream
+		return nil
+	}
 	if err := r.Status(200, "OK"); err != nil {
 		return err
 	}

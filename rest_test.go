@@ -1440,3 +1440,48 @@ func TestRestDirectPassBatch(t *testing.T) {
 		t.Errorf("%d batches held %d requests; want 2 holding %d (or %d)", b1-b0, r1-r0, n+1, n)
 	}
 }
+
+// A pipelined aco rule's responses of every size around the slot's
+// scratch (where a small response is copied to go to C) arrive whole and
+// in order; Ok with a value C would refuse is refused.
+func TestRestDirectResponseSizes(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^sz/(\\d+)$", func(rc *RestClosure) error {
+		n, _ := strconv.Atoi(rc.Pats()[0])
+		res := rc.Response()
+		if err := res.Ok("text/plain\r\nX-Injected: 1"); err == nil {
+			return errors.New("Ok took a value with CR LF")
+		}
+		if err := res.Ok("application/octet-stream"); err != nil {
+			return err
+		}
+		body := make([]byte, n)
+		for i := range body {
+			body[i] = byte('a' + (i*7+n)%26)
+		}
+		res.Write(body)
+		return res.End()
+	})).SetAco(true)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sizes := []int{0, 1, 900, 960, 980, 990, 1000, 1010, 1024, 1100, 5000, 70000}
+	var reqs []string
+	for _, n := range sizes {
+		reqs = append(reqs, fmt.Sprintf("GET %ssz/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, n))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		n := sizes[i]
+		want := make([]byte, n)
+		for j := range want {
+			want[j] = byte('a' + (j*7+n)%26)
+		}
+		if resp.StatusCode != 200 || body != string(want) ||
+			resp.Header.Get("Content-Type") != "application/octet-stream" || resp.Header.Get("X-Injected") != "" {
+			t.Errorf("size %d: %d %v, %d bytes (equal %v)", n, resp.StatusCode, resp.Header, len(body), body == string(want))
+		}
+	})
+}
