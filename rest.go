@@ -269,12 +269,18 @@ var restReqs struct {
 
 // reqCtx is a request's context.Context: cancelled when the client goes
 // away (relay) and when the handler returns.  Part of the request record,
-// and its Done channel is made only when asked for.
+// and its Done channel is made only when asked for.  Cancelling one whose
+// Done was never asked for (nearly every request) takes no lock: Done
+// records that it made a channel before it looks at canceled, cancel sets
+// canceled before it looks at made (sequentially consistent atomics), so
+// at least one of them sees the other and the channel is closed.
 type reqCtx struct {
-	mu   sync.Mutex
-	done chan struct{}
-	err  error
-	co   *Co // CoFromRequest's
+	canceled atomic.Bool
+	made     atomic.Bool // Done was asked for
+	mu       sync.Mutex  // done, closed
+	done     chan struct{}
+	closed   bool
+	co       *Co // CoFromRequest's
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -285,8 +291,9 @@ func (c *reqCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		if c.err != nil {
-			c.done = closedChan
+		c.made.Store(true)
+		if c.canceled.Load() {
+			c.done, c.closed = closedChan, true
 		} else {
 			c.done = make(chan struct{})
 		}
@@ -295,9 +302,10 @@ func (c *reqCtx) Done() <-chan struct{} {
 }
 
 func (c *reqCtx) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	if c.canceled.Load() {
+		return context.Canceled
+	}
+	return nil
 }
 
 func (c *reqCtx) Value(key any) any {
@@ -309,15 +317,14 @@ func (c *reqCtx) Value(key any) any {
 
 func (c *reqCtx) String() string { return "eventer.request" }
 
-// (No defer: cancel runs for every request, and its deferred unlock
-// showed in a pipelined profile.)
 func (c *reqCtx) cancel() {
+	if c.canceled.Swap(true) || !c.made.Load() {
+		return
+	}
 	c.mu.Lock()
-	if c.err == nil {
-		c.err = context.Canceled
-		if c.done != nil {
-			close(c.done)
-		}
+	if c.done != nil && !c.closed {
+		close(c.done)
+		c.closed = true
 	}
 	c.mu.Unlock()
 }

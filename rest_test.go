@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -1484,4 +1485,39 @@ func TestRestDirectResponseSizes(t *testing.T) {
 			t.Errorf("size %d: %d %v, %d bytes (equal %v)", n, resp.StatusCode, resp.Header, len(body), body == string(want))
 		}
 	})
+}
+
+// A request's context: Done asked for before, during or after the cancel
+// (from other goroutines, at the same moment) is always closed after it,
+// and Err says Canceled.
+func TestRestReqCtxCancelRace(t *testing.T) {
+	for i := 0; i < 2000; i++ {
+		c := new(reqCtx)
+		var wg sync.WaitGroup
+		chans := make(chan (<-chan struct{}), 4)
+		for g := 0; g < 3; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				chans <- c.Done()
+			}()
+		}
+		if i%2 == 0 {
+			runtime.Gosched()
+		}
+		c.cancel()
+		chans <- c.Done()
+		wg.Wait()
+		close(chans)
+		for ch := range chans {
+			select {
+			case <-ch:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: a Done channel was never closed", i)
+			}
+		}
+		if c.Err() != context.Canceled {
+			t.Fatalf("round %d: Err %v", i, c.Err())
+		}
+	}
 }
