@@ -1521,3 +1521,80 @@ func TestRestReqCtxCancelRace(t *testing.T) {
 		}
 	}
 }
+
+// Twenty requests of one pass: a full batch (16) goes to Go at once and
+// the rest at the end of the pass; their handlers all wait, and Shutdown
+// then unwinds them: it returns, and every session is let go.
+func TestRestDirectPassBatchShutdown(t *testing.T) {
+	if err := Init(WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	const n = 20
+	var waiting atomic.Int32
+	mustRule(t)(NewRule("GET", b, "^wait$", func(rc *RestClosure) error {
+		waiting.Add(1)
+		return rc.Co().Sleep(time.Minute)
+	})).SetAco(true)
+	var cs []net.Conn
+	for i := 0; i < n+1; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+	}
+	b0, r0 := restBatches(t)
+	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	for _, c := range cs[:n] {
+		fmt.Fprintf(c, "GET %swait HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	}
+	close(hold)
+	for t0 := time.Now(); waiting.Load() < n; time.Sleep(time.Millisecond) {
+		if time.Since(t0) > 20*time.Second {
+			t.Fatalf("%d of %d handlers started", waiting.Load(), n)
+		}
+	}
+	// the holding request's batch, a full one and the rest
+	if b1, r1 := restBatches(t); b1-b0 != 3 || r1-r0 != n+1 {
+		t.Errorf("%d batches held %d requests; want 3 holding %d", b1-b0, r1-r0, n+1)
+	}
+	done := make(chan struct{})
+	go func() {
+		cgo.TestListenerStop(l, 10)
+		Shutdown()
+		Loop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	if n := cgo.HTTPSessions(); n != 0 {
+		t.Errorf("%d sessions left after Shutdown", n)
+	}
+}
