@@ -550,6 +550,8 @@ type restCoPool struct {
 	ticking atomic.Bool
 
 	ends restEnds // responses goroutines ended, for the loop to send
+
+	specs restSpecCache // the last head of an aco handler's response (driver only)
 }
 
 // restWatchEvery is how often the loop looks at the clients of direct
@@ -956,6 +958,46 @@ func (q *restReq) spec() []byte {
 	return b
 }
 
+// restSpecCache is a loop's last response head spec (an aco handler
+// answers the same head request after request): reused while the reason
+// and header strings are the same ones, the same bytes at the same
+// addresses, so nothing is compared byte by byte.  Its bytes never
+// change once made (C copies them).
+type restSpecCache struct {
+	reason string
+	hdrs   [4]string
+	n      int
+	b      []byte
+}
+
+func sameString(a, b string) bool {
+	return len(a) == len(b) && unsafe.StringData(a) == unsafe.StringData(b)
+}
+
+// get is q's spec: the cached one when q's head is made of the same
+// strings, else q.spec(), cached when it fits.
+func (c *restSpecCache) get(q *restReq) []byte {
+	if c.b != nil && c.n == len(q.hdrs) && sameString(c.reason, q.reason) {
+		same := true
+		for i, h := range q.hdrs {
+			if !sameString(c.hdrs[i], h) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return c.b
+		}
+	}
+	b := q.spec()
+	if len(q.hdrs) <= len(c.hdrs) {
+		c.reason, c.n = q.reason, len(q.hdrs)
+		copy(c.hdrs[:], q.hdrs)
+		c.b = append([]byte(nil), b...) // (q's may be its own small buffer)
+	}
+	return b
+}
+
 // respond hands what the handler built to C (ev_go_rest_respond) with
 // `then`: on the loop thread, at once from a coroutine, else posted to
 // the loop (waited for unless it is the end).
@@ -967,7 +1009,11 @@ func (q *restReq) respond(name string, then int) error {
 		if code == 0 {
 			code, q.reason = 200, "OK"
 		}
-		spec = q.spec()
+		if q.onLoop {
+			spec = q.pool.specs.get(q) // (the loop thread's: no lock)
+		} else {
+			spec = q.spec()
+		}
 		q.headOut = true
 	}
 	body, opts, sess, epoch := q.wbuf, q.opts, q.sess, q.epoch
