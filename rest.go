@@ -171,7 +171,10 @@ func newRule(op, method, base, expr string, rh RestHandler, hh http.Handler) (*R
 // serving the connection (RestClosure.Co, CoFromRequest), for handlers
 // that block only through the Co (and the request and response calls);
 // off (the default) in a goroutine of its own.
-func (r *Rule) SetAco(on bool) { r.aco.Store(on) }
+func (r *Rule) SetAco(on bool) {
+	r.aco.Store(on)
+	cgo.RestRuleAco(r.crule, on) // (its requests join a loop pass's batch)
+}
 
 // Close takes the rule out of service: its requests get 404 from now on
 // (C rules cannot be removed from the routing table; the rule stays there
@@ -266,12 +269,18 @@ var restReqs struct {
 
 // reqCtx is a request's context.Context: cancelled when the client goes
 // away (relay) and when the handler returns.  Part of the request record,
-// and its Done channel is made only when asked for.
+// and its Done channel is made only when asked for.  Cancelling one whose
+// Done was never asked for (nearly every request) takes no lock: Done
+// records that it made a channel before it looks at canceled, cancel sets
+// canceled before it looks at made (sequentially consistent atomics), so
+// at least one of them sees the other and the channel is closed.
 type reqCtx struct {
-	mu   sync.Mutex
-	done chan struct{}
-	err  error
-	co   *Co // CoFromRequest's
+	canceled atomic.Bool
+	made     atomic.Bool // Done was asked for
+	mu       sync.Mutex  // done, closed
+	done     chan struct{}
+	closed   bool
+	co       *Co // CoFromRequest's
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -282,8 +291,9 @@ func (c *reqCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
-		if c.err != nil {
-			c.done = closedChan
+		c.made.Store(true)
+		if c.canceled.Load() {
+			c.done, c.closed = closedChan, true
 		} else {
 			c.done = make(chan struct{})
 		}
@@ -292,9 +302,10 @@ func (c *reqCtx) Done() <-chan struct{} {
 }
 
 func (c *reqCtx) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	if c.canceled.Load() {
+		return context.Canceled
+	}
+	return nil
 }
 
 func (c *reqCtx) Value(key any) any {
@@ -307,15 +318,15 @@ func (c *reqCtx) Value(key any) any {
 func (c *reqCtx) String() string { return "eventer.request" }
 
 func (c *reqCtx) cancel() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
+	if c.canceled.Swap(true) || !c.made.Load() {
 		return
 	}
-	c.err = context.Canceled
-	if c.done != nil {
+	c.mu.Lock()
+	if c.done != nil && !c.closed {
 		close(c.done)
+		c.closed = true
 	}
+	c.mu.Unlock()
 }
 
 // restStart: the relay of a request of rule ruleID (on its loop, inside
@@ -366,6 +377,26 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 	q.watchStart() // (its end, posted to this loop, comes after this)
 	q.countGoWork(l)
 	restGoServe(q)
+}
+
+// RestDirectBatch serves the direct requests of a loop pass (driver,
+// between steps).  They join the requests that responses' ends handed
+// over (restCoPool.next), first in the order they came: a worker
+// coroutine serves one after another without a switch back to the driver
+// while its handlers return without waiting, and when one waits the
+// driver hands the rest to other workers (restAfterRun), so a slow
+// handler holds back no other connection's response.
+func (l *loop) RestDirectBatch(ds []cgo.RestDirect) {
+	if l.restPool == nil {
+		l.restPool = restCoPoolOf(l)
+	}
+	p := l.restPool
+	p.batches++
+	p.nbatched += int64(len(ds))
+	for i := len(ds) - 1; i >= 0; i-- { // (next is served from its end)
+		p.next = append(p.next, ds[i])
+	}
+	l.restAfterRun()
 }
 
 // restDirectReq makes the record of a direct request (driver, or a worker
@@ -507,8 +538,10 @@ type restCoPool struct {
 	serving bool
 	inline  *restReq // the one a worker serves from next (driver only)
 	// direct requests served, and how many of them a response's end
-	// handed over (the others came as steps of the loop)
+	// handed over (the others came as steps of the loop); the batches of
+	// a loop pass and the requests they held (RestDirectBatch)
 	ndirect, nchained int64
+	batches, nbatched int64
 
 	// direct requests whose handler did not finish in its step, watched
 	// for their client leaving (driver only, but the counts)
@@ -517,6 +550,8 @@ type restCoPool struct {
 	ticking atomic.Bool
 
 	ends restEnds // responses goroutines ended, for the loop to send
+
+	specs restSpecCache // the last head of an aco handler's response (driver only)
 }
 
 // restWatchEvery is how often the loop looks at the clients of direct
@@ -669,7 +704,9 @@ func (l *loop) restCoDirect(q *restReq) {
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		w := p.idle[n-1]
 		p.idle = p.idle[:n-1]
-		if co := w.coroutine(); co != nil && co.state.Load() == coLive && co.wait == waitGoPark {
+		// (w.co without restCoMu: an idle worker of the pool set it on
+		// this loop's thread before it went idle)
+		if co := w.co; co != nil && co.state.Load() == coLive && co.wait == waitGoPark {
 			w.q = q
 			l.resumeWith(co, 0, 0)
 			return
@@ -921,6 +958,46 @@ func (q *restReq) spec() []byte {
 	return b
 }
 
+// restSpecCache is a loop's last response head spec (an aco handler
+// answers the same head request after request): reused while the reason
+// and header strings are the same ones, the same bytes at the same
+// addresses, so nothing is compared byte by byte.  Its bytes never
+// change once made (C copies them).
+type restSpecCache struct {
+	reason string
+	hdrs   [4]string
+	n      int
+	b      []byte
+}
+
+func sameString(a, b string) bool {
+	return len(a) == len(b) && unsafe.StringData(a) == unsafe.StringData(b)
+}
+
+// get is q's spec: the cached one when q's head is made of the same
+// strings, else q.spec(), cached when it fits.
+func (c *restSpecCache) get(q *restReq) []byte {
+	if c.b != nil && c.n == len(q.hdrs) && sameString(c.reason, q.reason) {
+		same := true
+		for i, h := range q.hdrs {
+			if !sameString(c.hdrs[i], h) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return c.b
+		}
+	}
+	b := q.spec()
+	if len(q.hdrs) <= len(c.hdrs) {
+		c.reason, c.n = q.reason, len(q.hdrs)
+		copy(c.hdrs[:], q.hdrs)
+		c.b = append([]byte(nil), b...) // (q's may be its own small buffer)
+	}
+	return b
+}
+
 // respond hands what the handler built to C (ev_go_rest_respond) with
 // `then`: on the loop thread, at once from a coroutine, else posted to
 // the loop (waited for unless it is the end).
@@ -932,7 +1009,11 @@ func (q *restReq) respond(name string, then int) error {
 		if code == 0 {
 			code, q.reason = 200, "OK"
 		}
-		spec = q.spec()
+		if q.onLoop {
+			spec = q.pool.specs.get(q) // (the loop thread's: no lock)
+		} else {
+			spec = q.spec()
+		}
 		q.headOut = true
 	}
 	body, opts, sess, epoch := q.wbuf, q.opts, q.sess, q.epoch
@@ -1052,17 +1133,23 @@ func (q *restReq) setHeader(name, key, value string) error {
 	if q.headOut {
 		return &OpError{Op: name, Err: errors.New("refused (headers already sent)")}
 	}
+	q.putHeader(key, value)
+	return nil
+}
+
+// putHeader sets a checked field of a direct request's head (replacing
+// one of the same name).
+func (q *restReq) putHeader(key, value string) {
 	for i := 0; i < len(q.hdrs); i += 2 {
 		if strings.EqualFold(q.hdrs[i], key) {
 			q.hdrs[i+1] = value
-			return nil
+			return
 		}
 	}
 	if q.hdrs == nil {
 		q.hdrs = q.hdrsIn[:0]
 	}
 	q.hdrs = append(q.hdrs, key, value)
-	return nil
 }
 
 // validHeaderField is what mtev_http_response_header_set accepts: a
@@ -1086,6 +1173,11 @@ func validHeaderField(k, v string) bool {
 			return false
 		}
 	}
+	return validHeaderValue(v)
+}
+
+// validHeaderValue: a field value without CR, LF or NUL.
+func validHeaderValue(v string) bool {
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c <= '\r' && (c == '\r' || c == '\n' || c == 0) {
 			return false
@@ -1431,6 +1523,13 @@ type RestResponse struct{ q *restReq }
 
 // Ok is mtev_http_response_ok: status 200, Content-Type, may stream.
 func (r *RestResponse) Ok(contentType string) error {
+	if q := r.q; q.direct && !q.ended && !q.headOut && validHeaderValue(contentType) {
+		// (what the calls below do, without checking our own values)
+		q.code, q.reason, q.status = 200, "OK", true
+		q.putHeader("Content-Type", contentType)
+		q.opts |= cgo.OptStream
+		return nil
+	}
 	if err := r.Status(200, "OK"); err != nil {
 		return err
 	}

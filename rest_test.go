@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -1241,5 +1242,359 @@ func TestRestDirectPipelineConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// Ok's response on the direct path is made as mtev_http_response_ok makes
+// it (the engine's ready head with the thread's known Content-Type): the
+// type is the handler's in every response, whatever the one before it
+// was on the loop (alternating types, one too long for the engine to
+// keep, one replaced after Ok), with one Content-Type field, on HTTP/1.1
+// and 1.0, with another status, on an aco rule and a goroutine rule.
+func TestRestDirectOkContentType(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	long := "application/x-" + strings.Repeat("l", 60)
+	types := map[string]string{"plain": "text/plain", "json": "application/json",
+		"long": long, "html": "text/html; charset=utf-8"}
+	for _, aco := range []bool{false, true} {
+		r := mustRule(t)(NewRule("GET", b, fmt.Sprintf("^ct/%v/(\\w+)/(\\d+)$", aco), func(rc *RestClosure) error {
+			res := rc.Response()
+			kind := rc.Pats()[0]
+			ct := types[kind]
+			if kind == "over" {
+				ct = "text/plain"
+			}
+			if err := res.Ok(ct); err != nil {
+				return err
+			}
+			if kind == "over" {
+				res.Header("content-type", "text/csv")
+			}
+			if rc.Pats()[1] == "404" {
+				res.Status(404, "")
+			}
+			res.Header("X-Kind", kind)
+			fmt.Fprintf(res, "body of %s", kind)
+			return res.End()
+		}))
+		r.SetAco(aco)
+		u := strings.TrimPrefix(url, "http://")
+		c, err := net.Dial("tcp", u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds := []string{"plain", "json", "plain", "long", "plain", "over", "json", "html", "plain", "json"}
+		var reqs []string
+		for i, k := range kinds {
+			code := "200"
+			if i%3 == 2 {
+				code = "404"
+			}
+			reqs = append(reqs, fmt.Sprintf("GET %sct/%v/%s/%s HTTP/1.1\r\nHost: x\r\n\r\n", b, aco, k, code))
+		}
+		pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+			k := kinds[i]
+			want := types[k]
+			if k == "over" {
+				want = "text/csv"
+			}
+			code := 200
+			if i%3 == 2 {
+				code = 404
+			}
+			if resp.StatusCode != code || body != "body of "+k || resp.ContentLength != int64(len(body)) ||
+				len(resp.Header["Content-Type"]) != 1 || resp.Header.Get("Content-Type") != want ||
+				resp.Header.Get("X-Kind") != k {
+				t.Errorf("aco=%v response %d (%s): %d %v %q; want %d, Content-Type %q",
+					aco, i, k, resp.StatusCode, resp.Header, body, code, want)
+			}
+		})
+		c.Close()
+		// HTTP/1.0: the same head, and the connection closes after it
+		c, err = net.Dial("tcp", u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET %sct/%v/json/200 HTTP/1.0\r\n\r\n", b, aco)
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		raw, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(raw), "HTTP/1.0 200 OK\r\n") ||
+			strings.Count(string(raw), "Content-Type:") != 1 ||
+			!strings.Contains(string(raw), "\r\nContent-Type: application/json\r\n") ||
+			!strings.HasSuffix(string(raw), "\r\n\r\nbody of json") {
+			t.Errorf("aco=%v HTTP/1.0: %v %q", aco, err, raw)
+		}
+	}
+}
+
+// restBatches is how many loop-pass batches loop 0's driver was handed,
+// and how many direct requests they held.
+func restBatches(t *testing.T) (batches, requests int64) {
+	t.Helper()
+	l := loopAt(0)
+	done := make(chan struct{})
+	if err := l.post(func() {
+		if p := l.restPool; p != nil {
+			batches, requests = p.batches, p.nbatched
+		}
+		close(done)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	return batches, requests
+}
+
+// The direct requests of aco rules that one loop pass dispatches come to
+// Go in one step (one return from the C loop, not one each), and a worker
+// coroutine serves them one after another.  Twelve clients send while the
+// loop is held by a handler; the next pass has them all: one batch.  In
+// it, a handler that waits holds back no other client's response; a
+// client that resets the connection with its request in the batch leaks
+// nothing (restServer's cleanup counts the sessions).
+func TestRestDirectPassBatch(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	var release atomic.Bool
+	mustRule(t)(NewRule("GET", b, "^(\\d+)$", func(rc *RestClosure) error {
+		if rc.Pats()[0] == "3" {
+			for t0 := time.Now(); !release.Load() && time.Since(t0) < 15*time.Second; {
+				if err := rc.Co().Sleep(5 * time.Millisecond); err != nil {
+					return err
+				}
+			}
+		}
+		fmt.Fprintf(rc.Response(), "%s released=%v", rc.Pats()[0], release.Load())
+		return nil
+	})).SetAco(true)
+	const n = 12
+	var cs [n]net.Conn
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	h, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b0, r0 := restBatches(t)
+	fmt.Fprintf(h, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	for i, c := range cs {
+		fmt.Fprintf(c, "GET %s%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		if i == 7 {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}
+	close(hold)
+	for i, c := range cs {
+		if i == 3 || i == 7 {
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("%d released=false", i); resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("client %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+	}
+	release.Store(true)
+	cs[3].SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(cs[3]), nil)
+	if err != nil {
+		t.Fatalf("client 3: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "3 released=true" {
+		t.Fatalf("client 3: %q", body)
+	}
+	// the holding request's batch, and one with the twelve (the reset
+	// one's request may be gone before the loop reads it)
+	if b1, r1 := restBatches(t); b1-b0 != 2 || r1-r0 < n || r1-r0 > n+1 {
+		t.Errorf("%d batches held %d requests; want 2 holding %d (or %d)", b1-b0, r1-r0, n+1, n)
+	}
+}
+
+// A pipelined aco rule's responses of every size around the slot's
+// scratch (where a small response is copied to go to C) arrive whole and
+// in order; Ok with a value C would refuse is refused.
+func TestRestDirectResponseSizes(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^sz/(\\d+)$", func(rc *RestClosure) error {
+		n, _ := strconv.Atoi(rc.Pats()[0])
+		res := rc.Response()
+		if err := res.Ok("text/plain\r\nX-Injected: 1"); err == nil {
+			return errors.New("Ok took a value with CR LF")
+		}
+		if err := res.Ok("application/octet-stream"); err != nil {
+			return err
+		}
+		body := make([]byte, n)
+		for i := range body {
+			body[i] = byte('a' + (i*7+n)%26)
+		}
+		res.Write(body)
+		return res.End()
+	})).SetAco(true)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sizes := []int{0, 1, 900, 960, 980, 990, 1000, 1010, 1024, 1100, 5000, 70000}
+	var reqs []string
+	for _, n := range sizes {
+		reqs = append(reqs, fmt.Sprintf("GET %ssz/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, n))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		n := sizes[i]
+		want := make([]byte, n)
+		for j := range want {
+			want[j] = byte('a' + (j*7+n)%26)
+		}
+		if resp.StatusCode != 200 || body != string(want) ||
+			resp.Header.Get("Content-Type") != "application/octet-stream" || resp.Header.Get("X-Injected") != "" {
+			t.Errorf("size %d: %d %v, %d bytes (equal %v)", n, resp.StatusCode, resp.Header, len(body), body == string(want))
+		}
+	})
+}
+
+// A request's context: Done asked for before, during or after the cancel
+// (from other goroutines, at the same moment) is always closed after it,
+// and Err says Canceled.
+func TestRestReqCtxCancelRace(t *testing.T) {
+	for i := 0; i < 2000; i++ {
+		c := new(reqCtx)
+		var wg sync.WaitGroup
+		chans := make(chan (<-chan struct{}), 4)
+		for g := 0; g < 3; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				chans <- c.Done()
+			}()
+		}
+		if i%2 == 0 {
+			runtime.Gosched()
+		}
+		c.cancel()
+		chans <- c.Done()
+		wg.Wait()
+		close(chans)
+		for ch := range chans {
+			select {
+			case <-ch:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: a Done channel was never closed", i)
+			}
+		}
+		if c.Err() != context.Canceled {
+			t.Fatalf("round %d: Err %v", i, c.Err())
+		}
+	}
+}
+
+// Twenty requests of one pass: a full batch (16) goes to Go at once and
+// the rest at the end of the pass; their handlers all wait, and Shutdown
+// then unwinds them: it returns, and every session is let go.
+func TestRestDirectPassBatchShutdown(t *testing.T) {
+	if err := Init(WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	const n = 20
+	var waiting atomic.Int32
+	mustRule(t)(NewRule("GET", b, "^wait$", func(rc *RestClosure) error {
+		waiting.Add(1)
+		return rc.Co().Sleep(time.Minute)
+	})).SetAco(true)
+	var cs []net.Conn
+	for i := 0; i < n+1; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs = append(cs, c)
+	}
+	b0, r0 := restBatches(t)
+	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	for _, c := range cs[:n] {
+		fmt.Fprintf(c, "GET %swait HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	}
+	close(hold)
+	for t0 := time.Now(); waiting.Load() < n; time.Sleep(time.Millisecond) {
+		if time.Since(t0) > 20*time.Second {
+			t.Fatalf("%d of %d handlers started", waiting.Load(), n)
+		}
+	}
+	// the holding request's batch, a full one and the rest
+	if b1, r1 := restBatches(t); b1-b0 != 3 || r1-r0 != n+1 {
+		t.Errorf("%d batches held %d requests; want 3 holding %d", b1-b0, r1-r0, n+1)
+	}
+	done := make(chan struct{})
+	go func() {
+		cgo.TestListenerStop(l, 10)
+		Shutdown()
+		Loop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	if n := cgo.HTTPSessions(); n != 0 {
+		t.Errorf("%d sessions left after Shutdown", n)
 	}
 }

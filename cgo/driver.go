@@ -36,6 +36,9 @@ type Handler interface {
 	// RestDirect serves a request of a Go rule on the direct path
 	// (StepRest).
 	RestDirect(r RestDirect)
+	// RestDirectBatch serves the direct requests of a loop pass
+	// (StepRestBatch); rs is valid only until it returns.
+	RestDirectBatch(rs []RestDirect)
 }
 
 // Driver drives loop Index of the default pool from one goroutine locked
@@ -44,6 +47,7 @@ type Driver struct {
 	Index int
 	d     *C.ev_go_driver_t // C memory: the step buffer
 
+	batch       []RestDirect // StepRestBatch's requests (reused)
 	goWork      atomic.Int32 // driverwait.go
 	sleep       sleeper
 	nowaitPolls atomic.Uint64
@@ -114,6 +118,11 @@ func (d *Driver) Run(h Handler) error {
 		case StepRest:
 			step.kind = C.EVENTER_STEP_NONE
 			h.RestDirect(d.restStep())
+		case StepRestBatch:
+			step.kind = C.EVENTER_STEP_NONE
+			b := d.restBatch()
+			h.RestDirectBatch(b)
+			clear(b) // (the heads are the requests' now)
 		default:
 			step.kind = C.EVENTER_STEP_NONE
 		}

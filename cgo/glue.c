@@ -6,6 +6,7 @@
 
 #include "_cgo_export.h"
 #include "eventer_aco_impl.h"
+#include "restglue.h" /* the pass's batch of direct requests */
 
 _Static_assert(EV_GO_DK_FD == EV_DK_FD && EV_GO_DK_TIMER == EV_DK_TIMER &&
                    EV_GO_DK_RECUR == EV_DK_RECUR &&
@@ -220,7 +221,12 @@ int ev_go_run(uintptr_t dp) {
      * never waits (it returns DONE at the end of that iteration).  While
      * Go work runs in other goroutines the driver sleeps in Go instead. */
     int busy = d->go_busy;
+    ev_go_rest_batching = 1;
     rc = eventer_run_once(&d->step, busy ? &no_wait : NULL);
+    ev_go_rest_batching = 0;
+    /* the direct requests of the pass, in one step (restglue.h) */
+    if (rc != EVENTER_RUN_STEP && ev_go_rest_batch_take(&d->step))
+      return EVENTER_RUN_STEP;
     if (rc != EVENTER_RUN_DONE) break;
     if (busy) {
       d->nowait_polls++;

@@ -6,6 +6,14 @@ package cgo
 #include "restglue.h"
 #cgo noescape ev_go_rest_append
 #cgo nocallback ev_go_rest_append
+
+// ev_go_rest_respond with its spec and body in C memory, as integers
+static int ev_go_rest_respond_c(uintptr_t ctx, int code, uintptr_t spec,
+                                size_t speclen, uint32_t opts, uintptr_t body,
+                                size_t blen, int then, uintptr_t nextp) {
+  return ev_go_rest_respond(ctx, code, (const char *)spec, speclen, opts,
+                            (const void *)body, blen, then, nextp);
+}
 */
 import "C"
 
@@ -82,6 +90,16 @@ func RestRule(method, base, expr string, id uint64) (unsafe.Pointer, uintptr, er
 	return unsafe.Pointer(mp), uintptr(rule), nil
 }
 
+// RestRuleAco tells C whether the rule's handler runs on the loop
+// (ev_go_rest_rule_aco).
+func RestRuleAco(rule uintptr, on bool) {
+	v := 0
+	if on {
+		v = 1
+	}
+	C.ev_go_rest_rule_aco(C.uintptr_t(rule), C.int(v))
+}
+
 // RestRuleRelay makes every later request of the rule take the relay
 // (ev_go_rest_rule_relay).
 func RestRuleRelay(rule uintptr, on bool) {
@@ -129,6 +147,38 @@ func (d *Driver) restStep() RestDirect {
 		Head: headCopy(s.closure, int(s.u64[2]))}
 }
 
+// StepRestBatch is the step that hands the driver the direct requests of
+// a loop pass at once (restglue.h).
+const StepRestBatch = int(C.EV_GO_STEP_REST_BATCH)
+
+// restBatch reads a StepRestBatch step: each request's head is copied
+// (the entries are C memory that the next run overwrites); the slice is
+// the driver's, reused by the next batch.
+func (d *Driver) restBatch() []RestDirect {
+	s := &d.d.step
+	n, size := int(s.u64[0]), int(s.u64[2])
+	b := d.batch[:0]
+	if n <= 0 || size <= 0 {
+		return b
+	}
+	p := unsafe.Slice((*byte)(s.closure), size)
+	ne := binary.NativeEndian
+	for i := 0; i < n && len(p) >= 24; i++ {
+		rule, ctx, hl := ne.Uint64(p), uintptr(ne.Uint64(p[8:])), int(ne.Uint64(p[16:]))
+		if hl > len(p)-24 {
+			break // (never: C wrote it)
+		}
+		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: headCopy(unsafe.Pointer(&p[24]), hl)})
+		next := (24 + hl + 7) &^ 7
+		if next > len(p) {
+			next = len(p)
+		}
+		p = p[next:]
+	}
+	d.batch = b
+	return b
+}
+
 // What RestRespond does after applying what it is given (restglue.h).
 const (
 	RespondAppend = int(C.EV_GO_RESPOND_APPEND)
@@ -154,7 +204,25 @@ func RestRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, t
 // slot is the loop's NewRestSlot.
 func RestRespondNext(ctx uintptr, code int, spec []byte, opts uint32, body []byte,
 	slot RestSlot, next *RestDirect) bool {
-	ok := restRespond(ctx, code, spec, opts, body, RespondEnd, uintptr(slot))
+	var ok bool
+	if n := len(spec) + len(body); n <= restScratch {
+		// spec and body as C memory (the slot's scratch): no cgo pointer
+		// check of Go memory, which cost more than this copy
+		buf := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(slot), restSlotSize)), restScratch)
+		copy(buf, spec)
+		copy(buf[len(spec):], body)
+		var sp, bp uintptr
+		if len(spec) > 0 {
+			sp = uintptr(unsafe.Pointer(&buf[0]))
+		}
+		if len(body) > 0 {
+			bp = uintptr(unsafe.Pointer(&buf[len(spec)]))
+		}
+		ok = C.ev_go_rest_respond_c(C.uintptr_t(ctx), C.int(code), C.uintptr_t(sp), C.size_t(len(spec)),
+			C.uint32_t(opts), C.uintptr_t(bp), C.size_t(len(body)), C.int(RespondEnd), C.uintptr_t(uintptr(slot))) != 0
+	} else {
+		ok = restRespond(ctx, code, spec, opts, body, RespondEnd, uintptr(slot))
+	}
 	nx := (*C.ev_go_next_t)(slot)
 	if nx.ctx != 0 {
 		*next = RestDirect{Ctx: uintptr(nx.ctx), Rule: uint64(nx.rule),
@@ -169,10 +237,16 @@ func RestRespondNext(ctx uintptr, code int, spec []byte, opts uint32, body []byt
 // pointer check).  One per loop, never freed.
 type RestSlot unsafe.Pointer
 
-// NewRestSlot allocates a RestSlot.
+// NewRestSlot allocates a RestSlot: the next request, then restScratch
+// bytes where RestRespondNext copies a small response.
 func NewRestSlot() RestSlot {
-	return RestSlot(C.calloc(1, C.size_t(unsafe.Sizeof(C.ev_go_next_t{}))))
+	return RestSlot(C.calloc(1, C.size_t(restSlotSize+restScratch)))
 }
+
+const (
+	restSlotSize = (unsafe.Sizeof(C.ev_go_next_t{}) + 15) &^ 15
+	restScratch  = 1024
+)
 
 func restRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, then int,
 	slot uintptr) bool {

@@ -47,6 +47,10 @@ mtev_rest_mountpoint_t *ev_go_rest_rule(const char *method, const char *base,
  * handler streams; see "the direct path" below). */
 void ev_go_rest_rule_relay(uintptr_t rule, int on);
 
+/* The rule's handler runs in a coroutine of the loop (on) or in a
+ * goroutine: only the first kind joins a pass's batch (below). */
+void ev_go_rest_rule_aco(uintptr_t rule, int on);
+
 /* Takes a rule out of service: its requests get 404. */
 void ev_go_rest_rule_close(mtev_rest_mountpoint_t *mp);
 
@@ -71,6 +75,26 @@ void ev_go_rest_rule_close(mtev_rest_mountpoint_t *mp);
  * ""). */
 #define EV_GO_STEP_REST (EVENTER_STEP_USER + 9)
 enum { EV_GO_HEAD_PAYLOAD = 1, EV_GO_HEAD_CHUNKED = 2, EV_GO_HEAD_HTTP11 = 4 };
+
+/* ---- the loop pass's batch -------------------------------------------------
+ * While the loop's driver runs an iteration (ev_go_run sets
+ * ev_go_rest_batching around eventer_run_once), a direct request of an
+ * aco rule (ev_go_rest_rule_aco) is not
+ * handed over as a step of its own (one return from ev_go_run, one cgo
+ * call, each): it joins the pass's batch, and when the iteration is over
+ * (or run_once returns anything but a step) ev_go_run returns the whole
+ * batch in one EV_GO_STEP_REST_BATCH step (ev_go_rest_batch_take).  The
+ * step: closure = the entries, u64[0] their count, u64[2] their bytes
+ * (valid until the driver's next ev_go_run); each entry is u64 rule (Go's
+ * id), u64 session (referenced for Go), u64 head length, then the flat
+ * head, padded to 8 bytes.  Only requests dispatched while the loop
+ * handles the fds its poll reported (the iteration's last phase) join it:
+ * a request waits at most until the end of the pass that dispatched it,
+ * never through a poll. */
+#define EV_GO_STEP_REST_BATCH (EVENTER_STEP_USER + 10)
+extern __thread int ev_go_rest_batching;
+/* Fills *s with the pending batch: 1, or 0 when there is none. */
+int ev_go_rest_batch_take(eventer_step_t *s);
 
 /* Options of ev_go_rest_respond beyond mtev_http.h's: the CHUNKED option,
  * or CLOSE where chunked is not possible (mtev_http_response_ok's). */

@@ -30,6 +30,13 @@ const char *ev_http_request_path(mtev_http_request *req, size_t *len);
 /* The method of the current request and its length (NUL-terminated). */
 const char *ev_http_request_method(mtev_http_request *req, size_t *len);
 
+/* The header fields of the current request as the parser holds them
+ * (names and values NUL-terminated, with their lengths; valid until the
+ * next request), their count in *n, and the query string's length. */
+#include "http_parse.h"
+const ev_http_hdr_t *ev_http_request_fields(mtev_http_request *req, int *n,
+                                            size_t *query_len);
+
 /* From a dispatcher: serve the current request in a fresh coroutine.
  * The dispatcher returns 0 right after; the engine then calls it again
  * inside the coroutine (mtev_http_session_aco() is true there).  0, or -1

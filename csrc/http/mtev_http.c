@@ -2446,6 +2446,13 @@ const char *mtev_http_request_header_nth(mtev_http_request *q, int i,
   return q->h.hdr[i].name;
 }
 
+const ev_http_hdr_t *ev_http_request_fields(mtev_http_request *q, int *n,
+                                            size_t *query_len) {
+  *n = q ? (int)q->h.nhdr : 0;
+  if (query_len) *query_len = q && q->h.query ? q->h.query_len : 0;
+  return q ? q->h.hdr : NULL;
+}
+
 static int ev_unhex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   c |= 0x20;
