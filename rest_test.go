@@ -948,22 +948,29 @@ func TestRestDirectShutdown(t *testing.T) {
 	}
 }
 
-// restChained is how many direct requests loop 0 served, and how many of
-// them a response's end handed over within its own call (the others each
-// came as a step of a loop iteration).
-func restChained(t *testing.T) (direct, chained int64) {
+// onRestPool runs f with loop 0's direct-path state, on the loop (f is
+// not called while the loop has none).
+func onRestPool(t *testing.T, f func(p *restCoPool)) {
 	t.Helper()
 	l := loopAt(0)
 	done := make(chan struct{})
 	if err := l.post(func() {
 		if p := l.restPool; p != nil {
-			direct, chained = p.ndirect, p.nchained
+			f(p)
 		}
 		close(done)
 	}); err != nil {
 		t.Fatal(err)
 	}
 	<-done
+}
+
+// restChained is how many direct requests loop 0 served, and how many of
+// them a response's end handed over within its own call (the others each
+// came as a step of a loop iteration).
+func restChained(t *testing.T) (direct, chained int64) {
+	t.Helper()
+	onRestPool(t, func(p *restCoPool) { direct, chained = p.ndirect, p.nchained })
 	return direct, chained
 }
 
@@ -1333,17 +1340,7 @@ func TestRestDirectOkContentType(t *testing.T) {
 // and how many direct requests they held.
 func restBatches(t *testing.T) (batches, requests int64) {
 	t.Helper()
-	l := loopAt(0)
-	done := make(chan struct{})
-	if err := l.post(func() {
-		if p := l.restPool; p != nil {
-			batches, requests = p.batches, p.nbatched
-		}
-		close(done)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	<-done
+	onRestPool(t, func(p *restCoPool) { batches, requests = p.batches, p.nbatched })
 	return batches, requests
 }
 
