@@ -10,7 +10,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -364,4 +366,282 @@ func TestHostileGoPipelineFailures(t *testing.T) {
 	if gap := time.Since(start) - firstAt; gap < 250*time.Millisecond {
 		t.Fatalf("the first response came %v before the last (two 150 ms sleeps after it): it waited for a sleeper", gap)
 	}
+}
+
+// A thousand clients each send one request while the loop is held, so that
+// one loop pass dispatches them all (batches of 16 to Go): aco handlers
+// that sleep on their coroutine, wait for a job (SimpleAsynch), panic, or
+// answer at once; an aco HandleHTTP rule; some clients pipeline the
+// engine's own 404 and a HandleHTTP request behind theirs; some reset
+// while their request sits in the batch.  Every client that stays gets
+// its own answers, each exactly once (nothing more arrives on its
+// connection), and every session goes away (restServer's clean-up).
+func TestHostileBatchManyConns(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	var served [2000]atomic.Int32
+	mustRule(t)(NewRule("GET", b, "^n/(\\d+)$", func(rc *RestClosure) error {
+		i, _ := strconv.Atoi(rc.Pats()[0])
+		served[i].Add(1)
+		res := rc.Response()
+		switch i % 6 {
+		case 0:
+			if err := rc.Co().Sleep(time.Duration(i%5) * time.Millisecond); err != nil {
+				return err
+			}
+		case 1:
+			v := 0
+			if err := rc.Co().SimpleAsynch(func() { v = i }); err != nil {
+				return err
+			}
+			if v != i {
+				return fmt.Errorf("SimpleAsynch: %d", v)
+			}
+		case 2:
+			res.WriteString("half")
+			panic("batch boom")
+		case 3:
+			if err := res.Ok(fmt.Sprintf("application/x-batch-%d", i)); err != nil {
+				return err
+			}
+		}
+		res.Header("X-N", strconv.Itoa(i))
+		fmt.Fprintf(res, "n=%d", i)
+		return res.End()
+	})).SetAco(true)
+	mustRule(t)(HandleHTTP("GET", b, "^h/(\\d+)$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "h="+strings.TrimPrefix(r.URL.Path, b+"h/"))
+		}))).SetAco(true)
+	const n = 1000
+	cs := make([]net.Conn, n)
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	hc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	fmt.Fprintf(hc, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	reset := func(i int) bool { return i%37 == 5 }
+	piped := func(i int) bool { return i%10 == 9 }
+	for i, c := range cs {
+		req := fmt.Sprintf("GET %sn/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		if i%4 == 3 && !piped(i) {
+			req = fmt.Sprintf("GET %sh/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		}
+		if piped(i) {
+			req += fmt.Sprintf("GET %snowhere/%d HTTP/1.1\r\nHost: x\r\n\r\nGET %sh/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i, b, i)
+		}
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		if reset(i) {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}
+	close(hold)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		if reset(i) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			br := bufio.NewReader(c)
+			read := func() (*http.Response, string, error) {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					return nil, "", err
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp, string(body), err
+			}
+			resp, body, err := read()
+			if err != nil {
+				errs <- fmt.Errorf("client %d: %v", i, err)
+				return
+			}
+			var want string
+			wantCode, wantCT := 200, ""
+			switch {
+			case i%4 == 3 && !piped(i):
+				want = fmt.Sprintf("h=%d", i)
+			case i%6 == 2:
+				wantCode, want = 500, "Internal Server Error\n"
+			default:
+				want = fmt.Sprintf("n=%d", i)
+				if i%6 == 3 {
+					wantCT = fmt.Sprintf("application/x-batch-%d", i)
+				}
+			}
+			if resp.StatusCode != wantCode || body != want ||
+				(wantCT != "" && resp.Header.Get("Content-Type") != wantCT) ||
+				(wantCode == 200 && want[0] == 'n' && resp.Header.Get("X-N") != strconv.Itoa(i)) {
+				errs <- fmt.Errorf("client %d: %d %v %q; want %d %q (type %q)", i, resp.StatusCode, resp.Header, body, wantCode, want, wantCT)
+				return
+			}
+			if wantCode == 500 {
+				return // (the engine closes after a failed handler)
+			}
+			if piped(i) {
+				if resp, body, err = read(); err != nil || resp.StatusCode != 404 {
+					errs <- fmt.Errorf("client %d: pipelined 404: %v %v", i, resp, err)
+					return
+				}
+				if resp, body, err = read(); err != nil || resp.StatusCode != 200 || body != fmt.Sprintf("h=%d", i) {
+					errs <- fmt.Errorf("client %d: pipelined HandleHTTP: %v %q %v", i, resp, body, err)
+					return
+				}
+			}
+			// nothing more: no response was sent twice
+			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if extra, err := br.ReadByte(); err == nil {
+				rest, _ := br.Peek(br.Buffered())
+				errs <- fmt.Errorf("client %d: more after its responses: %q", i, append([]byte{extra}, rest...))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	nerr := 0
+	for err := range errs {
+		if nerr++; nerr <= 10 {
+			t.Error(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if got := served[i].Load(); got > 1 || (got == 0 && !reset(i) && (i%4 != 3 || piped(i))) {
+			t.Errorf("request %d served %d times", i, got)
+		}
+	}
+}
+
+// One aco rule whose handler makes a different head from request to
+// request, pipelined on one connection: statuses, reasons and fields
+// (constants, which the loop's last head spec is reused for, and fresh
+// strings with the same bytes), none, more than the spec cache holds, and
+// heads around the 1 KiB that a small response is copied in: no response
+// carries a status, reason or field of another.
+func TestHostileSpecCacheAlternates(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^sc/(\\w+)/(\\d+)/(\\d+)$", func(rc *RestClosure) error {
+		res := rc.Response()
+		vlen, _ := strconv.Atoi(rc.Pats()[1])
+		blen, _ := strconv.Atoi(rc.Pats()[2])
+		switch rc.Pats()[0] {
+		case "a":
+			res.Status(201, "Created")
+			res.Header("X-A", "1")
+		case "b":
+		case "c":
+			res.Header("X-A", "2")
+		case "d":
+			res.Header("X-A", strconv.Itoa(vlen%1+1)) // "1", a string of its own
+			res.Header("X-B", "x")
+		case "e":
+			res.Status(201, "Created")
+		case "f":
+			res.Header("X-A", "1")
+			res.Header("X-B", "x")
+			res.Header("X-C", "y")
+		case "g":
+			res.Ok("text/plain")
+			res.Header("X-A", "1")
+		case "h":
+			res.Ok("text/plain")
+		case "r":
+			res.Status(202, "Taken In") // (not the standard phrase)
+		case "v":
+			res.Header("X-Big", strings.Repeat("v", vlen))
+		case "w":
+			res.Ok("application/x-w")
+			res.Header("X-Big", strings.Repeat("w", vlen))
+		}
+		res.Write(bytes.Repeat([]byte{'.'}, blen))
+		return res.End()
+	})).SetAco(true)
+	type want struct {
+		code   int
+		status string
+		hdr    map[string]string
+	}
+	wants := map[string]want{
+		"a": {201, "201 Created", map[string]string{"X-A": "1"}},
+		"b": {200, "200 OK", nil},
+		"c": {200, "200 OK", map[string]string{"X-A": "2"}},
+		"d": {200, "200 OK", map[string]string{"X-A": "1", "X-B": "x"}},
+		"e": {201, "201 Created", nil},
+		"f": {200, "200 OK", map[string]string{"X-A": "1", "X-B": "x", "X-C": "y"}},
+		"g": {200, "200 OK", map[string]string{"X-A": "1", "Content-Type": "text/plain"}},
+		"h": {200, "200 OK", map[string]string{"Content-Type": "text/plain"}},
+		"r": {202, "202 Taken In", nil},
+		"v": {200, "200 OK", map[string]string{"X-Big": ""}},
+		"w": {200, "200 OK", map[string]string{"X-Big": "", "Content-Type": "application/x-w"}},
+	}
+	type rq struct {
+		kind       string
+		vlen, blen int
+	}
+	var rqs []rq
+	for _, k := range strings.Split("a b a c d b e f g h g a b f b r e r a h d d c", " ") {
+		rqs = append(rqs, rq{k, 0, 3})
+	}
+	// "OK\0X-Big\0" + value + "\0" + body: 1024 bytes is the copy's limit
+	for _, vb := range [][2]int{{1004, 10}, {1005, 10}, {1003, 10}, {1014, 0}, {1015, 0}, {10, 1004}, {2000, 1}, {1, 1013}, {1, 1014}} {
+		rqs = append(rqs, rq{"v", vb[0], vb[1]}, rq{"b", 0, 1}, rq{"w", vb[0], vb[1]}, rq{"a", 0, 0})
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []string
+	for _, r := range rqs {
+		reqs = append(reqs, fmt.Sprintf("GET %ssc/%s/%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, r.kind, r.vlen, r.blen))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		r := rqs[i]
+		w := wants[r.kind]
+		bad := resp.StatusCode != w.code || resp.Status != w.status || body != strings.Repeat(".", r.blen)
+		for _, k := range []string{"X-A", "X-B", "X-C", "X-Big", "Content-Type"} {
+			v, ok := w.hdr[k]
+			if k == "X-Big" && ok {
+				v = strings.Repeat(map[string]string{"v": "v", "w": "w"}[r.kind], r.vlen)
+			}
+			if got := resp.Header.Values(k); (ok && (len(got) != 1 || got[0] != v)) || (!ok && k != "Content-Type" && len(got) != 0) {
+				bad = true
+			}
+		}
+		if bad {
+			t.Errorf("request %d %v: %s %v body %d bytes; want %s %v", i, r, resp.Status, resp.Header, len(body), w.status, w.hdr)
+		}
+	})
 }
