@@ -5,6 +5,7 @@ package eventer
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -644,4 +645,151 @@ func TestHostileSpecCacheAlternates(t *testing.T) {
 			t.Errorf("request %d %v: %s %v body %d bytes; want %s %v", i, r, resp.Status, resp.Header, len(body), w.status, w.hdr)
 		}
 	})
+}
+
+// More TLS connections than keep OpenSSL's buffers (256, process-wide):
+// 300 come up at once, half of them close, 150 more come up; then one of
+// the first (which keeps its buffers) and one of the last (which does
+// not) each upload 1 MiB (the reader's buffer grows to several records),
+// download 1.5 MiB, and go on with small requests: every byte arrives,
+// and every session goes away.
+func TestHostileTLSKeepCap(t *testing.T) {
+	pki := newHTTPSPKI(t)
+	port := freePort(t)
+	loadConf(t, fmt.Sprintf(`<app>
+  <listeners>
+    <listener type="http_rest_api" address="127.0.0.1" port="%d" backlog="1024" ssl="on">
+      <sslconfig>
+        <certificate_file>%s</certificate_file>
+        <key_file>%s</key_file>
+      </sslconfig>
+    </listener>
+  </listeners>
+</app>
+`, port, pki.certFile, pki.keyF))
+	setup(t, 1)
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	b := fmt.Sprintf("/https%d/", httpsRuns.Add(1))
+	big := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuv"), 48<<10) // 1.5 MiB
+	var rules []*Rule
+	r := mustRule(t)(NewRule("GET", b, "^small$", func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		io.WriteString(res, "small")
+		return res.End()
+	}))
+	r.SetAco(true)
+	rules = append(rules, r)
+	r = mustRule(t)(NewRule("GET", b, "^big$", func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("application/octet-stream")
+		res.Write(big)
+		return res.End()
+	}))
+	rules = append(rules, r)
+	r = mustRule(t)(HandleHTTP("POST", b, "^sum$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+	})))
+	rules = append(rules, r)
+	t.Cleanup(func() {
+		for _, r := range rules {
+			r.Close()
+		}
+	})
+	if err := ListenerInit("app"); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
+	type conn struct {
+		c  *tls.Conn
+		br *bufio.Reader
+	}
+	do := func(c conn, req string) (*http.Response, []byte, error) {
+		c.c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(c.c, req); err != nil {
+			return nil, nil, err
+		}
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, body, err
+	}
+	small := fmt.Sprintf("GET %ssmall HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	open := func(n int) []conn {
+		cs := make([]conn, n)
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for i := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := tls.Dial("tcp", addr, cfg)
+				if err != nil {
+					errs <- err
+					return
+				}
+				cs[i] = conn{c, bufio.NewReader(c)}
+				if resp, body, err := do(cs[i], small); err != nil || resp.StatusCode != 200 || string(body) != "small" {
+					errs <- fmt.Errorf("connection %d: %v %q %v", i, resp, body, err)
+				}
+			}()
+			if i%50 == 49 {
+				wg.Wait() // (the listen backlog)
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	t0 := time.Now()
+	first := open(300)
+	t.Logf("300 up: %v", time.Since(t0))
+	for _, c := range first[150:] {
+		c.c.Close()
+	}
+	last := open(150)
+	t.Logf("450 up: %v", time.Since(t0))
+	sum := sha256.Sum256(big[:1<<20])
+	for _, c := range []conn{first[0], last[149]} {
+		req := fmt.Sprintf("POST %ssum HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", b, 1<<20, big[:1<<20])
+		if resp, body, err := do(c, req); err != nil || resp.StatusCode != 200 ||
+			string(body) != fmt.Sprintf("%d %x", 1<<20, sum) {
+			t.Fatalf("upload: %v %q %v", resp, body, err)
+		}
+		for k := 0; k < 3; k++ {
+			if resp, body, err := do(c, fmt.Sprintf("GET %sbig HTTP/1.1\r\nHost: x\r\n\r\n", b)); err != nil ||
+				resp.StatusCode != 200 || !bytes.Equal(body, big) {
+				t.Fatalf("download %d: %v %d bytes %v", k, resp, len(body), err)
+			}
+			if resp, body, err := do(c, small); err != nil || resp.StatusCode != 200 || string(body) != "small" {
+				t.Fatalf("small after: %v %q %v", resp, body, err)
+			}
+		}
+	}
+	t.Logf("streams: %v", time.Since(t0))
+	for _, cs := range [][]conn{first[:150], last} {
+		for _, c := range cs {
+			c.c.Close()
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); cgo.HTTPSessions() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions left", cgo.HTTPSessions())
+		}
+	}
 }
