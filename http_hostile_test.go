@@ -793,3 +793,236 @@ func TestHostileTLSKeepCap(t *testing.T) {
 		}
 	}
 }
+
+// Shutdown asked for while the loop is held, with forty requests of aco
+// rules waiting in their sockets (they come in the passes after the
+// hold: a full batch, the rest at the pass's end, or never): handlers
+// that sleep on their coroutine, wait for a job, or answer at once.
+// Shutdown returns; every client gets at most one response, whole, then
+// the end of the connection; every session is let go and no C event is
+// left.
+func TestHostileBatchShutdownHeld(t *testing.T) {
+	if err := Init(WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^w/(\\d+)$", func(rc *RestClosure) error {
+		i, _ := strconv.Atoi(rc.Pats()[0])
+		switch i % 3 {
+		case 0:
+			if err := rc.Co().Sleep(time.Minute); err != nil {
+				return err
+			}
+		case 1:
+			if err := rc.Co().SimpleAsynch(func() { time.Sleep(5 * time.Millisecond) }); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(rc.Response(), "w=%d", i)
+		return rc.Response().End()
+	})).SetAco(true)
+	const n = 40
+	cs := make([]net.Conn, n+1)
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	for i, c := range cs[:n] {
+		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+	}
+	done := make(chan struct{})
+	go func() {
+		cgo.TestListenerStop(l, 10)
+		Shutdown()
+		Loop()
+		close(done)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(hold)
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	if n := cgo.HTTPSessions(); n != 0 {
+		t.Errorf("%d sessions left after Shutdown", n)
+	}
+	if live := cgo.LiveEvents(); live != 0 {
+		t.Errorf("%d C events still allocated after Shutdown", live)
+	}
+	answered := 0
+	for i, c := range cs[:n] {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if _, ok := err.(net.Error); ok && err.(net.Error).Timeout() {
+				t.Errorf("client %d: neither an answer nor the end: %v", i, err)
+			}
+			continue // (closed unanswered: the eventer went away)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Errorf("client %d: %d, body cut: %v", i, resp.StatusCode, err)
+			continue
+		}
+		answered++
+		if resp.StatusCode == 200 && string(body) != fmt.Sprintf("w=%d", i) {
+			t.Errorf("client %d: 200 %q", i, body)
+		}
+		if extra, err := br.ReadByte(); err == nil {
+			rest, _ := br.Peek(br.Buffered())
+			t.Errorf("client %d: after its %d: %q", i, resp.StatusCode, append([]byte{extra}, rest...))
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("client %d: the connection stays open after Shutdown", i)
+		}
+	}
+	t.Logf("%d of %d answered", answered, n)
+}
+
+// rawResponse reads one response with a Content-Length as bytes: its
+// status line, its header lines (without CR LF) and its body.
+func rawResponse(br *bufio.Reader) (string, []string, []byte, error) {
+	status, err := br.ReadString('\n')
+	if err != nil {
+		return "", nil, nil, err
+	}
+	var lines []string
+	clen := -1
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return "", nil, nil, err
+		}
+		line = strings.TrimSuffix(line, "\r\n")
+		if line == "" {
+			break
+		}
+		lines = append(lines, line)
+		if v, ok := strings.CutPrefix(strings.ToLower(line), "content-length: "); ok {
+			clen, _ = strconv.Atoi(v)
+		}
+	}
+	if clen < 0 {
+		return "", nil, nil, fmt.Errorf("no Content-Length in %q", lines)
+	}
+	body := make([]byte, clen)
+	_, err = io.ReadFull(br, body)
+	return strings.TrimSuffix(status, "\r\n"), lines, body, err
+}
+
+// Content-Types of every length around the 48 bytes the loop thread keeps
+// (46 to 49, and 1 and 100), with odd bytes (tab, DEL, 0x80-0xff, quote,
+// semicolon), of two Go rules (an aco one and a goroutine one) and the
+// engine's own 404 in between, alternating on one connection: each
+// response carries its own type, byte for byte, in one field.
+func TestHostileOkOddContentTypes(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	odd := []byte{'\t', 0x7f, 0x80, 0xff, '"', ';', ' ', '=', 0xc3, 0xa9, 'q'}
+	mk := func(n, salt int) string {
+		if n == 1 {
+			return "z"
+		}
+		p := []byte("a/")
+		for len(p) < n-1 {
+			p = append(p, odd[(len(p)+salt)%len(odd)])
+		}
+		return string(append(p, 'z'))
+	}
+	var types []string
+	for _, n := range []int{47, 48, 46, 47, 49, 1, 100, 47, 48} {
+		types = append(types, mk(n, len(types)))
+	}
+	types = append(types, types[0], types[3]) // (a type met before, after others)
+	for _, aco := range []bool{true, false} {
+		mustRule(t)(NewRule("GET", b, fmt.Sprintf("^ct/%v/(\\d+)$", aco), func(rc *RestClosure) error {
+			k, _ := strconv.Atoi(rc.Pats()[0])
+			res := rc.Response()
+			if err := res.Ok(types[k]); err != nil {
+				return err
+			}
+			fmt.Fprintf(res, "k=%d", k)
+			return res.End()
+		})).SetAco(aco)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	type rq struct {
+		k   int // -1: the engine's 404
+		aco bool
+	}
+	var rqs []rq
+	var req strings.Builder
+	for round := 0; round < 2; round++ {
+		for k := range types {
+			aco := (k+round)%2 == 0
+			rqs = append(rqs, rq{k, aco})
+			fmt.Fprintf(&req, "GET %sct/%v/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, aco, k)
+			if k%3 == 1 {
+				rqs = append(rqs, rq{-1, false})
+				fmt.Fprintf(&req, "GET %snowhere HTTP/1.1\r\nHost: x\r\n\r\n", b)
+			}
+		}
+	}
+	if _, err := io.WriteString(c, req.String()); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	for i, r := range rqs {
+		status, lines, body, err := rawResponse(br)
+		if err != nil {
+			t.Fatalf("response %d %v: %v", i, r, err)
+		}
+		var cts []string
+		for _, line := range lines {
+			if v, ok := strings.CutPrefix(line, "Content-Type: "); ok {
+				cts = append(cts, v)
+			} else if strings.HasPrefix(strings.ToLower(line), "content-type:") {
+				cts = append(cts, "(spelt) "+line)
+			}
+		}
+		if r.k < 0 {
+			if !strings.HasPrefix(status, "HTTP/1.1 404 ") || len(cts) != 1 || strings.ContainsAny(cts[0], "\x7f\x80") {
+				t.Errorf("response %d (404): %q %q", i, status, lines)
+			}
+			continue
+		}
+		if status != "HTTP/1.1 200 OK" || string(body) != fmt.Sprintf("k=%d", r.k) ||
+			len(cts) != 1 || cts[0] != types[r.k] {
+			t.Errorf("response %d %v: %q %q %q; want Content-Type %q", i, r, status, cts, body, types[r.k])
+		}
+	}
+}
