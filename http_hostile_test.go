@@ -1026,3 +1026,129 @@ func TestHostileOkOddContentTypes(t *testing.T) {
 		}
 	}
 }
+
+// A listener stopped (with a grace period) while the loop is held and
+// forty requests of aco rules wait in their sockets: the stop returns;
+// each client gets at most one response, whole, then the end of its
+// connection; every session and acceptor closure goes; the eventer then
+// serves a new listener.
+func TestHostileBatchListenerStopHeld(t *testing.T) {
+	setup(t, 1)
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^w/(\\d+)$", func(rc *RestClosure) error {
+		i, _ := strconv.Atoi(rc.Pats()[0])
+		switch i % 3 {
+		case 0:
+			if err := rc.Co().Sleep(20 * time.Millisecond); err != nil {
+				return err
+			}
+		case 1:
+			if err := rc.Co().SimpleAsynch(func() { time.Sleep(time.Millisecond) }); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(rc.Response(), "w=%d", i)
+		return rc.Response().End()
+	})).SetAco(true)
+	const n = 40
+	cs := make([]net.Conn, n+1)
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	for i, c := range cs[:n] {
+		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- cgo.TestListenerStop(l, 200) }()
+	time.Sleep(50 * time.Millisecond)
+	close(hold)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("listener stop: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the listener's stop did not return")
+	}
+	answered := 0
+	for i, c := range cs[:n] {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Errorf("client %d: neither an answer nor the end: %v", i, err)
+			}
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Errorf("client %d: %d, body cut: %v", i, resp.StatusCode, err)
+			continue
+		}
+		answered++
+		if resp.StatusCode == 200 && string(body) != fmt.Sprintf("w=%d", i) {
+			t.Errorf("client %d: 200 %q", i, body)
+		}
+		if extra, err := br.ReadByte(); err == nil {
+			rest, _ := br.Peek(br.Buffered())
+			t.Errorf("client %d: after its %d: %q", i, resp.StatusCode, append([]byte{extra}, rest...))
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("client %d: the connection stays open after the stop", i)
+		}
+	}
+	t.Logf("%d of %d answered", answered, n)
+	for deadline := time.Now().Add(20 * time.Second); cgo.HTTPSessions() != 0 || restLive() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still live: %d sessions, %d Go requests", cgo.HTTPSessions(), restLive())
+		}
+	}
+	if n := cgo.AcceptorClosures(); n != 0 {
+		t.Errorf("%d acceptor closures left", n)
+	}
+	// the loop goes on: a new listener serves the same rules
+	l2, port2, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgo.TestListenerStop(l2, 100)
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%sw/4", port2, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != 200 || string(body) != "w=4" {
+		t.Fatalf("after the stop: %d %q", resp.StatusCode, body)
+	}
+}
