@@ -1152,3 +1152,50 @@ func TestHostileBatchListenerStopHeld(t *testing.T) {
 		t.Fatalf("after the stop: %d %q", resp.StatusCode, body)
 	}
 }
+
+// A handler keeps its RestClosure; the handlers of later requests on the
+// same loop (other connections, in later passes' batches) read the kept
+// one's request for the first time (path, query, pattern, header fields)
+// and its context: they see that request's values, never their own, and
+// its context is cancelled.
+func TestHostileKeptClosureAfterReturn(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	var kept atomic.Pointer[RestClosure]
+	mustRule(t)(NewRule("GET", b, "^k/(\\w+)$", func(rc *RestClosure) error {
+		if rc.Pats()[0] == "keep" {
+			kept.Store(rc)
+			io.WriteString(rc.Response(), "kept")
+			return nil
+		}
+		k := kept.Load()
+		if k == nil {
+			return fmt.Errorf("nothing kept")
+		}
+		q := k.Request()
+		fmt.Fprintf(rc.Response(), "%s|%s|%s|%s|%v|%s", q.URI, q.RawQuery, k.Pats()[0],
+			q.Header.Get("X-Id"), k.Context().Err(), rc.Request().Header.Get("X-Id"))
+		return nil
+	})).SetAco(true)
+	do := func(path, id string) string {
+		req, _ := http.NewRequest("GET", url+b+path, nil)
+		req.Header.Set("X-Id", id)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(body)
+	}
+	if got := do("k/keep?a=1&b=2", "first"); got != "kept" {
+		t.Fatalf("keep: %q", got)
+	}
+	want := b + "k/keep|a=1&b=2|keep|first|context canceled|"
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprintf("later-%d", i)
+		if got := do(fmt.Sprintf("k/read%d?x=%d", i, i), id); got != want+id {
+			t.Fatalf("request %d: %q, want %q", i, got, want+id)
+		}
+	}
+}
