@@ -648,11 +648,12 @@ func TestHostileSpecCacheAlternates(t *testing.T) {
 }
 
 // More TLS connections than keep OpenSSL's buffers (256, process-wide):
-// 300 come up at once, half of them close, 150 more come up; then one of
-// the first (which keeps its buffers) and one of the last (which does
-// not) each upload 1 MiB (the reader's buffer grows to several records),
-// download 1.5 MiB, and go on with small requests: every byte arrives,
-// and every session goes away.
+// 300 come up at once (the first 256 handshakes keep theirs), half of
+// them close, 150 more come up (some of them take the places freed); then
+// one connection of each group uploads 1 MiB (the reader's buffer grows
+// to several records: a kept one is freed for it), downloads 1.5 MiB, and
+// goes on with small requests: every byte arrives, and every session goes
+// away.
 func TestHostileTLSKeepCap(t *testing.T) {
 	pki := newHTTPSPKI(t)
 	port := freePort(t)
