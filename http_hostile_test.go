@@ -5,12 +5,15 @@ package eventer
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -363,5 +366,837 @@ func TestHostileGoPipelineFailures(t *testing.T) {
 	})
 	if gap := time.Since(start) - firstAt; gap < 250*time.Millisecond {
 		t.Fatalf("the first response came %v before the last (two 150 ms sleeps after it): it waited for a sleeper", gap)
+	}
+}
+
+// A thousand clients each send one request while the loop is held, so that
+// one loop pass dispatches them all (batches of 16 to Go): aco handlers
+// that sleep on their coroutine, wait for a job (SimpleAsynch), panic, or
+// answer at once; an aco HandleHTTP rule; some clients pipeline the
+// engine's own 404 and a HandleHTTP request behind theirs; some reset
+// while their request sits in the batch.  Every client that stays gets
+// its own answers, each exactly once (nothing more arrives on its
+// connection), and every session goes away (restServer's clean-up).
+func TestHostileBatchManyConns(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	var served [2000]atomic.Int32
+	mustRule(t)(NewRule("GET", b, "^n/(\\d+)$", func(rc *RestClosure) error {
+		i, _ := strconv.Atoi(rc.Pats()[0])
+		served[i].Add(1)
+		res := rc.Response()
+		switch i % 6 {
+		case 0:
+			if err := rc.Co().Sleep(time.Duration(i%5) * time.Millisecond); err != nil {
+				return err
+			}
+		case 1:
+			v := 0
+			if err := rc.Co().SimpleAsynch(func() { v = i }); err != nil {
+				return err
+			}
+			if v != i {
+				return fmt.Errorf("SimpleAsynch: %d", v)
+			}
+		case 2:
+			res.WriteString("half")
+			panic("batch boom")
+		case 3:
+			if err := res.Ok(fmt.Sprintf("application/x-batch-%d", i)); err != nil {
+				return err
+			}
+		}
+		res.Header("X-N", strconv.Itoa(i))
+		fmt.Fprintf(res, "n=%d", i)
+		return res.End()
+	})).SetAco(true)
+	mustRule(t)(HandleHTTP("GET", b, "^h/(\\d+)$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "h="+strings.TrimPrefix(r.URL.Path, b+"h/"))
+		}))).SetAco(true)
+	const n = 1000
+	cs := make([]net.Conn, n)
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	hc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	fmt.Fprintf(hc, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	reset := func(i int) bool { return i%37 == 5 }
+	piped := func(i int) bool { return i%10 == 9 }
+	for i, c := range cs {
+		req := fmt.Sprintf("GET %sn/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		if i%4 == 3 && !piped(i) {
+			req = fmt.Sprintf("GET %sh/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		}
+		if piped(i) {
+			req += fmt.Sprintf("GET %snowhere/%d HTTP/1.1\r\nHost: x\r\n\r\nGET %sh/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i, b, i)
+		}
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		if reset(i) {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}
+	close(hold)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		if reset(i) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			br := bufio.NewReader(c)
+			read := func() (*http.Response, string, error) {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					return nil, "", err
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp, string(body), err
+			}
+			resp, body, err := read()
+			if err != nil {
+				errs <- fmt.Errorf("client %d: %v", i, err)
+				return
+			}
+			var want string
+			wantCode, wantCT := 200, ""
+			switch {
+			case i%4 == 3 && !piped(i):
+				want = fmt.Sprintf("h=%d", i)
+			case i%6 == 2:
+				wantCode, want = 500, "Internal Server Error\n"
+			default:
+				want = fmt.Sprintf("n=%d", i)
+				if i%6 == 3 {
+					wantCT = fmt.Sprintf("application/x-batch-%d", i)
+				}
+			}
+			if resp.StatusCode != wantCode || body != want ||
+				(wantCT != "" && resp.Header.Get("Content-Type") != wantCT) ||
+				(wantCode == 200 && want[0] == 'n' && resp.Header.Get("X-N") != strconv.Itoa(i)) {
+				errs <- fmt.Errorf("client %d: %d %v %q; want %d %q (type %q)", i, resp.StatusCode, resp.Header, body, wantCode, want, wantCT)
+				return
+			}
+			if wantCode == 500 {
+				return // (the engine closes after a failed handler)
+			}
+			if piped(i) {
+				if resp, body, err = read(); err != nil || resp.StatusCode != 404 {
+					errs <- fmt.Errorf("client %d: pipelined 404: %v %v", i, resp, err)
+					return
+				}
+				if resp, body, err = read(); err != nil || resp.StatusCode != 200 || body != fmt.Sprintf("h=%d", i) {
+					errs <- fmt.Errorf("client %d: pipelined HandleHTTP: %v %q %v", i, resp, body, err)
+					return
+				}
+			}
+			// nothing more: no response was sent twice
+			c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if extra, err := br.ReadByte(); err == nil {
+				rest, _ := br.Peek(br.Buffered())
+				errs <- fmt.Errorf("client %d: more after its responses: %q", i, append([]byte{extra}, rest...))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	nerr := 0
+	for err := range errs {
+		if nerr++; nerr <= 10 {
+			t.Error(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if got := served[i].Load(); got > 1 || (got == 0 && !reset(i) && (i%4 != 3 || piped(i))) {
+			t.Errorf("request %d served %d times", i, got)
+		}
+	}
+}
+
+// One aco rule whose handler makes a different head from request to
+// request, pipelined on one connection: statuses, reasons and fields
+// (constants, which the loop's last head spec is reused for, and fresh
+// strings with the same bytes), none, more than the spec cache holds, and
+// heads around the 1 KiB that a small response is copied in: no response
+// carries a status, reason or field of another.
+func TestHostileSpecCacheAlternates(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^sc/(\\w+)/(\\d+)/(\\d+)$", func(rc *RestClosure) error {
+		res := rc.Response()
+		vlen, _ := strconv.Atoi(rc.Pats()[1])
+		blen, _ := strconv.Atoi(rc.Pats()[2])
+		switch rc.Pats()[0] {
+		case "a":
+			res.Status(201, "Created")
+			res.Header("X-A", "1")
+		case "b":
+		case "c":
+			res.Header("X-A", "2")
+		case "d":
+			res.Header("X-A", strconv.Itoa(vlen%1+1)) // "1", a string of its own
+			res.Header("X-B", "x")
+		case "e":
+			res.Status(201, "Created")
+		case "f":
+			res.Header("X-A", "1")
+			res.Header("X-B", "x")
+			res.Header("X-C", "y")
+		case "g":
+			res.Ok("text/plain")
+			res.Header("X-A", "1")
+		case "h":
+			res.Ok("text/plain")
+		case "r":
+			res.Status(202, "Taken In") // (not the standard phrase)
+		case "v":
+			res.Header("X-Big", strings.Repeat("v", vlen))
+		case "w":
+			res.Ok("application/x-w")
+			res.Header("X-Big", strings.Repeat("w", vlen))
+		}
+		res.Write(bytes.Repeat([]byte{'.'}, blen))
+		return res.End()
+	})).SetAco(true)
+	type want struct {
+		code   int
+		status string
+		hdr    map[string]string
+	}
+	wants := map[string]want{
+		"a": {201, "201 Created", map[string]string{"X-A": "1"}},
+		"b": {200, "200 OK", nil},
+		"c": {200, "200 OK", map[string]string{"X-A": "2"}},
+		"d": {200, "200 OK", map[string]string{"X-A": "1", "X-B": "x"}},
+		"e": {201, "201 Created", nil},
+		"f": {200, "200 OK", map[string]string{"X-A": "1", "X-B": "x", "X-C": "y"}},
+		"g": {200, "200 OK", map[string]string{"X-A": "1", "Content-Type": "text/plain"}},
+		"h": {200, "200 OK", map[string]string{"Content-Type": "text/plain"}},
+		"r": {202, "202 Taken In", nil},
+		"v": {200, "200 OK", map[string]string{"X-Big": ""}},
+		"w": {200, "200 OK", map[string]string{"X-Big": "", "Content-Type": "application/x-w"}},
+	}
+	type rq struct {
+		kind       string
+		vlen, blen int
+	}
+	var rqs []rq
+	for _, k := range strings.Split("a b a c d b e f g h g a b f b r e r a h d d c", " ") {
+		rqs = append(rqs, rq{k, 0, 3})
+	}
+	// "OK\0X-Big\0" + value + "\0" + body: 1024 bytes is the copy's limit
+	for _, vb := range [][2]int{{1004, 10}, {1005, 10}, {1003, 10}, {1014, 0}, {1015, 0}, {10, 1004}, {2000, 1}, {1, 1013}, {1, 1014}} {
+		rqs = append(rqs, rq{"v", vb[0], vb[1]}, rq{"b", 0, 1}, rq{"w", vb[0], vb[1]}, rq{"a", 0, 0})
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []string
+	for _, r := range rqs {
+		reqs = append(reqs, fmt.Sprintf("GET %ssc/%s/%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, r.kind, r.vlen, r.blen))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		r := rqs[i]
+		w := wants[r.kind]
+		bad := resp.StatusCode != w.code || resp.Status != w.status || body != strings.Repeat(".", r.blen)
+		for _, k := range []string{"X-A", "X-B", "X-C", "X-Big", "Content-Type"} {
+			v, ok := w.hdr[k]
+			if k == "X-Big" && ok {
+				v = strings.Repeat(map[string]string{"v": "v", "w": "w"}[r.kind], r.vlen)
+			}
+			if got := resp.Header.Values(k); (ok && (len(got) != 1 || got[0] != v)) || (!ok && k != "Content-Type" && len(got) != 0) {
+				bad = true
+			}
+		}
+		if bad {
+			t.Errorf("request %d %v: %s %v body %d bytes; want %s %v", i, r, resp.Status, resp.Header, len(body), w.status, w.hdr)
+		}
+	})
+}
+
+// More TLS connections than keep OpenSSL's buffers (256, process-wide):
+// 300 come up at once (the first 256 handshakes keep theirs), half of
+// them close, 150 more come up (some of them take the places freed); then
+// one connection of each group uploads 1 MiB (the reader's buffer grows
+// to several records: a kept one is freed for it), downloads 1.5 MiB, and
+// goes on with small requests: every byte arrives, and every session goes
+// away.
+func TestHostileTLSKeepCap(t *testing.T) {
+	pki := newHTTPSPKI(t)
+	port := freePort(t)
+	loadConf(t, fmt.Sprintf(`<app>
+  <listeners>
+    <listener type="http_rest_api" address="127.0.0.1" port="%d" backlog="1024" ssl="on">
+      <sslconfig>
+        <certificate_file>%s</certificate_file>
+        <key_file>%s</key_file>
+      </sslconfig>
+    </listener>
+  </listeners>
+</app>
+`, port, pki.certFile, pki.keyF))
+	setup(t, 1)
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	b := fmt.Sprintf("/https%d/", httpsRuns.Add(1))
+	big := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuv"), 48<<10) // 1.5 MiB
+	var rules []*Rule
+	r := mustRule(t)(NewRule("GET", b, "^small$", func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		io.WriteString(res, "small")
+		return res.End()
+	}))
+	r.SetAco(true)
+	rules = append(rules, r)
+	r = mustRule(t)(NewRule("GET", b, "^big$", func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("application/octet-stream")
+		res.Write(big)
+		return res.End()
+	}))
+	rules = append(rules, r)
+	r = mustRule(t)(HandleHTTP("POST", b, "^sum$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		fmt.Fprintf(w, "%d %x", n, h.Sum(nil))
+	})))
+	rules = append(rules, r)
+	t.Cleanup(func() {
+		for _, r := range rules {
+			r.Close()
+		}
+	})
+	if err := ListenerInit("app"); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
+	type conn struct {
+		c  *tls.Conn
+		br *bufio.Reader
+	}
+	do := func(c conn, req string) (*http.Response, []byte, error) {
+		c.c.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.WriteString(c.c, req); err != nil {
+			return nil, nil, err
+		}
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, body, err
+	}
+	small := fmt.Sprintf("GET %ssmall HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	open := func(n int) []conn {
+		cs := make([]conn, n)
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for i := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := tls.Dial("tcp", addr, cfg)
+				if err != nil {
+					errs <- err
+					return
+				}
+				cs[i] = conn{c, bufio.NewReader(c)}
+				if resp, body, err := do(cs[i], small); err != nil || resp.StatusCode != 200 || string(body) != "small" {
+					errs <- fmt.Errorf("connection %d: %v %q %v", i, resp, body, err)
+				}
+			}()
+			if i%50 == 49 {
+				wg.Wait() // (the listen backlog)
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	t0 := time.Now()
+	first := open(300)
+	t.Logf("300 up: %v", time.Since(t0))
+	for _, c := range first[150:] {
+		c.c.Close()
+	}
+	last := open(150)
+	t.Logf("450 up: %v", time.Since(t0))
+	sum := sha256.Sum256(big[:1<<20])
+	for _, c := range []conn{first[0], last[149]} {
+		req := fmt.Sprintf("POST %ssum HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", b, 1<<20, big[:1<<20])
+		if resp, body, err := do(c, req); err != nil || resp.StatusCode != 200 ||
+			string(body) != fmt.Sprintf("%d %x", 1<<20, sum) {
+			t.Fatalf("upload: %v %q %v", resp, body, err)
+		}
+		for k := 0; k < 3; k++ {
+			if resp, body, err := do(c, fmt.Sprintf("GET %sbig HTTP/1.1\r\nHost: x\r\n\r\n", b)); err != nil ||
+				resp.StatusCode != 200 || !bytes.Equal(body, big) {
+				t.Fatalf("download %d: %v %d bytes %v", k, resp, len(body), err)
+			}
+			if resp, body, err := do(c, small); err != nil || resp.StatusCode != 200 || string(body) != "small" {
+				t.Fatalf("small after: %v %q %v", resp, body, err)
+			}
+		}
+	}
+	t.Logf("streams: %v", time.Since(t0))
+	for _, cs := range [][]conn{first[:150], last} {
+		for _, c := range cs {
+			c.c.Close()
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); cgo.HTTPSessions() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions left", cgo.HTTPSessions())
+		}
+	}
+}
+
+// Shutdown asked for while the loop is held, with forty requests of aco
+// rules waiting in their sockets (they come in the passes after the
+// hold: a full batch, the rest at the pass's end, or never): handlers
+// that sleep on their coroutine, wait for a job, or answer at once.
+// Shutdown returns; every client gets at most one response, whole, then
+// the end of the connection; every session is let go and no C event is
+// left.
+func TestHostileBatchShutdownHeld(t *testing.T) {
+	if err := Init(WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^w/(\\d+)$", func(rc *RestClosure) error {
+		i, _ := strconv.Atoi(rc.Pats()[0])
+		switch i % 3 {
+		case 0:
+			if err := rc.Co().Sleep(time.Minute); err != nil {
+				return err
+			}
+		case 1:
+			if err := rc.Co().SimpleAsynch(func() { time.Sleep(5 * time.Millisecond) }); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(rc.Response(), "w=%d", i)
+		return rc.Response().End()
+	})).SetAco(true)
+	const n = 40
+	cs := make([]net.Conn, n+1)
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	for i, c := range cs[:n] {
+		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+	}
+	done := make(chan struct{})
+	go func() {
+		cgo.TestListenerStop(l, 10)
+		Shutdown()
+		Loop()
+		close(done)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(hold)
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	if n := cgo.HTTPSessions(); n != 0 {
+		t.Errorf("%d sessions left after Shutdown", n)
+	}
+	if live := cgo.LiveEvents(); live != 0 {
+		t.Errorf("%d C events still allocated after Shutdown", live)
+	}
+	answered := 0
+	for i, c := range cs[:n] {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if _, ok := err.(net.Error); ok && err.(net.Error).Timeout() {
+				t.Errorf("client %d: neither an answer nor the end: %v", i, err)
+			}
+			continue // (closed unanswered: the eventer went away)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Errorf("client %d: %d, body cut: %v", i, resp.StatusCode, err)
+			continue
+		}
+		answered++
+		if resp.StatusCode == 200 && string(body) != fmt.Sprintf("w=%d", i) {
+			t.Errorf("client %d: 200 %q", i, body)
+		}
+		if extra, err := br.ReadByte(); err == nil {
+			rest, _ := br.Peek(br.Buffered())
+			t.Errorf("client %d: after its %d: %q", i, resp.StatusCode, append([]byte{extra}, rest...))
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("client %d: the connection stays open after Shutdown", i)
+		}
+	}
+	t.Logf("%d of %d answered", answered, n)
+}
+
+// rawResponse reads one response with a Content-Length as bytes: its
+// status line, its header lines (without CR LF) and its body.
+func rawResponse(br *bufio.Reader) (string, []string, []byte, error) {
+	status, err := br.ReadString('\n')
+	if err != nil {
+		return "", nil, nil, err
+	}
+	var lines []string
+	clen := -1
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return "", nil, nil, err
+		}
+		line = strings.TrimSuffix(line, "\r\n")
+		if line == "" {
+			break
+		}
+		lines = append(lines, line)
+		if v, ok := strings.CutPrefix(strings.ToLower(line), "content-length: "); ok {
+			clen, _ = strconv.Atoi(v)
+		}
+	}
+	if clen < 0 {
+		return "", nil, nil, fmt.Errorf("no Content-Length in %q", lines)
+	}
+	body := make([]byte, clen)
+	_, err = io.ReadFull(br, body)
+	return strings.TrimSuffix(status, "\r\n"), lines, body, err
+}
+
+// Content-Types of every length around the 48 bytes the loop thread keeps
+// (46 to 49, and 1 and 100), with odd bytes (tab, DEL, 0x80-0xff, quote,
+// semicolon), of two Go rules (an aco one and a goroutine one) and the
+// engine's own 404 in between, alternating on one connection: each
+// response carries its own type, byte for byte, in one field.
+func TestHostileOkOddContentTypes(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	odd := []byte{'\t', 0x7f, 0x80, 0xff, '"', ';', ' ', '=', 0xc3, 0xa9, 'q'}
+	mk := func(n, salt int) string {
+		if n == 1 {
+			return "z"
+		}
+		p := []byte("a/")
+		for len(p) < n-1 {
+			p = append(p, odd[(len(p)+salt)%len(odd)])
+		}
+		return string(append(p, 'z'))
+	}
+	var types []string
+	for _, n := range []int{47, 48, 46, 47, 49, 1, 100, 47, 48} {
+		types = append(types, mk(n, len(types)))
+	}
+	types = append(types, types[0], types[3]) // (a type met before, after others)
+	for _, aco := range []bool{true, false} {
+		mustRule(t)(NewRule("GET", b, fmt.Sprintf("^ct/%v/(\\d+)$", aco), func(rc *RestClosure) error {
+			k, _ := strconv.Atoi(rc.Pats()[0])
+			res := rc.Response()
+			if err := res.Ok(types[k]); err != nil {
+				return err
+			}
+			fmt.Fprintf(res, "k=%d", k)
+			return res.End()
+		})).SetAco(aco)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	type rq struct {
+		k   int // -1: the engine's 404
+		aco bool
+	}
+	var rqs []rq
+	var req strings.Builder
+	for round := 0; round < 2; round++ {
+		for k := range types {
+			aco := (k+round)%2 == 0
+			rqs = append(rqs, rq{k, aco})
+			fmt.Fprintf(&req, "GET %sct/%v/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, aco, k)
+			if k%3 == 1 {
+				rqs = append(rqs, rq{-1, false})
+				fmt.Fprintf(&req, "GET %snowhere HTTP/1.1\r\nHost: x\r\n\r\n", b)
+			}
+		}
+	}
+	if _, err := io.WriteString(c, req.String()); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	for i, r := range rqs {
+		status, lines, body, err := rawResponse(br)
+		if err != nil {
+			t.Fatalf("response %d %v: %v", i, r, err)
+		}
+		var cts []string
+		for _, line := range lines {
+			if v, ok := strings.CutPrefix(line, "Content-Type: "); ok {
+				cts = append(cts, v)
+			} else if strings.HasPrefix(strings.ToLower(line), "content-type:") {
+				cts = append(cts, "(spelt) "+line)
+			}
+		}
+		if r.k < 0 {
+			if !strings.HasPrefix(status, "HTTP/1.1 404 ") || len(cts) != 1 || strings.ContainsAny(cts[0], "\x7f\x80") {
+				t.Errorf("response %d (404): %q %q", i, status, lines)
+			}
+			continue
+		}
+		if status != "HTTP/1.1 200 OK" || string(body) != fmt.Sprintf("k=%d", r.k) ||
+			len(cts) != 1 || cts[0] != types[r.k] {
+			t.Errorf("response %d %v: %q %q %q; want Content-Type %q", i, r, status, cts, body, types[r.k])
+		}
+	}
+}
+
+// A listener stopped (with a grace period) while the loop is held and
+// forty requests of aco rules wait in their sockets: the stop returns;
+// each client gets at most one response, whole, then the end of its
+// connection; every session and acceptor closure goes; the eventer then
+// serves a new listener.
+func TestHostileBatchListenerStopHeld(t *testing.T) {
+	setup(t, 1)
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	b := restBase()
+	hold, held := make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select { // (blocks the loop on purpose, at most 10 s)
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^w/(\\d+)$", func(rc *RestClosure) error {
+		i, _ := strconv.Atoi(rc.Pats()[0])
+		switch i % 3 {
+		case 0:
+			if err := rc.Co().Sleep(20 * time.Millisecond); err != nil {
+				return err
+			}
+		case 1:
+			if err := rc.Co().SimpleAsynch(func() { time.Sleep(time.Millisecond) }); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(rc.Response(), "w=%d", i)
+		return rc.Response().End()
+	})).SetAco(true)
+	const n = 40
+	cs := make([]net.Conn, n+1)
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+	for i, c := range cs[:n] {
+		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- cgo.TestListenerStop(l, 200) }()
+	time.Sleep(50 * time.Millisecond)
+	close(hold)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("listener stop: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the listener's stop did not return")
+	}
+	answered := 0
+	for i, c := range cs[:n] {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Errorf("client %d: neither an answer nor the end: %v", i, err)
+			}
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Errorf("client %d: %d, body cut: %v", i, resp.StatusCode, err)
+			continue
+		}
+		answered++
+		if resp.StatusCode == 200 && string(body) != fmt.Sprintf("w=%d", i) {
+			t.Errorf("client %d: 200 %q", i, body)
+		}
+		if extra, err := br.ReadByte(); err == nil {
+			rest, _ := br.Peek(br.Buffered())
+			t.Errorf("client %d: after its %d: %q", i, resp.StatusCode, append([]byte{extra}, rest...))
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("client %d: the connection stays open after the stop", i)
+		}
+	}
+	t.Logf("%d of %d answered", answered, n)
+	for deadline := time.Now().Add(20 * time.Second); cgo.HTTPSessions() != 0 || restLive() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still live: %d sessions, %d Go requests", cgo.HTTPSessions(), restLive())
+		}
+	}
+	if n := cgo.AcceptorClosures(); n != 0 {
+		t.Errorf("%d acceptor closures left", n)
+	}
+	// the loop goes on: a new listener serves the same rules
+	l2, port2, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgo.TestListenerStop(l2, 100)
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%sw/4", port2, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != 200 || string(body) != "w=4" {
+		t.Fatalf("after the stop: %d %q", resp.StatusCode, body)
+	}
+}
+
+// A handler keeps its RestClosure; the handlers of later requests on the
+// same loop (other connections, in later passes' batches) read the kept
+// one's request for the first time (path, query, pattern, header fields)
+// and its context: they see that request's values, never their own, and
+// its context is cancelled.
+func TestHostileKeptClosureAfterReturn(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	var kept atomic.Pointer[RestClosure]
+	mustRule(t)(NewRule("GET", b, "^k/(\\w+)$", func(rc *RestClosure) error {
+		if rc.Pats()[0] == "keep" {
+			kept.Store(rc)
+			io.WriteString(rc.Response(), "kept")
+			return nil
+		}
+		k := kept.Load()
+		if k == nil {
+			return fmt.Errorf("nothing kept")
+		}
+		q := k.Request()
+		fmt.Fprintf(rc.Response(), "%s|%s|%s|%s|%v|%s", q.URI, q.RawQuery, k.Pats()[0],
+			q.Header.Get("X-Id"), k.Context().Err(), rc.Request().Header.Get("X-Id"))
+		return nil
+	})).SetAco(true)
+	do := func(path, id string) string {
+		req, _ := http.NewRequest("GET", url+b+path, nil)
+		req.Header.Set("X-Id", id)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(body)
+	}
+	if got := do("k/keep?a=1&b=2", "first"); got != "kept" {
+		t.Fatalf("keep: %q", got)
+	}
+	want := b + "k/keep|a=1&b=2|keep|first|context canceled|"
+	for i := 0; i < 20; i++ {
+		id := fmt.Sprintf("later-%d", i)
+		if got := do(fmt.Sprintf("k/read%d?x=%d", i, i), id); got != want+id {
+			t.Fatalf("request %d: %q, want %q", i, got, want+id)
+		}
 	}
 }

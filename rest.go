@@ -302,10 +302,21 @@ func (c *reqCtx) Done() <-chan struct{} {
 }
 
 func (c *reqCtx) Err() error {
-	if c.canceled.Load() {
-		return context.Canceled
+	if !c.canceled.Load() {
+		return nil
 	}
-	return nil
+	if c.made.Load() {
+		// a Done channel is there: Err is nil until the cancel has closed
+		// it (context.Context's contract); no lock when Done was never
+		// asked for (nearly every request)
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if !closed {
+			return nil
+		}
+	}
+	return context.Canceled
 }
 
 func (c *reqCtx) Value(key any) any {

@@ -1595,3 +1595,51 @@ func TestRestDirectPassBatchShutdown(t *testing.T) {
 		t.Errorf("%d sessions left after Shutdown", n)
 	}
 }
+
+// context.Context's contract: while Done's channel is not closed, Err is
+// nil.  A cancel that has begun (another goroutine's: here it waits for
+// the lock the test holds) but has not closed the channel yet must not
+// make Err say Canceled; once the cancel is over, Err says Canceled and
+// the channel is closed.
+func TestRestReqCtxErrNotBeforeDone(t *testing.T) {
+	c := new(reqCtx)
+	ch := c.Done()
+	c.mu.Lock()
+	cancelled := make(chan struct{})
+	go func() {
+		c.cancel()
+		close(cancelled)
+	}()
+	for t0 := time.Now(); !c.canceled.Load(); runtime.Gosched() {
+		if time.Since(t0) > 10*time.Second {
+			c.mu.Unlock()
+			t.Fatal("the cancel did not begin")
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.Err() }()
+	select {
+	case err := <-errc:
+		select {
+		case <-ch:
+		default:
+			if err != nil {
+				c.mu.Unlock()
+				t.Fatalf("Err %v while Done's channel is open", err)
+			}
+		}
+		errc <- err
+	case <-time.After(50 * time.Millisecond): // (Err waits for the cancel: fine)
+	}
+	c.mu.Unlock()
+	<-cancelled
+	<-errc
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done's channel was never closed")
+	}
+	if err := c.Err(); err != context.Canceled {
+		t.Fatalf("Err after the cancel: %v", err)
+	}
+}

@@ -12,6 +12,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <netinet/in.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "eventer_SSL_fd_opset.h"
@@ -910,6 +912,92 @@ static void test_eagain_errno(void) {
   ev_teardown();
 }
 
+/* ---- a read that waits, then finds the end of the stream or a reset -------------
+ * The POSIX opset's raw reads return -errno inside the coroutine's loops:
+ * a read that parked and is then woken by the peer's close returns 0 with
+ * errno as it was; by the peer's RST, -1 with ECONNRESET (not EAGAIN, not
+ * a stale value); a write to the reset connection, -1 with EPIPE or
+ * ECONNRESET.  Bytes that came before the close are read first. */
+
+static int we_rv[4], we_err[4];
+static char we_buf[8];
+static void wait_end_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  errno = EDOM;
+  we_rv[0] = eventer_aco_read(e, we_buf, sizeof(we_buf), NULL); /* waits */
+  we_err[0] = errno;
+  errno = EDOM;
+  we_rv[1] = eventer_aco_read(e, we_buf, sizeof(we_buf), NULL); /* waits */
+  we_err[1] = errno;
+  eventer_aco_free(e);
+  done++;
+}
+
+static void wait_reset_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  errno = EDOM;
+  we_rv[2] = eventer_aco_read(e, we_buf, sizeof(we_buf), NULL); /* waits */
+  we_err[2] = errno;
+  errno = EDOM;
+  we_rv[3] = eventer_aco_write(e, "x", 1, NULL);
+  we_err[3] = errno;
+  eventer_aco_free(e);
+  done++;
+}
+
+static void test_wait_then_eof_or_reset(void) {
+  ev_setup_external(1);
+  signal(SIGPIPE, SIG_IGN);
+  /* the end of the stream, after a few bytes */
+  int sv[2];
+  sockpair(sv);
+  done = 0;
+  eventer_aco_start(wait_end_fn, &sv[0]);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_EQ(done, 0);
+  T_EQ(write(sv[1], "abc", 3), 3);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_EQ(we_rv[0], 3);
+  T_EQ(we_err[0], EDOM);
+  T_CHECK(memcmp(we_buf, "abc", 3) == 0);
+  T_EQ(done, 0); /* its second read waits */
+  close(sv[1]);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(we_rv[1], 0);
+  T_EQ(we_err[1], EDOM);
+  /* a reset: TCP over the loopback, the peer closes with SO_LINGER 0 */
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  T_CHECK(ls >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof(sa);
+  T_EQ(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  T_EQ(listen(ls, 1), 0);
+  T_EQ(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  T_EQ(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  int s = accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  T_CHECK(s >= 0);
+  done = 0;
+  eventer_aco_start(wait_reset_fn, &s);
+  for (int i = 0; i < 3; i++) ev_turn();
+  T_EQ(done, 0);
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  T_EQ(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+  close(c);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(we_rv[2], -1);
+  T_EQ(we_err[2], ECONNRESET);
+  T_EQ(we_rv[3], -1);
+  T_CHECK(we_err[3] == EPIPE || we_err[3] == ECONNRESET);
+  close(sv[0]);
+  close(s);
+  close(ls);
+  ev_teardown();
+}
+
 /* ---- an event removed and freed by the coroutine the loop resumed for it ----------
  * The loop resumes an fd waiter from its own dispatch without taking a
  * reference on the event as long as its registration keeps it; a
@@ -1107,6 +1195,7 @@ T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read}
        {"skip_eof", test_skip_eof},
        {"posix_direct_calls", test_posix_direct_calls},
        {"eagain_errno", test_eagain_errno},
+       {"wait_then_eof_or_reset", test_wait_then_eof_or_reset},
        {"remove_and_free_while_dispatched",
         test_remove_and_free_while_dispatched},
        {"callback_view", test_callback_view},
