@@ -254,6 +254,18 @@ func TestFdExhaustion(t *testing.T) {
 	s := startServerWith(t, []string{"ACOD_NOFILE=64"}, &stderr,
 		"-addr", "127.0.0.1:0", "-http", "off", "-loops", "2")
 	started := time.Now()
+	// The clients that are served hold their connections until acod has
+	// reported the exhaustion (or 10 s have passed), so that it runs out
+	// of fds however fast it serves.
+	exhausted := make(chan struct{})
+	go func() {
+		defer close(exhausted)
+		for t0 := time.Now(); time.Since(t0) < 10*time.Second; time.Sleep(5 * time.Millisecond) {
+			if strings.Contains(strings.ToLower(stderr.String()), "too many open files") {
+				return
+			}
+		}
+	}()
 	const n = 150
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
@@ -271,6 +283,7 @@ func TestFdExhaustion(t *testing.T) {
 				errs <- fmt.Errorf("got %q, %v", l, err)
 				return
 			}
+			<-exhausted
 			io.WriteString(c, "quit\n")
 			if l, err := r.ReadString('\n'); l != "quitter!\n" {
 				errs <- fmt.Errorf("got %q, %v", l, err)
