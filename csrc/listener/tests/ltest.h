@@ -177,14 +177,26 @@ static inline int lt_active_is_zero(void *l) { return lt_stat(l, 1) == 0; }
 
 /* A free TCP port on 127.0.0.1 (bound once, then released). */
 static inline int lt_free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in in = {.sin_family = AF_INET,
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof(in);
-  T_EQ(bind(fd, (struct sockaddr *)&in, len), 0);
-  T_EQ(getsockname(fd, (struct sockaddr *)&in, &len), 0);
-  close(fd);
-  return ntohs(in.sin_port);
+  /* never a port this program got from here before: once the probe's
+   * socket is closed the kernel may give the same port to the next probe,
+   * and two listeners of one configuration would clash */
+  static int given[128];
+  static unsigned ngiven;
+  for (int tries = 0;; tries++) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in in = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(in);
+    T_EQ(bind(fd, (struct sockaddr *)&in, len), 0);
+    T_EQ(getsockname(fd, (struct sockaddr *)&in, &len), 0);
+    close(fd);
+    int port = ntohs(in.sin_port), seen = 0;
+    for (unsigned i = 0; i < ngiven && i < 128; i++) seen |= given[i] == port;
+    if (!seen || tries >= 1000) {
+      given[ngiven++ % 128] = port;
+      return port;
+    }
+  }
 }
 
 /* ---- services ----------------------------------------------------------------------- */
