@@ -381,15 +381,7 @@ func TestHostileBatchManyConns(t *testing.T) {
 	url := restServer(t, 1)
 	addr := strings.TrimPrefix(url, "http://")
 	b := restBase()
-	hold, held := make(chan struct{}), make(chan struct{})
-	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
-		close(held)
-		select { // (blocks the loop on purpose, at most 10 s)
-		case <-hold:
-		case <-time.After(10 * time.Second):
-		}
-		return nil
-	})).SetAco(true)
+	hold, held := holdRule(t, b)
 	var served [2000]atomic.Int32
 	mustRule(t)(NewRule("GET", b, "^n/(\\d+)$", func(rc *RestClosure) error {
 		i, _ := strconv.Atoi(rc.Pats()[0])
@@ -440,11 +432,7 @@ func TestHostileBatchManyConns(t *testing.T) {
 	}
 	defer hc.Close()
 	fmt.Fprintf(hc, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	select {
-	case <-held:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the holding handler did not start")
-	}
+	awaitHeld(t, held)
 	reset := func(i int) bool { return i%37 == 5 }
 	piped := func(i int) bool { return i%10 == 9 }
 	for i, c := range cs {
@@ -815,15 +803,7 @@ func TestHostileBatchShutdownHeld(t *testing.T) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	b := restBase()
-	hold, held := make(chan struct{}), make(chan struct{})
-	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
-		close(held)
-		select { // (blocks the loop on purpose, at most 10 s)
-		case <-hold:
-		case <-time.After(10 * time.Second):
-		}
-		return nil
-	})).SetAco(true)
+	hold, held := holdRule(t, b)
 	mustRule(t)(NewRule("GET", b, "^w/(\\d+)$", func(rc *RestClosure) error {
 		i, _ := strconv.Atoi(rc.Pats()[0])
 		switch i % 3 {
@@ -850,11 +830,7 @@ func TestHostileBatchShutdownHeld(t *testing.T) {
 		cs[i] = c
 	}
 	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	select {
-	case <-held:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the holding handler did not start")
-	}
+	awaitHeld(t, held)
 	for i, c := range cs[:n] {
 		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
 	}
@@ -1044,15 +1020,7 @@ func TestHostileBatchListenerStopHeld(t *testing.T) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	b := restBase()
-	hold, held := make(chan struct{}), make(chan struct{})
-	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
-		close(held)
-		select { // (blocks the loop on purpose, at most 10 s)
-		case <-hold:
-		case <-time.After(10 * time.Second):
-		}
-		return nil
-	})).SetAco(true)
+	hold, held := holdRule(t, b)
 	mustRule(t)(NewRule("GET", b, "^w/(\\d+)$", func(rc *RestClosure) error {
 		i, _ := strconv.Atoi(rc.Pats()[0])
 		switch i % 3 {
@@ -1079,11 +1047,7 @@ func TestHostileBatchListenerStopHeld(t *testing.T) {
 		cs[i] = c
 	}
 	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	select {
-	case <-held:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the holding handler did not start")
-	}
+	awaitHeld(t, held)
 	for i, c := range cs[:n] {
 		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
 	}

@@ -1336,6 +1336,33 @@ func TestRestDirectOkContentType(t *testing.T) {
 	}
 }
 
+// holdRule registers an aco rule at b+"hold" whose handler blocks the
+// loop on purpose (at most 10 s) until hold is closed; held is closed
+// when it starts.
+func holdRule(t *testing.T, b string) (hold, held chan struct{}) {
+	t.Helper()
+	hold, held = make(chan struct{}), make(chan struct{})
+	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
+		close(held)
+		select {
+		case <-hold:
+		case <-time.After(10 * time.Second):
+		}
+		return nil
+	})).SetAco(true)
+	return hold, held
+}
+
+// awaitHeld waits (at most 20 s) for holdRule's handler to start.
+func awaitHeld(t *testing.T, held chan struct{}) {
+	t.Helper()
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holding handler did not start")
+	}
+}
+
 // restBatches is how many loop-pass batches loop 0's driver was handed,
 // and how many direct requests they held.
 func restBatches(t *testing.T) (batches, requests int64) {
@@ -1355,15 +1382,7 @@ func TestRestDirectPassBatch(t *testing.T) {
 	url := restServer(t, 1)
 	addr := strings.TrimPrefix(url, "http://")
 	b := restBase()
-	hold, held := make(chan struct{}), make(chan struct{})
-	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
-		close(held)
-		select { // (blocks the loop on purpose, at most 10 s)
-		case <-hold:
-		case <-time.After(10 * time.Second):
-		}
-		return nil
-	})).SetAco(true)
+	hold, held := holdRule(t, b)
 	var release atomic.Bool
 	mustRule(t)(NewRule("GET", b, "^(\\d+)$", func(rc *RestClosure) error {
 		if rc.Pats()[0] == "3" {
@@ -1393,11 +1412,7 @@ func TestRestDirectPassBatch(t *testing.T) {
 	defer h.Close()
 	b0, r0 := restBatches(t)
 	fmt.Fprintf(h, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	select {
-	case <-held:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the holding handler did not start")
-	}
+	awaitHeld(t, held)
 	for i, c := range cs {
 		fmt.Fprintf(c, "GET %s%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
 		if i == 7 {
@@ -1535,15 +1550,7 @@ func TestRestDirectPassBatchShutdown(t *testing.T) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	b := restBase()
-	hold, held := make(chan struct{}), make(chan struct{})
-	mustRule(t)(NewRule("GET", b, "^hold$", func(rc *RestClosure) error {
-		close(held)
-		select { // (blocks the loop on purpose, at most 10 s)
-		case <-hold:
-		case <-time.After(10 * time.Second):
-		}
-		return nil
-	})).SetAco(true)
+	hold, held := holdRule(t, b)
 	const n = 20
 	var waiting atomic.Int32
 	mustRule(t)(NewRule("GET", b, "^wait$", func(rc *RestClosure) error {
@@ -1561,11 +1568,7 @@ func TestRestDirectPassBatchShutdown(t *testing.T) {
 	}
 	b0, r0 := restBatches(t)
 	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	select {
-	case <-held:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the holding handler did not start")
-	}
+	awaitHeld(t, held)
 	for _, c := range cs[:n] {
 		fmt.Fprintf(c, "GET %swait HTTP/1.1\r\nHost: x\r\n\r\n", b)
 	}
