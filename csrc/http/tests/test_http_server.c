@@ -1721,6 +1721,7 @@ static void test_deferred_write(void) {
  * with ev_http_response_end_drive, and counts whether the next pipelined
  * request was dispatched before that call returned */
 static int ed_dispatched, ed_chained, ed_unchained;
+static int ed_reset; /* set while a client resets: an end may meet the reset */
 static int ed_end_cb(eventer_t e, int mask, void *c, struct timeval *now) {
   (void)e, (void)mask, (void)now;
   mtev_http_session_ctx *ctx = c;
@@ -1733,7 +1734,9 @@ static int ed_end_cb(eventer_t e, int mask, void *c, struct timeval *now) {
   int last = strcmp(uri, "/ed/15") == 0;
   mtev_http_response_append_str(ctx, uri + 4);
   int before = __atomic_load_n(&ed_dispatched, __ATOMIC_ACQUIRE);
-  T_CHECK(ev_http_response_end_drive(ctx));
+  mtev_boolean ended = ev_http_response_end_drive(ctx);
+  /* a write may find the reset before a read does: the end then fails */
+  if (!__atomic_load_n(&ed_reset, __ATOMIC_ACQUIRE)) T_CHECK(ended);
   int after = __atomic_load_n(&ed_dispatched, __ATOMIC_ACQUIRE);
   if (!last) __atomic_add_fetch(after == before + 1 ? &ed_chained : &ed_unchained, 1,
                                 __ATOMIC_ACQ_REL);
@@ -1781,6 +1784,7 @@ static void test_end_drive(void) {
   }
   /* a client that resets while its batch is served: nothing leaks
    * (ht_stop checks) */
+  __atomic_store_n(&ed_reset, 1, __ATOMIC_RELEASE);
   hc_t *c = hc_open(port);
   hc_sends(c, "GET /ed/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /ed/2 HTTP/1.1\r\nHost: x\r\n\r\n"
               "GET /ed/3 HTTP/1.1\r\nHost: x\r\n\r\n");
