@@ -427,8 +427,8 @@ static inline int ev_would_block(int err) {
  * untouched).  On a socket they are made as recv(2) and send(2) with no
  * flags, which POSIX defines as the same calls (SIGPIPE included) and
  * which the kernel serves by a shorter way, past the file layer's checks
- * and notifications (3-7% of a 1-byte write and read on a socketpair,
- * measured where this was written).  The first call on an fd that is no
+ * and notifications (3-7% less for a 1-byte write and read on a
+ * socketpair: bench/README.md, eventer_aco).  The first call on an fd that is no
  * socket fails with ENOTSOCK before anything happens: the event then
  * makes read(2) and write(2) from that call on. */
 static inline __attribute__((always_inline)) long ev_aco_sys_rw(
