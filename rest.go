@@ -857,6 +857,7 @@ func (q *restReq) forget() {
 // did: a panic or an error before anything was sent is a 500.
 func (q *restReq) serve(co *Co) {
 	var rc *RestClosure
+	returned := false
 	defer func() {
 		v := recover()
 		if _, stop := v.(stopUnwind); stop {
@@ -874,6 +875,10 @@ func (q *restReq) serve(co *Co) {
 		switch {
 		case v != nil:
 			why = fmt.Sprintf("panic: %v\n%s", v, debug.Stack())
+		case !returned:
+			// runtime.Goexit (t.FailNow, ...): the handler did not finish,
+			// whatever it set up; it goes on unwinding after this
+			why = "the handler called runtime.Goexit"
 		case rc != nil && rc.err != nil:
 			why = rc.err.Error()
 		}
@@ -885,11 +890,13 @@ func (q *restReq) serve(co *Co) {
 	}()
 	if q.rule.http != nil {
 		q.serveHTTP(co)
+		returned = true
 		return
 	}
 	rc = &q.rc
 	*rc = RestClosure{q: q, co: co}
 	rc.err = q.rule.rest(rc)
+	returned = true
 }
 
 var restErrorHead = []string{"Content-Type", "text/plain; charset=utf-8", "Connection", "close"}

@@ -1646,3 +1646,104 @@ func TestRestReqCtxErrNotBeforeDone(t *testing.T) {
 		t.Fatalf("Err after the cancel: %v", err)
 	}
 }
+
+// A handler that calls runtime.Goexit (t.FailNow's way out) did not
+// return: its response is a 500 with the connection closed, as for a
+// panic, not the 200 its unfinished work had set up (it was a 200 with an
+// empty body).  Served in a pass's batch (an aco rule: the coroutine is
+// abandoned and reported, the batch's other requests are answered) and by
+// a goroutine (HandleHTTP's default).
+func TestRestGoexitIs500(t *testing.T) {
+	reported := make(chan error, 16)
+	url := restServer(t, 1, WithErrorHandler(func(err error) {
+		select {
+		case reported <- err:
+		default:
+		}
+	}))
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	hold, held := holdRule(t, b)
+	h := func(rc *RestClosure) error {
+		res := rc.Response()
+		if err := res.Ok("text/plain"); err != nil {
+			return err
+		}
+		fmt.Fprintf(res, "%s ok", rc.Pats()[0])
+		if rc.Pats()[0] == "2" {
+			runtime.Goexit()
+		}
+		return nil
+	}
+	mustRule(t)(NewRule("GET", b, "^co/(\\d+)$", h)).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^g/(\\d+)$", h))
+	check := func(c net.Conn, who string, i int) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s %d: %v", who, i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if i == 2 {
+			if resp.StatusCode != 500 || !resp.Close {
+				t.Errorf("%s %d: %d %q (close %v), want 500 and the connection closed",
+					who, i, resp.StatusCode, body, resp.Close)
+			}
+			return
+		}
+		if want := fmt.Sprintf("%d ok", i); resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("%s %d: %d %q, want 200 %q", who, i, resp.StatusCode, body, want)
+		}
+	}
+	// the aco rule's requests in one batch: the loop is held while they come
+	var cs [5]net.Conn
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	hc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	fmt.Fprintf(hc, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	awaitHeld(t, held)
+	for i, c := range cs {
+		fmt.Fprintf(c, "GET %sco/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+	}
+	close(hold)
+	for i, c := range cs {
+		check(c, "aco", i)
+	}
+	select {
+	case err := <-reported:
+		if !strings.Contains(err.Error(), "Goexit") {
+			t.Errorf("reported %v, want the coroutine's Goexit", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the aco handler's Goexit was not reported")
+	}
+	for i := 0; i < 4; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET %sg/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		check(c, "goroutine", i)
+		c.Close()
+	}
+	// the loop still serves the aco rule
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET %sco/7 HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	check(c, "aco after", 7)
+}
