@@ -1747,3 +1747,107 @@ func TestRestGoexitIs500(t *testing.T) {
 	fmt.Fprintf(c, "GET %sco/7 HTTP/1.1\r\nHost: x\r\n\r\n", b)
 	check(c, "aco after", 7)
 }
+
+// A loop reuses the record of a finished request of a NewRule aco rule
+// for a later one; what the handler held (its *RestClosure, response and
+// context) stays its own request's: a handler that keeps them after it
+// returned sees its own captures and head, a response that refuses
+// (ErrClosed) without touching the request the record serves now, and a
+// done context.  Eight pipelined requests keep theirs; a ninth handler
+// (on a reused record) looks at them all from the loop.
+func TestRestPooledRecordKeptView(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	type kept struct {
+		rc  *RestClosure
+		res *RestResponse
+		ctx context.Context
+	}
+	var mu sync.Mutex
+	var keep []kept
+	mustRule(t)(NewRule("GET", b, "^keep/(\\d+)$", func(rc *RestClosure) error {
+		i, _ := strconv.Atoi(rc.Pats()[0])
+		if i%2 == 0 {
+			_ = rc.Request() // (made while live for half of them)
+		}
+		mu.Lock()
+		keep = append(keep, kept{rc, rc.Response(), rc.Context()})
+		mu.Unlock()
+		res := rc.Response()
+		res.Ok("text/plain")
+		fmt.Fprintf(res, "%d", i)
+		return res.End()
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^check$", func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		mu.Lock()
+		defer mu.Unlock()
+		var bad []string
+		for _, k := range keep {
+			i := k.rc.Pats()[0]
+			if want := b + "keep/" + i; k.rc.Request().URI != want {
+				bad = append(bad, fmt.Sprintf("%s: URI %q", i, k.rc.Request().URI))
+			}
+			if k.rc.Response() != k.res {
+				bad = append(bad, i+": another response")
+			}
+			for _, err := range []error{k.res.Ok("text/html"), k.res.Header("X-Stale", i),
+				k.res.Status(404, ""), k.res.End()} {
+				if !errors.Is(err, ErrClosed) {
+					bad = append(bad, fmt.Sprintf("%s: a call on the kept response gave %v", i, err))
+				}
+			}
+			if _, err := k.res.WriteString("stale " + i); !errors.Is(err, ErrClosed) {
+				bad = append(bad, fmt.Sprintf("%s: WriteString gave %v", i, err))
+			}
+			if _, err := k.res.Write([]byte("stale " + i)); !errors.Is(err, ErrClosed) {
+				bad = append(bad, fmt.Sprintf("%s: Write gave %v", i, err))
+			}
+			if k.ctx.Err() == nil || k.rc.Context() != k.ctx {
+				bad = append(bad, i+": its context is not done")
+			}
+			select {
+			case <-k.ctx.Done():
+			default:
+				bad = append(bad, i+": its context's Done is open")
+			}
+		}
+		if len(keep) != 8 {
+			bad = append(bad, fmt.Sprintf("%d kept", len(keep)))
+		}
+		if bad == nil {
+			fmt.Fprint(res, "ok")
+		} else {
+			fmt.Fprint(res, strings.Join(bad, "; "))
+		}
+		return res.End()
+	})).SetAco(true)
+	var r0 int64
+	onRestPool(t, func(p *restCoPool) { r0 = p.reused })
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []string
+	for i := 0; i < 8; i++ {
+		reqs = append(reqs, fmt.Sprintf("GET %skeep/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if resp.StatusCode != 200 || body != strconv.Itoa(i) {
+			t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	})
+	pipeline(t, c, []string{fmt.Sprintf("GET %scheck HTTP/1.1\r\nHost: x\r\n\r\n", b)},
+		func(_ int, resp *http.Response, body string) {
+			if resp.StatusCode != 200 || body != "ok" || resp.Header.Get("X-Stale") != "" {
+				t.Errorf("check: %d %v %q", resp.StatusCode, resp.Header, body)
+			}
+		})
+	var r1 int64
+	onRestPool(t, func(p *restCoPool) { r1 = p.reused })
+	if r1-r0 < 8 {
+		t.Errorf("records reused %d times for 9 requests in turn; want at least 8", r1-r0)
+	}
+}
