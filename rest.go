@@ -219,6 +219,8 @@ type restReq struct {
 	own    restView
 	pooled bool
 	gen    uint64 // pooled: times the record was reused (driver only)
+	// pooled: info is not read from the flat head (v.head) yet (inf)
+	unparsed bool
 
 	// the handler's side (one goroutine or coroutine at a time)
 	ended    bool   // End (or the final operation) went to C
@@ -459,7 +461,15 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 		q.v = &q.own
 	}
 	q.sess, q.direct, q.rule, q.loop, q.l, q.epoch = d.Ctx, true, rule, l.idx, l, sessionNow()
-	if rule == nil || !cgo.ParseHead(d.Head, &q.info) || l.closed {
+	// the head of a reused record's request is read when asked for (a
+	// handler that never looks at its request does not pay for it)
+	parsed := false
+	if q.pooled {
+		q.unparsed = len(d.Head) >= cgo.HeadMin
+	} else {
+		parsed = cgo.ParseHead(d.Head, &q.info)
+	}
+	if rule == nil || !(parsed || q.unparsed) || l.closed {
 		// the rule went away meanwhile (or a head C did not write whole)
 		cgo.RestRespond(d.Ctx, 500, []byte("Internal Server Error\x00Connection\x00close\x00"), 0,
 			[]byte("Internal Server Error\n"), cgo.RespondEnd)
@@ -473,6 +483,19 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 	q.pool.ndirect++
 	q.onLoop = aco
 	return q
+}
+
+// inf is the request's head (a reused record's is read from its flat
+// head on the first call; one C did not write whole reads as empty).
+// The handler's coroutine or the loop's driver.
+func (q *restReq) inf() *cgo.RestInfo {
+	if q.unparsed {
+		q.unparsed = false
+		if !cgo.ParseHead(q.v.head, &q.info) {
+			q.info = cgo.RestInfo{}
+		}
+	}
+	return &q.info
 }
 
 // restAfterRun: a coroutine of l ran (driver).  The request it serves
@@ -949,7 +972,7 @@ func (q *restReq) serve(co *Co) {
 		}
 		if why != "" {
 			restLogger().Error("eventer: REST handler failed", "rule", q.rule.String(),
-				"method", q.info.Method, "uri", q.info.URI, "error", why)
+				"method", q.inf().Method, "uri", q.inf().URI, "error", why)
 		}
 		q.finish(why != "")
 	}()
@@ -1437,7 +1460,7 @@ func (q *restReq) op(name string, op, n int) (int64, error) {
 // read is one body read: up to len(p) bytes, 0 and io.EOF at the end (a
 // direct request has no body).
 func (q *restReq) read(name string, p []byte) (int, error) {
-	if q.bodyEOF || !q.info.Payload || q.direct {
+	if q.bodyEOF || q.direct || !q.info.Payload {
 		return 0, io.EOF
 	}
 	if len(p) == 0 {
@@ -1472,10 +1495,11 @@ func (q *restReq) call(name string, fn func() bool) error {
 
 // remote is the peer's address ("ip:port").
 func (q *restReq) remote() string {
-	if q.info.Remote == "" && q.info.RemoteRaw != "" {
-		q.info.Remote = cgo.FormatRemote(q.info.RemoteRaw)
+	in := q.inf()
+	if in.Remote == "" && in.RemoteRaw != "" {
+		in.Remote = cgo.FormatRemote(in.RemoteRaw)
 	}
-	return q.info.Remote
+	return in.Remote
 }
 
 func restLogger() *slog.Logger {
@@ -1517,7 +1541,7 @@ func (rc *RestClosure) live() *restReq {
 // request's own flat head once the record serves another request.
 func (rc *RestClosure) info() (*cgo.RestInfo, *restReq) {
 	if q := rc.live(); q != nil {
-		return &q.info, q
+		return q.inf(), q
 	}
 	in := new(cgo.RestInfo)
 	cgo.ParseHead(rc.view().head, in)
