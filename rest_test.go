@@ -1854,3 +1854,72 @@ func TestRestPooledRecordKeptView(t *testing.T) {
 		t.Errorf("records reused %d times for 9 requests in turn; want at least 8", r1-r0)
 	}
 }
+
+// A loop pass's batch of large heads grows the loop thread's batch
+// buffer; the next batch starts from a small one (a loop keeps at most
+// 64 KiB of it between batches).
+func TestRestDirectBatchBufferShrinks(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^big/(\\d+)$", func(rc *RestClosure) error {
+		fmt.Fprintf(rc.Response(), "%s %d", rc.Pats()[0], len(rc.Request().Header.Get("X-Pad")))
+		return nil
+	})).SetAco(true)
+	bufCap := func() (n int) {
+		t.Helper()
+		onRestPool(t, func(*restCoPool) { n = cgo.RestBatchCap() })
+		return n
+	}
+	// one batch: the clients send while a handler holds the loop
+	batch := func(n, pad int) {
+		t.Helper()
+		hold, held := holdRule(t, b)
+		var cs []net.Conn
+		for i := 0; i < n; i++ {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cs = append(cs, c)
+		}
+		h, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		fmt.Fprintf(h, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+		awaitHeld(t, held)
+		for i, c := range cs {
+			fmt.Fprintf(c, "GET %sbig/%d HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n", b, i, strings.Repeat("p", pad))
+		}
+		close(hold)
+		for i, c := range cs {
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("%d %d", i, pad); resp.StatusCode != 200 || string(body) != want {
+				t.Fatalf("client %d: %d %q, want %q", i, resp.StatusCode, body, want)
+			}
+		}
+	}
+	// (holdRule registers a rule per call: a base of its own each time)
+	batch(12, 8000)
+	if n := bufCap(); n < 12*8000 {
+		t.Fatalf("the batch buffer is %d bytes after a batch of 12 heads of 8 KB", n)
+	}
+	b = restBase()
+	mustRule(t)(NewRule("GET", b, "^big/(\\d+)$", func(rc *RestClosure) error {
+		fmt.Fprintf(rc.Response(), "%s %d", rc.Pats()[0], len(rc.Request().Header.Get("X-Pad")))
+		return nil
+	})).SetAco(true)
+	batch(2, 10)
+	if n := bufCap(); n > 64<<10 {
+		t.Errorf("the batch buffer is still %d bytes after a batch of small heads", n)
+	}
+}
