@@ -213,7 +213,14 @@ type restReq struct {
 	info   cgo.RestInfo
 	co     *Co           // aco: the coroutine (set when it starts)
 	done   chan struct{} // relay, a goroutine: the relay finished an operation
-	ctx    reqCtx
+	// what the handler holds of the request: own, or (a record its loop
+	// reuses: pooled) a view of its own per request
+	v      *restView
+	own    restView
+	pooled bool
+	gen    uint64 // pooled: times the record was reused (driver only)
+	// pooled: info is not read from the flat head (v.head) yet (inf)
+	unparsed bool
 
 	// the handler's side (one goroutine or coroutine at a time)
 	ended    bool   // End (or the final operation) went to C
@@ -231,8 +238,6 @@ type restReq struct {
 	headOut bool // the head went to C (a Flush)
 
 	// what a request needs anyway, in one allocation with it
-	rc     RestClosure
-	res    RestResponse
 	hdrsIn [4]string
 	// the loop's watch list (driver only)
 	wprev, wnext   *restReq
@@ -248,6 +253,19 @@ type restReq struct {
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
+
+// restView is what a handler holds of its request: its closure, response
+// and context.  A record its loop reuses (restCoPool.free: the direct
+// requests of NewRule aco rules) gets a new view per request, so that a
+// handler that keeps any of them after it returned sees its own request
+// ended (the response refuses with ErrClosed, the context is done, Pats
+// and Request read its own head), never the next request's state.
+type restView struct {
+	rc   RestClosure
+	res  RestResponse
+	ctx  reqCtx
+	head []byte // pooled: the request's flat head (read again once stale)
+}
 
 func (q *restReq) smallBuf() []byte {
 	if q.small == nil {
@@ -352,6 +370,7 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 	}
 	q := &restReq{r: r, rule: rule, loop: loop, epoch: sessionNow(), stop: stop,
 		info: cgo.RestRequestInfo(r)}
+	q.v = &q.own
 	q.id = restReqs.next.Add(1)
 	restReqs.Store(q.id, q)
 	restReqs.live.Add(1)
@@ -379,8 +398,9 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 		return
 	}
 	if q.onLoop {
+		gen := q.gen
 		l.restCoDirect(q)
-		if !q.ended {
+		if q.gen == gen && !q.ended && !q.watched {
 			q.watchStart() // it waits
 		}
 		return
@@ -414,8 +434,42 @@ func (l *loop) RestDirectBatch(ds []cgo.RestDirect) {
 // coroutine of l), or answers it 500 and returns nil.
 func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 	rule := restRuleByID(d.Rule)
-	q := &restReq{sess: d.Ctx, direct: true, rule: rule, loop: l.idx, l: l, epoch: sessionNow()}
-	if rule == nil || !cgo.ParseHead(d.Head, &q.info) || l.closed {
+	if l.restPool == nil {
+		l.restPool = restCoPoolOf(l)
+	}
+	p := l.restPool
+	// the record of a NewRule aco rule's request is the loop's to reuse
+	// (restCoWorkerBody gives it back): the handler holds a view of its own
+	var q *restReq
+	aco := rule != nil && rule.aco.Load()
+	if aco && rule.http == nil {
+		if n := len(p.free); n > 0 {
+			q = p.free[n-1]
+			p.free[n-1] = nil
+			p.free = p.free[:n-1]
+			gen := q.gen + 1
+			*q = restReq{}
+			q.gen = gen
+			p.reused++
+		} else {
+			q = new(restReq)
+		}
+		q.pooled = true
+		q.v = &restView{head: d.Head}
+	} else {
+		q = new(restReq)
+		q.v = &q.own
+	}
+	q.sess, q.direct, q.rule, q.loop, q.l, q.epoch = d.Ctx, true, rule, l.idx, l, sessionNow()
+	// the head of a reused record's request is read when asked for (a
+	// handler that never looks at its request does not pay for it)
+	parsed := false
+	if q.pooled {
+		q.unparsed = len(d.Head) >= cgo.HeadMin
+	} else {
+		parsed = cgo.ParseHead(d.Head, &q.info)
+	}
+	if rule == nil || !(parsed || q.unparsed) || l.closed {
 		// the rule went away meanwhile (or a head C did not write whole)
 		cgo.RestRespond(d.Ctx, 500, []byte("Internal Server Error\x00Connection\x00close\x00"), 0,
 			[]byte("Internal Server Error\n"), cgo.RespondEnd)
@@ -424,14 +478,24 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 	if spare := d.Head[len(d.Head):cap(d.Head)]; len(spare) >= 2*restSmall {
 		q.small = spare[: 2*restSmall : 2*restSmall] // (the head's own allocation)
 	}
-	if l.restPool == nil {
-		l.restPool = restCoPoolOf(l)
-	}
-	q.pool = l.restPool
+	q.pool = p
 	q.pool.live.Add(1)
 	q.pool.ndirect++
-	q.onLoop = rule.aco.Load()
+	q.onLoop = aco
 	return q
+}
+
+// inf is the request's head (a reused record's is read from its flat
+// head on the first call; one C did not write whole reads as empty).
+// The handler's coroutine or the loop's driver.
+func (q *restReq) inf() *cgo.RestInfo {
+	if q.unparsed {
+		q.unparsed = false
+		if !cgo.ParseHead(q.v.head, &q.info) {
+			q.info = cgo.RestInfo{}
+		}
+	}
+	return &q.info
 }
 
 // restAfterRun: a coroutine of l ran (driver).  The request it serves
@@ -563,6 +627,28 @@ type restCoPool struct {
 	ends restEnds // responses goroutines ended, for the loop to send
 
 	specs restSpecCache // the last head of an aco handler's response (driver only)
+
+	// records of finished requests of NewRule aco rules, to reuse
+	// (restDirectReq; driver and the loop's coroutines), and how many
+	// times one was
+	free   []*restReq
+	reused int64
+}
+
+// restFreeMax is how many finished records a loop keeps for reuse.
+const restFreeMax = 64
+
+// recycle gives q's record back to its loop once its handler returned
+// and nothing of the loop's refers to it any more (a worker coroutine of
+// q's loop, right after serveCo).  The handler's view stays its own.
+func (q *restReq) recycle() {
+	p := q.pool
+	if !q.pooled || !q.released || !q.ended || q.watched || q.co != nil || p == nil ||
+		len(p.free) >= restFreeMax {
+		return
+	}
+	q.gen++ // (RestDirect: the record it handed over is another's now)
+	p.free = append(p.free, q)
 }
 
 // restWatchEvery is how often the loop looks at the clients of direct
@@ -640,7 +726,7 @@ func (l *loop) restStopped() {
 		if !q.onLoop {
 			q.watchEnd()
 			q.sessGone = true
-			q.ctx.cancel()
+			q.v.ctx.cancel()
 			cgo.RestRespond(q.sess, 503, spec, 0, nil, cgo.RespondEnd)
 		}
 		q = next
@@ -659,7 +745,7 @@ func (l *loop) restWatchSweep(p *restCoPool) {
 			q.wseen = true
 		} else if cgo.RestClientGone(q.sess) {
 			q.watchEnd()
-			q.ctx.cancel()
+			q.v.ctx.cancel()
 			if co := q.co; co != nil && co.state.Load() == coLive {
 				l.cancelLocal(co) // its pending call returns ErrCanceled
 			}
@@ -744,6 +830,7 @@ func restCoWorkerBody(co *Co) {
 			w.q = nil
 			co.flags &^= coCancel // a cancel meant for the previous request
 			q.serveCo(co)
+			q.recycle()
 			// the pipelined requests its end dispatched, served here
 			// (no switch to the driver and back): those of aco rules
 			for p := w.pool; len(p.next) > 0; {
@@ -760,6 +847,7 @@ func restCoWorkerBody(co *Co) {
 					p.inline = q // (watched if it waits: restAfterRun)
 					q.serveCo(co)
 					p.inline = nil
+					q.recycle()
 				}
 			}
 			if len(w.pool.idle) >= restMaxIdleCo {
@@ -795,7 +883,7 @@ func restCancel(id uint64) {
 		return
 	}
 	q := v.(*restReq)
-	q.ctx.cancel()
+	q.v.ctx.cancel()
 	if co := q.coroutine(); co != nil {
 		// its pending call returns ErrCanceled, as in C; checked when it
 		// applies, since the worker may serve another request by then
@@ -817,7 +905,7 @@ func (q *restReq) coroutine() *Co {
 var restCoMu sync.Mutex
 
 func (q *restReq) serveCo(co *Co) {
-	q.ctx.co = co
+	q.v.ctx.co = co
 	if q.direct { // nothing else looks at q.co: no lock
 		q.co = co
 		q.serve(co)
@@ -827,7 +915,7 @@ func (q *restReq) serveCo(co *Co) {
 	restCoMu.Lock()
 	q.co = co
 	restCoMu.Unlock()
-	if q.ctx.Err() != nil { // the client left before we started
+	if q.v.ctx.Err() != nil { // the client left before we started
 		co.flags |= coCancel
 	}
 	q.serve(co)
@@ -842,7 +930,7 @@ func (q *restReq) forget() {
 		return
 	}
 	q.released = true
-	q.ctx.cancel()
+	q.v.ctx.cancel()
 	q.uncountGoWork()
 	if q.direct {
 		q.pool.live.Add(-1)
@@ -857,6 +945,7 @@ func (q *restReq) forget() {
 // did: a panic or an error before anything was sent is a 500.
 func (q *restReq) serve(co *Co) {
 	var rc *RestClosure
+	returned := false
 	defer func() {
 		v := recover()
 		if _, stop := v.(stopUnwind); stop {
@@ -874,22 +963,28 @@ func (q *restReq) serve(co *Co) {
 		switch {
 		case v != nil:
 			why = fmt.Sprintf("panic: %v\n%s", v, debug.Stack())
+		case !returned:
+			// runtime.Goexit (t.FailNow, ...): the handler did not finish,
+			// whatever it set up; it goes on unwinding after this
+			why = "the handler called runtime.Goexit"
 		case rc != nil && rc.err != nil:
 			why = rc.err.Error()
 		}
 		if why != "" {
 			restLogger().Error("eventer: REST handler failed", "rule", q.rule.String(),
-				"method", q.info.Method, "uri", q.info.URI, "error", why)
+				"method", q.inf().Method, "uri", q.inf().URI, "error", why)
 		}
 		q.finish(why != "")
 	}()
 	if q.rule.http != nil {
 		q.serveHTTP(co)
+		returned = true
 		return
 	}
-	rc = &q.rc
+	rc = &q.v.rc
 	*rc = RestClosure{q: q, co: co}
 	rc.err = q.rule.rest(rc)
+	returned = true
 }
 
 var restErrorHead = []string{"Content-Type", "text/plain; charset=utf-8", "Connection", "close"}
@@ -1365,7 +1460,7 @@ func (q *restReq) op(name string, op, n int) (int64, error) {
 // read is one body read: up to len(p) bytes, 0 and io.EOF at the end (a
 // direct request has no body).
 func (q *restReq) read(name string, p []byte) (int, error) {
-	if q.bodyEOF || !q.info.Payload || q.direct {
+	if q.bodyEOF || q.direct || !q.info.Payload {
 		return 0, io.EOF
 	}
 	if len(p) == 0 {
@@ -1400,10 +1495,11 @@ func (q *restReq) call(name string, fn func() bool) error {
 
 // remote is the peer's address ("ip:port").
 func (q *restReq) remote() string {
-	if q.info.Remote == "" && q.info.RemoteRaw != "" {
-		q.info.Remote = cgo.FormatRemote(q.info.RemoteRaw)
+	in := q.inf()
+	if in.Remote == "" && in.RemoteRaw != "" {
+		in.Remote = cgo.FormatRemote(in.RemoteRaw)
 	}
-	return q.info.Remote
+	return in.Remote
 }
 
 func restLogger() *slog.Logger {
@@ -1429,27 +1525,59 @@ type RestClosure struct {
 // Co is the coroutine the handler runs in on an aco rule; nil otherwise.
 func (rc *RestClosure) Co() *Co { return rc.co }
 
+// view is the closure's view (it is the view's first field).
+func (rc *RestClosure) view() *restView { return (*restView)(unsafe.Pointer(rc)) }
+
+// live is the closure's request record, or nil when the record serves
+// another request now (the handler returned, the loop reused it).
+func (rc *RestClosure) live() *restReq {
+	if q := rc.q; q.v == rc.view() {
+		return q
+	}
+	return nil
+}
+
+// info is the request's head: the record's, or read again from the
+// request's own flat head once the record serves another request.
+func (rc *RestClosure) info() (*cgo.RestInfo, *restReq) {
+	if q := rc.live(); q != nil {
+		return q.inf(), q
+	}
+	in := new(cgo.RestInfo)
+	cgo.ParseHead(rc.view().head, in)
+	return in, nil
+}
+
 // Pats are the captures of the rule's expression (unset groups are "").
-func (rc *RestClosure) Pats() []string { return rc.q.info.Pats }
+func (rc *RestClosure) Pats() []string {
+	in, _ := rc.info()
+	return in.Pats
+}
 
 // Context is cancelled when the client goes away (at once on a request
 // with a body, within about 200 ms on one without), and when the handler
 // returns.
-func (rc *RestClosure) Context() context.Context { return &rc.q.ctx }
+func (rc *RestClosure) Context() context.Context { return &rc.view().ctx }
 
 // Request is the request.
 func (rc *RestClosure) Request() *RestRequest {
 	if rc.req == nil {
-		in := &rc.q.info
+		in, q := rc.info()
+		remote := ""
+		if q != nil {
+			remote = q.remote()
+		} else {
+			remote = cgo.FormatRemote(in.RemoteRaw)
+		}
 		rc.req = &RestRequest{Method: in.Method, URI: in.URI, Proto: in.Proto,
-			RawQuery: in.Query, RemoteAddr: rc.q.remote(), ContentLength: in.ContentLength,
-			Header: restHeader(in.Headers()), Body: &restBody{q: rc.q, op: "RestRequest.Body.Read"},
-			TLS: connState(in.TLS)}
+			RawQuery: in.Query, RemoteAddr: remote, ContentLength: in.ContentLength,
+			Header: restHeader(in.Headers()), Body: http.NoBody, TLS: connState(in.TLS)}
 		if in.TLS != nil {
 			rc.req.RemoteCN = in.TLS.RemoteCN
 		}
-		if !in.Payload {
-			rc.req.Body = http.NoBody
+		if in.Payload && q != nil {
+			// (a record that is reused serves no request with a body)
+			rc.req.Body = &restBody{q: q, op: "RestRequest.Body.Read"}
 		}
 	}
 	return rc.req
@@ -1458,8 +1586,9 @@ func (rc *RestClosure) Request() *RestRequest {
 // Response is the response being built.
 func (rc *RestClosure) Response() *RestResponse {
 	if rc.res == nil {
-		rc.q.res = RestResponse{q: rc.q}
-		rc.res = &rc.q.res
+		v := rc.view()
+		v.res = RestResponse{q: rc.q}
+		rc.res = &v.res
 	}
 	return rc.res
 }
@@ -1532,9 +1661,24 @@ func restHeader(kv [][2]string) http.Header {
 // nothing may be called after End (ErrClosed).
 type RestResponse struct{ q *restReq }
 
+// live is the response's request record, or nil when the record serves
+// another request now: the response ended with its handler.
+func (r *RestResponse) live() *restReq {
+	if q := r.q; &q.v.res == r {
+		return q
+	}
+	return nil
+}
+
+func restOver(name string) error { return &OpError{Op: name, Err: ErrClosed} }
+
 // Ok is mtev_http_response_ok: status 200, Content-Type, may stream.
 func (r *RestResponse) Ok(contentType string) error {
-	if q := r.q; q.direct && !q.ended && !q.headOut && validHeaderValue(contentType) {
+	q := r.live()
+	if q == nil {
+		return restOver("RestResponse.Ok")
+	}
+	if q.direct && !q.ended && !q.headOut && validHeaderValue(contentType) {
 		// (what the calls below do, without checking our own values)
 		q.code, q.reason, q.status = 200, "OK", true
 		q.putHeader("Content-Type", contentType)
@@ -1547,7 +1691,7 @@ func (r *RestResponse) Ok(contentType string) error {
 	if err := r.Header("Content-Type", contentType); err != nil {
 		return err
 	}
-	return r.q.stream("RestResponse.Ok")
+	return q.stream("RestResponse.Ok")
 }
 
 // stream sets the CHUNKED option, or CLOSE where chunked is not possible.
@@ -1570,12 +1714,20 @@ func (r *RestResponse) Status(code int, reason string) error {
 	if reason == "" {
 		reason = http.StatusText(code)
 	}
-	return r.q.setStatus("RestResponse.Status", code, reason)
+	q := r.live()
+	if q == nil {
+		return restOver("RestResponse.Status")
+	}
+	return q.setStatus("RestResponse.Status", code, reason)
 }
 
 // Header sets (replaces) a header field (mtev_http_response_header_set).
 func (r *RestResponse) Header(name, value string) error {
-	return r.q.setHeader("RestResponse.Header", name, value)
+	q := r.live()
+	if q == nil {
+		return restOver("RestResponse.Header")
+	}
+	return q.setHeader("RestResponse.Header", name, value)
 }
 
 // Compress asks for gzip (deflate false) or deflate (true) when the
@@ -1586,7 +1738,10 @@ func (r *RestResponse) Compress(deflate bool) bool {
 	if deflate {
 		opt = cgo.HTTPDeflate
 	}
-	q := r.q
+	q := r.live()
+	if q == nil {
+		return false
+	}
 	if !q.direct {
 		return q.call("RestResponse.Compress", func() bool { return cgo.RestOption(q.r, opt) }) == nil
 	}
@@ -1602,13 +1757,19 @@ func (r *RestResponse) Compress(deflate bool) bool {
 
 // Write appends p to the body (mtev_http_response_append); nothing goes
 // out before Flush or End.
-func (r *RestResponse) Write(p []byte) (int, error) { return r.q.write("RestResponse.Write", p) }
+func (r *RestResponse) Write(p []byte) (int, error) {
+	q := r.live()
+	if q == nil {
+		return 0, restOver("RestResponse.Write")
+	}
+	return q.write("RestResponse.Write", p)
+}
 
 // WriteString is Write of a string.
 func (r *RestResponse) WriteString(s string) (int, error) {
-	q := r.q
-	if q.ended {
-		return 0, &OpError{Op: "RestResponse.Write", Err: ErrClosed}
+	q := r.live()
+	if q == nil || q.ended {
+		return 0, restOver("RestResponse.Write")
 	}
 	if q.direct {
 		q.appendBody(unsafe.Slice(unsafe.StringData(s), len(s)))
@@ -1621,12 +1782,24 @@ func (r *RestResponse) WriteString(s string) (int, error) {
 // the connection took them (mtev_http_response_flush).  (The first Flush
 // of a rule's handler does not wait: it moves the rule to the path where
 // Flush waits, for the rule's later requests.)
-func (r *RestResponse) Flush() error { return r.q.flush("RestResponse.Flush") }
+func (r *RestResponse) Flush() error {
+	q := r.live()
+	if q == nil {
+		return restOver("RestResponse.Flush")
+	}
+	return q.flush("RestResponse.Flush")
+}
 
 // End ends the response (mtev_http_response_end): what is left goes out
 // (with a Content-Length if nothing was flushed before).  It does not wait
 // for the bytes to be written.
-func (r *RestResponse) End() error { return r.q.end("RestResponse.End") }
+func (r *RestResponse) End() error {
+	q := r.live()
+	if q == nil {
+		return restOver("RestResponse.End")
+	}
+	return q.end("RestResponse.End")
+}
 
 // restStats: requests of Go rules being served now.
 func restLive() int64 {

@@ -109,7 +109,7 @@ func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
 		r.Close = true
 	}
 	x.w = restWriter{q: q, h: restHeaders.Get().(http.Header), fields: x.fields[:0]}
-	return &x.w, r.WithContext(&q.ctx)
+	return &x.w, r.WithContext(&q.v.ctx)
 }
 
 // plainPath: a path ParseRequestURI takes as it is (Path, no RawPath):

@@ -1646,3 +1646,280 @@ func TestRestReqCtxErrNotBeforeDone(t *testing.T) {
 		t.Fatalf("Err after the cancel: %v", err)
 	}
 }
+
+// A handler that calls runtime.Goexit (t.FailNow's way out) did not
+// return: its response is a 500 with the connection closed, as for a
+// panic, not the 200 its unfinished work had set up (it was a 200 with an
+// empty body).  Served in a pass's batch (an aco rule: the coroutine is
+// abandoned and reported, the batch's other requests are answered) and by
+// a goroutine (HandleHTTP's default).
+func TestRestGoexitIs500(t *testing.T) {
+	reported := make(chan error, 16)
+	url := restServer(t, 1, WithErrorHandler(func(err error) {
+		select {
+		case reported <- err:
+		default:
+		}
+	}))
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	hold, held := holdRule(t, b)
+	h := func(rc *RestClosure) error {
+		res := rc.Response()
+		if err := res.Ok("text/plain"); err != nil {
+			return err
+		}
+		fmt.Fprintf(res, "%s ok", rc.Pats()[0])
+		if rc.Pats()[0] == "2" {
+			runtime.Goexit()
+		}
+		return nil
+	}
+	mustRule(t)(NewRule("GET", b, "^co/(\\d+)$", h)).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^g/(\\d+)$", h))
+	check := func(c net.Conn, who string, i int) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s %d: %v", who, i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if i == 2 {
+			if resp.StatusCode != 500 || !resp.Close {
+				t.Errorf("%s %d: %d %q (close %v), want 500 and the connection closed",
+					who, i, resp.StatusCode, body, resp.Close)
+			}
+			return
+		}
+		if want := fmt.Sprintf("%d ok", i); resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("%s %d: %d %q, want 200 %q", who, i, resp.StatusCode, body, want)
+		}
+	}
+	// the aco rule's requests in one batch: the loop is held while they come
+	var cs [5]net.Conn
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+	}
+	hc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	fmt.Fprintf(hc, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	awaitHeld(t, held)
+	for i, c := range cs {
+		fmt.Fprintf(c, "GET %sco/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+	}
+	close(hold)
+	for i, c := range cs {
+		check(c, "aco", i)
+	}
+	for wait := time.After(20 * time.Second); ; {
+		var err error
+		select {
+		case err = <-reported:
+		case <-wait:
+			t.Fatal("the aco handler's Goexit was not reported")
+		}
+		if strings.Contains(err.Error(), "Goexit") {
+			break
+		}
+	}
+	for i := 0; i < 4; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET %sg/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		check(c, "goroutine", i)
+		c.Close()
+	}
+	// the loop still serves the aco rule
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET %sco/7 HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	check(c, "aco after", 7)
+}
+
+// A loop reuses the record of a finished request of a NewRule aco rule
+// for a later one; what the handler held (its *RestClosure, response and
+// context) stays its own request's: a handler that keeps them after it
+// returned sees its own captures and head, a response that refuses
+// (ErrClosed) without touching the request the record serves now, and a
+// done context.  Eight pipelined requests keep theirs; a ninth handler
+// (on a reused record) looks at them all from the loop.
+func TestRestPooledRecordKeptView(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	type kept struct {
+		rc  *RestClosure
+		res *RestResponse
+		ctx context.Context
+	}
+	var mu sync.Mutex
+	var keep []kept
+	mustRule(t)(NewRule("GET", b, "^keep/(\\d+)$", func(rc *RestClosure) error {
+		i, _ := strconv.Atoi(rc.Pats()[0])
+		if i%2 == 0 {
+			_ = rc.Request() // (made while live for half of them)
+		}
+		mu.Lock()
+		keep = append(keep, kept{rc, rc.Response(), rc.Context()})
+		mu.Unlock()
+		res := rc.Response()
+		res.Ok("text/plain")
+		fmt.Fprintf(res, "%d", i)
+		return res.End()
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^check$", func(rc *RestClosure) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		mu.Lock()
+		defer mu.Unlock()
+		var bad []string
+		for _, k := range keep {
+			i := k.rc.Pats()[0]
+			if want := b + "keep/" + i; k.rc.Request().URI != want {
+				bad = append(bad, fmt.Sprintf("%s: URI %q", i, k.rc.Request().URI))
+			}
+			if k.rc.Response() != k.res {
+				bad = append(bad, i+": another response")
+			}
+			for _, err := range []error{k.res.Ok("text/html"), k.res.Header("X-Stale", i),
+				k.res.Status(404, ""), k.res.End()} {
+				if !errors.Is(err, ErrClosed) {
+					bad = append(bad, fmt.Sprintf("%s: a call on the kept response gave %v", i, err))
+				}
+			}
+			if _, err := k.res.WriteString("stale " + i); !errors.Is(err, ErrClosed) {
+				bad = append(bad, fmt.Sprintf("%s: WriteString gave %v", i, err))
+			}
+			if _, err := k.res.Write([]byte("stale " + i)); !errors.Is(err, ErrClosed) {
+				bad = append(bad, fmt.Sprintf("%s: Write gave %v", i, err))
+			}
+			if k.ctx.Err() == nil || k.rc.Context() != k.ctx {
+				bad = append(bad, i+": its context is not done")
+			}
+			select {
+			case <-k.ctx.Done():
+			default:
+				bad = append(bad, i+": its context's Done is open")
+			}
+		}
+		if len(keep) != 8 {
+			bad = append(bad, fmt.Sprintf("%d kept", len(keep)))
+		}
+		if bad == nil {
+			fmt.Fprint(res, "ok")
+		} else {
+			fmt.Fprint(res, strings.Join(bad, "; "))
+		}
+		return res.End()
+	})).SetAco(true)
+	var r0 int64
+	onRestPool(t, func(p *restCoPool) { r0 = p.reused })
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []string
+	for i := 0; i < 8; i++ {
+		reqs = append(reqs, fmt.Sprintf("GET %skeep/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if resp.StatusCode != 200 || body != strconv.Itoa(i) {
+			t.Errorf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	})
+	pipeline(t, c, []string{fmt.Sprintf("GET %scheck HTTP/1.1\r\nHost: x\r\n\r\n", b)},
+		func(_ int, resp *http.Response, body string) {
+			if resp.StatusCode != 200 || body != "ok" || resp.Header.Get("X-Stale") != "" {
+				t.Errorf("check: %d %v %q", resp.StatusCode, resp.Header, body)
+			}
+		})
+	var r1 int64
+	onRestPool(t, func(p *restCoPool) { r1 = p.reused })
+	if r1-r0 < 8 {
+		t.Errorf("records reused %d times for 9 requests in turn; want at least 8", r1-r0)
+	}
+}
+
+// A loop pass's batch of large heads grows the loop thread's batch
+// buffer; the next batch starts from a small one (a loop keeps at most
+// 64 KiB of it between batches).
+func TestRestDirectBatchBufferShrinks(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^big/(\\d+)$", func(rc *RestClosure) error {
+		fmt.Fprintf(rc.Response(), "%s %d", rc.Pats()[0], len(rc.Request().Header.Get("X-Pad")))
+		return nil
+	})).SetAco(true)
+	bufCap := func() (n int) {
+		t.Helper()
+		onRestPool(t, func(*restCoPool) { n = cgo.RestBatchCap() })
+		return n
+	}
+	// one batch: the clients send while a handler holds the loop
+	batch := func(n, pad int) {
+		t.Helper()
+		hold, held := holdRule(t, b)
+		var cs []net.Conn
+		for i := 0; i < n; i++ {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cs = append(cs, c)
+		}
+		h, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		fmt.Fprintf(h, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+		awaitHeld(t, held)
+		for i, c := range cs {
+			fmt.Fprintf(c, "GET %sbig/%d HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n", b, i, strings.Repeat("p", pad))
+		}
+		close(hold)
+		for i, c := range cs {
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("%d %d", i, pad); resp.StatusCode != 200 || string(body) != want {
+				t.Fatalf("client %d: %d %q, want %q", i, resp.StatusCode, body, want)
+			}
+		}
+	}
+	// (holdRule registers a rule per call: a base of its own each time)
+	batch(12, 8000)
+	if n := bufCap(); n < 12*8000 {
+		t.Fatalf("the batch buffer is %d bytes after a batch of 12 heads of 8 KB", n)
+	}
+	b = restBase()
+	mustRule(t)(NewRule("GET", b, "^big/(\\d+)$", func(rc *RestClosure) error {
+		fmt.Fprintf(rc.Response(), "%s %d", rc.Pats()[0], len(rc.Request().Header.Get("X-Pad")))
+		return nil
+	})).SetAco(true)
+	batch(2, 10)
+	if n := bufCap(); n > 64<<10 {
+		t.Errorf("the batch buffer is still %d bytes after a batch of small heads", n)
+	}
+}

@@ -427,10 +427,13 @@ func lpField(p []byte) (f, rest []byte, ok bool) {
 	return p[4 : 4+n], p[4+n:], true
 }
 
+// HeadMin is the length of a flat head without its strings.
+const HeadMin = 20
+
 // ParseHead reads a flat head (restglue.h) into in: its strings are views
 // of head, which must never change afterwards.  False if head is short.
 func ParseHead(head []byte, in *RestInfo) bool {
-	if len(head) < 20 {
+	if len(head) < HeadMin {
 		return false
 	}
 	ne := binary.NativeEndian

@@ -274,6 +274,9 @@ static __thread uint64_t ev_go_bn;
 /* the most requests a batch holds (the HTTP engine keeps 32 idle work
  * areas per thread) */
 #define EV_GO_BATCH_MAX 16
+/* the most batch buffer a loop thread keeps between batches (a batch of
+ * large heads grows it; the next batch starts from a small one) */
+#define EV_GO_BBUF_KEEP (64 * 1024)
 
 /* The pass's batch is open only while the loop dispatches the fds its
  * poll reported (the iteration's last phase: the batch goes to Go right
@@ -289,6 +292,12 @@ static int ev_go_batch_phase(void) {
  * for Go: 1, or 0 when out of memory (nothing taken). */
 static int ev_go_batch_add(ev_go_rule_t *rule, mtev_http_session_ctx *ctx,
                            mtev_http_rest_closure_t *restc) {
+  if (!ev_go_blen && ev_go_bcap > EV_GO_BBUF_KEEP) {
+    /* a new batch (Go copied the last one's heads: the buffer is free) */
+    free(ev_go_bbuf);
+    ev_go_bbuf = NULL;
+    ev_go_bcap = 0;
+  }
   size_t off = ev_go_blen + 24;
   size_t n = ev_go_head_build(restc, &ev_go_bbuf, &ev_go_bcap, off);
   if (!n) return 0;
@@ -308,6 +317,8 @@ static int ev_go_batch_add(ev_go_rule_t *rule, mtev_http_session_ctx *ctx,
   }
   return 1;
 }
+
+size_t ev_go_rest_batch_cap(void) { return ev_go_bcap; }
 
 int ev_go_rest_batch_take(eventer_step_t *s) {
   if (!ev_go_bn) return 0;

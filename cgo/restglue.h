@@ -95,6 +95,9 @@ enum { EV_GO_HEAD_PAYLOAD = 1, EV_GO_HEAD_CHUNKED = 2, EV_GO_HEAD_HTTP11 = 4 };
 extern __thread int ev_go_rest_batching;
 /* Fills *s with the pending batch: 1, or 0 when there is none. */
 int ev_go_rest_batch_take(eventer_step_t *s);
+/* The calling loop thread's batch buffer size (it keeps at most 64 KiB
+ * from one batch to the next). */
+size_t ev_go_rest_batch_cap(void);
 
 /* Options of ev_go_rest_respond beyond mtev_http.h's: the CHUNKED option,
  * or CLOSE where chunked is not possible (mtev_http_response_ok's). */

@@ -7,6 +7,7 @@ package cgo
 #include <string.h>
 #include "mtev_listener.h"
 #include "mtev_http.h"
+#include "restglue.h"
 
 static mtev_listener_t *ev_th_listen(const char *type, const char *addr, int port, char *err, size_t errlen) {
   mtev_listener_opts_t o;
@@ -74,3 +75,7 @@ func TestSetHTTPTimeouts(headerMs, idleMs int) {
 	l.idle_timeout_ms = C.uint32_t(idleMs)
 	C.mtev_http_set_limits(&l)
 }
+
+// RestBatchCap is the calling loop thread's batch buffer size
+// (ev_go_rest_batch_cap): call it on a loop's thread.
+func RestBatchCap() int { return int(C.ev_go_rest_batch_cap()) }

@@ -13,6 +13,9 @@
 #   go-aco / fasthttp        req/s pipelined x16 (50 connections)
 #
 #   bash bench/http/go_ab.sh [rounds] [secs]     (default 7 rounds of 4 s)
+#   BASE=path/to/goserver bash bench/http/go_ab.sh [rounds] [secs]
+#       this build's Go aco rule against another build's (go-aco-base):
+#       CPU per request at c50, c1000 and pipe16, and the pipelined rate
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-7}
@@ -47,6 +50,10 @@ run() {
   pid=
 }
 pairs=("go-aco gnet c50" "go-aco gnet c1000" "go-handlehttp nethttp c50" "go-handlehttp nethttp c1000" "go-aco fasthttp pipe16")
+if [ -n "${BASE:-}" ]; then
+  CMD[go-aco-base]="$BASE -mode aco"
+  pairs=("go-aco go-aco-base c50" "go-aco go-aco-base c1000" "go-aco go-aco-base pipe16")
+fi
 res=$out/results.txt
 : >"$res"
 for r in $(seq "$rounds"); do
@@ -60,10 +67,12 @@ for r in $(seq "$rounds"); do
 done
 echo "http go_ab: $rounds rounds of ${secs}s, wrk -t1 on CPU $wrk_cpu, server on CPU $srv_cpu"
 printf '  %-30s %10s %10s %24s\n' "pair, load" "A med" "B med" "A/B med (range)"
-for p in "${pairs[@]}"; do
-  read -r a b load <<<"$p"
+report=("${pairs[@]}")
+[ -n "${BASE:-}" ] && report+=("go-aco go-aco-base pipe16 rate")
+for p in "${report[@]}"; do
+  read -r a b load what <<<"$p"
   field=5 # CPU us per request
-  [ "$load" = pipe16 ] && field=4 # req/s
+  [ "$load" = pipe16 ] && { [ -z "${BASE:-}" ] || [ "${what:-}" = rate ]; } && field=4 # req/s
   awk -v a="$a" -v b="$b" -v l="$load" -v f="$field" "$AB_MED"'
     $2 == l && $3 == a { va[$1] = $f }
     $2 == l && $3 == b { vb[$1] = $f }

@@ -1,0 +1,78 @@
+package cgo
+
+import (
+	"encoding/binary"
+	"math/rand"
+	"testing"
+)
+
+// flatHead builds a flat head as restglue.c's ev_go_head_build writes it.
+func flatHead(flags uint32, cl int64, strs []string, hdrs [][2]string, pats []string) []byte {
+	ne := binary.NativeEndian
+	b := ne.AppendUint32(nil, flags)
+	b = ne.AppendUint64(b, uint64(cl))
+	b = ne.AppendUint32(b, uint32(len(hdrs)))
+	b = ne.AppendUint32(b, uint32(len(pats)))
+	put := func(s string) {
+		b = ne.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	for _, s := range strs {
+		put(s)
+	}
+	for _, h := range hdrs {
+		put(h[0])
+		put(h[1])
+	}
+	for _, p := range pats {
+		put(p)
+	}
+	return b
+}
+
+// ParseHead reads every field of a flat head; a head cut short anywhere,
+// or with a length that runs past its end, is refused (false), never read
+// past its end.
+func TestParseHead(t *testing.T) {
+	strs := []string{"GET", "/a/b", "HTTP/1.1", "x=1", "\x02\x00\x1f\x90\x7f\x00\x00\x01"}
+	hdrs := [][2]string{{"Host", "example"}, {"X-Empty", ""}}
+	pats := []string{"b", ""}
+	head := flatHead(HeadHTTP11|HeadPayload, 42, strs, hdrs, pats)
+	var in RestInfo
+	if !ParseHead(head, &in) {
+		t.Fatal("refused a whole head")
+	}
+	if in.Method != "GET" || in.URI != "/a/b" || in.Proto != "HTTP/1.1" || in.Query != "x=1" ||
+		in.RemoteRaw != strs[4] || in.Minor != 1 || !in.Payload || in.Chunked || in.ContentLength != 42 {
+		t.Fatalf("parsed %+v", in)
+	}
+	if h := in.Headers(); len(h) != 2 || h[0] != hdrs[0] || h[1] != hdrs[1] {
+		t.Fatalf("headers %q", h)
+	}
+	if len(in.Pats) != 2 || in.Pats[0] != "b" || in.Pats[1] != "" {
+		t.Fatalf("pats %q", in.Pats)
+	}
+	for n := 0; n < len(head); n++ {
+		var in RestInfo
+		if ParseHead(head[:n:n], &in) {
+			t.Fatalf("took a head cut to %d of %d bytes", n, len(head))
+		}
+	}
+	// lengths that lie: no panic, and a lie past the end is refused
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 20000; i++ {
+		b := append([]byte(nil), head...)
+		for j := rng.Intn(4); j >= 0; j-- {
+			b[rng.Intn(len(b))] = byte(rng.Intn(256))
+		}
+		var in RestInfo
+		if ParseHead(b, &in) {
+			_ = in.Headers()
+		}
+	}
+	empty := flatHead(0, -1, []string{"", "", "", "", ""}, nil, nil)
+	in = RestInfo{}
+	if !ParseHead(empty, &in) || in.Method != "" || in.Minor != 0 || in.ContentLength != -1 {
+		t.Fatalf("empty strings: %+v", in)
+	}
+}
