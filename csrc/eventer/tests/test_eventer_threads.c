@@ -203,7 +203,7 @@ static void test_cross_thread_timer_on_time(void) {
   pthread_join(th, NULL);
   uint64_t added = LOADA(&far_added_us), fired = LOADA(&on_time_fired_us);
   T_GE(fired, added + 30000);                    /* not early */
-  T_LE(fired, added + 30000 + ev_late_bound_us()); /* not libmtev's +200 ms */
+  T_LE_LATE(fired, added + 30000 + ev_late_bound_us()); /* not libmtev's +200 ms */
   ev_teardown(); /* drops the far timer */
 }
 
