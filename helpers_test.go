@@ -2,6 +2,7 @@ package eventer
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -102,6 +103,29 @@ func lateBound() time.Duration {
 		return 250 * time.Millisecond
 	}
 	return 100 * time.Millisecond
+}
+
+// lateError is a check on how late something happened that failed (see
+// notLate).
+type lateError struct{ error }
+
+func late(format string, args ...any) error {
+	return lateError{fmt.Errorf(format, args...)}
+}
+
+// notLate runs try up to three times while it fails only by being late
+// (an error made by late): a loaded machine can keep any thread off its
+// CPU for longer than lateBound once, code that is late is late every
+// time.  Any other error ends it at once; checks other than lateness
+// stay strict in every try.
+func notLate(try func() error) error {
+	var err error
+	for i := 0; i < 3; i++ {
+		if err = try(); !errors.As(err, new(lateError)) {
+			return err
+		}
+	}
+	return fmt.Errorf("late in 3 tries of 3: %w", err)
 }
 
 func openFds(t testing.TB) int {
