@@ -42,6 +42,10 @@ static int add(eventer_conformance_run_t *r, int co, const char *text) {
   return eventer_conformance_run_step(r, co, cmd, argc, argv, ref, nopts, keys, vals, optref);
 }
 
+/* The last run's entries (step, co, times; not the results). */
+static eventer_conformance_entry_t last[64];
+static int nlast;
+
 /* Runs r to its end and returns its trace: "co:result|..." in order. */
 static const char *run(eventer_conformance_run_t *r) {
   static char out[4096];
@@ -56,7 +60,9 @@ static const char *run(eventer_conformance_run_t *r) {
   }
   out[0] = 0;
   eventer_conformance_entry_t e;
+  nlast = 0;
   for (int i = 0; eventer_conformance_run_entry(r, i, &e) == 0; i++) {
+    if (nlast < 64) last[nlast++] = e;
     size_t k = strlen(out);
     snprintf(out + k, sizeof(out) - k, "%s%d:%s", i ? "|" : "", e.co, e.result);
   }
@@ -93,17 +99,39 @@ static void test_order_on_one_loop(void) {
     char n[2] = {(char)('a' + i), 0};
     T_EQ(eventer_conformance_run_co(r, n, 0, 0), i);
   }
-  /* the deadlines are set as each starts: far enough apart that the
-   * starts' own time (valgrind: milliseconds) does not reorder them */
+  /* each deadline is set as its coroutine starts: they end in the order
+   * of start + duration.  The three start within microseconds, so that is
+   * 1, 2, 0; a runner that stalls the loop thread between two starts
+   * (valgrind on a loaded machine did, for more than a unit) moves the
+   * deadlines, and the order checked is the one the starts gave. */
   char st[32];
   int unit = t_slow() ? 100000 : 10000;
-  snprintf(st, sizeof(st), "sleep %d", 3 * unit);
-  add(r, 0, st);
-  snprintf(st, sizeof(st), "sleep %d", unit);
-  add(r, 1, st);
-  snprintf(st, sizeof(st), "sleep %d", 2 * unit);
-  add(r, 2, st);
-  T_STR_EQ(run(r), "1:ok|2:ok|0:ok");
+  int64_t dur[3] = {3 * (int64_t)unit, unit, 2 * (int64_t)unit};
+  for (int i = 0; i < 3; i++) {
+    snprintf(st, sizeof(st), "sleep %lld", (long long)dur[i]);
+    add(r, i, st);
+  }
+  const char *got = run(r);
+  T_EQ(nlast, 3);
+  int64_t spread = 0;
+  for (int i = 0; i < 3; i++) {
+    int64_t d = last[i].start_ns - last[0].start_ns;
+    if (d < 0) d = -d;
+    if (d > spread) spread = d;
+  }
+  if (spread < (int64_t)unit * 1000 / 4) {
+    T_STR_EQ(got, "1:ok|2:ok|0:ok");
+  } else {
+    /* durations in us, times in ns: a deadline a quarter unit or more
+     * earlier ends first */
+    for (int i = 1; i < 3; i++) {
+      int64_t a = last[i - 1].start_ns + dur[last[i - 1].co] * 1000;
+      int64_t b = last[i].start_ns + dur[last[i].co] * 1000;
+      T_CHECKF(a <= b + (int64_t)unit * 1000 / 4,
+               "%s: co %d (deadline %lld ns) ended before co %d (%lld ns)", got,
+               last[i - 1].co, (long long)a, last[i].co, (long long)b);
+    }
+  }
   r = eventer_conformance_run_new(1, 26);
   for (int i = 0; i < 3; i++) {
     char n[2] = {(char)('a' + i), 0};
