@@ -182,7 +182,7 @@ func TestConnect(t *testing.T) {
 	if strings.Count(err.Error(), "Co.Connect") != 1 {
 		t.Fatalf("the operation is named more than once: %v", err)
 	}
-	if after := openFds(t); after != before {
+	if after := openFds(t); after > before { // (fewer: an earlier test's fd closed meanwhile)
 		t.Fatalf("a failed connect left %d fds open", after-before)
 	}
 	err = inCo(t, 0, func(co *Co) error {
@@ -395,7 +395,7 @@ func TestAcoEventAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after := openFds(t); after != before-1 {
+	if after := openFds(t); after > before-1 { // (fewer: as in TestConnect)
 		t.Fatalf("fds: %d before, %d after Close (want one fewer)", before, after)
 	}
 }

@@ -1027,7 +1027,7 @@ func TestTLSConnectStalledServer(t *testing.T) {
 	mu.Unlock()
 	// closes by other goroutines (the runtime's, an earlier test's) may
 	// land a moment later: wait for the count, then say it
-	waitFor(t, "the fds to go", func() bool { return openFds(t) == fds0 })
+	waitFds(t, "the fds to go", fds0)
 }
 
 func TestTLSConnectConfigErrors(t *testing.T) {
@@ -1158,7 +1158,7 @@ func TestTLSHostile(t *testing.T) {
 		t.Fatalf("%d acceptor closures alive", n)
 	}
 	c.Close()
-	waitFor(t, "the fds to close", func() bool { return openFds(t) == fds0 })
+	waitFds(t, "the fds to close", fds0)
 }
 
 // Shutdown while a Go coroutine waits in Co.Connect's TLS handshake: the
@@ -1209,7 +1209,7 @@ func TestTLSShutdownDuringConnect(t *testing.T) {
 		t.Fatalf("Connect returned during Shutdown's unwinding: %v", err)
 	default: // unwound: the call never returned
 	}
-	waitFor(t, "the fds to close", func() bool { return openFds(t) <= fds0-0 })
+	waitFds(t, "the fds to close", fds0)
 }
 
 // Shutdown with TLS handshakes stalled on a Go listener's loops: they end
