@@ -50,9 +50,10 @@ static void body_seed(void) {
   lt_expect(a, "quitter!\n", 0);
   lt_expect_eof(a);
   close(a);
-  /* silence: "bye!" after the read timeout, then a close */
-  int b = lt_connect(l);
+  /* silence: "bye!" after the read timeout, then a close (timed from
+   * before the connect: the server's timer starts after it) */
   uint64_t t0 = t_now_us();
+  int b = lt_connect(l);
   lt_expect(b, "bye!\n", 0);
   T_GE(t_now_us() - t0, 990000);
   lt_expect_eof(b);
@@ -374,9 +375,10 @@ static void body_idle(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = idle_service,
                             .config = cfg("idle_timeout", "1000", NULL, NULL)};
   mtev_listener_t *l = make(&o);
-  /* silent: shut down after 1 s, not before */
-  int a = lt_connect(l);
+  /* silent: shut down after 1 s, not before (timed from before the
+   * connect: the server's timer starts after it) */
   uint64_t t0 = t_now_us();
+  int a = lt_connect(l);
   lt_expect_eof(a);
   uint64_t took = t_now_us() - t0;
   T_GE(took, 990000);
@@ -400,8 +402,8 @@ static void body_idle(void) {
   mtev_listener_opts_t c = {.address = "127.0.0.1", .callback = classic_cb,
                             .config = cfg("idle_timeout", "200", "greeting", "hi")};
   l = make(&c);
-  a = lt_connect(l);
   t0 = t_now_us();
+  a = lt_connect(l);
   lt_expect_eof(a);
   T_GE(t_now_us() - t0, 190000);
   close(a);
