@@ -547,13 +547,13 @@ func TestTLSBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now() // before the dial: the server's deadline starts after it
 			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			peer := c.LocalAddr().String()
-			start := time.Now()
 			tc.do(t, c)
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			io.Copy(io.Discard, c) // until the server closes (an alert may come first)
