@@ -1005,7 +1005,14 @@ func TestTLSConnectStalledServer(t *testing.T) {
 		_, err := co.Connect("tcp", mute.Addr().String(), 0, WithClientTLS(TLSConfig{InsecureSkipVerify: true}))
 		ch <- err
 	})
-	time.Sleep(50 * time.Millisecond)
+	// the cancel once the handshake waits (connected: the mute server's
+	// third connection), not before Connect began (then it has nothing to
+	// cut short and the third connection never comes)
+	waitFor(t, "the handshake to wait", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(held) == 3
+	})
 	co.Cancel()
 	if err := <-ch; !errors.Is(err, ErrCanceled) {
 		t.Fatalf("cancelled: %v", err)
@@ -1105,7 +1112,9 @@ func TestTLSHostile(t *testing.T) {
 		s.Write(clientHello(t)[:30])
 		stalled = append(stalled, s)
 	}
-	time.Sleep(50 * time.Millisecond) // accepted, handshakes waiting
+	// accepted, handshakes waiting (a connection still in the backlog when
+	// the listener closes is reset by the kernel instead)
+	waitFor(t, "the stalled connections to be accepted", func() bool { return cgo.AcceptorClosuresLive() == 20 })
 	logged := len(h.matching("TLS accept"))
 	start := time.Now()
 	if err := ln.Close(); err != nil {
