@@ -1209,3 +1209,107 @@ func TestCoOfEarlierInitAndNilCo(t *testing.T) {
 		t.Fatal("Wake on a nil Co succeeded")
 	}
 }
+
+// An AcoEvent's reads and writes on the POSIX opset are recv/send on a
+// socket and read/write on any other fd (a pipe here): data, a wait, EOF
+// and EPIPE either way, and the event remembers a pipe after the first
+// ENOTSOCK.
+func TestAcoEventPipeAndSocket(t *testing.T) {
+	setup(t, 1)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	sa, sb, err := pairFds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sb)
+	if _, err := unix.Write(p[1], []byte("ab")); err != nil {
+		t.Fatal(err)
+	}
+	w, gotAB := p[1], make(chan struct{}, 1)
+	go func() { // "c" and EOF once "ab" is read: the next read waits
+		<-gotAB
+		unix.Write(w, []byte("c"))
+		unix.Close(w)
+	}()
+	err = inCo(t, 0, func(co *Co) error {
+		ev, err := FdEvent(p[0])
+		if err != nil {
+			return err
+		}
+		ae, err := co.SetEventerAco(ev)
+		if err != nil {
+			return err
+		}
+		defer ae.Close()
+		b := make([]byte, 8)
+		for _, want := range []string{"ab", "c"} {
+			n, err := ae.Read(b, 5*time.Second)
+			if err != nil || string(b[:n]) != want {
+				return fmt.Errorf("pipe read: %q, %v; want %q", b[:n], err, want)
+			}
+			if want == "ab" {
+				gotAB <- struct{}{}
+			}
+		}
+		if n, err := ae.Read(b, 5*time.Second); n != 0 || err != io.EOF {
+			return fmt.Errorf("pipe at EOF: %d, %v", n, err)
+		}
+		if !ae.notSock {
+			return errors.New("a pipe's event not marked as no socket")
+		}
+		sev, err := FdEvent(sa)
+		if err != nil {
+			return err
+		}
+		se, err := co.SetEventerAco(sev)
+		if err != nil {
+			return err
+		}
+		defer se.Close()
+		if n, err := se.Write([]byte("xyz"), time.Second); n != 3 || err != nil {
+			return fmt.Errorf("socket write: %d, %v", n, err)
+		}
+		var got [8]byte
+		if n, _ := unix.Read(sb, got[:]); string(got[:n]) != "xyz" {
+			return fmt.Errorf("socket peer read %q", got[:n])
+		}
+		unix.Write(sb, []byte("q"))
+		if n, err := se.Read(b, 5*time.Second); err != nil || string(b[:n]) != "q" {
+			return fmt.Errorf("socket read: %q, %v", b[:n], err)
+		}
+		if se.notSock {
+			return errors.New("a socket's event marked as no socket")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a pipe with no reader: EPIPE (Go ignores SIGPIPE on fds that are
+	// not its stdout/stderr)
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[0])
+	err = inCo(t, 0, func(co *Co) error {
+		ev, err := FdEvent(p[1])
+		if err != nil {
+			return err
+		}
+		ae, err := co.SetEventerAco(ev)
+		if err != nil {
+			return err
+		}
+		defer ae.Close()
+		if _, err := ae.Write([]byte("x"), time.Second); !errors.Is(err, syscall.EPIPE) {
+			return fmt.Errorf("write to a pipe with no reader: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -49,6 +49,9 @@ type AcoEvent struct {
 	// noSkip: a skipped read's wait was refused (EPERM: a regular file,
 	// which epoll can't watch and whose reads never block): always read.
 	noSkip bool
+	// notSock: a recv/send found the fd is no socket (ENOTSOCK): its
+	// reads and writes are read(2)/write(2).
+	notSock bool
 	// A listener's connection (conn): its acceptor closure and listener
 	// (C memory; the loop's driver clears ac when the connection ends).
 	// Such an event is not tracked: its coroutine's end releases it.
@@ -186,7 +189,7 @@ func (a *AcoEvent) io(co *Co, op string, code int, p []byte, timeout time.Durati
 				if a.posixClosed != nil {
 					// the POSIX opset's read/write, done here: a
 					// non-blocking fd, so the raw syscall never blocks
-					res, errno = rawIO(code, int(a.fd), p)
+					res, errno = rawIO(code, int(a.fd), p, &a.notSock)
 				} else {
 					res, errno, _ = cgo.ListenTry(a.ptr, code, p)
 				}
@@ -265,17 +268,35 @@ func (l *loop) tryCopy(e unsafe.Pointer, code int, p []byte) (int64, syscall.Err
 	return res, errno, mask
 }
 
-// rawIO is read(2) or write(2) on a non-blocking fd.
-func rawIO(code, fd int, p []byte) (int64, syscall.Errno) {
+// rawIO is read(2) or write(2) on a non-blocking fd: on a socket as
+// recv(2)/send(2) with no flags (POSIX's same calls, SIGPIPE included,
+// which Linux serves past the file layer), as C's POSIX opset makes them;
+// the first ENOTSOCK sets *notSock and the call is made as read/write.
+func rawIO(code, fd int, p []byte, notSock *bool) (int64, syscall.Errno) {
+	ptr, n := uintptr(unsafe.Pointer(&p[0])), uintptr(len(p))
+	if !*notSock {
+		nr := uintptr(unix.SYS_SENDTO)
+		if code == cgo.IORead {
+			nr = unix.SYS_RECVFROM
+		}
+		r, _, e := syscall.RawSyscall6(nr, uintptr(fd), ptr, n, 0, 0, 0)
+		if e == 0 {
+			return int64(r), 0
+		}
+		if e != syscall.ENOTSOCK {
+			return -1, e
+		}
+		*notSock = true
+	}
 	nr := uintptr(unix.SYS_WRITE)
 	if code == cgo.IORead {
 		nr = unix.SYS_READ
 	}
-	n, _, e := syscall.RawSyscall(nr, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	r, _, e := syscall.RawSyscall(nr, uintptr(fd), ptr, n)
 	if e != 0 {
 		return -1, e
 	}
-	return int64(n), 0
+	return int64(r), 0
 }
 
 // Read reads into p (eventer_aco_read).  At end of stream it returns 0,

@@ -1,6 +1,15 @@
 /*
  * eventer_POSIX_fd_opset.c - the default fd opset: plain syscalls, with
  * the interest needed to progress reported in *mask on EAGAIN.
+ *
+ * On a socket, read and write are made as recv(2) and send(2) with no
+ * flags: POSIX defines them as the same calls (SIGPIPE included), and
+ * Linux serves them past the file layer's checks and notifications, a few
+ * percent of a small read or write.  The first call on an fd that is no
+ * socket fails with ENOTSOCK before anything happens and is made again as
+ * read(2) or write(2), and the event remembers it (an event's fd never
+ * changes).  Coroutines' reads and writes on this opset make the same
+ * calls (eventer_aco_fd.c).
  */
 #include "eventer_impl.h"
 
@@ -9,6 +18,15 @@
 #include <unistd.h>
 
 static int would_block(void) { return errno == EAGAIN || errno == EWOULDBLOCK; }
+
+/* closure is the event (eventer_read & co. pass it), or NULL from a
+ * caller with none: it then tries recv/send on every call */
+static inline int not_sock(void *closure) {
+  return closure && __atomic_load_n(&((eventer_t)closure)->posix_not_sock, __ATOMIC_RELAXED);
+}
+static inline void set_not_sock(void *closure) {
+  if (closure) __atomic_store_n(&((eventer_t)closure)->posix_not_sock, 1, __ATOMIC_RELAXED);
+}
 
 static int posix_accept(int fd, struct sockaddr *addr, socklen_t *len,
                         int *mask, void *closure) {
@@ -23,22 +41,34 @@ static int posix_accept(int fd, struct sockaddr *addr, socklen_t *len,
 
 static int posix_read(int fd, void *buf, size_t len, int *mask,
                       void *closure) {
-  (void)closure;
   ssize_t rv;
-  do {
-    rv = read(fd, buf, len);
-  } while (rv < 0 && errno == EINTR);
+  int sock = !not_sock(closure), saved = errno;
+  for (;;) {
+    rv = sock ? recv(fd, buf, len, 0) : read(fd, buf, len);
+    if (rv >= 0) break;
+    if (errno == EINTR) continue;
+    if (!sock || errno != ENOTSOCK) break;
+    set_not_sock(closure);
+    errno = saved; /* a call that then succeeds leaves errno alone */
+    sock = 0;
+  }
   if (rv < 0 && would_block() && mask) *mask = EVENTER_READ | EVENTER_EXCEPTION;
   return (int)rv;
 }
 
 static int posix_write(int fd, const void *buf, size_t len, int *mask,
                        void *closure) {
-  (void)closure;
   ssize_t rv;
-  do {
-    rv = write(fd, buf, len);
-  } while (rv < 0 && errno == EINTR);
+  int sock = !not_sock(closure), saved = errno;
+  for (;;) {
+    rv = sock ? send(fd, buf, len, 0) : write(fd, buf, len);
+    if (rv >= 0) break;
+    if (errno == EINTR) continue;
+    if (!sock || errno != ENOTSOCK) break;
+    set_not_sock(closure);
+    errno = saved; /* a call that then succeeds leaves errno alone */
+    sock = 0;
+  }
   if (rv < 0 && would_block() && mask) *mask = EVENTER_WRITE | EVENTER_EXCEPTION;
   return (int)rv;
 }

@@ -184,10 +184,13 @@ int eventer_aco_opset_set_unbuffered(eventer_fd_opset_t opset);
  * wait that ends without readiness is followed by one last try, so the
  * result is what an attempt-first read would give.
  * On the POSIX opset, eventer_aco_read and eventer_aco_write make the
- * read(2) and write(2) syscalls themselves, not through libc: they are
- * not thread-cancellation points (a loop thread is never cancelled), and
- * they skip what libc's wrappers do for cancellation in a multi-threaded
- * process.  Results and errno are the same. */
+ * syscalls themselves, not through libc: they are not thread-cancellation
+ * points (a loop thread is never cancelled), and they skip what libc's
+ * wrappers do for cancellation in a multi-threaded process.  On a socket
+ * they are recv(2) and send(2) with no flags (POSIX's same calls as
+ * read(2) and write(2), SIGPIPE included, and a shorter way through the
+ * kernel); on any other fd read(2) and write(2).  Results and errno are
+ * the same. */
 int eventer_aco_read(eventer_aco_t e, void *buff, size_t len,
                      struct timeval *timeout);
 int eventer_aco_write(eventer_aco_t e, const void *buff, size_t len,

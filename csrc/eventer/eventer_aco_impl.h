@@ -412,8 +412,12 @@ enum { /* struct _event.acofd_flags */
                                  * (epoll can't watch the fd): always read */
   EV_ACOFD_F_CLOSE_REF = 0x10,  /* eventer_aco_close holds a reference
                                  * until the waits under way have ended */
-  EV_ACOFD_F_POSIX = 0x20       /* its opset is the POSIX one: its reads
-                                 * and writes are read(2) and write(2) */
+  EV_ACOFD_F_POSIX = 0x20,      /* its opset is the POSIX one: its reads
+                                 * and writes are made by the coroutine
+                                 * calls themselves */
+  EV_ACOFD_F_NOT_SOCK = 0x40    /* POSIX opset, and its fd is no socket:
+                                 * read(2) and write(2), not recv(2) and
+                                 * send(2) */
 };
 
 /* The loop's callback for aco fd events. */

@@ -191,6 +191,12 @@ struct _event {
   uint8_t acofd_in_cb;     /* its callback is dispatching */
   uint16_t acofd_waits;    /* waits started on it and not ended yet */
 
+  /* the POSIX opset: its read or write found the fd is no socket, and
+   * makes read(2)/write(2) rather than recv(2)/send(2) (a hint: either is
+   * right for a socket; __atomic, relaxed: any thread using the event
+   * may set it) */
+  uint8_t posix_not_sock;
+
   eventer_task_t xtask;
 
   /* asynch: the queue it runs on / re-queues to (outside the union: read

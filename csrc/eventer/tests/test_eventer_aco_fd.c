@@ -842,6 +842,109 @@ static void test_posix_direct_calls(void) {
   ev_teardown();
 }
 
+/* ---- the same calls on a pipe, and SIGPIPE ----------------------------------------
+ * On a socket the POSIX opset's coroutine calls are recv(2) and send(2)
+ * with no flags; an fd that is no socket (a pipe here) gets read(2) and
+ * write(2), with the same results: data, a wait, EOF, EPIPE.  And a
+ * write to a socket whose peer is gone raises SIGPIPE as write(2) does
+ * (no MSG_NOSIGNAL behind the caller's back). */
+
+static int pp_rv[6], pp_err[6];
+static int pp_not_sock; /* the event's "no socket" mark after its calls */
+static volatile sig_atomic_t pp_sigpipes;
+static void pp_on_sigpipe(int sig) {
+  (void)sig;
+  pp_sigpipes++;
+}
+static void pipe_reader_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  char b[8];
+  pp_rv[0] = eventer_aco_read(e, b, sizeof(b), NULL); /* "ab", there already */
+  pp_rv[1] = b[0] == 'a' && b[1] == 'b';
+  pp_rv[2] = eventer_aco_read(e, b, sizeof(b), NULL); /* waits for "c" */
+  pp_rv[3] = b[0] == 'c';
+  pp_rv[4] = eventer_aco_read(e, b, sizeof(b), NULL); /* EOF */
+  pp_not_sock = !!(((eventer_t)e)->acofd_flags & EV_ACOFD_F_NOT_SOCK);
+  eventer_aco_free(e);
+  done++;
+}
+static void pipe_writer_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  errno = EDOM;
+  pp_rv[5] = eventer_aco_write(e, "c", 1, NULL);
+  pp_err[5] = errno;
+  eventer_aco_free(e);
+  done++;
+}
+static void pipe_epipe_fn(void) {
+  int fd = *(int *)eventer_aco_arg();
+  eventer_aco_t e = aco_fd_with(fd, NULL);
+  errno = 0;
+  pp_rv[0] = eventer_aco_write(e, "x", 1, NULL); /* no reader */
+  pp_err[0] = errno;
+  pp_not_sock = !!(((eventer_t)e)->acofd_flags & EV_ACOFD_F_NOT_SOCK);
+  eventer_aco_free(e);
+  done++;
+}
+
+static void test_pipe_and_sigpipe(void) {
+  ev_setup_external(1);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = pp_on_sigpipe;
+  sigemptyset(&sa.sa_mask);
+  T_EQ(sigaction(SIGPIPE, &sa, &old), 0);
+  int p[2];
+  T_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  T_EQ(write(p[1], "ab", 2), 2);
+  done = 0;
+  eventer_aco_start(pipe_reader_fn, &p[0]);
+  ev_turn();
+  T_EQ(done, 0); /* parked: the pipe is empty after "ab" */
+  eventer_aco_start(pipe_writer_fn, &p[1]);
+  ev_spin_until(&done, 1, 5000); /* the writer */
+  T_EQ(pp_rv[5], 1);
+  T_EQ(pp_err[5], EDOM); /* a write that succeeds leaves errno alone */
+  close(p[1]);
+  ev_spin_until(&done, 2, 5000);
+  T_EQ(pp_rv[0], 2);
+  T_EQ(pp_rv[1], 1);
+  T_EQ(pp_rv[2], 1);
+  T_EQ(pp_rv[3], 1);
+  T_EQ(pp_rv[4], 0);
+  T_EQ(pp_not_sock, 1); /* read(2) since its first call */
+  close(p[0]);
+  /* a pipe with no reader: EPIPE, and the signal */
+  T_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  close(p[0]);
+  pp_sigpipes = 0;
+  done = 0;
+  eventer_aco_start(pipe_epipe_fn, &p[1]);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(pp_rv[0], -1);
+  T_EQ(pp_err[0], EPIPE);
+  T_EQ(pp_sigpipes, 1);
+  T_EQ(pp_not_sock, 1);
+  close(p[1]);
+  /* a socket whose peer is gone: the same */
+  int sv[2];
+  sockpair(sv);
+  close(sv[1]);
+  pp_sigpipes = 0;
+  done = 0;
+  eventer_aco_start(pipe_epipe_fn, &sv[0]);
+  ev_spin_until(&done, 1, 5000);
+  T_EQ(pp_rv[0], -1);
+  T_EQ(pp_err[0], EPIPE);
+  T_EQ(pp_sigpipes, 1);
+  T_EQ(pp_not_sock, 0); /* a socket: send(2) */
+  close(sv[0]);
+  T_EQ(sigaction(SIGPIPE, &old, NULL), 0);
+  ev_teardown();
+}
+
 /* ---- errno around a wait on the POSIX opset ---------------------------------------
  * A coroutine's read that finds nothing (EAGAIN), waits and then reads
  * succeeds with errno as it was: the EAGAIN stays inside the call.  The
@@ -1194,6 +1297,7 @@ T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read}
         test_free_while_skipped_read_times_out},
        {"skip_eof", test_skip_eof},
        {"posix_direct_calls", test_posix_direct_calls},
+       {"pipe_and_sigpipe", test_pipe_and_sigpipe},
        {"eagain_errno", test_eagain_errno},
        {"wait_then_eof_or_reset", test_wait_then_eof_or_reset},
        {"remove_and_free_while_dispatched",

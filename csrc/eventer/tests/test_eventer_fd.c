@@ -5,9 +5,12 @@
  * same epoll batch), triggers, and 10,000 fds on one loop.
  */
 #include "evtest.h"
+#include "eventer_impl.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 
 static void make_pipe(int p[2]) {
@@ -423,6 +426,93 @@ static void test_ten_thousand_fds(void) {
   ev_teardown();
 }
 
+/* ---- the POSIX opset's calls on sockets and other fds ---------------------------
+ * On a socket eventer_read/eventer_write are recv(2)/send(2) with no
+ * flags; on any other fd (a pipe, an eventfd) the first call finds
+ * ENOTSOCK and they are read(2)/write(2): the same results either way
+ * (data, EAGAIN with the mask to wait for, EOF, EPIPE with SIGPIPE), errno
+ * untouched by a call that succeeds.  The event remembers an fd that is
+ * no socket. */
+
+static volatile sig_atomic_t sigpipes;
+static void on_sigpipe(int sig) {
+  (void)sig;
+  sigpipes++;
+}
+static int nop_cb(eventer_t e, int mask, void *c, struct timeval *now) {
+  (void)e, (void)mask, (void)c, (void)now;
+  return 0;
+}
+
+/* one writer and one reader over fds w and r: data, EAGAIN, EOF, EPIPE */
+static void opset_calls(int w, int r, int sock) {
+  eventer_t ew = eventer_alloc_fd(nop_cb, NULL, w, EVENTER_WRITE);
+  eventer_t er = eventer_alloc_fd(nop_cb, NULL, r, EVENTER_READ);
+  int mask = -1;
+  char b[8];
+  errno = EDOM;
+  T_EQ(eventer_write(ew, "ab", 2, &mask), 2);
+  T_EQ(errno, EDOM); /* success leaves errno alone, ENOTSOCK too */
+  T_EQ(eventer_read(er, b, sizeof(b), &mask), 2);
+  T_EQ(errno, EDOM);
+  T_CHECK(b[0] == 'a' && b[1] == 'b');
+  T_EQ(eventer_read(er, b, sizeof(b), &mask), -1);
+  T_EQ(errno, EAGAIN);
+  T_EQ(mask, EVENTER_READ | EVENTER_EXCEPTION);
+  T_EQ(er->posix_not_sock, !sock);
+  T_EQ(ew->posix_not_sock, !sock);
+  T_EQ(eventer_close(ew, &mask), 0);
+  T_EQ(eventer_read(er, b, sizeof(b), &mask), 0); /* EOF */
+  eventer_free(ew);
+  eventer_free(er);
+}
+
+static void test_posix_opset_calls(void) {
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_sigpipe;
+  sigemptyset(&sa.sa_mask);
+  T_EQ(sigaction(SIGPIPE, &sa, &old), 0);
+  int p[2], sv[2];
+  make_pipe(p);
+  opset_calls(p[1], p[0], 0);
+  close(p[0]);
+  /* an fd number that was a pipe's comes back as a socket's: a new event,
+   * no hint */
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  opset_calls(sv[1], sv[0], 1);
+  close(sv[0]);
+  /* no reader: EPIPE and the signal, on a pipe and on a socket */
+  for (int sock = 0; sock < 2; sock++) {
+    if (sock)
+      T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p), 0);
+    else
+      make_pipe(p);
+    close(p[0]);
+    eventer_t e = eventer_alloc_fd(nop_cb, NULL, p[1], EVENTER_WRITE);
+    int mask = -1;
+    sigpipes = 0;
+    T_EQ(eventer_write(e, "x", 1, &mask), -1);
+    T_EQ(errno, EPIPE);
+    T_EQ(sigpipes, 1);
+    T_EQ(e->posix_not_sock, !sock);
+    T_EQ(eventer_close(e, &mask), 0);
+    eventer_free(e);
+  }
+  /* an eventfd: read(2)'s 8-byte counter */
+  int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  T_CHECK(efd >= 0);
+  eventer_t e = eventer_alloc_fd(nop_cb, NULL, efd, EVENTER_READ);
+  uint64_t v = 5, got = 0;
+  int mask = -1;
+  T_EQ(eventer_write(e, &v, sizeof(v), &mask), 8);
+  T_EQ(eventer_read(e, &got, sizeof(got), &mask), 8);
+  T_EQ(got, 5);
+  T_EQ(eventer_close(e, &mask), 0);
+  eventer_free(e);
+  T_EQ(sigaction(SIGPIPE, &old, NULL), 0);
+}
+
 T_MAIN({"return_masks", test_return_masks},
        {"remove_keep_and_readd", test_remove_keep_and_readd},
        {"return_zero_without_remove_is_fatal",
@@ -430,4 +520,5 @@ T_MAIN({"return_masks", test_return_masks},
        {"mutations_in_one_batch", test_mutations_in_one_batch},
        {"readd_later_in_batch", test_readd_later_in_batch},
        {"trigger", test_trigger},
-       {"ten_thousand_fds", test_ten_thousand_fds})
+       {"ten_thousand_fds", test_ten_thousand_fds},
+       {"posix_opset_calls", test_posix_opset_calls})
