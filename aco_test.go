@@ -33,16 +33,20 @@ func TestSleepOnTimeAndCooperative(t *testing.T) {
 		}
 	}
 	err := inCo(t, 0, func(co *Co) error {
-		for i := 0; i < 3; i++ {
-			start := time.Now()
-			if err := co.Sleep(20 * time.Millisecond); err != nil {
-				return err
+		return notLate(func() error {
+			for i := 0; i < 3; i++ {
+				start := time.Now()
+				if err := co.Sleep(20 * time.Millisecond); err != nil {
+					return err
+				}
+				if d := time.Since(start); d < 20*time.Millisecond {
+					return fmt.Errorf("slept %v for 20ms", d)
+				} else if d > 20*time.Millisecond+lateBound() {
+					return late("slept %v for 20ms", d)
+				}
 			}
-			if d := time.Since(start); d < 20*time.Millisecond || d > 20*time.Millisecond+lateBound() {
-				return fmt.Errorf("slept %v for 20ms", d)
-			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -95,35 +99,37 @@ func TestReadTimeoutEOFReset(t *testing.T) {
 	t.Run("data already there after a write or a short read", func(t *testing.T) {
 		// A read after a write or a short read goes straight to the wait;
 		// data that came meanwhile must still be returned at once.
-		a, b := socketpair(t)
-		defer unix.Close(b)
-		err := inCo(t, 0, func(co *Co) error {
-			ae := acoEvent(t, co, a)
-			defer ae.Close()
-			buf := make([]byte, 8)
-			for i, step := range []string{"write", "short read", "write"} {
-				msg := fmt.Sprintf("msg%d", i)
-				if _, err := unix.Write(b, []byte(msg)); err != nil {
-					return err
-				}
-				if step == "write" {
-					if _, err := ae.Write([]byte("x"), time.Second); err != nil {
+		err := notLate(func() error {
+			a, b := socketpair(t)
+			defer unix.Close(b)
+			return inCo(t, 0, func(co *Co) error {
+				ae := acoEvent(t, co, a)
+				defer ae.Close()
+				buf := make([]byte, 8)
+				for i, step := range []string{"write", "short read", "write"} {
+					msg := fmt.Sprintf("msg%d", i)
+					if _, err := unix.Write(b, []byte(msg)); err != nil {
 						return err
 					}
+					if step == "write" {
+						if _, err := ae.Write([]byte("x"), time.Second); err != nil {
+							return err
+						}
+					}
+					start := time.Now()
+					n, err := ae.Read(buf, 0)
+					if err != nil {
+						return fmt.Errorf("after %s: %v", step, err)
+					}
+					if got := string(buf[:n]); got != msg {
+						return fmt.Errorf("after %s: read %q, want %q", step, got, msg)
+					}
+					if d := time.Since(start); d > lateBound() {
+						return late("after %s: read took %v", step, d)
+					}
 				}
-				start := time.Now()
-				n, err := ae.Read(buf, 0)
-				if err != nil {
-					return fmt.Errorf("after %s: %v", step, err)
-				}
-				if got := string(buf[:n]); got != msg {
-					return fmt.Errorf("after %s: read %q, want %q", step, got, msg)
-				}
-				if d := time.Since(start); d > lateBound() {
-					return fmt.Errorf("after %s: read took %v", step, d)
-				}
-			}
-			return nil
+				return nil
+			})
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -176,7 +182,7 @@ func TestConnect(t *testing.T) {
 	if strings.Count(err.Error(), "Co.Connect") != 1 {
 		t.Fatalf("the operation is named more than once: %v", err)
 	}
-	if after := openFds(t); after != before {
+	if after := openFds(t); after > before { // (fewer: an earlier test's fd closed meanwhile)
 		t.Fatalf("a failed connect left %d fds open", after-before)
 	}
 	err = inCo(t, 0, func(co *Co) error {
@@ -389,7 +395,7 @@ func TestAcoEventAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after := openFds(t); after != before-1 {
+	if after := openFds(t); after > before-1 { // (fewer: as in TestConnect)
 		t.Fatalf("fds: %d before, %d after Close (want one fewer)", before, after)
 	}
 }
@@ -629,12 +635,17 @@ func TestCancelJoinParkWake(t *testing.T) {
 			}
 			// a negative timeout has passed already: at once, as for Park,
 			// Read and Sem.Wait (it waited without limit)
-			t0 := time.Now()
-			if err := co.Join(slow, -time.Second); !errors.Is(err, os.ErrDeadlineExceeded) {
-				return fmt.Errorf("join with a negative timeout: %v", err)
-			}
-			if d := time.Since(t0); d > lateBound() {
-				return fmt.Errorf("join with a negative timeout took %v", d)
+			if err := notLate(func() error {
+				t0 := time.Now()
+				if err := co.Join(slow, -time.Second); !errors.Is(err, os.ErrDeadlineExceeded) {
+					return fmt.Errorf("join with a negative timeout: %v", err)
+				}
+				if d := time.Since(t0); d > lateBound() {
+					return late("join with a negative timeout took %v", d)
+				}
+				return nil
+			}); err != nil {
+				return err
 			}
 			slow.Cancel()
 			if err := co.Join(slow, 0); err != nil {

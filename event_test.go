@@ -611,7 +611,7 @@ func TestClosesRacingShutdown(t *testing.T) {
 			t.Fatalf("cycle %d: %d C events live after Shutdown", cycle, n)
 		}
 	}
-	if fds := openFds(t); fds != fds0 {
+	if fds := openFds(t); fds > fds0 { // (fewer: an earlier test's fd closed meanwhile)
 		t.Fatalf("open fds: %d before, %d after", fds0, fds)
 	}
 }

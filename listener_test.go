@@ -408,6 +408,7 @@ func unixClose(fd int) { syscall.Close(fd) }
 
 func TestListenerIdleTimeout(t *testing.T) {
 	setup(t, 1)
+	const idle = time.Second
 	ended := make(chan error, 1)
 	ln := listenAco(t, "tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
 		buf := make([]byte, 64)
@@ -418,16 +419,18 @@ func TestListenerIdleTimeout(t *testing.T) {
 			}
 			ae.Write([]byte("ok\n"), time.Second)
 		}
-	}, WithIdleTimeout(300*time.Millisecond))
+	}, WithIdleTimeout(idle))
 	c := dialLn(t, ln.Addr())
 	start := time.Now()
-	// activity keeps it open; the server's last activity (its read of the
-	// last line, its write of the answer) comes after the client starts
-	// sending that line and before the answer arrives, so the bound is
-	// taken from the send: the answer's arrival may come a little later
-	// than the server's write, and a bound from there failed by 40us
+	// activity keeps it open past the timeout; the server's last activity
+	// (its read of the last line, its write of the answer) comes after the
+	// client starts sending that line and before the answer arrives, so
+	// the bound is taken from the send: the answer's arrival may come a
+	// little later than the server's write, and a bound from there failed
+	// by 40us.  The client's gaps (100 ms) stay a tenth of the timeout:
+	// with 300 ms, a loaded machine stretched one past it.
 	var last time.Time
-	for i := 0; i < 4; i++ {
+	for time.Since(start) < idle+200*time.Millisecond {
 		time.Sleep(100 * time.Millisecond)
 		last = time.Now()
 		c.send(t, "x\n")
@@ -437,7 +440,7 @@ func TestListenerIdleTimeout(t *testing.T) {
 	if err != io.EOF {
 		t.Fatalf("the idle connection's read: %v, want io.EOF (shut down)", err)
 	}
-	if d := time.Since(last); d < 300*time.Millisecond {
+	if d := time.Since(last); d < idle {
 		t.Fatalf("shut down %v after the last activity (%v after the start)", d, time.Since(start))
 	}
 	c.expectEOF(t)

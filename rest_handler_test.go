@@ -61,16 +61,29 @@ func TestHandleHTTPDriverSleepsInGo(t *testing.T) {
 	if _, sleeps := drv.SleepStats(); sleeps == sleeps1 {
 		t.Errorf("the driver never slept in Go while goroutines served requests with a body")
 	}
-	time.Sleep(50 * time.Millisecond)
-	if n := drv.GoWork().Load(); n != 0 {
-		t.Errorf("%d requests with a body still counted as Go work after their responses", n)
+	// (the relay's request is forgotten after its response went out: a
+	// moment later on a busy machine)
+	waitFor(t, "the requests with a body to stop counting as Go work", func() bool {
+		return drv.GoWork().Load() == 0
+	})
+	// at rest: once the last response went out, the driver blocks in C.
+	// A window of 300 ms without a poll that did not wait, in five: a
+	// loaded machine may still finish the last requests' work in the
+	// first; a driver that polls at rest does so in every one.
+	var moved []uint64
+	for try := 0; try < 5; try++ {
+		time.Sleep(50 * time.Millisecond)
+		polls0, _ := drv.SleepStats()
+		time.Sleep(300 * time.Millisecond)
+		polls, _ := drv.SleepStats()
+		if polls == polls0 {
+			moved = nil
+			break
+		}
+		moved = append(moved, polls-polls0)
 	}
-	// at rest: once the last response went out, the driver blocks in C
-	time.Sleep(50 * time.Millisecond)
-	polls0, _ := drv.SleepStats()
-	time.Sleep(300 * time.Millisecond)
-	if polls, _ := drv.SleepStats(); polls != polls0 {
-		t.Errorf("at rest the driver polled %d times without waiting", polls-polls0)
+	if moved != nil {
+		t.Errorf("at rest the driver polled without waiting in every 300 ms window: %v times", moved)
 	}
 }
 

@@ -547,13 +547,13 @@ func TestTLSBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now() // before the dial: the server's deadline starts after it
 			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			peer := c.LocalAddr().String()
-			start := time.Now()
 			tc.do(t, c)
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			io.Copy(io.Discard, c) // until the server closes (an alert may come first)
@@ -615,8 +615,9 @@ func TestTLSBadHandshakesLeakNothing(t *testing.T) {
 	cfg := p.serverTLS()
 	cfg.CAFile = p.ca.certF
 	// long enough for a good handshake on a loaded machine (the stalled
-	// connections wait for it in goroutines of their own)
-	cfg.HandshakeTimeout = 2 * time.Second
+	// connections wait for it in goroutines of their own; 2 s was not:
+	// a good connection's server side timed out once, at load 14)
+	cfg.HandshakeTimeout = 5 * time.Second
 	ln, err := ListenAco("tcp", "127.0.0.1:0", seedFn(time.Second), WithTLS(cfg), WithFanout(true), WithBacklog(1024))
 	if err != nil {
 		t.Fatal(err)
@@ -638,7 +639,7 @@ func TestTLSBadHandshakesLeakNothing(t *testing.T) {
 					errs <- err
 					return
 				}
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.SetDeadline(time.Now().Add(30 * time.Second))
 				switch i % 8 {
 				case 0:
 					io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
@@ -1004,7 +1005,14 @@ func TestTLSConnectStalledServer(t *testing.T) {
 		_, err := co.Connect("tcp", mute.Addr().String(), 0, WithClientTLS(TLSConfig{InsecureSkipVerify: true}))
 		ch <- err
 	})
-	time.Sleep(50 * time.Millisecond)
+	// the cancel once the handshake waits (connected: the mute server's
+	// third connection), not before Connect began (then it has nothing to
+	// cut short and the third connection never comes)
+	waitFor(t, "the handshake to wait", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(held) == 3
+	})
 	co.Cancel()
 	if err := <-ch; !errors.Is(err, ErrCanceled) {
 		t.Fatalf("cancelled: %v", err)
@@ -1026,7 +1034,7 @@ func TestTLSConnectStalledServer(t *testing.T) {
 	mu.Unlock()
 	// closes by other goroutines (the runtime's, an earlier test's) may
 	// land a moment later: wait for the count, then say it
-	waitFor(t, "the fds to go", func() bool { return openFds(t) == fds0 })
+	waitFds(t, "the fds to go", fds0)
 }
 
 func TestTLSConnectConfigErrors(t *testing.T) {
@@ -1104,7 +1112,9 @@ func TestTLSHostile(t *testing.T) {
 		s.Write(clientHello(t)[:30])
 		stalled = append(stalled, s)
 	}
-	time.Sleep(50 * time.Millisecond) // accepted, handshakes waiting
+	// accepted, handshakes waiting (a connection still in the backlog when
+	// the listener closes is reset by the kernel instead)
+	waitFor(t, "the stalled connections to be accepted", func() bool { return cgo.AcceptorClosuresLive() == 20 })
 	logged := len(h.matching("TLS accept"))
 	start := time.Now()
 	if err := ln.Close(); err != nil {
@@ -1157,7 +1167,7 @@ func TestTLSHostile(t *testing.T) {
 		t.Fatalf("%d acceptor closures alive", n)
 	}
 	c.Close()
-	waitFor(t, "the fds to close", func() bool { return openFds(t) == fds0 })
+	waitFds(t, "the fds to close", fds0)
 }
 
 // Shutdown while a Go coroutine waits in Co.Connect's TLS handshake: the
@@ -1208,7 +1218,7 @@ func TestTLSShutdownDuringConnect(t *testing.T) {
 		t.Fatalf("Connect returned during Shutdown's unwinding: %v", err)
 	default: // unwound: the call never returned
 	}
-	waitFor(t, "the fds to close", func() bool { return openFds(t) <= fds0-0 })
+	waitFds(t, "the fds to close", fds0)
 }
 
 // Shutdown with TLS handshakes stalled on a Go listener's loops: they end

@@ -64,7 +64,9 @@ rest_hello_check() {
   [ "$(od -An -c "$tmp/hello.body" | tr -s ' ')" = " H e l l o w o r l d . \n" ] ||
     fail "curl /hello: body $(od -An -c "$tmp/hello.body")"
   awk -v t="$took" 'BEGIN { exit !(t >= 1.0) }' || fail "curl /hello after ${took} s, before 1 s"
-  awk -v t="$worst" 'BEGIN { exit !(t < 0.1) }' || fail "curl /fast took ${worst} s while /hello waited"
+  # (well within the second /hello's job sleeps; 0.1 s was a speed bound
+  # a loaded machine could miss)
+  awk -v t="$worst" 'BEGIN { exit !(t < 0.5) }' || fail "curl /fast took ${worst} s while /hello waited"
 
   # ten at once: each in its own coroutine, all done in about 1 s
   local t0 t1

@@ -556,8 +556,8 @@ static void test_statuses(void) {
   }
   /* 408: a head that does not complete within 300 ms */
   {
+    uint64_t t0 = t_now_us(); /* before the connect: the timer starts after it */
     hc_t *c = hc_open(port);
-    uint64_t t0 = t_now_us();
     hc_sends(c, "GET /hello HTTP/1.1\r\nHo");
     hc_resp_t r;
     T_EQ(hc_read_resp(c, &r, 0), 0);
@@ -832,8 +832,12 @@ static void test_seed_hello(void) {
   uint64_t other_ms = (t_now_us() - t1) / 1000;
   T_EQ(r.status, 200);
   hc_resp_free(&r);
-  /* well before the hello job is done */
-  T_CHECKF(other_ms < 500, "another request took %llu ms", (unsigned long long)other_ms);
+  /* before the hello job is done: its response has not come yet (a loop
+   * that waited for the job would answer /other only after it; a bound
+   * in milliseconds can fail on a slow machine) */
+  struct pollfd pa = {.fd = a->fd, .events = POLLIN};
+  T_CHECKF(poll(&pa, 1, 0) == 0, "/other was answered after /hello, in %llu ms",
+           (unsigned long long)other_ms);
   T_EQ(hc_read_resp(a, &r, 0), 0);
   uint64_t hello_ms = (t_now_us() - t0) / 1000;
   T_EQ(r.status, 200);
@@ -901,8 +905,10 @@ static void test_vanish(void) {
      * goes */
     c = hc_open(port);
     hc_sends(c, "GET /csleep/10000 HTTP/1.1\r\nHost: x\r\n\r\n");
-    usleep(50000);
-    T_EQ(live_now(), 1);
+    /* asleep: wait for the coroutine to start (a fixed 50 ms can be too
+     * short on a loaded machine under qemu or valgrind) */
+    for (uint64_t end = t_now_us() + 30000000u; live_now() != 1; usleep(2000))
+      if (t_now_us() > end) T_FAIL("the /csleep coroutine never started");
     uint64_t t0 = t_now_us();
     if (reset) hc_reset(c); else hc_close(c);
     wait_live_zero(5000);
@@ -1040,8 +1046,8 @@ static void test_timeouts(void) {
   T_GE(ms, 250);
   hc_close(c);
   /* a connection that never sends anything */
+  t0 = t_now_us(); /* before the connect: the timer starts after it */
   c = hc_open(port);
-  t0 = t_now_us();
   T_CHECK(hc_eof(c));
   T_GE((t_now_us() - t0) / 1000, 290);
   hc_close(c);
@@ -1476,8 +1482,8 @@ static void test_listener_contract(void) {
   /* the engine's first call comes at accept: a client that never sends a
    * byte meets the idle timeout */
   set_limits(8192, 65536, 100, 1000, 10000, 300);
+  uint64_t t0 = t_now_us(); /* before the connect: the timer starts after it */
   c = hc_open(port);
-  uint64_t t0 = t_now_us();
   T_CHECK(hc_eof(c));
   T_GE((t_now_us() - t0) / 1000, 250);
   hc_close(c);
@@ -1630,6 +1636,22 @@ static unsigned long long pipelined16(int port, const char *base) {
   return sends;
 }
 
+/* The fewest sends 16 pipelined /y/ (or /ys/) responses took in up to
+ * five tries, stopping at the first within `bound`.  How many sends a
+ * batch takes depends on how the kernel and the machine schedule the
+ * loop (a loop thread that loses its CPU for longer than a pass under
+ * qemu, valgrind or a busy machine writes what it holds), so one slow
+ * try proves nothing; a drive that writes each response on its own takes
+ * 16 sends (8 or more with the 500 us handlers) in every try. */
+static unsigned long long pipelined16_best(int port, const char *base, unsigned long long bound) {
+  unsigned long long best = ~0ull;
+  for (int t = 0; t < 5 && best > bound; t++) {
+    unsigned long long sends = pipelined16(port, base);
+    if (sends < best) best = sends;
+  }
+  return best;
+}
+
 /* a slow handler does not hold back the responses before it: they
  * arrive while it still sleeps; the ones after it wait, in order */
 static void slow_in_the_middle(int port) {
@@ -1672,15 +1694,15 @@ static void test_deferred_write(void) {
   /* (one send, or a few when the machine takes the loop's CPU away for
    * longer than a pass) */
   for (int round = 0; round < 3; round++) {
-    unsigned long long sends = pipelined16(port, "/y/");
-    T_CHECKF(sends <= 4, "16 pipelined responses took %llu sends", sends);
+    unsigned long long sends = pipelined16_best(port, "/y/", 4);
+    T_CHECKF(sends <= 4, "16 pipelined responses took %llu sends (the best of 5 tries)", sends);
   }
   /* handlers that each work 500 us keep the loop from running out of
    * work for 8 ms: its passes end by time (1 ms), and the batch still
    * leaves together since every handler answers within a pass (with a
    * write at each pass's end, 8 sends or more) */
-  unsigned long long sends = pipelined16(port, "/ys/");
-  T_CHECKF(sends <= (t_slow() ? 8u : 4u), "16 pipelined responses, 500 us each, took %llu sends",
+  unsigned long long sends = pipelined16_best(port, "/ys/", 4);
+  T_CHECKF(sends <= 4, "16 pipelined responses, 500 us each, took %llu sends (the best of 5 tries)",
            sends);
   slow_in_the_middle(port);
 
@@ -1692,8 +1714,8 @@ static void test_deferred_write(void) {
   __atomic_store_n(&busy_off, 0, __ATOMIC_RELEASE);
   T_EQ(eventer_task_post_to(eventer_pool_loop(eventer_pool_by_index(0), 0), &busy), 0);
   for (int round = 0; round < 3; round++) {
-    sends = pipelined16(port, round ? "/y/" : "/ys/");
-    T_CHECKF(sends <= (t_slow() ? 8u : 4u), "busy loop: 16 pipelined responses took %llu sends",
+    sends = pipelined16_best(port, round ? "/y/" : "/ys/", 4);
+    T_CHECKF(sends <= 4, "busy loop: 16 pipelined responses took %llu sends (the best of 5 tries)",
              sends);
   }
   slow_in_the_middle(port);
@@ -1761,26 +1783,32 @@ static void test_end_drive(void) {
    * dispatches the next before it returns (not a task in the loop's next
    * iteration), the responses stay in order and still leave together */
   for (int round = 0; round < 3; round++) {
-    __atomic_store_n(&ed_chained, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&ed_unchained, 0, __ATOMIC_RELEASE);
-    hc_t *c = hc_open(port);
-    char req[4096];
-    size_t n = 0;
-    for (int i = 0; i < 16; i++)
-      n += (size_t)snprintf(req + n, sizeof(req) - n,
-                            "GET /ed/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
-    hc_send(c, req, n);
-    for (int i = 0; i < 16; i++) {
-      char want[16];
-      snprintf(want, sizeof(want), "%d", i);
-      hc_expect_body(c, want);
+    /* the fewest sends in up to five tries (as pipelined16_best: a try
+     * that the machine slowed proves nothing about the batch) */
+    unsigned long long best = ~0ull;
+    for (int t = 0; t < 5 && best > 4; t++) {
+      __atomic_store_n(&ed_chained, 0, __ATOMIC_RELEASE);
+      __atomic_store_n(&ed_unchained, 0, __ATOMIC_RELEASE);
+      hc_t *c = hc_open(port);
+      char req[4096];
+      size_t n = 0;
+      for (int i = 0; i < 16; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n,
+                              "GET /ed/%d HTTP/1.1\r\nHost: x\r\n\r\n", i);
+      hc_send(c, req, n);
+      for (int i = 0; i < 16; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "%d", i);
+        hc_expect_body(c, want);
+      }
+      unsigned long long raw, opset, sends;
+      hc_io(c, &raw, &opset, &sends);
+      hc_close(c);
+      if (sends < best) best = sends;
+      T_EQ(__atomic_load_n(&ed_unchained, __ATOMIC_ACQUIRE), 0);
+      T_EQ(__atomic_load_n(&ed_chained, __ATOMIC_ACQUIRE), 15);
     }
-    unsigned long long raw, opset, sends;
-    hc_io(c, &raw, &opset, &sends);
-    hc_close(c);
-    T_CHECKF(sends <= (t_slow() ? 8u : 4u), "16 pipelined responses took %llu sends", sends);
-    T_EQ(__atomic_load_n(&ed_unchained, __ATOMIC_ACQUIRE), 0);
-    T_EQ(__atomic_load_n(&ed_chained, __ATOMIC_ACQUIRE), 15);
+    T_CHECKF(best <= 4, "16 pipelined responses took %llu sends (the best of 5 tries)", best);
   }
   /* a client that resets while its batch is served: nothing leaks
    * (ht_stop checks) */

@@ -1,7 +1,7 @@
 // httpcheck checks the seed's REST example with Go's net/http client: a
 // GET of the slow URL (the seed's hello handler) answers 200, text/plain,
 // "Hello world.\n" after at least 1 s, while GETs of the fast URL, made
-// while the slow one waits, are each answered in less than 100 ms.  Used
+// while the slow one waits, are each answered in less than 500 ms.  Used
 // by examples/c/rest_hello.check and examples/go/rest_hello/check.sh.
 //
 //	httpcheck http://127.0.0.1:8888/hello http://127.0.0.1:8888/fast
@@ -75,7 +75,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "httpcheck: %s answered after %v, before 1 s\n", slowURL, s.took)
 		fail = true
 	}
-	if worst >= 100*time.Millisecond {
+	if worst >= 500*time.Millisecond { // well within the slow one's second
 		fmt.Fprintf(os.Stderr, "httpcheck: %s took %v while the slow one waited\n", fastURL, worst)
 		fail = true
 	}
