@@ -331,7 +331,10 @@ int eventer_SSL_renegotiate(eventer_t e);
  * bound).  0, or -1 with errno EIO (failed), ETIMEDOUT, ECANCELED, EBADF
  * (closed meanwhile), EINVAL (not in a coroutine of e's loop, no context,
  * wrong orientation).  A failure or a timeout logs one line naming the
- * peer.  For a client: eventer_aco_connect(e, addr, len, &tmo) first. */
+ * peer.  A timeout leaves the handshake where it stopped: a later call,
+ * or a read or write (OpenSSL goes on with a handshake it has not
+ * finished), may still complete it; close the event to give up.  For a
+ * client: eventer_aco_connect(e, addr, len, &tmo) first. */
 int eventer_aco_ssl_accept(eventer_aco_t e, struct timeval *timeout);
 int eventer_aco_ssl_connect(eventer_aco_t e, struct timeval *timeout);
 
