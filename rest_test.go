@@ -1923,3 +1923,152 @@ func TestRestDirectBatchBufferShrinks(t *testing.T) {
 		t.Errorf("the batch buffer is still %d bytes after a batch of small heads", n)
 	}
 }
+
+// Sixteen requests pipelined on one connection: aco requests (their loop
+// reuses their records) between a goroutine rule's and HandleHTTP's, and
+// an aco handler that flushes part of its response and then calls
+// runtime.Goexit.  Each aco handler keeps its closure, response and
+// context (half of them never looked at their request while it ran) and
+// checks the ones kept before it: their own captures and URI, a response
+// that refuses with ErrClosed, a done context.  Every response comes in
+// order, and the loop serves on.
+func TestRestPipelinedMixedKeptViews(t *testing.T) {
+	reported := make(chan error, 64)
+	url := restServer(t, 1, WithErrorHandler(func(err error) {
+		select {
+		case reported <- err:
+		default:
+		}
+	}))
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	type kept struct {
+		uri string
+		rc  *RestClosure
+		res *RestResponse
+		ctx context.Context
+	}
+	var mu sync.Mutex
+	var keep []kept
+	var uris []string // the keep requests' URIs, in order
+	mustRule(t)(NewRule("GET", b, "^keep/(\\d+)$", func(rc *RestClosure) error {
+		mu.Lock()
+		defer mu.Unlock()
+		var bad []string
+		for j, k := range keep {
+			if got := k.rc.Request().URI; got != k.uri {
+				bad = append(bad, fmt.Sprintf("kept %d: URI %q, want %q", j, got, k.uri))
+			}
+			if got := b + "keep/" + k.rc.Pats()[0]; got != k.uri {
+				bad = append(bad, fmt.Sprintf("kept %d: captures %v", j, k.rc.Pats()))
+			}
+			if _, err := k.res.Write([]byte("stale")); !errors.Is(err, ErrClosed) {
+				bad = append(bad, fmt.Sprintf("kept %d: Write gave %v", j, err))
+			}
+			if err := k.rc.Response().Header("X-Stale", "1"); !errors.Is(err, ErrClosed) {
+				bad = append(bad, fmt.Sprintf("kept %d: Header gave %v", j, err))
+			}
+			if k.ctx.Err() == nil {
+				bad = append(bad, fmt.Sprintf("kept %d: its context is not done", j))
+			}
+		}
+		i := len(keep)
+		if i%2 == 1 {
+			_ = rc.Pats() // (the head read while live, for half of them)
+		}
+		keep = append(keep, kept{uris[i], rc, rc.Response(), rc.Context()})
+		if bad != nil {
+			fmt.Fprint(rc.Response(), strings.Join(bad, "; "))
+		} else {
+			fmt.Fprintf(rc.Response(), "keep %d", i)
+		}
+		return nil
+	})).SetAco(true)
+	echo := func(rc *RestClosure) error {
+		fmt.Fprintf(rc.Response(), "g %s", rc.Pats()[0])
+		return nil
+	}
+	mustRule(t)(NewRule("GET", b, "^g/(\\d+)$", echo))
+	mustRule(t)(HandleHTTP("GET", b, "^h/(\\d+)$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "h %s", strings.TrimPrefix(r.URL.Path, b+"h/"))
+		})))
+	mustRule(t)(NewRule("GET", b, "^fx$", func(rc *RestClosure) error {
+		res := rc.Response()
+		if err := res.Ok("text/plain"); err != nil {
+			return err
+		}
+		fmt.Fprint(res, "part")
+		if err := res.Flush(); err != nil {
+			return err
+		}
+		runtime.Goexit()
+		return nil
+	})).SetAco(true)
+
+	get := func(p string) string { return "GET " + b + p + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+	var reqs, want []string
+	for i := 0; i < 16; i++ {
+		switch {
+		case i == 8:
+			reqs, want = append(reqs, get("fx")), append(want, "fx")
+		case i%4 == 1:
+			reqs, want = append(reqs, get(fmt.Sprintf("g/%d", i))), append(want, fmt.Sprintf("g %d", i))
+		case i%4 == 3:
+			reqs, want = append(reqs, get(fmt.Sprintf("h/%d", i))), append(want, fmt.Sprintf("h %d", i))
+		default:
+			want = append(want, fmt.Sprintf("keep %d", len(uris)))
+			uris = append(uris, fmt.Sprintf("%skeep/%d", b, i))
+			reqs = append(reqs, get(fmt.Sprintf("keep/%d", i)))
+		}
+	}
+	var r0 int64
+	onRestPool(t, func(p *restCoPool) { r0 = p.reused })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if want[i] == "fx" {
+			if resp.StatusCode != 200 || !strings.HasPrefix(body, "part") {
+				t.Errorf("response %d: %d %q, want 200 and the flushed part", i, resp.StatusCode, body)
+			}
+			return
+		}
+		if resp.StatusCode != 200 || body != want[i] || resp.Header.Get("X-Stale") != "" {
+			t.Errorf("response %d: %d %v %q, want 200 %q", i, resp.StatusCode, resp.Header, body, want[i])
+		}
+	})
+	for wait := time.After(20 * time.Second); ; {
+		var err error
+		select {
+		case err = <-reported:
+		case <-wait:
+			t.Fatal("the handler's Goexit was not reported")
+		}
+		if strings.Contains(err.Error(), "Goexit") {
+			break
+		}
+	}
+	// a last one on a new connection, on the loop's pooled records
+	mu.Lock()
+	uris = append(uris, b+"keep/99")
+	want99 := fmt.Sprintf("keep %d", len(uris)-1)
+	mu.Unlock()
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	pipeline(t, c2, []string{get("keep/99")}, func(_ int, resp *http.Response, body string) {
+		if resp.StatusCode != 200 || body != want99 {
+			t.Errorf("after: %d %q, want %q", resp.StatusCode, body, want99)
+		}
+	})
+	var r1 int64
+	onRestPool(t, func(p *restCoPool) { r1 = p.reused })
+	if r1 == r0 {
+		t.Errorf("no record was reused")
+	}
+}
