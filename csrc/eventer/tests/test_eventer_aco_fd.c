@@ -951,7 +951,7 @@ static void test_pipe_and_sigpipe(void) {
  * EAGAIN on an empty socket, so the read waited for data it would not
  * take, and took a pending datagram whole.) */
 
-static int zl_rv[4], zl_err[4];
+static int zl_rv[6], zl_err[6];
 static void zero_len_fn(void) {
   int *fds = eventer_aco_arg();
   eventer_aco_t s = aco_fd_with(fds[0], NULL), d = aco_fd_with(fds[1], NULL);
@@ -964,6 +964,10 @@ static void zero_len_fn(void) {
   zl_err[1] = errno;
   zl_rv[2] = eventer_aco_read(d, b, sizeof(b), &tmo); /* still there */
   zl_rv[3] = zl_rv[2] == 2 && memcmp(b, "dg", 2) == 0;
+  /* after a write (the next read may go straight to the wait): at once */
+  zl_rv[4] = eventer_aco_write(s, "x", 1, &tmo);
+  zl_rv[5] = eventer_aco_read(s, b, 0, &tmo);
+  zl_err[5] = errno;
   eventer_aco_free(s);
   eventer_aco_free(d);
   done++;
@@ -985,6 +989,9 @@ static void test_zero_length_read(void) {
   T_EQ(zl_err[1], EDOM);
   T_EQ(zl_rv[2], 2);
   T_EQ(zl_rv[3], 1);
+  T_EQ(zl_rv[4], 1);
+  T_EQ(zl_rv[5], 0);
+  T_EQ(zl_err[5], EDOM);
   close(sv[0]);
   close(sv[1]);
   close(dv[0]);
