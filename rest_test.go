@@ -2083,3 +2083,73 @@ func TestRestPipelinedMixedKeptViews(t *testing.T) {
 		t.Errorf("no record was reused")
 	}
 }
+
+// Go's HTTP client from eight goroutines on keep-alive connections to an
+// aco rule whose loop reuses its request records: each handler reads its
+// captures, URI and a header of its own request (some before a yield,
+// some after, so that records are reused while others wait), and every
+// response names its own request, never another's.
+func TestRestPooledRecordsConcurrentClients(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^id/(\\d+)/(\\d+)$", func(rc *RestClosure) error {
+		p := rc.Pats()
+		n, _ := strconv.Atoi(p[1])
+		var early string
+		if n%3 == 0 {
+			early = rc.Request().Header.Get("X-Id")
+		}
+		if n%2 == 0 {
+			if err := rc.Co().Yield(); err != nil {
+				return err
+			}
+		}
+		req := rc.Request()
+		if early != "" && early != req.Header.Get("X-Id") {
+			return fmt.Errorf("X-Id %q before the yield, %q after", early, req.Header.Get("X-Id"))
+		}
+		fmt.Fprintf(rc.Response(), "%s/%s %s %s", p[0], p[1], req.URI, req.Header.Get("X-Id"))
+		return nil
+	})).SetAco(true)
+	var r0 int64
+	onRestPool(t, func(p *restCoPool) { r0 = p.reused })
+	tr := &http.Transport{MaxIdleConnsPerHost: 8}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				path := fmt.Sprintf("%sid/%d/%d", b, g, i)
+				req, _ := http.NewRequest("GET", url+path, nil)
+				id := fmt.Sprintf("x-%d-%d", g, i)
+				req.Header.Set("X-Id", id)
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := fmt.Sprintf("%d/%d %s %s", g, i, path, id)
+				if err != nil || resp.StatusCode != 200 || string(body) != want {
+					errs <- fmt.Errorf("%s: %d %q (%v), want %q", path, resp.StatusCode, body, err, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var r1 int64
+	onRestPool(t, func(p *restCoPool) { r1 = p.reused })
+	if r1 == r0 {
+		t.Errorf("no record was reused in 320 requests")
+	}
+}
