@@ -2153,3 +2153,71 @@ func TestRestPooledRecordsConcurrentClients(t *testing.T) {
 		t.Errorf("no record was reused in 320 requests")
 	}
 }
+
+// A large response to a client that does not read yet: the handler
+// returns, its loop reuses the record for other requests (and the
+// collector runs) while the engine still writes the body; the slow
+// client then reads every byte as the handler wrote it.
+func TestRestPooledRecordLargeBodySlowClient(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	const size = 8 << 20 // (more than the kernel's socket buffers take)
+	pattern := func(seed byte) []byte {
+		p := make([]byte, size)
+		for i := range p {
+			p[i] = seed + byte(i%251)
+		}
+		return p
+	}
+	mustRule(t)(NewRule("GET", b, "^big/(\\d+)$", func(rc *RestClosure) error {
+		n, _ := strconv.Atoi(rc.Pats()[0])
+		res := rc.Response()
+		res.Write(pattern(byte(n)))
+		return res.End()
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^small/(\\d+)$", func(rc *RestClosure) error {
+		fmt.Fprintf(rc.Response(), "small %s", rc.Pats()[0])
+		return nil
+	})).SetAco(true)
+	var slow []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET %sbig/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i+1)
+		slow = append(slow, c)
+	}
+	// meanwhile: the loop serves others on the records it pools
+	fast, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	var reqs []string
+	for i := 0; i < 32; i++ {
+		reqs = append(reqs, fmt.Sprintf("GET %ssmall/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i))
+	}
+	for round := 0; round < 4; round++ {
+		pipeline(t, fast, reqs, func(i int, resp *http.Response, body string) {
+			if want := fmt.Sprintf("small %d", i); resp.StatusCode != 200 || body != want {
+				t.Fatalf("small %d: %d %q", i, resp.StatusCode, body)
+			}
+		})
+		runtime.GC()
+	}
+	for i, c := range slow {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("big %d: %v", i+1, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, pattern(byte(i+1))) {
+			t.Fatalf("big %d: %d, %d bytes (%v), not the %d bytes written", i+1, resp.StatusCode, len(body), err, size)
+		}
+	}
+}
