@@ -2221,3 +2221,78 @@ func TestRestPooledRecordLargeBodySlowClient(t *testing.T) {
 		}
 	}
 }
+
+// A direct request's body is empty (read while the handler runs and from
+// a kept closure after, on a record the loop reused); a client that
+// resets its connection with pipelined requests in flight leaves
+// nothing behind (restServer's cleanup counts sessions) and the pooled
+// records serve on.
+func TestRestPooledRecordBodyAndReset(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	var mu sync.Mutex
+	var kept []*RestClosure
+	mustRule(t)(NewRule("GET", b, "^body/(\\d+)$", func(rc *RestClosure) error {
+		body, err := io.ReadAll(rc.Request().Body)
+		if err != nil || len(body) != 0 {
+			return fmt.Errorf("a direct request's body: %q, %v", body, err)
+		}
+		mu.Lock()
+		kept = append(kept, rc)
+		mu.Unlock()
+		if n, _ := strconv.Atoi(rc.Pats()[0]); n%2 == 0 {
+			rc.Co().Yield()
+		}
+		fmt.Fprintf(rc.Response(), "body %s", rc.Pats()[0])
+		return nil
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^check$", func(rc *RestClosure) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, k := range kept {
+			n, err := k.Request().Body.Read(make([]byte, 8))
+			if n != 0 || err != io.EOF {
+				return fmt.Errorf("kept %d: its body read %d, %v", i, n, err)
+			}
+			if !strings.HasPrefix(k.Request().URI, b+"body/") {
+				return fmt.Errorf("kept %d: URI %q", i, k.Request().URI)
+			}
+		}
+		fmt.Fprintf(rc.Response(), "checked %d", len(kept))
+		return nil
+	})).SetAco(true)
+	get := func(p string) string { return "GET " + b + p + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+	for round := 0; round < 3; round++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reqs []string
+		for i := 0; i < 16; i++ {
+			reqs = append(reqs, get(fmt.Sprintf("body/%d", i)))
+		}
+		io.WriteString(c, strings.Join(reqs, ""))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // a reset, with requests in flight
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []string
+	for i := 0; i < 8; i++ {
+		reqs = append(reqs, get(fmt.Sprintf("body/%d", i)))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if want := fmt.Sprintf("body %d", i); resp.StatusCode != 200 || body != want {
+			t.Errorf("body %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+	})
+	pipeline(t, c, []string{get("check")}, func(_ int, resp *http.Response, body string) {
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "checked ") {
+			t.Errorf("check: %d %q", resp.StatusCode, body)
+		}
+	})
+}
