@@ -188,7 +188,6 @@ eventer_t eventer_alloc_copy(eventer_t src) {
   e->mask = src->mask;
   e->opset = src->opset;
   e->opset_ctx = src->opset_ctx;
-  e->posix_not_sock = __atomic_load_n(&src->posix_not_sock, __ATOMIC_RELAXED);
   e->owner = EV_LOAD_RELAXED(&src->owner);
   for (int i = 0, n = ev_layer_count(); i < n; i++)
     if (ev_layers[i]->event_copy) ev_layers[i]->event_copy(e, src);
@@ -218,7 +217,10 @@ eventer_t eventer_alloc_fd(eventer_func_t func, void *closure, int fd,
     return NULL;
   }
   eventer_t e = ev_new_cb(func, closure, mask);
-  if (e) e->fd = fd;
+  if (e) {
+    e->fd = fd;
+    ev_posix_fd_fresh(fd); /* the number may have been a pipe's */
+  }
   return e;
 }
 

@@ -204,8 +204,7 @@ typedef int (*eventer_func_t)(eventer_t e, int mask, void *closure,
 /* An fd opset: how eventer_read/write/accept/close talk to an fd.  Each
  * function acts like its POSIX counterpart; on a would-block it returns -1
  * with errno EAGAIN and sets *mask to the interest needed to progress.
- * `closure` is the event (or NULL): an opset may keep per-event state
- * there, as the POSIX opset does.  eventer_read() & co. always call through the
+ * `closure` is the event.  eventer_read() & co. always call through the
  * event's current opset, so a layer (TLS, coroutines) can install its own
  * opset on an event. */
 typedef int (*eventer_fd_accept_t)(int fd, struct sockaddr *addr,

@@ -7,12 +7,12 @@
  * Linux serves them past the file layer's checks and notifications, a few
  * percent of a small read or write.  The first call on an fd that is no
  * socket fails with ENOTSOCK before anything happens and is made again as
- * read(2) or write(2), and the event remembers it (an event's fd never
- * changes).  A zero-length call is read(2) or write(2) on any fd: recv(2)
- * with no room is not read(2)'s (it takes a pending datagram whole, and
- * fails with EAGAIN on an empty socket, where read(2) returns 0 at once).
- * Coroutines' reads and writes on this opset make the same calls
- * (eventer_aco_fd.c).
+ * read(2) or write(2), and a table by fd number remembers it until a new
+ * event is made for that fd.  A zero-length call is read(2) or write(2)
+ * on any fd: recv(2) with no room is not read(2)'s (it takes a pending
+ * datagram whole, and fails with EAGAIN on an empty socket, where read(2)
+ * returns 0 at once).  Coroutines' reads and writes on this opset make
+ * the same calls (eventer_aco_fd.c).
  */
 #include "eventer_impl.h"
 
@@ -22,14 +22,28 @@
 
 static int would_block(void) { return errno == EAGAIN || errno == EWOULDBLOCK; }
 
-/* closure is the event (eventer_read & co. pass it), or NULL from a
- * caller with none: it then tries recv/send on every call */
-static inline int not_sock(void *closure) {
-  return closure && __atomic_load_n(&((eventer_t)closure)->posix_not_sock, __ATOMIC_RELAXED);
+/* fds below POSIX_HINT_FDS found to be no socket.  A hint: either call
+ * is right on a socket, so a stale entry costs time, never correctness;
+ * a new event on an fd clears it.  Relaxed byte loads and stores: any
+ * thread may use an event; pages of the table are touched only for the
+ * fds that are used. */
+#define POSIX_HINT_FDS 65536
+static unsigned char posix_not_sock[POSIX_HINT_FDS];
+
+static inline int not_sock(int fd) {
+  return (unsigned)fd < POSIX_HINT_FDS &&
+         __atomic_load_n(&posix_not_sock[fd], __ATOMIC_RELAXED);
 }
-static inline void set_not_sock(void *closure) {
-  if (closure) __atomic_store_n(&((eventer_t)closure)->posix_not_sock, 1, __ATOMIC_RELAXED);
+static inline void set_not_sock(int fd) {
+  if ((unsigned)fd < POSIX_HINT_FDS)
+    __atomic_store_n(&posix_not_sock[fd], 1, __ATOMIC_RELAXED);
 }
+void ev_posix_fd_fresh(int fd) {
+  if ((unsigned)fd < POSIX_HINT_FDS &&
+      __atomic_load_n(&posix_not_sock[fd], __ATOMIC_RELAXED))
+    __atomic_store_n(&posix_not_sock[fd], 0, __ATOMIC_RELAXED);
+}
+int ev_posix_fd_not_sock(int fd) { return not_sock(fd); }
 
 static int posix_accept(int fd, struct sockaddr *addr, socklen_t *len,
                         int *mask, void *closure) {
@@ -44,14 +58,15 @@ static int posix_accept(int fd, struct sockaddr *addr, socklen_t *len,
 
 static int posix_read(int fd, void *buf, size_t len, int *mask,
                       void *closure) {
+  (void)closure;
   ssize_t rv;
-  int sock = len && !not_sock(closure), saved = errno;
+  int sock = len && !not_sock(fd), saved = errno;
   for (;;) {
     rv = sock ? recv(fd, buf, len, 0) : read(fd, buf, len);
     if (rv >= 0) break;
     if (errno == EINTR) continue;
     if (!sock || errno != ENOTSOCK) break;
-    set_not_sock(closure);
+    set_not_sock(fd);
     errno = saved; /* a call that then succeeds leaves errno alone */
     sock = 0;
   }
@@ -61,14 +76,15 @@ static int posix_read(int fd, void *buf, size_t len, int *mask,
 
 static int posix_write(int fd, const void *buf, size_t len, int *mask,
                        void *closure) {
+  (void)closure;
   ssize_t rv;
-  int sock = len && !not_sock(closure), saved = errno;
+  int sock = len && !not_sock(fd), saved = errno;
   for (;;) {
     rv = sock ? send(fd, buf, len, 0) : write(fd, buf, len);
     if (rv >= 0) break;
     if (errno == EINTR) continue;
     if (!sock || errno != ENOTSOCK) break;
-    set_not_sock(closure);
+    set_not_sock(fd);
     errno = saved; /* a call that then succeeds leaves errno alone */
     sock = 0;
   }

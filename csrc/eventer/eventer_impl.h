@@ -191,12 +191,6 @@ struct _event {
   uint8_t acofd_in_cb;     /* its callback is dispatching */
   uint16_t acofd_waits;    /* waits started on it and not ended yet */
 
-  /* the POSIX opset: its read or write found the fd is no socket, and
-   * makes read(2)/write(2) rather than recv(2)/send(2) (a hint: either is
-   * right for a socket; __atomic, relaxed: any thread using the event
-   * may set it) */
-  uint8_t posix_not_sock;
-
   eventer_task_t xtask;
 
   /* asynch: the queue it runs on / re-queues to (outside the union: read
@@ -569,5 +563,12 @@ void ev_wall_tv(struct timeval *tv);
 struct eventer_ssl_ctx_t;
 int ev_ssl_ctx_keeps_buffers(const struct eventer_ssl_ctx_t *ctx);
 int ev_ssl_ctx_big_read_buffer(const struct eventer_ssl_ctx_t *ctx);
+
+/* The POSIX opset's hint by fd number that an fd is no socket (its reads
+ * and writes are then read(2)/write(2), not recv(2)/send(2)).  fresh
+ * forgets it (a new event on fd: the number may be a socket now);
+ * not_sock reads it (for tests).  THREAD-SAFE. */
+void ev_posix_fd_fresh(int fd);
+int ev_posix_fd_not_sock(int fd);
 
 #endif /* EVENTER_IMPL_H */
