@@ -1313,3 +1313,46 @@ func TestAcoEventPipeAndSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An empty datagram is no end of stream: AcoEvent.Read on a datagram
+// socket returns 0 and no error for it (as net's UDPConn.Read does; read(2)
+// returns 0 either way), and the next datagram after it.  On a stream
+// socket 0 is still io.EOF.
+func TestAcoEventEmptyDatagram(t *testing.T) {
+	setup(t, 1)
+	d, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(d[1])
+	for _, m := range []string{"", "x"} {
+		if _, err := unix.Write(d[1], []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(s[1])
+	err = inCo(t, 0, func(co *Co) error {
+		ae := acoEvent(t, co, d[0])
+		defer ae.Close()
+		b := make([]byte, 8)
+		if n, err := ae.Read(b, 5*time.Second); n != 0 || err != nil {
+			return fmt.Errorf("an empty datagram: %d, %v; want 0, nil", n, err)
+		}
+		if n, err := ae.Read(b, 5*time.Second); err != nil || string(b[:n]) != "x" {
+			return fmt.Errorf("the next datagram: %q, %v", b[:n], err)
+		}
+		se := acoEvent(t, co, s[0])
+		defer se.Close()
+		if n, err := se.Read(b, 5*time.Second); n != 0 || err != io.EOF {
+			return fmt.Errorf("a stream socket at its end: %d, %v; want io.EOF", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

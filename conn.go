@@ -52,6 +52,9 @@ type AcoEvent struct {
 	// notSock: a recv/send found the fd is no socket (ENOTSOCK): its
 	// reads and writes are read(2)/write(2).
 	notSock bool
+	// dgram: a datagram socket (1), or not (-1); 0 until a read first
+	// returns 0 and asks (datagram)
+	dgram int8
 	// A listener's connection (conn): its acceptor closure and listener
 	// (C memory; the loop's driver clears ac when the connection ends).
 	// Such an event is not tracked: its coroutine's end releases it.
@@ -300,7 +303,8 @@ func rawIO(code, fd int, p []byte, notSock *bool) (int64, syscall.Errno) {
 }
 
 // Read reads into p (eventer_aco_read).  At end of stream it returns 0,
-// io.EOF; on timeout an error with errors.Is(err, os.ErrDeadlineExceeded).
+// io.EOF (an empty datagram on a datagram socket: 0, nil); on timeout
+// an error with errors.Is(err, os.ErrDeadlineExceeded).
 func (a *AcoEvent) Read(p []byte, timeout time.Duration) (int, error) {
 	const op = "AcoEvent.Read"
 	co, err := a.ready(op)
@@ -314,7 +318,24 @@ func (a *AcoEvent) Read(p []byte, timeout time.Duration) (int, error) {
 	if errno == syscall.EIO {
 		return 0, a.tlsErr(op, "read", errno)
 	}
+	if n == 0 && a.datagram() {
+		return 0, nil // an empty datagram, no end of stream (as net's)
+	}
 	return readResult(n, errno, len(p))
+}
+
+// datagram reports whether a's fd is a datagram socket (SOCK_DGRAM or
+// SOCK_RAW), where a read's 0 is an empty datagram, not the end; asked
+// once, at the first read that returns 0.
+func (a *AcoEvent) datagram() bool {
+	if a.dgram == 0 {
+		a.dgram = -1
+		if t, err := unix.GetsockoptInt(int(a.fd), unix.SOL_SOCKET, unix.SO_TYPE); err == nil &&
+			(t == unix.SOCK_DGRAM || t == unix.SOCK_RAW) {
+			a.dgram = 1
+		}
+	}
+	return a.dgram > 0
 }
 
 // Write writes p (eventer_aco_write); it may write less than len(p), as

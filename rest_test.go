@@ -1923,3 +1923,376 @@ func TestRestDirectBatchBufferShrinks(t *testing.T) {
 		t.Errorf("the batch buffer is still %d bytes after a batch of small heads", n)
 	}
 }
+
+// Sixteen requests pipelined on one connection: aco requests (their loop
+// reuses their records) between a goroutine rule's and HandleHTTP's.
+// Each aco handler keeps its closure, response and context (half of them
+// never looked at their request while it ran) and checks the ones kept
+// before it: their own captures and URI, a response that refuses with
+// ErrClosed, a done context.  Every response comes in order; then an aco
+// handler flushes part of its response and calls runtime.Goexit, and the
+// loop serves on (on the records it pooled).
+func TestRestPipelinedMixedKeptViews(t *testing.T) {
+	reported := make(chan error, 64)
+	url := restServer(t, 1, WithErrorHandler(func(err error) {
+		select {
+		case reported <- err:
+		default:
+		}
+	}))
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	type kept struct {
+		uri string
+		rc  *RestClosure
+		res *RestResponse
+		ctx context.Context
+	}
+	var mu sync.Mutex
+	var keep []kept
+	var uris []string // the keep requests' URIs, in order
+	mustRule(t)(NewRule("GET", b, "^keep/(\\d+)$", func(rc *RestClosure) error {
+		mu.Lock()
+		defer mu.Unlock()
+		var bad []string
+		for j, k := range keep {
+			if got := k.rc.Request().URI; got != k.uri {
+				bad = append(bad, fmt.Sprintf("kept %d: URI %q, want %q", j, got, k.uri))
+			}
+			if got := b + "keep/" + k.rc.Pats()[0]; got != k.uri {
+				bad = append(bad, fmt.Sprintf("kept %d: captures %v", j, k.rc.Pats()))
+			}
+			if _, err := k.res.Write([]byte("stale")); !errors.Is(err, ErrClosed) {
+				bad = append(bad, fmt.Sprintf("kept %d: Write gave %v", j, err))
+			}
+			if err := k.rc.Response().Header("X-Stale", "1"); !errors.Is(err, ErrClosed) {
+				bad = append(bad, fmt.Sprintf("kept %d: Header gave %v", j, err))
+			}
+			if k.ctx.Err() == nil {
+				bad = append(bad, fmt.Sprintf("kept %d: its context is not done", j))
+			}
+		}
+		i := len(keep)
+		if i%2 == 1 {
+			_ = rc.Pats() // (the head read while live, for half of them)
+		}
+		keep = append(keep, kept{uris[i], rc, rc.Response(), rc.Context()})
+		if bad != nil {
+			fmt.Fprint(rc.Response(), strings.Join(bad, "; "))
+		} else {
+			fmt.Fprintf(rc.Response(), "keep %d", i)
+		}
+		return nil
+	})).SetAco(true)
+	echo := func(rc *RestClosure) error {
+		fmt.Fprintf(rc.Response(), "g %s", rc.Pats()[0])
+		return nil
+	}
+	mustRule(t)(NewRule("GET", b, "^g/(\\d+)$", echo))
+	mustRule(t)(HandleHTTP("GET", b, "^h/(\\d+)$", http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "h %s", strings.TrimPrefix(r.URL.Path, b+"h/"))
+		})))
+	mustRule(t)(NewRule("GET", b, "^fx$", func(rc *RestClosure) error {
+		res := rc.Response()
+		if err := res.Ok("text/plain"); err != nil {
+			return err
+		}
+		fmt.Fprint(res, "part")
+		if err := res.Flush(); err != nil {
+			return err
+		}
+		runtime.Goexit()
+		return nil
+	})).SetAco(true)
+
+	get := func(p string) string { return "GET " + b + p + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+	var reqs, want []string
+	for i := 0; i < 16; i++ {
+		switch {
+		case i%4 == 1:
+			reqs, want = append(reqs, get(fmt.Sprintf("g/%d", i))), append(want, fmt.Sprintf("g %d", i))
+		case i%4 == 3:
+			reqs, want = append(reqs, get(fmt.Sprintf("h/%d", i))), append(want, fmt.Sprintf("h %d", i))
+		default:
+			want = append(want, fmt.Sprintf("keep %d", len(uris)))
+			uris = append(uris, fmt.Sprintf("%skeep/%d", b, i))
+			reqs = append(reqs, get(fmt.Sprintf("keep/%d", i)))
+		}
+	}
+	var r0 int64
+	onRestPool(t, func(p *restCoPool) { r0 = p.reused })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if resp.StatusCode != 200 || body != want[i] || resp.Header.Get("X-Stale") != "" {
+			t.Errorf("response %d: %d %v %q, want 200 %q", i, resp.StatusCode, resp.Header, body, want[i])
+		}
+	})
+	// the handler that flushes then calls Goexit: the flushed head and
+	// part (whether the client then sees the body end or the connection
+	// cut is not asserted here)
+	c3, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	io.WriteString(c3, get("fx"))
+	c3.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c3), nil)
+	if err != nil {
+		t.Fatalf("fx: %v", err)
+	}
+	part, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(part), "part") {
+		t.Errorf("fx: %d %q, want 200 and the flushed part", resp.StatusCode, part)
+	}
+	for wait := time.After(20 * time.Second); ; {
+		var err error
+		select {
+		case err = <-reported:
+		case <-wait:
+			t.Fatal("the handler's Goexit was not reported")
+		}
+		if strings.Contains(err.Error(), "Goexit") {
+			break
+		}
+	}
+	// a last one on a new connection, on the loop's pooled records
+	mu.Lock()
+	uris = append(uris, b+"keep/99")
+	want99 := fmt.Sprintf("keep %d", len(uris)-1)
+	mu.Unlock()
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	pipeline(t, c2, []string{get("keep/99")}, func(_ int, resp *http.Response, body string) {
+		if resp.StatusCode != 200 || body != want99 {
+			t.Errorf("after: %d %q, want %q", resp.StatusCode, body, want99)
+		}
+	})
+	var r1 int64
+	onRestPool(t, func(p *restCoPool) { r1 = p.reused })
+	if r1 == r0 {
+		t.Errorf("no record was reused")
+	}
+}
+
+// Go's HTTP client from eight goroutines on keep-alive connections to an
+// aco rule whose loop reuses its request records: each handler reads its
+// captures, URI and a header of its own request (some before a yield,
+// some after, so that records are reused while others wait), and every
+// response names its own request, never another's.
+func TestRestPooledRecordsConcurrentClients(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^id/(\\d+)/(\\d+)$", func(rc *RestClosure) error {
+		p := rc.Pats()
+		n, _ := strconv.Atoi(p[1])
+		var early string
+		if n%3 == 0 {
+			early = rc.Request().Header.Get("X-Id")
+		}
+		if n%2 == 0 {
+			if err := rc.Co().Yield(); err != nil {
+				return err
+			}
+		}
+		req := rc.Request()
+		if early != "" && early != req.Header.Get("X-Id") {
+			return fmt.Errorf("X-Id %q before the yield, %q after", early, req.Header.Get("X-Id"))
+		}
+		fmt.Fprintf(rc.Response(), "%s/%s %s %s", p[0], p[1], req.URI, req.Header.Get("X-Id"))
+		return nil
+	})).SetAco(true)
+	var r0 int64
+	onRestPool(t, func(p *restCoPool) { r0 = p.reused })
+	tr := &http.Transport{MaxIdleConnsPerHost: 8}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				path := fmt.Sprintf("%sid/%d/%d", b, g, i)
+				req, _ := http.NewRequest("GET", url+path, nil)
+				id := fmt.Sprintf("x-%d-%d", g, i)
+				req.Header.Set("X-Id", id)
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := fmt.Sprintf("%d/%d %s %s", g, i, path, id)
+				if err != nil || resp.StatusCode != 200 || string(body) != want {
+					errs <- fmt.Errorf("%s: %d %q (%v), want %q", path, resp.StatusCode, body, err, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var r1 int64
+	onRestPool(t, func(p *restCoPool) { r1 = p.reused })
+	if r1 == r0 {
+		t.Errorf("no record was reused in 320 requests")
+	}
+}
+
+// A large response to a client that does not read yet: the handler
+// returns, its loop reuses the record for other requests (and the
+// collector runs) while the engine still writes the body; the slow
+// client then reads every byte as the handler wrote it.
+func TestRestPooledRecordLargeBodySlowClient(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	const size = 8 << 20 // (more than the kernel's socket buffers take)
+	pattern := func(seed byte) []byte {
+		p := make([]byte, size)
+		for i := range p {
+			p[i] = seed + byte(i%251)
+		}
+		return p
+	}
+	mustRule(t)(NewRule("GET", b, "^big/(\\d+)$", func(rc *RestClosure) error {
+		n, _ := strconv.Atoi(rc.Pats()[0])
+		res := rc.Response()
+		res.Write(pattern(byte(n)))
+		return res.End()
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^small/(\\d+)$", func(rc *RestClosure) error {
+		fmt.Fprintf(rc.Response(), "small %s", rc.Pats()[0])
+		return nil
+	})).SetAco(true)
+	var slow []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET %sbig/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i+1)
+		slow = append(slow, c)
+	}
+	// meanwhile: the loop serves others on the records it pools
+	fast, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	var reqs []string
+	for i := 0; i < 32; i++ {
+		reqs = append(reqs, fmt.Sprintf("GET %ssmall/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i))
+	}
+	for round := 0; round < 4; round++ {
+		pipeline(t, fast, reqs, func(i int, resp *http.Response, body string) {
+			if want := fmt.Sprintf("small %d", i); resp.StatusCode != 200 || body != want {
+				t.Fatalf("small %d: %d %q", i, resp.StatusCode, body)
+			}
+		})
+		runtime.GC()
+	}
+	for i, c := range slow {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("big %d: %v", i+1, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, pattern(byte(i+1))) {
+			t.Fatalf("big %d: %d, %d bytes (%v), not the %d bytes written", i+1, resp.StatusCode, len(body), err, size)
+		}
+	}
+}
+
+// A direct request's body is empty (read while the handler runs and from
+// a kept closure after, on a record the loop reused); a client that
+// resets its connection with pipelined requests in flight leaves
+// nothing behind (restServer's cleanup counts sessions) and the pooled
+// records serve on.
+func TestRestPooledRecordBodyAndReset(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	var mu sync.Mutex
+	var kept []*RestClosure
+	mustRule(t)(NewRule("GET", b, "^body/(\\d+)$", func(rc *RestClosure) error {
+		body, err := io.ReadAll(rc.Request().Body)
+		if err != nil || len(body) != 0 {
+			return fmt.Errorf("a direct request's body: %q, %v", body, err)
+		}
+		mu.Lock()
+		kept = append(kept, rc)
+		mu.Unlock()
+		if n, _ := strconv.Atoi(rc.Pats()[0]); n%2 == 0 {
+			rc.Co().Yield()
+		}
+		fmt.Fprintf(rc.Response(), "body %s", rc.Pats()[0])
+		return nil
+	})).SetAco(true)
+	mustRule(t)(NewRule("GET", b, "^check$", func(rc *RestClosure) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, k := range kept {
+			n, err := k.Request().Body.Read(make([]byte, 8))
+			if n != 0 || err != io.EOF {
+				return fmt.Errorf("kept %d: its body read %d, %v", i, n, err)
+			}
+			if !strings.HasPrefix(k.Request().URI, b+"body/") {
+				return fmt.Errorf("kept %d: URI %q", i, k.Request().URI)
+			}
+		}
+		fmt.Fprintf(rc.Response(), "checked %d", len(kept))
+		return nil
+	})).SetAco(true)
+	get := func(p string) string { return "GET " + b + p + " HTTP/1.1\r\nHost: x\r\n\r\n" }
+	for round := 0; round < 3; round++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reqs []string
+		for i := 0; i < 16; i++ {
+			reqs = append(reqs, get(fmt.Sprintf("body/%d", i)))
+		}
+		io.WriteString(c, strings.Join(reqs, ""))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // a reset, with requests in flight
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var reqs []string
+	for i := 0; i < 8; i++ {
+		reqs = append(reqs, get(fmt.Sprintf("body/%d", i)))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		if want := fmt.Sprintf("body %d", i); resp.StatusCode != 200 || body != want {
+			t.Errorf("body %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+	})
+	pipeline(t, c, []string{get("check")}, func(_ int, resp *http.Response, body string) {
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "checked ") {
+			t.Errorf("check: %d %q", resp.StatusCode, body)
+		}
+	})
+}

@@ -8,8 +8,11 @@
  * percent of a small read or write.  The first call on an fd that is no
  * socket fails with ENOTSOCK before anything happens and is made again as
  * read(2) or write(2), and a table by fd number remembers it until a new
- * event is made for that fd.  Coroutines' reads and writes on this opset
- * make the same calls (eventer_aco_fd.c).
+ * event is made for that fd.  A zero-length call is read(2) or write(2)
+ * on any fd: recv(2) with no room is not read(2)'s (it takes a pending
+ * datagram whole, and fails with EAGAIN on an empty socket, where read(2)
+ * returns 0 at once).  Coroutines' reads and writes on this opset make
+ * the same calls (eventer_aco_fd.c).
  */
 #include "eventer_impl.h"
 
@@ -57,7 +60,7 @@ static int posix_read(int fd, void *buf, size_t len, int *mask,
                       void *closure) {
   (void)closure;
   ssize_t rv;
-  int sock = !not_sock(fd), saved = errno;
+  int sock = len && !not_sock(fd), saved = errno;
   for (;;) {
     rv = sock ? recv(fd, buf, len, 0) : read(fd, buf, len);
     if (rv >= 0) break;
@@ -75,7 +78,7 @@ static int posix_write(int fd, const void *buf, size_t len, int *mask,
                        void *closure) {
   (void)closure;
   ssize_t rv;
-  int sock = !not_sock(fd), saved = errno;
+  int sock = len && !not_sock(fd), saved = errno;
   for (;;) {
     rv = sock ? send(fd, buf, len, 0) : write(fd, buf, len);
     if (rv >= 0) break;

@@ -430,11 +430,14 @@ static inline int ev_would_block(int err) {
  * and notifications (3-7% less for a 1-byte write and read on a
  * socketpair: bench/README.md, eventer_aco).  The first call on an fd that is no
  * socket fails with ENOTSOCK before anything happens: the event then
- * makes read(2) and write(2) from that call on. */
+ * makes read(2) and write(2) from that call on.  A zero-length call is
+ * read(2) or write(2) on any fd: recv(2) with no room is not read(2)'s
+ * (it takes a pending datagram whole, and fails with EAGAIN on an empty
+ * socket, where read(2) returns 0 at once). */
 static inline __attribute__((always_inline)) long ev_aco_sys_rw(
     eventer_t e, int op, void *buf, size_t len) {
 #ifndef EV_SYS_LIBC
-  if (__builtin_expect(!(e->acofd_flags & EV_ACOFD_F_NOT_SOCK), 1)) {
+  if (__builtin_expect(!(e->acofd_flags & EV_ACOFD_F_NOT_SOCK) && len, 1)) {
     long r = ev_sys6(op == EV_ACO_TRY_READ ? SYS_recvfrom : SYS_sendto, e->fd,
                      (long)buf, (long)len, 0, 0, 0);
     if (__builtin_expect(r != -ENOTSOCK, 1)) return r;
@@ -446,15 +449,17 @@ static inline __attribute__((always_inline)) long ev_aco_sys_rw(
   /* the C library's calls set errno: put it back, as the kernel's leave it */
   int saved = errno;
   ssize_t r = -1;
-  if (!(e->acofd_flags & EV_ACOFD_F_NOT_SOCK)) {
+  int sock = !(e->acofd_flags & EV_ACOFD_F_NOT_SOCK) && len;
+  if (sock) {
     r = op == EV_ACO_TRY_READ ? recv(e->fd, buf, len, 0)
                               : send(e->fd, buf, len, 0);
     if (r < 0 && errno == ENOTSOCK) {
       e->acofd_flags |= EV_ACOFD_F_NOT_SOCK;
       errno = saved;
+      sock = 0;
     }
   }
-  if (e->acofd_flags & EV_ACOFD_F_NOT_SOCK)
+  if (!sock)
     r = op == EV_ACO_TRY_READ ? read(e->fd, buf, len) : write(e->fd, buf, len);
   if (r >= 0) return (long)r;
   long err = -(long)errno;

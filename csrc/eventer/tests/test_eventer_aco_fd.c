@@ -945,6 +945,60 @@ static void test_pipe_and_sigpipe(void) {
   ev_teardown();
 }
 
+/* ---- zero-length reads ------------------------------------------------------------
+ * A coroutine's zero-length read on a socket is read(2)'s, as everywhere
+ * else: 0 at once, nothing taken.  (recv(2) with no room fails with
+ * EAGAIN on an empty socket, so the read waited for data it would not
+ * take, and took a pending datagram whole.) */
+
+static int zl_rv[6], zl_err[6];
+static void zero_len_fn(void) {
+  int *fds = eventer_aco_arg();
+  eventer_aco_t s = aco_fd_with(fds[0], NULL), d = aco_fd_with(fds[1], NULL);
+  struct timeval tmo = ms(2000);
+  char b[8];
+  errno = EDOM;
+  zl_rv[0] = eventer_aco_read(s, b, 0, &tmo); /* an empty stream socket */
+  zl_err[0] = errno;
+  zl_rv[1] = eventer_aco_read(d, b, 0, &tmo); /* a datagram pending */
+  zl_err[1] = errno;
+  zl_rv[2] = eventer_aco_read(d, b, sizeof(b), &tmo); /* still there */
+  zl_rv[3] = zl_rv[2] == 2 && memcmp(b, "dg", 2) == 0;
+  /* after a write (the next read may go straight to the wait): at once */
+  zl_rv[4] = eventer_aco_write(s, "x", 1, &tmo);
+  zl_rv[5] = eventer_aco_read(s, b, 0, &tmo);
+  zl_err[5] = errno;
+  eventer_aco_free(s);
+  eventer_aco_free(d);
+  done++;
+}
+
+static void test_zero_length_read(void) {
+  ev_setup_external(1);
+  int sv[2], dv[2];
+  sockpair(sv);
+  T_EQ(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, dv), 0);
+  T_EQ(send(dv[1], "dg", 2, 0), 2);
+  int fds[2] = {sv[0], dv[0]};
+  done = 0;
+  eventer_aco_start(zero_len_fn, fds);
+  ev_spin_until(&done, 1, 20000);
+  T_EQ(zl_rv[0], 0);
+  T_EQ(zl_err[0], EDOM);
+  T_EQ(zl_rv[1], 0);
+  T_EQ(zl_err[1], EDOM);
+  T_EQ(zl_rv[2], 2);
+  T_EQ(zl_rv[3], 1);
+  T_EQ(zl_rv[4], 1);
+  T_EQ(zl_rv[5], 0);
+  T_EQ(zl_err[5], EDOM);
+  close(sv[0]);
+  close(sv[1]);
+  close(dv[0]);
+  close(dv[1]);
+  ev_teardown();
+}
+
 /* ---- errno around a wait on the POSIX opset ---------------------------------------
  * A coroutine's read that finds nothing (EAGAIN), waits and then reads
  * succeeds with errno as it was: the EAGAIN stays inside the call.  The
@@ -1298,6 +1352,7 @@ T_MAIN({"skip_after_write_and_short_read", test_skip_after_write_and_short_read}
        {"skip_eof", test_skip_eof},
        {"posix_direct_calls", test_posix_direct_calls},
        {"pipe_and_sigpipe", test_pipe_and_sigpipe},
+       {"zero_length_read", test_zero_length_read},
        {"eagain_errno", test_eagain_errno},
        {"wait_then_eof_or_reset", test_wait_then_eof_or_reset},
        {"remove_and_free_while_dispatched",

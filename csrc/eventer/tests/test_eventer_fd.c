@@ -8,6 +8,8 @@
 #include "eventer_impl.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -516,6 +518,81 @@ static void test_posix_opset_calls(void) {
   T_EQ(sigaction(SIGPIPE, &old, NULL), 0);
 }
 
+/* A zero-length read is read(2)'s on a socket too: 0 at once with errno
+ * untouched, and nothing taken (recv(2) with no room takes a pending
+ * datagram whole, and fails with EAGAIN on an empty socket, where read(2)
+ * returns 0 without looking).  A zero-length write sends what write(2)
+ * does: an empty datagram. */
+static void zero_len_on(int type) {
+  int u[2];
+  T_EQ(socketpair(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, u), 0);
+  eventer_t e = eventer_alloc_fd(nop_cb, NULL, u[0], EVENTER_READ);
+  char b[8];
+  int mask = -1;
+  errno = EDOM;
+  T_EQ(eventer_read(e, b, 0, &mask), 0); /* empty */
+  T_EQ(errno, EDOM);
+  T_EQ(send(u[1], "dg", 2, 0), 2);
+  T_EQ(eventer_read(e, b, 0, &mask), 0); /* "dg" is there */
+  T_EQ(errno, EDOM);
+  T_EQ(eventer_read(e, b, sizeof(b), &mask), 2); /* and still there */
+  T_CHECK(memcmp(b, "dg", 2) == 0);
+  T_EQ(ev_posix_fd_not_sock(e->fd), 0);
+  if (type == SOCK_DGRAM) {
+    T_EQ(eventer_write(e, b, 0, &mask), 0); /* an empty datagram */
+    T_EQ(recv(u[1], b, sizeof(b), 0), 0);
+    T_ERRNO(recv(u[1], b, sizeof(b), 0), EAGAIN);
+  }
+  T_EQ(eventer_close(e, &mask), 0);
+  eventer_free(e);
+  close(u[1]);
+}
+
+static void test_posix_opset_zero_length(void) {
+  zero_len_on(SOCK_STREAM);
+  zero_len_on(SOCK_DGRAM);
+  zero_len_on(SOCK_SEQPACKET);
+  /* UDP on loopback: the same */
+  int a = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int c = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  T_CHECK(a >= 0 && c >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof(sa);
+  T_EQ(bind(a, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  T_EQ(getsockname(a, (struct sockaddr *)&sa, &sl), 0);
+  T_EQ(sendto(c, "udp", 3, 0, (struct sockaddr *)&sa, sizeof(sa)), 3);
+  eventer_t e = eventer_alloc_fd(nop_cb, NULL, a, EVENTER_READ);
+  char b[8];
+  int mask = -1;
+  struct pollfd pf = {.fd = a, .events = POLLIN};
+  T_EQ(poll(&pf, 1, 20000), 1); /* (loopback: there at once) */
+  T_EQ(eventer_read(e, b, 0, &mask), 0);
+  T_EQ(eventer_read(e, b, sizeof(b), &mask), 3);
+  T_CHECK(memcmp(b, "udp", 3) == 0);
+  T_EQ(eventer_close(e, &mask), 0);
+  eventer_free(e);
+  close(c);
+  /* a regular file: ENOTSOCK, then read(2)/write(2) at its offset */
+  FILE *f = tmpfile();
+  T_CHECK(f != NULL);
+  int ffd = dup(fileno(f));
+  fclose(f);
+  T_CHECK(ffd >= 0);
+  e = eventer_alloc_fd(nop_cb, NULL, ffd, EVENTER_READ);
+  errno = EDOM;
+  T_EQ(eventer_write(e, "file", 4, &mask), 4);
+  T_EQ(errno, EDOM);
+  T_EQ(ev_posix_fd_not_sock(e->fd), 1);
+  T_EQ(eventer_read(e, b, 0, &mask), 0);
+  T_EQ(eventer_read(e, b, sizeof(b), &mask), 0); /* at its end */
+  T_EQ(lseek(e->fd, 0, SEEK_SET), 0);
+  T_EQ(eventer_read(e, b, sizeof(b), &mask), 4);
+  T_CHECK(memcmp(b, "file", 4) == 0);
+  T_EQ(errno, EDOM);
+  T_EQ(eventer_close(e, &mask), 0);
+  eventer_free(e);
+}
+
 T_MAIN({"return_masks", test_return_masks},
        {"remove_keep_and_readd", test_remove_keep_and_readd},
        {"return_zero_without_remove_is_fatal",
@@ -524,4 +601,5 @@ T_MAIN({"return_masks", test_return_masks},
        {"readd_later_in_batch", test_readd_later_in_batch},
        {"trigger", test_trigger},
        {"ten_thousand_fds", test_ten_thousand_fds},
-       {"posix_opset_calls", test_posix_opset_calls})
+       {"posix_opset_calls", test_posix_opset_calls},
+       {"posix_opset_zero_length", test_posix_opset_zero_length})
