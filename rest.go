@@ -1513,7 +1513,10 @@ func restLogger() *slog.Logger {
 
 // RestClosure is a request of a NewRule rule, as its handler sees it
 // (C's mtev_http_rest_closure_t).  Its methods are for the handler's own
-// goroutine or coroutine.
+// goroutine or coroutine: another goroutine must not call them, during
+// the handler or after it (an aco rule's loop reuses the request's record
+// once the handler returned).  Kept and used later on the handler's own
+// loop, it shows its own request, ended.
 type RestClosure struct {
 	q   *restReq
 	co  *Co

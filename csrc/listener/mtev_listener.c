@@ -382,7 +382,9 @@ static int ev_l_op_read(int fd, void *buf, size_t len, int *mask,
   (void)closure;
   ssize_t rv;
   do {
-    rv = recv(fd, buf, len, 0);
+    /* recv(2) of 0 bytes waits for data on an empty socket (EAGAIN) where
+     * read(2) returns 0 at once */
+    rv = len ? recv(fd, buf, len, 0) : read(fd, buf, 0);
   } while (rv < 0 && errno == EINTR);
   if (rv < 0) {
     if (ev_l_would_block() && mask) *mask = EVENTER_READ | EVENTER_EXCEPTION;

@@ -113,7 +113,13 @@ static int classic_cb(eventer_t e, int mask, void *closure, struct timeval *now)
     for (;;) {
       int rmask = 0;
       int n = eventer_read(e, buf, sizeof(buf), &rmask);
-      if (n < 0 && errno == EAGAIN) return rmask;
+      if (n < 0 && errno == EAGAIN) {
+        /* the socket is empty: a zero-length read is 0 at once, as
+         * read(2), and no end of stream */
+        int zm = 0;
+        T_EQ(eventer_read(e, buf, 0, &zm), 0);
+        return rmask;
+      }
       if (n <= 0) break;
       char out[300];
       int m = snprintf(out, sizeof(out), "classic:%.*s", n, buf);
