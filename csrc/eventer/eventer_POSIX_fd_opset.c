@@ -56,13 +56,16 @@ static int posix_accept(int fd, struct sockaddr *addr, socklen_t *len,
   return rv;
 }
 
-static int posix_read(int fd, void *buf, size_t len, int *mask,
-                      void *closure) {
-  (void)closure;
+/* read(2)/write(2) (wr), made as recv(2)/send(2) on a socket, EINTR
+ * retried; errno as the call that answered left it */
+static ssize_t posix_rw(int fd, void *buf, size_t len, int wr) {
   ssize_t rv;
   int sock = len && !not_sock(fd), saved = errno;
   for (;;) {
-    rv = sock ? recv(fd, buf, len, 0) : read(fd, buf, len);
+    if (sock)
+      rv = wr ? send(fd, buf, len, 0) : recv(fd, buf, len, 0);
+    else
+      rv = wr ? write(fd, buf, len) : read(fd, buf, len);
     if (rv >= 0) break;
     if (errno == EINTR) continue;
     if (!sock || errno != ENOTSOCK) break;
@@ -70,6 +73,13 @@ static int posix_read(int fd, void *buf, size_t len, int *mask,
     errno = saved; /* a call that then succeeds leaves errno alone */
     sock = 0;
   }
+  return rv;
+}
+
+static int posix_read(int fd, void *buf, size_t len, int *mask,
+                      void *closure) {
+  (void)closure;
+  ssize_t rv = posix_rw(fd, buf, len, 0);
   if (rv < 0 && would_block() && mask) *mask = EVENTER_READ | EVENTER_EXCEPTION;
   return (int)rv;
 }
@@ -77,17 +87,7 @@ static int posix_read(int fd, void *buf, size_t len, int *mask,
 static int posix_write(int fd, const void *buf, size_t len, int *mask,
                        void *closure) {
   (void)closure;
-  ssize_t rv;
-  int sock = len && !not_sock(fd), saved = errno;
-  for (;;) {
-    rv = sock ? send(fd, buf, len, 0) : write(fd, buf, len);
-    if (rv >= 0) break;
-    if (errno == EINTR) continue;
-    if (!sock || errno != ENOTSOCK) break;
-    set_not_sock(fd);
-    errno = saved; /* a call that then succeeds leaves errno alone */
-    sock = 0;
-  }
+  ssize_t rv = posix_rw(fd, (void *)buf, len, 1);
   if (rv < 0 && would_block() && mask) *mask = EVENTER_WRITE | EVENTER_EXCEPTION;
   return (int)rv;
 }
