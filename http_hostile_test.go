@@ -794,14 +794,7 @@ func TestHostileBatchShutdownHeld(t *testing.T) {
 	if err := Init(WithConcurrency(1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := RestInit(); err != nil {
-		t.Fatal(err)
-	}
-	l, port, err := cgo.TestListen("http_rest_api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	l, addr := restListen(t)
 	b := restBase()
 	hold, held := holdRule(t, b)
 	mustRule(t)(NewRule("GET", b, "^w/(\\d+)$", func(rc *RestClosure) error {
@@ -820,20 +813,7 @@ func TestHostileBatchShutdownHeld(t *testing.T) {
 		return rc.Response().End()
 	})).SetAco(true)
 	const n = 40
-	cs := make([]net.Conn, n+1)
-	for i := range cs {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		cs[i] = c
-	}
-	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	awaitHeld(t, held)
-	for i, c := range cs[:n] {
-		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
-	}
+	cs := heldBatch(t, addr, b, held, n)
 	done := make(chan struct{})
 	go func() {
 		cgo.TestListenerStop(l, 10)
@@ -1011,14 +991,7 @@ func TestHostileOkOddContentTypes(t *testing.T) {
 // serves a new listener.
 func TestHostileBatchListenerStopHeld(t *testing.T) {
 	setup(t, 1)
-	if err := RestInit(); err != nil {
-		t.Fatal(err)
-	}
-	l, port, err := cgo.TestListen("http_rest_api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	l, addr := restListen(t)
 	b := restBase()
 	hold, held := holdRule(t, b)
 	mustRule(t)(NewRule("GET", b, "^w/(\\d+)$", func(rc *RestClosure) error {
@@ -1037,20 +1010,7 @@ func TestHostileBatchListenerStopHeld(t *testing.T) {
 		return rc.Response().End()
 	})).SetAco(true)
 	const n = 40
-	cs := make([]net.Conn, n+1)
-	for i := range cs {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		cs[i] = c
-	}
-	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	awaitHeld(t, held)
-	for i, c := range cs[:n] {
-		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
-	}
+	cs := heldBatch(t, addr, b, held, n)
 	stopped := make(chan error, 1)
 	go func() { stopped <- cgo.TestListenerStop(l, 200) }()
 	time.Sleep(50 * time.Millisecond)

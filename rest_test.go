@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/acoeventer/eventer/cgo"
 )
@@ -32,13 +33,7 @@ import (
 func restServer(t *testing.T, n int, opts ...Option) string {
 	t.Helper()
 	setup(t, n, opts...)
-	if err := RestInit(); err != nil {
-		t.Fatal(err)
-	}
-	l, port, err := cgo.TestListen("http_rest_api")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, addr := restListen(t)
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
 		deadline := time.Now().Add(20 * time.Second)
@@ -56,7 +51,7 @@ func restServer(t *testing.T, n int, opts ...Option) string {
 			t.Errorf("%d acceptor closures left", n)
 		}
 	})
-	return "http://127.0.0.1:" + strconv.Itoa(port)
+	return "http://" + addr
 }
 
 var restBaseN atomic.Int32
@@ -880,13 +875,7 @@ func TestRestDirectShutdown(t *testing.T) {
 	if err := Init(WithConcurrency(1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := RestInit(); err != nil {
-		t.Fatal(err)
-	}
-	l, port, err := cgo.TestListen("http_rest_api")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, addr := restListen(t)
 	b := restBase()
 	started := make(chan string, 2)
 	release := make(chan struct{})
@@ -904,7 +893,7 @@ func TestRestDirectShutdown(t *testing.T) {
 		return nil
 	}))
 	for _, p := range []string{"sleep", "block"} {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -915,7 +904,7 @@ func TestRestDirectShutdown(t *testing.T) {
 	<-started
 	// and a pipelined batch behind a handler that is unwound: what its end
 	// would dispatch is not left behind (every session is let go)
-	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1363,6 +1352,55 @@ func awaitHeld(t *testing.T, held chan struct{}) {
 	}
 }
 
+// restListen is RestInit and an http_rest_api listener on loopback: the
+// listener and its address.  restServer stops it at the test's end;
+// tests that stop it (or shut the eventer down) themselves use it alone.
+func restListen(t testing.TB) (unsafe.Pointer, string) {
+	t.Helper()
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	l, port, err := cgo.TestListen("http_rest_api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, "127.0.0.1:" + strconv.Itoa(port)
+}
+
+// errorsTo is an error handler that hands ch what the handlers report,
+// dropping what does not fit.
+func errorsTo(ch chan error) Option {
+	return WithErrorHandler(func(err error) {
+		select {
+		case ch <- err:
+		default:
+		}
+	})
+}
+
+// heldBatch dials n+1 connections: the last asks for b's "hold" (holdRule)
+// and, once that handler holds the loop, each of the others sends
+// GET b+"w/<i>", so that all n arrive while the loop is held.  The
+// connections close at the test's end.
+func heldBatch(t *testing.T, addr, b string, held chan struct{}, n int) []net.Conn {
+	t.Helper()
+	cs := make([]net.Conn, n+1)
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		cs[i] = c
+	}
+	fmt.Fprintf(cs[n], "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	awaitHeld(t, held)
+	for i, c := range cs[:n] {
+		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+	}
+	return cs
+}
+
 // restBatches is how many loop-pass batches loop 0's driver was handed,
 // and how many direct requests they held.
 func restBatches(t *testing.T) (batches, requests int64) {
@@ -1541,14 +1579,7 @@ func TestRestDirectPassBatchShutdown(t *testing.T) {
 	if err := Init(WithConcurrency(1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := RestInit(); err != nil {
-		t.Fatal(err)
-	}
-	l, port, err := cgo.TestListen("http_rest_api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	l, addr := restListen(t)
 	b := restBase()
 	hold, held := holdRule(t, b)
 	const n = 20
@@ -1655,12 +1686,7 @@ func TestRestReqCtxErrNotBeforeDone(t *testing.T) {
 // a goroutine (HandleHTTP's default).
 func TestRestGoexitIs500(t *testing.T) {
 	reported := make(chan error, 16)
-	url := restServer(t, 1, WithErrorHandler(func(err error) {
-		select {
-		case reported <- err:
-		default:
-		}
-	}))
+	url := restServer(t, 1, errorsTo(reported))
 	addr := strings.TrimPrefix(url, "http://")
 	b := restBase()
 	hold, held := holdRule(t, b)
@@ -1934,12 +1960,7 @@ func TestRestDirectBatchBufferShrinks(t *testing.T) {
 // loop serves on (on the records it pooled).
 func TestRestPipelinedMixedKeptViews(t *testing.T) {
 	reported := make(chan error, 64)
-	url := restServer(t, 1, WithErrorHandler(func(err error) {
-		select {
-		case reported <- err:
-		default:
-		}
-	}))
+	url := restServer(t, 1, errorsTo(reported))
 	addr := strings.TrimPrefix(url, "http://")
 	b := restBase()
 	type kept struct {
