@@ -544,7 +544,9 @@ extern __thread struct timeval ev_cb_now;
 extern __thread int ev_cb_now_set; /* 0, 1 (ev_cb_now) or EV_CB_NOW_LOOP */
 /* ev_cb_now_set: the running coroutine's `now` is its loop's this turn,
  * read when first asked (ev_loop_now): a dispatch that resumes a coroutine
- * passes no `now`, so the clock is read only if someone wants it. */
+ * passes no `now`, so the clock is read only if someone wants it.  Asked
+ * after that dispatch is over (the coroutine parked without asking): the
+ * clock's time. */
 #define EV_CB_NOW_LOOP 2
 extern int ev_ctx_n;
 /* The calling thread's name for eventer_get_thread_name (set by loop and
