@@ -245,11 +245,12 @@ type restReq struct {
 	sessGone       bool          // the session was let go (a goroutine's request)
 	goWork         *atomic.Int32 // counted as its loop's Go work (countGoWork)
 	// a goroutine's end, for the loop to send (postEnd)
-	endCode int
-	endOpts uint32
-	endSpec []byte
-	endBody []byte
-	small   []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+	endCode  int
+	endOpts  uint32
+	endSpec  []byte
+	endBody  []byte
+	endAbort bool   // the end is an abort (the handler failed after a Flush)
+	small    []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
@@ -990,8 +991,14 @@ func (q *restReq) serve(co *Co) {
 var restErrorHead = []string{"Content-Type", "text/plain; charset=utf-8", "Connection", "close"}
 
 // finish ends the response if the handler did not (500 if failed and
-// nothing was sent), and lets the relay (or the session) go.
+// nothing was sent; broken off, as net/http does, if failed after a
+// Flush), and lets the relay (or the session) go.
 func (q *restReq) finish(failed bool) {
+	if failed && !q.ended && q.headersSent() {
+		q.abort()
+		q.forget()
+		return
+	}
 	if q.direct {
 		if !q.ended {
 			if failed && !q.headOut {
@@ -1026,6 +1033,26 @@ func (q *restReq) finish(failed bool) {
 		q.ended = true
 	}
 	q.forget()
+}
+
+// abort gives up a response whose head went out (mtev_http_response_abort):
+// nothing more of it is sent, and the connection closes without
+// completing it (no final chunk), so the client sees it is cut short.
+func (q *restReq) abort() {
+	q.ended = true
+	q.wbuf = nil
+	if !q.direct {
+		_ = q.submit(cgo.RestAbort, 0)
+		return
+	}
+	if q.onLoop {
+		// the handler runs on the loop (its driver is in Run): C is up
+		q.watchEnd()
+		cgo.RestRespond(q.sess, 0, nil, 0, nil, cgo.RespondAbort)
+		return
+	}
+	q.endAbort = true
+	_ = q.postEnd()
 }
 
 func (q *restReq) headersSent() bool {

@@ -312,8 +312,12 @@ func (l *loop) restDrainEnds(e *restEnds) {
 		q.watchEnd()
 		spec, body := q.endSpec, q.endBody
 		q.endSpec, q.endBody = nil, nil
+		then := cgo.RespondEnd
+		if q.endAbort {
+			then = cgo.RespondAbort
+		}
 		_ = withSession(q.epoch, func() error {
-			cgo.RestRespond(q.sess, q.endCode, spec, q.endOpts, body, cgo.RespondEnd)
+			cgo.RestRespond(q.sess, q.endCode, spec, q.endOpts, body, then)
 			return nil
 		})
 	}

@@ -32,6 +32,7 @@ const (
 	RestFlush = int(C.EV_GO_OP_FLUSH)
 	RestEnd   = int(C.EV_GO_OP_END)
 	RestDone  = int(C.EV_GO_OP_DONE)
+	RestAbort = int(C.EV_GO_OP_ABORT)
 	// RestBufSize is the most a RestRead returns.
 	RestBufSize = 64 * 1024
 )
@@ -184,6 +185,7 @@ const (
 	RespondAppend = int(C.EV_GO_RESPOND_APPEND)
 	RespondFlush  = int(C.EV_GO_RESPOND_FLUSH)
 	RespondEnd    = int(C.EV_GO_RESPOND_END)
+	RespondAbort  = int(C.EV_GO_RESPOND_ABORT)
 	// OptStream is the CHUNKED option, or CLOSE where chunked is not
 	// possible (mtev_http_response_ok's).
 	OptStream = uint32(C.EV_GO_OPT_STREAM)
