@@ -56,8 +56,13 @@ func RestInit() error {
 }
 
 // RestHandler serves a request of a NewRule rule.  Returning ends the
-// response if the handler did not (a non-nil error, or a panic, before
-// anything was sent makes it a 500, and is logged).
+// response if the handler did not.  A handler that fails -- returns a
+// non-nil error, panics, or calls runtime.Goexit -- is logged; before
+// anything was sent its response becomes a 500 (Connection: close), after
+// a Flush (the head and some of the body are out) the connection is
+// broken off without completing the response (no final chunk), as
+// net/http does, so the client sees an incomplete body instead of a
+// whole one.
 type RestHandler func(rc *RestClosure) error
 
 // Rule is a REST route (mtev_rest_mountpoint_t) served by a Go handler.
@@ -139,7 +144,10 @@ func NewRule(method, base, expr string, h RestHandler) (*Rule, error) {
 // Transfer-Encoding are the engine's (it sends a length when the handler
 // ends without flushing, else chunks); Hijack is not supported.  As
 // net/http says, the ResponseWriter is not to be used once ServeHTTP
-// returned: here its header map is then reused (Header returns nil).
+// returned: here its header map is then reused (Header returns nil).  A
+// panic (or runtime.Goexit) is logged; before anything was sent the
+// client gets a 500, after a Flush the connection is broken off without
+// completing the response, as net/http does.
 func HandleHTTP(method, base, expr string, h http.Handler) (*Rule, error) {
 	if h == nil {
 		return nil, &OpError{Op: "HandleHTTP", Err: errors.New("nil handler")}
