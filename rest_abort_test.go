@@ -3,6 +3,7 @@
 package eventer
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +11,10 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -152,24 +156,29 @@ func TestRestFailAfterFlushBreaks(t *testing.T) {
 	}
 }
 
+// settled is what settledStats saw: the figures, and the Go coroutines
+// that are idle REST workers (pooled: not a leak).
+type settled struct {
+	Stats
+	idle int64
+}
+
 // settledStats waits (20 s) until no HTTP session or connection is open
-// and, with a baseline, until the live C events and coroutines (C and Go)
-// are back to it at most; the figures.
-func settledStats(t *testing.T, base *Stats) Stats {
+// and, with a baseline, until the live C events and C coroutines are
+// back to it at most, and the Go coroutines that are not idle REST
+// workers too; the figures.
+func settledStats(t *testing.T, base *settled) settled {
 	t.Helper()
-	var s Stats
+	var s settled
 	var why string
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var err error
-		if s, err = ReadStats(); err != nil {
+		if s.Stats, err = ReadStats(); err != nil {
 			t.Fatal(err)
 		}
-		var c, g int64
-		for _, l := range s.Loops {
-			c += l.CCoroutines
-			g += l.GoCoroutines
-		}
+		s.idle = restIdleWorkers(t)
+		c, g := cos(&s.Stats, true), cos(&s.Stats, false)
 		why = ""
 		switch {
 		case s.Connections.HTTPSessions != 0 || s.Connections.Active != 0:
@@ -177,10 +186,11 @@ func settledStats(t *testing.T, base *Stats) Stats {
 				s.Connections.Active)
 		case base != nil && s.Events > base.Events:
 			why = fmt.Sprintf("%d events, %d before", s.Events, base.Events)
-		case base != nil && c > cos(base, true):
-			why = fmt.Sprintf("%d C coroutines, %d before", c, cos(base, true))
-		case base != nil && g > cos(base, false):
-			why = fmt.Sprintf("%d Go coroutines, %d before", g, cos(base, false))
+		case base != nil && c > cos(&base.Stats, true):
+			why = fmt.Sprintf("%d C coroutines, %d before", c, cos(&base.Stats, true))
+		case base != nil && g-s.idle > cos(&base.Stats, false)-base.idle:
+			why = fmt.Sprintf("%d Go coroutines (%d idle workers), %d before (%d)", g, s.idle,
+				cos(&base.Stats, false), base.idle)
 		}
 		if why == "" {
 			return s
@@ -190,6 +200,28 @@ func settledStats(t *testing.T, base *Stats) Stats {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// restIdleWorkers counts the idle REST worker coroutines of every loop.
+func restIdleWorkers(t *testing.T) int64 {
+	t.Helper()
+	rt.mu.Lock()
+	loops := append([]*loop(nil), rt.loops...)
+	rt.mu.Unlock()
+	var n atomic.Int64
+	for _, l := range loops {
+		done := make(chan struct{})
+		if err := l.post(func() {
+			if p, ok := restCoPools.Load(l); ok {
+				n.Add(int64(len(p.(*restCoPool).idle)))
+			}
+			close(done)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+	}
+	return n.Load()
 }
 
 func cos(s *Stats, c bool) int64 {
@@ -202,4 +234,158 @@ func cos(s *Stats, c bool) int64 {
 		}
 	}
 	return n
+}
+
+// Many clients at once against handlers that fail after flushing 128 KiB
+// (more than a socket takes at once, so the loop is still writing when
+// the handler fails): Go's client and slow raw readers get all the
+// flushed bytes and then a broken body, never a whole one; clients that
+// reset as soon as the head arrives, while the handler goes on, release
+// everything; failures before a flush stay 500s, and good requests mixed
+// in are answered.  Every session, event, coroutine and fd goes.
+func TestRestFailAfterFlushMany(t *testing.T) {
+	url := restServer(t, 2, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		errorsTo(make(chan error, 1)))
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	piece := strings.Repeat("0123456789abcdef", 4096) // 64 KiB
+	fail := func(i int) error {
+		switch i % 3 {
+		case 0:
+			panic("many boom")
+		case 1:
+			runtime.Goexit()
+		}
+		return errors.New("many error")
+	}
+	for _, aco := range []bool{false, true} {
+		mustRule(t)(NewRule("GET", b, fmt.Sprintf("^r/%v/(\\d+)$", aco), func(rc *RestClosure) error {
+			i, _ := strconv.Atoi(rc.Pats()[0])
+			res := rc.Response()
+			res.Ok("text/plain")
+			if i%5 == 4 { // fails before anything was sent
+				res.WriteString(piece)
+				return fail(i)
+			}
+			for k := 0; k < 2; k++ {
+				res.WriteString(piece)
+				if err := res.Flush(); err != nil {
+					return err // (a client that reset)
+				}
+			}
+			return fail(i)
+		})).SetAco(aco)
+		mustRule(t)(HandleHTTP("GET", b, fmt.Sprintf("^h/%v/(\\d+)$", aco), http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) {
+				for k := 0; k < 2; k++ {
+					io.WriteString(w, piece)
+					w.(http.Flusher).Flush()
+				}
+				if r.URL.Query().Get("goexit") != "" {
+					runtime.Goexit()
+				}
+				panic(http.ErrAbortHandler)
+			}))).SetAco(aco)
+	}
+	mustRule(t)(NewRule("GET", b, "^ok$", hello)).SetAco(true)
+	// warm up, then count
+	for _, p := range []string{"ok", "r/true/4", "r/false/4"} {
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		if resp, err := c.Get(url + b + p); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	before := settledStats(t, nil)
+	fds := openFds(t)
+
+	n := 240
+	if raceEnabled {
+		n = 120
+	}
+	want := piece + piece
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs <- func() error {
+				aco := i%2 == 0
+				path := fmt.Sprintf("%sr/%v/%d", b, aco, i)
+				if i%4 == 1 {
+					path = fmt.Sprintf("%sh/%v/%d", b, aco, i)
+					if i%8 == 1 {
+						path += "?goexit=1"
+					}
+				}
+				if i%7 == 6 {
+					path = b + "ok"
+				}
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(60 * time.Second))
+				fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\nGET %sok HTTP/1.1\r\nHost: x\r\n\r\n", path, b)
+				var r io.Reader = c
+				if i%3 == 0 {
+					r = &slowReader{c}
+				}
+				br := bufio.NewReader(r)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					return fmt.Errorf("%s: %v", path, err)
+				}
+				if i%11 == 10 { // reset as soon as the head is in
+					c.(*net.TCPConn).SetLinger(0)
+					return nil
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case strings.HasSuffix(path, "ok"):
+					if resp.StatusCode != 200 || err != nil || !strings.HasPrefix(string(body), "hello") {
+						return fmt.Errorf("%s: %d %.20q %v", path, resp.StatusCode, body, err)
+					}
+					return nil
+				case strings.Contains(path, "/r/") && i%5 == 4:
+					if resp.StatusCode != 500 || err != nil || !resp.Close {
+						return fmt.Errorf("%s: %d (close %v) %v, want a 500 that closes", path,
+							resp.StatusCode, resp.Close, err)
+					}
+				default:
+					if resp.StatusCode != 200 || err == nil || string(body) != want {
+						return fmt.Errorf("%s: %d, %d bytes (whole %v), error %v; want 200, the %d flushed bytes and a read error",
+							path, resp.StatusCode, len(body), string(body) == want, err, len(want))
+					}
+				}
+				// nothing behind it: the connection ends
+				if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+					return fmt.Errorf("%s: after the response: %.40q %v", path, rest, err)
+				}
+				return nil
+			}()
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	bad := 0
+	for err := range errs {
+		if err != nil {
+			if bad++; bad <= 10 {
+				t.Error(err)
+			}
+		}
+	}
+	if bad > 10 {
+		t.Errorf("... %d failures in all", bad)
+	}
+	if st, _, _ := get(t, url+b+"ok"); st != 200 {
+		t.Fatalf("after: %d", st)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	settledStats(t, &before)
+	waitFds(t, "the connections to close", fds)
 }
