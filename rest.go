@@ -1024,6 +1024,9 @@ func (q *restReq) finish(failed bool) {
 		if failed && !q.headersSent() {
 			q.wbuf = q.wbuf[:0]
 			_ = withSession(q.epoch, func() error {
+				// what the handler built (its head, and the body it
+				// already handed to C) is not the error page's
+				cgo.RestDiscard(q.r)
 				cgo.RestStatus(q.r, 500, "Internal Server Error")
 				cgo.RestHeader(q.r, "Content-Type", "text/plain; charset=utf-8")
 				cgo.RestHeader(q.r, "Connection", "close")

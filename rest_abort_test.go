@@ -389,3 +389,56 @@ func TestRestFailAfterFlushMany(t *testing.T) {
 	settledStats(t, &before)
 	waitFds(t, "the connections to close", fds)
 }
+
+// A relay handler (a request with a body) that wrote more than the relay
+// buffers in Go (32 KiB: the bytes went to C) and then fails before any
+// flush gets a clean 500: "Internal Server Error\n" with the error page's
+// head, not the handler's body and headers with the error text after
+// them (or compressed into its gzip stream).
+func TestRestFail500AfterLargeWrite(t *testing.T) {
+	url := restServer(t, 1, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	b := restBase()
+	secret := strings.Repeat("s", 40<<10)
+	for _, aco := range []bool{false, true} {
+		for _, gz := range []bool{false, true} {
+			mustRule(t)(NewRule("POST", b, fmt.Sprintf("^r/%v/%v$", aco, gz), func(rc *RestClosure) error {
+				io.Copy(io.Discard, rc.Request().Body)
+				res := rc.Response()
+				res.Ok("application/x-secret")
+				res.Header("X-Secret", "1")
+				if gz {
+					res.Compress(false)
+				}
+				res.WriteString(secret)
+				return errors.New("failed after a large write")
+			})).SetAco(aco)
+		}
+		mustRule(t)(HandleHTTP("POST", b, fmt.Sprintf("^h/%v$", aco), http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("X-Secret", "1")
+				io.WriteString(w, secret)
+				panic("failed after a large write")
+			}))).SetAco(aco)
+	}
+	for _, p := range []string{"r/false/false", "r/true/false", "r/false/true", "r/true/true",
+		"h/false", "h/true"} {
+		for i := 0; i < 2; i++ {
+			req, _ := http.NewRequest("POST", url+b+p, strings.NewReader("body"))
+			req.Header.Set("Accept-Encoding", "gzip")
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 500 || err != nil || string(body) != "Internal Server Error\n" ||
+				resp.Header.Get("X-Secret") != "" || resp.Header.Get("Content-Encoding") != "" ||
+				!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+				t.Errorf("%s: %d %v %q (%d bytes) %v; want a clean 500", p, resp.StatusCode,
+					resp.Header, body[:min(len(body), 40)], len(body), err)
+			}
+		}
+	}
+}

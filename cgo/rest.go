@@ -416,6 +416,10 @@ func RestAppend(r uintptr, p []byte) bool {
 // RestHeadersSent reports whether the response headers went out.
 func RestHeadersSent(r uintptr) bool { return C.ev_go_rest_headers_sent(C.uintptr_t(r)) != 0 }
 
+// RestDiscard drops what was built of r's response while its head has not
+// gone out (ev_go_rest_discard), for an error page in its place.
+func RestDiscard(r uintptr) bool { return C.ev_go_rest_discard(C.uintptr_t(r)) != 0 }
+
 // lpField splits one length-prefixed field (a native-endian uint32 length,
 // then that many bytes) off the front of p; ok is false when p is too short.
 func lpField(p []byte) (f, rest []byte, ok bool) {

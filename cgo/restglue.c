@@ -683,6 +683,10 @@ int ev_go_rest_append(uintptr_t rp, const void *p, size_t n) {
   return mtev_http_response_append(((ev_go_req_t *)rp)->ctx, p, n) ? 1 : 0;
 }
 
+int ev_go_rest_discard(uintptr_t rp) {
+  return ev_http_response_discard(((ev_go_req_t *)rp)->ctx) ? 1 : 0;
+}
+
 int ev_go_rest_headers_sent(uintptr_t rp) {
   mtev_http_response *res = mtev_http_session_response(((ev_go_req_t *)rp)->ctx);
   return res && mtev_http_response_bytes_written(res) > 0;

@@ -178,5 +178,8 @@ int ev_go_rest_option(uintptr_t r, uint32_t opt);
 int ev_go_rest_append(uintptr_t r, const void *p, size_t n);
 /* 1 once the response headers went out. */
 int ev_go_rest_headers_sent(uintptr_t r);
+/* Drops what was built of the response while its head has not gone out
+ * (ev_http_response_discard): 1, or 0 when it went out. */
+int ev_go_rest_discard(uintptr_t r);
 
 #endif

@@ -2007,6 +2007,27 @@ mtev_boolean mtev_http_response_abort(mtev_http_session_ctx *s) {
   return mtev_true;
 }
 
+/* The handler's response as it stands before its head went out -- status,
+ * header fields, options, compression, body -- is dropped: the response is
+ * as a new one (for an error page in its place). */
+mtev_boolean ev_http_response_discard(mtev_http_session_ctx *s) {
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  ev_chain_clear(&r->body);
+  r->ilen = 0;
+  if (r->z) {
+    deflateEnd(r->z);
+    free(r->z);
+    r->z = NULL;
+  }
+  r->status = 0;
+  r->reason_len = 0;
+  r->options = 0;
+  r->hlen = 0;
+  r->has_ct = 0;
+  return mtev_true;
+}
+
 /* Ends the current response outside the drive and goes on driving the
  * session at once, where the task mtev_http_response_end would post does
  * it in the loop's next iteration: the next pipelined request is parsed
