@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -48,37 +49,37 @@ func TestRestFailAfterFlushBreaks(t *testing.T) {
 		name, how string
 	}
 	var rules []rule
-	for _, aco := range []bool{false, true} {
-		for _, how := range []string{"panic", "error", "goexit"} {
-			how := how
-			name := fmt.Sprintf("rest/%s/%v", how, aco)
-			mustRule(t)(NewRule("GET", b, "^"+name+"$", func(rc *RestClosure) error {
-				res := rc.Response()
-				if err := res.Ok("text/plain"); err != nil {
-					return err
-				}
-				res.WriteString(part)
-				if err := res.Flush(); err != nil {
-					return err
-				}
-				res.WriteString("never sent\n")
-				fail(how)
-				return errors.New("no luck after flush")
-			})).SetAco(aco)
-			rules = append(rules, rule{name, how})
-			if how == "error" {
-				continue // (an http.Handler returns no error)
+	for i := 0; i < 2*2*3; i++ {
+		// each rule twice: the first request of one is Go's client's, of
+		// the other the raw client's (the direct path serves it)
+		aco, how, v := i%2 == 0, []string{"panic", "error", "goexit"}[i/2%3], i/6
+		name := fmt.Sprintf("rest/%s/%v/%d", how, aco, v)
+		mustRule(t)(NewRule("GET", b, "^"+name+"$", func(rc *RestClosure) error {
+			res := rc.Response()
+			if err := res.Ok("text/plain"); err != nil {
+				return err
 			}
-			name = fmt.Sprintf("http/%s/%v", how, aco)
-			mustRule(t)(HandleHTTP("GET", b, "^"+name+"$", http.HandlerFunc(
-				func(w http.ResponseWriter, r *http.Request) {
-					io.WriteString(w, part)
-					w.(http.Flusher).Flush()
-					io.WriteString(w, "never sent\n")
-					fail(how)
-				}))).SetAco(aco)
-			rules = append(rules, rule{name, how})
+			res.WriteString(part)
+			if err := res.Flush(); err != nil {
+				return err
+			}
+			res.WriteString("never sent\n")
+			fail(how)
+			return errors.New("no luck after flush")
+		})).SetAco(aco)
+		rules = append(rules, rule{name, how})
+		if how == "error" {
+			continue // (an http.Handler returns no error)
 		}
+		name = fmt.Sprintf("http/%s/%v/%d", how, aco, v)
+		mustRule(t)(HandleHTTP("GET", b, "^"+name+"$", http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, part)
+				w.(http.Flusher).Flush()
+				io.WriteString(w, "never sent\n")
+				fail(how)
+			}))).SetAco(aco)
+		rules = append(rules, rule{name, how})
 	}
 	mustRule(t)(NewRule("GET", b, "^ok$", hello))
 	mustRule(t)(NewRule("GET", b, "^okco$", hello)).SetAco(true)
@@ -134,10 +135,30 @@ func TestRestFailAfterFlushBreaks(t *testing.T) {
 	before := settledStats(t, nil)
 	fds := openFds(t)
 
+	// curl (Debian's): the flushed part, then exit 18 ("transfer closed
+	// with outstanding read data remaining")
+	curl := func(r rule) {
+		t.Helper()
+		if _, err := exec.LookPath("curl"); err != nil {
+			t.Fatalf("curl: %v (scripts/deps.sh installs it)", err)
+		}
+		out, err := exec.Command("curl", "-sS", "--max-time", "20", url+b+r.name).Output()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 18 || string(out) != part {
+			t.Errorf("%s: curl: %v, output %q; want exit 18 after %q", r.name, err, out, part)
+		}
+	}
 	for _, r := range rules {
-		goClient(r) // the direct path (the rule's first request)
-		raw(r)      // the relay (the first Flush moved the rule)
-		goClient(r)
+		// the rule's first request takes the direct path, the later ones
+		// the relay (the first Flush moved the rule)
+		if strings.HasSuffix(r.name, "/0") {
+			goClient(r)
+			raw(r)
+		} else {
+			raw(r)
+			goClient(r)
+		}
+		curl(r)
 		ok("ok")
 		ok("okco")
 	}
