@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acoeventer/eventer/cgo"
 )
 
 // A Go handler that fails after it flushed part of its response (the 200
@@ -461,5 +463,77 @@ func TestRestFail500AfterLargeWrite(t *testing.T) {
 					resp.Header, body[:min(len(body), 40)], len(body), err)
 			}
 		}
+	}
+}
+
+// A loop that stops while handlers have flushed part of their responses
+// breaks those connections off: the clients see incomplete bodies, not a
+// whole 200 cut short (a goroutine's request was ended with its final
+// chunk: the 503 the stop answers could not replace a head already out).
+func TestRestShutdownAfterFlushBreaks(t *testing.T) {
+	if err := Init(WithConcurrency(1), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		errorsTo(make(chan error, 4))); err != nil {
+		t.Fatal(err)
+	}
+	l, addr := restListen(t)
+	b := restBase()
+	const part = "part one\n"
+	started := make(chan struct{}, 4)
+	release := make(chan struct{})
+	flushThen := func(rc *RestClosure, wait func() error) error {
+		res := rc.Response()
+		res.Ok("text/plain")
+		res.WriteString(part)
+		if err := res.Flush(); err != nil {
+			return err
+		}
+		started <- struct{}{}
+		return wait()
+	}
+	mustRule(t)(NewRule("GET", b, "^g$", func(rc *RestClosure) error {
+		return flushThen(rc, func() error { <-release; return nil })
+	}))
+	mustRule(t)(NewRule("GET", b, "^co$", func(rc *RestClosure) error {
+		return flushThen(rc, func() error { return rc.Co().Sleep(time.Minute) })
+	})).SetAco(true)
+	var brs []*bufio.Reader
+	for _, p := range []string{"g", "co"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n", b, p)
+		brs = append(brs, bufio.NewReader(c))
+	}
+	<-started
+	<-started
+	done := make(chan struct{})
+	go func() {
+		cgo.TestListenerStop(l, 10)
+		Shutdown()
+		Loop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	close(release)
+	for i, br := range brs {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != part || !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("%d: %d %q %v; want 200 %q and an unexpected EOF", i, resp.StatusCode, body,
+				err, part)
+		}
+	}
+	if n := cgo.HTTPSessions(); n != 0 {
+		t.Errorf("%d sessions left after Shutdown", n)
 	}
 }
