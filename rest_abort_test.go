@@ -4,6 +4,7 @@ package eventer
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -535,5 +536,61 @@ func TestRestShutdownAfterFlushBreaks(t *testing.T) {
 	}
 	if n := cgo.HTTPSessions(); n != 0 {
 		t.Errorf("%d sessions left after Shutdown", n)
+	}
+}
+
+// A handler that fails after a flush while the client is still sending a
+// large body it did not read (half of it read, or none): the client gets
+// the flushed part and a broken body, whether it sends at once or slowly,
+// and the loop goes on.
+func TestRestFailAfterFlushUnreadBody(t *testing.T) {
+	url := restServer(t, 1, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	b := restBase()
+	const part = "part one\n"
+	for _, aco := range []bool{false, true} {
+		mustRule(t)(NewRule("POST", b, fmt.Sprintf("^r/%v$", aco), func(rc *RestClosure) error {
+			if rc.Request().Query().Get("half") != "" {
+				io.CopyN(io.Discard, rc.Request().Body, 512<<10)
+			}
+			res := rc.Response()
+			res.Ok("text/plain")
+			res.WriteString(part)
+			if err := res.Flush(); err != nil {
+				return err
+			}
+			panic("failed with the body unread")
+		})).SetAco(aco)
+	}
+	mustRule(t)(NewRule("GET", b, "^ok$", hello))
+	body := bytes.Repeat([]byte("b"), 2<<20)
+	for _, aco := range []bool{false, true} {
+		for _, q := range []string{"", "?half=1"} {
+			for _, slow := range []bool{false, true} {
+				var r io.Reader = bytes.NewReader(body)
+				if slow {
+					r = &slowReader{r}
+				}
+				req, _ := http.NewRequest("POST", fmt.Sprintf("%s%sr/%v%s", url, b, aco, q), r)
+				req.ContentLength = int64(len(body))
+				c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+				resp, err := c.Do(req)
+				what := fmt.Sprintf("aco %v %q slow %v", aco, q, slow)
+				if err != nil {
+					// the request was cut while it was sent: also a
+					// broken exchange, never a whole response
+					t.Logf("%s: %v", what, err)
+					continue
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(got) != part || err == nil {
+					t.Errorf("%s: %d %q %v; want 200 %q and a read error", what, resp.StatusCode,
+						got, err, part)
+				}
+			}
+		}
+	}
+	if st, _, _ := get(t, url+b+"ok"); st != 200 {
+		t.Fatalf("after: %d", st)
 	}
 }
