@@ -94,6 +94,25 @@ static int h_cut(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   return 0;
 }
 
+/* /big/<classic|aco>: 16 flushes of 256 KiB (more than the socket takes:
+ * a classic handler's flushes queue), then the abort */
+#define BIG_PIECE (256 * 1024)
+#define BIG_N 16
+static int h_big(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats, (void)pats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  static char piece[BIG_PIECE];
+  mtev_http_response_ok(ctx, "application/octet-stream");
+  for (int i = 0; i < BIG_N; i++) {
+    memset(piece, 'a' + i, sizeof(piece));
+    mtev_http_response_append(ctx, piece, sizeof(piece));
+    mtev_http_response_flush(ctx, mtev_false);
+  }
+  abort_twice(ctx);
+  SEEN_PUT(done, 1);
+  return 0;
+}
+
 /* /after_end: a whole response, then the abort (refused) */
 static int h_after_end(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   (void)npats, (void)pats;
@@ -212,6 +231,9 @@ static void rules(void) {
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^cut/(classic)/(\\d+)$", h_cut));
   mtev_rest_mountpoint_set_aco(
       mtev_http_rest_new_rule("GET", "/", "^cut/(aco)/(\\d+)$", h_cut), mtev_true);
+  T_CHECK(mtev_http_rest_new_rule("GET", "/", "^big/classic$", h_big));
+  mtev_rest_mountpoint_set_aco(mtev_http_rest_new_rule("GET", "/", "^big/aco$", h_big),
+                               mtev_true);
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^after_end$", h_after_end));
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^later$", h_later));
   mtev_rest_mountpoint_set_aco(mtev_http_rest_new_rule("GET", "/", "^job$", h_job),
@@ -377,6 +399,46 @@ static void test_later(void) {
   ht_stop();
 }
 
+/* What was flushed all goes out before the close, also what a classic
+ * handler's flushes left queued for a client that reads late: every
+ * byte of the 16 pieces, in order, then EOF without the final chunk. */
+static void test_big_queued(void) {
+  int port = ht_start(1);
+  rules();
+  const char *modes[] = {"classic", "aco"};
+  char *tmp = malloc(BIG_PIECE * 2);
+  T_CHECK(tmp != NULL);
+  for (int m = 0; m < 2; m++) {
+    seen_reset();
+    hc_t *c = hc_open(port);
+    char req[128];
+    snprintf(req, sizeof(req), "GET /big/%s HTTP/1.1\r\nHost: x\r\n\r\n", modes[m]);
+    hc_sends(c, req);
+    if (m == 0) usleep(100000); /* the classic handler's flushes queue */
+    int chunked;
+    long clen;
+    T_EQ(read_head(c, &chunked, &clen), 200);
+    T_CHECK(chunked);
+    size_t total = 0;
+    char line[64];
+    for (;;) {
+      if (hc_line(c, line, sizeof(line)) != 0) break; /* EOF */
+      size_t n = strtoul(line, NULL, 16);
+      T_CHECKF(n > 0 && n <= BIG_PIECE * 2, "chunk size line \"%s\"", line);
+      T_EQ(hc_bytes(c, tmp, n), 0);
+      for (size_t k = 0; k < n; k++, total++)
+        T_CHECKF(tmp[k] == 'a' + (int)(total / BIG_PIECE), "byte %zu is '%c'", total, tmp[k]);
+      T_CHECK(hc_line(c, line, sizeof(line)) == 0 && !line[0]);
+    }
+    T_EQ(total, (size_t)BIG_PIECE * BIG_N);
+    hc_close(c);
+    seen_wait();
+    expect_refusals();
+  }
+  free(tmp);
+  ht_stop();
+}
+
 /* HTTP/1.0: a flushed response is delimited by the close, so the cut is
  * the close (the client cannot tell; documented). */
 static void test_http10(void) {
@@ -402,4 +464,5 @@ static void test_http10(void) {
 
 T_MAIN({"after_flush", test_after_flush}, {"pipelined", test_pipelined},
        {"before_anything", test_before_anything}, {"refused", test_refused},
-       {"later", test_later}, {"http10", test_http10})
+       {"later", test_later}, {"big_queued", test_big_queued},
+       {"http10", test_http10})
