@@ -142,7 +142,11 @@ func NewRule(method, base, expr string, h RestHandler) (*Rule, error) {
 // Differences from net/http's server: several values of one response
 // header field are sent joined with ", " in one line; Content-Length and
 // Transfer-Encoding are the engine's (it sends a length when the handler
-// ends without flushing, else chunks); Hijack is not supported.  As
+// ends without flushing, else chunks); Hijack is not supported.  A
+// Content-Length the handler declares bounds its body as in net/http:
+// bytes past it are not sent (Write returns http.ErrContentLength), and a
+// handler that returns having written fewer has its response broken off
+// after them, so the client sees the body is incomplete.  As
 // net/http says, the ResponseWriter is not to be used once ServeHTTP
 // returned: here its header map is then reused (Header returns nil).  A
 // panic (or runtime.Goexit) is logged; before anything was sent the
@@ -954,6 +958,7 @@ func (q *restReq) forget() {
 // did: a panic or an error before anything was sent is a 500.
 func (q *restReq) serve(co *Co) {
 	var rc *RestClosure
+	var herr error // HandleHTTP's handler broke its response (serveHTTP)
 	returned := false
 	defer func() {
 		v := recover()
@@ -978,6 +983,8 @@ func (q *restReq) serve(co *Co) {
 			why = "the handler called runtime.Goexit"
 		case rc != nil && rc.err != nil:
 			why = rc.err.Error()
+		case herr != nil:
+			why = herr.Error()
 		}
 		if why != "" {
 			restLogger().Error("eventer: REST handler failed", "rule", q.rule.String(),
@@ -986,7 +993,7 @@ func (q *restReq) serve(co *Co) {
 		q.finish(why != "")
 	}()
 	if q.rule.http != nil {
-		q.serveHTTP(co)
+		herr = q.serveHTTP(co)
 		returned = true
 		return
 	}

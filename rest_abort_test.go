@@ -594,3 +594,90 @@ func TestRestFailAfterFlushUnreadBody(t *testing.T) {
 		t.Fatalf("after: %d", st)
 	}
 }
+
+// A net/http handler that declares a Content-Length and writes fewer
+// bytes (a file whose copy failed half-way: http.ServeContent's case)
+// leaves its client with an incomplete body, as net/http does (it closes
+// the connection after the short body): the client must not take the
+// short body for the whole.  Writing more than declared gets
+// http.ErrContentLength for the excess, as from net/http.  HEAD, and a
+// handler that writes exactly what it declared, are unchanged.
+func TestHandleHTTPShortContentLength(t *testing.T) {
+	var lg logged
+	url := restServer(t, 1, WithLogger(slog.New(slog.NewTextHandler(&lg, nil))))
+	b := restBase()
+	overErr := make(chan error, 8)
+	for _, aco := range []bool{false, true} {
+		mustRule(t)(HandleHTTP("GET", b, fmt.Sprintf("^short/%v$", aco), http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "100")
+				io.WriteString(w, "only forty bytes of the hundred declared")
+				if r.URL.Query().Get("flush") != "" {
+					w.(http.Flusher).Flush()
+				}
+			}))).SetAco(aco)
+		mustRule(t)(HandleHTTP("GET", b, fmt.Sprintf("^over/%v$", aco), http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "5")
+				n, err := io.WriteString(w, "12345678")
+				if n != 5 {
+					err = fmt.Errorf("wrote %d: %v", n, err)
+				}
+				overErr <- err
+			}))).SetAco(aco)
+		mustRule(t)(HandleHTTP("GET", b, fmt.Sprintf("^exact/%v$", aco), http.HandlerFunc(
+			func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "5")
+				io.WriteString(w, "12345")
+			}))).SetAco(aco)
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, aco := range []bool{false, true} {
+		for _, q := range []string{"", "?flush=1", ""} { // (direct, then relay)
+			resp, err := c.Get(fmt.Sprintf("%s%sshort/%v%s", url, b, aco, q))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || err == nil || string(body) != "only forty bytes of the hundred declared" {
+				t.Errorf("short aco=%v %s: %d %q %v; want 200, the 40 bytes and a read error",
+					aco, q, resp.StatusCode, body, err)
+			}
+		}
+		resp, err := c.Get(fmt.Sprintf("%s%sover/%v", url, b, aco))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err != nil || string(body) != "12345" {
+			t.Errorf("over aco=%v: %d %q %v", aco, resp.StatusCode, body, err)
+		}
+		if err := <-overErr; !errors.Is(err, http.ErrContentLength) {
+			t.Errorf("over aco=%v: the write past the length: %v, want http.ErrContentLength", aco, err)
+		}
+		for _, m := range []string{"GET", "HEAD"} {
+			req, _ := http.NewRequest(m, fmt.Sprintf("%s%sexact/%v", url, b, aco), nil)
+			resp, err = c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := map[string]string{"GET": "12345"}[m]; resp.StatusCode != 200 || err != nil ||
+				string(body) != want {
+				t.Errorf("exact %s aco=%v: %d %q %v", m, aco, resp.StatusCode, body, err)
+			}
+		}
+		req, _ := http.NewRequest("HEAD", fmt.Sprintf("%s%sshort/%v", url, b, aco), nil)
+		if resp, err = c.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Errorf("HEAD short aco=%v: %v", aco, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	if !strings.Contains(lg.String(), "Content-Length") {
+		t.Errorf("the short bodies were not logged:\n%s", lg.String())
+	}
+}
