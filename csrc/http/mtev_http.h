@@ -260,8 +260,10 @@ mtev_boolean mtev_http_response_end(mtev_http_session_ctx *ctx);
  * close.  The responses to earlier pipelined requests still go out; the
  * requests pipelined behind this one are dropped, unanswered.  The
  * handler goes on and returns as usual (a coroutine ends, a reference
- * taken is dropped); every later response call on this request returns
- * mtev_false, and mtev_http_response_closed is true, _complete false.
+ * taken is dropped), and the connection closes once it has (an aco
+ * handler's coroutine ended); every later response call on this request
+ * returns mtev_false, and mtev_http_response_closed is true, _complete
+ * false.
  * Loop thread (or the request's coroutine) only.  mtev_true, or
  * mtev_false with errno: EINVAL for a NULL ctx or another thread,
  * EALREADY when the response already ended, was aborted, or the
