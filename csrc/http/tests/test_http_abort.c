@@ -439,6 +439,60 @@ static void test_big_queued(void) {
   ht_stop();
 }
 
+/* Many connections at once on two loops, aborts mixed with whole
+ * responses and with clients that reset before reading: each client sees
+ * its own outcome, and every session goes (ht_stop). */
+static void test_many(void) {
+  int port = ht_start(2);
+  rules();
+  int n = (int)t_scale(200, 10);
+  hc_t **cs = calloc((size_t)n, sizeof(*cs));
+  T_CHECK(cs != NULL);
+  static const char *paths[] = {"cut/classic/2", "cut/aco/2", "fast", "cut/aco/0"};
+  for (int i = 0; i < n; i++) {
+    cs[i] = hc_open(port);
+    char req[256];
+    snprintf(req, sizeof(req),
+             "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /%s HTTP/1.1\r\nHost: x\r\n\r\n"
+             "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+             paths[i % 4]);
+    hc_sends(cs[i], req);
+    if (i % 7 == 3) {
+      hc_reset(cs[i]);
+      cs[i] = NULL;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    hc_t *c = cs[i];
+    if (!c) continue;
+    hc_resp_t r;
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_STR_EQ(r.body, "hello\n");
+    hc_resp_free(&r);
+    switch (i % 4) {
+    case 0:
+    case 1:
+      expect_cut(c, 2);
+      break;
+    case 2: /* whole, and the request behind it too */
+      T_EQ(hc_read_resp(c, &r, 0), 0);
+      T_STR_EQ(r.body, "hello\n");
+      hc_resp_free(&r);
+      T_EQ(hc_read_resp(c, &r, 0), 0);
+      T_STR_EQ(r.body, "hello\n");
+      hc_resp_free(&r);
+      T_CHECK(hc_eof(c));
+      break;
+    default:
+      T_CHECK(hc_eof(c));
+    }
+    hc_close(c);
+  }
+  free(cs);
+  ht_stop();
+}
+
 /* HTTP/1.0: a flushed response is delimited by the close, so the cut is
  * the close (the client cannot tell; documented). */
 static void test_http10(void) {
@@ -465,4 +519,5 @@ static void test_http10(void) {
 T_MAIN({"after_flush", test_after_flush}, {"pipelined", test_pipelined},
        {"before_anything", test_before_anything}, {"refused", test_refused},
        {"later", test_later}, {"big_queued", test_big_queued},
+       {"many", test_many},
        {"http10", test_http10})
