@@ -204,11 +204,6 @@ func (w *restWriter) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	w.declared = -1
-	if cl := w.h["Content-Length"]; len(cl) == 1 && !w.head && code != 204 && code != 304 {
-		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
-			w.declared = n
-		}
-	}
 	q := w.q
 	if q.direct {
 		// fields C would refuse are left out, as below
@@ -223,6 +218,8 @@ func (w *restWriter) WriteHeader(code int) {
 		for k, vs := range w.h {
 			if v := strings.Join(vs, ", "); validHeaderField(k, v) {
 				q.hdrs = append(q.hdrs, k, v)
+			} else if k == "Content-Length" {
+				w.declare(vs)
 			}
 		}
 		q.opts |= cgo.OptStream
@@ -232,7 +229,12 @@ func (w *restWriter) WriteHeader(code int) {
 		cgo.RestStatus(q.r, code, http.StatusText(code))
 		for k, vs := range w.h {
 			switch http.CanonicalHeaderKey(k) {
-			case "Content-Length", "Transfer-Encoding":
+			case "Content-Length":
+				if k == "Content-Length" {
+					w.declare(vs)
+				}
+				continue // the engine's
+			case "Transfer-Encoding":
 				continue // the engine's
 			}
 			cgo.RestHeader(q.r, k, strings.Join(vs, ", "))
@@ -244,6 +246,18 @@ func (w *restWriter) WriteHeader(code int) {
 		return true
 	})
 	q.status = true
+}
+
+// declare takes the Content-Length the handler set (vs, its values) as
+// the length its body must have (net/http's reading of it: one value, a
+// decimal number; none for HEAD, 204 and 304).
+func (w *restWriter) declare(vs []string) {
+	if len(vs) != 1 || w.head || w.status == 204 || w.status == 304 {
+		return
+	}
+	if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil && n >= 0 {
+		w.declared = n
+	}
 }
 
 func (w *restWriter) Write(p []byte) (int, error) {
