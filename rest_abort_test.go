@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -136,7 +137,7 @@ func TestRestFailAfterFlushBreaks(t *testing.T) {
 	ok("okco")
 	http.DefaultClient.CloseIdleConnections()
 	before := settledStats(t, nil)
-	fds := openFds(t)
+	socks := openSockets(t)
 
 	// curl (Debian's): the flushed part, then exit 18 ("transfer closed
 	// with outstanding read data remaining")
@@ -167,7 +168,7 @@ func TestRestFailAfterFlushBreaks(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 	settledStats(t, &before)
-	waitFds(t, "the connections to close", fds)
+	waitSockets(t, "the connections to close", socks)
 
 	for _, want := range []string{"boom after flush", "no luck after flush", "Goexit",
 		"REST handler failed"} {
@@ -321,7 +322,7 @@ func TestRestFailAfterFlushMany(t *testing.T) {
 		}
 	}
 	before := settledStats(t, nil)
-	fds := openFds(t)
+	socks := openSockets(t)
 
 	n := 240
 	if raceEnabled {
@@ -411,7 +412,7 @@ func TestRestFailAfterFlushMany(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 	settledStats(t, &before)
-	waitFds(t, "the connections to close", fds)
+	waitSockets(t, "the connections to close", socks)
 }
 
 // A relay handler (a request with a body) that wrote more than the relay
@@ -679,5 +680,107 @@ func TestHandleHTTPShortContentLength(t *testing.T) {
 	}
 	if !strings.Contains(lg.String(), "Content-Length") {
 		t.Errorf("the short bodies were not logged:\n%s", lg.String())
+	}
+}
+
+// Over TLS (an http_rest_api listener with ssl="on": every request takes
+// the relay) a handler that fails after a flush breaks the connection the
+// same way: Go's client over crypto/tls and curl see the flushed part and
+// then an incomplete body (curl: exit 18).
+func TestRestHTTPSFailAfterFlush(t *testing.T) {
+	pki := newHTTPSPKI(t)
+	port := freePort(t)
+	loadConf(t, fmt.Sprintf(`<app>
+  <listeners>
+    <listener type="http_rest_api" address="127.0.0.1" port="%d" ssl="on">
+      <sslconfig>
+        <certificate_file>%s</certificate_file>
+        <key_file>%s</key_file>
+      </sslconfig>
+    </listener>
+  </listeners>
+</app>
+`, port, pki.certFile, pki.keyF))
+	setup(t, 1, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { LoadConfigString("<empty/>", "empty") })
+	b := fmt.Sprintf("/https%d/", httpsRuns.Add(1))
+	const part = "part one\n"
+	for _, aco := range []bool{false, true} {
+		r, err := NewRule("GET", b, fmt.Sprintf("^cut/%v$", aco), func(rc *RestClosure) error {
+			res := rc.Response()
+			res.Ok("text/plain")
+			res.WriteString(part)
+			if err := res.Flush(); err != nil {
+				return err
+			}
+			panic("boom over TLS")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.SetAco(aco)
+		t.Cleanup(func() { r.Close() })
+	}
+	if err := ListenerInit("app"); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, b)
+	c := pki.httpsClient()
+	_, hasCurl := exec.LookPath("curl")
+	for _, aco := range []bool{false, true} {
+		resp, err := c.Get(fmt.Sprintf("%scut/%v", url, aco))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != part || err == nil {
+			t.Errorf("aco=%v: %d %q %v; want 200 %q and a read error", aco, resp.StatusCode,
+				body, err, part)
+		}
+		if hasCurl != nil {
+			t.Fatalf("curl: %v (scripts/deps.sh installs it)", hasCurl)
+		}
+		out, err := exec.Command("curl", "-sS", "--max-time", "20", "--cacert", pki.caFile,
+			fmt.Sprintf("%scut/%v", url, aco)).Output()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 18 || string(out) != part {
+			t.Errorf("aco=%v: curl: %v, output %q; want exit 18 after %q", aco, err, out, part)
+		}
+	}
+	c.CloseIdleConnections()
+	waitFor(t, "the sessions to go", func() bool { return cgo.HTTPSessions() == 0 })
+}
+
+// openSockets counts the process's open sockets (a loop's driver may
+// open an fd of its own at any time, a dup of its epoll fd kept until the
+// loop stops: connections are sockets).
+func openSockets(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitSockets waits (20 s) until at most want sockets are open.
+func waitSockets(t *testing.T, what string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for n := openSockets(t); n > want; n = openSockets(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %d sockets open, %d before", what, n, want)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
