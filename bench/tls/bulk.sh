@@ -11,8 +11,12 @@
 # first alternates), in then out; pairs (default 9) of them.  Prints,
 # per direction, each side's median CPU per MiB, the median of the
 # pairs' ratios (peer/ours, or before/after: above 1.00 ours, or the
-# working tree, costs less) and their range.  Run it under the shared
-# benchmark lock; about 40 s at the defaults.
+# working tree, costs less) and their range.  A_ENV / B_ENV: settings
+# for one side's environment ("SPIN_US=0 GOMAXPROCS=2"), to try a knob
+# against the same binary (REV=HEAD).  BENCH_LOCK=file: build first,
+# then measure holding that lock (flock), so a shared machine's timed
+# runs take turns without holding the lock through the build.  About a
+# minute at the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pairs=${1:-9}
@@ -44,9 +48,10 @@ b="$run/goaco"
 . bench/tls/certs.sh
 bench_certs "$run"
 
-start() { # BIN NAME: sets port_NAME, pid_NAME
+start() { # BIN NAME ENV: sets port_NAME, pid_NAME
   : >"$run/$2.port"
-  taskset -c "$scpu" "$1" "$run/srv.pem" "$run/srv.key" >"$run/$2.port" 2>"$run/$2.err" &
+  # shellcheck disable=SC2086
+  env $3 taskset -c "$scpu" "$1" "$run/srv.pem" "$run/srv.key" >"$run/$2.port" 2>"$run/$2.err" &
   local pid=$! port=""
   pids+=("$pid")
   for _ in $(seq 200); do
@@ -57,8 +62,12 @@ start() { # BIN NAME: sets port_NAME, pid_NAME
   [ -n "$port" ] || { echo "$1 did not start" >&2; cat "$run/$2.err" >&2; exit 1; }
   eval "port_$2=$port pid_$2=$pid"
 }
-start "$a" A
-start "$b" B
+if [ -n "${BENCH_LOCK:-}" ]; then
+  exec 9>>"$BENCH_LOCK"
+  flock 9
+fi
+start "$a" A "${A_ENV:-}"
+start "$b" B "${B_ENV:-}"
 
 res="$run/results.tsv" # pair side(A|B) figure cpu_us
 : >"$res"
@@ -77,7 +86,7 @@ for p in $(seq "$pairs"); do
 done
 cp "$res" "$out/bulk_results.tsv"
 
-echo "tls bulk: server CPU per MiB (us), $aname (A) against ours (B), $pairs pairs of $mib MiB," \
+echo "tls bulk: server CPU per MiB (us), $aname${A_ENV:+ ($A_ENV)} (A) against ours${B_ENV:+ ($B_ENV)} (B), $pairs pairs of $mib MiB," \
   "load $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -F'\t' '
   function med(list,   a, k, i, j, t) {
