@@ -5,7 +5,7 @@
 # ab_cpu_ns PID: CPU time of every thread of PID so far, in ns: the
 # scheduler's own account (/proc/PID/task/*/schedstat), not the 10 ms
 # ticks of utime/stime.
-ab_cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'; }
+ab_cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
 
 # ab_measure PID URL LOAD: a 1 s warm-up, then wrk for $secs s at LOAD
 # (c50, c1000: connections, one request at a time; pipe16: 50 connections
