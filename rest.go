@@ -56,8 +56,13 @@ func RestInit() error {
 }
 
 // RestHandler serves a request of a NewRule rule.  Returning ends the
-// response if the handler did not (a non-nil error, or a panic, before
-// anything was sent makes it a 500, and is logged).
+// response if the handler did not.  A handler that fails -- returns a
+// non-nil error, panics, or calls runtime.Goexit -- is logged; before
+// anything was sent its response becomes a 500 (Connection: close), after
+// a Flush (the head and some of the body are out) the connection is
+// broken off without completing the response (no final chunk), as
+// net/http does, so the client sees an incomplete body instead of a
+// whole one.
 type RestHandler func(rc *RestClosure) error
 
 // Rule is a REST route (mtev_rest_mountpoint_t) served by a Go handler.
@@ -137,9 +142,16 @@ func NewRule(method, base, expr string, h RestHandler) (*Rule, error) {
 // Differences from net/http's server: several values of one response
 // header field are sent joined with ", " in one line; Content-Length and
 // Transfer-Encoding are the engine's (it sends a length when the handler
-// ends without flushing, else chunks); Hijack is not supported.  As
+// ends without flushing, else chunks); Hijack is not supported.  A
+// Content-Length the handler declares bounds its body as in net/http:
+// bytes past it are not sent (Write returns http.ErrContentLength), and a
+// handler that returns having written fewer has its response broken off
+// after them, so the client sees the body is incomplete.  As
 // net/http says, the ResponseWriter is not to be used once ServeHTTP
-// returned: here its header map is then reused (Header returns nil).
+// returned: here its header map is then reused (Header returns nil).  A
+// panic (or runtime.Goexit) is logged; before anything was sent the
+// client gets a 500, after a Flush the connection is broken off without
+// completing the response, as net/http does.
 func HandleHTTP(method, base, expr string, h http.Handler) (*Rule, error) {
 	if h == nil {
 		return nil, &OpError{Op: "HandleHTTP", Err: errors.New("nil handler")}
@@ -245,11 +257,12 @@ type restReq struct {
 	sessGone       bool          // the session was let go (a goroutine's request)
 	goWork         *atomic.Int32 // counted as its loop's Go work (countGoWork)
 	// a goroutine's end, for the loop to send (postEnd)
-	endCode int
-	endOpts uint32
-	endSpec []byte
-	endBody []byte
-	small   []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+	endCode  int
+	endOpts  uint32
+	endSpec  []byte
+	endBody  []byte
+	endAbort bool   // the end is an abort (the handler failed after a Flush)
+	small    []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
@@ -945,6 +958,7 @@ func (q *restReq) forget() {
 // did: a panic or an error before anything was sent is a 500.
 func (q *restReq) serve(co *Co) {
 	var rc *RestClosure
+	var herr error // HandleHTTP's handler broke its response (serveHTTP)
 	returned := false
 	defer func() {
 		v := recover()
@@ -969,6 +983,8 @@ func (q *restReq) serve(co *Co) {
 			why = "the handler called runtime.Goexit"
 		case rc != nil && rc.err != nil:
 			why = rc.err.Error()
+		case herr != nil:
+			why = herr.Error()
 		}
 		if why != "" {
 			restLogger().Error("eventer: REST handler failed", "rule", q.rule.String(),
@@ -977,7 +993,7 @@ func (q *restReq) serve(co *Co) {
 		q.finish(why != "")
 	}()
 	if q.rule.http != nil {
-		q.serveHTTP(co)
+		herr = q.serveHTTP(co)
 		returned = true
 		return
 	}
@@ -990,8 +1006,14 @@ func (q *restReq) serve(co *Co) {
 var restErrorHead = []string{"Content-Type", "text/plain; charset=utf-8", "Connection", "close"}
 
 // finish ends the response if the handler did not (500 if failed and
-// nothing was sent), and lets the relay (or the session) go.
+// nothing was sent; broken off, as net/http does, if failed after a
+// Flush), and lets the relay (or the session) go.
 func (q *restReq) finish(failed bool) {
+	if failed && !q.ended && q.headersSent() {
+		q.abort()
+		q.forget()
+		return
+	}
 	if q.direct {
 		if !q.ended {
 			if failed && !q.headOut {
@@ -1009,6 +1031,9 @@ func (q *restReq) finish(failed bool) {
 		if failed && !q.headersSent() {
 			q.wbuf = q.wbuf[:0]
 			_ = withSession(q.epoch, func() error {
+				// what the handler built (its head, and the body it
+				// already handed to C) is not the error page's
+				cgo.RestDiscard(q.r)
 				cgo.RestStatus(q.r, 500, "Internal Server Error")
 				cgo.RestHeader(q.r, "Content-Type", "text/plain; charset=utf-8")
 				cgo.RestHeader(q.r, "Connection", "close")
@@ -1026,6 +1051,26 @@ func (q *restReq) finish(failed bool) {
 		q.ended = true
 	}
 	q.forget()
+}
+
+// abort gives up a response whose head went out (mtev_http_response_abort):
+// nothing more of it is sent, and the connection closes without
+// completing it (no final chunk), so the client sees it is cut short.
+func (q *restReq) abort() {
+	q.ended = true
+	q.wbuf = nil
+	if !q.direct {
+		_ = q.submit(cgo.RestAbort, 0)
+		return
+	}
+	if q.onLoop {
+		// the handler runs on the loop (its driver is in Run): C is up
+		q.watchEnd()
+		cgo.RestRespond(q.sess, 0, nil, 0, nil, cgo.RespondAbort)
+		return
+	}
+	q.endAbort = true
+	_ = q.postEnd()
 }
 
 func (q *restReq) headersSent() bool {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,18 +40,30 @@ type restHTTP struct {
 // to be used after that, as net/http says).
 var restHeaders = sync.Pool{New: func() any { return http.Header{} }}
 
-// serveHTTP runs HandleHTTP's handler for q.
-func (q *restReq) serveHTTP(co *Co) {
+// serveHTTP runs HandleHTTP's handler for q.  An error: the handler
+// wrote fewer body bytes than the Content-Length it declared; the head
+// and what it wrote are sent, and the caller breaks the response off
+// (as net/http closes the connection after a short body), so the client
+// does not take the short body for the whole.
+func (q *restReq) serveHTTP(co *Co) error {
 	w, req := q.httpRequest(co)
+	w.head = req.Method == http.MethodHead
 	q.rule.http.ServeHTTP(w, req)
 	if !w.wroteHeader && !q.ended {
 		// what it set goes out, as net/http sends it
 		w.WriteHeader(http.StatusOK)
 	}
+	var err error
+	if w.declared > w.written && !q.ended {
+		err = fmt.Errorf("the handler wrote %d body bytes of the %d its Content-Length declared",
+			w.written, w.declared)
+		_ = w.FlushError()
+	}
 	h := w.h
 	w.h = nil
 	clear(h)
 	restHeaders.Put(h)
+	return err
 }
 
 func (q *restReq) httpRequest(co *Co) (*restWriter, *http.Request) {
@@ -170,6 +183,10 @@ type restWriter struct {
 	fields      []string // backing for the direct path's fields (restHTTP)
 	wroteHeader bool
 	status      int
+	head        bool // a HEAD request: no body, whatever is declared
+	// the Content-Length the handler declared (-1: none), and the body
+	// bytes it wrote (counted only when it declared one)
+	declared, written int64
 }
 
 func (w *restWriter) Header() http.Header { return w.h }
@@ -186,6 +203,7 @@ func (w *restWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
+	w.declared = -1
 	q := w.q
 	if q.direct {
 		// fields C would refuse are left out, as below
@@ -200,6 +218,8 @@ func (w *restWriter) WriteHeader(code int) {
 		for k, vs := range w.h {
 			if v := strings.Join(vs, ", "); validHeaderField(k, v) {
 				q.hdrs = append(q.hdrs, k, v)
+			} else if k == "Content-Length" {
+				w.declare(vs)
 			}
 		}
 		q.opts |= cgo.OptStream
@@ -209,7 +229,12 @@ func (w *restWriter) WriteHeader(code int) {
 		cgo.RestStatus(q.r, code, http.StatusText(code))
 		for k, vs := range w.h {
 			switch http.CanonicalHeaderKey(k) {
-			case "Content-Length", "Transfer-Encoding":
+			case "Content-Length":
+				if k == "Content-Length" {
+					w.declare(vs)
+				}
+				continue // the engine's
+			case "Transfer-Encoding":
 				continue // the engine's
 			}
 			cgo.RestHeader(q.r, k, strings.Join(vs, ", "))
@@ -223,6 +248,18 @@ func (w *restWriter) WriteHeader(code int) {
 	q.status = true
 }
 
+// declare takes the Content-Length the handler set (vs, its values) as
+// the length its body must have (net/http's reading of it: one value, a
+// decimal number; none for HEAD, 204 and 304).
+func (w *restWriter) declare(vs []string) {
+	if len(vs) != 1 || w.head || w.status == 204 || w.status == 304 {
+		return
+	}
+	if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil && n >= 0 {
+		w.declared = n
+	}
+}
+
 func (w *restWriter) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		if w.h.Get("Content-Type") == "" && len(p) > 0 {
@@ -232,12 +269,26 @@ func (w *restWriter) Write(p []byte) (int, error) {
 		}
 		w.WriteHeader(http.StatusOK)
 	}
+	if w.declared >= 0 {
+		// net/http's rule: no more than declared
+		if left := w.declared - w.written; int64(len(p)) > left {
+			n, err := w.q.write("ResponseWriter.Write", p[:left])
+			w.written += int64(n)
+			if err == nil {
+				err = http.ErrContentLength
+			}
+			return n, err
+		}
+		n, err := w.q.write("ResponseWriter.Write", p)
+		w.written += int64(n)
+		return n, err
+	}
 	return w.q.write("ResponseWriter.Write", p)
 }
 
 // WriteString is io.StringWriter.
 func (w *restWriter) WriteString(s string) (int, error) {
-	if w.wroteHeader && w.q.direct && !w.q.ended {
+	if w.wroteHeader && w.q.direct && !w.q.ended && w.declared < 0 {
 		w.q.appendBody(unsafe.Slice(unsafe.StringData(s), len(s)))
 		return len(s), nil
 	}
@@ -312,8 +363,12 @@ func (l *loop) restDrainEnds(e *restEnds) {
 		q.watchEnd()
 		spec, body := q.endSpec, q.endBody
 		q.endSpec, q.endBody = nil, nil
+		then := cgo.RespondEnd
+		if q.endAbort {
+			then = cgo.RespondAbort
+		}
 		_ = withSession(q.epoch, func() error {
-			cgo.RestRespond(q.sess, q.endCode, spec, q.endOpts, body, cgo.RespondEnd)
+			cgo.RestRespond(q.sess, q.endCode, spec, q.endOpts, body, then)
 			return nil
 		})
 	}

@@ -32,6 +32,7 @@ const (
 	RestFlush = int(C.EV_GO_OP_FLUSH)
 	RestEnd   = int(C.EV_GO_OP_END)
 	RestDone  = int(C.EV_GO_OP_DONE)
+	RestAbort = int(C.EV_GO_OP_ABORT)
 	// RestBufSize is the most a RestRead returns.
 	RestBufSize = 64 * 1024
 )
@@ -184,6 +185,7 @@ const (
 	RespondAppend = int(C.EV_GO_RESPOND_APPEND)
 	RespondFlush  = int(C.EV_GO_RESPOND_FLUSH)
 	RespondEnd    = int(C.EV_GO_RESPOND_END)
+	RespondAbort  = int(C.EV_GO_RESPOND_ABORT)
 	// OptStream is the CHUNKED option, or CLOSE where chunked is not
 	// possible (mtev_http_response_ok's).
 	OptStream = uint32(C.EV_GO_OPT_STREAM)
@@ -413,6 +415,10 @@ func RestAppend(r uintptr, p []byte) bool {
 
 // RestHeadersSent reports whether the response headers went out.
 func RestHeadersSent(r uintptr) bool { return C.ev_go_rest_headers_sent(C.uintptr_t(r)) != 0 }
+
+// RestDiscard drops what was built of r's response while its head has not
+// gone out (ev_go_rest_discard), for an error page in its place.
+func RestDiscard(r uintptr) bool { return C.ev_go_rest_discard(C.uintptr_t(r)) != 0 }
 
 // lpField splits one length-prefixed field (a native-endian uint32 length,
 // then that many bytes) off the front of p; ok is false when p is too short.

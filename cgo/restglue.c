@@ -113,6 +113,9 @@ static int64_t ev_go_op_run(ev_go_req_t *r, int op, size_t len, int *err) {
   case EV_GO_OP_END:
     rv = mtev_http_response_end(r->ctx) ? 1 : 0;
     break;
+  case EV_GO_OP_ABORT:
+    rv = mtev_http_response_abort(r->ctx) ? 1 : 0;
+    break;
   default:
     rv = 1;
   }
@@ -174,10 +177,11 @@ static int ev_go_rest_relay(mtev_http_rest_closure_t *restc, int npats,
     r->res = res;
     r->err = err;
     r->done = 1;
-    if (op == EV_GO_OP_END || op == EV_GO_OP_DONE) r->gone = 1;
+    int last = op == EV_GO_OP_END || op == EV_GO_OP_DONE || op == EV_GO_OP_ABORT;
+    if (last) r->gone = 1;
     pthread_mutex_unlock(&r->mu);
     ev_go_note(r->go_id, 0);
-    if (op == EV_GO_OP_END || op == EV_GO_OP_DONE) break;
+    if (last) break;
   }
   pthread_mutex_lock(&r->mu);
   r->gone = 1;
@@ -500,6 +504,9 @@ int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
       ok &= mtev_http_response_end(ctx) ? 1 : 0;
     }
     break;
+  case EV_GO_RESPOND_ABORT:
+    ok &= mtev_http_response_abort(ctx) ? 1 : 0;
+    break;
   }
   /* A write that failed here, outside the session's drive, broke the
    * connection (its event is out of the loop) and no drive is coming to
@@ -508,7 +515,8 @@ int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
   eventer_t e = mtev_http_connection_event(mtev_http_session_connection(ctx));
   if (e && !ev_go_registered(e) && !(then == EV_GO_RESPOND_END && usable))
     eventer_trigger(e, EVENTER_EXCEPTION);
-  if (then == EV_GO_RESPOND_END) mtev_http_session_ref_dec(ctx);
+  if (then == EV_GO_RESPOND_END || then == EV_GO_RESPOND_ABORT)
+    mtev_http_session_ref_dec(ctx);
   return ok;
 }
 
@@ -673,6 +681,10 @@ int ev_go_rest_option(uintptr_t rp, uint32_t opt) {
 
 int ev_go_rest_append(uintptr_t rp, const void *p, size_t n) {
   return mtev_http_response_append(((ev_go_req_t *)rp)->ctx, p, n) ? 1 : 0;
+}
+
+int ev_go_rest_discard(uintptr_t rp) {
+  return ev_http_response_discard(((ev_go_req_t *)rp)->ctx) ? 1 : 0;
 }
 
 int ev_go_rest_headers_sent(uintptr_t rp) {

@@ -31,7 +31,8 @@ enum { /* operations the relay does for Go */
   EV_GO_OP_READ = 1, /* up to len body bytes into buf: res bytes, 0 at the end */
   EV_GO_OP_FLUSH,    /* mtev_http_response_flush(ctx, false): res 1 or 0 */
   EV_GO_OP_END,      /* mtev_http_response_end: res 1 or 0; the relay ends */
-  EV_GO_OP_DONE      /* the relay ends (the response ended already) */
+  EV_GO_OP_DONE,     /* the relay ends (the response ended already) */
+  EV_GO_OP_ABORT     /* mtev_http_response_abort: res 1 or 0; the relay ends */
 };
 
 typedef struct ev_go_req ev_go_req_t;
@@ -105,8 +106,10 @@ size_t ev_go_rest_batch_cap(void);
 enum { /* what ev_go_rest_respond does after applying what it is given */
   EV_GO_RESPOND_APPEND = 0, /* nothing more */
   EV_GO_RESPOND_FLUSH,      /* mtev_http_response_flush_asynch(ctx, false) */
-  EV_GO_RESPOND_END         /* mtev_http_response_end, and the reference
+  EV_GO_RESPOND_END,        /* mtev_http_response_end, and the reference
                              * taken for Go is dropped: ctx is gone for Go */
+  EV_GO_RESPOND_ABORT       /* mtev_http_response_abort (the handler failed
+                             * after a flush), and the reference is dropped */
 };
 /* A direct request handed to Go by ev_go_rest_respond (ctx 0: none):
  * as the step's fields; head is valid until the loop runs C code again
@@ -175,5 +178,8 @@ int ev_go_rest_option(uintptr_t r, uint32_t opt);
 int ev_go_rest_append(uintptr_t r, const void *p, size_t n);
 /* 1 once the response headers went out. */
 int ev_go_rest_headers_sent(uintptr_t r);
+/* Drops what was built of the response while its head has not gone out
+ * (ev_http_response_discard): 1, or 0 when it went out. */
+int ev_go_rest_discard(uintptr_t r);
 
 #endif

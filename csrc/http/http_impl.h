@@ -68,6 +68,13 @@ void *ev_http_session_probe_args(mtev_http_session_ctx *ctx, uint64_t *seq,
  * dispatched before this returns. */
 mtev_boolean ev_http_response_end_drive(mtev_http_session_ctx *ctx);
 
+/* Drops what the handler built of the response (status, fields, options,
+ * compression, body) while its head has not gone out, so that an error
+ * page can take its place.  mtev_false when the head went out or the
+ * response is over.  Where the response may be built (mtev_http.h,
+ * "Threads"). */
+mtev_boolean ev_http_response_discard(mtev_http_session_ctx *ctx);
+
 /* From a dispatcher: move the connection to a loop of `pool` before
  * serving the current request.  The dispatcher returns 0 right after; the
  * engine calls it again on the new loop.  0, or -1 with errno. */

@@ -166,6 +166,8 @@ struct mtev_http_response {
   uint32_t options;
   uint8_t headers_sent, complete, failed, chunked, close_after, no_body;
   uint8_t no_length; /* 1xx, 204, 304: no Content-Length either */
+  uint8_t cut;       /* mtev_http_response_abort: complete and failed for the
+                      * engine, not complete for the handler */
   char *hbuf; /* "Name: value\r\n" lines */
   uint32_t hlen, hcap;
   /* Content-Type (when has_ct; it is then in none of the lines):
@@ -881,7 +883,7 @@ static void ev_res_reset(mtev_http_response *r) {
   r->reason_len = 0;
   r->options = 0;
   r->headers_sent = r->complete = r->failed = r->chunked = 0;
-  r->close_after = r->no_body = r->no_length = 0;
+  r->close_after = r->no_body = r->no_length = r->cut = 0;
   r->hlen = 0;
   r->has_ct = 0;
   r->ilen = 0;
@@ -1649,7 +1651,7 @@ mtev_boolean mtev_http_response_closed(mtev_http_response *r) {
   return (r && (r->complete || r->failed)) ? mtev_true : mtev_false;
 }
 mtev_boolean mtev_http_response_complete(mtev_http_response *r) {
-  return (r && r->complete) ? mtev_true : mtev_false;
+  return (r && r->complete && !r->cut) ? mtev_true : mtev_false;
 }
 size_t mtev_http_response_bytes_written(mtev_http_response *r) {
   return r ? r->bytes_written : 0;
@@ -1968,6 +1970,62 @@ mtev_boolean mtev_http_response_flush_asynch(mtev_http_session_ctx *s,
 
 mtev_boolean mtev_http_response_end(mtev_http_session_ctx *s) {
   return mtev_http_response_flush(s, mtev_true);
+}
+
+/* The response is given up: nothing more of it is sent; the connection
+ * writes what was flushed before, then closes.  Inside, the response is
+ * complete (the handler is done with it: the drive goes on to close the
+ * connection, a coroutine's end does not end it again) and failed (every
+ * later response call refuses); `cut` keeps mtev_http_response_complete
+ * false.  The unflushed body stays where it is until the work area is
+ * released (nothing here frees what a job thread may still append to). */
+mtev_boolean mtev_http_response_abort(mtev_http_session_ctx *s) {
+  if (!s) {
+    errno = EINVAL;
+    return mtev_false;
+  }
+  if (!ev_res_usable(s) || s->aborted) {
+    errno = EALREADY;
+    return mtev_false;
+  }
+  int in_co = ev_http_in_co(s);
+  if (!in_co && !ev_http_on_loop(s)) {
+    errno = EINVAL;
+    return mtev_false;
+  }
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  mtevL(mtev_debug, "http: fd %d: %s %s: response aborted after %zu bytes\n",
+        eventer_get_fd(s->e), w->req.h.method, w->req.h.path, r->bytes_written);
+  r->cut = 1;
+  r->failed = 1;
+  r->complete = 1;
+  r->close_after = 1;
+  /* a classic handler's drive (or a coroutine's end) goes on by itself;
+   * a call from a later callback has the drive go on in a task */
+  if (!s->in_drive && !s->co) ev_http_post(s);
+  return mtev_true;
+}
+
+/* The handler's response as it stands before its head went out -- status,
+ * header fields, options, compression, body -- is dropped: the response is
+ * as a new one (for an error page in its place). */
+mtev_boolean ev_http_response_discard(mtev_http_session_ctx *s) {
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  ev_chain_clear(&r->body);
+  r->ilen = 0;
+  if (r->z) {
+    deflateEnd(r->z);
+    free(r->z);
+    r->z = NULL;
+  }
+  r->status = 0;
+  r->reason_len = 0;
+  r->options = 0;
+  r->hlen = 0;
+  r->has_ct = 0;
+  return mtev_true;
 }
 
 /* Ends the current response outside the drive and goes on driving the

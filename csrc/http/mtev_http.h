@@ -248,6 +248,27 @@ mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *ctx,
 mtev_boolean mtev_http_response_flush_asynch(mtev_http_session_ctx *ctx,
                                              mtev_boolean final);
 mtev_boolean mtev_http_response_end(mtev_http_session_ctx *ctx);
+/* Gives the response up without completing it, as a handler that fails
+ * half-way must: nothing more of it is sent (what was appended and not
+ * flushed is dropped), the bytes already flushed go out, and the
+ * connection then closes -- a chunked response without its final
+ * 0-length chunk, so the client sees an incomplete body (curl: "transfer
+ * closed with outstanding read data remaining"); an HTTP/1.0 response
+ * delimited by the close cannot show it.  (A Content-Length response is
+ * only sent once it is whole: there is none to cut short.)  Called before
+ * the headers went out, the client gets no response at all, only the
+ * close.  The responses to earlier pipelined requests still go out; the
+ * requests pipelined behind this one are dropped, unanswered.  The
+ * handler goes on and returns as usual (a coroutine ends, a reference
+ * taken is dropped), and the connection closes once it has (an aco
+ * handler's coroutine ended); every later response call on this request
+ * returns mtev_false, and mtev_http_response_closed is true, _complete
+ * false.
+ * Loop thread (or the request's coroutine) only.  mtev_true, or
+ * mtev_false with errno: EINVAL for a NULL ctx or another thread,
+ * EALREADY when the response already ended, was aborted, or the
+ * connection is already broken (nothing changes). */
+mtev_boolean mtev_http_response_abort(mtev_http_session_ctx *ctx);
 /* The response ended (or failed: the connection is going away). */
 mtev_boolean mtev_http_response_closed(mtev_http_response *res);
 mtev_boolean mtev_http_response_complete(mtev_http_response *res);

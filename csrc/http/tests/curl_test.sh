@@ -108,8 +108,21 @@ c -I "$url/fast" | grep -qi '^content-length: 5' || fail "HEAD /fast"
 n=$(c -v "$url/fast" "$url/fast" "$url/q?a=1" 2>&1 >/dev/null | grep -c 'Re-using existing connection')
 [ "$n" = 2 ] || fail "keep-alive: $n reuses"
 
+# a response given up after flushes (mtev_http_response_abort): curl
+# reads the flushed lines, then fails with 18 (transfer closed with
+# outstanding read data remaining); given up before anything, 52 (empty
+# reply); the server goes on
+c -o "$tmp/cut" "$url/cut/3" 2>"$tmp/cut.err"
+rc=$?
+[ $rc = 18 ] || fail "/cut/3: curl exit $rc, want 18: $(cat "$tmp/cut.err")"
+[ "$(cat "$tmp/cut")" = "$(printf 'piece 0\npiece 1\npiece 2')" ] || fail "/cut/3 body: $(cat "$tmp/cut")"
+c -o /dev/null "$url/cut/0" 2>"$tmp/cut.err"
+rc=$?
+[ $rc = 52 ] || fail "/cut/0: curl exit $rc, want 52: $(cat "$tmp/cut.err")"
+[ "$(c "$url/fast")" = fast ] || fail "/fast after /cut"
+
 exec 3>&-
 wait $pid || fail "server exit $?: $(tail -20 "$tmp/err")"
 extra=""
 [ -n "$tls" ] && extra=", ALPN http/1.1, plaintext refused"
-echo "ok   [curl/$mode] seed hello, uploads, 100-continue, gzip, deflate, chunked, HEAD, HTTP/1.0, keep-alive$extra"
+echo "ok   [curl/$mode] seed hello, uploads, 100-continue, gzip, deflate, chunked, HEAD, HTTP/1.0, keep-alive, cut responses$extra"

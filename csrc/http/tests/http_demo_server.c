@@ -13,6 +13,8 @@
  *   GET  /gzip        a compressible body, gzip/deflate when accepted
  *   GET  /stream/<n>  n flushed lines (chunked)
  *   GET  /q           "a=<value of a>"
+ *   GET  /cut/<n>     n flushed lines, then mtev_http_response_abort (aco;
+ *                     n 0: the abort before anything was written)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -97,6 +99,20 @@ static int stream(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   return 0;
 }
 
+static int cut(mtev_http_rest_closure_t *restc, int npats, char **pats) {
+  (void)npats;
+  mtev_http_session_ctx *ctx = restc->http_ctx;
+  mtev_http_response_ok(ctx, "text/plain");
+  int n = atoi(pats[0]);
+  for (int i = 0; i < n; i++) {
+    mtev_http_response_appendf(ctx, "piece %d\n", i);
+    mtev_http_response_flush(ctx, mtev_false);
+  }
+  mtev_http_response_append_str(ctx, "never sent\n");
+  mtev_http_response_abort(ctx);
+  return 0;
+}
+
 static int q(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   (void)npats, (void)pats;
   const char *a = mtev_http_request_querystring(
@@ -137,6 +153,8 @@ int main(int argc, char **argv) {
   mtev_http_rest_register("GET", "/", "^gzip$", gz);
   mtev_http_rest_register("GET", "/", "^stream/([0-9]+)$", stream);
   mtev_http_rest_register("GET", "/", "^q$", q);
+  mtev_rest_mountpoint_set_aco(mtev_http_rest_new_rule("GET", "/", "^cut/([0-9]+)$", cut),
+                               mtev_true);
   char err[256];
   mtev_listener_opts_t o = {.address = "127.0.0.1", .type = "http_rest_api",
                             .backlog = 128};
