@@ -53,6 +53,9 @@ static void ev_go_listen_fail(eventer_t e, const char *what, int err) {
   if (eventer_is_aco(e)) {
     eventer_aco_close((eventer_aco_t)e);
   } else {
+    /* a TLS connection comes registered (see ev_go_listen_register) */
+    eventer_t r = eventer_remove_fde(e);
+    if (r) eventer_deref(r);
     int mask;
     eventer_close(e, &mask);
   }
@@ -103,6 +106,9 @@ void ev_go_listen_start(eventer_t e, void *closure) {
 }
 
 int ev_go_listen_register(const char *name, uint32_t id) {
+  /* ev_go_listen_start converts at once: a TLS listener's handshake
+   * leaves the event registered for it to adopt */
+  if (mtev_listener_aco_dispatch_converts(ev_go_listen_start) != 0) return errno;
   return mtev_listener_register_aco_dispatch(name, ev_go_listen_start,
                                              (void *)(uintptr_t)id) == 0
              ? 0
@@ -167,7 +173,11 @@ mtev_listener_t *ev_go_listener_create(const ev_go_lopts_t *g, char *err,
       .ssl = g->ssl ? mtev_true : mtev_false,
       .sslconfig = g->ssl ? &ssl : NULL,
   };
-  mtev_listener_t *l = mtev_listener_create(&o, err, errlen);
+  mtev_listener_t *l = NULL;
+  if (mtev_listener_aco_dispatch_converts(ev_go_listen_start) != 0)
+    snprintf(err, errlen, "%s", strerror(errno));
+  else
+    l = mtev_listener_create(&o, err, errlen);
   int e = errno;
   mtev_hash_destroy(&cfg, free, free); /* the listener copied them */
   mtev_hash_destroy(&ssl, free, free);

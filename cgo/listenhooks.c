@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "eventer_aco.h"
+#include "eventer_aco_impl.h"
 #include "mtev_listener.h"
 
 static void ev_lh_c_aco(void) {
@@ -26,4 +27,10 @@ static void ev_lh_c_aco(void) {
 
 int ev_lh_register_c_aco(const char *name) {
   return mtev_listener_register_aco_function(name, ev_lh_c_aco);
+}
+
+int ev_lh_registration(uintptr_t ep, uint32_t *reg) {
+  eventer_t e = (eventer_t)ep;
+  *reg = e->reg_epoch;
+  return __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == EV_ST_FD;
 }

@@ -18,3 +18,12 @@ func RegisterCAcoFunction(name string) {
 	defer C.free(unsafe.Pointer(cn))
 	C.ev_lh_register_c_aco(cn)
 }
+
+// Registration reports whether event e is registered with its loop for
+// its fd, and that registration's number (a removal and a new
+// registration give a new one).  Loop thread only.
+func Registration(e unsafe.Pointer) (bool, uint32) {
+	var reg C.uint32_t
+	ok := C.ev_lh_registration(C.uintptr_t(uintptr(e)), &reg) != 0
+	return ok, uint32(reg)
+}

@@ -11,4 +11,12 @@
  * at EOF. */
 int ev_lh_register_c_aco(const char *name);
 
+#include <stdint.h>
+
+/* Whether event e is registered with its loop for its fd (1) or not (0),
+ * and the number of that registration in *reg (the loop numbers each
+ * one: a removal and a new registration give a new number).  Loop thread
+ * only. */
+int ev_lh_registration(uintptr_t e, uint32_t *reg);
+
 #endif

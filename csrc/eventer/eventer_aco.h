@@ -154,8 +154,12 @@ int eventer_aco_get_stats(eventer_aco_co_t *h, eventer_aco_stats_t *out);
 /* Converts classic fd event e for use by coroutines of the calling loop and
  * returns it as an eventer_aco_t (the same object; the caller's reference
  * carries over).  Any coroutine of that loop may then use it; a reader and
- * a writer may use it at the same time.  NULL with errno EINVAL if not in
- * a coroutine or e is not an unregistered fd event. */
+ * a writer may use it at the same time.  An e registered on this loop
+ * (not the one whose callback runs) keeps its registration, which becomes
+ * the aco event's: no epoll_ctl to take it out and put it back; the
+ * caller still needs a reference of its own.  NULL with errno EINVAL if
+ * not in a coroutine or e is not an fd event, unregistered or registered
+ * on the calling loop. */
 eventer_aco_t eventer_set_eventer_aco(eventer_t e);
 /* libmtev's form: co must be the running coroutine; co NULL turns an aco
  * event back into a classic one (its original callback and opset). */

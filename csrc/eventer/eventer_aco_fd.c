@@ -889,10 +889,25 @@ void ev_aco_fd_event_copy(eventer_t dst, eventer_t src) {
   dst->callback = src->aco.orig_cb;
 }
 
+/* An event registered on l for its fd keeps that registration: it
+ * becomes the aco event's (its reference the registration's, its mask
+ * the registered one), so a connection handed from a callback to a
+ * coroutine costs no epoll_ctl DEL and ADD.  Not while l dispatches e:
+ * the loop would apply the callback's return value to the aco event. */
+static int ev_aco_fd_adoptable(eventer_t e, ev_loop_t *l) {
+  int st = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+  if (st == EV_ST_NONE) return 0;
+  if (st == EV_ST_FD && ev_loop_self() == l && ev_event_owner(e) == l &&
+      l->current != e)
+    return 1;
+  return -1;
+}
+
 int ev_aco_fd_convert(eventer_t e, ev_loop_t *l) {
+  int adopt;
   if (!e || !l || e->fd < 0 || ev_is_aco_fd(e) ||
       (e->mask & (EVENTER_TIMER | EVENTER_RECURRENT | EVENTER_ASYNCH)) ||
-      __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != EV_ST_NONE) {
+      (adopt = ev_aco_fd_adoptable(e, l)) < 0) {
     errno = EINVAL;
     return -1;
   }
@@ -911,8 +926,15 @@ int ev_aco_fd_convert(eventer_t e, ev_loop_t *l) {
   e->acofd_waits = 0;
   e->opset = &ev_aco_opset_s;
   e->callback = ev_aco_fd_cb;
-  e->mask = 0;
-  __atomic_store_n(&e->owner, l, __ATOMIC_RELEASE);
+  if (adopt) {
+    /* waits for what it is registered for need no epoll_ctl; a fire with
+     * nobody waiting takes it out (ev_aco_fd_cb) */
+    e->acofd_reg_mask =
+        (uint8_t)(e->mask & (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION));
+  } else {
+    e->mask = 0;
+    __atomic_store_n(&e->owner, l, __ATOMIC_RELEASE);
+  }
   return 0;
 }
 

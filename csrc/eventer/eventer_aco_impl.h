@@ -464,9 +464,11 @@ static inline int ev_aco_fd_rearm_woken(eventer_t e) {
   return want;
 }
 
-/* Converts idle classic fd event e into an aco event of loop l (the work
- * of eventer_set_eventer_aco, for callers that are not coroutines).  0, or
- * -1/EINVAL (no fd, already aco, registered), ENOMEM. */
+/* Converts classic fd event e into an aco event of loop l (the work of
+ * eventer_set_eventer_aco, for callers that are not coroutines), adopting
+ * e's registration if it has one on l (called on l's thread).  0, or
+ * -1/EINVAL (no fd, already aco, registered elsewhere or dispatching),
+ * ENOMEM. */
 int ev_aco_fd_convert(eventer_t e, ev_loop_t *l);
 /* Waiting for e to be ready for mask (READ and/or WRITE): the wait of
  * eventer_aco_wait_ready and of every fd call that would block.  A wait

@@ -247,6 +247,40 @@ int mtev_listener_register_aco_dispatch(const char *name,
   return ev_l_register(name, NULL, start, closure);
 }
 
+/* Start functions that convert their event at once (see
+ * mtev_listener_aco_dispatch_converts). */
+#define EV_L_CONVERTS_MAX 8
+static mtev_listener_aco_dispatch_t ev_l_converts[EV_L_CONVERTS_MAX];
+static int ev_l_nconverts; /* __atomic: slot first, then the count */
+
+int mtev_listener_aco_dispatch_converts(mtev_listener_aco_dispatch_t start) {
+  if (!start) {
+    errno = EINVAL;
+    return -1;
+  }
+  int rc = 0;
+  pthread_mutex_lock(&ev_l_types_lock);
+  int n = ev_l_nconverts, found = 0;
+  for (int i = 0; i < n; i++) found |= ev_l_converts[i] == start;
+  if (!found) {
+    if (n == EV_L_CONVERTS_MAX) {
+      errno = ENOSPC;
+      rc = -1;
+    } else {
+      ev_l_converts[n] = start;
+      __atomic_store_n(&ev_l_nconverts, n + 1, __ATOMIC_RELEASE);
+    }
+  }
+  pthread_mutex_unlock(&ev_l_types_lock);
+  return rc;
+}
+
+static int ev_l_dispatch_converts(mtev_listener_aco_dispatch_t start) {
+  for (int i = 0, n = __atomic_load_n(&ev_l_nconverts, __ATOMIC_ACQUIRE); i < n; i++)
+    if (ev_l_converts[i] == start) return 1;
+  return 0;
+}
+
 static int ev_l_lookup_type(const char *name, ev_l_type_t *out) {
   int found = 0;
   pthread_mutex_lock(&ev_l_types_lock);
@@ -1288,6 +1322,18 @@ static int ev_l_tls_hs_cb(eventer_t e, int mask, void *closure,
   if (rv > 0) {
     mtev_listener_t *l = ac->l;
     ev_l_tls_learn(ac, e);
+    if (l->kind == EV_LK_DISPATCH && ev_l_dispatch_converts(l->dispatch)) {
+      /* The start converts the event at once, which adopts this
+       * registration: it stays in the loop, for READ as the handshake
+       * left it, with no epoll_ctl DEL now and ADD at the coroutine's
+       * first wait.  The task runs before the loop polls again, so this
+       * callback does not run for it again. */
+      hs->done = 1;
+      eventer_ref(e); /* the task's */
+      ac->task.run = ev_l_tls_start_task;
+      EV_L_ASSERT(eventer_task_post(&ac->task) == 0, "a callback runs on its loop");
+      return EVENTER_READ | EVENTER_EXCEPTION;
+    }
     eventer_t r = eventer_remove_fde(e);
     EV_L_ASSERT(r == e, "a connection's event is registered while its "
                 "callback runs");

@@ -119,7 +119,8 @@
  *    sit in the TLS layer's buffer, where no readiness will announce it.
  *    (As everywhere with TLS, read until EAGAIN before waiting for READ.)
  *  - dispatch (mtev_listener_register_aco_dispatch): as classic, then
- *    start(e, closure) with the event out of the loop; read before
+ *    start(e, closure) with the event out of the loop (or still in it,
+ *    to be adopted: mtev_listener_aco_dispatch_converts); read before
  *    waiting for READ, for the same reason.
  * A handshake that fails (plaintext, garbage, a refused certificate, a
  * peer that hangs up) or that is not over by handshake_timeout closes the
@@ -203,8 +204,9 @@ int mtev_listener_register_aco_function(const char *name, void (*func)(void));
 
 /* For bindings that run connections in their own coroutines (the Go
  * binding): start(e, closure) is called on the connection's loop, outside
- * any coroutine, with the connection's event (unregistered, its closure
- * the acceptor closure, one reference for the callee).  The callee owns
+ * any coroutine, with the connection's event (unregistered, unless start
+ * converts, see below; its closure the acceptor closure, one reference
+ * for the callee).  The callee owns
  * both: it closes and frees the event and calls
  * mtev_acceptor_closure_free() when the connection is done.  At a
  * graceful stop's deadline such connections are shut down (shutdown(2)).
@@ -213,6 +215,15 @@ typedef void (*mtev_listener_aco_dispatch_t)(eventer_t e, void *closure);
 int mtev_listener_register_aco_dispatch(const char *name,
                                         mtev_listener_aco_dispatch_t start,
                                         void *closure);
+/* Declares (ours) that start converts the event it is given into an aco
+ * event before it returns (ev_aco_fd_convert, or eventer_set_eventer_aco
+ * in a coroutine it resumes at once), as the Go binding's does: a TLS
+ * listener then hands it the event still registered in the loop, as the
+ * handshake left it, and the conversion adopts that registration (no
+ * epoll_ctl to take it out and put it back).  Other start functions get
+ * the event unregistered.  At most 8.  0, or -1 with errno EINVAL,
+ * ENOSPC.  THREAD-SAFE. */
+int mtev_listener_aco_dispatch_converts(mtev_listener_aco_dispatch_t start);
 
 /* libmtev: a listener on (address, port) in the configuration is skipped
  * (address NULL: any address on that port). */

@@ -24,6 +24,7 @@
  * Certificates are made at run time (ssltest.h); no key is committed.
  */
 #include "ltest.h"
+#include "eventer_aco_impl.h"
 #include "mtev_conf.h"
 
 #include "../../eventer/tests/ssltest.h"
@@ -808,6 +809,105 @@ static void test_first_data_with_finished(void) {
   lt_run(2, body_first_data);
 }
 
+/* ---- the hand-off to a start function that converts at once --------------------------- */
+
+/* A start declared with mtev_listener_aco_dispatch_converts, as the Go
+ * binding's: the event comes still registered, as the handshake left it,
+ * and the conversion adopts that registration.  Each connection records
+ * whether its event was registered when it came, and whether, after a
+ * read that waited for the client and a write, it still had that
+ * registration: the loop numbers each registration (reg_epoch), so an
+ * epoll_ctl DEL and ADD pair shows as a new number.  Half of them sleep
+ * before reading, so the fd may fire with nobody waiting (the aco event
+ * then leaves the loop, and the read's wait registers it again). */
+static int conv_registered, conv_kept, conv_served, conv_n;
+
+static void conv_body(void) {
+  eventer_t e = eventer_aco_arg();
+  mtev_acceptor_closure_t *ac = eventer_get_closure(e);
+  int registered = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == EV_ST_FD;
+  uint32_t epoch = e->reg_epoch;
+  int sleeper = INC(&conv_n) % 2 == 0;
+  eventer_aco_t ae = eventer_set_eventer_aco(e);
+  T_CHECK(ae);
+  T_EQ(eventer_is_aco(e), mtev_true);
+  struct timeval tmo = {t_slow() ? 60 : 10, 0}, nap = {0, 50000};
+  if (sleeper) eventer_aco_sleep(&nap);
+  char buf[64];
+  int n = eventer_aco_read(ae, buf, sizeof(buf), &tmo);
+  if (n > 0 && eventer_aco_write(ae, "ok\n", 3, &tmo) == 3) {
+    if (registered) INC(&conv_registered);
+    if (!sleeper && registered && __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == EV_ST_FD &&
+        e->reg_epoch == epoch)
+      INC(&conv_kept);
+    INC(&conv_served);
+  }
+  eventer_aco_close(ae);
+  eventer_aco_free(ae);
+  mtev_acceptor_closure_free(ac);
+}
+
+static void conv_start(eventer_t e, void *closure) {
+  (void)closure;
+  eventer_aco_start(conv_body, e); /* runs now, up to its first wait */
+}
+
+/* a classic callback run for its registration cannot convert its own
+ * event (the loop would apply the callback's return value to the aco
+ * event): EINVAL, and it stays classic.  (Its first call is a trigger,
+ * unregistered; a later one, when the client's line came after that, is
+ * for the registration.) */
+static int conv_tried_in_cb, conv_refused_in_cb;
+static int classic_conv(eventer_t e, int mask, void *closure, struct timeval *now) {
+  if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == EV_ST_FD) {
+    INC(&conv_tried_in_cb);
+    errno = 0;
+    if (ev_aco_fd_convert(e, ev_loop_self()) == -1 && errno == EINVAL && !eventer_is_aco(e))
+      INC(&conv_refused_in_cb);
+  }
+  return classic_ok(e, mask, closure, now);
+}
+
+static void body_handoff(void) {
+  conv_registered = conv_kept = conv_served = conv_n = 0;
+  conv_tried_in_cb = conv_refused_in_cb = 0;
+  T_EQ(mtev_listener_aco_dispatch_converts(NULL), -1);
+  T_EQ(errno, EINVAL);
+  T_EQ(mtev_listener_aco_dispatch_converts(conv_start), 0);
+  T_EQ(mtev_listener_aco_dispatch_converts(conv_start), 0); /* once is enough */
+  mtev_hash_table *sc = table("certificate_file", C->srv, "key_file", C->srv_key, NULL);
+  mtev_listener_opts_t o = {.address = "127.0.0.1", .dispatch = conv_start,
+                            .ssl = mtev_true, .sslconfig = sc};
+  mtev_listener_opts_t oc = {.address = "127.0.0.1", .callback = classic_conv,
+                             .ssl = mtev_true, .sslconfig = sc};
+  mtev_listener_t *l = make(&o), *lc = make(&oc);
+  table(NULL);
+  const int n = 6;
+  for (int i = 0; i < n; i++) {
+    t_child_t c;
+    s_client(&c, mtev_listener_get_port(l), NULL);
+    t_child_send(&c, "hi\n");
+    expect_out(&c, "ok\n", 15000);
+    T_EQ(child_done(&c), 0);
+  }
+  t_child_t c;
+  s_client(&c, mtev_listener_get_port(lc), NULL);
+  t_child_send(&c, "hi\n");
+  expect_out(&c, "ok\n", 15000);
+  T_EQ(child_done(&c), 0);
+  mtev_listener_release(l);
+  mtev_listener_release(lc);
+  T_EQ(LOADA(&conv_served), n);
+  T_EQ(LOADA(&conv_registered), n); /* handed over registered */
+  T_EQ(LOADA(&conv_kept), n / 2);   /* and kept (those that did not sleep) */
+  T_EQ(LOADA(&conv_refused_in_cb), LOADA(&conv_tried_in_cb));
+}
+
+static void test_handoff_keeps_registration(void) {
+  C = t_certs_get();
+  lt_run(2, body_handoff);
+}
+
 /* ---- a stop while handshakes are pending ----------------------------------------------- */
 
 static void body_stop(void) {
@@ -1218,6 +1318,7 @@ T_MAIN({"conf", test_conf},
        {"bad_configuration", test_bad_configuration},
        {"api", test_api},
        {"first_data_with_finished", test_first_data_with_finished},
+       {"handoff_keeps_registration", test_handoff_keeps_registration},
        {"stop_during_handshake", test_stop_during_handshake},
        {"end_handshakes", test_end_handshakes},
        {"idle_during_handshake", test_idle_during_handshake},
