@@ -67,6 +67,17 @@ void ev_callback_abandoned(eventer_t e, int mask) {
 int eventer_gettimeofcallback(struct timeval *now, void *tzp) {
   (void)tzp;
   if (!now) return 0;
+  if (ev_cb_now_set == EV_CB_NOW_LOOP) {
+    /* a coroutine resumed by its loop's fd dispatch: that turn's time
+     * (once it has parked and the dispatch is over: the clock's) */
+    ev_loop_t *l = ev_loop_self();
+    if (l && l->current) {
+      ev_cb_now = *ev_loop_now(l);
+      ev_cb_now_set = 1;
+    } else {
+      ev_cb_now_set = 0;
+    }
+  }
   if (ev_cb_now_set)
     *now = ev_cb_now;
   else

@@ -374,6 +374,9 @@ struct eventer_loop {
   uint8_t current_unheld;  /* dispatch_aco_fd runs current without the
                             * loop's hold on it: ev_reg_remove takes it if
                             * current's registration goes meanwhile */
+  uint8_t now_stale;       /* `now` predates this turn's epoll_wait: read
+                            * the clock before anything uses it
+                            * (ev_loop_now) */
 
   /* watchdog (eventer_pool_watchdog_timeout): when the current iteration
    * began (0 while waiting in epoll_wait) and the callback running, both
@@ -538,7 +541,13 @@ int ev_ctx_any(void);
  * calls no user callback and does the same itself (an aco fd event's). */
 extern __thread eventer_t ev_cb_this;
 extern __thread struct timeval ev_cb_now;
-extern __thread int ev_cb_now_set;
+extern __thread int ev_cb_now_set; /* 0, 1 (ev_cb_now) or EV_CB_NOW_LOOP */
+/* ev_cb_now_set: the running coroutine's `now` is its loop's this turn,
+ * read when first asked (ev_loop_now): a dispatch that resumes a coroutine
+ * passes no `now`, so the clock is read only if someone wants it.  Asked
+ * after that dispatch is over (the coroutine parked without asking): the
+ * clock's time. */
+#define EV_CB_NOW_LOOP 2
 extern int ev_ctx_n;
 /* The calling thread's name for eventer_get_thread_name (set by loop and
  * job threads; copied, at most 63 bytes); NULL clears it. */
@@ -556,6 +565,8 @@ void ev_dedicated_quiesce(void);
 
 uint64_t ev_wall_us(void);
 void ev_wall_tv(struct timeval *tv);
+/* l->now for this turn, read from the clock if it is stale (owner only). */
+const struct timeval *ev_loop_now(ev_loop_t *l);
 
 /* The TLS opset's state, for tests: whether ctx keeps OpenSSL's buffers
  * (ssl_keep_buffers), and whether it reads into a buffer of several

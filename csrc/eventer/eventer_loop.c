@@ -861,9 +861,22 @@ static int pass_hooks_run(ev_loop_t *l) {
 
 static void finish(ev_loop_t *l, eventer_t e, int mask, int kind, int rv);
 
+/* The fd phase reads the wall clock when the first callback needs it, not
+ * when epoll_wait returns: a coroutine resumed by dispatch_aco_fd is
+ * handed no `now`, and reads it only if it asks
+ * (eventer_gettimeofcallback). */
+const struct timeval *ev_loop_now(ev_loop_t *l) {
+  if (l->now_stale) {
+    ev_wall_tv(&l->now);
+    l->now_stale = 0;
+  }
+  return &l->now;
+}
+
 void ev_dispatch(ev_loop_t *l, eventer_t e, int mask, int kind) {
   EV_ASSERT(l && l == ev_loop_self(), "events are dispatched on their owner"
                                       " loop's thread");
+  ev_loop_now(l);
   EV_ASSERT(l->current == NULL, "callbacks never nest: a dispatch starts"
                                 " only between callbacks");
   /* The loop's hold: the callback may remove and free e (or other events
@@ -932,8 +945,7 @@ static inline __attribute__((always_inline)) int dispatch_aco_fd(
     EV_STORE(&l->busy_cb, e->callback);
   eventer_t prev = ev_cb_this;
   ev_cb_this = e;
-  ev_cb_now = l->now;
-  ev_cb_now_set = 1;
+  ev_cb_now_set = EV_CB_NOW_LOOP; /* read if asked: ev_loop_now */
   e->acofd_in_cb++;
   ev_aco_unlink(&w->link);
   if (w->timer.loop) eventer_timer_node_remove(&w->timer);
@@ -1158,6 +1170,7 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
     if (EV_LOAD_RELAXED(&l->pool->watchdog_ns))
       EV_STORE(&l->busy_since_ns, eventer_mono_ns());
     ev_wall_tv(&l->now);
+    l->now_stale = 0;
     ev_inbox_drain(l);
     l->timers_now_ns = eventer_mono_ns();
     /* timers added from here on (re-adds, adds from callbacks) wait for
@@ -1211,7 +1224,7 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
     if (EV_LOAD_RELAXED(&l->pool->watchdog_ns))
       EV_STORE(&l->busy_since_ns, eventer_mono_ns());
     l->evi = 0;
-    ev_wall_tv(&l->now);
+    l->now_stale = 1; /* read by the first dispatch that needs it */
     l->phase = EV_PH_FDS;
     /* fallthrough */
   case EV_PH_FDS:

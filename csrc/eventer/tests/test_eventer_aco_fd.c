@@ -1315,6 +1315,10 @@ static void callback_view(int how) {
     T_GE(at, (int64_t)t0.tv_sec * 1000000 + t0.tv_usec - 1000);
     T_LE(at, (int64_t)t1.tv_sec * 1000000 + t1.tv_usec + 1000);
     T_CHECK(eventer_get_this_event() == NULL); /* back in the loop */
+    /* and outside the dispatch a time no earlier than that turn's */
+    struct timeval out;
+    T_EQ(eventer_gettimeofcallback(&out, NULL), 0);
+    T_GE((int64_t)out.tv_sec * 1000000 + out.tv_usec, at - 1000);
   }
   ev_spin_until(&done, 1, 5000);
   T_EQ(done, 1);
