@@ -28,6 +28,10 @@ func TestTLSHandOffHostileClients(t *testing.T) {
 	setup(t, 2, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	p := newPKI(t)
 	var started, ended atomic.Int32
+	// (handshakes by the dozen under -race and a busy CPU can take longer
+	// than the default 5 s: a timeout would end them before the hand-off)
+	cfg := p.serverTLS()
+	cfg.HandshakeTimeout = time.Minute
 	ln := listenAco(t, "tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
 		started.Add(1)
 		defer ended.Add(1)
@@ -38,11 +42,11 @@ func TestTLSHandOffHostileClients(t *testing.T) {
 			return
 		}
 		ae.Write(b[:n], 20*time.Second)
-	}, WithTLS(p.serverTLS()), WithFanout(true))
+	}, WithTLS(cfg), WithFanout(true))
 	ev0 := cgo.LiveEvents()
 	socks := openSockets(t)
 
-	const n = 64
+	const n = 48
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
@@ -101,11 +105,13 @@ func TestTLSHandOffShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPKI(t)
+	cfg := p.serverTLS()
+	cfg.HandshakeTimeout = time.Minute
 	ln, err := ListenAco("tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
 		defer ae.Close()
 		var b [64]byte
 		ae.Read(b[:], time.Minute) // until the client or Shutdown ends it
-	}, WithTLS(p.serverTLS()), WithFanout(true))
+	}, WithTLS(cfg), WithFanout(true))
 	if err != nil {
 		t.Fatal(err)
 	}
