@@ -149,6 +149,7 @@ func (s *sleeper) open(d *Driver) error {
 		return err
 	}
 	s.f, s.rc = f, rc
+	sleeperFds.Add(1)
 	s.step = func(uintptr) bool {
 		d.d.go_busy = 0
 		if d.busy() {
@@ -171,5 +172,15 @@ func (s *sleeper) close() {
 	if s.f != nil {
 		s.f.Close()
 		s.f = nil
+		sleeperFds.Add(-1)
 	}
 }
+
+// sleeperFds counts the epoll fd dups open for drivers' sleeps in Go.
+var sleeperFds atomic.Int32
+
+// SleeperFds is how many fds the drivers hold for their sleeps in Go: a
+// driver opens one the first time it sleeps in Go (when that happens
+// depends on scheduling) and keeps it until its loop stops, so a count of
+// the process's fds that must not depend on scheduling leaves them out.
+func SleeperFds() int { return int(sleeperFds.Load()) }

@@ -258,6 +258,15 @@ func TestScenarioTimeout(t *testing.T) {
 	start(t, 1)
 	sc := parse(t, Config{}, "timeout 100ms\nsleep 1ms\npark\nsleep 1ms\n")
 	res := Config{}.Run(sc)
+	// A loaded machine can keep the loop off its CPU for the whole
+	// 100 ms during the 1 ms sleep (seen once at load 6: it took 104
+	// ms): then the timeout cancels the sleep, not the park.  Only that
+	// case is run again, up to three times; every check below stays
+	// strict for the run that is kept.
+	for try := 1; try < 3 && sleepCut(res); try++ {
+		t.Logf("try %d: the 1 ms sleep outlived the 100 ms timeout (a stalled loop); again", try)
+		res = Config{}.Run(sc)
+	}
 	if res.OK() || res.Err == nil || !strings.Contains(res.Err.Error(), "timeout passed") {
 		t.Fatalf("err %v", res.Err)
 	}
@@ -266,6 +275,17 @@ func TestScenarioTimeout(t *testing.T) {
 			t.Errorf("trace %v", tr)
 		}
 	}
+}
+
+// sleepCut: the timeout cancelled the scenario's first step (its sleep)
+// in C or in Go, so the park never started.
+func sleepCut(res *Result) bool {
+	for _, tr := range [][]Entry{res.C, res.Go} {
+		if len(tr) >= 1 && tr[0].Result == "ECANCELED" {
+			return true
+		}
+	}
+	return false
 }
 
 // A known difference that is gone fails the run: the mark must go too.
