@@ -318,7 +318,7 @@ func (a *AcoEvent) Read(p []byte, timeout time.Duration) (int, error) {
 	if errno == syscall.EIO {
 		return 0, a.tlsErr(op, "read", errno)
 	}
-	if n == 0 && a.datagram() {
+	if n == 0 && !a.tls && a.datagram() { // (TLS runs on streams only)
 		return 0, nil // an empty datagram, no end of stream (as net's)
 	}
 	return readResult(n, errno, len(p))

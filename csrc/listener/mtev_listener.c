@@ -1306,7 +1306,19 @@ static void ev_l_tls_start_task(eventer_task_t *t, struct timeval *now) {
   eventer_t e = hs->e;
   ac->hs = NULL;
   free(hs);
-  ac->l->dispatch(e, ac->l->dispatch_closure);
+  mtev_listener_t *l = ac->l;
+  if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != EV_ST_FD) {
+    l->dispatch(e, l->dispatch_closure);
+    return;
+  }
+  /* still registered, its callback ev_l_tls_hs_cb: the start must convert
+   * it (or take it out) before it returns */
+  eventer_ref(e);
+  l->dispatch(e, l->dispatch_closure);
+  EV_L_ASSERT(eventer_is_aco(e) || __atomic_load_n(&e->state, __ATOMIC_ACQUIRE) != EV_ST_FD,
+              "a start declared with mtev_listener_aco_dispatch_converts converts "
+              "its event before it returns");
+  eventer_deref(e);
 }
 
 /* A classic or dispatch connection's first callback: the handshake, then
