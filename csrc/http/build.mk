@@ -7,11 +7,12 @@ HTTP_HEADERS := csrc/http/mtev_http.h csrc/http/mtev_rest.h
 HTTP_LDLIBS := -lpcre2-8 -lz
 HTTP_TESTS := $(sort $(wildcard csrc/http/tests/test_*.c))
 # multi-thread test programs (job threads append to responses; pools)
-HTTP_TSAN_TESTS := csrc/http/tests/test_http_server.c csrc/http/tests/test_http_abort.c
+HTTP_TSAN_TESTS := csrc/http/tests/test_http_server.c csrc/http/tests/test_http_abort.c \
+                   csrc/http/tests/test_http_abort_reset.c
 # the server tests read <rest><acl> from an XML configuration (the hostile
 # ones link it through REST routing)
 HTTP_XML_TESTS := csrc/http/tests/test_http_server.c csrc/http/tests/test_http_hostile.c \
-                  csrc/http/tests/test_http_abort.c
+                  csrc/http/tests/test_http_abort.c csrc/http/tests/test_http_abort_reset.c
 
 # curl (Debian's) against the engine: csrc/http/tests/curl_test.sh drives
 # http_demo_server, plain and under ASan, over HTTP and HTTPS.

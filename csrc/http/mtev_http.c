@@ -244,6 +244,11 @@ struct mtev_http_session_ctx {
   uint8_t state;
   uint8_t co_wait;            /* CW_* */
   uint8_t aborted;            /* the connection is broken */
+  uint8_t cut_asked;          /* __atomic: mtev_http_response_abort from a
+                               * loop callback while the request's
+                               * coroutine was parked (a job thread may be
+                               * building the response): the coroutine
+                               * applies it (ev_res_usable, its end) */
   uint8_t peer_eof;
   uint8_t in_drive;
   uint8_t registered;         /* e is in the loop */
@@ -1232,6 +1237,7 @@ static int ev_idle_keep(ev_aco_t *a) {
 
 static void ev_http_serve_co(mtev_http_session_ctx *s);
 static int ev_http_co_next(mtev_http_session_ctx *s);
+static int ev_res_cut_take(mtev_http_session_ctx *s);
 
 static void ev_http_aco_main(void) {
   ev_aco_t *self = ev_aco_of(aco_gtls_co);
@@ -1263,6 +1269,7 @@ static void ev_http_serve_co(mtev_http_session_ctx *s) {
   s->co_fn = NULL;
   for (;;) {
     int rv = fn(s);
+    ev_res_cut_take(s); /* an abort asked while it was parked */
     if (rv == 0 || s->aborted || !s->w || s->w->res.complete) break;
     if (ev_http_co_wait(s, CW_MASK, rv) != 0) break;
   }
@@ -1308,9 +1315,32 @@ int ev_http_session_move(mtev_http_session_ctx *s, eventer_pool_t *pool) {
 
 /* ---- the response ------------------------------------------------------------------------ */
 
+static void ev_res_cut(mtev_http_response *r) {
+  r->cut = 1;
+  r->failed = 1;
+  r->complete = 1;
+  r->close_after = 1;
+}
+
+/* An abort asked while the coroutine was parked: applied now that the
+ * coroutine runs (the job thread, if there was one, is done with the
+ * response). */
+static int ev_res_cut_take(mtev_http_session_ctx *s) {
+  if (!__atomic_load_n(&s->cut_asked, __ATOMIC_ACQUIRE)) return 0;
+  __atomic_store_n(&s->cut_asked, 0, __ATOMIC_RELAXED);
+  if (s->w) ev_res_cut(&s->w->res);
+  return 1;
+}
+
 static int ev_res_usable(mtev_http_session_ctx *s) {
-  return s && s->w && s->state == ST_HANDLER && !s->w->res.complete &&
-         !s->w->res.failed;
+  if (!s || !s->w || s->state != ST_HANDLER) return 0;
+  /* an abort asked: refused, and applied if this is the coroutine (a job
+   * thread and the loop leave the response to it) */
+  if (__builtin_expect(__atomic_load_n(&s->cut_asked, __ATOMIC_ACQUIRE), 0)) {
+    if (ev_http_in_co(s)) ev_res_cut_take(s);
+    return 0;
+  }
+  return !s->w->res.complete && !s->w->res.failed;
 }
 
 static mtev_boolean ev_status_put(mtev_http_response *r, int code,
@@ -1997,10 +2027,15 @@ mtev_boolean mtev_http_response_abort(mtev_http_session_ctx *s) {
   mtev_http_response *r = &w->res;
   mtevL(mtev_debug, "http: fd %d: %s %s: response aborted after %zu bytes\n",
         eventer_get_fd(s->e), w->req.h.method, w->req.h.path, r->bytes_written);
-  r->cut = 1;
-  r->failed = 1;
-  r->complete = 1;
-  r->close_after = 1;
+  if (s->co && !in_co) {
+    /* the request's coroutine is parked, maybe waiting for a job whose
+     * thread builds the response: the response is left alone (as
+     * ev_http_abort leaves it), and the coroutine applies the abort when
+     * it runs again or ends */
+    __atomic_store_n(&s->cut_asked, 1, __ATOMIC_RELEASE);
+    return mtev_true;
+  }
+  ev_res_cut(r);
   /* a classic handler's drive (or a coroutine's end) goes on by itself;
    * a call from a later callback has the drive go on in a task */
   if (!s->in_drive && !s->co) ev_http_post(s);

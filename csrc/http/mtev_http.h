@@ -263,7 +263,10 @@ mtev_boolean mtev_http_response_end(mtev_http_session_ctx *ctx);
  * taken is dropped), and the connection closes once it has (an aco
  * handler's coroutine ended); every later response call on this request
  * returns mtev_false, and mtev_http_response_closed is true, _complete
- * false.
+ * false.  Called from a loop callback while the request's coroutine
+ * waits (a job's thread may be building the response), it leaves the
+ * response to that coroutine: every response call refuses from then on
+ * (the job's too), and the response is cut when the coroutine runs again.
  * Loop thread (or the request's coroutine) only.  mtev_true, or
  * mtev_false with errno: EINVAL for a NULL ctx or another thread,
  * EALREADY when the response already ended, was aborted, or the
