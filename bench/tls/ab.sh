@@ -55,7 +55,7 @@ start_server() { # BIN
   [ -n "$port" ] || { echo "$1 did not start" >&2; cat "$run/err" >&2; exit 1; }
 }
 stop_server() { kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; spid=""; }
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'; }
 
 res="$run/results.tsv" # round side(old|new) figure cpu_us
 : >"$res"
