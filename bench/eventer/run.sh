@@ -30,7 +30,7 @@ trap 'rm -rf "$run"' EXIT
 
 cc_bench() { # include dir, library, output
   ${CC:-gcc} -std=gnu11 -O2 -pthread -D_GNU_SOURCE -Wall -Wextra -Werror \
-    -I"$1" bench/eventer/bench_eventer.c "$2" -lm -o "$3"
+    -I"$1" bench/eventer/bench_eventer.c "$2" -lssl -lcrypto -lm -o "$3"
 }
 
 make -s lib >/dev/null
