@@ -119,17 +119,7 @@ func TestHostileResetWhileHeld(t *testing.T) {
 func TestHostileTLS(t *testing.T) {
 	pki := newHTTPSPKI(t)
 	port := freePort(t)
-	loadConf(t, fmt.Sprintf(`<app>
-  <listeners>
-    <listener type="http_rest_api" address="127.0.0.1" port="%d" ssl="on">
-      <sslconfig>
-        <certificate_file>%s</certificate_file>
-        <key_file>%s</key_file>
-      </sslconfig>
-    </listener>
-  </listeners>
-</app>
-`, port, pki.certFile, pki.keyF))
+	loadHTTPSRestConf(t, port, pki)
 	setup(t, 1)
 	if err := RestInit(); err != nil {
 		t.Fatal(err)
@@ -814,20 +804,10 @@ func TestHostileBatchShutdownHeld(t *testing.T) {
 	})).SetAco(true)
 	const n = 40
 	cs := heldBatch(t, addr, b, held, n)
-	done := make(chan struct{})
-	go func() {
-		cgo.TestListenerStop(l, 10)
-		Shutdown()
-		Loop()
-		close(done)
-	}()
+	done := shutdownAsync(l)
 	time.Sleep(50 * time.Millisecond)
 	close(hold)
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("Shutdown did not return")
-	}
+	awaitShutdown(t, done)
 	if n := cgo.HTTPSessions(); n != 0 {
 		t.Errorf("%d sessions left after Shutdown", n)
 	}

@@ -511,18 +511,8 @@ func TestRestShutdownAfterFlushBreaks(t *testing.T) {
 	}
 	<-started
 	<-started
-	done := make(chan struct{})
-	go func() {
-		cgo.TestListenerStop(l, 10)
-		Shutdown()
-		Loop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("Shutdown did not return")
-	}
+	done := shutdownAsync(l)
+	awaitShutdown(t, done)
 	close(release)
 	for i, br := range brs {
 		resp, err := http.ReadResponse(br, nil)
@@ -690,17 +680,7 @@ func TestHandleHTTPShortContentLength(t *testing.T) {
 func TestRestHTTPSFailAfterFlush(t *testing.T) {
 	pki := newHTTPSPKI(t)
 	port := freePort(t)
-	loadConf(t, fmt.Sprintf(`<app>
-  <listeners>
-    <listener type="http_rest_api" address="127.0.0.1" port="%d" ssl="on">
-      <sslconfig>
-        <certificate_file>%s</certificate_file>
-        <key_file>%s</key_file>
-      </sslconfig>
-    </listener>
-  </listeners>
-</app>
-`, port, pki.certFile, pki.keyF))
+	loadHTTPSRestConf(t, port, pki)
 	setup(t, 1, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err := RestInit(); err != nil {
 		t.Fatal(err)

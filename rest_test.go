@@ -911,18 +911,8 @@ func TestRestDirectShutdown(t *testing.T) {
 	defer c.Close()
 	fmt.Fprintf(c, "GET %ssleep HTTP/1.1\r\nHost: x\r\n\r\nGET %ssleep HTTP/1.1\r\nHost: x\r\n\r\n", b, b)
 	<-started
-	done := make(chan struct{})
-	go func() {
-		cgo.TestListenerStop(l, 10)
-		Shutdown()
-		Loop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("Shutdown did not return")
-	}
+	done := shutdownAsync(l)
+	awaitShutdown(t, done)
 	close(release)
 	select {
 	case err := <-endErr:
@@ -1613,18 +1603,8 @@ func TestRestDirectPassBatchShutdown(t *testing.T) {
 	if b1, r1 := restBatches(t); b1-b0 != 3 || r1-r0 != n+1 {
 		t.Errorf("%d batches held %d requests; want 3 holding %d", b1-b0, r1-r0, n+1)
 	}
-	done := make(chan struct{})
-	go func() {
-		cgo.TestListenerStop(l, 10)
-		Shutdown()
-		Loop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("Shutdown did not return")
-	}
+	done := shutdownAsync(l)
+	awaitShutdown(t, done)
 	if n := cgo.HTTPSessions(); n != 0 {
 		t.Errorf("%d sessions left after Shutdown", n)
 	}
@@ -2316,4 +2296,28 @@ func TestRestPooledRecordBodyAndReset(t *testing.T) {
 			t.Errorf("check: %d %q", resp.StatusCode, body)
 		}
 	})
+}
+
+// shutdownAsync stops listener l (10 ms of grace) and the eventer from
+// another goroutine, as a process that shuts down while requests are in
+// flight; the channel closes when Shutdown and Loop returned.
+func shutdownAsync(l unsafe.Pointer) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		cgo.TestListenerStop(l, 10)
+		Shutdown()
+		Loop()
+		close(done)
+	}()
+	return done
+}
+
+// awaitShutdown waits (a minute) for shutdownAsync's channel.
+func awaitShutdown(t *testing.T, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
 }

@@ -340,3 +340,20 @@ func TestRestHTTPS(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// loadHTTPSRestConf loads a config with one http_rest_api listener on
+// 127.0.0.1:port with ssl="on" and pki's certificate and key.
+func loadHTTPSRestConf(t *testing.T, port int, pki *httpsPKI) {
+	t.Helper()
+	loadConf(t, fmt.Sprintf(`<app>
+  <listeners>
+    <listener type="http_rest_api" address="127.0.0.1" port="%d" ssl="on">
+      <sslconfig>
+        <certificate_file>%s</certificate_file>
+        <key_file>%s</key_file>
+      </sslconfig>
+    </listener>
+  </listeners>
+</app>
+`, port, pki.certFile, pki.keyF))
+}
