@@ -883,12 +883,11 @@ static inline void ev_req_release(mtev_http_request *r) {
   if (__builtin_expect(r->holds, 0)) ev_req_release_held(r);
 }
 
-static void ev_res_reset(mtev_http_response *r) {
+/* What a handler builds before the head goes out -- status line, header
+ * fields, body, compression -- dropped. */
+static void ev_res_drop_built(mtev_http_response *r) {
   r->status = 0;
   r->reason_len = 0;
-  r->options = 0;
-  r->headers_sent = r->complete = r->failed = r->chunked = 0;
-  r->close_after = r->no_body = r->no_length = r->cut = 0;
   r->hlen = 0;
   r->has_ct = 0;
   r->ilen = 0;
@@ -898,6 +897,13 @@ static void ev_res_reset(mtev_http_response *r) {
     free(r->z);
     r->z = NULL;
   }
+}
+
+static void ev_res_reset(mtev_http_response *r) {
+  ev_res_drop_built(r);
+  r->options = 0;
+  r->headers_sent = r->complete = r->failed = r->chunked = 0;
+  r->close_after = r->no_body = r->no_length = r->cut = 0;
   r->bytes_written = 0;
 }
 
@@ -2048,18 +2054,8 @@ mtev_boolean mtev_http_response_abort(mtev_http_session_ctx *s) {
 mtev_boolean ev_http_response_discard(mtev_http_session_ctx *s) {
   if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
   mtev_http_response *r = &s->w->res;
-  ev_chain_clear(&r->body);
-  r->ilen = 0;
-  if (r->z) {
-    deflateEnd(r->z);
-    free(r->z);
-    r->z = NULL;
-  }
-  r->status = 0;
-  r->reason_len = 0;
+  ev_res_drop_built(r);
   r->options = 0;
-  r->hlen = 0;
-  r->has_ct = 0;
   return mtev_true;
 }
 
@@ -2095,17 +2091,8 @@ static void ev_http_fail(mtev_http_session_ctx *s, int status) {
     return;
   }
   mtevL(mtev_debug, "http: fd %d: answering %d\n", eventer_get_fd(s->e), status);
-  ev_chain_clear(&r->body);
-  r->ilen = 0;
-  if (r->z) {
-    deflateEnd(r->z);
-    free(r->z);
-    r->z = NULL;
-  }
-  r->hlen = 0;
-  r->has_ct = 0;
+  ev_res_drop_built(r);
   r->status = status;
-  r->reason_len = 0;
   r->close_after = 1;
   r->no_body = 0;
   size_t rl;
