@@ -295,9 +295,33 @@ static void ge_dbl(ge_ext *r, const ge_ext *p) {
   fe_mul(r->Z, f, g);
 }
 
-static void ge_to_pre(ge_pre *q, const ge_ext *p) {
-  fe zi, x, y;
-  fe_invert(zi, p->Z);
+/* r = p + q, both extended (the same formulas with Z2 kept): the
+ * table's set-up only */
+static void ge_add(ge_ext *r, const ge_ext *p, const ge_ext *q) {
+  fe a, b, c, d, e, f, g, h, t;
+  fe_sub(a, p->Y, p->X);
+  fe_sub(t, q->Y, q->X);
+  fe_mul(a, a, t);        /* A = (Y1 - X1)(Y2 - X2) */
+  fe_add(b, p->Y, p->X);
+  fe_add(t, q->Y, q->X);
+  fe_mul(b, b, t);        /* B = (Y1 + X1)(Y2 + X2) */
+  fe_mul(c, p->T, q->T);
+  fe_mul(c, c, ev_d2);    /* C = T1 2d T2 */
+  fe_mul(d, p->Z, q->Z);
+  fe_add(d, d, d);        /* D = 2 Z1 Z2 */
+  fe_sub(e, b, a);
+  fe_sub(f, d, c);
+  fe_add(g, d, c);
+  fe_add(h, b, a);
+  fe_mul(r->X, e, f);
+  fe_mul(r->Y, g, h);
+  fe_mul(r->T, e, h);
+  fe_mul(r->Z, f, g);
+}
+
+/* q = p in the (y + x, y - x, 2dxy) form, zi = 1/Z given */
+static void ge_to_pre(ge_pre *q, const ge_ext *p, const fe zi) {
+  fe x, y;
   fe_mul(x, p->X, zi);
   fe_mul(y, p->Y, zi);
   fe_add(q->ypx, y, x);
@@ -361,20 +385,32 @@ static void ev_table_build(void) {
   fe_tobytes(xb, x);
   if (xb[0] & 1) fe_neg(x, x);
 
+  /* the 256 points (k + 1) 256^j B in extended coordinates, then all
+   * their Z inverted at once (Montgomery's trick: one inversion and three
+   * products per point, instead of an inversion each) */
+  static ge_ext pts[32][8];
+  static fe prefix[256];
   ge_ext p; /* 256^j B */
   fe_copy(p.X, x);
   fe_copy(p.Y, y);
   fe_set(p.Z, 1);
   fe_mul(p.T, x, y);
   for (int j = 0; j < 32; j++) {
-    ge_ext acc = p;
-    ge_to_pre(&ev_table[j][0], &p);
-    for (int k = 1; k < 8; k++) {
-      ge_madd(&acc, &acc, &ev_table[j][0]);
-      ge_to_pre(&ev_table[j][k], &acc);
-    }
+    pts[j][0] = p;
+    for (int k = 1; k < 8; k++) ge_add(&pts[j][k], &pts[j][k - 1], &p);
     for (int i = 0; i < 8; i++) ge_dbl(&p, &p);
   }
+  ge_ext *all = &pts[0][0];
+  fe_copy(prefix[0], all[0].Z);
+  for (int i = 1; i < 256; i++) fe_mul(prefix[i], prefix[i - 1], all[i].Z);
+  fe inv, zi;
+  fe_invert(inv, prefix[255]); /* 1/(Z0 ... Z255) */
+  for (int i = 255; i > 0; i--) {
+    fe_mul(zi, inv, prefix[i - 1]); /* 1/Zi */
+    fe_mul(inv, inv, all[i].Z);     /* 1/(Z0 ... Zi-1) */
+    ge_to_pre(&ev_table[i / 8][i % 8], &all[i], zi);
+  }
+  ge_to_pre(&ev_table[0][0], &all[0], inv);
 }
 
 /* 1 when a == b, else 0; a, b < 2^31; no branch */

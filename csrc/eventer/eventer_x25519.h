@@ -39,4 +39,7 @@ int ev_x25519(uint8_t out[32], const uint8_t scalar[32], const uint8_t u[32]);
  * (then our contexts use the default provider). */
 int ev_x25519_provider_load(void);
 
+/* How many key pairs the provider has generated (for the tests). */
+unsigned long ev_x25519_provider_keygens(void);
+
 #endif
