@@ -363,6 +363,15 @@ static int ev_xprov_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in
 
 static pthread_once_t ev_xprov_once = PTHREAD_ONCE_INIT;
 static int ev_xprov_loaded = -1;
+static OSSL_PROVIDER *ev_xprov_handle;
+
+/* at exit, before OpenSSL's own clean-up (registered earlier, so run
+ * later): our reference would keep the provider (and what OpenSSL made
+ * for it) from being freed */
+static void ev_xprov_unload(void) {
+  if (ev_xprov_handle) OSSL_PROVIDER_unload(ev_xprov_handle);
+  ev_xprov_handle = NULL;
+}
 
 static void ev_xprov_load_once(void) {
   /* the default provider's X25519 first (this also loads the default
@@ -373,7 +382,9 @@ static void ev_xprov_load_once(void) {
   EVP_KEYMGMT_free(def);
   if (OSSL_PROVIDER_add_builtin(NULL, EV_X25519_PROVIDER, ev_xprov_init) != 1)
     return;
-  if (OSSL_PROVIDER_try_load(NULL, EV_X25519_PROVIDER, 1) == NULL) return;
+  ev_xprov_handle = OSSL_PROVIDER_try_load(NULL, EV_X25519_PROVIDER, 1);
+  if (ev_xprov_handle == NULL) return;
+  atexit(ev_xprov_unload);
   /* the store has the default provider's X25519 already, which a
    * preference query would take without asking us: ask for ours by a
    * requirement once, so that OpenSSL constructs it */
