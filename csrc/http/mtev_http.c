@@ -1338,14 +1338,19 @@ static int ev_res_cut_take(mtev_http_session_ctx *s) {
   return 1;
 }
 
-static int ev_res_usable(mtev_http_session_ctx *s) {
+/* an abort asked: refused, and applied if this is the coroutine (a job
+ * thread and the loop leave the response to it) */
+static __attribute__((noinline, cold)) int ev_res_cut_refuse(mtev_http_session_ctx *s) {
+  if (ev_http_in_co(s)) ev_res_cut_take(s);
+  return 0;
+}
+
+/* Inline in every response call (three or more a request): the call
+ * cost as much as the tests. */
+static inline __attribute__((always_inline)) int ev_res_usable(mtev_http_session_ctx *s) {
   if (!s || !s->w || s->state != ST_HANDLER) return 0;
-  /* an abort asked: refused, and applied if this is the coroutine (a job
-   * thread and the loop leave the response to it) */
-  if (__builtin_expect(__atomic_load_n(&s->cut_asked, __ATOMIC_ACQUIRE), 0)) {
-    if (ev_http_in_co(s)) ev_res_cut_take(s);
-    return 0;
-  }
+  if (__builtin_expect(__atomic_load_n(&s->cut_asked, __ATOMIC_ACQUIRE), 0))
+    return ev_res_cut_refuse(s);
   return !s->w->res.complete && !s->w->res.failed;
 }
 
