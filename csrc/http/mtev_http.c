@@ -1708,7 +1708,7 @@ static inline int ev_http_peer_done(mtev_http_session_ctx *s) {
 
 /* Does the connection end after this response?  Decided when the headers
  * go out (so they can say so). */
-static int ev_http_will_close(mtev_http_session_ctx *s) {
+static inline __attribute__((always_inline)) int ev_http_will_close(mtev_http_session_ctx *s) {
   mtev_http_request *q = &s->w->req;
   mtev_http_response *r = &s->w->res;
   if (r->close_after || (r->options & MTEV_HTTP_CLOSE) || q->h.conn_close ||
