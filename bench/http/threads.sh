@@ -88,7 +88,9 @@ for r in $(seq "$rounds"); do
       FNR == NR {c[$1] = $2; w[$1] = $3; v[$1] = $4; x[$1] = $5; u[$1] = $6; k[$1] = $7; next}
       {dc = $2 - c[$1]; dw = $3 - w[$1]; dv = $4 - v[$1]; dx = $5 - x[$1]
        du = ($6 - u[$1]) / hz * 1e9; dk = ($7 - k[$1]) / hz * 1e9
-       if (dc > 0 || dv > 0 || dx > 0) print r, s, n, dc, dw, dv, dx, du, dk}' hz="$hz" "$out/before" "$out/after" |
+       # (printf: mawk prints an integral value past 2^31-1 as %.6g)
+       if (dc > 0 || dv > 0 || dx > 0) printf "%s %s %s %.0f %.0f %.0f %.0f %.0f %.0f\n", r, s, n, dc, dw, dv, dx, du, dk
+      }' hz="$hz" "$out/before" "$out/after" |
       sort -k4,4nr | awk '{print $0, NR - 1}' >>"$res"
   done
   echo "round $r done, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
