@@ -10,6 +10,7 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
                 csrc/eventer/eventer_aco_proxy.c \
                 csrc/eventer/eventer_aco_sync.c \
                 csrc/eventer/eventer_SSL_fd_opset.c \
+                csrc/eventer/eventer_x25519.c csrc/eventer/eventer_x25519_prov.c \
                 csrc/eventer/eventer_thread.c
 EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h \
                    csrc/eventer/eventer_jobq.h csrc/eventer/eventer_aco_opset.h \
@@ -18,7 +19,8 @@ EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h \
                    csrc/eventer/eventer_SSL_fd_opset.h
 EVENTER_TESTS := $(sort $(wildcard csrc/eventer/tests/test_*.c))
 # test programs that use OpenSSL (the Makefile links them dynamically on arm64)
-EVENTER_SSL_TESTS := $(sort $(wildcard csrc/eventer/tests/test_eventer_ssl*.c))
+EVENTER_SSL_TESTS := $(sort $(wildcard csrc/eventer/tests/test_eventer_ssl*.c)) \
+                     csrc/eventer/tests/test_eventer_x25519.c
 # multi-thread test programs, also run under ThreadSanitizer
 EVENTER_TSAN_TESTS := csrc/eventer/tests/test_eventer_threads.c \
                       csrc/eventer/tests/test_eventer_compat.c \

@@ -19,6 +19,7 @@
 #include "eventer_SSL_fd_opset.h"
 
 #include "eventer_impl.h"
+#include "eventer_x25519.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -128,6 +129,13 @@ static ev_ssl_alpn_t *ev_ssl_alpn_global;
  * for ones that stream); the others, and all connections with
  * ssl_keep_buffers 0, give them back as before. */
 static int ev_ssl_keep_max = 256; /* __atomic; eventer_ssl_config */
+
+/* Our SSL_CTXs generate their X25519 key shares with our own fixed-base
+ * comb (eventer_x25519.c, offered by our provider, eventer_x25519_prov.c)
+ * unless eventer_ssl_config("ssl_own_x25519", "off"): a public key in
+ * about half the time of OpenSSL 3.0's portable code (bench/README.md,
+ * "## TLS", "Fifth pass").  A part of the SSL_CTX cache's key. */
+static int ev_ssl_own_x25519 = 1; /* __atomic */
 static int ev_ssl_kept;           /* __atomic; connections keeping them */
 
 /* The most a held session ticket record may take (a stateful ticket's
@@ -781,7 +789,7 @@ static int ev_ssl_load_crl(X509_STORE *store, const char *crl,
 static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type,
                              const char *const s[EV_SSL_NSETTINGS],
                              const unsigned char *alpn, size_t alpn_len,
-                             ev_ssl_why_t *w) {
+                             int own_x25519, ev_ssl_why_t *w) {
   const char *layer = s[EV_SSL_S_LAYER], *cert = s[EV_SSL_S_CERT],
              *key = s[EV_SSL_S_KEY], *ca = s[EV_SSL_S_CA],
              *ciphers = s[EV_SSL_S_CIPHERS], *crl = s[EV_SSL_S_CRL];
@@ -800,7 +808,11 @@ static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type,
     ev_ssl_fail_why(w, EINVAL, "a server context needs a certificate and key");
     return NULL;
   }
-  SSL_CTX *sc = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+  /* with our provider's property preferred, libssl's X25519 key shares
+   * come from it; everything else (and X25519 when it is off) from the
+   * default provider */
+  SSL_CTX *sc = SSL_CTX_new_ex(NULL, own_x25519 ? EV_X25519_PROPQ : NULL,
+                               server ? TLS_server_method() : TLS_client_method());
   if (!sc) {
     ev_ssl_fail_why(w, ENOMEM, "SSL_CTX_new failed");
     return NULL;
@@ -882,14 +894,18 @@ bail:
 static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
                                         const char *const s[EV_SSL_NSETTINGS],
                                         ev_ssl_why_t *w) {
-  uint64_t hash = ev_ssl_cache_hash((int)type, s);
+  /* the key: orientation, whether our X25519 is used, settings */
+  int own_x25519 = __atomic_load_n(&ev_ssl_own_x25519, __ATOMIC_RELAXED) &&
+                   ev_x25519_provider_load() == 0;
+  int ktype = (int)type | (own_x25519 << 8);
+  uint64_t hash = ev_ssl_cache_hash(ktype, s);
   time_t now = time(NULL);
   int expiry = __atomic_load_n(&ev_ssl_cache_expiry, __ATOMIC_RELAXED);
   ev_ssl_cnode_t *stale = NULL, *n;
 
   pthread_mutex_lock(&ev_ssl_cache_lock);
   for (ev_ssl_cnode_t **pp = &ev_ssl_cache; (n = *pp) != NULL; pp = &n->next) {
-    if (!ev_ssl_cnode_is(n, hash, (int)type, s)) continue;
+    if (!ev_ssl_cnode_is(n, hash, ktype, s)) continue;
     int old = expiry > 0 && now - n->created >= expiry;
     if (!old && now - n->checked >=
                     __atomic_load_n(&ev_ssl_finfo_check_s, __ATOMIC_RELAXED)) {
@@ -918,7 +934,7 @@ static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
     return NULL;
   }
   n->hash = hash;
-  n->type = (int)type;
+  n->type = ktype;
   for (int i = 0; i < EV_SSL_NSETTINGS; i++)
     if (s[i] && !(n->set[i] = strdup(s[i]))) {
       for (int k = 0; k < i; k++) free(n->set[k]);
@@ -943,7 +959,7 @@ static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
     n->paths[i] = strdup(files[i]);
     ev_ssl_finfo(&n->finfo[i], files[i]);
   }
-  n->ssl_ctx = ev_ssl_build(type, s, n->alpn, n->alpn_len, w);
+  n->ssl_ctx = ev_ssl_build(type, s, n->alpn, n->alpn_len, own_x25519, w);
   if (!n->ssl_ctx) {
     for (int i = 0; i < EV_SSL_NFILES; i++) free(n->paths[i]);
     free(n->alpn);
@@ -955,7 +971,7 @@ static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
   ev_ssl_cnode_t *winner = NULL;
   pthread_mutex_lock(&ev_ssl_cache_lock);
   for (ev_ssl_cnode_t *o = ev_ssl_cache; o; o = o->next)
-    if (ev_ssl_cnode_is(o, hash, (int)type, s)) {
+    if (ev_ssl_cnode_is(o, hash, ktype, s)) {
       winner = o;
       __atomic_add_fetch(&o->refcnt, 1, __ATOMIC_RELAXED);
       break;
@@ -987,6 +1003,18 @@ int eventer_ssl_config(const char *key, const char *value) {
   if (!strcmp(key, "ssl_keep_buffers")) {
     int v = atoi(value);
     __atomic_store_n(&ev_ssl_keep_max, v > 0 ? v : 0, __ATOMIC_RELAXED);
+    return 0;
+  }
+  if (!strcmp(key, "ssl_own_x25519")) {
+    int v;
+    if (!strcmp(value, "on") || !strcmp(value, "1") || !strcmp(value, "true"))
+      v = 1;
+    else if (!strcmp(value, "off") || !strcmp(value, "0") ||
+             !strcmp(value, "false"))
+      v = 0;
+    else
+      return 1;
+    __atomic_store_n(&ev_ssl_own_x25519, v, __ATOMIC_RELAXED);
     return 0;
   }
   if (!strcmp(key, "ssl_ctx_cache_finfo_expiry")) {

@@ -347,7 +347,13 @@ void eventer_ssl_set_ssl_ctx_cache_expiry(int timeout);
  * "ssl_keep_buffers" (how many connections, default 256, keep OpenSSL's
  * read and write buffers from their handshake to their close instead of
  * giving them back whenever they empty: 34 KiB each while idle, a malloc
- * and a free fewer per buffer and message; 0: none) -> 0;
+ * and a free fewer per buffer and message; 0: none) and
+ * "ssl_own_x25519" ("on", the default, or "off"; also 1/0, true/false:
+ * whether contexts made from now on generate their X25519 key shares with
+ * the library's own constant-time fixed-base code, offered to those
+ * contexts only by a built-in OpenSSL provider, "eventer_x25519", that
+ * every other OpenSSL user of the process never gets by default; the key
+ * exchange is OpenSSL's either way) -> 0;
  * anything else (libmtev's ssl_dhparam* keys: OpenSSL 3 picks DH groups
  * itself) -> 1, not understood. */
 int eventer_ssl_config(const char *key, const char *value);

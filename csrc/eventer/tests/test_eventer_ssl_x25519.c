@@ -1,0 +1,209 @@
+/*
+ * test_eventer_ssl_x25519.c - our X25519 provider (eventer_x25519_prov.c)
+ * in the TLS opset: TLS 1.3 and 1.2 handshakes between our own contexts
+ * with it on (its key generation used, counted) and off
+ * (eventer_ssl_config "ssl_own_x25519"), and the rest of the process:
+ * OpenSSL used directly (no property query) still gets the default
+ * provider's X25519 and everything else after ours is loaded.
+ * openssl s_client and Go's crypto/tls connect to servers with it on in
+ * test_eventer_ssl and the Go tests (it is on by default).
+ */
+#include <openssl/evp.h>
+#include <openssl/provider.h>
+
+#include "ssltest.h"
+#include "eventer_x25519.h"
+
+static const t_certs_t *C;
+
+static int dummy_cb(eventer_t e, int m, void *c, struct timeval *n) {
+  (void)e, (void)m, (void)c, (void)n;
+  return 0;
+}
+
+typedef struct {
+  eventer_t raw;
+  eventer_aco_t e;
+  int rv, err, done;
+} end_t;
+
+static end_t SV, CL;
+
+static void server_side(void) {
+  struct timeval tmo = t_ms(30000);
+  SV.e = eventer_set_eventer_aco(SV.raw);
+  SV.rv = eventer_aco_ssl_accept(SV.e, &tmo);
+  SV.err = errno;
+  if (SV.rv == 0) {
+    char c;
+    if (eventer_aco_read(SV.e, &c, 1, &tmo) != 1 || c != 'x') SV.rv = -2;
+  }
+  eventer_aco_close(SV.e);
+  eventer_aco_free(SV.e);
+  SV.done = 1;
+}
+
+static void client_side(void) {
+  struct timeval tmo = t_ms(30000);
+  CL.e = eventer_set_eventer_aco(CL.raw);
+  CL.rv = eventer_aco_ssl_connect(CL.e, &tmo);
+  CL.err = errno;
+  if (CL.rv == 0) {
+    eventer_aco_write(CL.e, "x", 1, &tmo);
+  }
+  eventer_aco_close(CL.e);
+  eventer_aco_free(CL.e);
+  CL.done = 1;
+}
+
+/* a handshake between a server and a client context of `layer`, and a
+ * byte from the client; 0 when both ends completed it */
+static int pair(const char *layer) {
+  eventer_ssl_ctx_t *s =
+      eventer_ssl_ctx_new(SSL_SERVER, layer, C->srv, C->srv_key, NULL, NULL);
+  eventer_ssl_ctx_t *c = eventer_ssl_ctx_new(SSL_CLIENT, layer, NULL, NULL, C->ca, NULL);
+  T_CHECK(s != NULL && c != NULL);
+  int sv[2];
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  memset(&SV, 0, sizeof(SV));
+  memset(&CL, 0, sizeof(CL));
+  eventer_t se = eventer_alloc_fd(dummy_cb, NULL, sv[0], EVENTER_READ);
+  eventer_t ce = eventer_alloc_fd(dummy_cb, NULL, sv[1], EVENTER_READ);
+  T_EQ(eventer_set_eventer_ssl_ctx_ex(se, s), 0);
+  T_EQ(eventer_set_eventer_ssl_ctx_ex(ce, c), 0);
+  SV.raw = se;
+  CL.raw = ce;
+  eventer_aco_start(server_side, NULL);
+  eventer_aco_start(client_side, NULL);
+  t_spin(&SV.done, 1, 40000);
+  t_spin(&CL.done, 1, 40000);
+  return SV.rv == 0 && CL.rv == 0 ? 0 : -1;
+}
+
+static void setup(void) {
+  C = t_certs_get();
+  ev_setup_external(1);
+  t_log_capture();
+}
+
+static void teardown(void) {
+  t_log_release();
+  ev_teardown();
+  T_EQ(eventer_ssl_config("ssl_own_x25519", "on"), 0);
+}
+
+/* on (the default): each side's key share is ours, both versions */
+static void test_handshake_on(void) {
+  setup();
+  const char *layers[] = {"tlsv1.3", "tlsv1.2"};
+  for (int i = 0; i < 2; i++) {
+    unsigned long before = ev_x25519_provider_keygens();
+    T_EQ(pair(layers[i]), 0);
+    /* the client's key share and the server's (X25519: the first group
+     * both offer) */
+    T_EQ(ev_x25519_provider_keygens() - before, 2);
+  }
+  teardown();
+}
+
+/* off: the default provider's key generation, the same group */
+static void test_handshake_off(void) {
+  setup();
+  T_EQ(eventer_ssl_config("ssl_own_x25519", "off"), 0);
+  const char *layers[] = {"tlsv1.3", "tlsv1.2"};
+  for (int i = 0; i < 2; i++) {
+    unsigned long before = ev_x25519_provider_keygens();
+    T_EQ(pair(layers[i]), 0);
+    T_EQ(ev_x25519_provider_keygens() - before, 0);
+  }
+  /* on again: contexts made from now on use it (the SSL_CTX cache keeps
+   * the two kinds apart) */
+  T_EQ(eventer_ssl_config("ssl_own_x25519", "on"), 0);
+  unsigned long before = ev_x25519_provider_keygens();
+  T_EQ(pair("tlsv1.3"), 0);
+  T_EQ(ev_x25519_provider_keygens() - before, 2);
+  /* values it does not know are refused and change nothing */
+  T_EQ(eventer_ssl_config("ssl_own_x25519", "maybe"), 1);
+  before = ev_x25519_provider_keygens();
+  T_EQ(pair("tlsv1.3"), 0);
+  T_EQ(ev_x25519_provider_keygens() - before, 2);
+  teardown();
+}
+
+static const char *prov_of_keymgmt(const char *alg, const char *propq) {
+  EVP_KEYMGMT *km = EVP_KEYMGMT_fetch(NULL, alg, propq);
+  T_CHECK(km != NULL);
+  static char name[64];
+  snprintf(name, sizeof(name), "%s",
+           OSSL_PROVIDER_get0_name(EVP_KEYMGMT_get0_provider(km)));
+  EVP_KEYMGMT_free(km);
+  return name;
+}
+
+/* after ours is loaded (any handshake above, or here), OpenSSL used
+ * without our property query is the default provider's */
+static void test_others_get_default(void) {
+  T_EQ(ev_x25519_provider_load(), 0);
+  T_CHECK(OSSL_PROVIDER_available(NULL, EV_X25519_PROVIDER));
+  T_CHECK(OSSL_PROVIDER_available(NULL, "default"));
+  T_STR_EQ(prov_of_keymgmt("X25519", NULL), "default");
+  T_STR_EQ(prov_of_keymgmt("X25519", ""), "default");
+  T_STR_EQ(prov_of_keymgmt("X25519", EV_X25519_PROPQ), EV_X25519_PROVIDER);
+  /* algorithms we do not offer come from the default provider even with
+   * our query */
+  T_STR_EQ(prov_of_keymgmt("X448", EV_X25519_PROPQ), "default");
+  T_STR_EQ(prov_of_keymgmt("EC", EV_X25519_PROPQ), "default");
+  /* key generation by name: ours only when asked for */
+  unsigned long before = ev_x25519_provider_keygens();
+  EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+  T_CHECK(k != NULL);
+  T_EQ(ev_x25519_provider_keygens(), before);
+  EVP_PKEY *k2 = EVP_PKEY_Q_keygen(NULL, EV_X25519_PROPQ, "X25519");
+  T_CHECK(k2 != NULL);
+  T_EQ(ev_x25519_provider_keygens(), before + 1);
+  /* and the two agree on a shared secret (ours exported to the default
+   * provider's exchange) */
+  unsigned char s1[32], s2[32];
+  size_t l1 = 32, l2 = 32;
+  EVP_PKEY_CTX *c1 = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
+  EVP_PKEY_CTX *c2 = EVP_PKEY_CTX_new_from_pkey(NULL, k2, EV_X25519_PROPQ);
+  T_CHECK(c1 && c2);
+  T_EQ(EVP_PKEY_derive_init(c1), 1);
+  T_EQ(EVP_PKEY_derive_set_peer(c1, k2), 1);
+  T_EQ(EVP_PKEY_derive(c1, s1, &l1), 1);
+  T_EQ(EVP_PKEY_derive_init(c2), 1);
+  T_EQ(EVP_PKEY_derive_set_peer(c2, k), 1);
+  T_EQ(EVP_PKEY_derive(c2, s2, &l2), 1);
+  T_EQ(l1, 32);
+  T_EQ(l2, 32);
+  T_EQ(memcmp(s1, s2, 32), 0);
+  /* a private key imported into ours gets the default provider's public
+   * key */
+  unsigned char priv[32], pub1[32], pub2[32];
+  size_t lp = 32;
+  T_EQ(EVP_PKEY_get_raw_private_key(k, priv, &lp), 1);
+  EVP_PKEY *k3 = EVP_PKEY_new_raw_private_key_ex(NULL, "X25519", EV_X25519_PROPQ,
+                                                 priv, 32);
+  T_CHECK(k3 != NULL);
+  lp = 32;
+  T_EQ(EVP_PKEY_get_raw_public_key(k, pub1, &lp), 1);
+  lp = 32;
+  T_EQ(EVP_PKEY_get_raw_public_key(k3, pub2, &lp), 1);
+  T_EQ(memcmp(pub1, pub2, 32), 0);
+  EVP_PKEY_CTX_free(c1);
+  EVP_PKEY_CTX_free(c2);
+  EVP_PKEY_free(k);
+  EVP_PKEY_free(k2);
+  EVP_PKEY_free(k3);
+  /* another digest, cipher and key type still work */
+  EVP_MD *md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+  T_CHECK(md != NULL);
+  EVP_MD_free(md);
+  EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  T_CHECK(ec != NULL);
+  EVP_PKEY_free(ec);
+}
+
+T_MAIN({"handshake_on", test_handshake_on},
+       {"handshake_off", test_handshake_off},
+       {"others_get_default", test_others_get_default})
