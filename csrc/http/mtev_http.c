@@ -885,6 +885,42 @@ static inline void ev_req_release(mtev_http_request *r) {
 
 /* What a handler builds before the head goes out -- status line, header
  * fields, body, compression -- dropped. */
+/* Copies n bytes to p; returns p + n.  The empty asm hides what the
+ * compiler knows of n's range: knowing a bound (a body of at most 4 KiB,
+ * a reason of at most 48 bytes) gcc inlines the copy as rep movs, whose
+ * start-up costs more than libc's memcpy takes for a short string. */
+static inline char *ev_put(char *p, const char *s, size_t n) {
+  __asm__("" : "+r"(n));
+  memcpy(p, s, n);
+  return p + n;
+}
+/* Copies n bytes from s to d: up to 16 bytes with two (overlapping) moves
+ * of a word or a half, no call; more by memcpy.  For the short bodies of
+ * most answers (libc's memcpy cost its call more than the copy). */
+static inline void ev_copy_short(char *d, const char *s, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a, b;
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(d, &a, 8);
+    memcpy(d + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    uint32_t a, b;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + n - 4, 4);
+    memcpy(d, &a, 4);
+    memcpy(d + n - 4, &b, 4);
+  } else if (n > 0 && n < 4) {
+    /* bytes 0, n/2 and n - 1 cover all of 1 to 3 */
+    char a = s[0], b = s[n / 2], c = s[n - 1];
+    d[0] = a;
+    d[n / 2] = b;
+    d[n - 1] = c;
+  } else if (n) {
+    ev_put(d, s, n);
+  }
+}
+
 static void ev_res_drop_built(mtev_http_response *r) {
   r->status = 0;
   r->reason_len = 0;
@@ -1338,14 +1374,19 @@ static int ev_res_cut_take(mtev_http_session_ctx *s) {
   return 1;
 }
 
-static int ev_res_usable(mtev_http_session_ctx *s) {
+/* an abort asked: refused, and applied if this is the coroutine (a job
+ * thread and the loop leave the response to it) */
+static __attribute__((noinline, cold)) int ev_res_cut_refuse(mtev_http_session_ctx *s) {
+  if (ev_http_in_co(s)) ev_res_cut_take(s);
+  return 0;
+}
+
+/* Inline in every response call (three or more a request): the call
+ * cost as much as the tests. */
+static inline __attribute__((always_inline)) int ev_res_usable(mtev_http_session_ctx *s) {
   if (!s || !s->w || s->state != ST_HANDLER) return 0;
-  /* an abort asked: refused, and applied if this is the coroutine (a job
-   * thread and the loop leave the response to it) */
-  if (__builtin_expect(__atomic_load_n(&s->cut_asked, __ATOMIC_ACQUIRE), 0)) {
-    if (ev_http_in_co(s)) ev_res_cut_take(s);
-    return 0;
-  }
+  if (__builtin_expect(__atomic_load_n(&s->cut_asked, __ATOMIC_ACQUIRE), 0))
+    return ev_res_cut_refuse(s);
   return !s->w->res.complete && !s->w->res.failed;
 }
 
@@ -1612,7 +1653,7 @@ mtev_boolean mtev_http_response_append(mtev_http_session_ctx *s, const void *b,
     return mtev_true;
   }
   if (!r->body.head && l <= sizeof(r->ibody) - r->ilen) {
-    memcpy(r->ibody + r->ilen, b, l);
+    ev_copy_short(r->ibody + r->ilen, b, l);
     r->ilen += (uint32_t)l;
     return mtev_true;
   }
@@ -1703,7 +1744,7 @@ static inline int ev_http_peer_done(mtev_http_session_ctx *s) {
 
 /* Does the connection end after this response?  Decided when the headers
  * go out (so they can say so). */
-static int ev_http_will_close(mtev_http_session_ctx *s) {
+static inline __attribute__((always_inline)) int ev_http_will_close(mtev_http_session_ctx *s) {
   mtev_http_request *q = &s->w->req;
   mtev_http_response *r = &s->w->res;
   if (r->close_after || (r->options & MTEV_HTTP_CLOSE) || q->h.conn_close ||
@@ -1718,15 +1759,6 @@ static int ev_http_will_close(mtev_http_session_ctx *s) {
   return 0;
 }
 
-/* Copies n bytes to p; returns p + n.  The empty asm hides what the
- * compiler knows of n's range: knowing a bound (a body of at most 4 KiB,
- * a reason of at most 48 bytes) gcc inlines the copy as rep movs, whose
- * start-up costs more than libc's memcpy takes for a short string. */
-static inline char *ev_put(char *p, const char *s, size_t n) {
-  __asm__("" : "+r"(n));
-  memcpy(p, s, n);
-  return p + n;
-}
 /* A string literal: a copy of known size, a few moves. */
 #define EV_PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
@@ -1866,7 +1898,8 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     p = EV_PUT_LIT(p, "Content-Length: ");
     p = ev_put_u64(p, inl);
     p = EV_PUT_LIT(p, "\r\n\r\n");
-    p = ev_put(p, r->ibody, inl);
+    ev_copy_short(p, r->ibody, inl);
+    p += inl;
     size_t n = (size_t)(p - p0);
     t->end += (uint32_t)n;
     w->out.bytes += n;
