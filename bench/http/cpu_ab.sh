@@ -11,6 +11,9 @@
 # the median and the range of the per-round ratios, and the medians.
 #
 #   bash bench/http/cpu_ab.sh [rounds] [secs]     (default 7 rounds of 4 s)
+#   BASE=path/to/server bash bench/http/cpu_ab.sh ...
+#       the given server (another build of crule.c, say on main's library)
+#       in rawc's place: the ratio is then this tree's build against it
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-7}
@@ -36,7 +39,9 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
 run() {
   local srv=$1 load=$2
   rm -f "$out/port"
-  taskset -c "$srv_cpu" "$out/$srv" >"$out/port" 2>"$out/err" &
+  local bin=$out/$srv
+  [ "$srv" = rawc ] && [ -n "${BASE:-}" ] && bin=$BASE
+  taskset -c "$srv_cpu" "$bin" >"$out/port" 2>"$out/err" &
   pid=$!
   local port=
   for _ in $(seq 200); do
@@ -59,6 +64,7 @@ for r in $(seq "$rounds"); do
   echo "round $r done, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 done
 echo "http cpu_ab: $rounds rounds of ${secs}s, wrk -t1 -c50 on CPU $wrk_cpu, server on CPU $srv_cpu"
+[ -n "${BASE:-}" ] && echo "  (rawc's columns are $BASE)"
 awk "$AB_MED"'
   { rps[$1, $2, $3] = $4; cpu[$1, $2, $3] = $5; if ($1 > R) R = $1 }
   END {

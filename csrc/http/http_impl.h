@@ -57,8 +57,9 @@ int ev_http_session_run_aco_fn(mtev_http_session_ctx *ctx,
  * removes it. */
 void ev_http_session_set_probe(mtev_http_session_ctx *ctx,
                                mtev_http_dispatch_func probe);
-/* For a probe, in one call: the dispatcher's closure (returned), the
- * request's sequence number, method and path (NUL-terminated). */
+/* For a probe or a dispatcher, in one call: the dispatcher's closure
+ * (returned), the request's sequence number, method and path
+ * (NUL-terminated).  The session has a request (it is being dispatched). */
 void *ev_http_session_probe_args(mtev_http_session_ctx *ctx, uint64_t *seq,
                                  const char **method, size_t *mlen,
                                  const char **path, size_t *plen);

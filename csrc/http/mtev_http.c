@@ -883,8 +883,6 @@ static inline void ev_req_release(mtev_http_request *r) {
   if (__builtin_expect(r->holds, 0)) ev_req_release_held(r);
 }
 
-/* What a handler builds before the head goes out -- status line, header
- * fields, body, compression -- dropped. */
 /* Copies n bytes to p; returns p + n.  The empty asm hides what the
  * compiler knows of n's range: knowing a bound (a body of at most 4 KiB,
  * a reason of at most 48 bytes) gcc inlines the copy as rep movs, whose
@@ -921,6 +919,8 @@ static inline void ev_copy_short(char *d, const char *s, size_t n) {
   }
 }
 
+/* What a handler builds before the head goes out -- status line, header
+ * fields, body, compression -- dropped. */
 static void ev_res_drop_built(mtev_http_response *r) {
   r->status = 0;
   r->reason_len = 0;
