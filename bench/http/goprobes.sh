@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# bench/http/goprobes.sh - how often the Go runtime's scheduler acts per
+# request in a Go server under wrk: perf uprobes (perf probe -x) on
+# runtime functions of the server's binary, counted with perf stat over
+# the middle of the load, divided by the requests of that window:
+#   retake      sysmon's ticks (it calls retake once a tick)
+#   handoffp    a P handed to another thread (sysmon retaking the P of a
+#               cgo call or system call that spanned two of its ticks)
+#   startm      a thread woken (or made) to run a P
+#   stopm       a thread that found nothing to do going to sleep
+#   notewakeup  futex wake-ups of parked threads (sysmon's included)
+#   stoplockedm a locked goroutine (the loop's driver) giving up its P
+# Servers: gnet and the Go aco rule (goserver -mode aco), and another
+# build's Go aco rule (BASE=...).  wrk (Debian's) with one thread on one
+# CPU, the server pinned to the other; a 1 s warm-up at 50 connections,
+# then LOAD for SECS + 1 s, counted over SECS - 1 s from 1 s in.  The
+# probes cost a few microseconds each time they fire (the rates are what
+# this gives, not the CPU).  Needs root and a kernel with uprobes.  Timed
+# load: run it under the benchmark lock.
+#
+#   flock /tmp/bench.lock bash bench/http/goprobes.sh [secs] [load]   (default 4 c1000)
+#   BASE=path/to/goserver ...     adds go-aco-base
+#   SERVERS="go-aco" ...          a subset
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-4}
+load=${2:-c1000}
+out=build/bench/http/goprobes
+mkdir -p "$out"
+command -v wrk >/dev/null || { echo "bench/http/goprobes.sh: needs wrk" >&2; exit 1; }
+command -v perf >/dev/null || { echo "bench/http/goprobes.sh: needs perf (linux-perf)" >&2; exit 1; }
+srv_cpu=${SERVER_CPU:-1}
+wrk_cpu=${WRK_CPU:-0}
+scripts/cgo-stamp.sh
+(cd bench/http && go build -o "../../$out/peers" ./peers && go build -o "../../$out/goserver" ./goserver)
+declare -A BIN=([gnet]="$out/peers" [go-aco]="$out/goserver")
+declare -A ARGS=([gnet]="-server gnet" [go-aco]="-mode aco")
+servers=(${SERVERS:-gnet go-aco})
+[ -n "${BASE:-}" ] && { BIN[go-aco-base]=$BASE; ARGS[go-aco-base]="-mode aco"; servers+=(go-aco-base); }
+funcs=(retake handoffp startm stopm notewakeup stoplockedm)
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  perf probe -q -d 'goprobes:*' >/dev/null 2>&1
+  true
+}
+trap cleanup EXIT
+port=${PORT:-19100}
+printf '%-12s %-7s %10s' server load "req/s"
+printf ' %12s' "${funcs[@]}"
+echo "   (per request)"
+for s in "${servers[@]}"; do
+  perf probe -q -d 'goprobes:*' >/dev/null 2>&1 || true
+  for f in "${funcs[@]}"; do
+    perf probe -q -x "${BIN[$s]}" -a "goprobes:gp_$f=runtime.$f" >/dev/null 2>&1 ||
+      { echo "bench/http/goprobes.sh: cannot probe runtime.$f in ${BIN[$s]}" >&2; exit 1; }
+  done
+  port=$((port + 1))
+  url=http://127.0.0.1:$port/hello
+  taskset -c "$srv_cpu" "${BIN[$s]}" ${ARGS[$s]} -addr "127.0.0.1:$port" >"$out/$s.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -fs "$url" -o /dev/null 2>/dev/null && break; sleep 0.05; done
+  args=(-t1 -d"$((secs + 1))s")
+  extra=()
+  case $load in
+  c50) args+=(-c50) ;;
+  c1000) args+=(-c1000) ;;
+  pipe16) args+=(-c50 -s bench/http/pipeline.lua); extra=(-- 16) ;;
+  *) echo "goprobes.sh: unknown load $load" >&2; exit 1 ;;
+  esac
+  taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
+  taskset -c "$wrk_cpu" wrk "${args[@]}" "$url" "${extra[@]}" >"$out/wrk.txt" &
+  w=$!
+  sleep 1
+  perf stat -x, -e 'goprobes:*' -p "$pid" -- sleep "$((secs - 1))" 2>"$out/stat.txt" >/dev/null
+  wait "$w"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
+  # the window's requests: wrk's rate over the whole run x the window
+  rate=$(awk -v d="$((secs + 1))" '/requests in/{print $1 / d}' "$out/wrk.txt")
+  awk -F, -v s="$s" -v l="$load" -v r="$rate" -v w="$((secs - 1))" -v fl="${funcs[*]}" '
+    NF > 2 { name = $3; sub(/^.*:gp_/, "", name); n[name] = $1 }
+    END {
+      printf "%-12s %-7s %10.0f", s, l, r
+      k = split(fl, f, " ")
+      for (i = 1; i <= k; i++) printf " %12.4f", n[f[i]] / (r * w)
+      printf "\n"
+    }' "$out/stat.txt"
+done
