@@ -1367,6 +1367,7 @@ func TestTLSFullDuplex(t *testing.T) {
 	const total = 8 << 20
 	pattern := func(i int) byte { return byte(i*7 + i>>13) }
 	res := make(chan error, 2)
+	var moved atomic.Int64 // bytes the server has read or written
 	ln := listenAco(t, "tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
 		wdone := make(chan error, 1)
 		if _, err := co.Start(func(w *Co) {
@@ -1380,6 +1381,7 @@ func TestTLSFullDuplex(t *testing.T) {
 					wdone <- err
 					return
 				}
+				moved.Add(int64(n))
 				off += n
 			}
 			wdone <- nil
@@ -1401,6 +1403,7 @@ func TestTLSFullDuplex(t *testing.T) {
 				}
 			}
 			got += n
+			moved.Add(int64(n))
 		}
 		// the writer's own end, seen from here: wait for it in Go terms
 		for {
@@ -1414,12 +1417,18 @@ func TestTLSFullDuplex(t *testing.T) {
 		}
 	}, WithTLS(p.serverTLS()))
 	c := tlsDial(t, ln.Addr(), p.goClient(nil))
+	// A stall is no progress for 20 s, each read and write on its own
+	// (as the server's reads): one deadline for all 16 MiB failed a
+	// starved run (the race detector on a loaded machine) that was still
+	// moving.
+	c.SetDeadline(time.Time{})
 	go func() {
 		buf := make([]byte, 1<<16)
 		for off := 0; off < total; off += len(buf) {
 			for i := range buf {
 				buf[i] = pattern(off + i)
 			}
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
 			if _, err := c.Write(buf); err != nil {
 				res <- err
 				return
@@ -1428,6 +1437,7 @@ func TestTLSFullDuplex(t *testing.T) {
 	}()
 	buf := make([]byte, 1<<16)
 	for got := 0; got < total; {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
 		n, err := c.Read(buf)
 		if err != nil {
 			t.Fatalf("client read at %d: %v", got, err)
@@ -1439,13 +1449,21 @@ func TestTLSFullDuplex(t *testing.T) {
 		}
 		got += n
 	}
-	select {
-	case err := <-res:
-		if err != nil {
-			t.Fatal(err)
+	// the server's end: a stall is 20 s without a byte moved
+	for last := int64(-1); ; {
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		case <-time.After(20 * time.Second):
+			now := moved.Load()
+			if now == last {
+				t.Fatalf("the server did not finish: no progress for 20 s at %d bytes", now)
+			}
+			last = now
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the server did not finish")
 	}
 }
 

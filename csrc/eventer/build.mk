@@ -29,5 +29,6 @@ EVENTER_TSAN_TESTS := csrc/eventer/tests/test_eventer_threads.c \
                       csrc/eventer/tests/test_eventer_aco.c \
                       csrc/eventer/tests/test_eventer_aco_sync.c \
                       csrc/eventer/tests/test_eventer_ssl_threads.c \
+                      csrc/eventer/tests/test_eventer_ssl_x25519_threads.c \
                       csrc/eventer/tests/test_eventer_thread.c \
                       csrc/eventer/tests/test_eventer_wake.c
