@@ -431,4 +431,93 @@ static inline int t_s_server_port(t_child_t *c) {
   return atoi(colon + 1);
 }
 
+/* ---- a handshake between two contexts on the loop -------------------------- */
+
+/* One end of t_hs_pair's connection: its outcome (rv 0: handshake done
+ * and the byte exchanged; -2: handshake done, exchange failed), errno,
+ * and what it saw of the session. */
+typedef struct {
+  eventer_t raw;
+  eventer_aco_t e;
+  int rv, err, done;
+  char alpn[32], peer_cn[64];
+  long verify;
+} t_hs_end_t;
+
+static t_hs_end_t t_sv __attribute__((unused)), t_cl __attribute__((unused));
+
+static __attribute__((unused)) int t_hs_nop_cb(eventer_t e, int m, void *c,
+                                               struct timeval *n) {
+  (void)e, (void)m, (void)c, (void)n;
+  return 0;
+}
+
+static __attribute__((unused)) void t_hs_record(t_hs_end_t *x) {
+  eventer_ssl_ctx_t *ctx = eventer_get_eventer_ssl_ctx((eventer_t)x->e);
+  const uint8_t *a;
+  uint8_t al;
+  eventer_ssl_get_alpn_selected(ctx, &a, &al);
+  snprintf(x->alpn, sizeof(x->alpn), "%.*s", (int)al, a ? (const char *)a : "");
+  if (eventer_ssl_get_peer_commonname(ctx, x->peer_cn, sizeof(x->peer_cn)) < 0)
+    x->peer_cn[0] = 0;
+  x->verify = eventer_ssl_get_verify_result(ctx);
+}
+
+static __attribute__((unused)) void t_hs_server(void) {
+  struct timeval tmo = t_ms(30000);
+  t_sv.e = eventer_set_eventer_aco(t_sv.raw); /* in a coroutine of the loop */
+  t_sv.rv = eventer_aco_ssl_accept(t_sv.e, &tmo);
+  t_sv.err = errno;
+  if (t_sv.rv == 0) {
+    t_hs_record(&t_sv);
+    char c;
+    /* the client's "x" proves the session works both ways */
+    if (eventer_aco_read(t_sv.e, &c, 1, &tmo) != 1 || c != 'x') t_sv.rv = -2;
+  }
+  eventer_aco_close(t_sv.e);
+  eventer_aco_free(t_sv.e);
+  t_sv.done = 1;
+}
+
+static __attribute__((unused)) void t_hs_client(void) {
+  struct timeval tmo = t_ms(30000);
+  t_cl.e = eventer_set_eventer_aco(t_cl.raw);
+  t_cl.rv = eventer_aco_ssl_connect(t_cl.e, &tmo);
+  t_cl.err = errno;
+  if (t_cl.rv == 0) {
+    t_hs_record(&t_cl);
+    eventer_aco_write(t_cl.e, "x", 1, &tmo);
+  }
+  eventer_aco_close(t_cl.e);
+  eventer_aco_free(t_cl.e);
+  t_cl.done = 1;
+}
+
+/* Runs a handshake between server context s and client context c (both
+ * consumed) over a socketpair, each end a coroutine of the running loop,
+ * and a byte from the client; 0 if both ends completed it, else -1.  The
+ * ends' outcomes are left in t_sv and t_cl. */
+static __attribute__((unused)) int t_hs_pair(eventer_ssl_ctx_t *s,
+                                             eventer_ssl_ctx_t *c) {
+  T_CHECK(s != NULL && c != NULL);
+  int sv[2];
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  memset(&t_sv, 0, sizeof(t_sv));
+  memset(&t_cl, 0, sizeof(t_cl));
+  eventer_t se = eventer_alloc_fd(t_hs_nop_cb, NULL, sv[0], EVENTER_READ);
+  eventer_t ce = eventer_alloc_fd(t_hs_nop_cb, NULL, sv[1], EVENTER_READ);
+  T_EQ(eventer_set_eventer_ssl_ctx_ex(se, s), 0);
+  T_EQ(eventer_set_eventer_ssl_ctx_ex(ce, c), 0);
+  t_sv.raw = se;
+  t_cl.raw = ce;
+  eventer_aco_start(t_hs_server, NULL);
+  eventer_aco_start(t_hs_client, NULL);
+  t_spin(&t_sv.done, 1, 40000);
+  t_spin(&t_cl.done, 1, 40000);
+  if (getenv("TLS_TEST_LOG"))
+    fprintf(stderr, "t_hs_pair: server %d (%s), client %d (%s)\n", t_sv.rv,
+            strerror(t_sv.err), t_cl.rv, strerror(t_cl.err));
+  return t_sv.rv == 0 && t_cl.rv == 0 ? 0 : -1;
+}
+
 #endif /* SSLTEST_H */

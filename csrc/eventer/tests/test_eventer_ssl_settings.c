@@ -10,11 +10,6 @@
 
 static const t_certs_t *C;
 
-static int dummy_cb(eventer_t e, int m, void *c, struct timeval *n) {
-  (void)e, (void)m, (void)c, (void)n;
-  return 0;
-}
-
 /* A settings table of NULL-terminated key, value pairs (borrowed
  * strings: destroy with NULL free functions). */
 static mtev_hash_table *table(const char *k, ...) {
@@ -35,83 +30,6 @@ static mtev_hash_table *table(const char *k, ...) {
 
 static void free_tables(void) {
   for (int i = 0; i < 8; i++) table(NULL);
-}
-
-/* ---- a handshake between two contexts ------------------------------------------ */
-
-typedef struct {
-  eventer_t raw;
-  eventer_aco_t e;
-  int rv, err, done;
-  char alpn[32], peer_cn[64];
-  long verify;
-} end_t;
-
-static end_t SV, CL;
-
-static void record(end_t *x) {
-  eventer_ssl_ctx_t *ctx = eventer_get_eventer_ssl_ctx((eventer_t)x->e);
-  const uint8_t *a;
-  uint8_t al;
-  eventer_ssl_get_alpn_selected(ctx, &a, &al);
-  snprintf(x->alpn, sizeof(x->alpn), "%.*s", (int)al, a ? (const char *)a : "");
-  if (eventer_ssl_get_peer_commonname(ctx, x->peer_cn, sizeof(x->peer_cn)) < 0)
-    x->peer_cn[0] = 0;
-  x->verify = eventer_ssl_get_verify_result(ctx);
-}
-
-static void server_side(void) {
-  struct timeval tmo = t_ms(30000);
-  SV.e = eventer_set_eventer_aco(SV.raw); /* in a coroutine of the loop */
-  SV.rv = eventer_aco_ssl_accept(SV.e, &tmo);
-  SV.err = errno;
-  if (SV.rv == 0) {
-    record(&SV);
-    char c;
-    /* the client's "x" proves the session works both ways */
-    if (eventer_aco_read(SV.e, &c, 1, &tmo) != 1 || c != 'x') SV.rv = -2;
-  }
-  eventer_aco_close(SV.e);
-  eventer_aco_free(SV.e);
-  SV.done = 1;
-}
-
-static void client_side(void) {
-  struct timeval tmo = t_ms(30000);
-  CL.e = eventer_set_eventer_aco(CL.raw);
-  CL.rv = eventer_aco_ssl_connect(CL.e, &tmo);
-  CL.err = errno;
-  if (CL.rv == 0) {
-    record(&CL);
-    eventer_aco_write(CL.e, "x", 1, &tmo);
-  }
-  eventer_aco_close(CL.e);
-  eventer_aco_free(CL.e);
-  CL.done = 1;
-}
-
-/* Runs a handshake between s and c (both consumed); 0 if both ends
- * completed it, else -1. */
-static int pair(eventer_ssl_ctx_t *s, eventer_ssl_ctx_t *c) {
-  T_CHECK(s != NULL && c != NULL);
-  int sv[2];
-  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-  memset(&SV, 0, sizeof(SV));
-  memset(&CL, 0, sizeof(CL));
-  eventer_t se = eventer_alloc_fd(dummy_cb, NULL, sv[0], EVENTER_READ);
-  eventer_t ce = eventer_alloc_fd(dummy_cb, NULL, sv[1], EVENTER_READ);
-  T_EQ(eventer_set_eventer_ssl_ctx_ex(se, s), 0);
-  T_EQ(eventer_set_eventer_ssl_ctx_ex(ce, c), 0);
-  SV.raw = se;
-  CL.raw = ce;
-  eventer_aco_start(server_side, NULL);
-  eventer_aco_start(client_side, NULL);
-  t_spin(&SV.done, 1, 40000);
-  t_spin(&CL.done, 1, 40000);
-  if (getenv("TLS_TEST_LOG"))
-    fprintf(stderr, "pair: server %d (%s), client %d (%s)\n", SV.rv,
-            strerror(SV.err), CL.rv, strerror(CL.err));
-  return SV.rv == 0 && CL.rv == 0 ? 0 : -1;
 }
 
 static eventer_ssl_ctx_t *server(mtev_hash_table *h) {
@@ -144,28 +62,28 @@ static void teardown(void) {
 static void test_new_ex_keys(void) {
   setup();
   /* libmtev's key names and their aliases */
-  T_EQ(pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
+  T_EQ(t_hs_pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
             client(NULL)), 0);
-  T_EQ(pair(server(table("certificate", C->srv, "key", C->srv_key, NULL)),
+  T_EQ(t_hs_pair(server(table("certificate", C->srv, "key", C->srv_key, NULL)),
             client(NULL)), 0);
   char *pem = t_slurp(C->srv), *kpem = t_slurp(C->srv_key);
-  T_EQ(pair(server(table("certificate", pem, "key", kpem, NULL)), client(NULL)), 0);
+  T_EQ(t_hs_pair(server(table("certificate", pem, "key", kpem, NULL)), client(NULL)), 0);
   free(pem);
   free(kpem);
   /* ca_file is ca_chain's alias: the server asks for and checks a client
    * certificate */
-  T_EQ(pair(server(table("certificate_file", C->srv, "key_file", C->srv_key,
+  T_EQ(t_hs_pair(server(table("certificate_file", C->srv, "key_file", C->srv_key,
                          "ca_file", C->ca, NULL)),
             client(C->cli)), 0);
-  T_STR_EQ(SV.peer_cn, "client.example");
-  T_EQ(SV.verify, X509_V_OK);
+  T_STR_EQ(t_sv.peer_cn, "client.example");
+  T_EQ(t_sv.verify, X509_V_OK);
   /* layer */
-  T_EQ(pair(server(table("certificate_file", C->srv, "key_file", C->srv_key,
+  T_EQ(t_hs_pair(server(table("certificate_file", C->srv, "key_file", C->srv_key,
                          "layer", "tlsv1.2", NULL)),
             client(NULL)), 0);
   T_EQ(eventer_ssl_get_method(NULL), -1);
   /* unknown keys are ignored: a listener's whole <sslconfig> may be passed */
-  T_EQ(pair(server(table("certificate_file", C->srv, "key_file", C->srv_key,
+  T_EQ(t_hs_pair(server(table("certificate_file", C->srv, "key_file", C->srv_key,
                          "handshake_timeout", "10", "whatever", "x", NULL)),
             client(NULL)), 0);
   teardown();
@@ -222,43 +140,43 @@ static void test_new_ex_alpn(void) {
   const char *cert = C->srv, *key = C->srv_key;
   /* the settings' names are negotiated without registration, in the
    * client's order */
-  T_EQ(pair(server(table("certificate_file", cert, "key_file", key, "alpn",
+  T_EQ(t_hs_pair(server(table("certificate_file", cert, "key_file", key, "alpn",
                          "x-one,x-two", NULL)),
             eventer_ssl_ctx_new_ex(SSL_CLIENT, table("ca_chain", C->ca, "alpn",
                                                      "x-three,x-two,x-one", NULL))),
        0);
-  T_STR_EQ(SV.alpn, "x-two");
-  T_STR_EQ(CL.alpn, "x-two");
+  T_STR_EQ(t_sv.alpn, "x-two");
+  T_STR_EQ(t_cl.alpn, "x-two");
   /* npn is alpn's alias */
-  T_EQ(pair(server(table("certificate_file", cert, "key_file", key, "npn",
+  T_EQ(t_hs_pair(server(table("certificate_file", cert, "key_file", key, "npn",
                          "x-one", NULL)),
             eventer_ssl_ctx_new_ex(SSL_CLIENT, table("ca_chain", C->ca, "npn",
                                                      "x-one", NULL))),
        0);
-  T_STR_EQ(SV.alpn, "x-one");
+  T_STR_EQ(t_sv.alpn, "x-one");
   /* no name in common: no protocol, the handshake goes on */
-  T_EQ(pair(server(table("certificate_file", cert, "key_file", key, "alpn",
+  T_EQ(t_hs_pair(server(table("certificate_file", cert, "key_file", key, "alpn",
                          "x-one", NULL)),
             eventer_ssl_ctx_new_ex(SSL_CLIENT, table("ca_chain", C->ca, "alpn",
                                                      "x-two", NULL))),
        0);
-  T_STR_EQ(SV.alpn, "");
+  T_STR_EQ(t_sv.alpn, "");
   /* "none": nothing, not even a registered protocol */
   eventer_ssl_alpn_register("x-reg", NULL);
-  T_EQ(pair(server(table("certificate_file", cert, "key_file", key, "alpn",
+  T_EQ(t_hs_pair(server(table("certificate_file", cert, "key_file", key, "alpn",
                          "none", NULL)),
             eventer_ssl_ctx_new_ex(SSL_CLIENT, table("ca_chain", C->ca, "alpn",
                                                      "x-reg", NULL))),
        0);
-  T_STR_EQ(SV.alpn, "");
+  T_STR_EQ(t_sv.alpn, "");
   /* no alpn key: libmtev's default list limited to registered names, so
    * an unregistered h2 is not selected, a registered http/1.1 is */
   eventer_ssl_alpn_register("http/1.1", NULL);
-  T_EQ(pair(server(table("certificate_file", cert, "key_file", key, NULL)),
+  T_EQ(t_hs_pair(server(table("certificate_file", cert, "key_file", key, NULL)),
             eventer_ssl_ctx_new_ex(SSL_CLIENT, table("ca_chain", C->ca, "alpn",
                                                      "h2,http/1.1", NULL))),
        0);
-  T_STR_EQ(SV.alpn, "http/1.1");
+  T_STR_EQ(t_sv.alpn, "http/1.1");
   teardown();
 }
 
@@ -287,42 +205,42 @@ static void test_verify_cert(void) {
   setup();
   mtev_hash_table *none = table("optional_no_ca", "false", NULL);
   /* a trusted certificate */
-  T_EQ(pair(verifying(none, 1), client(C->cli)), 0);
-  T_STR_EQ(SV.peer_cn, "client.example");
-  T_EQ(SV.verify, X509_V_OK);
+  T_EQ(t_hs_pair(verifying(none, 1), client(C->cli)), 0);
+  T_STR_EQ(t_sv.peer_cn, "client.example");
+  T_EQ(t_sv.verify, X509_V_OK);
   /* no certificate: let in (libmtev), unless client_cert="required" */
-  T_EQ(pair(verifying(none, 1), client(NULL)), 0);
-  T_STR_EQ(SV.peer_cn, "");
+  T_EQ(t_hs_pair(verifying(none, 1), client(NULL)), 0);
+  T_STR_EQ(t_sv.peer_cn, "");
   int l0 = log_lines();
-  T_EQ(pair(verifying(table("client_cert", "required", NULL), 1), client(NULL)), -1);
-  T_EQ(SV.err, EIO);
+  T_EQ(t_hs_pair(verifying(table("client_cert", "required", NULL), 1), client(NULL)), -1);
+  T_EQ(t_sv.err, EIO);
   T_CHECK(t_log_has("peer did not return a certificate"));
-  T_EQ(log_lines(), l0 + 1 + (CL.rv != 0)); /* the server's one line, and the
+  T_EQ(log_lines(), l0 + 1 + (t_cl.rv != 0)); /* the server's one line, and the
                                                * client's if it saw the alert */
   /* self-signed: refused, or accepted with optional_no_ca (the verification
    * result still says why it is not trusted) */
-  T_EQ(pair(verifying(none, 1), client(C->self)), -1);
-  T_EQ(SV.err, EIO);
+  T_EQ(t_hs_pair(verifying(none, 1), client(C->self)), -1);
+  T_EQ(t_sv.err, EIO);
   T_CHECK(t_log_has("(self-signed certificate)"));
-  T_EQ(pair(verifying(table("optional_no_ca", "true", NULL), 1), client(C->self)), 0);
-  T_STR_EQ(SV.peer_cn, "localhost");
-  T_EQ(SV.verify, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT);
+  T_EQ(t_hs_pair(verifying(table("optional_no_ca", "true", NULL), 1), client(C->self)), 0);
+  T_STR_EQ(t_sv.peer_cn, "localhost");
+  T_EQ(t_sv.verify, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT);
   /* optional_no_ca without any CA: every certificate is judged by the
    * options alone */
-  T_EQ(pair(verifying(table("optional_no_ca", "on", NULL), 0), client(C->cli)), 0);
-  T_STR_EQ(SV.peer_cn, "client.example");
+  T_EQ(t_hs_pair(verifying(table("optional_no_ca", "on", NULL), 0), client(C->cli)), 0);
+  T_STR_EQ(t_sv.peer_cn, "client.example");
   /* expired: refused, or accepted with ignore_dates */
-  T_EQ(pair(verifying(none, 1), client(C->cli_exp)), -1);
+  T_EQ(t_hs_pair(verifying(none, 1), client(C->cli_exp)), -1);
   T_CHECK(t_log_has("(certificate has expired)"));
-  T_EQ(pair(verifying(table("ignore_dates", "true", NULL), 1), client(C->cli_exp)), 0);
-  T_EQ(SV.verify, X509_V_ERR_CERT_HAS_EXPIRED);
+  T_EQ(t_hs_pair(verifying(table("ignore_dates", "true", NULL), 1), client(C->cli_exp)), 0);
+  T_EQ(t_sv.verify, X509_V_ERR_CERT_HAS_EXPIRED);
   /* optional_no_ca does not excuse dates, nor ignore_dates trust */
-  T_EQ(pair(verifying(table("optional_no_ca", "true", NULL), 1), client(C->cli_exp)),
+  T_EQ(t_hs_pair(verifying(table("optional_no_ca", "true", NULL), 1), client(C->cli_exp)),
        -1);
-  T_EQ(pair(verifying(table("ignore_dates", "true", NULL), 1), client(C->self)), -1);
+  T_EQ(t_hs_pair(verifying(table("ignore_dates", "true", NULL), 1), client(C->self)), -1);
   /* NULL options: trust and dates are not checked (libmtev) */
-  T_EQ(pair(verifying(NULL, 1), client(C->self)), 0);
-  T_EQ(pair(verifying(NULL, 1), client(C->cli_exp)), 0);
+  T_EQ(t_hs_pair(verifying(NULL, 1), client(C->self)), 0);
+  T_EQ(t_hs_pair(verifying(NULL, 1), client(C->cli_exp)), 0);
   /* called directly */
   T_EQ(eventer_ssl_verify_cert(NULL, 1, NULL, NULL), 0);
   teardown();
@@ -336,24 +254,24 @@ static void test_crl(void) {
                                     C->srv_key, "ca_chain", C->ca, "crl",
                                     C->crl, NULL);
   /* the crl setting */
-  T_EQ(pair(server(with_crl), client(C->cli)), 0);
-  T_EQ(pair(server(with_crl), client(C->rev)), -1);
-  T_EQ(SV.err, EIO);
+  T_EQ(t_hs_pair(server(with_crl), client(C->cli)), 0);
+  T_EQ(t_hs_pair(server(with_crl), client(C->rev)), -1);
+  T_EQ(t_sv.err, EIO);
   T_CHECK(t_log_has("(certificate revoked)"));
   /* eventer_ssl_use_crl: this connection only */
   mtev_hash_table *plain = table("certificate_file", C->srv, "key_file",
                                  C->srv_key, "ca_chain", C->ca, NULL);
-  T_EQ(pair(server(plain), client(C->rev)), 0); /* no CRL: let in */
+  T_EQ(t_hs_pair(server(plain), client(C->rev)), 0); /* no CRL: let in */
   eventer_ssl_ctx_t *s = server(plain);
   T_EQ(eventer_ssl_use_crl(s, C->crl), 1);
   T_EQ(eventer_ssl_use_crl(s, C->crl), 1); /* again: no harm */
-  T_EQ(pair(s, client(C->rev)), -1);
+  T_EQ(t_hs_pair(s, client(C->rev)), -1);
   s = server(plain);
   T_EQ(eventer_ssl_use_crl(s, C->crl), 1);
-  T_EQ(pair(s, client(C->cli)), 0);
+  T_EQ(t_hs_pair(s, client(C->cli)), 0);
   /* the CRL sits in the shared store, unused by contexts that do not
    * check CRLs */
-  T_EQ(pair(server(plain), client(C->rev)), 0);
+  T_EQ(t_hs_pair(server(plain), client(C->rev)), 0);
   /* errors */
   s = server(plain);
   errno = 0;
@@ -389,17 +307,17 @@ static void test_ctx_fail(void) {
   T_STR_EQ(eventer_ssl_get_last_error(s), "handshake timed out after 7 ms");
   eventer_ssl_ctx_fail(s, "again"); /* failed already: nothing */
   T_EQ(log_lines(), l0 + 1);
-  T_EQ(pair(s, c), -1);
-  T_EQ(SV.err, EIO);
-  T_EQ(log_lines(), l0 + 1 + (CL.rv != 0)); /* the client may see EOF */
+  T_EQ(t_hs_pair(s, c), -1);
+  T_EQ(t_sv.err, EIO);
+  T_EQ(log_lines(), l0 + 1 + (t_cl.rv != 0)); /* the client may see EOF */
   /* without a reason: silent, now and later */
   s = server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL));
   c = client(NULL);
   eventer_ssl_ctx_fail(s, NULL);
   int l1 = log_lines();
-  T_EQ(pair(s, c), -1);
-  T_EQ(SV.err, EIO);
-  T_EQ(log_lines(), l1 + (CL.rv != 0));
+  T_EQ(t_hs_pair(s, c), -1);
+  T_EQ(t_sv.err, EIO);
+  T_EQ(log_lines(), l1 + (t_cl.rv != 0));
   eventer_ssl_ctx_fail(NULL, "x"); /* harmless */
   teardown();
 }
@@ -412,24 +330,24 @@ static void test_default_ca_chain(void) {
    * which does not know the test CA */
   ev_setup_external(1);
   t_log_capture();
-  T_EQ(pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
+  T_EQ(t_hs_pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
             eventer_ssl_ctx_new_ex(SSL_CLIENT, table("layer", "tlsv1.3", NULL))),
        -1);
-  T_EQ(CL.err, EIO);
+  T_EQ(t_cl.err, EIO);
   T_CHECK(t_log_has("unable to get local issuer certificate"));
   teardown();
   T_EQ(eventer_impl_propset("default_ca_chain", C->ca), 0);
   ev_setup_external(1);
   t_log_capture();
-  T_EQ(pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
+  T_EQ(t_hs_pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
             eventer_ssl_ctx_new_ex(SSL_CLIENT, table("layer", "tlsv1.3", NULL))),
        0);
-  T_STR_EQ(CL.peer_cn, "localhost");
+  T_STR_EQ(t_cl.peer_cn, "localhost");
   /* the legacy form too; an explicit CA still wins */
-  T_EQ(pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
+  T_EQ(t_hs_pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
             eventer_ssl_ctx_new(SSL_CLIENT, NULL, NULL, NULL, NULL, NULL)),
        0);
-  T_EQ(pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
+  T_EQ(t_hs_pair(server(table("certificate_file", C->srv, "key_file", C->srv_key, NULL)),
             eventer_ssl_ctx_new(SSL_CLIENT, NULL, NULL, NULL, C->self, NULL)),
        -1);
   teardown(); /* eventer_fini forgets the setting */

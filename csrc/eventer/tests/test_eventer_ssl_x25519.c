@@ -16,68 +16,12 @@
 
 static const t_certs_t *C;
 
-static int dummy_cb(eventer_t e, int m, void *c, struct timeval *n) {
-  (void)e, (void)m, (void)c, (void)n;
-  return 0;
-}
-
-typedef struct {
-  eventer_t raw;
-  eventer_aco_t e;
-  int rv, err, done;
-} end_t;
-
-static end_t SV, CL;
-
-static void server_side(void) {
-  struct timeval tmo = t_ms(30000);
-  SV.e = eventer_set_eventer_aco(SV.raw);
-  SV.rv = eventer_aco_ssl_accept(SV.e, &tmo);
-  SV.err = errno;
-  if (SV.rv == 0) {
-    char c;
-    if (eventer_aco_read(SV.e, &c, 1, &tmo) != 1 || c != 'x') SV.rv = -2;
-  }
-  eventer_aco_close(SV.e);
-  eventer_aco_free(SV.e);
-  SV.done = 1;
-}
-
-static void client_side(void) {
-  struct timeval tmo = t_ms(30000);
-  CL.e = eventer_set_eventer_aco(CL.raw);
-  CL.rv = eventer_aco_ssl_connect(CL.e, &tmo);
-  CL.err = errno;
-  if (CL.rv == 0) {
-    eventer_aco_write(CL.e, "x", 1, &tmo);
-  }
-  eventer_aco_close(CL.e);
-  eventer_aco_free(CL.e);
-  CL.done = 1;
-}
-
 /* a handshake between a server and a client context of `layer`, and a
  * byte from the client; 0 when both ends completed it */
 static int pair(const char *layer) {
-  eventer_ssl_ctx_t *s =
-      eventer_ssl_ctx_new(SSL_SERVER, layer, C->srv, C->srv_key, NULL, NULL);
-  eventer_ssl_ctx_t *c = eventer_ssl_ctx_new(SSL_CLIENT, layer, NULL, NULL, C->ca, NULL);
-  T_CHECK(s != NULL && c != NULL);
-  int sv[2];
-  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-  memset(&SV, 0, sizeof(SV));
-  memset(&CL, 0, sizeof(CL));
-  eventer_t se = eventer_alloc_fd(dummy_cb, NULL, sv[0], EVENTER_READ);
-  eventer_t ce = eventer_alloc_fd(dummy_cb, NULL, sv[1], EVENTER_READ);
-  T_EQ(eventer_set_eventer_ssl_ctx_ex(se, s), 0);
-  T_EQ(eventer_set_eventer_ssl_ctx_ex(ce, c), 0);
-  SV.raw = se;
-  CL.raw = ce;
-  eventer_aco_start(server_side, NULL);
-  eventer_aco_start(client_side, NULL);
-  t_spin(&SV.done, 1, 40000);
-  t_spin(&CL.done, 1, 40000);
-  return SV.rv == 0 && CL.rv == 0 ? 0 : -1;
+  return t_hs_pair(
+      eventer_ssl_ctx_new(SSL_SERVER, layer, C->srv, C->srv_key, NULL, NULL),
+      eventer_ssl_ctx_new(SSL_CLIENT, layer, NULL, NULL, C->ca, NULL));
 }
 
 static void setup(void) {
