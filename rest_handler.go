@@ -269,21 +269,20 @@ func (w *restWriter) Write(p []byte) (int, error) {
 		}
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.declared >= 0 {
-		// net/http's rule: no more than declared
-		if left := w.declared - w.written; int64(len(p)) > left {
-			n, err := w.q.write("ResponseWriter.Write", p[:left])
-			w.written += int64(n)
-			if err == nil {
-				err = http.ErrContentLength
-			}
-			return n, err
-		}
-		n, err := w.q.write("ResponseWriter.Write", p)
-		w.written += int64(n)
-		return n, err
+	if w.declared < 0 {
+		return w.q.write("ResponseWriter.Write", p)
 	}
-	return w.q.write("ResponseWriter.Write", p)
+	// net/http's rule: no more than declared
+	var over error
+	if left := w.declared - w.written; int64(len(p)) > left {
+		p, over = p[:left], http.ErrContentLength
+	}
+	n, err := w.q.write("ResponseWriter.Write", p)
+	w.written += int64(n)
+	if err == nil {
+		err = over
+	}
+	return n, err
 }
 
 // WriteString is io.StringWriter.
