@@ -919,6 +919,18 @@ func TestLoadConfigEventerSection(t *testing.T) {
 	}
 }
 
+// <eventer><config>'s ssl_* keys go to the TLS layer's settings, as
+// libmtev's do: a bad value is refused naming the file, line and key.
+func TestLoadConfigEventerSSLKeys(t *testing.T) {
+	loadConf(t, `<app><eventer><config><ssl_own_x25519>on</ssl_own_x25519><ssl_keep_buffers>256</ssl_keep_buffers></config></eventer></app>`)
+	path := filepath.Join(t.TempDir(), "ssl.conf")
+	os.WriteFile(path, []byte("<app>\n<eventer><config>\n<ssl_own_x25519>maybe</ssl_own_x25519></config></eventer>\n</app>\n"), 0o644)
+	err := LoadConfig(path)
+	if err == nil || !strings.Contains(err.Error(), "ssl.conf:3") || !strings.Contains(err.Error(), `ssl_own_x25519="maybe"`) {
+		t.Fatalf("bad ssl_own_x25519: %v", err)
+	}
+}
+
 func TestLoadConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "broken.conf")

@@ -493,6 +493,8 @@ typedef struct eventer_loop eventer_loop_t;   /* one loop (opaque) */
  *   "rlim_nofiles"           eventer_init raises RLIMIT_NOFILE to this
  *                            (see eventer_impl_setrlimit)
  *   "default_ca_chain"       a CA file path, kept for the TLS layer
+ *   "ssl_*"                  passed to eventer_ssl_config when the TLS
+ *                            layer (eventer_SSL_fd_opset) is linked in
  *   "show_loop_callbacks_threshold", "show_jobq_callbacks_threshold"
  *                            milliseconds: loop callbacks / asynch WORK
  *                            running longer are logged to mtev_notice

@@ -994,35 +994,56 @@ void eventer_ssl_set_ssl_ctx_cache_expiry(int timeout) {
                    __ATOMIC_RELAXED);
 }
 
-int eventer_ssl_config(const char *key, const char *value) {
+/* A setting's number: a whole decimal count, 0..INT_MAX. */
+static int ev_ssl_cfg_count(const char *value, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(value, &end, 10);
+  if (errno || end == value || *end || v < 0 || v > INT_MAX) return -1;
+  *out = (int)v;
+  return 0;
+}
+
+/* 0: set; -1: a bad value; 1: not a key of ours.  Also <eventer><config>'s
+ * "ssl_*" keys (ev_cfg_ssl_hook). */
+static int ev_ssl_cfg_set(const char *key, const char *value) {
+  int v;
   if (!key || !value) return 1;
   if (!strcmp(key, "ssl_ctx_cache_expiry")) {
-    eventer_ssl_set_ssl_ctx_cache_expiry(atoi(value));
+    if (ev_ssl_cfg_count(value, &v) != 0) return -1;
+    eventer_ssl_set_ssl_ctx_cache_expiry(v);
     return 0;
   }
   if (!strcmp(key, "ssl_keep_buffers")) {
-    int v = atoi(value);
-    __atomic_store_n(&ev_ssl_keep_max, v > 0 ? v : 0, __ATOMIC_RELAXED);
+    if (ev_ssl_cfg_count(value, &v) != 0) return -1;
+    __atomic_store_n(&ev_ssl_keep_max, v, __ATOMIC_RELAXED);
     return 0;
   }
   if (!strcmp(key, "ssl_own_x25519")) {
-    int v;
     if (!strcmp(value, "on") || !strcmp(value, "1") || !strcmp(value, "true"))
       v = 1;
     else if (!strcmp(value, "off") || !strcmp(value, "0") ||
              !strcmp(value, "false"))
       v = 0;
     else
-      return 1;
+      return -1;
     __atomic_store_n(&ev_ssl_own_x25519, v, __ATOMIC_RELAXED);
     return 0;
   }
   if (!strcmp(key, "ssl_ctx_cache_finfo_expiry")) {
-    int v = atoi(value);
-    __atomic_store_n(&ev_ssl_finfo_check_s, v > 0 ? v : 0, __ATOMIC_RELAXED);
+    if (ev_ssl_cfg_count(value, &v) != 0) return -1;
+    __atomic_store_n(&ev_ssl_finfo_check_s, v, __ATOMIC_RELAXED);
     return 0;
   }
   return 1;
+}
+
+__attribute__((constructor)) static void ev_ssl_cfg_hook(void) {
+  ev_cfg_ssl_hook = ev_ssl_cfg_set;
+}
+
+int eventer_ssl_config(const char *key, const char *value) {
+  return ev_ssl_cfg_set(key, value) == 0 ? 0 : 1;
 }
 
 /* ---- contexts ---------------------------------------------------------------------- */

@@ -353,9 +353,12 @@ void eventer_ssl_set_ssl_ctx_cache_expiry(int timeout);
  * the library's own constant-time fixed-base code, offered to those
  * contexts only by a built-in OpenSSL provider, "eventer_x25519", that
  * every other OpenSSL user of the process never gets by default; the key
- * exchange is OpenSSL's either way) -> 0;
- * anything else (libmtev's ssl_dhparam* keys: OpenSSL 3 picks DH groups
- * itself) -> 1, not understood. */
+ * exchange is OpenSSL's either way) -> 0 (counts are whole decimal
+ * numbers, 0 or more); a bad value, or anything else (libmtev's
+ * ssl_dhparam* keys: OpenSSL 3 picks DH groups itself) -> 1, not
+ * understood.  The same keys in <eventer><config> (eventer_impl_propset,
+ * before eventer_init) reach this call when the TLS layer is linked in: a
+ * bad value is -1/EINVAL there, an unknown ssl_* key a warning. */
 int eventer_ssl_config(const char *key, const char *value);
 
 /* ---- ALPN --------------------------------------------------------------- */

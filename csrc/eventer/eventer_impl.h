@@ -520,6 +520,11 @@ int ev_cfg_default_lifo(void);          /* "default_jobq_ordering" is lifo */
 uint64_t ev_cfg_jobq_slow_ns(void);     /* show_jobq_callbacks_threshold */
 /* "default_ca_chain" (NULL if unset), for the TLS layer. */
 const char *ev_cfg_default_ca_chain(void);
+/* The TLS layer's "ssl_*" settings, when the TLS opset is linked in (it
+ * sets this at load; the core never references the opset, so programs
+ * linked without it stay free of OpenSSL): 0 set, -1 a bad value, 1 not a
+ * key it knows. */
+extern int (*ev_cfg_ssl_hook)(const char *key, const char *value);
 
 /* ---- callbacks (eventer_callback.c) ------------------------------------------------ */
 

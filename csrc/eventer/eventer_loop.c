@@ -244,6 +244,8 @@ static int parse_loop(const char *value, int *n, uint64_t *wd_ns) {
   return parse_count(buf, n);
 }
 
+int (*ev_cfg_ssl_hook)(const char *key, const char *value);
+
 /* 0: set; -1/EINVAL bad value; 1: not a key of ours. */
 static int propset(const char *key, const char *value) {
   if (!value) return -1;
@@ -306,6 +308,8 @@ static int propset(const char *key, const char *value) {
     return parse_scaled(value, 1e6, &cfg_loop_slow_ns);
   if (!strcmp(key, "show_jobq_callbacks_threshold"))
     return parse_scaled(value, 1e6, &cfg_jobq_slow_ns);
+  /* libmtev hands its ssl_* keys to eventer_ssl_config */
+  if (!strncmp(key, "ssl_", 4) && ev_cfg_ssl_hook) return ev_cfg_ssl_hook(key, value);
   return 1;
 }
 

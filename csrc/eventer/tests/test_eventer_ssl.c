@@ -1660,6 +1660,32 @@ static void test_keep_buffers(void) {
   teardown();
 }
 
+/* <eventer><config>'s ssl_* keys reach eventer_ssl_config (as libmtev's
+ * do): ssl_keep_buffers set through eventer_impl_propset before
+ * eventer_init is the one the next connections keep to; bad values are
+ * EINVAL there, an ssl_* key nobody knows ENOENT (strict) or ignored. */
+static void test_eventer_config_keys(void) {
+  T_EQ(eventer_impl_propset_ex("ssl_keep_buffers", "1"), 0);
+  setup();
+  int kept;
+  stale_pair(&kept);
+  T_EQ(kept, 1);
+  teardown();
+  T_EQ(eventer_impl_propset("ssl_keep_buffers", "256"), 0);
+  setup();
+  stale_pair(&kept);
+  T_EQ(kept, 2);
+  teardown();
+  T_ERRNO(eventer_impl_propset_ex("ssl_keep_buffers", "many"), EINVAL);
+  T_ERRNO(eventer_impl_propset_ex("ssl_keep_buffers", "-1"), EINVAL);
+  T_ERRNO(eventer_impl_propset_ex("ssl_ctx_cache_expiry", "10s"), EINVAL);
+  T_ERRNO(eventer_impl_propset_ex("ssl_own_x25519", "maybe"), EINVAL);
+  T_ERRNO(eventer_impl_propset_ex("ssl_dhparam2048_file", "x"), ENOENT);
+  T_EQ(eventer_impl_propset("ssl_dhparam2048_file", "x"), 0);
+  T_EQ(eventer_impl_propset_ex("ssl_own_x25519", "on"), 0);
+  T_EQ(eventer_ssl_config("ssl_keep_buffers", "many"), 1);
+}
+
 /* ---- timeouts and teardown -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1844,6 +1870,7 @@ T_MAIN({"ctx_errors", test_ctx_errors},
        {"records_per_call", test_records_per_call},
        {"stale_error_queue", test_stale_error_queue},
        {"keep_buffers", test_keep_buffers},
+       {"eventer_config_keys", test_eventer_config_keys},
        {"connect_and_handshake_timeouts", test_connect_and_handshake_timeouts},
        {"close_during_handshake", test_close_during_handshake},
        {"free_during_handshake", test_free_during_handshake})
