@@ -1877,6 +1877,105 @@ static void ev_res_chunk_frame(ev_http_chain_t *c) {
  * (unless held for a pipelined batch) writes them: in the coroutine
  * serving the request it waits until they are written (wait), elsewhere
  * it writes what the socket takes now. */
+/* Every response but the common answer (ev_http_flush's first case): the
+ * head, unless sent, and what the body holds go onto the output queue.
+ * Out of ev_http_flush so that the common answer's code stays on few
+ * cache lines.  0, or -1 (the response failed). */
+static __attribute__((noinline)) int ev_http_flush_build(mtev_http_session_ctx *s,
+                                                         int final) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  mtev_http_request *q = &w->req;
+  int st = r->status;
+  r->no_length = st < 200 || st == 204 || st == 304;
+  r->no_body = q->h.is_head || r->no_length;
+  if (r->z) {
+    if (ev_res_deflate(r, NULL, 0, final ? Z_FINISH : Z_SYNC_FLUSH) != 0) {
+      r->failed = 1;
+      return -1;
+    }
+  }
+  if (!r->headers_sent) {
+    int mode;
+    if (final)
+      mode = 0;
+    else if ((r->options & MTEV_HTTP_CHUNKED) && q->h.minor >= 1)
+      mode = 1;
+    else
+      mode = 2;
+    int close = mode == 2 || ev_http_will_close(s);
+    r->close_after = (uint8_t)close;
+    r->chunked = mode == 1;
+    /* The head goes straight onto the output queue, into its last block
+     * when there is room (so the responses to pipelined requests leave
+     * in one piece), and a small body of a response ended at once right
+     * after it. */
+    size_t inl = 0;
+    const char *src = NULL;
+    if (mode == 0 && !r->no_body) {
+      if (r->ilen) {
+        src = r->ibody;
+        inl = r->ilen;
+      } else if (r->body.bytes && r->body.bytes <= EV_HTTP_INLINE_BODY &&
+                 r->body.head == r->body.tail) {
+        src = r->body.head->d + r->body.head->start;
+        inl = r->body.bytes;
+      }
+    }
+    size_t need = ev_res_head_max(r) + inl;
+    ev_http_blk_t *t = w->out.tail;
+    if (!t || ev_blk_room(t) < need) {
+      if (!(t = ev_blk_new(need))) {
+        r->failed = 1;
+        return -1;
+      }
+      t->start = t->end = 0; /* no chunk framing in front of a head */
+      ev_chain_push(&w->out, t);
+    }
+    char *p0 = t->d + t->end;
+    char *p = ev_res_head_put(s, p0, mode, r->body.bytes + r->ilen, close);
+    if (inl) {
+      p = ev_put(p, src, inl);
+      if (r->ilen)
+        r->ilen = 0;
+      else
+        ev_chain_clear(&r->body);
+    }
+    size_t n = (size_t)(p - p0);
+    t->end += (uint32_t)n;
+    w->out.bytes += n;
+    r->bytes_written += n;
+    r->headers_sent = 1;
+  }
+  if (r->no_body) {
+    r->ilen = 0;
+    ev_chain_clear(&r->body);
+  } else if (ev_res_spill(r) != 0) {
+    r->failed = 1;
+    return -1;
+  } else if (r->body.bytes || (final && r->chunked)) {
+    if (r->chunked) ev_res_chunk_frame(&r->body);
+    if (final && r->chunked) {
+      ev_http_blk_t *t = r->body.tail;
+      if (!t || t->cap - t->end < 5) {
+        t = ev_blk_new(8);
+        if (!t) {
+          r->failed = 1;
+          return -1;
+        }
+        ev_chain_push(&r->body, t);
+      }
+      memcpy(t->d + t->end, "0\r\n\r\n", 5);
+      t->end += 5;
+      r->body.bytes += 5;
+    }
+    r->bytes_written += r->body.bytes;
+    ev_chain_move(&w->out, &r->body);
+  }
+  if (final) r->complete = 1;
+  return 0;
+}
+
 static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
                                   int wait) {
   if (s->aborted) return mtev_false;
@@ -1921,92 +2020,7 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     r->complete = 1;
     goto written;
   }
-  r->no_length = st < 200 || st == 204 || st == 304;
-  r->no_body = q->h.is_head || r->no_length;
-  if (r->z) {
-    if (ev_res_deflate(r, NULL, 0, final ? Z_FINISH : Z_SYNC_FLUSH) != 0) {
-      r->failed = 1;
-      return mtev_false;
-    }
-  }
-  if (!r->headers_sent) {
-    int mode;
-    if (final)
-      mode = 0;
-    else if ((r->options & MTEV_HTTP_CHUNKED) && q->h.minor >= 1)
-      mode = 1;
-    else
-      mode = 2;
-    int close = mode == 2 || ev_http_will_close(s);
-    r->close_after = (uint8_t)close;
-    r->chunked = mode == 1;
-    /* The head goes straight onto the output queue, into its last block
-     * when there is room (so the responses to pipelined requests leave
-     * in one piece), and a small body of a response ended at once right
-     * after it. */
-    size_t inl = 0;
-    const char *src = NULL;
-    if (mode == 0 && !r->no_body) {
-      if (r->ilen) {
-        src = r->ibody;
-        inl = r->ilen;
-      } else if (r->body.bytes && r->body.bytes <= EV_HTTP_INLINE_BODY &&
-                 r->body.head == r->body.tail) {
-        src = r->body.head->d + r->body.head->start;
-        inl = r->body.bytes;
-      }
-    }
-    size_t need = ev_res_head_max(r) + inl;
-    ev_http_blk_t *t = w->out.tail;
-    if (!t || ev_blk_room(t) < need) {
-      if (!(t = ev_blk_new(need))) {
-        r->failed = 1;
-        return mtev_false;
-      }
-      t->start = t->end = 0; /* no chunk framing in front of a head */
-      ev_chain_push(&w->out, t);
-    }
-    char *p0 = t->d + t->end;
-    char *p = ev_res_head_put(s, p0, mode, r->body.bytes + r->ilen, close);
-    if (inl) {
-      p = ev_put(p, src, inl);
-      if (r->ilen)
-        r->ilen = 0;
-      else
-        ev_chain_clear(&r->body);
-    }
-    size_t n = (size_t)(p - p0);
-    t->end += (uint32_t)n;
-    w->out.bytes += n;
-    r->bytes_written += n;
-    r->headers_sent = 1;
-  }
-  if (r->no_body) {
-    r->ilen = 0;
-    ev_chain_clear(&r->body);
-  } else if (ev_res_spill(r) != 0) {
-    r->failed = 1;
-    return mtev_false;
-  } else if (r->body.bytes || (final && r->chunked)) {
-    if (r->chunked) ev_res_chunk_frame(&r->body);
-    if (final && r->chunked) {
-      ev_http_blk_t *t = r->body.tail;
-      if (!t || t->cap - t->end < 5) {
-        t = ev_blk_new(8);
-        if (!t) {
-          r->failed = 1;
-          return mtev_false;
-        }
-        ev_chain_push(&r->body, t);
-      }
-      memcpy(t->d + t->end, "0\r\n\r\n", 5);
-      t->end += 5;
-      r->body.bytes += 5;
-    }
-    r->bytes_written += r->body.bytes;
-    ev_chain_move(&w->out, &r->body);
-  }
-  if (final) r->complete = 1;
+  if (ev_http_flush_build(s, final) != 0) return mtev_false;
 written:
   if (s->aborted) return mtev_false;
   /* hold the bytes when a pipelined request follows: the drive serves it
@@ -2971,6 +2985,71 @@ static int ev_http_probe(mtev_http_session_ctx *s) {
   return -1;
 }
 
+/* The drive's states for a connection that is not simply between
+ * keep-alive requests (a body left to discard, closing, lingering after
+ * the half-close): out of ev_http_drive, so that the code a keep-alive
+ * request runs through spans fewer cache lines (it is fetched again for
+ * every request: the kernel's work between two requests evicts it).
+ * 1: the drive goes on, 0: it waits. */
+static __attribute__((noinline, cold)) int ev_http_drive_end(mtev_http_session_ctx *s,
+                                                            uint64_t now) {
+  ev_http_work_t *w = s->w;
+  if (s->state == ST_DRAIN) {
+    long n = ev_http_body_take(s, NULL, SIZE_MAX);
+    if (n > 0) {
+      s->drained += (uint64_t)n;
+      if (s->drained > EV_HTTP_DRAIN_MAX) s->state = ST_CLOSING;
+      return 1;
+    }
+    if (n < 0) {
+      s->state = ST_CLOSING;
+      return 1;
+    }
+    if (w->req.body_done) {
+      s->state = ST_IDLE;
+      return 1;
+    }
+    if (s->peer_eof) {
+      s->state = ST_DEAD;
+      return 1;
+    }
+    if (!s->rd_ready) return 0;
+    ssize_t r = ev_http_fill(s);
+    if (r > 0 || r == 0) return 1;
+    if (errno == EAGAIN) return 0;
+    ev_http_abort(s);
+    return 1;
+  }
+  if (s->state == ST_CLOSING) {
+    if (w->out.head && !s->wr_blocked && ev_http_write_out(s) < 0) {
+      ev_http_abort(s);
+      return 1;
+    }
+    if (w->out.head) return 0;
+    /* half-close and read what the peer still sends, so that a reset
+     * does not destroy the response before the peer read it */
+    if (!s->raw_io ||
+        shutdown(eventer_get_fd(s->e), SHUT_WR) != 0 || s->peer_eof) {
+      s->state = ST_DEAD;
+      return 1;
+    }
+    s->state = ST_LINGER;
+    s->head_start_ns = now;
+    w->in_start = w->in_end = 0;
+    return 1;
+  }
+  if (s->state == ST_LINGER) {
+    w->in_start = w->in_end = 0;
+    if (!s->rd_ready) return 0;
+    ssize_t n = ev_http_fill(s);
+    if (n > 0) return 1;
+    if (n < 0 && errno == EAGAIN) return 0;
+    s->state = ST_DEAD;
+    return 1;
+  }
+  return 0;
+}
+
 static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
                          int *done) {
   *done = 0;
@@ -3115,59 +3194,7 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
       ev_http_abort(s);
       continue;
     }
-    if (s->state == ST_DRAIN) {
-      long n = ev_http_body_take(s, NULL, SIZE_MAX);
-      if (n > 0) {
-        s->drained += (uint64_t)n;
-        if (s->drained > EV_HTTP_DRAIN_MAX) s->state = ST_CLOSING;
-        continue;
-      }
-      if (n < 0) {
-        s->state = ST_CLOSING;
-        continue;
-      }
-      if (w->req.body_done) {
-        s->state = ST_IDLE;
-        continue;
-      }
-      if (s->peer_eof) {
-        s->state = ST_DEAD;
-        continue;
-      }
-      if (!s->rd_ready) break;
-      ssize_t r = ev_http_fill(s);
-      if (r > 0 || r == 0) continue;
-      if (errno == EAGAIN) break;
-      ev_http_abort(s);
-      continue;
-    }
-    if (s->state == ST_CLOSING) {
-      if (w->out.head && !s->wr_blocked && ev_http_write_out(s) < 0) {
-        ev_http_abort(s);
-        continue;
-      }
-      if (w->out.head) break;
-      /* half-close and read what the peer still sends, so that a reset
-       * does not destroy the response before the peer read it */
-      if (!s->raw_io ||
-          shutdown(eventer_get_fd(s->e), SHUT_WR) != 0 || s->peer_eof) {
-        s->state = ST_DEAD;
-        continue;
-      }
-      s->state = ST_LINGER;
-      s->head_start_ns = now;
-      w->in_start = w->in_end = 0;
-      continue;
-    }
-    if (s->state == ST_LINGER) {
-      w->in_start = w->in_end = 0;
-      if (!s->rd_ready) break;
-      ssize_t n = ev_http_fill(s);
-      if (n > 0) continue;
-      if (n < 0 && errno == EAGAIN) break;
-      s->state = ST_DEAD;
-      continue;
-    }
+    if (ev_http_drive_end(s, now)) continue;
     break;
   }
   s->in_drive--;
