@@ -214,7 +214,7 @@ enum { /* session states */
 
 enum { CW_NONE = 0, CW_READ, CW_DRAIN, CW_MASK }; /* what a coroutine awaits */
 
-/* The fields every request reads or writes come first, in the first 192
+/* The fields every request reads or writes come first, in the first 200
  * bytes (what the drive and the dispatch read; the clock, the timer's
  * deadlines and the state bytes; the timer node, whose `loop` the drive
  * checks, and the I/O counts); the rest is for the less common paths.
@@ -263,6 +263,7 @@ struct mtev_http_session_ctx {
   /* line 2 */
   eventer_timer_node_t timer;
   ev_http_io_counts_t io;     /* the connection's I/O calls */
+  uint64_t head_start_ns;     /* set when a request's head starts */
   /* the rest */
   ev_pass_hook_t flush_hook;  /* queued: held responses go out when the
                                * loop's pass ends (holds a reference) */
@@ -270,7 +271,6 @@ struct mtev_http_session_ctx {
   mtev_acceptor_closure_t *ac;
   mtev_http_connection conn;
   eventer_aco_co_t *waiter;   /* its handle while it waits in co_wait */
-  uint64_t head_start_ns;
   uint64_t drained;
   eventer_task_t task;
   int co_wait_mask;
