@@ -214,33 +214,33 @@ enum { /* session states */
 
 enum { CW_NONE = 0, CW_READ, CW_DRAIN, CW_MASK }; /* what a coroutine awaits */
 
+/* The fields every request reads or writes come first, in the first 200
+ * bytes (what the drive and the dispatch read; the clock, the timer's
+ * deadlines and the state bytes; the timer node, whose `loop` the drive
+ * checks, and the I/O counts); the rest is for the less common paths.
+ * Spread over the whole struct they were five cache lines a request,
+ * each a miss when the connection's turn comes again.  (A 64-byte
+ * aligned allocation would make them three exactly, but costs an idle
+ * connection 140 bytes more.) */
 struct mtev_http_session_ctx {
+  /* line 0 */
   eventer_t e;
-  mtev_acceptor_closure_t *ac;
+  ev_http_work_t *w;
+  ev_aco_t *co;               /* the coroutine serving the request */
   mtev_http_dispatch_func dispatcher;
-  mtev_http_dispatch_func co_fn; /* what the coroutine calls (NULL: the
-                                  * dispatcher) */
   mtev_http_dispatch_func probe; /* ev_http_session_set_probe's */
   void *dclosure;
-  ev_http_work_t *w;
-  mtev_http_connection conn;
-  ev_aco_t *co;               /* the coroutine serving the request */
-  eventer_aco_co_t *waiter;   /* its handle while it waits in co_wait */
-  eventer_pool_t *move_to;
   uint64_t seq;
+  uint64_t drive_ns;          /* the clock at the start of the drive pass */
+  /* line 1 */
+  uint64_t last_io_ns;
   uint64_t deadline_ns;       /* when the timer acts (0: never) */
   uint64_t armed_ns;          /* when the timer node fires */
-  uint64_t last_io_ns;
-  uint64_t head_start_ns;
-  uint64_t drained;
-  eventer_timer_node_t timer;
-  eventer_task_t task;
-  ev_pass_hook_t flush_hook;  /* queued: held responses go out when the
-                               * loop's pass ends (holds a reference) */
-  uint64_t hold_seq;          /* the request whose answer the hold waits for */
+  mtev_http_dispatch_func co_fn; /* what the coroutine calls (NULL: the
+                                  * dispatcher) */
+  eventer_pool_t *move_to;
   uint32_t refcnt;
   int handler_mask;           /* classic dispatcher: call again on this */
-  int co_wait_mask;
   uint8_t state;
   uint8_t co_wait;            /* CW_* */
   uint8_t aborted;            /* the connection is broken */
@@ -257,12 +257,23 @@ struct mtev_http_session_ctx {
   uint8_t sniff;
   uint8_t rd_ready, wr_blocked;
   uint8_t redispatch;         /* call the dispatcher again (after a move) */
-
   uint8_t raw_io;             /* the fd takes socket calls of our own
                                * (sendmsg, shutdown, MSG_PEEK): the POSIX
                                * opset, or a listener's plain one */
-  uint64_t drive_ns;          /* the clock at the start of the drive pass */
+  /* line 2 */
+  eventer_timer_node_t timer;
   ev_http_io_counts_t io;     /* the connection's I/O calls */
+  uint64_t head_start_ns;     /* set when a request's head starts */
+  /* the rest */
+  ev_pass_hook_t flush_hook;  /* queued: held responses go out when the
+                               * loop's pass ends (holds a reference) */
+  uint64_t hold_seq;          /* the request whose answer the hold waits for */
+  mtev_acceptor_closure_t *ac;
+  mtev_http_connection conn;
+  eventer_aco_co_t *waiter;   /* its handle while it waits in co_wait */
+  uint64_t drained;
+  eventer_task_t task;
+  int co_wait_mask;
 };
 
 /* The session's clock: CLOCK_MONOTONIC_COARSE, a read of a kernel
@@ -1866,6 +1877,105 @@ static void ev_res_chunk_frame(ev_http_chain_t *c) {
  * (unless held for a pipelined batch) writes them: in the coroutine
  * serving the request it waits until they are written (wait), elsewhere
  * it writes what the socket takes now. */
+/* Every response but the common answer (ev_http_flush's first case): the
+ * head, unless sent, and what the body holds go onto the output queue.
+ * Out of ev_http_flush so that the common answer's code stays on few
+ * cache lines.  0, or -1 (the response failed). */
+static __attribute__((noinline)) int ev_http_flush_build(mtev_http_session_ctx *s,
+                                                         int final) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  mtev_http_request *q = &w->req;
+  int st = r->status;
+  r->no_length = st < 200 || st == 204 || st == 304;
+  r->no_body = q->h.is_head || r->no_length;
+  if (r->z) {
+    if (ev_res_deflate(r, NULL, 0, final ? Z_FINISH : Z_SYNC_FLUSH) != 0) {
+      r->failed = 1;
+      return -1;
+    }
+  }
+  if (!r->headers_sent) {
+    int mode;
+    if (final)
+      mode = 0;
+    else if ((r->options & MTEV_HTTP_CHUNKED) && q->h.minor >= 1)
+      mode = 1;
+    else
+      mode = 2;
+    int close = mode == 2 || ev_http_will_close(s);
+    r->close_after = (uint8_t)close;
+    r->chunked = mode == 1;
+    /* The head goes straight onto the output queue, into its last block
+     * when there is room (so the responses to pipelined requests leave
+     * in one piece), and a small body of a response ended at once right
+     * after it. */
+    size_t inl = 0;
+    const char *src = NULL;
+    if (mode == 0 && !r->no_body) {
+      if (r->ilen) {
+        src = r->ibody;
+        inl = r->ilen;
+      } else if (r->body.bytes && r->body.bytes <= EV_HTTP_INLINE_BODY &&
+                 r->body.head == r->body.tail) {
+        src = r->body.head->d + r->body.head->start;
+        inl = r->body.bytes;
+      }
+    }
+    size_t need = ev_res_head_max(r) + inl;
+    ev_http_blk_t *t = w->out.tail;
+    if (!t || ev_blk_room(t) < need) {
+      if (!(t = ev_blk_new(need))) {
+        r->failed = 1;
+        return -1;
+      }
+      t->start = t->end = 0; /* no chunk framing in front of a head */
+      ev_chain_push(&w->out, t);
+    }
+    char *p0 = t->d + t->end;
+    char *p = ev_res_head_put(s, p0, mode, r->body.bytes + r->ilen, close);
+    if (inl) {
+      p = ev_put(p, src, inl);
+      if (r->ilen)
+        r->ilen = 0;
+      else
+        ev_chain_clear(&r->body);
+    }
+    size_t n = (size_t)(p - p0);
+    t->end += (uint32_t)n;
+    w->out.bytes += n;
+    r->bytes_written += n;
+    r->headers_sent = 1;
+  }
+  if (r->no_body) {
+    r->ilen = 0;
+    ev_chain_clear(&r->body);
+  } else if (ev_res_spill(r) != 0) {
+    r->failed = 1;
+    return -1;
+  } else if (r->body.bytes || (final && r->chunked)) {
+    if (r->chunked) ev_res_chunk_frame(&r->body);
+    if (final && r->chunked) {
+      ev_http_blk_t *t = r->body.tail;
+      if (!t || t->cap - t->end < 5) {
+        t = ev_blk_new(8);
+        if (!t) {
+          r->failed = 1;
+          return -1;
+        }
+        ev_chain_push(&r->body, t);
+      }
+      memcpy(t->d + t->end, "0\r\n\r\n", 5);
+      t->end += 5;
+      r->body.bytes += 5;
+    }
+    r->bytes_written += r->body.bytes;
+    ev_chain_move(&w->out, &r->body);
+  }
+  if (final) r->complete = 1;
+  return 0;
+}
+
 static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
                                   int wait) {
   if (s->aborted) return mtev_false;
@@ -1910,92 +2020,7 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     r->complete = 1;
     goto written;
   }
-  r->no_length = st < 200 || st == 204 || st == 304;
-  r->no_body = q->h.is_head || r->no_length;
-  if (r->z) {
-    if (ev_res_deflate(r, NULL, 0, final ? Z_FINISH : Z_SYNC_FLUSH) != 0) {
-      r->failed = 1;
-      return mtev_false;
-    }
-  }
-  if (!r->headers_sent) {
-    int mode;
-    if (final)
-      mode = 0;
-    else if ((r->options & MTEV_HTTP_CHUNKED) && q->h.minor >= 1)
-      mode = 1;
-    else
-      mode = 2;
-    int close = mode == 2 || ev_http_will_close(s);
-    r->close_after = (uint8_t)close;
-    r->chunked = mode == 1;
-    /* The head goes straight onto the output queue, into its last block
-     * when there is room (so the responses to pipelined requests leave
-     * in one piece), and a small body of a response ended at once right
-     * after it. */
-    size_t inl = 0;
-    const char *src = NULL;
-    if (mode == 0 && !r->no_body) {
-      if (r->ilen) {
-        src = r->ibody;
-        inl = r->ilen;
-      } else if (r->body.bytes && r->body.bytes <= EV_HTTP_INLINE_BODY &&
-                 r->body.head == r->body.tail) {
-        src = r->body.head->d + r->body.head->start;
-        inl = r->body.bytes;
-      }
-    }
-    size_t need = ev_res_head_max(r) + inl;
-    ev_http_blk_t *t = w->out.tail;
-    if (!t || ev_blk_room(t) < need) {
-      if (!(t = ev_blk_new(need))) {
-        r->failed = 1;
-        return mtev_false;
-      }
-      t->start = t->end = 0; /* no chunk framing in front of a head */
-      ev_chain_push(&w->out, t);
-    }
-    char *p0 = t->d + t->end;
-    char *p = ev_res_head_put(s, p0, mode, r->body.bytes + r->ilen, close);
-    if (inl) {
-      p = ev_put(p, src, inl);
-      if (r->ilen)
-        r->ilen = 0;
-      else
-        ev_chain_clear(&r->body);
-    }
-    size_t n = (size_t)(p - p0);
-    t->end += (uint32_t)n;
-    w->out.bytes += n;
-    r->bytes_written += n;
-    r->headers_sent = 1;
-  }
-  if (r->no_body) {
-    r->ilen = 0;
-    ev_chain_clear(&r->body);
-  } else if (ev_res_spill(r) != 0) {
-    r->failed = 1;
-    return mtev_false;
-  } else if (r->body.bytes || (final && r->chunked)) {
-    if (r->chunked) ev_res_chunk_frame(&r->body);
-    if (final && r->chunked) {
-      ev_http_blk_t *t = r->body.tail;
-      if (!t || t->cap - t->end < 5) {
-        t = ev_blk_new(8);
-        if (!t) {
-          r->failed = 1;
-          return mtev_false;
-        }
-        ev_chain_push(&r->body, t);
-      }
-      memcpy(t->d + t->end, "0\r\n\r\n", 5);
-      t->end += 5;
-      r->body.bytes += 5;
-    }
-    r->bytes_written += r->body.bytes;
-    ev_chain_move(&w->out, &r->body);
-  }
-  if (final) r->complete = 1;
+  if (ev_http_flush_build(s, final) != 0) return mtev_false;
 written:
   if (s->aborted) return mtev_false;
   /* hold the bytes when a pipelined request follows: the drive serves it
@@ -2960,6 +2985,71 @@ static int ev_http_probe(mtev_http_session_ctx *s) {
   return -1;
 }
 
+/* The drive's states for a connection that is not simply between
+ * keep-alive requests (a body left to discard, closing, lingering after
+ * the half-close): out of ev_http_drive, so that the code a keep-alive
+ * request runs through spans fewer cache lines (it is fetched again for
+ * every request: the kernel's work between two requests evicts it).
+ * 1: the drive goes on, 0: it waits. */
+static __attribute__((noinline, cold)) int ev_http_drive_end(mtev_http_session_ctx *s,
+                                                            uint64_t now) {
+  ev_http_work_t *w = s->w;
+  if (s->state == ST_DRAIN) {
+    long n = ev_http_body_take(s, NULL, SIZE_MAX);
+    if (n > 0) {
+      s->drained += (uint64_t)n;
+      if (s->drained > EV_HTTP_DRAIN_MAX) s->state = ST_CLOSING;
+      return 1;
+    }
+    if (n < 0) {
+      s->state = ST_CLOSING;
+      return 1;
+    }
+    if (w->req.body_done) {
+      s->state = ST_IDLE;
+      return 1;
+    }
+    if (s->peer_eof) {
+      s->state = ST_DEAD;
+      return 1;
+    }
+    if (!s->rd_ready) return 0;
+    ssize_t r = ev_http_fill(s);
+    if (r > 0 || r == 0) return 1;
+    if (errno == EAGAIN) return 0;
+    ev_http_abort(s);
+    return 1;
+  }
+  if (s->state == ST_CLOSING) {
+    if (w->out.head && !s->wr_blocked && ev_http_write_out(s) < 0) {
+      ev_http_abort(s);
+      return 1;
+    }
+    if (w->out.head) return 0;
+    /* half-close and read what the peer still sends, so that a reset
+     * does not destroy the response before the peer read it */
+    if (!s->raw_io ||
+        shutdown(eventer_get_fd(s->e), SHUT_WR) != 0 || s->peer_eof) {
+      s->state = ST_DEAD;
+      return 1;
+    }
+    s->state = ST_LINGER;
+    s->head_start_ns = now;
+    w->in_start = w->in_end = 0;
+    return 1;
+  }
+  if (s->state == ST_LINGER) {
+    w->in_start = w->in_end = 0;
+    if (!s->rd_ready) return 0;
+    ssize_t n = ev_http_fill(s);
+    if (n > 0) return 1;
+    if (n < 0 && errno == EAGAIN) return 0;
+    s->state = ST_DEAD;
+    return 1;
+  }
+  return 0;
+}
+
 static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
                          int *done) {
   *done = 0;
@@ -3104,59 +3194,7 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
       ev_http_abort(s);
       continue;
     }
-    if (s->state == ST_DRAIN) {
-      long n = ev_http_body_take(s, NULL, SIZE_MAX);
-      if (n > 0) {
-        s->drained += (uint64_t)n;
-        if (s->drained > EV_HTTP_DRAIN_MAX) s->state = ST_CLOSING;
-        continue;
-      }
-      if (n < 0) {
-        s->state = ST_CLOSING;
-        continue;
-      }
-      if (w->req.body_done) {
-        s->state = ST_IDLE;
-        continue;
-      }
-      if (s->peer_eof) {
-        s->state = ST_DEAD;
-        continue;
-      }
-      if (!s->rd_ready) break;
-      ssize_t r = ev_http_fill(s);
-      if (r > 0 || r == 0) continue;
-      if (errno == EAGAIN) break;
-      ev_http_abort(s);
-      continue;
-    }
-    if (s->state == ST_CLOSING) {
-      if (w->out.head && !s->wr_blocked && ev_http_write_out(s) < 0) {
-        ev_http_abort(s);
-        continue;
-      }
-      if (w->out.head) break;
-      /* half-close and read what the peer still sends, so that a reset
-       * does not destroy the response before the peer read it */
-      if (!s->raw_io ||
-          shutdown(eventer_get_fd(s->e), SHUT_WR) != 0 || s->peer_eof) {
-        s->state = ST_DEAD;
-        continue;
-      }
-      s->state = ST_LINGER;
-      s->head_start_ns = now;
-      w->in_start = w->in_end = 0;
-      continue;
-    }
-    if (s->state == ST_LINGER) {
-      w->in_start = w->in_end = 0;
-      if (!s->rd_ready) break;
-      ssize_t n = ev_http_fill(s);
-      if (n > 0) continue;
-      if (n < 0 && errno == EAGAIN) break;
-      s->state = ST_DEAD;
-      continue;
-    }
+    if (ev_http_drive_end(s, now)) continue;
     break;
   }
   s->in_drive--;

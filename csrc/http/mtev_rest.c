@@ -828,31 +828,29 @@ static void ev_allow_add(char *list, size_t cap, const char *m) {
   memcpy(list + n, m, ml + 1);
 }
 
-/* Routes the current request.  1: rc->rule serves it; 0: answered here. */
-static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx,
-                         const char *method, size_t mlen, const char *path,
-                         size_t plen) {
+/* The routing of a request the connection's kept route does not answer:
+ * the base, the rules' expressions, the captures as params, the kept route
+ * for the next request.  The rule, or NULL when an answer (404, 405,
+ * OPTIONS, 500) was given.  Out of ev_rest_route, so that the code a
+ * request with a kept route runs through spans fewer cache lines. */
+static __attribute__((noinline)) struct rest_url_dispatcher *
+ev_rest_route_find(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx, const char *method,
+                   size_t mlen, const char *path, size_t plen, uint64_t gen) {
   mtev_http_rest_closure_t *restc = &rc->restc;
-  uint64_t gen = __atomic_load_n(&ev_rest_gen, __ATOMIC_ACQUIRE);
   ev_route_cache_t *lc = &rc->last;
   struct rest_url_dispatcher *r, *head_get = NULL;
-  if (lc->gen == gen && lc->mlen == mlen && lc->plen == plen &&
-      ev_memeq(lc->key, method, mlen) && ev_memeq(lc->key + mlen, path, plen)) {
-    r = lc->rule; /* no captures: no params to set */
-    goto found;
-  }
   ev_rest_table_t *t = __atomic_load_n(&ev_rest_tab, __ATOMIC_ACQUIRE);
   ev_rest_base_t *b = ev_rest_base_find(t, path, plen);
   if (!b) {
     ev_rest_answer(ctx, 404, "Not Found", NULL);
-    return 0;
+    return NULL;
   }
   const char *rest = path + b->blen;
   size_t rlen = plen - b->blen;
   pcre2_match_data *md = ev_match_data();
   if (!md) {
     ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
-    return 0;
+    return NULL;
   }
   int is_head = mlen == 4 && !memcmp(method, "HEAD", 4);
   int cnt = -1, same = 0;
@@ -893,11 +891,11 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx,
       ev_allow_add(allow, sizeof(allow), "OPTIONS");
       ev_rest_answer(ctx, 405, "Method Not Allowed", allow);
     }
-    return 0;
+    return NULL;
   }
   if (ev_rest_set_params(restc, rest, md, cnt) != 0) {
     ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
-    return 0;
+    return NULL;
   }
   if (same && cnt == 1 && mlen + plen <= EV_ROUTE_KEY) {
     lc->gen = gen;
@@ -907,6 +905,24 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx,
     memcpy(lc->key, method, mlen);
     memcpy(lc->key + mlen, path, plen);
   }
+  return r;
+}
+
+/* Routes the current request.  1: rc->rule serves it; 0: answered here. */
+static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx,
+                         const char *method, size_t mlen, const char *path,
+                         size_t plen) {
+  mtev_http_rest_closure_t *restc = &rc->restc;
+  uint64_t gen = __atomic_load_n(&ev_rest_gen, __ATOMIC_ACQUIRE);
+  ev_route_cache_t *lc = &rc->last;
+  struct rest_url_dispatcher *r;
+  if (lc->gen == gen && lc->mlen == mlen && lc->plen == plen &&
+      ev_memeq(lc->key, method, mlen) && ev_memeq(lc->key + mlen, path, plen)) {
+    r = lc->rule; /* no captures: no params to set */
+    goto found;
+  }
+  r = ev_rest_route_find(rc, ctx, method, mlen, path, plen, gen);
+  if (!r) return 0;
 found:
   restc->closure = __atomic_load_n(&r->closure, __ATOMIC_RELAXED);
   restc->fastpath = __atomic_load_n(&r->handler, __ATOMIC_RELAXED);
