@@ -151,9 +151,9 @@ static int ev_hmac(EVP_MD_CTX *c, const EVP_MD *md, const uint8_t *key,
     goto done;
   ok = 1;
 done:
-  OPENSSL_cleanse(k0, sizeof(k0));
-  OPENSSL_cleanse(pad, sizeof(pad));
-  OPENSSL_cleanse(inner, sizeof(inner));
+  OPENSSL_cleanse(k0, (size_t)b);
+  OPENSSL_cleanse(pad, (size_t)b);
+  OPENSSL_cleanse(inner, (size_t)hl);
   return ok;
 }
 
@@ -210,7 +210,7 @@ static void ev_kdf_reset(void *kv) {
   EVP_MD_free(k->owned);
   OPENSSL_clear_free(k->key, k->key_len);
   OPENSSL_clear_free(k->salt, k->salt_len);
-  OPENSSL_cleanse(k, sizeof(*k));
+  memset(k, 0, sizeof(*k)); /* the secrets are gone; the rest is public */
 }
 
 static void ev_kdf_free(void *kv) {
@@ -235,15 +235,47 @@ static int ev_kdf_set_small(const OSSL_PARAM *p, uint8_t *dst, size_t *len) {
   return OSSL_PARAM_get_octet_string(p, &v, EV_KDF_MAXBUF, len);
 }
 
+/* the parameters we know, each its first occurrence (as
+ * OSSL_PARAM_locate_const finds it), in one pass over the list: libssl
+ * passes six or seven per derivation, and a locate per name was 1,600
+ * instructions of each */
+enum { EV_P_MODE, EV_P_DIGEST, EV_P_PROPS, EV_P_KEY, EV_P_SALT, EV_P_PREFIX,
+       EV_P_LABEL, EV_P_DATA, EV_P_N };
+
+static void ev_kdf_scan(const OSSL_PARAM *params, const OSSL_PARAM *f[EV_P_N]) {
+  static const char *const names[EV_P_N] = {
+      OSSL_KDF_PARAM_MODE,   OSSL_KDF_PARAM_DIGEST, OSSL_KDF_PARAM_PROPERTIES,
+      OSSL_KDF_PARAM_KEY,    OSSL_KDF_PARAM_SALT,   OSSL_KDF_PARAM_PREFIX,
+      OSSL_KDF_PARAM_LABEL,  OSSL_KDF_PARAM_DATA};
+  for (int i = 0; i < EV_P_N; i++) f[i] = NULL;
+  for (const OSSL_PARAM *p = params; p->key != NULL; p++) {
+    int c[2] = {-1, -1};
+    switch (p->key[0]) { /* the candidates by first letter */
+    case 'm': c[0] = EV_P_MODE; break;
+    case 'd': c[0] = EV_P_DIGEST, c[1] = EV_P_DATA; break;
+    case 'p': c[0] = EV_P_PROPS, c[1] = EV_P_PREFIX; break;
+    case 'k': c[0] = EV_P_KEY; break;
+    case 's': c[0] = EV_P_SALT; break;
+    case 'l': c[0] = EV_P_LABEL; break;
+    default: continue;
+    }
+    for (int j = 0; j < 2; j++)
+      if (c[j] >= 0 && f[c[j]] == NULL && !strcmp(p->key, names[c[j]])) {
+        f[c[j]] = p;
+        break;
+      }
+  }
+}
+
 static int ev_kdf_set_params(void *kv, const OSSL_PARAM params[]) {
   ev_kdf_t *k = kv;
-  const OSSL_PARAM *p;
+  const OSSL_PARAM *p, *f[EV_P_N];
   if (params == NULL) return 1;
-  if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_DIGEST)) != NULL) {
+  ev_kdf_scan(params, f);
+  if ((p = f[EV_P_DIGEST]) != NULL) {
     const char *name = NULL, *props = NULL;
     if (!OSSL_PARAM_get_utf8_string_ptr(p, &name)) return 0;
-    const OSSL_PARAM *pq =
-        OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_PROPERTIES);
+    const OSSL_PARAM *pq = f[EV_P_PROPS];
     if (pq && !OSSL_PARAM_get_utf8_string_ptr(pq, &props)) return 0;
     EVP_MD_free(k->owned);
     k->owned = NULL;
@@ -265,7 +297,7 @@ static int ev_kdf_set_params(void *kv, const OSSL_PARAM params[]) {
       k->md = k->owned;
     }
   }
-  if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_MODE)) != NULL) {
+  if ((p = f[EV_P_MODE]) != NULL) {
     int mode;
     if (p->data_type == OSSL_PARAM_UTF8_STRING) {
       const char *s = p->data;
@@ -285,21 +317,21 @@ static int ev_kdf_set_params(void *kv, const OSSL_PARAM params[]) {
       return 0; /* TLS13-KDF has no EXTRACT_AND_EXPAND */
     k->mode = mode;
   }
-  if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_KEY)) != NULL &&
+  if ((p = f[EV_P_KEY]) != NULL &&
       !ev_kdf_set_bytes(p, &k->key, &k->key_len, &k->has_key))
     return 0;
   /* an empty salt leaves the salt as it was (as OpenSSL's) */
-  if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_SALT)) != NULL &&
+  if ((p = f[EV_P_SALT]) != NULL &&
       p->data_size != 0 && p->data != NULL &&
       !ev_kdf_set_bytes(p, &k->salt, &k->salt_len, &k->has_salt))
     return 0;
-  if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_PREFIX)) != NULL &&
+  if ((p = f[EV_P_PREFIX]) != NULL &&
       !ev_kdf_set_small(p, k->prefix, &k->prefix_len))
     return 0;
-  if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_LABEL)) != NULL &&
+  if ((p = f[EV_P_LABEL]) != NULL &&
       !ev_kdf_set_small(p, k->label, &k->label_len))
     return 0;
-  if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_DATA)) != NULL &&
+  if ((p = f[EV_P_DATA]) != NULL &&
       !ev_kdf_set_small(p, k->data, &k->data_len))
     return 0;
   return 1;

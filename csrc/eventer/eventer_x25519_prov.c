@@ -1,8 +1,11 @@
 /*
  * eventer_x25519_prov.c - an OpenSSL 3 provider of ours, built into the
- * library, that offers one algorithm: KEYMGMT "X25519", whose key
+ * library, that offers two algorithms: KEYMGMT "X25519", whose key
  * generation computes the public key with ev_x25519_base (the fixed-base
- * comb of eventer_x25519.c) instead of OpenSSL 3.0's portable code.
+ * comb of eventer_x25519.c) instead of OpenSSL 3.0's portable code, and
+ * KDF "TLS13-KDF", TLS 1.3's key schedule with digests fetched once
+ * (eventer_kdf_prov.c).  Each has a property of its own (eventer.x25519,
+ * eventer.kdf) by which a context's query can exclude it.
  *
  * Scope.  Only our own SSL_CTXs use it: they are made with the property
  * query EV_X25519_PROPQ ("?provider=eventer_x25519", a preference, not a
