@@ -1515,3 +1515,68 @@ func TestTLSConnectResumes(t *testing.T) {
 		t.Fatalf("a listener with a session cache: %v", err)
 	}
 }
+
+// TLS 1.3's key schedule (our provider's TLS13-KDF, on by default) against
+// Go's crypto/tls, every suite (SHA-256 and SHA-384 schedules), full and
+// resumed handshakes, each way: a Go client resuming with our listener's
+// tickets, and our client resuming with a Go server's.
+func TestTLSKeyScheduleSuitesGo(t *testing.T) {
+	setup(t, 1)
+	p := newPKI(t)
+	srv := goTLSServer(t, &tls.Config{Certificates: []tls.Certificate{p.server.tlsCert(t)}})
+	suites := map[string]uint16{
+		"TLS_AES_128_GCM_SHA256":       tls.TLS_AES_128_GCM_SHA256,
+		"TLS_AES_256_GCM_SHA384":       tls.TLS_AES_256_GCM_SHA384,
+		"TLS_CHACHA20_POLY1305_SHA256": tls.TLS_CHACHA20_POLY1305_SHA256,
+	}
+	for name, id := range suites {
+		// Go's client against our listener, which allows only this suite
+		cfg := p.serverTLS()
+		cfg.Ciphers = name
+		ln := listenAco(t, "tcp", "127.0.0.1:0", seedFn(0), WithTLS(cfg))
+		gocache := tls.NewLRUClientSessionCache(4)
+		for i := 0; i < 3; i++ {
+			c := tlsDial(t, ln.Addr(), p.goClient(func(c *tls.Config) { c.ClientSessionCache = gocache }))
+			c.send(t, "hello\n")
+			c.expect(t, "thanks!") // the ticket arrives with the first reply
+			st := c.Conn.(*tls.Conn).ConnectionState()
+			if st.Version != tls.VersionTLS13 || st.CipherSuite != id || st.DidResume != (i > 0) {
+				t.Fatalf("%s, Go client, connection %d: version %x, suite %x, resumed %v",
+					name, i, st.Version, st.CipherSuite, st.DidResume)
+			}
+			c.send(t, "quit\n")
+			c.expect(t, "quitter!")
+			c.expectEOF(t)
+		}
+		// our client, offering only this suite, against Go's server
+		cache := NewTLSSessionCache(1)
+		err := inCo(t, 0, func(co *Co) error {
+			for i := 0; i < 3; i++ {
+				ae, err := co.Connect("tcp", srv.Addr().String(), 5*time.Second,
+					WithClientTLS(TLSConfig{CAFile: p.ca.certF, Ciphers: name, SessionCache: cache}))
+				if err != nil {
+					return err
+				}
+				ae.Write([]byte("hi\n"), 5*time.Second)
+				l, err := bufio.NewReader(ae.Conn()).ReadString('\n')
+				if !strings.HasPrefix(l, "thanks!") {
+					ae.Close()
+					return fmt.Errorf("%s, connection %d: got %q %v", name, i, l, err)
+				}
+				st, err := ae.TLSState()
+				ae.Close()
+				if err != nil {
+					return err
+				}
+				if st.CipherSuite != name || st.DidResume != (i > 0) {
+					return fmt.Errorf("%s, our client, connection %d: suite %s, resumed %v",
+						name, i, st.CipherSuite, st.DidResume)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
                 csrc/eventer/eventer_aco_sync.c \
                 csrc/eventer/eventer_SSL_fd_opset.c \
                 csrc/eventer/eventer_x25519.c csrc/eventer/eventer_x25519_prov.c \
+                csrc/eventer/eventer_kdf_prov.c \
                 csrc/eventer/eventer_thread.c
 EVENTER_HEADERS := csrc/eventer/eventer.h csrc/eventer/mtev_log.h \
                    csrc/eventer/eventer_jobq.h csrc/eventer/eventer_aco_opset.h \

@@ -136,6 +136,11 @@ static int ev_ssl_keep_max = 256; /* __atomic; eventer_ssl_config */
  * about half the time of OpenSSL 3.0's portable code (bench/README.md,
  * "## TLS", "Fifth pass").  A part of the SSL_CTX cache's key. */
 static int ev_ssl_own_x25519 = 1; /* __atomic */
+/* And their TLS 1.3 key schedule with the same provider's TLS13-KDF
+ * (eventer_kdf_prov.c: the digests fetched once, HMAC of our own)
+ * unless eventer_ssl_config("ssl_own_kdf", "off").  Also part of the
+ * SSL_CTX cache's key. */
+static int ev_ssl_own_kdf = 1; /* __atomic */
 static int ev_ssl_kept;           /* __atomic; connections keeping them */
 
 /* The most a held session ticket record may take (a stateful ticket's
@@ -789,7 +794,7 @@ static int ev_ssl_load_crl(X509_STORE *store, const char *crl,
 static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type,
                              const char *const s[EV_SSL_NSETTINGS],
                              const unsigned char *alpn, size_t alpn_len,
-                             int own_x25519, ev_ssl_why_t *w) {
+                             int own, ev_ssl_why_t *w) {
   const char *layer = s[EV_SSL_S_LAYER], *cert = s[EV_SSL_S_CERT],
              *key = s[EV_SSL_S_KEY], *ca = s[EV_SSL_S_CA],
              *ciphers = s[EV_SSL_S_CIPHERS], *crl = s[EV_SSL_S_CRL];
@@ -809,9 +814,12 @@ static SSL_CTX *ev_ssl_build(eventer_ssl_orientation_t type,
     return NULL;
   }
   /* with our provider's property preferred, libssl's X25519 key shares
-   * come from it; everything else (and X25519 when it is off) from the
-   * default provider */
-  SSL_CTX *sc = SSL_CTX_new_ex(NULL, own_x25519 ? EV_X25519_PROPQ : NULL,
+   * and TLS 1.3 key schedule come from it (own: bit 0 X25519, bit 1 the
+   * KDF; one turned off is excluded by its property); everything else
+   * from the default provider */
+  static const char *const propq[4] = {NULL, EV_PROPQ_NO_KDF, EV_PROPQ_NO_X25519,
+                                       EV_X25519_PROPQ};
+  SSL_CTX *sc = SSL_CTX_new_ex(NULL, propq[own & 3],
                                server ? TLS_server_method() : TLS_client_method());
   if (!sc) {
     ev_ssl_fail_why(w, ENOMEM, "SSL_CTX_new failed");
@@ -894,10 +902,11 @@ bail:
 static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
                                         const char *const s[EV_SSL_NSETTINGS],
                                         ev_ssl_why_t *w) {
-  /* the key: orientation, whether our X25519 is used, settings */
-  int own_x25519 = __atomic_load_n(&ev_ssl_own_x25519, __ATOMIC_RELAXED) &&
-                   ev_x25519_provider_load() == 0;
-  int ktype = (int)type | (own_x25519 << 8);
+  /* the key: orientation, whether our X25519 and KDF are used, settings */
+  int loaded = ev_x25519_provider_load() == 0;
+  int own = (loaded && __atomic_load_n(&ev_ssl_own_x25519, __ATOMIC_RELAXED)) |
+            (loaded && __atomic_load_n(&ev_ssl_own_kdf, __ATOMIC_RELAXED)) << 1;
+  int ktype = (int)type | (own << 8);
   uint64_t hash = ev_ssl_cache_hash(ktype, s);
   time_t now = time(NULL);
   int expiry = __atomic_load_n(&ev_ssl_cache_expiry, __ATOMIC_RELAXED);
@@ -959,7 +968,7 @@ static ev_ssl_cnode_t *ev_ssl_cache_get(eventer_ssl_orientation_t type,
     n->paths[i] = strdup(files[i]);
     ev_ssl_finfo(&n->finfo[i], files[i]);
   }
-  n->ssl_ctx = ev_ssl_build(type, s, n->alpn, n->alpn_len, own_x25519, w);
+  n->ssl_ctx = ev_ssl_build(type, s, n->alpn, n->alpn_len, own, w);
   if (!n->ssl_ctx) {
     for (int i = 0; i < EV_SSL_NFILES; i++) free(n->paths[i]);
     free(n->alpn);
@@ -1019,7 +1028,7 @@ static int ev_ssl_cfg_set(const char *key, const char *value) {
     __atomic_store_n(&ev_ssl_keep_max, v, __ATOMIC_RELAXED);
     return 0;
   }
-  if (!strcmp(key, "ssl_own_x25519")) {
+  if (!strcmp(key, "ssl_own_x25519") || !strcmp(key, "ssl_own_kdf")) {
     if (!strcmp(value, "on") || !strcmp(value, "1") || !strcmp(value, "true"))
       v = 1;
     else if (!strcmp(value, "off") || !strcmp(value, "0") ||
@@ -1027,7 +1036,9 @@ static int ev_ssl_cfg_set(const char *key, const char *value) {
       v = 0;
     else
       return -1;
-    __atomic_store_n(&ev_ssl_own_x25519, v, __ATOMIC_RELAXED);
+    __atomic_store_n(strcmp(key, "ssl_own_kdf") ? &ev_ssl_own_x25519
+                                                 : &ev_ssl_own_kdf,
+                     v, __ATOMIC_RELAXED);
     return 0;
   }
   if (!strcmp(key, "ssl_ctx_cache_finfo_expiry")) {

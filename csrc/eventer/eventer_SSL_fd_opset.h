@@ -353,12 +353,17 @@ void eventer_ssl_set_ssl_ctx_cache_expiry(int timeout);
  * the library's own constant-time fixed-base code, offered to those
  * contexts only by a built-in OpenSSL provider, "eventer_x25519", that
  * every other OpenSSL user of the process never gets by default; the key
- * exchange is OpenSSL's either way) -> 0 (counts are whole decimal
- * numbers, 0 or more); a bad value, or anything else (libmtev's
- * ssl_dhparam* keys: OpenSSL 3 picks DH groups itself) -> 1, not
- * understood.  The same keys in <eventer><config> (eventer_impl_propset,
- * before eventer_init) reach this call when the TLS layer is linked in: a
- * bad value is -1/EINVAL there, an unknown ssl_* key a warning. */
+ * exchange is OpenSSL's either way) and "ssl_own_kdf" (the same values:
+ * whether contexts made from now on run TLS 1.3's key schedule through
+ * that provider's "TLS13-KDF", HKDF-Expand-Label and HKDF-Extract with
+ * HMAC of the library's own over the default provider's SHA-256/SHA-384,
+ * fetched once, instead of the default provider's; the same bytes either
+ * way) -> 0 (counts are whole decimal numbers, 0 or more); a bad value,
+ * or anything else (libmtev's ssl_dhparam* keys: OpenSSL 3 picks DH
+ * groups itself) -> 1, not understood.  The same keys in
+ * <eventer><config> (eventer_impl_propset, before eventer_init) reach
+ * this call when the TLS layer is linked in: a bad value is -1/EINVAL
+ * there, an unknown ssl_* key a warning. */
 int eventer_ssl_config(const char *key, const char *value);
 
 /* ---- ALPN --------------------------------------------------------------- */

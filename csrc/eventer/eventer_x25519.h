@@ -31,6 +31,12 @@ int ev_x25519(uint8_t out[32], const uint8_t scalar[32], const uint8_t u[32]);
  * else. */
 #define EV_X25519_PROVIDER "eventer_x25519"
 #define EV_X25519_PROPQ "?provider=eventer_x25519"
+/* The same with one of the provider's two algorithms turned off: its
+ * property (eventer.x25519 on the X25519 key management, eventer.kdf on
+ * TLS13-KDF) required absent, which every other provider's algorithms
+ * satisfy. */
+#define EV_PROPQ_NO_KDF EV_X25519_PROPQ ",eventer.kdf=no"
+#define EV_PROPQ_NO_X25519 EV_X25519_PROPQ ",eventer.x25519=no"
 
 /* Registers (OSSL_PROVIDER_add_builtin) and loads the provider into the
  * default library context, keeping the default provider as a fallback,
@@ -41,5 +47,15 @@ int ev_x25519_provider_load(void);
 
 /* How many key pairs the provider has generated (for the tests). */
 unsigned long ev_x25519_provider_keygens(void);
+
+/* The provider's TLS13-KDF (eventer_kdf_prov.c): its dispatch table; the
+ * digests it keeps, fetched from the default provider by ev_kdf_init
+ * (0, or -1) before the provider is loaded and freed by ev_kdf_fini; how
+ * many derivations it has done (for the tests). */
+#include <openssl/core.h>
+extern const OSSL_DISPATCH ev_kdf_functions[];
+int ev_kdf_init(void);
+void ev_kdf_fini(void);
+unsigned long ev_kdf_provider_derives(void);
 
 #endif

@@ -1,8 +1,11 @@
 /*
  * eventer_x25519_prov.c - an OpenSSL 3 provider of ours, built into the
- * library, that offers one algorithm: KEYMGMT "X25519", whose key
+ * library, that offers two algorithms: KEYMGMT "X25519", whose key
  * generation computes the public key with ev_x25519_base (the fixed-base
- * comb of eventer_x25519.c) instead of OpenSSL 3.0's portable code.
+ * comb of eventer_x25519.c) instead of OpenSSL 3.0's portable code, and
+ * KDF "TLS13-KDF", TLS 1.3's key schedule with digests fetched once
+ * (eventer_kdf_prov.c).  Each has a property of its own (eventer.x25519,
+ * eventer.kdf) by which a context's query can exclude it.
  *
  * Scope.  Only our own SSL_CTXs use it: they are made with the property
  * query EV_X25519_PROPQ ("?provider=eventer_x25519", a preference, not a
@@ -31,6 +34,7 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/provider.h>
 #include <openssl/rand.h>
@@ -313,16 +317,25 @@ static const OSSL_DISPATCH ev_xkeymgmt[] = {
 
 /* ---- the provider ------------------------------------------------------------------ */
 
+/* Each algorithm has a property of its own besides provider=, so that a
+ * context's property query can turn one of them off (EV_PROPQ_*). */
 static const OSSL_ALGORITHM ev_xalgs[] = {
-    {"X25519:1.3.101.110", "provider=" EV_X25519_PROVIDER, ev_xkeymgmt,
-     "X25519 key generation by a fixed-base comb (aco-eventer)"},
+    {"X25519:1.3.101.110", "provider=" EV_X25519_PROVIDER ",eventer.x25519=yes",
+     ev_xkeymgmt, "X25519 key generation by a fixed-base comb (aco-eventer)"},
+    {NULL, NULL, NULL, NULL}};
+
+static const OSSL_ALGORITHM ev_kdfalgs[] = {
+    {"TLS13-KDF", "provider=" EV_X25519_PROVIDER ",eventer.kdf=yes",
+     ev_kdf_functions, "TLS 1.3 key schedule, HMAC of our own (aco-eventer)"},
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM *ev_xquery(void *provctx, int operation_id,
                                        int *no_cache) {
   (void)provctx;
   *no_cache = 0;
-  return operation_id == OSSL_OP_KEYMGMT ? ev_xalgs : NULL;
+  if (operation_id == OSSL_OP_KEYMGMT) return ev_xalgs;
+  if (operation_id == OSSL_OP_KDF) return ev_kdfalgs;
+  return NULL;
 }
 
 /* the x25519 TLS group, with the default provider's figures */
@@ -371,6 +384,7 @@ static OSSL_PROVIDER *ev_xprov_handle;
 static void ev_xprov_unload(void) {
   if (ev_xprov_handle) OSSL_PROVIDER_unload(ev_xprov_handle);
   ev_xprov_handle = NULL;
+  ev_kdf_fini();
 }
 
 static void ev_xprov_load_once(void) {
@@ -380,10 +394,21 @@ static void ev_xprov_load_once(void) {
   EVP_KEYMGMT *def = EVP_KEYMGMT_fetch(NULL, "X25519", NULL);
   if (!def) return;
   EVP_KEYMGMT_free(def);
+  /* the same for TLS13-KDF; and the digests our KDF keeps */
+  EVP_KDF *defkdf = EVP_KDF_fetch(NULL, "TLS13-KDF", NULL);
+  if (!defkdf) return;
+  EVP_KDF_free(defkdf);
+  if (ev_kdf_init() != 0) {
+    ev_kdf_fini();
+    return;
+  }
   if (OSSL_PROVIDER_add_builtin(NULL, EV_X25519_PROVIDER, ev_xprov_init) != 1)
     return;
   ev_xprov_handle = OSSL_PROVIDER_try_load(NULL, EV_X25519_PROVIDER, 1);
-  if (ev_xprov_handle == NULL) return;
+  if (ev_xprov_handle == NULL) {
+    ev_kdf_fini();
+    return;
+  }
   atexit(ev_xprov_unload);
   /* the store has the default provider's X25519 already, which a
    * preference query would take without asking us: ask for ours by a
@@ -391,6 +416,9 @@ static void ev_xprov_load_once(void) {
   EVP_KEYMGMT *ours = EVP_KEYMGMT_fetch(NULL, "X25519", "provider=" EV_X25519_PROVIDER);
   if (!ours) return;
   EVP_KEYMGMT_free(ours);
+  EVP_KDF *ourkdf = EVP_KDF_fetch(NULL, "TLS13-KDF", "provider=" EV_X25519_PROVIDER);
+  if (!ourkdf) return;
+  EVP_KDF_free(ourkdf);
   ev_xprov_loaded = 0;
 }
 
