@@ -27,11 +27,12 @@ import (
 // on the loop (SetAco) runs the handler; the request reaches it by one of
 // two paths (restglue.h):
 //
-//   - direct: a request without a body on a plain connection is handed to
+//   - direct: a request without a body (on a plain or a TLS connection:
+//     what TLS negotiated travels in the head) is handed to
 //     the loop's Go driver as a step; the handler builds the whole
 //     response in Go, and it goes to C in one call on the loop thread at
 //     End.  No C coroutine, no call from C into Go.
-//   - relay: a request with a body (or over TLS, or of a rule whose
+//   - relay: a request with a body (or of a rule whose
 //     handler streams: the first Flush moves a rule to the relay for good)
 //     runs a small C relay in a coroutine of its own: the relay hands the
 //     request to Go, and what waits on the connection (reading the body,

@@ -673,8 +673,8 @@ func TestHandleHTTPShortContentLength(t *testing.T) {
 	}
 }
 
-// Over TLS (an http_rest_api listener with ssl="on": every request takes
-// the relay) a handler that fails after a flush breaks the connection the
+// Over TLS (an http_rest_api listener with ssl="on") a handler that
+// fails after a flush breaks the connection the
 // same way: Go's client over crypto/tls and curl see the flushed part and
 // then an incomplete body (curl: exit 18).
 func TestRestHTTPSFailAfterFlush(t *testing.T) {

@@ -18,6 +18,7 @@ static int ev_go_rest_respond_c(uintptr_t ctx, int code, uintptr_t spec,
 import "C"
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -120,6 +121,7 @@ const (
 	HeadPayload = uint32(C.EV_GO_HEAD_PAYLOAD)
 	HeadChunked = uint32(C.EV_GO_HEAD_CHUNKED)
 	HeadHTTP11  = uint32(C.EV_GO_HEAD_HTTP11)
+	HeadTLS     = uint32(C.EV_GO_HEAD_TLS)
 )
 
 // RestDirect is a request on the direct path, as its step hands it over.
@@ -488,6 +490,29 @@ func ParseHead(head []byte, in *RestInfo) bool {
 			}
 			p = rest
 		}
+	}
+	if flags&HeadTLS != 0 {
+		if len(p) < 12 {
+			return false
+		}
+		t := &RestTLS{Version: uint16(ne.Uint32(p)), Cipher: uint16(ne.Uint32(p[4:])),
+			Resumed: ne.Uint32(p[8:]) != 0}
+		p = p[12:]
+		var s [4]string // ALPN, SNI, the peer's CN, its certificates
+		for i := range s {
+			f, rest, ok := lpField(p)
+			if !ok {
+				return false
+			}
+			if len(f) > 0 && i < 3 {
+				s[i] = unsafe.String(&f[0], len(f))
+			} else if len(f) > 0 {
+				t.PeerDER = bytes.Clone(f) // (the handler's to keep)
+			}
+			p = rest
+		}
+		t.ALPN, t.SNI, t.RemoteCN = s[0], s[1], s[2]
+		in.TLS = t
 	}
 	return true
 }

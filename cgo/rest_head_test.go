@@ -76,3 +76,43 @@ func TestParseHead(t *testing.T) {
 		t.Fatalf("empty strings: %+v", in)
 	}
 }
+
+// A flat head over TLS carries what the connection negotiated after the
+// captures; a TLS part cut short is refused like the rest of the head.
+func TestParseHeadTLS(t *testing.T) {
+	ne := binary.NativeEndian
+	strs := []string{"GET", "/", "HTTP/1.1", "", ""}
+	head := flatHead(HeadHTTP11|HeadTLS, 0, strs, nil, []string{"p"})
+	head = ne.AppendUint32(head, 0x0304)
+	head = ne.AppendUint32(head, 0x1301)
+	head = ne.AppendUint32(head, 1)
+	for _, s := range []string{"http/1.1", "example.org", "client", "\x30\x03\x02\x01\x01"} {
+		head = ne.AppendUint32(head, uint32(len(s)))
+		head = append(head, s...)
+	}
+	var in RestInfo
+	if !ParseHead(head, &in) {
+		t.Fatal("refused a whole head")
+	}
+	tl := in.TLS
+	if tl == nil || tl.Version != 0x0304 || tl.Cipher != 0x1301 || !tl.Resumed || tl.ALPN != "http/1.1" ||
+		tl.SNI != "example.org" || tl.RemoteCN != "client" || string(tl.PeerDER) != "\x30\x03\x02\x01\x01" ||
+		len(in.Pats) != 1 || in.Pats[0] != "p" {
+		t.Fatalf("parsed %+v, TLS %+v", in, tl)
+	}
+	head[len(head)-1] = 0 // the DER is a copy: the head may change afterwards
+	if tl.PeerDER[4] != 1 {
+		t.Fatal("PeerDER is a view of the head")
+	}
+	for n := 0; n < len(head); n++ {
+		var in RestInfo
+		if ParseHead(head[:n:n], &in) {
+			t.Fatalf("took a head cut to %d of %d bytes", n, len(head))
+		}
+	}
+	plain := flatHead(HeadHTTP11, 0, strs, nil, nil)
+	in = RestInfo{}
+	if !ParseHead(plain, &in) || in.TLS != nil {
+		t.Fatalf("a plain head: TLS %+v", in.TLS)
+	}
+}

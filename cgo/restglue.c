@@ -212,11 +212,49 @@ static char *ev_go_putstr(char *p, const void *s, size_t n) {
 }
 static size_t ev_go_slen(const char *s) { return s ? strlen(s) : 0; }
 
+/* What a TLS connection negotiated, for a flat head's TLS part. */
+typedef struct {
+  uint32_t version, cipher, resumed;
+  const uint8_t *alpn;
+  uint8_t alen;
+  const char *sni, *cn;
+  size_t slen, cnlen, derlen;
+  STACK_OF(X509) *chain;
+} ev_go_tls_head_t;
+
+/* Fills *t for the session's connection: 1 over TLS, 0 otherwise. */
+static int ev_go_tls_head(mtev_http_rest_closure_t *restc, ev_go_tls_head_t *t) {
+  eventer_t e = mtev_http_connection_event(mtev_http_session_connection(restc->http_ctx));
+  eventer_ssl_ctx_t *sc = e ? eventer_get_eventer_ssl_ctx(e) : NULL;
+  if (!sc) return 0;
+  memset(t, 0, sizeof(*t));
+  t->resumed = eventer_ssl_session_reused(sc) ? 1 : 0;
+  int v = eventer_ssl_get_method(sc);
+  t->version = v > 0 ? (uint32_t)v : 0;
+  SSL_SESSION *sess = eventer_ssl_get_session(sc);
+  const SSL_CIPHER *c = sess ? SSL_SESSION_get0_cipher(sess) : NULL;
+  t->cipher = c ? SSL_CIPHER_get_protocol_id(c) : 0;
+  eventer_ssl_get_alpn_selected(sc, &t->alpn, &t->alen);
+  if (!t->alpn) t->alen = 0;
+  t->sni = eventer_ssl_get_sni_name(sc);
+  t->slen = ev_go_slen(t->sni);
+  t->cn = restc->remote_cn;
+  t->cnlen = ev_go_slen(t->cn);
+  t->chain = eventer_ssl_get_peer_cert_chain(sc);
+  for (int i = 0; t->chain && i < sk_X509_num(t->chain); i++) {
+    int n = i2d_X509(sk_X509_value(t->chain, i), NULL);
+    if (n > 0) t->derlen += (size_t)n;
+  }
+  return 1;
+}
+
 /* Writes the flat head of the current request; its length, or 0 when it
  * cannot (out of memory).  The lengths come from the parser (no strlen:
  * it was a tenth of a pipelined Go request's own CPU). */
 static size_t ev_go_head_build(mtev_http_rest_closure_t *restc, char **bufp,
                                size_t *capp, size_t off) {
+  ev_go_tls_head_t tls;
+  int on_tls = ev_go_tls_head(restc, &tls);
   mtev_http_request *q = mtev_http_session_request(restc->http_ctx);
   size_t mlen, ulen, qlen;
   const char *method = ev_http_request_method(q, &mlen);
@@ -236,6 +274,7 @@ static size_t ev_go_head_build(mtev_http_rest_closure_t *restc, char **bufp,
   size_t need = 4 + 8 + 4 + 4 + 5 * 4 + mlen + ulen + 8 + qlen + salen;
   for (int i = 0; i < nhdr; i++) need += 8 + hdr[i].name_len + hdr[i].value_len;
   for (int i = 0; i < npats; i++) need += 4 + ev_go_slen(restc->params[i]);
+  if (on_tls) need += 3 * 4 + 4 * 4 + tls.alen + tls.slen + tls.cnlen + tls.derlen;
   need += off;
   if (need > *capp) {
     size_t cap = *capp ? *capp : 1024;
@@ -248,7 +287,7 @@ static size_t ev_go_head_build(mtev_http_rest_closure_t *restc, char **bufp,
   int chunked = mtev_http_request_payload_chunked(q) ? 1 : 0;
   uint32_t flags = (mtev_http_request_has_payload(q) ? EV_GO_HEAD_PAYLOAD : 0) |
                    (chunked ? EV_GO_HEAD_CHUNKED : 0) |
-                   (minor11 ? EV_GO_HEAD_HTTP11 : 0);
+                   (minor11 ? EV_GO_HEAD_HTTP11 : 0) | (on_tls ? EV_GO_HEAD_TLS : 0);
   int64_t cl = chunked ? -1 : (int64_t)mtev_http_request_content_length(q);
   char *p = *bufp + off;
   p = ev_go_put32(p, flags);
@@ -267,6 +306,25 @@ static size_t ev_go_head_build(mtev_http_rest_closure_t *restc, char **bufp,
   }
   for (int i = 0; i < npats; i++)
     p = ev_go_putstr(p, restc->params[i], ev_go_slen(restc->params[i]));
+  if (on_tls) {
+    p = ev_go_put32(p, tls.version);
+    p = ev_go_put32(p, tls.cipher);
+    p = ev_go_put32(p, tls.resumed);
+    p = ev_go_putstr(p, tls.alpn, tls.alen);
+    p = ev_go_putstr(p, tls.sni, tls.slen);
+    p = ev_go_putstr(p, tls.cn, tls.cnlen);
+    char *start = p + 4, *d = start;
+    for (int i = 0; tls.derlen && i < sk_X509_num(tls.chain); i++) {
+      X509 *x = sk_X509_value(tls.chain, i);
+      int n = i2d_X509(x, NULL);
+      if (n <= 0 || (size_t)(d - start) + (size_t)n > tls.derlen) break;
+      unsigned char *u = (unsigned char *)d;
+      if (i2d_X509(x, &u) != n) break;
+      d += n;
+    }
+    p = ev_go_put32(p, (uint32_t)(d - start));
+    p = d;
+  }
   return (size_t)(p - (*bufp + off));
 }
 
@@ -349,8 +407,7 @@ static int ev_go_rest_entry(mtev_http_rest_closure_t *restc, int npats,
   ev_go_rule_t *rule = restc->closure;
   eventer_t e = mtev_http_connection_event(mtev_http_session_connection(ctx));
   if (!__atomic_load_n(&rule->relay, __ATOMIC_RELAXED) &&
-      !mtev_http_request_has_payload(mtev_http_session_request(ctx)) &&
-      e && !eventer_get_eventer_ssl_ctx(e)) {
+      !mtev_http_request_has_payload(mtev_http_session_request(ctx)) && e) {
     /* the head first: a step slot once taken must be handed out (and the
      * buffer is not in use: a step of ours in flight holds the slot) */
     ev_go_next_t *nx = ev_go_next;

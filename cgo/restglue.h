@@ -65,7 +65,7 @@ void ev_go_rest_rule_close(mtev_rest_mountpoint_t *mp);
  * Go memory and hands it over in one call (ev_go_rest_respond) on the
  * loop thread, which ends the response and drops the reference.  No C
  * coroutine, no call from C into Go.  A step slot already taken, a body,
- * TLS, or a rule marked relay: the relay serves the request, as above.
+ * or a rule marked relay: the relay serves the request, as above.
  *
  * The step: closure = the flat head, u64[2] its length (valid until the
  * driver's next run_once), u64[0] = Go's rule id, u64[1] = the session.  The flat head, native byte order: u32 flags (EV_GO_HEAD_*),
@@ -73,9 +73,13 @@ void ev_go_rest_rule_close(mtev_rest_mountpoint_t *mp);
  * then strings, each a u32 length and its bytes: method, path, protocol,
  * query, the peer's address (a sockaddr as the acceptor closure holds
  * it), the header fields (name, value, in order), the captures (unset:
- * ""). */
+ * "").  Over TLS (flag EV_GO_HEAD_TLS) then: u32 version, u32 cipher suite
+ * (IANA), u32 resumed (0/1), and the strings ALPN, SNI, the peer
+ * certificate's CN as the ACL saw it, the peer's certificates (DER, leaf
+ * first, concatenated). */
 #define EV_GO_STEP_REST (EVENTER_STEP_USER + 9)
-enum { EV_GO_HEAD_PAYLOAD = 1, EV_GO_HEAD_CHUNKED = 2, EV_GO_HEAD_HTTP11 = 4 };
+enum { EV_GO_HEAD_PAYLOAD = 1, EV_GO_HEAD_CHUNKED = 2, EV_GO_HEAD_HTTP11 = 4,
+       EV_GO_HEAD_TLS = 8 };
 
 /* ---- the loop pass's batch -------------------------------------------------
  * While the loop's driver runs an iteration (ev_go_run sets

@@ -6,7 +6,7 @@
 # side, same client, same certificate, the two servers taking turns for
 # RUNS rounds (default 5), pinned as in go.sh.  REV's programs are built
 # from `git archive REV` (its bench/tls/goaco, and this tree's gorest and
-# bench/hello against REV's module).  Prints, per figure, the medians and the median
+# bench/hello against REV's module).  ONLY=https: the HTTPS hello alone.  Prints, per figure, the medians and the median
 # over the rounds of before/after (above 1.00: after costs less).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,6 +41,12 @@ bench_certs "$run"
 
 n() { awk -v s="$scale" -v b="$1" 'BEGIN { printf "%d", (b * s < 1 ? 1 : b * s) }'; }
 figures=("full $(n 1000) 8" "resumed $(n 1000) 8" "up $(n 256) 1" "down $(n 256) 1")
+only=${ONLY:-}
+case "$only" in
+"") ;;
+https) command -v wrk >/dev/null || { echo "ONLY=https needs wrk" >&2; exit 1; } ;;
+*) echo "ONLY: https or nothing" >&2; exit 2 ;;
+esac
 
 start_server() { # BIN
   : >"$run/port"
@@ -63,6 +69,7 @@ for r in $(seq "$runs"); do
   sides=(old new)
   [ $((r % 2)) = 0 ] && sides=(new old)
   for side in "${sides[@]}"; do
+    [ -n "$only" ] && break
     start_server "$run/$side/goaco"
     for f in "${figures[@]}"; do
       set -- $f

@@ -21,6 +21,7 @@
 #             against the REST engine over TLS with a Go rule (gorest)
 #             and against net/http over TLS (gopeer -https); requests/s
 #             and server CPU per request
+# ONLY=https runs the HTTPS hello alone (no handshake or bulk figures).
 # The servers take turns, RUNS (default 5) rounds; each ratio is the
 # median over the rounds of that round's ours/Go (rates) or Go/ours
 # (CPU): above 1.0 we do better; "range" is the lowest and the highest
@@ -57,6 +58,12 @@ bench_certs "$run"
 
 n() { awk -v s="$scale" -v b="$1" 'BEGIN { printf "%d", (b * s < 1 ? 1 : b * s) }'; }
 figures=("full $(n 1000) 8" "resumed $(n 1000) 8" "up $(n 256) 1" "down $(n 256) 1")
+only=${ONLY:-}
+case "$only" in
+"") ;;
+https) [ -n "$https" ] || { echo "ONLY=https needs bench/tls/gorest and wrk" >&2; exit 1; } ;;
+*) echo "ONLY: https or nothing" >&2; exit 2 ;;
+esac
 
 start_server() { # NAME [ARGS]
   : >"$run/$1.port"
@@ -79,6 +86,7 @@ res="$run/results.tsv" # round side(ours|go) figure rate cpu_us
 : >"$run/params.txt" # side figure version cipher group
 for r in $(seq "$runs"); do
   for s in goaco gopeer; do
+    [ -n "$only" ] && break
     side=ours; [ "$s" = gopeer ] && side=go
     start_server "$s"
     for f in "${figures[@]}"; do
