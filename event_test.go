@@ -477,6 +477,44 @@ func TestObjectsOfAnEarlierInit(t *testing.T) {
 	}
 }
 
+// A loop kept busy by Go callbacks is never rescheduled by Go on its own
+// (its driver is in cgo calls or runs the callbacks), so the driver goes
+// through Go's scheduler itself every few milliseconds: sysmon takes the
+// P of a goroutine that has not been scheduled for 10 ms on every one of
+// its ticks that finds it inside a cgo call.
+func TestDriverYieldsWhileBusy(t *testing.T) {
+	setup(t, 1)
+	drv := loopAt(0).drv
+	y0 := drv.Yields()
+	var stop atomic.Bool
+	var fired atomic.Int64
+	done := make(chan struct{})
+	var again Callback
+	again = func(*Event, Mask, time.Time) Mask {
+		fired.Add(1)
+		if stop.Load() {
+			close(done)
+		} else if _, err := AddIn(0, again); err != nil {
+			t.Error(err)
+			close(done)
+		}
+		return 0
+	}
+	if _, err := AddIn(0, again); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop.Store(true)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the timer chain did not stop")
+	}
+	if y := drv.Yields() - y0; y == 0 {
+		t.Errorf("the driver never yielded in 200 ms of %d timer callbacks", fired.Load())
+	}
+}
+
 // The callback table does not grow with events that came and went: ids of
 // freed C events are dropped as new callbacks are registered.
 func TestCallbackTableStaysSmall(t *testing.T) {

@@ -6,6 +6,7 @@ package cgo
 import "C"
 
 import (
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 )
@@ -52,7 +53,23 @@ type Driver struct {
 	sleep       sleeper
 	nowaitPolls atomic.Uint64
 	goSleeps    atomic.Uint64
+
+	schedNs uint64 // the loop's monotonic ns when Run last yielded (Gosched)
+	yields  atomic.Uint64
 }
+
+// yieldEveryNs: how often a busy driver goes through Go's scheduler.
+// sysmon retakes the P of a thread inside a cgo call at once, on every
+// one of its ticks, when the P's goroutine has not been scheduled for
+// 10 ms (it would preempt a goroutine running Go code instead; one in a
+// cgo call it cannot), and a coroutine switch or a return from cgo is
+// no scheduling.  The driver is hardly ever rescheduled on its own and
+// spends most of its time in C, so a busy loop's P was taken on run
+// after run of sysmon's ticks, each time waking a spare thread, and
+// each retake kept sysmon ticking every 20 us.  A Gosched every few
+// milliseconds (its locked thread hands the P to a spare thread and
+// back: two thread wake-ups) keeps the driver inside its time slice.
+const yieldEveryNs = 5_000_000
 
 // NewDriver allocates the driver state of loop idx.
 func NewDriver(idx int) *Driver {
@@ -93,6 +110,11 @@ func (d *Driver) Run(h Handler) error {
 		default:
 			return err
 		}
+		if now := uint64(d.d.pass_ns); now-d.schedNs >= yieldEveryNs {
+			d.schedNs = now
+			d.yields.Add(1)
+			runtime.Gosched()
+		}
 		switch int(step.kind) {
 		case StepCallback:
 			rv := h.Callback(unsafe.Pointer(step.e), uint64(step.u64[0]), int(step.mask),
@@ -128,6 +150,10 @@ func (d *Driver) Run(h Handler) error {
 		}
 	}
 }
+
+// Yields is how many times Run went through Go's scheduler to keep its
+// goroutine inside its time slice (yieldEveryNs).
+func (d *Driver) Yields() uint64 { return d.yields.Load() }
 
 // SetCallbackResult hands back the result of the CALLBACK step being
 // handled when its Go callback did not return (runtime.Goexit): the next

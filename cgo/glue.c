@@ -236,10 +236,11 @@ int ev_go_run(uintptr_t dp) {
       }
     }
   }
+  ev_loop_t *l = ev_loop_self();
+  if (l) d->pass_ns = l->timers_now_ns;
   if (rc == EVENTER_RUN_STEP && d->step.kind == EVENTER_STEP_CALLBACK) {
     /* what the Go callback needs, so that Go makes no further cgo call
      * (u64 is free for the driver on a CALLBACK step) */
-    ev_loop_t *l = ev_loop_self();
     d->step.u64[0] = eventer_foreign_closure_id(d->step.closure);
     d->step.u64[1] = (uint64_t)((int64_t)d->step.now.tv_sec * 1000000 +
                                 d->step.now.tv_usec);

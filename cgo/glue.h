@@ -117,6 +117,9 @@ typedef struct ev_go_driver {
   int asleep;
   int64_t sleep_us;
   uint64_t nowait_polls; /* iterations run with a zero wait */
+  uint64_t pass_ns;      /* monotonic ns at the start of the iteration
+                          * the last ev_go_run ran (driver.go: when the
+                          * driver last went through Go's scheduler) */
 } ev_go_driver_t;
 
 /* ev_go_run's result when the driver should wait in Go (besides the
