@@ -161,7 +161,7 @@ func TestHostileTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cache := tls.NewLRUClientSessionCache(4)
+	cache := &ticketCache{ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 	cfg := &tls.Config{RootCAs: pki.pool, ClientSessionCache: cache, ServerName: "127.0.0.1",
 		MinVersion: tls.VersionTLS13, NextProtos: []string{"http/1.1"}}
 	dial := func() *tls.Conn {
@@ -178,10 +178,15 @@ func TestHostileTLS(t *testing.T) {
 	if c.ConnectionState().DidResume {
 		t.Fatal("the first connection resumed")
 	}
-	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	// The ticket comes after the handshake, when the server's loop gets
+	// to it: read (nothing else comes) until the client has stored it,
+	// 20 s at most; a single short read missed it on a loaded machine.
 	var one [1]byte
-	if n, err := c.Read(one[:]); n != 0 || err == nil {
-		t.Fatalf("a read with nothing asked: %d %v", n, err)
+	for deadline := time.Now().Add(20 * time.Second); cache.puts.Load() == 0 && time.Now().Before(deadline); {
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, err := c.Read(one[:]); n != 0 || !isTimeout(err) {
+			t.Fatalf("a read with nothing asked: %d %v", n, err)
+		}
 	}
 	c.Close()
 	c = dial()
@@ -247,6 +252,19 @@ func TestHostileTLS(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// ticketCache counts the session tickets the client stores.
+type ticketCache struct {
+	tls.ClientSessionCache
+	puts atomic.Int32
+}
+
+func (c *ticketCache) Put(key string, cs *tls.ClientSessionState) {
+	if cs != nil {
+		c.puts.Add(1)
+	}
+	c.ClientSessionCache.Put(key, cs)
 }
 
 // slowReader reads at most 16 KB at a time, 1 ms apart.
