@@ -164,7 +164,7 @@ func TestFdCallbackMasks(t *testing.T) {
 	defer unix.Close(b)
 	unix.Write(b, []byte("x"))
 	var seen []Mask
-	done := make(chan struct{})
+	drained, done := make(chan struct{}), make(chan struct{})
 	ev, err := NewFdEvent(a, Read, func(e *Event, m Mask, now time.Time) Mask {
 		seen = append(seen, m)
 		switch len(seen) {
@@ -173,6 +173,7 @@ func TestFdCallbackMasks(t *testing.T) {
 		case 2:
 			buf := make([]byte, 8)
 			unix.Read(a, buf)
+			close(drained)
 			return Read // nothing more to read: waits
 		default:
 			close(done)
@@ -185,7 +186,9 @@ func TestFdCallbackMasks(t *testing.T) {
 	if err := ev.Add(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	// the second byte once the first is read (a sleep here let a late
+	// loop read both in its second call, and the third never came)
+	<-drained
 	unix.Write(b, []byte("y"))
 	<-done
 	if len(seen) != 3 || seen[0] != Read || seen[1]&Write == 0 || seen[2] != Read {
