@@ -61,50 +61,65 @@ func TestReinit(t *testing.T) {
 
 func TestTimersInOrderNotEarly(t *testing.T) {
 	setup(t, 1)
-	var mu sync.Mutex
-	var order []int
-	var late []time.Duration
-	done := make(chan struct{})
-	start := time.Now()
-	delays := []time.Duration{30, 10, 20, 15, 40}
-	for i, d := range delays {
-		i, d := i, d*time.Millisecond
-		// AddAt from one start: with AddIn a preemption between two adds
-		// would move the later deadlines and the expected order with them.
-		if _, err := AddAt(start.Add(d), func(e *Event, m Mask, now time.Time) Mask {
-			el := time.Since(start)
-			mu.Lock()
-			order = append(order, i)
-			late = append(late, el-d)
-			n := len(order)
-			mu.Unlock()
-			if m != Timer {
-				t.Errorf("timer mask %v", m)
+	// Each add waits for the loop: when the five took longer than the
+	// first deadline (10 ms; a loaded machine kept the test off its CPU
+	// between two adds and a later timer fired before an earlier one was
+	// added: order [1 2 3 0 4]), the order says nothing and the try is
+	// made again (notLate), as is one whose timers fired late.
+	err := notLate(func() error {
+		var mu sync.Mutex
+		var order []int
+		var lateBy []time.Duration
+		done := make(chan struct{})
+		start := time.Now()
+		delays := []time.Duration{30, 10, 20, 15, 40}
+		for i, d := range delays {
+			i, d := i, d*time.Millisecond
+			// AddAt from one start: with AddIn a preemption between two adds
+			// would move the later deadlines and the expected order with them.
+			if _, err := AddAt(start.Add(d), func(e *Event, m Mask, now time.Time) Mask {
+				el := time.Since(start)
+				mu.Lock()
+				order = append(order, i)
+				lateBy = append(lateBy, el-d)
+				n := len(order)
+				mu.Unlock()
+				if m != Timer {
+					t.Errorf("timer mask %v", m)
+				}
+				if n == len(delays) {
+					close(done)
+				}
+				return 0
+			}); err != nil {
+				return err
 			}
-			if n == len(delays) {
-				close(done)
+		}
+		added := time.Since(start)
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		if added >= 10*time.Millisecond {
+			return late("the adds took %v, past the first deadline (order %v)", added, order)
+		}
+		want := []int{1, 3, 2, 0, 4} // deadline order
+		for i := range want {
+			if order[i] != want[i] {
+				return fmt.Errorf("order %v, want %v", order, want)
 			}
-			return 0
-		}); err != nil {
-			t.Fatal(err)
 		}
-	}
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	want := []int{1, 3, 2, 0, 4} // deadline order
-	for i := range want {
-		if order[i] != want[i] {
-			t.Fatalf("order %v, want %v", order, want)
+		for i, l := range lateBy {
+			if l < 0 {
+				return fmt.Errorf("timer %d fired %v early", order[i], -l)
+			}
+			if l > lateBound() {
+				return late("timer %d fired %v late", order[i], l)
+			}
 		}
-	}
-	for i, l := range late {
-		if l < 0 {
-			t.Fatalf("timer %d fired %v early", order[i], -l)
-		}
-		if l > lateBound() {
-			t.Fatalf("timer %d fired %v late", order[i], l)
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
