@@ -61,17 +61,21 @@ func TestReinit(t *testing.T) {
 
 func TestTimersInOrderNotEarly(t *testing.T) {
 	setup(t, 1)
-	// Each add waits for the loop: when the five took longer than the
-	// first deadline (10 ms; a loaded machine kept the test off its CPU
-	// between two adds and a later timer fired before an earlier one was
-	// added: order [1 2 3 0 4]), the order says nothing and the try is
-	// made again (notLate), as is one whose timers fired late.
+	// Each add waits for the loop: the deadlines count from 100 ms after
+	// the adds begin (counted from their beginning, a loaded machine kept the
+	// test off its CPU between two adds and a later timer fired before an
+	// earlier one was added: order [1 2 3 0 4]; five adds took 20 ms
+	// beside six CPU hogs).  When the adds still take longer than that the
+	// order says nothing and the try is made again (notLate), as is one
+	// whose timers fired late.
 	err := notLate(func() error {
 		var mu sync.Mutex
 		var order []int
 		var lateBy []time.Duration
 		done := make(chan struct{})
-		start := time.Now()
+		const lead = 100 * time.Millisecond
+		t0 := time.Now()
+		start := t0.Add(lead)
 		delays := []time.Duration{30, 10, 20, 15, 40}
 		for i, d := range delays {
 			i, d := i, d*time.Millisecond
@@ -95,11 +99,11 @@ func TestTimersInOrderNotEarly(t *testing.T) {
 				return err
 			}
 		}
-		added := time.Since(start)
+		added := time.Since(t0)
 		<-done
 		mu.Lock()
 		defer mu.Unlock()
-		if added >= 10*time.Millisecond {
+		if added >= lead+10*time.Millisecond {
 			return late("the adds took %v, past the first deadline (order %v)", added, order)
 		}
 		want := []int{1, 3, 2, 0, 4} // deadline order
