@@ -1,7 +1,6 @@
 package eventer
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,10 +11,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -359,141 +356,4 @@ func loadHTTPSRestConf(t *testing.T, port int, pki *httpsPKI) {
   </listeners>
 </app>
 `, port, pki.certFile, pki.keyF))
-}
-
-// Over TLS a request without a body takes the direct path, as on a plain
-// connection (no relay coroutine): the handler sees what the connection
-// negotiated (version, cipher suite, ALPN, SNI, resumption), and sees its
-// client leave while it waits (Go's client sends close_notify, then its
-// FIN; or a reset): the goroutine handler's context is cancelled, the aco
-// handler's pending call returns ErrCanceled.  A client that stays keeps
-// its request.
-func TestRestHTTPSDirect(t *testing.T) {
-	pki := newHTTPSPKI(t)
-	port := freePort(t)
-	loadHTTPSRestConf(t, port, pki)
-	setup(t, 1, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err := RestInit(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { LoadConfigString("<empty/>", "empty") })
-	b := fmt.Sprintf("/https%d/", httpsRuns.Add(1))
-	info := mustRule(t)(NewRule("GET", b, "^info$", func(rc *RestClosure) error {
-		req, res := rc.Request(), rc.Response()
-		res.Ok("text/plain")
-		if cs := req.TLS; cs == nil {
-			res.WriteString("no TLS")
-		} else {
-			fmt.Fprintf(res, "%x %x %q %q %v %v", cs.Version, cs.CipherSuite,
-				cs.NegotiatedProtocol, cs.ServerName, cs.DidResume, len(cs.PeerCertificates))
-		}
-		return res.End()
-	}))
-	info.SetAco(true)
-	started := make(chan struct{}, 4)
-	seen := make(chan string, 4)
-	mustRule(t)(HandleHTTP("GET", b, "^ctx$", http.HandlerFunc(
-		func(w http.ResponseWriter, r *http.Request) {
-			started <- struct{}{}
-			select {
-			case <-r.Context().Done():
-				seen <- "ctx done"
-			case <-time.After(20 * time.Second):
-				seen <- "ctx not done"
-			}
-		})))
-	sleep := mustRule(t)(NewRule("GET", b, "^sleep$", func(rc *RestClosure) error {
-		started <- struct{}{}
-		err := rc.Co().Sleep(20 * time.Second)
-		seen <- fmt.Sprintf("sleep: canceled=%v", errors.Is(err, ErrCanceled))
-		return nil
-	}))
-	sleep.SetAco(true)
-	slow := mustRule(t)(NewRule("GET", b, "^slow$", func(rc *RestClosure) error {
-		if err := rc.Co().Sleep(500 * time.Millisecond); err != nil {
-			return err
-		}
-		rc.Response().Ok("text/plain")
-		rc.Response().WriteString("still here")
-		return nil
-	}))
-	slow.SetAco(true)
-	if err := ListenerInit("app"); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	dial := func(conf *tls.Config) *tls.Conn {
-		t.Helper()
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, conf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		return c
-	}
-
-	// what the handler sees is what the client negotiated
-	direct0, _ := restChained(t)
-	for _, conf := range []*tls.Config{
-		{RootCAs: pki.pool, NextProtos: []string{"http/1.1"}, MaxVersion: tls.VersionTLS12,
-			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}},
-		{ServerName: "direct.example", InsecureSkipVerify: true, MinVersion: tls.VersionTLS13},
-	} {
-		c := dial(conf)
-		fmt.Fprintf(c, "GET %sinfo HTTP/1.1\r\nHost: x\r\n\r\n", b)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		cs := c.ConnectionState()
-		c.Close()
-		want := fmt.Sprintf("%x %x %q %q false 0", cs.Version, cs.CipherSuite, cs.NegotiatedProtocol, conf.ServerName)
-		if resp.StatusCode != 200 || string(body) != want {
-			t.Fatalf("info: %d %q, want %q", resp.StatusCode, body, want)
-		}
-	}
-	if direct, _ := restChained(t); direct-direct0 != 2 {
-		t.Fatalf("%d of 2 requests over TLS took the direct path", direct-direct0)
-	}
-
-	// clients that leave while their handler waits
-	for _, p := range []string{"ctx", "sleep"} {
-		for _, reset := range []bool{false, true} {
-			c := dial(&tls.Config{RootCAs: pki.pool})
-			fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n", b, p)
-			select {
-			case <-started:
-			case <-time.After(15 * time.Second):
-				t.Fatalf("%s: the handler did not start", p)
-			}
-			if reset {
-				c.NetConn().(*net.TCPConn).SetLinger(0)
-			}
-			c.Close() // (close_notify first, then the FIN or the reset)
-			select {
-			case got := <-seen:
-				if got != "ctx done" && got != "sleep: canceled=true" {
-					t.Fatalf("%s reset=%v: %s", p, reset, got)
-				}
-			case <-time.After(15 * time.Second):
-				t.Fatalf("%s reset=%v: the handler did not see its client leave", p, reset)
-			}
-		}
-	}
-	// a client that waits keeps its request (the watch sweeps meanwhile)
-	c := dial(&tls.Config{RootCAs: pki.pool})
-	fmt.Fprintf(c, "GET %sslow HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	c.Close()
-	if resp.StatusCode != 200 || string(body) != "still here" {
-		t.Fatalf("slow: %d %q", resp.StatusCode, body)
-	}
-	waitFor(t, "the sessions to go", func() bool { return cgo.HTTPSessions() == 0 })
 }
