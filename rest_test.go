@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -811,9 +812,28 @@ func TestRestDirectClientLeaves(t *testing.T) {
 	url := restServer(t, 1)
 	addr := strings.TrimPrefix(url, "http://")
 	b := restBase()
+	clientLeaves(t, b, func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	})
+}
+
+// clientLeaves registers three rules under base b - a HandleHTTP handler
+// waiting for r.Context(), an aco handler sleeping, an aco handler that
+// answers "still here" after 500 ms - and checks, over connections from
+// dial (plain TCP, or a *tls.Conn over TCP), that the first two see their
+// client leave (a close, or a reset) and that a client that waits for the
+// third keeps its request.
+func clientLeaves(t *testing.T, b string, dial func() net.Conn) {
+	t.Helper()
+	started := make(chan struct{}, 4)
 	seen := make(chan string, 4)
 	mustRule(t)(HandleHTTP("GET", b, "^ctx$", http.HandlerFunc(
 		func(w http.ResponseWriter, r *http.Request) {
+			started <- struct{}{}
 			select {
 			case <-r.Context().Done():
 				seen <- "ctx done"
@@ -822,6 +842,7 @@ func TestRestDirectClientLeaves(t *testing.T) {
 			}
 		})))
 	aco := mustRule(t)(NewRule("GET", b, "^sleep$", func(rc *RestClosure) error {
+		started <- struct{}{}
 		err := rc.Co().Sleep(20 * time.Second)
 		seen <- fmt.Sprintf("sleep: canceled=%v", errors.Is(err, ErrCanceled))
 		return nil
@@ -838,17 +859,22 @@ func TestRestDirectClientLeaves(t *testing.T) {
 	slow.SetAco(true)
 	for _, p := range []string{"ctx", "sleep"} {
 		for _, reset := range []bool{false, true} {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := dial()
 			fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n", b, p)
-			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-started:
+			case <-time.After(15 * time.Second):
+				t.Fatalf("%s: the handler did not start", p)
+			}
 			if reset {
-				c.(*net.TCPConn).SetLinger(0)
+				tcp, _ := c.(*net.TCPConn)
+				if tc, ok := c.(*tls.Conn); ok {
+					tcp, _ = tc.NetConn().(*net.TCPConn)
+				}
+				tcp.SetLinger(0)
 			}
 			t0 := time.Now()
-			c.Close()
+			c.Close() // (over TLS: close_notify first, then the FIN or the reset)
 			select {
 			case got := <-seen:
 				if got != "ctx done" && got != "sleep: canceled=true" {
@@ -863,8 +889,18 @@ func TestRestDirectClientLeaves(t *testing.T) {
 		}
 	}
 	// a client that waits keeps its request (the watch sweeps meanwhile)
-	if st, _, body := get(t, url+b+"slow"); st != 200 || body != "still here" {
-		t.Fatalf("slow: %d %q", st, body)
+	c := dial()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "GET %sslow HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "still here" {
+		t.Fatalf("slow: %d %q", resp.StatusCode, body)
 	}
 }
 

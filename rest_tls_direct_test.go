@@ -5,7 +5,6 @@ package eventer
 import (
 	"bufio"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,34 +45,6 @@ func TestRestHTTPSDirect(t *testing.T) {
 		return res.End()
 	}))
 	info.SetAco(true)
-	started := make(chan struct{}, 4)
-	seen := make(chan string, 4)
-	mustRule(t)(HandleHTTP("GET", b, "^ctx$", http.HandlerFunc(
-		func(w http.ResponseWriter, r *http.Request) {
-			started <- struct{}{}
-			select {
-			case <-r.Context().Done():
-				seen <- "ctx done"
-			case <-time.After(20 * time.Second):
-				seen <- "ctx not done"
-			}
-		})))
-	sleep := mustRule(t)(NewRule("GET", b, "^sleep$", func(rc *RestClosure) error {
-		started <- struct{}{}
-		err := rc.Co().Sleep(20 * time.Second)
-		seen <- fmt.Sprintf("sleep: canceled=%v", errors.Is(err, ErrCanceled))
-		return nil
-	}))
-	sleep.SetAco(true)
-	slow := mustRule(t)(NewRule("GET", b, "^slow$", func(rc *RestClosure) error {
-		if err := rc.Co().Sleep(500 * time.Millisecond); err != nil {
-			return err
-		}
-		rc.Response().Ok("text/plain")
-		rc.Response().WriteString("still here")
-		return nil
-	}))
-	slow.SetAco(true)
 	if err := ListenerInit("app"); err != nil {
 		t.Fatal(err)
 	}
@@ -114,42 +85,7 @@ func TestRestHTTPSDirect(t *testing.T) {
 		t.Fatalf("%d of 2 requests over TLS took the direct path", direct-direct0)
 	}
 
-	// clients that leave while their handler waits
-	for _, p := range []string{"ctx", "sleep"} {
-		for _, reset := range []bool{false, true} {
-			c := dial(&tls.Config{RootCAs: pki.pool})
-			fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: x\r\n\r\n", b, p)
-			select {
-			case <-started:
-			case <-time.After(15 * time.Second):
-				t.Fatalf("%s: the handler did not start", p)
-			}
-			if reset {
-				c.NetConn().(*net.TCPConn).SetLinger(0)
-			}
-			c.Close() // (close_notify first, then the FIN or the reset)
-			select {
-			case got := <-seen:
-				if got != "ctx done" && got != "sleep: canceled=true" {
-					t.Fatalf("%s reset=%v: %s", p, reset, got)
-				}
-			case <-time.After(15 * time.Second):
-				t.Fatalf("%s reset=%v: the handler did not see its client leave", p, reset)
-			}
-		}
-	}
-	// a client that waits keeps its request (the watch sweeps meanwhile)
-	c := dial(&tls.Config{RootCAs: pki.pool})
-	fmt.Fprintf(c, "GET %sslow HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	c.Close()
-	if resp.StatusCode != 200 || string(body) != "still here" {
-		t.Fatalf("slow: %d %q", resp.StatusCode, body)
-	}
+	// clients that leave while their handler waits, and one that stays
+	clientLeaves(t, b, func() net.Conn { return dial(&tls.Config{RootCAs: pki.pool}) })
 	waitFor(t, "the sessions to go", func() bool { return cgo.HTTPSessions() == 0 })
 }

@@ -1,6 +1,23 @@
-# bench/http/ab_lib.sh - sourced by cpu_ab.sh, go_ab.sh and
-# handlehttp_ab.sh: one server's figures in a paired round.  Uses the caller's $secs (run length) and
-# $wrk_cpu (the CPU wrk is pinned to).
+# bench/http/ab_lib.sh - sourced by the http scripts: one server's figures
+# in a paired round (cpu_ab.sh, go_ab.sh, handlehttp_ab.sh, p99_ab.sh;
+# these use the caller's $secs, the run length, and $wrk_cpu, the CPU wrk
+# is pinned to), and the C servers' build (also instr.sh, kpath.sh,
+# footprint.sh).
+
+# ab_build_c OUT: the library, then the raw C responder (OUT/rawc) and the
+# C aco rule (OUT/crule), from the repository's root.
+ab_build_c() {
+  local out=$1 shim=()
+  make -s lib >/dev/null
+  gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror bench/http/rawc.c -o "$out/rawc"
+  # a crule.c that takes its connections from the HTTP tests' listener
+  # stand-in links it
+  grep -q listener_shim.h bench/http/crule.c &&
+    shim=(-Icsrc/http/tests csrc/http/tests/listener_shim.c)
+  gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibuild/include bench/http/crule.c \
+    "${shim[@]}" $(PKG_CONFIG_PATH=build/lib/pkgconfig pkg-config --cflags --libs --static acoeventer) \
+    -o "$out/crule"
+}
 
 # ab_cpu_ns PID: CPU time of every thread of PID so far, in ns: the
 # scheduler's own account (/proc/PID/task/*/schedstat), not the 10 ms

@@ -23,18 +23,11 @@ mkdir -p "$out"
 command -v wrk >/dev/null || { echo "bench/http/cpu_ab.sh: needs wrk" >&2; exit 1; }
 srv_cpu=${SERVER_CPU:-1}
 wrk_cpu=${WRK_CPU:-0}
-make -s lib >/dev/null
-gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror bench/http/rawc.c -o "$out/rawc"
-shim=()
-grep -q listener_shim.h bench/http/crule.c &&
-  shim=(-Icsrc/http/tests csrc/http/tests/listener_shim.c)
-gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibuild/include bench/http/crule.c \
-  "${shim[@]}" $(PKG_CONFIG_PATH=build/lib/pkgconfig pkg-config --cflags --libs --static acoeventer) \
-  -o "$out/crule"
+. bench/http/ab_lib.sh
+ab_build_c "$out"
 
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
-. bench/http/ab_lib.sh
 # one run: server load -> "reqs/s cpu_us_per_req"
 run() {
   local srv=$1 load=$2

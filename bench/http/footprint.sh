@@ -25,14 +25,8 @@ mkdir -p "$out"
 for t in valgrind wrk perl; do
   command -v "$t" >/dev/null || { echo "bench/http/footprint.sh: needs $t" >&2; exit 1; }
 done
-make -s lib >/dev/null
-gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror bench/http/rawc.c -o "$out/rawc"
-shim=()
-grep -q listener_shim.h bench/http/crule.c &&
-  shim=(-Icsrc/http/tests csrc/http/tests/listener_shim.c)
-gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibuild/include bench/http/crule.c \
-  "${shim[@]}" $(PKG_CONFIG_PATH=build/lib/pkgconfig pkg-config --cflags --libs --static acoeventer) \
-  -o "$out/crule"
+. bench/http/ab_lib.sh
+ab_build_c "$out"
 
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT

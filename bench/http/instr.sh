@@ -20,16 +20,8 @@ out=build/bench/http/instr
 mkdir -p "$out"
 command -v valgrind >/dev/null || { echo "bench/http/instr.sh: needs valgrind" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "bench/http/instr.sh: needs wrk" >&2; exit 1; }
-make -s lib >/dev/null
-gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror bench/http/rawc.c -o "$out/rawc"
-shim=()
-# a crule.c that takes its connections from the HTTP tests' listener
-# stand-in links it
-grep -q listener_shim.h bench/http/crule.c &&
-  shim=(-Icsrc/http/tests csrc/http/tests/listener_shim.c)
-gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibuild/include bench/http/crule.c \
-  "${shim[@]}" $(PKG_CONFIG_PATH=build/lib/pkgconfig pkg-config --cflags --libs --static acoeventer) \
-  -o "$out/crule"
+. bench/http/ab_lib.sh
+ab_build_c "$out"
 
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT

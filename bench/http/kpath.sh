@@ -27,14 +27,8 @@ for t in wrk perf; do
   command -v $t >/dev/null || { echo "bench/http/kpath.sh: needs $t" >&2; exit 1; }
 done
 wrk_cpu=0
-make -s lib >/dev/null
-gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror bench/http/rawc.c -o "$out/rawc"
-shim=()
-grep -q listener_shim.h bench/http/crule.c &&
-  shim=(-Icsrc/http/tests csrc/http/tests/listener_shim.c)
-gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibuild/include bench/http/crule.c \
-  "${shim[@]}" $(PKG_CONFIG_PATH=build/lib/pkgconfig pkg-config --cflags --libs --static acoeventer) \
-  -o "$out/crule"
+. bench/http/ab_lib.sh
+ab_build_c "$out"
 (cd bench/http && go build -o "../../$out/peers" ./peers)
 port=${PORT:-18290}
 declare -A CMD=(
