@@ -158,7 +158,7 @@ func (a *HeadArena) copy(p unsafe.Pointer, n int) []byte {
 	if len(a.free) < need {
 		a.free = make([]byte, headChunk)
 	}
-	head := a.free[:n:n+HeadSpare]
+	head := a.free[: n : n+HeadSpare]
 	a.free = a.free[need:]
 	copy(head, unsafe.Slice((*byte)(p), n))
 	return head
