@@ -469,7 +469,8 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 			q = new(restReq)
 		}
 		q.pooled = true
-		q.v = &restView{head: d.Head}
+		q.v = p.newView()
+		q.v.head = d.Head
 	} else {
 		q = new(restReq)
 		q.v = &q.own
@@ -623,6 +624,7 @@ type restCoPool struct {
 	// the response serves them once its handler returns, else the driver
 	// does after the coroutine ran (restAfterRun)
 	slot    cgo.RestSlot
+	heads   cgo.HeadArena // next's heads (RestRespondNext)
 	next    []cgo.RestDirect
 	serving bool
 	inline  *restReq // the one a worker serves from next (driver only)
@@ -647,6 +649,25 @@ type restCoPool struct {
 	// times one was
 	free   []*restReq
 	reused int64
+
+	views []restView // newView's slab (driver and the loop's coroutines)
+}
+
+// restViewSlab is how many views newView allocates at once.
+const restViewSlab = 16
+
+// newView is a new view for a reused record's request: views are never
+// reused (a handler may keep its own), so they are handed out one by one
+// from a slab of restViewSlab, allocated when the last one is used up,
+// which saves a request its own allocation; a view kept alive keeps its
+// slab (restViewSlab views).
+func (p *restCoPool) newView() *restView {
+	if len(p.views) == 0 {
+		p.views = make([]restView, restViewSlab)
+	}
+	v := &p.views[0]
+	p.views = p.views[1:]
+	return v
 }
 
 // restFreeMax is how many finished records a loop keeps for reuse.
@@ -1182,7 +1203,7 @@ func (q *restReq) respond(name string, then int) error {
 			q.watchEnd()
 			p := q.pool
 			var next cgo.RestDirect
-			ok = cgo.RestRespondNext(sess, code, spec, opts, body, p.slot, &next)
+			ok = cgo.RestRespondNext(sess, code, spec, opts, body, p.slot, &p.heads, &next)
 			if next.Ctx != 0 {
 				p.next = append(p.next, next)
 				p.nchained++

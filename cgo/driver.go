@@ -49,6 +49,7 @@ type Driver struct {
 	d     *C.ev_go_driver_t // C memory: the step buffer
 
 	batch       []RestDirect // StepRestBatch's requests (reused)
+	heads       HeadArena    // the steps' copied heads
 	goWork      atomic.Int32 // driverwait.go
 	sleep       sleeper
 	nowaitPolls atomic.Uint64

@@ -136,7 +136,36 @@ type RestDirect struct {
 // request costs one allocation less.
 const HeadSpare = 128
 
-// headCopy copies a flat head out of C memory.
+// HeadArena hands out the copied heads of one loop's requests: it carves
+// them, each with its HeadSpare, out of a chunk of headChunk bytes that
+// it allocates when the last one is full, so that a request costs no
+// allocation of its own.  A head is never written again once handed out
+// (its strings are views of it) and is capped at its spare room; a head
+// kept alive keeps its chunk (at most headChunk bytes).  The zero value
+// is ready; one goroutine at a time (the loop's driver, its coroutines).
+type HeadArena struct{ free []byte }
+
+// headChunk is the size of a HeadArena's chunks; a head that needs more
+// than a quarter of one (with its spare) gets an allocation of its own.
+const headChunk = 4096
+
+// copy copies a flat head of n bytes out of C memory.
+func (a *HeadArena) copy(p unsafe.Pointer, n int) []byte {
+	need := (n + HeadSpare + 7) &^ 7 // (each head on a word of its own)
+	if need > headChunk/4 {
+		return headCopy(p, n)
+	}
+	if len(a.free) < need {
+		a.free = make([]byte, headChunk)
+	}
+	head := a.free[: n : n+HeadSpare]
+	a.free = a.free[need:]
+	copy(head, unsafe.Slice((*byte)(p), n))
+	return head
+}
+
+// headCopy copies a flat head out of C memory into an allocation of its
+// own.
 func headCopy(p unsafe.Pointer, n int) []byte {
 	head := make([]byte, n, n+HeadSpare)
 	copy(head, unsafe.Slice((*byte)(p), n))
@@ -147,7 +176,7 @@ func headCopy(p unsafe.Pointer, n int) []byte {
 func (d *Driver) restStep() RestDirect {
 	s := &d.d.step
 	return RestDirect{Ctx: uintptr(s.u64[1]), Rule: uint64(s.u64[0]),
-		Head: headCopy(s.closure, int(s.u64[2]))}
+		Head: d.heads.copy(s.closure, int(s.u64[2]))}
 }
 
 // StepRestBatch is the step that hands the driver the direct requests of
@@ -171,7 +200,7 @@ func (d *Driver) restBatch() []RestDirect {
 		if hl > len(p)-24 {
 			break // (never: C wrote it)
 		}
-		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: headCopy(unsafe.Pointer(&p[24]), hl)})
+		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: d.heads.copy(unsafe.Pointer(&p[24]), hl)})
 		next := (24 + hl + 7) &^ 7
 		if next > len(p) {
 			next = len(p)
@@ -205,9 +234,10 @@ func RestRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, t
 // call, and a pipelined request behind the response that takes the direct
 // path comes back in *next (its head copied; next.Ctx 0: none), to be
 // served as a StepRest step would be.
-// slot is the loop's NewRestSlot.
+// slot is the loop's NewRestSlot, heads the arena next's head is copied
+// into (the loop's: one goroutine at a time).
 func RestRespondNext(ctx uintptr, code int, spec []byte, opts uint32, body []byte,
-	slot RestSlot, next *RestDirect) bool {
+	slot RestSlot, heads *HeadArena, next *RestDirect) bool {
 	var ok bool
 	if n := len(spec) + len(body); n <= restScratch {
 		// spec and body as C memory (the slot's scratch): no cgo pointer
@@ -230,7 +260,7 @@ func RestRespondNext(ctx uintptr, code int, spec []byte, opts uint32, body []byt
 	nx := (*C.ev_go_next_t)(slot)
 	if nx.ctx != 0 {
 		*next = RestDirect{Ctx: uintptr(nx.ctx), Rule: uint64(nx.rule),
-			Head: headCopy(unsafe.Pointer(nx.head), int(nx.len))}
+			Head: heads.copy(unsafe.Pointer(nx.head), int(nx.len))}
 	}
 	return ok
 }

@@ -1,9 +1,11 @@
 package cgo
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand"
 	"testing"
+	"unsafe"
 )
 
 // flatHead builds a flat head as restglue.c's ev_go_head_build writes it.
@@ -114,5 +116,53 @@ func TestParseHeadTLS(t *testing.T) {
 	in = RestInfo{}
 	if !ParseHead(plain, &in) || in.TLS != nil {
 		t.Fatalf("a plain head: TLS %+v", in.TLS)
+	}
+}
+
+// A HeadArena's heads are copies that later copies never touch: each keeps
+// its bytes while the arena hands out more (from the same chunk and from
+// new ones), its capacity is its spare room exactly, and filling that room
+// (as a response's first bytes do) changes no other head; a head too big
+// to share a chunk gets an allocation of its own, and copying it leaves
+// the arena's chunk as it was.
+func TestHeadArena(t *testing.T) {
+	var a HeadArena
+	rng := rand.New(rand.NewSource(1))
+	var got [][]byte
+	for i := 0; i < 500; i++ {
+		n := 1 + rng.Intn(200)
+		if i%97 == 0 {
+			n = headChunk // never shares a chunk
+		}
+		src := make([]byte, n)
+		rng.Read(src)
+		free := len(a.free)
+		h := a.copy(unsafe.Pointer(&src[0]), n)
+		if len(h) != n || cap(h) != n+HeadSpare {
+			t.Fatalf("head %d: len %d cap %d, want %d and %d", i, len(h), cap(h), n, n+HeadSpare)
+		}
+		if n == headChunk && len(a.free) != free {
+			t.Fatalf("head %d of %d bytes took %d bytes of the chunk", i, n, free-len(a.free))
+		}
+		clear(src) // (the copy is the arena's, not a view of src)
+		got = append(got, h)
+		spare := h[n:cap(h)]
+		for j := range spare {
+			spare[j] = 0xAA
+		}
+	}
+	// every head still holds what it was given, after all the copies and
+	// spare writes that came after it
+	rng = rand.New(rand.NewSource(1))
+	for i := range got {
+		n := 1 + rng.Intn(200)
+		if i%97 == 0 {
+			n = headChunk
+		}
+		src := make([]byte, n)
+		rng.Read(src)
+		if !bytes.Equal(got[i], src) {
+			t.Fatalf("head %d (%d bytes) changed after later copies", i, n)
+		}
 	}
 }

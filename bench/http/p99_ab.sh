@@ -15,6 +15,7 @@
 #
 #   flock /tmp/bench.lock bash bench/http/p99_ab.sh [rounds] [secs]   (default 5 rounds of 5 s)
 #   SERVERS="gnet c-aco" ...      a subset (gnet first: the ratios are against it)
+#   SESSION=0 ...                 server and wrk in the caller's session (as go_ab.sh, run.sh)
 #   BASE_C=path/to/crule BASE_GO=path/to/goserver ...
 #                                 adds c-aco-base / go-aco-base: another build's servers
 set -euo pipefail
@@ -36,6 +37,9 @@ nice -n "$nice_n" true 2>/dev/null || nice_n=0
 # "${pin[@]}" CPU command...: the command on CPU, in a new session at
 # nice_n (a simple command, not a function: started with &, $! is its pid)
 pin=(setsid bash -c 'echo "$1" >/proc/$$/autogroup 2>/dev/null; exec nice -n "$1" taskset -c "$2" "${@:3}"' pin "$nice_n")
+# SESSION=0: both in the caller's session at the caller's nice instead, as
+# go_ab.sh and run.sh run them (NICE is then not used)
+[ "${SESSION:-1}" = 0 ] && { pin=(taskset -c); nice_n="the caller's"; }
 wrk_cpu=${WRK_CPU:-0}
 make -s lib >/dev/null
 gcc -std=gnu11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Ibuild/include bench/http/crule.c \
