@@ -13,7 +13,10 @@
 # pairs' ratios (peer/ours, or before/after: above 1.00 ours, or the
 # working tree, costs less) and their range.  A_ENV / B_ENV: settings
 # for one side's environment ("SPIN_US=0 GOMAXPROCS=2"), to try a knob
-# against the same binary (REV=HEAD).  BENCH_LOCK=file: build first,
+# against the same binary (REV=HEAD).  FIGS="full resumed" (or any of
+# up down full resumed): the handshake figures instead, go.sh's (HS
+# connections a transfer, default 1500, 8 at a time; MiB unused),
+# server CPU per handshake.  BENCH_LOCK=file: build first,
 # then measure holding that lock (flock), so a shared machine's timed
 # runs take turns without holding the lock through the build.  About a
 # minute at the defaults.
@@ -21,6 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 pairs=${1:-9}
 mib=${2:-512}
+figs=${FIGS:-up down}
+hs=${HS:-1500}
 scpu=${BENCH_CPU:-$(($(nproc) - 1))}
 ccpu=${CLIENT_CPU:-0}
 rev=${REV:-}
@@ -72,21 +77,26 @@ start "$b" B "${B_ENV:-}"
 res="$run/results.tsv" # pair side(A|B) figure cpu_us
 : >"$res"
 one() { # SIDE FIG PAIR
-  local port pid
+  local port pid n=$mib conc=1
   eval "port=\$port_$1 pid=\$pid_$1"
-  taskset -c "$ccpu" "$run/goclient" "$2" "127.0.0.1:$port" "$mib" 1 "$pid" >"$run/c.out"
+  case $2 in full | resumed) n=$hs conc=8 ;; esac
+  taskset -c "$ccpu" "$run/goclient" "$2" "127.0.0.1:$port" "$n" "$conc" "$pid" >"$run/c.out"
+  if [ "$2" = resumed ] && ! grep -q '^resumed_frac 1.000$' "$run/c.out"; then
+    echo "side $1: not every handshake resumed: $(cat "$run/c.out")" >&2
+    exit 1
+  fi
   printf '%s\t%s\t%s\t%s\n' "$3" "$1" "$2" "$(sed -n 's/^cpu_us //p' "$run/c.out")" >>"$res"
 }
 for p in $(seq "$pairs"); do
   sides=(A B)
   [ $((p % 2)) = 0 ] && sides=(B A)
-  for f in up down; do
+  for f in $figs; do
     for s in "${sides[@]}"; do one "$s" "$f" "$p"; done
   done
 done
 cp "$res" "$out/bulk_results.tsv"
 
-echo "tls bulk: server CPU per MiB (us), $aname${A_ENV:+ ($A_ENV)} (A) against ours${B_ENV:+ ($B_ENV)} (B), $pairs pairs of $mib MiB," \
+echo "tls $figs: server CPU per MiB or handshake (us), $aname${A_ENV:+ ($A_ENV)} (A) against ours${B_ENV:+ ($B_ENV)} (B), $pairs pairs of $mib MiB or $hs handshakes," \
   "load $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -F'\t' '
   function med(list,   a, k, i, j, t) {
@@ -96,14 +106,14 @@ awk -F'\t' '
   }
   { c[$2, $3] = c[$2, $3] " " $4; C[$1, $2, $3] = $4; if ($1 > pairs) pairs = $1 }
   END {
-    printf "  %-5s %10s %10s %8s %s\n", "", "A", "B", "A/B", "(range)"
-    n = split("up down", F, " ")
+    printf "  %-7s %10s %10s %8s %s\n", "", "A", "B", "A/B", "(range)"
+    n = split(figs, F, " ")
     for (i = 1; i <= n; i++) {
       f = F[i]; rr = ""; lo = 1e9; hi = 0
       for (p = 1; p <= pairs; p++) {
         x = C[p, "A", f] / C[p, "B", f]; rr = rr " " x
         if (x < lo) lo = x; if (x > hi) hi = x
       }
-      printf "  %-5s %10.2f %10.2f %8.3f (%.2f-%.2f)\n", (f == "up" ? "in" : "out"), med(c["A", f]), med(c["B", f]), med(rr), lo, hi
+      printf "  %-7s %10.2f %10.2f %8.3f (%.2f-%.2f)\n", (f == "up" ? "in" : f == "down" ? "out" : f), med(c["A", f]), med(c["B", f]), med(rr), lo, hi
     }
-  }' "$res"
+  }' figs="$figs" "$res"
