@@ -69,47 +69,6 @@ func TestJobQueueClose(t *testing.T) {
 	}
 }
 
-// Work still queued when its queue is closed never runs, and its coroutine
-// resumes with ErrClosed (it used to wait for ever: no COMPLETE came).
-func TestJobQueueCloseWithQueuedWork(t *testing.T) {
-	setup(t, 1)
-	q, _ := NewJobQueue("jq_queued", WithJobConcurrency(1))
-	running := make(chan struct{})
-	release := make(chan struct{})
-	res := make(chan error, 2)
-	start(t, 0, func(co *Co) {
-		res <- co.RunAsynch(q, func() { close(running); <-release })
-	})
-	<-running
-	var ranSecond atomic.Bool
-	start(t, 0, func(co *Co) {
-		res <- co.RunAsynch(q, func() { ranSecond.Store(true) })
-	})
-	waitFor(t, "the second job queued", func() bool { return q.Backlog() == 1 })
-	closed := make(chan error, 1)
-	go func() { closed <- q.Close() }() // waits for the running job
-	time.Sleep(10 * time.Millisecond)
-	close(release)
-	if err := <-closed; err != nil {
-		t.Fatal(err)
-	}
-	errs := []error{<-res, <-res}
-	okCount, closedCount := 0, 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			okCount++
-		case errors.Is(err, ErrClosed):
-			closedCount++
-		default:
-			t.Fatalf("unexpected %v", err)
-		}
-	}
-	if okCount != 1 || closedCount != 1 || ranSecond.Load() {
-		t.Fatalf("results %v (second ran: %v)", errs, ranSecond.Load())
-	}
-}
-
 // JobQueue.Close waits for a running job; Shutdown meanwhile, and the job
 // calling into the eventer (NewSem), deadlocked: Close held the runtime's
 // lock while it waited.

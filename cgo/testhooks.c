@@ -9,6 +9,7 @@
 
 #include "eventer_aco.h"
 #include "eventer_aco_sync.h"
+#include "eventer_impl.h" /* ev_jobq_stopping */
 
 typedef struct {
   int fd, rounds, initiator;
@@ -160,3 +161,5 @@ int ev_ct_log(const char *stream, const char *msg) {
   mtevL(ls, "%s\n", msg);
   return 0;
 }
+
+int ev_ct_jobq_stopping(void *q) { return ev_jobq_stopping((eventer_jobq_t *)q); }

@@ -89,3 +89,8 @@ func CLog(stream, msg string) bool {
 	defer C.free(unsafe.Pointer(cm))
 	return C.ev_ct_log(cs, cm) == 0
 }
+
+// JobqStopping reports whether JobqDestroy has begun on q (its workers take
+// no new job); q must still be alive (a destroy that waits for a running
+// job keeps it).
+func JobqStopping(q unsafe.Pointer) bool { return C.ev_ct_jobq_stopping(q) != 0 }

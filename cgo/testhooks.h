@@ -40,4 +40,8 @@ int ev_ct_load(int *p);
 /* Logs msg to the built-in stream named stream (mtevL); -1 if none. */
 int ev_ct_log(const char *stream, const char *msg);
 
+/* Whether eventer_jobq_destroy has begun on q (ev_jobq_stopping): a test
+ * waits for it instead of sleeping; q must still be alive. */
+int ev_ct_jobq_stopping(void *q);
+
 #endif

@@ -461,6 +461,9 @@ void ev_complete_run(eventer_task_t *t, struct timeval *now);
 /* Drops a reference to q (a job's, once its COMPLETE is done; the
  * creator's at destroy); the last one frees it. */
 void ev_jobq_release(eventer_jobq_t *q);
+/* Whether eventer_jobq_destroy has begun on q: its workers take no new job
+ * (a white-box view for tests; q must still be alive). */
+int ev_jobq_stopping(eventer_jobq_t *q);
 /* Drops whatever a queued item holds, without running it (fini); tasks
  * that are not the core's go to the layers' task_discard. */
 void ev_task_discard(eventer_task_t *t);

@@ -827,6 +827,13 @@ static void jobq_destroy(eventer_jobq_t *q, int complete) {
 
 void eventer_jobq_destroy(eventer_jobq_t *q) { jobq_destroy(q, 1); }
 
+int ev_jobq_stopping(eventer_jobq_t *q) {
+  pthread_mutex_lock(&q->lock);
+  int stopping = q->stopping;
+  pthread_mutex_unlock(&q->lock);
+  return stopping;
+}
+
 void eventer_jobq_drain_and_shutdown(eventer_jobq_t *q) {
   if (!q) return;
   if (tls_job && tls_job->worker && tls_job->worker->q == q) {
