@@ -56,6 +56,18 @@ func startServer(t *testing.T, args ...string) *server {
 // stderr.
 func startServerWith(t *testing.T, env []string, stderr io.Writer, args ...string) *server {
 	t.Helper()
+	s, err := tryStartServer(t, env, stderr, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tryStartServer is startServerWith that returns an error when acod does
+// not print its listening line (it exited: s.cmd.Wait, then its stderr is
+// complete).
+func tryStartServer(t *testing.T, env []string, stderr io.Writer, args ...string) (*server, error) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "ACOD_CHILD=1"), env...)
 	stdout, err := cmd.StdoutPipe()
@@ -73,14 +85,14 @@ func startServerWith(t *testing.T, env []string, stderr io.Writer, args ...strin
 	})
 	line, err := s.out.ReadString('\n')
 	if err != nil {
-		t.Fatalf("no listening line: %v", err)
+		return s, fmt.Errorf("no listening line: %v", err)
 	}
 	const p = "acod: listening on "
 	if !strings.HasPrefix(line, p) {
-		t.Fatalf("unexpected first line %q", line)
+		return s, fmt.Errorf("unexpected first line %q", line)
 	}
 	s.addr = strings.TrimSpace(strings.TrimPrefix(line, p))
-	return s
+	return s, nil
 }
 
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
@@ -434,14 +446,18 @@ func TestDefaultConfig(t *testing.T) {
 	if conf, _ := builtinConfig(false, ""); strings.Contains(conf, `port="9999"`) || strings.Contains(conf, "http_rest_api") {
 		t.Fatalf("-addr and -http off leave default listeners in:\n%s", conf)
 	}
-	for _, a := range []string{"127.0.0.1:9999", defaultHTTP} {
-		if l, err := net.Listen("tcp", a); err != nil {
-			t.Skipf("%s is taken here (%v): the built-in listeners cannot be started", a, err)
-		} else {
-			l.Close()
+	// The built-in ports may be taken on this machine: then acod cannot
+	// start, and says why (a check before the start would race with
+	// whoever takes a port meanwhile).
+	var stderr lockedBuffer
+	s, err := tryStartServer(t, nil, io.MultiWriter(os.Stderr, &stderr))
+	if err != nil {
+		s.cmd.Wait()
+		if strings.Contains(stderr.String(), "the address is in use") {
+			t.Skipf("a built-in port is taken here: %s", stderr.String())
 		}
+		t.Fatalf("%v; stderr: %s", err, stderr.String())
 	}
-	s := startServer(t)
 	if s.addr != "127.0.0.1:9999" {
 		t.Fatalf("listening on %s", s.addr)
 	}
