@@ -92,6 +92,23 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// waitProgress waits until done, failing only when progress (a count that
+// only grows) has not moved for stall: a deadline on the whole of a big
+// workload fails a slow but working machine (nice 19 beside CPU hogs);
+// a stall fails a stuck one.
+func waitProgress(t testing.TB, what string, stall time.Duration, progress func() int64, done func() bool) {
+	t.Helper()
+	last, since := progress(), time.Now()
+	for !done() {
+		if p := progress(); p != last {
+			last, since = p, time.Now()
+		} else if time.Since(since) > stall {
+			t.Fatalf("timed out waiting for %s: no progress for %v (at %d)", what, stall, p)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func isTimeout(err error) bool {
 	var ne interface{ Timeout() bool }
 	return errors.As(err, &ne) && ne.Timeout()

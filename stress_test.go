@@ -44,6 +44,7 @@ func TestStressMixedPingPong(t *testing.T) {
 			defer close(stopGC)
 
 			var goDone, goFail atomic.Int32
+			var steps atomic.Int64 // Go rounds done
 			cDone := cgo.NewCounter()
 			defer cDone.Free()
 			goSide := func(fd int, initiator bool) func(co *Co) {
@@ -67,6 +68,7 @@ func TestStressMixedPingPong(t *testing.T) {
 							goFail.Add(1)
 							break
 						}
+						steps.Add(1)
 						if i%5 == 0 {
 							co.Yield()
 						}
@@ -102,7 +104,12 @@ func TestStressMixedPingPong(t *testing.T) {
 			}
 			wantGo := int32(2*goPairs + mixedPairs)
 			wantC := 2*cPairs + mixedPairs
-			waitFor(t, "all ping-pongs", func() bool {
+			// each side of a pair counts once it is done; the rounds in
+			// between are progress too (a whole-run deadline of 20 s
+			// failed at GOMAXPROCS 1 under -race beside CPU hogs)
+			waitProgress(t, "all ping-pongs", time.Minute, func() int64 {
+				return int64(goDone.Load()) + int64(cDone.Load()) + steps.Load()
+			}, func() bool {
 				return goDone.Load() == wantGo && cDone.Load() >= wantC
 			})
 			if goFail.Load() != 0 || cDone.Load() != wantC {
