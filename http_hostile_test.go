@@ -649,7 +649,8 @@ func TestHostileSpecCacheAlternates(t *testing.T) {
 // one connection of each group uploads 1 MiB (the reader's buffer grows
 // to several records: a kept one is freed for it), downloads 1.5 MiB, and
 // goes on with small requests: every byte arrives, and every session goes
-// away.
+// away.  Fifty handshakes at a time on one loop: the handshake timeout is a
+// minute (the default 5 s ended handshakes under -race beside CPU hogs).
 func TestHostileTLSKeepCap(t *testing.T) {
 	pki := newHTTPSPKI(t)
 	port := freePort(t)
@@ -659,6 +660,7 @@ func TestHostileTLSKeepCap(t *testing.T) {
       <sslconfig>
         <certificate_file>%s</certificate_file>
         <key_file>%s</key_file>
+        <handshake_timeout>60000</handshake_timeout>
       </sslconfig>
     </listener>
   </listeners>
