@@ -55,12 +55,12 @@ func TestStressMixedPingPong(t *testing.T) {
 					for i := 0; i < rounds; i++ {
 						var err error
 						if initiator {
-							if _, err = ae.Write([]byte("ping"), 20*time.Second); err == nil {
-								_, err = ae.Read(buf, 20*time.Second)
+							if _, err = ae.Write([]byte("ping"), time.Minute); err == nil {
+								_, err = ae.Read(buf, time.Minute)
 							}
 						} else {
-							if _, err = ae.Read(buf, 20*time.Second); err == nil {
-								_, err = ae.Write([]byte("pong"), 20*time.Second)
+							if _, err = ae.Read(buf, time.Minute); err == nil {
+								_, err = ae.Write([]byte("pong"), time.Minute)
 							}
 						}
 						if err != nil {
