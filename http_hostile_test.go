@@ -670,6 +670,11 @@ func TestHostileTLSKeepCap(t *testing.T) {
 	if err := RestInit(); err != nil {
 		t.Fatal(err)
 	}
+	// the first connections wait, idle, while the others come up: over a
+	// minute under -race at nice 19 beside CPU hogs, past the default idle
+	// timeout (the server closed first[0]: 'upload: ... broken pipe')
+	cgo.TestSetHTTPTimeouts(10000, 10*60000)
+	defer cgo.TestSetHTTPTimeouts(10000, 60000)
 	b := fmt.Sprintf("/https%d/", httpsRuns.Add(1))
 	big := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuv"), 48<<10) // 1.5 MiB
 	var rules []*Rule
