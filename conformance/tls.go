@@ -80,8 +80,12 @@ func init() {
 }
 
 // tlsErr names a TLS failure as C does: EIO (the C library logs why),
-// unless it is a timeout, a cancel, EOF or an errno.
+// unless it is a timeout, a cancel, EOF or an errno; a reset or a broken
+// pipe under TLS is EIO in C too (it logs the system's error).
 func tlsErr(err error) error {
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return syscall.EIO
+	}
 	if err == nil || !strings.HasPrefix(ErrName(err), "error: ") {
 		return err
 	}
@@ -126,7 +130,12 @@ func stTLS(c *Call) (string, error) {
 		conn.SetDeadline(time.Now().Add(d))
 		defer conn.SetDeadline(time.Time{})
 	}
-	return "", tlsErr(conn.Handshake())
+	err = conn.Handshake()
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		// C: "the peer closed the connection during the handshake", EIO
+		return "", syscall.EIO
+	}
+	return "", tlsErr(err)
 }
 
 // tlsOf is argument i's TLS connection, if it is one.
