@@ -264,7 +264,7 @@ func TestScenarioTimeout(t *testing.T) {
 	// case is run again, up to three times; every check below stays
 	// strict for the run that is kept.
 	for try := 1; try < 3 && sleepCut(res); try++ {
-		t.Logf("try %d: the 1 ms sleep outlived the 100 ms timeout (a stalled loop); again", try)
+		t.Logf("try %d: the 1 ms sleep outlived the 100 ms timeout (a stalled loop); again: C %v, Go %v", try, res.C, res.Go)
 		res = Config{}.Run(sc)
 	}
 	if res.OK() || res.Err == nil || !strings.Contains(res.Err.Error(), "timeout passed") {
@@ -278,10 +278,11 @@ func TestScenarioTimeout(t *testing.T) {
 }
 
 // sleepCut: the timeout cancelled the scenario's first step (its sleep)
-// in C or in Go, so the park never started.
+// in C or in Go, or came before it even ended (an empty trace: seen at
+// nice 19 beside CPU hogs), so the park never started.
 func sleepCut(res *Result) bool {
 	for _, tr := range [][]Entry{res.C, res.Go} {
-		if len(tr) >= 1 && tr[0].Result == "ECANCELED" {
+		if len(tr) == 0 || tr[0].Result == "ECANCELED" {
 			return true
 		}
 	}
