@@ -50,6 +50,37 @@ static int others_runnable(void) {
   return any;
 }
 
+/* Every thread's name, state and kernel wait channel, for a failure
+ * message. */
+static void dump_threads(void) {
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
+    int tid = atoi(de->d_name);
+    char path[64], stat[512] = "", wchan[64] = "";
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+      size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+      stat[n] = 0;
+      fclose(f);
+    }
+    snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
+    if ((f = fopen(path, "r")) != NULL) {
+      size_t n = fread(wchan, 1, sizeof(wchan) - 1, f);
+      wchan[n] = 0;
+      fclose(f);
+    }
+    char *open = strchr(stat, '('), *close = strrchr(stat, ')');
+    fprintf(stderr, "# thread %d %.*s state %c wchan %s\n", tid,
+            open && close ? (int)(close - open + 1) : 0, open ? open : "",
+            close && close[1] ? close[2] : '?', wchan);
+  }
+  closedir(d);
+}
+
 /* Whether a hand-off that began at t0 and is not done is lost: past
  * lost_after_us() with every other thread of the process asleep.  A
  * thread that was woken but that a loaded machine keeps off its CPU is
@@ -69,7 +100,9 @@ static int handoff_lost(uint64_t t0) {
 }
 
 /* What the loops were doing, for a failure message. */
+static void dump_threads(void);
 static void dump_loops(void) {
+  dump_threads();
   eventer_pool_t *pool = eventer_pool("default");
   for (int i = 0; pool && i < (int)eventer_pool_concurrency(pool); i++) {
     ev_loop_t *l = eventer_pool_loop(pool, i);
@@ -607,7 +640,11 @@ static void single_flow(const char *spin_us, long ops) {
     }
     while (LOADA(&single_done) <= i) {
       int lost = handoff_lost(t0);
-      if (lost) dump_loops();
+      if (lost) {
+        dump_loops();
+        fprintf(stderr, "# queue wake_single: backlog %u, concurrency %u\n",
+                eventer_jobq_get_backlog(q), eventer_jobq_get_concurrency(q));
+      }
       T_CHECKF(!lost, "spin_us %s: hand-off %ld (kind %d) lost after %llu us",
                spin_us, i, kind, (unsigned long long)(t_now_us() - t0));
     }
