@@ -634,6 +634,7 @@ func TestTLSBadHandshakesLeakNothing(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < total; i += workers {
+				dialed := time.Now() // (before the server's handshake timer starts)
 				c, err := net.Dial("tcp", ln.Addr().String())
 				if err != nil {
 					errs <- err
@@ -671,17 +672,17 @@ func TestTLSBadHandshakesLeakNothing(t *testing.T) {
 					// made again; one that fails sooner fails the test.
 					var err error
 					for try := 0; ; try++ {
-						t0 := time.Now()
 						tc := tls.Client(c, p.goClient(nil))
 						if _, err = io.WriteString(tc, "hi\n"); err == nil {
 							if _, err = io.ReadFull(tc, make([]byte, 8)); err == nil {
 								io.WriteString(tc, "quit\n")
 							}
 						}
-						if err == nil || try == 2 || time.Since(t0) < cfg.HandshakeTimeout {
+						if err == nil || try == 2 || time.Since(dialed) < cfg.HandshakeTimeout {
 							break
 						}
 						c.Close()
+						dialed = time.Now()
 						if c, err = net.Dial("tcp", ln.Addr().String()); err != nil {
 							break
 						}
