@@ -19,6 +19,19 @@ ab_build_c() {
     -o "$out/crule"
 }
 
+# ab_port FILE TRIES PAUSE: the port a server announced in FILE (its line
+# "port N"), read every PAUSE seconds, TRIES times at most; empty if none
+# came.
+ab_port() {
+  local port=
+  for _ in $(seq "$2"); do
+    port=$(sed -n 's/^port //p' "$1" 2>/dev/null)
+    [ -n "$port" ] && break
+    sleep "$3"
+  done
+  echo "$port"
+}
+
 # ab_cpu_ns PID: CPU time of every thread of PID so far, in ns: the
 # scheduler's own account (/proc/PID/task/*/schedstat), not the 10 ms
 # ticks of utime/stime.

@@ -36,12 +36,8 @@ run() {
   [ "$srv" = rawc ] && [ -n "${BASE:-}" ] && bin=$BASE
   taskset -c "$srv_cpu" "$bin" >"$out/port" 2>"$out/err" &
   pid=$!
-  local port=
-  for _ in $(seq 200); do
-    port=$(sed -n 's/^port //p' "$out/port" 2>/dev/null)
-    [ -n "$port" ] && break
-    sleep 0.05
-  done
+  local port
+  port=$(ab_port "$out/port" 200 0.05)
   [ -n "$port" ] || { echo "bench/http/cpu_ab.sh: $srv did not start: $(cat "$out/err")" >&2; exit 1; }
   ab_measure "$pid" "http://127.0.0.1:$port/hello" "$load"
   pid=

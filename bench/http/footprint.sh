@@ -38,12 +38,8 @@ run() {
   valgrind --tool=callgrind "$opt" --callgrind-out-file="$cg" "$bin" \
     >"$out/port" 2>"$out/vg.log" &
   pid=$!
-  local port=
-  for _ in $(seq 200); do
-    port=$(sed -n 's/^port //p' "$out/port" 2>/dev/null)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
+  local port
+  port=$(ab_port "$out/port" 200 0.1)
   [ -n "$port" ] || { echo "bench/http/footprint.sh: $bin did not start" >&2; cat "$out/vg.log" >&2; exit 1; }
   local url="http://127.0.0.1:$port/hello" n
   wrk -t1 -c"$conns" -d1s "$url" >/dev/null

@@ -32,12 +32,8 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" "$out/$srv" \
     >"$out/port" 2>"$out/vg.log" &
   pid=$!
-  local port=
-  for _ in $(seq 200); do
-    port=$(sed -n 's/^port //p' "$out/port" 2>/dev/null)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
+  local port
+  port=$(ab_port "$out/port" 200 0.1)
   [ -n "$port" ] || { echo "bench/http/instr.sh: $srv did not start" >&2; cat "$out/vg.log" >&2; exit 1; }
   local args=(-t1 -c50 -d"${secs}s") sargs=()
   [ "$load" = pipelined ] && { args+=(-s bench/http/pipeline.lua); sargs=(-- 16); }

@@ -48,12 +48,8 @@ run() {
   rm -f "$out/port"
   taskset -c "$srv_cpu" "$bin" >"$out/port" 2>"$out/err" &
   pid=$!
-  local port=
-  for _ in $(seq 200); do
-    port=$(sed -n 's/^port //p' "$out/port" 2>/dev/null)
-    [ -n "$port" ] && break
-    sleep 0.05
-  done
+  local port
+  port=$(ab_port "$out/port" 200 0.05)
   [ -n "$port" ] || { echo "bench/http/user_ab.sh: $bin did not start: $(cat "$out/err")" >&2; exit 1; }
   local url="http://127.0.0.1:$port$path" t0 t1 n
   taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
