@@ -117,14 +117,7 @@ func TestHostileResetWhileHeld(t *testing.T) {
 // does) gets its ticket, and the next connection resumes with it; a client
 // that pipelines and resets mid-batch leaves nothing behind.
 func TestHostileTLS(t *testing.T) {
-	pki := newHTTPSPKI(t)
-	port := freePort(t)
-	loadHTTPSRestConf(t, port, pki)
-	setup(t, 1)
-	if err := RestInit(); err != nil {
-		t.Fatal(err)
-	}
-	b := fmt.Sprintf("/https%d/", httpsRuns.Add(1))
+	pki, port, b := httpsRestLoop(t)
 	// big: 1.5 MB, each byte a function of its offset and of n
 	bigBody := func(n int) []byte {
 		p := make([]byte, 1536<<10)

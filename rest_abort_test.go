@@ -678,15 +678,7 @@ func TestHandleHTTPShortContentLength(t *testing.T) {
 // same way: Go's client over crypto/tls and curl see the flushed part and
 // then an incomplete body (curl: exit 18).
 func TestRestHTTPSFailAfterFlush(t *testing.T) {
-	pki := newHTTPSPKI(t)
-	port := freePort(t)
-	loadHTTPSRestConf(t, port, pki)
-	setup(t, 1, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err := RestInit(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { LoadConfigString("<empty/>", "empty") })
-	b := fmt.Sprintf("/https%d/", httpsRuns.Add(1))
+	pki, port, b := httpsRestLoop(t, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	const part = "part one\n"
 	for _, aco := range []bool{false, true} {
 		r, err := NewRule("GET", b, fmt.Sprintf("^cut/%v$", aco), func(rc *RestClosure) error {

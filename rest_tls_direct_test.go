@@ -24,15 +24,7 @@ import (
 // handler's pending call returns ErrCanceled.  A client that stays keeps
 // its request.
 func TestRestHTTPSDirect(t *testing.T) {
-	pki := newHTTPSPKI(t)
-	port := freePort(t)
-	loadHTTPSRestConf(t, port, pki)
-	setup(t, 1, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err := RestInit(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { LoadConfigString("<empty/>", "empty") })
-	b := fmt.Sprintf("/https%d/", httpsRuns.Add(1))
+	pki, port, b := httpsRestLoop(t, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	info := mustRule(t)(NewRule("GET", b, "^info$", func(rc *RestClosure) error {
 		req, res := rc.Request(), rc.Response()
 		res.Ok("text/plain")

@@ -341,6 +341,25 @@ func TestRestHTTPS(t *testing.T) {
 	}
 }
 
+// httpsRestLoop serves HTTPS for the test: a fresh PKI, a free port with
+// an http_rest_api listener on it (loadHTTPSRestConf), one loop (setup,
+// with opts), RestInit, and the config emptied when the test ends. It
+// returns the PKI, the port, and a base of the run's own (a closed rule
+// keeps answering 404 for its routes, and the routing table is the
+// process's).
+func httpsRestLoop(t *testing.T, opts ...Option) (*httpsPKI, int, string) {
+	t.Helper()
+	pki := newHTTPSPKI(t)
+	port := freePort(t)
+	loadHTTPSRestConf(t, port, pki)
+	setup(t, 1, opts...)
+	if err := RestInit(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { LoadConfigString("<empty/>", "empty") })
+	return pki, port, fmt.Sprintf("/https%d/", httpsRuns.Add(1))
+}
+
 // loadHTTPSRestConf loads a config with one http_rest_api listener on
 // 127.0.0.1:port with ssl="on" and pki's certificate and key.
 func loadHTTPSRestConf(t *testing.T, port int, pki *httpsPKI) {
