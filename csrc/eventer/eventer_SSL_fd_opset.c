@@ -175,6 +175,7 @@ struct eventer_ssl_ctx_t {
   uint8_t kept;                   /* keeps its buffers: one of ev_ssl_kept */
   uint8_t answer_due;             /* a handshake flight was sent and nothing
                                    * read since (ev_bio_read) */
+  uint32_t skipped_reads;         /* reads answered without the socket */
   int fd;                         /* the BIO's (the event's) fd */
   uint16_t held_len;              /* bytes in held */
   /* a server's TLS 1.3 session ticket, written by OpenSSL as the
@@ -305,6 +306,7 @@ static int ev_bio_read(BIO *b, char *buf, int len) {
   if (actx && actx->answer_due) {
     actx->answer_due = 0;
     if (!actx->done) {
+      actx->skipped_reads++;
       r = -1;
       errno = EAGAIN;
       goto would_block;
@@ -1118,6 +1120,10 @@ int ev_ssl_ctx_keeps_buffers(const eventer_ssl_ctx_t *ctx) {
 
 int ev_ssl_ctx_big_read_buffer(const eventer_ssl_ctx_t *ctx) {
   return ctx && ctx->big_rbuf == EV_SSL_RBUF_BIG;
+}
+
+int ev_ssl_ctx_skipped_reads(const eventer_ssl_ctx_t *ctx) {
+  return ctx ? (int)ctx->skipped_reads : -1;
 }
 
 static eventer_ssl_ctx_t *ev_ssl_new_failed(const char *who, int err,
