@@ -319,10 +319,10 @@ static const OSSL_DISPATCH ev_xkeymgmt[] = {
 /* ---- the provider ------------------------------------------------------------------ */
 
 /* Both carry ev.own, which our contexts' query prefers (a short name:
- * libcrypto 3.0 hashes and compares the query string at every fetch,
- * 45 of them in a resumed handshake, 22 of those libssl's TLS13-KDF
- * fetches); and each a property of its own, so that a context's property
- * query can turn one of them off (EV_PROPQ_*). */
+ * libcrypto 3.0 hashes and compares the query string at every method
+ * fetch, about 45 times a resumed handshake, 22 of them libssl's
+ * TLS13-KDF fetches); and each a property of its own, so that a context's
+ * property query can turn one of them off (EV_PROPQ_*). */
 static const OSSL_ALGORITHM ev_xalgs[] = {
     {"X25519:1.3.101.110", "provider=" EV_X25519_PROVIDER ",ev.own=yes,eventer.x25519=yes",
      ev_xkeymgmt, "X25519 key generation by a fixed-base comb (aco-eventer)"},
