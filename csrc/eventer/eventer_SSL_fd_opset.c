@@ -173,6 +173,9 @@ struct eventer_ssl_ctx_t {
   uint8_t logged;                 /* its one log line was written */
   uint8_t big_rbuf;               /* EV_SSL_RBUF_*: the read buffer's size */
   uint8_t kept;                   /* keeps its buffers: one of ev_ssl_kept */
+  uint8_t answer_due;             /* a handshake flight was sent and nothing
+                                   * read since (ev_bio_read) */
+  uint32_t skipped_reads;         /* reads answered without the socket */
   int fd;                         /* the BIO's (the event's) fd */
   uint16_t held_len;              /* bytes in held */
   /* a server's TLS 1.3 session ticket, written by OpenSSL as the
@@ -283,17 +286,37 @@ static int ev_bio_write(BIO *b, const char *buf, int len) {
       r = send(ctx->fd, buf, (size_t)len, flags);
     } while (r < 0 && errno == EINTR);
   }
+  if (r > 0 && !ctx->done) ctx->answer_due = 1;
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_write(b);
   return (int)r;
 }
 
+/* During the handshake, the first read after a flight went out does not
+ * try the socket: the peer has to receive that flight and compute its
+ * answer (a key exchange, at least), so the recv would find nothing (one
+ * recv failing with EAGAIN a handshake, on each side).  It reports a
+ * would-block at once; every caller then waits for the fd to be readable
+ * (level-triggered: an answer already there wakes it at once) and calls
+ * again, and that read tries the socket.  Only the handshake: afterwards
+ * a peer may well have sent before we read. */
 static int ev_bio_read(BIO *b, char *buf, int len) {
   ssize_t r;
   BIO_clear_retry_flags(b);
+  eventer_ssl_ctx_t *actx = ev_bio_ctx(b);
+  if (actx && actx->answer_due) {
+    actx->answer_due = 0;
+    if (!actx->done) {
+      actx->skipped_reads++;
+      r = -1;
+      errno = EAGAIN;
+      goto would_block;
+    }
+  }
   do {
     r = recv(ev_bio_fd(b), buf, (size_t)len, 0);
   } while (r < 0 && errno == EINTR);
   if (r == 0) BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* OpenSSL asks BIO_eof */
+would_block:
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     /* about to wait for the peer: a held ticket goes now (a full socket,
      * unlikely this early, keeps it for the next write or read) */
@@ -1097,6 +1120,10 @@ int ev_ssl_ctx_keeps_buffers(const eventer_ssl_ctx_t *ctx) {
 
 int ev_ssl_ctx_big_read_buffer(const eventer_ssl_ctx_t *ctx) {
   return ctx && ctx->big_rbuf == EV_SSL_RBUF_BIG;
+}
+
+int ev_ssl_ctx_skipped_reads(const eventer_ssl_ctx_t *ctx) {
+  return ctx ? (int)ctx->skipped_reads : -1;
 }
 
 static eventer_ssl_ctx_t *ev_ssl_new_failed(const char *who, int err,

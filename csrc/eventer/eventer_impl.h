@@ -577,11 +577,14 @@ void ev_wall_tv(struct timeval *tv);
 const struct timeval *ev_loop_now(ev_loop_t *l);
 
 /* The TLS opset's state, for tests: whether ctx keeps OpenSSL's buffers
- * (ssl_keep_buffers), and whether it reads into a buffer of several
- * records (a connection that has read a full record gets one). */
+ * (ssl_keep_buffers), whether it reads into a buffer of several records
+ * (a connection that has read a full record gets one), and how many of its
+ * handshake's reads reported a would-block without trying the socket (the
+ * first after each flight it sent). */
 struct eventer_ssl_ctx_t;
 int ev_ssl_ctx_keeps_buffers(const struct eventer_ssl_ctx_t *ctx);
 int ev_ssl_ctx_big_read_buffer(const struct eventer_ssl_ctx_t *ctx);
+int ev_ssl_ctx_skipped_reads(const struct eventer_ssl_ctx_t *ctx);
 
 /* The POSIX opset's hint by fd number that an fd is no socket (its reads
  * and writes are then read(2)/write(2), not recv(2)/send(2)).  fresh

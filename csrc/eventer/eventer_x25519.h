@@ -27,10 +27,11 @@ int ev_x25519(uint8_t out[32], const uint8_t scalar[32], const uint8_t u[32]);
 
 /* The provider (eventer_x25519_prov.c).  EV_X25519_PROVIDER is its name;
  * EV_X25519_PROPQ the property query our SSL_CTXs are made with so that
- * they prefer it and fall back to the default provider for everything
- * else. */
+ * they prefer it (ev.own: a property only its algorithms carry; a name
+ * without a dot is refused unless OpenSSL predefines it) and fall back to
+ * the default provider for everything else. */
 #define EV_X25519_PROVIDER "eventer_x25519"
-#define EV_X25519_PROPQ "?provider=eventer_x25519"
+#define EV_X25519_PROPQ "?ev.own"
 /* The same with one of the provider's two algorithms turned off: its
  * property (eventer.x25519 on the X25519 key management, eventer.kdf on
  * TLS13-KDF) required absent, which every other provider's algorithms

@@ -8,10 +8,11 @@
  * eventer.kdf) by which a context's query can exclude it.
  *
  * Scope.  Only our own SSL_CTXs use it: they are made with the property
- * query EV_X25519_PROPQ ("?provider=eventer_x25519", a preference, not a
- * requirement), so libssl's key-share generation
- * (EVP_PKEY_CTX_new_from_name(libctx, "X25519", propq)) finds ours and
- * everything else falls back to the default provider.  The key exchange
+ * query EV_X25519_PROPQ ("?ev.own": a preference, not a requirement,
+ * for the property ev.own that only our algorithms carry), so libssl's
+ * key-share generation (EVP_PKEY_CTX_new_from_name(libctx, "X25519",
+ * propq)) finds ours and everything else falls back to the default
+ * provider.  The key exchange
  * stays the default provider's: EVP exports our key (public and private
  * bytes, so the default provider does not recompute the public key) to
  * it.  The provider is loaded with OSSL_PROVIDER_try_load(..., 1), which
@@ -317,15 +318,18 @@ static const OSSL_DISPATCH ev_xkeymgmt[] = {
 
 /* ---- the provider ------------------------------------------------------------------ */
 
-/* Each algorithm has a property of its own besides provider=, so that a
- * context's property query can turn one of them off (EV_PROPQ_*). */
+/* Both carry ev.own, which our contexts' query prefers (a short name:
+ * libcrypto 3.0 hashes and compares the query string at every method
+ * fetch, about 45 times a resumed handshake, 22 of them libssl's
+ * TLS13-KDF fetches); and each a property of its own, so that a context's
+ * property query can turn one of them off (EV_PROPQ_*). */
 static const OSSL_ALGORITHM ev_xalgs[] = {
-    {"X25519:1.3.101.110", "provider=" EV_X25519_PROVIDER ",eventer.x25519=yes",
+    {"X25519:1.3.101.110", "provider=" EV_X25519_PROVIDER ",ev.own=yes,eventer.x25519=yes",
      ev_xkeymgmt, "X25519 key generation by a fixed-base comb (aco-eventer)"},
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM ev_kdfalgs[] = {
-    {"TLS13-KDF", "provider=" EV_X25519_PROVIDER ",eventer.kdf=yes",
+    {"TLS13-KDF", "provider=" EV_X25519_PROVIDER ",ev.own=yes,eventer.kdf=yes",
      ev_kdf_functions, "TLS 1.3 key schedule, HMAC of our own (aco-eventer)"},
     {NULL, NULL, NULL, NULL}};
 
