@@ -1518,6 +1518,95 @@ func TestRestDirectPassBatch(t *testing.T) {
 	}
 }
 
+// The ends of the responses of a pass's batch are queued in C memory and
+// applied by the driver's next ev_go_run (no cgo call each); the
+// pipelined requests behind them come back in a batch of their own.
+// Eight connections each write 16 pipelined requests at once whose
+// responses, of sizes around the queue's room, overflow it now and then
+// (those end at once, as before): every response arrives whole and in
+// order, some ends were queued, and C applied every one that was.
+func TestRestDirectDeferredEnds(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	body := func(n int) string {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte('a' + (i*5+n)%26)
+		}
+		return string(p)
+	}
+	mustRule(t)(NewRule("GET", b, "^de/(\\d+)/(\\d+)$", func(rc *RestClosure) error {
+		n, _ := strconv.Atoi(rc.Pats()[1])
+		res := rc.Response()
+		if err := res.Ok("text/plain"); err != nil {
+			return err
+		}
+		res.WriteString(body(n))
+		return res.End()
+	})).SetAco(true)
+	sizes := []int{0, 13, 700, 3000, 5000, 8100, 8200, 20000}
+	var d0, e0 int64
+	onRestPool(t, func(p *restCoPool) {
+		d0 = p.deferred
+		e, _ := p.ends.l.drv.DeferredEnds()
+		e0 = int64(e)
+	})
+	const conns, depth = 8, 16
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for c := 0; c < conns; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			var w strings.Builder
+			for i := 0; i < depth; i++ {
+				fmt.Fprintf(&w, "GET %sde/%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, c, sizes[(i+c)%len(sizes)])
+			}
+			if _, err := io.WriteString(conn, w.String()); err != nil {
+				errs <- err
+				return
+			}
+			conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+			br := bufio.NewReader(conn)
+			for i := 0; i < depth; i++ {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- fmt.Errorf("conn %d response %d: %v", c, i, err)
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				n := sizes[(i+c)%len(sizes)]
+				if err != nil || resp.StatusCode != 200 || string(got) != body(n) {
+					errs <- fmt.Errorf("conn %d response %d: %d, %d bytes (want %d), %v", c, i, resp.StatusCode, len(got), n, err)
+					return
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var d1, e1 int64
+	onRestPool(t, func(p *restCoPool) {
+		d1 = p.deferred
+		e, _ := p.ends.l.drv.DeferredEnds()
+		e1 = int64(e)
+	})
+	if d1-d0 < 1 || e1-e0 != d1-d0 {
+		t.Errorf("%d ends queued, %d applied by C; want some, and all of them", d1-d0, e1-e0)
+	}
+}
+
 // A pipelined aco rule's responses of every size around the slot's
 // scratch (where a small response is copied to go to C) arrive whole and
 // in order; Ok with a value C would refuse is refused.
