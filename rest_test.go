@@ -1521,7 +1521,10 @@ func TestRestDirectPassBatch(t *testing.T) {
 // The loop thread applies an Ok head with the same bytes as the last one
 // (its reason and Content-Type alone) without parsing it again: pipelined
 // responses that change the type, the status, or add a field between
-// runs of the same head each get their own.
+// runs of the same head each get their own; a bad Content-Type is refused
+// every time, a good one that is the same string is not looked at again.
+var okSpecBadType = "text/plain\r\nX-Injected: 1"
+
 func TestRestDirectOkSpecReuse(t *testing.T) {
 	url := restServer(t, 1)
 	b := restBase()
@@ -1533,6 +1536,10 @@ func TestRestDirectOkSpecReuse(t *testing.T) {
 		ct := types[kind]
 		if kind == "txt" {
 			ct = string([]byte("text/plain")) // the same bytes at another address
+		}
+		// a value C would refuse, the same string each time: refused each time
+		if err := res.Ok(okSpecBadType); err == nil {
+			return errors.New("Ok took a value with CR LF")
 		}
 		if err := res.Ok(ct); err != nil {
 			return err
