@@ -215,6 +215,12 @@ type restReq struct {
 	restReqState
 	info cgo.RestInfo // (a reused record's: set when read, inf)
 	own  restView     // what the handler holds (a reused record's is v)
+	// the first body bytes and the spec: no Go pointers in it (it goes to
+	// C); the spare room of the request's copied head, or (a reused
+	// record's) the record's own, made when first needed and kept from
+	// request to request (C has copied what a request put there once its
+	// response ended)
+	small []byte
 }
 
 // restReqState is a request record's state that a reused record starts
@@ -269,8 +275,7 @@ type restReqState struct {
 	endOpts  uint32
 	endSpec  []byte
 	endBody  []byte
-	endAbort bool   // the end is an abort (the handler failed after a Flush)
-	small    []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+	endAbort bool // the end is an abort (the handler failed after a Flush)
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
@@ -508,7 +513,7 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 			[]byte("Internal Server Error\n"), cgo.RespondEnd)
 		return nil
 	}
-	if spare := d.Head[len(d.Head):cap(d.Head)]; len(spare) >= 2*restSmall {
+	if spare := d.Head[len(d.Head):cap(d.Head)]; !q.pooled && len(spare) >= 2*restSmall {
 		q.small = spare[: 2*restSmall : 2*restSmall] // (the head's own allocation)
 	}
 	q.pool = p
