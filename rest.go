@@ -448,21 +448,12 @@ func (l *loop) RestDirectBatch(ds []cgo.RestDirect) {
 		l.restPool = restCoPoolOf(l)
 	}
 	p := l.restPool
-	if l.drv != nil && l.drv.BatchChained() {
-		// behind responses whose ends were queued: handed over by them
-		p.nchained += int64(len(ds))
-	} else {
-		p.batches++
-		p.nbatched += int64(len(ds))
-	}
+	p.batches++
+	p.nbatched += int64(len(ds))
 	for i := len(ds) - 1; i >= 0; i-- { // (next is served from its end)
 		p.next = append(p.next, ds[i])
 	}
-	// the responses its handlers end meanwhile go to C with the driver's
-	// next ev_go_run (respond: Driver.DeferEnd), not a cgo call each
-	p.deferEnds = l.drv != nil
 	l.restAfterRun()
-	p.deferEnds = false
 }
 
 // restDirectReq makes the record of a direct request (driver, or a worker
@@ -676,12 +667,6 @@ type restCoPool struct {
 	reused int64
 
 	views []restView // newView's slab (driver and the loop's coroutines)
-
-	// the driver serves a pass's batch (RestDirectBatch): an aco
-	// handler's end is queued for its next ev_go_run (Driver.DeferEnd);
-	// how many were
-	deferEnds bool
-	deferred  int64
 }
 
 // restViewSlab is how many views newView allocates at once.
@@ -1233,12 +1218,6 @@ func (q *restReq) respond(name string, then int) error {
 			// serve what the drive hands over)
 			q.watchEnd()
 			p := q.pool
-			if p.deferEnds && q.l.drv.DeferEnd(sess, code, spec, opts, body) {
-				// (values were checked here: what C may still refuse is
-				// a connection gone, which End does not wait to see)
-				p.deferred++
-				return nil
-			}
 			var next cgo.RestDirect
 			ok = cgo.RestRespondNext(sess, code, spec, opts, body, p.slot, &p.heads, &next)
 			if next.Ctx != 0 {

@@ -2,7 +2,6 @@ package cgo
 
 /*
 #include "glue.h"
-#include "restglue.h"
 */
 import "C"
 
@@ -56,7 +55,6 @@ type Driver struct {
 	nowaitPolls atomic.Uint64
 	goSleeps    atomic.Uint64
 
-	chained bool   // the StepRestBatch being handled came from queued ends
 	schedNs uint64 // the loop's monotonic ns when Run last yielded (Gosched)
 	yields  atomic.Uint64
 }
@@ -78,7 +76,6 @@ const yieldEveryNs = 5_000_000
 func NewDriver(idx int) *Driver {
 	d := (*C.ev_go_driver_t)(C.calloc(1, C.size_t(unsafe.Sizeof(C.ev_go_driver_t{}))))
 	d.index = C.int(idx)
-	d.ends = (*C.ev_go_ends_t)(C.calloc(1, C.size_t(unsafe.Sizeof(C.ev_go_ends_t{}))))
 	return &Driver{Index: idx, d: d}
 }
 
@@ -146,7 +143,6 @@ func (d *Driver) Run(h Handler) error {
 			h.RestDirect(d.restStep())
 		case StepRestBatch:
 			step.kind = C.EVENTER_STEP_NONE
-			d.chained = step.u64[1] != 0
 			b := d.restBatch()
 			h.RestDirectBatch(b)
 			clear(b) // (the heads are the requests' now)
@@ -154,51 +150,6 @@ func (d *Driver) Run(h Handler) error {
 			step.kind = C.EVENTER_STEP_NONE
 		}
 	}
-}
-
-// DeferEnd queues the end of a direct request's response (as
-// RestRespond with RespondEnd: the code, spec, options and body, copied
-// into C memory) for the driver's next ev_go_run, which applies it
-// before anything else: no cgo call per response.  Only for a response
-// ended while the driver serves a batch of direct requests
-// (RestDirectBatch), from its goroutine or a coroutine of its loop: the
-// driver's next call is then ev_go_run.  false (nothing queued) when the
-// queue is full or the response does not fit; the caller ends it at once.
-func (d *Driver) DeferEnd(ctx uintptr, code int, spec []byte, opts uint32, body []byte) bool {
-	q := d.d.ends
-	n := len(spec) + len(body)
-	if q == nil || q.n >= C.EV_GO_ENDS_MAX || int(q.used)+n > C.EV_GO_ENDS_DATA {
-		return false
-	}
-	off := int(q.used)
-	data := unsafe.Slice((*byte)(unsafe.Pointer(&q.data[0])), C.EV_GO_ENDS_DATA)
-	copy(data[off:], spec)
-	copy(data[off+len(spec):], body)
-	e := &q.e[q.n]
-	e.ctx = C.uintptr_t(ctx)
-	e.code = C.int32_t(code)
-	e.opts = C.uint32_t(opts)
-	e.off = C.uint32_t(off)
-	e.speclen = C.uint32_t(len(spec))
-	e.blen = C.uint32_t(len(body))
-	q.used = C.uint32_t((off + n + 7) &^ 7)
-	q.n++
-	return true
-}
-
-// BatchChained reports whether the batch RestDirectBatch is handed now
-// holds the pipelined requests behind responses whose ends were queued
-// (DeferEnd), not requests a loop pass read.  Driver thread only.
-func (d *Driver) BatchChained() bool { return d.chained }
-
-// DeferredEnds is how many queued ends (DeferEnd) the loop applied, and
-// how many of its drains handed back a batch of the pipelined requests
-// behind them.  Driver thread only.
-func (d *Driver) DeferredEnds() (ends, batches uint64) {
-	if d.d == nil || d.d.ends == nil {
-		return 0, 0
-	}
-	return uint64(d.d.ends.drained), uint64(d.d.ends.batches)
 }
 
 // Yields is how many times Run went through Go's scheduler to keep its
@@ -255,10 +206,6 @@ func (d *Driver) TakeWait(p unsafe.Pointer) bool {
 // Detach unbinds the calling thread and frees the driver state.
 func (d *Driver) Detach() {
 	d.sleep.close()
-	if d.d.ends != nil {
-		C.ev_go_rest_ends_drain(d.d.ends) // (none left, unless Run failed)
-		C.free(unsafe.Pointer(d.d.ends))
-	}
 	C.eventer_loop_detach()
 	C.free(unsafe.Pointer(d.d))
 	d.d = nil

@@ -215,16 +215,6 @@ int ev_go_run(uintptr_t dp) {
       return EVENTER_RUN_STEP;
     }
   }
-  if (d->ends && d->ends->n) {
-    /* the ends of the last batch's responses (restglue.h), and the batch
-     * of the pipelined requests their drives dispatched */
-    ev_go_rest_ends_drain(d->ends);
-    if (d->step.kind == EVENTER_STEP_NONE && ev_go_rest_batch_take(&d->step)) {
-      d->step.u64[1] = 1; /* (handed over by ends: Driver.BatchChained) */
-      d->ends->batches++;
-      return EVENTER_RUN_STEP;
-    }
-  }
   static const struct timeval no_wait = {0, 0};
   for (;;) {
     /* NULL: a new iteration may wait in epoll; continuing a paused one

@@ -112,7 +112,6 @@ typedef struct {
 typedef struct ev_go_driver {
   eventer_step_t step;
   ev_go_wait_req_t wait;
-  struct ev_go_ends *ends; /* restglue.h: the ends Go queued, applied first */
   int index;
   int go_busy;
   int asleep;

@@ -333,10 +333,6 @@ __thread int ev_go_rest_batching;
 static __thread char *ev_go_bbuf;
 static __thread size_t ev_go_bcap, ev_go_blen;
 static __thread uint64_t ev_go_bn;
-/* ev_go_rest_ends_drain is applying queued ends: a direct request their
- * drives dispatch joins the batch, whatever the loop's phase (and a
- * batch never goes out as a step from there: the drain's caller takes it) */
-static __thread int ev_go_draining;
 /* the most requests a batch holds (the HTTP engine keeps 32 idle work
  * areas per thread) */
 #define EV_GO_BATCH_MAX 16
@@ -377,7 +373,7 @@ static int ev_go_batch_add(ev_go_rule_t *rule, mtev_http_session_ctx *ctx,
    * area until its response ends, and more of them at once than the
    * engine's per-thread pool keeps cost malloc, free and page faults (at
    * 1000 connections a pass has hundreds of requests). */
-  if (ev_go_bn >= EV_GO_BATCH_MAX && !ev_go_draining) {
+  if (ev_go_bn >= EV_GO_BATCH_MAX) {
     eventer_step_t *s = eventer_step_emit();
     if (s) ev_go_rest_batch_take(s);
   }
@@ -391,7 +387,6 @@ int ev_go_rest_batch_take(eventer_step_t *s) {
   s->kind = EV_GO_STEP_REST_BATCH;
   s->closure = ev_go_bbuf;
   s->u64[0] = ev_go_bn;
-  s->u64[1] = 0;
   s->u64[2] = ev_go_blen;
   ev_go_bn = 0;
   ev_go_blen = 0;
@@ -416,10 +411,8 @@ static int ev_go_rest_entry(mtev_http_rest_closure_t *restc, int npats,
     /* the head first: a step slot once taken must be handed out (and the
      * buffer is not in use: a step of ours in flight holds the slot) */
     ev_go_next_t *nx = ev_go_next;
-    if (!nx &&
-        (ev_go_draining || (ev_go_rest_batching && __atomic_load_n(&rule->aco, __ATOMIC_RELAXED) &&
-                            ev_go_batch_phase())) &&
-        ev_go_batch_add(rule, ctx, restc))
+    if (!nx && ev_go_rest_batching && __atomic_load_n(&rule->aco, __ATOMIC_RELAXED) &&
+        ev_go_batch_phase() && ev_go_batch_add(rule, ctx, restc))
       return 0;
     size_t n = ev_go_head_build(restc, &ev_go_hbuf, &ev_go_hcap, 0);
     if (n && nx && !nx->ctx) {
@@ -585,7 +578,7 @@ int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
     break;
   }
   case EV_GO_RESPOND_END:
-    if ((next || ev_go_draining) && usable) {
+    if (next && usable) {
       /* the drive goes on here: a pipelined request behind this one is
        * dispatched now, and a direct one comes back in *next */
       ev_go_next = next;
@@ -609,22 +602,6 @@ int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
   if (then == EV_GO_RESPOND_END || then == EV_GO_RESPOND_ABORT)
     mtev_http_session_ref_dec(ctx);
   return ok;
-}
-
-void ev_go_rest_ends_drain(ev_go_ends_t *q) {
-  uint32_t n = q->n;
-  if (!n) return;
-  ev_go_draining = 1;
-  for (uint32_t i = 0; i < n; i++) {
-    const ev_go_end_t *e = &q->e[i];
-    const char *p = q->data + e->off;
-    ev_go_rest_respond(e->ctx, e->code, e->speclen ? p : NULL, e->speclen, e->opts,
-                       e->blen ? p + e->speclen : NULL, e->blen, EV_GO_RESPOND_END, 0);
-  }
-  ev_go_draining = 0;
-  q->drained += n;
-  q->n = 0;
-  q->used = 0;
 }
 
 int ev_go_rest_client_gone(uintptr_t ctxp) {

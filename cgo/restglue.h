@@ -124,34 +124,6 @@ typedef struct {
   const char *head;
   size_t len;
 } ev_go_next_t;
-/* The ends of direct responses that the Go handlers of a loop pass's
- * batch returned (Driver.DeferEnd): queued in the loop's driver state in
- * C memory, with no cgo call each, and applied by the loop's next
- * ev_go_run before anything else it does (ev_go_rest_ends_drain), so none
- * waits through a poll.  A queued end's spec and body are in data, at
- * off (spec, then body). */
-#define EV_GO_ENDS_MAX 16 /* (each hands at most one request to the batch:
-                           * the drain's batch never outgrows its cap) */
-#define EV_GO_ENDS_DATA 8192
-typedef struct {
-  uintptr_t ctx;
-  int32_t code;
-  uint32_t opts;
-  uint32_t off, speclen, blen;
-} ev_go_end_t;
-typedef struct ev_go_ends {
-  uint32_t n, used;
-  uint64_t drained; /* ends applied, and drains that handed a batch */
-  uint64_t batches;
-  ev_go_end_t e[EV_GO_ENDS_MAX];
-  char data[EV_GO_ENDS_DATA];
-} ev_go_ends_t;
-/* Applies q's ends, each as ev_go_rest_respond with EV_GO_RESPOND_END,
- * the session's drive going on at once: a pipelined request behind a
- * response that takes the direct path joins the pass's batch (taken with
- * ev_go_rest_batch_take after this returns).  Loop thread, outside
- * eventer_run_once. */
-void ev_go_rest_ends_drain(ev_go_ends_t *q);
 /* Applies what Go built of a direct request's response, on the session's
  * loop thread: when code > 0 the status (spec starts with the reason and
  * its NUL), the header fields in spec after it (name NUL value NUL ...)
