@@ -212,6 +212,21 @@ func (r *Rule) String() string { return r.method + " " + r.base + r.expr }
 // restReq is one request of a Go rule: Go's side of the C relay, or of a
 // direct request's session.
 type restReq struct {
+	restReqState
+	info cgo.RestInfo // (a reused record's: set when read, inf)
+	own  restView     // what the handler holds (a reused record's is v)
+	// the first body bytes and the spec: no Go pointers in it (it goes to
+	// C); the spare room of the request's copied head, or (a reused
+	// record's) the record's own, made when first needed and kept from
+	// request to request (C has copied what a request put there once its
+	// response ended)
+	small []byte
+}
+
+// restReqState is a request record's state that a reused record starts
+// again from zero (restDirectReq): all of it but the head it reads when
+// asked for and the view it never uses.
+type restReqState struct {
 	r      uintptr     // relay: C ev_go_req_t (Go's reference)
 	sess   uintptr     // direct: the session (a reference until the response ends)
 	l      *loop       // direct: the loop
@@ -223,13 +238,11 @@ type restReq struct {
 	loop   int
 	epoch  uint64
 	stop   <-chan struct{} // relay: closed when the eventer is gone
-	info   cgo.RestInfo
-	co     *Co           // aco: the coroutine (set when it starts)
-	done   chan struct{} // relay, a goroutine: the relay finished an operation
+	co     *Co             // aco: the coroutine (set when it starts)
+	done   chan struct{}   // relay, a goroutine: the relay finished an operation
 	// what the handler holds of the request: own, or (a record its loop
 	// reuses: pooled) a view of its own per request
 	v      *restView
-	own    restView
 	pooled bool
 	gen    uint64 // pooled: times the record was reused (driver only)
 	// pooled: info is not read from the flat head (v.head) yet (inf)
@@ -262,8 +275,7 @@ type restReq struct {
 	endOpts  uint32
 	endSpec  []byte
 	endBody  []byte
-	endAbort bool   // the end is an abort (the handler failed after a Flush)
-	small    []byte // the first body bytes and the spec: one allocation (no Go pointers in it: it goes to C)
+	endAbort bool // the end is an abort (the handler failed after a Flush)
 }
 
 const restSmall = 64 // body bytes, then spec bytes, in small
@@ -382,8 +394,8 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 	if rule == nil || stop == nil {
 		return 0
 	}
-	q := &restReq{r: r, rule: rule, loop: loop, epoch: sessionNow(), stop: stop,
-		info: cgo.RestRequestInfo(r)}
+	q := &restReq{info: cgo.RestRequestInfo(r)}
+	q.r, q.rule, q.loop, q.epoch, q.stop = r, rule, loop, sessionNow(), stop
 	q.v = &q.own
 	q.id = restReqs.next.Add(1)
 	restReqs.Store(q.id, q)
@@ -461,8 +473,10 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 			q = p.free[n-1]
 			p.free[n-1] = nil
 			p.free = p.free[:n-1]
+			// (not info: inf reads it anew; not own: a reused record's
+			// handler holds views of its own)
 			gen := q.gen + 1
-			*q = restReq{}
+			q.restReqState = restReqState{}
 			q.gen = gen
 			p.reused++
 		} else {
@@ -490,7 +504,7 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 			[]byte("Internal Server Error\n"), cgo.RespondEnd)
 		return nil
 	}
-	if spare := d.Head[len(d.Head):cap(d.Head)]; len(spare) >= 2*restSmall {
+	if spare := d.Head[len(d.Head):cap(d.Head)]; !q.pooled && len(spare) >= 2*restSmall {
 		q.small = spare[: 2*restSmall : 2*restSmall] // (the head's own allocation)
 	}
 	q.pool = p
@@ -506,6 +520,7 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 func (q *restReq) inf() *cgo.RestInfo {
 	if q.unparsed {
 		q.unparsed = false
+		q.info = cgo.RestInfo{} // (the record's last request's, if reused)
 		if !cgo.ParseHead(q.v.head, &q.info) {
 			q.info = cgo.RestInfo{}
 		}
@@ -642,7 +657,8 @@ type restCoPool struct {
 
 	ends restEnds // responses goroutines ended, for the loop to send
 
-	specs restSpecCache // the last head of an aco handler's response (driver only)
+	specs  restSpecCache // the last head of an aco handler's response (driver only)
+	okType string        // the last Content-Type an aco handler's Ok took (okType)
 
 	// records of finished requests of NewRule aco rules, to reuse
 	// (restDirectReq; driver and the loop's coroutines), and how many
@@ -1748,7 +1764,7 @@ func (r *RestResponse) Ok(contentType string) error {
 	if q == nil {
 		return restOver("RestResponse.Ok")
 	}
-	if q.direct && !q.ended && !q.headOut && validHeaderValue(contentType) {
+	if q.direct && !q.ended && !q.headOut && q.okType(contentType) {
 		// (what the calls below do, without checking our own values)
 		q.code, q.reason, q.status = 200, "OK", true
 		q.putHeader("Content-Type", contentType)
@@ -1762,6 +1778,24 @@ func (r *RestResponse) Ok(contentType string) error {
 		return err
 	}
 	return q.stream("RestResponse.Ok")
+}
+
+// okType: contentType is a valid header value.  A loop keeps the last one
+// its aco handlers' Ok took (its thread's: no lock): the same string (the
+// same bytes at the same address, which never change) is not looked at
+// again.
+func (q *restReq) okType(contentType string) bool {
+	if !q.onLoop || q.pool == nil {
+		return validHeaderValue(contentType)
+	}
+	if sameString(q.pool.okType, contentType) {
+		return true
+	}
+	if !validHeaderValue(contentType) {
+		return false
+	}
+	q.pool.okType = contentType
+	return true
 }
 
 // stream sets the CHUNKED option, or CLOSE where chunked is not possible.

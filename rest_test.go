@@ -1518,6 +1518,76 @@ func TestRestDirectPassBatch(t *testing.T) {
 	}
 }
 
+// The loop thread applies an Ok head with the same bytes as the last one
+// (its reason and Content-Type alone) without parsing it again: pipelined
+// responses that change the type, the status, or add a field between
+// runs of the same head each get their own; a bad Content-Type is refused
+// every time, a good one that is the same string is not looked at again.
+var okSpecBadType = "text/plain\r\nX-Injected: 1"
+
+func TestRestDirectOkSpecReuse(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	types := map[string]string{"plain": "text/plain", "json": "application/json",
+		"long": "application/x-" + strings.Repeat("l", 60), "txt": "text/plain"}
+	mustRule(t)(NewRule("GET", b, "^okr/(\\w+)/(\\w+)/(\\d+)$", func(rc *RestClosure) error {
+		res := rc.Response()
+		kind, extra := rc.Pats()[0], rc.Pats()[1]
+		ct := types[kind]
+		if kind == "txt" {
+			ct = string([]byte("text/plain")) // the same bytes at another address
+		}
+		// a value C would refuse, the same string each time: refused each time
+		if err := res.Ok(okSpecBadType); err == nil {
+			return errors.New("Ok took a value with CR LF")
+		}
+		if err := res.Ok(ct); err != nil {
+			return err
+		}
+		switch extra {
+		case "404":
+			res.Status(404, "")
+		case "teapot":
+			res.Status(418, "Short and Stout")
+		case "x":
+			res.Header("X-Extra", "1")
+		}
+		fmt.Fprintf(res, "%s %s %s", kind, extra, rc.Pats()[2])
+		return res.End()
+	})).SetAco(true)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	steps := [][2]string{{"plain", "n"}, {"plain", "n"}, {"json", "n"}, {"json", "n"}, {"plain", "404"},
+		{"plain", "n"}, {"plain", "x"}, {"plain", "n"}, {"long", "n"}, {"plain", "teapot"},
+		{"plain", "n"}, {"txt", "n"}, {"json", "404"}, {"json", "n"}, {"plain", "n"}, {"long", "x"}, {"long", "n"}, {"plain", "n"}, {"json", "x"}, {"plain", "n"}}
+	var reqs []string
+	for i, st := range steps {
+		reqs = append(reqs, fmt.Sprintf("GET %sokr/%s/%s/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, st[0], st[1], i))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		kind, extra := steps[i][0], steps[i][1]
+		status := "200 OK"
+		switch extra {
+		case "404":
+			status = "404 Not Found"
+		case "teapot":
+			status = "418 Short and Stout"
+		}
+		wantX := ""
+		if extra == "x" {
+			wantX = "1"
+		}
+		if resp.Status != status || resp.Header.Get("Content-Type") != types[kind] ||
+			resp.Header.Get("X-Extra") != wantX || body != fmt.Sprintf("%s %s %d", kind, extra, i) {
+			t.Errorf("response %d (%s %s): %q, Content-Type %q, X-Extra %q, body %q", i, kind, extra,
+				resp.Status, resp.Header.Get("Content-Type"), resp.Header.Get("X-Extra"), body)
+		}
+	})
+}
+
 // A pipelined aco rule's responses of every size around the slot's
 // scratch (where a small response is copied to go to C) arrive whole and
 // in order; Ok with a value C would refuse is refused.

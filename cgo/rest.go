@@ -150,15 +150,20 @@ type HeadArena struct{ free []byte }
 const headChunk = 4096
 
 // copy copies a flat head of n bytes out of C memory.
-func (a *HeadArena) copy(p unsafe.Pointer, n int) []byte {
-	need := (n + HeadSpare + 7) &^ 7 // (each head on a word of its own)
+func (a *HeadArena) copy(p unsafe.Pointer, n int) []byte { return a.copySpare(p, n, HeadSpare) }
+
+// copySpare is copy with spare bytes of room after the head (HeadSpare or
+// 0: the heads of a pass's batch, whose requests' records keep a first
+// response buffer of their own).
+func (a *HeadArena) copySpare(p unsafe.Pointer, n, spare int) []byte {
+	need := (n + spare + 7) &^ 7 // (each head on a word of its own)
 	if need > headChunk/4 {
 		return headCopy(p, n)
 	}
 	if len(a.free) < need {
 		a.free = make([]byte, headChunk)
 	}
-	head := a.free[: n : n+HeadSpare]
+	head := a.free[: n : n+spare]
 	a.free = a.free[need:]
 	copy(head, unsafe.Slice((*byte)(p), n))
 	return head
@@ -200,7 +205,9 @@ func (d *Driver) restBatch() []RestDirect {
 		if hl > len(p)-24 {
 			break // (never: C wrote it)
 		}
-		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: d.heads.copy(unsafe.Pointer(&p[24]), hl)})
+		// (no spare room: a batch's requests are aco rules', whose reused
+		// records keep their first response bytes in a buffer of their own)
+		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: d.heads.copySpare(unsafe.Pointer(&p[24]), hl, 0)})
 		next := (24 + hl + 7) &^ 7
 		if next > len(p) {
 			next = len(p)
