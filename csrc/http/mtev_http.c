@@ -123,6 +123,7 @@ typedef struct {
 #define EV_HTTP_CORK (64 * 1024) /* responses held back for a batch */
 #define EV_HTTP_INLINE_BODY 4096 /* bodies up to this are copied after the head */
 #define EV_HTTP_IBODY 1024 /* body bytes a response holds before using blocks */
+#define EV_HTTP_DIRECT_MAX 512 /* the common answer sent from the stack, at most */
 #define EV_HTTP_DRAIN_MAX (256 * 1024)
 #define EV_HTTP_LINGER_NS 2000000000ull
 
@@ -1976,6 +1977,50 @@ static __attribute__((noinline)) int ev_http_flush_build(mtev_http_session_ctx *
   return 0;
 }
 
+/* The common answer (ev_http_flush's first case) when nothing is queued
+ * before it and no pipelined request follows: the head and the short body
+ * are put together on the stack and sent with one send(2), no output
+ * block taken and given back.  What the socket does not take (EAGAIN, a
+ * part, an error) goes onto the output queue, where ev_http_write_out
+ * goes on with it as with any other (and reports the error again).  0:
+ * all sent; 1: queued; -1: no memory for the rest.  Out of line: its
+ * buffer is not on a coroutine's stack when the coroutine parks. */
+static __attribute__((noinline)) int ev_http_send_direct(mtev_http_session_ctx *s,
+                                                         uint32_t inl) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  char buf[EV_HTTP_DIRECT_MAX];
+  ev_date_fresh();
+  if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
+  char *p = buf;
+  memcpy(p, ev_ct.head, sizeof(ev_ct.head));
+  p += ev_ct.head_len;
+  p = EV_PUT_LIT(p, "Content-Length: ");
+  p = ev_put_u64(p, inl);
+  p = EV_PUT_LIT(p, "\r\n\r\n");
+  ev_copy_short(p, r->ibody, inl);
+  p += inl;
+  size_t n = (size_t)(p - buf);
+  r->bytes_written += n;
+  r->no_length = r->no_body = r->close_after = r->chunked = 0;
+  r->ilen = 0;
+  r->headers_sent = 1;
+  r->complete = 1;
+  s->io.sends++;
+  ssize_t k = ev_sys_send(eventer_get_fd(s->e), buf, n, MSG_NOSIGNAL);
+  if (k > 0) s->last_io_ns = ev_http_now(s);
+  if ((size_t)k == n) return 0;
+  size_t done = k > 0 ? (size_t)k : 0;
+  ev_http_blk_t *t = ev_blk_new(n - done);
+  if (!t) return -1;
+  t->start = t->end = 0;
+  memcpy(t->d, buf + done, n - done);
+  t->end = (uint32_t)(n - done);
+  ev_chain_push(&w->out, t);
+  w->out.bytes += n - done;
+  return 1;
+}
+
 static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
                                   int wait) {
   if (s->aborted) return mtev_false;
@@ -1991,6 +2036,17 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
      * line, Date, Content-Type), Content-Length, the short body; the
      * bytes the general path below writes for it */
     uint32_t inl = r->ilen;
+    if (!w->out.head && w->in_end == w->in_start && s->raw_io &&
+        sizeof(ev_ct.head) + 48 + inl <= EV_HTTP_DIRECT_MAX) {
+      /* nothing queued, nothing to hold it for: straight to the socket */
+      int rc = ev_http_send_direct(s, inl);
+      if (rc == 0) return mtev_true;
+      if (rc < 0) {
+        r->failed = 1;
+        return mtev_false;
+      }
+      goto written; /* the rest is queued */
+    }
     ev_http_blk_t *t = w->out.tail;
     if (!t || ev_blk_room(t) < sizeof(ev_ct.head) + 48 + inl) {
       if (!(t = ev_blk_new(sizeof(ev_ct.head) + 48 + inl))) {
