@@ -117,7 +117,7 @@ func TestHostileResetWhileHeld(t *testing.T) {
 // does) gets its ticket, and the next connection resumes with it; a client
 // that pipelines and resets mid-batch leaves nothing behind.
 func TestHostileTLS(t *testing.T) {
-	pki, port, b := httpsRestLoop(t)
+	pki, listen, b := httpsRestLoop(t)
 	// big: 1.5 MB, each byte a function of its offset and of n
 	bigBody := func(n int) []byte {
 		p := make([]byte, 1536<<10)
@@ -150,9 +150,7 @@ func TestHostileTLS(t *testing.T) {
 			r.Close()
 		}
 	})
-	if err := ListenerInit("app"); err != nil {
-		t.Fatal(err)
-	}
+	port := listen()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cache := &ticketCache{ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 	cfg := &tls.Config{RootCAs: pki.pool, ClientSessionCache: cache, ServerName: "127.0.0.1",
@@ -646,8 +644,8 @@ func TestHostileSpecCacheAlternates(t *testing.T) {
 // minute (the default 5 s ended handshakes under -race beside CPU hogs).
 func TestHostileTLSKeepCap(t *testing.T) {
 	pki := newHTTPSPKI(t)
-	port := freePort(t)
-	loadConf(t, fmt.Sprintf(`<app>
+	conf := func(ports []int) {
+		loadConf(t, fmt.Sprintf(`<app>
   <listeners>
     <listener type="http_rest_api" address="127.0.0.1" port="%d" backlog="1024" ssl="on">
       <sslconfig>
@@ -658,7 +656,10 @@ func TestHostileTLSKeepCap(t *testing.T) {
     </listener>
   </listeners>
 </app>
-`, port, pki.certFile, pki.keyF))
+`, ports[0], pki.certFile, pki.keyF))
+	}
+	ports := []int{freePort(t)}
+	conf(ports)
 	setup(t, 1)
 	if err := RestInit(); err != nil {
 		t.Fatal(err)
@@ -701,9 +702,7 @@ func TestHostileTLSKeepCap(t *testing.T) {
 			r.Close()
 		}
 	})
-	if err := ListenerInit("app"); err != nil {
-		t.Fatal(err)
-	}
+	port := listenerInitFree(t, "app", ports, conf)[0]
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
 	type conn struct {

@@ -32,8 +32,8 @@ func TestListenerInitCAndGoAcoFunctions(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	pc, pg := freePort(t), freePort(t)
-	loadConf(t, fmt.Sprintf(`<app>
+	conf := func(p []int) {
+		loadConf(t, fmt.Sprintf(`<app>
   <listeners>
     <config><greeting>shared</greeting></config>
     <listener type="c_greeter" address="127.0.0.1" port="%d">
@@ -41,11 +41,13 @@ func TestListenerInitCAndGoAcoFunctions(t *testing.T) {
     </listener>
     <listener type="go_greeter" address="127.0.0.1" port="%d"/>
   </listeners>
-</app>`, pc, pg))
-	setup(t, 2)
-	if err := ListenerInit("app"); err != nil {
-		t.Fatal(err)
+</app>`, p[0], p[1]))
 	}
+	ports := []int{freePort(t), freePort(t)}
+	conf(ports)
+	setup(t, 2)
+	ports = listenerInitFree(t, "app", ports, conf)
+	pc, pg := ports[0], ports[1]
 	for _, tc := range []struct {
 		port int
 		want string

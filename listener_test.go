@@ -118,15 +118,58 @@ func liveCos(t *testing.T) int {
 }
 
 // freePort is a TCP port nothing listens on now (for configurations,
-// which name their ports).
-func freePort(t *testing.T) int {
+// which name their ports), and one it has not given before in this
+// process: once the probe's socket is closed the kernel may give the same
+// port to the next probe, and two listeners of one configuration would
+// clash.  Nothing holds the port: start the listeners that name it with
+// listenerInitFree, which picks again when another socket took one first.
+func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	for tries := 0; ; tries++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !freePorts.given[port] || tries >= 1000 {
+			freePorts.given[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+}
+
+var freePorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
+
+// listenerInitFree is ListenerInit(app) for a configuration that conf
+// loaded naming ports, which came from freePort.  Between freePort and the
+// bind another socket may take a port (another process's, or the
+// ephemeral port of some test's client); the bind then fails with
+// EADDRINUSE ("the address is in use"), and conf loads the configuration
+// again with fresh ports and the listeners start again (ten tries).  Any
+// other error fails the test.  It returns the ports the listeners got.
+func listenerInitFree(t *testing.T, app string, ports []int, conf func(ports []int)) []int {
+	t.Helper()
+	for try := 1; ; try++ {
+		err := ListenerInit(app)
+		if err == nil {
+			return ports
+		}
+		if try == 10 || !errors.Is(err, syscall.EADDRINUSE) ||
+			!strings.Contains(err.Error(), "bind: the address is in use") {
+			t.Fatal(err)
+		}
+		t.Logf("%v: again on fresh ports", err)
+		for i := range ports {
+			ports[i] = freePort(t)
+		}
+		conf(ports)
+	}
 }
 
 // loadConf loads a configuration for one test; at its end an empty one
@@ -998,13 +1041,15 @@ func TestListenerInitFromConfig(t *testing.T) {
 	if err := RegisterAcoFunction("go_seed", fn); err != nil {
 		t.Fatal(err)
 	}
-	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
 	sock := filepath.Join(t.TempDir(), "cfg.sock")
+	ipv6 := hasIPv6()
 	v6 := ""
-	if hasIPv6() {
-		v6 = fmt.Sprintf(`<listener address="::1" port="%d" accept_thread="off"/>`, p3)
-	}
-	loadConf(t, fmt.Sprintf(`<app>
+	conf := func(p []int) {
+		v6 = ""
+		if ipv6 {
+			v6 = fmt.Sprintf(`<listener address="::1" port="%d" accept_thread="off"/>`, p[2])
+		}
+		loadConf(t, fmt.Sprintf(`<app>
   <eventer><config><concurrency>3</concurrency></config></eventer>
   <listeners type="go_seed" backlog="64">
     <config><greeting>hi</greeting><level>outer</level></config>
@@ -1016,7 +1061,10 @@ func TestListenerInitFromConfig(t *testing.T) {
     </group>
     %s
   </listeners>
-</app>`, p1, p2, sock, v6))
+</app>`, p[0], p[1], sock, v6))
+	}
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	conf(ports)
 	if err := Init(); err != nil {
 		t.Fatal(err)
 	}
@@ -1026,9 +1074,8 @@ func TestListenerInitFromConfig(t *testing.T) {
 			t.Errorf("%d C events after Shutdown", n)
 		}
 	})
-	if err := ListenerInit("app"); err != nil {
-		t.Fatal(err)
-	}
+	ports = listenerInitFree(t, "app", ports, conf)
+	p1, p2, p3 := ports[0], ports[1], ports[2]
 	ls := Listeners()
 	want := 3
 	if v6 != "" {
@@ -1089,6 +1136,45 @@ func TestListenerInitFromConfig(t *testing.T) {
 	}
 }
 
+// listenerInitFree, which the tests that name free ports in their
+// configuration use, starts the listeners on fresh ports when another
+// socket took the port freePort gave before the listener bound it (here
+// this test's own socket, as another process's or a client's ephemeral
+// port would): the listener answers on the port it returns.
+func TestListenerInitFreeTakenPort(t *testing.T) {
+	setup(t, 1)
+	if err := RegisterAcoFunction("go_seed_free", seedFn(0)); err != nil {
+		t.Fatal(err)
+	}
+	conf := func(ports []int) {
+		loadConf(t, fmt.Sprintf(`<app><listeners type="go_seed_free">
+  <listener address="127.0.0.1" port="%d"/>
+</listeners></app>`, ports[0]))
+	}
+	taken := freePort(t)
+	held, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", taken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	ports := []int{taken}
+	conf(ports)
+	port := listenerInitFree(t, "app", ports, conf)[0]
+	if port == taken {
+		t.Fatalf("the listener got port %d, which another socket holds", port)
+	}
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	io.WriteString(c, "hi\n")
+	if l, err := bufio.NewReader(c).ReadString('\n'); l != "thanks!\n" {
+		t.Fatalf("port %d: %q %v", port, l, err)
+	}
+}
+
 func TestListenerInitErrors(t *testing.T) {
 	setup(t, 2)
 	if err := RegisterAcoFunction("go_known", seedFn(0)); err != nil {
@@ -1120,8 +1206,19 @@ func TestListenerInitErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			loadConf(t, strings.NewReplacer("{good}", fmt.Sprint(good), "{held}", fmt.Sprint(heldPort)).Replace(tc.conf))
-			err := ListenerInit("app")
+			var err error
+			for try := 1; ; try++ {
+				loadConf(t, strings.NewReplacer("{good}", fmt.Sprint(good), "{held}", fmt.Sprint(heldPort)).Replace(tc.conf))
+				err = ListenerInit("app")
+				// another socket took the good port after freePort (see
+				// listenerInitFree): again with a fresh one
+				taken := fmt.Sprintf("127.0.0.1:%d: bind: the address is in use", good)
+				if err == nil || try == 10 || !strings.Contains(err.Error(), taken) {
+					break
+				}
+				t.Logf("%v: again on a fresh port", err)
+				good = freePort(t)
+			}
 			if err == nil {
 				t.Fatal("accepted")
 			}

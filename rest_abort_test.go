@@ -678,7 +678,7 @@ func TestHandleHTTPShortContentLength(t *testing.T) {
 // same way: Go's client over crypto/tls and curl see the flushed part and
 // then an incomplete body (curl: exit 18).
 func TestRestHTTPSFailAfterFlush(t *testing.T) {
-	pki, port, b := httpsRestLoop(t, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	pki, listen, b := httpsRestLoop(t, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	const part = "part one\n"
 	for _, aco := range []bool{false, true} {
 		r, err := NewRule("GET", b, fmt.Sprintf("^cut/%v$", aco), func(rc *RestClosure) error {
@@ -696,9 +696,7 @@ func TestRestHTTPSFailAfterFlush(t *testing.T) {
 		r.SetAco(aco)
 		t.Cleanup(func() { r.Close() })
 	}
-	if err := ListenerInit("app"); err != nil {
-		t.Fatal(err)
-	}
+	port := listen()
 	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, b)
 	c := pki.httpsClient()
 	_, hasCurl := exec.LookPath("curl")

@@ -24,7 +24,7 @@ import (
 // handler's pending call returns ErrCanceled.  A client that stays keeps
 // its request.
 func TestRestHTTPSDirect(t *testing.T) {
-	pki, port, b := httpsRestLoop(t, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	pki, listen, b := httpsRestLoop(t, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	info := mustRule(t)(NewRule("GET", b, "^info$", func(rc *RestClosure) error {
 		req, res := rc.Request(), rc.Response()
 		res.Ok("text/plain")
@@ -37,9 +37,7 @@ func TestRestHTTPSDirect(t *testing.T) {
 		return res.End()
 	}))
 	info.SetAco(true)
-	if err := ListenerInit("app"); err != nil {
-		t.Fatal(err)
-	}
+	port := listen()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	dial := func(conf *tls.Config) *tls.Conn {
 		t.Helper()

@@ -116,8 +116,8 @@ func (p *httpsPKI) httpsClient(certs ...tls.Certificate) *http.Client {
 // port is closed; nothing is left when the clients are done.
 func TestRestHTTPS(t *testing.T) {
 	pki := newHTTPSPKI(t)
-	port := freePort(t)
-	loadConf(t, fmt.Sprintf(`<app>
+	conf := func(ports []int) {
+		loadConf(t, fmt.Sprintf(`<app>
   <rest>
     <acl type="deny" url="^/https[0-9]+/acl/">
       <rule type="allow" cn="^good client$"/>
@@ -134,7 +134,10 @@ func TestRestHTTPS(t *testing.T) {
     </listener>
   </listeners>
 </app>
-`, port, pki.certFile, pki.keyF, pki.caFile))
+`, ports[0], pki.certFile, pki.keyF, pki.caFile))
+	}
+	ports := []int{freePort(t)}
+	conf(ports)
 	setup(t, 2)
 	if err := RestInit(); err != nil {
 		t.Fatal(err)
@@ -200,9 +203,7 @@ func TestRestHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hr.Close() })
-	if err := ListenerInit("app"); err != nil {
-		t.Fatal(err)
-	}
+	port := listenerInitFree(t, "app", ports, conf)[0]
 	base := fmt.Sprintf("https://127.0.0.1:%d", port)
 
 	good := pki.client(t, "good client")
@@ -341,23 +342,29 @@ func TestRestHTTPS(t *testing.T) {
 	}
 }
 
-// httpsRestLoop serves HTTPS for the test: a fresh PKI, a free port with
-// an http_rest_api listener on it (loadHTTPSRestConf), one loop (setup,
-// with opts), RestInit, and the config emptied when the test ends. It
-// returns the PKI, the port, and a base of the run's own (a closed rule
-// keeps answering 404 for its routes, and the routing table is the
-// process's).
-func httpsRestLoop(t *testing.T, opts ...Option) (*httpsPKI, int, string) {
+// httpsRestLoop serves HTTPS for the test: a fresh PKI, a configuration
+// with an http_rest_api listener on a free port (loadHTTPSRestConf), one
+// loop (setup, with opts), RestInit, and the config emptied when the test
+// ends.  It returns the PKI, a function that starts the listener
+// (ListenerInit) and returns its port, and a base of the run's own (a
+// closed rule keeps answering 404 for its routes, and the routing table
+// is the process's).
+func httpsRestLoop(t *testing.T, opts ...Option) (*httpsPKI, func() int, string) {
 	t.Helper()
 	pki := newHTTPSPKI(t)
-	port := freePort(t)
-	loadHTTPSRestConf(t, port, pki)
+	conf := func(ports []int) { loadHTTPSRestConf(t, ports[0], pki) }
+	ports := []int{freePort(t)}
+	conf(ports)
 	setup(t, 1, opts...)
 	if err := RestInit(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { LoadConfigString("<empty/>", "empty") })
-	return pki, port, fmt.Sprintf("/https%d/", httpsRuns.Add(1))
+	listen := func() int {
+		t.Helper()
+		return listenerInitFree(t, "app", ports, conf)[0]
+	}
+	return pki, listen, fmt.Sprintf("/https%d/", httpsRuns.Add(1))
 }
 
 // loadHTTPSRestConf loads a config with one http_rest_api listener on

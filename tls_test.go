@@ -200,15 +200,18 @@ func TestTLSListenerFromConfig(t *testing.T) {
 	if err := RegisterAcoFunction("go_seed_tls", seedFn(0)); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	loadConf(t, fmt.Sprintf(`<app>
+	conf := func(ports []int) {
+		loadConf(t, fmt.Sprintf(`<app>
   <listeners type="go_seed_tls">
     <sslconfig><certificate_file>%s</certificate_file><key_file>%s</key_file></sslconfig>
     <listener address="127.0.0.1" port="%d" ssl="on">
       <sslconfig><layer>tlsv1.3</layer><handshake_timeout>2000</handshake_timeout></sslconfig>
     </listener>
   </listeners>
-</app>`, p.server.certF, p.server.keyF, port))
+</app>`, p.server.certF, p.server.keyF, ports[0]))
+	}
+	ports := []int{freePort(t)}
+	conf(ports)
 	if err := Init(WithConcurrency(2)); err != nil {
 		t.Fatal(err)
 	}
@@ -218,9 +221,7 @@ func TestTLSListenerFromConfig(t *testing.T) {
 			t.Errorf("%d C events after Shutdown", n)
 		}
 	})
-	if err := ListenerInit("app"); err != nil {
-		t.Fatal(err)
-	}
+	port := listenerInitFree(t, "app", ports, conf)[0]
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
 	c := tlsDial(t, addr, p.goClient(nil))
 	c.send(t, "hi\n")
