@@ -175,7 +175,8 @@ static inline uint64_t lt_stat(mtev_listener_t *l, int which) {
 
 static inline int lt_active_is_zero(void *l) { return lt_stat(l, 1) == 0; }
 
-/* A free TCP port on 127.0.0.1 (bound once, then released). */
+/* A free TCP port on 127.0.0.1 (bound once, then released).  Nothing
+ * holds it: a listener that names it may find it taken (lt_port_taken). */
 static inline int lt_free_port(void) {
   /* never a port this program got from here before: once the probe's
    * socket is closed the kernel may give the same port to the next probe,
@@ -197,6 +198,14 @@ static inline int lt_free_port(void) {
       return port;
     }
   }
+}
+
+/* Whether a listener start failed (err: its message) only because a port
+ * from lt_free_port was taken between the probe and the bind, by another
+ * process's socket or the ephemeral port of some client: the caller picks
+ * fresh ports and starts again. */
+static inline int lt_port_taken(const char *err) {
+  return errno == EADDRINUSE && strstr(err, "bind: the address is in use") != NULL;
 }
 
 /* ---- services ----------------------------------------------------------------------- */

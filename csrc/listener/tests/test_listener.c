@@ -511,11 +511,17 @@ static void test_max_connections(void) { lt_run(2, body_max_connections); }
 
 static void body_reuseport(void) {
   memset(loops_seen, 0, sizeof(loops_seen));
-  int port = lt_free_port();
+  int port = lt_free_port(), tries = 0;
   mtev_listener_opts_t o = {.address = "127.0.0.1", .port = port,
                             .aco_function = where_service, .reuseport = mtev_true};
-  mtev_listener_t *l1 = make(&o), *l2 = make(&o);
   char err[512];
+  mtev_listener_t *l1;
+  while (!(l1 = mtev_listener_create(&o, err, sizeof(err)))) {
+    /* on a fresh port when this one was taken before the bind */
+    T_CHECKF(lt_port_taken(err) && ++tries < 10, "mtev_listener_create: %s", err);
+    o.port = port = lt_free_port();
+  }
+  mtev_listener_t *l2 = make(&o);
   mtev_listener_opts_t plain = o;
   plain.reuseport = mtev_false;
   T_CHECK(mtev_listener_create(&plain, err, sizeof(err)) == NULL);
@@ -1073,12 +1079,14 @@ static void body_errors(void) {
   o.config = cfg("no_delay", "maybe", NULL, NULL);
   expect_error(o, EINVAL, "no_delay", "maybe");
   o.config = NULL;
-  /* a port held by another socket: named */
-  int port = lt_free_port();
+  /* a port held by another socket: named (the holder binds port 0, so no
+   * other socket can take the port first) */
   int holder = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t salen = sizeof(sa);
   T_EQ(bind(holder, (struct sockaddr *)&sa, sizeof(sa)), 0);
+  T_EQ(getsockname(holder, (struct sockaddr *)&sa, &salen), 0);
+  int port = ntohs(sa.sin_port);
   T_EQ(listen(holder, 1), 0);
   char want[64];
   snprintf(want, sizeof(want), "127.0.0.1:%d", port);
