@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,15 +35,36 @@ func (s *server) httpAddr(t *testing.T) string {
 	}
 }
 
-// freeAddr is a 127.0.0.1 address nothing listens on now.
+// freeAddr is a 127.0.0.1 address nothing listens on now, with a port
+// it (or writeConf) has not given before in this process: the kernel may
+// give a just-closed probe's port to the next probe.  Nothing holds it:
+// start acod on it with startServerFree.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return fmt.Sprintf("127.0.0.1:%d", freePort(t))
+}
+
+var freePorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	for tries := 0; ; tries++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !freePorts.given[port] || tries >= 1000 {
+			freePorts.given[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 var client = &http.Client{Timeout: 20 * time.Second}
@@ -101,7 +124,9 @@ func sumCo(st eventer.Stats) (c, g int64) {
 // listeners with their addresses, coroutines and connections that move
 // as clients come and go.
 func TestHTTPHelloAndStats(t *testing.T) {
-	s := startServer(t, "-addr", "127.0.0.1:0", "-http", freeAddr(t), "-loops", "2")
+	s := startServerFree(t, func() []string {
+		return []string{"-addr", "127.0.0.1:0", "-http", freeAddr(t), "-loops", "2"}
+	})
 	base := "http://" + s.httpAddr(t)
 
 	st := getStats(t, base)
@@ -272,10 +297,12 @@ func TestHTTPSHello(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "ext"), []byte("subjectAltName=IP:127.0.0.1\n"), 0o600)
 	run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
 		"-out", "srv.pem", "-days", "1", "-extfile", "ext")
-	addr := freeAddr(t)
-	host, port, _ := net.SplitHostPort(addr)
+	var addr string
 	conf := filepath.Join(dir, "acod.conf")
-	os.WriteFile(conf, []byte(`<acod>
+	s := startServerFree(t, func() []string {
+		addr = freeAddr(t)
+		host, port, _ := net.SplitHostPort(addr)
+		os.WriteFile(conf, []byte(`<acod>
   <listeners>
     <listener type="acod" address="127.0.0.1" port="`+portOf(t, freeAddr(t))+`"/>
     <listener type="http_rest_api" address="`+host+`" port="`+port+`" ssl="on">
@@ -287,7 +314,8 @@ func TestHTTPSHello(t *testing.T) {
   </listeners>
 </acod>
 `), 0o600)
-	s := startServer(t, "-config", conf, "-loops", "2")
+		return []string{"-config", conf, "-loops", "2"}
+	})
 	if got := s.httpAddr(t); got != addr {
 		t.Fatalf("HTTPS on %s, the file says %s", got, addr)
 	}

@@ -63,6 +63,28 @@ func startServerWith(t *testing.T, env []string, stderr io.Writer, args ...strin
 	return s
 }
 
+// startServerFree is startServer for arguments that name ports from
+// freeAddr or writeConf, made by args: nothing holds such a port, and
+// another socket (another process's, or some client's ephemeral port) can
+// take it before acod binds it.  acod then exits saying "the address is
+// in use", and it starts again with the arguments args makes anew (ten
+// tries); any other failure fails the test.
+func startServerFree(t *testing.T, args func() []string) *server {
+	t.Helper()
+	for try := 1; ; try++ {
+		var stderr lockedBuffer
+		s, err := tryStartServer(t, nil, io.MultiWriter(os.Stderr, &stderr), args()...)
+		if err == nil {
+			return s
+		}
+		s.cmd.Wait()
+		if try == 10 || !strings.Contains(stderr.String(), "the address is in use") {
+			t.Fatalf("%v; stderr: %s", err, stderr.String())
+		}
+		t.Logf("acod: %s: again on fresh ports", strings.TrimSpace(stderr.String()))
+	}
+}
+
 // tryStartServer is startServerWith that returns an error when acod does
 // not print its listening line (it exited: s.cmd.Wait, then its stderr is
 // complete).
@@ -334,15 +356,11 @@ func TestFdExhaustion(t *testing.T) {
 }
 
 // writeConf writes an acod configuration file with one protocol
-// listener on a free port and the given <config> keys.
+// listener on a free port (freePort: start acod on it with
+// startServerFree) and the given <config> keys.
 func writeConf(t *testing.T, keys string) (path string, port int) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port = freePort(t)
 	path = filepath.Join(t.TempDir(), "acod.conf")
 	conf := fmt.Sprintf(`<acod>
   <listeners type="acod">
@@ -357,11 +375,48 @@ func writeConf(t *testing.T, keys string) (path string, port int) {
 	return path, port
 }
 
+// startServerFree, which the tests that name free ports use, starts acod
+// again on fresh ports when another socket took the port before acod
+// bound it (here this test's own socket, as another process's or a
+// client's ephemeral port would): acod then serves on the new port.
+func TestStartServerFreeTakenPort(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	taken := held.Addr().(*net.TCPAddr).Port
+	tries, port := 0, 0
+	s := startServerFree(t, func() []string {
+		tries++
+		var path string
+		path, port = writeConf(t, "")
+		if tries == 1 {
+			port = taken
+			conf := fmt.Sprintf("<acod><listeners type=\"acod\"><listener address=\"127.0.0.1\" port=\"%d\"/></listeners></acod>\n", taken)
+			if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return []string{"-config", path}
+	})
+	if tries != 2 || port == taken || s.addr != fmt.Sprintf("127.0.0.1:%d", port) {
+		t.Fatalf("%d starts; listening on %s, port %d (taken: %d)", tries, s.addr, port, taken)
+	}
+	c, r := dial(t, s.addr)
+	io.WriteString(c, "hi\n")
+	expectLine(t, r, "thanks!")
+}
+
 // -config: the file's listeners, with their <config>; -idle wins over a
 // listener's bye_timeout.
 func TestConfigFile(t *testing.T) {
-	path, port := writeConf(t, "<bye_timeout>300</bye_timeout>")
-	s := startServer(t, "-config", path, "-loops", "2")
+	var port int
+	s := startServerFree(t, func() []string {
+		var path string
+		path, port = writeConf(t, "<bye_timeout>300</bye_timeout>")
+		return []string{"-config", path, "-loops", "2"}
+	})
 	if want := fmt.Sprintf("127.0.0.1:%d", port); s.addr != want {
 		t.Fatalf("listening on %s, the file says %s", s.addr, want)
 	}
@@ -378,8 +433,10 @@ func TestConfigFile(t *testing.T) {
 	}
 	expectEOF(t, r)
 
-	path, _ = writeConf(t, "<bye_timeout>60000</bye_timeout>")
-	s = startServer(t, "-config", path, "-idle", "200ms")
+	s = startServerFree(t, func() []string {
+		path, _ := writeConf(t, "<bye_timeout>60000</bye_timeout>")
+		return []string{"-config", path, "-idle", "200ms"}
+	})
 	start = time.Now()
 	_, r = dial(t, s.addr)
 	expectLine(t, r, "bye!")
