@@ -9,6 +9,7 @@
  * ThreadSanitizer.
  */
 #include "evtest.h"
+#include "eventer_impl.h" /* ev_jobq_stopping */
 
 #define LOADA(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define INC(p) __atomic_add_fetch((p), 1, __ATOMIC_ACQ_REL)
@@ -318,11 +319,17 @@ static void test_subqueue_fairness(void) {
 /* ---- teardown with jobs queued: CLEANUP only --------------------------------------------------- */
 
 static int td_work, td_cleanup, td_complete;
+static eventer_jobq_t *td_q;
 static int td_cb(eventer_t e, int mask, void *c, struct timeval *now) {
   (void)e, (void)c, (void)now;
   if (mask == EVENTER_ASYNCH_WORK) {
     INC(&td_work);
-    usleep(30000); /* still running when the teardown starts */
+    /* still running when the teardown starts: until it has stopped the
+     * queue (20 s at most), not a fixed 30 ms, which a main thread kept
+     * off its CPU before its teardown can outlast (the thread then
+     * rightly ran the next job: 'td_work == 1: 2 != 1') */
+    uint64_t end = t_now_us() + 20000000u;
+    while (!ev_jobq_stopping(td_q) && t_now_us() < end) usleep(1000);
   }
   if (mask == EVENTER_ASYNCH_CLEANUP) INC(&td_cleanup);
   if (mask == EVENTER_ASYNCH_COMPLETE) INC(&td_complete);
@@ -331,7 +338,7 @@ static int td_cb(eventer_t e, int mask, void *c, struct timeval *now) {
 
 static void test_teardown_with_queued_jobs(void) {
   ev_setup_external(1);
-  eventer_jobq_t *q = eventer_jobq_create("td");
+  eventer_jobq_t *q = td_q = eventer_jobq_create("td");
   td_work = td_cleanup = td_complete = 0;
   for (int i = 0; i < 5; i++)
     T_EQ(eventer_add_asynch_ex(q, eventer_alloc_asynch(td_cb, NULL)), 0);
