@@ -366,6 +366,11 @@ static void test_cross_thread_add_remove_race(void) {
   pthread_create(&a, NULL, race_adder, NULL);
   pthread_create(&r, NULL, race_remover, NULL);
   usleep((useconds_t)t_scale(500000, 5));
+  /* and until both sides have raced (a minute at most): at nice 19 beside
+   * CPU hogs the remover once never met a queued add in the half second */
+  uint64_t race_end = t_now_us() + 60000000u;
+  while ((!LOADA(&race_adds) || !LOADA(&race_removes)) && t_now_us() < race_end)
+    usleep(10000);
   __atomic_store_n(&race_stop, 1, __ATOMIC_RELEASE);
   pthread_join(a, NULL);
   pthread_join(r, NULL);
