@@ -68,7 +68,9 @@ rest_hello_check() {
   # a loaded machine could miss)
   awk -v t="$worst" 'BEGIN { exit !(t < 0.5) }' || fail "curl /fast took ${worst} s while /hello waited"
 
-  # ten at once: each in its own coroutine, all done in about 1 s
+  # ten at once: each in its own coroutine, its job on the default queue
+  # (max(4, CPUs) threads: three rounds of 1 s on two CPUs, 3.65 s seen
+  # at load 18); one after another would take 10 s
   local t0 t1
   t0=$(date +%s%N)
   local cps=()
@@ -77,7 +79,7 @@ rest_hello_check() {
   t1=$(date +%s%N)
   for i in $(seq 10); do [ "$(cat "$tmp/many.$i")" = "Hello world." ] || fail "concurrent /hello $i"; done
   local ms=$(( (t1 - t0) / 1000000 ))
-  [ "$ms" -lt 5000 ] || fail "ten /hello at once took $ms ms"
+  [ "$ms" -lt 9000 ] || fail "ten /hello at once took $ms ms"
 
   # Go's net/http client
   local goline
