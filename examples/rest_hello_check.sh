@@ -51,12 +51,14 @@ rest_hello_check() {
   local cpid=$!
   sleep 0.2
   local worst=0
-  for _ in 1 2 3 4 5; do
+  for i in 1 2 3 4 5; do
     local t
     t=$(curl -sS -o /dev/null -w '%{time_total}' "$base/fast")
     worst=$(awk -v a="$worst" -v b="$t" 'BEGIN { print (b > a) ? b : a }')
+    # one /fast answered while /hello waits shows it (five curl runs in
+    # a row outlasted /hello's second at nice 19 on a loaded machine)
+    [ "$i" = 1 ] && { kill -0 "$cpid" 2>/dev/null || fail "/hello answered before a /fast request was done"; }
   done
-  kill -0 "$cpid" 2>/dev/null || fail "/hello answered before the /fast requests were done"
   wait "$cpid" || fail "curl /hello failed"
   read -r code ctype took <"$tmp/hello.meta"
   [ "$code" = 200 ] || fail "curl /hello: status $code"
