@@ -298,14 +298,18 @@ static int ev_bio_write(BIO *b, const char *buf, int len) {
  * would-block at once; every caller then waits for the fd to be readable
  * (level-triggered: an answer already there wakes it at once) and calls
  * again, and that read tries the socket.  Only the handshake: afterwards
- * a peer may well have sent before we read. */
+ * a peer may well have sent before we read.  Only on a loop thread, whose
+ * fds are non-blocking. */
 static int ev_bio_read(BIO *b, char *buf, int len) {
   ssize_t r;
   BIO_clear_retry_flags(b);
   eventer_ssl_ctx_t *actx = ev_bio_ctx(b);
   if (actx && actx->answer_due) {
     actx->answer_due = 0;
-    if (!actx->done) {
+    /* (on a loop thread only: a thread of its own may hold the fd
+     * blocking, eventer_run_in_thread does, and its callers expect the
+     * read to wait in the socket, not an EAGAIN they did not ask for) */
+    if (!actx->done && ev_loop_self()) {
       actx->skipped_reads++;
       r = -1;
       errno = EAGAIN;

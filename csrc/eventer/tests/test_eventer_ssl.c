@@ -1659,6 +1659,66 @@ static void test_handshake_skips_read(void) {
   teardown();
 }
 
+/* On a blocking fd (eventer_run_in_thread makes its event's fd blocking;
+ * a thread of the caller's own may do the same) a handshake step waits in
+ * the socket as it always did: no EAGAIN the caller did not ask for.  The
+ * first read after a flight is answered without the socket only on a
+ * loop thread, where every caller waits for readiness. */
+static int blk_dummy(eventer_t e, int m, void *c, struct timeval *n) {
+  (void)e, (void)m, (void)c, (void)n;
+  return 0;
+}
+static void *blk_server(void *arg) {
+  int fd = *(int *)arg;
+  SSL_CTX *sc = SSL_CTX_new(TLS_server_method());
+  T_EQ(SSL_CTX_use_certificate_file(sc, C->srv, SSL_FILETYPE_PEM), 1);
+  T_EQ(SSL_CTX_use_PrivateKey_file(sc, C->srv_key, SSL_FILETYPE_PEM), 1);
+  SSL *s = SSL_new(sc);
+  SSL_set_fd(s, fd);
+  char b[8];
+  if (SSL_accept(s) == 1 && SSL_read(s, b, sizeof(b)) == 2) SSL_write(s, "ok", 2);
+  SSL_shutdown(s);
+  SSL_free(s);
+  SSL_CTX_free(sc);
+  return NULL;
+}
+static int blk_eagain, blk_rv, blk_read;
+static void *blk_client(void *arg) {
+  eventer_t e = arg; /* a thread that is no loop, on a blocking fd */
+  int mask = 0, rv;
+  while ((rv = eventer_SSL_connect(e, &mask)) < 0 && errno == EAGAIN) blk_eagain++;
+  blk_rv = rv;
+  if (rv > 0 && eventer_write(e, "hi", 2, &mask) == 2) {
+    char b[8];
+    while ((blk_read = eventer_read(e, b, sizeof(b), &mask)) < 0 && errno == EAGAIN)
+      blk_eagain++;
+  }
+  return NULL;
+}
+static void test_blocking_fd_handshake(void) {
+  setup();
+  int sv[2];
+  T_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0); /* blocking */
+  eventer_ssl_ctx_t *ctx = eventer_ssl_ctx_new(SSL_CLIENT, NULL, NULL, NULL, C->ca, NULL);
+  T_CHECK(ctx != NULL);
+  eventer_t e = eventer_alloc_fd(blk_dummy, NULL, sv[0], EVENTER_READ);
+  EVENTER_ATTACH_SSL(e, ctx);
+  blk_eagain = blk_rv = blk_read = 0;
+  pthread_t ts, tc;
+  T_EQ(pthread_create(&ts, NULL, blk_server, &sv[1]), 0);
+  T_EQ(pthread_create(&tc, NULL, blk_client, e), 0);
+  T_EQ(pthread_join(tc, NULL), 0);
+  T_EQ(pthread_join(ts, NULL), 0);
+  T_EQ(blk_rv, 1);
+  T_EQ(blk_read, 2);
+  T_EQ(blk_eagain, 0);
+  int mask;
+  T_EQ(eventer_close(e, &mask), 0);
+  eventer_free(e);
+  close(sv[1]);
+  teardown();
+}
+
 /* ssl_keep_buffers: so many connections keep OpenSSL's buffers from
  * their handshake to their close, and a closed one's place is free again
  * (each round's pair would find none if it were not); the others give
@@ -1892,6 +1952,7 @@ T_MAIN({"ctx_errors", test_ctx_errors},
        {"records_per_call", test_records_per_call},
        {"stale_error_queue", test_stale_error_queue},
        {"handshake_skips_read", test_handshake_skips_read},
+       {"blocking_fd_handshake", test_blocking_fd_handshake},
        {"keep_buffers", test_keep_buffers},
        {"eventer_config_keys", test_eventer_config_keys},
        {"connect_and_handshake_timeouts", test_connect_and_handshake_timeouts},
