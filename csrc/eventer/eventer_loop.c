@@ -922,6 +922,32 @@ void ev_dispatch(ev_loop_t *l, eventer_t e, int mask, int kind) {
 
 #define EV_FD_MASK_BITS (EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION)
 
+/* The end of an fd dispatch that ran its callback without the loop's
+ * hold (l->current_unheld; ev_reg_remove takes the hold if the callback
+ * removes e): finish(), for its usual case (still registered on this loop
+ * with the mask it wants) in place, else finish() itself with the hold
+ * taken now.  Returns 1 (dispatched). */
+static inline __attribute__((always_inline)) int dispatch_fd_done(
+    ev_loop_t *l, eventer_t e, int mask, int rv) {
+  int held = !l->current_unheld;
+  l->current_unheld = 0;
+  if (__builtin_expect(rv != 0 && (rv & EV_FD_MASK_BITS) == e->mask &&
+                           EV_LOAD(&e->state) == EV_ST_FD &&
+                           EV_LOAD(&e->owner) == l,
+                       1)) {
+    l->current = NULL;
+    /* a hold taken meanwhile; the registration keeps e (ev_deref_n
+     * reports the impossible) */
+    if (__builtin_expect(held, 0) &&
+        __atomic_sub_fetch(&e->refcnt, 1, __ATOMIC_ACQ_REL) <= 0)
+      ev_deref_n(e, 0);
+    return 1;
+  }
+  if (!held) __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED);
+  finish(l, e, mask, EV_DK_FD, rv); /* drops the hold */
+  return 1;
+}
+
 /* The usual readiness report on an aco fd event, one coroutine woken
  * (ev_aco_fd_sole_waiter): what ev_dispatch, eventer_run_callback,
  * ev_aco_fd_cb and ev_aco_wake_now would do, in this frame, so that the
@@ -959,25 +985,7 @@ static inline __attribute__((always_inline)) int dispatch_aco_fd(
   e->acofd_in_cb--;
   ev_cb_this = prev;
   int rv = ev_aco_fd_rearm_woken(e);
-  int held = !l->current_unheld;
-  l->current_unheld = 0;
-  /* finish(), for its usual case: still registered on this loop with the
-   * mask it wants */
-  if (__builtin_expect(rv != 0 && (rv & EV_FD_MASK_BITS) == e->mask &&
-                           EV_LOAD(&e->state) == EV_ST_FD &&
-                           EV_LOAD(&e->owner) == l,
-                       1)) {
-    l->current = NULL;
-    /* a hold taken meanwhile; the registration keeps e (ev_deref_n
-     * reports the impossible) */
-    if (__builtin_expect(held, 0) &&
-        __atomic_sub_fetch(&e->refcnt, 1, __ATOMIC_ACQ_REL) <= 0)
-      ev_deref_n(e, 0);
-    return 1;
-  }
-  if (!held) __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED);
-  finish(l, e, mask, EV_DK_FD, rv); /* drops the hold */
-  return 1;
+  return dispatch_fd_done(l, e, mask, rv);
 }
 
 /* The usual readiness report on a plain fd event (no coroutine waits on
@@ -1008,21 +1016,7 @@ static inline __attribute__((always_inline)) int dispatch_fd_plain(
   ev_cb_now_set = 1;
   int rv = cb(e, mask, e->closure, &now);
   ev_cb_this = prev;
-  int held = !l->current_unheld;
-  l->current_unheld = 0;
-  if (__builtin_expect(rv != 0 && (rv & EV_FD_MASK_BITS) == e->mask &&
-                           EV_LOAD(&e->state) == EV_ST_FD &&
-                           EV_LOAD(&e->owner) == l,
-                       1)) {
-    l->current = NULL;
-    if (__builtin_expect(held, 0) &&
-        __atomic_sub_fetch(&e->refcnt, 1, __ATOMIC_ACQ_REL) <= 0)
-      ev_deref_n(e, 0);
-    return 1;
-  }
-  if (!held) __atomic_add_fetch(&e->refcnt, 1, __ATOMIC_RELAXED);
-  finish(l, e, mask, EV_DK_FD, rv); /* drops the hold */
-  return 1;
+  return dispatch_fd_done(l, e, mask, rv);
 }
 
 /* Applies a callback's return value (see eventer.h) and drops the hold. */

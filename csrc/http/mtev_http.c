@@ -1977,6 +1977,22 @@ static __attribute__((noinline)) int ev_http_flush_build(mtev_http_session_ctx *
   return 0;
 }
 
+/* The common answer's bytes at p (room for sizeof(ev_ct.head) + 48 +
+ * inl): the thread's ready head (status line, Date, Content-Type),
+ * Content-Length, the short body r->ibody.  Returns their end. */
+static inline __attribute__((always_inline)) char *
+ev_put_common_answer(char *p, const mtev_http_response *r, uint32_t inl) {
+  ev_date_fresh();
+  if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
+  memcpy(p, ev_ct.head, sizeof(ev_ct.head));
+  p += ev_ct.head_len;
+  p = EV_PUT_LIT(p, "Content-Length: ");
+  p = ev_put_u64(p, inl);
+  p = EV_PUT_LIT(p, "\r\n\r\n");
+  ev_copy_short(p, r->ibody, inl);
+  return p + inl;
+}
+
 /* The common answer (ev_http_flush's first case) when nothing is queued
  * before it and no pipelined request follows: the head and the short body
  * are put together on the stack and sent with one send(2), no output
@@ -1990,17 +2006,7 @@ static __attribute__((noinline)) int ev_http_send_direct(mtev_http_session_ctx *
   ev_http_work_t *w = s->w;
   mtev_http_response *r = &w->res;
   char buf[EV_HTTP_DIRECT_MAX];
-  ev_date_fresh();
-  if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
-  char *p = buf;
-  memcpy(p, ev_ct.head, sizeof(ev_ct.head));
-  p += ev_ct.head_len;
-  p = EV_PUT_LIT(p, "Content-Length: ");
-  p = ev_put_u64(p, inl);
-  p = EV_PUT_LIT(p, "\r\n\r\n");
-  ev_copy_short(p, r->ibody, inl);
-  p += inl;
-  size_t n = (size_t)(p - buf);
+  size_t n = (size_t)(ev_put_common_answer(buf, r, inl) - buf);
   r->bytes_written += n;
   r->no_length = r->no_body = r->close_after = r->chunked = 0;
   r->ilen = 0;
@@ -2056,17 +2062,8 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
       t->start = t->end = 0;
       ev_chain_push(&w->out, t);
     }
-    ev_date_fresh();
-    if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
-    char *p0 = t->d + t->end, *p = p0;
-    memcpy(p, ev_ct.head, sizeof(ev_ct.head));
-    p += ev_ct.head_len;
-    p = EV_PUT_LIT(p, "Content-Length: ");
-    p = ev_put_u64(p, inl);
-    p = EV_PUT_LIT(p, "\r\n\r\n");
-    ev_copy_short(p, r->ibody, inl);
-    p += inl;
-    size_t n = (size_t)(p - p0);
+    char *p0 = t->d + t->end;
+    size_t n = (size_t)(ev_put_common_answer(p0, r, inl) - p0);
     t->end += (uint32_t)n;
     w->out.bytes += n;
     r->bytes_written += n;

@@ -129,11 +129,17 @@ typedef struct {
   size_t len, pos;
 } hc_t;
 
-static inline hc_t *hc_open(int port) {
+/* A client connected to the port; rcvbuf > 0 sets its receive buffer
+ * before the connect (set after it, the window already offered is
+ * withdrawn: the kernel drops the server's segments and the connection
+ * stalls in retransmits). */
+static inline hc_t *hc_open_rcvbuf(int port, int rcvbuf) {
   hc_t *c = calloc(1, sizeof(*c));
   T_CHECK(c != NULL);
   c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   T_CHECK(c->fd >= 0);
+  if (rcvbuf > 0)
+    T_EQ(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
   struct sockaddr_in a = {.sin_family = AF_INET,
                           .sin_port = htons((uint16_t)port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -144,6 +150,8 @@ static inline hc_t *hc_open(int port) {
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   return c;
 }
+
+static inline hc_t *hc_open(int port) { return hc_open_rcvbuf(port, 0); }
 
 static inline void hc_close(hc_t *c) {
   if (c->fd >= 0) close(c->fd);

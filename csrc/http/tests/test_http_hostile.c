@@ -531,23 +531,8 @@ static void test_direct_send_refused(void) {
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^direct$", h_direct));
   T_CHECK(mtev_http_rest_new_rule("GET", "/", "^hello$", h_hello));
   __atomic_store_n(&dr_made, 0, __ATOMIC_RELAXED);
-  /* the client's receive buffer small from the start (set after the
-   * connect, the window already offered is withdrawn: the kernel drops
-   * the server's segments and the connection stalls in retransmits) */
-  hc_t *c = calloc(1, sizeof(*c));
-  T_CHECK(c != NULL);
-  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  T_CHECK(c->fd >= 0);
-  int small = 8192;
-  T_EQ(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons((uint16_t)port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  T_EQ(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-  struct timeval tv = {t_slow() ? 60 : 15, 0};
-  setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  int one = 1;
-  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  /* the client's receive buffer small from the start */
+  hc_t *c = hc_open_rcvbuf(port, 8192);
   /* responses of about 370 bytes, one at a time, until a send call more
    * than one a response shows a direct send was refused (the 59th's here,
    * Linux 6.18, loopback), then ten more that meet the queue; at most 150,
