@@ -1,4 +1,10 @@
 /* restglue.c - see restglue.h */
+/* Compiled in the HTTP engine's unit (unity_mtev_http.c includes it after
+ * mtev_http.c; on its own this file is empty): the direct path's calls of
+ * the engine's small accessors (the session's request, response and
+ * connection, the request's fields) are inlined instead of being calls
+ * into another unit. */
+#ifdef EV_GO_HTTP_UNIT
 #include "restglue.h"
 
 #include <arpa/inet.h>
@@ -775,3 +781,5 @@ int ev_go_rest_headers_sent(uintptr_t rp) {
   mtev_http_response *res = mtev_http_session_response(((ev_go_req_t *)rp)->ctx);
   return res && mtev_http_response_bytes_written(res) > 0;
 }
+
+#endif /* EV_GO_HTTP_UNIT */
