@@ -999,6 +999,12 @@ func (q *restReq) serve(co *Co) {
 	var herr error // HandleHTTP's handler broke its response (serveHTTP)
 	returned := false
 	defer func() {
+		if returned && (rc == nil || rc.err == nil) && herr == nil {
+			// the handler returned without an error: no panic is on its
+			// way through here (recover would return nil), nothing to log
+			q.finish(false)
+			return
+		}
 		v := recover()
 		if _, stop := v.(stopUnwind); stop {
 			// the loop is stopping: let the coroutine unwind (a direct
@@ -1150,8 +1156,10 @@ func (q *restReq) spec() []byte {
 // restSpecCache is a loop's last response head spec (an aco handler
 // answers the same head request after request): reused while the reason
 // and header strings are the same ones, the same bytes at the same
-// addresses, so nothing is compared byte by byte.  Its bytes never
-// change once made (C copies them).
+// addresses, so nothing is compared byte by byte.  Its bytes (in the
+// loop's C memory when they fit, cgo.RestSpecRoom) change only when
+// another spec replaces it: each spec get returns goes to C (which copies
+// it) before the handler goes on.
 type restSpecCache struct {
 	reason string
 	hdrs   [4]string
@@ -1182,7 +1190,16 @@ func (c *restSpecCache) get(q *restReq) []byte {
 	if len(q.hdrs) <= len(c.hdrs) {
 		c.reason, c.n = q.reason, len(q.hdrs)
 		copy(c.hdrs[:], q.hdrs)
-		c.b = append([]byte(nil), b...) // (q's may be its own small buffer)
+		// (q's may be its own small buffer) in the loop's C memory when it
+		// fits: RestRespondNext then hands it to C without a copy; the last
+		// cached spec is no one's once replaced (each spec get returns goes
+		// to C before the handler goes on)
+		if slot := q.pool.slot; slot != nil && len(b) <= len(cgo.RestSpecRoom(slot)) {
+			c.b = cgo.RestSpecRoom(slot)[:len(b)]
+			copy(c.b, b)
+		} else {
+			c.b = append([]byte(nil), b...)
+		}
 	}
 	return b
 }

@@ -2427,3 +2427,48 @@ func awaitShutdown(t *testing.T, done <-chan struct{}) {
 		t.Fatal("Shutdown did not return")
 	}
 }
+
+// A direct request's flat head carries each string whole, whatever its
+// length: an aco rule sees every byte of a path capture, a query and a
+// header field of 1 to 70 bytes (the C side copies short strings with
+// fixed-size moves that overlap; each length takes another of its cases).
+func TestRestDirectHeadStringLengths(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	mustRule(t)(NewRule("GET", b, "^len/(\\w+)$", func(rc *RestClosure) error {
+		req := rc.Request()
+		fmt.Fprintf(rc.Response(), "%s|%s|%s|%s", rc.Pats()[0], req.RawQuery,
+			req.Header.Get("X-V"), req.Header.Get("X-Vv"))
+		return rc.Response().End()
+	})).SetAco(true)
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	str := func(n, shift int) string {
+		var sb strings.Builder
+		for i := 0; i < n; i++ {
+			sb.WriteByte(alphabet[(i*7+shift)%len(alphabet)])
+		}
+		return sb.String()
+	}
+	c := &http.Client{Timeout: 2 * time.Minute}
+	for n := 1; n <= 70; n++ {
+		capt, q, v, vv := str(n, 0), "q="+str(n, 1), str(n, 2), str(71-n, 3)
+		req, err := http.NewRequest("GET", url+b+"len/"+capt+"?"+q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-V", v)
+		req.Header.Set("X-Vv", vv)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("length %d: %v", n, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("length %d: body: %v", n, err)
+		}
+		if want := capt + "|" + q + "|" + v + "|" + vv; resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("length %d: %d %q, want %q", n, resp.StatusCode, body, want)
+		}
+	}
+}

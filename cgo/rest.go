@@ -246,18 +246,27 @@ func RestRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, t
 func RestRespondNext(ctx uintptr, code int, spec []byte, opts uint32, body []byte,
 	slot RestSlot, heads *HeadArena, next *RestDirect) bool {
 	var ok bool
-	if n := len(spec) + len(body); n <= restScratch {
+	// (the loop's cached spec is in the slot's RestSpecRoom: C memory already)
+	room := unsafe.Add(unsafe.Pointer(slot), restSlotSize+restScratch)
+	inRoom := len(spec) > 0 && unsafe.Pointer(unsafe.SliceData(spec)) == room
+	ns := len(spec)
+	if inRoom {
+		ns = 0
+	}
+	if n := ns + len(body); n <= restScratch {
 		// spec and body as C memory (the slot's scratch): no cgo pointer
 		// check of Go memory, which cost more than this copy
 		buf := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(slot), restSlotSize)), restScratch)
-		copy(buf, spec)
-		copy(buf[len(spec):], body)
 		var sp, bp uintptr
-		if len(spec) > 0 {
+		if inRoom {
+			sp = uintptr(room)
+		} else if len(spec) > 0 {
+			copy(buf, spec)
 			sp = uintptr(unsafe.Pointer(&buf[0]))
 		}
+		copy(buf[ns:], body)
 		if len(body) > 0 {
-			bp = uintptr(unsafe.Pointer(&buf[len(spec)]))
+			bp = uintptr(unsafe.Pointer(&buf[ns]))
 		}
 		ok = C.ev_go_rest_respond_c(C.uintptr_t(ctx), C.int(code), C.uintptr_t(sp), C.size_t(len(spec)),
 			C.uint32_t(opts), C.uintptr_t(bp), C.size_t(len(body)), C.int(RespondEnd), C.uintptr_t(uintptr(slot))) != 0
@@ -279,14 +288,23 @@ func RestRespondNext(ctx uintptr, code int, spec []byte, opts uint32, body []byt
 type RestSlot unsafe.Pointer
 
 // NewRestSlot allocates a RestSlot: the next request, then restScratch
-// bytes where RestRespondNext copies a small response.
+// bytes where RestRespondNext copies a small response, then RestSpecRoom's.
 func NewRestSlot() RestSlot {
-	return RestSlot(C.calloc(1, C.size_t(restSlotSize+restScratch)))
+	return RestSlot(C.calloc(1, C.size_t(restSlotSize+restScratch+restSpecRoom)))
+}
+
+// RestSpecRoom is slot s's room for the loop's cached response head spec
+// (the same head, response after response): a spec there is C memory, which
+// RestRespondNext hands to C as it is, without copying it to the scratch.
+// Whoever caches a spec there rewrites it in place (the loop's thread).
+func RestSpecRoom(s RestSlot) []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(s), restSlotSize+restScratch)), restSpecRoom)
 }
 
 const (
 	restSlotSize = (unsafe.Sizeof(C.ev_go_next_t{}) + 15) &^ 15
 	restScratch  = 1024
+	restSpecRoom = 256
 )
 
 func restRespond(ctx uintptr, code int, spec []byte, opts uint32, body []byte, then int,
