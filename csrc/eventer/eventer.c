@@ -65,11 +65,9 @@ static int64_t ev_total; /* __atomic */
  * records, per fd, the loop the event is registered on (fdowner), so that
  * a thread other than that loop's can route a request to it without
  * touching the event, which the owner may free at any moment. */
-#define EV_FDTAB_CHUNK_BITS 12
-#define EV_FDTAB_CHUNK (1u << EV_FDTAB_CHUNK_BITS)
-#define EV_FDTAB_CHUNKS 4096u /* fds below 16M */
-
-static eventer_t *ev_fdtab[EV_FDTAB_CHUNKS];
+/* (EV_FDTAB_CHUNK_BITS, EV_FDTAB_CHUNK, EV_FDTAB_CHUNKS and the loop's
+ * inline lookup ev_fd_lookup are in eventer_impl.h) */
+eventer_t *ev_fdtab[EV_FDTAB_CHUNKS];
 static pthread_mutex_t ev_fdtab_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t ev_epoch_ctr; /* __atomic: registration epochs */
 
@@ -1099,10 +1097,7 @@ eventer_t eventer_remove_fd(int fd) {
   return NULL;
 }
 
-eventer_t eventer_find_fd(int fd) {
-  eventer_t *slot = fdslot(fd, 0);
-  return slot ? EV_LOAD(slot) : NULL;
-}
+eventer_t eventer_find_fd(int fd) { return ev_fd_lookup(fd); }
 
 int eventer_update_ex(eventer_t e, int mask) {
   if (!e || !is_fd_mask(mask)) {

@@ -15,15 +15,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* Results per epoll_wait.  More ready fds than this are reported by the
- * next wait (level-triggered), so this only bounds one batch. */
-#define EV_POLL_BATCH 1024
-
-struct ev_poll {
-  int epfd;
-  int wakefd; /* eventfd: written by other threads to end a wait */
-  struct epoll_event results[EV_POLL_BATCH];
-};
+/* struct ev_poll and EV_POLL_BATCH (results per epoll_wait: more ready
+ * fds than this are reported by the next wait, level-triggered) are in
+ * eventer_impl.h, for the loop's inline ev_poll_result. */
 
 static uint32_t to_epoll(int mask) {
   uint32_t ev = 0;
@@ -32,14 +26,6 @@ static uint32_t to_epoll(int mask) {
   /* EXCEPTION needs no flag: EPOLLERR and EPOLLHUP are always reported. */
   if (mask & EVENTER_EXCEPTION) ev |= EPOLLPRI;
   return ev;
-}
-
-static int from_epoll(uint32_t ev) {
-  int mask = 0;
-  if (ev & EPOLLIN) mask |= EVENTER_READ;
-  if (ev & EPOLLOUT) mask |= EVENTER_WRITE;
-  if (ev & (EPOLLERR | EPOLLHUP | EPOLLPRI)) mask |= EVENTER_EXCEPTION;
-  return mask;
 }
 
 int ev_poll_open(ev_loop_t *l) {
@@ -109,10 +95,6 @@ int ev_poll_wait(ev_loop_t *l, int timeout_ms) {
   return n;
 }
 
-void ev_poll_result(ev_loop_t *l, int i, uint64_t *token, int *mask) {
-  *token = l->poll->results[i].data.u64;
-  *mask = from_epoll(l->poll->results[i].events);
-}
 
 void ev_poll_wake(ev_loop_t *l) {
   uint64_t one = 1;

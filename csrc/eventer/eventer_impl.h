@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/time.h>
 
 #include "eventer.h"
@@ -278,7 +279,14 @@ enum { /* what kind of dispatch a callback ran under (decides what rv means) */
   EV_DK_COMPLETE
 };
 
-struct ev_poll; /* backend state, eventer_epoll.c */
+/* The epoll backend's state (eventer_epoll.c; here so that the loop reads
+ * a result inline: ev_poll_result). */
+#define EV_POLL_BATCH 1024 /* results per epoll_wait: more come next time */
+struct ev_poll {
+  int epfd;
+  int wakefd; /* eventfd: written by other threads to end a wait */
+  struct epoll_event results[EV_POLL_BATCH];
+};
 
 /* An end-of-pass hook (owner thread only, intrusive: embed it).  It runs
  * once when its loop's pass over ready work ends: in the poll phase of
@@ -414,6 +422,21 @@ struct eventer_pool_t {
 ev_loop_t *ev_loop_self(void);
 /* Loop 0 of the default pool, NULL before init. */
 ev_loop_t *ev_default_loop(void);
+
+/* The fd table (eventer.c): fd -> registered event, in chunks of
+ * EV_FDTAB_CHUNK slots (and as many owner loops after them), chunk
+ * pointers published once and never moved. */
+#define EV_FDTAB_CHUNK_BITS 12
+#define EV_FDTAB_CHUNK (1u << EV_FDTAB_CHUNK_BITS)
+#define EV_FDTAB_CHUNKS 4096u /* fds below 16M */
+extern eventer_t *ev_fdtab[EV_FDTAB_CHUNKS];
+/* eventer_find_fd, inline (the loop looks up every ready fd: the two
+ * calls cost more than the lookup) */
+static inline eventer_t ev_fd_lookup(int fd) {
+  if (fd < 0 || (unsigned)fd >= EV_FDTAB_CHUNKS * EV_FDTAB_CHUNK) return NULL;
+  eventer_t *chunk = EV_LOAD(&ev_fdtab[(unsigned)fd >> EV_FDTAB_CHUNK_BITS]);
+  return chunk ? EV_LOAD(&chunk[(unsigned)fd & (EV_FDTAB_CHUNK - 1)]) : NULL;
+}
 /* The loop driven by thread t, or NULL. */
 ev_loop_t *ev_loop_by_thread(pthread_t t);
 /* 1 between eventer_init*() and eventer_fini(). */
@@ -508,8 +531,18 @@ int ev_poll_del(ev_loop_t *l, int fd);
 /* Waits up to timeout_ms (-1: forever, 0: no wait); returns the number of
  * results (0 on timeout or EINTR). */
 int ev_poll_wait(ev_loop_t *l, int timeout_ms);
-/* Result i of the last wait: its token and EVENTER_* readiness mask. */
-void ev_poll_result(ev_loop_t *l, int i, uint64_t *token, int *mask);
+/* Result i of the last wait: its token and EVENTER_* readiness mask.
+ * Inline: the loop reads one for every ready fd. */
+static inline void ev_poll_result(ev_loop_t *l, int i, uint64_t *token, int *mask) {
+  const struct epoll_event *r = &l->poll->results[i];
+  uint32_t ev = r->events;
+  int m = 0;
+  if (ev & EPOLLIN) m |= EVENTER_READ;
+  if (ev & EPOLLOUT) m |= EVENTER_WRITE;
+  if (ev & (EPOLLERR | EPOLLHUP | EPOLLPRI)) m |= EVENTER_EXCEPTION;
+  *token = r->data.u64;
+  *mask = m;
+}
 void ev_poll_wake(ev_loop_t *l);          /* THREAD-SAFE */
 void ev_poll_clear_wake(ev_loop_t *l);    /* owner: reset the eventfd */
 

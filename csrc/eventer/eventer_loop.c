@@ -962,7 +962,7 @@ static inline __attribute__((always_inline)) int dispatch_aco_fd(
     ev_loop_t *l, eventer_t e, int mask) {
   ev_aco_t *w = ev_aco_fd_sole_waiter(e, mask);
   if (!w || cfg_loop_slow_ns || __atomic_load_n(&ev_ctx_n, __ATOMIC_ACQUIRE) ||
-      mtev_log_stream_is_enabled(eventer_deb) || aco_current() != NULL)
+      mtev_log_stream_on_(eventer_deb) || aco_current() != NULL)
     return 0;
   EV_ASSERT(l->current == NULL, "callbacks never nest: a dispatch starts"
                                 " only between callbacks");
@@ -1001,7 +1001,7 @@ static inline __attribute__((always_inline)) int dispatch_fd_plain(
   eventer_func_t cb = e->callback;
   if (!cb || l->step || cfg_loop_slow_ns ||
       __atomic_load_n(&ev_ctx_n, __ATOMIC_ACQUIRE) ||
-      mtev_log_stream_is_enabled(eventer_deb))
+      mtev_log_stream_on_(eventer_deb))
     return 0;
   EV_ASSERT(l->current == NULL, "callbacks never nest: a dispatch starts"
                                 " only between callbacks");
@@ -1284,8 +1284,11 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
        * callback in this batch may have removed, freed or replaced the
        * event.  The epoch rejects a report meant for an earlier
        * registration of the same fd number. */
-      eventer_t e = eventer_find_fd((int)(uint32_t)tok);
-      if (!e || ev_event_owner(e) != l || e->reg_epoch != (uint32_t)(tok >> 32) ||
+      eventer_t e = ev_fd_lookup((int)(uint32_t)tok);
+      if (!e) continue;
+      ev_loop_t *owner = EV_LOAD(&e->owner); /* ev_event_owner, inline */
+      if (!owner) owner = ev_default_loop();
+      if (owner != l || e->reg_epoch != (uint32_t)(tok >> 32) ||
           EV_LOAD(&e->state) != EV_ST_FD)
         continue;
       if (!dispatch_aco_fd(l, e, ready) && !dispatch_fd_plain(l, e, ready))

@@ -9,11 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct mtev_log_stream {
-  const char *name;
-  int enabled; /* read and written with __atomic: any thread may flip it */
-};
-
 static struct mtev_log_stream ls_stderr = {"stderr", 1};
 static struct mtev_log_stream ls_error = {"error", 1};
 static struct mtev_log_stream ls_notice = {"notice", 1};
@@ -62,7 +57,7 @@ int mtev_log_stream_set_enabled(mtev_log_stream_t ls, int on) {
 }
 
 int mtev_log_stream_is_enabled(mtev_log_stream_t ls) {
-  return ls && __atomic_load_n(&ls->enabled, __ATOMIC_RELAXED);
+  return mtev_log_stream_on_(ls);
 }
 
 void mtev_log_init_env(void) {
@@ -109,7 +104,7 @@ void mtev_vlog(mtev_log_stream_t ls, const char *file, int line,
                const char *fmt, va_list ap) {
   (void)file;
   (void)line;
-  if (!mtev_log_stream_is_enabled(ls)) return;
+  if (!mtev_log_stream_on_(ls)) return;
   emit(ls, 0, fmt, ap);
 }
 

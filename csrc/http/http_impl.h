@@ -47,6 +47,13 @@ int ev_http_session_run_aco(mtev_http_session_ctx *ctx);
 int ev_http_session_run_aco_fn(mtev_http_session_ctx *ctx,
                                mtev_http_dispatch_func fn);
 
+/* mtev_http_session_aco, then ev_http_session_run_aco_fn when it is
+ * false, in one call: 1 when the session's coroutine runs the
+ * dispatcher already (serve the request there), 0 when a coroutine was
+ * asked for (the dispatcher returns 0 right after), -1 with errno. */
+int ev_http_session_aco_or_run(mtev_http_session_ctx *ctx,
+                               mtev_http_dispatch_func fn);
+
 /* A second dispatcher for the session, asked from the coroutine that has
  * just served a request whether the next one (already in the input,
  * parsed) is for a coroutine too: it either asks for one

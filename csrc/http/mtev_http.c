@@ -514,10 +514,32 @@ static const char *ev_date_line(size_t *len) {
   return ev_date.line;
 }
 
+/* The drive's coarse monotonic clock when the wall clock's second may
+ * next change (0: not known): until then the drive knows the date is
+ * fresh without asking the clock (ev_date_tick_at). */
+static __thread uint64_t ev_date_next_ns;
+static void ev_date_set(time_t now);
+
 /* IMF-fixdate (RFC 9110 5.6.7), in English whatever the locale. */
 static void ev_date_tick(void) {
   time_t now = time(NULL);
   if (now == ev_date.sec && ev_date.len != 0) return;
+  ev_date_set(now);
+}
+
+/* The drive's refresh, given its coarse monotonic time: the wall clock is
+ * read only when a second may have passed since the last read (time(2)'s
+ * second is CLOCK_REALTIME_COARSE's; both coarse clocks advance at the same
+ * tick).  A step of the wall clock shows in the Date line within a
+ * second. */
+static __attribute__((noinline)) void ev_date_tick_at(uint64_t mono) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  ev_date_next_ns = mono + (1000000000u - (uint64_t)ts.tv_nsec);
+  if (ts.tv_sec != ev_date.sec || ev_date.len == 0) ev_date_set(ts.tv_sec);
+}
+
+static void ev_date_set(time_t now) {
   static const char days[] = "SunMonTueWedThuFriSat";
   static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
   struct tm tm;
@@ -570,6 +592,11 @@ static __thread struct {
   time_t head_sec;          /* ev_date.sec head was built for (0: none) */
   uint32_t head_len;
   char head[128];
+  /* head and "Content-Length: N\r\n\r\n" for N = ans_for (UINT32_MAX:
+   * none): the common answer's whole head while its bodies keep their
+   * length (ev_put_common_answer) */
+  uint32_t ans_for, ans_len;
+  char ans[160];
 } ev_ct;
 
 /* type is the thread's known one: the same string, with the same bytes
@@ -635,6 +662,7 @@ static void ev_ct_head_build(void) {
   p += 2;
   ev_ct.head_len = (uint32_t)(p - ev_ct.head);
   ev_ct.head_sec = ev_date.sec;
+  ev_ct.ans_for = UINT32_MAX;
 }
 
 static int ev_lc_eq(const char *a, const char *b) { /* case-insensitive */
@@ -933,18 +961,21 @@ static inline void ev_copy_short(char *d, const char *s, size_t n) {
 
 /* What a handler builds before the head goes out -- status line, header
  * fields, body, compression -- dropped. */
-static void ev_res_drop_built(mtev_http_response *r) {
-  r->status = 0;
-  r->reason_len = 0;
-  r->hlen = 0;
-  r->has_ct = 0;
-  r->ilen = 0;
+static __attribute__((noinline, cold)) void ev_res_drop_held(mtev_http_response *r) {
   if (r->body.head) ev_chain_clear(&r->body);
   if (r->z) {
     deflateEnd(r->z);
     free(r->z);
     r->z = NULL;
   }
+}
+static inline void ev_res_drop_built(mtev_http_response *r) {
+  r->status = 0;
+  r->reason_len = 0;
+  r->hlen = 0;
+  r->has_ct = 0;
+  r->ilen = 0;
+  if (__builtin_expect(r->body.head || r->z, 0)) ev_res_drop_held(r);
 }
 
 static void ev_res_reset(mtev_http_response *r) {
@@ -1052,7 +1083,7 @@ static inline ssize_t ev_http_read(mtev_http_session_ctx *s, void *buf,
   if (s->raw_io) {
     s->io.raw_reads++;
     do {
-      n = ev_sys_read(eventer_get_fd(s->e), buf, len);
+      n = ev_sys_read(s->e->fd, buf, len); /* eventer_get_fd, inline */
     } while (n < 0 && errno == EINTR);
   } else {
     s->io.opset_reads++;
@@ -1311,10 +1342,12 @@ static void ev_http_aco_main(void) {
       continue;
     }
     if (!ev_idle_keep(self)) return;
-    /* a plain wait: only ev_http_dispatch ends it */
-    if (ev_aco_park(self, &ev_idle_co, 0, EV_WAIT_PLAIN) != EV_WAKE_READY ||
-        !co->arg)
-      return;
+    /* a plain wait: only ev_http_dispatch ends it.  Whatever resumes a
+     * parked coroutine unlinks it and makes it RUNNING first, so the
+     * inline yield (no ev_aco_wait_end) is enough */
+    int wk = ev_aco_wait_begin(self, &ev_idle_co, 0, EV_WAIT_PLAIN);
+    if (wk == EV_WAKE_NONE) wk = ev_aco_wait_yield_co(self);
+    if (wk != EV_WAKE_READY || !co->arg) return;
   }
 }
 
@@ -1345,6 +1378,18 @@ static void ev_http_serve_co(mtev_http_session_ctx *s) {
 
 int ev_http_session_run_aco(mtev_http_session_ctx *s) {
   return ev_http_session_run_aco_fn(s, NULL);
+}
+
+int ev_http_session_aco_or_run(mtev_http_session_ctx *s,
+                               mtev_http_dispatch_func fn) {
+  if (s && s->co) return 1;
+  if (!s || s->state != ST_HANDLER) {
+    errno = EINVAL;
+    return -1;
+  }
+  s->want_aco = 1;
+  s->co_fn = fn;
+  return 0;
 }
 
 int ev_http_session_run_aco_fn(mtev_http_session_ctx *s,
@@ -1417,8 +1462,9 @@ mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
 /* mtev_http_response_standard: status, Content-Type and CHUNKED in one
  * call (what its three calls do, with one check of the session and no
  * check of a header name that is ours). */
-mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
-                                       const char *reason, const char *type) {
+static inline __attribute__((always_inline)) mtev_boolean
+ev_res_standard(mtev_http_session_ctx *s, int code, const char *reason,
+                const char *type) {
   if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
   mtev_http_response *r = &s->w->res;
   if (code == 200 && reason && reason[0] == 'O' && reason[1] == 'K' && !reason[2]) {
@@ -1445,6 +1491,17 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
   }
   r->options |= MTEV_HTTP_CHUNKED;
   return mtev_true;
+}
+
+mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
+                                       const char *reason, const char *type) {
+  return ev_res_standard(s, code, reason, type);
+}
+
+/* mtev_http_response_ok: the same with 200 "OK" known here (no test of
+ * the code and the phrase). */
+mtev_boolean ev_http_response_ok(mtev_http_session_ctx *s, const char *type) {
+  return ev_res_standard(s, 200, "OK", type);
 }
 
 static mtev_boolean ev_status_put(mtev_http_response *r, int code,
@@ -1648,8 +1705,10 @@ static int ev_res_deflate(mtev_http_response *r, const void *in, size_t len,
   }
 }
 
-mtev_boolean mtev_http_response_append(mtev_http_session_ctx *s, const void *b,
-                                       size_t l) {
+/* mtev_http_response_append's body, inline in it and in _append_str (a
+ * second call per append cost more than the short copy it makes). */
+static inline __attribute__((always_inline)) mtev_boolean
+ev_res_append(mtev_http_session_ctx *s, const void *b, size_t l) {
   if (!ev_res_usable(s) || (!b && l)) return mtev_false;
   mtev_http_response *r = &s->w->res;
   if (l == 0) return mtev_true;
@@ -1673,10 +1732,15 @@ mtev_boolean mtev_http_response_append(mtev_http_session_ctx *s, const void *b,
   return ev_chain_append(&r->body, b, l) == 0 ? mtev_true : mtev_false;
 }
 
+mtev_boolean mtev_http_response_append(mtev_http_session_ctx *s, const void *b,
+                                       size_t l) {
+  return ev_res_append(s, b, l);
+}
+
 mtev_boolean mtev_http_response_append_str(mtev_http_session_ctx *s,
                                            const char *str) {
   if (!str) return mtev_false;
-  return mtev_http_response_append(s, str, strlen(str));
+  return ev_res_append(s, str, strlen(str));
 }
 
 mtev_boolean mtev_http_response_vappend(mtev_http_session_ctx *s,
@@ -1980,15 +2044,25 @@ static __attribute__((noinline)) int ev_http_flush_build(mtev_http_session_ctx *
 /* The common answer's bytes at p (room for sizeof(ev_ct.head) + 48 +
  * inl): the thread's ready head (status line, Date, Content-Type),
  * Content-Length, the short body r->ibody.  Returns their end. */
-static inline __attribute__((always_inline)) char *
-ev_put_common_answer(char *p, const mtev_http_response *r, uint32_t inl) {
-  ev_date_fresh();
-  if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
-  memcpy(p, ev_ct.head, sizeof(ev_ct.head));
-  p += ev_ct.head_len;
+static __attribute__((noinline)) void ev_ct_ans_build(uint32_t inl) {
+  char *p = ev_put(ev_ct.ans, ev_ct.head, ev_ct.head_len);
   p = EV_PUT_LIT(p, "Content-Length: ");
   p = ev_put_u64(p, inl);
   p = EV_PUT_LIT(p, "\r\n\r\n");
+  ev_ct.ans_len = (uint32_t)(p - ev_ct.ans);
+  ev_ct.ans_for = inl;
+}
+static inline __attribute__((always_inline)) char *
+ev_put_common_answer(char *p, const mtev_http_response *r, uint32_t inl) {
+  _Static_assert(sizeof(ev_ct.ans) >= sizeof(ev_ct.head) + 32,
+                 "the answer's head has room for Content-Length and its digits");
+  _Static_assert(sizeof(ev_ct.ans) <= sizeof(ev_ct.head) + 48,
+                 "the callers' room for the head covers the answer's");
+  ev_date_fresh();
+  if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
+  if (ev_ct.ans_for != inl) ev_ct_ans_build(inl);
+  memcpy(p, ev_ct.ans, sizeof(ev_ct.ans));
+  p += ev_ct.ans_len;
   ev_copy_short(p, r->ibody, inl);
   return p + inl;
 }
@@ -2013,7 +2087,7 @@ static __attribute__((noinline)) int ev_http_send_direct(mtev_http_session_ctx *
   r->headers_sent = 1;
   r->complete = 1;
   s->io.sends++;
-  ssize_t k = ev_sys_send(eventer_get_fd(s->e), buf, n, MSG_NOSIGNAL);
+  ssize_t k = ev_sys_send(s->e->fd, buf, n, MSG_NOSIGNAL);
   if (k > 0) s->last_io_ns = ev_http_now(s);
   if ((size_t)k == n) return 0;
   size_t done = k > 0 ? (size_t)k : 0;
@@ -2094,8 +2168,9 @@ written:
   }
 }
 
-mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *s,
-                                      mtev_boolean final) {
+/* mtev_http_response_flush's body, inline in it and in _end. */
+static inline __attribute__((always_inline)) mtev_boolean
+ev_res_flush(mtev_http_session_ctx *s, mtev_boolean final) {
   if (!ev_res_usable(s)) return mtev_false;
   /* the coroutine serving the request runs on the session's loop (a
    * session with a coroutine does not move) */
@@ -2107,6 +2182,11 @@ mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *s,
   return ok;
 }
 
+mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *s,
+                                      mtev_boolean final) {
+  return ev_res_flush(s, final);
+}
+
 mtev_boolean mtev_http_response_flush_asynch(mtev_http_session_ctx *s,
                                              mtev_boolean final) {
   if (!ev_res_usable(s) || !ev_http_on_loop(s)) return mtev_false;
@@ -2116,7 +2196,7 @@ mtev_boolean mtev_http_response_flush_asynch(mtev_http_session_ctx *s,
 }
 
 mtev_boolean mtev_http_response_end(mtev_http_session_ctx *s) {
-  return mtev_http_response_flush(s, mtev_true);
+  return ev_res_flush(s, mtev_true);
 }
 
 /* The response is given up: nothing more of it is sent; the connection
@@ -2991,9 +3071,21 @@ static int ev_http_dispatch(mtev_http_session_ctx *s) {
     s->want_aco = 0;
     ev_aco_t *a = ev_idle_take();
     if (a) {
-      ev_aco_co(a)->arg = s;
+      aco_t *co = ev_aco_co(a);
+      co->arg = s;
       s->co = a;
-      ev_aco_wake_now(a, EV_WAKE_READY);
+      if (__builtin_expect(aco_gtls_co == co->main_co && a->state == EV_ACO_PARKED, 1)) {
+        /* ev_aco_wake_now's work for a parked idle coroutine on its
+         * loop's main context (the drive's usual place): it waits on the
+         * idle list with no deadline and is no proxy */
+        ev_aco_unlink(&a->link);
+        if (a->timer.loop) eventer_timer_node_remove(&a->timer);
+        a->wake = EV_WAKE_READY;
+        a->state = EV_ACO_RUNNABLE;
+        ev_aco_resume_co(a, 1);
+      } else {
+        ev_aco_wake_now(a, EV_WAKE_READY);
+      }
       return 0;
     }
     a = ev_aco_create(ev_http_aco_main, s, 0, 0, NULL);
@@ -3109,7 +3201,7 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
   if (s->state == ST_DEAD && !s->co) goto over;
   uint64_t now = ev_coarse_ns();
   s->drive_ns = now;
-  ev_date_tick();
+  if (__builtin_expect(now >= ev_date_next_ns, 0)) ev_date_tick_at(now);
   if ((mask & EVENTER_EXCEPTION) && !(mask & EVENTER_READ) && !s->aborted &&
       ev_http_probe(s) != 0) {
     /* error or hang-up reported while we were not reading: the peer is
@@ -3211,6 +3303,21 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
       int r = ev_http_next_request(s, now);
       if (r == 1) {
         if (ev_http_dispatch(s)) goto migrate;
+        /* the common request, answered in the dispatch (a coroutine that
+         * ran to its end, or a handler that ended its response) with
+         * nothing queued: its end, and when no byte of another request is
+         * in and none is waiting, the drive is done (the same steps as
+         * the way round the loop: the HANDLER state's request end, then
+         * the IDLE state with no input and nothing to read) */
+        ev_http_work_t *w2 = s->w;
+        if (s->state == ST_HANDLER && w2 && w2->res.complete && !s->co &&
+            !s->aborted && !s->redispatch && !s->handler_mask &&
+            !w2->out.head && s->co_wait == CW_NONE) {
+          ev_http_request_done(s);
+          if (s->state == ST_IDLE && w2->in_start == w2->in_end &&
+              !s->rd_ready && !s->peer_eof)
+            break;
+        }
         continue;
       }
       if (r == -1) {
@@ -3263,8 +3370,21 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
   }
   ev_http_maybe_release(s);
   {
-    int want = ev_http_interest(s);
-    ev_http_arm(s);
+    int want;
+    if (!s->w && s->state == ST_IDLE) {
+      /* between keep-alive requests, the work area given back (the
+       * common exit): what ev_http_interest and ev_http_arm decide for
+       * it, without their other states' tests */
+      want = s->peer_eof ? EVENTER_EXCEPTION : EVENTER_READ | EVENTER_EXCEPTION;
+      uint64_t d = s->last_io_ns + ev_ms_ns(EV_LD(idle_timeout_ms));
+      s->deadline_ns = d;
+      if (!(s->timer.loop && s->armed_ns <= d) &&
+          eventer_timer_node_add_at_ns(&s->timer, d) == 0)
+        s->armed_ns = d;
+    } else {
+      want = ev_http_interest(s);
+      ev_http_arm(s);
+    }
     if (!in_cb && s->registered && want != eventer_get_mask(s->e))
       eventer_update(s->e, want);
     return want;

@@ -287,8 +287,10 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *ctx, int code,
                                        const char *reason, const char *type);
 #define mtev_http_response_standard(ctx, code, name, type) \
   ((void)ev_http_response_standard(ctx, code, name, type))
-#define mtev_http_response_ok(ctx, type) \
-  mtev_http_response_standard(ctx, 200, "OK", type)
+/* mtev_http_response_standard(ctx, 200, "OK", type), with the code and
+ * the phrase known to the engine */
+mtev_boolean ev_http_response_ok(mtev_http_session_ctx *ctx, const char *type);
+#define mtev_http_response_ok(ctx, type) ((void)ev_http_response_ok(ctx, type))
 #define mtev_http_response_server_error(ctx, type) \
   mtev_http_response_standard(ctx, 500, "ERROR", type)
 #define mtev_http_response_not_found(ctx, type) \

@@ -88,7 +88,7 @@ typedef struct {
   uint64_t gen;  /* 0: empty */
   struct rest_url_dispatcher *rule;
   uint32_t mlen, plen;
-  char key[EV_ROUTE_KEY]; /* method, then path */
+  char key[EV_ROUTE_KEY]; /* method, a NUL, then path */
 } ev_route_cache_t;
 
 /* Per connection: the closure handlers see, and what routing decided. */
@@ -140,6 +140,18 @@ static inline int ev_memeq(const char *a, const char *b, size_t n) {
   if (n < 4) /* bytes 0, n/2 and n - 1 cover all of 1 to 3 */
     return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
   return memcmp(a, b, n) == 0;
+}
+
+/* 1 when the request's method and path are the key of lc (its gen is
+ * the caller's to check).  The engine NUL-terminates the method in place,
+ * so an origin-form request line's method and path are one span of the
+ * input, "GET\0/hello", compared with the key at once (two spans cost
+ * twice the tests). */
+static inline int ev_route_key_eq(const ev_route_cache_t *lc, const char *method,
+                                  size_t mlen, const char *path, size_t plen) {
+  if (lc->mlen != mlen || lc->plen != plen) return 0;
+  if (path == method + mlen + 1) return ev_memeq(lc->key, method, mlen + 1 + plen);
+  return ev_memeq(lc->key, method, mlen) && ev_memeq(lc->key + mlen + 1, path, plen);
 }
 
 /* Number of captures + 1 when rule matches subject, else -1.  A literal
@@ -756,16 +768,25 @@ void mtev_rest_mountpoint_set_aco(mtev_rest_mountpoint_t *mp,
 
 /* ---- per-request state ------------------------------------------------------------------- */
 
-void mtev_http_rest_clean_request(mtev_http_rest_closure_t *restc) {
-  if (!restc) return;
-  free(restc->params); /* one block: pointers, then the strings */
-  restc->params = NULL;
+/* mtev_http_rest_clean_request's body, inline in the dispatch and the
+ * probe (a request that captured nothing and set no call closure: two
+ * tests and four stores). */
+static inline __attribute__((always_inline)) void
+ev_rest_clean(mtev_http_rest_closure_t *restc) {
+  if (restc->params) { /* one block: pointers, then the strings */
+    free(restc->params);
+    restc->params = NULL;
+  }
   restc->nparams = 0;
   if (restc->call_closure_free) restc->call_closure_free(restc->call_closure);
   restc->call_closure_free = NULL;
   restc->call_closure = NULL;
   restc->fastpath = NULL;
   restc->aco_enabled = mtev_false;
+}
+
+void mtev_http_rest_clean_request(mtev_http_rest_closure_t *restc) {
+  if (restc) ev_rest_clean(restc);
 }
 
 static void ev_rest_conn_free(void *p) {
@@ -897,13 +918,14 @@ ev_rest_route_find(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx, const char *m
     ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
     return NULL;
   }
-  if (same && cnt == 1 && mlen + plen <= EV_ROUTE_KEY) {
+  if (same && cnt == 1 && mlen + 1 + plen <= EV_ROUTE_KEY) {
     lc->gen = gen;
     lc->rule = r;
     lc->mlen = (uint32_t)mlen;
     lc->plen = (uint32_t)plen;
     memcpy(lc->key, method, mlen);
-    memcpy(lc->key + mlen, path, plen);
+    lc->key[mlen] = 0;
+    memcpy(lc->key + mlen + 1, path, plen);
   }
   return r;
 }
@@ -916,8 +938,7 @@ static int ev_rest_route(ev_rest_conn_t *rc, mtev_http_session_ctx *ctx,
   uint64_t gen = __atomic_load_n(&ev_rest_gen, __ATOMIC_ACQUIRE);
   ev_route_cache_t *lc = &rc->last;
   struct rest_url_dispatcher *r;
-  if (lc->gen == gen && lc->mlen == mlen && lc->plen == plen &&
-      ev_memeq(lc->key, method, mlen) && ev_memeq(lc->key + mlen, path, plen)) {
+  if (lc->gen == gen && ev_route_key_eq(lc, method, mlen, path, plen)) {
     r = lc->rule; /* no captures: no params to set */
     goto found;
   }
@@ -967,15 +988,14 @@ static int ev_rest_probe(mtev_http_session_ctx *ctx) {
     return 0;
   ev_route_cache_t *lc = &rc->last;
   if (lc->gen != __atomic_load_n(&ev_rest_gen, __ATOMIC_ACQUIRE) ||
-      lc->mlen != mlen || lc->plen != plen || !ev_memeq(lc->key, method, mlen) ||
-      !ev_memeq(lc->key + mlen, path, plen))
+      !ev_route_key_eq(lc, method, mlen, path, plen))
     return 0;
   struct rest_url_dispatcher *r = lc->rule;
   if (!__atomic_load_n(&r->aco, __ATOMIC_RELAXED) ||
       __atomic_load_n(&r->pool, __ATOMIC_RELAXED) ||
       __atomic_load_n(&r->auth, __ATOMIC_RELAXED))
     return 0;
-  mtev_http_rest_clean_request(restc); /* no closure free to call */
+  ev_rest_clean(restc); /* no closure free to call */
   restc->closure = __atomic_load_n(&r->closure, __ATOMIC_RELAXED);
   restc->fastpath = __atomic_load_n(&r->handler, __ATOMIC_RELAXED);
   rc->seq = seq;
@@ -997,7 +1017,7 @@ static int ev_rest_dispatch(mtev_http_session_ctx *ctx) {
   ev_rest_conn_t *rc = ev_http_session_probe_args(ctx, &seq, &method, &mlen, &path, &plen);
   mtev_http_rest_closure_t *restc = &rc->restc;
   if (rc->seq != seq) {
-    mtev_http_rest_clean_request(restc);
+    ev_rest_clean(restc);
     rc->seq = seq;
     rc->rule = NULL;
     if (!ev_rest_route(rc, ctx, method, mlen, path, plen)) return 0;
@@ -1008,12 +1028,17 @@ static int ev_rest_dispatch(mtev_http_session_ctx *ctx) {
   if (pool && eventer_loop_pool(eventer_loop_current()) != pool) {
     if (ev_http_session_move(ctx, pool) == 0) return 0;
   }
-  if (__atomic_load_n(&r->aco, __ATOMIC_RELAXED) && !mtev_http_session_aco(ctx)) {
-    if (ev_http_session_run_aco_fn(ctx, ev_rest_run_aco) == 0) return 0;
-    ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
-    return 0;
+  if (__atomic_load_n(&r->aco, __ATOMIC_RELAXED)) {
+    int k = ev_http_session_aco_or_run(ctx, ev_rest_run_aco);
+    if (k == 0) return 0;
+    if (k < 0) {
+      ev_rest_answer(ctx, 500, "Internal Server Error", NULL);
+      return 0;
+    }
+    restc->aco_enabled = mtev_true;
+  } else {
+    restc->aco_enabled = mtev_http_session_aco(ctx);
   }
-  restc->aco_enabled = mtev_http_session_aco(ctx);
   return restc->fastpath(restc, restc->nparams, restc->params);
 }
 
@@ -1042,6 +1067,35 @@ void *rest_get_raw_upload(mtev_http_rest_closure_t *restc, int *mask,
 
 /* ---- the listener callbacks --------------------------------------------------------------- */
 
+/* A connection's first call: its REST state and HTTP session, or NULL
+ * (the connection is closed).  Out of line: the calls after it are the
+ * common ones. */
+static __attribute__((noinline, cold)) ev_rest_conn_t *
+ev_rest_conn_new(eventer_t e, mtev_acceptor_closure_t *ac, int sniff) {
+  ev_rest_conn_t *rc = calloc(1, sizeof(*rc));
+  mtev_http_session_ctx *ctx =
+      rc ? mtev_http_session_ctx_new(ev_rest_dispatch, rc, e, ac) : NULL;
+  if (!ctx) {
+    mtevL(mtev_error, "rest: cannot serve fd %d: %s\n", eventer_get_fd(e),
+          strerror(errno));
+    free(rc);
+    eventer_remove_fde(e);
+    int m = 0;
+    eventer_close(e, &m);
+    mtev_acceptor_closure_free(ac);
+    return NULL;
+  }
+  rc->restc.http_ctx = ctx;
+  rc->restc.ac = ac;
+  /* the TLS peer's name (the handshake is over before the first call) */
+  const char *cn = mtev_acceptor_closure_remote_cn(ac);
+  rc->restc.remote_cn = (char *)(cn ? cn : "");
+  mtev_acceptor_closure_set_ctx(ac, rc, ev_rest_conn_free);
+  if (sniff) ev_http_session_sniff(ctx);
+  ev_http_session_set_probe(ctx, ev_rest_probe);
+  return rc;
+}
+
 static int ev_rest_conn_handler(eventer_t e, int mask, void *closure,
                                 int sniff) {
   mtev_acceptor_closure_t *ac = closure;
@@ -1050,29 +1104,7 @@ static int ev_rest_conn_handler(eventer_t e, int mask, void *closure,
   ev_rest_conn_t *rc = mtev_acceptor_closure_ctx_free_func(ac) == ev_rest_conn_free
                            ? mtev_acceptor_closure_ctx(ac)
                            : NULL;
-  if (!rc) {
-    rc = calloc(1, sizeof(*rc));
-    mtev_http_session_ctx *ctx =
-        rc ? mtev_http_session_ctx_new(ev_rest_dispatch, rc, e, ac) : NULL;
-    if (!ctx) {
-      mtevL(mtev_error, "rest: cannot serve fd %d: %s\n", eventer_get_fd(e),
-            strerror(errno));
-      free(rc);
-      eventer_remove_fde(e);
-      int m = 0;
-      eventer_close(e, &m);
-      mtev_acceptor_closure_free(ac);
-      return 0;
-    }
-    rc->restc.http_ctx = ctx;
-    rc->restc.ac = ac;
-    /* the TLS peer's name (the handshake is over before the first call) */
-    const char *cn = mtev_acceptor_closure_remote_cn(ac);
-    rc->restc.remote_cn = (char *)(cn ? cn : "");
-    mtev_acceptor_closure_set_ctx(ac, rc, ev_rest_conn_free);
-    if (sniff) ev_http_session_sniff(ctx);
-    ev_http_session_set_probe(ctx, ev_rest_probe);
-  }
+  if (__builtin_expect(!rc, 0) && !(rc = ev_rest_conn_new(e, ac, sniff))) return 0;
   int done = 0;
   int rv = mtev_http_session_drive(e, mask, rc->restc.http_ctx, NULL, &done);
   return done ? 0 : rv;

@@ -358,6 +358,31 @@ static void test_basic(void) {
   T_STR_EQ(hc_header(&r, "Content-Length"), "6");
   T_CHECK(hc_header(&r, "Date") != NULL);
   hc_resp_free(&r);
+  /* The drive reads the wall clock only when a second may have passed
+   * (by its monotonic clock): on one keep-alive connection, a request
+   * 1.5 s after another gets a later Date, the one of its own second. */
+  hc_t *c = hc_open(port);
+  char d0[64] = "", d1[64] = "";
+  for (int i = 0; i < 2; i++) {
+    if (i) usleep(1500 * 1000);
+    time_t before = time(NULL);
+    hc_sends(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    time_t after = time(NULL);
+    const char *d = hc_header(&r, "Date");
+    T_CHECK(d != NULL && strlen(d) < sizeof(d0));
+    snprintf(i ? d1 : d0, sizeof(d0), "%.63s", d ? d : "");
+    /* one of the seconds the request took */
+    char want[2][64];
+    struct tm tm;
+    strftime(want[0], sizeof(want[0]), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&before, &tm));
+    strftime(want[1], sizeof(want[1]), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&after, &tm));
+    T_CHECKF(d && (!strcmp(d, want[0]) || !strcmp(d, want[1])), "Date %s, wanted %s or %s",
+             d ? d : "(none)", want[0], want[1]);
+    hc_resp_free(&r);
+  }
+  T_CHECKF(strcmp(d0, d1) != 0, "the same Date 1.5 s later: %s", d0);
+  hc_close(c);
   ht_stop();
 }
 
@@ -459,6 +484,46 @@ static void test_routing(void) {
     T_EQ(hc_read_resp(c, &r, 0), 0);
     T_EQ(r.status, want[i] ? 200 : 404);
     if (want[i]) T_STR_EQ(r.body, want[i]);
+    hc_resp_free(&r);
+  }
+  hc_close(c);
+
+  /* The kept route's key is compared with the request's method and path
+   * as one span when they are adjacent in the input (an origin-form
+   * request line, the method NUL-terminated in place), else in two
+   * parts (an absolute-form target's path is after its authority): each
+   * request below differs from the kept route's in one byte of the path,
+   * in the method, or in where its path is, and is routed to its own
+   * rule (or none). */
+  mtev_rest_mountpoint_t *one = mtev_http_rest_new_rule("GET", "/k2/", "^one$", h_pats);
+  mtev_rest_mountpoint_t *onf = mtev_http_rest_new_rule("GET", "/k2/", "^onf$", h_pats);
+  T_CHECK(one && onf);
+  mtev_rest_mountpoint_set_closure(one, (void *)"+one");
+  mtev_rest_mountpoint_set_closure(onf, (void *)"+onf");
+  struct {
+    const char *req;
+    int status;
+    const char *body;
+  } kept[] = {
+      {"GET /k2/one HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic+one"},
+      {"GET /k2/one HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic+one"},
+      {"GET /k2/onf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic+onf"},
+      {"GET http://x/k2/onf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic+onf"},
+      {"GET http://x/k2/one HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic+one"},
+      {"GET http://x/k2/one HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic+one"},
+      {"GET /k2/onf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic+onf"},
+      {"PUT /k2/onf HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, NULL},
+      {"GET /k2/onf HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic+onf"},
+      {"GET /k2/on HTTP/1.1\r\nHost: x\r\n\r\n", 404, NULL},
+      {"GET /k2/one HTTP/1.1\r\nHost: x\r\n\r\n", 200, "0: classic+one"},
+  };
+  c = hc_open(port);
+  for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+    hc_sends(c, kept[i].req);
+    T_EQ(hc_read_resp(c, &r, 0), 0);
+    T_CHECKF(r.status == kept[i].status &&
+                 (!kept[i].body || !strcmp(r.body, kept[i].body)),
+             "%s: %d \"%s\"", kept[i].req, r.status, r.body);
     hc_resp_free(&r);
   }
   hc_close(c);
