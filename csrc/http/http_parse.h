@@ -112,6 +112,18 @@ int ev_http_parse_head(const char *buf, size_t head_len, ev_http_head_t *h,
 long ev_http_parse_prefix(const char *buf, size_t len, ev_http_head_t *h,
                           const ev_http_limits_t *lim);
 
+/* ev_http_parse_prefix's two halves, for the tests.  The fast path (a head
+ * of the common shape, with SSSE3 masks; x86-64 with a SIMD scanner
+ * chosen) returns the head's length when it is sure the general parse
+ * accepts the head with the same *h, else 0 (not sure: the head may still
+ * be good).  The general parse gives ev_http_parse_prefix's answer on
+ * every input. */
+long ev_http_parse_prefix_fast(const char *buf, size_t len, ev_http_head_t *h,
+                               const ev_http_limits_t *lim);
+long ev_http_parse_prefix_general(const char *buf, size_t len,
+                                  ev_http_head_t *h,
+                                  const ev_http_limits_t *lim);
+
 /* ---- chunked bodies ----------------------------------------------------
  * An incremental decoder.  Each call consumes framing and returns where
  * the next span of body data is, without copying. */
