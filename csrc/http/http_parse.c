@@ -920,8 +920,8 @@ ev_fp_find_out(const char *p, const char *end, const uint8_t *rows,
                int obs_ok) {
   while (p < end) {
     unsigned sh;
-    uint32_t m =
-        ev_fp_out(ev_fp_nib(ev_fp_load(p, end, &sh)), rows, obs_ok) >> sh;
+    ev_fp_nib_t x = ev_fp_nib(ev_fp_load(p, end, &sh));
+    uint32_t m = ev_fp_out(x, rows, obs_ok) >> sh;
     if (m) return p + __builtin_ctz(m);
     p += 16 - sh;
   }
@@ -1025,8 +1025,8 @@ ev_parse_fast(const char *buf, size_t len, ev_http_head_t *h,
     }
     /* the name: tchar bytes up to ':' */
     unsigned sh;
-    uint32_t tb = ev_fp_out(ev_fp_nib(ev_fp_load(buf + i, end, &sh)),
-                            ev_rows_tchar, 0) >> sh;
+    ev_fp_nib_t x = ev_fp_nib(ev_fp_load(buf + i, end, &sh));
+    uint32_t tb = ev_fp_out(x, ev_rows_tchar, 0) >> sh;
     size_t k;
     if (tb) {
       k = i + (size_t)__builtin_ctz(tb);
