@@ -16,7 +16,10 @@
  *
  * Header bytes are validated with SSE4.2 (pcmpestri ranges) or AVX2 where
  * the CPU has them (chosen at run time), scalar code otherwise (and on
- * arm64).  Every implementation accepts exactly the same inputs.
+ * arm64).  Every implementation accepts exactly the same inputs.  With
+ * SSE4.2 or AVX2 chosen, ev_http_parse_prefix first tries a fast path for
+ * the common head (16-byte SSSE3 class masks a line) that answers only
+ * when the general parse would give the same head.
  *
  * The syntax accepted, decided against RFC 9110/9112 and net/http's
  * http.ReadRequest plus the checks of its server (the differential fuzz
