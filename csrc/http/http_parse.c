@@ -268,7 +268,7 @@ const char *ev_http_simd_name(int impl) {
   return ev_impls[impl].name;
 }
 
-static int ev_impl_choose(void) {
+static __attribute__((noinline, cold)) int ev_impl_choose(void) {
   const char *env = getenv("EV_HTTP_SIMD");
   if (env && *env) {
     for (int i = 0; i < EV_NIMPLS; i++)
@@ -626,6 +626,93 @@ static int ev_parse_cl(const char *v, size_t n, int64_t *out) {
   return 0;
 }
 
+/* What the field lines seen so far say, for the checks at the end. */
+typedef struct {
+  int hosts, te, te_chunked, cl_bad;
+  const ev_http_hdr_t *cl_first;
+  const char *expect;
+  uint32_t expect_len;
+} ev_fields_t;
+
+/* The meaning of field line f (stored as hdr[h->nhdr - 1]) for the
+ * engine: Host checked, Expect, Connection, Content-Length and
+ * Transfer-Encoding noted.  0, or the status the head gets.  end: the end
+ * of the readable bytes (the head's, or the buffer's in a prefix parse).
+ * Shared by the general parse and the fast path, so both give the same
+ * meaning to the same bytes. */
+static inline __attribute__((always_inline)) int
+ev_field(ev_http_head_t *h, ev_fields_t *fs, const ev_http_hdr_t *f,
+         const char *end, int simd) {
+  switch (f->name_len) {
+  case 4:
+    if (ev_name_is(f->name, "host", 4)) {
+      fs->hosts++;
+      if (!ev_host_ok((const unsigned char *)f->value, f->value_len,
+                      end, simd))
+        return 400;
+    }
+    break;
+  case 6:
+    if (ev_name_is(f->name, "expect", 6) && !fs->expect) {
+      fs->expect = f->value;
+      fs->expect_len = f->value_len;
+    }
+    break;
+  case 10:
+    if (ev_name_is(f->name, "connection", 10)) {
+      if (ev_has_token(f->value, f->value_len, "close")) h->conn_close = 1;
+      if (ev_has_token(f->value, f->value_len, "keep-alive"))
+        h->conn_keep_alive = 1;
+    }
+    break;
+  case 14:
+    if (ev_name_is(f->name, "content-length", 14)) {
+      int64_t cl;
+      if (ev_parse_cl(f->value, f->value_len, &cl) != 0) return 400;
+      /* repeated, it must be the same bytes ("03" and "3" conflict,
+       * as for net/http) */
+      if (fs->cl_first &&
+          (fs->cl_first->value_len != f->value_len ||
+           memcmp(fs->cl_first->value, f->value, f->value_len)))
+        fs->cl_bad = 1;
+      if (!fs->cl_first) fs->cl_first = f;
+      h->content_length = cl;
+    }
+    break;
+  case 17:
+    if (ev_name_is(f->name, "transfer-encoding", 17)) {
+      fs->te++;
+      fs->te_chunked = ev_http_token_eq(f->value, f->value_len, "chunked");
+    }
+    break;
+  }
+  return 0;
+}
+
+/* The checks once every field line is in: framing, version, Host,
+ * Expect.  0, or the status the head gets. */
+static inline __attribute__((always_inline)) int
+ev_head_checks(ev_http_head_t *h, const ev_fields_t *fs) {
+  if (fs->cl_bad) return 400; /* conflicting Content-Lengths */
+  if (fs->te) {
+    /* HTTP/1.0 has no transfer codings: faulty framing (RFC 9112 6.1) */
+    if (h->minor == 0 && h->major == 1) return 400;
+    if (h->content_length >= 0) return 400; /* smuggling */
+    if (fs->te > 1 || !fs->te_chunked) return 501;
+    h->chunked = 1;
+  }
+  if (h->major != 1) return 505;
+  if (fs->hosts > 1) return 400;
+  if (fs->hosts == 0 && h->minor >= 1 &&
+      !(h->method_len == 7 && !memcmp(h->method, "CONNECT", 7)))
+    return 400;
+  if (fs->expect && fs->expect_len) {
+    if (!ev_has_token(fs->expect, fs->expect_len, "100-continue")) return 417;
+    h->expect_continue = h->minor >= 1;
+  }
+  return 0;
+}
+
 /* Both entry points: with prefix == 0 buf[0..n) is the head; with
  * prefix == 1 the head is the start of buf[0..n), and any failure (one
  * the engine would answer, or bytes running out) returns nonzero, the
@@ -689,10 +776,7 @@ ev_parse(const char *buf, size_t n, ev_http_head_t *h,
   h->is_head = h->method_len == 4 && !memcmp(h->method, "HEAD", 4);
 
   /* field lines */
-  int hosts = 0, te = 0, te_chunked = 0, cl_bad = 0;
-  const ev_http_hdr_t *cl_first = NULL;
-  const char *expect = NULL;
-  uint32_t expect_len = 0;
+  ev_fields_t fs = {0};
   for (;;) {
     if (i >= n) return 400;
     if (s[i] == '\n') {
@@ -735,48 +819,8 @@ ev_parse(const char *buf, size_t n, ev_http_head_t *h,
     f->value = buf + v;
     f->value_len = (uint32_t)(e - v);
 
-    switch (f->name_len) {
-    case 4:
-      if (ev_name_is(f->name, "host", 4)) {
-        hosts++;
-        if (!ev_host_ok((const unsigned char *)f->value, f->value_len,
-                        buf + n, simd))
-          return 400;
-      }
-      break;
-    case 6:
-      if (ev_name_is(f->name, "expect", 6) && !expect) {
-        expect = f->value;
-        expect_len = f->value_len;
-      }
-      break;
-    case 10:
-      if (ev_name_is(f->name, "connection", 10)) {
-        if (ev_has_token(f->value, f->value_len, "close")) h->conn_close = 1;
-        if (ev_has_token(f->value, f->value_len, "keep-alive"))
-          h->conn_keep_alive = 1;
-      }
-      break;
-    case 14:
-      if (ev_name_is(f->name, "content-length", 14)) {
-        int64_t cl;
-        if (ev_parse_cl(f->value, f->value_len, &cl) != 0) return 400;
-        /* repeated, it must be the same bytes ("03" and "3" conflict,
-         * as for net/http) */
-        if (cl_first && (cl_first->value_len != f->value_len ||
-                         memcmp(cl_first->value, f->value, f->value_len)))
-          cl_bad = 1;
-        if (!cl_first) cl_first = f;
-        h->content_length = cl;
-      }
-      break;
-    case 17:
-      if (ev_name_is(f->name, "transfer-encoding", 17)) {
-        te++;
-        te_chunked = ev_http_token_eq(f->value, f->value_len, "chunked");
-      }
-      break;
-    }
+    int fst = ev_field(h, &fs, f, buf + n, simd);
+    if (fst) return fst;
     i = next;
   }
   if (prefix) {
@@ -787,37 +831,335 @@ ev_parse(const char *buf, size_t n, ev_http_head_t *h,
     return 400;
   }
 
-  if (cl_bad) return 400; /* conflicting Content-Lengths */
-  if (te) {
-    /* HTTP/1.0 has no transfer codings: faulty framing (RFC 9112 6.1) */
-    if (h->minor == 0 && h->major == 1) return 400;
-    if (h->content_length >= 0) return 400; /* smuggling */
-    if (te > 1 || !te_chunked) return 501;
-    h->chunked = 1;
-  }
-  if (h->major != 1) return 505;
-  if (hosts > 1) return 400;
-  if (hosts == 0 && h->minor >= 1 &&
-      !(h->method_len == 7 && !memcmp(h->method, "CONNECT", 7)))
-    return 400;
-  if (expect && expect_len) {
-    if (!ev_has_token(expect, expect_len, "100-continue")) return 417;
-    h->expect_continue = h->minor >= 1;
-  }
+  int cst = ev_head_checks(h, &fs);
+  if (cst) return cst;
   h->head_len = (uint32_t)n;
   return 0;
 }
+
+long ev_http_parse_prefix_general(const char *buf, size_t len,
+                                  ev_http_head_t *h,
+                                  const ev_http_limits_t *lim);
+
+#ifdef EV_HTTP_X86
+/* ---- the fast path: a common head in one pass --------------------------------------
+ * For a head of the common shape: a token method, an origin-form target
+ * without '%', "HTTP/1.1" and CRLF line ends, field lines "name:" OWS
+ * value, every line found with 16-byte class masks instead of a byte at a
+ * time.  The classes are nibble tables (two pshufb lookups: SSSE3, which
+ * every CPU with SSE4.2 has): bit h of row l is set when byte 0x(h)(l)
+ * belongs to the class (h < 8; obs-text, 0x80-0xff, is added or left out
+ * by its sign).  It answers only when it is sure: the head's length when
+ * the general parse (ev_parse) accepts it with the same result, else 0,
+ * and the caller then runs the general parse from the start.  The meaning
+ * of the fields and the checks at the end are ev_field and
+ * ev_head_checks, as in the general parse. */
+static const uint8_t ev_rows_tchar[16] __attribute__((aligned(16))) = {
+    0xe8, 0xfc, 0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc,
+    0xf8, 0xf8, 0xf4, 0x54, 0xd0, 0x54, 0xf4, 0x70};
+/* HTAB, SP..'~' (obs-text too, by its sign) */
+static const uint8_t ev_rows_value[16] __attribute__((aligned(16))) = {
+    0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc,
+    0xfc, 0xfd, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0x7c};
+/* '!'..'~' (obs-text too): request-target bytes */
+static const uint8_t ev_rows_target[16] __attribute__((aligned(16))) = {
+    0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc,
+    0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0x7c};
+/* request-target bytes other than '?' and '%' */
+static const uint8_t ev_rows_path[16] __attribute__((aligned(16))) = {
+    0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xf8, 0xfc, 0xfc,
+    0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0x74};
+
+/* The 16 bytes at p when they are inside [.., end), else the 16 that end
+ * at end (the caller makes sure there are 16 before end), with *sh the
+ * number of them before p: a mask of the vector shifted right by *sh has
+ * bit j for byte p[j], and no bit for bytes at or past end. */
+__attribute__((target("ssse3"))) static inline __m128i
+ev_fp_load(const char *p, const char *end, unsigned *sh) {
+  if (end - p >= 16) {
+    *sh = 0;
+    return _mm_loadu_si128((const __m128i *)p);
+  }
+  *sh = (unsigned)(16 - (end - p));
+  return _mm_loadu_si128((const __m128i *)(end - 16));
+}
+
+/* A byte's place in the nibble tables: its low nibble, and the bit of its
+ * high nibble (0 for obs-text). */
+typedef struct {
+  __m128i lo, bit, neg;
+} ev_fp_nib_t;
+
+__attribute__((target("ssse3"))) static inline ev_fp_nib_t
+ev_fp_nib(__m128i d) {
+  const __m128i nib = _mm_set1_epi8(0x0f);
+  ev_fp_nib_t x;
+  x.lo = _mm_and_si128(d, nib);
+  x.bit = _mm_shuffle_epi8(
+      _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0, 0, 0, 0),
+      _mm_and_si128(_mm_srli_epi16(d, 4), nib));
+  x.neg = _mm_cmplt_epi8(d, _mm_setzero_si128());
+  return x;
+}
+
+/* The bytes outside class rows, as a mask (bit j: byte j); obs_ok: bytes
+ * 0x80-0xff belong to the class. */
+__attribute__((target("ssse3"))) static inline uint32_t
+ev_fp_out(ev_fp_nib_t x, const uint8_t *rows, int obs_ok) {
+  __m128i in = _mm_and_si128(
+      _mm_shuffle_epi8(_mm_load_si128((const __m128i *)rows), x.lo), x.bit);
+  __m128i out = _mm_cmpeq_epi8(in, _mm_setzero_si128());
+  if (obs_ok) out = _mm_andnot_si128(x.neg, out);
+  return (uint32_t)_mm_movemask_epi8(out);
+}
+
+/* From p on, the first byte outside class rows (obs-text in it), or NULL
+ * when there is none before end. */
+__attribute__((target("ssse3"))) static inline const char *
+ev_fp_find_out(const char *p, const char *end, const uint8_t *rows,
+               int obs_ok) {
+  while (p < end) {
+    unsigned sh;
+    ev_fp_nib_t x = ev_fp_nib(ev_fp_load(p, end, &sh));
+    uint32_t m = ev_fp_out(x, rows, obs_ok) >> sh;
+    if (m) return p + __builtin_ctz(m);
+    p += 16 - sh;
+  }
+  return NULL;
+}
+
+static inline uint32_t ev_word4(const char *p) {
+  uint32_t w;
+  memcpy(&w, p, 4);
+  return w;
+}
+
+/* ev_field for the fields the fast path does not take in itself (not
+ * Host): out of line, they are rare. */
+static __attribute__((noinline)) int
+ev_field_slow(ev_http_head_t *h, ev_fields_t *fs, const ev_http_hdr_t *f,
+              const char *end) {
+  return ev_field(h, fs, f, end, 1);
+}
+
+/* ev_fp_find_out out of line: the rest of a long target, name or value. */
+__attribute__((target("ssse3"), noinline)) static const char *
+ev_fp_find_out_slow(const char *p, const char *end, const uint8_t *rows,
+                    int obs_ok) {
+  return ev_fp_find_out(p, end, rows, obs_ok);
+}
+
+/* The fast path's body.  Where it is not sure it goes to slow: with
+ * fallback the general parse from the start (a tail call), else 0. */
+__attribute__((target("ssse3"), always_inline)) static inline long
+ev_parse_fast(const char *buf, size_t len, ev_http_head_t *h,
+              const ev_http_limits_t *lim, int fallback) {
+  const unsigned char *s = (const unsigned char *)buf;
+  const char *end = buf + len;
+  if (len < 32) goto slow;
+  ev_http_hdr_t *hdr = h->hdr;
+  memset(h, 0, sizeof(*h));
+  h->hdr = hdr;
+  h->content_length = -1;
+
+  /* request-line: the method */
+  size_t i;
+  if (ev_word4(buf) == ev_word4("GET ")) {
+    i = 3;
+  } else {
+    uint32_t m = ev_fp_out(
+        ev_fp_nib(_mm_loadu_si128((const __m128i *)buf)), ev_rows_tchar, 0);
+    if (m == 0) goto slow;
+    i = (size_t)__builtin_ctz(m);
+    if (i == 0 || s[i] != ' ') goto slow;
+    h->is_head = i == 4 && ev_word4(buf) == ev_word4("HEAD");
+  }
+  h->method = buf;
+  h->method_len = (uint32_t)i;
+  /* the target: origin-form, a path without '%', maybe a query; 16
+   * bytes from t0 (<= 16) are there: len >= 32 */
+  const char *t = buf + i + 1;
+  if (*t != '/') goto slow;
+  const char *p;
+  uint32_t m = ev_fp_out(ev_fp_nib(_mm_loadu_si128((const __m128i *)t)),
+                         ev_rows_path, 1);
+  if (m)
+    p = t + __builtin_ctz(m);
+  else if (!(p = ev_fp_find_out_slow(t + 16, end, ev_rows_path, 1)))
+    goto slow;
+  h->path = t;
+  h->path_len = (uint32_t)(p - t);
+  if (*p == '?') {
+    const char *q = p + 1;
+    if (!(p = ev_fp_find_out_slow(q, end, ev_rows_target, 1))) goto slow;
+    h->query = q;
+    h->query_len = (uint32_t)(p - q);
+  }
+  if (*p != ' ') goto slow;
+  h->target = t;
+  h->target_len = (uint32_t)(p - t);
+  /* the version and the line's end */
+  i = (size_t)(p + 1 - buf);
+  uint64_t v8;
+  uint16_t v2;
+  if (len - i < 10) goto slow;
+  memcpy(&v8, buf + i, 8);
+  memcpy(&v2, buf + i + 8, 2);
+  if (v8 != 0x312e312f50545448ull /* "HTTP/1.1" */ || v2 != 0x0a0d)
+    goto slow;
+  i += 10;
+  if (i > lim->max_request_line) goto slow;
+  h->major = h->minor = 1;
+
+  /* field lines */
+  ev_fields_t fs;
+  int rare = 0; /* a field other than Host that ev_field looks at */
+  uint32_t hosts = 0;
+  uint32_t nh = 0, maxh = lim->max_headers;
+  for (;;) {
+    if (len - i < 2) goto slow;
+    if (s[i] == '\r') {
+      if (s[i + 1] != '\n') goto slow;
+      i += 2;
+      break;
+    }
+    /* the name: tchar bytes up to ':'.  "Host:" (every HTTP/1.1 request
+     * has it) is known by one word: OR-ing 0x20 into a byte gives 'h',
+     * 'o', 's' or 't' only from that letter in either case. */
+    unsigned sh;
+    size_t k;
+    int is_host = len - i >= 5 && s[i + 4] == ':' &&
+                  (ev_word4(buf + i) | 0x20202020u) == ev_word4("host");
+    if (is_host) {
+      k = i + 4;
+    } else {
+      ev_fp_nib_t x = ev_fp_nib(ev_fp_load(buf + i, end, &sh));
+      uint32_t tb = ev_fp_out(x, ev_rows_tchar, 0) >> sh;
+      if (tb) {
+        k = i + (size_t)__builtin_ctz(tb);
+      } else { /* a name of 16 bytes or more */
+        const char *q =
+            ev_fp_find_out_slow(buf + i + 16 - sh, end, ev_rows_tchar, 0);
+        if (!q) goto slow;
+        k = (size_t)(q - buf);
+      }
+      if (k == i || s[k] != ':') goto slow;
+    }
+    /* OWS, then the value up to the first byte no value has, which must
+     * be the CR of CRLF */
+    size_t v = k + 1;
+    if (v < len && s[v] == ' ') v++;
+    if (v < len && (s[v] == ' ' || s[v] == '\t'))
+      while (v < len && (s[v] == ' ' || s[v] == '\t')) v++;
+    if (v >= len) goto slow;
+    ev_fp_nib_t y = ev_fp_nib(ev_fp_load(buf + v, end, &sh));
+    uint32_t vb = ev_fp_out(y, ev_rows_value, 1) >> sh;
+    size_t e;
+    if (vb) {
+      e = v + (size_t)__builtin_ctz(vb);
+    } else {
+      const char *q = ev_fp_find_out_slow(buf + v + 16 - sh, end, ev_rows_value, 1);
+      if (!q) goto slow;
+      e = (size_t)(q - buf);
+    }
+    if (len - e < 2 || s[e] != '\r' || s[e + 1] != '\n') goto slow;
+    size_t next = e + 2;
+    if (e > v && (s[e - 1] == ' ' || s[e - 1] == '\t'))
+      while (e > v && (s[e - 1] == ' ' || s[e - 1] == '\t')) e--;
+    if (nh >= maxh) goto slow;
+    ev_http_hdr_t *f = &hdr[nh++];
+    uint32_t nl = (uint32_t)(k - i), vl = (uint32_t)(e - v);
+    f->name = buf + i;
+    f->name_len = nl;
+    f->value = buf + v;
+    f->value_len = vl;
+    if (is_host) { /* (a 4-byte name "host" is always found above) */
+      /* ev_field's Host: counted, its bytes checked (ev_hostch); when
+       * the value was found in y, y holds all of it */
+      hosts++;
+      if (vb) {
+        if ((ev_fp_out(y, ev_host_rows, 0) >> sh) & ((1u << vl) - 1)) goto slow;
+      } else if (!ev_host_ok((const unsigned char *)f->value, vl, end, 1)) {
+        goto slow;
+      }
+    } else if (nl == 6 || nl == 10 || nl == 14 || nl == 17) {
+      if (!rare) {
+        memset(&fs, 0, sizeof(fs));
+        rare = 1;
+      }
+      if (ev_field_slow(h, &fs, f, end) != 0) goto slow;
+    }
+    i = next;
+  }
+  if (i > lim->max_head) goto slow;
+  h->nhdr = nh;
+  if (rare) {
+    fs.hosts = (int)hosts;
+    if (ev_head_checks(h, &fs) != 0) goto slow;
+  } else if (hosts != 1) {
+    goto slow; /* what ev_head_checks says of no Host or two */
+  }
+  h->head_len = (uint32_t)i;
+  return (long)i;
+slow:
+  return fallback ? ev_http_parse_prefix_general(buf, len, h, lim) : 0;
+}
+
+__attribute__((target("ssse3"))) static long
+ev_parse_fast_only(const char *buf, size_t len, ev_http_head_t *h,
+                   const ev_http_limits_t *lim) {
+  return ev_parse_fast(buf, len, h, lim, 0);
+}
+
+/* The same with AVX2 chosen: VEX encoding (three operands, fewer moves). */
+__attribute__((target("avx2"))) static long
+ev_parse_fast_or_general_avx2(const char *buf, size_t len, ev_http_head_t *h,
+                              const ev_http_limits_t *lim) {
+  return ev_parse_fast(buf, len, h, lim, 1);
+}
+
+__attribute__((target("ssse3"))) static long
+ev_parse_fast_or_general(const char *buf, size_t len, ev_http_head_t *h,
+                         const ev_http_limits_t *lim) {
+  return ev_parse_fast(buf, len, h, lim, 1);
+}
+
+#endif
 
 int ev_http_parse_head(const char *buf, size_t n, ev_http_head_t *h,
                        const ev_http_limits_t *lim) {
   return ev_parse(buf, n, h, lim, 0, NULL);
 }
 
-long ev_http_parse_prefix(const char *buf, size_t len, ev_http_head_t *h,
-                          const ev_http_limits_t *lim) {
+/* Out of line: ev_http_parse_prefix calls it only when the fast path is
+ * not sure (and with the scalar scanner), and keeps no frame of its own. */
+__attribute__((noinline)) long
+ev_http_parse_prefix_general(const char *buf, size_t len, ev_http_head_t *h,
+                             const ev_http_limits_t *lim) {
   size_t hlen = 0;
   if (ev_parse(buf, len, h, lim, 1, &hlen) != 0) return 0;
   return (long)hlen;
+}
+
+long ev_http_parse_prefix_fast(const char *buf, size_t len, ev_http_head_t *h,
+                               const ev_http_limits_t *lim) {
+#ifdef EV_HTTP_X86
+  if (ev_impl_get() != EV_HTTP_SIMD_SCALAR) return ev_parse_fast_only(buf, len, h, lim);
+#endif
+  (void)buf, (void)len, (void)h, (void)lim;
+  return 0;
+}
+
+long ev_http_parse_prefix(const char *buf, size_t len, ev_http_head_t *h,
+                          const ev_http_limits_t *lim) {
+#ifdef EV_HTTP_X86
+  int impl = ev_impl_get();
+  if (impl == EV_HTTP_SIMD_AVX2)
+    return ev_parse_fast_or_general_avx2(buf, len, h, lim);
+  if (impl != EV_HTTP_SIMD_SCALAR)
+    return ev_parse_fast_or_general(buf, len, h, lim);
+#endif
+  return ev_http_parse_prefix_general(buf, len, h, lim);
 }
 
 /* ---- chunked bodies -------------------------------------------------------------------- */

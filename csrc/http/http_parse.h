@@ -16,7 +16,10 @@
  *
  * Header bytes are validated with SSE4.2 (pcmpestri ranges) or AVX2 where
  * the CPU has them (chosen at run time), scalar code otherwise (and on
- * arm64).  Every implementation accepts exactly the same inputs.
+ * arm64).  Every implementation accepts exactly the same inputs.  With
+ * SSE4.2 or AVX2 chosen, ev_http_parse_prefix first tries a fast path for
+ * the common head (16-byte SSSE3 class masks a line) that answers only
+ * when the general parse would give the same head.
  *
  * The syntax accepted, decided against RFC 9110/9112 and net/http's
  * http.ReadRequest plus the checks of its server (the differential fuzz
@@ -111,6 +114,18 @@ int ev_http_parse_head(const char *buf, size_t head_len, ev_http_head_t *h,
  * over the bytes instead of two. */
 long ev_http_parse_prefix(const char *buf, size_t len, ev_http_head_t *h,
                           const ev_http_limits_t *lim);
+
+/* ev_http_parse_prefix's two halves, for the tests.  The fast path (a head
+ * of the common shape, with SSSE3 masks; x86-64 with a SIMD scanner
+ * chosen) returns the head's length when it is sure the general parse
+ * accepts the head with the same *h, else 0 (not sure: the head may still
+ * be good).  The general parse gives ev_http_parse_prefix's answer on
+ * every input. */
+long ev_http_parse_prefix_fast(const char *buf, size_t len, ev_http_head_t *h,
+                               const ev_http_limits_t *lim);
+long ev_http_parse_prefix_general(const char *buf, size_t len,
+                                  ev_http_head_t *h,
+                                  const ev_http_limits_t *lim);
 
 /* ---- chunked bodies ----------------------------------------------------
  * An incremental decoder.  Each call consumes framing and returns where

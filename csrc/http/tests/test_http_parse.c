@@ -3,6 +3,8 @@
  * once per scanner implementation the CPU has (scalar always: that is
  * also what arm64 runs; SSE4.2 and AVX2 where present).
  */
+#include <dirent.h>
+
 #include "acotest.h"
 #include "http_parse.h"
 
@@ -479,6 +481,185 @@ static void test_host_bytes(void) {
   }
 }
 
+
+/* ---- the fast path against the general parse -------------------------------
+ * ev_http_parse_prefix tries a fast path for the common head first and
+ * runs the general parse from the start when the fast path is not sure.
+ * Whenever the fast path answers, the general parse must give the same
+ * answer and the same *h, bit for bit; ev_http_parse_prefix must always
+ * give the general parse's answer. */
+
+static long diff_runs, diff_fast_yes;
+
+#define HEAD_FIELDS(X)                                                     \
+  X(method) X(target) X(path) X(query) X(method_len) X(target_len)        \
+  X(path_len) X(query_len) X(major) X(minor) X(chunked) X(conn_close)     \
+  X(conn_keep_alive) X(expect_continue) X(is_head) X(absolute)            \
+  X(content_length) X(nhdr) X(head_len)
+
+/* 1 when a and b (parses of the same buffer) are the same */
+static int same_head(const ev_http_head_t *a, const ev_http_head_t *b) {
+#define SAME(f) if (a->f != b->f) return 0;
+  HEAD_FIELDS(SAME)
+#undef SAME
+  for (uint32_t i = 0; i < a->nhdr; i++)
+    if (a->hdr[i].name != b->hdr[i].name || a->hdr[i].value != b->hdr[i].value ||
+        a->hdr[i].name_len != b->hdr[i].name_len ||
+        a->hdr[i].value_len != b->hdr[i].value_len)
+      return 0;
+  return 1;
+}
+
+/* The three over data[0..len) in a buffer of exactly len bytes (ASan sees
+ * a read past its end), limits lim. */
+static void diff_one(const char *data, size_t len, const ev_http_limits_t *l) {
+  char *b = malloc(len ? len : 1);
+  memcpy(b, data, len);
+  ev_http_hdr_t fh[EV_HTTP_MAX_HEADERS], gh[EV_HTTP_MAX_HEADERS],
+      ph[EV_HTTP_MAX_HEADERS];
+  ev_http_head_t f, g, p;
+  f.hdr = fh;
+  g.hdr = gh;
+  p.hdr = ph;
+  long fl = ev_http_parse_prefix_fast(b, len, &f, l);
+  long gl = ev_http_parse_prefix_general(b, len, &g, l);
+  long pl = ev_http_parse_prefix(b, len, &p, l);
+  diff_runs++;
+  if (fl > 0) {
+    diff_fast_yes++;
+    T_CHECKF(fl == gl && same_head(&f, &g),
+             "fast path %ld, general %ld (same head %d) on %zu bytes \"%.*s\"",
+             fl, gl, gl > 0 && same_head(&f, &g), len, (int)len, data);
+  } else {
+    T_CHECKF(fl == 0, "fast path %ld on \"%.*s\"", fl, (int)len, data);
+  }
+  T_CHECKF(pl == gl && (pl <= 0 || same_head(&p, &g)),
+           "prefix parse %ld, general %ld on \"%.*s\"", pl, gl, (int)len, data);
+  free(b);
+}
+
+/* Limits that each request below meets, at and just below what it needs
+ * (414, 431 for the head's size and for the count of fields). */
+static void diff_limits(const char *data, size_t len) {
+  static const ev_http_limits_t lims[] = {
+      EV_HTTP_LIMITS_DEFAULT, {256, 2048, 16}, {18, 64, 1}, {30, 100, 2},
+      {45, 128, 3}, {64, 256, 4}, {16, 16, 0}};
+  for (size_t k = 0; k < sizeof(lims) / sizeof(lims[0]); k++)
+    diff_one(data, len, &lims[k]);
+}
+
+/* Requests of the shapes the fast path takes and of the shapes around
+ * them: each is also mutated, truncated and followed by another. */
+static const char *const diff_reqs[] = {
+    "GET /hello HTTP/1.1\r\nHost: 127.0.0.1:34567\r\n\r\n", /* wrk */
+    "GET / HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/7.88.1\r\n"
+    "Accept: */*\r\n\r\n", /* curl */
+    "GET /a/much/longer/path/than/sixteen/bytes.html?q=1&r=%zz&s=?? HTTP/1.1\r\n"
+    "Host: www.example.com\r\n"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 "
+    "Firefox/120.0\r\n"
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    "Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    "Connection: keep-alive\r\nUpgrade-Insecure-Requests: 1\r\n"
+    "Sec-Fetch-Dest: document\r\n\r\n",
+    "POST /api/v1/items HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    "Content-Length: 17\r\n\r\n{\"name\":\"value\"}\n",
+    "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    "5\r\nhello\r\n0\r\n\r\n",
+    "PUT /x HTTP/1.1\r\nhost:h\r\nContent-Length: 3\r\nContent-Length: 3\r\n"
+    "Expect: 100-continue\r\n\r\nabc",
+    "HEAD /index.html HTTP/1.1\r\nHOST: \t h.example:80 \t \r\nConnection: close, "
+    "Keep-Alive\r\nX-Empty:\r\nX-Obs: caf\xc3\xa9\r\n\r\n",
+    "DELETE /r/1 HTTP/1.1\r\nHost: [::1]:8080\r\nX-A-Rather-Long-Field-Name: v\r\n"
+    "Connection: upgrade\r\n\r\n",
+    "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /p HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    "GET /% HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET http://h/x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "GET /x HTTP/1.1\nHost: h\n\n",
+    "CONNECT / HTTP/1.1\r\n\r\n",
+    "GET /x HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n",
+    "GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: "
+    "chunked\r\n\r\n",
+    "GET /x HTTP/1.1\r\nHost: h\r\nExpect: nothing\r\n\r\n",
+};
+
+/* Each request as it is, truncated at every length, followed by the
+ * next one (pipelined), every byte replaced by each of the 256 values,
+ * under several limits. */
+static void diff_variations(void) {
+  size_t nreq = sizeof(diff_reqs) / sizeof(diff_reqs[0]);
+  int all_bytes = !t_slow();
+  for (size_t r = 0; r < nreq; r++) {
+    const char *q = diff_reqs[r], *next = diff_reqs[(r + 1) % nreq];
+    size_t n = strlen(q), m = strlen(next);
+    char *b = malloc(n + m);
+    memcpy(b, q, n);
+    memcpy(b + n, next, m);
+    diff_limits(b, n + m);
+    for (size_t k = 0; k <= n; k++) diff_limits(b, k);
+    for (size_t at = 0; at < n; at++) {
+      for (int c = 0; c < 256; c += all_bytes ? 1 : 7) {
+        char save = b[at];
+        b[at] = (char)c;
+        diff_one(b, n, &(ev_http_limits_t)EV_HTTP_LIMITS_DEFAULT);
+        diff_one(b, n + m, &(ev_http_limits_t){256, 2048, 16});
+        b[at] = save;
+      }
+    }
+    free(b);
+  }
+}
+
+/* The seed requests of the fuzz tests (testdata/http/requests, from the
+ * repository's root), whole and truncated at every length. */
+static void diff_seeds(void) {
+  DIR *d = opendir("testdata/http/requests");
+  T_CHECKF(d != NULL, "testdata/http/requests: %s (run from the repository's root)",
+           strerror(errno));
+  struct dirent *e;
+  int files = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (!strstr(e->d_name, ".http")) continue;
+    char path[512], buf[8192];
+    snprintf(path, sizeof(path), "testdata/http/requests/%s", e->d_name);
+    FILE *f = fopen(path, "rb");
+    T_CHECKF(f != NULL, "%s: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    for (size_t k = 0; k <= n; k++) diff_limits(buf, k);
+    files++;
+  }
+  closedir(d);
+  T_GE(files, 20);
+}
+
+static void test_fast_path(void) {
+  int impl = ev_http_simd_get();
+  diff_runs = diff_fast_yes = 0;
+  diff_variations();
+  diff_seeds();
+  printf("# %s: %ld inputs, the fast path answered %ld\n", ev_http_simd_name(impl),
+         diff_runs, diff_fast_yes);
+  /* the fast path is there on x86-64 with a SIMD scanner, and takes the
+   * common heads; the scalar scanner has none */
+  ev_http_hdr_t hdr[16];
+  ev_http_head_t h;
+  h.hdr = hdr;
+  static const ev_http_limits_t dl = EV_HTTP_LIMITS_DEFAULT;
+  int simd = impl != EV_HTTP_SIMD_SCALAR;
+#if defined(__x86_64__)
+  for (int r = 0; r < 8; r++) {
+    long want = simd ? (long)(strstr(diff_reqs[r], "\r\n\r\n") + 4 - diff_reqs[r]) : 0;
+    T_CHECKF(ev_http_parse_prefix_fast(diff_reqs[r], strlen(diff_reqs[r]), &h, &dl) == want,
+             "fast path on request %d under %s: want %ld", r, ev_http_simd_name(impl), want);
+  }
+  T_CHECK(simd ? diff_fast_yes > 1000 : diff_fast_yes == 0);
+#else
+  T_EQ(diff_fast_yes, 0);
+#endif
+}
+
 static void test_all_impls(void) {
   printf("# scanners: scalar%s%s\n",
          ev_http_simd_available(EV_HTTP_SIMD_SSE42) ? " sse42" : "",
@@ -491,8 +672,10 @@ static void test_all_impls(void) {
   run_all(test_host_bytes);
 }
 
+static void test_fast_path_all(void) { run_all(test_fast_path); }
+
 T_MAIN({"simd_api", test_simd_api}, {"request_line", test_request_line},
        {"fields", test_fields}, {"nul", test_nul}, {"limits", test_limits},
        {"incremental", test_incremental}, {"scan_positions", test_scan_positions},
        {"chunked", test_chunked}, {"host_bytes", test_host_bytes},
-       {"all_impls", test_all_impls})
+       {"all_impls", test_all_impls}, {"fast_path", test_fast_path_all})
