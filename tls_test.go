@@ -1125,12 +1125,18 @@ func TestTLSHostile(t *testing.T) {
 	fds0, ev0 := openFds(t), cgo.LiveEvents()
 	aes := make(chan *AcoEvent, 1)
 	release := make(chan struct{})
+	// the stalled handshakes below must still be waiting when Close comes:
+	// a minute, not the default 5 s (twenty dials, each making a Go
+	// ClientHello, took longer than 5 s under -race on a loaded machine,
+	// and the first stalled ones timed out before the last was accepted)
+	srv := p.serverTLS()
+	srv.HandshakeTimeout = time.Minute
 	ln, err := ListenAco("tcp", "127.0.0.1:0", func(co *Co, ae *AcoEvent) {
 		aes <- ae
 		var b [1]byte
 		ae.Read(b[:], 10*time.Second) // until the client says go
 		close(release)
-	}, WithTLS(p.serverTLS()), WithFanout(true))
+	}, WithTLS(srv), WithFanout(true))
 	if err != nil {
 		t.Fatal(err)
 	}
