@@ -1174,14 +1174,16 @@ func TestTLSHostile(t *testing.T) {
 	if err := ln.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// at once: well before their minute (a bound of a few seconds would be
+	// a speed bound a loaded machine can miss)
 	for _, s := range stalled {
-		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		s.SetReadDeadline(start.Add(30 * time.Second))
 		if _, err := io.Copy(io.Discard, s); err != nil {
 			t.Fatalf("a stalled handshake after Close: %v", err)
 		}
 		s.Close()
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 30*time.Second {
 		t.Fatalf("Close with stalled handshakes took %v", d)
 	}
 	if l := h.matching("TLS accept"); len(l) != logged {
@@ -1304,7 +1306,8 @@ func TestTLSShutdownDuringHandshakes(t *testing.T) {
 	if err := Loop(); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	// at once: well before their minute (not a speed bound)
+	if d := time.Since(start); d > 30*time.Second {
 		t.Fatalf("Shutdown took %v with stalled handshakes", d)
 	}
 	if n := cgo.LiveEvents(); n != 0 {
