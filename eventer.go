@@ -360,6 +360,7 @@ func reap() {
 	for _, o := range untrackAll() {
 		o.releaseAtShutdown()
 	}
+	restDropPools()
 	cgo.Fini()
 	cgo.LogToGo(false)
 	rt.mu.Lock()

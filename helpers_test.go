@@ -30,6 +30,11 @@ func setup(t testing.TB, n int, opts ...Option) {
 		if live := cgo.LiveEvents(); live != 0 {
 			t.Errorf("%d C events still allocated after shutdown", live)
 		}
+		pools := 0
+		restCoPools.Range(func(any, any) bool { pools++; return true })
+		if pools != 0 {
+			t.Errorf("%d loops' REST pools (and their C slots) kept after shutdown", pools)
+		}
 	})
 }
 

@@ -823,6 +823,21 @@ func restCoPoolOf(l *loop) *restCoPool {
 	return v.(*restCoPool)
 }
 
+// restDropPools forgets the stopped loops' pools and frees their slots'
+// C memory (reap: every driver is done, and only a loop's driver uses its
+// pool's slot).  Requests that goroutines still serve keep their pool as
+// Go memory; none of them reaches its slot.
+func restDropPools() {
+	restCoPools.Range(func(k, v any) bool {
+		restCoPools.Delete(k)
+		p := v.(*restCoPool)
+		cgo.FreeRestSlot(p.slot)
+		p.slot = nil
+		p.specs = restSpecCache{}
+		return true
+	})
+}
+
 // restCoServe has q served by a worker coroutine of loop i (relay: inside
 // the relay's call, so it only queues: an idle worker is woken, or a new
 // one started).

@@ -293,6 +293,12 @@ func NewRestSlot() RestSlot {
 	return RestSlot(C.calloc(1, C.size_t(restSlotSize+restScratch+restSpecRoom)))
 }
 
+// FreeRestSlot frees a slot of NewRestSlot's (nil: nothing).  Its loop's
+// driver must be done with it.
+func FreeRestSlot(s RestSlot) {
+	C.free(unsafe.Pointer(s))
+}
+
 // RestSpecRoom is slot s's room for the loop's cached response head spec
 // (the same head, response after response): a spec there is C memory, which
 // RestRespondNext hands to C as it is, without copying it to the scratch.
