@@ -211,34 +211,11 @@ static char *ev_go_put32(char *p, uint32_t v) {
   memcpy(p, &v, 4);
   return p + 4;
 }
-/* Copies n bytes: a head's strings are short (a method, a path, a field),
- * and a call of memcpy for each cost more than the bytes (about 30
- * instructions a string): up to 32 bytes are copied inline with two
- * fixed-size copies that may overlap (reading and writing only the n
- * bytes). */
-static inline void ev_go_copy(char *d, const char *s, size_t n) {
-  if (n >= 8) {
-    if (n <= 16) {
-      memcpy(d, s, 8);
-      memcpy(d + n - 8, s + n - 8, 8);
-    } else if (n <= 32) {
-      memcpy(d, s, 16);
-      memcpy(d + n - 16, s + n - 16, 16);
-    } else {
-      memcpy(d, s, n);
-    }
-  } else if (n >= 4) {
-    memcpy(d, s, 4);
-    memcpy(d + n - 4, s + n - 4, 4);
-  } else if (n) {
-    d[0] = s[0];
-    d[n / 2] = s[n / 2];
-    d[n - 1] = s[n - 1];
-  }
-}
+/* (a head's strings are short: ev_copy_short, the engine's, copies them
+ * without a call of memcpy, which cost more than the bytes) */
 static char *ev_go_putstr(char *p, const void *s, size_t n) {
   p = ev_go_put32(p, (uint32_t)n);
-  ev_go_copy(p, s, n);
+  ev_copy_short(p, s, n);
   return p + n;
 }
 static size_t ev_go_slen(const char *s) { return s ? strlen(s) : 0; }

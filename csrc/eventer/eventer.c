@@ -286,11 +286,6 @@ int64_t eventer_allocations_total(void) {
   return __atomic_load_n(&ev_total, __ATOMIC_RELAXED);
 }
 
-ev_loop_t *ev_event_owner(eventer_t e) {
-  ev_loop_t *l = EV_LOAD(&e->owner);
-  return l ? l : ev_default_loop();
-}
-
 /* ---- accessors ---------------------------------------------------------------- */
 
 int eventer_get_fd(eventer_t e) { return e ? e->fd : -1; }

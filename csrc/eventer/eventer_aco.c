@@ -429,19 +429,6 @@ void ev_aco_wake(ev_aco_t *a, int reason) {
   ev_aco_schedule(a);
 }
 
-void ev_aco_wake_now(ev_aco_t *a, int reason) {
-  if (a->state != EV_ACO_PARKED) return;
-  if (aco_current() != NULL) { /* inside a coroutine: can't nest */
-    ev_aco_wake(a, reason);
-    return;
-  }
-  ev_aco_unlink(&a->link);
-  if (a->timer.loop) eventer_timer_node_remove(&a->timer);
-  a->wake = (uint8_t)reason;
-  a->state = EV_ACO_RUNNABLE;
-  ev_aco_resume_in(a);
-}
-
 ev_aco_t *ev_aco_wake_one(ev_aco_waitq_t *q, int reason) {
   if (ev_aco_waitq_empty(q)) return NULL;
   ev_aco_t *a = EV_CONTAINER_OF(q->head.next, ev_aco_t, link);

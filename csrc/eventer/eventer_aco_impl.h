@@ -355,7 +355,22 @@ static inline int ev_aco_park(ev_aco_t *a, ev_aco_waitq_t *q,
   return w != EV_WAKE_NONE ? w : ev_aco_wait_yield(a);
 }
 void ev_aco_wake(ev_aco_t *a, int reason);
-void ev_aco_wake_now(ev_aco_t *a, int reason);
+/* Ends a's wait and resumes it right here (on the loop's main context;
+ * from inside a coroutine it is ev_aco_wake: scheduled).  Inline: the
+ * HTTP engine hands every request to its idle coroutine with it. */
+static inline __attribute__((always_inline)) void ev_aco_wake_now(
+    ev_aco_t *a, int reason) {
+  if (a->state != EV_ACO_PARKED) return;
+  if (aco_current() != NULL) { /* inside a coroutine: can't nest */
+    ev_aco_wake(a, reason);
+    return;
+  }
+  ev_aco_unlink(&a->link);
+  if (a->timer.loop) eventer_timer_node_remove(&a->timer);
+  a->wake = (uint8_t)reason;
+  a->state = EV_ACO_RUNNABLE;
+  ev_aco_resume_in(a);
+}
 /* Wakes the first waiter of q (scheduled); returns it or NULL. */
 ev_aco_t *ev_aco_wake_one(ev_aco_waitq_t *q, int reason);
 void ev_aco_wake_all(ev_aco_waitq_t *q, int reason);

@@ -257,8 +257,8 @@ void ev_layers_loop_fini(ev_loop_t *l);
 /* Takes n references off e at once; frees it at zero (and returns 1,
  * else 0).  Aborts on underflow (someone freed the event once too often). */
 int ev_deref_n(eventer_t e, int n);
-/* The loop of a (possibly unset) owner: e->owner, or default loop 0. */
-ev_loop_t *ev_event_owner(eventer_t e);
+/* (ev_event_owner, the loop of e's possibly unset owner, is inline below
+ * ev_default_loop) */
 
 /* ---- loops ----------------------------------------------------------------- */
 
@@ -422,6 +422,12 @@ struct eventer_pool_t {
 ev_loop_t *ev_loop_self(void);
 /* Loop 0 of the default pool, NULL before init. */
 ev_loop_t *ev_default_loop(void);
+/* The loop of a (possibly unset) owner: e->owner, or default loop 0.
+ * Inline: the loop checks it for every ready fd. */
+static inline ev_loop_t *ev_event_owner(eventer_t e) {
+  ev_loop_t *l = EV_LOAD(&e->owner);
+  return l ? l : ev_default_loop();
+}
 
 /* The fd table (eventer.c): fd -> registered event, in chunks of
  * EV_FDTAB_CHUNK slots (and as many owner loops after them), chunk

@@ -1285,10 +1285,7 @@ static int iterate(ev_loop_t *l, const struct timeval *max_wait) {
        * event.  The epoch rejects a report meant for an earlier
        * registration of the same fd number. */
       eventer_t e = ev_fd_lookup((int)(uint32_t)tok);
-      if (!e) continue;
-      ev_loop_t *owner = EV_LOAD(&e->owner); /* ev_event_owner, inline */
-      if (!owner) owner = ev_default_loop();
-      if (owner != l || e->reg_epoch != (uint32_t)(tok >> 32) ||
+      if (!e || ev_event_owner(e) != l || e->reg_epoch != (uint32_t)(tok >> 32) ||
           EV_LOAD(&e->state) != EV_ST_FD)
         continue;
       if (!dispatch_aco_fd(l, e, ready) && !dispatch_fd_plain(l, e, ready))

@@ -932,9 +932,10 @@ static inline char *ev_put(char *p, const char *s, size_t n) {
   memcpy(p, s, n);
   return p + n;
 }
-/* Copies n bytes from s to d: up to 16 bytes with two (overlapping) moves
- * of a word or a half, no call; more by memcpy.  For the short bodies of
- * most answers (libc's memcpy cost its call more than the copy). */
+/* Copies n bytes from s to d: up to 32 bytes with two (overlapping) moves
+ * of 16 bytes, a word or a half, no call; more by memcpy.  For the short
+ * bodies of most answers and the Go rules' head strings (libc's memcpy
+ * cost its call more than the copy). */
 static inline void ev_copy_short(char *d, const char *s, size_t n) {
   if (n >= 8 && n <= 16) {
     uint64_t a, b;
@@ -948,6 +949,12 @@ static inline void ev_copy_short(char *d, const char *s, size_t n) {
     memcpy(&b, s + n - 4, 4);
     memcpy(d, &a, 4);
     memcpy(d + n - 4, &b, 4);
+  } else if (n > 16 && n <= 32) {
+    char a[16], b[16];
+    memcpy(a, s, 16);
+    memcpy(b, s + n - 16, 16);
+    memcpy(d, a, 16);
+    memcpy(d + n - 16, b, 16);
   } else if (n > 0 && n < 4) {
     /* bytes 0, n/2 and n - 1 cover all of 1 to 3 */
     char a = s[0], b = s[n / 2], c = s[n - 1];
@@ -1394,13 +1401,11 @@ int ev_http_session_aco_or_run(mtev_http_session_ctx *s,
 
 int ev_http_session_run_aco_fn(mtev_http_session_ctx *s,
                                mtev_http_dispatch_func fn) {
-  if (!s || s->co || s->state != ST_HANDLER) {
+  if (s && s->co) { /* its coroutine serves it already */
     errno = EINVAL;
     return -1;
   }
-  s->want_aco = 1;
-  s->co_fn = fn;
-  return 0;
+  return ev_http_session_aco_or_run(s, fn);
 }
 
 int ev_http_session_move(mtev_http_session_ctx *s, eventer_pool_t *pool) {
@@ -2905,7 +2910,11 @@ static int ev_http_co_next(mtev_http_session_ctx *s) {
   return 1;
 }
 
-static int ev_http_interest(mtev_http_session_ctx *s) {
+static inline int ev_http_interest(mtev_http_session_ctx *s) {
+  /* between keep-alive requests, the work area given back (the drive's
+   * common exit): the default case below, with room and nothing to write */
+  if (__builtin_expect(!s->w && s->state == ST_IDLE, 1))
+    return s->peer_eof ? EVENTER_EXCEPTION : EVENTER_READ | EVENTER_EXCEPTION;
   int want = EVENTER_EXCEPTION;
   switch (s->state) {
   case ST_HANDLER:
@@ -2946,13 +2955,17 @@ static uint64_t ev_http_deadline(mtev_http_session_ctx *s) {
   }
 }
 
-static void ev_http_arm(mtev_http_session_ctx *s) {
-  uint64_t d = ev_http_deadline(s);
+static inline void ev_http_arm(mtev_http_session_ctx *s) {
+  /* (the drive's common exit, an idle session without its work area, is
+   * ev_http_deadline's ST_IDLE case) */
+  uint64_t d = __builtin_expect(!s->w && s->state == ST_IDLE, 1)
+                   ? s->last_io_ns + ev_ms_ns(EV_LD(idle_timeout_ms))
+                   : ev_http_deadline(s);
   s->deadline_ns = d;
   if (!d) return;
   /* a later deadline waits for the node to fire; only an earlier one
    * moves it (one timer operation per idle period, not per request) */
-  if (eventer_timer_node_pending(&s->timer) && s->armed_ns <= d) return;
+  if (s->timer.loop && s->armed_ns <= d) return; /* node pending */
   if (eventer_timer_node_add_at_ns(&s->timer, d) == 0) s->armed_ns = d;
 }
 
@@ -3071,21 +3084,9 @@ static int ev_http_dispatch(mtev_http_session_ctx *s) {
     s->want_aco = 0;
     ev_aco_t *a = ev_idle_take();
     if (a) {
-      aco_t *co = ev_aco_co(a);
-      co->arg = s;
+      ev_aco_co(a)->arg = s;
       s->co = a;
-      if (__builtin_expect(aco_gtls_co == co->main_co && a->state == EV_ACO_PARKED, 1)) {
-        /* ev_aco_wake_now's work for a parked idle coroutine on its
-         * loop's main context (the drive's usual place): it waits on the
-         * idle list with no deadline and is no proxy */
-        ev_aco_unlink(&a->link);
-        if (a->timer.loop) eventer_timer_node_remove(&a->timer);
-        a->wake = EV_WAKE_READY;
-        a->state = EV_ACO_RUNNABLE;
-        ev_aco_resume_co(a, 1);
-      } else {
-        ev_aco_wake_now(a, EV_WAKE_READY);
-      }
+      ev_aco_wake_now(a, EV_WAKE_READY);
       return 0;
     }
     a = ev_aco_create(ev_http_aco_main, s, 0, 0, NULL);
@@ -3370,21 +3371,8 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
   }
   ev_http_maybe_release(s);
   {
-    int want;
-    if (!s->w && s->state == ST_IDLE) {
-      /* between keep-alive requests, the work area given back (the
-       * common exit): what ev_http_interest and ev_http_arm decide for
-       * it, without their other states' tests */
-      want = s->peer_eof ? EVENTER_EXCEPTION : EVENTER_READ | EVENTER_EXCEPTION;
-      uint64_t d = s->last_io_ns + ev_ms_ns(EV_LD(idle_timeout_ms));
-      s->deadline_ns = d;
-      if (!(s->timer.loop && s->armed_ns <= d) &&
-          eventer_timer_node_add_at_ns(&s->timer, d) == 0)
-        s->armed_ns = d;
-    } else {
-      want = ev_http_interest(s);
-      ev_http_arm(s);
-    }
+    int want = ev_http_interest(s);
+    ev_http_arm(s);
     if (!in_cb && s->registered && want != eventer_get_mask(s->e))
       eventer_update(s->e, want);
     return want;
