@@ -9,7 +9,7 @@ EVENTER_SRCS := csrc/eventer/mtev_log.c csrc/eventer/eventer.c \
                 csrc/eventer/eventer_aco.c csrc/eventer/eventer_aco_fd.c \
                 csrc/eventer/eventer_aco_proxy.c \
                 csrc/eventer/eventer_aco_sync.c \
-                csrc/eventer/eventer_SSL_fd_opset.c \
+                csrc/eventer/eventer_SSL_fd_opset.c csrc/eventer/eventer_ssl_mem.c \
                 csrc/eventer/eventer_x25519.c csrc/eventer/eventer_x25519_prov.c \
                 csrc/eventer/eventer_kdf_prov.c \
                 csrc/eventer/eventer_thread.c
@@ -30,6 +30,7 @@ EVENTER_TSAN_TESTS := csrc/eventer/tests/test_eventer_threads.c \
                       csrc/eventer/tests/test_eventer_aco.c \
                       csrc/eventer/tests/test_eventer_aco_sync.c \
                       csrc/eventer/tests/test_eventer_ssl_threads.c \
+                      csrc/eventer/tests/test_eventer_ssl_mem.c \
                       csrc/eventer/tests/test_eventer_ssl_x25519_threads.c \
                       csrc/eventer/tests/test_eventer_thread.c \
                       csrc/eventer/tests/test_eventer_wake.c

@@ -254,6 +254,21 @@ void ev_layer_register(const ev_layer_t *layer);
 /* The core's side: tell every layer. */
 void ev_layers_loop_fini(ev_loop_t *l);
 
+/* OpenSSL's allocations through a per-thread cache of freed blocks
+ * (eventer_ssl_mem.c).  ev_ssl_mem_install: once, at eventer_init; only
+ * while OpenSSL has its own functions and has not allocated
+ * (EVENTER_SSL_MEM_CACHE=0 in the environment: never).  The three
+ * functions are the ones it sets (CRYPTO_set_mem_functions' signatures);
+ * ev_ssl_mem_active: 1 once set; ev_ssl_mem_cached: bytes the calling
+ * thread holds; ev_ssl_mem_thread_drain: gives them back to malloc. */
+void ev_ssl_mem_install(void);
+int ev_ssl_mem_active(void);
+void *ev_ssl_mem_malloc(size_t n, const char *file, int line);
+void *ev_ssl_mem_realloc(void *p, size_t n, const char *file, int line);
+void ev_ssl_mem_free(void *p, const char *file, int line);
+size_t ev_ssl_mem_cached(void);
+void ev_ssl_mem_thread_drain(void);
+
 /* Takes n references off e at once; frees it at zero (and returns 1,
  * else 0).  Aborts on underflow (someone freed the event once too often). */
 int ev_deref_n(eventer_t e, int n);

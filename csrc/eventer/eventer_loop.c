@@ -533,6 +533,8 @@ static int init_common(int external) {
     return -1;
   }
   mtev_log_init_env();
+  /* before the program's or our first TLS call allocates (see there) */
+  ev_ssl_mem_install();
   int npools = 1 + ncfg_pools;
   G.pools = calloc((size_t)npools, sizeof(*G.pools));
   if (!G.pools) return -1;
