@@ -123,7 +123,8 @@ typedef struct {
 #define EV_HTTP_CORK (64 * 1024) /* responses held back for a batch */
 #define EV_HTTP_INLINE_BODY 4096 /* bodies up to this are copied after the head */
 #define EV_HTTP_IBODY 1024 /* body bytes a response holds before using blocks */
-#define EV_HTTP_DIRECT_MAX 512 /* the common answer sent from the stack, at most */
+#define EV_HTTP_DIRECT_MAX 512 /* the common answer sent at once, at most */
+#define EV_CT_ANS 160 /* the common answer's head, at most (ev_ct.ans) */
 #define EV_HTTP_DRAIN_MAX (256 * 1024)
 #define EV_HTTP_LINGER_NS 2000000000ull
 
@@ -594,9 +595,11 @@ static __thread struct {
   char head[128];
   /* head and "Content-Length: N\r\n\r\n" for N = ans_for (UINT32_MAX:
    * none): the common answer's whole head while its bodies keep their
-   * length (ev_put_common_answer) */
+   * length (ev_put_common_answer); its first EV_CT_ANS bytes are what a
+   * copy of it takes.  ev_http_send_direct puts the body right after the
+   * head and sends the answer from here. */
   uint32_t ans_for, ans_len;
-  char ans[160];
+  char ans[EV_HTTP_DIRECT_MAX];
 } ev_ct;
 
 /* type is the thread's known one: the same string, with the same bytes
@@ -1101,8 +1104,10 @@ static inline ssize_t ev_http_read(mtev_http_session_ctx *s, void *buf,
 }
 
 /* One read into the input buffer.  > 0 bytes, 0 EOF, -1 with errno
- * (EAGAIN: nothing now; ENOBUFS: no room). */
-static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
+ * (EAGAIN: nothing now; ENOBUFS: no room).  Inline in the drive's read
+ * between requests (every request's), called elsewhere. */
+static inline __attribute__((always_inline)) ssize_t
+ev_http_fill_in(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   if (w->in_start == w->in_end && w->in_start > 0) {
     size_t keep = s->state == ST_HANDLER ? w->head_end : 0;
@@ -1127,6 +1132,7 @@ static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
   }
   return n;
 }
+static ssize_t ev_http_fill(mtev_http_session_ctx *s) { return ev_http_fill_in(s); }
 
 static int ev_http_has_room(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
@@ -2059,33 +2065,38 @@ static __attribute__((noinline)) void ev_ct_ans_build(uint32_t inl) {
 }
 static inline __attribute__((always_inline)) char *
 ev_put_common_answer(char *p, const mtev_http_response *r, uint32_t inl) {
-  _Static_assert(sizeof(ev_ct.ans) >= sizeof(ev_ct.head) + 32,
+  _Static_assert(EV_CT_ANS >= sizeof(ev_ct.head) + 32,
                  "the answer's head has room for Content-Length and its digits");
-  _Static_assert(sizeof(ev_ct.ans) <= sizeof(ev_ct.head) + 48,
+  _Static_assert(EV_CT_ANS <= sizeof(ev_ct.head) + 48,
                  "the callers' room for the head covers the answer's");
   ev_date_fresh();
   if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
   if (ev_ct.ans_for != inl) ev_ct_ans_build(inl);
-  memcpy(p, ev_ct.ans, sizeof(ev_ct.ans));
+  memcpy(p, ev_ct.ans, EV_CT_ANS);
   p += ev_ct.ans_len;
   ev_copy_short(p, r->ibody, inl);
   return p + inl;
 }
 
 /* The common answer (ev_http_flush's first case) when nothing is queued
- * before it and no pipelined request follows: the head and the short body
- * are put together on the stack and sent with one send(2), no output
- * block taken and given back.  What the socket does not take (EAGAIN, a
- * part, an error) goes onto the output queue, where ev_http_write_out
- * goes on with it as with any other (and reports the error again).  0:
- * all sent; 1: queued; -1: no memory for the rest.  Out of line: its
- * buffer is not on a coroutine's stack when the coroutine parks. */
-static __attribute__((noinline)) int ev_http_send_direct(mtev_http_session_ctx *s,
-                                                         uint32_t inl) {
+ * before it and no pipelined request follows: the short body is put
+ * after the thread's ready head (ev_ct.ans: no copy of the head) and the
+ * two are sent with one send(2), no output block taken and given back.
+ * What the socket does not take (EAGAIN, a part, an error) is copied
+ * onto the output queue, where ev_http_write_out goes on with it as with
+ * any other (and reports the error again).  0: all sent; 1: queued; -1:
+ * no memory for the rest. */
+static inline int ev_http_send_direct(mtev_http_session_ctx *s, uint32_t inl) {
+  /* (the caller checked sizeof(ev_ct.head) + 48 + inl <= EV_HTTP_DIRECT_MAX;
+   * ans_len <= EV_CT_ANS <= sizeof(ev_ct.head) + 48) */
   ev_http_work_t *w = s->w;
   mtev_http_response *r = &w->res;
-  char buf[EV_HTTP_DIRECT_MAX];
-  size_t n = (size_t)(ev_put_common_answer(buf, r, inl) - buf);
+  ev_date_fresh();
+  if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
+  if (ev_ct.ans_for != inl) ev_ct_ans_build(inl);
+  char *buf = ev_ct.ans;
+  ev_copy_short(buf + ev_ct.ans_len, r->ibody, inl);
+  size_t n = ev_ct.ans_len + inl;
   r->bytes_written += n;
   r->no_length = r->no_body = r->close_after = r->chunked = 0;
   r->ilen = 0;
@@ -3221,8 +3232,15 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
   }
   s->in_drive++;
   ev_in_drive++;
+  ev_http_work_t *w = s->w;
+  /* A keep-alive connection woken to read, with nothing in and nothing to
+   * write: the IDLE state's first lap would find no request in the input
+   * and nothing to send, and read.  The drive starts at that read. */
+  if (s->state == ST_IDLE && s->rd_ready && !s->peer_eof && !s->aborted &&
+      w->in_start == w->in_end && !w->out.head)
+    goto idle_read;
   for (;;) {
-    ev_http_work_t *w = s->w;
+    w = s->w;
     if (s->aborted || s->state == ST_DEAD) break;
     if (s->state == ST_HANDLER) {
       /* A complete response waits for the batch (written in IDLE).  The
@@ -3301,7 +3319,9 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
         }
       }
       if (w->out.bytes >= EV_HTTP_CORK) break; /* let the peer read first */
-      int r = ev_http_next_request(s, now);
+      int r;
+    next_request:
+      r = ev_http_next_request(s, now);
       if (r == 1) {
         if (ev_http_dispatch(s)) goto migrate;
         /* the common request, answered in the dispatch (a coroutine that
@@ -3344,8 +3364,11 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
         continue;
       }
       if (!s->rd_ready) break;
-      ssize_t n = ev_http_fill(s);
-      if (n > 0) continue;
+    idle_read:;
+      ssize_t n = ev_http_fill_in(s);
+      /* new input, nothing else changed (the state is IDLE or HEAD, the
+       * output below the cork): the request it may complete */
+      if (n > 0) goto next_request;
       if (n == 0) continue; /* peer_eof is set */
       if (errno == EAGAIN) break;
       if (errno == ENOBUFS) { /* cannot happen: the head limit answers 431 */
@@ -3409,4 +3432,13 @@ int mtev_http_session_drive(eventer_t e, int mask, void *closure,
     return 0;
   }
   return ev_http_drive(s, mask, 1, done);
+}
+
+int ev_http_session_drive_cb(mtev_http_session_ctx *s, eventer_t e, int mask) {
+  int done;
+  if (__builtin_expect(!s || s->e != e, 0)) {
+    errno = EINVAL;
+    return 0;
+  }
+  return ev_http_drive(s, mask, 1, &done);
 }
