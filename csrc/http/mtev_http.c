@@ -1045,12 +1045,26 @@ static void ev_work_put(ev_http_work_t *w) {
   }
 }
 
-/* An idle session gives its work area back. */
-static void ev_http_maybe_release(mtev_http_session_ctx *s) {
+/* An idle session gives its work area back: ev_work_put, whose common
+ * case (the request held nothing, the buffers are the area's own, the
+ * pool has room) is inline here, at the drive's exit. */
+static inline void ev_http_maybe_release(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   if (w && s->state == ST_IDLE && w->in_start == w->in_end && !w->out.head) {
-    ev_work_put(w);
     s->w = NULL;
+    if (__builtin_expect(!w->req.holds && w->in == w->inbuf && w->res.hcap <= 1024 &&
+                             ev_tp.keyed && ev_tp.nworks < EV_POOL_WORKS,
+                         1)) {
+      ev_req_release(&w->req); /* (nothing held: its nqs) */
+      ev_req_reset(&w->req);
+      ev_res_reset(&w->res);
+      w->fresh = 1;
+      w->next_free = ev_tp.works;
+      ev_tp.works = w;
+      ev_tp.nworks++;
+      return;
+    }
+    ev_work_put(w);
   }
 }
 
@@ -1509,10 +1523,58 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
   return ev_res_standard(s, code, reason, type);
 }
 
-/* mtev_http_response_ok: the same with 200 "OK" known here (no test of
- * the code and the phrase). */
+/* ev_res_standard's type and options, out of line: what ev_http_response_ok
+ * does not do itself. */
+static __attribute__((noinline)) mtev_boolean ev_res_type_set(mtev_http_session_ctx *s,
+                                                              const char *type) {
+  mtev_http_response *r = &s->w->res;
+  if (type) {
+    if (ev_ct_known(type) || ev_ct_learn(type)) {
+      r->has_ct = 1;
+      r->ct_gen = ev_ct.gen;
+      r->ct_len = (uint8_t)ev_ct.len;
+      memcpy(r->ct, ev_ct.bytes, EV_CT_MAX);
+      if (r->hlen) ev_hdr_remove(r, "Content-Type", 12);
+    } else {
+      size_t vl = strlen(type);
+      if (ev_no_crlf(type, vl)) {
+        r->has_ct = 0;
+        ev_hdr_put(r, "Content-Type", 12, type, vl);
+      }
+    }
+  }
+  r->options |= MTEV_HTTP_CHUNKED;
+  return mtev_true;
+}
+
+/* mtev_http_response_ok: ev_res_standard with 200 "OK" known here (no
+ * test of the code and the phrase); the thread's known type of 7-15
+ * bytes (text/plain, application/json, ...) with no header line to
+ * replace is taken here, without a call (the calls of the other cases
+ * made every case save and restore six registers). */
 mtev_boolean ev_http_response_ok(mtev_http_session_ctx *s, const char *type) {
-  return ev_res_standard(s, 200, "OK", type);
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  r->status = 200; /* the standard phrase */
+  r->reason_len = 0;
+  size_t n = ev_ct.len;
+  if (type && type == ev_ct.ptr && n >= 7 && n <= 15 && !r->hlen) {
+    /* ev_ct_known's short case: the n bytes and the NUL in two words */
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, type, 8);
+    memcpy(&b0, ev_ct.bytes, 8);
+    memcpy(&a1, type + n - 7, 8);
+    memcpy(&b1, ev_ct.bytes + n - 7, 8);
+    if (((a0 ^ b0) | (a1 ^ b1)) == 0) {
+      r->has_ct = 1;
+      r->ct_gen = ev_ct.gen;
+      r->ct_len = (uint8_t)n;
+      memcpy(r->ct, ev_ct.bytes, EV_CT_MAX);
+      r->options |= MTEV_HTTP_CHUNKED;
+      return mtev_true;
+    }
+  }
+  return ev_res_type_set(s, type);
 }
 
 static mtev_boolean ev_status_put(mtev_http_response *r, int code,
@@ -3087,7 +3149,8 @@ static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
 
 /* Calls the dispatcher for the current request and acts on what it
  * asked for.  Returns 1 when the session moved to another loop. */
-static int ev_http_dispatch(mtev_http_session_ctx *s) {
+static inline __attribute__((always_inline)) int
+ev_http_dispatch_in(mtev_http_session_ctx *s) {
   s->redispatch = 0;
   int rv = s->dispatcher(s);
   if (s->move_to) return 1;
@@ -3128,6 +3191,11 @@ static int ev_http_dispatch(mtev_http_session_ctx *s) {
     ev_http_flush(s, 1, 0);
   }
   return 0;
+}
+/* Inline at the drive's common request (a new request parsed), called
+ * at the others. */
+static __attribute__((noinline)) int ev_http_dispatch(mtev_http_session_ctx *s) {
+  return ev_http_dispatch_in(s);
 }
 
 /* After an exception report without readability: 0 if the socket still
@@ -3323,7 +3391,7 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
     next_request:
       r = ev_http_next_request(s, now);
       if (r == 1) {
-        if (ev_http_dispatch(s)) goto migrate;
+        if (ev_http_dispatch_in(s)) goto migrate;
         /* the common request, answered in the dispatch (a coroutine that
          * ran to its end, or a handler that ended its response) with
          * nothing queued: its end, and when no byte of another request is
