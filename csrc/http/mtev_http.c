@@ -2179,32 +2179,115 @@ static inline int ev_http_send_direct(mtev_http_session_ctx *s, uint32_t inl) {
   return 1;
 }
 
+/* The common answer: a final flush of a 200 with the thread's known
+ * type, no other header line, a short body, keep-alive: the thread's
+ * ready head (status line, Date, Content-Type), Content-Length, the body;
+ * the bytes ev_http_flush_build writes for it. */
+static inline __attribute__((always_inline)) int
+ev_http_common_answer(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  mtev_http_request *q = &w->req;
+  return (r->status == 200 || r->status == 0) && !r->headers_sent && !r->reason_len &&
+         !r->hlen && !r->z && !r->body.head && q->h.minor >= 1 && !q->h.is_head &&
+         ev_ct_is_known(r) && !ev_http_will_close(s);
+}
+
+/* A final flush's common answer straight to the socket, when nothing is
+ * queued before it and nothing is to be held for it (no pipelined request
+ * follows): 0 when that is not the case (nothing done), 1 sent whole, 2
+ * the rest queued (ev_http_flush_out goes on), -1 no memory for the rest
+ * (failed).  Inline in ev_http_flush and in _end (no call, no frame for
+ * the common end of a response). */
+static inline __attribute__((always_inline)) int
+ev_http_flush_direct(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  uint32_t inl = r->ilen;
+  if (s->aborted || w->out.head || w->in_end != w->in_start || !s->raw_io ||
+      sizeof(ev_ct.head) + 48 + inl > EV_HTTP_DIRECT_MAX || !ev_http_common_answer(s))
+    return 0;
+  r->status = 200;
+  int rc = ev_http_send_direct(s, inl);
+  if (rc == 0) return 1;
+  if (rc < 0) {
+    r->failed = 1;
+    return -1;
+  }
+  return 2;
+}
+
+static mtev_boolean ev_http_flush_out(mtev_http_session_ctx *s, int final, int wait);
+
+/* What the socket did not take of an answer sent at once (k of buf's n
+ * bytes; k < 0: none, errno set) onto the output queue, then the flush's
+ * end (ev_http_flush_out).  The flush's result. */
+static __attribute__((noinline)) mtev_boolean
+ev_http_direct_rest(mtev_http_session_ctx *s, const char *buf, size_t n, ssize_t k,
+                    int wait) {
+  ev_http_work_t *w = s->w;
+  size_t done = k > 0 ? (size_t)k : 0;
+  ev_http_blk_t *t = ev_blk_new(n - done);
+  if (!t) {
+    w->res.failed = 1;
+    return mtev_false;
+  }
+  t->start = t->end = 0;
+  memcpy(t->d, buf + done, n - done);
+  t->end = (uint32_t)(n - done);
+  ev_chain_push(&w->out, t);
+  w->out.bytes += n - done;
+  return ev_http_flush_out(s, 1, wait);
+}
+
+/* mtev_http_response_end's common answer sent at once without a call
+ * before the send (so without registers to save and restore):
+ * ev_http_flush_direct's case when, besides, the body is at most 32
+ * bytes, the end is inside the drive (the date is current, the clock
+ * read) and the thread's answer head for the body's length is ready.  0:
+ * not that case (nothing done, ev_http_flush goes on); else the flush's
+ * result, 1 true, -1 false. */
+static inline __attribute__((always_inline)) int
+ev_http_end_quick(mtev_http_session_ctx *s, int wait) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  uint32_t inl = r->ilen;
+  if (s->aborted || w->out.head || w->in_end != w->in_start || !s->raw_io ||
+      inl > 32 || !s->in_drive || !ev_in_drive || !ev_date.len ||
+      ev_ct.head_sec != ev_date.sec || ev_ct.ans_for != inl || !ev_http_common_answer(s))
+    return 0;
+  r->status = 200;
+  char *buf = ev_ct.ans; /* (ans_len + 32 <= EV_CT_ANS + 32 <= its size) */
+  ev_copy_short(buf + ev_ct.ans_len, r->ibody, inl);
+  size_t n = ev_ct.ans_len + inl;
+  r->bytes_written += n;
+  r->no_length = r->no_body = r->close_after = r->chunked = 0;
+  r->ilen = 0;
+  r->headers_sent = 1;
+  r->complete = 1;
+  s->io.sends++;
+  ssize_t k = ev_sys_send(s->e->fd, buf, n, MSG_NOSIGNAL);
+  if (k > 0) s->last_io_ns = s->drive_ns; /* ev_http_now in the drive */
+  if ((size_t)k == n) return 1;
+  return ev_http_direct_rest(s, buf, n, k, wait) ? 1 : -1;
+}
+
 static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
                                   int wait) {
   if (s->aborted) return mtev_false;
   ev_http_work_t *w = s->w;
   mtev_http_response *r = &w->res;
-  mtev_http_request *q = &w->req;
+  if (final) {
+    int d = ev_http_flush_direct(s);
+    if (d == 1) return mtev_true;
+    if (d < 0) return mtev_false;
+    if (d == 2) return ev_http_flush_out(s, final, wait);
+  }
   if (!r->status) r->status = 200;
-  int st = r->status;
-  if (final && st == 200 && !r->headers_sent && !r->reason_len && !r->hlen &&
-      !r->z && !r->body.head && q->h.minor >= 1 && !q->h.is_head &&
-      ev_ct_is_known(r) && !ev_http_will_close(s)) {
-    /* the common answer, all at once: the thread's ready head (status
-     * line, Date, Content-Type), Content-Length, the short body; the
-     * bytes the general path below writes for it */
+  if (final && ev_http_common_answer(s)) {
+    /* the common answer into the output queue (something is queued
+     * before it, or a pipelined request follows) */
     uint32_t inl = r->ilen;
-    if (!w->out.head && w->in_end == w->in_start && s->raw_io &&
-        sizeof(ev_ct.head) + 48 + inl <= EV_HTTP_DIRECT_MAX) {
-      /* nothing queued, nothing to hold it for: straight to the socket */
-      int rc = ev_http_send_direct(s, inl);
-      if (rc == 0) return mtev_true;
-      if (rc < 0) {
-        r->failed = 1;
-        return mtev_false;
-      }
-      goto written; /* the rest is queued */
-    }
     ev_http_blk_t *t = w->out.tail;
     if (!t || ev_blk_room(t) < sizeof(ev_ct.head) + 48 + inl) {
       if (!(t = ev_blk_new(sizeof(ev_ct.head) + 48 + inl))) {
@@ -2223,10 +2306,17 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     r->ilen = 0;
     r->headers_sent = 1;
     r->complete = 1;
-    goto written;
+    return ev_http_flush_out(s, final, wait);
   }
   if (ev_http_flush_build(s, final) != 0) return mtev_false;
-written:
+  return ev_http_flush_out(s, final, wait);
+}
+
+/* What a flush does once its bytes are on the output queue: hold them
+ * for the batch, or write them (and with wait, park until written). */
+static __attribute__((noinline)) mtev_boolean
+ev_http_flush_out(mtev_http_session_ctx *s, int final, int wait) {
+  ev_http_work_t *w = s->w;
   if (s->aborted) return mtev_false;
   /* hold the bytes when a pipelined request follows: the drive serves it
    * next (in this call, or in the task a coroutine's end posts), and the
@@ -2254,7 +2344,12 @@ ev_res_flush(mtev_http_session_ctx *s, mtev_boolean final) {
    * session with a coroutine does not move) */
   int in_co = ev_http_in_co(s);
   if (!in_co && !ev_http_on_loop(s)) return mtev_false;
-  mtev_boolean ok = ev_http_flush(s, final ? 1 : 0, in_co);
+  mtev_boolean ok;
+  int d = final ? ev_http_end_quick(s, in_co) : 0;
+  if (d == 0)
+    ok = ev_http_flush(s, final ? 1 : 0, in_co);
+  else
+    ok = d > 0;
   /* an end outside the drive (a later callback): let the drive go on */
   if (final && !s->in_drive && !s->co) ev_http_post(s);
   return ok;
