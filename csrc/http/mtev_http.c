@@ -939,7 +939,7 @@ static inline char *ev_put(char *p, const char *s, size_t n) {
  * of 16 bytes, a word or a half, no call; more by memcpy.  For the short
  * bodies of most answers and the Go rules' head strings (libc's memcpy
  * cost its call more than the copy). */
-static inline void ev_copy_short(char *d, const char *s, size_t n) {
+static inline __attribute__((always_inline)) void ev_copy_short(char *d, const char *s, size_t n) {
   if (n >= 8 && n <= 16) {
     uint64_t a, b;
     memcpy(&a, s, 8);
@@ -2218,6 +2218,8 @@ ev_http_flush_direct(mtev_http_session_ctx *s) {
 }
 
 static mtev_boolean ev_http_flush_out(mtev_http_session_ctx *s, int final, int wait);
+static inline __attribute__((always_inline)) mtev_boolean
+ev_http_flush_out_in(mtev_http_session_ctx *s, int final, int wait);
 
 /* What the socket did not take of an answer sent at once (k of buf's n
  * bytes; k < 0: none, errno set) onto the output queue, then the flush's
@@ -2252,7 +2254,7 @@ ev_http_end_quick(mtev_http_session_ctx *s, int wait) {
   ev_http_work_t *w = s->w;
   mtev_http_response *r = &w->res;
   uint32_t inl = r->ilen;
-  if (s->aborted || w->out.head || w->in_end != w->in_start || !s->raw_io ||
+  if (w->in_end != w->in_start || s->aborted || w->out.head || !s->raw_io ||
       inl > 32 || !s->in_drive || !ev_in_drive || !ev_date.len ||
       ev_ct.head_sec != ev_date.sec || ev_ct.ans_for != inl || !ev_http_common_answer(s))
     return 0;
@@ -2281,7 +2283,7 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     int d = ev_http_flush_direct(s);
     if (d == 1) return mtev_true;
     if (d < 0) return mtev_false;
-    if (d == 2) return ev_http_flush_out(s, final, wait);
+    if (d == 2) return ev_http_flush_out_in(s, final, wait);
   }
   if (!r->status) r->status = 200;
   if (final && ev_http_common_answer(s)) {
@@ -2306,16 +2308,17 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     r->ilen = 0;
     r->headers_sent = 1;
     r->complete = 1;
-    return ev_http_flush_out(s, final, wait);
+    return ev_http_flush_out_in(s, final, wait);
   }
   if (ev_http_flush_build(s, final) != 0) return mtev_false;
-  return ev_http_flush_out(s, final, wait);
+  return ev_http_flush_out_in(s, final, wait);
 }
 
 /* What a flush does once its bytes are on the output queue: hold them
- * for the batch, or write them (and with wait, park until written). */
-static __attribute__((noinline)) mtev_boolean
-ev_http_flush_out(mtev_http_session_ctx *s, int final, int wait) {
+ * for the batch, or write them (and with wait, park until written).
+ * Inline in ev_http_flush. */
+static inline __attribute__((always_inline)) mtev_boolean
+ev_http_flush_out_in(mtev_http_session_ctx *s, int final, int wait) {
   ev_http_work_t *w = s->w;
   if (s->aborted) return mtev_false;
   /* hold the bytes when a pipelined request follows: the drive serves it
@@ -2334,6 +2337,10 @@ ev_http_flush_out(mtev_http_session_ctx *s, int final, int wait) {
     if (rc == 0 || !wait) return mtev_true;
     if (ev_http_co_wait(s, CW_DRAIN, EVENTER_WRITE) != 0) return mtev_false;
   }
+}
+static __attribute__((noinline)) mtev_boolean
+ev_http_flush_out(mtev_http_session_ctx *s, int final, int wait) {
+  return ev_http_flush_out_in(s, final, wait);
 }
 
 /* mtev_http_response_flush's body, inline in it and in _end. */
