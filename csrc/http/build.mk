@@ -2,9 +2,15 @@
 # the request parser they share (http_parse).  Links libpcre2-8 and zlib;
 # the arm64 build links Debian's arm64 builds of both (libpcre2-dev:arm64,
 # zlib1g-dev:arm64; scripts/deps.sh installs them).
-HTTP_SRCS := csrc/http/http_parse.c csrc/http/mtev_http.c csrc/http/mtev_rest.c
+# (mtev_http.c and mtev_rest.c are compiled as one unit, unit/http_engine.c:
+# outside csrc/http/*.c, which the Go build compiles file by file)
+HTTP_SRCS := csrc/http/http_parse.c csrc/http/unit/http_engine.c
 HTTP_HEADERS := csrc/http/mtev_http.h csrc/http/mtev_rest.h
 HTTP_LDLIBS := -lpcre2-8 -lz
+# (the unit's object depends on the files it includes; the variants are
+# the Makefile's VARIANTS, which is set after this file is read)
+$(foreach v,plain asan asan-O2 tsan arm64,$(BUILD)/$(v)/obj/csrc/http/unit/http_engine.o): \
+  csrc/http/mtev_http.c csrc/http/mtev_rest.c
 HTTP_TESTS := $(sort $(wildcard csrc/http/tests/test_*.c))
 # multi-thread test programs (job threads append to responses; pools)
 HTTP_TSAN_TESTS := csrc/http/tests/test_http_server.c csrc/http/tests/test_http_abort.c \

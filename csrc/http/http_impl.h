@@ -64,6 +64,12 @@ int ev_http_session_aco_or_run(mtev_http_session_ctx *ctx,
  * removes it. */
 void ev_http_session_set_probe(mtev_http_session_ctx *ctx,
                                mtev_http_dispatch_func probe);
+/* mtev_http_session_drive from a listener's callback that holds the
+ * session (the REST connection's): the mask to wait for, 0 when the
+ * session is over (its event closed and freed: *done of
+ * mtev_http_session_drive; the drive returns 0 then), or 0 with errno
+ * EINVAL when e is not the session's. */
+int ev_http_session_drive_cb(mtev_http_session_ctx *ctx, eventer_t e, int mask);
 /* For a probe or a dispatcher, in one call: the dispatcher's closure
  * (returned), the request's sequence number, method and path
  * (NUL-terminated).  The session has a request (it is being dispatched). */

@@ -123,7 +123,8 @@ typedef struct {
 #define EV_HTTP_CORK (64 * 1024) /* responses held back for a batch */
 #define EV_HTTP_INLINE_BODY 4096 /* bodies up to this are copied after the head */
 #define EV_HTTP_IBODY 1024 /* body bytes a response holds before using blocks */
-#define EV_HTTP_DIRECT_MAX 512 /* the common answer sent from the stack, at most */
+#define EV_HTTP_DIRECT_MAX 512 /* the common answer sent at once, at most */
+#define EV_CT_ANS 160 /* the common answer's head, at most (ev_ct.ans) */
 #define EV_HTTP_DRAIN_MAX (256 * 1024)
 #define EV_HTTP_LINGER_NS 2000000000ull
 
@@ -594,9 +595,11 @@ static __thread struct {
   char head[128];
   /* head and "Content-Length: N\r\n\r\n" for N = ans_for (UINT32_MAX:
    * none): the common answer's whole head while its bodies keep their
-   * length (ev_put_common_answer) */
+   * length (ev_put_common_answer); its first EV_CT_ANS bytes are what a
+   * copy of it takes.  ev_http_send_direct puts the body right after the
+   * head and sends the answer from here. */
   uint32_t ans_for, ans_len;
-  char ans[160];
+  char ans[EV_HTTP_DIRECT_MAX];
 } ev_ct;
 
 /* type is the thread's known one: the same string, with the same bytes
@@ -936,7 +939,7 @@ static inline char *ev_put(char *p, const char *s, size_t n) {
  * of 16 bytes, a word or a half, no call; more by memcpy.  For the short
  * bodies of most answers and the Go rules' head strings (libc's memcpy
  * cost its call more than the copy). */
-static inline void ev_copy_short(char *d, const char *s, size_t n) {
+static inline __attribute__((always_inline)) void ev_copy_short(char *d, const char *s, size_t n) {
   if (n >= 8 && n <= 16) {
     uint64_t a, b;
     memcpy(&a, s, 8);
@@ -1042,12 +1045,26 @@ static void ev_work_put(ev_http_work_t *w) {
   }
 }
 
-/* An idle session gives its work area back. */
-static void ev_http_maybe_release(mtev_http_session_ctx *s) {
+/* An idle session gives its work area back: ev_work_put, whose common
+ * case (the request held nothing, the buffers are the area's own, the
+ * pool has room) is inline here, at the drive's exit. */
+static inline void ev_http_maybe_release(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   if (w && s->state == ST_IDLE && w->in_start == w->in_end && !w->out.head) {
-    ev_work_put(w);
     s->w = NULL;
+    if (__builtin_expect(!w->req.holds && w->in == w->inbuf && w->res.hcap <= 1024 &&
+                             ev_tp.keyed && ev_tp.nworks < EV_POOL_WORKS,
+                         1)) {
+      ev_req_release(&w->req); /* (nothing held: its nqs) */
+      ev_req_reset(&w->req);
+      ev_res_reset(&w->res);
+      w->fresh = 1;
+      w->next_free = ev_tp.works;
+      ev_tp.works = w;
+      ev_tp.nworks++;
+      return;
+    }
+    ev_work_put(w);
   }
 }
 
@@ -1101,8 +1118,10 @@ static inline ssize_t ev_http_read(mtev_http_session_ctx *s, void *buf,
 }
 
 /* One read into the input buffer.  > 0 bytes, 0 EOF, -1 with errno
- * (EAGAIN: nothing now; ENOBUFS: no room). */
-static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
+ * (EAGAIN: nothing now; ENOBUFS: no room).  Inline in the drive's read
+ * between requests (every request's), called elsewhere. */
+static inline __attribute__((always_inline)) ssize_t
+ev_http_fill_in(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
   if (w->in_start == w->in_end && w->in_start > 0) {
     size_t keep = s->state == ST_HANDLER ? w->head_end : 0;
@@ -1127,6 +1146,7 @@ static ssize_t ev_http_fill(mtev_http_session_ctx *s) {
   }
   return n;
 }
+static ssize_t ev_http_fill(mtev_http_session_ctx *s) { return ev_http_fill_in(s); }
 
 static int ev_http_has_room(mtev_http_session_ctx *s) {
   ev_http_work_t *w = s->w;
@@ -1503,10 +1523,58 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
   return ev_res_standard(s, code, reason, type);
 }
 
-/* mtev_http_response_ok: the same with 200 "OK" known here (no test of
- * the code and the phrase). */
+/* ev_res_standard's type and options, out of line: what ev_http_response_ok
+ * does not do itself. */
+static __attribute__((noinline)) mtev_boolean ev_res_type_set(mtev_http_session_ctx *s,
+                                                              const char *type) {
+  mtev_http_response *r = &s->w->res;
+  if (type) {
+    if (ev_ct_known(type) || ev_ct_learn(type)) {
+      r->has_ct = 1;
+      r->ct_gen = ev_ct.gen;
+      r->ct_len = (uint8_t)ev_ct.len;
+      memcpy(r->ct, ev_ct.bytes, EV_CT_MAX);
+      if (r->hlen) ev_hdr_remove(r, "Content-Type", 12);
+    } else {
+      size_t vl = strlen(type);
+      if (ev_no_crlf(type, vl)) {
+        r->has_ct = 0;
+        ev_hdr_put(r, "Content-Type", 12, type, vl);
+      }
+    }
+  }
+  r->options |= MTEV_HTTP_CHUNKED;
+  return mtev_true;
+}
+
+/* mtev_http_response_ok: ev_res_standard with 200 "OK" known here (no
+ * test of the code and the phrase); the thread's known type of 7-15
+ * bytes (text/plain, application/json, ...) with no header line to
+ * replace is taken here, without a call (the calls of the other cases
+ * made every case save and restore six registers). */
 mtev_boolean ev_http_response_ok(mtev_http_session_ctx *s, const char *type) {
-  return ev_res_standard(s, 200, "OK", type);
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  r->status = 200; /* the standard phrase */
+  r->reason_len = 0;
+  size_t n = ev_ct.len;
+  if (type && type == ev_ct.ptr && n >= 7 && n <= 15 && !r->hlen) {
+    /* ev_ct_known's short case: the n bytes and the NUL in two words */
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, type, 8);
+    memcpy(&b0, ev_ct.bytes, 8);
+    memcpy(&a1, type + n - 7, 8);
+    memcpy(&b1, ev_ct.bytes + n - 7, 8);
+    if (((a0 ^ b0) | (a1 ^ b1)) == 0) {
+      r->has_ct = 1;
+      r->ct_gen = ev_ct.gen;
+      r->ct_len = (uint8_t)n;
+      memcpy(r->ct, ev_ct.bytes, EV_CT_MAX);
+      r->options |= MTEV_HTTP_CHUNKED;
+      return mtev_true;
+    }
+  }
+  return ev_res_type_set(s, type);
 }
 
 static mtev_boolean ev_status_put(mtev_http_response *r, int code,
@@ -2059,33 +2127,38 @@ static __attribute__((noinline)) void ev_ct_ans_build(uint32_t inl) {
 }
 static inline __attribute__((always_inline)) char *
 ev_put_common_answer(char *p, const mtev_http_response *r, uint32_t inl) {
-  _Static_assert(sizeof(ev_ct.ans) >= sizeof(ev_ct.head) + 32,
+  _Static_assert(EV_CT_ANS >= sizeof(ev_ct.head) + 32,
                  "the answer's head has room for Content-Length and its digits");
-  _Static_assert(sizeof(ev_ct.ans) <= sizeof(ev_ct.head) + 48,
+  _Static_assert(EV_CT_ANS <= sizeof(ev_ct.head) + 48,
                  "the callers' room for the head covers the answer's");
   ev_date_fresh();
   if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
   if (ev_ct.ans_for != inl) ev_ct_ans_build(inl);
-  memcpy(p, ev_ct.ans, sizeof(ev_ct.ans));
+  memcpy(p, ev_ct.ans, EV_CT_ANS);
   p += ev_ct.ans_len;
   ev_copy_short(p, r->ibody, inl);
   return p + inl;
 }
 
 /* The common answer (ev_http_flush's first case) when nothing is queued
- * before it and no pipelined request follows: the head and the short body
- * are put together on the stack and sent with one send(2), no output
- * block taken and given back.  What the socket does not take (EAGAIN, a
- * part, an error) goes onto the output queue, where ev_http_write_out
- * goes on with it as with any other (and reports the error again).  0:
- * all sent; 1: queued; -1: no memory for the rest.  Out of line: its
- * buffer is not on a coroutine's stack when the coroutine parks. */
-static __attribute__((noinline)) int ev_http_send_direct(mtev_http_session_ctx *s,
-                                                         uint32_t inl) {
+ * before it and no pipelined request follows: the short body is put
+ * after the thread's ready head (ev_ct.ans: no copy of the head) and the
+ * two are sent with one send(2), no output block taken and given back.
+ * What the socket does not take (EAGAIN, a part, an error) is copied
+ * onto the output queue, where ev_http_write_out goes on with it as with
+ * any other (and reports the error again).  0: all sent; 1: queued; -1:
+ * no memory for the rest. */
+static inline int ev_http_send_direct(mtev_http_session_ctx *s, uint32_t inl) {
+  /* (the caller checked sizeof(ev_ct.head) + 48 + inl <= EV_HTTP_DIRECT_MAX;
+   * ans_len <= EV_CT_ANS <= sizeof(ev_ct.head) + 48) */
   ev_http_work_t *w = s->w;
   mtev_http_response *r = &w->res;
-  char buf[EV_HTTP_DIRECT_MAX];
-  size_t n = (size_t)(ev_put_common_answer(buf, r, inl) - buf);
+  ev_date_fresh();
+  if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
+  if (ev_ct.ans_for != inl) ev_ct_ans_build(inl);
+  char *buf = ev_ct.ans;
+  ev_copy_short(buf + ev_ct.ans_len, r->ibody, inl);
+  size_t n = ev_ct.ans_len + inl;
   r->bytes_written += n;
   r->no_length = r->no_body = r->close_after = r->chunked = 0;
   r->ilen = 0;
@@ -2106,32 +2179,117 @@ static __attribute__((noinline)) int ev_http_send_direct(mtev_http_session_ctx *
   return 1;
 }
 
+/* The common answer: a final flush of a 200 with the thread's known
+ * type, no other header line, a short body, keep-alive: the thread's
+ * ready head (status line, Date, Content-Type), Content-Length, the body;
+ * the bytes ev_http_flush_build writes for it. */
+static inline __attribute__((always_inline)) int
+ev_http_common_answer(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  mtev_http_request *q = &w->req;
+  return (r->status == 200 || r->status == 0) && !r->headers_sent && !r->reason_len &&
+         !r->hlen && !r->z && !r->body.head && q->h.minor >= 1 && !q->h.is_head &&
+         ev_ct_is_known(r) && !ev_http_will_close(s);
+}
+
+/* A final flush's common answer straight to the socket, when nothing is
+ * queued before it and nothing is to be held for it (no pipelined request
+ * follows): 0 when that is not the case (nothing done), 1 sent whole, 2
+ * the rest queued (ev_http_flush_out goes on), -1 no memory for the rest
+ * (failed).  Inline in ev_http_flush and in _end (no call, no frame for
+ * the common end of a response). */
+static inline __attribute__((always_inline)) int
+ev_http_flush_direct(mtev_http_session_ctx *s) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  uint32_t inl = r->ilen;
+  if (s->aborted || w->out.head || w->in_end != w->in_start || !s->raw_io ||
+      sizeof(ev_ct.head) + 48 + inl > EV_HTTP_DIRECT_MAX || !ev_http_common_answer(s))
+    return 0;
+  r->status = 200;
+  int rc = ev_http_send_direct(s, inl);
+  if (rc == 0) return 1;
+  if (rc < 0) {
+    r->failed = 1;
+    return -1;
+  }
+  return 2;
+}
+
+static mtev_boolean ev_http_flush_out(mtev_http_session_ctx *s, int final, int wait);
+static inline __attribute__((always_inline)) mtev_boolean
+ev_http_flush_out_in(mtev_http_session_ctx *s, int final, int wait);
+
+/* What the socket did not take of an answer sent at once (k of buf's n
+ * bytes; k < 0: none, errno set) onto the output queue, then the flush's
+ * end (ev_http_flush_out).  The flush's result. */
+static __attribute__((noinline)) mtev_boolean
+ev_http_direct_rest(mtev_http_session_ctx *s, const char *buf, size_t n, ssize_t k,
+                    int wait) {
+  ev_http_work_t *w = s->w;
+  size_t done = k > 0 ? (size_t)k : 0;
+  ev_http_blk_t *t = ev_blk_new(n - done);
+  if (!t) {
+    w->res.failed = 1;
+    return mtev_false;
+  }
+  t->start = t->end = 0;
+  memcpy(t->d, buf + done, n - done);
+  t->end = (uint32_t)(n - done);
+  ev_chain_push(&w->out, t);
+  w->out.bytes += n - done;
+  return ev_http_flush_out(s, 1, wait);
+}
+
+/* mtev_http_response_end's common answer sent at once without a call
+ * before the send (so without registers to save and restore):
+ * ev_http_flush_direct's case when, besides, the body is at most 32
+ * bytes, the end is inside the drive (the date is current, the clock
+ * read) and the thread's answer head for the body's length is ready.  0:
+ * not that case (nothing done, ev_http_flush goes on); else the flush's
+ * result, 1 true, -1 false. */
+static inline __attribute__((always_inline)) int
+ev_http_end_quick(mtev_http_session_ctx *s, int wait) {
+  ev_http_work_t *w = s->w;
+  mtev_http_response *r = &w->res;
+  uint32_t inl = r->ilen;
+  if (w->in_end != w->in_start || s->aborted || w->out.head || !s->raw_io ||
+      inl > 32 || !s->in_drive || !ev_in_drive || !ev_date.len ||
+      ev_ct.head_sec != ev_date.sec || ev_ct.ans_for != inl || !ev_http_common_answer(s))
+    return 0;
+  r->status = 200;
+  char *buf = ev_ct.ans; /* (ans_len + 32 <= EV_CT_ANS + 32 <= its size) */
+  ev_copy_short(buf + ev_ct.ans_len, r->ibody, inl);
+  size_t n = ev_ct.ans_len + inl;
+  r->bytes_written += n;
+  r->no_length = r->no_body = r->close_after = r->chunked = 0;
+  r->ilen = 0;
+  r->headers_sent = 1;
+  r->complete = 1;
+  s->io.sends++;
+  ssize_t k = ev_sys_send(s->e->fd, buf, n, MSG_NOSIGNAL);
+  if (k > 0) s->last_io_ns = s->drive_ns; /* ev_http_now in the drive */
+  if ((size_t)k == n) return 1;
+  return ev_http_direct_rest(s, buf, n, k, wait) ? 1 : -1;
+}
+
 static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
                                   int wait) {
   if (s->aborted) return mtev_false;
   ev_http_work_t *w = s->w;
   mtev_http_response *r = &w->res;
-  mtev_http_request *q = &w->req;
+  if (final) {
+    int d = ev_http_flush_direct(s);
+    if (d == 1) return mtev_true;
+    if (d < 0) return mtev_false;
+    if (d == 2) return ev_http_flush_out_in(s, final, wait);
+  }
   if (!r->status) r->status = 200;
-  int st = r->status;
-  if (final && st == 200 && !r->headers_sent && !r->reason_len && !r->hlen &&
-      !r->z && !r->body.head && q->h.minor >= 1 && !q->h.is_head &&
-      ev_ct_is_known(r) && !ev_http_will_close(s)) {
-    /* the common answer, all at once: the thread's ready head (status
-     * line, Date, Content-Type), Content-Length, the short body; the
-     * bytes the general path below writes for it */
+  if (final && ev_http_common_answer(s)) {
+    /* the common answer into the output queue (something is queued
+     * before it, or a pipelined request follows) */
     uint32_t inl = r->ilen;
-    if (!w->out.head && w->in_end == w->in_start && s->raw_io &&
-        sizeof(ev_ct.head) + 48 + inl <= EV_HTTP_DIRECT_MAX) {
-      /* nothing queued, nothing to hold it for: straight to the socket */
-      int rc = ev_http_send_direct(s, inl);
-      if (rc == 0) return mtev_true;
-      if (rc < 0) {
-        r->failed = 1;
-        return mtev_false;
-      }
-      goto written; /* the rest is queued */
-    }
     ev_http_blk_t *t = w->out.tail;
     if (!t || ev_blk_room(t) < sizeof(ev_ct.head) + 48 + inl) {
       if (!(t = ev_blk_new(sizeof(ev_ct.head) + 48 + inl))) {
@@ -2150,10 +2308,18 @@ static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
     r->ilen = 0;
     r->headers_sent = 1;
     r->complete = 1;
-    goto written;
+    return ev_http_flush_out_in(s, final, wait);
   }
   if (ev_http_flush_build(s, final) != 0) return mtev_false;
-written:
+  return ev_http_flush_out_in(s, final, wait);
+}
+
+/* What a flush does once its bytes are on the output queue: hold them
+ * for the batch, or write them (and with wait, park until written).
+ * Inline in ev_http_flush. */
+static inline __attribute__((always_inline)) mtev_boolean
+ev_http_flush_out_in(mtev_http_session_ctx *s, int final, int wait) {
+  ev_http_work_t *w = s->w;
   if (s->aborted) return mtev_false;
   /* hold the bytes when a pipelined request follows: the drive serves it
    * next (in this call, or in the task a coroutine's end posts), and the
@@ -2172,6 +2338,10 @@ written:
     if (ev_http_co_wait(s, CW_DRAIN, EVENTER_WRITE) != 0) return mtev_false;
   }
 }
+static __attribute__((noinline)) mtev_boolean
+ev_http_flush_out(mtev_http_session_ctx *s, int final, int wait) {
+  return ev_http_flush_out_in(s, final, wait);
+}
 
 /* mtev_http_response_flush's body, inline in it and in _end. */
 static inline __attribute__((always_inline)) mtev_boolean
@@ -2181,7 +2351,12 @@ ev_res_flush(mtev_http_session_ctx *s, mtev_boolean final) {
    * session with a coroutine does not move) */
   int in_co = ev_http_in_co(s);
   if (!in_co && !ev_http_on_loop(s)) return mtev_false;
-  mtev_boolean ok = ev_http_flush(s, final ? 1 : 0, in_co);
+  mtev_boolean ok;
+  int d = final ? ev_http_end_quick(s, in_co) : 0;
+  if (d == 0)
+    ok = ev_http_flush(s, final ? 1 : 0, in_co);
+  else
+    ok = d > 0;
   /* an end outside the drive (a later callback): let the drive go on */
   if (final && !s->in_drive && !s->co) ev_http_post(s);
   return ok;
@@ -3076,7 +3251,8 @@ static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
 
 /* Calls the dispatcher for the current request and acts on what it
  * asked for.  Returns 1 when the session moved to another loop. */
-static int ev_http_dispatch(mtev_http_session_ctx *s) {
+static inline __attribute__((always_inline)) int
+ev_http_dispatch_in(mtev_http_session_ctx *s) {
   s->redispatch = 0;
   int rv = s->dispatcher(s);
   if (s->move_to) return 1;
@@ -3117,6 +3293,11 @@ static int ev_http_dispatch(mtev_http_session_ctx *s) {
     ev_http_flush(s, 1, 0);
   }
   return 0;
+}
+/* Inline at the drive's common request (a new request parsed), called
+ * at the others. */
+static __attribute__((noinline)) int ev_http_dispatch(mtev_http_session_ctx *s) {
+  return ev_http_dispatch_in(s);
 }
 
 /* After an exception report without readability: 0 if the socket still
@@ -3221,8 +3402,15 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
   }
   s->in_drive++;
   ev_in_drive++;
+  ev_http_work_t *w = s->w;
+  /* A keep-alive connection woken to read, with nothing in and nothing to
+   * write: the IDLE state's first lap would find no request in the input
+   * and nothing to send, and read.  The drive starts at that read. */
+  if (s->state == ST_IDLE && s->rd_ready && !s->peer_eof && !s->aborted &&
+      w->in_start == w->in_end && !w->out.head)
+    goto idle_read;
   for (;;) {
-    ev_http_work_t *w = s->w;
+    w = s->w;
     if (s->aborted || s->state == ST_DEAD) break;
     if (s->state == ST_HANDLER) {
       /* A complete response waits for the batch (written in IDLE).  The
@@ -3301,9 +3489,11 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
         }
       }
       if (w->out.bytes >= EV_HTTP_CORK) break; /* let the peer read first */
-      int r = ev_http_next_request(s, now);
+      int r;
+    next_request:
+      r = ev_http_next_request(s, now);
       if (r == 1) {
-        if (ev_http_dispatch(s)) goto migrate;
+        if (ev_http_dispatch_in(s)) goto migrate;
         /* the common request, answered in the dispatch (a coroutine that
          * ran to its end, or a handler that ended its response) with
          * nothing queued: its end, and when no byte of another request is
@@ -3344,8 +3534,11 @@ static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
         continue;
       }
       if (!s->rd_ready) break;
-      ssize_t n = ev_http_fill(s);
-      if (n > 0) continue;
+    idle_read:;
+      ssize_t n = ev_http_fill_in(s);
+      /* new input, nothing else changed (the state is IDLE or HEAD, the
+       * output below the cork): the request it may complete */
+      if (n > 0) goto next_request;
       if (n == 0) continue; /* peer_eof is set */
       if (errno == EAGAIN) break;
       if (errno == ENOBUFS) { /* cannot happen: the head limit answers 431 */
@@ -3409,4 +3602,13 @@ int mtev_http_session_drive(eventer_t e, int mask, void *closure,
     return 0;
   }
   return ev_http_drive(s, mask, 1, done);
+}
+
+int ev_http_session_drive_cb(mtev_http_session_ctx *s, eventer_t e, int mask) {
+  int done;
+  if (__builtin_expect(!s || s->e != e, 0)) {
+    errno = EINVAL;
+    return 0;
+  }
+  return ev_http_drive(s, mask, 1, &done);
 }

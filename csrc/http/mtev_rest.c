@@ -1105,9 +1105,8 @@ static int ev_rest_conn_handler(eventer_t e, int mask, void *closure,
                            ? mtev_acceptor_closure_ctx(ac)
                            : NULL;
   if (__builtin_expect(!rc, 0) && !(rc = ev_rest_conn_new(e, ac, sniff))) return 0;
-  int done = 0;
-  int rv = mtev_http_session_drive(e, mask, rc->restc.http_ctx, NULL, &done);
-  return done ? 0 : rv;
+  /* (0 when the session is over: mtev_http_session_drive's *done) */
+  return ev_http_session_drive_cb(rc->restc.http_ctx, e, mask);
 }
 
 int mtev_http_rest_handler(eventer_t e, int mask, void *closure,
