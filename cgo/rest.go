@@ -169,6 +169,26 @@ func (a *HeadArena) copySpare(p unsafe.Pointer, n, spare int) []byte {
 	return head
 }
 
+// copyBatch copies a pass's batch of n bytes (its entries and heads) out
+// of C memory: from the arena's chunk when it takes at most half of one,
+// else into an allocation of its own.  Its heads are views of the copy
+// (splitBatch) and never written.
+func (a *HeadArena) copyBatch(p unsafe.Pointer, n int) []byte {
+	need := (n + 7) &^ 7
+	if need > headChunk/2 {
+		b := make([]byte, n)
+		copy(b, unsafe.Slice((*byte)(p), n))
+		return b
+	}
+	if len(a.free) < need {
+		a.free = make([]byte, headChunk)
+	}
+	b := a.free[:n:n]
+	a.free = a.free[need:]
+	copy(b, unsafe.Slice((*byte)(p), n))
+	return b
+}
+
 // headCopy copies a flat head out of C memory into an allocation of its
 // own.
 func headCopy(p unsafe.Pointer, n int) []byte {
@@ -188,9 +208,11 @@ func (d *Driver) restStep() RestDirect {
 // a loop pass at once (restglue.h).
 const StepRestBatch = int(C.EV_GO_STEP_REST_BATCH)
 
-// restBatch reads a StepRestBatch step: each request's head is copied
-// (the entries are C memory that the next run overwrites); the slice is
-// the driver's, reused by the next batch.
+// restBatch reads a StepRestBatch step: the entries are C memory that
+// the next run overwrites, so the batch is copied into Go memory at once
+// (one copy, HeadArena.copyBatch) and each request's head is a view of
+// that copy, capped at its own end; the slice is the driver's, reused by
+// the next batch.
 func (d *Driver) restBatch() []RestDirect {
 	s := &d.d.step
 	n, size := int(s.u64[0]), int(s.u64[2])
@@ -198,23 +220,32 @@ func (d *Driver) restBatch() []RestDirect {
 	if n <= 0 || size <= 0 {
 		return b
 	}
-	p := unsafe.Slice((*byte)(s.closure), size)
+	b = splitBatch(d.heads.copyBatch(s.closure, size), n, b)
+	d.batch = b
+	return b
+}
+
+// splitBatch appends to b the n requests of a pass's batch p (Go memory):
+// entries of the rule's id, the session and the head's length (3 native
+// 64-bit words), each followed by its head and padded to 8 bytes
+// (restglue.c, ev_go_batch_add).  Each Head is p's bytes, its capacity
+// its length (no spare room: a batch's requests are aco rules', whose
+// reused records keep their first response bytes in a buffer of their
+// own).
+func splitBatch(p []byte, n int, b []RestDirect) []RestDirect {
 	ne := binary.NativeEndian
 	for i := 0; i < n && len(p) >= 24; i++ {
 		rule, ctx, hl := ne.Uint64(p), uintptr(ne.Uint64(p[8:])), int(ne.Uint64(p[16:]))
-		if hl > len(p)-24 {
+		if hl < 0 || hl > len(p)-24 {
 			break // (never: C wrote it)
 		}
-		// (no spare room: a batch's requests are aco rules', whose reused
-		// records keep their first response bytes in a buffer of their own)
-		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: d.heads.copySpare(unsafe.Pointer(&p[24]), hl, 0)})
+		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: p[24 : 24+hl : 24+hl]})
 		next := (24 + hl + 7) &^ 7
 		if next > len(p) {
 			next = len(p)
 		}
 		p = p[next:]
 	}
-	d.batch = b
 	return b
 }
 

@@ -166,3 +166,81 @@ func TestHeadArena(t *testing.T) {
 		}
 	}
 }
+
+// batchBuf writes a pass's batch as restglue.c's ev_go_batch_add does:
+// per request its rule id, session and head length, then the head,
+// padded to 8 bytes.
+func batchBuf(heads [][]byte) []byte {
+	ne := binary.NativeEndian
+	var b []byte
+	for i, h := range heads {
+		b = ne.AppendUint64(b, uint64(1000+i))
+		b = ne.AppendUint64(b, uint64(0x5000+8*i))
+		b = ne.AppendUint64(b, uint64(len(h)))
+		b = append(b, h...)
+		for len(b)%8 != 0 {
+			b = append(b, 0xEE)
+		}
+	}
+	return b
+}
+
+// A pass's batch is copied at once and split into its requests: every
+// request keeps its rule, session and head bytes exactly (heads of every
+// length 0-40, so each padding), a head's capacity is its length (no
+// room to write into the next entry), the copy is not a view of C's
+// buffer, and later batches (from the same chunk, from new chunks, and
+// big ones with an allocation of their own) change no earlier head.
+func TestRestBatchSplit(t *testing.T) {
+	var a HeadArena
+	rng := rand.New(rand.NewSource(7))
+	type kept struct {
+		rule uint64
+		ctx  uintptr
+		head []byte
+		want []byte
+	}
+	var all []kept
+	for round := 0; round < 200; round++ {
+		n := 1 + rng.Intn(16)
+		hl := 41
+		if round%23 == 0 {
+			hl = headChunk / 4 // a batch bigger than half a chunk
+		}
+		heads := make([][]byte, n)
+		for i := range heads {
+			heads[i] = make([]byte, rng.Intn(hl))
+			rng.Read(heads[i])
+		}
+		src := batchBuf(heads)
+		free := len(a.free)
+		got := splitBatch(a.copyBatch(unsafe.Pointer(&src[0]), len(src)), n, nil)
+		if len(src) > headChunk/2 && len(a.free) != free {
+			t.Fatalf("round %d: a batch of %d bytes took %d bytes of the chunk", round, len(src), free-len(a.free))
+		}
+		clear(src) // (C's buffer is reused by the next run)
+		if len(got) != n {
+			t.Fatalf("round %d: %d requests, want %d", round, len(got), n)
+		}
+		for i, r := range got {
+			if r.Rule != uint64(1000+i) || r.Ctx != uintptr(0x5000+8*i) ||
+				!bytes.Equal(r.Head, heads[i]) || cap(r.Head) != len(heads[i]) {
+				t.Fatalf("round %d request %d: rule %d ctx %#x head %d bytes (cap %d), want %d bytes",
+					round, i, r.Rule, r.Ctx, len(r.Head), cap(r.Head), len(heads[i]))
+			}
+			all = append(all, kept{r.Rule, r.Ctx, r.Head, heads[i]})
+		}
+	}
+	for i, k := range all {
+		if !bytes.Equal(k.head, k.want) {
+			t.Fatalf("head %d changed after later batches", i)
+		}
+	}
+	// a length C never writes (beyond the batch) ends the split there
+	src := batchBuf([][]byte{[]byte("abc"), []byte("defgh")})
+	binary.NativeEndian.PutUint64(src[32+16:], 1<<20)
+	if got := splitBatch(a.copyBatch(unsafe.Pointer(&src[0]), len(src)), 2, nil); len(got) != 1 ||
+		string(got[0].Head) != "abc" {
+		t.Fatalf("a batch with a bad second length: %d requests", len(got))
+	}
+}
