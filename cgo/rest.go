@@ -158,7 +158,7 @@ func (a *HeadArena) copy(p unsafe.Pointer, n int) []byte { return a.copySpare(p,
 func (a *HeadArena) copySpare(p unsafe.Pointer, n, spare int) []byte {
 	need := (n + spare + 7) &^ 7 // (each head on a word of its own)
 	if need > headChunk/4 {
-		return headCopy(p, n)
+		return headCopy(p, n, spare)
 	}
 	if len(a.free) < need {
 		a.free = make([]byte, headChunk)
@@ -169,30 +169,10 @@ func (a *HeadArena) copySpare(p unsafe.Pointer, n, spare int) []byte {
 	return head
 }
 
-// copyBatch copies a pass's batch of n bytes (its entries and heads) out
-// of C memory: from the arena's chunk when it takes at most half of one,
-// else into an allocation of its own.  Its heads are views of the copy
-// (splitBatch) and never written.
-func (a *HeadArena) copyBatch(p unsafe.Pointer, n int) []byte {
-	need := (n + 7) &^ 7
-	if need > headChunk/2 {
-		b := make([]byte, n)
-		copy(b, unsafe.Slice((*byte)(p), n))
-		return b
-	}
-	if len(a.free) < need {
-		a.free = make([]byte, headChunk)
-	}
-	b := a.free[:n:n]
-	a.free = a.free[need:]
-	copy(b, unsafe.Slice((*byte)(p), n))
-	return b
-}
-
 // headCopy copies a flat head out of C memory into an allocation of its
-// own.
-func headCopy(p unsafe.Pointer, n int) []byte {
-	head := make([]byte, n, n+HeadSpare)
+// own, with spare bytes of room after it.
+func headCopy(p unsafe.Pointer, n, spare int) []byte {
+	head := make([]byte, n, n+spare)
 	copy(head, unsafe.Slice((*byte)(p), n))
 	return head
 }
@@ -209,10 +189,8 @@ func (d *Driver) restStep() RestDirect {
 const StepRestBatch = int(C.EV_GO_STEP_REST_BATCH)
 
 // restBatch reads a StepRestBatch step: the entries are C memory that
-// the next run overwrites, so the batch is copied into Go memory at once
-// (one copy, HeadArena.copyBatch) and each request's head is a view of
-// that copy, capped at its own end; the slice is the driver's, reused by
-// the next batch.
+// the next run overwrites (HeadArena.batch copies them); the slice is the
+// driver's, reused by the next batch.
 func (d *Driver) restBatch() []RestDirect {
 	s := &d.d.step
 	n, size := int(s.u64[0]), int(s.u64[2])
@@ -220,8 +198,33 @@ func (d *Driver) restBatch() []RestDirect {
 	if n <= 0 || size <= 0 {
 		return b
 	}
-	b = splitBatch(d.heads.copyBatch(s.closure, size), n, b)
+	b = d.heads.batch(s.closure, size, n, b)
 	d.batch = b
+	return b
+}
+
+// batch appends to b the n requests of a pass's batch of size bytes in C
+// memory at p, their heads copied into Go memory: a batch of at most half
+// a chunk in one copy from the arena's chunk, each head a view of it
+// capped at its own end (a kept head keeps that chunk, as one copied on
+// its own would); a bigger one head by head (copySpare), so that a kept
+// head never keeps a big batch's other heads.
+func (a *HeadArena) batch(p unsafe.Pointer, size, n int, b []RestDirect) []RestDirect {
+	if need := (size + 7) &^ 7; need <= headChunk/2 {
+		if len(a.free) < need {
+			a.free = make([]byte, headChunk)
+		}
+		c := a.free[:size:size]
+		a.free = a.free[need:]
+		copy(c, unsafe.Slice((*byte)(p), size))
+		return splitBatch(c, n, b)
+	}
+	from := len(b)
+	b = splitBatch(unsafe.Slice((*byte)(p), size), n, b)
+	for i := from; i < len(b); i++ {
+		h := b[i].Head
+		b[i].Head = a.copySpare(unsafe.Pointer(unsafe.SliceData(h)), len(h), 0)
+	}
 	return b
 }
 

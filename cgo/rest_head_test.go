@@ -185,38 +185,40 @@ func batchBuf(heads [][]byte) []byte {
 	return b
 }
 
-// A pass's batch is copied at once and split into its requests: every
-// request keeps its rule, session and head bytes exactly (heads of every
-// length 0-40, so each padding), a head's capacity is its length (no
-// room to write into the next entry), the copy is not a view of C's
-// buffer, and later batches (from the same chunk, from new chunks, and
-// big ones with an allocation of their own) change no earlier head.
+// A pass's batch is copied out of C memory and split into its requests:
+// every request keeps its rule, session and head bytes exactly (heads of
+// every length 0-40, so each padding), a head's capacity is its length
+// (no room to write into the next entry), no head is a view of C's buffer,
+// later batches (from the same chunk, from new chunks) change no earlier
+// head; the same for batches bigger than half a chunk (their heads copied
+// one by one, those above a quarter of a chunk each into an allocation of
+// its own, also capped at their length).
 func TestRestBatchSplit(t *testing.T) {
 	var a HeadArena
 	rng := rand.New(rand.NewSource(7))
 	type kept struct {
-		rule uint64
-		ctx  uintptr
-		head []byte
-		want []byte
+		head, want []byte
 	}
 	var all []kept
 	for round := 0; round < 200; round++ {
 		n := 1 + rng.Intn(16)
 		hl := 41
-		if round%23 == 0 {
-			hl = headChunk / 4 // a batch bigger than half a chunk
+		big := round%23 == 0
+		if big {
+			n, hl = 16, headChunk/4 // more than half a chunk in all
 		}
 		heads := make([][]byte, n)
 		for i := range heads {
 			heads[i] = make([]byte, rng.Intn(hl))
+			if big {
+				heads[i] = make([]byte, headChunk/8+rng.Intn(hl))
+			}
 			rng.Read(heads[i])
 		}
 		src := batchBuf(heads)
-		free := len(a.free)
-		got := splitBatch(a.copyBatch(unsafe.Pointer(&src[0]), len(src)), n, nil)
-		if len(src) > headChunk/2 && len(a.free) != free {
-			t.Fatalf("round %d: a batch of %d bytes took %d bytes of the chunk", round, len(src), free-len(a.free))
+		got := a.batch(unsafe.Pointer(&src[0]), len(src), n, nil)
+		if big != (len(src) > headChunk/2) {
+			t.Fatalf("round %d: a batch of %d bytes", round, len(src))
 		}
 		clear(src) // (C's buffer is reused by the next run)
 		if len(got) != n {
@@ -228,7 +230,7 @@ func TestRestBatchSplit(t *testing.T) {
 				t.Fatalf("round %d request %d: rule %d ctx %#x head %d bytes (cap %d), want %d bytes",
 					round, i, r.Rule, r.Ctx, len(r.Head), cap(r.Head), len(heads[i]))
 			}
-			all = append(all, kept{r.Rule, r.Ctx, r.Head, heads[i]})
+			all = append(all, kept{r.Head, heads[i]})
 		}
 	}
 	for i, k := range all {
@@ -239,7 +241,7 @@ func TestRestBatchSplit(t *testing.T) {
 	// a length C never writes (beyond the batch) ends the split there
 	src := batchBuf([][]byte{[]byte("abc"), []byte("defgh")})
 	binary.NativeEndian.PutUint64(src[32+16:], 1<<20)
-	if got := splitBatch(a.copyBatch(unsafe.Pointer(&src[0]), len(src)), 2, nil); len(got) != 1 ||
+	if got := a.batch(unsafe.Pointer(&src[0]), len(src), 2, nil); len(got) != 1 ||
 		string(got[0].Head) != "abc" {
 		t.Fatalf("a batch with a bad second length: %d requests", len(got))
 	}
