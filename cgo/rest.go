@@ -158,7 +158,7 @@ func (a *HeadArena) copy(p unsafe.Pointer, n int) []byte { return a.copySpare(p,
 func (a *HeadArena) copySpare(p unsafe.Pointer, n, spare int) []byte {
 	need := (n + spare + 7) &^ 7 // (each head on a word of its own)
 	if need > headChunk/4 {
-		return headCopy(p, n)
+		return headCopy(p, n, spare)
 	}
 	if len(a.free) < need {
 		a.free = make([]byte, headChunk)
@@ -170,9 +170,9 @@ func (a *HeadArena) copySpare(p unsafe.Pointer, n, spare int) []byte {
 }
 
 // headCopy copies a flat head out of C memory into an allocation of its
-// own.
-func headCopy(p unsafe.Pointer, n int) []byte {
-	head := make([]byte, n, n+HeadSpare)
+// own, with spare bytes of room after it.
+func headCopy(p unsafe.Pointer, n, spare int) []byte {
+	head := make([]byte, n, n+spare)
 	copy(head, unsafe.Slice((*byte)(p), n))
 	return head
 }
@@ -188,9 +188,9 @@ func (d *Driver) restStep() RestDirect {
 // a loop pass at once (restglue.h).
 const StepRestBatch = int(C.EV_GO_STEP_REST_BATCH)
 
-// restBatch reads a StepRestBatch step: each request's head is copied
-// (the entries are C memory that the next run overwrites); the slice is
-// the driver's, reused by the next batch.
+// restBatch reads a StepRestBatch step: the entries are C memory that
+// the next run overwrites (HeadArena.batch copies them); the slice is the
+// driver's, reused by the next batch.
 func (d *Driver) restBatch() []RestDirect {
 	s := &d.d.step
 	n, size := int(s.u64[0]), int(s.u64[2])
@@ -198,23 +198,57 @@ func (d *Driver) restBatch() []RestDirect {
 	if n <= 0 || size <= 0 {
 		return b
 	}
-	p := unsafe.Slice((*byte)(s.closure), size)
+	b = d.heads.batch(s.closure, size, n, b)
+	d.batch = b
+	return b
+}
+
+// batch appends to b the n requests of a pass's batch of size bytes in C
+// memory at p, their heads copied into Go memory: a batch of at most half
+// a chunk in one copy from the arena's chunk, each head a view of it
+// capped at its own end (a kept head keeps that chunk, as one copied on
+// its own would); a bigger one head by head (copySpare), so that a kept
+// head never keeps a big batch's other heads.
+func (a *HeadArena) batch(p unsafe.Pointer, size, n int, b []RestDirect) []RestDirect {
+	if need := (size + 7) &^ 7; need <= headChunk/2 {
+		if len(a.free) < need {
+			a.free = make([]byte, headChunk)
+		}
+		c := a.free[:size:size]
+		a.free = a.free[need:]
+		copy(c, unsafe.Slice((*byte)(p), size))
+		return splitBatch(c, n, b)
+	}
+	from := len(b)
+	b = splitBatch(unsafe.Slice((*byte)(p), size), n, b)
+	for i := from; i < len(b); i++ {
+		h := b[i].Head
+		b[i].Head = a.copySpare(unsafe.Pointer(unsafe.SliceData(h)), len(h), 0)
+	}
+	return b
+}
+
+// splitBatch appends to b the n requests of a pass's batch p (Go memory):
+// entries of the rule's id, the session and the head's length (3 native
+// 64-bit words), each followed by its head and padded to 8 bytes
+// (restglue.c, ev_go_batch_add).  Each Head is p's bytes, its capacity
+// its length (no spare room: a batch's requests are aco rules', whose
+// reused records keep their first response bytes in a buffer of their
+// own).
+func splitBatch(p []byte, n int, b []RestDirect) []RestDirect {
 	ne := binary.NativeEndian
 	for i := 0; i < n && len(p) >= 24; i++ {
 		rule, ctx, hl := ne.Uint64(p), uintptr(ne.Uint64(p[8:])), int(ne.Uint64(p[16:]))
-		if hl > len(p)-24 {
+		if hl < 0 || hl > len(p)-24 {
 			break // (never: C wrote it)
 		}
-		// (no spare room: a batch's requests are aco rules', whose reused
-		// records keep their first response bytes in a buffer of their own)
-		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: d.heads.copySpare(unsafe.Pointer(&p[24]), hl, 0)})
+		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: p[24 : 24+hl : 24+hl]})
 		next := (24 + hl + 7) &^ 7
 		if next > len(p) {
 			next = len(p)
 		}
 		p = p[next:]
 	}
-	d.batch = b
 	return b
 }
 

@@ -166,3 +166,83 @@ func TestHeadArena(t *testing.T) {
 		}
 	}
 }
+
+// batchBuf writes a pass's batch as restglue.c's ev_go_batch_add does:
+// per request its rule id, session and head length, then the head,
+// padded to 8 bytes.
+func batchBuf(heads [][]byte) []byte {
+	ne := binary.NativeEndian
+	var b []byte
+	for i, h := range heads {
+		b = ne.AppendUint64(b, uint64(1000+i))
+		b = ne.AppendUint64(b, uint64(0x5000+8*i))
+		b = ne.AppendUint64(b, uint64(len(h)))
+		b = append(b, h...)
+		for len(b)%8 != 0 {
+			b = append(b, 0xEE)
+		}
+	}
+	return b
+}
+
+// A pass's batch is copied out of C memory and split into its requests:
+// every request keeps its rule, session and head bytes exactly (heads of
+// every length 0-40, so each padding), a head's capacity is its length
+// (no room to write into the next entry), no head is a view of C's buffer,
+// later batches (from the same chunk, from new chunks) change no earlier
+// head; the same for batches bigger than half a chunk (their heads copied
+// one by one, those above a quarter of a chunk each into an allocation of
+// its own, also capped at their length).
+func TestRestBatchSplit(t *testing.T) {
+	var a HeadArena
+	rng := rand.New(rand.NewSource(7))
+	type kept struct {
+		head, want []byte
+	}
+	var all []kept
+	for round := 0; round < 200; round++ {
+		n := 1 + rng.Intn(16)
+		hl := 41
+		big := round%23 == 0
+		if big {
+			n, hl = 16, headChunk/4 // more than half a chunk in all
+		}
+		heads := make([][]byte, n)
+		for i := range heads {
+			heads[i] = make([]byte, rng.Intn(hl))
+			if big {
+				heads[i] = make([]byte, headChunk/8+rng.Intn(hl))
+			}
+			rng.Read(heads[i])
+		}
+		src := batchBuf(heads)
+		got := a.batch(unsafe.Pointer(&src[0]), len(src), n, nil)
+		if big != (len(src) > headChunk/2) {
+			t.Fatalf("round %d: a batch of %d bytes", round, len(src))
+		}
+		clear(src) // (C's buffer is reused by the next run)
+		if len(got) != n {
+			t.Fatalf("round %d: %d requests, want %d", round, len(got), n)
+		}
+		for i, r := range got {
+			if r.Rule != uint64(1000+i) || r.Ctx != uintptr(0x5000+8*i) ||
+				!bytes.Equal(r.Head, heads[i]) || cap(r.Head) != len(heads[i]) {
+				t.Fatalf("round %d request %d: rule %d ctx %#x head %d bytes (cap %d), want %d bytes",
+					round, i, r.Rule, r.Ctx, len(r.Head), cap(r.Head), len(heads[i]))
+			}
+			all = append(all, kept{r.Head, heads[i]})
+		}
+	}
+	for i, k := range all {
+		if !bytes.Equal(k.head, k.want) {
+			t.Fatalf("head %d changed after later batches", i)
+		}
+	}
+	// a length C never writes (beyond the batch) ends the split there
+	src := batchBuf([][]byte{[]byte("abc"), []byte("defgh")})
+	binary.NativeEndian.PutUint64(src[32+16:], 1<<20)
+	if got := a.batch(unsafe.Pointer(&src[0]), len(src), 2, nil); len(got) != 1 ||
+		string(got[0].Head) != "abc" {
+		t.Fatalf("a batch with a bad second length: %d requests", len(got))
+	}
+}
