@@ -40,6 +40,9 @@ WARN    := -Wall -Wextra -Werror
 BASE_CFLAGS := -std=gnu11 -g -pthread -D_GNU_SOURCE -fstack-clash-protection $(WARN) $(INCDIRS) $(EXTRA_CFLAGS)
 BASE_LDLIBS := -pthread -lm -lssl -lcrypto
 
+# the build variants (each has its CC_, CFLAGS_, LDFLAGS_ and LDLIBS_ below);
+# set before the parts' build.mk files, which may name them
+VARIANTS := plain asan asan-O2 tsan arm64
 include csrc/libaco/build.mk
 include csrc/eventer/build.mk
 include csrc/conf/build.mk
@@ -93,7 +96,6 @@ CFLAGS_arm64 := -O2 --param stack-clash-protection-guard-size=12
 LDFLAGS_arm64 := -static
 LDLIBS_arm64 :=
 
-VARIANTS := plain asan asan-O2 tsan arm64
 ALL_HEADERS := $(wildcard csrc/*.h csrc/*/*.h csrc/*/tests/*.h)
 
 # objects of variant $(1) for sources $(2)

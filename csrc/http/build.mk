@@ -7,9 +7,8 @@
 HTTP_SRCS := csrc/http/http_parse.c csrc/http/unit/http_engine.c
 HTTP_HEADERS := csrc/http/mtev_http.h csrc/http/mtev_rest.h
 HTTP_LDLIBS := -lpcre2-8 -lz
-# (the unit's object depends on the files it includes; the variants are
-# the Makefile's VARIANTS, which is set after this file is read)
-$(foreach v,plain asan asan-O2 tsan arm64,$(BUILD)/$(v)/obj/csrc/http/unit/http_engine.o): \
+# (the unit's object depends on the files it includes)
+$(foreach v,$(VARIANTS),$(BUILD)/$(v)/obj/csrc/http/unit/http_engine.o): \
   csrc/http/mtev_http.c csrc/http/mtev_rest.c
 HTTP_TESTS := $(sort $(wildcard csrc/http/tests/test_*.c))
 # multi-thread test programs (job threads append to responses; pools)

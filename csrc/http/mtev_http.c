@@ -1484,20 +1484,10 @@ mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
   return ev_status_put(&s->w->res, code, reason);
 }
 
-/* mtev_http_response_standard: status, Content-Type and CHUNKED in one
- * call (what its three calls do, with one check of the session and no
- * check of a header name that is ours). */
+/* The standard response's Content-Type and options (ev_res_standard's
+ * end; ev_res_type_set out of line). */
 static inline __attribute__((always_inline)) mtev_boolean
-ev_res_standard(mtev_http_session_ctx *s, int code, const char *reason,
-                const char *type) {
-  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
-  mtev_http_response *r = &s->w->res;
-  if (code == 200 && reason && reason[0] == 'O' && reason[1] == 'K' && !reason[2]) {
-    r->status = 200; /* _ok's: the standard phrase */
-    r->reason_len = 0;
-  } else {
-    ev_status_put(r, code, reason);
-  }
+ev_res_type_in(mtev_http_response *r, const char *type) {
   if (type) {
     if (ev_ct_known(type) || ev_ct_learn(type)) {
       /* the thread's type: a fixed-size copy of its padded bytes */
@@ -1518,6 +1508,23 @@ ev_res_standard(mtev_http_session_ctx *s, int code, const char *reason,
   return mtev_true;
 }
 
+/* mtev_http_response_standard: status, Content-Type and CHUNKED in one
+ * call (what its three calls do, with one check of the session and no
+ * check of a header name that is ours). */
+static inline __attribute__((always_inline)) mtev_boolean
+ev_res_standard(mtev_http_session_ctx *s, int code, const char *reason,
+                const char *type) {
+  if (!ev_res_usable(s) || s->w->res.headers_sent) return mtev_false;
+  mtev_http_response *r = &s->w->res;
+  if (code == 200 && reason && reason[0] == 'O' && reason[1] == 'K' && !reason[2]) {
+    r->status = 200; /* _ok's: the standard phrase */
+    r->reason_len = 0;
+  } else {
+    ev_status_put(r, code, reason);
+  }
+  return ev_res_type_in(r, type);
+}
+
 mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
                                        const char *reason, const char *type) {
   return ev_res_standard(s, code, reason, type);
@@ -1527,24 +1534,7 @@ mtev_boolean ev_http_response_standard(mtev_http_session_ctx *s, int code,
  * does not do itself. */
 static __attribute__((noinline)) mtev_boolean ev_res_type_set(mtev_http_session_ctx *s,
                                                               const char *type) {
-  mtev_http_response *r = &s->w->res;
-  if (type) {
-    if (ev_ct_known(type) || ev_ct_learn(type)) {
-      r->has_ct = 1;
-      r->ct_gen = ev_ct.gen;
-      r->ct_len = (uint8_t)ev_ct.len;
-      memcpy(r->ct, ev_ct.bytes, EV_CT_MAX);
-      if (r->hlen) ev_hdr_remove(r, "Content-Type", 12);
-    } else {
-      size_t vl = strlen(type);
-      if (ev_no_crlf(type, vl)) {
-        r->has_ct = 0;
-        ev_hdr_put(r, "Content-Type", 12, type, vl);
-      }
-    }
-  }
-  r->options |= MTEV_HTTP_CHUNKED;
-  return mtev_true;
+  return ev_res_type_in(&s->w->res, type);
 }
 
 /* mtev_http_response_ok: ev_res_standard with 200 "OK" known here (no
