@@ -2130,6 +2130,43 @@ ev_put_common_answer(char *p, const mtev_http_response *r, uint32_t inl) {
   return p + inl;
 }
 
+/* The common answer's short body put after the thread's answer head for
+ * its length (ready: the caller checked), the response marked sent, the
+ * two sent with one send(2).  What the socket took (as send's result);
+ * *n the answer's length. */
+static inline __attribute__((always_inline)) ssize_t
+ev_http_answer_send(mtev_http_session_ctx *s, uint32_t inl, size_t *n) {
+  mtev_http_response *r = &s->w->res;
+  char *buf = ev_ct.ans; /* (ans_len + inl <= EV_HTTP_DIRECT_MAX: the callers) */
+  ev_copy_short(buf + ev_ct.ans_len, r->ibody, inl);
+  *n = ev_ct.ans_len + inl;
+  r->bytes_written += *n;
+  r->no_length = r->no_body = r->close_after = r->chunked = 0;
+  r->ilen = 0;
+  r->headers_sent = 1;
+  r->complete = 1;
+  s->io.sends++;
+  ssize_t k = ev_sys_send(s->e->fd, buf, *n, MSG_NOSIGNAL);
+  if (k > 0) s->last_io_ns = ev_http_now(s);
+  return k;
+}
+
+/* What the socket did not take of an answer sent at once (k of buf's n
+ * bytes; k < 0: none, errno set) copied onto the output queue (buf is the
+ * thread's, which the next answer overwrites).  0, or -1: no memory. */
+static __attribute__((noinline)) int ev_http_queue_rest(ev_http_work_t *w, const char *buf,
+                                                        size_t n, ssize_t k) {
+  size_t done = k > 0 ? (size_t)k : 0;
+  ev_http_blk_t *t = ev_blk_new(n - done);
+  if (!t) return -1;
+  t->start = t->end = 0;
+  memcpy(t->d, buf + done, n - done);
+  t->end = (uint32_t)(n - done);
+  ev_chain_push(&w->out, t);
+  w->out.bytes += n - done;
+  return 0;
+}
+
 /* The common answer (ev_http_flush's first case) when nothing is queued
  * before it and no pipelined request follows: the short body is put
  * after the thread's ready head (ev_ct.ans: no copy of the head) and the
@@ -2141,32 +2178,13 @@ ev_put_common_answer(char *p, const mtev_http_response *r, uint32_t inl) {
 static inline int ev_http_send_direct(mtev_http_session_ctx *s, uint32_t inl) {
   /* (the caller checked sizeof(ev_ct.head) + 48 + inl <= EV_HTTP_DIRECT_MAX;
    * ans_len <= EV_CT_ANS <= sizeof(ev_ct.head) + 48) */
-  ev_http_work_t *w = s->w;
-  mtev_http_response *r = &w->res;
   ev_date_fresh();
   if (ev_ct.head_sec != ev_date.sec) ev_ct_head_build();
   if (ev_ct.ans_for != inl) ev_ct_ans_build(inl);
-  char *buf = ev_ct.ans;
-  ev_copy_short(buf + ev_ct.ans_len, r->ibody, inl);
-  size_t n = ev_ct.ans_len + inl;
-  r->bytes_written += n;
-  r->no_length = r->no_body = r->close_after = r->chunked = 0;
-  r->ilen = 0;
-  r->headers_sent = 1;
-  r->complete = 1;
-  s->io.sends++;
-  ssize_t k = ev_sys_send(s->e->fd, buf, n, MSG_NOSIGNAL);
-  if (k > 0) s->last_io_ns = ev_http_now(s);
+  size_t n;
+  ssize_t k = ev_http_answer_send(s, inl, &n);
   if ((size_t)k == n) return 0;
-  size_t done = k > 0 ? (size_t)k : 0;
-  ev_http_blk_t *t = ev_blk_new(n - done);
-  if (!t) return -1;
-  t->start = t->end = 0;
-  memcpy(t->d, buf + done, n - done);
-  t->end = (uint32_t)(n - done);
-  ev_chain_push(&w->out, t);
-  w->out.bytes += n - done;
-  return 1;
+  return ev_http_queue_rest(s->w, ev_ct.ans, n, k) == 0 ? 1 : -1;
 }
 
 /* The common answer: a final flush of a 200 with the thread's known
@@ -2217,18 +2235,10 @@ ev_http_flush_out_in(mtev_http_session_ctx *s, int final, int wait);
 static __attribute__((noinline)) mtev_boolean
 ev_http_direct_rest(mtev_http_session_ctx *s, const char *buf, size_t n, ssize_t k,
                     int wait) {
-  ev_http_work_t *w = s->w;
-  size_t done = k > 0 ? (size_t)k : 0;
-  ev_http_blk_t *t = ev_blk_new(n - done);
-  if (!t) {
-    w->res.failed = 1;
+  if (ev_http_queue_rest(s->w, buf, n, k) != 0) {
+    s->w->res.failed = 1;
     return mtev_false;
   }
-  t->start = t->end = 0;
-  memcpy(t->d, buf + done, n - done);
-  t->end = (uint32_t)(n - done);
-  ev_chain_push(&w->out, t);
-  w->out.bytes += n - done;
   return ev_http_flush_out(s, 1, wait);
 }
 
@@ -2249,19 +2259,10 @@ ev_http_end_quick(mtev_http_session_ctx *s, int wait) {
       ev_ct.head_sec != ev_date.sec || ev_ct.ans_for != inl || !ev_http_common_answer(s))
     return 0;
   r->status = 200;
-  char *buf = ev_ct.ans; /* (ans_len + 32 <= EV_CT_ANS + 32 <= its size) */
-  ev_copy_short(buf + ev_ct.ans_len, r->ibody, inl);
-  size_t n = ev_ct.ans_len + inl;
-  r->bytes_written += n;
-  r->no_length = r->no_body = r->close_after = r->chunked = 0;
-  r->ilen = 0;
-  r->headers_sent = 1;
-  r->complete = 1;
-  s->io.sends++;
-  ssize_t k = ev_sys_send(s->e->fd, buf, n, MSG_NOSIGNAL);
-  if (k > 0) s->last_io_ns = s->drive_ns; /* ev_http_now in the drive */
+  size_t n; /* (ans_len + 32 <= EV_CT_ANS + 32 <= ev_ct.ans's size) */
+  ssize_t k = ev_http_answer_send(s, inl, &n);
   if ((size_t)k == n) return 1;
-  return ev_http_direct_rest(s, buf, n, k, wait) ? 1 : -1;
+  return ev_http_direct_rest(s, ev_ct.ans, n, k, wait) ? 1 : -1;
 }
 
 static mtev_boolean ev_http_flush(mtev_http_session_ctx *s, int final,
