@@ -371,7 +371,7 @@ func TestHostileGoPipelineFailures(t *testing.T) {
 }
 
 // A thousand clients each send one request while the loop is held, so that
-// one loop pass dispatches them all (batches of 16 to Go): aco handlers
+// one loop pass dispatches them all (in batches to Go): aco handlers
 // that sleep on their coroutine, wait for a job (SimpleAsynch), panic, or
 // answer at once; an aco HandleHTTP rule; some clients pipeline the
 // engine's own 404 and a HandleHTTP request behind theirs; some reset

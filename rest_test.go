@@ -1436,7 +1436,8 @@ func restBatches(t *testing.T) (batches, requests int64) {
 }
 
 // The direct requests of aco rules that one loop pass dispatches come to
-// Go in one step (one return from the C loop, not one each), and a worker
+// Go in batches of cgo.RestBatchMax (one return from the C loop a batch,
+// not one a request), and a worker
 // coroutine serves them one after another.  Twelve clients send while the
 // loop is held by a handler; the next pass has them all: one batch.  In
 // it, a handler that waits holds back no other client's response; a
@@ -1511,10 +1512,14 @@ func TestRestDirectPassBatch(t *testing.T) {
 	if string(body) != "3 released=true" {
 		t.Fatalf("client 3: %q", body)
 	}
-	// the holding request's batch, and one with the twelve (the reset
-	// one's request may be gone before the loop reads it)
-	if b1, r1 := restBatches(t); b1-b0 != 2 || r1-r0 < n || r1-r0 > n+1 {
-		t.Errorf("%d batches held %d requests; want 2 holding %d (or %d)", b1-b0, r1-r0, n+1, n)
+	// the holding request's batch, then the twelve in full batches and
+	// the rest (the reset one's request may be gone before the loop
+	// reads it)
+	b1, r1 := restBatches(t)
+	if r1-r0 < n || r1-r0 > n+1 {
+		t.Errorf("%d batches held %d requests; want %d (or %d)", b1-b0, r1-r0, n+1, n)
+	} else if m := int64(cgo.RestBatchMax); b1-b0 != 1+(r1-r0-1+m-1)/m {
+		t.Errorf("%d batches held %d requests; want %d (at most %d a batch)", b1-b0, r1-r0, 1+(r1-r0-1+m-1)/m, m)
 	}
 }
 
@@ -1668,8 +1673,9 @@ func TestRestReqCtxCancelRace(t *testing.T) {
 	}
 }
 
-// Twenty requests of one pass: a full batch (16) goes to Go at once and
-// the rest at the end of the pass; their handlers all wait, and Shutdown
+// Twenty requests of one pass: each full batch (cgo.RestBatchMax) goes to
+// Go at once and the rest at the end of the pass; their handlers all
+// wait, and Shutdown
 // then unwinds them: it returns, and every session is let go.
 func TestRestDirectPassBatchShutdown(t *testing.T) {
 	if err := Init(WithConcurrency(1)); err != nil {
@@ -1705,9 +1711,10 @@ func TestRestDirectPassBatchShutdown(t *testing.T) {
 			t.Fatalf("%d of %d handlers started", waiting.Load(), n)
 		}
 	}
-	// the holding request's batch, a full one and the rest
-	if b1, r1 := restBatches(t); b1-b0 != 3 || r1-r0 != n+1 {
-		t.Errorf("%d batches held %d requests; want 3 holding %d", b1-b0, r1-r0, n+1)
+	// the holding request's batch, the full ones and the rest
+	want := int64(1 + (n+cgo.RestBatchMax-1)/cgo.RestBatchMax)
+	if b1, r1 := restBatches(t); b1-b0 != want || r1-r0 != n+1 {
+		t.Errorf("%d batches held %d requests; want %d holding %d", b1-b0, r1-r0, want, n+1)
 	}
 	done := shutdownAsync(l)
 	awaitShutdown(t, done)
@@ -2021,9 +2028,12 @@ func TestRestDirectBatchBufferShrinks(t *testing.T) {
 		}
 	}
 	// (holdRule registers a rule per call: a base of its own each time)
-	batch(12, 8000)
-	if n := bufCap(); n < 12*8000 {
-		t.Fatalf("the batch buffer is %d bytes after a batch of 12 heads of 8 KB", n)
+	// heads of 24 KB: a full batch of them (cgo.RestBatchMax) is more than
+	// the 64 KiB a loop keeps
+	batch(12, 24000)
+	if n, want := bufCap(), min(12, cgo.RestBatchMax)*24000; n < want || want <= 64<<10 {
+		t.Fatalf("the batch buffer is %d bytes after a pass of 12 heads of 24 KB (at most %d a batch); want %d, above 64 KiB",
+			n, cgo.RestBatchMax, want)
 	}
 	b = restBase()
 	mustRule(t)(NewRule("GET", b, "^big/(\\d+)$", func(rc *RestClosure) error {

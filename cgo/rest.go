@@ -36,6 +36,10 @@ const (
 	RestAbort = int(C.EV_GO_OP_ABORT)
 	// RestBufSize is the most a RestRead returns.
 	RestBufSize = 64 * 1024
+	// RestBatchMax is the most direct requests of a loop pass that come
+	// to Go in one StepRestBatch (a full batch goes at once, the rest at
+	// the pass's end).
+	RestBatchMax = int(C.EV_GO_BATCH_MAX)
 )
 
 // Response options (mtev_http.h).

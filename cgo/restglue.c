@@ -341,9 +341,6 @@ __thread int ev_go_rest_batching;
 static __thread char *ev_go_bbuf;
 static __thread size_t ev_go_bcap, ev_go_blen;
 static __thread uint64_t ev_go_bn;
-/* the most requests a batch holds (the HTTP engine keeps 32 idle work
- * areas per thread) */
-#define EV_GO_BATCH_MAX 16
 /* the most batch buffer a loop thread keeps between batches (a batch of
  * large heads grows it; the next batch starts from a small one) */
 #define EV_GO_BBUF_KEEP (64 * 1024)

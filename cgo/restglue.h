@@ -97,6 +97,19 @@ enum { EV_GO_HEAD_PAYLOAD = 1, EV_GO_HEAD_CHUNKED = 2, EV_GO_HEAD_HTTP11 = 4,
  * a request waits at most until the end of the pass that dispatched it,
  * never through a poll. */
 #define EV_GO_STEP_REST_BATCH (EVENTER_STEP_USER + 10)
+/* The most requests a batch holds: a full batch goes to Go at once, the
+ * iteration going on when Go is done with it.  Four, not more: the loop
+ * thread is inside ev_go_run while it reads and parses the batch's
+ * requests, and the Go runtime's sysmon takes the P of a cgo call it finds
+ * at two of its ticks in a row (20 us apart while it is woken often);
+ * each such retake wakes a spare thread and sets sysmon back to 20 us
+ * ticks, so passes of 16 requests (40-80 us) kept it ticking on the
+ * loop's CPU for good at 50 connections (bench/README.md, "why gnet's
+ * sysmon sleeps").  (At most the 32 idle work areas the HTTP engine
+ * keeps per thread; -D sets another for an experiment.) */
+#ifndef EV_GO_BATCH_MAX
+#define EV_GO_BATCH_MAX 4
+#endif
 extern __thread int ev_go_rest_batching;
 /* Fills *s with the pending batch: 1, or 0 when there is none. */
 int ev_go_rest_batch_take(eventer_step_t *s);
