@@ -786,6 +786,9 @@ func (l *loop) restStopped() {
 
 // restWatchSweep cancels the watched requests whose client has gone
 // (driver): each is looked at from the second sweep it is on the list.
+// A goroutine's request stays on the list once cancelled: the list is
+// how its end (restDrainEnds) or a stopping loop (restStopped) finds it
+// to let its session go.
 func (l *loop) restWatchSweep(p *restCoPool) {
 	if p.watch.wnext == nil {
 		return
@@ -794,6 +797,10 @@ func (l *loop) restWatchSweep(p *restCoPool) {
 		next := q.wnext
 		if !q.wseen {
 			q.wseen = true
+		} else if !q.onLoop {
+			if !q.v.ctx.canceled.Load() && cgo.RestClientGone(q.sess) {
+				q.v.ctx.cancel()
+			}
 		} else if cgo.RestClientGone(q.sess) {
 			q.watchEnd()
 			q.v.ctx.cancel()

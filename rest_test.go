@@ -963,6 +963,60 @@ func TestRestDirectShutdown(t *testing.T) {
 	}
 }
 
+// A goroutine's direct request whose client left: the watch sweep
+// cancels its context, and the handler is still running when the
+// eventer shuts down.  The stopping loop answers it and lets its session
+// go like any other goroutine's request (the sweep's cancel does not
+// make the loop forget it); the handler's End then fails.
+func TestRestDirectGoneGoroutineShutdown(t *testing.T) {
+	if err := Init(WithConcurrency(1)); err != nil {
+		t.Fatal(err)
+	}
+	l, addr := restListen(t)
+	b := restBase()
+	started, canceled := make(chan struct{}), make(chan struct{})
+	release := make(chan struct{})
+	endErr := make(chan error, 1)
+	mustRule(t)(NewRule("GET", b, "^gone$", func(rc *RestClosure) error {
+		close(started)
+		<-rc.Context().Done() // the sweep saw the client leave
+		close(canceled)
+		<-release
+		endErr <- rc.Response().End()
+		return nil
+	}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET %sgone HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler did not start")
+	}
+	c.Close() // the sweep sees the client gone within a few of its rounds
+	select {
+	case <-canceled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler's context was not cancelled")
+	}
+	done := shutdownAsync(l)
+	awaitShutdown(t, done)
+	close(release)
+	select {
+	case err := <-endErr:
+		if err == nil {
+			t.Error("End after shutdown: no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler did not return")
+	}
+	if n := cgo.HTTPSessions(); n != 0 {
+		t.Errorf("%d sessions left after Shutdown", n)
+	}
+}
+
 // onRestPool runs f with loop 0's direct-path state, on the loop (f is
 // not called while the loop has none).
 func onRestPool(t *testing.T, f func(p *restCoPool)) {
