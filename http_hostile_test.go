@@ -825,7 +825,7 @@ func TestHostileBatchShutdownHeld(t *testing.T) {
 	})).SetAco(true)
 	const n = 40
 	cs := heldBatch(t, addr, b, held, n)
-	done := shutdownAsync(l)
+	done := shutdownAsync(t, l)
 	time.Sleep(50 * time.Millisecond)
 	close(hold)
 	awaitShutdown(t, done)

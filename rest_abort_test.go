@@ -511,7 +511,7 @@ func TestRestShutdownAfterFlushBreaks(t *testing.T) {
 	}
 	<-started
 	<-started
-	done := shutdownAsync(l)
+	done := shutdownAsync(t, l)
 	awaitShutdown(t, done)
 	close(release)
 	for i, br := range brs {

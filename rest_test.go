@@ -947,7 +947,7 @@ func TestRestDirectShutdown(t *testing.T) {
 	defer c.Close()
 	fmt.Fprintf(c, "GET %ssleep HTTP/1.1\r\nHost: x\r\n\r\nGET %ssleep HTTP/1.1\r\nHost: x\r\n\r\n", b, b)
 	<-started
-	done := shutdownAsync(l)
+	done := shutdownAsync(t, l)
 	awaitShutdown(t, done)
 	close(release)
 	select {
@@ -1001,7 +1001,7 @@ func TestRestDirectGoneGoroutineShutdown(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the handler's context was not cancelled")
 	}
-	done := shutdownAsync(l)
+	done := shutdownAsync(t, l)
 	awaitShutdown(t, done)
 	close(release)
 	select {
@@ -1770,7 +1770,7 @@ func TestRestDirectPassBatchShutdown(t *testing.T) {
 	if b1, r1 := restBatches(t); b1-b0 != want || r1-r0 != n+1 {
 		t.Errorf("%d batches held %d requests; want %d holding %d", b1-b0, r1-r0, want, n+1)
 	}
-	done := shutdownAsync(l)
+	done := shutdownAsync(t, l)
 	awaitShutdown(t, done)
 	if n := cgo.HTTPSessions(); n != 0 {
 		t.Errorf("%d sessions left after Shutdown", n)
@@ -2470,11 +2470,15 @@ func TestRestPooledRecordBodyAndReset(t *testing.T) {
 
 // shutdownAsync stops listener l (10 ms of grace) and the eventer from
 // another goroutine, as a process that shuts down while requests are in
-// flight; the channel closes when Shutdown and Loop returned.
-func shutdownAsync(l unsafe.Pointer) <-chan struct{} {
+// flight; the channel closes when Shutdown and Loop returned.  A listener
+// whose connections did not all end (within 30 s) is an error: its
+// sessions would outlive the loops.
+func shutdownAsync(t *testing.T, l unsafe.Pointer) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
-		cgo.TestListenerStop(l, 10)
+		if err := cgo.TestListenerStop(l, 10); err != nil {
+			t.Errorf("listener stop: %v", err)
+		}
 		Shutdown()
 		Loop()
 		close(done)
