@@ -947,20 +947,7 @@ func TestRestDirectShutdown(t *testing.T) {
 	defer c.Close()
 	fmt.Fprintf(c, "GET %ssleep HTTP/1.1\r\nHost: x\r\n\r\nGET %ssleep HTTP/1.1\r\nHost: x\r\n\r\n", b, b)
 	<-started
-	done := shutdownAsync(t, l)
-	awaitShutdown(t, done)
-	close(release)
-	select {
-	case err := <-endErr:
-		if err == nil {
-			t.Fatal("End after shutdown: no error")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the blocked handler did not return")
-	}
-	if n := cgo.HTTPSessions(); n != 0 {
-		t.Errorf("%d sessions left after Shutdown", n)
-	}
+	shutdownThenRelease(t, l, release, endErr)
 }
 
 // A goroutine's direct request whose client left: the watch sweep
@@ -1001,20 +988,7 @@ func TestRestDirectGoneGoroutineShutdown(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the handler's context was not cancelled")
 	}
-	done := shutdownAsync(t, l)
-	awaitShutdown(t, done)
-	close(release)
-	select {
-	case err := <-endErr:
-		if err == nil {
-			t.Error("End after shutdown: no error")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handler did not return")
-	}
-	if n := cgo.HTTPSessions(); n != 0 {
-		t.Errorf("%d sessions left after Shutdown", n)
-	}
+	shutdownThenRelease(t, l, release, endErr)
 }
 
 // onRestPool runs f with loop 0's direct-path state, on the loop (f is
@@ -2484,6 +2458,27 @@ func shutdownAsync(t *testing.T, l unsafe.Pointer) <-chan struct{} {
 		close(done)
 	}()
 	return done
+}
+
+// shutdownThenRelease shuts the eventer down (shutdownAsync) while a
+// direct handler waits for release, then lets the handler go: the End it
+// sends on endErr must fail (its loop is gone), and no HTTP session may be
+// left.
+func shutdownThenRelease(t *testing.T, l unsafe.Pointer, release chan struct{}, endErr <-chan error) {
+	t.Helper()
+	awaitShutdown(t, shutdownAsync(t, l))
+	close(release)
+	select {
+	case err := <-endErr:
+		if err == nil {
+			t.Error("End after shutdown: no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocked handler did not return")
+	}
+	if n := cgo.HTTPSessions(); n != 0 {
+		t.Errorf("%d sessions left after Shutdown", n)
+	}
 }
 
 // awaitShutdown waits (a minute) for shutdownAsync's channel.

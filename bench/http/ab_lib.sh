@@ -1,8 +1,9 @@
 # bench/http/ab_lib.sh - sourced by the http scripts: one server's figures
 # in a paired round (cpu_ab.sh, go_ab.sh, handlehttp_ab.sh, p99_ab.sh;
 # these use the caller's $secs, the run length, and $wrk_cpu, the CPU wrk
-# is pinned to), and the C servers' build (also instr.sh, kpath.sh,
-# footprint.sh).
+# is pinned to), the C servers' build (also instr.sh, kpath.sh,
+# footprint.sh), and wrk's options for a load (also goprobes.sh,
+# sysmonprobes.sh, threads.sh, go_instr.sh).
 
 # ab_build_c OUT: the library, then the raw C responder (OUT/rawc) and the
 # C aco rule (OUT/crule), from the repository's root.
@@ -37,22 +38,31 @@ ab_port() {
 # ticks of utime/stime.
 ab_cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'; }
 
+# ab_load_args LOAD SECS: wrk's options for SECS seconds at LOAD (c50,
+# c1000: connections, one request at a time; pipe16: 50 connections
+# pipelined x16, bench/http/pipeline.lua) into the arrays AB_ARGS (before
+# the URL) and AB_EXTRA (after it); 1 and a message for another LOAD.
+ab_load_args() {
+  AB_ARGS=(-t1 -d"$2s")
+  AB_EXTRA=()
+  case $1 in
+  c50) AB_ARGS+=(-c50) ;;
+  c1000) AB_ARGS+=(-c1000) ;;
+  pipe16) AB_ARGS+=(-c50 -s bench/http/pipeline.lua); AB_EXTRA=(-- 16) ;;
+  *) echo "${0##*/}: unknown load $1" >&2; return 1 ;;
+  esac
+}
+
 # ab_measure PID URL LOAD: a 1 s warm-up, then wrk for $secs s at LOAD
-# (c50, c1000: connections, one request at a time; pipe16: 50 connections
-# pipelined x16); stops the server PID and prints "req/s cpu_us_per_req"
+# (ab_load_args); stops the server PID and prints "req/s cpu_us_per_req"
 # (CPU over the run / requests wrk completed).
 ab_measure() {
-  local pid=$1 url=$2 load=$3 args=(-t1 -d"${secs}s") sargs=()
-  case $load in
-  c50) args+=(-c50) ;;
-  c1000) args+=(-c1000) ;;
-  pipe16) args+=(-c50 -s bench/http/pipeline.lua); sargs=(-- 16) ;;
-  *) echo "ab_measure: unknown load $load" >&2; return 1 ;;
-  esac
+  local pid=$1 url=$2 load=$3
+  ab_load_args "$load" "$secs" || return 1
   taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
   local t0 t1 n
   t0=$(ab_cpu_ns "$pid")
-  n=$(taskset -c "$wrk_cpu" wrk "${args[@]}" "$url" "${sargs[@]}" | awk '/requests in/{print $1}')
+  n=$(taskset -c "$wrk_cpu" wrk "${AB_ARGS[@]}" "$url" "${AB_EXTRA[@]}" | awk '/requests in/{print $1}')
   t1=$(ab_cpu_ns "$pid")
   kill "$pid"
   wait "$pid" 2>/dev/null || true

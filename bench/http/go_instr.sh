@@ -18,6 +18,7 @@
 #   BIN=path/to/goserver bash bench/http/go_instr.sh  (another build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/http/ab_lib.sh
 secs=${1:-4}
 shift || true
 loads=("$@")
@@ -44,17 +45,10 @@ for load in "${loads[@]}"; do
     --callgrind-out-file="$cg" "$bin" -mode aco -addr "127.0.0.1:$port" >"$out/$load.log" 2>&1 &
   pid=$!
   for _ in $(seq 600); do curl -fs "$url" -o /dev/null 2>/dev/null && break; sleep 0.1; done
-  args=(-t1 -d"${secs}s")
-  extra=()
-  case $load in
-  c50) args+=(-c50) ;;
-  c1000) args+=(-c1000) ;;
-  pipe16) args+=(-c50 -s bench/http/pipeline.lua); extra=(-- 16) ;;
-  *) echo "go_instr.sh: unknown load $load" >&2; exit 1 ;;
-  esac
+  ab_load_args "$load" "${secs}"
   wrk -t1 -c50 -d1s "$url" >/dev/null
   callgrind_control -i on "$pid" >/dev/null
-  n=$(wrk "${args[@]}" "$url" "${extra[@]}" | awk '/requests in/{print $1}')
+  n=$(wrk "${AB_ARGS[@]}" "$url" "${AB_EXTRA[@]}" | awk '/requests in/{print $1}')
   callgrind_control -i off "$pid" >/dev/null
   callgrind_control -d "$pid" >/dev/null
   kill "$pid"

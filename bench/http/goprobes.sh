@@ -23,6 +23,7 @@
 #   SERVERS="go-aco" ...          a subset
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/http/ab_lib.sh
 secs=${1:-4}
 load=${2:-c1000}
 out=build/bench/http/goprobes
@@ -61,16 +62,9 @@ for s in "${servers[@]}"; do
   taskset -c "$srv_cpu" "${BIN[$s]}" ${ARGS[$s]} -addr "127.0.0.1:$port" >"$out/$s.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -fs "$url" -o /dev/null 2>/dev/null && break; sleep 0.05; done
-  args=(-t1 -d"$((secs + 1))s")
-  extra=()
-  case $load in
-  c50) args+=(-c50) ;;
-  c1000) args+=(-c1000) ;;
-  pipe16) args+=(-c50 -s bench/http/pipeline.lua); extra=(-- 16) ;;
-  *) echo "goprobes.sh: unknown load $load" >&2; exit 1 ;;
-  esac
+  ab_load_args "$load" "$((secs + 1))"
   taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
-  taskset -c "$wrk_cpu" wrk "${args[@]}" "$url" "${extra[@]}" >"$out/wrk.txt" &
+  taskset -c "$wrk_cpu" wrk "${AB_ARGS[@]}" "$url" "${AB_EXTRA[@]}" >"$out/wrk.txt" &
   w=$!
   sleep 1
   perf stat -x, -e 'goprobes:*' -p "$pid" -- sleep "$((secs - 1))" 2>"$out/stat.txt" >/dev/null

@@ -22,6 +22,7 @@
 #   BASE=path/to/goserver ...       adds go-aco-base
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/http/ab_lib.sh
 rounds=${1:-3}
 secs=${2:-4}
 load=${3:-c50}
@@ -68,17 +69,10 @@ for r in $(seq "$rounds"); do
     taskset -c "$srv_cpu" ${CMD[$s]//\{ADDR\}/127.0.0.1:$port} >"$out/$s.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do curl -fs "$url" -o /dev/null 2>/dev/null && break; sleep 0.05; done
-    args=(-t1 -d"${secs}s")
-    extra=()
-    case $load in
-    c50) args+=(-c50) ;;
-    c1000) args+=(-c1000) ;;
-    pipe16) args+=(-c50 -s bench/http/pipeline.lua); extra=(-- 16) ;;
-    *) echo "threads.sh: unknown load $load" >&2; exit 1 ;;
-    esac
+    ab_load_args "$load" "${secs}"
     taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
     snap "$pid" >"$out/before"
-    n=$(taskset -c "$wrk_cpu" wrk "${args[@]}" "$url" "${extra[@]}" | awk '/requests in/{print $1}')
+    n=$(taskset -c "$wrk_cpu" wrk "${AB_ARGS[@]}" "$url" "${AB_EXTRA[@]}" | awk '/requests in/{print $1}')
     snap "$pid" >"$out/after"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
