@@ -2,8 +2,9 @@
 # in a paired round (cpu_ab.sh, go_ab.sh, handlehttp_ab.sh, p99_ab.sh;
 # these use the caller's $secs, the run length, and $wrk_cpu, the CPU wrk
 # is pinned to), the C servers' build (also instr.sh, kpath.sh,
-# footprint.sh), and wrk's options for a load (also goprobes.sh,
-# sysmonprobes.sh, threads.sh, go_instr.sh).
+# footprint.sh), wrk's options for a load (also goprobes.sh,
+# sysmonprobes.sh, threads.sh, go_instr.sh), and the Go servers under
+# load for the probe scripts (goprobes.sh, sysmonprobes.sh).
 
 # ab_build_c OUT: the library, then the raw C responder (OUT/rawc) and the
 # C aco rule (OUT/crule), from the repository's root.
@@ -67,6 +68,47 @@ ab_measure() {
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   awk -v n="$n" -v d="$((t1 - t0))" -v s="$secs" 'BEGIN{printf "%.0f %.3f", n / s, d / 1e3 / n}'
+}
+
+# ab_probe_build OUT: the Go peers (OUT/peers) and the Go aco rule's
+# server (OUT/goserver) for the probe scripts, and their table: BIN and
+# ARGS by server name, AB_SERVERS the ones to run ($SERVERS, default gnet
+# go-aco; go-aco-base added for $BASE, another build's goserver).
+ab_probe_build() {
+  scripts/cgo-stamp.sh
+  (cd bench/http && go build -o "../../$1/peers" ./peers && go build -o "../../$1/goserver" ./goserver)
+  declare -gA BIN=([gnet]="$1/peers" [go-aco]="$1/goserver")
+  declare -gA ARGS=([gnet]="-server gnet" [go-aco]="-mode aco")
+  AB_SERVERS=(${SERVERS:-gnet go-aco})
+  if [ -n "${BASE:-}" ]; then
+    BIN[go-aco-base]=$BASE
+    ARGS[go-aco-base]="-mode aco"
+    AB_SERVERS+=(go-aco-base)
+  fi
+}
+
+# ab_probe_run S PORT OUT MEASURE: server S (ab_probe_build's table) on
+# CPU $srv_cpu at PORT (its output in OUT/S.log; its PID in $pid while it
+# runs, for the caller's trap), a 1 s warm-up at 50 connections, then wrk
+# at $load for $secs + 1 s (OUT/wrk.txt) and, from 1 s in, the command
+# "MEASURE PID" (which should last $secs - 1 s); then stops the server and
+# sets AB_RATE to wrk's requests a second over its run.
+ab_probe_run() {
+  local s=$1 port=$2 out=$3 measure=$4 url=http://127.0.0.1:$2/hello w
+  taskset -c "$srv_cpu" "${BIN[$s]}" ${ARGS[$s]} -addr "127.0.0.1:$port" >"$out/$s.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -fs "$url" -o /dev/null 2>/dev/null && break; sleep 0.05; done
+  ab_load_args "$load" "$((secs + 1))" || return 1
+  taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
+  taskset -c "$wrk_cpu" wrk "${AB_ARGS[@]}" "$url" "${AB_EXTRA[@]}" >"$out/wrk.txt" &
+  w=$!
+  sleep 1
+  "$measure" "$pid"
+  wait "$w"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  pid=
+  AB_RATE=$(awk -v d="$((secs + 1))" '/requests in/{print $1 / d}' "$out/wrk.txt")
 }
 
 # an awk function: med(x, n), the median of x[1..n] (sorts x)

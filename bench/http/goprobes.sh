@@ -32,12 +32,7 @@ command -v wrk >/dev/null || { echo "bench/http/goprobes.sh: needs wrk" >&2; exi
 command -v perf >/dev/null || { echo "bench/http/goprobes.sh: needs perf (linux-perf)" >&2; exit 1; }
 srv_cpu=${SERVER_CPU:-1}
 wrk_cpu=${WRK_CPU:-0}
-scripts/cgo-stamp.sh
-(cd bench/http && go build -o "../../$out/peers" ./peers && go build -o "../../$out/goserver" ./goserver)
-declare -A BIN=([gnet]="$out/peers" [go-aco]="$out/goserver")
-declare -A ARGS=([gnet]="-server gnet" [go-aco]="-mode aco")
-servers=(${SERVERS:-gnet go-aco})
-[ -n "${BASE:-}" ] && { BIN[go-aco-base]=$BASE; ARGS[go-aco-base]="-mode aco"; servers+=(go-aco-base); }
+ab_probe_build "$out"
 funcs=(retake handoffp startm stopm notewakeup stoplockedm)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 pid=
@@ -51,30 +46,18 @@ port=${PORT:-19100}
 printf '%-12s %-7s %10s' server load "req/s"
 printf ' %12s' "${funcs[@]}"
 echo "   (per request)"
-for s in "${servers[@]}"; do
+# the probes' counts over the middle of the load
+measure() { perf stat -x, -e 'goprobes:*' -p "$1" -- sleep "$((secs - 1))" 2>"$out/stat.txt" >/dev/null; }
+for s in "${AB_SERVERS[@]}"; do
   perf probe -q -d 'goprobes:*' >/dev/null 2>&1 || true
   for f in "${funcs[@]}"; do
     perf probe -q -x "${BIN[$s]}" -a "goprobes:gp_$f=runtime.$f" >/dev/null 2>&1 ||
       { echo "bench/http/goprobes.sh: cannot probe runtime.$f in ${BIN[$s]}" >&2; exit 1; }
   done
   port=$((port + 1))
-  url=http://127.0.0.1:$port/hello
-  taskset -c "$srv_cpu" "${BIN[$s]}" ${ARGS[$s]} -addr "127.0.0.1:$port" >"$out/$s.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do curl -fs "$url" -o /dev/null 2>/dev/null && break; sleep 0.05; done
-  ab_load_args "$load" "$((secs + 1))"
-  taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
-  taskset -c "$wrk_cpu" wrk "${AB_ARGS[@]}" "$url" "${AB_EXTRA[@]}" >"$out/wrk.txt" &
-  w=$!
-  sleep 1
-  perf stat -x, -e 'goprobes:*' -p "$pid" -- sleep "$((secs - 1))" 2>"$out/stat.txt" >/dev/null
-  wait "$w"
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
-  pid=
+  ab_probe_run "$s" "$port" "$out" measure
   # the window's requests: wrk's rate over the whole run x the window
-  rate=$(awk -v d="$((secs + 1))" '/requests in/{print $1 / d}' "$out/wrk.txt")
-  awk -F, -v s="$s" -v l="$load" -v r="$rate" -v w="$((secs - 1))" -v fl="${funcs[*]}" '
+  awk -F, -v s="$s" -v l="$load" -v r="$AB_RATE" -v w="$((secs - 1))" -v fl="${funcs[*]}" '
     NF > 2 { name = $3; sub(/^.*:gp_/, "", name); n[name] = $1 }
     END {
       printf "%-12s %-7s %10.0f", s, l, r

@@ -36,12 +36,7 @@ command -v wrk >/dev/null || { echo "bench/http/sysmonprobes.sh: needs wrk" >&2;
 command -v perf >/dev/null || { echo "bench/http/sysmonprobes.sh: needs perf (linux-perf)" >&2; exit 1; }
 srv_cpu=${SERVER_CPU:-1}
 wrk_cpu=${WRK_CPU:-0}
-scripts/cgo-stamp.sh
-(cd bench/http && go build -o "../../$out/peers" ./peers && go build -o "../../$out/goserver" ./goserver)
-declare -A BIN=([gnet]="$out/peers" [go-aco]="$out/goserver")
-declare -A ARGS=([gnet]="-server gnet" [go-aco]="-mode aco")
-servers=(${SERVERS:-gnet go-aco})
-[ -n "${BASE:-}" ] && { BIN[go-aco-base]=$BASE; ARGS[go-aco-base]="-mode aco"; servers+=(go-aco-base); }
+ab_probe_build "$out"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 pid=
 cleanup() {
@@ -51,7 +46,9 @@ cleanup() {
 }
 trap cleanup EXIT
 port=${PORT:-19300}
-for s in "${servers[@]}"; do
+# the probes' events with their call chains over the middle of the load
+measure() { perf record -q -e 'smp:*' --call-graph fp -o "$out/$s.data" -p "$1" -- sleep "$((secs - 1))" >/dev/null 2>&1; }
+for s in "${AB_SERVERS[@]}"; do
   b=${BIN[$s]}
   perf probe -q -d 'smp:*' >/dev/null 2>&1 || true
   usleep=runtime.usleep
@@ -67,28 +64,14 @@ for s in "${servers[@]}"; do
     perf probe -q -x "$b" -a 'smp:wakesysmon=runtime.entersyscallWakeSysmon' >/dev/null 2>&1 ||
     { echo "bench/http/sysmonprobes.sh: cannot probe the runtime of $b" >&2; exit 1; }
   port=$((port + 1))
-  url=http://127.0.0.1:$port/hello
-  taskset -c "$srv_cpu" "$b" ${ARGS[$s]} -addr "127.0.0.1:$port" >"$out/$s.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do curl -fs "$url" -o /dev/null 2>/dev/null && break; sleep 0.05; done
-  ab_load_args "$load" "$((secs + 1))"
-  taskset -c "$wrk_cpu" wrk -t1 -c50 -d1s "$url" >/dev/null
-  taskset -c "$wrk_cpu" wrk "${AB_ARGS[@]}" "$url" "${AB_EXTRA[@]}" >"$out/wrk.txt" &
-  w=$!
-  sleep 1
-  perf record -q -e 'smp:*' --call-graph fp -o "$out/$s.data" -p "$pid" -- sleep "$((secs - 1))" >/dev/null 2>&1
-  wait "$w"
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
-  pid=
-  rate=$(awk -v d="$((secs + 1))" '/requests in/{print $1 / d}' "$out/wrk.txt")
+  ab_probe_run "$s" "$port" "$out" measure
   # One event a block: its header line (the probe, its fields), then its
   # call chain, innermost first.
   perf script -i "$out/$s.data" -F event,trace,ip,sym 2>/dev/null >"$out/$s.txt"
   # perf unwinds by frame pointers: at a probed function's entry the
   # chain is the function, then its caller's caller (the direct caller
   # has not pushed a frame for it yet); at a return probe, the caller.
-  awk -v s="$s" -v l="$load" -v r="$rate" -v w="$((secs - 1))" '
+  awk -v s="$s" -v l="$load" -v r="$AB_RATE" -v w="$((secs - 1))" '
     function flush() {
       if (ev == "") return
       if (ev == "usleep" && (c[2] == "runtime.sysmon" || c[3] == "runtime.sysmon")) { tick++; len[arg]++ }
