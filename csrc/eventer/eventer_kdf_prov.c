@@ -69,8 +69,6 @@
 
 #include "eventer_x25519.h"
 
-/* the digests kept (fetched once from the default provider by
- * ev_kdf_init, before the provider can be fetched) and Hash("") of each */
 /* how a derivation hashes: libcrypto's one-shot SHA-256 or SHA-384, or
  * EVP with the derivation's digest */
 enum { EV_H_EVP, EV_H_SHA256, EV_H_SHA384 };
@@ -81,6 +79,8 @@ enum { EV_H_EVP, EV_H_SHA256, EV_H_SHA384 };
 #define EV_H_ONESHOT 1
 #endif
 
+/* the digests kept (fetched once from the default provider by
+ * ev_kdf_init, before the provider can be fetched) and Hash("") of each */
 typedef struct {
   const char *names[4];
   int kind; /* EV_H_SHA256 / EV_H_SHA384 */
@@ -95,7 +95,6 @@ static ev_kdf_md_t ev_kdf_mds[2] = {
     {{"SHA2-384", "SHA384", "SHA-384", "2.16.840.1.101.3.4.2.2"}, EV_H_SHA384,
      NULL, 0, {0}},
 };
-
 
 #define EV_KDF_MAXBUF 255 /* PREFIX+LABEL, and DATA, each at most */
 
