@@ -40,38 +40,67 @@
  * refused, as OpenSSL refuses it for TLS13-KDF.
  *
  * Secrets: no branch or address depends on a key's bytes (lengths are
- * public); the padded key, inner hash and blocks are cleansed.
+ * public); the padded key, inner hash, blocks and hash states are cleansed.
+ *
+ * Hashing.  SHA-256 and SHA-384 (all of TLS 1.3's key schedules) go
+ * through libcrypto's one-shot digest functions (SHA256_Init, _Update,
+ * _Final and SHA-384's) over a context on the stack: the same compression
+ * code the default provider runs, without EVP's per-call dispatch, the
+ * provider context allocated and cleansed at every EVP_DigestInit_ex2 and
+ * the EVP_MD_CTX allocated per derivation (together about 1.4 K
+ * instructions an HMAC, 24 HMACs a resumed handshake: bench/README.md,
+ * "Twelfth pass").  libcrypto 3.0 marks those functions deprecated, not
+ * gone; a libcrypto built without them (OPENSSL_NO_DEPRECATED_3_0) and any
+ * other digest use EVP as before.
  */
+/* the one-shot SHA-2 functions are deprecated in OpenSSL 3.0: declared
+ * without the warning (they stay part of libcrypto 3.x's API) */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
+#include <openssl/sha.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
 #include "eventer_x25519.h"
 
+/* how a derivation hashes: libcrypto's one-shot SHA-256 or SHA-384, or
+ * EVP with the derivation's digest */
+enum { EV_H_EVP, EV_H_SHA256, EV_H_SHA384 };
+
+#if defined(OPENSSL_NO_DEPRECATED_3_0)
+#define EV_H_ONESHOT 0
+#else
+#define EV_H_ONESHOT 1
+#endif
+
 /* the digests kept (fetched once from the default provider by
  * ev_kdf_init, before the provider can be fetched) and Hash("") of each */
 typedef struct {
   const char *names[4];
+  int kind; /* EV_H_SHA256 / EV_H_SHA384 */
   EVP_MD *md;
   size_t len;
   uint8_t empty[EVP_MAX_MD_SIZE];
 } ev_kdf_md_t;
 
 static ev_kdf_md_t ev_kdf_mds[2] = {
-    {{"SHA2-256", "SHA256", "SHA-256", "2.16.840.1.101.3.4.2.1"}, NULL, 0, {0}},
-    {{"SHA2-384", "SHA384", "SHA-384", "2.16.840.1.101.3.4.2.2"}, NULL, 0, {0}},
+    {{"SHA2-256", "SHA256", "SHA-256", "2.16.840.1.101.3.4.2.1"}, EV_H_SHA256,
+     NULL, 0, {0}},
+    {{"SHA2-384", "SHA384", "SHA-384", "2.16.840.1.101.3.4.2.2"}, EV_H_SHA384,
+     NULL, 0, {0}},
 };
 
 #define EV_KDF_MAXBUF 255 /* PREFIX+LABEL, and DATA, each at most */
 
 typedef struct {
   const EVP_MD *md;     /* one of ev_kdf_mds' or fetched (owned) */
+  int kind;             /* EV_H_*: the kept digests' kind, else EV_H_EVP */
   EVP_MD *owned;        /* a digest other than those two */
   const uint8_t *empty; /* Hash(""), or NULL: computed on use */
   int mode;
@@ -110,7 +139,59 @@ void ev_kdf_fini(void) {
   }
 }
 
-/* ---- HMAC and HKDF over one EVP_MD_CTX ------------------------------------ */
+/* ---- HMAC and HKDF over one hash context ------------------------------------ */
+
+/* a derivation's hash: one of the two one-shot contexts, or an EVP_MD_CTX
+ * (e) with its digest (md); b the block size, hl Hash.length */
+typedef struct {
+  int kind;
+  union {
+#if EV_H_ONESHOT
+    SHA256_CTX s256;
+    SHA512_CTX s512;
+#endif
+    uint8_t none;
+  } u;
+  EVP_MD_CTX *e;
+  const EVP_MD *md;
+  size_t b, hl;
+} ev_hash_t;
+
+static int ev_h_init(ev_hash_t *h) {
+#if EV_H_ONESHOT
+  if (h->kind == EV_H_SHA256) return SHA256_Init(&h->u.s256);
+  if (h->kind == EV_H_SHA384) return SHA384_Init(&h->u.s512);
+#endif
+  return EVP_DigestInit_ex2(h->e, h->md, NULL);
+}
+
+static int ev_h_update(ev_hash_t *h, const void *p, size_t n) {
+#if EV_H_ONESHOT
+  if (h->kind == EV_H_SHA256) return SHA256_Update(&h->u.s256, p, n);
+  if (h->kind == EV_H_SHA384) return SHA384_Update(&h->u.s512, p, n);
+#endif
+  return EVP_DigestUpdate(h->e, p, n);
+}
+
+static int ev_h_final(ev_hash_t *h, uint8_t *out) {
+#if EV_H_ONESHOT
+  if (h->kind == EV_H_SHA256) return SHA256_Final(out, &h->u.s256);
+  if (h->kind == EV_H_SHA384) return SHA384_Final(out, &h->u.s512);
+#endif
+  return EVP_DigestFinal_ex(h->e, out, NULL);
+}
+
+/* dst = k0 ^ (b bytes of the byte in m), eight bytes at a time */
+static void ev_xor_pad(uint8_t *dst, const uint8_t *k0, size_t b, uint64_t m) {
+  size_t i = 0;
+  for (; i + 8 <= b; i += 8) {
+    uint64_t w;
+    memcpy(&w, k0 + i, 8);
+    w ^= m;
+    memcpy(dst + i, &w, 8);
+  }
+  for (; i < b; i++) dst[i] = k0[i] ^ (uint8_t)m;
+}
 
 typedef struct {
   const uint8_t *p;
@@ -118,56 +199,48 @@ typedef struct {
 } ev_kdf_part_t;
 
 /* out = HMAC(key, the concatenation of parts), Hash.length bytes */
-static int ev_hmac(EVP_MD_CTX *c, const EVP_MD *md, const uint8_t *key,
-                   size_t keylen, const ev_kdf_part_t *parts, int nparts,
-                   uint8_t *out) {
+static int ev_hmac(ev_hash_t *h, const uint8_t *key, size_t keylen,
+                   const ev_kdf_part_t *parts, int nparts, uint8_t *out) {
   uint8_t k0[256]; /* block sizes: 64 (SHA-256), 128 (SHA-384), <= 168 */
   uint8_t pad[sizeof(k0)], inner[EVP_MAX_MD_SIZE];
-  int b = EVP_MD_get_block_size(md), hl = EVP_MD_get_size(md);
+  size_t b = h->b, hl = h->hl;
   int ok = 0;
-  if (b <= 0 || (size_t)b > sizeof(k0) || hl <= 0 || hl > EVP_MAX_MD_SIZE)
-    return 0;
-  memset(k0, 0, (size_t)b);
-  if (keylen > (size_t)b) { /* K0 = H(K) || zeros */
-    if (EVP_DigestInit_ex2(c, md, NULL) != 1 ||
-        EVP_DigestUpdate(c, key, keylen) != 1 ||
-        EVP_DigestFinal_ex(c, k0, NULL) != 1)
+  if (b == 0 || b > sizeof(k0) || hl == 0 || hl > EVP_MAX_MD_SIZE) return 0;
+  memset(k0, 0, b);
+  if (keylen > b) { /* K0 = H(K) || zeros */
+    if (ev_h_init(h) != 1 || ev_h_update(h, key, keylen) != 1 ||
+        ev_h_final(h, k0) != 1)
       goto done;
   } else if (keylen) {
     memcpy(k0, key, keylen);
   }
-  for (int i = 0; i < b; i++) pad[i] = k0[i] ^ 0x36;
-  if (EVP_DigestInit_ex2(c, md, NULL) != 1 ||
-      EVP_DigestUpdate(c, pad, (size_t)b) != 1)
-    goto done;
+  ev_xor_pad(pad, k0, b, 0x3636363636363636ULL);
+  if (ev_h_init(h) != 1 || ev_h_update(h, pad, b) != 1) goto done;
   for (int i = 0; i < nparts; i++)
-    if (parts[i].n && EVP_DigestUpdate(c, parts[i].p, parts[i].n) != 1) goto done;
-  if (EVP_DigestFinal_ex(c, inner, NULL) != 1) goto done;
-  for (int i = 0; i < b; i++) pad[i] = k0[i] ^ 0x5c;
-  if (EVP_DigestInit_ex2(c, md, NULL) != 1 ||
-      EVP_DigestUpdate(c, pad, (size_t)b) != 1 ||
-      EVP_DigestUpdate(c, inner, (size_t)hl) != 1 ||
-      EVP_DigestFinal_ex(c, out, NULL) != 1)
+    if (parts[i].n && ev_h_update(h, parts[i].p, parts[i].n) != 1) goto done;
+  if (ev_h_final(h, inner) != 1) goto done;
+  ev_xor_pad(pad, k0, b, 0x5c5c5c5c5c5c5c5cULL);
+  if (ev_h_init(h) != 1 || ev_h_update(h, pad, b) != 1 ||
+      ev_h_update(h, inner, hl) != 1 || ev_h_final(h, out) != 1)
     goto done;
   ok = 1;
 done:
-  OPENSSL_cleanse(k0, (size_t)b);
-  OPENSSL_cleanse(pad, (size_t)b);
-  OPENSSL_cleanse(inner, (size_t)hl);
+  OPENSSL_cleanse(k0, b);
+  OPENSSL_cleanse(pad, b);
+  OPENSSL_cleanse(inner, hl);
   return ok;
 }
 
 /* HKDF-Expand-Label: out (outlen bytes) from secret, prefix || label and
  * context, the limits of OpenSSL's (L fits 16 bits, prefix || label and
  * context 255 bytes each, at most 255 blocks) */
-static int ev_hkdf_expand_label(EVP_MD_CTX *c, const EVP_MD *md,
-                                const uint8_t *secret, size_t secretlen,
-                                const uint8_t *prefix, size_t prefixlen,
-                                const uint8_t *label, size_t labellen,
-                                const uint8_t *ctx, size_t ctxlen, uint8_t *out,
-                                size_t outlen) {
+static int ev_hkdf_expand_label(ev_hash_t *h, const uint8_t *secret,
+                                size_t secretlen, const uint8_t *prefix,
+                                size_t prefixlen, const uint8_t *label,
+                                size_t labellen, const uint8_t *ctx,
+                                size_t ctxlen, uint8_t *out, size_t outlen) {
   uint8_t info[2 + 1 + 255 + 1 + 255], t[EVP_MAX_MD_SIZE];
-  size_t hl = (size_t)EVP_MD_get_size(md), n = 0;
+  size_t hl = h->hl, n = 0;
   if (hl == 0 || hl > EVP_MAX_MD_SIZE || outlen > 0xffff ||
       prefixlen + labellen > 255 || ctxlen > 255 || outlen > 255 * hl)
     return 0;
@@ -187,7 +260,7 @@ static int ev_hkdf_expand_label(EVP_MD_CTX *c, const EVP_MD *md,
   while (done < outlen && ok) {
     ctr++;
     ev_kdf_part_t parts[3] = {{t, ctr > 1 ? hl : 0}, {info, n}, {&ctr, 1}};
-    ok = ev_hmac(c, md, secret, secretlen, parts, 3, t);
+    ok = ev_hmac(h, secret, secretlen, parts, 3, t);
     size_t take = outlen - done < hl ? outlen - done : hl;
     if (ok) memcpy(out + done, t, take);
     done += take;
@@ -281,10 +354,12 @@ static int ev_kdf_set_params(void *kv, const OSSL_PARAM params[]) {
     k->owned = NULL;
     k->md = NULL;
     k->empty = NULL;
+    k->kind = EV_H_EVP;
     for (int i = 0; i < 2 && !k->md; i++)
       for (int j = 0; j < 4 && !k->md; j++)
         if (!strcasecmp(name, ev_kdf_mds[i].names[j])) {
           k->md = ev_kdf_mds[i].md;
+          k->kind = EV_H_ONESHOT ? ev_kdf_mds[i].kind : EV_H_EVP;
           k->empty = ev_kdf_mds[i].empty;
         }
     if (!k->md) { /* another digest: fetched as the default provider would */
@@ -378,15 +453,22 @@ static int ev_kdf_derive(void *kv, unsigned char *out, size_t outlen,
   ev_kdf_t *k = kv;
   static const uint8_t zeros[EVP_MAX_MD_SIZE];
   if (!ev_kdf_set_params(k, params) || !k->md || outlen == 0) return 0;
-  size_t hl = (size_t)EVP_MD_get_size(k->md);
-  EVP_MD_CTX *c = EVP_MD_CTX_new();
-  if (!c) return 0;
+  int b = EVP_MD_get_block_size(k->md), hli = EVP_MD_get_size(k->md);
+  if (b <= 0 || hli <= 0 || hli > EVP_MAX_MD_SIZE) return 0;
+  size_t hl = (size_t)hli;
+  ev_hash_t h;
+  h.kind = k->kind;
+  h.md = k->md;
+  h.b = (size_t)b;
+  h.hl = hl;
+  h.e = NULL;
+  if (h.kind == EV_H_EVP && (h.e = EVP_MD_CTX_new()) == NULL) return 0;
   int ok = 0;
   if (k->mode == EVP_KDF_HKDF_MODE_EXPAND_ONLY) {
     ok = k->has_key &&
-         ev_hkdf_expand_label(c, k->md, k->key, k->key_len, k->prefix,
-                              k->prefix_len, k->label, k->label_len, k->data,
-                              k->data_len, out, outlen);
+         ev_hkdf_expand_label(&h, k->key, k->key_len, k->prefix, k->prefix_len,
+                              k->label, k->label_len, k->data, k->data_len,
+                              out, outlen);
   } else if (k->mode == EVP_KDF_HKDF_MODE_EXTRACT_ONLY && outlen == hl) {
     uint8_t salt[EVP_MAX_MD_SIZE], empty[EVP_MAX_MD_SIZE];
     size_t saltlen = 0;
@@ -394,21 +476,22 @@ static int ev_kdf_derive(void *kv, unsigned char *out, size_t outlen,
     if (k->has_salt) { /* salt' = Derive-Secret(salt, label, "") */
       const uint8_t *e = k->empty;
       if (!e) {
-        ok = EVP_DigestInit_ex2(c, k->md, NULL) == 1 &&
-             EVP_DigestFinal_ex(c, empty, NULL) == 1;
+        ok = ev_h_init(&h) == 1 && ev_h_final(&h, empty) == 1;
         e = empty;
       }
-      ok = ok && ev_hkdf_expand_label(c, k->md, k->salt, k->salt_len,
-                                      k->prefix, k->prefix_len, k->label,
-                                      k->label_len, e, hl, salt, hl);
+      ok = ok && ev_hkdf_expand_label(&h, k->salt, k->salt_len, k->prefix,
+                                      k->prefix_len, k->label, k->label_len,
+                                      e, hl, salt, hl);
       saltlen = hl;
     }
     ev_kdf_part_t ikm = {k->has_key ? k->key : zeros,
                          k->has_key ? k->key_len : hl};
-    ok = ok && ev_hmac(c, k->md, salt, saltlen, &ikm, 1, out);
+    ok = ok && ev_hmac(&h, salt, saltlen, &ikm, 1, out);
     OPENSSL_cleanse(salt, sizeof(salt));
   }
-  EVP_MD_CTX_free(c);
+  EVP_MD_CTX_free(h.e);
+  /* the one-shot context's chaining state follows from the keys */
+  if (h.kind != EV_H_EVP) OPENSSL_cleanse(&h.u, sizeof(h.u));
   if (ok) __atomic_add_fetch(&ev_kdf_derives, 1, __ATOMIC_RELAXED);
   return ok;
 }
