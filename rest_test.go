@@ -1551,6 +1551,75 @@ func TestRestDirectPassBatch(t *testing.T) {
 	}
 }
 
+// A pass whose poll reports cgo.RestBatchBusyNev ready events or more
+// hands its direct requests to Go in batches of cgo.RestBatchBusy, not
+// cgo.RestBatchMax (the loop does not wait there: longer calls into C cost
+// nothing with sysmon and save returns).  Every connection is served once
+// first (so that each is accepted and its session waits on its fd), then
+// all send while a handler holds the loop: the next pass has them all.
+func TestRestDirectPassBatchBusy(t *testing.T) {
+	if cgo.RestBatchBusy == cgo.RestBatchMax {
+		t.Fatalf("RestBatchBusy %d is RestBatchMax: nothing to tell apart", cgo.RestBatchBusy)
+	}
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	hold, held := holdRule(t, b)
+	mustRule(t)(NewRule("GET", b, "^w/(\\d+)$", func(rc *RestClosure) error {
+		fmt.Fprintf(rc.Response(), "w%s", rc.Pats()[0])
+		return nil
+	})).SetAco(true)
+	n := cgo.RestBatchBusyNev + 8
+	cs := make([]net.Conn, n)
+	rs := make([]*bufio.Reader, n)
+	get := func(i int) {
+		t.Helper()
+		cs[i].SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(rs[i], nil)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("w%d", i); resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("client %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+	}
+	for i := range cs {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cs[i], rs[i] = c, bufio.NewReader(c)
+		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+		get(i)
+	}
+	h, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b0, r0 := restBatches(t)
+	fmt.Fprintf(h, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	awaitHeld(t, held)
+	for i, c := range cs {
+		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
+	}
+	close(hold)
+	for i := range cs {
+		get(i)
+	}
+	// the holding request's batch, then the n in full batches of the
+	// busy pass's size and the rest
+	b1, r1 := restBatches(t)
+	m := int64(cgo.RestBatchBusy)
+	if want := 1 + (int64(n)+m-1)/m; r1-r0 != int64(n)+1 || b1-b0 != want {
+		t.Errorf("%d batches held %d requests; want %d holding %d (at most %d a batch; %d would be at most %d a batch)",
+			b1-b0, r1-r0, want, n+1, m, 1+(n+cgo.RestBatchMax-1)/cgo.RestBatchMax, cgo.RestBatchMax)
+	}
+}
+
 // The loop thread applies an Ok head with the same bytes as the last one
 // (its reason and Content-Type alone) without parsing it again: pipelined
 // responses that change the type, the status, or add a field between

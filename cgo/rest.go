@@ -38,8 +38,13 @@ const (
 	RestBufSize = 64 * 1024
 	// RestBatchMax is the most direct requests of a loop pass that come
 	// to Go in one StepRestBatch (a full batch goes at once, the rest at
-	// the pass's end).
+	// the pass's end), when the pass's poll reported fewer than
+	// RestBatchBusyNev ready events.
 	RestBatchMax = int(C.EV_GO_BATCH_MAX)
+	// RestBatchBusy is that most for a pass whose poll reported
+	// RestBatchBusyNev ready events or more.
+	RestBatchBusy    = int(C.EV_GO_BATCH_BUSY)
+	RestBatchBusyNev = int(C.EV_GO_BATCH_BUSY_NEV)
 )
 
 // Response options (mtev_http.h).

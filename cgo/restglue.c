@@ -341,6 +341,7 @@ __thread int ev_go_rest_batching;
 static __thread char *ev_go_bbuf;
 static __thread size_t ev_go_bcap, ev_go_blen;
 static __thread uint64_t ev_go_bn;
+static __thread uint64_t ev_go_blimit = EV_GO_BATCH_MAX; /* this pass's */
 /* the most batch buffer a loop thread keeps between batches (a batch of
  * large heads grows it; the next batch starts from a small one) */
 #define EV_GO_BBUF_KEEP (64 * 1024)
@@ -352,7 +353,10 @@ static __thread uint64_t ev_go_bn;
  * may block: it takes a step of its own. */
 static int ev_go_batch_phase(void) {
   ev_loop_t *l = ev_loop_self();
-  return l && l->phase == EV_PH_FDS;
+  if (!l || l->phase != EV_PH_FDS) return 0;
+  /* the pass's limit (restglue.h): by how many events its poll reported */
+  ev_go_blimit = l->nev >= EV_GO_BATCH_BUSY_NEV ? EV_GO_BATCH_BUSY : EV_GO_BATCH_MAX;
+  return 1;
 }
 
 /* Adds the current request to the pass's batch, its session referenced
@@ -378,7 +382,7 @@ static int ev_go_batch_add(ev_go_rule_t *rule, mtev_http_session_ctx *ctx,
    * area until its response ends, and more of them at once than the
    * engine's per-thread pool keeps cost malloc, free and page faults (at
    * 1000 connections a pass has hundreds of requests). */
-  if (ev_go_bn >= EV_GO_BATCH_MAX) {
+  if (ev_go_bn >= ev_go_blimit) {
     eventer_step_t *s = eventer_step_emit();
     if (s) ev_go_rest_batch_take(s);
   }

@@ -110,6 +110,18 @@ enum { EV_GO_HEAD_PAYLOAD = 1, EV_GO_HEAD_CHUNKED = 2, EV_GO_HEAD_HTTP11 = 4,
 #ifndef EV_GO_BATCH_MAX
 #define EV_GO_BATCH_MAX 4
 #endif
+/* A pass whose poll reported EV_GO_BATCH_BUSY_NEV ready events or more
+ * (the loop has that much to do before it can wait again) goes to Go in
+ * batches of up to EV_GO_BATCH_BUSY: where the loop does not wait, sysmon
+ * has no wait to retake and stays backed off, and the longer batch saves
+ * returns from C.  (-D sets others for an experiment; BUSY at most the 32
+ * work areas, as above.) */
+#ifndef EV_GO_BATCH_BUSY
+#define EV_GO_BATCH_BUSY 16
+#endif
+#ifndef EV_GO_BATCH_BUSY_NEV
+#define EV_GO_BATCH_BUSY_NEV 64
+#endif
 extern __thread int ev_go_rest_batching;
 /* Fills *s with the pending batch: 1, or 0 when there is none. */
 int ev_go_rest_batch_take(eventer_step_t *s);

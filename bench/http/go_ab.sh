@@ -16,6 +16,7 @@
 #   BASE=path/to/goserver bash bench/http/go_ab.sh [rounds] [secs]
 #       this build's Go aco rule against another build's (go-aco-base):
 #       CPU per request at c50, c1000 and pipe16, and the pipelined rate
+#   LOADS="c1000" ...   only the pairs at these loads (c50, c1000, pipe16)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-7}
@@ -54,6 +55,14 @@ if [ -n "${BASE:-}" ]; then
   CMD[go-aco-base]="$BASE -mode aco"
   pairs=("go-aco go-aco-base c50" "go-aco go-aco-base c1000" "go-aco go-aco-base pipe16")
 fi
+if [ -n "${LOADS:-}" ]; then
+  kept=()
+  for p in "${pairs[@]}"; do
+    for l in $LOADS; do [ "${p##* }" = "$l" ] && kept+=("$p"); done
+  done
+  [ ${#kept[@]} -gt 0 ] || { echo "bench/http/go_ab.sh: no pair at LOADS=\"$LOADS\" (c50, c1000, pipe16)" >&2; exit 1; }
+  pairs=("${kept[@]}")
+fi
 res=$out/results.txt
 : >"$res"
 for r in $(seq "$rounds"); do
@@ -68,7 +77,7 @@ done
 echo "http go_ab: $rounds rounds of ${secs}s, wrk -t1 on CPU $wrk_cpu, server on CPU $srv_cpu"
 printf '  %-30s %10s %10s %24s\n' "pair, load" "A med" "B med" "A/B med (range)"
 report=("${pairs[@]}")
-[ -n "${BASE:-}" ] && report+=("go-aco go-aco-base pipe16 rate")
+[ -n "${BASE:-}" ] && [[ " ${pairs[*]} " == *" pipe16 "* ]] && report+=("go-aco go-aco-base pipe16 rate")
 for p in "${report[@]}"; do
   read -r a b load what <<<"$p"
   field=5 # CPU us per request
