@@ -54,6 +54,11 @@ static void ev_layers_task_discard(eventer_task_t *t) {
     if (ev_layers[i]->task_discard) ev_layers[i]->task_discard(t);
 }
 
+void ev_layers_hook_discard(ev_pass_hook_t *h) {
+  for (int i = 0, n = ev_layer_count(); i < n; i++)
+    if (ev_layers[i]->hook_discard) ev_layers[i]->hook_discard(h);
+}
+
 static int64_t ev_live;  /* __atomic */
 static int64_t ev_total; /* __atomic */
 

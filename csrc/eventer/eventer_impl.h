@@ -234,13 +234,20 @@ struct _event {
  *                 in the event, opset_ctx or a closure)
  *   event_copy    eventer_alloc_copy copied src's fields into dst
  *   loop_fini     eventer_fini is about to free loop l
- *   task_discard  a task queued to a loop that goes away is dropped unrun */
+ *   task_discard  a task queued to a loop that goes away is dropped unrun
+ *   hook_discard  so is an end-of-pass hook (ev_pass_hook_post), already
+ *                 unlinked (h->loop is NULL)
+ * The two discards run in eventer_fini, on its thread, after the loop's
+ * loop_fini and before its registered events are dropped: the hooks
+ * first, then the tasks. */
+struct ev_pass_hook;
 typedef struct ev_layer {
   const char *name;
   void (*event_free)(eventer_t e);
   void (*event_copy)(eventer_t dst, eventer_t src);
   void (*loop_fini)(ev_loop_t *l);
   void (*task_discard)(eventer_task_t *t);
+  void (*hook_discard)(struct ev_pass_hook *h);
 } ev_layer_t;
 /* The foreign-callback registry (eventer_callback_set_foreign): boxed
  * functions' closures are the foreign layer's boxes (released when their
@@ -249,10 +256,11 @@ int ev_callback_set_foreign(eventer_func_t f, int boxed);
 int ev_callback_foreign_boxed(eventer_func_t f);
 /* Registers a layer (a static object that outlives the process).  At most
  * EV_MAX_LAYERS; registering one twice is a no-op.  THREAD-SAFE. */
-#define EV_MAX_LAYERS 4
+#define EV_MAX_LAYERS 6
 void ev_layer_register(const ev_layer_t *layer);
 /* The core's side: tell every layer. */
 void ev_layers_loop_fini(ev_loop_t *l);
+void ev_layers_hook_discard(struct ev_pass_hook *h);
 
 /* OpenSSL's allocations through a per-thread cache of freed blocks
  * (eventer_ssl_mem.c).  ev_ssl_mem_install: once, at eventer_init; only

@@ -1505,6 +1505,15 @@ static void drop_queued(ev_loop_t *l) {
     ev_deref_n(e, (k == EV_DK_FD || k == EV_DK_RECUR) ? 1 : 2);
     if (jq) ev_jobq_release(jq);
   }
+  /* end-of-pass hooks that never ran: their owners' layers are told
+   * (before the tasks: a task's discard may end what a hook points into) */
+  ev_pass_hook_t *lists_h[2] = {&l->pass_q, &l->pass_run};
+  for (int i = 0; i < 2; i++)
+    while (!pass_list_empty(lists_h[i])) {
+      ev_pass_hook_t *h = lists_h[i]->next;
+      pass_unlink(h);
+      ev_layers_hook_discard(h);
+    }
   eventer_task_t *lists[2] = {l->draining, inbox_take(l)};
   l->draining = NULL;
   for (int i = 0; i < 2; i++)
@@ -1515,9 +1524,6 @@ static void drop_queued(ev_loop_t *l) {
     }
   eventer_task_t *t;
   while ((t = fifo_pop(l))) ev_task_discard(t);
-  /* hooks that never ran are left to their owners */
-  while (!pass_list_empty(&l->pass_q)) pass_unlink(l->pass_q.next);
-  while (!pass_list_empty(&l->pass_run)) pass_unlink(l->pass_run.next);
 }
 
 void eventer_fini(void) {

@@ -17,7 +17,7 @@ HTTP_TSAN_TESTS := csrc/http/tests/test_http_server.c csrc/http/tests/test_http_
 # the server tests read <rest><acl> from an XML configuration (the hostile
 # ones link it through REST routing)
 HTTP_XML_TESTS := csrc/http/tests/test_http_server.c csrc/http/tests/test_http_hostile.c \
-                  csrc/http/tests/test_http_short_bodies.c \
+                  csrc/http/tests/test_http_short_bodies.c csrc/http/tests/test_http_discard.c \
                   csrc/http/tests/test_http_abort.c csrc/http/tests/test_http_abort_reset.c
 
 # curl (Debian's) against the engine: csrc/http/tests/curl_test.sh drives

@@ -722,6 +722,7 @@ static inline int ev_no_crlf(const char *s, size_t n) {
 static void ev_http_timer_fire(eventer_timer_node_t *n, struct timeval *now);
 static void ev_http_task_run(eventer_task_t *t, struct timeval *now);
 static void ev_http_flush_hook(ev_pass_hook_t *h, int idle);
+static void ev_http_teardown(mtev_http_session_ctx *s, int in_cb);
 static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
                          int *done);
 
@@ -3181,6 +3182,62 @@ static void ev_http_task_run(eventer_task_t *t, struct timeval *now) {
     ev_http_drive(s, 0, 0, &done);
   }
   mtev_http_session_ref_dec(s); /* the task's */
+}
+
+/* ---- a loop that goes away with the session's work queued ---------------------------- */
+
+/* eventer_fini drops, unrun, the task and the end-of-pass hook a session
+ * queued on a loop that stopped before running them (each holds a
+ * reference).  The connection ends here, on eventer_fini's thread with
+ * every loop stopped: its fd is closed, its acceptor closure and work area
+ * freed, the connection's reference dropped, then the queued item's.  The
+ * coroutine serving it, if any, went with the loop (the coroutine layer's
+ * loop_fini runs first); its timer is taken off the stopped loop's heap
+ * and its registration out of the loop (the session holds the event from
+ * then on, as after eventer_remove_fde).  An event on its way to another
+ * loop (a move whose add that loop never applied) is that loop's to drop:
+ * its fd is closed, the event left to the queue that holds it. */
+static void ev_http_end_at_fini(mtev_http_session_ctx *s) {
+  if (!s->e) return; /* over already: only the reference is left */
+  s->co = NULL;
+  if (s->timer.loop) ev_heap_remove(s->timer.loop, &s->timer);
+  int own = 1;
+  if (s->registered) {
+    eventer_t e = s->e;
+    ev_loop_t *o = ev_event_owner(e);
+    int st = EV_LOAD(&e->state);
+    if (st == EV_ST_FD && o)
+      ev_reg_remove(o, e);
+    else if (st != EV_ST_NONE)
+      own = 0;
+    s->registered = 0;
+  }
+  ev_http_teardown(s, !own);
+}
+
+static void ev_http_task_discard(eventer_task_t *t) {
+  if (t->run != ev_http_task_run) return;
+  mtev_http_session_ctx *s = EV_CONTAINER_OF(t, mtev_http_session_ctx, task);
+  s->task_posted = 0;
+  ev_http_end_at_fini(s);
+  mtev_http_session_ref_dec(s); /* the task's */
+}
+
+static void ev_http_hook_discard(ev_pass_hook_t *h) {
+  if (h->run != ev_http_flush_hook) return;
+  mtev_http_session_ctx *s = EV_CONTAINER_OF(h, mtev_http_session_ctx, flush_hook);
+  ev_http_end_at_fini(s);
+  mtev_http_session_ref_dec(s); /* the hook's */
+}
+
+static const ev_layer_t ev_http_layer = {
+    .name = "http",
+    .task_discard = ev_http_task_discard,
+    .hook_discard = ev_http_hook_discard,
+};
+
+__attribute__((constructor)) static void ev_http_layer_register(void) {
+  ev_layer_register(&ev_http_layer);
 }
 
 /* The loop's pass is over: what the session held back goes out (the
