@@ -262,6 +262,8 @@ struct mtev_http_session_ctx {
   uint8_t raw_io;             /* the fd takes socket calls of our own
                                * (sendmsg, shutdown, MSG_PEEK): the POSIX
                                * opset, or a listener's plain one */
+  uint8_t flying;             /* moved, not yet driven on its new loop:
+                               * in ev_http_fly (under ev_http_fly_lock) */
   /* line 2 */
   eventer_timer_node_t timer;
   ev_http_io_counts_t io;     /* the connection's I/O calls */
@@ -276,6 +278,7 @@ struct mtev_http_session_ctx {
   uint64_t drained;
   eventer_task_t task;
   int co_wait_mask;
+  struct mtev_http_session_ctx *fly_next, **fly_prev; /* while flying */
 };
 
 /* The session's clock: CLOCK_MONOTONIC_COARSE, a read of a kernel
@@ -825,6 +828,39 @@ int ev_http_session_io_counts(mtev_http_session_ctx *s, ev_http_io_counts_t *out
 }
 void ev_http_session_sniff(mtev_http_session_ctx *s) {
   if (s) s->sniff = 1;
+}
+
+/* Sessions on their way to a loop of another pool (ev_http_migrate):
+ * their event's add is queued to that loop, or applied there and not yet
+ * dispatched.  A loop that stops first never drives them; eventer_fini
+ * finds them here (the loop's loop_fini, before its queues are dropped)
+ * and ends them.  Moves are rare (a REST rule with a pool of its own): a
+ * lock for each is nothing beside the cross-thread hand-off itself. */
+static pthread_mutex_t ev_http_fly_lock = PTHREAD_MUTEX_INITIALIZER;
+static mtev_http_session_ctx *ev_http_fly;
+
+static void ev_http_fly_add(mtev_http_session_ctx *s) {
+  pthread_mutex_lock(&ev_http_fly_lock);
+  s->fly_next = ev_http_fly;
+  if (ev_http_fly) ev_http_fly->fly_prev = &s->fly_next;
+  s->fly_prev = &ev_http_fly;
+  ev_http_fly = s;
+  s->flying = 1;
+  pthread_mutex_unlock(&ev_http_fly_lock);
+}
+
+static void ev_http_fly_del_locked(mtev_http_session_ctx *s) {
+  *s->fly_prev = s->fly_next;
+  if (s->fly_next) s->fly_next->fly_prev = s->fly_prev;
+  s->fly_next = NULL;
+  s->fly_prev = NULL;
+  s->flying = 0;
+}
+
+static __attribute__((noinline, cold)) void ev_http_fly_del(mtev_http_session_ctx *s) {
+  pthread_mutex_lock(&ev_http_fly_lock);
+  ev_http_fly_del_locked(s);
+  pthread_mutex_unlock(&ev_http_fly_lock);
 }
 
 /* The task continues the drive in main context (after a coroutine, or an
@@ -2996,6 +3032,7 @@ static void ev_http_teardown(mtev_http_session_ctx *s, int in_cb) {
                          "coroutine serving it ended");
   s->state = ST_DEAD;
   s->aborted = 1;
+  if (__builtin_expect(s->flying, 0)) ev_http_fly_del(s);
   eventer_timer_node_remove(&s->timer);
   ev_http_hold_cancel(s);
   if (s->registered) {
@@ -3230,8 +3267,36 @@ static void ev_http_hook_discard(ev_pass_hook_t *h) {
   mtev_http_session_ref_dec(s); /* the hook's */
 }
 
+/* eventer_fini is about to drop loop l's queues and registrations: the
+ * sessions moving to l end (their event taken back from l first: the add
+ * still queued, or the registration it made). */
+static void ev_http_loop_fini(ev_loop_t *l) {
+  for (;;) {
+    pthread_mutex_lock(&ev_http_fly_lock);
+    mtev_http_session_ctx *s = ev_http_fly;
+    while (s && !(s->e && ev_event_owner(s->e) == l)) s = s->fly_next;
+    if (s) ev_http_fly_del_locked(s);
+    pthread_mutex_unlock(&ev_http_fly_lock);
+    if (!s) return;
+    eventer_t e = s->e;
+    int own = 0;
+    int st = EV_LOAD(&e->state);
+    if (st == EV_ST_QUEUED && e->xop == EV_XOP_ADD && ev_inbox_take(l, &e->xtask)) {
+      EV_STORE(&e->state, EV_ST_NONE); /* the add's reference is ours */
+      own = 1;
+    } else if (st == EV_ST_FD) {
+      own = ev_reg_remove(l, e) != NULL;
+    }
+    if (own) s->registered = 0;
+    mtev_http_session_ref_inc(s);
+    ev_http_end_at_fini(s);
+    mtev_http_session_ref_dec(s);
+  }
+}
+
 static const ev_layer_t ev_http_layer = {
     .name = "http",
+    .loop_fini = ev_http_loop_fini,
     .task_discard = ev_http_task_discard,
     .hook_discard = ev_http_hook_discard,
 };
@@ -3284,6 +3349,7 @@ static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
   int mask = EVENTER_READ | EVENTER_WRITE | EVENTER_EXCEPTION;
   if (in_cb) {
     if (eventer_set_owner_loop(s->e, to) != 0) return -1;
+    ev_http_fly_add(s);
     return mask;
   }
   if (s->registered) {
@@ -3292,7 +3358,11 @@ static int ev_http_migrate(mtev_http_session_ctx *s, int in_cb) {
   }
   if (eventer_set_owner_loop(s->e, to) != 0) return -1;
   eventer_set_mask(s->e, mask);
-  if (eventer_add_ex(s->e) != 0) return -1;
+  ev_http_fly_add(s);
+  if (eventer_add_ex(s->e) != 0) {
+    ev_http_fly_del(s);
+    return -1;
+  }
   s->registered = 1;
   return 0;
 }
@@ -3428,6 +3498,7 @@ static __attribute__((noinline, cold)) int ev_http_drive_end(mtev_http_session_c
 static int ev_http_drive(mtev_http_session_ctx *s, int mask, int in_cb,
                          int *done) {
   *done = 0;
+  if (__builtin_expect(s->flying, 0)) ev_http_fly_del(s); /* arrived */
   if (s->state == ST_DEAD && !s->co) goto over;
   uint64_t now = ev_coarse_ns();
   s->drive_ns = now;

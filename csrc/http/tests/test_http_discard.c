@@ -21,6 +21,7 @@
 
 #include "acotest.h"
 #include "eventer.h"
+#include "http_impl.h"
 #include "mtev_http.h"
 
 static mtev_http_session_ctx *sess;  /* the session (the event's closure) */
@@ -39,6 +40,11 @@ static int conn_cb(eventer_t e, int mask, void *closure, struct timeval *now) {
 static int dispatch(mtev_http_session_ctx *s) {
   dispatched++;
   const char *uri = mtev_http_request_uri_str(mtev_http_session_request(s));
+  if (uri && !strcmp(uri, "/move") && eventer_pool_loop(eventer_pool("other"), 0) !=
+                                         eventer_loop_current()) {
+    T_EQ(ev_http_session_move(s, eventer_pool("other")), 0);
+    return 0;
+  }
   if (uri && !strcmp(uri, "/now")) {
     mtev_http_response_ok(s, "text/plain");
     mtev_http_response_append_str(s, "now\n");
@@ -53,8 +59,9 @@ static int dispatch(mtev_http_session_ctx *s) {
 
 /* The eventer with one loop driven from this thread, and a session on a
  * socket pair: returns the client's end; *srv is the session's fd. */
-static int start(int *srv) {
+static int start_pools(int *srv, int other) {
   T_EQ(eventer_impl_propset("concurrency", "1"), 0);
+  if (other) T_EQ(eventer_impl_propset("loop_other", "1"), 0);
   T_EQ(eventer_init_external(), 0);
   T_EQ(eventer_loop_attach(0), 0);
   int sv[2];
@@ -70,6 +77,7 @@ static int start(int *srv) {
   *srv = sv[1];
   return sv[0];
 }
+static int start(int *srv) { return start_pools(srv, 0); }
 
 /* Iterations (none blocks long) until the dispatcher has been called n
  * times; generous: a slow runner only takes longer. */
@@ -157,6 +165,22 @@ static void test_task_and_hook_discarded(void) {
   stop_and_check(client, srv);
 }
 
+/* A request moved to a loop of another pool (what a REST rule with its
+ * own pool does): the connection's event is queued to that loop, which
+ * never runs (it stops first).  The session goes with the queued add. */
+static void test_move_discarded(void) {
+  int srv, client = start_pools(&srv, 1);
+  send_all(client, "GET /move HTTP/1.1\r\nHost: x\r\n\r\n");
+  run_until_dispatched(1);
+  /* on its way: the event is the other loop's now */
+  eventer_t e = mtev_http_connection_event(mtev_http_session_connection(sess));
+  T_CHECK(e != NULL);
+  T_CHECK(eventer_get_owner_loop(e) == eventer_pool_loop(eventer_pool("other"), 0));
+  T_EQ(mtev_http_session_count(), 1);
+  stop_and_check(client, srv);
+}
+
 T_MAIN({"task_discarded", test_task_discarded},
        {"hook_discarded", test_hook_discarded},
-       {"task_and_hook_discarded", test_task_and_hook_discarded})
+       {"task_and_hook_discarded", test_task_and_hook_discarded},
+       {"move_discarded", test_move_discarded})
