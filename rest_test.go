@@ -1463,6 +1463,22 @@ func restBatches(t *testing.T) (batches, requests int64) {
 	return batches, requests
 }
 
+// holdLoop connects to addr and asks for holdRule's b+"hold", and waits
+// until its handler holds the loop: what the clients send from then on
+// is in the loop's next pass.  It gives restBatches from just before.
+func holdLoop(t *testing.T, addr, b string, held chan struct{}) (batches, requests int64) {
+	t.Helper()
+	h, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	batches, requests = restBatches(t)
+	fmt.Fprintf(h, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
+	awaitHeld(t, held)
+	return batches, requests
+}
+
 // The direct requests of aco rules that one loop pass dispatches come to
 // Go in batches of cgo.RestBatchMax (one return from the C loop a batch,
 // not one a request), and a worker
@@ -1498,14 +1514,7 @@ func TestRestDirectPassBatch(t *testing.T) {
 		defer c.Close()
 		cs[i] = c
 	}
-	h, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	b0, r0 := restBatches(t)
-	fmt.Fprintf(h, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	awaitHeld(t, held)
+	b0, r0 := holdLoop(t, addr, b, held)
 	for i, c := range cs {
 		fmt.Fprintf(c, "GET %s%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
 		if i == 7 {
@@ -1595,14 +1604,7 @@ func TestRestDirectPassBatchBusy(t *testing.T) {
 		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
 		get(i)
 	}
-	h, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	b0, r0 := restBatches(t)
-	fmt.Fprintf(h, "GET %shold HTTP/1.1\r\nHost: x\r\n\r\n", b)
-	awaitHeld(t, held)
+	b0, r0 := holdLoop(t, addr, b, held)
 	for i, c := range cs {
 		fmt.Fprintf(c, "GET %sw/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, i)
 	}
