@@ -51,12 +51,12 @@ void ev_layers_loop_fini(ev_loop_t *l) {
 
 static void ev_layers_task_discard(eventer_task_t *t) {
   for (int i = 0, n = ev_layer_count(); i < n; i++)
-    if (ev_layers[i]->task_discard) ev_layers[i]->task_discard(t);
+    if (ev_layers[i]->task_discard && ev_layers[i]->task_discard(t)) return;
 }
 
 void ev_layers_hook_discard(ev_pass_hook_t *h) {
   for (int i = 0, n = ev_layer_count(); i < n; i++)
-    if (ev_layers[i]->hook_discard) ev_layers[i]->hook_discard(h);
+    if (ev_layers[i]->hook_discard && ev_layers[i]->hook_discard(h)) return;
 }
 
 static int64_t ev_live;  /* __atomic */

@@ -489,8 +489,8 @@ static void ev_aco_xtask_run(eventer_task_t *t, struct timeval *now) {
 /* The loop went away with h->xtask queued (the aco layer's task_discard).
  * A start never happens (h is done, the coroutine's reference goes);
  * requests are moot; the task's reference goes. */
-static void ev_aco_xtask_discard(eventer_task_t *t) {
-  if (t->run != ev_aco_xtask_run) return;
+static int ev_aco_xtask_discard(eventer_task_t *t) {
+  if (t->run != ev_aco_xtask_run) return 0;
   eventer_aco_co_t *h = EV_CONTAINER_OF(t, eventer_aco_co_t, xtask);
   __atomic_store_n(&h->xreq, 0, __ATOMIC_RELEASE);
   if (h->fn) {
@@ -499,6 +499,7 @@ static void ev_aco_xtask_discard(eventer_task_t *t) {
     eventer_aco_co_release(h); /* the coroutine's reference */
   }
   eventer_aco_co_release(h); /* the posted task's reference */
+  return 1;
 }
 
 eventer_aco_co_t *eventer_aco_spawn(void (*func)(void), void *closure,

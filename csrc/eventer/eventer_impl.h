@@ -239,15 +239,17 @@ struct _event {
  *                 unlinked (h->loop is NULL)
  * The two discards run in eventer_fini, on its thread, after the loop's
  * loop_fini and before its registered events are dropped: the hooks
- * first, then the tasks. */
+ * first, then the tasks.  A layer's discard returns 1 when the item was
+ * its own (released: its memory may be gone) and 0 otherwise; the core
+ * tells no later layer of an item one has taken. */
 struct ev_pass_hook;
 typedef struct ev_layer {
   const char *name;
   void (*event_free)(eventer_t e);
   void (*event_copy)(eventer_t dst, eventer_t src);
   void (*loop_fini)(ev_loop_t *l);
-  void (*task_discard)(eventer_task_t *t);
-  void (*hook_discard)(struct ev_pass_hook *h);
+  int (*task_discard)(eventer_task_t *t);
+  int (*hook_discard)(struct ev_pass_hook *h);
 } ev_layer_t;
 /* The foreign-callback registry (eventer_callback_set_foreign): boxed
  * functions' closures are the foreign layer's boxes (released when their

@@ -3252,19 +3252,21 @@ static void ev_http_end_at_fini(mtev_http_session_ctx *s) {
   ev_http_teardown(s, !own);
 }
 
-static void ev_http_task_discard(eventer_task_t *t) {
-  if (t->run != ev_http_task_run) return;
+static int ev_http_task_discard(eventer_task_t *t) {
+  if (t->run != ev_http_task_run) return 0;
   mtev_http_session_ctx *s = EV_CONTAINER_OF(t, mtev_http_session_ctx, task);
   s->task_posted = 0;
   ev_http_end_at_fini(s);
   mtev_http_session_ref_dec(s); /* the task's */
+  return 1;
 }
 
-static void ev_http_hook_discard(ev_pass_hook_t *h) {
-  if (h->run != ev_http_flush_hook) return;
+static int ev_http_hook_discard(ev_pass_hook_t *h) {
+  if (h->run != ev_http_flush_hook) return 0;
   mtev_http_session_ctx *s = EV_CONTAINER_OF(h, mtev_http_session_ctx, flush_hook);
   ev_http_end_at_fini(s);
   mtev_http_session_ref_dec(s); /* the hook's */
+  return 1;
 }
 
 /* eventer_fini is about to drop loop l's queues and registrations: the

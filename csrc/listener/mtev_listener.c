@@ -1758,6 +1758,13 @@ mtev_listener_t *mtev_listener_create(const mtev_listener_opts_t *opts,
 
 /* ---- stopping ---------------------------------------------------------------------------- */
 
+/* eventer_fini's thread, while it tells the listener of a task it dropped
+ * (ev_l_task_discard): no loop runs any more, so a "fin" that comes due
+ * is not posted but kept here (linked through fin_task.next) and run by
+ * the discard once it is out of the listener's lock. */
+static __thread int ev_l_discarding;
+static __thread eventer_task_t *ev_l_fin_due;
+
 /* Under l->lock: once stopping, with the acceptor gone and no connection
  * left, "fin" runs on the home loop. */
 static void ev_l_maybe_finish(mtev_listener_t *l) {
@@ -1766,14 +1773,30 @@ static void ev_l_maybe_finish(mtev_listener_t *l) {
     return;
   l->fin_posted = 1;
   mtev_listener_ref(l); /* the task's */
+  if (ev_l_discarding) {
+    l->fin_task.next = ev_l_fin_due;
+    ev_l_fin_due = &l->fin_task;
+    return;
+  }
   EV_L_ASSERT(eventer_task_post_to(l->home, &l->fin_task) == 0,
               "a listener's home loop runs until the listener stopped");
 }
 
-static void ev_l_fin_task(eventer_task_t *t, struct timeval *now) {
-  (void)now;
-  mtev_listener_t *l = EV_L_CONTAINER_OF(t, mtev_listener_t, fin_task);
-  eventer_timer_node_remove(&l->cancel_node);
+/* A timer node taken off the heap of a loop that no longer runs
+ * (eventer_fini's thread: no owner check, as the coroutine layer does). */
+static void ev_l_node_off(eventer_timer_node_t *n) {
+  if (n->loop) ev_heap_remove(n->loop, n);
+}
+
+/* "fin": the listener is stopped.  On its home loop, or at eventer_fini
+ * (at_fini: the deadline timer comes off the stopped loop's heap, and the
+ * coroutines waiting in mtev_listener_wait are not woken: they went with
+ * their loops). */
+static void ev_l_fin(mtev_listener_t *l, int at_fini) {
+  if (at_fini)
+    ev_l_node_off(&l->cancel_node);
+  else
+    eventer_timer_node_remove(&l->cancel_node);
   /* off the list of running or draining listeners before a waiter can
    * see it stopped (mtev_listener_foreach after mtev_listener_wait must
    * not find it) */
@@ -1781,9 +1804,15 @@ static void ev_l_fin_task(eventer_task_t *t, struct timeval *now) {
   pthread_mutex_lock(&l->lock);
   __atomic_store_n(&l->state, EV_LS_STOPPED, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&l->cond);
-  for (size_t i = 0; i < l->nwaiters; i++) eventer_aco_wake(l->waiters[i]);
+  for (size_t i = 0; !at_fini && i < l->nwaiters; i++) eventer_aco_wake(l->waiters[i]);
   pthread_mutex_unlock(&l->lock);
   mtevL(mtev_debug, "mtev_listener %s: stopped\n", l->name);
+}
+
+static void ev_l_fin_task(eventer_task_t *t, struct timeval *now) {
+  (void)now;
+  mtev_listener_t *l = EV_L_CONTAINER_OF(t, mtev_listener_t, fin_task);
+  ev_l_fin(l, 0);
   mtev_listener_release(l); /* the task's */
 }
 
@@ -1937,6 +1966,101 @@ int mtev_listener_stop(mtev_listener_t *l, const struct timeval *grace) {
   pthread_mutex_unlock(&l->lock);
   mtevL(mtev_debug, "mtev_listener %s: stopping\n", l->name);
   return 0;
+}
+
+/* ---- a loop that goes away with the listener's tasks queued ---------------------------- */
+
+/* eventer_fini drops, unrun, the tasks queued on a loop that stopped
+ * before running them, and tells the layers.  Each of the listener's holds
+ * something: the hand-off of an accepted fd to its loop (the fd, the
+ * acceptor closure and the closure's listener reference), the start of a
+ * dispatch service after its TLS handshake (the connection's event too),
+ * a closure's deferred free, a grace deadline's cancel (a listener
+ * reference and its record) and "fin" (a listener reference, and the
+ * listener's last step to stopped).  They are released here, on
+ * eventer_fini's thread with every loop stopped: the fd or event is
+ * closed, the closure freed; a listener whose last connection this was
+ * finishes here (nothing is posted to a loop).  A connection whose event
+ * is registered or whose coroutine runs is not reached (see
+ * mtev_listener.h: stop listeners before eventer_fini). */
+
+/* mtev_acceptor_closure_free for a closure whose loop no longer runs:
+ * its idle timer comes off that loop's heap here. */
+static void ev_l_ac_free_at_fini(mtev_acceptor_closure_t *ac) {
+  eventer_timer_node_t *n = ev_l_idle_node(ac);
+  if (n) ev_l_node_off(n);
+  mtev_acceptor_closure_free(ac);
+}
+
+/* The TLS start task: the handshake's record, the event (the task's
+ * reference; a start that converts left it registered, and the
+ * registration's reference comes out with it), then the closure. */
+static void ev_l_tls_start_discard(mtev_acceptor_closure_t *ac) {
+  ev_l_hs_t *hs = ac->hs;
+  eventer_t e = hs->e;
+  ac->hs = NULL;
+  free(hs);
+  int refs = 1;
+  if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == EV_ST_FD) {
+    eventer_t r = ev_reg_remove(ev_event_owner(e), e);
+    EV_L_ASSERT(r == e, "a registered event comes out of its stopped loop");
+    refs = 2;
+  }
+  int m;
+  eventer_close(e, &m); /* close_notify, the TLS context freed, the fd closed */
+  while (refs-- > 0) eventer_free(e);
+  ev_l_ac_free_at_fini(ac);
+}
+
+static int ev_l_task_discard(eventer_task_t *t) {
+  void (*run)(eventer_task_t *, struct timeval *) = t->run;
+  if (run != ev_l_dispatch_task && run != ev_l_tls_start_task &&
+      run != ev_l_ac_finish_task && run != ev_l_cancel_task && run != ev_l_fin_task)
+    return 0;
+  ev_l_discarding = 1;
+  if (run == ev_l_dispatch_task) {
+    /* never dispatched: as when ev_l_take cannot post it */
+    mtev_acceptor_closure_t *ac = EV_L_CONTAINER_OF(t, mtev_acceptor_closure_t, task);
+    int fd = ac->fd;
+    ev_l_ac_free_at_fini(ac);
+    close(fd);
+  } else if (run == ev_l_tls_start_task) {
+    ev_l_tls_start_discard(EV_L_CONTAINER_OF(t, mtev_acceptor_closure_t, task));
+  } else if (run == ev_l_ac_finish_task) {
+    /* mtev_acceptor_closure_free did the rest before it posted this */
+    mtev_acceptor_closure_t *ac = EV_L_CONTAINER_OF(t, mtev_acceptor_closure_t, task);
+    eventer_timer_node_t *n = ev_l_idle_node(ac);
+    if (n) ev_l_node_off(n);
+    ev_l_ac_finish(ac);
+  } else if (run == ev_l_cancel_task) {
+    /* its loop's connections are not reached any more */
+    ev_l_cancel_t *c = EV_L_CONTAINER_OF(t, ev_l_cancel_t, task);
+    mtev_listener_t *l = c->l;
+    free(c);
+    mtev_listener_release(l);
+  } else {
+    t->next = ev_l_fin_due;
+    ev_l_fin_due = t;
+  }
+  ev_l_discarding = 0;
+  while (ev_l_fin_due) {
+    eventer_task_t *f = ev_l_fin_due;
+    ev_l_fin_due = f->next;
+    f->next = NULL;
+    mtev_listener_t *l = EV_L_CONTAINER_OF(f, mtev_listener_t, fin_task);
+    ev_l_fin(l, 1);
+    mtev_listener_release(l); /* the task's */
+  }
+  return 1;
+}
+
+static const ev_layer_t ev_l_layer = {
+    .name = "listener",
+    .task_discard = ev_l_task_discard,
+};
+
+__attribute__((constructor)) static void ev_l_layer_register(void) {
+  ev_layer_register(&ev_l_layer);
 }
 
 int mtev_listener_wait(mtev_listener_t *l, const struct timeval *timeout) {

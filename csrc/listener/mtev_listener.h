@@ -164,7 +164,10 @@
  * (eventer_aco_cancel: its pending or next blocking call returns -1 with
  * ECANCELED) and every other connection's socket is shut down.  Stop
  * listeners (mtev_listener_shutdown) before eventer_fini(): a connection
- * still open when the eventer goes away leaks.
+ * still open when the eventer goes away leaks (one still on its way to
+ * its loop, accepted and not yet dispatched or with its dispatch start
+ * queued after the TLS handshake, is closed and its closure freed by
+ * eventer_fini).
  *
  * Threads: everything here is THREAD-SAFE except where noted.
  */
