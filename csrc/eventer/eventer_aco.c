@@ -212,9 +212,7 @@ static void ev_aco_loop_fini(ev_loop_t *l) {
     ev_aco_t *a = EV_CONTAINER_OF(al->all.head.next, ev_aco_t, all);
     ev_aco_unlink(&a->all);
     ev_aco_unlink(&a->link);
-    if (a->timer.loop) /* a pending timeout, sleep or resume (fini may
-                        * run on another thread: no owner check) */
-      ev_heap_remove(a->timer.loop, &a->timer);
+    ev_heap_remove_at_fini(&a->timer); /* a pending timeout, sleep or resume */
     if (ev_aco_is_proxy(a)) {
       ev_aco_proxy_fini(a);
       continue;

@@ -543,6 +543,11 @@ void ev_timer_event_fire(eventer_timer_node_t *n, struct timeval *now);
 void ev_heap_insert(ev_loop_t *l, eventer_timer_node_t *n);
 void ev_heap_remove(ev_loop_t *l, eventer_timer_node_t *n);
 eventer_timer_node_t *ev_heap_min(ev_loop_t *l);
+/* A node taken off the heap of a loop that no longer runs (the layers'
+ * loop_fini and discards, on eventer_fini's thread: no owner check). */
+static inline void ev_heap_remove_at_fini(eventer_timer_node_t *n) {
+  if (n->loop) ev_heap_remove(n->loop, n);
+}
 void ev_heap_free(ev_loop_t *l);
 void ev_heap_lock(ev_loop_t *l);
 void ev_heap_unlock(ev_loop_t *l);

@@ -3237,7 +3237,7 @@ static void ev_http_task_run(eventer_task_t *t, struct timeval *now) {
 static void ev_http_end_at_fini(mtev_http_session_ctx *s) {
   if (!s->e) return; /* over already: only the reference is left */
   s->co = NULL;
-  if (s->timer.loop) ev_heap_remove(s->timer.loop, &s->timer);
+  ev_heap_remove_at_fini(&s->timer);
   int own = 1;
   if (s->registered) {
     eventer_t e = s->e;

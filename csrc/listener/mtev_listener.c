@@ -1782,19 +1782,13 @@ static void ev_l_maybe_finish(mtev_listener_t *l) {
               "a listener's home loop runs until the listener stopped");
 }
 
-/* A timer node taken off the heap of a loop that no longer runs
- * (eventer_fini's thread: no owner check, as the coroutine layer does). */
-static void ev_l_node_off(eventer_timer_node_t *n) {
-  if (n->loop) ev_heap_remove(n->loop, n);
-}
-
 /* "fin": the listener is stopped.  On its home loop, or at eventer_fini
  * (at_fini: the deadline timer comes off the stopped loop's heap, and the
  * coroutines waiting in mtev_listener_wait are not woken: they went with
  * their loops). */
 static void ev_l_fin(mtev_listener_t *l, int at_fini) {
   if (at_fini)
-    ev_l_node_off(&l->cancel_node);
+    ev_heap_remove_at_fini(&l->cancel_node);
   else
     eventer_timer_node_remove(&l->cancel_node);
   /* off the list of running or draining listeners before a waiter can
@@ -1988,7 +1982,7 @@ int mtev_listener_stop(mtev_listener_t *l, const struct timeval *grace) {
  * its idle timer comes off that loop's heap here. */
 static void ev_l_ac_free_at_fini(mtev_acceptor_closure_t *ac) {
   eventer_timer_node_t *n = ev_l_idle_node(ac);
-  if (n) ev_l_node_off(n);
+  if (n) ev_heap_remove_at_fini(n);
   mtev_acceptor_closure_free(ac);
 }
 
@@ -2030,7 +2024,7 @@ static int ev_l_task_discard(eventer_task_t *t) {
     /* mtev_acceptor_closure_free did the rest before it posted this */
     mtev_acceptor_closure_t *ac = EV_L_CONTAINER_OF(t, mtev_acceptor_closure_t, task);
     eventer_timer_node_t *n = ev_l_idle_node(ac);
-    if (n) ev_l_node_off(n);
+    if (n) ev_heap_remove_at_fini(n);
     ev_l_ac_finish(ac);
   } else if (run == ev_l_cancel_task) {
     /* its loop's connections are not reached any more */
