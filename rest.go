@@ -443,16 +443,14 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 // while its handlers return without waiting, and when one waits the
 // driver hands the rest to other workers (restAfterRun), so a slow
 // handler holds back no other connection's response.
-func (l *loop) RestDirectBatch(ds []cgo.RestDirect) {
+func (l *loop) RestDirectBatch(b cgo.RestBatch) {
 	if l.restPool == nil {
 		l.restPool = restCoPoolOf(l)
 	}
 	p := l.restPool
 	p.batches++
-	p.nbatched += int64(len(ds))
-	for i := len(ds) - 1; i >= 0; i-- { // (next is served from its end)
-		p.next = append(p.next, ds[i])
-	}
+	p.nbatched += int64(b.Len())
+	p.next = b.PushOnto(p.next) // (next is served from its end)
 	l.restAfterRun()
 }
 
