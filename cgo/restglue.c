@@ -493,22 +493,6 @@ static __thread char ev_go_ct[48];
  * length is 0 when there is none; ev_go_ct's change empties it. */
 static __thread char ev_go_okspec[64];
 static __thread size_t ev_go_okspec_len;
-/* spec[0..n) == ev_go_okspec[0..n) (n <= its size): 8-byte words, the
- * last one overlapping, no call (libc's memcmp cost more than the 20-40
- * bytes of an Ok spec). */
-static inline int ev_go_okspec_eq(const char *spec, size_t n) {
-  if (n < 8) return memcmp(spec, ev_go_okspec, n) == 0;
-  uint64_t acc = 0, a, b;
-  size_t i = 0;
-  for (; i + 8 < n; i += 8) {
-    memcpy(&a, spec + i, 8);
-    memcpy(&b, ev_go_okspec + i, 8);
-    acc |= a ^ b;
-  }
-  memcpy(&a, spec + n - 8, 8);
-  memcpy(&b, ev_go_okspec + n - 8, 8);
-  return (acc | (a ^ b)) == 0;
-}
 static const char *ev_go_ct_stable(const char *ct) {
   size_t n = strnlen(ct, sizeof(ev_go_ct));
   if (n >= sizeof(ev_go_ct) || memchr(ct, '\r', n) || memchr(ct, '\n', n))
@@ -530,7 +514,7 @@ int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
   int usable = res0 && !mtev_http_response_closed(res0);
   int ok = 1;
   if (code > 0 && (opts & EV_GO_OPT_STREAM) && ev_go_okspec_len && speclen == ev_go_okspec_len &&
-      ev_go_okspec_eq(spec, speclen)) {
+      memcmp(spec, ev_go_okspec, speclen) == 0) {
     /* Ok's head, as the last one: its reason is the cached copy's first
      * string, its type ev_go_ct (the engine keeps neither pointer) */
     ok &= ev_http_response_standard(ctx, code, ev_go_okspec, ev_go_ct) ? 1 : 0;
