@@ -213,6 +213,7 @@ func (r *Rule) String() string { return r.method + " " + r.base + r.expr }
 // direct request's session.
 type restReq struct {
 	restReqState
+	restReqOff
 	info cgo.RestInfo // (a reused record's: set when read, inf)
 	own  restView     // what the handler holds (a reused record's is v)
 	// the first body bytes and the spec: no Go pointers in it (it goes to
@@ -225,21 +226,18 @@ type restReq struct {
 
 // restReqState is a request record's state that a reused record starts
 // again from zero (restDirectReq): all of it but the head it reads when
-// asked for and the view it never uses.
+// asked for, the view it never uses and restReqOff (zero in such a
+// record: only relays' and goroutines' requests set it).
 type restReqState struct {
-	r      uintptr     // relay: C ev_go_req_t (Go's reference)
 	sess   uintptr     // direct: the session (a reference until the response ends)
 	l      *loop       // direct: the loop
 	pool   *restCoPool // direct: the loop's
 	direct bool
 	onLoop bool // the handler runs in a coroutine on the loop (aco)
-	id     uint64
 	rule   *Rule
 	loop   int
 	epoch  uint64
-	stop   <-chan struct{} // relay: closed when the eventer is gone
-	co     *Co             // aco: the coroutine (set when it starts)
-	done   chan struct{}   // relay, a goroutine: the relay finished an operation
+	co     *Co // aco: the coroutine (set when it starts)
 	// what the handler holds of the request: own, or (a record its loop
 	// reuses: pooled) a view of its own per request
 	v      *restView
@@ -268,8 +266,18 @@ type restReqState struct {
 	// the loop's watch list (driver only)
 	wprev, wnext   *restReq
 	watched, wseen bool
-	sessGone       bool          // the session was let go (a goroutine's request)
-	goWork         *atomic.Int32 // counted as its loop's Go work (countGoWork)
+}
+
+// restReqOff is a request record's state that only a relay's request or
+// a goroutine's sets: a reused record's (a direct request's of a NewRule
+// aco rule) stays zero, so its reset (restDirectReq) skips it.
+type restReqOff struct {
+	r        uintptr         // relay: C ev_go_req_t (Go's reference)
+	id       uint64          // relay
+	stop     <-chan struct{} // relay: closed when the eventer is gone
+	done     chan struct{}   // relay, a goroutine: the relay finished an operation
+	sessGone bool            // the session was let go (a goroutine's request)
+	goWork   *atomic.Int32   // counted as its loop's Go work (countGoWork)
 	// a goroutine's end, for the loop to send (postEnd)
 	endCode  int
 	endOpts  uint32
@@ -419,7 +427,7 @@ func restStart(ruleID uint64, r uintptr, loop int) uint64 {
 // RestDirect serves a request on the direct path (driver of loop l, between
 // steps: a coroutine may be resumed here).
 func (l *loop) RestDirect(d cgo.RestDirect) {
-	q := l.restDirectReq(d)
+	q := l.restDirectReq(d, restRuleByID(d.Rule))
 	if q == nil {
 		return
 	}
@@ -443,23 +451,21 @@ func (l *loop) RestDirect(d cgo.RestDirect) {
 // while its handlers return without waiting, and when one waits the
 // driver hands the rest to other workers (restAfterRun), so a slow
 // handler holds back no other connection's response.
-func (l *loop) RestDirectBatch(ds []cgo.RestDirect) {
+func (l *loop) RestDirectBatch(b cgo.RestBatch) {
 	if l.restPool == nil {
 		l.restPool = restCoPoolOf(l)
 	}
 	p := l.restPool
 	p.batches++
-	p.nbatched += int64(len(ds))
-	for i := len(ds) - 1; i >= 0; i-- { // (next is served from its end)
-		p.next = append(p.next, ds[i])
-	}
+	p.nbatched += int64(b.Len())
+	p.next = b.PushOnto(p.next) // (next is served from its end)
 	l.restAfterRun()
 }
 
-// restDirectReq makes the record of a direct request (driver, or a worker
-// coroutine of l), or answers it 500 and returns nil.
-func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
-	rule := restRuleByID(d.Rule)
+// restDirectReq makes the record of a direct request of rule (d.Rule's,
+// nil if it went away) (driver, or a worker coroutine of l), or answers
+// it 500 and returns nil.
+func (l *loop) restDirectReq(d cgo.RestDirect, rule *Rule) *restReq {
 	if l.restPool == nil {
 		l.restPool = restCoPoolOf(l)
 	}
@@ -504,8 +510,10 @@ func (l *loop) restDirectReq(d cgo.RestDirect) *restReq {
 			[]byte("Internal Server Error\n"), cgo.RespondEnd)
 		return nil
 	}
-	if spare := d.Head[len(d.Head):cap(d.Head)]; !q.pooled && len(spare) >= 2*restSmall {
-		q.small = spare[: 2*restSmall : 2*restSmall] // (the head's own allocation)
+	if !q.pooled {
+		if spare := d.Head[len(d.Head):cap(d.Head)]; len(spare) >= 2*restSmall {
+			q.small = spare[: 2*restSmall : 2*restSmall] // (the head's own allocation)
+		}
 	}
 	q.pool = p
 	q.pool.live.Add(1)
@@ -915,7 +923,7 @@ func restCoWorkerBody(co *Co) {
 				d := p.next[n-1]
 				p.next[n-1] = cgo.RestDirect{}
 				p.next = p.next[:n-1]
-				if q := co.l.restDirectReq(d); q != nil {
+				if q := co.l.restDirectReq(d, rule); q != nil {
 					co.flags &^= coCancel
 					p.inline = q // (watched if it waits: restAfterRun)
 					q.serveCo(co)

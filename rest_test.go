@@ -1692,6 +1692,53 @@ func TestRestDirectOkSpecReuse(t *testing.T) {
 	})
 }
 
+// The loop thread knows the last Ok head by its bytes (restglue.c,
+// ev_go_okspec_eq): an Ok head of the same length that differs in one
+// byte, at any position of its Content-Type (each word of the comparison,
+// and the last, overlapping one), is applied as its own.  Pipelined, so
+// that one loop thread applies them one after another.
+func TestRestDirectOkSpecOneByte(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	base := "application/x-" + strings.Repeat("a", 26) // a spec of 3+13+41 bytes (at most 64 are kept)
+	typeOf := func(k int) string {
+		if k < 0 {
+			return base
+		}
+		return base[:k] + "Z" + base[k+1:]
+	}
+	mustRule(t)(NewRule("GET", b, "^ok1/(-?\\d+)$", func(rc *RestClosure) error {
+		k, _ := strconv.Atoi(rc.Pats()[0])
+		res := rc.Response()
+		if err := res.Ok(typeOf(k)); err != nil {
+			return err
+		}
+		res.WriteString(rc.Pats()[0])
+		return res.End()
+	})).SetAco(true)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var ks []int
+	for k := 0; k < len(base); k++ {
+		ks = append(ks, -1, -1, k, k)
+	}
+	var reqs []string
+	for _, k := range ks {
+		reqs = append(reqs, fmt.Sprintf("GET %sok1/%d HTTP/1.1\r\nHost: x\r\n\r\n", b, k))
+	}
+	pipeline(t, c, reqs, func(i int, resp *http.Response, body string) {
+		k := ks[i]
+		if got := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || got != typeOf(k) ||
+			body != strconv.Itoa(k) {
+			t.Errorf("response %d (byte %d changed): %q, Content-Type %q, body %q", i, k,
+				resp.Status, got, body)
+		}
+	})
+}
+
 // A pipelined aco rule's responses of every size around the slot's
 // scratch (where a small response is copied to go to C) arrive whole and
 // in order; Ok with a value C would refuse is refused.

@@ -38,8 +38,8 @@ type Handler interface {
 	// (StepRest).
 	RestDirect(r RestDirect)
 	// RestDirectBatch serves the direct requests of a loop pass
-	// (StepRestBatch); rs is valid only until it returns.
-	RestDirectBatch(rs []RestDirect)
+	// (StepRestBatch); b is valid only until it returns.
+	RestDirectBatch(b RestBatch)
 }
 
 // Driver drives loop Index of the default pool from one goroutine locked
@@ -48,7 +48,6 @@ type Driver struct {
 	Index int
 	d     *C.ev_go_driver_t // C memory: the step buffer
 
-	batch       []RestDirect // StepRestBatch's requests (reused)
 	heads       HeadArena    // the steps' copied heads
 	goWork      atomic.Int32 // driverwait.go
 	sleep       sleeper
@@ -143,9 +142,7 @@ func (d *Driver) Run(h Handler) error {
 			h.RestDirect(d.restStep())
 		case StepRestBatch:
 			step.kind = C.EVENTER_STEP_NONE
-			b := d.restBatch()
-			h.RestDirectBatch(b)
-			clear(b) // (the heads are the requests' now)
+			h.RestDirectBatch(RestBatch{d})
 		default:
 			step.kind = C.EVENTER_STEP_NONE
 		}

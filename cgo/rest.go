@@ -22,6 +22,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -197,28 +198,34 @@ func (d *Driver) restStep() RestDirect {
 // a loop pass at once (restglue.h).
 const StepRestBatch = int(C.EV_GO_STEP_REST_BATCH)
 
-// restBatch reads a StepRestBatch step: the entries are C memory that
-// the next run overwrites (HeadArena.batch copies them); the slice is the
-// driver's, reused by the next batch.
-func (d *Driver) restBatch() []RestDirect {
-	s := &d.d.step
+// RestBatch is the direct requests of a loop pass, as its StepRestBatch
+// step hands them over (Driver.Run to Handler.RestDirectBatch): valid
+// only until RestDirectBatch returns, and pushed at most once.
+type RestBatch struct{ d *Driver }
+
+// Len is how many requests the batch holds.
+func (b RestBatch) Len() int { return int(b.d.d.step.u64[0]) }
+
+// PushOnto appends the batch's requests to stack, their heads copied into
+// Go memory, the first that came last: a stack served from its end serves
+// them in the order they came.  No slice of the driver's in between (the
+// entries go from the batch's bytes to stack at once).
+func (b RestBatch) PushOnto(stack []RestDirect) []RestDirect {
+	s := &b.d.d.step
 	n, size := int(s.u64[0]), int(s.u64[2])
-	b := d.batch[:0]
 	if n <= 0 || size <= 0 {
-		return b
+		return stack
 	}
-	b = d.heads.batch(s.closure, size, n, b)
-	d.batch = b
-	return b
+	return b.d.heads.batch(s.closure, size, n, stack, true)
 }
 
 // batch appends to b the n requests of a pass's batch of size bytes in C
-// memory at p, their heads copied into Go memory: a batch of at most half
-// a chunk in one copy from the arena's chunk, each head a view of it
-// capped at its own end (a kept head keeps that chunk, as one copied on
-// its own would); a bigger one head by head (copySpare), so that a kept
-// head never keeps a big batch's other heads.
-func (a *HeadArena) batch(p unsafe.Pointer, size, n int, b []RestDirect) []RestDirect {
+// memory at p (in reverse order with rev), their heads copied into Go
+// memory: a batch of at most half a chunk in one copy from the arena's
+// chunk, each head a view of it capped at its own end (a kept head keeps
+// that chunk, as one copied on its own would); a bigger one head by head
+// (copySpare), so that a kept head never keeps a big batch's other heads.
+func (a *HeadArena) batch(p unsafe.Pointer, size, n int, b []RestDirect, rev bool) []RestDirect {
 	if need := (size + 7) &^ 7; need <= headChunk/2 {
 		if len(a.free) < need {
 			a.free = make([]byte, headChunk)
@@ -226,10 +233,10 @@ func (a *HeadArena) batch(p unsafe.Pointer, size, n int, b []RestDirect) []RestD
 		c := a.free[:size:size]
 		a.free = a.free[need:]
 		copy(c, unsafe.Slice((*byte)(p), size))
-		return splitBatch(c, n, b)
+		return splitBatch(c, n, b, rev)
 	}
 	from := len(b)
-	b = splitBatch(unsafe.Slice((*byte)(p), size), n, b)
+	b = splitBatch(unsafe.Slice((*byte)(p), size), n, b, rev)
 	for i := from; i < len(b); i++ {
 		h := b[i].Head
 		b[i].Head = a.copySpare(unsafe.Pointer(unsafe.SliceData(h)), len(h), 0)
@@ -237,26 +244,42 @@ func (a *HeadArena) batch(p unsafe.Pointer, size, n int, b []RestDirect) []RestD
 	return b
 }
 
-// splitBatch appends to b the n requests of a pass's batch p (Go memory):
-// entries of the rule's id, the session and the head's length (3 native
-// 64-bit words), each followed by its head and padded to 8 bytes
-// (restglue.c, ev_go_batch_add).  Each Head is p's bytes, its capacity
-// its length (no spare room: a batch's requests are aco rules', whose
-// reused records keep their first response bytes in a buffer of their
-// own).
-func splitBatch(p []byte, n int, b []RestDirect) []RestDirect {
+// splitBatch appends to b the n requests of a pass's batch p (Go memory),
+// in reverse order with rev: entries of the rule's id, the session and
+// the head's length (3 native 64-bit words), each followed by its head and
+// padded to 8 bytes (restglue.c, ev_go_batch_add).  Each Head is p's
+// bytes, its capacity its length (no spare room: a batch's requests are
+// aco rules', whose reused records keep their first response bytes in a
+// buffer of their own).  A length beyond p (C never writes one) ends the
+// split: the requests before it are appended.
+func splitBatch(p []byte, n int, b []RestDirect, rev bool) []RestDirect {
 	ne := binary.NativeEndian
-	for i := 0; i < n && len(p) >= 24; i++ {
+	from := len(b)
+	b = slices.Grow(b, n)[:from+n]
+	seg := b[from:]
+	k := 0
+	for ; k < n && len(p) >= 24; k++ {
 		rule, ctx, hl := ne.Uint64(p), uintptr(ne.Uint64(p[8:])), int(ne.Uint64(p[16:]))
 		if hl < 0 || hl > len(p)-24 {
 			break // (never: C wrote it)
 		}
-		b = append(b, RestDirect{Ctx: ctx, Rule: rule, Head: p[24 : 24+hl : 24+hl]})
+		j := k
+		if rev {
+			j = n - 1 - k
+		}
+		seg[j] = RestDirect{Ctx: ctx, Rule: rule, Head: p[24 : 24+hl : 24+hl]}
 		next := (24 + hl + 7) &^ 7
 		if next > len(p) {
 			next = len(p)
 		}
 		p = p[next:]
+	}
+	if k < n {
+		if rev { // (the k split sit at the segment's end)
+			copy(seg, seg[n-k:])
+		}
+		clear(seg[k:])
+		b = b[:from+k]
 	}
 	return b
 }

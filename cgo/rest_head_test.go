@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand"
+	"slices"
 	"testing"
 	"unsafe"
 )
@@ -192,7 +193,9 @@ func batchBuf(heads [][]byte) []byte {
 // later batches (from the same chunk, from new chunks) change no earlier
 // head; the same for batches bigger than half a chunk (their heads copied
 // one by one, those above a quarter of a chunk each into an allocation of
-// its own, also capped at their length).
+// its own, also capped at their length).  Every other batch is pushed
+// onto a stack that holds requests already, in reverse order (what
+// RestBatch.PushOnto does): the stack's requests stay as they were.
 func TestRestBatchSplit(t *testing.T) {
 	var a HeadArena
 	rng := rand.New(rand.NewSource(7))
@@ -216,13 +219,31 @@ func TestRestBatchSplit(t *testing.T) {
 			rng.Read(heads[i])
 		}
 		src := batchBuf(heads)
-		got := a.batch(unsafe.Pointer(&src[0]), len(src), n, nil)
+		rev := round%2 == 1
+		var stack []RestDirect
+		if rev {
+			stack = make([]RestDirect, round%5, round%5+round%3)
+			for i := range stack {
+				stack[i] = RestDirect{Ctx: uintptr(i), Rule: uint64(i)}
+			}
+		}
+		below := len(stack)
+		got := a.batch(unsafe.Pointer(&src[0]), len(src), n, stack, rev)
 		if big != (len(src) > headChunk/2) {
 			t.Fatalf("round %d: a batch of %d bytes", round, len(src))
 		}
 		clear(src) // (C's buffer is reused by the next run)
-		if len(got) != n {
-			t.Fatalf("round %d: %d requests, want %d", round, len(got), n)
+		if len(got) != below+n {
+			t.Fatalf("round %d: %d requests, want %d", round, len(got)-below, n)
+		}
+		for i := 0; i < below; i++ {
+			if got[i].Ctx != uintptr(i) || got[i].Rule != uint64(i) || got[i].Head != nil {
+				t.Fatalf("round %d: the stack's request %d changed", round, i)
+			}
+		}
+		got = got[below:]
+		if rev {
+			slices.Reverse(got)
 		}
 		for i, r := range got {
 			if r.Rule != uint64(1000+i) || r.Ctx != uintptr(0x5000+8*i) ||
@@ -241,8 +262,13 @@ func TestRestBatchSplit(t *testing.T) {
 	// a length C never writes (beyond the batch) ends the split there
 	src := batchBuf([][]byte{[]byte("abc"), []byte("defgh")})
 	binary.NativeEndian.PutUint64(src[32+16:], 1<<20)
-	if got := a.batch(unsafe.Pointer(&src[0]), len(src), 2, nil); len(got) != 1 ||
+	if got := a.batch(unsafe.Pointer(&src[0]), len(src), 2, nil, false); len(got) != 1 ||
 		string(got[0].Head) != "abc" {
 		t.Fatalf("a batch with a bad second length: %d requests", len(got))
+	}
+	stack := []RestDirect{{Ctx: 9, Rule: 9}}
+	if got := a.batch(unsafe.Pointer(&src[0]), len(src), 2, stack, true); len(got) != 2 ||
+		got[0].Ctx != 9 || string(got[1].Head) != "abc" || cap(got) < 3 || got[:3][2].Head != nil {
+		t.Fatalf("a reversed batch with a bad second length: %d requests", len(got))
 	}
 }
