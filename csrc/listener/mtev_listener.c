@@ -902,7 +902,7 @@ static mtev_listener_t *ev_l_new(void) {
 
 static void ev_l_backoff_fire(eventer_timer_node_t *n, struct timeval *now);
 static void ev_l_cancel_fire(eventer_timer_node_t *n, struct timeval *now);
-static void ev_l_aco_end(ev_aco_t *a);
+static void ev_l_aco_end(ev_aco_t *a, int at_fini);
 
 mtev_listener_t *ev_l_bind(const mtev_listener_opts_t *o, char *err,
                            size_t errlen) {
@@ -1499,10 +1499,17 @@ static void ev_l_aco_main(void) {
   l->aco();
 }
 
+static void ev_l_aco_end_at_fini(ev_aco_t *a);
+
 /* eventer_aco's end hook: the coroutine of an aco connection has ended
  * (returned or aco_exit()ed).  Whatever the function left open is closed;
- * the listener's reference to the event and the closure go. */
-static void ev_l_aco_end(ev_aco_t *a) {
+ * the listener's reference to the event and the closure go.  (at_fini:
+ * the coroutine went with its loop instead: ev_l_aco_end_at_fini.) */
+static void ev_l_aco_end(ev_aco_t *a, int at_fini) {
+  if (at_fini) {
+    ev_l_aco_end_at_fini(a);
+    return;
+  }
   eventer_t e = ev_aco_co(a)->arg;
   mtev_acceptor_closure_t *ac = eventer_get_closure(e);
   ac->co = NULL;
@@ -1978,6 +1985,39 @@ int mtev_listener_stop(mtev_listener_t *l, const struct timeval *grace) {
  * is registered or whose coroutine runs is not reached (see
  * mtev_listener.h: stop listeners before eventer_fini). */
 
+/* The "fin"s that came due while discarding (ev_l_discarding), run now
+ * that no listener lock is held. */
+static void ev_l_run_fin_due(void) {
+  while (ev_l_fin_due) {
+    eventer_task_t *f = ev_l_fin_due;
+    ev_l_fin_due = f->next;
+    f->next = NULL;
+    mtev_listener_t *l = EV_L_CONTAINER_OF(f, mtev_listener_t, fin_task);
+    ev_l_fin(l, 1);
+    mtev_listener_release(l); /* the task's */
+  }
+}
+
+/* ev_l_stop_task's part for the acceptor, on eventer_fini's thread with
+ * the home loop stopped (loop mode; nothing if the acceptor is gone). */
+static void ev_l_stop_acceptor_at_fini(mtev_listener_t *l) {
+  if (l->accept_thread || !l->acceptor_live) return;
+  ev_heap_remove_at_fini(&l->backoff_node);
+  eventer_t e = l->accept_e;
+  if (l->backoff_held) { /* out of the loop: we hold its reference */
+    l->backoff_held = 0;
+    eventer_free(e);
+  } else if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == EV_ST_FD) {
+    eventer_t r = ev_reg_remove(ev_event_owner(e), e);
+    EV_L_ASSERT(r == e, "a registered accept event comes out of its stopped loop");
+    eventer_free(r);
+  }
+  /* (else its add is still queued: the queue's discard drops it) */
+  l->accept_e = NULL;
+  ev_l_close_socket(l);
+  ev_l_acceptor_gone(l);
+}
+
 /* mtev_acceptor_closure_free for a closure whose loop no longer runs:
  * its idle timer comes off that loop's heap here. */
 static void ev_l_ac_free_at_fini(mtev_acceptor_closure_t *ac) {
@@ -2009,10 +2049,19 @@ static void ev_l_tls_start_discard(mtev_acceptor_closure_t *ac) {
 static int ev_l_task_discard(eventer_task_t *t) {
   void (*run)(eventer_task_t *, struct timeval *) = t->run;
   if (run != ev_l_dispatch_task && run != ev_l_tls_start_task &&
-      run != ev_l_ac_finish_task && run != ev_l_cancel_task && run != ev_l_fin_task)
+      run != ev_l_ac_finish_task && run != ev_l_cancel_task && run != ev_l_fin_task &&
+      run != ev_l_stop_task)
     return 0;
   ev_l_discarding = 1;
-  if (run == ev_l_dispatch_task) {
+  if (run == ev_l_stop_task) {
+    /* the layer's loop_fini did the acceptor's part; no grace deadline */
+    mtev_listener_t *l = EV_L_CONTAINER_OF(t, mtev_listener_t, stop_task);
+    ev_l_stop_acceptor_at_fini(l);
+    pthread_mutex_lock(&l->lock);
+    ev_l_maybe_finish(l);
+    pthread_mutex_unlock(&l->lock);
+    mtev_listener_release(l); /* the task's */
+  } else if (run == ev_l_dispatch_task) {
     /* never dispatched: as when ev_l_take cannot post it */
     mtev_acceptor_closure_t *ac = EV_L_CONTAINER_OF(t, mtev_acceptor_closure_t, task);
     int fd = ac->fd;
@@ -2037,19 +2086,87 @@ static int ev_l_task_discard(eventer_task_t *t) {
     ev_l_fin_due = t;
   }
   ev_l_discarding = 0;
-  while (ev_l_fin_due) {
-    eventer_task_t *f = ev_l_fin_due;
-    ev_l_fin_due = f->next;
-    f->next = NULL;
-    mtev_listener_t *l = EV_L_CONTAINER_OF(f, mtev_listener_t, fin_task);
-    ev_l_fin(l, 1);
-    mtev_listener_release(l); /* the task's */
-  }
+  ev_l_run_fin_due();
   return 1;
+}
+
+/* ---- a loop that goes away with a listener still accepting on it, or with
+ * aco connections' coroutines ------------------------------------------------------------ */
+
+/* eventer_fini is about to free loop lp.  A listener that accepts on it
+ * (never stopped, or stopped with its stop task still queued there: that
+ * task's discard finds the work done) stops here as its stop task would:
+ * the accept event comes out of the stopped loop and its reference goes,
+ * the socket is closed, the acceptor's listener reference goes, and a
+ * listener with no connection left finishes (mtev_listener_wait returns
+ * in the threads that wait; the coroutines that wait went with their
+ * loops).  A listener with an accept thread is not reached here. */
+static void ev_l_loop_fini(ev_loop_t *lp) {
+  size_t n = 0, k = 0;
+  pthread_mutex_lock(&ev_l_glock);
+  for (mtev_listener_t *l = ev_l_all; l; l = l->next) n++;
+  mtev_listener_t **snap = n ? calloc(n, sizeof(*snap)) : NULL;
+  for (mtev_listener_t *l = ev_l_all; snap && l; l = l->next)
+    if (l->home == (eventer_loop_t *)lp && !l->accept_thread &&
+        __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) != EV_LS_BOUND) {
+      mtev_listener_ref(l);
+      snap[k++] = l;
+    }
+  pthread_mutex_unlock(&ev_l_glock);
+  EV_L_ASSERT(n == 0 || snap, "eventer_fini: out of memory for the listeners");
+  for (size_t i = 0; i < k; i++) {
+    mtev_listener_t *l = snap[i];
+    ev_l_discarding = 1;
+    pthread_mutex_lock(&l->lock);
+    if (l->state == EV_LS_RUNNING) {
+      __atomic_store_n(&l->state, EV_LS_STOPPING, __ATOMIC_RELEASE);
+      pthread_cond_broadcast(&l->cond);
+    }
+    pthread_mutex_unlock(&l->lock);
+    ev_l_stop_acceptor_at_fini(l);
+    pthread_mutex_lock(&l->lock);
+    ev_l_maybe_finish(l);
+    pthread_mutex_unlock(&l->lock);
+    ev_l_discarding = 0;
+    ev_l_run_fin_due();
+    mtev_listener_release(l); /* the snapshot's */
+  }
+  free(snap);
+}
+
+/* The end hook at fini: an aco connection's coroutine went with its loop
+ * (it never runs again, so nothing of the function's code runs).  What
+ * its return would have released goes: the event is closed (an fd the
+ * function left open; a TLS connection's close_notify) and taken out of
+ * the stopped loop, the listener's reference to it goes and so does the
+ * function's, if the event still has more than the listener's (a function
+ * that freed its event before parking elsewhere did its part), and the
+ * closure is freed; a listener whose last connection this was finishes. */
+static void ev_l_aco_end_at_fini(ev_aco_t *a) {
+  eventer_t e = ev_aco_co(a)->arg;
+  mtev_acceptor_closure_t *ac = eventer_get_closure(e);
+  ac->co = NULL;
+  ev_l_discarding = 1;
+  if (ev_aco_fd_close_at_fini(e) == 0) {
+    int refs = __atomic_load_n(&e->refcnt, __ATOMIC_ACQUIRE);
+    eventer_free(e);               /* the listener's */
+    if (refs > 1) eventer_free(e); /* the function's */
+  } else {
+    /* not converted: a coroutine parks only after the conversion, so
+     * this one never ran; the function's reference and the listener's */
+    int m;
+    if (!(ac->flags & EV_AC_F_CLOSED)) eventer_close(e, &m);
+    eventer_free(e);
+    eventer_free(e);
+  }
+  ev_l_ac_free_at_fini(ac);
+  ev_l_discarding = 0;
+  ev_l_run_fin_due();
 }
 
 static const ev_layer_t ev_l_layer = {
     .name = "listener",
+    .loop_fini = ev_l_loop_fini,
     .task_discard = ev_l_task_discard,
 };
 

@@ -1,0 +1,229 @@
+/*
+ * test_listener_fini_live.c - eventer_fini with a listener still running
+ * (never stopped, or its stop dropped unrun) and with aco connections whose
+ * coroutines go with their loop.
+ *
+ * After eventer_fini: the accept event and every connection's event are
+ * gone (the eventer's live count is 0), the sockets closed (EBADF, and the
+ * client reads EOF), every acceptor closure freed, the listener stopped,
+ * off the list, a thread in mtev_listener_wait woken, and the caller's
+ * reference the last one (mtev_listener_release frees it: ASan's leak
+ * check sees the rest).  No user code runs on the stopped loop: an aco
+ * function parked at fini never returns from its call.
+ *
+ * Deterministic: the test drives loop 0 itself (eventer_init_external);
+ * a connection's loop of the pool "other" is never driven at all (its
+ * coroutine never starts).
+ */
+#include "ltest.h"
+
+static void start(int other) {
+  T_EQ(eventer_impl_propset("concurrency", "1"), 0);
+  if (other) T_EQ(eventer_impl_propset("loop_other", "1"), 0);
+  T_EQ(eventer_init_external(), 0);
+  T_EQ(eventer_loop_attach(0), 0);
+}
+
+static mtev_listener_t *make(const mtev_listener_opts_t *o) {
+  char err[1024];
+  mtev_listener_t *l = mtev_listener_create(o, err, sizeof(err));
+  T_CHECKF(l, "mtev_listener_create: %s (errno %d)", err, errno);
+  return l;
+}
+
+static void run_once(void) {
+  struct timeval tick = {0, 10000};
+  T_EQ(eventer_run_once(NULL, &tick), EVENTER_RUN_DONE);
+}
+
+static uint64_t stat_of(mtev_listener_t *l, int active) {
+  mtev_listener_stats_t st;
+  T_EQ(mtev_listener_get_stats(l, &st), 0);
+  return active ? st.active : st.accepted;
+}
+
+static int listeners_seen(mtev_listener_t *l, void *c) {
+  (void)l;
+  (*(int *)c)++;
+  return 0;
+}
+
+/* The server's end of the connection on the listener's port. */
+static int server_fd(int port) {
+  for (int fd = 0; fd < 4096; fd++) {
+    struct sockaddr_in a, p;
+    socklen_t al = sizeof(a), pl = sizeof(p);
+    if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0) continue;
+    if (getsockname(fd, (struct sockaddr *)&a, &al) != 0 || a.sin_family != AF_INET)
+      continue;
+    if (ntohs(a.sin_port) == port) return fd;
+  }
+  T_FAIL("no accepted socket on port %d", port);
+  return -1;
+}
+
+static void expect_closed(int fd) {
+  errno = 0;
+  T_EQ(fcntl(fd, F_GETFD), -1);
+  T_EQ(errno, EBADF);
+}
+
+static void expect_eof(int client) {
+  struct pollfd p = {client, POLLIN, 0};
+  T_EQ(poll(&p, 1, 30000), 1);
+  char c;
+  T_EQ(recv(client, &c, 1, 0), 0);
+  close(client);
+}
+
+/* a thread blocked in mtev_listener_wait across the fini (the bound only
+ * keeps a broken fini from hanging the test: it fails with -1) */
+static int waited = -2;
+static void *waiter(void *arg) {
+  struct timeval bound = {60, 0};
+  __atomic_store_n(&waited, mtev_listener_wait(arg, &bound), __ATOMIC_RELEASE);
+  return NULL;
+}
+
+/* The loop stops (run_once returns STOPPED before its task phase) and
+ * eventer_fini releases what the listener and its connections held. */
+static void fini_and_check(mtev_listener_t *l, int lfd) {
+  pthread_t t;
+  waited = -2;
+  T_EQ(pthread_create(&t, NULL, waiter, l), 0);
+  eventer_shutdown();
+  T_EQ(eventer_run_once(NULL, NULL), EVENTER_RUN_STOPPED);
+  eventer_fini();
+  T_EQ(mtev_acceptor_closures_live(), 0);
+  T_EQ(stat_of(l, 1), 0);
+  T_EQ(eventer_allocations_current(), 0);
+  expect_closed(lfd);
+  struct timeval zero = {0, 0};
+  T_EQ(mtev_listener_wait(l, &zero), 0);
+  int n = 0;
+  T_EQ(mtev_listener_foreach(listeners_seen, &n), 0);
+  T_EQ(n, 0);
+  T_EQ(pthread_join(t, NULL), 0);
+  T_EQ(waited, 0);
+  mtev_listener_release(l); /* the last: freed (else ASan reports it) */
+}
+
+/* The listening socket: the one bound to port that has no peer. */
+static int listen_fd(int port) {
+  for (int fd = 0; fd < 4096; fd++) {
+    struct sockaddr_in a, p;
+    socklen_t al = sizeof(a), pl = sizeof(p);
+    if (getsockname(fd, (struct sockaddr *)&a, &al) != 0 || a.sin_family != AF_INET)
+      continue;
+    if (ntohs(a.sin_port) != port || getpeername(fd, (struct sockaddr *)&p, &pl) == 0)
+      continue;
+    return fd;
+  }
+  T_FAIL("no listening socket on port %d", port);
+  return -1;
+}
+
+static int never_cb(eventer_t e, int mask, void *closure, struct timeval *now) {
+  (void)e, (void)mask, (void)closure, (void)now;
+  T_FAIL("no connection is served");
+  return 0;
+}
+
+/* how 0: never stopped; 1: mtev_listener_stop called, its task dropped
+ * unrun (the loop stops before its task phase). */
+static void idle_listener(int how) {
+  int fds = lt_fd_count();
+  start(0);
+  mtev_listener_opts_t o = {.address = "127.0.0.1",
+                            .callback = never_cb,
+                            .accept_in_loop = mtev_true};
+  mtev_listener_t *l = make(&o);
+  int lfd = listen_fd(mtev_listener_get_port(l));
+  run_once(); /* the accept event is registered and polled */
+  T_EQ(eventer_allocations_current(), 1);
+  if (how) T_EQ(mtev_listener_stop(l, NULL), 0);
+  fini_and_check(l, lfd);
+  T_EQ(lt_fd_count(), fds);
+}
+
+static void test_running_at_fini(void) { idle_listener(0); }
+static void test_stop_dropped(void) { idle_listener(1); }
+
+/* ---- aco connections ------------------------------------------------------------- */
+
+enum {
+  CO_READ,       /* parks in eventer_aco_read: the event registered */
+  CO_SLEEP,      /* parks in eventer_aco_sleep holding the open event */
+  CO_FREED_SLEEP /* closed and freed its event, then parks in a sleep */
+};
+static int co_mode, co_entered, co_returned;
+
+static void co_fn(void) {
+  eventer_aco_t e = eventer_aco_arg();
+  co_entered++;
+  char buf[8];
+  struct timeval long_time = {3600, 0};
+  switch (co_mode) {
+  case CO_READ:
+    eventer_aco_read(e, buf, sizeof(buf), NULL);
+    break;
+  case CO_SLEEP:
+    eventer_aco_sleep(&long_time);
+    break;
+  default:
+    eventer_aco_close(e);
+    eventer_aco_free(e);
+    eventer_aco_sleep(&long_time);
+    co_returned++;
+    return;
+  }
+  co_returned++; /* never: the loop stopped with the coroutine parked */
+  eventer_aco_close(e);
+  eventer_aco_free(e);
+}
+
+/* An aco function's connection on loop 0, parked as mode says; the
+ * listener stopped first (its stop ran: the connection keeps it
+ * draining) or not at all. */
+static void aco_conn(int mode, int stopped) {
+  int fds = lt_fd_count();
+  start(0);
+  co_mode = mode;
+  co_entered = co_returned = 0;
+  mtev_listener_opts_t o = {.address = "127.0.0.1",
+                            .aco_function = co_fn,
+                            .accept_in_loop = mtev_true};
+  mtev_listener_t *l = make(&o);
+  int port = mtev_listener_get_port(l);
+  int lfd = listen_fd(port);
+  int client = lt_connect(l);
+  for (int i = 0; i < 6000 && co_entered == 0; i++) run_once();
+  T_EQ(co_entered, 1);
+  int srv = mode == CO_FREED_SLEEP ? -1 : server_fd(port);
+  T_EQ(mtev_acceptor_closures_live(), 1);
+  if (stopped) {
+    T_EQ(mtev_listener_stop(l, NULL), 0);
+    run_once(); /* the stop: the acceptor goes; the connection stays */
+    T_EQ(stat_of(l, 1), 1);
+    struct timeval zero = {0, 0};
+    T_EQ(mtev_listener_wait(l, &zero), -1);
+    T_EQ(errno, ETIMEDOUT);
+  }
+  fini_and_check(l, lfd);
+  T_EQ(co_returned, 0);
+  if (srv >= 0) expect_closed(srv);
+  expect_eof(client);
+  T_EQ(lt_fd_count(), fds);
+}
+
+static void test_aco_read_at_fini(void) { aco_conn(CO_READ, 0); }
+static void test_aco_sleep_at_fini(void) { aco_conn(CO_SLEEP, 0); }
+static void test_aco_freed_sleep_at_fini(void) { aco_conn(CO_FREED_SLEEP, 0); }
+static void test_aco_read_stopped_at_fini(void) { aco_conn(CO_READ, 1); }
+
+T_MAIN({"running_at_fini", test_running_at_fini},
+       {"stop_dropped", test_stop_dropped},
+       {"aco_read_at_fini", test_aco_read_at_fini},
+       {"aco_sleep_at_fini", test_aco_sleep_at_fini},
+       {"aco_freed_sleep_at_fini", test_aco_freed_sleep_at_fini},
+       {"aco_read_stopped_at_fini", test_aco_read_stopped_at_fini})
