@@ -1981,9 +1981,10 @@ int mtev_listener_stop(mtev_listener_t *l, const struct timeval *grace) {
  * listener's last step to stopped).  They are released here, on
  * eventer_fini's thread with every loop stopped: the fd or event is
  * closed, the closure freed; a listener whose last connection this was
- * finishes here (nothing is posted to a loop).  A connection whose event
- * is registered or whose coroutine runs is not reached (see
- * mtev_listener.h: stop listeners before eventer_fini). */
+ * finishes here (nothing is posted to a loop).  A listener still
+ * accepting and an aco function's connection are the layer's loop_fini's
+ * and the end hook's (below); a classic or dispatch service's connection
+ * still open is not reached (see mtev_listener.h). */
 
 /* The "fin"s that came due while discarding (ev_l_discarding), run now
  * that no listener lock is held. */
