@@ -1530,6 +1530,7 @@ void eventer_fini(void) {
   if (!EV_LOAD(&G.initialized)) return;
   eventer_shutdown();
   join_spawned();
+  ev_layers_fini_begin(); /* e.g. listeners' accept threads told to end */
   ev_dedicated_quiesce(); /* eventer_run_in_thread threads that are ending */
   /* External drivers get EVENTER_RUN_STOPPED at their next iteration
    * boundary.  A driver between two run_once calls (or holding a step it

@@ -2135,6 +2135,32 @@ static void ev_l_loop_fini(ev_loop_t *lp) {
   free(snap);
 }
 
+/* eventer_fini has begun (every loop told to stop): a listener whose
+ * accept thread still runs is stopped as mtev_listener_stop does (the
+ * thread, woken out of accept(2), closes the socket and ends before
+ * eventer_fini waits for such threads), without a grace deadline; the
+ * stop and fin tasks it posts to the home loop are run there if that
+ * loop still iterates, else dropped and released (ev_l_task_discard). */
+static void ev_l_fini_begin(void) {
+  size_t n = 0, k = 0;
+  pthread_mutex_lock(&ev_l_glock);
+  for (mtev_listener_t *l = ev_l_all; l; l = l->next) n++;
+  mtev_listener_t **snap = n ? calloc(n, sizeof(*snap)) : NULL;
+  for (mtev_listener_t *l = ev_l_all; snap && l; l = l->next)
+    if (l->accept_thread &&
+        __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) == EV_LS_RUNNING) {
+      mtev_listener_ref(l);
+      snap[k++] = l;
+    }
+  pthread_mutex_unlock(&ev_l_glock);
+  EV_L_ASSERT(n == 0 || snap, "eventer_fini: out of memory for the listeners");
+  for (size_t i = 0; i < k; i++) {
+    mtev_listener_stop(snap[i], NULL);
+    mtev_listener_release(snap[i]); /* the snapshot's */
+  }
+  free(snap);
+}
+
 /* The end hook at fini: an aco connection's coroutine went with its loop
  * (it never runs again, so nothing of the function's code runs).  What
  * its return would have released goes: the event is closed (an fd the
@@ -2168,6 +2194,7 @@ static void ev_l_aco_end_at_fini(ev_aco_t *a) {
 static const ev_layer_t ev_l_layer = {
     .name = "listener",
     .loop_fini = ev_l_loop_fini,
+    .fini_begin = ev_l_fini_begin,
     .task_discard = ev_l_task_discard,
 };
 

@@ -165,18 +165,19 @@
  * ECANCELED) and every other connection's socket is shut down.
  *
  * eventer_fini() ends what is left on the loops it frees, without running
- * any service code: a listener still accepting on its loop (never
- * stopped, or its stop not yet run there) stops (its socket is closed, its
- * references go, threads in mtev_listener_wait return 0); an aco
+ * any service code: a listener still accepting (never stopped, or its
+ * stop not yet run on its loop; an accept thread is stopped and ends
+ * first) stops (its socket is closed, its references go, threads in
+ * mtev_listener_wait return 0); an aco
  * function's connection whose coroutine goes with its loop ends as the
  * function's return would end it (the event closed and released, with the
  * function's reference if it had not freed the event, and the closure
  * freed); a connection still on its way to its loop (accepted and not yet
  * dispatched, or its dispatch start queued after the TLS handshake) is
- * closed and its closure freed.  Not reached: a listener with an accept
- * thread, and a classic callback's or dispatch service's connection still
- * open (its event goes with the loop; its closure and fd are the
- * service's).  Stop those first (mtev_listener_shutdown).
+ * closed and its closure freed.  Not reached: a classic callback's or
+ * dispatch service's connection still open (its event goes with the
+ * loop; its closure and fd are the service's): stop listeners first
+ * (mtev_listener_shutdown) to let those finish.
  *
  * Threads: everything here is THREAD-SAFE except where noted.
  */

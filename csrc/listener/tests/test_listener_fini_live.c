@@ -147,6 +147,17 @@ static void idle_listener(int how) {
 }
 
 static void test_running_at_fini(void) { idle_listener(0); }
+
+static void test_accept_thread_at_fini(void) {
+  int fds = lt_fd_count();
+  start(0);
+  mtev_listener_opts_t o = {.address = "127.0.0.1", .callback = never_cb};
+  mtev_listener_t *l = make(&o);
+  int lfd = listen_fd(mtev_listener_get_port(l));
+  run_once();
+  fini_and_check(l, lfd);
+  T_EQ(lt_fd_count(), fds);
+}
 static void test_stop_dropped(void) { idle_listener(1); }
 
 /* ---- aco connections ------------------------------------------------------------- */
@@ -222,6 +233,7 @@ static void test_aco_freed_sleep_at_fini(void) { aco_conn(CO_FREED_SLEEP, 0); }
 static void test_aco_read_stopped_at_fini(void) { aco_conn(CO_READ, 1); }
 
 T_MAIN({"running_at_fini", test_running_at_fini},
+       {"accept_thread_at_fini", test_accept_thread_at_fini},
        {"stop_dropped", test_stop_dropped},
        {"aco_read_at_fini", test_aco_read_at_fini},
        {"aco_sleep_at_fini", test_aco_sleep_at_fini},
