@@ -533,6 +533,10 @@ static void ev_l_destroy(mtev_listener_t *l) {
   mtev_hash_destroy(&l->ssl_settings, free, free);
   pthread_mutex_destroy(&l->lock);
   pthread_cond_destroy(&l->cond);
+  /* coroutines that waited in mtev_listener_wait and went with their
+   * loops at eventer_fini (a live waiter's caller holds l): their
+   * handles' references */
+  for (size_t i = 0; i < l->nwaiters; i++) eventer_aco_co_release(l->waiters[i]);
   free(l->waiters);
   free(l->unix_path);
   free(l->type);

@@ -165,9 +165,19 @@ static void test_stop_dropped(void) { idle_listener(1); }
 enum {
   CO_READ,       /* parks in eventer_aco_read: the event registered */
   CO_SLEEP,      /* parks in eventer_aco_sleep holding the open event */
-  CO_FREED_SLEEP /* closed and freed its event, then parks in a sleep */
+  CO_FREED_SLEEP, /* closed and freed its event, then parks in a sleep */
+  CO_ASYNCH,      /* waits for asynch work that ends while nobody drives */
+  CO_LWAIT        /* waits in mtev_listener_wait for its own listener */
 };
 static int co_mode, co_entered, co_returned;
+static int job_started, job_go;
+static mtev_listener_t *co_l;
+
+static void job_block(void *c) {
+  (void)c;
+  __atomic_store_n(&job_started, 1, __ATOMIC_RELEASE);
+  while (!__atomic_load_n(&job_go, __ATOMIC_ACQUIRE)) usleep(1000);
+}
 
 static void co_fn(void) {
   eventer_aco_t e = eventer_aco_arg();
@@ -180,6 +190,12 @@ static void co_fn(void) {
     break;
   case CO_SLEEP:
     eventer_aco_sleep(&long_time);
+    break;
+  case CO_ASYNCH:
+    eventer_aco_simple_asynch(job_block, NULL);
+    break;
+  case CO_LWAIT:
+    mtev_listener_wait(co_l, NULL);
     break;
   default:
     eventer_aco_close(e);
@@ -201,10 +217,12 @@ static void aco_conn(int mode, int stopped) {
   start(0);
   co_mode = mode;
   co_entered = co_returned = 0;
+  job_started = job_go = 0;
   mtev_listener_opts_t o = {.address = "127.0.0.1",
                             .aco_function = co_fn,
                             .accept_in_loop = mtev_true};
   mtev_listener_t *l = make(&o);
+  co_l = l;
   int port = mtev_listener_get_port(l);
   int lfd = listen_fd(port);
   int client = lt_connect(l);
@@ -212,6 +230,14 @@ static void aco_conn(int mode, int stopped) {
   T_EQ(co_entered, 1);
   int srv = mode == CO_FREED_SLEEP ? -1 : server_fd(port);
   T_EQ(mtev_acceptor_closures_live(), 1);
+  if (mode == CO_ASYNCH) {
+    /* the job runs, then ends while nobody drives loop 0: its completion
+     * waits in the loop's inbox when the loop stops */
+    for (int i = 0; i < 30000 && !__atomic_load_n(&job_started, __ATOMIC_ACQUIRE); i++)
+      usleep(1000);
+    T_EQ(__atomic_load_n(&job_started, __ATOMIC_ACQUIRE), 1);
+    __atomic_store_n(&job_go, 1, __ATOMIC_RELEASE);
+  }
   if (stopped) {
     T_EQ(mtev_listener_stop(l, NULL), 0);
     run_once(); /* the stop: the acceptor goes; the connection stays */
@@ -231,6 +257,8 @@ static void test_aco_read_at_fini(void) { aco_conn(CO_READ, 0); }
 static void test_aco_sleep_at_fini(void) { aco_conn(CO_SLEEP, 0); }
 static void test_aco_freed_sleep_at_fini(void) { aco_conn(CO_FREED_SLEEP, 0); }
 static void test_aco_read_stopped_at_fini(void) { aco_conn(CO_READ, 1); }
+static void test_aco_asynch_at_fini(void) { aco_conn(CO_ASYNCH, 0); }
+static void test_aco_listener_wait_at_fini(void) { aco_conn(CO_LWAIT, 0); }
 
 T_MAIN({"running_at_fini", test_running_at_fini},
        {"accept_thread_at_fini", test_accept_thread_at_fini},
@@ -238,4 +266,6 @@ T_MAIN({"running_at_fini", test_running_at_fini},
        {"aco_read_at_fini", test_aco_read_at_fini},
        {"aco_sleep_at_fini", test_aco_sleep_at_fini},
        {"aco_freed_sleep_at_fini", test_aco_freed_sleep_at_fini},
-       {"aco_read_stopped_at_fini", test_aco_read_stopped_at_fini})
+       {"aco_read_stopped_at_fini", test_aco_read_stopped_at_fini},
+       {"aco_asynch_at_fini", test_aco_asynch_at_fini},
+       {"aco_listener_wait_at_fini", test_aco_listener_wait_at_fini})
