@@ -2171,8 +2171,9 @@ static void ev_l_fini_begin(void) {
  * function left open; a TLS connection's close_notify) and taken out of
  * the stopped loop, the listener's reference to it goes and so does the
  * function's, if the event still has more than the listener's (a function
- * that freed its event before parking elsewhere did its part), and the
- * closure is freed; a listener whose last connection this was finishes. */
+ * that freed its event before parking elsewhere did its part), as does the
+ * TLS handshake's while the coroutine waits in it, and the closure is
+ * freed; a listener whose last connection this was finishes. */
 static void ev_l_aco_end_at_fini(ev_aco_t *a) {
   eventer_t e = ev_aco_co(a)->arg;
   mtev_acceptor_closure_t *ac = eventer_get_closure(e);
@@ -2180,6 +2181,13 @@ static void ev_l_aco_end_at_fini(ev_aco_t *a) {
   ev_l_discarding = 1;
   if (ev_aco_fd_close_at_fini(e) == 0) {
     int refs = __atomic_load_n(&e->refcnt, __ATOMIC_ACQUIRE);
+    if (ac->flags & EV_AC_F_HANDSHAKE) {
+      /* parked in ev_l_aco_main's eventer_aco_ssl_accept, which holds a
+       * reference of its own while it waits (the function has not run:
+       * its reference is there too) */
+      eventer_free(e);
+      refs--;
+    }
     eventer_free(e);               /* the listener's */
     if (refs > 1) eventer_free(e); /* the function's */
   } else {
