@@ -266,6 +266,10 @@ int ev_callback_foreign_boxed(eventer_func_t f);
 void ev_layer_register(const ev_layer_t *layer);
 /* The core's side: tell every layer. */
 void ev_layers_fini_begin(void);
+/* 1 on eventer_fini's thread while it runs the layers' loop_fini and
+ * discards and drops the loops' queues: a layer that would post work to a
+ * loop then does it at once instead (no loop will run it).  Else 0. */
+int ev_fini_dropping(void);
 void ev_layers_loop_fini(ev_loop_t *l);
 void ev_layers_hook_discard(struct ev_pass_hook *h);
 

@@ -1142,6 +1142,8 @@ static eventer_timer_node_t *ev_l_idle_node(mtev_acceptor_closure_t *ac) {
 }
 
 static void ev_l_maybe_finish(mtev_listener_t *l);
+static void ev_l_run_fin_due(void);
+static __thread int ev_l_discarding; /* see ev_l_fin_due */
 
 /* The last step of a closure: off the listener's books, freed. */
 static void ev_l_ac_finish(mtev_acceptor_closure_t *ac) {
@@ -1158,6 +1160,9 @@ static void ev_l_ac_finish(mtev_acceptor_closure_t *ac) {
   free(ac->remote_cn);
   free(ac);
   mtev_listener_release(l);
+  /* freed by another layer at eventer_fini (the HTTP engine's end of a
+   * session): a "fin" that came due is run here (ev_l_maybe_finish) */
+  if (!ev_l_discarding) ev_l_run_fin_due();
 }
 
 static void ev_l_ac_finish_task(eventer_task_t *t, struct timeval *now) {
@@ -1181,6 +1186,7 @@ void mtev_acceptor_closure_free(mtev_acceptor_closure_t *ac) {
   ac->ctx_free = NULL;
   ev_l_conn_clear(ac->fd, ac);
   eventer_timer_node_t *n = ev_l_idle_node(ac);
+  if (n && ev_fini_dropping()) ev_heap_remove_at_fini(n); /* its loop is gone */
   if (n && eventer_timer_node_remove(n) < 0) {
     /* the idle timer is queued on the connection's loop and this is not
      * it: finish there */
@@ -1770,10 +1776,11 @@ mtev_listener_t *mtev_listener_create(const mtev_listener_opts_t *opts,
 /* ---- stopping ---------------------------------------------------------------------------- */
 
 /* eventer_fini's thread, while it tells the listener of a task it dropped
- * (ev_l_task_discard): no loop runs any more, so a "fin" that comes due
- * is not posted but kept here (linked through fin_task.next) and run by
- * the discard once it is out of the listener's lock. */
-static __thread int ev_l_discarding;
+ * (ev_l_task_discard) or ends what a stopped loop held (ev_l_discarding
+ * set), or while another layer does (ev_fini_dropping): no loop runs any
+ * more, so a "fin" that comes due is not posted but kept here (linked
+ * through fin_task.next) and run once out of the listener's lock (by the
+ * discard, or at the end of ev_l_ac_finish). */
 static __thread eventer_task_t *ev_l_fin_due;
 
 /* Under l->lock: once stopping, with the acceptor gone and no connection
@@ -1784,7 +1791,7 @@ static void ev_l_maybe_finish(mtev_listener_t *l) {
     return;
   l->fin_posted = 1;
   mtev_listener_ref(l); /* the task's */
-  if (ev_l_discarding) {
+  if (ev_l_discarding || ev_fini_dropping()) {
     l->fin_task.next = ev_l_fin_due;
     ev_l_fin_due = &l->fin_task;
     return;

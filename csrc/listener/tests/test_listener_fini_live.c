@@ -17,6 +17,8 @@
  */
 #include "ltest.h"
 
+#include "eventer_impl.h" /* a layer of the test's own (ev_layer_t) */
+
 static void start(int other) {
   T_EQ(eventer_impl_propset("concurrency", "1"), 0);
   if (other) T_EQ(eventer_impl_propset("loop_other", "1"), 0);
@@ -79,6 +81,7 @@ static void expect_eof(int client) {
 /* a thread blocked in mtev_listener_wait across the fini (the bound only
  * keeps a broken fini from hanging the test: it fails with -1) */
 static int waited = -2;
+static int detach_at_fini; /* eventer_fini from a thread that is no loop's */
 static void *waiter(void *arg) {
   struct timeval bound = {60, 0};
   __atomic_store_n(&waited, mtev_listener_wait(arg, &bound), __ATOMIC_RELEASE);
@@ -93,6 +96,7 @@ static void fini_and_check(mtev_listener_t *l, int lfd) {
   T_EQ(pthread_create(&t, NULL, waiter, l), 0);
   eventer_shutdown();
   T_EQ(eventer_run_once(NULL, NULL), EVENTER_RUN_STOPPED);
+  if (detach_at_fini) T_EQ(eventer_loop_detach(), 0); /* as the Go binding */
   eventer_fini();
   T_EQ(mtev_acceptor_closures_live(), 0);
   T_EQ(stat_of(l, 1), 0);
@@ -260,7 +264,80 @@ static void test_aco_read_stopped_at_fini(void) { aco_conn(CO_READ, 1); }
 static void test_aco_asynch_at_fini(void) { aco_conn(CO_ASYNCH, 0); }
 static void test_aco_listener_wait_at_fini(void) { aco_conn(CO_LWAIT, 0); }
 
+/* ---- a layer that ends a connection from its discard ---------------------------------- */
+
+/* A dispatch service that is a layer of the eventer, as the HTTP engine
+ * is: its task on the connection's loop is dropped at eventer_fini, and its
+ * discard ends the connection there (closes the event, frees the closure).
+ * The listener was stopped and waits for that last connection: its "fin"
+ * must not be posted to the loop whose queues are being dropped (nothing
+ * would ever run or release it), nor the closure's deferred free. */
+static eventer_t svc_e;
+static eventer_task_t svc_task;
+static void svc_task_run(eventer_task_t *t, struct timeval *now) {
+  (void)t, (void)now;
+  T_FAIL("the service's task never runs: the loop stopped");
+}
+static int svc_discard(eventer_task_t *t) {
+  if (t != &svc_task) return 0;
+  mtev_acceptor_closure_t *ac = eventer_get_closure(svc_e);
+  int m;
+  eventer_close(svc_e, &m);
+  eventer_free(svc_e);
+  svc_e = NULL;
+  mtev_acceptor_closure_free(ac);
+  return 1;
+}
+static const ev_layer_t svc_layer = {.name = "test-svc", .task_discard = svc_discard};
+
+static void svc_start(eventer_t e, void *closure) {
+  (void)closure;
+  svc_e = e; /* handed over unregistered: ours */
+}
+
+/* idle 1: the listener has an idle_timeout, so the closure's idle timer
+ * is queued on the stopped loop when the discard frees the closure */
+static void layer_ends_conn(int idle) {
+  int fds = lt_fd_count();
+  start(0);
+  ev_layer_register(&svc_layer);
+  svc_e = NULL;
+  mtev_hash_table cfg;
+  mtev_hash_init(&cfg);
+  if (idle)
+    T_EQ(mtev_hash_replace(&cfg, "idle_timeout", 12, (void *)"60000", NULL, NULL), 1);
+  mtev_listener_opts_t o = {.address = "127.0.0.1",
+                            .dispatch = svc_start,
+                            .accept_in_loop = mtev_true,
+                            .config = &cfg};
+  mtev_listener_t *l = make(&o);
+  mtev_hash_destroy(&cfg, NULL, NULL);
+  int port = mtev_listener_get_port(l);
+  int lfd = listen_fd(port);
+  int client = lt_connect(l);
+  for (int i = 0; i < 6000 && !svc_e; i++) run_once();
+  T_CHECK(svc_e != NULL);
+  int srv = server_fd(port);
+  T_EQ(mtev_listener_stop(l, NULL), 0);
+  run_once(); /* the stop: the acceptor goes; the connection stays */
+  T_EQ(stat_of(l, 1), 1);
+  svc_task.run = svc_task_run;
+  T_EQ(eventer_task_post_to(eventer_pool_loop(eventer_pool("default"), 0), &svc_task), 0);
+  detach_at_fini = idle;
+  fini_and_check(l, lfd);
+  detach_at_fini = 0;
+  T_CHECK(svc_e == NULL);
+  expect_closed(srv);
+  expect_eof(client);
+  T_EQ(lt_fd_count(), fds);
+}
+
+static void test_layer_ends_conn_at_fini(void) { layer_ends_conn(0); }
+static void test_layer_ends_idle_conn_at_fini(void) { layer_ends_conn(1); }
+
 T_MAIN({"running_at_fini", test_running_at_fini},
+       {"layer_ends_conn_at_fini", test_layer_ends_conn_at_fini},
+       {"layer_ends_idle_conn_at_fini", test_layer_ends_idle_conn_at_fini},
        {"accept_thread_at_fini", test_accept_thread_at_fini},
        {"stop_dropped", test_stop_dropped},
        {"aco_read_at_fini", test_aco_read_at_fini},
