@@ -2125,7 +2125,9 @@ static void ev_l_loop_fini(ev_loop_t *lp) {
       snap[k++] = l;
     }
   pthread_mutex_unlock(&ev_l_glock);
-  EV_L_ASSERT(n == 0 || snap, "eventer_fini: out of memory for the listeners");
+  if (n && !snap)
+    mtevL(mtev_error, "mtev_listener: eventer_fini: out of memory: listeners "
+          "still running are left as they are\n");
   for (size_t i = 0; i < k; i++) {
     mtev_listener_t *l = snap[i];
     ev_l_discarding = 1;
@@ -2164,7 +2166,9 @@ static void ev_l_fini_begin(void) {
       snap[k++] = l;
     }
   pthread_mutex_unlock(&ev_l_glock);
-  EV_L_ASSERT(n == 0 || snap, "eventer_fini: out of memory for the listeners");
+  if (n && !snap)
+    mtevL(mtev_error, "mtev_listener: eventer_fini: out of memory: listeners "
+          "still running are left as they are\n");
   for (size_t i = 0; i < k; i++) {
     mtev_listener_stop(snap[i], NULL);
     mtev_listener_release(snap[i]); /* the snapshot's */
