@@ -44,6 +44,11 @@ static int ev_layer_count(void) {
   return __atomic_load_n(&ev_nlayers, __ATOMIC_ACQUIRE);
 }
 
+void ev_layers_fini_begin(void) {
+  for (int i = 0, n = ev_layer_count(); i < n; i++)
+    if (ev_layers[i]->fini_begin) ev_layers[i]->fini_begin();
+}
+
 void ev_layers_loop_fini(ev_loop_t *l) {
   for (int i = 0, n = ev_layer_count(); i < n; i++)
     if (ev_layers[i]->loop_fini) ev_layers[i]->loop_fini(l);

@@ -24,6 +24,7 @@
 static aco_t *ev_aco_spare_take(ev_aco_loop_t *al, aco_share_stack_t *ss,
                                 void *arg);
 static void ev_aco_spare_poison(aco_t *co, int on);
+static void (*ev_aco_end_hook)(ev_aco_t *a, int at_fini);
 
 /* ---- handles ------------------------------------------------------------------
  * A handle outlives its coroutine: joiners wait on it, other threads wake
@@ -198,7 +199,9 @@ static aco_share_stack_t *ev_aco_stack_for(ev_aco_loop_t *al, size_t sz) {
 /* eventer_fini: the loop is going away; coroutines still suspended on it are
  * dropped without running again, and proxies still alive are freed.
  * Released for them: their timers, the references of fd waits still parked
- * (found through the fd table), proxies.  Not released: what their own
+ * (found through the fd table), proxies, and a listener's connection (the
+ * end hook with at_fini 1: its event closed and released, its closure
+ * freed).  Not released: what their own
  * code holds (events they made, memory), as with aco_destroy, and what a
  * call that was already woken but not yet resumed or a join holds (a
  * record per coroutine would cost every coroutine 8 bytes for a
@@ -222,6 +225,9 @@ static void ev_aco_loop_fini(ev_loop_t *l) {
       __atomic_store_n(&a->handle->done, 1, __ATOMIC_RELEASE);
       eventer_aco_co_release(a->handle);
     }
+    /* a listener's connection: its end at fini (event, fd, closure) */
+    if (a->flags & EV_ACO_F_END_HOOK)
+      __atomic_load_n(&ev_aco_end_hook, __ATOMIC_ACQUIRE)(a, 1);
     aco_destroy(ev_aco_co(a));
   }
   while (al->nspare > 0) {
@@ -303,9 +309,7 @@ void ev_aco_proxy_waiter_fini(ev_aco_t *a) {
   ev_aco_unlink(&a->all);
 }
 
-static void (*ev_aco_end_hook)(ev_aco_t *a);
-
-void ev_aco_set_end_hook(void (*fn)(ev_aco_t *a)) {
+void ev_aco_set_end_hook(void (*fn)(ev_aco_t *a, int at_fini)) {
   __atomic_store_n(&ev_aco_end_hook, fn, __ATOMIC_RELEASE);
 }
 
@@ -329,7 +333,7 @@ void ev_aco_reap(ev_aco_t *a) {
   eventer_timer_node_remove(&a->timer);
   if (a->handle) ev_aco_handle_end(a->handle);
   if (a->flags & EV_ACO_F_END_HOOK)
-    __atomic_load_n(&ev_aco_end_hook, __ATOMIC_ACQUIRE)(a);
+    __atomic_load_n(&ev_aco_end_hook, __ATOMIC_ACQUIRE)(a, 0);
   aco_t *co = ev_aco_co(a);
   ev_aco_loop_t *al = co->main_co->arg;
   if (al->nspare < EV_ACO_SPARE_MAX &&

@@ -139,6 +139,37 @@ void ev_aco_fd_fini_loop(ev_loop_t *l) {
   ev_fdtab_foreach(l, ev_aco_fd_fini_waiters);
 }
 
+int ev_aco_fd_close_at_fini(eventer_t e) {
+  if (!ev_is_aco_fd(e)) {
+    errno = EINVAL;
+    return -1;
+  }
+  /* its waiters went with the loop (ev_aco_fd_fini_loop unlinked them),
+   * and so did the waits under way */
+  while (!ev_aco_waitq_empty(&e->aco.waiters))
+    ev_aco_unlink(e->aco.waiters.head.next);
+  e->acofd_waits = 0;
+  e->acofd_in_cb = 0;
+  if (e->acofd_reg_mask) {
+    e->acofd_reg_mask = 0;
+    if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == EV_ST_FD) {
+      eventer_t r = ev_reg_remove(ev_event_owner(e), e);
+      if (r) eventer_deref(r); /* the registration's reference */
+    }
+    /* (else its add is still queued: the queue's discard drops it) */
+  }
+  if (e->acofd_flags & EV_ACOFD_F_CLOSE_REF) {
+    e->acofd_flags &= (uint8_t)~EV_ACOFD_F_CLOSE_REF;
+    eventer_deref(e);
+  }
+  if (!e->acofd_closed) {
+    e->acofd_closed = 1;
+    int mask = 0;
+    e->aco.orig_opset->close(e->fd, &mask, e);
+  }
+  return 0;
+}
+
 /* The loop's callback for an aco event: wake the waiters whose mask is
  * ready (all of them on an exception), then keep interest in what the
  * remaining waiters need.  (The loop itself does the usual case, one

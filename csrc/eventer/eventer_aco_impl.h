@@ -182,8 +182,12 @@ eventer_aco_co_t *ev_aco_handle_of(ev_aco_t *a);
 /* The listener layer's end hook: called on the loop thread, in main
  * context, when a coroutine flagged EV_ACO_F_END_HOOK has ended (returned
  * or called aco_exit), before its memory goes (its aco_t arg is still
- * readable).  One hook for the process; set before such coroutines run. */
-void ev_aco_set_end_hook(void (*fn)(ev_aco_t *a));
+ * readable), with at_fini 0; and with at_fini 1 on eventer_fini's thread
+ * when such a coroutine goes with its loop (the coroutine layer's
+ * loop_fini: it never runs again; it is off its wait queues and timers,
+ * no loop runs, and nothing may be posted to one).  One hook for the
+ * process; set before such coroutines run. */
+void ev_aco_set_end_hook(void (*fn)(ev_aco_t *a, int at_fini));
 
 /* Resumes a (NEW/RUNNABLE) from main context on its loop: a coroutine runs
  * (and is reaped if it ended); a proxy's wait ends
@@ -521,6 +525,12 @@ int ev_aco_fd_reads_may_wait(eventer_t e);
 /* eventer_fini: unlinks the waiters still parked on fd events of l (they
  * are dropped with the loop). */
 void ev_aco_fd_fini_loop(ev_loop_t *l);
+/* eventer_fini, for a coroutine that went with e's loop (the end hook at
+ * fini) and owned aco event e: e is closed if it was open (its fd through
+ * its original opset), taken out of the stopped loop, and the references
+ * of its registration and of a close waiting for waits to end are
+ * dropped; the caller's still hold.  -1/EINVAL if e is not an aco event. */
+int ev_aco_fd_close_at_fini(eventer_t e);
 /* The aco layer's event hooks (an aco event's state dies with it; a copy
  * is classic). */
 void ev_aco_fd_event_free(eventer_t e);

@@ -233,6 +233,9 @@ struct _event {
  *   event_free    the final free of e, before its memory goes (state kept
  *                 in the event, opset_ctx or a closure)
  *   event_copy    eventer_alloc_copy copied src's fields into dst
+ *   fini_begin    eventer_fini has told every loop to stop and is about
+ *                 to wait for the eventer_run_in_thread threads to end
+ *                 (a layer ends the ones that are its own here)
  *   loop_fini     eventer_fini is about to free loop l
  *   task_discard  a task queued to a loop that goes away is dropped unrun
  *   hook_discard  so is an end-of-pass hook (ev_pass_hook_post), already
@@ -248,6 +251,7 @@ typedef struct ev_layer {
   void (*event_free)(eventer_t e);
   void (*event_copy)(eventer_t dst, eventer_t src);
   void (*loop_fini)(ev_loop_t *l);
+  void (*fini_begin)(void);
   int (*task_discard)(eventer_task_t *t);
   int (*hook_discard)(struct ev_pass_hook *h);
 } ev_layer_t;
@@ -261,6 +265,11 @@ int ev_callback_foreign_boxed(eventer_func_t f);
 #define EV_MAX_LAYERS 6
 void ev_layer_register(const ev_layer_t *layer);
 /* The core's side: tell every layer. */
+void ev_layers_fini_begin(void);
+/* 1 on eventer_fini's thread while it runs the layers' loop_fini and
+ * discards and drops the loops' queues: a layer that would post work to a
+ * loop then does it at once instead (no loop will run it).  Else 0. */
+int ev_fini_dropping(void);
 void ev_layers_loop_fini(ev_loop_t *l);
 void ev_layers_hook_discard(struct ev_pass_hook *h);
 

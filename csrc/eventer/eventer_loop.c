@@ -1526,10 +1526,21 @@ static void drop_queued(ev_loop_t *l) {
   while ((t = fifo_pop(l))) ev_task_discard(t);
 }
 
+/* eventer_fini's thread while it drops what the stopped loops hold (the
+ * layers' loop_fini and discards): nothing posted to a loop then is ever
+ * run or released. */
+static pthread_t ev_fini_thread;
+static int ev_fini_busy; /* __atomic */
+
+int ev_fini_dropping(void) {
+  return EV_LOAD(&ev_fini_busy) && pthread_equal(ev_fini_thread, pthread_self());
+}
+
 void eventer_fini(void) {
   if (!EV_LOAD(&G.initialized)) return;
   eventer_shutdown();
   join_spawned();
+  ev_layers_fini_begin(); /* e.g. listeners' accept threads told to end */
   ev_dedicated_quiesce(); /* eventer_run_in_thread threads that are ending */
   /* External drivers get EVENTER_RUN_STOPPED at their next iteration
    * boundary.  A driver between two run_once calls (or holding a step it
@@ -1549,6 +1560,8 @@ void eventer_fini(void) {
   pthread_mutex_lock(&G.life_lock);
   /* Job threads first: they may still post completions to loops. */
   ev_jobq_fini_all();
+  ev_fini_thread = pthread_self();
+  EV_STORE(&ev_fini_busy, 1);
   for (int p = 0; p < G.npools; p++)
     for (int i = 0; i < G.pools[p]->concurrency; i++) {
       ev_loop_t *l = G.pools[p]->loops[i];
@@ -1556,6 +1569,7 @@ void eventer_fini(void) {
       drop_queued(l);
       ev_reg_drop_all(l);
     }
+  EV_STORE(&ev_fini_busy, 0);
   for (int p = 0; p < G.npools; p++) pool_free(G.pools[p]);
   free(G.pools);
   G.pools = NULL;

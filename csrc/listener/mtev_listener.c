@@ -533,6 +533,10 @@ static void ev_l_destroy(mtev_listener_t *l) {
   mtev_hash_destroy(&l->ssl_settings, free, free);
   pthread_mutex_destroy(&l->lock);
   pthread_cond_destroy(&l->cond);
+  /* coroutines that waited in mtev_listener_wait and went with their
+   * loops at eventer_fini (a live waiter's caller holds l): their
+   * handles' references */
+  for (size_t i = 0; i < l->nwaiters; i++) eventer_aco_co_release(l->waiters[i]);
   free(l->waiters);
   free(l->unix_path);
   free(l->type);
@@ -902,7 +906,7 @@ static mtev_listener_t *ev_l_new(void) {
 
 static void ev_l_backoff_fire(eventer_timer_node_t *n, struct timeval *now);
 static void ev_l_cancel_fire(eventer_timer_node_t *n, struct timeval *now);
-static void ev_l_aco_end(ev_aco_t *a);
+static void ev_l_aco_end(ev_aco_t *a, int at_fini);
 
 mtev_listener_t *ev_l_bind(const mtev_listener_opts_t *o, char *err,
                            size_t errlen) {
@@ -1138,6 +1142,8 @@ static eventer_timer_node_t *ev_l_idle_node(mtev_acceptor_closure_t *ac) {
 }
 
 static void ev_l_maybe_finish(mtev_listener_t *l);
+static void ev_l_run_fin_due(void);
+static __thread int ev_l_discarding; /* see ev_l_fin_due */
 
 /* The last step of a closure: off the listener's books, freed. */
 static void ev_l_ac_finish(mtev_acceptor_closure_t *ac) {
@@ -1154,6 +1160,9 @@ static void ev_l_ac_finish(mtev_acceptor_closure_t *ac) {
   free(ac->remote_cn);
   free(ac);
   mtev_listener_release(l);
+  /* freed by another layer at eventer_fini (the HTTP engine's end of a
+   * session): a "fin" that came due is run here (ev_l_maybe_finish) */
+  if (!ev_l_discarding) ev_l_run_fin_due();
 }
 
 static void ev_l_ac_finish_task(eventer_task_t *t, struct timeval *now) {
@@ -1177,6 +1186,7 @@ void mtev_acceptor_closure_free(mtev_acceptor_closure_t *ac) {
   ac->ctx_free = NULL;
   ev_l_conn_clear(ac->fd, ac);
   eventer_timer_node_t *n = ev_l_idle_node(ac);
+  if (n && ev_fini_dropping()) ev_heap_remove_at_fini(n); /* its loop is gone */
   if (n && eventer_timer_node_remove(n) < 0) {
     /* the idle timer is queued on the connection's loop and this is not
      * it: finish there */
@@ -1499,10 +1509,17 @@ static void ev_l_aco_main(void) {
   l->aco();
 }
 
+static void ev_l_aco_end_at_fini(ev_aco_t *a);
+
 /* eventer_aco's end hook: the coroutine of an aco connection has ended
  * (returned or aco_exit()ed).  Whatever the function left open is closed;
- * the listener's reference to the event and the closure go. */
-static void ev_l_aco_end(ev_aco_t *a) {
+ * the listener's reference to the event and the closure go.  (at_fini:
+ * the coroutine went with its loop instead: ev_l_aco_end_at_fini.) */
+static void ev_l_aco_end(ev_aco_t *a, int at_fini) {
+  if (at_fini) {
+    ev_l_aco_end_at_fini(a);
+    return;
+  }
   eventer_t e = ev_aco_co(a)->arg;
   mtev_acceptor_closure_t *ac = eventer_get_closure(e);
   ac->co = NULL;
@@ -1759,10 +1776,11 @@ mtev_listener_t *mtev_listener_create(const mtev_listener_opts_t *opts,
 /* ---- stopping ---------------------------------------------------------------------------- */
 
 /* eventer_fini's thread, while it tells the listener of a task it dropped
- * (ev_l_task_discard): no loop runs any more, so a "fin" that comes due
- * is not posted but kept here (linked through fin_task.next) and run by
- * the discard once it is out of the listener's lock. */
-static __thread int ev_l_discarding;
+ * (ev_l_task_discard) or ends what a stopped loop held (ev_l_discarding
+ * set), or while another layer does (ev_fini_dropping): no loop runs any
+ * more, so a "fin" that comes due is not posted but kept here (linked
+ * through fin_task.next) and run once out of the listener's lock (by the
+ * discard, or at the end of ev_l_ac_finish). */
 static __thread eventer_task_t *ev_l_fin_due;
 
 /* Under l->lock: once stopping, with the acceptor gone and no connection
@@ -1773,7 +1791,7 @@ static void ev_l_maybe_finish(mtev_listener_t *l) {
     return;
   l->fin_posted = 1;
   mtev_listener_ref(l); /* the task's */
-  if (ev_l_discarding) {
+  if (ev_l_discarding || ev_fini_dropping()) {
     l->fin_task.next = ev_l_fin_due;
     ev_l_fin_due = &l->fin_task;
     return;
@@ -1974,9 +1992,43 @@ int mtev_listener_stop(mtev_listener_t *l, const struct timeval *grace) {
  * listener's last step to stopped).  They are released here, on
  * eventer_fini's thread with every loop stopped: the fd or event is
  * closed, the closure freed; a listener whose last connection this was
- * finishes here (nothing is posted to a loop).  A connection whose event
- * is registered or whose coroutine runs is not reached (see
- * mtev_listener.h: stop listeners before eventer_fini). */
+ * finishes here (nothing is posted to a loop).  A listener still
+ * accepting and an aco function's connection are the layer's loop_fini's
+ * and the end hook's (below); a classic or dispatch service's connection
+ * still open is not reached (see mtev_listener.h). */
+
+/* The "fin"s that came due while discarding (ev_l_discarding), run now
+ * that no listener lock is held. */
+static void ev_l_run_fin_due(void) {
+  while (ev_l_fin_due) {
+    eventer_task_t *f = ev_l_fin_due;
+    ev_l_fin_due = f->next;
+    f->next = NULL;
+    mtev_listener_t *l = EV_L_CONTAINER_OF(f, mtev_listener_t, fin_task);
+    ev_l_fin(l, 1);
+    mtev_listener_release(l); /* the task's */
+  }
+}
+
+/* ev_l_stop_task's part for the acceptor, on eventer_fini's thread with
+ * the home loop stopped (loop mode; nothing if the acceptor is gone). */
+static void ev_l_stop_acceptor_at_fini(mtev_listener_t *l) {
+  if (l->accept_thread || !l->acceptor_live) return;
+  ev_heap_remove_at_fini(&l->backoff_node);
+  eventer_t e = l->accept_e;
+  if (l->backoff_held) { /* out of the loop: we hold its reference */
+    l->backoff_held = 0;
+    eventer_free(e);
+  } else if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == EV_ST_FD) {
+    eventer_t r = ev_reg_remove(ev_event_owner(e), e);
+    EV_L_ASSERT(r == e, "a registered accept event comes out of its stopped loop");
+    eventer_free(r);
+  }
+  /* (else its add is still queued: the queue's discard drops it) */
+  l->accept_e = NULL;
+  ev_l_close_socket(l);
+  ev_l_acceptor_gone(l);
+}
 
 /* mtev_acceptor_closure_free for a closure whose loop no longer runs:
  * its idle timer comes off that loop's heap here. */
@@ -2009,10 +2061,19 @@ static void ev_l_tls_start_discard(mtev_acceptor_closure_t *ac) {
 static int ev_l_task_discard(eventer_task_t *t) {
   void (*run)(eventer_task_t *, struct timeval *) = t->run;
   if (run != ev_l_dispatch_task && run != ev_l_tls_start_task &&
-      run != ev_l_ac_finish_task && run != ev_l_cancel_task && run != ev_l_fin_task)
+      run != ev_l_ac_finish_task && run != ev_l_cancel_task && run != ev_l_fin_task &&
+      run != ev_l_stop_task)
     return 0;
   ev_l_discarding = 1;
-  if (run == ev_l_dispatch_task) {
+  if (run == ev_l_stop_task) {
+    /* the layer's loop_fini did the acceptor's part; no grace deadline */
+    mtev_listener_t *l = EV_L_CONTAINER_OF(t, mtev_listener_t, stop_task);
+    ev_l_stop_acceptor_at_fini(l);
+    pthread_mutex_lock(&l->lock);
+    ev_l_maybe_finish(l);
+    pthread_mutex_unlock(&l->lock);
+    mtev_listener_release(l); /* the task's */
+  } else if (run == ev_l_dispatch_task) {
     /* never dispatched: as when ev_l_take cannot post it */
     mtev_acceptor_closure_t *ac = EV_L_CONTAINER_OF(t, mtev_acceptor_closure_t, task);
     int fd = ac->fd;
@@ -2037,19 +2098,126 @@ static int ev_l_task_discard(eventer_task_t *t) {
     ev_l_fin_due = t;
   }
   ev_l_discarding = 0;
-  while (ev_l_fin_due) {
-    eventer_task_t *f = ev_l_fin_due;
-    ev_l_fin_due = f->next;
-    f->next = NULL;
-    mtev_listener_t *l = EV_L_CONTAINER_OF(f, mtev_listener_t, fin_task);
-    ev_l_fin(l, 1);
-    mtev_listener_release(l); /* the task's */
-  }
+  ev_l_run_fin_due();
   return 1;
+}
+
+/* ---- a loop that goes away with a listener still accepting on it, or with
+ * aco connections' coroutines ------------------------------------------------------------ */
+
+/* eventer_fini is about to free loop lp.  A listener that accepts on it
+ * (never stopped, or stopped with its stop task still queued there: that
+ * task's discard finds the work done) stops here as its stop task would:
+ * the accept event comes out of the stopped loop and its reference goes,
+ * the socket is closed, the acceptor's listener reference goes, and a
+ * listener with no connection left finishes (mtev_listener_wait returns
+ * in the threads that wait; the coroutines that wait went with their
+ * loops).  A listener with an accept thread is not reached here. */
+static void ev_l_loop_fini(ev_loop_t *lp) {
+  size_t n = 0, k = 0;
+  pthread_mutex_lock(&ev_l_glock);
+  for (mtev_listener_t *l = ev_l_all; l; l = l->next) n++;
+  mtev_listener_t **snap = n ? calloc(n, sizeof(*snap)) : NULL;
+  for (mtev_listener_t *l = ev_l_all; snap && l; l = l->next)
+    if (l->home == (eventer_loop_t *)lp && !l->accept_thread &&
+        __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) != EV_LS_BOUND) {
+      mtev_listener_ref(l);
+      snap[k++] = l;
+    }
+  pthread_mutex_unlock(&ev_l_glock);
+  if (n && !snap)
+    mtevL(mtev_error, "mtev_listener: eventer_fini: out of memory: listeners "
+          "still running are left as they are\n");
+  for (size_t i = 0; i < k; i++) {
+    mtev_listener_t *l = snap[i];
+    ev_l_discarding = 1;
+    pthread_mutex_lock(&l->lock);
+    if (l->state == EV_LS_RUNNING) {
+      __atomic_store_n(&l->state, EV_LS_STOPPING, __ATOMIC_RELEASE);
+      pthread_cond_broadcast(&l->cond);
+    }
+    pthread_mutex_unlock(&l->lock);
+    ev_l_stop_acceptor_at_fini(l);
+    pthread_mutex_lock(&l->lock);
+    ev_l_maybe_finish(l);
+    pthread_mutex_unlock(&l->lock);
+    ev_l_discarding = 0;
+    ev_l_run_fin_due();
+    mtev_listener_release(l); /* the snapshot's */
+  }
+  free(snap);
+}
+
+/* eventer_fini has begun (every loop told to stop): a listener whose
+ * accept thread still runs is stopped as mtev_listener_stop does (the
+ * thread, woken out of accept(2), closes the socket and ends before
+ * eventer_fini waits for such threads), without a grace deadline; the
+ * stop and fin tasks it posts to the home loop are run there if that
+ * loop still iterates, else dropped and released (ev_l_task_discard). */
+static void ev_l_fini_begin(void) {
+  size_t n = 0, k = 0;
+  pthread_mutex_lock(&ev_l_glock);
+  for (mtev_listener_t *l = ev_l_all; l; l = l->next) n++;
+  mtev_listener_t **snap = n ? calloc(n, sizeof(*snap)) : NULL;
+  for (mtev_listener_t *l = ev_l_all; snap && l; l = l->next)
+    if (l->accept_thread &&
+        __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) == EV_LS_RUNNING) {
+      mtev_listener_ref(l);
+      snap[k++] = l;
+    }
+  pthread_mutex_unlock(&ev_l_glock);
+  if (n && !snap)
+    mtevL(mtev_error, "mtev_listener: eventer_fini: out of memory: listeners "
+          "still running are left as they are\n");
+  for (size_t i = 0; i < k; i++) {
+    mtev_listener_stop(snap[i], NULL);
+    mtev_listener_release(snap[i]); /* the snapshot's */
+  }
+  free(snap);
+}
+
+/* The end hook at fini: an aco connection's coroutine went with its loop
+ * (it never runs again, so nothing of the function's code runs).  What
+ * its return would have released goes: the event is closed (an fd the
+ * function left open; a TLS connection's close_notify) and taken out of
+ * the stopped loop, the listener's reference to it goes and so does the
+ * function's, if the event still has more than the listener's (a function
+ * that freed its event before parking elsewhere did its part), as does the
+ * TLS handshake's while the coroutine waits in it, and the closure is
+ * freed; a listener whose last connection this was finishes. */
+static void ev_l_aco_end_at_fini(ev_aco_t *a) {
+  eventer_t e = ev_aco_co(a)->arg;
+  mtev_acceptor_closure_t *ac = eventer_get_closure(e);
+  ac->co = NULL;
+  ev_l_discarding = 1;
+  if (ev_aco_fd_close_at_fini(e) == 0) {
+    int refs = __atomic_load_n(&e->refcnt, __ATOMIC_ACQUIRE);
+    if (ac->flags & EV_AC_F_HANDSHAKE) {
+      /* parked in ev_l_aco_main's eventer_aco_ssl_accept, which holds a
+       * reference of its own while it waits (the function has not run:
+       * its reference is there too) */
+      eventer_free(e);
+      refs--;
+    }
+    eventer_free(e);               /* the listener's */
+    if (refs > 1) eventer_free(e); /* the function's */
+  } else {
+    /* not converted: a coroutine parks only after the conversion, so
+     * this one never ran; the function's reference and the listener's */
+    int m;
+    if (!(ac->flags & EV_AC_F_CLOSED)) eventer_close(e, &m);
+    eventer_free(e);
+    eventer_free(e);
+  }
+  ev_l_ac_free_at_fini(ac);
+  ev_l_discarding = 0;
+  ev_l_run_fin_due();
 }
 
 static const ev_layer_t ev_l_layer = {
     .name = "listener",
+    .loop_fini = ev_l_loop_fini,
+    .fini_begin = ev_l_fini_begin,
     .task_discard = ev_l_task_discard,
 };
 

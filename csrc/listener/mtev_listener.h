@@ -162,12 +162,22 @@
  * closed, an AF_UNIX path removed) and lets the connections finish; at the
  * grace deadline, each remaining aco connection's coroutine is cancelled
  * (eventer_aco_cancel: its pending or next blocking call returns -1 with
- * ECANCELED) and every other connection's socket is shut down.  Stop
- * listeners (mtev_listener_shutdown) before eventer_fini(): a connection
- * still open when the eventer goes away leaks (one still on its way to
- * its loop, accepted and not yet dispatched or with its dispatch start
- * queued after the TLS handshake, is closed and its closure freed by
- * eventer_fini).
+ * ECANCELED) and every other connection's socket is shut down.
+ *
+ * eventer_fini() ends what is left on the loops it frees, without running
+ * any service code: a listener still accepting (never stopped, or its
+ * stop not yet run on its loop; an accept thread is stopped and ends
+ * first) stops (its socket is closed, its references go, threads in
+ * mtev_listener_wait return 0); an aco
+ * function's connection whose coroutine goes with its loop ends as the
+ * function's return would end it (the event closed and released, with the
+ * function's reference if it had not freed the event, and the closure
+ * freed); a connection still on its way to its loop (accepted and not yet
+ * dispatched, or its dispatch start queued after the TLS handshake) is
+ * closed and its closure freed.  Not reached: a classic callback's or
+ * dispatch service's connection still open (its event goes with the
+ * loop; its closure and fd are the service's): stop listeners first
+ * (mtev_listener_shutdown) to let those finish.
  *
  * Threads: everything here is THREAD-SAFE except where noted.
  */

@@ -320,6 +320,88 @@ static void tls_start(int conv) {
   T_EQ(lt_fd_count(), fds);
 }
 
+/* ---- TLS: an aco function's connection whose coroutine goes with the loop ------------- */
+
+static int tls_co_entered, tls_co_returned;
+static void tls_co_fn(void) {
+  eventer_aco_t e = eventer_aco_arg();
+  tls_co_entered++;
+  char buf[8];
+  eventer_aco_read(e, buf, sizeof(buf), NULL); /* the client sends nothing */
+  tls_co_returned++; /* never: the loop stopped with the coroutine parked */
+  eventer_aco_close(e);
+  eventer_aco_free(e);
+}
+
+/* An aco function's TLS listener on loop 0, never stopped.  in_hs 1: a
+ * client that connects and says nothing: the coroutine waits in the
+ * handshake (eventer_aco_ssl_accept) for its first record; 0: a TLS client
+ * whose handshake is over: the function waits in a read.  eventer_fini
+ * ends the coroutine's connection (the TLS context and the fd, the event,
+ * the closure) and the listener. */
+static void tls_aco(int in_hs) {
+  C = t_certs_get();
+  int fds = lt_fd_count();
+  start(0);
+  mtev_hash_table ssl;
+  mtev_hash_init(&ssl);
+  T_EQ(mtev_hash_replace(&ssl, "certificate_file", 16, (void *)C->srv, NULL, NULL), 1);
+  T_EQ(mtev_hash_replace(&ssl, "key_file", 8, (void *)C->srv_key, NULL, NULL), 1);
+  T_EQ(mtev_hash_replace(&ssl, "ca_chain", 8, (void *)C->ca, NULL, NULL), 1);
+  mtev_listener_opts_t o = {.address = "127.0.0.1",
+                            .aco_function = tls_co_fn,
+                            .accept_in_loop = mtev_true,
+                            .ssl = mtev_true,
+                            .sslconfig = &ssl};
+  mtev_listener_t *l = make(&o);
+  mtev_hash_destroy(&ssl, NULL, NULL);
+  int port = mtev_listener_get_port(l);
+  tls_co_entered = tls_co_returned = 0;
+  int client = -1;
+  pthread_t t;
+  if (in_hs) {
+    client = lt_connect(l);
+    run_until_accepted(l, 1);
+    for (int i = 0; i < 5; i++) run_once(); /* the coroutine parks in the handshake */
+  } else {
+    cl_read = 1;
+    __atomic_store_n(&cl_port, port, __ATOMIC_RELEASE);
+    T_EQ(pthread_create(&t, NULL, tls_client, NULL), 0);
+    for (int i = 0; i < 6000 && tls_co_entered == 0; i++) run_once();
+    T_EQ(tls_co_entered, 1);
+  }
+  int srv = server_fd(port);
+  T_EQ(mtev_acceptor_closures_live(), 1);
+  eventer_shutdown();
+  T_EQ(eventer_run_once(NULL, NULL), EVENTER_RUN_STOPPED);
+  eventer_fini();
+  T_EQ(tls_co_returned, 0);
+  T_EQ(mtev_acceptor_closures_live(), 0);
+  T_EQ(active(l), 0);
+  T_EQ(eventer_allocations_current(), 0);
+  errno = 0;
+  T_EQ(fcntl(srv, F_GETFD), -1);
+  T_EQ(errno, EBADF);
+  struct timeval zero = {0, 0};
+  T_EQ(mtev_listener_wait(l, &zero), 0);
+  mtev_listener_release(l);
+  if (in_hs) {
+    T_EQ(tls_co_entered, 0);
+    expect_eof(client);
+  } else {
+    T_EQ(pthread_join(t, NULL), 0);
+    T_EQ(cl_connected, 1);
+    T_CHECKF(cl_read <= 0 && (cl_err == SSL_ERROR_ZERO_RETURN || cl_err == SSL_ERROR_SSL ||
+                              (cl_err == SSL_ERROR_SYSCALL && cl_errno != EAGAIN &&
+                               cl_errno != EWOULDBLOCK)),
+             "SSL_read: %d (error %d, errno %d)", cl_read, cl_err, cl_errno);
+  }
+  T_EQ(lt_fd_count(), fds);
+}
+
+static void test_tls_aco_handshake_at_fini(void) { tls_aco(1); }
+static void test_tls_aco_read_at_fini(void) { tls_aco(0); }
+
 static void test_tls_start_discarded(void) { tls_start(0); }
 static void test_tls_start_converts_discarded(void) { tls_start(1); }
 
@@ -328,4 +410,6 @@ T_MAIN({"handoff_discarded", test_handoff_discarded},
        {"fin_discarded", test_fin_discarded},
        {"deferred_free_discarded", test_deferred_free_discarded},
        {"tls_start_discarded", test_tls_start_discarded},
-       {"tls_start_converts_discarded", test_tls_start_converts_discarded})
+       {"tls_start_converts_discarded", test_tls_start_converts_discarded},
+       {"tls_aco_handshake_at_fini", test_tls_aco_handshake_at_fini},
+       {"tls_aco_read_at_fini", test_tls_aco_read_at_fini})
