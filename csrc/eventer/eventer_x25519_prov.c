@@ -279,13 +279,17 @@ static void *ev_xg_init(void *provctx, int selection, const OSSL_PARAM params[])
  * time pays one of each (the inversion about a fifth of the comb's cost,
  * the DRBG call a getpid system call and a CTR-DRBG update).  Each pair
  * is handed out once and its slot wiped at once; the pool is an mmap'd
- * page with MADV_WIPEONFORK, so a child of fork() (however it forked:
- * no atfork handler is relied on) finds it zeroed, that is empty, and
- * never hands out a key its parent has or will.  Where the kernel refuses
- * MADV_WIPEONFORK (before Linux 4.14), no pool: a key at a time.  A
+ * page with MADV_WIPEONFORK, so a child of fork() (however it forked)
+ * finds it zeroed, that is empty, and never hands out a key its parent
+ * has or will.  Where the kernel refuses MADV_WIPEONFORK (before Linux
+ * 4.14), no pool: a key at a time.  Where the advice is accepted and not
+ * applied (qemu's user-mode emulation returns 0 and ignores it), an
+ * atfork handler covers fork() through the C library: a child's first
+ * generation finds the fork count changed and empties the pool.  A
  * thread's pool is wiped and unmapped at its exit. */
 typedef struct {
   uint32_t left; /* pairs not yet handed out: slots 0 .. left - 1 */
+  unsigned long forks; /* ev_xpool_forks when it was filled */
   uint8_t priv[EV_X25519_BASE_MAX][32];
   uint8_t pub[EV_X25519_BASE_MAX][32];
 } ev_xpool_t;
@@ -305,7 +309,11 @@ static void ev_xpool_drop(void *v) {
   munmap(pool, ev_xpool_size);
 }
 
+static unsigned long ev_xpool_forks; /* fork()s into this process */
+static void ev_xpool_atfork_child(void) { ev_xpool_forks++; }
+
 static void ev_xpool_init(void) {
+  if (pthread_atfork(NULL, NULL, ev_xpool_atfork_child) != 0) return;
   long pg = sysconf(_SC_PAGESIZE);
   ev_xpool_size = pg > 0 && (size_t)pg >= sizeof(ev_xpool_t) ? (size_t)pg : 4096;
   ev_xpool_key_ok = pthread_key_create(&ev_xpool_key, ev_xpool_drop) == 0;
@@ -345,8 +353,14 @@ static int ev_xpair(uint8_t priv[32], uint8_t pub[32]) {
   int n = pool ? EV_X25519_BASE_MAX : 1;
   uint8_t (*pv)[32] = pool ? pool->priv : (uint8_t(*)[32])priv;
   uint8_t (*pb)[32] = pool ? pool->pub : (uint8_t(*)[32])pub;
+  if (pool && pool->left && pool->forks != ev_xpool_forks) {
+    explicit_bzero(pool, sizeof(*pool)); /* a forked child's copy */
+  }
   if (!pool || pool->left == 0) {
-    if (RAND_priv_bytes(&pv[0][0], 32 * n) != 1) return -1;
+    if (RAND_priv_bytes(&pv[0][0], 32 * n) != 1) {
+      explicit_bzero(&pv[0][0], 32 * (size_t)n); /* whatever it wrote */
+      return -1;
+    }
     for (int i = 0; i < n; i++) {
       pv[i][0] &= 248;
       pv[i][31] &= 127;
@@ -355,6 +369,7 @@ static int ev_xpair(uint8_t priv[32], uint8_t pub[32]) {
     ev_x25519_base_n(pb, (const uint8_t(*)[32])pv, n);
     if (!pool) return 0;
     pool->left = (uint32_t)n;
+    pool->forks = ev_xpool_forks;
   }
   uint32_t i = --pool->left;
   memcpy(priv, pool->priv[i], 32);
