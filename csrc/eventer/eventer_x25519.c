@@ -457,8 +457,10 @@ static void ev_clamp(uint8_t k[32], const uint8_t in[32]) {
   k[31] |= 64;
 }
 
-void ev_x25519_base(uint8_t pub[32], const uint8_t priv[32]) {
-  pthread_once(&ev_table_once, ev_table_build);
+/* the comb for one scalar: u = num/den, den = Z - Y (never 0: a clamped
+ * scalar is not a multiple of the base point's prime order, so the point
+ * is not the neutral element, whose y is 1) */
+static void ev_comb(fe num, fe den, const uint8_t priv[32]) {
   uint8_t k[32];
   int8_t e[64];
   ev_clamp(k, priv);
@@ -493,18 +495,43 @@ void ev_x25519_base(uint8_t pub[32], const uint8_t priv[32]) {
     ge_madd(&h, &h, &t);
   }
   /* u = (1 + y)/(1 - y) = (Z + Y)/(Z - Y) */
-  fe num, den;
   fe_add(num, h.Z, h.Y);
   fe_sub(den, h.Z, h.Y);
-  fe_invert(den, den);
-  fe_mul(num, num, den);
-  fe_tobytes(pub, num);
   explicit_bzero(k, sizeof(k));
   explicit_bzero(e, sizeof(e));
   explicit_bzero(&h, sizeof(h));
   explicit_bzero(&t, sizeof(t));
-  explicit_bzero(num, sizeof(fe));
-  explicit_bzero(den, sizeof(fe));
+}
+
+void ev_x25519_base_n(uint8_t pub[][32], const uint8_t priv[][32], int n) {
+  pthread_once(&ev_table_once, ev_table_build);
+  if (n <= 0) return;
+  if (n > EV_X25519_BASE_MAX) n = EV_X25519_BASE_MAX;
+  fe num[EV_X25519_BASE_MAX], den[EV_X25519_BASE_MAX];
+  fe prefix[EV_X25519_BASE_MAX], inv, zi;
+  for (int i = 0; i < n; i++) ev_comb(num[i], den[i], priv[i]);
+  /* Montgomery's trick: prefix[i] = den[0] ... den[i], one inversion of
+   * the whole product, then each 1/den[i] from it with two products */
+  fe_copy(prefix[0], den[0]);
+  for (int i = 1; i < n; i++) fe_mul(prefix[i], prefix[i - 1], den[i]);
+  fe_invert(inv, prefix[n - 1]);
+  for (int i = n - 1; i > 0; i--) {
+    fe_mul(zi, inv, prefix[i - 1]); /* 1/den[i] */
+    fe_mul(inv, inv, den[i]);       /* 1/(den[0] ... den[i-1]) */
+    fe_mul(zi, num[i], zi);
+    fe_tobytes(pub[i], zi);
+  }
+  fe_mul(zi, num[0], inv);
+  fe_tobytes(pub[0], zi);
+  explicit_bzero(num, sizeof(num));
+  explicit_bzero(den, sizeof(den));
+  explicit_bzero(prefix, sizeof(prefix));
+  explicit_bzero(inv, sizeof(inv));
+  explicit_bzero(zi, sizeof(zi));
+}
+
+void ev_x25519_base(uint8_t pub[32], const uint8_t priv[32]) {
+  ev_x25519_base_n((uint8_t(*)[32])pub, (const uint8_t(*)[32])priv, 1);
 }
 
 /* ---- the Montgomery ladder (RFC 7748 5) ------------------------------------ */

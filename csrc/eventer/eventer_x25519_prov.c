@@ -44,6 +44,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "eventer_x25519.h"
 
@@ -271,22 +273,122 @@ static void *ev_xg_init(void *provctx, int selection, const OSSL_PARAM params[])
   return g;
 }
 
+/* Key pairs are made EV_X25519_BASE_MAX at a time and handed out one
+ * per generation from a pool of the thread's: one RAND_priv_bytes and one
+ * field inversion for all of them (ev_x25519_base_n) where a key at a
+ * time pays one of each (the inversion about a fifth of the comb's cost,
+ * the DRBG call a getpid system call and a CTR-DRBG update).  Each pair
+ * is handed out once and its slot wiped at once; the pool is an mmap'd
+ * page with MADV_WIPEONFORK, so a child of fork() (however it forked)
+ * finds it zeroed, that is empty, and never hands out a key its parent
+ * has or will.  Where the kernel refuses MADV_WIPEONFORK (before Linux
+ * 4.14), no pool: a key at a time.  Where the advice is accepted and not
+ * applied (qemu's user-mode emulation returns 0 and ignores it), an
+ * atfork handler covers fork() through the C library: a child's first
+ * generation finds the fork count changed and empties the pool.  A
+ * thread's pool is wiped and unmapped at its exit. */
+typedef struct {
+  uint32_t left; /* pairs not yet handed out: slots 0 .. left - 1 */
+  unsigned long forks; /* ev_xpool_forks when it was filled */
+  uint8_t priv[EV_X25519_BASE_MAX][32];
+  uint8_t pub[EV_X25519_BASE_MAX][32];
+} ev_xpool_t;
+
+#define EV_XPOOL_NONE ((ev_xpool_t *)1) /* this thread has no pool */
+static __thread ev_xpool_t *ev_xpool;
+static pthread_key_t ev_xpool_key;
+static int ev_xpool_key_ok;
+static pthread_once_t ev_xpool_once = PTHREAD_ONCE_INIT;
+static size_t ev_xpool_size;
+
+static void ev_xpool_drop(void *v) {
+  ev_xpool_t *pool = v;
+  if (!pool || pool == EV_XPOOL_NONE) return;
+  ev_xpool = EV_XPOOL_NONE; /* (runs on the exiting thread) */
+  explicit_bzero(pool, sizeof(*pool));
+  munmap(pool, ev_xpool_size);
+}
+
+static unsigned long ev_xpool_forks; /* fork()s into this process */
+static void ev_xpool_atfork_child(void) { ev_xpool_forks++; }
+
+static void ev_xpool_init(void) {
+  if (pthread_atfork(NULL, NULL, ev_xpool_atfork_child) != 0) return;
+  long pg = sysconf(_SC_PAGESIZE);
+  ev_xpool_size = pg > 0 && (size_t)pg >= sizeof(ev_xpool_t) ? (size_t)pg : 4096;
+  ev_xpool_key_ok = pthread_key_create(&ev_xpool_key, ev_xpool_drop) == 0;
+}
+
+static ev_xpool_t *ev_xpool_get(void) {
+  ev_xpool_t *pool = ev_xpool;
+  if (pool) return pool == EV_XPOOL_NONE ? NULL : pool;
+  pthread_once(&ev_xpool_once, ev_xpool_init);
+  ev_xpool = EV_XPOOL_NONE;
+  if (!ev_xpool_key_ok) return NULL;
+  void *m = mmap(NULL, ev_xpool_size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return NULL;
+#ifdef MADV_WIPEONFORK
+  if (madvise(m, ev_xpool_size, MADV_WIPEONFORK) != 0) {
+    munmap(m, ev_xpool_size);
+    return NULL;
+  }
+#else
+  munmap(m, ev_xpool_size);
+  return NULL;
+#endif
+  if (pthread_setspecific(ev_xpool_key, m) != 0) {
+    munmap(m, ev_xpool_size);
+    return NULL;
+  }
+  ev_xpool = m;
+  return m;
+}
+
 /* the private key as OpenSSL's X25519 key generation makes it (random,
- * clamped); the public key by the comb */
+ * clamped); the public key by the comb: from the thread's pool, or one
+ * pair on its own.  0, or -1 when the DRBG fails. */
+static int ev_xpair(uint8_t priv[32], uint8_t pub[32]) {
+  ev_xpool_t *pool = ev_xpool_get();
+  int n = pool ? EV_X25519_BASE_MAX : 1;
+  uint8_t (*pv)[32] = pool ? pool->priv : (uint8_t(*)[32])priv;
+  uint8_t (*pb)[32] = pool ? pool->pub : (uint8_t(*)[32])pub;
+  if (pool && pool->left && pool->forks != ev_xpool_forks) {
+    explicit_bzero(pool, sizeof(*pool)); /* a forked child's copy */
+  }
+  if (!pool || pool->left == 0) {
+    if (RAND_priv_bytes(&pv[0][0], 32 * n) != 1) {
+      explicit_bzero(&pv[0][0], 32 * (size_t)n); /* whatever it wrote */
+      return -1;
+    }
+    for (int i = 0; i < n; i++) {
+      pv[i][0] &= 248;
+      pv[i][31] &= 127;
+      pv[i][31] |= 64;
+    }
+    ev_x25519_base_n(pb, (const uint8_t(*)[32])pv, n);
+    if (!pool) return 0;
+    pool->left = (uint32_t)n;
+    pool->forks = ev_xpool_forks;
+  }
+  uint32_t i = --pool->left;
+  memcpy(priv, pool->priv[i], 32);
+  memcpy(pub, pool->pub[i], 32);
+  explicit_bzero(pool->priv[i], 32);
+  explicit_bzero(pool->pub[i], 32);
+  return 0;
+}
+
 static void *ev_xg_gen(void *gv, OSSL_CALLBACK *cb, void *arg) {
   ev_xgen_t *g = gv;
   (void)cb, (void)arg;
   ev_xkey_t *k = OPENSSL_zalloc(sizeof(*k));
   if (!k) return NULL;
   if (!(g->selection & OSSL_KEYMGMT_SELECT_KEYPAIR)) return k; /* params only */
-  if (RAND_priv_bytes(k->priv, 32) != 1) {
+  if (ev_xpair(k->priv, k->pub) != 0) {
     ev_xk_free(k);
     return NULL;
   }
-  k->priv[0] &= 248;
-  k->priv[31] &= 127;
-  k->priv[31] |= 64;
-  ev_x25519_base(k->pub, k->priv);
   k->has_priv = k->has_pub = 1;
   __atomic_add_fetch(&ev_xgens, 1, __ATOMIC_RELAXED);
   return k;

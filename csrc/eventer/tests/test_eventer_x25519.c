@@ -205,6 +205,29 @@ static void test_random_exchanges(void) {
   }
 }
 
+/* n keys at once (one inversion for all) equal n keys one at a time, for
+ * every n up to the most, and the most when asked for more */
+static void test_base_n(void) {
+  uint8_t k[EV_X25519_BASE_MAX + 1][32], pub[EV_X25519_BASE_MAX + 1][32],
+      want[32];
+  long rounds = t_scale(200, 4);
+  for (long r = 0; r < rounds; r++) {
+    for (int n = 1; n <= EV_X25519_BASE_MAX + 1; n++) {
+      T_EQ(RAND_bytes(&k[0][0], sizeof(k)), 1);
+      if (r == 0) memset(k[n - 1], 0xff, 32); /* an extreme digit pattern */
+      memset(pub, 0xa5, sizeof(pub));
+      ev_x25519_base_n(pub, (const uint8_t(*)[32])k, n);
+      int m = n > EV_X25519_BASE_MAX ? EV_X25519_BASE_MAX : n;
+      for (int i = 0; i < m; i++) {
+        openssl_public(want, k[i]);
+        t_bytes_eq(pub[i], want, "a key of a batch");
+      }
+      for (int i = m; i < n; i++)
+        for (int j = 0; j < 32; j++) T_EQ(pub[i][j], 0xa5);
+    }
+  }
+}
+
 /* ---- constant time ------------------------------------------------------------
  * Under valgrind memcheck, bytes marked undefined taint everything computed
  * from them, and memcheck reports a conditional jump or a memory address
@@ -234,13 +257,21 @@ static void test_constant_time(void) {
     VALGRIND_MAKE_MEM_UNDEFINED(k, 32);
     ev_x25519_base(pub, k);
     int rc = ev_x25519(sec, k, u);
+    uint8_t kk[2][32], pp[2][32];
+    memcpy(kk[0], kcopy, 32);
+    memcpy(kk[1], kcopy, 32);
+    kk[1][5] ^= 0x5a;
+    VALGRIND_MAKE_MEM_UNDEFINED(kk, sizeof(kk));
+    ev_x25519_base_n(pp, (const uint8_t(*)[32])kk, 2);
     unsigned long after = VALGRIND_COUNT_ERRORS;
+    VALGRIND_MAKE_MEM_DEFINED(pp, sizeof(pp));
     T_EQ(after - before, 0);
     VALGRIND_MAKE_MEM_DEFINED(pub, 32);
     VALGRIND_MAKE_MEM_DEFINED(sec, 32);
     VALGRIND_MAKE_MEM_DEFINED(&rc, sizeof(rc));
     openssl_public(want, kcopy);
     t_bytes_eq(pub, want, "keygen with an undefined scalar");
+    t_bytes_eq(pp[0], want, "a batch with an undefined scalar");
     T_EQ(openssl_derive(want, kcopy, u), rc);
     if (rc == 0) t_bytes_eq(sec, want, "exchange with an undefined scalar");
   }
@@ -253,4 +284,5 @@ T_MAIN({"rfc7748_5_2", test_rfc7748_5_2},
        {"edge_scalars", test_edge_scalars},
        {"random_scalars", test_random_scalars},
        {"random_exchanges", test_random_exchanges},
+       {"base_n", test_base_n},
        {"constant_time", test_constant_time})
