@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -1131,6 +1132,66 @@ func TestHostileKeptClosureAfterReturn(t *testing.T) {
 		id := fmt.Sprintf("later-%d", i)
 		if got := do(fmt.Sprintf("k/read%d?x=%d", i, i), id); got != want+id {
 			t.Fatalf("request %d: %q, want %q", i, got, want+id)
+		}
+	}
+}
+
+// A HandleHTTP handler's header of several values goes out as net/http
+// writes it, a line per value: two cookies set with http.SetCookie were
+// folded into one "Set-Cookie: a=1, b=2" line, which a client reads as
+// one cookie a whose value is "1, b=2" (cookie b lost).  Go rules and
+// aco (direct) rules alike, and a body-less 204 as a flushed response.
+func TestHostileSetCookieLines(t *testing.T) {
+	url := restServer(t, 2)
+	b := restBase()
+	for _, aco := range []bool{false, true} {
+		mode := map[bool]string{false: "go", true: "aco"}[aco]
+		mustRule(t)(HandleHTTP("GET", b, "^"+mode+"/(\\w+)$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.SetCookie(w, &http.Cookie{Name: "a", Value: "1", Path: "/"})
+			http.SetCookie(w, &http.Cookie{Name: "b", Value: "2", Expires: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)})
+			w.Header().Add("X-Multi", "x")
+			w.Header().Add("X-Multi", "y")
+			w.Header()["X-Bad"] = []string{"ok", "no\r\nInjected: 1"}
+			switch path.Base(r.URL.Path) {
+			case "nobody":
+				w.WriteHeader(http.StatusNoContent)
+			case "flush":
+				io.WriteString(w, "part")
+				w.(http.Flusher).Flush()
+				io.WriteString(w, "rest")
+			default:
+				io.WriteString(w, "ok")
+			}
+		}))).SetAco(aco)
+	}
+	for _, mode := range []string{"go", "aco"} {
+		for _, what := range []string{"plain", "nobody", "flush"} {
+			for i := 0; i < 3; i++ { // (an aco rule's later requests take other paths)
+				resp, err := http.Get(url + b + mode + "/" + what)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatalf("%s/%s: body: %v", mode, what, err)
+				}
+				var got []string
+				for _, c := range resp.Cookies() {
+					got = append(got, c.Name+"="+c.Value)
+				}
+				if strings.Join(got, " ") != "a=1 b=2" {
+					t.Errorf("%s/%s #%d: cookies %q (Set-Cookie %q)", mode, what, i, got, resp.Header["Set-Cookie"])
+				}
+				if h := resp.Header; strings.Join(h["X-Multi"], "|") != "x|y" || strings.Join(h["X-Bad"], "|") != "ok" ||
+					h.Get("Injected") != "" {
+					t.Errorf("%s/%s #%d: head %v", mode, what, i, h)
+				}
+				want := map[string]string{"plain": "ok", "nobody": "", "flush": "partrest"}[what]
+				if string(body) != want {
+					t.Errorf("%s/%s #%d: body %q, want %q", mode, what, i, body, want)
+				}
+			}
 		}
 	}
 }

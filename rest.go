@@ -140,8 +140,7 @@ func NewRule(method, base, expr string, h RestHandler) (*Rule, error) {
 // A handler sees its client leave (r.Context() is cancelled) at once on a
 // request with a body, within about 200 ms on one without.
 //
-// Differences from net/http's server: several values of one response
-// header field are sent joined with ", " in one line; Content-Length and
+// Differences from net/http's server: Content-Length and
 // Transfer-Encoding are the engine's (it sends a length when the handler
 // ends without flushing, else chunks); Hijack is not supported.  A
 // Content-Length the handler declares bounds its body as in net/http:

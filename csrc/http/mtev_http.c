@@ -1512,7 +1512,8 @@ static inline __attribute__((always_inline)) int ev_res_usable(mtev_http_session
 static mtev_boolean ev_status_put(mtev_http_response *r, int code,
                                   const char *reason);
 static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
-                               size_t nl, const char *value, size_t vl);
+                               size_t nl, const char *value, size_t vl,
+                               int add);
 static void ev_hdr_remove(mtev_http_response *r, const char *name, size_t nl);
 
 mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
@@ -1537,7 +1538,7 @@ ev_res_type_in(mtev_http_response *r, const char *type) {
       size_t vl = strlen(type);
       if (ev_no_crlf(type, vl)) {
         r->has_ct = 0;
-        ev_hdr_put(r, "Content-Type", 12, type, vl);
+        ev_hdr_put(r, "Content-Type", 12, type, vl, 0);
       }
     }
   }
@@ -1659,9 +1660,10 @@ static void ev_hdr_remove(mtev_http_response *r, const char *name, size_t nl) {
   }
 }
 
-mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
-                                           const char *name,
-                                           const char *value) {
+/* header_set and header_add: add 0 replaces the lines of that name, 1
+ * adds one more (Content-Type, single-valued, is replaced either way). */
+static mtev_boolean ev_hdr_set(mtev_http_session_ctx *s, const char *name,
+                               const char *value, int add) {
   if (!ev_res_usable(s) || s->w->res.headers_sent || !name || !value)
     return mtev_false;
   /* lengths by libc's vectorised strlen, then the bytes checked */
@@ -1677,14 +1679,31 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
       if (ev_ci_eqn(value + i, "close", 5)) r->options |= MTEV_HTTP_CLOSE;
     return mtev_true;
   }
-  if (nl == 12 && ev_lc_eq(name, "content-type")) r->has_ct = 0;
-  return ev_hdr_put(r, name, nl, value, vl);
+  if (nl == 12 && ev_lc_eq(name, "content-type")) {
+    r->has_ct = 0;
+    add = 0;
+  }
+  return ev_hdr_put(r, name, nl, value, vl, add);
 }
 
-/* Replaces the header lines named name[0..nl) with "name: value". */
+mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
+                                           const char *name,
+                                           const char *value) {
+  return ev_hdr_set(s, name, value, 0);
+}
+
+mtev_boolean mtev_http_response_header_add(mtev_http_session_ctx *s,
+                                           const char *name,
+                                           const char *value) {
+  return ev_hdr_set(s, name, value, 1);
+}
+
+/* Replaces the header lines named name[0..nl) with "name: value" (add:
+ * puts it after them instead). */
 static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
-                               size_t nl, const char *value, size_t vl) {
-  if (r->hlen) ev_hdr_remove(r, name, nl);
+                               size_t nl, const char *value, size_t vl,
+                               int add) {
+  if (r->hlen && !add) ev_hdr_remove(r, name, nl);
   size_t need = r->hlen + nl + vl + 4;
   if (need > r->hcap) {
     size_t ncap = r->hcap ? r->hcap * 2 : 512;

@@ -219,6 +219,13 @@ mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *ctx,
 mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *ctx,
                                            const char *name,
                                            const char *value);
+/* Adds a header field line, after those of the same name (not in
+ * libmtev, whose headers are a table): for fields that must not be folded
+ * into one line, as Set-Cookie.  The same checks as header_set;
+ * Content-Type is single-valued: it is replaced. */
+mtev_boolean mtev_http_response_header_add(mtev_http_session_ctx *ctx,
+                                           const char *name,
+                                           const char *value);
 /* MTEV_HTTP_CHUNKED: the body may be flushed in pieces (chunked for
  * HTTP/1.1; an HTTP/1.0 response flushed early is delimited by closing
  * the connection, one ended at once still gets a Content-Length and

@@ -299,6 +299,15 @@ static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   if (code == 500) mtev_http_response_server_error(ctx, "text/x-err2\r\nX-Split: 1");
   T_CHECK(mtev_http_response_header_set(ctx, "X-Twice", "1"));
   T_CHECK(mtev_http_response_header_set(ctx, "x-twice", "2"));
+  /* header_add: one line each (Set-Cookie must not be folded), with the
+   * same checks; a header_set after it replaces them all */
+  T_CHECK(mtev_http_response_header_add(ctx, "Set-Cookie", "a=1"));
+  T_CHECK(mtev_http_response_header_add(ctx, "set-cookie", "b=2; Path=/"));
+  T_CHECK(!mtev_http_response_header_add(ctx, "Set-Cookie", "c=3\r\nInjected: 1"));
+  T_CHECK(!mtev_http_response_header_add(ctx, "Content-Length", "3"));
+  T_CHECK(mtev_http_response_header_add(ctx, "X-Added", "1"));
+  T_CHECK(mtev_http_response_header_add(ctx, "X-Added", "2"));
+  T_CHECK(mtev_http_response_header_set(ctx, "X-Added", "3"));
   mtev_http_response_appendf(ctx, "%d", code);
   T_CHECK(ev_http_response_end_drive(ctx));
   /* nothing more once it ended */
@@ -1253,6 +1262,9 @@ static void test_pool_auth_later(void) {
     T_EQ(r.status, std[i].code);
     T_STR_EQ(hc_header(&r, "Content-Type"), std[i].type);
     T_STR_EQ(hc_header(&r, "X-Twice"), "2");
+    T_STR_EQ(hc_header(&r, "X-Added"), "3");
+    T_CHECK(strstr(r.head, "Set-Cookie: a=1\nset-cookie: b=2; Path=/\n") != NULL);
+    T_CHECK(strstr(r.head, "X-Added: 1") == NULL && strstr(r.head, "Injected") == NULL);
     T_CHECK(hc_header(&r, "X-Split") == NULL);
     T_STR_EQ(hc_header(&r, "X-Probe"), "ok");
     T_STR_EQ(hc_header(&r, "Content-Length"), "3");
