@@ -1195,3 +1195,87 @@ func TestHostileSetCookieLines(t *testing.T) {
 		}
 	}
 }
+
+// A handler's 1xx status is not sent as its final one: it went out as a
+// body-less 1xx, which the client takes for an interim answer, and the
+// client then read the next pipelined request's response as this one's.
+// RestResponse.Status refuses it with an error naming the call (the
+// handler's error is then a 500); WriteHeader ignores it, 101 too (as it
+// does the other 1xx: Hijack is not supported), and the response goes
+// on as 200.
+func TestHostileInformationalStatus(t *testing.T) {
+	url := restServer(t, 2)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	var mu sync.Mutex
+	var errs []string
+	for _, aco := range []bool{false, true} {
+		mode := map[bool]string{false: "go", true: "aco"}[aco]
+		mustRule(t)(NewRule("GET", b, "^"+mode+"/st/(\\d+)$", func(rc *RestClosure) error {
+			res := rc.Response()
+			c, _ := strconv.Atoi(rc.Pats()[0])
+			if err := res.Status(c, ""); err != nil {
+				mu.Lock()
+				errs = append(errs, err.Error())
+				mu.Unlock()
+				return err
+			}
+			res.WriteString("st")
+			return res.End()
+		})).SetAco(aco)
+		mustRule(t)(HandleHTTP("GET", b, "^"+mode+"/wh/(\\d+)$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, _ := strconv.Atoi(path.Base(r.URL.Path))
+			w.WriteHeader(c)
+			io.WriteString(w, "wh")
+		}))).SetAco(aco)
+	}
+	for _, mode := range []string{"go", "aco"} {
+		for _, p := range []string{"st/100", "st/101", "st/150", "st/199", "wh/101", "wh/103", "wh/150"} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// the request, then one whose response must not be taken for its
+			fmt.Fprintf(c, "GET %s%s/%s HTTP/1.1\r\nHost: x\r\n\r\n"+
+				"GET %s%s/wh/200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b, mode, p, b, mode)
+			br := bufio.NewReader(c)
+			var got []string
+			for i := 0; i < 2; i++ {
+				resp, err := http.ReadResponse(br, nil) // (a 1xx comes back as one: a client would wait on past it)
+				if err != nil {
+					t.Fatalf("%s/%s: response %d: %v", mode, p, i, err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatalf("%s/%s: response %d: body: %v", mode, p, i, err)
+				}
+				got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, body))
+				if resp.Close {
+					break // (a failed handler's 500 may close the connection)
+				}
+			}
+			c.Close()
+			want := []string{"200 wh", "200 wh"}
+			if strings.HasPrefix(p, "st/") {
+				want[0] = "500 Internal Server Error\n"
+				if len(got) == 1 {
+					want = want[:1]
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s/%s: responses %q, want %q", mode, p, got, want)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) != 8 {
+		t.Fatalf("Status errors: %q", errs)
+	}
+	for _, e := range errs {
+		if !strings.Contains(e, "RestResponse.Status") || !strings.Contains(e, "not a final status") {
+			t.Errorf("Status error %q", e)
+		}
+	}
+}

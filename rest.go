@@ -1322,8 +1322,10 @@ func (q *restReq) onLoopDo(name string, fn func()) error {
 // setStatus, setHeader and setOption build the head: in Go (direct), or
 // in C (relay).
 func (q *restReq) setStatus(name string, code int, reason string) error {
-	if code < 100 || code > 999 {
-		return &OpError{Op: name, Err: fmt.Errorf("status %d", code)}
+	if code < 200 || code > 999 {
+		// (a 1xx is not a final status: the client would take the next
+		// response for this one's)
+		return &OpError{Op: name, Err: fmt.Errorf("status %d: not a final status", code)}
 	}
 	for i := 0; i < len(reason); i++ {
 		if c := reason[i]; c < 0x20 && c != '\t' {
@@ -1851,7 +1853,8 @@ func (q *restReq) stream(name string) error {
 }
 
 // Status sets the status line (mtev_http_response_status_set); reason ""
-// is the standard one.
+// is the standard one.  code is a final status, 200 to 999 (the engine
+// answers Expect: 100-continue itself).
 func (r *RestResponse) Status(code int, reason string) error {
 	if reason == "" {
 		reason = http.StatusText(code)

@@ -198,8 +198,12 @@ func (w *restWriter) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
-	if code >= 100 && code <= 199 && code != 101 {
-		return // informational: the engine answers Expect: 100-continue itself
+	if code >= 100 && code <= 199 {
+		// informational: the engine answers Expect: 100-continue itself,
+		// and 101 switches to nothing (Hijack is not supported); sent as
+		// a final status, the client would take the next response for
+		// this one's
+		return
 	}
 	w.wroteHeader = true
 	w.status = code

@@ -1607,7 +1607,10 @@ mtev_boolean ev_http_response_ok(mtev_http_session_ctx *s, const char *type) {
 
 static mtev_boolean ev_status_put(mtev_http_response *r, int code,
                                   const char *reason) {
-  if (code < 100 || code > 999) return mtev_false;
+  /* a final status: a 1xx would go out body-less and the client, taking
+   * it for an interim answer, would read the next response as this
+   * one's (the engine sends 100 Continue itself; no upgrades here) */
+  if (code < 200 || code > 999) return mtev_false;
   size_t n = 0;
   if (code == 200 && reason && reason[0] == 'O' && reason[1] == 'K' &&
       !reason[2])

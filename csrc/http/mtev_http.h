@@ -211,6 +211,8 @@ const void *mtev_http_request_get_upload(mtev_http_request *req,
  * All return mtev_true on success, mtev_false when the call is not
  * possible (bad argument; headers already sent for status_set,
  * header_set and option_set; the response already ended or failed). */
+/* status_set: a final status, 200 to 999 (1xx are refused: the engine
+ * answers Expect: 100-continue itself, and upgrades are not built). */
 mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *ctx,
                                            int code, const char *reason);
 /* Sets (replaces) a header field.  Content-Length and Transfer-Encoding

@@ -275,6 +275,14 @@ static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   T_CHECK(!mtev_http_response_header_set(ctx, "Content-Length", "3"));
   T_CHECK(!mtev_http_response_header_set(ctx, "Transfer-Encoding", "chunked"));
   T_CHECK(!mtev_http_response_header_set(ctx, "Bad Name", "x"));
+  /* a final status only: a 1xx would go out body-less, and the client
+   * would take the next response for this one's (the status line stays
+   * the shorthand's) */
+  T_CHECK(!mtev_http_response_status_set(ctx, 100, "Continue"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 101, "Switching Protocols"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 199, "X"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 99, "X"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 1000, "X"));
   T_CHECK(!mtev_http_response_header_set(ctx, "X-Split", "a\r\nInjected: 1"));
   /* a CR or an LF anywhere in values of 1 to 40 bytes (the check reads
    * eight at a time, the last eight overlapping): refused, and the value
