@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1276,6 +1278,35 @@ func TestHostileInformationalStatus(t *testing.T) {
 	for _, e := range errs {
 		if !strings.Contains(e, "RestResponse.Status") || !strings.Contains(e, "not a final status") {
 			t.Errorf("Status error %q", e)
+		}
+	}
+}
+
+// A NUL byte in a rule's method, base or expression is refused: C took
+// the strings up to it, so NewRule("GET", b, "^e\x00$", h) served every
+// path starting with e, and a method or base was cut short as silently.
+func TestHostileRuleNUL(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	h := func(rc *RestClosure) error { rc.Response().WriteString("matched"); return nil }
+	for _, c := range [][3]string{{"GET", b + "\x00x/", "^a$"}, {"GET", b, "^e\x00$"},
+		{"GET\x00POST", b, "^m$"}} {
+		if r, err := NewRule(c[0], c[1], c[2], h); err == nil {
+			r.Close()
+			t.Errorf("NewRule%q: taken", c)
+		} else if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "NewRule") {
+			t.Errorf("NewRule%q: %v", c, err)
+		}
+		if r, err := HandleHTTP(c[0], c[1], c[2], http.NotFoundHandler()); err == nil {
+			r.Close()
+			t.Errorf("HandleHTTP%q: taken", c)
+		} else if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "HandleHTTP") {
+			t.Errorf("HandleHTTP%q: %v", c, err)
+		}
+	}
+	for _, p := range []string{"a", "e", "eanything/else", "m"} {
+		if code, _, body := get(t, url+b+p); code != http.StatusNotFound {
+			t.Errorf("%s: %d %q, want 404", p, code, body)
 		}
 	}
 }
