@@ -160,10 +160,11 @@ func HandleHTTP(method, base, expr string, h http.Handler) (*Rule, error) {
 }
 
 func newRule(op, method, base, expr string, rh RestHandler, hh http.Handler) (*Rule, error) {
-	if strings.IndexByte(method+base+expr, 0) >= 0 {
-		// C would take the strings up to the NUL: another method, base
-		// or expression ("^e\x00$" as "^e", every path starting with e)
-		return nil, &OpError{Op: op, Err: fmt.Errorf("%q %q %q: a NUL byte: %w", method, base, expr, syscall.EINVAL)}
+	// (C would take "^e\x00$" as "^e": every path starting with e)
+	for _, err := range []error{nulErr("method", method), nulErr("base", base), nulErr("expression", expr)} {
+		if err != nil {
+			return nil, &OpError{Op: op, Err: err}
+		}
 	}
 	setupRest()
 	restRules.mu.Lock()
