@@ -1310,3 +1310,68 @@ func TestHostileRuleNUL(t *testing.T) {
 		}
 	}
 }
+
+// CR or LF bytes (up to four) after a POST, before the next request
+// line, are ignored as net/http ignores them (RFC 9112 2.2: old clients
+// end a POST's body with an extra CRLF): the request behind them got a
+// 400 and the connection closed.  After another method they are still a
+// bad request line, as in net/http.
+func TestHostileCRLFAfterPost(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	mustRule(t)(HandleHTTP("POST", b, "^p$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "post %s", body)
+	})))
+	mustRule(t)(HandleHTTP("GET", b, "^g$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "get")
+	})))
+	post := "POST " + b + "p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+	chunked := "POST " + b + "p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+	get := "GET " + b + "g HTTP/1.1\r\nHost: x\r\n\r\n"
+	last := "GET " + b + "g HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	for _, c := range []struct {
+		name  string
+		parts []string // written one after the other, each after the answers so far
+		want  string
+	}{
+		{"post crlf get", []string{post + "\r\n" + last}, "200 post abc|200 get"},
+		{"post lf get", []string{post + "\n" + last}, "200 post abc|200 get"},
+		{"chunked crlf crlf get", []string{chunked + "\r\n\r\n" + last}, "200 post abc|200 get"},
+		{"post, later crlf get", []string{post, "\r\n", last}, "200 post abc|200 get"},
+		{"post, later cr, lf get", []string{post, "\r", "\n" + get, last}, "200 post abc|200 get|200 get"},
+		{"post crlf x3 get", []string{post + "\r\n\r\n\r\n" + last}, "200 post abc|400 Bad Request\n"},
+		{"get crlf get", []string{get + "\r\n" + last}, "200 get|400 Bad Request\n"},
+		{"post get crlf get", []string{post + get + "\r\n" + last}, "200 post abc|200 get|400 Bad Request\n"},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		var got []string
+		read := func() bool {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return false
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, body))
+			return !resp.Close
+		}
+		for i, p := range c.parts {
+			io.WriteString(conn, p)
+			if i < len(c.parts)-1 && strings.HasPrefix(p, "POST") {
+				read() // answered before the rest is sent
+			}
+		}
+		for read() {
+		}
+		conn.Close()
+		if g := strings.Join(got, "|"); g != c.want {
+			t.Errorf("%s: %q, want %q", c.name, g, c.want)
+		}
+	}
+}

@@ -257,6 +257,8 @@ struct mtev_http_session_ctx {
   uint8_t task_posted;
   uint8_t want_aco;
   uint8_t sniff;
+  uint8_t skip_crlf;          /* CR or LF bytes still to be ignored before
+                               * the next request line (after a POST) */
   uint8_t rd_ready, wr_blocked;
   uint8_t redispatch;         /* call the dispatcher again (after a move) */
   uint8_t raw_io;             /* the fd takes socket calls of our own
@@ -2587,6 +2589,18 @@ ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   ev_http_work_t *w = s->w;
   size_t avail = w->in_end - w->in_start;
   if (avail == 0) return 0;
+  if (__builtin_expect(s->skip_crlf, 0)) {
+    /* net/http's tolerance of old clients (RFC 9112 2.2): up to four CR
+     * or LF bytes after a POST, before the next request line, are not
+     * a request */
+    const char *p = w->in + w->in_start;
+    size_t n = 0;
+    while (n < avail && n < s->skip_crlf && (p[n] == '\r' || p[n] == '\n')) n++;
+    s->skip_crlf = n < avail ? 0 : (uint8_t)(s->skip_crlf - n);
+    w->in_start += n;
+    avail -= n;
+    if (avail == 0) return 0;
+  }
   if (s->state == ST_IDLE) {
     s->state = ST_HEAD;
     s->head_start_ns = now;
@@ -2638,6 +2652,7 @@ ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   /* NUL-terminate in place: each string is followed by a byte the parser
    * no longer needs (SP, '?', ':', whitespace, CR or LF) */
   ((char *)h->method)[h->method_len] = 0;
+  s->skip_crlf = h->method_len == 4 && memcmp(h->method, "POST", 4) == 0 ? 4 : 0;
   if (h->path >= head && h->path < head + end) ((char *)h->path)[h->path_len] = 0;
   if (h->query) ((char *)h->query)[h->query_len] = 0;
   for (uint32_t i = 0; i < h->nhdr; i++) {
