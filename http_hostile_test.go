@@ -1311,11 +1311,11 @@ func TestHostileRuleNUL(t *testing.T) {
 	}
 }
 
-// CR or LF bytes (up to four) after a POST, before the next request
-// line, are ignored as net/http ignores them (RFC 9112 2.2: old clients
-// end a POST's body with an extra CRLF): the request behind them got a
-// 400 and the connection closed.  After another method they are still a
-// bad request line, as in net/http.
+// CR or LF bytes (up to four) after a request's body, before the next
+// request line, are ignored (RFC 9112 2.2: old clients end a POST's body
+// with an extra CRLF; net/http ignores them after a POST): the request
+// behind them got a 400 and the connection closed.  After a request
+// without a body they are still a bad request line, as in net/http.
 func TestHostileCRLFAfterPost(t *testing.T) {
 	url := restServer(t, 1)
 	addr := strings.TrimPrefix(url, "http://")

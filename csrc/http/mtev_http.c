@@ -258,7 +258,7 @@ struct mtev_http_session_ctx {
   uint8_t want_aco;
   uint8_t sniff;
   uint8_t skip_crlf;          /* CR or LF bytes still to be ignored before
-                               * the next request line (after a POST) */
+                               * the next request line (after a body) */
   uint8_t rd_ready, wr_blocked;
   uint8_t redispatch;         /* call the dispatcher again (after a move) */
   uint8_t raw_io;             /* the fd takes socket calls of our own
@@ -2590,9 +2590,9 @@ ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   size_t avail = w->in_end - w->in_start;
   if (avail == 0) return 0;
   if (__builtin_expect(s->skip_crlf, 0)) {
-    /* net/http's tolerance of old clients (RFC 9112 2.2): up to four CR
-     * or LF bytes after a POST, before the next request line, are not
-     * a request */
+    /* the tolerance of old clients RFC 9112 2.2 asks for: up to four
+     * CR or LF bytes after a request's body, before the next request
+     * line, are not a request (net/http: after a POST) */
     const char *p = w->in + w->in_start;
     size_t n = 0;
     while (n < avail && n < s->skip_crlf && (p[n] == '\r' || p[n] == '\n')) n++;
@@ -2652,7 +2652,6 @@ ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   /* NUL-terminate in place: each string is followed by a byte the parser
    * no longer needs (SP, '?', ':', whitespace, CR or LF) */
   ((char *)h->method)[h->method_len] = 0;
-  s->skip_crlf = h->method_len == 4 && memcmp(h->method, "POST", 4) == 0 ? 4 : 0;
   if (h->path >= head && h->path < head + end) ((char *)h->path)[h->path_len] = 0;
   if (h->query) ((char *)h->query)[h->query_len] = 0;
   for (uint32_t i = 0; i < h->nhdr; i++) {
@@ -2663,11 +2662,13 @@ ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   if (h->chunked) {
     q->body_mode = EV_BODY_CHUNKED;
     q->body_done = 0;
+    s->skip_crlf = 4;
   } else if (h->content_length > 0) {
     if ((uint64_t)h->content_length > EV_LD(max_body)) return 413;
     q->body_mode = EV_BODY_CL;
     q->body_left = (uint64_t)h->content_length;
     q->body_done = 0;
+    s->skip_crlf = 4;
   }
   return 1;
 }
