@@ -17,6 +17,9 @@
  *     complete within header_timeout, 413 body over max_body, 414 request
  *     line too long, 417 unknown expectation, 431 head too large, 501
  *     unknown transfer coding, 505 HTTP major version not 1;
+ *   - ignores up to four CR or LF bytes after a request's body, before
+ *     the next request line (RFC 9112 2.2; old clients end a POST body
+ *     with an extra CRLF); anywhere else an empty request line is a 400;
  *   - keep-alive (HTTP/1.1 by default, HTTP/1.0 with Connection:
  *     keep-alive) and pipelining: requests are served one at a time in
  *     order, so responses leave in request order; the responses to a batch
