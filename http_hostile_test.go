@@ -5,6 +5,7 @@ package eventer
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
@@ -1372,6 +1373,65 @@ func TestHostileCRLFAfterPost(t *testing.T) {
 		conn.Close()
 		if g := strings.Join(got, "|"); g != c.want {
 			t.Errorf("%s: %q, want %q", c.name, g, c.want)
+		}
+	}
+}
+
+// An aco rule's request body read (or Flush) from another goroutine
+// while the handler waits for it is a misuse: it panics with a
+// MisuseError naming the call, and the request is left as it was, so
+// the handler can still answer.  The panic came from the Park after the
+// read had been submitted to C: the handler recovered and answered, but
+// the response never went out (the client waited until the idle
+// timeout).
+func TestHostileAcoBodyFromGoroutine(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	other := func(f func()) string {
+		done := make(chan string)
+		go func() {
+			defer func() {
+				var me *MisuseError
+				if p := recover(); p == nil {
+					done <- "no panic"
+				} else if err, ok := p.(error); ok && errors.As(err, &me) {
+					done <- me.Op
+				} else {
+					done <- fmt.Sprint("panic: ", p)
+				}
+			}()
+			f()
+		}()
+		return <-done // (blocks the loop: this test's handler only)
+	}
+	mustRule(t)(HandleHTTP("POST", b, "^h$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := other(func() { io.ReadAll(r.Body) })
+		op2 := other(func() { w.(http.Flusher).Flush() })
+		body, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s|%s|%d %v", op, op2, len(body), err)
+	}))).SetAco(true)
+	mustRule(t)(NewRule("POST", b, "^r$", func(rc *RestClosure) error {
+		op := other(func() { io.ReadAll(rc.Request().Body) })
+		body, err := io.ReadAll(rc.Request().Body)
+		fmt.Fprintf(rc.Response(), "%s|%d %v", op, len(body), err)
+		return rc.Response().End()
+	})).SetAco(true)
+	for _, c := range []struct{ path, want string }{
+		{"h", "http.Request.Body.Read|ResponseWriter.Flush|100000 <nil>"},
+		{"r", "RestRequest.Body.Read|100000 <nil>"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "POST", url+b+c.path, bytes.NewReader(make([]byte, 100000)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		if err != nil || string(body) != c.want {
+			t.Errorf("%s: %q %v, want %q", c.path, body, err, c.want)
 		}
 	}
 }

@@ -1561,6 +1561,15 @@ func (q *restReq) op(name string, op, n int) (int64, error) {
 	if q.ended {
 		return -1, &OpError{Op: name, Err: ErrClosed}
 	}
+	if q.co != nil {
+		// an aco rule's call from another goroutine panics (MisuseError)
+		// here, before anything goes to C: submitted, the operation's
+		// result would wait for a Park that never came, and the response
+		// (ended later by the coroutine) never went out
+		if err := q.co.enter(name); err != nil {
+			return -1, err
+		}
+	}
 	if op == cgo.RestFlush || op == cgo.RestEnd {
 		if err := q.push(name); err != nil {
 			return -1, err
