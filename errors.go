@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 )
 
@@ -178,4 +179,14 @@ const (
 
 func misuse(op, rule string) {
 	panic(&MisuseError{Op: op, Rule: rule})
+}
+
+// nulErr: s (what) holds a NUL byte, which C, taking strings up to their
+// first NUL, would read as a shorter string: another name, path, address
+// or expression than the one given.  nil when there is none.
+func nulErr(what, s string) error {
+	if strings.IndexByte(s, 0) < 0 {
+		return nil
+	}
+	return fmt.Errorf("%s %q: a NUL byte: %w", what, s, syscall.EINVAL)
 }

@@ -5,16 +5,20 @@ package eventer
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1131,6 +1135,303 @@ func TestHostileKeptClosureAfterReturn(t *testing.T) {
 		id := fmt.Sprintf("later-%d", i)
 		if got := do(fmt.Sprintf("k/read%d?x=%d", i, i), id); got != want+id {
 			t.Fatalf("request %d: %q, want %q", i, got, want+id)
+		}
+	}
+}
+
+// A HandleHTTP handler's header of several values goes out as net/http
+// writes it, a line per value: two cookies set with http.SetCookie were
+// folded into one "Set-Cookie: a=1, b=2" line, which a client reads as
+// one cookie a whose value is "1, b=2" (cookie b lost).  Go rules and
+// aco (direct) rules alike, and a body-less 204 as a flushed response.
+func TestHostileSetCookieLines(t *testing.T) {
+	url := restServer(t, 2)
+	b := restBase()
+	for _, aco := range []bool{false, true} {
+		mode := map[bool]string{false: "go", true: "aco"}[aco]
+		mustRule(t)(HandleHTTP("GET", b, "^"+mode+"/(\\w+)$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.SetCookie(w, &http.Cookie{Name: "a", Value: "1", Path: "/"})
+			http.SetCookie(w, &http.Cookie{Name: "b", Value: "2", Expires: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)})
+			w.Header().Add("X-Multi", "x")
+			w.Header().Add("X-Multi", "y")
+			w.Header()["X-Bad"] = []string{"ok", "no\r\nInjected: 1"}
+			switch path.Base(r.URL.Path) {
+			case "nobody":
+				w.WriteHeader(http.StatusNoContent)
+			case "flush":
+				io.WriteString(w, "part")
+				w.(http.Flusher).Flush()
+				io.WriteString(w, "rest")
+			default:
+				io.WriteString(w, "ok")
+			}
+		}))).SetAco(aco)
+	}
+	for _, mode := range []string{"go", "aco"} {
+		for _, what := range []string{"plain", "nobody", "flush"} {
+			for i := 0; i < 3; i++ { // (an aco rule's later requests take other paths)
+				resp, err := http.Get(url + b + mode + "/" + what)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatalf("%s/%s: body: %v", mode, what, err)
+				}
+				var got []string
+				for _, c := range resp.Cookies() {
+					got = append(got, c.Name+"="+c.Value)
+				}
+				if strings.Join(got, " ") != "a=1 b=2" {
+					t.Errorf("%s/%s #%d: cookies %q (Set-Cookie %q)", mode, what, i, got, resp.Header["Set-Cookie"])
+				}
+				if h := resp.Header; strings.Join(h["X-Multi"], "|") != "x|y" || strings.Join(h["X-Bad"], "|") != "ok" ||
+					h.Get("Injected") != "" {
+					t.Errorf("%s/%s #%d: head %v", mode, what, i, h)
+				}
+				want := map[string]string{"plain": "ok", "nobody": "", "flush": "partrest"}[what]
+				if string(body) != want {
+					t.Errorf("%s/%s #%d: body %q, want %q", mode, what, i, body, want)
+				}
+			}
+		}
+	}
+}
+
+// A handler's 1xx status is not sent as its final one: it went out as a
+// body-less 1xx, which the client takes for an interim answer, and the
+// client then read the next pipelined request's response as this one's.
+// RestResponse.Status refuses it with an error naming the call (the
+// handler's error is then a 500); WriteHeader ignores it, 101 too (as it
+// does the other 1xx: Hijack is not supported), and the response goes
+// on as 200.
+func TestHostileInformationalStatus(t *testing.T) {
+	url := restServer(t, 2)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	var mu sync.Mutex
+	var errs []string
+	for _, aco := range []bool{false, true} {
+		mode := map[bool]string{false: "go", true: "aco"}[aco]
+		mustRule(t)(NewRule("GET", b, "^"+mode+"/st/(\\d+)$", func(rc *RestClosure) error {
+			res := rc.Response()
+			c, _ := strconv.Atoi(rc.Pats()[0])
+			if err := res.Status(c, ""); err != nil {
+				mu.Lock()
+				errs = append(errs, err.Error())
+				mu.Unlock()
+				return err
+			}
+			res.WriteString("st")
+			return res.End()
+		})).SetAco(aco)
+		mustRule(t)(HandleHTTP("GET", b, "^"+mode+"/wh/(\\d+)$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, _ := strconv.Atoi(path.Base(r.URL.Path))
+			w.WriteHeader(c)
+			io.WriteString(w, "wh")
+		}))).SetAco(aco)
+	}
+	for _, mode := range []string{"go", "aco"} {
+		for _, p := range []string{"st/100", "st/101", "st/150", "st/199", "wh/101", "wh/103", "wh/150"} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// the request, then one whose response must not be taken for its
+			fmt.Fprintf(c, "GET %s%s/%s HTTP/1.1\r\nHost: x\r\n\r\n"+
+				"GET %s%s/wh/200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b, mode, p, b, mode)
+			br := bufio.NewReader(c)
+			var got []string
+			for i := 0; i < 2; i++ {
+				resp, err := http.ReadResponse(br, nil) // (a 1xx comes back as one: a client would wait on past it)
+				if err != nil {
+					t.Fatalf("%s/%s: response %d: %v", mode, p, i, err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatalf("%s/%s: response %d: body: %v", mode, p, i, err)
+				}
+				got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, body))
+				if resp.Close {
+					break // (a failed handler's 500 may close the connection)
+				}
+			}
+			c.Close()
+			want := []string{"200 wh", "200 wh"}
+			if strings.HasPrefix(p, "st/") {
+				want[0] = "500 Internal Server Error\n"
+				if len(got) == 1 {
+					want = want[:1]
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s/%s: responses %q, want %q", mode, p, got, want)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) != 8 {
+		t.Fatalf("Status errors: %q", errs)
+	}
+	for _, e := range errs {
+		if !strings.Contains(e, "RestResponse.Status") || !strings.Contains(e, "not a final status") {
+			t.Errorf("Status error %q", e)
+		}
+	}
+}
+
+// A NUL byte in a rule's method, base or expression is refused: C took
+// the strings up to it, so NewRule("GET", b, "^e\x00$", h) served every
+// path starting with e, and a method or base was cut short as silently.
+func TestHostileRuleNUL(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	h := func(rc *RestClosure) error { rc.Response().WriteString("matched"); return nil }
+	for _, c := range [][3]string{{"GET", b + "\x00x/", "^a$"}, {"GET", b, "^e\x00$"},
+		{"GET\x00POST", b, "^m$"}} {
+		if r, err := NewRule(c[0], c[1], c[2], h); err == nil {
+			r.Close()
+			t.Errorf("NewRule%q: taken", c)
+		} else if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "NewRule") {
+			t.Errorf("NewRule%q: %v", c, err)
+		}
+		if r, err := HandleHTTP(c[0], c[1], c[2], http.NotFoundHandler()); err == nil {
+			r.Close()
+			t.Errorf("HandleHTTP%q: taken", c)
+		} else if !errors.Is(err, syscall.EINVAL) || !strings.Contains(err.Error(), "HandleHTTP") {
+			t.Errorf("HandleHTTP%q: %v", c, err)
+		}
+	}
+	for _, p := range []string{"a", "e", "eanything/else", "m"} {
+		if code, _, body := get(t, url+b+p); code != http.StatusNotFound {
+			t.Errorf("%s: %d %q, want 404", p, code, body)
+		}
+	}
+}
+
+// CR or LF bytes (up to four) after a request's body, before the next
+// request line, are ignored (RFC 9112 2.2: old clients end a POST's body
+// with an extra CRLF; net/http ignores them after a POST): the request
+// behind them got a 400 and the connection closed.  After a request
+// without a body they are still a bad request line, as in net/http.
+func TestHostileCRLFAfterPost(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := restBase()
+	mustRule(t)(HandleHTTP("POST", b, "^p$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "post %s", body)
+	})))
+	mustRule(t)(HandleHTTP("GET", b, "^g$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "get")
+	})))
+	post := "POST " + b + "p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+	chunked := "POST " + b + "p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+	get := "GET " + b + "g HTTP/1.1\r\nHost: x\r\n\r\n"
+	last := "GET " + b + "g HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+	for _, c := range []struct {
+		name  string
+		parts []string // written one after the other, each after the answers so far
+		want  string
+	}{
+		{"post crlf get", []string{post + "\r\n" + last}, "200 post abc|200 get"},
+		{"post lf get", []string{post + "\n" + last}, "200 post abc|200 get"},
+		{"chunked crlf crlf get", []string{chunked + "\r\n\r\n" + last}, "200 post abc|200 get"},
+		{"post, later crlf get", []string{post, "\r\n", last}, "200 post abc|200 get"},
+		{"post, later cr, lf get", []string{post, "\r", "\n" + get, last}, "200 post abc|200 get|200 get"},
+		{"post crlf x3 get", []string{post + "\r\n\r\n\r\n" + last}, "200 post abc|400 Bad Request\n"},
+		{"get crlf get", []string{get + "\r\n" + last}, "200 get|400 Bad Request\n"},
+		{"post get crlf get", []string{post + get + "\r\n" + last}, "200 post abc|200 get|400 Bad Request\n"},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(conn)
+		var got []string
+		read := func() bool {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return false
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, body))
+			return !resp.Close
+		}
+		for i, p := range c.parts {
+			io.WriteString(conn, p)
+			if i < len(c.parts)-1 && strings.HasPrefix(p, "POST") {
+				read() // answered before the rest is sent
+			}
+		}
+		for read() {
+		}
+		conn.Close()
+		if g := strings.Join(got, "|"); g != c.want {
+			t.Errorf("%s: %q, want %q", c.name, g, c.want)
+		}
+	}
+}
+
+// An aco rule's request body read (or Flush) from another goroutine
+// while the handler waits for it is a misuse: it panics with a
+// MisuseError naming the call, and the request is left as it was, so
+// the handler can still answer.  The panic came from the Park after the
+// read had been submitted to C: the handler recovered and answered, but
+// the response never went out (the client waited until the idle
+// timeout).
+func TestHostileAcoBodyFromGoroutine(t *testing.T) {
+	url := restServer(t, 1)
+	b := restBase()
+	other := func(f func()) string {
+		done := make(chan string)
+		go func() {
+			defer func() {
+				var me *MisuseError
+				if p := recover(); p == nil {
+					done <- "no panic"
+				} else if err, ok := p.(error); ok && errors.As(err, &me) {
+					done <- me.Op
+				} else {
+					done <- fmt.Sprint("panic: ", p)
+				}
+			}()
+			f()
+		}()
+		return <-done // (blocks the loop: this test's handler only)
+	}
+	mustRule(t)(HandleHTTP("POST", b, "^h$", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := other(func() { io.ReadAll(r.Body) })
+		op2 := other(func() { w.(http.Flusher).Flush() })
+		body, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s|%s|%d %v", op, op2, len(body), err)
+	}))).SetAco(true)
+	mustRule(t)(NewRule("POST", b, "^r$", func(rc *RestClosure) error {
+		op := other(func() { io.ReadAll(rc.Request().Body) })
+		body, err := io.ReadAll(rc.Request().Body)
+		fmt.Fprintf(rc.Response(), "%s|%d %v", op, len(body), err)
+		return rc.Response().End()
+	})).SetAco(true)
+	for _, c := range []struct{ path, want string }{
+		{"h", "http.Request.Body.Read|ResponseWriter.Flush|100000 <nil>"},
+		{"r", "RestRequest.Body.Read|100000 <nil>"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, "POST", url+b+c.path, bytes.NewReader(make([]byte, 100000)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatalf("%s: %v", c.path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		if err != nil || string(body) != c.want {
+			t.Errorf("%s: %q %v, want %q", c.path, body, err, c.want)
 		}
 	}
 }

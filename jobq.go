@@ -82,6 +82,10 @@ func NewJobQueue(name string, opts ...JobQueueOption) (*JobQueue, error) {
 	for _, o := range opts {
 		o(&c)
 	}
+	if err := nulErr("name", name); err != nil {
+		// (C would hand back the queue named by the part before it)
+		return nil, &OpError{Op: op, Err: err}
+	}
 	if len(c.bad) > 0 {
 		return nil, &OpError{Op: op, Err: fmt.Errorf("option value %d out of range [0, %d]", c.bad[0], 1<<31-1)}
 	}

@@ -78,6 +78,9 @@ func RegisterAcoFunction(name string, fn func(co *Co, ae *AcoEvent)) error {
 	if fn == nil {
 		return &OpError{Op: op, Err: errors.New("nil function")}
 	}
+	if err := nulErr("name", name); err != nil {
+		return &OpError{Op: op, Err: err}
+	}
 	id, err := newAcoFunc(fn)
 	if err != nil {
 		return &OpError{Op: op, Err: err}
@@ -105,6 +108,9 @@ var confLoaded atomic.Bool
 // a failed load changes nothing.  An eventer setting after Init is an
 // error.
 func LoadConfig(path string) error {
+	if err := nulErr("path", path); err != nil {
+		return &OpError{Op: "LoadConfig", Err: err}
+	}
 	if err := cgo.ConfLoad(path); err != nil {
 		return &OpError{Op: "LoadConfig", Err: err}
 	}
@@ -116,6 +122,11 @@ func LoadConfig(path string) error {
 // (mtev_conf_load_string); name stands for the file in messages, and
 // included files are relative to the working directory.
 func LoadConfigString(xml, name string) error {
+	for _, err := range []error{nulErr("name", name), nulErr("configuration", xml)} {
+		if err != nil {
+			return &OpError{Op: "LoadConfig", Err: err}
+		}
+	}
 	if err := cgo.ConfLoadString(xml, name); err != nil {
 		return &OpError{Op: "LoadConfig", Err: err}
 	}
@@ -137,6 +148,9 @@ func LoadConfigString(xml, name string) error {
 // run).  Listeners() returns them; Shutdown stops them.
 func ListenerInit(app string) error {
 	const op = "ListenerInit"
+	if err := nulErr("app", app); err != nil {
+		return &OpError{Op: op, Err: err}
+	}
 	err := withListeners(func() error { return cgo.ListenerInit(app) })
 	if err != nil {
 		return &OpError{Op: op, Err: err}
@@ -289,6 +303,12 @@ func WithListenerConfig(key, value string) ListenerOption {
 			c.fail("empty config key")
 			return
 		}
+		for _, err := range []error{nulErr("config key", key), nulErr("config value", value)} {
+			if err != nil {
+				c.fail("%w", err)
+				return
+			}
+		}
 		c.set(key, value)
 	}
 }
@@ -360,6 +380,9 @@ func ListenAco(network, address string, fn func(co *Co, ae *AcoEvent), opts ...L
 	}
 	if cfg.err != nil {
 		return fail(cfg.err)
+	}
+	if err := nulErr("address", address); err != nil {
+		return fail(err)
 	}
 	caddr, port, err := listenAddress(network, address)
 	if err != nil {

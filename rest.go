@@ -140,8 +140,7 @@ func NewRule(method, base, expr string, h RestHandler) (*Rule, error) {
 // A handler sees its client leave (r.Context() is cancelled) at once on a
 // request with a body, within about 200 ms on one without.
 //
-// Differences from net/http's server: several values of one response
-// header field are sent joined with ", " in one line; Content-Length and
+// Differences from net/http's server: Content-Length and
 // Transfer-Encoding are the engine's (it sends a length when the handler
 // ends without flushing, else chunks); Hijack is not supported.  A
 // Content-Length the handler declares bounds its body as in net/http:
@@ -161,6 +160,12 @@ func HandleHTTP(method, base, expr string, h http.Handler) (*Rule, error) {
 }
 
 func newRule(op, method, base, expr string, rh RestHandler, hh http.Handler) (*Rule, error) {
+	// (C would take "^e\x00$" as "^e": every path starting with e)
+	for _, err := range []error{nulErr("method", method), nulErr("base", base), nulErr("expression", expr)} {
+		if err != nil {
+			return nil, &OpError{Op: op, Err: err}
+		}
+	}
 	setupRest()
 	restRules.mu.Lock()
 	defer restRules.mu.Unlock()
@@ -1331,8 +1336,10 @@ func (q *restReq) onLoopDo(name string, fn func()) error {
 // setStatus, setHeader and setOption build the head: in Go (direct), or
 // in C (relay).
 func (q *restReq) setStatus(name string, code int, reason string) error {
-	if code < 100 || code > 999 {
-		return &OpError{Op: name, Err: fmt.Errorf("status %d", code)}
+	if code < 200 || code > 999 {
+		// (a 1xx is not a final status: the client would take the next
+		// response for this one's)
+		return &OpError{Op: name, Err: fmt.Errorf("status %d: not a final status", code)}
 	}
 	for i := 0; i < len(reason); i++ {
 		if c := reason[i]; c < 0x20 && c != '\t' {
@@ -1561,6 +1568,15 @@ func (q *restReq) end(name string) error {
 func (q *restReq) op(name string, op, n int) (int64, error) {
 	if q.ended {
 		return -1, &OpError{Op: name, Err: ErrClosed}
+	}
+	if q.co != nil {
+		// an aco rule's call from another goroutine panics (MisuseError)
+		// here, before anything goes to C: submitted, the operation's
+		// result would wait for a Park that never came, and the response
+		// (ended later by the coroutine) never went out
+		if err := q.co.enter(name); err != nil {
+			return -1, err
+		}
 	}
 	if op == cgo.RestFlush || op == cgo.RestEnd {
 		if err := q.push(name); err != nil {
@@ -1860,7 +1876,8 @@ func (q *restReq) stream(name string) error {
 }
 
 // Status sets the status line (mtev_http_response_status_set); reason ""
-// is the standard one.
+// is the standard one.  code is a final status, 200 to 999 (the engine
+// answers Expect: 100-continue itself).
 func (r *RestResponse) Status(code int, reason string) error {
 	if reason == "" {
 		reason = http.StatusText(code)

@@ -198,8 +198,12 @@ func (w *restWriter) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
-	if code >= 100 && code <= 199 && code != 101 {
-		return // informational: the engine answers Expect: 100-continue itself
+	if code >= 100 && code <= 199 {
+		// informational: the engine answers Expect: 100-continue itself,
+		// and 101 switches to nothing (Hijack is not supported); sent as
+		// a final status, the client would take the next response for
+		// this one's
+		return
 	}
 	w.wroteHeader = true
 	w.status = code
@@ -211,15 +215,24 @@ func (w *restWriter) WriteHeader(code int) {
 		if q.reason == "" {
 			q.reason = "Status"
 		}
+		// one line per value, as net/http writes them (Set-Cookie must
+		// not be folded into one line)
 		q.hdrs = w.fields[:0]
-		if 2*len(w.h) > cap(q.hdrs) {
-			q.hdrs = make([]string, 0, 2*len(w.h))
+		n := 0
+		for _, vs := range w.h {
+			n += len(vs)
+		}
+		if 2*n > cap(q.hdrs) {
+			q.hdrs = make([]string, 0, 2*n)
 		}
 		for k, vs := range w.h {
-			if v := strings.Join(vs, ", "); validHeaderField(k, v) {
-				q.hdrs = append(q.hdrs, k, v)
-			} else if k == "Content-Length" {
+			if k == "Content-Length" {
 				w.declare(vs)
+			}
+			for _, v := range vs {
+				if validHeaderField(k, v) {
+					q.hdrs = append(q.hdrs, k, v)
+				}
 			}
 		}
 		q.opts |= cgo.OptStream
@@ -237,7 +250,9 @@ func (w *restWriter) WriteHeader(code int) {
 			case "Transfer-Encoding":
 				continue // the engine's
 			}
-			cgo.RestHeader(q.r, k, strings.Join(vs, ", "))
+			for _, v := range vs {
+				cgo.RestHeaderAdd(q.r, k, v) // a line each, as net/http
+			}
 		}
 		// may stream (chunked when flushed before the end)
 		if !cgo.RestOption(q.r, cgo.HTTPChunked) {

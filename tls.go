@@ -255,6 +255,11 @@ func (c *TLSConfig) settings(server bool) ([][2]string, error) {
 	} else if c.ClientCert != "" {
 		return nil, errors.New("ClientCert is for listeners (WithTLS)")
 	}
+	for _, p := range kv {
+		if err := nulErr(p[0], p[1]); err != nil {
+			return nil, err
+		}
+	}
 	return kv, nil
 }
 
@@ -271,7 +276,7 @@ func WithTLS(cfg TLSConfig) ListenerOption {
 	return func(c *listenConfig) {
 		kv, err := cfg.settings(true)
 		if err != nil {
-			c.fail("TLS: %v", err)
+			c.fail("TLS: %w", err)
 			return
 		}
 		c.tls, c.ssl = true, kv
@@ -334,6 +339,10 @@ func clientTLS(network, address string, cfg *TLSConfig) (unsafe.Pointer, *tlsCli
 		return nil, nil, err
 	}
 	name := cfg.ServerName
+	if err := nulErr("ServerName", name); err != nil {
+		// ("good.example\x00.evil.example" verified as good.example)
+		return nil, nil, err
+	}
 	if name == "" && network != "unix" {
 		host, _, err := net.SplitHostPort(address)
 		if err != nil {

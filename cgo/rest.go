@@ -529,6 +529,14 @@ func RestHeader(r uintptr, name, value string) bool {
 	return C.ev_go_rest_header_set(C.uintptr_t(r), cn, cv) != 0
 }
 
+// RestHeaderAdd is mtev_http_response_header_add.
+func RestHeaderAdd(r uintptr, name, value string) bool {
+	cn, cv := C.CString(name), C.CString(value)
+	defer C.free(unsafe.Pointer(cn))
+	defer C.free(unsafe.Pointer(cv))
+	return C.ev_go_rest_header_add(C.uintptr_t(r), cn, cv) != 0
+}
+
 // RestOption is mtev_http_response_option_set.
 func RestOption(r uintptr, opt uint32) bool {
 	return C.ev_go_rest_option(C.uintptr_t(r), C.uint32_t(opt)) != 0

@@ -563,7 +563,9 @@ int ev_go_rest_respond(uintptr_t ctxp, int code, const char *spec,
       const char *value = p;
       p += strlen(p) + 1;
       if (sct && value == ct) continue; /* (set above) */
-      ok &= mtev_http_response_header_set(ctx, name, value) ? 1 : 0;
+      /* added, not set: Go sends a field of several lines (Set-Cookie)
+       * as one field per line */
+      ok &= mtev_http_response_header_add(ctx, name, value) ? 1 : 0;
     }
     if ((opts & EV_GO_OPT_STREAM) && !sct &&
         !mtev_http_response_option_set(ctx, MTEV_HTTP_CHUNKED))
@@ -766,6 +768,10 @@ int ev_go_rest_status(uintptr_t rp, int code, const char *reason) {
 
 int ev_go_rest_header_set(uintptr_t rp, const char *name, const char *value) {
   return mtev_http_response_header_set(((ev_go_req_t *)rp)->ctx, name, value) ? 1 : 0;
+}
+
+int ev_go_rest_header_add(uintptr_t rp, const char *name, const char *value) {
+  return mtev_http_response_header_add(((ev_go_req_t *)rp)->ctx, name, value) ? 1 : 0;
 }
 
 int ev_go_rest_option(uintptr_t rp, uint32_t opt) {

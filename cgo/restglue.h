@@ -203,6 +203,7 @@ const char *ev_go_rest_header(uintptr_t r, int i, const char **value);
 const char *ev_go_rest_pat(uintptr_t r, int i);
 int ev_go_rest_status(uintptr_t r, int code, const char *reason);
 int ev_go_rest_header_set(uintptr_t r, const char *name, const char *value);
+int ev_go_rest_header_add(uintptr_t r, const char *name, const char *value);
 int ev_go_rest_option(uintptr_t r, uint32_t opt);
 int ev_go_rest_append(uintptr_t r, const void *p, size_t n);
 /* 1 once the response headers went out. */

@@ -257,6 +257,8 @@ struct mtev_http_session_ctx {
   uint8_t task_posted;
   uint8_t want_aco;
   uint8_t sniff;
+  uint8_t skip_crlf;          /* CR or LF bytes still to be ignored before
+                               * the next request line (after a body) */
   uint8_t rd_ready, wr_blocked;
   uint8_t redispatch;         /* call the dispatcher again (after a move) */
   uint8_t raw_io;             /* the fd takes socket calls of our own
@@ -1512,7 +1514,8 @@ static inline __attribute__((always_inline)) int ev_res_usable(mtev_http_session
 static mtev_boolean ev_status_put(mtev_http_response *r, int code,
                                   const char *reason);
 static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
-                               size_t nl, const char *value, size_t vl);
+                               size_t nl, const char *value, size_t vl,
+                               int add);
 static void ev_hdr_remove(mtev_http_response *r, const char *name, size_t nl);
 
 mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *s, int code,
@@ -1537,7 +1540,7 @@ ev_res_type_in(mtev_http_response *r, const char *type) {
       size_t vl = strlen(type);
       if (ev_no_crlf(type, vl)) {
         r->has_ct = 0;
-        ev_hdr_put(r, "Content-Type", 12, type, vl);
+        ev_hdr_put(r, "Content-Type", 12, type, vl, 0);
       }
     }
   }
@@ -1606,7 +1609,10 @@ mtev_boolean ev_http_response_ok(mtev_http_session_ctx *s, const char *type) {
 
 static mtev_boolean ev_status_put(mtev_http_response *r, int code,
                                   const char *reason) {
-  if (code < 100 || code > 999) return mtev_false;
+  /* a final status: a 1xx would go out body-less and the client, taking
+   * it for an interim answer, would read the next response as this
+   * one's (the engine sends 100 Continue itself; no upgrades here) */
+  if (code < 200 || code > 999) return mtev_false;
   size_t n = 0;
   if (code == 200 && reason && reason[0] == 'O' && reason[1] == 'K' &&
       !reason[2])
@@ -1659,9 +1665,10 @@ static void ev_hdr_remove(mtev_http_response *r, const char *name, size_t nl) {
   }
 }
 
-mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
-                                           const char *name,
-                                           const char *value) {
+/* header_set and header_add: add 0 replaces the lines of that name, 1
+ * adds one more (Content-Type, single-valued, is replaced either way). */
+static mtev_boolean ev_hdr_set(mtev_http_session_ctx *s, const char *name,
+                               const char *value, int add) {
   if (!ev_res_usable(s) || s->w->res.headers_sent || !name || !value)
     return mtev_false;
   /* lengths by libc's vectorised strlen, then the bytes checked */
@@ -1677,14 +1684,31 @@ mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
       if (ev_ci_eqn(value + i, "close", 5)) r->options |= MTEV_HTTP_CLOSE;
     return mtev_true;
   }
-  if (nl == 12 && ev_lc_eq(name, "content-type")) r->has_ct = 0;
-  return ev_hdr_put(r, name, nl, value, vl);
+  if (nl == 12 && ev_lc_eq(name, "content-type")) {
+    r->has_ct = 0;
+    add = 0;
+  }
+  return ev_hdr_put(r, name, nl, value, vl, add);
 }
 
-/* Replaces the header lines named name[0..nl) with "name: value". */
+mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *s,
+                                           const char *name,
+                                           const char *value) {
+  return ev_hdr_set(s, name, value, 0);
+}
+
+mtev_boolean mtev_http_response_header_add(mtev_http_session_ctx *s,
+                                           const char *name,
+                                           const char *value) {
+  return ev_hdr_set(s, name, value, 1);
+}
+
+/* Replaces the header lines named name[0..nl) with "name: value" (add:
+ * puts it after them instead). */
 static mtev_boolean ev_hdr_put(mtev_http_response *r, const char *name,
-                               size_t nl, const char *value, size_t vl) {
-  if (r->hlen) ev_hdr_remove(r, name, nl);
+                               size_t nl, const char *value, size_t vl,
+                               int add) {
+  if (r->hlen && !add) ev_hdr_remove(r, name, nl);
   size_t need = r->hlen + nl + vl + 4;
   if (need > r->hcap) {
     size_t ncap = r->hcap ? r->hcap * 2 : 512;
@@ -2565,6 +2589,18 @@ ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   ev_http_work_t *w = s->w;
   size_t avail = w->in_end - w->in_start;
   if (avail == 0) return 0;
+  if (__builtin_expect(s->skip_crlf, 0)) {
+    /* the tolerance of old clients RFC 9112 2.2 asks for: up to four
+     * CR or LF bytes after a request's body, before the next request
+     * line, are not a request (net/http: after a POST) */
+    const char *p = w->in + w->in_start;
+    size_t n = 0;
+    while (n < avail && n < s->skip_crlf && (p[n] == '\r' || p[n] == '\n')) n++;
+    s->skip_crlf = n < avail ? 0 : (uint8_t)(s->skip_crlf - n);
+    w->in_start += n;
+    avail -= n;
+    if (avail == 0) return 0;
+  }
   if (s->state == ST_IDLE) {
     s->state = ST_HEAD;
     s->head_start_ns = now;
@@ -2626,11 +2662,13 @@ ev_http_next_request(mtev_http_session_ctx *s, uint64_t now) {
   if (h->chunked) {
     q->body_mode = EV_BODY_CHUNKED;
     q->body_done = 0;
+    s->skip_crlf = 4;
   } else if (h->content_length > 0) {
     if ((uint64_t)h->content_length > EV_LD(max_body)) return 413;
     q->body_mode = EV_BODY_CL;
     q->body_left = (uint64_t)h->content_length;
     q->body_done = 0;
+    s->skip_crlf = 4;
   }
   return 1;
 }

@@ -17,6 +17,9 @@
  *     complete within header_timeout, 413 body over max_body, 414 request
  *     line too long, 417 unknown expectation, 431 head too large, 501
  *     unknown transfer coding, 505 HTTP major version not 1;
+ *   - ignores up to four CR or LF bytes after a request's body, before
+ *     the next request line (RFC 9112 2.2; old clients end a POST body
+ *     with an extra CRLF); anywhere else an empty request line is a 400;
  *   - keep-alive (HTTP/1.1 by default, HTTP/1.0 with Connection:
  *     keep-alive) and pipelining: requests are served one at a time in
  *     order, so responses leave in request order; the responses to a batch
@@ -211,12 +214,21 @@ const void *mtev_http_request_get_upload(mtev_http_request *req,
  * All return mtev_true on success, mtev_false when the call is not
  * possible (bad argument; headers already sent for status_set,
  * header_set and option_set; the response already ended or failed). */
+/* status_set: a final status, 200 to 999 (1xx are refused: the engine
+ * answers Expect: 100-continue itself, and upgrades are not built). */
 mtev_boolean mtev_http_response_status_set(mtev_http_session_ctx *ctx,
                                            int code, const char *reason);
 /* Sets (replaces) a header field.  Content-Length and Transfer-Encoding
  * are the engine's (mtev_false); "Connection: close" sets MTEV_HTTP_CLOSE;
  * names must be tokens and values free of CR, LF and NUL. */
 mtev_boolean mtev_http_response_header_set(mtev_http_session_ctx *ctx,
+                                           const char *name,
+                                           const char *value);
+/* Adds a header field line, after those of the same name (not in
+ * libmtev, whose headers are a table): for fields that must not be folded
+ * into one line, as Set-Cookie.  The same checks as header_set;
+ * Content-Type is single-valued: it is replaced. */
+mtev_boolean mtev_http_response_header_add(mtev_http_session_ctx *ctx,
                                            const char *name,
                                            const char *value);
 /* MTEV_HTTP_CHUNKED: the body may be flushed in pieces (chunked for

@@ -275,6 +275,14 @@ static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   T_CHECK(!mtev_http_response_header_set(ctx, "Content-Length", "3"));
   T_CHECK(!mtev_http_response_header_set(ctx, "Transfer-Encoding", "chunked"));
   T_CHECK(!mtev_http_response_header_set(ctx, "Bad Name", "x"));
+  /* a final status only: a 1xx would go out body-less, and the client
+   * would take the next response for this one's (the status line stays
+   * the shorthand's) */
+  T_CHECK(!mtev_http_response_status_set(ctx, 100, "Continue"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 101, "Switching Protocols"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 199, "X"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 99, "X"));
+  T_CHECK(!mtev_http_response_status_set(ctx, 1000, "X"));
   T_CHECK(!mtev_http_response_header_set(ctx, "X-Split", "a\r\nInjected: 1"));
   /* a CR or an LF anywhere in values of 1 to 40 bytes (the check reads
    * eight at a time, the last eight overlapping): refused, and the value
@@ -299,6 +307,15 @@ static int h_std(mtev_http_rest_closure_t *restc, int npats, char **pats) {
   if (code == 500) mtev_http_response_server_error(ctx, "text/x-err2\r\nX-Split: 1");
   T_CHECK(mtev_http_response_header_set(ctx, "X-Twice", "1"));
   T_CHECK(mtev_http_response_header_set(ctx, "x-twice", "2"));
+  /* header_add: one line each (Set-Cookie must not be folded), with the
+   * same checks; a header_set after it replaces them all */
+  T_CHECK(mtev_http_response_header_add(ctx, "Set-Cookie", "a=1"));
+  T_CHECK(mtev_http_response_header_add(ctx, "set-cookie", "b=2; Path=/"));
+  T_CHECK(!mtev_http_response_header_add(ctx, "Set-Cookie", "c=3\r\nInjected: 1"));
+  T_CHECK(!mtev_http_response_header_add(ctx, "Content-Length", "3"));
+  T_CHECK(mtev_http_response_header_add(ctx, "X-Added", "1"));
+  T_CHECK(mtev_http_response_header_add(ctx, "X-Added", "2"));
+  T_CHECK(mtev_http_response_header_set(ctx, "X-Added", "3"));
   mtev_http_response_appendf(ctx, "%d", code);
   T_CHECK(ev_http_response_end_drive(ctx));
   /* nothing more once it ended */
@@ -1253,6 +1270,9 @@ static void test_pool_auth_later(void) {
     T_EQ(r.status, std[i].code);
     T_STR_EQ(hc_header(&r, "Content-Type"), std[i].type);
     T_STR_EQ(hc_header(&r, "X-Twice"), "2");
+    T_STR_EQ(hc_header(&r, "X-Added"), "3");
+    T_CHECK(strstr(r.head, "Set-Cookie: a=1\nset-cookie: b=2; Path=/\n") != NULL);
+    T_CHECK(strstr(r.head, "X-Added: 1") == NULL && strstr(r.head, "Injected") == NULL);
     T_CHECK(hc_header(&r, "X-Split") == NULL);
     T_STR_EQ(hc_header(&r, "X-Probe"), "ok");
     T_STR_EQ(hc_header(&r, "Content-Length"), "3");
