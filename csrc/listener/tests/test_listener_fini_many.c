@@ -179,10 +179,56 @@ static void many_at_fini(int stop_first) {
   T_EQ(lt_fd_count(), fds);
 }
 
+/* ---- mtev_listener_stop from another thread racing with eventer_fini ------------------- */
+
+static mtev_listener_t *race_l;
+static int race_go, race_spin;
+static void *race_stopper(void *arg) {
+  (void)arg;
+  while (!__atomic_load_n(&race_go, __ATOMIC_ACQUIRE)) {
+  }
+  for (volatile int i = 0; i < race_spin; i++) {
+  }
+  T_EQ(mtev_listener_stop(race_l, NULL), 0);
+  return NULL;
+}
+
+static void test_stop_races_fini(void) {
+  int fds = lt_fd_count();
+  for (int round = 0; round < 300; round++) {
+    T_EQ(eventer_impl_propset("concurrency", "1"), 0);
+    T_EQ(eventer_init_external(), 0);
+    T_EQ(eventer_loop_attach(0), 0);
+    char err[1024];
+    mtev_listener_opts_t o = {.address = "127.0.0.1",
+                              .aco_function = co_fn,
+                              .accept_in_loop = mtev_true};
+    race_l = mtev_listener_create(&o, err, sizeof(err));
+    T_CHECKF(race_l, "mtev_listener_create: %s", err);
+    run_once();
+    race_go = 0;
+    race_spin = (round * 7919) % 20000;
+    pthread_t t;
+    T_EQ(pthread_create(&t, NULL, race_stopper, NULL), 0);
+    eventer_shutdown();
+    T_EQ(eventer_run_once(NULL, NULL), EVENTER_RUN_STOPPED);
+    __atomic_store_n(&race_go, 1, __ATOMIC_RELEASE);
+    eventer_fini();
+    T_EQ(pthread_join(t, NULL), 0);
+    T_EQ(mtev_acceptor_closures_live(), 0);
+    T_EQ(eventer_allocations_current(), 0);
+    struct timeval zero = {0, 0};
+    T_EQ(mtev_listener_wait(race_l, &zero), 0);
+    mtev_listener_release(race_l);
+  }
+  T_EQ(lt_fd_count(), fds);
+}
+
 static void test_many_running(void) { many_at_fini(0); }
 static void test_many_stop_queued(void) { many_at_fini(1); }
 static void test_many_one_stopped(void) { many_at_fini(2); }
 
 T_MAIN({"many_running", test_many_running},
        {"many_stop_queued", test_many_stop_queued},
-       {"many_one_stopped", test_many_one_stopped})
+       {"many_one_stopped", test_many_one_stopped},
+       {"stop_races_fini", test_stop_races_fini})
