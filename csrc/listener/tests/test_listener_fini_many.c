@@ -1,7 +1,9 @@
 /*
  * test_listener_fini_many.c - eventer_fini with hundreds of aco connections
  * of two listeners on one loop, parked in every way at once, and with
- * references the aco function took and kept.
+ * references the aco function took and kept; a third listener's
+ * connections handed off to the loops of a pool nobody drives; and
+ * mtev_listener_stop from another thread racing with eventer_fini.
  *
  * After eventer_fini: every listener stopped and freed by the caller's
  * release, every acceptor closure freed, every server socket closed (the
@@ -28,13 +30,14 @@ enum {
 };
 #define NCONN (NMODES * 24)
 #define PER_L (NCONN / 2)
+#define NFAN 30
 
 static int entered, returned, parked;
 static int next_mode[2];
 static eventer_t kept[NCONN];
 static int nkept;
 static char big[1 << 24];
-static mtev_listener_t *ls[2];
+static mtev_listener_t *ls[3];
 
 static void co_fn(void) {
   eventer_aco_t e = eventer_aco_arg();
@@ -103,10 +106,10 @@ static void run_once(void) {
   T_EQ(eventer_run_once(NULL, &tick), EVENTER_RUN_DONE);
 }
 
-static int waited[2] = {-2, -2};
+static int waited[3] = {-2, -2, -2};
 static void *waiter(void *arg) {
   struct timeval bound = {60, 0};
-  int i = arg == ls[1];
+  int i = arg == ls[1] ? 1 : arg == ls[2] ? 2 : 0;
   __atomic_store_n(&waited[i], mtev_listener_wait(arg, &bound), __ATOMIC_RELEASE);
   return NULL;
 }
@@ -114,6 +117,7 @@ static void *waiter(void *arg) {
 static void many_at_fini(int stop_first) {
   int fds = lt_fd_count();
   T_EQ(eventer_impl_propset("concurrency", "1"), 0);
+  T_EQ(eventer_impl_propset("loop_other", "3"), 0);
   T_EQ(eventer_init_external(), 0);
   T_EQ(eventer_loop_attach(0), 0);
   entered = returned = parked = nkept = 0;
@@ -126,6 +130,23 @@ static void many_at_fini(int stop_first) {
     ls[i] = mtev_listener_create(&o, err, sizeof(err));
     T_CHECKF(ls[i], "mtev_listener_create: %s", err);
   }
+  /* a third listener fans out to the 3 loops of pool "other", never
+   * driven: its connections are accepted, their hand-offs queued there */
+  char err[1024];
+  mtev_listener_opts_t fo = {.address = "127.0.0.1",
+                             .aco_function = co_fn,
+                             .accept_in_loop = mtev_true,
+                             .fanout = mtev_true,
+                             .fanout_pool = "other"};
+  ls[2] = mtev_listener_create(&fo, err, sizeof(err));
+  T_CHECKF(ls[2], "mtev_listener_create: %s", err);
+  int fclients[NFAN];
+  for (int k = 0; k < NFAN; k++) { /* one at a time: the backlog is 5 */
+    fclients[k] = lt_connect(ls[2]);
+    for (int i = 0; i < 6000 && lt_stat(ls[2], 0) < (uint64_t)k + 1; i++) run_once();
+    T_EQ(lt_stat(ls[2], 0), k + 1);
+  }
+  T_EQ(entered, 0);
   int clients[NCONN];
   /* connection k of listener li gets mode k % NMODES (they are accepted
    * in order on one loop: connect one, wait for its function) */
@@ -146,14 +167,15 @@ static void many_at_fini(int stop_first) {
   for (int i = 0; i < 20; i++) run_once();
   T_EQ(returned, 2 * (PER_L / NMODES));
   T_EQ(nkept, 2 * 2 * (PER_L / NMODES));
-  T_EQ(mtev_acceptor_closures_live(), NCONN - returned);
+  T_EQ(mtev_acceptor_closures_live(), NFAN + NCONN - returned);
   if (stop_first) {
+    T_EQ(mtev_listener_stop(ls[2], NULL), 0);
     T_EQ(mtev_listener_stop(ls[0], NULL), 0);
     if (stop_first > 1) run_once(); /* ls[0]'s stop runs; ls[1]'s queued */
     T_EQ(mtev_listener_stop(ls[1], NULL), 0);
   }
-  pthread_t t[2];
-  for (int i = 0; i < 2; i++) {
+  pthread_t t[3];
+  for (int i = 0; i < 3; i++) {
     waited[i] = -2;
     T_EQ(pthread_create(&t[i], NULL, waiter, ls[i]), 0);
   }
@@ -161,7 +183,7 @@ static void many_at_fini(int stop_first) {
   T_EQ(eventer_run_once(NULL, NULL), EVENTER_RUN_STOPPED);
   eventer_fini();
   T_EQ(mtev_acceptor_closures_live(), 0);
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < 3; i++) {
     T_EQ(pthread_join(t[i], NULL), 0);
     T_EQ(waited[i], 0);
     T_EQ(lt_stat(ls[i], 1), 0);
@@ -171,6 +193,10 @@ static void many_at_fini(int stop_first) {
   T_EQ(eventer_allocations_current(), nkept);
   for (int i = 0; i < nkept; i++) T_EQ(eventer_free(kept[i]), mtev_true);
   T_EQ(eventer_allocations_current(), 0);
+  for (int i = 0; i < NFAN; i++) {
+    lt_expect_eof(fclients[i]);
+    close(fclients[i]);
+  }
   for (int i = 0; i < NCONN; i++) {
     struct pollfd p = {clients[i], POLLIN, 0};
     T_EQ(poll(&p, 1, 30000), 1);
