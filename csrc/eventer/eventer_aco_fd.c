@@ -821,6 +821,7 @@ void eventer_aco_free(eventer_aco_t ae) {
   if (ev_is_aco_fd(e) && e->acofd_reg_mask && e->acofd_waits == 0 &&
       ev_aco_waitq_empty(&e->aco.waiters))
     ev_aco_fd_unregister(e);
+  if (ev_is_aco_fd(e)) e->acofd_flags |= EV_ACOFD_F_FREED;
   eventer_free(e);
 }
 

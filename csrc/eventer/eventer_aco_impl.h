@@ -434,9 +434,12 @@ enum { /* struct _event.acofd_flags */
   EV_ACOFD_F_POSIX = 0x20,      /* its opset is the POSIX one: its reads
                                  * and writes are made by the coroutine
                                  * calls themselves */
-  EV_ACOFD_F_NOT_SOCK = 0x40    /* POSIX opset, and its fd is no socket:
+  EV_ACOFD_F_NOT_SOCK = 0x40,   /* POSIX opset, and its fd is no socket:
                                  * read(2) and write(2), not recv(2) and
                                  * send(2) */
+  EV_ACOFD_F_FREED = 0x80       /* eventer_aco_free ran on it (a
+                                 * listener's end at fini: the function
+                                 * dropped a reference of its own) */
 };
 
 /* The loop's callback for aco fd events. */

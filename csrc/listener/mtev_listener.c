@@ -2181,8 +2181,10 @@ static void ev_l_fini_begin(void) {
  * its return would have released goes: the event is closed (an fd the
  * function left open; a TLS connection's close_notify) and taken out of
  * the stopped loop, the listener's reference to it goes and so does the
- * function's, if the event still has more than the listener's (a function
- * that freed its event before parking elsewhere did its part), as does the
+ * function's, if the event still has more than the listener's and the
+ * function did not eventer_aco_free it (one that did, before parking
+ * elsewhere, did its part; what is left then are references it took and
+ * kept, its own to drop), as does the
  * TLS handshake's while the coroutine waits in it, and the closure is
  * freed; a listener whose last connection this was finishes. */
 static void ev_l_aco_end_at_fini(ev_aco_t *a) {
@@ -2199,8 +2201,11 @@ static void ev_l_aco_end_at_fini(ev_aco_t *a) {
       eventer_free(e);
       refs--;
     }
-    eventer_free(e);               /* the listener's */
-    if (refs > 1) eventer_free(e); /* the function's */
+    /* the function's, unless it freed one (then what is left beyond the
+     * listener's is references it took and kept: its own to drop) */
+    int fn_freed = e->acofd_flags & EV_ACOFD_F_FREED;
+    eventer_free(e); /* the listener's */
+    if (refs > 1 && !fn_freed) eventer_free(e);
   } else {
     /* not converted: a coroutine parks only after the conversion, so
      * this one never ran; the function's reference and the listener's */

@@ -171,8 +171,9 @@
  * mtev_listener_wait return 0); an aco
  * function's connection whose coroutine goes with its loop ends as the
  * function's return would end it (the event closed and released, with the
- * function's reference if it had not freed the event, and the closure
- * freed); a connection still on its way to its loop (accepted and not yet
+ * function's reference if it had not eventer_aco_free'd the event (a
+ * reference it took with eventer_ref and kept stays its own to drop), and
+ * the closure freed); a connection still on its way to its loop (accepted and not yet
  * dispatched, or its dispatch start queued after the TLS handshake) is
  * closed and its closure freed.  Not reached: a classic callback's or
  * dispatch service's connection still open (its event goes with the
