@@ -1435,3 +1435,43 @@ func TestHostileAcoBodyFromGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// A head whose lines end in bare CRs (no LF, so it never ends) gets 400
+// and a close as soon as the byte after the first bare CR is in, not the
+// header timeout's 408; sent whole and a byte at a time.
+func TestHostileBareCRHead(t *testing.T) {
+	url := restServer(t, 1)
+	addr := strings.TrimPrefix(url, "http://")
+	b := hostileRules(t, true)
+	req := "GET " + b + "fast HTTP/1.1\rHost: x\r\r"
+	for _, bytewise := range []bool{false, true} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		if bytewise {
+			for i := 0; i < len(req); i++ {
+				if _, err := io.WriteString(c, req[i:i+1]); err != nil {
+					break // (the server may close once it has answered)
+				}
+			}
+		} else {
+			io.WriteString(c, req)
+		}
+		br := bufio.NewReader(c)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("bytewise %v: %v", bytewise, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 400 {
+			t.Fatalf("bytewise %v: status %d, want 400", bytewise, res.StatusCode)
+		}
+		if n, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("bytewise %v: after the response: %v %v, want EOF", bytewise, n, err)
+		}
+		c.Close()
+	}
+}

@@ -447,6 +447,7 @@ static inline const char *ev_find_lf(const char *p, const char *end) {
 long ev_http_head_end(const char *buf, size_t len, size_t *scan,
                       const ev_http_limits_t *lim) {
   size_t pos = *scan & ~EV_SCAN_LINE1;
+  size_t from = pos;
   int line1 = (*scan & EV_SCAN_LINE1) != 0;
   while (pos < len) {
     const char *nl = ev_find_lf(buf + pos, buf + len);
@@ -479,6 +480,14 @@ long ev_http_head_end(const char *buf, size_t len, size_t *scan,
   }
   if (!line1 && len > lim->max_request_line) return -414;
   if (len >= lim->max_head) return -431;
+  /* Incomplete: a CR followed by anything but LF ends no line and is an
+   * error wherever it is (the parser would say 400 once the head ends),
+   * so a head of bare CR line ends gets its 400 now, not at the header
+   * timeout.  The bytes this call saw, and the last one of the call
+   * before (a CR there had no next byte yet). */
+  for (const char *p = buf + (from ? from - 1 : 0), *end = buf + len - 1;
+       p < end && (p = memchr(p, '\r', (size_t)(end - p))) != NULL; p++)
+    if (p[1] != '\n') return -400;
   *scan = pos | (line1 ? EV_SCAN_LINE1 : 0);
   return 0;
 }

@@ -9,7 +9,8 @@
  *      resuming where its last call stopped, so a head that arrives a byte
  *      at a time costs O(n) in total.  It enforces the size limits on the
  *      way (414 for a request line that is too long, 431 for a head that
- *      is too large).
+ *      is too large) and answers 400 for an incomplete head with a bare
+ *      CR in it (a head of CR line ends would never end).
  *   2. ev_http_parse_head() parses the complete head: request line, header
  *      fields, and the framing they imply (Content-Length, chunked,
  *      Connection, Expect, Host).
@@ -96,7 +97,10 @@ typedef struct {
 /* Step 1.  Looks for the end of the head in buf[0..len) from *scan on
  * (start with *scan = 0; keep it between calls on the same growing
  * buffer).  Returns the head length (> 0), 0 when the head is not
- * complete yet, or -status (-414, -431) when a limit is exceeded. */
+ * complete yet, or -status: -414, -431 when a limit is exceeded, -400
+ * when the head is not complete and a CR in it is followed by a byte
+ * other than LF (a complete head's bare CRs are ev_http_parse_head's
+ * 400). */
 long ev_http_head_end(const char *buf, size_t len, size_t *scan,
                       const ev_http_limits_t *lim);
 

@@ -297,6 +297,47 @@ static void test_incremental(void) {
   }
 }
 
+/* A head whose lines end in bare CRs never ends (no LF): it gets its 400
+ * as soon as the byte after a bare CR is there, whether the head comes at
+ * once or a byte at a time; a CR that is the last byte so far is not yet
+ * known to be bare, and CRLF line ends stay fine. */
+static void test_bare_cr(void) {
+  static const struct {
+    const char *req;
+    size_t at; /* the length at which it is known: the byte after the CR */
+  } cases[] = {
+      {"GET /x HTTP/1.1\rHost: a\r\r", 17},
+      {"GET /x HTTP/1.1\r\nHost: a\rX: b", 26},
+      {"GET /x HTTP/1.1\r\nHost: a\r\nX: b\r\rY", 32},
+      {"GET\r/ HTTP/1.1\r\n", 5},
+      {"\r\r", 2},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *r = cases[i].req;
+    size_t n = strlen(r), scan = 0, k;
+    T_CHECKF(r[cases[i].at - 2] == '\r' && r[cases[i].at - 1] != '\n', "case %zu: bad at", i);
+    long all = ev_http_head_end(r, n, &scan, &lim);
+    T_CHECKF(all == -400, "\"%s\" at once: %ld, want -400", r, all);
+    long got = 0;
+    scan = 0;
+    for (k = 1; k <= n && got == 0; k++) got = ev_http_head_end(r, k, &scan, &lim);
+    T_CHECKF(got == -400, "\"%s\" a byte at a time: %ld, want -400", r, got);
+    T_CHECKF(k - 1 == cases[i].at, "\"%s\": known at %zu, want %zu", r, k - 1,
+             cases[i].at);
+    /* in two parts split at the CR: the CR last, then the rest */
+    scan = 0;
+    T_EQ(ev_http_head_end(r, cases[i].at - 1, &scan, &lim), 0);
+    T_EQ(ev_http_head_end(r, n, &scan, &lim), -400);
+  }
+  /* CRLF heads a byte at a time are still found, not refused */
+  static const char ok[] = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+  size_t scan = 0;
+  long got = 0;
+  for (size_t k = 1; k <= sizeof(ok) - 1 && got == 0; k++)
+    got = ev_http_head_end(ok, k, &scan, &lim);
+  T_EQ(got, (long)sizeof(ok) - 1);
+}
+
 /* Every byte position of every value length: an invalid byte is found
  * wherever it is, by every implementation (the SIMD loops and their
  * scalar tails). */
@@ -677,6 +718,6 @@ static void test_fast_path_all(void) { run_all(test_fast_path); }
 
 T_MAIN({"simd_api", test_simd_api}, {"request_line", test_request_line},
        {"fields", test_fields}, {"nul", test_nul}, {"limits", test_limits},
-       {"incremental", test_incremental}, {"scan_positions", test_scan_positions},
+       {"incremental", test_incremental}, {"bare_cr", test_bare_cr}, {"scan_positions", test_scan_positions},
        {"chunked", test_chunked}, {"host_bytes", test_host_bytes},
        {"all_impls", test_all_impls}, {"fast_path", test_fast_path_all})
