@@ -1693,10 +1693,9 @@ func TestRestDirectOkSpecReuse(t *testing.T) {
 }
 
 // The loop thread knows the last Ok head by its bytes (restglue.c,
-// ev_go_okspec_eq): an Ok head of the same length that differs in one
-// byte, at any position of its Content-Type (each word of the comparison,
-// and the last, overlapping one), is applied as its own.  Pipelined, so
-// that one loop thread applies them one after another.
+// ev_go_okspec): an Ok head of the same length that differs in one byte,
+// at any position of its Content-Type, is applied as its own.  Pipelined,
+// so that one loop thread applies them one after another.
 func TestRestDirectOkSpecOneByte(t *testing.T) {
 	url := restServer(t, 1)
 	b := restBase()

@@ -2105,6 +2105,28 @@ static int ev_l_task_discard(eventer_task_t *t) {
 /* ---- a loop that goes away with a listener still accepting on it, or with
  * aco connections' coroutines ------------------------------------------------------------ */
 
+/* eventer_fini's look at the listeners: those want(l, arg) picks, each
+ * with a reference of the snapshot's (*k of them; free the array).  Out of
+ * memory, none (logged: they are left as they are). */
+static mtev_listener_t **ev_l_snapshot(int (*want)(mtev_listener_t *, void *),
+                                       void *arg, size_t *k) {
+  size_t n = 0;
+  *k = 0;
+  pthread_mutex_lock(&ev_l_glock);
+  for (mtev_listener_t *l = ev_l_all; l; l = l->next) n++;
+  mtev_listener_t **snap = n ? calloc(n, sizeof(*snap)) : NULL;
+  for (mtev_listener_t *l = ev_l_all; snap && l; l = l->next)
+    if (want(l, arg)) {
+      mtev_listener_ref(l);
+      snap[(*k)++] = l;
+    }
+  pthread_mutex_unlock(&ev_l_glock);
+  if (n && !snap)
+    mtevL(mtev_error, "mtev_listener: eventer_fini: out of memory: listeners "
+          "still running are left as they are\n");
+  return snap;
+}
+
 /* eventer_fini is about to free loop lp.  A listener that accepts on it
  * (never stopped, or stopped with its stop task still queued there: that
  * task's discard finds the work done) stops here as its stop task would:
@@ -2113,21 +2135,14 @@ static int ev_l_task_discard(eventer_task_t *t) {
  * listener with no connection left finishes (mtev_listener_wait returns
  * in the threads that wait; the coroutines that wait went with their
  * loops).  A listener with an accept thread is not reached here. */
+static int ev_l_accepts_on(mtev_listener_t *l, void *lp) {
+  return l->home == (eventer_loop_t *)lp && !l->accept_thread &&
+         __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) != EV_LS_BOUND;
+}
+
 static void ev_l_loop_fini(ev_loop_t *lp) {
-  size_t n = 0, k = 0;
-  pthread_mutex_lock(&ev_l_glock);
-  for (mtev_listener_t *l = ev_l_all; l; l = l->next) n++;
-  mtev_listener_t **snap = n ? calloc(n, sizeof(*snap)) : NULL;
-  for (mtev_listener_t *l = ev_l_all; snap && l; l = l->next)
-    if (l->home == (eventer_loop_t *)lp && !l->accept_thread &&
-        __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) != EV_LS_BOUND) {
-      mtev_listener_ref(l);
-      snap[k++] = l;
-    }
-  pthread_mutex_unlock(&ev_l_glock);
-  if (n && !snap)
-    mtevL(mtev_error, "mtev_listener: eventer_fini: out of memory: listeners "
-          "still running are left as they are\n");
+  size_t k;
+  mtev_listener_t **snap = ev_l_snapshot(ev_l_accepts_on, lp, &k);
   for (size_t i = 0; i < k; i++) {
     mtev_listener_t *l = snap[i];
     ev_l_discarding = 1;
@@ -2154,21 +2169,15 @@ static void ev_l_loop_fini(ev_loop_t *lp) {
  * eventer_fini waits for such threads), without a grace deadline; the
  * stop and fin tasks it posts to the home loop are run there if that
  * loop still iterates, else dropped and released (ev_l_task_discard). */
+static int ev_l_accept_thread_runs(mtev_listener_t *l, void *unused) {
+  (void)unused;
+  return l->accept_thread &&
+         __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) == EV_LS_RUNNING;
+}
+
 static void ev_l_fini_begin(void) {
-  size_t n = 0, k = 0;
-  pthread_mutex_lock(&ev_l_glock);
-  for (mtev_listener_t *l = ev_l_all; l; l = l->next) n++;
-  mtev_listener_t **snap = n ? calloc(n, sizeof(*snap)) : NULL;
-  for (mtev_listener_t *l = ev_l_all; snap && l; l = l->next)
-    if (l->accept_thread &&
-        __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) == EV_LS_RUNNING) {
-      mtev_listener_ref(l);
-      snap[k++] = l;
-    }
-  pthread_mutex_unlock(&ev_l_glock);
-  if (n && !snap)
-    mtevL(mtev_error, "mtev_listener: eventer_fini: out of memory: listeners "
-          "still running are left as they are\n");
+  size_t k;
+  mtev_listener_t **snap = ev_l_snapshot(ev_l_accept_thread_runs, NULL, &k);
   for (size_t i = 0; i < k; i++) {
     mtev_listener_stop(snap[i], NULL);
     mtev_listener_release(snap[i]); /* the snapshot's */

@@ -156,6 +156,44 @@ static inline void lt_expect_eof(int fd) {
            "want EOF, got %zd (%s)", r, r < 0 ? strerror(errno) : "data");
 }
 
+/* EOF within 30 s, nothing before it (no reset); then closes fd. */
+static inline void lt_expect_eof_close(int fd) {
+  struct pollfd p = {fd, POLLIN, 0};
+  T_EQ(poll(&p, 1, 30000), 1);
+  char c;
+  T_EQ(recv(fd, &c, 1, 0), 0);
+  close(fd);
+}
+
+/* fd is closed (EBADF). */
+static inline void lt_expect_closed(int fd) {
+  errno = 0;
+  T_EQ(fcntl(fd, F_GETFD), -1);
+  T_EQ(errno, EBADF);
+}
+
+/* The server's end of a connection on port: the socket bound to it that
+ * has a peer. */
+static inline int lt_server_fd(int port) {
+  for (int fd = 0; fd < 4096; fd++) {
+    struct sockaddr_in a, p;
+    socklen_t al = sizeof(a), pl = sizeof(p);
+    if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0) continue;
+    if (getsockname(fd, (struct sockaddr *)&a, &al) != 0 || a.sin_family != AF_INET)
+      continue;
+    if (ntohs(a.sin_port) == port) return fd;
+  }
+  T_FAIL("no accepted socket on port %d", port);
+  return -1;
+}
+
+/* mtev_listener_foreach's callback that counts the listeners (in *c). */
+static inline int lt_count_listener(mtev_listener_t *l, void *c) {
+  (void)l;
+  (*(int *)c)++;
+  return 0;
+}
+
 static inline void lt_wait_for(int (*cond)(void *), void *arg, int ms,
                                const char *what) {
   uint64_t end = t_now_us() + (uint64_t)(t_slow() ? ms * 10 : ms) * 1000u;

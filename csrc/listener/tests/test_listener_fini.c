@@ -72,25 +72,6 @@ static void run_until_accepted(mtev_listener_t *l, uint64_t n) {
 
 /* The server's end of the connection on the listener's port: connected,
  * bound to that port. */
-static int server_fd(int port) {
-  for (int fd = 0; fd < 4096; fd++) {
-    struct sockaddr_in a, p;
-    socklen_t al = sizeof(a), pl = sizeof(p);
-    if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0) continue;
-    if (getsockname(fd, (struct sockaddr *)&a, &al) != 0 || a.sin_family != AF_INET)
-      continue;
-    if (ntohs(a.sin_port) == port) return fd;
-  }
-  T_FAIL("no accepted socket on port %d", port);
-  return -1;
-}
-
-static int listeners_seen(mtev_listener_t *l, void *c) {
-  (void)l;
-  (*(int *)c)++;
-  return 0;
-}
-
 /* The loop stops (run_once returns STOPPED before its task phase) and
  * eventer_fini drops what was queued.  Then: no closure left, the fd
  * closed, the listener stopped and off the list, ours the last reference. */
@@ -110,17 +91,9 @@ static void stop_and_check(mtev_listener_t *l, int srv) {
   struct timeval zero = {0, 0};
   T_EQ(mtev_listener_wait(l, &zero), 0); /* stopped */
   int n = 0;
-  T_EQ(mtev_listener_foreach(listeners_seen, &n), 0);
+  T_EQ(mtev_listener_foreach(lt_count_listener, &n), 0);
   T_EQ(n, 0);
   mtev_listener_release(l); /* the last: freed (else ASan reports it) */
-}
-
-static void expect_eof(int client) {
-  struct pollfd p = {client, POLLIN, 0};
-  T_EQ(poll(&p, 1, 30000), 1);
-  char c;
-  T_EQ(recv(client, &c, 1, 0), 0);
-  close(client);
 }
 
 /* A connection accepted on loop 0 for a loop of "other": its hand-off
@@ -139,7 +112,7 @@ static void handoff(int how) {
   int port = mtev_listener_get_port(l);
   int client = lt_connect(l);
   run_until_accepted(l, 1);
-  int srv = server_fd(port);
+  int srv = lt_server_fd(port);
   T_EQ(mtev_acceptor_closures_live(), 1);
   struct timeval grace = {0, 0};
   T_EQ(mtev_listener_stop(l, how ? &grace : NULL), 0);
@@ -150,7 +123,7 @@ static void handoff(int how) {
   T_EQ(errno, ETIMEDOUT);
   T_EQ(active(l), 1);
   stop_and_check(l, srv);
-  expect_eof(client);
+  lt_expect_eof_close(client);
   T_EQ(lt_fd_count(), fds);
 }
 
@@ -216,7 +189,7 @@ static void test_deferred_free_discarded(void) {
   T_EQ(pthread_join(t, NULL), 0);
   T_EQ(mtev_acceptor_closures_live(), 1); /* its finish is queued */
   stop_and_check(l, -1);
-  expect_eof(client);
+  lt_expect_eof_close(client);
   T_EQ(lt_fd_count(), fds);
 }
 
@@ -291,7 +264,7 @@ static void tls_start(int conv) {
   pthread_t t;
   T_EQ(pthread_create(&t, NULL, tls_client, NULL), 0);
   run_until_accepted(l, 1);
-  int srv = server_fd(port);
+  int srv = lt_server_fd(port);
   eventer_t e = eventer_find_fd(srv); /* the handshake's event */
   T_CHECK(e != NULL);
   mtev_acceptor_closure_t *ac = eventer_get_closure(e);
@@ -370,7 +343,7 @@ static void tls_aco(int in_hs) {
     for (int i = 0; i < 6000 && tls_co_entered == 0; i++) run_once();
     T_EQ(tls_co_entered, 1);
   }
-  int srv = server_fd(port);
+  int srv = lt_server_fd(port);
   T_EQ(mtev_acceptor_closures_live(), 1);
   eventer_shutdown();
   T_EQ(eventer_run_once(NULL, NULL), EVENTER_RUN_STOPPED);
@@ -387,7 +360,7 @@ static void tls_aco(int in_hs) {
   mtev_listener_release(l);
   if (in_hs) {
     T_EQ(tls_co_entered, 0);
-    expect_eof(client);
+    lt_expect_eof_close(client);
   } else {
     T_EQ(pthread_join(t, NULL), 0);
     T_EQ(cl_connected, 1);

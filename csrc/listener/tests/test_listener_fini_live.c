@@ -44,40 +44,7 @@ static uint64_t stat_of(mtev_listener_t *l, int active) {
   return active ? st.active : st.accepted;
 }
 
-static int listeners_seen(mtev_listener_t *l, void *c) {
-  (void)l;
-  (*(int *)c)++;
-  return 0;
-}
-
 /* The server's end of the connection on the listener's port. */
-static int server_fd(int port) {
-  for (int fd = 0; fd < 4096; fd++) {
-    struct sockaddr_in a, p;
-    socklen_t al = sizeof(a), pl = sizeof(p);
-    if (getpeername(fd, (struct sockaddr *)&p, &pl) != 0) continue;
-    if (getsockname(fd, (struct sockaddr *)&a, &al) != 0 || a.sin_family != AF_INET)
-      continue;
-    if (ntohs(a.sin_port) == port) return fd;
-  }
-  T_FAIL("no accepted socket on port %d", port);
-  return -1;
-}
-
-static void expect_closed(int fd) {
-  errno = 0;
-  T_EQ(fcntl(fd, F_GETFD), -1);
-  T_EQ(errno, EBADF);
-}
-
-static void expect_eof(int client) {
-  struct pollfd p = {client, POLLIN, 0};
-  T_EQ(poll(&p, 1, 30000), 1);
-  char c;
-  T_EQ(recv(client, &c, 1, 0), 0);
-  close(client);
-}
-
 /* a thread blocked in mtev_listener_wait across the fini (the bound only
  * keeps a broken fini from hanging the test: it fails with -1) */
 static int waited = -2;
@@ -101,11 +68,11 @@ static void fini_and_check(mtev_listener_t *l, int lfd) {
   T_EQ(mtev_acceptor_closures_live(), 0);
   T_EQ(stat_of(l, 1), 0);
   T_EQ(eventer_allocations_current(), 0);
-  expect_closed(lfd);
+  lt_expect_closed(lfd);
   struct timeval zero = {0, 0};
   T_EQ(mtev_listener_wait(l, &zero), 0);
   int n = 0;
-  T_EQ(mtev_listener_foreach(listeners_seen, &n), 0);
+  T_EQ(mtev_listener_foreach(lt_count_listener, &n), 0);
   T_EQ(n, 0);
   T_EQ(pthread_join(t, NULL), 0);
   T_EQ(waited, 0);
@@ -232,7 +199,7 @@ static void aco_conn(int mode, int stopped) {
   int client = lt_connect(l);
   for (int i = 0; i < 6000 && co_entered == 0; i++) run_once();
   T_EQ(co_entered, 1);
-  int srv = mode == CO_FREED_SLEEP ? -1 : server_fd(port);
+  int srv = mode == CO_FREED_SLEEP ? -1 : lt_server_fd(port);
   T_EQ(mtev_acceptor_closures_live(), 1);
   if (mode == CO_ASYNCH) {
     /* the job runs, then ends while nobody drives loop 0: its completion
@@ -252,8 +219,8 @@ static void aco_conn(int mode, int stopped) {
   }
   fini_and_check(l, lfd);
   T_EQ(co_returned, 0);
-  if (srv >= 0) expect_closed(srv);
-  expect_eof(client);
+  if (srv >= 0) lt_expect_closed(srv);
+  lt_expect_eof_close(client);
   T_EQ(lt_fd_count(), fds);
 }
 
@@ -317,7 +284,7 @@ static void layer_ends_conn(int idle) {
   int client = lt_connect(l);
   for (int i = 0; i < 6000 && !svc_e; i++) run_once();
   T_CHECK(svc_e != NULL);
-  int srv = server_fd(port);
+  int srv = lt_server_fd(port);
   T_EQ(mtev_listener_stop(l, NULL), 0);
   run_once(); /* the stop: the acceptor goes; the connection stays */
   T_EQ(stat_of(l, 1), 1);
@@ -327,8 +294,8 @@ static void layer_ends_conn(int idle) {
   fini_and_check(l, lfd);
   detach_at_fini = 0;
   T_CHECK(svc_e == NULL);
-  expect_closed(srv);
-  expect_eof(client);
+  lt_expect_closed(srv);
+  lt_expect_eof_close(client);
   T_EQ(lt_fd_count(), fds);
 }
 
