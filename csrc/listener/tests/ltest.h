@@ -156,6 +156,20 @@ static inline void lt_expect_eof(int fd) {
            "want EOF, got %zd (%s)", r, r < 0 ? strerror(errno) : "data");
 }
 
+/* mtev_listener_create, which must succeed (its error in the failure). */
+static inline mtev_listener_t *lt_make(const mtev_listener_opts_t *o) {
+  char err[1024];
+  mtev_listener_t *l = mtev_listener_create(o, err, sizeof(err));
+  T_CHECKF(l, "mtev_listener_create: %s (errno %d)", err, errno);
+  return l;
+}
+
+/* One iteration of the loop the test thread drives (at most 10 ms). */
+static inline void lt_run_once(void) {
+  struct timeval tick = {0, 10000};
+  T_EQ(eventer_run_once(NULL, &tick), EVENTER_RUN_DONE);
+}
+
 /* EOF within 30 s, nothing before it (no reset); then closes fd. */
 static inline void lt_expect_eof_close(int fd) {
   struct pollfd p = {fd, POLLIN, 0};

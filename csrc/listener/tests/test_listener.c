@@ -11,13 +11,6 @@
 
 #include <sys/stat.h>
 
-static mtev_listener_t *make(const mtev_listener_opts_t *o) {
-  char err[1024];
-  mtev_listener_t *l = mtev_listener_create(o, err, sizeof(err));
-  T_CHECKF(l, "mtev_listener_create: %s (errno %d)", err, errno);
-  return l;
-}
-
 static mtev_hash_table *cfg(const char *k1, const char *v1, const char *k2,
                             const char *v2) {
   static mtev_hash_table h;
@@ -36,7 +29,7 @@ static void body_seed(void) {
                             .aco_function = lt_seed_service,
                             .accept_in_loop = seed_in_loop,
                             .config = cfg("read_timeout_ms", "1000", NULL, NULL)};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   T_CHECK(mtev_listener_get_port(l) > 0);
   /* lines get "thanks!" (9 bytes: the seed writes its NUL), quit gets
    * "quitter!" and a close */
@@ -140,7 +133,7 @@ static void body_classic(void) {
                             .callback = classic_cb,
                             .service_ctx = classic_ctx,
                             .config = cfg("greeting", "hi", NULL, NULL)};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   for (int i = 0; i < 3; i++) {
     int fd = lt_connect(l);
     lt_send(fd, "ping\n");
@@ -203,7 +196,7 @@ static void body_closure(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1",
                             .aco_function = closure_service,
                             .service_ctx = classic_ctx};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   int fd = lt_connect(l);
   lt_expect(fd, "ok\n", 0);
   lt_expect_eof(fd);
@@ -224,7 +217,7 @@ static void body_ipv6(void) {
   close(probe);
   mtev_listener_opts_t o = {.address = "::1", .aco_function = closure_service,
                             .service_ctx = classic_ctx};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   T_CHECK(strstr(mtev_listener_get_name(l), "[::1]:"));
   struct sockaddr_in6 sa = {.sin6_family = AF_INET6,
                             .sin6_port = htons((uint16_t)mtev_listener_get_port(l)),
@@ -238,13 +231,13 @@ static void body_ipv6(void) {
   /* "inet6:*" listens on every IPv6 address, "[::1]" is accepted too */
   mtev_listener_opts_t o2 = {.address = "inet6:*", .aco_function = closure_service,
                              .service_ctx = classic_ctx};
-  mtev_listener_t *any = make(&o2);
+  mtev_listener_t *any = lt_make(&o2);
   sa.sin6_port = htons((uint16_t)mtev_listener_get_port(any));
   fd = lt_connect_sa((struct sockaddr *)&sa, sizeof(sa));
   lt_expect(fd, "ok\n", 0);
   close(fd);
   mtev_listener_opts_t o3 = {.address = "[::1]", .aco_function = closure_service};
-  mtev_listener_t *br = make(&o3);
+  mtev_listener_t *br = lt_make(&o3);
   mtev_listener_release(br);
   lt_wait_for(lt_active_is_zero, l, 5000, "connections to end");
   lt_wait_for(lt_active_is_zero, any, 5000, "connections to end");
@@ -269,7 +262,7 @@ static void body_unix(void) {
   mtev_listener_opts_t o = {.address = sock_path,
                             .aco_function = lt_seed_service,
                             .config = cfg("read_timeout_ms", "5000", NULL, NULL)};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   T_STR_EQ(mtev_listener_get_name(l), sock_path);
   T_EQ(mtev_listener_get_port(l), 0);
   int fd = lt_connect(l);
@@ -339,13 +332,13 @@ static void fanout_round(mtev_listener_t *l, int n) {
 static void body_fanout(void) {
   memset(loops_seen, 0, sizeof(loops_seen));
   mtev_listener_opts_t nofan = {.address = "127.0.0.1", .aco_function = where_service};
-  mtev_listener_t *l0 = make(&nofan);
+  mtev_listener_t *l0 = lt_make(&nofan);
   fanout_round(l0, 6);
   T_EQ(LOADA(&loops_seen[0]), 6); /* the listener's loop: loop 0 */
   memset(loops_seen, 0, sizeof(loops_seen));
   mtev_listener_opts_t fan = {.address = "127.0.0.1", .aco_function = where_service,
                               .fanout = mtev_true};
-  mtev_listener_t *l1 = make(&fan);
+  mtev_listener_t *l1 = lt_make(&fan);
   fanout_round(l1, 30);
   /* over loops 1..3 of the default pool, round robin; loop 0 is kept */
   T_EQ(LOADA(&loops_seen[0]), 0);
@@ -354,7 +347,7 @@ static void body_fanout(void) {
   mtev_listener_opts_t pool = {.address = "127.0.0.1", .aco_function = where_service,
                                .fanout = mtev_true, .fanout_pool = "io",
                                .accept_in_loop = mtev_true};
-  mtev_listener_t *l2 = make(&pool);
+  mtev_listener_t *l2 = lt_make(&pool);
   fanout_round(l2, 10);
   T_EQ(LOADA(&loops_seen[8]), 5); /* both loops of pool "io" */
   T_EQ(LOADA(&loops_seen[9]), 5);
@@ -411,7 +404,7 @@ static int idle_activity(mtev_listener_t *l) {
 static void body_idle(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = idle_service,
                             .config = cfg("idle_timeout", "1000", NULL, NULL)};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   /* silent: shut down after 1 s, not before (timed from before the
    * connect: the server's timer starts after it) */
   uint64_t t0 = t_now_us();
@@ -431,7 +424,7 @@ static void body_idle(void) {
   /* classic callbacks: the socket is shut down the same way */
   mtev_listener_opts_t c = {.address = "127.0.0.1", .callback = classic_cb,
                             .config = cfg("idle_timeout", "200", "greeting", "hi")};
-  l = make(&c);
+  l = lt_make(&c);
   t0 = t_now_us();
   a = lt_connect(l);
   lt_expect_eof(a);
@@ -458,9 +451,9 @@ static void nodelay_service(void) {
 
 static void body_no_delay(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = nodelay_service};
-  mtev_listener_t *on = make(&o);
+  mtev_listener_t *on = lt_make(&o);
   o.config = cfg("no_delay", "off", NULL, NULL);
-  mtev_listener_t *off = make(&o);
+  mtev_listener_t *off = lt_make(&o);
   int fd = lt_connect(on);
   lt_expect(fd, "1\n", 0); /* the default */
   close(fd);
@@ -477,7 +470,7 @@ static void test_no_delay(void) { lt_run(2, body_no_delay); }
 static void body_max_connections(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = idle_service,
                             .max_connections = 2};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   int a = lt_connect(l), b = lt_connect(l);
   lt_send(a, "a");
   lt_expect(a, "a", 0);
@@ -521,7 +514,7 @@ static void body_reuseport(void) {
     T_CHECKF(lt_port_taken(err) && ++tries < 10, "mtev_listener_create: %s", err);
     o.port = port = lt_free_port();
   }
-  mtev_listener_t *l2 = make(&o);
+  mtev_listener_t *l2 = lt_make(&o);
   mtev_listener_opts_t plain = o;
   plain.reuseport = mtev_false;
   T_CHECK(mtev_listener_create(&plain, err, sizeof(err)) == NULL);
@@ -570,7 +563,7 @@ static void stop_round(mtev_boolean in_loop) {
   cancelled_seen = 0;
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = cancel_service,
                             .accept_in_loop = in_loop};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   int a = lt_connect(l), b = lt_connect(l);
   lt_send(a, "a");
   lt_expect(a, "a", 0);
@@ -605,7 +598,7 @@ static void body_stop(void) {
   stop_round(mtev_true);
   /* no grace: connections are never cancelled, the stop waits for them */
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = cancel_service};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   int a = lt_connect(l);
   lt_send(a, "a");
   lt_expect(a, "a", 0);
@@ -619,7 +612,7 @@ static void body_stop(void) {
   /* classic connections are shut down at the deadline */
   mtev_listener_opts_t c = {.address = "127.0.0.1", .callback = classic_cb,
                             .config = cfg("greeting", "hi", NULL, NULL)};
-  l = make(&c);
+  l = lt_make(&c);
   a = lt_connect(l);
   lt_send(a, "x\n");
   lt_expect(a, "classic:x\n", 0);
@@ -657,7 +650,7 @@ static int wait_done(void *p) { (void)p; return LOADA(&wait_rc) != -2; }
 
 static void body_wait(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = cancel_service};
-  wait_l = make(&o);
+  wait_l = lt_make(&o);
   deadlk_ok = 0;
   eventer_add(eventer_alloc_timer(deadlk_cb, NULL, NULL));
   lt_wait_for(deadlk_done, NULL, 5000, "the timer");
@@ -706,7 +699,7 @@ static void body_eof(void) {
   /* the seed's loop with a half-closing client: one answer, then the
    * write after EOF fails and the loop ends (no endless "thanks!") */
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = lt_seed_service};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   int fd = lt_connect(l);
   lt_send(fd, "x\n");
   shutdown(fd, SHUT_WR);
@@ -717,7 +710,7 @@ static void body_eof(void) {
   /* half_close off (aco default): a write after EOF is -1/EPIPE */
   after_eof_done = 0;
   mtev_listener_opts_t a = {.address = "127.0.0.1", .aco_function = after_eof_service};
-  mtev_listener_t *la = make(&a);
+  mtev_listener_t *la = lt_make(&a);
   fd = lt_connect(la);
   shutdown(fd, SHUT_WR);
   T_EQ(drain(fd, buf, sizeof(buf)), 0);
@@ -728,7 +721,7 @@ static void body_eof(void) {
   /* half_close on: it goes through */
   after_eof_done = 0;
   a.config = cfg("half_close", "on", NULL, NULL);
-  mtev_listener_t *lb = make(&a);
+  mtev_listener_t *lb = lt_make(&a);
   fd = lt_connect(lb);
   shutdown(fd, SHUT_WR);
   T_EQ(drain(fd, buf, sizeof(buf)), 10);
@@ -763,7 +756,7 @@ static void body_vanish(void) {
   signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill the test */
   blast_done = 0;
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = blast_service};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   char buf[100000];
   /* the peer closes mid-stream: the next writes hit a reset socket */
   int fd = lt_connect(l);
@@ -774,7 +767,7 @@ static void body_vanish(void) {
            strerror(blast_errno[0]));
   /* the peer resets */
   o.service_ctx = &o;
-  mtev_listener_t *l2 = make(&o);
+  mtev_listener_t *l2 = lt_make(&o);
   fd = lt_connect(l2);
   lt_recv_exact(fd, buf, 1000);
   struct linger lg = {1, 0};
@@ -796,7 +789,7 @@ static void noclose_service(void) {
 }
 static void body_noclose(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = noclose_service};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   for (int i = 0; i < 5; i++) {
     int fd = lt_connect(l);
     lt_expect(fd, "bye\n", 0);
@@ -830,7 +823,7 @@ static void *many_client(void *arg) {
 static void body_many(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = lt_seed_service,
                             .fanout = mtev_true, .backlog = 256};
-  many_l = make(&o);
+  many_l = lt_make(&o);
   int64_t events = eventer_allocations_current();
   long n = t_scale(10000, 20);
   enum { CLIENTS = 4 };
@@ -878,7 +871,7 @@ static void body_emfile(void) {
   accept_lines = 0;
   mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = lt_seed_service,
                             .backlog = 64, .accept_in_loop = emfile_in_loop};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   int cl[K];
   for (int i = 0; i < K; i++) T_CHECK((cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
   struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -951,7 +944,7 @@ static void body_emfile_stop(void) {
   for (int round = 0; round < 2; round++) {
     mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = lt_seed_service,
                               .backlog = 64, .accept_in_loop = round ? mtev_true : mtev_false};
-    mtev_listener_t *l = make(&o);
+    mtev_listener_t *l = lt_make(&o);
     enum { K = 8 };
     int cl[K];
     for (int i = 0; i < K; i++) T_CHECK((cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
@@ -1011,7 +1004,7 @@ static void body_stop_under_load(void) {
     mtev_listener_opts_t o = {.address = "127.0.0.1", .aco_function = cancel_service,
                               .fanout = mtev_true, .backlog = 64,
                               .accept_in_loop = round ? mtev_true : mtev_false};
-    mtev_listener_t *l = make(&o);
+    mtev_listener_t *l = lt_make(&o);
     hammer_stop = 0;
     pthread_t t[4];
     for (int i = 0; i < 4; i++)
@@ -1094,7 +1087,7 @@ static void body_errors(void) {
   expect_error(o, EADDRINUSE, want, "in use");
   close(holder);
   /* two listeners on one address */
-  mtev_listener_t *first = make(&o);
+  mtev_listener_t *first = lt_make(&o);
   expect_error(o, EADDRINUSE, want, "another listener");
   o.address = "*"; /* 0.0.0.0 overlaps: the kernel refuses */
   expect_error(o, EADDRINUSE, "in use", NULL);
@@ -1144,11 +1137,11 @@ static void body_dispatch(void) {
   /* registered by name, and given in the options */
   mtev_listener_opts_t named = {.address = "127.0.0.1", .type = "by_name",
                                 .config = cfg("tag", "named", NULL, NULL)};
-  mtev_listener_t *a = make(&named);
+  mtev_listener_t *a = lt_make(&named);
   mtev_listener_opts_t direct = {.address = "127.0.0.1", .dispatch = dispatch_start,
                                  .dispatch_closure = &dispatch_starts, .fanout = mtev_true,
                                  .config = cfg("tag", "direct", NULL, NULL)};
-  mtev_listener_t *b = make(&direct);
+  mtev_listener_t *b = lt_make(&direct);
   mtev_listener_opts_t o;
   T_EQ(mtev_listener_get_opts(b, &o), 0);
   T_CHECK(o.dispatch == dispatch_start && o.dispatch_closure == &dispatch_starts);

@@ -50,13 +50,6 @@ static mtev_hash_table *table(mtev_hash_table *h, const char *k, ...) {
   return h;
 }
 
-static mtev_listener_t *make(const mtev_listener_opts_t *o) {
-  char err[1024];
-  mtev_listener_t *l = mtev_listener_create(o, err, sizeof(err));
-  T_CHECKF(l, "mtev_listener_create: %s (errno %d)", err, errno);
-  return l;
-}
-
 static const char burst[] = "abcdefghijklmnopqrstuvwxyz0123456789"; /* 36 */
 
 static void plain_client(mtev_listener_t *l) {
@@ -118,7 +111,7 @@ static void body(void) {
       .ssl = mtev_true,
       .sslconfig = table(&ts, "certificate_file", C->srv, "key_file",
                          C->srv_key, NULL)};
-  mtev_listener_t *lp = make(&op), *lt = make(&ot);
+  mtev_listener_t *lp = lt_make(&op), *lt = lt_make(&ot);
   mtev_hash_destroy(&pc, NULL, NULL);
   mtev_hash_destroy(&tc, NULL, NULL);
   mtev_hash_destroy(&ts, NULL, NULL);

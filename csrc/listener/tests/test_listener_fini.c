@@ -39,18 +39,6 @@ static void start(int other) {
   served = 0;
 }
 
-static mtev_listener_t *make(const mtev_listener_opts_t *o) {
-  char err[1024];
-  mtev_listener_t *l = mtev_listener_create(o, err, sizeof(err));
-  T_CHECKF(l, "mtev_listener_create: %s (errno %d)", err, errno);
-  return l;
-}
-
-static void run_once(void) {
-  struct timeval tick = {0, 10000};
-  T_EQ(eventer_run_once(NULL, &tick), EVENTER_RUN_DONE);
-}
-
 static uint64_t accepted(mtev_listener_t *l) {
   mtev_listener_stats_t st;
   T_EQ(mtev_listener_get_stats(l, &st), 0);
@@ -66,12 +54,10 @@ static uint64_t active(mtev_listener_t *l) {
 /* Iterations of loop 0 (none blocks long) until l accepted n; generous:
  * a slow runner only takes longer. */
 static void run_until_accepted(mtev_listener_t *l, uint64_t n) {
-  for (int i = 0; i < 6000 && accepted(l) < n; i++) run_once();
+  for (int i = 0; i < 6000 && accepted(l) < n; i++) lt_run_once();
   T_EQ(accepted(l), n);
 }
 
-/* The server's end of the connection on the listener's port: connected,
- * bound to that port. */
 /* The loop stops (run_once returns STOPPED before its task phase) and
  * eventer_fini drops what was queued.  Then: no closure left, the fd
  * closed, the listener stopped and off the list, ours the last reference. */
@@ -83,11 +69,7 @@ static void stop_and_check(mtev_listener_t *l, int srv) {
   T_EQ(mtev_acceptor_closures_live(), 0);
   T_EQ(active(l), 0);
   T_EQ(eventer_allocations_current(), 0);
-  if (srv >= 0) {
-    errno = 0;
-    T_EQ(fcntl(srv, F_GETFD), -1);
-    T_EQ(errno, EBADF);
-  }
+  if (srv >= 0) lt_expect_closed(srv);
   struct timeval zero = {0, 0};
   T_EQ(mtev_listener_wait(l, &zero), 0); /* stopped */
   int n = 0;
@@ -108,7 +90,7 @@ static void handoff(int how) {
                             .accept_in_loop = mtev_true,
                             .fanout = mtev_true,
                             .fanout_pool = "other"};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   int port = mtev_listener_get_port(l);
   int client = lt_connect(l);
   run_until_accepted(l, 1);
@@ -116,8 +98,8 @@ static void handoff(int how) {
   T_EQ(mtev_acceptor_closures_live(), 1);
   struct timeval grace = {0, 0};
   T_EQ(mtev_listener_stop(l, how ? &grace : NULL), 0);
-  run_once(); /* the stop: the acceptor goes, the deadline is queued */
-  if (how) run_once(); /* the deadline: the cancel goes to "other" */
+  lt_run_once(); /* the stop: the acceptor goes, the deadline is queued */
+  if (how) lt_run_once(); /* the deadline: the cancel goes to "other" */
   struct timeval zero = {0, 0};
   T_EQ(mtev_listener_wait(l, &zero), -1); /* not stopped: a connection */
   T_EQ(errno, ETIMEDOUT);
@@ -138,9 +120,9 @@ static void test_fin_discarded(void) {
   mtev_listener_opts_t o = {.address = "127.0.0.1",
                             .callback = never_cb,
                             .accept_in_loop = mtev_true};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   T_EQ(mtev_listener_stop(l, NULL), 0);
-  run_once(); /* the stop: fin is posted for the next iteration */
+  lt_run_once(); /* the stop: fin is posted for the next iteration */
   struct timeval zero = {0, 0};
   T_EQ(mtev_listener_wait(l, &zero), -1);
   T_EQ(errno, ETIMEDOUT);
@@ -176,14 +158,14 @@ static void test_deferred_free_discarded(void) {
                             .callback = keep_cb,
                             .accept_in_loop = mtev_true,
                             .config = &cfg};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   mtev_hash_destroy(&cfg, NULL, NULL);
   kept = NULL;
   int client = lt_connect(l);
-  for (int i = 0; i < 6000 && !kept; i++) run_once();
+  for (int i = 0; i < 6000 && !kept; i++) lt_run_once();
   T_CHECK(kept != NULL);
   T_EQ(mtev_listener_stop(l, NULL), 0);
-  run_once(); /* the stop */
+  lt_run_once(); /* the stop */
   pthread_t t;
   T_EQ(pthread_create(&t, NULL, free_kept, NULL), 0);
   T_EQ(pthread_join(t, NULL), 0);
@@ -255,7 +237,7 @@ static void tls_start(int conv) {
                             .accept_in_loop = mtev_true,
                             .ssl = mtev_true,
                             .sslconfig = &ssl};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   mtev_hash_destroy(&ssl, NULL, NULL);
   int port = mtev_listener_get_port(l);
   disp_started = 0;
@@ -274,7 +256,7 @@ static void tls_start(int conv) {
   for (int i = 0; i < 6000 && mtev_acceptor_closures_live() == 1 &&
                   !mtev_acceptor_closure_remote_cn(ac);
        i++)
-    run_once();
+    lt_run_once();
   T_EQ(mtev_acceptor_closures_live(), 1);
   T_CHECK(mtev_acceptor_closure_remote_cn(ac) != NULL);
   T_STR_EQ(mtev_acceptor_closure_remote_cn(ac), "client.example");
@@ -326,7 +308,7 @@ static void tls_aco(int in_hs) {
                             .accept_in_loop = mtev_true,
                             .ssl = mtev_true,
                             .sslconfig = &ssl};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   mtev_hash_destroy(&ssl, NULL, NULL);
   int port = mtev_listener_get_port(l);
   tls_co_entered = tls_co_returned = 0;
@@ -335,12 +317,12 @@ static void tls_aco(int in_hs) {
   if (in_hs) {
     client = lt_connect(l);
     run_until_accepted(l, 1);
-    for (int i = 0; i < 5; i++) run_once(); /* the coroutine parks in the handshake */
+    for (int i = 0; i < 5; i++) lt_run_once(); /* the coroutine parks in the handshake */
   } else {
     cl_read = 1;
     __atomic_store_n(&cl_port, port, __ATOMIC_RELEASE);
     T_EQ(pthread_create(&t, NULL, tls_client, NULL), 0);
-    for (int i = 0; i < 6000 && tls_co_entered == 0; i++) run_once();
+    for (int i = 0; i < 6000 && tls_co_entered == 0; i++) lt_run_once();
     T_EQ(tls_co_entered, 1);
   }
   int srv = lt_server_fd(port);
@@ -352,9 +334,7 @@ static void tls_aco(int in_hs) {
   T_EQ(mtev_acceptor_closures_live(), 0);
   T_EQ(active(l), 0);
   T_EQ(eventer_allocations_current(), 0);
-  errno = 0;
-  T_EQ(fcntl(srv, F_GETFD), -1);
-  T_EQ(errno, EBADF);
+  lt_expect_closed(srv);
   struct timeval zero = {0, 0};
   T_EQ(mtev_listener_wait(l, &zero), 0);
   mtev_listener_release(l);

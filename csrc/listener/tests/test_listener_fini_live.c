@@ -26,25 +26,12 @@ static void start(int other) {
   T_EQ(eventer_loop_attach(0), 0);
 }
 
-static mtev_listener_t *make(const mtev_listener_opts_t *o) {
-  char err[1024];
-  mtev_listener_t *l = mtev_listener_create(o, err, sizeof(err));
-  T_CHECKF(l, "mtev_listener_create: %s (errno %d)", err, errno);
-  return l;
-}
-
-static void run_once(void) {
-  struct timeval tick = {0, 10000};
-  T_EQ(eventer_run_once(NULL, &tick), EVENTER_RUN_DONE);
-}
-
 static uint64_t stat_of(mtev_listener_t *l, int active) {
   mtev_listener_stats_t st;
   T_EQ(mtev_listener_get_stats(l, &st), 0);
   return active ? st.active : st.accepted;
 }
 
-/* The server's end of the connection on the listener's port. */
 /* a thread blocked in mtev_listener_wait across the fini (the bound only
  * keeps a broken fini from hanging the test: it fails with -1) */
 static int waited = -2;
@@ -108,9 +95,9 @@ static void idle_listener(int how) {
   mtev_listener_opts_t o = {.address = "127.0.0.1",
                             .callback = never_cb,
                             .accept_in_loop = mtev_true};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   int lfd = listen_fd(mtev_listener_get_port(l));
-  run_once(); /* the accept event is registered and polled */
+  lt_run_once(); /* the accept event is registered and polled */
   T_EQ(eventer_allocations_current(), 1);
   if (how) T_EQ(mtev_listener_stop(l, NULL), 0);
   fini_and_check(l, lfd);
@@ -123,9 +110,9 @@ static void test_accept_thread_at_fini(void) {
   int fds = lt_fd_count();
   start(0);
   mtev_listener_opts_t o = {.address = "127.0.0.1", .callback = never_cb};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   int lfd = listen_fd(mtev_listener_get_port(l));
-  run_once();
+  lt_run_once();
   fini_and_check(l, lfd);
   T_EQ(lt_fd_count(), fds);
 }
@@ -192,12 +179,12 @@ static void aco_conn(int mode, int stopped) {
   mtev_listener_opts_t o = {.address = "127.0.0.1",
                             .aco_function = co_fn,
                             .accept_in_loop = mtev_true};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   co_l = l;
   int port = mtev_listener_get_port(l);
   int lfd = listen_fd(port);
   int client = lt_connect(l);
-  for (int i = 0; i < 6000 && co_entered == 0; i++) run_once();
+  for (int i = 0; i < 6000 && co_entered == 0; i++) lt_run_once();
   T_EQ(co_entered, 1);
   int srv = mode == CO_FREED_SLEEP ? -1 : lt_server_fd(port);
   T_EQ(mtev_acceptor_closures_live(), 1);
@@ -211,7 +198,7 @@ static void aco_conn(int mode, int stopped) {
   }
   if (stopped) {
     T_EQ(mtev_listener_stop(l, NULL), 0);
-    run_once(); /* the stop: the acceptor goes; the connection stays */
+    lt_run_once(); /* the stop: the acceptor goes; the connection stays */
     T_EQ(stat_of(l, 1), 1);
     struct timeval zero = {0, 0};
     T_EQ(mtev_listener_wait(l, &zero), -1);
@@ -277,16 +264,16 @@ static void layer_ends_conn(int idle) {
                             .dispatch = svc_start,
                             .accept_in_loop = mtev_true,
                             .config = &cfg};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   mtev_hash_destroy(&cfg, NULL, NULL);
   int port = mtev_listener_get_port(l);
   int lfd = listen_fd(port);
   int client = lt_connect(l);
-  for (int i = 0; i < 6000 && !svc_e; i++) run_once();
+  for (int i = 0; i < 6000 && !svc_e; i++) lt_run_once();
   T_CHECK(svc_e != NULL);
   int srv = lt_server_fd(port);
   T_EQ(mtev_listener_stop(l, NULL), 0);
-  run_once(); /* the stop: the acceptor goes; the connection stays */
+  lt_run_once(); /* the stop: the acceptor goes; the connection stays */
   T_EQ(stat_of(l, 1), 1);
   svc_task.run = svc_task_run;
   T_EQ(eventer_task_post_to(eventer_pool_loop(eventer_pool("default"), 0), &svc_task), 0);

@@ -660,13 +660,6 @@ static mtev_hash_table *table(const char *k, ...) {
   return &h;
 }
 
-static mtev_listener_t *make(const mtev_listener_opts_t *o) {
-  char err[1024];
-  mtev_listener_t *l = mtev_listener_create(o, err, sizeof(err));
-  T_CHECKF(l, "mtev_listener_create: %s (errno %d)", err, errno);
-  return l;
-}
-
 static void body_api(void) {
   mtev_listener_opts_t o = {
       .address = "127.0.0.1",
@@ -674,7 +667,7 @@ static void body_api(void) {
       .ssl = mtev_true,
       .sslconfig = table("certificate_file", C->rsa, "key_file", C->rsa_key,
                          "alpn", "x-prog", "ca_chain", C->ca, NULL)};
-  mtev_listener_t *l = make(&o);
+  mtev_listener_t *l = lt_make(&o);
   table(NULL); /* copied: the listener does not need the caller's table */
   int port = mtev_listener_get_port(l);
   T_STR_EQ(whoami_via(port, "-alpn", "x-prog", NULL, NULL),
@@ -695,7 +688,7 @@ static void body_api(void) {
       .ssl = mtev_true,
       .sslconfig = table("certificate_file", C->srv, "key_file", C->srv_key,
                          "layer", "tlsv1.2", NULL)};
-  mtev_listener_t *lc = make(&oc);
+  mtev_listener_t *lc = lt_make(&oc);
   t_child_t c;
   s_client(&c, mtev_listener_get_port(lc), NULL);
   t_child_send(&c, "hi\n");
@@ -719,7 +712,7 @@ static void body_api(void) {
   T_CHECKF(strstr(err, "/nonexistent.pem"), "%s", err);
   /* ssl off: the sslconfig is not looked at */
   oc.ssl = mtev_false;
-  mtev_listener_t *lp = make(&oc);
+  mtev_listener_t *lp = lt_make(&oc);
   int fd = lt_connect(lp);
   lt_send(fd, "hi\n");
   lt_expect(fd, "ok\n", 0);
@@ -797,7 +790,7 @@ static void body_first_data(void) {
                              .ssl = mtev_true, .sslconfig = sc};
   mtev_listener_opts_t oa = {.address = "127.0.0.1", .aco_function = aco_ok,
                              .ssl = mtev_true, .sslconfig = sc};
-  mtev_listener_t *lc = make(&oc), *la = make(&oa);
+  mtev_listener_t *lc = lt_make(&oc), *la = lt_make(&oa);
   table(NULL);
   /* the classic callback's first call says READ|WRITE, so it reads what
    * the handshake buffered; the aco function's read finds it too */
@@ -885,7 +878,7 @@ static void body_handoff(void) {
                             .ssl = mtev_true, .sslconfig = sc};
   mtev_listener_opts_t oc = {.address = "127.0.0.1", .callback = classic_conv,
                              .ssl = mtev_true, .sslconfig = sc};
-  mtev_listener_t *l = make(&o), *lc = make(&oc);
+  mtev_listener_t *l = lt_make(&o), *lc = lt_make(&oc);
   table(NULL);
   const int n = 6;
   for (int i = 0; i < n; i++) {
@@ -923,7 +916,7 @@ static void body_stop(void) {
                              .ssl = mtev_true, .sslconfig = sc};
   mtev_listener_opts_t oc = {.address = "127.0.0.1", .callback = classic_ok,
                              .ssl = mtev_true, .sslconfig = sc};
-  mtev_listener_t *la = make(&oa), *lc = make(&oc);
+  mtev_listener_t *la = lt_make(&oa), *lc = lt_make(&oc);
   table(NULL);
   /* silent connections, and ones that sent half a ClientHello */
   int fds[4];
@@ -968,7 +961,7 @@ static void body_end_handshakes(void) {
                               "handshake_timeout", "60000", NULL);
   mtev_listener_opts_t oc = {.address = "127.0.0.1", .callback = classic_ok,
                              .ssl = mtev_true, .sslconfig = sc};
-  mtev_listener_t *lc = make(&oc);
+  mtev_listener_t *lc = lt_make(&oc);
   table(NULL);
   T_EQ(mtev_listener_end_handshakes(lc), -1); /* still running */
   T_EQ(errno, EINVAL);
@@ -1021,7 +1014,7 @@ static void body_idle_hs(void) {
                              .ssl = mtev_true, .sslconfig = sc, .config = &config};
   mtev_listener_opts_t oc = {.address = "127.0.0.1", .callback = classic_ok,
                              .ssl = mtev_true, .sslconfig = sc, .config = &config};
-  mtev_listener_t *ls[2] = {make(&oa), make(&oc)};
+  mtev_listener_t *ls[2] = {lt_make(&oa), lt_make(&oc)};
   table(NULL);
   mtev_hash_destroy(&config, NULL, NULL);
   for (int i = 0; i < 2; i++) {
@@ -1214,7 +1207,7 @@ static void body_bad(void) {
   mtev_listener_opts_t oc = {.address = "127.0.0.1", .callback = classic_ok,
                              .ssl = mtev_true, .sslconfig = sc, .backlog = 1024,
                              .fanout = mtev_true};
-  mtev_listener_t *ls[2] = {make(&oa), make(&oc)};
+  mtev_listener_t *ls[2] = {lt_make(&oa), lt_make(&oc)};
   table(NULL);
   memset(&K, 0, sizeof(K));
   K.port[0] = mtev_listener_get_port(ls[0]);
